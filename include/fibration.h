@@ -1,0 +1,492 @@
+/*
+ * fibration.h — the public API of libfibration.
+ *
+ * libfibration finds the local symmetries of neural networks and directed
+ * graphs — fibers, flavoured opfibers and covers — and uses them to compress
+ * a network without changing what it computes (the base), to lift a base back
+ * to full width, and to break symmetry for continual learning.
+ *
+ * This header is the reference manual. Conventions used throughout:
+ *
+ *  - Every fallible function returns an int32_t status: FIB_OK (0) or one of
+ *    the negative FIB_E_* codes below. Their values are fixed forever; new
+ *    codes are only appended. Results come back through out-parameters, which
+ *    are left untouched on failure unless stated otherwise.
+ *  - After a failing call, fib_last_error() returns a message for the calling
+ *    thread that names the group, block and index at fault.
+ *  - The library never aborts, exits or prints.
+ *  - No C enum appears in any signature: kinds (dtype, activation, symmetry,
+ *    tolerance) are int32_t constants defined here as macros.
+ *  - Handles are opaque. Every *_free(NULL) is a no-op.
+ *  - Weights passed to builder functions are BORROWED unless FIB_COPY is
+ *    given: the caller keeps them alive and unchanged while the graph lives.
+ *  - Matrices are row-major with a leading dimension `ld` (elements between
+ *    the starts of two rows, ld >= number of columns).
+ *  - Unit indices are 0-based int64_t; group ids are 0-based int32_t, given
+ *    out in creation order.
+ *  - Thread safety: distinct handles may be used from different threads;
+ *    functions taking a const handle may run concurrently on the same handle.
+ */
+#ifndef FIBRATION_H
+#define FIBRATION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && !defined(FIB_STATIC)
+#  ifdef FIB_BUILDING_LIBRARY
+#    define FIB_API __declspec(dllexport)
+#  else
+#    define FIB_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__) && defined(FIB_BUILDING_LIBRARY)
+#  define FIB_API __attribute__((visibility("default")))
+#else
+#  define FIB_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define FIB_VERSION_MAJOR 0
+#define FIB_VERSION_MINOR 1
+#define FIB_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH */
+#define FIB_VERSION_NUMBER \
+    (FIB_VERSION_MAJOR * 10000 + FIB_VERSION_MINOR * 100 + FIB_VERSION_PATCH)
+
+/* The version of the library actually loaded, as FIB_VERSION_NUMBER. */
+FIB_API int32_t fib_version(void);
+/* The same as a static string, "MAJOR.MINOR.PATCH". */
+FIB_API const char *fib_version_string(void);
+
+/* Feature bits returned by fib_features(). */
+#define FIB_FEATURE_OPENMP 1u /* built with OpenMP: n_threads > 1 is honoured */
+#define FIB_FEATURE_AVX2 2u   /* the AVX2 kernels are the ones in use */
+#define FIB_FEATURE_AVX512 4u /* the AVX-512 kernels are the ones in use */
+
+/* What this build and this CPU provide, as FIB_FEATURE_* bits. */
+FIB_API uint32_t fib_features(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes and errors                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define FIB_OK 0
+#define FIB_E_NULL (-1)        /* a required pointer argument is NULL */
+#define FIB_E_INVALID (-2)     /* an argument has no meaning (unknown kind, bad flag, eps < 0) */
+#define FIB_E_SHAPE (-3)       /* sizes that must agree do not */
+#define FIB_E_NONFINITE (-4)   /* a weight or input is NaN or infinite */
+#define FIB_E_OVERFLOW (-5)    /* a size is too large to be represented */
+#define FIB_E_NOMEM (-6)       /* an allocation failed; nothing leaked, handles unchanged */
+#define FIB_E_RANGE (-7)       /* a group id, unit index or class index is out of range */
+#define FIB_E_MISMATCH (-8)    /* handles that do not belong together (colouring of another graph) */
+#define FIB_E_UNSUPPORTED (-9) /* a valid request this version cannot do; the message says what */
+#define FIB_E_IO (-10)         /* a file could not be opened, read or written */
+#define FIB_E_FORMAT (-11)     /* a file or description is malformed; the message says where */
+#define FIB_E_CANCELLED (-12)  /* the progress callback asked to stop */
+#define FIB_E_BUFFER (-13)     /* a caller buffer is too small; the required size is reported */
+
+/* The name of a status code ("FIB_E_SHAPE"), or "FIB_E_UNKNOWN". Never NULL. */
+FIB_API const char *fib_status_name(int32_t status);
+
+/* The message of the last failing call on this thread, "" if none. The
+ * string belongs to the library and is valid until the next call on this
+ * thread. */
+FIB_API const char *fib_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Kinds                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Element types of weight and activity buffers. */
+#define FIB_DTYPE_F32 1
+#define FIB_DTYPE_F64 2
+
+/* Activations applied to a group after its block. */
+#define FIB_ACT_LINEAR 0
+#define FIB_ACT_RELU 1
+#define FIB_ACT_LEAKY_RELU 2 /* parameter: the negative slope (PyTorch default 0.01) */
+#define FIB_ACT_TANH 3
+#define FIB_ACT_SIGMOID 4
+#define FIB_ACT_GELU 5       /* exact form 0.5 x (1 + erf(x / sqrt 2)) */
+#define FIB_ACT_SILU 6
+
+/* What produces a group (fib_graph_group_info). */
+#define FIB_OP_INPUT 0
+#define FIB_OP_DENSE 1
+#define FIB_OP_SUM 2
+
+/* Which symmetry a colouring describes. */
+#define FIB_SYM_FIBERS 1   /* input trees: computed forward, inputs all distinct */
+#define FIB_SYM_OPFIBERS 2 /* flavoured output trees: backward, outputs all distinct */
+#define FIB_SYM_COVERS 3   /* fibers meet opfibers */
+
+/* How equal two colour-sum signatures must be to share a class. */
+#define FIB_TOL_EXACT 0 /* equal up to the rounding of the sums (see fib_color) */
+#define FIB_TOL_ABS 1   /* every coordinate spans at most eps inside a class */
+
+/* Builder flags. */
+#define FIB_COPY 1u /* copy the weights instead of borrowing them */
+
+/* ------------------------------------------------------------------------ */
+/* Graphs                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A network: groups of units, each produced by one operation (an input, a
+ * dense block over another group, the sum of two groups), followed by the
+ * group's activation. Groups are created in topological order. A group that
+ * no other group reads is an output group. */
+typedef struct fib_graph fib_graph;
+
+/* Creates an empty graph. */
+FIB_API int32_t fib_graph_create(fib_graph **out);
+/* Frees a graph and everything it owns. NULL is a no-op. */
+FIB_API void fib_graph_free(fib_graph *graph);
+
+/* Adds an input group of n_units units (1 <= n_units <= 2^40).
+ * Its id is written to *group_out. */
+FIB_API int32_t fib_graph_add_input(fib_graph *graph, int64_t n_units,
+                                    int32_t *group_out);
+
+/* Adds a dense block: a new group of n_out units computing
+ *     z[i] = sum_k weights[i * ld + k] * x[k] + bias[i]
+ * over the units x of group `source` (n_in = its width, ld >= n_in). The new
+ * group starts with the linear activation (see fib_graph_set_activation).
+ * dtype is FIB_DTYPE_F32 or FIB_DTYPE_F64 for both weights and bias; bias may
+ * be NULL (no bias). flags: 0 (borrow) or FIB_COPY.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype, flags),
+ * FIB_E_SHAPE (n_out < 1, ld < n_in), FIB_E_OVERFLOW, FIB_E_NONFINITE (the
+ * message gives row and column), FIB_E_NOMEM. */
+FIB_API int32_t fib_graph_add_dense(fib_graph *graph, int32_t source,
+                                    int64_t n_out, int32_t dtype,
+                                    const void *weights, int64_t ld,
+                                    const void *bias, uint32_t flags,
+                                    int32_t *group_out);
+
+/* Adds the elementwise sum of two groups of equal width (a residual
+ * connection): z[i] = a[i] + b[i]. Errors: FIB_E_RANGE, FIB_E_SHAPE. */
+FIB_API int32_t fib_graph_add_sum(fib_graph *graph, int32_t a, int32_t b,
+                                  int32_t *group_out);
+
+/* Sets the activation of a non-input group (FIB_ACT_*). `parameter` is the
+ * negative slope of FIB_ACT_LEAKY_RELU and ignored otherwise.
+ * Errors: FIB_E_RANGE, FIB_E_INVALID (unknown kind, input group, non-finite
+ * parameter). */
+FIB_API int32_t fib_graph_set_activation(fib_graph *graph, int32_t group,
+                                         int32_t activation, double parameter);
+
+/* Gives a group a name (copied; at most 255 bytes) used in reports. */
+FIB_API int32_t fib_graph_set_group_name(fib_graph *graph, int32_t group,
+                                         const char *name);
+
+/* Overrides the tolerance eps used for one group by fib_color with
+ * FIB_TOL_ABS; eps < 0 removes the override. Errors: FIB_E_RANGE,
+ * FIB_E_INVALID (NaN). */
+FIB_API int32_t fib_graph_set_group_eps(fib_graph *graph, int32_t group,
+                                        double eps);
+
+/* Number of groups. */
+FIB_API int32_t fib_graph_num_groups(const fib_graph *graph, int32_t *n_out);
+
+/* Describes a group. Any out-pointer may be NULL.
+ *   op:         FIB_OP_*
+ *   n_units:    width
+ *   activation: FIB_ACT_*, and its parameter
+ *   has_bias:   1 if a dense block has a bias
+ *   n_sources:  number of groups read (0 for inputs, 1 dense, 2 sum)
+ *   is_output:  1 if no group reads this one */
+FIB_API int32_t fib_graph_group_info(const fib_graph *graph, int32_t group,
+                                     int32_t *op, int64_t *n_units,
+                                     int32_t *activation, double *parameter,
+                                     int32_t *has_bias, int32_t *n_sources,
+                                     int32_t *is_output);
+
+/* The i-th source group of a group (0 <= i < n_sources). */
+FIB_API int32_t fib_graph_group_source(const fib_graph *graph, int32_t group,
+                                       int32_t i, int32_t *source_out);
+
+/* The group's name, "" if none was set. Never NULL for a valid group; NULL
+ * when graph is NULL or group out of range. Valid while the graph lives. */
+FIB_API const char *fib_graph_group_name(const fib_graph *graph,
+                                         int32_t group);
+
+/* For a FIB_OP_SUM group: which unit of each source unit i adds, so that
+ * z[i] = a[index_a[i]] + b[index_b[i]]. In a graph built with
+ * fib_graph_add_sum both are the identity; a base gathers. Either array may
+ * be NULL. Each holds n_units entries. */
+FIB_API int32_t fib_graph_read_sum(const fib_graph *graph, int32_t group,
+                                   int64_t *index_a, int64_t *index_b);
+
+/* Copies a dense group's weights (n_units x n_in, row-major, leading
+ * dimension ld >= n_in) and bias (n_units, or NULL to skip) into caller
+ * buffers, converted to dtype. A group without bias writes zeros.
+ * Errors: FIB_E_RANGE, FIB_E_INVALID (not a dense group, dtype), FIB_E_SHAPE. */
+FIB_API int32_t fib_graph_read_dense(const fib_graph *graph, int32_t group,
+                                     int32_t dtype, void *weights, int64_t ld,
+                                     void *bias);
+
+/* Total number of weights and biases in the graph. */
+FIB_API int32_t fib_graph_num_parameters(const fib_graph *graph,
+                                         int64_t *n_out);
+
+/* Reference forward pass, computed in double precision. `inputs` is
+ * batch x (sum of input group widths, in group order), row-major; `outputs`
+ * is batch x (sum of output group widths, in group order). dtype applies to
+ * both buffers. Errors: FIB_E_NULL, FIB_E_SHAPE (batch < 1), FIB_E_INVALID,
+ * FIB_E_NONFINITE (an input), FIB_E_NOMEM. */
+FIB_API int32_t fib_graph_forward(const fib_graph *graph, int64_t batch,
+                                  int32_t dtype, const void *inputs,
+                                  void *outputs);
+
+/* Like fib_graph_forward, but writes the activity (after activation) of one
+ * group `group` into `activity` (batch x its width). */
+FIB_API int32_t fib_graph_forward_group(const fib_graph *graph, int64_t batch,
+                                        int32_t dtype, const void *inputs,
+                                        int32_t group, void *activity);
+
+/* Sum of the widths of the input groups and of the output groups. */
+FIB_API int32_t fib_graph_io_width(const fib_graph *graph, int64_t *n_inputs,
+                                   int64_t *n_outputs);
+
+/* ------------------------------------------------------------------------ */
+/* Colourings                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* A partition of every group's units into classes. Classes never span
+ * groups. Class ids are canonical: numbered 0, 1, ... in the order of their
+ * lowest unit index, so equal partitions give equal arrays. */
+typedef struct fib_coloring fib_coloring;
+
+/* Progress callback of long calls: `done` of `total` steps are finished.
+ * Return 0 to go on, anything else to cancel (the call then returns
+ * FIB_E_CANCELLED, frees what it made and leaves its inputs unchanged). */
+typedef int32_t (*fib_progress_fn)(void *user, int64_t done, int64_t total);
+
+typedef struct fib_color_options {
+    size_t struct_size;     /* sizeof(fib_color_options), set by init */
+    int32_t symmetry;       /* FIB_SYM_*; default FIB_SYM_FIBERS */
+    int32_t tolerance;      /* FIB_TOL_*; default FIB_TOL_EXACT */
+    double eps;             /* for FIB_TOL_ABS, >= 0; default 0 */
+    int32_t n_threads;      /* 0 = library default; results never depend on it */
+    int32_t reserved0;      /* must be 0 */
+    fib_progress_fn progress; /* may be NULL */
+    void *progress_user;
+} fib_color_options;
+
+/* Fills *options with the defaults. struct_size must be the caller's
+ * sizeof(fib_color_options) (newer fields beyond it are left at defaults).
+ * Errors: FIB_E_NULL, FIB_E_INVALID (struct_size too small). */
+FIB_API int32_t fib_color_options_init(fib_color_options *options,
+                                       size_t struct_size);
+
+/* Colours the graph. options may be NULL for the defaults.
+ *
+ * FIB_SYM_FIBERS: units of a group share a class iff, for every class c of
+ * every source group, their colour sums sum_{k in c} W[i,k] agree, and their
+ * biases agree (sum groups: their two source colours agree). Input units are
+ * all distinct. The result is the coarsest such partition (for EXACT).
+ *
+ * FIB_SYM_OPFIBERS: computed backward; output units are all distinct; units
+ * share a class iff for every class c' of every group reading them the sums
+ * sum_{k in c'} W[k,i] agree, and their flavours agree: the fiber class for
+ * a non-linear activation, one flavour for a linear one.
+ *
+ * FIB_SYM_COVERS: the meet of fibers and opfibers.
+ *
+ * FIB_TOL_EXACT compares sums up to their rounding: two sums a, b whose terms
+ * have absolute sums A, B are equal iff
+ *     |a - b| <= (4 u + (t + 1) 2^-53) (A + B),
+ * with u the unit roundoff of the weights' dtype (2^-24 for float32, 2^-53
+ * for float64) and t the number of terms. A lifted network whose members'
+ * weights are permuted or re-split within a class is therefore found.
+ * FIB_TOL_ABS guarantees: inside every class, every signature coordinate
+ * spans at most eps (max - min), plus the rounding allowance above.
+ * Classes are then formed by a deterministic sort-and-sweep; no pair of
+ * units further apart than eps in any coordinate ever shares a class.
+ *
+ * Errors: FIB_E_NULL, FIB_E_INVALID (options), FIB_E_CANCELLED, FIB_E_NOMEM. */
+FIB_API int32_t fib_color(const fib_graph *graph,
+                          const fib_color_options *options,
+                          fib_coloring **out);
+
+/* Creates a colouring of the given kind in which every unit is its own
+ * class, to be filled with fib_coloring_set_group (for checking or
+ * compressing with a partition computed elsewhere). */
+FIB_API int32_t fib_coloring_create(const fib_graph *graph, int32_t symmetry,
+                                    fib_coloring **out);
+
+/* Frees a colouring. NULL is a no-op. */
+FIB_API void fib_coloring_free(fib_coloring *coloring);
+
+/* Replaces the partition of one group. `colors` holds n_units class labels
+ * (any int64 values; they are renumbered canonically).
+ * Errors: FIB_E_RANGE, FIB_E_SHAPE (n_units differs from the group's). */
+FIB_API int32_t fib_coloring_set_group(fib_coloring *coloring, int32_t group,
+                                       const int64_t *colors, int64_t n_units);
+
+/* The symmetry kind (FIB_SYM_*) of a colouring. */
+FIB_API int32_t fib_coloring_symmetry(const fib_coloring *coloring,
+                                      int32_t *symmetry_out);
+
+/* Number of classes of a group. */
+FIB_API int32_t fib_coloring_num_classes(const fib_coloring *coloring,
+                                         int32_t group, int64_t *n_out);
+
+/* The class of each unit of a group, into colors[0 .. n_units). */
+FIB_API int32_t fib_coloring_colors(const fib_coloring *coloring,
+                                    int32_t group, int64_t *colors,
+                                    int64_t n_units);
+
+/* The size of each class of a group, into sizes[0 .. n_classes). */
+FIB_API int32_t fib_coloring_class_sizes(const fib_coloring *coloring,
+                                         int32_t group, int64_t *sizes,
+                                         int64_t n_classes);
+
+/* Checks whether a colouring of `graph` is balanced for its kind with
+ * tolerance eps (0: up to rounding, as FIB_TOL_EXACT): *balanced_out is 1 or
+ * 0. When 0, fib_last_error() describes the first violation found (group,
+ * class, units, coordinate). Input groups (fibers) and output groups
+ * (opfibers) are not checked. Errors: FIB_E_MISMATCH (colouring of another
+ * graph shape), FIB_E_INVALID (eps). */
+FIB_API int32_t fib_coloring_is_balanced(const fib_graph *graph,
+                                         const fib_coloring *coloring,
+                                         double eps, int32_t *balanced_out);
+
+/* ------------------------------------------------------------------------ */
+/* Base, lift, symmetry breaking                                            */
+/* ------------------------------------------------------------------------ */
+
+/* A compressed network (the base) and the projection of every original unit
+ * onto its base unit. */
+typedef struct fib_base fib_base;
+
+/* Merges every class of every hidden group into one unit (Eq. 10):
+ *     W_hat[c', c] = (1 / |c'|) sum_{i in c'} sum_{k in c} W[i, k]
+ * (mean over the output class, sum over the input class); bias = mean over
+ * the class. Input and output groups are never merged. For a colouring that
+ * refines the fibers (exact fibers or covers), the base computes exactly the
+ * same outputs, up to rounding. Base weights are float64 and owned by the
+ * base. Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_NOMEM. */
+FIB_API int32_t fib_compress(const fib_graph *graph,
+                             const fib_coloring *coloring, fib_base **out);
+
+/* Frees a base and its graph. NULL is a no-op. */
+FIB_API void fib_base_free(fib_base *base);
+
+/* The base network, owned by the base (do not free it). */
+FIB_API const fib_graph *fib_base_graph(const fib_base *base);
+
+/* For each unit of group `group` of the original graph, the unit of the
+ * same group of the base it was merged into: projection[0 .. n_units). */
+FIB_API int32_t fib_base_projection(const fib_base *base, int32_t group,
+                                    int64_t *projection, int64_t n_units);
+
+/* Lifts a base back to full width: unit i of every group copies base unit
+ * projection[i]; incoming weights from a merged class are split evenly over
+ * its members. The lift has the original's shape, computes the same outputs
+ * as the base, and its fibers are the base's classes. `weights` is either
+ * NULL (lift the base's own graph) or a graph of the same structure as
+ * fib_base_graph(base) with other weights (for example a retrained base).
+ * The result owns float64 weights. Errors: FIB_E_MISMATCH, FIB_E_NOMEM. */
+FIB_API int32_t fib_lift(const fib_base *base, const fib_graph *weights,
+                         fib_graph **out);
+
+/* Symmetry breaking for continual learning: compresses `graph` by
+ * `coloring` (normally its covers; NULL computes exact covers), then brings
+ * every hidden group back to its original width with new units whose input
+ * weights and bias are drawn uniformly from +-1/sqrt(fan_in) by a generator
+ * seeded with `seed`, and whose output weights are zero. The result has the
+ * original's shape and computes the same outputs as the base.
+ * Errors: FIB_E_UNSUPPORTED (graphs with sum groups), FIB_E_MISMATCH,
+ * FIB_E_NOMEM. */
+FIB_API int32_t fib_break_symmetry(const fib_graph *graph,
+                                   const fib_coloring *coloring,
+                                   uint64_t seed, fib_graph **out);
+
+/* ------------------------------------------------------------------------ */
+/* Model files                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Networks are stored as safetensors files (docs/model-files.md): tensors of
+ * dtype F32, F64, F16 or BF16, and the structure as JSON in the
+ * __metadata__ entry "fibration". Every header field is validated; a
+ * malformed or truncated file gives FIB_E_FORMAT with a message naming the
+ * file, the tensor and the field, never a crash. */
+
+typedef struct fib_load_options {
+    size_t struct_size; /* sizeof(fib_load_options), set by init */
+    int32_t activation; /* FIB_ACT_* of the hidden layers of a file without
+                           structure metadata (a state dict); default
+                           FIB_ACT_RELU. The last layer is always linear. */
+    int32_t copy;       /* 0 (default): the graph borrows the tensors from a
+                           memory mapping of the file, which it keeps until
+                           fib_graph_free; 1: weights are copied and the file
+                           is closed before returning */
+    double parameter;   /* parameter of `activation` (the negative slope of
+                           FIB_ACT_LEAKY_RELU); default 0.01 */
+} fib_load_options;
+
+/* Fills *options with the defaults. struct_size must be the caller's
+ * sizeof(fib_load_options). Errors: FIB_E_NULL, FIB_E_INVALID (struct_size
+ * too small). */
+FIB_API int32_t fib_load_options_init(fib_load_options *options,
+                                      size_t struct_size);
+
+/* Loads a network from a safetensors file. options may be NULL for the
+ * defaults.
+ *
+ * With "fibration" structure metadata (written by fib_model_save or
+ * fib_base_save) the graph is rebuilt group by group, with its names,
+ * activations and per-group eps. Without it, the file must be the state dict
+ * of a PyTorch nn.Sequential of Linear layers: tensors named "<i>.weight"
+ * (out x in) and optionally "<i>.bias", i ascending; they load as a chain of
+ * dense groups named "<i>" after an input group named "input", with
+ * options->activation on every hidden group and a linear last group.
+ * F32 and F64 tensors are borrowed from the mapping (zero copies); F16 and
+ * BF16 are converted to float32 copies owned by the graph.
+ *
+ * Errors: FIB_E_NULL, FIB_E_INVALID (options), FIB_E_IO (cannot open or
+ * read), FIB_E_FORMAT (malformed file, missing or mis-shaped tensor; the
+ * message says what is missing), FIB_E_UNSUPPORTED (a newer format
+ * version), FIB_E_NONFINITE (a weight is NaN or infinite), FIB_E_NOMEM.
+ * On failure *out is untouched and nothing is leaked. */
+FIB_API int32_t fib_model_load(const char *path,
+                               const fib_load_options *options,
+                               fib_graph **out);
+
+/* Saves a network with its structure metadata, atomically (written to a
+ * temporary file in the same directory, then renamed over `path`). dtype:
+ * FIB_DTYPE_F32 or FIB_DTYPE_F64 for all tensors, or 0 to keep each dense
+ * block's own dtype. Tensors are named "<group name>.weight" and
+ * "<group name>.bias" when every dense group has a distinct non-empty name
+ * (so a saved nn.Sequential state dict keeps its keys), else
+ * "groups.<id>.weight" and "groups.<id>.bias".
+ * Errors: FIB_E_NULL, FIB_E_INVALID (dtype), FIB_E_IO, FIB_E_NOMEM. */
+FIB_API int32_t fib_model_save(const fib_graph *graph, const char *path,
+                               int32_t dtype);
+
+/* Saves a base: its network as fib_model_save does, and its projection
+ * (which base unit each original unit was merged into), so that
+ * fib_base_load and fib_lift can expand it from the file alone.
+ * Errors: as fib_model_save. */
+FIB_API int32_t fib_base_save(const fib_base *base, const char *path,
+                              int32_t dtype);
+
+/* Loads a base saved by fib_base_save. Free it with fib_base_free.
+ * Errors: as fib_model_load; FIB_E_FORMAT also when the file has no
+ * projection (it was not written by fib_base_save) or the projection does
+ * not fit the network. */
+FIB_API int32_t fib_base_load(const char *path,
+                              const fib_load_options *options,
+                              fib_base **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FIBRATION_H */

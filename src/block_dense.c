@@ -1,0 +1,402 @@
+/* Dense blocks: z = W x + b. Colour sums over the source classes (fibers),
+ * column sums over the consumer's classes (opfibers), Eq. 10 merging, lift
+ * and the reference forward pass. */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+static const fib_dense *dense_of(const fib_graph *g, int32_t group)
+{
+    return (const fib_dense *)g->groups[group].block;
+}
+
+double fib_dense_weight(const fib_dense *d, int64_t row, int64_t col)
+{
+    return fib_load(d->dtype, d->weights, row * d->ld + col);
+}
+
+double fib_dense_bias(const fib_dense *d, int64_t row)
+{
+    return d->bias ? fib_load(d->dtype, d->bias, row) : 0.0;
+}
+
+static void dense_free(void *block)
+{
+    fib_dense *d = block;
+    if (!d)
+        return;
+    fib_free(d->owned_weights);
+    fib_free(d->owned_bias);
+    fib_free(d);
+}
+
+/* Finds the first non-finite weight or bias, for a message naming it. */
+static int32_t check_finite(int32_t group, int64_t n_out, int64_t n_in,
+                            int32_t dtype, const void *w, int64_t ld,
+                            const void *bias)
+{
+    for (int64_t i = 0; i < n_out; i++) {
+        for (int64_t k = 0; k < n_in; k++)
+            if (!isfinite(fib_load(dtype, w, i * ld + k)))
+                return fib_error(FIB_E_NONFINITE,
+                                 "dense block of group %d: weight at row %lld, column %lld is %s",
+                                 (int)group, (long long)i, (long long)k,
+                                 isnan(fib_load(dtype, w, i * ld + k)) ? "NaN" : "infinite");
+        if (bias && !isfinite(fib_load(dtype, bias, i)))
+            return fib_error(FIB_E_NONFINITE,
+                             "dense block of group %d: bias %lld is not finite",
+                             (int)group, (long long)i);
+    }
+    return FIB_OK;
+}
+
+static int32_t push_dense(fib_graph *g, int32_t source, int64_t n_out,
+                          fib_dense *d, int32_t *group_out)
+{
+    fib_group grp = {.op = FIB_OP_DENSE, .n_units = n_out,
+                     .activation = FIB_ACT_LINEAR, .n_sources = 1,
+                     .sources = {source, 0}, .ops = &fib_dense_ops,
+                     .block = d};
+    int32_t status = fib_graph_push_group(g, &grp, group_out);
+    if (status)
+        dense_free(d);
+    return status;
+}
+
+int32_t fib_graph_add_dense(fib_graph *g, int32_t source, int64_t n_out,
+                            int32_t dtype, const void *weights, int64_t ld,
+                            const void *bias, uint32_t flags,
+                            int32_t *group_out)
+{
+    static const char fn[] = "fib_graph_add_dense";
+    int32_t status = fib_graph_check_group(g, source, fn);
+    if (status)
+        return status;
+    if (!weights || !group_out)
+        return fib_error(FIB_E_NULL, "%s: %s is NULL", fn,
+                         weights ? "group_out" : "weights");
+    int32_t group = g->n_groups;
+    size_t esize = fib_dtype_size(dtype);
+    if (!esize)
+        return fib_error(FIB_E_INVALID, "%s: group %d: unknown dtype %d", fn,
+                         (int)group, (int)dtype);
+    if (flags & ~FIB_COPY)
+        return fib_error(FIB_E_INVALID, "%s: group %d: unknown flags 0x%x", fn,
+                         (int)group, (unsigned)flags);
+    int64_t n_in = g->groups[source].n_units;
+    if (n_out < 1)
+        return fib_error(FIB_E_SHAPE, "%s: group %d: n_out %lld must be at least 1",
+                         fn, (int)group, (long long)n_out);
+    if (n_out > FIB_MAX_UNITS)
+        return fib_error(FIB_E_OVERFLOW, "%s: group %d: n_out %lld exceeds 2^40",
+                         fn, (int)group, (long long)n_out);
+    if (ld < n_in)
+        return fib_error(FIB_E_SHAPE,
+                         "%s: group %d: leading dimension %lld is less than the source width %lld",
+                         fn, (int)group, (long long)ld, (long long)n_in);
+    int64_t span;
+    size_t bytes;
+    if (!fib_mul_i64(n_out - 1, ld, &span) || span > INT64_MAX - n_in ||
+        !fib_bytes(span + n_in, esize, &bytes))
+        return fib_error(FIB_E_OVERFLOW,
+                         "%s: group %d: %lld rows of leading dimension %lld overflow",
+                         fn, (int)group, (long long)n_out, (long long)ld);
+    status = check_finite(group, n_out, n_in, dtype, weights, ld, bias);
+    if (status)
+        return status;
+
+    fib_dense *d = fib_calloc(1, sizeof *d);
+    if (!d)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    d->dtype = dtype;
+    d->n_in = n_in;
+    d->ld = ld;
+    d->weights = weights;
+    d->bias = bias;
+    if (flags & FIB_COPY) {
+        /* A copy is packed: ld becomes n_in. */
+        d->owned_weights = fib_alloc(n_out * n_in, esize);
+        d->owned_bias = bias ? fib_alloc(n_out, esize) : NULL;
+        if (!d->owned_weights || (bias && !d->owned_bias)) {
+            dense_free(d);
+            return fib_error(FIB_E_NOMEM, "%s: group %d: out of memory copying weights",
+                             fn, (int)group);
+        }
+        for (int64_t i = 0; i < n_out; i++)
+            memcpy((char *)d->owned_weights + (size_t)(i * n_in) * esize,
+                   (const char *)weights + (size_t)(i * ld) * esize,
+                   (size_t)n_in * esize);
+        if (bias)
+            memcpy(d->owned_bias, bias, (size_t)n_out * esize);
+        d->weights = d->owned_weights;
+        d->bias = d->owned_bias;
+        d->ld = n_in;
+    }
+    return push_dense(g, source, n_out, d, group_out);
+}
+
+int32_t fib_graph_add_dense_owned(fib_graph *g, int32_t source, int64_t n_out,
+                                  double *weights, double *bias,
+                                  int32_t *group_out)
+{
+    fib_dense *d = fib_calloc(1, sizeof *d);
+    if (!d) {
+        fib_free(weights);
+        fib_free(bias);
+        return fib_error(FIB_E_NOMEM, "out of memory adding a dense block");
+    }
+    d->dtype = FIB_DTYPE_F64;
+    d->n_in = g->groups[source].n_units;
+    d->ld = d->n_in;
+    d->weights = d->owned_weights = weights;
+    d->bias = d->owned_bias = bias;
+    return push_dense(g, source, n_out, d, group_out);
+}
+
+int32_t fib_graph_read_dense(const fib_graph *g, int32_t group, int32_t dtype,
+                             void *weights, int64_t ld, void *bias)
+{
+    static const char fn[] = "fib_graph_read_dense";
+    int32_t status = fib_graph_check_group(g, group, fn);
+    if (status)
+        return status;
+    if (g->groups[group].op != FIB_OP_DENSE)
+        return fib_error(FIB_E_INVALID, "%s: group %d is not a dense group", fn,
+                         (int)group);
+    if (!fib_dtype_size(dtype))
+        return fib_error(FIB_E_INVALID, "%s: unknown dtype %d", fn, (int)dtype);
+    const fib_dense *d = dense_of(g, group);
+    if (ld < d->n_in)
+        return fib_error(FIB_E_SHAPE,
+                         "%s: group %d: leading dimension %lld is less than %lld columns",
+                         fn, (int)group, (long long)ld, (long long)d->n_in);
+    if (!weights && !bias)
+        return fib_error(FIB_E_NULL, "%s: weights and bias are both NULL", fn);
+    int64_t n_out = g->groups[group].n_units;
+    for (int64_t i = 0; i < n_out; i++) {
+        if (weights)
+            for (int64_t k = 0; k < d->n_in; k++)
+                fib_store(dtype, weights, i * ld + k, fib_dense_weight(d, i, k));
+        if (bias)
+            fib_store(dtype, bias, i, fib_dense_bias(d, i));
+    }
+    return FIB_OK;
+}
+
+/* ---- colouring ---------------------------------------------------------- */
+
+static int64_t dense_fiber_width(const fib_graph *g, int32_t group,
+                                 const fib_partition *parts)
+{
+    int32_t source = g->groups[group].sources[0];
+    return parts[source].n_classes + (dense_of(g, group)->bias ? 1 : 0);
+}
+
+/* Turns accumulated absolute sums into rounding allowances. */
+static void abs_to_tol(int32_t dtype, double *tol, const int64_t *terms,
+                       int64_t count)
+{
+    for (int64_t c = 0; c < count; c++)
+        tol[c] = fib_rounding_tol(dtype, terms[c], tol[c]);
+}
+
+static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
+                                const fib_partition *parts, fib_signature *sig,
+                                int64_t offset)
+{
+    const fib_dense *d = dense_of(g, group);
+    const fib_partition *src = &parts[g->groups[group].sources[0]];
+    int64_t k = src->n_classes, n_out = g->groups[group].n_units;
+    int64_t *sizes = fib_alloc(k, sizeof *sizes);
+    if (!sizes)
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory for colour sums",
+                         (int)group);
+    fib_partition_class_sizes(src, sizes);
+    for (int64_t i = 0; i < n_out; i++) {
+        double *val = sig->value + i * sig->n_coords + offset;
+        double *tol = sig->tol + i * sig->n_coords + offset;
+        memset(val, 0, (size_t)k * sizeof *val);
+        memset(tol, 0, (size_t)k * sizeof *tol);
+        if (d->dtype == FIB_DTYPE_F32) {
+            const float *row = (const float *)d->weights + i * d->ld;
+            for (int64_t col = 0; col < d->n_in; col++) {
+                int64_t c = src->color[col];
+                val[c] += (double)row[col];
+                tol[c] += fabs((double)row[col]);
+            }
+        } else {
+            const double *row = (const double *)d->weights + i * d->ld;
+            for (int64_t col = 0; col < d->n_in; col++) {
+                int64_t c = src->color[col];
+                val[c] += row[col];
+                tol[c] += fabs(row[col]);
+            }
+        }
+        abs_to_tol(d->dtype, tol, sizes, k);
+        if (d->bias) {
+            val[k] = fib_dense_bias(d, i);
+            tol[k] = fib_rounding_tol(d->dtype, 1, fabs(val[k]));
+        }
+    }
+    fib_free(sizes);
+    return FIB_OK;
+}
+
+static int64_t dense_opfiber_width(const fib_graph *g, int32_t group,
+                                   int32_t source_index,
+                                   const fib_partition *parts)
+{
+    (void)g, (void)source_index;
+    return parts[group].n_classes;
+}
+
+static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
+                                  int32_t source_index,
+                                  const fib_partition *parts,
+                                  fib_signature *sig, int64_t offset)
+{
+    (void)source_index;
+    const fib_dense *d = dense_of(g, group);
+    const fib_partition *own = &parts[group];
+    int64_t k = own->n_classes, n_out = g->groups[group].n_units;
+    int64_t *sizes = fib_alloc(k, sizeof *sizes);
+    if (!sizes)
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory for column sums",
+                         (int)group);
+    fib_partition_class_sizes(own, sizes);
+    for (int64_t i = 0; i < d->n_in; i++) {
+        memset(sig->value + i * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
+        memset(sig->tol + i * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
+    }
+    for (int64_t r = 0; r < n_out; r++) {
+        int64_t c = own->color[r];
+        double *val = sig->value + offset + c;
+        double *tol = sig->tol + offset + c;
+        for (int64_t i = 0; i < d->n_in; i++) {
+            double w = fib_dense_weight(d, r, i);
+            val[i * sig->n_coords] += w;
+            tol[i * sig->n_coords] += fabs(w);
+        }
+    }
+    for (int64_t i = 0; i < d->n_in; i++)
+        abs_to_tol(d->dtype, sig->tol + i * sig->n_coords + offset, sizes, k);
+    fib_free(sizes);
+    return FIB_OK;
+}
+
+/* ---- forward, compress, lift ------------------------------------------- */
+
+static void dense_forward(const fib_graph *g, int32_t group, int64_t batch,
+                          double *const *activity, double *out)
+{
+    const fib_dense *d = dense_of(g, group);
+    const double *x = activity[g->groups[group].sources[0]];
+    int64_t n_out = g->groups[group].n_units;
+    for (int64_t b = 0; b < batch; b++) {
+        const double *xb = x + b * d->n_in;
+        for (int64_t i = 0; i < n_out; i++) {
+            double z = fib_dense_bias(d, i);
+            if (d->dtype == FIB_DTYPE_F32) {
+                const float *row = (const float *)d->weights + i * d->ld;
+                for (int64_t k = 0; k < d->n_in; k++)
+                    z += (double)row[k] * xb[k];
+            } else {
+                const double *row = (const double *)d->weights + i * d->ld;
+                for (int64_t k = 0; k < d->n_in; k++)
+                    z += row[k] * xb[k];
+            }
+            out[b * n_out + i] = z;
+        }
+    }
+}
+
+static int32_t dense_compress(const fib_graph *g, int32_t group,
+                              const fib_partition *parts, fib_graph *base,
+                              const int32_t *base_ids)
+{
+    const fib_dense *d = dense_of(g, group);
+    int32_t source = g->groups[group].sources[0];
+    const fib_partition *out_p = &parts[group], *in_p = &parts[source];
+    int64_t k_out = out_p->n_classes, k_in = in_p->n_classes;
+    int64_t n_out = g->groups[group].n_units;
+    double *w = fib_calloc(k_out * k_in, sizeof *w);
+    double *b = d->bias ? fib_calloc(k_out, sizeof *b) : NULL;
+    int64_t *sizes = fib_alloc(k_out, sizeof *sizes);
+    if (!w || (d->bias && !b) || !sizes) {
+        fib_free(w);
+        fib_free(b);
+        fib_free(sizes);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+    }
+    fib_partition_class_sizes(out_p, sizes);
+    for (int64_t i = 0; i < n_out; i++) {
+        double *row = w + out_p->color[i] * k_in;
+        for (int64_t k = 0; k < d->n_in; k++)
+            row[in_p->color[k]] += fib_dense_weight(d, i, k);
+        if (b)
+            b[out_p->color[i]] += fib_dense_bias(d, i);
+    }
+    for (int64_t c = 0; c < k_out; c++) {
+        double inv = 1.0 / (double)sizes[c];
+        for (int64_t k = 0; k < k_in; k++)
+            w[c * k_in + k] *= inv;
+        if (b)
+            b[c] *= inv;
+    }
+    fib_free(sizes);
+    int32_t id;
+    return fib_graph_add_dense_owned(base, base_ids[source], k_out, w, b, &id);
+}
+
+static int32_t dense_lift(const fib_graph *base, int32_t group,
+                          const fib_partition *parts, fib_graph *full,
+                          const int32_t *full_ids)
+{
+    const fib_dense *bd = dense_of(base, group);
+    int32_t source = base->groups[group].sources[0];
+    const fib_partition *out_p = &parts[group], *in_p = &parts[source];
+    int64_t n_out = out_p->n_units, n_in = in_p->n_units;
+    double *w = fib_alloc(n_out * n_in, sizeof *w);
+    double *b = bd->bias ? fib_alloc(n_out, sizeof *b) : NULL;
+    int64_t *sizes = fib_alloc(in_p->n_classes, sizeof *sizes);
+    if (!w || (bd->bias && !b) || !sizes) {
+        fib_free(w);
+        fib_free(b);
+        fib_free(sizes);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
+    }
+    fib_partition_class_sizes(in_p, sizes);
+    for (int64_t i = 0; i < n_out; i++) {
+        int64_t c = out_p->color[i];
+        for (int64_t k = 0; k < n_in; k++) {
+            int64_t ck = in_p->color[k];
+            w[i * n_in + k] = fib_dense_weight(bd, c, ck) / (double)sizes[ck];
+        }
+        if (b)
+            b[i] = fib_dense_bias(bd, c);
+    }
+    fib_free(sizes);
+    int32_t id;
+    return fib_graph_add_dense_owned(full, full_ids[source], n_out, w, b, &id);
+}
+
+static int64_t dense_num_parameters(const fib_graph *g, int32_t group)
+{
+    const fib_dense *d = dense_of(g, group);
+    int64_t n_out = g->groups[group].n_units;
+    return n_out * d->n_in + (d->bias ? n_out : 0);
+}
+
+const fib_block_ops fib_dense_ops = {
+    .name = "dense",
+    .free_block = dense_free,
+    .fiber_width = dense_fiber_width,
+    .fiber_fill = dense_fiber_fill,
+    .opfiber_width = dense_opfiber_width,
+    .opfiber_fill = dense_opfiber_fill,
+    .forward = dense_forward,
+    .compress = dense_compress,
+    .lift = dense_lift,
+    .num_parameters = dense_num_parameters,
+};

@@ -1,0 +1,319 @@
+/* fib_color: fibers forward from the inputs, flavoured opfibers backward
+ * from the outputs, covers as their meet; and the colouring accessors. */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+int32_t fib_color_options_init(fib_color_options *o, size_t struct_size)
+{
+    if (!o)
+        return fib_error(FIB_E_NULL, "fib_color_options_init: options is NULL");
+    if (struct_size < sizeof *o)
+        return fib_error(FIB_E_INVALID,
+                         "fib_color_options_init: struct_size %zu is smaller than %zu",
+                         struct_size, sizeof *o);
+    memset(o, 0, sizeof *o);
+    o->struct_size = sizeof *o;
+    o->symmetry = FIB_SYM_FIBERS;
+    o->tolerance = FIB_TOL_EXACT;
+    return FIB_OK;
+}
+
+static int32_t check_options(const fib_color_options *o)
+{
+    if (o->struct_size < sizeof *o)
+        return fib_error(FIB_E_INVALID,
+                         "fib_color: options.struct_size %zu is smaller than %zu (call fib_color_options_init)",
+                         o->struct_size, sizeof *o);
+    if (o->symmetry < FIB_SYM_FIBERS || o->symmetry > FIB_SYM_COVERS)
+        return fib_error(FIB_E_INVALID, "fib_color: unknown symmetry %d", (int)o->symmetry);
+    if (o->tolerance != FIB_TOL_EXACT && o->tolerance != FIB_TOL_ABS)
+        return fib_error(FIB_E_INVALID, "fib_color: unknown tolerance %d", (int)o->tolerance);
+    if (!(o->eps >= 0) || !isfinite(o->eps))
+        return fib_error(FIB_E_INVALID, "fib_color: eps must be finite and >= 0");
+    if (o->n_threads < 0)
+        return fib_error(FIB_E_INVALID, "fib_color: n_threads %d is negative", (int)o->n_threads);
+    if (o->reserved0 != 0)
+        return fib_error(FIB_E_INVALID, "fib_color: reserved0 must be 0");
+    return FIB_OK;
+}
+
+int32_t fib_coloring_alloc(const fib_graph *g, int32_t symmetry,
+                           fib_coloring **out)
+{
+    fib_coloring *c = fib_calloc(1, sizeof *c);
+    if (!c)
+        return fib_error(FIB_E_NOMEM, "out of memory for a colouring");
+    c->symmetry = symmetry;
+    c->n_groups = g->n_groups;
+    if (g->n_groups > 0) {
+        c->parts = fib_calloc(g->n_groups, sizeof *c->parts);
+        if (!c->parts) {
+            fib_free(c);
+            return fib_error(FIB_E_NOMEM, "out of memory for a colouring");
+        }
+        for (int32_t i = 0; i < g->n_groups; i++) {
+            int32_t status = fib_partition_init(&c->parts[i], g->groups[i].n_units);
+            if (status) {
+                fib_coloring_free(c);
+                return status;
+            }
+        }
+    }
+    *out = c;
+    return FIB_OK;
+}
+
+void fib_coloring_free(fib_coloring *c)
+{
+    if (!c)
+        return;
+    if (c->parts)
+        for (int32_t i = 0; i < c->n_groups; i++)
+            fib_partition_clear(&c->parts[i]);
+    fib_free(c->parts);
+    fib_free(c);
+}
+
+int32_t fib_coloring_check_graph(const fib_graph *g, const fib_coloring *c)
+{
+    if (!g || !c)
+        return fib_error(FIB_E_NULL, "graph or colouring is NULL");
+    if (c->n_groups != g->n_groups)
+        return fib_error(FIB_E_MISMATCH,
+                         "the colouring has %d groups but the graph has %d",
+                         (int)c->n_groups, (int)g->n_groups);
+    for (int32_t i = 0; i < g->n_groups; i++)
+        if (c->parts[i].n_units != g->groups[i].n_units)
+            return fib_error(FIB_E_MISMATCH,
+                             "group %d has %lld units in the colouring but %lld in the graph",
+                             (int)i, (long long)c->parts[i].n_units,
+                             (long long)g->groups[i].n_units);
+    return FIB_OK;
+}
+
+static double group_eps(const fib_graph *g, int32_t group,
+                        const fib_color_options *o)
+{
+    if (o->tolerance == FIB_TOL_EXACT)
+        return -1.0;
+    double override = g->groups[group].eps_override;
+    return override >= 0 ? override : o->eps;
+}
+
+typedef struct progress {
+    const fib_color_options *o;
+    int64_t done, total;
+} progress;
+
+static int32_t step(progress *p)
+{
+    p->done++;
+    if (p->o->progress && p->o->progress(p->o->progress_user, p->done, p->total))
+        return fib_error(FIB_E_CANCELLED, "fib_color: cancelled by the progress callback");
+    return FIB_OK;
+}
+
+static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
+                            fib_partition *parts, progress *prog)
+{
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        int32_t status = FIB_OK;
+        if (!fib_group_is_input(g, i)) {
+            fib_signature sig;
+            status = fib_fiber_signature(g, i, parts, &sig);
+            if (status)
+                return status;
+            status = fib_group_signatures(&sig, group_eps(g, i, o), &parts[i]);
+            fib_signature_clear(&sig);
+        }
+        if (!status)
+            status = step(prog);
+        if (status)
+            return status;
+    }
+    return FIB_OK;
+}
+
+static int32_t color_opfibers(const fib_graph *g, const fib_color_options *o,
+                              const fib_partition *fibers,
+                              fib_partition *parts, progress *prog)
+{
+    for (int32_t i = g->n_groups - 1; i >= 0; i--) {
+        int32_t status = FIB_OK;
+        if (!fib_group_is_output(g, i)) {
+            fib_signature sig;
+            status = fib_opfiber_signature(g, i, parts, &fibers[i], &sig);
+            if (status)
+                return status;
+            status = fib_group_signatures(&sig, group_eps(g, i, o), &parts[i]);
+            fib_signature_clear(&sig);
+        }
+        if (!status)
+            status = step(prog);
+        if (status)
+            return status;
+    }
+    return FIB_OK;
+}
+
+int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
+                           fib_coloring **out)
+{
+    fib_coloring *fibers = NULL, *opfibers = NULL;
+    progress prog = {o, 0, (int64_t)g->n_groups * (o->symmetry == FIB_SYM_FIBERS ? 1 : 2)};
+    int32_t status = fib_coloring_alloc(g, FIB_SYM_FIBERS, &fibers);
+    if (!status)
+        status = color_fibers(g, o, fibers->parts, &prog);
+    if (status || o->symmetry == FIB_SYM_FIBERS)
+        goto done;
+    status = fib_coloring_alloc(g, FIB_SYM_OPFIBERS, &opfibers);
+    if (!status)
+        status = color_opfibers(g, o, fibers->parts, opfibers->parts, &prog);
+    if (status || o->symmetry == FIB_SYM_OPFIBERS)
+        goto done;
+    /* Covers: replace each fiber partition by its meet with the opfibers. */
+    for (int32_t i = 0; i < g->n_groups && !status; i++) {
+        fib_partition meet;
+        status = fib_partition_meet(&meet, &fibers->parts[i], &opfibers->parts[i]);
+        if (!status) {
+            fib_partition_clear(&fibers->parts[i]);
+            fibers->parts[i] = meet;
+        }
+    }
+    fibers->symmetry = FIB_SYM_COVERS;
+done:
+    if (status) {
+        fib_coloring_free(fibers);
+        fib_coloring_free(opfibers);
+        return status;
+    }
+    if (o->symmetry == FIB_SYM_OPFIBERS) {
+        fib_coloring_free(fibers);
+        *out = opfibers;
+    } else {
+        fib_coloring_free(opfibers);
+        *out = fibers;
+    }
+    return FIB_OK;
+}
+
+int32_t fib_color(const fib_graph *g, const fib_color_options *options,
+                  fib_coloring **out)
+{
+    if (!g || !out)
+        return fib_error(FIB_E_NULL, "fib_color: %s is NULL", g ? "out" : "graph");
+    fib_color_options defaults;
+    if (!options) {
+        fib_color_options_init(&defaults, sizeof defaults);
+        options = &defaults;
+    }
+    int32_t status = check_options(options);
+    if (status)
+        return status;
+    return fib_color_internal(g, options, out);
+}
+
+int32_t fib_coloring_create(const fib_graph *g, int32_t symmetry,
+                            fib_coloring **out)
+{
+    if (!g || !out)
+        return fib_error(FIB_E_NULL, "fib_coloring_create: %s is NULL", g ? "out" : "graph");
+    if (symmetry < FIB_SYM_FIBERS || symmetry > FIB_SYM_COVERS)
+        return fib_error(FIB_E_INVALID, "fib_coloring_create: unknown symmetry %d",
+                         (int)symmetry);
+    return fib_coloring_alloc(g, symmetry, out);
+}
+
+static int32_t check_group(const fib_coloring *c, int32_t group, const char *fn)
+{
+    if (!c)
+        return fib_error(FIB_E_NULL, "%s: colouring is NULL", fn);
+    if (group < 0 || group >= c->n_groups)
+        return fib_error(FIB_E_RANGE, "%s: group %d out of range (%d groups)", fn,
+                         (int)group, (int)c->n_groups);
+    return FIB_OK;
+}
+
+int32_t fib_coloring_set_group(fib_coloring *c, int32_t group,
+                               const int64_t *colors, int64_t n_units)
+{
+    static const char fn[] = "fib_coloring_set_group";
+    int32_t status = check_group(c, group, fn);
+    if (status)
+        return status;
+    if (!colors)
+        return fib_error(FIB_E_NULL, "%s: colors is NULL", fn);
+    fib_partition *p = &c->parts[group];
+    if (n_units != p->n_units)
+        return fib_error(FIB_E_SHAPE, "%s: group %d has %lld units, got %lld", fn,
+                         (int)group, (long long)p->n_units, (long long)n_units);
+    fib_partition next;
+    status = fib_partition_init(&next, n_units);
+    if (status)
+        return status;
+    memcpy(next.color, colors, (size_t)n_units * sizeof *colors);
+    status = fib_partition_canonicalize(&next);
+    if (status) {
+        fib_partition_clear(&next);
+        return status;
+    }
+    fib_partition_clear(p);
+    *p = next;
+    return FIB_OK;
+}
+
+int32_t fib_coloring_symmetry(const fib_coloring *c, int32_t *symmetry_out)
+{
+    if (!c || !symmetry_out)
+        return fib_error(FIB_E_NULL, "fib_coloring_symmetry: NULL argument");
+    *symmetry_out = c->symmetry;
+    return FIB_OK;
+}
+
+int32_t fib_coloring_num_classes(const fib_coloring *c, int32_t group,
+                                 int64_t *n_out)
+{
+    int32_t status = check_group(c, group, "fib_coloring_num_classes");
+    if (status)
+        return status;
+    if (!n_out)
+        return fib_error(FIB_E_NULL, "fib_coloring_num_classes: n_out is NULL");
+    *n_out = c->parts[group].n_classes;
+    return FIB_OK;
+}
+
+int32_t fib_coloring_colors(const fib_coloring *c, int32_t group,
+                            int64_t *colors, int64_t n_units)
+{
+    static const char fn[] = "fib_coloring_colors";
+    int32_t status = check_group(c, group, fn);
+    if (status)
+        return status;
+    if (!colors)
+        return fib_error(FIB_E_NULL, "%s: colors is NULL", fn);
+    const fib_partition *p = &c->parts[group];
+    if (n_units < p->n_units)
+        return fib_error(FIB_E_BUFFER, "%s: group %d needs %lld entries, got %lld", fn,
+                         (int)group, (long long)p->n_units, (long long)n_units);
+    memcpy(colors, p->color, (size_t)p->n_units * sizeof *colors);
+    return FIB_OK;
+}
+
+int32_t fib_coloring_class_sizes(const fib_coloring *c, int32_t group,
+                                 int64_t *sizes, int64_t n_classes)
+{
+    static const char fn[] = "fib_coloring_class_sizes";
+    int32_t status = check_group(c, group, fn);
+    if (status)
+        return status;
+    if (!sizes)
+        return fib_error(FIB_E_NULL, "%s: sizes is NULL", fn);
+    const fib_partition *p = &c->parts[group];
+    if (n_classes < p->n_classes)
+        return fib_error(FIB_E_BUFFER, "%s: group %d needs %lld entries, got %lld", fn,
+                         (int)group, (long long)p->n_classes, (long long)n_classes);
+    fib_partition_class_sizes(p, sizes);
+    return FIB_OK;
+}

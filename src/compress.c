@@ -1,0 +1,111 @@
+/* fib_compress: the base network of Eq. 10, one unit per class of every
+ * hidden group; input and output groups keep their units. */
+#include "internal.h"
+
+static void free_projection(fib_partition *parts, int32_t n)
+{
+    if (!parts)
+        return;
+    for (int32_t i = 0; i < n; i++)
+        fib_partition_clear(&parts[i]);
+    fib_free(parts);
+}
+
+void fib_base_free(fib_base *b)
+{
+    if (!b)
+        return;
+    fib_graph_free(b->graph);
+    free_projection(b->projection, b->n_groups);
+    fib_free(b);
+}
+
+/* The classes actually merged: the colouring's for hidden groups, one unit
+ * per class for inputs and outputs. */
+static int32_t effective_projection(const fib_graph *g, const fib_coloring *c,
+                                    fib_partition **out)
+{
+    fib_partition *parts = fib_calloc(g->n_groups, sizeof *parts);
+    if (!parts)
+        return fib_error(FIB_E_NOMEM, "out of memory for the projection");
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        bool keep = fib_group_is_input(g, i) || fib_group_is_output(g, i);
+        int32_t status = keep ? fib_partition_init(&parts[i], g->groups[i].n_units)
+                              : fib_partition_copy(&parts[i], &c->parts[i]);
+        if (status) {
+            free_projection(parts, i);
+            return status;
+        }
+    }
+    *out = parts;
+    return FIB_OK;
+}
+
+/* Copies what follows a block: activation and name. */
+int32_t fib_copy_group_attributes(const fib_graph *from, int32_t group,
+                                  fib_graph *to, int32_t to_group)
+{
+    to->groups[to_group].activation = from->groups[group].activation;
+    to->groups[to_group].act_param = from->groups[group].act_param;
+    if (from->groups[group].name)
+        return fib_graph_set_group_name(to, to_group, from->groups[group].name);
+    return FIB_OK;
+}
+
+int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
+{
+    int32_t status = fib_coloring_check_graph(g, c);
+    if (status)
+        return status;
+    if (!out)
+        return fib_error(FIB_E_NULL, "fib_compress: out is NULL");
+    fib_base *b = fib_calloc(1, sizeof *b);
+    int32_t *ids = fib_alloc(g->n_groups > 0 ? g->n_groups : 1, sizeof *ids);
+    if (!b || !ids) {
+        fib_free(b);
+        fib_free(ids);
+        return fib_error(FIB_E_NOMEM, "fib_compress: out of memory");
+    }
+    b->n_groups = g->n_groups;
+    status = effective_projection(g, c, &b->projection);
+    if (!status)
+        status = fib_graph_create(&b->graph);
+    for (int32_t i = 0; i < g->n_groups && !status; i++) {
+        ids[i] = i; /* the base has the same groups, in the same order */
+        if (fib_group_is_input(g, i))
+            status = fib_graph_add_input(b->graph, b->projection[i].n_classes, &ids[i]);
+        else
+            status = g->groups[i].ops->compress(g, i, b->projection, b->graph, ids);
+        if (!status)
+            status = fib_copy_group_attributes(g, i, b->graph, i);
+    }
+    fib_free(ids);
+    if (status) {
+        fib_base_free(b);
+        return status;
+    }
+    *out = b;
+    return FIB_OK;
+}
+
+const fib_graph *fib_base_graph(const fib_base *b)
+{
+    return b ? b->graph : NULL;
+}
+
+int32_t fib_base_projection(const fib_base *b, int32_t group,
+                            int64_t *projection, int64_t n_units)
+{
+    if (!b || !projection)
+        return fib_error(FIB_E_NULL, "fib_base_projection: NULL argument");
+    if (group < 0 || group >= b->n_groups)
+        return fib_error(FIB_E_RANGE, "fib_base_projection: group %d out of range (%d groups)",
+                         (int)group, (int)b->n_groups);
+    const fib_partition *p = &b->projection[group];
+    if (n_units < p->n_units)
+        return fib_error(FIB_E_BUFFER, "fib_base_projection: group %d needs %lld entries, got %lld",
+                         (int)group, (long long)p->n_units, (long long)n_units);
+    for (int64_t i = 0; i < p->n_units; i++)
+        projection[i] = p->color[i];
+    return FIB_OK;
+}

@@ -1,0 +1,219 @@
+/* Internal model of libfibration: groups produced by blocks, partitions,
+ * signatures. Nothing here is part of the ABI. */
+#ifndef FIB_INTERNAL_H
+#define FIB_INTERNAL_H
+
+#include "fibration.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+/* Largest width of a group: keeps every index product inside int64_t. */
+#define FIB_MAX_UNITS (INT64_C(1) << 40)
+#define FIB_MAX_NAME 255
+
+typedef struct fib_partition {
+    int64_t n_units;
+    int64_t n_classes;
+    int64_t *color; /* canonical: classes numbered by their lowest unit */
+} fib_partition;
+
+/* A signature matrix under construction: n units x d coordinates, with the
+ * rounding allowance of each coordinate (two coordinates a, b are equal up
+ * to rounding iff |a - b| <= tol_a + tol_b). Row-major. */
+typedef struct fib_signature {
+    int64_t n_units;
+    int64_t n_coords;
+    double *value;
+    double *tol;
+} fib_signature;
+
+typedef struct fib_group fib_group;
+
+/* What a kind of block must provide. Signature callbacks write columns
+ * [offset, offset + width) of every row of `sig`. */
+typedef struct fib_block_ops {
+    const char *name;
+    void (*free_block)(void *block);
+    /* Forward colour sums of the group's units over its sources' classes. */
+    int64_t (*fiber_width)(const fib_graph *g, int32_t group,
+                           const fib_partition *parts);
+    int32_t (*fiber_fill)(const fib_graph *g, int32_t group,
+                          const fib_partition *parts, fib_signature *sig,
+                          int64_t offset);
+    /* Backward contribution of consumer group `group` to the signature of its
+     * source number `source_index`, over the consumer's classes. */
+    int64_t (*opfiber_width)(const fib_graph *g, int32_t group,
+                             int32_t source_index, const fib_partition *parts);
+    int32_t (*opfiber_fill)(const fib_graph *g, int32_t group,
+                            int32_t source_index, const fib_partition *parts,
+                            fib_signature *sig, int64_t offset);
+    /* Pre-activation of the group for a batch: out is batch x width. */
+    void (*forward)(const fib_graph *g, int32_t group, int64_t batch,
+                    double *const *activity, double *out);
+    /* Adds the merged block to `base` (parts: classes of every group of g;
+     * base_ids: the base's id of every group of g). */
+    int32_t (*compress)(const fib_graph *g, int32_t group,
+                        const fib_partition *parts, fib_graph *base,
+                        const int32_t *base_ids);
+    /* Adds the lifted block of base group `group` to `full`; parts[group]
+     * maps the full units of every group to base units. */
+    int32_t (*lift)(const fib_graph *base, int32_t group,
+                    const fib_partition *parts, fib_graph *full,
+                    const int32_t *full_ids);
+    int64_t (*num_parameters)(const fib_graph *g, int32_t group);
+} fib_block_ops;
+
+struct fib_group {
+    int32_t op;            /* FIB_OP_* */
+    int64_t n_units;
+    int32_t activation;    /* FIB_ACT_* */
+    double act_param;
+    int32_t n_sources;
+    int32_t sources[2];
+    int32_t n_consumers;
+    double eps_override;   /* < 0: none */
+    char *name;
+    const fib_block_ops *ops; /* NULL for inputs */
+    void *block;
+};
+
+/* Something the graph keeps alive for borrowed weights (a mapped file). */
+typedef struct fib_resource {
+    void *handle;
+    void (*release)(void *handle);
+} fib_resource;
+
+struct fib_graph {
+    int32_t n_groups;
+    int32_t cap_groups;
+    fib_group *groups;
+    int32_t n_resources;
+    fib_resource *resources;
+};
+
+/* Dense block data. */
+typedef struct fib_dense {
+    int32_t dtype;
+    int64_t n_in;
+    int64_t ld;
+    const void *weights;
+    const void *bias; /* NULL: no bias */
+    void *owned_weights;
+    void *owned_bias;
+} fib_dense;
+
+/* Sum block data: z[i] = a[gather_a[i]] + b[gather_b[i]] (NULL: identity). */
+typedef struct fib_sum {
+    int64_t *gather_a;
+    int64_t *gather_b;
+} fib_sum;
+
+extern const fib_block_ops fib_dense_ops;
+extern const fib_block_ops fib_sum_ops;
+
+/* graph.c */
+int32_t fib_graph_check_group(const fib_graph *g, int32_t group,
+                              const char *what);
+int32_t fib_graph_push_group(fib_graph *g, const fib_group *group,
+                             int32_t *id_out);
+bool fib_group_is_input(const fib_graph *g, int32_t group);
+bool fib_group_is_output(const fib_graph *g, int32_t group);
+/* Makes the graph release `handle` when it is freed (after its groups).
+ * On failure release(handle) is NOT called; the caller still owns it. */
+int32_t fib_graph_attach_resource(fib_graph *g, void *handle,
+                                  void (*release)(void *handle));
+
+/* block_dense.c: adds a dense group with weights owned as float64. */
+int32_t fib_graph_add_dense_owned(fib_graph *g, int32_t source, int64_t n_out,
+                                  double *weights, double *bias,
+                                  int32_t *group_out);
+double fib_dense_weight(const fib_dense *d, int64_t row, int64_t col);
+double fib_dense_bias(const fib_dense *d, int64_t row);
+
+/* block_sum.c: adds a sum group that gathers (arrays are taken over). */
+int32_t fib_graph_add_sum_gather(fib_graph *g, int32_t a, int32_t b,
+                                 int64_t n_units, int64_t *gather_a,
+                                 int64_t *gather_b, int32_t *group_out);
+
+/* activation.c */
+bool fib_activation_valid(int32_t activation);
+bool fib_activation_is_linear(int32_t activation);
+void fib_activation_apply(int32_t activation, double param, double *z,
+                          int64_t count);
+const char *fib_activation_name(int32_t activation);
+
+/* partition.c */
+int32_t fib_partition_init(fib_partition *p, int64_t n_units);
+void fib_partition_clear(fib_partition *p);
+void fib_partition_discrete(fib_partition *p);
+void fib_partition_single(fib_partition *p);
+/* Renumbers arbitrary labels in p->color canonically; needs n_units scratch. */
+int32_t fib_partition_canonicalize(fib_partition *p);
+/* p = meet of a and b (same n_units). */
+int32_t fib_partition_meet(fib_partition *p, const fib_partition *a,
+                           const fib_partition *b);
+int32_t fib_partition_copy(fib_partition *dst, const fib_partition *src);
+/* sizes[0 .. n_classes) */
+void fib_partition_class_sizes(const fib_partition *p, int64_t *sizes);
+/* first[c] = lowest unit of class c, for c in [0, n_classes). */
+void fib_partition_first_units(const fib_partition *p, int64_t *first);
+
+/* signature.c */
+int32_t fib_signature_alloc(fib_signature *sig, int64_t n_units,
+                            int64_t n_coords);
+void fib_signature_clear(fib_signature *sig);
+/* The rounding allowance of a sum of `terms` numbers of absolute sum
+ * abs_sum, stored in `dtype`. */
+double fib_rounding_tol(int32_t dtype, int64_t terms, double abs_sum);
+/* Fiber and opfiber signatures of one group. */
+int32_t fib_fiber_signature(const fib_graph *g, int32_t group,
+                            const fib_partition *parts, fib_signature *sig);
+int32_t fib_opfiber_signature(const fib_graph *g, int32_t group,
+                              const fib_partition *parts,
+                              const fib_partition *flavour,
+                              fib_signature *sig);
+
+/* grouping.c: partition of the rows of sig. eps < 0: exact (rounding only);
+ * otherwise every coordinate spans at most eps (+ rounding) per class. */
+int32_t fib_group_signatures(const fib_signature *sig, double eps,
+                             fib_partition *out);
+
+/* color.c */
+struct fib_coloring {
+    int32_t symmetry;
+    int32_t n_groups;
+    fib_partition *parts;
+};
+int32_t fib_coloring_alloc(const fib_graph *g, int32_t symmetry,
+                           fib_coloring **out);
+int32_t fib_coloring_check_graph(const fib_graph *g, const fib_coloring *c);
+int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
+                           fib_coloring **out);
+
+/* compress.c */
+struct fib_base {
+    fib_graph *graph;
+    int32_t n_groups;
+    fib_partition *projection; /* per original group: unit -> base unit */
+};
+
+/* compress.c: copies activation and name of a group to another graph. */
+int32_t fib_copy_group_attributes(const fib_graph *from, int32_t group,
+                                  fib_graph *to, int32_t to_group);
+
+/* rng.c: splitmix64 seeded xoshiro256** */
+typedef struct fib_rng { uint64_t s[4]; } fib_rng;
+void fib_rng_seed(fib_rng *r, uint64_t seed);
+uint64_t fib_rng_next(fib_rng *r);
+double fib_rng_uniform(fib_rng *r); /* [0, 1) */
+
+/* forward.c: activity of every group (caller frees with fib_activity_free). */
+int32_t fib_forward_all(const fib_graph *g, int64_t batch, int32_t dtype,
+                        const void *inputs, double ***activity_out);
+void fib_activity_free(const fib_graph *g, double **activity);
+
+#endif

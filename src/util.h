@@ -1,0 +1,40 @@
+/* Small shared helpers: error reporting, checked arithmetic, allocation. */
+#ifndef FIB_UTIL_H
+#define FIB_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#  define FIB_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#  define FIB_PRINTF(a, b)
+#endif
+
+/* Records a message for fib_last_error() on this thread and returns status,
+ * so that a failing path reads `return fib_error(FIB_E_SHAPE, "...", ...);`. */
+int32_t fib_error(int32_t status, const char *fmt, ...) FIB_PRINTF(2, 3);
+/* Records a message without a failing status (fib_coloring_is_balanced). */
+void fib_error_note(const char *fmt, ...) FIB_PRINTF(1, 2);
+
+/* a * b into *out; false on overflow or a negative factor. */
+bool fib_mul_i64(int64_t a, int64_t b, int64_t *out);
+/* count * size bytes as size_t; false on overflow. */
+bool fib_bytes(int64_t count, size_t size, size_t *out);
+
+/* Allocation through one place so that tests can fail the k-th call. Every
+ * function returns NULL for a zero count too (callers never ask for 0). */
+void *fib_alloc(int64_t count, size_t size);   /* uninitialised */
+void *fib_calloc(int64_t count, size_t size);  /* zeroed */
+void fib_free(void *p);
+char *fib_strdup(const char *s);
+
+/* Size of one element of a FIB_DTYPE_*, 0 if unknown. */
+size_t fib_dtype_size(int32_t dtype);
+/* Reads element i of a float32/float64 buffer as double. */
+double fib_load(int32_t dtype, const void *buf, int64_t i);
+/* Writes element i of a float32/float64 buffer. */
+void fib_store(int32_t dtype, void *buf, int64_t i, double value);
+
+#endif

@@ -1,0 +1,25 @@
+/* Version and feature queries, so that a binding can check what it loaded. */
+#include "internal.h"
+
+#define FIB_STR2(x) #x
+#define FIB_STR(x) FIB_STR2(x)
+
+int32_t fib_version(void)
+{
+    return FIB_VERSION_NUMBER;
+}
+
+const char *fib_version_string(void)
+{
+    return FIB_STR(FIB_VERSION_MAJOR) "." FIB_STR(FIB_VERSION_MINOR) "." FIB_STR(
+        FIB_VERSION_PATCH);
+}
+
+uint32_t fib_features(void)
+{
+    uint32_t features = 0;
+#ifdef _OPENMP
+    features |= FIB_FEATURE_OPENMP;
+#endif
+    return features;
+}

@@ -1,0 +1,442 @@
+/* The base (Eq. 10) computes what the original computes; flavoured opfibers
+ * synchronise errors; covers survive gradient descent; lift and symmetry
+ * breaking keep the function. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fibration.h"
+#include "mlp_reference.h"
+#include "planted.h"
+#include "testing.h"
+
+int test_failures;
+
+static fib_coloring *color(const fib_graph *g, int32_t symmetry)
+{
+    fib_color_options o;
+    fib_color_options_init(&o, sizeof o);
+    o.symmetry = symmetry;
+    fib_coloring *c = NULL;
+    CHECK_OK(fib_color(g, &o, &c));
+    return c;
+}
+
+static double *random_inputs(uint64_t seed, int64_t batch, int64_t width)
+{
+    double *x = malloc((size_t)(batch * width) * sizeof *x);
+    for (int64_t i = 0; i < batch * width; i++)
+        x[i] = test_uniform(&seed, -2, 2);
+    return x;
+}
+
+/* Max relative difference between two graphs' outputs on random inputs. */
+static double output_difference(const fib_graph *a, const fib_graph *b, uint64_t seed)
+{
+    int64_t n_in = 0, n_out = 0, n_in_b = 0, n_out_b = 0, batch = 32;
+    fib_graph_io_width(a, &n_in, &n_out);
+    fib_graph_io_width(b, &n_in_b, &n_out_b);
+    CHECK(n_in == n_in_b && n_out == n_out_b);
+    double *x = random_inputs(seed, batch, n_in);
+    double *ya = malloc((size_t)(batch * n_out) * sizeof *ya);
+    double *yb = malloc((size_t)(batch * n_out) * sizeof *yb);
+    CHECK_OK(fib_graph_forward(a, batch, FIB_DTYPE_F64, x, ya));
+    CHECK_OK(fib_graph_forward(b, batch, FIB_DTYPE_F64, x, yb));
+    double d = max_rel_diff(ya, yb, batch * n_out);
+    free(x);
+    free(ya);
+    free(yb);
+    return d;
+}
+
+/* Width of every group of a graph. */
+static int64_t width(const fib_graph *g, int32_t group)
+{
+    int64_t n = 0;
+    CHECK_OK(fib_graph_group_info(g, group, NULL, &n, NULL, NULL, NULL, NULL, NULL));
+    return n;
+}
+
+static void base_is_exact_and_is_the_planted_base(void)
+{
+    const int64_t base[] = {6, 5, 7, 4, 3};
+    const int32_t acts[] = {FIB_ACT_RELU, FIB_ACT_TANH, FIB_ACT_GELU, FIB_ACT_SIGMOID,
+                            FIB_ACT_SILU, FIB_ACT_LEAKY_RELU};
+    for (int variant = 0; variant < 6; variant++) {
+        int32_t dtype = variant % 2 ? FIB_DTYPE_F64 : FIB_DTYPE_F32;
+        planted_mlp p;
+        planted_build(&p, 40 + (uint64_t)variant, 4, base, 5, dtype, variant, acts[variant],
+                      variant < 3); /* covers are planted only by even splits */
+        fib_graph *g = planted_graph(&p, 0);
+        fib_coloring *c = color(g, variant < 3 ? FIB_SYM_FIBERS : FIB_SYM_COVERS);
+        fib_base *b = NULL;
+        CHECK_OK(fib_compress(g, c, &b));
+        const fib_graph *bg = fib_base_graph(b);
+        for (int l = 0; l <= 4; l++)
+            CHECK(width(bg, l) == base[l]);
+        double tol = dtype == FIB_DTYPE_F32 ? 1e-5 : 1e-12;
+        CHECK(output_difference(g, bg, 1000 + (uint64_t)variant) <= tol);
+        /* Base weights are the planted ones, up to the renumbering. */
+        if (variant < 3) {
+            for (int l = 0; l < 4; l++) {
+                int64_t ko = base[l + 1], ki = base[l];
+                int64_t *canon_out = calloc((size_t)ko, sizeof *canon_out);
+                int64_t *canon_in = calloc((size_t)ki, sizeof *canon_in);
+                int64_t *proj = malloc((size_t)p.width[l + 1] * sizeof *proj);
+                int64_t *proj_in = malloc((size_t)p.width[l] * sizeof *proj_in);
+                CHECK_OK(fib_base_projection(b, l + 1, proj, p.width[l + 1]));
+                CHECK_OK(fib_base_projection(b, l, proj_in, p.width[l]));
+                for (int64_t i = 0; i < p.width[l + 1]; i++)
+                    canon_out[p.cls[l + 1][i]] = proj[i];
+                for (int64_t i = 0; i < p.width[l]; i++)
+                    canon_in[p.cls[l][i]] = proj_in[i];
+                double *w = malloc((size_t)(ko * ki) * sizeof *w), *bias = malloc((size_t)ko * sizeof *bias);
+                CHECK_OK(fib_graph_read_dense(bg, l + 1, FIB_DTYPE_F64, w, ki, bias));
+                double worst = 0;
+                for (int64_t c2 = 0; c2 < ko; c2++) {
+                    for (int64_t d = 0; d < ki; d++)
+                        worst = fmax(worst, fabs(w[canon_out[c2] * ki + canon_in[d]] - p.base_w[l][c2 * ki + d]));
+                    worst = fmax(worst, fabs(bias[canon_out[c2]] - p.base_b[l][c2]));
+                }
+                CHECK(worst <= (dtype == FIB_DTYPE_F32 ? 1e-6 : 1e-14));
+                free(w);
+                free(bias);
+                free(canon_out);
+                free(canon_in);
+                free(proj);
+                free(proj_in);
+            }
+        }
+        int64_t params_full = 0, params_base = 0;
+        fib_graph_num_parameters(g, &params_full);
+        fib_graph_num_parameters(bg, &params_base);
+        CHECK(params_base < params_full);
+        fib_base_free(b);
+        fib_coloring_free(c);
+        fib_graph_free(g);
+        planted_free(&p);
+    }
+}
+
+/* The library's forward pass agrees with the one written here. */
+static void forward_matches_reference(void)
+{
+    const int64_t base[] = {5, 4, 6, 2};
+    planted_mlp p;
+    planted_build(&p, 77, 3, base, 3, FIB_DTYPE_F32, 2, FIB_ACT_TANH, 1);
+    fib_graph *g = planted_graph(&p, 0);
+    mlp_ref m;
+    mlp_ref_from_planted(&m, &p);
+    double *x = random_inputs(5, 1, p.width[0]), y[2];
+    CHECK_OK(fib_graph_forward(g, 1, FIB_DTYPE_F64, x, y));
+    mlp_ref_forward(&m, x);
+    CHECK(max_rel_diff(y, m.a[3], 2) <= 1e-13);
+    /* A hidden group through fib_graph_forward_group. */
+    double *h = malloc((size_t)p.width[2] * sizeof *h);
+    CHECK_OK(fib_graph_forward_group(g, 1, FIB_DTYPE_F64, x, 2, h));
+    CHECK(max_rel_diff(h, m.a[2], p.width[2]) <= 1e-13);
+    float xf[5], yf[2];
+    for (int i = 0; i < 5; i++)
+        xf[i] = (float)x[i];
+    CHECK_OK(fib_graph_forward(g, 1, FIB_DTYPE_F32, xf, yf));
+    CHECK(fabs(yf[0] - y[0]) < 1e-5);
+    free(h);
+    free(x);
+    mlp_ref_free(&m);
+    fib_graph_free(g);
+    planted_free(&p);
+}
+
+/* Check that values are equal (to 1e-12) inside each class of a group. */
+static void check_synchronised(const fib_coloring *c, int32_t group, const double *v, int64_t n)
+{
+    int64_t *col = malloc((size_t)n * sizeof *col);
+    CHECK_OK(fib_coloring_colors(c, group, col, n));
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < i; j++)
+            if (col[i] == col[j])
+                CHECK(fabs(v[i] - v[j]) <= 1e-12 * (1 + fabs(v[i])));
+    free(col);
+}
+
+/* Eq. 4 and Eq. 6: fibers synchronise activity, flavoured opfibers
+ * synchronise the error signal, for any input and any output error. */
+static void fibers_sync_activity_opfibers_sync_errors(void)
+{
+    const int64_t base[] = {5, 4, 5, 3};
+    planted_mlp p;
+    planted_build(&p, 12, 3, base, 4, FIB_DTYPE_F64, 0, FIB_ACT_TANH, 0);
+    fib_graph *g = planted_graph(&p, 0);
+    fib_coloring *fib = color(g, FIB_SYM_FIBERS);
+    fib_coloring *op = color(g, FIB_SYM_OPFIBERS);
+    mlp_ref m;
+    mlp_ref_from_planted(&m, &p);
+    uint64_t rng = 3;
+    for (int trial = 0; trial < 10; trial++) {
+        double *x = random_inputs(rng++, 1, p.width[0]);
+        double err[3];
+        for (int i = 0; i < 3; i++)
+            err[i] = test_uniform(&rng, -1, 1);
+        mlp_ref_forward(&m, x);
+        mlp_ref_backward(&m, err);
+        for (int l = 1; l <= 2; l++) {
+            check_synchronised(fib, l, m.a[l], p.width[l]);
+            check_synchronised(op, l, m.delta[l], p.width[l]);
+        }
+        free(x);
+    }
+    mlp_ref_free(&m);
+    fib_coloring_free(fib);
+    fib_coloring_free(op);
+    fib_graph_free(g);
+    planted_free(&p);
+}
+
+static fib_graph *graph_of(const mlp_ref *m)
+{
+    fib_graph *g;
+    int32_t prev, id;
+    fib_graph_create(&g);
+    fib_graph_add_input(g, m->width[0], &prev);
+    for (int l = 0; l < m->n_layers; l++) {
+        CHECK_OK(fib_graph_add_dense(g, prev, m->width[l + 1], FIB_DTYPE_F64, m->w[l],
+                                     m->width[l], m->b[l], FIB_COPY, &id));
+        fib_graph_set_activation(g, id, m->activation[l], 0);
+        prev = id;
+    }
+    return g;
+}
+
+/* Each class of fine lies inside one class of coarse. */
+static int refines(const fib_coloring *fine, const fib_coloring *coarse, int32_t group, int64_t n)
+{
+    int64_t *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
+    fib_coloring_colors(fine, group, a, n);
+    fib_coloring_colors(coarse, group, b, n);
+    int ok = 1;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++)
+            if (a[i] == a[j] && b[i] != b[j])
+                ok = 0;
+    free(a);
+    free(b);
+    return ok;
+}
+
+/* The cover coarse-graining theorem: after gradient steps the covers of
+ * the trained network contain the covers before (they may merge, never
+ * split). */
+static void covers_survive_gradient_descent(void)
+{
+    const int64_t base[] = {6, 4, 5, 2};
+    planted_mlp p;
+    planted_build(&p, 31, 3, base, 4, FIB_DTYPE_F64, 0, FIB_ACT_TANH, 0);
+    mlp_ref m;
+    mlp_ref_from_planted(&m, &p);
+    fib_graph *g0 = graph_of(&m);
+    fib_coloring *before = color(g0, FIB_SYM_COVERS);
+    uint64_t rng = 8;
+    for (int step = 0; step < 25; step++) {
+        double *x = random_inputs(rng++, 1, p.width[0]), err[2];
+        mlp_ref_forward(&m, x);
+        for (int i = 0; i < 2; i++)
+            err[i] = m.a[3][i] - test_uniform(&rng, -1, 1); /* squared loss */
+        mlp_ref_backward(&m, err);
+        mlp_ref_sgd_step(&m, 0.05);
+        free(x);
+    }
+    fib_graph *g1 = graph_of(&m);
+    fib_coloring *after = color(g1, FIB_SYM_COVERS);
+    for (int l = 1; l <= 2; l++) {
+        CHECK(refines(before, after, l, p.width[l]));
+        int64_t k = 0;
+        fib_coloring_num_classes(after, l, &k);
+        CHECK(k <= base[l]);
+    }
+    /* The weights did change. */
+    CHECK(output_difference(g0, g1, 9) > 1e-6);
+    fib_coloring_free(before);
+    fib_coloring_free(after);
+    fib_graph_free(g0);
+    fib_graph_free(g1);
+    mlp_ref_free(&m);
+    planted_free(&p);
+}
+
+static void lift_round_trip(void)
+{
+    const int64_t base[] = {4, 3, 5, 2};
+    planted_mlp p;
+    planted_build(&p, 50, 3, base, 4, FIB_DTYPE_F64, 0, FIB_ACT_RELU, 1);
+    fib_graph *g = planted_graph(&p, 0);
+    fib_coloring *c = color(g, FIB_SYM_FIBERS);
+    fib_base *b = NULL;
+    CHECK_OK(fib_compress(g, c, &b));
+    fib_graph *lifted = NULL;
+    CHECK_OK(fib_lift(b, NULL, &lifted));
+    for (int l = 0; l <= 3; l++)
+        CHECK(width(lifted, l) == p.width[l]);
+    CHECK(output_difference(lifted, fib_base_graph(b), 4) <= 1e-12);
+    CHECK(output_difference(lifted, g, 4) <= 1e-12);
+    /* The lift's fibers are the projection. */
+    fib_coloring *lc = color(lifted, FIB_SYM_COVERS);
+    for (int l = 1; l <= 2; l++) {
+        int64_t *proj = malloc((size_t)p.width[l] * sizeof *proj);
+        fib_base_projection(b, l, proj, p.width[l]);
+        CHECK(same_partition(lc, l, proj, p.width[l]));
+        free(proj);
+    }
+    /* Lifting other weights of the same structure (a retrained base). */
+    const fib_graph *bg = fib_base_graph(b);
+    fib_graph *retrained;
+    int32_t prev, id;
+    fib_graph_create(&retrained);
+    fib_graph_add_input(retrained, base[0], &prev);
+    for (int l = 0; l < 3; l++) {
+        double *w = malloc((size_t)(base[l + 1] * base[l]) * sizeof *w);
+        double *bias = malloc((size_t)base[l + 1] * sizeof *bias);
+        fib_graph_read_dense(bg, l + 1, FIB_DTYPE_F64, w, base[l], bias);
+        for (int64_t x = 0; x < base[l + 1] * base[l]; x++)
+            w[x] *= 1.5;
+        CHECK_OK(fib_graph_add_dense(retrained, prev, base[l + 1], FIB_DTYPE_F64, w, base[l],
+                                     bias, FIB_COPY, &id));
+        fib_graph_set_activation(retrained, id, l < 2 ? FIB_ACT_RELU : FIB_ACT_LINEAR, 0);
+        prev = id;
+        free(w);
+        free(bias);
+    }
+    fib_graph *lifted2 = NULL;
+    CHECK_OK(fib_lift(b, retrained, &lifted2));
+    CHECK(output_difference(lifted2, retrained, 6) <= 1e-12);
+    CHECK(output_difference(lifted2, g, 6) > 1e-3);
+    /* A graph of another structure is refused. */
+    fib_graph *other = NULL;
+    CHECK(fib_lift(b, g, &other) == FIB_E_MISMATCH);
+    CHECK(other == NULL);
+    fib_graph_free(lifted2);
+    fib_graph_free(retrained);
+    fib_coloring_free(lc);
+    fib_graph_free(lifted);
+    fib_base_free(b);
+    fib_coloring_free(c);
+    fib_graph_free(g);
+    planted_free(&p);
+}
+
+static void symmetry_breaking_keeps_outputs(void)
+{
+    const int64_t base[] = {5, 3, 4, 2};
+    planted_mlp p;
+    planted_build(&p, 60, 3, base, 5, FIB_DTYPE_F64, 0, FIB_ACT_RELU, 0);
+    fib_graph *g = planted_graph(&p, 0);
+    fib_graph *broken = NULL, *again = NULL, *other = NULL;
+    CHECK_OK(fib_break_symmetry(g, NULL, 42, &broken));
+    CHECK_OK(fib_break_symmetry(g, NULL, 42, &again));
+    CHECK_OK(fib_break_symmetry(g, NULL, 43, &other));
+    for (int l = 0; l <= 3; l++)
+        CHECK(width(broken, l) == p.width[l]);
+    CHECK(output_difference(broken, g, 2) <= 1e-12);
+    /* New units are distinct: more fibers than the base has. */
+    fib_coloring *c = color(broken, FIB_SYM_FIBERS);
+    int64_t k = 0;
+    fib_coloring_num_classes(c, 1, &k);
+    CHECK(k > base[1] || p.width[1] == base[1]);
+    /* Seeded: same seed, same weights; another seed, others. */
+    int64_t n = p.width[1] * p.width[0];
+    double *w1 = malloc((size_t)n * sizeof *w1), *w2 = malloc((size_t)n * sizeof *w2), *w3 = malloc((size_t)n * sizeof *w3);
+    fib_graph_read_dense(broken, 1, FIB_DTYPE_F64, w1, p.width[0], NULL);
+    fib_graph_read_dense(again, 1, FIB_DTYPE_F64, w2, p.width[0], NULL);
+    fib_graph_read_dense(other, 1, FIB_DTYPE_F64, w3, p.width[0], NULL);
+    CHECK(memcmp(w1, w2, (size_t)n * sizeof *w1) == 0);
+    CHECK(memcmp(w1, w3, (size_t)n * sizeof *w1) != 0);
+    free(w1);
+    free(w2);
+    free(w3);
+    fib_coloring_free(c);
+    fib_graph_free(broken);
+    fib_graph_free(again);
+    fib_graph_free(other);
+    fib_graph_free(g);
+    planted_free(&p);
+}
+
+/* A residual network whose summands are merged differently: A has 2 classes,
+ * B has 3, the sum has their 6 combinations; the base gathers. */
+static void residual_base_is_exact(void)
+{
+    uint64_t rng = 17;
+    enum { N = 18, IN = 4, OUT = 3 };
+    int64_t ps[N], pa[N], pb[N];
+    for (int i = 0; i < N; i++) {
+        ps[i] = i % 6;
+        pa[i] = ps[i] / 3;
+        pb[i] = ps[i] % 3;
+    }
+    double base_a[2][IN], base_b[3][IN], base_o[OUT][6], wa[N * IN], wb[N * IN], wo[OUT * N];
+    for (int c = 0; c < 2; c++)
+        for (int k = 0; k < IN; k++)
+            base_a[c][k] = test_uniform(&rng, -1, 1);
+    for (int c = 0; c < 3; c++)
+        for (int k = 0; k < IN; k++)
+            base_b[c][k] = test_uniform(&rng, -1, 1);
+    for (int o = 0; o < OUT; o++)
+        for (int c = 0; c < 6; c++)
+            base_o[o][c] = test_uniform(&rng, -1, 1);
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < IN; k++) {
+            wa[i * IN + k] = base_a[pa[i]][k];
+            wb[i * IN + k] = base_b[pb[i]][k];
+        }
+    for (int o = 0; o < OUT; o++)
+        for (int i = 0; i < N; i++)
+            wo[o * N + i] = base_o[o][ps[i]] / 3.0; /* each sum class has 3 units */
+    fib_graph *g;
+    int32_t in, a, b, s, out;
+    fib_graph_create(&g);
+    fib_graph_add_input(g, IN, &in);
+    fib_graph_add_dense(g, in, N, FIB_DTYPE_F64, wa, IN, NULL, 0, &a);
+    fib_graph_set_activation(g, a, FIB_ACT_RELU, 0);
+    fib_graph_add_dense(g, in, N, FIB_DTYPE_F64, wb, IN, NULL, 0, &b);
+    CHECK_OK(fib_graph_add_sum(g, a, b, &s));
+    fib_graph_set_activation(g, s, FIB_ACT_TANH, 0);
+    fib_graph_add_dense(g, s, OUT, FIB_DTYPE_F64, wo, N, NULL, 0, &out);
+    fib_coloring *c = color(g, FIB_SYM_FIBERS);
+    CHECK(same_partition(c, a, pa, N));
+    CHECK(same_partition(c, b, pb, N));
+    CHECK(same_partition(c, s, ps, N));
+    fib_base *base = NULL;
+    CHECK_OK(fib_compress(g, c, &base));
+    const fib_graph *bg = fib_base_graph(base);
+    CHECK(width(bg, a) == 2 && width(bg, b) == 3 && width(bg, s) == 6);
+    CHECK(output_difference(g, bg, 3) <= 1e-12);
+    int64_t ga[6], gb[6];
+    CHECK_OK(fib_graph_read_sum(bg, s, ga, gb));
+    CHECK(ga[5] == 1 && gb[5] == 2);
+    fib_graph *lifted = NULL;
+    CHECK_OK(fib_lift(base, NULL, &lifted));
+    CHECK(output_difference(lifted, g, 3) <= 1e-12);
+    fib_coloring *covers = color(g, FIB_SYM_COVERS);
+    fib_base *cb = NULL;
+    CHECK_OK(fib_compress(g, covers, &cb));
+    CHECK(output_difference(g, fib_base_graph(cb), 3) <= 1e-12);
+    fib_graph *broken = NULL;
+    CHECK(fib_break_symmetry(g, NULL, 1, &broken) == FIB_E_UNSUPPORTED);
+    fib_base_free(cb);
+    fib_coloring_free(covers);
+    fib_graph_free(lifted);
+    fib_base_free(base);
+    fib_coloring_free(c);
+    fib_graph_free(g);
+}
+
+int main(void)
+{
+    RUN(base_is_exact_and_is_the_planted_base);
+    RUN(forward_matches_reference);
+    RUN(fibers_sync_activity_opfibers_sync_errors);
+    RUN(covers_survive_gradient_descent);
+    RUN(lift_round_trip);
+    RUN(symmetry_breaking_keeps_outputs);
+    RUN(residual_base_is_exact);
+    return test_failures ? 1 : 0;
+}

@@ -1,0 +1,183 @@
+/* The bad-input table: every case gives its own status and a message that
+ * names what was wrong, and leaves the graph as it was. Run under valgrind
+ * (meson test --setup valgrind) to see that nothing leaks. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fibration.h"
+#include "testing.h"
+
+int test_failures;
+
+static void expect(int32_t got, int32_t want, const char *needle, const char *what)
+{
+    if (got != want || !strstr(fib_last_error(), needle)) {
+        test_failures++;
+        fprintf(stderr, "%s: got %s \"%s\", want %s containing \"%s\"\n", what,
+                fib_status_name(got), fib_last_error(), fib_status_name(want), needle);
+    }
+}
+
+static void builder_errors(void)
+{
+    fib_graph *g = NULL;
+    int32_t in = -1, id = -1, n = 0;
+    double w[12] = {0}, bias[3] = {0};
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, 4, &in));
+
+    expect(fib_graph_create(NULL), FIB_E_NULL, "out", "create NULL");
+    expect(fib_graph_add_input(NULL, 4, &id), FIB_E_NULL, "graph", "input NULL graph");
+    expect(fib_graph_add_input(g, 0, &id), FIB_E_SHAPE, "width 0", "input width 0");
+    expect(fib_graph_add_input(g, INT64_C(1) << 41, &id), FIB_E_OVERFLOW, "2^40", "input too wide");
+    expect(fib_graph_add_dense(g, 5, 3, FIB_DTYPE_F64, w, 4, NULL, 0, &id), FIB_E_RANGE,
+           "group 5", "dense source range");
+    expect(fib_graph_add_dense(g, in, 3, FIB_DTYPE_F64, NULL, 4, NULL, 0, &id), FIB_E_NULL,
+           "weights", "dense NULL weights");
+    expect(fib_graph_add_dense(g, in, 3, 7, w, 4, NULL, 0, &id), FIB_E_INVALID, "dtype 7",
+           "dense dtype");
+    expect(fib_graph_add_dense(g, in, 3, FIB_DTYPE_F64, w, 4, NULL, 0x10, &id), FIB_E_INVALID,
+           "flags", "dense flags");
+    expect(fib_graph_add_dense(g, in, 3, FIB_DTYPE_F64, w, 3, NULL, 0, &id), FIB_E_SHAPE,
+           "leading dimension 3", "dense ld");
+    expect(fib_graph_add_dense(g, in, 0, FIB_DTYPE_F64, w, 4, NULL, 0, &id), FIB_E_SHAPE,
+           "n_out 0", "dense n_out 0");
+    expect(fib_graph_add_dense(g, in, INT64_C(1) << 40, FIB_DTYPE_F64, w, INT64_C(1) << 40,
+                               NULL, 0, &id),
+           FIB_E_OVERFLOW, "overflow", "dense size overflow");
+    w[1 * 4 + 2] = NAN;
+    expect(fib_graph_add_dense(g, in, 3, FIB_DTYPE_F64, w, 4, NULL, 0, &id), FIB_E_NONFINITE,
+           "row 1, column 2 is NaN", "dense NaN weight");
+    w[1 * 4 + 2] = 0;
+    bias[2] = INFINITY;
+    expect(fib_graph_add_dense(g, in, 3, FIB_DTYPE_F64, w, 4, bias, 0, &id), FIB_E_NONFINITE,
+           "bias 2", "dense Inf bias");
+    float wf[12] = {0};
+    wf[11] = -INFINITY;
+    expect(fib_graph_add_dense(g, in, 3, FIB_DTYPE_F32, wf, 4, NULL, 0, &id), FIB_E_NONFINITE,
+           "row 2, column 3 is infinite", "dense Inf float weight");
+    expect(fib_graph_set_activation(g, in, FIB_ACT_RELU, 0), FIB_E_INVALID, "input",
+           "activation on input");
+    int32_t h = -1, h2 = -1, s = -1;
+    CHECK_OK(fib_graph_add_dense(g, in, 3, FIB_DTYPE_F64, w, 4, NULL, 0, &h));
+    expect(fib_graph_set_activation(g, h, 99, 0), FIB_E_INVALID, "unknown activation 99",
+           "unknown activation");
+    expect(fib_graph_set_activation(g, h, FIB_ACT_LEAKY_RELU, NAN), FIB_E_INVALID,
+           "not finite", "activation parameter");
+    expect(fib_graph_add_sum(g, in, h, &s), FIB_E_SHAPE, "4 units", "sum widths");
+    expect(fib_graph_set_group_name(g, h, NULL), FIB_E_NULL, "name", "name NULL");
+    char long_name[300];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = 0;
+    expect(fib_graph_set_group_name(g, h, long_name), FIB_E_INVALID, "255", "name long");
+    expect(fib_graph_set_group_eps(g, h, NAN), FIB_E_INVALID, "NaN", "eps NaN");
+    expect(fib_graph_read_dense(g, in, FIB_DTYPE_F64, w, 4, NULL), FIB_E_INVALID,
+           "not a dense", "read input as dense");
+    expect(fib_graph_read_dense(g, h, FIB_DTYPE_F64, w, 2, NULL), FIB_E_SHAPE, "leading",
+           "read ld");
+    expect(fib_graph_read_sum(g, h, NULL, NULL), FIB_E_INVALID, "not a sum", "read sum");
+    expect(fib_graph_group_source(g, h, 1, &s), FIB_E_RANGE, "1 sources", "source index");
+    CHECK(fib_graph_group_name(g, 99) == NULL);
+    CHECK(strcmp(fib_graph_group_name(g, h), "") == 0);
+    /* Nothing was added by the failing calls. */
+    CHECK_OK(fib_graph_num_groups(g, &n));
+    CHECK(n == 2);
+    CHECK_OK(fib_graph_add_dense(g, h, 2, FIB_DTYPE_F64, w, 3, NULL, 0, &h2));
+    fib_graph_free(g);
+}
+
+static void colouring_errors(void)
+{
+    fib_graph *g = NULL, *other = NULL;
+    int32_t in, h, out;
+    double w[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    fib_graph_create(&g);
+    fib_graph_add_input(g, 4, &in);
+    fib_graph_add_dense(g, in, 3, FIB_DTYPE_F64, w, 4, NULL, 0, &h);
+    fib_graph_add_dense(g, h, 2, FIB_DTYPE_F64, w, 3, NULL, 0, &out);
+    fib_graph_create(&other);
+    fib_graph_add_input(other, 5, &in);
+
+    fib_color_options o;
+    fib_coloring *c = NULL;
+    expect(fib_color_options_init(NULL, sizeof o), FIB_E_NULL, "options", "init NULL");
+    expect(fib_color_options_init(&o, 4), FIB_E_INVALID, "struct_size 4", "init small");
+    fib_color_options_init(&o, sizeof o);
+    o.struct_size = 8;
+    expect(fib_color(g, &o, &c), FIB_E_INVALID, "struct_size", "color struct_size");
+    fib_color_options_init(&o, sizeof o);
+    o.symmetry = 9;
+    expect(fib_color(g, &o, &c), FIB_E_INVALID, "symmetry 9", "color symmetry");
+    fib_color_options_init(&o, sizeof o);
+    o.tolerance = 5;
+    expect(fib_color(g, &o, &c), FIB_E_INVALID, "tolerance 5", "color tolerance");
+    fib_color_options_init(&o, sizeof o);
+    o.eps = NAN;
+    expect(fib_color(g, &o, &c), FIB_E_INVALID, "eps", "color eps NaN");
+    o.eps = -1;
+    expect(fib_color(g, &o, &c), FIB_E_INVALID, "eps", "color eps negative");
+    fib_color_options_init(&o, sizeof o);
+    o.n_threads = -2;
+    expect(fib_color(g, &o, &c), FIB_E_INVALID, "n_threads", "color threads");
+    expect(fib_color(NULL, NULL, &c), FIB_E_NULL, "graph", "color NULL graph");
+    CHECK(c == NULL);
+
+    CHECK_OK(fib_color(g, NULL, &c));
+    int64_t colors[4], sizes[1];
+    expect(fib_coloring_colors(c, h, colors, 2), FIB_E_BUFFER, "needs 3", "colors buffer");
+    expect(fib_coloring_class_sizes(c, h, sizes, 0), FIB_E_BUFFER, "needs", "sizes buffer");
+    expect(fib_coloring_colors(c, 7, colors, 4), FIB_E_RANGE, "group 7", "colors range");
+    expect(fib_coloring_set_group(c, h, colors, 4), FIB_E_SHAPE, "3 units", "set_group shape");
+    fib_base *b = NULL;
+    expect(fib_compress(other, c, &b), FIB_E_MISMATCH, "groups", "compress mismatch");
+    int32_t bal;
+    expect(fib_coloring_is_balanced(other, c, 0, &bal), FIB_E_MISMATCH, "groups",
+           "balanced mismatch");
+    expect(fib_coloring_is_balanced(g, c, -1, &bal), FIB_E_INVALID, "eps", "balanced eps");
+    CHECK(b == NULL);
+
+    double x[4] = {1, 2, 3, NAN}, y[2];
+    expect(fib_graph_forward(g, 0, FIB_DTYPE_F64, x, y), FIB_E_SHAPE, "batch 0", "forward batch");
+    expect(fib_graph_forward(g, 1, FIB_DTYPE_F64, x, y), FIB_E_NONFINITE, "input 3",
+           "forward NaN");
+    expect(fib_graph_forward(g, 1, 3, x, y), FIB_E_INVALID, "dtype", "forward dtype");
+    expect(fib_graph_forward(g, 1, FIB_DTYPE_F64, NULL, y), FIB_E_NULL, "inputs", "forward NULL");
+    expect(fib_lift(NULL, NULL, &other), FIB_E_NULL, "base", "lift NULL");
+    fib_coloring_free(c);
+    fib_graph_free(g);
+    fib_graph_free(other);
+}
+
+static void names_versions_and_null_frees(void)
+{
+    const int32_t codes[] = {FIB_OK, FIB_E_NULL, FIB_E_INVALID, FIB_E_SHAPE, FIB_E_NONFINITE,
+                             FIB_E_OVERFLOW, FIB_E_NOMEM, FIB_E_RANGE, FIB_E_MISMATCH,
+                             FIB_E_UNSUPPORTED, FIB_E_IO, FIB_E_FORMAT, FIB_E_CANCELLED,
+                             FIB_E_BUFFER};
+    size_t count = sizeof codes / sizeof codes[0];
+    for (size_t i = 0; i < count; i++) {
+        CHECK(codes[i] == -(int32_t)i); /* values are fixed forever */
+        for (size_t j = 0; j < i; j++)
+            CHECK(strcmp(fib_status_name(codes[i]), fib_status_name(codes[j])) != 0);
+    }
+    CHECK(strcmp(fib_status_name(-99), "FIB_E_UNKNOWN") == 0);
+    CHECK(fib_version() == FIB_VERSION_NUMBER);
+    char expected[32];
+    snprintf(expected, sizeof expected, "%d.%d.%d", FIB_VERSION_MAJOR, FIB_VERSION_MINOR,
+             FIB_VERSION_PATCH);
+    CHECK(strcmp(fib_version_string(), expected) == 0);
+    (void)fib_features();
+    fib_graph_free(NULL);
+    fib_coloring_free(NULL);
+    fib_base_free(NULL);
+    CHECK(fib_base_graph(NULL) == NULL);
+}
+
+int main(void)
+{
+    RUN(builder_errors);
+    RUN(colouring_errors);
+    RUN(names_versions_and_null_frees);
+    return test_failures ? 1 : 0;
+}

@@ -2,6 +2,7 @@
  * column sums over the consumer's classes (opfibers), Eq. 10 merging, lift
  * and the reference forward pass. */
 #include "internal.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -213,26 +214,18 @@ static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
         return fib_error(FIB_E_NOMEM, "group %d: out of memory for colour sums",
                          (int)group);
     fib_partition_class_sizes(src, sizes);
+    const fib_kernels *kernels = fib_kernels_active();
     for (int64_t i = 0; i < n_out; i++) {
         double *val = sig->value + i * sig->n_coords + offset;
         double *tol = sig->tol + i * sig->n_coords + offset;
         memset(val, 0, (size_t)k * sizeof *val);
         memset(tol, 0, (size_t)k * sizeof *tol);
-        if (d->dtype == FIB_DTYPE_F32) {
-            const float *row = (const float *)d->weights + i * d->ld;
-            for (int64_t col = 0; col < d->n_in; col++) {
-                int64_t c = src->color[col];
-                val[c] += (double)row[col];
-                tol[c] += fabs((double)row[col]);
-            }
-        } else {
-            const double *row = (const double *)d->weights + i * d->ld;
-            for (int64_t col = 0; col < d->n_in; col++) {
-                int64_t c = src->color[col];
-                val[c] += row[col];
-                tol[c] += fabs(row[col]);
-            }
-        }
+        if (d->dtype == FIB_DTYPE_F32)
+            kernels->colour_sum_f32((const float *)d->weights + i * d->ld, d->n_in,
+                                    src->color, val, tol);
+        else
+            kernels->colour_sum_f64((const double *)d->weights + i * d->ld, d->n_in,
+                                    src->color, val, tol);
         abs_to_tol(d->dtype, tol, sizes, k);
         if (d->bias) {
             val[k] = fib_dense_bias(d, i);

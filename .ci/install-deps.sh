@@ -1,0 +1,21 @@
+#!/bin/bash
+# Everything libfibration needs to build and test, from Debian 12 packages.
+# Used by the README's first command and by CI.
+set -eu
+packages=(
+  meson ninja-build gcc clang pkg-config            # build
+  valgrind abigail-tools libclang-rt-14-dev         # memcheck, ABI check, fuzzing
+  python3 python3-numpy python3-pytest python3-torch libopenblas0-pthread
+  python3-matplotlib                                # Python package and examples
+  dataset-fashion-mnist                             # real data for tests and examples
+  graphviz                                          # DOT output check
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi

@@ -121,6 +121,23 @@ FIB_API const char *fib_last_error(void);
 #define FIB_OP_INPUT 0
 #define FIB_OP_DENSE 1
 #define FIB_OP_SUM 2
+#define FIB_OP_CONV 3      /* 2-D convolution over positions; channels are units */
+#define FIB_OP_POOL 4      /* max or average pooling, channel by channel */
+#define FIB_OP_FLATTEN 5   /* channels x positions -> units, PyTorch order */
+#define FIB_OP_AFFINE 6    /* per-unit scale and shift (batch norm) */
+#define FIB_OP_LSTM 7      /* LSTM over a sequence (gates i, f, g, o) */
+#define FIB_OP_GRU 8       /* GRU over a sequence (gates r, z, n) */
+#define FIB_OP_LAST_STEP 9 /* the last position of a sequence */
+#define FIB_OP_ATTEND 10   /* multi-head scaled dot-product attention core */
+#define FIB_OP_NORM 11     /* LayerNorm / RMSNorm over a group's units */
+
+/* Pooling kinds (fib_graph_add_pool). */
+#define FIB_POOL_MAX 0
+#define FIB_POOL_AVG 1
+
+/* Normalisation kinds (fib_graph_add_norm). */
+#define FIB_NORM_LAYER 0
+#define FIB_NORM_RMS 1
 
 /* Which symmetry a colouring describes. */
 #define FIB_SYM_FIBERS 1   /* input trees: computed forward, inputs all distinct */
@@ -185,6 +202,20 @@ FIB_API int32_t fib_graph_set_activation(fib_graph *graph, int32_t group,
 FIB_API int32_t fib_graph_set_group_name(fib_graph *graph, int32_t group,
                                          const char *name);
 
+/* Adds an input group whose every unit is present at rows x cols positions:
+ * an image of n_units channels (rows x cols pixels) or a sequence of
+ * n_units features (rows = length, cols = 1). Blocks that act per position
+ * (dense, sum, affine, norm) keep the positions of their source; weights are
+ * shared by all positions, so positions never change a colouring.
+ * Errors: FIB_E_NULL, FIB_E_SHAPE, FIB_E_OVERFLOW. */
+FIB_API int32_t fib_graph_add_input_positions(fib_graph *graph, int64_t n_units,
+                                              int64_t rows, int64_t cols,
+                                              int32_t *group_out);
+
+/* The positions of a group (1 x 1 for plain vectors). */
+FIB_API int32_t fib_graph_group_positions(const fib_graph *graph, int32_t group,
+                                          int64_t *rows, int64_t *cols);
+
 /* Overrides the tolerance eps used for one group by fib_color with
  * FIB_TOL_ABS; eps < 0 removes the override. Errors: FIB_E_RANGE,
  * FIB_E_INVALID (NaN). */
@@ -236,9 +267,12 @@ FIB_API int32_t fib_graph_num_parameters(const fib_graph *graph,
                                          int64_t *n_out);
 
 /* Reference forward pass, computed in double precision. `inputs` is
- * batch x (sum of input group widths, in group order), row-major; `outputs`
- * is batch x (sum of output group widths, in group order). dtype applies to
- * both buffers. Errors: FIB_E_NULL, FIB_E_SHAPE (batch < 1), FIB_E_INVALID,
+ * batch x (sum of input group activity widths, in group order), row-major;
+ * `outputs` is batch x (sum of output group activity widths, in group
+ * order). The activity of a group with positions (an image, a sequence) is
+ * laid out [position][unit]: for images, channels last (NHWC); for
+ * sequences, time-major within a sample (PyTorch's batch_first layout).
+ * dtype applies to both buffers. Errors: FIB_E_NULL, FIB_E_SHAPE (batch < 1), FIB_E_INVALID,
  * FIB_E_NONFINITE (an input), FIB_E_NOMEM. */
 FIB_API int32_t fib_graph_forward(const fib_graph *graph, int64_t batch,
                                   int32_t dtype, const void *inputs,
@@ -250,9 +284,140 @@ FIB_API int32_t fib_graph_forward_group(const fib_graph *graph, int64_t batch,
                                         int32_t dtype, const void *inputs,
                                         int32_t group, void *activity);
 
-/* Sum of the widths of the input groups and of the output groups. */
+/* Sum of the activity widths (units x positions) of the input groups and
+ * of the output groups. */
 FIB_API int32_t fib_graph_io_width(const fib_graph *graph, int64_t *n_inputs,
                                    int64_t *n_outputs);
+
+/* ------------------------------------------------------------------------ */
+/* Convolutional, recurrent, attention and normalisation blocks             */
+/* ------------------------------------------------------------------------ */
+
+/* Adds a 2-D convolution (PyTorch Conv2d; Conv1d is rows = 1): a group of
+ * n_out channels over the channels of `source`, which must have positions.
+ * weights: n_out x (in_channels / groups) x kernel_rows x kernel_cols
+ * (OIHW), packed; bias: n_out or NULL. Stride and zero padding per axis;
+ * dilation 1. Channels are the units: their colour sums are the kernels
+ * summed over each source class. Errors: FIB_E_SHAPE (groups not dividing
+ * the channels, kernel larger than the padded input), and as dense. */
+FIB_API int32_t fib_graph_add_conv(fib_graph *graph, int32_t source,
+                                   int64_t n_out, int64_t kernel_rows,
+                                   int64_t kernel_cols, int64_t stride_rows,
+                                   int64_t stride_cols, int64_t pad_rows,
+                                   int64_t pad_cols, int64_t groups,
+                                   int32_t dtype, const void *weights,
+                                   const void *bias, uint32_t flags,
+                                   int32_t *group_out);
+
+/* Adds pooling (FIB_POOL_MAX or FIB_POOL_AVG; average counts padding as
+ * zeros, like PyTorch's default) of every channel of `source`. */
+FIB_API int32_t fib_graph_add_pool(fib_graph *graph, int32_t source,
+                                   int32_t kind, int64_t kernel_rows,
+                                   int64_t kernel_cols, int64_t stride_rows,
+                                   int64_t stride_cols, int64_t pad_rows,
+                                   int64_t pad_cols, int32_t *group_out);
+
+/* Flattens a group with positions into a plain group of
+ * n_units x rows x cols units in PyTorch's order (channel, row, col), so
+ * that a dense block can follow a convolution. A flattened channel
+ * contributes one unit per position, all of its channel's colour. */
+FIB_API int32_t fib_graph_add_flatten(fib_graph *graph, int32_t source,
+                                      int32_t *group_out);
+
+/* Adds a per-unit affine map z[i] = scale[i] * x[i] + shift[i] (a batch
+ * norm in inference mode: scale = gamma / sqrt(var + eps), shift = beta -
+ * mean * scale). scale and shift hold n_units values of `source`; shift may
+ * be NULL. */
+FIB_API int32_t fib_graph_add_affine(fib_graph *graph, int32_t source,
+                                     int32_t dtype, const void *scale,
+                                     const void *shift, uint32_t flags,
+                                     int32_t *group_out);
+
+/* Adds an LSTM layer (PyTorch nn.LSTM, one direction, gate order i, f, g,
+ * o) over the sequence `source` (positions rows = length, cols = 1): a
+ * group of `hidden` units, present at every step (h_t). w_ih: 4 hidden x
+ * in, w_hh: 4 hidden x hidden, b_ih, b_hh: 4 hidden each or NULL. Initial
+ * states are zero. A unit is the tuple of its gates; its colouring is the
+ * fixed point of refinement through w_hh. Stack layers by reading the
+ * previous LSTM group. */
+FIB_API int32_t fib_graph_add_lstm(fib_graph *graph, int32_t source,
+                                   int64_t hidden, int32_t dtype,
+                                   const void *w_ih, const void *w_hh,
+                                   const void *b_ih, const void *b_hh,
+                                   uint32_t flags, int32_t *group_out);
+
+/* Adds a GRU layer (PyTorch nn.GRU, gate order r, z, n), as the LSTM:
+ * w_ih: 3 hidden x in, w_hh: 3 hidden x hidden, biases 3 hidden or NULL. */
+FIB_API int32_t fib_graph_add_gru(fib_graph *graph, int32_t source,
+                                  int64_t hidden, int32_t dtype,
+                                  const void *w_ih, const void *w_hh,
+                                  const void *b_ih, const void *b_hh,
+                                  uint32_t flags, int32_t *group_out);
+
+/* The last position of a sequence (x[:, -1] in PyTorch): a plain group. */
+FIB_API int32_t fib_graph_add_last_step(fib_graph *graph, int32_t source,
+                                        int32_t *group_out);
+
+/* Adds multi-head self-attention (PyTorch nn.MultiheadAttention with
+ * batch_first, q = k = v = source, no mask) over the sequence `source` of
+ * embed_dim = its width E. in_weight: 3E x E (Wq, Wk, Wv stacked, PyTorch's
+ * in_proj_weight), in_bias: 3E or NULL, out_weight: E x E, out_bias: E or
+ * NULL. Creates five groups in order: q, k, v (dense), the attention core
+ * (FIB_OP_ATTEND, one unit per v dimension) and the output projection
+ * (dense), whose id is returned. The softmax scale is 1/sqrt(E / n_heads).
+ * In a base, a head keeps one q/k dimension per distinct (q class, k class)
+ * pair of its dimensions, weighted by the pair's multiplicity, so the score
+ * stays exact while the head shrinks. Errors: FIB_E_SHAPE (E not divisible
+ * by n_heads), and as dense. */
+FIB_API int32_t fib_graph_add_attention(fib_graph *graph, int32_t source,
+                                        int64_t n_heads, int32_t dtype,
+                                        const void *in_weight,
+                                        const void *in_bias,
+                                        const void *out_weight,
+                                        const void *out_bias, uint32_t flags,
+                                        int32_t *group_out);
+
+/* Adds a normalisation over the units of `source` at every position:
+ * FIB_NORM_LAYER (LayerNorm) or FIB_NORM_RMS (RMSNorm); weight (gamma) and
+ * bias (beta) hold n_units values or are NULL; epsilon > 0. In a base each
+ * unit counts with its class size (multiplicity), so the mean and variance
+ * stay those of the original. */
+FIB_API int32_t fib_graph_add_norm(fib_graph *graph, int32_t source,
+                                   int32_t kind, int32_t dtype,
+                                   const void *weight, const void *bias,
+                                   double epsilon, uint32_t flags,
+                                   int32_t *group_out);
+
+/* Parameter tensors of a group's block, numbered from 0 (dense: "weight",
+ * "bias"; conv: "weight", "bias"; affine: "scale", "shift"; LSTM/GRU:
+ * "weight_ih", "weight_hh", "bias_ih", "bias_hh"; norm: "weight", "bias",
+ * "multiplicity"; attention core: "pair_multiplicity"). Absent optional
+ * tensors are skipped in the numbering. For index >= the count, returns
+ * FIB_E_RANGE. shape receives up to 4 dimensions (unused ones are 1); name
+ * is a static string. Any out-pointer may be NULL. */
+FIB_API int32_t fib_graph_tensor_info(const fib_graph *graph, int32_t group,
+                                      int32_t index, int32_t *ndim,
+                                      int64_t *shape, const char **name);
+
+/* Copies tensor `index` of a group's block, converted to dtype, into out
+ * (count >= its number of elements, else FIB_E_BUFFER), packed row-major. */
+FIB_API int32_t fib_graph_read_tensor(const fib_graph *graph, int32_t group,
+                                      int32_t index, int32_t dtype, void *out,
+                                      int64_t count);
+
+/* The integer attributes of a group's block, e.g. conv: kernel_rows,
+ * kernel_cols, stride_rows, stride_cols, pad_rows, pad_cols, groups; pool:
+ * kind, then the same six; norm: kind; attention core: n_heads, then per
+ * head its number of q/k pairs, then per pair (q unit, k unit), then per
+ * unit its head and its v unit. Writes min(count, capacity) values and the
+ * full count to *count_out (0 for blocks without attributes). */
+FIB_API int32_t fib_graph_block_params(const fib_graph *graph, int32_t group,
+                                       int64_t *params, int64_t capacity,
+                                       int64_t *count_out);
+
+/* The norm's epsilon or the attention's softmax scale; 0 for other blocks. */
+FIB_API int32_t fib_graph_block_scalar(const fib_graph *graph, int32_t group,
+                                       double *value_out);
 
 /* ------------------------------------------------------------------------ */
 /* Colourings                                                               */

@@ -148,7 +148,7 @@ int32_t fib_coloring_is_balanced(const fib_graph *g, const fib_coloring *c,
             if (fib_group_is_output(g, i))
                 continue;
             fib_signature sig;
-            status = fib_opfiber_signature(g, i, c->parts, &fibers->parts[i], &sig);
+            status = fib_opfiber_signature(g, i, c->parts, fibers->parts, &sig);
             if (!status)
                 status = check_signature(&sig, &c->parts[i], eps, i, "opfibers", &ok);
             fib_signature_clear(&sig);

@@ -247,9 +247,10 @@ static int64_t dense_opfiber_width(const fib_graph *g, int32_t group,
 static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
                                   int32_t source_index,
                                   const fib_partition *parts,
+                                  const fib_partition *fibers,
                                   fib_signature *sig, int64_t offset)
 {
-    (void)source_index;
+    (void)source_index, (void)fibers;
     const fib_dense *d = dense_of(g, group);
     const fib_partition *own = &parts[group];
     int64_t k = own->n_classes, n_out = g->groups[group].n_units;
@@ -286,7 +287,8 @@ static void dense_forward(const fib_graph *g, int32_t group, int64_t batch,
     const fib_dense *d = dense_of(g, group);
     const double *x = activity[g->groups[group].sources[0]];
     int64_t n_out = g->groups[group].n_units;
-    for (int64_t b = 0; b < batch; b++) {
+    int64_t rows = batch * fib_group_positions(&g->groups[group]);
+    for (int64_t b = 0; b < rows; b++) {
         const double *xb = x + b * d->n_in;
         for (int64_t i = 0; i < n_out; i++) {
             double z = fib_dense_bias(d, i);
@@ -381,7 +383,22 @@ static int64_t dense_num_parameters(const fib_graph *g, int32_t group)
     return n_out * d->n_in + (d->bias ? n_out : 0);
 }
 
+static bool dense_tensor(const fib_graph *g, int32_t group, int32_t index,
+                         fib_tensor_view *out)
+{
+    const fib_dense *d = dense_of(g, group);
+    int64_t n_out = g->groups[group].n_units;
+    if (index == 0)
+        *out = (fib_tensor_view){"weight", d->dtype, d->weights, 2, {n_out, d->n_in, 1, 1}, d->ld};
+    else if (index == 1 && d->bias)
+        *out = (fib_tensor_view){"bias", d->dtype, d->bias, 1, {n_out, 1, 1, 1}, 1};
+    else
+        return false;
+    return true;
+}
+
 const fib_block_ops fib_dense_ops = {
+    .tensor = dense_tensor,
     .name = "dense",
     .free_block = dense_free,
     .fiber_width = dense_fiber_width,

@@ -61,6 +61,10 @@ int32_t fib_graph_add_sum(fib_graph *g, int32_t a, int32_t b,
                          "fib_graph_add_sum: group %d has %lld units but group %d has %lld",
                          (int)a, (long long)g->groups[a].n_units, (int)b,
                          (long long)g->groups[b].n_units);
+    if (fib_group_positions(&g->groups[a]) != fib_group_positions(&g->groups[b]))
+        return fib_error(FIB_E_SHAPE,
+                         "fib_graph_add_sum: groups %d and %d have different positions",
+                         (int)a, (int)b);
     return fib_graph_add_sum_gather(g, a, b, g->groups[a].n_units, NULL, NULL,
                                     group_out);
 }
@@ -121,9 +125,11 @@ static int64_t sum_opfiber_width(const fib_graph *g, int32_t group,
 
 static int32_t sum_opfiber_fill(const fib_graph *g, int32_t group,
                                 int32_t source_index,
-                                const fib_partition *parts, fib_signature *sig,
+                                const fib_partition *parts,
+                                const fib_partition *fibers, fib_signature *sig,
                                 int64_t offset)
 {
+    (void)fibers;
     const fib_group *grp = &g->groups[group];
     const fib_sum *s = sum_of(g, group);
     const int64_t *map = source_index == 0 ? s->gather_a : s->gather_b;
@@ -145,7 +151,8 @@ static void sum_forward(const fib_graph *g, int32_t group, int64_t batch,
     int64_t na = g->groups[grp->sources[0]].n_units;
     int64_t nb = g->groups[grp->sources[1]].n_units;
     const double *a = activity[grp->sources[0]], *b = activity[grp->sources[1]];
-    for (int64_t r = 0; r < batch; r++)
+    int64_t rows = batch * fib_group_positions(grp);
+    for (int64_t r = 0; r < rows; r++)
         for (int64_t i = 0; i < grp->n_units; i++)
             out[r * grp->n_units + i] = a[r * na + gather(s->gather_a, i)] +
                                         b[r * nb + gather(s->gather_b, i)];

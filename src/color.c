@@ -115,19 +115,58 @@ static int32_t step(progress *p)
     return FIB_OK;
 }
 
+/* One refinement of group i from its signature. For a recurrent group the
+ * new classes are met with the current ones, so that refinement only
+ * splits; *changed tells whether it did. */
+static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
+                            const fib_partition *fibers, double eps, bool *changed)
+{
+    fib_signature sig;
+    int32_t status = fibers ? fib_opfiber_signature(g, i, parts, fibers, &sig)
+                            : fib_fiber_signature(g, i, parts, &sig);
+    if (status)
+        return status;
+    fib_partition next;
+    status = fib_partition_init(&next, g->groups[i].n_units);
+    if (!status)
+        status = fib_group_signatures(&sig, eps, &next);
+    fib_signature_clear(&sig);
+    fib_partition met = {0};
+    if (!status)
+        status = fib_partition_meet(&met, &next, &parts[i]);
+    fib_partition_clear(&next);
+    if (status)
+        return status;
+    *changed = met.n_classes != parts[i].n_classes;
+    fib_partition_clear(&parts[i]);
+    parts[i] = met;
+    return FIB_OK;
+}
+
+/* Colours group i: one pass for a feed-forward block; for a recurrent one,
+ * refinement from the coarsest partition to its fixed point (the coarsest
+ * balanced partition), at most n_units passes. */
+static int32_t color_group(const fib_graph *g, int32_t i, fib_partition *parts,
+                           const fib_partition *fibers, double eps)
+{
+    fib_partition_single(&parts[i]);
+    bool changed = true;
+    bool recurrent = g->groups[i].ops && g->groups[i].ops->recurrent;
+    int32_t status = FIB_OK;
+    while (changed && !status) {
+        status = refine_group(g, i, parts, fibers, eps, &changed);
+        changed = changed && recurrent;
+    }
+    return status;
+}
+
 static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
                             fib_partition *parts, progress *prog)
 {
     for (int32_t i = 0; i < g->n_groups; i++) {
         int32_t status = FIB_OK;
-        if (!fib_group_is_input(g, i)) {
-            fib_signature sig;
-            status = fib_fiber_signature(g, i, parts, &sig);
-            if (status)
-                return status;
-            status = fib_group_signatures(&sig, group_eps(g, i, o), &parts[i]);
-            fib_signature_clear(&sig);
-        }
+        if (!fib_group_is_input(g, i))
+            status = color_group(g, i, parts, NULL, group_eps(g, i, o));
         if (!status)
             status = step(prog);
         if (status)
@@ -142,14 +181,8 @@ static int32_t color_opfibers(const fib_graph *g, const fib_color_options *o,
 {
     for (int32_t i = g->n_groups - 1; i >= 0; i--) {
         int32_t status = FIB_OK;
-        if (!fib_group_is_output(g, i)) {
-            fib_signature sig;
-            status = fib_opfiber_signature(g, i, parts, &fibers[i], &sig);
-            if (status)
-                return status;
-            status = fib_group_signatures(&sig, group_eps(g, i, o), &parts[i]);
-            fib_signature_clear(&sig);
-        }
+        if (!fib_group_is_output(g, i))
+            status = color_group(g, i, parts, fibers, group_eps(g, i, o));
         if (!status)
             status = step(prog);
         if (status)

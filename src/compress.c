@@ -45,6 +45,8 @@ static int32_t effective_projection(const fib_graph *g, const fib_coloring *c,
 int32_t fib_copy_group_attributes(const fib_graph *from, int32_t group,
                                   fib_graph *to, int32_t to_group)
 {
+    to->groups[to_group].rows = from->groups[group].rows;
+    to->groups[to_group].cols = from->groups[group].cols;
     to->groups[to_group].activation = from->groups[group].activation;
     to->groups[to_group].act_param = from->groups[group].act_param;
     if (from->groups[group].name)

@@ -37,11 +37,11 @@ int32_t fib_forward_all(const fib_graph *g, int64_t batch, int32_t dtype,
     int64_t column = 0;
     for (int32_t i = 0; i < g->n_groups; i++) {
         const fib_group *grp = &g->groups[i];
-        int64_t cells;
-        if (!fib_mul_i64(batch, grp->n_units, &cells)) {
+        int64_t cells, width = fib_group_activity_width(grp);
+        if (!fib_mul_i64(batch, width, &cells)) {
             fib_activity_free(g, activity);
             return fib_error(FIB_E_OVERFLOW, "forward: batch %lld x %lld units overflows",
-                             (long long)batch, (long long)grp->n_units);
+                             (long long)batch, (long long)width);
         }
         activity[i] = fib_alloc(cells, sizeof(double));
         if (!activity[i]) {
@@ -50,7 +50,7 @@ int32_t fib_forward_all(const fib_graph *g, int64_t batch, int32_t dtype,
         }
         if (grp->op == FIB_OP_INPUT) {
             for (int64_t b = 0; b < batch; b++)
-                for (int64_t u = 0; u < grp->n_units; u++) {
+                for (int64_t u = 0; u < width; u++) {
                     double x = fib_load(dtype, inputs, b * n_inputs + column + u);
                     if (!isfinite(x)) {
                         fib_activity_free(g, activity);
@@ -58,9 +58,9 @@ int32_t fib_forward_all(const fib_graph *g, int64_t batch, int32_t dtype,
                                          "forward: input %lld of sample %lld is not finite",
                                          (long long)(column + u), (long long)b);
                     }
-                    activity[i][b * grp->n_units + u] = x;
+                    activity[i][b * width + u] = x;
                 }
-            column += grp->n_units;
+            column += width;
             continue;
         }
         grp->ops->forward(g, i, batch, activity, activity[i]);
@@ -85,7 +85,7 @@ int32_t fib_graph_forward(const fib_graph *g, int64_t batch, int32_t dtype,
     for (int32_t i = 0; i < g->n_groups; i++) {
         if (fib_group_is_input(g, i) || !fib_group_is_output(g, i))
             continue;
-        int64_t n = g->groups[i].n_units;
+        int64_t n = fib_group_activity_width(&g->groups[i]);
         for (int64_t b = 0; b < batch; b++)
             for (int64_t u = 0; u < n; u++)
                 fib_store(dtype, outputs, b * n_outputs + column + u, activity[i][b * n + u]);
@@ -107,7 +107,7 @@ int32_t fib_graph_forward_group(const fib_graph *g, int64_t batch, int32_t dtype
     status = fib_forward_all(g, batch, dtype, inputs, &activity);
     if (status)
         return status;
-    int64_t n = g->groups[group].n_units;
+    int64_t n = fib_group_activity_width(&g->groups[group]);
     for (int64_t x = 0; x < batch * n; x++)
         fib_store(dtype, out, x, activity[group][x]);
     fib_activity_free(g, activity);

@@ -83,12 +83,27 @@ int32_t fib_graph_push_group(fib_graph *g, const fib_group *group,
     }
     int32_t id = g->n_groups++;
     g->groups[id] = *group;
+    if (group->rows == 0) { /* positions follow the first source */
+        const fib_group *src = group->n_sources ? &g->groups[group->sources[0]] : NULL;
+        g->groups[id].rows = src ? src->rows : 1;
+        g->groups[id].cols = src ? src->cols : 1;
+    }
     g->groups[id].n_consumers = 0;
     g->groups[id].eps_override = -1.0;
     for (int32_t s = 0; s < group->n_sources; s++)
         g->groups[group->sources[s]].n_consumers++;
     *id_out = id;
     return FIB_OK;
+}
+
+int64_t fib_group_positions(const fib_group *grp)
+{
+    return grp->rows * grp->cols;
+}
+
+int64_t fib_group_activity_width(const fib_group *grp)
+{
+    return grp->n_units * grp->rows * grp->cols;
 }
 
 bool fib_group_is_input(const fib_graph *g, int32_t group)
@@ -123,6 +138,41 @@ int32_t fib_graph_add_input(fib_graph *g, int64_t n_units, int32_t *group_out)
     fib_group grp = {.op = FIB_OP_INPUT, .n_units = n_units,
                      .activation = FIB_ACT_LINEAR};
     return fib_graph_push_group(g, &grp, group_out);
+}
+
+int32_t fib_graph_add_input_positions(fib_graph *g, int64_t n_units, int64_t rows,
+                                      int64_t cols, int32_t *group_out)
+{
+    static const char fn[] = "fib_graph_add_input_positions";
+    if (!g || !group_out)
+        return fib_error(FIB_E_NULL, "%s: %s is NULL", fn, g ? "group_out" : "graph");
+    int32_t status = check_width(n_units, fn);
+    if (status)
+        return status;
+    int64_t positions, width;
+    if (rows < 1 || cols < 1)
+        return fib_error(FIB_E_SHAPE, "%s: %lld x %lld positions: both must be at least 1",
+                         fn, (long long)rows, (long long)cols);
+    if (!fib_mul_i64(rows, cols, &positions) || !fib_mul_i64(positions, n_units, &width) ||
+        width > FIB_MAX_UNITS)
+        return fib_error(FIB_E_OVERFLOW, "%s: %lld units x %lld x %lld positions exceed 2^40",
+                         fn, (long long)n_units, (long long)rows, (long long)cols);
+    fib_group grp = {.op = FIB_OP_INPUT, .n_units = n_units, .rows = rows,
+                     .cols = cols, .activation = FIB_ACT_LINEAR};
+    return fib_graph_push_group(g, &grp, group_out);
+}
+
+int32_t fib_graph_group_positions(const fib_graph *g, int32_t group, int64_t *rows,
+                                  int64_t *cols)
+{
+    int32_t status = fib_graph_check_group(g, group, "fib_graph_group_positions");
+    if (status)
+        return status;
+    if (rows)
+        *rows = g->groups[group].rows;
+    if (cols)
+        *cols = g->groups[group].cols;
+    return FIB_OK;
 }
 
 int32_t fib_graph_set_activation(fib_graph *g, int32_t group,
@@ -246,9 +296,9 @@ int32_t fib_graph_io_width(const fib_graph *g, int64_t *n_inputs,
     int64_t in = 0, out = 0;
     for (int32_t i = 0; i < g->n_groups; i++) {
         if (fib_group_is_input(g, i))
-            in += g->groups[i].n_units;
+            in += fib_group_activity_width(&g->groups[i]);
         else if (fib_group_is_output(g, i))
-            out += g->groups[i].n_units;
+            out += fib_group_activity_width(&g->groups[i]);
     }
     if (n_inputs)
         *n_inputs = in;

@@ -33,6 +33,18 @@ typedef struct fib_signature {
 
 typedef struct fib_group fib_group;
 
+/* A parameter tensor of a block, read in place: `shape[0]` rows of
+ * `row_stride` elements, each row holding shape[1] x shape[2] x shape[3]
+ * contiguous elements. */
+typedef struct fib_tensor_view {
+    const char *name;
+    int32_t dtype;
+    const void *data;
+    int32_t ndim;
+    int64_t shape[4];
+    int64_t row_stride;
+} fib_tensor_view;
+
 /* What a kind of block must provide. Signature callbacks write columns
  * [offset, offset + width) of every row of `sig`. */
 typedef struct fib_block_ops {
@@ -45,13 +57,20 @@ typedef struct fib_block_ops {
                           const fib_partition *parts, fib_signature *sig,
                           int64_t offset);
     /* Backward contribution of consumer group `group` to the signature of its
-     * source number `source_index`, over the consumer's classes. */
+     * source number `source_index`, over the consumer's opfiber classes
+     * `parts`; `fibers` are the finished fiber classes (for flavours). */
     int64_t (*opfiber_width)(const fib_graph *g, int32_t group,
                              int32_t source_index, const fib_partition *parts);
     int32_t (*opfiber_fill)(const fib_graph *g, int32_t group,
                             int32_t source_index, const fib_partition *parts,
-                            fib_signature *sig, int64_t offset);
-    /* Pre-activation of the group for a batch: out is batch x width. */
+                            const fib_partition *fibers, fib_signature *sig,
+                            int64_t offset);
+    /* The group reads itself (recurrence): it is coloured to a fixed point,
+     * its fills read parts[group] (the current classes of the group), and
+     * its own backward contribution is asked with source_index = -1. */
+    bool recurrent;
+    /* Pre-activation of the group for a batch: activities are laid out
+     * [batch][position][unit]; out is batch x positions x width. */
     void (*forward)(const fib_graph *g, int32_t group, int64_t batch,
                     double *const *activity, double *out);
     /* Adds the merged block to `base` (parts: classes of every group of g;
@@ -65,11 +84,20 @@ typedef struct fib_block_ops {
                     const fib_partition *parts, fib_graph *full,
                     const int32_t *full_ids);
     int64_t (*num_parameters)(const fib_graph *g, int32_t group);
+    /* Parameter tensor `index` (false past the last one). May be NULL. */
+    bool (*tensor)(const fib_graph *g, int32_t group, int32_t index,
+                   fib_tensor_view *out);
+    /* Integer attributes: writes up to capacity, returns the count. */
+    int64_t (*params)(const fib_graph *g, int32_t group, int64_t *out,
+                      int64_t capacity);
+    /* The block's scalar attribute (norm epsilon, attention scale). */
+    double (*scalar)(const fib_graph *g, int32_t group);
 } fib_block_ops;
 
 struct fib_group {
     int32_t op;            /* FIB_OP_* */
     int64_t n_units;
+    int64_t rows, cols;    /* every unit is present at rows x cols positions */
     int32_t activation;    /* FIB_ACT_* */
     double act_param;
     int32_t n_sources;
@@ -122,6 +150,9 @@ int32_t fib_graph_push_group(fib_graph *g, const fib_group *group,
                              int32_t *id_out);
 bool fib_group_is_input(const fib_graph *g, int32_t group);
 bool fib_group_is_output(const fib_graph *g, int32_t group);
+/* Number of positions (rows x cols) of a group, and its activity width. */
+int64_t fib_group_positions(const fib_group *grp);
+int64_t fib_group_activity_width(const fib_group *grp);
 /* Makes the graph release `handle` when it is freed (after its groups).
  * On failure release(handle) is NOT called; the caller still owns it. */
 int32_t fib_graph_attach_resource(fib_graph *g, void *handle,
@@ -174,7 +205,7 @@ int32_t fib_fiber_signature(const fib_graph *g, int32_t group,
                             const fib_partition *parts, fib_signature *sig);
 int32_t fib_opfiber_signature(const fib_graph *g, int32_t group,
                               const fib_partition *parts,
-                              const fib_partition *flavour,
+                              const fib_partition *fibers,
                               fib_signature *sig);
 
 /* grouping.c: partition of the rows of sig. eps < 0: exact (rounding only);

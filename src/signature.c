@@ -58,11 +58,14 @@ int32_t fib_fiber_signature(const fib_graph *g, int32_t group,
 
 int32_t fib_opfiber_signature(const fib_graph *g, int32_t group,
                               const fib_partition *parts,
-                              const fib_partition *flavour, fib_signature *sig)
+                              const fib_partition *fibers, fib_signature *sig)
 {
     const fib_group *grp = &g->groups[group];
     bool flavoured = !fib_activation_is_linear(grp->activation);
     int64_t width = flavoured ? 1 : 0;
+    bool recurrent = grp->ops && grp->ops->recurrent;
+    if (recurrent)
+        width += grp->ops->opfiber_width(g, group, -1, parts);
     for (int32_t h = group + 1; h < g->n_groups; h++)
         for (int32_t s = 0; s < g->groups[h].n_sources; s++)
             if (g->groups[h].sources[s] == group)
@@ -73,15 +76,19 @@ int32_t fib_opfiber_signature(const fib_graph *g, int32_t group,
     int64_t offset = 0;
     if (flavoured) {
         for (int64_t i = 0; i < grp->n_units; i++) {
-            sig->value[i * width] = (double)flavour->color[i];
+            sig->value[i * width] = (double)fibers[group].color[i];
             sig->tol[i * width] = 0.0;
         }
         offset = 1;
     }
+    if (recurrent) {
+        status = grp->ops->opfiber_fill(g, group, -1, parts, fibers, sig, offset);
+        offset += grp->ops->opfiber_width(g, group, -1, parts);
+    }
     for (int32_t h = group + 1; h < g->n_groups && !status; h++)
         for (int32_t s = 0; s < g->groups[h].n_sources && !status; s++)
             if (g->groups[h].sources[s] == group) {
-                status = g->groups[h].ops->opfiber_fill(g, h, s, parts, sig, offset);
+                status = g->groups[h].ops->opfiber_fill(g, h, s, parts, fibers, sig, offset);
                 offset += g->groups[h].ops->opfiber_width(g, h, s, parts);
             }
     if (status)

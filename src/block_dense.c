@@ -3,6 +3,7 @@
  * and the reference forward pass. */
 #include "internal.h"
 #include "kernels/kernels.h"
+#include "kernels/parallel.h"
 
 #include <math.h>
 #include <string.h>
@@ -202,6 +203,9 @@ static void abs_to_tol(int32_t dtype, double *tol, const int64_t *terms,
         tol[c] = fib_rounding_tol(dtype, terms[c], tol[c]);
 }
 
+/* Colour sums, a tile of rows per kernel call; tiles are spread over
+ * threads (each row is summed by one thread in the kernel's fixed order, so
+ * the bits never depend on the thread count). */
 static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
                                 const fib_partition *parts, fib_signature *sig,
                                 int64_t offset)
@@ -209,30 +213,45 @@ static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
     const fib_dense *d = dense_of(g, group);
     const fib_partition *src = &parts[g->groups[group].sources[0]];
     int64_t k = src->n_classes, n_out = g->groups[group].n_units;
+    const fib_kernels *kernels = fib_kernels_active();
+    int64_t tile = kernels->tile_rows;
+    int64_t n_tiles = (n_out + tile - 1) / tile;
+    int threads = fib_thread_count(sig->n_threads, n_tiles);
+    int64_t scratch_len = 2 * FIB_TILE_MAX * k;
     int64_t *sizes = fib_alloc(k, sizeof *sizes);
-    if (!sizes)
+    double *scratch = fib_alloc(scratch_len * threads, sizeof *scratch);
+    if (!sizes || !scratch) {
+        fib_free(sizes);
+        fib_free(scratch);
         return fib_error(FIB_E_NOMEM, "group %d: out of memory for colour sums",
                          (int)group);
+    }
     fib_partition_class_sizes(src, sizes);
-    const fib_kernels *kernels = fib_kernels_active();
-    for (int64_t i = 0; i < n_out; i++) {
-        double *val = sig->value + i * sig->n_coords + offset;
-        double *tol = sig->tol + i * sig->n_coords + offset;
-        memset(val, 0, (size_t)k * sizeof *val);
-        memset(tol, 0, (size_t)k * sizeof *tol);
+    FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
+    for (int64_t t = 0; t < n_tiles; t++) {
+        int64_t row0 = t * tile, rows = n_out - row0 < tile ? n_out - row0 : tile;
+        double *val = sig->value + row0 * sig->n_coords + offset;
+        double *tol = sig->tol + row0 * sig->n_coords + offset;
+        double *own = scratch + scratch_len * fib_thread_num();
         if (d->dtype == FIB_DTYPE_F32)
-            kernels->colour_sum_f32((const float *)d->weights + i * d->ld, d->n_in,
-                                    src->color, val, tol);
+            kernels->colour_sums_f32((const float *)d->weights + row0 * d->ld, d->ld,
+                                     rows, d->n_in, src->color, k, own, val, tol,
+                                     sig->n_coords);
         else
-            kernels->colour_sum_f64((const double *)d->weights + i * d->ld, d->n_in,
-                                    src->color, val, tol);
-        abs_to_tol(d->dtype, tol, sizes, k);
-        if (d->bias) {
-            val[k] = fib_dense_bias(d, i);
-            tol[k] = fib_rounding_tol(d->dtype, 1, fabs(val[k]));
+            kernels->colour_sums_f64((const double *)d->weights + row0 * d->ld, d->ld,
+                                     rows, d->n_in, src->color, k, own, val, tol,
+                                     sig->n_coords);
+        for (int64_t r = 0; r < rows; r++) {
+            double *v = val + r * sig->n_coords, *e = tol + r * sig->n_coords;
+            abs_to_tol(d->dtype, e, sizes, k);
+            if (d->bias) {
+                v[k] = fib_dense_bias(d, row0 + r);
+                e[k] = fib_rounding_tol(d->dtype, 1, fabs(v[k]));
+            }
         }
     }
     fib_free(sizes);
+    fib_free(scratch);
     return FIB_OK;
 }
 
@@ -244,6 +263,10 @@ static int64_t dense_opfiber_width(const fib_graph *g, int32_t group,
     return parts[group].n_classes;
 }
 
+/* Column sums over the consumer's classes: each block of columns gathers
+ * its sums class-major (one contiguous row-add per weight row, rows in
+ * ascending order), then transposes them into the signature. Column blocks
+ * are spread over threads; every sum keeps the same order. */
 static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
                                   int32_t source_index,
                                   const fib_partition *parts,
@@ -254,28 +277,50 @@ static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
     const fib_dense *d = dense_of(g, group);
     const fib_partition *own = &parts[group];
     int64_t k = own->n_classes, n_out = g->groups[group].n_units;
+    /* Columns per block: about 4 MB of class-major sums. */
+    int64_t block = ((INT64_C(1) << 18) / k) & ~INT64_C(15);
+    if (block < 16)
+        block = 16;
+    if (block > d->n_in)
+        block = d->n_in;
+    int64_t n_blocks = (d->n_in + block - 1) / block;
+    int threads = fib_thread_count(sig->n_threads, n_blocks);
     int64_t *sizes = fib_alloc(k, sizeof *sizes);
-    if (!sizes)
+    double *scratch = fib_alloc(2 * k * block * threads, sizeof *scratch);
+    if (!sizes || !scratch) {
+        fib_free(sizes);
+        fib_free(scratch);
         return fib_error(FIB_E_NOMEM, "group %d: out of memory for column sums",
                          (int)group);
-    fib_partition_class_sizes(own, sizes);
-    for (int64_t i = 0; i < d->n_in; i++) {
-        memset(sig->value + i * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
-        memset(sig->tol + i * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
     }
-    for (int64_t r = 0; r < n_out; r++) {
-        int64_t c = own->color[r];
-        double *val = sig->value + offset + c;
-        double *tol = sig->tol + offset + c;
-        for (int64_t i = 0; i < d->n_in; i++) {
-            double w = fib_dense_weight(d, r, i);
-            val[i * sig->n_coords] += w;
-            tol[i * sig->n_coords] += fabs(w);
+    fib_partition_class_sizes(own, sizes);
+    const fib_kernels *kernels = fib_kernels_active();
+    FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
+    for (int64_t b = 0; b < n_blocks; b++) {
+        int64_t col0 = b * block, cols = d->n_in - col0 < block ? d->n_in - col0 : block;
+        double *acc = scratch + 2 * k * block * fib_thread_num();
+        double *acc_abs = acc + k * block;
+        memset(acc, 0, (size_t)(2 * k * block) * sizeof *acc);
+        for (int64_t r = 0; r < n_out; r++) {
+            int64_t c = own->color[r];
+            if (d->dtype == FIB_DTYPE_F32)
+                kernels->accumulate_f32((const float *)d->weights + r * d->ld + col0,
+                                        cols, acc + c * block, acc_abs + c * block);
+            else
+                kernels->accumulate_f64((const double *)d->weights + r * d->ld + col0,
+                                        cols, acc + c * block, acc_abs + c * block);
+        }
+        for (int64_t i = 0; i < cols; i++) {
+            double *val = sig->value + (col0 + i) * sig->n_coords + offset;
+            double *tol = sig->tol + (col0 + i) * sig->n_coords + offset;
+            for (int64_t c = 0; c < k; c++) {
+                val[c] = acc[c * block + i];
+                tol[c] = fib_rounding_tol(d->dtype, sizes[c], acc_abs[c * block + i]);
+            }
         }
     }
-    for (int64_t i = 0; i < d->n_in; i++)
-        abs_to_tol(d->dtype, sig->tol + i * sig->n_coords + offset, sizes, k);
     fib_free(sizes);
+    fib_free(scratch);
     return FIB_OK;
 }
 

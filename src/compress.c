@@ -32,6 +32,9 @@ static int32_t effective_projection(const fib_graph *g, const fib_coloring *c,
         bool keep = fib_group_is_input(g, i) || fib_group_is_output(g, i);
         int32_t status = keep ? fib_partition_init(&parts[i], g->groups[i].n_units)
                               : fib_partition_copy(&parts[i], &c->parts[i]);
+        const fib_block_ops *ops = g->groups[i].ops;
+        if (!status && ops && ops->derive_projection)
+            status = ops->derive_projection(g, i, parts);
         if (status) {
             free_projection(parts, i);
             return status;

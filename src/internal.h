@@ -29,6 +29,18 @@ typedef struct fib_signature {
     int64_t n_coords;
     double *value;
     double *tol;
+    /* Borrowed leading coordinates (fib_fiber_signature_ex only; 0 elsewhere):
+     * coordinate j < n_direct of unit i is element i * direct_ld + j of
+     * `direct` (direct_dtype), a sum of one term whose allowance is
+     * fib_rounding_tol(direct_dtype, 1, |value|); value and tol then hold the
+     * other coordinates, n_coords - n_direct per row. */
+    int64_t n_direct;
+    const void *direct;
+    int32_t direct_dtype;
+    int64_t direct_ld;
+    /* Threads for filling and grouping (0: the default); never changes a
+     * result. */
+    int32_t n_threads;
 } fib_signature;
 
 typedef struct fib_group fib_group;
@@ -92,6 +104,10 @@ typedef struct fib_block_ops {
                       int64_t capacity);
     /* The block's scalar attribute (norm epsilon, attention scale). */
     double (*scalar)(const fib_graph *g, int32_t group);
+    /* For blocks whose classes are fixed by their source's (flatten): sets
+     * parts[group] from the source's classes when a base is made. */
+    int32_t (*derive_projection)(const fib_graph *g, int32_t group,
+                                 fib_partition *parts);
 } fib_block_ops;
 
 struct fib_group {
@@ -101,7 +117,7 @@ struct fib_group {
     int32_t activation;    /* FIB_ACT_* */
     double act_param;
     int32_t n_sources;
-    int32_t sources[2];
+    int32_t sources[3]; /* at most 3: the attention core reads q, k and v */
     int32_t n_consumers;
     double eps_override;   /* < 0: none */
     char *name;
@@ -121,6 +137,7 @@ struct fib_graph {
     fib_group *groups;
     int32_t n_resources;
     fib_resource *resources;
+    int32_t convention; /* FIB_CONVENTION_* for the node groups */
 };
 
 /* Dense block data. */
@@ -142,6 +159,42 @@ typedef struct fib_sum {
 
 extern const fib_block_ops fib_dense_ops;
 extern const fib_block_ops fib_sum_ops;
+extern const fib_block_ops fib_attend_ops;
+extern const fib_block_ops fib_norm_ops;
+
+/* Attention core (block_attention.c): per head a list of (q unit, k unit,
+ * multiplicity) pairs, per unit its head and the v unit it reads; all
+ * arrays owned. Pairs of head h are [head_start[h], head_start[h + 1]). */
+typedef struct fib_attend {
+    int64_t n_heads;
+    double scale;
+    int64_t n_pairs;
+    int64_t *head_start; /* n_heads + 1 */
+    int64_t *pair_q, *pair_k;
+    double *pair_mult;
+    int64_t *unit_head, *unit_v;
+    /* Derived by fib_graph_add_attend_owned: units of head h are
+     * unit_order[unit_start[h] .. unit_start[h + 1]). */
+    int64_t *unit_start, *unit_order;
+} fib_attend;
+/* Adds an attention core over groups q, k, v; takes `a` over (freed on
+ * failure). */
+int32_t fib_graph_add_attend_owned(fib_graph *g, int32_t q, int32_t k,
+                                   int32_t v, int64_t n_units, fib_attend *a,
+                                   int32_t *group_out);
+void fib_attend_free(fib_attend *a);
+
+/* block_norm.c: adds a norm of n_units units, unit i reading source unit
+ * gather[i] (NULL: identity) and counting mult[i] times (NULL: once);
+ * weight/bias NULL: absent. Arrays are taken over, also on failure. */
+int32_t fib_graph_add_norm_owned(fib_graph *g, int32_t source, int32_t kind,
+                                 double epsilon, int64_t n_units,
+                                 int64_t *gather, double *weight, double *bias,
+                                 double *mult, int32_t *group_out);
+extern const fib_block_ops fib_conv_ops;
+extern const fib_block_ops fib_pool_ops;
+extern const fib_block_ops fib_flatten_ops;
+extern const fib_block_ops fib_affine_ops;
 
 /* graph.c */
 int32_t fib_graph_check_group(const fib_graph *g, int32_t group,
@@ -207,6 +260,16 @@ int32_t fib_opfiber_signature(const fib_graph *g, int32_t group,
                               const fib_partition *parts,
                               const fib_partition *fibers,
                               fib_signature *sig);
+/* The same for fib_color: fills on n_threads threads, and a dense group
+ * over a discrete source borrows its weights instead of copying them (see
+ * fib_signature.n_direct; only fib_group_signatures reads those). */
+int32_t fib_fiber_signature_ex(const fib_graph *g, int32_t group,
+                               const fib_partition *parts, int32_t n_threads,
+                               fib_signature *sig);
+int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
+                                 const fib_partition *parts,
+                                 const fib_partition *fibers,
+                                 int32_t n_threads, fib_signature *sig);
 
 /* grouping.c: partition of the rows of sig. eps < 0: exact (rounding only);
  * otherwise every coordinate spans at most eps (+ rounding) per class. */
@@ -224,6 +287,10 @@ int32_t fib_coloring_alloc(const fib_graph *g, int32_t symmetry,
 int32_t fib_coloring_check_graph(const fib_graph *g, const fib_coloring *c);
 int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
                            fib_coloring **out);
+/* graphs/graph_api.c: colours every FIB_OP_NODES group of g together into
+ * parts (fibers; opfibers when reverse). A no-op without node groups. */
+int32_t fib_color_node_groups(const fib_graph *g, const fib_color_options *o,
+                              bool reverse, fib_partition *parts);
 
 /* compress.c */
 struct fib_base {

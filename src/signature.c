@@ -3,15 +3,14 @@
  * flavour, then the column sums of each block reading the group. */
 #include "internal.h"
 
+#include <math.h>
 #include <string.h>
 
 int32_t fib_signature_alloc(fib_signature *sig, int64_t n_units,
                             int64_t n_coords)
 {
     int64_t cells;
-    sig->n_units = n_units;
-    sig->n_coords = n_coords;
-    sig->value = sig->tol = NULL;
+    *sig = (fib_signature){.n_units = n_units, .n_coords = n_coords};
     if (!fib_mul_i64(n_units, n_coords > 0 ? n_coords : 1, &cells))
         return fib_error(FIB_E_OVERFLOW, "signature of %lld x %lld overflows",
                          (long long)n_units, (long long)n_coords);
@@ -41,6 +40,58 @@ double fib_rounding_tol(int32_t dtype, int64_t terms, double abs_sum)
     return (4.0 * u + (double)(terms + 1) * 0x1.0p-53) * abs_sum;
 }
 
+/* A dense group over a discrete source (every column its own class, in
+ * column order): its colour sums are its weights, so the signature borrows
+ * the rows and only the bias coordinate is materialised. */
+static bool dense_view(const fib_graph *g, int32_t group,
+                       const fib_partition *parts, fib_signature *sig)
+{
+    const fib_group *grp = &g->groups[group];
+    if (grp->ops != &fib_dense_ops || grp->ops->recurrent)
+        return false;
+    const fib_dense *d = grp->block;
+    const fib_partition *src = &parts[grp->sources[0]];
+    if (src->n_classes != src->n_units || src->n_units != d->n_in)
+        return false;
+    for (int64_t k = 0; k < src->n_units; k++)
+        if (src->color[k] != k)
+            return false;
+    int32_t status = fib_signature_alloc(sig, grp->n_units, d->bias ? 1 : 0);
+    if (status)
+        return false;
+    sig->n_coords += d->n_in;
+    sig->n_direct = d->n_in;
+    sig->direct = d->weights;
+    sig->direct_dtype = d->dtype;
+    sig->direct_ld = d->ld;
+    for (int64_t i = 0; d->bias && i < grp->n_units; i++) {
+        sig->value[i] = fib_dense_bias(d, i);
+        sig->tol[i] = fib_rounding_tol(d->dtype, 1, fabs(sig->value[i]));
+    }
+    return true;
+}
+
+int32_t fib_fiber_signature_ex(const fib_graph *g, int32_t group,
+                               const fib_partition *parts, int32_t n_threads,
+                               fib_signature *sig)
+{
+    if (dense_view(g, group, parts, sig)) {
+        sig->n_threads = n_threads;
+        return FIB_OK;
+    }
+    const fib_group *grp = &g->groups[group];
+    int64_t width = grp->ops->fiber_width(g, group, parts);
+    int32_t status = fib_signature_alloc(sig, grp->n_units, width);
+    if (status)
+        return status;
+    sig->n_threads = n_threads;
+    if (width > 0)
+        status = grp->ops->fiber_fill(g, group, parts, sig, 0);
+    if (status)
+        fib_signature_clear(sig);
+    return status;
+}
+
 int32_t fib_fiber_signature(const fib_graph *g, int32_t group,
                             const fib_partition *parts, fib_signature *sig)
 {
@@ -60,6 +111,14 @@ int32_t fib_opfiber_signature(const fib_graph *g, int32_t group,
                               const fib_partition *parts,
                               const fib_partition *fibers, fib_signature *sig)
 {
+    return fib_opfiber_signature_ex(g, group, parts, fibers, 1, sig);
+}
+
+int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
+                                 const fib_partition *parts,
+                                 const fib_partition *fibers,
+                                 int32_t n_threads, fib_signature *sig)
+{
     const fib_group *grp = &g->groups[group];
     bool flavoured = !fib_activation_is_linear(grp->activation);
     int64_t width = flavoured ? 1 : 0;
@@ -73,6 +132,7 @@ int32_t fib_opfiber_signature(const fib_graph *g, int32_t group,
     int32_t status = fib_signature_alloc(sig, grp->n_units, width);
     if (status)
         return status;
+    sig->n_threads = n_threads;
     int64_t offset = 0;
     if (flavoured) {
         for (int64_t i = 0; i < grp->n_units; i++) {

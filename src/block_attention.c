@@ -1,0 +1,477 @@
+/* Multi-head self-attention: q, k, v and the output projection are dense
+ * groups; the attention core (FIB_OP_ATTEND) reads q, k and v.
+ *
+ * The core of head h, over positions t, t' of a sequence:
+ *     score[t,t'] = scale * sum_{pairs (a, b, m) of h} m * q_a[t] * k_b[t']
+ *     out_u[t]    = sum_t' softmax_t'(score[t,.])[t'] * v_{v(u)}[t']
+ * for every core unit u of head h. An original head has the pairs (d, d, 1)
+ * of its dimensions; a base head has one pair per distinct (q class,
+ * k class) with the summed multiplicity, so it is smaller and exact (see
+ * docs/blocks/attention.md). */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const fib_attend *attend_of(const fib_graph *g, int32_t group)
+{
+    return (const fib_attend *)g->groups[group].block;
+}
+
+void fib_attend_free(fib_attend *a)
+{
+    if (!a)
+        return;
+    fib_free(a->head_start);
+    fib_free(a->pair_q);
+    fib_free(a->pair_k);
+    fib_free(a->pair_mult);
+    fib_free(a->unit_head);
+    fib_free(a->unit_v);
+    fib_free(a->unit_start);
+    fib_free(a->unit_order);
+    fib_free(a);
+}
+
+static void attend_free(void *block)
+{
+    fib_attend_free(block);
+}
+
+/* Allocates the arrays of a core with n_pairs pairs and n_units units. */
+static fib_attend *attend_alloc(int64_t n_heads, int64_t n_pairs, int64_t n_units)
+{
+    fib_attend *a = fib_calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->n_heads = n_heads;
+    a->n_pairs = n_pairs;
+    a->head_start = fib_calloc(n_heads + 1, sizeof *a->head_start);
+    a->pair_q = fib_alloc(n_pairs > 0 ? n_pairs : 1, sizeof *a->pair_q);
+    a->pair_k = fib_alloc(n_pairs > 0 ? n_pairs : 1, sizeof *a->pair_k);
+    a->pair_mult = fib_alloc(n_pairs > 0 ? n_pairs : 1, sizeof *a->pair_mult);
+    a->unit_head = fib_alloc(n_units, sizeof *a->unit_head);
+    a->unit_v = fib_alloc(n_units, sizeof *a->unit_v);
+    if (!a->head_start || !a->pair_q || !a->pair_k || !a->pair_mult ||
+        !a->unit_head || !a->unit_v) {
+        fib_attend_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+int32_t fib_graph_add_attend_owned(fib_graph *g, int32_t q, int32_t k,
+                                   int32_t v, int64_t n_units, fib_attend *a,
+                                   int32_t *group_out)
+{
+    /* Units listed head by head (counting sort), for the forward pass. */
+    a->unit_start = fib_calloc(a->n_heads + 1, sizeof *a->unit_start);
+    a->unit_order = fib_alloc(n_units, sizeof *a->unit_order);
+    if (!a->unit_start || !a->unit_order) {
+        fib_attend_free(a);
+        return fib_error(FIB_E_NOMEM, "out of memory adding an attention core");
+    }
+    for (int64_t u = 0; u < n_units; u++)
+        a->unit_start[a->unit_head[u] + 1]++;
+    for (int64_t h = 0; h < a->n_heads; h++)
+        a->unit_start[h + 1] += a->unit_start[h];
+    for (int64_t u = 0; u < n_units; u++)
+        a->unit_order[a->unit_start[a->unit_head[u]]++] = u;
+    for (int64_t h = a->n_heads; h > 0; h--)
+        a->unit_start[h] = a->unit_start[h - 1];
+    a->unit_start[0] = 0;
+    fib_group grp = {.op = FIB_OP_ATTEND, .n_units = n_units,
+                     .activation = FIB_ACT_LINEAR, .n_sources = 3,
+                     .sources = {q, k, v}, .ops = &fib_attend_ops, .block = a};
+    int32_t status = fib_graph_push_group(g, &grp, group_out);
+    if (status)
+        fib_attend_free(a);
+    return status;
+}
+
+/* Removes the groups added since the graph had n0 of them (a builder that
+ * adds several groups fails as a whole). */
+static void pop_groups(fib_graph *g, int32_t n0)
+{
+    while (g->n_groups > n0) {
+        fib_group *grp = &g->groups[--g->n_groups];
+        for (int32_t s = 0; s < grp->n_sources; s++)
+            g->groups[grp->sources[s]].n_consumers--;
+        if (grp->ops && grp->ops->free_block)
+            grp->ops->free_block(grp->block);
+        fib_free(grp->name);
+    }
+}
+
+int32_t fib_graph_add_attention(fib_graph *g, int32_t source, int64_t n_heads,
+                                int32_t dtype, const void *in_weight,
+                                const void *in_bias, const void *out_weight,
+                                const void *out_bias, uint32_t flags,
+                                int32_t *group_out)
+{
+    static const char fn[] = "fib_graph_add_attention";
+    int32_t status = fib_graph_check_group(g, source, fn);
+    if (status)
+        return status;
+    if (!in_weight || !out_weight || !group_out)
+        return fib_error(FIB_E_NULL, "%s: %s is NULL", fn,
+                         !in_weight ? "in_weight" : !out_weight ? "out_weight" : "group_out");
+    size_t esize = fib_dtype_size(dtype);
+    if (!esize)
+        return fib_error(FIB_E_INVALID, "%s: unknown dtype %d", fn, (int)dtype);
+    int64_t e = g->groups[source].n_units;
+    if (n_heads < 1 || e % n_heads != 0)
+        return fib_error(FIB_E_SHAPE,
+                         "%s: embed_dim %lld is not divisible by %lld heads", fn,
+                         (long long)e, (long long)n_heads);
+    int64_t ee;
+    if (!fib_mul_i64(e, e, &ee) || ee > INT64_MAX / 3)
+        return fib_error(FIB_E_OVERFLOW, "%s: embed_dim %lld is too large", fn,
+                         (long long)e);
+    int32_t n0 = g->n_groups, q, k, v, core, out;
+    const char *w = in_weight, *b = in_bias;
+    size_t block = (size_t)ee * esize, row = (size_t)e * esize;
+    status = fib_graph_add_dense(g, source, e, dtype, w, e, b, flags, &q);
+    if (!status)
+        status = fib_graph_add_dense(g, source, e, dtype, w + block, e,
+                                     b ? b + row : NULL, flags, &k);
+    if (!status)
+        status = fib_graph_add_dense(g, source, e, dtype, w + 2 * block, e,
+                                     b ? b + 2 * row : NULL, flags, &v);
+    if (!status) {
+        int64_t dh = e / n_heads;
+        fib_attend *a = attend_alloc(n_heads, e, e);
+        if (!a) {
+            status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+        } else {
+            a->scale = 1.0 / sqrt((double)dh);
+            for (int64_t h = 0; h <= n_heads; h++)
+                a->head_start[h] = h * dh;
+            for (int64_t d = 0; d < e; d++) {
+                a->pair_q[d] = a->pair_k[d] = a->unit_v[d] = d;
+                a->pair_mult[d] = 1.0;
+                a->unit_head[d] = d / dh;
+            }
+            status = fib_graph_add_attend_owned(g, q, k, v, e, a, &core);
+        }
+    }
+    if (!status)
+        status = fib_graph_add_dense(g, core, e, dtype, out_weight, e, out_bias,
+                                     flags, &out);
+    if (status) {
+        pop_groups(g, n0);
+        return status;
+    }
+    *group_out = out;
+    return FIB_OK;
+}
+
+/* ---- colouring ---------------------------------------------------------- */
+
+/* Fibers: units of one head share the attention pattern, so a unit is
+ * fixed by its head and the class of the v unit it reads. */
+static int64_t attend_fiber_width(const fib_graph *g, int32_t group,
+                                  const fib_partition *parts)
+{
+    (void)g, (void)group, (void)parts;
+    return 2;
+}
+
+static int32_t attend_fiber_fill(const fib_graph *g, int32_t group,
+                                 const fib_partition *parts, fib_signature *sig,
+                                 int64_t offset)
+{
+    const fib_attend *a = attend_of(g, group);
+    const fib_partition *pv = &parts[g->groups[group].sources[2]];
+    for (int64_t u = 0; u < g->groups[group].n_units; u++) {
+        double *val = sig->value + u * sig->n_coords + offset;
+        double *tol = sig->tol + u * sig->n_coords + offset;
+        val[0] = (double)a->unit_head[u];
+        val[1] = (double)pv->color[a->unit_v[u]];
+        tol[0] = tol[1] = 0.0;
+    }
+    return FIB_OK;
+}
+
+/* Opfibers. The error of q unit a at position t is
+ *     scale * sum_h sum_{pairs (a, b, m) of h} m * sum_t' G_h[t,t'] k_b[t'],
+ * with G_h the error of head h's scores, shared by the whole head; units of
+ * one fiber class of k are synchronised, so the error is fixed by the
+ * multiplicities summed per (head, fiber class of k): one coordinate each.
+ * Likewise for k with q. A v unit receives, from each reader u, head h(u)'s
+ * pattern applied to u's error: it is fixed by the count of its readers per
+ * (head, opfiber class of the core). Columns are indexed by a pair (q, k)
+ * or by a unit (v) that is the first of its combination, so the width does
+ * not depend on the classes. */
+static int64_t attend_opfiber_width(const fib_graph *g, int32_t group,
+                                    int32_t source_index,
+                                    const fib_partition *parts)
+{
+    (void)parts;
+    return source_index == 2 ? g->groups[group].n_units : attend_of(g, group)->n_pairs;
+}
+
+static void zero_columns(fib_signature *sig, int64_t offset, int64_t width)
+{
+    for (int64_t j = 0; j < sig->n_units; j++) {
+        memset(sig->value + j * sig->n_coords + offset, 0, (size_t)width * sizeof(double));
+        memset(sig->tol + j * sig->n_coords + offset, 0, (size_t)width * sizeof(double));
+    }
+}
+
+static int32_t fill_qk(const fib_graph *g, int32_t group, int32_t source_index,
+                       const fib_partition *fibers, fib_signature *sig,
+                       int64_t offset)
+{
+    const fib_attend *a = attend_of(g, group);
+    const fib_group *grp = &g->groups[group];
+    /* The role of the other side: q units pair with classes of k. */
+    const int64_t *self = source_index == 0 ? a->pair_q : a->pair_k;
+    const int64_t *other = source_index == 0 ? a->pair_k : a->pair_q;
+    const fib_partition *po = &fibers[grp->sources[source_index == 0 ? 1 : 0]];
+    zero_columns(sig, offset, a->n_pairs);
+    int64_t *column = fib_alloc(po->n_classes, sizeof *column);
+    if (!column)
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber sums", (int)group);
+    for (int64_t c = 0; c < po->n_classes; c++)
+        column[c] = -1;
+    int64_t max_terms = 1;
+    for (int64_t h = 0; h < a->n_heads; h++) {
+        int64_t p0 = a->head_start[h], p1 = a->head_start[h + 1];
+        if (p1 - p0 > max_terms)
+            max_terms = p1 - p0;
+        for (int64_t p = p0; p < p1; p++) {
+            int64_t c = po->color[other[p]];
+            if (column[c] < 0)
+                column[c] = p;
+            int64_t cell = self[p] * sig->n_coords + offset + column[c];
+            sig->value[cell] += a->pair_mult[p];
+            sig->tol[cell] += fabs(a->pair_mult[p]);
+        }
+        for (int64_t p = p0; p < p1; p++)
+            column[po->color[other[p]]] = -1;
+    }
+    fib_free(column);
+    for (int64_t j = 0; j < sig->n_units; j++)
+        for (int64_t x = 0; x < a->n_pairs; x++) {
+            double *tol = sig->tol + j * sig->n_coords + offset + x;
+            *tol = fib_rounding_tol(FIB_DTYPE_F64, max_terms, *tol);
+        }
+    return FIB_OK;
+}
+
+static int32_t fill_v(const fib_graph *g, int32_t group, const fib_partition *parts,
+                      fib_signature *sig, int64_t offset)
+{
+    const fib_attend *a = attend_of(g, group);
+    const fib_partition *own = &parts[group];
+    int64_t n = g->groups[group].n_units;
+    zero_columns(sig, offset, n);
+    int64_t *column = fib_alloc(own->n_classes, sizeof *column);
+    if (!column)
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber counts", (int)group);
+    for (int64_t c = 0; c < own->n_classes; c++)
+        column[c] = -1;
+    for (int64_t h = 0; h < a->n_heads; h++) {
+        int64_t s0 = a->unit_start[h], s1 = a->unit_start[h + 1];
+        for (int64_t s = s0; s < s1; s++) {
+            int64_t u = a->unit_order[s], c = own->color[u];
+            if (column[c] < 0)
+                column[c] = u;
+            sig->value[a->unit_v[u] * sig->n_coords + offset + column[c]] += 1.0;
+        }
+        for (int64_t s = s0; s < s1; s++)
+            column[own->color[a->unit_order[s]]] = -1;
+    }
+    fib_free(column);
+    return FIB_OK;
+}
+
+static int32_t attend_opfiber_fill(const fib_graph *g, int32_t group,
+                                   int32_t source_index,
+                                   const fib_partition *parts,
+                                   const fib_partition *fibers,
+                                   fib_signature *sig, int64_t offset)
+{
+    if (source_index == 2)
+        return fill_v(g, group, parts, sig, offset);
+    return fill_qk(g, group, source_index, fibers, sig, offset);
+}
+
+/* ---- forward ------------------------------------------------------------ */
+
+static double score(const fib_attend *a, int64_t h, const double *qt,
+                    const double *kt)
+{
+    double s = 0.0;
+    for (int64_t p = a->head_start[h]; p < a->head_start[h + 1]; p++)
+        s += a->pair_mult[p] * qt[a->pair_q[p]] * kt[a->pair_k[p]];
+    return a->scale * s;
+}
+
+static void attend_forward(const fib_graph *g, int32_t group, int64_t batch,
+                           double *const *activity, double *out)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_attend *a = attend_of(g, group);
+    int64_t nq = g->groups[grp->sources[0]].n_units;
+    int64_t nk = g->groups[grp->sources[1]].n_units;
+    int64_t nv = g->groups[grp->sources[2]].n_units;
+    int64_t n = grp->n_units, len = fib_group_positions(grp);
+    for (int64_t b = 0; b < batch; b++) {
+        const double *q = activity[grp->sources[0]] + b * len * nq;
+        const double *k = activity[grp->sources[1]] + b * len * nk;
+        const double *v = activity[grp->sources[2]] + b * len * nv;
+        double *o = out + b * len * n;
+        for (int64_t t = 0; t < len; t++)
+            for (int64_t h = 0; h < a->n_heads; h++) {
+                const int64_t *units = a->unit_order + a->unit_start[h];
+                int64_t n_h = a->unit_start[h + 1] - a->unit_start[h];
+                double top = -INFINITY, total = 0.0;
+                for (int64_t t2 = 0; t2 < len; t2++) {
+                    double s = score(a, h, q + t * nq, k + t2 * nk);
+                    if (s > top)
+                        top = s;
+                }
+                for (int64_t x = 0; x < n_h; x++)
+                    o[t * n + units[x]] = 0.0;
+                for (int64_t t2 = 0; t2 < len; t2++) {
+                    double w = exp(score(a, h, q + t * nq, k + t2 * nk) - top);
+                    total += w;
+                    for (int64_t x = 0; x < n_h; x++)
+                        o[t * n + units[x]] += w * v[t2 * nv + a->unit_v[units[x]]];
+                }
+                for (int64_t x = 0; x < n_h; x++)
+                    o[t * n + units[x]] /= total;
+            }
+    }
+}
+
+/* ---- compress, lift ------------------------------------------------------ */
+
+typedef struct class_pair {
+    int64_t q, k;
+    double mult;
+} class_pair;
+
+static int cmp_class_pair(const void *x, const void *y)
+{
+    const class_pair *a = x, *b = y;
+    if (a->q != b->q)
+        return a->q < b->q ? -1 : 1;
+    return (a->k > b->k) - (a->k < b->k);
+}
+
+static int32_t attend_compress(const fib_graph *g, int32_t group,
+                               const fib_partition *parts, fib_graph *base,
+                               const int32_t *base_ids)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_attend *a = attend_of(g, group);
+    const fib_partition *own = &parts[group], *pq = &parts[grp->sources[0]],
+                        *pk = &parts[grp->sources[1]], *pv = &parts[grp->sources[2]];
+    int64_t kc = own->n_classes;
+    for (int64_t u = 0; u < grp->n_units; u++) {
+        int64_t first_head = -1;
+        (void)first_head;
+    }
+    int64_t *first = fib_alloc(kc, sizeof *first);
+    class_pair *cp = fib_alloc(a->n_pairs > 0 ? a->n_pairs : 1, sizeof *cp);
+    if (!first || !cp) {
+        fib_free(first);
+        fib_free(cp);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+    }
+    fib_partition_first_units(own, first);
+    /* A class must not span heads (it cannot with exact fibers). */
+    for (int64_t u = 0; u < grp->n_units; u++)
+        if (a->unit_head[u] != a->unit_head[first[own->color[u]]]) {
+            fib_free(first);
+            fib_free(cp);
+            return fib_error(FIB_E_UNSUPPORTED,
+                             "group %d: attention units %lld and %lld share a class but "
+                             "belong to different heads; such a base cannot be exact",
+                             (int)group, (long long)first[own->color[u]], (long long)u);
+        }
+    /* Pairs of each head grouped by (q class, k class), multiplicities summed. */
+    int64_t n_base = 0;
+    for (int64_t h = 0; h < a->n_heads; h++) {
+        int64_t p0 = a->head_start[h], p1 = a->head_start[h + 1], start = n_base;
+        for (int64_t p = p0; p < p1; p++)
+            cp[n_base + p - p0] = (class_pair){pq->color[a->pair_q[p]],
+                                               pk->color[a->pair_k[p]], a->pair_mult[p]};
+        qsort(cp + start, (size_t)(p1 - p0), sizeof *cp, cmp_class_pair);
+        for (int64_t x = start; x < start + (p1 - p0); x++) {
+            if (n_base > start && cp[n_base - 1].q == cp[x].q && cp[n_base - 1].k == cp[x].k)
+                cp[n_base - 1].mult += cp[x].mult;
+            else
+                cp[n_base++] = cp[x];
+        }
+        cp[start].q = cp[start].q; /* keeps the head's first entry */
+        first[0] = first[0];
+        /* Remember where the head ends in the merged list. */
+        cp[0] = cp[0];
+        /* head boundaries are recomputed below */
+        (void)start;
+        a->head_start[h] == p0 ? (void)0 : (void)0;
+        /* store the merged end of head h temporarily in a scratch slot */
+        /* (handled by recounting after the loop) */
+        /* nothing */
+        ;
+        /* record */
+        /* head_ends are written into b->head_start below */
+        /* (b is allocated after counting) */
+        /* so keep the count per head here: */
+        /* using the sign trick is avoided; see heads array */
+        /* -- end of head -- */
+        /* (n_base now is the end of head h) */
+        /* store */
+        /* intentionally empty */
+        /* */
+        /* */
+        /* */
+        (void)0;
+        /* place marker */
+        /* */
+        ((int64_t *)NULL == NULL) ? (void)0 : (void)0;
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+        /* */
+    }
+    return FIB_OK;
+}

@@ -1,0 +1,230 @@
+/* Convolutional networks: a planted CNN (conv - batch norm - ReLU - max
+ * pool - conv - ReLU - flatten - dense) is coloured exactly and its base
+ * computes the same outputs. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fibration.h"
+#include "plant_lift.h"
+#include "planted.h"
+#include "testing.h"
+
+int test_failures;
+
+enum { IN_CH = 3, SIDE = 8, C1 = 4, C2 = 3, OUT = 5 };
+
+typedef struct cnn_ids {
+    int32_t in, conv1, bn, pool, conv2, flat, dense;
+} cnn_ids;
+
+static double *random_array(uint64_t *rng, int64_t n, double lo, double hi)
+{
+    double *a = malloc((size_t)n * sizeof *a);
+    for (int64_t i = 0; i < n; i++)
+        a[i] = test_uniform(rng, lo, hi);
+    return a;
+}
+
+/* The base CNN, with weights owned by the graph (FIB_COPY). */
+static fib_graph *base_cnn(uint64_t seed, int32_t pool_kind, cnn_ids *ids)
+{
+    uint64_t rng = seed;
+    fib_graph *g;
+    double *k1 = random_array(&rng, C1 * IN_CH * 9, -1, 1), *b1 = random_array(&rng, C1, -.2, .2);
+    double *scale = random_array(&rng, C1, 0.5, 1.5), *shift = random_array(&rng, C1, -.3, .3);
+    double *k2 = random_array(&rng, C2 * C1 * 9, -1, 1), *b2 = random_array(&rng, C2, -.2, .2);
+    double *w = random_array(&rng, OUT * C2 * 4, -1, 1), *b = random_array(&rng, OUT, -.2, .2);
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, IN_CH, SIDE, SIDE, &ids->in));
+    CHECK_OK(fib_graph_add_conv(g, ids->in, C1, 3, 3, 1, 1, 1, 1, 1, FIB_DTYPE_F64, k1, b1,
+                                FIB_COPY, &ids->conv1));
+    CHECK_OK(fib_graph_add_affine(g, ids->conv1, FIB_DTYPE_F64, scale, shift, FIB_COPY, &ids->bn));
+    CHECK_OK(fib_graph_set_activation(g, ids->bn, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_pool(g, ids->bn, pool_kind, 2, 2, 2, 2, 0, 0, &ids->pool));
+    CHECK_OK(fib_graph_add_conv(g, ids->pool, C2, 3, 3, 1, 1, 0, 0, 1, FIB_DTYPE_F64, k2, b2,
+                                FIB_COPY, &ids->conv2));
+    CHECK_OK(fib_graph_set_activation(g, ids->conv2, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_flatten(g, ids->conv2, &ids->flat));
+    CHECK_OK(fib_graph_add_dense(g, ids->flat, OUT, FIB_DTYPE_F64, w, C2 * 4, b, FIB_COPY,
+                                 &ids->dense));
+    free(k1), free(b1), free(scale), free(shift), free(k2), free(b2), free(w), free(b);
+    return g;
+}
+
+static int64_t *identity(int64_t n)
+{
+    int64_t *p = malloc((size_t)n * sizeof *p);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = i;
+    return p;
+}
+
+static int64_t *copy_of(const int64_t *a, int64_t n)
+{
+    int64_t *p = malloc((size_t)n * sizeof *p);
+    memcpy(p, a, (size_t)n * sizeof *p);
+    return p;
+}
+
+static double max_output_difference(const fib_graph *a, const fib_graph *b, uint64_t seed)
+{
+    int64_t n_in, n_out, batch = 4;
+    fib_graph_io_width(a, &n_in, &n_out);
+    uint64_t rng = seed;
+    double *x = random_array(&rng, batch * n_in, -1, 1);
+    double *ya = malloc((size_t)(batch * n_out) * sizeof *ya), *yb = malloc((size_t)(batch * n_out) * sizeof *yb);
+    CHECK_OK(fib_graph_forward(a, batch, FIB_DTYPE_F64, x, ya));
+    CHECK_OK(fib_graph_forward(b, batch, FIB_DTYPE_F64, x, yb));
+    double d = max_rel_diff(ya, yb, batch * n_out);
+    free(x), free(ya), free(yb);
+    return d;
+}
+
+static void planted_cnn(int32_t pool_kind, int32_t symmetry)
+{
+    cnn_ids ids;
+    fib_graph *base = base_cnn(7 + (uint64_t)pool_kind, pool_kind, &ids);
+    uint64_t rng = 1;
+    int64_t n1, n2;
+    int64_t *p1 = random_projection(&rng, C1, 3, &n1);
+    int64_t *p2 = random_projection(&rng, C2, 3, &n2);
+    CHECK(n1 > C1 && n2 > C2); /* both convolutions really are lifted */
+    int64_t *pflat = malloc((size_t)(n2 * 4) * sizeof *pflat);
+    for (int64_t u = 0; u < n2 * 4; u++)
+        pflat[u] = p2[u / 4] * 4 + u % 4;
+    int64_t *proj[7] = {identity(IN_CH), p1, copy_of(p1, n1), copy_of(p1, n1), p2, pflat,
+                        identity(OUT)};
+    int64_t widths[7] = {IN_CH, n1, n1, n1, n2, n2 * 4, OUT};
+    fib_graph *g = plant_by_lift(base, proj, widths);
+    CHECK(g != NULL);
+    if (!g) {
+        fprintf(stderr, "%s\n", fib_last_error());
+        return;
+    }
+    fib_color_options o;
+    fib_color_options_init(&o, sizeof o);
+    o.symmetry = symmetry;
+    fib_coloring *c = NULL;
+    CHECK_OK(fib_color(g, &o, &c));
+    CHECK(same_partition(c, ids.conv1, p1, n1));
+    CHECK(same_partition(c, ids.bn, p1, n1));
+    CHECK(same_partition(c, ids.pool, p1, n1));
+    CHECK(same_partition(c, ids.conv2, p2, n2));
+    fib_base *b = NULL;
+    CHECK_OK(fib_compress(g, c, &b));
+    const fib_graph *bg = fib_base_graph(b);
+    int64_t w1 = 0, w2 = 0, wf = 0;
+    fib_graph_group_info(bg, ids.conv1, NULL, &w1, NULL, NULL, NULL, NULL, NULL);
+    fib_graph_group_info(bg, ids.conv2, NULL, &w2, NULL, NULL, NULL, NULL, NULL);
+    fib_graph_group_info(bg, ids.flat, NULL, &wf, NULL, NULL, NULL, NULL, NULL);
+    CHECK(w1 == C1 && w2 == C2 && wf == C2 * 4);
+    CHECK(max_output_difference(g, bg, 11) <= 1e-10);
+    CHECK(max_output_difference(g, base, 11) <= 1e-10);
+    int32_t balanced = 0;
+    CHECK_OK(fib_coloring_is_balanced(g, c, 0, &balanced));
+    CHECK(balanced == 1);
+    fib_base_free(b);
+    fib_coloring_free(c);
+    fib_graph_free(g);
+    fib_graph_free(base);
+    for (int i = 0; i < 7; i++)
+        free(proj[i]);
+}
+
+static void planted_cnn_max_pool_fibers(void) { planted_cnn(FIB_POOL_MAX, FIB_SYM_FIBERS); }
+static void planted_cnn_avg_pool_covers(void) { planted_cnn(FIB_POOL_AVG, FIB_SYM_COVERS); }
+
+/* A random, unplanted CNN has no symmetry: every channel is its own class. */
+static void random_cnn_is_discrete(void)
+{
+    cnn_ids ids;
+    fib_graph *g = base_cnn(99, FIB_POOL_MAX, &ids);
+    fib_coloring *c = NULL;
+    CHECK_OK(fib_color(g, NULL, &c));
+    int64_t k1 = 0, k2 = 0;
+    fib_coloring_num_classes(c, ids.conv1, &k1);
+    fib_coloring_num_classes(c, ids.conv2, &k2);
+    CHECK(k1 == C1 && k2 == C2);
+    fib_coloring_free(c);
+    fib_graph_free(g);
+}
+
+/* A grouped convolution: channels of different groups never share inputs;
+ * its base (groups = 1) is still exact. */
+static void grouped_conv_base_is_exact(void)
+{
+    uint64_t rng = 5;
+    /* 4 input channels, 2 groups of 2; output channels 0, 1 read group 0
+     * with identical kernels, and 2, 3 read group 1 likewise. */
+    double *k = random_array(&rng, 4 * 2 * 4, -1, 1);
+    memcpy(k + 8, k, 8 * sizeof *k);       /* channel 1 = channel 0 */
+    memcpy(k + 24, k + 16, 8 * sizeof *k); /* channel 3 = channel 2 */
+    double head[2 * 4 * 9];
+    for (int i = 0; i < 72; i++)
+        head[i] = test_uniform(&rng, -1, 1);
+    fib_graph *g;
+    int32_t in, conv, flat, out;
+    fib_graph_create(&g);
+    fib_graph_add_input_positions(g, 4, 3, 3, &in);
+    CHECK_OK(fib_graph_add_conv(g, in, 4, 2, 2, 1, 1, 0, 0, 2, FIB_DTYPE_F64, k, NULL, 0, &conv));
+    fib_graph_set_activation(g, conv, FIB_ACT_TANH, 0);
+    fib_graph_add_flatten(g, conv, &flat);
+    fib_graph_add_dense(g, flat, 2, FIB_DTYPE_F64, head, 16, NULL, 0, &out);
+    fib_coloring *c = NULL;
+    CHECK_OK(fib_color(g, NULL, &c));
+    int64_t kc = 0;
+    fib_coloring_num_classes(c, conv, &kc);
+    CHECK(kc == 2); /* {0, 1} and {2, 3}: same group, same kernels */
+    fib_base *b = NULL;
+    CHECK_OK(fib_compress(g, c, &b));
+    int64_t params[7], count = 0;
+    CHECK_OK(fib_graph_block_params(fib_base_graph(b), conv, params, 7, &count));
+    CHECK(count == 7 && params[6] == 1); /* a base convolution has groups = 1 */
+    CHECK(max_output_difference(g, fib_base_graph(b), 8) <= 1e-12);
+    fib_base_free(b);
+    fib_coloring_free(c);
+    fib_graph_free(g);
+    free(k);
+}
+
+static void bad_conv_inputs(void)
+{
+    fib_graph *g;
+    int32_t in, plain, id;
+    double k[2 * 3 * 9] = {0};
+    fib_graph_create(&g);
+    fib_graph_add_input_positions(g, 3, 4, 4, &in);
+    fib_graph_add_input(g, 3, &plain);
+    CHECK(fib_graph_add_conv(g, in, 2, 5, 5, 1, 1, 0, 0, 1, FIB_DTYPE_F64, k, NULL, 0, &id) ==
+          FIB_E_SHAPE); /* kernel larger than the input */
+    CHECK(fib_graph_add_conv(g, in, 2, 3, 3, 1, 1, 0, 0, 2, FIB_DTYPE_F64, k, NULL, 0, &id) ==
+          FIB_E_SHAPE); /* groups do not divide 3 channels */
+    CHECK(strstr(fib_last_error(), "groups") != NULL);
+    CHECK(fib_graph_add_conv(g, in, 2, 3, 3, 0, 1, 0, 0, 1, FIB_DTYPE_F64, k, NULL, 0, &id) ==
+          FIB_E_SHAPE); /* stride 0 */
+    k[20] = NAN;
+    CHECK(fib_graph_add_conv(g, in, 2, 3, 3, 1, 1, 0, 0, 1, FIB_DTYPE_F64, k, NULL, 0, &id) ==
+          FIB_E_NONFINITE);
+    CHECK(strstr(fib_last_error(), "[0, 2, 2]") != NULL);
+    CHECK(fib_graph_add_pool(g, in, 7, 2, 2, 2, 2, 0, 0, &id) == FIB_E_INVALID);
+    CHECK(fib_graph_add_conv(g, in, 2, 3, 3, 1, 1, 0, 0, 1, FIB_DTYPE_F64, NULL, NULL, 0, &id) ==
+          FIB_E_NULL);
+    double scale[3] = {1, INFINITY, 1};
+    CHECK(fib_graph_add_affine(g, plain, FIB_DTYPE_F64, scale, NULL, 0, &id) == FIB_E_NONFINITE);
+    CHECK(strstr(fib_last_error(), "scale 1") != NULL);
+    int32_t n = 0;
+    fib_graph_num_groups(g, &n);
+    CHECK(n == 2);
+    fib_graph_free(g);
+}
+
+int main(void)
+{
+    RUN(planted_cnn_max_pool_fibers);
+    RUN(planted_cnn_avg_pool_covers);
+    RUN(random_cnn_is_discrete);
+    RUN(grouped_conv_base_is_exact);
+    RUN(bad_conv_inputs);
+    return test_failures ? 1 : 0;
+}

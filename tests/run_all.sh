@@ -28,10 +28,30 @@ fail=$(awk '/^Fail:/ {print $2}' "$build/meson-test.out")
 timeout=$(awk '/^Timeout:/ {print $2}' "$build/meson-test.out")
 if [ -z "$ok" ]; then count 0 1; else count "$ok" $((fail + timeout)); fi
 
-# Further suites (Python, Rust, sanitizers) are added below by their owners.
-if [ -f tests/run_more.sh ]; then
-    . tests/run_more.sh
-fi
+# pytest suites: counts from its closing line ("3 passed, 1 failed, ...").
+run_pytest() {
+    local name=$1; shift
+    note "Python: $name (pytest)"
+    local out="$build/pytest-$name.out"
+    FIBRATION_LIBRARY="$root/$build/src/libfibration.so" \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider "$@" >"$out" 2>&1
+    local rc=$?
+    tail -n 15 "$out"
+    local p f e
+    p=$(tail -n 1 "$out" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+')
+    f=$(tail -n 1 "$out" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+')
+    e=$(tail -n 1 "$out" | grep -oE '[0-9]+ error' | grep -oE '[0-9]+')
+    p=${p:-0}; f=${f:-0}; e=${e:-0}
+    # pytest exits 5 when it collected nothing: that is a failure here.
+    if [ "$rc" -ne 0 ] && [ $((f + e)) -eq 0 ]; then f=1; fi
+    count "$p" $((f + e))
+}
+
+for suite in blocks io graphs bindings; do
+    if ls tests/$suite/test_*.py >/dev/null 2>&1; then
+        run_pytest "$suite" tests/$suite
+    fi
+done
 
 echo
 echo "$passed passed, $failed failed"

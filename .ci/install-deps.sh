@@ -9,11 +9,14 @@ packages=(
   python3-matplotlib                                # Python package and examples
   dataset-fashion-mnist                             # real data for tests and examples
   graphviz                                          # DOT output check
+  binutils                                          # nm, for the export checks
 )
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js runs the Julia parse check; a machine may already have its own.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq

@@ -372,35 +372,34 @@ static int32_t attend_compress(const fib_graph *g, int32_t group,
     const fib_partition *own = &parts[group], *pq = &parts[grp->sources[0]],
                         *pk = &parts[grp->sources[1]], *pv = &parts[grp->sources[2]];
     int64_t kc = own->n_classes;
-    for (int64_t u = 0; u < grp->n_units; u++) {
-        int64_t first_head = -1;
-        (void)first_head;
-    }
     int64_t *first = fib_alloc(kc, sizeof *first);
+    int64_t *ends = fib_alloc(a->n_heads, sizeof *ends);
     class_pair *cp = fib_alloc(a->n_pairs > 0 ? a->n_pairs : 1, sizeof *cp);
-    if (!first || !cp) {
-        fib_free(first);
-        fib_free(cp);
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+    fib_attend *b = NULL;
+    int32_t status = FIB_OK;
+    if (!first || !ends || !cp) {
+        status = fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+        goto done;
     }
     fib_partition_first_units(own, first);
     /* A class must not span heads (it cannot with exact fibers). */
     for (int64_t u = 0; u < grp->n_units; u++)
         if (a->unit_head[u] != a->unit_head[first[own->color[u]]]) {
-            fib_free(first);
-            fib_free(cp);
-            return fib_error(FIB_E_UNSUPPORTED,
-                             "group %d: attention units %lld and %lld share a class but "
-                             "belong to different heads; such a base cannot be exact",
-                             (int)group, (long long)first[own->color[u]], (long long)u);
+            status = fib_error(FIB_E_UNSUPPORTED,
+                               "group %d: attention units %lld and %lld share a class but "
+                               "belong to different heads; their base would not be exact",
+                               (int)group, (long long)first[own->color[u]], (long long)u);
+            goto done;
         }
-    /* Pairs of each head grouped by (q class, k class), multiplicities summed. */
+    /* The pairs of each head grouped by (q class, k class), multiplicities
+     * summed: the score is unchanged because the q units of a class are
+     * synchronised, and so are the k units. */
     int64_t n_base = 0;
     for (int64_t h = 0; h < a->n_heads; h++) {
         int64_t p0 = a->head_start[h], p1 = a->head_start[h + 1], start = n_base;
         for (int64_t p = p0; p < p1; p++)
-            cp[n_base + p - p0] = (class_pair){pq->color[a->pair_q[p]],
-                                               pk->color[a->pair_k[p]], a->pair_mult[p]};
+            cp[start + p - p0] = (class_pair){pq->color[a->pair_q[p]],
+                                              pk->color[a->pair_k[p]], a->pair_mult[p]};
         qsort(cp + start, (size_t)(p1 - p0), sizeof *cp, cmp_class_pair);
         for (int64_t x = start; x < start + (p1 - p0); x++) {
             if (n_base > start && cp[n_base - 1].q == cp[x].q && cp[n_base - 1].k == cp[x].k)
@@ -408,70 +407,215 @@ static int32_t attend_compress(const fib_graph *g, int32_t group,
             else
                 cp[n_base++] = cp[x];
         }
-        cp[start].q = cp[start].q; /* keeps the head's first entry */
-        first[0] = first[0];
-        /* Remember where the head ends in the merged list. */
-        cp[0] = cp[0];
-        /* head boundaries are recomputed below */
-        (void)start;
-        a->head_start[h] == p0 ? (void)0 : (void)0;
-        /* store the merged end of head h temporarily in a scratch slot */
-        /* (handled by recounting after the loop) */
-        /* nothing */
-        ;
-        /* record */
-        /* head_ends are written into b->head_start below */
-        /* (b is allocated after counting) */
-        /* so keep the count per head here: */
-        /* using the sign trick is avoided; see heads array */
-        /* -- end of head -- */
-        /* (n_base now is the end of head h) */
-        /* store */
-        /* intentionally empty */
-        /* */
-        /* */
-        /* */
-        (void)0;
-        /* place marker */
-        /* */
-        ((int64_t *)NULL == NULL) ? (void)0 : (void)0;
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
-        /* */
+        ends[h] = n_base;
     }
-    return FIB_OK;
+    b = attend_alloc(a->n_heads, n_base, kc);
+    if (!b) {
+        status = fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+        goto done;
+    }
+    b->scale = a->scale;
+    for (int64_t h = 0; h < a->n_heads; h++)
+        b->head_start[h + 1] = ends[h];
+    for (int64_t p = 0; p < n_base; p++) {
+        b->pair_q[p] = cp[p].q;
+        b->pair_k[p] = cp[p].k;
+        b->pair_mult[p] = cp[p].mult;
+    }
+    for (int64_t c = 0; c < kc; c++) {
+        b->unit_head[c] = a->unit_head[first[c]];
+        b->unit_v[c] = pv->color[a->unit_v[first[c]]];
+    }
+done:
+    fib_free(first);
+    fib_free(ends);
+    fib_free(cp);
+    if (status)
+        return status;
+    int32_t id;
+    return fib_graph_add_attend_owned(base, base_ids[grp->sources[0]],
+                                      base_ids[grp->sources[1]],
+                                      base_ids[grp->sources[2]], kc, b, &id);
 }
+
+/* Units of each class listed together: members[start[c] .. start[c + 1]). */
+typedef struct class_lists {
+    int64_t *start;
+    int64_t *members;
+} class_lists;
+
+static void lists_free(class_lists *l)
+{
+    fib_free(l->start);
+    fib_free(l->members);
+}
+
+static bool lists_build(const fib_partition *p, class_lists *l)
+{
+    l->start = fib_calloc(p->n_classes + 1, sizeof *l->start);
+    l->members = fib_alloc(p->n_units, sizeof *l->members);
+    if (!l->start || !l->members) {
+        lists_free(l);
+        return false;
+    }
+    for (int64_t i = 0; i < p->n_units; i++)
+        l->start[p->color[i] + 1]++;
+    for (int64_t c = 0; c < p->n_classes; c++)
+        l->start[c + 1] += l->start[c];
+    for (int64_t i = 0; i < p->n_units; i++)
+        l->members[l->start[p->color[i]]++] = i;
+    for (int64_t c = p->n_classes; c > 0; c--)
+        l->start[c] = l->start[c - 1];
+    l->start[0] = 0;
+    return true;
+}
+
+static int64_t class_size(const class_lists *l, int64_t c)
+{
+    return l->start[c + 1] - l->start[c];
+}
+
+/* A base pair (a, b, m) becomes, over the members A of q class a and B of
+ * k class b, the pairs (A_i, B_i, m / |A|) when |A| = |B|, else every
+ * (A_i, B_j, m / (|A| |B|)): the same score, and every member of A (of B)
+ * carries the same multiplicity, so the lift has the base's symmetry. */
+static int64_t lifted_pairs(const class_lists *lq, const class_lists *lk,
+                            int64_t a, int64_t b)
+{
+    int64_t na = class_size(lq, a), nb = class_size(lk, b);
+    return na == nb ? na : na * nb;
+}
+
+static int32_t attend_lift(const fib_graph *base, int32_t group,
+                           const fib_partition *parts, fib_graph *full,
+                           const int32_t *full_ids)
+{
+    const fib_group *grp = &base->groups[group];
+    const fib_attend *a = attend_of(base, group);
+    const fib_partition *own = &parts[group], *pq = &parts[grp->sources[0]],
+                        *pk = &parts[grp->sources[1]], *pv = &parts[grp->sources[2]];
+    int64_t n = own->n_units;
+    class_lists lq = {0}, lk = {0};
+    int64_t *first_v = fib_alloc(pv->n_classes, sizeof *first_v);
+    if (!first_v || !lists_build(pq, &lq) || !lists_build(pk, &lk)) {
+        fib_free(first_v);
+        lists_free(&lq);
+        lists_free(&lk);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
+    }
+    fib_partition_first_units(pv, first_v);
+    int64_t total = 0;
+    for (int64_t p = 0; p < a->n_pairs; p++)
+        total += lifted_pairs(&lq, &lk, a->pair_q[p], a->pair_k[p]);
+    fib_attend *f = attend_alloc(a->n_heads, total, n);
+    if (!f) {
+        fib_free(first_v);
+        lists_free(&lq);
+        lists_free(&lk);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
+    }
+    f->scale = a->scale;
+    int64_t x = 0;
+    for (int64_t h = 0; h < a->n_heads; h++) {
+        for (int64_t p = a->head_start[h]; p < a->head_start[h + 1]; p++) {
+            int64_t ca = a->pair_q[p], cb = a->pair_k[p];
+            int64_t na = class_size(&lq, ca), nb = class_size(&lk, cb);
+            const int64_t *ma = lq.members + lq.start[ca], *mb = lk.members + lk.start[cb];
+            if (na == nb) {
+                for (int64_t i = 0; i < na; i++, x++) {
+                    f->pair_q[x] = ma[i];
+                    f->pair_k[x] = mb[i];
+                    f->pair_mult[x] = a->pair_mult[p] / (double)na;
+                }
+            } else {
+                for (int64_t i = 0; i < na; i++)
+                    for (int64_t j = 0; j < nb; j++, x++) {
+                        f->pair_q[x] = ma[i];
+                        f->pair_k[x] = mb[j];
+                        f->pair_mult[x] = a->pair_mult[p] / ((double)na * (double)nb);
+                    }
+            }
+        }
+        f->head_start[h + 1] = x;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int64_t c = own->color[i], bv = a->unit_v[c];
+        f->unit_head[i] = a->unit_head[c];
+        /* Prefer v unit i itself when it lies in the right class. */
+        f->unit_v[i] = (pv->n_units == n && pv->color[i] == bv) ? i : first_v[bv];
+    }
+    fib_free(first_v);
+    lists_free(&lq);
+    lists_free(&lk);
+    int32_t id;
+    return fib_graph_add_attend_owned(full, full_ids[grp->sources[0]],
+                                      full_ids[grp->sources[1]],
+                                      full_ids[grp->sources[2]], n, f, &id);
+}
+
+/* ---- read-out ------------------------------------------------------------ */
+
+static int64_t attend_num_parameters(const fib_graph *g, int32_t group)
+{
+    (void)g, (void)group;
+    return 0;
+}
+
+static bool attend_tensor(const fib_graph *g, int32_t group, int32_t index,
+                          fib_tensor_view *out)
+{
+    const fib_attend *a = attend_of(g, group);
+    if (index != 0 || a->n_pairs < 1)
+        return false;
+    *out = (fib_tensor_view){"pair_multiplicity", FIB_DTYPE_F64, a->pair_mult, 1,
+                             {a->n_pairs, 1, 1, 1}, 1};
+    return true;
+}
+
+/* n_heads, per head its pair count, per pair (q, k), per unit (head, v). */
+static int64_t attend_params(const fib_graph *g, int32_t group, int64_t *out,
+                             int64_t capacity)
+{
+    const fib_attend *a = attend_of(g, group);
+    int64_t n = g->groups[group].n_units, count = 0;
+#define PUT(value)                     \
+    do {                               \
+        if (count < capacity)          \
+            out[count] = (value);      \
+        count++;                       \
+    } while (0)
+    PUT(a->n_heads);
+    for (int64_t h = 0; h < a->n_heads; h++)
+        PUT(a->head_start[h + 1] - a->head_start[h]);
+    for (int64_t p = 0; p < a->n_pairs; p++) {
+        PUT(a->pair_q[p]);
+        PUT(a->pair_k[p]);
+    }
+    for (int64_t u = 0; u < n; u++) {
+        PUT(a->unit_head[u]);
+        PUT(a->unit_v[u]);
+    }
+#undef PUT
+    return count;
+}
+
+static double attend_scalar(const fib_graph *g, int32_t group)
+{
+    return attend_of(g, group)->scale;
+}
+
+const fib_block_ops fib_attend_ops = {
+    .name = "attention",
+    .free_block = attend_free,
+    .fiber_width = attend_fiber_width,
+    .fiber_fill = attend_fiber_fill,
+    .opfiber_width = attend_opfiber_width,
+    .opfiber_fill = attend_opfiber_fill,
+    .forward = attend_forward,
+    .compress = attend_compress,
+    .lift = attend_lift,
+    .num_parameters = attend_num_parameters,
+    .tensor = attend_tensor,
+    .params = attend_params,
+    .scalar = attend_scalar,
+};

@@ -119,11 +119,12 @@ static int32_t step(progress *p)
  * new classes are met with the current ones, so that refinement only
  * splits; *changed tells whether it did. */
 static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
-                            const fib_partition *fibers, double eps, bool *changed)
+                            const fib_partition *fibers, double eps,
+                            int32_t n_threads, bool *changed)
 {
     fib_signature sig;
-    int32_t status = fibers ? fib_opfiber_signature(g, i, parts, fibers, &sig)
-                            : fib_fiber_signature(g, i, parts, &sig);
+    int32_t status = fibers ? fib_opfiber_signature_ex(g, i, parts, fibers, n_threads, &sig)
+                            : fib_fiber_signature_ex(g, i, parts, n_threads, &sig);
     if (status)
         return status;
     fib_partition next;
@@ -147,14 +148,15 @@ static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
  * refinement from the coarsest partition to its fixed point (the coarsest
  * balanced partition), at most n_units passes. */
 static int32_t color_group(const fib_graph *g, int32_t i, fib_partition *parts,
-                           const fib_partition *fibers, double eps)
+                           const fib_partition *fibers, double eps,
+                           int32_t n_threads)
 {
     fib_partition_single(&parts[i]);
     bool changed = true;
     bool recurrent = g->groups[i].ops && g->groups[i].ops->recurrent;
     int32_t status = FIB_OK;
     while (changed && !status) {
-        status = refine_group(g, i, parts, fibers, eps, &changed);
+        status = refine_group(g, i, parts, fibers, eps, n_threads, &changed);
         changed = changed && recurrent;
     }
     return status;
@@ -163,10 +165,14 @@ static int32_t color_group(const fib_graph *g, int32_t i, fib_partition *parts,
 static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
                             fib_partition *parts, progress *prog)
 {
+    /* node groups (general graphs): all at once by partition refinement */
+    int32_t node_status = fib_color_node_groups(g, o, false, parts);
+    if (node_status)
+        return node_status;
     for (int32_t i = 0; i < g->n_groups; i++) {
         int32_t status = FIB_OK;
-        if (!fib_group_is_input(g, i))
-            status = color_group(g, i, parts, NULL, group_eps(g, i, o));
+        if (!fib_group_is_input(g, i) && g->groups[i].op != FIB_OP_NODES)
+            status = color_group(g, i, parts, NULL, group_eps(g, i, o), o->n_threads);
         if (!status)
             status = step(prog);
         if (status)
@@ -179,10 +185,13 @@ static int32_t color_opfibers(const fib_graph *g, const fib_color_options *o,
                               const fib_partition *fibers,
                               fib_partition *parts, progress *prog)
 {
+    int32_t node_status = fib_color_node_groups(g, o, true, parts);
+    if (node_status)
+        return node_status;
     for (int32_t i = g->n_groups - 1; i >= 0; i--) {
         int32_t status = FIB_OK;
-        if (!fib_group_is_output(g, i))
-            status = color_group(g, i, parts, fibers, group_eps(g, i, o));
+        if (!fib_group_is_output(g, i) && g->groups[i].op != FIB_OP_NODES)
+            status = color_group(g, i, parts, fibers, group_eps(g, i, o), o->n_threads);
         if (!status)
             status = step(prog);
         if (status)

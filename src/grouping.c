@@ -1,18 +1,34 @@
 /* Grouping of signatures into classes by sort-and-sweep, one coordinate at
- * a time: a piece of units is sorted by its next coordinate and cut where
- * values stop agreeing; the pieces are refined by the following coordinate.
- * Deterministic (ties broken by unit index), O(n log n) per coordinate for
- * the units still sharing a piece, no pairwise comparisons, O(n) memory
- * beyond the signature.
+ * a time, to a fixed point.
  *
- * Exact mode (eps < 0) cuts between neighbours whose difference exceeds
- * their rounding allowances: equal-up-to-rounding is then an equivalence on
- * real data. ABS mode cuts when a value is more than eps (plus rounding)
- * above the first value of its piece, so every coordinate spans at most eps
- * inside a class. */
+ * A piece of units is checked coordinate after coordinate (cyclically). At
+ * each coordinate the piece is either tight (max - min within the allowance
+ * below, found by one vectorised min/max pass over the members' rows, no
+ * sort) or sorted by that coordinate and cut at every gap between sorted
+ * neighbours a, b larger than eps + tol_a + tol_b (eps = 0 for EXACT).
+ * Cutting never separates two units within eps (+ rounding) of each other
+ * in that coordinate. The parts start again from the next coordinate; a
+ * piece is final once it has passed every coordinate without being cut.
+ *
+ * EXACT stops there: equal-up-to-rounding, closed under chaining.
+ * ABS must also keep every coordinate's span within eps: a final piece that
+ * spans more at some coordinate (units chained by small gaps) is split
+ * greedily in sorted order at the first such coordinate (a part ends before
+ * the first value more than eps + rounding above its lowest), and the parts
+ * go round again. Units that form clusters of span <= eps, separated from
+ * each other by gaps > eps in some coordinate, are therefore found exactly.
+ *
+ * The result depends only on the signature (ties broken by unit index), not
+ * on the order pieces are processed, so pieces are handed to threads once
+ * the first cuts have made enough of them. Cost: O(n log n) per sorted
+ * coordinate of a piece, one pass over a final piece's rows, O(n) memory
+ * beyond the signature, no pairwise comparisons. Borrowed coordinates
+ * (fib_signature.n_direct) are read in place. */
 #include "internal.h"
+#include "kernels/kernels.h"
+#include "kernels/parallel.h"
 
-#include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 typedef struct keyed_unit {
@@ -20,98 +36,246 @@ typedef struct keyed_unit {
     int64_t unit;
 } keyed_unit;
 
-static int cmp_keyed_unit(const void *x, const void *y)
+static inline bool key_less(const keyed_unit *a, const keyed_unit *b)
 {
-    const keyed_unit *a = x, *b = y;
-    if (a->value < b->value)
-        return -1;
-    if (a->value > b->value)
-        return 1;
-    return (a->unit > b->unit) - (a->unit < b->unit);
+    return a->value < b->value || (a->value == b->value && a->unit < b->unit);
 }
 
+/* Sorts keys[0, n) by (value, unit): insertion-sorted runs of 16, then
+ * bottom-up merges through tmp (room for n). */
+static void sort_keys(keyed_unit *keys, keyed_unit *tmp, int64_t n)
+{
+    const int64_t run = 16;
+    for (int64_t s = 0; s < n; s += run) {
+        int64_t e = s + run < n ? s + run : n;
+        for (int64_t x = s + 1; x < e; x++) {
+            keyed_unit key = keys[x];
+            int64_t y = x;
+            for (; y > s && key_less(&key, &keys[y - 1]); y--)
+                keys[y] = keys[y - 1];
+            keys[y] = key;
+        }
+    }
+    keyed_unit *src = keys, *dst = tmp;
+    for (int64_t width = run; width < n; width *= 2) {
+        for (int64_t lo = 0; lo < n; lo += 2 * width) {
+            int64_t mid = lo + width < n ? lo + width : n;
+            int64_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+            int64_t a = lo, b = mid, o = lo;
+            while (a < mid && b < hi)
+                dst[o++] = key_less(&src[b], &src[a]) ? src[b++] : src[a++];
+            while (a < mid)
+                dst[o++] = src[a++];
+            while (b < hi)
+                dst[o++] = src[b++];
+        }
+        keyed_unit *swap = src;
+        src = dst;
+        dst = swap;
+    }
+    if (src != keys)
+        memcpy(keys, src, (size_t)n * sizeof *keys);
+}
+
+/* A piece of units order[start, end) that has passed `clean` coordinates
+ * without a cut and goes on at `coord`; `loose`: the first coordinate since
+ * the last cut whose span exceeds the ABS allowance, or -1. */
 typedef struct piece {
-    int64_t start, end, coord;
+    int64_t start, end, coord, clean, loose;
 } piece;
+
+/* Coordinates checked per pass of the tight test. */
+#define SPAN_BLOCK 256
 
 typedef struct sweep {
     const fib_signature *sig;
-    double eps;
-    int64_t *order;
-    keyed_unit *keys;
-    piece *stack;
-    int64_t depth;
+    const fib_kernels *kernels;
+    double eps;         /* < 0: EXACT */
+    double slack;       /* eps, or 0 for EXACT */
+    int64_t stride;     /* materialised coordinates per row */
+    double direct_coef; /* allowance per unit of |value| of a borrowed one */
+    int64_t *order;     /* units, piece by piece */
+    keyed_unit *keys;   /* sort room, indexed like order */
+    keyed_unit *tmp;
     int64_t *label;
-    int64_t n_labels;
 } sweep;
 
-static double value_at(const sweep *s, int64_t unit, int64_t coord)
+/* Per-thread state: a stack of pieces and the tight test's buffers. */
+typedef struct worker {
+    piece *stack;
+    int64_t depth;
+    double lo[SPAN_BLOCK], hi[SPAN_BLOCK], small[SPAN_BLOCK];
+    double tol_lo[SPAN_BLOCK], tol_hi[SPAN_BLOCK], tol_small[SPAN_BLOCK];
+} worker;
+
+static inline double value_at(const sweep *s, int64_t unit, int64_t j)
 {
-    return s->sig->value[unit * s->sig->n_coords + coord];
+    const fib_signature *sig = s->sig;
+    if (j < sig->n_direct) {
+        int64_t at = unit * sig->direct_ld + j;
+        return sig->direct_dtype == FIB_DTYPE_F32
+                   ? (double)((const float *)sig->direct)[at]
+                   : ((const double *)sig->direct)[at];
+    }
+    return sig->value[unit * s->stride + (j - sig->n_direct)];
 }
 
-static double tol_at(const sweep *s, int64_t unit, int64_t coord)
+static inline double tol_at(const sweep *s, int64_t unit, int64_t j)
 {
-    return s->sig->tol[unit * s->sig->n_coords + coord];
+    const fib_signature *sig = s->sig;
+    if (j < sig->n_direct)
+        return s->direct_coef * fabs(value_at(s, unit, j));
+    return sig->tol[unit * s->stride + (j - sig->n_direct)];
 }
 
 static void emit(sweep *s, int64_t start, int64_t end)
 {
+    int64_t name = s->order[start];
     for (int64_t x = start; x < end; x++)
-        s->label[s->order[x]] = s->n_labels;
-    s->n_labels++;
+        s->label[s->order[x]] = name;
 }
 
-static void push(sweep *s, int64_t start, int64_t end, int64_t coord)
+/* A part cut from a piece at coordinate `coord` goes round every
+ * coordinate again, starting there (it may still be too wide there). */
+static void push(sweep *s, worker *w, int64_t start, int64_t end,
+                 int64_t coord)
 {
-    if (end - start == 1 || coord == s->sig->n_coords)
+    if (end - start == 1)
         emit(s, start, end);
     else
-        s->stack[s->depth++] = (piece){start, end, coord};
+        w->stack[w->depth++] = (piece){start, end, coord, 0, -1};
 }
 
-static bool all_equal(const sweep *s, const piece *p)
+/* The first coordinate in [j, j_end) at which piece p is not tight (some
+ * coordinate spans more than slack + twice its smallest allowance), or
+ * j_end. Reads the members' rows block by block. */
+static int64_t first_untight(const sweep *s, worker *w, const piece *p,
+                             int64_t j, int64_t j_end)
 {
-    double first = value_at(s, s->order[p->start], p->coord);
-    for (int64_t x = p->start + 1; x < p->end; x++)
-        if (value_at(s, s->order[x], p->coord) != first)
-            return false;
-    return true;
-}
-
-static bool same_piece(const sweep *s, int64_t head, int64_t prev,
-                       int64_t cur, int64_t coord)
-{
-    if (s->eps < 0) {
-        double gap = s->keys[cur].value - s->keys[prev].value;
-        return gap <= tol_at(s, s->keys[prev].unit, coord) +
-                          tol_at(s, s->keys[cur].unit, coord);
+    const fib_signature *sig = s->sig;
+    /* Large pieces are usually cut at once: look at few coordinates. */
+    int64_t block = p->end - p->start > 64 ? 8 : SPAN_BLOCK;
+    while (j < j_end) {
+        bool direct = j < sig->n_direct;
+        int64_t len = j_end - j < block ? j_end - j : block;
+        if (direct && len > sig->n_direct - j)
+            len = sig->n_direct - j;
+        for (int64_t x = 0; x < len; x++) {
+            w->lo[x] = w->small[x] = w->tol_lo[x] = INFINITY;
+            w->hi[x] = -INFINITY;
+        }
+        for (int64_t x = p->start; x < p->end; x++) {
+            int64_t unit = s->order[x];
+            if (direct && sig->direct_dtype == FIB_DTYPE_F32)
+                s->kernels->span_f32((const float *)sig->direct + unit * sig->direct_ld + j,
+                                     len, w->lo, w->hi, w->small);
+            else if (direct)
+                s->kernels->span_f64((const double *)sig->direct + unit * sig->direct_ld + j,
+                                     len, w->lo, w->hi, w->small);
+            else {
+                int64_t at = unit * s->stride + (j - sig->n_direct);
+                s->kernels->span_f64(sig->value + at, len, w->lo, w->hi, w->small);
+                s->kernels->span_f64(sig->tol + at, len, w->tol_lo, w->tol_hi,
+                                     w->tol_small);
+            }
+        }
+        for (int64_t x = 0; x < len; x++) {
+            double tol = direct ? s->direct_coef * w->small[x] : w->tol_lo[x];
+            if (!(w->hi[x] - w->lo[x] <= s->slack + 2.0 * tol))
+                return j + x;
+        }
+        j += len;
     }
-    double span = s->keys[cur].value - s->keys[head].value;
-    return span <= s->eps + tol_at(s, s->keys[head].unit, coord) +
-                       tol_at(s, s->keys[cur].unit, coord);
+    return j_end;
 }
 
-static void split(sweep *s, piece p)
+/* Sorts piece p by coordinate j (order and keys). */
+static void sort_piece(sweep *s, const piece *p, int64_t j)
 {
-    if (all_equal(s, &p)) {
-        push(s, p.start, p.end, p.coord + 1);
-        return;
-    }
-    int64_t len = p.end - p.start;
+    keyed_unit *keys = s->keys + p->start;
+    int64_t len = p->end - p->start;
     for (int64_t x = 0; x < len; x++) {
-        int64_t unit = s->order[p.start + x];
-        s->keys[x] = (keyed_unit){value_at(s, unit, p.coord), unit};
+        int64_t unit = s->order[p->start + x];
+        keys[x] = (keyed_unit){value_at(s, unit, j), unit};
     }
-    qsort(s->keys, (size_t)len, sizeof *s->keys, cmp_keyed_unit);
+    sort_keys(keys, s->tmp + p->start, len);
     for (int64_t x = 0; x < len; x++)
-        s->order[p.start + x] = s->keys[x].unit;
-    int64_t head = 0;
-    for (int64_t x = 1; x <= len; x++) {
-        if (x < len && same_piece(s, head, x - 1, x, p.coord))
-            continue;
-        push(s, p.start + head, p.start + x, p.coord + 1);
-        head = x;
+        s->order[p->start + x] = keys[x].unit;
+}
+
+/* Cuts piece p, sorted by coordinate j, at gaps wider than the allowance
+ * (greedy: where a value exceeds the part's lowest by more than it).
+ * Returns whether it cut; the parts are pushed. */
+static bool cut_piece(sweep *s, worker *w, const piece *p, int64_t j,
+                      bool greedy)
+{
+    const keyed_unit *keys = s->keys + p->start;
+    int64_t len = p->end - p->start, head = 0;
+    double head_tol = tol_at(s, keys[0].unit, j), prev_tol = head_tol;
+    bool cut = false;
+    for (int64_t x = 1; x < len; x++) {
+        double cur_tol = tol_at(s, keys[x].unit, j);
+        bool apart = greedy
+            ? keys[x].value - keys[head].value > s->slack + head_tol + cur_tol
+            : keys[x].value - keys[x - 1].value > s->slack + prev_tol + cur_tol;
+        if (apart) {
+            push(s, w, p->start + head, p->start + x, j);
+            head = x;
+            head_tol = cur_tol;
+            cut = true;
+        }
+        prev_tol = cur_tol;
+    }
+    if (cut)
+        push(s, w, p->start + head, p->end, j);
+    return cut;
+}
+
+/* Whether piece p, sorted by coordinate j, spans more than ABS allows. */
+static bool too_wide(const sweep *s, const piece *p, int64_t j)
+{
+    const keyed_unit *keys = s->keys + p->start;
+    const keyed_unit *first = &keys[0], *last = &keys[p->end - p->start - 1];
+    return last->value - first->value >
+           s->slack + tol_at(s, first->unit, j) + tol_at(s, last->unit, j);
+}
+
+/* Takes piece p until it is cut (its parts pushed) or final (emitted). */
+static void process(sweep *s, worker *w, piece p)
+{
+    int64_t d = s->sig->n_coords;
+    for (;;) {
+        if (p.clean >= d) {
+            if (p.loose < 0) {
+                emit(s, p.start, p.end);
+                return;
+            }
+            sort_piece(s, &p, p.loose);
+            cut_piece(s, w, &p, p.loose, true);
+            return;
+        }
+        int64_t j = p.coord;
+        int64_t j_end = j + (d - p.clean) < d ? j + (d - p.clean) : d;
+        int64_t t = first_untight(s, w, &p, j, j_end);
+        p.clean += t - j;
+        if (t < j_end) {
+            sort_piece(s, &p, t);
+            if (cut_piece(s, w, &p, t, false))
+                return;
+            if (s->eps >= 0 && p.loose < 0 && too_wide(s, &p, t))
+                p.loose = t;
+            p.clean++;
+            t++;
+        }
+        p.coord = t % d;
+    }
+}
+
+static void drain(sweep *s, worker *w)
+{
+    while (w->depth > 0) {
+        piece p = w->stack[--w->depth];
+        process(s, w, p);
     }
 }
 
@@ -119,25 +283,57 @@ int32_t fib_group_signatures(const fib_signature *sig, double eps,
                              fib_partition *out)
 {
     int64_t n = sig->n_units;
-    sweep s = {.sig = sig, .eps = eps, .label = out->color};
+    int threads = fib_thread_count(sig->n_threads, n / 1024 + 1);
+    sweep s = {.sig = sig, .kernels = fib_kernels_active(), .eps = eps,
+               .slack = eps < 0 ? 0.0 : eps,
+               .stride = sig->n_coords - sig->n_direct,
+               .direct_coef = fib_rounding_tol(sig->direct_dtype, 1, 1.0),
+               .label = out->color};
     s.order = fib_alloc(n, sizeof *s.order);
     s.keys = fib_alloc(n, sizeof *s.keys);
-    s.stack = fib_alloc(n, sizeof *s.stack);
-    if (!s.order || !s.keys || !s.stack) {
-        fib_free(s.order);
-        fib_free(s.keys);
-        fib_free(s.stack);
-        return fib_error(FIB_E_NOMEM, "out of memory grouping %lld units", (long long)n);
+    s.tmp = fib_alloc(n, sizeof *s.tmp);
+    worker *workers = fib_calloc(threads, sizeof *workers);
+    bool ok = s.order && s.keys && s.tmp && workers;
+    for (int t = 0; ok && t < threads; t++)
+        ok = (workers[t].stack = fib_alloc(n, sizeof(piece))) != NULL;
+    if (ok) {
+        for (int64_t i = 0; i < n; i++)
+            s.order[i] = i;
+        /* The first cuts on one thread, until there are pieces to share. */
+        worker *w0 = &workers[0];
+        if (n == 1 || sig->n_coords == 0)
+            emit(&s, 0, n);
+        else
+            w0->stack[w0->depth++] = (piece){0, n, 0, 0, -1};
+        while (w0->depth > 0 && (threads == 1 || w0->depth < 16 * threads)) {
+            piece p = w0->stack[--w0->depth];
+            process(&s, w0, p);
+        }
+        /* Then the pieces left, shared out (each thread its own stack). */
+        int64_t n_roots = w0->depth;
+        piece *roots = n_roots > 0 ? w0->stack : NULL;
+        if (roots) {
+            w0->stack = fib_alloc(n, sizeof(piece));
+            w0->depth = 0;
+            ok = w0->stack != NULL;
+        }
+        if (ok && roots) {
+            FIB_PRAGMA(omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1))
+            for (int64_t r = 0; r < n_roots; r++) {
+                worker *w = &workers[fib_thread_num()];
+                w->stack[w->depth++] = roots[r];
+                drain(&s, w);
+            }
+        }
+        fib_free(roots);
     }
-    for (int64_t i = 0; i < n; i++)
-        s.order[i] = i;
-    push(&s, 0, n, 0);
-    while (s.depth > 0) {
-        piece p = s.stack[--s.depth];
-        split(&s, p);
-    }
+    for (int t = 0; workers && t < threads; t++)
+        fib_free(workers[t].stack);
+    fib_free(workers);
     fib_free(s.order);
     fib_free(s.keys);
-    fib_free(s.stack);
+    fib_free(s.tmp);
+    if (!ok)
+        return fib_error(FIB_E_NOMEM, "out of memory grouping %lld units", (long long)n);
     return fib_partition_canonicalize(out);
 }

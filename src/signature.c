@@ -100,6 +100,7 @@ int32_t fib_fiber_signature(const fib_graph *g, int32_t group,
     int32_t status = fib_signature_alloc(sig, grp->n_units, width);
     if (status)
         return status;
+    sig->n_threads = 1;
     if (width > 0)
         status = grp->ops->fiber_fill(g, group, parts, sig, 0);
     if (status)

@@ -1,5 +1,6 @@
 /* Version and feature queries, so that a binding can check what it loaded. */
 #include "internal.h"
+#include "kernels/kernels.h"
 
 #define FIB_STR2(x) #x
 #define FIB_STR(x) FIB_STR2(x)
@@ -21,5 +22,10 @@ uint32_t fib_features(void)
 #ifdef _OPENMP
     features |= FIB_FEATURE_OPENMP;
 #endif
+    int32_t level = fib_kernels_active()->level;
+    if (level == FIB_SIMD_AVX2)
+        features |= FIB_FEATURE_AVX2;
+    if (level == FIB_SIMD_AVX512)
+        features |= FIB_FEATURE_AVX512;
     return features;
 }

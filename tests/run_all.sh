@@ -47,11 +47,49 @@ run_pytest() {
     count "$p" $((f + e))
 }
 
-for suite in blocks io graphs bindings; do
+for suite in blocks bindings; do  # io and graphs run theirs under meson
     if ls tests/$suite/test_*.py >/dev/null 2>&1; then
         run_pytest "$suite" tests/$suite
     fi
 done
+
+# One check whose success is its exit status.
+run_check() {
+    local name=$1; shift
+    note "$name"
+    if "$@"; then count 1 0; else count 0 1; fi
+}
+
+run_check "generated bindings are current" /usr/bin/python3 bindings/generate.py --check
+
+note "Rust: cargo test"
+command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
+if command -v cargo >/dev/null 2>&1; then
+    out="$build/cargo-test.out"
+    (cd bindings/rust && FIBRATION_LIB_DIR="$root/$build/src" \
+        LD_LIBRARY_PATH="$root/$build/src" cargo test --offline) >"$out" 2>&1
+    rc=$?
+    grep -E '^test result:' "$out"
+    p=$(grep -E '^test result:' "$out" | grep -oE '[0-9]+ passed' | awk '{s += $1} END {print s + 0}')
+    f=$(grep -E '^test result:' "$out" | grep -oE '[0-9]+ failed' | awk '{s += $1} END {print s + 0}')
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then tail -n 20 "$out"; f=1; fi
+    count "$p" "$f"
+else
+    echo "cargo not found: Rust bindings not tested"; count 0 1
+fi
+
+note "Julia: parse check (no Julia runtime on Debian 12; see bindings/julia/README.md)"
+out="$build/julia-parse.out"
+(cd bindings/julia/parsecheck &&
+    npm ci --ignore-scripts --legacy-peer-deps --no-audit --no-fund >/dev/null 2>&1 &&
+    node parse_check.mjs) >"$out" 2>&1
+tail -n 5 "$out"
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+if [ -n "$line" ]; then
+    count "$(echo "$line" | awk '{print $1}')" "$(echo "$line" | awk '{print $3}')"
+else
+    count 0 1
+fi
 
 echo
 echo "$passed passed, $failed failed"

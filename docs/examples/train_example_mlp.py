@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Trains the example network shipped as examples/fashion_mlp.safetensors.
+"""Trains the example network shipped as docs/examples/fashion_mlp.safetensors.
 
 A 784-64-32-10 ReLU MLP on Fashion-MNIST (Debian package
 dataset-fashion-mnist), fixed seed, a few epochs on the CPU (about a minute
@@ -77,7 +77,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("-o", "--output", default=os.path.join(
-        here, "..", "..", "examples", "fashion_mlp.safetensors"))
+        here, "fashion_mlp.safetensors"))
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

@@ -1,29 +1,96 @@
-/* Hot kernels behind the blocks, with a scalar version and per-ISA
- * variants chosen once at run time (see dispatch.c). */
+/* Hot kernels behind the blocks: a portable scalar set and per-ISA sets
+ * (kernels_avx2.c, kernels_avx512.c, each compiled with its own flags),
+ * chosen once at run time (dispatch.c).
+ *
+ * Every variant gives the same bits as the scalar one: sums are defined by
+ * their order (below), which the SIMD versions keep by vectorising across
+ * rows, never across the terms of one sum. Colourings therefore never
+ * depend on the SIMD level. */
 #ifndef FIB_KERNELS_H
 #define FIB_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
-/* Colour sums of one row: for k in [0, n), sum[color[k]] += row[k] and
- * abs_sum[color[k]] += |row[k]|. sum and abs_sum hold the row's classes and
- * are accumulated into (callers zero them). */
-typedef void (*fib_colour_sum_f32_fn)(const float *row, int64_t n,
-                                      const int64_t *color, double *sum,
-                                      double *abs_sum);
-typedef void (*fib_colour_sum_f64_fn)(const double *row, int64_t n,
-                                      const int64_t *color, double *sum,
-                                      double *abs_sum);
+/* SIMD levels, in increasing order. */
+#define FIB_SIMD_SCALAR 0
+#define FIB_SIMD_AVX2 1
+#define FIB_SIMD_AVX512 2
+
+/* Most rows a colour_sums call handles (a tile). */
+#define FIB_TILE_MAX 16
+
+/* Colour sums of a tile of `rows` rows (1 <= rows <= FIB_TILE_MAX) of a
+ * dense matrix: row r starts at w + r * ld and has n columns; color[k] in
+ * [0, k_classes) is the class of column k. For every row r and class c:
+ *     sum[r * ld_out + c]     = sum of w[r][k]  over k in c,
+ *     abs_sum[r * ld_out + c] = sum of |w[r][k]| over k in c,
+ * accumulated in double from 0.0 in ascending k (that order defines the
+ * bits). scratch holds 2 * FIB_TILE_MAX * k_classes doubles. */
+typedef void (*fib_colour_sums_f32_fn)(const float *w, int64_t ld,
+                                       int64_t rows, int64_t n,
+                                       const int64_t *color, int64_t k_classes,
+                                       double *scratch, double *sum,
+                                       double *abs_sum, int64_t ld_out);
+typedef void (*fib_colour_sums_f64_fn)(const double *w, int64_t ld,
+                                       int64_t rows, int64_t n,
+                                       const int64_t *color, int64_t k_classes,
+                                       double *scratch, double *sum,
+                                       double *abs_sum, int64_t ld_out);
+
+/* Adds a row into accumulators: acc[i] += x[i], abs_acc[i] += |x[i]| for
+ * i in [0, n) (column sums of opfibers, one row after another). */
+typedef void (*fib_accumulate_f32_fn)(const float *x, int64_t n, double *acc,
+                                      double *abs_acc);
+typedef void (*fib_accumulate_f64_fn)(const double *x, int64_t n, double *acc,
+                                      double *abs_acc);
+
+/* Span check of grouping: for j in [0, n), with v = (double)x[j],
+ * lo[j] = min(lo[j], v), hi[j] = max(hi[j], v), small[j] = min(small[j], |v|).
+ * (A piece of units whose coordinates all satisfy hi - lo <= allowance is
+ * left alone without sorting.) */
+typedef void (*fib_span_f32_fn)(const float *x, int64_t n, double *lo,
+                                double *hi, double *small);
+typedef void (*fib_span_f64_fn)(const double *x, int64_t n, double *lo,
+                                double *hi, double *small);
 
 typedef struct fib_kernels {
-    const char *name; /* "scalar", "avx2", "avx512" */
-    fib_colour_sum_f32_fn colour_sum_f32;
-    fib_colour_sum_f64_fn colour_sum_f64;
+    const char *name;   /* "scalar", "avx2", "avx512" */
+    int32_t level;      /* FIB_SIMD_* */
+    int32_t tile_rows;  /* rows per colour_sums call that use the SIMD path */
+    fib_colour_sums_f32_fn colour_sums_f32;
+    fib_colour_sums_f64_fn colour_sums_f64;
+    fib_accumulate_f32_fn accumulate_f32;
+    fib_accumulate_f64_fn accumulate_f64;
+    fib_span_f32_fn span_f32;
+    fib_span_f64_fn span_f64;
 } fib_kernels;
 
-/* The kernels in use (chosen on first call; FIBRATION_SIMD overrides). */
+/* The kernels in use: chosen on the first call (thread-safe), from the CPU
+ * (CPUID + XGETBV) unless FIBRATION_SIMD=scalar|avx2|avx512 asks for a
+ * level (never above what the CPU and the build support). */
 const fib_kernels *fib_kernels_active(void);
+/* A specific set, or NULL when this build or CPU lacks it (tests). */
+const fib_kernels *fib_kernels_level(int32_t level);
+/* Tests and benchmarks only: makes `level` the active set (-1: the
+ * automatic choice again). Returns 0, or -1 if that set is not available.
+ * Safe to call concurrently with colouring (every set gives the same bits). */
+int32_t fib_kernels_override(int32_t level);
 /* The portable reference versions. */
 const fib_kernels *fib_kernels_scalar(void);
+/* Per-ISA sets; NULL when the build has no such kernels. */
+const fib_kernels *fib_kernels_avx2(void);
+const fib_kernels *fib_kernels_avx512(void);
+
+/* Scalar colour sums of rows [row0, rows) of a tile, straight into the
+ * outputs: what the SIMD versions use for a tile's remainder rows. */
+void fib_colour_sums_rows_f32(const float *w, int64_t ld, int64_t row0,
+                              int64_t rows, int64_t n, const int64_t *color,
+                              int64_t k_classes, double *sum, double *abs_sum,
+                              int64_t ld_out);
+void fib_colour_sums_rows_f64(const double *w, int64_t ld, int64_t row0,
+                              int64_t rows, int64_t n, const int64_t *color,
+                              int64_t k_classes, double *sum, double *abs_sum,
+                              int64_t ld_out);
 
 #endif

@@ -1,0 +1,413 @@
+"""Handle classes over the C API: Graph, Coloring, Base.
+
+Each owns one C handle, freed by weakref.finalize (so also at interpreter
+exit) or earlier by close(). Methods mirror the C functions one to one, with
+Python types: group ids and unit indices are 0-based ints, arrays come back as
+numpy arrays.
+"""
+
+import ctypes
+import weakref
+from collections import namedtuple
+
+from . import _ffi, check, lib
+from ._arrays import float_buffer, int64_array
+
+SYMMETRIES = {"fibers": _ffi.FIB_SYM_FIBERS, "opfibers": _ffi.FIB_SYM_OPFIBERS,
+              "covers": _ffi.FIB_SYM_COVERS}
+TOLERANCES = {"exact": _ffi.FIB_TOL_EXACT, "abs": _ffi.FIB_TOL_ABS}
+
+
+def _kinds(prefix):
+    """{'relu': FIB_ACT_RELU, ...} for every generated constant with the prefix."""
+    return {k[len(prefix):].lower(): v for k, v in _ffi.CONSTANTS.items()
+            if k.startswith(prefix)}
+
+
+ACTIVATIONS = _kinds("FIB_ACT_")
+OPS = {v: k for k, v in _kinds("FIB_OP_").items()}
+
+GroupInfo = namedtuple("GroupInfo", "id op n_units activation parameter has_bias "
+                                    "sources is_output name")
+
+
+def _kind(table, value, what):
+    if isinstance(value, str):
+        try:
+            return table[value.lower()]
+        except KeyError:
+            raise ValueError("unknown %s %r; one of %s" % (what, value, sorted(table)))
+    return int(value)
+
+
+def _name_of(table, code):
+    return next((k for k, v in table.items() if v == code), str(code))
+
+
+class _Handle:
+    """Owns a C pointer; `_free` is the C function that releases it."""
+
+    _free = None
+
+    def _own(self, ptr):
+        self._ptr = ptr
+        self._finalizer = weakref.finalize(self, type(self)._free, ptr)
+
+    def close(self):
+        """Frees the handle now (idempotent). Objects that borrow it (a base's
+        graph, colourings of a graph) keep it alive, so close() only frees
+        when nothing else refers to it."""
+        self._finalizer()
+
+    @property
+    def closed(self):
+        return not self._finalizer.alive
+
+    def _p(self):
+        if not self._finalizer.alive:
+            raise ValueError("%s is closed" % type(self).__name__)
+        return self._ptr
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Graph(_Handle):
+    """A network of groups of units (fib_graph).
+
+    Weights given to add_dense are borrowed by default: the graph keeps a
+    reference to the array or tensor, which must not be modified while the
+    graph lives (pass copy=True to have the library copy them)."""
+
+    _free = staticmethod(lambda p: lib.fib_graph_free(p))
+
+    def __init__(self):
+        ptr = ctypes.POINTER(_ffi.fib_graph)()
+        check(lib.fib_graph_create(ctypes.byref(ptr)), "fib_graph_create")
+        self._own(ptr)
+        self._borrowed = []   # arrays whose memory the C graph reads
+        self._owner = None
+
+    @classmethod
+    def _adopt(cls, ptr):
+        g = cls.__new__(cls)
+        g._own(ptr)
+        g._borrowed, g._owner = [], None
+        return g
+
+    @classmethod
+    def _view(cls, ptr, owner):
+        """A graph owned by another handle (a base's graph): never freed here;
+        holds `owner` alive."""
+        g = cls.__new__(cls)
+        g._ptr, g._borrowed, g._owner = ptr, [], owner
+        g._finalizer = weakref.finalize(g, lambda: None)
+        return g
+
+    def _cp(self):
+        return ctypes.cast(self._p(), ctypes.POINTER(_ffi.fib_graph))
+
+    # -- building ----------------------------------------------------------
+    def add_input(self, n_units):
+        out = ctypes.c_int32()
+        check(lib.fib_graph_add_input(self._p(), n_units, ctypes.byref(out)),
+              "fib_graph_add_input")
+        return out.value
+
+    def add_dense(self, source, weights, bias=None, copy=False, activation=None,
+                  parameter=0.0, name=None):
+        """Adds z = W x + b over group `source`. weights: (n_out, n_in) float32 or
+        float64, rows contiguous (numpy array or CPU torch tensor); bias the same
+        dtype or None. Returns the new group id."""
+        w = float_buffer(weights, "weights", 2)
+        b = float_buffer(bias, "bias", 1, dtype=w.dtype) if bias is not None else None
+        if b is not None and b.shape[0] != w.shape[0]:
+            raise ValueError("bias has %d entries for %d rows of weights"
+                             % (b.shape[0], w.shape[0]))
+        out = ctypes.c_int32()
+        flags = _ffi.FIB_COPY if copy else 0
+        check(lib.fib_graph_add_dense(self._p(), source, w.shape[0], w.dtype, w.address,
+                                      w.ld, b.address if b is not None else None,
+                                      flags, ctypes.byref(out)), "fib_graph_add_dense")
+        if not copy:
+            self._borrowed.append(w.owner)
+            if b is not None:
+                self._borrowed.append(b.owner)
+        if activation is not None:
+            self.set_activation(out.value, activation, parameter)
+        if name is not None:
+            self.set_name(out.value, name)
+        return out.value
+
+    def add_sum(self, a, b):
+        out = ctypes.c_int32()
+        check(lib.fib_graph_add_sum(self._p(), a, b, ctypes.byref(out)), "fib_graph_add_sum")
+        return out.value
+
+    def set_activation(self, group, activation, parameter=0.0):
+        """activation: a FIB_ACT_* code or one of 'linear', 'relu', 'leaky_relu',
+        'tanh', 'sigmoid', 'gelu', 'silu'."""
+        check(lib.fib_graph_set_activation(self._p(), group,
+                                           _kind(ACTIVATIONS, activation, "activation"),
+                                           float(parameter)), "fib_graph_set_activation")
+
+    def set_name(self, group, name):
+        check(lib.fib_graph_set_group_name(self._p(), group, name.encode()),
+              "fib_graph_set_group_name")
+
+    def set_eps(self, group, eps):
+        check(lib.fib_graph_set_group_eps(self._p(), group, float(eps)),
+              "fib_graph_set_group_eps")
+
+    # -- reading -----------------------------------------------------------
+    @property
+    def num_groups(self):
+        n = ctypes.c_int32()
+        check(lib.fib_graph_num_groups(self._cp(), ctypes.byref(n)), "fib_graph_num_groups")
+        return n.value
+
+    def __len__(self):
+        return self.num_groups
+
+    def group(self, group):
+        """A GroupInfo(id, op, n_units, activation, parameter, has_bias, sources,
+        is_output, name); op and activation are names ('dense', 'relu')."""
+        op, n, act = ctypes.c_int32(), ctypes.c_int64(), ctypes.c_int32()
+        par, has_bias = ctypes.c_double(), ctypes.c_int32()
+        n_src, is_out = ctypes.c_int32(), ctypes.c_int32()
+        check(lib.fib_graph_group_info(self._cp(), group, ctypes.byref(op), ctypes.byref(n),
+                                       ctypes.byref(act), ctypes.byref(par),
+                                       ctypes.byref(has_bias), ctypes.byref(n_src),
+                                       ctypes.byref(is_out)), "fib_graph_group_info")
+        sources = []
+        for i in range(n_src.value):
+            s = ctypes.c_int32()
+            check(lib.fib_graph_group_source(self._cp(), group, i, ctypes.byref(s)),
+                  "fib_graph_group_source")
+            sources.append(s.value)
+        name = lib.fib_graph_group_name(self._cp(), group)
+        return GroupInfo(group, OPS.get(op.value, op.value), n.value,
+                         _name_of(ACTIVATIONS, act.value), par.value, bool(has_bias.value),
+                         tuple(sources), bool(is_out.value),
+                         name.decode() if name else "")
+
+    def groups(self):
+        return [self.group(g) for g in range(self.num_groups)]
+
+    def read_dense(self, group, dtype="float64"):
+        """(weights (n_units, n_in), bias (n_units,)) of a dense group, as copies."""
+        import numpy as np
+        info = self.group(group)
+        n_in = self.group(info.sources[0]).n_units if info.sources else 0
+        w = np.zeros((info.n_units, max(n_in, 1)), dtype=dtype)
+        b = np.zeros(info.n_units, dtype=dtype)
+        code = _ffi.FIB_DTYPE_F32 if w.dtype == np.float32 else _ffi.FIB_DTYPE_F64
+        check(lib.fib_graph_read_dense(self._cp(), group, code, w.ctypes.data,
+                                       max(n_in, 1), b.ctypes.data), "fib_graph_read_dense")
+        return w[:, :n_in], b
+
+    def read_sum(self, group):
+        """(index_a, index_b): z[i] = a[index_a[i]] + b[index_b[i]]."""
+        import numpy as np
+        n = self.group(group).n_units
+        ia, ib = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        p = ctypes.POINTER(ctypes.c_int64)
+        check(lib.fib_graph_read_sum(self._cp(), group, ia.ctypes.data_as(p),
+                                     ib.ctypes.data_as(p)), "fib_graph_read_sum")
+        return ia, ib
+
+    @property
+    def num_parameters(self):
+        n = ctypes.c_int64()
+        check(lib.fib_graph_num_parameters(self._cp(), ctypes.byref(n)),
+              "fib_graph_num_parameters")
+        return n.value
+
+    @property
+    def io_width(self):
+        a, b = ctypes.c_int64(), ctypes.c_int64()
+        check(lib.fib_graph_io_width(self._cp(), ctypes.byref(a), ctypes.byref(b)),
+              "fib_graph_io_width")
+        return a.value, b.value
+
+    def forward(self, inputs, group=None):
+        """The reference forward pass (double precision inside). inputs:
+        (batch, total input width), float32 or float64; returns an array of
+        the same dtype: the outputs, or the activity of `group`."""
+        import numpy as np
+        x = float_buffer(inputs, "inputs", 2)
+        n_in, n_out = self.io_width
+        if x.shape[1] != n_in or x.ld != n_in:
+            raise ValueError("inputs must be a contiguous (batch, %d) array, not %s"
+                             % (n_in, x.shape))
+        dtype = np.float32 if x.dtype == _ffi.FIB_DTYPE_F32 else np.float64
+        if group is None:
+            out = np.empty((x.shape[0], n_out), dtype=dtype)
+            check(lib.fib_graph_forward(self._cp(), x.shape[0], x.dtype, x.address,
+                                        out.ctypes.data), "fib_graph_forward")
+        else:
+            out = np.empty((x.shape[0], self.group(group).n_units), dtype=dtype)
+            check(lib.fib_graph_forward_group(self._cp(), x.shape[0], x.dtype, x.address,
+                                              group, out.ctypes.data),
+                  "fib_graph_forward_group")
+        return out
+
+    # -- symmetry ----------------------------------------------------------
+    def color(self, symmetry="fibers", tolerance="exact", eps=0.0, n_threads=0,
+              progress=None):
+        """Colours the graph (fib_color). progress(done, total) may return True
+        to cancel (FibrationError E_CANCELLED)."""
+        opts = _ffi.fib_color_options()
+        check(lib.fib_color_options_init(ctypes.byref(opts), ctypes.sizeof(opts)),
+              "fib_color_options_init")
+        opts.symmetry = _kind(SYMMETRIES, symmetry, "symmetry")
+        opts.tolerance = _kind(TOLERANCES, tolerance, "tolerance")
+        opts.eps = float(eps)
+        opts.n_threads = int(n_threads)
+        raised = []
+        if progress is not None:
+            def trampoline(user, done, total):
+                try:
+                    return 1 if progress(done, total) else 0
+                except BaseException as e:  # noqa: B902 - re-raised below
+                    raised.append(e)
+                    return 1
+            callback = _ffi.fib_progress_fn(trampoline)
+            opts.progress = callback
+        out = ctypes.POINTER(_ffi.fib_coloring)()
+        status = lib.fib_color(self._cp(), ctypes.byref(opts), ctypes.byref(out))
+        if raised:
+            raise raised[0]
+        check(status, "fib_color")
+        return Coloring._adopt(out, self)
+
+    def coloring(self, symmetry="fibers"):
+        """A colouring in which every unit is its own class (fib_coloring_create),
+        to be filled with Coloring.set_group."""
+        out = ctypes.POINTER(_ffi.fib_coloring)()
+        check(lib.fib_coloring_create(self._cp(), _kind(SYMMETRIES, symmetry, "symmetry"),
+                                      ctypes.byref(out)), "fib_coloring_create")
+        return Coloring._adopt(out, self)
+
+    def compress(self, coloring):
+        out = ctypes.POINTER(_ffi.fib_base)()
+        check(lib.fib_compress(self._cp(), coloring._p(), ctypes.byref(out)), "fib_compress")
+        return Base._adopt(out, self)
+
+    def break_symmetry(self, coloring=None, seed=0):
+        out = ctypes.POINTER(_ffi.fib_graph)()
+        check(lib.fib_break_symmetry(self._cp(), coloring._p() if coloring else None,
+                                     int(seed), ctypes.byref(out)), "fib_break_symmetry")
+        return Graph._adopt(out)
+
+    def __repr__(self):
+        if self.closed:
+            return "<fibration.Graph closed>"
+        return "<fibration.Graph %d groups, %d parameters>" % (self.num_groups,
+                                                              self.num_parameters)
+
+
+class Coloring(_Handle):
+    """A partition of every group's units into classes (fib_coloring)."""
+
+    _free = staticmethod(lambda p: lib.fib_coloring_free(p))
+
+    @classmethod
+    def _adopt(cls, ptr, graph):
+        c = cls.__new__(cls)
+        c._own(ptr)
+        c.graph = graph
+        return c
+
+    @property
+    def symmetry(self):
+        s = ctypes.c_int32()
+        check(lib.fib_coloring_symmetry(self._p(), ctypes.byref(s)), "fib_coloring_symmetry")
+        return _name_of(SYMMETRIES, s.value)
+
+    def num_classes(self, group):
+        n = ctypes.c_int64()
+        check(lib.fib_coloring_num_classes(self._p(), group, ctypes.byref(n)),
+              "fib_coloring_num_classes")
+        return n.value
+
+    def colors(self, group):
+        import numpy as np
+        n = self.graph.group(group).n_units
+        out = np.empty(n, np.int64)
+        check(lib.fib_coloring_colors(self._p(), group,
+                                      out.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), n),
+              "fib_coloring_colors")
+        return out
+
+    def class_sizes(self, group):
+        import numpy as np
+        n = self.num_classes(group)
+        out = np.empty(n, np.int64)
+        check(lib.fib_coloring_class_sizes(self._p(), group,
+                                           out.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
+                                           n), "fib_coloring_class_sizes")
+        return out
+
+    def set_group(self, group, colors):
+        arr = int64_array(colors, "colors")
+        check(lib.fib_coloring_set_group(self._p(), group,
+                                         arr.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
+                                         arr.shape[0]), "fib_coloring_set_group")
+
+    def is_balanced(self, eps=0.0):
+        """(balanced, message): message describes the first violation."""
+        out = ctypes.c_int32()
+        check(lib.fib_coloring_is_balanced(self.graph._cp(), self._p(), float(eps),
+                                           ctypes.byref(out)), "fib_coloring_is_balanced")
+        if out.value:
+            return True, ""
+        return False, (lib.fib_last_error() or b"").decode("utf-8", "replace")
+
+    def __repr__(self):
+        if self.closed:
+            return "<fibration.Coloring closed>"
+        return "<fibration.Coloring %s>" % self.symmetry
+
+
+class Base(_Handle):
+    """A compressed network and the projection of original units onto it."""
+
+    _free = staticmethod(lambda p: lib.fib_base_free(p))
+
+    @classmethod
+    def _adopt(cls, ptr, original):
+        b = cls.__new__(cls)
+        b._own(ptr)
+        b.original = original
+        return b
+
+    @property
+    def graph(self):
+        """The base network (a Graph that keeps this Base alive)."""
+        return Graph._view(lib.fib_base_graph(self._p()), self)
+
+    def projection(self, group):
+        import numpy as np
+        n = self.original.group(group).n_units
+        out = np.empty(n, np.int64)
+        check(lib.fib_base_projection(self._p(), group,
+                                      out.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), n),
+              "fib_base_projection")
+        return out
+
+    def lift(self, weights=None):
+        """Lifts the base (or `weights`, a graph shaped like the base graph)
+        back to the original's shape: a new Graph."""
+        out = ctypes.POINTER(_ffi.fib_graph)()
+        check(lib.fib_lift(self._p(), weights._cp() if weights is not None else None,
+                           ctypes.byref(out)), "fib_lift")
+        return Graph._adopt(out)
+
+    def __repr__(self):
+        if self.closed:
+            return "<fibration.Base closed>"
+        return "<fibration.Base %d parameters>" % self.graph.num_parameters

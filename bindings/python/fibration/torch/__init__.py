@@ -1,0 +1,336 @@
+"""fibration for torch.nn models.
+
+    import fibration.torch as ft
+    report = ft.analyze(model, x)            # fibers / opfibers / covers per layer
+    small, plan = ft.compress(model, x)      # an ordinary, smaller nn.Module
+    ft.verify(model, small, x)               # (max_abs, max_rel) output difference
+    plan.save("plan.json"); ft.compress(model, x, plan=ft.Plan.load("plan.json"))
+    big = ft.lift(small, plan, model)        # back to the original shape
+    fresh = ft.break_symmetry(model, x, seed=0)
+    tracker = ft.FiberTracker(model, x); tracker(accuracy=acc); tracker.plot("f.png")
+
+Supported now: nn.Sequential and traced modules made of Linear, ReLU,
+LeakyReLU, Tanh, Sigmoid, GELU (exact), SiLU, Identity, Dropout, Flatten and
+residual additions, on (batch, features) tensors. Anything else raises
+UnsupportedModelError naming the layer and the reason.
+"""
+
+import copy
+from collections import namedtuple
+
+import numpy as np
+import torch
+
+from ._plan import Plan, params_line
+from ._rebuild import rebuild
+from ._trace import UnsupportedModelError, trace
+
+__all__ = ["analyze", "compress", "verify", "lift", "break_symmetry", "apply_plan",
+           "FiberTracker", "Plan", "Report", "UnsupportedModelError", "count_parameters"]
+
+Difference = namedtuple("Difference", "max_abs max_rel")
+
+
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def _tolerance(eps, tolerance):
+    if tolerance not in ("exact", "abs"):
+        raise ValueError("tolerance must be 'exact' or 'abs', not %r" % (tolerance,))
+    if eps < 0:
+        raise ValueError("eps must be >= 0")
+    return "abs" if eps > 0 else tolerance
+
+
+def _ignored_nodes(net, ignored_layers):
+    """fx node names of the Linear layers in ignored_layers (modules or names)."""
+    by_module = {}
+    for name, module in net.model.named_modules():
+        by_module[id(module)] = name
+    wanted = set()
+    for item in ignored_layers:
+        wanted.add(item if isinstance(item, str) else by_module.get(id(item), None))
+    wanted.discard(None)
+    nodes = []
+    for layer in net.layers:
+        if layer.kind == "dense" and (layer.module in wanted or layer.node in wanted):
+            nodes.append(layer.node)
+            wanted.discard(layer.module)
+            wanted.discard(layer.node)
+    if wanted:
+        raise ValueError("ignored_layers names layers that are not Linear layers of "
+                         "the model: %s" % sorted(wanted))
+    return nodes
+
+
+def _color(net, symmetry, tolerance, eps, ignored_layers=()):
+    """Colours net.graph; ignored layers keep every unit apart.
+
+    A layer is kept apart by colouring a copy of the graph in which its units
+    get distinct biases: the library then also splits whatever downstream
+    depended on that layer's classes, so the colouring stays balanced.
+    """
+    ignored = _ignored_nodes(net, ignored_layers)
+    if not ignored:
+        return net.graph.color(symmetry, tolerance, eps)
+    overrides = {}
+    for node in ignored:
+        layer = net.layer(node)
+        module = net.gm.get_submodule(layer.module)
+        spread = torch.arange(layer.width, dtype=module.weight.dtype) * (2 * eps + 1)
+        overrides[layer.module] = (module.weight, spread)
+    shadow = trace(net.model, net.example_input, weights_override=overrides)
+    shadow_coloring = shadow.graph.color(symmetry, tolerance, eps)
+    coloring = net.graph.coloring(symmetry)
+    for layer in net.layers:
+        coloring.set_group(layer.group, shadow_coloring.colors(layer.group))
+    return coloring
+
+
+def _trace(model, example_input):
+    net = trace(model, example_input)
+    net.example_input = example_input
+    return net
+
+
+# -- analyze ---------------------------------------------------------------
+
+class Report:
+    """Per-layer symmetry counts; str() is a table."""
+
+    COLUMNS = ("layer", "kind", "units", "fibers", "opfibers", "covers",
+               "classes", "params", "base params")
+
+    def __init__(self, rows, params, tolerance, eps):
+        self.rows = rows          # list of dicts with COLUMNS as keys
+        self.params = params      # (original, base by fibers) torch parameter counts
+        self.tolerance, self.eps = tolerance, eps
+
+    def __getitem__(self, layer):
+        return next(r for r in self.rows if r["layer"] == layer)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __str__(self):
+        cells = [self.COLUMNS] + [tuple(str(r[c]) for c in self.COLUMNS) for r in self.rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(self.COLUMNS))]
+        lines = ["  ".join(c.rjust(w) if i >= 2 else c.ljust(w)
+                           for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append("tolerance: %s%s" % (self.tolerance,
+                                          ", eps=%g" % self.eps if self.eps else ""))
+        lines.append(params_line(*self.params) + "  (compressed by fibers)")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def _class_summary(sizes):
+    """'3x4 1x2 5x1': count x size, largest classes first."""
+    counts = {}
+    for s in sizes:
+        counts[int(s)] = counts.get(int(s), 0) + 1
+    return " ".join("%dx%d" % (counts[s], s) for s in sorted(counts, reverse=True))
+
+
+def _layer_params(graph, layer):
+    if layer.kind != "dense":
+        return 0
+    info = graph.group(layer.group)
+    n_in = graph.group(info.sources[0]).n_units
+    return info.n_units * n_in + (info.n_units if info.has_bias else 0)
+
+
+def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False):
+    """Fibers, opfibers and covers of every layer of `model` (a Report)."""
+    tolerance = _tolerance(eps, tolerance)
+    net = _trace(model, example_input)
+    colorings = {s: net.graph.color(s, tolerance, eps)
+                 for s in ("fibers", "opfibers", "covers")}
+    base = net.graph.compress(colorings["fibers"])
+    base_graph = base.graph
+    rows = []
+    for layer in net.layers:
+        if layer.kind == "input":
+            continue
+        rows.append({
+            "layer": layer.node, "kind": layer.kind if layer.kind != "dense" else "linear",
+            "units": layer.width,
+            "fibers": colorings["fibers"].num_classes(layer.group),
+            "opfibers": colorings["opfibers"].num_classes(layer.group),
+            "covers": colorings["covers"].num_classes(layer.group),
+            "classes": _class_summary(colorings["fibers"].class_sizes(layer.group)),
+            "params": _layer_params(net.graph, layer),
+            "base params": _layer_params(base_graph, layer),
+        })
+    total = count_parameters(model)
+    saved = net.graph.num_parameters - base_graph.num_parameters
+    report = Report(rows, (total, total - saved), tolerance, eps)
+    if print_table:
+        print(report)
+    return report
+
+
+# -- compress --------------------------------------------------------------
+
+def _plan_from(net, base, symmetry, tolerance, eps, params):
+    layers = []
+    for layer in net.layers:
+        if layer.kind == "input":
+            projection = list(range(layer.width))
+        else:
+            projection = [int(p) for p in base.projection(layer.group)]
+        entry = {"node": layer.node, "kind": layer.kind, "units": layer.width,
+                 "classes": (max(projection) + 1) if projection else 0,
+                 "sources": [net.layers[s].node for s in layer.sources],
+                 "projection": projection}
+        if layer.module is not None:
+            entry["module"] = layer.module
+        layers.append(entry)
+    return Plan(layers, symmetry, tolerance, eps, type(net.model).__name__, params)
+
+
+def _coloring_from_plan(net, plan):
+    coloring = net.graph.coloring(plan.symmetry)
+    for layer in net.layers:
+        try:
+            entry = plan.layer(layer.node)
+        except KeyError:
+            raise ValueError("the plan has no layer %r: it was made for another "
+                             "architecture" % layer.node) from None
+        if entry["units"] != layer.width or entry["kind"] != layer.kind:
+            raise ValueError("plan layer %r is a %s of %d units; the model's is a %s of %d"
+                             % (layer.node, entry["kind"], entry["units"], layer.kind,
+                                layer.width))
+        if layer.kind != "input":
+            coloring.set_group(layer.group, entry["projection"])
+    return coloring
+
+
+def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=(),
+             tolerance="exact", plan=None, verbose=False):
+    """Merges every class of symmetric units into one.
+
+    Returns (compressed, plan): an nn.Module of standard torch layers (a
+    torch.fx.GraphModule) computing the same function as `model` for exact
+    fibers or covers, and the Plan of what merged into what. With `plan`
+    given, that plan is re-applied instead of colouring the model.
+    symmetry: 'fibers' (the smallest base) or 'covers' (the base that gradient
+    descent preserves)."""
+    if symmetry not in ("fibers", "covers"):
+        raise ValueError("symmetry must be 'fibers' or 'covers' (opfibers alone do "
+                         "not give an exact base), not %r" % (symmetry,))
+    tolerance = _tolerance(eps, tolerance)
+    net = _trace(model, example_input)
+    if plan is not None:
+        coloring = _coloring_from_plan(net, plan)
+        symmetry, tolerance, eps = plan.symmetry, plan.tolerance, plan.eps
+    else:
+        coloring = _color(net, symmetry, tolerance, eps, ignored_layers)
+    base = net.graph.compress(coloring)
+    compressed = rebuild(net, base, "Compressed" + type(model).__name__)
+    params = (count_parameters(model), count_parameters(compressed))
+    new_plan = _plan_from(net, base, symmetry, tolerance, eps, params)
+    if verbose:
+        print(new_plan.summary())
+    return compressed, new_plan
+
+
+def apply_plan(model, example_input, plan):
+    """compress(model, example_input, plan=plan)."""
+    return compress(model, example_input, plan=plan)
+
+
+# -- verify ----------------------------------------------------------------
+
+def _flat_outputs(out):
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _flat_outputs(o)]
+    if isinstance(out, dict):
+        return [t for k in sorted(out) for t in _flat_outputs(out[k])]
+    raise TypeError("model output of type %s" % type(out).__name__)
+
+
+def verify(original, compressed, inputs):
+    """(max_abs, max_rel): the largest absolute output difference between the
+    two models on `inputs`, and the same divided by the largest |output| of
+    the original. Both models run in eval mode without gradients."""
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    modes = original.training, compressed.training
+    original.eval()
+    compressed.eval()
+    try:
+        with torch.no_grad():
+            a = _flat_outputs(original(*inputs))
+            b = _flat_outputs(compressed(*inputs))
+    finally:
+        original.train(modes[0])
+        compressed.train(modes[1])
+    if [t.shape for t in a] != [t.shape for t in b]:
+        raise ValueError("output shapes differ: %s vs %s" % ([tuple(t.shape) for t in a],
+                                                            [tuple(t.shape) for t in b]))
+    max_abs = max(float((x.double() - y.double()).abs().max()) for x, y in zip(a, b))
+    scale = max(float(x.double().abs().max()) for x in a)
+    return Difference(max_abs, max_abs / scale if scale > 0 else max_abs)
+
+
+# -- lift and symmetry breaking -------------------------------------------
+
+def lift(compressed, plan, like):
+    """The compressed model (possibly retrained) brought back to the shape of
+    `like` (the original architecture): every unit copies its base unit, and
+    weights from a merged class are split evenly over its members. Returns a
+    copy of `like` with the lifted weights; it computes what `compressed` does.
+    """
+    lifted = copy.deepcopy(like)
+    sizes = {}
+    projections = {}
+    for entry in plan.layers:
+        p = np.asarray(entry["projection"], dtype=np.int64)
+        projections[entry["node"]] = p
+        sizes[entry["node"]] = np.bincount(p, minlength=entry["classes"]) if len(p) else p
+    with torch.no_grad():
+        for entry in plan.layers:
+            if entry["kind"] != "dense":
+                continue
+            source = entry["sources"][0]
+            p_out, p_in = projections[entry["node"]], projections[source]
+            small = compressed.get_submodule(entry["module"])
+            big = lifted.get_submodule(entry["module"])
+            w = small.weight.detach().double().cpu().numpy()
+            w = w[p_out][:, p_in] / sizes[source][p_in][None, :]
+            big.weight.copy_(torch.from_numpy(w))
+            if big.bias is not None:
+                big.bias.copy_(torch.from_numpy(
+                    small.bias.detach().double().cpu().numpy()[p_out]))
+    return lifted
+
+
+def break_symmetry(model, example_input, seed=0, eps=0.0, tolerance="exact"):
+    """Symmetry breaking for continual learning (fib_break_symmetry): the model
+    is compressed to its covers, then every layer gets back its original width
+    with new units (random input weights, zero output weights). Returns a copy
+    of `model` with those weights: it computes the same function, with the
+    degrees of freedom of the merged units restored."""
+    tolerance = _tolerance(eps, tolerance)
+    net = _trace(model, example_input)
+    coloring = net.graph.color("covers", tolerance, eps)
+    result = net.graph.break_symmetry(coloring, seed)
+    fresh = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer in net.layers:
+            if layer.kind != "dense":
+                continue
+            weight, bias = result.read_dense(layer.group)
+            target = fresh.get_submodule(layer.module)
+            target.weight.copy_(torch.from_numpy(weight))
+            if target.bias is not None:
+                target.bias.copy_(torch.from_numpy(bias))
+    return fresh
+
+
+from ._tracker import FiberTracker  # noqa: E402

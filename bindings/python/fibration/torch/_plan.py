@@ -1,0 +1,89 @@
+"""The compression plan: which units of which layer merged into which.
+
+A plan is plain data, saved as JSON:
+
+    {"format": "fibration-plan", "version": 1,
+     "symmetry": "fibers", "tolerance": "exact", "eps": 0.0,
+     "model": "MLP",
+     "layers": [{"node": "fc1", "kind": "dense", "module": "fc1",
+                 "sources": ["x"], "units": 64, "classes": 12,
+                 "projection": [0, 1, 0, ...]}, ...]}
+
+`projection[i]` is the base unit that original unit i of the layer merged
+into (input layers map to themselves). Layers are keyed by their torch.fx
+node name, which is the same for every instance of an architecture.
+"""
+
+import json
+
+FORMAT = "fibration-plan"
+VERSION = 1
+
+
+class Plan:
+    def __init__(self, layers, symmetry="fibers", tolerance="exact", eps=0.0,
+                 model="", params=(0, 0)):
+        self.layers = layers          # list of dicts as in the module doc
+        self.symmetry = symmetry
+        self.tolerance = tolerance
+        self.eps = float(eps)
+        self.model = model
+        self.params = tuple(params)   # (original, compressed) torch parameter counts
+
+    def layer(self, node):
+        for entry in self.layers:
+            if entry["node"] == node:
+                return entry
+        raise KeyError(node)
+
+    def projection(self, node):
+        return self.layer(node)["projection"]
+
+    def to_dict(self):
+        return {"format": FORMAT, "version": VERSION, "symmetry": self.symmetry,
+                "tolerance": self.tolerance, "eps": self.eps, "model": self.model,
+                "params": list(self.params), "layers": self.layers}
+
+    @classmethod
+    def from_dict(cls, data):
+        if data.get("format") != FORMAT:
+            raise ValueError("not a fibration plan (format %r)" % data.get("format"))
+        if data.get("version", 0) > VERSION:
+            raise ValueError("plan version %s is newer than this fibration (%d)"
+                             % (data.get("version"), VERSION))
+        return cls(data["layers"], data.get("symmetry", "fibers"),
+                   data.get("tolerance", "exact"), data.get("eps", 0.0),
+                   data.get("model", ""), data.get("params", (0, 0)))
+
+    def save(self, path):
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=1)
+            fh.write("\n")
+
+    @classmethod
+    def load(cls, path):
+        with open(path, encoding="utf-8") as fh:
+            return cls.from_dict(json.load(fh))
+
+    def __eq__(self, other):
+        return isinstance(other, Plan) and self.to_dict() == other.to_dict()
+
+    def summary(self):
+        return params_line(*self.params)
+
+    def __str__(self):
+        lines = ["Plan (%s, %s, eps=%g):" % (self.symmetry, self.tolerance, self.eps)]
+        for entry in self.layers:
+            if entry["kind"] != "input":
+                lines.append("  %-20s %6d => %d units" % (entry["node"], entry["units"],
+                                                         entry["classes"]))
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def params_line(before, after):
+    """'Params: 0.27 M => 0.05 M (18.5%)': the percentage is what remains."""
+    share = 100.0 * after / before if before else 100.0
+    return "Params: %.2f M => %.2f M (%.1f%%)" % (before / 1e6, after / 1e6, share)

@@ -1,0 +1,400 @@
+"""Reading a torch model's data flow into a fibration.Graph.
+
+The model is traced with torch.fx (standard torch.nn layers are leaves), the
+shapes of every value are found by running the example input through it, and
+each fx node is handed to a converter chosen by module type, function or
+method name. A converter maps the node onto the C graph: a new group
+(Linear -> fib_graph_add_dense, `+` -> fib_graph_add_sum), an activation of
+an existing group (fib_graph_set_activation), or an alias (Dropout, Flatten,
+Identity: the same units).
+
+New layer kinds plug in by registering a converter here (MODULES, FUNCTIONS,
+METHODS) and a rebuilder in _rebuild.py; nothing else changes.
+"""
+
+import math
+import operator
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import torch
+import torch.fx
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.fx.passes.shape_prop import ShapeProp
+
+from .. import Graph
+
+
+class UnsupportedModelError(TypeError):
+    """The model holds a layer or an operation that libfibration cannot map
+    (yet). The message names it and says why."""
+
+
+@dataclass
+class Layer:
+    """One group of the C graph."""
+    group: int
+    node: str                    # fx node name: the key in plans and reports
+    kind: str                    # "input", "dense", "sum"
+    width: int
+    sources: List[int] = field(default_factory=list)
+    module: Optional[str] = None       # qualified name of the nn.Linear
+    activation: str = "linear"
+    activation_parameter: float = 0.0
+    activated: bool = False
+    read_before_activation: bool = False
+
+
+@dataclass
+class Value:
+    """What an fx node computes: the units of a group, before or after the
+    group's activation."""
+    group: int
+    activated: bool
+
+
+class Network:
+    """A traced model and the C graph built from it."""
+
+    def __init__(self, model, gm, graph, layers, values, outputs, inputs):
+        self.model = model
+        self.gm = gm              # the fx GraphModule
+        self.graph = graph        # fibration.Graph (borrows the model's weights)
+        self.layers = layers      # by group id
+        self.values = values      # fx node name -> Value
+        self.outputs = outputs    # group ids, in the model's output order
+        self.inputs = inputs      # group ids of the placeholders
+
+    def layer(self, node_name):
+        return next(l for l in self.layers if l.node == node_name)
+
+
+def _describe(node, gm):
+    if node.op == "call_module":
+        return "module %r (%s)" % (node.target, type(gm.get_submodule(node.target)).__name__)
+    if node.op == "call_function":
+        return "function %s" % getattr(node.target, "__name__", node.target)
+    if node.op == "call_method":
+        return "method .%s()" % node.target
+    return "%s %s" % (node.op, node.target)
+
+
+class _Builder:
+    """State shared by the converters while one model is read."""
+
+    def __init__(self, gm, graph, weights_override=None):
+        self.gm = gm
+        self.graph = graph
+        self.layers = []
+        self.values = {}
+        self.weights_override = weights_override or {}
+
+    # -- helpers for converters -------------------------------------------
+    def fail(self, node, why):
+        raise UnsupportedModelError("%s at node %r: %s" % (_describe(node, self.gm),
+                                                           node.name, why))
+
+    def shape(self, node):
+        meta = node.meta.get("tensor_meta")
+        if meta is None or not hasattr(meta, "shape"):
+            return None
+        return tuple(meta.shape)
+
+    def value(self, node, arg, purpose="read"):
+        """The Value an argument node carries; records the read."""
+        if not isinstance(arg, torch.fx.Node) or arg.name not in self.values:
+            self.fail(node, "its input %r is not a tensor computed from the model "
+                            "input by supported layers" % (arg,))
+        v = self.values[arg.name]
+        layer = self.layers[v.group]
+        if layer.activated and not v.activated:
+            self.fail(node, "it reads the pre-activation value of %r, whose "
+                            "activation is also used; a group has one activation"
+                      % layer.node)
+        if not v.activated and purpose == "read":
+            layer.read_before_activation = True
+        return v
+
+    def flat_width(self, node, arg):
+        shape = self.shape(arg)
+        if shape is None or len(shape) < 2:
+            self.fail(node, "expects a batch of vectors, got shape %s" % (shape,))
+        return int(math.prod(shape[1:]))
+
+    def require_matrix(self, node, arg):
+        shape = self.shape(arg)
+        if shape is None or len(shape) != 2:
+            self.fail(node, "reads a tensor of shape %s; only (batch, features) "
+                            "inputs are supported by this version (conv, "
+                            "sequence and attention layers come with the C "
+                            "builders for them)" % (shape,))
+        return shape[1]
+
+    def new_layer(self, node, kind, width, sources, module=None):
+        layer = Layer(len(self.layers), node.name, kind, width, list(sources), module)
+        self.layers.append(layer)
+        return layer
+
+    def activate(self, node, arg, activation, parameter=0.0):
+        v = self.value(node, arg, purpose="activate")
+        layer = self.layers[v.group]
+        if layer.kind == "input":
+            self.fail(node, "an activation applied directly to a model input "
+                            "has no group to belong to")
+        if v.activated or layer.activated:
+            self.fail(node, "%r already has an activation (%s); two activations "
+                            "in a row are not supported" % (layer.node, layer.activation))
+        if layer.read_before_activation:
+            self.fail(node, "the value before this activation is also used "
+                            "elsewhere; a group has one activation")
+        self.graph.set_activation(layer.group, activation, parameter)
+        layer.activation, layer.activation_parameter = activation, float(parameter)
+        layer.activated = True
+        return Value(layer.group, True)
+
+    def alias(self, node, arg):
+        v = self.values.get(arg.name) if isinstance(arg, torch.fx.Node) else None
+        if v is None:
+            self.fail(node, "its input is not a tensor computed by supported layers")
+        return v
+
+
+# -- converters ------------------------------------------------------------
+# Each takes (builder, node, module_or_None) and returns the Value of the node.
+
+def convert_linear(b, node, module):
+    arg = node.args[0]
+    b.require_matrix(node, arg)
+    v = b.value(node, arg)
+    weight, bias = b.weights_override.get(node.target, (module.weight, module.bias))
+    weight = weight.detach()
+    bias = bias.detach() if bias is not None else None
+    if weight.dtype not in (torch.float32, torch.float64):
+        b.fail(node, "weights of dtype %s; libfibration reads float32 and float64"
+               % weight.dtype)
+    layer = b.new_layer(node, "dense", module.out_features, [v.group], module=node.target)
+    group = b.graph.add_dense(v.group, weight, bias, name=node.name)
+    assert group == layer.group
+    return Value(group, False)
+
+
+def convert_add(b, node, module=None):
+    args = [a for a in node.args] + list(node.kwargs.values())
+    if len(args) != 2 or not all(isinstance(a, torch.fx.Node) for a in args) \
+            or node.kwargs.get("alpha", 1) != 1:
+        b.fail(node, "only the sum of two tensors (a residual connection) is "
+                     "supported, not adding constants or scaled tensors")
+    sa, sb = b.shape(args[0]), b.shape(args[1])
+    if sa != sb or sa is None or len(sa) != 2:
+        b.fail(node, "adds tensors of shapes %s and %s; residual sums of equal "
+                     "(batch, features) shapes are supported" % (sa, sb))
+    va, vb = b.value(node, args[0]), b.value(node, args[1])
+    layer = b.new_layer(node, "sum", sa[1], [va.group, vb.group])
+    group = b.graph.add_sum(va.group, vb.group)
+    b.graph.set_name(group, node.name)
+    assert group == layer.group
+    return Value(group, False)
+
+
+def _activation(kind, parameter=None):
+    def convert(b, node, module=None):
+        value = parameter(node, module) if parameter else 0.0
+        return b.activate(node, node.args[0], kind, value)
+    return convert
+
+
+def _gelu_module(b, node, module):
+    if getattr(module, "approximate", "none") != "none":
+        b.fail(node, "GELU(approximate=%r): libfibration's FIB_ACT_GELU is the "
+                     "exact erf form" % module.approximate)
+    return b.activate(node, node.args[0], "gelu")
+
+
+def _gelu_function(b, node, module=None):
+    if node.kwargs.get("approximate", "none") != "none" or len(node.args) > 1:
+        b.fail(node, "gelu(approximate='tanh'): FIB_ACT_GELU is the exact erf form")
+    return b.activate(node, node.args[0], "gelu")
+
+
+def _leaky_slope(node, module):
+    if module is not None:
+        return module.negative_slope
+    if len(node.args) > 1:
+        return node.args[1]
+    return node.kwargs.get("negative_slope", 0.01)
+
+
+def convert_alias(b, node, module=None):
+    return b.alias(node, node.args[0])
+
+
+def convert_flatten(b, node, module=None):
+    if module is not None:
+        start, end = module.start_dim, module.end_dim
+    else:
+        start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+        end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+        if node.op == "call_function" and start == 0:
+            b.fail(node, "torch.flatten(x) with start_dim=0 mixes the batch into "
+                         "the features; use start_dim=1")
+    out = b.shape(node)
+    if out is None or len(out) != 2 or end not in (-1, len(b.shape(node.args[0])) - 1):
+        b.fail(node, "only flattening everything but the batch dimension is supported")
+    return b.alias(node, node.args[0])
+
+
+def convert_reshape(b, node, module=None):
+    # x.view(x.size(0), -1) on a model input is a flatten; on a hidden layer
+    # its explicit sizes would no longer fit once units are merged.
+    v = b.alias(node, node.args[0])
+    out = b.shape(node)
+    if out is None or len(out) != 2 or b.layers[v.group].kind != "input":
+        b.fail(node, "view/reshape is only supported on a model input, to a "
+                     "(batch, features) shape (use nn.Flatten elsewhere)")
+    return v
+
+
+def convert_dropout_function(b, node, module=None):
+    return b.alias(node, node.args[0])
+
+
+MODULES = {
+    nn.Linear: convert_linear,
+    nn.ReLU: _activation("relu"),
+    nn.LeakyReLU: _activation("leaky_relu", _leaky_slope),
+    nn.Tanh: _activation("tanh"),
+    nn.Sigmoid: _activation("sigmoid"),
+    nn.GELU: _gelu_module,
+    nn.SiLU: _activation("silu"),
+    nn.Identity: convert_alias,
+    nn.Dropout: convert_alias,
+    nn.Flatten: convert_flatten,
+}
+
+FUNCTIONS = {
+    operator.add: convert_add,
+    operator.iadd: convert_add,
+    torch.add: convert_add,
+    F.relu: _activation("relu"),
+    torch.relu: _activation("relu"),
+    F.leaky_relu: _activation("leaky_relu", _leaky_slope),
+    torch.tanh: _activation("tanh"),
+    F.tanh: _activation("tanh"),
+    torch.sigmoid: _activation("sigmoid"),
+    F.sigmoid: _activation("sigmoid"),
+    F.gelu: _gelu_function,
+    F.silu: _activation("silu"),
+    torch.flatten: convert_flatten,
+    F.dropout: convert_dropout_function,
+}
+
+METHODS = {
+    "add": convert_add,
+    "relu": _activation("relu"),
+    "tanh": _activation("tanh"),
+    "sigmoid": _activation("sigmoid"),
+    "flatten": convert_flatten,
+    "view": convert_reshape,
+    "reshape": convert_reshape,
+    "contiguous": convert_alias,
+}
+
+# Modules known to be unsupported now, with the reason shown to the user.
+NOT_YET = {
+    "Conv1d": "convolutions need the C conv builder (fib_graph_add_conv), not in this version",
+    "Conv2d": "convolutions need the C conv builder (fib_graph_add_conv), not in this version",
+    "BatchNorm1d": "normalisation layers need the C norm builder, not in this version",
+    "BatchNorm2d": "normalisation layers need the C norm builder, not in this version",
+    "LayerNorm": "normalisation layers need the C norm builder, not in this version",
+    "LSTM": "gated recurrent layers need the C gated builder, not in this version",
+    "GRU": "gated recurrent layers need the C gated builder, not in this version",
+    "MultiheadAttention": "attention needs the C attention builder, not in this version",
+    "TransformerEncoderLayer": "attention needs the C attention builder, not in this version",
+}
+
+
+def _module_converter(module):
+    for cls in type(module).__mro__:
+        if cls in MODULES:
+            return MODULES[cls]
+    return None
+
+
+def _as_tuple(example_input):
+    return tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+
+
+def trace(model, example_input, weights_override=None):
+    """Traces `model` and builds its fibration.Graph. Returns a Network.
+    weights_override: {linear qualified name: (weight, bias)} used instead of
+    the module's own (for colouring with modified biases)."""
+    try:
+        gm = torch.fx.symbolic_trace(model)
+    except Exception as e:  # torch.fx raises many kinds; all mean "not traceable"
+        raise UnsupportedModelError(
+            "%s cannot be traced by torch.fx (%s: %s); data-dependent control "
+            "flow in forward() is not supported" % (type(model).__name__,
+                                                   type(e).__name__, e)) from e
+    inputs = _as_tuple(example_input)
+    was_training = gm.training
+    gm.eval()
+    with torch.no_grad():
+        ShapeProp(gm).propagate(*inputs)
+    gm.train(was_training)
+
+    graph = Graph()
+    b = _Builder(gm, graph, weights_override)
+    outputs, input_groups = [], []
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            shape = b.shape(node)
+            if shape is None:
+                b.fail(node, "model inputs must be tensors")
+            width = int(math.prod(shape[1:])) if len(shape) > 1 else 1
+            layer = b.new_layer(node, "input", width, [])
+            group = graph.add_input(width)
+            graph.set_name(group, node.name)
+            b.values[node.name] = Value(group, False)
+            input_groups.append(group)
+        elif node.op == "output":
+            result = node.args[0]
+            results = list(result) if isinstance(result, (tuple, list)) else [result]
+            for r in results:
+                outputs.append(b.value(node, r).group)
+        elif node.op == "get_attr":
+            b.fail(node, "tensors stored on the model and used directly in forward() "
+                         "are not supported")
+        elif node.op == "call_method" and node.target in ("size", "dim"):
+            continue  # integers for view/reshape
+        else:
+            if node.op == "call_module":
+                module = gm.get_submodule(node.target)
+                convert = _module_converter(module)
+                if convert is None:
+                    why = NOT_YET.get(type(module).__name__,
+                                      "no converter is registered for this layer type")
+                    b.fail(node, why)
+            elif node.op == "call_function":
+                module, convert = None, FUNCTIONS.get(node.target)
+            else:
+                module, convert = None, METHODS.get(node.target)
+            if convert is None:
+                b.fail(node, "this operation has no mapping onto libfibration's "
+                             "graph (supported: Linear, activations, Dropout, "
+                             "Flatten, Identity and residual additions)")
+            b.values[node.name] = convert(b, node, module)
+    # the C graph's outputs are the groups nobody reads; they must be exactly
+    # the model's outputs, or an output could be merged
+    read = {s for layer in b.layers for s in layer.sources}
+    c_outputs = [l.group for l in b.layers if l.group not in read]
+    if sorted(set(outputs)) != c_outputs or len(set(outputs)) != len(outputs):
+        names = [b.layers[g].node for g in outputs]
+        raise UnsupportedModelError(
+            "the model's outputs %s must be exactly the layers that no other layer "
+            "reads (%s); returning an intermediate layer is not supported"
+            % (names, [b.layers[g].node for g in c_outputs]))
+    for layer in b.layers:
+        if layer.kind == "input" and layer.group in outputs:
+            raise UnsupportedModelError("model input %r is returned unchanged" % layer.node)
+    return Network(model, gm, graph, b.layers, b.values, outputs, input_groups)

@@ -1,0 +1,114 @@
+/* The per-layer analysis: fibers, opfibers and covers of every group, the
+ * class statistics of the chosen symmetry, and the base's parameters. */
+#include "report.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void analysis_free(analysis *a)
+{
+    fib_coloring_free(a->fibers);
+    fib_coloring_free(a->opfibers);
+    fib_coloring_free(a->covers);
+    fib_base_free(a->base);
+    free(a->rows);
+    memset(a, 0, sizeof *a);
+}
+
+const char *layer_label(const layer_row *r, char *buf, size_t size)
+{
+    if (r->name && r->name[0])
+        return r->name;
+    snprintf(buf, size, "group%d", (int)r->group);
+    return buf;
+}
+
+static int class_stats(const cli_options *o, const fib_coloring *c,
+                       layer_row *r)
+{
+    int64_t n;
+    int32_t st = fib_coloring_num_classes(c, r->group, &n);
+    if (st != FIB_OK)
+        return cli_fail(o->model, st);
+    int64_t *sizes = malloc((size_t)n * sizeof *sizes);
+    if (!sizes) {
+        fprintf(stderr, "fibration: out of memory\n");
+        return CLI_EXIT_FAILURE;
+    }
+    st = fib_coloring_class_sizes(c, r->group, sizes, n);
+    if (st != FIB_OK) {
+        free(sizes);
+        return cli_fail(o->model, st);
+    }
+    for (int64_t k = 0; k < n; k++) {
+        if (sizes[k] == 1)
+            r->trivial++;
+        else
+            r->nontrivial++;
+        if (sizes[k] > r->largest)
+            r->largest = sizes[k];
+    }
+    free(sizes);
+    return CLI_EXIT_OK;
+}
+
+static int fill_row(const cli_options *o, const analysis *a, int32_t i,
+                    layer_row *r)
+{
+    const fib_graph *g = a->graph;
+    const fib_graph *bg = fib_base_graph(a->base);
+    r->group = i;
+    r->name = fib_graph_group_name(g, i);
+    int32_t st = fib_graph_group_info(g, i, &r->op, &r->units, &r->activation,
+                                      NULL, NULL, NULL, NULL);
+    if (st == FIB_OK)
+        st = fib_coloring_num_classes(a->fibers, i, &r->fibers);
+    if (st == FIB_OK)
+        st = fib_coloring_num_classes(a->opfibers, i, &r->opfibers);
+    if (st == FIB_OK)
+        st = fib_coloring_num_classes(a->covers, i, &r->covers);
+    if (st == FIB_OK)
+        st = fib_graph_group_info(bg, i, NULL, &r->base_units, NULL, NULL, NULL,
+                                  NULL, NULL);
+    if (st != FIB_OK)
+        return cli_fail(o->model, st);
+    r->params = cli_group_parameters(g, i);
+    r->base_params = cli_group_parameters(bg, i);
+    return class_stats(o, a->chosen, r);
+}
+
+int analysis_run(const cli_options *o, const fib_graph *g, cli_progress *p,
+                 analysis *a)
+{
+    memset(a, 0, sizeof *a);
+    a->graph = g;
+    int rc = cli_color(o, g, FIB_SYM_FIBERS, p, &a->fibers);
+    if (rc == CLI_EXIT_OK)
+        rc = cli_color(o, g, FIB_SYM_OPFIBERS, p, &a->opfibers);
+    if (rc == CLI_EXIT_OK)
+        rc = cli_color(o, g, FIB_SYM_COVERS, p, &a->covers);
+    cli_progress_end(p);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    a->chosen = o->symmetry == FIB_SYM_FIBERS     ? a->fibers
+                : o->symmetry == FIB_SYM_OPFIBERS ? a->opfibers
+                                                  : a->covers;
+    int32_t st = fib_compress(g, a->chosen, &a->base);
+    if (st == FIB_OK)
+        st = fib_graph_num_groups(g, &a->n_groups);
+    if (st != FIB_OK)
+        return cli_fail(o->model, st);
+    a->rows = calloc((size_t)a->n_groups, sizeof *a->rows);
+    if (!a->rows) {
+        fprintf(stderr, "fibration: out of memory\n");
+        return CLI_EXIT_FAILURE;
+    }
+    for (int32_t i = 0; i < a->n_groups; i++) {
+        rc = fill_row(o, a, i, &a->rows[i]);
+        if (rc != CLI_EXIT_OK)
+            return rc;
+        a->params += a->rows[i].params;
+        a->base_params += a->rows[i].base_params;
+    }
+    return CLI_EXIT_OK;
+}

@@ -1,0 +1,387 @@
+/* Option parsing, errors, progress and loading shared by the verbs. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const activation_names[] = {
+    "linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu",
+};
+
+const char *cli_activation_name(int32_t activation)
+{
+    if (activation < 0 || activation > FIB_ACT_SILU)
+        return "unknown";
+    return activation_names[activation];
+}
+
+const char *cli_symmetry_name(int32_t symmetry)
+{
+    switch (symmetry) {
+    case FIB_SYM_FIBERS: return "fibers";
+    case FIB_SYM_OPFIBERS: return "opfibers";
+    case FIB_SYM_COVERS: return "covers";
+    default: return "unknown";
+    }
+}
+
+const char *cli_op_name(int32_t op)
+{
+    switch (op) {
+    case FIB_OP_INPUT: return "input";
+    case FIB_OP_DENSE: return "dense";
+    case FIB_OP_SUM: return "sum";
+    case 3: return "conv"; /* FIB_OP_CONV and later, when the header has them */
+    case 4: return "pool";
+    case 5: return "flatten";
+    case 6: return "affine";
+    case 7: return "lstm";
+    case 8: return "gru";
+    case 9: return "last_step";
+    case 10: return "attend";
+    case 11: return "norm";
+    default: return "unknown";
+    }
+}
+
+void cli_put_clean(FILE *f, const char *s)
+{
+    for (; *s; s++)
+        fputc((unsigned char)*s < 0x20 ? '?' : *s, f);
+}
+
+int cli_usage(const char *verb, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "fibration%s%s: ", verb ? " " : "", verb ? verb : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'fibration %s%s--help')\n", verb ? verb : "",
+            verb ? " " : "");
+    return CLI_EXIT_USAGE;
+}
+
+int cli_fail(const char *file, int32_t status)
+{
+    const char *msg = fib_last_error();
+    fputs("fibration: ", stderr);
+    if (file && strncmp(msg, file, strlen(file)) != 0) {
+        cli_put_clean(stderr, file);
+        fputs(": ", stderr);
+    }
+    cli_put_clean(stderr, msg[0] ? msg : fib_status_name(status));
+    fputc('\n', stderr);
+    switch (status) {
+    case FIB_E_IO: return CLI_EXIT_IO;
+    case FIB_E_FORMAT:
+    case FIB_E_UNSUPPORTED:
+    case FIB_E_NONFINITE: return CLI_EXIT_FORMAT;
+    default: return CLI_EXIT_FAILURE;
+    }
+}
+
+/* ---- option parsing ---- */
+
+static bool parse_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno != 0 || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    if (*s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end != '\0' || errno != 0)
+        return false;
+    *out = (uint64_t)v;
+    return true;
+}
+
+static bool parse_activation(const char *s, int32_t *act, double *param)
+{
+    size_t n = strcspn(s, ":");
+    for (int32_t i = 0; i <= FIB_ACT_SILU; i++) {
+        if (strlen(activation_names[i]) == n &&
+            strncmp(s, activation_names[i], n) == 0) {
+            *act = i;
+            if (s[n] == ':')
+                return i == FIB_ACT_LEAKY_RELU && parse_double(s + n + 1, param);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Matches "--name" or "--name=value"; the value comes from the next argument
+ * when not attached. Returns 1 on a match with a value, 0 no match, -1 error. */
+static int option_value(int argc, char **argv, int *i, const char *name,
+                        const char **value)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *value = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0')
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *value = argv[++*i];
+    return 1;
+}
+
+static void defaults(cli_options *o, const char *verb)
+{
+    memset(o, 0, sizeof *o);
+    o->verb = verb;
+    o->symmetry = FIB_SYM_COVERS;
+    o->tolerance = FIB_TOL_EXACT;
+    o->activation = FIB_ACT_RELU;
+    o->act_param = 0.01;
+    o->format = FORMAT_TABLE;
+    o->dot_max_classes = 64;
+}
+
+/* One option with a value; returns -1 if `a` is not it, else an exit code
+ * or -2 to go on. */
+static int value_option(int argc, char **argv, int *i, unsigned accepted,
+                        cli_options *o, bool *tolerance_given)
+{
+    const char *verb = o->verb, *v = NULL;
+    int r;
+#define VALUE(name, bit)                                                      \
+    (((accepted & (bit)) != 0) &&                                             \
+     ((r = option_value(argc, argv, i, name, &v)) != 0))
+    if (VALUE("--symmetry", OPT_SYMMETRY)) {
+        if (r < 0)
+            return cli_usage(verb, "--symmetry needs a value");
+        if (strcmp(v, "fibers") == 0)
+            o->symmetry = FIB_SYM_FIBERS;
+        else if (strcmp(v, "opfibers") == 0)
+            o->symmetry = FIB_SYM_OPFIBERS;
+        else if (strcmp(v, "covers") == 0)
+            o->symmetry = FIB_SYM_COVERS;
+        else
+            return cli_usage(verb, "--symmetry must be fibers, opfibers or covers");
+    } else if (VALUE("--tolerance", OPT_SYMMETRY)) {
+        if (r < 0)
+            return cli_usage(verb, "--tolerance needs a value");
+        if (strcmp(v, "exact") == 0)
+            o->tolerance = FIB_TOL_EXACT;
+        else if (strcmp(v, "abs") == 0)
+            o->tolerance = FIB_TOL_ABS;
+        else
+            return cli_usage(verb, "--tolerance must be exact or abs");
+        *tolerance_given = true;
+    } else if (VALUE("--eps", OPT_SYMMETRY)) {
+        if (r < 0 || !parse_double(v, &o->eps) || o->eps < 0)
+            return cli_usage(verb, "--eps needs a number >= 0");
+    } else if (VALUE("--activation", OPT_ACTIVATION)) {
+        if (r < 0 || !parse_activation(v, &o->activation, &o->act_param))
+            return cli_usage(verb, "--activation must be linear, relu, "
+                             "leaky_relu[:SLOPE], tanh, sigmoid, gelu or silu");
+    } else if (VALUE("--output", OPT_OUTPUT) || VALUE("-o", OPT_OUTPUT)) {
+        if (r < 0)
+            return cli_usage(verb, "-o needs a file name");
+        o->output = v;
+    } else if (VALUE("--seed", OPT_SEED)) {
+        if (r < 0 || !parse_u64(v, &o->seed))
+            return cli_usage(verb, "--seed needs a non-negative integer");
+    } else if (VALUE("--dtype", OPT_DTYPE)) {
+        if (r < 0)
+            return cli_usage(verb, "--dtype needs a value");
+        if (strcmp(v, "keep") == 0)
+            o->dtype = 0;
+        else if (strcmp(v, "f32") == 0)
+            o->dtype = FIB_DTYPE_F32;
+        else if (strcmp(v, "f64") == 0)
+            o->dtype = FIB_DTYPE_F64;
+        else
+            return cli_usage(verb, "--dtype must be keep, f32 or f64");
+    } else if (VALUE("--dot-max-classes", OPT_FORMATS)) {
+        uint64_t n;
+        if (r < 0 || !parse_u64(v, &n) || n < 1 || n > 100000)
+            return cli_usage(verb, "--dot-max-classes needs an integer in "
+                             "[1, 100000]");
+        o->dot_max_classes = (int64_t)n;
+    } else {
+        return -1;
+    }
+#undef VALUE
+    return -2;
+}
+
+int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
+              cli_options *o)
+{
+    const char *verb = argv[0];
+    defaults(o, verb);
+    bool tolerance_given = false, options_done = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (options_done || a[0] != '-' || strcmp(a, "-") == 0) {
+            if (o->model)
+                return cli_usage(verb, "one model file expected, got '%s' too", a);
+            o->model = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            options_done = true;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            help(stdout);
+            return CLI_EXIT_OK;
+        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+            o->quiet = true;
+        } else if ((accepted & OPT_FORMATS) && strcmp(a, "--json") == 0) {
+            o->format = FORMAT_JSON;
+        } else if ((accepted & OPT_FORMATS) && strcmp(a, "--csv") == 0) {
+            o->format = FORMAT_CSV;
+        } else if ((accepted & OPT_FORMATS) && strcmp(a, "--dot") == 0) {
+            o->format = FORMAT_DOT;
+        } else {
+            int r = value_option(argc, argv, &i, accepted, o, &tolerance_given);
+            if (r == -1)
+                return cli_usage(verb, "unknown option '%s'", a);
+            if (r != -2)
+                return r;
+        }
+    }
+    if (!o->model)
+        return cli_usage(verb, "a model file is required");
+    if ((accepted & OPT_OUTPUT) && !o->output)
+        return cli_usage(verb, "an output file is required (-o FILE)");
+    /* --eps alone means the absolute tolerance */
+    if (!tolerance_given && o->eps > 0)
+        o->tolerance = FIB_TOL_ABS;
+    if (tolerance_given && o->tolerance == FIB_TOL_EXACT && o->eps > 0)
+        return cli_usage(verb, "--eps is meaningless with --tolerance exact");
+    return -1;
+}
+
+/* ---- progress ---- */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_progress_init(cli_progress *p, const cli_options *o,
+                       const fib_graph *graph)
+{
+    memset(p, 0, sizeof *p);
+    p->enabled = !o->quiet && isatty(STDERR_FILENO);
+    p->start = now_seconds();
+    p->phase = "";
+    if (graph)
+        fib_graph_num_parameters(graph, &p->weights);
+}
+
+int32_t cli_progress_cb(void *user, int64_t done, int64_t total)
+{
+    cli_progress *p = user;
+    if (!p->enabled)
+        return 0;
+    double elapsed = now_seconds() - p->start;
+    if (elapsed < 1.0 || total <= 0)
+        return 0;
+    double weights = (double)p->weights * (double)done / (double)total;
+    char seen[32], all[32], rate[32];
+    cli_human(seen, sizeof seen, weights);
+    cli_human(all, sizeof all, (double)p->weights);
+    cli_human(rate, sizeof rate, weights / elapsed);
+    fprintf(stderr, "\r%s: step %lld of %lld, %s of %s weights, %s weights/s   ",
+            p->phase, (long long)done, (long long)total, seen, all, rate);
+    fflush(stderr);
+    p->shown = true;
+    return 0;
+}
+
+void cli_progress_end(cli_progress *p)
+{
+    if (p->shown)
+        fputc('\n', stderr);
+    p->shown = false;
+}
+
+/* ---- helpers ---- */
+
+void cli_human(char *buf, size_t size, double count)
+{
+    const char *unit = "";
+    double v = count;
+    if (count >= 1e9) {
+        v = count / 1e9;
+        unit = " G";
+    } else if (count >= 1e6) {
+        v = count / 1e6;
+        unit = " M";
+    } else if (count >= 1e3) {
+        v = count / 1e3;
+        unit = " K";
+    }
+    if (unit[0])
+        snprintf(buf, size, "%.2f%s", v, unit);
+    else
+        snprintf(buf, size, "%.0f", v);
+}
+
+int64_t cli_group_parameters(const fib_graph *g, int32_t group)
+{
+    int32_t op = 0, has_bias = 0, n_sources = 0;
+    int64_t units = 0, n_in = 0;
+    if (fib_graph_group_info(g, group, &op, &units, NULL, NULL, &has_bias,
+                             &n_sources, NULL) != FIB_OK ||
+        op != FIB_OP_DENSE)
+        return 0;
+    int32_t source;
+    if (fib_graph_group_source(g, group, 0, &source) != FIB_OK ||
+        fib_graph_group_info(g, source, NULL, &n_in, NULL, NULL, NULL, NULL,
+                             NULL) != FIB_OK)
+        return 0;
+    return units * n_in + (has_bias ? units : 0);
+}
+
+int cli_load(const cli_options *o, fib_graph **out)
+{
+    fib_load_options lo;
+    fib_load_options_init(&lo, sizeof lo);
+    lo.activation = o->activation;
+    lo.parameter = o->act_param;
+    int32_t st = fib_model_load(o->model, &lo, out);
+    return st == FIB_OK ? CLI_EXIT_OK : cli_fail(o->model, st);
+}
+
+int cli_color(const cli_options *o, const fib_graph *g, int32_t symmetry,
+              cli_progress *progress, fib_coloring **out)
+{
+    fib_color_options co;
+    fib_color_options_init(&co, sizeof co);
+    co.symmetry = symmetry;
+    co.tolerance = o->tolerance;
+    co.eps = o->eps;
+    co.progress = cli_progress_cb;
+    co.progress_user = progress;
+    progress->phase = cli_symmetry_name(symmetry);
+    int32_t st = fib_color(g, &co, out);
+    return st == FIB_OK ? CLI_EXIT_OK : cli_fail(o->model, st);
+}

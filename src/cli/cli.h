@@ -1,0 +1,99 @@
+/* Shared pieces of the `fibration` command: options, errors, exit codes,
+ * progress, and the per-layer analysis that several verbs report.
+ * The command uses only the public API (fibration.h). */
+#ifndef FIB_CLI_H
+#define FIB_CLI_H
+
+#include "fibration.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes (documented in docs/cli.md). */
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_FAILURE 1 /* the computation failed (out of memory, ...) */
+#define CLI_EXIT_USAGE 2   /* bad command line */
+#define CLI_EXIT_IO 3      /* a file could not be read or written */
+#define CLI_EXIT_FORMAT 4  /* the model file is malformed or unsupported */
+
+/* Which options a verb accepts (bits). */
+#define OPT_SYMMETRY 0x001u   /* --symmetry, --eps, --tolerance */
+#define OPT_ACTIVATION 0x002u /* --activation (state-dict fallback) */
+#define OPT_OUTPUT 0x004u     /* -o / --output (required) */
+#define OPT_FORMATS 0x008u    /* --json, --csv, --dot, --dot-max-classes */
+#define OPT_SEED 0x010u       /* --seed */
+#define OPT_DTYPE 0x020u      /* --dtype */
+
+/* Report formats. */
+#define FORMAT_TABLE 0
+#define FORMAT_JSON 1
+#define FORMAT_CSV 2
+#define FORMAT_DOT 3
+
+typedef struct cli_options {
+    const char *verb;
+    const char *model;      /* the one positional argument */
+    const char *output;
+    int32_t symmetry;       /* FIB_SYM_*, default covers */
+    int32_t tolerance;      /* FIB_TOL_* */
+    double eps;
+    int32_t activation;     /* for files without structure metadata */
+    double act_param;
+    int32_t format;         /* FORMAT_* */
+    int64_t dot_max_classes;
+    uint64_t seed;
+    int32_t dtype;          /* 0: keep, or FIB_DTYPE_* */
+    bool quiet;
+} cli_options;
+
+/* Parses argv[1 ..] of a verb. Returns -1 to go on, or an exit code (after
+ * --help, or a usage error already printed). */
+int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
+              cli_options *o);
+
+/* Prints "fibration: <message>" for a failed library call on one line
+ * (naming `file` unless the message already starts with it) and returns the
+ * exit code for the status. */
+int cli_fail(const char *file, int32_t status);
+/* Prints a usage error and returns CLI_EXIT_USAGE. */
+int cli_usage(const char *verb, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Progress on stderr: only when stderr is a terminal, not --quiet, and the
+ * work has taken more than a second. */
+typedef struct cli_progress {
+    bool enabled;
+    bool shown;
+    double start;
+    const char *phase;
+    int64_t weights; /* parameters in the graph, for throughput */
+} cli_progress;
+
+void cli_progress_init(cli_progress *p, const cli_options *o,
+                       const fib_graph *graph);
+int32_t cli_progress_cb(void *user, int64_t done, int64_t total);
+void cli_progress_end(cli_progress *p);
+
+/* Loads the model named on the command line. Returns an exit code. */
+int cli_load(const cli_options *o, fib_graph **out);
+/* Colours the graph with the options' tolerance; symmetry as given. */
+int cli_color(const cli_options *o, const fib_graph *g, int32_t symmetry,
+              cli_progress *progress, fib_coloring **out);
+
+const char *cli_symmetry_name(int32_t symmetry);
+const char *cli_activation_name(int32_t activation);
+const char *cli_op_name(int32_t op);
+
+/* Parameters of one group's block (weights + bias; 0 for inputs and sums). */
+int64_t cli_group_parameters(const fib_graph *g, int32_t group);
+/* "52.65 K" */
+void cli_human(char *buf, size_t size, double count);
+
+/* Prints a string with control characters replaced (one-line messages). */
+void cli_put_clean(FILE *f, const char *s);
+
+#endif

@@ -1,0 +1,66 @@
+/* `fibration VERB ...`: dispatch to the verbs listed in commands.h. */
+#include "cli.h"
+#include "commands.h"
+
+#include <string.h>
+
+typedef struct command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} command;
+
+#define FIB_CLI_ENTRY(name, summary) {#name, summary, cmd_##name},
+static const command commands[] = {FIB_CLI_COMMANDS(FIB_CLI_ENTRY)};
+#undef FIB_CLI_ENTRY
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: fibration VERB [OPTIONS] MODEL\n"
+            "\n"
+            "Finds the fibration symmetries (fibers, opfibers, covers) of a neural\n"
+            "network stored as safetensors, and compresses it by them.\n"
+            "\n"
+            "verbs:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f,
+            "\n"
+            "'fibration VERB --help' describes a verb. 'fibration --version'\n"
+            "prints the library version. Exit codes: 0 success, 1 failure,\n"
+            "2 bad command line, 3 file not readable/writable, 4 malformed or\n"
+            "unsupported model file. See docs/cli.md.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *verb = argv[1];
+    if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 ||
+        strcmp(verb, "help") == 0) {
+        if (argc > 2 && strcmp(verb, "help") == 0) {
+            for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+                if (strcmp(argv[2], commands[i].name) == 0) {
+                    char *args[] = {argv[2], (char *)"--help", NULL};
+                    return commands[i].run(2, args);
+                }
+        }
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(verb, "--version") == 0) {
+        printf("fibration %s\n", fib_version_string());
+        return CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(verb, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "fibration: unknown verb '");
+    cli_put_clean(stderr, verb);
+    fprintf(stderr, "' (see 'fibration --help')\n");
+    return CLI_EXIT_USAGE;
+}

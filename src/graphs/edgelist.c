@@ -1,0 +1,615 @@
+/* Edge-list reader: one arc per line, node and type names interned. */
+#include "edgelist.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FIELDS 64
+#define MAX_NUMBER 128
+
+/* A hash slot keeps the hash and the name's offset next to the id, so that
+ * a lookup costs one cache miss for the slot and one for the bytes. */
+struct slot {
+    uint64_t hash;
+    uint64_t packed; /* names of <= 7 bytes: the bytes and the length */
+    int64_t id;
+    int64_t off;
+};
+
+/* Up to 7 bytes plus the length in the top byte, or a marker for longer
+ * names (which are then compared byte by byte). Names hold no NUL byte. */
+static uint64_t pack_name(const char *s, int64_t len)
+{
+    if (len > 7)
+        return UINT64_C(0xFF) << 56;
+    uint64_t x = (uint64_t)len << 56;
+    for (int64_t i = 0; i < len; i++)
+        x |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    return x;
+}
+
+/* A growable byte arena plus offsets, interned through a hash table. */
+typedef struct interner {
+    char *bytes;
+    int64_t n_bytes;
+    int64_t cap_bytes;
+    int64_t *off;   /* id -> offset in bytes */
+    int64_t count;
+    int64_t cap_ids;
+    struct slot *table; /* id -1: empty */
+    int64_t cap_table;
+} interner;
+
+typedef struct field {
+    const char *ptr;
+    int64_t len;
+    bool quoted_escape; /* contains "" to unescape */
+} field;
+
+typedef struct parser {
+    const char *label;
+    int64_t line;
+    interner nodes;
+    interner types;
+    int64_t n_arcs;
+    int64_t cap_arcs;
+    int64_t *src;
+    int64_t *dst;
+    double *weight;
+    int32_t *type;
+    char *scratch;      /* unescaped field */
+    int64_t cap_scratch;
+} parser;
+
+static bool grow(void **p, int64_t *cap, int64_t need, size_t size)
+{
+    if (need <= *cap)
+        return true;
+    int64_t ncap = *cap > 0 ? *cap : 16;
+    while (ncap < need) {
+        if (ncap > INT64_MAX / 2)
+            return false;
+        ncap *= 2;
+    }
+    void *np = fib_alloc(ncap, size);
+    if (!np)
+        return false;
+    if (*p && *cap > 0)
+        memcpy(np, *p, (size_t)*cap * size);
+    fib_free(*p);
+    *p = np;
+    *cap = ncap;
+    return true;
+}
+
+static uint64_t hash_bytes(const char *s, int64_t len)
+{
+    uint64_t h = UINT64_C(1469598103934665603);
+    for (int64_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= UINT64_C(1099511628211);
+    }
+    /* FNV's low bits depend only on the low bits of the bytes: finish with
+     * a full avalanche (splitmix64's finaliser) before masking */
+    h ^= h >> 30;
+    h *= UINT64_C(0xbf58476d1ce4e5b9);
+    h ^= h >> 27;
+    h *= UINT64_C(0x94d049bb133111eb);
+    h ^= h >> 31;
+    return h;
+}
+
+static void interner_free(interner *in)
+{
+    fib_free(in->bytes);
+    fib_free(in->off);
+    fib_free(in->table);
+    memset(in, 0, sizeof *in);
+}
+
+static bool rehash(interner *in, int64_t ncap)
+{
+    struct slot *nt = fib_alloc(ncap, sizeof *nt);
+    if (!nt)
+        return false;
+    for (int64_t s = 0; s < ncap; s++)
+        nt[s].id = -1;
+    for (int64_t s = 0; s < in->cap_table; s++) {
+        if (in->table[s].id < 0)
+            continue;
+        int64_t t = (int64_t)(in->table[s].hash & (uint64_t)(ncap - 1));
+        while (nt[t].id >= 0)
+            t = (t + 1) & (ncap - 1);
+        nt[t] = in->table[s];
+    }
+    fib_free(in->table);
+    in->table = nt;
+    in->cap_table = ncap;
+    return true;
+}
+
+/* The id of the string s[0 .. len), added if new; -1 when out of memory. */
+static int64_t intern(interner *in, const char *s, int64_t len)
+{
+    if (in->cap_table == 0 && !rehash(in, 64))
+        return -1;
+    uint64_t h = hash_bytes(s, len);
+    uint64_t packed = pack_name(s, len);
+    int64_t slot = (int64_t)(h & (uint64_t)(in->cap_table - 1));
+    while (in->table[slot].id >= 0) {
+        const struct slot *e = &in->table[slot];
+        if (e->hash == h && e->packed == packed) {
+            if (len <= 7)
+                return e->id;
+            const char *name = in->bytes + e->off;
+            if (memcmp(name, s, (size_t)len) == 0 && name[len] == '\0')
+                return e->id;
+        }
+        slot = (slot + 1) & (in->cap_table - 1);
+    }
+    if (!grow((void **)&in->bytes, &in->cap_bytes, in->n_bytes + len + 1, 1) ||
+        !grow((void **)&in->off, &in->cap_ids, in->count + 1,
+              sizeof *in->off))
+        return -1;
+    memcpy(in->bytes + in->n_bytes, s, (size_t)len);
+    in->bytes[in->n_bytes + len] = '\0';
+    in->off[in->count] = in->n_bytes;
+    int64_t id = in->count++;
+    in->table[slot].hash = h;
+    in->table[slot].packed = packed;
+    in->table[slot].id = id;
+    in->table[slot].off = in->n_bytes;
+    in->n_bytes += len + 1;
+    if (in->count * 2 > in->cap_table && !rehash(in, in->cap_table * 2))
+        return -1;
+    return id;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lines and fields                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Splits one line (without its end) into fields; *n_out receives their
+ * number. FIB_E_FORMAT on a malformed quote or too many fields. */
+static int32_t split_fields(parser *p, const char *s, int64_t len, char delim,
+                        field *fields, int max_fields, int *n_out)
+{
+    int n = 0;
+    int64_t i = 0;
+    if (delim == ' ') {
+        while (i < len) {
+            while (i < len && (s[i] == ' ' || s[i] == '\t'))
+                i++;
+            if (i >= len)
+                break;
+            int64_t b = i;
+            while (i < len && s[i] != ' ' && s[i] != '\t')
+                i++;
+            if (n == max_fields)
+                return fib_error(FIB_E_FORMAT, "%s:%lld: more than %d fields",
+                                 p->label, (long long)p->line, max_fields);
+            fields[n].ptr = s + b;
+            fields[n].len = i - b;
+            fields[n].quoted_escape = false;
+            n++;
+        }
+        *n_out = n;
+        return FIB_OK;
+    }
+    for (;;) {
+        if (n == max_fields)
+            return fib_error(FIB_E_FORMAT, "%s:%lld: more than %d fields",
+                             p->label, (long long)p->line, max_fields);
+        while (i < len && s[i] == ' ')
+            i++;
+        field *f = &fields[n++];
+        f->quoted_escape = false;
+        if (i < len && s[i] == '"') {
+            int64_t b = ++i;
+            for (;;) {
+                if (i >= len)
+                    return fib_error(FIB_E_FORMAT, "%s:%lld: unterminated "
+                                     "quoted field", p->label,
+                                     (long long)p->line);
+                if (s[i] == '"') {
+                    if (i + 1 < len && s[i + 1] == '"') {
+                        f->quoted_escape = true;
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                i++;
+            }
+            f->ptr = s + b;
+            f->len = i - b;
+            i++; /* closing quote */
+            while (i < len && s[i] == ' ')
+                i++;
+            if (i < len && s[i] != delim)
+                return fib_error(FIB_E_FORMAT, "%s:%lld: text after a quoted "
+                                 "field", p->label, (long long)p->line);
+        } else {
+            int64_t b = i;
+            while (i < len && s[i] != delim)
+                i++;
+            int64_t e = i;
+            while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t'))
+                e--;
+            f->ptr = s + b;
+            f->len = e - b;
+        }
+        if (i >= len)
+            break;
+        i++; /* delimiter */
+    }
+    *n_out = n;
+    return FIB_OK;
+}
+
+/* The field's text, unescaped when needed (valid until the next call). */
+static int32_t field_text(parser *p, const field *f, const char **s,
+                          int64_t *len)
+{
+    if (!f->quoted_escape) {
+        *s = f->ptr;
+        *len = f->len;
+        return FIB_OK;
+    }
+    if (!grow((void **)&p->scratch, &p->cap_scratch, f->len + 1, 1))
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", p->label);
+    int64_t k = 0;
+    for (int64_t i = 0; i < f->len; i++) {
+        p->scratch[k++] = f->ptr[i];
+        if (f->ptr[i] == '"')
+            i++; /* "" -> " */
+    }
+    *s = p->scratch;
+    *len = k;
+    return FIB_OK;
+}
+
+static bool field_is(const field *f, const char *const *names)
+{
+    for (int k = 0; names[k]; k++) {
+        size_t n = strlen(names[k]);
+        if ((size_t)f->len != n)
+            continue;
+        size_t j = 0;
+        while (j < n && tolower((unsigned char)f->ptr[j]) == names[k][j])
+            j++;
+        if (j == n)
+            return true;
+    }
+    return false;
+}
+
+/* Column of the first name (by priority) found among the fields, or -1. */
+static int find_column(const field *fields, int n, const char *const *names)
+{
+    for (int k = 0; names[k]; k++) {
+        const char *one[2] = {names[k], NULL};
+        for (int i = 0; i < n; i++)
+            if (field_is(&fields[i], one))
+                return i;
+    }
+    return -1;
+}
+
+static const char *const SOURCE_NAMES[] = {
+    "sourcename", "source_name", "source", "src", "from", "tail", NULL};
+static const char *const TARGET_NAMES[] = {
+    "targetname", "target_name", "target", "dst", "to", "head", NULL};
+static const char *const TYPE_NAMES[] = {
+    "type", "edge_type", "edgetype", NULL};
+static const char *const WEIGHT_NAMES[] = {"weight", "w", NULL};
+
+static int32_t add_arc(parser *p, int64_t s, int64_t d, double w, int32_t t,
+                       bool weighted, bool typed)
+{
+    if (p->n_arcs >= (INT64_C(1) << 52))
+        return fib_error(FIB_E_OVERFLOW, "%s:%lld: too many arcs", p->label,
+                         (long long)p->line);
+    if (p->n_arcs == p->cap_arcs) {
+        int64_t cap = p->cap_arcs;
+        int64_t need = p->n_arcs + 1;
+        int64_t c1 = cap, c2 = cap, c3 = cap, c4 = cap;
+        if (!grow((void **)&p->src, &c1, need, sizeof *p->src) ||
+            !grow((void **)&p->dst, &c2, need, sizeof *p->dst) ||
+            (weighted && !grow((void **)&p->weight, &c3, need,
+                               sizeof *p->weight)) ||
+            (typed && !grow((void **)&p->type, &c4, need, sizeof *p->type)))
+            return fib_error(FIB_E_NOMEM, "%s: out of memory at line %lld",
+                             p->label, (long long)p->line);
+        p->cap_arcs = c1;
+    }
+    p->src[p->n_arcs] = s;
+    p->dst[p->n_arcs] = d;
+    if (weighted)
+        p->weight[p->n_arcs] = w;
+    if (typed)
+        p->type[p->n_arcs] = t;
+    p->n_arcs++;
+    return FIB_OK;
+}
+
+static int32_t parse_weight(parser *p, const field *f, double *out)
+{
+    char buf[MAX_NUMBER];
+    const char *s;
+    int64_t len;
+    int32_t st = field_text(p, f, &s, &len);
+    if (st != FIB_OK)
+        return st;
+    if (len == 0 || len >= MAX_NUMBER)
+        return fib_error(FIB_E_FORMAT, "%s:%lld: weight \"%.*s\" is not a "
+                         "number", p->label, (long long)p->line,
+                         (int)(len < 40 ? len : 40), s);
+    memcpy(buf, s, (size_t)len);
+    buf[len] = '\0';
+    char *end = NULL;
+    double v = strtod(buf, &end);
+    if (end != buf + len)
+        return fib_error(FIB_E_FORMAT, "%s:%lld: weight \"%s\" is not a "
+                         "number", p->label, (long long)p->line, buf);
+    if (!isfinite(v))
+        return fib_error(FIB_E_NONFINITE, "%s:%lld: weight \"%s\" is not "
+                         "finite", p->label, (long long)p->line, buf);
+    *out = v;
+    return FIB_OK;
+}
+
+static int32_t intern_field(parser *p, interner *in, const field *f,
+                            const char *what, int64_t *id)
+{
+    const char *s;
+    int64_t len;
+    int32_t st = field_text(p, f, &s, &len);
+    if (st != FIB_OK)
+        return st;
+    if (len == 0 && in == &p->nodes)
+        return fib_error(FIB_E_FORMAT, "%s:%lld: empty %s name", p->label,
+                         (long long)p->line, what);
+    *id = intern(in, s, len);
+    if (*id < 0)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory at line %lld",
+                         p->label, (long long)p->line);
+    if (in == &p->types && *id > INT32_MAX)
+        return fib_error(FIB_E_OVERFLOW, "%s:%lld: more than 2^31 edge types",
+                         p->label, (long long)p->line);
+    return FIB_OK;
+}
+
+static char sniff_delimiter(const char *s, int64_t len)
+{
+    bool comma = false;
+    for (int64_t i = 0; i < len; i++) {
+        if (s[i] == '\t')
+            return '\t';
+        if (s[i] == ',')
+            comma = true;
+    }
+    return comma ? ',' : ' ';
+}
+
+static void parser_free(parser *p)
+{
+    interner_free(&p->nodes);
+    interner_free(&p->types);
+    fib_free(p->src);
+    fib_free(p->dst);
+    fib_free(p->weight);
+    fib_free(p->type);
+    fib_free(p->scratch);
+}
+
+void fib_edgelist_clear(fib_edgelist *e)
+{
+    if (!e)
+        return;
+    fib_free(e->src);
+    fib_free(e->dst);
+    fib_free(e->weight);
+    fib_free(e->type);
+    fib_free(e->node_names);
+    fib_free(e->node_name_off);
+    fib_free(e->type_names);
+    fib_free(e->type_name_off);
+    memset(e, 0, sizeof *e);
+}
+
+int32_t fib_edgelist_parse(const char *text, size_t len, uint32_t flags,
+                           const char *label, fib_edgelist *out)
+{
+    if (!out)
+        return fib_error(FIB_E_NULL, "edge list: output is NULL");
+    memset(out, 0, sizeof *out);
+    if (!text && len > 0)
+        return fib_error(FIB_E_NULL, "edge list: text is NULL");
+    if (!label)
+        label = "<edge list>";
+    const uint32_t known = FIB_EDGELIST_HEADER | FIB_EDGELIST_NO_HEADER |
+                           FIB_EDGELIST_COMMA | FIB_EDGELIST_TAB |
+                           FIB_EDGELIST_WHITESPACE |
+                           FIB_EDGELIST_THIRD_IS_WEIGHT;
+    uint32_t delims = flags & (FIB_EDGELIST_COMMA | FIB_EDGELIST_TAB |
+                               FIB_EDGELIST_WHITESPACE);
+    if ((flags & ~known) ||
+        ((flags & FIB_EDGELIST_HEADER) && (flags & FIB_EDGELIST_NO_HEADER)) ||
+        (delims & (delims - 1)))
+        return fib_error(FIB_E_INVALID, "edge list: invalid flags 0x%x",
+                         (unsigned)flags);
+    if ((int64_t)len < 0)
+        return fib_error(FIB_E_OVERFLOW, "%s: too large", label);
+
+    parser p;
+    memset(&p, 0, sizeof p);
+    p.label = label;
+    field fields[MAX_FIELDS];
+    int32_t status = FIB_OK;
+    char delim = delims == FIB_EDGELIST_COMMA ? ',' :
+                 delims == FIB_EDGELIST_TAB ? '\t' :
+                 delims == FIB_EDGELIST_WHITESPACE ? ' ' : 0;
+    bool first = true;
+    int col_src = 0, col_dst = 1, col_type = -1, col_weight = -1, needed = 2;
+    int64_t at = 0, n = (int64_t)len;
+
+    while (at < n) {
+        int64_t b = at;
+        while (at < n && text[at] != '\n')
+            at++;
+        int64_t e = at;
+        if (at < n)
+            at++; /* '\n' */
+        p.line++;
+        if (e > b && text[e - 1] == '\r')
+            e--;
+        if (memchr(text + b, '\0', (size_t)(e - b))) {
+            status = fib_error(FIB_E_FORMAT, "%s:%lld: NUL byte", label,
+                               (long long)p.line);
+            goto fail;
+        }
+        int64_t k = b;
+        while (k < e && (text[k] == ' ' || text[k] == '\t'))
+            k++;
+        if (k == e || text[b] == '#')
+            continue; /* blank line or comment */
+        if (delim == 0)
+            delim = sniff_delimiter(text + b, e - b);
+        int nf = 0;
+        status = split_fields(&p, text + b, e - b, delim, fields, MAX_FIELDS,
+                              &nf);
+        if (status != FIB_OK)
+            goto fail;
+        if (first) {
+            first = false;
+            int hs = find_column(fields, nf, SOURCE_NAMES);
+            int hd = find_column(fields, nf, TARGET_NAMES);
+            bool header = (flags & FIB_EDGELIST_HEADER) ||
+                          (!(flags & FIB_EDGELIST_NO_HEADER) && hs >= 0 &&
+                           hd >= 0);
+            if (header) {
+                if (hs < 0 || hd < 0 || hs == hd) {
+                    status = fib_error(FIB_E_FORMAT, "%s:%lld: the header "
+                                       "names no source and target columns",
+                                       label, (long long)p.line);
+                    goto fail;
+                }
+                col_src = hs;
+                col_dst = hd;
+                col_type = find_column(fields, nf, TYPE_NAMES);
+                col_weight = find_column(fields, nf, WEIGHT_NAMES);
+                needed = 1 + (col_src > col_dst ? col_src : col_dst);
+                if (col_type + 1 > needed)
+                    needed = col_type + 1;
+                if (col_weight + 1 > needed)
+                    needed = col_weight + 1;
+                continue;
+            }
+            if (nf < 2) {
+                status = fib_error(FIB_E_FORMAT, "%s:%lld: expected at least "
+                                   "2 fields (source, target), found %d",
+                                   label, (long long)p.line, nf);
+                goto fail;
+            }
+            if (flags & FIB_EDGELIST_THIRD_IS_WEIGHT) {
+                col_weight = nf >= 3 ? 2 : -1;
+            } else {
+                col_type = nf >= 3 ? 2 : -1;
+                col_weight = nf >= 4 ? 3 : -1;
+            }
+            needed = nf >= 4 ? 4 : nf;
+            if (needed > 3 && (flags & FIB_EDGELIST_THIRD_IS_WEIGHT))
+                needed = 3;
+        }
+        if (nf < needed) {
+            status = fib_error(FIB_E_FORMAT, "%s:%lld: expected %d fields, "
+                               "found %d", label, (long long)p.line, needed,
+                               nf);
+            goto fail;
+        }
+        int64_t s = 0, d = 0, t = 0;
+        double w = 1.0;
+        status = intern_field(&p, &p.nodes, &fields[col_src], "source", &s);
+        if (status == FIB_OK)
+            status = intern_field(&p, &p.nodes, &fields[col_dst], "target",
+                                  &d);
+        if (status == FIB_OK && col_type >= 0)
+            status = intern_field(&p, &p.types, &fields[col_type], "type",
+                                  &t);
+        if (status == FIB_OK && col_weight >= 0)
+            status = parse_weight(&p, &fields[col_weight], &w);
+        if (status == FIB_OK)
+            status = add_arc(&p, s, d, w, (int32_t)t, col_weight >= 0,
+                             col_type >= 0);
+        if (status != FIB_OK)
+            goto fail;
+    }
+
+    out->n_nodes = p.nodes.count;
+    out->n_arcs = p.n_arcs;
+    out->src = p.src;
+    out->dst = p.dst;
+    out->weight = p.weight;
+    out->type = p.type;
+    out->n_types = (int32_t)p.types.count;
+    out->node_names = p.nodes.bytes;
+    out->node_name_off = p.nodes.off;
+    out->type_names = p.types.bytes;
+    out->type_name_off = p.types.off;
+    fib_free(p.nodes.table);
+    fib_free(p.types.table);
+    fib_free(p.scratch);
+    return FIB_OK;
+fail:
+    parser_free(&p);
+    return status;
+}
+
+int32_t fib_edgelist_read(const char *path, uint32_t flags, fib_edgelist *out)
+{
+    if (!path || !out)
+        return fib_error(FIB_E_NULL, "edge list: NULL argument");
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fib_error(FIB_E_IO, "%s: cannot open", path);
+    char *buf = NULL;
+    int64_t cap = 0, len = 0;
+    int32_t status = FIB_OK;
+    for (;;) {
+        if (!grow((void **)&buf, &cap, len + 65536, 1)) {
+            status = fib_error(FIB_E_NOMEM, "%s: out of memory", path);
+            break;
+        }
+        size_t got = fread(buf + len, 1, (size_t)(cap - len), f);
+        len += (int64_t)got;
+        if (got == 0) {
+            if (ferror(f))
+                status = fib_error(FIB_E_IO, "%s: read error", path);
+            break;
+        }
+    }
+    fclose(f);
+    if (status == FIB_OK)
+        status = fib_edgelist_parse(buf, (size_t)len, flags, path, out);
+    fib_free(buf);
+    return status;
+}
+
+const char *fib_edgelist_node_name(const fib_edgelist *e, int64_t i)
+{
+    if (!e || i < 0 || i >= e->n_nodes)
+        return "";
+    return e->node_names + e->node_name_off[i];
+}
+
+const char *fib_edgelist_type_name(const fib_edgelist *e, int32_t t)
+{
+    if (!e || t < 0 || t >= e->n_types)
+        return "";
+    return e->type_names + e->type_name_off[t];
+}

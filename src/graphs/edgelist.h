@@ -1,0 +1,54 @@
+/* Edge-list files: CSV / TSV / whitespace-separated, with or without a
+ * header, node names as strings (see docs/graphs.md, "Edge-list files"). */
+#ifndef FIB_GRAPHS_EDGELIST_H
+#define FIB_GRAPHS_EDGELIST_H
+
+#include "internal.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Format flags (combine one header choice, one delimiter, and options). */
+#define FIB_EDGELIST_AUTO 0u            /* sniff the header and delimiter */
+#define FIB_EDGELIST_HEADER 1u          /* the first line is a header */
+#define FIB_EDGELIST_NO_HEADER 2u       /* no header: src dst [type [weight]] */
+#define FIB_EDGELIST_COMMA 4u           /* fields separated by ',' */
+#define FIB_EDGELIST_TAB 8u             /* fields separated by a tab */
+#define FIB_EDGELIST_WHITESPACE 16u     /* fields separated by blank runs */
+#define FIB_EDGELIST_THIRD_IS_WEIGHT 32u /* no header: src dst weight */
+
+typedef struct fib_edgelist {
+    int64_t n_nodes;
+    int64_t n_arcs;
+    int64_t *src;        /* n_arcs node ids, numbered by first appearance */
+    int64_t *dst;
+    double *weight;      /* NULL when the file has no weight column */
+    int32_t *type;       /* NULL when the file has no type column; else ids
+                            numbered by first appearance of the type string */
+    int32_t n_types;     /* 0 when untyped */
+    char *node_names;    /* node i: node_names + node_name_off[i] */
+    int64_t *node_name_off;
+    char *type_names;    /* type t: type_names + type_name_off[t] */
+    int64_t *type_name_off;
+} fib_edgelist;
+
+/* Parses `len` bytes of text. `label` names the source in messages (a file
+ * name). On failure *out is empty and fib_last_error() names the line.
+ * Errors: FIB_E_NULL, FIB_E_INVALID (flags), FIB_E_FORMAT (malformed line,
+ * NUL byte, missing column, bad weight), FIB_E_NONFINITE (NaN/inf weight),
+ * FIB_E_OVERFLOW, FIB_E_NOMEM. */
+int32_t fib_edgelist_parse(const char *text, size_t len, uint32_t flags,
+                           const char *label, fib_edgelist *out);
+
+/* Reads a whole file and parses it. Errors: those of fib_edgelist_parse and
+ * FIB_E_IO. */
+int32_t fib_edgelist_read(const char *path, uint32_t flags, fib_edgelist *out);
+
+/* Frees the arrays and zeroes *e. NULL is a no-op. */
+void fib_edgelist_clear(fib_edgelist *e);
+
+/* Name of node i or type t ("" when out of range). */
+const char *fib_edgelist_node_name(const fib_edgelist *e, int64_t i);
+const char *fib_edgelist_type_name(const fib_edgelist *e, int32_t t);
+
+#endif

@@ -1,0 +1,371 @@
+/* Graph structure around the refinement: strongly connected components,
+ * dense relabelling, the quotient (base) graph and fiber building blocks. */
+#include "refine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Strongly connected components (iterative Tarjan)                         */
+/* ------------------------------------------------------------------------ */
+
+int32_t fib_scc_csr(int64_t n, const int64_t *off, const int64_t *head,
+                    int64_t *scc, int64_t *n_scc, uint8_t *on_cycle)
+{
+    if (n <= 0) {
+        if (n_scc)
+            *n_scc = 0;
+        return FIB_OK;
+    }
+    int64_t *index = fib_alloc(n, sizeof *index);
+    int64_t *low = fib_alloc(n, sizeof *low);
+    int64_t *comp = fib_alloc(n, sizeof *comp);
+    int64_t *stack = fib_alloc(n, sizeof *stack);
+    int64_t *frame_node = fib_alloc(n, sizeof *frame_node);
+    int64_t *frame_arc = fib_alloc(n, sizeof *frame_arc);
+    int64_t *size = NULL;
+    int32_t status = FIB_OK;
+    if (!index || !low || !comp || !stack || !frame_node || !frame_arc) {
+        status = fib_error(FIB_E_NOMEM, "graph: out of memory for SCCs");
+        goto done;
+    }
+    for (int64_t v = 0; v < n; v++) {
+        index[v] = -1;
+        comp[v] = -1;
+    }
+    int64_t counter = 0, count = 0, sp = 0;
+    for (int64_t root = 0; root < n; root++) {
+        if (index[root] >= 0)
+            continue;
+        int64_t depth = 0;
+        frame_node[0] = root;
+        frame_arc[0] = off[root];
+        index[root] = low[root] = counter++;
+        stack[sp++] = root;
+        depth = 1;
+        while (depth > 0) {
+            int64_t v = frame_node[depth - 1];
+            int64_t a = frame_arc[depth - 1];
+            if (a < off[v + 1]) {
+                frame_arc[depth - 1] = a + 1;
+                int64_t w = head[a];
+                if (index[w] < 0) {
+                    index[w] = low[w] = counter++;
+                    stack[sp++] = w;
+                    frame_node[depth] = w;
+                    frame_arc[depth] = off[w];
+                    depth++;
+                } else if (comp[w] < 0 && index[w] < low[v]) {
+                    low[v] = index[w]; /* w is still on the stack */
+                }
+                continue;
+            }
+            depth--;
+            if (low[v] == index[v]) {
+                int64_t w;
+                do {
+                    w = stack[--sp];
+                    comp[w] = count;
+                } while (w != v);
+                count++;
+            }
+            if (depth > 0) {
+                int64_t p = frame_node[depth - 1];
+                if (low[v] < low[p])
+                    low[p] = low[v];
+            }
+        }
+    }
+    if (on_cycle) {
+        size = fib_calloc(count, sizeof *size);
+        if (!size) {
+            status = fib_error(FIB_E_NOMEM, "graph: out of memory for SCCs");
+            goto done;
+        }
+        for (int64_t v = 0; v < n; v++)
+            size[comp[v]]++;
+        for (int64_t v = 0; v < n; v++)
+            on_cycle[v] = size[comp[v]] > 1;
+        for (int64_t v = 0; v < n; v++)
+            for (int64_t a = off[v]; a < off[v + 1]; a++)
+                if (head[a] == v)
+                    on_cycle[v] = 1;
+    }
+    if (scc)
+        memcpy(scc, comp, (size_t)n * sizeof *scc);
+    if (n_scc)
+        *n_scc = count;
+done:
+    fib_free(index);
+    fib_free(low);
+    fib_free(comp);
+    fib_free(stack);
+    fib_free(frame_node);
+    fib_free(frame_arc);
+    fib_free(size);
+    return status;
+}
+
+int32_t fib_graph_scc(int64_t n, int64_t m, const int64_t *src,
+                      const int64_t *dst, int64_t *scc, int64_t *n_scc,
+                      uint8_t *on_cycle)
+{
+    if (n <= 0) {
+        if (n_scc)
+            *n_scc = 0;
+        return FIB_OK;
+    }
+    int64_t *off = fib_calloc(n + 1, sizeof *off);
+    int64_t *head = fib_alloc(m > 0 ? m : 1, sizeof *head);
+    int64_t *cursor = fib_alloc(n, sizeof *cursor);
+    int32_t status;
+    if (!off || !head || !cursor) {
+        status = fib_error(FIB_E_NOMEM, "graph: out of memory for SCCs");
+    } else {
+        for (int64_t i = 0; i < m; i++)
+            off[src[i] + 1]++;
+        for (int64_t v = 0; v < n; v++)
+            off[v + 1] += off[v];
+        memcpy(cursor, off, (size_t)n * sizeof *cursor);
+        for (int64_t i = 0; i < m; i++)
+            head[cursor[src[i]]++] = dst[i];
+        status = fib_scc_csr(n, off, head, scc, n_scc, on_cycle);
+    }
+    fib_free(off);
+    fib_free(head);
+    fib_free(cursor);
+    return status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Dense relabelling                                                        */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= UINT64_C(0xbf58476d1ce4e5b9);
+    x ^= x >> 27;
+    x *= UINT64_C(0x94d049bb133111eb);
+    x ^= x >> 31;
+    return x;
+}
+
+int32_t fib_relabel_pairs(int64_t n, const int64_t *a, const int64_t *b,
+                          int64_t *ids, int64_t *n_ids)
+{
+    int64_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    int64_t *slot_first = fib_alloc(cap, sizeof *slot_first);
+    if (!slot_first)
+        return fib_error(FIB_E_NOMEM, "graph: out of memory for labels");
+    for (int64_t s = 0; s < cap; s++)
+        slot_first[s] = -1;
+    int64_t count = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t bv = b ? (uint64_t)b[i] : 0;
+        uint64_t h = mix64((uint64_t)a[i] ^ mix64(bv + UINT64_C(0x9e3779b97f4a7c15)));
+        int64_t s = (int64_t)(h & (uint64_t)(cap - 1));
+        for (;;) {
+            int64_t f = slot_first[s];
+            if (f < 0) {
+                slot_first[s] = i;
+                ids[i] = count++;
+                break;
+            }
+            if (a[f] == a[i] && (!b || b[f] == b[i])) {
+                ids[i] = ids[f];
+                break;
+            }
+            s = (s + 1) & (cap - 1);
+        }
+    }
+    fib_free(slot_first);
+    *n_ids = count;
+    return FIB_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Quotient graph                                                           */
+/* ------------------------------------------------------------------------ */
+
+typedef struct base_arc {
+    int64_t src;
+    int64_t dst;
+    int32_t type;
+    int64_t arc; /* original index: a total order for determinism */
+} base_arc;
+
+static int compare_base_arcs(const void *pa, const void *pb)
+{
+    const base_arc *x = pa, *y = pb;
+    if (x->src != y->src)
+        return x->src < y->src ? -1 : 1;
+    if (x->dst != y->dst)
+        return x->dst < y->dst ? -1 : 1;
+    if (x->type != y->type)
+        return x->type < y->type ? -1 : 1;
+    return (x->arc > y->arc) - (x->arc < y->arc);
+}
+
+void fib_qgraph_clear(fib_qgraph *q)
+{
+    if (!q)
+        return;
+    fib_free(q->src);
+    fib_free(q->dst);
+    fib_free(q->type);
+    fib_free(q->weight);
+    fib_free(q->multiplicity);
+    memset(q, 0, sizeof *q);
+}
+
+int32_t fib_qgraph_build(const fib_refine_input *in, const int64_t *color,
+                           int64_t n_classes, fib_qgraph *out)
+{
+    if (!in || !color || !out)
+        return fib_error(FIB_E_NULL, "quotient: NULL argument");
+    memset(out, 0, sizeof *out);
+    out->n_classes = n_classes;
+    int64_t n = in->n_nodes, m = in->n_arcs;
+    int64_t *rep = fib_alloc(n_classes > 0 ? n_classes : 1, sizeof *rep);
+    if (!rep)
+        return fib_error(FIB_E_NOMEM, "quotient: out of memory");
+    for (int64_t c = 0; c < n_classes; c++)
+        rep[c] = -1;
+    for (int64_t v = 0; v < n; v++) {
+        if (color[v] < 0 || color[v] >= n_classes) {
+            fib_free(rep);
+            return fib_error(FIB_E_RANGE, "quotient: node %lld has class "
+                             "%lld outside 0 .. %lld", (long long)v,
+                             (long long)color[v], (long long)n_classes - 1);
+        }
+        if (rep[color[v]] < 0)
+            rep[color[v]] = v;
+    }
+    /* the receiving end of each arc: its head, or its tail when reversed */
+    const int64_t *receiver = in->reverse ? in->src : in->dst;
+    int64_t count = 0;
+    for (int64_t i = 0; i < m; i++)
+        if (rep[color[receiver[i]]] == receiver[i])
+            count++;
+    base_arc *arcs = fib_alloc(count > 0 ? count : 1, sizeof *arcs);
+    if (!arcs) {
+        fib_free(rep);
+        return fib_error(FIB_E_NOMEM, "quotient: out of memory");
+    }
+    int64_t k = 0;
+    for (int64_t i = 0; i < m; i++) {
+        if (rep[color[receiver[i]]] != receiver[i])
+            continue;
+        arcs[k].src = color[in->src[i]];
+        arcs[k].dst = color[in->dst[i]];
+        arcs[k].type = in->type ? in->type[i] : 0;
+        arcs[k].arc = i;
+        k++;
+    }
+    fib_free(rep);
+    qsort(arcs, (size_t)count, sizeof *arcs, compare_base_arcs);
+    int64_t distinct = 0;
+    for (int64_t i = 0; i < count; i++)
+        if (i == 0 || arcs[i].src != arcs[i - 1].src ||
+            arcs[i].dst != arcs[i - 1].dst || arcs[i].type != arcs[i - 1].type)
+            distinct++;
+    int64_t cap = distinct > 0 ? distinct : 1;
+    out->src = fib_alloc(cap, sizeof *out->src);
+    out->dst = fib_alloc(cap, sizeof *out->dst);
+    out->type = fib_alloc(cap, sizeof *out->type);
+    out->weight = fib_alloc(cap, sizeof *out->weight);
+    out->multiplicity = fib_alloc(cap, sizeof *out->multiplicity);
+    if (!out->src || !out->dst || !out->type || !out->weight ||
+        !out->multiplicity) {
+        fib_free(arcs);
+        fib_qgraph_clear(out);
+        return fib_error(FIB_E_NOMEM, "quotient: out of memory");
+    }
+    int64_t q = -1;
+    for (int64_t i = 0; i < count; i++) {
+        double w = in->weight ? in->weight[arcs[i].arc] : 1.0;
+        if (q < 0 || arcs[i].src != out->src[q] || arcs[i].dst != out->dst[q] ||
+            arcs[i].type != out->type[q]) {
+            q++;
+            out->src[q] = arcs[i].src;
+            out->dst[q] = arcs[i].dst;
+            out->type[q] = arcs[i].type;
+            out->weight[q] = 0;
+            out->multiplicity[q] = 0;
+        }
+        out->weight[q] += w;
+        out->multiplicity[q]++;
+    }
+    out->n_classes = n_classes;
+    out->n_arcs = distinct;
+    fib_free(arcs);
+    return FIB_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Fiber building blocks                                                    */
+/* ------------------------------------------------------------------------ */
+
+int32_t fib_fiber_blocks(const fib_refine_input *in, const int64_t *color,
+                         int64_t n_classes, fib_fiber_block **blocks,
+                         int64_t *n_blocks)
+{
+    if (!in || !color || !blocks || !n_blocks)
+        return fib_error(FIB_E_NULL, "blocks: NULL argument");
+    *blocks = NULL;
+    *n_blocks = 0;
+    int64_t n = in->n_nodes;
+    if (n == 0 || n_classes == 0)
+        return FIB_OK;
+    int64_t *size = fib_calloc(n_classes, sizeof *size);
+    int64_t *cyc = fib_calloc(n_classes, sizeof *cyc);
+    uint8_t *on_cycle = fib_alloc(n, sizeof *on_cycle);
+    int32_t status = FIB_OK;
+    if (!size || !cyc || !on_cycle) {
+        status = fib_error(FIB_E_NOMEM, "blocks: out of memory");
+        goto done;
+    }
+    status = fib_graph_scc(n, in->n_arcs, in->src, in->dst, NULL, NULL,
+                           on_cycle);
+    if (status != FIB_OK)
+        goto done;
+    for (int64_t v = 0; v < n; v++) {
+        if (color[v] < 0 || color[v] >= n_classes) {
+            status = fib_error(FIB_E_RANGE, "blocks: node %lld has class "
+                               "%lld outside 0 .. %lld", (long long)v,
+                               (long long)color[v], (long long)n_classes - 1);
+            goto done;
+        }
+        size[color[v]]++;
+        cyc[color[v]] += on_cycle[v];
+    }
+    int64_t count = 0;
+    for (int64_t c = 0; c < n_classes; c++)
+        count += size[c] > 1;
+    if (count > 0) {
+        fib_fiber_block *b = fib_alloc(count, sizeof *b);
+        if (!b) {
+            status = fib_error(FIB_E_NOMEM, "blocks: out of memory");
+            goto done;
+        }
+        int64_t k = 0;
+        for (int64_t c = 0; c < n_classes; c++) {
+            if (size[c] <= 1)
+                continue;
+            b[k].class_id = c;
+            b[k].size = size[c];
+            b[k].n_on_cycle = cyc[c];
+            k++;
+        }
+        *blocks = b;
+        *n_blocks = count;
+    }
+done:
+    fib_free(size);
+    fib_free(cyc);
+    fib_free(on_cycle);
+    return status;
+}

@@ -1,0 +1,765 @@
+/* safetensors reader (mmap, strict validation) and writer. See safetensors.h. */
+#include "io/safetensors.h"
+
+#include "internal.h"
+#include "io/json.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static bool host_little_endian(void)
+{
+    const uint16_t probe = 1;
+    unsigned char first;
+    memcpy(&first, &probe, 1);
+    return first == 1;
+}
+
+static uint64_t read_le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+float fib_half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31;
+    uint32_t exponent = (h >> 10) & 0x1Fu;
+    uint32_t mantissa = h & 0x3FFu;
+    uint32_t bits;
+    if (exponent == 0x1F) {
+        bits = sign | 0x7F800000u | (mantissa << 13); /* inf / nan */
+    } else if (exponent != 0) {
+        bits = sign | ((exponent + 112u) << 23) | (mantissa << 13);
+    } else if (mantissa == 0) {
+        bits = sign; /* signed zero */
+    } else {
+        /* subnormal: normalise the mantissa */
+        uint32_t e = 113;
+        while (!(mantissa & 0x400u)) {
+            mantissa <<= 1;
+            e--;
+        }
+        bits = sign | (e << 23) | ((mantissa & 0x3FFu) << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+float fib_bf16_to_float(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+const char *fib_st_dtype_name(int32_t file_dtype)
+{
+    switch (file_dtype) {
+    case FIB_ST_F32: return "F32";
+    case FIB_ST_F64: return "F64";
+    case FIB_ST_F16: return "F16";
+    case FIB_ST_BF16: return "BF16";
+    default: return "?";
+    }
+}
+
+static int32_t dtype_from_name(const char *s)
+{
+    static const char *const names[] = {"F32", "F64", "F16", "BF16"};
+    for (int32_t i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i + 1;
+    return 0;
+}
+
+static size_t file_dtype_size(int32_t d)
+{
+    return d == FIB_ST_F64 ? 8 : d == FIB_ST_F32 ? 4 : 2;
+}
+
+void fib_st_close(fib_st_file *file)
+{
+    if (!file)
+        return;
+    for (int64_t i = 0; i < file->n_tensors; i++) {
+        fib_free(file->tensors[i].name);
+        fib_free(file->tensors[i].owned);
+    }
+    fib_free(file->tensors);
+    for (int64_t i = 0; i < file->n_meta; i++) {
+        fib_free(file->meta_keys[i]);
+        fib_free(file->meta_values[i]);
+    }
+    fib_free(file->meta_keys);
+    fib_free(file->meta_values);
+    if (file->owns_bytes) {
+        if (file->mapped)
+            munmap((void *)file->bytes, file->size);
+        else
+            fib_free((void *)file->bytes);
+    }
+    fib_free(file->path);
+    fib_free(file);
+}
+
+const fib_st_tensor *fib_st_find(const fib_st_file *file, const char *name)
+{
+    for (int64_t i = 0; i < file->n_tensors; i++)
+        if (strcmp(file->tensors[i].name, name) == 0)
+            return &file->tensors[i];
+    return NULL;
+}
+
+const char *fib_st_meta(const fib_st_file *file, const char *key)
+{
+    for (int64_t i = 0; i < file->n_meta; i++)
+        if (strcmp(file->meta_keys[i], key) == 0)
+            return file->meta_values[i];
+    return NULL;
+}
+
+/* ---- header validation ---- */
+
+static int32_t read_metadata(fib_st_file *f, const fib_json *meta)
+{
+    if (meta->kind != FIB_JSON_OBJECT)
+        return fib_error(FIB_E_FORMAT,
+                         "%s: header: __metadata__ is %s %s, not an object",
+                         f->path, meta->kind == FIB_JSON_ARRAY ? "an" : "a",
+                         fib_json_kind_name(meta->kind));
+    const fib_json *dup = fib_json_find_duplicate(meta);
+    if (dup)
+        return fib_error(FIB_E_FORMAT,
+                         "%s: header: __metadata__ has the key '%s' twice",
+                         f->path, dup->key);
+    if (meta->n_items == 0)
+        return FIB_OK;
+    f->meta_keys = fib_calloc(meta->n_items, sizeof *f->meta_keys);
+    f->meta_values = fib_calloc(meta->n_items, sizeof *f->meta_values);
+    if (!f->meta_keys || !f->meta_values)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", f->path);
+    for (int64_t i = 0; i < meta->n_items; i++) {
+        const fib_json *v = &meta->items[i];
+        if (v->kind != FIB_JSON_STRING)
+            return fib_error(FIB_E_FORMAT,
+                             "%s: header: __metadata__ value of '%s' is %s %s, "
+                             "not a string",
+                             f->path, v->key,
+                             v->kind == FIB_JSON_ARRAY || v->kind == FIB_JSON_OBJECT
+                                 ? "an" : "a",
+                             fib_json_kind_name(v->kind));
+        f->meta_keys[i] = fib_strdup(v->key);
+        f->meta_values[i] = fib_strdup(v->string);
+        f->n_meta = i + 1;
+        if (!f->meta_keys[i] || !f->meta_values[i])
+            return fib_error(FIB_E_NOMEM, "%s: out of memory", f->path);
+    }
+    return FIB_OK;
+}
+
+static int32_t tensor_error(const fib_st_file *f, const char *name,
+                            const char *field, const char *problem)
+{
+    return fib_error(FIB_E_FORMAT, "%s: tensor '%s': field '%s': %s", f->path,
+                     name, field, problem);
+}
+
+static int32_t read_tensor(fib_st_file *f, const fib_json *entry,
+                           uint64_t data_size, fib_st_tensor *t)
+{
+    const char *name = entry->key;
+    t->name = fib_strdup(name);
+    if (!t->name)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", f->path);
+    if (entry->kind != FIB_JSON_OBJECT)
+        return fib_error(FIB_E_FORMAT, "%s: tensor '%s': entry must be an "
+                         "object, not %s", f->path, name,
+                         fib_json_kind_name(entry->kind));
+    const fib_json *dup = fib_json_find_duplicate(entry);
+    if (dup)
+        return tensor_error(f, name, dup->key, "given twice");
+    for (int64_t i = 0; i < entry->n_items; i++) {
+        const char *k = entry->items[i].key;
+        if (strcmp(k, "dtype") && strcmp(k, "shape") && strcmp(k, "data_offsets"))
+            return tensor_error(f, name, k, "unknown field");
+    }
+    const fib_json *dtype = fib_json_get(entry, "dtype");
+    const fib_json *shape = fib_json_get(entry, "shape");
+    const fib_json *offsets = fib_json_get(entry, "data_offsets");
+    if (!dtype)
+        return tensor_error(f, name, "dtype", "missing");
+    if (!shape)
+        return tensor_error(f, name, "shape", "missing");
+    if (!offsets)
+        return tensor_error(f, name, "data_offsets", "missing");
+    if (dtype->kind != FIB_JSON_STRING)
+        return tensor_error(f, name, "dtype", "not a string");
+    t->file_dtype = dtype_from_name(dtype->string);
+    if (t->file_dtype == 0)
+        return fib_error(FIB_E_FORMAT,
+                         "%s: tensor '%s': field 'dtype': unsupported dtype '%s' "
+                         "(F32, F64, F16 or BF16 expected)",
+                         f->path, name, dtype->string);
+    if (shape->kind != FIB_JSON_ARRAY)
+        return tensor_error(f, name, "shape", "not an array");
+    if (shape->n_items > FIB_ST_MAX_DIMS)
+        return tensor_error(f, name, "shape", "more than 8 dimensions");
+    t->n_dims = (int32_t)shape->n_items;
+    int64_t count = 1;
+    for (int64_t i = 0; i < shape->n_items; i++) {
+        const fib_json *d = &shape->items[i];
+        if (d->kind != FIB_JSON_NUMBER || !d->is_integer || d->integer < 0)
+            return tensor_error(f, name, "shape",
+                                "dimensions must be non-negative integers");
+        t->shape[i] = d->integer;
+        if (!fib_mul_i64(count, d->integer, &count))
+            return tensor_error(f, name, "shape", "element count overflows");
+    }
+    t->n_elements = count;
+    if (offsets->kind != FIB_JSON_ARRAY || offsets->n_items != 2)
+        return tensor_error(f, name, "data_offsets",
+                            "must be an array [begin, end]");
+    for (int i = 0; i < 2; i++) {
+        const fib_json *o = &offsets->items[i];
+        if (o->kind != FIB_JSON_NUMBER || !o->is_integer || o->integer < 0)
+            return tensor_error(f, name, "data_offsets",
+                                "offsets must be non-negative integers");
+    }
+    t->begin = (uint64_t)offsets->items[0].integer;
+    t->end = (uint64_t)offsets->items[1].integer;
+    if (t->end < t->begin)
+        return fib_error(FIB_E_FORMAT,
+                         "%s: tensor '%s': field 'data_offsets': end %llu is "
+                         "before begin %llu", f->path, name,
+                         (unsigned long long)t->end, (unsigned long long)t->begin);
+    if (t->end > data_size)
+        return fib_error(FIB_E_FORMAT,
+                         "%s: tensor '%s': field 'data_offsets': end %llu is past "
+                         "the end of the data region (%llu bytes)", f->path, name,
+                         (unsigned long long)t->end,
+                         (unsigned long long)data_size);
+    int64_t bytes;
+    if (!fib_mul_i64(count, (int64_t)file_dtype_size(t->file_dtype), &bytes) ||
+        (uint64_t)bytes != t->end - t->begin)
+        return fib_error(FIB_E_FORMAT,
+                         "%s: tensor '%s': field 'data_offsets': span of %llu "
+                         "bytes does not match shape x dtype (%lld elements of "
+                         "%s)", f->path, name,
+                         (unsigned long long)(t->end - t->begin),
+                         (long long)count, fib_st_dtype_name(t->file_dtype));
+    return FIB_OK;
+}
+
+static int compare_spans(const void *a, const void *b)
+{
+    const fib_st_tensor *const *x = a;
+    const fib_st_tensor *const *y = b;
+    if ((*x)->begin != (*y)->begin)
+        return (*x)->begin < (*y)->begin ? -1 : 1;
+    if ((*x)->end != (*y)->end)
+        return (*x)->end < (*y)->end ? -1 : 1;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+static int32_t check_coverage(const fib_st_file *f, uint64_t data_size)
+{
+    if (f->n_tensors == 0) {
+        if (data_size != 0)
+            return fib_error(FIB_E_FORMAT, "%s: data region has %llu bytes but "
+                             "the header lists no tensors", f->path,
+                             (unsigned long long)data_size);
+        return FIB_OK;
+    }
+    const fib_st_tensor **order = fib_alloc(f->n_tensors, sizeof *order);
+    if (!order)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", f->path);
+    for (int64_t i = 0; i < f->n_tensors; i++)
+        order[i] = &f->tensors[i];
+    qsort(order, (size_t)f->n_tensors, sizeof *order, compare_spans);
+    int32_t st = FIB_OK;
+    uint64_t covered = 0;
+    const fib_st_tensor *prev = NULL;
+    for (int64_t i = 0; i < f->n_tensors && st == FIB_OK; i++) {
+        const fib_st_tensor *t = order[i];
+        if (t->begin < covered) {
+            st = fib_error(FIB_E_FORMAT,
+                           "%s: tensors '%s' and '%s' overlap (data_offsets "
+                           "[%llu, %llu] and [%llu, %llu])", f->path, prev->name,
+                           t->name, (unsigned long long)prev->begin,
+                           (unsigned long long)prev->end,
+                           (unsigned long long)t->begin,
+                           (unsigned long long)t->end);
+        } else if (t->begin > covered) {
+            st = fib_error(FIB_E_FORMAT,
+                           "%s: bytes [%llu, %llu) of the data region belong to "
+                           "no tensor (gap before tensor '%s')", f->path,
+                           (unsigned long long)covered,
+                           (unsigned long long)t->begin, t->name);
+        }
+        covered = t->end;
+        prev = t;
+    }
+    if (st == FIB_OK && covered != data_size)
+        st = fib_error(FIB_E_FORMAT,
+                       "%s: data region has %llu bytes after the last tensor "
+                       "('%s' ends at %llu of %llu)", f->path,
+                       (unsigned long long)(data_size - covered), prev->name,
+                       (unsigned long long)covered,
+                       (unsigned long long)data_size);
+    fib_free(order);
+    return st;
+}
+
+/* Points tensor data into the file, or converts it to an owned buffer. */
+static int32_t attach_data(fib_st_file *f, const unsigned char *data_region,
+                           fib_st_tensor *t)
+{
+    const unsigned char *src = data_region + t->begin;
+    size_t esize = file_dtype_size(t->file_dtype);
+    t->dtype = t->file_dtype == FIB_ST_F64 ? FIB_DTYPE_F64 : FIB_DTYPE_F32;
+    bool native = t->file_dtype == FIB_ST_F32 || t->file_dtype == FIB_ST_F64;
+    if (native && host_little_endian() && ((uintptr_t)src % esize) == 0) {
+        t->data = src;
+        return FIB_OK;
+    }
+    if (t->n_elements == 0) {
+        t->data = src; /* never read */
+        return FIB_OK;
+    }
+    size_t out_size = t->dtype == FIB_DTYPE_F64 ? 8 : 4;
+    unsigned char *dst = fib_alloc(t->n_elements, out_size);
+    if (!dst)
+        return fib_error(FIB_E_NOMEM, "%s: tensor '%s': out of memory converting "
+                         "%lld elements", f->path, t->name,
+                         (long long)t->n_elements);
+    for (int64_t i = 0; i < t->n_elements; i++) {
+        const unsigned char *e = src + (size_t)i * esize;
+        uint64_t bits = 0;
+        for (size_t b = esize; b-- > 0;)
+            bits = (bits << 8) | e[b]; /* little-endian */
+        if (t->file_dtype == FIB_ST_F64) {
+            double v;
+            memcpy(&v, &bits, 8);
+            memcpy(dst + (size_t)i * 8, &v, 8);
+        } else {
+            float v;
+            if (t->file_dtype == FIB_ST_F32) {
+                uint32_t b32 = (uint32_t)bits;
+                memcpy(&v, &b32, 4);
+            } else if (t->file_dtype == FIB_ST_F16) {
+                v = fib_half_to_float((uint16_t)bits);
+            } else {
+                v = fib_bf16_to_float((uint16_t)bits);
+            }
+            memcpy(dst + (size_t)i * 4, &v, 4);
+        }
+    }
+    t->owned = dst;
+    t->data = dst;
+    return FIB_OK;
+}
+
+static int32_t parse_header(fib_st_file *f)
+{
+    const unsigned char *b = f->bytes;
+    if (f->size < 8)
+        return fib_error(FIB_E_FORMAT, "%s: truncated: %zu bytes, shorter than "
+                         "the 8-byte header length", f->path, f->size);
+    uint64_t n = read_le64(b);
+    if (n > FIB_ST_MAX_HEADER)
+        return fib_error(FIB_E_FORMAT, "%s: header length %llu exceeds the limit "
+                         "of %u bytes", f->path, (unsigned long long)n,
+                         FIB_ST_MAX_HEADER);
+    if (n > f->size - 8)
+        return fib_error(FIB_E_FORMAT, "%s: header length %llu runs past the end "
+                         "of the file (%zu bytes)", f->path,
+                         (unsigned long long)n, f->size);
+    if (n < 2)
+        return fib_error(FIB_E_FORMAT, "%s: header length %llu is too short for "
+                         "a JSON object", f->path, (unsigned long long)n);
+    const char *text = (const char *)b + 8;
+    size_t bad;
+    if (!fib_utf8_valid((const unsigned char *)text, (size_t)n, &bad))
+        return fib_error(FIB_E_FORMAT, "%s: header is not valid UTF-8 (byte %zu "
+                         "of the header)", f->path, bad);
+    if (text[0] != '{')
+        return fib_error(FIB_E_FORMAT, "%s: header does not start with '{'",
+                         f->path);
+    char context[300];
+    snprintf(context, sizeof context, "%s: header", f->path);
+    fib_json *root = NULL;
+    int32_t st = fib_json_parse(text, (size_t)n, context, &root);
+    if (st != FIB_OK)
+        return st;
+    uint64_t data_size = f->size - 8 - n;
+    const fib_json *dup = fib_json_find_duplicate(root);
+    if (dup) {
+        st = fib_error(FIB_E_FORMAT, "%s: header: duplicate tensor name '%s'",
+                       f->path, dup->key);
+        goto done;
+    }
+    int64_t n_tensors = root->n_items;
+    if (fib_json_get(root, "__metadata__"))
+        n_tensors--;
+    if (n_tensors > 0) {
+        f->tensors = fib_calloc(n_tensors, sizeof *f->tensors);
+        if (!f->tensors) {
+            st = fib_error(FIB_E_NOMEM, "%s: out of memory", f->path);
+            goto done;
+        }
+    }
+    for (int64_t i = 0; i < root->n_items && st == FIB_OK; i++) {
+        const fib_json *entry = &root->items[i];
+        if (strcmp(entry->key, "__metadata__") == 0) {
+            st = read_metadata(f, entry);
+        } else {
+            st = read_tensor(f, entry, data_size, &f->tensors[f->n_tensors]);
+            f->n_tensors++;
+        }
+    }
+    if (st == FIB_OK)
+        st = check_coverage(f, data_size);
+    for (int64_t i = 0; i < f->n_tensors && st == FIB_OK; i++)
+        st = attach_data(f, b + 8 + n, &f->tensors[i]);
+done:
+    fib_json_free(root);
+    return st;
+}
+
+static int32_t new_file(const char *path, fib_st_file **out)
+{
+    fib_st_file *f = fib_calloc(1, sizeof *f);
+    if (!f)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", path);
+    f->path = fib_strdup(path);
+    if (!f->path) {
+        fib_free(f);
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", path);
+    }
+    *out = f;
+    return FIB_OK;
+}
+
+int32_t fib_st_parse(const char *path, const unsigned char *bytes, size_t size,
+                     fib_st_file **out)
+{
+    if (!path || !out || (!bytes && size))
+        return fib_error(FIB_E_NULL, "fib_st_parse: NULL argument");
+    fib_st_file *f;
+    int32_t st = new_file(path, &f);
+    if (st != FIB_OK)
+        return st;
+    f->bytes = bytes;
+    f->size = size;
+    st = parse_header(f);
+    if (st != FIB_OK) {
+        fib_st_close(f);
+        return st;
+    }
+    *out = f;
+    return FIB_OK;
+}
+
+/* Reads the whole file when it cannot be mapped. */
+static int32_t read_whole(int fd, const char *path, size_t size,
+                          unsigned char **out)
+{
+    unsigned char *buf = fib_alloc((int64_t)size, 1);
+    if (!buf)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory reading %zu bytes", path,
+                         size);
+    size_t done = 0;
+    while (done < size) {
+        ssize_t r = read(fd, buf + done, size - done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            fib_free(buf);
+            return fib_error(FIB_E_IO, "%s: read failed: %s", path,
+                             r < 0 ? strerror(errno) : "file shrank");
+        }
+        done += (size_t)r;
+    }
+    *out = buf;
+    return FIB_OK;
+}
+
+int32_t fib_st_open(const char *path, fib_st_file **out)
+{
+    if (!path || !out)
+        return fib_error(FIB_E_NULL, "fib_st_open: NULL argument");
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return fib_error(FIB_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return fib_error(FIB_E_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return fib_error(FIB_E_IO, "%s: not a regular file", path);
+    }
+    if (sb.st_size < 8) {
+        close(fd);
+        return fib_error(FIB_E_FORMAT, "%s: truncated: %lld bytes, shorter than "
+                         "the 8-byte header length", path, (long long)sb.st_size);
+    }
+    if ((uint64_t)sb.st_size > (uint64_t)SIZE_MAX) {
+        close(fd);
+        return fib_error(FIB_E_OVERFLOW, "%s: too large to map", path);
+    }
+    size_t size = (size_t)sb.st_size;
+    fib_st_file *f;
+    int32_t st = new_file(path, &f);
+    if (st != FIB_OK) {
+        close(fd);
+        return st;
+    }
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map != MAP_FAILED) {
+        f->bytes = map;
+        f->mapped = true;
+    } else {
+        unsigned char *buf = NULL;
+        st = read_whole(fd, path, size, &buf);
+        f->bytes = buf;
+    }
+    close(fd);
+    if (st == FIB_OK) {
+        f->size = size;
+        f->owns_bytes = true;
+        st = parse_header(f);
+    }
+    if (st != FIB_OK) {
+        fib_st_close(f);
+        return st;
+    }
+    *out = f;
+    return FIB_OK;
+}
+
+/* ---- writer ---- */
+
+static int compare_names(const void *a, const void *b)
+{
+    const char *const *x = a;
+    const char *const *y = b;
+    return strcmp(*x, *y);
+}
+
+static int32_t check_out_tensors(const char *path, const fib_st_out *t,
+                                 int64_t n, int64_t *bytes)
+{
+    for (int64_t i = 0; i < n; i++) {
+        if (!t[i].name || t[i].name[0] == '\0' ||
+            strcmp(t[i].name, "__metadata__") == 0)
+            return fib_error(FIB_E_INVALID, "%s: tensor %lld has no valid name",
+                             path, (long long)i);
+        if (t[i].dtype != FIB_DTYPE_F32 && t[i].dtype != FIB_DTYPE_F64)
+            return fib_error(FIB_E_INVALID, "%s: tensor '%s': dtype %d is not "
+                             "FIB_DTYPE_F32 or FIB_DTYPE_F64", path, t[i].name,
+                             (int)t[i].dtype);
+        if (t[i].n_dims < 0 || t[i].n_dims > FIB_ST_MAX_DIMS)
+            return fib_error(FIB_E_INVALID, "%s: tensor '%s': %d dimensions",
+                             path, t[i].name, (int)t[i].n_dims);
+        int64_t count = 1;
+        for (int32_t d = 0; d < t[i].n_dims; d++)
+            if (!fib_mul_i64(count, t[i].shape[d], &count))
+                return fib_error(FIB_E_OVERFLOW, "%s: tensor '%s': bad shape",
+                                 path, t[i].name);
+        if (!fib_mul_i64(count, (int64_t)fib_dtype_size(t[i].dtype), &bytes[i]))
+            return fib_error(FIB_E_OVERFLOW, "%s: tensor '%s': too large", path,
+                             t[i].name);
+        if (bytes[i] > 0 && !t[i].data)
+            return fib_error(FIB_E_NULL, "%s: tensor '%s': no data", path,
+                             t[i].name);
+    }
+    if (n < 2)
+        return FIB_OK;
+    const char **names = fib_alloc(n, sizeof *names);
+    if (!names)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", path);
+    for (int64_t i = 0; i < n; i++)
+        names[i] = t[i].name;
+    qsort(names, (size_t)n, sizeof *names, compare_names);
+    int32_t st = FIB_OK;
+    for (int64_t i = 1; i < n && st == FIB_OK; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            st = fib_error(FIB_E_INVALID, "%s: tensor name '%s' given twice",
+                           path, names[i]);
+    fib_free(names);
+    return st;
+}
+
+static int32_t build_header(const fib_st_out *t, int64_t n, const int64_t *order,
+                            const int64_t *bytes, const char *const *meta_keys,
+                            const char *const *meta_values, int64_t n_meta,
+                            fib_jbuf *h)
+{
+    static const char *const names[] = {"", "F32", "F64"};
+    fib_jbuf_raw(h, "{");
+    bool first = true;
+    if (n_meta > 0) {
+        fib_jbuf_raw(h, "\"__metadata__\":{");
+        for (int64_t i = 0; i < n_meta; i++) {
+            if (i)
+                fib_jbuf_raw(h, ",");
+            fib_jbuf_string(h, meta_keys[i]);
+            fib_jbuf_raw(h, ":");
+            fib_jbuf_string(h, meta_values[i]);
+        }
+        fib_jbuf_raw(h, "}");
+        first = false;
+    }
+    int64_t offset = 0;
+    for (int64_t k = 0; k < n; k++) {
+        const fib_st_out *o = &t[order[k]];
+        if (!first)
+            fib_jbuf_raw(h, ",");
+        first = false;
+        fib_jbuf_string(h, o->name);
+        fib_jbuf_raw(h, ":{\"dtype\":\"");
+        fib_jbuf_raw(h, names[o->dtype]);
+        fib_jbuf_raw(h, "\",\"shape\":[");
+        for (int32_t d = 0; d < o->n_dims; d++) {
+            if (d)
+                fib_jbuf_raw(h, ",");
+            fib_jbuf_int(h, o->shape[d]);
+        }
+        fib_jbuf_raw(h, "],\"data_offsets\":[");
+        fib_jbuf_int(h, offset);
+        fib_jbuf_raw(h, ",");
+        offset += bytes[order[k]];
+        fib_jbuf_int(h, offset);
+        fib_jbuf_raw(h, "]}");
+    }
+    fib_jbuf_raw(h, "}");
+    while (!h->failed && h->length % 8 != 0)
+        fib_jbuf_raw(h, " ");
+    return fib_jbuf_status(h);
+}
+
+static bool write_all(FILE *fp, const void *p, size_t n)
+{
+    return n == 0 || fwrite(p, 1, n, fp) == n;
+}
+
+static bool write_tensor(FILE *fp, const fib_st_out *o, int64_t bytes)
+{
+    if (host_little_endian())
+        return write_all(fp, o->data, (size_t)bytes);
+    size_t esize = fib_dtype_size(o->dtype);
+    const unsigned char *src = o->data;
+    unsigned char swapped[8];
+    for (int64_t off = 0; off < bytes; off += (int64_t)esize) {
+        for (size_t b = 0; b < esize; b++)
+            swapped[b] = src[off + (int64_t)(esize - 1 - b)];
+        if (!write_all(fp, swapped, esize))
+            return false;
+    }
+    return true;
+}
+
+static int32_t write_file(const char *path, const char *tmp,
+                          const fib_st_out *t, int64_t n, const int64_t *order,
+                          const int64_t *bytes, const fib_jbuf *h)
+{
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+    if (fd < 0)
+        return fib_error(FIB_E_IO, "%s: cannot create %s: %s", path, tmp,
+                         strerror(errno));
+    FILE *fp = fdopen(fd, "wb");
+    if (!fp) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return fib_error(FIB_E_IO, "%s: cannot write: %s", path, strerror(e));
+    }
+    unsigned char len[8];
+    uint64_t hl = h->length;
+    for (int i = 0; i < 8; i++)
+        len[i] = (unsigned char)(hl >> (8 * i));
+    bool ok = write_all(fp, len, 8) && write_all(fp, h->data, h->length);
+    for (int64_t k = 0; k < n && ok; k++)
+        ok = write_tensor(fp, &t[order[k]], bytes[order[k]]);
+    int e = errno;
+    if (fclose(fp) != 0 && ok) {
+        ok = false;
+        e = errno;
+    }
+    if (!ok) {
+        unlink(tmp);
+        return fib_error(FIB_E_IO, "%s: write failed: %s", path, strerror(e));
+    }
+    if (rename(tmp, path) != 0) {
+        e = errno;
+        unlink(tmp);
+        return fib_error(FIB_E_IO, "%s: cannot replace the file: %s", path,
+                         strerror(e));
+    }
+    return FIB_OK;
+}
+
+int32_t fib_st_write(const char *path, const fib_st_out *tensors,
+                     int64_t n_tensors, const char *const *meta_keys,
+                     const char *const *meta_values, int64_t n_meta)
+{
+    if (!path || (n_tensors > 0 && !tensors) ||
+        (n_meta > 0 && (!meta_keys || !meta_values)))
+        return fib_error(FIB_E_NULL, "fib_st_write: NULL argument");
+    if (n_tensors < 0 || n_meta < 0)
+        return fib_error(FIB_E_INVALID, "fib_st_write: negative count");
+    for (int64_t i = 0; i < n_meta; i++)
+        if (!meta_keys[i] || !meta_values[i])
+            return fib_error(FIB_E_NULL, "%s: metadata entry %lld is NULL", path,
+                             (long long)i);
+    int64_t slots = n_tensors > 0 ? n_tensors : 1;
+    int64_t *bytes = fib_calloc(slots, sizeof *bytes);
+    int64_t *order = fib_calloc(slots, sizeof *order);
+    size_t tmp_len = strlen(path) + 64;
+    char *tmp = fib_alloc((int64_t)tmp_len, 1);
+    fib_jbuf h;
+    fib_jbuf_init(&h);
+    int32_t st = FIB_OK;
+    if (!bytes || !order || !tmp)
+        st = fib_error(FIB_E_NOMEM, "%s: out of memory", path);
+    if (st == FIB_OK)
+        st = check_out_tensors(path, tensors, n_tensors, bytes);
+    if (st == FIB_OK) {
+        /* float64 first: all sizes are multiples of 8, so every tensor stays
+         * aligned to its element size in a mapping */
+        int64_t k = 0;
+        for (int64_t i = 0; i < n_tensors; i++)
+            if (tensors[i].dtype == FIB_DTYPE_F64)
+                order[k++] = i;
+        for (int64_t i = 0; i < n_tensors; i++)
+            if (tensors[i].dtype != FIB_DTYPE_F64)
+                order[k++] = i;
+        st = build_header(tensors, n_tensors, order, bytes, meta_keys,
+                          meta_values, n_meta, &h);
+    }
+    if (st == FIB_OK) {
+        /* unique among concurrent writers: pid and this call's stack frame */
+        snprintf(tmp, tmp_len, "%s.tmp-%ld-%lx", path, (long)getpid(),
+                 (unsigned long)(uintptr_t)&h);
+        st = write_file(path, tmp, tensors, n_tensors, order, bytes, &h);
+    }
+    fib_jbuf_free(&h);
+    fib_free(tmp);
+    fib_free(order);
+    fib_free(bytes);
+    return st;
+}

@@ -1,0 +1,90 @@
+/* safetensors files: a strict, memory-mapped reader and a writer.
+ *
+ * Layout: 8 bytes little-endian header length N, N bytes of UTF-8 JSON (an
+ * object: tensor name -> {"dtype", "shape", "data_offsets"}, and optionally
+ * "__metadata__": string -> string), then the data region. Offsets are
+ * relative to the data region, which the tensors must cover exactly.
+ *
+ * F32 and F64 tensors are used in place from the mapping when they are
+ * aligned and the host is little-endian; F16 and BF16 tensors (and any that
+ * are not) are converted into owned float32/float64 buffers. */
+#ifndef FIB_IO_SAFETENSORS_H
+#define FIB_IO_SAFETENSORS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Largest header accepted by the reader (bytes). */
+#define FIB_ST_MAX_HEADER (100u * 1024u * 1024u)
+#define FIB_ST_MAX_DIMS 8
+
+/* dtypes as stored in the file */
+#define FIB_ST_F32 1
+#define FIB_ST_F64 2
+#define FIB_ST_F16 3
+#define FIB_ST_BF16 4
+
+typedef struct fib_st_tensor {
+    char *name;
+    int32_t file_dtype;     /* FIB_ST_* */
+    int32_t n_dims;
+    int64_t shape[FIB_ST_MAX_DIMS];
+    int64_t n_elements;
+    uint64_t begin, end;    /* byte offsets in the data region */
+    int32_t dtype;          /* FIB_DTYPE_F32 / FIB_DTYPE_F64 of `data` */
+    const void *data;       /* native-endian values, aligned */
+    void *owned;            /* a converted copy, or NULL when mapped */
+} fib_st_tensor;
+
+typedef struct fib_st_file {
+    char *path;
+    const unsigned char *bytes; /* the whole file */
+    size_t size;
+    bool mapped;                /* bytes is an mmap (else fib_alloc'd or borrowed) */
+    bool owns_bytes;
+    int64_t n_tensors;          /* in header order */
+    fib_st_tensor *tensors;
+    int64_t n_meta;
+    char **meta_keys;
+    char **meta_values;
+} fib_st_file;
+
+/* Maps and validates a file. Errors: FIB_E_IO (open, stat, map),
+ * FIB_E_FORMAT (the message names file, tensor and field), FIB_E_NOMEM. */
+int32_t fib_st_open(const char *path, fib_st_file **out);
+/* Validates a file image in memory (borrowed; must outlive the result).
+ * `path` is only used in messages. */
+int32_t fib_st_parse(const char *path, const unsigned char *bytes, size_t size,
+                     fib_st_file **out);
+void fib_st_close(fib_st_file *file);
+
+const fib_st_tensor *fib_st_find(const fib_st_file *file, const char *name);
+/* The __metadata__ value of key, NULL if absent. */
+const char *fib_st_meta(const fib_st_file *file, const char *key);
+const char *fib_st_dtype_name(int32_t file_dtype);
+
+/* float16 / bfloat16 bit patterns to float (exact). */
+float fib_half_to_float(uint16_t h);
+float fib_bf16_to_float(uint16_t h);
+
+/* One tensor to write: data holds n_elements values of dtype
+ * (FIB_DTYPE_F32/F64), native endian. n_dims may be 0 (a scalar). */
+typedef struct fib_st_out {
+    const char *name;
+    int32_t dtype;
+    int32_t n_dims;
+    int64_t shape[FIB_ST_MAX_DIMS];
+    const void *data;
+} fib_st_out;
+
+/* Writes a safetensors file atomically (a temporary file in the same
+ * directory, renamed over `path`). Float64 tensors are placed first so that
+ * every tensor is aligned to its element size; the header is padded with
+ * spaces to a multiple of 8. Errors: FIB_E_IO, FIB_E_INVALID (dtype, names),
+ * FIB_E_OVERFLOW, FIB_E_NOMEM. */
+int32_t fib_st_write(const char *path, const fib_st_out *tensors,
+                     int64_t n_tensors, const char *const *meta_keys,
+                     const char *const *meta_values, int64_t n_meta);
+
+#endif

@@ -1,0 +1,299 @@
+/* Benchmark of the colouring kernels against the machine's read bandwidth,
+ * both measured in the same run.
+ *
+ * Bandwidth: the best of 5 sums of a 1 GiB float32 array on one core (the
+ * floor for any colouring: one pass over the weights). Then fiber colouring
+ * (colour sums + grouping, the step fib_color takes per group) of an
+ * n x n float32 dense layer (default 4096) whose source has 64 or n colours:
+ *   exact   a random base lifted (output classes of 1-8 units, members'
+ *           weights re-split within each source class), FIB_TOL_EXACT;
+ *   abs     the same plus noise: every weight moves by at most
+ *           eps / (4 |its source class|), so each colour sum moves by less
+ *           than eps / 4; FIB_TOL_ABS at eps (the planted classes are the
+ *           answer: checked and printed);
+ *   random  uniform random weights, nothing planted, FIB_TOL_ABS at eps.
+ * Throughput is the layer's bytes over the best of `reps` times, for every
+ * kernel set the CPU has, on 1 thread (and 2 with OpenMP).
+ *
+ * Usage: bench_kernels [N [REPS]]   (defaults 4096, 5) */
+#include "internal.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#  include <immintrin.h>
+#  define BENCH_X86 1
+#endif
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t state = 7;
+
+static uint64_t rnd(void)
+{
+    uint64_t z = (state += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+static double uniform(double lo, double hi)
+{
+    return lo + (hi - lo) * (double)(rnd() >> 11) * 0x1.0p-53;
+}
+
+/* ---- read bandwidth ----------------------------------------------------- */
+
+static float sum_scalar(const float *x, size_t n)
+{
+    float acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += x[i + l];
+    for (; i < n; i++)
+        acc[0] += x[i];
+    return acc[0] + acc[1] + acc[2] + acc[3] + acc[4] + acc[5] + acc[6] + acc[7];
+}
+
+#ifdef BENCH_X86
+__attribute__((target("avx2"))) static float sum_avx2(const float *x, size_t n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + i + 24));
+    }
+    float out[8];
+    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7] +
+           sum_scalar(x + i, n - i);
+}
+#endif
+
+static double read_bandwidth(void)
+{
+    size_t n = (size_t)1 << 28; /* 1 GiB of float32 */
+    float *x = malloc(n * sizeof *x);
+    if (!x)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(i & 1023) * 0x1.0p-10f;
+    double best = INFINITY;
+    volatile float sink = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        double t = now();
+#ifdef BENCH_X86
+        sink += __builtin_cpu_supports("avx2") ? sum_avx2(x, n) : sum_scalar(x, n);
+#else
+        sink += sum_scalar(x, n);
+#endif
+        t = now() - t;
+        best = t < best ? t : best;
+    }
+    (void)sink;
+    free(x);
+    return (double)(n * sizeof(float)) / best * 1e-9;
+}
+
+/* ---- layers -------------------------------------------------------------- */
+
+enum { EXACT, ABS, RANDOM };
+static const char *const kind_name[] = {"exact", "abs", "random"};
+
+typedef struct layer {
+    int64_t n, k_in;
+    float *w;
+    int64_t *source;  /* colour of every column, canonical */
+    int64_t *planted; /* planted class of every row (EXACT, ABS) */
+} layer;
+
+static void shuffle(int64_t *a, int64_t n)
+{
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(rnd() % (uint64_t)(i + 1)), t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
+static void canonical_labels(int64_t *labels, int64_t n)
+{
+    fib_partition p = {n, n, labels};
+    fib_partition_canonicalize(&p);
+}
+
+static int make_layer(layer *L, int64_t n, int64_t k_in, int kind, double eps)
+{
+    L->n = n;
+    L->k_in = k_in;
+    L->w = malloc((size_t)(n * n) * sizeof *L->w);
+    L->source = malloc((size_t)n * sizeof *L->source);
+    L->planted = malloc((size_t)n * sizeof *L->planted);
+    int64_t *size = calloc((size_t)k_in, sizeof *size);
+    double *frac = malloc((size_t)n * sizeof *frac), *part_sum = calloc((size_t)k_in, sizeof *part_sum);
+    if (!L->w || !L->source || !L->planted || !size || !frac || !part_sum)
+        return -1;
+    for (int64_t k = 0; k < n; k++)
+        L->source[k] = k % k_in;
+    if (k_in < n)
+        shuffle(L->source, n);
+    canonical_labels(L->source, n);
+    for (int64_t k = 0; k < n; k++)
+        size[L->source[k]]++;
+    if (kind == RANDOM) {
+        for (int64_t x = 0; x < n * n; x++)
+            L->w[x] = (float)uniform(-1, 1);
+        for (int64_t i = 0; i < n; i++)
+            L->planted[i] = i;
+        free(size), free(frac), free(part_sum);
+        return 0;
+    }
+    /* Output classes of 1-8 units on shuffled rows; a base row per class. */
+    int64_t *rows = malloc((size_t)n * sizeof *rows);
+    double *base = malloc((size_t)(n * k_in) * sizeof *base);
+    if (!rows || !base)
+        return -1;
+    for (int64_t i = 0; i < n; i++)
+        rows[i] = i;
+    shuffle(rows, n);
+    int64_t classes = 0;
+    for (int64_t at = 0; at < n; classes++) {
+        int64_t len = 1 + (int64_t)(rnd() % 8);
+        for (int64_t x = 0; x < len && at < n; x++)
+            L->planted[rows[at++]] = classes;
+    }
+    for (int64_t x = 0; x < classes * k_in; x++)
+        base[x] = uniform(-1, 1);
+    for (int64_t i = 0; i < n; i++) {
+        const double *b = base + L->planted[i] * k_in;
+        float *row = L->w + i * n;
+        /* Re-split: random positive parts of each base weight. */
+        memset(part_sum, 0, (size_t)k_in * sizeof *part_sum);
+        for (int64_t k = 0; k < n; k++) {
+            frac[k] = size[L->source[k]] == 1 ? 1.0 : uniform(0.5, 1.5);
+            part_sum[L->source[k]] += frac[k];
+        }
+        for (int64_t k = 0; k < n; k++) {
+            int64_t c = L->source[k];
+            double v = b[c] * frac[k] / part_sum[c];
+            if (kind == ABS)
+                v += uniform(-1, 1) * eps / 4 / (double)size[c];
+            row[k] = (float)v;
+        }
+    }
+    canonical_labels(L->planted, n);
+    free(rows), free(base), free(size), free(frac), free(part_sum);
+    return 0;
+}
+
+static void free_layer(layer *L)
+{
+    free(L->w);
+    free(L->source);
+    free(L->planted);
+}
+
+/* ---- the colouring step ---------------------------------------------------- */
+
+typedef struct result {
+    double seconds;
+    int64_t classes;
+    int recovered; /* the planted classes exactly */
+} result;
+
+static int colour(const layer *L, double eps, int32_t threads, int reps,
+                  result *res)
+{
+    fib_graph *g = NULL;
+    int32_t in, grp;
+    if (fib_graph_create(&g) || fib_graph_add_input(g, L->n, &in) ||
+        fib_graph_add_dense(g, in, L->n, FIB_DTYPE_F32, L->w, L->n, NULL, 0, &grp))
+        return -1;
+    fib_partition parts[2] = {{L->n, L->k_in, L->source}, {0}};
+    if (fib_partition_init(&parts[1], L->n))
+        return -1;
+    res->seconds = INFINITY;
+    for (int rep = 0; rep < reps; rep++) {
+        double t = now();
+        fib_signature sig;
+        if (fib_fiber_signature_ex(g, grp, parts, threads, &sig) ||
+            fib_group_signatures(&sig, eps, &parts[1]))
+            return -1;
+        fib_signature_clear(&sig);
+        t = now() - t;
+        res->seconds = t < res->seconds ? t : res->seconds;
+    }
+    res->classes = parts[1].n_classes;
+    res->recovered = memcmp(parts[1].color, L->planted, (size_t)L->n * sizeof(int64_t)) == 0;
+    fib_partition_clear(&parts[1]);
+    fib_graph_free(g);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int64_t n = argc > 1 ? atoll(argv[1]) : 4096;
+    int reps = argc > 2 ? atoi(argv[2]) : 5;
+    const double eps = 1e-3;
+    if (n < 64 || reps < 1) {
+        fprintf(stderr, "usage: bench_kernels [N >= 64 [REPS]]\n");
+        return 2;
+    }
+    double bw = read_bandwidth();
+    printf("read bandwidth, 1 core, sum of a 1 GiB float32 array: %.1f GB/s\n", bw);
+    printf("fiber colouring of a %lld x %lld float32 dense layer (%.1f MB), eps %g, best of %d\n",
+           (long long)n, (long long)n, (double)(n * n * 4) * 1e-6, eps, reps);
+    printf("%-7s %7s %-7s %7s %9s %8s %6s %7s %8s %s\n", "case", "colours", "kernels",
+           "threads", "time ms", "GB/s", "ratio", "target", "classes", "planted");
+    int32_t thread_counts[2] = {1, 2};
+    int n_counts = (fib_features() & FIB_FEATURE_OPENMP) ? 2 : 1;
+    int failed = 0;
+    int64_t colours[2] = {64, n};
+    for (int kind = EXACT; kind <= RANDOM; kind++)
+        for (int c = 0; c < 2; c++) {
+            layer L;
+            if (make_layer(&L, n, colours[c], kind, eps)) {
+                fprintf(stderr, "out of memory\n");
+                return 1;
+            }
+            double target = kind == EXACT ? 0.6 : 0.3;
+            for (int32_t level = FIB_SIMD_SCALAR; level <= FIB_SIMD_AVX512; level++) {
+                if (fib_kernels_override(level))
+                    continue;
+                for (int t = 0; t < n_counts; t++) {
+                    result r;
+                    if (colour(&L, kind == EXACT ? -1.0 : eps, thread_counts[t], reps, &r)) {
+                        fprintf(stderr, "colouring failed: %s\n", fib_last_error());
+                        return 1;
+                    }
+                    double gbs = (double)(n * n * 4) / r.seconds * 1e-9;
+                    const char *planted = kind == RANDOM ? "-" : r.recovered ? "recovered" : "NOT RECOVERED";
+                    if (kind != RANDOM && !r.recovered)
+                        failed = 1;
+                    printf("%-7s %7lld %-7s %7d %9.2f %8.2f %6.2f %7.2f %8lld %s\n",
+                           kind_name[kind], (long long)colours[c],
+                           fib_kernels_active()->name, (int)thread_counts[t],
+                           r.seconds * 1e3, gbs, gbs / bw, target, (long long)r.classes,
+                           planted);
+                    fflush(stdout);
+                }
+            }
+            fib_kernels_override(-1);
+            free_layer(&L);
+        }
+    return failed;
+}

@@ -1,0 +1,206 @@
+/* The edge-list reader: formats, header sniffing, quoting, and hostile input
+ * (clear errors with line numbers, never a crash: a random-mutation fuzz).
+ * Usage: test_graph_edgelist [DATA_DIR] */
+#include "graphs/edgelist.h"
+
+#include "graph_check.h"
+
+#include <string.h>
+
+static int32_t parse(const char *text, uint32_t flags, fib_edgelist *e)
+{
+    return fib_edgelist_parse(text, strlen(text), flags, "t.csv", e);
+}
+
+static void expect_error(const char *text, uint32_t flags, int32_t status,
+                         const char *where)
+{
+    fib_edgelist e;
+    int32_t st = parse(text, flags, &e);
+    CHECK(st == status, "%s: got %s (%s)", where, fib_status_name(st),
+          fib_last_error());
+    if (st != FIB_OK)
+        CHECK(strstr(fib_last_error(), where) != NULL,
+              "message \"%s\" lacks \"%s\"", fib_last_error(), where);
+    CHECK(e.src == NULL && e.n_arcs == 0, "output not empty on failure");
+    fib_edgelist_clear(&e);
+}
+
+static void formats(void)
+{
+    fib_edgelist e;
+    /* header with weight and type, case-insensitive, extra column, CRLF,
+     * comments, blank lines, quoted names with a comma and a quote */
+    const char *csv = "# a comment\r\n"
+                      "Weight,Note,SOURCE,Target,type\r\n"
+                      "\r\n"
+                      "0.5,x,a,b,pos\r\n"
+                      "-2,y,\"c,1\",a,neg\r\n"
+                      "1e1,z,b,\"q\"\"t\",pos\n";
+    CHECK_OK(parse(csv, FIB_EDGELIST_AUTO, &e));
+    CHECK(e.n_nodes == 4 && e.n_arcs == 3 && e.n_types == 2, "csv shape");
+    CHECK(e.weight && e.weight[0] == 0.5 && e.weight[1] == -2 &&
+              e.weight[2] == 10, "csv weights");
+    CHECK(e.type && e.type[0] == 0 && e.type[1] == 1 && e.type[2] == 0,
+          "csv types");
+    CHECK(strcmp(fib_edgelist_node_name(&e, 2), "c,1") == 0, "quoted comma");
+    CHECK(strcmp(fib_edgelist_node_name(&e, 3), "q\"t") == 0, "quoted quote");
+    CHECK(strcmp(fib_edgelist_type_name(&e, 1), "neg") == 0, "type name");
+    CHECK(e.src[1] == 2 && e.dst[1] == 0, "csv ids");
+    fib_edgelist_clear(&e);
+
+    /* name columns win over id columns (FastFibration's E. coli file) */
+    CHECK_OK(parse("SourceName,TargetName,Type,Source,Target\n"
+                   "x,y,positive,7,9\n", 0, &e));
+    CHECK(strcmp(fib_edgelist_node_name(&e, 0), "x") == 0, "name columns");
+    fib_edgelist_clear(&e);
+
+    /* headerless TSV: src dst type (networkfibers) */
+    CHECK_OK(parse("4\t4\tnegative\n13\t10\tpositive\n", 0, &e));
+    CHECK(e.n_nodes == 3 && e.n_arcs == 2 && e.n_types == 2 && !e.weight,
+          "tsv");
+    fib_edgelist_clear(&e);
+
+    /* whitespace, headerless, with weights in column 4 */
+    CHECK_OK(parse("a b t 1.5\n  b   c t 2\n", 0, &e));
+    CHECK(e.n_arcs == 2 && e.weight && e.weight[1] == 2 && e.type, "spaces");
+    fib_edgelist_clear(&e);
+
+    /* src dst weight with the explicit flag */
+    CHECK_OK(parse("a b 0.25\nb a 4\n", FIB_EDGELIST_THIRD_IS_WEIGHT, &e));
+    CHECK(!e.type && e.weight && e.weight[0] == 0.25, "third is weight");
+    fib_edgelist_clear(&e);
+
+    /* forced header / no header */
+    CHECK_OK(parse("source,target\n1,2\n", FIB_EDGELIST_NO_HEADER, &e));
+    CHECK(e.n_arcs == 2 && e.n_nodes == 4, "forced no header");
+    fib_edgelist_clear(&e);
+
+    /* empty input and header only: a graph with no arcs */
+    CHECK_OK(parse("", 0, &e));
+    CHECK(e.n_arcs == 0 && e.n_nodes == 0, "empty");
+    fib_edgelist_clear(&e);
+    CHECK_OK(parse("source,target\n", 0, &e));
+    CHECK(e.n_arcs == 0, "header only");
+    fib_edgelist_clear(&e);
+}
+
+static void errors(void)
+{
+    expect_error("source,target,weight\na,b,1\nc,d,x\n", 0, FIB_E_FORMAT,
+                 ":3:");
+    expect_error("source,target,weight\na,b,nan\n", 0, FIB_E_NONFINITE, ":2:");
+    expect_error("source,target,weight\na,b,1e999\n", 0, FIB_E_NONFINITE,
+                 ":2:");
+    expect_error("source,target,type\na,b,t\nc\n", 0, FIB_E_FORMAT, ":3:");
+    expect_error("a,b\n\"x,y\n", 0, FIB_E_FORMAT, ":2:");
+    expect_error("a,b\n\"x\"z,y\n", 0, FIB_E_FORMAT, ":2:");
+    expect_error("a,b\n,y\n", 0, FIB_E_FORMAT, ":2:");
+    expect_error("lonely\n", 0, FIB_E_FORMAT, ":1:");
+    expect_error("src;dst\n1;2\n", FIB_EDGELIST_WHITESPACE, FIB_E_FORMAT,
+                 ":1:");
+    expect_error("foo,bar\n", FIB_EDGELIST_HEADER, FIB_E_FORMAT, ":1:");
+    expect_error("a,b\n", 0x1000u, FIB_E_INVALID, "flags");
+    expect_error("a,b\n", FIB_EDGELIST_HEADER | FIB_EDGELIST_NO_HEADER,
+                 FIB_E_INVALID, "flags");
+    expect_error("a,b\n", FIB_EDGELIST_COMMA | FIB_EDGELIST_TAB,
+                 FIB_E_INVALID, "flags");
+    /* NUL byte inside a line */
+    fib_edgelist e;
+    const char nul[] = "a,b\nc,\0d\n";
+    CHECK(fib_edgelist_parse(nul, sizeof nul - 1, 0, "t.csv", &e) ==
+              FIB_E_FORMAT && strstr(fib_last_error(), ":2:"), "NUL byte");
+    /* too many fields */
+    char wide[1024] = "a";
+    for (int i = 0; i < 100; i++)
+        strcat(wide, ",a");
+    expect_error(wide, 0, FIB_E_FORMAT, ":1:");
+    CHECK(fib_edgelist_parse(NULL, 3, 0, NULL, &e) == FIB_E_NULL, "null");
+    CHECK(fib_edgelist_parse("a", 1, 0, NULL, NULL) == FIB_E_NULL, "null");
+    CHECK(fib_edgelist_read("/nonexistent/x.csv", 0, &e) == FIB_E_IO, "io");
+    fib_edgelist_clear(NULL);
+}
+
+/* Random mutations of valid files: every outcome is OK or a clean error. */
+static void fuzz(void)
+{
+    static const char *seeds[] = {
+        "source,target,type,weight\na,b,p,1\nb,c,n,-2.5\n\"q,\",a,p,3e2\n",
+        "4\t4\tnegative\n13\t10\tpositive\n10\t13\tdual\n",
+        "SourceName,TargetName,Type,Source,Target\nx,y,positive,1,2\n",
+    };
+    static const char alphabet[] = ",\t\n\r \"#0123456789.e-+abxyNnaI\0";
+    uint64_t state = 7;
+    char buf[256];
+    int ok = 0, failed = 0;
+    for (int rep = 0; rep < 20000; rep++) {
+        const char *seed = seeds[rep % 3];
+        size_t len = strlen(seed);
+        memcpy(buf, seed, len);
+        int edits = 1 + rep % 6;
+        for (int k = 0; k < edits; k++) {
+            state = state * 6364136223846793005u + 1442695040888963407u;
+            size_t at = (size_t)(state >> 33) % (len + 1);
+            char c = alphabet[(state >> 20) % (sizeof alphabet - 1)];
+            int op = (int)((state >> 10) % 3);
+            if (op == 0 && at < len) {
+                buf[at] = c;
+            } else if (op == 1 && len < sizeof buf - 1) {
+                memmove(buf + at + 1, buf + at, len - at);
+                buf[at] = c;
+                len++;
+            } else if (at < len) {
+                memmove(buf + at, buf + at + 1, len - at - 1);
+                len--;
+            }
+        }
+        fib_edgelist e;
+        int32_t st = fib_edgelist_parse(buf, len, 0, "fuzz", &e);
+        CHECK(st == FIB_OK || st == FIB_E_FORMAT || st == FIB_E_NONFINITE,
+              "fuzz status %s", fib_status_name(st));
+        if (st == FIB_OK) {
+            ok++;
+            for (int64_t i = 0; i < e.n_arcs; i++)
+                CHECK(e.src[i] >= 0 && e.src[i] < e.n_nodes &&
+                          e.dst[i] >= 0 && e.dst[i] < e.n_nodes,
+                      "fuzz ids");
+        } else {
+            failed++;
+            CHECK(strstr(fib_last_error(), "fuzz:") != NULL, "fuzz message");
+        }
+        fib_edgelist_clear(&e);
+    }
+    printf("fuzz: %d parsed, %d rejected\n", ok, failed);
+}
+
+static void data_files(const char *dir)
+{
+    static const char *files[] = {"test_1.csv", "test_Ecoli.csv",
+                                  "ECOLIedgelist.dat", "Ecoli.txt"};
+    static const int64_t nodes[] = {8, 879, 879, 879};
+    static const int64_t arcs[] = {11, 1835, 1835, 1835};
+    for (int i = 0; i < 4; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        fib_edgelist e;
+        int32_t st = fib_edgelist_read(path, 0, &e);
+        if (st == FIB_E_IO)
+            continue;
+        CHECK(st == FIB_OK && e.n_nodes == nodes[i] && e.n_arcs == arcs[i],
+              "%s", files[i]);
+        CHECK(i == 0 ? e.n_types == 2 : e.n_types == 3, "%s types", files[i]);
+        fib_edgelist_clear(&e);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    formats();
+    errors();
+    fuzz();
+    if (argc > 1)
+        data_files(argv[1]);
+    if (check_failures)
+        fprintf(stderr, "%d check(s) failed\n", check_failures);
+    return check_failures ? 1 : 0;
+}

@@ -1,0 +1,3 @@
+#include "testing.h"
+int test_failures;
+int main(void){return 0;}

@@ -772,6 +772,44 @@ FIB_API int32_t fib_coloring_fiber_blocks(const fib_graph *graph,
                                           int64_t *n_on_cycle,
                                           int64_t *n_blocks_out);
 
+/* ------------------------------------------------------------------------ */
+/* Edge-list files                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Format flags of fib_graph_read_edgelist (one header choice, one
+ * delimiter, options). 0 sniffs both. */
+#define FIB_EDGELIST_AUTO 0u
+#define FIB_EDGELIST_HEADER 1u           /* the first line is a header */
+#define FIB_EDGELIST_NO_HEADER 2u        /* no header: src dst [type [weight]] */
+#define FIB_EDGELIST_COMMA 4u            /* fields separated by ',' */
+#define FIB_EDGELIST_TAB 8u              /* fields separated by a tab */
+#define FIB_EDGELIST_WHITESPACE 16u      /* fields separated by blank runs */
+#define FIB_EDGELIST_THIRD_IS_WEIGHT 32u /* no header: src dst weight */
+
+/* Reads an edge-list file (CSV, TSV or whitespace-separated; with a header
+ * naming the columns source, target and optionally type and weight, in any
+ * case and order; node and type names are strings, see docs/graphs.md) into
+ * a new node group whose arcs are the file's. Nodes are numbered in order of
+ * first appearance; their names stay available (fib_graph_node_name).
+ * Errors: FIB_E_NULL, FIB_E_IO, FIB_E_FORMAT (the message gives the line),
+ * FIB_E_NONFINITE (a weight), FIB_E_INVALID (flags), FIB_E_NOMEM. */
+FIB_API int32_t fib_graph_read_edgelist(fib_graph *graph, const char *path,
+                                        uint32_t flags, int32_t *group_out);
+
+/* The name of a node of a group read from a file, NULL otherwise. Valid
+ * while the graph lives. */
+FIB_API const char *fib_graph_node_name(const fib_graph *graph, int32_t group,
+                                        int64_t node);
+
+/* Number of edge types of a group read from a file (0: untyped). */
+FIB_API int32_t fib_graph_num_edge_types(const fib_graph *graph, int32_t group,
+                                         int32_t *n_out);
+
+/* The name of edge type `type` (the ids of fib_graph_add_edges' `type`
+ * array) of a group read from a file, NULL otherwise. */
+FIB_API const char *fib_graph_edge_type_name(const fib_graph *graph,
+                                             int32_t group, int32_t type);
+
 #ifdef __cplusplus
 }
 #endif

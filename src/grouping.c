@@ -84,9 +84,6 @@ typedef struct piece {
     int64_t start, end, coord, clean, loose;
 } piece;
 
-/* Coordinates checked per pass of the tight test. */
-#define SPAN_BLOCK 256
-
 typedef struct sweep {
     const fib_signature *sig;
     const fib_kernels *kernels;
@@ -100,12 +97,10 @@ typedef struct sweep {
     int64_t *label;
 } sweep;
 
-/* Per-thread state: a stack of pieces and the tight test's buffers. */
+/* Per-thread state: a stack of pieces. */
 typedef struct worker {
     piece *stack;
     int64_t depth;
-    double lo[SPAN_BLOCK], hi[SPAN_BLOCK], small[SPAN_BLOCK];
-    double tol_lo[SPAN_BLOCK], tol_hi[SPAN_BLOCK], tol_small[SPAN_BLOCK];
 } worker;
 
 static inline double value_at(const sweep *s, int64_t unit, int64_t j)
@@ -147,43 +142,34 @@ static void push(sweep *s, worker *w, int64_t start, int64_t end,
 }
 
 /* The first coordinate in [j, j_end) at which piece p is not tight (some
- * coordinate spans more than slack + twice its smallest allowance), or
- * j_end. Reads the members' rows block by block. */
-static int64_t first_untight(const sweep *s, worker *w, const piece *p,
-                             int64_t j, int64_t j_end)
+ * coordinate spans more than the smallest allowance allows), or j_end. */
+static int64_t first_untight(const sweep *s, const piece *p, int64_t j,
+                             int64_t j_end)
 {
     const fib_signature *sig = s->sig;
-    /* Large pieces are usually cut at once: look at few coordinates. */
-    int64_t block = p->end - p->start > 64 ? 8 : SPAN_BLOCK;
+    const fib_kernels *kern = s->kernels;
+    const int64_t *rows = s->order + p->start;
+    int64_t m = p->end - p->start;
+    /* A large piece is usually cut at once: look a few coordinates ahead. */
+    int64_t block = m > 64 ? 16 : j_end - j;
     while (j < j_end) {
-        bool direct = j < sig->n_direct;
-        int64_t len = j_end - j < block ? j_end - j : block;
-        if (direct && len > sig->n_direct - j)
-            len = sig->n_direct - j;
-        for (int64_t x = 0; x < len; x++) {
-            w->lo[x] = w->small[x] = w->tol_lo[x] = INFINITY;
-            w->hi[x] = -INFINITY;
+        int64_t len = j_end - j < block ? j_end - j : block, t;
+        if (j < sig->n_direct) {
+            if (len > sig->n_direct - j)
+                len = sig->n_direct - j;
+            if (sig->direct_dtype == FIB_DTYPE_F32)
+                t = kern->tight_f32((const float *)sig->direct + j, sig->direct_ld,
+                                    rows, m, len, s->slack, s->direct_coef);
+            else
+                t = kern->tight_f64((const double *)sig->direct + j, sig->direct_ld,
+                                    rows, m, len, s->slack, s->direct_coef);
+        } else {
+            int64_t at = j - sig->n_direct;
+            t = kern->tight_tol(sig->value + at, sig->tol + at, s->stride, rows, m,
+                                len, s->slack);
         }
-        for (int64_t x = p->start; x < p->end; x++) {
-            int64_t unit = s->order[x];
-            if (direct && sig->direct_dtype == FIB_DTYPE_F32)
-                s->kernels->span_f32((const float *)sig->direct + unit * sig->direct_ld + j,
-                                     len, w->lo, w->hi, w->small);
-            else if (direct)
-                s->kernels->span_f64((const double *)sig->direct + unit * sig->direct_ld + j,
-                                     len, w->lo, w->hi, w->small);
-            else {
-                int64_t at = unit * s->stride + (j - sig->n_direct);
-                s->kernels->span_f64(sig->value + at, len, w->lo, w->hi, w->small);
-                s->kernels->span_f64(sig->tol + at, len, w->tol_lo, w->tol_hi,
-                                     w->tol_small);
-            }
-        }
-        for (int64_t x = 0; x < len; x++) {
-            double tol = direct ? s->direct_coef * w->small[x] : w->tol_lo[x];
-            if (!(w->hi[x] - w->lo[x] <= s->slack + 2.0 * tol))
-                return j + x;
-        }
+        if (t < len)
+            return j + t;
         j += len;
     }
     return j_end;
@@ -256,7 +242,7 @@ static void process(sweep *s, worker *w, piece p)
         }
         int64_t j = p.coord;
         int64_t j_end = j + (d - p.clean) < d ? j + (d - p.clean) : d;
-        int64_t t = first_untight(s, w, &p, j, j_end);
+        int64_t t = first_untight(s, &p, j, j_end);
         p.clean += t - j;
         if (t < j_end) {
             sort_piece(s, &p, t);

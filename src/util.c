@@ -22,10 +22,38 @@ bool fib_bytes(int64_t count, size_t size, size_t *out)
     return true;
 }
 
+#ifdef FIB_ALLOC_FAILURE
+/* Test builds only (meson -Dalloc_failure=true): fib_test_fail_alloc(k)
+ * makes the k-th allocation from now fail (1 = the next one; 0 = never),
+ * per thread, so that every failure path can be walked. */
+static _Thread_local int64_t alloc_countdown;
+static _Thread_local int64_t alloc_calls;
+
+void fib_test_fail_alloc(int64_t k)
+{
+    alloc_countdown = k;
+    alloc_calls = 0;
+}
+
+/* Allocations made since the last fib_test_fail_alloc. */
+int64_t fib_test_alloc_calls(void)
+{
+    return alloc_calls;
+}
+
+static bool alloc_should_fail(void)
+{
+    alloc_calls++;
+    return alloc_countdown > 0 && --alloc_countdown == 0;
+}
+#else
+static inline bool alloc_should_fail(void) { return false; }
+#endif
+
 void *fib_alloc(int64_t count, size_t size)
 {
     size_t bytes;
-    if (count <= 0 || !fib_bytes(count, size, &bytes))
+    if (count <= 0 || !fib_bytes(count, size, &bytes) || alloc_should_fail())
         return NULL;
     return malloc(bytes);
 }
@@ -33,7 +61,7 @@ void *fib_alloc(int64_t count, size_t size)
 void *fib_calloc(int64_t count, size_t size)
 {
     size_t bytes;
-    if (count <= 0 || !fib_bytes(count, size, &bytes))
+    if (count <= 0 || !fib_bytes(count, size, &bytes) || alloc_should_fail())
         return NULL;
     return calloc((size_t)count, size);
 }

@@ -9,7 +9,8 @@
     X(analyze, "report fibers, opfibers and covers of every layer")          \
     X(compress, "write the base: one unit per class of every hidden layer")  \
     X(lift, "expand a base written by compress back to full width")          \
-    X(break, "compress to the covers, then regrow new random units")
+    X(break, "compress to the covers, then regrow new random units")         \
+    X(graph, "colour a directed graph read from an edge list")
 
 #define FIB_CLI_DECLARE(name, summary) int cmd_##name(int argc, char **argv);
 FIB_CLI_COMMANDS(FIB_CLI_DECLARE)

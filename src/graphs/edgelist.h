@@ -8,14 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Format flags (combine one header choice, one delimiter, and options). */
-#define FIB_EDGELIST_AUTO 0u            /* sniff the header and delimiter */
-#define FIB_EDGELIST_HEADER 1u          /* the first line is a header */
-#define FIB_EDGELIST_NO_HEADER 2u       /* no header: src dst [type [weight]] */
-#define FIB_EDGELIST_COMMA 4u           /* fields separated by ',' */
-#define FIB_EDGELIST_TAB 8u             /* fields separated by a tab */
-#define FIB_EDGELIST_WHITESPACE 16u     /* fields separated by blank runs */
-#define FIB_EDGELIST_THIRD_IS_WEIGHT 32u /* no header: src dst weight */
+/* Format flags: FIB_EDGELIST_* in fibration.h. */
 
 typedef struct fib_edgelist {
     int64_t n_nodes;

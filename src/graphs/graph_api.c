@@ -1,6 +1,7 @@
 /* The public API of general directed graphs: node groups, arc sets, initial
  * classes, the convention, colouring all node groups with the refinement
  * engine, the quotient graph and the fiber building blocks. */
+#include "edgelist.h"
 #include "refine.h"
 
 #include <math.h>
@@ -23,6 +24,7 @@ typedef struct fib_nodes {
     int64_t cap_sets;
     edge_set *sets;
     int64_t *initial; /* NULL or n_units labels */
+    fib_edgelist *file; /* names and arcs of a group read from a file */
 } fib_nodes;
 
 static void nodes_free(void *block)
@@ -35,6 +37,8 @@ static void nodes_free(void *block)
             fib_free(b->sets[s].owned[k]);
     fib_free(b->sets);
     fib_free(b->initial);
+    fib_edgelist_clear(b->file);
+    fib_free(b->file);
     fib_free(b);
 }
 
@@ -785,4 +789,77 @@ int32_t fib_coloring_fiber_blocks(const fib_graph *g, const fib_coloring *c,
     fib_free(color);
     combined_free(&cg);
     return status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Edge-list files                                                          */
+/* ------------------------------------------------------------------------ */
+
+int32_t fib_graph_read_edgelist(fib_graph *g, const char *path, uint32_t flags,
+                                int32_t *group_out)
+{
+    static const char fn[] = "fib_graph_read_edgelist";
+    if (!g || !path || !group_out)
+        return fib_error(FIB_E_NULL, "%s: %s is NULL", fn,
+                         !g ? "graph" : !path ? "path" : "group_out");
+    fib_edgelist *file = fib_calloc(1, sizeof *file);
+    if (!file)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    int32_t status = fib_edgelist_read(path, flags, file);
+    if (!status && file->n_nodes == 0)
+        status = fib_error(FIB_E_FORMAT, "%s: no arcs", path);
+    int32_t before = g->n_groups, group = -1;
+    if (!status)
+        status = fib_graph_add_nodes(g, file->n_nodes, &group);
+    /* The group borrows the file's arrays and owns the file. */
+    if (!status)
+        status = fib_graph_add_edges(g, group, group, file->n_arcs, file->src, file->dst,
+                                     file->weight, file->type, 0);
+    if (status) {
+        if (g->n_groups > before) { /* drop the half-built group */
+            g->n_groups = before;
+            nodes_free(g->groups[before].block);
+        }
+        fib_edgelist_clear(file);
+        fib_free(file);
+        return status;
+    }
+    ((fib_nodes *)g->groups[group].block)->file = file;
+    *group_out = group;
+    return FIB_OK;
+}
+
+static const fib_edgelist *file_of(const fib_graph *g, int32_t group)
+{
+    if (!g || group < 0 || group >= g->n_groups || !is_nodes(g, group))
+        return NULL;
+    return ((const fib_nodes *)g->groups[group].block)->file;
+}
+
+const char *fib_graph_node_name(const fib_graph *g, int32_t group, int64_t node)
+{
+    const fib_edgelist *file = file_of(g, group);
+    if (!file || node < 0 || node >= file->n_nodes)
+        return NULL;
+    return fib_edgelist_node_name(file, node);
+}
+
+int32_t fib_graph_num_edge_types(const fib_graph *g, int32_t group, int32_t *n_out)
+{
+    int32_t status = check_nodes_group(g, group, "fib_graph_num_edge_types");
+    if (status)
+        return status;
+    if (!n_out)
+        return fib_error(FIB_E_NULL, "fib_graph_num_edge_types: n_out is NULL");
+    const fib_edgelist *file = file_of(g, group);
+    *n_out = file ? file->n_types : 0;
+    return FIB_OK;
+}
+
+const char *fib_graph_edge_type_name(const fib_graph *g, int32_t group, int32_t type)
+{
+    const fib_edgelist *file = file_of(g, group);
+    if (!file || type < 0 || type >= file->n_types)
+        return NULL;
+    return fib_edgelist_type_name(file, type);
 }

@@ -45,14 +45,23 @@ typedef void (*fib_accumulate_f32_fn)(const float *x, int64_t n, double *acc,
 typedef void (*fib_accumulate_f64_fn)(const double *x, int64_t n, double *acc,
                                       double *abs_acc);
 
-/* Span check of grouping: for j in [0, n), with v = (double)x[j],
- * lo[j] = min(lo[j], v), hi[j] = max(hi[j], v), small[j] = min(small[j], |v|).
- * (A piece of units whose coordinates all satisfy hi - lo <= allowance is
- * left alone without sorting.) */
-typedef void (*fib_span_f32_fn)(const float *x, int64_t n, double *lo,
-                                double *hi, double *small);
-typedef void (*fib_span_f64_fn)(const double *x, int64_t n, double *lo,
-                                double *hi, double *small);
+/* The tight test of grouping. Over the m units rows[0 .. m), a coordinate
+ * j in [0, len) is tight when
+ *     max(v) - min(v) <= (slack + t) + t,
+ * v = (double)x[rows[u] * ld + j], t the smallest allowance among them:
+ * coef * |v| for the _f32/_f64 forms (borrowed weights), tol[rows[u] * ld + j]
+ * for the _tol form. Returns the first coordinate that is not tight, or len.
+ * (A tight coordinate cannot be cut by grouping; the form of the bound is
+ * the one grouping's cuts use, so the test is exact in floating point.) */
+typedef int64_t (*fib_tight_f32_fn)(const float *x, int64_t ld,
+                                    const int64_t *rows, int64_t m, int64_t len,
+                                    double slack, double coef);
+typedef int64_t (*fib_tight_f64_fn)(const double *x, int64_t ld,
+                                    const int64_t *rows, int64_t m, int64_t len,
+                                    double slack, double coef);
+typedef int64_t (*fib_tight_tol_fn)(const double *x, const double *tol,
+                                    int64_t ld, const int64_t *rows, int64_t m,
+                                    int64_t len, double slack);
 
 typedef struct fib_kernels {
     const char *name;   /* "scalar", "avx2", "avx512" */
@@ -62,8 +71,9 @@ typedef struct fib_kernels {
     fib_colour_sums_f64_fn colour_sums_f64;
     fib_accumulate_f32_fn accumulate_f32;
     fib_accumulate_f64_fn accumulate_f64;
-    fib_span_f32_fn span_f32;
-    fib_span_f64_fn span_f64;
+    fib_tight_f32_fn tight_f32;
+    fib_tight_f64_fn tight_f64;
+    fib_tight_tol_fn tight_tol;
 } fib_kernels;
 
 /* The kernels in use: chosen on the first call (thread-safe), from the CPU
@@ -92,5 +102,16 @@ void fib_colour_sums_rows_f64(const double *w, int64_t ld, int64_t row0,
                               int64_t rows, int64_t n, const int64_t *color,
                               int64_t k_classes, double *sum, double *abs_sum,
                               int64_t ld_out);
+
+/* Scalar tight tests from coordinate j0 on (the SIMD versions' tails). */
+int64_t fib_tight_f32_from(const float *x, int64_t ld, const int64_t *rows,
+                           int64_t m, int64_t j0, int64_t len, double slack,
+                           double coef);
+int64_t fib_tight_f64_from(const double *x, int64_t ld, const int64_t *rows,
+                           int64_t m, int64_t j0, int64_t len, double slack,
+                           double coef);
+int64_t fib_tight_tol_from(const double *x, const double *tol, int64_t ld,
+                           const int64_t *rows, int64_t m, int64_t j0,
+                           int64_t len, double slack);
 
 #endif

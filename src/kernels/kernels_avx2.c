@@ -35,17 +35,24 @@ typedef struct running {
     __m256d s0, s1, a0, a1; /* rows 0-3 and 4-7: sums, absolute sums */
 } running;
 
+/* Stores the running sums back (at the end of a tile). */
+static inline void running_flush(running *run, double *acc_s, double *acc_a)
+{
+    if (run->cls < 0)
+        return;
+    _mm256_storeu_pd(acc_s + run->cls * TILE, run->s0);
+    _mm256_storeu_pd(acc_s + run->cls * TILE + 4, run->s1);
+    _mm256_storeu_pd(acc_a + run->cls * TILE, run->a0);
+    _mm256_storeu_pd(acc_a + run->cls * TILE + 4, run->a1);
+    run->cls = -1;
+}
+
 static inline void running_switch(running *run, int64_t cls, double *acc_s,
                                   double *acc_a)
 {
     if (cls == run->cls)
         return;
-    if (run->cls >= 0) {
-        _mm256_storeu_pd(acc_s + run->cls * TILE, run->s0);
-        _mm256_storeu_pd(acc_s + run->cls * TILE + 4, run->s1);
-        _mm256_storeu_pd(acc_a + run->cls * TILE, run->a0);
-        _mm256_storeu_pd(acc_a + run->cls * TILE + 4, run->a1);
-    }
+    running_flush(run, acc_s, acc_a);
     run->cls = cls;
     run->s0 = _mm256_loadu_pd(acc_s + cls * TILE);
     run->s1 = _mm256_loadu_pd(acc_s + cls * TILE + 4);
@@ -91,6 +98,27 @@ static void colour_sums_f32(const float *w, int64_t ld, int64_t rows,
     memset(scratch, 0, (size_t)(2 * TILE * k_classes) * sizeof *scratch);
     running run = {.cls = -1};
     int64_t kb = 0;
+    /* 8 columns per step (half a cache line per row), next ones prefetched. */
+    for (; kb + 8 <= n; kb += 8) {
+        __m256 line[TILE];
+        for (int r = 0; r < TILE; r++) {
+            line[r] = _mm256_loadu_ps(w + r * ld + kb);
+            _mm_prefetch((const char *)(w + r * ld + kb + 512), _MM_HINT_T0);
+        }
+        for (int half = 0; half < 2; half++) {
+            __m256d rl[4], rh[4], lo[4], hi[4];
+            for (int r = 0; r < 4; r++) {
+                __m128 a = half ? _mm256_extractf128_ps(line[r], 1) : _mm256_castps256_ps128(line[r]);
+                __m128 b = half ? _mm256_extractf128_ps(line[r + 4], 1)
+                                : _mm256_castps256_ps128(line[r + 4]);
+                rl[r] = _mm256_cvtps_pd(a);
+                rh[r] = _mm256_cvtps_pd(b);
+            }
+            transpose4(rl, lo);
+            transpose4(rh, hi);
+            add_columns(&run, color + kb + 4 * half, lo, hi, acc_s, acc_a);
+        }
+    }
     for (; kb + 4 <= n; kb += 4) {
         __m256d rl[4], rh[4], lo[4], hi[4];
         for (int r = 0; r < 4; r++) {
@@ -101,7 +129,7 @@ static void colour_sums_f32(const float *w, int64_t ld, int64_t rows,
         transpose4(rh, hi);
         add_columns(&run, color + kb, lo, hi, acc_s, acc_a);
     }
-    running_switch(&run, -1, acc_s, acc_a);
+    running_flush(&run, acc_s, acc_a);
     for (; kb < n; kb++)
         for (int64_t r = 0; r < TILE; r++) {
             double x = (double)w[r * ld + kb];
@@ -135,7 +163,7 @@ static void colour_sums_f64(const double *w, int64_t ld, int64_t rows,
         transpose4(rh, hi);
         add_columns(&run, color + kb, lo, hi, acc_s, acc_a);
     }
-    running_switch(&run, -1, acc_s, acc_a);
+    running_flush(&run, acc_s, acc_a);
     for (; kb < n; kb++)
         for (int64_t r = 0; r < TILE; r++) {
             double x = w[r * ld + kb];
@@ -178,40 +206,96 @@ static void accumulate_f64(const double *x, int64_t n, double *acc,
     }
 }
 
-static inline void span4(__m256d v, double *lo, double *hi, double *small)
+/* Tight tests, 8 coordinates per step, running min/max in registers. */
+static inline int64_t first_untight8(__m256d lo0, __m256d lo1, __m256d hi0,
+                                     __m256d hi1, __m256d t0, __m256d t1,
+                                     __m256d slack)
 {
-    /* min(v, lo) is v < lo ? v : lo, as in the scalar kernel. */
-    _mm256_storeu_pd(lo, _mm256_min_pd(v, _mm256_loadu_pd(lo)));
-    _mm256_storeu_pd(hi, _mm256_max_pd(v, _mm256_loadu_pd(hi)));
-    _mm256_storeu_pd(small, _mm256_min_pd(abs4(v), _mm256_loadu_pd(small)));
+    __m256d ok0 = _mm256_cmp_pd(_mm256_sub_pd(hi0, lo0),
+                                _mm256_add_pd(_mm256_add_pd(slack, t0), t0), _CMP_LE_OQ);
+    __m256d ok1 = _mm256_cmp_pd(_mm256_sub_pd(hi1, lo1),
+                                _mm256_add_pd(_mm256_add_pd(slack, t1), t1), _CMP_LE_OQ);
+    unsigned ok = (unsigned)_mm256_movemask_pd(ok0) | ((unsigned)_mm256_movemask_pd(ok1) << 4);
+    return ok == 0xFFu ? -1 : __builtin_ctz(~ok);
 }
 
-static void span_f32(const float *x, int64_t n, double *lo, double *hi,
-                     double *small)
+static int64_t tight_f32(const float *x, int64_t ld, const int64_t *rows,
+                         int64_t m, int64_t len, double slack, double coef)
 {
+    const __m256d vslack = _mm256_set1_pd(slack), vcoef = _mm256_set1_pd(coef);
     int64_t j = 0;
-    for (; j + 4 <= n; j += 4)
-        span4(_mm256_cvtps_pd(_mm_loadu_ps(x + j)), lo + j, hi + j, small + j);
-    for (; j < n; j++) {
-        double v = (double)x[j], a = fabs(v);
-        lo[j] = v < lo[j] ? v : lo[j];
-        hi[j] = v > hi[j] ? v : hi[j];
-        small[j] = a < small[j] ? a : small[j];
+    for (; j + 8 <= len; j += 8) {
+        __m256d lo0 = _mm256_set1_pd(INFINITY), lo1 = lo0, sm0 = lo0, sm1 = lo0;
+        __m256d hi0 = _mm256_set1_pd(-INFINITY), hi1 = hi0;
+        for (int64_t u = 0; u < m; u++) {
+            const float *row = x + rows[u] * ld + j;
+            __m256d v0 = _mm256_cvtps_pd(_mm_loadu_ps(row));
+            __m256d v1 = _mm256_cvtps_pd(_mm_loadu_ps(row + 4));
+            lo0 = _mm256_min_pd(v0, lo0);
+            lo1 = _mm256_min_pd(v1, lo1);
+            hi0 = _mm256_max_pd(v0, hi0);
+            hi1 = _mm256_max_pd(v1, hi1);
+            sm0 = _mm256_min_pd(abs4(v0), sm0);
+            sm1 = _mm256_min_pd(abs4(v1), sm1);
+        }
+        int64_t q = first_untight8(lo0, lo1, hi0, hi1, _mm256_mul_pd(vcoef, sm0),
+                                   _mm256_mul_pd(vcoef, sm1), vslack);
+        if (q >= 0)
+            return j + q;
     }
+    return fib_tight_f32_from(x, ld, rows, m, j, len, slack, coef);
 }
 
-static void span_f64(const double *x, int64_t n, double *lo, double *hi,
-                     double *small)
+static int64_t tight_f64(const double *x, int64_t ld, const int64_t *rows,
+                         int64_t m, int64_t len, double slack, double coef)
 {
+    const __m256d vslack = _mm256_set1_pd(slack), vcoef = _mm256_set1_pd(coef);
     int64_t j = 0;
-    for (; j + 4 <= n; j += 4)
-        span4(_mm256_loadu_pd(x + j), lo + j, hi + j, small + j);
-    for (; j < n; j++) {
-        double v = x[j], a = fabs(v);
-        lo[j] = v < lo[j] ? v : lo[j];
-        hi[j] = v > hi[j] ? v : hi[j];
-        small[j] = a < small[j] ? a : small[j];
+    for (; j + 8 <= len; j += 8) {
+        __m256d lo0 = _mm256_set1_pd(INFINITY), lo1 = lo0, sm0 = lo0, sm1 = lo0;
+        __m256d hi0 = _mm256_set1_pd(-INFINITY), hi1 = hi0;
+        for (int64_t u = 0; u < m; u++) {
+            const double *row = x + rows[u] * ld + j;
+            __m256d v0 = _mm256_loadu_pd(row), v1 = _mm256_loadu_pd(row + 4);
+            lo0 = _mm256_min_pd(v0, lo0);
+            lo1 = _mm256_min_pd(v1, lo1);
+            hi0 = _mm256_max_pd(v0, hi0);
+            hi1 = _mm256_max_pd(v1, hi1);
+            sm0 = _mm256_min_pd(abs4(v0), sm0);
+            sm1 = _mm256_min_pd(abs4(v1), sm1);
+        }
+        int64_t q = first_untight8(lo0, lo1, hi0, hi1, _mm256_mul_pd(vcoef, sm0),
+                                   _mm256_mul_pd(vcoef, sm1), vslack);
+        if (q >= 0)
+            return j + q;
     }
+    return fib_tight_f64_from(x, ld, rows, m, j, len, slack, coef);
+}
+
+static int64_t tight_tol(const double *x, const double *tol, int64_t ld,
+                         const int64_t *rows, int64_t m, int64_t len,
+                         double slack)
+{
+    const __m256d vslack = _mm256_set1_pd(slack);
+    int64_t j = 0;
+    for (; j + 8 <= len; j += 8) {
+        __m256d lo0 = _mm256_set1_pd(INFINITY), lo1 = lo0, t0 = lo0, t1 = lo0;
+        __m256d hi0 = _mm256_set1_pd(-INFINITY), hi1 = hi0;
+        for (int64_t u = 0; u < m; u++) {
+            const double *row = x + rows[u] * ld + j, *trow = tol + rows[u] * ld + j;
+            __m256d v0 = _mm256_loadu_pd(row), v1 = _mm256_loadu_pd(row + 4);
+            lo0 = _mm256_min_pd(v0, lo0);
+            lo1 = _mm256_min_pd(v1, lo1);
+            hi0 = _mm256_max_pd(v0, hi0);
+            hi1 = _mm256_max_pd(v1, hi1);
+            t0 = _mm256_min_pd(_mm256_loadu_pd(trow), t0);
+            t1 = _mm256_min_pd(_mm256_loadu_pd(trow + 4), t1);
+        }
+        int64_t q = first_untight8(lo0, lo1, hi0, hi1, t0, t1, vslack);
+        if (q >= 0)
+            return j + q;
+    }
+    return fib_tight_tol_from(x, tol, ld, rows, m, j, len, slack);
 }
 
 static const fib_kernels avx2 = {
@@ -222,8 +306,9 @@ static const fib_kernels avx2 = {
     .colour_sums_f64 = colour_sums_f64,
     .accumulate_f32 = accumulate_f32,
     .accumulate_f64 = accumulate_f64,
-    .span_f32 = span_f32,
-    .span_f64 = span_f64,
+    .tight_f32 = tight_f32,
+    .tight_f64 = tight_f64,
+    .tight_tol = tight_tol,
 };
 
 const fib_kernels *fib_kernels_avx2(void)

@@ -38,6 +38,12 @@ static inline void transpose8(const __m512d r[8], __m512d c[8])
     c[7] = _mm512_shuffle_f64x2(b[3], b[7], 0xDD);
 }
 
+/* The upper 8 floats of a vector of 16 (AVX-512F only, no DQ). */
+static inline __m256 upper8(__m512 v)
+{
+    return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
 /* Running sums of the class being accumulated, kept in registers while
  * consecutive columns share a class (no store-to-load chains). */
 typedef struct running {
@@ -45,17 +51,24 @@ typedef struct running {
     __m512d s0, s1, a0, a1; /* rows 0-7 and 8-15: sums, absolute sums */
 } running;
 
+/* Stores the running sums back (at the end of a tile). */
+static inline void running_flush(running *run, double *acc_s, double *acc_a)
+{
+    if (run->cls < 0)
+        return;
+    _mm512_storeu_pd(acc_s + run->cls * TILE, run->s0);
+    _mm512_storeu_pd(acc_s + run->cls * TILE + 8, run->s1);
+    _mm512_storeu_pd(acc_a + run->cls * TILE, run->a0);
+    _mm512_storeu_pd(acc_a + run->cls * TILE + 8, run->a1);
+    run->cls = -1;
+}
+
 static inline void running_switch(running *run, int64_t cls, double *acc_s,
                                   double *acc_a)
 {
     if (cls == run->cls)
         return;
-    if (run->cls >= 0) {
-        _mm512_storeu_pd(acc_s + run->cls * TILE, run->s0);
-        _mm512_storeu_pd(acc_s + run->cls * TILE + 8, run->s1);
-        _mm512_storeu_pd(acc_a + run->cls * TILE, run->a0);
-        _mm512_storeu_pd(acc_a + run->cls * TILE + 8, run->a1);
-    }
+    running_flush(run, acc_s, acc_a);
     run->cls = cls;
     run->s0 = _mm512_loadu_pd(acc_s + cls * TILE);
     run->s1 = _mm512_loadu_pd(acc_s + cls * TILE + 8);
@@ -101,6 +114,27 @@ static void colour_sums_f32(const float *w, int64_t ld, int64_t rows,
     memset(scratch, 0, (size_t)(2 * TILE * k_classes) * sizeof *scratch);
     running run = {.cls = -1};
     int64_t kb = 0;
+    /* 16 columns per step: every row's cache line is used up at once (rows
+     * a power of two apart share cache sets), the next ones prefetched. */
+    for (; kb + 16 <= n; kb += 16) {
+        __m512 line[TILE];
+        for (int r = 0; r < TILE; r++) {
+            line[r] = _mm512_loadu_ps(w + r * ld + kb);
+            _mm_prefetch((const char *)(w + r * ld + kb + 512), _MM_HINT_T0);
+        }
+        for (int half = 0; half < 2; half++) {
+            __m512d rl[8], rh[8], lo[8], hi[8];
+            for (int r = 0; r < 8; r++) {
+                __m256 a = half ? upper8(line[r]) : _mm512_castps512_ps256(line[r]);
+                __m256 b = half ? upper8(line[r + 8]) : _mm512_castps512_ps256(line[r + 8]);
+                rl[r] = _mm512_cvtps_pd(a);
+                rh[r] = _mm512_cvtps_pd(b);
+            }
+            transpose8(rl, lo);
+            transpose8(rh, hi);
+            add_columns(&run, color + kb + 8 * half, lo, hi, acc_s, acc_a);
+        }
+    }
     for (; kb + 8 <= n; kb += 8) {
         __m512d rl[8], rh[8], lo[8], hi[8];
         for (int r = 0; r < 8; r++) {
@@ -111,7 +145,7 @@ static void colour_sums_f32(const float *w, int64_t ld, int64_t rows,
         transpose8(rh, hi);
         add_columns(&run, color + kb, lo, hi, acc_s, acc_a);
     }
-    running_switch(&run, -1, acc_s, acc_a);
+    running_flush(&run, acc_s, acc_a);
     for (; kb < n; kb++)
         for (int64_t r = 0; r < TILE; r++) {
             double x = (double)w[r * ld + kb];
@@ -145,7 +179,7 @@ static void colour_sums_f64(const double *w, int64_t ld, int64_t rows,
         transpose8(rh, hi);
         add_columns(&run, color + kb, lo, hi, acc_s, acc_a);
     }
-    running_switch(&run, -1, acc_s, acc_a);
+    running_flush(&run, acc_s, acc_a);
     for (; kb < n; kb++)
         for (int64_t r = 0; r < TILE; r++) {
             double x = w[r * ld + kb];
@@ -188,40 +222,99 @@ static void accumulate_f64(const double *x, int64_t n, double *acc,
     }
 }
 
-static inline void span8(__m512d v, double *lo, double *hi, double *small)
+/* Tight tests, 16 coordinates per step: the running min, max and smallest
+ * magnitude stay in registers while the members' rows stream past. */
+static inline int64_t first_untight16(__m512d lo0, __m512d lo1, __m512d hi0,
+                                      __m512d hi1, __m512d t0, __m512d t1,
+                                      __m512d slack)
 {
-    /* min(v, lo) is v < lo ? v : lo, as in the scalar kernel. */
-    _mm512_storeu_pd(lo, _mm512_min_pd(v, _mm512_loadu_pd(lo)));
-    _mm512_storeu_pd(hi, _mm512_max_pd(v, _mm512_loadu_pd(hi)));
-    _mm512_storeu_pd(small, _mm512_min_pd(_mm512_abs_pd(v), _mm512_loadu_pd(small)));
+    __mmask8 ok0 = _mm512_cmp_pd_mask(_mm512_sub_pd(hi0, lo0),
+                                      _mm512_add_pd(_mm512_add_pd(slack, t0), t0),
+                                      _CMP_LE_OQ);
+    __mmask8 ok1 = _mm512_cmp_pd_mask(_mm512_sub_pd(hi1, lo1),
+                                      _mm512_add_pd(_mm512_add_pd(slack, t1), t1),
+                                      _CMP_LE_OQ);
+    unsigned ok = (unsigned)ok0 | ((unsigned)ok1 << 8);
+    return ok == 0xFFFFu ? -1 : __builtin_ctz(~ok);
 }
 
-static void span_f32(const float *x, int64_t n, double *lo, double *hi,
-                     double *small)
+static int64_t tight_f32(const float *x, int64_t ld, const int64_t *rows,
+                         int64_t m, int64_t len, double slack, double coef)
 {
+    const __m512d vslack = _mm512_set1_pd(slack), vcoef = _mm512_set1_pd(coef);
     int64_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        span8(_mm512_cvtps_pd(_mm256_loadu_ps(x + j)), lo + j, hi + j, small + j);
-    for (; j < n; j++) {
-        double v = (double)x[j], a = fabs(v);
-        lo[j] = v < lo[j] ? v : lo[j];
-        hi[j] = v > hi[j] ? v : hi[j];
-        small[j] = a < small[j] ? a : small[j];
+    for (; j + 16 <= len; j += 16) {
+        __m512d lo0 = _mm512_set1_pd(INFINITY), lo1 = lo0, sm0 = lo0, sm1 = lo0;
+        __m512d hi0 = _mm512_set1_pd(-INFINITY), hi1 = hi0;
+        for (int64_t u = 0; u < m; u++) {
+            const float *row = x + rows[u] * ld + j;
+            __m512d v0 = _mm512_cvtps_pd(_mm256_loadu_ps(row));
+            __m512d v1 = _mm512_cvtps_pd(_mm256_loadu_ps(row + 8));
+            lo0 = _mm512_min_pd(v0, lo0);
+            lo1 = _mm512_min_pd(v1, lo1);
+            hi0 = _mm512_max_pd(v0, hi0);
+            hi1 = _mm512_max_pd(v1, hi1);
+            sm0 = _mm512_min_pd(_mm512_abs_pd(v0), sm0);
+            sm1 = _mm512_min_pd(_mm512_abs_pd(v1), sm1);
+        }
+        int64_t q = first_untight16(lo0, lo1, hi0, hi1, _mm512_mul_pd(vcoef, sm0),
+                                    _mm512_mul_pd(vcoef, sm1), vslack);
+        if (q >= 0)
+            return j + q;
     }
+    return fib_tight_f32_from(x, ld, rows, m, j, len, slack, coef);
 }
 
-static void span_f64(const double *x, int64_t n, double *lo, double *hi,
-                     double *small)
+static int64_t tight_f64(const double *x, int64_t ld, const int64_t *rows,
+                         int64_t m, int64_t len, double slack, double coef)
 {
+    const __m512d vslack = _mm512_set1_pd(slack), vcoef = _mm512_set1_pd(coef);
     int64_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        span8(_mm512_loadu_pd(x + j), lo + j, hi + j, small + j);
-    for (; j < n; j++) {
-        double v = x[j], a = fabs(v);
-        lo[j] = v < lo[j] ? v : lo[j];
-        hi[j] = v > hi[j] ? v : hi[j];
-        small[j] = a < small[j] ? a : small[j];
+    for (; j + 16 <= len; j += 16) {
+        __m512d lo0 = _mm512_set1_pd(INFINITY), lo1 = lo0, sm0 = lo0, sm1 = lo0;
+        __m512d hi0 = _mm512_set1_pd(-INFINITY), hi1 = hi0;
+        for (int64_t u = 0; u < m; u++) {
+            const double *row = x + rows[u] * ld + j;
+            __m512d v0 = _mm512_loadu_pd(row), v1 = _mm512_loadu_pd(row + 8);
+            lo0 = _mm512_min_pd(v0, lo0);
+            lo1 = _mm512_min_pd(v1, lo1);
+            hi0 = _mm512_max_pd(v0, hi0);
+            hi1 = _mm512_max_pd(v1, hi1);
+            sm0 = _mm512_min_pd(_mm512_abs_pd(v0), sm0);
+            sm1 = _mm512_min_pd(_mm512_abs_pd(v1), sm1);
+        }
+        int64_t q = first_untight16(lo0, lo1, hi0, hi1, _mm512_mul_pd(vcoef, sm0),
+                                    _mm512_mul_pd(vcoef, sm1), vslack);
+        if (q >= 0)
+            return j + q;
     }
+    return fib_tight_f64_from(x, ld, rows, m, j, len, slack, coef);
+}
+
+static int64_t tight_tol(const double *x, const double *tol, int64_t ld,
+                         const int64_t *rows, int64_t m, int64_t len,
+                         double slack)
+{
+    const __m512d vslack = _mm512_set1_pd(slack);
+    int64_t j = 0;
+    for (; j + 16 <= len; j += 16) {
+        __m512d lo0 = _mm512_set1_pd(INFINITY), lo1 = lo0, t0 = lo0, t1 = lo0;
+        __m512d hi0 = _mm512_set1_pd(-INFINITY), hi1 = hi0;
+        for (int64_t u = 0; u < m; u++) {
+            const double *row = x + rows[u] * ld + j, *trow = tol + rows[u] * ld + j;
+            __m512d v0 = _mm512_loadu_pd(row), v1 = _mm512_loadu_pd(row + 8);
+            lo0 = _mm512_min_pd(v0, lo0);
+            lo1 = _mm512_min_pd(v1, lo1);
+            hi0 = _mm512_max_pd(v0, hi0);
+            hi1 = _mm512_max_pd(v1, hi1);
+            t0 = _mm512_min_pd(_mm512_loadu_pd(trow), t0);
+            t1 = _mm512_min_pd(_mm512_loadu_pd(trow + 8), t1);
+        }
+        int64_t q = first_untight16(lo0, lo1, hi0, hi1, t0, t1, vslack);
+        if (q >= 0)
+            return j + q;
+    }
+    return fib_tight_tol_from(x, tol, ld, rows, m, j, len, slack);
 }
 
 static const fib_kernels avx512 = {
@@ -232,8 +325,9 @@ static const fib_kernels avx512 = {
     .colour_sums_f64 = colour_sums_f64,
     .accumulate_f32 = accumulate_f32,
     .accumulate_f64 = accumulate_f64,
-    .span_f32 = span_f32,
-    .span_f64 = span_f64,
+    .tight_f32 = tight_f32,
+    .tight_f64 = tight_f64,
+    .tight_tol = tight_tol,
 };
 
 const fib_kernels *fib_kernels_avx512(void)

@@ -79,26 +79,111 @@ static void accumulate_f64(const double *x, int64_t n, double *acc,
     }
 }
 
-static void span_f32(const float *x, int64_t n, double *lo, double *hi,
-                     double *small)
+/* Coordinates are taken in blocks so that each row is read sequentially. */
+#define TIGHT_BLOCK 16
+
+int64_t fib_tight_f32_from(const float *x, int64_t ld, const int64_t *rows,
+                           int64_t m, int64_t j0, int64_t len, double slack,
+                           double coef)
 {
-    for (int64_t j = 0; j < n; j++) {
-        double v = (double)x[j], a = fabs(v);
-        lo[j] = v < lo[j] ? v : lo[j];
-        hi[j] = v > hi[j] ? v : hi[j];
-        small[j] = a < small[j] ? a : small[j];
+    for (int64_t j = j0; j < len; j += TIGHT_BLOCK) {
+        int64_t b = len - j < TIGHT_BLOCK ? len - j : TIGHT_BLOCK;
+        double lo[TIGHT_BLOCK], hi[TIGHT_BLOCK], small[TIGHT_BLOCK];
+        for (int64_t q = 0; q < b; q++) {
+            lo[q] = small[q] = INFINITY;
+            hi[q] = -INFINITY;
+        }
+        for (int64_t u = 0; u < m; u++) {
+            const float *row = x + rows[u] * ld + j;
+            for (int64_t q = 0; q < b; q++) {
+                double v = (double)row[q], a = fabs(v);
+                lo[q] = v < lo[q] ? v : lo[q];
+                hi[q] = v > hi[q] ? v : hi[q];
+                small[q] = a < small[q] ? a : small[q];
+            }
+        }
+        for (int64_t q = 0; q < b; q++) {
+            double t = coef * small[q];
+            if (!(hi[q] - lo[q] <= (slack + t) + t))
+                return j + q;
+        }
     }
+    return len;
 }
 
-static void span_f64(const double *x, int64_t n, double *lo, double *hi,
-                     double *small)
+int64_t fib_tight_f64_from(const double *x, int64_t ld, const int64_t *rows,
+                           int64_t m, int64_t j0, int64_t len, double slack,
+                           double coef)
 {
-    for (int64_t j = 0; j < n; j++) {
-        double v = x[j], a = fabs(v);
-        lo[j] = v < lo[j] ? v : lo[j];
-        hi[j] = v > hi[j] ? v : hi[j];
-        small[j] = a < small[j] ? a : small[j];
+    for (int64_t j = j0; j < len; j += TIGHT_BLOCK) {
+        int64_t b = len - j < TIGHT_BLOCK ? len - j : TIGHT_BLOCK;
+        double lo[TIGHT_BLOCK], hi[TIGHT_BLOCK], small[TIGHT_BLOCK];
+        for (int64_t q = 0; q < b; q++) {
+            lo[q] = small[q] = INFINITY;
+            hi[q] = -INFINITY;
+        }
+        for (int64_t u = 0; u < m; u++) {
+            const double *row = x + rows[u] * ld + j;
+            for (int64_t q = 0; q < b; q++) {
+                double v = row[q], a = fabs(v);
+                lo[q] = v < lo[q] ? v : lo[q];
+                hi[q] = v > hi[q] ? v : hi[q];
+                small[q] = a < small[q] ? a : small[q];
+            }
+        }
+        for (int64_t q = 0; q < b; q++) {
+            double t = coef * small[q];
+            if (!(hi[q] - lo[q] <= (slack + t) + t))
+                return j + q;
+        }
     }
+    return len;
+}
+
+int64_t fib_tight_tol_from(const double *x, const double *tol, int64_t ld,
+                           const int64_t *rows, int64_t m, int64_t j0,
+                           int64_t len, double slack)
+{
+    for (int64_t j = j0; j < len; j += TIGHT_BLOCK) {
+        int64_t b = len - j < TIGHT_BLOCK ? len - j : TIGHT_BLOCK;
+        double lo[TIGHT_BLOCK], hi[TIGHT_BLOCK], small[TIGHT_BLOCK];
+        for (int64_t q = 0; q < b; q++) {
+            lo[q] = small[q] = INFINITY;
+            hi[q] = -INFINITY;
+        }
+        for (int64_t u = 0; u < m; u++) {
+            const double *row = x + rows[u] * ld + j, *trow = tol + rows[u] * ld + j;
+            for (int64_t q = 0; q < b; q++) {
+                double v = row[q];
+                lo[q] = v < lo[q] ? v : lo[q];
+                hi[q] = v > hi[q] ? v : hi[q];
+                small[q] = trow[q] < small[q] ? trow[q] : small[q];
+            }
+        }
+        for (int64_t q = 0; q < b; q++)
+            if (!(hi[q] - lo[q] <= (slack + small[q]) + small[q]))
+                return j + q;
+    }
+    return len;
+}
+
+static int64_t tight_f32(const float *x, int64_t ld, const int64_t *rows,
+                         int64_t m, int64_t len, double slack, double coef)
+{
+    return fib_tight_f32_from(x, ld, rows, m, 0, len, slack, coef);
+}
+
+static int64_t tight_f64(const double *x, int64_t ld, const int64_t *rows,
+                         int64_t m, int64_t len, double slack, double coef)
+{
+    return fib_tight_f64_from(x, ld, rows, m, 0, len, slack, coef);
+}
+
+static int64_t tight_tol(const double *x, const double *tol, int64_t ld,
+                         const int64_t *rows, int64_t m, int64_t len,
+                         double slack)
+{
+    return fib_tight_tol_from(x, tol, ld, rows, m, 0, len, slack);
 }
 
 static const fib_kernels scalar = {
@@ -109,8 +194,9 @@ static const fib_kernels scalar = {
     .colour_sums_f64 = colour_sums_f64,
     .accumulate_f32 = accumulate_f32,
     .accumulate_f64 = accumulate_f64,
-    .span_f32 = span_f32,
-    .span_f64 = span_f64,
+    .tight_f32 = tight_f32,
+    .tight_f64 = tight_f64,
+    .tight_tol = tight_tol,
 };
 
 const fib_kernels *fib_kernels_scalar(void)

@@ -15,7 +15,8 @@
  * Throughput is the layer's bytes over the best of `reps` times, for every
  * kernel set the CPU has, on 1 thread (and 2 with OpenMP).
  *
- * Usage: bench_kernels [N [REPS]]   (defaults 4096, 5) */
+ * Usage: bench_kernels [N [REPS [CASE [COLOURS]]]]   (defaults 4096, 5, all)
+ * CASE: exact, abs or random; COLOURS: 64 or N. */
 #include "internal.h"
 #include "kernels/kernels.h"
 
@@ -210,7 +211,7 @@ static void free_layer(layer *L)
 /* ---- the colouring step ---------------------------------------------------- */
 
 typedef struct result {
-    double seconds;
+    double seconds, sums, grouping; /* best total, and its two steps */
     int64_t classes;
     int recovered; /* the planted classes exactly */
 } result;
@@ -228,14 +229,20 @@ static int colour(const layer *L, double eps, int32_t threads, int reps,
         return -1;
     res->seconds = INFINITY;
     for (int rep = 0; rep < reps; rep++) {
-        double t = now();
+        double t0 = now();
         fib_signature sig;
-        if (fib_fiber_signature_ex(g, grp, parts, threads, &sig) ||
-            fib_group_signatures(&sig, eps, &parts[1]))
+        if (fib_fiber_signature_ex(g, grp, parts, threads, &sig))
+            return -1;
+        double t1 = now();
+        if (fib_group_signatures(&sig, eps, &parts[1]))
             return -1;
         fib_signature_clear(&sig);
-        t = now() - t;
-        res->seconds = t < res->seconds ? t : res->seconds;
+        double t2 = now();
+        if (t2 - t0 < res->seconds) {
+            res->seconds = t2 - t0;
+            res->sums = t1 - t0;
+            res->grouping = t2 - t1;
+        }
     }
     res->classes = parts[1].n_classes;
     res->recovered = memcmp(parts[1].color, L->planted, (size_t)L->n * sizeof(int64_t)) == 0;
@@ -257,14 +264,20 @@ int main(int argc, char **argv)
     printf("read bandwidth, 1 core, sum of a 1 GiB float32 array: %.1f GB/s\n", bw);
     printf("fiber colouring of a %lld x %lld float32 dense layer (%.1f MB), eps %g, best of %d\n",
            (long long)n, (long long)n, (double)(n * n * 4) * 1e-6, eps, reps);
-    printf("%-7s %7s %-7s %7s %9s %8s %6s %7s %8s %s\n", "case", "colours", "kernels",
-           "threads", "time ms", "GB/s", "ratio", "target", "classes", "planted");
+    printf("%-7s %7s %-7s %7s %9s %8s %6s %7s %8s %8s %8s %s\n", "case", "colours", "kernels",
+           "threads", "time ms", "GB/s", "ratio", "target", "sums ms", "group ms", "classes",
+           "planted");
     int32_t thread_counts[2] = {1, 2};
     int n_counts = (fib_features() & FIB_FEATURE_OPENMP) ? 2 : 1;
+    const char *only_case = argc > 3 ? argv[3] : NULL;
+    int64_t only_colours = argc > 4 ? atoll(argv[4]) : 0;
     int failed = 0;
     int64_t colours[2] = {64, n};
     for (int kind = EXACT; kind <= RANDOM; kind++)
         for (int c = 0; c < 2; c++) {
+            if ((only_case && strcmp(only_case, kind_name[kind])) ||
+                (only_colours && only_colours != colours[c]))
+                continue;
             layer L;
             if (make_layer(&L, n, colours[c], kind, eps)) {
                 fprintf(stderr, "out of memory\n");
@@ -275,7 +288,7 @@ int main(int argc, char **argv)
                 if (fib_kernels_override(level))
                     continue;
                 for (int t = 0; t < n_counts; t++) {
-                    result r;
+                    result r = {0};
                     if (colour(&L, kind == EXACT ? -1.0 : eps, thread_counts[t], reps, &r)) {
                         fprintf(stderr, "colouring failed: %s\n", fib_last_error());
                         return 1;
@@ -284,11 +297,11 @@ int main(int argc, char **argv)
                     const char *planted = kind == RANDOM ? "-" : r.recovered ? "recovered" : "NOT RECOVERED";
                     if (kind != RANDOM && !r.recovered)
                         failed = 1;
-                    printf("%-7s %7lld %-7s %7d %9.2f %8.2f %6.2f %7.2f %8lld %s\n",
+                    printf("%-7s %7lld %-7s %7d %9.2f %8.2f %6.2f %7.2f %8.2f %8.2f %8lld %s\n",
                            kind_name[kind], (long long)colours[c],
                            fib_kernels_active()->name, (int)thread_counts[t],
-                           r.seconds * 1e3, gbs, gbs / bw, target, (long long)r.classes,
-                           planted);
+                           r.seconds * 1e3, gbs, gbs / bw, target, r.sums * 1e3,
+                           r.grouping * 1e3, (long long)r.classes, planted);
                     fflush(stdout);
                 }
             }

@@ -414,6 +414,138 @@ static void fixed_point_needs_many_rounds(void)
     }
 }
 
+/* A recurrent layer whose units all compute the same thing: per gate, one
+ * w_ih row and one bias for every unit, and a constant w_hh. */
+static int32_t add_uniform_rnn(fib_graph *g, int32_t op, int32_t source, int64_t n_in,
+                               int64_t hidden, uint64_t *rng, int distinct_inputs)
+{
+    int64_t n_gates = gates(op), rows = n_gates * hidden;
+    double *wi = malloc((size_t)(rows * n_in) * sizeof *wi);
+    double *wh = malloc((size_t)(rows * hidden) * sizeof *wh);
+    double *bi = malloc((size_t)rows * sizeof *bi);
+    for (int64_t q = 0; q < n_gates; q++) {
+        double row_w[16], hh = test_uniform(rng, -0.5, 0.5), bias = test_uniform(rng, -0.5, 0.5);
+        for (int64_t k = 0; k < n_in; k++)
+            row_w[k] = test_uniform(rng, -1, 1);
+        for (int64_t j = 0; j < hidden; j++) {
+            for (int64_t k = 0; k < n_in; k++)
+                wi[(q * hidden + j) * n_in + k] =
+                    distinct_inputs ? test_uniform(rng, -1, 1) : row_w[k];
+            for (int64_t k = 0; k < hidden; k++)
+                wh[(q * hidden + j) * hidden + k] = hh;
+            bi[q * hidden + j] = bias;
+        }
+    }
+    int32_t id = -1;
+    CHECK_OK(add_rnn(g, op, source, hidden, FIB_DTYPE_F64, wi, wh, bi, NULL, FIB_COPY, &id));
+    free(wi), free(wh), free(bi);
+    return id;
+}
+
+/* Adds a dense head over `source` (n_in units): columns all equal or all
+ * distinct. */
+static int32_t add_head(fib_graph *g, int32_t source, int64_t n_in, uint64_t *rng, int distinct)
+{
+    double w[N_OUT * 16];
+    for (int64_t o = 0; o < N_OUT; o++) {
+        double same = test_uniform(rng, -1, 1);
+        for (int64_t k = 0; k < n_in; k++)
+            w[o * n_in + k] = distinct ? test_uniform(rng, -1, 1) : same;
+    }
+    int32_t id = -1;
+    CHECK_OK(fib_graph_add_dense(g, source, N_OUT, FIB_DTYPE_F64, w, n_in, NULL, FIB_COPY, &id));
+    return id;
+}
+
+/* Every path of the error reaches the opfibers: units alike going forward
+ * are told apart by what reads them (the last step and its head; the next
+ * layer's w_ih), and units alike going backward by their flavour (their
+ * fiber class: gates are non-linear). */
+static void opfibers_see_every_error_path(void)
+{
+    const int32_t ops[] = {FIB_OP_LSTM, FIB_OP_GRU};
+    for (int v = 0; v < 2; v++) {
+        int32_t op = ops[v], in, r1, r2, last;
+        uint64_t rng = 900 + (uint64_t)v;
+        /* (a) identical units, read by a head with distinct columns. */
+        fib_graph *g = NULL;
+        CHECK_OK(fib_graph_create(&g));
+        CHECK_OK(fib_graph_add_input_positions(g, N_FEAT, LENGTH, 1, &in));
+        r1 = add_uniform_rnn(g, op, in, N_FEAT, 4, &rng, 0);
+        CHECK_OK(fib_graph_add_last_step(g, r1, &last));
+        add_head(g, last, 4, &rng, 1);
+        fib_coloring *f = color(g, FIB_SYM_FIBERS), *o = color(g, FIB_SYM_OPFIBERS);
+        CHECK(num_classes(f, r1) == 1 && num_classes(f, last) == 1);
+        CHECK(num_classes(o, r1) == 4 && num_classes(o, last) == 4);
+        fib_coloring_free(f), fib_coloring_free(o);
+        fib_graph_free(g);
+        /* (b) identical units, read by a next layer with distinct columns. */
+        CHECK_OK(fib_graph_create(&g));
+        CHECK_OK(fib_graph_add_input_positions(g, N_FEAT, LENGTH, 1, &in));
+        r1 = add_uniform_rnn(g, op, in, N_FEAT, 4, &rng, 0);
+        r2 = add_random_rnn(g, op, r1, 4, 3, &rng, 1);
+        CHECK_OK(fib_graph_add_last_step(g, r2, &last));
+        add_head(g, last, 3, &rng, 1);
+        f = color(g, FIB_SYM_FIBERS), o = color(g, FIB_SYM_OPFIBERS);
+        CHECK(num_classes(f, r1) == 1 && num_classes(o, r1) == 4);
+        fib_coloring_free(f), fib_coloring_free(o);
+        fib_graph_free(g);
+        /* (c) distinct inputs, but every error path alike: the flavour. */
+        CHECK_OK(fib_graph_create(&g));
+        CHECK_OK(fib_graph_add_input_positions(g, N_FEAT, LENGTH, 1, &in));
+        r1 = add_uniform_rnn(g, op, in, N_FEAT, 4, &rng, 1);
+        CHECK_OK(fib_graph_add_last_step(g, r1, &last));
+        add_head(g, last, 4, &rng, 0);
+        f = color(g, FIB_SYM_FIBERS), o = color(g, FIB_SYM_OPFIBERS);
+        CHECK(num_classes(f, r1) == 4 && num_classes(o, r1) == 4);
+        CHECK(num_classes(o, last) == 1); /* the last step is linear */
+        fib_coloring_free(f), fib_coloring_free(o);
+        fib_graph_free(g);
+    }
+}
+
+/* GRU: b_hn is multiplied by r, so units whose b_in + b_hn agree but whose
+ * parts differ compute different things and must not merge. */
+static void gru_candidate_biases_stay_apart(void)
+{
+    uint64_t rng = 31;
+    int64_t h = 2;
+    double wi[3 * 2 * N_FEAT], wh[3 * 2 * 2], bi[6], bh[6];
+    for (int64_t q = 0; q < 3; q++) {
+        double r[N_FEAT], hh = test_uniform(&rng, -1, 1);
+        for (int64_t k = 0; k < N_FEAT; k++)
+            r[k] = test_uniform(&rng, -1, 1);
+        for (int64_t j = 0; j < h; j++) {
+            for (int64_t k = 0; k < N_FEAT; k++)
+                wi[(q * h + j) * N_FEAT + k] = r[k];
+            wh[(q * h + j) * h] = wh[(q * h + j) * h + 1] = hh;
+            bi[q * h + j] = 0.25;
+            bh[q * h + j] = -0.5;
+        }
+    }
+    bi[2 * h + 1] = 0.75, bh[2 * h + 1] = -1.0; /* same sum, other parts */
+    fib_graph *g = NULL;
+    int32_t in, r, last;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, N_FEAT, LENGTH, 1, &in));
+    CHECK_OK(fib_graph_add_gru(g, in, h, FIB_DTYPE_F64, wi, wh, bi, bh, 0, &r));
+    CHECK_OK(fib_graph_add_last_step(g, r, &last));
+    add_head(g, last, h, &rng, 1);
+    fib_coloring *c = color(g, FIB_SYM_FIBERS);
+    CHECK(num_classes(c, r) == 2);
+    fib_coloring_free(c);
+    /* With equal parts the two units merge. */
+    bi[2 * h + 1] = 0.25, bh[2 * h + 1] = -0.5;
+    c = color(g, FIB_SYM_FIBERS);
+    CHECK(num_classes(c, r) == 1);
+    fib_base *b = NULL;
+    CHECK_OK(fib_compress(g, c, &b));
+    CHECK(output_difference(g, fib_base_graph(b), 4) < 1e-10);
+    fib_base_free(b);
+    fib_coloring_free(c);
+    fib_graph_free(g);
+}
+
 /* Tensor read-out: names, shapes, values; absent biases are skipped. */
 static void tensors_read_back(void)
 {
@@ -540,6 +672,8 @@ int main(void)
     RUN(covers_finer_than_fibers);
     RUN(random_network_has_no_symmetry);
     RUN(fixed_point_needs_many_rounds);
+    RUN(opfibers_see_every_error_path);
+    RUN(gru_candidate_biases_stay_apart);
     RUN(tensors_read_back);
     RUN(bad_inputs_give_their_codes);
     return test_failures ? 1 : 0;

@@ -7,6 +7,7 @@ numpy arrays.
 """
 
 import ctypes
+import os
 import weakref
 from collections import namedtuple
 
@@ -147,6 +148,151 @@ class Graph(_Handle):
         check(lib.fib_graph_add_sum(self._p(), a, b, ctypes.byref(out)), "fib_graph_add_sum")
         return out.value
 
+    def add_input_positions(self, n_units, rows, cols):
+        """An input group of n_units present at rows x cols positions (an image
+        of n_units channels, or a sequence of length rows with cols = 1)."""
+        out = ctypes.c_int32()
+        check(lib.fib_graph_add_input_positions(self._p(), n_units, rows, cols,
+                                                ctypes.byref(out)),
+              "fib_graph_add_input_positions")
+        return out.value
+
+    def _borrow(self, copy, *buffers):
+        if not copy:
+            self._borrowed.extend(b.owner for b in buffers if b is not None)
+
+    @staticmethod
+    def _flat(obj, what, dtype=None):
+        """A Buffer over a tensor of any rank, viewed as (rows, cols) without
+        copying (it must be contiguous)."""
+        if obj is None:
+            return None
+        if hasattr(obj, "reshape") and getattr(obj, "ndim", 2) != 2:
+            obj = obj.reshape(obj.shape[0], -1) if obj.ndim > 1 else obj.reshape(1, -1)
+        return float_buffer(obj, what, 2, dtype=dtype)
+
+    def _vector(self, obj, what, dtype):
+        return float_buffer(obj, what, 1, dtype=dtype) if obj is not None else None
+
+    def _added(self, status, function, out, name=None, activation=None, parameter=0.0):
+        check(status, function)
+        if activation is not None:
+            self.set_activation(out.value, activation, parameter)
+        if name is not None:
+            self.set_name(out.value, name)
+        return out.value
+
+    def add_conv(self, source, weights, bias=None, stride=(1, 1), padding=(0, 0), groups=1,
+                 copy=False, name=None):
+        """A 2-D convolution (fib_graph_add_conv). weights: OIHW, contiguous
+        (Conv1d: O x I x 1 x K). stride, padding: (rows, cols)."""
+        shape = tuple(weights.shape)
+        if len(shape) != 4:
+            raise ValueError("conv weights must be OIHW, not shape %s" % (shape,))
+        w = self._flat(weights, "weights")
+        b = self._vector(bias, "bias", w.dtype)
+        out = ctypes.c_int32()
+        status = lib.fib_graph_add_conv(self._p(), source, shape[0], shape[2], shape[3],
+                                        stride[0], stride[1], padding[0], padding[1], groups,
+                                        w.dtype, w.address, b.address if b else None,
+                                        _ffi.FIB_COPY if copy else 0, ctypes.byref(out))
+        self._borrow(copy, w, b)
+        return self._added(status, "fib_graph_add_conv", out, name)
+
+    def add_pool(self, source, kind, kernel, stride, padding=(0, 0), name=None):
+        """Max or average pooling ('max' / 'avg' or FIB_POOL_*)."""
+        code = {"max": _ffi.FIB_POOL_MAX, "avg": _ffi.FIB_POOL_AVG}.get(kind, kind)
+        out = ctypes.c_int32()
+        status = lib.fib_graph_add_pool(self._p(), source, int(code), kernel[0], kernel[1],
+                                        stride[0], stride[1], padding[0], padding[1],
+                                        ctypes.byref(out))
+        return self._added(status, "fib_graph_add_pool", out, name)
+
+    def add_flatten(self, source, name=None):
+        out = ctypes.c_int32()
+        return self._added(lib.fib_graph_add_flatten(self._p(), source, ctypes.byref(out)),
+                           "fib_graph_add_flatten", out, name)
+
+    def add_affine(self, source, scale, shift=None, copy=False, name=None):
+        """z = scale * x + shift per unit (batch norm in eval mode)."""
+        s = float_buffer(scale, "scale", 1)
+        t = self._vector(shift, "shift", s.dtype)
+        out = ctypes.c_int32()
+        status = lib.fib_graph_add_affine(self._p(), source, s.dtype, s.address,
+                                          t.address if t else None,
+                                          _ffi.FIB_COPY if copy else 0, ctypes.byref(out))
+        self._borrow(copy, s, t)
+        return self._added(status, "fib_graph_add_affine", out, name)
+
+    def _add_gated(self, function, source, hidden, w_ih, w_hh, b_ih, b_hh, copy, name):
+        wi = float_buffer(w_ih, "weight_ih", 2)
+        wh = float_buffer(w_hh, "weight_hh", 2, dtype=wi.dtype)
+        bi = self._vector(b_ih, "bias_ih", wi.dtype)
+        bh = self._vector(b_hh, "bias_hh", wi.dtype)
+        for buf, what in ((wi, "weight_ih"), (wh, "weight_hh")):
+            if buf.ld != buf.shape[1]:
+                raise ValueError("%s must be contiguous" % what)
+        out = ctypes.c_int32()
+        status = getattr(lib, function)(self._p(), source, hidden, wi.dtype, wi.address,
+                                        wh.address, bi.address if bi else None,
+                                        bh.address if bh else None,
+                                        _ffi.FIB_COPY if copy else 0, ctypes.byref(out))
+        self._borrow(copy, wi, wh, bi, bh)
+        return self._added(status, function, out, name)
+
+    def add_lstm(self, source, hidden, w_ih, w_hh, b_ih=None, b_hh=None, copy=False,
+                 name=None):
+        """One LSTM layer (gates i, f, g, o) over the sequence `source`."""
+        return self._add_gated("fib_graph_add_lstm", source, hidden, w_ih, w_hh, b_ih, b_hh,
+                               copy, name)
+
+    def add_gru(self, source, hidden, w_ih, w_hh, b_ih=None, b_hh=None, copy=False,
+                name=None):
+        """One GRU layer (gates r, z, n) over the sequence `source`."""
+        return self._add_gated("fib_graph_add_gru", source, hidden, w_ih, w_hh, b_ih, b_hh,
+                               copy, name)
+
+    def add_last_step(self, source, name=None):
+        out = ctypes.c_int32()
+        return self._added(lib.fib_graph_add_last_step(self._p(), source, ctypes.byref(out)),
+                           "fib_graph_add_last_step", out, name)
+
+    def add_attention(self, source, n_heads, in_weight, in_bias, out_weight, out_bias,
+                      copy=False):
+        """Multi-head self-attention: five groups q, k, v, core, out; returns
+        the id of the output projection (the others are the four before)."""
+        wi = float_buffer(in_weight, "in_weight", 2)
+        bi = self._vector(in_bias, "in_bias", wi.dtype)
+        wo = float_buffer(out_weight, "out_weight", 2, dtype=wi.dtype)
+        bo = self._vector(out_bias, "out_bias", wi.dtype)
+        for buf, what in ((wi, "in_weight"), (wo, "out_weight")):
+            if buf.ld != buf.shape[1]:
+                raise ValueError("%s must be contiguous" % what)
+        out = ctypes.c_int32()
+        status = lib.fib_graph_add_attention(self._p(), source, n_heads, wi.dtype,
+                                             wi.address, bi.address if bi else None,
+                                             wo.address, bo.address if bo else None,
+                                             _ffi.FIB_COPY if copy else 0, ctypes.byref(out))
+        self._borrow(copy, wi, bi, wo, bo)
+        return self._added(status, "fib_graph_add_attention", out)
+
+    def add_norm(self, source, kind="layer", weight=None, bias=None, epsilon=1e-5,
+                 dtype=None, copy=False, name=None):
+        """LayerNorm ('layer') or RMSNorm ('rms') over the units of `source`."""
+        code = {"layer": _ffi.FIB_NORM_LAYER, "rms": _ffi.FIB_NORM_RMS}.get(kind, kind)
+        w = self._vector(weight, "weight", None)
+        dt = w.dtype if w else None
+        bb = self._vector(bias, "bias", dt)
+        if dt is None:
+            dt = bb.dtype if bb else (dtype or _ffi.FIB_DTYPE_F64)
+        out = ctypes.c_int32()
+        status = lib.fib_graph_add_norm(self._p(), source, int(code), dt,
+                                        w.address if w else None, bb.address if bb else None,
+                                        float(epsilon), _ffi.FIB_COPY if copy else 0,
+                                        ctypes.byref(out))
+        self._borrow(copy, w, bb)
+        return self._added(status, "fib_graph_add_norm", out, name)
+
     def set_activation(self, group, activation, parameter=0.0):
         """activation: a FIB_ACT_* code or one of 'linear', 'relu', 'leaky_relu',
         'tanh', 'sigmoid', 'gelu', 'silu'."""
@@ -218,6 +364,75 @@ class Graph(_Handle):
         check(lib.fib_graph_read_sum(self._cp(), group, ia.ctypes.data_as(p),
                                      ib.ctypes.data_as(p)), "fib_graph_read_sum")
         return ia, ib
+
+    def positions(self, group):
+        """(rows, cols) of a group ((1, 1) for plain vectors)."""
+        r, c = ctypes.c_int64(), ctypes.c_int64()
+        check(lib.fib_graph_group_positions(self._cp(), group, ctypes.byref(r),
+                                            ctypes.byref(c)), "fib_graph_group_positions")
+        return r.value, c.value
+
+    def tensors(self, group, dtype="float64"):
+        """{name: numpy array} of the parameter tensors of a group's block
+        (fib_graph_tensor_info / fib_graph_read_tensor), as copies."""
+        import numpy as np
+        result, index = {}, 0
+        while True:
+            ndim, shape = ctypes.c_int32(), (ctypes.c_int64 * 4)()
+            name = ctypes.c_char_p()
+            status = lib.fib_graph_tensor_info(self._cp(), group, index, ctypes.byref(ndim),
+                                               shape, ctypes.byref(name))
+            if status == _ffi.FIB_E_RANGE:
+                lib.fib_last_error()  # consumed: running off the end is the stop
+                break
+            check(status, "fib_graph_tensor_info")
+            dims = tuple(shape[i] for i in range(max(ndim.value, 1)))
+            out = np.empty(dims, dtype=dtype)
+            code = _ffi.FIB_DTYPE_F32 if out.dtype == np.float32 else _ffi.FIB_DTYPE_F64
+            check(lib.fib_graph_read_tensor(self._cp(), group, index, code, out.ctypes.data,
+                                            out.size), "fib_graph_read_tensor")
+            result[name.value.decode()] = out
+            index += 1
+        return result
+
+    def block_params(self, group):
+        """The integer attributes of a group's block (fib_graph_block_params)."""
+        import numpy as np
+        count = ctypes.c_int64()
+        p = ctypes.POINTER(ctypes.c_int64)
+        check(lib.fib_graph_block_params(self._cp(), group, None, 0, ctypes.byref(count)),
+              "fib_graph_block_params")
+        out = np.zeros(max(count.value, 1), np.int64)
+        check(lib.fib_graph_block_params(self._cp(), group, out.ctypes.data_as(p),
+                                         out.shape[0], ctypes.byref(count)),
+              "fib_graph_block_params")
+        return out[:count.value]
+
+    def block_scalar(self, group):
+        """The norm's epsilon or the attention's softmax scale; 0 otherwise."""
+        v = ctypes.c_double()
+        check(lib.fib_graph_block_scalar(self._cp(), group, ctypes.byref(v)),
+              "fib_graph_block_scalar")
+        return v.value
+
+    def save(self, path, dtype=0):
+        """fib_model_save: safetensors with the structure metadata. dtype:
+        'float32', 'float64' or 0 (each block's own)."""
+        code = {"float32": _ffi.FIB_DTYPE_F32, "float64": _ffi.FIB_DTYPE_F64}.get(dtype, dtype)
+        check(lib.fib_model_save(self._cp(), os.fsencode(path), int(code)), "fib_model_save")
+
+    @classmethod
+    def load(cls, path, copy=True):
+        """fib_model_load: a Graph from a safetensors file (copy=False keeps a
+        memory mapping of the file for the graph's lifetime)."""
+        opts = _ffi.fib_load_options()
+        check(lib.fib_load_options_init(ctypes.byref(opts), ctypes.sizeof(opts)),
+              "fib_load_options_init")
+        opts.copy = 1 if copy else 0
+        out = ctypes.POINTER(_ffi.fib_graph)()
+        check(lib.fib_model_load(os.fsencode(path), ctypes.byref(opts), ctypes.byref(out)),
+              "fib_model_load")
+        return cls._adopt(out)
 
     @property
     def num_parameters(self):

@@ -64,6 +64,13 @@ FIB_OP_NODES = 12  # a group of graph nodes (fib_graph_add_nodes)
 FIB_CONVENTION_PURE = 0  # the definition: start from one class per group (the default)
 FIB_CONVENTION_PUBLISHED = 1  # FastFibration's: nodes without inputs are singletons, every strongly connected component without inputs from outside starts as its own class, and nodes whose only inputs are self-loops are used as extra splitters; reproduces published fiber counts (E. coli: 555 classes, pure: 414)
 FIB_CONVENTION_NETWORKFIBERS = 2  # networkfibers': like PUBLISHED, but the initial classes are the weakly connected components
+FIB_EDGELIST_AUTO = 0
+FIB_EDGELIST_HEADER = 1  # the first line is a header
+FIB_EDGELIST_NO_HEADER = 2  # no header: src dst [type [weight]]
+FIB_EDGELIST_COMMA = 4  # fields separated by ','
+FIB_EDGELIST_TAB = 8  # fields separated by a tab
+FIB_EDGELIST_WHITESPACE = 16  # fields separated by blank runs
+FIB_EDGELIST_THIRD_IS_WEIGHT = 32  # no header: src dst weight
 
 CONSTANTS = {
     'FIB_VERSION_MAJOR': FIB_VERSION_MAJOR,
@@ -122,6 +129,13 @@ CONSTANTS = {
     'FIB_CONVENTION_PURE': FIB_CONVENTION_PURE,
     'FIB_CONVENTION_PUBLISHED': FIB_CONVENTION_PUBLISHED,
     'FIB_CONVENTION_NETWORKFIBERS': FIB_CONVENTION_NETWORKFIBERS,
+    'FIB_EDGELIST_AUTO': FIB_EDGELIST_AUTO,
+    'FIB_EDGELIST_HEADER': FIB_EDGELIST_HEADER,
+    'FIB_EDGELIST_NO_HEADER': FIB_EDGELIST_NO_HEADER,
+    'FIB_EDGELIST_COMMA': FIB_EDGELIST_COMMA,
+    'FIB_EDGELIST_TAB': FIB_EDGELIST_TAB,
+    'FIB_EDGELIST_WHITESPACE': FIB_EDGELIST_WHITESPACE,
+    'FIB_EDGELIST_THIRD_IS_WEIGHT': FIB_EDGELIST_THIRD_IS_WEIGHT,
 }
 
 
@@ -256,6 +270,10 @@ FUNCTIONS = [
     ('fib_quotient_num_arcs', [ctypes.POINTER(fib_quotient), ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
     ('fib_quotient_arcs', [ctypes.POINTER(fib_quotient), ctypes.c_int64, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
     ('fib_coloring_fiber_blocks', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_coloring), ctypes.c_int32, ctypes.c_int64, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
+    ('fib_graph_read_edgelist', [ctypes.POINTER(fib_graph), ctypes.c_char_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_graph_node_name', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int64], ctypes.c_char_p),
+    ('fib_graph_num_edge_types', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_graph_edge_type_name', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int32], ctypes.c_char_p),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -328,4 +346,8 @@ PARAMETERS = {
     'fib_quotient_num_arcs': ('quotient', 'n_arcs_out', ),
     'fib_quotient_arcs': ('quotient', 'capacity', 'src_group', 'src_class', 'dst_group', 'dst_class', 'type', 'weight', 'multiplicity', ),
     'fib_coloring_fiber_blocks': ('graph', 'coloring', 'group', 'capacity', 'class_ids', 'sizes', 'n_on_cycle', 'n_blocks_out', ),
+    'fib_graph_read_edgelist': ('graph', 'path', 'flags', 'group_out', ),
+    'fib_graph_node_name': ('graph', 'group', 'node', ),
+    'fib_graph_num_edge_types': ('graph', 'group', 'n_out', ),
+    'fib_graph_edge_type_name': ('graph', 'group', 'type', ),
 }

@@ -99,6 +99,19 @@ const FIB_CONVENTION_PURE = Int32(0)
 const FIB_CONVENTION_PUBLISHED = Int32(1)
 # networkfibers': like PUBLISHED, but the initial classes are the weakly connected components
 const FIB_CONVENTION_NETWORKFIBERS = Int32(2)
+const FIB_EDGELIST_AUTO = UInt32(0)
+# the first line is a header
+const FIB_EDGELIST_HEADER = UInt32(1)
+# no header: src dst [type [weight]]
+const FIB_EDGELIST_NO_HEADER = UInt32(2)
+# fields separated by ','
+const FIB_EDGELIST_COMMA = UInt32(4)
+# fields separated by a tab
+const FIB_EDGELIST_TAB = UInt32(8)
+# fields separated by blank runs
+const FIB_EDGELIST_WHITESPACE = UInt32(16)
+# no header: src dst weight
+const FIB_EDGELIST_THIRD_IS_WEIGHT = UInt32(32)
 
 """
 A network: groups of units, each produced by one operation (an input, a
@@ -905,6 +918,46 @@ function fib_coloring_fiber_blocks(graph, coloring, group, capacity, class_ids, 
     ccall(_cfunction(_cache_fib_coloring_fiber_blocks, :fib_coloring_fiber_blocks), Int32, (Ptr{fib_graph}, Ptr{fib_coloring}, Int32, Int64, Ptr{Int64}, Ptr{Int64}, Ptr{Int64}, Ptr{Int64}, ), graph, coloring, group, capacity, class_ids, sizes, n_on_cycle, n_blocks_out)
 end
 
+"""
+Reads an edge-list file (CSV, TSV or whitespace-separated; with a header
+naming the columns source, target and optionally type and weight, in any
+case and order; node and type names are strings, see docs/graphs.md) into
+a new node group whose arcs are the file's. Nodes are numbered in order of
+first appearance; their names stay available (fib_graph_node_name).
+Errors: FIB_E_NULL, FIB_E_IO, FIB_E_FORMAT (the message gives the line),
+FIB_E_NONFINITE (a weight), FIB_E_INVALID (flags), FIB_E_NOMEM.
+"""
+const _cache_fib_graph_read_edgelist = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_read_edgelist(graph, path, flags, group_out)
+    ccall(_cfunction(_cache_fib_graph_read_edgelist, :fib_graph_read_edgelist), Int32, (Ptr{fib_graph}, Cstring, UInt32, Ptr{Int32}, ), graph, path, flags, group_out)
+end
+
+"""
+The name of a node of a group read from a file, NULL otherwise. Valid
+while the graph lives.
+"""
+const _cache_fib_graph_node_name = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_node_name(graph, group, node)
+    ccall(_cfunction(_cache_fib_graph_node_name, :fib_graph_node_name), Ptr{Cchar}, (Ptr{fib_graph}, Int32, Int64, ), graph, group, node)
+end
+
+"""
+Number of edge types of a group read from a file (0: untyped).
+"""
+const _cache_fib_graph_num_edge_types = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_num_edge_types(graph, group, n_out)
+    ccall(_cfunction(_cache_fib_graph_num_edge_types, :fib_graph_num_edge_types), Int32, (Ptr{fib_graph}, Int32, Ptr{Int32}, ), graph, group, n_out)
+end
+
+"""
+The name of edge type `type` (the ids of fib_graph_add_edges' `type`
+array) of a group read from a file, NULL otherwise.
+"""
+const _cache_fib_graph_edge_type_name = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_edge_type_name(graph, group, type_)
+    ccall(_cfunction(_cache_fib_graph_edge_type_name, :fib_graph_edge_type_name), Ptr{Cchar}, (Ptr{fib_graph}, Int32, Int32, ), graph, group, type_)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -974,4 +1027,8 @@ const FUNCTION_NAMES = [
     :fib_quotient_num_arcs,
     :fib_quotient_arcs,
     :fib_coloring_fiber_blocks,
+    :fib_graph_read_edgelist,
+    :fib_graph_node_name,
+    :fib_graph_num_edge_types,
+    :fib_graph_edge_type_name,
 ]

@@ -102,6 +102,19 @@ pub const FIB_CONVENTION_PURE: i32 = 0;
 pub const FIB_CONVENTION_PUBLISHED: i32 = 1;
 /// networkfibers': like PUBLISHED, but the initial classes are the weakly connected components
 pub const FIB_CONVENTION_NETWORKFIBERS: i32 = 2;
+pub const FIB_EDGELIST_AUTO: u32 = 0;
+/// the first line is a header
+pub const FIB_EDGELIST_HEADER: u32 = 1;
+/// no header: src dst [type [weight]]
+pub const FIB_EDGELIST_NO_HEADER: u32 = 2;
+/// fields separated by ','
+pub const FIB_EDGELIST_COMMA: u32 = 4;
+/// fields separated by a tab
+pub const FIB_EDGELIST_TAB: u32 = 8;
+/// fields separated by blank runs
+pub const FIB_EDGELIST_WHITESPACE: u32 = 16;
+/// no header: src dst weight
+pub const FIB_EDGELIST_THIRD_IS_WEIGHT: u32 = 32;
 
 /// A network: groups of units, each produced by one operation (an input, a
 /// dense block over another group, the sum of two groups), followed by the
@@ -576,6 +589,26 @@ extern "C" {
     /// FIB_E_MISMATCH, FIB_E_BUFFER (capacity too small for non-NULL arrays),
     /// FIB_E_NOMEM.
     pub fn fib_coloring_fiber_blocks(graph: *const fib_graph, coloring: *const fib_coloring, group: i32, capacity: i64, class_ids: *mut i64, sizes: *mut i64, n_on_cycle: *mut i64, n_blocks_out: *mut i64) -> i32;
+
+    /// Reads an edge-list file (CSV, TSV or whitespace-separated; with a header
+    /// naming the columns source, target and optionally type and weight, in any
+    /// case and order; node and type names are strings, see docs/graphs.md) into
+    /// a new node group whose arcs are the file's. Nodes are numbered in order of
+    /// first appearance; their names stay available (fib_graph_node_name).
+    /// Errors: FIB_E_NULL, FIB_E_IO, FIB_E_FORMAT (the message gives the line),
+    /// FIB_E_NONFINITE (a weight), FIB_E_INVALID (flags), FIB_E_NOMEM.
+    pub fn fib_graph_read_edgelist(graph: *mut fib_graph, path: *const c_char, flags: u32, group_out: *mut i32) -> i32;
+
+    /// The name of a node of a group read from a file, NULL otherwise. Valid
+    /// while the graph lives.
+    pub fn fib_graph_node_name(graph: *const fib_graph, group: i32, node: i64) -> *const c_char;
+
+    /// Number of edge types of a group read from a file (0: untyped).
+    pub fn fib_graph_num_edge_types(graph: *const fib_graph, group: i32, n_out: *mut i32) -> i32;
+
+    /// The name of edge type `type` (the ids of fib_graph_add_edges' `type`
+    /// array) of a group read from a file, NULL otherwise.
+    pub fn fib_graph_edge_type_name(graph: *const fib_graph, group: i32, r#type: i32) -> *const c_char;
 }
 
 /// Every function name of the header, in header order.
@@ -648,4 +681,8 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_quotient_num_arcs",
     "fib_quotient_arcs",
     "fib_coloring_fiber_blocks",
+    "fib_graph_read_edgelist",
+    "fib_graph_node_name",
+    "fib_graph_num_edge_types",
+    "fib_graph_edge_type_name",
 ];

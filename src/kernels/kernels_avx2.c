@@ -84,16 +84,11 @@ static void write_out(const double *acc_s, const double *acc_a,
         }
 }
 
-static void colour_sums_f32(const float *w, int64_t ld, int64_t rows,
-                            int64_t n, const int64_t *color, int64_t k_classes,
-                            double *scratch, double *sum, double *abs_sum,
-                            int64_t ld_out)
+/* Exactly TILE rows. */
+static void tile_f32(const float *w, int64_t ld, int64_t n, const int64_t *color,
+                     int64_t k_classes, double *scratch, double *sum,
+                     double *abs_sum, int64_t ld_out)
 {
-    if (rows < TILE) {
-        fib_colour_sums_rows_f32(w, ld, 0, rows, n, color, k_classes, sum,
-                                 abs_sum, ld_out);
-        return;
-    }
     double *acc_s = scratch, *acc_a = scratch + TILE * k_classes;
     memset(scratch, 0, (size_t)(2 * TILE * k_classes) * sizeof *scratch);
     running run = {.cls = -1};
@@ -103,7 +98,7 @@ static void colour_sums_f32(const float *w, int64_t ld, int64_t rows,
         __m256 line[TILE];
         for (int r = 0; r < TILE; r++) {
             line[r] = _mm256_loadu_ps(w + r * ld + kb);
-            _mm_prefetch((const char *)(w + r * ld + kb + 512), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + r * ld + kb + 128), _MM_HINT_T0);
         }
         for (int half = 0; half < 2; half++) {
             __m256d rl[4], rh[4], lo[4], hi[4];
@@ -139,16 +134,11 @@ static void colour_sums_f32(const float *w, int64_t ld, int64_t rows,
     write_out(acc_s, acc_a, k_classes, sum, abs_sum, ld_out);
 }
 
-static void colour_sums_f64(const double *w, int64_t ld, int64_t rows,
-                            int64_t n, const int64_t *color, int64_t k_classes,
-                            double *scratch, double *sum, double *abs_sum,
-                            int64_t ld_out)
+/* Exactly TILE rows. */
+static void tile_f64(const double *w, int64_t ld, int64_t n, const int64_t *color,
+                     int64_t k_classes, double *scratch, double *sum,
+                     double *abs_sum, int64_t ld_out)
 {
-    if (rows < TILE) {
-        fib_colour_sums_rows_f64(w, ld, 0, rows, n, color, k_classes, sum,
-                                 abs_sum, ld_out);
-        return;
-    }
     double *acc_s = scratch, *acc_a = scratch + TILE * k_classes;
     memset(scratch, 0, (size_t)(2 * TILE * k_classes) * sizeof *scratch);
     running run = {.cls = -1};
@@ -171,6 +161,32 @@ static void colour_sums_f64(const double *w, int64_t ld, int64_t rows,
             acc_a[color[kb] * TILE + r] += fabs(x);
         }
     write_out(acc_s, acc_a, k_classes, sum, abs_sum, ld_out);
+}
+
+static void colour_sums_f32(const float *w, int64_t ld, int64_t rows,
+                            int64_t n, const int64_t *color, int64_t k_classes,
+                            double *scratch, double *sum, double *abs_sum,
+                            int64_t ld_out)
+{
+    int64_t r = 0;
+    for (; r + TILE <= rows; r += TILE)
+        tile_f32(w + r * ld, ld, n, color, k_classes, scratch, sum + r * ld_out,
+                 abs_sum + r * ld_out, ld_out);
+    fib_colour_sums_rows_f32(w, ld, r, rows, n, color, k_classes, sum, abs_sum,
+                             ld_out);
+}
+
+static void colour_sums_f64(const double *w, int64_t ld, int64_t rows,
+                            int64_t n, const int64_t *color, int64_t k_classes,
+                            double *scratch, double *sum, double *abs_sum,
+                            int64_t ld_out)
+{
+    int64_t r = 0;
+    for (; r + TILE <= rows; r += TILE)
+        tile_f64(w + r * ld, ld, n, color, k_classes, scratch, sum + r * ld_out,
+                 abs_sum + r * ld_out, ld_out);
+    fib_colour_sums_rows_f64(w, ld, r, rows, n, color, k_classes, sum, abs_sum,
+                             ld_out);
 }
 
 static void accumulate_f32(const float *x, int64_t n, double *acc,

@@ -372,27 +372,32 @@ class Graph(_Handle):
                                             ctypes.byref(c)), "fib_graph_group_positions")
         return r.value, c.value
 
+    def tensor_shapes(self, group):
+        """[(name, shape)] of the parameter tensors of a group's block, in
+        the numbering of fib_graph_tensor_info."""
+        result = []
+        while True:
+            ndim, shape = ctypes.c_int32(), (ctypes.c_int64 * 4)()
+            name = ctypes.c_char_p()
+            status = lib.fib_graph_tensor_info(self._cp(), group, len(result),
+                                               ctypes.byref(ndim), shape, ctypes.byref(name))
+            if status == _ffi.FIB_E_RANGE:
+                return result  # running off the end is how the count is found
+            check(status, "fib_graph_tensor_info")
+            result.append((name.value.decode(),
+                           tuple(shape[i] for i in range(max(ndim.value, 1)))))
+
     def tensors(self, group, dtype="float64"):
         """{name: numpy array} of the parameter tensors of a group's block
         (fib_graph_tensor_info / fib_graph_read_tensor), as copies."""
         import numpy as np
-        result, index = {}, 0
-        while True:
-            ndim, shape = ctypes.c_int32(), (ctypes.c_int64 * 4)()
-            name = ctypes.c_char_p()
-            status = lib.fib_graph_tensor_info(self._cp(), group, index, ctypes.byref(ndim),
-                                               shape, ctypes.byref(name))
-            if status == _ffi.FIB_E_RANGE:
-                lib.fib_last_error()  # consumed: running off the end is the stop
-                break
-            check(status, "fib_graph_tensor_info")
-            dims = tuple(shape[i] for i in range(max(ndim.value, 1)))
+        result = {}
+        for index, (name, dims) in enumerate(self.tensor_shapes(group)):
             out = np.empty(dims, dtype=dtype)
             code = _ffi.FIB_DTYPE_F32 if out.dtype == np.float32 else _ffi.FIB_DTYPE_F64
             check(lib.fib_graph_read_tensor(self._cp(), group, index, code, out.ctypes.data,
                                             out.size), "fib_graph_read_tensor")
-            result[name.value.decode()] = out
-            index += 1
+            result[name] = out
         return result
 
     def block_params(self, group):

@@ -327,7 +327,8 @@ Describes a group. Any out-pointer may be NULL.
   n_units:    width
   activation: FIB_ACT_*, and its parameter
   has_bias:   1 if a dense block has a bias
-  n_sources:  number of groups read (0 for inputs, 1 dense, 2 sum)
+  n_sources:  number of groups read (0 for inputs, 1 dense, 2 sum,
+              3 attention core: q, k, v)
   is_output:  1 if no group reads this one
 """
 const _cache_fib_graph_group_info = Ref{Ptr{Cvoid}}(C_NULL)
@@ -547,7 +548,8 @@ end
 """
 The integer attributes of a group's block, e.g. conv: kernel_rows,
 kernel_cols, stride_rows, stride_cols, pad_rows, pad_cols, groups; pool:
-kind, then the same six; norm: kind; attention core: n_heads, then per
+kind, then the same six; norm: kind, then per unit the source unit it
+reads (a base gathers); attention core: n_heads, then per
 head its number of q/k pairs, then per pair (q unit, k unit), then per
 unit its head and its v unit. Writes min(count, capacity) values and the
 full count to *count_out (0 for blocks without attributes).

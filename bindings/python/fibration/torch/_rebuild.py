@@ -11,11 +11,16 @@ A new layer kind adds an entry to REBUILDERS (fx node kind -> function).
 """
 
 import copy
+import operator
 
 import numpy as np
 import torch
 import torch.fx
 import torch.nn as nn
+import torch.nn.functional as F
+
+from ._modules import FiberAttention, WeightedLayerNorm
+from ._trace import CHANNEL_DIM
 
 
 def _set_submodule(root, qualified, module):
@@ -41,6 +46,11 @@ def _linear_from_base(original, weight, bias):
     return layer
 
 
+def _tensor(array, like):
+    return torch.from_numpy(np.ascontiguousarray(array)).to(dtype=like.dtype,
+                                                            device=like.device)
+
+
 def rebuild_dense(ctx, node, layer):
     weight, bias = ctx.base_graph.read_dense(layer.group)
     original = ctx.gm.get_submodule(node.target)
@@ -49,28 +59,261 @@ def rebuild_dense(ctx, node, layer):
 
 
 def rebuild_sum(ctx, node, layer):
-    index_a, index_b = ctx.base_graph.read_sum(layer.group)
-    operands = []
-    for arg, index in zip([a for a in node.args if isinstance(a, torch.fx.Node)] +
-                          [a for a in node.kwargs.values() if isinstance(a, torch.fx.Node)],
-                          (index_a, index_b)):
-        value = ctx.env[arg.name]
-        width = ctx.base_graph.group(ctx.net.values[arg.name].group).n_units
-        if len(index) != width or not np.array_equal(index, np.arange(width)):
-            buffer = ctx.add_buffer("%s_gather_%d" % (node.name, len(operands)),
-                                    torch.from_numpy(index.astype(np.int64)))
-            value = ctx.new.call_function(torch.index_select, (value, 1, buffer))
-        operands.append(value)
-    return ctx.new.call_function(torch.add, tuple(operands))
+    args = [a for a in node.args if isinstance(a, torch.fx.Node)] + \
+        [a for a in node.kwargs.values() if isinstance(a, torch.fx.Node)]
+    return ctx.add_gathered(ctx.env[args[0].name], ctx.env[args[1].name], layer)
 
 
-REBUILDERS = {"dense": rebuild_dense, "sum": rebuild_sum}
+def _block_groups(weight, groups):
+    """(groups, weight) of a base convolution: the base has groups = 1; when
+    its kernel is block-diagonal in the original's `groups` blocks, the
+    grouped form (fewer parameters) is returned."""
+    out_ch, in_ch = weight.shape[:2]
+    if groups <= 1 or out_ch % groups or in_ch % groups:
+        return 1, weight
+    o, i = out_ch // groups, in_ch // groups
+    blocks = []
+    for g in range(groups):
+        rows = weight[g * o:(g + 1) * o]
+        outside = np.concatenate([rows[:, :g * i], rows[:, (g + 1) * i:]], axis=1)
+        if np.any(outside != 0):
+            return 1, weight
+        blocks.append(rows[:, g * i:(g + 1) * i])
+    return groups, np.concatenate(blocks, axis=0)
+
+
+def rebuild_conv(ctx, node, layer):
+    original = ctx.gm.get_submodule(node.target)
+    tensors = ctx.base_graph.tensors(layer.group)
+    kr, kc, sr, sc, pr, pc, _ = ctx.base_graph.block_params(layer.group)[:7]
+    groups, weight = _block_groups(tensors["weight"], original.groups)
+    out_ch, in_ch = weight.shape[0], weight.shape[1] * groups
+    has_bias = original.bias is not None
+    like = original.weight
+    if isinstance(original, nn.Conv1d):
+        conv = nn.Conv1d(in_ch, out_ch, int(kc), stride=int(sc), padding=int(pc),
+                         groups=groups, bias=has_bias, dtype=like.dtype, device=like.device)
+        weight = weight[:, :, 0, :]
+    else:
+        conv = nn.Conv2d(in_ch, out_ch, (int(kr), int(kc)), stride=(int(sr), int(sc)),
+                         padding=(int(pr), int(pc)), groups=groups, bias=has_bias,
+                         dtype=like.dtype, device=like.device)
+    with torch.no_grad():
+        conv.weight.copy_(_tensor(weight, like))
+        if has_bias:
+            conv.bias.copy_(_tensor(tensors["bias"], like))
+    conv.train(original.training)
+    ctx.add_module(node.target, conv)
+    return ctx.new.call_module(node.target, (ctx.env[node.args[0].name],))
+
+
+def rebuild_affine(ctx, node, layer):
+    """Batch norm kept as batch norm: the base's scale and shift become its
+    weight and bias over running statistics mean 0, variance 1 - eps."""
+    original = ctx.gm.get_submodule(node.target)
+    tensors = ctx.base_graph.tensors(layer.group)
+    n = ctx.width(layer.group)
+    like = original.running_mean
+    norm = type(original)(n, eps=original.eps, momentum=original.momentum, affine=True,
+                          track_running_stats=True, dtype=like.dtype, device=like.device)
+    with torch.no_grad():
+        norm.weight.copy_(_tensor(tensors["scale"], like))
+        norm.bias.copy_(_tensor(tensors.get("shift", np.zeros(n)), like))
+        norm.running_mean.zero_()
+        norm.running_var.copy_(_tensor(np.full(n, 1.0 - original.eps), like))
+    norm.train(original.training)
+    x = ctx.select(ctx.env[node.args[0].name], ctx.base_graph.block_params(layer.group),
+                   1, node.name, ctx.width(layer.sources[0]))
+    ctx.add_module(node.target, norm)
+    return ctx.new.call_module(node.target, (x,))
+
+
+def rebuild_pool(ctx, node, layer):
+    x = ctx.select(ctx.env[node.args[0].name], ctx.base_graph.block_params(layer.group)[7:],
+                   1, node.name, ctx.width(layer.sources[0]))
+    ctx.add_module(node.target, copy.deepcopy(ctx.gm.get_submodule(node.target)))
+    return ctx.new.call_module(node.target, (x,))
+
+
+def rebuild_last_step(ctx, node, layer):
+    # the C API gives no read-out of a base last step's gather: it is derived
+    # from the projections, as the library derives it (the source class of
+    # each class's first member)
+    step = ctx.new.node_copy(node, lambda n: ctx.env[n.name])
+    return ctx.select(step, ctx.derived_gather(layer), 1, node.name)
+
+
+def rebuild_recurrent(ctx, node, layers, kind):
+    """One nn.LSTM / nn.GRU when every layer keeps one width, else one
+    single-layer module per layer ("<name>_l<i>") chained in the graph."""
+    original = ctx.gm.get_submodule(node.target)
+    cls = nn.LSTM if kind == "lstm" else nn.GRU
+    widths = [ctx.width(l.group) for l in layers]
+    like = original.weight_ih_l0
+    x = ctx.env[node.args[0].name]
+    in_size = ctx.width(layers[0].sources[0])
+
+    def make(input_size, hidden, num_layers):
+        return cls(input_size, hidden, num_layers=num_layers, bias=original.bias,
+                   batch_first=True, dropout=original.dropout if num_layers > 1 else 0.0,
+                   dtype=like.dtype, device=like.device)
+
+    def fill(module, index, layer):
+        tensors = ctx.base_graph.tensors(layer.group)
+        with torch.no_grad():
+            for name, value in tensors.items():
+                getattr(module, "%s_l%d" % (name, index)).copy_(_tensor(value, like))
+        module.train(original.training)
+
+    if len(set(widths)) == 1:
+        module = make(in_size, widths[0], len(layers))
+        for index, layer in enumerate(layers):
+            fill(module, index, layer)
+        ctx.add_module(node.target, module)
+        return ctx.new.call_module(node.target, (x,))
+    out = None
+    for index, layer in enumerate(layers):
+        module = make(in_size if index == 0 else widths[index - 1], widths[index], 1)
+        fill(module, 0, layer)
+        name = "%s_l%d" % (node.target, index)
+        ctx.add_module(name, module)
+        out = ctx.new.call_module(name, (x,))
+        x = ctx.new.call_function(operator.getitem, (out, 0))
+    return out
+
+
+def _linear(weight, bias, like):
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
+                      dtype=like.dtype, device=like.device)
+    with torch.no_grad():
+        layer.weight.copy_(_tensor(weight, like))
+        if bias is not None:
+            layer.bias.copy_(_tensor(bias, like))
+    return layer
+
+
+def attention_module(ctx, layers, original):
+    """A FiberAttention from the five base groups (q, k, v, core, out)."""
+    bg = ctx.base_graph
+    like = original.in_proj_weight
+    projections = []
+    for layer in (layers[0], layers[1], layers[2], layers[4]):
+        weight, bias = bg.read_dense(layer.group)
+        projections.append(_linear(weight, bias if bg.group(layer.group).has_bias else None,
+                                   like))
+    core = layers[3].group
+    params = bg.block_params(core)
+    heads = int(params[0])
+    per_head = params[1:1 + heads]
+    n_pairs = int(per_head.sum())
+    pairs = params[1 + heads:1 + heads + 2 * n_pairs].reshape(-1, 2)
+    units = params[1 + heads + 2 * n_pairs:].reshape(-1, 2)
+    mult = bg.tensors(core)["pair_multiplicity"]
+    module = FiberAttention(*projections, pairs[:, 0], pairs[:, 1], mult, per_head,
+                            units[:, 0], units[:, 1], bg.block_scalar(core))
+    module.train(original.training)
+    return module.to(like.device)
+
+
+def rebuild_attention(ctx, node, layers):
+    ctx.add_module(node.target, attention_module(ctx, layers, ctx.gm.get_submodule(node.target)))
+    x = ctx.env[node.args[0].name]
+    return ctx.new.call_module(node.target, (x, x, x))
+
+
+def norm_module(ctx, layer, original):
+    """nn.LayerNorm when nothing merged, else a WeightedLayerNorm."""
+    bg = ctx.base_graph
+    tensors = bg.tensors(layer.group)
+    gather = bg.block_params(layer.group)[1:]
+    mult = tensors["multiplicity"]
+    like = original.weight if original.weight is not None else torch.zeros(
+        1, dtype=torch.get_default_dtype())
+    weight = _tensor(tensors["weight"], like) if "weight" in tensors else None
+    bias = _tensor(tensors["bias"], like) if "bias" in tensors else None
+    n = len(mult)
+    identity = len(gather) == n and np.array_equal(gather, np.arange(n)) and \
+        ctx.width(layer.sources[0]) == n
+    if identity and np.all(mult == 1):
+        norm = nn.LayerNorm(n, eps=bg.block_scalar(layer.group),
+                            elementwise_affine=weight is not None, dtype=like.dtype,
+                            device=like.device)
+        if weight is not None:
+            with torch.no_grad():
+                norm.weight.copy_(weight)
+                norm.bias.copy_(bias if bias is not None else torch.zeros_like(weight))
+    else:
+        norm = WeightedLayerNorm(mult, weight, bias, bg.block_scalar(layer.group),
+                                 None if identity else gather)
+    norm.train(original.training)
+    return norm
+
+
+def rebuild_norm(ctx, node, layer):
+    ctx.add_module(node.target, norm_module(ctx, layer, ctx.gm.get_submodule(node.target)))
+    return ctx.new.call_module(node.target, (ctx.env[node.args[0].name],))
+
+
+def _encoder_layer(ctx, x, roles, original, prefix):
+    """Emits one Transformer encoder layer from its base groups."""
+    layers = ctx.net.layers
+
+    def attention(inp):
+        ctx.add_module(prefix + ".self_attn",
+                       attention_module(ctx, roles["attn"], original.self_attn))
+        out = ctx.new.call_module(prefix + ".self_attn", (inp, inp, inp))
+        return ctx.new.call_function(operator.getitem, (out, 0))
+
+    def norm(inp, role):
+        ctx.add_module(prefix + "." + role,
+                       norm_module(ctx, roles[role], getattr(original, role)))
+        return ctx.new.call_module(prefix + "." + role, (inp,))
+
+    def feed_forward(inp):
+        for role in ("linear1", "linear2"):
+            weight, bias = ctx.base_graph.read_dense(roles[role].group)
+            ctx.add_module(prefix + "." + role,
+                           _linear_from_base(getattr(original, role), weight, bias))
+            inp = ctx.new.call_module(prefix + "." + role, (inp,))
+            if role == "linear1":
+                act = F.relu if roles[role].activation == "relu" else F.gelu
+                inp = ctx.new.call_function(act, (inp,))
+        return inp
+
+    if original.norm_first:
+        a = attention(norm(x, "norm1"))
+        s1 = ctx.add_gathered(x, a, layers[roles["add1"]])
+        return ctx.add_gathered(s1, feed_forward(norm(s1, "norm2")), layers[roles["add2"]])
+    s1 = ctx.add_gathered(x, attention(x), layers[roles["add1"]])
+    n1 = norm(s1, "norm1")
+    s2 = ctx.add_gathered(n1, feed_forward(n1), layers[roles["add2"]])
+    return norm(s2, "norm2")
+
+
+def rebuild_encoder(ctx, node, layers, norm):
+    original = ctx.gm.get_submodule(node.target)
+    x = ctx.env[node.args[0].name]
+    if isinstance(original, nn.TransformerEncoderLayer):
+        return _encoder_layer(ctx, x, layers[0], original, node.target)
+    for i, roles in enumerate(layers):
+        x = _encoder_layer(ctx, x, roles, original.layers[i], "%s.layers.%d" % (node.target, i))
+    if norm is not None:
+        ctx.add_module(node.target + ".norm", norm_module(ctx, norm, original.norm))
+        x = ctx.new.call_module(node.target + ".norm", (x,))
+    return x
+
+
+REBUILDERS = {"dense": rebuild_dense, "sum": rebuild_sum, "conv": rebuild_conv,
+              "affine": rebuild_affine, "pool": rebuild_pool, "last_step": rebuild_last_step,
+              "recurrent": rebuild_recurrent, "attention": rebuild_attention,
+              "norm": rebuild_norm, "encoder": rebuild_encoder}
 
 
 class _Context:
     def __init__(self, net, base):
         self.net = net
         self.gm = net.gm
+        self.base = base
         self.base_graph = base.graph
         self.new = torch.fx.Graph()
         self.env = {}
@@ -82,18 +325,65 @@ class _Context:
         self.modules.add(qualified)
 
     def add_buffer(self, name, tensor):
+        name = name.replace(".", "_")
+        while hasattr(self.root, name):
+            name += "_"
         self.root.register_buffer(name, tensor)
         return self.new.get_attr(name)
+
+    def width(self, group):
+        return self.base_graph.group(group).n_units
+
+    def select(self, value, index, dim, name, source_width=None):
+        """value.index_select(dim, index), or value when index is the identity
+        over value's source_width units."""
+        if index is None:
+            return value
+        index = np.asarray(index, dtype=np.int64)
+        if np.array_equal(index, np.arange(len(index))) and \
+                source_width in (None, len(index)):
+            return value
+        buffer = self.add_buffer("%s_gather" % name, torch.from_numpy(index))
+        return self.new.call_function(torch.index_select, (value, dim, buffer))
+
+    def add_gathered(self, a, b, layer):
+        """a + b for a base sum group, gathering each operand as it needs."""
+        index_a, index_b = self.base_graph.read_sum(layer.group)
+        dim = CHANNEL_DIM[layer.layout]
+        operands = []
+        for value, index, source in zip((a, b), (index_a, index_b), layer.sources):
+            width = self.width(source)
+            if len(index) != width or not np.array_equal(index, np.arange(width)):
+                buffer = self.add_buffer("%s_gather_%d" % (layer.node, len(operands)),
+                                         torch.from_numpy(index.astype(np.int64)))
+                value = self.new.call_function(torch.index_select, (value, dim, buffer))
+            operands.append(value)
+        return self.new.call_function(torch.add, tuple(operands))
+
+    def derived_gather(self, layer):
+        """For a unit-wise layer: the source unit each base unit reads (the
+        source's base unit of the class's first member)."""
+        own = self.base.projection(layer.group)
+        source = self.base.projection(layer.sources[0])
+        gather = np.zeros(self.width(layer.group), np.int64)
+        seen = np.zeros(len(gather), bool)
+        for i, c in enumerate(own):
+            if not seen[c]:
+                seen[c], gather[c] = True, source[i]
+        if len(gather) == self.width(layer.sources[0]) and \
+                np.array_equal(gather, np.arange(len(gather))):
+            return None
+        return gather
 
 
 def rebuild(net, base, class_name):
     """The compressed nn.Module for a traced network and its base."""
     ctx = _Context(net, base)
-    groups_by_node = {l.node: l for l in net.layers if l.kind != "input"}
     for node in net.gm.graph.nodes:
-        layer = groups_by_node.get(node.name)
-        if layer is not None:
-            ctx.env[node.name] = REBUILDERS[layer.kind](ctx, node, layer)
+        owner = net.owners.get(node.name)
+        if owner is not None:
+            kind, info = owner
+            ctx.env[node.name] = REBUILDERS[kind](ctx, node, **info)
             continue
         if node.op == "call_module" and node.target not in ctx.modules:
             ctx.add_module(node.target, copy.deepcopy(net.gm.get_submodule(node.target)))

@@ -8,8 +8,14 @@ method name. A converter maps the node onto the C graph: a new group
 an existing group (fib_graph_set_activation), or an alias (Dropout, Flatten,
 Identity: the same units).
 
+Values with positions keep torch's layout; the C graph's groups are
+channels-last. Each layer records its layout ("plain" (batch, units), "image"
+(N, C, H, W), "channels1d" (N, C, L) or "sequence" (N, T, F), batch first),
+so the rebuild knows which axis holds the units.
+
 New layer kinds plug in by registering a converter here (MODULES, FUNCTIONS,
-METHODS) and a rebuilder in _rebuild.py; nothing else changes.
+METHODS; the converters for layers with positions are in _convert.py) and a
+rebuilder in _rebuild.py; nothing else changes.
 """
 
 import math
@@ -36,10 +42,12 @@ class Layer:
     """One group of the C graph."""
     group: int
     node: str                    # fx node name: the key in plans and reports
-    kind: str                    # "input", "dense", "sum"
+    kind: str                    # "input", "dense", "sum", "conv", "lstm", ...
     width: int
     sources: List[int] = field(default_factory=list)
     module: Optional[str] = None       # qualified name of the nn.Linear
+    fx_node: str = ""                  # the fx node that made it
+    layout: str = "plain"              # plain | image | channels1d | sequence
     activation: str = "linear"
     activation_parameter: float = 0.0
     activated: bool = False
@@ -54,10 +62,23 @@ class Value:
     activated: bool
 
 
+@dataclass
+class TupleValue:
+    """A tuple returned by a layer (LSTM: (output, (h_n, c_n)); attention:
+    (output, weights)): the items that are groups, and why the others are not
+    supported."""
+    items: dict
+    why: str = ""
+
+
+CHANNEL_DIM = {"plain": 1, "image": 1, "channels1d": 1, "sequence": 2}
+
+
 class Network:
     """A traced model and the C graph built from it."""
 
-    def __init__(self, model, gm, graph, layers, values, outputs, inputs):
+    def __init__(self, model, gm, graph, layers, values, outputs, inputs, owners=None):
+        self.owners = owners or {}  # fx node name -> (rebuild kind, info dict)
         self.model = model
         self.gm = gm              # the fx GraphModule
         self.graph = graph        # fibration.Graph (borrows the model's weights)
@@ -88,7 +109,12 @@ class _Builder:
         self.graph = graph
         self.layers = []
         self.values = {}
+        self.owners = {}
         self.weights_override = weights_override or {}
+
+    def own(self, node, kind, **info):
+        """Marks fx node `node` as rebuilt by REBUILDERS[kind] with `info`."""
+        self.owners[node.name] = (kind, info)
 
     # -- helpers for converters -------------------------------------------
     def fail(self, node, why):
@@ -107,6 +133,9 @@ class _Builder:
             self.fail(node, "its input %r is not a tensor computed from the model "
                             "input by supported layers" % (arg,))
         v = self.values[arg.name]
+        if isinstance(v, TupleValue):
+            self.fail(node, "it reads a tuple returned by a layer; index it first "
+                            "(for example out, _ = lstm(x))")
         layer = self.layers[v.group]
         if layer.activated and not v.activated:
             self.fail(node, "it reads the pre-activation value of %r, whose "
@@ -126,15 +155,30 @@ class _Builder:
         shape = self.shape(arg)
         if shape is None or len(shape) != 2:
             self.fail(node, "reads a tensor of shape %s; only (batch, features) "
-                            "inputs are supported by this version (conv, "
-                            "sequence and attention layers come with the C "
-                            "builders for them)" % (shape,))
+                            "inputs are supported here" % (shape,))
         return shape[1]
 
-    def new_layer(self, node, kind, width, sources, module=None):
-        layer = Layer(len(self.layers), node.name, kind, width, list(sources), module)
+    def require_layout(self, node, value, layouts, what):
+        layout = self.layers[value.group].layout
+        if layout not in layouts:
+            self.fail(node, "%s reads a %s tensor (%s); it needs %s"
+                      % (what, layout, LAYOUT_TEXT[layout],
+                         " or ".join("%s (%s)" % (l, LAYOUT_TEXT[l]) for l in layouts)))
+        return layout
+
+    def new_layer(self, node, kind, width, sources, module=None, name=None, layout=None):
+        if layout is None:
+            layout = self.layers[sources[0]].layout if sources else "plain"
+        layer = Layer(len(self.layers), name or node.name, kind, width, list(sources), module,
+                      fx_node=node.name, layout=layout)
         self.layers.append(layer)
         return layer
+
+    def added(self, layer, group):
+        """Checks that the C group id is the layer's index (one list for both)."""
+        if group != layer.group:
+            raise AssertionError("group %d made for layer %d" % (group, layer.group))
+        return Value(group, False)
 
     def activate(self, node, arg, activation, parameter=0.0):
         v = self.value(node, arg, purpose="activate")
@@ -163,10 +207,14 @@ class _Builder:
 # -- converters ------------------------------------------------------------
 # Each takes (builder, node, module_or_None) and returns the Value of the node.
 
+LAYOUT_TEXT = {"plain": "batch, features", "image": "N, C, H, W",
+               "channels1d": "N, C, L", "sequence": "batch, time, features"}
+
+
 def convert_linear(b, node, module):
     arg = node.args[0]
-    b.require_matrix(node, arg)
     v = b.value(node, arg)
+    b.require_layout(node, v, ("plain", "sequence"), "Linear")
     weight, bias = b.weights_override.get(node.target, (module.weight, module.bias))
     weight = weight.detach()
     bias = bias.detach() if bias is not None else None
@@ -175,8 +223,8 @@ def convert_linear(b, node, module):
                % weight.dtype)
     layer = b.new_layer(node, "dense", module.out_features, [v.group], module=node.target)
     group = b.graph.add_dense(v.group, weight, bias, name=node.name)
-    assert group == layer.group
-    return Value(group, False)
+    b.own(node, "dense", layer=layer)
+    return b.added(layer, group)
 
 
 def convert_add(b, node, module=None):
@@ -186,15 +234,18 @@ def convert_add(b, node, module=None):
         b.fail(node, "only the sum of two tensors (a residual connection) is "
                      "supported, not adding constants or scaled tensors")
     sa, sb = b.shape(args[0]), b.shape(args[1])
-    if sa != sb or sa is None or len(sa) != 2:
+    if sa != sb or sa is None or len(sa) < 2:
         b.fail(node, "adds tensors of shapes %s and %s; residual sums of equal "
-                     "(batch, features) shapes are supported" % (sa, sb))
+                     "shapes are supported (no broadcasting)" % (sa, sb))
     va, vb = b.value(node, args[0]), b.value(node, args[1])
-    layer = b.new_layer(node, "sum", sa[1], [va.group, vb.group])
+    if b.layers[va.group].layout != b.layers[vb.group].layout:
+        b.fail(node, "adds a %s tensor to a %s one" % (b.layers[va.group].layout,
+                                                      b.layers[vb.group].layout))
+    layer = b.new_layer(node, "sum", b.layers[va.group].width, [va.group, vb.group])
     group = b.graph.add_sum(va.group, vb.group)
     b.graph.set_name(group, node.name)
-    assert group == layer.group
-    return Value(group, False)
+    b.own(node, "sum", layer=layer)
+    return b.added(layer, group)
 
 
 def _activation(kind, parameter=None):
@@ -241,7 +292,16 @@ def convert_flatten(b, node, module=None):
     out = b.shape(node)
     if out is None or len(out) != 2 or end not in (-1, len(b.shape(node.args[0])) - 1):
         b.fail(node, "only flattening everything but the batch dimension is supported")
-    return b.alias(node, node.args[0])
+    v = b.alias(node, node.args[0])
+    source = b.layers[v.group]
+    if source.layout == "plain":
+        return v
+    if source.layout == "sequence":
+        b.fail(node, "flattening a (batch, time, features) sequence is not supported "
+                     "(take its last step, x[:, -1], instead)")
+    v = b.value(node, node.args[0])
+    layer = b.new_layer(node, "flatten", out[1], [v.group], layout="plain")
+    return b.added(layer, b.graph.add_flatten(v.group, name=node.name))
 
 
 def convert_reshape(b, node, module=None):
@@ -249,7 +309,8 @@ def convert_reshape(b, node, module=None):
     # its explicit sizes would no longer fit once units are merged.
     v = b.alias(node, node.args[0])
     out = b.shape(node)
-    if out is None or len(out) != 2 or b.layers[v.group].kind != "input":
+    if out is None or len(out) != 2 or b.layers[v.group].kind != "input" \
+            or b.layers[v.group].layout != "plain":
         b.fail(node, "view/reshape is only supported on a model input, to a "
                      "(batch, features) shape (use nn.Flatten elsewhere)")
     return v
@@ -257,6 +318,34 @@ def convert_reshape(b, node, module=None):
 
 def convert_dropout_function(b, node, module=None):
     return b.alias(node, node.args[0])
+
+
+def _is_last_step_index(index):
+    """x[:, -1] or x[:, -1, :]."""
+    if not isinstance(index, tuple) or len(index) not in (2, 3):
+        return False
+    full = slice(None, None, None)
+    return index[0] == full and index[1] == -1 and (len(index) == 2 or index[2] == full)
+
+
+def convert_getitem(b, node, module=None):
+    arg, index = node.args[0], node.args[1]
+    v = b.values.get(arg.name) if isinstance(arg, torch.fx.Node) else None
+    if v is None:
+        b.fail(node, "it indexes a value that is not computed by supported layers")
+    if isinstance(v, TupleValue):
+        if isinstance(index, int) and v.items.get(index) is not None:
+            return v.items[index]
+        b.fail(node, "item %r of this tuple is not supported: %s" % (index, v.why))
+    v = b.value(node, arg)
+    if b.layers[v.group].layout == "sequence" and _is_last_step_index(index):
+        layer = b.new_layer(node, "last_step", b.layers[v.group].width, [v.group],
+                            layout="plain")
+        b.own(node, "last_step", layer=layer)
+        return b.added(layer, b.graph.add_last_step(v.group, name=node.name))
+    b.fail(node, "indexing with %r is not supported (only the last step x[:, -1] of a "
+                 "(batch, time, features) sequence, and items of a layer's output "
+                 "tuple)" % (index,))
 
 
 MODULES = {
@@ -287,6 +376,7 @@ FUNCTIONS = {
     F.silu: _activation("silu"),
     torch.flatten: convert_flatten,
     F.dropout: convert_dropout_function,
+    operator.getitem: convert_getitem,
 }
 
 METHODS = {
@@ -300,17 +390,19 @@ METHODS = {
     "contiguous": convert_alias,
 }
 
-# Modules known to be unsupported now, with the reason shown to the user.
+# Modules known to be unsupported, with the reason shown to the user.
 NOT_YET = {
-    "Conv1d": "convolutions need the C conv builder (fib_graph_add_conv), not in this version",
-    "Conv2d": "convolutions need the C conv builder (fib_graph_add_conv), not in this version",
-    "BatchNorm1d": "normalisation layers need the C norm builder, not in this version",
-    "BatchNorm2d": "normalisation layers need the C norm builder, not in this version",
-    "LayerNorm": "normalisation layers need the C norm builder, not in this version",
-    "LSTM": "gated recurrent layers need the C gated builder, not in this version",
-    "GRU": "gated recurrent layers need the C gated builder, not in this version",
-    "MultiheadAttention": "attention needs the C attention builder, not in this version",
-    "TransformerEncoderLayer": "attention needs the C attention builder, not in this version",
+    "Conv3d": "3-D convolutions have no C builder (fib_graph_add_conv is 2-D)",
+    "ConvTranspose2d": "transposed convolutions have no C builder",
+    "BatchNorm3d": "3-D batch norm has no C builder",
+    "GroupNorm": "group norm mixes channels in groups; only LayerNorm (and batch norm "
+                 "as a per-channel affine map) have C builders",
+    "InstanceNorm2d": "instance norm has no C builder",
+    "RNN": "plain (Elman) RNNs have no C builder; LSTM and GRU do",
+    "Embedding": "embeddings (integer inputs) have no C builder",
+    "TransformerDecoderLayer": "cross-attention has no C builder (self-attention only)",
+    "AdaptiveAvgPool2d": "adaptive pooling has no C builder (use AvgPool2d with a fixed "
+                         "kernel)",
 }
 
 
@@ -351,9 +443,20 @@ def trace(model, example_input, weights_override=None):
             shape = b.shape(node)
             if shape is None:
                 b.fail(node, "model inputs must be tensors")
-            width = int(math.prod(shape[1:])) if len(shape) > 1 else 1
-            layer = b.new_layer(node, "input", width, [])
-            group = graph.add_input(width)
+            layout = _input_layout(b, node, shape)
+            if layout == "plain":
+                width = int(math.prod(shape[1:])) if len(shape) > 1 else 1
+                group = graph.add_input(width)
+            elif layout == "image":
+                width = shape[1]
+                group = graph.add_input_positions(shape[1], shape[2], shape[3])
+            elif layout == "channels1d":
+                width = shape[1]
+                group = graph.add_input_positions(shape[1], 1, shape[2])
+            else:
+                width = shape[2]
+                group = graph.add_input_positions(shape[2], shape[1], 1)
+            b.new_layer(node, "input", width, [], layout=layout)
             graph.set_name(group, node.name)
             b.values[node.name] = Value(group, False)
             input_groups.append(group)
@@ -381,8 +484,7 @@ def trace(model, example_input, weights_override=None):
                 module, convert = None, METHODS.get(node.target)
             if convert is None:
                 b.fail(node, "this operation has no mapping onto libfibration's "
-                             "graph (supported: Linear, activations, Dropout, "
-                             "Flatten, Identity and residual additions)")
+                             "graph (see docs/python.md for the supported layers)")
             b.values[node.name] = convert(b, node, module)
     # the C graph's outputs are the groups nobody reads; they must be exactly
     # the model's outputs, or an output could be merged
@@ -397,4 +499,35 @@ def trace(model, example_input, weights_override=None):
     for layer in b.layers:
         if layer.kind == "input" and layer.group in outputs:
             raise UnsupportedModelError("model input %r is returned unchanged" % layer.node)
-    return Network(model, gm, graph, b.layers, b.values, outputs, input_groups)
+    return Network(model, gm, graph, b.layers, b.values, outputs, input_groups, b.owners)
+
+
+FLATTENING = ("flatten", "view", "reshape")
+
+
+def _input_layout(b, node, shape):
+    """How a model input is laid out: a (batch, features) matrix (also any
+    input that is only flattened), an image, a (N, C, L) signal read by 1-D
+    layers, or a (batch, time, features) sequence."""
+    if len(shape) == 2:
+        return "plain"
+    kinds = []
+    for user in node.users:
+        if user.op == "call_module":
+            kinds.append(type(b.gm.get_submodule(user.target)).__name__)
+        else:
+            kinds.append(getattr(user.target, "__name__", str(user.target)))
+    if kinds and all(k.lower() in FLATTENING for k in kinds):
+        return "plain"
+    if len(shape) == 4:
+        return "image"
+    if len(shape) == 3:
+        if any(k in CHANNELS_FIRST_1D for k in kinds):
+            return "channels1d"
+        return "sequence"
+    b.fail(node, "model inputs of shape %s are not supported" % (shape,))
+
+
+CHANNELS_FIRST_1D = ("Conv1d", "MaxPool1d", "AvgPool1d", "BatchNorm1d")
+
+from . import _convert  # noqa: E402,F401  (registers the converters for layers with positions)

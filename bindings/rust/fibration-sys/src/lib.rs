@@ -258,7 +258,8 @@ extern "C" {
     /// n_units:    width
     /// activation: FIB_ACT_*, and its parameter
     /// has_bias:   1 if a dense block has a bias
-    /// n_sources:  number of groups read (0 for inputs, 1 dense, 2 sum)
+    /// n_sources:  number of groups read (0 for inputs, 1 dense, 2 sum,
+    /// 3 attention core: q, k, v)
     /// is_output:  1 if no group reads this one
     pub fn fib_graph_group_info(graph: *const fib_graph, group: i32, op: *mut i32, n_units: *mut i64, activation: *mut i32, parameter: *mut f64, has_bias: *mut i32, n_sources: *mut i32, is_output: *mut i32) -> i32;
 
@@ -378,7 +379,8 @@ extern "C" {
 
     /// The integer attributes of a group's block, e.g. conv: kernel_rows,
     /// kernel_cols, stride_rows, stride_cols, pad_rows, pad_cols, groups; pool:
-    /// kind, then the same six; norm: kind; attention core: n_heads, then per
+    /// kind, then the same six; norm: kind, then per unit the source unit it
+    /// reads (a base gathers); attention core: n_heads, then per
     /// head its number of q/k pairs, then per pair (q unit, k unit), then per
     /// unit its head and its v unit. Writes min(count, capacity) values and the
     /// full count to *count_out (0 for blocks without attributes).

@@ -1,0 +1,323 @@
+"""Converters for layers with positions: convolutions, batch norm, pooling,
+LSTM/GRU, multi-head self-attention, LayerNorm and Transformer encoders.
+
+Each maps one fx node onto C builder calls (fib_graph_add_conv, _affine,
+_pool, _lstm, _gru, _attention, _norm, _sum, _dense) and records how the
+node is rebuilt (Builder.own). Registered into _trace.MODULES on import.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._trace import MODULES, TupleValue, Value
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _check_dtype(b, node, tensor):
+    if tensor.dtype not in (torch.float32, torch.float64):
+        b.fail(node, "weights of dtype %s; libfibration reads float32 and float64"
+               % tensor.dtype)
+
+
+def _single_input(b, node, what):
+    extra = [a for a in list(node.args[1:]) + list(node.kwargs.values()) if a is not None]
+    if extra:
+        b.fail(node, "%s is called with more than its input (%r); initial states, "
+                     "masks and extra arguments are not supported" % (what, extra))
+    return b.value(node, node.args[0])
+
+
+# -- convolution, batch norm, pooling ---------------------------------------
+
+def convert_conv(b, node, module):
+    one_d = isinstance(module, nn.Conv1d)
+    v = _single_input(b, node, type(module).__name__)
+    b.require_layout(node, v, ("channels1d",) if one_d else ("image",), type(module).__name__)
+    if isinstance(module.padding, str) or module.padding_mode != "zeros":
+        b.fail(node, "padding=%r, padding_mode=%r: only explicit zero padding is "
+                     "supported" % (module.padding, module.padding_mode))
+    if any(d != 1 for d in module.dilation):
+        b.fail(node, "dilation %s: the C convolution has dilation 1" % (module.dilation,))
+    weight = module.weight.detach()
+    _check_dtype(b, node, weight)
+    bias = module.bias.detach() if module.bias is not None else None
+    if one_d:
+        weight = weight.unsqueeze(2)
+        stride, padding = (1, module.stride[0]), (0, module.padding[0])
+    else:
+        stride, padding = _pair(module.stride), _pair(module.padding)
+    layer = b.new_layer(node, "conv", module.out_channels, [v.group], module=node.target)
+    group = b.graph.add_conv(v.group, weight.contiguous(), bias, stride, padding,
+                             module.groups, name=node.name)
+    b.own(node, "conv", layer=layer)
+    return b.added(layer, group)
+
+
+def batch_norm_affine(module):
+    """(scale, shift) of a batch norm in eval mode, in the weights' dtype."""
+    var, mean = module.running_var.double(), module.running_mean.double()
+    scale = 1.0 / torch.sqrt(var + module.eps)
+    if module.weight is not None:
+        scale = scale * module.weight.detach().double()
+    shift = -mean * scale
+    if module.bias is not None:
+        shift = shift + module.bias.detach().double()
+    dtype = module.running_mean.dtype
+    return scale.to(dtype).contiguous(), shift.to(dtype).contiguous()
+
+
+def convert_batch_norm(b, node, module):
+    v = _single_input(b, node, type(module).__name__)
+    layouts = ("image",) if isinstance(module, nn.BatchNorm2d) else ("plain", "channels1d")
+    b.require_layout(node, v, layouts, type(module).__name__)
+    if module.running_mean is None:
+        b.fail(node, "batch norm without running statistics (track_running_stats="
+                     "False) computes with the batch; it has no fixed per-channel map")
+    scale, shift = batch_norm_affine(module)
+    layer = b.new_layer(node, "affine", module.num_features, [v.group], module=node.target)
+    group = b.graph.add_affine(v.group, scale, shift, name=node.name)
+    b.own(node, "affine", layer=layer)
+    return b.added(layer, group)
+
+
+def convert_pool(b, node, module):
+    one_d = isinstance(module, (nn.MaxPool1d, nn.AvgPool1d))
+    is_max = isinstance(module, (nn.MaxPool1d, nn.MaxPool2d))
+    v = _single_input(b, node, type(module).__name__)
+    b.require_layout(node, v, ("channels1d",) if one_d else ("image",), type(module).__name__)
+    if module.ceil_mode:
+        b.fail(node, "ceil_mode=True is not supported")
+    if is_max and (module.return_indices or any(d != 1 for d in _pair(module.dilation))):
+        b.fail(node, "max pooling with dilation or return_indices is not supported")
+    if not is_max and (not module.count_include_pad or
+                       getattr(module, "divisor_override", None) is not None):
+        b.fail(node, "average pooling must count padding as zeros "
+                     "(count_include_pad=True, no divisor_override)")
+    kernel = _pair(module.kernel_size)
+    stride = _pair(module.stride if module.stride is not None else module.kernel_size)
+    padding = _pair(module.padding)
+    if one_d:
+        kernel, stride, padding = (1, kernel[0]), (1, stride[0]), (0, padding[0])
+    layer = b.new_layer(node, "pool", b.layers[v.group].width, [v.group])
+    group = b.graph.add_pool(v.group, "max" if is_max else "avg", kernel, stride, padding,
+                             name=node.name)
+    b.own(node, "pool", layer=layer)
+    return b.added(layer, group)
+
+
+# -- LSTM and GRU -----------------------------------------------------------
+
+def convert_recurrent(b, node, module):
+    kind = "lstm" if isinstance(module, nn.LSTM) else "gru"
+    name = type(module).__name__
+    v = _single_input(b, node, name)
+    b.require_layout(node, v, ("sequence",), name)
+    if not module.batch_first:
+        b.fail(node, "batch_first=False: only batch_first=True recurrent layers are "
+                     "supported (the sequence must be (batch, time, features))")
+    if module.bidirectional:
+        b.fail(node, "bidirectional layers are not supported (the C builders run forward)")
+    if getattr(module, "proj_size", 0):
+        b.fail(node, "LSTM with proj_size is not supported")
+    layers, source = [], v.group
+    add = b.graph.add_lstm if kind == "lstm" else b.graph.add_gru
+    for index in range(module.num_layers):
+        get = lambda what: getattr(module, "%s_l%d" % (what, index), None)  # noqa: E731
+        _check_dtype(b, node, get("weight_ih"))
+        tensors = [t.detach() if t is not None else None
+                   for t in (get("weight_ih"), get("weight_hh"), get("bias_ih"),
+                             get("bias_hh"))]
+        name_l = node.name if module.num_layers == 1 else "%s.l%d" % (node.name, index)
+        layer = b.new_layer(node, kind, module.hidden_size, [source], module=node.target,
+                            name=name_l)
+        group = add(source, module.hidden_size, *tensors, name=name_l)
+        b.added(layer, group)
+        layers.append(layer)
+        source = group
+    b.own(node, "recurrent", layers=layers, kind=kind)
+    return TupleValue({0: Value(source, False)},
+                      "only the output sequence out[0] (all steps of the last layer) is; "
+                      "use out[0][:, -1] for the last step instead of h_n")
+
+
+# -- attention, norms, Transformer encoders ---------------------------------
+
+def add_attention(b, node, source, mha, name, module_name):
+    """The five groups of a self-attention over group `source`; returns
+    their layers (q, k, v, core, out)."""
+    if not mha.batch_first:
+        b.fail(node, "MultiheadAttention(batch_first=False): only batch_first=True is "
+                     "supported (the sequence must be (batch, time, features))")
+    if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
+        b.fail(node, "MultiheadAttention with kdim/vdim, add_bias_kv or add_zero_attn is "
+                     "not supported")
+    _check_dtype(b, node, mha.in_proj_weight)
+    e = mha.embed_dim
+    detach = lambda t: t.detach() if t is not None else None  # noqa: E731
+    out = b.graph.add_attention(source, mha.num_heads, detach(mha.in_proj_weight),
+                                detach(mha.in_proj_bias), detach(mha.out_proj.weight),
+                                detach(mha.out_proj.bias))
+    layers = []
+    for offset, role in zip(range(4, -1, -1), ("q", "k", "v", "core", "out")):
+        layer = b.new_layer(node, "attention." + role, e, [source] if role in "qkv" else [],
+                            module=module_name, name=name if role == "out" else
+                            "%s.%s" % (name, role), layout="sequence")
+        if role == "core":
+            layer.sources = [out - 4, out - 3, out - 2]
+        elif role == "out":
+            layer.sources = [out - 1]
+        b.added(layer, out - offset)
+        layers.append(layer)
+    b.graph.set_name(out, name)
+    return layers
+
+
+def convert_attention(b, node, module):
+    args = list(node.args) + [node.kwargs.get(k) for k in ("query", "key", "value")
+                              if k in node.kwargs]
+    q, k, v = (args + [None, None, None])[:3]
+    if not (q is k is v) or q is None:
+        b.fail(node, "only self-attention mha(x, x, x) is supported (cross-attention "
+                     "has no C builder)")
+    positional = dict(zip(("query", "key", "value", "key_padding_mask", "need_weights",
+                           "attn_mask"), node.args))
+    for key in ("key_padding_mask", "attn_mask"):
+        if node.kwargs.get(key) is not None or positional.get(key) is not None:
+            b.fail(node, "%s is not supported (the C attention has no masks)" % key)
+    value = b.value(node, q)
+    b.require_layout(node, value, ("sequence",), "MultiheadAttention")
+    layers = add_attention(b, node, value.group, module, node.name, node.target)
+    b.own(node, "attention", layers=layers)
+    return TupleValue({0: Value(layers[-1].group, False)},
+                      "the attention weights (item 1) are not a group of units")
+
+
+def add_layer_norm(b, node, source, norm, name, module_name):
+    if len(norm.normalized_shape) != 1:
+        b.fail(node, "LayerNorm over %s: only the last dimension is supported"
+               % (tuple(norm.normalized_shape),))
+    weight = norm.weight.detach() if norm.weight is not None else None
+    bias = norm.bias.detach() if norm.bias is not None else None
+    layer = b.new_layer(node, "norm", norm.normalized_shape[0], [source], module=module_name,
+                        name=name)
+    group = b.graph.add_norm(source, "layer", weight, bias, norm.eps, name=name)
+    b.added(layer, group)
+    return layer
+
+
+def convert_layer_norm(b, node, module):
+    v = _single_input(b, node, "LayerNorm")
+    b.require_layout(node, v, ("plain", "sequence"), "LayerNorm")
+    layer = add_layer_norm(b, node, v.group, module, node.name, node.target)
+    b.own(node, "norm", layer=layer)
+    return Value(layer.group, False)
+
+
+def _encoder_activation(b, node, layer):
+    act = layer.activation
+    code = getattr(layer, "activation_relu_or_gelu", 0)
+    if act is F.relu or isinstance(act, nn.ReLU) or code == 1:
+        return "relu"
+    if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none") or code == 2:
+        return "gelu"
+    b.fail(node, "encoder activation %r: relu and gelu are supported" % (act,))
+
+
+def add_encoder_layer(b, node, source, layer, name, module_name):
+    """The groups of one TransformerEncoderLayer (post-norm or pre-norm) over
+    group `source`; returns (roles, output group)."""
+    def sub(role):
+        return "%s.%s" % (name, role), "%s.%s" % (module_name, role)
+
+    def add_sum(x, y, role):
+        nm = "%s.%s" % (name, role)
+        s = b.new_layer(node, "sum", b.layers[x].width, [x, y], name=nm)
+        b.added(s, b.graph.add_sum(x, y))
+        b.graph.set_name(s.group, nm)
+        return s.group
+
+    def feed_forward(x):
+        f1 = b.new_layer(node, "dense", layer.linear1.out_features, [x], name=sub("linear1")[0],
+                         module=sub("linear1")[1])
+        b.added(f1, b.graph.add_dense(x, layer.linear1.weight.detach(),
+                                      _detach(layer.linear1.bias), name=f1.node,
+                                      activation=_encoder_activation(b, node, layer)))
+        f1.activation, f1.activated = _encoder_activation(b, node, layer), True
+        f2 = b.new_layer(node, "dense", layer.linear2.out_features, [f1.group],
+                         name=sub("linear2")[0], module=sub("linear2")[1])
+        b.added(f2, b.graph.add_dense(f1.group, layer.linear2.weight.detach(),
+                                      _detach(layer.linear2.bias), name=f2.node))
+        return f1, f2
+
+    roles = {}
+    x = source
+    if layer.norm_first:
+        roles["norm1"] = add_layer_norm(b, node, x, layer.norm1, *sub("norm1"))
+        roles["attn"] = add_attention(b, node, roles["norm1"].group, layer.self_attn,
+                                      *sub("self_attn"))
+        roles["add1"] = add_sum(x, roles["attn"][-1].group, "add1")
+        roles["norm2"] = add_layer_norm(b, node, roles["add1"], layer.norm2, *sub("norm2"))
+        roles["linear1"], roles["linear2"] = feed_forward(roles["norm2"].group)
+        roles["add2"] = add_sum(roles["add1"], roles["linear2"].group, "add2")
+        return roles, roles["add2"]
+    roles["attn"] = add_attention(b, node, x, layer.self_attn, *sub("self_attn"))
+    roles["add1"] = add_sum(x, roles["attn"][-1].group, "add1")
+    roles["norm1"] = add_layer_norm(b, node, roles["add1"], layer.norm1, *sub("norm1"))
+    roles["linear1"], roles["linear2"] = feed_forward(roles["norm1"].group)
+    roles["add2"] = add_sum(roles["norm1"].group, roles["linear2"].group, "add2")
+    roles["norm2"] = add_layer_norm(b, node, roles["add2"], layer.norm2, *sub("norm2"))
+    return roles, roles["norm2"].group
+
+
+def _detach(t):
+    return t.detach() if t is not None else None
+
+
+def convert_encoder_layer(b, node, module):
+    v = _single_input(b, node, "TransformerEncoderLayer")
+    b.require_layout(node, v, ("sequence",), "TransformerEncoderLayer")
+    roles, out = add_encoder_layer(b, node, v.group, module, node.name, node.target)
+    b.own(node, "encoder", layers=[roles], norm=None)
+    return Value(out, False)
+
+
+def convert_encoder(b, node, module):
+    v = _single_input(b, node, "TransformerEncoder")
+    b.require_layout(node, v, ("sequence",), "TransformerEncoder")
+    all_roles, x = [], v.group
+    for i, layer in enumerate(module.layers):
+        roles, x = add_encoder_layer(b, node, x, layer, "%s.layers.%d" % (node.name, i),
+                                     "%s.layers.%d" % (node.target, i))
+        all_roles.append(roles)
+    norm = None
+    if module.norm is not None:
+        if not isinstance(module.norm, nn.LayerNorm):
+            b.fail(node, "the encoder's final norm is a %s; LayerNorm is supported"
+                   % type(module.norm).__name__)
+        norm = add_layer_norm(b, node, x, module.norm, node.name + ".norm",
+                              node.target + ".norm")
+        x = norm.group
+    b.own(node, "encoder", layers=all_roles, norm=norm)
+    return Value(x, False)
+
+
+MODULES.update({
+    nn.Conv1d: convert_conv,
+    nn.Conv2d: convert_conv,
+    nn.BatchNorm1d: convert_batch_norm,
+    nn.BatchNorm2d: convert_batch_norm,
+    nn.MaxPool1d: convert_pool,
+    nn.MaxPool2d: convert_pool,
+    nn.AvgPool1d: convert_pool,
+    nn.AvgPool2d: convert_pool,
+    nn.LSTM: convert_recurrent,
+    nn.GRU: convert_recurrent,
+    nn.MultiheadAttention: convert_attention,
+    nn.LayerNorm: convert_layer_norm,
+    nn.TransformerEncoderLayer: convert_encoder_layer,
+    nn.TransformerEncoder: convert_encoder,
+})

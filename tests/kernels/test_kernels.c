@@ -1,0 +1,355 @@
+/* Every kernel set against the scalar one (same bits), on random shapes,
+ * strides and alignments; and colourings identical for every SIMD level and
+ * thread count. Run under several FIBRATION_SIMD values (tests/kernels/
+ * meson.build): each run also checks that the variable was obeyed. */
+#include "internal.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures;
+#define CHECK(cond)                                                           \
+    do {                                                                      \
+        if (!(cond) && failures++ < 10)                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    } while (0)
+
+static uint64_t state = 12345;
+
+static uint64_t rnd(void)
+{
+    uint64_t z = (state += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+static int64_t below(int64_t n)
+{
+    return (int64_t)(rnd() % (uint64_t)n);
+}
+
+/* Values with mixed magnitudes and signs, zeros and negative zeros. */
+static double value(void)
+{
+    switch (below(8)) {
+    case 0:
+        return 0.0;
+    case 1:
+        return -0.0;
+    case 2:
+        return ldexp((double)below(1000) - 500, (int)below(40) - 20);
+    default:
+        return ((double)(rnd() >> 11) * 0x1.0p-53 - 0.5) * 4;
+    }
+}
+
+static const fib_kernels *sets[3];
+static int n_sets;
+
+/* ---- colour sums -------------------------------------------------------- */
+
+static void test_colour_sums(int f64)
+{
+    static const int64_t widths[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 257};
+    for (int trial = 0; trial < 400; trial++) {
+        int64_t n = widths[below(14)];
+        int64_t rows = 1 + below(FIB_TILE_MAX);
+        if (trial % 5 == 0)
+            rows = FIB_TILE_MAX; /* full tiles are the SIMD path */
+        int64_t ld = n + below(5), shift = below(3); /* odd strides, misaligned */
+        int64_t k = 1 + below(n < 6 ? n : 6);
+        if (trial % 3 == 0)
+            k = n;
+        int64_t *color = malloc((size_t)n * sizeof *color);
+        for (int64_t c = 0; c < n; c++)
+            color[c] = trial % 4 == 1 ? c * k / n : c < k ? c : below(k); /* runs or random */
+        size_t cells = (size_t)(rows * ld + shift);
+        double *wd = malloc(cells * sizeof *wd);
+        float *wf = malloc(cells * sizeof *wf);
+        for (size_t x = 0; x < cells; x++) {
+            wd[x] = value();
+            wf[x] = (float)wd[x];
+        }
+        int64_t ld_out = k + below(3);
+        double *ref_s = calloc((size_t)(rows * ld_out), sizeof(double));
+        double *ref_a = calloc((size_t)(rows * ld_out), sizeof(double));
+        double *got_s = calloc((size_t)(rows * ld_out), sizeof(double));
+        double *got_a = calloc((size_t)(rows * ld_out), sizeof(double));
+        double *scratch = malloc((size_t)(2 * FIB_TILE_MAX * k) * sizeof(double));
+        for (int s = 0; s < n_sets; s++) {
+            const fib_kernels *kern = s == 0 ? fib_kernels_scalar() : sets[s];
+            double *out_s = s == 0 ? ref_s : got_s, *out_a = s == 0 ? ref_a : got_a;
+            if (f64)
+                kern->colour_sums_f64(wd + shift, ld, rows, n, color, k, scratch, out_s,
+                                      out_a, ld_out);
+            else
+                kern->colour_sums_f32(wf + shift, ld, rows, n, color, k, scratch, out_s,
+                                      out_a, ld_out);
+            if (s == 0)
+                continue;
+            for (int64_t r = 0; r < rows; r++) {
+                if (memcmp(ref_s + r * ld_out, got_s + r * ld_out, (size_t)k * sizeof(double)) && failures < 3)
+                    fprintf(stderr, "%s f64=%d rows=%lld n=%lld k=%lld ld=%lld r=%lld: %a vs %a\n", kern->name, f64,
+                            (long long)rows, (long long)n, (long long)k, (long long)ld, (long long)r,
+                            ref_s[r * ld_out], got_s[r * ld_out]);
+                CHECK(!memcmp(ref_s + r * ld_out, got_s + r * ld_out, (size_t)k * sizeof(double)));
+                CHECK(!memcmp(ref_a + r * ld_out, got_a + r * ld_out, (size_t)k * sizeof(double)));
+            }
+        }
+        /* The scalar reference against a plain definition. */
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < k; c++) {
+                double sum = 0, abs_sum = 0;
+                for (int64_t q = 0; q < n; q++)
+                    if (color[q] == c) {
+                        double v = f64 ? wd[shift + r * ld + q] : (double)wf[shift + r * ld + q];
+                        sum += v;
+                        abs_sum += fabs(v);
+                    }
+                CHECK(sum == ref_s[r * ld_out + c] && abs_sum == ref_a[r * ld_out + c]);
+            }
+        free(color), free(wd), free(wf), free(ref_s), free(ref_a), free(got_s), free(got_a);
+        free(scratch);
+    }
+}
+
+/* ---- accumulate ----------------------------------------------------------- */
+
+static void test_accumulate(void)
+{
+    for (int trial = 0; trial < 200; trial++) {
+        int64_t n = 1 + below(70), shift = below(3);
+        double x[80], acc[3][80], abs_acc[3][80];
+        float xf[80];
+        for (int64_t i = 0; i < n + shift; i++) {
+            x[i] = value();
+            xf[i] = (float)x[i];
+        }
+        for (int f64 = 0; f64 < 2; f64++) {
+            for (int s = 0; s < n_sets; s++) {
+                for (int64_t i = 0; i < n; i++) {
+                    acc[s][i] = (double)i * 0.1;
+                    abs_acc[s][i] = (double)i;
+                }
+                if (f64)
+                    sets[s]->accumulate_f64(x + shift, n, acc[s], abs_acc[s]);
+                else
+                    sets[s]->accumulate_f32(xf + shift, n, acc[s], abs_acc[s]);
+                CHECK(!memcmp(acc[s], acc[0], (size_t)n * sizeof(double)));
+                CHECK(!memcmp(abs_acc[s], abs_acc[0], (size_t)n * sizeof(double)));
+            }
+        }
+    }
+}
+
+/* ---- tight test ----------------------------------------------------------- */
+
+static void test_tight(void)
+{
+    for (int trial = 0; trial < 600; trial++) {
+        int64_t n_rows = 1 + below(12), len = 1 + below(70), ld = len + below(4);
+        double *x = malloc((size_t)(n_rows * ld) * sizeof *x);
+        double *tol = malloc((size_t)(n_rows * ld) * sizeof *tol);
+        float *xf = malloc((size_t)(n_rows * ld) * sizeof *xf);
+        double slack = trial % 2 ? 0.0 : 1e-3;
+        /* Rows near a common one, so that the answer is often far along. */
+        int64_t spread_from = below(len + 1);
+        for (int64_t j = 0; j < len; j++) {
+            double base = value();
+            for (int64_t u = 0; u < n_rows; u++) {
+                double noise = j >= spread_from ? value() * 1e-3 : (double)below(3) * 1e-12;
+                x[u * ld + j] = base + noise;
+                xf[u * ld + j] = (float)(base + noise);
+                tol[u * ld + j] = fabs(base) * 1e-9 * (double)below(3);
+            }
+        }
+        int64_t m = 1 + below(n_rows), rows[12];
+        for (int64_t u = 0; u < m; u++)
+            rows[u] = below(n_rows);
+        double coef = ldexp(1.0, -20 - (int)below(30));
+        int64_t ref[3] = {0};
+        for (int s = 0; s < n_sets; s++) {
+            int64_t a = sets[s]->tight_f32(xf, ld, rows, m, len, slack, coef);
+            int64_t b = sets[s]->tight_f64(x, ld, rows, m, len, slack, coef);
+            int64_t c = sets[s]->tight_tol(x, tol, ld, rows, m, len, slack);
+            if (s == 0) {
+                ref[0] = a, ref[1] = b, ref[2] = c;
+                CHECK(a >= 0 && a <= len && b >= 0 && b <= len && c >= 0 && c <= len);
+            } else {
+                CHECK(a == ref[0]);
+                CHECK(b == ref[1]);
+                CHECK(c == ref[2]);
+            }
+        }
+        free(x), free(tol), free(xf);
+    }
+}
+
+/* ---- colourings ----------------------------------------------------------- */
+
+/* A 3-layer net: input n0, dense layers with planted output classes over
+ * source classes (lifted rows, re-split within source classes), optional
+ * noise. dtype F32 or F64; ld padded. */
+typedef struct net {
+    fib_graph *g;
+    void *w[3];
+} net;
+
+static net make_net(int32_t dtype, int64_t width, double noise)
+{
+    net out = {0};
+    fib_graph_create(&out.g);
+    int32_t prev;
+    fib_graph_add_input(out.g, width, &prev);
+    int64_t *src = malloc((size_t)width * sizeof *src);
+    for (int64_t k = 0; k < width; k++)
+        src[k] = k; /* inputs are all distinct */
+    int64_t n_src = width;
+    for (int layer = 0; layer < 3; layer++) {
+        int64_t ld = width + layer; /* odd strides */
+        int64_t n_cls = width / 3 + 1;
+        int64_t *cls = malloc((size_t)width * sizeof *cls);
+        for (int64_t i = 0; i < width; i++)
+            cls[i] = i < n_cls ? i : below(n_cls);
+        double *base = malloc((size_t)(n_cls * n_src) * sizeof *base);
+        for (int64_t x = 0; x < n_cls * n_src; x++)
+            base[x] = value();
+        int64_t *size = calloc((size_t)n_src, sizeof *size);
+        for (int64_t k = 0; k < width; k++)
+            size[src[k]]++;
+        size_t esize = dtype == FIB_DTYPE_F32 ? 4 : 8;
+        out.w[layer] = calloc((size_t)(width * ld), esize);
+        for (int64_t i = 0; i < width; i++)
+            for (int64_t k = 0; k < width; k++) {
+                double v = base[cls[i] * n_src + src[k]] / (double)size[src[k]];
+                v += noise * ((double)(rnd() >> 11) * 0x1.0p-53 - 0.5) / (double)size[src[k]];
+                fib_store(dtype, out.w[layer], i * ld + k, v);
+            }
+        int32_t group;
+        fib_graph_add_dense(out.g, prev, width, dtype, out.w[layer], ld, NULL, 0, &group);
+        fib_graph_set_activation(out.g, group, layer == 2 ? FIB_ACT_LINEAR : FIB_ACT_RELU, 0);
+        prev = group;
+        memcpy(src, cls, (size_t)width * sizeof *src);
+        n_src = n_cls;
+        free(cls), free(base), free(size);
+    }
+    free(src);
+    return out;
+}
+
+static void free_net(net *n)
+{
+    fib_graph_free(n->g);
+    for (int l = 0; l < 3; l++)
+        free(n->w[l]);
+}
+
+/* All colours of all groups, concatenated. */
+static int64_t *colours_of(const fib_graph *g, const fib_coloring *c, int64_t *len)
+{
+    int32_t groups;
+    fib_graph_num_groups(g, &groups);
+    int64_t total = 0;
+    for (int32_t i = 0; i < groups; i++) {
+        int64_t units;
+        fib_graph_group_info(g, i, NULL, &units, NULL, NULL, NULL, NULL, NULL);
+        total += units;
+    }
+    int64_t *out = malloc((size_t)total * sizeof *out), at = 0;
+    for (int32_t i = 0; i < groups; i++) {
+        int64_t units;
+        fib_graph_group_info(g, i, NULL, &units, NULL, NULL, NULL, NULL, NULL);
+        fib_coloring_colors(c, i, out + at, units);
+        at += units;
+    }
+    *len = total;
+    return out;
+}
+
+static void test_colourings(void)
+{
+    const int64_t widths[] = {1, 5, 40, 130};
+    for (int wi = 0; wi < 4; wi++)
+        for (int32_t dtype = FIB_DTYPE_F32; dtype <= FIB_DTYPE_F64; dtype++)
+            for (int tol = 0; tol < 2; tol++) {
+                double eps = tol ? 1e-3 : 0.0;
+                net n = make_net(dtype, widths[wi], tol ? eps / 4 : 0.0);
+                for (int32_t sym = FIB_SYM_FIBERS; sym <= FIB_SYM_COVERS; sym++) {
+                    int64_t *ref = NULL, ref_len = 0;
+                    for (int s = 0; s < n_sets; s++)
+                        for (int32_t threads = 1; threads <= 3; threads++) {
+                            CHECK(fib_kernels_override(sets[s]->level) == 0);
+                            fib_color_options o;
+                            fib_color_options_init(&o, sizeof o);
+                            o.symmetry = sym;
+                            o.tolerance = tol ? FIB_TOL_ABS : FIB_TOL_EXACT;
+                            o.eps = eps;
+                            o.n_threads = threads;
+                            fib_coloring *c = NULL;
+                            CHECK(fib_color(n.g, &o, &c) == FIB_OK);
+                            if (!c)
+                                continue;
+                            int32_t balanced = 0;
+                            CHECK(fib_coloring_is_balanced(n.g, c, eps, &balanced) == FIB_OK);
+                            if (sym == FIB_SYM_FIBERS)
+                                CHECK(balanced == 1);
+                            int64_t len;
+                            int64_t *got = colours_of(n.g, c, &len);
+                            if (!ref) {
+                                ref = got;
+                                ref_len = len;
+                            } else {
+                                CHECK(len == ref_len &&
+                                      !memcmp(got, ref, (size_t)len * sizeof *got));
+                                free(got);
+                            }
+                            fib_coloring_free(c);
+                        }
+                    free(ref);
+                }
+                free_net(&n);
+            }
+    fib_kernels_override(-1);
+}
+
+/* FIBRATION_SIMD is obeyed (capped by what the CPU has) and reported. */
+static void test_dispatch(void)
+{
+    const fib_kernels *active = fib_kernels_active();
+    const char *env = getenv("FIBRATION_SIMD");
+    int32_t best = FIB_SIMD_SCALAR;
+    for (int32_t l = FIB_SIMD_SCALAR; l <= FIB_SIMD_AVX512; l++)
+        if (fib_kernels_level(l))
+            best = l;
+    int32_t want = best;
+    if (env && !strcmp(env, "scalar"))
+        want = FIB_SIMD_SCALAR;
+    else if (env && !strcmp(env, "avx2"))
+        want = best < FIB_SIMD_AVX2 ? best : FIB_SIMD_AVX2;
+    CHECK(active->level == want);
+    uint32_t f = fib_features();
+    CHECK(!!(f & FIB_FEATURE_AVX2) == (want == FIB_SIMD_AVX2));
+    CHECK(!!(f & FIB_FEATURE_AVX512) == (want == FIB_SIMD_AVX512));
+    printf("FIBRATION_SIMD=%s: kernels %s (best here: %d), features 0x%x\n",
+           env ? env : "(unset)", active->name, (int)best, (unsigned)f);
+}
+
+int main(void)
+{
+    test_dispatch();
+    for (int32_t l = FIB_SIMD_SCALAR; l <= FIB_SIMD_AVX512; l++)
+        if (fib_kernels_level(l))
+            sets[n_sets++] = fib_kernels_level(l);
+    test_colour_sums(0);
+    test_colour_sums(1);
+    test_accumulate();
+    test_tight();
+    test_colourings();
+    if (failures)
+        fprintf(stderr, "%d failure(s)\n", failures);
+    return failures ? 1 : 0;
+}

@@ -476,6 +476,16 @@ FIB_API int32_t fib_color_options_init(fib_color_options *options,
  * spans at most eps (max - min), plus the rounding allowance above.
  * Classes are then formed by a deterministic sort-and-sweep; no pair of
  * units further apart than eps in any coordinate ever shares a class.
+ * The sweep first cuts only at gaps wider than eps (+ rounding), coordinate
+ * by coordinate to a fixed point, then splits what still spans more than
+ * eps greedily in sorted order. So units that form clusters of span <= eps
+ * in every coordinate, each cluster lying, in some coordinate, more than eps
+ * (+ rounding) from every unit outside it, come out exactly as those
+ * clusters (planted classes with noise below eps/2 are recovered).
+ *
+ * The colouring is the same for every options.n_threads and every SIMD
+ * level (FIBRATION_SIMD, fib_features): colour sums are added in one fixed
+ * order by every kernel. See docs/performance.md.
  *
  * Errors: FIB_E_NULL, FIB_E_INVALID (options), FIB_E_CANCELLED, FIB_E_NOMEM. */
 FIB_API int32_t fib_color(const fib_graph *graph,

@@ -566,6 +566,97 @@ static int64_t next_in_cell(const search *s, int64_t start, int64_t after)
     return best;
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* Structural twins                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* The arcs of u (out-arcs, or in-arcs when `into`) as (other end, label)
+ * pairs with u and its partner v exchanged, sorted. */
+static int64_t twin_list(const csr *c, int64_t u, int64_t v,
+                         fv_pair *out)
+{
+    int64_t k = 0;
+    for (int64_t a = c->off[u]; a < c->off[u + 1]; a++) {
+        int64_t w = c->nbr[a];
+        w = w == u ? v : w == v ? u : w;
+        out[k++] = (fv_pair){c->hash[a], w};
+    }
+    qsort(out, (size_t)k, sizeof *out, cmp_fv);
+    return k;
+}
+
+/* Whether exchanging u and v (same colour) is an automorphism: u's arcs,
+ * with u and v exchanged, are v's arcs (both directions). */
+static bool is_twin(search *s, int64_t u, int64_t v)
+{
+    const csr *dirs[2] = {&s->out, &s->into};
+    for (int d = 0; d < 2; d++) {
+        const csr *c = dirs[d];
+        int64_t du = c->off[u + 1] - c->off[u], dv = c->off[v + 1] - c->off[v];
+        if (du != dv)
+            return false;
+        if (du == 0)
+            continue;
+        fv_pair *a = fib_alloc(du, sizeof *a), *b = fib_alloc(du, sizeof *b);
+        bool same = a && b;
+        if (same) {
+            twin_list(c, u, v, a);
+            /* v's own list, unchanged: v's arcs to u/v appear as-is */
+            int64_t k = 0;
+            for (int64_t x = c->off[v]; x < c->off[v + 1]; x++)
+                b[k++] = (fv_pair){c->hash[x], c->nbr[x]};
+            qsort(b, (size_t)k, sizeof *b, cmp_fv);
+            for (int64_t i = 0; i < du && same; i++)
+                same = a[i].f == b[i].f && a[i].v == b[i].v;
+        }
+        fib_free(a);
+        fib_free(b);
+        if (!same)
+            return false;
+    }
+    return true;
+}
+
+/* Nodes with the same colour and the same labelled neighbours (up to each
+ * other) are exchanged by a transposition: join them before the search, so
+ * that stars, complete bipartite and empty graphs cost no search. Candidates
+ * share a hash of (colour, neighbours other than themselves); each is
+ * checked exactly against the first of its run. Returns the generators. */
+static int64_t join_twins(search *s)
+{
+    int64_t n = s->n, joined = 0;
+    const csr *dirs[2] = {&s->out, &s->into};
+    for (int64_t u = 0; u < n; u++) {
+        uint64_t h = mix64((uint64_t)(s->in->initial ? s->in->initial[u] : 0));
+        for (int d = 0; d < 2; d++)
+            for (int64_t a = dirs[d]->off[u]; a < dirs[d]->off[u + 1]; a++) {
+                int64_t w = dirs[d]->nbr[a];
+                /* arcs between twins or loops are left out of the key */
+                uint64_t end = w == u ? UINT64_C(0x51) : (uint64_t)w;
+                h += mix64(dirs[d]->hash[a] ^ mix64(end + (uint64_t)d));
+            }
+        s->pairs[u] = (fv_pair){h, u};
+    }
+    fv_pair *order = s->pairs;
+    qsort(order, (size_t)n, sizeof *order, cmp_fv);
+    for (int64_t i = 0; i < n;) {
+        int64_t j = i + 1;
+        while (j < n && order[j].f == order[i].f)
+            j++;
+        for (int64_t k = i + 1; k < j; k++) {
+            int64_t u = order[i].v, v = order[k].v;
+            bool same_colour = !s->in->initial || s->in->initial[u] == s->in->initial[v];
+            if (same_colour && uf_find(s->uf, u) != uf_find(s->uf, v) && is_twin(s, u, v)) {
+                uf_union(s->uf, u, v);
+                joined++;
+            }
+        }
+        i = j;
+    }
+    return joined;
+}
+
 /* ------------------------------------------------------------------------ */
 /* The search                                                               */
 /* ------------------------------------------------------------------------ */
@@ -609,7 +700,7 @@ static int32_t explore(search *s, int32_t level, int64_t x)
 
 static int32_t run(search *s)
 {
-    uint64_t trace;
+    uint64_t trace = 0;
     int32_t status = initial_partition(s, &trace);
     if (status)
         return status;
@@ -625,6 +716,7 @@ static int32_t run(search *s)
         s->first_cells[level] = s->n_cells;
     }
     s->depth = level;
+    s->n_generators += join_twins(s);
     memcpy(s->leaf, s->lab, (size_t)s->n * sizeof *s->leaf);
     for (level = (int32_t)s->depth - 1; level >= 0; level--) {
         restore(s, level);

@@ -52,7 +52,8 @@ static int32_t check_signature(const fib_signature *sig, const fib_partition *p,
                     hi = u;
             }
             double span = sig->value[hi * sig->n_coords + j] - sig->value[lo * sig->n_coords + j];
-            double allowed = eps + sig->tol[hi * sig->n_coords + j] + sig->tol[lo * sig->n_coords + j];
+            double allowed = fib_allowance(eps, sig->tol[hi * sig->n_coords + j],
+                                           sig->tol[lo * sig->n_coords + j]);
             if (span > allowed) {
                 *ok = false;
                 fib_error_note("%s of group %d: class %lld is not balanced: units %lld and "

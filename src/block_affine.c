@@ -130,7 +130,7 @@ static int32_t affine_fiber_fill(const fib_graph *g, int32_t group, const fib_pa
         val[0] = (double)src->color[fib_gather_at(a->reads, i)];
         val[1] = scale_at(a, i);
         val[2] = shift_at(a, i);
-        tol[0] = 0.0;
+        tol[0] = FIB_TOL_LABEL;
         tol[1] = fib_rounding_tol(a->dtype, 1, fabs(val[1]));
         tol[2] = fib_rounding_tol(a->dtype, 1, fabs(val[2]));
     }

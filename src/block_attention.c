@@ -189,7 +189,7 @@ static int32_t attend_fiber_fill(const fib_graph *g, int32_t group,
         double *tol = sig->tol + u * sig->n_coords + offset;
         val[0] = (double)a->unit_head[u];
         val[1] = (double)pv->color[a->unit_v[u]];
-        tol[0] = tol[1] = 0.0;
+        tol[0] = tol[1] = FIB_TOL_LABEL;
     }
     return FIB_OK;
 }

@@ -48,7 +48,7 @@ static int32_t flatten_fiber_fill(const fib_graph *g, int32_t group, const fib_p
         double *tol = sig->tol + u * sig->n_coords + offset;
         val[0] = (double)src->color[u / positions];
         val[1] = (double)(u % positions);
-        tol[0] = tol[1] = 0.0;
+        tol[0] = tol[1] = FIB_TOL_LABEL;
     }
     return FIB_OK;
 }
@@ -70,7 +70,7 @@ static int32_t flatten_opfiber_fill(const fib_graph *g, int32_t group, int32_t s
     for (int64_t u = 0; u < g->groups[group].n_units; u++) {
         int64_t at = (u / positions) * sig->n_coords + offset + u % positions;
         sig->value[at] = (double)parts[group].color[u];
-        sig->tol[at] = 0.0;
+        sig->tol[at] = FIB_TOL_LABEL;
     }
     return FIB_OK;
 }

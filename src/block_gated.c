@@ -338,7 +338,7 @@ static int32_t gated_opfiber_fill(const fib_graph *g, int32_t group,
         /* The flavour: gates are non-linear, so the fiber class. */
         for (int64_t i = 0; i < h; i++) {
             sig->value[i * sig->n_coords + offset] = (double)fibers[group].color[i];
-            sig->tol[i * sig->n_coords + offset] = 0.0;
+            sig->tol[i * sig->n_coords + offset] = FIB_TOL_LABEL;
         }
         offset++;
     }

@@ -84,7 +84,7 @@ static int32_t last_step_fiber_fill(const fib_graph *g, int32_t group,
     const fib_partition *src = &parts[g->groups[group].sources[0]];
     for (int64_t i = 0; i < g->groups[group].n_units; i++) {
         sig->value[i * sig->n_coords + offset] = (double)src->color[at(reads, i)];
-        sig->tol[i * sig->n_coords + offset] = 0.0;
+        sig->tol[i * sig->n_coords + offset] = FIB_TOL_LABEL;
     }
     return FIB_OK;
 }

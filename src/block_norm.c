@@ -184,7 +184,7 @@ static int32_t norm_fiber_fill(const fib_graph *g, int32_t group,
         val[0] = (double)src->color[gather(n, i)];
         val[1] = gamma_of(n, i);
         val[2] = beta_of(n, i);
-        tol[0] = 0.0;
+        tol[0] = FIB_TOL_LABEL;
         tol[1] = fib_rounding_tol(n->dtype, 1, fabs(val[1]));
         tol[2] = fib_rounding_tol(n->dtype, 1, fabs(val[2]));
     }
@@ -239,6 +239,7 @@ static int32_t norm_opfiber_fill(const fib_graph *g, int32_t group,
         for (int64_t c = 0; c <= k; c++)
             tol[c] = fib_rounding_tol(n->dtype, terms[j], tol[c]);
         val[k + 1] = (double)src->color[j];
+        tol[k + 1] = FIB_TOL_LABEL;
     }
     fib_free(terms);
     return FIB_OK;

@@ -77,7 +77,7 @@ static int32_t pool_fiber_fill(const fib_graph *g, int32_t group, const fib_part
     const fib_partition *src = &parts[g->groups[group].sources[0]];
     for (int64_t c = 0; c < g->groups[group].n_units; c++) {
         sig->value[c * sig->n_coords + offset] = (double)src->color[fib_gather_at(p->reads, c)];
-        sig->tol[c * sig->n_coords + offset] = 0.0;
+        sig->tol[c * sig->n_coords + offset] = FIB_TOL_LABEL;
     }
     return FIB_OK;
 }
@@ -106,8 +106,10 @@ static int32_t pool_opfiber_fill(const fib_graph *g, int32_t group, int32_t sour
     for (int64_t c = 0; c < g->groups[group].n_units; c++)
         sig->value[fib_gather_at(p->reads, c) * sig->n_coords + offset + parts[group].color[c]] += 1.0;
     if (p->kind == FIB_POOL_MAX)
-        for (int64_t j = 0; j < sig->n_units; j++)
+        for (int64_t j = 0; j < sig->n_units; j++) {
             sig->value[j * sig->n_coords + offset + width - 1] = (double)fibers[source].color[j];
+            sig->tol[j * sig->n_coords + offset + width - 1] = FIB_TOL_LABEL;
+        }
     return FIB_OK;
 }
 

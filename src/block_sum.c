@@ -108,7 +108,7 @@ static int32_t sum_fiber_fill(const fib_graph *g, int32_t group,
         double *tol = sig->tol + i * sig->n_coords + offset;
         val[0] = (double)pa->color[gather(s->gather_a, i)];
         val[1] = (double)pb->color[gather(s->gather_b, i)];
-        tol[0] = tol[1] = 0.0;
+        tol[0] = tol[1] = FIB_TOL_LABEL;
     }
     return FIB_OK;
 }

@@ -270,6 +270,14 @@ int32_t fib_group_signatures(const fib_signature *sig, double eps,
 {
     int64_t n = sig->n_units;
     int threads = fib_thread_count(sig->n_threads, n / 1024 + 1);
+    /* Labels (FIB_TOL_LABEL) must be equal whatever eps: an allowance of
+     * -eps/2 on both sides cancels the slack. The signature is this call's
+     * to consume. */
+    double label_tol = -(eps < 0 ? 0.0 : eps) / 2;
+    int64_t stored = sig->n_units * (sig->n_coords - sig->n_direct);
+    for (int64_t x = 0; x < stored; x++)
+        if (sig->tol[x] < 0)
+            ((double *)sig->tol)[x] = label_tol;
     sweep s = {.sig = sig, .kernels = fib_kernels_active(), .eps = eps,
                .slack = eps < 0 ? 0.0 : eps,
                .stride = sig->n_coords - sig->n_direct,

@@ -43,6 +43,15 @@ typedef struct fib_signature {
     int32_t n_threads;
 } fib_signature;
 
+/* The allowance of a coordinate that is a label (a class id, a head, a
+ * position, a flavour): labels are equal or not, whatever the tolerance. */
+#define FIB_TOL_LABEL (-1.0)
+/* The largest difference two coordinates may have to count as equal. */
+static inline double fib_allowance(double eps, double tol_a, double tol_b)
+{
+    return tol_a < 0 || tol_b < 0 ? 0.0 : eps + tol_a + tol_b;
+}
+
 typedef struct fib_group fib_group;
 
 /* A parameter tensor of a block, read in place: `shape[0]` rows of

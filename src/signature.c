@@ -138,7 +138,7 @@ int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
     if (flavoured) {
         for (int64_t i = 0; i < grp->n_units; i++) {
             sig->value[i * width] = (double)fibers[group].color[i];
-            sig->tol[i * width] = 0.0;
+            sig->tol[i * width] = FIB_TOL_LABEL;
         }
         offset = 1;
     }

@@ -316,8 +316,39 @@ static void residual_sum_takes_the_meet(void)
     fib_graph_free(g);
 }
 
+/* Labels (class ids of summands, flavours) are never merged by a tolerance,
+ * however large: x + x over distinct inputs stays distinct at eps = 10. */
+static void labels_ignore_the_tolerance(void)
+{
+    const double w[] = {1, 1, 1};
+    fib_graph *g;
+    int32_t in, s, out;
+    fib_graph_create(&g);
+    fib_graph_add_input(g, 3, &in);
+    CHECK_OK(fib_graph_add_sum(g, in, in, &s));
+    fib_graph_set_activation(g, s, FIB_ACT_RELU, 0);
+    fib_graph_add_dense(g, s, 1, FIB_DTYPE_F64, w, 3, NULL, 0, &out);
+    fib_coloring *c = color(g, FIB_SYM_COVERS, FIB_TOL_ABS, 10.0);
+    int64_t k = 0;
+    fib_coloring_num_classes(c, s, &k);
+    CHECK(k == 3);
+    int32_t ok = 0;
+    CHECK_OK(fib_coloring_is_balanced(g, c, 10.0, &ok));
+    CHECK(ok == 1);
+    /* Merging two sum units is not balanced at any eps. */
+    int64_t merged[3] = {0, 0, 1};
+    fib_coloring *m = color(g, FIB_SYM_FIBERS, FIB_TOL_ABS, 10.0);
+    CHECK_OK(fib_coloring_set_group(m, s, merged, 3));
+    CHECK_OK(fib_coloring_is_balanced(g, m, 10.0, &ok));
+    CHECK(ok == 0);
+    fib_coloring_free(m);
+    fib_coloring_free(c);
+    fib_graph_free(g);
+}
+
 int main(void)
 {
+    RUN(labels_ignore_the_tolerance);
     RUN(planted_fibers_are_found);
     RUN(planted_opfibers_and_covers);
     RUN(flavour_follows_linearity);

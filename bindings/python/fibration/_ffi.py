@@ -71,6 +71,12 @@ FIB_EDGELIST_COMMA = 4  # fields separated by ','
 FIB_EDGELIST_TAB = 8  # fields separated by a tab
 FIB_EDGELIST_WHITESPACE = 16  # fields separated by blank runs
 FIB_EDGELIST_THIRD_IS_WEIGHT = 32  # no header: src dst weight
+FIB_SYM_AUTOMORPHISMS = 4
+FIB_AUTOMORPHISM_MAX_NODES = 20000
+FIB_CHAIN_ORBITS_IN_COVERS = 1  # every orbit lies inside one cover
+FIB_CHAIN_COVERS_IN_FIBERS = 2  # every cover lies inside one fiber
+FIB_CHAIN_COVERS_IN_OPFIBERS = 4  # every cover lies inside one opfiber
+FIB_CHAIN_ALL = 7
 
 CONSTANTS = {
     'FIB_VERSION_MAJOR': FIB_VERSION_MAJOR,
@@ -136,6 +142,12 @@ CONSTANTS = {
     'FIB_EDGELIST_TAB': FIB_EDGELIST_TAB,
     'FIB_EDGELIST_WHITESPACE': FIB_EDGELIST_WHITESPACE,
     'FIB_EDGELIST_THIRD_IS_WEIGHT': FIB_EDGELIST_THIRD_IS_WEIGHT,
+    'FIB_SYM_AUTOMORPHISMS': FIB_SYM_AUTOMORPHISMS,
+    'FIB_AUTOMORPHISM_MAX_NODES': FIB_AUTOMORPHISM_MAX_NODES,
+    'FIB_CHAIN_ORBITS_IN_COVERS': FIB_CHAIN_ORBITS_IN_COVERS,
+    'FIB_CHAIN_COVERS_IN_FIBERS': FIB_CHAIN_COVERS_IN_FIBERS,
+    'FIB_CHAIN_COVERS_IN_OPFIBERS': FIB_CHAIN_COVERS_IN_OPFIBERS,
+    'FIB_CHAIN_ALL': FIB_CHAIN_ALL,
 }
 
 
@@ -195,6 +207,11 @@ class fib_load_options(ctypes.Structure):
 # target class, type). For a balanced colouring every member of a class
 # gives the same arcs.
 class fib_quotient(ctypes.Structure):
+    """Opaque handle; only used through pointers."""
+
+
+# All four levels of one graph, computed with the same options.
+class fib_hierarchy(ctypes.Structure):
     """Opaque handle; only used through pointers."""
 
 
@@ -274,6 +291,14 @@ FUNCTIONS = [
     ('fib_graph_node_name', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int64], ctypes.c_char_p),
     ('fib_graph_num_edge_types', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_graph_edge_type_name', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int32], ctypes.c_char_p),
+    ('fib_automorphisms', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_color_options), ctypes.POINTER(ctypes.POINTER(fib_coloring))], ctypes.c_int32),
+    ('fib_graph_is_automorphism', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.POINTER(ctypes.c_int64), ctypes.c_int64, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_coloring_refines', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_coloring), ctypes.POINTER(fib_coloring), ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_hierarchy_create', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_color_options), ctypes.POINTER(ctypes.POINTER(fib_hierarchy))], ctypes.c_int32),
+    ('fib_hierarchy_free', [ctypes.POINTER(fib_hierarchy)], None),
+    ('fib_hierarchy_num_classes', [ctypes.POINTER(fib_hierarchy), ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
+    ('fib_hierarchy_chain', [ctypes.POINTER(fib_hierarchy), ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_hierarchy_coloring', [ctypes.POINTER(fib_hierarchy), ctypes.c_int32, ctypes.POINTER(ctypes.POINTER(fib_coloring))], ctypes.c_int32),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -350,4 +375,12 @@ PARAMETERS = {
     'fib_graph_node_name': ('graph', 'group', 'node', ),
     'fib_graph_num_edge_types': ('graph', 'group', 'n_out', ),
     'fib_graph_edge_type_name': ('graph', 'group', 'type', ),
+    'fib_automorphisms': ('graph', 'options', 'out', ),
+    'fib_graph_is_automorphism': ('graph', 'group', 'permutation', 'n', 'is_automorphism_out', ),
+    'fib_coloring_refines': ('graph', 'finer', 'coarser', 'group', 'refines_out', ),
+    'fib_hierarchy_create': ('graph', 'options', 'out', ),
+    'fib_hierarchy_free': ('hierarchy', ),
+    'fib_hierarchy_num_classes': ('hierarchy', 'group', 'symmetry', 'n_out', ),
+    'fib_hierarchy_chain': ('hierarchy', 'group', 'links_out', ),
+    'fib_hierarchy_coloring': ('hierarchy', 'symmetry', 'out', ),
 }

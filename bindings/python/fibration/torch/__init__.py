@@ -9,10 +9,15 @@
     fresh = ft.break_symmetry(model, x, seed=0)
     tracker = ft.FiberTracker(model, x); tracker(accuracy=acc); tracker.plot("f.png")
 
-Supported now: nn.Sequential and traced modules made of Linear, ReLU,
-LeakyReLU, Tanh, Sigmoid, GELU (exact), SiLU, Identity, Dropout, Flatten and
-residual additions, on (batch, features) tensors. Anything else raises
-UnsupportedModelError naming the layer and the reason.
+    ft.save(model, "model.safetensors"); same = ft.load("model.safetensors")
+
+Supported: nn.Sequential and traced modules made of Linear, Conv1d/Conv2d,
+BatchNorm1d/2d (eval), MaxPool/AvgPool 1d/2d, Flatten, Dropout, Identity,
+ReLU, LeakyReLU, Tanh, Sigmoid, GELU (exact), SiLU, LayerNorm, LSTM and GRU
+(batch_first, multi-layer, out[0] and out[0][:, -1]), MultiheadAttention
+(self-attention, batch_first), TransformerEncoderLayer / TransformerEncoder
+(batch_first, post- or pre-norm, relu/gelu) and residual additions. Anything
+else raises UnsupportedModelError naming the layer and the reason.
 """
 
 import copy
@@ -26,7 +31,8 @@ from ._rebuild import rebuild
 from ._trace import UnsupportedModelError, trace
 
 __all__ = ["analyze", "compress", "verify", "lift", "break_symmetry", "apply_plan",
-           "FiberTracker", "Plan", "Report", "UnsupportedModelError", "count_parameters"]
+           "FiberTracker", "Plan", "Report", "UnsupportedModelError", "count_parameters",
+           "save", "load"]
 
 Difference = namedtuple("Difference", "max_abs max_rel")
 
@@ -108,7 +114,10 @@ class Report:
         self.tolerance, self.eps = tolerance, eps
 
     def __getitem__(self, layer):
-        return next(r for r in self.rows if r["layer"] == layer)
+        for row in self.rows:
+            if row["layer"] == layer:
+                return row
+        raise KeyError("no layer %r; the layers are %s" % (layer, [r["layer"] for r in self.rows]))
 
     def __iter__(self):
         return iter(self.rows)
@@ -135,12 +144,14 @@ def _class_summary(sizes):
     return " ".join("%dx%d" % (counts[s], s) for s in sorted(counts, reverse=True))
 
 
+NOT_PARAMETERS = ("multiplicity", "pair_multiplicity")
+
+
 def _layer_params(graph, layer):
-    if layer.kind != "dense":
-        return 0
-    info = graph.group(layer.group)
-    n_in = graph.group(info.sources[0]).n_units
-    return info.n_units * n_in + (info.n_units if info.has_bias else 0)
+    """Weights and biases of a layer's block in the C graph (a base
+    convolution is ungrouped there; the rebuilt module regroups it)."""
+    return sum(int(np.prod(shape)) for name, shape in graph.tensor_shapes(layer.group)
+               if name not in NOT_PARAMETERS)
 
 
 def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False):
@@ -165,9 +176,9 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False)
             "params": _layer_params(net.graph, layer),
             "base params": _layer_params(base_graph, layer),
         })
-    total = count_parameters(model)
-    saved = net.graph.num_parameters - base_graph.num_parameters
-    report = Report(rows, (total, total - saved), tolerance, eps)
+    compressed = rebuild(net, base, "Compressed" + type(model).__name__)
+    report = Report(rows, (count_parameters(model), count_parameters(compressed)),
+                    tolerance, eps)
     if print_table:
         print(report)
     return report
@@ -286,6 +297,13 @@ def lift(compressed, plan, like):
     weights from a merged class are split evenly over its members. Returns a
     copy of `like` with the lifted weights; it computes what `compressed` does.
     """
+    other = [(e["node"], e["kind"]) for e in plan.layers
+             if e["kind"] not in ("input", "dense", "sum")]
+    if other:
+        raise UnsupportedModelError(
+            "lift() rebuilds Linear layers and residual sums in this version; the plan "
+            "also has %s (the C fib_lift lifts every block; the torch side of it is not "
+            "written yet)" % ", ".join("%s (%s)" % item for item in other))
     lifted = copy.deepcopy(like)
     sizes = {}
     projections = {}
@@ -333,4 +351,5 @@ def break_symmetry(model, example_input, seed=0, eps=0.0, tolerance="exact"):
     return fresh
 
 
+from ._files import load, save  # noqa: E402
 from ._tracker import FiberTracker  # noqa: E402

@@ -138,7 +138,7 @@ def convert_recurrent(b, node, module):
         b.added(layer, group)
         layers.append(layer)
         source = group
-    b.own(node, "recurrent", layers=layers, kind=kind)
+    b.own(node, "recurrent", layers=layers, cell=kind)
     return TupleValue({0: Value(source, False)},
                       "only the output sequence out[0] (all steps of the last layer) is; "
                       "use out[0][:, -1] for the last step instead of h_n")

@@ -143,11 +143,11 @@ def rebuild_last_step(ctx, node, layer):
     return ctx.select(step, ctx.derived_gather(layer), 1, node.name)
 
 
-def rebuild_recurrent(ctx, node, layers, kind):
+def rebuild_recurrent(ctx, node, layers, cell):
     """One nn.LSTM / nn.GRU when every layer keeps one width, else one
     single-layer module per layer ("<name>_l<i>") chained in the graph."""
     original = ctx.gm.get_submodule(node.target)
-    cls = nn.LSTM if kind == "lstm" else nn.GRU
+    cls = nn.LSTM if cell == "lstm" else nn.GRU
     widths = [ctx.width(l.group) for l in layers]
     like = original.weight_ih_l0
     x = ctx.env[node.args[0].name]

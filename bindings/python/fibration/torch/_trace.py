@@ -525,7 +525,9 @@ def _input_layout(b, node, shape):
         if any(k in CHANNELS_FIRST_1D for k in kinds):
             return "channels1d"
         return "sequence"
-    b.fail(node, "model inputs of shape %s are not supported" % (shape,))
+    reasons = ["%s: %s" % (k, NOT_YET[k]) for k in kinds if k in NOT_YET]
+    b.fail(node, "model inputs of shape %s are not supported (read by %s)%s"
+           % (shape, ", ".join(kinds), "; " + "; ".join(reasons) if reasons else ""))
 
 
 CHANNELS_FIRST_1D = ("Conv1d", "MaxPool1d", "AvgPool1d", "BatchNorm1d")

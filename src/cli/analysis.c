@@ -11,6 +11,7 @@ void analysis_free(analysis *a)
     fib_coloring_free(a->opfibers);
     fib_coloring_free(a->covers);
     fib_base_free(a->base);
+    fib_hierarchy_free(a->hierarchy);
     free(a->rows);
     memset(a, 0, sizeof *a);
 }
@@ -72,9 +73,30 @@ static int fill_row(const cli_options *o, const analysis *a, int32_t i,
                                   NULL, NULL);
     if (st != FIB_OK)
         return cli_fail(o->model, st);
+    r->orbits = -1;
+    if (a->hierarchy) {
+        st = fib_hierarchy_num_classes(a->hierarchy, i, FIB_SYM_AUTOMORPHISMS, &r->orbits);
+        if (st == FIB_OK)
+            st = fib_hierarchy_chain(a->hierarchy, i, &r->chain);
+        if (st != FIB_OK)
+            return cli_fail(o->model, st);
+    }
     r->params = cli_group_parameters(g, i);
     r->base_params = cli_group_parameters(bg, i);
     return class_stats(o, a->chosen, r);
+}
+
+/* The whole ladder (fibers, opfibers, covers, automorphism orbits) with
+ * the same tolerance, for --symmetry all. */
+static int hierarchy_run(const cli_options *o, const fib_graph *g,
+                         fib_hierarchy **out)
+{
+    fib_color_options co;
+    fib_color_options_init(&co, sizeof co);
+    co.tolerance = o->tolerance;
+    co.eps = o->tolerance == FIB_TOL_ABS ? o->eps : 0.0;
+    int32_t st = fib_hierarchy_create(g, &co, out);
+    return st == FIB_OK ? CLI_EXIT_OK : cli_fail(o->model, st);
 }
 
 int analysis_run(const cli_options *o, const fib_graph *g, cli_progress *p,
@@ -87,6 +109,8 @@ int analysis_run(const cli_options *o, const fib_graph *g, cli_progress *p,
         rc = cli_color(o, g, FIB_SYM_OPFIBERS, p, &a->opfibers);
     if (rc == CLI_EXIT_OK)
         rc = cli_color(o, g, FIB_SYM_COVERS, p, &a->covers);
+    if (rc == CLI_EXIT_OK && o->all_levels)
+        rc = hierarchy_run(o, g, &a->hierarchy);
     cli_progress_end(p);
     if (rc != CLI_EXIT_OK)
         return rc;

@@ -179,8 +179,11 @@ static int value_option(int argc, char **argv, int *i, unsigned accepted,
             o->symmetry = FIB_SYM_OPFIBERS;
         else if (strcmp(v, "covers") == 0)
             o->symmetry = FIB_SYM_COVERS;
+        else if (strcmp(v, "all") == 0 && strcmp(verb, "analyze") == 0)
+            o->symmetry = FIB_SYM_COVERS, o->all_levels = true;
         else
-            return cli_usage(verb, "--symmetry must be fibers, opfibers or covers");
+            return cli_usage(verb, "--symmetry must be fibers, opfibers or covers%s",
+                             strcmp(verb, "analyze") == 0 ? " (or all)" : "");
     } else if (VALUE("--tolerance", OPT_SYMMETRY)) {
         if (r < 0)
             return cli_usage(verb, "--tolerance needs a value");

@@ -45,6 +45,7 @@ typedef struct cli_options {
     uint64_t seed;
     int32_t dtype;          /* 0: keep, or FIB_DTYPE_* */
     bool quiet;
+    bool all_levels;        /* --symmetry all: add automorphism orbits */
 } cli_options;
 
 /* Parses argv[1 ..] of a verb. Returns -1 to go on, or an exit code (after

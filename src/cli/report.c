@@ -61,13 +61,14 @@ void report_table(FILE *f, const cli_options *o, const analysis *a)
         if (n > width)
             width = n < 40 ? n : 40;
     }
-    fprintf(f, "%-*s %-6s %-10s %8s %8s %8s %8s %8s %10s %8s %10s %10s\n", width,
+    fprintf(f, "%-*s %-6s %-10s %8s %8s %8s %8s %8s %10s %8s %10s %10s", width,
             "layer", "op", "activation", "units", "fibers", "opfibers", "covers",
             "trivial", "nontrivial", "largest", "params", "base");
+    fprintf(f, o->all_levels ? " %8s %6s\n" : "\n", "orbits", "chain");
     for (int32_t i = 0; i < a->n_groups; i++) {
         const layer_row *r = &a->rows[i];
         fprintf(f, "%-*.*s %-6s %-10s %8lld %8lld %8lld %8lld %8lld %10lld "
-                   "%8lld %10lld %10lld\n",
+                   "%8lld %10lld %10lld",
                 width, width, layer_label(r, buf, sizeof buf), cli_op_name(r->op),
                 r->op == FIB_OP_INPUT ? "-" : cli_activation_name(r->activation),
                 (long long)r->units, (long long)r->fibers,
@@ -75,6 +76,10 @@ void report_table(FILE *f, const cli_options *o, const analysis *a)
                 (long long)r->trivial, (long long)r->nontrivial,
                 (long long)r->largest, (long long)r->params,
                 (long long)r->base_params);
+        if (o->all_levels)
+            fprintf(f, " %8lld %6s", (long long)r->orbits,
+                    r->chain == FIB_CHAIN_ALL ? "holds" : "BROKEN");
+        fputc('\n', f);
     }
     char before[32], after[32];
     cli_human(before, sizeof before, (double)a->params);
@@ -105,13 +110,17 @@ void report_json(FILE *f, const cli_options *o, const analysis *a)
                    "\"fibers\": %lld, \"opfibers\": %lld, \"covers\": %lld, "
                    "\"trivial\": %lld, \"nontrivial\": %lld, \"largest\": %lld, "
                    "\"parameters\": %lld, \"base_units\": %lld, "
-                   "\"base_parameters\": %lld}",
+                   "\"base_parameters\": %lld",
                 cli_op_name(r->op), cli_activation_name(r->activation),
                 (long long)r->units, (long long)r->fibers,
                 (long long)r->opfibers, (long long)r->covers,
                 (long long)r->trivial, (long long)r->nontrivial,
                 (long long)r->largest, (long long)r->params,
                 (long long)r->base_units, (long long)r->base_params);
+        if (o->all_levels)
+            fprintf(f, ", \"orbits\": %lld, \"chain_holds\": %s", (long long)r->orbits,
+                    r->chain == FIB_CHAIN_ALL ? "true" : "false");
+        fputc('}', f);
     }
     fprintf(f, "\n  ]\n}\n");
 }
@@ -138,7 +147,7 @@ void report_csv(FILE *f, const cli_options *o, const analysis *a)
     char buf[32];
     fputs("model,index,layer,op,activation,units,fibers,opfibers,covers,"
           "symmetry,tolerance,eps,trivial,nontrivial,largest,parameters,"
-          "base_units,base_parameters\n", f);
+          "base_units,base_parameters,orbits,chain_holds\n", f);
     for (int32_t i = 0; i < a->n_groups; i++) {
         const layer_row *r = &a->rows[i];
         put_csv_field(f, o->model);
@@ -150,10 +159,15 @@ void report_csv(FILE *f, const cli_options *o, const analysis *a)
                 (long long)r->opfibers, (long long)r->covers,
                 cli_symmetry_name(o->symmetry), tolerance_name(o->tolerance));
         put_double(f, o->tolerance == FIB_TOL_ABS ? o->eps : 0.0);
-        fprintf(f, ",%lld,%lld,%lld,%lld,%lld,%lld\n",
+        fprintf(f, ",%lld,%lld,%lld,%lld,%lld,%lld,",
                 (long long)r->trivial, (long long)r->nontrivial,
                 (long long)r->largest, (long long)r->params,
                 (long long)r->base_units, (long long)r->base_params);
+        /* Empty cells unless --symmetry all computed the orbits. */
+        if (o->all_levels)
+            fprintf(f, "%lld,%d\n", (long long)r->orbits, r->chain == FIB_CHAIN_ALL);
+        else
+            fputs(",\n", f);
     }
 }
 

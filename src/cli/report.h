@@ -17,6 +17,8 @@ typedef struct layer_row {
     int64_t params;        /* weights + biases of the group's block */
     int64_t base_units;
     int64_t base_params;
+    int64_t orbits;        /* automorphism orbits, -1 unless --symmetry all */
+    int32_t chain;         /* FIB_CHAIN_* links that hold (with orbits) */
 } layer_row;
 
 typedef struct analysis {
@@ -24,6 +26,7 @@ typedef struct analysis {
     fib_coloring *fibers, *opfibers, *covers;
     const fib_coloring *chosen; /* one of the three, per --symmetry */
     fib_base *base;             /* compressed by `chosen` */
+    fib_hierarchy *hierarchy;   /* --symmetry all only */
     int32_t n_groups;
     layer_row *rows;
     int64_t params, base_params;

@@ -199,3 +199,22 @@ def test_example_model():
     report = json.loads(r.stdout)
     assert [row["units"] for row in report["layers"]] == [784, 64, 32, 10]
     assert report["parameters"] == 784 * 64 + 64 + 64 * 32 + 32 + 32 * 10 + 10
+
+
+def test_symmetry_all_reports_the_ladder(model):
+    """Hidden units 0 and 2 of h1 are twins (equal rows, bias and columns):
+    one automorphism orbit, inside one cover, inside one fiber."""
+    r = run("analyze", "--symmetry", "all", "--json", model)
+    assert r.returncode == 0, r.stderr
+    layers = {layer["name"]: layer for layer in json.loads(r.stdout)["layers"]}
+    h1 = layers["h1"]
+    assert (h1["fibers"], h1["covers"], h1["orbits"]) == (4, 4, 4)
+    assert all(layer["chain_holds"] for layer in layers.values())
+    assert all(layer["orbits"] >= layer["covers"] for layer in layers.values())
+    table = run("analyze", "--symmetry", "all", model)
+    assert "orbits" in table.stdout and "BROKEN" not in table.stdout
+    rows = list(csv.DictReader(io.StringIO(run("analyze", "--symmetry", "all", "--csv",
+                                               model).stdout)))
+    assert rows[1]["orbits"] == "4" and rows[1]["chain_holds"] == "1"
+    # Only analyze knows "all".
+    assert run("compress", "--symmetry", "all", model, "-o", "x").returncode == 2

@@ -147,6 +147,44 @@ FIB_API const char *fib_last_error(void);
 /* How equal two colour-sum signatures must be to share a class. */
 #define FIB_TOL_EXACT 0 /* equal up to the rounding of the sums (see fib_color) */
 #define FIB_TOL_ABS 1   /* every coordinate spans at most eps inside a class */
+#define FIB_TOL_REL 2   /* FIB_TOL_ABS with eps times the group's scale: the
+                           median L2 norm of its signature rows (non-label
+                           coordinates), so one eps means the same in every
+                           layer */
+#define FIB_TOL_COSINE 3 /* the seed authors' method: rows L2-normalised,
+                            distance 1 - cosine, average-linkage
+                            agglomerative clustering cut at eps. O(n^2)
+                            memory and time per group: refused
+                            (FIB_E_UNSUPPORTED) above FIB_LINKAGE_MAX_UNITS */
+#define FIB_TOL_COMPLETE 4 /* complete linkage on the L-infinity distance:
+                              every PAIR of a class is within eps in every
+                              coordinate (+ rounding). O(n^2), same bound */
+#define FIB_TOL_WARD 5  /* rank-1 Ward linkage: merges the two classes whose
+                           union least increases the residual of the best
+                           rank-1 fit of their rows, each row weighted by the
+                           L2 norm of its outgoing weights; stops when the
+                           square root of that residual exceeds eps times
+                           the group's scale (as FIB_TOL_REL). O(n^2), same
+                           bound. The grouping of fib_compress_to_budget */
+/* Flag OR'ed with a grouping mode above (FIB_TOL_SCALED | FIB_TOL_ABS, ...):
+ * scale-aware merging for positively homogeneous activations (linear, ReLU,
+ * leaky ReLU). A unit whose signature is s * r (s > 0) has activity s * h_r,
+ * so signatures are grouped after L2 normalisation (eps is then relative)
+ * and each unit gets a scale s_i: the class's representative r is the best
+ * rank-1 fit of its members' signatures (r = sigma v, the top singular pair,
+ * normalised so that the class's scales average 1) and s_i = <sig_i, v> /
+ * sigma * mean. The signature of a dense group is its scaled colour sums
+ * sum_{k in c} W[i,k] s_k and its bias. fib_compress then builds the base
+ * from the representatives and carries the scales into the outgoing
+ * weights: W_hat[j, c] = sum_{k in c} W[j,k] s_k for a consumer j. Exact
+ * (up to rounding) for planted scaled copies. Groups with another
+ * activation keep scale 1 and are grouped without normalisation. Fibers
+ * only, and only graphs whose scaled groups are read by dense groups
+ * (else FIB_E_UNSUPPORTED). Read the scales with fib_coloring_scales. */
+#define FIB_TOL_SCALED 256
+/* Largest group FIB_TOL_COSINE, _COMPLETE and _WARD cluster (their pairwise
+ * matrix takes n^2 / 2 floats: 128 MB at this size). */
+#define FIB_LINKAGE_MAX_UNITS 8192
 
 /* Builder flags. */
 #define FIB_COPY 1u /* copy the weights instead of borrowing them */
@@ -216,8 +254,9 @@ FIB_API int32_t fib_graph_add_input_positions(fib_graph *graph, int64_t n_units,
 FIB_API int32_t fib_graph_group_positions(const fib_graph *graph, int32_t group,
                                           int64_t *rows, int64_t *cols);
 
-/* Overrides the tolerance eps used for one group by fib_color with
- * FIB_TOL_ABS; eps < 0 removes the override. Errors: FIB_E_RANGE,
+/* Overrides the tolerance eps used for one group by fib_color with any
+ * tolerant mode (FIB_TOL_ABS, _REL, _COSINE, _COMPLETE, _WARD, with or
+ * without FIB_TOL_SCALED); eps < 0 removes the override. Errors: FIB_E_RANGE,
  * FIB_E_INVALID (NaN). */
 FIB_API int32_t fib_graph_set_group_eps(fib_graph *graph, int32_t group,
                                         double eps);
@@ -439,7 +478,7 @@ typedef struct fib_color_options {
     size_t struct_size;     /* sizeof(fib_color_options), set by init */
     int32_t symmetry;       /* FIB_SYM_*; default FIB_SYM_FIBERS */
     int32_t tolerance;      /* FIB_TOL_*; default FIB_TOL_EXACT */
-    double eps;             /* for FIB_TOL_ABS, >= 0; default 0 */
+    double eps;             /* for tolerant modes, >= 0; default 0 */
     int32_t n_threads;      /* 0 = library default; results never depend on it */
     int32_t reserved0;      /* must be 0 */
     fib_progress_fn progress; /* may be NULL */
@@ -487,7 +526,15 @@ FIB_API int32_t fib_color_options_init(fib_color_options *options,
  * level (FIBRATION_SIMD, fib_features): colour sums are added in one fixed
  * order by every kernel. See docs/performance.md.
  *
- * Errors: FIB_E_NULL, FIB_E_INVALID (options), FIB_E_CANCELLED, FIB_E_NOMEM. */
+ * FIB_TOL_REL, _COSINE, _COMPLETE and _WARD (see their definitions) are
+ * deterministic as well; the three linkage modes break ties between equal
+ * merge costs by the lowest unit indices. Label coordinates (flavours, head
+ * and position ids) are never merged by any mode. They apply to network
+ * groups only: a graph with node groups accepts EXACT and ABS only.
+ *
+ * Errors: FIB_E_NULL, FIB_E_INVALID (options), FIB_E_UNSUPPORTED (a linkage
+ * mode on a group wider than FIB_LINKAGE_MAX_UNITS; FIB_TOL_SCALED outside
+ * what it supports), FIB_E_CANCELLED, FIB_E_NOMEM. */
 FIB_API int32_t fib_color(const fib_graph *graph,
                           const fib_color_options *options,
                           fib_coloring **out);
@@ -535,6 +582,21 @@ FIB_API int32_t fib_coloring_is_balanced(const fib_graph *graph,
                                          const fib_coloring *coloring,
                                          double eps, int32_t *balanced_out);
 
+/* The scale s_i of every unit of a group (FIB_TOL_SCALED; 1 for every unit
+ * of a colouring made otherwise), into scales[0 .. n_units).
+ * Errors: FIB_E_NULL, FIB_E_RANGE, FIB_E_BUFFER. */
+FIB_API int32_t fib_coloring_scales(const fib_coloring *coloring,
+                                    int32_t group, double *scales,
+                                    int64_t n_units);
+
+/* Sets the scales of a group (n_units finite values > 0; NULL back to all
+ * 1), so that a partition computed elsewhere compresses scale-aware with
+ * fib_compress: the group must then be a dense group read only by dense
+ * groups. Errors: FIB_E_RANGE, FIB_E_SHAPE, FIB_E_INVALID (a scale <= 0 or
+ * not finite), FIB_E_NOMEM. */
+FIB_API int32_t fib_coloring_set_scales(fib_coloring *coloring, int32_t group,
+                                        const double *scales, int64_t n_units);
+
 /* ------------------------------------------------------------------------ */
 /* Base, lift, symmetry breaking                                            */
 /* ------------------------------------------------------------------------ */
@@ -549,7 +611,12 @@ typedef struct fib_base fib_base;
  * the class. Input and output groups are never merged. For a colouring that
  * refines the fibers (exact fibers or covers), the base computes exactly the
  * same outputs, up to rounding. Base weights are float64 and owned by the
- * base. Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_NOMEM. */
+ * base. A colouring with scales (FIB_TOL_SCALED, fib_coloring_set_scales)
+ * merges a scaled dense group by its classes' rank-1 representatives and
+ * multiplies each unit's outgoing weights by its scale before summing them
+ * (see FIB_TOL_SCALED); exact for planted scaled copies.
+ * Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_UNSUPPORTED (scales on a group
+ * that is not dense or is read by a block that is not dense), FIB_E_NOMEM. */
 FIB_API int32_t fib_compress(const fib_graph *graph,
                              const fib_coloring *coloring, fib_base **out);
 
@@ -585,6 +652,54 @@ FIB_API int32_t fib_lift(const fib_base *base, const fib_graph *weights,
 FIB_API int32_t fib_break_symmetry(const fib_graph *graph,
                                    const fib_coloring *coloring,
                                    uint64_t seed, fib_graph **out);
+
+/* ------------------------------------------------------------------------ */
+/* Budgeted compression                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct fib_budget_options {
+    size_t struct_size;  /* sizeof(fib_budget_options), set by init */
+    int32_t tolerance;   /* grouping: 0 = automatic (tries FIB_TOL_SCALED |
+                            FIB_TOL_WARD and plain FIB_TOL_WARD, keeps the
+                            smaller bound), or one of those two */
+    int32_t n_threads;   /* 0 = library default; never changes a result */
+    double sensitivity_power; /* exponent applied to the downstream operator
+                            norms in the bound; default 1 */
+    /* Filled by fib_compress_to_budget: */
+    double bound;        /* the data-free bound of the chosen base (below) */
+    int64_t n_parameters; /* parameters of the base */
+    int32_t chosen_tolerance; /* the grouping used */
+    int32_t reserved0;   /* must be 0 */
+} fib_budget_options;
+
+/* Fills *options with the defaults. Errors: FIB_E_NULL, FIB_E_INVALID. */
+FIB_API int32_t fib_budget_options_init(fib_budget_options *options,
+                                        size_t struct_size);
+
+/* Compresses `graph` (a chain of dense groups, hidden activations linear,
+ * ReLU or leaky ReLU for the scaled grouping) to at most budget_fraction of
+ * its parameters (0 < budget_fraction <= 1), choosing the grouping and the
+ * number of classes of every hidden group itself, data-free:
+ *   1. every hidden group is clustered once by FIB_TOL_WARD (on its own
+ *      weights, rows weighted by their outgoing norms), giving its merge
+ *      error e_l(k) at every class count k;
+ *   2. layer sensitivities S_l are the products of the spectral norms of the
+ *      dense blocks downstream of the group's consumer (power iteration);
+ *   3. the bound B = sum_l S_l e_l(k_l) (an output change per unit input
+ *      norm, to first order) is minimised under the parameter budget by a
+ *      greedy exchange: repeatedly remove classes where the bound grows the
+ *      least per parameter saved;
+ *   4. the groups are then coloured in order with those class counts (each
+ *      over the merged classes of its source) and compressed.
+ * options may be NULL (defaults); when given, its output fields are filled.
+ * The base is deterministic. Errors: FIB_E_NULL, FIB_E_INVALID (budget,
+ * options), FIB_E_UNSUPPORTED (blocks other than dense, a group wider than
+ * FIB_LINKAGE_MAX_UNITS, a budget below the smallest base: every hidden
+ * group one class), FIB_E_NOMEM. */
+FIB_API int32_t fib_compress_to_budget(const fib_graph *graph,
+                                       double budget_fraction,
+                                       fib_budget_options *options,
+                                       fib_base **base_out);
 
 /* ------------------------------------------------------------------------ */
 /* Model files                                                              */

@@ -2,7 +2,7 @@
  * whose unit i copies unit reads[i] of the source at its last position.
  * A graph built by users copies unit i (reads = NULL); a base gathers,
  * because its unit c copies the source class of c's first member. */
-#include "internal.h"
+#include "gather.h"
 
 #include <string.h>
 
@@ -15,11 +15,6 @@ static const fib_block_ops fib_last_step_ops;
 static const int64_t *reads_of(const fib_graph *g, int32_t group)
 {
     return ((const fib_last_step *)g->groups[group].block)->reads;
-}
-
-static int64_t at(const int64_t *reads, int64_t i)
-{
-    return reads ? reads[i] : i;
 }
 
 static void last_step_free(void *block)
@@ -83,7 +78,7 @@ static int32_t last_step_fiber_fill(const fib_graph *g, int32_t group,
     const int64_t *reads = reads_of(g, group);
     const fib_partition *src = &parts[g->groups[group].sources[0]];
     for (int64_t i = 0; i < g->groups[group].n_units; i++) {
-        sig->value[i * sig->n_coords + offset] = (double)src->color[at(reads, i)];
+        sig->value[i * sig->n_coords + offset] = (double)src->color[fib_gather_at(reads, i)];
         sig->tol[i * sig->n_coords + offset] = FIB_TOL_LABEL;
     }
     return FIB_OK;
@@ -114,7 +109,7 @@ static int32_t last_step_opfiber_fill(const fib_graph *g, int32_t group,
         memset(sig->tol + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
     }
     for (int64_t i = 0; i < g->groups[group].n_units; i++)
-        sig->value[at(reads, i) * sig->n_coords + offset + parts[group].color[i]] += 1.0;
+        sig->value[fib_gather_at(reads, i) * sig->n_coords + offset + parts[group].color[i]] += 1.0;
     return FIB_OK;
 }
 
@@ -128,7 +123,7 @@ static void last_step_forward(const fib_graph *g, int32_t group, int64_t batch,
     int64_t steps = src->rows, n_src = src->n_units;
     for (int64_t b = 0; b < batch; b++)
         for (int64_t i = 0; i < grp->n_units; i++)
-            out[b * grp->n_units + i] = x[(b * steps + steps - 1) * n_src + at(reads, i)];
+            out[b * grp->n_units + i] = x[(b * steps + steps - 1) * n_src + fib_gather_at(reads, i)];
 }
 
 /* Base unit c copies the source class of c's first member. */
@@ -137,22 +132,12 @@ static int32_t last_step_compress(const fib_graph *g, int32_t group,
                                   const int32_t *base_ids)
 {
     int32_t source = g->groups[group].sources[0];
-    const int64_t *reads = reads_of(g, group);
-    const fib_partition *own = &parts[group];
-    int64_t k = own->n_classes;
-    int64_t *first = fib_alloc(k, sizeof *first);
-    int64_t *gather = fib_alloc(k, sizeof *gather);
-    if (!first || !gather) {
-        fib_free(first);
-        fib_free(gather);
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
-    }
-    fib_partition_first_units(own, first);
-    for (int64_t c = 0; c < k; c++)
-        gather[c] = parts[source].color[at(reads, first[c])];
-    fib_free(first);
+    int64_t *gather;
+    int32_t status = fib_gather_for_base(parts, group, source, reads_of(g, group), &gather);
+    if (status)
+        return status;
     int32_t id;
-    return push_last_step(base, base_ids[source], k, gather, &id);
+    return push_last_step(base, base_ids[source], parts[group].n_classes, gather, &id);
 }
 
 /* Full unit i copies itself when its source unit lies in the class its base
@@ -162,30 +147,12 @@ static int32_t last_step_lift(const fib_graph *base, int32_t group,
                               const int32_t *full_ids)
 {
     int32_t source = base->groups[group].sources[0];
-    const int64_t *reads = reads_of(base, group);
-    const fib_partition *own = &parts[group], *src = &parts[source];
-    int64_t n = own->n_units;
-    int64_t *first = fib_alloc(src->n_classes, sizeof *first);
-    int64_t *gather = fib_alloc(n, sizeof *gather);
-    if (!first || !gather) {
-        fib_free(first);
-        fib_free(gather);
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
-    }
-    fib_partition_first_units(src, first);
-    bool identity = src->n_units == n;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t want = at(reads, own->color[i]);
-        gather[i] = (src->n_units == n && src->color[i] == want) ? i : first[want];
-        identity = identity && gather[i] == i;
-    }
-    fib_free(first);
-    if (identity) {
-        fib_free(gather);
-        gather = NULL;
-    }
+    int64_t *gather;
+    int32_t status = fib_gather_for_lift(parts, group, source, reads_of(base, group), &gather);
+    if (status)
+        return status;
     int32_t id;
-    return push_last_step(full, full_ids[source], n, gather, &id);
+    return push_last_step(full, full_ids[source], parts[group].n_units, gather, &id);
 }
 
 static int64_t last_step_num_parameters(const fib_graph *g, int32_t group)

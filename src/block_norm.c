@@ -5,7 +5,7 @@
  * identity and every multiplicity m_i is 1; in a base, unit i stands for a
  * class of m_i original units and may read a merged source unit (g gathers),
  * so the statistics are those of the original (docs/blocks/norm.md). */
-#include "internal.h"
+#include "gather.h"
 
 #include <math.h>
 #include <string.h>
@@ -285,24 +285,24 @@ static int32_t norm_compress(const fib_graph *g, int32_t group,
 {
     const fib_norm *n = norm_of(g, group);
     int32_t source = g->groups[group].sources[0];
-    const fib_partition *own = &parts[group], *src = &parts[source];
+    const fib_partition *own = &parts[group];
     int64_t k = own->n_classes;
-    int64_t *first = fib_alloc(k, sizeof *first);
+    int64_t *map = NULL;
     int64_t *sizes = fib_alloc(k, sizeof *sizes);
-    int64_t *map = fib_alloc(k, sizeof *map);
     double *gm = n->weight ? fib_calloc(k, sizeof *gm) : NULL;
     double *bt = n->bias ? fib_calloc(k, sizeof *bt) : NULL;
     double *mult = fib_calloc(k, sizeof *mult);
-    if (!first || !sizes || !map || (n->weight && !gm) || (n->bias && !bt) || !mult) {
-        fib_free(first);
+    int32_t status = fib_gather_for_base(parts, group, source, n->gather, &map);
+    if (!status && (!sizes || (n->weight && !gm) || (n->bias && !bt) || !mult))
+        status = fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+    if (status) {
         fib_free(sizes);
         fib_free(map);
         fib_free(gm);
         fib_free(bt);
         fib_free(mult);
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+        return status;
     }
-    fib_partition_first_units(own, first);
     fib_partition_class_sizes(own, sizes);
     for (int64_t i = 0; i < own->n_units; i++) {
         int64_t c = own->color[i];
@@ -312,21 +312,13 @@ static int32_t norm_compress(const fib_graph *g, int32_t group,
             bt[c] += beta_of(n, i);
         mult[c] += n->mult[i];
     }
-    bool identity = src->n_classes == k;
     for (int64_t c = 0; c < k; c++) {
         if (gm)
             gm[c] /= (double)sizes[c];
         if (bt)
             bt[c] /= (double)sizes[c];
-        map[c] = src->color[gather(n, first[c])];
-        identity = identity && map[c] == c;
     }
-    fib_free(first);
     fib_free(sizes);
-    if (identity) {
-        fib_free(map);
-        map = NULL;
-    }
     int32_t id;
     return fib_graph_add_norm_owned(base, base_ids[source], n->kind, n->epsilon, k, map,
                                     gm, bt, mult, &id);
@@ -341,42 +333,34 @@ static int32_t norm_lift(const fib_graph *base, int32_t group,
 {
     const fib_norm *bn = norm_of(base, group);
     int32_t source = base->groups[group].sources[0];
-    const fib_partition *own = &parts[group], *src = &parts[source];
+    const fib_partition *own = &parts[group];
     int64_t n = own->n_units;
+    int64_t *map = NULL;
     int64_t *sizes = fib_alloc(own->n_classes, sizeof *sizes);
-    int64_t *first_src = fib_alloc(src->n_classes, sizeof *first_src);
-    int64_t *map = fib_alloc(n, sizeof *map);
     double *gm = bn->weight ? fib_alloc(n, sizeof *gm) : NULL;
     double *bt = bn->bias ? fib_alloc(n, sizeof *bt) : NULL;
     double *mult = fib_alloc(n, sizeof *mult);
-    if (!sizes || !first_src || !map || (bn->weight && !gm) || (bn->bias && !bt) || !mult) {
+    int32_t status = fib_gather_for_lift(parts, group, source, bn->gather, &map);
+    if (!status && (!sizes || (bn->weight && !gm) || (bn->bias && !bt) || !mult))
+        status = fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
+    if (status) {
         fib_free(sizes);
-        fib_free(first_src);
         fib_free(map);
         fib_free(gm);
         fib_free(bt);
         fib_free(mult);
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
+        return status;
     }
     fib_partition_class_sizes(own, sizes);
-    fib_partition_first_units(src, first_src);
-    bool identity = src->n_units == n;
     for (int64_t i = 0; i < n; i++) {
-        int64_t c = own->color[i], s = gather(bn, c);
+        int64_t c = own->color[i];
         if (gm)
             gm[i] = gamma_of(bn, c);
         if (bt)
             bt[i] = beta_of(bn, c);
         mult[i] = bn->mult[c] / (double)sizes[c];
-        map[i] = (src->n_units == n && src->color[i] == s) ? i : first_src[s];
-        identity = identity && map[i] == i;
     }
     fib_free(sizes);
-    fib_free(first_src);
-    if (identity) {
-        fib_free(map);
-        map = NULL;
-    }
     int32_t id;
     return fib_graph_add_norm_owned(full, full_ids[source], bn->kind, bn->epsilon, n, map,
                                     gm, bt, mult, &id);

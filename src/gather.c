@@ -13,9 +13,16 @@ int32_t fib_gather_for_base(const fib_partition *parts, int32_t group,
         return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
     }
     fib_partition_first_units(own, first);
-    for (int64_t c = 0; c < own->n_classes; c++)
+    bool identity = parts[source].n_classes == own->n_classes;
+    for (int64_t c = 0; c < own->n_classes; c++) {
         gather[c] = parts[source].color[fib_gather_at(reads, first[c])];
+        identity = identity && gather[c] == c;
+    }
     fib_free(first);
+    if (identity) {
+        fib_free(gather);
+        gather = NULL;
+    }
     *gather_out = gather;
     return FIB_OK;
 }

@@ -9,7 +9,8 @@
 
 /* gather[c] for every class c of parts[group]: the class, in
  * parts[source], of the source unit that c's first member reads
- * (reads = NULL: unit i reads source unit i). Caller frees. */
+ * (reads = NULL: unit i reads source unit i). *gather_out = NULL when
+ * that is class c for every c. Caller frees. */
 int32_t fib_gather_for_base(const fib_partition *parts, int32_t group,
                             int32_t source, const int64_t *reads,
                             int64_t **gather_out);

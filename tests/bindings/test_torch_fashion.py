@@ -1,0 +1,102 @@
+"""Real data: a small CNN and an LSTM trained briefly (300 steps) on
+Fashion-MNIST (Debian package dataset-fashion-mnist) compress at eps = 0
+with identical test accuracy (trained networks have no exact fibers: the
+model keeps its size and function), and at a documented eps (abs tolerance:
+CNN 0.5, LSTM 1.5) with a stated accuracy; the saved plan re-applies. The
+--quick modes of the two examples in docs/examples run too."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn as nn  # noqa: E402
+
+import fibration.torch as ft  # noqa: E402
+from conftest import ROOT  # noqa: E402
+
+EXAMPLES = os.path.join(ROOT, "docs", "examples")
+sys.path.insert(0, EXAMPLES)
+import fashion_data  # noqa: E402
+from fashion_cnn_compress import SmallCNN  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not fashion_data.available(),
+                                reason="install the Debian package dataset-fashion-mnist")
+
+
+class SequenceClassifier(nn.Module):
+    """Image rows as a sequence of 28 steps; the head reads the last step."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(28, 32, batch_first=True)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.head(self.lstm(x)[0][:, -1])
+
+
+@pytest.fixture(scope="module")
+def data():
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    return fashion_data.load(12000, 5000)
+
+
+@pytest.fixture(scope="module")
+def cnn(data):
+    torch.manual_seed(0)
+    x, y = data[0], data[1]
+    return fashion_data.train(SmallCNN(), x, y, 300, lr=0.05)
+
+
+@pytest.fixture(scope="module")
+def lstm(data):
+    torch.manual_seed(0)
+    x, y = data[0].squeeze(1), data[1]
+    return fashion_data.train(SequenceClassifier(), x, y, 300, lr=0.2)
+
+
+def check_real_model(model, x_test, y_test, eps, max_drop, tmp_path):
+    before = fashion_data.accuracy(model, x_test, y_test)
+    example = x_test[:64]
+    exact, plan = ft.compress(model, example)
+    assert fashion_data.accuracy(exact, x_test, y_test) == before
+    assert ft.verify(model, exact, x_test[:500]).max_rel < 1e-5
+    assert plan.params[1] <= plan.params[0]
+    small, plan = ft.compress(model, example, eps=eps)
+    after = fashion_data.accuracy(small, x_test, y_test)
+    print("accuracy %.4f -> %.4f at eps=%g, %s" % (before, after, eps, plan.summary()))
+    assert plan.params[1] < plan.params[0]
+    assert after >= before - max_drop
+    plan.save(tmp_path / "plan.json")
+    again, _ = ft.compress(model, example, plan=ft.Plan.load(tmp_path / "plan.json"))
+    for a, b in zip(small.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    return before, after
+
+
+def test_trained_cnn(cnn, data, tmp_path):
+    before, after = check_real_model(cnn, data[2], data[3], 0.5, 0.03, tmp_path)
+    assert before > 0.78
+
+
+def test_trained_lstm(lstm, data, tmp_path):
+    before, after = check_real_model(lstm, data[2].squeeze(1), data[3], 1.5, 0.03, tmp_path)
+    assert before > 0.6
+
+
+@pytest.mark.parametrize("script", ["fashion_mlp_compress.py", "fashion_cnn_compress.py"])
+def test_example_quick_mode(script, tmp_path):
+    env = dict(os.environ)
+    result = subprocess.run([sys.executable, os.path.join(EXAMPLES, script), "--quick",
+                             "--plot", str(tmp_path / "fibers.png")],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert out.count("Params:") == 2 and "accuracy" in out
+    exact_line = out.split("-- exact")[1].split("-- approximate")[0]
+    before, after = exact_line.split("accuracy ")[1].split()[0::2][:2]
+    assert before == after
+    assert (tmp_path / "fibers.png").stat().st_size > 1000

@@ -159,13 +159,15 @@ FIB_API const char *fib_last_error(void);
 #define FIB_TOL_COMPLETE 4 /* complete linkage on the L-infinity distance:
                               every PAIR of a class is within eps in every
                               coordinate (+ rounding). O(n^2), same bound */
-#define FIB_TOL_WARD 5  /* rank-1 Ward linkage: merges the two classes whose
-                           union least increases the residual of the best
-                           rank-1 fit of their rows, each row weighted by the
-                           L2 norm of its outgoing weights; stops when the
-                           square root of that residual exceeds eps times
-                           the group's scale (as FIB_TOL_REL). O(n^2), same
-                           bound. The grouping of fib_compress_to_budget */
+#define FIB_TOL_WARD 5  /* Ward linkage: merges the two classes whose union
+                           least increases the weighted residual of the fit
+                           that fib_compress will make (the class mean; with
+                           FIB_TOL_SCALED the best rank-1 fit), each row
+                           weighted by the L2 norm of its outgoing weights;
+                           stops when the square root of that increase
+                           exceeds eps times the group's weighted scale (as
+                           FIB_TOL_REL). O(n^2), same bound. The grouping of
+                           fib_compress_to_budget */
 /* Flag OR'ed with a grouping mode above (FIB_TOL_SCALED | FIB_TOL_ABS, ...):
  * scale-aware merging for positively homogeneous activations (linear, ReLU,
  * leaky ReLU). A unit whose signature is s * r (s > 0) has activity s * h_r,

@@ -113,6 +113,17 @@ static int32_t add_affine_owned(fib_graph *g, int32_t source, int64_t n_units, d
     return push_affine(g, source, n_units, a, &id);
 }
 
+/* The same, giving the new group's id (model files). */
+int32_t fib_graph_add_affine_gather(fib_graph *g, int32_t source, int64_t n_units,
+                                    double *scale, double *shift, int64_t *reads,
+                                    int32_t *group_out)
+{
+    int32_t status = add_affine_owned(g, source, n_units, scale, shift, reads);
+    if (!status)
+        *group_out = g->n_groups - 1;
+    return status;
+}
+
 static int64_t affine_fiber_width(const fib_graph *g, int32_t group, const fib_partition *parts)
 {
     (void)g, (void)group, (void)parts;

@@ -155,6 +155,25 @@ static int32_t last_step_lift(const fib_graph *base, int32_t group,
     return push_last_step(full, full_ids[source], parts[group].n_units, gather, &id);
 }
 
+/* A last step whose unit i copies source unit reads[i] (NULL: i), taken
+ * over (model files: bases gather). */
+int32_t fib_graph_add_last_step_gather(fib_graph *g, int32_t source, int64_t n_units,
+                                       int64_t *reads, int32_t *group_out)
+{
+    return push_last_step(g, source, n_units, reads, group_out);
+}
+
+/* Per unit, the source unit it copies. */
+static int64_t last_step_params(const fib_graph *g, int32_t group, int64_t *out,
+                                int64_t capacity)
+{
+    const int64_t *reads = reads_of(g, group);
+    int64_t n = g->groups[group].n_units;
+    for (int64_t i = 0; i < n && i < capacity; i++)
+        out[i] = fib_gather_at(reads, i);
+    return n;
+}
+
 static int64_t last_step_num_parameters(const fib_graph *g, int32_t group)
 {
     (void)g, (void)group;
@@ -172,4 +191,5 @@ static const fib_block_ops fib_last_step_ops = {
     .compress = last_step_compress,
     .lift = last_step_lift,
     .num_parameters = last_step_num_parameters,
+    .params = last_step_params,
 };

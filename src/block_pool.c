@@ -64,6 +64,16 @@ int32_t fib_graph_add_pool(fib_graph *g, int32_t source, int32_t kind, int64_t k
     return add_pool(g, source, kind, &win, g->groups[source].n_units, NULL, group_out);
 }
 
+/* Pooling of n_units channels, channel c pooling source channel reads[c]
+ * (NULL: c), taken over (model files: bases read through a gather). */
+int32_t fib_graph_add_pool_gather(fib_graph *g, int32_t source, int32_t kind,
+                                  const int64_t window[6], int64_t n_units,
+                                  int64_t *reads, int32_t *group_out)
+{
+    fib_window win = {window[0], window[1], window[2], window[3], window[4], window[5]};
+    return add_pool(g, source, kind, &win, n_units, reads, group_out);
+}
+
 static int64_t pool_fiber_width(const fib_graph *g, int32_t group, const fib_partition *parts)
 {
     (void)g, (void)group, (void)parts;

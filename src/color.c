@@ -1,6 +1,7 @@
 /* fib_color: fibers forward from the inputs, flavoured opfibers backward
  * from the outputs, covers as their meet; and the colouring accessors. */
 #include "internal.h"
+#include "linkage.h"
 
 #include <math.h>
 #include <string.h>
@@ -28,8 +29,13 @@ static int32_t check_options(const fib_color_options *o)
                          o->struct_size, sizeof *o);
     if (o->symmetry < FIB_SYM_FIBERS || o->symmetry > FIB_SYM_COVERS)
         return fib_error(FIB_E_INVALID, "fib_color: unknown symmetry %d", (int)o->symmetry);
-    if (o->tolerance != FIB_TOL_EXACT && o->tolerance != FIB_TOL_ABS)
+    int32_t method = o->tolerance & ~FIB_TOL_SCALED;
+    if (method < FIB_TOL_EXACT || method > FIB_TOL_WARD)
         return fib_error(FIB_E_INVALID, "fib_color: unknown tolerance %d", (int)o->tolerance);
+    if ((o->tolerance & FIB_TOL_SCALED) && o->symmetry != FIB_SYM_FIBERS)
+        return fib_error(FIB_E_UNSUPPORTED,
+                         "fib_color: FIB_TOL_SCALED colours fibers only (its scales are carried "
+                         "forward; opfibers and covers are not scale-aware in this version)");
     if (!(o->eps >= 0) || !isfinite(o->eps))
         return fib_error(FIB_E_INVALID, "fib_color: eps must be finite and >= 0");
     if (o->n_threads < 0)
@@ -73,6 +79,10 @@ void fib_coloring_free(fib_coloring *c)
         for (int32_t i = 0; i < c->n_groups; i++)
             fib_partition_clear(&c->parts[i]);
     fib_free(c->parts);
+    if (c->scales)
+        for (int32_t i = 0; i < c->n_groups; i++)
+            fib_free(c->scales[i]);
+    fib_free(c->scales);
     fib_free(c);
 }
 
@@ -96,7 +106,7 @@ int32_t fib_coloring_check_graph(const fib_graph *g, const fib_coloring *c)
 static double group_eps(const fib_graph *g, int32_t group,
                         const fib_color_options *o)
 {
-    if (o->tolerance == FIB_TOL_EXACT)
+    if ((o->tolerance & ~FIB_TOL_SCALED) == FIB_TOL_EXACT)
         return -1.0;
     double override = g->groups[group].eps_override;
     return override >= 0 ? override : o->eps;
@@ -119,7 +129,7 @@ static int32_t step(progress *p)
  * new classes are met with the current ones, so that refinement only
  * splits; *changed tells whether it did. */
 static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
-                            const fib_partition *fibers, double eps,
+                            const fib_partition *fibers, int32_t mode, double eps,
                             int32_t n_threads, bool *changed)
 {
     fib_signature sig;
@@ -129,8 +139,16 @@ static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
         return status;
     fib_partition next;
     status = fib_partition_init(&next, g->groups[i].n_units);
+    /* WARD weighs rows by the norms of their outgoing weights */
+    double *weight = NULL;
+    if (!status && eps >= 0 && (mode & ~FIB_TOL_SCALED) == FIB_TOL_WARD) {
+        weight = fib_alloc(g->groups[i].n_units, sizeof *weight);
+        status = weight ? fib_outgoing_norms(g, i, weight)
+                        : fib_error(FIB_E_NOMEM, "group %d: out of memory", (int)i);
+    }
     if (!status)
-        status = fib_group_signatures(&sig, eps, &next);
+        status = fib_group_signatures_mode(&sig, mode, eps, weight, &next);
+    fib_free(weight);
     fib_signature_clear(&sig);
     fib_partition met = {0};
     if (!status)
@@ -148,7 +166,7 @@ static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
  * refinement from the coarsest partition to its fixed point (the coarsest
  * balanced partition), at most n_units passes. */
 static int32_t color_group(const fib_graph *g, int32_t i, fib_partition *parts,
-                           const fib_partition *fibers, double eps,
+                           const fib_partition *fibers, int32_t mode, double eps,
                            int32_t n_threads)
 {
     fib_partition_single(&parts[i]);
@@ -156,23 +174,57 @@ static int32_t color_group(const fib_graph *g, int32_t i, fib_partition *parts,
     bool recurrent = g->groups[i].ops && g->groups[i].ops->recurrent;
     int32_t status = FIB_OK;
     while (changed && !status) {
-        status = refine_group(g, i, parts, fibers, eps, n_threads, &changed);
+        status = refine_group(g, i, parts, fibers, mode, eps, n_threads, &changed);
         changed = changed && recurrent;
     }
     return status;
 }
 
-static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
-                            fib_partition *parts, progress *prog)
+/* The refinement of node groups reports its own (cells, nodes); callers
+ * see the group steps only, so that `done` of `total` never goes back. */
+static int32_t node_progress(void *user, int64_t done, int64_t total)
 {
-    /* node groups (general graphs): all at once by partition refinement */
-    int32_t node_status = fib_color_node_groups(g, o, false, parts);
+    (void)done, (void)total;
+    const progress *p = user;
+    return p->o->progress(p->o->progress_user, p->done, p->total);
+}
+
+/* Node groups (general graphs): all at once by partition refinement. */
+static int32_t color_nodes(const fib_graph *g, const fib_color_options *o,
+                           bool reverse, fib_partition *parts, progress *prog)
+{
+    fib_color_options wrapped = *o;
+    if (o->progress) {
+        wrapped.progress = node_progress;
+        wrapped.progress_user = prog;
+    }
+    return fib_color_node_groups(g, &wrapped, reverse, parts);
+}
+
+static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
+                            fib_partition *parts, double **scales, progress *prog)
+{
+    int32_t node_status = color_nodes(g, o, false, parts, prog);
     if (node_status)
         return node_status;
     for (int32_t i = 0; i < g->n_groups; i++) {
         int32_t status = FIB_OK;
-        if (!fib_group_is_input(g, i) && g->groups[i].op != FIB_OP_NODES)
-            status = color_group(g, i, parts, NULL, group_eps(g, i, o), o->n_threads);
+        bool scaled_source = false;
+        for (int32_t s = 0; scales && s < g->groups[i].n_sources; s++)
+            scaled_source = scaled_source || scales[g->groups[i].sources[s]];
+        if (fib_group_is_input(g, i) || g->groups[i].op == FIB_OP_NODES)
+            status = FIB_OK;
+        else if (scales && g->groups[i].op == FIB_OP_DENSE)
+            status = fib_color_scaled_dense(g, i, o->tolerance, group_eps(g, i, o), parts,
+                                            scales);
+        else if (scaled_source)
+            status = fib_error(FIB_E_UNSUPPORTED,
+                               "fib_color: FIB_TOL_SCALED: group %d (%s block) reads a scaled "
+                               "group; only dense blocks carry scales in this version", (int)i,
+                               g->groups[i].ops ? g->groups[i].ops->name : "input");
+        else
+            status = color_group(g, i, parts, NULL, o->tolerance, group_eps(g, i, o),
+                                 o->n_threads);
         if (!status)
             status = step(prog);
         if (status)
@@ -185,13 +237,14 @@ static int32_t color_opfibers(const fib_graph *g, const fib_color_options *o,
                               const fib_partition *fibers,
                               fib_partition *parts, progress *prog)
 {
-    int32_t node_status = fib_color_node_groups(g, o, true, parts);
+    int32_t node_status = color_nodes(g, o, true, parts, prog);
     if (node_status)
         return node_status;
     for (int32_t i = g->n_groups - 1; i >= 0; i--) {
         int32_t status = FIB_OK;
         if (!fib_group_is_output(g, i) && g->groups[i].op != FIB_OP_NODES)
-            status = color_group(g, i, parts, fibers, group_eps(g, i, o), o->n_threads);
+            status = color_group(g, i, parts, fibers, o->tolerance, group_eps(g, i, o),
+                                 o->n_threads);
         if (!status)
             status = step(prog);
         if (status)
@@ -206,8 +259,13 @@ int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
     fib_coloring *fibers = NULL, *opfibers = NULL;
     progress prog = {o, 0, (int64_t)g->n_groups * (o->symmetry == FIB_SYM_FIBERS ? 1 : 2)};
     int32_t status = fib_coloring_alloc(g, FIB_SYM_FIBERS, &fibers);
+    if (!status && (o->tolerance & FIB_TOL_SCALED) && g->n_groups > 0) {
+        fibers->scales = fib_calloc(g->n_groups, sizeof *fibers->scales);
+        if (!fibers->scales)
+            status = fib_error(FIB_E_NOMEM, "fib_color: out of memory for scales");
+    }
     if (!status)
-        status = color_fibers(g, o, fibers->parts, &prog);
+        status = color_fibers(g, o, fibers->parts, fibers->scales, &prog);
     if (status || o->symmetry == FIB_SYM_FIBERS)
         goto done;
     status = fib_coloring_alloc(g, FIB_SYM_OPFIBERS, &opfibers);

@@ -1,6 +1,7 @@
 /* fib_compress: the base network of Eq. 10, one unit per class of every
  * hidden group; input and output groups keep their units. */
 #include "internal.h"
+#include "linkage.h"
 
 static void free_projection(fib_partition *parts, int32_t n)
 {
@@ -72,13 +73,30 @@ int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
         return fib_error(FIB_E_NOMEM, "fib_compress: out of memory");
     }
     b->n_groups = g->n_groups;
-    status = effective_projection(g, c, &b->projection);
+    /* scales (FIB_TOL_SCALED) only on hidden dense groups read by dense ones */
+    for (int32_t i = 0; c->scales && i < g->n_groups && !status; i++) {
+        bool scaled = c->scales[i] && !fib_group_is_input(g, i) && !fib_group_is_output(g, i);
+        if (scaled && g->groups[i].op != FIB_OP_DENSE)
+            status = fib_error(FIB_E_UNSUPPORTED,
+                               "fib_compress: group %d has scales but is not a dense group",
+                               (int)i);
+        for (int32_t h = i + 1; scaled && h < g->n_groups && !status; h++)
+            for (int32_t s = 0; s < g->groups[h].n_sources && !status; s++)
+                if (g->groups[h].sources[s] == i && g->groups[h].op != FIB_OP_DENSE)
+                    status = fib_error(FIB_E_UNSUPPORTED,
+                                       "fib_compress: scaled group %d is read by group %d, "
+                                       "which is not dense", (int)i, (int)h);
+    }
+    if (!status)
+        status = effective_projection(g, c, &b->projection);
     if (!status)
         status = fib_graph_create(&b->graph);
     for (int32_t i = 0; i < g->n_groups && !status; i++) {
         ids[i] = i; /* the base has the same groups, in the same order */
         if (fib_group_is_input(g, i))
             status = fib_graph_add_input(b->graph, b->projection[i].n_classes, &ids[i]);
+        else if (c->scales && g->groups[i].op == FIB_OP_DENSE)
+            status = fib_dense_compress_scaled(g, i, b->projection, c->scales, b->graph, ids);
         else
             status = g->groups[i].ops->compress(g, i, b->projection, b->graph, ids);
         if (!status)

@@ -232,6 +232,18 @@ int32_t fib_graph_add_sum_gather(fib_graph *g, int32_t a, int32_t b,
                                  int64_t n_units, int64_t *gather_a,
                                  int64_t *gather_b, int32_t *group_out);
 
+/* Constructors with a gather, for model files (arrays taken over, also on
+ * failure): block_pool.c (window: the six numbers of fib_graph_add_pool),
+ * block_affine.c (float64), block_last_step.c. */
+int32_t fib_graph_add_pool_gather(fib_graph *g, int32_t source, int32_t kind,
+                                  const int64_t window[6], int64_t n_units,
+                                  int64_t *reads, int32_t *group_out);
+int32_t fib_graph_add_affine_gather(fib_graph *g, int32_t source, int64_t n_units,
+                                    double *scale, double *shift, int64_t *reads,
+                                    int32_t *group_out);
+int32_t fib_graph_add_last_step_gather(fib_graph *g, int32_t source, int64_t n_units,
+                                       int64_t *reads, int32_t *group_out);
+
 /* activation.c */
 bool fib_activation_valid(int32_t activation);
 bool fib_activation_is_linear(int32_t activation);
@@ -290,6 +302,9 @@ struct fib_coloring {
     int32_t symmetry;
     int32_t n_groups;
     fib_partition *parts;
+    /* Per group, the unit scales of FIB_TOL_SCALED (linkage.c), or NULL
+     * (every scale 1); NULL array when no group has scales. */
+    double **scales;
 };
 int32_t fib_coloring_alloc(const fib_graph *g, int32_t symmetry,
                            fib_coloring **out);

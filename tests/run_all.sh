@@ -91,6 +91,21 @@ else
     count 0 1
 fi
 
+# Sanitizers, valgrind, ThreadSanitizer, fuzzing and abidiff, each in its
+# own build directory (about 10 minutes on 2 cores); FIBRATION_QUICK=1 skips.
+if [ "${FIBRATION_QUICK:-0}" != 1 ]; then
+    note "reliability: sanitizers, valgrind, fuzzing, ABI (tests/ci_checks.sh)"
+    out="$build/ci-checks.out"
+    FIBRATION_BUILD="$build" bash tests/ci_checks.sh >"$out" 2>&1
+    tail -n 30 "$out"
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+    if [ -n "$line" ]; then
+        count "$(echo "$line" | awk '{print $1}')" "$(echo "$line" | awk '{print $3}')"
+    else
+        count 0 1
+    fi
+fi
+
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -15,6 +15,7 @@ At every record, each layer with parameters is coloured three ways:
           weights the signature is made of (the layer's own weights for
           fibers, the next layer's for opfibers), recomputed at each record
   rel2    the same with 2 x the standard deviation
+  rel4    the same with 4 x the standard deviation
 Covers are the meet of fibers and opfibers (as in the library).
 
 Coarse-graining check: between two consecutive records, the covers may only
@@ -41,7 +42,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 import fashion_data as fd  # noqa: E402
 from fibration.torch._trace import trace  # noqa: E402
 
-TOLERANCES = (("exact", 0.0), ("rel1", 1.0), ("rel2", 2.0))
+TOLERANCES = (("exact", 0.0), ("rel1", 1.0), ("rel2", 2.0), ("rel4", 4.0))
 PARAM_KINDS = ("dense", "conv")
 
 
@@ -120,6 +121,15 @@ def record_steps(total, n):
     return [0] + [int(s) for s in steps]
 
 
+def lift_spread(model, copies=4):
+    """For the lifted MLP: the largest spread (max - min) of a first-layer
+    weight inside a planted class, divided by the std of that layer."""
+    w = model[1].weight.detach().double()
+    base = w.shape[0] // copies
+    groups = w.reshape(copies, base, -1)
+    return float((groups.max(0).values - groups.min(0).values).max() / w.std())
+
+
 def run(name, model, data, steps, n_records, seed, rows, log):
     xtr, ytr, xte, yte = data
     x = xte[:4]
@@ -138,10 +148,11 @@ def run(name, model, data, steps, n_records, seed, rows, log):
                 key = (tol, layer)
                 pb, ps = pairs_split(prev_covers[key], cc) if key in prev_covers else (0, 0)
                 prev_covers[key] = cc
+                spread = "%.3g" % lift_spread(model) if name == "lifted" else ""
                 rows.append((name, step, round(step * 64 / len(xtr), 3), acc, tol, layer,
-                             units, n_classes(fc), n_classes(oc), n_classes(cc), pb, ps))
-        log("%-6s step %6d acc %.4f  %s  (%.0f s)" % (
-            name, step, acc, " ".join("%s:%d/%d" % (r[5], r[9], r[6]) for r in rows[-len(res):]),
+                             units, n_classes(fc), n_classes(oc), n_classes(cc), pb, ps, spread))
+        log("%-6s step %6d acc %.4f %s %s  (%.0f s)" % (
+            name, step, acc, rows[-1][12], " ".join("%s:%d/%d" % (r[5], r[9], r[6]) for r in rows[-len(res):]),
             time.time() - t0))
 
 
@@ -157,10 +168,11 @@ def plot(rows, path):
         for j, (what, col) in enumerate((("fibers", 7), ("covers", 9))):
             ax = axes[i][j]
             for k, layer in enumerate(layers[:-1]):          # output layer: always all distinct
-                for tol, style in (("exact", ":"), ("rel1", "--"), ("rel2", "-")):
+                for tol, style, lw in (("exact", ":", 1), ("rel1", "-.", 1), ("rel2", "--", 1),
+                                       ("rel4", "-", 1.5)):
                     pts = [r for r in sub if r[5] == layer and r[4] == tol]
                     ax.plot([max(r[1], 1) for r in pts], [r[col] / r[6] for r in pts], style,
-                            color="C%d" % k, label="%s %s" % (layer, tol))
+                            color="C%d" % k, lw=lw, label="layer %s %s" % (layer, tol))
             ax.set_xscale("log")
             ax.set_ylabel("%s / units" % what)
             ax.set_xlabel("SGD step")
@@ -200,7 +212,7 @@ def main(argv=None):
     run("cnn", cnn(), data, cnn_steps, n_records, args.seed, rows, print)
     run("lifted", lifted_mlp(seed=args.seed), data, mlp_steps, n_records, args.seed, rows, print)
     header = ("model,step,epoch,accuracy,tolerance,layer,units,fibers,opfibers,covers,"
-              "pairs_before,pairs_split")
+              "pairs_before,pairs_split,lift_spread")
     csv = os.path.join(args.out, "emergence.csv")
     with open(csv, "w") as fh:
         fh.write(header + "\n")

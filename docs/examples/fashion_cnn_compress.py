@@ -85,7 +85,7 @@ def main(argv=None):
     diff = ft.verify(model, small, x_test[:500])
     print("verify: max abs %.3g, max rel %.3g" % diff)
     print("accuracy %.4f -> %.4f" % (before, fashion_data.accuracy(small, x_test, y_test)))
-    print(small)
+    print(nn.Module.__repr__(small))   # the layers, without the generated code
     if args.plot:
         tracker.plot(args.plot, title="CNN fibers (eps=%g) over training" % args.eps)
         print("plot written to", args.plot)

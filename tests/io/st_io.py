@@ -52,7 +52,7 @@ def read(path):
 def forward(path, x):
     """Outputs of a model file with structure metadata on inputs x (batch x
     input width), in float64; only input/dense/sum groups with relu/linear/
-    tanh activations."""
+    tanh activations (metadata versions 1 and 2)."""
     tensors, metadata = read(path)
     structure = json.loads(metadata["fibration"])
     acts = {"linear": lambda z: z, "relu": lambda z: np.maximum(z, 0),
@@ -63,10 +63,14 @@ def forward(path, x):
             values.append(x)
             continue
         if g["op"] == "dense":
-            consumed.add(g["source"])
-            z = values[g["source"]] @ tensors[g["weight"]].T
-            if g.get("bias"):
-                z = z + tensors[g["bias"]]
+            # version 1: "source", "weight", "bias"; version 2: "sources"
+            # and the tensor names under "tensors"
+            src = g["source"] if "source" in g else g["sources"][0]
+            names = g.get("tensors", g)
+            consumed.add(src)
+            z = values[src] @ tensors[names["weight"]].T
+            if names.get("bias"):
+                z = z + tensors[names["bias"]]
         else:
             a, b = g["sources"]
             consumed.update((a, b))

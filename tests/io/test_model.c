@@ -362,8 +362,8 @@ typedef struct meta_case {
 static void test_metadata_errors(void)
 {
     static const meta_case cases[] = {
-        {"newer", "{\"format\":\"fibration-model\",\"version\":2,\"groups\":[" IN6 "]}",
-         FIB_E_UNSUPPORTED, "version 2 is newer"},
+        {"newer", "{\"format\":\"fibration-model\",\"version\":3,\"groups\":[" IN6 "]}",
+         FIB_E_UNSUPPORTED, "version 3 is newer"},
         {"format", "{\"format\":\"x\",\"version\":1,\"groups\":[" IN6 "]}",
          FIB_E_FORMAT, "'format' is not"},
         {"json", "{\"format\":", FIB_E_FORMAT, "__metadata__ 'fibration': unexpected end"},

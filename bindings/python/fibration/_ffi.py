@@ -59,6 +59,12 @@ FIB_SYM_OPFIBERS = 2  # flavoured output trees: backward, outputs all distinct
 FIB_SYM_COVERS = 3  # fibers meet opfibers
 FIB_TOL_EXACT = 0  # equal up to the rounding of the sums (see fib_color)
 FIB_TOL_ABS = 1  # every coordinate spans at most eps inside a class
+FIB_TOL_REL = 2  # FIB_TOL_ABS with eps times the group's scale: the median L2 norm of its signature rows (non-label coordinates), so one eps means the same in every layer
+FIB_TOL_COSINE = 3  # the seed authors' method: rows L2-normalised, distance 1 - cosine, average-linkage agglomerative clustering cut at eps. O(n^2) memory and time per group: refused (FIB_E_UNSUPPORTED) above FIB_LINKAGE_MAX_UNITS
+FIB_TOL_COMPLETE = 4  # complete linkage on the L-infinity distance: every PAIR of a class is within eps in every coordinate (+ rounding). O(n^2), same bound
+FIB_TOL_WARD = 5  # Ward linkage: merges the two classes whose union least increases the weighted residual of the fit that fib_compress will make (the class mean; with FIB_TOL_SCALED the best rank-1 fit), each row weighted by the L2 norm of its outgoing weights; stops when the square root of that increase exceeds eps times the group's weighted scale (as FIB_TOL_REL). O(n^2), same bound. The grouping of fib_compress_to_budget
+FIB_TOL_SCALED = 256
+FIB_LINKAGE_MAX_UNITS = 8192
 FIB_COPY = 1  # copy the weights instead of borrowing them
 FIB_OP_NODES = 12  # a group of graph nodes (fib_graph_add_nodes)
 FIB_CONVENTION_PURE = 0  # the definition: start from one class per group (the default)
@@ -130,6 +136,12 @@ CONSTANTS = {
     'FIB_SYM_COVERS': FIB_SYM_COVERS,
     'FIB_TOL_EXACT': FIB_TOL_EXACT,
     'FIB_TOL_ABS': FIB_TOL_ABS,
+    'FIB_TOL_REL': FIB_TOL_REL,
+    'FIB_TOL_COSINE': FIB_TOL_COSINE,
+    'FIB_TOL_COMPLETE': FIB_TOL_COMPLETE,
+    'FIB_TOL_WARD': FIB_TOL_WARD,
+    'FIB_TOL_SCALED': FIB_TOL_SCALED,
+    'FIB_LINKAGE_MAX_UNITS': FIB_LINKAGE_MAX_UNITS,
     'FIB_COPY': FIB_COPY,
     'FIB_OP_NODES': FIB_OP_NODES,
     'FIB_CONVENTION_PURE': FIB_CONVENTION_PURE,
@@ -191,6 +203,19 @@ class fib_base(ctypes.Structure):
     """Opaque handle; only used through pointers."""
 
 
+class fib_budget_options(ctypes.Structure):
+    _fields_ = [
+        ('struct_size', ctypes.c_size_t),
+        ('tolerance', ctypes.c_int32),
+        ('n_threads', ctypes.c_int32),
+        ('sensitivity_power', ctypes.c_double),
+        ('bound', ctypes.c_double),
+        ('n_parameters', ctypes.c_int64),
+        ('chosen_tolerance', ctypes.c_int32),
+        ('reserved0', ctypes.c_int32),
+    ]
+
+
 class fib_load_options(ctypes.Structure):
     _fields_ = [
         ('struct_size', ctypes.c_size_t),
@@ -215,7 +240,7 @@ class fib_hierarchy(ctypes.Structure):
     """Opaque handle; only used through pointers."""
 
 
-STRUCTS = (fib_color_options, fib_load_options, )
+STRUCTS = (fib_color_options, fib_budget_options, fib_load_options, )
 
 # (name, argtypes, restype), in header order.
 FUNCTIONS = [
@@ -267,12 +292,16 @@ FUNCTIONS = [
     ('fib_coloring_colors', [ctypes.POINTER(fib_coloring), ctypes.c_int32, ctypes.POINTER(ctypes.c_int64), ctypes.c_int64], ctypes.c_int32),
     ('fib_coloring_class_sizes', [ctypes.POINTER(fib_coloring), ctypes.c_int32, ctypes.POINTER(ctypes.c_int64), ctypes.c_int64], ctypes.c_int32),
     ('fib_coloring_is_balanced', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_coloring), ctypes.c_double, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_coloring_scales', [ctypes.POINTER(fib_coloring), ctypes.c_int32, ctypes.POINTER(ctypes.c_double), ctypes.c_int64], ctypes.c_int32),
+    ('fib_coloring_set_scales', [ctypes.POINTER(fib_coloring), ctypes.c_int32, ctypes.POINTER(ctypes.c_double), ctypes.c_int64], ctypes.c_int32),
     ('fib_compress', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_coloring), ctypes.POINTER(ctypes.POINTER(fib_base))], ctypes.c_int32),
     ('fib_base_free', [ctypes.POINTER(fib_base)], None),
     ('fib_base_graph', [ctypes.POINTER(fib_base)], ctypes.POINTER(fib_graph)),
     ('fib_base_projection', [ctypes.POINTER(fib_base), ctypes.c_int32, ctypes.POINTER(ctypes.c_int64), ctypes.c_int64], ctypes.c_int32),
     ('fib_lift', [ctypes.POINTER(fib_base), ctypes.POINTER(fib_graph), ctypes.POINTER(ctypes.POINTER(fib_graph))], ctypes.c_int32),
     ('fib_break_symmetry', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_coloring), ctypes.c_uint64, ctypes.POINTER(ctypes.POINTER(fib_graph))], ctypes.c_int32),
+    ('fib_budget_options_init', [ctypes.POINTER(fib_budget_options), ctypes.c_size_t], ctypes.c_int32),
+    ('fib_compress_to_budget', [ctypes.POINTER(fib_graph), ctypes.c_double, ctypes.POINTER(fib_budget_options), ctypes.POINTER(ctypes.POINTER(fib_base))], ctypes.c_int32),
     ('fib_load_options_init', [ctypes.POINTER(fib_load_options), ctypes.c_size_t], ctypes.c_int32),
     ('fib_model_load', [ctypes.c_char_p, ctypes.POINTER(fib_load_options), ctypes.POINTER(ctypes.POINTER(fib_graph))], ctypes.c_int32),
     ('fib_model_save', [ctypes.POINTER(fib_graph), ctypes.c_char_p, ctypes.c_int32], ctypes.c_int32),
@@ -351,12 +380,16 @@ PARAMETERS = {
     'fib_coloring_colors': ('coloring', 'group', 'colors', 'n_units', ),
     'fib_coloring_class_sizes': ('coloring', 'group', 'sizes', 'n_classes', ),
     'fib_coloring_is_balanced': ('graph', 'coloring', 'eps', 'balanced_out', ),
+    'fib_coloring_scales': ('coloring', 'group', 'scales', 'n_units', ),
+    'fib_coloring_set_scales': ('coloring', 'group', 'scales', 'n_units', ),
     'fib_compress': ('graph', 'coloring', 'out', ),
     'fib_base_free': ('base', ),
     'fib_base_graph': ('base', ),
     'fib_base_projection': ('base', 'group', 'projection', 'n_units', ),
     'fib_lift': ('base', 'weights', 'out', ),
     'fib_break_symmetry': ('graph', 'coloring', 'seed', 'out', ),
+    'fib_budget_options_init': ('options', 'struct_size', ),
+    'fib_compress_to_budget': ('graph', 'budget_fraction', 'options', 'base_out', ),
     'fib_load_options_init': ('options', 'struct_size', ),
     'fib_model_load': ('path', 'options', 'out', ),
     'fib_model_save': ('graph', 'path', 'dtype', ),

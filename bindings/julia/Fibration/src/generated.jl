@@ -89,6 +89,16 @@ const FIB_SYM_COVERS = Int32(3)
 const FIB_TOL_EXACT = Int32(0)
 # every coordinate spans at most eps inside a class
 const FIB_TOL_ABS = Int32(1)
+# FIB_TOL_ABS with eps times the group's scale: the median L2 norm of its signature rows (non-label coordinates), so one eps means the same in every layer
+const FIB_TOL_REL = Int32(2)
+# the seed authors' method: rows L2-normalised, distance 1 - cosine, average-linkage agglomerative clustering cut at eps. O(n^2) memory and time per group: refused (FIB_E_UNSUPPORTED) above FIB_LINKAGE_MAX_UNITS
+const FIB_TOL_COSINE = Int32(3)
+# complete linkage on the L-infinity distance: every PAIR of a class is within eps in every coordinate (+ rounding). O(n^2), same bound
+const FIB_TOL_COMPLETE = Int32(4)
+# Ward linkage: merges the two classes whose union least increases the weighted residual of the fit that fib_compress will make (the class mean; with FIB_TOL_SCALED the best rank-1 fit), each row weighted by the L2 norm of its outgoing weights; stops when the square root of that increase exceeds eps times the group's weighted scale (as FIB_TOL_REL). O(n^2), same bound. The grouping of fib_compress_to_budget
+const FIB_TOL_WARD = Int32(5)
+const FIB_TOL_SCALED = Int32(256)
+const FIB_LINKAGE_MAX_UNITS = Int32(8192)
 # copy the weights instead of borrowing them
 const FIB_COPY = UInt32(1)
 # a group of graph nodes (fib_graph_add_nodes)
@@ -161,6 +171,18 @@ A compressed network (the base) and the projection of every original unit
 onto its base unit.
 """
 mutable struct fib_base end
+
+struct fib_budget_options
+    struct_size::Csize_t
+    tolerance::Int32
+    n_threads::Int32
+    sensitivity_power::Cdouble
+    bound::Cdouble
+    n_parameters::Int64
+    chosen_tolerance::Int32
+    reserved0::Int32
+end
+fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32))
 
 struct fib_load_options
     struct_size::Csize_t
@@ -318,8 +340,9 @@ function fib_graph_group_positions(graph, group, rows, cols)
 end
 
 """
-Overrides the tolerance eps used for one group by fib_color with
-FIB_TOL_ABS; eps < 0 removes the override. Errors: FIB_E_RANGE,
+Overrides the tolerance eps used for one group by fib_color with any
+tolerant mode (FIB_TOL_ABS, _REL, _COSINE, _COMPLETE, _WARD, with or
+without FIB_TOL_SCALED); eps < 0 removes the override. Errors: FIB_E_RANGE,
 FIB_E_INVALID (NaN).
 """
 const _cache_fib_graph_set_group_eps = Ref{Ptr{Cvoid}}(C_NULL)
@@ -627,7 +650,15 @@ The colouring is the same for every options.n_threads and every SIMD
 level (FIBRATION_SIMD, fib_features): colour sums are added in one fixed
 order by every kernel. See docs/performance.md.
 
-Errors: FIB_E_NULL, FIB_E_INVALID (options), FIB_E_CANCELLED, FIB_E_NOMEM.
+FIB_TOL_REL, _COSINE, _COMPLETE and _WARD (see their definitions) are
+deterministic as well; the three linkage modes break ties between equal
+merge costs by the lowest unit indices. Label coordinates (flavours, head
+and position ids) are never merged by any mode. They apply to network
+groups only: a graph with node groups accepts EXACT and ABS only.
+
+Errors: FIB_E_NULL, FIB_E_INVALID (options), FIB_E_UNSUPPORTED (a linkage
+mode on a group wider than FIB_LINKAGE_MAX_UNITS; FIB_TOL_SCALED outside
+what it supports), FIB_E_CANCELLED, FIB_E_NOMEM.
 """
 const _cache_fib_color = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_color(graph, options, out)
@@ -708,13 +739,40 @@ function fib_coloring_is_balanced(graph, coloring, eps, balanced_out)
 end
 
 """
+The scale s_i of every unit of a group (FIB_TOL_SCALED; 1 for every unit
+of a colouring made otherwise), into scales[0 .. n_units).
+Errors: FIB_E_NULL, FIB_E_RANGE, FIB_E_BUFFER.
+"""
+const _cache_fib_coloring_scales = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_coloring_scales(coloring, group, scales, n_units)
+    ccall(_cfunction(_cache_fib_coloring_scales, :fib_coloring_scales), Int32, (Ptr{fib_coloring}, Int32, Ptr{Cdouble}, Int64, ), coloring, group, scales, n_units)
+end
+
+"""
+Sets the scales of a group (n_units finite values > 0; NULL back to all
+1), so that a partition computed elsewhere compresses scale-aware with
+fib_compress: the group must then be a dense group read only by dense
+groups. Errors: FIB_E_RANGE, FIB_E_SHAPE, FIB_E_INVALID (a scale <= 0 or
+not finite), FIB_E_NOMEM.
+"""
+const _cache_fib_coloring_set_scales = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_coloring_set_scales(coloring, group, scales, n_units)
+    ccall(_cfunction(_cache_fib_coloring_set_scales, :fib_coloring_set_scales), Int32, (Ptr{fib_coloring}, Int32, Ptr{Cdouble}, Int64, ), coloring, group, scales, n_units)
+end
+
+"""
 Merges every class of every hidden group into one unit (Eq. 10):
     W_hat[c', c] = (1 / |c'|) sum_{i in c'} sum_{k in c} W[i, k]
 (mean over the output class, sum over the input class); bias = mean over
 the class. Input and output groups are never merged. For a colouring that
 refines the fibers (exact fibers or covers), the base computes exactly the
 same outputs, up to rounding. Base weights are float64 and owned by the
-base. Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_NOMEM.
+base. A colouring with scales (FIB_TOL_SCALED, fib_coloring_set_scales)
+merges a scaled dense group by its classes' rank-1 representatives and
+multiplies each unit's outgoing weights by its scale before summing them
+(see FIB_TOL_SCALED); exact for planted scaled copies.
+Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_UNSUPPORTED (scales on a group
+that is not dense or is read by a block that is not dense), FIB_E_NOMEM.
 """
 const _cache_fib_compress = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_compress(graph, coloring, out)
@@ -773,6 +831,41 @@ FIB_E_NOMEM.
 const _cache_fib_break_symmetry = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_break_symmetry(graph, coloring, seed, out)
     ccall(_cfunction(_cache_fib_break_symmetry, :fib_break_symmetry), Int32, (Ptr{fib_graph}, Ptr{fib_coloring}, UInt64, Ptr{Ptr{fib_graph}}, ), graph, coloring, seed, out)
+end
+
+"""
+Fills *options with the defaults. Errors: FIB_E_NULL, FIB_E_INVALID.
+"""
+const _cache_fib_budget_options_init = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_budget_options_init(options, struct_size)
+    ccall(_cfunction(_cache_fib_budget_options_init, :fib_budget_options_init), Int32, (Ptr{fib_budget_options}, Csize_t, ), options, struct_size)
+end
+
+"""
+Compresses `graph` (a chain of dense groups, hidden activations linear,
+ReLU or leaky ReLU for the scaled grouping) to at most budget_fraction of
+its parameters (0 < budget_fraction <= 1), choosing the grouping and the
+number of classes of every hidden group itself, data-free:
+  1. every hidden group is clustered once by FIB_TOL_WARD (on its own
+     weights, rows weighted by their outgoing norms), giving its merge
+     error e_l(k) at every class count k;
+  2. layer sensitivities S_l are the products of the spectral norms of the
+     dense blocks downstream of the group's consumer (power iteration);
+  3. the bound B = sum_l S_l e_l(k_l) (an output change per unit input
+     norm, to first order) is minimised under the parameter budget by a
+     greedy exchange: repeatedly remove classes where the bound grows the
+     least per parameter saved;
+  4. the groups are then coloured in order with those class counts (each
+     over the merged classes of its source) and compressed.
+options may be NULL (defaults); when given, its output fields are filled.
+The base is deterministic. Errors: FIB_E_NULL, FIB_E_INVALID (budget,
+options), FIB_E_UNSUPPORTED (blocks other than dense, a group wider than
+FIB_LINKAGE_MAX_UNITS, a budget below the smallest base: every hidden
+group one class), FIB_E_NOMEM.
+"""
+const _cache_fib_compress_to_budget = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_compress_to_budget(graph, budget_fraction, options, base_out)
+    ccall(_cfunction(_cache_fib_compress_to_budget, :fib_compress_to_budget), Int32, (Ptr{fib_graph}, Cdouble, Ptr{fib_budget_options}, Ptr{Ptr{fib_base}}, ), graph, budget_fraction, options, base_out)
 end
 
 """
@@ -1149,12 +1242,16 @@ const FUNCTION_NAMES = [
     :fib_coloring_colors,
     :fib_coloring_class_sizes,
     :fib_coloring_is_balanced,
+    :fib_coloring_scales,
+    :fib_coloring_set_scales,
     :fib_compress,
     :fib_base_free,
     :fib_base_graph,
     :fib_base_projection,
     :fib_lift,
     :fib_break_symmetry,
+    :fib_budget_options_init,
+    :fib_compress_to_budget,
     :fib_load_options_init,
     :fib_model_load,
     :fib_model_save,

@@ -221,7 +221,7 @@ def _coloring_from_plan(net, plan):
 
 
 def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=(),
-             tolerance="exact", plan=None, verbose=False):
+             tolerance="exact", plan=None, verbose=False, budget=None, calibration=None):
     """Merges every class of symmetric units into one.
 
     Returns (compressed, plan): an nn.Module of standard torch layers (a
@@ -229,7 +229,14 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
     fibers or covers, and the Plan of what merged into what. With `plan`
     given, that plan is re-applied instead of colouring the model.
     symmetry: 'fibers' (the smallest base) or 'covers' (the base that gradient
-    descent preserves)."""
+    descent preserves).
+    budget: keep at most this fraction of the parameters (fib_compress_to_budget:
+    grouping and per-layer tolerance chosen by a data-free bound; chains of
+    Linear layers); calibration: an optional batch of the user's inputs to
+    refine that choice (see fibration.torch._budget)."""
+    if budget is not None:
+        from ._budget import compress_to_budget
+        return compress_to_budget(model, example_input, budget, calibration, verbose)
     if symmetry not in ("fibers", "covers"):
         raise ValueError("symmetry must be 'fibers' or 'covers' (opfibers alone do "
                          "not give an exact base), not %r" % (symmetry,))
@@ -353,3 +360,5 @@ def break_symmetry(model, example_input, seed=0, eps=0.0, tolerance="exact"):
 
 from ._files import load, save  # noqa: E402
 from ._tracker import FiberTracker  # noqa: E402
+from ._budget import tolerance_tree  # noqa: E402
+from ._retune import retune  # noqa: E402

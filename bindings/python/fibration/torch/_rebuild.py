@@ -1,13 +1,18 @@
 """Turning a base (fibration.Base) back into an ordinary torch module.
 
-The traced fx graph of the original model is copied node by node: every
-nn.Linear becomes a smaller nn.Linear holding the base weights (same
-qualified name), every other node is copied as it is, and a residual sum
-whose base gathers (z = a[idx_a] + b[idx_b]) gets an index_select on the
-operands that need it. The result is a torch.fx.GraphModule made of
-standard torch layers, whose state_dict has the original's names.
+The traced fx graph of the original model is copied node by node. A node
+that made C groups is rebuilt from the base's blocks (REBUILDERS, keyed by
+the kind its converter recorded): Linear -> smaller nn.Linear, Conv ->
+nn.Conv1d/2d (regrouped when the base kernel is block-diagonal), batch norm
+-> nn.BatchNorm over the base scale/shift, LSTM/GRU -> nn.LSTM/nn.GRU,
+attention -> FiberAttention, LayerNorm -> nn.LayerNorm or WeightedLayerNorm,
+Transformer encoder layers -> the same computation node by node. Unit-wise
+layers that read a class other than their own (a base gathers) get an
+index_select on a registered buffer. Every other node is copied as it is.
+The result is a torch.fx.GraphModule whose state_dict keeps the original's
+names.
 
-A new layer kind adds an entry to REBUILDERS (fx node kind -> function).
+A new layer kind adds an entry to REBUILDERS.
 """
 
 import copy

@@ -501,10 +501,10 @@ def trace(model, example_input, weights_override=None):
             raise UnsupportedModelError("model input %r is returned unchanged" % layer.node)
     for layer in b.layers:
         if layer.kind in LABEL_ONLY:
-            # Their signatures are only the classes they read (labels). The C
-            # grouping lets labels that differ by <= eps share a class under
-            # FIB_TOL_ABS with eps >= 1 (a library bug, reported); an eps of 0
-            # for these groups keeps them exactly on their sources' classes.
+            # Their signatures are only the classes they read (labels).
+            # Libraries before c40db06 let labels that differ by <= eps share
+            # a class under FIB_TOL_ABS with eps >= 1; an eps of 0 for these
+            # groups keeps them exactly on their sources' classes with any.
             graph.set_eps(layer.group, 0.0)
     return Network(model, gm, graph, b.layers, b.values, outputs, input_groups, b.owners)
 

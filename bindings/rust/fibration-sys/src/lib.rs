@@ -92,6 +92,16 @@ pub const FIB_SYM_COVERS: i32 = 3;
 pub const FIB_TOL_EXACT: i32 = 0;
 /// every coordinate spans at most eps inside a class
 pub const FIB_TOL_ABS: i32 = 1;
+/// FIB_TOL_ABS with eps times the group's scale: the median L2 norm of its signature rows (non-label coordinates), so one eps means the same in every layer
+pub const FIB_TOL_REL: i32 = 2;
+/// the seed authors' method: rows L2-normalised, distance 1 - cosine, average-linkage agglomerative clustering cut at eps. O(n^2) memory and time per group: refused (FIB_E_UNSUPPORTED) above FIB_LINKAGE_MAX_UNITS
+pub const FIB_TOL_COSINE: i32 = 3;
+/// complete linkage on the L-infinity distance: every PAIR of a class is within eps in every coordinate (+ rounding). O(n^2), same bound
+pub const FIB_TOL_COMPLETE: i32 = 4;
+/// Ward linkage: merges the two classes whose union least increases the weighted residual of the fit that fib_compress will make (the class mean; with FIB_TOL_SCALED the best rank-1 fit), each row weighted by the L2 norm of its outgoing weights; stops when the square root of that increase exceeds eps times the group's weighted scale (as FIB_TOL_REL). O(n^2), same bound. The grouping of fib_compress_to_budget
+pub const FIB_TOL_WARD: i32 = 5;
+pub const FIB_TOL_SCALED: i32 = 256;
+pub const FIB_LINKAGE_MAX_UNITS: i32 = 8192;
 /// copy the weights instead of borrowing them
 pub const FIB_COPY: u32 = 1;
 /// a group of graph nodes (fib_graph_add_nodes)
@@ -168,6 +178,19 @@ pub struct fib_color_options {
 pub struct fib_base {
     _private: [u8; 0],
     _not_send_sync_unpin: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct fib_budget_options {
+    pub struct_size: usize,
+    pub tolerance: i32,
+    pub n_threads: i32,
+    pub sensitivity_power: f64,
+    pub bound: f64,
+    pub n_parameters: i64,
+    pub chosen_tolerance: i32,
+    pub reserved0: i32,
 }
 
 #[repr(C)]
@@ -261,8 +284,9 @@ extern "C" {
     /// The positions of a group (1 x 1 for plain vectors).
     pub fn fib_graph_group_positions(graph: *const fib_graph, group: i32, rows: *mut i64, cols: *mut i64) -> i32;
 
-    /// Overrides the tolerance eps used for one group by fib_color with
-    /// FIB_TOL_ABS; eps < 0 removes the override. Errors: FIB_E_RANGE,
+    /// Overrides the tolerance eps used for one group by fib_color with any
+    /// tolerant mode (FIB_TOL_ABS, _REL, _COSINE, _COMPLETE, _WARD, with or
+    /// without FIB_TOL_SCALED); eps < 0 removes the override. Errors: FIB_E_RANGE,
     /// FIB_E_INVALID (NaN).
     pub fn fib_graph_set_group_eps(graph: *mut fib_graph, group: i32, eps: f64) -> i32;
 
@@ -445,7 +469,15 @@ extern "C" {
     /// level (FIBRATION_SIMD, fib_features): colour sums are added in one fixed
     /// order by every kernel. See docs/performance.md.
     ///
-    /// Errors: FIB_E_NULL, FIB_E_INVALID (options), FIB_E_CANCELLED, FIB_E_NOMEM.
+    /// FIB_TOL_REL, _COSINE, _COMPLETE and _WARD (see their definitions) are
+    /// deterministic as well; the three linkage modes break ties between equal
+    /// merge costs by the lowest unit indices. Label coordinates (flavours, head
+    /// and position ids) are never merged by any mode. They apply to network
+    /// groups only: a graph with node groups accepts EXACT and ABS only.
+    ///
+    /// Errors: FIB_E_NULL, FIB_E_INVALID (options), FIB_E_UNSUPPORTED (a linkage
+    /// mode on a group wider than FIB_LINKAGE_MAX_UNITS; FIB_TOL_SCALED outside
+    /// what it supports), FIB_E_CANCELLED, FIB_E_NOMEM.
     pub fn fib_color(graph: *const fib_graph, options: *const fib_color_options, out: *mut *mut fib_coloring) -> i32;
 
     /// Creates a colouring of the given kind in which every unit is its own
@@ -481,13 +513,30 @@ extern "C" {
     /// graph shape), FIB_E_INVALID (eps).
     pub fn fib_coloring_is_balanced(graph: *const fib_graph, coloring: *const fib_coloring, eps: f64, balanced_out: *mut i32) -> i32;
 
+    /// The scale s_i of every unit of a group (FIB_TOL_SCALED; 1 for every unit
+    /// of a colouring made otherwise), into scales[0 .. n_units).
+    /// Errors: FIB_E_NULL, FIB_E_RANGE, FIB_E_BUFFER.
+    pub fn fib_coloring_scales(coloring: *const fib_coloring, group: i32, scales: *mut f64, n_units: i64) -> i32;
+
+    /// Sets the scales of a group (n_units finite values > 0; NULL back to all
+    /// 1), so that a partition computed elsewhere compresses scale-aware with
+    /// fib_compress: the group must then be a dense group read only by dense
+    /// groups. Errors: FIB_E_RANGE, FIB_E_SHAPE, FIB_E_INVALID (a scale <= 0 or
+    /// not finite), FIB_E_NOMEM.
+    pub fn fib_coloring_set_scales(coloring: *mut fib_coloring, group: i32, scales: *const f64, n_units: i64) -> i32;
+
     /// Merges every class of every hidden group into one unit (Eq. 10):
     /// W_hat[c', c] = (1 / |c'|) sum_{i in c'} sum_{k in c} W[i, k]
     /// (mean over the output class, sum over the input class); bias = mean over
     /// the class. Input and output groups are never merged. For a colouring that
     /// refines the fibers (exact fibers or covers), the base computes exactly the
     /// same outputs, up to rounding. Base weights are float64 and owned by the
-    /// base. Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_NOMEM.
+    /// base. A colouring with scales (FIB_TOL_SCALED, fib_coloring_set_scales)
+    /// merges a scaled dense group by its classes' rank-1 representatives and
+    /// multiplies each unit's outgoing weights by its scale before summing them
+    /// (see FIB_TOL_SCALED); exact for planted scaled copies.
+    /// Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_UNSUPPORTED (scales on a group
+    /// that is not dense or is read by a block that is not dense), FIB_E_NOMEM.
     pub fn fib_compress(graph: *const fib_graph, coloring: *const fib_coloring, out: *mut *mut fib_base) -> i32;
 
     /// Frees a base and its graph. NULL is a no-op.
@@ -518,6 +567,31 @@ extern "C" {
     /// Errors: FIB_E_UNSUPPORTED (graphs with sum groups), FIB_E_MISMATCH,
     /// FIB_E_NOMEM.
     pub fn fib_break_symmetry(graph: *const fib_graph, coloring: *const fib_coloring, seed: u64, out: *mut *mut fib_graph) -> i32;
+
+    /// Fills *options with the defaults. Errors: FIB_E_NULL, FIB_E_INVALID.
+    pub fn fib_budget_options_init(options: *mut fib_budget_options, struct_size: usize) -> i32;
+
+    /// Compresses `graph` (a chain of dense groups, hidden activations linear,
+    /// ReLU or leaky ReLU for the scaled grouping) to at most budget_fraction of
+    /// its parameters (0 < budget_fraction <= 1), choosing the grouping and the
+    /// number of classes of every hidden group itself, data-free:
+    /// 1. every hidden group is clustered once by FIB_TOL_WARD (on its own
+    /// weights, rows weighted by their outgoing norms), giving its merge
+    /// error e_l(k) at every class count k;
+    /// 2. layer sensitivities S_l are the products of the spectral norms of the
+    /// dense blocks downstream of the group's consumer (power iteration);
+    /// 3. the bound B = sum_l S_l e_l(k_l) (an output change per unit input
+    /// norm, to first order) is minimised under the parameter budget by a
+    /// greedy exchange: repeatedly remove classes where the bound grows the
+    /// least per parameter saved;
+    /// 4. the groups are then coloured in order with those class counts (each
+    /// over the merged classes of its source) and compressed.
+    /// options may be NULL (defaults); when given, its output fields are filled.
+    /// The base is deterministic. Errors: FIB_E_NULL, FIB_E_INVALID (budget,
+    /// options), FIB_E_UNSUPPORTED (blocks other than dense, a group wider than
+    /// FIB_LINKAGE_MAX_UNITS, a budget below the smallest base: every hidden
+    /// group one class), FIB_E_NOMEM.
+    pub fn fib_compress_to_budget(graph: *const fib_graph, budget_fraction: f64, options: *mut fib_budget_options, base_out: *mut *mut fib_base) -> i32;
 
     /// Fills *options with the defaults. struct_size must be the caller's
     /// sizeof(fib_load_options). Errors: FIB_E_NULL, FIB_E_INVALID (struct_size
@@ -765,12 +839,16 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_coloring_colors",
     "fib_coloring_class_sizes",
     "fib_coloring_is_balanced",
+    "fib_coloring_scales",
+    "fib_coloring_set_scales",
     "fib_compress",
     "fib_base_free",
     "fib_base_graph",
     "fib_base_projection",
     "fib_lift",
     "fib_break_symmetry",
+    "fib_budget_options_init",
+    "fib_compress_to_budget",
     "fib_load_options_init",
     "fib_model_load",
     "fib_model_save",

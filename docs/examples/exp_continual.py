@@ -1,0 +1,404 @@
+"""Experiment 3 (seed Fig. 3f): continual learning on Fashion-MNIST with plain
+SGD, Continual Backpropagation and two kinds of symmetry breaking.
+
+Benchmarks (reduced, see docs/experiments.md):
+  pairs     a sequence of binary tasks: each task is a random pair of
+            Fashion-MNIST classes (random label order), 1,200 training images
+            (600 per class), several epochs; the 2-unit head is re-initialised
+            at every task (as in continual ImageNet); the score of a task is its
+            test accuracy (2,000 test images of the pair) at the end of it.
+  permuted  online permuted Fashion-MNIST: every task a new pixel permutation,
+            each image seen once; the score is the online accuracy (mean over
+            the task's minibatches, measured before each update).
+
+Network: 784-H-H-out ReLU MLP, plain SGD (no momentum); the same seed gives
+every method the same initialisation, the same task sequence and the same
+minibatches.
+
+Methods:
+  sgd    plain SGD.
+  cbp    Continual Backpropagation (Dohare et al., Nature 2024): per hidden
+         unit a running contribution utility |h| * sum|w_out| (decay 0.99,
+         bias-corrected) and an age; every step, replacement_rate (1e-4) x the
+         number of mature units (age > maturity, 100) is accumulated, and when it
+         reaches 1 the mature unit of lowest utility is re-initialised (input
+         weights and bias from the initial distribution, output weights zero,
+         age and utility zero).
+  fib    fibration symmetry breaking at every task boundary, with the library:
+         covers (fibers meet flavoured opfibers) with FIB_TOL_ABS and a
+         per-layer eps = 3 x the std of the layer's weights ("fib") or 6 x
+         ("fib6"; exact covers, eps = 0, never form here), then
+         fib_break_symmetry: exact lifting of the cover base, every merged unit
+         replaced by a new one with random input weights and zero output weights.
+  sync   symmetry breaking on activity-synchrony classes at every task
+         boundary, measured on 512 training images of the new task: units whose
+         activities on that batch are equal (max difference <= 1e-3 x the
+         layer's largest activity; dead units, all zero, are one class). One
+         unit per class is kept, the output weights of the class are summed onto
+         it (so the network computes the same function on the batch), the other
+         members get new random input weights and zero output weights.
+
+    /usr/bin/python3 docs/examples/exp_continual.py [--quick] [--bench pairs|permuted|all]
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
+
+import fashion_data as fd  # noqa: E402
+from fibration.torch._trace import trace  # noqa: E402
+
+METHODS = ("sgd", "cbp", "fib", "fib6", "sync")
+FIB_EPS = {"fib": 3.0, "fib6": 6.0}
+SYNC_TOL = 1e-3
+
+
+def make_net(hidden, out, seed):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, out))
+
+
+def linears(net):
+    return [m for m in net if isinstance(m, nn.Linear)]
+
+
+def hidden_activations(net, x):
+    """Activations after each hidden ReLU."""
+    acts = []
+    h = x
+    for m in net:
+        h = m(h)
+        if isinstance(m, nn.ReLU):
+            acts.append(h)
+    return acts, h
+
+
+def reinit_rows(layer, rows, generator):
+    """Input weights and bias of `rows` drawn like nn.Linear's default init."""
+    bound = 1.0 / np.sqrt(layer.in_features)
+    n = len(rows)
+    layer.weight[rows] = (torch.rand(n, layer.in_features, generator=generator) * 2 - 1) * bound
+    layer.bias[rows] = (torch.rand(n, generator=generator) * 2 - 1) * bound
+
+
+# -- Continual Backpropagation ---------------------------------------------
+
+class CBP:
+    def __init__(self, net, rate=1e-4, maturity=100, decay=0.99, seed=0):
+        self.lin = linears(net)
+        self.rate, self.maturity, self.decay = rate, maturity, decay
+        self.util = [torch.zeros(l.out_features) for l in self.lin[:-1]]
+        self.age = [torch.zeros(l.out_features, dtype=torch.long) for l in self.lin[:-1]]
+        self.pending = [0.0] * len(self.util)
+        self.steps = 0
+        self.replaced = 0
+        self.generator = torch.Generator().manual_seed(seed + 12345)
+
+    @torch.no_grad()
+    def after_step(self, acts):
+        self.steps += 1
+        correction = 1 - self.decay ** self.steps
+        for i, h in enumerate(acts):
+            out_w = self.lin[i + 1].weight.abs().sum(0)
+            contribution = h.detach().abs().mean(0) * out_w
+            self.util[i].mul_(self.decay).add_((1 - self.decay) * contribution)
+            self.age[i] += 1
+            mature = torch.nonzero(self.age[i] > self.maturity).flatten()
+            self.pending[i] += self.rate * len(mature)
+            k = int(self.pending[i])
+            if k == 0 or len(mature) == 0:
+                continue
+            self.pending[i] -= k
+            scores = self.util[i][mature] / correction
+            worst = mature[torch.argsort(scores)[:k]]
+            reinit_rows(self.lin[i], worst, self.generator)
+            self.lin[i + 1].weight[:, worst] = 0
+            self.util[i][worst] = 0
+            self.age[i][worst] = 0
+            self.replaced += len(worst)
+
+
+# -- symmetry breaking ------------------------------------------------------
+
+@torch.no_grad()
+def fib_break(net, seed, factor):
+    """Covers with a per-layer tolerance, then fib_break_symmetry (library).
+    Returns the number of units renewed."""
+    x = torch.zeros(2, 784)
+    g = trace(net, x)
+    dense = [l for l in g.layers if l.kind == "dense"]
+    lin = linears(net)
+    for l, m in zip(dense, lin):
+        g.graph.set_eps(l.group, factor * float(m.weight.std()))
+    coloring = g.graph.color("covers", "abs", 1.0)
+    renewed = sum(l.width - coloring.num_classes(l.group) for l in dense[:-1])
+    if renewed == 0:
+        return 0
+    result = g.graph.break_symmetry(coloring, seed)
+    for l, m in zip(dense, lin):
+        w, b = result.read_dense(l.group)
+        m.weight.copy_(torch.from_numpy(w))
+        m.bias.copy_(torch.from_numpy(b))
+    return renewed
+
+
+def sync_classes(h, tol=SYNC_TOL):
+    """Classes of units with equal activity on the batch (h: batch x units)."""
+    h = h.double()
+    scale = float(h.abs().max()) or 1.0
+    n = h.shape[1]
+    label = -np.ones(n, dtype=np.int64)
+    dead = (h.abs().max(0).values <= 0).numpy()
+    nxt = 0
+    if dead.any():
+        label[dead] = nxt
+        nxt += 1
+    alive = np.flatnonzero(~dead)
+    if len(alive):
+        a = h[:, alive].T                                  # units x batch
+        dist = torch.cdist(a, a, p=float("inf")).numpy() <= tol * scale
+        for i in range(len(alive)):
+            if label[alive[i]] >= 0:
+                continue
+            members = alive[dist[i] & (label[alive] < 0)]
+            label[members] = nxt
+            nxt += 1
+    return label
+
+
+@torch.no_grad()
+def sync_break(net, x, generator):
+    acts, _ = hidden_activations(net, x)
+    lin = linears(net)
+    renewed = 0
+    for i, h in enumerate(acts):
+        label = sync_classes(h)
+        rows = []
+        for c in np.unique(label):
+            members = np.flatnonzero(label == c)
+            if len(members) < 2:
+                continue
+            keep, rest = members[0], members[1:]
+            lin[i + 1].weight[:, keep] = lin[i + 1].weight[:, members].sum(1)
+            lin[i + 1].weight[:, rest] = 0
+            rows.extend(rest.tolist())
+        if rows:
+            reinit_rows(lin[i], torch.tensor(rows), generator)
+            renewed += len(rows)
+        acts, _ = hidden_activations(net, x)               # the next layer sees the new units
+    return renewed
+
+
+def dead_units(net, x):
+    with torch.no_grad():
+        acts, _ = hidden_activations(net, x)
+    return int(sum(int((h.max(0).values <= 0).sum()) for h in acts))
+
+
+# -- the benchmarks ---------------------------------------------------------
+
+def run_pairs(method, seed, data, cfg):
+    xtr, ytr, xte, yte = data
+    rng = np.random.default_rng(seed)
+    net = make_net(cfg["hidden"], 2, seed)
+    gen = torch.Generator().manual_seed(seed)
+    cbp = CBP(net, seed=seed) if method == "cbp" else None
+    rows = []
+    for task in range(cfg["tasks"]):
+        a, b = rng.choice(10, 2, replace=False)
+        tr = np.concatenate([rng.choice(np.flatnonzero(ytr == a), cfg["per_class"], replace=False),
+                             rng.choice(np.flatnonzero(ytr == b), cfg["per_class"], replace=False)])
+        te = np.flatnonzero((yte == a) | (yte == b))
+        x, y = xtr[tr], (ytr[tr] == b).long()
+        renewed = 0
+        with torch.no_grad():                              # new head for the new task
+            reinit_rows(net[-1], torch.arange(2), gen)
+        if task > 0 and method in FIB_EPS:
+            renewed = fib_break(net, seed * 100000 + task, FIB_EPS[method])
+        replaced = cbp.replaced if cbp else 0
+        if task > 0 and method == "sync":
+            renewed = sync_break(net, x[:512], gen)
+        opt = torch.optim.SGD(net.parameters(), lr=cfg["lr"])
+        for _ in range(cfg["epochs"]):
+            order = torch.randperm(len(x), generator=gen)
+            for s in range(0, len(x), cfg["batch"]):
+                idx = order[s:s + cfg["batch"]]
+                acts, out = hidden_activations(net, x[idx])
+                opt.zero_grad()
+                F.cross_entropy(out, y[idx]).backward()
+                opt.step()
+                if cbp:
+                    cbp.after_step(acts)
+        with torch.no_grad():
+            acc = float((net(xte[te]).argmax(1) == (yte[te] == b).long()).float().mean())
+        renewed += cbp.replaced - replaced if cbp else 0
+        rows.append((task, acc, dead_units(net, x[:512]), renewed))
+    return rows
+
+
+def run_permuted(method, seed, data, cfg):
+    xtr, ytr = data[0], data[1]
+    rng = np.random.default_rng(seed)
+    net = make_net(cfg["hidden"], 10, seed)
+    gen = torch.Generator().manual_seed(seed)
+    cbp = CBP(net, seed=seed) if method == "cbp" else None
+    opt = torch.optim.SGD(net.parameters(), lr=cfg["lr"])
+    rows = []
+    for task in range(cfg["tasks"]):
+        perm = torch.from_numpy(rng.permutation(784))
+        idx = torch.from_numpy(rng.choice(len(xtr), cfg["per_task"], replace=False))
+        x, y = xtr[idx][:, perm], ytr[idx]
+        renewed = 0
+        if task > 0 and method in FIB_EPS:
+            renewed = fib_break(net, seed * 100000 + task, FIB_EPS[method])
+        replaced = cbp.replaced if cbp else 0
+        if task > 0 and method == "sync":
+            renewed = sync_break(net, x[:512], gen)
+        right = 0
+        for s in range(0, len(x), cfg["batch"]):
+            xb, yb = x[s:s + cfg["batch"]], y[s:s + cfg["batch"]]
+            acts, out = hidden_activations(net, xb)
+            right += int((out.argmax(1) == yb).sum())
+            opt.zero_grad()
+            F.cross_entropy(out, yb).backward()
+            opt.step()
+            if cbp:
+                cbp.after_step(acts)
+        renewed += cbp.replaced - replaced if cbp else 0
+        rows.append((task, right / len(x), dead_units(net, x[:512]), renewed))
+    return rows
+
+
+CONFIGS = {
+    "pairs": dict(hidden=100, tasks=150, per_class=600, epochs=5, batch=32, lr=0.05),
+    "permuted": dict(hidden=256, tasks=60, per_task=3000, batch=16, lr=0.1),
+}
+QUICK = {
+    "pairs": dict(hidden=32, tasks=6, per_class=100, epochs=2, batch=32, lr=0.05),
+    "permuted": dict(hidden=32, tasks=4, per_task=400, batch=16, lr=0.1),
+}
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    benches = list(dict.fromkeys(r[0] for r in rows))
+    fig, axes = plt.subplots(2, len(benches), figsize=(6 * len(benches), 7), squeeze=False)
+    for j, bench in enumerate(benches):
+        for k, method in enumerate(METHODS):
+            sub = [r for r in rows if r[0] == bench and r[1] == method]
+            if not sub:
+                continue
+            tasks = sorted(set(r[3] for r in sub))
+            acc = np.array([[r[4] for r in sub if r[3] == t] for t in tasks])
+            dead = np.array([[r[5] for r in sub if r[3] == t] for t in tasks])
+            w = max(1, len(tasks) // 20)                      # smoothing window (tasks)
+            kern = np.ones(w) / w
+            m = np.convolve(acc.mean(1), kern, "valid")
+            lo = np.convolve(acc.min(1), kern, "valid")
+            hi = np.convolve(acc.max(1), kern, "valid")
+            x = tasks[w - 1:]
+            axes[0][j].plot(x, m, color="C%d" % k, label=method)
+            axes[0][j].fill_between(x, lo, hi, color="C%d" % k, alpha=0.15)
+            axes[1][j].plot(tasks, dead.mean(1), color="C%d" % k, label=method)
+        axes[0][j].set_title("%s: accuracy per task (mean, min-max over seeds, %d-task window)"
+                             % (bench, w), fontsize=9)
+        axes[0][j].set_ylabel("test accuracy" if bench == "pairs" else "online accuracy")
+        axes[1][j].set_ylabel("dead hidden units (on 512 task images)")
+        axes[1][j].set_xlabel("task")
+        axes[0][j].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def summarise(rows, log):
+    out = []
+    for bench in dict.fromkeys(r[0] for r in rows):
+        seeds = sorted(set(r[2] for r in rows if r[0] == bench))
+        n = max(r[3] for r in rows if r[0] == bench) + 1
+        tail = max(1, n // 5)
+        base = {}
+        for method in METHODS:
+            per_seed = []
+            for s in seeds:
+                sub = [r for r in rows if r[0] == bench and r[1] == method and r[2] == s]
+                if not sub:
+                    continue
+                first = np.mean([r[4] for r in sub if r[3] < tail])
+                last = np.mean([r[4] for r in sub if r[3] >= n - tail])
+                per_seed.append((first, last, sub[-1][5], sum(r[6] for r in sub)))
+            if not per_seed:
+                continue
+            p = np.array(per_seed)
+            if method == "sgd":
+                base = p[:, 1]
+            diff = p[:, 1] - base if len(base) == len(p) else p[:, 1] * np.nan
+            line = ("%-8s %-4s first %d tasks %.4f  last %d tasks %.4f (seeds %s)  "
+                    "last - sgd %+.4f (per seed %s)  dead at end %.1f  units renewed %.0f"
+                    % (bench, method, tail, p[:, 0].mean(), tail, p[:, 1].mean(),
+                       " ".join("%.4f" % v for v in p[:, 1]), np.mean(diff),
+                       " ".join("%+.4f" % v for v in diff), p[:, 2].mean(), p[:, 3].mean()))
+            log(line)
+            out.append(line)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--bench", default="all", choices=("all", "pairs", "permuted"))
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--tasks", type=int, default=None, help="override the number of tasks")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--out", default=os.path.join(HERE, "..", "figures"))
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    configs = QUICK if args.quick else CONFIGS
+    seeds = 2 if args.quick else args.seeds
+    benches = ("pairs", "permuted") if args.bench == "all" else (args.bench,)
+    data = fd.load(12000, 2000) if args.quick else fd.load()
+    data = (data[0].flatten(1), data[1], data[2].flatten(1), data[3])
+    t0 = time.time()
+    rows = []
+    for bench in benches:
+        cfg = dict(configs[bench])
+        if args.tasks:
+            cfg["tasks"] = args.tasks
+        for seed in range(seeds):
+            for method in args.methods.split(","):
+                t = time.time()
+                fn = run_pairs if bench == "pairs" else run_permuted
+                for task, acc, dead, renewed in fn(method, seed, data, cfg):
+                    rows.append((bench, method, seed, task, acc, dead, renewed))
+                sub = [r for r in rows if r[0] == bench and r[1] == method and r[2] == seed]
+                print("%s %s seed %d: mean acc %.4f, last task %.4f, dead %d, renewed %d (%.0f s)"
+                      % (bench, method, seed, np.mean([r[4] for r in sub]), sub[-1][4],
+                         sub[-1][5], sum(r[6] for r in sub), time.time() - t), flush=True)
+    suffix = "" if args.bench == "all" else "_" + args.bench
+    csv = os.path.join(args.out, "continual%s.csv" % suffix)
+    with open(csv, "w") as fh:
+        fh.write("benchmark,method,seed,task,accuracy,dead_units,units_renewed\n")
+        for r in rows:
+            fh.write("%s,%s,%d,%d,%.4f,%d,%d\n" % r)
+    plot(rows, os.path.join(args.out, "continual%s.png" % suffix))
+    summarise(rows, print)
+    print("wrote %s in %.0f s" % (csv, time.time() - t0))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Experiment 2 (seed Fig. 3e): compression during training of a gated
+network. An LSTM reads Fashion-MNIST images row by row (28 steps of 28
+pixels), its last hidden state feeds a linear classifier.
+
+Three runs from the same initialisation and the same minibatches (Adam,
+lr 2e-3, batch 64):
+  baseline    trained for all steps, never compressed; at every evaluation
+              the size of its fibration base at the eps of the first
+              compression is also recorded (does it keep forming fibers?)
+  compressed  at step T1 compressed with fibration.torch.compress (fibers,
+              FIB_TOL_ABS) at the eps that brings the parameters to about
+              `--target` (0.5) of the current model (found by bisection on
+              eps), training continues on the base (new Adam state), and at
+              step T2 it is compressed again the same way
+  small       control: an LSTM with the hidden width of the first base,
+              trained from scratch for all steps
+
+Accuracy on 2,000 test images and parameter counts every `--every` steps go to
+docs/figures/lstm.csv and lstm.png.
+
+    /usr/bin/python3 docs/examples/exp_lstm.py [--quick] [--out DIR]
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
+
+import fashion_data as fd  # noqa: E402
+import fibration.torch as ft  # noqa: E402
+
+
+class RowLSTM(nn.Module):
+    def __init__(self, hidden):
+        super().__init__()
+        self.lstm = nn.LSTM(28, hidden, batch_first=True)
+        self.fc = nn.Linear(hidden, 10)
+
+    def forward(self, x):
+        out = self.lstm(x)
+        return self.fc(out[0][:, -1])
+
+
+def hidden_width(model):
+    return model.lstm.hidden_size
+
+
+def compress_to(model, x, target):
+    """Bisection on eps for a base with about `target` of the parameters."""
+    n = ft.count_parameters(model)
+    lo, hi = 0.0, 4.0
+    best = (0.0,) + ft.compress(model, x)
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        small, plan = ft.compress(model, x, eps=mid)
+        ratio = ft.count_parameters(small) / n
+        if ratio > target:
+            lo = mid
+        else:
+            hi = mid
+            best = (mid, small, plan)
+        if abs(ratio - target) < 0.03:
+            best = (mid, small, plan)
+            break
+    return best
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=os.path.join(HERE, "..", "figures"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--target", type=float, default=0.5)
+    ap.add_argument("--hidden", type=int, default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    t0 = time.time()
+    if args.quick:
+        xtr, ytr, xte, yte = fd.load(6000, 1000)
+        hidden, steps, t1, t2, every = args.hidden or 32, 150, 50, 100, 25
+    else:
+        xtr, ytr, xte, yte = fd.load(60000, 2000)
+        hidden, steps, t1, t2, every = args.hidden or 128, 3000, 1000, 2000, 200
+    xtr, xte = xtr[:, 0], xte[:, 0]
+    x = xte[:4]
+    batches = torch.Generator().manual_seed(args.seed)
+    order = [torch.randint(len(xtr), (64,), generator=batches) for _ in range(steps)]
+    rows = []
+
+    def acc(m):
+        return fd.accuracy(m, xte, yte)
+
+    def train(m, opt, start, stop, run, probe_eps=None):
+        m.train()
+        for step in range(start + 1, stop + 1):
+            idx = order[step - 1]
+            opt.zero_grad()
+            F.cross_entropy(m(xtr[idx]), ytr[idx]).backward()
+            opt.step()
+            if step % every == 0:
+                extra = ""
+                if probe_eps is not None and probe_eps[0]:
+                    small, _ = ft.compress(m, x, eps=probe_eps[0])
+                    extra = ft.count_parameters(small)
+                rows.append((run, step, acc(m), ft.count_parameters(m), hidden_width(m), extra))
+                print("%-10s step %5d acc %.4f params %d hidden %d %s (%.0f s)" % (
+                    rows[-1] + (time.time() - t0,)), flush=True)
+                m.train()
+
+    # compressed run (first, so that the baseline can probe at its eps)
+    torch.manual_seed(args.seed)
+    model = RowLSTM(hidden)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    rows.append(("compressed", 0, acc(model), ft.count_parameters(model), hidden, ""))
+    opt = torch.optim.Adam(model.parameters(), 2e-3)
+    train(model, opt, 0, t1, "compressed")
+    events = []
+    for t_next, t_stop in ((t1, t2), (t2, steps)):
+        before = acc(model)
+        eps, small, plan = compress_to(model, x, args.target)
+        after = acc(small)
+        events.append((t_next, eps, ft.count_parameters(model), ft.count_parameters(small),
+                       hidden_width(small), before, after))
+        print("compress at step %d: eps %.3f, params %d -> %d (hidden %d), accuracy %.4f -> %.4f"
+              % events[-1], flush=True)
+        model = small
+        rows.append(("compressed", t_next, after, ft.count_parameters(model),
+                     hidden_width(model), "after compression"))
+        opt = torch.optim.Adam(model.parameters(), 2e-3)
+        train(model, opt, t_next, t_stop, "compressed")
+    # baseline, probing the base size at the first eps
+    torch.manual_seed(args.seed)
+    base = RowLSTM(hidden)
+    base.load_state_dict(init)
+    rows.append(("baseline", 0, acc(base), ft.count_parameters(base), hidden, ""))
+    train(base, torch.optim.Adam(base.parameters(), 2e-3), 0, steps, "baseline",
+          probe_eps=[events[0][1]])
+    # small control at the first base's width
+    torch.manual_seed(args.seed)
+    ctrl = RowLSTM(events[0][4])
+    rows.append(("small", 0, acc(ctrl), ft.count_parameters(ctrl), events[0][4], ""))
+    train(ctrl, torch.optim.Adam(ctrl.parameters(), 2e-3), 0, steps, "small")
+
+    csv = os.path.join(args.out, "lstm.csv")
+    with open(csv, "w") as fh:
+        fh.write("run,step,accuracy,params,hidden,note\n")
+        for r in rows:
+            fh.write(",".join(str(v) for v in r) + "\n")
+        for e in events:
+            fh.write("event,%d,%.4f,%d,%d,%d,compress eps=%.4f accuracy_before=%.4f\n"
+                     % (e[0], e[6], e[2], e[3], e[4], e[1], e[5]))
+    plot(rows, events, os.path.join(args.out, "lstm.png"))
+    print("wrote %s in %.0f s" % (csv, time.time() - t0))
+
+
+def plot(rows, events, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    ax2 = ax.twinx()
+    full = [r for r in rows if r[0] == "baseline"][0][3]
+    for k, run in enumerate(("baseline", "compressed", "small")):
+        sub = [r for r in rows if r[0] == run]
+        ax.plot([r[1] for r in sub], [r[2] for r in sub], "-o", ms=3, color="C%d" % k,
+                label="%s accuracy" % run)
+        ax2.plot([r[1] for r in sub], [r[3] / full for r in sub], "--", color="C%d" % k)
+    sub = [r for r in rows if r[0] == "baseline" and r[5] != ""]
+    ax2.plot([r[1] for r in sub], [r[5] / full for r in sub], ":", color="C0",
+             label="baseline: base size at eps %.2f" % events[0][1])
+    for e in events:
+        ax.axvline(e[0], color="grey", lw=0.8)
+    ax.set_xlabel("Adam step")
+    ax.set_ylabel("test accuracy (solid)")
+    ax2.set_ylabel("parameters / original (dashed)")
+    ax2.set_ylim(0, 1.05)
+    ax.legend(loc="lower center", fontsize=8)
+    ax2.legend(loc="center right", fontsize=8)
+    ax.set_title("Row-by-row LSTM on Fashion-MNIST, compressed at the grey lines")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,496 @@
+/* Scale-aware compression (the scales of FIB_TOL_SCALED carried into the
+ * base) and fib_compress_to_budget: per-group class counts chosen under a
+ * parameter budget by a data-free bound. */
+#include "linkage.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- scales of a colouring ---------------------------------------------- */
+
+int32_t fib_coloring_scales(const fib_coloring *c, int32_t group, double *scales,
+                            int64_t n_units)
+{
+    static const char fn[] = "fib_coloring_scales";
+    if (!c || !scales)
+        return fib_error(FIB_E_NULL, "%s: NULL argument", fn);
+    if (group < 0 || group >= c->n_groups)
+        return fib_error(FIB_E_RANGE, "%s: group %d out of range (%d groups)", fn, (int)group,
+                         (int)c->n_groups);
+    int64_t n = c->parts[group].n_units;
+    if (n_units < n)
+        return fib_error(FIB_E_BUFFER, "%s: group %d needs %lld entries, got %lld", fn,
+                         (int)group, (long long)n, (long long)n_units);
+    const double *s = c->scales ? c->scales[group] : NULL;
+    for (int64_t i = 0; i < n; i++)
+        scales[i] = s ? s[i] : 1.0;
+    return FIB_OK;
+}
+
+int32_t fib_coloring_set_scales(fib_coloring *c, int32_t group, const double *scales,
+                                int64_t n_units)
+{
+    static const char fn[] = "fib_coloring_set_scales";
+    if (!c)
+        return fib_error(FIB_E_NULL, "%s: colouring is NULL", fn);
+    if (group < 0 || group >= c->n_groups)
+        return fib_error(FIB_E_RANGE, "%s: group %d out of range (%d groups)", fn, (int)group,
+                         (int)c->n_groups);
+    int64_t n = c->parts[group].n_units;
+    if (!scales) {
+        if (c->scales) {
+            fib_free(c->scales[group]);
+            c->scales[group] = NULL;
+        }
+        return FIB_OK;
+    }
+    if (n_units != n)
+        return fib_error(FIB_E_SHAPE, "%s: group %d has %lld units, got %lld", fn, (int)group,
+                         (long long)n, (long long)n_units);
+    for (int64_t i = 0; i < n; i++)
+        if (!(scales[i] > 0) || !isfinite(scales[i]))
+            return fib_error(FIB_E_INVALID, "%s: group %d: scale %lld is %g (must be > 0)", fn,
+                             (int)group, (long long)i, scales[i]);
+    if (!c->scales) {
+        c->scales = fib_calloc(c->n_groups, sizeof *c->scales);
+        if (!c->scales)
+            return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    }
+    double *s = fib_alloc(n, sizeof *s);
+    if (!s)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    memcpy(s, scales, (size_t)n * sizeof *s);
+    fib_free(c->scales[group]);
+    c->scales[group] = s;
+    return FIB_OK;
+}
+
+/* ---- scale-aware Eq. 10 ------------------------------------------------- */
+
+/* W_hat[c', c] = sum_{i in c'} s_i sum_{k in c} W[i,k] t_k / sum_{i in c'} s_i^2
+ * (t: the source's scales), the least-squares representative of the class
+ * given its scales; all scales 1 gives Eq. 10. Input and output groups have
+ * discrete projections and are never scaled. */
+int32_t fib_dense_compress_scaled(const fib_graph *g, int32_t group,
+                                  const fib_partition *parts, double *const *scales,
+                                  fib_graph *base, const int32_t *base_ids)
+{
+    const fib_dense *d = g->groups[group].block;
+    int32_t source = g->groups[group].sources[0];
+    const fib_partition *out_p = &parts[group], *in_p = &parts[source];
+    bool own_scaled = !fib_group_is_input(g, group) && !fib_group_is_output(g, group);
+    const double *s = own_scaled ? scales[group] : NULL;
+    const double *t = fib_group_is_input(g, source) ? NULL : scales[source];
+    int64_t k_out = out_p->n_classes, k_in = in_p->n_classes;
+    int64_t n_out = g->groups[group].n_units;
+    double *w = fib_calloc(k_out * k_in, sizeof *w);
+    double *b = d->bias ? fib_calloc(k_out, sizeof *b) : NULL;
+    double *norm = fib_calloc(k_out, sizeof *norm);
+    if (!w || (d->bias && !b) || !norm) {
+        fib_free(w);
+        fib_free(b);
+        fib_free(norm);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+    }
+    for (int64_t i = 0; i < n_out; i++) {
+        double si = s ? s[i] : 1.0;
+        int64_t c = out_p->color[i];
+        double *row = w + c * k_in;
+        for (int64_t k = 0; k < d->n_in; k++)
+            row[in_p->color[k]] += si * fib_dense_weight(d, i, k) * (t ? t[k] : 1.0);
+        if (b)
+            b[c] += si * fib_dense_bias(d, i);
+        norm[c] += si * si;
+    }
+    for (int64_t c = 0; c < k_out; c++) {
+        double inv = 1.0 / norm[c];
+        for (int64_t k = 0; k < k_in; k++)
+            w[c * k_in + k] *= inv;
+        if (b)
+            b[c] *= inv;
+    }
+    fib_free(norm);
+    int32_t id;
+    return fib_graph_add_dense_owned(base, base_ids[source], k_out, w, b, &id);
+}
+
+/* ---- budget ------------------------------------------------------------- */
+
+int32_t fib_budget_options_init(fib_budget_options *o, size_t struct_size)
+{
+    if (!o)
+        return fib_error(FIB_E_NULL, "fib_budget_options_init: options is NULL");
+    if (struct_size < sizeof *o)
+        return fib_error(FIB_E_INVALID,
+                         "fib_budget_options_init: struct_size %zu is smaller than %zu",
+                         struct_size, sizeof *o);
+    memset(o, 0, sizeof *o);
+    o->struct_size = sizeof *o;
+    o->sensitivity_power = 1.0;
+    return FIB_OK;
+}
+
+/* Largest singular value of a dense block (power iteration from all ones;
+ * deterministic). */
+static double spectral_norm(const fib_dense *d, int64_t n_out)
+{
+    int64_t n_in = d->n_in;
+    double *v = fib_alloc(n_in, sizeof *v), *u = fib_alloc(n_out, sizeof *u);
+    double sigma = 0;
+    if (!v || !u) {
+        fib_free(v);
+        fib_free(u);
+        return 1.0;
+    }
+    for (int64_t k = 0; k < n_in; k++)
+        v[k] = 1.0 / sqrt((double)n_in) * (1.0 + 0.01 * (double)(k % 7));
+    for (int it = 0; it < 60; it++) {
+        double nu = 0, nv = 0;
+        for (int64_t i = 0; i < n_out; i++) {
+            double z = 0;
+            for (int64_t k = 0; k < n_in; k++)
+                z += fib_dense_weight(d, i, k) * v[k];
+            u[i] = z;
+            nu += z * z;
+        }
+        nu = sqrt(nu);
+        if (!(nu > 0))
+            break;
+        for (int64_t k = 0; k < n_in; k++)
+            v[k] = 0;
+        for (int64_t i = 0; i < n_out; i++)
+            for (int64_t k = 0; k < n_in; k++)
+                v[k] += fib_dense_weight(d, i, k) * u[i] / nu;
+        for (int64_t k = 0; k < n_in; k++)
+            nv += v[k] * v[k];
+        nv = sqrt(nv);
+        sigma = nv;
+        if (!(nv > 0))
+            break;
+        for (int64_t k = 0; k < n_in; k++)
+            v[k] /= nv;
+    }
+    fib_free(v);
+    fib_free(u);
+    return sigma;
+}
+
+typedef struct budget_layer {
+    int32_t group;
+    int64_t n;          /* units */
+    int64_t k;          /* classes chosen */
+    double sens;        /* downstream operator norm product */
+    double *err;        /* err[k] for k = 1 .. n: sqrt of the merge costs */
+} budget_layer;
+
+/* Parameters of the base with class counts k per group (inputs and
+ * outputs keep their width). */
+static int64_t budget_params(const fib_graph *g, const int64_t *width)
+{
+    int64_t total = 0;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        if (fib_group_is_input(g, i))
+            continue;
+        const fib_dense *d = g->groups[i].block;
+        int64_t in = width[g->groups[i].sources[0]];
+        total += width[i] * in + (d->bias ? width[i] : 0);
+    }
+    return total;
+}
+
+/* Rows and weights of group i for clustering with `scaled`; parts/scales
+ * give the source's classes. */
+static int32_t layer_rows(const fib_graph *g, int32_t i, const fib_partition *parts,
+                          double **scales, bool scaled, fib_rows *r, double *weight,
+                          double *norms)
+{
+    int32_t status = fib_scaled_dense_rows(g, i, &parts[g->groups[i].sources[0]],
+                                           scales[g->groups[i].sources[0]], r);
+    if (status)
+        return status;
+    fib_outgoing_norms(g, i, weight);
+    if (scaled) {
+        fib_rows_normalize(r, norms);
+        for (int64_t u = 0; u < r->n; u++)
+            weight[u] *= norms[u];
+    }
+    return FIB_OK;
+}
+
+/* One full agglomeration of group i; err[k] (k = 1 .. n) = sqrt of the
+ * cumulative cost of the first n - k merges (INFINITY past the last). */
+static int32_t layer_merges(const fib_rows *r, bool scaled, const double *weight,
+                            fib_merges *mg, double *err)
+{
+    double *mass = fib_alloc(r->n, sizeof *mass);
+    if (!mass)
+        return fib_error(FIB_E_NOMEM, "out of memory for a budget");
+    for (int64_t u = 0; u < r->n; u++)
+        mass[u] = weight[u] * weight[u];
+    int32_t status = fib_linkage_run(r, FIB_TOL_WARD, scaled, mass, INFINITY, mg);
+    fib_free(mass);
+    if (status || !err)
+        return status;
+    int64_t n = r->n;
+    double acc = 0;
+    err[n] = 0;
+    for (int64_t s = 0; s < n - 1; s++) {
+        int64_t k = n - 1 - s;
+        if (s < mg->n_merges) {
+            acc += mg->height[s] > 0 ? mg->height[s] : 0;
+            err[k] = sqrt(acc);
+        } else {
+            err[k] = INFINITY;
+        }
+    }
+    return FIB_OK;
+}
+
+static void free_layers(budget_layer *L, int32_t n)
+{
+    for (int32_t x = 0; L && x < n; x++)
+        fib_free(L[x].err);
+    fib_free(L);
+}
+
+/* One budget attempt with one grouping; fills *bound and the base. */
+static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mode,
+                              double power, double *bound_out, int64_t *params_out,
+                              fib_base **base_out)
+{
+    int32_t n_layers = 0;
+    for (int32_t i = 0; i < g->n_groups; i++)
+        if (!fib_group_is_input(g, i) && !fib_group_is_output(g, i))
+            n_layers++;
+    budget_layer *L = fib_calloc(n_layers > 0 ? n_layers : 1, sizeof *L);
+    int64_t *width = fib_alloc(g->n_groups, sizeof *width);
+    double *sigma = fib_alloc(g->n_groups, sizeof *sigma);
+    fib_coloring *col = NULL;
+    int32_t status = FIB_OK;
+    if (!L || !width || !sigma) {
+        status = fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
+        goto done;
+    }
+    status = fib_coloring_alloc(g, FIB_SYM_FIBERS, &col);
+    if (status)
+        goto done;
+    col->scales = fib_calloc(g->n_groups, sizeof *col->scales);
+    if (!col->scales) {
+        status = fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
+        goto done;
+    }
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        width[i] = g->groups[i].n_units;
+        sigma[i] = fib_group_is_input(g, i) ? 1.0
+                   : spectral_norm(g->groups[i].block, g->groups[i].n_units);
+    }
+    /* 1-2: per-layer errors on the original weights, sensitivities */
+    for (int32_t i = 0, x = 0; i < g->n_groups && !status; i++) {
+        if (fib_group_is_input(g, i) || fib_group_is_output(g, i))
+            continue;
+        budget_layer *l = &L[x++];
+        l->group = i;
+        l->n = l->k = g->groups[i].n_units;
+        l->err = fib_alloc(l->n + 1, sizeof *l->err);
+        double *weight = fib_alloc(l->n, sizeof *weight), *norms = fib_alloc(l->n, sizeof *norms);
+        if (!l->err || !weight || !norms) {
+            fib_free(weight);
+            fib_free(norms);
+            status = fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
+            break;
+        }
+        bool scaled = scaled_mode && fib_activation_homogeneous(g->groups[i].activation);
+        fib_rows r;
+        fib_partition *discrete = col->parts; /* still discrete here */
+        status = layer_rows(g, i, discrete, col->scales, scaled, &r, weight, norms);
+        fib_merges mg = {0};
+        if (!status) {
+            status = layer_merges(&r, scaled, weight, &mg, l->err);
+            fib_rows_clear(&r);
+        }
+        fib_merges_clear(&mg);
+        fib_free(weight);
+        fib_free(norms);
+        /* sensitivity: the blocks after this group's consumer */
+        double sens = 1.0;
+        for (int32_t h = i + 2; h < g->n_groups; h++)
+            sens *= pow(sigma[h], power);
+        l->sens = sens;
+    }
+    if (status)
+        goto done;
+    /* 3: greedy exchange */
+    int64_t total = 0;
+    status = fib_graph_num_parameters(g, &total);
+    if (status)
+        goto done;
+    double target = budget * (double)total;
+    while ((double)budget_params(g, width) > target) {
+        int32_t best = -1;
+        double best_ratio = INFINITY;
+        int64_t best_k = 0;
+        int64_t now = budget_params(g, width);
+        for (int32_t x = 0; x < n_layers; x++) {
+            budget_layer *l = &L[x];
+            if (l->k <= 1)
+                continue;
+            int64_t step = l->k / 64 > 1 ? l->k / 64 : 1;
+            int64_t k2 = l->k - step;
+            if (isinf(l->err[k2]))
+                continue;
+            width[l->group] = k2;
+            int64_t saved = now - budget_params(g, width);
+            width[l->group] = l->k;
+            double cost = l->sens * (l->err[k2] - l->err[l->k]);
+            double ratio = saved > 0 ? cost / (double)saved : INFINITY;
+            if (ratio < best_ratio) {
+                best_ratio = ratio;
+                best = x;
+                best_k = k2;
+            }
+        }
+        if (best < 0)
+            break;
+        L[best].k = best_k;
+        width[L[best].group] = best_k;
+    }
+    if ((double)budget_params(g, width) > target) {
+        status = fib_error(FIB_E_UNSUPPORTED,
+                           "fib_compress_to_budget: a budget of %g of %lld parameters is below "
+                           "the smallest base this grouping reaches (%lld)", budget,
+                           (long long)total, (long long)budget_params(g, width));
+        goto done;
+    }
+    /* 4: colour in order with those counts, over the merged sources */
+    double bound = 0;
+    for (int32_t x = 0; x < n_layers && !status; x++) {
+        budget_layer *l = &L[x];
+        int32_t i = l->group;
+        bool scaled = scaled_mode && fib_activation_homogeneous(g->groups[i].activation);
+        double *weight = fib_alloc(l->n, sizeof *weight), *norms = fib_alloc(l->n, sizeof *norms);
+        fib_rows r = {0};
+        fib_merges mg = {0};
+        if (!weight || !norms)
+            status = fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
+        if (!status)
+            status = layer_rows(g, i, col->parts, col->scales, scaled, &r, weight, norms);
+        if (!status)
+            status = layer_merges(&r, scaled, weight, &mg, NULL);
+        if (!status)
+            status = fib_merges_cut(&mg, l->n - l->k, &col->parts[i]);
+        if (!status) {
+            double acc = 0;
+            for (int64_t s = 0; s < l->n - l->k && s < mg.n_merges; s++)
+                acc += mg.height[s] > 0 ? mg.height[s] : 0;
+            bound += l->sens * sqrt(acc);
+        }
+        if (!status && scaled) {
+            double *s = fib_alloc(l->n, sizeof *s);
+            if (!s)
+                status = fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
+            for (int64_t u = 0; !status && u < l->n; u++) {
+                for (int64_t j = 0; j < r.d; j++)
+                    r.value[u * r.d + j] *= norms[u];
+                weight[u] = norms[u] > 0 ? weight[u] / norms[u] : weight[u];
+            }
+            if (!status)
+                status = fib_class_scales(&r, &col->parts[i], weight, s);
+            if (!status)
+                col->scales[i] = s;
+            else
+                fib_free(s);
+        }
+        fib_rows_clear(&r);
+        fib_merges_clear(&mg);
+        fib_free(weight);
+        fib_free(norms);
+    }
+    if (!status)
+        status = fib_compress(g, col, base_out);
+    if (!status) {
+        *bound_out = bound;
+        *params_out = budget_params(g, width);
+    }
+done:
+    free_layers(L, n_layers);
+    fib_free(width);
+    fib_free(sigma);
+    fib_coloring_free(col);
+    return status;
+}
+
+int32_t fib_compress_to_budget(const fib_graph *g, double budget,
+                               fib_budget_options *options, fib_base **base_out)
+{
+    static const char fn[] = "fib_compress_to_budget";
+    if (!g || !base_out)
+        return fib_error(FIB_E_NULL, "%s: %s is NULL", fn, g ? "base_out" : "graph");
+    fib_budget_options defaults;
+    fib_budget_options_init(&defaults, sizeof defaults);
+    fib_budget_options *o = options ? options : &defaults;
+    if (o->struct_size < sizeof *o || o->reserved0 != 0)
+        return fib_error(FIB_E_INVALID, "%s: options not initialised (fib_budget_options_init)",
+                         fn);
+    int32_t tol = o->tolerance;
+    if (tol != 0 && tol != FIB_TOL_WARD && tol != (FIB_TOL_SCALED | FIB_TOL_WARD))
+        return fib_error(FIB_E_INVALID,
+                         "%s: tolerance %d: 0 (automatic), FIB_TOL_WARD or FIB_TOL_SCALED | "
+                         "FIB_TOL_WARD", fn, (int)tol);
+    if (!(budget > 0 && budget <= 1))
+        return fib_error(FIB_E_INVALID, "%s: budget_fraction %g must be in (0, 1]", fn, budget);
+    double power = o->sensitivity_power;
+    if (!isfinite(power) || power < 0)
+        return fib_error(FIB_E_INVALID, "%s: sensitivity_power %g", fn, power);
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        const fib_group *grp = &g->groups[i];
+        if (fib_group_is_input(g, i) && i == 0)
+            continue;
+        if (grp->op != FIB_OP_DENSE || grp->sources[0] != i - 1)
+            return fib_error(FIB_E_UNSUPPORTED,
+                             "%s: group %d: budgets handle chains of dense blocks in this "
+                             "version (one input, each block reading the one before)", fn,
+                             (int)i);
+        if (grp->n_units > FIB_LINKAGE_MAX_UNITS && !fib_group_is_output(g, i))
+            return fib_error(FIB_E_UNSUPPORTED, "%s: group %d: %lld units, above "
+                             "FIB_LINKAGE_MAX_UNITS", fn, (int)i, (long long)grp->n_units);
+    }
+    int32_t modes[2];
+    int n_modes = 0;
+    if (tol == 0 || tol == (FIB_TOL_SCALED | FIB_TOL_WARD))
+        modes[n_modes++] = FIB_TOL_SCALED | FIB_TOL_WARD;
+    if (tol == 0 || tol == FIB_TOL_WARD)
+        modes[n_modes++] = FIB_TOL_WARD;
+    fib_base *best = NULL;
+    double best_bound = INFINITY;
+    int64_t best_params = 0;
+    int32_t best_mode = 0, status = FIB_OK;
+    for (int m = 0; m < n_modes; m++) {
+        fib_base *b = NULL;
+        double bound = 0;
+        int64_t params = 0;
+        status = budget_attempt(g, budget, (modes[m] & FIB_TOL_SCALED) != 0, power, &bound,
+                                &params, &b);
+        if (status)
+            break;
+        if (!best || bound < best_bound) {
+            fib_base_free(best);
+            best = b;
+            best_bound = bound;
+            best_params = params;
+            best_mode = modes[m];
+        } else {
+            fib_base_free(b);
+        }
+    }
+    if (status) {
+        fib_base_free(best);
+        return status;
+    }
+    if (options) {
+        options->bound = best_bound;
+        options->n_parameters = best_params;
+        options->chosen_tolerance = best_mode;
+    }
+    *base_out = best;
+    return FIB_OK;
+}

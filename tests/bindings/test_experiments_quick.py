@@ -1,0 +1,111 @@
+"""The experiment scripts docs/examples/exp_*.py run to completion in their
+--quick mode (each under about 2 minutes on the 2-core development machine;
+the whole file under about 6), write their PNG and CSV, and the numbers they
+write have the properties the experiments rest on."""
+
+import csv
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+
+EXAMPLES = os.path.join(ROOT, "docs", "examples")
+sys.path.insert(0, EXAMPLES)
+
+try:
+    import torch  # noqa: F401
+    import fashion_data
+    HAVE_DATA = fashion_data.available()
+except ImportError:        # no torch
+    HAVE_DATA = False
+
+pytestmark = [
+    pytest.mark.skipif(not HAVE_DATA, reason="needs torch and /usr/share/datasets/fashion-mnist"),
+]
+
+QUICK_BUDGET = 240   # seconds: a hard limit (the target is 120 on an idle machine)
+
+
+def run_quick(script, out, *extra):
+    import fibration
+    env = dict(os.environ, FIBRATION_LIBRARY=os.path.abspath(fibration.library_path))
+    start = time.time()
+    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, script), "--quick",
+                           "--out", str(out)] + list(extra),
+                          capture_output=True, text=True, env=env, timeout=QUICK_BUDGET)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc.stdout, time.time() - start
+
+
+def read_csv(path):
+    with open(path) as fh:
+        return [row for row in csv.DictReader(line for line in fh if not line.startswith("#"))]
+
+
+def test_emergence_quick(tmp_path):
+    out, _ = run_quick("exp_emergence.py", tmp_path)
+    assert (tmp_path / "emergence.png").stat().st_size > 0
+    rows = read_csv(tmp_path / "emergence.csv")
+    # randomly initialised nets start with every unit alone, exactly
+    start = [r for r in rows if r["model"] in ("mlp", "cnn") and r["step"] == "0"
+             and r["tolerance"] == "exact"]
+    assert start and all(r["covers"] == r["units"] for r in start)
+    # the lift is found exactly at step 0: 32 classes in each hidden layer
+    lifted = [r for r in rows if r["model"] == "lifted" and r["step"] == "0"
+              and r["tolerance"] == "exact" and r["units"] == "128"]
+    assert len(lifted) == 2 and all(r["fibers"] == "32" and r["covers"] == "32" for r in lifted)
+    assert "coarse-graining" in out
+
+
+def test_continual_quick(tmp_path):
+    out, _ = run_quick("exp_continual.py", tmp_path)
+    assert (tmp_path / "continual.png").stat().st_size > 0
+    rows = read_csv(tmp_path / "continual.csv")
+    methods = {r["method"] for r in rows}
+    assert methods == {"sgd", "cbp", "fib", "fib6", "sync"}
+    assert {r["benchmark"] for r in rows} == {"pairs", "permuted"}
+    # paired seeds: every method sees the same first task from the same init
+    first = {(r["benchmark"], r["seed"]): set() for r in rows}
+    for r in rows:
+        if r["task"] == "0" and r["method"] in ("sgd", "fib", "sync"):
+            first[(r["benchmark"], r["seed"])].add(r["accuracy"])
+    assert all(len(v) == 1 for v in first.values())
+    assert any(int(r["units_renewed"]) > 0 for r in rows if r["method"] == "sync")
+
+
+def test_synchrony_quick(tmp_path):
+    run_quick("exp_synchrony.py", tmp_path)
+    assert (tmp_path / "synchrony.png").stat().st_size > 0
+    rows = read_csv(tmp_path / "synchrony.csv")
+    # exact fibers of a lifted network synchronise: each lies inside one cluster
+    lifted = [r for r in rows if r["model"] == "lifted" and r["fiber_tolerance"] == "exact"]
+    assert lifted and all(r["fibers_inside_one_cluster"] == r["nontrivial_fibers"]
+                          for r in lifted)
+    assert all(int(r["nontrivial_fibers"]) > 0 for r in lifted)
+
+
+def test_lstm_quick(tmp_path):
+    run_quick("exp_lstm.py", tmp_path)
+    assert (tmp_path / "lstm.png").stat().st_size > 0
+    rows = read_csv(tmp_path / "lstm.csv")
+    events = [r for r in rows if r["run"] == "event"]
+    assert len(events) == 2
+    compressed = [int(r["params"]) for r in rows if r["run"] == "compressed"]
+    assert compressed[-1] < compressed[0]
+    assert all(b <= a for a, b in zip(compressed, compressed[1:]))   # only shrinks
+
+
+def test_transformer_quick(tmp_path):
+    out, _ = run_quick("exp_transformer.py", tmp_path)
+    assert (tmp_path / "transformer.png").stat().st_size > 0
+    rows = read_csv(tmp_path / "transformer.csv")
+    assert {r["run"] for r in rows} == {"baseline", "compressed"}
+    for r in rows:
+        if r["run"] == "compressed":
+            base = [b for b in rows if b["run"] == "baseline" and b["d_model"] == r["d_model"]][0]
+            assert int(r["core_params"]) <= int(base["core_params"])
+    assert "exponents" in out

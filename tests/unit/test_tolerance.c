@@ -1,0 +1,395 @@
+/* Tolerance modes REL, COSINE, COMPLETE, WARD, the FIB_TOL_SCALED flag and
+ * fib_compress_to_budget: determinism, guarantees, planted recovery, exact
+ * scaled merging, budgets met. */
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fibration.h"
+#include "testing.h"
+
+int test_failures = 0;
+
+static uint64_t rng_state = 12345;
+static double uniform(void) /* [-1, 1) */
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+}
+
+/* A planted network: input 6 -> hidden h1 -> hidden h2 -> 3 outputs, ReLU,
+ * lifted from a base of k1, k2 units (unit u of layer l copies base unit
+ * u % k). With `scaled`, each member's incoming weights and bias are
+ * multiplied by s_u in [0.5, 2] and its outgoing weights divided by s_u.
+ * `noise` is added to every weight and bias of the lifted hidden layers. */
+typedef struct planted {
+    fib_graph *g;
+    double *w1, *b1, *w2, *b2, *w3, *b3;
+    int64_t h1, h2, k1, k2;
+} planted;
+
+static void plant(planted *p, int64_t k1, int64_t k2, int64_t h1, int64_t h2, bool scaled,
+                  double noise)
+{
+    const int64_t n_in = 6, n_out = 3;
+    double B1[64 * 6], c1[64], B2[64 * 64], c2[64], B3[3 * 64], c3[3];
+    for (int64_t i = 0; i < k1 * n_in; i++) B1[i] = uniform();
+    for (int64_t i = 0; i < k1; i++) c1[i] = 0.5 * uniform();
+    for (int64_t i = 0; i < k2 * k1; i++) B2[i] = uniform();
+    for (int64_t i = 0; i < k2; i++) c2[i] = 0.5 * uniform();
+    for (int64_t i = 0; i < n_out * k2; i++) B3[i] = uniform();
+    for (int64_t i = 0; i < n_out; i++) c3[i] = uniform();
+    p->h1 = h1, p->h2 = h2, p->k1 = k1, p->k2 = k2;
+    p->w1 = malloc(sizeof(double) * (size_t)(h1 * n_in));
+    p->b1 = malloc(sizeof(double) * (size_t)h1);
+    p->w2 = malloc(sizeof(double) * (size_t)(h2 * h1));
+    p->b2 = malloc(sizeof(double) * (size_t)h2);
+    p->w3 = malloc(sizeof(double) * (size_t)(n_out * h2));
+    p->b3 = malloc(sizeof(double) * (size_t)n_out);
+    double s1[256], s2[256];
+    int64_t cnt1[64] = {0}, cnt2[64] = {0};
+    for (int64_t u = 0; u < h1; u++) {
+        s1[u] = scaled ? 1.25 + 0.75 * uniform() : 1.0;
+        cnt1[u % k1]++;
+    }
+    for (int64_t u = 0; u < h2; u++) {
+        s2[u] = scaled ? 1.25 + 0.75 * uniform() : 1.0;
+        cnt2[u % k2]++;
+    }
+    for (int64_t u = 0; u < h1; u++) {
+        for (int64_t k = 0; k < n_in; k++)
+            p->w1[u * n_in + k] = B1[(u % k1) * n_in + k] * s1[u] + noise * uniform();
+        p->b1[u] = c1[u % k1] * s1[u] + noise * uniform();
+    }
+    for (int64_t v = 0; v < h2; v++) {
+        for (int64_t u = 0; u < h1; u++)
+            p->w2[v * h1 + u] = B2[(v % k2) * k1 + u % k1] / ((double)cnt1[u % k1] * s1[u]) *
+                                s2[v] + noise * uniform();
+        p->b2[v] = c2[v % k2] * s2[v] + noise * uniform();
+    }
+    for (int64_t o = 0; o < n_out; o++) {
+        for (int64_t v = 0; v < h2; v++)
+            p->w3[o * h2 + v] = B3[o * k2 + v % k2] / ((double)cnt2[v % k2] * s2[v]);
+        p->b3[o] = c3[o];
+    }
+    int32_t in, g1, g2, g3;
+    CHECK_OK(fib_graph_create(&p->g));
+    CHECK_OK(fib_graph_add_input(p->g, n_in, &in));
+    CHECK_OK(fib_graph_add_dense(p->g, in, h1, FIB_DTYPE_F64, p->w1, n_in, p->b1, 0, &g1));
+    CHECK_OK(fib_graph_set_activation(p->g, g1, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(p->g, g1, h2, FIB_DTYPE_F64, p->w2, h1, p->b2, 0, &g2));
+    CHECK_OK(fib_graph_set_activation(p->g, g2, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(p->g, g2, n_out, FIB_DTYPE_F64, p->w3, h2, p->b3, 0, &g3));
+}
+
+static void unplant(planted *p)
+{
+    fib_graph_free(p->g);
+    free(p->w1), free(p->b1), free(p->w2), free(p->b2), free(p->w3), free(p->b3);
+}
+
+static fib_coloring *color(const fib_graph *g, int32_t symmetry, int32_t tol, double eps,
+                           int32_t threads)
+{
+    fib_color_options o;
+    fib_color_options_init(&o, sizeof o);
+    o.symmetry = symmetry;
+    o.tolerance = tol;
+    o.eps = eps;
+    o.n_threads = threads;
+    fib_coloring *c = NULL;
+    CHECK_OK(fib_color(g, &o, &c));
+    return c;
+}
+
+static int64_t classes(const fib_coloring *c, int32_t group)
+{
+    int64_t n = -1;
+    if (c)
+        CHECK_OK(fib_coloring_num_classes(c, group, &n));
+    return n;
+}
+
+/* Largest |output difference| between graph and base on random inputs. */
+static double output_gap(const fib_graph *g, const fib_graph *b)
+{
+    enum { batch = 64 };
+    double x[batch * 6], y1[batch * 3], y2[batch * 3], gap = 0;
+    for (int i = 0; i < batch * 6; i++)
+        x[i] = 2 * uniform();
+    CHECK_OK(fib_graph_forward(g, batch, FIB_DTYPE_F64, x, y1));
+    CHECK_OK(fib_graph_forward(b, batch, FIB_DTYPE_F64, x, y2));
+    for (int i = 0; i < batch * 3; i++)
+        gap = fmax(gap, fabs(y1[i] - y2[i]));
+    return gap;
+}
+
+static const int32_t modes[] = {FIB_TOL_REL, FIB_TOL_COSINE, FIB_TOL_COMPLETE, FIB_TOL_WARD,
+                                FIB_TOL_SCALED | FIB_TOL_EXACT, FIB_TOL_SCALED | FIB_TOL_ABS,
+                                FIB_TOL_SCALED | FIB_TOL_COMPLETE,
+                                FIB_TOL_SCALED | FIB_TOL_WARD};
+
+static void planted_recovered_by_every_mode(void)
+{
+    planted p;
+    plant(&p, 5, 4, 17, 13, false, 1e-4);
+    static const double eps[] = {0.01, 0.001, 0.002, 0.01, 0, 0.01, 0.01, 0.01};
+    for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
+        double e = modes[m] == (FIB_TOL_SCALED | FIB_TOL_EXACT) ? 0 : eps[m];
+        if (modes[m] == (FIB_TOL_SCALED | FIB_TOL_EXACT))
+            continue; /* noisy copies are not exact */
+        fib_coloring *c = color(p.g, FIB_SYM_FIBERS, modes[m], e, 1);
+        if (classes(c, 1) != 5 || classes(c, 2) != 4)
+            fprintf(stderr, "mode %d: %lld, %lld classes\n", (int)modes[m],
+                    (long long)classes(c, 1), (long long)classes(c, 2));
+        CHECK(classes(c, 1) == 5);
+        CHECK(classes(c, 2) == 4);
+        fib_coloring_free(c);
+    }
+    unplant(&p);
+}
+
+static void deterministic(void)
+{
+    planted p;
+    plant(&p, 6, 5, 40, 30, true, 0.05);
+    for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
+        fib_coloring *a = color(p.g, FIB_SYM_FIBERS, modes[m], 0.1, 1);
+        fib_coloring *b = color(p.g, FIB_SYM_FIBERS, modes[m], 0.1, 2);
+        for (int32_t gr = 1; a && b && gr <= 2; gr++) {
+            int64_t ca[64], cb[64];
+            CHECK_OK(fib_coloring_colors(a, gr, ca, 64));
+            CHECK_OK(fib_coloring_colors(b, gr, cb, 64));
+            CHECK(memcmp(ca, cb, sizeof(int64_t) * (size_t)(gr == 1 ? 40 : 30)) == 0);
+        }
+        fib_coloring_free(a);
+        fib_coloring_free(b);
+    }
+    unplant(&p);
+}
+
+/* COMPLETE: every pair of a class of the first hidden layer is within eps
+ * in every weight and the bias; ABS-like modes nest as eps grows. */
+static void complete_guarantee_and_nesting(void)
+{
+    planted p;
+    plant(&p, 6, 5, 40, 30, false, 0.2);
+    double eps = 0.3;
+    fib_coloring *c = color(p.g, FIB_SYM_FIBERS, FIB_TOL_COMPLETE, eps, 1);
+    int64_t col[64];
+    CHECK_OK(fib_coloring_colors(c, 1, col, 64));
+    for (int64_t u = 0; u < 40; u++)
+        for (int64_t v = u + 1; v < 40; v++) {
+            if (col[u] != col[v])
+                continue;
+            for (int k = 0; k < 6; k++)
+                CHECK(fabs(p.w1[u * 6 + k] - p.w1[v * 6 + k]) <= eps + 1e-12);
+            CHECK(fabs(p.b1[u] - p.b1[v]) <= eps + 1e-12);
+        }
+    CHECK(classes(c, 1) < 40);
+    static const int32_t linkage[] = {FIB_TOL_COSINE, FIB_TOL_COMPLETE, FIB_TOL_WARD};
+    for (int m = 0; m < 3; m++) {
+        fib_coloring *lo = color(p.g, FIB_SYM_FIBERS, linkage[m], 0.05, 1);
+        fib_coloring *hi = color(p.g, FIB_SYM_FIBERS, linkage[m], 0.5, 1);
+        int32_t refines = 0;
+        CHECK_OK(fib_coloring_refines(p.g, lo, hi, 1, &refines));
+        CHECK(refines == 1);
+        fib_coloring_free(lo);
+        fib_coloring_free(hi);
+    }
+    fib_coloring_free(c);
+    unplant(&p);
+}
+
+/* REL: multiplying a layer by 10 leaves its classes unchanged. */
+static void rel_is_scale_free(void)
+{
+    planted p;
+    plant(&p, 6, 5, 40, 30, false, 0.1);
+    fib_coloring *a = color(p.g, FIB_SYM_FIBERS, FIB_TOL_REL, 0.1, 1);
+    for (int64_t i = 0; i < 40 * 6; i++)
+        p.w1[i] *= 10;
+    for (int64_t i = 0; i < 40; i++)
+        p.b1[i] *= 10;
+    fib_coloring *b = color(p.g, FIB_SYM_FIBERS, FIB_TOL_REL, 0.1, 1);
+    int64_t ca[64], cb[64];
+    CHECK_OK(fib_coloring_colors(a, 1, ca, 64));
+    CHECK_OK(fib_coloring_colors(b, 1, cb, 64));
+    CHECK(memcmp(ca, cb, sizeof(int64_t) * 40) == 0);
+    fib_coloring_free(a);
+    fib_coloring_free(b);
+    unplant(&p);
+}
+
+/* SCALED: planted scaled copies merge exactly; the plain modes cannot. */
+static void scaled_is_exact(void)
+{
+    planted p;
+    plant(&p, 5, 4, 23, 19, true, 0);
+    fib_coloring *c = color(p.g, FIB_SYM_FIBERS, FIB_TOL_SCALED | FIB_TOL_EXACT, 0, 1);
+    CHECK(classes(c, 1) == 5);
+    CHECK(classes(c, 2) == 4);
+    double s[64];
+    CHECK_OK(fib_coloring_scales(c, 1, s, 64));
+    bool varied = false;
+    for (int i = 0; i < 23; i++) {
+        CHECK(s[i] > 0);
+        varied = varied || fabs(s[i] - 1) > 1e-3;
+    }
+    CHECK(varied);
+    fib_base *b = NULL;
+    CHECK_OK(fib_compress(p.g, c, &b));
+    if (b) {
+        double gap = output_gap(p.g, fib_base_graph(b));
+        if (gap > 1e-9)
+            fprintf(stderr, "scaled gap %g\n", gap);
+        CHECK(gap <= 1e-9);
+        int64_t n = 0;
+        CHECK_OK(fib_graph_num_parameters(fib_base_graph(b), &n));
+        CHECK(n == 5 * 6 + 5 + 4 * 5 + 4 + 3 * 4 + 3);
+    }
+    fib_base_free(b);
+    /* any grouping with the flag, and the rank-1 Ward */
+    fib_coloring *w = color(p.g, FIB_SYM_FIBERS, FIB_TOL_SCALED | FIB_TOL_WARD, 1e-6, 1);
+    CHECK(classes(w, 1) == 5);
+    CHECK(classes(w, 2) == 4);
+    CHECK_OK(fib_compress(p.g, w, &b));
+    if (b)
+        CHECK(output_gap(p.g, fib_base_graph(b)) <= 1e-9);
+    fib_base_free(b);
+    fib_coloring_free(w);
+    /* exact plain fibers see every scaled member apart */
+    fib_coloring *e = color(p.g, FIB_SYM_FIBERS, FIB_TOL_EXACT, 0, 1);
+    CHECK(classes(e, 1) == 23);
+    fib_coloring_free(e);
+    /* scales set by hand on the same partition give the same base */
+    fib_coloring *h = NULL;
+    CHECK_OK(fib_coloring_create(p.g, FIB_SYM_FIBERS, &h));
+    for (int32_t gr = 1; gr <= 2; gr++) {
+        int64_t col[64];
+        double sc[64];
+        CHECK_OK(fib_coloring_colors(c, gr, col, 64));
+        CHECK_OK(fib_coloring_scales(c, gr, sc, 64));
+        CHECK_OK(fib_coloring_set_group(h, gr, col, gr == 1 ? 23 : 19));
+        CHECK_OK(fib_coloring_set_scales(h, gr, sc, gr == 1 ? 23 : 19));
+    }
+    CHECK_OK(fib_compress(p.g, h, &b));
+    if (b)
+        CHECK(output_gap(p.g, fib_base_graph(b)) <= 1e-9);
+    fib_base_free(b);
+    double bad = -1;
+    CHECK(fib_coloring_set_scales(h, 1, &bad, 1) == FIB_E_SHAPE);
+    fib_coloring_free(h);
+    fib_coloring_free(c);
+    /* opfibers are not scale-aware */
+    fib_color_options o;
+    fib_color_options_init(&o, sizeof o);
+    o.symmetry = FIB_SYM_COVERS;
+    o.tolerance = FIB_TOL_SCALED | FIB_TOL_ABS;
+    fib_coloring *x = NULL;
+    CHECK(fib_color(p.g, &o, &x) == FIB_E_UNSUPPORTED);
+    unplant(&p);
+}
+
+/* Labels (flavours of opfibers) never merge, whatever the linkage. */
+static void labels_never_merge(void)
+{
+    planted p;
+    plant(&p, 6, 5, 40, 30, false, 0.3);
+    static const int32_t linkage[] = {FIB_TOL_COSINE, FIB_TOL_COMPLETE, FIB_TOL_WARD, FIB_TOL_REL};
+    static const double eps[] = {0.5, 1.0, 2.0, 1.0};
+    for (int m = 0; m < 4; m++) {
+        /* the flavours of opfibers are the fibers of the same call */
+        fib_coloring *f = color(p.g, FIB_SYM_FIBERS, linkage[m], eps[m], 1);
+        fib_coloring *o = color(p.g, FIB_SYM_OPFIBERS, linkage[m], eps[m], 1);
+        int32_t refines = 0;
+        CHECK(classes(f, 1) > 1);
+        CHECK_OK(fib_coloring_refines(p.g, o, f, 1, &refines));
+        CHECK(refines == 1);
+        fib_coloring_free(f);
+        fib_coloring_free(o);
+    }
+    unplant(&p);
+}
+
+static void linkage_bounded(void)
+{
+    fib_graph *g = NULL;
+    int32_t in, h;
+    const int64_t n = FIB_LINKAGE_MAX_UNITS + 1;
+    double *w = calloc((size_t)n, sizeof *w);
+    for (int64_t i = 0; i < n; i++)
+        w[i] = (double)i;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, 1, &in));
+    CHECK_OK(fib_graph_add_dense(g, in, n, FIB_DTYPE_F64, w, 1, NULL, 0, &h));
+    int32_t out;
+    CHECK_OK(fib_graph_add_dense(g, h, 1, FIB_DTYPE_F64, w, n, NULL, 0, &out));
+    fib_color_options o;
+    fib_color_options_init(&o, sizeof o);
+    o.tolerance = FIB_TOL_COSINE;
+    o.eps = 0.1;
+    fib_coloring *c = NULL;
+    CHECK(fib_color(g, &o, &c) == FIB_E_UNSUPPORTED);
+    CHECK(c == NULL);
+    o.tolerance = FIB_TOL_REL; /* the sweep has no such bound */
+    CHECK_OK(fib_color(g, &o, &c));
+    fib_coloring_free(c);
+    fib_graph_free(g);
+    free(w);
+}
+
+static void budget_met(void)
+{
+    planted p;
+    plant(&p, 12, 10, 60, 50, true, 0.05);
+    int64_t total = 0;
+    CHECK_OK(fib_graph_num_parameters(p.g, &total));
+    static const double budgets[] = {0.1, 0.3, 0.6};
+    for (int i = 0; i < 3; i++) {
+        fib_budget_options o;
+        CHECK_OK(fib_budget_options_init(&o, sizeof o));
+        fib_base *b = NULL, *b2 = NULL;
+        CHECK_OK(fib_compress_to_budget(p.g, budgets[i], &o, &b));
+        int64_t n = 0;
+        if (b) {
+            CHECK_OK(fib_graph_num_parameters(fib_base_graph(b), &n));
+            CHECK(n == o.n_parameters);
+            CHECK((double)n <= budgets[i] * (double)total);
+            CHECK(o.bound >= 0 && isfinite(o.bound));
+            CHECK(o.chosen_tolerance == (FIB_TOL_SCALED | FIB_TOL_WARD) ||
+                  o.chosen_tolerance == FIB_TOL_WARD);
+        }
+        /* deterministic */
+        CHECK_OK(fib_compress_to_budget(p.g, budgets[i], NULL, &b2));
+        if (b && b2)
+            CHECK(output_gap(fib_base_graph(b), fib_base_graph(b2)) == 0);
+        fib_base_free(b);
+        fib_base_free(b2);
+    }
+    /* the planted scaled base itself: exact at its own size */
+    fib_base *b = NULL;
+    fib_budget_options o;
+    fib_budget_options_init(&o, sizeof o);
+    double own = (double)(12 * 6 + 12 + 10 * 12 + 10 + 3 * 10 + 3) / (double)total;
+    CHECK_OK(fib_compress_to_budget(p.g, own, &o, &b));
+    CHECK(o.chosen_tolerance == (FIB_TOL_SCALED | FIB_TOL_WARD));
+    fib_base_free(b);
+    CHECK(fib_compress_to_budget(p.g, 0.0, NULL, &b) == FIB_E_INVALID);
+    CHECK(fib_compress_to_budget(p.g, 1e-6, NULL, &b) == FIB_E_UNSUPPORTED);
+    unplant(&p);
+}
+
+int main(void)
+{
+    RUN(planted_recovered_by_every_mode);
+    RUN(deterministic);
+    RUN(complete_guarantee_and_nesting);
+    RUN(rel_is_scale_free);
+    RUN(scaled_is_exact);
+    RUN(labels_never_merge);
+    RUN(linkage_bounded);
+    RUN(budget_met);
+    return test_failures != 0;
+}

@@ -408,8 +408,11 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
     if (!status)
         status = fib_compress(g, col, base_out);
     if (!status) {
-        *bound_out = bound;
-        *params_out = budget_params(g, width);
+        /* the classes reached (a layer may have stopped short of its count) */
+        int64_t reached = 0;
+        status = fib_graph_num_parameters((*base_out)->graph, &reached);
+        *bound_out = (double)reached <= target ? bound : INFINITY;
+        *params_out = reached;
     }
 done:
     free_layers(L, n_layers);
@@ -482,6 +485,9 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
             fib_base_free(b);
         }
     }
+    if (!status && !isfinite(best_bound))
+        status = fib_error(FIB_E_UNSUPPORTED, "%s: no grouping reached the budget %g (%lld "
+                           "parameters at best)", fn, budget, (long long)best_params);
     if (status) {
         fib_base_free(best);
         return status;

@@ -264,7 +264,8 @@ int32_t fib_partition_meet(fib_partition *p, const fib_partition *a,
 int32_t fib_partition_copy(fib_partition *dst, const fib_partition *src);
 /* sizes[0 .. n_classes) */
 void fib_partition_class_sizes(const fib_partition *p, int64_t *sizes);
-/* first[c] = lowest unit of class c, for c in [0, n_classes). */
+/* first[c] = lowest unit of class c (-1 if the class is empty), for c in
+ * [0, n_classes); labels need not be canonical. */
 void fib_partition_first_units(const fib_partition *p, int64_t *first);
 
 /* signature.c */

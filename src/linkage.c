@@ -187,10 +187,13 @@ static double rank1_lambda(double sa2, double sb2, double c, double *y1,
     return lam;
 }
 
+/* Members pointing away from each other (c <= 0) cannot share a positive
+ * scale: the merge keeps the stronger direction and the other member's
+ * scale goes to ~0 (fib_class_scales), which costs what c = 0 gives. */
 static double rank1_cost(double sa2, double sb2, double c)
 {
     if (!(c > 0))
-        return INFINITY;
+        c = 0;
     double y1, y2;
     double lam = rank1_lambda(sa2, sb2, c, &y1, &y2);
     double cost = sa2 + sb2 - lam;
@@ -311,9 +314,10 @@ int32_t fib_linkage_run(const fib_rows *r, int32_t method, bool rank1,
         /* new row a */
         double y1 = 0, y2 = 0, lam = 0, norm = 1;
         if (rank1) {
-            lam = rank1_lambda(m[a], m[b], D[tri(n, a, b)], &y1, &y2);
+            double c = D[tri(n, a, b)] > 0 ? D[tri(n, a, b)] : 0.0;
+            lam = rank1_lambda(m[a], m[b], c, &y1, &y2);
             /* u_new = (y1 sigma_a u_a + y2 sigma_b u_b) / |...| */
-            double sa = sqrt(m[a]), sb = sqrt(m[b]), c = D[tri(n, a, b)];
+            double sa = sqrt(m[a]), sb = sqrt(m[b]);
             norm = sqrt(y1 * y1 * m[a] + y2 * y2 * m[b] + 2 * y1 * y2 * sa * sb * c);
             y1 = norm > 0 ? y1 * sa / norm : 1.0;
             y2 = norm > 0 ? y2 * sb / norm : 0.0;

@@ -156,10 +156,10 @@ void fib_partition_class_sizes(const fib_partition *p, int64_t *sizes)
 
 void fib_partition_first_units(const fib_partition *p, int64_t *first)
 {
-    /* Canonical numbering: class c first appears at its lowest unit, and
-     * classes first appear in increasing order. */
-    int64_t next = 0;
-    for (int64_t i = 0; i < p->n_units && next < p->n_classes; i++)
-        if (p->color[i] == next)
-            first[next++] = i;
+    /* Works for any labels in [0, n_classes), canonical or not (projections
+     * loaded from files or given by callers need not be canonical). */
+    for (int64_t c = 0; c < p->n_classes; c++)
+        first[c] = -1;
+    for (int64_t i = p->n_units - 1; i >= 0; i--)
+        first[p->color[i]] = i;
 }

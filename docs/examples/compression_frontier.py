@@ -12,8 +12,8 @@ libfibration and, side by side, the peers (all data-free, no fine-tuning):
                     cosine-similar kept unit with scale ||w_p|| / ||w_k||
   peer:l2-prune     keep by l2 norm, drop the rest
 
-Networks: LeNet-300-100 and a 784-500-500-500-10 MLP, one epoch of Adam on
-Fashion-MNIST (as the seed). Peers and uniform-eps modes use one knob for all
+Networks: LeNet-300-100 (10 epochs of Adam: the envelope's 89.6% baseline) and
+a 784-500-500-500-10 MLP (one epoch of Adam, as the seed) on Fashion-MNIST. Peers and uniform-eps modes use one knob for all
 layers, searched to meet each budget. Writes compression_frontier.csv and .png
 into --out (default: the current directory).
 
@@ -55,9 +55,10 @@ def data(quick):
     return x_tr.reshape(len(x_tr), -1), y_tr, x_te.reshape(len(x_te), -1), y_te
 
 
-def train(name, widths, x, y, quick, seed=0):
+def train(name, widths, x, y, quick, epochs=1, seed=0):
     os.makedirs(CACHE, exist_ok=True)
-    path = os.path.join(CACHE, "%s%s-seed%d.pt" % (name, "-quick" if quick else "", seed))
+    path = os.path.join(CACHE, "%s%s-e%d-seed%d.pt" % (name, "-quick" if quick else "", epochs,
+                                                       seed))
     torch.manual_seed(seed)
     model = mlp(widths)
     if os.path.exists(path):
@@ -65,13 +66,14 @@ def train(name, widths, x, y, quick, seed=0):
         return model
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(x), generator=g)
     model.train()
-    for i in range(0, len(x), 128):  # one epoch, as the seed
-        idx = perm[i:i + 128]
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-        opt.step()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), 128):
+            idx = perm[i:i + 128]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
     torch.save(model.state_dict(), path)
     return model
 
@@ -288,14 +290,18 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true",
                     help="LeNet-300-100 only, 12k training images, fewer methods (< 2 min)")
     ap.add_argument("--out", default=".")
+    ap.add_argument("--lenet-epochs", type=int, default=10,
+                    help="epochs of Adam for LeNet-300-100 (default 10: the envelope's baseline)")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     x_tr, y_tr, x_te, y_te = data(args.quick)
     x_cal = x_tr[-1024:]  # calibration: training images, never the test set
     x_ex = x_tr[:4]
-    nets = [("lenet-300-100", [784, 300, 100, 10])]
+    # LeNet-300-100 is trained to the envelope's baseline (89.6%: 10 epochs of
+    # Adam); the 500x3 MLP gets one epoch of Adam, as the seed and the envelope.
+    nets = [("lenet-300-100", [784, 300, 100, 10], 1 if args.quick else args.lenet_epochs)]
     if not args.quick:
-        nets.append(("mlp-500x3", [784, 500, 500, 500, 10]))
+        nets.append(("mlp-500x3", [784, 500, 500, 500, 10], 1))
     if args.quick:
         budgets = [0.10, 0.17, 0.30]
         methods = ["lib:budget", "lib:budget+calib", "lib:scaled+rel", "lib:rel",
@@ -307,8 +313,8 @@ def main(argv=None):
                    "lib:scaled+ward", "peer:seed-cosine", "peer:neuron-merging",
                    "peer:l2-prune"]
     rows = []
-    for name, widths in nets:
-        model = train(name, widths, x_tr, y_tr, args.quick)
+    for name, widths, epochs in nets:
+        model = train(name, widths, x_tr, y_tr, args.quick, epochs)
         model.eval()
         frontier(name, model, x_ex, x_cal, x_te, y_te, budgets, methods, rows, args.quick)
     os.makedirs(args.out, exist_ok=True)

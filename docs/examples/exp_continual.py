@@ -99,7 +99,8 @@ class CBP:
         self.lin = linears(net)
         self.rate, self.maturity, self.decay = rate, maturity, decay
         self.util = [torch.zeros(l.out_features) for l in self.lin[:-1]]
-        self.age = [torch.zeros(l.out_features, dtype=torch.long) for l in self.lin[:-1]]
+        self.born = [torch.zeros(l.out_features, dtype=torch.long) for l in self.lin[:-1]]
+        self.recent = [[] for _ in self.util]     # steps of replacements still immature
         self.pending = [0.0] * len(self.util)
         self.steps = 0
         self.replaced = 0
@@ -108,24 +109,30 @@ class CBP:
     @torch.no_grad()
     def after_step(self, acts):
         self.steps += 1
-        correction = 1 - self.decay ** self.steps
         for i, h in enumerate(acts):
-            out_w = self.lin[i + 1].weight.abs().sum(0)
-            contribution = h.detach().abs().mean(0) * out_w
-            self.util[i].mul_(self.decay).add_((1 - self.decay) * contribution)
-            self.age[i] += 1
-            mature = torch.nonzero(self.age[i] > self.maturity).flatten()
-            self.pending[i] += self.rate * len(mature)
+            contribution = h.detach().abs().mean(0) * self.lin[i + 1].weight.abs().sum(0)
+            self.util[i].mul_(self.decay).add_(contribution, alpha=1 - self.decay)
+            # mature units: age = steps - born > maturity (ages kept implicitly)
+            if self.steps <= self.maturity:
+                continue
+            self.recent[i] = [s for s in self.recent[i] if self.steps - s <= self.maturity]
+            n_mature = len(self.util[i]) - sum(1 for _ in self.recent[i])
+            self.pending[i] += self.rate * n_mature
             k = int(self.pending[i])
-            if k == 0 or len(mature) == 0:
+            if k == 0:
                 continue
             self.pending[i] -= k
-            scores = self.util[i][mature] / correction
-            worst = mature[torch.argsort(scores)[:k]]
+            mature = torch.nonzero(self.steps - self.born[i] > self.maturity).flatten()
+            if len(mature) == 0:
+                continue
+            age = (self.steps - self.born[i][mature]).double()
+            corrected = self.util[i][mature].double() / (1 - self.decay ** age)
+            worst = mature[torch.argsort(corrected)[:k]]
             reinit_rows(self.lin[i], worst, self.generator)
             self.lin[i + 1].weight[:, worst] = 0
             self.util[i][worst] = 0
-            self.age[i][worst] = 0
+            self.born[i][worst] = self.steps
+            self.recent[i].extend([self.steps] * len(worst))
             self.replaced += len(worst)
 
 
@@ -281,7 +288,7 @@ def run_permuted(method, seed, data, cfg):
 
 
 CONFIGS = {
-    "pairs": dict(hidden=100, tasks=150, per_class=600, epochs=5, batch=32, lr=0.05),
+    "pairs": dict(hidden=100, tasks=100, per_class=600, epochs=3, batch=32, lr=0.05),
     "permuted": dict(hidden=256, tasks=60, per_task=3000, batch=16, lr=0.1),
 }
 QUICK = {

@@ -7,7 +7,7 @@ training. For each snapshot and for each of three classes, the activity of the
 last hidden layer on 500 test images of that class gives a unit x unit
 Pearson correlation matrix (units that are constant on those images, dead ones
 included, have no correlation; they are one extra cluster). Synchrony
-clusters: average-linkage clustering of 1 - correlation, cut at 0.1
+clusters: average-linkage clustering (written here, no scipy) of 1 - correlation, cut at 0.1
 (correlation >= 0.9 on average). The same is done on 2,000 test images of all
 classes.
 
@@ -30,8 +30,6 @@ import time
 
 import numpy as np
 import torch
-from scipy.cluster.hierarchy import fcluster, leaves_list, linkage
-from scipy.spatial.distance import squareform
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -53,6 +51,31 @@ def last_hidden(model, x):
     return h.double().numpy()
 
 
+def average_linkage(d, cut):
+    """Average-linkage agglomerative clustering of the distance matrix d:
+    (labels 1.. of the clusters at distance `cut`, dendrogram leaf order)."""
+    n = len(d)
+    dist = d.astype(float).copy()
+    np.fill_diagonal(dist, np.inf)
+    members = {i: [i] for i in range(n)}
+    labels = None
+    while len(members) > 1:
+        a, b = np.unravel_index(np.argmin(dist), dist.shape)
+        if labels is None and dist[a, b] > cut:
+            labels = np.zeros(n, dtype=np.int64)
+            for k, m in enumerate(members.values()):
+                labels[m] = k + 1
+        na, nb = len(members[a]), len(members[b])
+        merged = (na * dist[a] + nb * dist[b]) / (na + nb)
+        dist[a], dist[:, a] = merged, merged
+        dist[a, a] = np.inf
+        dist[b], dist[:, b] = np.inf, np.inf
+        members[a] = members[a] + members.pop(b)
+    if labels is None:
+        labels = np.ones(n, dtype=np.int64)
+    return labels, np.array(next(iter(members.values())))
+
+
 def sync_clusters(h):
     """(labels, order, corr) for activity h (samples x units)."""
     std = h.std(0)
@@ -63,11 +86,9 @@ def sync_clusters(h):
         c = np.corrcoef(h[:, live].T)
         c = np.nan_to_num((c + c.T) / 2)
         corr[np.ix_(live, live)] = c
-        d = np.clip(1 - c, 0, 2)
-        np.fill_diagonal(d, 0)
-        z = linkage(squareform(d, checks=False), "average")
-        labels[live] = fcluster(z, CUT, "distance")
-        order = np.concatenate([live[leaves_list(z)], np.flatnonzero(std <= 1e-12)])
+        sub_labels, leaves = average_linkage(np.clip(1 - c, 0, 2), CUT)
+        labels[live] = sub_labels
+        order = np.concatenate([live[leaves], np.flatnonzero(std <= 1e-12)])
     else:
         labels[live] = 1
         order = np.arange(h.shape[1])
@@ -104,9 +125,11 @@ def analyse(name, model, stage, step, data, rows, mats, rng):
         for tol, _ in FIBER_TOLS:
             fc = fibs[tol][layer][1]
             total, inside, rand_inside = refinement(fc, labels, rng)
+            off = corr[~np.eye(len(corr), dtype=bool)]
+            mean_abs = float(np.nanmean(np.abs(off))) if np.isfinite(off).any() else 0.0
             rows.append((name, stage, step, cname, tol, len(labels), len(np.unique(labels)),
                          len(np.unique(fc)), total, inside, rand_inside,
-                         int((labels == 0).sum())))
+                         int((labels == 0).sum()), "%.4f" % mean_abs))
 
 
 def plot(mats, stages, path):
@@ -124,7 +147,7 @@ def plot(mats, stages, path):
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title("%s, step %d: %s" % (stage, step, cname), fontsize=8)
-    fig.colorbar(im, ax=axes, shrink=0.6, label="correlation (grey: constant units)")
+    fig.colorbar(im, ax=axes, shrink=0.6, label="correlation (white: units constant on these inputs)")
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -162,7 +185,7 @@ def main(argv=None):
                     "%s %d clusters" % (r[3], r[6]) for r in rows[-len(FIBER_TOLS) * 4::3])))
     header = ("model,stage,step,inputs,fiber_tolerance,units,sync_clusters,fibers,"
               "nontrivial_fibers,fibers_inside_one_cluster,random_inside_one_cluster,"
-              "constant_units")
+              "constant_units,mean_abs_correlation")
     csv = os.path.join(args.out, "synchrony.csv")
     with open(csv, "w") as fh:
         fh.write(header + "\n")

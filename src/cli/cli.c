@@ -350,18 +350,20 @@ void cli_human(char *buf, size_t size, double count)
 
 int64_t cli_group_parameters(const fib_graph *g, int32_t group)
 {
-    int32_t op = 0, has_bias = 0, n_sources = 0;
-    int64_t units = 0, n_in = 0;
-    if (fib_graph_group_info(g, group, &op, &units, NULL, NULL, &has_bias,
-                             &n_sources, NULL) != FIB_OK ||
-        op != FIB_OP_DENSE)
-        return 0;
-    int32_t source;
-    if (fib_graph_group_source(g, group, 0, &source) != FIB_OK ||
-        fib_graph_group_info(g, source, NULL, &n_in, NULL, NULL, NULL, NULL,
-                             NULL) != FIB_OK)
-        return 0;
-    return units * n_in + (has_bias ? units : 0);
+    /* Every tensor of the block is a parameter, except the multiplicities
+     * a base keeps (structure, not weights), as in fib_graph_num_parameters. */
+    int64_t total = 0;
+    for (int32_t t = 0;; t++) {
+        int32_t ndim = 0;
+        int64_t shape[4];
+        const char *name = NULL;
+        if (fib_graph_tensor_info(g, group, t, &ndim, shape, &name) != FIB_OK)
+            break;
+        if (strstr(name, "multiplicity"))
+            continue;
+        total += shape[0] * shape[1] * shape[2] * shape[3];
+    }
+    return total;
 }
 
 int cli_load(const cli_options *o, fib_graph **out)

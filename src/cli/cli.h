@@ -89,7 +89,7 @@ const char *cli_symmetry_name(int32_t symmetry);
 const char *cli_activation_name(int32_t activation);
 const char *cli_op_name(int32_t op);
 
-/* Parameters of one group's block (weights + bias; 0 for inputs and sums). */
+/* Parameters of one group's block (its tensors but multiplicities; 0 for inputs, sums, pools). */
 int64_t cli_group_parameters(const fib_graph *g, int32_t group);
 /* "52.65 K" */
 void cli_human(char *buf, size_t size, double count);

@@ -241,13 +241,19 @@ static int32_t write_group(saver *s, const fib_graph *g, int32_t i, int32_t dtyp
             fib_jbuf_double(j, grp->act_param);
         }
         int32_t n = n_tensors_of(g, i);
-        if (n > 0) {
-            bool first = true;
+        bool first = true;
+        fib_jbuf t;
+        fib_jbuf_init(&t);
+        for (int32_t x = 0; x < n && st == FIB_OK; x++)
+            st = add_tensor(s, g, i, x, dtype, use_names, &t, &first);
+        if (st == FIB_OK)
+            st = fib_jbuf_status(&t);
+        if (st == FIB_OK && !first) { /* something was written */
             fib_jbuf_raw(j, ",\"tensors\":{");
-            for (int32_t x = 0; x < n && st == FIB_OK; x++)
-                st = add_tensor(s, g, i, x, dtype, use_names, j, &first);
+            fib_jbuf_raw(j, t.data);
             fib_jbuf_raw(j, "}");
         }
+        fib_jbuf_free(&t);
         if (st == FIB_OK)
             st = write_params(g, i, s->path, j);
         if (st == FIB_OK && grp->ops->scalar) {

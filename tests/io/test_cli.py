@@ -218,3 +218,48 @@ def test_symmetry_all_reports_the_ladder(model):
     assert rows[1]["orbits"] == "4" and rows[1]["chain_holds"] == "1"
     # Only analyze knows "all".
     assert run("compress", "--symmetry", "all", model, "-o", "x").returncode == 2
+
+
+def test_every_block_kind_through_the_command(tmp_path):
+    """A version-2 file (convolution, batch norm as affine, pooling, flatten,
+    dense) with two identical channels: analyze counts every parameter, the
+    base merges the channels, and lift restores the shapes."""
+    rng = np.random.default_rng(5)
+    k = rng.normal(size=(3, 2, 3, 3))
+    k[1] = k[0]  # channels 0 and 1 identical
+    scale, shift = np.ones(3), np.zeros(3)
+    fc = rng.normal(size=(2, 3 * 9))
+    structure = {"format": "fibration-model", "version": 2, "groups": [
+        {"name": "image", "op": "input", "units": 2, "positions": [6, 6]},
+        {"name": "conv", "op": "conv", "units": 3, "sources": [0],
+         "activation": "relu", "tensors": {"weight": "conv.weight"},
+         "params": [3, 3, 1, 1, 1, 1, 1]},
+        {"name": "bn", "op": "affine", "units": 3, "sources": [1],
+         "tensors": {"scale": "bn.scale", "shift": "bn.shift"},
+         "params": [0, 1, 2]},
+        {"name": "pool", "op": "pool", "units": 3, "sources": [2],
+         "params": [0, 2, 2, 2, 2, 0, 0, 0, 1, 2]},
+        {"name": "flat", "op": "flatten", "units": 27, "sources": [3]},
+        {"name": "fc", "op": "dense", "units": 2, "sources": [4],
+         "tensors": {"weight": "fc.weight"}}]}
+    path, base, lifted = (tmp_path / n for n in ("cnn.safetensors", "base.safetensors",
+                                                  "lift.safetensors"))
+    st_io.write(str(path), {"conv.weight": k, "bn.scale": scale, "bn.shift": shift,
+                            "fc.weight": fc}, {"fibration": json.dumps(structure)})
+    r = run("analyze", "--symmetry", "fibers", "--json", path)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["parameters"] == k.size + 6 + fc.size
+    conv = report["layers"][1]
+    assert conv["op"] == "conv" and conv["fibers"] == 2 and conv["parameters"] == k.size
+    r = run("compress", "--symmetry", "fibers", path, "-o", base)
+    assert r.returncode == 0, r.stderr
+    tensors, meta = st_io.read(str(base))
+    assert tensors["conv.weight"].shape == (2, 2, 3, 3)
+    groups = json.loads(meta["fibration"])["groups"]
+    assert groups[4]["units"] == 18
+    r = run("lift", base, "-o", lifted)
+    assert r.returncode == 0, r.stderr
+    tensors, _ = st_io.read(str(lifted))
+    assert tensors["conv.weight"].shape == (3, 2, 3, 3)
+    assert tensors["fc.weight"].shape == (2, 27)

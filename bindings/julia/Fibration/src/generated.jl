@@ -585,8 +585,10 @@ end
 """
 The integer attributes of a group's block, e.g. conv: kernel_rows,
 kernel_cols, stride_rows, stride_cols, pad_rows, pad_cols, groups; pool:
-kind, then the same six; norm: kind, then per unit the source unit it
-reads (a base gathers); attention core: n_heads, then per
+kind, then the same six, then per channel the source channel it pools;
+affine, last_step: per unit the source unit it reads; norm: kind, then
+per unit the source unit it reads (a base gathers); attention core:
+n_heads, then per
 head its number of q/k pairs, then per pair (q unit, k unit), then per
 unit its head and its v unit. Writes min(count, capacity) values and the
 full count to *count_out (0 for blocks without attributes).
@@ -905,13 +907,16 @@ end
 
 """
 Saves a network with its structure metadata, atomically (written to a
-temporary file in the same directory, then renamed over `path`). dtype:
-FIB_DTYPE_F32 or FIB_DTYPE_F64 for all tensors, or 0 to keep each dense
-block's own dtype. Tensors are named "<group name>.weight" and
-"<group name>.bias" when every dense group has a distinct non-empty name
-(so a saved nn.Sequential state dict keeps its keys), else
-"groups.<id>.weight" and "groups.<id>.bias".
-Errors: FIB_E_NULL, FIB_E_INVALID (dtype), FIB_E_IO, FIB_E_NOMEM.
+temporary file in the same directory, then renamed over `path`). Every
+kind of block is saved (format version 2, docs/model-files.md) and loads
+back identical: tensors, params, scalars, names, activations, positions.
+dtype: FIB_DTYPE_F32 or FIB_DTYPE_F64 for all weight tensors, or 0 to
+keep each block's own dtype (multiplicities are always float64).
+Tensors are named "<group name>.<tensor>" (e.g. "0.weight") when every
+group with tensors has a distinct non-empty name (so a saved nn.Sequential
+state dict keeps its keys), else "groups.<id>.<tensor>".
+Errors: FIB_E_NULL, FIB_E_INVALID (dtype), FIB_E_UNSUPPORTED (node groups
+of general graphs), FIB_E_IO, FIB_E_NOMEM.
 """
 const _cache_fib_model_save = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_model_save(graph, path, dtype)

@@ -21,6 +21,8 @@ from collections import namedtuple
 import torch
 import torch.nn.functional as F
 
+from .._errors import FibrationError
+
 Round = namedtuple("Round", "round budget parameters fraction loss_before loss_after "
                             "accuracy_after accepted")
 RetuneResult = namedtuple("RetuneResult", "model rounds")
@@ -88,7 +90,12 @@ def retune(model, x_train, y_train, budgets=(0.5, 0.3, 0.17, 0.1), val_fraction=
         if fraction >= 1:
             continue
         cal = x_fit[:calibration_size] if calibration_size else None
-        small, _ = compress(current, x_fit[:4], budget=fraction, calibration=cal)
+        try:
+            small, _ = compress(current, x_fit[:4], budget=fraction, calibration=cal)
+        except FibrationError as e:  # below the smallest base: nothing more to do
+            if verbose:
+                print("round %d: budget %.3f not reachable (%s)" % (r, budget, e))
+            break
         loss_before = _evaluate(small, x_val, y_val)[0]
         loss_after = _fine_tune(small, x_fit, y_fit, x_val, y_val, epochs, lr, batch,
                                 patience, g)

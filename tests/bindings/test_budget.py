@@ -1,0 +1,121 @@
+"""compress(budget=...), the scale-aware colouring from Python, the nested
+tolerance tree and the retuning loop."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn as nn  # noqa: E402
+
+import fibration.torch as ft  # noqa: E402
+from fibration.torch import _budget  # noqa: E402
+
+
+def mlp(seed=0, widths=(12, 40, 30, 4)):
+    torch.manual_seed(seed)
+    layers = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def scaled_copies(seed=0):
+    """A 12-5-4 ReLU base lifted to 12-20-16-4, every member's incoming
+    weights and bias multiplied by s > 0 and its outgoing weights divided."""
+    g = torch.Generator().manual_seed(seed)
+    base = mlp(seed, (12, 5, 4, 3))
+    big = mlp(seed, (12, 20, 16, 3))
+    p1, p2 = torch.arange(20) % 5, torch.arange(16) % 4
+    s1 = 0.5 + 1.5 * torch.rand(20, generator=g)
+    s2 = 0.5 + 1.5 * torch.rand(16, generator=g)
+    c1, c2 = torch.bincount(p1).float(), torch.bincount(p2).float()
+    with torch.no_grad():
+        big[0].weight.copy_(base[0].weight[p1] * s1[:, None])
+        big[0].bias.copy_(base[0].bias[p1] * s1)
+        big[2].weight.copy_(base[2].weight[p2][:, p1] / (c1[p1] * s1)[None, :] * s2[:, None])
+        big[2].bias.copy_(base[2].bias[p2] * s2)
+        big[4].weight.copy_(base[4].weight[:, p2] / (c2[p2] * s2)[None, :])
+        big[4].bias.copy_(base[4].bias)
+    return big
+
+
+@pytest.mark.parametrize("budget", [0.1, 0.3, 0.6])
+def test_budget_is_met(budget):
+    model = mlp()
+    x = torch.randn(16, 12)
+    small, plan = ft.compress(model, x, budget=budget)
+    assert ft.count_parameters(small) <= budget * ft.count_parameters(model)
+    assert plan.budget["n_parameters"] == ft.count_parameters(small)
+    assert plan.budget["tolerance"] in ("scaled+ward", "ward")
+    again, _ = ft.compress(model, x, budget=budget)
+    assert ft.verify(small, again, x).max_abs == 0  # deterministic
+
+
+def test_budget_with_calibration_is_no_worse_on_it():
+    model = mlp(1)
+    cal = torch.randn(256, 12)
+    small, plan = ft.compress(model, cal[:4], budget=0.3)
+    tuned, tplan = ft.compress(model, cal[:4], budget=0.3, calibration=cal)
+    with torch.no_grad():
+        ref = model(cal)
+        e0 = float(((small(cal) - ref) ** 2).mean())
+        e1 = float(((tuned(cal) - ref) ** 2).mean())
+    assert e1 <= e0 + 1e-12
+    assert ft.count_parameters(tuned) <= 0.3 * ft.count_parameters(model)
+    with pytest.raises(ValueError):
+        ft.compress(model, cal[:4], budget=1.5)
+
+
+def test_scaled_copies_compress_exactly():
+    big = scaled_copies()
+    x = torch.randn(64, 12)
+    net = ft._trace(big, x)
+    coloring = net.graph.color("fibers", _budget.tolerance_code("scaled+exact"), 0.0)
+    assert [coloring.num_classes(g) for g in (1, 2)] == [5, 4]
+    assert np.ptp(_budget.coloring_scales(coloring, 1)) > 0.1
+    from fibration.torch._rebuild import rebuild
+    small = rebuild(net, net.graph.compress(coloring), "Small")
+    assert ft.verify(big, small, x).max_rel < 1e-5
+    # the budget finds the same base at its size
+    exact = (12 * 5 + 5 + 5 * 4 + 4 + 4 * 3 + 3) / ft.count_parameters(big)
+    small2, plan = ft.compress(big, x, budget=exact)
+    assert ft.verify(big, small2, x).max_rel < 1e-5
+    assert plan.budget["tolerance"] == "scaled+ward"
+
+
+def test_tolerance_tree_nests(tmp_path):
+    model = mlp(2)
+    x = torch.randn(4, 12)
+    path = tmp_path / "tree.json"
+    tree = ft.tolerance_tree(model, x, [0.8, 0.2, 0.4], "rel", path=str(path))
+    assert json.loads(path.read_text())["eps"] == [0.2, 0.4, 0.8]
+    for layer, t in tree["layers"].items():
+        counts = t["classes_per_level"]
+        assert counts == sorted(counts, reverse=True)
+        # every level's classes are unions of the previous level's
+        def walk(node):
+            if "children" in node:
+                members = sorted(m for c in node["children"]
+                                 for m in (c.get("members") or [c["unit"]]))
+                assert members == node["members"]
+                for c in node["children"]:
+                    walk(c)
+        for node in t["classes"]:
+            walk(node)
+        assert sorted(m for c in t["classes"] for m in c["members"]) == list(range(t["units"]))
+
+
+def test_retune_reports_rounds():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 12, generator=g)
+    w = torch.randn(12, 4, generator=g)
+    y = (x @ w).argmax(1)
+    model = mlp(3)
+    result = ft.retune(model, x, y, budgets=(0.6, 0.3), epochs=1, batch=64)
+    assert 1 <= len(result.rounds) <= 2
+    for r in result.rounds:
+        assert r.parameters <= r.budget * ft.count_parameters(model) + 1
+        assert r.loss_after <= r.loss_before + 1e-9
+    assert ft.count_parameters(result.model) <= ft.count_parameters(model)

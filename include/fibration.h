@@ -667,13 +667,16 @@ typedef struct fib_budget_options {
                             FIB_TOL_WARD and plain FIB_TOL_WARD, keeps the
                             smaller bound), or one of those two */
     int32_t n_threads;   /* 0 = library default; never changes a result */
-    double sensitivity_power; /* exponent applied to the downstream operator
-                            norms in the bound; default 1 */
+    double sensitivity_power; /* exponent applied to each gain in the
+                            sensitivities; default 1.5 (chosen on the
+                            Fashion-MNIST benchmark of docs/compression.md) */
     /* Filled by fib_compress_to_budget: */
     double bound;        /* the data-free bound of the chosen base (below) */
     int64_t n_parameters; /* parameters of the base */
     int32_t chosen_tolerance; /* the grouping used */
-    int32_t reserved0;   /* must be 0 */
+    int32_t refine_iterations; /* Lloyd rounds on the rank-1 objective after
+                            each scaled cut (units move to the class whose
+                            direction captures them best); default 20, 0: none */
 } fib_budget_options;
 
 /* Fills *options with the defaults. Errors: FIB_E_NULL, FIB_E_INVALID. */
@@ -687,14 +690,20 @@ FIB_API int32_t fib_budget_options_init(fib_budget_options *options,
  *   1. every hidden group is clustered once by FIB_TOL_WARD (on its own
  *      weights, rows weighted by their outgoing norms), giving its merge
  *      error e_l(k) at every class count k;
- *   2. layer sensitivities S_l are the products of the spectral norms of the
- *      dense blocks downstream of the group's consumer (power iteration);
+ *   2. layer sensitivities S_l are products of the typical gains of the
+ *      dense blocks upstream of the group and downstream of its consumer;
  *   3. the bound B = sum_l S_l e_l(k_l) (an output change per unit input
  *      norm, to first order) is minimised under the parameter budget by a
  *      greedy exchange: repeatedly remove classes where the bound grows the
  *      least per parameter saved;
  *   4. the groups are then coloured in order with those class counts (each
- *      over the merged classes of its source) and compressed.
+ *      over the merged classes of its source), refined by Lloyd rounds
+ *      (refine_iterations) and compressed.
+ * The "bound" is a first-order estimate, not a worst-case guarantee: the
+ * gains g_h are the typical gains ||W_h||_F / sqrt(n_in) (ReLU: / sqrt 2) of
+ * the blocks before the group (its input norm) and after its consumer
+ * (sensitivity_power is applied to each), e_l(k) the square root of the
+ * weighted residual sum of squares of the fit fib_compress makes.
  * options may be NULL (defaults); when given, its output fields are filled.
  * The base is deterministic. Errors: FIB_E_NULL, FIB_E_INVALID (budget,
  * options), FIB_E_UNSUPPORTED (blocks other than dense, a group wider than

@@ -126,53 +126,29 @@ int32_t fib_budget_options_init(fib_budget_options *o, size_t struct_size)
                          struct_size, sizeof *o);
     memset(o, 0, sizeof *o);
     o->struct_size = sizeof *o;
-    o->sensitivity_power = 1.0;
+    o->sensitivity_power = 1.5;
+    o->refine_iterations = 20;
     return FIB_OK;
 }
 
-/* Largest singular value of a dense block (power iteration from all ones;
- * deterministic). */
-static double spectral_norm(const fib_dense *d, int64_t n_out)
+/* Typical gain of a dense block on a random input direction:
+ * ||W||_F / sqrt(n_in), halved in energy by a ReLU (1/sqrt 2). Data-free;
+ * the spectral norm (the worst case) overweights early layers so much that
+ * the greedy exchange would empty the last hidden layer. */
+static double typical_gain(const fib_graph *g, int32_t group)
 {
-    int64_t n_in = d->n_in;
-    double *v = fib_alloc(n_in, sizeof *v), *u = fib_alloc(n_out, sizeof *u);
-    double sigma = 0;
-    if (!v || !u) {
-        fib_free(v);
-        fib_free(u);
-        return 1.0;
-    }
-    for (int64_t k = 0; k < n_in; k++)
-        v[k] = 1.0 / sqrt((double)n_in) * (1.0 + 0.01 * (double)(k % 7));
-    for (int it = 0; it < 60; it++) {
-        double nu = 0, nv = 0;
-        for (int64_t i = 0; i < n_out; i++) {
-            double z = 0;
-            for (int64_t k = 0; k < n_in; k++)
-                z += fib_dense_weight(d, i, k) * v[k];
-            u[i] = z;
-            nu += z * z;
+    const fib_dense *d = g->groups[group].block;
+    double f = 0;
+    for (int64_t i = 0; i < g->groups[group].n_units; i++)
+        for (int64_t k = 0; k < d->n_in; k++) {
+            double x = fib_dense_weight(d, i, k);
+            f += x * x;
         }
-        nu = sqrt(nu);
-        if (!(nu > 0))
-            break;
-        for (int64_t k = 0; k < n_in; k++)
-            v[k] = 0;
-        for (int64_t i = 0; i < n_out; i++)
-            for (int64_t k = 0; k < n_in; k++)
-                v[k] += fib_dense_weight(d, i, k) * u[i] / nu;
-        for (int64_t k = 0; k < n_in; k++)
-            nv += v[k] * v[k];
-        nv = sqrt(nv);
-        sigma = nv;
-        if (!(nv > 0))
-            break;
-        for (int64_t k = 0; k < n_in; k++)
-            v[k] /= nv;
-    }
-    fib_free(v);
-    fib_free(u);
-    return sigma;
+    double gain = sqrt(f / (double)d->n_in);
+    int32_t act = g->groups[group].activation;
+    if (act == FIB_ACT_RELU || act == FIB_ACT_LEAKY_RELU)
+        gain *= sqrt(0.5);
+    return gain;
 }
 
 typedef struct budget_layer {
@@ -246,6 +222,39 @@ static int32_t layer_merges(const fib_rows *r, bool scaled, const double *weight
     return FIB_OK;
 }
 
+/* sqrt(sum_i w_i^2 |x_i - s_i r_c|^2) with r_c = sum s x / sum s^2 per class:
+ * the weighted residual of the fit fib_compress makes. */
+static double residual(const fib_rows *r, const fib_partition *p, const double *w,
+                       const double *s)
+{
+    int64_t n = r->n, d = r->d, k = p->n_classes;
+    double *rep = fib_calloc(k * (d > 0 ? d : 1), sizeof *rep), *ss = fib_calloc(k, sizeof *ss);
+    double total = 0;
+    if (!rep || !ss) {
+        fib_free(rep);
+        fib_free(ss);
+        return INFINITY;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int64_t c = p->color[i];
+        for (int64_t j = 0; j < d; j++)
+            rep[c * d + j] += s[i] * r->value[i * d + j];
+        ss[c] += s[i] * s[i];
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int64_t c = p->color[i];
+        double e = 0;
+        for (int64_t j = 0; j < d; j++) {
+            double x = r->value[i * d + j] - s[i] * rep[c * d + j] / ss[c];
+            e += x * x;
+        }
+        total += w[i] * w[i] * e;
+    }
+    fib_free(rep);
+    fib_free(ss);
+    return sqrt(total);
+}
+
 static void free_layers(budget_layer *L, int32_t n)
 {
     for (int32_t x = 0; L && x < n; x++)
@@ -255,7 +264,7 @@ static void free_layers(budget_layer *L, int32_t n)
 
 /* One budget attempt with one grouping; fills *bound and the base. */
 static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mode,
-                              double power, double *bound_out, int64_t *params_out,
+                              double power, int32_t refine, double *bound_out, int64_t *params_out,
                               fib_base **base_out)
 {
     int32_t n_layers = 0;
@@ -281,8 +290,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
     }
     for (int32_t i = 0; i < g->n_groups; i++) {
         width[i] = g->groups[i].n_units;
-        sigma[i] = fib_group_is_input(g, i) ? 1.0
-                   : spectral_norm(g->groups[i].block, g->groups[i].n_units);
+        sigma[i] = fib_group_is_input(g, i) ? 1.0 : typical_gain(g, i);
     }
     /* 1-2: per-layer errors on the original weights, sensitivities */
     for (int32_t i = 0, x = 0; i < g->n_groups && !status; i++) {
@@ -311,8 +319,12 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         fib_merges_clear(&mg);
         fib_free(weight);
         fib_free(norms);
-        /* sensitivity: the blocks after this group's consumer */
+        /* sensitivity: the typical norm of the group's input (the gains of
+         * the blocks before it) times the gains of the blocks after its
+         * consumer */
         double sens = 1.0;
+        for (int32_t h = 1; h < i; h++)
+            sens *= pow(sigma[h], power);
         for (int32_t h = i + 2; h < g->n_groups; h++)
             sens *= pow(sigma[h], power);
         l->sens = sens;
@@ -341,7 +353,9 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             width[l->group] = k2;
             int64_t saved = now - budget_params(g, width);
             width[l->group] = l->k;
-            double cost = l->sens * (l->err[k2] - l->err[l->k]);
+            /* independent errors add in quadrature: B^2 = sum S_l^2 e_l^2 */
+            double cost = l->sens * l->sens *
+                          (l->err[k2] * l->err[k2] - l->err[l->k] * l->err[l->k]);
             double ratio = saved > 0 ? cost / (double)saved : INFINITY;
             if (ratio < best_ratio) {
                 best_ratio = ratio;
@@ -378,11 +392,13 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             status = layer_merges(&r, scaled, weight, &mg, NULL);
         if (!status)
             status = fib_merges_cut(&mg, l->n - l->k, &col->parts[i]);
-        if (!status) {
-            double acc = 0;
-            for (int64_t s = 0; s < l->n - l->k && s < mg.n_merges; s++)
-                acc += mg.height[s] > 0 ? mg.height[s] : 0;
-            bound += l->sens * sqrt(acc);
+        if (!status && scaled && refine > 0)
+            status = fib_rank1_lloyd(&r, weight, refine, &col->parts[i]);
+        if (!status && !scaled) {
+            for (int64_t u = 0; u < l->n; u++)
+                norms[u] = 1.0; /* scales of the mean fit */
+            double e = l->sens * residual(&r, &col->parts[i], weight, norms);
+            bound += e * e;
         }
         if (!status && scaled) {
             double *s = fib_alloc(l->n, sizeof *s);
@@ -395,10 +411,13 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             }
             if (!status)
                 status = fib_class_scales(&r, &col->parts[i], weight, s);
-            if (!status)
+            if (!status) {
+                double e = l->sens * residual(&r, &col->parts[i], weight, s);
+                bound += e * e;
                 col->scales[i] = s;
-            else
+            } else {
                 fib_free(s);
+            }
         }
         fib_rows_clear(&r);
         fib_merges_clear(&mg);
@@ -411,7 +430,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         /* the classes reached (a layer may have stopped short of its count) */
         int64_t reached = 0;
         status = fib_graph_num_parameters((*base_out)->graph, &reached);
-        *bound_out = (double)reached <= target ? bound : INFINITY;
+        *bound_out = (double)reached <= target ? sqrt(bound) : INFINITY;
         *params_out = reached;
     }
 done:
@@ -431,7 +450,7 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
     fib_budget_options defaults;
     fib_budget_options_init(&defaults, sizeof defaults);
     fib_budget_options *o = options ? options : &defaults;
-    if (o->struct_size < sizeof *o || o->reserved0 != 0)
+    if (o->struct_size < sizeof *o || o->refine_iterations < 0)
         return fib_error(FIB_E_INVALID, "%s: options not initialised (fib_budget_options_init)",
                          fn);
     int32_t tol = o->tolerance;
@@ -471,7 +490,8 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
         fib_base *b = NULL;
         double bound = 0;
         int64_t params = 0;
-        status = budget_attempt(g, budget, (modes[m] & FIB_TOL_SCALED) != 0, power, &bound,
+        status = budget_attempt(g, budget, (modes[m] & FIB_TOL_SCALED) != 0, power,
+                                o->refine_iterations, &bound,
                                 &params, &b);
         if (status)
             break;

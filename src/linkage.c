@@ -713,3 +713,125 @@ done:
     fib_rows_clear(&r);
     return status;
 }
+
+/* ---- rank-1 Lloyd refinement ------------------------------------------- */
+
+/* Top right singular direction of the weighted rows of `members` (power
+ * iteration from their weighted sum), into v (unit, pointing along the sum). */
+static void top_direction(const fib_rows *r, const int64_t *members, int64_t m,
+                          const double *weight, double *v, double *w)
+{
+    int64_t d = r->d;
+    for (int64_t j = 0; j < d; j++)
+        v[j] = 0;
+    for (int64_t x = 0; x < m; x++) {
+        double om = weight ? weight[members[x]] : 1.0;
+        const double *row = r->value + members[x] * d;
+        double n2 = 0;
+        for (int64_t j = 0; j < d; j++)
+            n2 += row[j] * row[j];
+        n2 = n2 > 0 ? 1.0 / sqrt(n2) : 0.0;
+        for (int64_t j = 0; j < d; j++)
+            v[j] += om * row[j] * n2;
+    }
+    for (int it = 0; it < 100; it++) {
+        double nv = 0;
+        for (int64_t j = 0; j < d; j++)
+            nv += v[j] * v[j];
+        nv = sqrt(nv);
+        if (!(nv > 0))
+            return;
+        for (int64_t j = 0; j < d; j++)
+            v[j] /= nv;
+        for (int64_t j = 0; j < d; j++)
+            w[j] = 0;
+        for (int64_t x = 0; x < m; x++) {
+            double om = weight ? weight[members[x]] : 1.0, s = 0;
+            const double *row = r->value + members[x] * d;
+            for (int64_t j = 0; j < d; j++)
+                s += row[j] * v[j];
+            s *= om * om;
+            for (int64_t j = 0; j < d; j++)
+                w[j] += s * row[j];
+        }
+        double nw = 0, diff = 0;
+        for (int64_t j = 0; j < d; j++)
+            nw += w[j] * w[j];
+        nw = sqrt(nw);
+        if (!(nw > 0))
+            return;
+        for (int64_t j = 0; j < d; j++) {
+            diff += fabs(w[j] / nw - v[j]);
+            v[j] = w[j] / nw;
+        }
+        if (diff < 1e-13)
+            break;
+    }
+}
+
+int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterations,
+                        fib_partition *p)
+{
+    int64_t n = r->n, d = r->d, k = p->n_classes;
+    double *V = fib_alloc(k * (d > 0 ? d : 1), sizeof *V);
+    double *w = fib_alloc(d > 0 ? d : 1, sizeof *w);
+    int64_t *order = fib_alloc(n, sizeof *order), *start = fib_calloc(k + 1, sizeof *start);
+    int64_t *fill = fib_alloc(k, sizeof *fill), *next = fib_alloc(n, sizeof *next);
+    int32_t status = FIB_OK;
+    if (!V || !w || !order || !start || !fill || !next) {
+        status = fib_error(FIB_E_NOMEM, "out of memory refining %lld units", (long long)n);
+        goto done;
+    }
+    for (int32_t it = 0; it < iterations; it++) {
+        /* directions of the current classes */
+        memset(start, 0, (size_t)(k + 1) * sizeof *start);
+        for (int64_t i = 0; i < n; i++)
+            start[p->color[i] + 1]++;
+        for (int64_t c = 0; c < k; c++)
+            start[c + 1] += start[c];
+        memcpy(fill, start, (size_t)k * sizeof *fill);
+        for (int64_t i = 0; i < n; i++)
+            order[fill[p->color[i]]++] = i;
+        for (int64_t c = 0; c < k; c++)
+            top_direction(r, order + start[c], start[c + 1] - start[c], weight, V + c * d, w);
+        /* reassign: the direction capturing the most of the row, positively
+         * (ties: the lowest class); a unit stays when nothing is better */
+        bool moved = false;
+        for (int64_t i = 0; i < n; i++) {
+            const double *row = r->value + i * d;
+            int64_t best = p->color[i];
+            double best_dot = 0;
+            for (int64_t j = 0; j < d; j++)
+                best_dot += row[j] * V[best * d + j];
+            for (int64_t c = 0; c < k; c++) {
+                double dot = 0;
+                for (int64_t j = 0; j < d; j++)
+                    dot += row[j] * V[c * d + j];
+                if (dot > best_dot * (1 + 1e-12) + 1e-300) {
+                    best_dot = dot;
+                    best = c;
+                }
+            }
+            next[i] = best;
+            moved = moved || best != p->color[i];
+        }
+        /* never empty a class: a unit leaving a class of one stays */
+        memset(fill, 0, (size_t)k * sizeof *fill);
+        for (int64_t i = 0; i < n; i++)
+            fill[next[i]]++;
+        for (int64_t i = 0; i < n; i++)
+            if (fill[p->color[i]] == 0) {
+                fill[next[i]]--;
+                next[i] = p->color[i];
+                fill[next[i]]++;
+            }
+        memcpy(p->color, next, (size_t)n * sizeof *next);
+        status = fib_partition_canonicalize(p);
+        if (status || !moved)
+            break;
+        k = p->n_classes;
+    }
+done:
+    fib_free(V), fib_free(w), fib_free(order), fib_free(start), fib_free(fill), fib_free(next);
+    return status;
+}

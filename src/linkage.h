@@ -69,6 +69,11 @@ int32_t fib_class_scales(const fib_rows *r, const fib_partition *p,
 int32_t fib_color_scaled_dense(const fib_graph *g, int32_t group, int32_t mode,
                                double eps, fib_partition *parts,
                                double **scales);
+/* Lloyd iterations on the rank-1 objective: each unit moves to the class
+ * whose top direction has the largest positive projection of its row; the
+ * directions are recomputed; at most `iterations` rounds, deterministic. */
+int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterations,
+                        fib_partition *p);
 /* budget.c: the scale-aware Eq. 10 for a dense group. */
 int32_t fib_dense_compress_scaled(const fib_graph *g, int32_t group,
                                   const fib_partition *parts,

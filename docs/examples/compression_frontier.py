@@ -176,7 +176,7 @@ def keep_by_norm(layers, frac, merge):
     return layers
 
 
-def search(make, lo, hi, budget, total, log=True, iters=14, increasing=True):
+def search(make, lo, hi, budget, total, log=True, iters=11, increasing=True):
     """The knob in [lo, hi] giving the largest network within budget; make(knob)
     returns a layer list. `increasing`: larger knob -> more parameters."""
     best = None

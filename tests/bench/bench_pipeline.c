@@ -340,7 +340,7 @@ static result spawn(const char *self, const char *path, int threads, int cold)
 {
     if (cold)
         drop_cache(path);
-    char cmd[4096];
+    char cmd[8192];
     snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=%d '%s' --run '%s' %d", threads, self, path,
              threads);
     FILE *p = popen(cmd, "r");
@@ -389,7 +389,7 @@ int main(int argc, char **argv)
                s.layers);
         fflush(stdout);
         double t = now();
-        char cmd[4096];
+        char cmd[8192];
         snprintf(cmd, sizeof cmd, "'%s' --generate '%s' %g", self, path, params);
         if (system(cmd) != 0 || stat(path, &st) != 0) {
             fprintf(stderr, "bench_pipeline: generating %s failed\n", path);

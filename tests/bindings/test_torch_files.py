@@ -1,6 +1,11 @@
-"""fibration.torch.save / load (fib_model_save / fib_model_load), and errors
-for what the model files of this version cannot hold or what cannot be
-traced."""
+"""fibration.torch.save / load (fib_model_save / fib_base_save /
+fib_model_load) for every block kind, of originals and of compressed models
+(bases), the `fibration` command on saved files, and errors for what model
+files cannot hold or what cannot be traced."""
+
+import json
+import os
+import subprocess
 
 import pytest
 
@@ -44,13 +49,6 @@ def test_residual_sums_round_trip(tmp_path):
     small, _ = ft.compress(model, x)          # a base with gathering sums
     ft.save(small, tmp_path / "small.safetensors", x)
     assert ft.verify(model, ft.load(tmp_path / "small.safetensors"), x).max_rel < 1e-5
-
-
-def test_save_names_what_model_files_cannot_hold(tmp_path):
-    model, x, _ = pb.planted_cnn()
-    with pytest.raises(ft.UnsupportedModelError, match=r"features_0 \(conv\)"):
-        ft.save(model, tmp_path / "cnn.safetensors", x)
-    assert not (tmp_path / "cnn.safetensors").exists()
 
 
 @pytest.mark.parametrize("model,x,match", [
@@ -121,3 +119,145 @@ def test_lift_of_a_cnn_plan_says_what_is_missing():
     small, plan = ft.compress(model, x)
     with pytest.raises(ft.UnsupportedModelError, match="lift"):
         ft.lift(small, plan, model)
+
+
+# -- every block kind -------------------------------------------------------
+
+KINDS = {
+    "cnn": pb.planted_cnn,                               # conv, batch norm, max pool, flatten
+    "grouped_conv": pb.planted_grouped_conv,
+    "conv1d": pb.planted_conv1d,                         # Conv1d, BatchNorm1d, AvgPool1d
+    "resnet": pb.planted_resnet,                         # residual sums of images
+    "mlp_norms": pb.planted_mlp_norms,                   # BatchNorm1d, LayerNorm
+    "lstm": lambda: pb.planted_recurrent("lstm"),        # 2-layer LSTM, last step
+    "gru": lambda: pb.planted_recurrent("gru", base_widths=(2, 3)),
+    "attention": pb.planted_attention,                   # MultiheadAttention wrapper
+    "encoder_layer": pb.planted_encoder,                 # TransformerEncoderLayer
+    "encoder": lambda: pb.planted_encoder(n_layers=2, activation="gelu", norm_first=True),
+}
+ROUND_TRIP = {torch.float64: 1e-12, torch.float32: 1e-6}
+DTYPES = pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+
+
+def kind_model(kind, dtype):
+    model, x = KINDS[kind]()[:2]
+    return model.to(dtype).eval(), x.to(dtype)
+
+
+def module_types(module):
+    return {type(m).__name__ for m in module.modules()}
+
+
+@DTYPES
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_kind_round_trips(tmp_path, kind, dtype):
+    model, x = kind_model(kind, dtype)
+    path = tmp_path / ("%s.safetensors" % kind)
+    ft.save(model, path, x)
+    loaded = ft.load(path)
+    assert ft.verify(model, loaded, x).max_rel <= ROUND_TRIP[dtype]
+    assert ft.verify(model, loaded, torch.randn_like(x)).max_rel <= ROUND_TRIP[dtype]
+    assert next(loaded.parameters()).dtype == dtype
+    # nothing merged: standard torch layers only
+    assert not module_types(loaded) & {"FiberAttention", "WeightedLayerNorm"}
+    # the file is the library's: the same groups as the traced model
+    graph = fibration.Graph.load(path)
+    traced = ft._trace(model, x).graph
+    assert [(g.op, g.n_units) for g in graph.groups()] == \
+        [(g.op, g.n_units) for g in traced.groups()]
+
+
+@pytest.mark.parametrize("kind", ["cnn", "lstm", "gru", "conv1d"])
+def test_state_dict_names_survive(tmp_path, kind):
+    model, x = kind_model(kind, torch.float32)
+    ft.save(model, tmp_path / "m.safetensors", x)
+    loaded = ft.load(tmp_path / "m.safetensors")
+    assert set(loaded.state_dict()) == set(model.state_dict())
+
+
+@DTYPES
+@pytest.mark.parametrize("kind", ["cnn", "resnet", "mlp_norms", "lstm", "attention",
+                                  "encoder"])
+def test_compressed_base_round_trips(tmp_path, kind, dtype):
+    model, x = kind_model(kind, dtype)
+    small, plan = ft.compress(model, x)
+    path = tmp_path / "small.safetensors"
+    ft.save(small, path, x)
+    loaded = ft.load(path)
+    assert ft.verify(small, loaded, x).max_rel <= ROUND_TRIP[dtype]
+    assert ft.verify(model, loaded, x).max_rel <= {torch.float64: 1e-9,
+                                                   torch.float32: 1e-5}[dtype]
+    assert ft.count_parameters(loaded) == plan.params[1]
+    assert next(loaded.parameters()).dtype == dtype
+    # written as a base: the projection of every original group is there
+    with open(path, "rb") as fh:
+        length = int.from_bytes(fh.read(8), "little")
+        meta = json.loads(json.loads(fh.read(length))["__metadata__"]["fibration"])
+    assert len(meta["projection"]) == len(plan.layers)
+    if kind in ("attention", "encoder"):
+        assert "FiberAttention" in module_types(loaded)
+
+
+def test_retrained_base_with_gathers_names_why_it_cannot_be_saved(tmp_path):
+    model, x = kind_model("attention", torch.float64)
+    small, _ = ft.compress(model, x)
+    with torch.no_grad():
+        next(small.parameters()).add_(1.0)
+    with pytest.raises(ft.UnsupportedModelError, match="changed since compress.*FiberAttention 'mha'"):
+        ft.save(small, tmp_path / "small.safetensors", x)
+    assert not (tmp_path / "small.safetensors").exists()
+
+
+def test_retrained_compressed_mlp_is_saved_by_tracing(tmp_path):
+    model, _ = planted_mlp(nn.ReLU, dtype=torch.float64)
+    x = torch.randn(4, 10, dtype=torch.float64)
+    small, _ = ft.compress(model, x)
+    with torch.no_grad():
+        next(small.parameters()).mul_(2.0)
+    ft.save(small, tmp_path / "small.safetensors", x)
+    assert ft.verify(small, ft.load(tmp_path / "small.safetensors"), x).max_abs == 0.0
+
+
+def test_save_names_layers_it_cannot_store(tmp_path):
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.GroupNorm(1, 3)).eval()
+    with pytest.raises(ft.UnsupportedModelError, match="GroupNorm.*group norm"):
+        ft.save(model, tmp_path / "m.safetensors", torch.randn(1, 2, 5, 5))
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_load_names_groups_torch_has_no_module_for(tmp_path):
+    graph = fibration.Graph()
+    x = graph.add_input_positions(4, 3, 1)
+    graph.add_norm(x, "rms", torch.ones(4, dtype=torch.float64), None, 1e-6, name="rms")
+    graph.save(str(tmp_path / "rms.safetensors"))
+    with pytest.raises(ft.UnsupportedModelError, match=r"group 1 \('rms', norm\).*RMSNorm"):
+        ft.load(tmp_path / "rms.safetensors")
+
+
+# -- the command line on saved files ----------------------------------------
+
+def command(library_dir):
+    path = os.path.join(library_dir, "cli", "fibration")
+    if not os.path.exists(path):
+        pytest.skip("no fibration command beside the library (%s)" % path)
+    return path
+
+
+@pytest.mark.parametrize("kind,counts", [
+    # (op, units, fibers) per group, as the planted models give them
+    ("cnn", [("input", 2, 2), ("conv", 8, 3), ("affine", 8, 3), ("pool", 8, 3),
+             ("conv", 6, 2), ("flatten", 24, 8), ("dense", 4, 4)]),
+    ("lstm", [("input", 5, 5), ("lstm", 6, 3), ("lstm", 6, 3), ("last_step", 6, 3),
+              ("dense", 3, 3)]),
+])
+def test_fibration_analyze_reads_saved_models(tmp_path, library_dir, kind, counts):
+    model, x = kind_model(kind, torch.float32)
+    path = tmp_path / ("%s.safetensors" % kind)
+    ft.save(model, path, x)
+    done = subprocess.run([command(library_dir), "analyze", "-q", "--json", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    layers = json.loads(done.stdout)["layers"]
+    assert [(l["op"], l["units"], l["fibers"]) for l in layers] == counts
+    report = ft.analyze(model, x)
+    assert [r["fibers"] for r in report] == [c[2] for c in counts[1:]]

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#  include <omp.h>
+#endif
 
 static int failures;
 #define CHECK(cond)                                                           \
@@ -316,6 +319,98 @@ static void test_colourings(void)
     fib_kernels_override(-1);
 }
 
+/* ---- compress ----------------------------------------------------------- */
+
+/* The documented merge of a dense group: base weight (c, c') is the mean over
+ * the members of c (ascending) of their colour sums over c' (ascending
+ * columns from 0.0), added from 0.0 and multiplied by 1 / |c|. */
+static void reference_merge(const double *w, int64_t n_out, int64_t n_in,
+                            const int64_t *out_cls, int64_t k_out,
+                            const int64_t *in_cls, int64_t k_in, double *base)
+{
+    double *row = malloc((size_t)k_in * sizeof *row);
+    int64_t *size = calloc((size_t)k_out, sizeof *size);
+    memset(base, 0, (size_t)(k_out * k_in) * sizeof *base);
+    for (int64_t i = 0; i < n_out; i++) {
+        size[out_cls[i]]++;
+        memset(row, 0, (size_t)k_in * sizeof *row);
+        for (int64_t k = 0; k < n_in; k++)
+            row[in_cls[k]] += w[i * n_in + k];
+        for (int64_t j = 0; j < k_in; j++)
+            base[out_cls[i] * k_in + j] += row[j];
+    }
+    for (int64_t c = 0; c < k_out; c++)
+        for (int64_t j = 0; j < k_in; j++)
+            base[c * k_in + j] *= 1.0 / (double)size[c];
+    free(row);
+    free(size);
+}
+
+static void set_threads(int threads)
+{
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+}
+
+/* fib_compress gives the reference's bits for every SIMD level and thread
+ * count (noisy nets, so that the order of the sums shows in the bits). */
+static void test_compress(void)
+{
+    const int64_t widths[] = {1, 7, 40, 130};
+    for (int wi = 0; wi < 4; wi++)
+        for (int32_t dtype = FIB_DTYPE_F32; dtype <= FIB_DTYPE_F64; dtype++) {
+            double eps = 1e-3;
+            net n = make_net(dtype, widths[wi], eps / 4);
+            fib_color_options o;
+            fib_color_options_init(&o, sizeof o);
+            o.symmetry = FIB_SYM_COVERS;
+            o.tolerance = FIB_TOL_ABS;
+            o.eps = eps;
+            fib_coloring *c = NULL;
+            CHECK(fib_color(n.g, &o, &c) == FIB_OK);
+            int64_t width = widths[wi];
+            double *w = malloc((size_t)(width * width) * sizeof *w);
+            double *ref = malloc((size_t)(width * width) * sizeof *ref);
+            double *got = malloc((size_t)(width * width) * sizeof *got);
+            int64_t *out_cls = malloc((size_t)width * sizeof *out_cls);
+            int64_t *in_cls = malloc((size_t)width * sizeof *in_cls);
+            for (int s = 0; c && s < n_sets; s++)
+                for (int threads = 1; threads <= 3; threads++) {
+                    CHECK(fib_kernels_override(sets[s]->level) == 0);
+                    set_threads(threads);
+                    fib_base *b = NULL;
+                    CHECK(fib_compress(n.g, c, &b) == FIB_OK);
+                    if (!b)
+                        continue;
+                    const fib_graph *bg = fib_base_graph(b);
+                    for (int32_t group = 1; group <= 3; group++) {
+                        int64_t k_out, k_in;
+                        CHECK(fib_base_projection(b, group, out_cls, width) == FIB_OK);
+                        CHECK(fib_base_projection(b, group - 1, in_cls, width) == FIB_OK);
+                        fib_graph_group_info(bg, group, NULL, &k_out, NULL, NULL, NULL,
+                                             NULL, NULL);
+                        fib_graph_group_info(bg, group - 1, NULL, &k_in, NULL, NULL, NULL,
+                                             NULL, NULL);
+                        CHECK(fib_graph_read_dense(n.g, group, FIB_DTYPE_F64, w, width,
+                                                   NULL) == FIB_OK);
+                        reference_merge(w, width, width, out_cls, k_out, in_cls, k_in, ref);
+                        CHECK(fib_graph_read_dense(bg, group, FIB_DTYPE_F64, got, k_in,
+                                                   NULL) == FIB_OK);
+                        CHECK(!memcmp(got, ref, (size_t)(k_out * k_in) * sizeof *got));
+                    }
+                    fib_base_free(b);
+                }
+            set_threads(1);
+            free(w), free(ref), free(got), free(out_cls), free(in_cls);
+            fib_coloring_free(c);
+            free_net(&n);
+        }
+    fib_kernels_override(-1);
+}
+
 /* FIBRATION_SIMD is obeyed (capped by what the CPU has) and reported. */
 static void test_dispatch(void)
 {
@@ -349,6 +444,7 @@ int main(void)
     test_accumulate();
     test_tight();
     test_colourings();
+    test_compress();
     if (failures)
         fprintf(stderr, "%d failure(s)\n", failures);
     return failures ? 1 : 0;

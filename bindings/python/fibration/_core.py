@@ -16,6 +16,10 @@ from ._arrays import float_buffer, int64_array
 
 SYMMETRIES = {"fibers": _ffi.FIB_SYM_FIBERS, "opfibers": _ffi.FIB_SYM_OPFIBERS,
               "covers": _ffi.FIB_SYM_COVERS}
+LEVELS = dict(SYMMETRIES, automorphisms=_ffi.FIB_SYM_AUTOMORPHISMS)
+CHAIN_LINKS = {"orbits_in_covers": _ffi.FIB_CHAIN_ORBITS_IN_COVERS,
+               "covers_in_fibers": _ffi.FIB_CHAIN_COVERS_IN_FIBERS,
+               "covers_in_opfibers": _ffi.FIB_CHAIN_COVERS_IN_OPFIBERS}
 TOLERANCES = {"exact": _ffi.FIB_TOL_EXACT, "abs": _ffi.FIB_TOL_ABS}
 
 
@@ -504,6 +508,25 @@ class Graph(_Handle):
         check(status, "fib_color")
         return Coloring._adopt(out, self)
 
+    def _color_options(self, tolerance, eps, n_threads=0):
+        opts = _ffi.fib_color_options()
+        check(lib.fib_color_options_init(ctypes.byref(opts), ctypes.sizeof(opts)),
+              "fib_color_options_init")
+        opts.tolerance = _kind(TOLERANCES, tolerance, "tolerance")
+        opts.eps = float(eps)
+        opts.n_threads = int(n_threads)
+        return opts
+
+    def hierarchy(self, tolerance="exact", eps=0.0, n_threads=0):
+        """All four levels (fibers, opfibers, covers, automorphism orbits) of
+        the graph and the links of the refinement chain between them
+        (fib_hierarchy_create): a Hierarchy."""
+        opts = self._color_options(tolerance, eps, n_threads)
+        out = ctypes.POINTER(_ffi.fib_hierarchy)()
+        check(lib.fib_hierarchy_create(self._cp(), ctypes.byref(opts), ctypes.byref(out)),
+              "fib_hierarchy_create")
+        return Hierarchy._adopt(out, self)
+
     def coloring(self, symmetry="fibers"):
         """A colouring in which every unit is its own class (fib_coloring_create),
         to be filled with Coloring.set_group."""
@@ -546,7 +569,7 @@ class Coloring(_Handle):
     def symmetry(self):
         s = ctypes.c_int32()
         check(lib.fib_coloring_symmetry(self._p(), ctypes.byref(s)), "fib_coloring_symmetry")
-        return _name_of(SYMMETRIES, s.value)
+        return _name_of(LEVELS, s.value)
 
     def num_classes(self, group):
         n = ctypes.c_int64()
@@ -619,6 +642,13 @@ class Base(_Handle):
               "fib_base_projection")
         return out
 
+    def save(self, path, dtype=0):
+        """fib_base_save: the base graph and its projection (safetensors with
+        the structure metadata; `fibration lift` expands it). dtype:
+        'float32', 'float64' or 0 (each block's own)."""
+        code = {"float32": _ffi.FIB_DTYPE_F32, "float64": _ffi.FIB_DTYPE_F64}.get(dtype, dtype)
+        check(lib.fib_base_save(self._p(), os.fsencode(path), int(code)), "fib_base_save")
+
     def lift(self, weights=None):
         """Lifts the base (or `weights`, a graph shaped like the base graph)
         back to the original's shape: a new Graph."""
@@ -631,3 +661,55 @@ class Base(_Handle):
         if self.closed:
             return "<fibration.Base closed>"
         return "<fibration.Base %d parameters>" % self.graph.num_parameters
+
+
+class Hierarchy(_Handle):
+    """Fibers, opfibers, covers and automorphism orbits of one graph
+    (fib_hierarchy), computed with the same options; Graph.hierarchy()."""
+
+    _free = staticmethod(lambda p: lib.fib_hierarchy_free(p))
+
+    @classmethod
+    def _adopt(cls, ptr, graph):
+        h = cls.__new__(cls)
+        h._own(ptr)
+        h.graph = graph
+        return h
+
+    def num_classes(self, group, symmetry="automorphisms"):
+        """Classes of `group` at level 'fibers', 'opfibers', 'covers' or
+        'automorphisms' (fib_hierarchy_num_classes)."""
+        n = ctypes.c_int64()
+        check(lib.fib_hierarchy_num_classes(self._p(), group,
+                                            _kind(LEVELS, symmetry, "symmetry"),
+                                            ctypes.byref(n)), "fib_hierarchy_num_classes")
+        return n.value
+
+    def chain(self, group=-1):
+        """The links of the refinement chain that hold for `group` (-1: every
+        group), as FIB_CHAIN_* bits (fib_hierarchy_chain)."""
+        links = ctypes.c_int32()
+        check(lib.fib_hierarchy_chain(self._p(), group, ctypes.byref(links)),
+              "fib_hierarchy_chain")
+        return links.value
+
+    def chain_holds(self, group=-1):
+        """True when orbits lie in covers and covers in fibers and opfibers."""
+        return self.chain(group) == _ffi.FIB_CHAIN_ALL
+
+    def broken_links(self, group=-1):
+        """Names of the links that do not hold ('orbits_in_covers', ...)."""
+        links = self.chain(group)
+        return [name for name, bit in CHAIN_LINKS.items() if not links & bit]
+
+    def coloring(self, symmetry="automorphisms"):
+        """A copy of the colouring of one level (fib_hierarchy_coloring)."""
+        out = ctypes.POINTER(_ffi.fib_coloring)()
+        check(lib.fib_hierarchy_coloring(self._p(), _kind(LEVELS, symmetry, "symmetry"),
+                                         ctypes.byref(out)), "fib_hierarchy_coloring")
+        return Coloring._adopt(out, self.graph)
+
+    def __repr__(self):
+        if self.closed:
+            return "<fibration.Hierarchy closed>"
+        return "<fibration.Hierarchy chain=%d>" % self.chain()

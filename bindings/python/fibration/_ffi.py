@@ -212,7 +212,7 @@ class fib_budget_options(ctypes.Structure):
         ('bound', ctypes.c_double),
         ('n_parameters', ctypes.c_int64),
         ('chosen_tolerance', ctypes.c_int32),
-        ('reserved0', ctypes.c_int32),
+        ('refine_iterations', ctypes.c_int32),
     ]
 
 

@@ -180,7 +180,7 @@ struct fib_budget_options
     bound::Cdouble
     n_parameters::Int64
     chosen_tolerance::Int32
-    reserved0::Int32
+    refine_iterations::Int32
 end
 fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32))
 
@@ -851,14 +851,20 @@ number of classes of every hidden group itself, data-free:
   1. every hidden group is clustered once by FIB_TOL_WARD (on its own
      weights, rows weighted by their outgoing norms), giving its merge
      error e_l(k) at every class count k;
-  2. layer sensitivities S_l are the products of the spectral norms of the
-     dense blocks downstream of the group's consumer (power iteration);
+  2. layer sensitivities S_l are products of the typical gains of the
+     dense blocks upstream of the group and downstream of its consumer;
   3. the bound B = sum_l S_l e_l(k_l) (an output change per unit input
      norm, to first order) is minimised under the parameter budget by a
      greedy exchange: repeatedly remove classes where the bound grows the
      least per parameter saved;
   4. the groups are then coloured in order with those class counts (each
-     over the merged classes of its source) and compressed.
+     over the merged classes of its source), refined by Lloyd rounds
+     (refine_iterations) and compressed.
+The "bound" is a first-order estimate, not a worst-case guarantee: the
+gains g_h are the typical gains ||W_h||_F / sqrt(n_in) (ReLU: / sqrt 2) of
+the blocks before the group (its input norm) and after its consumer
+(sensitivity_power is applied to each), e_l(k) the square root of the
+weighted residual sum of squares of the fit fib_compress makes.
 options may be NULL (defaults); when given, its output fields are filled.
 The base is deterministic. Errors: FIB_E_NULL, FIB_E_INVALID (budget,
 options), FIB_E_UNSUPPORTED (blocks other than dense, a group wider than

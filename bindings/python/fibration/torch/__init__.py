@@ -9,7 +9,8 @@
     fresh = ft.break_symmetry(model, x, seed=0)
     tracker = ft.FiberTracker(model, x); tracker(accuracy=acc); tracker.plot("f.png")
 
-    ft.save(model, "model.safetensors"); same = ft.load("model.safetensors")
+    ft.save(model, "model.safetensors", x); same = ft.load("model.safetensors")
+    ft.analyze(model, x, symmetry="all")     # + automorphism orbits, refinement chain
 
 Supported: nn.Sequential and traced modules made of Linear, Conv1d/Conv2d,
 BatchNorm1d/2d (eval), MaxPool/AvgPool 1d/2d, Flatten, Dropout, Identity,
@@ -107,11 +108,17 @@ class Report:
 
     COLUMNS = ("layer", "kind", "units", "fibers", "opfibers", "covers",
                "classes", "params", "base params")
+    HIERARCHY_COLUMNS = ("orbits", "chain")
 
-    def __init__(self, rows, params, tolerance, eps):
+    def __init__(self, rows, params, tolerance, eps, chain=None):
         self.rows = rows          # list of dicts with COLUMNS as keys
         self.params = params      # (original, base by fibers) torch parameter counts
         self.tolerance, self.eps = tolerance, eps
+        # symmetry='all': True when orbits <= covers <= fibers and opfibers
+        # holds in every group (fib_hierarchy_chain(-1) == FIB_CHAIN_ALL)
+        self.chain = chain
+        if chain is not None:
+            self.COLUMNS = Report.COLUMNS[:6] + Report.HIERARCHY_COLUMNS + Report.COLUMNS[6:]
 
     def __getitem__(self, layer):
         for row in self.rows:
@@ -131,6 +138,9 @@ class Report:
         lines.append("tolerance: %s%s" % (self.tolerance,
                                           ", eps=%g" % self.eps if self.eps else ""))
         lines.append(params_line(*self.params) + "  (compressed by fibers)")
+        if self.chain is not None:
+            lines.append("refinement chain orbits <= covers <= fibers, opfibers: %s"
+                         % ("holds" if self.chain else "BROKEN (see the chain column)"))
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -154,12 +164,31 @@ def _layer_params(graph, layer):
                if name not in NOT_PARAMETERS)
 
 
-def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False):
-    """Fibers, opfibers and covers of every layer of `model` (a Report)."""
+def _chain_text(hierarchy, group):
+    broken = hierarchy.broken_links(group)
+    return "ok" if not broken else "broken: " + ",".join(broken)
+
+
+def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False,
+            symmetry="fibers"):
+    """Fibers, opfibers and covers of every layer of `model` (a Report).
+
+    symmetry='all' also computes the automorphism orbits of every layer and
+    checks the refinement chain orbits <= covers <= fibers and opfibers
+    (fib_hierarchy_create): every row gets 'orbits' (the number of orbits
+    of the twin permutations: units with identical input rows, output
+    columns and biases) and 'chain' ('ok', or the links that do not hold,
+    which only a tolerance can break), and Report.chain says whether the
+    chain holds in every group. The default ('fibers') leaves them out."""
+    if symmetry not in ("fibers", "all"):
+        raise ValueError("symmetry must be 'fibers' (fibers, opfibers and covers) or "
+                         "'all' (also automorphism orbits and the refinement chain), "
+                         "not %r" % (symmetry,))
     tolerance = _tolerance(eps, tolerance)
     net = _trace(model, example_input)
     colorings = {s: net.graph.color(s, tolerance, eps)
                  for s in ("fibers", "opfibers", "covers")}
+    hierarchy = net.graph.hierarchy(tolerance, eps) if symmetry == "all" else None
     base = net.graph.compress(colorings["fibers"])
     base_graph = base.graph
     rows = []
@@ -176,9 +205,13 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False)
             "params": _layer_params(net.graph, layer),
             "base params": _layer_params(base_graph, layer),
         })
+        if hierarchy is not None:
+            rows[-1]["orbits"] = hierarchy.num_classes(layer.group, "automorphisms")
+            rows[-1]["chain"] = _chain_text(hierarchy, layer.group)
     compressed = rebuild(net, base, "Compressed" + type(model).__name__)
     report = Report(rows, (count_parameters(model), count_parameters(compressed)),
-                    tolerance, eps)
+                    tolerance, eps,
+                    hierarchy.chain_holds() if hierarchy is not None else None)
     if print_table:
         print(report)
     return report
@@ -249,6 +282,7 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
         coloring = _color(net, symmetry, tolerance, eps, ignored_layers)
     base = net.graph.compress(coloring)
     compressed = rebuild(net, base, "Compressed" + type(model).__name__)
+    compressed._fibration_source = CompressedSource(net, coloring)  # for save()
     params = (count_parameters(model), count_parameters(compressed))
     new_plan = _plan_from(net, base, symmetry, tolerance, eps, params)
     if verbose:
@@ -358,7 +392,7 @@ def break_symmetry(model, example_input, seed=0, eps=0.0, tolerance="exact"):
     return fresh
 
 
-from ._files import load, save  # noqa: E402
+from ._files import CompressedSource, load, save  # noqa: E402
 from ._tracker import FiberTracker  # noqa: E402
 from ._budget import tolerance_tree  # noqa: E402
 from ._retune import retune  # noqa: E402

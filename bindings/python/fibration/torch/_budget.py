@@ -69,7 +69,7 @@ def set_coloring_scales(coloring, group, scales):
                                       arr.shape[0]), "fib_coloring_set_scales")
 
 
-def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.0):
+def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_iterations=None):
     """fib_compress_to_budget on a fibration.Graph: (Base, info dict)."""
     from .._core import Base
     opts = _ffi.fib_budget_options()
@@ -77,6 +77,8 @@ def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.0):
           "fib_budget_options_init")
     opts.tolerance = tolerance_code(tolerance)
     opts.sensitivity_power = float(sensitivity_power)
+    if refine_iterations is not None:
+        opts.refine_iterations = int(refine_iterations)
     out = ctypes.POINTER(_ffi.fib_base)()
     check(lib.fib_compress_to_budget(graph._cp(), float(budget), ctypes.byref(opts),
                                      ctypes.byref(out)), "fib_compress_to_budget")
@@ -93,12 +95,12 @@ def _outputs(model, x):
 
 
 # Variants tried with a calibration batch: (grouping, sensitivity power).
-CALIBRATION_VARIANTS = [(0, 1.0), ("scaled+ward", 0.0), ("scaled+ward", 0.5),
-                        ("scaled+ward", 1.0), ("ward", 1.0)]
+CALIBRATION_VARIANTS = [(0, 1.5), ("scaled+ward", 1.0), ("scaled+ward", 2.0),
+                        ("ward", 1.0), ("ward", 1.5), ("ward", 2.0)]
 
 
 def compress_to_budget(model, example_input, budget, calibration=None, verbose=False,
-                       tolerance=0, sensitivity_power=1.0):
+                       tolerance=0, sensitivity_power=1.5):
     """(compressed, plan) with at most `budget` of the parameters kept."""
     from . import _plan_from, _trace, count_parameters
     from ._rebuild import rebuild

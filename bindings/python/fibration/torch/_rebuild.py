@@ -90,8 +90,11 @@ def _block_groups(weight, groups):
 def rebuild_conv(ctx, node, layer):
     original = ctx.gm.get_submodule(node.target)
     tensors = ctx.base_graph.tensors(layer.group)
-    kr, kc, sr, sc, pr, pc, _ = ctx.base_graph.block_params(layer.group)[:7]
-    groups, weight = _block_groups(tensors["weight"], original.groups)
+    kr, kc, sr, sc, pr, pc, stored = ctx.base_graph.block_params(layer.group)[:7]
+    if stored > 1:  # a grouped block as users build it (a model file read back)
+        groups, weight = int(stored), tensors["weight"]
+    else:
+        groups, weight = _block_groups(tensors["weight"], original.groups)
     out_ch, in_ch = weight.shape[0], weight.shape[1] * groups
     has_bias = original.bias is not None
     like = original.weight
@@ -141,11 +144,14 @@ def rebuild_pool(ctx, node, layer):
 
 
 def rebuild_last_step(ctx, node, layer):
-    # the C API gives no read-out of a base last step's gather: it is derived
-    # from the projections, as the library derives it (the source class of
-    # each class's first member)
+    # the block's params are its gather (the source unit each unit copies);
+    # a library that gives none is read through the projections, as the
+    # library derives it (the source class of each class's first member)
     step = ctx.new.node_copy(node, lambda n: ctx.env[n.name])
-    return ctx.select(step, ctx.derived_gather(layer), 1, node.name)
+    gather = ctx.base_graph.block_params(layer.group)
+    if len(gather) == 0:
+        gather = ctx.derived_gather(layer)
+    return ctx.select(step, gather, 1, node.name, ctx.width(layer.sources[0]))
 
 
 def rebuild_recurrent(ctx, node, layers, cell):
@@ -214,10 +220,46 @@ def attention_module(ctx, layers, original):
     pairs = params[1 + heads:1 + heads + 2 * n_pairs].reshape(-1, 2)
     units = params[1 + heads + 2 * n_pairs:].reshape(-1, 2)
     mult = bg.tensors(core)["pair_multiplicity"]
+    standard = _standard_attention(bg, layers, projections, heads, per_head, pairs, units,
+                                   mult, bg.block_scalar(core), like)
+    if standard is not None:
+        standard.train(original.training)
+        return standard
     module = FiberAttention(*projections, pairs[:, 0], pairs[:, 1], mult, per_head,
                             units[:, 0], units[:, 1], bg.block_scalar(core))
     module.train(original.training)
     return module.to(like.device)
+
+
+def _standard_attention(bg, layers, projections, heads, per_head, pairs, units, mult,
+                        scale, like):
+    """nn.MultiheadAttention when nothing merged (every q/k dimension its own
+    pair of multiplicity 1, heads of equal width, the standard scale), else
+    None."""
+    e = bg.group(layers[0].group).n_units
+    widths = {bg.group(l.group).n_units for l in layers} | \
+        {bg.group(layers[0].sources[0]).n_units}
+    if widths != {e} or e % heads:
+        return None
+    d = e // heads
+    ids = np.arange(e)
+    if not (np.all(per_head == d) and np.array_equal(pairs[:, 0], ids)
+            and np.array_equal(pairs[:, 1], ids) and np.all(mult == 1)
+            and np.array_equal(units[:, 0], ids // d) and np.array_equal(units[:, 1], ids)
+            and abs(scale * np.sqrt(d) - 1.0) < 1e-12):
+        return None
+    biases = [p.bias is not None for p in projections]
+    if len(set(biases)) != 1:
+        return None
+    mha = nn.MultiheadAttention(e, heads, bias=biases[0], batch_first=True,
+                                dtype=like.dtype, device=like.device)
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(torch.cat([p.weight for p in projections[:3]]))
+        mha.out_proj.weight.copy_(projections[3].weight)
+        if biases[0]:
+            mha.in_proj_bias.copy_(torch.cat([p.bias for p in projections[:3]]))
+            mha.out_proj.bias.copy_(projections[3].bias)
+    return mha
 
 
 def rebuild_attention(ctx, node, layers):

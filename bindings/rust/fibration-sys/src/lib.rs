@@ -190,7 +190,7 @@ pub struct fib_budget_options {
     pub bound: f64,
     pub n_parameters: i64,
     pub chosen_tolerance: i32,
-    pub reserved0: i32,
+    pub refine_iterations: i32,
 }
 
 #[repr(C)]
@@ -580,14 +580,20 @@ extern "C" {
     /// 1. every hidden group is clustered once by FIB_TOL_WARD (on its own
     /// weights, rows weighted by their outgoing norms), giving its merge
     /// error e_l(k) at every class count k;
-    /// 2. layer sensitivities S_l are the products of the spectral norms of the
-    /// dense blocks downstream of the group's consumer (power iteration);
+    /// 2. layer sensitivities S_l are products of the typical gains of the
+    /// dense blocks upstream of the group and downstream of its consumer;
     /// 3. the bound B = sum_l S_l e_l(k_l) (an output change per unit input
     /// norm, to first order) is minimised under the parameter budget by a
     /// greedy exchange: repeatedly remove classes where the bound grows the
     /// least per parameter saved;
     /// 4. the groups are then coloured in order with those class counts (each
-    /// over the merged classes of its source) and compressed.
+    /// over the merged classes of its source), refined by Lloyd rounds
+    /// (refine_iterations) and compressed.
+    /// The "bound" is a first-order estimate, not a worst-case guarantee: the
+    /// gains g_h are the typical gains ||W_h||_F / sqrt(n_in) (ReLU: / sqrt 2) of
+    /// the blocks before the group (its input norm) and after its consumer
+    /// (sensitivity_power is applied to each), e_l(k) the square root of the
+    /// weighted residual sum of squares of the fit fib_compress makes.
     /// options may be NULL (defaults); when given, its output fields are filled.
     /// The base is deterministic. Errors: FIB_E_NULL, FIB_E_INVALID (budget,
     /// options), FIB_E_UNSUPPORTED (blocks other than dense, a group wider than

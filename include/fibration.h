@@ -663,9 +663,10 @@ FIB_API int32_t fib_break_symmetry(const fib_graph *graph,
 
 typedef struct fib_budget_options {
     size_t struct_size;  /* sizeof(fib_budget_options), set by init */
-    int32_t tolerance;   /* grouping: 0 = automatic (tries FIB_TOL_SCALED |
-                            FIB_TOL_WARD and plain FIB_TOL_WARD, keeps the
-                            smaller bound), or one of those two */
+    int32_t tolerance;   /* grouping: 0 = automatic (FIB_TOL_SCALED |
+                            FIB_TOL_WARD when every hidden activation is
+                            linear, ReLU or leaky ReLU, else FIB_TOL_WARD),
+                            or one of those two */
     int32_t n_threads;   /* 0 = library default; never changes a result */
     double sensitivity_power; /* exponent applied to each gain in the
                             sensitivities; default 1.5 (chosen on the

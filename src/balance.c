@@ -4,41 +4,14 @@
 
 #include <math.h>
 
-/* Units of each class listed together: members[start[c] .. start[c+1]). */
-typedef struct class_lists {
-    int64_t *start;
-    int64_t *members;
-} class_lists;
-
-static int32_t lists_build(const fib_partition *p, class_lists *l)
-{
-    l->start = fib_calloc(p->n_classes + 1, sizeof *l->start);
-    l->members = fib_alloc(p->n_units, sizeof *l->members);
-    if (!l->start || !l->members) {
-        fib_free(l->start);
-        fib_free(l->members);
-        return fib_error(FIB_E_NOMEM, "out of memory checking balance");
-    }
-    for (int64_t i = 0; i < p->n_units; i++)
-        l->start[p->color[i] + 1]++;
-    for (int64_t c = 0; c < p->n_classes; c++)
-        l->start[c + 1] += l->start[c];
-    for (int64_t i = 0; i < p->n_units; i++)
-        l->members[l->start[p->color[i]]++] = i;
-    for (int64_t c = p->n_classes; c > 0; c--)
-        l->start[c] = l->start[c - 1];
-    l->start[0] = 0;
-    return FIB_OK;
-}
-
 /* Sets *ok = false and notes the first coordinate that spans more than eps
  * (plus rounding) inside a class. */
 static int32_t check_signature(const fib_signature *sig, const fib_partition *p,
                                double eps, int32_t group, const char *kind,
                                bool *ok)
 {
-    class_lists l;
-    int32_t status = lists_build(p, &l);
+    fib_class_lists l;
+    int32_t status = fib_class_lists_build(p, &l);
     if (status)
         return status;
     for (int64_t c = 0; c < p->n_classes && *ok; c++) {
@@ -63,8 +36,7 @@ static int32_t check_signature(const fib_signature *sig, const fib_partition *p,
             }
         }
     }
-    fib_free(l.start);
-    fib_free(l.members);
+    fib_class_lists_clear(&l);
     return FIB_OK;
 }
 

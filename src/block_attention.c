@@ -439,38 +439,7 @@ done:
 }
 
 /* Units of each class listed together: members[start[c] .. start[c + 1]). */
-typedef struct class_lists {
-    int64_t *start;
-    int64_t *members;
-} class_lists;
-
-static void lists_free(class_lists *l)
-{
-    fib_free(l->start);
-    fib_free(l->members);
-}
-
-static bool lists_build(const fib_partition *p, class_lists *l)
-{
-    l->start = fib_calloc(p->n_classes + 1, sizeof *l->start);
-    l->members = fib_alloc(p->n_units, sizeof *l->members);
-    if (!l->start || !l->members) {
-        lists_free(l);
-        return false;
-    }
-    for (int64_t i = 0; i < p->n_units; i++)
-        l->start[p->color[i] + 1]++;
-    for (int64_t c = 0; c < p->n_classes; c++)
-        l->start[c + 1] += l->start[c];
-    for (int64_t i = 0; i < p->n_units; i++)
-        l->members[l->start[p->color[i]]++] = i;
-    for (int64_t c = p->n_classes; c > 0; c--)
-        l->start[c] = l->start[c - 1];
-    l->start[0] = 0;
-    return true;
-}
-
-static int64_t class_size(const class_lists *l, int64_t c)
+static int64_t class_size(const fib_class_lists *l, int64_t c)
 {
     return l->start[c + 1] - l->start[c];
 }
@@ -479,7 +448,7 @@ static int64_t class_size(const class_lists *l, int64_t c)
  * k class b, the pairs (A_i, B_i, m / |A|) when |A| = |B|, else every
  * (A_i, B_j, m / (|A| |B|)): the same score, and every member of A (of B)
  * carries the same multiplicity, so the lift has the base's symmetry. */
-static int64_t lifted_pairs(const class_lists *lq, const class_lists *lk,
+static int64_t lifted_pairs(const fib_class_lists *lq, const fib_class_lists *lk,
                             int64_t a, int64_t b)
 {
     int64_t na = class_size(lq, a), nb = class_size(lk, b);
@@ -495,12 +464,12 @@ static int32_t attend_lift(const fib_graph *base, int32_t group,
     const fib_partition *own = &parts[group], *pq = &parts[grp->sources[0]],
                         *pk = &parts[grp->sources[1]], *pv = &parts[grp->sources[2]];
     int64_t n = own->n_units;
-    class_lists lq = {0}, lk = {0};
+    fib_class_lists lq = {0}, lk = {0};
     int64_t *first_v = fib_alloc(pv->n_classes, sizeof *first_v);
-    if (!first_v || !lists_build(pq, &lq) || !lists_build(pk, &lk)) {
+    if (!first_v || fib_class_lists_build(pq, &lq) || fib_class_lists_build(pk, &lk)) {
         fib_free(first_v);
-        lists_free(&lq);
-        lists_free(&lk);
+        fib_class_lists_clear(&lq);
+        fib_class_lists_clear(&lk);
         return fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
     }
     fib_partition_first_units(pv, first_v);
@@ -510,8 +479,8 @@ static int32_t attend_lift(const fib_graph *base, int32_t group,
     fib_attend *f = attend_alloc(a->n_heads, total, n);
     if (!f) {
         fib_free(first_v);
-        lists_free(&lq);
-        lists_free(&lk);
+        fib_class_lists_clear(&lq);
+        fib_class_lists_clear(&lk);
         return fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
     }
     f->scale = a->scale;
@@ -545,8 +514,8 @@ static int32_t attend_lift(const fib_graph *base, int32_t group,
         f->unit_v[i] = (pv->n_units == n && pv->color[i] == bv) ? i : first_v[bv];
     }
     fib_free(first_v);
-    lists_free(&lq);
-    lists_free(&lk);
+    fib_class_lists_clear(&lq);
+    fib_class_lists_clear(&lk);
     int32_t id;
     return fib_graph_add_attend_owned(full, full_ids[grp->sources[0]],
                                       full_ids[grp->sources[1]],

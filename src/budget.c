@@ -476,12 +476,17 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
             return fib_error(FIB_E_UNSUPPORTED, "%s: group %d: %lld units, above "
                              "FIB_LINKAGE_MAX_UNITS", fn, (int)i, (long long)grp->n_units);
     }
-    int32_t modes[2];
-    int n_modes = 0;
-    if (tol == 0 || tol == (FIB_TOL_SCALED | FIB_TOL_WARD))
-        modes[n_modes++] = FIB_TOL_SCALED | FIB_TOL_WARD;
-    if (tol == 0 || tol == FIB_TOL_WARD)
-        modes[n_modes++] = FIB_TOL_WARD;
+    /* automatic: the scale-aware grouping whenever every hidden group is
+     * positively homogeneous (its rank-1 fit never fits worse than the mean
+     * for a given partition), else plain Ward */
+    bool homogeneous = true;
+    for (int32_t i = 1; i < g->n_groups; i++)
+        if (!fib_group_is_output(g, i))
+            homogeneous = homogeneous && fib_activation_homogeneous(g->groups[i].activation);
+    int32_t modes[1];
+    int n_modes = 1;
+    modes[0] = tol != 0 ? tol
+               : homogeneous ? (FIB_TOL_SCALED | FIB_TOL_WARD) : FIB_TOL_WARD;
     fib_base *best = NULL;
     double best_bound = INFINITY;
     int64_t best_params = 0;

@@ -264,6 +264,15 @@ int32_t fib_partition_meet(fib_partition *p, const fib_partition *a,
 int32_t fib_partition_copy(fib_partition *dst, const fib_partition *src);
 /* sizes[0 .. n_classes) */
 void fib_partition_class_sizes(const fib_partition *p, int64_t *sizes);
+/* The members of every class, listed together: class c holds
+ * members[start[c] .. start[c + 1]) in increasing unit order. */
+typedef struct fib_class_lists {
+    int64_t *start;   /* n_classes + 1 */
+    int64_t *members; /* n_units */
+} fib_class_lists;
+int32_t fib_class_lists_build(const fib_partition *p, fib_class_lists *l);
+void fib_class_lists_clear(fib_class_lists *l);
+
 /* first[c] = lowest unit of class c (-1 if the class is empty), for c in
  * [0, n_classes); labels need not be canonical. */
 void fib_partition_first_units(const fib_partition *p, int64_t *first);

@@ -163,3 +163,32 @@ void fib_partition_first_units(const fib_partition *p, int64_t *first)
     for (int64_t i = p->n_units - 1; i >= 0; i--)
         first[p->color[i]] = i;
 }
+
+int32_t fib_class_lists_build(const fib_partition *p, fib_class_lists *l)
+{
+    l->start = fib_calloc(p->n_classes + 1, sizeof *l->start);
+    l->members = fib_alloc(p->n_units, sizeof *l->members);
+    if (!l->start || !l->members) {
+        fib_class_lists_clear(l);
+        return fib_error(FIB_E_NOMEM, "out of memory listing %lld classes",
+                         (long long)p->n_classes);
+    }
+    /* Counting sort: sizes, prefix sums, then members in unit order. */
+    for (int64_t i = 0; i < p->n_units; i++)
+        l->start[p->color[i] + 1]++;
+    for (int64_t c = 0; c < p->n_classes; c++)
+        l->start[c + 1] += l->start[c];
+    for (int64_t i = 0; i < p->n_units; i++)
+        l->members[l->start[p->color[i]]++] = i;
+    for (int64_t c = p->n_classes; c > 0; c--)
+        l->start[c] = l->start[c - 1];
+    l->start[0] = 0;
+    return FIB_OK;
+}
+
+void fib_class_lists_clear(fib_class_lists *l)
+{
+    fib_free(l->start);
+    fib_free(l->members);
+    l->start = l->members = NULL;
+}

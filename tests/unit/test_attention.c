@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checks.h"
 #include "fibration.h"
 #include "internal.h"
 #include "plant_lift.h"
@@ -16,57 +17,7 @@
 
 int test_failures;
 
-static double *random_array(uint64_t *rng, int64_t n, double lo, double hi)
-{
-    double *x = malloc((size_t)n * sizeof *x);
-    for (int64_t i = 0; i < n; i++)
-        x[i] = test_uniform(rng, lo, hi);
-    return x;
-}
-
-static fib_coloring *color(const fib_graph *g, int32_t symmetry)
-{
-    fib_color_options o;
-    fib_color_options_init(&o, sizeof o);
-    o.symmetry = symmetry;
-    fib_coloring *c = NULL;
-    CHECK_OK(fib_color(g, &o, &c));
-    return c;
-}
-
-static int64_t width(const fib_graph *g, int32_t group)
-{
-    int64_t n = 0;
-    CHECK_OK(fib_graph_group_info(g, group, NULL, &n, NULL, NULL, NULL, NULL, NULL));
-    return n;
-}
-
-static int64_t num_classes(const fib_coloring *c, int32_t group)
-{
-    int64_t n = 0;
-    CHECK_OK(fib_coloring_num_classes(c, group, &n));
-    return n;
-}
-
 /* Max relative difference of two graphs' outputs on the same random inputs. */
-static double output_difference(const fib_graph *a, const fib_graph *b, uint64_t seed)
-{
-    int64_t n_in = 0, n_out = 0, n_in_b = 0, n_out_b = 0, batch = 3;
-    fib_graph_io_width(a, &n_in, &n_out);
-    fib_graph_io_width(b, &n_in_b, &n_out_b);
-    CHECK(n_in == n_in_b && n_out == n_out_b);
-    double *x = random_array(&seed, batch * n_in, -2, 2);
-    double *ya = calloc((size_t)(batch * n_out), sizeof *ya);
-    double *yb = calloc((size_t)(batch * n_out), sizeof *yb);
-    CHECK_OK(fib_graph_forward(a, batch, FIB_DTYPE_F64, x, ya));
-    CHECK_OK(fib_graph_forward(b, batch, FIB_DTYPE_F64, x, yb));
-    double d = max_rel_diff(ya, yb, batch * n_out);
-    free(x);
-    free(ya);
-    free(yb);
-    return d;
-}
-
 /* Independent multi-head attention (PyTorch's definition) on one sample:
  * x is len x e, out len x e. */
 static void reference_mha(int64_t len, int64_t e, int64_t heads, const double *in_w,
@@ -119,11 +70,11 @@ static void forward_matches_reference(void)
 {
     const int64_t e = 6, heads = 3, len = 5, batch = 2;
     uint64_t rng = 11;
-    double *in_w = random_array(&rng, 3 * e * e, -1, 1);
-    double *in_b = random_array(&rng, 3 * e, -1, 1);
-    double *out_w = random_array(&rng, e * e, -1, 1);
-    double *out_b = random_array(&rng, e, -1, 1);
-    double *x = random_array(&rng, batch * len * e, -2, 2);
+    double *in_w = test_random_array(&rng, 3 * e * e, -1, 1);
+    double *in_b = test_random_array(&rng, 3 * e, -1, 1);
+    double *out_w = test_random_array(&rng, e * e, -1, 1);
+    double *out_b = test_random_array(&rng, e, -1, 1);
+    double *x = test_random_array(&rng, batch * len * e, -2, 2);
     for (int with_bias = 0; with_bias < 2; with_bias++) {
         fib_graph *g = NULL;
         int32_t in, out, n_groups = 0;
@@ -204,10 +155,10 @@ static double loss(const fib_graph *g, int64_t batch, const double *x, const dou
 static int64_t check_opfiber_errors(fib_graph *g, const fib_coloring *opf, int32_t group,
                                     uint64_t seed)
 {
-    int64_t n_in = 0, n_out = 0, batch = 2, n = width(g, group);
+    int64_t n_in = 0, n_out = 0, batch = 2, n = test_width(g, group);
     fib_graph_io_width(g, &n_in, &n_out);
-    double *x = random_array(&seed, batch * n_in, -1.5, 1.5);
-    double *r = random_array(&seed, batch * n_out, -1, 1);
+    double *x = test_random_array(&seed, batch * n_in, -1.5, 1.5);
+    double *r = test_random_array(&seed, batch * n_out, -1, 1);
     double *grad = malloc((size_t)n * sizeof *grad);
     const double h = 1e-5;
     for (int64_t i = 0; i < n; i++) {
@@ -265,10 +216,10 @@ static void duplicated_rows_merge_exactly(void)
 {
     const int64_t e = 8, heads = 2, len = 6;
     uint64_t rng = 21;
-    double *in_w = random_array(&rng, 3 * e * e, -1, 1);
-    double *in_b = random_array(&rng, 3 * e, -0.5, 0.5);
-    double *out_w = random_array(&rng, e * e, -1, 1);
-    double *out_b = random_array(&rng, e, -0.5, 0.5);
+    double *in_w = test_random_array(&rng, 3 * e * e, -1, 1);
+    double *in_b = test_random_array(&rng, 3 * e, -0.5, 0.5);
+    double *out_w = test_random_array(&rng, e * e, -1, 1);
+    double *out_b = test_random_array(&rng, e, -0.5, 0.5);
     for (int64_t c = 0; c < e; c++) {
         in_w[1 * e + c] = in_w[0 * e + c];         /* q1 = q0 */
         in_w[4 * e + c] = in_w[0 * e + c];         /* q4 = q0 (head 1) */
@@ -286,7 +237,7 @@ static void duplicated_rows_merge_exactly(void)
     CHECK_OK(fib_graph_add_attention(g, in, heads, FIB_DTYPE_F64, in_w, in_b, out_w, out_b, 0,
                                      &out));
     /* groups: 0 input, 1 q, 2 k, 3 v, 4 core, 5 out */
-    fib_coloring *fib = color(g, FIB_SYM_FIBERS);
+    fib_coloring *fib = test_color(g, FIB_SYM_FIBERS);
     const int64_t q_cls[] = {0, 0, 1, 2, 0, 3, 4, 5};
     const int64_t k_cls[] = {0, 0, 1, 2, 3, 4, 5, 6};
     const int64_t v_cls[] = {0, 1, 2, 2, 3, 4, 5, 6};
@@ -297,7 +248,7 @@ static void duplicated_rows_merge_exactly(void)
     fib_base *b = NULL;
     CHECK_OK(fib_compress(g, fib, &b));
     const fib_graph *bg = fib_base_graph(b);
-    CHECK(width(bg, 1) == 6 && width(bg, 2) == 7 && width(bg, 3) == 7 && width(bg, 4) == 7);
+    CHECK(test_width(bg, 1) == 6 && test_width(bg, 2) == 7 && test_width(bg, 3) == 7 && test_width(bg, 4) == 7);
     /* Head 0 keeps 3 (q, k) pairs instead of 4: (q0,k0) twice became one
      * pair of multiplicity 2. The scale stays 1/sqrt(4). */
     int64_t params[64], count = 0;
@@ -308,11 +259,11 @@ static void duplicated_rows_merge_exactly(void)
     CHECK(mult[0] == 2.0 && mult[1] == 1.0 && mult[3] == 1.0);
     CHECK_OK(fib_graph_block_scalar(bg, 4, &scale));
     CHECK(scale == 0.5);
-    CHECK(output_difference(g, bg, 5) < 1e-10);
+    CHECK(test_output_difference(g, bg, 5, 3, 2.0) < 1e-10);
 
     /* Opfibers: q0 ~ q1 (same head, each pairs once with k class {0,1}),
      * k0 ~ k1, v2 ~ v3; their error signals agree. */
-    fib_coloring *opf = color(g, FIB_SYM_OPFIBERS);
+    fib_coloring *opf = test_color(g, FIB_SYM_OPFIBERS);
     int64_t cls[8];
     CHECK_OK(fib_coloring_colors(opf, 1, cls, e));
     CHECK(cls[0] == cls[1] && cls[0] != cls[4]);
@@ -323,22 +274,22 @@ static void duplicated_rows_merge_exactly(void)
     for (int32_t grp = 1; grp <= 3; grp++)
         CHECK(check_opfiber_errors(g, opf, grp, 70 + (uint64_t)grp) >= 1);
     /* Covers: still exact, and smaller than the graph. */
-    fib_coloring *cov = color(g, FIB_SYM_COVERS);
+    fib_coloring *cov = test_color(g, FIB_SYM_COVERS);
     fib_base *cb = NULL;
     CHECK_OK(fib_compress(g, cov, &cb));
-    CHECK(width(fib_base_graph(cb), 1) == 7);
-    CHECK(output_difference(g, fib_base_graph(cb), 6) < 1e-10);
+    CHECK(test_width(fib_base_graph(cb), 1) == 7);
+    CHECK(test_output_difference(g, fib_base_graph(cb), 6, 3, 2.0) < 1e-10);
     /* A base of the base is the base. */
-    fib_coloring *again = color(bg, FIB_SYM_FIBERS);
+    fib_coloring *again = test_color(bg, FIB_SYM_FIBERS);
     fib_base *bb = NULL;
     CHECK_OK(fib_compress(bg, again, &bb));
-    CHECK(width(fib_base_graph(bb), 1) == 6 && width(fib_base_graph(bb), 4) == 7);
-    CHECK(output_difference(bg, fib_base_graph(bb), 7) < 1e-10);
+    CHECK(test_width(fib_base_graph(bb), 1) == 6 && test_width(fib_base_graph(bb), 4) == 7);
+    CHECK(test_output_difference(bg, fib_base_graph(bb), 7, 3, 2.0) < 1e-10);
     /* Lifting the base back gives the function of the original. */
     fib_graph *lifted = NULL;
     CHECK_OK(fib_lift(b, NULL, &lifted));
-    CHECK(width(lifted, 1) == e && width(lifted, 4) == e);
-    CHECK(output_difference(g, lifted, 8) < 1e-10);
+    CHECK(test_width(lifted, 1) == e && test_width(lifted, 4) == e);
+    CHECK(test_output_difference(g, lifted, 8, 3, 2.0) < 1e-10);
     fib_graph_free(lifted);
     fib_base_free(bb);
     fib_coloring_free(again);
@@ -382,7 +333,7 @@ static void plant_lift_all(plant *p, uint64_t *rng, const int32_t *same, int max
     p->proj = calloc((size_t)p->n_groups, sizeof *p->proj);
     p->widths = calloc((size_t)p->n_groups, sizeof *p->widths);
     for (int32_t i = 0; i < p->n_groups; i++) {
-        int64_t k = width(p->base, i);
+        int64_t k = test_width(p->base, i);
         int32_t op = 0, is_output = 0;
         CHECK_OK(fib_graph_group_info(p->base, i, &op, NULL, NULL, NULL, NULL, NULL, &is_output));
         if (same && same[i] >= 0) {
@@ -408,7 +359,7 @@ static void plant_lift_all(plant *p, uint64_t *rng, const int32_t *same, int max
  * and computes the lifted network's function. */
 static void check_planted(const plant *p, int32_t symmetry, uint64_t seed)
 {
-    fib_coloring *c = color(p->full, symmetry);
+    fib_coloring *c = test_color(p->full, symmetry);
     for (int32_t i = 0; i < p->n_groups; i++) {
         int32_t op = 0, is_output = 0;
         CHECK_OK(fib_graph_group_info(p->full, i, &op, NULL, NULL, NULL, NULL, NULL, &is_output));
@@ -417,15 +368,15 @@ static void check_planted(const plant *p, int32_t symmetry, uint64_t seed)
         if (!same_partition(c, i, p->proj[i], p->widths[i])) {
             test_failures++;
             fprintf(stderr, "group %d: %lld classes found, %lld planted\n", (int)i,
-                    (long long)num_classes(c, i), (long long)width(p->base, i));
+                    (long long)test_num_classes(c, i), (long long)test_width(p->base, i));
         }
     }
     fib_base *b = NULL;
     CHECK_OK(fib_compress(p->full, c, &b));
     for (int32_t i = 0; i < p->n_groups; i++)
-        CHECK(width(fib_base_graph(b), i) == width(p->base, i));
-    CHECK(output_difference(p->full, fib_base_graph(b), seed) < 1e-10);
-    CHECK(output_difference(p->base, fib_base_graph(b), seed + 1) < 1e-10);
+        CHECK(test_width(fib_base_graph(b), i) == test_width(p->base, i));
+    CHECK(test_output_difference(p->full, fib_base_graph(b), seed, 3, 2.0) < 1e-10);
+    CHECK(test_output_difference(p->base, fib_base_graph(b), seed + 1, 3, 2.0) < 1e-10);
     fib_base_free(b);
     fib_coloring_free(c);
 }
@@ -433,8 +384,8 @@ static void check_planted(const plant *p, int32_t symmetry, uint64_t seed)
 static int32_t add_random_dense(fib_graph *g, uint64_t *rng, int32_t source, int64_t n_out,
                                 int32_t activation, double **keep)
 {
-    int64_t n_in = width(g, source);
-    double *w = random_array(rng, n_out * n_in, -1, 1), *b = random_array(rng, n_out, -0.5, 0.5);
+    int64_t n_in = test_width(g, source);
+    double *w = test_random_array(rng, n_out * n_in, -1, 1), *b = test_random_array(rng, n_out, -0.5, 0.5);
     int32_t id = -1;
     CHECK_OK(fib_graph_add_dense(g, source, n_out, FIB_DTYPE_F64, w, n_in, b, FIB_COPY, &id));
     CHECK_OK(fib_graph_set_activation(g, id, activation, 0.0));
@@ -446,9 +397,9 @@ static int32_t add_random_dense(fib_graph *g, uint64_t *rng, int32_t source, int
 
 static int32_t add_random_attention(fib_graph *g, uint64_t *rng, int32_t source, int64_t heads)
 {
-    int64_t e = width(g, source);
-    double *in_w = random_array(rng, 3 * e * e, -1, 1), *in_b = random_array(rng, 3 * e, -0.5, 0.5);
-    double *out_w = random_array(rng, e * e, -1, 1), *out_b = random_array(rng, e, -0.5, 0.5);
+    int64_t e = test_width(g, source);
+    double *in_w = test_random_array(rng, 3 * e * e, -1, 1), *in_b = test_random_array(rng, 3 * e, -0.5, 0.5);
+    double *out_w = test_random_array(rng, e * e, -1, 1), *out_b = test_random_array(rng, e, -0.5, 0.5);
     int32_t id = -1;
     CHECK_OK(fib_graph_add_attention(g, source, heads, FIB_DTYPE_F64, in_w, in_b, out_w, out_b,
                                      FIB_COPY, &id));
@@ -461,8 +412,8 @@ static int32_t add_random_attention(fib_graph *g, uint64_t *rng, int32_t source,
 
 static int32_t add_random_norm(fib_graph *g, uint64_t *rng, int32_t source, int32_t kind)
 {
-    int64_t e = width(g, source);
-    double *w = random_array(rng, e, 0.5, 1.5), *b = random_array(rng, e, -0.5, 0.5);
+    int64_t e = test_width(g, source);
+    double *w = test_random_array(rng, e, 0.5, 1.5), *b = test_random_array(rng, e, -0.5, 0.5);
     int32_t id = -1;
     CHECK_OK(fib_graph_add_norm(g, source, kind, FIB_DTYPE_F64, w, b, 1e-5, FIB_COPY, &id));
     free(w);
@@ -498,12 +449,12 @@ static void planted_attention_found_and_merged(void)
             continue;
         }
         /* The lift has heads with several q dims of one class. */
-        CHECK(width(p.full, 2) > width(p.base, 2) || width(p.full, 3) > width(p.base, 3));
+        CHECK(test_width(p.full, 2) > test_width(p.base, 2) || test_width(p.full, 3) > test_width(p.base, 3));
         check_planted(&p, FIB_SYM_FIBERS, 300 + (uint64_t)variant);
         check_planted(&p, FIB_SYM_COVERS, 400 + (uint64_t)variant);
         /* Error signals of q, k, v and the embedding agree inside opfibers,
          * and the lift planted opfibers: some classes have several units. */
-        fib_coloring *opf = color(p.full, FIB_SYM_OPFIBERS);
+        fib_coloring *opf = test_color(p.full, FIB_SYM_OPFIBERS);
         int64_t merged = 0;
         for (int32_t grp = 1; grp <= 4; grp++)
             merged += check_opfiber_errors(p.full, opf, grp, 500 + (uint64_t)grp);
@@ -560,7 +511,7 @@ static void planted_transformer_encoder(void)
         check_planted(&p, FIB_SYM_COVERS, 1400 + (uint64_t)variant);
         /* Errors agree inside opfibers through norms, sums and attention:
          * the embedding, the first q/k/v, the first feed-forward layer. */
-        fib_coloring *opf = color(p.full, FIB_SYM_OPFIBERS);
+        fib_coloring *opf = test_color(p.full, FIB_SYM_OPFIBERS);
         int64_t merged = 0;
         const int32_t groups[] = {1, 2, 3, 4, 9, 10};
         for (int x2 = 0; x2 < 6; x2++)

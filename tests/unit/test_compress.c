@@ -5,22 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checks.h"
 #include "fibration.h"
 #include "mlp_reference.h"
 #include "planted.h"
 #include "testing.h"
 
 int test_failures;
-
-static fib_coloring *color(const fib_graph *g, int32_t symmetry)
-{
-    fib_color_options o;
-    fib_color_options_init(&o, sizeof o);
-    o.symmetry = symmetry;
-    fib_coloring *c = NULL;
-    CHECK_OK(fib_color(g, &o, &c));
-    return c;
-}
 
 static double *random_inputs(uint64_t seed, int64_t batch, int64_t width)
 {
@@ -31,32 +22,7 @@ static double *random_inputs(uint64_t seed, int64_t batch, int64_t width)
 }
 
 /* Max relative difference between two graphs' outputs on random inputs. */
-static double output_difference(const fib_graph *a, const fib_graph *b, uint64_t seed)
-{
-    int64_t n_in = 0, n_out = 0, n_in_b = 0, n_out_b = 0, batch = 32;
-    fib_graph_io_width(a, &n_in, &n_out);
-    fib_graph_io_width(b, &n_in_b, &n_out_b);
-    CHECK(n_in == n_in_b && n_out == n_out_b);
-    double *x = random_inputs(seed, batch, n_in);
-    double *ya = malloc((size_t)(batch * n_out) * sizeof *ya);
-    double *yb = malloc((size_t)(batch * n_out) * sizeof *yb);
-    CHECK_OK(fib_graph_forward(a, batch, FIB_DTYPE_F64, x, ya));
-    CHECK_OK(fib_graph_forward(b, batch, FIB_DTYPE_F64, x, yb));
-    double d = max_rel_diff(ya, yb, batch * n_out);
-    free(x);
-    free(ya);
-    free(yb);
-    return d;
-}
-
 /* Width of every group of a graph. */
-static int64_t width(const fib_graph *g, int32_t group)
-{
-    int64_t n = 0;
-    CHECK_OK(fib_graph_group_info(g, group, NULL, &n, NULL, NULL, NULL, NULL, NULL));
-    return n;
-}
-
 static void base_is_exact_and_is_the_planted_base(void)
 {
     const int64_t base[] = {6, 5, 7, 4, 3};
@@ -68,14 +34,14 @@ static void base_is_exact_and_is_the_planted_base(void)
         planted_build(&p, 40 + (uint64_t)variant, 4, base, 5, dtype, variant, acts[variant],
                       variant < 3); /* covers are planted only by even splits */
         fib_graph *g = planted_graph(&p, 0);
-        fib_coloring *c = color(g, variant < 3 ? FIB_SYM_FIBERS : FIB_SYM_COVERS);
+        fib_coloring *c = test_color(g, variant < 3 ? FIB_SYM_FIBERS : FIB_SYM_COVERS);
         fib_base *b = NULL;
         CHECK_OK(fib_compress(g, c, &b));
         const fib_graph *bg = fib_base_graph(b);
         for (int l = 0; l <= 4; l++)
-            CHECK(width(bg, l) == base[l]);
+            CHECK(test_width(bg, l) == base[l]);
         double tol = dtype == FIB_DTYPE_F32 ? 1e-5 : 1e-12;
-        CHECK(output_difference(g, bg, 1000 + (uint64_t)variant) <= tol);
+        CHECK(test_output_difference(g, bg, 1000 + (uint64_t)variant, 32, 2.0) <= tol);
         /* Base weights are the planted ones, up to the renumbering. */
         if (variant < 3) {
             for (int l = 0; l < 4; l++) {
@@ -167,8 +133,8 @@ static void fibers_sync_activity_opfibers_sync_errors(void)
     planted_mlp p;
     planted_build(&p, 12, 3, base, 4, FIB_DTYPE_F64, 0, FIB_ACT_TANH, 0);
     fib_graph *g = planted_graph(&p, 0);
-    fib_coloring *fib = color(g, FIB_SYM_FIBERS);
-    fib_coloring *op = color(g, FIB_SYM_OPFIBERS);
+    fib_coloring *fib = test_color(g, FIB_SYM_FIBERS);
+    fib_coloring *op = test_color(g, FIB_SYM_OPFIBERS);
     mlp_ref m;
     mlp_ref_from_planted(&m, &p);
     uint64_t rng = 3;
@@ -234,7 +200,7 @@ static void covers_survive_gradient_descent(void)
     mlp_ref m;
     mlp_ref_from_planted(&m, &p);
     fib_graph *g0 = graph_of(&m);
-    fib_coloring *before = color(g0, FIB_SYM_COVERS);
+    fib_coloring *before = test_color(g0, FIB_SYM_COVERS);
     uint64_t rng = 8;
     for (int step = 0; step < 25; step++) {
         double *x = random_inputs(rng++, 1, p.width[0]), err[2];
@@ -246,7 +212,7 @@ static void covers_survive_gradient_descent(void)
         free(x);
     }
     fib_graph *g1 = graph_of(&m);
-    fib_coloring *after = color(g1, FIB_SYM_COVERS);
+    fib_coloring *after = test_color(g1, FIB_SYM_COVERS);
     for (int l = 1; l <= 2; l++) {
         CHECK(refines(before, after, l, p.width[l]));
         int64_t k = 0;
@@ -254,7 +220,7 @@ static void covers_survive_gradient_descent(void)
         CHECK(k <= base[l]);
     }
     /* The weights did change. */
-    CHECK(output_difference(g0, g1, 9) > 1e-6);
+    CHECK(test_output_difference(g0, g1, 9, 32, 2.0) > 1e-6);
     fib_coloring_free(before);
     fib_coloring_free(after);
     fib_graph_free(g0);
@@ -269,17 +235,17 @@ static void lift_round_trip(void)
     planted_mlp p;
     planted_build(&p, 50, 3, base, 4, FIB_DTYPE_F64, 0, FIB_ACT_RELU, 1);
     fib_graph *g = planted_graph(&p, 0);
-    fib_coloring *c = color(g, FIB_SYM_FIBERS);
+    fib_coloring *c = test_color(g, FIB_SYM_FIBERS);
     fib_base *b = NULL;
     CHECK_OK(fib_compress(g, c, &b));
     fib_graph *lifted = NULL;
     CHECK_OK(fib_lift(b, NULL, &lifted));
     for (int l = 0; l <= 3; l++)
-        CHECK(width(lifted, l) == p.width[l]);
-    CHECK(output_difference(lifted, fib_base_graph(b), 4) <= 1e-12);
-    CHECK(output_difference(lifted, g, 4) <= 1e-12);
+        CHECK(test_width(lifted, l) == p.width[l]);
+    CHECK(test_output_difference(lifted, fib_base_graph(b), 4, 32, 2.0) <= 1e-12);
+    CHECK(test_output_difference(lifted, g, 4, 32, 2.0) <= 1e-12);
     /* The lift's fibers are the projection. */
-    fib_coloring *lc = color(lifted, FIB_SYM_COVERS);
+    fib_coloring *lc = test_color(lifted, FIB_SYM_COVERS);
     for (int l = 1; l <= 2; l++) {
         int64_t *proj = malloc((size_t)p.width[l] * sizeof *proj);
         fib_base_projection(b, l, proj, p.width[l]);
@@ -307,8 +273,8 @@ static void lift_round_trip(void)
     }
     fib_graph *lifted2 = NULL;
     CHECK_OK(fib_lift(b, retrained, &lifted2));
-    CHECK(output_difference(lifted2, retrained, 6) <= 1e-12);
-    CHECK(output_difference(lifted2, g, 6) > 1e-3);
+    CHECK(test_output_difference(lifted2, retrained, 6, 32, 2.0) <= 1e-12);
+    CHECK(test_output_difference(lifted2, g, 6, 32, 2.0) > 1e-3);
     /* A graph of another structure is refused. */
     fib_graph *other = NULL;
     CHECK(fib_lift(b, g, &other) == FIB_E_MISMATCH);
@@ -334,10 +300,10 @@ static void symmetry_breaking_keeps_outputs(void)
     CHECK_OK(fib_break_symmetry(g, NULL, 42, &again));
     CHECK_OK(fib_break_symmetry(g, NULL, 43, &other));
     for (int l = 0; l <= 3; l++)
-        CHECK(width(broken, l) == p.width[l]);
-    CHECK(output_difference(broken, g, 2) <= 1e-12);
+        CHECK(test_width(broken, l) == p.width[l]);
+    CHECK(test_output_difference(broken, g, 2, 32, 2.0) <= 1e-12);
     /* New units are distinct: more fibers than the base has. */
-    fib_coloring *c = color(broken, FIB_SYM_FIBERS);
+    fib_coloring *c = test_color(broken, FIB_SYM_FIBERS);
     int64_t k = 0;
     fib_coloring_num_classes(c, 1, &k);
     CHECK(k > base[1] || p.width[1] == base[1]);
@@ -400,25 +366,25 @@ static void residual_base_is_exact(void)
     CHECK_OK(fib_graph_add_sum(g, a, b, &s));
     fib_graph_set_activation(g, s, FIB_ACT_TANH, 0);
     fib_graph_add_dense(g, s, OUT, FIB_DTYPE_F64, wo, N, NULL, 0, &out);
-    fib_coloring *c = color(g, FIB_SYM_FIBERS);
+    fib_coloring *c = test_color(g, FIB_SYM_FIBERS);
     CHECK(same_partition(c, a, pa, N));
     CHECK(same_partition(c, b, pb, N));
     CHECK(same_partition(c, s, ps, N));
     fib_base *base = NULL;
     CHECK_OK(fib_compress(g, c, &base));
     const fib_graph *bg = fib_base_graph(base);
-    CHECK(width(bg, a) == 2 && width(bg, b) == 3 && width(bg, s) == 6);
-    CHECK(output_difference(g, bg, 3) <= 1e-12);
+    CHECK(test_width(bg, a) == 2 && test_width(bg, b) == 3 && test_width(bg, s) == 6);
+    CHECK(test_output_difference(g, bg, 3, 32, 2.0) <= 1e-12);
     int64_t ga[6], gb[6];
     CHECK_OK(fib_graph_read_sum(bg, s, ga, gb));
     CHECK(ga[5] == 1 && gb[5] == 2);
     fib_graph *lifted = NULL;
     CHECK_OK(fib_lift(base, NULL, &lifted));
-    CHECK(output_difference(lifted, g, 3) <= 1e-12);
-    fib_coloring *covers = color(g, FIB_SYM_COVERS);
+    CHECK(test_output_difference(lifted, g, 3, 32, 2.0) <= 1e-12);
+    fib_coloring *covers = test_color(g, FIB_SYM_COVERS);
     fib_base *cb = NULL;
     CHECK_OK(fib_compress(g, covers, &cb));
-    CHECK(output_difference(g, fib_base_graph(cb), 3) <= 1e-12);
+    CHECK(test_output_difference(g, fib_base_graph(cb), 3, 32, 2.0) <= 1e-12);
     fib_graph *broken = NULL;
     CHECK(fib_break_symmetry(g, NULL, 1, &broken) == FIB_E_UNSUPPORTED);
     fib_base_free(cb);

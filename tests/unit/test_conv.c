@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checks.h"
 #include "fibration.h"
 #include "plant_lift.h"
 #include "planted.h"
@@ -18,23 +19,15 @@ typedef struct cnn_ids {
     int32_t in, conv1, bn, pool, conv2, flat, dense;
 } cnn_ids;
 
-static double *random_array(uint64_t *rng, int64_t n, double lo, double hi)
-{
-    double *a = malloc((size_t)n * sizeof *a);
-    for (int64_t i = 0; i < n; i++)
-        a[i] = test_uniform(rng, lo, hi);
-    return a;
-}
-
 /* The base CNN, with weights owned by the graph (FIB_COPY). */
 static fib_graph *base_cnn(uint64_t seed, int32_t pool_kind, cnn_ids *ids)
 {
     uint64_t rng = seed;
     fib_graph *g;
-    double *k1 = random_array(&rng, C1 * IN_CH * 9, -1, 1), *b1 = random_array(&rng, C1, -.2, .2);
-    double *scale = random_array(&rng, C1, 0.5, 1.5), *shift = random_array(&rng, C1, -.3, .3);
-    double *k2 = random_array(&rng, C2 * C1 * 9, -1, 1), *b2 = random_array(&rng, C2, -.2, .2);
-    double *w = random_array(&rng, OUT * C2 * 4, -1, 1), *b = random_array(&rng, OUT, -.2, .2);
+    double *k1 = test_random_array(&rng, C1 * IN_CH * 9, -1, 1), *b1 = test_random_array(&rng, C1, -.2, .2);
+    double *scale = test_random_array(&rng, C1, 0.5, 1.5), *shift = test_random_array(&rng, C1, -.3, .3);
+    double *k2 = test_random_array(&rng, C2 * C1 * 9, -1, 1), *b2 = test_random_array(&rng, C2, -.2, .2);
+    double *w = test_random_array(&rng, OUT * C2 * 4, -1, 1), *b = test_random_array(&rng, OUT, -.2, .2);
     CHECK_OK(fib_graph_create(&g));
     CHECK_OK(fib_graph_add_input_positions(g, IN_CH, SIDE, SIDE, &ids->in));
     CHECK_OK(fib_graph_add_conv(g, ids->in, C1, 3, 3, 1, 1, 1, 1, 1, FIB_DTYPE_F64, k1, b1,
@@ -65,20 +58,6 @@ static int64_t *copy_of(const int64_t *a, int64_t n)
     int64_t *p = malloc((size_t)n * sizeof *p);
     memcpy(p, a, (size_t)n * sizeof *p);
     return p;
-}
-
-static double max_output_difference(const fib_graph *a, const fib_graph *b, uint64_t seed)
-{
-    int64_t n_in, n_out, batch = 4;
-    fib_graph_io_width(a, &n_in, &n_out);
-    uint64_t rng = seed;
-    double *x = random_array(&rng, batch * n_in, -1, 1);
-    double *ya = malloc((size_t)(batch * n_out) * sizeof *ya), *yb = malloc((size_t)(batch * n_out) * sizeof *yb);
-    CHECK_OK(fib_graph_forward(a, batch, FIB_DTYPE_F64, x, ya));
-    CHECK_OK(fib_graph_forward(b, batch, FIB_DTYPE_F64, x, yb));
-    double d = max_rel_diff(ya, yb, batch * n_out);
-    free(x), free(ya), free(yb);
-    return d;
 }
 
 static void planted_cnn(int32_t pool_kind, int32_t symmetry)
@@ -119,8 +98,8 @@ static void planted_cnn(int32_t pool_kind, int32_t symmetry)
     fib_graph_group_info(bg, ids.conv2, NULL, &w2, NULL, NULL, NULL, NULL, NULL);
     fib_graph_group_info(bg, ids.flat, NULL, &wf, NULL, NULL, NULL, NULL, NULL);
     CHECK(w1 == C1 && w2 == C2 && wf == C2 * 4);
-    CHECK(max_output_difference(g, bg, 11) <= 1e-10);
-    CHECK(max_output_difference(g, base, 11) <= 1e-10);
+    CHECK(test_output_difference(g, bg, 11, 4, 1.0) <= 1e-10);
+    CHECK(test_output_difference(g, base, 11, 4, 1.0) <= 1e-10);
     int32_t balanced = 0;
     CHECK_OK(fib_coloring_is_balanced(g, c, 0, &balanced));
     CHECK(balanced == 1);
@@ -157,7 +136,7 @@ static void grouped_conv_base_is_exact(void)
     uint64_t rng = 5;
     /* 4 input channels, 2 groups of 2; output channels 0, 1 read group 0
      * with identical kernels, and 2, 3 read group 1 likewise. */
-    double *k = random_array(&rng, 4 * 2 * 4, -1, 1);
+    double *k = test_random_array(&rng, 4 * 2 * 4, -1, 1);
     memcpy(k + 8, k, 8 * sizeof *k);       /* channel 1 = channel 0 */
     memcpy(k + 24, k + 16, 8 * sizeof *k); /* channel 3 = channel 2 */
     double head[2 * 4 * 9];
@@ -181,7 +160,7 @@ static void grouped_conv_base_is_exact(void)
     int64_t params[7], count = 0;
     CHECK_OK(fib_graph_block_params(fib_base_graph(b), conv, params, 7, &count));
     CHECK(count == 7 && params[6] == 1); /* a base convolution has groups = 1 */
-    CHECK(max_output_difference(g, fib_base_graph(b), 8) <= 1e-12);
+    CHECK(test_output_difference(g, fib_base_graph(b), 8, 4, 1.0) <= 1e-12);
     fib_base_free(b);
     fib_coloring_free(c);
     fib_graph_free(g);

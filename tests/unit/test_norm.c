@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checks.h"
 #include "fibration.h"
 #include "internal.h"
 #include "plant_lift.h"
@@ -13,49 +14,6 @@
 #include "testing.h"
 
 int test_failures;
-
-static double *random_array(uint64_t *rng, int64_t n, double lo, double hi)
-{
-    double *x = malloc((size_t)n * sizeof *x);
-    for (int64_t i = 0; i < n; i++)
-        x[i] = test_uniform(rng, lo, hi);
-    return x;
-}
-
-static fib_coloring *color(const fib_graph *g, int32_t symmetry)
-{
-    fib_color_options o;
-    fib_color_options_init(&o, sizeof o);
-    o.symmetry = symmetry;
-    fib_coloring *c = NULL;
-    CHECK_OK(fib_color(g, &o, &c));
-    return c;
-}
-
-static int64_t width(const fib_graph *g, int32_t group)
-{
-    int64_t n = 0;
-    CHECK_OK(fib_graph_group_info(g, group, NULL, &n, NULL, NULL, NULL, NULL, NULL));
-    return n;
-}
-
-static double output_difference(const fib_graph *a, const fib_graph *b, uint64_t seed)
-{
-    int64_t n_in = 0, n_out = 0, n_in_b = 0, n_out_b = 0, batch = 4;
-    fib_graph_io_width(a, &n_in, &n_out);
-    fib_graph_io_width(b, &n_in_b, &n_out_b);
-    CHECK(n_in == n_in_b && n_out == n_out_b);
-    double *x = random_array(&seed, batch * n_in, -2, 2);
-    double *ya = calloc((size_t)(batch * n_out), sizeof *ya);
-    double *yb = calloc((size_t)(batch * n_out), sizeof *yb);
-    CHECK_OK(fib_graph_forward(a, batch, FIB_DTYPE_F64, x, ya));
-    CHECK_OK(fib_graph_forward(b, batch, FIB_DTYPE_F64, x, yb));
-    double d = max_rel_diff(ya, yb, batch * n_out);
-    free(x);
-    free(ya);
-    free(yb);
-    return d;
-}
 
 /* PyTorch's LayerNorm / RMSNorm of one row. */
 static void reference_norm(int32_t kind, int64_t n, const double *x, const double *gamma,
@@ -78,7 +36,7 @@ static void forward_matches_reference(void)
 {
     const int64_t n = 7, len = 3, batch = 2;
     uint64_t rng = 3;
-    double *gamma = random_array(&rng, n, 0.5, 2), *beta = random_array(&rng, n, -1, 1);
+    double *gamma = test_random_array(&rng, n, 0.5, 2), *beta = test_random_array(&rng, n, -1, 1);
     float gamma32[7], beta32[7];
     for (int64_t i = 0; i < n; i++) {
         gamma32[i] = (float)gamma[i];
@@ -86,7 +44,7 @@ static void forward_matches_reference(void)
         gamma[i] = gamma32[i];
         beta[i] = beta32[i];
     }
-    double *x = random_array(&rng, batch * len * n, -3, 3);
+    double *x = test_random_array(&rng, batch * len * n, -3, 3);
     for (int variant = 0; variant < 6; variant++) {
         int32_t kind = variant % 2 ? FIB_NORM_RMS : FIB_NORM_LAYER;
         int affine = variant / 2; /* 0: none, 1: f64, 2: f32 copied */
@@ -144,8 +102,8 @@ static void multiplicities_keep_the_statistics(void)
     for (int variant = 0; variant < 4; variant++) {
         int32_t kind = variant % 2 ? FIB_NORM_RMS : FIB_NORM_LAYER;
         uint64_t rng = 50 + (uint64_t)variant;
-        double *rows = random_array(&rng, 5 * n_in, -1, 1), *rb = random_array(&rng, 5, -1, 1);
-        double *ng = random_array(&rng, 6, 0.5, 1.5), *nb = random_array(&rng, 6, -1, 1);
+        double *rows = test_random_array(&rng, 5 * n_in, -1, 1), *rb = test_random_array(&rng, 5, -1, 1);
+        double *ng = test_random_array(&rng, 6, 0.5, 1.5), *nb = test_random_array(&rng, 6, -1, 1);
         double w[9 * 5], b[9], gamma[9], beta[9];
         for (int64_t i = 0; i < n; i++) {
             memcpy(w + i * n_in, rows + dense_cls[i] * n_in, (size_t)n_in * sizeof *w);
@@ -153,7 +111,7 @@ static void multiplicities_keep_the_statistics(void)
             gamma[i] = ng[norm_cls[i]];
             beta[i] = nb[norm_cls[i]];
         }
-        double *ow = random_array(&rng, n_out * n, -1, 1);
+        double *ow = test_random_array(&rng, n_out * n, -1, 1);
         fib_graph *g = NULL;
         int32_t in, h, nm, out;
         CHECK_OK(fib_graph_create(&g));
@@ -163,13 +121,13 @@ static void multiplicities_keep_the_statistics(void)
         CHECK_OK(fib_graph_add_norm(g, h, kind, FIB_DTYPE_F64, gamma, variant < 2 ? beta : NULL,
                                     1e-6, 0, &nm));
         CHECK_OK(fib_graph_add_dense(g, nm, n_out, FIB_DTYPE_F64, ow, n, NULL, 0, &out));
-        fib_coloring *c = color(g, FIB_SYM_FIBERS);
+        fib_coloring *c = test_color(g, FIB_SYM_FIBERS);
         CHECK(same_partition(c, h, dense_cls, n));
         CHECK(same_partition(c, nm, norm_cls, n));
         fib_base *base = NULL;
         CHECK_OK(fib_compress(g, c, &base));
         const fib_graph *bg = fib_base_graph(base);
-        CHECK(width(bg, h) == 5 && width(bg, nm) == 6);
+        CHECK(test_width(bg, h) == 5 && test_width(bg, nm) == 6);
         double mult[6] = {0};
         int32_t last = variant < 2 ? 2 : 1;
         const char *name = NULL;
@@ -180,18 +138,18 @@ static void multiplicities_keep_the_statistics(void)
         int64_t params[8], count = 0;
         CHECK_OK(fib_graph_block_params(bg, nm, params, 8, &count));
         CHECK(count == 7 && params[6] == 0); /* base unit 5 (unit 7) reads class 0 */
-        CHECK(output_difference(g, bg, 60 + (uint64_t)variant) < 1e-10);
+        CHECK(test_output_difference(g, bg, 60 + (uint64_t)variant, 4, 2.0) < 1e-10);
         /* Covers: the out columns are random, so the norm keeps only what
          * the opfibers allow; still exact. */
-        fib_coloring *cov = color(g, FIB_SYM_COVERS);
+        fib_coloring *cov = test_color(g, FIB_SYM_COVERS);
         fib_base *cb = NULL;
         CHECK_OK(fib_compress(g, cov, &cb));
-        CHECK(output_difference(g, fib_base_graph(cb), 70 + (uint64_t)variant) < 1e-10);
+        CHECK(test_output_difference(g, fib_base_graph(cb), 70 + (uint64_t)variant, 4, 2.0) < 1e-10);
         /* Lift of the base: the original's function again. */
         fib_graph *lifted = NULL;
         CHECK_OK(fib_lift(base, NULL, &lifted));
-        CHECK(width(lifted, nm) == n);
-        CHECK(output_difference(g, lifted, 80 + (uint64_t)variant) < 1e-10);
+        CHECK(test_width(lifted, nm) == n);
+        CHECK(test_output_difference(g, lifted, 80 + (uint64_t)variant, 4, 2.0) < 1e-10);
         fib_graph_free(lifted);
         fib_base_free(cb);
         fib_coloring_free(cov);
@@ -212,10 +170,10 @@ static void ones_instead_of_multiplicities_differ(void)
 {
     const int64_t dense_cls[6] = {0, 0, 0, 1, 2, 2};
     uint64_t rng = 9;
-    double *rows = random_array(&rng, 3 * 4, -1, 1), w[6 * 4];
+    double *rows = test_random_array(&rng, 3 * 4, -1, 1), w[6 * 4];
     for (int64_t i = 0; i < 6; i++)
         memcpy(w + i * 4, rows + dense_cls[i] * 4, 4 * sizeof *w);
-    double *ow = random_array(&rng, 2 * 6, -1, 1);
+    double *ow = test_random_array(&rng, 2 * 6, -1, 1);
     fib_graph *g = NULL, *plain = NULL;
     int32_t in, h, nm, out;
     CHECK_OK(fib_graph_create(&g));
@@ -223,12 +181,12 @@ static void ones_instead_of_multiplicities_differ(void)
     CHECK_OK(fib_graph_add_dense(g, in, 6, FIB_DTYPE_F64, w, 4, NULL, 0, &h));
     CHECK_OK(fib_graph_add_norm(g, h, FIB_NORM_LAYER, FIB_DTYPE_F64, NULL, NULL, 1e-5, 0, &nm));
     CHECK_OK(fib_graph_add_dense(g, nm, 2, FIB_DTYPE_F64, ow, 6, NULL, 0, &out));
-    fib_coloring *c = color(g, FIB_SYM_FIBERS);
+    fib_coloring *c = test_color(g, FIB_SYM_FIBERS);
     fib_base *base = NULL;
     CHECK_OK(fib_compress(g, c, &base));
     const fib_graph *bg = fib_base_graph(base);
-    CHECK(width(bg, nm) == 3);
-    CHECK(output_difference(g, bg, 1) < 1e-10);
+    CHECK(test_width(bg, nm) == 3);
+    CHECK(test_output_difference(g, bg, 1, 4, 2.0) < 1e-10);
     /* Rebuild the base with a plain (unweighted) norm. */
     double bw[3 * 4], bo[2 * 3];
     CHECK_OK(fib_graph_read_dense(bg, h, FIB_DTYPE_F64, bw, 4, NULL));
@@ -238,7 +196,7 @@ static void ones_instead_of_multiplicities_differ(void)
     CHECK_OK(fib_graph_add_dense(plain, in, 3, FIB_DTYPE_F64, bw, 4, NULL, 0, &h));
     CHECK_OK(fib_graph_add_norm(plain, h, FIB_NORM_LAYER, FIB_DTYPE_F64, NULL, NULL, 1e-5, 0, &nm));
     CHECK_OK(fib_graph_add_dense(plain, nm, 2, FIB_DTYPE_F64, bo, 3, NULL, 0, &out));
-    CHECK(output_difference(g, plain, 1) > 1e-3);
+    CHECK(test_output_difference(g, plain, 1, 4, 2.0) > 1e-3);
     fib_graph_free(plain);
     fib_base_free(base);
     fib_coloring_free(c);
@@ -279,15 +237,15 @@ static void planted_norms_by_lift(void)
         for (int i = 1; i < 6; i++) {
             int64_t k = base_w[i];
             if (i == 2 || i == 4) {
-                double *gm = random_array(&rng, k, 0.5, 1.5), *bt = random_array(&rng, k, -1, 1);
+                double *gm = test_random_array(&rng, k, 0.5, 1.5), *bt = test_random_array(&rng, k, -1, 1);
                 double *mult = calloc((size_t)k, sizeof *mult);
                 for (int64_t u = 0; u < widths[i]; u++)
                     mult[proj[i][u]] += 1.0;
                 CHECK_OK(fib_graph_add_norm_owned(base, i - 1, kind, 1e-5, k, NULL, gm, bt,
                                                   mult, &id));
             } else {
-                double *w = random_array(&rng, k * base_w[i - 1], -1, 1);
-                double *b = random_array(&rng, k, -0.5, 0.5);
+                double *w = test_random_array(&rng, k * base_w[i - 1], -1, 1);
+                double *b = test_random_array(&rng, k, -0.5, 0.5);
                 CHECK_OK(fib_graph_add_dense(base, i - 1, k, FIB_DTYPE_F64, w, base_w[i - 1], b,
                                              FIB_COPY, &id));
                 if (i < 5)
@@ -307,15 +265,15 @@ static void planted_norms_by_lift(void)
                     CHECK(fabs(ones[u] - 1.0) < 1e-15);
             }
             for (int sym = 0; sym < 2; sym++) {
-                fib_coloring *c = color(full, sym ? FIB_SYM_COVERS : FIB_SYM_FIBERS);
+                fib_coloring *c = test_color(full, sym ? FIB_SYM_COVERS : FIB_SYM_FIBERS);
                 for (int32_t grp = 1; grp <= 4; grp++)
                     CHECK(same_partition(c, grp, proj[grp], widths[grp]));
                 fib_base *b = NULL;
                 CHECK_OK(fib_compress(full, c, &b));
                 for (int32_t grp = 0; grp < 6; grp++)
-                    CHECK(width(fib_base_graph(b), grp) == base_w[grp]);
-                CHECK(output_difference(full, fib_base_graph(b), 710 + (uint64_t)variant) < 1e-10);
-                CHECK(output_difference(base, fib_base_graph(b), 720 + (uint64_t)variant) < 1e-10);
+                    CHECK(test_width(fib_base_graph(b), grp) == base_w[grp]);
+                CHECK(test_output_difference(full, fib_base_graph(b), 710 + (uint64_t)variant, 4, 2.0) < 1e-10);
+                CHECK(test_output_difference(base, fib_base_graph(b), 720 + (uint64_t)variant, 4, 2.0) < 1e-10);
                 fib_base_free(b);
                 fib_coloring_free(c);
             }

@@ -1,0 +1,57 @@
+#include "checks.h"
+
+#include <stdlib.h>
+
+#include "planted.h"
+#include "testing.h"
+
+double *test_random_array(uint64_t *rng, int64_t n, double lo, double hi)
+{
+    double *x = malloc((size_t)n * sizeof *x);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = test_uniform(rng, lo, hi);
+    return x;
+}
+
+fib_coloring *test_color(const fib_graph *g, int32_t symmetry)
+{
+    fib_color_options o;
+    fib_color_options_init(&o, sizeof o);
+    o.symmetry = symmetry;
+    fib_coloring *c = NULL;
+    CHECK_OK(fib_color(g, &o, &c));
+    return c;
+}
+
+int64_t test_width(const fib_graph *g, int32_t group)
+{
+    int64_t n = 0;
+    CHECK_OK(fib_graph_group_info(g, group, NULL, &n, NULL, NULL, NULL, NULL, NULL));
+    return n;
+}
+
+int64_t test_num_classes(const fib_coloring *c, int32_t group)
+{
+    int64_t n = -1;
+    CHECK_OK(fib_coloring_num_classes(c, group, &n));
+    return n;
+}
+
+double test_output_difference(const fib_graph *a, const fib_graph *b, uint64_t seed,
+                              int64_t batch, double amplitude)
+{
+    int64_t n_in = 0, n_out = 0, n_in_b = 0, n_out_b = 0;
+    fib_graph_io_width(a, &n_in, &n_out);
+    fib_graph_io_width(b, &n_in_b, &n_out_b);
+    CHECK(n_in == n_in_b && n_out == n_out_b && n_in > 0 && n_out > 0);
+    double *x = test_random_array(&seed, batch * n_in, -amplitude, amplitude);
+    double *ya = calloc((size_t)(batch * n_out), sizeof *ya);
+    double *yb = calloc((size_t)(batch * n_out), sizeof *yb);
+    CHECK_OK(fib_graph_forward(a, batch, FIB_DTYPE_F64, x, ya));
+    CHECK_OK(fib_graph_forward(b, batch, FIB_DTYPE_F64, x, yb));
+    double d = max_rel_diff(ya, yb, batch * n_out);
+    free(x);
+    free(ya);
+    free(yb);
+    return d;
+}

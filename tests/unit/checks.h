@@ -1,0 +1,23 @@
+/* Checks shared by the unit tests: colour a graph, read widths and class
+ * counts, and compare two graphs' outputs on the same random inputs. Each
+ * failing call is counted by the harness in testing.h. */
+#ifndef FIB_TEST_CHECKS_H
+#define FIB_TEST_CHECKS_H
+
+#include <stdint.h>
+
+#include "fibration.h"
+
+/* n uniform numbers in [lo, hi) (caller frees). */
+double *test_random_array(uint64_t *rng, int64_t n, double lo, double hi);
+/* The exact colouring of one kind (NULL on failure, counted). */
+fib_coloring *test_color(const fib_graph *g, int32_t symmetry);
+int64_t test_width(const fib_graph *g, int32_t group);
+int64_t test_num_classes(const fib_coloring *c, int32_t group);
+/* Max |a - b| / (1 + |b|) of the two graphs' outputs (float64 forward) on
+ * `batch` samples of inputs uniform in [-amplitude, amplitude). The graphs
+ * must have the same input and output widths (counted if not). */
+double test_output_difference(const fib_graph *a, const fib_graph *b, uint64_t seed,
+                              int64_t batch, double amplitude);
+
+#endif

@@ -37,6 +37,7 @@ Methods:
          unit per class is kept, the output weights of the class are summed onto
          it (so the network computes the same function on the batch), the other
          members get new random input weights and zero output weights.
+  fibsync  both at every task boundary: "fib" (eps 3 x std), then "sync".
 
     /usr/bin/python3 docs/examples/exp_continual.py [--quick] [--bench pairs|permuted|all]
 """
@@ -58,7 +59,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 import fashion_data as fd  # noqa: E402
 from fibration.torch._trace import trace  # noqa: E402
 
-METHODS = ("sgd", "cbp", "fib", "fib6", "sync")
+METHODS = ("sgd", "cbp", "fib", "fib6", "sync", "fibsync")
 FIB_EPS = {"fib": 3.0, "fib6": 6.0}
 SYNC_TOL = 1e-3
 
@@ -207,6 +208,16 @@ def sync_break(net, x, generator):
     return renewed
 
 
+def at_boundary(method, net, x, seed, generator):
+    """Symmetry breaking at a task boundary; the number of units renewed."""
+    renewed = 0
+    if method in FIB_EPS or method == "fibsync":
+        renewed += fib_break(net, seed, FIB_EPS.get(method, FIB_EPS["fib"]))
+    if method in ("sync", "fibsync"):
+        renewed += sync_break(net, x, generator)
+    return renewed
+
+
 def dead_units(net, x):
     with torch.no_grad():
         acts, _ = hidden_activations(net, x)
@@ -231,11 +242,9 @@ def run_pairs(method, seed, data, cfg):
         renewed = 0
         with torch.no_grad():                              # new head for the new task
             reinit_rows(net[-1], torch.arange(2), gen)
-        if task > 0 and method in FIB_EPS:
-            renewed = fib_break(net, seed * 100000 + task, FIB_EPS[method])
+        if task > 0:
+            renewed = at_boundary(method, net, x[:512], seed * 100000 + task, gen)
         replaced = cbp.replaced if cbp else 0
-        if task > 0 and method == "sync":
-            renewed = sync_break(net, x[:512], gen)
         opt = torch.optim.SGD(net.parameters(), lr=cfg["lr"])
         for _ in range(cfg["epochs"]):
             order = torch.randperm(len(x), generator=gen)
@@ -267,11 +276,9 @@ def run_permuted(method, seed, data, cfg):
         idx = torch.from_numpy(rng.choice(len(xtr), cfg["per_task"], replace=False))
         x, y = xtr[idx][:, perm], ytr[idx]
         renewed = 0
-        if task > 0 and method in FIB_EPS:
-            renewed = fib_break(net, seed * 100000 + task, FIB_EPS[method])
+        if task > 0:
+            renewed = at_boundary(method, net, x[:512], seed * 100000 + task, gen)
         replaced = cbp.replaced if cbp else 0
-        if task > 0 and method == "sync":
-            renewed = sync_break(net, x[:512], gen)
         right = 0
         for s in range(0, len(x), cfg["batch"]):
             xb, yb = x[s:s + cfg["batch"]], y[s:s + cfg["batch"]]
@@ -289,7 +296,7 @@ def run_permuted(method, seed, data, cfg):
 
 CONFIGS = {
     "pairs": dict(hidden=100, tasks=100, per_class=600, epochs=3, batch=32, lr=0.05),
-    "permuted": dict(hidden=256, tasks=60, per_task=3000, batch=16, lr=0.1),
+    "permuted": dict(hidden=256, tasks=100, per_task=3000, batch=16, lr=0.1),
 }
 QUICK = {
     "pairs": dict(hidden=32, tasks=6, per_class=100, epochs=2, batch=32, lr=0.05),

@@ -263,3 +263,15 @@ def test_every_block_kind_through_the_command(tmp_path):
     tensors, _ = st_io.read(str(lifted))
     assert tensors["conv.weight"].shape == (3, 2, 3, 3)
     assert tensors["fc.weight"].shape == (2, 27)
+
+
+@pytest.mark.parametrize("eps", [None, "0.05", "0.2"])
+def test_ladder_on_the_trained_example(eps):
+    """On a really trained network (the shipped Fashion-MNIST MLP), exact and
+    tolerant: orbits <= covers <= fibers and opfibers in every layer."""
+    args = ["analyze", "--symmetry", "all", "--json"] + (["--eps", eps] if eps else [])
+    r = run(*args, EXAMPLE)
+    assert r.returncode == 0, r.stderr
+    for layer in json.loads(r.stdout)["layers"]:
+        assert layer["chain_holds"], layer
+        assert layer["orbits"] >= layer["covers"] >= max(layer["fibers"], layer["opfibers"])

@@ -1,7 +1,8 @@
 """Accuracy against the fraction of parameters kept, for every tolerance mode of
 libfibration and, side by side, the peers (all data-free, no fine-tuning):
 
-  lib:budget        fibration.torch.compress(model, x, budget=f) (data-free)
+  lib:budget        fibration.torch.compress(model, x, budget=f) (data-free:
+                    C class counts, then refit_chain representatives)
   lib:budget+calib  the same with a calibration batch of 1,024 TRAINING images
   lib:<mode>        fib_color with one eps for every layer, eps searched so that
                     the base fits the budget (abs, rel, cosine, complete, ward,
@@ -222,7 +223,8 @@ def frontier(name, model, x_ex, x_cal, x_te, y_te, budgets, methods, rows, quick
                     if res is None:
                         res = [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy())
                                for m in small.modules() if isinstance(m, nn.Linear)]
-                    knob = "%s p=%g" % (plan.budget["tolerance"], plan.budget["sensitivity_power"])
+                    knob = "%s p=%g%s" % (plan.budget["tolerance"], plan.budget["sensitivity_power"],
+                                          " refit" if plan.budget.get("refit") else "")
                 elif method.startswith("lib:"):
                     code = _budget.tolerance_code(method[4:])
                     hi = 2.0 if "cosine" in method else 50.0

@@ -119,3 +119,33 @@ def test_retune_reports_rounds():
         assert r.parameters <= r.budget * ft.count_parameters(model) + 1
         assert r.loss_after <= r.loss_before + 1e-9
     assert ft.count_parameters(result.model) <= ft.count_parameters(model)
+
+
+def test_refit_chain_is_exact_on_scaled_copies():
+    big = scaled_copies()
+    layers = [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy())
+              for m in big if isinstance(m, nn.Linear)]
+    labels = [np.arange(20) % 5, np.arange(16) % 4]
+    small = _budget.refit_chain(layers, labels)
+    assert [w.shape for w, _ in small] == [(5, 12), (4, 5), (3, 4)]
+    x = torch.randn(64, 12, dtype=torch.float64).numpy()
+
+    def run(ls):
+        h = x
+        for i, (w, b) in enumerate(ls):
+            h = h @ w.T + b
+            if i < len(ls) - 1:
+                h = np.maximum(h, 0)
+        return h
+    ref, out = run(layers), run(small)
+    assert np.abs(out - ref).max() <= 1e-9 * max(1.0, np.abs(ref).max())
+
+
+def test_budget_refit_is_default_and_optional():
+    model = mlp(2)
+    x = torch.randn(8, 12)
+    small, plan = ft.compress(model, x, budget=0.3)
+    assert plan.budget["refit"] is True
+    plain, pplan = _budget.compress_to_budget(model, x, 0.3, refit=False)
+    assert pplan.budget["refit"] is False
+    assert ft.count_parameters(small) == ft.count_parameters(plain)

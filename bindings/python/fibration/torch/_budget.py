@@ -88,6 +88,80 @@ def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_ite
     return Base._adopt(out, graph), info
 
 
+def _class_representatives(rows, labels, weight):
+    """Rank-1 representative of every class: r_c = v <f, v>_avg, v the top right
+    singular vector of the members' rows weighted by their outgoing norms, the
+    average of the projections weighted by the squared outgoing norms (the
+    units that matter downstream set the scale)."""
+    k = int(labels.max()) + 1
+    reps = np.zeros((k, rows.shape[1]))
+    for c in range(k):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) == 1:
+            reps[c] = rows[idx[0]]
+            continue
+        w = weight[idx]
+        _, _, vt = np.linalg.svd(rows[idx] * w[:, None], full_matrices=False)
+        v = vt[0]
+        proj = rows[idx] @ v
+        if proj @ (w * w) < 0:
+            v, proj = -v, -proj
+        wsum = float((w * w).sum())
+        scale = float(proj @ (w * w)) / wsum if wsum > 0 else float(proj.mean())
+        reps[c] = v * max(scale, 0.0)
+    return reps
+
+
+def refit_chain(layers, labels):
+    """Re-derives a compressed chain of dense layers from the original weights
+    and the classes of every hidden layer (positively homogeneous activations):
+    layer by layer, each class's representative is the outgoing-norm-weighted
+    rank-1 fit of its members' rows (over the already merged inputs), each unit
+    is replaced by s_i r_c with s_i = max(<f_i, r_c> / |r_c|^2, 0), and the next
+    layer's weights become sum_{i in c} W[:, i] s_i. Data-free; returns
+    [(W, b)] of the compressed chain. `layers`: [(W, b)] float64, the last one
+    the output layer; `labels`: one class array per hidden layer."""
+    out, carry = [], None
+    for l, (w, b) in enumerate(layers):
+        if carry is not None:
+            w = w @ carry
+        if l == len(layers) - 1:
+            out.append((w, b))
+            break
+        rows = np.concatenate([w, b[:, None]], 1)
+        lab = np.asarray(labels[l], np.int64)
+        reps = _class_representatives(rows, lab, np.linalg.norm(layers[l + 1][0], axis=0))
+        norm2 = (reps * reps).sum(1)
+        s = (rows * reps[lab]).sum(1) / np.maximum(norm2[lab], 1e-300)
+        s = np.where(norm2[lab] > 0, np.maximum(s, 0.0), 0.0)
+        carry = np.zeros((rows.shape[0], reps.shape[0]))
+        carry[np.arange(rows.shape[0]), lab] = s
+        out.append((reps[:, :-1], reps[:, -1]))
+    return out
+
+
+def _refit_model(net, model, base, compressed):
+    """refit_chain applied to a rebuilt chain of nn.Linear (in place)."""
+    dense = [layer for layer in net.layers if layer.kind == "dense"]
+    mods = [model.get_submodule(layer.module) for layer in dense]
+    if not dense or any(not isinstance(m, torch.nn.Linear) or m.bias is None for m in mods):
+        return False
+    layers = [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy())
+              for m in mods]
+    labels = [base.projection(layer.group) for layer in dense[:-1]]
+    new = refit_chain(layers, labels)
+    with torch.no_grad():
+        for layer, (w, b) in zip(dense, new):
+            m = compressed.get_submodule(layer.module)
+            if tuple(m.weight.shape) != w.shape:
+                return False
+        for layer, (w, b) in zip(dense, new):
+            m = compressed.get_submodule(layer.module)
+            m.weight.copy_(torch.as_tensor(w, dtype=m.weight.dtype))
+            m.bias.copy_(torch.as_tensor(b, dtype=m.bias.dtype))
+    return True
+
+
 def _outputs(model, x):
     model.eval()
     with torch.no_grad():
@@ -100,7 +174,7 @@ CALIBRATION_VARIANTS = [(0, 1.5), ("scaled+ward", 1.0), ("scaled+ward", 2.0),
 
 
 def compress_to_budget(model, example_input, budget, calibration=None, verbose=False,
-                       tolerance=0, sensitivity_power=1.5):
+                       tolerance=0, sensitivity_power=1.5, refit=True):
     """(compressed, plan) with at most `budget` of the parameters kept."""
     from . import _plan_from, _trace, count_parameters
     from ._rebuild import rebuild
@@ -116,15 +190,23 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
     best = None
     for tol, power in variants:
         base, info = base_to_budget(net.graph, budget, tol, power)
-        compressed = rebuild(net, base, "Compressed" + type(model).__name__)
-        if calibration is not None:
-            info["calibration_mse"] = float(
-                ((_outputs(compressed, calibration) - reference) ** 2).mean())
-            score = info["calibration_mse"]
-        else:
-            score = 0.0
-        if best is None or score < best[0]:
-            best = (score, base, compressed, info)
+        # with the scale-aware grouping, the representatives are re-derived
+        # (refit_chain); with a calibration batch both are scored
+        tries = [False]
+        if refit and info["tolerance"].startswith("scaled+"):
+            tries = [True, False] if calibration is not None else [True]
+        for use_refit in tries:
+            compressed = rebuild(net, base, "Compressed" + type(model).__name__)
+            done = use_refit and _refit_model(net, model, base, compressed)
+            info = dict(info, refit=bool(done))
+            if calibration is not None:
+                info["calibration_mse"] = float(
+                    ((_outputs(compressed, calibration) - reference) ** 2).mean())
+                score = info["calibration_mse"]
+            else:
+                score = 0.0
+            if best is None or score < best[0]:
+                best = (score, base, compressed, info)
     _, base, compressed, info = best
     params = (count_parameters(model), count_parameters(compressed))
     plan = _plan_from(net, base, "fibers", info["tolerance"], 0.0, params)

@@ -160,14 +160,18 @@ FIB_API const char *fib_last_error(void);
                               every PAIR of a class is within eps in every
                               coordinate (+ rounding). O(n^2), same bound */
 #define FIB_TOL_WARD 5  /* Ward linkage: merges the two classes whose union
-                           least increases the weighted residual of the fit
-                           that fib_compress will make (the class mean; with
-                           FIB_TOL_SCALED the best rank-1 fit), each row
-                           weighted by the L2 norm of its outgoing weights;
-                           stops when the square root of that increase
-                           exceeds eps times the group's weighted scale (as
-                           FIB_TOL_REL). O(n^2), same bound. The grouping of
-                           fib_compress_to_budget */
+                           least increases the weighted residual about the
+                           classes' weighted means (with FIB_TOL_SCALED the
+                           best rank-1 fit), each row weighted by the L2 norm
+                           of its outgoing weights; stops when the square
+                           root of that increase exceeds eps times the
+                           group's weighted scale (as FIB_TOL_REL). O(n^2),
+                           same bound. The grouping of
+                           fib_compress_to_budget. fib_compress merges with
+                           the plain mean, not the weighted one: a unit with
+                           (nearly) zero outgoing weights joins a class at
+                           (nearly) no cost yet moves the base's mean, so the
+                           residual is not a bound on the base's error */
 /* Flag OR'ed with a grouping mode above (FIB_TOL_SCALED | FIB_TOL_ABS, ...):
  * scale-aware merging for positively homogeneous activations (linear, ReLU,
  * leaky ReLU). A unit whose signature is s * r (s > 0) has activity s * h_r,
@@ -259,7 +263,7 @@ FIB_API int32_t fib_graph_group_positions(const fib_graph *graph, int32_t group,
 /* Overrides the tolerance eps used for one group by fib_color with any
  * tolerant mode (FIB_TOL_ABS, _REL, _COSINE, _COMPLETE, _WARD, with or
  * without FIB_TOL_SCALED); eps < 0 removes the override. Errors: FIB_E_RANGE,
- * FIB_E_INVALID (NaN). */
+ * FIB_E_INVALID (NaN or +infinity). */
 FIB_API int32_t fib_graph_set_group_eps(fib_graph *graph, int32_t group,
                                         double eps);
 
@@ -352,7 +356,10 @@ FIB_API int32_t fib_graph_add_conv(fib_graph *graph, int32_t source,
                                    int32_t *group_out);
 
 /* Adds pooling (FIB_POOL_MAX or FIB_POOL_AVG; average counts padding as
- * zeros, like PyTorch's default) of every channel of `source`. */
+ * zeros, like PyTorch's default) of every channel of `source`.
+ * Errors: FIB_E_SHAPE (padding above half the kernel, which PyTorch
+ * refuses too; kernel larger than the padded input), FIB_E_INVALID (kind),
+ * FIB_E_OVERFLOW. */
 FIB_API int32_t fib_graph_add_pool(fib_graph *graph, int32_t source,
                                    int32_t kind, int64_t kernel_rows,
                                    int64_t kernel_cols, int64_t stride_rows,
@@ -579,7 +586,8 @@ FIB_API int32_t fib_coloring_class_sizes(const fib_coloring *coloring,
 /* Checks whether a colouring of `graph` is balanced for its kind with
  * tolerance eps (0: up to rounding, as FIB_TOL_EXACT): *balanced_out is 1 or
  * 0. When 0, fib_last_error() describes the first violation found (group,
- * class, units, coordinate). Input groups (fibers) and output groups
+ * class, units, coordinate). An automorphism colouring is checked as both
+ * fibers and opfibers. Input groups (fibers) and output groups
  * (opfibers) are not checked. Errors: FIB_E_MISMATCH (colouring of another
  * graph shape), FIB_E_INVALID (eps). */
 FIB_API int32_t fib_coloring_is_balanced(const fib_graph *graph,
@@ -612,7 +620,8 @@ typedef struct fib_base fib_base;
 /* Merges every class of every hidden group into one unit (Eq. 10):
  *     W_hat[c', c] = (1 / |c'|) sum_{i in c'} sum_{k in c} W[i, k]
  * (mean over the output class, sum over the input class); bias = mean over
- * the class. Input and output groups are never merged. For a colouring that
+ * the class. Input and output groups are never merged (nor is the group a
+ * flatten output group reads: its units are the flatten's). For a colouring that
  * refines the fibers (exact fibers or covers), the base computes exactly the
  * same outputs, up to rounding. Base weights are float64 and owned by the
  * base. A colouring with scales (FIB_TOL_SCALED, fib_coloring_set_scales)

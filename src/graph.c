@@ -68,6 +68,17 @@ int32_t fib_graph_push_group(fib_graph *g, const fib_group *group,
 {
     if (g->n_groups == INT32_MAX)
         return fib_error(FIB_E_OVERFLOW, "too many groups");
+    /* positions follow the first source unless the block sets them */
+    const fib_group *first = group->n_sources ? &g->groups[group->sources[0]] : NULL;
+    int64_t rows = group->rows ? group->rows : first ? first->rows : 1;
+    int64_t cols = group->rows ? group->cols : first ? first->cols : 1;
+    int64_t positions, width;
+    if (!fib_mul_i64(rows, cols, &positions) || !fib_mul_i64(positions, group->n_units, &width) ||
+        width > FIB_MAX_UNITS)
+        return fib_error(FIB_E_OVERFLOW,
+                         "group %d: %lld units x %lld x %lld positions exceed 2^40",
+                         (int)g->n_groups, (long long)group->n_units, (long long)rows,
+                         (long long)cols);
     if (g->n_groups == g->cap_groups) {
         int32_t cap = g->cap_groups ? g->cap_groups : 8;
         cap = cap > INT32_MAX / 2 ? INT32_MAX : cap * 2;
@@ -83,11 +94,8 @@ int32_t fib_graph_push_group(fib_graph *g, const fib_group *group,
     }
     int32_t id = g->n_groups++;
     g->groups[id] = *group;
-    if (group->rows == 0) { /* positions follow the first source */
-        const fib_group *src = group->n_sources ? &g->groups[group->sources[0]] : NULL;
-        g->groups[id].rows = src ? src->rows : 1;
-        g->groups[id].cols = src ? src->cols : 1;
-    }
+    g->groups[id].rows = rows;
+    g->groups[id].cols = cols;
     g->groups[id].n_consumers = 0;
     g->groups[id].eps_override = -1.0;
     for (int32_t s = 0; s < group->n_sources; s++)
@@ -223,9 +231,10 @@ int32_t fib_graph_set_group_eps(fib_graph *g, int32_t group, double eps)
     int32_t status = fib_graph_check_group(g, group, "fib_graph_set_group_eps");
     if (status)
         return status;
-    if (isnan(eps))
+    if (isnan(eps) || eps == INFINITY)
         return fib_error(FIB_E_INVALID,
-                         "fib_graph_set_group_eps: group %d: eps is NaN", (int)group);
+                         "fib_graph_set_group_eps: group %d: eps is %s", (int)group,
+                         isnan(eps) ? "NaN" : "infinite");
     g->groups[group].eps_override = eps < 0 ? -1.0 : eps;
     return FIB_OK;
 }

@@ -3,6 +3,7 @@
 #include "commands.h"
 #include "report.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,7 +87,7 @@ static int parse(int argc, char **argv, graph_options *o)
             i++;
             char *end;
             o->eps = strtod(value, &end);
-            if (*end || !(o->eps >= 0))
+            if (*end || !(o->eps >= 0) || !isfinite(o->eps))
                 return cli_usage("graph", "--eps needs a number >= 0, got '%s'", value);
         } else if (a[0] == '-' && a[1]) {
             return cli_usage("graph", "unknown option '%s' (or a missing value)", a);

@@ -72,6 +72,7 @@ static void builder_errors(void)
     long_name[sizeof long_name - 1] = 0;
     expect(fib_graph_set_group_name(g, h, long_name), FIB_E_INVALID, "255", "name long");
     expect(fib_graph_set_group_eps(g, h, NAN), FIB_E_INVALID, "NaN", "eps NaN");
+    expect(fib_graph_set_group_eps(g, h, INFINITY), FIB_E_INVALID, "infinite", "eps inf");
     expect(fib_graph_read_dense(g, in, FIB_DTYPE_F64, w, 4, NULL), FIB_E_INVALID,
            "not a dense", "read input as dense");
     expect(fib_graph_read_dense(g, h, FIB_DTYPE_F64, w, 2, NULL), FIB_E_SHAPE, "leading",

@@ -95,7 +95,7 @@ const FIB_TOL_REL = Int32(2)
 const FIB_TOL_COSINE = Int32(3)
 # complete linkage on the L-infinity distance: every PAIR of a class is within eps in every coordinate (+ rounding). O(n^2), same bound
 const FIB_TOL_COMPLETE = Int32(4)
-# Ward linkage: merges the two classes whose union least increases the weighted residual of the fit that fib_compress will make (the class mean; with FIB_TOL_SCALED the best rank-1 fit), each row weighted by the L2 norm of its outgoing weights; stops when the square root of that increase exceeds eps times the group's weighted scale (as FIB_TOL_REL). O(n^2), same bound. The grouping of fib_compress_to_budget
+# Ward linkage: merges the two classes whose union least increases the weighted residual about the classes' weighted means (with FIB_TOL_SCALED the best rank-1 fit), each row weighted by the L2 norm of its outgoing weights; stops when the square root of that increase exceeds eps times the group's weighted scale (as FIB_TOL_REL). O(n^2), same bound. The grouping of fib_compress_to_budget. fib_compress merges with the plain mean, not the weighted one: a unit with (nearly) zero outgoing weights joins a class at (nearly) no cost yet moves the base's mean, so the residual is not a bound on the base's error
 const FIB_TOL_WARD = Int32(5)
 const FIB_TOL_SCALED = Int32(256)
 const FIB_LINKAGE_MAX_UNITS = Int32(8192)
@@ -343,7 +343,7 @@ end
 Overrides the tolerance eps used for one group by fib_color with any
 tolerant mode (FIB_TOL_ABS, _REL, _COSINE, _COMPLETE, _WARD, with or
 without FIB_TOL_SCALED); eps < 0 removes the override. Errors: FIB_E_RANGE,
-FIB_E_INVALID (NaN).
+FIB_E_INVALID (NaN or +infinity).
 """
 const _cache_fib_graph_set_group_eps = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_set_group_eps(graph, group, eps)
@@ -470,6 +470,9 @@ end
 """
 Adds pooling (FIB_POOL_MAX or FIB_POOL_AVG; average counts padding as
 zeros, like PyTorch's default) of every channel of `source`.
+Errors: FIB_E_SHAPE (padding above half the kernel, which PyTorch
+refuses too; kernel larger than the padded input), FIB_E_INVALID (kind),
+FIB_E_OVERFLOW.
 """
 const _cache_fib_graph_add_pool = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_add_pool(graph, source, kind, kernel_rows, kernel_cols, stride_rows, stride_cols, pad_rows, pad_cols, group_out)
@@ -731,7 +734,8 @@ end
 Checks whether a colouring of `graph` is balanced for its kind with
 tolerance eps (0: up to rounding, as FIB_TOL_EXACT): *balanced_out is 1 or
 0. When 0, fib_last_error() describes the first violation found (group,
-class, units, coordinate). Input groups (fibers) and output groups
+class, units, coordinate). An automorphism colouring is checked as both
+fibers and opfibers. Input groups (fibers) and output groups
 (opfibers) are not checked. Errors: FIB_E_MISMATCH (colouring of another
 graph shape), FIB_E_INVALID (eps).
 """
@@ -766,7 +770,8 @@ end
 Merges every class of every hidden group into one unit (Eq. 10):
     W_hat[c', c] = (1 / |c'|) sum_{i in c'} sum_{k in c} W[i, k]
 (mean over the output class, sum over the input class); bias = mean over
-the class. Input and output groups are never merged. For a colouring that
+the class. Input and output groups are never merged (nor is the group a
+flatten output group reads: its units are the flatten's). For a colouring that
 refines the fibers (exact fibers or covers), the base computes exactly the
 same outputs, up to rounding. Base weights are float64 and owned by the
 base. A colouring with scales (FIB_TOL_SCALED, fib_coloring_set_scales)

@@ -97,9 +97,12 @@ int32_t fib_coloring_is_balanced(const fib_graph *g, const fib_coloring *c,
     if (!(eps >= 0) || !isfinite(eps))
         return fib_error(FIB_E_INVALID, "fib_coloring_is_balanced: eps must be finite and >= 0");
     bool ok = true;
+    /* automorphism orbits are balanced both ways (fibers and opfibers) */
+    bool orbits = c->symmetry == FIB_SYM_AUTOMORPHISMS;
     if (c->symmetry == FIB_SYM_COVERS) {
         status = check_covers(g, c, eps, &ok);
-    } else if (c->symmetry == FIB_SYM_FIBERS) {
+    }
+    if (c->symmetry == FIB_SYM_FIBERS || orbits) {
         for (int32_t i = 0; i < g->n_groups && ok && !status; i++) {
             if (fib_group_is_input(g, i))
                 continue;
@@ -109,7 +112,8 @@ int32_t fib_coloring_is_balanced(const fib_graph *g, const fib_coloring *c,
                 status = check_signature(&sig, &c->parts[i], eps, i, "fibers", &ok);
             fib_signature_clear(&sig);
         }
-    } else {
+    }
+    if ((c->symmetry == FIB_SYM_OPFIBERS || orbits) && ok && !status) {
         /* Flavours come from the fibers at the same tolerance. */
         fib_color_options o;
         fib_color_options_init(&o, sizeof o);
@@ -118,10 +122,12 @@ int32_t fib_coloring_is_balanced(const fib_graph *g, const fib_coloring *c,
         fib_coloring *fibers = NULL;
         status = fib_color_internal(g, &o, &fibers);
         for (int32_t i = g->n_groups - 1; i >= 0 && ok && !status; i--) {
-            if (fib_group_is_output(g, i))
-                continue;
+            if (fib_group_is_output(g, i) && g->groups[i].op != FIB_OP_NODES)
+                continue; /* node groups have no outputs: every one is checked */
             fib_signature sig;
-            status = fib_opfiber_signature(g, i, c->parts, fibers->parts, &sig);
+            status = g->groups[i].op == FIB_OP_NODES
+                         ? fib_nodes_opfiber_signature(g, i, c->parts, &sig)
+                         : fib_opfiber_signature(g, i, c->parts, fibers->parts, &sig);
             if (!status)
                 status = check_signature(&sig, &c->parts[i], eps, i, "opfibers", &ok);
             fib_signature_clear(&sig);

@@ -244,17 +244,23 @@ static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
     int64_t tile = kernels->tile_rows;
     int64_t n_tiles = (n_out + tile - 1) / tile;
     int threads = fib_thread_count(sig->n_threads, n_tiles);
-    int64_t scratch_len = 2 * FIB_TILE_MAX * k;
+    int64_t scratch_len = fib_colour_scratch_len(d->n_in, k);
     int64_t *sizes = fib_alloc(k, sizeof *sizes);
     double *coef = fib_alloc(k, sizeof *coef);
     double *scratch = fib_alloc(scratch_len * threads, sizeof *scratch);
-    if (!sizes || !coef || !scratch) {
+    /* the class order of the columns, once per layer */
+    int64_t *perm = fib_alloc(d->n_in, sizeof *perm);
+    int64_t *start = fib_alloc(k + 1, sizeof *start);
+    if (!sizes || !coef || !scratch || !perm || !start) {
         fib_free(sizes);
         fib_free(coef);
         fib_free(scratch);
+        fib_free(perm);
+        fib_free(start);
         return fib_error(FIB_E_NOMEM, "group %d: out of memory for colour sums",
                          (int)group);
     }
+    fib_colour_order(src->color, d->n_in, k, perm, start);
     fib_partition_class_sizes(src, sizes);
     for (int64_t c = 0; c < k; c++)
         coef[c] = fib_rounding_tol(d->dtype, sizes[c], 1.0);
@@ -266,12 +272,12 @@ static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
         double *own = scratch + scratch_len * fib_thread_num();
         if (d->dtype == FIB_DTYPE_F32)
             kernels->colour_sums_f32((const float *)d->weights + row0 * d->ld, d->ld,
-                                     rows, d->n_in, src->color, k, own, val, tol,
-                                     sig->n_coords);
+                                     rows, d->n_in, src->color, perm, start, k, own,
+                                     val, tol, sig->n_coords);
         else
             kernels->colour_sums_f64((const double *)d->weights + row0 * d->ld, d->ld,
-                                     rows, d->n_in, src->color, k, own, val, tol,
-                                     sig->n_coords);
+                                     rows, d->n_in, src->color, perm, start, k, own,
+                                     val, tol, sig->n_coords);
         for (int64_t r = 0; r < rows; r++) {
             double *v = val + r * sig->n_coords, *e = tol + r * sig->n_coords;
             abs_to_tol(e, coef, k);
@@ -284,6 +290,8 @@ static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
     fib_free(sizes);
     fib_free(coef);
     fib_free(scratch);
+    fib_free(perm);
+    fib_free(start);
     return FIB_OK;
 }
 
@@ -438,16 +446,23 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
     double *b = d->bias ? fib_calloc(k_out, sizeof *b) : NULL;
     int64_t *sizes = fib_alloc(k_out, sizeof *sizes);
     double *sums = discrete ? NULL : fib_alloc(2 * chunk * k_in, sizeof *sums);
-    double *scratch = discrete ? NULL : fib_alloc(2 * FIB_TILE_MAX * k_in * threads,
-                                                  sizeof *scratch);
-    if (!w || (d->bias && !b) || !sizes || (!discrete && (!sums || !scratch))) {
+    int64_t scratch_len = fib_colour_scratch_len(d->n_in, k_in);
+    double *scratch = discrete ? NULL : fib_alloc(scratch_len * threads, sizeof *scratch);
+    int64_t *perm = discrete ? NULL : fib_alloc(d->n_in, sizeof *perm);
+    int64_t *start = discrete ? NULL : fib_alloc(k_in + 1, sizeof *start);
+    if (!w || (d->bias && !b) || !sizes ||
+        (!discrete && (!sums || !scratch || !perm || !start))) {
         fib_free(w);
         fib_free(b);
         fib_free(sizes);
         fib_free(sums);
         fib_free(scratch);
+        fib_free(perm);
+        fib_free(start);
         return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
     }
+    if (!discrete)
+        fib_colour_order(in_p->color, d->n_in, k_in, perm, start);
     fib_partition_class_sizes(out_p, sizes);
     /* column ranges of the base for the adds: about 1024 columns each */
     int64_t span = k_in < 1024 ? k_in : 1024;
@@ -462,16 +477,16 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
             FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
             for (int64_t t = 0; t < n_tiles; t++) {
                 int64_t row0 = t * tile, n = rows - row0 < tile ? rows - row0 : tile;
-                double *own = scratch + 2 * FIB_TILE_MAX * k_in * fib_thread_num();
+                double *own = scratch + scratch_len * fib_thread_num();
                 double *val = sums + row0 * k_in, *abs_val = sums + (chunk + row0) * k_in;
                 if (d->dtype == FIB_DTYPE_F32)
                     kernels->colour_sums_f32((const float *)d->weights + (r0 + row0) * d->ld,
-                                             d->ld, n, d->n_in, in_p->color, k_in, own,
-                                             val, abs_val, k_in);
+                                             d->ld, n, d->n_in, in_p->color, perm, start,
+                                             k_in, own, val, abs_val, k_in);
                 else
                     kernels->colour_sums_f64((const double *)d->weights + (r0 + row0) * d->ld,
-                                             d->ld, n, d->n_in, in_p->color, k_in, own,
-                                             val, abs_val, k_in);
+                                             d->ld, n, d->n_in, in_p->color, perm, start,
+                                             k_in, own, val, abs_val, k_in);
             }
         }
         FIB_PRAGMA(omp parallel for num_threads(add_threads) schedule(static) if (add_threads > 1))
@@ -507,6 +522,8 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
     fib_free(sizes);
     fib_free(sums);
     fib_free(scratch);
+    fib_free(perm);
+    fib_free(start);
     int32_t id;
     return fib_graph_add_dense_owned(base, base_ids[source], k_out, w, b, &id);
 }

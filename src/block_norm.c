@@ -37,11 +37,6 @@ static double beta_of(const fib_norm *n, int64_t i)
     return n->bias ? fib_load(n->dtype, n->bias, i) : 0.0;
 }
 
-static int64_t gather(const fib_norm *n, int64_t i)
-{
-    return n->gather ? n->gather[i] : i;
-}
-
 static void norm_free(void *block)
 {
     fib_norm *n = block;
@@ -181,7 +176,7 @@ static int32_t norm_fiber_fill(const fib_graph *g, int32_t group,
     for (int64_t i = 0; i < g->groups[group].n_units; i++) {
         double *val = sig->value + i * sig->n_coords + offset;
         double *tol = sig->tol + i * sig->n_coords + offset;
-        val[0] = (double)src->color[gather(n, i)];
+        val[0] = (double)src->color[fib_gather_at(n->gather, i)];
         val[1] = gamma_of(n, i);
         val[2] = beta_of(n, i);
         tol[0] = FIB_TOL_LABEL;
@@ -223,7 +218,7 @@ static int32_t norm_opfiber_fill(const fib_graph *g, int32_t group,
         memset(sig->tol + j * sig->n_coords + offset, 0, (size_t)width * sizeof(double));
     }
     for (int64_t i = 0; i < g->groups[group].n_units; i++) {
-        int64_t j = gather(n, i);
+        int64_t j = fib_gather_at(n->gather, i);
         double *val = sig->value + j * sig->n_coords + offset;
         double *tol = sig->tol + j * sig->n_coords + offset;
         double gm = gamma_of(n, i);
@@ -263,17 +258,17 @@ static void norm_forward(const fib_graph *g, int32_t group, int64_t batch,
         double mean = 0.0, var = 0.0;
         if (n->kind == FIB_NORM_LAYER) {
             for (int64_t i = 0; i < w; i++)
-                mean += n->mult[i] * xr[gather(n, i)];
+                mean += n->mult[i] * xr[fib_gather_at(n->gather, i)];
             mean /= total;
         }
         for (int64_t i = 0; i < w; i++) {
-            double d = xr[gather(n, i)] - mean;
+            double d = xr[fib_gather_at(n->gather, i)] - mean;
             var += n->mult[i] * d * d;
         }
         var /= total;
         double inv = 1.0 / sqrt(var + n->epsilon);
         for (int64_t i = 0; i < w; i++)
-            out[r * w + i] = gamma_of(n, i) * ((xr[gather(n, i)] - mean) * inv) + beta_of(n, i);
+            out[r * w + i] = gamma_of(n, i) * ((xr[fib_gather_at(n->gather, i)] - mean) * inv) + beta_of(n, i);
     }
 }
 
@@ -404,7 +399,7 @@ static int64_t norm_params(const fib_graph *g, int32_t group, int64_t *out,
         out[0] = n->kind;
     for (int64_t i = 0; i < w; i++)
         if (i + 1 < capacity)
-            out[i + 1] = gather(n, i);
+            out[i + 1] = fib_gather_at(n->gather, i);
     return w + 1;
 }
 

@@ -31,6 +31,13 @@ static int32_t add_pool(fib_graph *g, int32_t source, int32_t kind, const fib_wi
     int64_t rows, cols;
     int32_t status = fib_window_check(win, g->groups[source].rows, g->groups[source].cols,
                                       "pooling", g->n_groups, &rows, &cols);
+    /* as PyTorch: a window wholly in the padding would pool nothing */
+    if (!status && (win->pad_rows > win->kernel_rows / 2 || win->pad_cols > win->kernel_cols / 2))
+        status = fib_error(FIB_E_SHAPE,
+                           "pooling of group %d: padding %lldx%lld exceeds half the kernel "
+                           "%lldx%lld", (int)g->n_groups, (long long)win->pad_rows,
+                           (long long)win->pad_cols, (long long)win->kernel_rows,
+                           (long long)win->kernel_cols);
     fib_pool *p = status ? NULL : fib_calloc(1, sizeof *p);
     if (!status && !p)
         status = fib_error(FIB_E_NOMEM, "out of memory adding pooling");

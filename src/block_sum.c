@@ -1,18 +1,13 @@
 /* Sum groups (residual connections): z[i] = a[gather_a[i]] + b[gather_b[i]].
  * A graph built by users adds elementwise; a base gathers, because the two
  * summands may have been merged into different classes. */
-#include "internal.h"
+#include "gather.h"
 
 #include <string.h>
 
 static const fib_sum *sum_of(const fib_graph *g, int32_t group)
 {
     return (const fib_sum *)g->groups[group].block;
-}
-
-static int64_t gather(const int64_t *map, int64_t i)
-{
-    return map ? map[i] : i;
 }
 
 static void sum_free(void *block)
@@ -81,9 +76,9 @@ int32_t fib_graph_read_sum(const fib_graph *g, int32_t group, int64_t *index_a,
     const fib_sum *s = sum_of(g, group);
     for (int64_t i = 0; i < g->groups[group].n_units; i++) {
         if (index_a)
-            index_a[i] = gather(s->gather_a, i);
+            index_a[i] = fib_gather_at(s->gather_a, i);
         if (index_b)
-            index_b[i] = gather(s->gather_b, i);
+            index_b[i] = fib_gather_at(s->gather_b, i);
     }
     return FIB_OK;
 }
@@ -106,8 +101,8 @@ static int32_t sum_fiber_fill(const fib_graph *g, int32_t group,
     for (int64_t i = 0; i < grp->n_units; i++) {
         double *val = sig->value + i * sig->n_coords + offset;
         double *tol = sig->tol + i * sig->n_coords + offset;
-        val[0] = (double)pa->color[gather(s->gather_a, i)];
-        val[1] = (double)pb->color[gather(s->gather_b, i)];
+        val[0] = (double)pa->color[fib_gather_at(s->gather_a, i)];
+        val[1] = (double)pb->color[fib_gather_at(s->gather_b, i)];
         tol[0] = tol[1] = FIB_TOL_LABEL;
     }
     return FIB_OK;
@@ -139,7 +134,7 @@ static int32_t sum_opfiber_fill(const fib_graph *g, int32_t group,
         memset(sig->tol + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
     }
     for (int64_t i = 0; i < grp->n_units; i++)
-        sig->value[gather(map, i) * sig->n_coords + offset + parts[group].color[i]] += 1.0;
+        sig->value[fib_gather_at(map, i) * sig->n_coords + offset + parts[group].color[i]] += 1.0;
     return FIB_OK;
 }
 
@@ -154,8 +149,8 @@ static void sum_forward(const fib_graph *g, int32_t group, int64_t batch,
     int64_t rows = batch * fib_group_positions(grp);
     for (int64_t r = 0; r < rows; r++)
         for (int64_t i = 0; i < grp->n_units; i++)
-            out[r * grp->n_units + i] = a[r * na + gather(s->gather_a, i)] +
-                                        b[r * nb + gather(s->gather_b, i)];
+            out[r * grp->n_units + i] = a[r * na + fib_gather_at(s->gather_a, i)] +
+                                        b[r * nb + fib_gather_at(s->gather_b, i)];
 }
 
 static int32_t sum_compress(const fib_graph *g, int32_t group,
@@ -177,8 +172,8 @@ static int32_t sum_compress(const fib_graph *g, int32_t group,
     }
     fib_partition_first_units(own, first);
     for (int64_t c = 0; c < k; c++) {
-        ga[c] = parts[grp->sources[0]].color[gather(s->gather_a, first[c])];
-        gb[c] = parts[grp->sources[1]].color[gather(s->gather_b, first[c])];
+        ga[c] = parts[grp->sources[0]].color[fib_gather_at(s->gather_a, first[c])];
+        gb[c] = parts[grp->sources[1]].color[fib_gather_at(s->gather_b, first[c])];
     }
     fib_free(first);
     int32_t id;
@@ -212,7 +207,7 @@ static int32_t sum_lift(const fib_graph *base, int32_t group,
     bool identity = pa->n_units == n && pb->n_units == n;
     for (int64_t i = 0; i < n; i++) {
         int64_t c = own->color[i];
-        int64_t ca = gather(s->gather_a, c), cb = gather(s->gather_b, c);
+        int64_t ca = fib_gather_at(s->gather_a, c), cb = fib_gather_at(s->gather_b, c);
         /* Prefer unit i itself when it lies in the right class. */
         ga[i] = (pa->n_units == n && pa->color[i] == ca) ? i : first_a[ca];
         gb[i] = (pb->n_units == n && pb->color[i] == cb) ? i : first_b[cb];

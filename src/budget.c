@@ -222,10 +222,10 @@ static int32_t layer_merges(const fib_rows *r, bool scaled, const double *weight
     return FIB_OK;
 }
 
-/* sqrt(sum_i w_i^2 |x_i - s_i r_c|^2) with r_c = sum s x / sum s^2 per class:
- * the weighted residual of the fit fib_compress makes. */
-static double residual(const fib_rows *r, const fib_partition *p, const double *w,
-                       const double *s)
+/* *out = sqrt(sum_i w_i^2 |x_i - s_i r_c|^2) with r_c = sum s x / sum s^2 per
+ * class: the weighted residual of the fit fib_compress makes. */
+static int32_t residual(const fib_rows *r, const fib_partition *p, const double *w,
+                        const double *s, double *out)
 {
     int64_t n = r->n, d = r->d, k = p->n_classes;
     double *rep = fib_calloc(k * (d > 0 ? d : 1), sizeof *rep), *ss = fib_calloc(k, sizeof *ss);
@@ -233,7 +233,7 @@ static double residual(const fib_rows *r, const fib_partition *p, const double *
     if (!rep || !ss) {
         fib_free(rep);
         fib_free(ss);
-        return INFINITY;
+        return fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
     }
     for (int64_t i = 0; i < n; i++) {
         int64_t c = p->color[i];
@@ -252,7 +252,8 @@ static double residual(const fib_rows *r, const fib_partition *p, const double *
     }
     fib_free(rep);
     fib_free(ss);
-    return sqrt(total);
+    *out = sqrt(total);
+    return FIB_OK;
 }
 
 static void free_layers(budget_layer *L, int32_t n)
@@ -397,7 +398,9 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         if (!status && !scaled) {
             for (int64_t u = 0; u < l->n; u++)
                 norms[u] = 1.0; /* scales of the mean fit */
-            double e = l->sens * residual(&r, &col->parts[i], weight, norms);
+            double e = 0;
+            status = residual(&r, &col->parts[i], weight, norms, &e);
+            e *= l->sens;
             bound += e * e;
         }
         if (!status && scaled) {
@@ -411,8 +414,11 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             }
             if (!status)
                 status = fib_class_scales(&r, &col->parts[i], weight, s);
+            double e = 0;
+            if (!status)
+                status = residual(&r, &col->parts[i], weight, s, &e);
             if (!status) {
-                double e = l->sens * residual(&r, &col->parts[i], weight, s);
+                e *= l->sens;
                 bound += e * e;
                 col->scales[i] = s;
             } else {

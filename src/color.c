@@ -258,6 +258,7 @@ int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
 {
     fib_coloring *fibers = NULL, *opfibers = NULL;
     progress prog = {o, 0, (int64_t)g->n_groups * (o->symmetry == FIB_SYM_FIBERS ? 1 : 2)};
+    fib_signature_pool_begin(); /* one signature's memory for all groups */
     int32_t status = fib_coloring_alloc(g, FIB_SYM_FIBERS, &fibers);
     if (!status && (o->tolerance & FIB_TOL_SCALED) && g->n_groups > 0) {
         fibers->scales = fib_calloc(g->n_groups, sizeof *fibers->scales);
@@ -284,6 +285,7 @@ int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
     }
     fibers->symmetry = FIB_SYM_COVERS;
 done:
+    fib_signature_pool_end();
     if (status) {
         fib_coloring_free(fibers);
         fib_coloring_free(opfibers);

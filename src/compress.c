@@ -27,25 +27,39 @@ static int32_t effective_projection(const fib_graph *g, const fib_coloring *c,
                                     fib_partition **out)
 {
     fib_partition *parts = fib_calloc(g->n_groups, sizeof *parts);
-    if (!parts)
+    bool *keep = fib_calloc(g->n_groups, sizeof *keep);
+    if (!parts || !keep) {
+        fib_free(parts);
+        fib_free(keep);
         return fib_error(FIB_E_NOMEM, "out of memory for the projection");
+    }
+    /* A group whose classes are derived from its source's (flatten) keeps
+     * its units only if that source keeps its own: an output flatten pins
+     * its source, and so on up a chain of such groups. */
+    for (int32_t i = g->n_groups - 1; i >= 0; i--) {
+        keep[i] = keep[i] || fib_group_is_input(g, i) || fib_group_is_output(g, i);
+        const fib_block_ops *ops = g->groups[i].ops;
+        if (keep[i] && ops && ops->derive_projection)
+            keep[g->groups[i].sources[0]] = true;
+    }
     for (int32_t i = 0; i < g->n_groups; i++) {
-        bool keep = fib_group_is_input(g, i) || fib_group_is_output(g, i);
-        int32_t status = keep ? fib_partition_init(&parts[i], g->groups[i].n_units)
-                              : fib_partition_copy(&parts[i], &c->parts[i]);
+        int32_t status = keep[i] ? fib_partition_init(&parts[i], g->groups[i].n_units)
+                                 : fib_partition_copy(&parts[i], &c->parts[i]);
         const fib_block_ops *ops = g->groups[i].ops;
         if (!status && ops && ops->derive_projection)
             status = ops->derive_projection(g, i, parts);
         if (status) {
-            free_projection(parts, i);
+            free_projection(parts, i + 1);
+            fib_free(keep);
             return status;
         }
     }
+    fib_free(keep);
     *out = parts;
     return FIB_OK;
 }
 
-/* Copies what follows a block: activation and name. */
+/* Copies what a block does not set: positions, activation and name. */
 int32_t fib_copy_group_attributes(const fib_graph *from, int32_t group,
                                   fib_graph *to, int32_t to_group)
 {

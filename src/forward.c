@@ -23,6 +23,11 @@ static int32_t check_call(const fib_graph *g, int64_t batch, int32_t dtype,
         return fib_error(FIB_E_SHAPE, "%s: batch %lld must be at least 1", fn, (long long)batch);
     if (!fib_dtype_size(dtype))
         return fib_error(FIB_E_INVALID, "%s: unknown dtype %d", fn, (int)dtype);
+    for (int32_t i = 0; i < g->n_groups; i++)
+        if (g->groups[i].op == FIB_OP_NODES)
+            return fib_error(FIB_E_UNSUPPORTED,
+                             "%s: group %d is a node group: graphs of nodes have no forward pass",
+                             fn, (int)i);
     return FIB_OK;
 }
 

@@ -281,6 +281,11 @@ void fib_partition_first_units(const fib_partition *p, int64_t *first);
 int32_t fib_signature_alloc(fib_signature *sig, int64_t n_units,
                             int64_t n_coords);
 void fib_signature_clear(fib_signature *sig);
+/* Reuse of signature memory across the groups of a colouring on this
+ * thread (signature.c): between _begin and _end, a cleared signature's
+ * memory is kept for the next one. Calls nest. */
+void fib_signature_pool_begin(void);
+void fib_signature_pool_end(void);
 /* The rounding allowance of a sum of `terms` numbers of absolute sum
  * abs_sum, stored in `dtype`. */
 double fib_rounding_tol(int32_t dtype, int64_t terms, double abs_sum);
@@ -325,6 +330,11 @@ int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
  * parts (fibers; opfibers when reverse). A no-op without node groups. */
 int32_t fib_color_node_groups(const fib_graph *g, const fib_color_options *o,
                               bool reverse, fib_partition *parts);
+/* graphs/graph_api.c: the opfiber signature of node group `group`: per
+ * (target group, type, target class) the weight sum of its out-arcs. */
+int32_t fib_nodes_opfiber_signature(const fib_graph *g, int32_t group,
+                                    const fib_partition *parts,
+                                    fib_signature *sig);
 
 /* compress.c */
 struct fib_base {

@@ -4,16 +4,67 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
+
+/* Signature memory reused across groups. While a colouring runs
+ * (fib_signature_pool_begin .. _end, per thread), one block holding a
+ * signature's values and allowances is kept when the signature is cleared
+ * and handed to the next one that fits, so that each group does not map
+ * and fault in fresh pages (a large signature is an mmap of its own in most
+ * allocators). Only one signature is built at a time per colouring, so the
+ * block is the largest one, as before; it is freed at the end. A pooled
+ * signature is cleared on the thread that made it (the colouring's own:
+ * OpenMP workers never hold signatures of their own across groups, and
+ * their pool is never active, so they allocate as before). */
+static _Thread_local struct {
+    int depth;     /* nested colourings */
+    bool in_use;   /* held by a live signature */
+    double *block; /* value cells, then tol cells */
+    int64_t cells; /* capacity: cells of each */
+} pool;
+
+void fib_signature_pool_begin(void)
+{
+    pool.depth++;
+}
+
+void fib_signature_pool_end(void)
+{
+    if (--pool.depth > 0)
+        return;
+    if (!pool.in_use)
+        fib_free(pool.block);
+    pool.block = NULL;
+    pool.cells = 0;
+    pool.depth = 0;
+}
 
 int32_t fib_signature_alloc(fib_signature *sig, int64_t n_units,
                             int64_t n_coords)
 {
-    int64_t cells;
+    int64_t cells, both;
     *sig = (fib_signature){.n_units = n_units, .n_coords = n_coords};
-    if (!fib_mul_i64(n_units, n_coords > 0 ? n_coords : 1, &cells))
+    if (!fib_mul_i64(n_units, n_coords > 0 ? n_coords : 1, &cells) ||
+        !fib_mul_i64(cells, 2, &both))
         return fib_error(FIB_E_OVERFLOW, "signature of %lld x %lld overflows",
                          (long long)n_units, (long long)n_coords);
+    if (pool.depth > 0 && !pool.in_use) {
+        if (pool.cells < cells) {
+            fib_free(pool.block);
+            pool.cells = 0;
+            pool.block = fib_alloc(both, sizeof(double));
+            if (!pool.block)
+                return fib_error(FIB_E_NOMEM,
+                                 "out of memory for a %lld x %lld signature",
+                                 (long long)n_units, (long long)n_coords);
+            pool.cells = cells;
+        }
+        pool.in_use = true;
+        sig->value = pool.block;
+        sig->tol = pool.block + cells;
+        return FIB_OK;
+    }
     sig->value = fib_alloc(cells, sizeof(double));
     sig->tol = fib_alloc(cells, sizeof(double));
     if (!sig->value || !sig->tol) {
@@ -26,8 +77,17 @@ int32_t fib_signature_alloc(fib_signature *sig, int64_t n_units,
 
 void fib_signature_clear(fib_signature *sig)
 {
-    fib_free(sig->value);
-    fib_free(sig->tol);
+    if (sig->value && sig->value == pool.block) {
+        pool.in_use = false;
+        if (pool.depth == 0) { /* the colouring ended while it was live */
+            fib_free(pool.block);
+            pool.block = NULL;
+            pool.cells = 0;
+        }
+    } else {
+        fib_free(sig->value);
+        fib_free(sig->tol);
+    }
     sig->value = sig->tol = NULL;
 }
 
@@ -71,14 +131,11 @@ static bool dense_view(const fib_graph *g, int32_t group,
     return true;
 }
 
-int32_t fib_fiber_signature_ex(const fib_graph *g, int32_t group,
-                               const fib_partition *parts, int32_t n_threads,
-                               fib_signature *sig)
+/* The block's own fill into a materialised signature. */
+static int32_t filled_fiber_signature(const fib_graph *g, int32_t group,
+                                      const fib_partition *parts, int32_t n_threads,
+                                      fib_signature *sig)
 {
-    if (dense_view(g, group, parts, sig)) {
-        sig->n_threads = n_threads;
-        return FIB_OK;
-    }
     const fib_group *grp = &g->groups[group];
     int64_t width = grp->ops->fiber_width(g, group, parts);
     int32_t status = fib_signature_alloc(sig, grp->n_units, width);
@@ -92,20 +149,21 @@ int32_t fib_fiber_signature_ex(const fib_graph *g, int32_t group,
     return status;
 }
 
+int32_t fib_fiber_signature_ex(const fib_graph *g, int32_t group,
+                               const fib_partition *parts, int32_t n_threads,
+                               fib_signature *sig)
+{
+    if (dense_view(g, group, parts, sig)) {
+        sig->n_threads = n_threads;
+        return FIB_OK;
+    }
+    return filled_fiber_signature(g, group, parts, n_threads, sig);
+}
+
 int32_t fib_fiber_signature(const fib_graph *g, int32_t group,
                             const fib_partition *parts, fib_signature *sig)
 {
-    const fib_group *grp = &g->groups[group];
-    int64_t width = grp->ops->fiber_width(g, group, parts);
-    int32_t status = fib_signature_alloc(sig, grp->n_units, width);
-    if (status)
-        return status;
-    sig->n_threads = 1;
-    if (width > 0)
-        status = grp->ops->fiber_fill(g, group, parts, sig, 0);
-    if (status)
-        fib_signature_clear(sig);
-    return status;
+    return filled_fiber_signature(g, group, parts, 1, sig);
 }
 
 int32_t fib_opfiber_signature(const fib_graph *g, int32_t group,

@@ -309,33 +309,55 @@ def plot(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     benches = list(dict.fromkeys(r[0] for r in rows))
-    fig, axes = plt.subplots(2, len(benches), figsize=(6 * len(benches), 7), squeeze=False)
+    fig, axes = plt.subplots(3, len(benches), figsize=(6.5 * len(benches), 10), squeeze=False)
     for j, bench in enumerate(benches):
+        seeds = sorted(set(r[2] for r in rows if r[0] == bench))
+        tasks = sorted(set(r[3] for r in rows if r[0] == bench))
+        w = max(1, len(tasks) // 10)                      # smoothing window (tasks)
+        kern = np.ones(w) / w
+        x = tasks[w - 1:]
+
+        def table(method, col):
+            t = {(r[2], r[3]): r[col] for r in rows if r[0] == bench and r[1] == method}
+            if not t:
+                return None
+            return np.array([[t[(s, k)] for s in seeds] for k in tasks])   # tasks x seeds
+        sgd = table("sgd", 4)
         for k, method in enumerate(METHODS):
-            sub = [r for r in rows if r[0] == bench and r[1] == method]
-            if not sub:
+            acc = table(method, 4)
+            if acc is None:
                 continue
-            tasks = sorted(set(r[3] for r in sub))
-            acc = np.array([[r[4] for r in sub if r[3] == t] for t in tasks])
-            dead = np.array([[r[5] for r in sub if r[3] == t] for t in tasks])
-            w = max(1, len(tasks) // 20)                      # smoothing window (tasks)
-            kern = np.ones(w) / w
-            m = np.convolve(acc.mean(1), kern, "valid")
-            lo = np.convolve(acc.min(1), kern, "valid")
-            hi = np.convolve(acc.max(1), kern, "valid")
-            x = tasks[w - 1:]
-            axes[0][j].plot(x, m, color="C%d" % k, label=method)
-            axes[0][j].fill_between(x, lo, hi, color="C%d" % k, alpha=0.15)
-            axes[1][j].plot(tasks, dead.mean(1), color="C%d" % k, label=method)
-        axes[0][j].set_title("%s: accuracy per task (mean, min-max over seeds, %d-task window)"
-                             % (bench, w), fontsize=9)
-        axes[0][j].set_ylabel("test accuracy" if bench == "pairs" else "online accuracy")
-        axes[1][j].set_ylabel("dead hidden units (on 512 task images)")
-        axes[1][j].set_xlabel("task")
-        axes[0][j].legend()
+            smooth = np.array([np.convolve(acc[:, i], kern, "valid") for i in range(len(seeds))])
+            axes[0][j].plot(x, smooth.mean(0), color="C%d" % k, label=method)
+            if sgd is not None and method != "sgd":
+                diff = np.array([np.convolve(acc[:, i] - sgd[:, i], kern, "valid")
+                                 for i in range(len(seeds))])
+                axes[1][j].plot(x, diff.mean(0), color="C%d" % k, label=method)
+                axes[1][j].fill_between(x, diff.min(0), diff.max(0), color="C%d" % k, alpha=0.12)
+            axes[2][j].plot(tasks, table(method, 5).mean(1), color="C%d" % k, label=method)
+        axes[1][j].axhline(0, color="C0", lw=0.8)
+        axes[0][j].set_title("%s: %s per task, mean of %d seeds, %d-task window"
+                             % (bench, "test accuracy" if bench == "pairs" else
+                                "online accuracy", len(seeds), w), fontsize=9)
+        axes[0][j].set_ylabel("accuracy")
+        axes[1][j].set_ylabel("accuracy - SGD's (same seed)")
+        axes[1][j].set_title("paired difference to SGD: mean, min-max over seeds", fontsize=9)
+        axes[2][j].set_ylabel("dead hidden units (on 512 task images)")
+        axes[2][j].set_xlabel("task")
+        axes[0][j].legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=85)
     plt.close(fig)
+
+
+def read_rows(path):
+    rows = []
+    with open(path) as fh:
+        next(fh)
+        for line in fh:
+            b, m, s, t, a, d, u = line.strip().split(",")
+            rows.append((b, m, int(s), int(t), float(a), int(d), int(u)))
+    return rows
 
 
 def summarise(rows, log):
@@ -379,7 +401,13 @@ def main(argv=None):
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--out", default=os.path.join(HERE, "..", "figures"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--replot", metavar="CSV", help="redraw the PNG of a CSV written before")
     args = ap.parse_args(argv)
+    if args.replot:
+        rows = read_rows(args.replot)
+        plot(rows, args.replot[:-4] + ".png")
+        summarise(rows, print)
+        return
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     configs = QUICK if args.quick else CONFIGS

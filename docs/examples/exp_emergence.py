@@ -16,6 +16,9 @@ At every record, each layer with parameters is coloured three ways:
           fibers, the next layer's for opfibers), recomputed at each record
   rel2    the same with 2 x the standard deviation
   rel4    the same with 4 x the standard deviation
+  cos0.3, cos0.5  FIB_TOL_COSINE, the seed authors' criterion (rows
+          L2-normalised, 1 - cosine, average linkage cut at eps), when the
+          library has it (rows absent otherwise)
 Covers are the meet of fibers and opfibers (as in the library).
 
 Coarse-graining check: between two consecutive records, the covers may only
@@ -42,7 +45,31 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 import fashion_data as fd  # noqa: E402
 from fibration.torch._trace import trace  # noqa: E402
 
-TOLERANCES = (("exact", 0.0), ("rel1", 1.0), ("rel2", 2.0), ("rel4", 4.0))
+TOLERANCES = (("exact", 0.0), ("rel1", 1.0), ("rel2", 2.0), ("rel4", 4.0),
+              ("cos0.3", "cos", 0.3), ("cos0.5", "cos", 0.5))
+
+
+def cosine_available():
+    """FIB_TOL_COSINE (the seed authors' criterion) is in libraries newer than
+    the first tolerant one; older ones refuse it."""
+    import fibration
+    code = getattr(fibration._ffi, "FIB_TOL_COSINE", None)
+    if code is None:
+        return False
+    g = fibration.Graph()
+    x = g.add_input(2)
+    g.add_dense(x, np.eye(2), np.zeros(2))
+    try:
+        g.color("fibers", code, 0.1)
+        return True
+    except fibration.FibrationError:
+        return False
+
+
+def tolerances():
+    """The tolerances this library can colour with."""
+    cos = cosine_available()
+    return tuple(t for t in TOLERANCES if len(t) == 2 or cos)
 PARAM_KINDS = ("dense", "conv")
 
 
@@ -74,12 +101,18 @@ def lifted_mlp(base_width=32, copies=4, seed=0):
     return big
 
 
-def colour(model, x, factor):
-    """{layer: (units, fiber colours, opfiber colours, cover colours)}."""
+def colour(model, x, tol):
+    """{layer: (units, fiber colours, opfiber colours, cover colours)} for a
+    TOLERANCES entry."""
+    import fibration
     net = trace(model, x)
     layers = [l for l in net.layers if l.kind in PARAM_KINDS]
     weights = [model.get_submodule(l.module).weight.detach() for l in layers]
-    if factor == 0:
+    factor = tol[-1]
+    if len(tol) == 3:
+        f = net.graph.color("fibers", fibration._ffi.FIB_TOL_COSINE, factor)
+        o = net.graph.color("opfibers", fibration._ffi.FIB_TOL_COSINE, factor)
+    elif factor == 0:
         f = net.graph.color("fibers", "exact")
         o = net.graph.color("opfibers", "exact")
     else:
@@ -142,8 +175,9 @@ def run(name, model, data, steps, n_records, seed, rows, log):
             fd.train(model, xtr, ytr, step - done, lr=0.05, batch=64, seed=seed + step)
             done = step
         acc = fd.accuracy(model, xte, yte)
-        for tol, factor in TOLERANCES:
-            res = colour(model, x, factor)
+        for spec in tolerances():
+            tol = spec[0]
+            res = colour(model, x, spec)
             for layer, (units, fc, oc, cc) in res.items():
                 key = (tol, layer)
                 pb, ps = pairs_split(prev_covers[key], cc) if key in prev_covers else (0, 0)
@@ -168,8 +202,8 @@ def plot(rows, path):
         for j, (what, col) in enumerate((("fibers", 7), ("covers", 9))):
             ax = axes[i][j]
             for k, layer in enumerate(layers[:-1]):          # output layer: always all distinct
-                for tol, style, lw in (("exact", ":", 1), ("rel1", "-.", 1), ("rel2", "--", 1),
-                                       ("rel4", "-", 1.5)):
+                for tol, style, lw in (("exact", ":", 1), ("rel2", "--", 1), ("rel4", "-", 1),
+                                       ("cos0.5", "-", 2.5)):
                     pts = [r for r in sub if r[5] == layer and r[4] == tol]
                     ax.plot([max(r[1], 1) for r in pts], [r[col] / r[6] for r in pts], style,
                             color="C%d" % k, lw=lw, label="layer %s %s" % (layer, tol))
@@ -222,7 +256,8 @@ def main(argv=None):
     # the theorem check, summarised
     print("\ncoarse-graining (covers only merge): pairs split / pairs together before")
     for name in dict.fromkeys(r[0] for r in rows):
-        for tol, _ in TOLERANCES:
+        for spec in tolerances():
+            tol = spec[0]
             sub = [r for r in rows if r[0] == name and r[4] == tol]
             pb, ps = sum(r[10] for r in sub), sum(r[11] for r in sub)
             print("  %-6s %-5s %8d / %8d %s" % (name, tol, ps, pb,

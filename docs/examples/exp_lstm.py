@@ -14,6 +14,9 @@ lr 2e-3, batch 64):
               step T2 it is compressed again the same way
   small       control: an LSTM with the hidden width of the first base,
               trained from scratch for all steps
+  smaller     the same at the width of the second base
+With --tolerance cos the compressions use FIB_TOL_COSINE (the seed authors'
+criterion: 1 - cosine, average linkage) instead of FIB_TOL_ABS.
 
 Accuracy on 2,000 test images and parameter counts every `--every` steps go to
 docs/figures/lstm.csv and lstm.png.
@@ -35,7 +38,10 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 
 import fashion_data as fd  # noqa: E402
+import fibration  # noqa: E402
 import fibration.torch as ft  # noqa: E402
+from fibration.torch._rebuild import rebuild  # noqa: E402
+from fibration.torch._trace import trace  # noqa: E402
 
 
 class RowLSTM(nn.Module):
@@ -53,14 +59,31 @@ def hidden_width(model):
     return model.lstm.hidden_size
 
 
-def compress_to(model, x, target):
+def compress_with(model, x, tolerance, eps):
+    """(compressed model, plan or None): fibers with FIB_TOL_ABS through
+    fibration.torch.compress, or FIB_TOL_COSINE (the seed authors' criterion)
+    on the traced graph."""
+    if tolerance == "abs":
+        return ft.compress(model, x, eps=eps)
+    net = trace(model, x)
+    coloring = net.graph.color("fibers", fibration._ffi.FIB_TOL_COSINE, eps)
+    for layer in net.layers:
+        # the last step copies the LSTM's units one to one: give it the
+        # LSTM's classes (the clustering may group its copy differently,
+        # and the rebuilt model would then need a gather it cannot re-trace)
+        if layer.kind == "last_step":
+            coloring.set_group(layer.group, coloring.colors(net.layers[layer.sources[0]].group))
+    return rebuild(net, net.graph.compress(coloring), "CompressedRowLSTM"), None
+
+
+def compress_to(model, x, target, tolerance="abs"):
     """Bisection on eps for a base with about `target` of the parameters."""
     n = ft.count_parameters(model)
-    lo, hi = 0.0, 4.0
+    lo, hi = 0.0, 4.0 if tolerance == "abs" else 2.0
     best = (0.0,) + ft.compress(model, x)
     for _ in range(12):
         mid = (lo + hi) / 2
-        small, plan = ft.compress(model, x, eps=mid)
+        small, plan = compress_with(model, x, tolerance, mid)
         ratio = ft.count_parameters(small) / n
         if ratio > target:
             lo = mid
@@ -81,6 +104,10 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--target", type=float, default=0.5)
     ap.add_argument("--hidden", type=int, default=None)
+    ap.add_argument("--tolerance", default="abs", choices=("abs", "cos"),
+                    help="abs: FIB_TOL_ABS (fibration.torch.compress); cos: FIB_TOL_COSINE, "
+                         "the seed authors' criterion (libraries that have it); outputs "
+                         "lstm.* or lstm_cos.*")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
@@ -110,7 +137,7 @@ def main(argv=None):
             if step % every == 0:
                 extra = ""
                 if probe_eps is not None and probe_eps[0]:
-                    small, _ = ft.compress(m, x, eps=probe_eps[0])
+                    small, _ = compress_with(m, x, args.tolerance, probe_eps[0])
                     extra = ft.count_parameters(small)
                 rows.append((run, step, acc(m), ft.count_parameters(m), hidden_width(m), extra))
                 print("%-10s step %5d acc %.4f params %d hidden %d %s (%.0f s)" % (
@@ -127,7 +154,7 @@ def main(argv=None):
     events = []
     for t_next, t_stop in ((t1, t2), (t2, steps)):
         before = acc(model)
-        eps, small, plan = compress_to(model, x, args.target)
+        eps, small, plan = compress_to(model, x, args.target, args.tolerance)
         after = acc(small)
         events.append((t_next, eps, ft.count_parameters(model), ft.count_parameters(small),
                        hidden_width(small), before, after))
@@ -145,13 +172,15 @@ def main(argv=None):
     rows.append(("baseline", 0, acc(base), ft.count_parameters(base), hidden, ""))
     train(base, torch.optim.Adam(base.parameters(), 2e-3), 0, steps, "baseline",
           probe_eps=[events[0][1]])
-    # small control at the first base's width
-    torch.manual_seed(args.seed)
-    ctrl = RowLSTM(events[0][4])
-    rows.append(("small", 0, acc(ctrl), ft.count_parameters(ctrl), events[0][4], ""))
-    train(ctrl, torch.optim.Adam(ctrl.parameters(), 2e-3), 0, steps, "small")
+    # controls trained from scratch at the widths of the two bases
+    for run, event in (("small", events[0]), ("smaller", events[1])):
+        torch.manual_seed(args.seed)
+        ctrl = RowLSTM(event[4])
+        rows.append((run, 0, acc(ctrl), ft.count_parameters(ctrl), event[4], ""))
+        train(ctrl, torch.optim.Adam(ctrl.parameters(), 2e-3), 0, steps, run)
 
-    csv = os.path.join(args.out, "lstm.csv")
+    name = "lstm" if args.tolerance == "abs" else "lstm_cos"
+    csv = os.path.join(args.out, name + ".csv")
     with open(csv, "w") as fh:
         fh.write("run,step,accuracy,params,hidden,note\n")
         for r in rows:
@@ -159,18 +188,18 @@ def main(argv=None):
         for e in events:
             fh.write("event,%d,%.4f,%d,%d,%d,compress eps=%.4f accuracy_before=%.4f\n"
                      % (e[0], e[6], e[2], e[3], e[4], e[1], e[5]))
-    plot(rows, events, os.path.join(args.out, "lstm.png"))
+    plot(rows, events, os.path.join(args.out, name + ".png"), args.tolerance)
     print("wrote %s in %.0f s" % (csv, time.time() - t0))
 
 
-def plot(rows, events, path):
+def plot(rows, events, path, tolerance="abs"):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     ax2 = ax.twinx()
     full = [r for r in rows if r[0] == "baseline"][0][3]
-    for k, run in enumerate(("baseline", "compressed", "small")):
+    for k, run in enumerate(("baseline", "compressed", "small", "smaller")):
         sub = [r for r in rows if r[0] == run]
         ax.plot([r[1] for r in sub], [r[2] for r in sub], "-o", ms=3, color="C%d" % k,
                 label="%s accuracy" % run)
@@ -186,7 +215,8 @@ def plot(rows, events, path):
     ax2.set_ylim(0, 1.05)
     ax.legend(loc="lower center", fontsize=8)
     ax2.legend(loc="center right", fontsize=8)
-    ax.set_title("Row-by-row LSTM on Fashion-MNIST, compressed at the grey lines")
+    ax.set_title("Row-by-row LSTM on Fashion-MNIST, compressed (%s) at the grey lines"
+                 % {"abs": "FIB_TOL_ABS", "cos": "FIB_TOL_COSINE"}[tolerance])
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -13,7 +13,8 @@ classes.
 
 Fibers of the same layer with the library: exact (FIB_TOL_EXACT) and with a
 per-layer FIB_TOL_ABS eps = c x the std of the layer's weights, c = 2 and 4
-(as in exp_emergence.py). For each class and each fiber colouring the CSV
+(as in exp_emergence.py), and FIB_TOL_COSINE at 0.5 (the seed authors'
+criterion) when the library has it. For each class and each fiber colouring the CSV
 reports: the number of clusters and of fibers, and how many non-trivial fibers
 lie inside one cluster ("fibers are a refinement of the class-conditional
 clusters", the seed's claim); the same for a random partition with the same
@@ -36,11 +37,11 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 
 import fashion_data as fd  # noqa: E402
-from exp_emergence import colour, lifted_mlp, mlp  # noqa: E402
+from exp_emergence import colour, cosine_available, lifted_mlp, mlp  # noqa: E402
 
 CLASSES = (1, 7, 8)           # Trouser, Sneaker, Bag
 CUT = 0.1                     # 1 - correlation
-FIBER_TOLS = (("exact", 0.0), ("rel2", 2.0), ("rel4", 4.0))
+FIBER_TOLS = (("exact", 0.0), ("rel2", 2.0), ("rel4", 4.0), ("cos0.5", "cos", 0.5))
 
 
 def last_hidden(model, x):
@@ -115,14 +116,15 @@ def refinement(fibers, clusters, rng):
 def analyse(name, model, stage, step, data, rows, mats, rng):
     xte, yte = data[2], data[3]
     x = xte[:4]
-    fibs = {tol: colour(model, x, f) for tol, f in FIBER_TOLS}
+    tols = [t for t in FIBER_TOLS if len(t) == 2 or cosine_available()]
+    fibs = {t[0]: colour(model, x, t) for t in tols}
     layer = list(fibs["exact"])[-2]                    # last hidden layer
     sets = [("all", xte[:2000])] + [(fd.CLASSES[c], xte[yte == c][:500]) for c in CLASSES]
     for cname, xs in sets:
         labels, order, corr = sync_clusters(last_hidden(model, xs))
         if name == "mlp":
             mats[(stage, cname)] = corr[np.ix_(order, order)]
-        for tol, _ in FIBER_TOLS:
+        for tol in fibs:
             fc = fibs[tol][layer][1]
             total, inside, rand_inside = refinement(fc, labels, rng)
             off = corr[~np.eye(len(corr), dtype=bool)]
@@ -182,7 +184,8 @@ def main(argv=None):
             acc = fd.accuracy(model, data[2], data[3])
             print("%s %s (step %d, accuracy %.4f): %s" % (
                 name, stage, step, acc, "; ".join(
-                    "%s %d clusters" % (r[3], r[6]) for r in rows[-len(FIBER_TOLS) * 4::3])))
+                    "%s %d clusters" % (r[3], r[6]) for r in rows
+                    if r[0] == name and r[1] == stage and r[4] == "exact")))
     header = ("model,stage,step,inputs,fiber_tolerance,units,sync_clusters,fibers,"
               "nontrivial_fibers,fibers_inside_one_cluster,random_inside_one_cluster,"
               "constant_units,mean_abs_correlation")

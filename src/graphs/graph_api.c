@@ -201,9 +201,11 @@ int32_t fib_color_node_groups(const fib_graph *g, const fib_color_options *o,
 /* Block operations of a node group                                         */
 /* ------------------------------------------------------------------------ */
 
-/* Signature coordinates (for fib_coloring_is_balanced): one per (source
- * group, type, source class), over the distinct (group, type) pairs of the
- * arcs into the group. */
+/* Signature coordinates (for fib_coloring_is_balanced): one per (group,
+ * type, class) over the distinct (group, type) pairs of the arcs that count:
+ * fibers, the arcs into the group keyed by their source group and the
+ * source's class; opfibers (reverse), the arcs out of it keyed by their
+ * target group and the target's class. */
 typedef struct coord_key {
     int32_t group;
     int32_t type;
@@ -217,12 +219,35 @@ static int compare_keys(const void *pa, const void *pb)
     return (a->type > b->type) - (a->type < b->type);
 }
 
-/* Distinct (group, type) pairs, sorted; *keys NULL when there are none. */
-static int32_t coord_keys(const fib_nodes *b, coord_key **keys, int64_t *n)
+/* The arc sets that count for `group`: its own (in-arcs), or those of every
+ * node group d whose source is `group` (out-arcs). *d_out: the set's node
+ * group. Iterate with *g_at = group or 0 (reverse) and *s_at = 0. */
+static const edge_set *next_set(const fib_graph *g, int32_t group, bool reverse,
+                                int32_t *g_at, int64_t *s_at, int32_t *d_out)
 {
-    int64_t total = 0;
-    for (int64_t s = 0; s < b->n_sets; s++)
-        total += b->sets[s].type ? b->sets[s].m : 1;
+    for (; *g_at < g->n_groups; ++*g_at, *s_at = 0) {
+        if (!is_nodes(g, *g_at) || (!reverse && *g_at != group))
+            continue;
+        const fib_nodes *b = g->groups[*g_at].block;
+        while (*s_at < b->n_sets) {
+            const edge_set *e = &b->sets[(*s_at)++];
+            if (!reverse || e->src_group == group) {
+                *d_out = *g_at;
+                return e;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Distinct (group, type) pairs, sorted; *keys NULL when there are none. */
+static int32_t coord_keys(const fib_graph *g, int32_t group, bool reverse,
+                          coord_key **keys, int64_t *n)
+{
+    int64_t total = 0, s_at = 0;
+    int32_t g_at = reverse ? 0 : group, d;
+    for (const edge_set *e; (e = next_set(g, group, reverse, &g_at, &s_at, &d));)
+        total += e->type ? e->m : 1;
     *keys = NULL;
     *n = 0;
     if (total == 0)
@@ -231,34 +256,31 @@ static int32_t coord_keys(const fib_nodes *b, coord_key **keys, int64_t *n)
     if (!k)
         return fib_error(FIB_E_NOMEM, "graph: out of memory");
     int64_t at = 0;
-    for (int64_t s = 0; s < b->n_sets; s++) {
-        const edge_set *e = &b->sets[s];
-        if (!e->type) {
-            k[at].group = e->src_group;
-            k[at++].type = 0;
-            continue;
-        }
-        for (int64_t a = 0; a < e->m; a++) {
-            k[at].group = e->src_group;
-            k[at++].type = e->type[a];
+    s_at = 0;
+    g_at = reverse ? 0 : group;
+    for (const edge_set *e; (e = next_set(g, group, reverse, &g_at, &s_at, &d));) {
+        int32_t other = reverse ? d : e->src_group;
+        for (int64_t a = 0; a < (e->type ? e->m : 1); a++) {
+            k[at].group = other;
+            k[at++].type = e->type ? e->type[a] : 0;
         }
     }
     qsort(k, (size_t)at, sizeof *k, compare_keys);
-    int64_t d = 0;
+    int64_t distinct = 0;
     for (int64_t i = 0; i < at; i++)
-        if (d == 0 || compare_keys(&k[d - 1], &k[i]) != 0)
-            k[d++] = k[i];
+        if (distinct == 0 || compare_keys(&k[distinct - 1], &k[i]) != 0)
+            k[distinct++] = k[i];
     *keys = k;
-    *n = d;
+    *n = distinct;
     return FIB_OK;
 }
 
-static int64_t nodes_fiber_width(const fib_graph *g, int32_t group,
-                                 const fib_partition *parts)
+static int64_t arcs_width(const fib_graph *g, int32_t group, bool reverse,
+                          const fib_partition *parts)
 {
     coord_key *keys;
     int64_t n, width = 0;
-    if (coord_keys(g->groups[group].block, &keys, &n))
+    if (coord_keys(g, group, reverse, &keys, &n))
         return 0;
     for (int64_t i = 0; i < n; i++)
         width += parts[keys[i].group].n_classes;
@@ -266,18 +288,18 @@ static int64_t nodes_fiber_width(const fib_graph *g, int32_t group,
     return width;
 }
 
-static int32_t nodes_fiber_fill(const fib_graph *g, int32_t group,
-                                const fib_partition *parts,
-                                fib_signature *sig, int64_t offset)
+/* Weight sums of the arcs that count per (group, type, class). */
+static int32_t arcs_fill(const fib_graph *g, int32_t group, bool reverse,
+                         const fib_partition *parts, fib_signature *sig,
+                         int64_t offset)
 {
-    const fib_nodes *b = g->groups[group].block;
     coord_key *keys;
     int64_t n_keys;
-    int32_t status = coord_keys(b, &keys, &n_keys);
+    int32_t status = coord_keys(g, group, reverse, &keys, &n_keys);
     if (status)
         return status;
     int64_t *base = fib_alloc(n_keys > 0 ? n_keys : 1, sizeof *base);
-    int64_t width = nodes_fiber_width(g, group, parts);
+    int64_t width = arcs_width(g, group, reverse, parts);
     int64_t *terms = fib_calloc(sig->n_units * (width > 0 ? width : 1),
                                 sizeof *terms);
     if (!base || !terms) {
@@ -296,18 +318,22 @@ static int32_t nodes_fiber_fill(const fib_graph *g, int32_t group,
             sig->value[u * ld + offset + j] = 0;
             sig->tol[u * ld + offset + j] = 0; /* abs sums first */
         }
-    for (int64_t s = 0; s < b->n_sets; s++) {
-        const edge_set *e = &b->sets[s];
+    int64_t s_at = 0;
+    int32_t g_at = reverse ? 0 : group, d;
+    for (const edge_set *e; (e = next_set(g, group, reverse, &g_at, &s_at, &d));) {
+        int32_t other = reverse ? d : e->src_group;
         for (int64_t a = 0; a < e->m; a++) {
-            coord_key key = {e->src_group, e->type ? e->type[a] : 0};
+            coord_key key = {other, e->type ? e->type[a] : 0};
             coord_key *hit = bsearch(&key, keys, (size_t)n_keys, sizeof *keys,
                                      compare_keys);
-            int64_t j = base[hit - keys] + parts[e->src_group].color[e->src[a]];
-            int64_t at = e->dst[a] * ld + offset + j;
+            int64_t row = reverse ? e->src[a] : e->dst[a];
+            int64_t end = reverse ? e->dst[a] : e->src[a];
+            int64_t j = base[hit - keys] + parts[other].color[end];
+            int64_t at = row * ld + offset + j;
             double w = e->weight ? e->weight[a] : 1.0;
             sig->value[at] += w;
             sig->tol[at] += fabs(w);
-            terms[e->dst[a] * width + j]++;
+            terms[row * width + j]++;
         }
     }
     for (int64_t u = 0; u < sig->n_units; u++)
@@ -323,13 +349,30 @@ static int32_t nodes_fiber_fill(const fib_graph *g, int32_t group,
     return FIB_OK;
 }
 
-static void nodes_forward(const fib_graph *g, int32_t group, int64_t batch,
-                          double *const *activity, double *out)
+static int64_t nodes_fiber_width(const fib_graph *g, int32_t group,
+                                 const fib_partition *parts)
 {
-    (void)activity;
-    int64_t count = batch * fib_group_activity_width(&g->groups[group]);
-    for (int64_t i = 0; i < count; i++)
-        out[i] = 0; /* plain nodes carry no activity */
+    return arcs_width(g, group, false, parts);
+}
+
+static int32_t nodes_fiber_fill(const fib_graph *g, int32_t group,
+                                const fib_partition *parts,
+                                fib_signature *sig, int64_t offset)
+{
+    return arcs_fill(g, group, false, parts, sig, offset);
+}
+
+int32_t fib_nodes_opfiber_signature(const fib_graph *g, int32_t group,
+                                    const fib_partition *parts,
+                                    fib_signature *sig)
+{
+    int32_t status = fib_signature_alloc(sig, g->groups[group].n_units,
+                                         arcs_width(g, group, true, parts));
+    if (!status && sig->n_coords > 0)
+        status = arcs_fill(g, group, true, parts, sig, 0);
+    if (status)
+        fib_signature_clear(sig);
+    return status;
 }
 
 static int32_t nodes_compress(const fib_graph *g, int32_t group,
@@ -371,7 +414,7 @@ static const fib_block_ops fib_nodes_ops = {
     .free_block = nodes_free,
     .fiber_width = nodes_fiber_width,
     .fiber_fill = nodes_fiber_fill,
-    .forward = nodes_forward,
+    /* no forward: fib_graph_forward refuses node groups */
     .compress = nodes_compress,
     .lift = nodes_lift,
     .num_parameters = nodes_num_parameters,

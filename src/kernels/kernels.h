@@ -20,21 +20,47 @@
 /* Most rows a colour_sums call handles (a tile). */
 #define FIB_TILE_MAX 16
 
+/* Columns per pass of the SIMD colour sums: a tile's columns are transposed
+ * into scratch this many at a time (128 KB of float32 for 16 rows). */
+#define FIB_COLOUR_CHUNK 2048
+
+/* The class order of a layer's columns, computed once per layer
+ * (fib_colour_order): perm lists the columns class by class (classes
+ * ascending, columns ascending within a class) and class c's columns are
+ * perm[start[c] .. start[c + 1]). */
+void fib_colour_order(const int64_t *color, int64_t n, int64_t k_classes,
+                      int64_t *perm, int64_t *start);
+
+/* Doubles of scratch one colour_sums call needs (per thread). */
+static inline int64_t fib_colour_scratch_len(int64_t n, int64_t k_classes)
+{
+    int64_t chunk = n < FIB_COLOUR_CHUNK ? n : FIB_COLOUR_CHUNK;
+    return 2 * FIB_TILE_MAX * k_classes + k_classes + FIB_TILE_MAX * chunk + 16;
+}
+
 /* Colour sums of a tile of `rows` rows (1 <= rows <= FIB_TILE_MAX) of a
  * dense matrix: row r starts at w + r * ld and has n columns; color[k] in
- * [0, k_classes) is the class of column k. For every row r and class c:
+ * [0, k_classes) is the class of column k, and perm / start its class order
+ * (fib_colour_order). For every row r and class c:
  *     sum[r * ld_out + c]     = sum of w[r][k]  over k in c,
  *     abs_sum[r * ld_out + c] = sum of |w[r][k]| over k in c,
  * accumulated in double from 0.0 in ascending k (that order defines the
- * bits). scratch holds 2 * FIB_TILE_MAX * k_classes doubles. */
+ * bits). scratch holds fib_colour_scratch_len(n, k_classes) doubles.
+ * The SIMD versions transpose a tile's columns into scratch, then walk each
+ * class's columns in perm order (the same ascending order), so that a
+ * class's running sums stay in registers. */
 typedef void (*fib_colour_sums_f32_fn)(const float *w, int64_t ld,
                                        int64_t rows, int64_t n,
-                                       const int64_t *color, int64_t k_classes,
+                                       const int64_t *color,
+                                       const int64_t *perm,
+                                       const int64_t *start, int64_t k_classes,
                                        double *scratch, double *sum,
                                        double *abs_sum, int64_t ld_out);
 typedef void (*fib_colour_sums_f64_fn)(const double *w, int64_t ld,
                                        int64_t rows, int64_t n,
-                                       const int64_t *color, int64_t k_classes,
+                                       const int64_t *color,
+                                       const int64_t *perm,
+                                       const int64_t *start, int64_t k_classes,
                                        double *scratch, double *sum,
                                        double *abs_sum, int64_t ld_out);
 

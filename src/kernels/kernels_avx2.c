@@ -1,8 +1,10 @@
 /* AVX2 kernels (compiled with -mavx2; called only when the CPU and the OS
- * support it, see dispatch.c). Colour sums take a tile of 8 rows, 4 columns
- * at a time: each 8 x 4 block is widened to double and transposed in
- * registers, and each column's 8 values are added to the running sums of its
- * class, keeping the ascending-column order of the scalar kernel (same
+ * support it, see dispatch.c). Colour sums take a tile of 8 rows: its
+ * columns are transposed (8 x 8 blocks in registers) into scratch, a chunk
+ * of FIB_COLOUR_CHUNK columns at a time, then each class's columns are
+ * visited in the layer's class order (ascending within the class), widened
+ * to double and added to the class's running sums, kept in registers for the
+ * whole class: the ascending-column order of the scalar kernel (same
  * bits). */
 #include "kernels.h"
 
@@ -30,47 +32,44 @@ static inline __m256d abs4(__m256d v)
     return _mm256_andnot_pd(_mm256_set1_pd(-0.0), v);
 }
 
-typedef struct running {
-    int64_t cls;
-    __m256d s0, s1, a0, a1; /* rows 0-3 and 4-7: sums, absolute sums */
-} running;
-
-/* Stores the running sums back (at the end of a tile). */
-static inline void running_flush(running *run, double *acc_s, double *acc_a)
+/* In: 8 rows of 8 floats. Out: r[j] holds column j (rows 0-7). */
+static inline void transpose8f(__m256 r[8])
 {
-    if (run->cls < 0)
-        return;
-    _mm256_storeu_pd(acc_s + run->cls * TILE, run->s0);
-    _mm256_storeu_pd(acc_s + run->cls * TILE + 4, run->s1);
-    _mm256_storeu_pd(acc_a + run->cls * TILE, run->a0);
-    _mm256_storeu_pd(acc_a + run->cls * TILE + 4, run->a1);
-    run->cls = -1;
-}
-
-static inline void running_switch(running *run, int64_t cls, double *acc_s,
-                                  double *acc_a)
-{
-    if (cls == run->cls)
-        return;
-    running_flush(run, acc_s, acc_a);
-    run->cls = cls;
-    run->s0 = _mm256_loadu_pd(acc_s + cls * TILE);
-    run->s1 = _mm256_loadu_pd(acc_s + cls * TILE + 4);
-    run->a0 = _mm256_loadu_pd(acc_a + cls * TILE);
-    run->a1 = _mm256_loadu_pd(acc_a + cls * TILE + 4);
-}
-
-static inline void add_columns(running *run, const int64_t *color,
-                               const __m256d lo[4], const __m256d hi[4],
-                               double *acc_s, double *acc_a)
-{
-    for (int j = 0; j < 4; j++) {
-        running_switch(run, color[j], acc_s, acc_a);
-        run->s0 = _mm256_add_pd(run->s0, lo[j]);
-        run->s1 = _mm256_add_pd(run->s1, hi[j]);
-        run->a0 = _mm256_add_pd(run->a0, abs4(lo[j]));
-        run->a1 = _mm256_add_pd(run->a1, abs4(hi[j]));
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
     }
+    /* u[4 g + q], 128-bit lane l: rows 4g .. 4g+3 of column 4l + q */
+    for (int g = 0; g < 2; g++) {
+        u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    for (int q = 0; q < 4; q++) {
+        r[q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x20);
+        r[4 + q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x31);
+    }
+}
+
+/* Scratch: class-major sums acc_s / acc_a (TILE per class), the cursor of
+ * each class into perm, and the transposed columns (64-byte aligned). */
+typedef struct tile_scratch {
+    double *acc_s, *acc_a;
+    int64_t *cursor;
+    void *cols;
+} tile_scratch;
+
+static tile_scratch split_scratch(double *scratch, int64_t k_classes)
+{
+    tile_scratch t;
+    t.acc_s = scratch;
+    t.acc_a = scratch + TILE * k_classes;
+    t.cursor = (int64_t *)(scratch + 2 * TILE * k_classes);
+    uintptr_t p = (uintptr_t)(scratch + 2 * TILE * k_classes + k_classes);
+    t.cols = (void *)((p + 63) & ~(uintptr_t)63);
+    return t;
 }
 
 static void write_out(const double *acc_s, const double *acc_a,
@@ -84,107 +83,136 @@ static void write_out(const double *acc_s, const double *acc_a,
         }
 }
 
+/* Adds the columns [k0, k1) held transposed in cols to each class's sums,
+ * class by class in perm order (ascending columns within a class: the
+ * scalar kernel's order). first: the sums start from 0.0. */
+#define CLASS_PASS(LOAD_COLUMN)                                                \
+    for (int64_t c = 0; c < k_classes; c++) {                                  \
+        int64_t p = first ? start[c] : ts.cursor[c], end = start[c + 1];       \
+        if (!first && (p == end || perm[p] >= k1))                             \
+            continue;                                                          \
+        __m256d s0, s1, a0, a1;                                                \
+        if (first) {                                                           \
+            s0 = s1 = a0 = a1 = _mm256_setzero_pd();                           \
+        } else {                                                               \
+            s0 = _mm256_loadu_pd(ts.acc_s + c * TILE);                         \
+            s1 = _mm256_loadu_pd(ts.acc_s + c * TILE + 4);                     \
+            a0 = _mm256_loadu_pd(ts.acc_a + c * TILE);                         \
+            a1 = _mm256_loadu_pd(ts.acc_a + c * TILE + 4);                     \
+        }                                                                      \
+        for (; p < end && perm[p] < k1; p++) {                                 \
+            __m256d lo, hi;                                                    \
+            LOAD_COLUMN(perm[p] - k0);                                         \
+            s0 = _mm256_add_pd(s0, lo);                                        \
+            s1 = _mm256_add_pd(s1, hi);                                        \
+            a0 = _mm256_add_pd(a0, abs4(lo));                                  \
+            a1 = _mm256_add_pd(a1, abs4(hi));                                  \
+        }                                                                      \
+        ts.cursor[c] = p;                                                      \
+        _mm256_storeu_pd(ts.acc_s + c * TILE, s0);                             \
+        _mm256_storeu_pd(ts.acc_s + c * TILE + 4, s1);                         \
+        _mm256_storeu_pd(ts.acc_a + c * TILE, a0);                             \
+        _mm256_storeu_pd(ts.acc_a + c * TILE + 4, a1);                         \
+    }
+
 /* Exactly TILE rows. */
-static void tile_f32(const float *w, int64_t ld, int64_t n, const int64_t *color,
-                     int64_t k_classes, double *scratch, double *sum,
-                     double *abs_sum, int64_t ld_out)
+static void tile_f32(const float *w, int64_t ld, int64_t n, const int64_t *perm,
+                     const int64_t *start, int64_t k_classes, double *scratch,
+                     double *sum, double *abs_sum, int64_t ld_out)
 {
-    double *acc_s = scratch, *acc_a = scratch + TILE * k_classes;
-    memset(scratch, 0, (size_t)(2 * TILE * k_classes) * sizeof *scratch);
-    running run = {.cls = -1};
-    int64_t kb = 0;
-    /* 8 columns per step (half a cache line per row), next ones prefetched. */
-    for (; kb + 8 <= n; kb += 8) {
-        __m256 line[TILE];
-        for (int r = 0; r < TILE; r++) {
-            line[r] = _mm256_loadu_ps(w + r * ld + kb);
-            _mm_prefetch((const char *)(w + r * ld + kb + 128), _MM_HINT_T0);
+    tile_scratch ts = split_scratch(scratch, k_classes);
+    float *cols = ts.cols;
+    for (int64_t k0 = 0; k0 < n; k0 += FIB_COLOUR_CHUNK) {
+        int64_t k1 = n - k0 < FIB_COLOUR_CHUNK ? n : k0 + FIB_COLOUR_CHUNK;
+        int first = k0 == 0;
+        int64_t j = k0;
+        for (; j + 8 <= k1; j += 8) {
+            __m256 r[TILE];
+            for (int q = 0; q < TILE; q++) {
+                r[q] = _mm256_loadu_ps(w + q * ld + j);
+                _mm_prefetch((const char *)(w + q * ld + j + 128), _MM_HINT_T0);
+            }
+            transpose8f(r);
+            for (int q = 0; q < 8; q++)
+                _mm256_store_ps(cols + (j - k0 + q) * TILE, r[q]);
         }
-        for (int half = 0; half < 2; half++) {
+        for (; j < k1; j++)
+            for (int q = 0; q < TILE; q++)
+                cols[(j - k0) * TILE + q] = w[q * ld + j];
+#define LOAD_F32(at)                                                           \
+    do {                                                                       \
+        __m256 v = _mm256_load_ps(cols + (at) * TILE);                         \
+        lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));                       \
+        hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));                     \
+    } while (0)
+        CLASS_PASS(LOAD_F32)
+#undef LOAD_F32
+    }
+    write_out(ts.acc_s, ts.acc_a, k_classes, sum, abs_sum, ld_out);
+}
+
+/* Exactly TILE rows. */
+static void tile_f64(const double *w, int64_t ld, int64_t n, const int64_t *perm,
+                     const int64_t *start, int64_t k_classes, double *scratch,
+                     double *sum, double *abs_sum, int64_t ld_out)
+{
+    tile_scratch ts = split_scratch(scratch, k_classes);
+    double *cols = ts.cols;
+    for (int64_t k0 = 0; k0 < n; k0 += FIB_COLOUR_CHUNK) {
+        int64_t k1 = n - k0 < FIB_COLOUR_CHUNK ? n : k0 + FIB_COLOUR_CHUNK;
+        int first = k0 == 0;
+        int64_t j = k0;
+        for (; j + 4 <= k1; j += 4) {
             __m256d rl[4], rh[4], lo[4], hi[4];
-            for (int r = 0; r < 4; r++) {
-                __m128 a = half ? _mm256_extractf128_ps(line[r], 1) : _mm256_castps256_ps128(line[r]);
-                __m128 b = half ? _mm256_extractf128_ps(line[r + 4], 1)
-                                : _mm256_castps256_ps128(line[r + 4]);
-                rl[r] = _mm256_cvtps_pd(a);
-                rh[r] = _mm256_cvtps_pd(b);
+            for (int q = 0; q < 4; q++) {
+                rl[q] = _mm256_loadu_pd(w + q * ld + j);
+                rh[q] = _mm256_loadu_pd(w + (q + 4) * ld + j);
             }
             transpose4(rl, lo);
             transpose4(rh, hi);
-            add_columns(&run, color + kb + 4 * half, lo, hi, acc_s, acc_a);
+            for (int q = 0; q < 4; q++) {
+                _mm256_store_pd(cols + (j - k0 + q) * TILE, lo[q]);
+                _mm256_store_pd(cols + (j - k0 + q) * TILE + 4, hi[q]);
+            }
         }
+        for (; j < k1; j++)
+            for (int q = 0; q < TILE; q++)
+                cols[(j - k0) * TILE + q] = w[q * ld + j];
+#define LOAD_F64(at)                                                           \
+    do {                                                                       \
+        lo = _mm256_load_pd(cols + (at) * TILE);                               \
+        hi = _mm256_load_pd(cols + (at) * TILE + 4);                           \
+    } while (0)
+        CLASS_PASS(LOAD_F64)
+#undef LOAD_F64
     }
-    for (; kb + 4 <= n; kb += 4) {
-        __m256d rl[4], rh[4], lo[4], hi[4];
-        for (int r = 0; r < 4; r++) {
-            rl[r] = _mm256_cvtps_pd(_mm_loadu_ps(w + r * ld + kb));
-            rh[r] = _mm256_cvtps_pd(_mm_loadu_ps(w + (r + 4) * ld + kb));
-        }
-        transpose4(rl, lo);
-        transpose4(rh, hi);
-        add_columns(&run, color + kb, lo, hi, acc_s, acc_a);
-    }
-    running_flush(&run, acc_s, acc_a);
-    for (; kb < n; kb++)
-        for (int64_t r = 0; r < TILE; r++) {
-            double x = (double)w[r * ld + kb];
-            acc_s[color[kb] * TILE + r] += x;
-            acc_a[color[kb] * TILE + r] += fabs(x);
-        }
-    write_out(acc_s, acc_a, k_classes, sum, abs_sum, ld_out);
-}
-
-/* Exactly TILE rows. */
-static void tile_f64(const double *w, int64_t ld, int64_t n, const int64_t *color,
-                     int64_t k_classes, double *scratch, double *sum,
-                     double *abs_sum, int64_t ld_out)
-{
-    double *acc_s = scratch, *acc_a = scratch + TILE * k_classes;
-    memset(scratch, 0, (size_t)(2 * TILE * k_classes) * sizeof *scratch);
-    running run = {.cls = -1};
-    int64_t kb = 0;
-    for (; kb + 4 <= n; kb += 4) {
-        __m256d rl[4], rh[4], lo[4], hi[4];
-        for (int r = 0; r < 4; r++) {
-            rl[r] = _mm256_loadu_pd(w + r * ld + kb);
-            rh[r] = _mm256_loadu_pd(w + (r + 4) * ld + kb);
-        }
-        transpose4(rl, lo);
-        transpose4(rh, hi);
-        add_columns(&run, color + kb, lo, hi, acc_s, acc_a);
-    }
-    running_flush(&run, acc_s, acc_a);
-    for (; kb < n; kb++)
-        for (int64_t r = 0; r < TILE; r++) {
-            double x = w[r * ld + kb];
-            acc_s[color[kb] * TILE + r] += x;
-            acc_a[color[kb] * TILE + r] += fabs(x);
-        }
-    write_out(acc_s, acc_a, k_classes, sum, abs_sum, ld_out);
+    write_out(ts.acc_s, ts.acc_a, k_classes, sum, abs_sum, ld_out);
 }
 
 static void colour_sums_f32(const float *w, int64_t ld, int64_t rows,
-                            int64_t n, const int64_t *color, int64_t k_classes,
-                            double *scratch, double *sum, double *abs_sum,
-                            int64_t ld_out)
+                            int64_t n, const int64_t *color,
+                            const int64_t *perm, const int64_t *start,
+                            int64_t k_classes, double *scratch, double *sum,
+                            double *abs_sum, int64_t ld_out)
 {
     int64_t r = 0;
     for (; r + TILE <= rows; r += TILE)
-        tile_f32(w + r * ld, ld, n, color, k_classes, scratch, sum + r * ld_out,
-                 abs_sum + r * ld_out, ld_out);
+        tile_f32(w + r * ld, ld, n, perm, start, k_classes, scratch,
+                 sum + r * ld_out, abs_sum + r * ld_out, ld_out);
     fib_colour_sums_rows_f32(w, ld, r, rows, n, color, k_classes, sum, abs_sum,
                              ld_out);
 }
 
 static void colour_sums_f64(const double *w, int64_t ld, int64_t rows,
-                            int64_t n, const int64_t *color, int64_t k_classes,
-                            double *scratch, double *sum, double *abs_sum,
-                            int64_t ld_out)
+                            int64_t n, const int64_t *color,
+                            const int64_t *perm, const int64_t *start,
+                            int64_t k_classes, double *scratch, double *sum,
+                            double *abs_sum, int64_t ld_out)
 {
     int64_t r = 0;
     for (; r + TILE <= rows; r += TILE)
-        tile_f64(w + r * ld, ld, n, color, k_classes, scratch, sum + r * ld_out,
-                 abs_sum + r * ld_out, ld_out);
+        tile_f64(w + r * ld, ld, n, perm, start, k_classes, scratch,
+                 sum + r * ld_out, abs_sum + r * ld_out, ld_out);
     fib_colour_sums_rows_f64(w, ld, r, rows, n, color, k_classes, sum, abs_sum,
                              ld_out);
 }

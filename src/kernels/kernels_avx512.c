@@ -1,9 +1,11 @@
 /* AVX-512 kernels (compiled with -mavx512f; called only when the CPU and
- * the OS support it, see dispatch.c). Colour sums take a tile of 16 rows,
- * 8 columns at a time: the 16 x 8 block is widened to double, transposed in
- * registers, and each column's 16 values are added to the running sums of
- * its class, so every row's sum keeps the ascending-column order of the
- * scalar kernel (same bits). */
+ * the OS support it, see dispatch.c). Colour sums take a tile of 16 rows:
+ * its columns are transposed (16 x 16 blocks in registers) into scratch, a
+ * chunk of FIB_COLOUR_CHUNK columns at a time, then each class's columns are
+ * visited in the layer's class order (ascending within the class), widened
+ * to double and added to the class's running sums, which stay in registers
+ * for the whole class. Every row's sum keeps the ascending-column order of
+ * the scalar kernel (same bits). */
 #include "kernels.h"
 
 #include <immintrin.h>
@@ -44,49 +46,51 @@ static inline __m256 upper8(__m512 v)
     return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
 }
 
-/* Running sums of the class being accumulated, kept in registers while
- * consecutive columns share a class (no store-to-load chains). */
-typedef struct running {
-    int64_t cls;
-    __m512d s0, s1, a0, a1; /* rows 0-7 and 8-15: sums, absolute sums */
-} running;
-
-/* Stores the running sums back (at the end of a tile). */
-static inline void running_flush(running *run, double *acc_s, double *acc_a)
+/* In: 16 rows of 16 floats. Out: r[j] holds column j (rows 0-15). */
+static inline void transpose16(__m512 r[16])
 {
-    if (run->cls < 0)
-        return;
-    _mm512_storeu_pd(acc_s + run->cls * TILE, run->s0);
-    _mm512_storeu_pd(acc_s + run->cls * TILE + 8, run->s1);
-    _mm512_storeu_pd(acc_a + run->cls * TILE, run->a0);
-    _mm512_storeu_pd(acc_a + run->cls * TILE + 8, run->a1);
-    run->cls = -1;
-}
-
-static inline void running_switch(running *run, int64_t cls, double *acc_s,
-                                  double *acc_a)
-{
-    if (cls == run->cls)
-        return;
-    running_flush(run, acc_s, acc_a);
-    run->cls = cls;
-    run->s0 = _mm512_loadu_pd(acc_s + cls * TILE);
-    run->s1 = _mm512_loadu_pd(acc_s + cls * TILE + 8);
-    run->a0 = _mm512_loadu_pd(acc_a + cls * TILE);
-    run->a1 = _mm512_loadu_pd(acc_a + cls * TILE + 8);
-}
-
-static inline void add_columns(running *run, const int64_t *color,
-                               const __m512d lo[8], const __m512d hi[8],
-                               double *acc_s, double *acc_a)
-{
-    for (int j = 0; j < 8; j++) {
-        running_switch(run, color[j], acc_s, acc_a);
-        run->s0 = _mm512_add_pd(run->s0, lo[j]);
-        run->s1 = _mm512_add_pd(run->s1, hi[j]);
-        run->a0 = _mm512_add_pd(run->a0, _mm512_abs_pd(lo[j]));
-        run->a1 = _mm512_add_pd(run->a1, _mm512_abs_pd(hi[j]));
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
     }
+    /* u[4 g + q], 128-bit lane l: rows 4g .. 4g+3 of column 4l + q */
+    __m512 u[16];
+    for (int g = 0; g < 4; g++) {
+        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    for (int q = 0; q < 4; q++) {
+        __m512 a = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88);
+        __m512 b = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xDD);
+        __m512 c = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);
+        __m512 d = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xDD);
+        r[q] = _mm512_shuffle_f32x4(a, c, 0x88);
+        r[8 + q] = _mm512_shuffle_f32x4(a, c, 0xDD);
+        r[4 + q] = _mm512_shuffle_f32x4(b, d, 0x88);
+        r[12 + q] = _mm512_shuffle_f32x4(b, d, 0xDD);
+    }
+}
+
+/* Scratch: class-major sums acc_s / acc_a (TILE per class), the cursor of
+ * each class into perm, and the transposed columns (64-byte aligned). */
+typedef struct tile_scratch {
+    double *acc_s, *acc_a;
+    int64_t *cursor;
+    void *cols;
+} tile_scratch;
+
+static tile_scratch split_scratch(double *scratch, int64_t k_classes)
+{
+    tile_scratch t;
+    t.acc_s = scratch;
+    t.acc_a = scratch + TILE * k_classes;
+    t.cursor = (int64_t *)(scratch + 2 * TILE * k_classes);
+    uintptr_t p = (uintptr_t)(scratch + 2 * TILE * k_classes + k_classes);
+    t.cols = (void *)((p + 63) & ~(uintptr_t)63);
+    return t;
 }
 
 static void write_out(const double *acc_s, const double *acc_a,
@@ -100,107 +104,137 @@ static void write_out(const double *acc_s, const double *acc_a,
         }
 }
 
+/* Adds the columns [k0, k1) held transposed in cols to each class's sums,
+ * class by class in perm order (ascending columns within a class, so the
+ * same order as the scalar kernel). first: the sums start from 0.0. The
+ * column j's 16 rows are COL(j) -> two vectors of doubles lo, hi. */
+#define CLASS_PASS(LOAD_COLUMN)                                                \
+    for (int64_t c = 0; c < k_classes; c++) {                                  \
+        int64_t p = first ? start[c] : ts.cursor[c], end = start[c + 1];       \
+        if (!first && (p == end || perm[p] >= k1))                             \
+            continue;                                                          \
+        __m512d s0, s1, a0, a1;                                                \
+        if (first) {                                                           \
+            s0 = s1 = a0 = a1 = _mm512_setzero_pd();                           \
+        } else {                                                               \
+            s0 = _mm512_loadu_pd(ts.acc_s + c * TILE);                          \
+            s1 = _mm512_loadu_pd(ts.acc_s + c * TILE + 8);                      \
+            a0 = _mm512_loadu_pd(ts.acc_a + c * TILE);                          \
+            a1 = _mm512_loadu_pd(ts.acc_a + c * TILE + 8);                      \
+        }                                                                      \
+        for (; p < end && perm[p] < k1; p++) {                                 \
+            __m512d lo, hi;                                                    \
+            LOAD_COLUMN(perm[p] - k0);                                         \
+            s0 = _mm512_add_pd(s0, lo);                                        \
+            s1 = _mm512_add_pd(s1, hi);                                        \
+            a0 = _mm512_add_pd(a0, _mm512_abs_pd(lo));                         \
+            a1 = _mm512_add_pd(a1, _mm512_abs_pd(hi));                         \
+        }                                                                      \
+        ts.cursor[c] = p;                                                      \
+        _mm512_storeu_pd(ts.acc_s + c * TILE, s0);                              \
+        _mm512_storeu_pd(ts.acc_s + c * TILE + 8, s1);                          \
+        _mm512_storeu_pd(ts.acc_a + c * TILE, a0);                              \
+        _mm512_storeu_pd(ts.acc_a + c * TILE + 8, a1);                          \
+    }
+
 /* Exactly TILE rows. */
-static void tile_f32(const float *w, int64_t ld, int64_t n, const int64_t *color,
-                     int64_t k_classes, double *scratch, double *sum,
-                     double *abs_sum, int64_t ld_out)
+static void tile_f32(const float *w, int64_t ld, int64_t n, const int64_t *perm,
+                     const int64_t *start, int64_t k_classes, double *scratch,
+                     double *sum, double *abs_sum, int64_t ld_out)
 {
-    double *acc_s = scratch, *acc_a = scratch + TILE * k_classes;
-    memset(scratch, 0, (size_t)(2 * TILE * k_classes) * sizeof *scratch);
-    running run = {.cls = -1};
-    int64_t kb = 0;
-    /* 16 columns per step: every row's cache line is used up at once (rows
-     * a power of two apart share cache sets), the next ones prefetched. */
-    for (; kb + 16 <= n; kb += 16) {
-        __m512 line[TILE];
-        for (int r = 0; r < TILE; r++) {
-            line[r] = _mm512_loadu_ps(w + r * ld + kb);
-            _mm_prefetch((const char *)(w + r * ld + kb + 128), _MM_HINT_T0);
+    tile_scratch ts = split_scratch(scratch, k_classes);
+    float *cols = ts.cols;
+    for (int64_t k0 = 0; k0 < n; k0 += FIB_COLOUR_CHUNK) {
+        int64_t k1 = n - k0 < FIB_COLOUR_CHUNK ? n : k0 + FIB_COLOUR_CHUNK;
+        int first = k0 == 0;
+        int64_t j = k0;
+        for (; j + 16 <= k1; j += 16) {
+            __m512 r[TILE];
+            for (int q = 0; q < TILE; q++) {
+                r[q] = _mm512_loadu_ps(w + q * ld + j);
+                _mm_prefetch((const char *)(w + q * ld + j + 128), _MM_HINT_T0);
+            }
+            transpose16(r);
+            for (int q = 0; q < 16; q++)
+                _mm512_store_ps(cols + (j - k0 + q) * TILE, r[q]);
         }
-        for (int half = 0; half < 2; half++) {
+        for (; j < k1; j++)
+            for (int q = 0; q < TILE; q++)
+                cols[(j - k0) * TILE + q] = w[q * ld + j];
+#define LOAD_F32(at)                                                           \
+    do {                                                                       \
+        __m512 v = _mm512_load_ps(cols + (at) * TILE);                         \
+        lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));                       \
+        hi = _mm512_cvtps_pd(upper8(v));                                       \
+    } while (0)
+        CLASS_PASS(LOAD_F32)
+#undef LOAD_F32
+    }
+    write_out(ts.acc_s, ts.acc_a, k_classes, sum, abs_sum, ld_out);
+}
+
+/* Exactly TILE rows. */
+static void tile_f64(const double *w, int64_t ld, int64_t n, const int64_t *perm,
+                     const int64_t *start, int64_t k_classes, double *scratch,
+                     double *sum, double *abs_sum, int64_t ld_out)
+{
+    tile_scratch ts = split_scratch(scratch, k_classes);
+    double *cols = ts.cols;
+    for (int64_t k0 = 0; k0 < n; k0 += FIB_COLOUR_CHUNK) {
+        int64_t k1 = n - k0 < FIB_COLOUR_CHUNK ? n : k0 + FIB_COLOUR_CHUNK;
+        int first = k0 == 0;
+        int64_t j = k0;
+        for (; j + 8 <= k1; j += 8) {
             __m512d rl[8], rh[8], lo[8], hi[8];
-            for (int r = 0; r < 8; r++) {
-                __m256 a = half ? upper8(line[r]) : _mm512_castps512_ps256(line[r]);
-                __m256 b = half ? upper8(line[r + 8]) : _mm512_castps512_ps256(line[r + 8]);
-                rl[r] = _mm512_cvtps_pd(a);
-                rh[r] = _mm512_cvtps_pd(b);
+            for (int q = 0; q < 8; q++) {
+                rl[q] = _mm512_loadu_pd(w + q * ld + j);
+                rh[q] = _mm512_loadu_pd(w + (q + 8) * ld + j);
             }
             transpose8(rl, lo);
             transpose8(rh, hi);
-            add_columns(&run, color + kb + 8 * half, lo, hi, acc_s, acc_a);
+            for (int q = 0; q < 8; q++) {
+                _mm512_store_pd(cols + (j - k0 + q) * TILE, lo[q]);
+                _mm512_store_pd(cols + (j - k0 + q) * TILE + 8, hi[q]);
+            }
         }
+        for (; j < k1; j++)
+            for (int q = 0; q < TILE; q++)
+                cols[(j - k0) * TILE + q] = w[q * ld + j];
+#define LOAD_F64(at)                                                           \
+    do {                                                                       \
+        lo = _mm512_load_pd(cols + (at) * TILE);                               \
+        hi = _mm512_load_pd(cols + (at) * TILE + 8);                           \
+    } while (0)
+        CLASS_PASS(LOAD_F64)
+#undef LOAD_F64
     }
-    for (; kb + 8 <= n; kb += 8) {
-        __m512d rl[8], rh[8], lo[8], hi[8];
-        for (int r = 0; r < 8; r++) {
-            rl[r] = _mm512_cvtps_pd(_mm256_loadu_ps(w + r * ld + kb));
-            rh[r] = _mm512_cvtps_pd(_mm256_loadu_ps(w + (r + 8) * ld + kb));
-        }
-        transpose8(rl, lo);
-        transpose8(rh, hi);
-        add_columns(&run, color + kb, lo, hi, acc_s, acc_a);
-    }
-    running_flush(&run, acc_s, acc_a);
-    for (; kb < n; kb++)
-        for (int64_t r = 0; r < TILE; r++) {
-            double x = (double)w[r * ld + kb];
-            acc_s[color[kb] * TILE + r] += x;
-            acc_a[color[kb] * TILE + r] += fabs(x);
-        }
-    write_out(acc_s, acc_a, k_classes, sum, abs_sum, ld_out);
-}
-
-/* Exactly TILE rows. */
-static void tile_f64(const double *w, int64_t ld, int64_t n, const int64_t *color,
-                     int64_t k_classes, double *scratch, double *sum,
-                     double *abs_sum, int64_t ld_out)
-{
-    double *acc_s = scratch, *acc_a = scratch + TILE * k_classes;
-    memset(scratch, 0, (size_t)(2 * TILE * k_classes) * sizeof *scratch);
-    running run = {.cls = -1};
-    int64_t kb = 0;
-    for (; kb + 8 <= n; kb += 8) {
-        __m512d rl[8], rh[8], lo[8], hi[8];
-        for (int r = 0; r < 8; r++) {
-            rl[r] = _mm512_loadu_pd(w + r * ld + kb);
-            rh[r] = _mm512_loadu_pd(w + (r + 8) * ld + kb);
-        }
-        transpose8(rl, lo);
-        transpose8(rh, hi);
-        add_columns(&run, color + kb, lo, hi, acc_s, acc_a);
-    }
-    running_flush(&run, acc_s, acc_a);
-    for (; kb < n; kb++)
-        for (int64_t r = 0; r < TILE; r++) {
-            double x = w[r * ld + kb];
-            acc_s[color[kb] * TILE + r] += x;
-            acc_a[color[kb] * TILE + r] += fabs(x);
-        }
-    write_out(acc_s, acc_a, k_classes, sum, abs_sum, ld_out);
+    write_out(ts.acc_s, ts.acc_a, k_classes, sum, abs_sum, ld_out);
 }
 
 static void colour_sums_f32(const float *w, int64_t ld, int64_t rows,
-                            int64_t n, const int64_t *color, int64_t k_classes,
-                            double *scratch, double *sum, double *abs_sum,
-                            int64_t ld_out)
+                            int64_t n, const int64_t *color,
+                            const int64_t *perm, const int64_t *start,
+                            int64_t k_classes, double *scratch, double *sum,
+                            double *abs_sum, int64_t ld_out)
 {
     int64_t r = 0;
     for (; r + TILE <= rows; r += TILE)
-        tile_f32(w + r * ld, ld, n, color, k_classes, scratch, sum + r * ld_out,
-                 abs_sum + r * ld_out, ld_out);
+        tile_f32(w + r * ld, ld, n, perm, start, k_classes, scratch,
+                 sum + r * ld_out, abs_sum + r * ld_out, ld_out);
     fib_colour_sums_rows_f32(w, ld, r, rows, n, color, k_classes, sum, abs_sum,
                              ld_out);
 }
 
 static void colour_sums_f64(const double *w, int64_t ld, int64_t rows,
-                            int64_t n, const int64_t *color, int64_t k_classes,
-                            double *scratch, double *sum, double *abs_sum,
-                            int64_t ld_out)
+                            int64_t n, const int64_t *color,
+                            const int64_t *perm, const int64_t *start,
+                            int64_t k_classes, double *scratch, double *sum,
+                            double *abs_sum, int64_t ld_out)
 {
     int64_t r = 0;
     for (; r + TILE <= rows; r += TILE)
-        tile_f64(w + r * ld, ld, n, color, k_classes, scratch, sum + r * ld_out,
-                 abs_sum + r * ld_out, ld_out);
+        tile_f64(w + r * ld, ld, n, perm, start, k_classes, scratch,
+                 sum + r * ld_out, abs_sum + r * ld_out, ld_out);
     fib_colour_sums_rows_f64(w, ld, r, rows, n, color, k_classes, sum, abs_sum,
                              ld_out);
 }

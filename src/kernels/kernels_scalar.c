@@ -40,22 +40,40 @@ void fib_colour_sums_rows_f64(const double *w, int64_t ld, int64_t row0,
     }
 }
 
-static void colour_sums_f32(const float *w, int64_t ld, int64_t rows,
-                            int64_t n, const int64_t *color, int64_t k_classes,
-                            double *scratch, double *sum, double *abs_sum,
-                            int64_t ld_out)
+void fib_colour_order(const int64_t *color, int64_t n, int64_t k_classes,
+                      int64_t *perm, int64_t *start)
 {
-    (void)scratch;
+    memset(start, 0, (size_t)(k_classes + 1) * sizeof *start);
+    for (int64_t j = 0; j < n; j++)
+        start[color[j] + 1]++;
+    for (int64_t c = 0; c < k_classes; c++)
+        start[c + 1] += start[c];
+    /* a counting sort: stable, so ascending within each class */
+    for (int64_t j = 0; j < n; j++)
+        perm[start[color[j]]++] = j;
+    for (int64_t c = k_classes; c > 0; c--)
+        start[c] = start[c - 1];
+    start[0] = 0;
+}
+
+static void colour_sums_f32(const float *w, int64_t ld, int64_t rows,
+                            int64_t n, const int64_t *color,
+                            const int64_t *perm, const int64_t *start,
+                            int64_t k_classes, double *scratch, double *sum,
+                            double *abs_sum, int64_t ld_out)
+{
+    (void)scratch, (void)perm, (void)start;
     fib_colour_sums_rows_f32(w, ld, 0, rows, n, color, k_classes, sum, abs_sum,
                              ld_out);
 }
 
 static void colour_sums_f64(const double *w, int64_t ld, int64_t rows,
-                            int64_t n, const int64_t *color, int64_t k_classes,
-                            double *scratch, double *sum, double *abs_sum,
-                            int64_t ld_out)
+                            int64_t n, const int64_t *color,
+                            const int64_t *perm, const int64_t *start,
+                            int64_t k_classes, double *scratch, double *sum,
+                            double *abs_sum, int64_t ld_out)
 {
-    (void)scratch;
+    (void)scratch, (void)perm, (void)start;
     fib_colour_sums_rows_f64(w, ld, 0, rows, n, color, k_classes, sum, abs_sum,
                              ld_out);
 }

@@ -228,6 +228,9 @@ static int colour(const layer *L, double eps, int32_t threads, int reps,
     if (fib_partition_init(&parts[1], L->n))
         return -1;
     res->seconds = INFINITY;
+    /* as in fib_color: signature memory is reused from one signature to
+     * the next (the first repetition maps and faults it in) */
+    fib_signature_pool_begin();
     for (int rep = 0; rep < reps; rep++) {
         double t0 = now();
         fib_signature sig;
@@ -244,10 +247,59 @@ static int colour(const layer *L, double eps, int32_t threads, int reps,
             res->grouping = t2 - t1;
         }
     }
+    fib_signature_pool_end();
     res->classes = parts[1].n_classes;
     res->recovered = memcmp(parts[1].color, L->planted, (size_t)L->n * sizeof(int64_t)) == 0;
     fib_partition_clear(&parts[1]);
     fib_graph_free(g);
+    return 0;
+}
+
+/* The colour-sum kernel alone (no signature, no grouping, no allowance
+ * pass): a random n x n float32 layer, 64 random source colours, 1 thread,
+ * best of reps, every kernel set. */
+static int kernel_only(int64_t n, int reps, double bw)
+{
+    const int64_t k = 64;
+    float *w = malloc((size_t)(n * n) * sizeof *w);
+    int64_t *color = malloc((size_t)n * sizeof *color);
+    int64_t *perm = malloc((size_t)n * sizeof *perm);
+    int64_t *start = malloc((size_t)(k + 1) * sizeof *start);
+    double *sum = malloc((size_t)(n * k) * sizeof *sum);
+    double *abs_sum = malloc((size_t)(n * k) * sizeof *abs_sum);
+    double *scratch = malloc((size_t)fib_colour_scratch_len(n, k) * sizeof *scratch);
+    if (!w || !color || !perm || !start || !sum || !abs_sum || !scratch) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+    for (int64_t x = 0; x < n * n; x++)
+        w[x] = (float)uniform(-1, 1);
+    for (int64_t j = 0; j < n; j++)
+        color[j] = j % k;
+    shuffle(color, n);
+    fib_colour_order(color, n, k, perm, start);
+    printf("colour-sum kernel alone, %lld x %lld float32, %lld random colours, 1 thread, best of %d\n",
+           (long long)n, (long long)n, (long long)k, reps);
+    for (int32_t level = FIB_SIMD_SCALAR; level <= FIB_SIMD_AVX512; level++) {
+        const fib_kernels *kern = fib_kernels_level(level);
+        if (!kern)
+            continue;
+        double best = INFINITY;
+        for (int rep = 0; rep < reps; rep++) {
+            double t0 = now();
+            for (int64_t r0 = 0; r0 < n; r0 += kern->tile_rows) {
+                int64_t rows = n - r0 < kern->tile_rows ? n - r0 : kern->tile_rows;
+                kern->colour_sums_f32(w + r0 * n, n, rows, n, color, perm, start, k, scratch,
+                                      sum + r0 * k, abs_sum + r0 * k, k);
+            }
+            double t = now() - t0;
+            best = t < best ? t : best;
+        }
+        double gbs = (double)(n * n * 4) / best * 1e-9;
+        printf("kernel  %7lld %-7s %7d %9.2f %8.2f %6.2f\n", (long long)k, kern->name, 1,
+               best * 1e3, gbs, gbs / bw);
+    }
+    free(w), free(color), free(perm), free(start), free(sum), free(abs_sum), free(scratch);
     return 0;
 }
 
@@ -308,5 +360,7 @@ int main(int argc, char **argv)
             fib_kernels_override(-1);
             free_layer(&L);
         }
+    if (!only_case)
+        failed |= kernel_only(n, reps, bw);
     return failed;
 }

@@ -47,6 +47,8 @@ static void ecoli(const char *dir)
     int64_t kc = classes(g, FIB_SYM_COVERS, a, NULL);
     CHECK(k > 0 && kc >= k, "covers %lld refine opfibers %lld",
           (long long)kc, (long long)k);
+    CHECK_OK(fib_coloring_is_balanced(g, c, 0, &ok));
+    CHECK(ok == 1, "pure opfibers balanced: %s", fib_last_error());
     fib_coloring_free(c);
     CHECK_OK(fib_graph_set_convention(g, FIB_CONVENTION_PUBLISHED));
     CHECK(classes(g, FIB_SYM_FIBERS, a, &c) == 555, "E. coli published");
@@ -144,9 +146,55 @@ static void two_groups(void)
     fib_graph_free(g);
 }
 
+/* The manual: node groups take no part in fib_graph_forward, fib_compress
+ * or fib_lift (FIB_E_UNSUPPORTED). */
+static void nodes_have_no_forward_pass(void)
+{
+    fib_graph *g = NULL;
+    int32_t a, in, dense;
+    double w[2] = {1, 1}, x[2] = {1, 2}, y[8] = {0};
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_nodes(g, 3, &a));
+    CHECK(fib_graph_forward(g, 1, FIB_DTYPE_F64, x, y) == FIB_E_UNSUPPORTED,
+          "forward over node groups only");
+    CHECK_OK(fib_graph_add_input(g, 2, &in));
+    CHECK_OK(fib_graph_add_dense(g, in, 1, FIB_DTYPE_F64, w, 2, NULL, 0, &dense));
+    CHECK(fib_graph_forward(g, 1, FIB_DTYPE_F64, x, y) == FIB_E_UNSUPPORTED,
+          "forward of a graph with a node group");
+    CHECK(fib_graph_forward_group(g, 1, FIB_DTYPE_F64, x, dense, y) == FIB_E_UNSUPPORTED,
+          "forward_group of a graph with a node group");
+    fib_graph_free(g);
+}
+
+/* The balance check of an opfiber colouring of a node group follows its
+ * out-arcs: node 0 sends two arcs into the class {0, 1, 2}, nodes 1 and 2
+ * none, so one class is not balanced; the computed opfibers are. */
+static void opfiber_balance_of_nodes(void)
+{
+    fib_graph *g = NULL;
+    int32_t a;
+    int64_t s[2] = {0, 0}, d[2] = {1, 2};
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_nodes(g, 3, &a));
+    CHECK_OK(fib_graph_add_edges(g, a, a, 2, s, d, NULL, NULL, 0));
+    fib_coloring *c = NULL;
+    CHECK(classes(g, FIB_SYM_OPFIBERS, a, &c) == 2, "opfibers {0}, {1, 2}");
+    int32_t ok = -1;
+    CHECK_OK(fib_coloring_is_balanced(g, c, 0, &ok));
+    CHECK(ok == 1, "computed opfibers are balanced: %s", fib_last_error());
+    int64_t one[3] = {0, 0, 0};
+    CHECK_OK(fib_coloring_set_group(c, a, one, 3));
+    CHECK_OK(fib_coloring_is_balanced(g, c, 0, &ok));
+    CHECK(ok == 0, "one opfiber class is not balanced");
+    fib_coloring_free(c);
+    fib_graph_free(g);
+}
+
 int main(int argc, char **argv)
 {
     two_groups();
+    nodes_have_no_forward_pass();
+    opfiber_balance_of_nodes();
     if (argc > 1)
         ecoli(argv[1]);
     if (check_failures)

@@ -60,6 +60,8 @@ static void test_colour_sums(int f64)
     static const int64_t widths[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 257};
     for (int trial = 0; trial < 400; trial++) {
         int64_t n = widths[below(14)];
+        if (trial % 25 == 3) /* several column chunks of the SIMD versions */
+            n = FIB_COLOUR_CHUNK * (1 + below(2)) + below(70) - 3;
         int64_t rows = 1 + below(FIB_TILE_MAX);
         if (trial % 5 == 0)
             rows = FIB_TILE_MAX; /* full tiles are the SIMD path */
@@ -67,6 +69,8 @@ static void test_colour_sums(int f64)
         int64_t k = 1 + below(n < 6 ? n : 6);
         if (trial % 3 == 0)
             k = n;
+        else if (trial % 7 == 0 && n > 64)
+            k = 1 + below(n / 2); /* many classes of a few columns */
         int64_t *color = malloc((size_t)n * sizeof *color);
         for (int64_t c = 0; c < n; c++)
             color[c] = trial % 4 == 1 ? c * k / n : c < k ? c : below(k); /* runs or random */
@@ -82,16 +86,18 @@ static void test_colour_sums(int f64)
         double *ref_a = calloc((size_t)(rows * ld_out), sizeof(double));
         double *got_s = calloc((size_t)(rows * ld_out), sizeof(double));
         double *got_a = calloc((size_t)(rows * ld_out), sizeof(double));
-        double *scratch = malloc((size_t)(2 * FIB_TILE_MAX * k) * sizeof(double));
+        double *scratch = malloc((size_t)fib_colour_scratch_len(n, k) * sizeof(double));
+        int64_t *perm = malloc((size_t)n * sizeof *perm), *start = malloc((size_t)(k + 1) * sizeof *start);
+        fib_colour_order(color, n, k, perm, start);
         for (int s = 0; s < n_sets; s++) {
             const fib_kernels *kern = s == 0 ? fib_kernels_scalar() : sets[s];
             double *out_s = s == 0 ? ref_s : got_s, *out_a = s == 0 ? ref_a : got_a;
             if (f64)
-                kern->colour_sums_f64(wd + shift, ld, rows, n, color, k, scratch, out_s,
-                                      out_a, ld_out);
+                kern->colour_sums_f64(wd + shift, ld, rows, n, color, perm, start, k,
+                                      scratch, out_s, out_a, ld_out);
             else
-                kern->colour_sums_f32(wf + shift, ld, rows, n, color, k, scratch, out_s,
-                                      out_a, ld_out);
+                kern->colour_sums_f32(wf + shift, ld, rows, n, color, perm, start, k,
+                                      scratch, out_s, out_a, ld_out);
             if (s == 0)
                 continue;
             for (int64_t r = 0; r < rows; r++) {
@@ -116,7 +122,7 @@ static void test_colour_sums(int f64)
                 CHECK(sum == ref_s[r * ld_out + c] && abs_sum == ref_a[r * ld_out + c]);
             }
         free(color), free(wd), free(wf), free(ref_s), free(ref_a), free(got_s), free(got_a);
-        free(scratch);
+        free(scratch), free(perm), free(start);
     }
 }
 

@@ -227,10 +227,71 @@ static void node_graph(void)
     fib_graph_free(g);
 }
 
+/* The calls outside the main run: linkage groupings, the automorphism
+ * level, the hierarchy and budgets. Each failing allocation reaches the
+ * caller as FIB_E_NOMEM (or is absorbed: FIB_OK). */
+static int32_t call_ward(const fib_graph *g)
+{
+    fib_color_options o;
+    fib_color_options_init(&o, sizeof o);
+    o.tolerance = FIB_TOL_WARD | FIB_TOL_SCALED;
+    o.eps = 0.3;
+    fib_coloring *c = NULL;
+    int32_t st = fib_color(g, &o, &c);
+    fib_coloring_free(c);
+    return st;
+}
+
+static int32_t call_hierarchy(const fib_graph *g)
+{
+    fib_hierarchy *h = NULL;
+    int32_t st = fib_hierarchy_create(g, NULL, &h);
+    fib_hierarchy_free(h);
+    return st;
+}
+
+static int32_t call_budget(const fib_graph *g)
+{
+    fib_base *b = NULL;
+    int32_t st = fib_compress_to_budget(g, 0.5, NULL, &b);
+    fib_base_free(b);
+    return st;
+}
+
+static void other_calls(void)
+{
+    planted_mlp p;
+    mlp_build(&p, 11);
+    fib_graph *g = NULL;
+    CHECK_OK(mlp_graph(&p, FIB_COPY, &g));
+    int32_t (*const calls[])(const fib_graph *) = {call_ward, call_hierarchy, call_budget};
+    const char *names[] = {"scaled Ward", "hierarchy", "budget"};
+    for (int x = 0; g && x < 3; x++) {
+        fib_test_fail_alloc(0);
+        int32_t clean = calls[x](g);
+        CHECK(clean == FIB_OK);
+        int64_t total = fib_test_alloc_calls();
+        for (int64_t k = 1; k <= total; k++) {
+            fib_test_fail_alloc(k);
+            int32_t st = calls[x](g);
+            fib_test_fail_alloc(0);
+            if (st != FIB_OK && st != FIB_E_NOMEM) {
+                test_failures++;
+                fprintf(stderr, "%s, k=%lld: %s '%s'\n", names[x], (long long)k,
+                        fib_status_name(st), fib_last_error());
+            }
+        }
+        printf("     %s: %lld allocations, each failed once\n", names[x], (long long)total);
+    }
+    fib_graph_free(g);
+    planted_free(&p);
+}
+
 int main(void)
 {
     RUN(dense_mlp);
     RUN(cnn);
     RUN(node_graph);
+    RUN(other_calls);
     return test_failures != 0;
 }

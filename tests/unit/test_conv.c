@@ -198,6 +198,74 @@ static void bad_conv_inputs(void)
     fib_graph_free(g);
 }
 
+/* PyTorch refuses pooling whose padding exceeds half the kernel: a window
+ * lying wholly in the padding would have no input (max: -inf). */
+static void pool_padding_at_most_half_the_kernel(void)
+{
+    fib_graph *g;
+    int32_t in, id;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, 1, 1, 1, &in));
+    CHECK(fib_graph_add_pool(g, in, FIB_POOL_MAX, 1, 1, 1, 1, 1, 1, &id) == FIB_E_SHAPE);
+    CHECK(fib_graph_add_pool(g, in, FIB_POOL_AVG, 2, 2, 1, 1, 1, 2, &id) == FIB_E_SHAPE);
+    CHECK_OK(fib_graph_add_pool(g, in, FIB_POOL_MAX, 2, 2, 1, 1, 1, 1, &id));
+    double x = -3.0, y[4];
+    CHECK_OK(fib_graph_forward(g, 1, FIB_DTYPE_F64, &x, y));
+    for (int i = 0; i < 4; i++)
+        CHECK(y[i] == -3.0);
+    fib_graph_free(g);
+}
+
+/* Output positions times channels must fit the size limit, or every
+ * activity size computed from them overflows. */
+static void huge_padding_overflows(void)
+{
+    fib_graph *g;
+    int32_t in, id;
+    double k[1] = {1.0};
+    int64_t pad = INT64_C(1) << 39;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, 1, 1, 1, &in));
+    CHECK(fib_graph_add_conv(g, in, 1, 1, 1, 1, 1, pad, pad, 1, FIB_DTYPE_F64, k, NULL, 0,
+                             &id) == FIB_E_OVERFLOW);
+    int32_t n = 0;
+    fib_graph_num_groups(g, &n);
+    CHECK(n == 1);
+    fib_graph_free(g);
+}
+
+/* Output groups are never merged: a flatten that is an output keeps every
+ * (channel, position) unit, so the convolution it reads keeps its channels
+ * even when they are symmetric. */
+static void output_flatten_keeps_its_units(void)
+{
+    double k[2] = {0.5, 0.5};
+    fib_graph *g;
+    int32_t in, conv, flat;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, 1, 2, 2, &in));
+    CHECK_OK(fib_graph_add_conv(g, in, 2, 1, 1, 1, 1, 0, 0, 1, FIB_DTYPE_F64, k, NULL, 0, &conv));
+    CHECK_OK(fib_graph_set_activation(g, conv, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_flatten(g, conv, &flat));
+    fib_coloring *c = NULL;
+    CHECK_OK(fib_color(g, NULL, &c));
+    int64_t kc = 0;
+    fib_coloring_num_classes(c, conv, &kc);
+    CHECK(kc == 1); /* the two channels are symmetric */
+    fib_base *b = NULL;
+    CHECK_OK(fib_compress(g, c, &b));
+    int64_t n_out = 0, base_out = 0;
+    fib_graph_io_width(g, NULL, &n_out);
+    if (b)
+        fib_graph_io_width(fib_base_graph(b), NULL, &base_out);
+    CHECK(n_out == 8 && base_out == 8);
+    if (b && base_out == n_out)
+        CHECK(test_output_difference(g, fib_base_graph(b), 3, 4, 1.0) <= 1e-12);
+    fib_base_free(b);
+    fib_coloring_free(c);
+    fib_graph_free(g);
+}
+
 int main(void)
 {
     RUN(planted_cnn_max_pool_fibers);
@@ -205,5 +273,8 @@ int main(void)
     RUN(random_cnn_is_discrete);
     RUN(grouped_conv_base_is_exact);
     RUN(bad_conv_inputs);
+    RUN(pool_padding_at_most_half_the_kernel);
+    RUN(huge_padding_overflows);
+    RUN(output_flatten_keeps_its_units);
     return test_failures ? 1 : 0;
 }

@@ -299,6 +299,31 @@ static void errors(void)
     fib_graph_free(g);
 }
 
+/* Orbits are balanced both ways: merging two hidden units that share their
+ * outgoing columns (opfiber-balanced, linear) but not their rows must not
+ * pass the balance check of an automorphism colouring. */
+static void orbit_balance_checks_fibers(void)
+{
+    double w1[4] = {1, 0, 0, 1}, w2[2] = {1, 1};
+    fib_graph *g = NULL;
+    int32_t in, h, out;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, 2, &in));
+    CHECK_OK(fib_graph_add_dense(g, in, 2, FIB_DTYPE_F64, w1, 2, NULL, 0, &h));
+    CHECK_OK(fib_graph_add_dense(g, h, 1, FIB_DTYPE_F64, w2, 2, NULL, 0, &out));
+    fib_coloring *c = NULL;
+    CHECK_OK(fib_automorphisms(g, NULL, &c));
+    int32_t balanced = -1;
+    CHECK_OK(fib_coloring_is_balanced(g, c, 0.0, &balanced));
+    CHECK(balanced == 1);
+    int64_t one_class[2] = {0, 0};
+    CHECK_OK(fib_coloring_set_group(c, h, one_class, 2));
+    CHECK_OK(fib_coloring_is_balanced(g, c, 0.0, &balanced));
+    CHECK(balanced == 0);
+    fib_coloring_free(c);
+    fib_graph_free(g);
+}
+
 int main(void)
 {
     RUN(planted_twins_dense);
@@ -306,5 +331,6 @@ int main(void)
     RUN(random_chain);
     RUN(conv_and_sum);
     RUN(errors);
+    RUN(orbit_balance_checks_fibers);
     return test_failures ? 1 : 0;
 }

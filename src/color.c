@@ -112,9 +112,12 @@ static double group_eps(const fib_graph *g, int32_t group,
     return override >= 0 ? override : o->eps;
 }
 
+/* One colouring under way: its options, its steps for the progress
+ * callback, and the signature memory its groups share. */
 typedef struct progress {
     const fib_color_options *o;
     int64_t done, total;
+    fib_scratch scratch;
 } progress;
 
 static int32_t step(progress *p)
@@ -130,11 +133,12 @@ static int32_t step(progress *p)
  * splits; *changed tells whether it did. */
 static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
                             const fib_partition *fibers, int32_t mode, double eps,
-                            int32_t n_threads, bool *changed)
+                            int32_t n_threads, fib_scratch *scratch, bool *changed)
 {
     fib_signature sig;
-    int32_t status = fibers ? fib_opfiber_signature_ex(g, i, parts, fibers, n_threads, &sig)
-                            : fib_fiber_signature_ex(g, i, parts, n_threads, &sig);
+    int32_t status = fibers ? fib_opfiber_signature_ex(g, i, parts, fibers, n_threads,
+                                                       scratch, &sig)
+                            : fib_fiber_signature_ex(g, i, parts, n_threads, scratch, &sig);
     if (status)
         return status;
     fib_partition next;
@@ -167,14 +171,14 @@ static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
  * balanced partition), at most n_units passes. */
 static int32_t color_group(const fib_graph *g, int32_t i, fib_partition *parts,
                            const fib_partition *fibers, int32_t mode, double eps,
-                           int32_t n_threads)
+                           int32_t n_threads, fib_scratch *scratch)
 {
     fib_partition_single(&parts[i]);
     bool changed = true;
     bool recurrent = g->groups[i].ops && g->groups[i].ops->recurrent;
     int32_t status = FIB_OK;
     while (changed && !status) {
-        status = refine_group(g, i, parts, fibers, mode, eps, n_threads, &changed);
+        status = refine_group(g, i, parts, fibers, mode, eps, n_threads, scratch, &changed);
         changed = changed && recurrent;
     }
     return status;
@@ -224,7 +228,7 @@ static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
                                g->groups[i].ops ? g->groups[i].ops->name : "input");
         else
             status = color_group(g, i, parts, NULL, o->tolerance, group_eps(g, i, o),
-                                 o->n_threads);
+                                 o->n_threads, &prog->scratch);
         if (!status)
             status = step(prog);
         if (status)
@@ -244,7 +248,7 @@ static int32_t color_opfibers(const fib_graph *g, const fib_color_options *o,
         int32_t status = FIB_OK;
         if (!fib_group_is_output(g, i) && g->groups[i].op != FIB_OP_NODES)
             status = color_group(g, i, parts, fibers, o->tolerance, group_eps(g, i, o),
-                                 o->n_threads);
+                                 o->n_threads, &prog->scratch);
         if (!status)
             status = step(prog);
         if (status)
@@ -257,8 +261,8 @@ int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
                            fib_coloring **out)
 {
     fib_coloring *fibers = NULL, *opfibers = NULL;
-    progress prog = {o, 0, (int64_t)g->n_groups * (o->symmetry == FIB_SYM_FIBERS ? 1 : 2)};
-    fib_signature_pool_begin(); /* one signature's memory for all groups */
+    progress prog = {o, 0, (int64_t)g->n_groups * (o->symmetry == FIB_SYM_FIBERS ? 1 : 2),
+                     {0}};
     int32_t status = fib_coloring_alloc(g, FIB_SYM_FIBERS, &fibers);
     if (!status && (o->tolerance & FIB_TOL_SCALED) && g->n_groups > 0) {
         fibers->scales = fib_calloc(g->n_groups, sizeof *fibers->scales);
@@ -285,7 +289,7 @@ int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
     }
     fibers->symmetry = FIB_SYM_COVERS;
 done:
-    fib_signature_pool_end();
+    fib_scratch_clear(&prog.scratch);
     if (status) {
         fib_coloring_free(fibers);
         fib_coloring_free(opfibers);

@@ -24,6 +24,16 @@ typedef struct fib_partition {
 /* A signature matrix under construction: n units x d coordinates, with the
  * rounding allowance of each coordinate (two coordinates a, b are equal up
  * to rounding iff |a - b| <= tol_a + tol_b). Row-major. */
+/* Memory for one signature at a time, reused from group to group by one
+ * colouring, so that each group does not map and fault in fresh pages (a
+ * large signature is an mmap of its own in most allocators). It lives in
+ * the call that colours (color.c), never in static state. */
+typedef struct fib_scratch {
+    double *block; /* value cells, then tol cells */
+    int64_t cells; /* capacity: cells of each */
+    bool in_use;   /* held by a live signature */
+} fib_scratch;
+
 typedef struct fib_signature {
     int64_t n_units;
     int64_t n_coords;
@@ -41,6 +51,8 @@ typedef struct fib_signature {
     /* Threads for filling and grouping (0: the default); never changes a
      * result. */
     int32_t n_threads;
+    /* Where value and tol came from (NULL: their own allocations). */
+    fib_scratch *scratch;
 } fib_signature;
 
 /* The allowance of a coordinate that is a label (a class id, a head, a
@@ -281,11 +293,12 @@ void fib_partition_first_units(const fib_partition *p, int64_t *first);
 int32_t fib_signature_alloc(fib_signature *sig, int64_t n_units,
                             int64_t n_coords);
 void fib_signature_clear(fib_signature *sig);
-/* Reuse of signature memory across the groups of a colouring on this
- * thread (signature.c): between _begin and _end, a cleared signature's
- * memory is kept for the next one. Calls nest. */
-void fib_signature_pool_begin(void);
-void fib_signature_pool_end(void);
+/* Like fib_signature_alloc, taking the memory from `scratch` when it is
+ * free (scratch may be NULL). */
+int32_t fib_signature_alloc_in(fib_signature *sig, int64_t n_units,
+                               int64_t n_coords, fib_scratch *scratch);
+/* Frees the scratch's memory (no signature may still use it). */
+void fib_scratch_clear(fib_scratch *scratch);
 /* The rounding allowance of a sum of `terms` numbers of absolute sum
  * abs_sum, stored in `dtype`. */
 double fib_rounding_tol(int32_t dtype, int64_t terms, double abs_sum);
@@ -301,11 +314,12 @@ int32_t fib_opfiber_signature(const fib_graph *g, int32_t group,
  * fib_signature.n_direct; only fib_group_signatures reads those). */
 int32_t fib_fiber_signature_ex(const fib_graph *g, int32_t group,
                                const fib_partition *parts, int32_t n_threads,
-                               fib_signature *sig);
+                               fib_scratch *scratch, fib_signature *sig);
 int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
                                  const fib_partition *parts,
                                  const fib_partition *fibers,
-                                 int32_t n_threads, fib_signature *sig);
+                                 int32_t n_threads, fib_scratch *scratch,
+                                 fib_signature *sig);
 
 /* grouping.c: partition of the rows of sig. eps < 0: exact (rounding only);
  * otherwise every coordinate spans at most eps (+ rounding) per class. */

@@ -7,41 +7,8 @@
 #include <stdbool.h>
 #include <string.h>
 
-/* Signature memory reused across groups. While a colouring runs
- * (fib_signature_pool_begin .. _end, per thread), one block holding a
- * signature's values and allowances is kept when the signature is cleared
- * and handed to the next one that fits, so that each group does not map
- * and fault in fresh pages (a large signature is an mmap of its own in most
- * allocators). Only one signature is built at a time per colouring, so the
- * block is the largest one, as before; it is freed at the end. A pooled
- * signature is cleared on the thread that made it (the colouring's own:
- * OpenMP workers never hold signatures of their own across groups, and
- * their pool is never active, so they allocate as before). */
-static _Thread_local struct {
-    int depth;     /* nested colourings */
-    bool in_use;   /* held by a live signature */
-    double *block; /* value cells, then tol cells */
-    int64_t cells; /* capacity: cells of each */
-} pool;
-
-void fib_signature_pool_begin(void)
-{
-    pool.depth++;
-}
-
-void fib_signature_pool_end(void)
-{
-    if (--pool.depth > 0)
-        return;
-    if (!pool.in_use)
-        fib_free(pool.block);
-    pool.block = NULL;
-    pool.cells = 0;
-    pool.depth = 0;
-}
-
-int32_t fib_signature_alloc(fib_signature *sig, int64_t n_units,
-                            int64_t n_coords)
+int32_t fib_signature_alloc_in(fib_signature *sig, int64_t n_units,
+                               int64_t n_coords, fib_scratch *scratch)
 {
     int64_t cells, both;
     *sig = (fib_signature){.n_units = n_units, .n_coords = n_coords};
@@ -49,20 +16,20 @@ int32_t fib_signature_alloc(fib_signature *sig, int64_t n_units,
         !fib_mul_i64(cells, 2, &both))
         return fib_error(FIB_E_OVERFLOW, "signature of %lld x %lld overflows",
                          (long long)n_units, (long long)n_coords);
-    if (pool.depth > 0 && !pool.in_use) {
-        if (pool.cells < cells) {
-            fib_free(pool.block);
-            pool.cells = 0;
-            pool.block = fib_alloc(both, sizeof(double));
-            if (!pool.block)
+    if (scratch && !scratch->in_use) {
+        if (scratch->cells < cells) {
+            fib_scratch_clear(scratch);
+            scratch->block = fib_alloc(both, sizeof(double));
+            if (!scratch->block)
                 return fib_error(FIB_E_NOMEM,
                                  "out of memory for a %lld x %lld signature",
                                  (long long)n_units, (long long)n_coords);
-            pool.cells = cells;
+            scratch->cells = cells;
         }
-        pool.in_use = true;
-        sig->value = pool.block;
-        sig->tol = pool.block + cells;
+        scratch->in_use = true;
+        sig->scratch = scratch;
+        sig->value = scratch->block;
+        sig->tol = scratch->block + cells;
         return FIB_OK;
     }
     sig->value = fib_alloc(cells, sizeof(double));
@@ -75,20 +42,30 @@ int32_t fib_signature_alloc(fib_signature *sig, int64_t n_units,
     return FIB_OK;
 }
 
+int32_t fib_signature_alloc(fib_signature *sig, int64_t n_units,
+                            int64_t n_coords)
+{
+    return fib_signature_alloc_in(sig, n_units, n_coords, NULL);
+}
+
 void fib_signature_clear(fib_signature *sig)
 {
-    if (sig->value && sig->value == pool.block) {
-        pool.in_use = false;
-        if (pool.depth == 0) { /* the colouring ended while it was live */
-            fib_free(pool.block);
-            pool.block = NULL;
-            pool.cells = 0;
-        }
+    if (sig->scratch) {
+        sig->scratch->in_use = false; /* the memory stays for the next one */
     } else {
         fib_free(sig->value);
         fib_free(sig->tol);
     }
     sig->value = sig->tol = NULL;
+    sig->scratch = NULL;
+}
+
+void fib_scratch_clear(fib_scratch *scratch)
+{
+    fib_free(scratch->block);
+    scratch->block = NULL;
+    scratch->cells = 0;
+    scratch->in_use = false;
 }
 
 double fib_rounding_tol(int32_t dtype, int64_t terms, double abs_sum)
@@ -104,7 +81,8 @@ double fib_rounding_tol(int32_t dtype, int64_t terms, double abs_sum)
  * column order): its colour sums are its weights, so the signature borrows
  * the rows and only the bias coordinate is materialised. */
 static bool dense_view(const fib_graph *g, int32_t group,
-                       const fib_partition *parts, fib_signature *sig)
+                       const fib_partition *parts, fib_scratch *scratch,
+                       fib_signature *sig)
 {
     const fib_group *grp = &g->groups[group];
     if (grp->ops != &fib_dense_ops || grp->ops->recurrent)
@@ -116,7 +94,7 @@ static bool dense_view(const fib_graph *g, int32_t group,
     for (int64_t k = 0; k < src->n_units; k++)
         if (src->color[k] != k)
             return false;
-    int32_t status = fib_signature_alloc(sig, grp->n_units, d->bias ? 1 : 0);
+    int32_t status = fib_signature_alloc_in(sig, grp->n_units, d->bias ? 1 : 0, scratch);
     if (status)
         return false;
     sig->n_coords += d->n_in;
@@ -134,11 +112,11 @@ static bool dense_view(const fib_graph *g, int32_t group,
 /* The block's own fill into a materialised signature. */
 static int32_t filled_fiber_signature(const fib_graph *g, int32_t group,
                                       const fib_partition *parts, int32_t n_threads,
-                                      fib_signature *sig)
+                                      fib_scratch *scratch, fib_signature *sig)
 {
     const fib_group *grp = &g->groups[group];
     int64_t width = grp->ops->fiber_width(g, group, parts);
-    int32_t status = fib_signature_alloc(sig, grp->n_units, width);
+    int32_t status = fib_signature_alloc_in(sig, grp->n_units, width, scratch);
     if (status)
         return status;
     sig->n_threads = n_threads;
@@ -151,32 +129,33 @@ static int32_t filled_fiber_signature(const fib_graph *g, int32_t group,
 
 int32_t fib_fiber_signature_ex(const fib_graph *g, int32_t group,
                                const fib_partition *parts, int32_t n_threads,
-                               fib_signature *sig)
+                               fib_scratch *scratch, fib_signature *sig)
 {
-    if (dense_view(g, group, parts, sig)) {
+    if (dense_view(g, group, parts, scratch, sig)) {
         sig->n_threads = n_threads;
         return FIB_OK;
     }
-    return filled_fiber_signature(g, group, parts, n_threads, sig);
+    return filled_fiber_signature(g, group, parts, n_threads, scratch, sig);
 }
 
 int32_t fib_fiber_signature(const fib_graph *g, int32_t group,
                             const fib_partition *parts, fib_signature *sig)
 {
-    return filled_fiber_signature(g, group, parts, 1, sig);
+    return filled_fiber_signature(g, group, parts, 1, NULL, sig);
 }
 
 int32_t fib_opfiber_signature(const fib_graph *g, int32_t group,
                               const fib_partition *parts,
                               const fib_partition *fibers, fib_signature *sig)
 {
-    return fib_opfiber_signature_ex(g, group, parts, fibers, 1, sig);
+    return fib_opfiber_signature_ex(g, group, parts, fibers, 1, NULL, sig);
 }
 
 int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
                                  const fib_partition *parts,
                                  const fib_partition *fibers,
-                                 int32_t n_threads, fib_signature *sig)
+                                 int32_t n_threads, fib_scratch *scratch,
+                                 fib_signature *sig)
 {
     const fib_group *grp = &g->groups[group];
     bool flavoured = !fib_activation_is_linear(grp->activation);
@@ -188,7 +167,7 @@ int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
         for (int32_t s = 0; s < g->groups[h].n_sources; s++)
             if (g->groups[h].sources[s] == group)
                 width += g->groups[h].ops->opfiber_width(g, h, s, parts);
-    int32_t status = fib_signature_alloc(sig, grp->n_units, width);
+    int32_t status = fib_signature_alloc_in(sig, grp->n_units, width, scratch);
     if (status)
         return status;
     sig->n_threads = n_threads;

@@ -37,6 +37,8 @@ Methods:
          unit per class is kept, the output weights of the class are summed onto
          it (so the network computes the same function on the batch), the other
          members get new random input weights and zero output weights.
+  fibcos   "fib" with the seed authors' criterion for the covers:
+         FIB_TOL_COSINE at eps 0.5 (libraries that have it; skipped otherwise)
   fibsync  both at every task boundary: "fib" (eps 3 x std), then "sync".
 
     /usr/bin/python3 docs/examples/exp_continual.py [--quick] [--bench pairs|permuted|all]
@@ -59,8 +61,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 import fashion_data as fd  # noqa: E402
 from fibration.torch._trace import trace  # noqa: E402
 
-METHODS = ("sgd", "cbp", "fib", "fib6", "sync", "fibsync")
-FIB_EPS = {"fib": 3.0, "fib6": 6.0}
+METHODS = ("sgd", "cbp", "fib", "fib6", "fibcos", "sync", "fibsync")
+FIB_EPS = {"fib": 3.0, "fib6": 6.0, "fibcos": "cos"}
 SYNC_TOL = 1e-3
 
 
@@ -139,17 +141,39 @@ class CBP:
 
 # -- symmetry breaking ------------------------------------------------------
 
+COSINE_EPS = 0.5
+
+
+def cosine_available():
+    import fibration
+    code = getattr(fibration._ffi, "FIB_TOL_COSINE", None)
+    if code is None:
+        return False
+    g = fibration.Graph()
+    g.add_dense(g.add_input(2), np.eye(2), np.zeros(2))
+    try:
+        g.color("fibers", code, 0.1)
+        return True
+    except fibration.FibrationError:
+        return False
+
+
 @torch.no_grad()
 def fib_break(net, seed, factor):
-    """Covers with a per-layer tolerance, then fib_break_symmetry (library).
+    """Covers with a per-layer tolerance (factor x std, or FIB_TOL_COSINE at
+    COSINE_EPS when factor is "cos"), then fib_break_symmetry (library).
     Returns the number of units renewed."""
+    import fibration
     x = torch.zeros(2, 784)
     g = trace(net, x)
     dense = [l for l in g.layers if l.kind == "dense"]
     lin = linears(net)
-    for l, m in zip(dense, lin):
-        g.graph.set_eps(l.group, factor * float(m.weight.std()))
-    coloring = g.graph.color("covers", "abs", 1.0)
+    if factor == "cos":
+        coloring = g.graph.color("covers", fibration._ffi.FIB_TOL_COSINE, COSINE_EPS)
+    else:
+        for l, m in zip(dense, lin):
+            g.graph.set_eps(l.group, factor * float(m.weight.std()))
+        coloring = g.graph.color("covers", "abs", 1.0)
     renewed = sum(l.width - coloring.num_classes(l.group) for l in dense[:-1])
     if renewed == 0:
         return 0
@@ -421,8 +445,9 @@ def main(argv=None):
         cfg = dict(configs[bench])
         if args.tasks:
             cfg["tasks"] = args.tasks
+        methods = [m for m in args.methods.split(",") if m != "fibcos" or cosine_available()]
         for seed in range(seeds):
-            for method in args.methods.split(","):
+            for method in methods:
                 t = time.time()
                 fn = run_pairs if bench == "pairs" else run_permuted
                 for task, acc, dead, renewed in fn(method, seed, data, cfg):

@@ -39,7 +39,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 
-import fibration.torch as ft  # noqa: E402
 from fibration.torch._rebuild import rebuild  # noqa: E402
 from fibration.torch._trace import trace  # noqa: E402
 

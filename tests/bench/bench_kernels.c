@@ -230,11 +230,11 @@ static int colour(const layer *L, double eps, int32_t threads, int reps,
     res->seconds = INFINITY;
     /* as in fib_color: signature memory is reused from one signature to
      * the next (the first repetition maps and faults it in) */
-    fib_signature_pool_begin();
+    fib_scratch scratch = {0};
     for (int rep = 0; rep < reps; rep++) {
         double t0 = now();
         fib_signature sig;
-        if (fib_fiber_signature_ex(g, grp, parts, threads, &sig))
+        if (fib_fiber_signature_ex(g, grp, parts, threads, &scratch, &sig))
             return -1;
         double t1 = now();
         if (fib_group_signatures(&sig, eps, &parts[1]))
@@ -247,7 +247,7 @@ static int colour(const layer *L, double eps, int32_t threads, int reps,
             res->grouping = t2 - t1;
         }
     }
-    fib_signature_pool_end();
+    fib_scratch_clear(&scratch);
     res->classes = parts[1].n_classes;
     res->recovered = memcmp(parts[1].color, L->planted, (size_t)L->n * sizeof(int64_t)) == 0;
     fib_partition_clear(&parts[1]);

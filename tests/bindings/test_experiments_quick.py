@@ -67,7 +67,7 @@ def test_continual_quick(tmp_path):
     assert (tmp_path / "continual.png").stat().st_size > 0
     rows = read_csv(tmp_path / "continual.csv")
     methods = {r["method"] for r in rows}
-    assert methods == {"sgd", "cbp", "fib", "fib6", "sync", "fibsync"}
+    assert {"sgd", "cbp", "fib", "fib6", "sync", "fibsync"} <= methods   # + fibcos (cosine)
     assert {r["benchmark"] for r in rows} == {"pairs", "permuted"}
     # paired seeds: every method sees the same first task from the same init
     first = {(r["benchmark"], r["seed"]): set() for r in rows}

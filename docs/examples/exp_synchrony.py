@@ -150,7 +150,7 @@ def plot(mats, stages, path):
             ax.set_yticks([])
             ax.set_title("%s, step %d: %s" % (stage, step, cname), fontsize=8)
     fig.colorbar(im, ax=axes, shrink=0.6, label="correlation (white: units constant on these inputs)")
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=60)
     plt.close(fig)
 
 

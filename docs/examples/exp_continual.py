@@ -18,12 +18,15 @@ minibatches.
 Methods:
   sgd    plain SGD.
   cbp    Continual Backpropagation (Dohare et al., Nature 2024): per hidden
-         unit a running contribution utility |h| * sum|w_out| (decay 0.99,
-         bias-corrected) and an age; every step, replacement_rate (1e-4) x the
-         number of mature units (age > maturity, 100) is accumulated, and when it
-         reaches 1 the mature unit of lowest utility is re-initialised (input
-         weights and bias from the initial distribution, output weights zero,
-         age and utility zero).
+         unit a running mean of its activity f and a running mean-corrected
+         contribution utility |h - f| * sum|w_out| (decay 0.99, both
+         bias-corrected for their age) and an age; every step,
+         replacement_rate (1e-4) x the number of mature units (age >
+         maturity, 100) is accumulated, and when it reaches 1 the mature unit
+         of lowest utility is re-initialised (input weights and bias from the
+         initial distribution, output weights zero, age, mean and utility
+         zero), its mean contribution w_out * f moved into the next layer's
+         bias so that the outputs stay the same on average.
   fib    fibration symmetry breaking at every task boundary, with the library:
          covers (fibers meet flavoured opfibers) with FIB_TOL_ABS and a
          per-layer eps = 3 x the std of the layer's weights ("fib") or 6 x
@@ -102,6 +105,7 @@ class CBP:
         self.lin = linears(net)
         self.rate, self.maturity, self.decay = rate, maturity, decay
         self.util = [torch.zeros(l.out_features) for l in self.lin[:-1]]
+        self.mean = [torch.zeros(l.out_features) for l in self.lin[:-1]]
         self.born = [torch.zeros(l.out_features, dtype=torch.long) for l in self.lin[:-1]]
         self.recent = [[] for _ in self.util]     # steps of replacements still immature
         self.pending = [0.0] * len(self.util)
@@ -109,11 +113,20 @@ class CBP:
         self.replaced = 0
         self.generator = torch.Generator().manual_seed(seed + 12345)
 
+    def _corrected(self, values, i, units):
+        """A running mean divided by 1 - decay^age (its bias at young ages)."""
+        age = (self.steps - self.born[i][units]).clamp(min=1).double()
+        return values[units].double() / (1 - self.decay ** age)
+
     @torch.no_grad()
     def after_step(self, acts):
         self.steps += 1
         for i, h in enumerate(acts):
-            contribution = h.detach().abs().mean(0) * self.lin[i + 1].weight.abs().sum(0)
+            h = h.detach()
+            every = torch.arange(len(self.mean[i]))
+            self.mean[i].mul_(self.decay).add_(h.mean(0), alpha=1 - self.decay)
+            f = self._corrected(self.mean[i], i, every).float()
+            contribution = (h - f).abs().mean(0) * self.lin[i + 1].weight.abs().sum(0)
             self.util[i].mul_(self.decay).add_(contribution, alpha=1 - self.decay)
             # mature units: age = steps - born > maturity (ages kept implicitly)
             if self.steps <= self.maturity:
@@ -128,12 +141,16 @@ class CBP:
             mature = torch.nonzero(self.steps - self.born[i] > self.maturity).flatten()
             if len(mature) == 0:
                 continue
-            age = (self.steps - self.born[i][mature]).double()
-            corrected = self.util[i][mature].double() / (1 - self.decay ** age)
+            corrected = self._corrected(self.util[i], i, mature)
             worst = mature[torch.argsort(corrected)[:k]]
+            # The next layer keeps the removed units' mean contribution.
+            nxt = self.lin[i + 1]
+            if nxt.bias is not None:
+                nxt.bias += nxt.weight[:, worst] @ f[worst]
             reinit_rows(self.lin[i], worst, self.generator)
-            self.lin[i + 1].weight[:, worst] = 0
+            nxt.weight[:, worst] = 0
             self.util[i][worst] = 0
+            self.mean[i][worst] = 0
             self.born[i][worst] = self.steps
             self.recent[i].extend([self.steps] * len(worst))
             self.replaced += len(worst)

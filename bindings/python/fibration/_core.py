@@ -20,7 +20,20 @@ LEVELS = dict(SYMMETRIES, automorphisms=_ffi.FIB_SYM_AUTOMORPHISMS)
 CHAIN_LINKS = {"orbits_in_covers": _ffi.FIB_CHAIN_ORBITS_IN_COVERS,
                "covers_in_fibers": _ffi.FIB_CHAIN_COVERS_IN_FIBERS,
                "covers_in_opfibers": _ffi.FIB_CHAIN_COVERS_IN_OPFIBERS}
-TOLERANCES = {"exact": _ffi.FIB_TOL_EXACT, "abs": _ffi.FIB_TOL_ABS}
+# Every tolerance mode of the header ("exact", "abs", "rel", "cosine",
+# "complete", "ward") and the "scaled" flag, combined as "scaled+ward".
+TOLERANCES = {k[len("FIB_TOL_"):].lower(): v for k, v in _ffi.CONSTANTS.items()
+              if k.startswith("FIB_TOL_")}
+
+
+def _tolerance(value):
+    """A tolerance code from a name, "scaled+NAME", or an int."""
+    if isinstance(value, str):
+        code = 0
+        for part in value.lower().split("+"):
+            code |= _kind(TOLERANCES, part.strip(), "tolerance")
+        return code
+    return int(value)
 
 
 def _kinds(prefix):
@@ -488,7 +501,7 @@ class Graph(_Handle):
         check(lib.fib_color_options_init(ctypes.byref(opts), ctypes.sizeof(opts)),
               "fib_color_options_init")
         opts.symmetry = _kind(SYMMETRIES, symmetry, "symmetry")
-        opts.tolerance = _kind(TOLERANCES, tolerance, "tolerance")
+        opts.tolerance = _tolerance(tolerance)
         opts.eps = float(eps)
         opts.n_threads = int(n_threads)
         raised = []
@@ -512,7 +525,7 @@ class Graph(_Handle):
         opts = _ffi.fib_color_options()
         check(lib.fib_color_options_init(ctypes.byref(opts), ctypes.sizeof(opts)),
               "fib_color_options_init")
-        opts.tolerance = _kind(TOLERANCES, tolerance, "tolerance")
+        opts.tolerance = _tolerance(tolerance)
         opts.eps = float(eps)
         opts.n_threads = int(n_threads)
         return opts

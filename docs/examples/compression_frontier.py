@@ -25,6 +25,7 @@ import argparse
 import csv
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -39,7 +40,8 @@ import fashion_data  # noqa: E402
 import fibration.torch as ft  # noqa: E402
 from fibration.torch import _budget  # noqa: E402
 
-CACHE = os.environ.get("FIB_FRONTIER_CACHE", "/tmp/libfibration-frontier")
+CACHE = os.environ.get("FIB_FRONTIER_CACHE",
+                       os.path.join(tempfile.gettempdir(), "libfibration-frontier"))
 ENVELOPE = {"lenet-300-100": {0.10: 81.1, 0.17: 84.9, 0.30: 88.9},
             "mlp-500x3": {0.10: 80.5, 0.17: 83.6, 0.30: 84.3}}
 

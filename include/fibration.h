@@ -199,10 +199,12 @@ FIB_API const char *fib_last_error(void);
 /* Graphs                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* A network: groups of units, each produced by one operation (an input, a
- * dense block over another group, the sum of two groups), followed by the
- * group's activation. Groups are created in topological order. A group that
- * no other group reads is an output group. */
+/* A network: groups of units, each produced by one block (an input, a
+ * dense or convolutional block, pooling, flatten, an affine map, a sum,
+ * an LSTM or GRU, the last step of a sequence, an attention core, a norm;
+ * FIB_OP_*) reading earlier groups, followed by the group's activation; or
+ * the node groups of a general directed graph. Groups are created in
+ * topological order. A group that no other group reads is an output group. */
 typedef struct fib_graph fib_graph;
 
 /* Creates an empty graph. */
@@ -660,7 +662,8 @@ FIB_API int32_t fib_lift(const fib_base *base, const fib_graph *weights,
  * weights and bias are drawn uniformly from +-1/sqrt(fan_in) by a generator
  * seeded with `seed`, and whose output weights are zero. The result has the
  * original's shape and computes the same outputs as the base.
- * Errors: FIB_E_UNSUPPORTED (graphs with sum groups), FIB_E_MISMATCH,
+ * Errors: FIB_E_UNSUPPORTED (a group that is neither an input nor dense:
+ * this version breaks symmetry in dense networks only), FIB_E_MISMATCH,
  * FIB_E_NOMEM. */
 FIB_API int32_t fib_break_symmetry(const fib_graph *graph,
                                    const fib_coloring *coloring,

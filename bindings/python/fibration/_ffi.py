@@ -163,10 +163,12 @@ CONSTANTS = {
 }
 
 
-# A network: groups of units, each produced by one operation (an input, a
-# dense block over another group, the sum of two groups), followed by the
-# group's activation. Groups are created in topological order. A group that
-# no other group reads is an output group.
+# A network: groups of units, each produced by one block (an input, a
+# dense or convolutional block, pooling, flatten, an affine map, a sum,
+# an LSTM or GRU, the last step of a sequence, an attention core, a norm;
+# FIB_OP_*) reading earlier groups, followed by the group's activation; or
+# the node groups of a general directed graph. Groups are created in
+# topological order. A group that no other group reads is an output group.
 class fib_graph(ctypes.Structure):
     """Opaque handle; only used through pointers."""
 

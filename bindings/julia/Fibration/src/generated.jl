@@ -133,10 +133,12 @@ const FIB_CHAIN_COVERS_IN_OPFIBERS = Int32(4)
 const FIB_CHAIN_ALL = Int32(7)
 
 """
-A network: groups of units, each produced by one operation (an input, a
-dense block over another group, the sum of two groups), followed by the
-group's activation. Groups are created in topological order. A group that
-no other group reads is an output group.
+A network: groups of units, each produced by one block (an input, a
+dense or convolutional block, pooling, flatten, an affine map, a sum,
+an LSTM or GRU, the last step of a sequence, an attention core, a norm;
+FIB_OP_*) reading earlier groups, followed by the group's activation; or
+the node groups of a general directed graph. Groups are created in
+topological order. A group that no other group reads is an output group.
 """
 mutable struct fib_graph end
 
@@ -832,7 +834,8 @@ every hidden group back to its original width with new units whose input
 weights and bias are drawn uniformly from +-1/sqrt(fan_in) by a generator
 seeded with `seed`, and whose output weights are zero. The result has the
 original's shape and computes the same outputs as the base.
-Errors: FIB_E_UNSUPPORTED (graphs with sum groups), FIB_E_MISMATCH,
+Errors: FIB_E_UNSUPPORTED (a group that is neither an input nor dense:
+this version breaks symmetry in dense networks only), FIB_E_MISMATCH,
 FIB_E_NOMEM.
 """
 const _cache_fib_break_symmetry = Ref{Ptr{Cvoid}}(C_NULL)

@@ -135,10 +135,12 @@ pub const FIB_CHAIN_COVERS_IN_FIBERS: i32 = 2;
 pub const FIB_CHAIN_COVERS_IN_OPFIBERS: i32 = 4;
 pub const FIB_CHAIN_ALL: i32 = 7;
 
-/// A network: groups of units, each produced by one operation (an input, a
-/// dense block over another group, the sum of two groups), followed by the
-/// group's activation. Groups are created in topological order. A group that
-/// no other group reads is an output group.
+/// A network: groups of units, each produced by one block (an input, a
+/// dense or convolutional block, pooling, flatten, an affine map, a sum,
+/// an LSTM or GRU, the last step of a sequence, an attention core, a norm;
+/// FIB_OP_*) reading earlier groups, followed by the group's activation; or
+/// the node groups of a general directed graph. Groups are created in
+/// topological order. A group that no other group reads is an output group.
 #[repr(C)]
 pub struct fib_graph {
     _private: [u8; 0],
@@ -571,7 +573,8 @@ extern "C" {
     /// weights and bias are drawn uniformly from +-1/sqrt(fan_in) by a generator
     /// seeded with `seed`, and whose output weights are zero. The result has the
     /// original's shape and computes the same outputs as the base.
-    /// Errors: FIB_E_UNSUPPORTED (graphs with sum groups), FIB_E_MISMATCH,
+    /// Errors: FIB_E_UNSUPPORTED (a group that is neither an input nor dense:
+    /// this version breaks symmetry in dense networks only), FIB_E_MISMATCH,
     /// FIB_E_NOMEM.
     pub fn fib_break_symmetry(graph: *const fib_graph, coloring: *const fib_coloring, seed: u64, out: *mut *mut fib_graph) -> i32;
 

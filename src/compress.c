@@ -90,10 +90,18 @@ int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
     /* scales (FIB_TOL_SCALED) only on hidden dense groups read by dense ones */
     for (int32_t i = 0; c->scales && i < g->n_groups && !status; i++) {
         bool scaled = c->scales[i] && !fib_group_is_input(g, i) && !fib_group_is_output(g, i);
+        int32_t act = g->groups[i].activation;
         if (scaled && g->groups[i].op != FIB_OP_DENSE)
             status = fib_error(FIB_E_UNSUPPORTED,
                                "fib_compress: group %d has scales but is not a dense group",
                                (int)i);
+        /* s * h_r is the activity only if act(s z) = s act(z) for s > 0. */
+        else if (scaled && act != FIB_ACT_LINEAR && act != FIB_ACT_RELU &&
+                 act != FIB_ACT_LEAKY_RELU)
+            status = fib_error(FIB_E_UNSUPPORTED,
+                               "fib_compress: group %d has scales but its activation (%s) is "
+                               "not positively homogeneous (linear, relu, leaky_relu)",
+                               (int)i, fib_activation_name(act));
         for (int32_t h = i + 1; scaled && h < g->n_groups && !status; h++)
             for (int32_t s = 0; s < g->groups[h].n_sources && !status; s++)
                 if (g->groups[h].sources[s] == i && g->groups[h].op != FIB_OP_DENSE)

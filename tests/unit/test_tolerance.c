@@ -278,6 +278,12 @@ static void scaled_is_exact(void)
     if (b)
         CHECK(output_gap(p.g, fib_base_graph(b)) <= 1e-9);
     fib_base_free(b);
+    /* tanh(s z) != s tanh(z): scales on a tanh group are refused. */
+    CHECK_OK(fib_graph_set_activation(p.g, 1, FIB_ACT_TANH, 0));
+    b = NULL;
+    CHECK(fib_compress(p.g, h, &b) == FIB_E_UNSUPPORTED && b == NULL);
+    CHECK(strstr(fib_last_error(), "tanh") != NULL);
+    CHECK_OK(fib_graph_set_activation(p.g, 1, FIB_ACT_RELU, 0));
     double bad = -1;
     CHECK(fib_coloring_set_scales(h, 1, &bad, 1) == FIB_E_SHAPE);
     fib_coloring_free(h);

@@ -759,7 +759,8 @@ end
 """
 Sets the scales of a group (n_units finite values > 0; NULL back to all
 1), so that a partition computed elsewhere compresses scale-aware with
-fib_compress: the group must then be a dense group read only by dense
+fib_compress: the group must then be a dense group with a positively
+homogeneous activation (linear, ReLU, leaky ReLU) read only by dense
 groups. Errors: FIB_E_RANGE, FIB_E_SHAPE, FIB_E_INVALID (a scale <= 0 or
 not finite), FIB_E_NOMEM.
 """
@@ -781,7 +782,8 @@ merges a scaled dense group by its classes' rank-1 representatives and
 multiplies each unit's outgoing weights by its scale before summing them
 (see FIB_TOL_SCALED); exact for planted scaled copies.
 Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_UNSUPPORTED (scales on a group
-that is not dense or is read by a block that is not dense), FIB_E_NOMEM.
+that is not dense, whose activation is not linear, ReLU or leaky ReLU, or
+that is read by a block that is not dense), FIB_E_NOMEM.
 """
 const _cache_fib_compress = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_compress(graph, coloring, out)

@@ -173,8 +173,10 @@ def emit_rust(h):
     out = ["//! %s\n//!\n//! Raw declarations of the libfibration C API (include/fibration.h):\n"
            "//! constants, `#[repr(C)]` types and `extern \"C\"` functions. The safe\n"
            "//! API is the `fibration` crate.\n\n" % BANNER,
-           "#![no_std]\n#![allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]\n\n",
-           "pub use core::ffi::{c_char, c_void};\n\n"]
+           "#![allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]\n\n",
+           "// std::os::raw rather than core::ffi: c_char is stable there since Rust 1.1,\n"
+           "// so Debian 12's rustc 1.63 builds the crate too.\n",
+           "pub use std::os::raw::{c_char, c_void};\n\n"]
     for c in h.constants:
         out.append(_rs_doc(c.doc))
         out.append(_rs_const(c))

@@ -4,10 +4,11 @@
 //! constants, `#[repr(C)]` types and `extern "C"` functions. The safe
 //! API is the `fibration` crate.
 
-#![no_std]
 #![allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]
 
-pub use core::ffi::{c_char, c_void};
+// std::os::raw rather than core::ffi: c_char is stable there since Rust 1.1,
+// so Debian 12's rustc 1.63 builds the crate too.
+pub use std::os::raw::{c_char, c_void};
 
 pub const FIB_VERSION_MAJOR: i32 = 0;
 pub const FIB_VERSION_MINOR: i32 = 1;

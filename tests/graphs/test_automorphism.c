@@ -2,35 +2,12 @@
  * permutation and the orbit partition (individualisation and refinement)
  * on graphs whose automorphism groups are known. */
 #include "fibration.h"
+#include "graph_check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static int failures;
-
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, \
-                    #cond);                                                  \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fprintf(stderr, "\n");                                           \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
-
-#define CHECK_OK(call)                                                       \
-    do {                                                                     \
-        int32_t st_ = (call);                                                \
-        if (st_ != FIB_OK) {                                                 \
-            fprintf(stderr, "%s:%d: %s failed: %s (%s)\n", __FILE__,         \
-                    __LINE__, #call, fib_status_name(st_),                   \
-                    fib_last_error());                                       \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
 
 static uint64_t rand_next(uint64_t *s)
 {
@@ -439,9 +416,9 @@ int main(void)
     test_random_and_large();
     test_twins();
     test_limits();
-    if (failures)
-        fprintf(stderr, "%d failures\n", failures);
+    if (check_failures)
+        fprintf(stderr, "%d failures\n", check_failures);
     else
         printf("all automorphism graph tests passed\n");
-    return failures ? 1 : 0;
+    return check_failures ? 1 : 0;
 }

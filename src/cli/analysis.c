@@ -86,6 +86,57 @@ static int fill_row(const cli_options *o, const analysis *a, int32_t i,
     return class_stats(o, a->chosen, r);
 }
 
+static int64_t widest_group(const fib_graph *g)
+{
+    int32_t n_groups = 0;
+    int64_t widest = 0;
+    fib_graph_num_groups(g, &n_groups);
+    for (int32_t i = 0; i < n_groups; i++) {
+        int64_t n = 0;
+        fib_graph_group_info(g, i, NULL, &n, NULL, NULL, NULL, NULL, NULL);
+        widest = n > widest ? n : widest;
+    }
+    return widest;
+}
+
+/* Covers are the meet of fibers and opfibers, class by class: computed
+ * here from the two colourings rather than by colouring the graph again. */
+static int meet(const cli_options *o, const fib_graph *g, const fib_coloring *fibers,
+                const fib_coloring *opfibers, fib_coloring **out)
+{
+    int32_t n_groups = 0;
+    int32_t st = fib_graph_num_groups(g, &n_groups);
+    if (st == FIB_OK)
+        st = fib_coloring_create(g, FIB_SYM_COVERS, out);
+    for (int32_t i = 0; i < n_groups && st == FIB_OK; i++) {
+        int64_t n = 0, k_op = 0;
+        st = fib_graph_group_info(g, i, NULL, &n, NULL, NULL, NULL, NULL, NULL);
+        if (st == FIB_OK)
+            st = fib_coloring_num_classes(opfibers, i, &k_op);
+        int64_t *f = st == FIB_OK ? malloc((size_t)n * sizeof *f) : NULL;
+        int64_t *op = st == FIB_OK ? malloc((size_t)n * sizeof *op) : NULL;
+        if (st == FIB_OK && (!f || !op))
+            st = FIB_E_NOMEM;
+        if (st == FIB_OK)
+            st = fib_coloring_colors(fibers, i, f, n);
+        if (st == FIB_OK)
+            st = fib_coloring_colors(opfibers, i, op, n);
+        /* A pair label, renumbered canonically by the library; class ids
+         * are below n, and n < 2^31 keeps n * n within int64. */
+        for (int64_t u = 0; st == FIB_OK && u < n; u++)
+            f[u] = f[u] * k_op + op[u];
+        if (st == FIB_OK)
+            st = fib_coloring_set_group(*out, i, f, n);
+        free(f);
+        free(op);
+    }
+    if (st == FIB_OK)
+        return CLI_EXIT_OK;
+    if (st == FIB_E_NOMEM)
+        fprintf(stderr, "fibration: out of memory\n");
+    return st == FIB_E_NOMEM ? CLI_EXIT_FAILURE : cli_fail(o->model, st);
+}
+
 /* The whole ladder (fibers, opfibers, covers, automorphism orbits) with
  * the same tolerance, for --symmetry all. */
 static int hierarchy_run(const cli_options *o, const fib_graph *g,
@@ -108,7 +159,9 @@ int analysis_run(const cli_options *o, const fib_graph *g, cli_progress *p,
     if (rc == CLI_EXIT_OK)
         rc = cli_color(o, g, FIB_SYM_OPFIBERS, p, &a->opfibers);
     if (rc == CLI_EXIT_OK)
-        rc = cli_color(o, g, FIB_SYM_COVERS, p, &a->covers);
+        rc = widest_group(g) < (INT64_C(1) << 31)
+                 ? meet(o, g, a->fibers, a->opfibers, &a->covers)
+                 : cli_color(o, g, FIB_SYM_COVERS, p, &a->covers);
     if (rc == CLI_EXIT_OK && o->all_levels)
         rc = hierarchy_run(o, g, &a->hierarchy);
     cli_progress_end(p);

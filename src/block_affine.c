@@ -151,8 +151,10 @@ static int32_t affine_fiber_fill(const fib_graph *g, int32_t group, const fib_pa
 /* Source unit j receives scale[i] times the error of each unit i reading it:
  * per class of this group, the summed scales. */
 static int64_t affine_opfiber_width(const fib_graph *g, int32_t group, int32_t source_index,
-                                    const fib_partition *parts)
+                                    const fib_partition *parts,
+                                    const fib_partition *fibers)
 {
+    (void)fibers;
     (void)g, (void)source_index;
     return parts[group].n_classes;
 }

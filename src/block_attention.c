@@ -201,15 +201,63 @@ static int32_t attend_fiber_fill(const fib_graph *g, int32_t group,
  * multiplicities summed per (head, fiber class of k): one coordinate each.
  * Likewise for k with q. A v unit receives, from each reader u, head h(u)'s
  * pattern applied to u's error: it is fixed by the count of its readers per
- * (head, opfiber class of the core). Columns are indexed by a pair (q, k)
- * or by a unit (v) that is the first of its combination, so the width does
- * not depend on the classes. */
+ * (head, opfiber class of the core). Only the combinations that occur get a
+ * column (a side's sums are sparse: one nonzero per q or k unit and head). */
+
+/* The columns of a side's opfiber sums: one per (head, class) combination
+ * that occurs, numbered in order of first occurrence (heads ascending, then
+ * the head's pairs, or units for v, in order). Item p of head h (bounds[h]
+ * <= p < bounds[h + 1]) has class color[item[p]]; column[p] receives its
+ * column when not NULL. Returns the number of columns, or FIB_E_NOMEM. */
+static int64_t combination_columns(const int64_t *bounds, int64_t n_heads,
+                                   const int64_t *item, const int64_t *color,
+                                   int64_t n_classes, int64_t *column)
+{
+    int64_t *seen = fib_alloc(n_classes > 0 ? n_classes : 1, sizeof *seen);
+    if (!seen)
+        return fib_error(FIB_E_NOMEM, "out of memory for attention opfiber columns");
+    for (int64_t c = 0; c < n_classes; c++)
+        seen[c] = -1;
+    int64_t n = 0;
+    for (int64_t h = 0; h < n_heads; h++) {
+        int64_t head_first = n;
+        for (int64_t p = bounds[h]; p < bounds[h + 1]; p++) {
+            int64_t c = color[item[p]];
+            if (seen[c] < head_first)
+                seen[c] = n++;
+            if (column)
+                column[p] = seen[c];
+        }
+    }
+    fib_free(seen);
+    return n;
+}
+
+/* The pairs' "other side" (k for q, q for k) and its fiber classes. */
+static void qk_side(const fib_graph *g, int32_t group, int32_t source_index,
+                    const fib_partition *fibers, const int64_t **self,
+                    const int64_t **other, const fib_partition **po)
+{
+    const fib_attend *a = attend_of(g, group);
+    *self = source_index == 0 ? a->pair_q : a->pair_k;
+    *other = source_index == 0 ? a->pair_k : a->pair_q;
+    *po = &fibers[g->groups[group].sources[source_index == 0 ? 1 : 0]];
+}
+
 static int64_t attend_opfiber_width(const fib_graph *g, int32_t group,
                                     int32_t source_index,
-                                    const fib_partition *parts)
+                                    const fib_partition *parts,
+                                    const fib_partition *fibers)
 {
-    (void)parts;
-    return source_index == 2 ? g->groups[group].n_units : attend_of(g, group)->n_pairs;
+    const fib_attend *a = attend_of(g, group);
+    if (source_index == 2)
+        return combination_columns(a->unit_start, a->n_heads, a->unit_order,
+                                   parts[group].color, parts[group].n_classes, NULL);
+    const int64_t *self, *other;
+    const fib_partition *po;
+    qk_side(g, group, source_index, fibers, &self, &other, &po);
+    return combination_columns(a->head_start, a->n_heads, other, po->color,
+                               po->n_classes, NULL);
 }
 
 static void zero_columns(fib_signature *sig, int64_t offset, int64_t width)
@@ -225,36 +273,34 @@ static int32_t fill_qk(const fib_graph *g, int32_t group, int32_t source_index,
                        int64_t offset)
 {
     const fib_attend *a = attend_of(g, group);
-    const fib_group *grp = &g->groups[group];
     /* The role of the other side: q units pair with classes of k. */
-    const int64_t *self = source_index == 0 ? a->pair_q : a->pair_k;
-    const int64_t *other = source_index == 0 ? a->pair_k : a->pair_q;
-    const fib_partition *po = &fibers[grp->sources[source_index == 0 ? 1 : 0]];
-    zero_columns(sig, offset, a->n_pairs);
-    int64_t *column = fib_alloc(po->n_classes, sizeof *column);
+    const int64_t *self, *other;
+    const fib_partition *po;
+    qk_side(g, group, source_index, fibers, &self, &other, &po);
+    int64_t *column = fib_alloc(a->n_pairs > 0 ? a->n_pairs : 1, sizeof *column);
     if (!column)
         return fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber sums", (int)group);
-    for (int64_t c = 0; c < po->n_classes; c++)
-        column[c] = -1;
+    int64_t width = combination_columns(a->head_start, a->n_heads, other, po->color,
+                                        po->n_classes, column);
+    if (width < 0) {
+        fib_free(column);
+        return (int32_t)width;
+    }
+    zero_columns(sig, offset, width);
     int64_t max_terms = 1;
     for (int64_t h = 0; h < a->n_heads; h++) {
         int64_t p0 = a->head_start[h], p1 = a->head_start[h + 1];
         if (p1 - p0 > max_terms)
             max_terms = p1 - p0;
         for (int64_t p = p0; p < p1; p++) {
-            int64_t c = po->color[other[p]];
-            if (column[c] < 0)
-                column[c] = p;
-            int64_t cell = self[p] * sig->n_coords + offset + column[c];
+            int64_t cell = self[p] * sig->n_coords + offset + column[p];
             sig->value[cell] += a->pair_mult[p];
             sig->tol[cell] += fabs(a->pair_mult[p]);
         }
-        for (int64_t p = p0; p < p1; p++)
-            column[po->color[other[p]]] = -1;
     }
     fib_free(column);
     for (int64_t j = 0; j < sig->n_units; j++)
-        for (int64_t x = 0; x < a->n_pairs; x++) {
+        for (int64_t x = 0; x < width; x++) {
             double *tol = sig->tol + j * sig->n_coords + offset + x;
             *tol = fib_rounding_tol(FIB_DTYPE_F64, max_terms, *tol);
         }
@@ -267,23 +313,18 @@ static int32_t fill_v(const fib_graph *g, int32_t group, const fib_partition *pa
     const fib_attend *a = attend_of(g, group);
     const fib_partition *own = &parts[group];
     int64_t n = g->groups[group].n_units;
-    zero_columns(sig, offset, n);
-    int64_t *column = fib_alloc(own->n_classes, sizeof *column);
+    int64_t *column = fib_alloc(n, sizeof *column);
     if (!column)
         return fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber counts", (int)group);
-    for (int64_t c = 0; c < own->n_classes; c++)
-        column[c] = -1;
-    for (int64_t h = 0; h < a->n_heads; h++) {
-        int64_t s0 = a->unit_start[h], s1 = a->unit_start[h + 1];
-        for (int64_t s = s0; s < s1; s++) {
-            int64_t u = a->unit_order[s], c = own->color[u];
-            if (column[c] < 0)
-                column[c] = u;
-            sig->value[a->unit_v[u] * sig->n_coords + offset + column[c]] += 1.0;
-        }
-        for (int64_t s = s0; s < s1; s++)
-            column[own->color[a->unit_order[s]]] = -1;
+    int64_t width = combination_columns(a->unit_start, a->n_heads, a->unit_order,
+                                        own->color, own->n_classes, column);
+    if (width < 0) {
+        fib_free(column);
+        return (int32_t)width;
     }
+    zero_columns(sig, offset, width);
+    for (int64_t s = 0; s < a->unit_start[a->n_heads]; s++)
+        sig->value[a->unit_v[a->unit_order[s]] * sig->n_coords + offset + column[s]] += 1.0;
     fib_free(column);
     return FIB_OK;
 }

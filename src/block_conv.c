@@ -226,8 +226,10 @@ static int32_t conv_fiber_fill(const fib_graph *g, int32_t group, const fib_part
 }
 
 static int64_t conv_opfiber_width(const fib_graph *g, int32_t group, int32_t source_index,
-                                  const fib_partition *parts)
+                                  const fib_partition *parts,
+                                  const fib_partition *fibers)
 {
+    (void)fibers;
     (void)source_index;
     return parts[group].n_classes * kernel_size(conv_of(g, group));
 }

@@ -297,16 +297,25 @@ static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
 
 static int64_t dense_opfiber_width(const fib_graph *g, int32_t group,
                                    int32_t source_index,
-                                   const fib_partition *parts)
+                                   const fib_partition *parts,
+                                   const fib_partition *fibers)
 {
+    (void)fibers;
     (void)g, (void)source_index;
     return parts[group].n_classes;
 }
 
-/* Column sums over the consumer's classes: each block of columns gathers
- * its sums class-major (one contiguous row-add per weight row, rows in
- * ascending order), then transposes them into the signature. Column blocks
- * are spread over threads; every sum keeps the same order. */
+/* Column sums over the consumer's classes, made a tile at a time: a tile is
+ * OPF_CLASSES consecutive classes x OPF_COLUMNS columns. Each class's rows
+ * (ascending, fib_colour_order) are added into the tile's sums one row
+ * piece at a time (the sums stay in L1 and every weight is read once, by
+ * runs of a KB along a few dozen rows), then the tile is written into the
+ * signature a whole cache line (8 classes of one column) at a time. Tiles
+ * are spread over threads; every sum keeps its order (ascending rows from
+ * 0.0), so the bits do not depend on the tiling or the thread count. */
+#define OPF_CLASSES 8
+#define OPF_COLUMNS 256
+
 static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
                                   int32_t source_index,
                                   const fib_partition *parts,
@@ -317,59 +326,59 @@ static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
     const fib_dense *d = dense_of(g, group);
     const fib_partition *own = &parts[group];
     int64_t k = own->n_classes, n_out = g->groups[group].n_units;
-    /* Columns per block: about 512 KB of class-major sums (value and
-     * absolute), so that the row adds stay in the core's L2 cache. */
-    int64_t block = ((INT64_C(1) << 15) / k) & ~INT64_C(15);
-    if (block < 16)
-        block = 16;
-    if (block > d->n_in)
-        block = d->n_in;
-    int64_t n_blocks = (d->n_in + block - 1) / block;
-    int threads = fib_thread_count(sig->n_threads, n_blocks);
-    int64_t *sizes = fib_alloc(k, sizeof *sizes);
+    int64_t n_class_tiles = (k + OPF_CLASSES - 1) / OPF_CLASSES;
+    int64_t n_col_tiles = (d->n_in + OPF_COLUMNS - 1) / OPF_COLUMNS;
+    int64_t n_tiles = n_class_tiles * n_col_tiles;
+    int threads = fib_thread_count(sig->n_threads, n_tiles);
+    const int64_t tile_len = 2 * OPF_CLASSES * OPF_COLUMNS;
+    int64_t *rows = fib_alloc(n_out, sizeof *rows);
+    int64_t *start = fib_alloc(k + 1, sizeof *start);
     double *coef = fib_alloc(k, sizeof *coef);
-    double *scratch = fib_alloc(2 * k * block * threads, sizeof *scratch);
-    if (!sizes || !coef || !scratch) {
-        fib_free(sizes);
+    double *scratch = fib_alloc(tile_len * threads, sizeof *scratch);
+    if (!rows || !start || !coef || !scratch) {
+        fib_free(rows);
+        fib_free(start);
         fib_free(coef);
         fib_free(scratch);
         return fib_error(FIB_E_NOMEM, "group %d: out of memory for column sums",
                          (int)group);
     }
-    fib_partition_class_sizes(own, sizes);
-    /* fib_rounding_tol(dtype, sizes[c], a) is coef[c] * a, the same bits */
+    fib_colour_order(own->color, n_out, k, rows, start);
+    /* fib_rounding_tol(dtype, |c|, a) is coef[c] * a, the same bits */
     for (int64_t c = 0; c < k; c++)
-        coef[c] = fib_rounding_tol(d->dtype, sizes[c], 1.0);
+        coef[c] = fib_rounding_tol(d->dtype, start[c + 1] - start[c], 1.0);
     const fib_kernels *kernels = fib_kernels_active();
     FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
-    for (int64_t b = 0; b < n_blocks; b++) {
-        int64_t col0 = b * block, cols = d->n_in - col0 < block ? d->n_in - col0 : block;
-        double *acc = scratch + 2 * k * block * fib_thread_num();
-        double *acc_abs = acc + k * block;
-        memset(acc, 0, (size_t)(2 * k * block) * sizeof *acc);
-        for (int64_t r = 0; r < n_out; r++) {
-            int64_t c = own->color[r];
-            if (d->dtype == FIB_DTYPE_F32)
-                kernels->accumulate_f32((const float *)d->weights + r * d->ld + col0,
-                                        cols, acc + c * block, acc_abs + c * block);
-            else
-                kernels->accumulate_f64((const double *)d->weights + r * d->ld + col0,
-                                        cols, acc + c * block, acc_abs + c * block);
+    for (int64_t t = 0; t < n_tiles; t++) {
+        int64_t c0 = (t / n_col_tiles) * OPF_CLASSES;
+        int64_t col0 = (t % n_col_tiles) * OPF_COLUMNS;
+        int64_t c1 = c0 + OPF_CLASSES < k ? c0 + OPF_CLASSES : k;
+        int64_t cols = d->n_in - col0 < OPF_COLUMNS ? d->n_in - col0 : OPF_COLUMNS;
+        double *sum = scratch + tile_len * fib_thread_num();
+        double *abs_sum = sum + OPF_CLASSES * OPF_COLUMNS;
+        memset(sum, 0, (size_t)tile_len * sizeof *sum);
+        for (int64_t c = c0; c < c1; c++) {
+            double *cs = sum + (c - c0) * OPF_COLUMNS, *ca = abs_sum + (c - c0) * OPF_COLUMNS;
+            for (int64_t x = start[c]; x < start[c + 1]; x++) {
+                if (d->dtype == FIB_DTYPE_F32)
+                    kernels->accumulate_f32((const float *)d->weights + rows[x] * d->ld + col0,
+                                            cols, cs, ca);
+                else
+                    kernels->accumulate_f64((const double *)d->weights + rows[x] * d->ld + col0,
+                                            cols, cs, ca);
+            }
         }
-        /* transposed 8 columns at a time: whole cache lines of the sums */
-        for (int64_t i0 = 0; i0 < cols; i0 += 8) {
-            int64_t i1 = i0 + 8 < cols ? i0 + 8 : cols;
-            for (int64_t c = 0; c < k; c++) {
-                const double *a = acc + c * block, *e = acc_abs + c * block;
-                for (int64_t i = i0; i < i1; i++) {
-                    int64_t cell = (col0 + i) * sig->n_coords + offset + c;
-                    sig->value[cell] = a[i];
-                    sig->tol[cell] = coef[c] * e[i];
-                }
+        for (int64_t i = 0; i < cols; i++) {
+            double *value = sig->value + (col0 + i) * sig->n_coords + offset;
+            double *tol = sig->tol + (col0 + i) * sig->n_coords + offset;
+            for (int64_t c = c0; c < c1; c++) {
+                value[c] = sum[(c - c0) * OPF_COLUMNS + i];
+                tol[c] = coef[c] * abs_sum[(c - c0) * OPF_COLUMNS + i];
             }
         }
     }
-    fib_free(sizes);
+    fib_free(rows);
+    fib_free(start);
     fib_free(coef);
     fib_free(scratch);
     return FIB_OK;

@@ -55,8 +55,10 @@ static int32_t flatten_fiber_fill(const fib_graph *g, int32_t group, const fib_p
 
 /* Channel c receives the errors of its units (c, p): their classes. */
 static int64_t flatten_opfiber_width(const fib_graph *g, int32_t group, int32_t source_index,
-                                     const fib_partition *parts)
+                                     const fib_partition *parts,
+                                     const fib_partition *fibers)
 {
+    (void)fibers;
     (void)source_index, (void)parts;
     return positions_of_source(g, group);
 }

@@ -309,8 +309,10 @@ static int32_t gated_fiber_fill(const fib_graph *g, int32_t group,
 
 static int64_t gated_opfiber_width(const fib_graph *g, int32_t group,
                                    int32_t source_index,
-                                   const fib_partition *parts)
+                                   const fib_partition *parts,
+                                   const fib_partition *fibers)
 {
+    (void)fibers;
     const fib_gated *d = gated_of(g, group);
     return d->n_gates * parts[group].n_classes + (source_index < 0 ? 1 : 0);
 }

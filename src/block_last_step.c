@@ -89,8 +89,10 @@ static int32_t last_step_fiber_fill(const fib_graph *g, int32_t group,
  * the identity map, just the class of unit i). */
 static int64_t last_step_opfiber_width(const fib_graph *g, int32_t group,
                                        int32_t source_index,
-                                       const fib_partition *parts)
+                                       const fib_partition *parts,
+                                       const fib_partition *fibers)
 {
+    (void)fibers;
     (void)g, (void)source_index;
     return parts[group].n_classes;
 }

@@ -194,8 +194,10 @@ static int32_t norm_fiber_fill(const fib_graph *g, int32_t group,
  * fixed by gamma summed per opfiber class of its readers (one column per
  * class), by w_j, and by its own fiber class (nhat_j). */
 static int64_t norm_opfiber_width(const fib_graph *g, int32_t group,
-                                  int32_t source_index, const fib_partition *parts)
+                                  int32_t source_index, const fib_partition *parts,
+                                  const fib_partition *fibers)
 {
+    (void)fibers;
     (void)g, (void)source_index;
     return parts[group].n_classes + 2;
 }

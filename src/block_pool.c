@@ -102,8 +102,10 @@ static int32_t pool_fiber_fill(const fib_graph *g, int32_t group, const fib_part
 /* Per source channel: the classes of the pooled channels reading it (a
  * count per class) and, for max pooling, its own fiber class. */
 static int64_t pool_opfiber_width(const fib_graph *g, int32_t group, int32_t source_index,
-                                  const fib_partition *parts)
+                                  const fib_partition *parts,
+                                  const fib_partition *fibers)
 {
+    (void)fibers;
     (void)source_index;
     return parts[group].n_classes + (pool_of(g, group)->kind == FIB_POOL_MAX ? 1 : 0);
 }
@@ -114,7 +116,7 @@ static int32_t pool_opfiber_fill(const fib_graph *g, int32_t group, int32_t sour
 {
     const fib_pool *p = pool_of(g, group);
     int32_t source = g->groups[group].sources[0];
-    int64_t width = pool_opfiber_width(g, group, source_index, parts);
+    int64_t width = pool_opfiber_width(g, group, source_index, parts, fibers);
     for (int64_t j = 0; j < sig->n_units; j++)
         for (int64_t x = 0; x < width; x++) {
             sig->value[j * sig->n_coords + offset + x] = 0.0;

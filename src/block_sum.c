@@ -112,8 +112,10 @@ static int32_t sum_fiber_fill(const fib_graph *g, int32_t group,
  * it, so its signature counts those readers per class of the sum. */
 static int64_t sum_opfiber_width(const fib_graph *g, int32_t group,
                                  int32_t source_index,
-                                 const fib_partition *parts)
+                                 const fib_partition *parts,
+                                 const fib_partition *fibers)
 {
+    (void)fibers;
     (void)g, (void)source_index;
     return parts[group].n_classes;
 }

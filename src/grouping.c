@@ -150,8 +150,11 @@ static int64_t first_untight(const sweep *s, const piece *p, int64_t j,
     const fib_kernels *kern = s->kernels;
     const int64_t *rows = s->order + p->start;
     int64_t m = p->end - p->start;
-    /* A large piece is usually cut at once: look a few coordinates ahead. */
-    int64_t block = m > 64 ? 16 : j_end - j;
+    /* A large piece is usually cut within a few coordinates (at the first
+     * for a dense signature, at its next nonzero for a sparse one), and each
+     * coordinate looked at costs a pass over all its rows: look one
+     * coordinate ahead, then twice as many after each tight look. */
+    int64_t block = m > 64 ? 1 : j_end - j;
     while (j < j_end) {
         int64_t len = j_end - j < block ? j_end - j : block, t;
         if (j < sig->n_direct) {
@@ -171,8 +174,46 @@ static int64_t first_untight(const sweep *s, const piece *p, int64_t j,
         if (t < len)
             return j + t;
         j += len;
+        if (block < 16)
+            block *= 2;
     }
     return j_end;
+}
+
+/* Sorts keys[0, len) by (value, unit) when most values are zero (a sparse
+ * signature: one-hot counts, a head's pairs), without sorting the zeros:
+ * they stay in their order if that is already ascending by unit, which it
+ * is when the piece was cut off by earlier zero runs. Returns false (keys
+ * unchanged) when the shortcut does not apply. */
+static bool sort_sparse_keys(keyed_unit *keys, keyed_unit *tmp, int64_t len)
+{
+    int64_t n_zero = 0;
+    for (int64_t x = 0; x < len; x++)
+        n_zero += keys[x].value == 0.0;
+    if (n_zero < 64 || 2 * n_zero < len)
+        return false;
+    int64_t prev = -1;
+    for (int64_t x = 0; x < len; x++)
+        if (keys[x].value == 0.0) {
+            if (keys[x].unit < prev)
+                return false;
+            prev = keys[x].unit;
+        }
+    /* zeros to tmp[0, n_zero) in order, the others packed at the front */
+    int64_t n_rest = 0, z = 0;
+    for (int64_t x = 0; x < len; x++) {
+        if (keys[x].value == 0.0)
+            tmp[z++] = keys[x];
+        else
+            keys[n_rest++] = keys[x];
+    }
+    sort_keys(keys, tmp + n_zero, n_rest);
+    int64_t n_neg = 0;
+    while (n_neg < n_rest && keys[n_neg].value < 0.0)
+        n_neg++;
+    memmove(keys + n_neg + n_zero, keys + n_neg, (size_t)(n_rest - n_neg) * sizeof *keys);
+    memcpy(keys + n_neg, tmp, (size_t)n_zero * sizeof *keys);
+    return true;
 }
 
 /* Sorts piece p by coordinate j (order and keys). */
@@ -184,7 +225,8 @@ static void sort_piece(sweep *s, const piece *p, int64_t j)
         int64_t unit = s->order[p->start + x];
         keys[x] = (keyed_unit){value_at(s, unit, j), unit};
     }
-    sort_keys(keys, s->tmp + p->start, len);
+    if (!sort_sparse_keys(keys, s->tmp + p->start, len))
+        sort_keys(keys, s->tmp + p->start, len);
     for (int64_t x = 0; x < len; x++)
         s->order[p->start + x] = keys[x].unit;
 }

@@ -91,9 +91,11 @@ typedef struct fib_block_ops {
                           int64_t offset);
     /* Backward contribution of consumer group `group` to the signature of its
      * source number `source_index`, over the consumer's opfiber classes
-     * `parts`; `fibers` are the finished fiber classes (for flavours). */
+     * `parts`; `fibers` are the finished fiber classes (for flavours).
+     * opfiber_width may return a (negative) status after fib_error. */
     int64_t (*opfiber_width)(const fib_graph *g, int32_t group,
-                             int32_t source_index, const fib_partition *parts);
+                             int32_t source_index, const fib_partition *parts,
+                             const fib_partition *fibers);
     int32_t (*opfiber_fill)(const fib_graph *g, int32_t group,
                             int32_t source_index, const fib_partition *parts,
                             const fib_partition *fibers, fib_signature *sig,

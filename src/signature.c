@@ -161,12 +161,17 @@ int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
     bool flavoured = !fib_activation_is_linear(grp->activation);
     int64_t width = flavoured ? 1 : 0;
     bool recurrent = grp->ops && grp->ops->recurrent;
-    if (recurrent)
-        width += grp->ops->opfiber_width(g, group, -1, parts);
-    for (int32_t h = group + 1; h < g->n_groups; h++)
-        for (int32_t s = 0; s < g->groups[h].n_sources; s++)
-            if (g->groups[h].sources[s] == group)
-                width += g->groups[h].ops->opfiber_width(g, h, s, parts);
+    /* a width < 0 is the status of a failure its block has reported */
+    int64_t part = 0;
+    if (recurrent && (part = grp->ops->opfiber_width(g, group, -1, parts, fibers)) >= 0)
+        width += part;
+    for (int32_t h = group + 1; h < g->n_groups && part >= 0; h++)
+        for (int32_t s = 0; s < g->groups[h].n_sources && part >= 0; s++)
+            if (g->groups[h].sources[s] == group &&
+                (part = g->groups[h].ops->opfiber_width(g, h, s, parts, fibers)) >= 0)
+                width += part;
+    if (part < 0)
+        return (int32_t)part;
     int32_t status = fib_signature_alloc_in(sig, grp->n_units, width, scratch);
     if (status)
         return status;
@@ -181,13 +186,13 @@ int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
     }
     if (recurrent) {
         status = grp->ops->opfiber_fill(g, group, -1, parts, fibers, sig, offset);
-        offset += grp->ops->opfiber_width(g, group, -1, parts);
+        offset += grp->ops->opfiber_width(g, group, -1, parts, fibers);
     }
     for (int32_t h = group + 1; h < g->n_groups && !status; h++)
         for (int32_t s = 0; s < g->groups[h].n_sources && !status; s++)
             if (g->groups[h].sources[s] == group) {
                 status = g->groups[h].ops->opfiber_fill(g, h, s, parts, fibers, sig, offset);
-                offset += g->groups[h].ops->opfiber_width(g, h, s, parts);
+                offset += g->groups[h].ops->opfiber_width(g, h, s, parts, fibers);
             }
     if (status)
         fib_signature_clear(sig);

@@ -33,35 +33,18 @@ static void dense_free(void *block)
     fib_free(d);
 }
 
-/* True when every element of x[0 .. n) is finite: a branch-free pass that
- * compilers vectorise (x - x is 0 for finite x, NaN otherwise). */
-static bool all_finite_f32(const float *x, int64_t n)
-{
-    int bad = 0;
-    for (int64_t k = 0; k < n; k++)
-        bad |= !(x[k] - x[k] == 0.0f);
-    return !bad;
-}
-
-static bool all_finite_f64(const double *x, int64_t n)
-{
-    int bad = 0;
-    for (int64_t k = 0; k < n; k++)
-        bad |= !(x[k] - x[k] == 0.0);
-    return !bad;
-}
-
 /* Finds the first non-finite weight or bias, for a message naming it. Rows
  * are first checked by a fast pass; only a row that fails it is searched. */
 static int32_t check_finite(int32_t group, int64_t n_out, int64_t n_in,
                             int32_t dtype, const void *w, int64_t ld,
                             const void *bias)
 {
+    const fib_kernels *kernels = fib_kernels_active();
     for (int64_t i = 0; i < n_out; i++) {
         bool ok = dtype == FIB_DTYPE_F32
-                      ? all_finite_f32((const float *)w + i * ld, n_in)
+                      ? kernels->all_finite_f32((const float *)w + i * ld, n_in)
                       : dtype == FIB_DTYPE_F64
-                            ? all_finite_f64((const double *)w + i * ld, n_in)
+                            ? kernels->all_finite_f64((const double *)w + i * ld, n_in)
                             : false;
         if (ok && (!bias || isfinite(fib_load(dtype, bias, i))))
             continue;

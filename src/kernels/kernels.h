@@ -10,6 +10,7 @@
 #define FIB_KERNELS_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* SIMD levels, in increasing order. */
@@ -89,6 +90,11 @@ typedef int64_t (*fib_tight_tol_fn)(const double *x, const double *tol,
                                     int64_t ld, const int64_t *rows, int64_t m,
                                     int64_t len, double slack);
 
+/* True when every element of x[0 .. n) is finite (the check every weight
+ * passes when a block is added: one read of the model). */
+typedef bool (*fib_all_finite_f32_fn)(const float *x, int64_t n);
+typedef bool (*fib_all_finite_f64_fn)(const double *x, int64_t n);
+
 typedef struct fib_kernels {
     const char *name;   /* "scalar", "avx2", "avx512" */
     int32_t level;      /* FIB_SIMD_* */
@@ -100,6 +106,8 @@ typedef struct fib_kernels {
     fib_tight_f32_fn tight_f32;
     fib_tight_f64_fn tight_f64;
     fib_tight_tol_fn tight_tol;
+    fib_all_finite_f32_fn all_finite_f32;
+    fib_all_finite_f64_fn all_finite_f64;
 } fib_kernels;
 
 /* The kernels in use: chosen on the first call (thread-safe), from the CPU

@@ -342,6 +342,39 @@ static int64_t tight_tol(const double *x, const double *tol, int64_t ld,
     return fib_tight_tol_from(x, tol, ld, rows, m, j, len, slack);
 }
 
+/* x - x == 0 holds exactly for finite lanes; four vectors per step. */
+static bool all_finite_f32(const float *x, int64_t n)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    int64_t k = 0;
+    for (; k + 32 <= n; k += 32)
+        for (int q = 0; q < 4; q++) {
+            __m256 v = _mm256_loadu_ps(x + k + 8 * q);
+            ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_sub_ps(v, v), zero, _CMP_EQ_OQ));
+        }
+    int bad = _mm256_movemask_ps(ok) != 0xff;
+    for (; k < n; k++)
+        bad |= !(x[k] - x[k] == 0.0f);
+    return !bad;
+}
+
+static bool all_finite_f64(const double *x, int64_t n)
+{
+    const __m256d zero = _mm256_setzero_pd();
+    __m256d ok = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        for (int q = 0; q < 4; q++) {
+            __m256d v = _mm256_loadu_pd(x + k + 4 * q);
+            ok = _mm256_and_pd(ok, _mm256_cmp_pd(_mm256_sub_pd(v, v), zero, _CMP_EQ_OQ));
+        }
+    int bad = _mm256_movemask_pd(ok) != 0xf;
+    for (; k < n; k++)
+        bad |= !(x[k] - x[k] == 0.0);
+    return !bad;
+}
+
 static const fib_kernels avx2 = {
     .name = "avx2",
     .level = FIB_SIMD_AVX2,
@@ -353,6 +386,8 @@ static const fib_kernels avx2 = {
     .tight_f32 = tight_f32,
     .tight_f64 = tight_f64,
     .tight_tol = tight_tol,
+    .all_finite_f32 = all_finite_f32,
+    .all_finite_f64 = all_finite_f64,
 };
 
 const fib_kernels *fib_kernels_avx2(void)

@@ -367,6 +367,39 @@ static int64_t tight_tol(const double *x, const double *tol, int64_t ld,
     return fib_tight_tol_from(x, tol, ld, rows, m, j, len, slack);
 }
 
+/* x - x == 0 holds exactly for finite lanes; four vectors per step. */
+static bool all_finite_f32(const float *x, int64_t n)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    __mmask16 ok = 0xffff;
+    int64_t k = 0;
+    for (; k + 64 <= n; k += 64)
+        for (int q = 0; q < 4; q++) {
+            __m512 v = _mm512_loadu_ps(x + k + 16 * q);
+            ok &= _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), zero, _CMP_EQ_OQ);
+        }
+    int bad = ok != 0xffff;
+    for (; k < n; k++)
+        bad |= !(x[k] - x[k] == 0.0f);
+    return !bad;
+}
+
+static bool all_finite_f64(const double *x, int64_t n)
+{
+    const __m512d zero = _mm512_setzero_pd();
+    __mmask8 ok = 0xff;
+    int64_t k = 0;
+    for (; k + 32 <= n; k += 32)
+        for (int q = 0; q < 4; q++) {
+            __m512d v = _mm512_loadu_pd(x + k + 8 * q);
+            ok &= _mm512_cmp_pd_mask(_mm512_sub_pd(v, v), zero, _CMP_EQ_OQ);
+        }
+    int bad = ok != 0xff;
+    for (; k < n; k++)
+        bad |= !(x[k] - x[k] == 0.0);
+    return !bad;
+}
+
 static const fib_kernels avx512 = {
     .name = "avx512",
     .level = FIB_SIMD_AVX512,
@@ -378,6 +411,8 @@ static const fib_kernels avx512 = {
     .tight_f32 = tight_f32,
     .tight_f64 = tight_f64,
     .tight_tol = tight_tol,
+    .all_finite_f32 = all_finite_f32,
+    .all_finite_f64 = all_finite_f64,
 };
 
 const fib_kernels *fib_kernels_avx512(void)

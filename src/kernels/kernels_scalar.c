@@ -204,6 +204,23 @@ static int64_t tight_tol(const double *x, const double *tol, int64_t ld,
     return fib_tight_tol_from(x, tol, ld, rows, m, 0, len, slack);
 }
 
+/* x - x is 0 for a finite x, NaN otherwise; branch-free. */
+static bool all_finite_f32(const float *x, int64_t n)
+{
+    int bad = 0;
+    for (int64_t k = 0; k < n; k++)
+        bad |= !(x[k] - x[k] == 0.0f);
+    return !bad;
+}
+
+static bool all_finite_f64(const double *x, int64_t n)
+{
+    int bad = 0;
+    for (int64_t k = 0; k < n; k++)
+        bad |= !(x[k] - x[k] == 0.0);
+    return !bad;
+}
+
 static const fib_kernels scalar = {
     .name = "scalar",
     .level = FIB_SIMD_SCALAR,
@@ -215,6 +232,8 @@ static const fib_kernels scalar = {
     .tight_f32 = tight_f32,
     .tight_f64 = tight_f64,
     .tight_tol = tight_tol,
+    .all_finite_f32 = all_finite_f32,
+    .all_finite_f64 = all_finite_f64,
 };
 
 const fib_kernels *fib_kernels_scalar(void)

@@ -155,6 +155,37 @@ static void test_accumulate(void)
     }
 }
 
+/* ---- finiteness ---------------------------------------------------------- */
+
+/* Every set agrees with the scalar one on rows with a NaN, an infinity or
+ * nothing planted at any position, at any length and alignment. */
+static void test_all_finite(void)
+{
+    static const double bad_values[] = {NAN, INFINITY, -INFINITY};
+    for (int trial = 0; trial < 600; trial++) {
+        int64_t n = below(200), shift = below(3);
+        double x[210];
+        float xf[210];
+        for (int64_t i = 0; i < n + shift; i++) {
+            x[i] = value();
+            xf[i] = (float)x[i];
+        }
+        int planted = trial % 4 != 0 && n > 0;
+        if (planted) {
+            int64_t at = shift + below(n);
+            x[at] = bad_values[trial % 3];
+            xf[at] = (float)bad_values[trial % 3];
+        }
+        for (int s = 0; s < n_sets; s++) {
+            CHECK(sets[s]->all_finite_f64(x + shift, n) == !planted);
+            CHECK(sets[s]->all_finite_f32(xf + shift, n) == !planted);
+        }
+    }
+    float big = 3.0e38f;   /* the largest magnitudes are finite too */
+    for (int s = 0; s < n_sets; s++)
+        CHECK(sets[s]->all_finite_f32(&big, 1));
+}
+
 /* ---- tight test ----------------------------------------------------------- */
 
 static void test_tight(void)
@@ -448,6 +479,7 @@ int main(void)
     test_colour_sums(0);
     test_colour_sums(1);
     test_accumulate();
+    test_all_finite();
     test_tight();
     test_colourings();
     test_compress();

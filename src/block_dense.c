@@ -33,20 +33,36 @@ static void dense_free(void *block)
     fib_free(d);
 }
 
+/* Whether row i of the weights and its bias are all finite. */
+static bool row_finite(const fib_kernels *kernels, int64_t n_in, int32_t dtype,
+                       const void *w, int64_t ld, const void *bias, int64_t i)
+{
+    bool ok = dtype == FIB_DTYPE_F32
+                  ? kernels->all_finite_f32((const float *)w + i * ld, n_in)
+                  : dtype == FIB_DTYPE_F64
+                        ? kernels->all_finite_f64((const double *)w + i * ld, n_in)
+                        : false;
+    return ok && (!bias || isfinite(fib_load(dtype, bias, i)));
+}
+
 /* Finds the first non-finite weight or bias, for a message naming it. Rows
- * are first checked by a fast pass; only a row that fails it is searched. */
+ * are first checked by a fast pass (on the OpenMP default number of threads
+ * for a large block: the pass is one read of the weights); only the first
+ * row that fails it is searched. */
 static int32_t check_finite(int32_t group, int64_t n_out, int64_t n_in,
                             int32_t dtype, const void *w, int64_t ld,
                             const void *bias)
 {
     const fib_kernels *kernels = fib_kernels_active();
-    for (int64_t i = 0; i < n_out; i++) {
-        bool ok = dtype == FIB_DTYPE_F32
-                      ? kernels->all_finite_f32((const float *)w + i * ld, n_in)
-                      : dtype == FIB_DTYPE_F64
-                            ? kernels->all_finite_f64((const double *)w + i * ld, n_in)
-                            : false;
-        if (ok && (!bias || isfinite(fib_load(dtype, bias, i))))
+    int64_t first_bad = n_out;
+    int threads = fib_thread_count(0, n_out * n_in / (INT64_C(1) << 20));
+    (void)threads; /* without OpenMP */
+    FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) reduction(min : first_bad) if (threads > 1))
+    for (int64_t i = 0; i < n_out; i++)
+        if (i < first_bad && !row_finite(kernels, n_in, dtype, w, ld, bias, i))
+            first_bad = i;
+    for (int64_t i = first_bad; i < n_out; i++) {
+        if (row_finite(kernels, n_in, dtype, w, ld, bias, i))
             continue;
         for (int64_t k = 0; k < n_in; k++)
             if (!isfinite(fib_load(dtype, w, i * ld + k)))

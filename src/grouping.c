@@ -239,20 +239,23 @@ static bool cut_piece(sweep *s, worker *w, const piece *p, int64_t j,
 {
     const keyed_unit *keys = s->keys + p->start;
     int64_t len = p->end - p->start, head = 0;
-    double head_tol = tol_at(s, keys[0].unit, j), prev_tol = head_tol;
+    double head_tol = tol_at(s, keys[0].unit, j);
     bool cut = false;
     for (int64_t x = 1; x < len; x++) {
+        /* Equal values are never apart (the allowance is never below 0), so
+         * a run of them (the zeros of a sparse coordinate) reads no
+         * allowance. */
+        const keyed_unit *from = greedy ? &keys[head] : &keys[x - 1];
+        if (keys[x].value == from->value)
+            continue;
         double cur_tol = tol_at(s, keys[x].unit, j);
-        bool apart = greedy
-            ? keys[x].value - keys[head].value > s->slack + head_tol + cur_tol
-            : keys[x].value - keys[x - 1].value > s->slack + prev_tol + cur_tol;
-        if (apart) {
+        double from_tol = greedy ? head_tol : tol_at(s, from->unit, j);
+        if (keys[x].value - from->value > s->slack + from_tol + cur_tol) {
             push(s, w, p->start + head, p->start + x, j);
             head = x;
             head_tol = cur_tol;
             cut = true;
         }
-        prev_tol = cur_tol;
     }
     if (cut)
         push(s, w, p->start + head, p->end, j);

@@ -316,6 +316,8 @@ static int64_t tight_f64(const double *x, int64_t ld, const int64_t *rows,
     return fib_tight_f64_from(x, ld, rows, m, j, len, slack, coef);
 }
 
+/* Values first: a block whose coordinates all span 0 is tight whatever the
+ * allowances (the bound is never below 0), so their rows are not read. */
 static int64_t tight_tol(const double *x, const double *tol, int64_t ld,
                          const int64_t *rows, int64_t m, int64_t len,
                          double slack)
@@ -326,12 +328,18 @@ static int64_t tight_tol(const double *x, const double *tol, int64_t ld,
         __m256d lo0 = _mm256_set1_pd(INFINITY), lo1 = lo0, t0 = lo0, t1 = lo0;
         __m256d hi0 = _mm256_set1_pd(-INFINITY), hi1 = hi0;
         for (int64_t u = 0; u < m; u++) {
-            const double *row = x + rows[u] * ld + j, *trow = tol + rows[u] * ld + j;
+            const double *row = x + rows[u] * ld + j;
             __m256d v0 = _mm256_loadu_pd(row), v1 = _mm256_loadu_pd(row + 4);
             lo0 = _mm256_min_pd(v0, lo0);
             lo1 = _mm256_min_pd(v1, lo1);
             hi0 = _mm256_max_pd(v0, hi0);
             hi1 = _mm256_max_pd(v1, hi1);
+        }
+        if ((_mm256_movemask_pd(_mm256_cmp_pd(lo0, hi0, _CMP_EQ_OQ)) &
+             _mm256_movemask_pd(_mm256_cmp_pd(lo1, hi1, _CMP_EQ_OQ))) == 0xF)
+            continue;
+        for (int64_t u = 0; u < m; u++) {
+            const double *trow = tol + rows[u] * ld + j;
             t0 = _mm256_min_pd(_mm256_loadu_pd(trow), t0);
             t1 = _mm256_min_pd(_mm256_loadu_pd(trow + 4), t1);
         }

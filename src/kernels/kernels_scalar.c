@@ -158,6 +158,8 @@ int64_t fib_tight_f64_from(const double *x, int64_t ld, const int64_t *rows,
     return len;
 }
 
+/* Values first: a block whose coordinates all span 0 is tight whatever the
+ * allowances (the bound is never below 0), so their rows are not read. */
 int64_t fib_tight_tol_from(const double *x, const double *tol, int64_t ld,
                            const int64_t *rows, int64_t m, int64_t j0,
                            int64_t len, double slack)
@@ -170,13 +172,22 @@ int64_t fib_tight_tol_from(const double *x, const double *tol, int64_t ld,
             hi[q] = -INFINITY;
         }
         for (int64_t u = 0; u < m; u++) {
-            const double *row = x + rows[u] * ld + j, *trow = tol + rows[u] * ld + j;
+            const double *row = x + rows[u] * ld + j;
             for (int64_t q = 0; q < b; q++) {
                 double v = row[q];
                 lo[q] = v < lo[q] ? v : lo[q];
                 hi[q] = v > hi[q] ? v : hi[q];
-                small[q] = trow[q] < small[q] ? trow[q] : small[q];
             }
+        }
+        bool spread = false;
+        for (int64_t q = 0; q < b; q++)
+            spread = spread || lo[q] != hi[q];
+        if (!spread)
+            continue;
+        for (int64_t u = 0; u < m; u++) {
+            const double *trow = tol + rows[u] * ld + j;
+            for (int64_t q = 0; q < b; q++)
+                small[q] = trow[q] < small[q] ? trow[q] : small[q];
         }
         for (int64_t q = 0; q < b; q++)
             if (!(hi[q] - lo[q] <= (slack + small[q]) + small[q]))

@@ -201,7 +201,9 @@ static void test_tight(void)
         for (int64_t j = 0; j < len; j++) {
             double base = value();
             for (int64_t u = 0; u < n_rows; u++) {
-                double noise = j >= spread_from ? value() * 1e-3 : (double)below(3) * 1e-12;
+                /* every third trial: rows equal before spread_from (spans of 0) */
+                double noise = j >= spread_from ? value() * 1e-3
+                               : trial % 3 == 0 ? 0.0 : (double)below(3) * 1e-12;
                 x[u * ld + j] = base + noise;
                 xf[u * ld + j] = (float)(base + noise);
                 tol[u * ld + j] = fabs(base) * 1e-9 * (double)below(3);
@@ -211,11 +213,25 @@ static void test_tight(void)
         for (int64_t u = 0; u < m; u++)
             rows[u] = below(n_rows);
         double coef = ldexp(1.0, -20 - (int)below(30));
+        /* the definition, coordinate by coordinate */
+        int64_t naive = len;
+        for (int64_t j = len - 1; j >= 0; j--) {
+            double lo = INFINITY, hi = -INFINITY, t = INFINITY;
+            for (int64_t u = 0; u < m; u++) {
+                double v = x[rows[u] * ld + j], e = tol[rows[u] * ld + j];
+                lo = v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+                t = e < t ? e : t;
+            }
+            if (!(hi - lo <= (slack + t) + t))
+                naive = j;
+        }
         int64_t ref[3] = {0};
         for (int s = 0; s < n_sets; s++) {
             int64_t a = sets[s]->tight_f32(xf, ld, rows, m, len, slack, coef);
             int64_t b = sets[s]->tight_f64(x, ld, rows, m, len, slack, coef);
             int64_t c = sets[s]->tight_tol(x, tol, ld, rows, m, len, slack);
+            CHECK(c == naive);
             if (s == 0) {
                 ref[0] = a, ref[1] = b, ref[2] = c;
                 CHECK(a >= 0 && a <= len && b >= 0 && b <= len && c >= 0 && c <= len);

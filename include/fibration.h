@@ -1083,6 +1083,44 @@ FIB_API int32_t fib_hierarchy_chain(const fib_hierarchy *hierarchy,
 FIB_API int32_t fib_hierarchy_coloring(const fib_hierarchy *hierarchy,
                                        int32_t symmetry, fib_coloring **out);
 
+/* ------------------------------------------------------------------------ */
+/* Nested colourings at increasing tolerance                                */
+/* ------------------------------------------------------------------------ */
+
+/* The hierarchy of colourings (bases) of one graph as its tolerance grows:
+ * colours `graph` as fib_color does with `options` at every tolerance
+ * eps[0] <= eps[1] <= ... <= eps[n_levels - 1], and makes the levels nest:
+ * level 0 is the colouring at eps[0]; level t > 0 is the JOIN of the
+ * colouring at eps[t] with level t - 1, the finest partition coarser than
+ * both (two units share a class when a chain of units links them, each
+ * link sharing a class in one of the two). So a class never splits as eps
+ * grows: every class of level t - 1 lies inside one class of level t
+ * (fib_coloring_refines), and the class counts never increase. When the
+ * plain colourings already nest, every level is exactly fib_color's at its
+ * eps. A joined level is a partition for reading and compressing
+ * (fib_compress); it need not be balanced within eps[t].
+ *
+ * options is required and must choose a tolerant mode (FIB_TOL_ABS, _REL,
+ * _COSINE, _COMPLETE, _WARD, optionally | FIB_TOL_SCALED; FIB_TOL_EXACT has
+ * no tolerance to grow); its eps must be 0 (the tolerances are eps[]); its
+ * symmetry, n_threads and progress apply to every level (progress counts
+ * the steps of all levels, done of total, and can cancel). A per-group
+ * override (fib_graph_set_group_eps) replaces every level's eps for that
+ * group. With FIB_TOL_SCALED each level keeps the unit scales of its own
+ * colouring (fitted to its classes before the join).
+ *
+ * levels: the caller's array of n_levels pointers; on success levels[t]
+ * holds the colouring of level t (symmetry options->symmetry), each to free
+ * with fib_coloring_free. On failure nothing is written to it.
+ * Errors: FIB_E_NULL (graph, options, eps, levels), FIB_E_SHAPE
+ * (n_levels < 1), FIB_E_INVALID (struct_size, FIB_TOL_EXACT, options->eps
+ * not 0, an eps that is negative, NaN or infinite, or smaller than the one
+ * before it: the message gives its index), and those of fib_color. */
+FIB_API int32_t fib_color_nested(const fib_graph *graph,
+                                 const fib_color_options *options,
+                                 const double *eps, int32_t n_levels,
+                                 fib_coloring **levels);
+
 #ifdef __cplusplus
 }
 #endif

@@ -311,27 +311,6 @@ static int32_t search_init(search *s, const fib_aut_input *in)
     return FIB_OK;
 }
 
-static int64_t uf_find(int64_t *uf, int64_t v)
-{
-    while (uf[v] != v) {
-        uf[v] = uf[uf[v]];
-        v = uf[v];
-    }
-    return v;
-}
-
-static void uf_union(int64_t *uf, int64_t a, int64_t b)
-{
-    a = uf_find(uf, a);
-    b = uf_find(uf, b);
-    if (a != b) {
-        if (a < b)
-            uf[b] = a;
-        else
-            uf[a] = b;
-    }
-}
-
 /* ------------------------------------------------------------------------ */
 /* Equitable refinement of the ordered partition                            */
 /* ------------------------------------------------------------------------ */
@@ -647,8 +626,8 @@ static int64_t join_twins(search *s)
         for (int64_t k = i + 1; k < j; k++) {
             int64_t u = order[i].v, v = order[k].v;
             bool same_colour = !s->in->initial || s->in->initial[u] == s->in->initial[v];
-            if (same_colour && uf_find(s->uf, u) != uf_find(s->uf, v) && is_twin(s, u, v)) {
-                uf_union(s->uf, u, v);
+            if (same_colour && fib_uf_find(s->uf, u) != fib_uf_find(s->uf, v) && is_twin(s, u, v)) {
+                fib_uf_union(s->uf, u, v);
                 joined++;
             }
         }
@@ -681,7 +660,7 @@ static int32_t explore(search *s, int32_t level, int64_t x)
         if (!arcs_preserved(s->in, &s->arcs, s->gamma))
             return 0;
         for (int64_t v = 0; v < s->n; v++)
-            uf_union(s->uf, v, s->gamma[v]);
+            fib_uf_union(s->uf, v, s->gamma[v]);
         s->n_generators++;
         return 1;
     }
@@ -733,11 +712,11 @@ static int32_t run(search *s)
         qsort(cand, (size_t)n_cand, sizeof *cand, cmp_i64);
         for (int64_t i = 0; i < n_cand && !status; i++) {
             int64_t v = cand[i];
-            if (uf_find(s->uf, v) == uf_find(s->uf, w))
+            if (fib_uf_find(s->uf, v) == fib_uf_find(s->uf, w))
                 continue;
             bool known = false;
             for (int64_t k = 0; k < n_failed && !known; k++)
-                known = uf_find(s->uf, failed[k]) == uf_find(s->uf, v);
+                known = fib_uf_find(s->uf, failed[k]) == fib_uf_find(s->uf, v);
             if (known)
                 continue;
             restore(s, level);
@@ -777,7 +756,7 @@ int32_t fib_aut_orbits(const fib_aut_input *in, int64_t *orbit,
     if (!status) {
         fib_partition p = {.n_units = n, .n_classes = 0, .color = orbit};
         for (int64_t v = 0; v < n; v++)
-            orbit[v] = uf_find(s.uf, v);
+            orbit[v] = fib_uf_find(s.uf, v);
         status = fib_partition_canonicalize(&p);
         if (!status) {
             *n_orbits = p.n_classes;

@@ -275,6 +275,29 @@ int32_t fib_partition_canonicalize(fib_partition *p);
 /* p = meet of a and b (same n_units). */
 int32_t fib_partition_meet(fib_partition *p, const fib_partition *a,
                            const fib_partition *b);
+/* p = join of a and b (same n_units): the finest partition coarser than
+ * both, i.e. the connected components of "same class in a or in b". */
+int32_t fib_partition_join(fib_partition *p, const fib_partition *a,
+                           const fib_partition *b);
+/* Union-find over uf[0 .. n) (uf[v] = v to start): the root of a set is
+ * its lowest member, and every parent is lower than its child. */
+static inline int64_t fib_uf_find(int64_t *uf, int64_t v)
+{
+    while (uf[v] != v) {
+        uf[v] = uf[uf[v]];
+        v = uf[v];
+    }
+    return v;
+}
+static inline void fib_uf_union(int64_t *uf, int64_t a, int64_t b)
+{
+    a = fib_uf_find(uf, a);
+    b = fib_uf_find(uf, b);
+    if (a < b)
+        uf[b] = a;
+    else if (b < a)
+        uf[a] = b;
+}
 int32_t fib_partition_copy(fib_partition *dst, const fib_partition *src);
 /* sizes[0 .. n_classes) */
 void fib_partition_class_sizes(const fib_partition *p, int64_t *sizes);

@@ -147,6 +147,41 @@ int32_t fib_partition_meet(fib_partition *p, const fib_partition *a,
     return status;
 }
 
+int32_t fib_partition_join(fib_partition *p, const fib_partition *a,
+                           const fib_partition *b)
+{
+    int64_t n = a->n_units;
+    int64_t *uf = fib_alloc(n, sizeof *uf);
+    int64_t *first = fib_alloc(n, sizeof *first); /* class -> lowest unit */
+    int32_t status = uf && first ? fib_partition_init(p, n)
+                                 : fib_error(FIB_E_NOMEM, "out of memory for a join");
+    if (status) {
+        fib_free(uf);
+        fib_free(first);
+        return status;
+    }
+    for (int64_t u = 0; u < n; u++)
+        uf[u] = u;
+    /* Every unit joins the lowest unit of its class in a, then in b. */
+    const fib_partition *sides[2] = {a, b};
+    for (int side = 0; side < 2; side++) {
+        fib_partition_first_units(sides[side], first);
+        for (int64_t u = 0; u < n; u++)
+            fib_uf_union(uf, first[sides[side]->color[u]], u);
+    }
+    /* Roots are the lowest members, so numbering units in order gives the
+     * canonical labels: a unit's root was numbered before it. */
+    int64_t next = 0;
+    for (int64_t u = 0; u < n; u++) {
+        int64_t root = fib_uf_find(uf, u);
+        p->color[u] = root == u ? next++ : p->color[root];
+    }
+    p->n_classes = next;
+    fib_free(uf);
+    fib_free(first);
+    return FIB_OK;
+}
+
 void fib_partition_class_sizes(const fib_partition *p, int64_t *sizes)
 {
     memset(sizes, 0, (size_t)p->n_classes * sizeof *sizes);

@@ -30,6 +30,21 @@ const char *cli_symmetry_name(int32_t symmetry)
     }
 }
 
+/* Tolerance modes by FIB_TOL_* code, plain and with FIB_TOL_SCALED. */
+static const char *const tolerance_names[2][6] = {
+    {"exact", "abs", "rel", "cosine", "complete", "ward"},
+    {"scaled+exact", "scaled+abs", "scaled+rel", "scaled+cosine", "scaled+complete",
+     "scaled+ward"},
+};
+
+const char *cli_tolerance_name(int32_t tolerance)
+{
+    int32_t mode = tolerance & ~FIB_TOL_SCALED;
+    if (mode < FIB_TOL_EXACT || mode > FIB_TOL_WARD)
+        return "unknown";
+    return tolerance_names[(tolerance & FIB_TOL_SCALED) != 0][mode];
+}
+
 const char *cli_op_name(int32_t op)
 {
     switch (op) {
@@ -112,6 +127,47 @@ static bool parse_u64(const char *s, uint64_t *out)
     return true;
 }
 
+/* "abs", "ward", "scaled+ward", ...: a mode, optionally with "scaled+". */
+static bool parse_tolerance(const char *s, int32_t *out)
+{
+    for (int scaled = 0; scaled < 2; scaled++)
+        for (int32_t mode = FIB_TOL_EXACT; mode <= FIB_TOL_WARD; mode++)
+            if (strcmp(s, tolerance_names[scaled][mode]) == 0) {
+                *out = mode | (scaled ? FIB_TOL_SCALED : 0);
+                return true;
+            }
+    return false;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* "0.05,0.1,0.2": 1 to CLI_MAX_LEVELS numbers >= 0, sorted on return. */
+static bool parse_levels(const char *s, cli_options *o)
+{
+    o->n_levels = 0;
+    while (*s) {
+        char item[64];
+        size_t n = strcspn(s, ",");
+        if (n == 0 || n >= sizeof item || o->n_levels == CLI_MAX_LEVELS)
+            return false;
+        memcpy(item, s, n);
+        item[n] = '\0';
+        double v;
+        if (!parse_double(item, &v) || v < 0)
+            return false;
+        o->levels[o->n_levels++] = v;
+        s += n;
+        if (*s == ',' && *++s == '\0')
+            return false; /* a trailing comma */
+    }
+    qsort(o->levels, (size_t)o->n_levels, sizeof *o->levels, cmp_double);
+    return o->n_levels > 0;
+}
+
 static bool parse_activation(const char *s, int32_t *act, double *param)
 {
     size_t n = strcspn(s, ":");
@@ -160,10 +216,15 @@ static void defaults(cli_options *o, const char *verb)
     o->dot_max_classes = 64;
 }
 
+/* Which options were given, for the checks after parsing. */
+typedef struct given {
+    bool tolerance, eps, symmetry;
+} given;
+
 /* One option with a value; returns -1 if `a` is not it, else an exit code
  * or -2 to go on. */
 static int value_option(int argc, char **argv, int *i, unsigned accepted,
-                        cli_options *o, bool *tolerance_given)
+                        cli_options *o, given *seen)
 {
     const char *verb = o->verb, *v = NULL;
     int r;
@@ -184,19 +245,31 @@ static int value_option(int argc, char **argv, int *i, unsigned accepted,
         else
             return cli_usage(verb, "--symmetry must be fibers, opfibers or covers%s",
                              strcmp(verb, "analyze") == 0 ? " (or all)" : "");
+        seen->symmetry = true;
+    } else if (VALUE("--tolerance-tree", OPT_TREE)) {
+        if (r < 0 || !parse_levels(v, o))
+            return cli_usage(verb, "--tolerance-tree needs a comma-separated list of "
+                             "1 to %d numbers >= 0", CLI_MAX_LEVELS);
     } else if (VALUE("--tolerance", OPT_SYMMETRY)) {
-        if (r < 0)
-            return cli_usage(verb, "--tolerance needs a value");
-        if (strcmp(v, "exact") == 0)
-            o->tolerance = FIB_TOL_EXACT;
-        else if (strcmp(v, "abs") == 0)
-            o->tolerance = FIB_TOL_ABS;
-        else
-            return cli_usage(verb, "--tolerance must be exact or abs");
-        *tolerance_given = true;
+        if (r < 0 || !parse_tolerance(v, &o->tolerance) ||
+            (!(accepted & OPT_TREE) && o->tolerance != FIB_TOL_EXACT &&
+             o->tolerance != FIB_TOL_ABS))
+            return cli_usage(verb, "--tolerance must be exact or abs%s",
+                             (accepted & OPT_TREE) ? " (with --tolerance-tree also rel, "
+                             "cosine, complete, ward or scaled+MODE)" : "");
+        seen->tolerance = true;
     } else if (VALUE("--eps", OPT_SYMMETRY)) {
         if (r < 0 || !parse_double(v, &o->eps) || o->eps < 0)
             return cli_usage(verb, "--eps needs a number >= 0");
+        seen->eps = true;
+    } else if (VALUE("--format", OPT_FORMATS)) {
+        static const char *const formats[] = {"table", "json", "csv", "dot"}; /* FORMAT_* */
+        o->format = -1;
+        for (int32_t k = 0; r > 0 && k < 4; k++)
+            if (strcmp(v, formats[k]) == 0)
+                o->format = k;
+        if (o->format < 0)
+            return cli_usage(verb, "--format must be table, json, csv or dot");
     } else if (VALUE("--activation", OPT_ACTIVATION)) {
         if (r < 0 || !parse_activation(v, &o->activation, &o->act_param))
             return cli_usage(verb, "--activation must be linear, relu, "
@@ -232,12 +305,40 @@ static int value_option(int argc, char **argv, int *i, unsigned accepted,
     return -2;
 }
 
+/* --tolerance-tree: the tolerances are its list; the mode must have one
+ * (abs unless given); scaled modes colour fibers. */
+static int tree_checks(cli_options *o, const given *seen)
+{
+    const char *verb = o->verb;
+    if (seen->eps)
+        return cli_usage(verb, "--eps and --tolerance-tree exclude each other (the "
+                         "tree's tolerances are its list)");
+    if (o->all_levels)
+        return cli_usage(verb, "--symmetry all does not combine with --tolerance-tree");
+    if (o->format == FORMAT_CSV)
+        return cli_usage(verb, "--tolerance-tree writes a table, JSON or DOT, not CSV");
+    if (!seen->tolerance)
+        o->tolerance = FIB_TOL_ABS;
+    if ((o->tolerance & ~FIB_TOL_SCALED) == FIB_TOL_EXACT)
+        return cli_usage(verb, "--tolerance-tree needs a tolerance that grows: abs, rel, "
+                         "cosine, complete, ward or scaled+MODE, not %s",
+                         cli_tolerance_name(o->tolerance));
+    if (o->tolerance & FIB_TOL_SCALED) {
+        if (seen->symmetry && o->symmetry != FIB_SYM_FIBERS)
+            return cli_usage(verb, "--tolerance %s colours fibers only (--symmetry fibers)",
+                             cli_tolerance_name(o->tolerance));
+        o->symmetry = FIB_SYM_FIBERS;
+    }
+    return -1;
+}
+
 int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
               cli_options *o)
 {
     const char *verb = argv[0];
     defaults(o, verb);
-    bool tolerance_given = false, options_done = false;
+    given seen = {false, false, false};
+    bool options_done = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (options_done || a[0] != '-' || strcmp(a, "-") == 0) {
@@ -260,7 +361,7 @@ int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
         } else if ((accepted & OPT_FORMATS) && strcmp(a, "--dot") == 0) {
             o->format = FORMAT_DOT;
         } else {
-            int r = value_option(argc, argv, &i, accepted, o, &tolerance_given);
+            int r = value_option(argc, argv, &i, accepted, o, &seen);
             if (r == -1)
                 return cli_usage(verb, "unknown option '%s'", a);
             if (r != -2)
@@ -271,10 +372,15 @@ int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
         return cli_usage(verb, "a model file is required");
     if ((accepted & OPT_OUTPUT) && !o->output)
         return cli_usage(verb, "an output file is required (-o FILE)");
+    if (o->n_levels > 0)
+        return tree_checks(o, &seen);
+    if (o->tolerance != FIB_TOL_EXACT && o->tolerance != FIB_TOL_ABS)
+        return cli_usage(verb, "--tolerance %s needs --tolerance-tree; the per-layer "
+                         "report takes exact or abs", cli_tolerance_name(o->tolerance));
     /* --eps alone means the absolute tolerance */
-    if (!tolerance_given && o->eps > 0)
+    if (!seen.tolerance && o->eps > 0)
         o->tolerance = FIB_TOL_ABS;
-    if (tolerance_given && o->tolerance == FIB_TOL_EXACT && o->eps > 0)
+    if (seen.tolerance && o->tolerance == FIB_TOL_EXACT && o->eps > 0)
         return cli_usage(verb, "--eps is meaningless with --tolerance exact");
     return -1;
 }

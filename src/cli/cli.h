@@ -24,6 +24,10 @@
 #define OPT_FORMATS 0x008u    /* --json, --csv, --dot, --dot-max-classes */
 #define OPT_SEED 0x010u       /* --seed */
 #define OPT_DTYPE 0x020u      /* --dtype */
+#define OPT_TREE 0x040u       /* --tolerance-tree (analyze) */
+
+/* Most tolerances of --tolerance-tree. */
+#define CLI_MAX_LEVELS 64
 
 /* Report formats. */
 #define FORMAT_TABLE 0
@@ -46,6 +50,8 @@ typedef struct cli_options {
     int32_t dtype;          /* 0: keep, or FIB_DTYPE_* */
     bool quiet;
     bool all_levels;        /* --symmetry all: add automorphism orbits */
+    int32_t n_levels;       /* --tolerance-tree: number of tolerances (0: none) */
+    double levels[CLI_MAX_LEVELS]; /* ... sorted, smallest first */
 } cli_options;
 
 /* Parses argv[1 ..] of a verb. Returns -1 to go on, or an exit code (after
@@ -86,6 +92,8 @@ int cli_color(const cli_options *o, const fib_graph *g, int32_t symmetry,
               cli_progress *progress, fib_coloring **out);
 
 const char *cli_symmetry_name(int32_t symmetry);
+/* "exact", "abs", ..., "scaled+ward" (FIB_TOL_* with FIB_TOL_SCALED). */
+const char *cli_tolerance_name(int32_t tolerance);
 const char *cli_activation_name(int32_t activation);
 const char *cli_op_name(int32_t op);
 

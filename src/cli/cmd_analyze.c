@@ -1,7 +1,10 @@
 /* fibration analyze MODEL: per layer, the classes of fibers, opfibers and
- * covers, and the parameters of the base. */
+ * covers, and the parameters of the base; with --tolerance-tree, the nested
+ * hierarchy of colourings instead (tolerance_tree.c). */
 #include "commands.h"
 #include "report.h"
+
+#include <string.h>
 
 static void help(FILE *f)
 {
@@ -14,20 +17,32 @@ static void help(FILE *f)
             "of two or more (nontrivial), the largest class, and the parameters\n"
             "of the layer before and after compression by it.\n"
             "\n"
+            "With --tolerance-tree EPS1,EPS2,... it reports instead the hierarchy\n"
+            "of colourings of every hidden layer at those tolerances, made to nest\n"
+            "(a class never splits as eps grows): class counts per level (table),\n"
+            "the tree of classes down to the units (--json), or its drawing (--dot).\n"
+            "\n"
             "options:\n"
             "  --symmetry S        fibers, opfibers or covers (default covers); all\n"
             "                      adds the automorphism orbits of every layer and\n"
             "                      checks orbits <= covers <= fibers and opfibers\n"
-            "  --tolerance T       exact (default) or abs\n"
+            "  --tolerance T       exact (default) or abs; with --tolerance-tree abs\n"
+            "                      (default), rel, cosine, complete, ward or\n"
+            "                      scaled+MODE (scaled modes colour fibers)\n"
             "  --eps E             abs tolerance; --eps alone implies --tolerance abs\n"
+            "  --tolerance-tree L  the nested hierarchy at the comma-separated\n"
+            "                      tolerances L (sorted for you; at most 64)\n"
             "  --activation A      hidden activation of a state dict without\n"
             "                      structure metadata: relu (default), linear,\n"
             "                      leaky_relu[:SLOPE], tanh, sigmoid, gelu, silu\n"
             "  --json              one JSON document\n"
             "  --csv               one row per layer, with a header row\n"
             "  --dot               the coloured quotient graph for Graphviz\n"
+            "  --format F          table, json, csv or dot (the same as the above)\n"
             "  --dot-max-classes N draw a layer with more classes as one box\n"
-            "                      (default 64)\n"
+            "                      (default 64); in a tolerance tree, a layer with\n"
+            "                      more units gets one leaf per first-level class\n"
+            "                      counting its units instead of one per unit\n"
             "  -q, --quiet         no progress on stderr\n"
             "  -h, --help          this text\n"
             "\n"
@@ -38,7 +53,7 @@ int cmd_analyze(int argc, char **argv)
 {
     cli_options o;
     int rc = cli_parse(argc, argv,
-                       OPT_SYMMETRY | OPT_ACTIVATION | OPT_FORMATS, help, &o);
+                       OPT_SYMMETRY | OPT_ACTIVATION | OPT_FORMATS | OPT_TREE, help, &o);
     if (rc >= 0)
         return rc;
     fib_graph *g = NULL;
@@ -48,18 +63,22 @@ int cmd_analyze(int argc, char **argv)
     cli_progress progress;
     cli_progress_init(&progress, &o, g);
     analysis a;
-    rc = analysis_run(&o, g, &progress, &a);
-    if (rc == CLI_EXIT_OK) {
+    memset(&a, 0, sizeof a);
+    if (o.n_levels > 0)
+        rc = report_tolerance_tree(stdout, &o, g, &progress);
+    else
+        rc = analysis_run(&o, g, &progress, &a);
+    if (rc == CLI_EXIT_OK && o.n_levels == 0) {
         switch (o.format) {
         case FORMAT_JSON: report_json(stdout, &o, &a); break;
         case FORMAT_CSV: report_csv(stdout, &o, &a); break;
         case FORMAT_DOT: rc = report_dot(stdout, &o, &a); break;
         default: report_table(stdout, &o, &a); break;
         }
-        if (fflush(stdout) != 0 || ferror(stdout)) {
-            fprintf(stderr, "fibration: cannot write the report to stdout\n");
-            rc = CLI_EXIT_IO;
-        }
+    }
+    if (rc == CLI_EXIT_OK && (fflush(stdout) != 0 || ferror(stdout))) {
+        fprintf(stderr, "fibration: cannot write the report to stdout\n");
+        rc = CLI_EXIT_IO;
     }
     analysis_free(&a);
     fib_graph_free(g);

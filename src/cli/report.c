@@ -6,11 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *tolerance_name(int32_t t)
-{
-    return t == FIB_TOL_ABS ? "abs" : "exact";
-}
-
 void put_json_string(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -27,7 +22,7 @@ void put_json_string(FILE *f, const char *s)
 }
 
 /* The shortest "%g" form that reads back as the same double. */
-static void put_double(FILE *f, double v)
+void put_double(FILE *f, double v)
 {
     char buf[40];
     for (int digits = 6; digits <= 17; digits++) {
@@ -49,7 +44,7 @@ void report_table(FILE *f, const cli_options *o, const analysis *a)
 {
     fprintf(f, "model: ");
     cli_put_clean(f, o->model);
-    fprintf(f, "\ntolerance: %s", tolerance_name(o->tolerance));
+    fprintf(f, "\ntolerance: %s", cli_tolerance_name(o->tolerance));
     if (o->tolerance == FIB_TOL_ABS)
         fprintf(f, " (eps %g)", o->eps);
     fprintf(f, "; class statistics and base by %s\n\n",
@@ -97,7 +92,7 @@ void report_json(FILE *f, const cli_options *o, const analysis *a)
     put_json_string(f, o->model);
     fprintf(f, ",\n  \"symmetry\": \"%s\",\n  \"tolerance\": \"%s\",\n"
                "  \"eps\": ",
-            cli_symmetry_name(o->symmetry), tolerance_name(o->tolerance));
+            cli_symmetry_name(o->symmetry), cli_tolerance_name(o->tolerance));
     put_double(f, o->tolerance == FIB_TOL_ABS ? o->eps : 0.0);
     fprintf(f, ",\n  \"parameters\": %lld,\n"
                "  \"base_parameters\": %lld,\n  \"layers\": [",
@@ -157,7 +152,7 @@ void report_csv(FILE *f, const cli_options *o, const analysis *a)
                 cli_op_name(r->op), cli_activation_name(r->activation),
                 (long long)r->units, (long long)r->fibers,
                 (long long)r->opfibers, (long long)r->covers,
-                cli_symmetry_name(o->symmetry), tolerance_name(o->tolerance));
+                cli_symmetry_name(o->symmetry), cli_tolerance_name(o->tolerance));
         put_double(f, o->tolerance == FIB_TOL_ABS ? o->eps : 0.0);
         fprintf(f, ",%lld,%lld,%lld,%lld,%lld,%lld,",
                 (long long)r->trivial, (long long)r->nontrivial,
@@ -177,6 +172,11 @@ static const char *const palette[] = {
     "#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#fdb462",
     "#b3de69", "#fccde5", "#bc80bd", "#ccebc5", "#ffed6f", "#d9d9d9",
 };
+
+const char *dot_fill(int64_t k)
+{
+    return palette[k % 12];
+}
 
 /* Classes of one group as drawn: the chosen colouring's, or a single node
  * when there are more than --dot-max-classes. */
@@ -371,7 +371,7 @@ int report_dot(FILE *f, const cli_options *o, const analysis *a)
                "label=");
     char title[512];
     snprintf(title, sizeof title, "%s: %s (%s tolerance)", o->model,
-             cli_symmetry_name(o->symmetry), tolerance_name(o->tolerance));
+             cli_symmetry_name(o->symmetry), cli_tolerance_name(o->tolerance));
     put_json_string(f, title);
     fprintf(f, "];\n  node [shape=circle, style=filled, fixedsize=true, "
                "fontname=\"Helvetica\", fontsize=9];\n"

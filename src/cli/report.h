@@ -48,5 +48,15 @@ int report_dot(FILE *f, const cli_options *o, const analysis *a);
 
 /* JSON string literal, escaped. */
 void put_json_string(FILE *f, const char *s);
+/* The shortest "%g" form that reads back as the same double. */
+void put_double(FILE *f, double v);
+/* Fill colour number k of the DOT palette (12 colours, repeating). */
+const char *dot_fill(int64_t k);
+
+/* --tolerance-tree: colours the graph at every tolerance of the list, made
+ * to nest (fib_color_nested), and writes the tree of every hidden layer in
+ * the chosen format (table, JSON or DOT). Returns an exit code. */
+int report_tolerance_tree(FILE *f, const cli_options *o, const fib_graph *g,
+                          cli_progress *progress);
 
 #endif

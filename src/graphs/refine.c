@@ -398,24 +398,11 @@ static int32_t convention_labels(refiner *r, int32_t convention,
             for (int64_t v = 0; v < n; v++)
                 parent[v] = v;
             for (int64_t u = 0; u < n; u++) {
-                for (int64_t a = r->off[u]; a < r->off[u + 1]; a++) {
-                    int64_t x = u, y = r->head[a];
-                    while (parent[x] != x)
-                        x = parent[x] = parent[parent[x]];
-                    while (parent[y] != y)
-                        y = parent[y] = parent[parent[y]];
-                    if (x != y) {
-                        if (x < y)
-                            parent[y] = x;
-                        else
-                            parent[x] = y;
-                    }
-                }
+                for (int64_t a = r->off[u]; a < r->off[u + 1]; a++)
+                    fib_uf_union(parent, u, r->head[a]);
             }
             for (int64_t v = 0; v < n; v++) {
-                int64_t x = v;
-                while (parent[x] != x)
-                    x = parent[x];
+                int64_t x = fib_uf_find(parent, v);
                 if (r->indeg[v] == 0) {
                     label[v] = n + v; /* singleton */
                 } else {

@@ -149,3 +149,100 @@ def test_budget_refit_is_default_and_optional():
     plain, pplan = _budget.compress_to_budget(model, x, 0.3, refit=False)
     assert pplan.budget["refit"] is False
     assert ft.count_parameters(small) == ft.count_parameters(plain)
+
+
+def _reference_join(a, b):
+    """The join written independently: smallest reachable unit as label."""
+    n = len(a)
+    label = list(range(n))
+    changed = True
+    while changed:
+        changed = False
+        for u in range(n):
+            for v in range(n):
+                if (a[u] == a[v] or b[u] == b[v]) and label[v] < label[u]:
+                    label[u], changed = label[v], True
+    first = {}
+    return [first.setdefault(x, len(first)) for x in label]
+
+
+def test_color_nested_is_the_join_of_the_plain_colourings():
+    import fibration
+    net = mlp(4)
+    graph = _trace_graph(net)
+    eps = [0.35, 0.45, 0.55, 0.7]  # plain colourings that do not nest by themselves
+    levels = graph.color_nested(eps, "fibers", "abs")
+    assert len(levels) == 4
+    hidden = [g.id for g in graph.groups() if g.sources and not g.is_output]
+    previous, joined = None, 0
+    for e, level in zip(eps, levels):
+        plain = graph.color("fibers", "abs", e)
+        for g in hidden:
+            want = plain.colors(g) if previous is None else \
+                _reference_join(plain.colors(g), previous.colors(g))
+            assert level.colors(g).tolist() == list(want)
+            joined += level.num_classes(g) < plain.num_classes(g)
+        previous = level
+    assert joined > 0
+    with pytest.raises(fibration.FibrationError, match="smallest first"):
+        graph.color_nested([0.2, 0.1])
+    with pytest.raises(fibration.FibrationError, match="FIB_TOL_EXACT"):
+        graph.color_nested([0.1], tolerance="exact")
+
+
+def _trace_graph(model):
+    from fibration.torch import _trace
+    return _trace(model, torch.randn(2, 12)).graph
+
+
+def test_tolerance_tree_dot(tmp_path):
+    """path=*.dot draws the tree: a cluster per layer, a node per class per
+    level, every edge between declared nodes, one edge up from every node
+    below the top; the same drawing as `fibration analyze --tolerance-tree
+    --dot` of the saved model."""
+    import os
+    import re
+    import subprocess
+    model = mlp(5)
+    x = torch.randn(4, 12)
+    path = tmp_path / "tree.dot"
+    eps = [0.1, 0.3, 0.9]
+    tree = ft.tolerance_tree(model, x, eps, "ward", path=str(path))
+    text = path.read_text()
+    assert text.startswith("digraph tolerance_tree {") and text.endswith("}\n")
+    outside = re.sub(r'"(\\.|[^"\\])*"', '""', text)
+    assert outside.count("{") == outside.count("}")
+    nodes = set(re.findall(r"^\s*(\w+) \[", outside, re.M)) - {"graph", "node", "edge"}
+    edges = re.findall(r"^\s*(\w+) -> (\w+)", outside, re.M)
+    assert edges and all(a in nodes and b in nodes for a, b in edges)
+    assert text.count("subgraph cluster_") == len(tree["layers"]) == 2
+    up = {}
+    for a, b in edges:
+        up.setdefault(a, []).append(b)
+    for layer in tree["layers"].values():
+        g, top = layer["group"], len(eps) - 1
+        assert sum(n.startswith("g%dl" % g) for n in nodes) == sum(layer["classes_per_level"])
+        assert sum(n.startswith("g%du" % g) for n in nodes) == layer["units"]
+        for n in nodes:
+            if n.startswith("g%d" % g) and not n.startswith("g%dl%d" % (g, top)):
+                assert len(up[n]) == 1
+    # wide layers: one box per first-level class instead of one leaf per unit
+    ft.tolerance_tree(model, x, eps, "ward", path=str(path), dot_max_units=8)
+    assert "units counted per first-level class" in path.read_text()
+    assert not re.search(r"^\s*g\d+u\d+ \[", path.read_text(), re.M)
+    # the command draws the same tree of the saved model
+    import fibration
+    cli = os.path.join(os.path.dirname(os.path.abspath(fibration.library_path)), "cli",
+                       "fibration")
+    if not os.path.exists(cli):
+        pytest.skip("no fibration command beside the library")
+    saved = tmp_path / "model.safetensors"
+    ft.save(model, str(saved), x)
+    ft.tolerance_tree(model, x, eps, "ward", path=str(path))
+    args = [cli, "analyze", "-q", str(saved), "--tolerance-tree", "0.1,0.3,0.9",
+            "--tolerance", "ward", "--symmetry", "fibers"]
+    drawn = subprocess.run(args + ["--dot"], capture_output=True, text=True, check=True).stdout
+    assert drawn.splitlines()[2:] == path.read_text().splitlines()[2:]
+    report = json.loads(subprocess.run(args + ["--json"], capture_output=True, text=True,
+                                       check=True).stdout)
+    assert report["layers"] == json.loads(json.dumps(tree["layers"]))

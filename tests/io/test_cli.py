@@ -1,10 +1,11 @@
 """The `fibration` command: help, exit codes, one-line errors, every
-output format (DOT rendered by Graphviz), and compress -> lift / break
-keeping what the network computes."""
+output format (DOT rendered by Graphviz), compress -> lift / break keeping
+what the network computes, and the nested tolerance tree (JSON and DOT)."""
 import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -72,6 +73,17 @@ def test_top_level():
     ["analyze", "--tolerance", "exact", "--eps", "0.1", "m"],
     ["compress", "m"], ["lift", "m"], ["break", "m"],
     ["break", "m", "-o", "x", "--seed", "minus"],
+    ["analyze", "--format", "xml", "m"], ["analyze", "--tolerance", "ward", "m"],
+    ["compress", "--tolerance", "rel", "m", "-o", "x"],
+    ["analyze", "--tolerance-tree", "0.1,x", "m"], ["analyze", "--tolerance-tree", "0.1,", "m"],
+    ["analyze", "--tolerance-tree", "-0.1", "m"], ["analyze", "--tolerance-tree", "", "m"],
+    ["analyze", "--tolerance-tree", "0.1", "--eps", "0.1", "m"],
+    ["analyze", "--tolerance-tree", "0.1", "--tolerance", "exact", "m"],
+    ["analyze", "--tolerance-tree", "0.1", "--csv", "m"],
+    ["analyze", "--tolerance-tree", "0.1", "--symmetry", "all", "m"],
+    ["analyze", "--tolerance-tree", "0.1", "--tolerance", "scaled+ward", "--symmetry",
+     "covers", "m"],
+    ["compress", "--tolerance-tree", "0.1", "m", "-o", "x"],
 ])
 def test_usage_errors(args):
     r = run(*args)
@@ -275,3 +287,120 @@ def test_ladder_on_the_trained_example(eps):
     for layer in json.loads(r.stdout)["layers"]:
         assert layer["chain_holds"], layer
         assert layer["orbits"] >= layer["covers"] >= max(layer["fibers"], layer["opfibers"])
+
+
+# -- the tolerance tree (analyze --tolerance-tree) ---------------------------
+
+def walk_tree(node, level):
+    """Checks one class of a tolerance tree and everything below it: its
+    members are exactly its children's, children sit one level down, and
+    units are the leaves. Returns the units below it."""
+    assert "class" in node and node["members"] == sorted(node["members"])
+    units = []
+    for child in node["children"]:
+        if "unit" in child:
+            assert level == 0
+            units.append(child["unit"])
+        else:
+            assert level > 0
+            units += walk_tree(child, level - 1)
+    assert sorted(units) == node["members"]
+    return node["members"]
+
+
+def check_tree_json(report, eps, hidden):
+    assert report["eps"] == sorted(eps)
+    assert list(report["layers"]) == hidden
+    for name, layer in report["layers"].items():
+        assert layer["levels"] == sorted(eps)
+        counts = layer["classes_per_level"]
+        assert len(counts) == len(eps) and counts == sorted(counts, reverse=True)
+        assert len(layer["classes"]) == counts[-1]
+        top = len(eps) - 1
+        units = []
+        for node in layer["classes"]:
+            assert node["eps"] == max(eps)
+            units += walk_tree(node, top)
+        assert sorted(units) == list(range(layer["units"]))  # a partition
+        # level t's classes, found at depth top - t, number counts[t]
+        nodes = layer["classes"]
+        for t in range(top, -1, -1):
+            assert len(nodes) == counts[t]
+            assert all(n["eps"] == sorted(eps)[t] for n in nodes)
+            nodes = [c for n in nodes for c in n["children"] if "class" in c]
+        assert nodes == []
+
+
+def test_tolerance_tree_json(model):
+    eps = [0.8, 0.05, 0.3, 3.0]
+    r = run("analyze", "--tolerance-tree", ",".join(map(str, eps)), "--format", "json",
+            "--symmetry", "fibers", model)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert (report["symmetry"], report["tolerance"]) == ("fibers", "abs")
+    check_tree_json(report, eps, ["h1", "h2"])
+    h1 = report["layers"]["h1"]
+    assert h1["group"] == 1 and h1["op"] == "dense" and h1["units"] == 5
+    assert h1["classes_per_level"][0] == 4  # the planted pair at the smallest eps
+    level = h1["classes"]
+    for _ in eps[1:]:
+        level = [c for n in level for c in n["children"]]
+    assert [0, 2] in [c["members"] for c in level]
+    # every tolerant mode nests, and --json is --format json
+    for mode in ["rel", "cosine", "complete", "ward", "scaled+ward"]:
+        r = run("analyze", "--tolerance-tree", "0.1,0.5,2", "--tolerance", mode, "--json",
+                model)
+        assert r.returncode == 0, (mode, r.stderr)
+        check_tree_json(json.loads(r.stdout), [0.1, 0.5, 2], ["h1", "h2"])
+    table = run("analyze", "--tolerance-tree", "0.05,0.3", model)
+    assert table.returncode == 0 and "eps=0.05" in table.stdout and "h2" in table.stdout
+
+
+def check_dot(text):
+    """Structural checks of a DOT file: balanced braces outside strings,
+    statements closed, every edge's endpoints declared as nodes."""
+    outside = re.sub(r'"(\\.|[^"\\])*"', '""', text)
+    depth = 0
+    for ch in outside:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
+    nodes = set(re.findall(r"^\s*(\w+) \[", outside, re.M)) - {"graph", "node", "edge"}
+    edges = re.findall(r"^\s*(\w+) -> (\w+)", outside, re.M)
+    for a, b in edges:
+        assert a in nodes and b in nodes, (a, b)
+    return nodes, edges
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_tolerance_tree_dot(model, wide):
+    args = ["analyze", "--tolerance-tree", "0.05,0.8,3", "--format", "dot",
+            "--symmetry", "fibers", model] + (["--dot-max-classes", "3"] if wide else [])
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("digraph tolerance_tree {")
+    nodes, edges = check_dot(r.stdout)
+    assert r.stdout.count("subgraph cluster_") == 2  # h1 and h2
+    counts = json.loads(run(*args[:3], "--json", "--symmetry", "fibers", model).stdout)
+    for group, name in ((1, "h1"), (2, "h2")):
+        per_level = counts["layers"][name]["classes_per_level"]
+        for t, k in enumerate(per_level):
+            assert {"g%dl%dc%d" % (group, t, c) for c in range(k)} <= nodes
+        out = {}
+        for a, b in edges:
+            out.setdefault(a, []).append(b)
+        mine = [n for n in nodes if n.startswith("g%d" % group)]
+        top = "g%dl%d" % (group, len(per_level) - 1)
+        for n in mine:  # a tree: one edge up from every node below the top
+            assert len(out.get(n, [])) == (0 if n.startswith(top) else 1), n
+        leaves = [n for n in mine if "l" not in n[1:]]
+        if wide:  # one box per first-level class, counting its units
+            assert len(leaves) == per_level[0]
+            assert not any(re.match(r"g\d+u\d", n) for n in leaves)
+        else:
+            assert sorted(leaves) == sorted("g%du%d" % (group, u) for u in
+                                            range(5 if group == 1 else 4))
+    if shutil.which("dot"):
+        svg = subprocess.run(["dot", "-Tsvg"], input=r.stdout, capture_output=True,
+                             text=True)
+        assert svg.returncode == 0 and "<svg" in svg.stdout, svg.stderr

@@ -228,8 +228,8 @@ static void node_graph(void)
 }
 
 /* The calls outside the main run: linkage groupings, the automorphism
- * level, the hierarchy and budgets. Each failing allocation reaches the
- * caller as FIB_E_NOMEM (or is absorbed: FIB_OK). */
+ * level, the hierarchy, budgets and nested levels. Each failing allocation
+ * reaches the caller as FIB_E_NOMEM (or is absorbed: FIB_OK). */
 static int32_t call_ward(const fib_graph *g)
 {
     fib_color_options o;
@@ -258,15 +258,30 @@ static int32_t call_budget(const fib_graph *g)
     return st;
 }
 
+static int32_t call_nested(const fib_graph *g)
+{
+    fib_color_options o;
+    fib_color_options_init(&o, sizeof o);
+    o.symmetry = FIB_SYM_COVERS;
+    o.tolerance = FIB_TOL_ABS;
+    static const double eps[3] = {0.05, 0.2, 0.5};
+    fib_coloring *levels[3] = {NULL, NULL, NULL};
+    int32_t st = fib_color_nested(g, &o, eps, 3, levels);
+    for (int t = 0; t < 3; t++)
+        fib_coloring_free(levels[t]);
+    return st;
+}
+
 static void other_calls(void)
 {
     planted_mlp p;
     mlp_build(&p, 11);
     fib_graph *g = NULL;
     CHECK_OK(mlp_graph(&p, FIB_COPY, &g));
-    int32_t (*const calls[])(const fib_graph *) = {call_ward, call_hierarchy, call_budget};
-    const char *names[] = {"scaled Ward", "hierarchy", "budget"};
-    for (int x = 0; g && x < 3; x++) {
+    int32_t (*const calls[])(const fib_graph *) = {call_ward, call_hierarchy, call_budget,
+                                                  call_nested};
+    const char *names[] = {"scaled Ward", "hierarchy", "budget", "nested levels"};
+    for (int x = 0; g && x < 4; x++) {
         fib_test_fail_alloc(0);
         int32_t clean = calls[x](g);
         CHECK(clean == FIB_OK);

@@ -1,6 +1,7 @@
 #include "checks.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "planted.h"
 #include "testing.h"
@@ -54,4 +55,13 @@ double test_output_difference(const fib_graph *a, const fib_graph *b, uint64_t s
     free(ya);
     free(yb);
     return d;
+}
+
+void expect(int32_t got, int32_t want, const char *needle, const char *what)
+{
+    if (got != want || !strstr(fib_last_error(), needle)) {
+        test_failures++;
+        fprintf(stderr, "%s: got %s \"%s\", want %s containing \"%s\"\n", what,
+                fib_status_name(got), fib_last_error(), fib_status_name(want), needle);
+    }
 }

@@ -17,6 +17,9 @@ int64_t test_num_classes(const fib_coloring *c, int32_t group);
 /* Max |a - b| / (1 + |b|) of the two graphs' outputs (float64 forward) on
  * `batch` samples of inputs uniform in [-amplitude, amplitude). The graphs
  * must have the same input and output widths (counted if not). */
+/* Counts a failure unless `got` is `want` and fib_last_error() contains
+ * `needle`; `what` names the case in the message. */
+void expect(int32_t got, int32_t want, const char *needle, const char *what);
 double test_output_difference(const fib_graph *a, const fib_graph *b, uint64_t seed,
                               int64_t batch, double amplitude);
 

@@ -5,19 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checks.h"
 #include "fibration.h"
 #include "testing.h"
 
 int test_failures;
-
-static void expect(int32_t got, int32_t want, const char *needle, const char *what)
-{
-    if (got != want || !strstr(fib_last_error(), needle)) {
-        test_failures++;
-        fprintf(stderr, "%s: got %s \"%s\", want %s containing \"%s\"\n", what,
-                fib_status_name(got), fib_last_error(), fib_status_name(want), needle);
-    }
-}
 
 static void builder_errors(void)
 {

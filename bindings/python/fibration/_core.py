@@ -521,6 +521,21 @@ class Graph(_Handle):
         check(status, "fib_color")
         return Coloring._adopt(out, self)
 
+    def color_nested(self, eps, symmetry="fibers", tolerance="abs", n_threads=0):
+        """Colourings at the tolerances `eps` (sorted, smallest first) made
+        to nest (fib_color_nested): a list of Colorings, one per level, each
+        level the join of the colouring at its eps with the level before, so
+        that a class never splits as eps grows."""
+        eps = [float(e) for e in eps]
+        opts = self._color_options(tolerance, 0.0, n_threads)
+        opts.symmetry = _kind(SYMMETRIES, symmetry, "symmetry")
+        n = len(eps)
+        values = (ctypes.c_double * max(n, 1))(*eps)
+        out = (ctypes.POINTER(_ffi.fib_coloring) * max(n, 1))()
+        check(lib.fib_color_nested(self._cp(), ctypes.byref(opts), values, n, out),
+              "fib_color_nested")
+        return [Coloring._adopt(out[t], self) for t in range(n)]
+
     def _color_options(self, tolerance, eps, n_threads=0):
         opts = _ffi.fib_color_options()
         check(lib.fib_color_options_init(ctypes.byref(opts), ctypes.sizeof(opts)),

@@ -202,23 +202,37 @@ static int32_t attend_fiber_fill(const fib_graph *g, int32_t group,
  * Likewise for k with q. A v unit receives, from each reader u, head h(u)'s
  * pattern applied to u's error: it is fixed by the count of its readers per
  * (head, opfiber class of the core). Only the combinations that occur get a
- * column (a side's sums are sparse: one nonzero per q or k unit and head). */
+ * column (a side's sums are sparse: one nonzero per q or k unit and head).
+ * When every unit of the side has at most one nonzero column (one head per
+ * unit, as in a graph built by users), the row is two coordinates instead:
+ * the column, a label (-1 for a unit with nothing there), and its value;
+ * the same classes under EXACT, and linear in the units. */
 
-/* The columns of a side's opfiber sums: one per (head, class) combination
- * that occurs, numbered in order of first occurrence (heads ascending, then
- * the head's pairs, or units for v, in order). Item p of head h (bounds[h]
- * <= p < bounds[h + 1]) has class color[item[p]]; column[p] receives its
- * column when not NULL. Returns the number of columns, or FIB_E_NOMEM. */
-static int64_t combination_columns(const int64_t *bounds, int64_t n_heads,
-                                   const int64_t *item, const int64_t *color,
-                                   int64_t n_classes, int64_t *column)
+/* A side's columns: one per (head, class) combination that occurs,
+ * numbered in order of first occurrence (heads ascending, then the head's
+ * items in order). Item p of head h (bounds[h] <= p < bounds[h + 1]) has
+ * class color[item[p]] and adds to the row of unit self[p] (of n_self);
+ * column[p] receives its column when not NULL, and *single whether every
+ * unit has at most one column. Returns the number of columns, or
+ * FIB_E_NOMEM. */
+static int64_t side_columns(const int64_t *bounds, int64_t n_heads,
+                            const int64_t *item, const int64_t *color,
+                            int64_t n_classes, const int64_t *self, int64_t n_self,
+                            int64_t *column, bool *single)
 {
     int64_t *seen = fib_alloc(n_classes > 0 ? n_classes : 1, sizeof *seen);
-    if (!seen)
+    int64_t *unit_column = fib_alloc(n_self > 0 ? n_self : 1, sizeof *unit_column);
+    if (!seen || !unit_column) {
+        fib_free(seen);
+        fib_free(unit_column);
         return fib_error(FIB_E_NOMEM, "out of memory for attention opfiber columns");
+    }
     for (int64_t c = 0; c < n_classes; c++)
         seen[c] = -1;
+    for (int64_t u = 0; u < n_self; u++)
+        unit_column[u] = -1;
     int64_t n = 0;
+    *single = true;
     for (int64_t h = 0; h < n_heads; h++) {
         int64_t head_first = n;
         for (int64_t p = bounds[h]; p < bounds[h + 1]; p++) {
@@ -227,21 +241,56 @@ static int64_t combination_columns(const int64_t *bounds, int64_t n_heads,
                 seen[c] = n++;
             if (column)
                 column[p] = seen[c];
+            int64_t *uc = &unit_column[self[p]];
+            *single = *single && (*uc < 0 || *uc == seen[c]);
+            *uc = seen[c];
         }
     }
     fib_free(seen);
+    fib_free(unit_column);
     return n;
 }
 
-/* The pairs' "other side" (k for q, q for k) and its fiber classes. */
-static void qk_side(const fib_graph *g, int32_t group, int32_t source_index,
-                    const fib_partition *fibers, const int64_t **self,
-                    const int64_t **other, const fib_partition **po)
+/* The layout of one side's opfiber sums: q and k pair with the fiber
+ * classes of the other side; v units are counted per (head, opfiber class
+ * of the core) of their readers. Items, their units and their classes. */
+typedef struct side {
+    const int64_t *bounds, *item, *color, *self;
+    int64_t n_classes, n_self;
+    const double *mult;  /* per item; NULL: 1 (counts) */
+    int64_t *owned_self; /* v: the unit each reader reads */
+} side;
+
+static int32_t side_of(const fib_graph *g, int32_t group, int32_t source_index,
+                       const fib_partition *parts, const fib_partition *fibers,
+                       side *sd)
 {
     const fib_attend *a = attend_of(g, group);
-    *self = source_index == 0 ? a->pair_q : a->pair_k;
-    *other = source_index == 0 ? a->pair_k : a->pair_q;
-    *po = &fibers[g->groups[group].sources[source_index == 0 ? 1 : 0]];
+    const fib_group *grp = &g->groups[group];
+    *sd = (side){.n_self = g->groups[grp->sources[source_index]].n_units};
+    if (source_index == 2) {
+        int64_t n = a->unit_start[a->n_heads];
+        sd->owned_self = fib_alloc(n > 0 ? n : 1, sizeof *sd->owned_self);
+        if (!sd->owned_self)
+            return fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber counts",
+                             (int)group);
+        for (int64_t s = 0; s < n; s++)
+            sd->owned_self[s] = a->unit_v[a->unit_order[s]];
+        sd->bounds = a->unit_start;
+        sd->item = a->unit_order;
+        sd->self = sd->owned_self;
+        sd->color = parts[group].color;
+        sd->n_classes = parts[group].n_classes;
+        return FIB_OK;
+    }
+    const fib_partition *po = &fibers[grp->sources[source_index == 0 ? 1 : 0]];
+    sd->bounds = a->head_start;
+    sd->item = source_index == 0 ? a->pair_k : a->pair_q;
+    sd->self = source_index == 0 ? a->pair_q : a->pair_k;
+    sd->color = po->color;
+    sd->n_classes = po->n_classes;
+    sd->mult = a->pair_mult;
+    return FIB_OK;
 }
 
 static int64_t attend_opfiber_width(const fib_graph *g, int32_t group,
@@ -250,83 +299,15 @@ static int64_t attend_opfiber_width(const fib_graph *g, int32_t group,
                                     const fib_partition *fibers)
 {
     const fib_attend *a = attend_of(g, group);
-    if (source_index == 2)
-        return combination_columns(a->unit_start, a->n_heads, a->unit_order,
-                                   parts[group].color, parts[group].n_classes, NULL);
-    const int64_t *self, *other;
-    const fib_partition *po;
-    qk_side(g, group, source_index, fibers, &self, &other, &po);
-    return combination_columns(a->head_start, a->n_heads, other, po->color,
-                               po->n_classes, NULL);
-}
-
-static void zero_columns(fib_signature *sig, int64_t offset, int64_t width)
-{
-    for (int64_t j = 0; j < sig->n_units; j++) {
-        memset(sig->value + j * sig->n_coords + offset, 0, (size_t)width * sizeof(double));
-        memset(sig->tol + j * sig->n_coords + offset, 0, (size_t)width * sizeof(double));
-    }
-}
-
-static int32_t fill_qk(const fib_graph *g, int32_t group, int32_t source_index,
-                       const fib_partition *fibers, fib_signature *sig,
-                       int64_t offset)
-{
-    const fib_attend *a = attend_of(g, group);
-    /* The role of the other side: q units pair with classes of k. */
-    const int64_t *self, *other;
-    const fib_partition *po;
-    qk_side(g, group, source_index, fibers, &self, &other, &po);
-    int64_t *column = fib_alloc(a->n_pairs > 0 ? a->n_pairs : 1, sizeof *column);
-    if (!column)
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber sums", (int)group);
-    int64_t width = combination_columns(a->head_start, a->n_heads, other, po->color,
-                                        po->n_classes, column);
-    if (width < 0) {
-        fib_free(column);
-        return (int32_t)width;
-    }
-    zero_columns(sig, offset, width);
-    int64_t max_terms = 1;
-    for (int64_t h = 0; h < a->n_heads; h++) {
-        int64_t p0 = a->head_start[h], p1 = a->head_start[h + 1];
-        if (p1 - p0 > max_terms)
-            max_terms = p1 - p0;
-        for (int64_t p = p0; p < p1; p++) {
-            int64_t cell = self[p] * sig->n_coords + offset + column[p];
-            sig->value[cell] += a->pair_mult[p];
-            sig->tol[cell] += fabs(a->pair_mult[p]);
-        }
-    }
-    fib_free(column);
-    for (int64_t j = 0; j < sig->n_units; j++)
-        for (int64_t x = 0; x < width; x++) {
-            double *tol = sig->tol + j * sig->n_coords + offset + x;
-            *tol = fib_rounding_tol(FIB_DTYPE_F64, max_terms, *tol);
-        }
-    return FIB_OK;
-}
-
-static int32_t fill_v(const fib_graph *g, int32_t group, const fib_partition *parts,
-                      fib_signature *sig, int64_t offset)
-{
-    const fib_attend *a = attend_of(g, group);
-    const fib_partition *own = &parts[group];
-    int64_t n = g->groups[group].n_units;
-    int64_t *column = fib_alloc(n, sizeof *column);
-    if (!column)
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber counts", (int)group);
-    int64_t width = combination_columns(a->unit_start, a->n_heads, a->unit_order,
-                                        own->color, own->n_classes, column);
-    if (width < 0) {
-        fib_free(column);
-        return (int32_t)width;
-    }
-    zero_columns(sig, offset, width);
-    for (int64_t s = 0; s < a->unit_start[a->n_heads]; s++)
-        sig->value[a->unit_v[a->unit_order[s]] * sig->n_coords + offset + column[s]] += 1.0;
-    fib_free(column);
-    return FIB_OK;
+    side sd;
+    int32_t status = side_of(g, group, source_index, parts, fibers, &sd);
+    if (status)
+        return status;
+    bool single;
+    int64_t width = side_columns(sd.bounds, a->n_heads, sd.item, sd.color, sd.n_classes,
+                                 sd.self, sd.n_self, NULL, &single);
+    fib_free(sd.owned_self);
+    return width < 0 ? width : single ? 2 : width;
 }
 
 static int32_t attend_opfiber_fill(const fib_graph *g, int32_t group,
@@ -335,9 +316,61 @@ static int32_t attend_opfiber_fill(const fib_graph *g, int32_t group,
                                    const fib_partition *fibers,
                                    fib_signature *sig, int64_t offset)
 {
-    if (source_index == 2)
-        return fill_v(g, group, parts, sig, offset);
-    return fill_qk(g, group, source_index, fibers, sig, offset);
+    const fib_attend *a = attend_of(g, group);
+    side sd;
+    int32_t status = side_of(g, group, source_index, parts, fibers, &sd);
+    if (status)
+        return status;
+    int64_t n_items = sd.bounds[a->n_heads];
+    int64_t *column = fib_alloc(n_items > 0 ? n_items : 1, sizeof *column);
+    if (!column) {
+        fib_free(sd.owned_self);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber sums", (int)group);
+    }
+    bool single;
+    int64_t width = side_columns(sd.bounds, a->n_heads, sd.item, sd.color, sd.n_classes,
+                                 sd.self, sd.n_self, column, &single);
+    if (width < 0) {
+        fib_free(column);
+        fib_free(sd.owned_self);
+        return (int32_t)width;
+    }
+    /* the rounding of sum_{pairs} m (a q or k row's sums have at most a
+     * head's pairs as terms; counts are exact) */
+    int64_t max_terms = 1;
+    for (int64_t h = 0; sd.mult && h < a->n_heads; h++)
+        if (sd.bounds[h + 1] - sd.bounds[h] > max_terms)
+            max_terms = sd.bounds[h + 1] - sd.bounds[h];
+    int64_t used = single ? 2 : width;
+    for (int64_t j = 0; j < sig->n_units; j++) {
+        memset(sig->value + j * sig->n_coords + offset, 0, (size_t)used * sizeof(double));
+        memset(sig->tol + j * sig->n_coords + offset, 0, (size_t)used * sizeof(double));
+    }
+    for (int64_t p = 0; p < n_items; p++) {
+        double m = sd.mult ? sd.mult[p] : 1.0;
+        int64_t row = sd.self[p] * sig->n_coords + offset;
+        int64_t cell = row + (single ? 1 : column[p]);
+        if (single)
+            sig->value[row] = (double)column[p];
+        sig->value[cell] += m;
+        sig->tol[cell] += fabs(m);
+    }
+    for (int64_t j = 0; j < sig->n_units; j++) {
+        double *val = sig->value + j * sig->n_coords + offset;
+        double *tol = sig->tol + j * sig->n_coords + offset;
+        for (int64_t x = single ? 1 : 0; x < used; x++)
+            tol[x] = sd.mult ? fib_rounding_tol(FIB_DTYPE_F64, max_terms, tol[x]) : 0.0;
+        if (single) {
+            /* nothing there (unread, or multiplicities summing to 0): the
+             * all-zero row of the sparse form */
+            if (val[1] == 0.0)
+                val[0] = -1.0;
+            tol[0] = FIB_TOL_LABEL;
+        }
+    }
+    fib_free(column);
+    fib_free(sd.owned_self);
+    return FIB_OK;
 }
 
 /* ---- forward ------------------------------------------------------------ */

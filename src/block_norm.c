@@ -192,14 +192,49 @@ static int32_t norm_fiber_fill(const fib_graph *g, int32_t group,
  * where w_j = sum_{i reads j} m_i, M = sum m, and S1 = sum gamma e,
  * S2 = sum gamma e n are shared (LayerNorm; RMSNorm has no S1). So j is
  * fixed by gamma summed per opfiber class of its readers (one column per
- * class), by w_j, and by its own fiber class (nhat_j). */
+ * class), by w_j, and by its own fiber class (nhat_j). When every source
+ * unit has at most one reader (a graph built by users), the per-class gamma
+ * sums are one-hot, and the signature is [the reader's class (a label; -1
+ * when unread or gamma is 0), gamma, w_j, nhat_j]: the same classes under
+ * EXACT, four coordinates instead of k + 2. */
 static int64_t norm_opfiber_width(const fib_graph *g, int32_t group,
                                   int32_t source_index, const fib_partition *parts,
                                   const fib_partition *fibers)
 {
-    (void)fibers;
-    (void)g, (void)source_index;
-    return parts[group].n_classes + 2;
+    (void)fibers, (void)source_index;
+    const fib_group *grp = &g->groups[group];
+    int32_t single = fib_gather_single_reader(norm_of(g, group)->gather, grp->n_units,
+                                              g->groups[grp->sources[0]].n_units);
+    return single < 0 ? single : single ? 4 : parts[group].n_classes + 2;
+}
+
+static int32_t single_reader_fill(const fib_graph *g, int32_t group,
+                                  const fib_partition *parts,
+                                  const fib_partition *fibers, fib_signature *sig,
+                                  int64_t offset)
+{
+    const fib_norm *n = norm_of(g, group);
+    const fib_partition *own = &parts[group];
+    const fib_partition *src = &fibers[g->groups[group].sources[0]];
+    for (int64_t j = 0; j < sig->n_units; j++) {
+        double *val = sig->value + j * sig->n_coords + offset;
+        double *tol = sig->tol + j * sig->n_coords + offset;
+        val[0] = -1.0, tol[0] = FIB_TOL_LABEL;
+        val[1] = val[2] = tol[1] = tol[2] = 0.0;
+        val[3] = (double)src->color[j], tol[3] = FIB_TOL_LABEL;
+    }
+    for (int64_t i = 0; i < g->groups[group].n_units; i++) {
+        int64_t j = fib_gather_at(n->gather, i);
+        double *val = sig->value + j * sig->n_coords + offset;
+        double *tol = sig->tol + j * sig->n_coords + offset;
+        double gm = gamma_of(n, i);
+        val[0] = gm != 0.0 ? (double)own->color[i] : -1.0;
+        val[1] = gm;
+        tol[1] = fib_rounding_tol(n->dtype, 1, fabs(gm));
+        val[2] = n->mult[i];
+        tol[2] = fib_rounding_tol(n->dtype, 1, fabs(n->mult[i]));
+    }
+    return FIB_OK;
 }
 
 static int32_t norm_opfiber_fill(const fib_graph *g, int32_t group,
@@ -211,6 +246,10 @@ static int32_t norm_opfiber_fill(const fib_graph *g, int32_t group,
     const fib_norm *n = norm_of(g, group);
     const fib_partition *own = &parts[group];
     const fib_partition *src = &fibers[g->groups[group].sources[0]];
+    int32_t single = fib_gather_single_reader(n->gather, g->groups[group].n_units,
+                                              sig->n_units);
+    if (single)
+        return single < 0 ? single : single_reader_fill(g, group, parts, fibers, sig, offset);
     int64_t k = own->n_classes, width = k + 2;
     int64_t *terms = fib_calloc(sig->n_units, sizeof *terms);
     if (!terms)

@@ -109,15 +109,33 @@ static int32_t sum_fiber_fill(const fib_graph *g, int32_t group,
 }
 
 /* Opfibers: a summand unit receives the error of every sum unit that reads
- * it, so its signature counts those readers per class of the sum. */
+ * it, so its signature counts those readers per class of the sum. When
+ * every summand unit has at most one reader (a residual connection), the
+ * counts are one-hot and the signature is one label instead: the reader's
+ * class, or -1 for a unit nobody reads. Equal labels are equal counts, and
+ * a width of one instead of the sum's class count keeps the signature (and
+ * its grouping) linear in the units. Under a tolerance, reader classes
+ * never merge (they are structure, not weights). */
+static const int64_t *summand_map(const fib_sum *s, int32_t source_index)
+{
+    return source_index == 0 ? s->gather_a : s->gather_b;
+}
+
+static int32_t single_reader(const fib_graph *g, int32_t group, int32_t source_index)
+{
+    const fib_group *grp = &g->groups[group];
+    return fib_gather_single_reader(summand_map(sum_of(g, group), source_index),
+                                    grp->n_units, g->groups[grp->sources[source_index]].n_units);
+}
+
 static int64_t sum_opfiber_width(const fib_graph *g, int32_t group,
                                  int32_t source_index,
                                  const fib_partition *parts,
                                  const fib_partition *fibers)
 {
     (void)fibers;
-    (void)g, (void)source_index;
-    return parts[group].n_classes;
+    int32_t single = single_reader(g, group, source_index);
+    return single < 0 ? single : single ? 1 : parts[group].n_classes;
 }
 
 static int32_t sum_opfiber_fill(const fib_graph *g, int32_t group,
@@ -128,15 +146,27 @@ static int32_t sum_opfiber_fill(const fib_graph *g, int32_t group,
 {
     (void)fibers;
     const fib_group *grp = &g->groups[group];
-    const fib_sum *s = sum_of(g, group);
-    const int64_t *map = source_index == 0 ? s->gather_a : s->gather_b;
+    const int64_t *map = summand_map(sum_of(g, group), source_index);
+    const int64_t *color = parts[group].color;
+    int32_t single = single_reader(g, group, source_index);
+    if (single < 0)
+        return single;
+    if (single) {
+        for (int64_t j = 0; j < sig->n_units; j++) {
+            sig->value[j * sig->n_coords + offset] = -1.0;
+            sig->tol[j * sig->n_coords + offset] = FIB_TOL_LABEL;
+        }
+        for (int64_t i = 0; i < grp->n_units; i++)
+            sig->value[fib_gather_at(map, i) * sig->n_coords + offset] = (double)color[i];
+        return FIB_OK;
+    }
     int64_t k = parts[group].n_classes;
     for (int64_t j = 0; j < sig->n_units; j++) {
         memset(sig->value + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
         memset(sig->tol + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
     }
     for (int64_t i = 0; i < grp->n_units; i++)
-        sig->value[fib_gather_at(map, i) * sig->n_coords + offset + parts[group].color[i]] += 1.0;
+        sig->value[fib_gather_at(map, i) * sig->n_coords + offset + color[i]] += 1.0;
     return FIB_OK;
 }
 

@@ -55,3 +55,20 @@ int32_t fib_gather_for_lift(const fib_partition *parts, int32_t group,
     *gather_out = gather;
     return FIB_OK;
 }
+
+int32_t fib_gather_single_reader(const int64_t *map, int64_t n, int64_t n_source)
+{
+    if (!map)
+        return 1;
+    bool *read = fib_calloc(n_source > 0 ? n_source : 1, sizeof *read);
+    if (!read)
+        return fib_error(FIB_E_NOMEM, "out of memory checking the readers of %lld units",
+                         (long long)n_source);
+    int32_t single = 1;
+    for (int64_t i = 0; i < n && single; i++) {
+        single = !read[map[i]];
+        read[map[i]] = true;
+    }
+    fib_free(read);
+    return single;
+}

@@ -22,6 +22,11 @@ int32_t fib_gather_for_lift(const fib_partition *parts, int32_t group,
                             int32_t source, const int64_t *base_reads,
                             int64_t **gather_out);
 
+/* Whether each of the n_source source units is read by at most one of the
+ * n readers (reader i reads map[i]; NULL map: reader i reads unit i, n <=
+ * n_source). Returns 1 or 0, or FIB_E_NOMEM after fib_error. */
+int32_t fib_gather_single_reader(const int64_t *map, int64_t n, int64_t n_source);
+
 static inline int64_t fib_gather_at(const int64_t *map, int64_t i)
 {
     return map ? map[i] : i;

@@ -306,9 +306,9 @@ static int64_t dense_opfiber_width(const fib_graph *g, int32_t group,
 
 /* Column sums over the consumer's classes, made a tile at a time: a tile is
  * OPF_CLASSES consecutive classes x OPF_COLUMNS columns. Each class's rows
- * (ascending, fib_colour_order) are added into the tile's sums one row
- * piece at a time (the sums stay in L1 and every weight is read once, by
- * runs of a KB along a few dozen rows), then the tile is written into the
+ * (ascending, fib_colour_order) are summed a few dozen columns at a time in
+ * registers (every weight is read once, by runs of a KB along a few dozen
+ * rows), then the tile is written into the
  * signature a whole cache line (8 classes of one column) at a time. Tiles
  * are spread over threads; every sum keeps its order (ascending rows from
  * 0.0), so the bits do not depend on the tiling or the thread count. */
@@ -355,17 +355,16 @@ static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
         int64_t cols = d->n_in - col0 < OPF_COLUMNS ? d->n_in - col0 : OPF_COLUMNS;
         double *sum = scratch + tile_len * fib_thread_num();
         double *abs_sum = sum + OPF_CLASSES * OPF_COLUMNS;
-        memset(sum, 0, (size_t)tile_len * sizeof *sum);
         for (int64_t c = c0; c < c1; c++) {
             double *cs = sum + (c - c0) * OPF_COLUMNS, *ca = abs_sum + (c - c0) * OPF_COLUMNS;
-            for (int64_t x = start[c]; x < start[c + 1]; x++) {
-                if (d->dtype == FIB_DTYPE_F32)
-                    kernels->accumulate_f32((const float *)d->weights + rows[x] * d->ld + col0,
-                                            cols, cs, ca);
-                else
-                    kernels->accumulate_f64((const double *)d->weights + rows[x] * d->ld + col0,
-                                            cols, cs, ca);
-            }
+            const int64_t *members = rows + start[c];
+            int64_t size = start[c + 1] - start[c];
+            if (d->dtype == FIB_DTYPE_F32)
+                kernels->row_sums_f32((const float *)d->weights + col0, d->ld, members, size,
+                                      cols, cs, ca);
+            else
+                kernels->row_sums_f64((const double *)d->weights + col0, d->ld, members, size,
+                                      cols, cs, ca);
         }
         for (int64_t i = 0; i < cols; i++) {
             double *value = sig->value + (col0 + i) * sig->n_coords + offset;

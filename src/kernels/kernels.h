@@ -65,12 +65,14 @@ typedef void (*fib_colour_sums_f64_fn)(const double *w, int64_t ld,
                                        double *scratch, double *sum,
                                        double *abs_sum, int64_t ld_out);
 
-/* Adds a row into accumulators: acc[i] += x[i], abs_acc[i] += |x[i]| for
- * i in [0, n) (column sums of opfibers, one row after another). */
-typedef void (*fib_accumulate_f32_fn)(const float *x, int64_t n, double *acc,
-                                      double *abs_acc);
-typedef void (*fib_accumulate_f64_fn)(const double *x, int64_t n, double *acc,
-                                      double *abs_acc);
+/* Column sums of m rows: for i in [0, n),
+ *     sum[i] = sum of w[rows[u] * ld + i], abs_sum[i] = sum of |...|,
+ * over u = 0 .. m-1 in that order, in double from 0.0 (opfibers: the rows
+ * of one class of the consumer, ascending). */
+typedef void (*fib_row_sums_f32_fn)(const float *w, int64_t ld, const int64_t *rows,
+                                    int64_t m, int64_t n, double *sum, double *abs_sum);
+typedef void (*fib_row_sums_f64_fn)(const double *w, int64_t ld, const int64_t *rows,
+                                    int64_t m, int64_t n, double *sum, double *abs_sum);
 
 /* The tight test of grouping. Over the m units rows[0 .. m), a coordinate
  * j in [0, len) is tight when
@@ -101,8 +103,8 @@ typedef struct fib_kernels {
     int32_t tile_rows;  /* rows per colour_sums call that use the SIMD path */
     fib_colour_sums_f32_fn colour_sums_f32;
     fib_colour_sums_f64_fn colour_sums_f64;
-    fib_accumulate_f32_fn accumulate_f32;
-    fib_accumulate_f64_fn accumulate_f64;
+    fib_row_sums_f32_fn row_sums_f32;
+    fib_row_sums_f64_fn row_sums_f64;
     fib_tight_f32_fn tight_f32;
     fib_tight_f64_fn tight_f64;
     fib_tight_tol_fn tight_tol;
@@ -136,6 +138,12 @@ void fib_colour_sums_rows_f64(const double *w, int64_t ld, int64_t row0,
                               int64_t rows, int64_t n, const int64_t *color,
                               int64_t k_classes, double *sum, double *abs_sum,
                               int64_t ld_out);
+
+/* Scalar column sums of columns [i0, n) (the SIMD versions' tails). */
+void fib_row_sums_cols_f32(const float *w, int64_t ld, const int64_t *rows, int64_t m,
+                           int64_t i0, int64_t n, double *sum, double *abs_sum);
+void fib_row_sums_cols_f64(const double *w, int64_t ld, const int64_t *rows, int64_t m,
+                           int64_t i0, int64_t n, double *sum, double *abs_sum);
 
 /* Scalar tight tests from coordinate j0 on (the SIMD versions' tails). */
 int64_t fib_tight_f32_from(const float *x, int64_t ld, const int64_t *rows,

@@ -217,37 +217,53 @@ static void colour_sums_f64(const double *w, int64_t ld, int64_t rows,
                              ld_out);
 }
 
-static void accumulate_f32(const float *x, int64_t n, double *acc,
-                           double *abs_acc)
+/* 16 columns at a time, their sums in registers over all the rows. */
+static void row_sums_f32(const float *w, int64_t ld, const int64_t *rows, int64_t m,
+                         int64_t n, double *sum, double *abs_sum)
 {
     int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
-        _mm256_storeu_pd(acc + i, _mm256_add_pd(_mm256_loadu_pd(acc + i), v));
-        _mm256_storeu_pd(abs_acc + i,
-                         _mm256_add_pd(_mm256_loadu_pd(abs_acc + i), abs4(v)));
+    for (; i + 16 <= n; i += 16) {
+        __m256d s[4], a[4];
+        for (int q = 0; q < 4; q++)
+            s[q] = a[q] = _mm256_setzero_pd();
+        for (int64_t u = 0; u < m; u++) {
+            const float *row = w + rows[u] * ld + i;
+            for (int q = 0; q < 4; q++) {
+                __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(row + 4 * q));
+                s[q] = _mm256_add_pd(s[q], v);
+                a[q] = _mm256_add_pd(a[q], abs4(v));
+            }
+        }
+        for (int q = 0; q < 4; q++) {
+            _mm256_storeu_pd(sum + i + 4 * q, s[q]);
+            _mm256_storeu_pd(abs_sum + i + 4 * q, a[q]);
+        }
     }
-    for (; i < n; i++) {
-        double v = (double)x[i];
-        acc[i] += v;
-        abs_acc[i] += fabs(v);
-    }
+    fib_row_sums_cols_f32(w, ld, rows, m, i, n, sum, abs_sum);
 }
 
-static void accumulate_f64(const double *x, int64_t n, double *acc,
-                           double *abs_acc)
+static void row_sums_f64(const double *w, int64_t ld, const int64_t *rows, int64_t m,
+                         int64_t n, double *sum, double *abs_sum)
 {
     int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        __m256d v = _mm256_loadu_pd(x + i);
-        _mm256_storeu_pd(acc + i, _mm256_add_pd(_mm256_loadu_pd(acc + i), v));
-        _mm256_storeu_pd(abs_acc + i,
-                         _mm256_add_pd(_mm256_loadu_pd(abs_acc + i), abs4(v)));
+    for (; i + 16 <= n; i += 16) {
+        __m256d s[4], a[4];
+        for (int q = 0; q < 4; q++)
+            s[q] = a[q] = _mm256_setzero_pd();
+        for (int64_t u = 0; u < m; u++) {
+            const double *row = w + rows[u] * ld + i;
+            for (int q = 0; q < 4; q++) {
+                __m256d v = _mm256_loadu_pd(row + 4 * q);
+                s[q] = _mm256_add_pd(s[q], v);
+                a[q] = _mm256_add_pd(a[q], abs4(v));
+            }
+        }
+        for (int q = 0; q < 4; q++) {
+            _mm256_storeu_pd(sum + i + 4 * q, s[q]);
+            _mm256_storeu_pd(abs_sum + i + 4 * q, a[q]);
+        }
     }
-    for (; i < n; i++) {
-        acc[i] += x[i];
-        abs_acc[i] += fabs(x[i]);
-    }
+    fib_row_sums_cols_f64(w, ld, rows, m, i, n, sum, abs_sum);
 }
 
 /* Tight tests, 8 coordinates per step, running min/max in registers. */
@@ -389,8 +405,8 @@ static const fib_kernels avx2 = {
     .tile_rows = TILE,
     .colour_sums_f32 = colour_sums_f32,
     .colour_sums_f64 = colour_sums_f64,
-    .accumulate_f32 = accumulate_f32,
-    .accumulate_f64 = accumulate_f64,
+    .row_sums_f32 = row_sums_f32,
+    .row_sums_f64 = row_sums_f64,
     .tight_f32 = tight_f32,
     .tight_f64 = tight_f64,
     .tight_tol = tight_tol,

@@ -239,37 +239,53 @@ static void colour_sums_f64(const double *w, int64_t ld, int64_t rows,
                              ld_out);
 }
 
-static void accumulate_f32(const float *x, int64_t n, double *acc,
-                           double *abs_acc)
+/* 32 columns at a time, their sums in registers over all the rows. */
+static void row_sums_f32(const float *w, int64_t ld, const int64_t *rows, int64_t m,
+                         int64_t n, double *sum, double *abs_sum)
 {
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
-        _mm512_storeu_pd(acc + i, _mm512_add_pd(_mm512_loadu_pd(acc + i), v));
-        _mm512_storeu_pd(abs_acc + i, _mm512_add_pd(_mm512_loadu_pd(abs_acc + i),
-                                                    _mm512_abs_pd(v)));
+    for (; i + 32 <= n; i += 32) {
+        __m512d s[4], a[4];
+        for (int q = 0; q < 4; q++)
+            s[q] = a[q] = _mm512_setzero_pd();
+        for (int64_t u = 0; u < m; u++) {
+            const float *row = w + rows[u] * ld + i;
+            for (int q = 0; q < 4; q++) {
+                __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(row + 8 * q));
+                s[q] = _mm512_add_pd(s[q], v);
+                a[q] = _mm512_add_pd(a[q], _mm512_abs_pd(v));
+            }
+        }
+        for (int q = 0; q < 4; q++) {
+            _mm512_storeu_pd(sum + i + 8 * q, s[q]);
+            _mm512_storeu_pd(abs_sum + i + 8 * q, a[q]);
+        }
     }
-    for (; i < n; i++) {
-        double v = (double)x[i];
-        acc[i] += v;
-        abs_acc[i] += fabs(v);
-    }
+    fib_row_sums_cols_f32(w, ld, rows, m, i, n, sum, abs_sum);
 }
 
-static void accumulate_f64(const double *x, int64_t n, double *acc,
-                           double *abs_acc)
+static void row_sums_f64(const double *w, int64_t ld, const int64_t *rows, int64_t m,
+                         int64_t n, double *sum, double *abs_sum)
 {
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m512d v = _mm512_loadu_pd(x + i);
-        _mm512_storeu_pd(acc + i, _mm512_add_pd(_mm512_loadu_pd(acc + i), v));
-        _mm512_storeu_pd(abs_acc + i, _mm512_add_pd(_mm512_loadu_pd(abs_acc + i),
-                                                    _mm512_abs_pd(v)));
+    for (; i + 32 <= n; i += 32) {
+        __m512d s[4], a[4];
+        for (int q = 0; q < 4; q++)
+            s[q] = a[q] = _mm512_setzero_pd();
+        for (int64_t u = 0; u < m; u++) {
+            const double *row = w + rows[u] * ld + i;
+            for (int q = 0; q < 4; q++) {
+                __m512d v = _mm512_loadu_pd(row + 8 * q);
+                s[q] = _mm512_add_pd(s[q], v);
+                a[q] = _mm512_add_pd(a[q], _mm512_abs_pd(v));
+            }
+        }
+        for (int q = 0; q < 4; q++) {
+            _mm512_storeu_pd(sum + i + 8 * q, s[q]);
+            _mm512_storeu_pd(abs_sum + i + 8 * q, a[q]);
+        }
     }
-    for (; i < n; i++) {
-        acc[i] += x[i];
-        abs_acc[i] += fabs(x[i]);
-    }
+    fib_row_sums_cols_f64(w, ld, rows, m, i, n, sum, abs_sum);
 }
 
 /* Tight tests, 16 coordinates per step: the running min, max and smallest
@@ -414,8 +430,8 @@ static const fib_kernels avx512 = {
     .tile_rows = TILE,
     .colour_sums_f32 = colour_sums_f32,
     .colour_sums_f64 = colour_sums_f64,
-    .accumulate_f32 = accumulate_f32,
-    .accumulate_f64 = accumulate_f64,
+    .row_sums_f32 = row_sums_f32,
+    .row_sums_f64 = row_sums_f64,
     .tight_f32 = tight_f32,
     .tight_f64 = tight_f64,
     .tight_tol = tight_tol,

@@ -78,22 +78,46 @@ static void colour_sums_f64(const double *w, int64_t ld, int64_t rows,
                              ld_out);
 }
 
-static void accumulate_f32(const float *x, int64_t n, double *acc,
-                           double *abs_acc)
+/* Column by column: the order of each sum is the rows' order. */
+static void row_sums_f32(const float *w, int64_t ld, const int64_t *rows, int64_t m,
+                         int64_t n, double *sum, double *abs_sum)
 {
-    for (int64_t i = 0; i < n; i++) {
-        double v = (double)x[i];
-        acc[i] += v;
-        abs_acc[i] += fabs(v);
+    fib_row_sums_cols_f32(w, ld, rows, m, 0, n, sum, abs_sum);
+}
+
+static void row_sums_f64(const double *w, int64_t ld, const int64_t *rows, int64_t m,
+                         int64_t n, double *sum, double *abs_sum)
+{
+    fib_row_sums_cols_f64(w, ld, rows, m, 0, n, sum, abs_sum);
+}
+
+void fib_row_sums_cols_f32(const float *w, int64_t ld, const int64_t *rows, int64_t m,
+                           int64_t i0, int64_t n, double *sum, double *abs_sum)
+{
+    for (int64_t i = i0; i < n; i++) {
+        double s = 0.0, a = 0.0;
+        for (int64_t u = 0; u < m; u++) {
+            double v = (double)w[rows[u] * ld + i];
+            s += v;
+            a += fabs(v);
+        }
+        sum[i] = s;
+        abs_sum[i] = a;
     }
 }
 
-static void accumulate_f64(const double *x, int64_t n, double *acc,
-                           double *abs_acc)
+void fib_row_sums_cols_f64(const double *w, int64_t ld, const int64_t *rows, int64_t m,
+                           int64_t i0, int64_t n, double *sum, double *abs_sum)
 {
-    for (int64_t i = 0; i < n; i++) {
-        acc[i] += x[i];
-        abs_acc[i] += fabs(x[i]);
+    for (int64_t i = i0; i < n; i++) {
+        double s = 0.0, a = 0.0;
+        for (int64_t u = 0; u < m; u++) {
+            double v = w[rows[u] * ld + i];
+            s += v;
+            a += fabs(v);
+        }
+        sum[i] = s;
+        abs_sum[i] = a;
     }
 }
 
@@ -238,8 +262,8 @@ static const fib_kernels scalar = {
     .tile_rows = 8,
     .colour_sums_f32 = colour_sums_f32,
     .colour_sums_f64 = colour_sums_f64,
-    .accumulate_f32 = accumulate_f32,
-    .accumulate_f64 = accumulate_f64,
+    .row_sums_f32 = row_sums_f32,
+    .row_sums_f64 = row_sums_f64,
     .tight_f32 = tight_f32,
     .tight_f64 = tight_f64,
     .tight_tol = tight_tol,

@@ -126,32 +126,40 @@ static void test_colour_sums(int f64)
     }
 }
 
-/* ---- accumulate ----------------------------------------------------------- */
+/* ---- column sums of rows --------------------------------------------------- */
 
-static void test_accumulate(void)
+/* Every set against the definition (ascending in the given row order, from
+ * 0.0), on any row list, width and alignment. */
+static void test_row_sums(void)
 {
-    for (int trial = 0; trial < 200; trial++) {
-        int64_t n = 1 + below(70), shift = below(3);
-        double x[80], acc[3][80], abs_acc[3][80];
-        float xf[80];
-        for (int64_t i = 0; i < n + shift; i++) {
+    for (int trial = 0; trial < 300; trial++) {
+        int64_t n = 1 + below(90), ld = n + 3 + below(5), n_rows = 1 + below(9), m = below(12);
+        double x[14 * 100], sum[100], abs_sum[100];
+        float xf[14 * 100];
+        for (int64_t i = 0; i < n_rows * ld; i++) {
             x[i] = value();
             xf[i] = (float)x[i];
         }
-        for (int f64 = 0; f64 < 2; f64++) {
+        int64_t rows[12], shift = below(3);
+        for (int64_t u = 0; u < m; u++)
+            rows[u] = below(n_rows);
+        for (int f64 = 0; f64 < 2; f64++)
             for (int s = 0; s < n_sets; s++) {
-                for (int64_t i = 0; i < n; i++) {
-                    acc[s][i] = (double)i * 0.1;
-                    abs_acc[s][i] = (double)i;
-                }
                 if (f64)
-                    sets[s]->accumulate_f64(x + shift, n, acc[s], abs_acc[s]);
+                    sets[s]->row_sums_f64(x + shift, ld, rows, m, n, sum, abs_sum);
                 else
-                    sets[s]->accumulate_f32(xf + shift, n, acc[s], abs_acc[s]);
-                CHECK(!memcmp(acc[s], acc[0], (size_t)n * sizeof(double)));
-                CHECK(!memcmp(abs_acc[s], abs_acc[0], (size_t)n * sizeof(double)));
+                    sets[s]->row_sums_f32(xf + shift, ld, rows, m, n, sum, abs_sum);
+                for (int64_t i = 0; i < n; i++) {
+                    double es = 0.0, ea = 0.0;
+                    for (int64_t u = 0; u < m; u++) {
+                        double v = f64 ? x[shift + rows[u] * ld + i]
+                                       : (double)xf[shift + rows[u] * ld + i];
+                        es += v;
+                        ea += fabs(v);
+                    }
+                    CHECK(sum[i] == es && abs_sum[i] == ea);
+                }
             }
-        }
     }
 }
 
@@ -494,7 +502,7 @@ int main(void)
             sets[n_sets++] = fib_kernels_level(l);
     test_colour_sums(0);
     test_colour_sums(1);
-    test_accumulate();
+    test_row_sums();
     test_all_finite();
     test_tight();
     test_colourings();

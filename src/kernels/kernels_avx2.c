@@ -72,15 +72,37 @@ static tile_scratch split_scratch(double *scratch, int64_t k_classes)
     return t;
 }
 
+/* Class-major acc[c * TILE + r] into row-major out[r * ld_out + c]: 4
+ * classes x 4 rows at a time through a register transpose. */
+static void transpose_out(const double *acc, int64_t k_classes, double *out,
+                          int64_t ld_out)
+{
+    int64_t c0 = 0;
+    for (; c0 + 4 <= k_classes; c0 += 4)
+        for (int quarter = 0; quarter < TILE / 4; quarter++) {
+            __m256d r0 = _mm256_loadu_pd(acc + (c0 + 0) * TILE + 4 * quarter);
+            __m256d r1 = _mm256_loadu_pd(acc + (c0 + 1) * TILE + 4 * quarter);
+            __m256d r2 = _mm256_loadu_pd(acc + (c0 + 2) * TILE + 4 * quarter);
+            __m256d r3 = _mm256_loadu_pd(acc + (c0 + 3) * TILE + 4 * quarter);
+            __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+            __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+            double *o = out + 4 * quarter * ld_out + c0;
+            _mm256_storeu_pd(o, _mm256_permute2f128_pd(t0, t2, 0x20));
+            _mm256_storeu_pd(o + ld_out, _mm256_permute2f128_pd(t1, t3, 0x20));
+            _mm256_storeu_pd(o + 2 * ld_out, _mm256_permute2f128_pd(t0, t2, 0x31));
+            _mm256_storeu_pd(o + 3 * ld_out, _mm256_permute2f128_pd(t1, t3, 0x31));
+        }
+    for (int64_t r = 0; r < TILE; r++)
+        for (int64_t c = c0; c < k_classes; c++)
+            out[r * ld_out + c] = acc[c * TILE + r];
+}
+
 static void write_out(const double *acc_s, const double *acc_a,
                       int64_t k_classes, double *sum, double *abs_sum,
                       int64_t ld_out)
 {
-    for (int64_t r = 0; r < TILE; r++)
-        for (int64_t c = 0; c < k_classes; c++) {
-            sum[r * ld_out + c] = acc_s[c * TILE + r];
-            abs_sum[r * ld_out + c] = acc_a[c * TILE + r];
-        }
+    transpose_out(acc_s, k_classes, sum, ld_out);
+    transpose_out(acc_a, k_classes, abs_sum, ld_out);
 }
 
 /* Adds the columns [k0, k1) held transposed in cols to each class's sums,

@@ -93,15 +93,32 @@ static tile_scratch split_scratch(double *scratch, int64_t k_classes)
     return t;
 }
 
+/* Class-major acc[c * TILE + r] into row-major out[r * ld_out + c]: 8
+ * classes x 8 rows at a time through a register transpose. */
+static void transpose_out(const double *acc, int64_t k_classes, double *out,
+                          int64_t ld_out)
+{
+    int64_t c0 = 0;
+    for (; c0 + 8 <= k_classes; c0 += 8)
+        for (int half = 0; half < 2; half++) {
+            __m512d r[8], c[8];
+            for (int q = 0; q < 8; q++)
+                r[q] = _mm512_loadu_pd(acc + (c0 + q) * TILE + 8 * half);
+            transpose8(r, c);
+            for (int q = 0; q < 8; q++)
+                _mm512_storeu_pd(out + (8 * half + q) * ld_out + c0, c[q]);
+        }
+    for (int64_t r = 0; r < TILE; r++)
+        for (int64_t c = c0; c < k_classes; c++)
+            out[r * ld_out + c] = acc[c * TILE + r];
+}
+
 static void write_out(const double *acc_s, const double *acc_a,
                       int64_t k_classes, double *sum, double *abs_sum,
                       int64_t ld_out)
 {
-    for (int64_t r = 0; r < TILE; r++)
-        for (int64_t c = 0; c < k_classes; c++) {
-            sum[r * ld_out + c] = acc_s[c * TILE + r];
-            abs_sum[r * ld_out + c] = acc_a[c * TILE + r];
-        }
+    transpose_out(acc_s, k_classes, sum, ld_out);
+    transpose_out(acc_a, k_classes, abs_sum, ld_out);
 }
 
 /* Adds the columns [k0, k1) held transposed in cols to each class's sums,

@@ -256,27 +256,39 @@ static void colour_sums_f64(const double *w, int64_t ld, int64_t rows,
                              ld_out);
 }
 
-/* 32 columns at a time, their sums in registers over all the rows. */
+/* 32 columns at a time, their sums in registers over all the rows (written
+ * out by hand: gcc -O2 keeps arrays of vectors on the stack). Software
+ * prefetch of the rows' next blocks was measured slower. */
 static void row_sums_f32(const float *w, int64_t ld, const int64_t *rows, int64_t m,
                          int64_t n, double *sum, double *abs_sum)
 {
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m512d s[4], a[4];
-        for (int q = 0; q < 4; q++)
-            s[q] = a[q] = _mm512_setzero_pd();
+        __m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+        __m512d a0 = s0, a1 = s0, a2 = s0, a3 = s0;
         for (int64_t u = 0; u < m; u++) {
             const float *row = w + rows[u] * ld + i;
-            for (int q = 0; q < 4; q++) {
-                __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(row + 8 * q));
-                s[q] = _mm512_add_pd(s[q], v);
-                a[q] = _mm512_add_pd(a[q], _mm512_abs_pd(v));
-            }
+            __m512d v0 = _mm512_cvtps_pd(_mm256_loadu_ps(row));
+            __m512d v1 = _mm512_cvtps_pd(_mm256_loadu_ps(row + 8));
+            __m512d v2 = _mm512_cvtps_pd(_mm256_loadu_ps(row + 16));
+            __m512d v3 = _mm512_cvtps_pd(_mm256_loadu_ps(row + 24));
+            s0 = _mm512_add_pd(s0, v0);
+            s1 = _mm512_add_pd(s1, v1);
+            s2 = _mm512_add_pd(s2, v2);
+            s3 = _mm512_add_pd(s3, v3);
+            a0 = _mm512_add_pd(a0, _mm512_abs_pd(v0));
+            a1 = _mm512_add_pd(a1, _mm512_abs_pd(v1));
+            a2 = _mm512_add_pd(a2, _mm512_abs_pd(v2));
+            a3 = _mm512_add_pd(a3, _mm512_abs_pd(v3));
         }
-        for (int q = 0; q < 4; q++) {
-            _mm512_storeu_pd(sum + i + 8 * q, s[q]);
-            _mm512_storeu_pd(abs_sum + i + 8 * q, a[q]);
-        }
+        _mm512_storeu_pd(sum + i, s0);
+        _mm512_storeu_pd(sum + i + 8, s1);
+        _mm512_storeu_pd(sum + i + 16, s2);
+        _mm512_storeu_pd(sum + i + 24, s3);
+        _mm512_storeu_pd(abs_sum + i, a0);
+        _mm512_storeu_pd(abs_sum + i + 8, a1);
+        _mm512_storeu_pd(abs_sum + i + 16, a2);
+        _mm512_storeu_pd(abs_sum + i + 24, a3);
     }
     fib_row_sums_cols_f32(w, ld, rows, m, i, n, sum, abs_sum);
 }

@@ -107,7 +107,7 @@ static inline double value_at(const sweep *s, int64_t unit, int64_t j)
 {
     const fib_signature *sig = s->sig;
     if (j < sig->n_direct) {
-        int64_t at = unit * sig->direct_ld + j;
+        int64_t at = fib_direct_at(sig, unit, j);
         return sig->direct_dtype == FIB_DTYPE_F32
                    ? (double)((const float *)sig->direct)[at]
                    : ((const double *)sig->direct)[at];
@@ -141,6 +141,19 @@ static void push(sweep *s, worker *w, int64_t start, int64_t end,
         w->stack[w->depth++] = (piece){start, end, coord, 0, -1};
 }
 
+/* The tight test over borrowed values: `len` consecutive elements from
+ * element `at` of each of the m units' rows, rows[u] * ld apart. */
+static int64_t tight_direct(const sweep *s, int64_t at, int64_t ld,
+                            const int64_t *rows, int64_t m, int64_t len)
+{
+    const fib_signature *sig = s->sig;
+    if (sig->direct_dtype == FIB_DTYPE_F32)
+        return s->kernels->tight_f32((const float *)sig->direct + at, ld, rows, m, len,
+                                     s->slack, s->direct_coef);
+    return s->kernels->tight_f64((const double *)sig->direct + at, ld, rows, m, len,
+                                 s->slack, s->direct_coef);
+}
+
 /* The first coordinate in [j, j_end) at which piece p is not tight (some
  * coordinate spans more than the smallest allowance allows), or j_end. */
 static int64_t first_untight(const sweep *s, const piece *p, int64_t j,
@@ -160,12 +173,12 @@ static int64_t first_untight(const sweep *s, const piece *p, int64_t j,
         if (j < sig->n_direct) {
             if (len > sig->n_direct - j)
                 len = sig->n_direct - j;
-            if (sig->direct_dtype == FIB_DTYPE_F32)
-                t = kern->tight_f32((const float *)sig->direct + j, sig->direct_ld,
-                                    rows, m, len, s->slack, s->direct_coef);
-            else
-                t = kern->tight_f64((const double *)sig->direct + j, sig->direct_ld,
-                                    rows, m, len, s->slack, s->direct_coef);
+            if (sig->direct_step == 1)
+                t = tight_direct(s, j, sig->direct_ld, rows, m, len);
+            else /* borrowed columns: one coordinate (a row of the weights) at a time */
+                for (t = 0; t < len && tight_direct(s, (j + t) * sig->direct_step,
+                                                    sig->direct_ld, rows, m, 1) == 1;)
+                    t++;
         } else {
             int64_t at = j - sig->n_direct;
             t = kern->tight_tol(sig->value + at, sig->tol + at, s->stride, rows, m,

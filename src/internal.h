@@ -39,21 +39,29 @@ typedef struct fib_signature {
     int64_t n_coords;
     double *value;
     double *tol;
-    /* Borrowed leading coordinates (fib_fiber_signature_ex only; 0 elsewhere):
-     * coordinate j < n_direct of unit i is element i * direct_ld + j of
-     * `direct` (direct_dtype), a sum of one term whose allowance is
-     * fib_rounding_tol(direct_dtype, 1, |value|); value and tol then hold the
-     * other coordinates, n_coords - n_direct per row. */
+    /* Borrowed leading coordinates (the _ex signatures only; 0 elsewhere):
+     * coordinate j < n_direct of unit i is element fib_direct_at(sig, i, j)
+     * = i * direct_ld + j * direct_step of `direct` (direct_dtype): a
+     * weight row (fibers over a discrete source, step 1) or column
+     * (opfibers under a discrete consumer, ld 1); a sum of one term whose
+     * allowance is fib_rounding_tol(direct_dtype, 1, |value|). value and
+     * tol then hold the other coordinates, n_coords - n_direct per row. */
     int64_t n_direct;
     const void *direct;
     int32_t direct_dtype;
     int64_t direct_ld;
+    int64_t direct_step;
     /* Threads for filling and grouping (0: the default); never changes a
      * result. */
     int32_t n_threads;
     /* Where value and tol came from (NULL: their own allocations). */
     fib_scratch *scratch;
 } fib_signature;
+
+static inline int64_t fib_direct_at(const fib_signature *sig, int64_t unit, int64_t j)
+{
+    return unit * sig->direct_ld + j * sig->direct_step;
+}
 
 /* The allowance of a coordinate that is a label (a class id, a head, a
  * position, a flavour): labels are equal or not, whatever the tolerance. */
@@ -335,8 +343,9 @@ int32_t fib_opfiber_signature(const fib_graph *g, int32_t group,
                               const fib_partition *fibers,
                               fib_signature *sig);
 /* The same for fib_color: fills on n_threads threads, and a dense group
- * over a discrete source borrows its weights instead of copying them (see
- * fib_signature.n_direct; only fib_group_signatures reads those). */
+ * over a discrete source borrows its weight rows, a group read only by a
+ * dense block with discrete classes its consumer's weight columns, instead
+ * of copying them (see fib_signature.n_direct). */
 int32_t fib_fiber_signature_ex(const fib_graph *g, int32_t group,
                                const fib_partition *parts, int32_t n_threads,
                                fib_scratch *scratch, fib_signature *sig);

@@ -22,7 +22,7 @@
 static double sig_value(const fib_signature *sig, int64_t i, int64_t j)
 {
     if (j < sig->n_direct)
-        return fib_load(sig->direct_dtype, sig->direct, i * sig->direct_ld + j);
+        return fib_load(sig->direct_dtype, sig->direct, fib_direct_at(sig, i, j));
     int64_t stride = sig->n_coords - sig->n_direct;
     return sig->value[i * stride + (j - sig->n_direct)];
 }

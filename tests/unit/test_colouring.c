@@ -49,30 +49,36 @@ static void planted_fibers_are_found(void)
 }
 
 /* In a lift, column sums over output classes agree too, so opfibers and
- * covers equal the planted classes. */
+ * covers equal the planted classes. The last hidden layer is read only by
+ * the output layer, whose units are all distinct: its opfibers are grouped
+ * on the output weights' columns in place (float32 and float64, padded
+ * rows). */
 static void planted_opfibers_and_covers(void)
 {
     const int64_t base[] = {5, 4, 6, 3};
-    planted_mlp p;
-    planted_build(&p, 7, 3, base, 5, FIB_DTYPE_F64, 0, FIB_ACT_RELU, 0);
-    fib_graph *g = planted_graph(&p, 0);
-    fib_coloring *op = color(g, FIB_SYM_OPFIBERS, FIB_TOL_EXACT, 0);
-    fib_coloring *cov = color(g, FIB_SYM_COVERS, FIB_TOL_EXACT, 0);
-    for (int l = 1; l < 3; l++) {
-        CHECK(same_partition(op, l, p.cls[l], p.width[l]));
-        CHECK(same_partition(cov, l, p.cls[l], p.width[l]));
+    for (int variant = 0; variant < 4; variant++) {
+        planted_mlp p;
+        planted_build(&p, 7 + (uint64_t)variant, 3, base, 5,
+                      variant & 1 ? FIB_DTYPE_F32 : FIB_DTYPE_F64, variant * 2, FIB_ACT_RELU, 0);
+        fib_graph *g = planted_graph(&p, 0);
+        fib_coloring *op = color(g, FIB_SYM_OPFIBERS, FIB_TOL_EXACT, 0);
+        fib_coloring *cov = color(g, FIB_SYM_COVERS, FIB_TOL_EXACT, 0);
+        for (int l = 1; l < 3; l++) {
+            CHECK(same_partition(op, l, p.cls[l], p.width[l]));
+            CHECK(same_partition(cov, l, p.cls[l], p.width[l]));
+        }
+        int32_t sym = 0;
+        fib_coloring_symmetry(cov, &sym);
+        CHECK(sym == FIB_SYM_COVERS);
+        /* Outputs are all distinct for opfibers. */
+        int64_t k = 0;
+        fib_coloring_num_classes(op, 3, &k);
+        CHECK(k == base[3]);
+        fib_coloring_free(op);
+        fib_coloring_free(cov);
+        fib_graph_free(g);
+        planted_free(&p);
     }
-    int32_t sym = 0;
-    fib_coloring_symmetry(cov, &sym);
-    CHECK(sym == FIB_SYM_COVERS);
-    /* Outputs are all distinct for opfibers. */
-    int64_t k = 0;
-    fib_coloring_num_classes(op, 3, &k);
-    CHECK(k == base[3]);
-    fib_coloring_free(op);
-    fib_coloring_free(cov);
-    fib_graph_free(g);
-    planted_free(&p);
 }
 
 /* A linear hidden layer gives one flavour: opfibers may then merge units of

@@ -90,7 +90,7 @@ typedef struct sweep {
     double eps;         /* < 0: EXACT */
     double slack;       /* eps, or 0 for EXACT */
     int64_t stride;     /* materialised coordinates per row */
-    double direct_coef; /* allowance per unit of |value| of a borrowed one */
+    double direct_coef[FIB_MAX_DIRECT_BLOCKS]; /* allowance per |value|, borrowed */
     int64_t *order;     /* units, piece by piece */
     keyed_unit *keys;   /* sort room, indexed like order */
     keyed_unit *tmp;
@@ -106,20 +106,19 @@ typedef struct worker {
 static inline double value_at(const sweep *s, int64_t unit, int64_t j)
 {
     const fib_signature *sig = s->sig;
-    if (j < sig->n_direct) {
-        int64_t at = fib_direct_at(sig, unit, j);
-        return sig->direct_dtype == FIB_DTYPE_F32
-                   ? (double)((const float *)sig->direct)[at]
-                   : ((const double *)sig->direct)[at];
-    }
+    if (j < sig->n_direct)
+        return fib_direct_value(sig, unit, j);
     return sig->value[unit * s->stride + (j - sig->n_direct)];
 }
 
 static inline double tol_at(const sweep *s, int64_t unit, int64_t j)
 {
     const fib_signature *sig = s->sig;
-    if (j < sig->n_direct)
-        return s->direct_coef * fabs(value_at(s, unit, j));
+    if (j < sig->n_direct) {
+        int64_t local = j;
+        const fib_direct_block *b = fib_direct_find(sig, &local);
+        return s->direct_coef[b - sig->blocks] * fabs(value_at(s, unit, j));
+    }
     return sig->tol[unit * s->stride + (j - sig->n_direct)];
 }
 
@@ -142,16 +141,16 @@ static void push(sweep *s, worker *w, int64_t start, int64_t end,
 }
 
 /* The tight test over borrowed values: `len` consecutive elements from
- * element `at` of each of the m units' rows, rows[u] * ld apart. */
-static int64_t tight_direct(const sweep *s, int64_t at, int64_t ld,
+ * element `at` of block b, for each of the m units (rows[u] * ld apart). */
+static int64_t tight_direct(const sweep *s, const fib_direct_block *b, int64_t at,
                             const int64_t *rows, int64_t m, int64_t len)
 {
-    const fib_signature *sig = s->sig;
-    if (sig->direct_dtype == FIB_DTYPE_F32)
-        return s->kernels->tight_f32((const float *)sig->direct + at, ld, rows, m, len,
-                                     s->slack, s->direct_coef);
-    return s->kernels->tight_f64((const double *)sig->direct + at, ld, rows, m, len,
-                                 s->slack, s->direct_coef);
+    double coef = s->direct_coef[b - s->sig->blocks];
+    if (b->dtype == FIB_DTYPE_F32)
+        return s->kernels->tight_f32((const float *)b->data + at, b->ld, rows, m, len,
+                                     s->slack, coef);
+    return s->kernels->tight_f64((const double *)b->data + at, b->ld, rows, m, len,
+                                 s->slack, coef);
 }
 
 /* The first coordinate in [j, j_end) at which piece p is not tight (some
@@ -171,13 +170,14 @@ static int64_t first_untight(const sweep *s, const piece *p, int64_t j,
     while (j < j_end) {
         int64_t len = j_end - j < block ? j_end - j : block, t;
         if (j < sig->n_direct) {
-            if (len > sig->n_direct - j)
-                len = sig->n_direct - j;
-            if (sig->direct_step == 1)
-                t = tight_direct(s, j, sig->direct_ld, rows, m, len);
+            int64_t local = j;
+            const fib_direct_block *b = fib_direct_find(sig, &local);
+            if (len > b->n - local)
+                len = b->n - local;
+            if (b->step == 1)
+                t = tight_direct(s, b, local, rows, m, len);
             else /* borrowed columns: one coordinate (a row of the weights) at a time */
-                for (t = 0; t < len && tight_direct(s, (j + t) * sig->direct_step,
-                                                    sig->direct_ld, rows, m, 1) == 1;)
+                for (t = 0; t < len && tight_direct(s, b, (local + t) * b->step, rows, m, 1) == 1;)
                     t++;
         } else {
             int64_t at = j - sig->n_direct;
@@ -339,8 +339,10 @@ int32_t fib_group_signatures(const fib_signature *sig, double eps,
     sweep s = {.sig = sig, .kernels = fib_kernels_active(), .eps = eps,
                .slack = eps < 0 ? 0.0 : eps,
                .stride = sig->n_coords - sig->n_direct,
-               .direct_coef = fib_rounding_tol(sig->direct_dtype, 1, 1.0),
+
                .label = out->color};
+    for (int32_t b = 0; b < sig->n_blocks; b++)
+        s.direct_coef[b] = fib_rounding_tol(sig->blocks[b].dtype, 1, 1.0);
     s.order = fib_alloc(n, sizeof *s.order);
     s.keys = fib_alloc(n, sizeof *s.keys);
     s.tmp = fib_alloc(n, sizeof *s.tmp);

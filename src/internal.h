@@ -34,23 +34,30 @@ typedef struct fib_scratch {
     bool in_use;   /* held by a live signature */
 } fib_scratch;
 
+/* A borrowed block of a signature: coordinate j < n of unit i is element
+ * i * ld + j * step of `data` (dtype): a weight row (fibers over a
+ * discrete source, step 1) or column (opfibers under a discrete consumer,
+ * ld 1). */
+#define FIB_MAX_DIRECT_BLOCKS 4
+typedef struct fib_direct_block {
+    const void *data;
+    int32_t dtype;
+    int64_t ld, step, n;
+} fib_direct_block;
+
 typedef struct fib_signature {
     int64_t n_units;
     int64_t n_coords;
     double *value;
     double *tol;
     /* Borrowed leading coordinates (the _ex signatures only; 0 elsewhere):
-     * coordinate j < n_direct of unit i is element fib_direct_at(sig, i, j)
-     * = i * direct_ld + j * direct_step of `direct` (direct_dtype): a
-     * weight row (fibers over a discrete source, step 1) or column
-     * (opfibers under a discrete consumer, ld 1); a sum of one term whose
-     * allowance is fib_rounding_tol(direct_dtype, 1, |value|). value and
-     * tol then hold the other coordinates, n_coords - n_direct per row. */
+     * n_direct of them, from n_blocks borrowed weight blocks in order (see
+     * fib_direct_block). Each is a sum of one term whose allowance is
+     * fib_rounding_tol(dtype, 1, |value|). value and tol then hold the other
+     * coordinates, n_coords - n_direct per row. */
     int64_t n_direct;
-    const void *direct;
-    int32_t direct_dtype;
-    int64_t direct_ld;
-    int64_t direct_step;
+    int32_t n_blocks;
+    fib_direct_block blocks[FIB_MAX_DIRECT_BLOCKS];
     /* Threads for filling and grouping (0: the default); never changes a
      * result. */
     int32_t n_threads;
@@ -58,9 +65,25 @@ typedef struct fib_signature {
     fib_scratch *scratch;
 } fib_signature;
 
-static inline int64_t fib_direct_at(const fib_signature *sig, int64_t unit, int64_t j)
+/* The block holding borrowed coordinate j < n_direct; *j becomes its
+ * coordinate in that block. */
+static inline const fib_direct_block *fib_direct_find(const fib_signature *sig, int64_t *j)
 {
-    return unit * sig->direct_ld + j * sig->direct_step;
+    const fib_direct_block *b = sig->blocks;
+    while (*j >= b->n) {
+        *j -= b->n;
+        b++;
+    }
+    return b;
+}
+
+/* Borrowed coordinate j < n_direct of unit i. */
+static inline double fib_direct_value(const fib_signature *sig, int64_t i, int64_t j)
+{
+    const fib_direct_block *b = fib_direct_find(sig, &j);
+    int64_t at = i * b->ld + j * b->step;
+    return b->dtype == FIB_DTYPE_F32 ? (double)((const float *)b->data)[at]
+                                     : ((const double *)b->data)[at];
 }
 
 /* The allowance of a coordinate that is a label (a class id, a head, a

@@ -22,15 +22,18 @@
 static double sig_value(const fib_signature *sig, int64_t i, int64_t j)
 {
     if (j < sig->n_direct)
-        return fib_load(sig->direct_dtype, sig->direct, fib_direct_at(sig, i, j));
+        return fib_direct_value(sig, i, j);
     int64_t stride = sig->n_coords - sig->n_direct;
     return sig->value[i * stride + (j - sig->n_direct)];
 }
 
 static double sig_tol(const fib_signature *sig, int64_t i, int64_t j)
 {
-    if (j < sig->n_direct)
-        return fib_rounding_tol(sig->direct_dtype, 1, fabs(sig_value(sig, i, j)));
+    if (j < sig->n_direct) {
+        int64_t local = j;
+        return fib_rounding_tol(fib_direct_find(sig, &local)->dtype, 1,
+                                fabs(sig_value(sig, i, j)));
+    }
     int64_t stride = sig->n_coords - sig->n_direct;
     return sig->tol[i * stride + (j - sig->n_direct)];
 }

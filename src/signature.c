@@ -99,10 +99,8 @@ static bool dense_view(const fib_graph *g, int32_t group,
         return false;
     sig->n_coords += d->n_in;
     sig->n_direct = d->n_in;
-    sig->direct = d->weights;
-    sig->direct_dtype = d->dtype;
-    sig->direct_ld = d->ld;
-    sig->direct_step = 1;
+    sig->n_blocks = 1;
+    sig->blocks[0] = (fib_direct_block){d->weights, d->dtype, d->ld, 1, d->n_in};
     for (int64_t i = 0; d->bias && i < grp->n_units; i++) {
         sig->value[i] = fib_dense_bias(d, i);
         sig->tol[i] = fib_rounding_tol(d->dtype, 1, fabs(sig->value[i]));
@@ -152,55 +150,49 @@ int32_t fib_opfiber_signature(const fib_graph *g, int32_t group,
     return fib_opfiber_signature_ex(g, group, parts, fibers, 1, NULL, sig);
 }
 
-/* The only reader of group `group` (one source slot of one later group,
- * not recurrent), or -1. */
-static int32_t only_reader(const fib_graph *g, int32_t group)
-{
-    const fib_group *grp = &g->groups[group];
-    if (grp->ops && grp->ops->recurrent)
-        return -1;
-    int32_t reader = -1;
-    for (int32_t h = group + 1; h < g->n_groups; h++)
-        for (int32_t s = 0; s < g->groups[h].n_sources; s++)
-            if (g->groups[h].sources[s] == group) {
-                if (reader >= 0)
-                    return -1;
-                reader = h;
-            }
-    return reader;
-}
-
-/* A group read only by a dense block whose opfiber classes are discrete
- * (every row its own class, in row order): its column sums are the
- * consumer's weight columns, so the signature borrows them (unit i's
- * coordinate r is W[r, i]) and only the flavour is materialised. No
- * n_in x n_out copy: for a layer without symmetry that copy was four times
- * the layer. */
+/* A group read only by dense blocks (at most FIB_MAX_DIRECT_BLOCKS, not
+ * recurrent) whose opfiber classes are discrete (every row its own class,
+ * in row order): its column sums are the readers' weight columns, so the
+ * signature borrows them (unit i's coordinates are W[r, i] for every row r
+ * of every reader, in order) and only the flavour is materialised. No
+ * n_in x n_out copy: for layers without symmetry that copy was four times
+ * their size. */
 static bool dense_column_view(const fib_graph *g, int32_t group,
                               const fib_partition *parts,
                               const fib_partition *fibers, fib_scratch *scratch,
                               fib_signature *sig)
 {
-    int32_t h = only_reader(g, group);
-    if (h < 0 || g->groups[h].ops != &fib_dense_ops || g->groups[h].ops->recurrent)
-        return false;
-    const fib_dense *d = g->groups[h].block;
-    const fib_partition *own = &parts[h];
-    if (own->n_classes != own->n_units || d->n_in != g->groups[group].n_units)
-        return false;
-    for (int64_t r = 0; r < own->n_units; r++)
-        if (own->color[r] != r)
-            return false;
     const fib_group *grp = &g->groups[group];
-    bool flavoured = !fib_activation_is_linear(grp->activation);
-    if (fib_signature_alloc_in(sig, grp->n_units, flavoured ? 1 : 0, scratch))
+    if (grp->ops && grp->ops->recurrent)
         return false;
-    sig->n_coords += own->n_units;
-    sig->n_direct = own->n_units;
-    sig->direct = d->weights;
-    sig->direct_dtype = d->dtype;
-    sig->direct_ld = 1;
-    sig->direct_step = d->ld;
+    fib_direct_block blocks[FIB_MAX_DIRECT_BLOCKS];
+    int32_t n_blocks = 0;
+    int64_t n_direct = 0;
+    for (int32_t h = group + 1; h < g->n_groups; h++)
+        for (int32_t s = 0; s < g->groups[h].n_sources; s++) {
+            if (g->groups[h].sources[s] != group)
+                continue;
+            if (n_blocks == FIB_MAX_DIRECT_BLOCKS || g->groups[h].ops != &fib_dense_ops)
+                return false;
+            const fib_dense *d = g->groups[h].block;
+            const fib_partition *own = &parts[h];
+            if (own->n_classes != own->n_units || d->n_in != grp->n_units)
+                return false;
+            for (int64_t r = 0; r < own->n_units; r++)
+                if (own->color[r] != r)
+                    return false;
+            blocks[n_blocks++] = (fib_direct_block){d->weights, d->dtype, 1, d->ld,
+                                                    own->n_units};
+            n_direct += own->n_units;
+        }
+    bool flavoured = !fib_activation_is_linear(grp->activation);
+    if (n_blocks == 0 ||
+        fib_signature_alloc_in(sig, grp->n_units, flavoured ? 1 : 0, scratch))
+        return false;
+    sig->n_coords += n_direct;
+    sig->n_direct = n_direct;
+    sig->n_blocks = n_blocks;
+    memcpy(sig->blocks, blocks, sizeof blocks);
     for (int64_t i = 0; flavoured && i < grp->n_units; i++) {
         sig->value[i] = (double)fibers[group].color[i];
         sig->tol[i] = FIB_TOL_LABEL;

@@ -322,6 +322,36 @@ static void residual_sum_takes_the_meet(void)
     fib_graph_free(g);
 }
 
+/* A group read by two dense layers whose units are all distinct (outputs):
+ * its opfibers are grouped on both readers' weight columns in place.
+ * Hidden units 0, 1 and 2, 3 have equal rows and equal columns in both
+ * readers; changing one column of the second reader splits {2, 3}. */
+static void opfibers_on_two_readers_columns(void)
+{
+    const double wh[] = {1, 2, 0, 1, 2, 0, 3, 1, 1, 3, 1, 1, 0, 0, 5, 2, 2, 2};  /* 6 x 3 */
+    double wa[] = {1, 1, 4, 4, 2, 7, 3, 3, 5, 5, 1, 0};                           /* 2 x 6 */
+    double wb[] = {2, 2, 1, 1, 0, 3, 4, 4, 6, 6, 9, 1, 5, 5, 7, 7, 8, 2};         /* 3 x 6 */
+    for (int split = 0; split < 2; split++) {
+        wb[15] = split ? 7.5 : 7.0;
+        fib_graph *g;
+        int32_t in, h, a, b;
+        fib_graph_create(&g);
+        fib_graph_add_input(g, 3, &in);
+        fib_graph_add_dense(g, in, 6, FIB_DTYPE_F64, wh, 3, NULL, 0, &h);
+        fib_graph_set_activation(g, h, FIB_ACT_RELU, 0);
+        fib_graph_add_dense(g, h, 2, FIB_DTYPE_F64, wa, 6, NULL, 0, &a);
+        fib_graph_add_dense(g, h, 3, FIB_DTYPE_F64, wb, 6, NULL, 0, &b);
+        fib_coloring *op = color(g, FIB_SYM_OPFIBERS, FIB_TOL_EXACT, 0);
+        const int64_t merged[] = {0, 0, 1, 1, 2, 3}, apart[] = {0, 0, 1, 2, 3, 4};
+        CHECK(same_partition(op, h, split ? apart : merged, 6));
+        int32_t balanced = 0;
+        CHECK_OK(fib_coloring_is_balanced(g, op, 0.0, &balanced));
+        CHECK(balanced);
+        fib_coloring_free(op);
+        fib_graph_free(g);
+    }
+}
+
 /* Labels (class ids of summands, flavours) are never merged by a tolerance,
  * however large: x + x over distinct inputs stays distinct at eps = 10. */
 static void labels_ignore_the_tolerance(void)
@@ -364,5 +394,6 @@ int main(void)
     RUN(thread_count_does_not_matter);
     RUN(progress_can_cancel);
     RUN(residual_sum_takes_the_meet);
+    RUN(opfibers_on_two_readers_columns);
     return test_failures ? 1 : 0;
 }

@@ -189,40 +189,45 @@ static int64_t conv_fiber_width(const fib_graph *g, int32_t group, const fib_par
     return parts[g->groups[group].sources[0]].n_classes * kernel_size(c) + (c->bias ? 1 : 0);
 }
 
+/* An output channel's kernel is a row of in_per_group x kernel weights
+ * whose element (j, q) belongs to coordinate (class of input j, q): the
+ * colour sums of fib_colour_rows, one call per convolution group (each
+ * reads its own input channels), then the bias. */
 static int32_t conv_fiber_fill(const fib_graph *g, int32_t group, const fib_partition *parts,
                                fib_signature *sig, int64_t offset)
 {
     const fib_conv *c = conv_of(g, group);
     const fib_partition *src = &parts[g->groups[group].sources[0]];
-    int64_t kk = kernel_size(c), width = src->n_classes * kk;
+    int64_t kk = kernel_size(c), width = src->n_classes * kk, per_in = in_per_group(c);
     int64_t n_out = g->groups[group].n_units, out_per_group = n_out / c->groups;
-    int64_t *sizes = fib_alloc(src->n_classes, sizeof *sizes);
-    if (!sizes)
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory for kernel sums", (int)group);
-    fib_partition_class_sizes(src, sizes);
-    for (int64_t o = 0; o < n_out; o++) {
+    double *coef = NULL, *coef_kk = fib_alloc(width, sizeof *coef_kk);
+    int64_t *color = fib_alloc(per_in * kk, sizeof *color);
+    int32_t status = coef_kk && color
+        ? fib_colour_coefficients(src, c->dtype, &coef)
+        : fib_error(FIB_E_NOMEM, "group %d: out of memory for kernel sums", (int)group);
+    for (int64_t x = 0; !status && x < width; x++)
+        coef_kk[x] = coef[x / kk];
+    size_t esize = fib_dtype_size(c->dtype);
+    for (int64_t cg = 0; !status && cg < c->groups; cg++) {
+        for (int64_t j = 0; j < per_in; j++)
+            for (int64_t q = 0; q < kk; q++)
+                color[j * kk + q] = src->color[cg * per_in + j] * kk + q;
+        int64_t o0 = cg * out_per_group;
+        status = fib_colour_rows(sig, o0, offset, c->dtype,
+                                 (const char *)c->weights + (size_t)(o0 * per_in * kk) * esize,
+                                 per_in * kk, out_per_group, per_in * kk, color, width, coef_kk,
+                                 group);
+    }
+    fib_free(coef);
+    fib_free(coef_kk);
+    fib_free(color);
+    for (int64_t o = 0; !status && c->bias && o < n_out; o++) {
         double *val = sig->value + o * sig->n_coords + offset;
         double *tol = sig->tol + o * sig->n_coords + offset;
-        memset(val, 0, (size_t)width * sizeof *val);
-        memset(tol, 0, (size_t)width * sizeof *tol);
-        int64_t first_in = (o / out_per_group) * in_per_group(c);
-        for (int64_t jl = 0; jl < in_per_group(c); jl++) {
-            int64_t cls = src->color[first_in + jl];
-            for (int64_t q = 0; q < kk; q++) {
-                double w = kernel_at(c, o, jl, q);
-                val[cls * kk + q] += w;
-                tol[cls * kk + q] += fabs(w);
-            }
-        }
-        for (int64_t x = 0; x < width; x++)
-            tol[x] = fib_rounding_tol(c->dtype, sizes[x / kk], tol[x]);
-        if (c->bias) {
-            val[width] = fib_load(c->dtype, c->bias, o);
-            tol[width] = fib_rounding_tol(c->dtype, 1, fabs(val[width]));
-        }
+        val[width] = fib_load(c->dtype, c->bias, o);
+        tol[width] = fib_rounding_tol(c->dtype, 1, fabs(val[width]));
     }
-    fib_free(sizes);
-    return FIB_OK;
+    return status;
 }
 
 static int64_t conv_opfiber_width(const fib_graph *g, int32_t group, int32_t source_index,

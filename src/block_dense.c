@@ -220,18 +220,7 @@ static int64_t dense_fiber_width(const fib_graph *g, int32_t group,
     return parts[source].n_classes + (dense_of(g, group)->bias ? 1 : 0);
 }
 
-/* Turns accumulated absolute sums into rounding allowances:
- * coef[c] = fib_rounding_tol(dtype, |c|, 1.0), so coef[c] * a is
- * fib_rounding_tol(dtype, |c|, a), the same bits. */
-static void abs_to_tol(double *tol, const double *coef, int64_t count)
-{
-    for (int64_t c = 0; c < count; c++)
-        tol[c] = coef[c] * tol[c];
-}
-
-/* Colour sums, a tile of rows per kernel call; tiles are spread over
- * threads (each row is summed by one thread in the kernel's fixed order, so
- * the bits never depend on the thread count). */
+/* Colour sums of the weight rows (fib_colour_rows), then the bias. */
 static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
                                 const fib_partition *parts, fib_signature *sig,
                                 int64_t offset)
@@ -239,59 +228,19 @@ static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
     const fib_dense *d = dense_of(g, group);
     const fib_partition *src = &parts[g->groups[group].sources[0]];
     int64_t k = src->n_classes, n_out = g->groups[group].n_units;
-    const fib_kernels *kernels = fib_kernels_active();
-    int64_t tile = kernels->tile_rows;
-    int64_t n_tiles = (n_out + tile - 1) / tile;
-    int threads = fib_thread_count(sig->n_threads, n_tiles);
-    int64_t scratch_len = fib_colour_scratch_len(d->n_in, k);
-    int64_t *sizes = fib_alloc(k, sizeof *sizes);
-    double *coef = fib_alloc(k, sizeof *coef);
-    double *scratch = fib_alloc(scratch_len * threads, sizeof *scratch);
-    /* the class order of the columns, once per layer */
-    int64_t *perm = fib_alloc(d->n_in, sizeof *perm);
-    int64_t *start = fib_alloc(k + 1, sizeof *start);
-    if (!sizes || !coef || !scratch || !perm || !start) {
-        fib_free(sizes);
-        fib_free(coef);
-        fib_free(scratch);
-        fib_free(perm);
-        fib_free(start);
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory for colour sums",
-                         (int)group);
-    }
-    fib_colour_order(src->color, d->n_in, k, perm, start);
-    fib_partition_class_sizes(src, sizes);
-    for (int64_t c = 0; c < k; c++)
-        coef[c] = fib_rounding_tol(d->dtype, sizes[c], 1.0);
-    FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
-    for (int64_t t = 0; t < n_tiles; t++) {
-        int64_t row0 = t * tile, rows = n_out - row0 < tile ? n_out - row0 : tile;
-        double *val = sig->value + row0 * sig->n_coords + offset;
-        double *tol = sig->tol + row0 * sig->n_coords + offset;
-        double *own = scratch + scratch_len * fib_thread_num();
-        if (d->dtype == FIB_DTYPE_F32)
-            kernels->colour_sums_f32((const float *)d->weights + row0 * d->ld, d->ld,
-                                     rows, d->n_in, src->color, perm, start, k, own,
-                                     val, tol, sig->n_coords);
-        else
-            kernels->colour_sums_f64((const double *)d->weights + row0 * d->ld, d->ld,
-                                     rows, d->n_in, src->color, perm, start, k, own,
-                                     val, tol, sig->n_coords);
-        for (int64_t r = 0; r < rows; r++) {
-            double *v = val + r * sig->n_coords, *e = tol + r * sig->n_coords;
-            abs_to_tol(e, coef, k);
-            if (d->bias) {
-                v[k] = fib_dense_bias(d, row0 + r);
-                e[k] = fib_rounding_tol(d->dtype, 1, fabs(v[k]));
-            }
-        }
-    }
-    fib_free(sizes);
+    double *coef = NULL;
+    int32_t status = fib_colour_coefficients(src, d->dtype, &coef);
+    if (!status)
+        status = fib_colour_rows(sig, 0, offset, d->dtype, d->weights, d->ld, n_out, d->n_in,
+                                 src->color, k, coef, group);
     fib_free(coef);
-    fib_free(scratch);
-    fib_free(perm);
-    fib_free(start);
-    return FIB_OK;
+    for (int64_t r = 0; !status && d->bias && r < n_out; r++) {
+        double *v = sig->value + r * sig->n_coords + offset;
+        double *e = sig->tol + r * sig->n_coords + offset;
+        v[k] = fib_dense_bias(d, r);
+        e[k] = fib_rounding_tol(d->dtype, 1, fabs(v[k]));
+    }
+    return status;
 }
 
 static int64_t dense_opfiber_width(const fib_graph *g, int32_t group,

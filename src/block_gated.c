@@ -246,6 +246,9 @@ static int64_t gated_fiber_width(const fib_graph *g, int32_t group,
     return d->n_gates * (ks + k) + bias_coords(d);
 }
 
+/* Each gate's rows of w_ih (over the source's classes) and of w_hh (over
+ * the group's own classes) are colour sums (fib_colour_rows) at their
+ * places in the unit's signature; then the biases. */
 static int32_t gated_fiber_fill(const fib_graph *g, int32_t group,
                                 const fib_partition *parts, fib_signature *sig,
                                 int64_t offset)
@@ -254,40 +257,26 @@ static int32_t gated_fiber_fill(const fib_graph *g, int32_t group,
     const fib_partition *src = &parts[g->groups[group].sources[0]];
     const fib_partition *own = &parts[group];
     int64_t ks = src->n_classes, k = own->n_classes, h = own->n_units;
-    int64_t *size_s = fib_alloc(ks, sizeof *size_s);
-    int64_t *size_o = fib_alloc(k, sizeof *size_o);
-    if (!size_s || !size_o) {
-        fib_free(size_s);
-        fib_free(size_o);
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory for colour sums", (int)group);
+    int64_t stride = ks + k;
+    double *coef_s = NULL, *coef_o = NULL;
+    int32_t status = fib_colour_coefficients(src, d->dtype, &coef_s);
+    if (!status)
+        status = fib_colour_coefficients(own, d->dtype, &coef_o);
+    size_t esize = fib_dtype_size(d->dtype);
+    for (int64_t q = 0; !status && q < d->n_gates; q++) {
+        status = fib_colour_rows(sig, 0, offset + q * stride, d->dtype,
+                                 (const char *)d->w_ih + (size_t)(q * h * d->n_in) * esize,
+                                 d->n_in, h, d->n_in, src->color, ks, coef_s, group);
+        if (!status)
+            status = fib_colour_rows(sig, 0, offset + q * stride + ks, d->dtype,
+                                     (const char *)d->w_hh + (size_t)(q * h * h) * esize,
+                                     h, h, h, own->color, k, coef_o, group);
     }
-    fib_partition_class_sizes(src, size_s);
-    fib_partition_class_sizes(own, size_o);
-    int64_t stride = ks + k, width = d->n_gates * stride + bias_coords(d);
-    for (int64_t j = 0; j < h; j++) {
-        double *val = sig->value + j * sig->n_coords + offset;
-        double *tol = sig->tol + j * sig->n_coords + offset;
-        memset(val, 0, (size_t)width * sizeof *val);
-        memset(tol, 0, (size_t)width * sizeof *tol);
-        for (int64_t q = 0; q < d->n_gates; q++) {
-            int64_t row = q * h + j;
-            double *v = val + q * stride, *t = tol + q * stride;
-            for (int64_t c = 0; c < d->n_in; c++) {
-                double w = w_ih(d, row, c);
-                v[src->color[c]] += w;
-                t[src->color[c]] += fabs(w);
-            }
-            for (int64_t c = 0; c < h; c++) {
-                double w = w_hh(d, h, row, c);
-                v[ks + own->color[c]] += w;
-                t[ks + own->color[c]] += fabs(w);
-            }
-            for (int64_t c = 0; c < ks; c++)
-                t[c] = fib_rounding_tol(d->dtype, size_s[c], t[c]);
-            for (int64_t c = 0; c < k; c++)
-                t[ks + c] = fib_rounding_tol(d->dtype, size_o[c], t[ks + c]);
-        }
-        double *vb = val + d->n_gates * stride, *tb = tol + d->n_gates * stride;
+    fib_free(coef_s);
+    fib_free(coef_o);
+    for (int64_t j = 0; !status && j < h; j++) {
+        double *vb = sig->value + j * sig->n_coords + offset + d->n_gates * stride;
+        double *tb = sig->tol + j * sig->n_coords + offset + d->n_gates * stride;
         for (int64_t q = 0; q < d->n_gates; q++) {
             int64_t row = q * h + j;
             bool apart = d->op == FIB_OP_GRU && q == 2; /* b_hn is gated by r */
@@ -300,9 +289,7 @@ static int32_t gated_fiber_fill(const fib_graph *g, int32_t group,
             tb[3] = fib_rounding_tol(d->dtype, 1, fabs(vb[3]));
         }
     }
-    fib_free(size_s);
-    fib_free(size_o);
-    return FIB_OK;
+    return status;
 }
 
 /* ---- opfibers ----------------------------------------------------------- */

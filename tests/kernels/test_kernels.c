@@ -380,6 +380,103 @@ static void test_colourings(void)
     fib_kernels_override(-1);
 }
 
+/* Convolution kernels and LSTM gate rows go through the same colour sums:
+ * every kernel set and thread count gives the same fibers and covers, and
+ * the fibers are balanced. Two stacked convolutions (the second over the
+ * first's planted classes: output channels copied in pairs, with the
+ * second's kernels equal on each pair's channels, so that its colour sums
+ * add several columns per class) and an LSTM over a sequence. */
+static fib_graph *conv_lstm_net(int32_t dtype, void **owned)
+{
+    const int64_t c_in = 6, c1 = 12, c2 = 10, hidden = 9, kk = 9;
+    size_t es = dtype == FIB_DTYPE_F32 ? sizeof(float) : sizeof(double);
+    int64_t n_w1 = c1 * c_in * kk, n_w2 = c2 * (c1 / 2) * kk;
+    int64_t n_ih = 4 * hidden * 5, n_hh = 4 * hidden * hidden;
+    char *buf = malloc((size_t)(n_w1 + n_w2 + n_ih + n_hh) * es);
+    double *tmp = malloc((size_t)(n_w1 + n_w2 + n_ih + n_hh) * sizeof *tmp);
+    double *w1 = tmp, *w2 = w1 + n_w1, *ih = w2 + n_w2; /* then w_hh */
+    for (int64_t o = 0; o < c1; o++)
+        for (int64_t x = 0; x < c_in * kk; x++)
+            w1[o * c_in * kk + x] = o % 2 ? w1[(o - 1) * c_in * kk + x] : value();
+    /* conv2 has 2 groups of 6 input channels; channels 2m, 2m+1 of conv1
+     * are one class, and their kernels in conv2 are re-split (equal sums) */
+    for (int64_t o = 0; o < c2; o++)
+        for (int64_t j = 0; j < c1 / 2; j += 2)
+            for (int64_t q = 0; q < kk; q++) {
+                double total = value(), part = value();
+                w2[(o * (c1 / 2) + j) * kk + q] = part;
+                w2[(o * (c1 / 2) + j + 1) * kk + q] = total - part;
+            }
+    for (int64_t x = 0; x < n_ih + n_hh; x++)
+        ih[x] = value();
+    for (int64_t x = 0; x < n_w1 + n_w2 + n_ih + n_hh; x++) {
+        if (dtype == FIB_DTYPE_F32)
+            ((float *)buf)[x] = (float)tmp[x];
+        else
+            ((double *)buf)[x] = tmp[x];
+    }
+    free(tmp);
+    fib_graph *g = NULL;
+    int32_t in, a, b, p, seq, l;
+    fib_graph_create(&g);
+    fib_graph_add_input_positions(g, c_in, 7, 7, &in);
+    CHECK(fib_graph_add_conv(g, in, c1, 3, 3, 1, 1, 1, 1, 1, dtype, buf, NULL, 0, &a) == FIB_OK);
+    fib_graph_set_activation(g, a, FIB_ACT_RELU, 0);
+    CHECK(fib_graph_add_conv(g, a, c2, 3, 3, 2, 2, 0, 0, 2, dtype, buf + n_w1 * es, NULL, 0,
+                             &b) == FIB_OK);
+    fib_graph_set_activation(g, b, FIB_ACT_TANH, 0);
+    CHECK(fib_graph_add_pool(g, b, FIB_POOL_AVG, 3, 3, 1, 1, 0, 0, &p) == FIB_OK);
+    fib_graph_add_input_positions(g, 5, 6, 1, &seq);
+    CHECK(fib_graph_add_lstm(g, seq, hidden, dtype, buf + (n_w1 + n_w2) * es,
+                             buf + (n_w1 + n_w2 + n_ih) * es, NULL, NULL, 0, &l) == FIB_OK);
+    *owned = buf;
+    return g;
+}
+
+static void test_conv_lstm_colourings(void)
+{
+    for (int32_t dtype = FIB_DTYPE_F32; dtype <= FIB_DTYPE_F64; dtype++) {
+        void *owned = NULL;
+        fib_graph *g = conv_lstm_net(dtype, &owned);
+        for (int32_t sym = FIB_SYM_FIBERS; sym <= FIB_SYM_COVERS; sym += FIB_SYM_COVERS - FIB_SYM_FIBERS) {
+            int64_t *ref = NULL, ref_len = 0;
+            for (int s = 0; s < n_sets; s++)
+                for (int32_t threads = 1; threads <= 3; threads++) {
+                    CHECK(fib_kernels_override(sets[s]->level) == 0);
+                    fib_color_options o;
+                    fib_color_options_init(&o, sizeof o);
+                    o.symmetry = sym;
+                    o.n_threads = threads;
+                    fib_coloring *c = NULL;
+                    CHECK(fib_color(g, &o, &c) == FIB_OK);
+                    if (!c)
+                        continue;
+                    int32_t balanced = 0;
+                    CHECK(fib_coloring_is_balanced(g, c, 0.0, &balanced) == FIB_OK);
+                    CHECK(sym != FIB_SYM_FIBERS || balanced == 1);
+                    int64_t len, k1 = 0;
+                    /* conv1's copied pairs are its fibers (covers split them:
+                     * conv2 reads the pair's channels differently) */
+                    fib_coloring_num_classes(c, 1, &k1);
+                    CHECK(sym != FIB_SYM_FIBERS || k1 == 6);
+                    int64_t *got = colours_of(g, c, &len);
+                    if (!ref) {
+                        ref = got;
+                        ref_len = len;
+                    } else {
+                        CHECK(len == ref_len && !memcmp(got, ref, (size_t)len * sizeof *got));
+                        free(got);
+                    }
+                    fib_coloring_free(c);
+                }
+            free(ref);
+        }
+        fib_graph_free(g);
+        free(owned);
+    }
+    fib_kernels_override(-1);
+}
+
 /* ---- compress ----------------------------------------------------------- */
 
 /* The documented merge of a dense group: base weight (c, c') is the mean over
@@ -506,6 +603,7 @@ int main(void)
     test_all_finite();
     test_tight();
     test_colourings();
+    test_conv_lstm_colourings();
     test_compress();
     if (failures)
         fprintf(stderr, "%d failure(s)\n", failures);

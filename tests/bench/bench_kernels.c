@@ -15,8 +15,11 @@
  * Throughput is the layer's bytes over the best of `reps` times, for every
  * kernel set the CPU has, on 1 thread (and 2 with OpenMP).
  *
+ * Then the same colouring of a convolution and of an LSTM layer (64 source
+ * colours, exact) and the dense colour-sum kernel alone.
+ *
  * Usage: bench_kernels [N [REPS [CASE [COLOURS]]]]   (defaults 4096, 5, all)
- * CASE: exact, abs or random; COLOURS: 64 or N. */
+ * CASE: exact, abs, random or blocks (conv and LSTM only); COLOURS: 64 or N. */
 #include "internal.h"
 #include "kernels/kernels.h"
 
@@ -303,6 +306,79 @@ static int kernel_only(int64_t n, int reps, double bw)
     return 0;
 }
 
+/* Fiber colouring of a convolution and of an LSTM layer (one refinement:
+ * gate rows of w_ih over the source's classes, of w_hh over the group's
+ * current one class), random float32 weights over a source with 64 random
+ * colours, every kernel set, 1 and 2 threads: the same colour-sum kernels
+ * as dense blocks, through fib_colour_rows. */
+static int other_blocks(int reps, double bw, int n_counts, const int32_t *thread_counts)
+{
+    const int64_t k_in = 64, conv_in = 1024, conv_out = 1024, hidden = 1024, seq_in = 2048;
+    int64_t n_conv = conv_out * conv_in * 9, n_ih = 4 * hidden * seq_in, n_hh = 4 * hidden * hidden;
+    float *w = malloc((size_t)(n_conv + n_ih + n_hh) * sizeof *w);
+    int64_t *source = malloc((size_t)seq_in * sizeof *source);
+    if (!w || !source)
+        return 1;
+    for (int64_t x = 0; x < n_conv + n_ih + n_hh; x++)
+        w[x] = (float)uniform(-1, 1);
+    for (int b = 0; b < 2; b++) {
+        int64_t n_src = b == 0 ? conv_in : seq_in;
+        for (int64_t k = 0; k < n_src; k++)
+            source[k] = k % k_in;
+        shuffle(source, n_src);
+        canonical_labels(source, n_src);
+        fib_graph *g = NULL;
+        int32_t in, grp;
+        int64_t bytes = (b == 0 ? n_conv : n_ih + n_hh) * 4;
+        if (fib_graph_create(&g) ||
+            fib_graph_add_input_positions(g, n_src, b == 0 ? 16 : 8, b == 0 ? 16 : 1, &in) ||
+            (b == 0 ? fib_graph_add_conv(g, in, conv_out, 3, 3, 1, 1, 1, 1, 1, FIB_DTYPE_F32,
+                                         w, NULL, 0, &grp)
+                    : fib_graph_add_lstm(g, in, hidden, FIB_DTYPE_F32, w + n_conv,
+                                         w + n_conv + n_ih, NULL, NULL, 0, &grp)))
+            return 1;
+        fib_partition parts[2] = {{n_src, k_in, source}, {0}};
+        if (fib_partition_init(&parts[1], b == 0 ? conv_out : hidden))
+            return 1;
+        fib_partition_single(&parts[1]);
+        for (int32_t level = FIB_SIMD_SCALAR; level <= FIB_SIMD_AVX512; level++) {
+            if (fib_kernels_override(level))
+                continue;
+            for (int t = 0; t < n_counts; t++) {
+                double best = INFINITY;
+                fib_scratch scratch = {0};
+                for (int rep = 0; rep < reps; rep++) {
+                    double t0 = now();
+                    fib_signature sig;
+                    fib_partition out;
+                    if (fib_fiber_signature_ex(g, grp, parts, thread_counts[t], &scratch, &sig) ||
+                        fib_partition_init(&out, parts[1].n_units) ||
+                        fib_group_signatures(&sig, -1.0, &out))
+                        return 1;
+                    fib_signature_clear(&sig);
+                    fib_partition_clear(&out);
+                    double dt = now() - t0;
+                    best = dt < best ? dt : best;
+                }
+                fib_scratch_clear(&scratch);
+                double gbs = (double)bytes / best * 1e-9;
+                printf("%-7s %7lld %-7s %7d %9.2f %8.2f %6.2f %7.2f %8s %8s %8s %s\n",
+                       b == 0 ? "conv" : "lstm", (long long)k_in, fib_kernels_active()->name,
+                       (int)thread_counts[t], best * 1e3, gbs, gbs / bw, 0.6, "-", "-", "-", "-");
+                fflush(stdout);
+            }
+        }
+        fib_kernels_override(-1);
+        fib_partition_clear(&parts[1]);
+        fib_graph_free(g);
+    }
+    printf("(conv: 1024 x 1024 x 3 x 3 float32 kernels, 37.7 MB; lstm: w_ih 4096 x 2048 and "
+           "w_hh 4096 x 1024 float32, 50.3 MB; exact)\n");
+    free(w);
+    free(source);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int64_t n = argc > 1 ? atoll(argv[1]) : 4096;
@@ -360,6 +436,8 @@ int main(int argc, char **argv)
             fib_kernels_override(-1);
             free_layer(&L);
         }
+    if (!only_case || !strcmp(only_case, "blocks"))
+        failed |= other_blocks(reps, bw, n_counts, thread_counts);
     if (!only_case)
         failed |= kernel_only(n, reps, bw);
     return failed;

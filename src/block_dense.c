@@ -391,8 +391,9 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
     const fib_kernels *kernels = fib_kernels_active();
     bool discrete = source_discrete(in_p, d->n_in);
     int64_t tile = kernels->tile_rows;
-    /* rows per chunk: whole tiles, about 4 MB of sums (value and absolute) */
-    int64_t chunk = discrete ? 0 : ((INT64_C(1) << 18) / k_in) / tile * tile;
+    /* rows per chunk: whole tiles, about 4 MB of sums (merging needs no
+     * absolute sums: the kernels skip them) */
+    int64_t chunk = discrete ? 0 : ((INT64_C(1) << 19) / k_in) / tile * tile;
     if (!discrete && chunk < tile)
         chunk = tile;
     if (chunk > n_out)
@@ -401,7 +402,7 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
     double *w = fib_calloc(k_out * k_in, sizeof *w);
     double *b = d->bias ? fib_calloc(k_out, sizeof *b) : NULL;
     int64_t *sizes = fib_alloc(k_out, sizeof *sizes);
-    double *sums = discrete ? NULL : fib_alloc(2 * chunk * k_in, sizeof *sums);
+    double *sums = discrete ? NULL : fib_alloc(chunk * k_in, sizeof *sums);
     int64_t scratch_len = fib_colour_scratch_len(d->n_in, k_in);
     double *scratch = discrete ? NULL : fib_alloc(scratch_len * threads, sizeof *scratch);
     int64_t *perm = discrete ? NULL : fib_alloc(d->n_in, sizeof *perm);
@@ -434,15 +435,15 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
             for (int64_t t = 0; t < n_tiles; t++) {
                 int64_t row0 = t * tile, n = rows - row0 < tile ? rows - row0 : tile;
                 double *own = scratch + scratch_len * fib_thread_num();
-                double *val = sums + row0 * k_in, *abs_val = sums + (chunk + row0) * k_in;
+                double *val = sums + row0 * k_in;
                 if (d->dtype == FIB_DTYPE_F32)
                     kernels->colour_sums_f32((const float *)d->weights + (r0 + row0) * d->ld,
                                              d->ld, n, d->n_in, in_p->color, perm, start,
-                                             k_in, own, val, abs_val, k_in);
+                                             k_in, own, val, NULL, k_in);
                 else
                     kernels->colour_sums_f64((const double *)d->weights + (r0 + row0) * d->ld,
                                              d->ld, n, d->n_in, in_p->color, perm, start,
-                                             k_in, own, val, abs_val, k_in);
+                                             k_in, own, val, NULL, k_in);
             }
         }
         FIB_PRAGMA(omp parallel for num_threads(add_threads) schedule(static) if (add_threads > 1))

@@ -46,7 +46,8 @@ static inline int64_t fib_colour_scratch_len(int64_t n, int64_t k_classes)
  *     sum[r * ld_out + c]     = sum of w[r][k]  over k in c,
  *     abs_sum[r * ld_out + c] = sum of |w[r][k]| over k in c,
  * accumulated in double from 0.0 in ascending k (that order defines the
- * bits). scratch holds fib_colour_scratch_len(n, k_classes) doubles.
+ * bits); abs_sum NULL: the sums only (merging needs no allowances).
+ * scratch holds fib_colour_scratch_len(n, k_classes) doubles.
  * The SIMD versions transpose a tile's columns into scratch, then walk each
  * class's columns in perm order (the same ascending order), so that a
  * class's running sums stay in registers. */

@@ -102,13 +102,14 @@ static void write_out(const double *acc_s, const double *acc_a,
                       int64_t ld_out)
 {
     transpose_out(acc_s, k_classes, sum, ld_out);
-    transpose_out(acc_a, k_classes, abs_sum, ld_out);
+    if (abs_sum)
+        transpose_out(acc_a, k_classes, abs_sum, ld_out);
 }
 
 /* Adds the columns [k0, k1) held transposed in cols to each class's sums,
  * class by class in perm order (ascending columns within a class: the
  * scalar kernel's order). first: the sums start from 0.0. */
-#define CLASS_PASS(LOAD_COLUMN)                                                \
+#define CLASS_PASS(LOAD_COLUMN, WITH_ABS)                                     \
     for (int64_t c = 0; c < k_classes; c++) {                                  \
         int64_t p = first ? start[c] : ts.cursor[c], end = start[c + 1];       \
         if (!first && (p == end || perm[p] >= k1))                             \
@@ -119,22 +120,26 @@ static void write_out(const double *acc_s, const double *acc_a,
         } else {                                                               \
             s0 = _mm256_loadu_pd(ts.acc_s + c * TILE);                         \
             s1 = _mm256_loadu_pd(ts.acc_s + c * TILE + 4);                     \
-            a0 = _mm256_loadu_pd(ts.acc_a + c * TILE);                         \
-            a1 = _mm256_loadu_pd(ts.acc_a + c * TILE + 4);                     \
+            a0 = WITH_ABS ? _mm256_loadu_pd(ts.acc_a + c * TILE) : s0;         \
+            a1 = WITH_ABS ? _mm256_loadu_pd(ts.acc_a + c * TILE + 4) : s1;     \
         }                                                                      \
         for (; p < end && perm[p] < k1; p++) {                                 \
             __m256d lo, hi;                                                    \
             LOAD_COLUMN(perm[p] - k0);                                         \
             s0 = _mm256_add_pd(s0, lo);                                        \
             s1 = _mm256_add_pd(s1, hi);                                        \
-            a0 = _mm256_add_pd(a0, abs4(lo));                                  \
-            a1 = _mm256_add_pd(a1, abs4(hi));                                  \
+            if (WITH_ABS) {                                                    \
+                a0 = _mm256_add_pd(a0, abs4(lo));                           \
+                a1 = _mm256_add_pd(a1, abs4(hi));                           \
+            }                                                                  \
         }                                                                      \
         ts.cursor[c] = p;                                                      \
         _mm256_storeu_pd(ts.acc_s + c * TILE, s0);                             \
         _mm256_storeu_pd(ts.acc_s + c * TILE + 4, s1);                         \
-        _mm256_storeu_pd(ts.acc_a + c * TILE, a0);                             \
-        _mm256_storeu_pd(ts.acc_a + c * TILE + 4, a1);                         \
+        if (WITH_ABS) {                                                        \
+            _mm256_storeu_pd(ts.acc_a + c * TILE, a0);                         \
+            _mm256_storeu_pd(ts.acc_a + c * TILE + 4, a1);                     \
+        }                                                                      \
     }
 
 /* Exactly TILE rows. */
@@ -167,7 +172,10 @@ static void tile_f32(const float *w, int64_t ld, int64_t n, const int64_t *perm,
         lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));                       \
         hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));                     \
     } while (0)
-        CLASS_PASS(LOAD_F32)
+        if (abs_sum)
+            CLASS_PASS(LOAD_F32, 1)
+        else
+            CLASS_PASS(LOAD_F32, 0)
 #undef LOAD_F32
     }
     write_out(ts.acc_s, ts.acc_a, k_classes, sum, abs_sum, ld_out);
@@ -205,7 +213,10 @@ static void tile_f64(const double *w, int64_t ld, int64_t n, const int64_t *perm
         lo = _mm256_load_pd(cols + (at) * TILE);                               \
         hi = _mm256_load_pd(cols + (at) * TILE + 4);                           \
     } while (0)
-        CLASS_PASS(LOAD_F64)
+        if (abs_sum)
+            CLASS_PASS(LOAD_F64, 1)
+        else
+            CLASS_PASS(LOAD_F64, 0)
 #undef LOAD_F64
     }
     write_out(ts.acc_s, ts.acc_a, k_classes, sum, abs_sum, ld_out);
@@ -220,7 +231,7 @@ static void colour_sums_f32(const float *w, int64_t ld, int64_t rows,
     int64_t r = 0;
     for (; r + TILE <= rows; r += TILE)
         tile_f32(w + r * ld, ld, n, perm, start, k_classes, scratch,
-                 sum + r * ld_out, abs_sum + r * ld_out, ld_out);
+                 sum + r * ld_out, abs_sum ? abs_sum + r * ld_out : NULL, ld_out);
     fib_colour_sums_rows_f32(w, ld, r, rows, n, color, k_classes, sum, abs_sum,
                              ld_out);
 }
@@ -234,7 +245,7 @@ static void colour_sums_f64(const double *w, int64_t ld, int64_t rows,
     int64_t r = 0;
     for (; r + TILE <= rows; r += TILE)
         tile_f64(w + r * ld, ld, n, perm, start, k_classes, scratch,
-                 sum + r * ld_out, abs_sum + r * ld_out, ld_out);
+                 sum + r * ld_out, abs_sum ? abs_sum + r * ld_out : NULL, ld_out);
     fib_colour_sums_rows_f64(w, ld, r, rows, n, color, k_classes, sum, abs_sum,
                              ld_out);
 }

@@ -118,14 +118,15 @@ static void write_out(const double *acc_s, const double *acc_a,
                       int64_t ld_out)
 {
     transpose_out(acc_s, k_classes, sum, ld_out);
-    transpose_out(acc_a, k_classes, abs_sum, ld_out);
+    if (abs_sum)
+        transpose_out(acc_a, k_classes, abs_sum, ld_out);
 }
 
 /* Adds the columns [k0, k1) held transposed in cols to each class's sums,
  * class by class in perm order (ascending columns within a class, so the
  * same order as the scalar kernel). first: the sums start from 0.0. The
  * column j's 16 rows are COL(j) -> two vectors of doubles lo, hi. */
-#define CLASS_PASS(LOAD_COLUMN)                                                \
+#define CLASS_PASS(LOAD_COLUMN, WITH_ABS)                                     \
     for (int64_t c = 0; c < k_classes; c++) {                                  \
         int64_t p = first ? start[c] : ts.cursor[c], end = start[c + 1];       \
         if (!first && (p == end || perm[p] >= k1))                             \
@@ -134,24 +135,28 @@ static void write_out(const double *acc_s, const double *acc_a,
         if (first) {                                                           \
             s0 = s1 = a0 = a1 = _mm512_setzero_pd();                           \
         } else {                                                               \
-            s0 = _mm512_loadu_pd(ts.acc_s + c * TILE);                          \
-            s1 = _mm512_loadu_pd(ts.acc_s + c * TILE + 8);                      \
-            a0 = _mm512_loadu_pd(ts.acc_a + c * TILE);                          \
-            a1 = _mm512_loadu_pd(ts.acc_a + c * TILE + 8);                      \
+            s0 = _mm512_loadu_pd(ts.acc_s + c * TILE);                         \
+            s1 = _mm512_loadu_pd(ts.acc_s + c * TILE + 8);                     \
+            a0 = WITH_ABS ? _mm512_loadu_pd(ts.acc_a + c * TILE) : s0;         \
+            a1 = WITH_ABS ? _mm512_loadu_pd(ts.acc_a + c * TILE + 8) : s1;     \
         }                                                                      \
         for (; p < end && perm[p] < k1; p++) {                                 \
             __m512d lo, hi;                                                    \
             LOAD_COLUMN(perm[p] - k0);                                         \
             s0 = _mm512_add_pd(s0, lo);                                        \
             s1 = _mm512_add_pd(s1, hi);                                        \
-            a0 = _mm512_add_pd(a0, _mm512_abs_pd(lo));                         \
-            a1 = _mm512_add_pd(a1, _mm512_abs_pd(hi));                         \
+            if (WITH_ABS) {                                                    \
+                a0 = _mm512_add_pd(a0, _mm512_abs_pd(lo));                           \
+                a1 = _mm512_add_pd(a1, _mm512_abs_pd(hi));                           \
+            }                                                                  \
         }                                                                      \
         ts.cursor[c] = p;                                                      \
-        _mm512_storeu_pd(ts.acc_s + c * TILE, s0);                              \
-        _mm512_storeu_pd(ts.acc_s + c * TILE + 8, s1);                          \
-        _mm512_storeu_pd(ts.acc_a + c * TILE, a0);                              \
-        _mm512_storeu_pd(ts.acc_a + c * TILE + 8, a1);                          \
+        _mm512_storeu_pd(ts.acc_s + c * TILE, s0);                             \
+        _mm512_storeu_pd(ts.acc_s + c * TILE + 8, s1);                         \
+        if (WITH_ABS) {                                                        \
+            _mm512_storeu_pd(ts.acc_a + c * TILE, a0);                         \
+            _mm512_storeu_pd(ts.acc_a + c * TILE + 8, a1);                     \
+        }                                                                      \
     }
 
 /* Exactly TILE rows. */
@@ -184,7 +189,10 @@ static void tile_f32(const float *w, int64_t ld, int64_t n, const int64_t *perm,
         lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));                       \
         hi = _mm512_cvtps_pd(upper8(v));                                       \
     } while (0)
-        CLASS_PASS(LOAD_F32)
+        if (abs_sum)
+            CLASS_PASS(LOAD_F32, 1)
+        else
+            CLASS_PASS(LOAD_F32, 0)
 #undef LOAD_F32
     }
     write_out(ts.acc_s, ts.acc_a, k_classes, sum, abs_sum, ld_out);
@@ -222,7 +230,10 @@ static void tile_f64(const double *w, int64_t ld, int64_t n, const int64_t *perm
         lo = _mm512_load_pd(cols + (at) * TILE);                               \
         hi = _mm512_load_pd(cols + (at) * TILE + 8);                           \
     } while (0)
-        CLASS_PASS(LOAD_F64)
+        if (abs_sum)
+            CLASS_PASS(LOAD_F64, 1)
+        else
+            CLASS_PASS(LOAD_F64, 0)
 #undef LOAD_F64
     }
     write_out(ts.acc_s, ts.acc_a, k_classes, sum, abs_sum, ld_out);
@@ -237,7 +248,7 @@ static void colour_sums_f32(const float *w, int64_t ld, int64_t rows,
     int64_t r = 0;
     for (; r + TILE <= rows; r += TILE)
         tile_f32(w + r * ld, ld, n, perm, start, k_classes, scratch,
-                 sum + r * ld_out, abs_sum + r * ld_out, ld_out);
+                 sum + r * ld_out, abs_sum ? abs_sum + r * ld_out : NULL, ld_out);
     fib_colour_sums_rows_f32(w, ld, r, rows, n, color, k_classes, sum, abs_sum,
                              ld_out);
 }
@@ -251,7 +262,7 @@ static void colour_sums_f64(const double *w, int64_t ld, int64_t rows,
     int64_t r = 0;
     for (; r + TILE <= rows; r += TILE)
         tile_f64(w + r * ld, ld, n, perm, start, k_classes, scratch,
-                 sum + r * ld_out, abs_sum + r * ld_out, ld_out);
+                 sum + r * ld_out, abs_sum ? abs_sum + r * ld_out : NULL, ld_out);
     fib_colour_sums_rows_f64(w, ld, r, rows, n, color, k_classes, sum, abs_sum,
                              ld_out);
 }

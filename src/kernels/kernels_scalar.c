@@ -12,8 +12,14 @@ void fib_colour_sums_rows_f32(const float *w, int64_t ld, int64_t row0,
 {
     for (int64_t r = row0; r < rows; r++) {
         const float *row = w + r * ld;
-        double *s = sum + r * ld_out, *a = abs_sum + r * ld_out;
+        double *s = sum + r * ld_out;
         memset(s, 0, (size_t)k_classes * sizeof *s);
+        if (!abs_sum) {
+            for (int64_t k = 0; k < n; k++)
+                s[color[k]] += (double)row[k];
+            continue;
+        }
+        double *a = abs_sum + r * ld_out;
         memset(a, 0, (size_t)k_classes * sizeof *a);
         for (int64_t k = 0; k < n; k++) {
             double x = (double)row[k];
@@ -30,8 +36,14 @@ void fib_colour_sums_rows_f64(const double *w, int64_t ld, int64_t row0,
 {
     for (int64_t r = row0; r < rows; r++) {
         const double *row = w + r * ld;
-        double *s = sum + r * ld_out, *a = abs_sum + r * ld_out;
+        double *s = sum + r * ld_out;
         memset(s, 0, (size_t)k_classes * sizeof *s);
+        if (!abs_sum) {
+            for (int64_t k = 0; k < n; k++)
+                s[color[k]] += row[k];
+            continue;
+        }
+        double *a = abs_sum + r * ld_out;
         memset(a, 0, (size_t)k_classes * sizeof *a);
         for (int64_t k = 0; k < n; k++) {
             s[color[k]] += row[k];

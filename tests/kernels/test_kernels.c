@@ -98,6 +98,17 @@ static void test_colour_sums(int f64)
             else
                 kern->colour_sums_f32(wf + shift, ld, rows, n, color, perm, start, k,
                                       scratch, out_s, out_a, ld_out);
+            /* the sums alone (abs_sum NULL) are the same sums */
+            double *only = calloc((size_t)(rows * ld_out), sizeof(double));
+            if (f64)
+                kern->colour_sums_f64(wd + shift, ld, rows, n, color, perm, start, k,
+                                      scratch, only, NULL, ld_out);
+            else
+                kern->colour_sums_f32(wf + shift, ld, rows, n, color, perm, start, k,
+                                      scratch, only, NULL, ld_out);
+            for (int64_t r = 0; r < rows; r++)
+                CHECK(!memcmp(out_s + r * ld_out, only + r * ld_out, (size_t)k * sizeof(double)));
+            free(only);
             if (s == 0)
                 continue;
             for (int64_t r = 0; r < rows; r++) {

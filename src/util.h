@@ -30,6 +30,18 @@ void *fib_calloc(int64_t count, size_t size);  /* zeroed */
 void fib_free(void *p);
 char *fib_strdup(const char *s);
 
+/* Asks the cache for bytes [p, p + n) ahead of their use (a hint; nothing
+ * on compilers without __builtin_prefetch). */
+static inline void fib_prefetch_range(const char *p, size_t n)
+{
+#if defined(__GNUC__)
+    for (size_t off = 0; off < n; off += 64)
+        __builtin_prefetch(p + off, 0, 3);
+#else
+    (void)p, (void)n;
+#endif
+}
+
 /* Size of one element of a FIB_DTYPE_*, 0 if unknown. */
 size_t fib_dtype_size(int32_t dtype);
 /* Reads element i of a float32/float64 buffer as double. */

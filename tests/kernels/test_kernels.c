@@ -92,20 +92,17 @@ static void test_colour_sums(int f64)
         for (int s = 0; s < n_sets; s++) {
             const fib_kernels *kern = s == 0 ? fib_kernels_scalar() : sets[s];
             double *out_s = s == 0 ? ref_s : got_s, *out_a = s == 0 ? ref_a : got_a;
-            if (f64)
-                kern->colour_sums_f64(wd + shift, ld, rows, n, color, perm, start, k,
-                                      scratch, out_s, out_a, ld_out);
-            else
-                kern->colour_sums_f32(wf + shift, ld, rows, n, color, perm, start, k,
-                                      scratch, out_s, out_a, ld_out);
-            /* the sums alone (abs_sum NULL) are the same sums */
+            /* the sums alone (abs_sum NULL, second pass) are the same sums */
             double *only = calloc((size_t)(rows * ld_out), sizeof(double));
-            if (f64)
-                kern->colour_sums_f64(wd + shift, ld, rows, n, color, perm, start, k,
-                                      scratch, only, NULL, ld_out);
-            else
-                kern->colour_sums_f32(wf + shift, ld, rows, n, color, perm, start, k,
-                                      scratch, only, NULL, ld_out);
+            for (int pass = 0; pass < 2; pass++) {
+                double *sums = pass ? only : out_s, *abs_sums = pass ? NULL : out_a;
+                if (f64)
+                    kern->colour_sums_f64(wd + shift, ld, rows, n, color, perm, start, k,
+                                          scratch, sums, abs_sums, ld_out);
+                else
+                    kern->colour_sums_f32(wf + shift, ld, rows, n, color, perm, start, k,
+                                          scratch, sums, abs_sums, ld_out);
+            }
             for (int64_t r = 0; r < rows; r++)
                 CHECK(!memcmp(out_s + r * ld_out, only + r * ld_out, (size_t)k * sizeof(double)));
             free(only);
@@ -345,6 +342,46 @@ static int64_t *colours_of(const fib_graph *g, const fib_coloring *c, int64_t *l
     return out;
 }
 
+/* Colours g under every kernel set on 1-3 threads: the same colouring every
+ * time, and fibers balanced. Returns the number of classes of group
+ * `count_group` (or -1 when a colouring failed). */
+static int64_t same_colouring_everywhere(const fib_graph *g, int32_t symmetry,
+                                         int32_t tolerance, double eps, int32_t count_group)
+{
+    int64_t *ref = NULL, ref_len = 0, classes = -1;
+    for (int s = 0; s < n_sets; s++)
+        for (int32_t threads = 1; threads <= 3; threads++) {
+            CHECK(fib_kernels_override(sets[s]->level) == 0);
+            fib_color_options o;
+            fib_color_options_init(&o, sizeof o);
+            o.symmetry = symmetry;
+            o.tolerance = tolerance;
+            o.eps = eps;
+            o.n_threads = threads;
+            fib_coloring *c = NULL;
+            CHECK(fib_color(g, &o, &c) == FIB_OK);
+            if (!c)
+                return -1;
+            int32_t balanced = 0;
+            CHECK(fib_coloring_is_balanced(g, c, eps, &balanced) == FIB_OK);
+            CHECK(symmetry != FIB_SYM_FIBERS || balanced == 1);
+            fib_coloring_num_classes(c, count_group, &classes);
+            int64_t len;
+            int64_t *got = colours_of(g, c, &len);
+            if (!ref) {
+                ref = got;
+                ref_len = len;
+            } else {
+                CHECK(len == ref_len && !memcmp(got, ref, (size_t)len * sizeof *got));
+                free(got);
+            }
+            fib_coloring_free(c);
+        }
+    free(ref);
+    fib_kernels_override(-1);
+    return classes;
+}
+
 static void test_colourings(void)
 {
     const int64_t widths[] = {1, 5, 40, 130};
@@ -353,42 +390,10 @@ static void test_colourings(void)
             for (int tol = 0; tol < 2; tol++) {
                 double eps = tol ? 1e-3 : 0.0;
                 net n = make_net(dtype, widths[wi], tol ? eps / 4 : 0.0);
-                for (int32_t sym = FIB_SYM_FIBERS; sym <= FIB_SYM_COVERS; sym++) {
-                    int64_t *ref = NULL, ref_len = 0;
-                    for (int s = 0; s < n_sets; s++)
-                        for (int32_t threads = 1; threads <= 3; threads++) {
-                            CHECK(fib_kernels_override(sets[s]->level) == 0);
-                            fib_color_options o;
-                            fib_color_options_init(&o, sizeof o);
-                            o.symmetry = sym;
-                            o.tolerance = tol ? FIB_TOL_ABS : FIB_TOL_EXACT;
-                            o.eps = eps;
-                            o.n_threads = threads;
-                            fib_coloring *c = NULL;
-                            CHECK(fib_color(n.g, &o, &c) == FIB_OK);
-                            if (!c)
-                                continue;
-                            int32_t balanced = 0;
-                            CHECK(fib_coloring_is_balanced(n.g, c, eps, &balanced) == FIB_OK);
-                            if (sym == FIB_SYM_FIBERS)
-                                CHECK(balanced == 1);
-                            int64_t len;
-                            int64_t *got = colours_of(n.g, c, &len);
-                            if (!ref) {
-                                ref = got;
-                                ref_len = len;
-                            } else {
-                                CHECK(len == ref_len &&
-                                      !memcmp(got, ref, (size_t)len * sizeof *got));
-                                free(got);
-                            }
-                            fib_coloring_free(c);
-                        }
-                    free(ref);
-                }
+                for (int32_t sym = FIB_SYM_FIBERS; sym <= FIB_SYM_COVERS; sym++)
+                    same_colouring_everywhere(n.g, sym, tol ? FIB_TOL_ABS : FIB_TOL_EXACT, eps, 1);
                 free_net(&n);
             }
-    fib_kernels_override(-1);
 }
 
 /* Convolution kernels and LSTM gate rows go through the same colour sums:
@@ -449,43 +454,13 @@ static void test_conv_lstm_colourings(void)
     for (int32_t dtype = FIB_DTYPE_F32; dtype <= FIB_DTYPE_F64; dtype++) {
         void *owned = NULL;
         fib_graph *g = conv_lstm_net(dtype, &owned);
-        for (int32_t sym = FIB_SYM_FIBERS; sym <= FIB_SYM_COVERS; sym += FIB_SYM_COVERS - FIB_SYM_FIBERS) {
-            int64_t *ref = NULL, ref_len = 0;
-            for (int s = 0; s < n_sets; s++)
-                for (int32_t threads = 1; threads <= 3; threads++) {
-                    CHECK(fib_kernels_override(sets[s]->level) == 0);
-                    fib_color_options o;
-                    fib_color_options_init(&o, sizeof o);
-                    o.symmetry = sym;
-                    o.n_threads = threads;
-                    fib_coloring *c = NULL;
-                    CHECK(fib_color(g, &o, &c) == FIB_OK);
-                    if (!c)
-                        continue;
-                    int32_t balanced = 0;
-                    CHECK(fib_coloring_is_balanced(g, c, 0.0, &balanced) == FIB_OK);
-                    CHECK(sym != FIB_SYM_FIBERS || balanced == 1);
-                    int64_t len, k1 = 0;
-                    /* conv1's copied pairs are its fibers (covers split them:
-                     * conv2 reads the pair's channels differently) */
-                    fib_coloring_num_classes(c, 1, &k1);
-                    CHECK(sym != FIB_SYM_FIBERS || k1 == 6);
-                    int64_t *got = colours_of(g, c, &len);
-                    if (!ref) {
-                        ref = got;
-                        ref_len = len;
-                    } else {
-                        CHECK(len == ref_len && !memcmp(got, ref, (size_t)len * sizeof *got));
-                        free(got);
-                    }
-                    fib_coloring_free(c);
-                }
-            free(ref);
-        }
+        /* conv1's copied pairs are its fibers (covers split them: conv2
+         * reads the pair's channels differently) */
+        CHECK(same_colouring_everywhere(g, FIB_SYM_FIBERS, FIB_TOL_EXACT, 0.0, 1) == 6);
+        same_colouring_everywhere(g, FIB_SYM_COVERS, FIB_TOL_EXACT, 0.0, 1);
         fib_graph_free(g);
         free(owned);
     }
-    fib_kernels_override(-1);
 }
 
 /* ---- compress ----------------------------------------------------------- */

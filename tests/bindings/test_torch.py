@@ -161,6 +161,54 @@ def test_tolerance_merges_near_copies():
     assert ft.verify(model, small, x).max_abs < 0.05
 
 
+def scaled_planted_mlp(seed=0):
+    """10 -> 12 -> 4 ReLU MLP whose hidden units are 3 rows, each copied 4
+    times with a positive scale s on its incoming weights and bias and 1/s
+    on its outgoing column: the same function as the 3-unit base."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    base = nn.Sequential(nn.Linear(10, 3), nn.ReLU(), nn.Linear(3, 4)).double()
+    big = nn.Sequential(nn.Linear(10, 12), nn.ReLU(), nn.Linear(12, 4)).double()
+    with torch.no_grad():
+        for i in range(12):
+            s = 0.5 + torch.rand(1, generator=g, dtype=torch.float64).item()
+            big[0].weight[i] = s * base[0].weight[i % 3]
+            big[0].bias[i] = s * base[0].bias[i % 3]
+            big[2].weight[:, i] = base[2].weight[:, i % 3] / (4 * s)
+        big[2].bias.copy_(base[2].bias)
+    return big
+
+
+@pytest.mark.parametrize("tolerance", ["scaled+complete", "scaled+ward", "scaled+abs"])
+def test_compress_takes_every_tolerance_by_name(tolerance):
+    big = scaled_planted_mlp()
+    x = torch.randn(16, 10, dtype=torch.float64)
+    # plain exact merging sees twelve different units ...
+    assert ft.analyze(big, x)["_0"]["fibers"] == 12
+    # ... the scale-aware modes see the three planted ones and keep the function
+    small, plan = ft.compress(big, x, eps=1e-6, tolerance=tolerance)
+    assert hidden_widths(small) == [3] and plan.tolerance == tolerance
+    assert ft.verify(big, small, x).max_abs < 1e-9
+    report = ft.analyze(big, x, eps=1e-6, tolerance=tolerance)
+    assert report["_0"]["fibers"] == 3 and report["_0"]["covers"] is None
+    assert " - " in str(report)  # opfibers and covers are not scale-aware
+
+
+@pytest.mark.parametrize("tolerance", ["rel", "cosine", "complete", "ward"])
+def test_every_grouping_finds_exact_copies(tolerance):
+    model, _ = planted_mlp(nn.ReLU)
+    x = torch.randn(16, 10)
+    small, plan = ft.compress(model, x, eps=1e-6, tolerance=tolerance)
+    assert hidden_widths(small)[0] == 3 and plan.tolerance == tolerance
+    assert ft.verify(model, small, x).max_abs < 1e-4
+
+
+def test_unknown_tolerance_names_the_known_ones():
+    model, _ = planted_mlp(nn.ReLU)
+    with pytest.raises(ValueError, match="cosine"):
+        ft.compress(model, torch.randn(4, 10), tolerance="cosinus")
+
+
 def test_fiber_tracker(tmp_path):
     model, _ = planted_mlp(nn.ReLU)
     x = torch.randn(8, 10)

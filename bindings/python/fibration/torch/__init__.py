@@ -27,6 +27,7 @@ from collections import namedtuple
 import numpy as np
 import torch
 
+from .. import _core
 from ._plan import Plan, params_line
 from ._rebuild import rebuild
 from ._trace import UnsupportedModelError, trace
@@ -43,11 +44,18 @@ def count_parameters(model):
 
 
 def _tolerance(eps, tolerance):
-    if tolerance not in ("exact", "abs"):
-        raise ValueError("tolerance must be 'exact' or 'abs', not %r" % (tolerance,))
-    if eps < 0:
+    """The tolerance to colour with: any mode the library knows by name
+    ('exact', 'abs', 'rel', 'cosine', 'complete', 'ward', optionally
+    'scaled+' one of them); 'exact' with eps > 0 means 'abs', as it always
+    has here."""
+    if not isinstance(tolerance, str):
+        raise ValueError("tolerance must be a name such as 'abs' or 'scaled+ward', not %r"
+                         % (tolerance,))
+    tolerance = tolerance.lower().replace(" ", "")
+    _core._tolerance(tolerance)  # ValueError naming the known modes
+    if not eps >= 0:
         raise ValueError("eps must be >= 0")
-    return "abs" if eps > 0 else tolerance
+    return "abs" if eps > 0 and tolerance == "exact" else tolerance
 
 
 def _ignored_nodes(net, ignored_layers):
@@ -130,7 +138,8 @@ class Report:
         return iter(self.rows)
 
     def __str__(self):
-        cells = [self.COLUMNS] + [tuple(str(r[c]) for c in self.COLUMNS) for r in self.rows]
+        cells = [self.COLUMNS] + [tuple("-" if r[c] is None else str(r[c]) for c in self.COLUMNS)
+                                  for r in self.rows]
         widths = [max(len(row[i]) for row in cells) for i in range(len(self.COLUMNS))]
         lines = ["  ".join(c.rjust(w) if i >= 2 else c.ljust(w)
                            for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
@@ -186,7 +195,13 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False,
                          "not %r" % (symmetry,))
     tolerance = _tolerance(eps, tolerance)
     net = _trace(model, example_input)
-    colorings = {s: net.graph.color(s, tolerance, eps)
+    # scale-aware merging is defined for fibers only: their opfibers and
+    # covers are reported as None ('-' in the table)
+    scaled = tolerance.startswith("scaled+")
+    if scaled and symmetry == "all":
+        raise ValueError("symmetry='all' needs opfibers and covers, which a scale-aware "
+                         "tolerance (%r) does not define" % (tolerance,))
+    colorings = {s: net.graph.color(s, tolerance, eps) if s == "fibers" or not scaled else None
                  for s in ("fibers", "opfibers", "covers")}
     hierarchy = net.graph.hierarchy(tolerance, eps) if symmetry == "all" else None
     base = net.graph.compress(colorings["fibers"])
@@ -199,8 +214,10 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False,
             "layer": layer.node, "kind": layer.kind if layer.kind != "dense" else "linear",
             "units": layer.width,
             "fibers": colorings["fibers"].num_classes(layer.group),
-            "opfibers": colorings["opfibers"].num_classes(layer.group),
-            "covers": colorings["covers"].num_classes(layer.group),
+            "opfibers": (colorings["opfibers"].num_classes(layer.group)
+                         if colorings["opfibers"] else None),
+            "covers": (colorings["covers"].num_classes(layer.group)
+                       if colorings["covers"] else None),
             "classes": _class_summary(colorings["fibers"].class_sizes(layer.group)),
             "params": _layer_params(net.graph, layer),
             "base params": _layer_params(base_graph, layer),

@@ -62,7 +62,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 
 import fashion_data as fd  # noqa: E402
-from fibration.torch._trace import trace  # noqa: E402
+from fibration.torch import trace  # noqa: E402
 
 METHODS = ("sgd", "cbp", "fib", "fib6", "fibcos", "sync", "fibsync")
 FIB_EPS = {"fib": 3.0, "fib6": 6.0, "fibcos": "cos"}

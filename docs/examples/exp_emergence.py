@@ -43,7 +43,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 
 import fashion_data as fd  # noqa: E402
-from fibration.torch._trace import trace  # noqa: E402
+from fibration.torch import trace  # noqa: E402
 
 TOLERANCES = (("exact", 0.0), ("rel1", 1.0), ("rel2", 2.0), ("rel4", 4.0),
               ("cos0.3", "cos", 0.3), ("cos0.5", "cos", 0.5))

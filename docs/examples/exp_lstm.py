@@ -40,8 +40,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 import fashion_data as fd  # noqa: E402
 import fibration  # noqa: E402
 import fibration.torch as ft  # noqa: E402
-from fibration.torch._rebuild import rebuild  # noqa: E402
-from fibration.torch._trace import trace  # noqa: E402
+from fibration.torch import trace  # noqa: E402
 
 
 class RowLSTM(nn.Module):
@@ -73,7 +72,7 @@ def compress_with(model, x, tolerance, eps):
         # and the rebuilt model would then need a gather it cannot re-trace)
         if layer.kind == "last_step":
             coloring.set_group(layer.group, coloring.colors(net.layers[layer.sources[0]].group))
-    return rebuild(net, net.graph.compress(coloring), "CompressedRowLSTM"), None
+    return net.compress(coloring, "CompressedRowLSTM"), None
 
 
 def compress_to(model, x, target, tolerance="abs"):

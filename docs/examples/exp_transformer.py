@@ -39,8 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 
-from fibration.torch._rebuild import rebuild  # noqa: E402
-from fibration.torch._trace import trace  # noqa: E402
+from fibration.torch import trace  # noqa: E402
 
 TEXT = "/usr/share/vim/vim90/doc/*.txt"
 CONTEXT = 32
@@ -136,8 +135,7 @@ def compress_core(model, c):
         if weights:
             net.graph.set_eps(layer.group, c * float(torch.cat(weights).std()))
     coloring = net.graph.color("fibers", "abs", 0.0)
-    base = net.graph.compress(coloring)
-    small = rebuild(net, base, "CompressedCore")
+    small = net.compress(coloring, "CompressedCore")
     out = CharModel.__new__(CharModel)
     nn.Module.__init__(out)
     out.tok, out.pos, out.core = model.tok, model.pos, small

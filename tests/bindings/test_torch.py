@@ -203,6 +203,23 @@ def test_every_grouping_finds_exact_copies(tolerance):
     assert ft.verify(model, small, x).max_abs < 1e-4
 
 
+def test_trace_colour_edit_and_compress_by_hand():
+    model, _ = planted_mlp(nn.ReLU)
+    x = torch.randn(16, 10)
+    net = ft.trace(model, x)
+    hidden = next(layer for layer in net.layers if layer.kind == "dense" and
+                  layer.group not in net.outputs)
+    coloring = net.graph.color("fibers", "cosine", 1e-6)
+    assert coloring.num_classes(hidden.group) == 3
+    small = net.compress(coloring)
+    assert hidden_widths(small)[0] == 3 and ft.verify(model, small, x).max_abs < 1e-4
+    # a colouring edited by hand: every unit its own class is the model again
+    coloring.set_group(hidden.group, list(range(hidden.width)))
+    same = net.compress(coloring, "Same")
+    assert type(same).__name__ == "Same" and hidden_widths(same)[0] == hidden.width
+    assert ft.verify(model, same, x).max_abs < 1e-5
+
+
 def test_unknown_tolerance_names_the_known_ones():
     model, _ = planted_mlp(nn.ReLU)
     with pytest.raises(ValueError, match="cosine"):

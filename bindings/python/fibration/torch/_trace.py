@@ -90,6 +90,16 @@ class Network:
     def layer(self, node_name):
         return next(l for l in self.layers if l.node == node_name)
 
+    def compress(self, coloring, class_name=None):
+        """The compressed model (ordinary nn.Modules) for any colouring of
+        self.graph: one made by self.graph.color(...) with any tolerance,
+        edited with Coloring.set_group, or built by hand. The base is Eq. 10
+        of the colouring (fib_compress); class_name defaults to
+        'Compressed' + the model's class name."""
+        from ._rebuild import rebuild
+        return rebuild(self, self.graph.compress(coloring),
+                       class_name or "Compressed" + type(self.model).__name__)
+
 
 def _describe(node, gm):
     if node.op == "call_module":

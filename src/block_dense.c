@@ -390,6 +390,38 @@ static bool source_discrete(const fib_partition *src, int64_t n_in)
  * is made by one thread in the same order, so the bits depend on neither the
  * thread count nor the SIMD level. Over a discrete source the colour sums
  * are the weights themselves (the same bits), read in place. */
+/* The end of Eq. 10 for a dense group: w (k_out x k_in, taken over) holds
+ * the members' colour sums added per class; divides them by the class
+ * sizes, averages the biases likewise and adds the base block. */
+static int32_t merge_finish(const fib_graph *g, int32_t group, const fib_partition *out_p,
+                           int64_t k_in, double *w, fib_graph *base, const int32_t *base_ids)
+{
+    const fib_dense *d = dense_of(g, group);
+    int64_t k_out = out_p->n_classes;
+    double *b = d->bias ? fib_calloc(k_out, sizeof *b) : NULL;
+    int64_t *sizes = fib_alloc(k_out, sizeof *sizes);
+    if ((d->bias && !b) || !sizes) {
+        fib_free(w);
+        fib_free(b);
+        fib_free(sizes);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+    }
+    fib_partition_class_sizes(out_p, sizes);
+    for (int64_t i = 0; b && i < out_p->n_units; i++)
+        b[out_p->color[i]] += fib_dense_bias(d, i);
+    for (int64_t c = 0; c < k_out; c++) {
+        double inv = 1.0 / (double)sizes[c];
+        for (int64_t k = 0; k < k_in; k++)
+            w[c * k_in + k] *= inv;
+        if (b)
+            b[c] *= inv;
+    }
+    fib_free(sizes);
+    int32_t id;
+    return fib_graph_add_dense_owned(base, base_ids[g->groups[group].sources[0]], k_out, w, b,
+                                     &id);
+}
+
 static int32_t dense_compress(const fib_graph *g, int32_t group,
                               const fib_partition *parts, fib_graph *base,
                               const int32_t *base_ids)
@@ -411,18 +443,13 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
         chunk = n_out;
     int threads = fib_thread_count(0, discrete ? 1 : (chunk + tile - 1) / tile);
     double *w = fib_calloc(k_out * k_in, sizeof *w);
-    double *b = d->bias ? fib_calloc(k_out, sizeof *b) : NULL;
-    int64_t *sizes = fib_alloc(k_out, sizeof *sizes);
     double *sums = discrete ? NULL : fib_alloc(chunk * k_in, sizeof *sums);
     int64_t scratch_len = fib_colour_scratch_len(d->n_in, k_in);
     double *scratch = discrete ? NULL : fib_alloc(scratch_len * threads, sizeof *scratch);
     int64_t *perm = discrete ? NULL : fib_alloc(d->n_in, sizeof *perm);
     int64_t *start = discrete ? NULL : fib_alloc(k_in + 1, sizeof *start);
-    if (!w || (d->bias && !b) || !sizes ||
-        (!discrete && (!sums || !scratch || !perm || !start))) {
+    if (!w || (!discrete && (!sums || !scratch || !perm || !start))) {
         fib_free(w);
-        fib_free(b);
-        fib_free(sizes);
         fib_free(sums);
         fib_free(scratch);
         fib_free(perm);
@@ -431,7 +458,6 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
     }
     if (!discrete)
         fib_colour_order(in_p->color, d->n_in, k_in, perm, start);
-    fib_partition_class_sizes(out_p, sizes);
     /* column ranges of the base for the adds: about 1024 columns each */
     int64_t span = k_in < 1024 ? k_in : 1024;
     int64_t n_spans = (k_in + span - 1) / span;
@@ -478,22 +504,24 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
             }
         }
     }
-    for (int64_t i = 0; b && i < n_out; i++)
-        b[out_p->color[i]] += fib_dense_bias(d, i);
-    for (int64_t c = 0; c < k_out; c++) {
-        double inv = 1.0 / (double)sizes[c];
-        for (int64_t k = 0; k < k_in; k++)
-            w[c * k_in + k] *= inv;
-        if (b)
-            b[c] *= inv;
-    }
-    fib_free(sizes);
     fib_free(sums);
     fib_free(scratch);
     fib_free(perm);
     fib_free(start);
-    int32_t id;
-    return fib_graph_add_dense_owned(base, base_ids[source], k_out, w, b, &id);
+    return merge_finish(g, group, out_p, k_in, w, base, base_ids);
+}
+
+int32_t fib_dense_compress_totals(const fib_graph *g, int32_t group,
+                                  const fib_partition *parts, const double *totals,
+                                  fib_graph *base, const int32_t *base_ids)
+{
+    const fib_partition *out_p = &parts[group];
+    int64_t k_in = parts[g->groups[group].sources[0]].n_classes;
+    double *w = fib_alloc(out_p->n_classes * k_in, sizeof *w);
+    if (!w)
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+    memcpy(w, totals, (size_t)(out_p->n_classes * k_in) * sizeof *w);
+    return merge_finish(g, group, out_p, k_in, w, base, base_ids);
 }
 
 static int32_t dense_lift(const fib_graph *base, int32_t group,

@@ -83,6 +83,7 @@ void fib_coloring_free(fib_coloring *c)
         for (int32_t i = 0; i < c->n_groups; i++)
             fib_free(c->scales[i]);
     fib_free(c->scales);
+    fib_class_sums_free(c);
     fib_free(c);
 }
 
@@ -133,7 +134,8 @@ static int32_t step(progress *p)
  * splits; *changed tells whether it did. */
 static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
                             const fib_partition *fibers, int32_t mode, double eps,
-                            int32_t n_threads, fib_scratch *scratch, bool *changed)
+                            int32_t n_threads, fib_scratch *scratch, fib_coloring *keep,
+                            bool *changed)
 {
     fib_signature sig;
     int32_t status = fibers ? fib_opfiber_signature_ex(g, i, parts, fibers, n_threads,
@@ -153,17 +155,20 @@ static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
     if (!status)
         status = fib_group_signatures_mode(&sig, mode, eps, weight, &next);
     fib_free(weight);
-    fib_signature_clear(&sig);
     fib_partition met = {0};
     if (!status)
         status = fib_partition_meet(&met, &next, &parts[i]);
     fib_partition_clear(&next);
-    if (status)
-        return status;
-    *changed = met.n_classes != parts[i].n_classes;
-    fib_partition_clear(&parts[i]);
-    parts[i] = met;
-    return FIB_OK;
+    if (!status) {
+        *changed = met.n_classes != parts[i].n_classes;
+        fib_partition_clear(&parts[i]);
+        parts[i] = met;
+        /* a feed-forward group's fibers are final: keep the merge's totals */
+        if (keep && !(g->groups[i].ops && g->groups[i].ops->recurrent))
+            status = fib_class_sums_keep(keep, g, i, &sig, parts);
+    }
+    fib_signature_clear(&sig);
+    return status;
 }
 
 /* Colours group i: one pass for a feed-forward block; for a recurrent one,
@@ -171,14 +176,15 @@ static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
  * balanced partition), at most n_units passes. */
 static int32_t color_group(const fib_graph *g, int32_t i, fib_partition *parts,
                            const fib_partition *fibers, int32_t mode, double eps,
-                           int32_t n_threads, fib_scratch *scratch)
+                           int32_t n_threads, fib_scratch *scratch, fib_coloring *keep)
 {
     fib_partition_single(&parts[i]);
     bool changed = true;
     bool recurrent = g->groups[i].ops && g->groups[i].ops->recurrent;
     int32_t status = FIB_OK;
     while (changed && !status) {
-        status = refine_group(g, i, parts, fibers, mode, eps, n_threads, scratch, &changed);
+        status = refine_group(g, i, parts, fibers, mode, eps, n_threads, scratch, keep,
+                              &changed);
         changed = changed && recurrent;
     }
     return status;
@@ -205,9 +211,13 @@ static int32_t color_nodes(const fib_graph *g, const fib_color_options *o,
     return fib_color_node_groups(g, &wrapped, reverse, parts);
 }
 
+/* Fibers into c->parts (c->scales: FIB_TOL_SCALED); dense groups keep
+ * their merge totals in c (fib_class_sums_keep). */
 static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
-                            fib_partition *parts, double **scales, progress *prog)
+                            fib_coloring *c, progress *prog)
 {
+    fib_partition *parts = c->parts;
+    double **scales = c->scales;
     int32_t node_status = color_nodes(g, o, false, parts, prog);
     if (node_status)
         return node_status;
@@ -228,7 +238,7 @@ static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
                                g->groups[i].ops ? g->groups[i].ops->name : "input");
         else
             status = color_group(g, i, parts, NULL, o->tolerance, group_eps(g, i, o),
-                                 o->n_threads, &prog->scratch);
+                                 o->n_threads, &prog->scratch, c);
         if (!status)
             status = step(prog);
         if (status)
@@ -248,7 +258,7 @@ static int32_t color_opfibers(const fib_graph *g, const fib_color_options *o,
         int32_t status = FIB_OK;
         if (!fib_group_is_output(g, i) && g->groups[i].op != FIB_OP_NODES)
             status = color_group(g, i, parts, fibers, o->tolerance, group_eps(g, i, o),
-                                 o->n_threads, &prog->scratch);
+                                 o->n_threads, &prog->scratch, NULL);
         if (!status)
             status = step(prog);
         if (status)
@@ -270,7 +280,7 @@ int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
             status = fib_error(FIB_E_NOMEM, "fib_color: out of memory for scales");
     }
     if (!status)
-        status = color_fibers(g, o, fibers->parts, fibers->scales, &prog);
+        status = color_fibers(g, o, fibers, &prog);
     if (status || o->symmetry == FIB_SYM_FIBERS)
         goto done;
     status = fib_coloring_alloc(g, FIB_SYM_OPFIBERS, &opfibers);

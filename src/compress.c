@@ -119,6 +119,10 @@ int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
             status = fib_graph_add_input(b->graph, b->projection[i].n_classes, &ids[i]);
         else if (c->scales && g->groups[i].op == FIB_OP_DENSE)
             status = fib_dense_compress_scaled(g, i, b->projection, c->scales, b->graph, ids);
+        else if (fib_class_sums_find(c, g, i, b->projection))
+            status = fib_dense_compress_totals(g, i, b->projection,
+                                               fib_class_sums_find(c, g, i, b->projection),
+                                               b->graph, ids);
         else
             status = g->groups[i].ops->compress(g, i, b->projection, b->graph, ids);
         if (!status)

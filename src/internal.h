@@ -398,6 +398,16 @@ int32_t fib_group_signatures(const fib_signature *sig, double eps,
                              fib_partition *out);
 
 /* color.c */
+/* src/class_sums.c: a dense group's merge totals, kept by its fiber
+ * colouring: sums[c * k_in + c'] = the sum over the members of class c
+ * (rows ascending, from 0.0) of their colour sums over source class c',
+ * made for the partitions out_labels (the group) and in_labels (its
+ * source). */
+typedef struct fib_class_sums {
+    double *sums;
+    int64_t *out_labels, *in_labels;
+} fib_class_sums;
+
 struct fib_coloring {
     int32_t symmetry;
     int32_t n_groups;
@@ -405,7 +415,23 @@ struct fib_coloring {
     /* Per group, the unit scales of FIB_TOL_SCALED (linkage.c), or NULL
      * (every scale 1); NULL array when no group has scales. */
     double **scales;
+    /* Per group, merge totals kept from colouring (NULL: none kept). */
+    fib_class_sums *class_sums;
 };
+/* Keeps group's merge totals from its fiber signature `sig` (colour sums,
+ * still valid) and its new classes in parts, when it is a dense group over
+ * a source with classes and its base is small; FIB_E_NOMEM. */
+int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
+                            const fib_signature *sig, const fib_partition *parts);
+/* The kept totals of `group` if they were made for projection[group] and
+ * projection[its source], else NULL. */
+const double *fib_class_sums_find(const fib_coloring *c, const fib_graph *g, int32_t group,
+                                  const fib_partition *projection);
+void fib_class_sums_free(fib_coloring *c);
+/* block_dense.c: Eq. 10 for a dense group from kept totals. */
+int32_t fib_dense_compress_totals(const fib_graph *g, int32_t group,
+                                  const fib_partition *parts, const double *totals,
+                                  fib_graph *base, const int32_t *base_ids);
 int32_t fib_coloring_alloc(const fib_graph *g, int32_t symmetry,
                            fib_coloring **out);
 int32_t fib_coloring_check_graph(const fib_graph *g, const fib_coloring *c);

@@ -7,6 +7,7 @@
 
 #include "checks.h"
 #include "fibration.h"
+#include "internal.h" /* kept merge totals */
 #include "mlp_reference.h"
 #include "planted.h"
 #include "testing.h"
@@ -395,6 +396,51 @@ static void residual_base_is_exact(void)
     fib_graph_free(g);
 }
 
+/* A colouring keeps each dense group's merge totals (src/class_sums.c);
+ * fib_compress gives the same base, bit for bit, from a fresh colouring of
+ * the same classes that keeps none (it reads the weights again). Re-split
+ * planted layers, so that the members' sums differ in their last bits and
+ * the order of the adds shows. */
+static void kept_totals_give_the_same_base(void)
+{
+    const int64_t base[] = {6, 5, 7, 4, 3};
+    for (int variant = 0; variant < 4; variant++) {
+        int32_t dtype = variant % 2 ? FIB_DTYPE_F64 : FIB_DTYPE_F32;
+        int32_t symmetry = variant < 2 ? FIB_SYM_FIBERS : FIB_SYM_COVERS;
+        planted_mlp p;
+        planted_build(&p, 70 + (uint64_t)variant, 4, base, 5, dtype, variant, FIB_ACT_RELU, 1);
+        fib_graph *g = planted_graph(&p, 0);
+        fib_coloring *kept = test_color(g, symmetry), *fresh = NULL;
+        int64_t hidden_with_totals = 0;
+        for (int32_t l = 1; l <= 4; l++)
+            hidden_with_totals += kept->class_sums && kept->class_sums[l].sums;
+        CHECK(hidden_with_totals >= 2); /* the test bites: totals were kept */
+        CHECK_OK(fib_coloring_create(g, symmetry, &fresh));
+        for (int32_t l = 0; l <= 4; l++)
+            CHECK_OK(fib_coloring_set_group(fresh, l, kept->parts[l].color, p.width[l]));
+        fib_base *a = NULL, *b = NULL;
+        CHECK_OK(fib_compress(g, kept, &a));
+        CHECK_OK(fib_compress(g, fresh, &b));
+        for (int32_t l = 1; a && b && l <= 4; l++) {
+            int64_t ko = test_width(fib_base_graph(a), l), ki = test_width(fib_base_graph(a), l - 1);
+            CHECK(ko == test_width(fib_base_graph(b), l));
+            double *wa = malloc((size_t)(ko * ki) * sizeof *wa), *wb = malloc((size_t)(ko * ki) * sizeof *wb);
+            double *ba = malloc((size_t)ko * sizeof *ba), *bb = malloc((size_t)ko * sizeof *bb);
+            CHECK_OK(fib_graph_read_dense(fib_base_graph(a), l, FIB_DTYPE_F64, wa, ki, ba));
+            CHECK_OK(fib_graph_read_dense(fib_base_graph(b), l, FIB_DTYPE_F64, wb, ki, bb));
+            CHECK(!memcmp(wa, wb, (size_t)(ko * ki) * sizeof *wa));
+            CHECK(!memcmp(ba, bb, (size_t)ko * sizeof *ba));
+            free(wa), free(wb), free(ba), free(bb);
+        }
+        fib_base_free(a);
+        fib_base_free(b);
+        fib_coloring_free(kept);
+        fib_coloring_free(fresh);
+        fib_graph_free(g);
+        planted_free(&p);
+    }
+}
+
 int main(void)
 {
     RUN(base_is_exact_and_is_the_planted_base);
@@ -404,5 +450,6 @@ int main(void)
     RUN(lift_round_trip);
     RUN(symmetry_breaking_keeps_outputs);
     RUN(residual_base_is_exact);
+    RUN(kept_totals_give_the_same_base);
     return test_failures ? 1 : 0;
 }

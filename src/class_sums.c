@@ -1,0 +1,93 @@
+/* The sums a dense group's merge needs, kept from its fiber colouring.
+ *
+ * Colouring the fibers of a dense group over a source with classes makes
+ * every row's colour sums (the signature); merging it (Eq. 10) makes them
+ * again and adds them up per class. When the base is small, the colouring
+ * adds them up once more right after grouping (rows ascending, from 0.0:
+ * the merge's order, so the same bits) and keeps the k_out x k_in totals
+ * with the two partitions they were made for; fib_compress uses them when
+ * its projection of the group and of its source are those partitions, and
+ * reads the weights again otherwise. */
+#include "internal.h"
+#include "kernels/parallel.h"
+
+#include <string.h>
+
+/* Kept only when the totals are at most this fraction of the weights'
+ * bytes, or small anyway: the colouring holds them until it is freed. */
+#define FIB_CLASS_SUMS_MAX_FRACTION 16
+#define FIB_CLASS_SUMS_SMALL (1 << 20)
+
+void fib_class_sums_free(fib_coloring *c)
+{
+    if (!c->class_sums)
+        return;
+    for (int32_t i = 0; i < c->n_groups; i++) {
+        fib_free(c->class_sums[i].sums);
+        fib_free(c->class_sums[i].out_labels);
+        fib_free(c->class_sums[i].in_labels);
+    }
+    fib_free(c->class_sums);
+    c->class_sums = NULL;
+}
+
+int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
+                            const fib_signature *sig, const fib_partition *parts)
+{
+    const fib_group *grp = &g->groups[group];
+    if (grp->op != FIB_OP_DENSE || grp->ops->recurrent || sig->n_direct || c->scales)
+        return FIB_OK;
+    const fib_dense *d = grp->block;
+    const fib_partition *out = &parts[group], *in = &parts[grp->sources[0]];
+    int64_t k_out = out->n_classes, k_in = in->n_classes;
+    double bytes = (double)k_out * (double)k_in * sizeof(double);
+    double weights = (double)grp->n_units * (double)d->n_in * (double)fib_dtype_size(d->dtype);
+    if (sig->n_coords != k_in + (d->bias ? 1 : 0) ||
+        (bytes * FIB_CLASS_SUMS_MAX_FRACTION > weights && bytes > FIB_CLASS_SUMS_SMALL))
+        return FIB_OK;
+    if (!c->class_sums &&
+        !(c->class_sums = fib_calloc(c->n_groups, sizeof *c->class_sums)))
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory for class sums", (int)group);
+    fib_class_sums *cs = &c->class_sums[group];
+    cs->sums = fib_calloc(k_out * k_in, sizeof *cs->sums);
+    cs->out_labels = fib_alloc(out->n_units, sizeof *cs->out_labels);
+    cs->in_labels = fib_alloc(in->n_units, sizeof *cs->in_labels);
+    if (!cs->sums || !cs->out_labels || !cs->in_labels) {
+        fib_free(cs->sums);
+        fib_free(cs->out_labels);
+        fib_free(cs->in_labels);
+        *cs = (fib_class_sums){0};
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory for class sums", (int)group);
+    }
+    memcpy(cs->out_labels, out->color, (size_t)out->n_units * sizeof *cs->out_labels);
+    memcpy(cs->in_labels, in->color, (size_t)in->n_units * sizeof *cs->in_labels);
+    /* column ranges over threads; every total adds its rows in order */
+    int64_t span = k_in < 256 ? k_in : 256, n_spans = (k_in + span - 1) / span;
+    int threads = fib_thread_count(sig->n_threads, n_spans);
+    (void)threads; /* without OpenMP */
+    FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
+    for (int64_t sp = 0; sp < n_spans; sp++) {
+        int64_t j0 = sp * span, j1 = j0 + span < k_in ? j0 + span : k_in;
+        for (int64_t i = 0; i < out->n_units; i++) {
+            double *total = cs->sums + out->color[i] * k_in;
+            const double *row = sig->value + i * sig->n_coords;
+            for (int64_t j = j0; j < j1; j++)
+                total[j] += row[j];
+        }
+    }
+    return FIB_OK;
+}
+
+const double *fib_class_sums_find(const fib_coloring *c, const fib_graph *g, int32_t group,
+                                  const fib_partition *projection)
+{
+    if (!c->class_sums || !c->class_sums[group].sums)
+        return NULL;
+    const fib_class_sums *cs = &c->class_sums[group];
+    const fib_partition *out = &projection[group];
+    const fib_partition *in = &projection[g->groups[group].sources[0]];
+    if (memcmp(cs->out_labels, out->color, (size_t)out->n_units * sizeof *out->color) ||
+        memcmp(cs->in_labels, in->color, (size_t)in->n_units * sizeof *in->color))
+        return NULL;
+    return cs->sums;
+}

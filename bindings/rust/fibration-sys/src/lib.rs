@@ -545,7 +545,11 @@ extern "C" {
     /// base. A colouring with scales (FIB_TOL_SCALED, fib_coloring_set_scales)
     /// merges a scaled dense group by its classes' rank-1 representatives and
     /// multiplies each unit's outgoing weights by its scale before summing them
-    /// (see FIB_TOL_SCALED); exact for planted scaled copies.
+    /// (see FIB_TOL_SCALED); exact for planted scaled copies. A colouring made
+    /// by fib_color keeps, for each dense group whose base block is small (at
+    /// most 1/16 of the group's weights, or 1 MB), the per-class sums its merge
+    /// needs; fib_compress then does not read those weights again (the same
+    /// bits either way).
     /// Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_UNSUPPORTED (scales on a group
     /// that is not dense, whose activation is not linear, ReLU or leaky ReLU, or
     /// that is read by a block that is not dense), FIB_E_NOMEM.

@@ -2,7 +2,9 @@
 libfibration and, side by side, the peers (all data-free, no fine-tuning):
 
   lib:budget        fibration.torch.compress(model, x, budget=f) (data-free:
-                    C class counts, then refit_chain representatives)
+                    C class counts, refit_chain representatives, then the
+                    first merge's consumer refitted on synthetic Gaussian
+                    inputs scaled like the example input)
   lib:budget+calib  the same with a calibration batch of 1,024 TRAINING images
   lib:<mode>        fib_color with one eps for every layer, eps searched so that
                     the base fits the budget (abs, rel, cosine, complete, ward,
@@ -13,8 +15,10 @@ libfibration and, side by side, the peers (all data-free, no fine-tuning):
                     cosine-similar kept unit with scale ||w_p|| / ||w_k||
   peer:l2-prune     keep by l2 norm, drop the rest
 
-Networks: LeNet-300-100 (10 epochs of Adam: the envelope's 89.6% baseline) and
-a 784-500-500-500-10 MLP (one epoch of Adam, as the seed) on Fashion-MNIST. Peers and uniform-eps modes use one knob for all
+Networks: LeNet-300-100 (25 epochs of SGD with Nesterov momentum 0.9, lr 0.05
+on a cosine schedule, weight decay 5e-4: at or above the envelope's 89.6%
+baseline; chosen on a held-out split of the training set) and a 784-500-500-500-10 MLP (one epoch of Adam, as the seed) on
+Fashion-MNIST. Peers and uniform-eps modes use one knob for all
 layers, searched to meet each budget. Writes compression_frontier.csv and .png
 into --out (default: the current directory).
 
@@ -58,21 +62,35 @@ def data(quick):
     return x_tr.reshape(len(x_tr), -1), y_tr, x_te.reshape(len(x_te), -1), y_te
 
 
-def train(name, widths, x, y, quick, epochs=1, seed=0):
+def train(name, widths, x, y, quick, epochs=1, seed=0, recipe="adam"):
+    """recipe 'adam': Adam, lr 1e-3 (the seed's); 'sgd': SGD with Nesterov
+    momentum 0.9, lr 0.05 on a cosine schedule to 0, weight decay 5e-4.
+    Minibatches of 128. The cache name holds the recipe."""
     os.makedirs(CACHE, exist_ok=True)
-    path = os.path.join(CACHE, "%s%s-e%d-seed%d.pt" % (name, "-quick" if quick else "", epochs,
-                                                       seed))
+    tag = "" if recipe == "adam" else "-sgdcos-wd5e-4"
+    path = os.path.join(CACHE, "%s%s%s-e%d-seed%d.pt" % (name, tag, "-quick" if quick else "",
+                                                         epochs, seed))
     torch.manual_seed(seed)
     model = mlp(widths)
     if os.path.exists(path):
         model.load_state_dict(torch.load(path))
         return model
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    if recipe == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True,
+                              weight_decay=5e-4)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    steps = epochs * ((len(x) + 127) // 128)
     g = torch.Generator().manual_seed(seed)
     model.train()
+    step = 0
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), 128):
+            if recipe == "sgd":
+                for group in opt.param_groups:
+                    group["lr"] = 0.05 * 0.5 * (1 + np.cos(np.pi * step / steps))
+            step += 1
             idx = perm[i:i + 128]
             opt.zero_grad()
             nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
@@ -225,8 +243,11 @@ def frontier(name, model, x_ex, x_cal, x_te, y_te, budgets, methods, rows, quick
                     if res is None:
                         res = [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy())
                                for m in small.modules() if isinstance(m, nn.Linear)]
-                    knob = "%s p=%g%s" % (plan.budget["tolerance"], plan.budget["sensitivity_power"],
-                                          " refit" if plan.budget.get("refit") else "")
+                    knob = "%s p=%g%s%s" % (plan.budget["tolerance"],
+                                            plan.budget["sensitivity_power"],
+                                            " refit" if plan.budget.get("refit") else "",
+                                            " synthetic" if plan.budget.get("synthetic_scale")
+                                            else "")
                 elif method.startswith("lib:"):
                     code = _budget.tolerance_code(method[4:])
                     hi = 2.0 if "cosine" in method else 50.0
@@ -294,18 +315,19 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true",
                     help="LeNet-300-100 only, 12k training images, fewer methods (< 2 min)")
     ap.add_argument("--out", default=".")
-    ap.add_argument("--lenet-epochs", type=int, default=10,
-                    help="epochs of Adam for LeNet-300-100 (default 10: the envelope's baseline)")
+    ap.add_argument("--lenet-epochs", type=int, default=25,
+                    help="epochs of SGD for LeNet-300-100 (default 25)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     x_tr, y_tr, x_te, y_te = data(args.quick)
     x_cal = x_tr[-1024:]  # calibration: training images, never the test set
     x_ex = x_tr[:4]
-    # LeNet-300-100 is trained to the envelope's baseline (89.6%: 10 epochs of
-    # Adam); the 500x3 MLP gets one epoch of Adam, as the seed and the envelope.
-    nets = [("lenet-300-100", [784, 300, 100, 10], 1 if args.quick else args.lenet_epochs)]
+    # LeNet-300-100 is trained to the envelope's baseline (89.6%) with a
+    # standard SGD recipe (chosen on a held-out split of the training set); the
+    # 500x3 MLP gets one epoch of Adam, as the seed and the envelope.
+    nets = [("lenet-300-100", [784, 300, 100, 10], args.lenet_epochs, "sgd")]
     if not args.quick:
-        nets.append(("mlp-500x3", [784, 500, 500, 500, 10], 1))
+        nets.append(("mlp-500x3", [784, 500, 500, 500, 10], 1, "adam"))
     if args.quick:
         budgets = [0.10, 0.17, 0.30]
         methods = ["lib:budget", "lib:budget+calib", "lib:scaled+rel", "lib:rel",
@@ -317,8 +339,8 @@ def main(argv=None):
                    "lib:scaled+ward", "peer:seed-cosine", "peer:neuron-merging",
                    "peer:l2-prune"]
     rows = []
-    for name, widths, epochs in nets:
-        model = train(name, widths, x_tr, y_tr, args.quick, epochs)
+    for name, widths, epochs, recipe in nets:
+        model = train(name, widths, x_tr, y_tr, args.quick, epochs, recipe=recipe)
         model.eval()
         frontier(name, model, x_ex, x_cal, x_te, y_te, budgets, methods, rows, args.quick)
     os.makedirs(args.out, exist_ok=True)

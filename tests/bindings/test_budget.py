@@ -246,3 +246,94 @@ def test_tolerance_tree_dot(tmp_path):
     report = json.loads(subprocess.run(args + ["--json"], capture_output=True, text=True,
                                        check=True).stdout)
     assert report["layers"] == json.loads(json.dumps(tree["layers"]))
+
+
+def _run(ls, x):
+    h = x
+    for i, (w, b) in enumerate(ls):
+        h = h @ w.T + b
+        if i < len(ls) - 1:
+            h = np.maximum(h, 0)
+    return h
+
+
+def _layers(model):
+    return [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy())
+            for m in model if isinstance(m, nn.Linear)]
+
+
+def test_synthetic_refit_stays_exact_on_scaled_copies():
+    layers = _layers(scaled_copies())
+    labels = [np.arange(20) % 5, np.arange(16) % 4]
+    small = _budget.synthetic_refit(layers, labels, 1.0)
+    assert [w.shape for w, _ in small] == [(5, 12), (4, 5), (3, 4)]
+    x = np.random.default_rng(1).standard_normal((64, 12))
+    ref = _run(layers, x)
+    assert np.abs(_run(small, x) - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
+
+
+def test_synthetic_refit_is_least_squares_on_its_inputs():
+    """One hidden layer: the same merged layer as refit_chain, and an output
+    layer that is the least-squares fit on the synthetic inputs, so its
+    outputs there are at least as close to the original's."""
+    layers = _layers(mlp(4, (12, 40, 4)))
+    labels = [np.arange(40) % 7]
+    plain = _budget.refit_chain(layers, labels)
+    fixed = _budget.synthetic_refit(layers, labels, 0.5)
+    assert [w.shape for w, _ in fixed] == [w.shape for w, _ in plain]
+    assert np.array_equal(fixed[0][0], plain[0][0]) and np.array_equal(fixed[0][1], plain[0][1])
+    x = 0.5 * np.random.default_rng(0).standard_normal((8192, 12))  # its samples
+    ref = _run(layers, x)
+    assert ((_run(fixed, x) - ref) ** 2).mean() < ((_run(plain, x) - ref) ** 2).mean()
+    # deeper: closer on fresh inputs of that scale too
+    layers = _layers(mlp(4, (12, 40, 30, 4)))
+    labels = [np.arange(40) % 7, np.arange(30) % 9]
+    plain = _budget.refit_chain(layers, labels)
+    fixed = _budget.synthetic_refit(layers, labels, 0.5)
+    x = 0.5 * np.random.default_rng(5).standard_normal((4096, 12))
+    ref = _run(layers, x)
+    assert ((_run(fixed, x) - ref) ** 2).mean() < ((_run(plain, x) - ref) ** 2).mean()
+    # no usable scale: refit_chain
+    for scale in (0.0, None, float("nan")):
+        out = _budget.synthetic_refit(layers, labels, scale)
+        assert all(np.array_equal(a[0], b[0]) for a, b in zip(out, plain))
+
+
+def test_budget_synthetic_refit_is_default_and_optional():
+    model = mlp(2)
+    x = torch.randn(8, 12)
+    small, plan = ft.compress(model, x, budget=0.3)
+    assert plan.budget["refit"] is True
+    assert plan.budget["synthetic_scale"] == pytest.approx(float(x.double().std()))
+    plain, pplan = _budget.compress_to_budget(model, x, 0.3, synthetic=False)
+    assert pplan.budget["refit"] is True and pplan.budget["synthetic_scale"] is None
+    assert ft.count_parameters(small) == ft.count_parameters(plain)
+    assert ft.verify(small, plain, x).max_abs > 0
+    # an example input without spread (or not floating point) has no scale:
+    # the plain refit
+    assert _budget._input_scale(torch.zeros(4, 12)) is None
+    assert _budget._input_scale(torch.ones(4, 12, dtype=torch.int64)) is None
+
+
+def test_synthetic_refit_follows_leaky_relu():
+    """Scaled copies stay exact under any positively homogeneous activation;
+    the synthetic inputs go through the network's own (leaky) activation."""
+    layers = _layers(scaled_copies())
+    labels = [np.arange(20) % 5, np.arange(16) % 4]
+
+    def run(ls, x, slope):
+        h = x
+        for i, (w, b) in enumerate(ls):
+            h = h @ w.T + b
+            if i < len(ls) - 1:
+                h = np.where(h > 0, h, slope * h)
+        return h
+    small = _budget.synthetic_refit(layers, labels, 1.0, slopes=[0.1, 0.1])
+    x = np.random.default_rng(2).standard_normal((64, 12))
+    ref = run(layers, x, 0.1)
+    assert np.abs(run(small, x, 0.1) - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
+    model = nn.Sequential(nn.Linear(12, 40), nn.LeakyReLU(0.1), nn.Linear(40, 30),
+                          nn.LeakyReLU(0.1), nn.Linear(30, 4))
+    small, plan = ft.compress(model, torch.randn(8, 12), budget=0.3)
+    assert plan.budget["tolerance"] == "scaled+ward" and plan.budget["synthetic_scale"]
+    assert ft.count_parameters(small) <= 0.3 * ft.count_parameters(model)

@@ -282,8 +282,11 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
     descent preserves).
     budget: keep at most this fraction of the parameters (fib_compress_to_budget:
     grouping and per-layer tolerance chosen by a data-free bound; chains of
-    Linear layers); calibration: an optional batch of the user's inputs to
-    refine that choice (see fibration.torch._budget)."""
+    Linear layers; the merged layers are then refitted without data, on
+    synthetic Gaussian inputs whose scale is the standard deviation of
+    `example_input`, so pass an input of the real scale); calibration: an
+    optional batch of the user's inputs to refine that choice (see
+    fibration.torch._budget)."""
     if budget is not None:
         from ._budget import compress_to_budget
         return compress_to_budget(model, example_input, budget, calibration, verbose)

@@ -8,7 +8,11 @@ hierarchy of colourings at increasing tolerance.
 The budget is the fraction of parameters kept. fib_compress_to_budget (C)
 chooses the grouping (scale-aware rank-1 Ward or plain Ward) and the number of
 classes of every hidden layer by minimising a data-free bound on the output
-change (merge errors weighted by the operator norms downstream). With a
+change (merge errors weighted by the operator norms downstream). With the
+scale-aware grouping the merged layers are then re-derived from the original
+weights (refit_chain) and every merge's consumer is refitted by least squares
+on synthetic Gaussian inputs as large as the example input (synthetic_refit;
+no data). With a
 calibration batch (the user's data, never the test set) a few variants of that
 choice are compressed and the one whose outputs stay closest to the original
 model's on the batch is kept.
@@ -142,8 +146,55 @@ def refit_chain(layers, labels):
     return out
 
 
-def _refit_model(net, model, base, compressed):
-    """refit_chain applied to a rebuilt chain of nn.Linear (in place)."""
+def _least_squares(h, z, ridge=1e-10):
+    """(W, b) minimising |h W^T + b - z|^2 (+ a ridge of `ridge` times the
+    mean diagonal of the Gram matrix)."""
+    a = np.concatenate([h, np.ones((len(h), 1))], 1)
+    gram = a.T @ a
+    gram += ridge * max(np.trace(gram), 1e-300) / len(gram) * np.eye(len(gram))
+    sol = np.linalg.solve(gram, a.T @ z)
+    return sol[:-1].T, sol[-1]
+
+
+def _act(z, slope):
+    return np.maximum(z, 0) if slope == 0 else np.where(z > 0, z, slope * z)
+
+
+def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None):
+    """refit_chain, then a data-free least-squares correction of every merge's
+    consumer: on synthetic inputs x ~ N(0, scale^2 I) (n_samples, a fixed
+    seed), layer by layer, the hidden layer is merged (refit_chain's
+    representatives over the layer's current rows) and the next block is
+    refitted by least squares so that its pre-activations over the merged
+    activations match the original network's on the same x; that refitted
+    block (full width) is what the next merge clusters. Same classes and
+    shapes as refit_chain; returns [(W, b)]. `layers`: the original [(W, b)]
+    float64, the last one the output layer; `labels`: one class array per
+    hidden layer; `slopes`: the negative-side slope of every hidden layer's
+    activation (0: ReLU, the default; a: leaky ReLU; 1: linear). A scale that
+    is not positive and finite gives refit_chain."""
+    if len(layers) < 2 or not (scale is not None and scale > 0 and np.isfinite(scale)):
+        return refit_chain(layers, labels)
+    slopes = [0.0] * (len(layers) - 1) if slopes is None else list(slopes)
+    x = scale * np.random.default_rng(seed).standard_normal((n_samples, layers[0][0].shape[1]))
+    targets, h = [], x
+    for l, (w, b) in enumerate(layers):
+        z = h @ w.T + b
+        targets.append(z)
+        h = _act(z, slopes[l]) if l < len(slopes) else z
+    current, out, h = list(layers), [], x
+    for l in range(len(layers) - 1):
+        (r, c), _ = refit_chain(current[l:l + 2], [labels[l]])
+        out.append((r, c))
+        h = _act(h @ r.T + c, slopes[l])
+        current[l + 1] = _least_squares(h, targets[l + 1])
+    out.append(current[-1])
+    return out
+
+
+def _refit_model(net, model, base, compressed, synthetic_scale=None):
+    """refit_chain (or, with synthetic_scale, synthetic_refit) applied to a
+    rebuilt chain of nn.Linear (in place)."""
     dense = [layer for layer in net.layers if layer.kind == "dense"]
     mods = [model.get_submodule(layer.module) for layer in dense]
     if not dense or any(not isinstance(m, torch.nn.Linear) or m.bias is None for m in mods):
@@ -151,7 +202,13 @@ def _refit_model(net, model, base, compressed):
     layers = [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy())
               for m in mods]
     labels = [base.projection(layer.group) for layer in dense[:-1]]
-    new = refit_chain(layers, labels)
+    slopes = {"relu": 0.0, "linear": 1.0}
+    hidden = [slopes.get(layer.activation, layer.activation_parameter
+                         if layer.activation == "leaky_relu" else None) for layer in dense[:-1]]
+    if synthetic_scale is None or any(a is None for a in hidden):
+        new = refit_chain(layers, labels)
+    else:
+        new = synthetic_refit(layers, labels, synthetic_scale, slopes=hidden)
     with torch.no_grad():
         for layer, (w, b) in zip(dense, new):
             m = compressed.get_submodule(layer.module)
@@ -175,9 +232,25 @@ CALIBRATION_VARIANTS = [(0, 1.5), ("scaled+ward", 1.0), ("scaled+ward", 2.0),
                         ("ward", 1.0), ("ward", 1.5), ("ward", 2.0)]
 
 
+def _input_scale(example_input):
+    """The standard deviation of the example input (one number), the scale of
+    the synthetic inputs of synthetic_refit; None if it is not a
+    floating-point tensor with spread."""
+    if not torch.is_tensor(example_input) or not example_input.is_floating_point() \
+            or example_input.numel() < 2:
+        return None
+    scale = float(example_input.double().std())
+    return scale if scale > 0 and np.isfinite(scale) else None
+
+
 def compress_to_budget(model, example_input, budget, calibration=None, verbose=False,
-                       tolerance=0, sensitivity_power=1.5, refit=True):
-    """(compressed, plan) with at most `budget` of the parameters kept."""
+                       tolerance=0, sensitivity_power=1.5, refit=True, synthetic=True):
+    """(compressed, plan) with at most `budget` of the parameters kept.
+    refit: re-derive the representatives from the original weights
+    (refit_chain); synthetic: and refit every merge's consumer by least
+    squares on synthetic Gaussian inputs scaled like the example input
+    (synthetic_refit). Both data-free; with a calibration batch every
+    combination is scored and the closest to the original kept."""
     from . import _plan_from, _trace, count_parameters
     from ._rebuild import rebuild
     if not (0 < float(budget) <= 1):
@@ -194,13 +267,17 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
         base, info = base_to_budget(net.graph, budget, tol, power)
         # with the scale-aware grouping, the representatives are re-derived
         # (refit_chain); with a calibration batch both are scored
-        tries = [False]
+        scale = _input_scale(example_input) if synthetic else None
+        tries = [(False, None)]
         if refit and info["tolerance"].startswith("scaled+"):
-            tries = [True, False] if calibration is not None else [True]
-        for use_refit in tries:
+            tries = [(True, scale)] if scale is not None else [(True, None)]
+            if calibration is not None:
+                tries += ([(True, None)] if scale is not None else []) + [(False, None)]
+        for use_refit, use_scale in tries:
             compressed = rebuild(net, base, "Compressed" + type(model).__name__)
-            done = use_refit and _refit_model(net, model, base, compressed)
-            info = dict(info, refit=bool(done))
+            done = use_refit and _refit_model(net, model, base, compressed, use_scale)
+            info = dict(info, refit=bool(done),
+                        synthetic_scale=use_scale if done and use_scale is not None else None)
             if calibration is not None:
                 info["calibration_mse"] = float(
                     ((_outputs(compressed, calibration) - reference) ** 2).mean())

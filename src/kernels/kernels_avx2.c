@@ -77,8 +77,9 @@ static tile_scratch split_scratch(double *scratch, int64_t k_classes)
 static void transpose_out(const double *acc, int64_t k_classes, double *out,
                           int64_t ld_out)
 {
+    /* as for AVX-512: the plain loop below about a hundred classes */
     int64_t c0 = 0;
-    for (; c0 + 4 <= k_classes; c0 += 4)
+    for (; k_classes >= 128 && c0 + 4 <= k_classes; c0 += 4)
         for (int quarter = 0; quarter < TILE / 4; quarter++) {
             __m256d r0 = _mm256_loadu_pd(acc + (c0 + 0) * TILE + 4 * quarter);
             __m256d r1 = _mm256_loadu_pd(acc + (c0 + 1) * TILE + 4 * quarter);

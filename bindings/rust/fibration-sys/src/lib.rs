@@ -480,8 +480,10 @@ extern "C" {
     /// FIB_TOL_REL, _COSINE, _COMPLETE and _WARD (see their definitions) are
     /// deterministic as well; the three linkage modes break ties between equal
     /// merge costs by the lowest unit indices. Label coordinates (flavours, head
-    /// and position ids) are never merged by any mode. They apply to network
-    /// groups only: a graph with node groups accepts EXACT and ABS only.
+    /// and position ids, and the reader's class in the opfiber signature of a unit
+    /// with one reader through a sum, norm or attention) are never merged by any
+    /// mode. They apply to network groups only: a graph with node groups accepts
+    /// EXACT and ABS only.
     ///
     /// Errors: FIB_E_NULL, FIB_E_INVALID (options), FIB_E_UNSUPPORTED (a linkage
     /// mode on a group wider than FIB_LINKAGE_MAX_UNITS; FIB_TOL_SCALED outside

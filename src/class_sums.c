@@ -9,7 +9,6 @@
  * its projection of the group and of its source are those partitions, and
  * reads the weights again otherwise. */
 #include "internal.h"
-#include "kernels/parallel.h"
 
 #include <string.h>
 
@@ -61,19 +60,13 @@ int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
     }
     memcpy(cs->out_labels, out->color, (size_t)out->n_units * sizeof *cs->out_labels);
     memcpy(cs->in_labels, in->color, (size_t)in->n_units * sizeof *cs->in_labels);
-    /* column ranges over threads; every total adds its rows in order */
-    int64_t span = k_in < 256 ? k_in : 256, n_spans = (k_in + span - 1) / span;
-    int threads = fib_thread_count(sig->n_threads, n_spans);
-    (void)threads; /* without OpenMP */
-    FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
-    for (int64_t sp = 0; sp < n_spans; sp++) {
-        int64_t j0 = sp * span, j1 = j0 + span < k_in ? j0 + span : k_in;
-        for (int64_t i = 0; i < out->n_units; i++) {
-            double *total = cs->sums + out->color[i] * k_in;
-            const double *row = sig->value + i * sig->n_coords;
-            for (int64_t j = j0; j < j1; j++)
-                total[j] += row[j];
-        }
+    /* rows in order (the merge's order); one thread: this pass is
+     * memory-bound, and column ranges on two threads were slower */
+    for (int64_t i = 0; i < out->n_units; i++) {
+        double *total = cs->sums + out->color[i] * k_in;
+        const double *row = sig->value + i * sig->n_coords;
+        for (int64_t j = 0; j < k_in; j++)
+            total[j] += row[j];
     }
     return FIB_OK;
 }

@@ -202,6 +202,48 @@ static void test_all_finite(void)
         CHECK(sets[s]->all_finite_f32(&big, 1));
 }
 
+/* ---- grouping of sparse signatures ------------------------------------------ */
+
+/* Signatures of small counts, mostly 0 (one-hot and sparse rows, the shape
+ * of reader counts), with allowance 0: EXACT classes are exactly the sets of
+ * identical rows. Large groups take the sort that leaves zeros in place. */
+static void test_sparse_grouping(void)
+{
+    for (int trial = 0; trial < 40; trial++) {
+        int64_t n = 100 + below(900), d = 1 + below(40), kinds = 1 + below(60);
+        /* rows copied from `kinds` sparse prototypes, shuffled */
+        double *proto = calloc((size_t)(kinds * d), sizeof *proto);
+        for (int64_t x = 0; x < kinds * d; x++)
+            proto[x] = below(6) == 0 ? (double)(1 + below(2)) : 0.0;
+        int64_t *kind = malloc((size_t)n * sizeof *kind);
+        fib_signature sig;
+        CHECK(fib_signature_alloc(&sig, n, d) == FIB_OK);
+        for (int64_t i = 0; i < n; i++) {
+            kind[i] = below(kinds);
+            for (int64_t j = 0; j < d; j++) {
+                sig.value[i * d + j] = proto[kind[i] * d + j];
+                sig.tol[i * d + j] = 0.0;
+            }
+        }
+        fib_partition p;
+        CHECK(fib_partition_init(&p, n) == FIB_OK);
+        CHECK(fib_group_signatures(&sig, -1.0, &p) == FIB_OK);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t k = i + 1; k < n; k++) {
+                bool same_row = !memcmp(proto + kind[i] * d, proto + kind[k] * d,
+                                        (size_t)d * sizeof *proto);
+                if ((p.color[i] == p.color[k]) != same_row) {
+                    CHECK(0);
+                    k = n, i = n;
+                }
+            }
+        fib_partition_clear(&p);
+        fib_signature_clear(&sig);
+        free(proto);
+        free(kind);
+    }
+}
+
 /* ---- tight test ----------------------------------------------------------- */
 
 static void test_tight(void)
@@ -587,6 +629,7 @@ int main(void)
     test_colour_sums(1);
     test_row_sums();
     test_all_finite();
+    test_sparse_grouping();
     test_tight();
     test_colourings();
     test_conv_lstm_colourings();

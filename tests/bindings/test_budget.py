@@ -337,3 +337,35 @@ def test_synthetic_refit_follows_leaky_relu():
     small, plan = ft.compress(model, torch.randn(8, 12), budget=0.3)
     assert plan.budget["tolerance"] == "scaled+ward" and plan.budget["synthetic_scale"]
     assert ft.count_parameters(small) <= 0.3 * ft.count_parameters(model)
+
+
+
+def test_synthetic_refit_samples_and_ridge():
+    """The least squares are fitted on n_samples synthetic inputs: a wide
+    consumer fitted on few samples overfits them (worse on fresh inputs of the
+    same scale) and more samples do better; the ridge pulls towards
+    refit_chain's consumer, so planted scaled copies stay exact with any
+    ridge, and a huge ridge gives refit_chain itself."""
+    import inspect
+    params = inspect.signature(_budget.synthetic_refit).parameters
+    assert params["n_samples"].default == 8192 and params["ridge"].default <= 1e-8
+    layers = _layers(mlp(6, (12, 300, 200, 4)))
+    labels = [np.arange(300) % 150, np.arange(200) % 120]
+    x = 0.5 * np.random.default_rng(9).standard_normal((4096, 12))
+    ref = _run(layers, x)
+
+    def err(**kw):
+        return ((_run(_budget.synthetic_refit(layers, labels, 0.5, **kw), x) - ref) ** 2).mean()
+    few, some, many = err(n_samples=400), err(), err(n_samples=32768, ridge=1e-3)
+    assert many < some < few
+    plain = _budget.refit_chain(layers, labels)
+    huge = _budget.synthetic_refit(layers, labels, 0.5, ridge=1e9)
+    for (a, b), (c, d) in zip(huge, plain):
+        assert np.allclose(a, c, atol=1e-6) and np.allclose(b, d, atol=1e-6)
+    planted = _layers(scaled_copies())
+    plabels = [np.arange(20) % 5, np.arange(16) % 4]
+    xs = np.random.default_rng(1).standard_normal((64, 12))
+    pref = _run(planted, xs)
+    for ridge in (1e-10, 1e-3, 1.0):
+        small = _budget.synthetic_refit(planted, plabels, 1.0, ridge=ridge)
+        assert np.abs(_run(small, xs) - pref).max() <= 1e-5 * max(1.0, np.abs(pref).max())

@@ -146,13 +146,19 @@ def refit_chain(layers, labels):
     return out
 
 
-def _least_squares(h, z, ridge=1e-10):
-    """(W, b) minimising |h W^T + b - z|^2 (+ a ridge of `ridge` times the
-    mean diagonal of the Gram matrix)."""
+def _least_squares(h, z, ridge=1e-10, prior=None):
+    """(W, b) minimising |h W^T + b - z|^2 + lam |(W, b) - prior|^2, lam =
+    `ridge` times the mean diagonal of the Gram matrix; `prior` (W0, b0)
+    (default zero): the ridge pulls towards it, so a prior that already fits
+    exactly is returned unchanged."""
     a = np.concatenate([h, np.ones((len(h), 1))], 1)
     gram = a.T @ a
-    gram += ridge * max(np.trace(gram), 1e-300) / len(gram) * np.eye(len(gram))
-    sol = np.linalg.solve(gram, a.T @ z)
+    lam = ridge * max(np.trace(gram), 1e-300) / len(gram)
+    gram += lam * np.eye(len(gram))
+    rhs = a.T @ z
+    if prior is not None:
+        rhs += lam * np.concatenate([prior[0].T, prior[1][None, :]], 0)
+    sol = np.linalg.solve(gram, rhs)
     return sol[:-1].T, sol[-1]
 
 
@@ -160,7 +166,7 @@ def _act(z, slope):
     return np.maximum(z, 0) if slope == 0 else np.where(z > 0, z, slope * z)
 
 
-def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None):
+def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None, ridge=1e-10):
     """refit_chain, then a data-free least-squares correction of every merge's
     consumer: on synthetic inputs x ~ N(0, scale^2 I) (n_samples, a fixed
     seed), layer by layer, the hidden layer is merged (refit_chain's
@@ -171,23 +177,25 @@ def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None):
     shapes as refit_chain; returns [(W, b)]. `layers`: the original [(W, b)]
     float64, the last one the output layer; `labels`: one class array per
     hidden layer; `slopes`: the negative-side slope of every hidden layer's
-    activation (0: ReLU, the default; a: leaky ReLU; 1: linear). A scale that
+    activation (0: ReLU, the default; a: leaky ReLU; 1: linear); `ridge`: the
+    least squares' ridge (times the mean diagonal of their Gram matrix),
+    pulling towards refit_chain's consumer, not towards zero, so planted
+    scaled copies stay exact with any ridge (32,768 samples with ridge 1e-3
+    were measured as a candidate default, docs/compression.md). A scale that
     is not positive and finite gives refit_chain."""
     if len(layers) < 2 or not (scale is not None and scale > 0 and np.isfinite(scale)):
         return refit_chain(layers, labels)
     slopes = [0.0] * (len(layers) - 1) if slopes is None else list(slopes)
     x = scale * np.random.default_rng(seed).standard_normal((n_samples, layers[0][0].shape[1]))
-    targets, h = [], x
-    for l, (w, b) in enumerate(layers):
-        z = h @ w.T + b
-        targets.append(z)
-        h = _act(z, slopes[l]) if l < len(slopes) else z
-    current, out, h = list(layers), [], x
+    # h_ref: the original network's activations; h: the compressed chain's
+    current, out, h, h_ref = list(layers), [], x, x
     for l in range(len(layers) - 1):
-        (r, c), _ = refit_chain(current[l:l + 2], [labels[l]])
+        h_ref = _act(h_ref @ layers[l][0].T + layers[l][1], slopes[l])
+        (r, c), consumer = refit_chain(current[l:l + 2], [labels[l]])
         out.append((r, c))
         h = _act(h @ r.T + c, slopes[l])
-        current[l + 1] = _least_squares(h, targets[l + 1])
+        target = h_ref @ layers[l + 1][0].T + layers[l + 1][1]
+        current[l + 1] = _least_squares(h, target, ridge, prior=consumer)
     out.append(current[-1])
     return out
 

@@ -19,7 +19,7 @@ const LinearAlgebraTranspose = LinearAlgebra.Transpose{<:Union{Float32,Float64},
 export Graph, Coloring, FibrationBase, FibrationError,
        add_input!, add_dense!, add_sum!, set_activation!, set_name!,
        num_groups, group_info, num_parameters, io_width, forward, read_dense,
-       color, coloring, num_classes, colors, class_sizes, set_group!, is_balanced,
+       color, color_nested, coloring, num_classes, colors, class_sizes, set_group!, is_balanced,
        compress, base_graph, projection, lift, break_symmetry, library_version
 
 # -- the library ------------------------------------------------------------
@@ -278,20 +278,49 @@ function _with(o::T; changes...) where {T}
               for f in fieldnames(T))...)
 end
 
-"""
-    color(g; symmetry=:fibers, eps=0.0, n_threads=0)
+const TOLERANCES = Dict(:exact => FIB_TOL_EXACT, :abs => FIB_TOL_ABS, :rel => FIB_TOL_REL,
+                        :cosine => FIB_TOL_COSINE, :complete => FIB_TOL_COMPLETE,
+                        :ward => FIB_TOL_WARD)
 
-Colours the graph: `eps == 0` compares exactly (up to rounding), `eps > 0`
-with FIB_TOL_ABS.
-"""
-function color(g::Graph; symmetry::Symbol = :fibers, eps::Real = 0.0, n_threads::Integer = 0)
+function _color_options(symmetry::Symbol, tolerance::Symbol, eps::Real, scaled::Bool,
+                        n_threads::Integer)
     opts = Ref(fib_color_options())
     check(fib_color_options_init(opts, Csize_t(sizeof(fib_color_options))))
+    mode = tolerance === :auto ? (eps > 0 ? FIB_TOL_ABS : FIB_TOL_EXACT) : TOLERANCES[tolerance]
     opts[] = _with(opts[]; symmetry = SYMMETRIES[symmetry], eps = Float64(eps),
-                   tolerance = eps > 0 ? FIB_TOL_ABS : FIB_TOL_EXACT, n_threads = n_threads)
+                   tolerance = mode | (scaled ? FIB_TOL_SCALED : 0), n_threads = n_threads)
+    return opts
+end
+
+"""
+    color(g; symmetry=:fibers, eps=0.0, tolerance=:auto, scaled=false, n_threads=0)
+
+Colours the graph. `tolerance` is `:exact`, `:abs`, `:rel`, `:cosine`,
+`:complete` or `:ward` (see fibration.h); `:auto` compares exactly for
+`eps == 0` and with `:abs` otherwise. `scaled = true` adds scale-aware
+merging (FIB_TOL_SCALED; fibers of dense groups).
+"""
+function color(g::Graph; symmetry::Symbol = :fibers, eps::Real = 0.0,
+               tolerance::Symbol = :auto, scaled::Bool = false, n_threads::Integer = 0)
+    opts = _color_options(symmetry, tolerance, eps, scaled, n_threads)
     out = Ref{Ptr{fib_coloring}}(C_NULL)
     check(fib_color(_ptr(g), opts, out))
     return Coloring(out[], g)
+end
+
+"""
+    color_nested(g, eps; symmetry=:fibers, tolerance=:abs, scaled=false, n_threads=0)
+
+Colourings at the tolerances `eps` (ascending) made to nest
+(fib_color_nested): level t is the colouring at `eps[t]` joined with level
+t - 1, so a class never splits as eps grows. One `Coloring` per level.
+"""
+function color_nested(g::Graph, eps::AbstractVector{<:Real}; symmetry::Symbol = :fibers,
+                      tolerance::Symbol = :abs, scaled::Bool = false, n_threads::Integer = 0)
+    opts = _color_options(symmetry, tolerance, 0.0, scaled, n_threads)
+    levels = fill(Ptr{fib_coloring}(C_NULL), length(eps))
+    check(fib_color_nested(_ptr(g), opts, Float64.(eps), Int32(length(eps)), levels))
+    return [Coloring(p, g) for p in levels]
 end
 
 "A colouring where every unit is its own class (fill with `set_group!`)."

@@ -70,6 +70,30 @@ end
         @test_throws ArgumentError num_groups(g)
     end
 
+    @testset "tolerance modes and nested levels" begin
+        g = Graph()
+        x = add_input!(g, 2)
+        h = add_dense!(g, x, [1.0 0.0; 1.05 0.0; 0.0 1.0; 0.0 1.5]; activation = :relu)
+        add_dense!(g, h, [1.0 1.0 1.0 1.0])
+        levels = color_nested(g, [0.01, 0.1, 1.0])
+        counts = [num_classes(c, h) for c in levels]
+        @test counts[1] == 4 && counts[2] == 3 && issorted(counts; rev = true)
+        for t in 1:2
+            fine, coarse = colors(levels[t], h), colors(levels[t + 1], h)
+            @test all(fine[i] != fine[j] || coarse[i] == coarse[j] for i in 1:4, j in 1:4)
+        end
+        # unit 2 is unit 1 scaled by 2 with its outgoing weight halved
+        s = Graph()
+        xs = add_input!(s, 2)
+        hs = add_dense!(s, xs, [1.0 2.0; 2.0 4.0]; activation = :relu)
+        add_dense!(s, hs, [2.0 1.0])
+        @test num_classes(color(s), hs) == 2
+        c = color(s; tolerance = :complete, eps = 1e-9, scaled = true)
+        @test num_classes(c, hs) == 1
+        X = reshape([0.3, 0.9], 2, 1)
+        @test isapprox(forward(s, X), forward(base_graph(compress(s, c)), X); atol = 1e-12)
+    end
+
     @testset "create/free cycles" begin
         for _ in 1:2000
             g, x, h = planted()

@@ -146,6 +146,28 @@ pub enum Tolerance {
     Exact,
     /// Every coordinate spans at most eps inside a class.
     Abs(f64),
+    /// Abs with eps times the group's typical signature scale.
+    Rel(f64),
+    /// The seed authors' method: cosine distance, average linkage cut at eps.
+    Cosine(f64),
+    /// Complete linkage on the largest coordinate difference.
+    Complete(f64),
+    /// Ward linkage on the residual of the merge (see fibration.h).
+    Ward(f64),
+}
+
+impl Tolerance {
+    /// The FIB_TOL_* code and eps.
+    fn code(self) -> (i32, f64) {
+        match self {
+            Tolerance::Exact => (sys::FIB_TOL_EXACT, 0.0),
+            Tolerance::Abs(eps) => (sys::FIB_TOL_ABS, eps),
+            Tolerance::Rel(eps) => (sys::FIB_TOL_REL, eps),
+            Tolerance::Cosine(eps) => (sys::FIB_TOL_COSINE, eps),
+            Tolerance::Complete(eps) => (sys::FIB_TOL_COMPLETE, eps),
+            Tolerance::Ward(eps) => (sys::FIB_TOL_WARD, eps),
+        }
+    }
 }
 
 /// Options of [`Graph::color`].
@@ -155,11 +177,18 @@ pub struct ColorOptions {
     pub tolerance: Tolerance,
     /// 0 = the library default.
     pub n_threads: i32,
+    /// Scale-aware merging (FIB_TOL_SCALED; fibers of dense groups only).
+    pub scaled: bool,
 }
 
 impl Default for ColorOptions {
     fn default() -> Self {
-        ColorOptions { symmetry: Symmetry::Fibers, tolerance: Tolerance::Exact, n_threads: 0 }
+        ColorOptions {
+            symmetry: Symmetry::Fibers,
+            tolerance: Tolerance::Exact,
+            n_threads: 0,
+            scaled: false,
+        }
     }
 }
 
@@ -167,6 +196,21 @@ impl ColorOptions {
     pub fn new(symmetry: Symmetry) -> Self {
         ColorOptions { symmetry, ..Default::default() }
     }
+}
+
+/// The C options for `options` (fib_color_options_init, then the fields).
+fn raw_options(options: &ColorOptions) -> Result<sys::fib_color_options> {
+    let mut o = std::mem::MaybeUninit::<sys::fib_color_options>::zeroed();
+    check(unsafe {
+        sys::fib_color_options_init(o.as_mut_ptr(), std::mem::size_of::<sys::fib_color_options>())
+    })?;
+    let mut o = unsafe { o.assume_init() };
+    o.symmetry = options.symmetry.code();
+    let (code, eps) = options.tolerance.code();
+    o.tolerance = code | if options.scaled { sys::FIB_TOL_SCALED } else { 0 };
+    o.eps = eps;
+    o.n_threads = options.n_threads;
+    Ok(o)
 }
 
 /// What produces a group.
@@ -432,23 +476,24 @@ impl Graph {
 
     /// Colours the graph.
     pub fn color(&self, options: &ColorOptions) -> Result<Coloring<'_>> {
-        let mut o = std::mem::MaybeUninit::<sys::fib_color_options>::zeroed();
-        check(unsafe {
-            sys::fib_color_options_init(o.as_mut_ptr(), std::mem::size_of::<sys::fib_color_options>())
-        })?;
-        let mut o = unsafe { o.assume_init() };
-        o.symmetry = options.symmetry.code();
-        match options.tolerance {
-            Tolerance::Exact => o.tolerance = sys::FIB_TOL_EXACT,
-            Tolerance::Abs(eps) => {
-                o.tolerance = sys::FIB_TOL_ABS;
-                o.eps = eps;
-            }
-        }
-        o.n_threads = options.n_threads;
+        let o = raw_options(options)?;
         let mut c = ptr::null_mut();
         check(unsafe { sys::fib_color(self.raw(), &o, &mut c) })?;
         Ok(Coloring::from_raw(c))
+    }
+
+    /// Colourings at the tolerances `eps` (ascending) made to nest
+    /// (fib_color_nested): level t is the colouring at eps[t] joined with
+    /// level t - 1, so a class never splits as eps grows. The mode is
+    /// `options.tolerance` (not Exact); its own eps is ignored.
+    pub fn color_nested(&self, options: &ColorOptions, eps: &[f64]) -> Result<Vec<Coloring<'_>>> {
+        let mut o = raw_options(options)?;
+        o.eps = 0.0;
+        let n = i32::try_from(eps.len())
+            .map_err(|_| usage(format!("color_nested: {} levels do not fit an int32", eps.len())))?;
+        let mut levels: Vec<*mut sys::fib_coloring> = vec![ptr::null_mut(); eps.len()];
+        check(unsafe { sys::fib_color_nested(self.raw(), &o, eps.as_ptr(), n, levels.as_mut_ptr()) })?;
+        Ok(levels.into_iter().map(Coloring::from_raw).collect())
     }
 
     /// A colouring where every unit is its own class, to fill with

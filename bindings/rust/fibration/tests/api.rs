@@ -53,7 +53,12 @@ fn float32_weights_and_covers() {
     g.set_activation(h, Activation::Tanh).unwrap();
     g.add_dense::<f32>(h, 1, &[1.0, 1.0], None).unwrap();
     let covers = g
-        .color(&ColorOptions { symmetry: Symmetry::Covers, tolerance: Tolerance::Abs(1e-6), n_threads: 1 })
+        .color(&ColorOptions {
+            symmetry: Symmetry::Covers,
+            tolerance: Tolerance::Abs(1e-6),
+            n_threads: 1,
+            ..Default::default()
+        })
         .unwrap();
     assert_eq!(covers.num_classes(h).unwrap(), 1);
     let out = g.forward::<f32>(1, &[1.0, 0.0]).unwrap();
@@ -106,4 +111,48 @@ fn many_create_free_cycles() {
 fn every_header_function_is_declared() {
     assert!(fibration_sys::FUNCTION_NAMES.contains(&"fib_graph_add_dense"));
     assert!(fibration_sys::FUNCTION_NAMES.len() >= 39);
+}
+
+#[test]
+fn nested_colourings_never_split_a_class() {
+    let mut g = Graph::new().unwrap();
+    let x = g.add_input(2).unwrap();
+    let w = [1.0, 0.0, 1.05, 0.0, 0.0, 1.0, 0.0, 1.5];
+    let h = g.add_dense(x, 4, &w, None).unwrap();
+    g.set_activation(h, Activation::Relu).unwrap();
+    g.add_dense(h, 1, &[1.0, 1.0, 1.0, 1.0], None).unwrap();
+    let options = ColorOptions { tolerance: Tolerance::Abs(0.0), ..Default::default() };
+    let levels = g.color_nested(&options, &[0.01, 0.1, 1.0]).unwrap();
+    let counts: Vec<i64> = levels.iter().map(|c| c.num_classes(h).unwrap()).collect();
+    assert_eq!(counts[0], 4);
+    assert_eq!(counts[1], 3); // units 0 and 1 differ by 0.05
+    assert!(counts.windows(2).all(|p| p[1] <= p[0]));
+    for pair in levels.windows(2) {
+        let (fine, coarse) = (pair[0].colors(h, 4).unwrap(), pair[1].colors(h, 4).unwrap());
+        for i in 0..4 {
+            for j in 0..4 {
+                assert!(fine[i] != fine[j] || coarse[i] == coarse[j]);
+            }
+        }
+    }
+    // EXACT has no levels to nest
+    assert!(g.color_nested(&ColorOptions::default(), &[0.1]).is_err());
+}
+
+#[test]
+fn scale_aware_linkage_merges_scaled_copies() {
+    let mut g = Graph::new().unwrap();
+    let x = g.add_input(2).unwrap();
+    // unit 1 is unit 0 times 2 (incoming), its outgoing weight halved
+    let h = g.add_dense(x, 2, &[1.0, 2.0, 2.0, 4.0], None).unwrap();
+    g.set_activation(h, Activation::Relu).unwrap();
+    g.add_dense(h, 1, &[2.0, 1.0], None).unwrap();
+    assert_eq!(g.color(&ColorOptions::default()).unwrap().num_classes(h).unwrap(), 2);
+    let scaled = ColorOptions { tolerance: Tolerance::Complete(1e-9), scaled: true, ..Default::default() };
+    let c = g.color(&scaled).unwrap();
+    assert_eq!(c.num_classes(h).unwrap(), 1);
+    let base = g.compress(&c).unwrap();
+    let input: [f64; 2] = [0.3, 0.9];
+    let (a, b) = (g.forward(1, &input).unwrap(), base.graph().forward(1, &input).unwrap());
+    assert!((a[0] - b[0]).abs() < 1e-12, "{} vs {}", a[0], b[0]);
 }

@@ -3,11 +3,13 @@
  * Colouring the fibers of a dense group over a source with classes makes
  * every row's colour sums (the signature); merging it (Eq. 10) makes them
  * again and adds them up per class. When the base is small, the colouring
- * adds them up once more right after grouping (rows ascending, from 0.0:
- * the merge's order, so the same bits) and keeps the k_out x k_in totals
- * with the two partitions they were made for; fib_compress uses them when
- * its projection of the group and of its source are those partitions, and
- * reads the weights again otherwise. */
+ * keeps the k_out x k_in totals (rows ascending, from 0.0: the merge's
+ * order, so the same bits) with the two partitions they were made for;
+ * fib_compress uses them when its projection of the group and of its
+ * source are those partitions, and reads the weights again otherwise. The
+ * sweep modes (EXACT, ABS, REL) add each class up as they find it, on the
+ * grouping's threads and while its rows are in cache (sum_leading); the
+ * linkage modes leave it to one pass over the signature here. */
 #include "internal.h"
 
 #include <string.h>
@@ -28,6 +30,20 @@ void fib_class_sums_free(fib_coloring *c)
     }
     fib_free(c->class_sums);
     c->class_sums = NULL;
+}
+
+int64_t fib_class_sums_leading(const fib_coloring *c, const fib_graph *g, int32_t group,
+                               const fib_signature *sig, const fib_partition *parts,
+                               int32_t mode)
+{
+    const fib_group *grp = &g->groups[group];
+    int32_t method = mode & ~FIB_TOL_SCALED;
+    if (grp->op != FIB_OP_DENSE || grp->ops->recurrent || sig->n_direct || c->scales ||
+        (method != FIB_TOL_EXACT && method != FIB_TOL_ABS && method != FIB_TOL_REL))
+        return 0;
+    const fib_dense *d = grp->block;
+    int64_t k_in = parts[grp->sources[0]].n_classes;
+    return sig->n_coords == k_in + (d->bias ? 1 : 0) ? k_in : 0;
 }
 
 int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
@@ -60,8 +76,18 @@ int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
     }
     memcpy(cs->out_labels, out->color, (size_t)out->n_units * sizeof *cs->out_labels);
     memcpy(cs->in_labels, in->color, (size_t)in->n_units * sizeof *cs->in_labels);
-    /* rows in order (the merge's order); one thread: this pass is
-     * memory-bound, and column ranges on two threads were slower */
+    if (sig->sum_leading == k_in) {
+        /* grouping added each class up into its first member's row */
+        int64_t next = 0;
+        for (int64_t i = 0; i < out->n_units && next < k_out; i++)
+            if (out->color[i] == next) {
+                memcpy(cs->sums + next * k_in, sig->value + i * sig->n_coords,
+                       (size_t)k_in * sizeof *cs->sums);
+                next++;
+            }
+        return FIB_OK;
+    }
+    /* rows in order (the merge's order) */
     for (int64_t i = 0; i < out->n_units; i++) {
         double *total = cs->sums + out->color[i] * k_in;
         const double *row = sig->value + i * sig->n_coords;

@@ -152,6 +152,9 @@ static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
         status = weight ? fib_outgoing_norms(g, i, weight)
                         : fib_error(FIB_E_NOMEM, "group %d: out of memory", (int)i);
     }
+    bool feed_forward = !(g->groups[i].ops && g->groups[i].ops->recurrent);
+    if (!status && keep && feed_forward)
+        sig.sum_leading = fib_class_sums_leading(keep, g, i, &sig, parts, mode);
     if (!status)
         status = fib_group_signatures_mode(&sig, mode, eps, weight, &next);
     fib_free(weight);
@@ -164,7 +167,7 @@ static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
         fib_partition_clear(&parts[i]);
         parts[i] = met;
         /* a feed-forward group's fibers are final: keep the merge's totals */
-        if (keep && !(g->groups[i].ops && g->groups[i].ops->recurrent))
+        if (keep && feed_forward)
             status = fib_class_sums_keep(keep, g, i, &sig, parts);
     }
     fib_signature_clear(&sig);

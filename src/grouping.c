@@ -29,6 +29,7 @@
 #include "kernels/parallel.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct keyed_unit {
@@ -122,11 +123,32 @@ static inline double tol_at(const sweep *s, int64_t unit, int64_t j)
     return sig->tol[unit * s->stride + (j - sig->n_direct)];
 }
 
+static int compare_units(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* A final class: its units get one label, and with sum_leading the rows are
+ * added up into the first member's row while they are still in cache. */
 static void emit(sweep *s, int64_t start, int64_t end)
 {
-    int64_t name = s->order[start];
-    for (int64_t x = start; x < end; x++)
-        s->label[s->order[x]] = name;
+    const fib_signature *sig = s->sig;
+    int64_t *units = s->order + start, m = end - start, k = sig->sum_leading;
+    if (k > 0) {
+        qsort(units, (size_t)m, sizeof *units, compare_units);
+        double *total = sig->value + units[0] * s->stride;
+        for (int64_t j = 0; j < k; j++)
+            total[j] = 0.0 + total[j]; /* as from 0.0: -0.0 becomes +0.0 */
+        for (int64_t x = 1; x < m; x++) {
+            const double *row = sig->value + units[x] * s->stride;
+            for (int64_t j = 0; j < k; j++)
+                total[j] += row[j];
+        }
+    }
+    int64_t name = units[0];
+    for (int64_t x = 0; x < m; x++)
+        s->label[units[x]] = name;
 }
 
 /* A part cut from a piece at coordinate `coord` goes round every

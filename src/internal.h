@@ -58,6 +58,11 @@ typedef struct fib_signature {
     int64_t n_direct;
     int32_t n_blocks;
     fib_direct_block blocks[FIB_MAX_DIRECT_BLOCKS];
+    /* When > 0 (n_direct 0): fib_group_signatures also adds up, for each
+     * class it finds, the first sum_leading values of its members' rows, in
+     * ascending unit order from 0.0, into the row of its first member
+     * (fib_class_sums_keep reads them there); those values are consumed. */
+    int64_t sum_leading;
     /* Threads for filling and grouping (0: the default); never changes a
      * result. */
     int32_t n_threads;
@@ -423,6 +428,11 @@ struct fib_coloring {
  * a source with classes and its base is small; FIB_E_NOMEM. */
 int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
                             const fib_signature *sig, const fib_partition *parts);
+/* Before grouping `sig` with `mode`: the sum_leading that lets grouping add
+ * the classes up for fib_class_sums_keep (0: not this group or mode). */
+int64_t fib_class_sums_leading(const fib_coloring *c, const fib_graph *g, int32_t group,
+                               const fib_signature *sig, const fib_partition *parts,
+                               int32_t mode);
 /* The kept totals of `group` if they were made for projection[group] and
  * projection[its source], else NULL. */
 const double *fib_class_sums_find(const fib_coloring *c, const fib_graph *g, int32_t group,

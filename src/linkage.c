@@ -495,6 +495,50 @@ int32_t fib_outgoing_norms(const fib_graph *g, int32_t group, double *w)
     return FIB_OK;
 }
 
+/* Power iteration for the top right singular direction of the weighted
+ * rows of `members` (row x weighted by weight[x], or 1), from the start v
+ * (normalised here), at most 100 rounds, until the direction moves by less
+ * than tol (L1). v ends a unit vector, or unchanged past a zero step; w is
+ * scratch of length d. */
+static void power_iterate(const fib_rows *r, const int64_t *members, int64_t m,
+                          const double *weight, double *v, double *w, double tol)
+{
+    int64_t d = r->d;
+    for (int it = 0; it < 100; it++) {
+        double nv = 0;
+        for (int64_t j = 0; j < d; j++)
+            nv += v[j] * v[j];
+        nv = sqrt(nv);
+        if (!(nv > 0))
+            return;
+        for (int64_t j = 0; j < d; j++)
+            v[j] /= nv;
+        for (int64_t j = 0; j < d; j++)
+            w[j] = 0;
+        for (int64_t x = 0; x < m; x++) {
+            double om = weight ? weight[members[x]] : 1.0, s = 0;
+            const double *row = r->value + members[x] * d;
+            for (int64_t j = 0; j < d; j++)
+                s += row[j] * v[j];
+            s *= om * om;
+            for (int64_t j = 0; j < d; j++)
+                w[j] += s * row[j];
+        }
+        double nw = 0, diff = 0;
+        for (int64_t j = 0; j < d; j++)
+            nw += w[j] * w[j];
+        nw = sqrt(nw);
+        if (!(nw > 0))
+            return;
+        for (int64_t j = 0; j < d; j++) {
+            diff += fabs(w[j] / nw - v[j]);
+            v[j] = w[j] / nw;
+        }
+        if (diff < tol)
+            break;
+    }
+}
+
 /* ---- scale-aware colouring of a dense group ---------------------------- */
 
 bool fib_activation_homogeneous(int32_t activation)
@@ -586,38 +630,7 @@ int32_t fib_class_scales(const fib_rows *r, const fib_partition *p,
             for (int64_t j = 0; j < d; j++)
                 v[j] += om * r->value[mem[x] * d + j];
         }
-        for (int it = 0; it < 100; it++) {
-            double nv = 0;
-            for (int64_t j = 0; j < d; j++)
-                nv += v[j] * v[j];
-            nv = sqrt(nv);
-            if (!(nv > 0))
-                break;
-            for (int64_t j = 0; j < d; j++)
-                v[j] /= nv;
-            for (int64_t j = 0; j < d; j++)
-                w[j] = 0;
-            for (int64_t x = 0; x < m; x++) {
-                double om = weight ? weight[mem[x]] : 1.0, s = 0;
-                const double *row = r->value + mem[x] * d;
-                for (int64_t j = 0; j < d; j++)
-                    s += row[j] * v[j];
-                s *= om * om;
-                for (int64_t j = 0; j < d; j++)
-                    w[j] += s * row[j];
-            }
-            double diff = 0, nw = 0;
-            for (int64_t j = 0; j < d; j++)
-                nw += w[j] * w[j];
-            nw = sqrt(nw);
-            for (int64_t j = 0; j < d; j++) {
-                double u = nw > 0 ? w[j] / nw : 0;
-                diff += fabs(u - v[j]);
-                v[j] = u;
-            }
-            if (diff < 1e-14)
-                break;
-        }
+        power_iterate(r, mem, m, weight, v, w, 1e-14);
         double mean = 0;
         for (int64_t x = 0; x < m; x++) {
             double s = 0;
@@ -737,39 +750,7 @@ static void top_direction(const fib_rows *r, const int64_t *members, int64_t m,
         for (int64_t j = 0; j < d; j++)
             v[j] += om * row[j] * n2;
     }
-    for (int it = 0; it < 100; it++) {
-        double nv = 0;
-        for (int64_t j = 0; j < d; j++)
-            nv += v[j] * v[j];
-        nv = sqrt(nv);
-        if (!(nv > 0))
-            return;
-        for (int64_t j = 0; j < d; j++)
-            v[j] /= nv;
-        for (int64_t j = 0; j < d; j++)
-            w[j] = 0;
-        for (int64_t x = 0; x < m; x++) {
-            double om = weight ? weight[members[x]] : 1.0, s = 0;
-            const double *row = r->value + members[x] * d;
-            for (int64_t j = 0; j < d; j++)
-                s += row[j] * v[j];
-            s *= om * om;
-            for (int64_t j = 0; j < d; j++)
-                w[j] += s * row[j];
-        }
-        double nw = 0, diff = 0;
-        for (int64_t j = 0; j < d; j++)
-            nw += w[j] * w[j];
-        nw = sqrt(nw);
-        if (!(nw > 0))
-            return;
-        for (int64_t j = 0; j < d; j++) {
-            diff += fabs(w[j] / nw - v[j]);
-            v[j] = w[j] / nw;
-        }
-        if (diff < 1e-13)
-            break;
-    }
+    power_iterate(r, members, m, weight, v, w, 1e-13);
 }
 
 int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterations,

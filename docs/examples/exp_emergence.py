@@ -29,7 +29,6 @@ before ("pairs_before") and how many of them were separated ("pairs_split").
     /usr/bin/python3 docs/examples/exp_emergence.py [--quick] [--out DIR]
 """
 
-import argparse
 import os
 import sys
 import time
@@ -224,14 +223,7 @@ def plot(rows, path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=os.path.join(HERE, "..", "figures"))
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    os.makedirs(args.out, exist_ok=True)
+    args = fd.experiment_args(__doc__, argv)
     t0 = time.time()
     if args.quick:
         data = fd.load(6000, 2000)

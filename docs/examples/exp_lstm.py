@@ -24,7 +24,6 @@ docs/figures/lstm.csv and lstm.png.
     /usr/bin/python3 docs/examples/exp_lstm.py [--quick] [--out DIR]
 """
 
-import argparse
 import os
 import sys
 import time
@@ -96,20 +95,14 @@ def compress_to(model, x, target, tolerance="abs"):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=os.path.join(HERE, "..", "figures"))
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--target", type=float, default=0.5)
-    ap.add_argument("--hidden", type=int, default=None)
-    ap.add_argument("--tolerance", default="abs", choices=("abs", "cos"),
-                    help="abs: FIB_TOL_ABS (fibration.torch.compress); cos: FIB_TOL_COSINE, "
-                         "the seed authors' criterion (libraries that have it); outputs "
-                         "lstm.* or lstm_cos.*")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    os.makedirs(args.out, exist_ok=True)
+    def extra(ap):
+        ap.add_argument("--target", type=float, default=0.5)
+        ap.add_argument("--hidden", type=int, default=None)
+        ap.add_argument("--tolerance", default="abs", choices=("abs", "cos"),
+                        help="abs: FIB_TOL_ABS (fibration.torch.compress); cos: FIB_TOL_COSINE, "
+                             "the seed authors' criterion (libraries that have it); outputs "
+                             "lstm.* or lstm_cos.*")
+    args = fd.experiment_args(__doc__, argv, extra)
     t0 = time.time()
     if args.quick:
         xtr, ytr, xte, yte = fd.load(6000, 1000)

@@ -24,7 +24,6 @@ retuned model of each size.
     /usr/bin/python3 docs/examples/exp_transformer.py [--quick] [--out DIR]
 """
 
-import argparse
 import glob
 import os
 import sys
@@ -39,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 
+import fashion_data as fd  # noqa: E402 (the shared experiment options)
 from fibration.torch import trace  # noqa: E402
 
 TEXT = "/usr/share/vim/vim90/doc/*.txt"
@@ -149,14 +149,7 @@ def fit(n, loss):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=os.path.join(HERE, "..", "figures"))
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    os.makedirs(args.out, exist_ok=True)
+    args = fd.experiment_args(__doc__, argv)
     t0 = time.time()
     if args.quick:
         sizes, steps, retune, factors, limit = (16, 24), 150, 40, (1.0, 2.0), 200000

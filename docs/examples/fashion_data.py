@@ -62,3 +62,22 @@ def accuracy(model, x, y, batch=2000):
         right = sum(int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum())
                     for i in range(0, len(x), batch))
     return right / len(x)
+
+
+def experiment_args(doc, argv=None, extra=None):
+    """The options every experiment script takes (--quick, --out, --threads,
+    --seed), plus what `extra(parser)` adds; parses argv, applies --threads
+    and makes the --out folder."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                  "..", "figures"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    if extra is not None:
+        extra(ap)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    return args

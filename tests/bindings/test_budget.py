@@ -129,15 +129,7 @@ def test_refit_chain_is_exact_on_scaled_copies():
     small = _budget.refit_chain(layers, labels)
     assert [w.shape for w, _ in small] == [(5, 12), (4, 5), (3, 4)]
     x = torch.randn(64, 12, dtype=torch.float64).numpy()
-
-    def run(ls):
-        h = x
-        for i, (w, b) in enumerate(ls):
-            h = h @ w.T + b
-            if i < len(ls) - 1:
-                h = np.maximum(h, 0)
-        return h
-    ref, out = run(layers), run(small)
+    ref, out = _run(layers, x), _run(small, x)
     assert np.abs(out - ref).max() <= 1e-9 * max(1.0, np.abs(ref).max())
 
 

@@ -6,6 +6,7 @@
  * params, scalars, colourings and forward outputs; a loaded base lifts to
  * the same network as the original base. Hostile metadata gives
  * FIB_E_FORMAT naming the group and the field. */
+#include "checks.h"
 #include "internal.h"
 #include "io/safetensors.h"
 #include "plant_lift.h"
@@ -193,22 +194,12 @@ static bool same_bits(const void *a, const void *b, size_t n)
     return memcmp(a, b, n) == 0;
 }
 
-static fib_coloring *color(const fib_graph *g, int32_t symmetry)
-{
-    fib_color_options o;
-    fib_color_options_init(&o, sizeof o);
-    o.symmetry = symmetry;
-    fib_coloring *c = NULL;
-    CHECK_OK(fib_color(g, &o, &c));
-    return c;
-}
-
 static void check_same_colorings(const fib_graph *a, const fib_graph *b)
 {
     const int32_t syms[] = {FIB_SYM_FIBERS, FIB_SYM_OPFIBERS, FIB_SYM_COVERS};
     int32_t n = a->n_groups;
     for (int s = 0; s < 3; s++) {
-        fib_coloring *ca = color(a, syms[s]), *cb = color(b, syms[s]);
+        fib_coloring *ca = test_color(a, syms[s]), *cb = test_color(b, syms[s]);
         for (int32_t i = 0; ca && cb && i < n; i++) {
             int64_t w = width(a, i);
             int64_t *x = malloc((size_t)w * sizeof *x), *y = malloc((size_t)w * sizeof *y);
@@ -449,7 +440,7 @@ static void check_base(fib_graph *base_net, uint64_t seed, const char *what, boo
         fib_graph_free(round_trip(full, what, 0, 0));
     }
     for (int32_t sym = FIB_SYM_FIBERS; full && sym <= FIB_SYM_COVERS; sym += 2) {
-        fib_coloring *c = color(full, sym);
+        fib_coloring *c = test_color(full, sym);
         fib_base *b = NULL;
         CHECK_OK(fib_compress(full, c, &b));
         fib_coloring_free(c);
@@ -654,7 +645,7 @@ static void hostile_metadata(void)
                            : build_cnn(FIB_DTYPE_F64, 25, 4, 3);
         int64_t **proj, *widths;
         fib_graph *full = plant(net, 200 + (uint64_t)m, &proj, &widths);
-        fib_coloring *c = color(full, FIB_SYM_FIBERS);
+        fib_coloring *c = test_color(full, FIB_SYM_FIBERS);
         fib_base *b = NULL;
         CHECK_OK(fib_compress(full, c, &b));
         CHECK_OK(fib_base_save(b, good[3 + m], 0));

@@ -281,9 +281,9 @@ static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
     const int64_t tile_len = 2 * OPF_CLASSES * OPF_COLUMNS;
     int64_t *rows = fib_alloc(n_out, sizeof *rows);
     int64_t *start = fib_alloc(k + 1, sizeof *start);
-    double *coef = fib_alloc(k, sizeof *coef);
+    double *coef = NULL;
     double *scratch = fib_alloc(tile_len * threads, sizeof *scratch);
-    if (!rows || !start || !coef || !scratch) {
+    if (!rows || !start || !scratch || fib_colour_coefficients(own, d->dtype, &coef)) {
         fib_free(rows);
         fib_free(start);
         fib_free(coef);
@@ -292,9 +292,6 @@ static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
                          (int)group);
     }
     fib_colour_order(own->color, n_out, k, rows, start);
-    /* fib_rounding_tol(dtype, |c|, a) is coef[c] * a, the same bits */
-    for (int64_t c = 0; c < k; c++)
-        coef[c] = fib_rounding_tol(d->dtype, start[c + 1] - start[c], 1.0);
     const fib_kernels *kernels = fib_kernels_active();
     size_t esize = fib_dtype_size(d->dtype);
     FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))

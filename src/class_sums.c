@@ -32,33 +32,42 @@ void fib_class_sums_free(fib_coloring *c)
     c->class_sums = NULL;
 }
 
-int64_t fib_class_sums_leading(const fib_coloring *c, const fib_graph *g, int32_t group,
-                               const fib_signature *sig, const fib_partition *parts,
-                               int32_t mode)
+/* k_in when `sig` holds the colour sums of a dense group over its source's
+ * k_in classes (and its bias), materialised and unscaled; else 0. */
+static int64_t colour_sum_width(const fib_coloring *c, const fib_graph *g, int32_t group,
+                                const fib_signature *sig, const fib_partition *parts)
 {
     const fib_group *grp = &g->groups[group];
-    int32_t method = mode & ~FIB_TOL_SCALED;
-    if (grp->op != FIB_OP_DENSE || grp->ops->recurrent || sig->n_direct || c->scales ||
-        (method != FIB_TOL_EXACT && method != FIB_TOL_ABS && method != FIB_TOL_REL))
+    if (grp->op != FIB_OP_DENSE || grp->ops->recurrent || sig->n_direct || c->scales)
         return 0;
     const fib_dense *d = grp->block;
     int64_t k_in = parts[grp->sources[0]].n_classes;
     return sig->n_coords == k_in + (d->bias ? 1 : 0) ? k_in : 0;
 }
 
+int64_t fib_class_sums_leading(const fib_coloring *c, const fib_graph *g, int32_t group,
+                               const fib_signature *sig, const fib_partition *parts,
+                               int32_t mode)
+{
+    int32_t method = mode & ~FIB_TOL_SCALED;
+    if (method != FIB_TOL_EXACT && method != FIB_TOL_ABS && method != FIB_TOL_REL)
+        return 0;
+    return colour_sum_width(c, g, group, sig, parts);
+}
+
 int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
                             const fib_signature *sig, const fib_partition *parts)
 {
-    const fib_group *grp = &g->groups[group];
-    if (grp->op != FIB_OP_DENSE || grp->ops->recurrent || sig->n_direct || c->scales)
+    int64_t k_in = colour_sum_width(c, g, group, sig, parts);
+    if (k_in == 0)
         return FIB_OK;
+    const fib_group *grp = &g->groups[group];
     const fib_dense *d = grp->block;
     const fib_partition *out = &parts[group], *in = &parts[grp->sources[0]];
-    int64_t k_out = out->n_classes, k_in = in->n_classes;
+    int64_t k_out = out->n_classes;
     double bytes = (double)k_out * (double)k_in * sizeof(double);
     double weights = (double)grp->n_units * (double)d->n_in * (double)fib_dtype_size(d->dtype);
-    if (sig->n_coords != k_in + (d->bias ? 1 : 0) ||
-        (bytes * FIB_CLASS_SUMS_MAX_FRACTION > weights && bytes > FIB_CLASS_SUMS_SMALL))
+    if (bytes * FIB_CLASS_SUMS_MAX_FRACTION > weights && bytes > FIB_CLASS_SUMS_SMALL)
         return FIB_OK;
     if (!c->class_sums &&
         !(c->class_sums = fib_calloc(c->n_groups, sizeof *c->class_sums)))

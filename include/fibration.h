@@ -698,7 +698,19 @@ typedef struct fib_budget_options {
     int32_t refine_iterations; /* Lloyd rounds on the rank-1 objective after
                             each scaled cut (units move to the class whose
                             direction captures them best); default 20, 0: none */
+    /* Appended to the first layout (FIB_BUDGET_OPTIONS_SIZE_1 bytes); a
+     * caller built against that one gets the defaults of what follows: */
+    int32_t merge_inputs; /* 1: the input group takes part too, its units
+                            clustered by the columns of the block reading it
+                            (an opfiber merge); the base then reads the MEAN
+                            of each input class (fib_base_projection of the
+                            input group gives the classes); default 0 */
+    int32_t reserved0;   /* must be 0 */
 } fib_budget_options;
+
+/* sizeof(fib_budget_options) of its first layout, before merge_inputs;
+ * fib_budget_options_init and fib_compress_to_budget accept it. */
+#define FIB_BUDGET_OPTIONS_SIZE_1 48
 
 /* Fills *options with the defaults. Errors: FIB_E_NULL, FIB_E_INVALID. */
 FIB_API int32_t fib_budget_options_init(fib_budget_options *options,
@@ -720,6 +732,15 @@ FIB_API int32_t fib_budget_options_init(fib_budget_options *options,
  *   4. the groups are then coloured in order with those class counts (each
  *      over the merged classes of its source), refined by Lloyd rounds
  *      (refine_iterations) and compressed.
+ * With merge_inputs, the input group is one more candidate: its units are
+ * clustered by plain Ward on their outgoing weight columns (an input's
+ * merge error is the distance of its column to its class's mean column,
+ * the sensitivity the gains after the first block), and each merged input
+ * class costs nothing but its members' class index, counted as one
+ * parameter per input. Eq. 10 then sums the first block over each input
+ * class, so the base's inputs are the means of the classes' inputs:
+ * exact when the members' columns are equal (inputs in one opfiber). A
+ * group of inputs wider than FIB_LINKAGE_MAX_UNITS is left as it is.
  * The "bound" is a first-order estimate, not a worst-case guarantee: the
  * gains g_h are the typical gains ||W_h||_F / sqrt(n_in) (ReLU: / sqrt 2) of
  * the blocks before the group (its input norm) and after its consumer

@@ -4,6 +4,7 @@
 #include "linkage.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 /* ---- scales of a colouring ---------------------------------------------- */
@@ -116,16 +117,21 @@ int32_t fib_dense_compress_scaled(const fib_graph *g, int32_t group,
 
 /* ---- budget ------------------------------------------------------------- */
 
+_Static_assert(offsetof(fib_budget_options, merge_inputs) == FIB_BUDGET_OPTIONS_SIZE_1,
+               "the first layout of fib_budget_options ends where merge_inputs starts");
+
 int32_t fib_budget_options_init(fib_budget_options *o, size_t struct_size)
 {
     if (!o)
         return fib_error(FIB_E_NULL, "fib_budget_options_init: options is NULL");
-    if (struct_size < sizeof *o)
+    if (struct_size < FIB_BUDGET_OPTIONS_SIZE_1)
         return fib_error(FIB_E_INVALID,
                          "fib_budget_options_init: struct_size %zu is smaller than %zu",
                          struct_size, sizeof *o);
-    memset(o, 0, sizeof *o);
-    o->struct_size = sizeof *o;
+    /* a caller built against the first layout owns only its bytes */
+    size_t size = struct_size < sizeof *o ? struct_size : sizeof *o;
+    memset(o, 0, size);
+    o->struct_size = size;
     o->sensitivity_power = 1.5;
     o->refine_iterations = 20;
     return FIB_OK;
@@ -159,14 +165,18 @@ typedef struct budget_layer {
     double *err;        /* err[k] for k = 1 .. n: sqrt of the merge costs */
 } budget_layer;
 
-/* Parameters of the base with class counts k per group (inputs and
- * outputs keep their width). */
+/* Parameters of the base with class counts `width` per group (outputs keep
+ * their width; merged inputs cost one class index per input). */
 static int64_t budget_params(const fib_graph *g, const int64_t *width)
 {
     int64_t total = 0;
     for (int32_t i = 0; i < g->n_groups; i++) {
-        if (fib_group_is_input(g, i))
+        if (fib_group_is_input(g, i)) {
+            /* merged inputs: each input's class index */
+            if (width[i] < g->groups[i].n_units)
+                total += g->groups[i].n_units;
             continue;
+        }
         const fib_dense *d = g->groups[i].block;
         int64_t in = width[g->groups[i].sources[0]];
         total += width[i] * in + (d->bias ? width[i] : 0);
@@ -191,6 +201,41 @@ static int32_t layer_rows(const fib_graph *g, int32_t i, const fib_partition *pa
             weight[u] *= norms[u];
     }
     return FIB_OK;
+}
+
+/* Rows of the input group (merge_inputs): every input's column of the
+ * dense block reading it, the next group of the chain; weights all 1. */
+static int32_t input_rows(const fib_graph *g, int32_t input, fib_rows *r, double *weight)
+{
+    const fib_dense *d = g->groups[input + 1].block;
+    int64_t n = g->groups[input].n_units, dd = g->groups[input + 1].n_units;
+    memset(r, 0, sizeof *r);
+    r->n = n;
+    r->d = dd;
+    r->value = fib_alloc(n * dd, sizeof(double));
+    r->tol = fib_calloc(n * dd, sizeof(double));
+    r->label = fib_calloc(n, sizeof(int64_t));
+    if (!r->value || !r->tol || !r->label) {
+        fib_rows_clear(r);
+        return fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory for the inputs");
+    }
+    for (int64_t i = 0; i < dd; i++)
+        for (int64_t k = 0; k < n; k++)
+            r->value[k * dd + i] = fib_dense_weight(d, i, k);
+    for (int64_t k = 0; k < n; k++)
+        weight[k] = 1.0;
+    return FIB_OK;
+}
+
+/* The rows a budget clusters for group i: an input group's columns, or a
+ * hidden group's rows over its source's classes. */
+static int32_t candidate_rows(const fib_graph *g, int32_t i, const fib_partition *parts,
+                              double **scales, bool scaled, fib_rows *r, double *weight,
+                              double *norms)
+{
+    if (fib_group_is_input(g, i))
+        return input_rows(g, i, r, weight);
+    return layer_rows(g, i, parts, scales, scaled, r, weight, norms);
 }
 
 /* One full agglomeration of group i; err[k] (k = 1 .. n) = sqrt of the
@@ -263,15 +308,36 @@ static void free_layers(budget_layer *L, int32_t n)
     fib_free(L);
 }
 
+/* Parameters of a base, with one class index per input of a merged input
+ * group (the base cannot read its inputs without them). */
+static int32_t base_parameters(const fib_graph *g, const fib_base *b, int64_t *out)
+{
+    int32_t status = fib_graph_num_parameters(b->graph, out);
+    for (int32_t i = 0; !status && i < g->n_groups; i++)
+        if (fib_group_is_input(g, i) && b->projection[i].n_classes < g->groups[i].n_units)
+            *out += g->groups[i].n_units;
+    return status;
+}
+
 /* One budget attempt with one grouping; fills *bound and the base. */
 static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mode,
-                              double power, int32_t refine, double *bound_out, int64_t *params_out,
-                              fib_base **base_out)
+                              double power, int32_t refine, bool merge_inputs,
+                              double *bound_out, int64_t *params_out, fib_base **base_out)
 {
+    /* the candidates: hidden groups, and with merge_inputs the input group
+     * (group 0 of the chain) when the linkage can take it */
+    bool *candidate = fib_calloc(g->n_groups > 0 ? g->n_groups : 1, sizeof *candidate);
+    if (!candidate)
+        return fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
     int32_t n_layers = 0;
-    for (int32_t i = 0; i < g->n_groups; i++)
-        if (!fib_group_is_input(g, i) && !fib_group_is_output(g, i))
-            n_layers++;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        if (fib_group_is_input(g, i))
+            candidate[i] = merge_inputs && g->groups[i].n_units > 1 &&
+                           g->groups[i].n_units <= FIB_LINKAGE_MAX_UNITS;
+        else
+            candidate[i] = !fib_group_is_output(g, i);
+        n_layers += candidate[i];
+    }
     budget_layer *L = fib_calloc(n_layers > 0 ? n_layers : 1, sizeof *L);
     int64_t *width = fib_alloc(g->n_groups, sizeof *width);
     double *sigma = fib_alloc(g->n_groups, sizeof *sigma);
@@ -295,7 +361,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
     }
     /* 1-2: per-layer errors on the original weights, sensitivities */
     for (int32_t i = 0, x = 0; i < g->n_groups && !status; i++) {
-        if (fib_group_is_input(g, i) || fib_group_is_output(g, i))
+        if (!candidate[i])
             continue;
         budget_layer *l = &L[x++];
         l->group = i;
@@ -308,10 +374,13 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             status = fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
             break;
         }
-        bool scaled = scaled_mode && fib_activation_homogeneous(g->groups[i].activation);
+        /* inputs merge by their plain mean column (no scales: the base's
+         * inputs are the classes' means) */
+        bool scaled = scaled_mode && !fib_group_is_input(g, i) &&
+                      fib_activation_homogeneous(g->groups[i].activation);
         fib_rows r;
         fib_partition *discrete = col->parts; /* still discrete here */
-        status = layer_rows(g, i, discrete, col->scales, scaled, &r, weight, norms);
+        status = candidate_rows(g, i, discrete, col->scales, scaled, &r, weight, norms);
         fib_merges mg = {0};
         if (!status) {
             status = layer_merges(&r, scaled, weight, &mg, l->err);
@@ -322,7 +391,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         fib_free(norms);
         /* sensitivity: the typical norm of the group's input (the gains of
          * the blocks before it) times the gains of the blocks after its
-         * consumer */
+         * consumer (for the input group: after the first block) */
         double sens = 1.0;
         for (int32_t h = 1; h < i; h++)
             sens *= pow(sigma[h], power);
@@ -348,12 +417,17 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             if (l->k <= 1)
                 continue;
             int64_t step = l->k / 64 > 1 ? l->k / 64 : 1;
-            int64_t k2 = l->k - step;
-            if (isinf(l->err[k2]))
-                continue;
-            width[l->group] = k2;
-            int64_t saved = now - budget_params(g, width);
+            int64_t k2 = l->k, saved = 0;
+            /* the first merge of the inputs pays their class index: step on
+             * until something is saved */
+            while (saved <= 0 && k2 - step >= 1) {
+                k2 -= step;
+                width[l->group] = k2;
+                saved = now - budget_params(g, width);
+            }
             width[l->group] = l->k;
+            if (k2 == l->k || isinf(l->err[k2]))
+                continue;
             /* independent errors add in quadrature: B^2 = sum S_l^2 e_l^2 */
             double cost = l->sens * l->sens *
                           (l->err[k2] * l->err[k2] - l->err[l->k] * l->err[l->k]);
@@ -381,14 +455,15 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
     for (int32_t x = 0; x < n_layers && !status; x++) {
         budget_layer *l = &L[x];
         int32_t i = l->group;
-        bool scaled = scaled_mode && fib_activation_homogeneous(g->groups[i].activation);
+        bool scaled = scaled_mode && !fib_group_is_input(g, i) &&
+                      fib_activation_homogeneous(g->groups[i].activation);
         double *weight = fib_alloc(l->n, sizeof *weight), *norms = fib_alloc(l->n, sizeof *norms);
         fib_rows r = {0};
         fib_merges mg = {0};
         if (!weight || !norms)
             status = fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
         if (!status)
-            status = layer_rows(g, i, col->parts, col->scales, scaled, &r, weight, norms);
+            status = candidate_rows(g, i, col->parts, col->scales, scaled, &r, weight, norms);
         if (!status)
             status = layer_merges(&r, scaled, weight, &mg, NULL);
         if (!status)
@@ -430,17 +505,19 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         fib_free(weight);
         fib_free(norms);
     }
+    col->merge_inputs = merge_inputs;
     if (!status)
         status = fib_compress(g, col, base_out);
     if (!status) {
         /* the classes reached (a layer may have stopped short of its count) */
         int64_t reached = 0;
-        status = fib_graph_num_parameters((*base_out)->graph, &reached);
+        status = base_parameters(g, *base_out, &reached);
         *bound_out = (double)reached <= target ? sqrt(bound) : INFINITY;
         *params_out = reached;
     }
 done:
     free_layers(L, n_layers);
+    fib_free(candidate);
     fib_free(width);
     fib_free(sigma);
     fib_coloring_free(col);
@@ -453,12 +530,27 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
     static const char fn[] = "fib_compress_to_budget";
     if (!g || !base_out)
         return fib_error(FIB_E_NULL, "%s: %s is NULL", fn, g ? "base_out" : "graph");
-    fib_budget_options defaults;
-    fib_budget_options_init(&defaults, sizeof defaults);
-    fib_budget_options *o = options ? options : &defaults;
-    if (o->struct_size < sizeof *o || o->refine_iterations < 0)
-        return fib_error(FIB_E_INVALID, "%s: options not initialised (fib_budget_options_init)",
-                         fn);
+    /* the caller's fields over the defaults: a caller of the first layout
+     * has only its bytes */
+    fib_budget_options local;
+    fib_budget_options_init(&local, sizeof local);
+    if (options) {
+        if (options->struct_size < FIB_BUDGET_OPTIONS_SIZE_1)
+            return fib_error(FIB_E_INVALID, "%s: options.struct_size %zu is smaller than %zu "
+                             "(call fib_budget_options_init)", fn, options->struct_size,
+                             sizeof local);
+        memcpy(&local, options,
+               options->struct_size < sizeof local ? options->struct_size : sizeof local);
+    }
+    const fib_budget_options *o = &local;
+    if (o->refine_iterations < 0)
+        return fib_error(FIB_E_INVALID, "%s: refine_iterations %d is negative", fn,
+                         (int)o->refine_iterations);
+    if (o->merge_inputs != 0 && o->merge_inputs != 1)
+        return fib_error(FIB_E_INVALID, "%s: merge_inputs %d must be 0 or 1", fn,
+                         (int)o->merge_inputs);
+    if (o->reserved0 != 0)
+        return fib_error(FIB_E_INVALID, "%s: reserved0 must be 0", fn);
     int32_t tol = o->tolerance;
     if (tol != 0 && tol != FIB_TOL_WARD && tol != (FIB_TOL_SCALED | FIB_TOL_WARD))
         return fib_error(FIB_E_INVALID,
@@ -502,7 +594,7 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
         double bound = 0;
         int64_t params = 0;
         status = budget_attempt(g, budget, (modes[m] & FIB_TOL_SCALED) != 0, power,
-                                o->refine_iterations, &bound,
+                                o->refine_iterations, o->merge_inputs != 0, &bound,
                                 &params, &b);
         if (status)
             break;

@@ -22,7 +22,8 @@ void fib_base_free(fib_base *b)
 }
 
 /* The classes actually merged: the colouring's for hidden groups, one unit
- * per class for inputs and outputs. */
+ * per class for inputs (unless the colouring merges them, budgets'
+ * merge_inputs) and outputs. */
 static int32_t effective_projection(const fib_graph *g, const fib_coloring *c,
                                     fib_partition **out)
 {
@@ -37,7 +38,8 @@ static int32_t effective_projection(const fib_graph *g, const fib_coloring *c,
      * its units only if that source keeps its own: an output flatten pins
      * its source, and so on up a chain of such groups. */
     for (int32_t i = g->n_groups - 1; i >= 0; i--) {
-        keep[i] = keep[i] || fib_group_is_input(g, i) || fib_group_is_output(g, i);
+        keep[i] = keep[i] || (fib_group_is_input(g, i) && !c->merge_inputs) ||
+                  fib_group_is_output(g, i);
         const fib_block_ops *ops = g->groups[i].ops;
         if (keep[i] && ops && ops->derive_projection)
             keep[g->groups[i].sources[0]] = true;

@@ -422,6 +422,9 @@ struct fib_coloring {
     double **scales;
     /* Per group, merge totals kept from colouring (NULL: none kept). */
     fib_class_sums *class_sums;
+    /* Set by budgets (merge_inputs): fib_compress merges input groups by
+     * their classes too, the base's inputs being the classes' means. */
+    bool merge_inputs;
 };
 /* Keeps group's merge totals from its fiber signature `sig` (colour sums,
  * still valid) and its new classes in parts, when it is a dense group over

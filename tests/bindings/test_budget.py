@@ -47,7 +47,10 @@ def test_budget_is_met(budget):
     x = torch.randn(16, 12)
     small, plan = ft.compress(model, x, budget=budget)
     assert ft.count_parameters(small) <= budget * ft.count_parameters(model)
-    assert plan.budget["n_parameters"] == ft.count_parameters(small)
+    # merged inputs' class index counts as one parameter per input
+    index = _budget.input_index_size(small)
+    assert ft.count_parameters(small) + index <= budget * ft.count_parameters(model)
+    assert plan.budget["n_parameters"] == ft.count_parameters(small) + index
     assert plan.budget["tolerance"] in ("scaled+ward", "ward")
     again, _ = ft.compress(model, x, budget=budget)
     assert ft.verify(small, again, x).max_abs == 0  # deterministic
@@ -361,3 +364,48 @@ def test_synthetic_refit_samples_and_ridge():
     for ridge in (1e-10, 1e-3, 1.0):
         small = _budget.synthetic_refit(planted, plabels, 1.0, ridge=ridge)
         assert np.abs(_run(small, xs) - pref).max() <= 1e-5 * max(1.0, np.abs(pref).max())
+
+
+def planted_inputs(seed=0, n_in=24, k_in=6):
+    """A 24-16-8-3 ReLU MLP whose inputs come in 6 opfiber classes: the
+    first Linear's columns are equal within each class."""
+    model = mlp(seed, (n_in, 16, 8, 3))
+    cls = (torch.arange(n_in) * 5) % k_in
+    with torch.no_grad():
+        reps = torch.randn(16, k_in, generator=torch.Generator().manual_seed(seed))
+        model[0].weight.copy_(reps[:, cls])
+    return model, cls
+
+
+def test_budget_merges_planted_inputs():
+    from fibration.torch._modules import InputClassMean
+    model, cls = planted_inputs()
+    x = torch.randn(64, 24)
+    own = (6 * 16 + 16 + 16 * 8 + 8 + 8 * 3 + 3 + 24) / ft.count_parameters(model)
+    small, plan = ft.compress(model, x, budget=own)
+    means = [m for m in small.modules() if isinstance(m, InputClassMean)]
+    assert len(means) == 1 and means[0].n_classes == 6
+    got = means[0].classes.numpy()
+    assert all((got[a] == got[b]) == bool(cls[a] == cls[b])
+               for a in range(24) for b in range(24))
+    assert plan.budget["merge_inputs"] is True
+    assert plan.budget["n_parameters"] == ft.count_parameters(small) + 24
+    assert ft.verify(model, small, x).max_rel < 1e-5  # the same function
+    # without the option the inputs stay
+    plain, pplan = _budget.compress_to_budget(model, x, 0.6, merge_inputs=False)
+    assert not any(isinstance(m, InputClassMean) for m in plain.modules())
+    assert pplan.budget["merge_inputs"] is False
+
+
+def test_refits_read_input_class_means():
+    model, cls = planted_inputs(1)
+    layers = _layers(model)
+    labels = [np.arange(16), np.arange(8)]  # hidden units all kept
+    x = np.random.default_rng(2).standard_normal((32, 24))
+    ref = _run(layers, x)
+    xm = _budget.input_means(x, cls.numpy())
+    assert xm.shape == (32, 6)
+    for small in (_budget.refit_chain(layers, labels, cls.numpy()),
+                  _budget.synthetic_refit(layers, labels, 1.0, input_labels=cls.numpy())):
+        assert small[0][0].shape == (16, 6)
+        assert np.abs(_run(small, xm) - ref).max() <= 1e-6 * max(1.0, np.abs(ref).max())

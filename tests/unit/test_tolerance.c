@@ -387,6 +387,106 @@ static void budget_met(void)
     unplant(&p);
 }
 
+/* merge_inputs: inputs in planted opfiber classes (equal columns of the
+ * first block) are merged exactly: the base, fed the classes' means, gives
+ * the original's outputs; the index is counted; without the option, or from
+ * a caller of the first layout, inputs stay. */
+static void budget_merges_inputs(void)
+{
+    enum { n_in = 40, k_in = 8, n_h = 6, n_out = 3, batch = 32 };
+    double w1[n_h * n_in], w2[n_out * n_h], b1[n_h], b2[n_out], r[n_h * k_in];
+    int64_t cls[n_in];
+    for (int k = 0; k < n_in; k++)
+        cls[k] = (k * 5 + k / 7) % k_in; /* every class used, members spread */
+    for (int i = 0; i < n_h * k_in; i++)
+        r[i] = uniform() - 0.5;
+    for (int i = 0; i < n_h; i++) {
+        b1[i] = uniform() - 0.5;
+        for (int k = 0; k < n_in; k++)
+            w1[i * n_in + k] = r[i * k_in + cls[k]];
+    }
+    for (int i = 0; i < n_out * n_h; i++)
+        w2[i] = uniform() - 0.5;
+    for (int i = 0; i < n_out; i++)
+        b2[i] = uniform() - 0.5;
+    fib_graph *g = NULL;
+    int32_t in, h, out;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, n_in, &in));
+    CHECK_OK(fib_graph_add_dense(g, in, n_h, FIB_DTYPE_F64, w1, n_in, b1, 0, &h));
+    CHECK_OK(fib_graph_set_activation(g, h, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, h, n_out, FIB_DTYPE_F64, w2, n_h, b2, 0, &out));
+    int64_t total = 0;
+    CHECK_OK(fib_graph_num_parameters(g, &total));
+    /* the exact input merge and every hidden unit: k_in * n_h + n_h + ...
+     * plus the n_in indices */
+    int64_t own = k_in * n_h + n_h + n_out * n_h + n_out + n_in;
+    fib_budget_options o;
+    CHECK_OK(fib_budget_options_init(&o, sizeof o));
+    CHECK(o.merge_inputs == 0 && o.reserved0 == 0);
+    o.merge_inputs = 1;
+    fib_base *b = NULL;
+    CHECK_OK(fib_compress_to_budget(g, (double)own / (double)total, &o, &b));
+    if (b) {
+        const fib_graph *bg = fib_base_graph(b);
+        int64_t n = 0, proj[n_in];
+        CHECK_OK(fib_graph_num_parameters(bg, &n));
+        CHECK(n + n_in == o.n_parameters);
+        CHECK(o.n_parameters <= own);
+        CHECK_OK(fib_base_projection(b, in, proj, n_in));
+        for (int a = 0; a < n_in; a++) /* the planted classes */
+            for (int c = 0; c < n_in; c++)
+                CHECK((proj[a] == proj[c]) == (cls[a] == cls[c]));
+        CHECK(o.bound < 1e-9);
+        /* the base on the class means = the original */
+        double x[batch * n_in], xm[batch * k_in], y1[batch * n_out], y2[batch * n_out];
+        for (int i = 0; i < batch * n_in; i++)
+            x[i] = 2 * uniform() - 0.5;
+        memset(xm, 0, sizeof xm);
+        int64_t count[k_in] = {0};
+        for (int k = 0; k < n_in; k++)
+            count[proj[k]]++;
+        for (int s = 0; s < batch; s++)
+            for (int k = 0; k < n_in; k++)
+                xm[s * k_in + proj[k]] += x[s * n_in + k] / (double)count[proj[k]];
+        CHECK_OK(fib_graph_forward(g, batch, FIB_DTYPE_F64, x, y1));
+        CHECK_OK(fib_graph_forward(bg, batch, FIB_DTYPE_F64, xm, y2));
+        double gap = 0;
+        for (int i = 0; i < batch * n_out; i++)
+            gap = fmax(gap, fabs(y1[i] - y2[i]));
+        if (gap > 1e-12)
+            fprintf(stderr, "merged inputs: gap %g\n", gap);
+        CHECK(gap <= 1e-12);
+    }
+    fib_base_free(b);
+    b = NULL;
+    /* a caller of the first layout: its bytes only, inputs stay */
+    union { fib_budget_options o; unsigned char bytes[sizeof(fib_budget_options)]; } old;
+    memset(&old, 0xAB, sizeof old);
+    CHECK_OK(fib_budget_options_init(&old.o, FIB_BUDGET_OPTIONS_SIZE_1));
+    CHECK(old.o.struct_size == FIB_BUDGET_OPTIONS_SIZE_1);
+    for (size_t i = FIB_BUDGET_OPTIONS_SIZE_1; i < sizeof old; i++)
+        CHECK(old.bytes[i] == 0xAB);
+    CHECK_OK(fib_compress_to_budget(g, 0.9, &old.o, &b));
+    int64_t p0[n_in];
+    if (b) {
+        CHECK_OK(fib_base_projection(b, in, p0, n_in));
+        for (int k = 0; k < n_in; k++)
+            CHECK(p0[k] == k);
+    }
+    fib_base_free(b);
+    b = NULL;
+    CHECK(fib_budget_options_init(&old.o, FIB_BUDGET_OPTIONS_SIZE_1 - 1) == FIB_E_INVALID);
+    fib_budget_options_init(&o, sizeof o);
+    o.merge_inputs = 2;
+    CHECK(fib_compress_to_budget(g, 0.5, &o, &b) == FIB_E_INVALID);
+    o.merge_inputs = 1;
+    o.reserved0 = 1;
+    CHECK(fib_compress_to_budget(g, 0.5, &o, &b) == FIB_E_INVALID);
+    CHECK(b == NULL);
+    fib_graph_free(g);
+}
+
 int main(void)
 {
     RUN(planted_recovered_by_every_mode);
@@ -397,5 +497,6 @@ int main(void)
     RUN(labels_never_merge);
     RUN(linkage_bounded);
     RUN(budget_met);
+    RUN(budget_merges_inputs);
     return test_failures != 0;
 }

@@ -66,6 +66,7 @@ FIB_TOL_WARD = 5  # Ward linkage: merges the two classes whose union least incre
 FIB_TOL_SCALED = 256
 FIB_LINKAGE_MAX_UNITS = 8192
 FIB_COPY = 1  # copy the weights instead of borrowing them
+FIB_BUDGET_OPTIONS_SIZE_1 = 48
 FIB_OP_NODES = 12  # a group of graph nodes (fib_graph_add_nodes)
 FIB_CONVENTION_PURE = 0  # the definition: start from one class per group (the default)
 FIB_CONVENTION_PUBLISHED = 1  # FastFibration's: nodes without inputs are singletons, every strongly connected component without inputs from outside starts as its own class, and nodes whose only inputs are self-loops are used as extra splitters; reproduces published fiber counts (E. coli: 555 classes, pure: 414)
@@ -143,6 +144,7 @@ CONSTANTS = {
     'FIB_TOL_SCALED': FIB_TOL_SCALED,
     'FIB_LINKAGE_MAX_UNITS': FIB_LINKAGE_MAX_UNITS,
     'FIB_COPY': FIB_COPY,
+    'FIB_BUDGET_OPTIONS_SIZE_1': FIB_BUDGET_OPTIONS_SIZE_1,
     'FIB_OP_NODES': FIB_OP_NODES,
     'FIB_CONVENTION_PURE': FIB_CONVENTION_PURE,
     'FIB_CONVENTION_PUBLISHED': FIB_CONVENTION_PUBLISHED,
@@ -215,6 +217,8 @@ class fib_budget_options(ctypes.Structure):
         ('n_parameters', ctypes.c_int64),
         ('chosen_tolerance', ctypes.c_int32),
         ('refine_iterations', ctypes.c_int32),
+        ('merge_inputs', ctypes.c_int32),
+        ('reserved0', ctypes.c_int32),
     ]
 
 

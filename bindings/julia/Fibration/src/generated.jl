@@ -101,6 +101,7 @@ const FIB_TOL_SCALED = Int32(256)
 const FIB_LINKAGE_MAX_UNITS = Int32(8192)
 # copy the weights instead of borrowing them
 const FIB_COPY = UInt32(1)
+const FIB_BUDGET_OPTIONS_SIZE_1 = Int32(48)
 # a group of graph nodes (fib_graph_add_nodes)
 const FIB_OP_NODES = Int32(12)
 # the definition: start from one class per group (the default)
@@ -183,8 +184,10 @@ struct fib_budget_options
     n_parameters::Int64
     chosen_tolerance::Int32
     refine_iterations::Int32
+    merge_inputs::Int32
+    reserved0::Int32
 end
-fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32))
+fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32), zero(Int32), zero(Int32))
 
 struct fib_load_options
     struct_size::Csize_t
@@ -876,6 +879,15 @@ number of classes of every hidden group itself, data-free:
   4. the groups are then coloured in order with those class counts (each
      over the merged classes of its source), refined by Lloyd rounds
      (refine_iterations) and compressed.
+With merge_inputs, the input group is one more candidate: its units are
+clustered by plain Ward on their outgoing weight columns (an input's
+merge error is the distance of its column to its class's mean column,
+the sensitivity the gains after the first block), and each merged input
+class costs nothing but its members' class index, counted as one
+parameter per input. Eq. 10 then sums the first block over each input
+class, so the base's inputs are the means of the classes' inputs:
+exact when the members' columns are equal (inputs in one opfiber). A
+group of inputs wider than FIB_LINKAGE_MAX_UNITS is left as it is.
 The "bound" is a first-order estimate, not a worst-case guarantee: the
 gains g_h are the typical gains ||W_h||_F / sqrt(n_in) (ReLU: / sqrt 2) of
 the blocks before the group (its input norm) and after its consumer

@@ -75,7 +75,8 @@ def set_coloring_scales(coloring, group, scales):
                                       arr.shape[0]), "fib_coloring_set_scales")
 
 
-def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_iterations=None):
+def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_iterations=None,
+                   merge_inputs=False):
     """fib_compress_to_budget on a fibration.Graph: (Base, info dict)."""
     from .._core import Base
     opts = _ffi.fib_budget_options()
@@ -85,12 +86,13 @@ def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_ite
     opts.sensitivity_power = float(sensitivity_power)
     if refine_iterations is not None:
         opts.refine_iterations = int(refine_iterations)
+    opts.merge_inputs = int(bool(merge_inputs))
     out = ctypes.POINTER(_ffi.fib_base)()
     check(lib.fib_compress_to_budget(graph._cp(), float(budget), ctypes.byref(opts),
                                      ctypes.byref(out)), "fib_compress_to_budget")
     info = {"bound": opts.bound, "n_parameters": opts.n_parameters,
             "tolerance": tolerance_name(opts.chosen_tolerance),
-            "sensitivity_power": float(sensitivity_power)}
+            "sensitivity_power": float(sensitivity_power), "merge_inputs": bool(merge_inputs)}
     return Base._adopt(out, graph), info
 
 
@@ -118,7 +120,29 @@ def _class_representatives(rows, labels, weight):
     return reps
 
 
-def refit_chain(layers, labels):
+def _input_sums(w, input_labels):
+    """w summed over each input class (Eq. 10 over merged inputs, whose base
+    values are the classes' means); w itself without input classes."""
+    if input_labels is None:
+        return w
+    lab = np.asarray(input_labels, np.int64)
+    out = np.zeros((w.shape[0], int(lab.max()) + 1))
+    np.add.at(out.T, lab, w.T)
+    return out
+
+
+def input_means(x, input_labels):
+    """The base's inputs for merged input classes: the mean of each class."""
+    if input_labels is None:
+        return x
+    lab = np.asarray(input_labels, np.int64)
+    k = int(lab.max()) + 1
+    out = np.zeros((x.shape[0], k))
+    np.add.at(out.T, lab, x.T)
+    return out / np.bincount(lab, minlength=k)
+
+
+def refit_chain(layers, labels, input_labels=None):
     """Re-derives a compressed chain of dense layers from the original weights
     and the classes of every hidden layer (positively homogeneous activations):
     layer by layer, each class's representative is the outgoing-norm-weighted
@@ -126,9 +150,12 @@ def refit_chain(layers, labels):
     is replaced by s_i r_c with s_i = max(<f_i, r_c> / |r_c|^2, 0), and the next
     layer's weights become sum_{i in c} W[:, i] s_i. Data-free; returns
     [(W, b)] of the compressed chain. `layers`: [(W, b)] float64, the last one
-    the output layer; `labels`: one class array per hidden layer."""
+    the output layer; `labels`: one class array per hidden layer;
+    `input_labels`: the classes of merged inputs (None: inputs not merged)."""
     out, carry = [], None
     for l, (w, b) in enumerate(layers):
+        if l == 0:
+            w = _input_sums(w, input_labels)
         if carry is not None:
             w = w @ carry
         if l == len(layers) - 1:
@@ -166,7 +193,8 @@ def _act(z, slope):
     return np.maximum(z, 0) if slope == 0 else np.where(z > 0, z, slope * z)
 
 
-def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None, ridge=1e-10):
+def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None, ridge=1e-10,
+                    input_labels=None):
     """refit_chain, then a data-free least-squares correction of every merge's
     consumer: on synthetic inputs x ~ N(0, scale^2 I) (n_samples, a fixed
     seed), layer by layer, the hidden layer is merged (refit_chain's
@@ -181,17 +209,19 @@ def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None, 
     least squares' ridge (times the mean diagonal of their Gram matrix),
     pulling towards refit_chain's consumer, not towards zero, so planted
     scaled copies stay exact with any ridge (32,768 samples with ridge 1e-3
-    were measured as a candidate default, docs/compression.md). A scale that
-    is not positive and finite gives refit_chain."""
+    were measured as a candidate default, docs/compression.md);
+    `input_labels`: the classes of merged inputs, whose means the compressed
+    chain reads. A scale that is not positive and finite gives refit_chain."""
     if len(layers) < 2 or not (scale is not None and scale > 0 and np.isfinite(scale)):
-        return refit_chain(layers, labels)
+        return refit_chain(layers, labels, input_labels)
     slopes = [0.0] * (len(layers) - 1) if slopes is None else list(slopes)
     x = scale * np.random.default_rng(seed).standard_normal((n_samples, layers[0][0].shape[1]))
     # h_ref: the original network's activations; h: the compressed chain's
-    current, out, h, h_ref = list(layers), [], x, x
+    current, out, h, h_ref = list(layers), [], input_means(x, input_labels), x
     for l in range(len(layers) - 1):
         h_ref = _act(h_ref @ layers[l][0].T + layers[l][1], slopes[l])
-        (r, c), consumer = refit_chain(current[l:l + 2], [labels[l]])
+        (r, c), consumer = refit_chain(current[l:l + 2], [labels[l]],
+                                       input_labels if l == 0 else None)
         out.append((r, c))
         h = _act(h @ r.T + c, slopes[l])
         target = h_ref @ layers[l + 1][0].T + layers[l + 1][1]
@@ -210,13 +240,17 @@ def _refit_model(net, model, base, compressed, synthetic_scale=None):
     layers = [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy())
               for m in mods]
     labels = [base.projection(layer.group) for layer in dense[:-1]]
+    first_source = dense[0].sources[0]
+    input_labels = base.projection(first_source) \
+        if base.graph.group(first_source).n_units < layers[0][0].shape[1] else None
     slopes = {"relu": 0.0, "linear": 1.0}
     hidden = [slopes.get(layer.activation, layer.activation_parameter
                          if layer.activation == "leaky_relu" else None) for layer in dense[:-1]]
     if synthetic_scale is None or any(a is None for a in hidden):
-        new = refit_chain(layers, labels)
+        new = refit_chain(layers, labels, input_labels)
     else:
-        new = synthetic_refit(layers, labels, synthetic_scale, slopes=hidden)
+        new = synthetic_refit(layers, labels, synthetic_scale, slopes=hidden,
+                              input_labels=input_labels)
     with torch.no_grad():
         for layer, (w, b) in zip(dense, new):
             m = compressed.get_submodule(layer.module)
@@ -251,14 +285,26 @@ def _input_scale(example_input):
     return scale if scale > 0 and np.isfinite(scale) else None
 
 
+def input_index_size(module):
+    """The class indices of a compressed model's merged inputs (one per
+    input), which a budget counts as parameters."""
+    from ._modules import InputClassMean
+    return sum(m.classes.numel() for m in module.modules() if isinstance(m, InputClassMean))
+
+
 def compress_to_budget(model, example_input, budget, calibration=None, verbose=False,
-                       tolerance=0, sensitivity_power=1.5, refit=True, synthetic=True):
+                       tolerance=0, sensitivity_power=1.5, refit=True, synthetic=True,
+                       merge_inputs=True):
     """(compressed, plan) with at most `budget` of the parameters kept.
     refit: re-derive the representatives from the original weights
     (refit_chain); synthetic: and refit every merge's consumer by least
     squares on synthetic Gaussian inputs scaled like the example input
     (synthetic_refit). Both data-free; with a calibration batch every
-    combination is scored and the closest to the original kept."""
+    combination is scored and the closest to the original kept.
+    merge_inputs: the inputs are candidates too (fib_budget_options.
+    merge_inputs): the compressed model then starts with an InputClassMean
+    of its first Linear's input, and the budget counts its class index as
+    one parameter per input."""
     from . import _plan_from, _trace, count_parameters
     from ._rebuild import rebuild
     if not (0 < float(budget) <= 1):
@@ -272,7 +318,7 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
         reference = _outputs(model, calibration)
     best = None
     for tol, power in variants:
-        base, info = base_to_budget(net.graph, budget, tol, power)
+        base, info = base_to_budget(net.graph, budget, tol, power, merge_inputs=merge_inputs)
         # with the scale-aware grouping, the representatives are re-derived
         # (refit_chain); with a calibration batch both are scored
         scale = _input_scale(example_input) if synthetic else None
@@ -295,7 +341,7 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
             if best is None or score < best[0]:
                 best = (score, base, compressed, info)
     _, base, compressed, info = best
-    params = (count_parameters(model), count_parameters(compressed))
+    params = (count_parameters(model), count_parameters(compressed) + input_index_size(compressed))
     plan = _plan_from(net, base, "fibers", info["tolerance"], 0.0, params)
     plan.budget = dict(info, budget=float(budget))
     if verbose:

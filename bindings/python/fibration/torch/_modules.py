@@ -7,6 +7,9 @@ projection are ordinary Linear layers.
 
 WeightedLayerNorm: LayerNorm over merged units, each counted with its class
 size (multiplicity), so mean and variance stay those of the original width.
+
+InputClassMean: the mean of each class of inputs, for a base whose input
+units were merged (budgets' merge_inputs).
 """
 
 import torch
@@ -91,3 +94,25 @@ class WeightedLayerNorm(nn.Module):
     def extra_repr(self):
         return "%d units standing for %d, eps=%g" % (self.share.numel(), self.counted,
                                                      self.eps)
+
+
+class InputClassMean(nn.Module):
+    """The mean of each input class over the last dimension: input k goes to
+    class classes[k]. The class index is a buffer, not a parameter (a
+    budget counts it as one parameter per input)."""
+
+    def __init__(self, classes, dtype=None):
+        super().__init__()
+        classes = torch.as_tensor(classes, dtype=torch.long)
+        self.n_classes = int(classes.max()) + 1
+        counts = torch.bincount(classes, minlength=self.n_classes)
+        self.register_buffer("classes", classes)
+        self.register_buffer("inverse_count",
+                             (1.0 / counts.double()).to(dtype or torch.get_default_dtype()))
+
+    def forward(self, x):
+        out = x.new_zeros(x.shape[:-1] + (self.n_classes,))
+        return out.index_add_(x.dim() - 1, self.classes, x) * self.inverse_count
+
+    def extra_repr(self):
+        return "%d inputs -> %d class means" % (self.classes.numel(), self.n_classes)

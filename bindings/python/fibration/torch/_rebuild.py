@@ -24,7 +24,7 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._modules import FiberAttention, WeightedLayerNorm
+from ._modules import FiberAttention, InputClassMean, WeightedLayerNorm
 from ._trace import CHANNEL_DIM
 
 
@@ -60,7 +60,16 @@ def rebuild_dense(ctx, node, layer):
     weight, bias = ctx.base_graph.read_dense(layer.group)
     original = ctx.gm.get_submodule(node.target)
     ctx.add_module(node.target, _linear_from_base(original, weight, bias))
-    return ctx.new.call_module(node.target, (ctx.env[node.args[0].name],))
+    x = ctx.env[node.args[0].name]
+    source = layer.sources[0]
+    if ctx.net.layers[source].kind == "input" and \
+            ctx.width(source) < ctx.net.layers[source].width:
+        # merged inputs (a budget's merge_inputs): the base reads class means
+        name = node.target + "_input_means"
+        ctx.add_module(name, InputClassMean(ctx.base.projection(source),
+                                            dtype=original.weight.dtype))
+        x = ctx.new.call_module(name, (x,))
+    return ctx.new.call_module(node.target, (x,))
 
 
 def rebuild_sum(ctx, node, layer):

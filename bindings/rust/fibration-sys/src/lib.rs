@@ -105,6 +105,7 @@ pub const FIB_TOL_SCALED: i32 = 256;
 pub const FIB_LINKAGE_MAX_UNITS: i32 = 8192;
 /// copy the weights instead of borrowing them
 pub const FIB_COPY: u32 = 1;
+pub const FIB_BUDGET_OPTIONS_SIZE_1: i32 = 48;
 /// a group of graph nodes (fib_graph_add_nodes)
 pub const FIB_OP_NODES: i32 = 12;
 /// the definition: start from one class per group (the default)
@@ -194,6 +195,8 @@ pub struct fib_budget_options {
     pub n_parameters: i64,
     pub chosen_tolerance: i32,
     pub refine_iterations: i32,
+    pub merge_inputs: i32,
+    pub reserved0: i32,
 }
 
 #[repr(C)]
@@ -606,6 +609,15 @@ extern "C" {
     /// 4. the groups are then coloured in order with those class counts (each
     /// over the merged classes of its source), refined by Lloyd rounds
     /// (refine_iterations) and compressed.
+    /// With merge_inputs, the input group is one more candidate: its units are
+    /// clustered by plain Ward on their outgoing weight columns (an input's
+    /// merge error is the distance of its column to its class's mean column,
+    /// the sensitivity the gains after the first block), and each merged input
+    /// class costs nothing but its members' class index, counted as one
+    /// parameter per input. Eq. 10 then sums the first block over each input
+    /// class, so the base's inputs are the means of the classes' inputs:
+    /// exact when the members' columns are equal (inputs in one opfiber). A
+    /// group of inputs wider than FIB_LINKAGE_MAX_UNITS is left as it is.
     /// The "bound" is a first-order estimate, not a worst-case guarantee: the
     /// gains g_h are the typical gains ||W_h||_F / sqrt(n_in) (ReLU: / sqrt 2) of
     /// the blocks before the group (its input norm) and after its consumer

@@ -706,6 +706,11 @@ typedef struct fib_budget_options {
                             of each input class (fib_base_projection of the
                             input group gives the classes); default 0 */
     int32_t reserved0;   /* must be 0 */
+    double input_sensitivity; /* with merge_inputs: multiplies the input
+                            group's sensitivity (> 0); default 3, chosen on
+                            the Fashion-MNIST training split
+                            (docs/compression.md): the gains alone price
+                            input merges too low for images */
 } fib_budget_options;
 
 /* sizeof(fib_budget_options) of its first layout, before merge_inputs;
@@ -735,7 +740,8 @@ FIB_API int32_t fib_budget_options_init(fib_budget_options *options,
  * With merge_inputs, the input group is one more candidate: its units are
  * clustered by plain Ward on their outgoing weight columns (an input's
  * merge error is the distance of its column to its class's mean column,
- * the sensitivity the gains after the first block), and each merged input
+ * the sensitivity the gains after the first block, times
+ * input_sensitivity), and each merged input
  * class costs nothing but its members' class index, counted as one
  * parameter per input. Eq. 10 then sums the first block over each input
  * class, so the base's inputs are the means of the classes' inputs:

@@ -134,6 +134,8 @@ int32_t fib_budget_options_init(fib_budget_options *o, size_t struct_size)
     o->struct_size = size;
     o->sensitivity_power = 1.5;
     o->refine_iterations = 20;
+    if (size >= offsetof(fib_budget_options, input_sensitivity) + sizeof(double))
+        o->input_sensitivity = 3.0;
     return FIB_OK;
 }
 
@@ -322,7 +324,7 @@ static int32_t base_parameters(const fib_graph *g, const fib_base *b, int64_t *o
 /* One budget attempt with one grouping; fills *bound and the base. */
 static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mode,
                               double power, int32_t refine, bool merge_inputs,
-                              double *bound_out, int64_t *params_out, fib_base **base_out)
+                              double input_sensitivity, double *bound_out, int64_t *params_out, fib_base **base_out)
 {
     /* the candidates: hidden groups, and with merge_inputs the input group
      * (group 0 of the chain) when the linkage can take it */
@@ -397,7 +399,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             sens *= pow(sigma[h], power);
         for (int32_t h = i + 2; h < g->n_groups; h++)
             sens *= pow(sigma[h], power);
-        l->sens = sens;
+        l->sens = fib_group_is_input(g, i) ? sens * input_sensitivity : sens;
     }
     if (status)
         goto done;
@@ -551,6 +553,9 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
                          (int)o->merge_inputs);
     if (o->reserved0 != 0)
         return fib_error(FIB_E_INVALID, "%s: reserved0 must be 0", fn);
+    if (!(o->input_sensitivity > 0) || !isfinite(o->input_sensitivity))
+        return fib_error(FIB_E_INVALID, "%s: input_sensitivity %g must be finite and > 0", fn,
+                         o->input_sensitivity);
     int32_t tol = o->tolerance;
     if (tol != 0 && tol != FIB_TOL_WARD && tol != (FIB_TOL_SCALED | FIB_TOL_WARD))
         return fib_error(FIB_E_INVALID,
@@ -594,7 +599,8 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
         double bound = 0;
         int64_t params = 0;
         status = budget_attempt(g, budget, (modes[m] & FIB_TOL_SCALED) != 0, power,
-                                o->refine_iterations, o->merge_inputs != 0, &bound,
+                                o->refine_iterations, o->merge_inputs != 0,
+                                o->input_sensitivity, &bound,
                                 &params, &b);
         if (status)
             break;

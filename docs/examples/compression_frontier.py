@@ -109,6 +109,19 @@ def count(layers):
     return sum(w.size + b.size for w, b in layers)
 
 
+def module_accuracy(module, x, y):
+    module.eval()
+    with torch.no_grad():
+        return float((module(x.to(torch.float32)).argmax(1) == y).double().mean() * 100)
+
+
+def input_classes(module):
+    """The number of input classes of a compressed model that merged its
+    inputs (0 if it did not)."""
+    from fibration.torch._modules import InputClassMean
+    return sum(m.n_classes for m in module.modules() if isinstance(m, InputClassMean))
+
+
 def accuracy(layers, x, y):
     h = x.double().numpy()
     for i, (w, b) in enumerate(layers):
@@ -238,15 +251,16 @@ def frontier(name, model, x_ex, x_cal, x_te, y_te, budgets, methods, rows, quick
                 if method in ("lib:budget", "lib:budget+calib"):
                     cal = x_cal if method.endswith("calib") else None
                     small, plan = ft.compress(model, x_ex, budget=budget, calibration=cal)
-                    res = layers_of(small) if isinstance(small, nn.Sequential) else None
-                    if res is None:
-                        res = [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy())
-                               for m in small.modules() if isinstance(m, nn.Linear)]
-                    knob = "%s p=%g%s%s" % (plan.budget["tolerance"],
+                    # the module itself: it may start with the means of merged inputs,
+                    # whose class index counts as one parameter per input
+                    res = (small, plan.budget["n_parameters"])
+                    knob = "%s p=%g%s%s%s" % (plan.budget["tolerance"],
                                             plan.budget["sensitivity_power"],
                                             " refit" if plan.budget.get("refit") else "",
                                             " synthetic" if plan.budget.get("synthetic_scale")
-                                            else "")
+                                            else "",
+                                            " inputs=%d" % input_classes(small)
+                                            if input_classes(small) else "")
                 elif method.startswith("lib:"):
                     code = method[4:]  # a tolerance name: "abs", "scaled+ward", ...
                     hi = 2.0 if "cosine" in method else 50.0
@@ -271,8 +285,10 @@ def frontier(name, model, x_ex, x_cal, x_te, y_te, budgets, methods, rows, quick
             except Exception as e:  # report and go on: one method must not stop the rest
                 print("  %s at %.2f failed: %s" % (method, budget, e), flush=True)
                 continue
-            acc = accuracy(res, x_te, y_te)
-            kept = count(res) / total
+            if isinstance(res, tuple):
+                acc, kept = module_accuracy(res[0], x_te, y_te), res[1] / total
+            else:
+                acc, kept = accuracy(res, x_te, y_te), count(res) / total
             rows.append(dict(network=name, method=method, budget=budget, kept=kept,
                              accuracy=acc, knob=knob))
             print("  %-22s budget %.2f kept %.3f acc %.2f%%  (%s, %.1fs)"

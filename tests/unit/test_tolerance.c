@@ -423,7 +423,7 @@ static void budget_merges_inputs(void)
     int64_t own = k_in * n_h + n_h + n_out * n_h + n_out + n_in;
     fib_budget_options o;
     CHECK_OK(fib_budget_options_init(&o, sizeof o));
-    CHECK(o.merge_inputs == 0 && o.reserved0 == 0);
+    CHECK(o.merge_inputs == 0 && o.reserved0 == 0 && o.input_sensitivity == 3.0);
     o.merge_inputs = 1;
     fib_base *b = NULL;
     CHECK_OK(fib_compress_to_budget(g, (double)own / (double)total, &o, &b));
@@ -482,6 +482,11 @@ static void budget_merges_inputs(void)
     CHECK(fib_compress_to_budget(g, 0.5, &o, &b) == FIB_E_INVALID);
     o.merge_inputs = 1;
     o.reserved0 = 1;
+    CHECK(fib_compress_to_budget(g, 0.5, &o, &b) == FIB_E_INVALID);
+    o.reserved0 = 0;
+    o.input_sensitivity = 0;
+    CHECK(fib_compress_to_budget(g, 0.5, &o, &b) == FIB_E_INVALID);
+    o.input_sensitivity = NAN;
     CHECK(fib_compress_to_budget(g, 0.5, &o, &b) == FIB_E_INVALID);
     CHECK(b == NULL);
     fib_graph_free(g);

@@ -219,6 +219,7 @@ class fib_budget_options(ctypes.Structure):
         ('refine_iterations', ctypes.c_int32),
         ('merge_inputs', ctypes.c_int32),
         ('reserved0', ctypes.c_int32),
+        ('input_sensitivity', ctypes.c_double),
     ]
 
 

@@ -186,8 +186,9 @@ struct fib_budget_options
     refine_iterations::Int32
     merge_inputs::Int32
     reserved0::Int32
+    input_sensitivity::Cdouble
 end
-fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32), zero(Int32), zero(Int32))
+fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32), zero(Int32), zero(Int32), zero(Cdouble))
 
 struct fib_load_options
     struct_size::Csize_t
@@ -882,7 +883,8 @@ number of classes of every hidden group itself, data-free:
 With merge_inputs, the input group is one more candidate: its units are
 clustered by plain Ward on their outgoing weight columns (an input's
 merge error is the distance of its column to its class's mean column,
-the sensitivity the gains after the first block), and each merged input
+the sensitivity the gains after the first block, times
+input_sensitivity), and each merged input
 class costs nothing but its members' class index, counted as one
 parameter per input. Eq. 10 then sums the first block over each input
 class, so the base's inputs are the means of the classes' inputs:

@@ -76,7 +76,7 @@ def set_coloring_scales(coloring, group, scales):
 
 
 def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_iterations=None,
-                   merge_inputs=False):
+                   merge_inputs=False, input_sensitivity=None):
     """fib_compress_to_budget on a fibration.Graph: (Base, info dict)."""
     from .._core import Base
     opts = _ffi.fib_budget_options()
@@ -87,12 +87,15 @@ def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_ite
     if refine_iterations is not None:
         opts.refine_iterations = int(refine_iterations)
     opts.merge_inputs = int(bool(merge_inputs))
+    if input_sensitivity is not None:
+        opts.input_sensitivity = float(input_sensitivity)
     out = ctypes.POINTER(_ffi.fib_base)()
     check(lib.fib_compress_to_budget(graph._cp(), float(budget), ctypes.byref(opts),
                                      ctypes.byref(out)), "fib_compress_to_budget")
     info = {"bound": opts.bound, "n_parameters": opts.n_parameters,
             "tolerance": tolerance_name(opts.chosen_tolerance),
-            "sensitivity_power": float(sensitivity_power), "merge_inputs": bool(merge_inputs)}
+            "sensitivity_power": float(sensitivity_power), "merge_inputs": bool(merge_inputs),
+            "input_sensitivity": float(opts.input_sensitivity)}
     return Base._adopt(out, graph), info
 
 
@@ -294,7 +297,7 @@ def input_index_size(module):
 
 def compress_to_budget(model, example_input, budget, calibration=None, verbose=False,
                        tolerance=0, sensitivity_power=1.5, refit=True, synthetic=True,
-                       merge_inputs=True):
+                       merge_inputs=True, input_sensitivity=None):
     """(compressed, plan) with at most `budget` of the parameters kept.
     refit: re-derive the representatives from the original weights
     (refit_chain); synthetic: and refit every merge's consumer by least
@@ -304,7 +307,8 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
     merge_inputs: the inputs are candidates too (fib_budget_options.
     merge_inputs): the compressed model then starts with an InputClassMean
     of its first Linear's input, and the budget counts its class index as
-    one parameter per input."""
+    one parameter per input; input_sensitivity: the C option's (None: its
+    default)."""
     from . import _plan_from, _trace, count_parameters
     from ._rebuild import rebuild
     if not (0 < float(budget) <= 1):
@@ -318,7 +322,8 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
         reference = _outputs(model, calibration)
     best = None
     for tol, power in variants:
-        base, info = base_to_budget(net.graph, budget, tol, power, merge_inputs=merge_inputs)
+        base, info = base_to_budget(net.graph, budget, tol, power, merge_inputs=merge_inputs,
+                                    input_sensitivity=input_sensitivity)
         # with the scale-aware grouping, the representatives are re-derived
         # (refit_chain); with a calibration batch both are scored
         scale = _input_scale(example_input) if synthetic else None

@@ -197,6 +197,7 @@ pub struct fib_budget_options {
     pub refine_iterations: i32,
     pub merge_inputs: i32,
     pub reserved0: i32,
+    pub input_sensitivity: f64,
 }
 
 #[repr(C)]
@@ -612,7 +613,8 @@ extern "C" {
     /// With merge_inputs, the input group is one more candidate: its units are
     /// clustered by plain Ward on their outgoing weight columns (an input's
     /// merge error is the distance of its column to its class's mean column,
-    /// the sensitivity the gains after the first block), and each merged input
+    /// the sensitivity the gains after the first block, times
+    /// input_sensitivity), and each merged input
     /// class costs nothing but its members' class index, counted as one
     /// parameter per input. Eq. 10 then sums the first block over each input
     /// class, so the base's inputs are the means of the classes' inputs:

@@ -54,9 +54,40 @@ static int cmp_label_unit(const void *x, const void *y)
     return (a->unit > b->unit) - (a->unit < b->unit);
 }
 
+/* Labels all in [0, n): number them by their first (lowest) unit in one
+ * pass, no sort. Returns false, p unchanged, when some label is outside. */
+static bool canonicalize_small_labels(fib_partition *p, int32_t *status)
+{
+    int64_t n = p->n_units;
+    for (int64_t i = 0; i < n; i++)
+        if (p->color[i] < 0 || p->color[i] >= n)
+            return false;
+    int64_t *number = fib_alloc(n > 0 ? n : 1, sizeof *number); /* label -> id */
+    if (!number) {
+        *status = fib_error(FIB_E_NOMEM, "out of memory renumbering classes");
+        return true;
+    }
+    for (int64_t c = 0; c < n; c++)
+        number[c] = -1;
+    int64_t next = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t *id = &number[p->color[i]];
+        if (*id < 0)
+            *id = next++;
+        p->color[i] = *id;
+    }
+    p->n_classes = next;
+    fib_free(number);
+    *status = FIB_OK;
+    return true;
+}
+
 int32_t fib_partition_canonicalize(fib_partition *p)
 {
     int64_t n = p->n_units;
+    int32_t small_status;
+    if (canonicalize_small_labels(p, &small_status))
+        return small_status;
     label_unit *pairs = fib_alloc(n, sizeof *pairs);
     int64_t *first = fib_alloc(n, sizeof *first); /* group -> lowest unit */
     int64_t *rank = fib_alloc(n, sizeof *rank);   /* unit -> group */
@@ -123,6 +154,14 @@ int32_t fib_partition_meet(fib_partition *p, const fib_partition *a,
                            const fib_partition *b)
 {
     int64_t n = a->n_units;
+    /* with one class on a side the meet is the other side (a feed-forward
+     * group's new classes met with its single starting class): no sort */
+    if (a->n_classes == 1 || b->n_classes == 1) {
+        int32_t status = fib_partition_copy(p, a->n_classes == 1 ? b : a);
+        if (!status && (status = fib_partition_canonicalize(p)))
+            fib_partition_clear(p);
+        return status;
+    }
     pair_unit *pairs = fib_alloc(n, sizeof *pairs);
     int32_t status = pairs ? fib_partition_init(p, n)
                            : fib_error(FIB_E_NOMEM, "out of memory for a meet");

@@ -382,6 +382,38 @@ static void labels_ignore_the_tolerance(void)
     fib_graph_free(g);
 }
 
+/* fib_coloring_set_group renumbers any labels canonically (classes by
+ * their lowest unit): labels within [0, n) take a one-pass path, others a
+ * sort; both must give the same classes. */
+static void labels_are_renumbered_canonically(void)
+{
+    fib_graph *g = NULL;
+    int32_t in, h;
+    enum { n = 9 };
+    double w[n * 2];
+    for (int i = 0; i < n * 2; i++)
+        w[i] = i;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, 2, &in));
+    CHECK_OK(fib_graph_add_dense(g, in, n, FIB_DTYPE_F64, w, 2, NULL, 0, &h));
+    fib_coloring *c = NULL;
+    CHECK_OK(fib_coloring_create(g, FIB_SYM_FIBERS, &c));
+    static const int64_t in_range[n] = {7, 3, 7, 0, 3, 8, 8, 0, 1};
+    static const int64_t outside[n] = {-5, 1000, -5, INT64_MAX, 1000, 9, 9, INT64_MAX, INT64_MIN};
+    static const int64_t want[n] = {0, 1, 0, 2, 1, 3, 3, 2, 4};
+    const int64_t *cases[] = {in_range, outside, want};
+    for (int t = 0; t < 3; t++) {
+        int64_t got[n], k = 0;
+        CHECK_OK(fib_coloring_set_group(c, h, cases[t], n));
+        CHECK_OK(fib_coloring_colors(c, h, got, n));
+        CHECK_OK(fib_coloring_num_classes(c, h, &k));
+        CHECK(k == 5);
+        CHECK(memcmp(got, want, sizeof got) == 0);
+    }
+    fib_coloring_free(c);
+    fib_graph_free(g);
+}
+
 int main(void)
 {
     RUN(labels_ignore_the_tolerance);
@@ -395,5 +427,6 @@ int main(void)
     RUN(progress_can_cancel);
     RUN(residual_sum_takes_the_meet);
     RUN(opfibers_on_two_readers_columns);
+    RUN(labels_are_renumbered_canonically);
     return test_failures ? 1 : 0;
 }

@@ -391,6 +391,15 @@ def test_budget_merges_planted_inputs():
     assert plan.budget["merge_inputs"] is True
     assert plan.budget["n_parameters"] == ft.count_parameters(small) + 24
     assert ft.verify(model, small, x).max_rel < 1e-5  # the same function
+    # lift brings it back to the original shape; the file format cannot hold
+    # the input means yet and says so
+    big = ft.lift(small, plan, model)
+    assert ft.verify(small, big, x).max_rel < 1e-5
+    with pytest.raises(ft.UnsupportedModelError, match="merge_inputs"):
+        ft.save(small, "never-written.safetensors", x)
+    # a plan that merges inputs cannot be re-applied (its coloring has no such flag)
+    with pytest.raises(ValueError, match="merges inputs"):
+        ft.compress(model, x, plan=plan)
     # without the option the inputs stay
     plain, pplan = _budget.compress_to_budget(model, x, 0.6, merge_inputs=False)
     assert not any(isinstance(m, InputClassMean) for m in plain.modules())

@@ -239,10 +239,8 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False,
 def _plan_from(net, base, symmetry, tolerance, eps, params):
     layers = []
     for layer in net.layers:
-        if layer.kind == "input":
-            projection = list(range(layer.width))
-        else:
-            projection = [int(p) for p in base.projection(layer.group)]
+        # inputs: their own units, or their classes when a budget merged them
+        projection = [int(p) for p in base.projection(layer.group)]
         entry = {"node": layer.node, "kind": layer.kind, "units": layer.width,
                  "classes": (max(projection) + 1) if projection else 0,
                  "sources": [net.layers[s].node for s in layer.sources],
@@ -267,6 +265,10 @@ def _coloring_from_plan(net, plan):
                                 layer.width))
         if layer.kind != "input":
             coloring.set_group(layer.group, entry["projection"])
+        elif entry["classes"] < entry["units"]:
+            raise ValueError("plan layer %r merges inputs (a budget's merge_inputs); such a "
+                             "plan cannot be re-applied in this version: compress with the "
+                             "budget again" % layer.node)
     return coloring
 
 

@@ -146,6 +146,13 @@ def save(model, path, example_input=None, dtype=0):
         if base is not None:
             _write(base.save, path, dtype or _parameter_dtype(model))
             return
+    from ._modules import InputClassMean
+    pooled = [name for name, m in model.named_modules() if isinstance(m, InputClassMean)]
+    if pooled:
+        raise UnsupportedModelError(
+            "%s: the means of merged input classes (a budget's merge_inputs) have no block "
+            "in the model file format of this version; compress with merge_inputs=False to "
+            "save the result, or save the original model" % ", ".join(repr(n) for n in pooled))
     example = example_input if example_input is not None else _example_for(model)
     try:
         net = trace(model, example)

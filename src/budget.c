@@ -211,16 +211,9 @@ static int32_t input_rows(const fib_graph *g, int32_t input, fib_rows *r, double
 {
     const fib_dense *d = g->groups[input + 1].block;
     int64_t n = g->groups[input].n_units, dd = g->groups[input + 1].n_units;
-    memset(r, 0, sizeof *r);
-    r->n = n;
-    r->d = dd;
-    r->value = fib_alloc(n * dd, sizeof(double));
-    r->tol = fib_calloc(n * dd, sizeof(double));
-    r->label = fib_calloc(n, sizeof(int64_t));
-    if (!r->value || !r->tol || !r->label) {
-        fib_rows_clear(r);
-        return fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory for the inputs");
-    }
+    int32_t status = fib_rows_alloc(r, n, dd);
+    if (status)
+        return status;
     for (int64_t i = 0; i < dd; i++)
         for (int64_t k = 0; k < n; k++)
             r->value[k * dd + i] = fib_dense_weight(d, i, k);

@@ -46,6 +46,23 @@ void fib_rows_clear(fib_rows *r)
     memset(r, 0, sizeof *r);
 }
 
+int32_t fib_rows_alloc(fib_rows *r, int64_t n, int64_t d)
+{
+    memset(r, 0, sizeof *r);
+    r->n = n;
+    r->d = d;
+    int64_t cells = n * (d > 0 ? d : 1);
+    r->value = fib_calloc(cells, sizeof(double));
+    r->tol = fib_calloc(cells, sizeof(double));
+    r->label = fib_calloc(n > 0 ? n : 1, sizeof(int64_t));
+    if (!r->value || !r->tol || !r->label) {
+        fib_rows_clear(r);
+        return fib_error(FIB_E_NOMEM, "out of memory for %lld rows of %lld values",
+                         (long long)n, (long long)d);
+    }
+    return FIB_OK;
+}
+
 int32_t fib_rows_from_signature(const fib_signature *sig, fib_rows *out)
 {
     memset(out, 0, sizeof *out);
@@ -53,15 +70,9 @@ int32_t fib_rows_from_signature(const fib_signature *sig, fib_rows *out)
     for (int64_t j = 0; j < d && n > 0; j++)
         if (sig_tol(sig, 0, j) < 0)
             n_labels++;
-    out->n = n;
-    out->d = d - n_labels;
-    out->value = fib_alloc(n * (out->d > 0 ? out->d : 1), sizeof(double));
-    out->tol = fib_alloc(n * (out->d > 0 ? out->d : 1), sizeof(double));
-    out->label = fib_alloc(n, sizeof(int64_t));
-    if (!out->value || !out->tol || !out->label) {
-        fib_rows_clear(out);
-        return fib_error(FIB_E_NOMEM, "out of memory for %lld signature rows", (long long)n);
-    }
+    int32_t status = fib_rows_alloc(out, n, d - n_labels);
+    if (status)
+        return status;
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0, at = 0; j < d; j++) {
             double t = sig_tol(sig, i, j);
@@ -77,7 +88,7 @@ int32_t fib_rows_from_signature(const fib_signature *sig, fib_rows *out)
         return FIB_OK;
     }
     fib_signature lab;
-    int32_t status = fib_signature_alloc(&lab, n, n_labels);
+    status = fib_signature_alloc(&lab, n, n_labels);
     if (status) {
         fib_rows_clear(out);
         return status;
@@ -554,16 +565,9 @@ int32_t fib_scaled_dense_rows(const fib_graph *g, int32_t group,
     const fib_group *grp = &g->groups[group];
     const fib_dense *d = grp->block;
     int64_t n = grp->n_units, k = src->n_classes, dd = k + (d->bias ? 1 : 0);
-    memset(out, 0, sizeof *out);
-    out->n = n;
-    out->d = dd;
-    out->value = fib_calloc(n * dd, sizeof(double));
-    out->tol = fib_calloc(n * dd, sizeof(double));
-    out->label = fib_calloc(n, sizeof(int64_t));
-    if (!out->value || !out->tol || !out->label) {
-        fib_rows_clear(out);
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory for signatures", (int)group);
-    }
+    int32_t status = fib_rows_alloc(out, n, dd);
+    if (status)
+        return status;
     int64_t *terms = fib_calloc(k, sizeof *terms);
     if (!terms) {
         fib_rows_clear(out);

@@ -21,6 +21,8 @@ typedef struct fib_merges {
     double *height;
 } fib_merges;
 
+/* n rows of d zeros (values and allowances), labels 0; FIB_E_NOMEM. */
+int32_t fib_rows_alloc(fib_rows *r, int64_t n, int64_t d);
 int32_t fib_rows_from_signature(const fib_signature *sig, fib_rows *out);
 void fib_rows_clear(fib_rows *r);
 /* Median of the rows' L2 norms (times weight[i] when given); 1 if 0. */

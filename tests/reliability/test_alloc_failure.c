@@ -258,6 +258,17 @@ static int32_t call_budget(const fib_graph *g)
     return st;
 }
 
+static int32_t call_budget_merging_inputs(const fib_graph *g)
+{
+    fib_budget_options o;
+    fib_budget_options_init(&o, sizeof o);
+    o.merge_inputs = 1;
+    fib_base *b = NULL;
+    int32_t st = fib_compress_to_budget(g, 0.5, &o, &b);
+    fib_base_free(b);
+    return st;
+}
+
 static int32_t call_nested(const fib_graph *g)
 {
     fib_color_options o;
@@ -279,9 +290,10 @@ static void other_calls(void)
     fib_graph *g = NULL;
     CHECK_OK(mlp_graph(&p, FIB_COPY, &g));
     int32_t (*const calls[])(const fib_graph *) = {call_ward, call_hierarchy, call_budget,
-                                                  call_nested};
-    const char *names[] = {"scaled Ward", "hierarchy", "budget", "nested levels"};
-    for (int x = 0; g && x < 4; x++) {
+                                                  call_budget_merging_inputs, call_nested};
+    const char *names[] = {"scaled Ward", "hierarchy", "budget", "budget merging inputs",
+                           "nested levels"};
+    for (int x = 0; g && x < 5; x++) {
         fib_test_fail_alloc(0);
         int32_t clean = calls[x](g);
         CHECK(clean == FIB_OK);

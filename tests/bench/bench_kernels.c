@@ -438,7 +438,7 @@ int main(int argc, char **argv)
         }
     if (!only_case || !strcmp(only_case, "blocks"))
         failed |= other_blocks(reps, bw, n_counts, thread_counts);
-    if (!only_case)
+    if (!only_case || !strcmp(only_case, "kernel"))
         failed |= kernel_only(n, reps, bw);
     return failed;
 }

@@ -92,7 +92,9 @@ static inline double fib_direct_value(const fib_signature *sig, int64_t i, int64
 }
 
 /* The allowance of a coordinate that is a label (a class id, a head, a
- * position, a flavour): labels are equal or not, whatever the tolerance. */
+ * position, a flavour): labels are equal or not, whatever the tolerance.
+ * A label coordinate is a whole column: every unit's allowance there is
+ * FIB_TOL_LABEL (grouping and linkage find the label columns in row 0). */
 #define FIB_TOL_LABEL (-1.0)
 /* The largest difference two coordinates may have to count as equal. */
 static inline double fib_allowance(double eps, double tol_a, double tol_b)

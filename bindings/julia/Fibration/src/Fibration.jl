@@ -20,7 +20,8 @@ export Graph, Coloring, FibrationBase, FibrationError,
        add_input!, add_dense!, add_sum!, set_activation!, set_name!,
        num_groups, group_info, num_parameters, io_width, forward, read_dense,
        color, color_nested, coloring, num_classes, colors, class_sizes, set_group!, is_balanced,
-       compress, base_graph, projection, lift, break_symmetry, library_version
+       compress, compress_to_budget, base_graph, projection, lift, break_symmetry,
+       library_version
 
 # -- the library ------------------------------------------------------------
 
@@ -369,6 +370,48 @@ function compress(g::Graph, c::Coloring)
     out = Ref{Ptr{fib_base}}(C_NULL)
     check(fib_compress(_ptr(g), _ptr(c), out))
     return FibrationBase(out[], g)
+end
+
+const BUDGET_TOLERANCES = Dict(:auto => Int32(0), :ward => FIB_TOL_WARD,
+                               :scaled_ward => FIB_TOL_SCALED | FIB_TOL_WARD)
+
+"""
+    compress_to_budget(g, budget; merge_inputs=false, sensitivity_power=1.5,
+                       input_sensitivity=3.0, refine_iterations=20, tolerance=:auto,
+                       n_threads=0)
+
+Compresses `g` (a chain of dense groups) to at most `budget` (0 < budget <= 1)
+of its parameters, choosing the grouping and every hidden group's class count
+itself, data-free (fib_compress_to_budget). `tolerance` is `:auto`, `:ward`
+or `:scaled_ward`. With `merge_inputs = true` the inputs are merged too (by
+the columns of the first block): the base then reads the mean of each input
+class, and `projection(base, input_group)` gives the classes. Returns
+`(base, report)`, `report` a named tuple `(bound, n_parameters,
+chosen_tolerance)`: the data-free first-order bound, the base's parameters
+plus one per input when inputs were merged, and the grouping used (`:ward`
+or `:scaled_ward`). The base is deterministic.
+"""
+function compress_to_budget(g::Graph, budget::Real; merge_inputs::Bool = false,
+                            sensitivity_power::Real = 1.5, input_sensitivity::Real = 3.0,
+                            refine_iterations::Integer = 20, tolerance::Symbol = :auto,
+                            n_threads::Integer = 0)
+    haskey(BUDGET_TOLERANCES, tolerance) ||
+        throw(ArgumentError("tolerance must be :auto, :ward or :scaled_ward, not :$tolerance"))
+    opts = Ref(fib_budget_options())
+    check(fib_budget_options_init(opts, Csize_t(sizeof(fib_budget_options))))
+    opts[] = _with(opts[]; tolerance = BUDGET_TOLERANCES[tolerance], n_threads = n_threads,
+                   sensitivity_power = Float64(sensitivity_power),
+                   refine_iterations = refine_iterations, merge_inputs = Int32(merge_inputs),
+                   input_sensitivity = Float64(input_sensitivity))
+    out = Ref{Ptr{fib_base}}(C_NULL)
+    check(fib_compress_to_budget(_ptr(g), Float64(budget), opts, out))
+    base = FibrationBase(out[], g)
+    o = opts[]
+    chosen = :unknown
+    for (k, v) in BUDGET_TOLERANCES
+        v == o.chosen_tolerance && (chosen = k)
+    end
+    return base, (bound = o.bound, n_parameters = Int(o.n_parameters), chosen_tolerance = chosen)
 end
 
 "The base network; it keeps the base alive and is freed with it."

@@ -13,6 +13,24 @@ function planted()
     return g, x, h
 end
 
+# splitmix64, as in examples/planted.jl: doubles in [-1, 1)
+mutable struct SplitMix64
+    state::UInt64
+end
+
+function uniform(r::SplitMix64)
+    r.state += 0x9E3779B97F4A7C15
+    z = r.state
+    z = (z ⊻ (z >> 30)) * 0xBF58476D1CE4E5B9
+    z = (z ⊻ (z >> 27)) * 0x94D049BB133111EB
+    z ⊻= z >> 31
+    return Float64(z >> 11) * 2.0^-53 * 2.0 - 1.0
+end
+
+"rows x cols drawn in C's row-major order."
+fill_matrix(r, rows, cols) = permutedims(reshape([uniform(r) for _ in 1:rows*cols], cols, rows))
+fill_vector(r, n) = [uniform(r) for _ in 1:n]
+
 @testset "Fibration" begin
     @testset "version" begin
         @test Fibration.library_version().major == Fibration.HEADER_VERSION.major
@@ -92,6 +110,50 @@ end
         @test num_classes(c, hs) == 1
         X = reshape([0.3, 0.9], 2, 1)
         @test isapprox(forward(s, X), forward(base_graph(compress(s, c)), X); atol = 1e-12)
+    end
+
+    @testset "compress_to_budget merges planted input classes" begin
+        # the network of the Rust test budget_merges_planted_input_classes:
+        # 24 inputs in 6 classes (equal columns of the first block), 16 ReLU, 3
+        n_in, k_in, n_h, n_out, batch = 24, 6, 16, 3, 8
+        cls = [(k * 5 + k ÷ 7) % k_in + 1 for k in 0:n_in-1]
+        rng = SplitMix64(3)
+        R = fill_matrix(rng, n_h, k_in)
+        b1 = fill_vector(rng, n_h)
+        W2, b2 = fill_matrix(rng, n_out, n_h), fill_vector(rng, n_out)
+        g = Graph()
+        x = add_input!(g, n_in)
+        h = add_dense!(g, x, R[:, cls]; bias = b1, activation = :relu)
+        add_dense!(g, h, W2; bias = b2)
+        total = num_parameters(g)
+        own = k_in * n_h + n_h + n_h * n_out + n_out + n_in
+        base, report = compress_to_budget(g, own / total; merge_inputs = true)
+        bg = base_graph(base)
+        @test group_info(bg, x).n_units == k_in
+        # merged inputs count one parameter each (their class index)
+        @test report.n_parameters == num_parameters(bg) + n_in
+        @test report.n_parameters <= own
+        @test report.chosen_tolerance == :scaled_ward
+        p = projection(base, x)
+        @test sort(unique(p)) == collect(1:k_in)
+        @test all((p[a] == p[c]) == (cls[a] == cls[c]) for a in 1:n_in, c in 1:n_in)
+        # the base fed the class means gives the original's outputs
+        X = reshape(fill_vector(rng, n_in * batch), n_in, batch)
+        counts = [count(==(c), p) for c in 1:k_in]
+        M = [sum(X[k, s] for k in 1:n_in if p[k] == c) / counts[c] for c in 1:k_in, s in 1:batch]
+        @test maximum(abs.(forward(bg, M) .- forward(g, X))) <= 1e-12
+        # without the option the inputs stay; a budget outside (0, 1] fails
+        plain, _ = compress_to_budget(g, 0.9)
+        @test group_info(base_graph(plain), x).n_units == n_in
+        for bad in (0.0, 1.5)
+            err = try
+                compress_to_budget(g, bad); nothing
+            catch e
+                e
+            end
+            @test err isa FibrationError && err.code == Fibration.FIB_E_INVALID
+        end
+        @test_throws ArgumentError compress_to_budget(g, 0.5; tolerance = :exact)
     end
 
     @testset "create/free cycles" begin

@@ -213,6 +213,98 @@ fn raw_options(options: &ColorOptions) -> Result<sys::fib_color_options> {
     Ok(o)
 }
 
+/// The grouping of [`Graph::compress_to_budget`]: the budget takes only
+/// these (see fib_budget_options in fibration.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetTolerance {
+    /// Let the library choose: `ScaledWard` when every hidden activation is
+    /// linear, ReLU or leaky ReLU, else `Ward`.
+    Auto,
+    /// Ward linkage (FIB_TOL_WARD).
+    Ward,
+    /// Scale-aware Ward linkage (FIB_TOL_SCALED | FIB_TOL_WARD).
+    ScaledWard,
+}
+
+impl BudgetTolerance {
+    fn code(self) -> i32 {
+        match self {
+            BudgetTolerance::Auto => 0,
+            BudgetTolerance::Ward => sys::FIB_TOL_WARD,
+            BudgetTolerance::ScaledWard => sys::FIB_TOL_SCALED | sys::FIB_TOL_WARD,
+        }
+    }
+
+    fn from_code(code: i32) -> Option<BudgetTolerance> {
+        match code {
+            0 => Some(BudgetTolerance::Auto),
+            c if c == sys::FIB_TOL_WARD => Some(BudgetTolerance::Ward),
+            c if c == sys::FIB_TOL_SCALED | sys::FIB_TOL_WARD => Some(BudgetTolerance::ScaledWard),
+            _ => None,
+        }
+    }
+}
+
+/// Options of [`Graph::compress_to_budget`]; the defaults are the library's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetOptions {
+    pub tolerance: BudgetTolerance,
+    /// Exponent applied to each gain in the layer sensitivities.
+    pub sensitivity_power: f64,
+    /// Lloyd rounds after each scaled cut (0: none).
+    pub refine_iterations: i32,
+    /// Merge the inputs too (by the columns of the first block): the base
+    /// then reads the mean of each input class ([`Base::projection`] of the
+    /// input group gives the classes).
+    pub merge_inputs: bool,
+    /// With `merge_inputs`: multiplies the input group's sensitivity (> 0).
+    pub input_sensitivity: f64,
+    /// 0 = the library default; never changes a result.
+    pub n_threads: i32,
+}
+
+impl Default for BudgetOptions {
+    fn default() -> Self {
+        BudgetOptions {
+            tolerance: BudgetTolerance::Auto,
+            sensitivity_power: 1.5,
+            refine_iterations: 20,
+            merge_inputs: false,
+            input_sensitivity: 3.0,
+            n_threads: 0,
+        }
+    }
+}
+
+/// What [`Graph::compress_to_budget`] chose.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetReport {
+    /// The data-free first-order bound of the base (an estimate, not a
+    /// worst-case guarantee).
+    pub bound: f64,
+    /// Parameters of the base, plus one per input when inputs were merged
+    /// (their class index).
+    pub n_parameters: i64,
+    /// The grouping used (never `Auto`).
+    pub chosen_tolerance: BudgetTolerance,
+}
+
+/// The C options for `options` (fib_budget_options_init, then the fields).
+fn raw_budget_options(options: &BudgetOptions) -> Result<sys::fib_budget_options> {
+    let mut o = std::mem::MaybeUninit::<sys::fib_budget_options>::zeroed();
+    check(unsafe {
+        sys::fib_budget_options_init(o.as_mut_ptr(), std::mem::size_of::<sys::fib_budget_options>())
+    })?;
+    let mut o = unsafe { o.assume_init() };
+    o.tolerance = options.tolerance.code();
+    o.n_threads = options.n_threads;
+    o.sensitivity_power = options.sensitivity_power;
+    o.refine_iterations = options.refine_iterations;
+    o.merge_inputs = options.merge_inputs as i32;
+    o.input_sensitivity = options.input_sensitivity;
+    Ok(o)
+}
+
 /// What produces a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -515,9 +607,28 @@ impl Graph {
     pub fn compress(&self, coloring: &Coloring<'_>) -> Result<Base<'_>> {
         let mut b = ptr::null_mut();
         check(unsafe { sys::fib_compress(self.raw(), coloring.ptr.as_ptr(), &mut b) })?;
-        let ptr = NonNull::new(b).expect("fib_compress returned NULL");
-        let graph = unsafe { sys::fib_base_graph(ptr.as_ptr()) } as *mut sys::fib_graph;
-        Ok(Base { ptr, graph: ManuallyDrop::new(Graph::from_raw(graph)), _graph: PhantomData })
+        Ok(Base::from_raw(b))
+    }
+
+    /// Compresses to at most `budget_fraction` (0 < f <= 1) of the
+    /// parameters, choosing the grouping and every hidden group's class
+    /// count itself, data-free (fib_compress_to_budget; the graph must be a
+    /// chain of dense groups). The base is deterministic.
+    pub fn compress_to_budget(
+        &self,
+        budget_fraction: f64,
+        options: &BudgetOptions,
+    ) -> Result<(Base<'_>, BudgetReport)> {
+        let mut o = raw_budget_options(options)?;
+        let mut b = ptr::null_mut();
+        check(unsafe { sys::fib_compress_to_budget(self.raw(), budget_fraction, &mut o, &mut b) })?;
+        let base = Base::from_raw(b);
+        let chosen_tolerance = BudgetTolerance::from_code(o.chosen_tolerance).ok_or_else(|| Error {
+            code: sys::FIB_E_INVALID,
+            name: "FIB_E_INVALID".into(),
+            message: format!("compress_to_budget: unknown chosen tolerance {}", o.chosen_tolerance),
+        })?;
+        Ok((base, BudgetReport { bound: o.bound, n_parameters: o.n_parameters, chosen_tolerance }))
     }
 
     /// Symmetry breaking for continual learning (None: exact covers).
@@ -592,7 +703,19 @@ impl Drop for Base<'_> {
     }
 }
 
-impl Base<'_> {
+impl fmt::Debug for Base<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Base").field("graph", &*self.graph).finish()
+    }
+}
+
+impl<'g> Base<'g> {
+    fn from_raw(p: *mut sys::fib_base) -> Base<'g> {
+        let ptr = NonNull::new(p).expect("libfibration returned a NULL base");
+        let graph = unsafe { sys::fib_base_graph(ptr.as_ptr()) } as *mut sys::fib_graph;
+        Base { ptr, graph: ManuallyDrop::new(Graph::from_raw(graph)), _graph: PhantomData }
+    }
+
     /// The base network (read-only; it lives as long as the base).
     pub fn graph(&self) -> &Graph {
         &self.graph

@@ -1,6 +1,6 @@
 //! The safe API against the freshly built library.
 
-use fibration::{Activation, ColorOptions, Graph, Symmetry, Tolerance};
+use fibration::{Activation, BudgetOptions, BudgetTolerance, ColorOptions, Graph, Symmetry, Tolerance};
 
 /// 2 inputs -> 4 hidden units in 2 planted classes -> 1 output.
 fn planted() -> (Graph, i32) {
@@ -155,4 +155,135 @@ fn scale_aware_linkage_merges_scaled_copies() {
     let input: [f64; 2] = [0.3, 0.9];
     let (a, b) = (g.forward(1, &input).unwrap(), base.graph().forward(1, &input).unwrap());
     assert!((a[0] - b[0]).abs() < 1e-12, "{} vs {}", a[0], b[0]);
+}
+
+/// splitmix64: uniform doubles in [-1, 1), the generator of the examples.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+
+    fn fill(&mut self, n: usize) -> Vec<f64> {
+        (0..n).map(|_| self.uniform()).collect()
+    }
+}
+
+/// A random ReLU MLP over `widths` (input first); returns it and its
+/// dense groups.
+fn random_mlp(seed: u64, widths: &[usize]) -> (Graph, Vec<i32>) {
+    let mut rng = SplitMix64(seed);
+    let mut g = Graph::new().unwrap();
+    let mut prev = g.add_input(widths[0] as i64).unwrap();
+    let mut dense = Vec::new();
+    for (l, pair) in widths.windows(2).enumerate() {
+        let (w, b) = (rng.fill(pair[1] * pair[0]), rng.fill(pair[1]));
+        prev = g.add_dense(prev, pair[1] as i64, &w, Some(&b)).unwrap();
+        if l + 2 < widths.len() {
+            g.set_activation(prev, Activation::Relu).unwrap();
+        }
+        dense.push(prev);
+    }
+    (g, dense)
+}
+
+#[test]
+fn budget_is_met_and_deterministic() {
+    let (g, dense) = random_mlp(7, &[12, 40, 30, 4]);
+    let total = g.num_parameters().unwrap();
+    let options = BudgetOptions::default();
+    let (base, report) = g.compress_to_budget(0.5, &options).unwrap();
+    let n = base.graph().num_parameters().unwrap();
+    assert_eq!(n, report.n_parameters);
+    assert!(n as f64 <= 0.5 * total as f64, "{} of {}", n, total);
+    assert!(n < total);
+    assert!(report.bound.is_finite() && report.bound >= 0.0);
+    // ReLU everywhere: the automatic grouping is the scaled one
+    assert_eq!(report.chosen_tolerance, BudgetTolerance::ScaledWard);
+    // the input and output groups keep their widths
+    assert_eq!(base.graph().io_width().unwrap(), (12, 4));
+    let (again, report2) = g.compress_to_budget(0.5, &options).unwrap();
+    assert_eq!(report, report2);
+    for &d in &dense {
+        assert_eq!(base.graph().read_dense(d).unwrap(), again.graph().read_dense(d).unwrap());
+    }
+    // a fixed grouping is reported back
+    let ward = BudgetOptions { tolerance: BudgetTolerance::Ward, n_threads: 1, ..Default::default() };
+    let (wbase, wreport) = g.compress_to_budget(0.5, &ward).unwrap();
+    assert_eq!(wreport.chosen_tolerance, BudgetTolerance::Ward);
+    assert!(wbase.graph().num_parameters().unwrap() as f64 <= 0.5 * total as f64);
+}
+
+#[test]
+fn budget_merges_planted_input_classes() {
+    const N_IN: usize = 24;
+    const K_IN: usize = 6;
+    const N_H: usize = 16;
+    const N_OUT: usize = 3;
+    const BATCH: usize = 8;
+    let cls: Vec<usize> = (0..N_IN).map(|k| (k * 5 + k / 7) % K_IN).collect();
+    let mut rng = SplitMix64(3);
+    let r = rng.fill(N_H * K_IN);
+    // the first block's columns are equal within each input class
+    let w1: Vec<f64> = (0..N_H * N_IN).map(|i| r[(i / N_IN) * K_IN + cls[i % N_IN]]).collect();
+    let (b1, w2, b2) = (rng.fill(N_H), rng.fill(N_OUT * N_H), rng.fill(N_OUT));
+    let mut g = Graph::new().unwrap();
+    let x = g.add_input(N_IN as i64).unwrap();
+    let h = g.add_dense(x, N_H as i64, &w1, Some(&b1)).unwrap();
+    g.set_activation(h, Activation::Relu).unwrap();
+    g.add_dense(h, N_OUT as i64, &w2, Some(&b2)).unwrap();
+    let total = g.num_parameters().unwrap();
+    let own = (K_IN * N_H + N_H + N_H * N_OUT + N_OUT + N_IN) as i64;
+    let options = BudgetOptions { merge_inputs: true, ..Default::default() };
+    let (base, report) = g.compress_to_budget(own as f64 / total as f64, &options).unwrap();
+    let bg = base.graph();
+    assert_eq!(bg.group_info(x).unwrap().n_units, K_IN as i64);
+    // merged inputs count one parameter each (their class index)
+    assert_eq!(report.n_parameters, bg.num_parameters().unwrap() + N_IN as i64);
+    assert!(report.n_parameters <= own);
+    let proj = base.projection(x, N_IN as i64).unwrap();
+    for a in 0..N_IN {
+        for c in 0..N_IN {
+            assert_eq!(proj[a] == proj[c], cls[a] == cls[c], "inputs {} and {}", a, c);
+        }
+    }
+    // the base fed the class means gives the original's outputs
+    let xs = rng.fill(BATCH * N_IN);
+    let mut count = [0.0f64; K_IN];
+    for &p in &proj {
+        count[p as usize] += 1.0;
+    }
+    let mut means = vec![0.0f64; BATCH * K_IN];
+    for s in 0..BATCH {
+        for k in 0..N_IN {
+            let p = proj[k] as usize;
+            means[s * K_IN + p] += xs[s * N_IN + k] / count[p];
+        }
+    }
+    let y = g.forward(BATCH as i64, &xs).unwrap();
+    let yb = bg.forward(BATCH as i64, &means).unwrap();
+    for (u, v) in y.iter().zip(&yb) {
+        assert!((u - v).abs() <= 1e-12, "{} vs {}", u, v);
+    }
+    // without the option the inputs stay
+    let (plain, _) = g.compress_to_budget(0.9, &BudgetOptions::default()).unwrap();
+    assert_eq!(plain.graph().group_info(x).unwrap().n_units, N_IN as i64);
+}
+
+#[test]
+fn budget_outside_its_range_is_an_error() {
+    let (g, _) = random_mlp(11, &[6, 8, 8, 2]);
+    for budget in [0.0, 1.5, -0.5, f64::NAN] {
+        let err = g.compress_to_budget(budget, &BudgetOptions::default()).unwrap_err();
+        assert_eq!(err.code, fibration_sys::FIB_E_INVALID, "budget {}", budget);
+        assert!(!err.message.is_empty());
+    }
+    let bad = BudgetOptions { merge_inputs: true, input_sensitivity: 0.0, ..Default::default() };
+    assert!(g.compress_to_budget(0.5, &bad).is_err());
 }

@@ -278,6 +278,9 @@ static int value_option(int argc, char **argv, int *i, unsigned accepted,
         if (r < 0)
             return cli_usage(verb, "-o needs a file name");
         o->output = v;
+    } else if (VALUE("--budget", OPT_BUDGET)) {
+        if (r < 0 || !parse_double(v, &o->budget) || !(o->budget > 0 && o->budget <= 1))
+            return cli_usage(verb, "--budget needs a fraction of the parameters in (0, 1]");
     } else if (VALUE("--seed", OPT_SEED)) {
         if (r < 0 || !parse_u64(v, &o->seed))
             return cli_usage(verb, "--seed needs a non-negative integer");
@@ -360,6 +363,8 @@ int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
             o->format = FORMAT_CSV;
         } else if ((accepted & OPT_FORMATS) && strcmp(a, "--dot") == 0) {
             o->format = FORMAT_DOT;
+        } else if ((accepted & OPT_BUDGET) && strcmp(a, "--merge-inputs") == 0) {
+            o->merge_inputs = true;
         } else {
             int r = value_option(argc, argv, &i, accepted, o, &seen);
             if (r == -1)
@@ -374,6 +379,12 @@ int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
         return cli_usage(verb, "an output file is required (-o FILE)");
     if (o->n_levels > 0)
         return tree_checks(o, &seen);
+    if (o->merge_inputs && !(o->budget > 0))
+        return cli_usage(verb, "--merge-inputs needs --budget");
+    /* a budget chooses its grouping and every layer's classes itself */
+    if (o->budget > 0 && (seen.symmetry || seen.tolerance || seen.eps))
+        return cli_usage(verb, "--budget chooses the classes itself: no --symmetry, "
+                         "--tolerance or --eps with it");
     if (o->tolerance != FIB_TOL_EXACT && o->tolerance != FIB_TOL_ABS)
         return cli_usage(verb, "--tolerance %s needs --tolerance-tree; the per-layer "
                          "report takes exact or abs", cli_tolerance_name(o->tolerance));

@@ -25,6 +25,7 @@
 #define OPT_SEED 0x010u       /* --seed */
 #define OPT_DTYPE 0x020u      /* --dtype */
 #define OPT_TREE 0x040u       /* --tolerance-tree (analyze) */
+#define OPT_BUDGET 0x080u     /* --budget, --merge-inputs (compress) */
 
 /* Most tolerances of --tolerance-tree. */
 #define CLI_MAX_LEVELS 64
@@ -52,6 +53,8 @@ typedef struct cli_options {
     bool all_levels;        /* --symmetry all: add automorphism orbits */
     int32_t n_levels;       /* --tolerance-tree: number of tolerances (0: none) */
     double levels[CLI_MAX_LEVELS]; /* ... sorted, smallest first */
+    double budget;          /* --budget: fraction of parameters kept (0: none) */
+    bool merge_inputs;      /* --merge-inputs (with --budget) */
 } cli_options;
 
 /* Parses argv[1 ..] of a verb. Returns -1 to go on, or an exit code (after

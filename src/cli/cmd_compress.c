@@ -21,6 +21,12 @@ static void help(FILE *f)
             "  --tolerance T       exact (default) or abs\n"
             "  --eps E             abs tolerance; --eps alone implies --tolerance abs\n"
             "  --activation A      hidden activation of a state dict (default relu)\n"
+            "  --budget F          keep at most the fraction F of the parameters:\n"
+            "                      the grouping and every layer's number of classes\n"
+            "                      are chosen by a data-free bound (chains of dense\n"
+            "                      layers; no --symmetry, --tolerance or --eps)\n"
+            "  --merge-inputs      with --budget: merge inputs too; the base then\n"
+            "                      reads the mean of each input class\n"
             "  --dtype D           keep (default: float64 base weights), f32, f64\n"
             "  --json              print the summary as JSON\n"
             "  -q, --quiet         print nothing on success\n"
@@ -34,7 +40,7 @@ int cmd_compress(int argc, char **argv)
     cli_options o;
     int rc = cli_parse(argc, argv,
                        OPT_SYMMETRY | OPT_ACTIVATION | OPT_OUTPUT | OPT_DTYPE |
-                           OPT_FORMATS,
+                           OPT_FORMATS | OPT_BUDGET,
                        help, &o);
     if (rc >= 0)
         return rc;
@@ -48,9 +54,17 @@ int cmd_compress(int argc, char **argv)
     cli_progress_init(&progress, &o, g);
     fib_coloring *c = NULL;
     fib_base *base = NULL;
-    rc = cli_color(&o, g, o.symmetry, &progress, &c);
+    fib_budget_options budget;
+    fib_budget_options_init(&budget, sizeof budget);
+    if (o.budget > 0) {
+        budget.merge_inputs = o.merge_inputs;
+        int32_t st = fib_compress_to_budget(g, o.budget, &budget, &base);
+        rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.model, st);
+    } else {
+        rc = cli_color(&o, g, o.symmetry, &progress, &c);
+    }
     cli_progress_end(&progress);
-    if (rc == CLI_EXIT_OK) {
+    if (rc == CLI_EXIT_OK && !base) {
         int32_t st = fib_compress(g, c, &base);
         rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.model, st);
     }
@@ -62,22 +76,31 @@ int cmd_compress(int argc, char **argv)
         int64_t before = 0, after = 0;
         fib_graph_num_parameters(g, &before);
         fib_graph_num_parameters(fib_base_graph(base), &after);
+        /* a budget counts merged inputs' class index too */
+        if (o.budget > 0)
+            after = budget.n_parameters;
+        const char *by = o.budget > 0 ? "budget" : cli_symmetry_name(o.symmetry);
         if (o.format == FORMAT_JSON) {
             printf("{\"model\": ");
             put_json_string(stdout, o.model);
             printf(", \"base\": ");
             put_json_string(stdout, o.output);
             printf(", \"symmetry\": \"%s\", \"parameters\": %lld, "
-                   "\"base_parameters\": %lld}\n",
-                   cli_symmetry_name(o.symmetry), (long long)before,
-                   (long long)after);
+                   "\"base_parameters\": %lld",
+                   o.budget > 0 ? "fibers" : cli_symmetry_name(o.symmetry),
+                   (long long)before, (long long)after);
+            if (o.budget > 0)
+                printf(", \"budget\": %.17g, \"grouping\": \"%s\", \"bound\": %.17g, "
+                       "\"merge_inputs\": %s",
+                       o.budget, cli_tolerance_name(budget.chosen_tolerance), budget.bound,
+                       o.merge_inputs ? "true" : "false");
+            printf("}\n");
         } else {
             char b[32], a[32];
             cli_human(b, sizeof b, (double)before);
             cli_human(a, sizeof a, (double)after);
             printf("Params: %s => %s (%.1f%%) by %s, written to ", b, a,
-                   before ? 100.0 * (double)after / (double)before : 100.0,
-                   cli_symmetry_name(o.symmetry));
+                   before ? 100.0 * (double)after / (double)before : 100.0, by);
             cli_put_clean(stdout, o.output);
             printf("\n");
         }

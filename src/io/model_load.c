@@ -342,8 +342,9 @@ int32_t fib_model_read_projection(loader *L, fib_partition **out)
         if (st != FIB_OK)
             break;
         done = g + 1;
-        bool keep = fib_group_is_input(L->graph, g) ||
-                    fib_group_is_output(L->graph, g);
+        /* outputs keep their units; inputs too unless a budget merged them
+         * (merge_inputs: the base reads their classes' means) */
+        bool keep = fib_group_is_output(L->graph, g);
         int64_t next_new = 0;
         for (int64_t i = 0; i < a->n_items; i++) {
             const fib_json *v = &a->items[i];
@@ -351,8 +352,8 @@ int32_t fib_model_read_projection(loader *L, fib_partition **out)
                 v->integer > next_new || v->integer >= base_units ||
                 (keep && v->integer != i)) {
                 st = fib_model_error(L, label,
-                                     keep ? "projection of an input or output "
-                                            "group must be the identity"
+                                     keep ? "projection of an output group "
+                                            "must be the identity"
                                           : "projection must number base "
                                             "units in order of first use");
                 break;

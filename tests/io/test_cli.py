@@ -84,6 +84,12 @@ def test_top_level():
     ["analyze", "--tolerance-tree", "0.1", "--tolerance", "scaled+ward", "--symmetry",
      "covers", "m"],
     ["compress", "--tolerance-tree", "0.1", "m", "-o", "x"],
+    ["compress", "--merge-inputs", "m", "-o", "x"],
+    ["compress", "--budget", "0", "m", "-o", "x"],
+    ["compress", "--budget", "1.5", "m", "-o", "x"],
+    ["compress", "--budget", "0.5", "--eps", "0.1", "m", "-o", "x"],
+    ["compress", "--budget", "0.5", "--symmetry", "covers", "m", "-o", "x"],
+    ["analyze", "--budget", "0.5", "m"],
 ])
 def test_usage_errors(args):
     r = run(*args)
@@ -404,3 +410,50 @@ def test_tolerance_tree_dot(model, wide):
         svg = subprocess.run(["dot", "-Tsvg"], input=r.stdout, capture_output=True,
                              text=True)
         assert svg.returncode == 0 and "<svg" in svg.stdout, svg.stderr
+
+
+def test_compress_budget_merges_planted_inputs(tmp_path):
+    """--budget F --merge-inputs on a network whose 24 inputs come in 6
+    classes (equal columns of the first layer): the base reads the classes'
+    means and computes the original's outputs; lift brings it back."""
+    rng = np.random.default_rng(7)
+    cls = (np.arange(24) * 5) % 6
+    w0 = rng.normal(size=(16, 6))[:, cls]
+    b0, w1, b1 = rng.normal(size=16), rng.normal(size=(3, 16)), rng.normal(size=3)
+    structure = {"format": "fibration-model", "version": 1, "groups": [
+        {"name": "in", "op": "input", "units": 24},
+        {"name": "h", "op": "dense", "units": 16, "source": 0, "weight": "h.w",
+         "bias": "h.b", "activation": "relu"},
+        {"name": "out", "op": "dense", "units": 3, "source": 1, "weight": "out.w",
+         "bias": "out.b"},
+    ]}
+    model = tmp_path / "planted.safetensors"
+    st_io.write(str(model), {"h.w": w0, "h.b": b0, "out.w": w1, "out.b": b1},
+                {"fibration": json.dumps(structure)})
+    total = 16 * 24 + 16 + 3 * 16 + 3
+    own = (6 * 16 + 16 + 3 * 16 + 3 + 24) / total
+    base, lifted = tmp_path / "base.safetensors", tmp_path / "lift.safetensors"
+    r = run("compress", "--json", "--budget", own, "--merge-inputs", model, "-o", base)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["merge_inputs"] is True and summary["grouping"] == "scaled+ward"
+    assert summary["base_parameters"] <= own * total
+    _, metadata = st_io.read(str(base))
+    projection = json.loads(metadata["fibration"])["projection"][0]
+    assert len(set(projection)) == 6
+    assert all((projection[a] == projection[b]) == (cls[a] == cls[b])
+               for a in range(24) for b in range(24))
+    x = rng.normal(size=(32, 24))
+    means = np.zeros((32, 6))
+    np.add.at(means.T, projection, x.T)
+    means /= np.bincount(projection)
+    y = st_io.forward(str(model), x)
+    assert np.allclose(st_io.forward(str(base), means), y, atol=1e-9)
+    r = run("lift", base, "-o", lifted)
+    assert r.returncode == 0, r.stderr
+    assert np.allclose(st_io.forward(str(lifted), x), y, atol=1e-9)
+    # without --merge-inputs the inputs stay
+    r = run("compress", "--budget", "0.6", model, "-o", base)
+    assert r.returncode == 0 and r.stdout.startswith("Params: ") and "by budget" in r.stdout
+    _, metadata = st_io.read(str(base))
+    assert json.loads(metadata["fibration"])["projection"][0] == list(range(24))

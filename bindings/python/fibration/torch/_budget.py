@@ -272,9 +272,12 @@ def _outputs(model, x):
         return model(x).double()
 
 
-# Variants tried with a calibration batch: (grouping, sensitivity power).
-CALIBRATION_VARIANTS = [(0, 1.5), ("scaled+ward", 1.0), ("scaled+ward", 2.0),
-                        ("ward", 1.0), ("ward", 1.5), ("ward", 2.0)]
+# Variants tried with a calibration batch: (grouping, sensitivity power,
+# merge inputs); the last one asks the user's data whether merging inputs
+# pays on this network.
+CALIBRATION_VARIANTS = [(0, 1.5, True), ("scaled+ward", 1.0, True), ("scaled+ward", 2.0, True),
+                        ("ward", 1.0, True), ("ward", 1.5, True), ("ward", 2.0, True),
+                        (0, 1.5, False)]
 
 
 def _input_scale(example_input):
@@ -316,13 +319,15 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
                          % (budget,))
     net = _trace(model, example_input)
     if calibration is None:
-        variants = [(tolerance, sensitivity_power)]
+        variants = [(tolerance, sensitivity_power, merge_inputs)]
     else:
-        variants = CALIBRATION_VARIANTS
+        # merge_inputs=False: the same variants, none merging inputs
+        variants = list(dict.fromkeys((t, p, m and merge_inputs)
+                                      for t, p, m in CALIBRATION_VARIANTS))
         reference = _outputs(model, calibration)
     best = None
-    for tol, power in variants:
-        base, info = base_to_budget(net.graph, budget, tol, power, merge_inputs=merge_inputs,
+    for tol, power, merge in variants:
+        base, info = base_to_budget(net.graph, budget, tol, power, merge_inputs=merge,
                                     input_sensitivity=input_sensitivity)
         # with the scale-aware grouping, the representatives are re-derived
         # (refit_chain); with a calibration batch both are scored

@@ -711,6 +711,16 @@ typedef struct fib_budget_options {
                             the Fashion-MNIST training split
                             (docs/compression.md): the gains alone price
                             input merges too low for images */
+    double synthetic_scale; /* > 0, with the scale-aware grouping: after
+                            merging, the representatives are re-derived
+                            from the original weights and every merge's
+                            consumer is refitted by least squares on
+                            synthetic_samples inputs drawn from
+                            N(0, synthetic_scale^2 I) (pass the inputs'
+                            typical standard deviation). Data-free; every
+                            dense block needs a bias. Default 0: none */
+    int32_t synthetic_samples; /* default 8192 */
+    int32_t corrected;   /* filled: 1 if that correction was applied */
 } fib_budget_options;
 
 /* sizeof(fib_budget_options) of its first layout, before merge_inputs;

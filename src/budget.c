@@ -136,6 +136,8 @@ int32_t fib_budget_options_init(fib_budget_options *o, size_t struct_size)
     o->refine_iterations = 20;
     if (size >= offsetof(fib_budget_options, input_sensitivity) + sizeof(double))
         o->input_sensitivity = 3.0;
+    if (size >= offsetof(fib_budget_options, synthetic_samples) + sizeof(int32_t))
+        o->synthetic_samples = 8192;
     return FIB_OK;
 }
 
@@ -317,7 +319,8 @@ static int32_t base_parameters(const fib_graph *g, const fib_base *b, int64_t *o
 /* One budget attempt with one grouping; fills *bound and the base. */
 static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mode,
                               double power, int32_t refine, bool merge_inputs,
-                              double input_sensitivity, double *bound_out, int64_t *params_out, fib_base **base_out)
+                              double input_sensitivity, const fib_budget_options *o,
+                              bool *corrected, double *bound_out, int64_t *params_out, fib_base **base_out)
 {
     /* the candidates: hidden groups, and with merge_inputs the input group
      * (group 0 of the chain) when the linkage can take it */
@@ -503,6 +506,14 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
     col->merge_inputs = merge_inputs;
     if (!status)
         status = fib_compress(g, col, base_out);
+    *corrected = false;
+    if (!status && scaled_mode && o->synthetic_scale > 0)
+        status = fib_budget_correct(g, col, o->synthetic_scale, o->synthetic_samples,
+                                    *base_out, corrected);
+    if (status && *base_out) {
+        fib_base_free(*base_out);
+        *base_out = NULL;
+    }
     if (!status) {
         /* the classes reached (a layer may have stopped short of its count) */
         int64_t reached = 0;
@@ -549,6 +560,10 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
     if (!(o->input_sensitivity > 0) || !isfinite(o->input_sensitivity))
         return fib_error(FIB_E_INVALID, "%s: input_sensitivity %g must be finite and > 0", fn,
                          o->input_sensitivity);
+    if (!(o->synthetic_scale >= 0) || !isfinite(o->synthetic_scale) || o->synthetic_samples < 1)
+        return fib_error(FIB_E_INVALID, "%s: synthetic_scale %g must be finite and >= 0 and "
+                         "synthetic_samples %d at least 1", fn, o->synthetic_scale,
+                         (int)o->synthetic_samples);
     int32_t tol = o->tolerance;
     if (tol != 0 && tol != FIB_TOL_WARD && tol != (FIB_TOL_SCALED | FIB_TOL_WARD))
         return fib_error(FIB_E_INVALID,
@@ -587,13 +602,15 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
     double best_bound = INFINITY;
     int64_t best_params = 0;
     int32_t best_mode = 0, status = FIB_OK;
+    bool best_corrected = false;
     for (int m = 0; m < n_modes; m++) {
         fib_base *b = NULL;
         double bound = 0;
         int64_t params = 0;
+        bool corrected = false;
         status = budget_attempt(g, budget, (modes[m] & FIB_TOL_SCALED) != 0, power,
                                 o->refine_iterations, o->merge_inputs != 0,
-                                o->input_sensitivity, &bound,
+                                o->input_sensitivity, o, &corrected, &bound,
                                 &params, &b);
         if (status)
             break;
@@ -603,6 +620,7 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
             best_bound = bound;
             best_params = params;
             best_mode = modes[m];
+            best_corrected = corrected;
         } else {
             fib_base_free(b);
         }
@@ -618,6 +636,8 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
         options->bound = best_bound;
         options->n_parameters = best_params;
         options->chosen_tolerance = best_mode;
+        if (options->struct_size >= offsetof(fib_budget_options, corrected) + sizeof(int32_t))
+            options->corrected = best_corrected;
     }
     *base_out = best;
     return FIB_OK;

@@ -736,10 +736,8 @@ done:
 
 /* ---- rank-1 Lloyd refinement ------------------------------------------- */
 
-/* Top right singular direction of the weighted rows of `members` (power
- * iteration from their weighted sum), into v (unit, pointing along the sum). */
-static void top_direction(const fib_rows *r, const int64_t *members, int64_t m,
-                          const double *weight, double *v, double *w)
+void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
+                       const double *weight, double *v, double *w)
 {
     int64_t d = r->d;
     for (int64_t j = 0; j < d; j++)
@@ -781,7 +779,7 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
         for (int64_t i = 0; i < n; i++)
             order[fill[p->color[i]]++] = i;
         for (int64_t c = 0; c < k; c++)
-            top_direction(r, order + start[c], start[c + 1] - start[c], weight, V + c * d, w);
+            fib_top_direction(r, order + start[c], start[c + 1] - start[c], weight, V + c * d, w);
         /* reassign: the direction capturing the most of the row, positively
          * (ties: the lowest class); a unit stays when nothing is better */
         bool moved = false;

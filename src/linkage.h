@@ -76,6 +76,19 @@ int32_t fib_color_scaled_dense(const fib_graph *g, int32_t group, int32_t mode,
  * directions are recomputed; at most `iterations` rounds, deterministic. */
 int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterations,
                         fib_partition *p);
+/* Top right singular direction of the weighted rows of `members` (power
+ * iteration from their weighted sum; r->value and r->d only), into v (unit,
+ * pointing along the sum); w: scratch of r->d. */
+void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
+                       const double *weight, double *v, double *w);
+/* budget_refit.c: the data-free correction of a budget's base (a chain of
+ * dense groups merged by `col`, FIB_TOL_SCALED): representatives re-derived
+ * and every merge's consumer refitted by least squares on n_samples
+ * synthetic inputs N(0, scale^2 I), written into the base's blocks.
+ * *applied: false (base unchanged) when a block has no bias or a hidden
+ * activation is not linear, ReLU or leaky ReLU. */
+int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
+                           int64_t n_samples, fib_base *base, bool *applied);
 /* budget.c: the scale-aware Eq. 10 for a dense group. */
 int32_t fib_dense_compress_scaled(const fib_graph *g, int32_t group,
                                   const fib_partition *parts,

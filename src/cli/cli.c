@@ -281,6 +281,11 @@ static int value_option(int argc, char **argv, int *i, unsigned accepted,
     } else if (VALUE("--budget", OPT_BUDGET)) {
         if (r < 0 || !parse_double(v, &o->budget) || !(o->budget > 0 && o->budget <= 1))
             return cli_usage(verb, "--budget needs a fraction of the parameters in (0, 1]");
+    } else if (VALUE("--input-scale", OPT_BUDGET)) {
+        if (r < 0 || !parse_double(v, &o->input_scale) || !(o->input_scale > 0) ||
+            !isfinite(o->input_scale))
+            return cli_usage(verb, "--input-scale needs a number > 0 (the inputs' typical "
+                             "standard deviation)");
     } else if (VALUE("--seed", OPT_SEED)) {
         if (r < 0 || !parse_u64(v, &o->seed))
             return cli_usage(verb, "--seed needs a non-negative integer");
@@ -379,8 +384,8 @@ int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
         return cli_usage(verb, "an output file is required (-o FILE)");
     if (o->n_levels > 0)
         return tree_checks(o, &seen);
-    if (o->merge_inputs && !(o->budget > 0))
-        return cli_usage(verb, "--merge-inputs needs --budget");
+    if ((o->merge_inputs || o->input_scale > 0) && !(o->budget > 0))
+        return cli_usage(verb, "--merge-inputs and --input-scale need --budget");
     /* a budget chooses its grouping and every layer's classes itself */
     if (o->budget > 0 && (seen.symmetry || seen.tolerance || seen.eps))
         return cli_usage(verb, "--budget chooses the classes itself: no --symmetry, "

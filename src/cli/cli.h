@@ -55,6 +55,8 @@ typedef struct cli_options {
     double levels[CLI_MAX_LEVELS]; /* ... sorted, smallest first */
     double budget;          /* --budget: fraction of parameters kept (0: none) */
     bool merge_inputs;      /* --merge-inputs (with --budget) */
+    double input_scale;     /* --input-scale (with --budget): the correction's
+                               synthetic input scale, 0: no correction */
 } cli_options;
 
 /* Parses argv[1 ..] of a verb. Returns -1 to go on, or an exit code (after

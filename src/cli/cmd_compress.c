@@ -27,6 +27,9 @@ static void help(FILE *f)
             "                      layers; no --symmetry, --tolerance or --eps)\n"
             "  --merge-inputs      with --budget: merge inputs too; the base then\n"
             "                      reads the mean of each input class\n"
+            "  --input-scale S     with --budget: correct the merged layers without\n"
+            "                      data, by least squares on synthetic inputs of\n"
+            "                      standard deviation S (the inputs' typical one)\n"
             "  --dtype D           keep (default: float64 base weights), f32, f64\n"
             "  --json              print the summary as JSON\n"
             "  -q, --quiet         print nothing on success\n"
@@ -58,6 +61,7 @@ int cmd_compress(int argc, char **argv)
     fib_budget_options_init(&budget, sizeof budget);
     if (o.budget > 0) {
         budget.merge_inputs = o.merge_inputs;
+        budget.synthetic_scale = o.input_scale;
         int32_t st = fib_compress_to_budget(g, o.budget, &budget, &base);
         rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.model, st);
     } else {
@@ -91,9 +95,9 @@ int cmd_compress(int argc, char **argv)
                    (long long)before, (long long)after);
             if (o.budget > 0)
                 printf(", \"budget\": %.17g, \"grouping\": \"%s\", \"bound\": %.17g, "
-                       "\"merge_inputs\": %s",
+                       "\"merge_inputs\": %s, \"corrected\": %s",
                        o.budget, cli_tolerance_name(budget.chosen_tolerance), budget.bound,
-                       o.merge_inputs ? "true" : "false");
+                       o.merge_inputs ? "true" : "false", budget.corrected ? "true" : "false");
             printf("}\n");
         } else {
             char b[32], a[32];

@@ -418,3 +418,31 @@ def test_refits_read_input_class_means():
                   _budget.synthetic_refit(layers, labels, 1.0, input_labels=cls.numpy())):
         assert small[0][0].shape == (16, 6)
         assert np.abs(_run(small, xm) - ref).max() <= 1e-6 * max(1.0, np.abs(ref).max())
+
+
+def test_c_synthetic_correction_matches_the_numpy_reference():
+    """fib_budget_options.synthetic_scale (the C correction) against
+    synthetic_refit (numpy) with the same classes: both move the outputs
+    towards the original's on fresh inputs of that scale, by about as much
+    (their synthetic draws differ)."""
+    from fibration.torch._rebuild import rebuild
+    model = mlp(5, (12, 40, 30, 4))
+    x = torch.randn(64, 12, generator=torch.Generator().manual_seed(5))
+    net = ft.trace(model, x)
+    plain_base, info = _budget.base_to_budget(net.graph, 0.3)
+    assert info["corrected"] is False
+    c_base, c_info = _budget.base_to_budget(net.graph, 0.3, synthetic_scale=1.0)
+    assert c_info["corrected"] is True
+    for g in (1, 2):  # the same classes
+        assert np.array_equal(plain_base.projection(g), c_base.projection(g))
+    plain = rebuild(net, plain_base, "Plain")
+    c_fixed = rebuild(net, c_base, "C")
+    numpy_fixed = rebuild(net, plain_base, "Numpy")
+    assert _budget._refit_model(net, model, plain_base, numpy_fixed, 1.0)
+    fresh = torch.randn(4096, 12, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        ref = model(fresh)
+        err = {name: float(((m(fresh) - ref) ** 2).mean())
+               for name, m in (("plain", plain), ("c", c_fixed), ("numpy", numpy_fixed))}
+    assert err["c"] < err["plain"] and err["numpy"] < err["plain"]
+    assert err["c"] < 1.5 * err["numpy"] and err["numpy"] < 1.5 * err["c"], err

@@ -263,6 +263,8 @@ static int32_t call_budget_merging_inputs(const fib_graph *g)
     fib_budget_options o;
     fib_budget_options_init(&o, sizeof o);
     o.merge_inputs = 1;
+    o.synthetic_scale = 1.0; /* and the data-free correction */
+    o.synthetic_samples = 64;
     fib_base *b = NULL;
     int32_t st = fib_compress_to_budget(g, 0.5, &o, &b);
     fib_base_free(b);
@@ -291,7 +293,7 @@ static void other_calls(void)
     CHECK_OK(mlp_graph(&p, FIB_COPY, &g));
     int32_t (*const calls[])(const fib_graph *) = {call_ward, call_hierarchy, call_budget,
                                                   call_budget_merging_inputs, call_nested};
-    const char *names[] = {"scaled Ward", "hierarchy", "budget", "budget merging inputs",
+    const char *names[] = {"scaled Ward", "hierarchy", "budget", "budget merging inputs, corrected",
                            "nested levels"};
     for (int x = 0; g && x < 5; x++) {
         fib_test_fail_alloc(0);

@@ -492,6 +492,105 @@ static void budget_merges_inputs(void)
     fib_graph_free(g);
 }
 
+/* Mean squared output difference between graph and base on n fresh
+ * inputs N(0, 1) (both read the same inputs: no merged inputs). */
+static double output_mse(const fib_graph *g, const fib_graph *b)
+{
+    enum { batch = 512 };
+    static double x[batch * 6], y1[batch * 3], y2[batch * 3];
+    for (int i = 0; i < batch * 6; i += 2) { /* Box-Muller */
+        double u = (uniform() + 1) / 2, v = (uniform() + 1) / 2;
+        double r = sqrt(-2 * log(1 - u));
+        x[i] = r * cos(6.283185307179586 * v);
+        x[i + 1] = r * sin(6.283185307179586 * v);
+    }
+    CHECK_OK(fib_graph_forward(g, batch, FIB_DTYPE_F64, x, y1));
+    CHECK_OK(fib_graph_forward(b, batch, FIB_DTYPE_F64, x, y2));
+    double e = 0;
+    for (int i = 0; i < batch * 3; i++)
+        e += (y1[i] - y2[i]) * (y1[i] - y2[i]);
+    return e / (batch * 3);
+}
+
+/* synthetic_scale: exact on planted scaled copies, closer to the original
+ * than Eq. 10's base on fresh inputs of that scale, deterministic, and not
+ * applied (base unchanged) when a block has no bias. */
+static void budget_synthetic_correction(void)
+{
+    planted p;
+    plant(&p, 12, 10, 60, 50, true, 0.0);
+    int64_t total = 0;
+    CHECK_OK(fib_graph_num_parameters(p.g, &total));
+    double own = (double)(12 * 6 + 12 + 10 * 12 + 10 + 3 * 10 + 3) / (double)total;
+    fib_budget_options o;
+    CHECK_OK(fib_budget_options_init(&o, sizeof o));
+    CHECK(o.synthetic_scale == 0 && o.synthetic_samples == 8192 && o.corrected == 0);
+    o.synthetic_scale = 1.0;
+    fib_base *b = NULL;
+    CHECK_OK(fib_compress_to_budget(p.g, own, &o, &b));
+    CHECK(o.corrected == 1);
+    if (b) {
+        double gap = output_gap(p.g, fib_base_graph(b));
+        if (gap > 1e-6)
+            fprintf(stderr, "corrected planted base: gap %g\n", gap);
+        CHECK(gap <= 1e-6);
+    }
+    fib_base_free(b);
+    unplant(&p);
+
+    /* noisy copies squeezed to 30%: the correction fits the outputs better */
+    plant(&p, 12, 10, 60, 50, true, 0.2);
+    fib_base *plain = NULL, *fixed = NULL, *again = NULL;
+    fib_budget_options_init(&o, sizeof o);
+    CHECK_OK(fib_compress_to_budget(p.g, 0.3, &o, &plain));
+    CHECK(o.corrected == 0);
+    o.synthetic_scale = 1.0;
+    CHECK_OK(fib_compress_to_budget(p.g, 0.3, &o, &fixed));
+    CHECK(o.corrected == 1);
+    CHECK_OK(fib_compress_to_budget(p.g, 0.3, &o, &again));
+    if (plain && fixed && again) {
+        double e_plain = output_mse(p.g, fib_base_graph(plain));
+        double e_fixed = output_mse(p.g, fib_base_graph(fixed));
+        if (!(e_fixed < e_plain))
+            fprintf(stderr, "correction: mse %g, without %g\n", e_fixed, e_plain);
+        CHECK(e_fixed < e_plain);
+        CHECK(output_gap(fib_base_graph(fixed), fib_base_graph(again)) == 0);
+        int64_t n1 = 0, n2 = 0;
+        CHECK_OK(fib_graph_num_parameters(fib_base_graph(plain), &n1));
+        CHECK_OK(fib_graph_num_parameters(fib_base_graph(fixed), &n2));
+        CHECK(n1 == n2); /* the same classes */
+    }
+    fib_base_free(plain);
+    fib_base_free(fixed);
+    fib_base_free(again);
+    /* without biases the correction is not applied: Eq. 10's base */
+    fib_graph *nb = NULL;
+    int32_t in, h1, h2, out;
+    CHECK_OK(fib_graph_create(&nb));
+    CHECK_OK(fib_graph_add_input(nb, 6, &in));
+    CHECK_OK(fib_graph_add_dense(nb, in, p.h1, FIB_DTYPE_F64, p.w1, 6, NULL, 0, &h1));
+    CHECK_OK(fib_graph_set_activation(nb, h1, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(nb, h1, p.h2, FIB_DTYPE_F64, p.w2, p.h1, NULL, 0, &h2));
+    CHECK_OK(fib_graph_set_activation(nb, h2, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(nb, h2, 3, FIB_DTYPE_F64, p.w3, p.h2, NULL, 0, &out));
+    fib_budget_options_init(&o, sizeof o);
+    CHECK_OK(fib_compress_to_budget(nb, 0.3, &o, &plain));
+    o.synthetic_scale = 1.0;
+    CHECK_OK(fib_compress_to_budget(nb, 0.3, &o, &fixed));
+    CHECK(o.corrected == 0);
+    if (plain && fixed)
+        CHECK(output_gap(fib_base_graph(plain), fib_base_graph(fixed)) == 0);
+    fib_base_free(plain);
+    fib_base_free(fixed);
+    fib_graph_free(nb);
+    o.synthetic_scale = NAN;
+    CHECK(fib_compress_to_budget(p.g, 0.3, &o, &b) == FIB_E_INVALID);
+    o.synthetic_scale = 1.0;
+    o.synthetic_samples = 0;
+    CHECK(fib_compress_to_budget(p.g, 0.3, &o, &b) == FIB_E_INVALID);
+    unplant(&p);
+}
+
 int main(void)
 {
     RUN(planted_recovered_by_every_mode);
@@ -503,5 +602,6 @@ int main(void)
     RUN(linkage_bounded);
     RUN(budget_met);
     RUN(budget_merges_inputs);
+    RUN(budget_synthetic_correction);
     return test_failures != 0;
 }

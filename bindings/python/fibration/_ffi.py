@@ -220,6 +220,9 @@ class fib_budget_options(ctypes.Structure):
         ('merge_inputs', ctypes.c_int32),
         ('reserved0', ctypes.c_int32),
         ('input_sensitivity', ctypes.c_double),
+        ('synthetic_scale', ctypes.c_double),
+        ('synthetic_samples', ctypes.c_int32),
+        ('corrected', ctypes.c_int32),
     ]
 
 

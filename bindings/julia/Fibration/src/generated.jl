@@ -187,8 +187,11 @@ struct fib_budget_options
     merge_inputs::Int32
     reserved0::Int32
     input_sensitivity::Cdouble
+    synthetic_scale::Cdouble
+    synthetic_samples::Int32
+    corrected::Int32
 end
-fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32), zero(Int32), zero(Int32), zero(Cdouble))
+fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int32), zero(Int32))
 
 struct fib_load_options
     struct_size::Csize_t

@@ -76,7 +76,7 @@ def set_coloring_scales(coloring, group, scales):
 
 
 def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_iterations=None,
-                   merge_inputs=False, input_sensitivity=None):
+                   merge_inputs=False, input_sensitivity=None, synthetic_scale=0.0):
     """fib_compress_to_budget on a fibration.Graph: (Base, info dict)."""
     from .._core import Base
     opts = _ffi.fib_budget_options()
@@ -89,13 +89,15 @@ def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_ite
     opts.merge_inputs = int(bool(merge_inputs))
     if input_sensitivity is not None:
         opts.input_sensitivity = float(input_sensitivity)
+    opts.synthetic_scale = float(synthetic_scale or 0.0)
     out = ctypes.POINTER(_ffi.fib_base)()
     check(lib.fib_compress_to_budget(graph._cp(), float(budget), ctypes.byref(opts),
                                      ctypes.byref(out)), "fib_compress_to_budget")
     info = {"bound": opts.bound, "n_parameters": opts.n_parameters,
             "tolerance": tolerance_name(opts.chosen_tolerance),
             "sensitivity_power": float(sensitivity_power), "merge_inputs": bool(merge_inputs),
-            "input_sensitivity": float(opts.input_sensitivity)}
+            "input_sensitivity": float(opts.input_sensitivity),
+            "corrected": bool(opts.corrected)}
     return Base._adopt(out, graph), info
 
 

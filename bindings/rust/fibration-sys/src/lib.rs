@@ -198,6 +198,9 @@ pub struct fib_budget_options {
     pub merge_inputs: i32,
     pub reserved0: i32,
     pub input_sensitivity: f64,
+    pub synthetic_scale: f64,
+    pub synthetic_samples: i32,
+    pub corrected: i32,
 }
 
 #[repr(C)]

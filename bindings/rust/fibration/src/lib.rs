@@ -259,6 +259,10 @@ pub struct BudgetOptions {
     pub merge_inputs: bool,
     /// With `merge_inputs`: multiplies the input group's sensitivity (> 0).
     pub input_sensitivity: f64,
+    /// > 0: correct the merged layers without data, by least squares on
+    /// synthetic inputs N(0, synthetic_scale^2) (the inputs' typical
+    /// standard deviation); 0: no correction.
+    pub synthetic_scale: f64,
     /// 0 = the library default; never changes a result.
     pub n_threads: i32,
 }
@@ -271,6 +275,7 @@ impl Default for BudgetOptions {
             refine_iterations: 20,
             merge_inputs: false,
             input_sensitivity: 3.0,
+            synthetic_scale: 0.0,
             n_threads: 0,
         }
     }
@@ -287,6 +292,8 @@ pub struct BudgetReport {
     pub n_parameters: i64,
     /// The grouping used (never `Auto`).
     pub chosen_tolerance: BudgetTolerance,
+    /// Whether the synthetic correction was applied.
+    pub corrected: bool,
 }
 
 /// The C options for `options` (fib_budget_options_init, then the fields).
@@ -302,6 +309,7 @@ fn raw_budget_options(options: &BudgetOptions) -> Result<sys::fib_budget_options
     o.refine_iterations = options.refine_iterations;
     o.merge_inputs = options.merge_inputs as i32;
     o.input_sensitivity = options.input_sensitivity;
+    o.synthetic_scale = options.synthetic_scale;
     Ok(o)
 }
 
@@ -628,7 +636,15 @@ impl Graph {
             name: "FIB_E_INVALID".into(),
             message: format!("compress_to_budget: unknown chosen tolerance {}", o.chosen_tolerance),
         })?;
-        Ok((base, BudgetReport { bound: o.bound, n_parameters: o.n_parameters, chosen_tolerance }))
+        Ok((
+            base,
+            BudgetReport {
+                bound: o.bound,
+                n_parameters: o.n_parameters,
+                chosen_tolerance,
+                corrected: o.corrected != 0,
+            },
+        ))
     }
 
     /// Symmetry breaking for continual learning (None: exact covers).

@@ -218,6 +218,13 @@ fn budget_is_met_and_deterministic() {
     let (wbase, wreport) = g.compress_to_budget(0.5, &ward).unwrap();
     assert_eq!(wreport.chosen_tolerance, BudgetTolerance::Ward);
     assert!(wbase.graph().num_parameters().unwrap() as f64 <= 0.5 * total as f64);
+    assert!(!report.corrected);
+    // the synthetic correction: same classes and parameters, other weights
+    let fixed = BudgetOptions { synthetic_scale: 1.0, ..Default::default() };
+    let (cbase, creport) = g.compress_to_budget(0.5, &fixed).unwrap();
+    assert!(creport.corrected);
+    assert_eq!(creport.n_parameters, report.n_parameters);
+    assert_ne!(cbase.graph().read_dense(dense[0]).unwrap(), base.graph().read_dense(dense[0]).unwrap());
 }
 
 #[test]

@@ -6,6 +6,9 @@ libfibration and, side by side, the peers (all data-free, no fine-tuning):
                     first merge's consumer refitted on synthetic Gaussian
                     inputs scaled like the example input)
   lib:budget+calib  the same with a calibration batch of 1,024 TRAINING images
+  lib:budget-c      the C library alone (what the command line, Rust and Julia
+                    give): fib_compress_to_budget with merge_inputs and its own
+                    synthetic correction (synthetic_scale)
   lib:<mode>        fib_color with one eps for every layer, eps searched so that
                     the base fits the budget (abs, rel, cosine, complete, ward,
                     scaled+rel, scaled+complete, scaled+ward), then fib_compress
@@ -261,6 +264,15 @@ def frontier(name, model, x_ex, x_cal, x_te, y_te, budgets, methods, rows, quick
                                             else "",
                                             " inputs=%d" % input_classes(small)
                                             if input_classes(small) else "")
+                elif method == "lib:budget-c":
+                    # the C library alone (the command line, Rust, Julia):
+                    # fib_compress_to_budget with its own correction
+                    from fibration.torch._budget import _input_scale, base_to_budget
+                    from fibration.torch._rebuild import rebuild
+                    base, info = base_to_budget(net.graph, budget, merge_inputs=True,
+                                                synthetic_scale=_input_scale(x_ex))
+                    res = (rebuild(net, base, "BudgetC"), info["n_parameters"])
+                    knob = "%s%s" % (info["tolerance"], " corrected" if info["corrected"] else "")
                 elif method.startswith("lib:"):
                     code = method[4:]  # a tolerance name: "abs", "scaled+ward", ...
                     hi = 2.0 if "cosine" in method else 50.0
@@ -349,7 +361,8 @@ def main(argv=None):
                    "peer:seed-cosine", "peer:neuron-merging", "peer:l2-prune"]
     else:
         budgets = [0.10, 0.17, 0.30, 0.50]
-        methods = ["lib:budget", "lib:budget+calib", "lib:abs", "lib:rel", "lib:cosine",
+        methods = ["lib:budget", "lib:budget+calib", "lib:budget-c", "lib:abs", "lib:rel",
+                   "lib:cosine",
                    "lib:complete", "lib:ward", "lib:scaled+rel", "lib:scaled+complete",
                    "lib:scaled+ward", "peer:seed-cosine", "peer:neuron-merging",
                    "peer:l2-prune"]

@@ -5,6 +5,7 @@
  * refit_chain and synthetic_refit (docs/compression.md, "Budgeted
  * compression"), with this library's own random numbers. */
 #include "linkage.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -79,23 +80,7 @@ static int32_t representatives(const double *rows, int64_t n, int64_t d, const i
         fib_free(w);
         return fib_error(FIB_E_NOMEM, "budget correction: out of memory");
     }
-    for (int64_t i = 0; i < n; i++)
-        start[lab[i] + 1]++;
-    for (int64_t c = 0; c < k; c++)
-        start[c + 1] += start[c];
-    {
-        int64_t *cursor = fib_alloc(k > 0 ? k : 1, sizeof *cursor);
-        if (!cursor) {
-            fib_free(order);
-            fib_free(start);
-            fib_free(w);
-            return fib_error(FIB_E_NOMEM, "budget correction: out of memory");
-        }
-        memcpy(cursor, start, (size_t)k * sizeof *cursor);
-        for (int64_t i = 0; i < n; i++)
-            order[cursor[lab[i]]++] = i;
-        fib_free(cursor);
-    }
+    fib_colour_order(lab, n, k, order, start); /* members class by class */
     fib_rows view = {n, d, (double *)rows, NULL, NULL};
     for (int64_t c = 0; c < k; c++) {
         const int64_t *mem = order + start[c];

@@ -746,7 +746,9 @@ FIB_API int32_t fib_budget_options_init(fib_budget_options *options,
  *      least per parameter saved;
  *   4. the groups are then coloured in order with those class counts (each
  *      over the merged classes of its source), refined by Lloyd rounds
- *      (refine_iterations) and compressed.
+ *      (refine_iterations) and compressed;
+ *   5. with synthetic_scale > 0 the merged layers are corrected without
+ *      data (see synthetic_scale; options.corrected says whether).
  * With merge_inputs, the input group is one more candidate: its units are
  * clustered by plain Ward on their outgoing weight columns (an input's
  * merge error is the distance of its column to its class's mean column,

@@ -33,6 +33,7 @@
 #include "fibration.h"
 #include "internal.h"
 #include "kernels/kernels.h"
+#include "kernels/parallel.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -213,9 +214,12 @@ static void drop_cache(const char *path)
     close(fd);
 }
 
-/* Maps the file and sums it as 64-bit words (a checksum pass); returns the
- * seconds, mapping and unmapping included. */
-static double read_once(const char *path, uint64_t *sum_out)
+/* Maps the file and sums it as 64-bit words (a checksum pass) on `threads`
+ * threads (OpenMP; 1 without it); returns the seconds, mapping and
+ * unmapping included. Two threads measure what this host gives a pass
+ * over memory on two cores: the ceiling of the pipeline's 2-thread
+ * speed-up where it is bound by memory. */
+static double read_threads(const char *path, int threads, uint64_t *sum_out)
 {
     double t = now();
     int fd = open(path, O_RDONLY);
@@ -230,17 +234,25 @@ static double read_once(const char *path, uint64_t *sum_out)
         perror("mmap");
         exit(1);
     }
-    uint64_t a[8] = {0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++)
-            a[l] += p[i + l];
-    for (; i < n; i++)
-        a[0] += p[i];
+    uint64_t total = 0;
+    int64_t blocks = (int64_t)(n / 8);
+    (void)threads; /* without OpenMP */
+    FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) reduction(+ : total))
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint64_t *q = p + blk * 8;
+        total += q[0] + q[1] + q[2] + q[3] + q[4] + q[5] + q[6] + q[7];
+    }
+    for (size_t i = (size_t)blocks * 8; i < n; i++)
+        total += p[i];
     munmap((void *)p, (size_t)st.st_size);
     close(fd);
-    *sum_out = a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+    *sum_out = total;
     return now() - t;
+}
+
+static double read_once(const char *path, uint64_t *sum_out)
+{
+    return read_threads(path, 1, sum_out);
 }
 
 /* ---- one pipeline (child) ------------------------------------------------ */
@@ -411,6 +423,14 @@ int main(int argc, char **argv)
     printf("read once (mmap + checksum, 1 core): cold (after POSIX_FADV_DONTNEED) %.3f s = "
            "%.2f GB/s; warm (page cache) %.3f s = %.2f GB/s\n",
            cold, gb / cold, warm, gb / warm);
+    double warm_2 = INFINITY;
+    for (int rep = 0; omp && rep < 2; rep++) {
+        double t2 = read_threads(path, 2, &sum);
+        warm_2 = t2 < warm_2 ? t2 : warm_2;
+    }
+    if (omp)
+        printf("read once on 2 cores (warm): %.3f s = %.2f GB/s, %.2fx the 1-core read\n",
+               warm_2, gb / warm_2, warm / warm_2);
 
     result runs[4];
     int n_runs = 0;
@@ -444,8 +464,9 @@ int main(int argc, char **argv)
            t1 / cold);
     if (omp) {
         double t2 = runs[1].load + runs[1].fibers + runs[1].opfibers + runs[1].compress;
-        printf("; 2 threads: warm %.2f, cold %.2f; speed-up 2 vs 1 threads %.2fx (target 1.6)",
-               t2 / warm, t2 / cold, t1 / t2);
+        printf("; 2 threads: warm %.2f, cold %.2f; speed-up 2 vs 1 threads %.2fx (target 1.6; "
+               "a warm read speeds up %.2fx on this host in the same run)",
+               t2 / warm, t2 / cold, t1 / t2, warm / warm_2);
     }
     double worst = 0;
     for (int i = 0; i < n_runs; i++)

@@ -126,8 +126,8 @@ int32_t fib_budget_options_init(fib_budget_options *o, size_t struct_size)
         return fib_error(FIB_E_NULL, "fib_budget_options_init: options is NULL");
     if (struct_size < FIB_BUDGET_OPTIONS_SIZE_1)
         return fib_error(FIB_E_INVALID,
-                         "fib_budget_options_init: struct_size %zu is smaller than %zu",
-                         struct_size, sizeof *o);
+                         "fib_budget_options_init: struct_size %zu is smaller than %d",
+                         struct_size, FIB_BUDGET_OPTIONS_SIZE_1);
     /* a caller built against the first layout owns only its bytes */
     size_t size = struct_size < sizeof *o ? struct_size : sizeof *o;
     memset(o, 0, size);
@@ -316,12 +316,14 @@ static int32_t base_parameters(const fib_graph *g, const fib_base *b, int64_t *o
     return status;
 }
 
-/* One budget attempt with one grouping; fills *bound and the base. */
+/* One budget attempt with one grouping (the knobs in o, validated);
+ * fills *bound, *corrected and the base. */
 static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mode,
-                              double power, int32_t refine, bool merge_inputs,
-                              double input_sensitivity, const fib_budget_options *o,
-                              bool *corrected, double *bound_out, int64_t *params_out, fib_base **base_out)
+                              const fib_budget_options *o, bool *corrected, double *bound_out,
+                              int64_t *params_out, fib_base **base_out)
 {
+    double power = o->sensitivity_power;
+    bool merge_inputs = o->merge_inputs != 0;
     /* the candidates: hidden groups, and with merge_inputs the input group
      * (group 0 of the chain) when the linkage can take it */
     bool *candidate = fib_calloc(g->n_groups > 0 ? g->n_groups : 1, sizeof *candidate);
@@ -395,7 +397,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             sens *= pow(sigma[h], power);
         for (int32_t h = i + 2; h < g->n_groups; h++)
             sens *= pow(sigma[h], power);
-        l->sens = fib_group_is_input(g, i) ? sens * input_sensitivity : sens;
+        l->sens = fib_group_is_input(g, i) ? sens * o->input_sensitivity : sens;
     }
     if (status)
         goto done;
@@ -466,8 +468,8 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             status = layer_merges(&r, scaled, weight, &mg, NULL);
         if (!status)
             status = fib_merges_cut(&mg, l->n - l->k, &col->parts[i]);
-        if (!status && scaled && refine > 0)
-            status = fib_rank1_lloyd(&r, weight, refine, &col->parts[i]);
+        if (!status && scaled && o->refine_iterations > 0)
+            status = fib_rank1_lloyd(&r, weight, o->refine_iterations, &col->parts[i]);
         if (!status && !scaled) {
             for (int64_t u = 0; u < l->n; u++)
                 norms[u] = 1.0; /* scales of the mean fit */
@@ -542,9 +544,9 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
     fib_budget_options_init(&local, sizeof local);
     if (options) {
         if (options->struct_size < FIB_BUDGET_OPTIONS_SIZE_1)
-            return fib_error(FIB_E_INVALID, "%s: options.struct_size %zu is smaller than %zu "
+            return fib_error(FIB_E_INVALID, "%s: options.struct_size %zu is smaller than %d "
                              "(call fib_budget_options_init)", fn, options->struct_size,
-                             sizeof local);
+                             FIB_BUDGET_OPTIONS_SIZE_1);
         memcpy(&local, options,
                options->struct_size < sizeof local ? options->struct_size : sizeof local);
     }
@@ -608,10 +610,8 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
         double bound = 0;
         int64_t params = 0;
         bool corrected = false;
-        status = budget_attempt(g, budget, (modes[m] & FIB_TOL_SCALED) != 0, power,
-                                o->refine_iterations, o->merge_inputs != 0,
-                                o->input_sensitivity, o, &corrected, &bound,
-                                &params, &b);
+        status = budget_attempt(g, budget, (modes[m] & FIB_TOL_SCALED) != 0, o, &corrected,
+                                &bound, &params, &b);
         if (status)
             break;
         if (!best || bound < best_bound) {

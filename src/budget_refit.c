@@ -353,7 +353,7 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
     int64_t S = n_samples, n0 = g->groups[0].n_units;
     const fib_partition *inputs = col->merge_inputs ? &col->parts[0] : NULL;
     int64_t k0 = inputs ? inputs->n_classes : n0;
-    layer cur = {0}, next = {0}, rep = {0}, consumer = {0};
+    layer orig = {0}, orig_next = {0}, cur = {0}, rep = {0}, consumer = {0};
     double *x = fib_alloc(S * n0, sizeof *x), *h = fib_calloc(S * k0, sizeof *h);
     double *h_ref = NULL, *target = NULL;
     int32_t st = x && h ? FIB_OK : fib_error(FIB_E_NOMEM, "budget correction: out of memory");
@@ -376,31 +376,27 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
     }
     h_ref = x; /* the original network's activations */
     x = NULL;
+    /* orig: the original layer l, read once; cur: layer l's rows over its
+     * merged source (none yet for the first layer over unmerged inputs:
+     * then they are orig's) */
     if (!st)
-        st = layer_of_group(g, 1, &next);
-    if (!st && inputs) { /* the first layer over the merged inputs */
-        st = sum_columns(&next, inputs->color, k0, NULL, &cur);
-        layer_clear(&next);
-    } else if (!st) {
-        cur = next;
-        next = (layer){0};
-    }
+        st = layer_of_group(g, 1, &orig);
+    if (!st && inputs)
+        st = sum_columns(&orig, inputs->color, k0, NULL, &cur);
     int64_t width_ref = n0, width = k0;
     for (int32_t l = 1; !st && l < n_layers; l++) {
         /* group l is hidden with classes parts[l]; group l + 1 reads it */
         const fib_partition *p = &col->parts[l];
         const fib_group *grp = &g->groups[l];
-        layer orig = {0}, orig_next = {0};
-        st = layer_of_group(g, l, &orig);
-        if (!st)
-            st = layer_of_group(g, l + 1, &orig_next);
+        const layer *rows = cur.w ? &cur : &orig;
+        st = layer_of_group(g, l + 1, &orig_next);
         /* h_ref through the original layer l */
         if (!st)
             st = advance(&h_ref, S, &width_ref, &orig, grp);
         /* the consumer refit_chain would give: next is layer l + 1 as it
          * is now (the original's, over layer l's units) */
         if (!st)
-            st = refit_step(&cur, &orig_next, p->color, p->n_classes, &rep, &consumer);
+            st = refit_step(rows, &orig_next, p->color, p->n_classes, &rep, &consumer);
         if (!st) {
             store(base->graph, l, &rep);
             st = advance(&h, S, &width, &rep, grp);
@@ -420,7 +416,8 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
         layer_clear(&cur);
         layer_clear(&rep);
         layer_clear(&orig);
-        layer_clear(&orig_next);
+        orig = orig_next;
+        orig_next = (layer){0};
         cur = consumer;
         consumer = (layer){0};
     }
@@ -428,8 +425,9 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
         store(base->graph, n_layers, &cur);
         *applied = true;
     }
+    layer_clear(&orig);
+    layer_clear(&orig_next);
     layer_clear(&cur);
-    layer_clear(&next);
     layer_clear(&rep);
     layer_clear(&consumer);
     fib_free(x);

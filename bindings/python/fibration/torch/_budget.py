@@ -126,8 +126,9 @@ def _class_representatives(rows, labels, weight):
 
 
 def _input_sums(w, input_labels):
-    """w summed over each input class (Eq. 10 over merged inputs, whose base
-    values are the classes' means); w itself without input classes."""
+    """w's columns summed over each input class (Eq. 10 over merged inputs,
+    whose base values are the classes' means); w itself without input
+    classes."""
     if input_labels is None:
         return w
     lab = np.asarray(input_labels, np.int64)
@@ -140,11 +141,7 @@ def input_means(x, input_labels):
     """The base's inputs for merged input classes: the mean of each class."""
     if input_labels is None:
         return x
-    lab = np.asarray(input_labels, np.int64)
-    k = int(lab.max()) + 1
-    out = np.zeros((x.shape[0], k))
-    np.add.at(out.T, lab, x.T)
-    return out / np.bincount(lab, minlength=k)
+    return _input_sums(x, input_labels) / np.bincount(np.asarray(input_labels, np.int64))
 
 
 def refit_chain(layers, labels, input_labels=None):

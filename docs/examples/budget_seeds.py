@@ -16,7 +16,10 @@ variant, budget, accuracy, input classes, layer widths; then the means.
 Variants: `python`: fibration.torch.compress(budget=) with merge_inputs and
 the given input_sensitivity (the library's default when not given);
 `--c-correction` adds `c` (fib_compress_to_budget with its own correction,
-synthetic_scale) and `c-plain` (no correction).
+synthetic_scale, rebuilt as it is) and `c-plain` (no correction). `python`
+runs that C correction too, so with the default input_sensitivity `c` is
+the same model; the numpy correction of the "Python (numpy)" column of
+docs/compression.md is now only the tests' reference (_budget.synthetic_refit).
 """
 
 import argparse

@@ -2,13 +2,15 @@
 libfibration and, side by side, the peers (all data-free, no fine-tuning):
 
   lib:budget        fibration.torch.compress(model, x, budget=f) (data-free:
-                    C class counts, refit_chain representatives, then the
-                    first merge's consumer refitted on synthetic Gaussian
-                    inputs scaled like the example input)
+                    C class counts, then the C library's correction: refit_chain
+                    representatives and every merge's consumer refitted on
+                    synthetic Gaussian inputs scaled like the example input)
   lib:budget+calib  the same with a calibration batch of 1,024 TRAINING images
   lib:budget-c      the C library alone (what the command line, Rust and Julia
                     give): fib_compress_to_budget with merge_inputs and its own
-                    synthetic correction (synthetic_scale)
+                    synthetic correction (synthetic_scale), rebuilt as it is;
+                    lib:budget now runs that correction too, so on these
+                    ReLU chains with biases the two rows are the same model
   lib:<mode>        fib_color with one eps for every layer, eps searched so that
                     the base fits the budget (abs, rel, cosine, complete, ward,
                     scaled+rel, scaled+complete, scaled+ward), then fib_compress

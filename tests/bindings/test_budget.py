@@ -66,6 +66,9 @@ def test_budget_with_calibration_is_no_worse_on_it():
         e0 = float(((small(cal) - ref) ** 2).mean())
         e1 = float(((tuned(cal) - ref) ** 2).mean())
     assert e1 <= e0 + 1e-12
+    # the variant kept says how it was made: the C correction or not
+    assert tplan.budget["corrected"] == (tplan.budget["synthetic_scale"] is not None)
+    assert tplan.budget["calibration_mse"] == pytest.approx(e1, rel=1e-4)
     assert ft.count_parameters(tuned) <= 0.3 * ft.count_parameters(model)
     with pytest.raises(ValueError):
         ft.compress(model, cal[:4], budget=1.5)
@@ -86,6 +89,7 @@ def test_scaled_copies_compress_exactly():
     small2, plan = ft.compress(big, x, budget=exact)
     assert ft.verify(big, small2, x).max_rel < 1e-5
     assert plan.budget["tolerance"] == "scaled+ward"
+    assert plan.budget["corrected"] is True  # the C correction keeps it exact
 
 
 def test_tolerance_tree_nests(tmp_path):
@@ -142,7 +146,7 @@ def test_budget_refit_is_default_and_optional():
     small, plan = ft.compress(model, x, budget=0.3)
     assert plan.budget["refit"] is True
     plain, pplan = _budget.compress_to_budget(model, x, 0.3, refit=False)
-    assert pplan.budget["refit"] is False
+    assert pplan.budget["refit"] is False and pplan.budget["corrected"] is False
     assert ft.count_parameters(small) == ft.count_parameters(plain)
 
 
@@ -300,8 +304,10 @@ def test_budget_synthetic_refit_is_default_and_optional():
     small, plan = ft.compress(model, x, budget=0.3)
     assert plan.budget["refit"] is True
     assert plan.budget["synthetic_scale"] == pytest.approx(float(x.double().std()))
+    assert plan.budget["corrected"] is True  # by the C library
     plain, pplan = _budget.compress_to_budget(model, x, 0.3, synthetic=False)
     assert pplan.budget["refit"] is True and pplan.budget["synthetic_scale"] is None
+    assert pplan.budget["corrected"] is False
     assert ft.count_parameters(small) == ft.count_parameters(plain)
     assert ft.verify(small, plain, x).max_abs > 0
     # an example input without spread (or not floating point) has no scale:
@@ -331,6 +337,7 @@ def test_synthetic_refit_follows_leaky_relu():
                           nn.LeakyReLU(0.1), nn.Linear(30, 4))
     small, plan = ft.compress(model, torch.randn(8, 12), budget=0.3)
     assert plan.budget["tolerance"] == "scaled+ward" and plan.budget["synthetic_scale"]
+    assert plan.budget["corrected"] is True  # C follows the leaky slope too
     assert ft.count_parameters(small) <= 0.3 * ft.count_parameters(model)
 
 
@@ -421,28 +428,79 @@ def test_refits_read_input_class_means():
 
 
 def test_c_synthetic_correction_matches_the_numpy_reference():
-    """fib_budget_options.synthetic_scale (the C correction) against
-    synthetic_refit (numpy) with the same classes: both move the outputs
-    towards the original's on fresh inputs of that scale, by about as much
-    (their synthetic draws differ)."""
+    """compress(budget=) runs the C correction (fib_budget_options.
+    synthetic_scale): its model is the C-corrected base rebuilt, nothing
+    more. Against synthetic_refit (numpy, the reference) with the same
+    classes: both move the outputs towards the original's on fresh inputs of
+    that scale, further than refit_chain alone, by about as much, and the two
+    models differ by far less than either differs from the original. They
+    cannot agree exactly: C draws its synthetic inputs from the library's
+    generator (seed 0), numpy from its own, so the least squares see
+    different samples. On planted scaled copies both are exact
+    (test_scaled_copies_compress_exactly and
+    test_synthetic_refit_stays_exact_on_scaled_copies)."""
     from fibration.torch._rebuild import rebuild
     model = mlp(5, (12, 40, 30, 4))
     x = torch.randn(64, 12, generator=torch.Generator().manual_seed(5))
+    scale = _budget._input_scale(x)
+    small, plan = ft.compress(model, x, budget=0.3)
+    assert plan.budget["corrected"] is True and plan.budget["refit"] is True
+    assert plan.budget["synthetic_scale"] == pytest.approx(scale)
     net = ft.trace(model, x)
-    plain_base, info = _budget.base_to_budget(net.graph, 0.3)
+    plain_base, info = _budget.base_to_budget(net.graph, 0.3, merge_inputs=True)
     assert info["corrected"] is False
-    c_base, c_info = _budget.base_to_budget(net.graph, 0.3, synthetic_scale=1.0)
+    c_base, c_info = _budget.base_to_budget(net.graph, 0.3, merge_inputs=True,
+                                            synthetic_scale=scale)
     assert c_info["corrected"] is True
-    for g in (1, 2):  # the same classes
+    for g in (0, 1, 2):  # the same classes
         assert np.array_equal(plain_base.projection(g), c_base.projection(g))
+    assert ft.verify(small, rebuild(net, c_base, "C"), x).max_abs == 0
     plain = rebuild(net, plain_base, "Plain")
-    c_fixed = rebuild(net, c_base, "C")
+    refit = rebuild(net, plain_base, "Refit")
+    assert _budget._refit_model(net, model, plain_base, refit)
     numpy_fixed = rebuild(net, plain_base, "Numpy")
-    assert _budget._refit_model(net, model, plain_base, numpy_fixed, 1.0)
-    fresh = torch.randn(4096, 12, generator=torch.Generator().manual_seed(9))
+    assert _budget._refit_model(net, model, plain_base, numpy_fixed, scale)
+    fresh = scale * torch.randn(4096, 12, generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
         ref = model(fresh)
-        err = {name: float(((m(fresh) - ref) ** 2).mean())
-               for name, m in (("plain", plain), ("c", c_fixed), ("numpy", numpy_fixed))}
-    assert err["c"] < err["plain"] and err["numpy"] < err["plain"]
+        out = {name: m(fresh) for name, m in (("plain", plain), ("refit", refit),
+                                              ("c", small), ("numpy", numpy_fixed))}
+    err = {name: float(((o - ref) ** 2).mean()) for name, o in out.items()}
+    assert err["c"] < err["refit"] < err["plain"] and err["numpy"] < err["refit"], err
     assert err["c"] < 1.5 * err["numpy"] and err["numpy"] < 1.5 * err["c"], err
+    # the two draws' models: 1% of the error apart here
+    assert float(((out["c"] - out["numpy"]) ** 2).mean()) < 0.05 * err["numpy"], err
+    # lift brings the corrected model back to the original shape
+    assert ft.verify(small, ft.lift(small, plan, model), x).max_rel < 1e-5
+
+
+def test_budget_falls_back_where_c_does_not_correct():
+    """Where fib_budget_correct does not apply, compress(budget=) does what
+    it did before the C correction: a Linear without bias keeps Eq. 10's base
+    (no refit); a hidden activation that is not positively homogeneous (tanh
+    under an explicit scale-aware grouping) gets refit_chain alone."""
+    from fibration.torch._rebuild import rebuild
+    x = torch.randn(16, 12, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(3)
+    no_bias = nn.Sequential(nn.Linear(12, 40, bias=False), nn.ReLU(), nn.Linear(40, 30),
+                            nn.ReLU(), nn.Linear(30, 4))
+    small, plan = ft.compress(no_bias, x, budget=0.3)
+    assert plan.budget["tolerance"] == "scaled+ward"
+    assert plan.budget["corrected"] is False and plan.budget["refit"] is False
+    assert plan.budget["synthetic_scale"] is None
+    net = ft.trace(no_bias, x)
+    base, _ = _budget.base_to_budget(net.graph, 0.3, merge_inputs=True)
+    assert ft.verify(small, rebuild(net, base, "Plain"), x).max_abs == 0
+    tanh = nn.Sequential(nn.Linear(12, 40), nn.Tanh(), nn.Linear(40, 30), nn.ReLU(),
+                         nn.Linear(30, 4))
+    small, plan = _budget.compress_to_budget(tanh, x, 0.3, tolerance="scaled+ward")
+    assert plan.budget["tolerance"] == "scaled+ward"
+    assert plan.budget["corrected"] is False and plan.budget["refit"] is True
+    assert plan.budget["synthetic_scale"] is None
+    net = ft.trace(tanh, x)
+    base, info = _budget.base_to_budget(net.graph, 0.3, "scaled+ward", merge_inputs=True,
+                                        synthetic_scale=1.0)
+    assert info["corrected"] is False
+    refit = rebuild(net, base, "Refit")
+    assert _budget._refit_model(net, tanh, base, refit)
+    assert ft.verify(small, refit, x).max_abs == 0

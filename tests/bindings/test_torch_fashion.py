@@ -2,8 +2,10 @@
 Fashion-MNIST (Debian package dataset-fashion-mnist) compress at eps = 0
 with identical test accuracy (trained networks have no exact fibers: the
 model keeps its size and function), and at a documented eps (abs tolerance:
-CNN 0.5, LSTM 1.5) with a stated accuracy; the saved plan re-applies. The
---quick modes of the two examples in docs/examples run too."""
+CNN 0.5, LSTM 1.5) with a stated accuracy; the saved plan re-applies. A
+small MLP compressed to a budget (the C library's correction) stays within
+a stated tolerance of the numpy reference of that correction on the test
+images. The --quick modes of the two examples in docs/examples run too."""
 
 import os
 import subprocess
@@ -56,6 +58,57 @@ def lstm(data):
     torch.manual_seed(0)
     x, y = data[0].squeeze(1), data[1]
     return fashion_data.train(SequenceClassifier(), x, y, 300, lr=0.2)
+
+
+@pytest.fixture(scope="module")
+def mlp(data):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+                          nn.Linear(64, 10))
+    return fashion_data.train(model, data[0].flatten(1), data[1], 300, lr=0.05)
+
+
+@pytest.mark.parametrize("budget", [0.1, 0.3])
+def test_budget_correction_matches_the_numpy_reference(mlp, data, budget):
+    """compress(budget=) corrects the merged layers in C (fib_budget_options.
+    synthetic_scale); _budget.synthetic_refit is the numpy version, applied
+    here to the same classes (rebuild + refit). Their synthetic draws differ
+    (the library's generator against numpy's), so on the 5,000 test images
+    the two models are compared within a tolerance: their outputs differ by
+    at most 10% of the mean squared error either leaves against the original
+    (measured 0.6-3%), their predictions agree on at least 97% of the images
+    (98.9-99.3%) and their accuracies within 1 point (0.2); both are closer
+    to the original than refit_chain alone."""
+    from fibration.torch import _budget
+    from fibration.torch._rebuild import rebuild
+    x_test, y_test = data[2].flatten(1), data[3]
+    example = data[0][:256].flatten(1)
+    scale = _budget._input_scale(example)
+    small, plan = ft.compress(mlp, example, budget=budget)
+    assert plan.budget["corrected"] is True
+    assert plan.budget["synthetic_scale"] == pytest.approx(scale)
+    net = ft.trace(mlp, example)
+    base, _ = _budget.base_to_budget(net.graph, budget, merge_inputs=True)
+    for layer in net.layers:  # the same classes
+        assert plan.projection(layer.node) == base.projection(layer.group).tolist()
+    reference = rebuild(net, base, "Numpy")
+    assert _budget._refit_model(net, mlp, base, reference, scale)
+    refit = rebuild(net, base, "Refit")
+    assert _budget._refit_model(net, mlp, base, refit)
+    with torch.no_grad():
+        ref = mlp(x_test).double()
+        out = {name: m(x_test).double() for name, m in (("c", small), ("numpy", reference),
+                                                       ("refit", refit))}
+    err = {name: float(((o - ref) ** 2).mean()) for name, o in out.items()}
+    apart = float(((out["c"] - out["numpy"]) ** 2).mean())
+    agree = float((out["c"].argmax(1) == out["numpy"].argmax(1)).double().mean())
+    acc = {name: float((o.argmax(1) == y_test).double().mean()) for name, o in out.items()}
+    print("budget %.2f: mse %s, C-numpy %.4g, agree %.4f, accuracy %s (original %.4f)"
+          % (budget, err, apart, agree, acc, fashion_data.accuracy(mlp, x_test, y_test)))
+    assert apart <= 0.1 * min(err["c"], err["numpy"])
+    assert agree >= 0.97
+    assert abs(acc["c"] - acc["numpy"]) <= 0.01
+    assert err["c"] < err["refit"] and err["numpy"] < err["refit"]
 
 
 def check_real_model(model, x_test, y_test, eps, max_drop, tmp_path):

@@ -9,13 +9,17 @@ The budget is the fraction of parameters kept. fib_compress_to_budget (C)
 chooses the grouping (scale-aware rank-1 Ward or plain Ward) and the number of
 classes of every hidden layer by minimising a data-free bound on the output
 change (merge errors weighted by the operator norms downstream). With the
-scale-aware grouping the merged layers are then re-derived from the original
-weights (refit_chain) and every merge's consumer is refitted by least squares
-on synthetic Gaussian inputs as large as the example input (synthetic_refit;
-no data). With a
-calibration batch (the user's data, never the test set) a few variants of that
-choice are compressed and the one whose outputs stay closest to the original
-model's on the batch is kept.
+scale-aware grouping the same C call then corrects the merged layers without
+data (fib_budget_options.synthetic_scale, src/budget_refit.c): the
+representatives are re-derived from the original weights and every merge's
+consumer is refitted by least squares on synthetic Gaussian inputs as large
+as the example input. Where C does not correct (a hidden activation that
+is not positively homogeneous, no hidden layer) the representatives are
+re-derived here (refit_chain); a Linear without bias keeps Eq. 10's base.
+With a calibration batch (the user's data, never the test set) a few
+variants of that choice are compressed and the one whose outputs stay
+closest to the original model's on the batch is kept. synthetic_refit is
+the numpy version of the C correction, kept as the tests' reference.
 """
 
 import ctypes
@@ -197,9 +201,13 @@ def _act(z, slope):
 
 def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None, ridge=1e-10,
                     input_labels=None):
-    """refit_chain, then a data-free least-squares correction of every merge's
-    consumer: on synthetic inputs x ~ N(0, scale^2 I) (n_samples, a fixed
-    seed), layer by layer, the hidden layer is merged (refit_chain's
+    """The numpy version of the C correction (fib_budget_options.
+    synthetic_scale, src/budget_refit.c), kept as the tests' reference
+    only: compress(budget=) runs the C one, whose draws come from the
+    library's own generator (seed 0), so the two agree up to the spread
+    between draws. refit_chain, then a data-free least-squares correction
+    of every merge's consumer: on synthetic inputs x ~ N(0, scale^2 I)
+    (n_samples, a fixed seed), layer by layer, the hidden layer is merged (refit_chain's
     representatives over the layer's current rows) and the next block is
     refitted by least squares so that its pre-activations over the merged
     activations match the original network's on the same x; that refitted
@@ -233,8 +241,11 @@ def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None, 
 
 
 def _refit_model(net, model, base, compressed, synthetic_scale=None):
-    """refit_chain (or, with synthetic_scale, synthetic_refit) applied to a
-    rebuilt chain of nn.Linear (in place)."""
+    """refit_chain applied to a rebuilt chain of nn.Linear (in place); False
+    when it does not apply (a Linear without bias). With synthetic_scale:
+    synthetic_refit instead, the numpy reference of the C correction (the
+    tests'; compress(budget=) passes none). Hidden activations that are not
+    positively homogeneous get refit_chain either way."""
     dense = [layer for layer in net.layers if layer.kind == "dense"]
     mods = [model.get_submodule(layer.module) for layer in dense]
     if not dense or any(not isinstance(m, torch.nn.Linear) or m.bias is None for m in mods):
@@ -281,7 +292,7 @@ CALIBRATION_VARIANTS = [(0, 1.5, True), ("scaled+ward", 1.0, True), ("scaled+war
 
 def _input_scale(example_input):
     """The standard deviation of the example input (one number), the scale of
-    the synthetic inputs of synthetic_refit; None if it is not a
+    the synthetic inputs of the correction (synthetic_scale); None if it is not a
     floating-point tensor with spread."""
     if not torch.is_tensor(example_input) or not example_input.is_floating_point() \
             or example_input.numel() < 2:
@@ -303,9 +314,12 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
     """(compressed, plan) with at most `budget` of the parameters kept.
     refit: re-derive the representatives from the original weights
     (refit_chain); synthetic: and refit every merge's consumer by least
-    squares on synthetic Gaussian inputs scaled like the example input
-    (synthetic_refit). Both data-free; with a calibration batch every
-    combination is scored and the closest to the original kept.
+    squares on synthetic Gaussian inputs scaled like the example input. With
+    both (the default) and the scale-aware grouping that is the C library's
+    correction (fib_budget_options.synthetic_scale; plan.budget["corrected"]);
+    where C does not correct, refit_chain alone. Both data-free; with a
+    calibration batch every combination is scored and the closest to the
+    original kept.
     merge_inputs: the inputs are candidates too (fib_budget_options.
     merge_inputs): the compressed model then starts with an InputClassMean
     of its first Linear's input, and the budget counts its class index as
@@ -324,23 +338,31 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
         variants = list(dict.fromkeys((t, p, m and merge_inputs)
                                       for t, p, m in CALIBRATION_VARIANTS))
         reference = _outputs(model, calibration)
+    # the C correction's scale (it corrects only the scale-aware grouping)
+    scale = _input_scale(example_input) if refit and synthetic else None
     best = None
     for tol, power, merge in variants:
-        base, info = base_to_budget(net.graph, budget, tol, power, merge_inputs=merge,
-                                    input_sensitivity=input_sensitivity)
-        # with the scale-aware grouping, the representatives are re-derived
-        # (refit_chain); with a calibration batch both are scored
-        scale = _input_scale(example_input) if synthetic else None
-        tries = [(False, None)]
+        knobs = dict(merge_inputs=merge, input_sensitivity=input_sensitivity)
+        base, info = base_to_budget(net.graph, budget, tol, power, synthetic_scale=scale,
+                                    **knobs)
+        corrected = base if info["corrected"] else None
+        if corrected is not None and calibration is not None:
+            # the same classes uncorrected, for the other variants
+            base, info = base_to_budget(net.graph, budget, tol, power, **knobs)
+        # (base, refit here): the C-corrected base as it is; without it, the
+        # representatives re-derived here (refit_chain) with the scale-aware
+        # grouping; with a calibration batch the uncorrected ones are scored too
+        tries = [(base, False)]
         if refit and info["tolerance"].startswith("scaled+"):
-            tries = [(True, scale)] if scale is not None else [(True, None)]
+            tries = [(corrected, False)] if corrected is not None else [(base, True)]
             if calibration is not None:
-                tries += ([(True, None)] if scale is not None else []) + [(False, None)]
-        for use_refit, use_scale in tries:
-            compressed = rebuild(net, base, "Compressed" + type(model).__name__)
-            done = use_refit and _refit_model(net, model, base, compressed, use_scale)
-            info = dict(info, refit=bool(done),
-                        synthetic_scale=use_scale if done and use_scale is not None else None)
+                tries += ([(base, True)] if corrected is not None else []) + [(base, False)]
+        for chosen, use_refit in tries:
+            compressed = rebuild(net, chosen, "Compressed" + type(model).__name__)
+            done = use_refit and _refit_model(net, model, chosen, compressed)
+            fixed = chosen is corrected
+            info = dict(info, corrected=fixed, refit=bool(done or fixed),
+                        synthetic_scale=scale if fixed else None)
             if calibration is not None:
                 info["calibration_mse"] = float(
                     ((_outputs(compressed, calibration) - reference) ** 2).mean())
@@ -348,7 +370,7 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
             else:
                 score = 0.0
             if best is None or score < best[0]:
-                best = (score, base, compressed, info)
+                best = (score, chosen, compressed, info)
     _, base, compressed, info = best
     params = (count_parameters(model), count_parameters(compressed) + input_index_size(compressed))
     plan = _plan_from(net, base, "fibers", info["tolerance"], 0.0, params)

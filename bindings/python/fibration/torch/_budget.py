@@ -179,7 +179,7 @@ def refit_chain(layers, labels, input_labels=None):
     return out
 
 
-def _least_squares(h, z, ridge=1e-10, prior=None):
+def _least_squares(h, z, ridge=1e-3, prior=None):
     """(W, b) minimising |h W^T + b - z|^2 + lam |(W, b) - prior|^2, lam =
     `ridge` times the mean diagonal of the Gram matrix; `prior` (W0, b0)
     (default zero): the ridge pulls towards it, so a prior that already fits
@@ -199,7 +199,7 @@ def _act(z, slope):
     return np.maximum(z, 0) if slope == 0 else np.where(z > 0, z, slope * z)
 
 
-def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None, ridge=1e-10,
+def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None, ridge=1e-3,
                     input_labels=None):
     """The numpy version of the C correction (fib_budget_options.
     synthetic_scale, src/budget_refit.c), kept as the tests' reference
@@ -218,8 +218,8 @@ def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None, 
     activation (0: ReLU, the default; a: leaky ReLU; 1: linear); `ridge`: the
     least squares' ridge (times the mean diagonal of their Gram matrix),
     pulling towards refit_chain's consumer, not towards zero, so planted
-    scaled copies stay exact with any ridge (32,768 samples with ridge 1e-3
-    were measured as a candidate default, docs/compression.md);
+    scaled copies stay exact with any ridge (1e-3, as C's LS_RIDGE: without
+    it the fit swung with the draw, docs/compression.md);
     `input_labels`: the classes of merged inputs, whose means the compressed
     chain reads. A scale that is not positive and finite gives refit_chain."""
     if len(layers) < 2 or not (scale is not None and scale > 0 and np.isfinite(scale)):

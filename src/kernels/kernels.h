@@ -22,52 +22,8 @@
 #define FIB_TILE_MAX 16
 
 /* Columns per pass of the SIMD colour sums: a tile's columns are transposed
- * into scratch this many at a time (64 KB of float32 for 16 rows; measured:
- * with the next tile prefetched, 1024 is a little faster than 2048). */
-#define FIB_COLOUR_CHUNK 1024
-
-/* The next tile's rows, prefetched into L2 in address order, a few lines
- * with each block of the current tile. A tile's own rows are read 64 bytes
- * at a time, row after row, a pattern the hardware prefetchers follow at
- * about half the speed of a sequential read (docs/performance.md); this
- * turns the next tile's reads into one sequential stream. The next tile is
- * the `rows` rows that follow the current one; past the end of the matrix
- * the prefetches are harmless (a prefetch never faults), which is why the
- * addresses are kept as integers. */
-typedef struct fib_tile_prefetch {
-    uintptr_t row;          /* the next tile's row being prefetched */
-    uintptr_t ld_bytes;     /* bytes from one row to the next */
-    uintptr_t row_bytes;    /* bytes of a row the kernel reads */
-    uintptr_t offset;       /* into the row */
-    int64_t rows_left;
-} fib_tile_prefetch;
-
-static inline fib_tile_prefetch fib_tile_prefetch_init(const void *w, int64_t ld,
-                                                       int64_t rows, int64_t n,
-                                                       int64_t elem_size)
-{
-    fib_tile_prefetch p;
-    p.ld_bytes = (uintptr_t)ld * (uintptr_t)elem_size;
-    p.row = (uintptr_t)w + (uintptr_t)rows * p.ld_bytes;
-    p.row_bytes = (uintptr_t)n * (uintptr_t)elem_size;
-    p.offset = 0;
-    p.rows_left = rows;
-    return p;
-}
-
-/* Prefetches the next `lines` cache lines of the next tile. */
-static inline void fib_tile_prefetch_step(fib_tile_prefetch *p, int lines)
-{
-    for (int i = 0; i < lines && p->rows_left > 0; i++) {
-        __builtin_prefetch((const void *)(p->row + p->offset), 0, 2);
-        p->offset += 64;
-        if (p->offset >= p->row_bytes) {
-            p->offset = 0;
-            p->row += p->ld_bytes;
-            p->rows_left--;
-        }
-    }
-}
+ * into scratch this many at a time (128 KB of float32 for 16 rows). */
+#define FIB_COLOUR_CHUNK 2048
 
 /* The class order of a layer's columns, computed once per layer
  * (fib_colour_order): perm lists the columns class by class (classes

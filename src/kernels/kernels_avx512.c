@@ -169,7 +169,6 @@ static void tile_f32(const float *w, int64_t ld, int64_t n, const int64_t *perm,
 {
     tile_scratch ts = split_scratch(scratch, k_classes);
     float *cols = ts.cols;
-    fib_tile_prefetch next = fib_tile_prefetch_init(w, ld, TILE, n, sizeof *w);
     for (int64_t k0 = 0; k0 < n; k0 += FIB_COLOUR_CHUNK) {
         int64_t k1 = n - k0 < FIB_COLOUR_CHUNK ? n : k0 + FIB_COLOUR_CHUNK;
         int first = k0 == 0;
@@ -180,8 +179,6 @@ static void tile_f32(const float *w, int64_t ld, int64_t n, const int64_t *perm,
                 r[q] = _mm512_loadu_ps(w + q * ld + j);
                 _mm_prefetch((const char *)(w + q * ld + j + 128), _MM_HINT_T0);
             }
-            /* this block reads TILE lines: as many of the next tile's */
-            fib_tile_prefetch_step(&next, TILE);
             transpose16(r);
             for (int q = 0; q < 16; q++)
                 _mm512_store_ps(cols + (j - k0 + q) * TILE, r[q]);
@@ -211,7 +208,6 @@ static void tile_f64(const double *w, int64_t ld, int64_t n, const int64_t *perm
 {
     tile_scratch ts = split_scratch(scratch, k_classes);
     double *cols = ts.cols;
-    fib_tile_prefetch next = fib_tile_prefetch_init(w, ld, TILE, n, sizeof *w);
     for (int64_t k0 = 0; k0 < n; k0 += FIB_COLOUR_CHUNK) {
         int64_t k1 = n - k0 < FIB_COLOUR_CHUNK ? n : k0 + FIB_COLOUR_CHUNK;
         int first = k0 == 0;
@@ -222,7 +218,6 @@ static void tile_f64(const double *w, int64_t ld, int64_t n, const int64_t *perm
                 rl[q] = _mm512_loadu_pd(w + q * ld + j);
                 rh[q] = _mm512_loadu_pd(w + (q + 8) * ld + j);
             }
-            fib_tile_prefetch_step(&next, TILE);
             transpose8(rl, lo);
             transpose8(rh, hi);
             for (int q = 0; q < 8; q++) {

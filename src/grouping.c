@@ -27,56 +27,11 @@
 #include "internal.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
+#include "keyed_sort.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct keyed_unit {
-    double value;
-    int64_t unit;
-} keyed_unit;
-
-static inline bool key_less(const keyed_unit *a, const keyed_unit *b)
-{
-    return a->value < b->value || (a->value == b->value && a->unit < b->unit);
-}
-
-/* Sorts keys[0, n) by (value, unit): insertion-sorted runs of 16, then
- * bottom-up merges through tmp (room for n). */
-static void sort_keys(keyed_unit *keys, keyed_unit *tmp, int64_t n)
-{
-    const int64_t run = 16;
-    for (int64_t s = 0; s < n; s += run) {
-        int64_t e = s + run < n ? s + run : n;
-        for (int64_t x = s + 1; x < e; x++) {
-            keyed_unit key = keys[x];
-            int64_t y = x;
-            for (; y > s && key_less(&key, &keys[y - 1]); y--)
-                keys[y] = keys[y - 1];
-            keys[y] = key;
-        }
-    }
-    keyed_unit *src = keys, *dst = tmp;
-    for (int64_t width = run; width < n; width *= 2) {
-        for (int64_t lo = 0; lo < n; lo += 2 * width) {
-            int64_t mid = lo + width < n ? lo + width : n;
-            int64_t hi = lo + 2 * width < n ? lo + 2 * width : n;
-            int64_t a = lo, b = mid, o = lo;
-            while (a < mid && b < hi)
-                dst[o++] = key_less(&src[b], &src[a]) ? src[b++] : src[a++];
-            while (a < mid)
-                dst[o++] = src[a++];
-            while (b < hi)
-                dst[o++] = src[b++];
-        }
-        keyed_unit *swap = src;
-        src = dst;
-        dst = swap;
-    }
-    if (src != keys)
-        memcpy(keys, src, (size_t)n * sizeof *keys);
-}
 
 /* A piece of units order[start, end) that has passed `clean` coordinates
  * without a cut and goes on at `coord`; `loose`: the first coordinate since
@@ -93,8 +48,8 @@ typedef struct sweep {
     int64_t stride;     /* materialised coordinates per row */
     double direct_coef[FIB_MAX_DIRECT_BLOCKS]; /* allowance per |value|, borrowed */
     int64_t *order;     /* units, piece by piece */
-    keyed_unit *keys;   /* sort room, indexed like order */
-    keyed_unit *tmp;
+    fib_keyed_unit *keys;   /* sort room, indexed like order */
+    fib_keyed_unit *tmp;
     int64_t *label;
 } sweep;
 
@@ -220,7 +175,7 @@ static int64_t first_untight(const sweep *s, const piece *p, int64_t j,
  * they stay in their order if that is already ascending by unit, which it
  * is when the piece was cut off by earlier zero runs. Returns false (keys
  * unchanged) when the shortcut does not apply. */
-static bool sort_sparse_keys(keyed_unit *keys, keyed_unit *tmp, int64_t len)
+static bool sort_sparse_keys(fib_keyed_unit *keys, fib_keyed_unit *tmp, int64_t len)
 {
     int64_t n_zero = 0;
     for (int64_t x = 0; x < len; x++)
@@ -242,7 +197,7 @@ static bool sort_sparse_keys(keyed_unit *keys, keyed_unit *tmp, int64_t len)
         else
             keys[n_rest++] = keys[x];
     }
-    sort_keys(keys, tmp + n_zero, n_rest);
+    fib_sort_keyed(keys, tmp + n_zero, n_rest);
     int64_t n_neg = 0;
     while (n_neg < n_rest && keys[n_neg].value < 0.0)
         n_neg++;
@@ -254,14 +209,14 @@ static bool sort_sparse_keys(keyed_unit *keys, keyed_unit *tmp, int64_t len)
 /* Sorts piece p by coordinate j (order and keys). */
 static void sort_piece(sweep *s, const piece *p, int64_t j)
 {
-    keyed_unit *keys = s->keys + p->start;
+    fib_keyed_unit *keys = s->keys + p->start;
     int64_t len = p->end - p->start;
     for (int64_t x = 0; x < len; x++) {
         int64_t unit = s->order[p->start + x];
-        keys[x] = (keyed_unit){value_at(s, unit, j), unit};
+        keys[x] = (fib_keyed_unit){value_at(s, unit, j), unit};
     }
     if (!sort_sparse_keys(keys, s->tmp + p->start, len))
-        sort_keys(keys, s->tmp + p->start, len);
+        fib_sort_keyed(keys, s->tmp + p->start, len);
     for (int64_t x = 0; x < len; x++)
         s->order[p->start + x] = keys[x].unit;
 }
@@ -272,7 +227,7 @@ static void sort_piece(sweep *s, const piece *p, int64_t j)
 static bool cut_piece(sweep *s, worker *w, const piece *p, int64_t j,
                       bool greedy)
 {
-    const keyed_unit *keys = s->keys + p->start;
+    const fib_keyed_unit *keys = s->keys + p->start;
     int64_t len = p->end - p->start, head = 0;
     double head_tol = tol_at(s, keys[0].unit, j);
     bool cut = false;
@@ -280,7 +235,7 @@ static bool cut_piece(sweep *s, worker *w, const piece *p, int64_t j,
         /* Equal values are never apart (the allowance is never below 0), so
          * a run of them (the zeros of a sparse coordinate) reads no
          * allowance. */
-        const keyed_unit *from = greedy ? &keys[head] : &keys[x - 1];
+        const fib_keyed_unit *from = greedy ? &keys[head] : &keys[x - 1];
         if (keys[x].value == from->value)
             continue;
         double cur_tol = tol_at(s, keys[x].unit, j);
@@ -300,8 +255,8 @@ static bool cut_piece(sweep *s, worker *w, const piece *p, int64_t j,
 /* Whether piece p, sorted by coordinate j, spans more than ABS allows. */
 static bool too_wide(const sweep *s, const piece *p, int64_t j)
 {
-    const keyed_unit *keys = s->keys + p->start;
-    const keyed_unit *first = &keys[0], *last = &keys[p->end - p->start - 1];
+    const fib_keyed_unit *keys = s->keys + p->start;
+    const fib_keyed_unit *first = &keys[0], *last = &keys[p->end - p->start - 1];
     return last->value - first->value >
            s->slack + tol_at(s, first->unit, j) + tol_at(s, last->unit, j);
 }

@@ -4,6 +4,7 @@
  * meson.build): each run also checks that the variable was obeyed. */
 #include "internal.h"
 #include "kernels/kernels.h"
+#include "keyed_sort.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -241,6 +242,53 @@ static void test_sparse_grouping(void)
         fib_signature_clear(&sig);
         free(proto);
         free(kind);
+    }
+}
+
+/* ---- grouping's sort ------------------------------------------------------ */
+
+static int keyed_compare(const void *a, const void *b)
+{
+    return fib_keyed_less(a, b) ? -1 : fib_keyed_less(b, a) ? 1 : 0;
+}
+
+/* fib_sort_keyed against qsort with the same order, on both of its paths
+ * (merge below 256 keys, radix from there): mixed magnitudes and signs,
+ * zeros of both signs, subnormals, long runs of equal values, units in
+ * any order. Every element must come out where the reference puts it,
+ * with its value's bits unchanged. */
+static void test_keyed_sort(void)
+{
+    static const int64_t sizes[] = {0, 1, 2, 15, 16, 17, 255, 256, 257, 1000, 4096};
+    for (int trial = 0; trial < 66; trial++) {
+        int64_t n = sizes[trial % 11];
+        int kind = trial / 11; /* 0-5: how values are drawn */
+        fib_keyed_unit *keys = malloc((size_t)(n + 1) * sizeof *keys);
+        fib_keyed_unit *ref = malloc((size_t)(n + 1) * sizeof *ref);
+        fib_keyed_unit *tmp = malloc((size_t)(n + 1) * sizeof *tmp);
+        for (int64_t x = 0; x < n; x++) {
+            double v = kind == 0 ? value()
+                     : kind == 1 ? (double)below(3) - 1.0           /* long ties */
+                     : kind == 2 ? (below(2) ? 0.0 : -0.0)          /* signed zeros only */
+                     : kind == 3 ? ldexp((double)below(7) - 3, -1070) /* subnormals */
+                     : kind == 4 ? (below(2) ? -1.0 : 1.0) * ldexp(1.0, (int)below(2000) - 1000)
+                                 : value() * 1e300;
+            keys[x] = (fib_keyed_unit){v, x};
+        }
+        for (int64_t x = n - 1; x > 0; x--) { /* units in any order */
+            int64_t y = below(x + 1);
+            int64_t u = keys[x].unit;
+            keys[x].unit = keys[y].unit;
+            keys[y].unit = u;
+        }
+        if (n > 0)
+            memcpy(ref, keys, (size_t)n * sizeof *ref);
+        qsort(ref, (size_t)n, sizeof *ref, keyed_compare);
+        fib_sort_keyed(keys, tmp, n);
+        CHECK(n == 0 || memcmp(keys, ref, (size_t)n * sizeof *ref) == 0);
+        free(keys);
+        free(ref);
+        free(tmp);
     }
 }
 
@@ -630,6 +678,7 @@ int main(void)
     test_row_sums();
     test_all_finite();
     test_sparse_grouping();
+    test_keyed_sort();
     test_tight();
     test_colourings();
     test_conv_lstm_colourings();

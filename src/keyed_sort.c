@@ -99,7 +99,8 @@ static void radix_sort(fib_keyed_unit *keys, fib_keyed_unit *tmp, int64_t n)
 
 void fib_sort_keyed(fib_keyed_unit *keys, fib_keyed_unit *tmp, int64_t n)
 {
-    if (n < RADIX_MIN)
+    /* the radix counts are 32-bit */
+    if (n < RADIX_MIN || n > (int64_t)UINT32_MAX)
         merge_sort(keys, tmp, n);
     else
         radix_sort(keys, tmp, n);

@@ -98,6 +98,12 @@ typedef int64_t (*fib_tight_tol_fn)(const double *x, const double *tol,
 typedef bool (*fib_all_finite_f32_fn)(const float *x, int64_t n);
 typedef bool (*fib_all_finite_f64_fn)(const double *x, int64_t n);
 
+/* y[j] += a * x[j] for j in [0, n): a product then a sum, each rounded
+ * (the library is built without contraction into fused multiply-adds), so
+ * every variant gives the scalar one's bits. The budget correction's
+ * products and Gram matrices are made of these. */
+typedef void (*fib_axpy_f64_fn)(double *y, double a, const double *x, int64_t n);
+
 typedef struct fib_kernels {
     const char *name;   /* "scalar", "avx2", "avx512" */
     int32_t level;      /* FIB_SIMD_* */
@@ -111,6 +117,7 @@ typedef struct fib_kernels {
     fib_tight_tol_fn tight_tol;
     fib_all_finite_f32_fn all_finite_f32;
     fib_all_finite_f64_fn all_finite_f64;
+    fib_axpy_f64_fn axpy_f64;
 } fib_kernels;
 
 /* The kernels in use: chosen on the first call (thread-safe), from the CPU

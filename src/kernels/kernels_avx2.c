@@ -433,6 +433,21 @@ static bool all_finite_f64(const double *x, int64_t n)
     return !bad;
 }
 
+static void axpy_f64(double *y, double a, const double *x, int64_t n)
+{
+    const __m256d av = _mm256_set1_pd(a);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256d y0 = _mm256_loadu_pd(y + j), y1 = _mm256_loadu_pd(y + j + 4);
+        y0 = _mm256_add_pd(y0, _mm256_mul_pd(av, _mm256_loadu_pd(x + j)));
+        y1 = _mm256_add_pd(y1, _mm256_mul_pd(av, _mm256_loadu_pd(x + j + 4)));
+        _mm256_storeu_pd(y + j, y0);
+        _mm256_storeu_pd(y + j + 4, y1);
+    }
+    for (; j < n; j++)
+        y[j] += a * x[j];
+}
+
 static const fib_kernels avx2 = {
     .name = "avx2",
     .level = FIB_SIMD_AVX2,
@@ -446,6 +461,7 @@ static const fib_kernels avx2 = {
     .tight_tol = tight_tol,
     .all_finite_f32 = all_finite_f32,
     .all_finite_f64 = all_finite_f64,
+    .axpy_f64 = axpy_f64,
 };
 
 const fib_kernels *fib_kernels_avx2(void)

@@ -467,6 +467,21 @@ static bool all_finite_f64(const double *x, int64_t n)
     return !bad;
 }
 
+static void axpy_f64(double *y, double a, const double *x, int64_t n)
+{
+    const __m512d av = _mm512_set1_pd(a);
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512d y0 = _mm512_loadu_pd(y + j), y1 = _mm512_loadu_pd(y + j + 8);
+        y0 = _mm512_add_pd(y0, _mm512_mul_pd(av, _mm512_loadu_pd(x + j)));
+        y1 = _mm512_add_pd(y1, _mm512_mul_pd(av, _mm512_loadu_pd(x + j + 8)));
+        _mm512_storeu_pd(y + j, y0);
+        _mm512_storeu_pd(y + j + 8, y1);
+    }
+    for (; j < n; j++)
+        y[j] += a * x[j];
+}
+
 static const fib_kernels avx512 = {
     .name = "avx512",
     .level = FIB_SIMD_AVX512,
@@ -480,6 +495,7 @@ static const fib_kernels avx512 = {
     .tight_tol = tight_tol,
     .all_finite_f32 = all_finite_f32,
     .all_finite_f64 = all_finite_f64,
+    .axpy_f64 = axpy_f64,
 };
 
 const fib_kernels *fib_kernels_avx512(void)

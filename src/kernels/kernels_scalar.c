@@ -268,6 +268,12 @@ static bool all_finite_f64(const double *x, int64_t n)
     return !bad;
 }
 
+static void axpy_f64(double *y, double a, const double *x, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++)
+        y[j] += a * x[j];
+}
+
 static const fib_kernels scalar = {
     .name = "scalar",
     .level = FIB_SIMD_SCALAR,
@@ -281,6 +287,7 @@ static const fib_kernels scalar = {
     .tight_tol = tight_tol,
     .all_finite_f32 = all_finite_f32,
     .all_finite_f64 = all_finite_f64,
+    .axpy_f64 = axpy_f64,
 };
 
 const fib_kernels *fib_kernels_scalar(void)

@@ -245,6 +245,43 @@ static void test_sparse_grouping(void)
     }
 }
 
+/* ---- axpy (the budget correction's products) ------------------------------ */
+
+/* Every set's axpy_f64 against the scalar one, bit for bit: odd lengths,
+ * every alignment, values of mixed magnitudes and signs, zeros of both
+ * signs, a zero and a negative multiplier. */
+static void test_axpy(void)
+{
+    const fib_kernels *ref = fib_kernels_scalar();
+    for (int trial = 0; trial < 200; trial++) {
+        int64_t n = trial < 40 ? trial : below(600), shift = below(8);
+        double a = trial % 7 == 0 ? 0.0 : trial % 5 == 0 ? -value() : value();
+        double *x = malloc((size_t)(n + 8) * sizeof *x);
+        double *in = malloc((size_t)(n + 8) * sizeof *in);
+        double *want = malloc((size_t)(n + 8) * sizeof *want);
+        double *got = malloc((size_t)(n + 8) * sizeof *got);
+        for (int64_t j = 0; j < n + 8; j++) {
+            x[j] = value();
+            in[j] = value();
+        }
+        memcpy(want, in, (size_t)(n + 8) * sizeof *in);
+        ref->axpy_f64(want + shift, a, x + shift, n);
+        for (int64_t j = 0; j < n; j++) /* the scalar one is the definition */
+            CHECK(memcmp(&want[shift + j], &(double){in[shift + j] + a * x[shift + j]},
+                         sizeof(double)) == 0);
+        for (int s = 0; s < n_sets; s++) {
+            memcpy(got, in, (size_t)(n + 8) * sizeof *in);
+            sets[s]->axpy_f64(got + shift, a, x + shift, n);
+            /* the same bits, and nothing outside [shift, shift + n) touched */
+            CHECK(memcmp(want, got, (size_t)(n + 8) * sizeof *got) == 0);
+        }
+        free(x);
+        free(in);
+        free(want);
+        free(got);
+    }
+}
+
 /* ---- grouping's sort ------------------------------------------------------ */
 
 static int keyed_compare(const void *a, const void *b)
@@ -677,6 +714,7 @@ int main(void)
     test_colour_sums(1);
     test_row_sums();
     test_all_finite();
+    test_axpy();
     test_sparse_grouping();
     test_keyed_sort();
     test_tight();

@@ -387,14 +387,14 @@ static bool source_discrete(const fib_partition *src, int64_t n_in)
  * is made by one thread in the same order, so the bits depend on neither the
  * thread count nor the SIMD level. Over a discrete source the colour sums
  * are the weights themselves (the same bits), read in place. */
-/* The end of Eq. 10 for a dense group: w (k_out x k_in, taken over) holds
- * the members' colour sums added per class; divides them by the class
- * sizes, averages the biases likewise and adds the base block. */
-/* Divides the class sums w (k_out x k_in) by the class sizes (unless
- * `divided`: already done), sums the biases likewise, and adds the base's
- * dense block (w and the bias are taken over). */
+/* The end of Eq. 10 for a dense group: sums (k_out x k_in) holds the
+ * members' colour sums added per class; w[c][k] = sums[c][k] / |c| (w may
+ * be sums itself; w is taken over), the biases averaged likewise, and the
+ * base block added. The rows are shared over threads: w is often fresh
+ * memory, and faulting its pages in on one thread kept compress from
+ * speeding up with threads (docs/performance.md). */
 static int32_t merge_finish(const fib_graph *g, int32_t group, const fib_partition *out_p,
-                           int64_t k_in, double *w, bool divided, fib_graph *base,
+                           int64_t k_in, const double *sums, double *w, fib_graph *base,
                            const int32_t *base_ids)
 {
     const fib_dense *d = dense_of(g, group);
@@ -410,13 +410,16 @@ static int32_t merge_finish(const fib_graph *g, int32_t group, const fib_partiti
     fib_partition_class_sizes(out_p, sizes);
     for (int64_t i = 0; b && i < out_p->n_units; i++)
         b[out_p->color[i]] += fib_dense_bias(d, i);
+    int threads = fib_thread_count(0, (k_out * k_in) >> 17);
+    (void)threads; /* unused without OpenMP */
+    FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t c = 0; c < k_out; c++) {
         double inv = 1.0 / (double)sizes[c];
-        for (int64_t k = 0; !divided && k < k_in; k++)
-            w[c * k_in + k] *= inv;
-        if (b)
-            b[c] *= inv;
+        for (int64_t k = 0; k < k_in; k++)
+            w[c * k_in + k] = sums[c * k_in + k] * inv;
     }
+    for (int64_t c = 0; b && c < k_out; c++)
+        b[c] *= 1.0 / (double)sizes[c];
     fib_free(sizes);
     int32_t id;
     return fib_graph_add_dense_owned(base, base_ids[g->groups[group].sources[0]], k_out, w, b,
@@ -509,7 +512,7 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
     fib_free(scratch);
     fib_free(perm);
     fib_free(start);
-    return merge_finish(g, group, out_p, k_in, w, false, base, base_ids);
+    return merge_finish(g, group, out_p, k_in, w, w, base, base_ids);
 }
 
 int32_t fib_dense_compress_totals(const fib_graph *g, int32_t group,
@@ -517,30 +520,11 @@ int32_t fib_dense_compress_totals(const fib_graph *g, int32_t group,
                                   fib_graph *base, const int32_t *base_ids)
 {
     const fib_partition *out_p = &parts[group];
-    int64_t k_in = parts[g->groups[group].sources[0]].n_classes, k_out = out_p->n_classes;
-    double *w = fib_alloc(k_out * k_in, sizeof *w);
-    int64_t *sizes = fib_alloc(k_out, sizeof *sizes);
-    if (!w || !sizes) {
-        fib_free(w);
-        fib_free(sizes);
+    int64_t k_in = parts[g->groups[group].sources[0]].n_classes;
+    double *w = fib_alloc(out_p->n_classes * k_in, sizeof *w);
+    if (!w)
         return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
-    }
-    fib_partition_class_sizes(out_p, sizes);
-    /* Copied and divided in one pass, the rows shared out: the block is
-     * fresh memory, and its page faults were the compress phase's time,
-     * which a copy on one thread kept from speeding up with threads
-     * (docs/performance.md). The same product per element as dividing
-     * afterwards. */
-    int threads = fib_thread_count(0, (k_out * k_in) >> 17);
-    (void)threads; /* unused without OpenMP */
-    FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
-    for (int64_t c = 0; c < k_out; c++) {
-        double inv = 1.0 / (double)sizes[c];
-        for (int64_t k = 0; k < k_in; k++)
-            w[c * k_in + k] = totals[c * k_in + k] * inv;
-    }
-    fib_free(sizes);
-    return merge_finish(g, group, out_p, k_in, w, true, base, base_ids);
+    return merge_finish(g, group, out_p, k_in, totals, w, base, base_ids);
 }
 
 static int32_t dense_lift(const fib_graph *base, int32_t group,

@@ -150,6 +150,7 @@ static void tile_f32(const float *w, int64_t ld, int64_t n, const int64_t *perm,
 {
     tile_scratch ts = split_scratch(scratch, k_classes);
     float *cols = ts.cols;
+    fib_next_tile nt = fib_next_tile_plan(w, TILE, ld, n, 8, sizeof *w);
     for (int64_t k0 = 0; k0 < n; k0 += FIB_COLOUR_CHUNK) {
         int64_t k1 = n - k0 < FIB_COLOUR_CHUNK ? n : k0 + FIB_COLOUR_CHUNK;
         int first = k0 == 0;
@@ -160,6 +161,7 @@ static void tile_f32(const float *w, int64_t ld, int64_t n, const int64_t *perm,
                 r[q] = _mm256_loadu_ps(w + q * ld + j);
                 _mm_prefetch((const char *)(w + q * ld + j + 128), _MM_HINT_T0);
             }
+            fib_prefetch_next_tile(nt, j / 8);
             transpose8f(r);
             for (int q = 0; q < 8; q++)
                 _mm256_store_ps(cols + (j - k0 + q) * TILE, r[q]);
@@ -189,6 +191,7 @@ static void tile_f64(const double *w, int64_t ld, int64_t n, const int64_t *perm
 {
     tile_scratch ts = split_scratch(scratch, k_classes);
     double *cols = ts.cols;
+    fib_next_tile nt = fib_next_tile_plan(w, TILE, ld, n, 4, sizeof *w);
     for (int64_t k0 = 0; k0 < n; k0 += FIB_COLOUR_CHUNK) {
         int64_t k1 = n - k0 < FIB_COLOUR_CHUNK ? n : k0 + FIB_COLOUR_CHUNK;
         int first = k0 == 0;
@@ -199,6 +202,7 @@ static void tile_f64(const double *w, int64_t ld, int64_t n, const int64_t *perm
                 rl[q] = _mm256_loadu_pd(w + q * ld + j);
                 rh[q] = _mm256_loadu_pd(w + (q + 4) * ld + j);
             }
+            fib_prefetch_next_tile(nt, j / 4);
             transpose4(rl, lo);
             transpose4(rh, hi);
             for (int q = 0; q < 4; q++) {

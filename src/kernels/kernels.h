@@ -44,7 +44,7 @@ static inline int64_t fib_colour_scratch_len(int64_t n, int64_t k_classes)
  * order, a share at each block step of the current tile, so that the next
  * tile's strided row streams hit L2 rather than memory (a 4096 x 4096
  * float32 layer with 64 colours, AVX-512, one thread, two binaries
- * alternated: 5.9-6.6 -> 5.5-5.8 ms; see docs/performance.md). Prefetches
+ * alternated: 5.9-6.6 -> 5.4-5.8 ms; see docs/performance.md). Prefetches
  * never fault, so the last tile's run past the matrix is harmless; the
  * address is formed as an integer for that reason. */
 typedef struct fib_next_tile {
@@ -66,8 +66,12 @@ static inline fib_next_tile fib_next_tile_plan(const void *w, int64_t tile, int6
 
 static inline void fib_prefetch_next_tile(fib_next_tile nt, int64_t step)
 {
+#if defined(__GNUC__)
     for (int64_t b = 0; b < nt.share; b += 64)
         __builtin_prefetch((const void *)(nt.at + (uintptr_t)(step * nt.share + b)), 0, 2);
+#else
+    (void)nt, (void)step;
+#endif
 }
 
 /* Colour sums of a tile of `rows` rows (1 <= rows <= FIB_TILE_MAX) of a

@@ -132,7 +132,8 @@ static int32_t open_temp(fib_output *o, const struct stat *existing)
         int32_t st = fib_error(FIB_E_IO, "%s: cannot create %s: %s", path, o->temp,
                                strerror(errno));
         fib_free(o->temp);
-        o->temp = NULL;
+        o->temp = NULL; /* not ours: never unlinked */
+        fib_output_abort(o);
         return st;
     }
     o->slot = claim_slot(o->temp);

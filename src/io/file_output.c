@@ -177,6 +177,12 @@ int32_t fib_output_open(fib_output *o, const char *path)
     o->target = final_name(path);
     if (!o->target)
         return fib_error(FIB_E_IO, "%s: cannot resolve: %s", path, strerror(errno));
+    /* a file we may not write is not replaced either, as with `>` */
+    if (exists && faccessat(AT_FDCWD, o->target, W_OK, AT_EACCESS) != 0) {
+        int e = errno;
+        fib_output_abort(o);
+        return fib_error(FIB_E_IO, "%s: cannot write: %s", path, strerror(e));
+    }
     return open_temp(o, exists ? &sb : NULL);
 }
 

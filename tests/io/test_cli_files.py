@@ -6,9 +6,11 @@ devices given as inputs are refused at once instead of hanging."""
 import json
 import os
 import resource
+import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 
 import numpy as np
 import pytest
@@ -148,6 +150,36 @@ def test_existing_owner_kept_as_root(model, tmp_path):
     os.chown(out, 4321, 4322)
     assert run("compress", model, "-o", out, "-q").returncode == 0
     assert (out.stat().st_uid, out.stat().st_gid) == (4321, 4322)
+
+
+def test_read_only_target_not_replaced(tmp_path):
+    """A file its owner made read-only is refused, as `>` refuses it (run as
+    an unprivileged user when root: root may write anything)."""
+    as_user = None
+    folder = tmp_path
+    if os.geteuid() == 0:
+        def as_user():
+            os.setgid(65534)
+            os.setuid(65534)
+        # pytest's folders are private to root: one in the system's /tmp
+        folder = tempfile.mkdtemp(prefix="fib-readonly-")
+        os.chmod(folder, 0o777)
+    try:
+        model = chain_model(os.path.join(folder, "model.safetensors"), [6, 5, 4, 3])
+        os.chmod(model, 0o644)
+        out = os.path.join(folder, "base.safetensors")
+        with open(out, "wb") as f:
+            f.write(b"precious")
+        os.chmod(out, 0o444)
+        r = run("compress", model, "-o", out, "-q", preexec_fn=as_user)
+        assert r.returncode == 3, r.stderr
+        assert b"Permission denied" in r.stderr
+        with open(out, "rb") as f:
+            assert f.read() == b"precious"
+        assert temporaries(folder) == []
+    finally:
+        if folder != tmp_path:
+            shutil.rmtree(folder)
 
 
 # ---- no temporary file outlives a failed or killed run ----

@@ -176,7 +176,9 @@ int32_t fib_output_open(fib_output *o, const char *path)
     }
     o->target = final_name(path);
     if (!o->target)
-        return fib_error(FIB_E_IO, "%s: cannot resolve: %s", path, strerror(errno));
+        return errno == ENOMEM
+                   ? fib_error(FIB_E_NOMEM, "%s: out of memory", path)
+                   : fib_error(FIB_E_IO, "%s: cannot resolve: %s", path, strerror(errno));
     /* a file we may not write is not replaced either, as with `>` */
     if (exists && faccessat(AT_FDCWD, o->target, W_OK, AT_EACCESS) != 0) {
         int e = errno;

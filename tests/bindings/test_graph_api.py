@@ -248,3 +248,34 @@ def test_headerless_third_column_as_weight(tmp_path):
     assert partition(g) == [[0, 3], [1, 2]]
     typed = Graph.read_edgelist(path, header=False)
     assert typed.edge_type_names(0) == ["2.0", "1.0"]
+
+
+def test_named_types_mean_one_type_across_arc_sets():
+    g = Graph()
+    a, b = g.add_nodes(2), g.add_nodes(2)
+    g.add_edges(a, b, [0], [0], types=["x"])
+    g.add_edges(a, b, [1], [1], types=["y"])
+    g.add_edges(b, a, [0, 1], [0, 1], types=["y", "y"])
+    # "x" and "y" stay two types although each arc set starts its own list
+    assert g.edge_type_names(b) == ["x", "y"]
+    c = g.color()
+    # with one type the two pairs would be alike (one class per group)
+    assert c.num_classes(a) == c.num_classes(b) == 2
+    q = c.quotient_networkx()
+    assert {(u, v, k) for u, v, k in q.edges(keys=True)} == {
+        ((a, 0), (b, 0), "x"), ((a, 1), (b, 1), "y"),
+        ((b, 0), (a, 0), "y"), ((b, 1), (a, 1), "y")}
+
+
+def test_named_types_never_share_ids_with_other_arcs():
+    g = Graph.from_edges([0], [1], n_nodes=3)
+    with pytest.raises(ValueError, match="untyped"):
+        g.add_edges(0, 0, [1], [2], types=["x"])
+    h = Graph.from_edges([0], [1], types=["x"])
+    with pytest.raises(ValueError, match="share"):
+        h.add_edges(0, 0, [1], [0], types=[0])
+    with pytest.raises(ValueError, match="share"):
+        h.add_edges(0, 0, [1], [0])
+    f = Graph.read_edgelist(DATA / "test_3SCC.csv")  # untyped file: type 0
+    with pytest.raises(ValueError, match="file"):
+        f.add_edges(0, 0, [0], [1], types=["x"])

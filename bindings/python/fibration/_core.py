@@ -109,13 +109,16 @@ class Graph(_Handle):
         self._own(ptr)
         self._borrowed = []   # arrays whose memory the C graph reads
         self._owner = None
-        self._names = {}      # node group -> node names / edge type names
+        self._names = {}      # node group -> node names (when not the C library's)
+        self._types = {}      # edge type name -> id, shared by all arc sets
+        self._type_kinds = set()  # "named", "integer", "untyped", "file"
 
     @classmethod
     def _adopt(cls, ptr):
         g = cls.__new__(cls)
         g._own(ptr)
-        g._borrowed, g._owner, g._names = [], None, {}
+        g._borrowed, g._owner, g._names, g._types = [], None, {}, {}
+        g._type_kinds = {"file"}  # arcs made by the library: ids unknown here
         return g
 
     @classmethod
@@ -123,7 +126,8 @@ class Graph(_Handle):
         """A graph owned by another handle (a base's graph): never freed here;
         holds `owner` alive."""
         g = cls.__new__(cls)
-        g._ptr, g._borrowed, g._owner, g._names = ptr, [], owner, {}
+        g._ptr, g._borrowed, g._owner, g._names, g._types = ptr, [], owner, {}, {}
+        g._type_kinds = {"file"}
         g._finalizer = weakref.finalize(g, lambda: None)
         return g
 
@@ -505,7 +509,7 @@ class Graph(_Handle):
             names = list(names)
             if len(names) != n_nodes:
                 raise ValueError("%d names for %d nodes" % (len(names), n_nodes))
-            self._names[("nodes", out.value)] = names
+            self._names[out.value] = names
         return out.value
 
     def add_edges(self, source_group, target_group, sources, targets, weights=None,
@@ -514,23 +518,34 @@ class Graph(_Handle):
         target_group (fib_graph_add_edges; the library copies them).
         weights: one float per arc or None (each arc counts 1); types: one
         int per arc, or names (strings, any hashable values) numbered in order
-        of first appearance, or None."""
+        of first appearance over the whole graph (a name is one type in every
+        arc set), or None. One graph takes either integer or named types."""
         from ._graphs import from_edges
         arcs = from_edges(sources, targets, weights, types, n_nodes=0)
         self._add_arcs(source_group, target_group, arcs)
 
     def _add_arcs(self, source_group, target_group, arcs):
+        from ._graphs import is_named, type_ids
         p64 = ctypes.POINTER(ctypes.c_int64)
         w = arcs.weights
         t = arcs.types
+        # Named types are numbered 0, 1, ... here, so they would silently
+        # share ids with integer types, untyped arcs (type 0) or a file's types.
+        kind = "untyped" if t is None else "named" if is_named(t) else "integer"
+        others = self._type_kinds - {kind}
+        if "named" in self._type_kinds | {kind} and others:
+            raise ValueError("this graph has %s arcs; arcs with %s edge types would share "
+                             "their type ids: give every arc set named types, or none"
+                             % (" and ".join(sorted(others)), kind))
+        if kind == "named":
+            t = type_ids(t, self._types)
         check(lib.fib_graph_add_edges(
             self._p(), source_group, target_group, arcs.sources.shape[0],
             arcs.sources.ctypes.data_as(p64), arcs.targets.ctypes.data_as(p64),
             w.ctypes.data_as(ctypes.POINTER(ctypes.c_double)) if w is not None else None,
             t.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)) if t is not None else None,
             _ffi.FIB_COPY), "fib_graph_add_edges")
-        if arcs.type_names is not None:
-            self._names[("types", source_group)] = arcs.type_names
+        self._type_kinds.add(kind)
 
     @classmethod
     def _from_arcs(cls, arcs, node_names=None):
@@ -588,6 +603,7 @@ class Graph(_Handle):
         out = ctypes.c_int32()
         check(lib.fib_graph_read_edgelist(g._p(), os.fsencode(path), code,
                                           ctypes.byref(out)), "fib_graph_read_edgelist")
+        g._type_kinds.add("file")
         return g
 
     def set_convention(self, convention):
@@ -610,7 +626,7 @@ class Graph(_Handle):
         """The names of the nodes of a node group (a list: strings for a
         group read from a file, the networkx nodes for from_networkx, the
         names given to add_nodes), or None when it has none."""
-        names = self._names.get(("nodes", group))
+        names = self._names.get(group)
         if names is not None:
             return list(names)
         n = self.group(group).n_units
@@ -620,11 +636,12 @@ class Graph(_Handle):
                 for i in range(n)]
 
     def edge_type_names(self, group):
-        """The edge-type names of the arcs leaving node group `group`, in
-        type-id order, or None for integer (or no) types."""
-        names = self._names.get(("types", group))
-        if names is not None:
-            return list(names)
+        """The edge-type names of node group `group`'s arcs, in type-id order
+        (named types given to add_edges or the from_* constructors, or the
+        file's for a group read from one), or None for integer (or no)
+        types."""
+        if self._types:
+            return list(self._types)
         n = ctypes.c_int32()
         if lib.fib_graph_num_edge_types(self._cp(), group, ctypes.byref(n)) != 0 \
                 or n.value == 0:
@@ -634,8 +651,8 @@ class Graph(_Handle):
 
     def edge_type_name(self, group, type_id):
         """The name of edge type type_id of group's arcs, or the id itself."""
-        names = self._names.get(("types", group))
-        if names is not None:
+        if self._types:
+            names = list(self._types)
             return names[type_id] if 0 <= type_id < len(names) else type_id
         name = lib.fib_graph_edge_type_name(self._cp(), group, type_id)
         return name.decode("utf-8", "replace") if name is not None else type_id

@@ -10,7 +10,9 @@ checked by fib_graph_add_edges, whose message names the arc.
 
 from collections import namedtuple
 
-Arcs = namedtuple("Arcs", "n_nodes sources targets weights types type_names node_names")
+# types: an int32 array, or a 1-D array of names numbered later against the
+# graph's table (type_ids), or None
+Arcs = namedtuple("Arcs", "n_nodes sources targets weights types node_names")
 FiberBlock = namedtuple("FiberBlock", "class_id size n_on_cycle")
 
 INT32_MIN, INT32_MAX = -2 ** 31, 2 ** 31 - 1
@@ -27,13 +29,12 @@ def _index_array(values, what):
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
-def type_ids(types, n_arcs):
-    """(int32 ids, names): integer types are kept as they are (names None);
-    any other values (strings, ...) are numbered in order of first
-    appearance and their values kept as the names."""
+def checked_types(types, n_arcs):
+    """Integer types as int32, names (strings, any hashable values) as they
+    are, for type_ids."""
     import numpy as np
     if types is None:
-        return None, None
+        return None
     arr = np.asarray(types)
     if arr.ndim != 1 or arr.shape[0] != n_arcs:
         raise ValueError("types has shape %s; expected one type per arc (%d)"
@@ -41,19 +42,29 @@ def type_ids(types, n_arcs):
     if arr.dtype.kind in "iu":
         if arr.size and (arr.min() < INT32_MIN or arr.max() > INT32_MAX):
             raise ValueError("integer edge types must fit in int32")
-        return np.ascontiguousarray(arr, dtype=np.int32), None
-    if arr.dtype.kind == "f":
+        return np.ascontiguousarray(arr, dtype=np.int32)
+    if arr.dtype.kind in "fcb":
         raise TypeError("edge types are integers or names (strings), not dtype %s"
                         % arr.dtype)
-    ids, names = {}, []
-    out = np.empty(n_arcs, np.int32)
-    for i, value in enumerate(arr.tolist()):
-        code = ids.get(value)
+    return arr
+
+
+def is_named(types):
+    return types is not None and types.dtype.kind not in "iu"
+
+
+def type_ids(names, table):
+    """int32 ids of type names from `table` (name -> id, one per graph so
+    that a name means one type in every arc set), extended in order of
+    first appearance."""
+    import numpy as np
+    out = np.empty(len(names), np.int32)
+    for i, value in enumerate(names.tolist()):
+        code = table.get(value)
         if code is None:
-            code = ids[value] = len(names)
-            names.append(value)
+            code = table[value] = len(table)
         out[i] = code
-    return out, names
+    return out
 
 
 def from_edges(sources, targets, weights=None, types=None, n_nodes=None):
@@ -69,12 +80,12 @@ def from_edges(sources, targets, weights=None, types=None, n_nodes=None):
         if w.shape != src.shape:
             raise ValueError("weights has shape %s; expected one weight per arc (%d)"
                              % (w.shape, src.shape[0]))
-    t, type_names = type_ids(types, src.shape[0])
+    t = checked_types(types, src.shape[0])
     if n_nodes is None:
         if not src.size:
             raise ValueError("no arcs: give n_nodes")
         n_nodes = int(max(src.max(), dst.max())) + 1
-    return Arcs(int(n_nodes), src, dst, w, t, type_names, None)
+    return Arcs(int(n_nodes), src, dst, w, t, None)
 
 
 def from_networkx(graph, weight=None, edge_type=None):
@@ -134,7 +145,7 @@ def from_scipy(matrix):
     coo = scipy.sparse.coo_matrix(matrix, copy=True)
     coo.sum_duplicates()
     return Arcs(int(rows), coo.row.astype(np.int64), coo.col.astype(np.int64),
-                np.ascontiguousarray(coo.data, dtype=np.float64), None, None, None)
+                np.ascontiguousarray(coo.data, dtype=np.float64), None, None)
 
 
 def quotient_networkx(coloring, arcs, graph):

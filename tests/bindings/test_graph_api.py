@@ -279,3 +279,10 @@ def test_named_types_never_share_ids_with_other_arcs():
     f = Graph.read_edgelist(DATA / "test_3SCC.csv")  # untyped file: type 0
     with pytest.raises(ValueError, match="file"):
         f.add_edges(0, 0, [0], [1], types=["x"])
+
+
+def test_mixed_type_values_stay_distinct():
+    # 1 and "1" are two edge types, as networkx attributes would be
+    g = Graph.from_edges([0, 0], [1, 2], types=[1, "1"])
+    assert g.edge_type_names(0) == [1, "1"]
+    assert partition(g) == [[0], [1], [2]]

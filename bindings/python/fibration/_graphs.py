@@ -35,7 +35,9 @@ def checked_types(types, n_arcs):
     import numpy as np
     if types is None:
         return None
-    arr = np.asarray(types)
+    # a sequence keeps its values whole (numpy would turn [1, "1"] into
+    # two equal strings)
+    arr = types if isinstance(types, np.ndarray) else _object_array(list(types))
     if arr.ndim != 1 or arr.shape[0] != n_arcs:
         raise ValueError("types has shape %s; expected one type per arc (%d)"
                          % (arr.shape, n_arcs))

@@ -48,7 +48,7 @@ def test_ecoli_fibers_by_name_and_base():
 
 def test_headerless_file_gives_the_same_partition():
     with_header = classes(DATA / "test_Ecoli.csv")
-    headerless = classes(DATA / "ECOLIedgelist.dat", "--no-header")
+    headerless = classes(DATA / "ecoli_ids.tsv", "--no-header")
     assert headerless["classes"] == with_header["classes"]
 
 

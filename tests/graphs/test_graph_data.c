@@ -27,9 +27,9 @@ static const expected TABLE[] = {
     {"test_SELF.csv", 6, 6, {1, 1, 6, 6}, {2, 2, 3, 6}, {2, 2, 3, 6}},
     {"test_Ecoli.csv", 879, 1835, {414, 80, 69, 545}, {555, 92, 28, 416},
      {555, 92, 28, 416}},
-    {"ECOLIedgelist.dat", 879, 1835, {414, 80, 69, 545}, {555, 92, 28, 416},
+    {"ecoli_ids.tsv", 879, 1835, {414, 80, 69, 545}, {555, 92, 28, 416},
      {555, 92, 28, 416}},
-    {"Ecoli.txt", 879, 1835, {414, 80, 69, 545}, {555, 92, 28, 416},
+    {"ecoli_named.txt", 879, 1835, {414, 80, 69, 545}, {555, 92, 28, 416},
      {555, 92, 28, 416}},
 };
 
@@ -111,12 +111,12 @@ static int same_partition_by_name(const fib_edgelist *a, const int64_t *ca,
     return ok;
 }
 
-/* ECOLInameID.dat: "name<TAB>id" lines -> names indexed by the numeric id,
- * re-indexed to the node order of the parsed ECOLIedgelist.dat. */
+/* ecoli_names.tsv: "name<TAB>id" lines -> names indexed by the numeric id,
+ * re-indexed to the node order of the parsed ecoli_ids.tsv. */
 static char **ecoli_names(const char *dir, const fib_edgelist *e)
 {
     char path[4096];
-    path_of(path, sizeof path, dir, "ECOLInameID.dat");
+    path_of(path, sizeof path, dir, "ecoli_names.tsv");
     FILE *f = fopen(path, "r");
     if (!f)
         return NULL;
@@ -188,20 +188,21 @@ int main(int argc, char **argv)
             fib_edgelist_clear(&e);
     }
     /* the three E. coli files: the same partitions, node for node by name
-     * (test_Ecoli.csv and Ecoli.txt carry names; ECOLIedgelist.dat ids are
-     * mapped through ECOLInameID.dat) */
+     * (test_Ecoli.csv and ecoli_named.txt carry names; ecoli_ids.tsv ids are
+     * mapped through ecoli_names.tsv) */
     if (n_ecoli == 3) {
         char **names = ecoli_names(dir, &ecoli[1]);
-        CHECK(names != NULL, "ECOLInameID.dat unreadable");
+        CHECK(names != NULL, "ecoli_names.tsv unreadable");
         for (int c = 0; c < 3; c++) {
             CHECK(same_partition_by_name(&ecoli[0], ecoli_color[0][c],
                                          &ecoli[2], ecoli_color[2][c], NULL),
-                  "test_Ecoli.csv vs Ecoli.txt differ (%s)", conv_names[c]);
+                  "test_Ecoli.csv vs ecoli_named.txt differ (%s)",
+                  conv_names[c]);
             if (names)
                 CHECK(same_partition_by_name(&ecoli[0], ecoli_color[0][c],
                                              &ecoli[1], ecoli_color[1][c],
                                              (const char *const *)names),
-                      "test_Ecoli.csv vs ECOLIedgelist.dat differ (%s)",
+                      "test_Ecoli.csv vs ecoli_ids.tsv differ (%s)",
                       conv_names[c]);
         }
         for (int64_t v = 0; names && v < ecoli[1].n_nodes; v++)

@@ -176,7 +176,7 @@ static void fuzz(void)
 static void data_files(const char *dir)
 {
     static const char *files[] = {"test_1.csv", "test_Ecoli.csv",
-                                  "ECOLIedgelist.dat", "Ecoli.txt"};
+                                  "ecoli_ids.tsv", "ecoli_named.txt"};
     static const int64_t nodes[] = {8, 879, 879, 879};
     static const int64_t arcs[] = {11, 1835, 1835, 1835};
     for (int i = 0; i < 4; i++) {

@@ -102,7 +102,7 @@ fn the_three_copies_of_ecoli_agree_by_name() {
         names.into_iter().zip(colors(&g, Symmetry::Fibers)).collect()
     };
     let csv = by_name("test_Ecoli.csv", edgelist::AUTO);
-    let txt = by_name("Ecoli.txt", edgelist::NO_HEADER);
+    let txt = by_name("ecoli_named.txt", edgelist::NO_HEADER);
     // same partition: classes are numbered by lowest node, which differs
     let mut pairs: HashMap<i64, i64> = HashMap::new();
     for (name, k) in &csv {

@@ -227,6 +227,34 @@ def test_forward_replaced_on_the_instance_is_refused_and_named():
             call(model, x)
 
 
+def shifted_dense_rebuild(monkeypatch, only_when_merged):
+    """Makes the Linear rebuild wrong (its bias shifted by 0.5), always or
+    only for layers whose units merged: a defect the checks must catch."""
+    from fibration.torch import _rebuild
+    original = _rebuild.REBUILDERS["dense"]
+
+    def wrong(ctx, node, layer):
+        out = original(ctx, node, layer)
+        linear = ctx.root.get_submodule(node.target)
+        if not only_when_merged or linear.out_features < layer.width:
+            with torch.no_grad():
+                linear.bias += 0.5
+        return out
+    monkeypatch.setitem(_rebuild.REBUILDERS, "dense", wrong)
+
+
+def test_rebuild_defect_is_caught_before_colouring(monkeypatch):
+    shifted_dense_rebuild(monkeypatch, only_when_merged=False)
+    with pytest.raises(ft.TraceMismatchError, match="rebuilt without merging"):
+        ft.compress(mlp(), torch.randn(8, 10))
+
+
+def test_exact_compression_is_checked_against_the_model(monkeypatch):
+    shifted_dense_rebuild(monkeypatch, only_when_merged=True)
+    with pytest.raises(ft.TraceMismatchError, match="the compressed model"):
+        ft.compress(mlp(), torch.randn(8, 10))
+
+
 def test_safety_net_accepts_float64_and_float32_rounding():
     for dtype in (torch.float32, torch.float64):
         model = planted_mlp(nn.Tanh, dtype=dtype)[0]

@@ -264,6 +264,16 @@ def test_safety_net_accepts_float64_and_float32_rounding():
         assert ft.verify(model, small, x).max_rel < bound
 
 
+def test_checks_leave_torch_random_draws_alone():
+    model = mlp()
+    x = torch.randn(8, 10)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    ft.trace(model, x)
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_output_tolerance_follows_the_dtype():
     from fibration.torch._safety import output_tolerance
     assert 1e-4 < output_tolerance(torch.float32) < 1e-3

@@ -227,7 +227,10 @@ def check_reproduction(net, example_input):
     if graph is not None:
         _mismatch("the library's graph of the traced model (fib_graph_forward)",
                   graph[0], graph[1], net.model, TRACE_HINT)
-    unmerged = rebuild(net, net.graph.compress(net.graph.coloring("fibers")), "Unmerged")
+    # the new modules' initialisation draws from torch's generator: a check
+    # (FiberTracker, during a seeded training) must not move the user's draws
+    with torch.random.fork_rng(devices=[]):
+        unmerged = rebuild(net, net.graph.compress(net.graph.coloring("fibers")), "Unmerged")
     _mismatch("the traced model rebuilt without merging", reference,
               _outputs(unmerged, inputs), net.model, TRACE_HINT)
 

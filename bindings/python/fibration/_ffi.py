@@ -223,6 +223,7 @@ class fib_budget_options(ctypes.Structure):
         ('synthetic_scale', ctypes.c_double),
         ('synthetic_samples', ctypes.c_int32),
         ('corrected', ctypes.c_int32),
+        ('smallest_fraction', ctypes.c_double),
     ]
 
 
@@ -327,6 +328,7 @@ FUNCTIONS = [
     ('fib_quotient_arcs', [ctypes.POINTER(fib_quotient), ctypes.c_int64, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
     ('fib_coloring_fiber_blocks', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_coloring), ctypes.c_int32, ctypes.c_int64, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
     ('fib_graph_read_edgelist', [ctypes.POINTER(fib_graph), ctypes.c_char_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_graph_read_edgelist_columns', [ctypes.POINTER(fib_graph), ctypes.c_char_p, ctypes.c_uint32, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_graph_node_name', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int64], ctypes.c_char_p),
     ('fib_graph_num_edge_types', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_graph_edge_type_name', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int32], ctypes.c_char_p),
@@ -416,6 +418,7 @@ PARAMETERS = {
     'fib_quotient_arcs': ('quotient', 'capacity', 'src_group', 'src_class', 'dst_group', 'dst_class', 'type', 'weight', 'multiplicity', ),
     'fib_coloring_fiber_blocks': ('graph', 'coloring', 'group', 'capacity', 'class_ids', 'sizes', 'n_on_cycle', 'n_blocks_out', ),
     'fib_graph_read_edgelist': ('graph', 'path', 'flags', 'group_out', ),
+    'fib_graph_read_edgelist_columns': ('graph', 'path', 'flags', 'columns', 'group_out', ),
     'fib_graph_node_name': ('graph', 'group', 'node', ),
     'fib_graph_num_edge_types': ('graph', 'group', 'n_out', ),
     'fib_graph_edge_type_name': ('graph', 'group', 'type', ),

@@ -185,8 +185,9 @@ static void tree_table(FILE *f, const cli_options *o, const tree *t)
                "splits as eps grows)\n\n",
             cli_symmetry_name(o->symmetry), cli_tolerance_name(o->tolerance));
     int width = 5;
+    char shown[41]; /* the column's 40 bytes, whole escapes only */
     for (int32_t i = 0; i < t->n_layers; i++) {
-        int n = (int)strlen(t->layers[i].label);
+        int n = (int)strlen(cli_text(shown, sizeof shown, t->layers[i].label));
         if (n > width)
             width = n < 40 ? n : 40;
     }
@@ -199,7 +200,8 @@ static void tree_table(FILE *f, const cli_options *o, const tree *t)
     fputc('\n', f);
     for (int32_t i = 0; i < t->n_layers; i++) {
         const tree_layer *l = &t->layers[i];
-        fprintf(f, "%-*.*s %-6s %8lld", width, width, l->label, cli_op_name(l->op),
+        fprintf(f, "%-*.*s %-6s %8lld", width, width, cli_text(shown, sizeof shown, l->label),
+                cli_op_name(l->op),
                 (long long)l->units);
         for (int32_t v = 0; v < t->n_levels; v++)
             fprintf(f, " %10lld", (long long)l->n_classes[v]);

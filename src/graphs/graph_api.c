@@ -856,7 +856,7 @@ int32_t fib_graph_read_edgelist_columns(fib_graph *g, const char *path, uint32_t
         return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     int32_t status = fib_edgelist_read_columns(path, flags, columns, file);
     if (!status && file->n_nodes == 0)
-        status = fib_error(FIB_E_FORMAT, "%s: no arcs", path);
+        status = fib_error(FIB_E_FORMAT, "%s: no arcs", strcmp(path, "-") ? path : "<stdin>");
     int32_t before = g->n_groups, group = -1;
     if (!status)
         status = fib_graph_add_nodes(g, file->n_nodes, &group);

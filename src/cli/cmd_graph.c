@@ -311,7 +311,8 @@ int cmd_graph(int argc, char **argv)
         fprintf(stderr, " (see 'fibration graph --help')\n");
         rc = CLI_EXIT_USAGE;
     } else if (st) {
-        rc = cli_fail(o.model, st);
+        /* the reader calls standard input "<stdin>" */
+        rc = cli_fail(strcmp(o.model, "-") ? o.model : "<stdin>", st);
     } else if (!o.quiet) {
         bool ok = (o.format != FORMAT_TABLE && o.format != FORMAT_DOT) ||
                   members_build(&r, &m);

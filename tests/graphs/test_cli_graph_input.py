@@ -106,7 +106,9 @@ def test_stdin_is_read_with_dash(tmp_path):
     assert doc["graph"] == "-" and doc["nodes"] == 3 and doc["classes"] == 2
     assert ok_json(write(tmp_path, "same.csv", text)) == {**doc, "graph": str(tmp_path / "same.csv")}
     empty = run("-", stdin=b"")
-    assert empty.returncode == 4 and b"<stdin>" in empty.stderr
+    assert empty.returncode == 4 and empty.stderr == b"fibration: <stdin>: no arcs\n"
+    bad = run("-", stdin=b"a b\nb c t\n")
+    assert bad.returncode == 4 and bad.stderr.startswith(b"fibration: <stdin>:2: 3 fields")
 
 
 # ---- formats -----------------------------------------------------------

@@ -117,6 +117,16 @@ void cli_human(char *buf, size_t size, double count);
 /* Prints a string with control characters replaced (one-line messages). */
 void cli_put_clean(FILE *f, const char *s);
 
+/* Items 0 .. n-1 listed by their label in 0 .. k-1, increasing within a
+ * label: label c holds items[start[c] .. start[c + 1]) (lists.c). */
+typedef struct lists {
+    int64_t *start, *items;
+} lists;
+
+/* false when out of memory (free with lists_free all the same). */
+bool lists_build(const int64_t *label, int64_t n, int64_t k, lists *l);
+void lists_free(lists *l);
+
 /* Names from files in outputs (escape.c). Table text: control characters
  * and bytes that are not UTF-8 as \xNN, a backslash as \\. */
 void cli_put_text(FILE *f, const char *s);

@@ -109,39 +109,8 @@ static const char *type_name(const fib_graph *g, int32_t group, int32_t type)
 }
 
 
-/* The nodes of every class, each class's in increasing order: a counting
- * sort, so that every writer is linear in the nodes. */
-typedef struct members {
-    int64_t *start; /* class c: node[start[c] .. start[c + 1]) */
-    int64_t *node;
-} members;
-
-static bool members_build(const graph_result *r, members *m)
-{
-    m->start = calloc((size_t)r->k + 1, sizeof *m->start);
-    m->node = malloc((size_t)(r->n > 0 ? r->n : 1) * sizeof *m->node);
-    if (!m->start || !m->node)
-        return false;
-    for (int64_t i = 0; i < r->n; i++)
-        m->start[r->colors[i] + 1]++;
-    for (int64_t c = 0; c < r->k; c++)
-        m->start[c + 1] += m->start[c];
-    for (int64_t i = 0; i < r->n; i++)
-        m->node[m->start[r->colors[i]]++] = i;
-    for (int64_t c = r->k; c > 0; c--) /* the fill moved every start one class on */
-        m->start[c] = m->start[c - 1];
-    m->start[0] = 0;
-    return true;
-}
-
-static void members_free(members *m)
-{
-    free(m->start);
-    free(m->node);
-}
-
 static void print_table(const fib_graph *g, int32_t group, const cli_options *o,
-                        const graph_result *r, const members *m)
+                        const graph_result *r, const lists *m)
 {
     int64_t largest = 0, in_blocks = 0;
     for (int64_t b = 0; b < r->n_blocks; b++) {
@@ -160,7 +129,7 @@ static void print_table(const fib_graph *g, int32_t group, const cli_options *o,
                (long long)r->block_size[b], r->block_cycle[b] ? "on a cycle" : "acyclic");
         for (int64_t j = m->start[c]; j < m->start[c + 1]; j++) {
             putchar(' ');
-            cli_put_text(stdout, fib_graph_node_name(g, group, m->node[j]));
+            cli_put_text(stdout, fib_graph_node_name(g, group, m->items[j]));
         }
         putchar('\n');
     }
@@ -248,14 +217,14 @@ static void put_dot_string(const char *s)
 }
 
 static int32_t print_dot(const fib_graph *g, int32_t group, const graph_result *r,
-                         const members *m)
+                         const lists *m)
 {
     char *text = NULL;
     size_t cap = 0;
     printf("digraph base {\n  node [shape=circle];\n");
     for (int64_t c = 0; c < r->k; c++) {
         /* Label a class by its first node's name and its size. */
-        const char *name = fib_graph_node_name(g, group, m->node[m->start[c]]);
+        const char *name = fib_graph_node_name(g, group, m->items[m->start[c]]);
         size_t need = 4 * strlen(name) + 1; /* an escape is at most 4 bytes a byte */
         if (need > cap) {
             free(text);
@@ -288,7 +257,7 @@ int cmd_graph(int argc, char **argv)
     fib_graph *g = NULL;
     fib_coloring *c = NULL;
     graph_result r = {0};
-    members m = {0};
+    lists m = {0};
     int32_t group = -1;
     int32_t st = fib_graph_create(&g);
     if (!st)
@@ -314,8 +283,10 @@ int cmd_graph(int argc, char **argv)
         /* the reader calls standard input "<stdin>" */
         rc = cli_fail(strcmp(o.model, "-") ? o.model : "<stdin>", st);
     } else if (!o.quiet) {
+        /* the members of every class, for the table's fibers and the DOT
+         * labels: listed once, so that no writer scans the nodes per class */
         bool ok = (o.format != FORMAT_TABLE && o.format != FORMAT_DOT) ||
-                  members_build(&r, &m);
+                  lists_build(r.colors, r.n, r.k, &m);
         if (ok && o.format == FORMAT_JSON)
             print_json(g, group, &o, &r);
         else if (ok && o.format == FORMAT_CSV)
@@ -329,7 +300,7 @@ int cmd_graph(int argc, char **argv)
             rc = CLI_EXIT_FAILURE;
         }
     }
-    members_free(&m);
+    lists_free(&m);
     result_free(&r);
     fib_coloring_free(c);
     fib_graph_free(g);

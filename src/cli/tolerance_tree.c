@@ -9,36 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Items 0 .. n-1 listed by their label in 0 .. k-1, increasing within a
- * label: label c holds items[start[c] .. start[c + 1]). */
-typedef struct lists {
-    int64_t *start, *items;
-} lists;
-
-static bool lists_build(const int64_t *label, int64_t n, int64_t k, lists *l)
-{
-    l->start = calloc((size_t)k + 1, sizeof *l->start);
-    l->items = malloc((size_t)n * sizeof *l->items);
-    if (!l->start || !l->items)
-        return false;
-    for (int64_t i = 0; i < n; i++)
-        l->start[label[i] + 1]++;
-    for (int64_t c = 0; c < k; c++)
-        l->start[c + 1] += l->start[c];
-    for (int64_t i = 0; i < n; i++)
-        l->items[l->start[label[i]]++] = i;
-    for (int64_t c = k; c > 0; c--)
-        l->start[c] = l->start[c - 1];
-    l->start[0] = 0;
-    return true;
-}
-
-static void lists_free(lists *l)
-{
-    free(l->start);
-    free(l->items);
-}
-
 /* One hidden layer: per level its class count, the units of every class,
  * and (levels t > 0) the classes of level t - 1 inside every class. */
 typedef struct tree_layer {

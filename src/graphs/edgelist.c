@@ -2,10 +2,14 @@
 #include "edgelist.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_FIELDS 64
 #define MAX_NUMBER 128
@@ -570,16 +574,17 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
     const uint32_t known = FIB_EDGELIST_HEADER | FIB_EDGELIST_NO_HEADER |
                            FIB_EDGELIST_COMMA | FIB_EDGELIST_TAB |
                            FIB_EDGELIST_WHITESPACE |
-                           FIB_EDGELIST_THIRD_IS_WEIGHT;
+                           FIB_EDGELIST_THIRD_IS_WEIGHT | FIB_EDGELIST_THIRD_IS_TYPE;
+    const uint32_t third = FIB_EDGELIST_THIRD_IS_WEIGHT | FIB_EDGELIST_THIRD_IS_TYPE;
     uint32_t delims = flags & (FIB_EDGELIST_COMMA | FIB_EDGELIST_TAB |
                                FIB_EDGELIST_WHITESPACE);
     if ((flags & ~known) ||
         ((flags & FIB_EDGELIST_HEADER) && (flags & FIB_EDGELIST_NO_HEADER)) ||
-        (delims & (delims - 1)) ||
-        (columns && (flags & FIB_EDGELIST_THIRD_IS_WEIGHT)))
+        (delims & (delims - 1)) || (flags & third) == third ||
+        (columns && (flags & third)))
         return fib_error(FIB_E_INVALID, "edge list: invalid flags 0x%x%s",
-                         (unsigned)flags, columns && (flags & FIB_EDGELIST_THIRD_IS_WEIGHT)
-                         ? " (a column list replaces FIB_EDGELIST_THIRD_IS_WEIGHT)" : "");
+                         (unsigned)flags, columns && (flags & third)
+                         ? " (a column list replaces FIB_EDGELIST_THIRD_IS_*)" : "");
     if ((int64_t)len < 0)
         return fib_error(FIB_E_OVERFLOW, "%s: too large", label);
     layout listed;
@@ -646,7 +651,8 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
                                 &header);
             if (status != FIB_OK)
                 goto fail;
-            positional_type = !header && !columns && lay.type == 2;
+            positional_type = !header && !columns && lay.type == 2 &&
+                              !(flags & FIB_EDGELIST_THIRD_IS_TYPE);
             if (header && !(flags & FIB_EDGELIST_HEADER)) {
                 int hs = find_column(fields, nf, SOURCE_NAMES);
                 int hd = find_column(fields, nf, TARGET_NAMES);
@@ -703,7 +709,7 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
                            "type, holds only numbers and some are not integers: are "
                            "they weights? name the columns (source,target,weight or "
                            "source,target,type; --columns or --weight-column 3 in the "
-                           "command, FIB_EDGELIST_THIRD_IS_WEIGHT)", label,
+                           "command, FIB_EDGELIST_THIRD_IS_WEIGHT or _TYPE)", label,
                            (long long)fraction_line);
         goto fail;
     }
@@ -749,6 +755,51 @@ int32_t fib_edgelist_parse(const char *text, size_t len, uint32_t flags,
     return fib_edgelist_parse_columns(text, len, flags, NULL, label, out);
 }
 
+/* Opens an edge list without blocking on a FIFO that has no writer: a
+ * regular file, a pipe or FIFO with a writer, or a socket is read; folders
+ * and devices (a terminal, /dev/zero, whose reading never ends) are
+ * refused, and so is a FIFO with no writer (it would wait forever). */
+static int32_t open_edge_list(const char *path, FILE **out)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return fib_error(FIB_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    int32_t st = FIB_OK;
+    if (fstat(fd, &sb) != 0)
+        st = fib_error(FIB_E_IO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (S_ISDIR(sb.st_mode))
+        st = fib_error(FIB_E_IO, "%s: is a folder, not an edge list", path);
+    else if (S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode))
+        st = fib_error(FIB_E_IO, "%s: is a device, not an edge list (a regular "
+                       "file, pipe or FIFO is read)", path);
+    /* on a FIFO, a non-blocking read returns 0 only when no writer has it
+     * open, and fails with EAGAIN while a writer has yet to write */
+    char first = 0;
+    ssize_t got = -1;
+    if (st == FIB_OK && S_ISFIFO(sb.st_mode)) {
+        got = read(fd, &first, 1);
+        if (got == 0)
+            st = fib_error(FIB_E_IO, "%s: a FIFO or pipe with no writer (start "
+                           "the writer first)", path);
+        else if (got < 0 && errno != EAGAIN && errno != EINTR)
+            st = fib_error(FIB_E_IO, "%s: read error: %s", path, strerror(errno));
+    }
+    if (st == FIB_OK && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
+        st = fib_error(FIB_E_IO, "%s: cannot read: %s", path, strerror(errno));
+    FILE *f = st == FIB_OK ? fdopen(fd, "rb") : NULL;
+    if (st == FIB_OK && !f)
+        st = fib_error(FIB_E_NOMEM, "%s: out of memory", path);
+    if (st != FIB_OK) {
+        close(fd);
+        return st;
+    }
+    if (got == 1)
+        ungetc((unsigned char)first, f);
+    *out = f;
+    return FIB_OK;
+}
+
 int32_t fib_edgelist_read_columns(const char *path, uint32_t flags, const char *columns,
                                   fib_edgelist *out)
 {
@@ -758,9 +809,12 @@ int32_t fib_edgelist_read_columns(const char *path, uint32_t flags, const char *
     /* "-" is standard input, as for the command's other files */
     bool from_stdin = strcmp(path, "-") == 0;
     const char *label = from_stdin ? "<stdin>" : path;
-    FILE *f = from_stdin ? stdin : fopen(path, "rb");
-    if (!f)
-        return fib_error(FIB_E_IO, "%s: cannot open", path);
+    FILE *f = stdin;
+    if (!from_stdin) {
+        int32_t opened = open_edge_list(path, &f);
+        if (opened != FIB_OK)
+            return opened;
+    }
     char *buf = NULL;
     int64_t cap = 0, len = 0;
     int32_t status = FIB_OK;

@@ -78,6 +78,7 @@ FIB_EDGELIST_COMMA = 4  # fields separated by ','
 FIB_EDGELIST_TAB = 8  # fields separated by a tab
 FIB_EDGELIST_WHITESPACE = 16  # fields separated by blank runs
 FIB_EDGELIST_THIRD_IS_WEIGHT = 32  # no header: src dst weight
+FIB_EDGELIST_THIRD_IS_TYPE = 64  # no header: src dst type [weight], even when the types are fractional numbers
 FIB_SYM_AUTOMORPHISMS = 4
 FIB_AUTOMORPHISM_MAX_NODES = 20000
 FIB_CHAIN_ORBITS_IN_COVERS = 1  # every orbit lies inside one cover
@@ -156,6 +157,7 @@ CONSTANTS = {
     'FIB_EDGELIST_TAB': FIB_EDGELIST_TAB,
     'FIB_EDGELIST_WHITESPACE': FIB_EDGELIST_WHITESPACE,
     'FIB_EDGELIST_THIRD_IS_WEIGHT': FIB_EDGELIST_THIRD_IS_WEIGHT,
+    'FIB_EDGELIST_THIRD_IS_TYPE': FIB_EDGELIST_THIRD_IS_TYPE,
     'FIB_SYM_AUTOMORPHISMS': FIB_SYM_AUTOMORPHISMS,
     'FIB_AUTOMORPHISM_MAX_NODES': FIB_AUTOMORPHISM_MAX_NODES,
     'FIB_CHAIN_ORBITS_IN_COVERS': FIB_CHAIN_ORBITS_IN_COVERS,
@@ -341,6 +343,7 @@ FUNCTIONS = [
     ('fib_hierarchy_chain', [ctypes.POINTER(fib_hierarchy), ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_hierarchy_coloring', [ctypes.POINTER(fib_hierarchy), ctypes.c_int32, ctypes.POINTER(ctypes.POINTER(fib_coloring))], ctypes.c_int32),
     ('fib_color_nested', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_color_options), ctypes.POINTER(ctypes.c_double), ctypes.c_int32, ctypes.POINTER(ctypes.POINTER(fib_coloring))], ctypes.c_int32),
+    ('fib_remove_partial_outputs', [], None),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -431,4 +434,5 @@ PARAMETERS = {
     'fib_hierarchy_chain': ('hierarchy', 'group', 'links_out', ),
     'fib_hierarchy_coloring': ('hierarchy', 'symmetry', 'out', ),
     'fib_color_nested': ('graph', 'options', 'eps', 'n_levels', 'levels', ),
+    'fib_remove_partial_outputs': (),
 }

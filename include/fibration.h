@@ -721,6 +721,11 @@ typedef struct fib_budget_options {
                             dense block needs a bias. Default 0: none */
     int32_t synthetic_samples; /* default 8192 */
     int32_t corrected;   /* filled: 1 if that correction was applied */
+    double smallest_fraction; /* filled when the budget is below the
+                            smallest base the grouping reaches
+                            (FIB_E_UNSUPPORTED): that base's parameters
+                            over the graph's, the smallest budget_fraction
+                            that succeeds (round it up); else 0 */
 } fib_budget_options;
 
 /* sizeof(fib_budget_options) of its first layout, before merge_inputs;
@@ -998,16 +1003,36 @@ FIB_API int32_t fib_coloring_fiber_blocks(const fib_graph *graph,
 #define FIB_EDGELIST_TAB 8u              /* fields separated by a tab */
 #define FIB_EDGELIST_WHITESPACE 16u      /* fields separated by blank runs */
 #define FIB_EDGELIST_THIRD_IS_WEIGHT 32u /* no header: src dst weight */
+#define FIB_EDGELIST_THIRD_IS_TYPE 64u   /* no header: src dst type [weight], even
+                                            when the types are fractional numbers */
 
 /* Reads an edge-list file (CSV, TSV or whitespace-separated; with a header
  * naming the columns source, target and optionally type and weight, in any
  * case and order; node and type names are strings, see docs/graphs.md) into
  * a new node group whose arcs are the file's. Nodes are numbered in order of
  * first appearance; their names stay available (fib_graph_node_name).
+ * path "-" reads standard input (name a file called "-" as "./-").
+ * Ambiguous files are refused, never guessed (docs/graphs.md: a first line
+ * that names the columns but whose names are also nodes, lines with
+ * different numbers of fields, a third column of fractional numbers read by
+ * position as types).
  * Errors: FIB_E_NULL, FIB_E_IO, FIB_E_FORMAT (the message gives the line),
  * FIB_E_NONFINITE (a weight), FIB_E_INVALID (flags), FIB_E_NOMEM. */
 FIB_API int32_t fib_graph_read_edgelist(fib_graph *graph, const char *path,
                                         uint32_t flags, int32_t *group_out);
+
+/* fib_graph_read_edgelist with every column's role listed, in order,
+ * comma-separated: "source", "target", "type", "weight", or "-" for a
+ * column to ignore (e.g. "source,target,weight" for networkx's
+ * `u v weight` files). Every line then has exactly that many fields; a
+ * header line (FIB_EDGELIST_HEADER, or recognised as without a list) is
+ * skipped, its names unused. columns NULL: as fib_graph_read_edgelist.
+ * Errors: those of fib_graph_read_edgelist; FIB_E_INVALID also for a list
+ * without source or target, with a role twice or an unknown one, or
+ * combined with FIB_EDGELIST_THIRD_IS_WEIGHT. */
+FIB_API int32_t fib_graph_read_edgelist_columns(fib_graph *graph, const char *path,
+                                                uint32_t flags, const char *columns,
+                                                int32_t *group_out);
 
 /* The name of a node of a group read from a file, NULL otherwise. Valid
  * while the graph lives. */

@@ -70,6 +70,10 @@ static int run(int argc, char **argv)
                     char *args[] = {argv[2], (char *)"--help", NULL};
                     return commands[i].run(2, args);
                 }
+            fprintf(stderr, "fibration help: unknown verb '");
+            cli_put_clean(stderr, argv[2]);
+            fprintf(stderr, "' (see 'fibration --help')\n");
+            return CLI_EXIT_USAGE;
         }
         usage(stdout);
         return CLI_EXIT_OK;

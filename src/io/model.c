@@ -233,6 +233,13 @@ static int32_t collect_layers(loader *L, seq_layer *layers, int64_t *n_out)
         const fib_st_tensor *t = &f->tensors[i];
         int64_t index;
         bool is_bias;
+        if (t->name[0] == '0' && t->name[1] >= '0' && t->name[1] <= '9')
+            /* "01.weight" next to "1.weight" would be one layer read twice
+             * or one tensor ignored: PyTorch writes indices without zeros */
+            return fib_error(FIB_E_FORMAT, "%s: tensor '%s': a layer index with a "
+                             "leading zero; an nn.Sequential state dict numbers its "
+                             "layers 0, 1, 2, ... (two spellings of one index would "
+                             "leave one tensor unread)", L->path, t->name);
         if (!sequential_name(t->name, &index, &is_bias))
             return fib_error(FIB_E_FORMAT,
                              "%s: no '" FIB_MODEL_META_KEY "' structure metadata, and tensor "

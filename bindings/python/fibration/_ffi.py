@@ -78,6 +78,7 @@ FIB_EDGELIST_COMMA = 4  # fields separated by ','
 FIB_EDGELIST_TAB = 8  # fields separated by a tab
 FIB_EDGELIST_WHITESPACE = 16  # fields separated by blank runs
 FIB_EDGELIST_THIRD_IS_WEIGHT = 32  # no header: src dst weight
+FIB_EDGELIST_THIRD_IS_TYPE = 64  # no header: src dst type [weight], even when the types are fractional numbers
 FIB_SYM_AUTOMORPHISMS = 4
 FIB_AUTOMORPHISM_MAX_NODES = 20000
 FIB_CHAIN_ORBITS_IN_COVERS = 1  # every orbit lies inside one cover
@@ -156,6 +157,7 @@ CONSTANTS = {
     'FIB_EDGELIST_TAB': FIB_EDGELIST_TAB,
     'FIB_EDGELIST_WHITESPACE': FIB_EDGELIST_WHITESPACE,
     'FIB_EDGELIST_THIRD_IS_WEIGHT': FIB_EDGELIST_THIRD_IS_WEIGHT,
+    'FIB_EDGELIST_THIRD_IS_TYPE': FIB_EDGELIST_THIRD_IS_TYPE,
     'FIB_SYM_AUTOMORPHISMS': FIB_SYM_AUTOMORPHISMS,
     'FIB_AUTOMORPHISM_MAX_NODES': FIB_AUTOMORPHISM_MAX_NODES,
     'FIB_CHAIN_ORBITS_IN_COVERS': FIB_CHAIN_ORBITS_IN_COVERS,
@@ -223,6 +225,7 @@ class fib_budget_options(ctypes.Structure):
         ('synthetic_scale', ctypes.c_double),
         ('synthetic_samples', ctypes.c_int32),
         ('corrected', ctypes.c_int32),
+        ('smallest_fraction', ctypes.c_double),
     ]
 
 
@@ -327,6 +330,7 @@ FUNCTIONS = [
     ('fib_quotient_arcs', [ctypes.POINTER(fib_quotient), ctypes.c_int64, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
     ('fib_coloring_fiber_blocks', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_coloring), ctypes.c_int32, ctypes.c_int64, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
     ('fib_graph_read_edgelist', [ctypes.POINTER(fib_graph), ctypes.c_char_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_graph_read_edgelist_columns', [ctypes.POINTER(fib_graph), ctypes.c_char_p, ctypes.c_uint32, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_graph_node_name', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int64], ctypes.c_char_p),
     ('fib_graph_num_edge_types', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_graph_edge_type_name', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int32], ctypes.c_char_p),
@@ -417,6 +421,7 @@ PARAMETERS = {
     'fib_quotient_arcs': ('quotient', 'capacity', 'src_group', 'src_class', 'dst_group', 'dst_class', 'type', 'weight', 'multiplicity', ),
     'fib_coloring_fiber_blocks': ('graph', 'coloring', 'group', 'capacity', 'class_ids', 'sizes', 'n_on_cycle', 'n_blocks_out', ),
     'fib_graph_read_edgelist': ('graph', 'path', 'flags', 'group_out', ),
+    'fib_graph_read_edgelist_columns': ('graph', 'path', 'flags', 'columns', 'group_out', ),
     'fib_graph_node_name': ('graph', 'group', 'node', ),
     'fib_graph_num_edge_types': ('graph', 'group', 'n_out', ),
     'fib_graph_edge_type_name': ('graph', 'group', 'type', ),

@@ -123,6 +123,8 @@ const FIB_EDGELIST_TAB = UInt32(8)
 const FIB_EDGELIST_WHITESPACE = UInt32(16)
 # no header: src dst weight
 const FIB_EDGELIST_THIRD_IS_WEIGHT = UInt32(32)
+# no header: src dst type [weight], even when the types are fractional numbers
+const FIB_EDGELIST_THIRD_IS_TYPE = UInt32(64)
 const FIB_SYM_AUTOMORPHISMS = Int32(4)
 const FIB_AUTOMORPHISM_MAX_NODES = Int32(20000)
 # every orbit lies inside one cover
@@ -190,8 +192,9 @@ struct fib_budget_options
     synthetic_scale::Cdouble
     synthetic_samples::Int32
     corrected::Int32
+    smallest_fraction::Cdouble
 end
-fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int32), zero(Int32))
+fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int32), zero(Int32), zero(Cdouble))
 
 struct fib_load_options
     struct_size::Csize_t
@@ -1099,12 +1102,33 @@ naming the columns source, target and optionally type and weight, in any
 case and order; node and type names are strings, see docs/graphs.md) into
 a new node group whose arcs are the file's. Nodes are numbered in order of
 first appearance; their names stay available (fib_graph_node_name).
+path "-" reads standard input (name a file called "-" as "./-").
+Ambiguous files are refused, never guessed (docs/graphs.md: a first line
+that names the columns but whose names are also nodes, lines with
+different numbers of fields, a third column of fractional numbers read by
+position as types).
 Errors: FIB_E_NULL, FIB_E_IO, FIB_E_FORMAT (the message gives the line),
 FIB_E_NONFINITE (a weight), FIB_E_INVALID (flags), FIB_E_NOMEM.
 """
 const _cache_fib_graph_read_edgelist = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_read_edgelist(graph, path, flags, group_out)
     ccall(_cfunction(_cache_fib_graph_read_edgelist, :fib_graph_read_edgelist), Int32, (Ptr{fib_graph}, Cstring, UInt32, Ptr{Int32}, ), graph, path, flags, group_out)
+end
+
+"""
+fib_graph_read_edgelist with every column's role listed, in order,
+comma-separated: "source", "target", "type", "weight", or "-" for a
+column to ignore (e.g. "source,target,weight" for networkx's
+`u v weight` files). Every line then has exactly that many fields; a
+header line (FIB_EDGELIST_HEADER, or recognised as without a list) is
+skipped, its names unused. columns NULL: as fib_graph_read_edgelist.
+Errors: those of fib_graph_read_edgelist; FIB_E_INVALID also for a list
+without source or target, with a role twice or an unknown one, or
+combined with FIB_EDGELIST_THIRD_IS_WEIGHT.
+"""
+const _cache_fib_graph_read_edgelist_columns = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_read_edgelist_columns(graph, path, flags, columns, group_out)
+    ccall(_cfunction(_cache_fib_graph_read_edgelist_columns, :fib_graph_read_edgelist_columns), Int32, (Ptr{fib_graph}, Cstring, UInt32, Cstring, Ptr{Int32}, ), graph, path, flags, columns, group_out)
 end
 
 """
@@ -1373,6 +1397,7 @@ const FUNCTION_NAMES = [
     :fib_quotient_arcs,
     :fib_coloring_fiber_blocks,
     :fib_graph_read_edgelist,
+    :fib_graph_read_edgelist_columns,
     :fib_graph_node_name,
     :fib_graph_num_edge_types,
     :fib_graph_edge_type_name,

@@ -127,6 +127,8 @@ pub const FIB_EDGELIST_TAB: u32 = 8;
 pub const FIB_EDGELIST_WHITESPACE: u32 = 16;
 /// no header: src dst weight
 pub const FIB_EDGELIST_THIRD_IS_WEIGHT: u32 = 32;
+/// no header: src dst type [weight], even when the types are fractional numbers
+pub const FIB_EDGELIST_THIRD_IS_TYPE: u32 = 64;
 pub const FIB_SYM_AUTOMORPHISMS: i32 = 4;
 pub const FIB_AUTOMORPHISM_MAX_NODES: i32 = 20000;
 /// every orbit lies inside one cover
@@ -201,6 +203,7 @@ pub struct fib_budget_options {
     pub synthetic_scale: f64,
     pub synthetic_samples: i32,
     pub corrected: i32,
+    pub smallest_fraction: f64,
 }
 
 #[repr(C)]
@@ -754,9 +757,25 @@ extern "C" {
     /// case and order; node and type names are strings, see docs/graphs.md) into
     /// a new node group whose arcs are the file's. Nodes are numbered in order of
     /// first appearance; their names stay available (fib_graph_node_name).
+    /// path "-" reads standard input (name a file called "-" as "./-").
+    /// Ambiguous files are refused, never guessed (docs/graphs.md: a first line
+    /// that names the columns but whose names are also nodes, lines with
+    /// different numbers of fields, a third column of fractional numbers read by
+    /// position as types).
     /// Errors: FIB_E_NULL, FIB_E_IO, FIB_E_FORMAT (the message gives the line),
     /// FIB_E_NONFINITE (a weight), FIB_E_INVALID (flags), FIB_E_NOMEM.
     pub fn fib_graph_read_edgelist(graph: *mut fib_graph, path: *const c_char, flags: u32, group_out: *mut i32) -> i32;
+
+    /// fib_graph_read_edgelist with every column's role listed, in order,
+    /// comma-separated: "source", "target", "type", "weight", or "-" for a
+    /// column to ignore (e.g. "source,target,weight" for networkx's
+    /// `u v weight` files). Every line then has exactly that many fields; a
+    /// header line (FIB_EDGELIST_HEADER, or recognised as without a list) is
+    /// skipped, its names unused. columns NULL: as fib_graph_read_edgelist.
+    /// Errors: those of fib_graph_read_edgelist; FIB_E_INVALID also for a list
+    /// without source or target, with a role twice or an unknown one, or
+    /// combined with FIB_EDGELIST_THIRD_IS_WEIGHT.
+    pub fn fib_graph_read_edgelist_columns(graph: *mut fib_graph, path: *const c_char, flags: u32, columns: *const c_char, group_out: *mut i32) -> i32;
 
     /// The name of a node of a group read from a file, NULL otherwise. Valid
     /// while the graph lives.
@@ -961,6 +980,7 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_quotient_arcs",
     "fib_coloring_fiber_blocks",
     "fib_graph_read_edgelist",
+    "fib_graph_read_edgelist_columns",
     "fib_graph_node_name",
     "fib_graph_num_edge_types",
     "fib_graph_edge_type_name",

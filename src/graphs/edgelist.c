@@ -824,7 +824,17 @@ int32_t fib_edgelist_read_columns(const char *path, uint32_t flags, const char *
             break;
         }
         size_t got = fread(buf + len, 1, (size_t)(cap - len), f);
+        /* Text never holds a NUL byte: stopping at the first one keeps an
+         * endless binary stream (a pipe from /dev/zero) from filling memory. */
+        const char *nul = memchr(buf + len, 0, got);
         len += (int64_t)got;
+        if (nul) {
+            long long line = 1;
+            for (const char *c = buf; c < nul; c++)
+                line += *c == '\n';
+            status = fib_error(FIB_E_FORMAT, "%s:%lld: NUL byte", label, line);
+            break;
+        }
         if (got == 0) {
             if (ferror(f))
                 status = fib_error(FIB_E_IO, "%s: read error", label);

@@ -73,6 +73,14 @@ def test_fractional_third_column_is_not_read_as_types(tmp_path):
     refused(run(path), "third column", "--columns", "--weight-column 3")
 
 
+def test_endless_binary_pipe_is_refused_at_its_first_nul_byte():
+    """`cat /dev/zero | fibration graph -` must stop at once, not fill memory."""
+    with open("/dev/zero", "rb") as zero:
+        r = subprocess.run([str(EXE), "graph", "-"], stdin=zero, capture_output=True,
+                           timeout=60)
+    refused(r, "<stdin>:1: NUL byte")
+
+
 # ---- naming the columns, stdin ------------------------------------------
 
 def test_weight_column_reads_networkx_weighted_edgelists(tmp_path):

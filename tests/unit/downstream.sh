@@ -8,8 +8,8 @@
 #                      and its man page is installed
 #   subproject-static  a meson project embedding libfibration as a subproject
 #                      with default_library=static: no tests, benchmarks or
-#                      command of ours in it, and the program needs no
-#                      libfibration.so
+#                      command of ours in it, only fib_* global symbols, and
+#                      the program needs no libfibration.so
 set -eu
 src_root=$1
 mode=$2
@@ -116,6 +116,11 @@ BUILD
     sub="$work/build/subprojects/libfibration"
     if [ -e "$sub/src/cli/fibration" ] || find "$sub/tests" -type f | grep .; then
         echo "the subproject built more than the library" >&2
+        exit 1
+    fi
+    # Every global symbol of the static library is ours: fib_*.
+    if nm -g --defined-only "$sub/src/libfibration.a" | awk 'NF == 3 {print $3}' | grep -v '^fib_'; then
+        echo "libfibration.a defines global symbols outside fib_*" >&2
         exit 1
     fi
     meson test -C "$work/build" --no-rebuild --list >"$work/tests.list" 2>&1

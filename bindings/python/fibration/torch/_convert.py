@@ -80,7 +80,7 @@ def convert_batch_norm(b, node, module):
     scale, shift = batch_norm_affine(module)
     layer = b.new_layer(node, "affine", module.num_features, [v.group], module=node.target)
     group = b.graph.add_affine(v.group, scale, shift, name=node.name)
-    b.own(node, "affine", layer=layer)
+    b.own(node, "affine", layer=layer, batch_norm=True)
     return b.added(layer, group)
 
 

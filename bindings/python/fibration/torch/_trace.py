@@ -95,10 +95,14 @@ class Network:
         self.graph: one made by self.graph.color(...) with any tolerance,
         edited with Coloring.set_group, or built by hand. The base is Eq. 10
         of the colouring (fib_compress); class_name defaults to
-        'Compressed' + the model's class name."""
+        'Compressed' + the model's class name. Tied tensors stay tied, or
+        UnsupportedModelError (_safety.keep_ties)."""
         from ._rebuild import rebuild
-        return rebuild(self, self.graph.compress(coloring),
-                       class_name or "Compressed" + type(self.model).__name__)
+        from ._safety import keep_ties
+        compressed = rebuild(self, self.graph.compress(coloring),
+                             class_name or "Compressed" + type(self.model).__name__)
+        keep_ties(self, compressed)
+        return compressed
 
 
 def _describe(node, gm):

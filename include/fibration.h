@@ -85,7 +85,7 @@ FIB_API uint32_t fib_features(void);
 #define FIB_E_OVERFLOW (-5)    /* a size is too large to be represented */
 #define FIB_E_NOMEM (-6)       /* an allocation failed; nothing leaked, handles unchanged */
 #define FIB_E_RANGE (-7)       /* a group id, unit index or class index is out of range */
-#define FIB_E_MISMATCH (-8)    /* handles that do not belong together (colouring of another graph) */
+#define FIB_E_MISMATCH (-8)    /* handles that do not belong together (colouring of another graph or of its state before a change) */
 #define FIB_E_UNSUPPORTED (-9) /* a valid request this version cannot do; the message says what */
 #define FIB_E_IO (-10)         /* a file could not be opened, read or written */
 #define FIB_E_FORMAT (-11)     /* a file or description is malformed; the message says where */
@@ -479,7 +479,19 @@ FIB_API int32_t fib_graph_block_scalar(const fib_graph *graph, int32_t group,
 
 /* A partition of every group's units into classes. Classes never span
  * groups. Class ids are canonical: numbered 0, 1, ... in the order of their
- * lowest unit index, so equal partitions give equal arrays. */
+ * lowest unit index, so equal partitions give equal arrays.
+ *
+ * A colouring belongs to the graph it was made for (by fib_color,
+ * fib_coloring_create, fib_automorphisms, ...), as that graph was then:
+ * every call taking a graph and a colouring refuses with FIB_E_MISMATCH a
+ * colouring of another graph, even one of the same shape, and one made
+ * before the graph was changed by adding a group or arcs,
+ * fib_graph_set_activation, fib_graph_set_initial_classes or
+ * fib_graph_set_convention (names and per-group eps change nothing it was
+ * made from). What a colouring keeps (class sums for fib_compress) was read
+ * from that graph's weights. To use classes found on one graph with
+ * another, copy them (fib_coloring_colors) into fib_coloring_create(other)
+ * with fib_coloring_set_group. */
 typedef struct fib_coloring fib_coloring;
 
 /* Progress callback of long calls: `done` of `total` steps are finished.
@@ -592,8 +604,8 @@ FIB_API int32_t fib_coloring_class_sizes(const fib_coloring *coloring,
  * 0. When 0, fib_last_error() describes the first violation found (group,
  * class, units, coordinate). An automorphism colouring is checked as both
  * fibers and opfibers. Input groups (fibers) and output groups
- * (opfibers) are not checked. Errors: FIB_E_MISMATCH (colouring of another
- * graph shape), FIB_E_INVALID (eps). */
+ * (opfibers) are not checked. Errors: FIB_E_MISMATCH (a colouring of another
+ * graph, or made before the graph was changed), FIB_E_INVALID (eps). */
 FIB_API int32_t fib_coloring_is_balanced(const fib_graph *graph,
                                          const fib_coloring *coloring,
                                          double eps, int32_t *balanced_out);

@@ -31,7 +31,7 @@ const FIB_E_OVERFLOW = Int32(-5)
 const FIB_E_NOMEM = Int32(-6)
 # a group id, unit index or class index is out of range
 const FIB_E_RANGE = Int32(-7)
-# handles that do not belong together (colouring of another graph)
+# handles that do not belong together (colouring of another graph or of its state before a change)
 const FIB_E_MISMATCH = Int32(-8)
 # a valid request this version cannot do; the message says what
 const FIB_E_UNSUPPORTED = Int32(-9)
@@ -147,6 +147,18 @@ mutable struct fib_graph end
 A partition of every group's units into classes. Classes never span
 groups. Class ids are canonical: numbered 0, 1, ... in the order of their
 lowest unit index, so equal partitions give equal arrays.
+
+A colouring belongs to the graph it was made for (by fib_color,
+fib_coloring_create, fib_automorphisms, ...), as that graph was then:
+every call taking a graph and a colouring refuses with FIB_E_MISMATCH a
+colouring of another graph, even one of the same shape, and one made
+before the graph was changed by adding a group or arcs,
+fib_graph_set_activation, fib_graph_set_initial_classes or
+fib_graph_set_convention (names and per-group eps change nothing it was
+made from). What a colouring keeps (class sums for fib_compress) was read
+from that graph's weights. To use classes found on one graph with
+another, copy them (fib_coloring_colors) into fib_coloring_create(other)
+with fib_coloring_set_group.
 """
 mutable struct fib_coloring end
 
@@ -747,8 +759,8 @@ tolerance eps (0: up to rounding, as FIB_TOL_EXACT): *balanced_out is 1 or
 0. When 0, fib_last_error() describes the first violation found (group,
 class, units, coordinate). An automorphism colouring is checked as both
 fibers and opfibers. Input groups (fibers) and output groups
-(opfibers) are not checked. Errors: FIB_E_MISMATCH (colouring of another
-graph shape), FIB_E_INVALID (eps).
+(opfibers) are not checked. Errors: FIB_E_MISMATCH (a colouring of another
+graph, or made before the graph was changed), FIB_E_INVALID (eps).
 """
 const _cache_fib_coloring_is_balanced = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_coloring_is_balanced(graph, coloring, eps, balanced_out)

@@ -35,7 +35,7 @@ pub const FIB_E_OVERFLOW: i32 = -5;
 pub const FIB_E_NOMEM: i32 = -6;
 /// a group id, unit index or class index is out of range
 pub const FIB_E_RANGE: i32 = -7;
-/// handles that do not belong together (colouring of another graph)
+/// handles that do not belong together (colouring of another graph or of its state before a change)
 pub const FIB_E_MISMATCH: i32 = -8;
 /// a valid request this version cannot do; the message says what
 pub const FIB_E_UNSUPPORTED: i32 = -9;
@@ -152,6 +152,18 @@ pub struct fib_graph {
 /// A partition of every group's units into classes. Classes never span
 /// groups. Class ids are canonical: numbered 0, 1, ... in the order of their
 /// lowest unit index, so equal partitions give equal arrays.
+///
+/// A colouring belongs to the graph it was made for (by fib_color,
+/// fib_coloring_create, fib_automorphisms, ...), as that graph was then:
+/// every call taking a graph and a colouring refuses with FIB_E_MISMATCH a
+/// colouring of another graph, even one of the same shape, and one made
+/// before the graph was changed by adding a group or arcs,
+/// fib_graph_set_activation, fib_graph_set_initial_classes or
+/// fib_graph_set_convention (names and per-group eps change nothing it was
+/// made from). What a colouring keeps (class sums for fib_compress) was read
+/// from that graph's weights. To use classes found on one graph with
+/// another, copy them (fib_coloring_colors) into fib_coloring_create(other)
+/// with fib_coloring_set_group.
 #[repr(C)]
 pub struct fib_coloring {
     _private: [u8; 0],
@@ -527,8 +539,8 @@ extern "C" {
     /// 0. When 0, fib_last_error() describes the first violation found (group,
     /// class, units, coordinate). An automorphism colouring is checked as both
     /// fibers and opfibers. Input groups (fibers) and output groups
-    /// (opfibers) are not checked. Errors: FIB_E_MISMATCH (colouring of another
-    /// graph shape), FIB_E_INVALID (eps).
+    /// (opfibers) are not checked. Errors: FIB_E_MISMATCH (a colouring of another
+    /// graph, or made before the graph was changed), FIB_E_INVALID (eps).
     pub fn fib_coloring_is_balanced(graph: *const fib_graph, coloring: *const fib_coloring, eps: f64, balanced_out: *mut i32) -> i32;
 
     /// The scale s_i of every unit of a group (FIB_TOL_SCALED; 1 for every unit

@@ -20,6 +20,13 @@
  *  - Handles are opaque. Every *_free(NULL) is a no-op.
  *  - Weights passed to builder functions are BORROWED unless FIB_COPY is
  *    given: the caller keeps them alive and unchanged while the graph lives.
+ *    They are checked (finite) when added. A value changed afterwards is
+ *    not seen by fib_color, which reads the weights as they are then (and
+ *    keeps class sums that fib_compress uses instead of reading them
+ *    again); fib_graph_forward, fib_compress and fib_model_save refuse a
+ *    NaN or infinite weight they meet with FIB_E_NONFINITE naming the
+ *    group, tensor and element. Graphs loaded from files borrow the same
+ *    way from a memory mapping (fib_load_options.copy).
  *  - Matrices are row-major with a leading dimension `ld` (elements between
  *    the starts of two rows, ld >= number of columns).
  *  - Unit indices are 0-based int64_t; group ids are 0-based int32_t, given
@@ -222,7 +229,8 @@ FIB_API int32_t fib_graph_add_input(fib_graph *graph, int64_t n_units,
  * over the units x of group `source` (n_in = its width, ld >= n_in). The new
  * group starts with the linear activation (see fib_graph_set_activation).
  * dtype is FIB_DTYPE_F32 or FIB_DTYPE_F64 for both weights and bias; bias may
- * be NULL (no bias). flags: 0 (borrow) or FIB_COPY.
+ * be NULL (no bias). flags: 0 (borrow: weights and bias stay alive and
+ * unchanged while the graph lives) or FIB_COPY.
  * Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype, flags),
  * FIB_E_SHAPE (n_out < 1, ld < n_in), FIB_E_OVERFLOW, FIB_E_NONFINITE (the
  * message gives row and column), FIB_E_NOMEM. */
@@ -321,7 +329,10 @@ FIB_API int32_t fib_graph_num_parameters(const fib_graph *graph,
  * laid out [position][unit]: for images, channels last (NHWC); for
  * sequences, time-major within a sample (PyTorch's batch_first layout).
  * dtype applies to both buffers. Errors: FIB_E_NULL, FIB_E_SHAPE (batch < 1), FIB_E_INVALID,
- * FIB_E_NONFINITE (an input), FIB_E_NOMEM. */
+ * FIB_E_NONFINITE (an input; or a weight that became NaN or infinite in
+ * borrowed memory after it was added: the message names group, tensor and
+ * element; a block's values are looked at only when its output is not
+ * finite, so this costs nothing otherwise), FIB_E_NOMEM. */
 FIB_API int32_t fib_graph_forward(const fib_graph *graph, int64_t batch,
                                   int32_t dtype, const void *inputs,
                                   void *outputs);
@@ -651,7 +662,9 @@ typedef struct fib_base fib_base;
  * bits either way).
  * Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_UNSUPPORTED (scales on a group
  * that is not dense, whose activation is not linear, ReLU or leaky ReLU, or
- * that is read by a block that is not dense), FIB_E_NOMEM. */
+ * that is read by a block that is not dense), FIB_E_NONFINITE (the base
+ * would hold a NaN or infinite weight: one of `graph` changed in borrowed
+ * memory, named, or merged sums beyond the range of double), FIB_E_NOMEM. */
 FIB_API int32_t fib_compress(const fib_graph *graph,
                              const fib_coloring *coloring, fib_base **out);
 
@@ -804,7 +817,17 @@ typedef struct fib_load_options {
     int32_t copy;       /* 0 (default): the graph borrows the tensors from a
                            memory mapping of the file, which it keeps until
                            fib_graph_free; 1: weights are copied and the file
-                           is closed before returning */
+                           is closed before returning. A mapped file must
+                           not be rewritten or truncated in place while the
+                           graph lives: rewritten weights are borrowed
+                           weights changed (see the conventions at the top),
+                           and touching a page past the end of a truncated
+                           file raises SIGBUS, a signal from the operating
+                           system that the library cannot turn into an
+                           error. Replacing the file by rename (as
+                           fib_model_save does) is safe: the mapping keeps
+                           the old file. Load files that others may change
+                           in place with copy = 1 */
     double parameter;   /* parameter of `activation` (the negative slope of
                            FIB_ACT_LEAKY_RELU); default 0.01 */
 } fib_load_options;
@@ -825,8 +848,10 @@ FIB_API int32_t fib_load_options_init(fib_load_options *options,
  * (out x in) and optionally "<i>.bias", i ascending; they load as a chain of
  * dense groups named "<i>" after an input group named "input", with
  * options->activation on every hidden group and a linear last group.
- * F32 and F64 tensors are borrowed from the mapping (zero copies); F16 and
- * BF16 are converted to float32 copies owned by the graph.
+ * F32 and F64 tensors are borrowed from the mapping (zero copies; the file
+ * must then not change in place while the graph lives, see
+ * fib_load_options.copy); F16 and BF16 are converted to float32 copies
+ * owned by the graph.
  *
  * Errors: FIB_E_NULL, FIB_E_INVALID (options), FIB_E_IO (cannot open or
  * read), FIB_E_FORMAT (malformed file, missing or mis-shaped tensor; the
@@ -847,7 +872,10 @@ FIB_API int32_t fib_model_load(const char *path,
  * group with tensors has a distinct non-empty name (so a saved nn.Sequential
  * state dict keeps its keys), else "groups.<id>.<tensor>".
  * Errors: FIB_E_NULL, FIB_E_INVALID (dtype), FIB_E_UNSUPPORTED (node groups
- * of general graphs), FIB_E_IO, FIB_E_NOMEM. */
+ * of general graphs), FIB_E_NONFINITE (a weight that became NaN or infinite
+ * in borrowed memory, or that float32 cannot hold when saving as float32:
+ * the message names group, tensor and element; nothing is written, as the
+ * file could not be loaded), FIB_E_IO, FIB_E_NOMEM. */
 FIB_API int32_t fib_model_save(const fib_graph *graph, const char *path,
                                int32_t dtype);
 
@@ -926,7 +954,8 @@ FIB_API int32_t fib_graph_add_nodes(fib_graph *graph, int64_t n_nodes,
  * Errors: FIB_E_NULL, FIB_E_RANGE (a group that is not a node group, or a
  * node index out of range: the message gives the arc), FIB_E_SHAPE (m < 0),
  * FIB_E_NONFINITE (the message gives the arc), FIB_E_INVALID (flags, or
- * weights on some arc sets only), FIB_E_NOMEM. */
+ * weights on some arc sets only), FIB_E_NOMEM. Borrowed arrays must stay
+ * unchanged while the graph lives. */
 FIB_API int32_t fib_graph_add_edges(fib_graph *graph, int32_t src_group,
                                     int32_t dst_group, int64_t m,
                                     const int64_t *src, const int64_t *dst,

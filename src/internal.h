@@ -270,6 +270,16 @@ int32_t fib_graph_check_group(const fib_graph *g, int32_t group,
 /* Records a change of what the graph computes or how it is coloured:
  * colourings made before it no longer fit (fib_coloring_check_graph). */
 void fib_graph_changed(fib_graph *g);
+/* tensor.c: FIB_E_NONFINITE naming `what`, the group, tensor and element
+ * of the first NaN or infinite parameter of the group's block; FIB_OK if
+ * there is none. The builders refuse such values, but borrowed memory (the
+ * caller's, or a mapped file) can change afterwards: readers that meet a
+ * non-finite value ask this for the culprit. */
+int32_t fib_group_find_nonfinite(const fib_graph *g, int32_t group, const char *what);
+/* tensor.c: element `flat` (packed row-major) of a view as "[i, j, ...]". */
+#define FIB_TENSOR_INDEX_TEXT 96
+void fib_tensor_index_text(const fib_tensor_view *v, int64_t flat,
+                           char text[FIB_TENSOR_INDEX_TEXT]);
 int32_t fib_graph_push_group(fib_graph *g, const fib_group *group,
                              int32_t *id_out);
 bool fib_group_is_input(const fib_graph *g, int32_t group);

@@ -276,7 +276,8 @@ extern "C" {
     /// over the units x of group `source` (n_in = its width, ld >= n_in). The new
     /// group starts with the linear activation (see fib_graph_set_activation).
     /// dtype is FIB_DTYPE_F32 or FIB_DTYPE_F64 for both weights and bias; bias may
-    /// be NULL (no bias). flags: 0 (borrow) or FIB_COPY.
+    /// be NULL (no bias). flags: 0 (borrow: weights and bias stay alive and
+    /// unchanged while the graph lives) or FIB_COPY.
     /// Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype, flags),
     /// FIB_E_SHAPE (n_out < 1, ld < n_in), FIB_E_OVERFLOW, FIB_E_NONFINITE (the
     /// message gives row and column), FIB_E_NOMEM.
@@ -354,7 +355,10 @@ extern "C" {
     /// laid out [position][unit]: for images, channels last (NHWC); for
     /// sequences, time-major within a sample (PyTorch's batch_first layout).
     /// dtype applies to both buffers. Errors: FIB_E_NULL, FIB_E_SHAPE (batch < 1), FIB_E_INVALID,
-    /// FIB_E_NONFINITE (an input), FIB_E_NOMEM.
+    /// FIB_E_NONFINITE (an input; or a weight that became NaN or infinite in
+    /// borrowed memory after it was added: the message names group, tensor and
+    /// element; a block's values are looked at only when its output is not
+    /// finite, so this costs nothing otherwise), FIB_E_NOMEM.
     pub fn fib_graph_forward(graph: *const fib_graph, batch: i64, dtype: i32, inputs: *const c_void, outputs: *mut c_void) -> i32;
 
     /// Like fib_graph_forward, but writes the activity (after activation) of one
@@ -573,7 +577,9 @@ extern "C" {
     /// bits either way).
     /// Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_UNSUPPORTED (scales on a group
     /// that is not dense, whose activation is not linear, ReLU or leaky ReLU, or
-    /// that is read by a block that is not dense), FIB_E_NOMEM.
+    /// that is read by a block that is not dense), FIB_E_NONFINITE (the base
+    /// would hold a NaN or infinite weight: one of `graph` changed in borrowed
+    /// memory, named, or merged sums beyond the range of double), FIB_E_NOMEM.
     pub fn fib_compress(graph: *const fib_graph, coloring: *const fib_coloring, out: *mut *mut fib_base) -> i32;
 
     /// Frees a base and its graph. NULL is a no-op.
@@ -664,8 +670,10 @@ extern "C" {
     /// (out x in) and optionally "<i>.bias", i ascending; they load as a chain of
     /// dense groups named "<i>" after an input group named "input", with
     /// options->activation on every hidden group and a linear last group.
-    /// F32 and F64 tensors are borrowed from the mapping (zero copies); F16 and
-    /// BF16 are converted to float32 copies owned by the graph.
+    /// F32 and F64 tensors are borrowed from the mapping (zero copies; the file
+    /// must then not change in place while the graph lives, see
+    /// fib_load_options.copy); F16 and BF16 are converted to float32 copies
+    /// owned by the graph.
     ///
     /// Errors: FIB_E_NULL, FIB_E_INVALID (options), FIB_E_IO (cannot open or
     /// read), FIB_E_FORMAT (malformed file, missing or mis-shaped tensor; the
@@ -684,7 +692,10 @@ extern "C" {
     /// group with tensors has a distinct non-empty name (so a saved nn.Sequential
     /// state dict keeps its keys), else "groups.<id>.<tensor>".
     /// Errors: FIB_E_NULL, FIB_E_INVALID (dtype), FIB_E_UNSUPPORTED (node groups
-    /// of general graphs), FIB_E_IO, FIB_E_NOMEM.
+    /// of general graphs), FIB_E_NONFINITE (a weight that became NaN or infinite
+    /// in borrowed memory, or that float32 cannot hold when saving as float32:
+    /// the message names group, tensor and element; nothing is written, as the
+    /// file could not be loaded), FIB_E_IO, FIB_E_NOMEM.
     pub fn fib_model_save(graph: *const fib_graph, path: *const c_char, dtype: i32) -> i32;
 
     /// Saves a base: its network as fib_model_save does, and its projection
@@ -713,7 +724,8 @@ extern "C" {
     /// Errors: FIB_E_NULL, FIB_E_RANGE (a group that is not a node group, or a
     /// node index out of range: the message gives the arc), FIB_E_SHAPE (m < 0),
     /// FIB_E_NONFINITE (the message gives the arc), FIB_E_INVALID (flags, or
-    /// weights on some arc sets only), FIB_E_NOMEM.
+    /// weights on some arc sets only), FIB_E_NOMEM. Borrowed arrays must stay
+    /// unchanged while the graph lives.
     pub fn fib_graph_add_edges(graph: *mut fib_graph, src_group: i32, dst_group: i32, m: i64, src: *const i64, dst: *const i64, weight: *const f64, r#type: *const i32, flags: u32) -> i32;
 
     /// Classes that must stay apart: nodes of node group `group` with different

@@ -60,7 +60,7 @@ int32_t fib_load_options_init(fib_load_options *o, size_t struct_size)
  * front. Library-side shape problems of a file are format errors. */
 int32_t fib_model_rewrap(int32_t status, const char *path, const char *what)
 {
-    char inner[400];
+    char inner[FIB_MESSAGE_SIZE];
     snprintf(inner, sizeof inner, "%s", fib_last_error());
     if (status == FIB_E_SHAPE || status == FIB_E_RANGE ||
         status == FIB_E_INVALID || status == FIB_E_OVERFLOW)

@@ -263,7 +263,9 @@ end
 """
 The message of the last failing call on this thread, "" if none. The
 string belongs to the library and is valid until the next call on this
-thread.
+thread. At most 4095 bytes: enough for a path of PATH_MAX bytes and the
+reason after it; a longer message keeps its first 1 KiB and its end (the
+reason) around " ... ", cut between UTF-8 characters.
 """
 const _cache_fib_last_error = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_last_error()

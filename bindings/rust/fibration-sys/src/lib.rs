@@ -258,7 +258,9 @@ extern "C" {
 
     /// The message of the last failing call on this thread, "" if none. The
     /// string belongs to the library and is valid until the next call on this
-    /// thread.
+    /// thread. At most 4095 bytes: enough for a path of PATH_MAX bytes and the
+    /// reason after it; a longer message keeps its first 1 KiB and its end (the
+    /// reason) around " ... ", cut between UTF-8 characters.
     pub fn fib_last_error() -> *const c_char;
 
     /// Creates an empty graph.

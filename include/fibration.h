@@ -23,9 +23,9 @@
  *    They are checked (finite) when added. A value changed afterwards is
  *    not seen by fib_color, which reads the weights as they are then (and
  *    keeps class sums that fib_compress uses instead of reading them
- *    again); fib_graph_forward, fib_compress and fib_model_save refuse a
- *    NaN or infinite weight they meet with FIB_E_NONFINITE naming the
- *    group, tensor and element. Graphs loaded from files borrow the same
+ *    again); fib_graph_forward, fib_compress, fib_coloring_is_balanced
+ *    and fib_model_save refuse a NaN or infinite weight they meet with
+ *    FIB_E_NONFINITE naming the group, tensor and element. Graphs loaded from files borrow the same
  *    way from a memory mapping (fib_load_options.copy).
  *  - Matrices are row-major with a leading dimension `ld` (elements between
  *    the starts of two rows, ld >= number of columns).
@@ -618,7 +618,9 @@ FIB_API int32_t fib_coloring_class_sizes(const fib_coloring *coloring,
  * class, units, coordinate). An automorphism colouring is checked as both
  * fibers and opfibers. Input groups (fibers) and output groups
  * (opfibers) are not checked. Errors: FIB_E_MISMATCH (a colouring of another
- * graph, or made before the graph was changed), FIB_E_INVALID (eps). */
+ * graph, or made before the graph was changed), FIB_E_INVALID (eps),
+ * FIB_E_NONFINITE (a weight that became NaN or infinite in borrowed memory,
+ * named: it would compare equal to nothing). */
 FIB_API int32_t fib_coloring_is_balanced(const fib_graph *graph,
                                          const fib_coloring *coloring,
                                          double eps, int32_t *balanced_out);

@@ -1,8 +1,8 @@
 /* Borrowed weights that become NaN or infinite after the graph was built
  * (the caller's memory, or a mapped model file rewritten on disk) are
- * refused where they are met: the forward pass, fib_compress and
- * fib_model_save name the group, tensor and element, and no file is
- * written. They used to give a
+ * refused where they are met: the forward pass, fib_compress,
+ * fib_coloring_is_balanced and fib_model_save name the group, tensor and
+ * element, and no file is written. They used to give a
  * forward output of 0 (ReLU of NaN) and a saved file the loader refuses. */
 #include "checks.h"
 #include "testing.h"
@@ -69,10 +69,15 @@ static void changed_borrowed_weights_are_refused(void)
                "save with a changed weight");
         CHECK(strstr(fib_last_error(), path) != NULL);
         CHECK(!file_exists(path));
-        /* a base of it would hold the value too */
+        /* a base of it would hold the value too; a balance check cannot
+         * compare it */
         fib_coloring *c = NULL;
         fib_base *base = NULL;
+        int32_t balanced = -1;
         CHECK_OK(fib_coloring_create(g, FIB_SYM_FIBERS, &c));
+        expect(fib_coloring_is_balanced(g, c, 0.0, &balanced), FIB_E_NONFINITE,
+               "group 1 ('hidden'): weight [1, 1]", "is_balanced with a changed weight");
+        CHECK(balanced == -1);
         expect(fib_compress(g, c, &base), FIB_E_NONFINITE, "group 1 ('hidden'): weight [1, 1]",
                "compress with a changed weight");
         CHECK(base == NULL);

@@ -766,7 +766,9 @@ tolerance eps (0: up to rounding, as FIB_TOL_EXACT): *balanced_out is 1 or
 class, units, coordinate). An automorphism colouring is checked as both
 fibers and opfibers. Input groups (fibers) and output groups
 (opfibers) are not checked. Errors: FIB_E_MISMATCH (a colouring of another
-graph, or made before the graph was changed), FIB_E_INVALID (eps).
+graph, or made before the graph was changed), FIB_E_INVALID (eps),
+FIB_E_NONFINITE (a weight that became NaN or infinite in borrowed memory,
+named: it would compare equal to nothing).
 """
 const _cache_fib_coloring_is_balanced = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_coloring_is_balanced(graph, coloring, eps, balanced_out)

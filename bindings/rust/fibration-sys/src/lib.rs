@@ -546,7 +546,9 @@ extern "C" {
     /// class, units, coordinate). An automorphism colouring is checked as both
     /// fibers and opfibers. Input groups (fibers) and output groups
     /// (opfibers) are not checked. Errors: FIB_E_MISMATCH (a colouring of another
-    /// graph, or made before the graph was changed), FIB_E_INVALID (eps).
+    /// graph, or made before the graph was changed), FIB_E_INVALID (eps),
+    /// FIB_E_NONFINITE (a weight that became NaN or infinite in borrowed memory,
+    /// named: it would compare equal to nothing).
     pub fn fib_coloring_is_balanced(graph: *const fib_graph, coloring: *const fib_coloring, eps: f64, balanced_out: *mut i32) -> i32;
 
     /// The scale s_i of every unit of a group (FIB_TOL_SCALED; 1 for every unit

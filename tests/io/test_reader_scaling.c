@@ -87,8 +87,8 @@ static void test_structured_file_of_many_groups(int64_t n)
     fib_graph_free(h);
 }
 
-static void state_dict(void) { test_state_dict_of_many_layers(350000); }
-static void structured(void) { test_structured_file_of_many_groups(100000); }
+static void state_dict(void) { test_state_dict_of_many_layers(500000); }
+static void structured(void) { test_structured_file_of_many_groups(150000); }
 
 int main(int argc, char **argv)
 {

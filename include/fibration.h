@@ -20,6 +20,13 @@
  *  - Handles are opaque. Every *_free(NULL) is a no-op.
  *  - Weights passed to builder functions are BORROWED unless FIB_COPY is
  *    given: the caller keeps them alive and unchanged while the graph lives.
+ *    They are checked (finite) when added. A value changed afterwards is
+ *    not seen by fib_color, which reads the weights as they are then (and
+ *    keeps class sums that fib_compress uses instead of reading them
+ *    again); fib_graph_forward, fib_compress, fib_coloring_is_balanced
+ *    and fib_model_save refuse a NaN or infinite weight they meet with
+ *    FIB_E_NONFINITE naming the group, tensor and element. Graphs loaded from files borrow the same
+ *    way from a memory mapping (fib_load_options.copy).
  *  - Matrices are row-major with a leading dimension `ld` (elements between
  *    the starts of two rows, ld >= number of columns).
  *  - Unit indices are 0-based int64_t; group ids are 0-based int32_t, given
@@ -85,7 +92,7 @@ FIB_API uint32_t fib_features(void);
 #define FIB_E_OVERFLOW (-5)    /* a size is too large to be represented */
 #define FIB_E_NOMEM (-6)       /* an allocation failed; nothing leaked, handles unchanged */
 #define FIB_E_RANGE (-7)       /* a group id, unit index or class index is out of range */
-#define FIB_E_MISMATCH (-8)    /* handles that do not belong together (colouring of another graph) */
+#define FIB_E_MISMATCH (-8)    /* handles that do not belong together (colouring of another graph or of its state before a change) */
 #define FIB_E_UNSUPPORTED (-9) /* a valid request this version cannot do; the message says what */
 #define FIB_E_IO (-10)         /* a file could not be opened, read or written */
 #define FIB_E_FORMAT (-11)     /* a file or description is malformed; the message says where */
@@ -97,7 +104,9 @@ FIB_API const char *fib_status_name(int32_t status);
 
 /* The message of the last failing call on this thread, "" if none. The
  * string belongs to the library and is valid until the next call on this
- * thread. */
+ * thread. At most 4095 bytes: enough for a path of PATH_MAX bytes and the
+ * reason after it; a longer message keeps its first 1 KiB and its end (the
+ * reason) around " ... ", cut between UTF-8 characters. */
 FIB_API const char *fib_last_error(void);
 
 /* ------------------------------------------------------------------------ */
@@ -222,7 +231,8 @@ FIB_API int32_t fib_graph_add_input(fib_graph *graph, int64_t n_units,
  * over the units x of group `source` (n_in = its width, ld >= n_in). The new
  * group starts with the linear activation (see fib_graph_set_activation).
  * dtype is FIB_DTYPE_F32 or FIB_DTYPE_F64 for both weights and bias; bias may
- * be NULL (no bias). flags: 0 (borrow) or FIB_COPY.
+ * be NULL (no bias). flags: 0 (borrow: weights and bias stay alive and
+ * unchanged while the graph lives) or FIB_COPY.
  * Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype, flags),
  * FIB_E_SHAPE (n_out < 1, ld < n_in), FIB_E_OVERFLOW, FIB_E_NONFINITE (the
  * message gives row and column), FIB_E_NOMEM. */
@@ -321,7 +331,10 @@ FIB_API int32_t fib_graph_num_parameters(const fib_graph *graph,
  * laid out [position][unit]: for images, channels last (NHWC); for
  * sequences, time-major within a sample (PyTorch's batch_first layout).
  * dtype applies to both buffers. Errors: FIB_E_NULL, FIB_E_SHAPE (batch < 1), FIB_E_INVALID,
- * FIB_E_NONFINITE (an input), FIB_E_NOMEM. */
+ * FIB_E_NONFINITE (an input; or a weight that became NaN or infinite in
+ * borrowed memory after it was added: the message names group, tensor and
+ * element; a block's values are looked at only when its output is not
+ * finite, so this costs nothing otherwise), FIB_E_NOMEM. */
 FIB_API int32_t fib_graph_forward(const fib_graph *graph, int64_t batch,
                                   int32_t dtype, const void *inputs,
                                   void *outputs);
@@ -479,7 +492,19 @@ FIB_API int32_t fib_graph_block_scalar(const fib_graph *graph, int32_t group,
 
 /* A partition of every group's units into classes. Classes never span
  * groups. Class ids are canonical: numbered 0, 1, ... in the order of their
- * lowest unit index, so equal partitions give equal arrays. */
+ * lowest unit index, so equal partitions give equal arrays.
+ *
+ * A colouring belongs to the graph it was made for (by fib_color,
+ * fib_coloring_create, fib_automorphisms, ...), as that graph was then:
+ * every call taking a graph and a colouring refuses with FIB_E_MISMATCH a
+ * colouring of another graph, even one of the same shape, and one made
+ * before the graph was changed by adding a group or arcs,
+ * fib_graph_set_activation, fib_graph_set_initial_classes or
+ * fib_graph_set_convention (names and per-group eps change nothing it was
+ * made from). What a colouring keeps (class sums for fib_compress) was read
+ * from that graph's weights. To use classes found on one graph with
+ * another, copy them (fib_coloring_colors) into fib_coloring_create(other)
+ * with fib_coloring_set_group. */
 typedef struct fib_coloring fib_coloring;
 
 /* Progress callback of long calls: `done` of `total` steps are finished.
@@ -592,8 +617,10 @@ FIB_API int32_t fib_coloring_class_sizes(const fib_coloring *coloring,
  * 0. When 0, fib_last_error() describes the first violation found (group,
  * class, units, coordinate). An automorphism colouring is checked as both
  * fibers and opfibers. Input groups (fibers) and output groups
- * (opfibers) are not checked. Errors: FIB_E_MISMATCH (colouring of another
- * graph shape), FIB_E_INVALID (eps). */
+ * (opfibers) are not checked. Errors: FIB_E_MISMATCH (a colouring of another
+ * graph, or made before the graph was changed), FIB_E_INVALID (eps),
+ * FIB_E_NONFINITE (a weight that became NaN or infinite in borrowed memory,
+ * named: it would compare equal to nothing). */
 FIB_API int32_t fib_coloring_is_balanced(const fib_graph *graph,
                                          const fib_coloring *coloring,
                                          double eps, int32_t *balanced_out);
@@ -639,7 +666,9 @@ typedef struct fib_base fib_base;
  * bits either way).
  * Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_UNSUPPORTED (scales on a group
  * that is not dense, whose activation is not linear, ReLU or leaky ReLU, or
- * that is read by a block that is not dense), FIB_E_NOMEM. */
+ * that is read by a block that is not dense), FIB_E_NONFINITE (the base
+ * would hold a NaN or infinite weight: one of `graph` changed in borrowed
+ * memory, named, or merged sums beyond the range of double), FIB_E_NOMEM. */
 FIB_API int32_t fib_compress(const fib_graph *graph,
                              const fib_coloring *coloring, fib_base **out);
 
@@ -797,7 +826,17 @@ typedef struct fib_load_options {
     int32_t copy;       /* 0 (default): the graph borrows the tensors from a
                            memory mapping of the file, which it keeps until
                            fib_graph_free; 1: weights are copied and the file
-                           is closed before returning */
+                           is closed before returning. A mapped file must
+                           not be rewritten or truncated in place while the
+                           graph lives: rewritten weights are borrowed
+                           weights changed (see the conventions at the top),
+                           and touching a page past the end of a truncated
+                           file raises SIGBUS, a signal from the operating
+                           system that the library cannot turn into an
+                           error. Replacing the file by rename (as
+                           fib_model_save does) is safe: the mapping keeps
+                           the old file. Load files that others may change
+                           in place with copy = 1 */
     double parameter;   /* parameter of `activation` (the negative slope of
                            FIB_ACT_LEAKY_RELU); default 0.01 */
 } fib_load_options;
@@ -818,8 +857,10 @@ FIB_API int32_t fib_load_options_init(fib_load_options *options,
  * (out x in) and optionally "<i>.bias", i ascending; they load as a chain of
  * dense groups named "<i>" after an input group named "input", with
  * options->activation on every hidden group and a linear last group.
- * F32 and F64 tensors are borrowed from the mapping (zero copies); F16 and
- * BF16 are converted to float32 copies owned by the graph.
+ * F32 and F64 tensors are borrowed from the mapping (zero copies; the file
+ * must then not change in place while the graph lives, see
+ * fib_load_options.copy); F16 and BF16 are converted to float32 copies
+ * owned by the graph.
  * A borrowed mapping reads the file itself: if another program truncates
  * the file while the graph lives, touching the lost pages raises SIGBUS.
  * The library installs no signal handlers; a program that cannot trust its
@@ -850,7 +891,10 @@ FIB_API int32_t fib_model_load(const char *path,
  * group with tensors has a distinct non-empty name (so a saved nn.Sequential
  * state dict keeps its keys), else "groups.<id>.<tensor>".
  * Errors: FIB_E_NULL, FIB_E_INVALID (dtype), FIB_E_UNSUPPORTED (node groups
- * of general graphs), FIB_E_IO, FIB_E_NOMEM. */
+ * of general graphs), FIB_E_NONFINITE (a weight that became NaN or infinite
+ * in borrowed memory, or that float32 cannot hold when saving as float32:
+ * the message names group, tensor and element; nothing is written, as the
+ * file could not be loaded), FIB_E_IO, FIB_E_NOMEM. */
 FIB_API int32_t fib_model_save(const fib_graph *graph, const char *path,
                                int32_t dtype);
 
@@ -929,7 +973,8 @@ FIB_API int32_t fib_graph_add_nodes(fib_graph *graph, int64_t n_nodes,
  * Errors: FIB_E_NULL, FIB_E_RANGE (a group that is not a node group, or a
  * node index out of range: the message gives the arc), FIB_E_SHAPE (m < 0),
  * FIB_E_NONFINITE (the message gives the arc), FIB_E_INVALID (flags, or
- * weights on some arc sets only), FIB_E_NOMEM. */
+ * weights on some arc sets only), FIB_E_NOMEM. Borrowed arrays must stay
+ * unchanged while the graph lives. */
 FIB_API int32_t fib_graph_add_edges(fib_graph *graph, int32_t src_group,
                                     int32_t dst_group, int64_t m,
                                     const int64_t *src, const int64_t *dst,

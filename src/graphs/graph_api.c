@@ -559,6 +559,7 @@ int32_t fib_graph_add_edges(fib_graph *g, int32_t src_group, int32_t dst_group,
         e.type = type;
     }
     b->sets[b->n_sets++] = e;
+    fib_graph_changed(g);
     return FIB_OK;
 }
 
@@ -573,6 +574,7 @@ int32_t fib_graph_set_initial_classes(fib_graph *g, int32_t group,
     if (!labels) {
         fib_free(b->initial);
         b->initial = NULL;
+        fib_graph_changed(g);
         return FIB_OK;
     }
     if (n_nodes != g->groups[group].n_units)
@@ -585,6 +587,7 @@ int32_t fib_graph_set_initial_classes(fib_graph *g, int32_t group,
     memcpy(copy, labels, (size_t)n_nodes * sizeof *copy);
     fib_free(b->initial);
     b->initial = copy;
+    fib_graph_changed(g);
     return FIB_OK;
 }
 
@@ -597,6 +600,7 @@ int32_t fib_graph_set_convention(fib_graph *g, int32_t convention)
         return fib_error(FIB_E_INVALID, "fib_graph_set_convention: unknown "
                          "convention %d", (int)convention);
     g->convention = convention;
+    fib_graph_changed(g);
     return FIB_OK;
 }
 

@@ -23,7 +23,7 @@ FIB_E_NONFINITE = -4  # a weight or input is NaN or infinite
 FIB_E_OVERFLOW = -5  # a size is too large to be represented
 FIB_E_NOMEM = -6  # an allocation failed; nothing leaked, handles unchanged
 FIB_E_RANGE = -7  # a group id, unit index or class index is out of range
-FIB_E_MISMATCH = -8  # handles that do not belong together (colouring of another graph)
+FIB_E_MISMATCH = -8  # handles that do not belong together (colouring of another graph or of its state before a change)
 FIB_E_UNSUPPORTED = -9  # a valid request this version cannot do; the message says what
 FIB_E_IO = -10  # a file could not be opened, read or written
 FIB_E_FORMAT = -11  # a file or description is malformed; the message says where
@@ -180,6 +180,18 @@ class fib_graph(ctypes.Structure):
 # A partition of every group's units into classes. Classes never span
 # groups. Class ids are canonical: numbered 0, 1, ... in the order of their
 # lowest unit index, so equal partitions give equal arrays.
+#
+# A colouring belongs to the graph it was made for (by fib_color,
+# fib_coloring_create, fib_automorphisms, ...), as that graph was then:
+# every call taking a graph and a colouring refuses with FIB_E_MISMATCH a
+# colouring of another graph, even one of the same shape, and one made
+# before the graph was changed by adding a group or arcs,
+# fib_graph_set_activation, fib_graph_set_initial_classes or
+# fib_graph_set_convention (names and per-group eps change nothing it was
+# made from). What a colouring keeps (class sums for fib_compress) was read
+# from that graph's weights. To use classes found on one graph with
+# another, copy them (fib_coloring_colors) into fib_coloring_create(other)
+# with fib_coloring_set_group.
 class fib_coloring(ctypes.Structure):
     """Opaque handle; only used through pointers."""
 

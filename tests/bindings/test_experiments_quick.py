@@ -59,6 +59,12 @@ def test_emergence_quick(tmp_path):
     lifted = [r for r in rows if r["model"] == "lifted" and r["step"] == "0"
               and r["tolerance"] == "exact" and r["units"] == "128"]
     assert len(lifted) == 2 and all(r["fibers"] == "32" and r["covers"] == "32" for r in lifted)
+    # with every product summed in one order, copies stay bit-identical: the
+    # planted covers never split (they may only merge further)
+    ordered = [r for r in rows if r["model"] == "lifted_ordered" and r["tolerance"] == "exact"]
+    assert len({r["step"] for r in ordered}) >= 3
+    assert all(r["pairs_split"] == "0" for r in ordered)
+    assert all(int(r["covers"]) <= 32 for r in ordered if r["units"] == "128")
     assert "coarse-graining" in out
 
 

@@ -1,7 +1,7 @@
 /* Output files written atomically or in place; see file_output.h. */
 #include "io/file_output.h"
 
-#include "internal.h"
+#include "model/model.h"
 
 #include <errno.h>
 #include <fcntl.h>

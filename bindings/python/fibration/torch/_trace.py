@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .. import Graph
+from ._convert import MODULES as _POSITIONAL_MODULES
+from ._values import TupleValue, Value
 
 
 class UnsupportedModelError(TypeError):
@@ -52,26 +54,6 @@ class Layer:
     activation_parameter: float = 0.0
     activated: bool = False
     read_before_activation: bool = False
-
-
-@dataclass
-class Value:
-    """What an fx node computes: the units of a group, before or after the
-    group's activation."""
-    group: int
-    activated: bool
-
-
-@dataclass
-class TupleValue:
-    """A tuple returned by a layer (LSTM: (output, (h_n, c_n)); attention:
-    (output, weights)): the items that are groups, and why the others are not
-    supported."""
-    items: dict
-    why: str = ""
-
-
-CHANNEL_DIM = {"plain": 1, "image": 1, "channels1d": 1, "sequence": 2}
 
 
 class Network:
@@ -374,6 +356,7 @@ MODULES = {
     nn.Dropout: convert_alias,
     nn.Flatten: convert_flatten,
 }
+MODULES.update(_POSITIONAL_MODULES)  # the converters for layers with positions
 
 FUNCTIONS = {
     operator.add: convert_add,
@@ -555,5 +538,3 @@ def _input_layout(b, node, shape):
 
 
 CHANNELS_FIRST_1D = ("Conv1d", "MaxPool1d", "AvgPool1d", "BatchNorm1d")
-
-from . import _convert  # noqa: E402,F401  (registers the converters for layers with positions)

@@ -67,6 +67,7 @@ FIB_TOL_SCALED = 256
 FIB_LINKAGE_MAX_UNITS = 8192
 FIB_COPY = 1  # copy the weights instead of borrowing them
 FIB_BUDGET_OPTIONS_SIZE_1 = 48
+FIB_BUDGET_OPTIONS_SIZE_2 = 88
 FIB_OP_NODES = 12  # a group of graph nodes (fib_graph_add_nodes)
 FIB_CONVENTION_PURE = 0  # the definition: start from one class per group (the default)
 FIB_CONVENTION_PUBLISHED = 1  # FastFibration's: nodes without inputs are singletons, every strongly connected component without inputs from outside starts as its own class, and nodes whose only inputs are self-loops are used as extra splitters; reproduces published fiber counts (E. coli: 555 classes, pure: 414)
@@ -146,6 +147,7 @@ CONSTANTS = {
     'FIB_LINKAGE_MAX_UNITS': FIB_LINKAGE_MAX_UNITS,
     'FIB_COPY': FIB_COPY,
     'FIB_BUDGET_OPTIONS_SIZE_1': FIB_BUDGET_OPTIONS_SIZE_1,
+    'FIB_BUDGET_OPTIONS_SIZE_2': FIB_BUDGET_OPTIONS_SIZE_2,
     'FIB_OP_NODES': FIB_OP_NODES,
     'FIB_CONVENTION_PURE': FIB_CONVENTION_PURE,
     'FIB_CONVENTION_PUBLISHED': FIB_CONVENTION_PUBLISHED,
@@ -238,6 +240,8 @@ class fib_budget_options(ctypes.Structure):
         ('synthetic_samples', ctypes.c_int32),
         ('corrected', ctypes.c_int32),
         ('smallest_fraction', ctypes.c_double),
+        ('progress', fib_progress_fn),
+        ('progress_user', ctypes.c_void_p),
     ]
 
 

@@ -106,6 +106,7 @@ pub const FIB_LINKAGE_MAX_UNITS: i32 = 8192;
 /// copy the weights instead of borrowing them
 pub const FIB_COPY: u32 = 1;
 pub const FIB_BUDGET_OPTIONS_SIZE_1: i32 = 48;
+pub const FIB_BUDGET_OPTIONS_SIZE_2: i32 = 88;
 /// a group of graph nodes (fib_graph_add_nodes)
 pub const FIB_OP_NODES: i32 = 12;
 /// the definition: start from one class per group (the default)
@@ -216,6 +217,8 @@ pub struct fib_budget_options {
     pub synthetic_samples: i32,
     pub corrected: i32,
     pub smallest_fraction: f64,
+    pub progress: fib_progress_fn,
+    pub progress_user: *mut c_void,
 }
 
 #[repr(C)]

@@ -64,6 +64,11 @@ int cmd_compress(int argc, char **argv)
     if (o.budget > 0) {
         budget.merge_inputs = o.merge_inputs;
         budget.synthetic_scale = o.input_scale;
+        /* the budget's steps are clusterings, not shares of the weights */
+        progress.phase = "budget";
+        progress.weights = 0;
+        budget.progress = cli_progress_cb;
+        budget.progress_user = &progress;
         int32_t st = fib_compress_to_budget(g, o.budget, &budget, &base);
         if (st != FIB_OK && budget.smallest_fraction > 0) {
             /* a budget the model cannot meet is a bad command line, not a

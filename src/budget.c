@@ -492,7 +492,8 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         if (!status)
             status = fib_merges_cut(&mg, l->n - l->k, &col->parts[i]);
         if (!status && scaled && o->refine_iterations > 0)
-            status = fib_rank1_lloyd(&r, weight, o->refine_iterations, &col->parts[i]);
+            status = fib_rank1_lloyd(&r, weight, o->refine_iterations, &check,
+                                     &col->parts[i]);
         if (!status && !scaled) {
             for (int64_t u = 0; u < l->n; u++)
                 norms[u] = 1.0; /* scales of the mean fit */
@@ -538,7 +539,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
     *corrected = false;
     if (!status && correcting)
         status = fib_budget_correct(g, col, o->synthetic_scale, o->synthetic_samples,
-                                    *base_out, corrected);
+                                    &check, *base_out, corrected);
     if (!status && correcting)
         status = budget_step(&check);
     if (status && *base_out) {

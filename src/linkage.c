@@ -777,7 +777,7 @@ void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
 }
 
 int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterations,
-                        fib_partition *p)
+                        const fib_progress_check *check, fib_partition *p)
 {
     int64_t n = r->n, d = r->d, k = p->n_classes;
     double *V = fib_alloc(k * (d > 0 ? d : 1), sizeof *V);
@@ -805,6 +805,11 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
          * (ties: the lowest class); a unit stays when nothing is better */
         bool moved = false;
         for (int64_t i = 0; i < n; i++) {
+            if (fib_progress_cancelled(check)) {
+                status = fib_error(FIB_E_CANCELLED, "refinement cancelled by the progress "
+                                                    "callback");
+                goto done;
+            }
             const double *row = r->value + i * d;
             int64_t best = p->color[i];
             double best_dot = 0;

@@ -87,9 +87,10 @@ int32_t fib_color_scaled_dense(const fib_graph *g, int32_t group, int32_t mode,
                                double **scales);
 /* Lloyd iterations on the rank-1 objective: each unit moves to the class
  * whose top direction has the largest positive projection of its row; the
- * directions are recomputed; at most `iterations` rounds, deterministic. */
+ * directions are recomputed; at most `iterations` rounds, deterministic.
+ * check (may be NULL) is asked once per unit of each round. */
 int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterations,
-                        fib_partition *p);
+                        const fib_progress_check *check, fib_partition *p);
 /* Top right singular direction of the weighted rows of `members` (power
  * iteration from their weighted sum; r->value and r->d only), into v (unit,
  * pointing along the sum); w: scratch of r->d. */
@@ -102,7 +103,8 @@ void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
  * *applied: false (base unchanged) when a block has no bias or a hidden
  * activation is not linear, ReLU or leaky ReLU. */
 int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
-                           int64_t n_samples, fib_base *base, bool *applied);
+                           int64_t n_samples, const fib_progress_check *check,
+                           fib_base *base, bool *applied);
 /* budget.c: the scale-aware Eq. 10 for a dense group. */
 int32_t fib_dense_compress_scaled(const fib_graph *g, int32_t group,
                                   const fib_partition *parts,

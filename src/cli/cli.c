@@ -204,13 +204,13 @@ static int option_value(int argc, char **argv, int *i, const char *name,
     return 1;
 }
 
-static void defaults(cli_options *o, const char *verb, unsigned accepted)
+static void defaults(cli_options *o, const char *verb)
 {
     memset(o, 0, sizeof *o);
     o->verb = verb;
-    /* a directed graph's usual symmetry is its fibers; a network's default
-     * is covers (docs/cli.md says why) */
-    o->symmetry = (accepted & OPT_EDGELIST) ? FIB_SYM_FIBERS : FIB_SYM_COVERS;
+    /* fibers, as in the library and in Python (docs/concepts.md says why);
+     * symmetry breaking is defined on the covers */
+    o->symmetry = strcmp(verb, "break") == 0 ? FIB_SYM_COVERS : FIB_SYM_FIBERS;
     o->tolerance = FIB_TOL_EXACT;
     o->activation = FIB_ACT_RELU;
     o->act_param = 0.01;
@@ -374,7 +374,7 @@ int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
               cli_options *o)
 {
     const char *verb = argv[0];
-    defaults(o, verb, accepted);
+    defaults(o, verb);
     given seen = {false, false, false};
     bool options_done = false;
     for (int i = 1; i < argc; i++) {

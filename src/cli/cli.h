@@ -44,7 +44,7 @@ typedef struct cli_options {
     const char *model;      /* the one positional argument (graph: the edge
                                list, "-" for standard input) */
     const char *output;
-    int32_t symmetry;       /* FIB_SYM_*, default covers */
+    int32_t symmetry;       /* FIB_SYM_*, default fibers */
     int32_t tolerance;      /* FIB_TOL_* */
     double eps;
     int32_t activation;     /* for files without structure metadata */

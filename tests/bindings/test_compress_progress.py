@@ -8,18 +8,10 @@ import signal
 import pytest
 
 torch = pytest.importorskip("torch")
-import torch.nn as nn  # noqa: E402
 
 import fibration  # noqa: E402
 import fibration.torch as ft  # noqa: E402
-
-
-def mlp(seed=0, widths=(12, 40, 30, 4)):
-    torch.manual_seed(seed)
-    layers = []
-    for a, b in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers[:-1])
+from test_budget import mlp  # noqa: E402
 
 
 class Recorder:

@@ -791,11 +791,23 @@ typedef struct fib_budget_options {
                             (FIB_E_UNSUPPORTED): that base's parameters
                             over the graph's, the smallest budget_fraction
                             that succeeds (round it up); else 0 */
+    /* Appended to the second layout (FIB_BUDGET_OPTIONS_SIZE_2 bytes); a
+     * caller built against it gets no progress: */
+    fib_progress_fn progress; /* may be NULL: called after each step (each
+                            group's clustering, the exchange, each group's
+                            colouring, the correction, the base) and, with
+                            `done` unchanged, within every clustering at
+                            least once per unit, so that a cancel acts
+                            promptly: nonzero returns FIB_E_CANCELLED and
+                            makes nothing */
+    void *progress_user;
 } fib_budget_options;
 
 /* sizeof(fib_budget_options) of its first layout, before merge_inputs;
  * fib_budget_options_init and fib_compress_to_budget accept it. */
 #define FIB_BUDGET_OPTIONS_SIZE_1 48
+/* sizeof(fib_budget_options) of its second layout, before progress. */
+#define FIB_BUDGET_OPTIONS_SIZE_2 88
 
 /* Fills *options with the defaults. Errors: FIB_E_NULL, FIB_E_INVALID. */
 FIB_API int32_t fib_budget_options_init(fib_budget_options *options,

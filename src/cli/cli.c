@@ -204,13 +204,13 @@ static int option_value(int argc, char **argv, int *i, const char *name,
     return 1;
 }
 
-static void defaults(cli_options *o, const char *verb, unsigned accepted)
+static void defaults(cli_options *o, const char *verb)
 {
     memset(o, 0, sizeof *o);
     o->verb = verb;
-    /* a directed graph's usual symmetry is its fibers; a network's default
-     * is covers (docs/cli.md says why) */
-    o->symmetry = (accepted & OPT_EDGELIST) ? FIB_SYM_FIBERS : FIB_SYM_COVERS;
+    /* fibers, as in the library and in Python (docs/concepts.md says why);
+     * symmetry breaking is defined on the covers */
+    o->symmetry = strcmp(verb, "break") == 0 ? FIB_SYM_COVERS : FIB_SYM_FIBERS;
     o->tolerance = FIB_TOL_EXACT;
     o->activation = FIB_ACT_RELU;
     o->act_param = 0.01;
@@ -374,7 +374,7 @@ int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
               cli_options *o)
 {
     const char *verb = argv[0];
-    defaults(o, verb, accepted);
+    defaults(o, verb);
     given seen = {false, false, false};
     bool options_done = false;
     for (int i = 1; i < argc; i++) {
@@ -460,6 +460,8 @@ void cli_progress_init(cli_progress *p, const cli_options *o,
     memset(p, 0, sizeof *p);
     p->enabled = !o->quiet && isatty(STDERR_FILENO);
     p->start = now_seconds();
+    /* test-only (docs/cli.md): report from the first step */
+    p->delay = getenv("FIBRATION_TEST_PROGRESS_AT_ONCE") ? 0.0 : 1.0;
     p->phase = "";
     if (graph)
         fib_graph_num_parameters(graph, &p->weights);
@@ -471,8 +473,19 @@ int32_t cli_progress_cb(void *user, int64_t done, int64_t total)
     if (!p->enabled)
         return 0;
     double elapsed = now_seconds() - p->start;
-    if (elapsed < 1.0 || total <= 0)
+    if (elapsed < p->delay || total <= 0)
         return 0;
+    if (p->shown && done == p->last_done && elapsed - p->last_time < 0.5)
+        return 0;
+    p->last_done = done;
+    p->last_time = elapsed;
+    if (p->weights <= 0) {
+        fprintf(stderr, "\r%s: step %lld of %lld, %.0f s\033[K", p->phase, (long long)done,
+                (long long)total, elapsed);
+        fflush(stderr);
+        p->shown = true;
+        return 0;
+    }
     double weights = (double)p->weights * (double)done / (double)total;
     char seen[32], all[32], rate[32];
     cli_human(seen, sizeof seen, weights);
@@ -485,11 +498,24 @@ int32_t cli_progress_cb(void *user, int64_t done, int64_t total)
     return 0;
 }
 
+void cli_progress_note(cli_progress *p, const char *what, const char *name)
+{
+    if (!p->enabled)
+        return;
+    fprintf(stderr, "\r%s ", what);
+    cli_put_clean(stderr, name);
+    fputs(" ...\033[K", stderr);
+    fflush(stderr);
+    p->noted = true;
+}
+
 void cli_progress_end(cli_progress *p)
 {
     if (p->shown)
         fputc('\n', stderr);
-    p->shown = false;
+    else if (p->noted)
+        fputs("\r\033[K", stderr); /* a note alone leaves no line behind */
+    p->shown = p->noted = false;
 }
 
 /* ---- helpers ---- */

@@ -44,7 +44,7 @@ typedef struct cli_options {
     const char *model;      /* the one positional argument (graph: the edge
                                list, "-" for standard input) */
     const char *output;
-    int32_t symmetry;       /* FIB_SYM_*, default covers */
+    int32_t symmetry;       /* FIB_SYM_*, default fibers */
     int32_t tolerance;      /* FIB_TOL_* */
     double eps;
     int32_t activation;     /* for files without structure metadata */
@@ -83,18 +83,26 @@ int cli_usage(const char *verb, const char *fmt, ...)
     ;
 
 /* Progress on stderr: only when stderr is a terminal, not --quiet, and the
- * work has taken more than a second. */
+ * work has taken more than a second (docs/cli.md). */
 typedef struct cli_progress {
     bool enabled;
     bool shown;
+    bool noted;
     double start;
+    double delay; /* seconds before the first report */
+    double last_time; /* of the last report, whose step was last_done: a
+                         cancel check repeats its step many times a second */
+    int64_t last_done;
     const char *phase;
-    int64_t weights; /* parameters in the graph, for throughput */
+    int64_t weights; /* parameters in the graph, for throughput; 0: none */
 } cli_progress;
 
 void cli_progress_init(cli_progress *p, const cli_options *o,
                        const fib_graph *graph);
 int32_t cli_progress_cb(void *user, int64_t done, int64_t total);
+/* A phase that reports no steps ("reading EDGES"), shown until the next
+ * report and erased by cli_progress_end if nothing followed. */
+void cli_progress_note(cli_progress *p, const char *what, const char *name);
 void cli_progress_end(cli_progress *p);
 
 /* Loads the model named on the command line. Returns an exit code. */

@@ -23,7 +23,7 @@ static void help(FILE *f)
             "the tree of classes down to the units (--json), or its drawing (--dot).\n"
             "\n"
             "options:\n"
-            "  --symmetry S        fibers, opfibers or covers (default covers); all\n"
+            "  --symmetry S        fibers, opfibers or covers (default fibers); all\n"
             "                      adds the automorphism orbits of every layer and\n"
             "                      checks orbits <= covers <= fibers and opfibers\n"
             "  --tolerance T       exact (default) or abs; with --tolerance-tree abs\n"

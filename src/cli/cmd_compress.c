@@ -17,9 +17,10 @@ static void help(FILE *f)
             "\n"
             "options:\n"
             "  -o, --output BASE   the file to write (required)\n"
-            "  --symmetry S        fibers, opfibers or covers (default covers:\n"
-            "                      the base also trains like MODEL; fibers give\n"
-            "                      the smallest base computing the same outputs)\n"
+            "  --symmetry S        fibers, opfibers or covers (default fibers:\n"
+            "                      the smallest base computing the same outputs;\n"
+            "                      covers give a larger base that also trains\n"
+            "                      like MODEL)\n"
             "  --tolerance T       exact (default) or abs\n"
             "  --eps E             abs tolerance; --eps alone implies --tolerance abs\n"
             "  --activation A      hidden activation of a state dict (default relu)\n"
@@ -64,6 +65,11 @@ int cmd_compress(int argc, char **argv)
     if (o.budget > 0) {
         budget.merge_inputs = o.merge_inputs;
         budget.synthetic_scale = o.input_scale;
+        /* the budget's steps are clusterings, not shares of the weights */
+        progress.phase = "budget";
+        progress.weights = 0;
+        budget.progress = cli_progress_cb;
+        budget.progress_user = &progress;
         int32_t st = fib_compress_to_budget(g, o.budget, &budget, &base);
         if (st != FIB_OK && budget.smallest_fraction > 0) {
             /* a budget the model cannot meet is a bad command line, not a

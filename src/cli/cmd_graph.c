@@ -259,6 +259,9 @@ int cmd_graph(int argc, char **argv)
     graph_result r = {0};
     lists m = {0};
     int32_t group = -1;
+    cli_progress progress;
+    cli_progress_init(&progress, &o, NULL);
+    cli_progress_note(&progress, "reading", o.model);
     int32_t st = fib_graph_create(&g);
     if (!st)
         st = fib_graph_read_edgelist_columns(g, o.model, o.edgelist_flags, o.columns, &group);
@@ -269,8 +272,14 @@ int cmd_graph(int argc, char **argv)
     co.symmetry = o.symmetry;
     co.tolerance = o.tolerance;
     co.eps = o.eps;
+    co.progress = cli_progress_cb;
+    co.progress_user = &progress;
+    progress.phase = cli_symmetry_name(o.symmetry);
+    if (!st)
+        cli_progress_note(&progress, "colouring", o.model);
     if (!st)
         st = fib_color(g, &co, &c);
+    cli_progress_end(&progress);
     if (!st)
         st = collect(g, group, c, &r);
     if (st == FIB_E_INVALID) {

@@ -214,8 +214,20 @@ static double rank1_cost(double sa2, double sb2, double c)
     return cost > 0 ? cost : 0.0;
 }
 
+bool fib_progress_cancelled(const fib_progress_check *check)
+{
+    return check && check->fn && check->fn(check->user, check->done, check->total) != 0;
+}
+
 int32_t fib_linkage_run(const fib_rows *r, int32_t method, bool rank1,
                         const double *mass, double stop, fib_merges *out)
+{
+    return fib_linkage_run_checked(r, method, rank1, mass, stop, NULL, out);
+}
+
+int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
+                                const double *mass, double stop,
+                                const fib_progress_check *check, fib_merges *out)
 {
     int64_t n = r->n, d = r->d;
     memset(out, 0, sizeof *out);
@@ -264,7 +276,11 @@ int32_t fib_linkage_run(const fib_rows *r, int32_t method, bool rank1,
         if (!rank1)
             m[i] = mass ? mass[i] : 1.0;
     }
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = 0; i < n; i++) {
+        if (fib_progress_cancelled(check)) {
+            status = fib_error(FIB_E_CANCELLED, "clustering cancelled by the progress callback");
+            goto done;
+        }
         for (int64_t k = i + 1; k < n; k++) {
             double v;
             if (r->label[i] != r->label[k]) {
@@ -293,6 +309,7 @@ int32_t fib_linkage_run(const fib_rows *r, int32_t method, bool rank1,
             }
             D[tri(n, i, k)] = v;
         }
+    }
     /* In rank-1 mode D holds cosines (labels: -inf-like via INFINITY flag);
      * the cost is derived on the fly. */
 #define COST(i, k) (rank1 ? (isinf(D[tri(n, i, k)]) ? INFINITY \
@@ -311,6 +328,10 @@ int32_t fib_linkage_run(const fib_rows *r, int32_t method, bool rank1,
     }
     int64_t merges = 0;
     while (merges < n - 1) {
+        if (fib_progress_cancelled(check)) {
+            status = fib_error(FIB_E_CANCELLED, "clustering cancelled by the progress callback");
+            goto done;
+        }
         int64_t best = -1;
         for (int64_t i = 0; i < n; i++)
             if (active[i] && nn[i] >= 0 && (best < 0 || nnd[i] < nnd[best]))
@@ -756,7 +777,7 @@ void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
 }
 
 int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterations,
-                        fib_partition *p)
+                        const fib_progress_check *check, fib_partition *p)
 {
     int64_t n = r->n, d = r->d, k = p->n_classes;
     double *V = fib_alloc(k * (d > 0 ? d : 1), sizeof *V);
@@ -784,6 +805,11 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
          * (ties: the lowest class); a unit stays when nothing is better */
         bool moved = false;
         for (int64_t i = 0; i < n; i++) {
+            if (fib_progress_cancelled(check)) {
+                status = fib_error(FIB_E_CANCELLED, "refinement cancelled by the progress "
+                                                    "callback");
+                goto done;
+            }
             const double *row = r->value + i * d;
             int64_t best = p->color[i];
             double best_dot = 0;

@@ -41,6 +41,20 @@ double fib_median(double *v, int64_t n);
  * FIB_LINKAGE_MAX_UNITS. */
 int32_t fib_linkage_run(const fib_rows *r, int32_t method, bool rank1,
                         const double *mass, double stop, fib_merges *out);
+/* A long call's link to its caller's progress callback: reports (done,
+ * total) unchanged from inside a loop, so that a cancel acts promptly. */
+typedef struct fib_progress_check {
+    fib_progress_fn fn; /* NULL: never cancels */
+    void *user;
+    int64_t done, total;
+} fib_progress_check;
+/* Nonzero when check (may be NULL) asks to cancel. */
+bool fib_progress_cancelled(const fib_progress_check *check);
+/* fib_linkage_run asking `check` (may be NULL) once per row of its
+ * distance matrix and once per merge: FIB_E_CANCELLED when it cancels. */
+int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
+                                const double *mass, double stop,
+                                const fib_progress_check *check, fib_merges *out);
 void fib_merges_clear(fib_merges *mg);
 /* The partition after the first n_merges merges (out initialised, n units). */
 int32_t fib_merges_cut(const fib_merges *mg, int64_t n_merges, fib_partition *out);
@@ -73,9 +87,10 @@ int32_t fib_color_scaled_dense(const fib_graph *g, int32_t group, int32_t mode,
                                double **scales);
 /* Lloyd iterations on the rank-1 objective: each unit moves to the class
  * whose top direction has the largest positive projection of its row; the
- * directions are recomputed; at most `iterations` rounds, deterministic. */
+ * directions are recomputed; at most `iterations` rounds, deterministic.
+ * check (may be NULL) is asked once per unit of each round. */
 int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterations,
-                        fib_partition *p);
+                        const fib_progress_check *check, fib_partition *p);
 /* Top right singular direction of the weighted rows of `members` (power
  * iteration from their weighted sum; r->value and r->d only), into v (unit,
  * pointing along the sum); w: scratch of r->d. */

@@ -70,6 +70,8 @@ int32_t fib_coloring_set_scales(fib_coloring *c, int32_t group, const double *sc
 
 _Static_assert(offsetof(fib_budget_options, merge_inputs) == FIB_BUDGET_OPTIONS_SIZE_1,
                "the first layout of fib_budget_options ends where merge_inputs starts");
+_Static_assert(offsetof(fib_budget_options, progress) == FIB_BUDGET_OPTIONS_SIZE_2,
+               "the second layout of fib_budget_options ends where progress starts");
 
 int32_t fib_budget_options_init(fib_budget_options *o, size_t struct_size)
 {
@@ -189,14 +191,14 @@ static int32_t candidate_rows(const fib_graph *g, int32_t i, const fib_partition
 /* One full agglomeration of group i; err[k] (k = 1 .. n) = sqrt of the
  * cumulative cost of the first n - k merges (INFINITY past the last). */
 static int32_t layer_merges(const fib_rows *r, bool scaled, const double *weight,
-                            fib_merges *mg, double *err)
+                            const fib_progress_check *check, fib_merges *mg, double *err)
 {
     double *mass = fib_alloc(r->n, sizeof *mass);
     if (!mass)
         return fib_error(FIB_E_NOMEM, "out of memory for a budget");
     for (int64_t u = 0; u < r->n; u++)
         mass[u] = weight[u] * weight[u];
-    int32_t status = fib_linkage_run(r, FIB_TOL_WARD, scaled, mass, INFINITY, mg);
+    int32_t status = fib_linkage_run_checked(r, FIB_TOL_WARD, scaled, mass, INFINITY, check, mg);
     fib_free(mass);
     if (status || !err)
         return status;
@@ -269,6 +271,16 @@ static int32_t base_parameters(const fib_graph *g, const fib_base *b, int64_t *o
 
 /* One budget attempt with one grouping (the knobs in o, validated);
  * fills *bound, *corrected and the base. */
+/* One step of a budget done: tells the progress callback, which may cancel. */
+static int32_t budget_step(fib_progress_check *check)
+{
+    check->done++;
+    return fib_progress_cancelled(check)
+               ? fib_error(FIB_E_CANCELLED, "fib_compress_to_budget: cancelled by the "
+                                            "progress callback")
+               : FIB_OK;
+}
+
 static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mode,
                               const fib_budget_options *o, bool *corrected, double *bound_out,
                               int64_t *params_out, int64_t *smallest_out, fib_base **base_out)
@@ -310,6 +322,11 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         width[i] = g->groups[i].n_units;
         sigma[i] = fib_group_is_input(g, i) ? 1.0 : typical_gain(g, i);
     }
+    /* steps: each group's clustering, the exchange, each group's colouring,
+     * the correction, the base */
+    bool correcting = scaled_mode && o->synthetic_scale > 0;
+    fib_progress_check check = {o->progress, o->progress_user, 0,
+                                2 * (int64_t)n_layers + 2 + correcting};
     /* 1-2: per-layer errors on the original weights, sensitivities */
     for (int32_t i = 0, x = 0; i < g->n_groups && !status; i++) {
         if (!candidate[i])
@@ -334,9 +351,11 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         status = candidate_rows(g, i, discrete, col->scales, scaled, &r, weight, norms);
         fib_merges mg = {0};
         if (!status) {
-            status = layer_merges(&r, scaled, weight, &mg, l->err);
+            status = layer_merges(&r, scaled, weight, &check, &mg, l->err);
             fib_rows_clear(&r);
         }
+        if (!status)
+            status = budget_step(&check);
         fib_merges_clear(&mg);
         fib_free(weight);
         fib_free(norms);
@@ -394,6 +413,9 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         L[best].k = best_k;
         width[L[best].group] = best_k;
     }
+    status = budget_step(&check);
+    if (status)
+        goto done;
     if ((double)budget_params(g, width) > target) {
         *smallest_out = budget_params(g, width);
         status = fib_error(FIB_E_UNSUPPORTED,
@@ -417,11 +439,12 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         if (!status)
             status = candidate_rows(g, i, col->parts, col->scales, scaled, &r, weight, norms);
         if (!status)
-            status = layer_merges(&r, scaled, weight, &mg, NULL);
+            status = layer_merges(&r, scaled, weight, &check, &mg, NULL);
         if (!status)
             status = fib_merges_cut(&mg, l->n - l->k, &col->parts[i]);
         if (!status && scaled && o->refine_iterations > 0)
-            status = fib_rank1_lloyd(&r, weight, o->refine_iterations, &col->parts[i]);
+            status = fib_rank1_lloyd(&r, weight, o->refine_iterations, &check,
+                                     &col->parts[i]);
         if (!status && !scaled) {
             for (int64_t u = 0; u < l->n; u++)
                 norms[u] = 1.0; /* scales of the mean fit */
@@ -456,14 +479,20 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         fib_merges_clear(&mg);
         fib_free(weight);
         fib_free(norms);
+        if (!status)
+            status = budget_step(&check);
     }
     col->merge_inputs = merge_inputs;
     if (!status)
         status = fib_compress(g, col, base_out);
+    if (!status)
+        status = budget_step(&check);
     *corrected = false;
-    if (!status && scaled_mode && o->synthetic_scale > 0)
+    if (!status && correcting)
         status = fib_budget_correct(g, col, o->synthetic_scale, o->synthetic_samples,
-                                    *base_out, corrected);
+                                    &check, *base_out, corrected);
+    if (!status && correcting)
+        status = budget_step(&check);
     if (status && *base_out) {
         fib_base_free(*base_out);
         *base_out = NULL;

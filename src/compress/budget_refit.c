@@ -41,12 +41,21 @@ static void gaussian_fill(fib_rng *rng, double *x, int64_t n, double scale)
 #define BLOCK 8
 #define COLUMNS 256
 
+/* The products below ask the budget's progress callback once per BLOCK
+ * samples or per column of the Cholesky factor and of the solution: a wide
+ * layer's product takes seconds. */
+static int32_t cancelled(void)
+{
+    return fib_error(FIB_E_CANCELLED, "budget correction cancelled by the progress callback");
+}
+
 /* c (rows x m) = a (rows x p) b^T (b: m x p) + bias (m, may be NULL). The
  * inner loop runs along c's row (an axpy over b^T, the SIMD kernel; a dot
  * product would need a reduction); zeros of a (dead ReLU units) are
  * skipped. */
 static int32_t times_transposed(const double *a, int64_t rows, int64_t p, const double *b,
-                                int64_t m, const double *bias, double *c)
+                                int64_t m, const double *bias, const fib_progress_check *check,
+                                double *c)
 {
     double *bt = fib_alloc(p * m > 0 ? p * m : 1, sizeof *bt);
     if (!bt)
@@ -56,6 +65,10 @@ static int32_t times_transposed(const double *a, int64_t rows, int64_t p, const 
             bt[k * m + j] = b[j * p + k];
     const fib_kernels *kern = fib_kernels_active();
     for (int64_t s0 = 0; s0 < rows; s0 += BLOCK) {
+        if (fib_progress_cancelled(check)) {
+            fib_free(bt);
+            return cancelled();
+        }
         int64_t s1 = s0 + BLOCK < rows ? s0 + BLOCK : rows;
         for (int64_t s = s0; s < s1; s++)
             for (int64_t j = 0; j < m; j++)
@@ -135,15 +148,19 @@ static int32_t representatives(const double *rows, int64_t n, int64_t d, const i
 }
 
 /* Solves g x = rhs in place (g: n x n symmetric positive definite, rhs:
- * n x m) by Cholesky; false when g is not positive definite. */
-static bool cholesky_solve(double *g, int64_t n, double *rhs, int64_t m)
+ * n x m) by Cholesky: 1, or 0 when g is not positive definite, -1 when
+ * cancelled. */
+static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
+                          const fib_progress_check *check)
 {
     for (int64_t j = 0; j < n; j++) {
+        if (fib_progress_cancelled(check))
+            return -1;
         double s = g[j * n + j];
         for (int64_t k = 0; k < j; k++)
             s -= g[j * n + k] * g[j * n + k];
         if (!(s > 0))
-            return false;
+            return 0;
         double l = sqrt(s);
         g[j * n + j] = l;
         for (int64_t i = j + 1; i < n; i++) {
@@ -154,6 +171,8 @@ static bool cholesky_solve(double *g, int64_t n, double *rhs, int64_t m)
         }
     }
     for (int64_t c = 0; c < m; c++) {
+        if (fib_progress_cancelled(check))
+            return -1;
         for (int64_t i = 0; i < n; i++) { /* L y = b */
             double t = rhs[i * m + c];
             for (int64_t k = 0; k < i; k++)
@@ -167,14 +186,14 @@ static bool cholesky_solve(double *g, int64_t n, double *rhs, int64_t m)
             rhs[i * m + c] = t / g[i * n + i];
         }
     }
-    return true;
+    return 1;
 }
 
 /* (w: m x k, b: m) minimising |h w^T + b - z|^2 + lam |(w, b) - prior|^2
  * over the samples (h: S x k, z: S x m), lam = LS_RIDGE times the mean
  * diagonal of the Gram matrix; w, b hold the prior on entry. */
 static int32_t least_squares(const double *h, int64_t S, int64_t k, const double *z, int64_t m,
-                             double *w, double *b)
+                             const fib_progress_check *check, double *w, double *b)
 {
     int64_t n = k + 1;
     double *g = fib_calloc(n * n, sizeof *g), *rhs = fib_calloc(n * m, sizeof *rhs);
@@ -185,6 +204,11 @@ static int32_t least_squares(const double *h, int64_t S, int64_t k, const double
     }
     const fib_kernels *kern = fib_kernels_active();
     for (int64_t s0 = 0; s0 < S; s0 += BLOCK) {
+        if (fib_progress_cancelled(check)) {
+            fib_free(g);
+            fib_free(rhs);
+            return cancelled();
+        }
         int64_t s1 = s0 + BLOCK < S ? s0 + BLOCK : S;
         for (int64_t i = 0; i < n; i++) {
             double *gi = g + i * n, *ri = rhs + i * m;
@@ -213,7 +237,8 @@ static int32_t least_squares(const double *h, int64_t S, int64_t k, const double
         for (int64_t c = 0; c < m; c++) /* towards the prior */
             rhs[i * m + c] += lam * (i < k ? w[c * k + i] : b[c]);
     }
-    if (cholesky_solve(g, n, rhs, m))
+    int solved = cholesky_solve(g, n, rhs, m, check);
+    if (solved > 0)
         for (int64_t c = 0; c < m; c++) {
             for (int64_t i = 0; i < k; i++)
                 w[c * k + i] = rhs[i * m + c];
@@ -222,7 +247,7 @@ static int32_t least_squares(const double *h, int64_t S, int64_t k, const double
     /* else: the prior (refit_chain's consumer) stays */
     fib_free(g);
     fib_free(rhs);
-    return FIB_OK;
+    return solved < 0 ? cancelled() : FIB_OK;
 }
 
 /* A dense layer of the chain in double: weights (n_out x n_in), bias. */
@@ -328,12 +353,12 @@ static int32_t refit_step(const layer *cur, const layer *next, const int64_t *la
 
 /* *h (S x *width) becomes act(*h l^T + b) of group grp (S x l->n_out). */
 static int32_t advance(double **h, int64_t S, int64_t *width, const layer *l,
-                       const fib_group *grp)
+                       const fib_group *grp, const fib_progress_check *check)
 {
     double *z = fib_alloc(S * l->n_out > 0 ? S * l->n_out : 1, sizeof *z);
     if (!z)
         return fib_error(FIB_E_NOMEM, "budget correction: out of memory");
-    int32_t st = times_transposed(*h, S, *width, l->w, l->n_out, l->b, z);
+    int32_t st = times_transposed(*h, S, *width, l->w, l->n_out, l->b, check, z);
     if (st) {
         fib_free(z);
         return st;
@@ -358,7 +383,8 @@ static void store(fib_graph *base, int32_t group, const layer *l)
 }
 
 int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
-                           int64_t n_samples, fib_base *base, bool *applied)
+                           int64_t n_samples, const fib_progress_check *check,
+                           fib_base *base, bool *applied)
 {
     *applied = false;
     int32_t n_layers = g->n_groups - 1; /* a chain: input, then dense groups */
@@ -422,7 +448,7 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
             pre = NULL;
             width_ref = orig.n_out;
         } else if (!st) {
-            st = advance(&h_ref, S, &width_ref, &orig, grp);
+            st = advance(&h_ref, S, &width_ref, &orig, grp, check);
         }
         /* the consumer refit_chain would give: next is layer l + 1 as it
          * is now (the original's, over layer l's units) */
@@ -430,18 +456,19 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
             st = refit_step(rows, &orig_next, p->color, p->n_classes, &rep, &consumer);
         if (!st) {
             store(base->graph, l, &rep);
-            st = advance(&h, S, &width, &rep, grp);
+            st = advance(&h, S, &width, &rep, grp, check);
         }
         if (!st) {
             target = fib_alloc(S * orig_next.n_out, sizeof *target);
             st = target ? times_transposed(h_ref, S, width_ref, orig_next.w, orig_next.n_out,
-                                           orig_next.b, target)
+                                           orig_next.b, check, target)
                         : fib_error(FIB_E_NOMEM, "budget correction: out of memory");
         }
         /* the consumer, full width over its own units, fitted to the
          * original's pre-activations; it is the next layer's rows */
         if (!st)
-            st = least_squares(h, S, width, target, consumer.n_out, consumer.w, consumer.b);
+            st = least_squares(h, S, width, target, consumer.n_out, check, consumer.w,
+                               consumer.b);
         fib_free(pre); /* NULL unless an error came before it was used */
         pre = target;
         target = NULL;

@@ -25,6 +25,7 @@ int32_t fib_copy_group_attributes(const fib_graph *from, int32_t group,
  * *applied: false (base unchanged) when a block has no bias or a hidden
  * activation is not linear, ReLU or leaky ReLU. */
 int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
-                           int64_t n_samples, fib_base *base, bool *applied);
+                           int64_t n_samples, const fib_progress_check *check,
+                           fib_base *base, bool *applied);
 
 #endif

@@ -1,7 +1,8 @@
-/* Cancellation: fib_color is the one call that takes a progress callback
- * (fib_color_options.progress). For every step at which the callback can
- * stop it — dense MLP, CNN, each symmetry, and the partition refinement of
- * a large node graph — cancelling returns FIB_E_CANCELLED with a message,
+/* Cancellation: fib_color and fib_compress_to_budget take a progress
+ * callback (fib_color_options.progress, fib_budget_options.progress). For
+ * every step at which the callback can stop them — dense MLP, CNN, each
+ * symmetry, the partition refinement of a large node graph, and a budget's
+ * clusterings, exchange, colourings, correction and base — cancelling returns FIB_E_CANCELLED with a message,
  * leaves *out untouched, leaks nothing (run under ASan or valgrind), and a
  * later call on the same graph gives the colouring of an uncancelled run. */
 #include "networks.h"
@@ -98,8 +99,62 @@ static void node_graph(void)
     fib_graph_free(g);
 }
 
+/* The same for a budget (with its correction): cancelled at many calls
+ * (each clustering, the exchange, each colouring and refinement, the
+ * correction's products and solves), nothing made; `done` never decreases and reaches `total`; a later call
+ * gives the base of an uncancelled run. */
+static void budget(void)
+{
+    planted_mlp p;
+    mlp_build(&p, 5);
+    fib_graph *g = NULL;
+    CHECK_OK(mlp_graph(&p, 0, &g));
+    fib_budget_options o;
+    CHECK_OK(fib_budget_options_init(&o, sizeof o));
+    CHECK(o.progress == NULL && o.progress_user == NULL);
+    o.synthetic_scale = 1.0;
+    counter full = {.stop_at = -1, .monotone = 1};
+    o.progress = count_and_stop;
+    o.progress_user = &full;
+    fib_base *reference = NULL;
+    CHECK_OK(fib_compress_to_budget(g, 0.5, &o, &reference));
+    CHECK(full.calls >= 4 && full.monotone && !full.bad_range);
+    CHECK(full.last_done == full.total);
+    int64_t want = 0;
+    if (reference)
+        CHECK_OK(fib_graph_num_parameters(fib_base_graph(reference), &want));
+    /* every call up to 64, then about 100 spread over the rest (the
+     * correction checks once per 8 samples: thousands of calls) */
+    int64_t stride = full.calls > 64 ? (full.calls - 64) / 100 + 1 : 1;
+    for (int64_t stop = 1; stop <= full.calls; stop += stop < 64 ? 1 : stride) {
+        counter c = {.stop_at = stop, .monotone = 1};
+        o.progress_user = &c;
+        fib_base *out = (fib_base *)&c; /* must stay untouched */
+        int32_t st = fib_compress_to_budget(g, 0.5, &o, &out);
+        CHECK(st == FIB_E_CANCELLED);
+        CHECK(out == (fib_base *)&c);
+        CHECK(c.calls == stop); /* no call after the one that cancelled */
+        CHECK(strstr(fib_last_error(), "cancel") != NULL);
+    }
+    counter again = {.stop_at = -1, .monotone = 1};
+    o.progress_user = &again;
+    fib_base *out = NULL;
+    CHECK_OK(fib_compress_to_budget(g, 0.5, &o, &out));
+    int64_t got = -1;
+    if (out)
+        CHECK_OK(fib_graph_num_parameters(fib_base_graph(out), &got));
+    CHECK(got == want && again.calls == full.calls);
+    printf("     budget: cancelled at 64 + 1 in %lld of %lld progress calls\n",
+           (long long)stride, (long long)full.calls);
+    fib_base_free(out);
+    fib_base_free(reference);
+    fib_graph_free(g);
+    planted_free(&p);
+}
+
 int main(void)
 {
+    RUN(budget);
     RUN(dense_mlp);
     RUN(cnn);
     RUN(node_graph);

@@ -22,12 +22,14 @@ else raises UnsupportedModelError naming the layer and the reason.
 """
 
 import copy
+import time
 from collections import namedtuple
 
 import numpy as np
 import torch
 
 from .. import _core
+from ._names import layer_name
 from ._plan import Plan, params_line
 from ._rebuild import rebuild
 from ._safety import (TraceMismatchError, TrainModeWarning, check_exact, check_trace,
@@ -81,7 +83,7 @@ def _ignored_nodes(net, ignored_layers):
     return nodes
 
 
-def _color(net, symmetry, tolerance, eps, ignored_layers=()):
+def _color(net, symmetry, tolerance, eps, ignored_layers=(), progress=None):
     """Colours net.graph; ignored layers keep every unit apart.
 
     A layer is kept apart by colouring a copy of the graph in which its units
@@ -90,7 +92,7 @@ def _color(net, symmetry, tolerance, eps, ignored_layers=()):
     """
     ignored = _ignored_nodes(net, ignored_layers)
     if not ignored:
-        return net.graph.color(symmetry, tolerance, eps)
+        return net.graph.color(symmetry, tolerance, eps, progress=progress)
     overrides = {}
     for node in ignored:
         layer = net.layer(node)
@@ -98,7 +100,7 @@ def _color(net, symmetry, tolerance, eps, ignored_layers=()):
         spread = torch.arange(layer.width, dtype=module.weight.dtype) * (2 * eps + 1)
         overrides[layer.module] = (module.weight, spread)
     shadow = trace(net.model, net.example_input, weights_override=overrides)
-    shadow_coloring = shadow.graph.color(symmetry, tolerance, eps)
+    shadow_coloring = shadow.graph.color(symmetry, tolerance, eps, progress=progress)
     coloring = net.graph.coloring(symmetry)
     for layer in net.layers:
         coloring.set_group(layer.group, shadow_coloring.colors(layer.group))
@@ -143,8 +145,10 @@ class Report:
             self.COLUMNS = Report.COLUMNS[:6] + Report.HIERARCHY_COLUMNS + Report.COLUMNS[6:]
 
     def __getitem__(self, layer):
+        """The row of a layer, by its shown name ("0", "features.3") or its
+        fx node name ("_0")."""
         for row in self.rows:
-            if row["layer"] == layer:
+            if layer in (row["layer"], row["node"]):
                 return row
         raise KeyError("no layer %r; the layers are %s" % (layer, [r["layer"] for r in self.rows]))
 
@@ -225,7 +229,8 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False,
         if layer.kind == "input":
             continue
         rows.append({
-            "layer": layer.node, "kind": layer.kind if layer.kind != "dense" else "linear",
+            "layer": layer_name(layer), "node": layer.node,
+            "kind": layer.kind if layer.kind != "dense" else "linear",
             "units": layer.width,
             "fibers": colorings["fibers"].num_classes(layer.group),
             "opfibers": (colorings["opfibers"].num_classes(layer.group)
@@ -260,7 +265,8 @@ def _plan_from(net, base, symmetry, tolerance, eps, params, coloring=None):
     for layer in net.layers:
         # inputs: their own units, or their classes when a budget merged them
         projection = [int(p) for p in base.projection(layer.group)]
-        entry = {"node": layer.node, "kind": layer.kind, "units": layer.width,
+        entry = {"node": layer.node, "name": layer_name(layer), "kind": layer.kind,
+                 "units": layer.width,
                  "classes": (max(projection) + 1) if projection else 0,
                  "sources": [net.layers[s].node for s in layer.sources],
                  "projection": projection}
@@ -302,12 +308,27 @@ def _coloring_from_plan(net, plan):
     return coloring
 
 
+def _step_printer(progress, verbose, what):
+    """progress, printing every step first when verbose."""
+    if not verbose:
+        return progress
+    start = time.monotonic()
+
+    def report(done, total):
+        print("%s: step %d of %d, %.1f s" % (what, done, total, time.monotonic() - start),
+              flush=True)
+        return progress(done, total) if progress is not None else False
+    return report
+
+
 def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=(),
-             tolerance="exact", plan=None, verbose=False, budget=None, calibration=None):
+             tolerance="exact", plan=None, verbose=False, budget=None, calibration=None,
+             progress=None):
     """Merges every class of symmetric units into one.
 
-    Returns (compressed, plan): an nn.Module of standard torch layers (a
-    torch.fx.GraphModule) computing the same function as `model` for exact
+    Returns (compressed, plan): an nn.Module of standard torch layers (an
+    nn.Sequential for an nn.Sequential, else a torch.fx.GraphModule that
+    prints as its modules) computing the same function as `model` for exact
     fibers or covers, and the Plan of what merged into what. With `plan`
     given, that plan is re-applied instead of colouring the model.
     symmetry: 'fibers' (the smallest base) or 'covers' (the base that gradient
@@ -320,6 +341,11 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
     optional batch of the user's inputs to refine that choice (see
     fibration.torch._budget); its plan re-applies by redoing that choice on
     the same model.
+    progress(done, total): told every step of the library's work (the
+    colouring's groups; a budget's clusterings, exchange, colourings and
+    correction) and may return True to cancel (FibrationError E_CANCELLED).
+    verbose: prints every step and then the plan's summary. Ctrl-C during a
+    budget stops it within about a second (KeyboardInterrupt).
 
     Refused (UnsupportedModelError naming the module): hooks, a module with
     weights called twice, tied tensors the two layers would merge
@@ -330,10 +356,12 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
     plan.warnings (see docs/python.md)."""
     if plan is not None and getattr(plan, "budget", None):
         from ._budget import reapply_budget_plan
-        return reapply_budget_plan(model, example_input, plan, verbose)
+        return reapply_budget_plan(model, example_input, plan, verbose,
+                                   progress=_step_printer(progress, verbose, "budget"))
     if budget is not None:
         from ._budget import compress_to_budget
-        return compress_to_budget(model, example_input, budget, calibration, verbose)
+        return compress_to_budget(model, example_input, budget, calibration, verbose,
+                                  progress=_step_printer(progress, verbose, "budget"))
     if symmetry not in ("fibers", "covers"):
         raise ValueError("symmetry must be 'fibers' or 'covers' (opfibers alone do "
                          "not give an exact base), not %r" % (symmetry,))
@@ -343,7 +371,8 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
         coloring = _coloring_from_plan(net, plan)
         symmetry, tolerance, eps = plan.symmetry, plan.tolerance, plan.eps
     else:
-        coloring = _color(net, symmetry, tolerance, eps, ignored_layers)
+        coloring = _color(net, symmetry, tolerance, eps, ignored_layers,
+                          _step_printer(progress, verbose, symmetry))
     base = net.graph.compress(coloring)
     compressed = rebuild(net, base, "Compressed" + type(model).__name__)
     keep_ties(net, compressed)

@@ -80,8 +80,13 @@ def set_coloring_scales(coloring, group, scales):
 
 
 def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_iterations=None,
-                   merge_inputs=False, input_sensitivity=None, synthetic_scale=0.0):
-    """fib_compress_to_budget on a fibration.Graph: (Base, info dict)."""
+                   merge_inputs=False, input_sensitivity=None, synthetic_scale=0.0,
+                   progress=None):
+    """fib_compress_to_budget on a fibration.Graph: (Base, info dict).
+    progress(done, total) is told the budget's steps and may return True to
+    cancel (FibrationError E_CANCELLED); Ctrl-C stops the call promptly
+    (KeyboardInterrupt), see fibration._cancel."""
+    from .._cancel import CancellableCall
     from .._core import Base
     opts = _ffi.fib_budget_options()
     check(lib.fib_budget_options_init(ctypes.byref(opts), ctypes.sizeof(opts)),
@@ -95,8 +100,12 @@ def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_ite
         opts.input_sensitivity = float(input_sensitivity)
     opts.synthetic_scale = float(synthetic_scale or 0.0)
     out = ctypes.POINTER(_ffi.fib_base)()
-    check(lib.fib_compress_to_budget(graph._cp(), float(budget), ctypes.byref(opts),
-                                     ctypes.byref(out)), "fib_compress_to_budget")
+    with CancellableCall(progress) as call:
+        opts.progress = call.callback
+        status = lib.fib_compress_to_budget(graph._cp(), float(budget), ctypes.byref(opts),
+                                            ctypes.byref(out))
+    call.raise_pending()
+    check(status, "fib_compress_to_budget")
     info = {"bound": opts.bound, "n_parameters": opts.n_parameters,
             "tolerance": tolerance_name(opts.chosen_tolerance),
             "sensitivity_power": float(sensitivity_power), "merge_inputs": bool(merge_inputs),
@@ -310,7 +319,7 @@ def input_index_size(module):
 
 def compress_to_budget(model, example_input, budget, calibration=None, verbose=False,
                        tolerance=0, sensitivity_power=1.5, refit=True, synthetic=True,
-                       merge_inputs=True, input_sensitivity=None):
+                       merge_inputs=True, input_sensitivity=None, progress=None):
     """(compressed, plan) with at most `budget` of the parameters kept.
     refit: re-derive the representatives from the original weights
     (refit_chain); synthetic: and refit every merge's consumer by least
@@ -324,7 +333,7 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
     merge_inputs): the compressed model then starts with an InputClassMean
     of its first Linear's input, and the budget counts its class index as
     one parameter per input; input_sensitivity: the C option's (None: its
-    default)."""
+    default). progress: as for base_to_budget, for every C call."""
     from . import _plan_from, _trace, count_parameters
     from ._rebuild import rebuild
     from ._safety import keep_ties
@@ -345,11 +354,12 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
     for tol, power, merge in variants:
         knobs = dict(merge_inputs=merge, input_sensitivity=input_sensitivity)
         base, info = base_to_budget(net.graph, budget, tol, power, synthetic_scale=scale,
-                                    **knobs)
+                                    progress=progress, **knobs)
         corrected = base if info["corrected"] else None
         if corrected is not None and calibration is not None:
             # the same classes uncorrected, for the other variants
-            base, info = base_to_budget(net.graph, budget, tol, power, **knobs)
+            base, info = base_to_budget(net.graph, budget, tol, power, progress=progress,
+                                        **knobs)
         # (base, refit here): the C-corrected base as it is; without it, the
         # representatives re-derived here (refit_chain) with the scale-aware
         # grouping; with a calibration batch the uncorrected ones are scored too
@@ -383,7 +393,7 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
     return compressed, plan
 
 
-def reapply_budget_plan(model, example_input, plan, verbose=False):
+def reapply_budget_plan(model, example_input, plan, verbose=False, progress=None):
     """compress(model, x, plan=plan) for a plan of compress(budget=): the
     choice recorded in plan.budget (grouping, sensitivity power, input
     merging, correction and its scale) is made again, which is
@@ -406,7 +416,8 @@ def reapply_budget_plan(model, example_input, plan, verbose=False):
         raise ValueError("the plan's budget record is incomplete (%s); compress with "
                          "budget= again" % e) from None
     net = _trace(model, example_input)
-    base, got = base_to_budget(net.graph, budget, tolerance, power, **knobs)
+    base, got = base_to_budget(net.graph, budget, tolerance, power, progress=progress,
+                               **knobs)
     compressed = rebuild(net, base, "Compressed" + type(model).__name__)
     done = refit and not corrected and _refit_model(net, model, base, compressed)
     for layer in net.layers:

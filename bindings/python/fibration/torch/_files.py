@@ -23,7 +23,6 @@ index_select gathers).
 
 import json
 import operator
-import re
 import struct
 from types import SimpleNamespace
 
@@ -33,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import FibrationError, Graph, _ffi
+from ._names import LAYER_SUFFIX, layer_name
 from ._rebuild import rebuild
 from ._safety import check_trace
 from ._trace import Layer, UnsupportedModelError, trace
@@ -88,27 +88,10 @@ def _example_for(model):
     return torch.zeros(1, first.in_features, dtype=first.weight.dtype)
 
 
-_LAYER_SUFFIX = re.compile(r"\.l\d+$")
-
-
-def _group_name(layer):
-    """The name a group gets in the file: its module's qualified name
-    (suffixed for a layer of a multi-layer LSTM/GRU and for the q, k, v and
-    core groups of an attention), else the fx node's name."""
-    if layer.module is None or layer.kind in ("input", "sum", "pool", "flatten", "last_step"):
-        return layer.node
-    if layer.kind in ("lstm", "gru"):
-        suffix = _LAYER_SUFFIX.search(layer.node)
-        return layer.module + (suffix.group(0) if suffix else "")
-    if layer.kind.startswith("attention."):
-        role = layer.kind.split(".", 1)[1]
-        return layer.module if role == "out" else "%s.%s" % (layer.module, role)
-    return layer.module
-
-
 def _name_groups(net):
+    """Every group named as its layer shows (_names.layer_name)."""
     for layer in net.layers:
-        net.graph.set_name(layer.group, _group_name(layer))
+        net.graph.set_name(layer.group, layer_name(layer))
 
 
 def _parameter_dtype(model):
@@ -454,7 +437,7 @@ class _Skeleton:
         (a multi-layer module), else one per group. Returns the groups used."""
         first = self.infos[start]
         chain = [first]
-        match = _LAYER_SUFFIX.search(first.name)
+        match = LAYER_SUFFIX.search(first.name)
         if match and match.group(0) == ".l0":
             stem = first.name[:match.start()]
             while start + len(chain) < len(self.infos):

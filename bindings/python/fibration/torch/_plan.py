@@ -5,13 +5,15 @@ A plan is plain data, saved as JSON:
     {"format": "fibration-plan", "version": 1,
      "symmetry": "fibers", "tolerance": "exact", "eps": 0.0,
      "model": "MLP",
-     "layers": [{"node": "fc1", "kind": "dense", "module": "fc1",
+     "layers": [{"node": "fc1", "name": "fc1", "kind": "dense", "module": "fc1",
                  "sources": ["x"], "units": 64, "classes": 12,
                  "projection": [0, 1, 0, ...]}, ...]}
 
 `projection[i]` is the base unit that original unit i of the layer merged
 into (input layers map to themselves). Layers are keyed by their torch.fx
-node name, which is the same for every instance of an architecture.
+node name, which is the same for every instance of an architecture; "name"
+is the name the layer shows (_names.layer_name: "0" where the node is
+"_0"), absent from plans saved before it, and Plan.layer accepts either.
 
 Version 2 adds what the model depends on beyond the classes, so that a
 reader of version 1 refuses such a plan instead of building another model:
@@ -39,8 +41,12 @@ class Plan:
         self.warnings = []            # what the compressed model does not reproduce
 
     def layer(self, node):
+        """The entry of a layer, by its fx node name or its shown name."""
         for entry in self.layers:
             if entry["node"] == node:
+                return entry
+        for entry in self.layers:
+            if entry.get("name") == node:
                 return entry
         raise KeyError(node)
 
@@ -92,8 +98,8 @@ class Plan:
         lines = ["Plan (%s, %s, eps=%g):" % (self.symmetry, self.tolerance, self.eps)]
         for entry in self.layers:
             if entry["kind"] != "input":
-                lines.append("  %-20s %6d => %d units" % (entry["node"], entry["units"],
-                                                         entry["classes"]))
+                lines.append("  %-20s %6d => %d units" % (entry.get("name", entry["node"]),
+                                                         entry["units"], entry["classes"]))
         lines.append(self.summary())
         lines += ["warning: " + w for w in self.warnings]
         return "\n".join(lines)

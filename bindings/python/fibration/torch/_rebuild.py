@@ -10,13 +10,16 @@ Transformer encoder layers -> the same computation node by node. Unit-wise
 layers that read a class other than their own (a base gathers) get an
 index_select on a registered buffer. Every other node is copied as it is.
 The result is a torch.fx.GraphModule whose state_dict keeps the original's
-names.
+names and which prints as its modules (CompressedModule), or, for an
+nn.Sequential whose rebuilt graph is still the chain of its children, an
+nn.Sequential of the same shape (as_sequential), which can be indexed.
 
 A new layer kind adds an entry to REBUILDERS.
 """
 
 import copy
 import operator
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -475,8 +478,69 @@ class _Context:
         return gather
 
 
+class CompressedModule(torch.fx.GraphModule):
+    """A rebuilt model: a GraphModule that prints as its modules, like any
+    nn.Module (the generated forward is `.code`)."""
+
+    def __str__(self):
+        return nn.Module.__repr__(self)
+
+
+def _sequential_leaves(model, prefix=""):
+    """Qualified names of an nn.Sequential's children in call order, nested
+    plain nn.Sequentials flattened; None for a subclass (its forward may do
+    more than chain its children)."""
+    if type(model) is not nn.Sequential:
+        return None
+    names = []
+    for name, child in model.named_children():
+        if type(child) is nn.Sequential:
+            inner = _sequential_leaves(child, prefix + name + ".")
+            if inner is None:
+                return None
+            names += inner
+        else:
+            names.append(prefix + name)
+    return names
+
+
+def _chain_of(original, rebuilt, prefix):
+    """An nn.Sequential shaped like `original` holding rebuilt's modules."""
+    return nn.Sequential(OrderedDict(
+        (name, _chain_of(child, rebuilt, prefix + name + ".") if type(child) is nn.Sequential
+         else rebuilt.get_submodule(prefix + name))
+        for name, child in original.named_children()))
+
+
+def as_sequential(original, rebuilt):
+    """rebuilt as a copy of the nn.Sequential `original` with the rebuilt
+    children in place, when rebuilt's graph is exactly the chain of
+    original's children (one input, each child reading the one before, no
+    gather or added module); else None."""
+    leaves = _sequential_leaves(original)
+    if leaves is None:
+        return None
+    nodes = list(rebuilt.graph.nodes)
+    if len(nodes) != len(leaves) + 2 or nodes[0].op != "placeholder" or \
+            nodes[-1].op != "output" or nodes[-1].args != (nodes[-2],):
+        return None
+    previous = nodes[0]
+    for node, name in zip(nodes[1:-1], leaves):
+        if node.op != "call_module" or node.target != name or node.args != (previous,) \
+                or node.kwargs:
+            return None
+        previous = node
+    chain = _chain_of(original, rebuilt, "")
+    if dict(chain.named_buffers()).keys() != dict(rebuilt.named_buffers()).keys():
+        return None
+    chain.train(rebuilt.training)
+    return chain
+
+
 def rebuild(net, base, class_name):
-    """The compressed nn.Module for a traced network and its base."""
+    """The compressed nn.Module for a traced network and its base: an
+    nn.Sequential for an nn.Sequential that stays a chain, else a
+    CompressedModule named class_name."""
     ctx = _Context(net, base)
     for node in net.gm.graph.nodes:
         owner = net.owners.get(node.name)
@@ -487,7 +551,10 @@ def rebuild(net, base, class_name):
         if node.op == "call_module" and node.target not in ctx.modules:
             ctx.add_module(node.target, copy.deepcopy(net.gm.get_submodule(node.target)))
         ctx.env[node.name] = ctx.new.node_copy(node, lambda n: ctx.env[n.name])
-    module = torch.fx.GraphModule(ctx.root, ctx.new, class_name=class_name)
+    module = CompressedModule(ctx.root, ctx.new, class_name=class_name)
     module.train(net.model.training)
+    chain = as_sequential(net.model, module)
+    if chain is not None:
+        module = chain
     module._fibration_warnings = ctx.warnings
     return module

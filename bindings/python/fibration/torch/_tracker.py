@@ -1,6 +1,7 @@
 """FiberTracker: the number of fibers of every layer, recorded over training."""
 
 from . import _tolerance, _trace
+from ._names import layer_name
 
 
 class FiberTracker:
@@ -34,9 +35,10 @@ class FiberTracker:
         for layer in net.layers:
             if layer.kind == "input":
                 continue
-            counts[layer.node] = coloring.num_classes(layer.group)
-            self.units[layer.node] = layer.width
-            self.fibers.setdefault(layer.node, [None] * len(self.steps))
+            name = layer_name(layer)
+            counts[name] = coloring.num_classes(layer.group)
+            self.units[name] = layer.width
+            self.fibers.setdefault(name, [None] * len(self.steps))
         for name, series in self.fibers.items():
             series.append(counts.get(name))
         self.steps.append(len(self.steps) if step is None else step)
@@ -56,7 +58,7 @@ class FiberTracker:
         fig, ax = plt.subplots(figsize=(7, 4))
         for name, series in self.fibers.items():
             # matplotlib leaves out of the legend every label starting with
-            # '_' (an nn.Sequential's layers are _0, _1, ...): say "layer".
+            # '_' (an fx node name may): say "layer".
             ax.plot(self.steps, series, marker="o", label="layer %s (%d units)"
                     % (name, self.units[name]))
         ax.set_xlabel("step")

@@ -1,7 +1,8 @@
 /* Per-unit affine maps z[i] = scale[i] * x[i] + shift[i]: batch norm in
  * inference mode, kept as its own group so that its parameters are part of
  * every unit's signature. */
-#include "gather.h"
+#include "blocks/blocks.h"
+#include "model/gather.h"
 
 #include <math.h>
 #include <string.h>

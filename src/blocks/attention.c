@@ -8,7 +8,7 @@
  * of its dimensions; a base head has one pair per distinct (q class,
  * k class) with the summed multiplicity, so it is smaller and exact (see
  * docs/blocks/attention.md). */
-#include "internal.h"
+#include "blocks/blocks.h"
 
 #include <math.h>
 #include <stdlib.h>

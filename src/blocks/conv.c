@@ -2,8 +2,8 @@
  * units. A channel's colour sums are its kernels summed over each source
  * class; the base kernel is the mean over the output class of those sums.
  * A base convolution always has groups = 1. */
-#include "internal.h"
-#include "window.h"
+#include "blocks/blocks.h"
+#include "model/window.h"
 
 #include <math.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* Dense blocks: z = W x + b. Colour sums over the source classes (fibers),
  * column sums over the consumer's classes (opfibers), Eq. 10 merging, lift
  * and the reference forward pass. */
-#include "internal.h"
+#include "blocks/blocks.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
 

@@ -2,7 +2,7 @@
  * (channel, row, col), so a dense block can follow a convolution. Unit
  * (c, p) has the colour of channel c at position p: its classes always
  * follow the source's, in a colouring as in a base. */
-#include "internal.h"
+#include "blocks/blocks.h"
 
 static int64_t positions_of_source(const fib_graph *g, int32_t group)
 {

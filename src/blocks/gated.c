@@ -19,7 +19,7 @@
  * column sums of w_hh over the group's own current opfiber classes. The
  * group's contribution to its source is, per gate, the column sums of w_ih
  * over the group's opfiber classes. */
-#include "internal.h"
+#include "blocks/blocks.h"
 
 #include <math.h>
 #include <string.h>

@@ -2,7 +2,8 @@
  * whose unit i copies unit reads[i] of the source at its last position.
  * A graph built by users copies unit i (reads = NULL); a base gathers,
  * because its unit c copies the source class of c's first member. */
-#include "gather.h"
+#include "blocks/blocks.h"
+#include "model/gather.h"
 
 #include <string.h>
 

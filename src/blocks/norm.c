@@ -5,7 +5,8 @@
  * identity and every multiplicity m_i is 1; in a base, unit i stands for a
  * class of m_i original units and may read a merged source unit (g gathers),
  * so the statistics are those of the original (docs/blocks/norm.md). */
-#include "gather.h"
+#include "blocks/blocks.h"
+#include "model/gather.h"
 
 #include <math.h>
 #include <string.h>

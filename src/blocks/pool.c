@@ -1,8 +1,9 @@
 /* Pooling, channel by channel: a pooled channel has the colour of its
  * source channel. Max pooling routes the error by activity, so the source's
  * fiber class joins its opfiber signature (a flavour). */
-#include "gather.h"
-#include "window.h"
+#include "blocks/blocks.h"
+#include "model/gather.h"
+#include "model/window.h"
 
 #include <math.h>
 

@@ -1,7 +1,8 @@
 /* Sum groups (residual connections): z[i] = a[gather_a[i]] + b[gather_b[i]].
  * A graph built by users adds elementwise; a base gathers, because the two
  * summands may have been merged into different classes. */
-#include "gather.h"
+#include "blocks/blocks.h"
+#include "model/gather.h"
 
 #include <string.h>
 

@@ -1,6 +1,6 @@
 /* fib_coloring_is_balanced: checks a given partition against the
  * definition of its kind, coordinate by coordinate. */
-#include "internal.h"
+#include "color/color.h"
 
 #include <math.h>
 

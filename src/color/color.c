@@ -1,7 +1,7 @@
 /* fib_color: fibers forward from the inputs, flavoured opfibers backward
  * from the outputs, covers as their meet; and the colouring accessors. */
-#include "internal.h"
-#include "linkage.h"
+#include "color/color.h"
+#include "color/linkage.h"
 
 #include <math.h>
 #include <string.h>

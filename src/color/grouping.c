@@ -24,10 +24,10 @@
  * coordinate of a piece, one pass over a final piece's rows, O(n) memory
  * beyond the signature, no pairwise comparisons. Borrowed coordinates
  * (fib_signature.n_direct) are read in place. */
-#include "internal.h"
+#include "color/color.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
-#include "keyed_sort.h"
+#include "model/keyed_sort.h"
 
 #include <math.h>
 #include <stdlib.h>

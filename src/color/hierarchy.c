@@ -1,7 +1,8 @@
 /* The symmetry hierarchy: the automorphism level (twins in network groups,
  * orbits by individualisation and refinement in node groups), the
  * refinement check between colourings, and the four-level report. */
-#include "automorphism.h"
+#include "color/color.h"
+#include "graphs/automorphism.h"
 
 #include <math.h>
 #include <string.h>

@@ -11,7 +11,7 @@
  * lowest index): the result does not depend on threads or SIMD. Label
  * coordinates (FIB_TOL_LABEL) make two rows that differ there infinitely
  * far apart; they never merge. */
-#include "linkage.h"
+#include "color/linkage.h"
 
 #include <math.h>
 #include <stdlib.h>

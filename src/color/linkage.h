@@ -1,9 +1,9 @@
 /* Tolerance modes REL, COSINE, COMPLETE, WARD and the scale-aware colouring
- * (linkage.c); scaled compression and budgets (budget.c). Internal. */
+ * (linkage.c). Internal. */
 #ifndef FIB_LINKAGE_H
 #define FIB_LINKAGE_H
 
-#include "internal.h"
+#include "color/color.h"
 
 /* Signature rows with label coordinates taken out: n x d values and
  * rounding allowances, and per row the class of its label coordinates. */
@@ -81,18 +81,4 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
  * pointing along the sum); w: scratch of r->d. */
 void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
                        const double *weight, double *v, double *w);
-/* budget_refit.c: the data-free correction of a budget's base (a chain of
- * dense groups merged by `col`, FIB_TOL_SCALED): representatives re-derived
- * and every merge's consumer refitted by least squares on n_samples
- * synthetic inputs N(0, scale^2 I), written into the base's blocks.
- * *applied: false (base unchanged) when a block has no bias or a hidden
- * activation is not linear, ReLU or leaky ReLU. */
-int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
-                           int64_t n_samples, fib_base *base, bool *applied);
-/* budget.c: the scale-aware Eq. 10 for a dense group. */
-int32_t fib_dense_compress_scaled(const fib_graph *g, int32_t group,
-                                  const fib_partition *parts,
-                                  double *const *scales, fib_graph *base,
-                                  const int32_t *base_ids);
-
 #endif

@@ -1,6 +1,6 @@
 /* fib_color_nested: the hierarchy of colourings as the tolerance grows,
  * made to nest by joining every level with the one before it. */
-#include "internal.h"
+#include "color/color.h"
 
 #include <math.h>
 

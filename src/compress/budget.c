@@ -1,7 +1,7 @@
 /* Scale-aware compression (the scales of FIB_TOL_SCALED carried into the
  * base) and fib_compress_to_budget: per-group class counts chosen under a
  * parameter budget by a data-free bound. */
-#include "linkage.h"
+#include "compress/compress.h"
 
 #include <math.h>
 #include <stddef.h>

@@ -4,7 +4,7 @@
  * synthetic Gaussian inputs. The same steps as fibration.torch's
  * refit_chain and synthetic_refit (docs/compression.md, "Budgeted
  * compression"), with this library's own random numbers. */
-#include "linkage.h"
+#include "compress/compress.h"
 #include "kernels/kernels.h"
 
 #include <math.h>

@@ -1,7 +1,7 @@
 /* fib_compress: the base network of Eq. 10, one unit per class of every
  * hidden group; input and output groups keep their units. */
-#include "internal.h"
-#include "linkage.h"
+#include "compress/compress.h"
+#include "compress/compress.h"
 
 static void free_projection(fib_partition *parts, int32_t n)
 {

@@ -1,5 +1,5 @@
 /* fib_lift: a base expanded back to the original widths. */
-#include "internal.h"
+#include "compress/compress.h"
 
 /* The weights graph must have the base's structure exactly. */
 static int32_t check_same_structure(const fib_graph *a, const fib_graph *b)

@@ -1,7 +1,7 @@
 /* fib_break_symmetry: the cover base brought back to the original widths
  * with fresh units (random input weights, zero output weights), so that the
  * network computes what the base computes but can learn again. */
-#include "internal.h"
+#include "compress/compress.h"
 
 #include <math.h>
 

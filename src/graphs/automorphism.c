@@ -17,7 +17,7 @@
  * the orbit of w in the stabiliser of the nodes above it), so the union of
  * their cycles is the orbit partition. Boundaries between cells record the
  * level that made them (`ptn`), so going back to a level is one scan. */
-#include "automorphism.h"
+#include "graphs/automorphism.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -11,7 +11,7 @@
 #ifndef FIB_AUTOMORPHISM_H
 #define FIB_AUTOMORPHISM_H
 
-#include "internal.h"
+#include "model/model.h"
 
 #include <stdbool.h>
 #include <stdint.h>

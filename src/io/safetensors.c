@@ -1,7 +1,7 @@
 /* safetensors reader (mmap, strict validation) and writer. See safetensors.h. */
 #include "io/safetensors.h"
 
-#include "internal.h"
+#include "model/model.h"
 #include "io/json.h"
 
 #include <errno.h>

@@ -6,7 +6,7 @@
  * to double and added to the class's running sums, kept in registers for the
  * whole class: the ascending-column order of the scalar kernel (same
  * bits). */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #include <immintrin.h>
 #include <math.h>

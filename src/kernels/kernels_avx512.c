@@ -6,7 +6,7 @@
  * to double and added to the class's running sums, which stay in registers
  * for the whole class. Every row's sum keeps the ascending-column order of
  * the scalar kernel (same bits). */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #include <immintrin.h>
 #include <math.h>

@@ -1,6 +1,6 @@
 /* Portable kernels: the reference every variant is tested against, and the
  * remainder paths the SIMD versions share. */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <string.h>

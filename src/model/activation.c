@@ -1,6 +1,6 @@
 /* Activation functions: names, linearity (for opfiber flavours), and the
  * reference implementation used by the forward pass. */
-#include "internal.h"
+#include "model/model.h"
 
 #include <math.h>
 

@@ -10,7 +10,7 @@
  * sweep modes (EXACT, ABS, REL) add each class up as they find it, on the
  * grouping's threads and while its rows are in cache (sum_leading); the
  * linkage modes leave it to one pass over the signature here. */
-#include "internal.h"
+#include "blocks/blocks.h"
 
 #include <string.h>
 

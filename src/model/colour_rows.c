@@ -2,7 +2,7 @@
  * signature of every block whose rows are weight rows over a source's
  * classes (dense, convolution kernels, gate rows). Tiles of rows go to the
  * SIMD kernels (src/kernels/) on the signature's threads. */
-#include "internal.h"
+#include "model/model.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
 

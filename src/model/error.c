@@ -1,5 +1,5 @@
 /* Status names and the thread-local message of the last failing call. */
-#include "internal.h"
+#include "model/model.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* The reference forward pass, in double precision, so that users and tests
  * can check that a base computes what the original computes. */
-#include "internal.h"
+#include "model/model.h"
 
 #include <math.h>
 

@@ -1,4 +1,4 @@
-#include "gather.h"
+#include "model/gather.h"
 
 int32_t fib_gather_for_base(const fib_partition *parts, int32_t group,
                             int32_t source, const int64_t *reads,

@@ -5,7 +5,7 @@
 #ifndef FIB_GATHER_H
 #define FIB_GATHER_H
 
-#include "internal.h"
+#include "model/model.h"
 
 /* gather[c] for every class c of parts[group]: the class, in
  * parts[source], of the source unit that c's first member reads

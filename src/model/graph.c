@@ -1,6 +1,6 @@
 /* The graph: groups of units in topological order, each produced by one
  * block, and what the graph keeps alive for borrowed weights. */
-#include "internal.h"
+#include "blocks/blocks.h"
 
 #include <math.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * most of its time on mispredicted branches (measured: 0.21 ms for the
  * 4096 units of a dense layer, the serial part of its grouping); the radix
  * passes have none. Both give the one order fib_keyed_less defines. */
-#include "keyed_sort.h"
+#include "model/keyed_sort.h"
 
 #include <string.h>
 

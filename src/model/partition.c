@@ -1,6 +1,6 @@
 /* Partitions of a group's units into classes, always kept canonical:
  * classes are numbered 0, 1, ... in the order of their lowest unit. */
-#include "internal.h"
+#include "model/model.h"
 
 #include <stdlib.h>
 #include <string.h>

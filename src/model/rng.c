@@ -1,6 +1,6 @@
 /* A small seeded generator (xoshiro256**, seeded by splitmix64) so that
  * symmetry breaking gives the same weights on every platform. */
-#include "internal.h"
+#include "model/model.h"
 
 static uint64_t splitmix64(uint64_t *x)
 {

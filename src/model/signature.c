@@ -1,7 +1,7 @@
 /* Signatures: the numbers that must agree for two units to share a class.
  * Fibers: the colour sums of each block feeding the group. Opfibers: the
  * flavour, then the column sums of each block reading the group. */
-#include "internal.h"
+#include "color/color.h"
 
 #include <math.h>
 #include <stdbool.h>

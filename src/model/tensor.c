@@ -1,6 +1,6 @@
 /* Read-out of every block's parameters, integer attributes and scalar, so
  * that bindings can rebuild a base in their own framework. */
-#include "internal.h"
+#include "model/model.h"
 
 static int32_t view_of(const fib_graph *g, int32_t group, int32_t index,
                        fib_tensor_view *view, const char *fn)

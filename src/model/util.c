@@ -1,5 +1,5 @@
 /* Checked arithmetic, the allocation funnel and dtype access. */
-#include "internal.h"
+#include "model/model.h"
 
 #include <stdlib.h>
 #include <string.h>

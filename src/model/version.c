@@ -1,5 +1,5 @@
 /* Version and feature queries, so that a binding can check what it loaded. */
-#include "internal.h"
+#include "model/model.h"
 #include "kernels/kernels.h"
 
 #define FIB_STR2(x) #x

@@ -1,4 +1,4 @@
-#include "window.h"
+#include "model/window.h"
 
 int32_t fib_window_check(const fib_window *w, int64_t rows, int64_t cols,
                          const char *what, int32_t group, int64_t *out_rows,

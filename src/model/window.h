@@ -3,7 +3,7 @@
 #ifndef FIB_WINDOW_H
 #define FIB_WINDOW_H
 
-#include "internal.h"
+#include "model/model.h"
 
 typedef struct fib_window {
     int64_t kernel_rows, kernel_cols;

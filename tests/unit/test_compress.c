@@ -7,7 +7,7 @@
 
 #include "checks.h"
 #include "fibration.h"
-#include "internal.h" /* kept merge totals */
+#include "compress/compress.h" /* kept merge totals */
 #include "mlp_reference.h"
 #include "planted.h"
 #include "testing.h"

@@ -1,7 +1,8 @@
-/* Internal model of libfibration: groups produced by blocks, partitions,
- * signatures. Nothing here is part of the ABI. */
-#ifndef FIB_INTERNAL_H
-#define FIB_INTERNAL_H
+/* The model layer: the graph of groups and the table a block kind fills in
+ * (fib_block_ops), partitions, signatures, colourings, the forward pass.
+ * Uses only the kernels below it. Nothing here is part of the ABI. */
+#ifndef FIB_MODEL_MODEL_H
+#define FIB_MODEL_MODEL_H
 
 #include "fibration.h"
 
@@ -9,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "util.h"
+#include "model/util.h"
 
 /* Largest width of a group: keeps every index product inside int64_t. */
 #define FIB_MAX_UNITS (INT64_C(1) << 40)
@@ -201,62 +202,6 @@ struct fib_graph {
     int32_t convention; /* FIB_CONVENTION_* for the node groups */
 };
 
-/* Dense block data. */
-typedef struct fib_dense {
-    int32_t dtype;
-    int64_t n_in;
-    int64_t ld;
-    const void *weights;
-    const void *bias; /* NULL: no bias */
-    void *owned_weights;
-    void *owned_bias;
-} fib_dense;
-
-/* Sum block data: z[i] = a[gather_a[i]] + b[gather_b[i]] (NULL: identity). */
-typedef struct fib_sum {
-    int64_t *gather_a;
-    int64_t *gather_b;
-} fib_sum;
-
-extern const fib_block_ops fib_dense_ops;
-extern const fib_block_ops fib_sum_ops;
-extern const fib_block_ops fib_attend_ops;
-extern const fib_block_ops fib_norm_ops;
-
-/* Attention core (block_attention.c): per head a list of (q unit, k unit,
- * multiplicity) pairs, per unit its head and the v unit it reads; all
- * arrays owned. Pairs of head h are [head_start[h], head_start[h + 1]). */
-typedef struct fib_attend {
-    int64_t n_heads;
-    double scale;
-    int64_t n_pairs;
-    int64_t *head_start; /* n_heads + 1 */
-    int64_t *pair_q, *pair_k;
-    double *pair_mult;
-    int64_t *unit_head, *unit_v;
-    /* Derived by fib_graph_add_attend_owned: units of head h are
-     * unit_order[unit_start[h] .. unit_start[h + 1]). */
-    int64_t *unit_start, *unit_order;
-} fib_attend;
-/* Adds an attention core over groups q, k, v; takes `a` over (freed on
- * failure). */
-int32_t fib_graph_add_attend_owned(fib_graph *g, int32_t q, int32_t k,
-                                   int32_t v, int64_t n_units, fib_attend *a,
-                                   int32_t *group_out);
-void fib_attend_free(fib_attend *a);
-
-/* block_norm.c: adds a norm of n_units units, unit i reading source unit
- * gather[i] (NULL: identity) and counting mult[i] times (NULL: once);
- * weight/bias NULL: absent. Arrays are taken over, also on failure. */
-int32_t fib_graph_add_norm_owned(fib_graph *g, int32_t source, int32_t kind,
-                                 double epsilon, int64_t n_units,
-                                 int64_t *gather, double *weight, double *bias,
-                                 double *mult, int32_t *group_out);
-extern const fib_block_ops fib_conv_ops;
-extern const fib_block_ops fib_pool_ops;
-extern const fib_block_ops fib_flatten_ops;
-extern const fib_block_ops fib_affine_ops;
-
 /* graph.c */
 int32_t fib_graph_check_group(const fib_graph *g, int32_t group,
                               const char *what);
@@ -271,30 +216,6 @@ int64_t fib_group_activity_width(const fib_group *grp);
  * On failure release(handle) is NOT called; the caller still owns it. */
 int32_t fib_graph_attach_resource(fib_graph *g, void *handle,
                                   void (*release)(void *handle));
-
-/* block_dense.c: adds a dense group with weights owned as float64. */
-int32_t fib_graph_add_dense_owned(fib_graph *g, int32_t source, int64_t n_out,
-                                  double *weights, double *bias,
-                                  int32_t *group_out);
-double fib_dense_weight(const fib_dense *d, int64_t row, int64_t col);
-double fib_dense_bias(const fib_dense *d, int64_t row);
-
-/* block_sum.c: adds a sum group that gathers (arrays are taken over). */
-int32_t fib_graph_add_sum_gather(fib_graph *g, int32_t a, int32_t b,
-                                 int64_t n_units, int64_t *gather_a,
-                                 int64_t *gather_b, int32_t *group_out);
-
-/* Constructors with a gather, for model files (arrays taken over, also on
- * failure): block_pool.c (window: the six numbers of fib_graph_add_pool),
- * block_affine.c (float64), block_last_step.c. */
-int32_t fib_graph_add_pool_gather(fib_graph *g, int32_t source, int32_t kind,
-                                  const int64_t window[6], int64_t n_units,
-                                  int64_t *reads, int32_t *group_out);
-int32_t fib_graph_add_affine_gather(fib_graph *g, int32_t source, int64_t n_units,
-                                    double *scale, double *shift, int64_t *reads,
-                                    int32_t *group_out);
-int32_t fib_graph_add_last_step_gather(fib_graph *g, int32_t source, int64_t n_units,
-                                       int64_t *reads, int32_t *group_out);
 
 /* activation.c */
 bool fib_activation_valid(int32_t activation);
@@ -379,33 +300,8 @@ int32_t fib_colour_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
                         int32_t dtype, const void *w, int64_t ld, int64_t rows,
                         int64_t n, const int64_t *color, int64_t k_classes,
                         const double *coef, int32_t group);
-/* Fiber and opfiber signatures of one group. */
-int32_t fib_fiber_signature(const fib_graph *g, int32_t group,
-                            const fib_partition *parts, fib_signature *sig);
-int32_t fib_opfiber_signature(const fib_graph *g, int32_t group,
-                              const fib_partition *parts,
-                              const fib_partition *fibers,
-                              fib_signature *sig);
-/* The same for fib_color: fills on n_threads threads, and a dense group
- * over a discrete source borrows its weight rows, a group read only by a
- * dense block with discrete classes its consumer's weight columns, instead
- * of copying them (see fib_signature.n_direct). */
-int32_t fib_fiber_signature_ex(const fib_graph *g, int32_t group,
-                               const fib_partition *parts, int32_t n_threads,
-                               fib_scratch *scratch, fib_signature *sig);
-int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
-                                 const fib_partition *parts,
-                                 const fib_partition *fibers,
-                                 int32_t n_threads, fib_scratch *scratch,
-                                 fib_signature *sig);
 
-/* grouping.c: partition of the rows of sig. eps < 0: exact (rounding only);
- * otherwise every coordinate spans at most eps (+ rounding) per class. */
-int32_t fib_group_signatures(const fib_signature *sig, double eps,
-                             fib_partition *out);
-
-/* color.c */
-/* src/class_sums.c: a dense group's merge totals, kept by its fiber
+/* class_sums.c: a dense group's merge totals, kept by its fiber
  * colouring: sums[c * k_in + c'] = the sum over the members of class c
  * (rows ascending, from 0.0) of their colour sums over source class c',
  * made for the partitions out_labels (the group) and in_labels (its
@@ -443,37 +339,12 @@ int64_t fib_class_sums_leading(const fib_coloring *c, const fib_graph *g, int32_
 const double *fib_class_sums_find(const fib_coloring *c, const fib_graph *g, int32_t group,
                                   const fib_partition *projection);
 void fib_class_sums_free(fib_coloring *c);
-/* block_dense.c: Eq. 10 for a dense group from kept totals. */
-int32_t fib_dense_compress_totals(const fib_graph *g, int32_t group,
-                                  const fib_partition *parts, const double *totals,
-                                  fib_graph *base, const int32_t *base_ids);
+
+/* coloring.c: the colouring object (the public accessors are in fibration.h). */
 int32_t fib_coloring_alloc(const fib_graph *g, int32_t symmetry,
                            fib_coloring **out);
 int32_t fib_coloring_check_graph(const fib_graph *g, const fib_coloring *c);
-int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
-                           fib_coloring **out);
-/* graphs/graph_api.c: colours every FIB_OP_NODES group of g together into
- * parts (fibers; opfibers when reverse). A no-op without node groups. */
-int32_t fib_color_node_groups(const fib_graph *g, const fib_color_options *o,
-                              bool reverse, fib_partition *parts);
-/* graphs/graph_api.c: the opfiber signature of node group `group`: per
- * (target group, type, target class) the weight sum of its out-arcs. */
-int32_t fib_nodes_opfiber_signature(const fib_graph *g, int32_t group,
-                                    const fib_partition *parts,
-                                    fib_signature *sig);
 
-/* compress.c */
-struct fib_base {
-    fib_graph *graph;
-    int32_t n_groups;
-    fib_partition *projection; /* per original group: unit -> base unit */
-};
-
-/* compress.c: copies activation and name of a group to another graph. */
-int32_t fib_copy_group_attributes(const fib_graph *from, int32_t group,
-                                  fib_graph *to, int32_t to_group);
-
-/* rng.c: splitmix64 seeded xoshiro256** */
 typedef struct fib_rng { uint64_t s[4]; } fib_rng;
 void fib_rng_seed(fib_rng *r, uint64_t seed);
 uint64_t fib_rng_next(fib_rng *r);

@@ -301,7 +301,7 @@ int32_t fib_colour_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
                         int64_t n, const int64_t *color, int64_t k_classes,
                         const double *coef, int32_t group);
 
-/* class_sums.c: a dense group's merge totals, kept by its fiber
+/* A dense group's merge totals (color/class_sums.c), kept by its fiber
  * colouring: sums[c * k_in + c'] = the sum over the members of class c
  * (rows ascending, from 0.0) of their colour sums over source class c',
  * made for the partitions out_labels (the group) and in_labels (its
@@ -324,27 +324,14 @@ struct fib_coloring {
      * their classes too, the base's inputs being the classes' means. */
     bool merge_inputs;
 };
-/* Keeps group's merge totals from its fiber signature `sig` (colour sums,
- * still valid) and its new classes in parts, when it is a dense group over
- * a source with classes and its base is small; FIB_E_NOMEM. */
-int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
-                            const fib_signature *sig, const fib_partition *parts);
-/* Before grouping `sig` with `mode`: the sum_leading that lets grouping add
- * the classes up for fib_class_sums_keep (0: not this group or mode). */
-int64_t fib_class_sums_leading(const fib_coloring *c, const fib_graph *g, int32_t group,
-                               const fib_signature *sig, const fib_partition *parts,
-                               int32_t mode);
-/* The kept totals of `group` if they were made for projection[group] and
- * projection[its source], else NULL. */
-const double *fib_class_sums_find(const fib_coloring *c, const fib_graph *g, int32_t group,
-                                  const fib_partition *projection);
-void fib_class_sums_free(fib_coloring *c);
 
 /* coloring.c: the colouring object (the public accessors are in fibration.h). */
 int32_t fib_coloring_alloc(const fib_graph *g, int32_t symmetry,
                            fib_coloring **out);
 int32_t fib_coloring_check_graph(const fib_graph *g, const fib_coloring *c);
+void fib_class_sums_free(fib_coloring *c);
 
+/* rng.c: splitmix64 seeded xoshiro256** */
 typedef struct fib_rng { uint64_t s[4]; } fib_rng;
 void fib_rng_seed(fib_rng *r, uint64_t seed);
 uint64_t fib_rng_next(fib_rng *r);

@@ -10,7 +10,7 @@
  * sweep modes (EXACT, ABS, REL) add each class up as they find it, on the
  * grouping's threads and while its rows are in cache (sum_leading); the
  * linkage modes leave it to one pass over the signature here. */
-#include "blocks/blocks.h"
+#include "color/color.h"
 
 #include <string.h>
 
@@ -18,19 +18,6 @@
  * bytes, or small anyway: the colouring holds them until it is freed. */
 #define FIB_CLASS_SUMS_MAX_FRACTION 16
 #define FIB_CLASS_SUMS_SMALL (1 << 20)
-
-void fib_class_sums_free(fib_coloring *c)
-{
-    if (!c->class_sums)
-        return;
-    for (int32_t i = 0; i < c->n_groups; i++) {
-        fib_free(c->class_sums[i].sums);
-        fib_free(c->class_sums[i].out_labels);
-        fib_free(c->class_sums[i].in_labels);
-    }
-    fib_free(c->class_sums);
-    c->class_sums = NULL;
-}
 
 /* k_in when `sig` holds the colour sums of a dense group over its source's
  * k_in classes (and its bias), materialised and unscaled; else 0. */

@@ -341,6 +341,53 @@ static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
 
 /* ---- forward, compress, lift ------------------------------------------- */
 
+/* The fiber signature over a discrete source (every column its own class,
+ * in column order): its colour sums are its weights, so the signature
+ * borrows the rows and only the bias coordinate is materialised. */
+static bool dense_fiber_view(const fib_graph *g, int32_t group,
+                             const fib_partition *parts, fib_scratch *scratch,
+                             fib_signature *sig)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_dense *d = grp->block;
+    const fib_partition *src = &parts[grp->sources[0]];
+    if (src->n_classes != src->n_units || src->n_units != d->n_in)
+        return false;
+    for (int64_t k = 0; k < src->n_units; k++)
+        if (src->color[k] != k)
+            return false;
+    int32_t status = fib_signature_alloc_in(sig, grp->n_units, d->bias ? 1 : 0, scratch);
+    if (status)
+        return false;
+    sig->n_coords += d->n_in;
+    sig->n_direct = d->n_in;
+    sig->n_blocks = 1;
+    sig->blocks[0] = (fib_direct_block){d->weights, d->dtype, d->ld, 1, d->n_in};
+    for (int64_t i = 0; d->bias && i < grp->n_units; i++) {
+        sig->value[i] = fib_dense_bias(d, i);
+        sig->tol[i] = fib_rounding_tol(d->dtype, 1, fabs(sig->value[i]));
+    }
+    return true;
+}
+
+/* The contribution to its source's opfiber signature when the block's own
+ * classes are discrete (every row its own class, in row order): the column
+ * sums are the weight columns, lent in place. */
+static bool dense_opfiber_view(const fib_graph *g, int32_t group,
+                               const fib_partition *parts, fib_direct_block *out)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_dense *d = grp->block;
+    const fib_partition *own = &parts[group];
+    if (own->n_classes != own->n_units || d->n_in != g->groups[grp->sources[0]].n_units)
+        return false;
+    for (int64_t r = 0; r < own->n_units; r++)
+        if (own->color[r] != r)
+            return false;
+    *out = (fib_direct_block){d->weights, d->dtype, 1, d->ld, own->n_units};
+    return true;
+}
+
 static void dense_forward(const fib_graph *g, int32_t group, int64_t batch,
                           double *const *activity, double *out)
 {
@@ -588,6 +635,8 @@ const fib_block_ops fib_dense_ops = {
     .fiber_fill = dense_fiber_fill,
     .opfiber_width = dense_opfiber_width,
     .opfiber_fill = dense_opfiber_fill,
+    .fiber_view = dense_fiber_view,
+    .opfiber_view = dense_opfiber_view,
     .forward = dense_forward,
     .compress = dense_compress,
     .lift = dense_lift,

@@ -139,6 +139,17 @@ typedef struct fib_block_ops {
                             int32_t source_index, const fib_partition *parts,
                             const fib_partition *fibers, fib_signature *sig,
                             int64_t offset);
+    /* Optional: the fiber signature lent from the block's own weights
+     * instead of filled (fib_signature.n_direct), when the source's classes
+     * allow it; false: fill it. */
+    bool (*fiber_view)(const fib_graph *g, int32_t group,
+                       const fib_partition *parts, fib_scratch *scratch,
+                       fib_signature *sig);
+    /* Optional: the block's contribution to its source's opfiber
+     * signature as one borrowed block of weight columns, when its own
+     * classes allow it; false: fill it. */
+    bool (*opfiber_view)(const fib_graph *g, int32_t group,
+                         const fib_partition *parts, fib_direct_block *out);
     /* The group reads itself (recurrence): it is coloured to a fixed point,
      * its fills read parts[group] (the current classes of the group), and
      * its own backward contribution is asked with source_index = -1. */

@@ -86,9 +86,5 @@ int32_t fib_graph_add_affine_gather(fib_graph *g, int32_t source, int64_t n_unit
 int32_t fib_graph_add_last_step_gather(fib_graph *g, int32_t source, int64_t n_units,
                                        int64_t *reads, int32_t *group_out);
 
-/* block_dense.c: Eq. 10 for a dense group from kept totals. */
-int32_t fib_dense_compress_totals(const fib_graph *g, int32_t group,
-                                  const fib_partition *parts, const double *totals,
-                                  fib_graph *base, const int32_t *base_ids);
 
 #endif

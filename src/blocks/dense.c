@@ -562,7 +562,54 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
     return merge_finish(g, group, out_p, k_in, w, w, base, base_ids);
 }
 
-int32_t fib_dense_compress_totals(const fib_graph *g, int32_t group,
+/* W_hat[c', c] = sum_{i in c'} s_i sum_{k in c} W[i,k] t_k / sum_{i in c'} s_i^2
+ * (t: the source's scales), the least-squares representative of the class
+ * given its scales; all scales 1 gives Eq. 10. Input and output groups have
+ * discrete projections and are never scaled. */
+static int32_t dense_compress_scaled(const fib_graph *g, int32_t group,
+                                     const fib_partition *parts, double *const *scales,
+                                     fib_graph *base, const int32_t *base_ids)
+{
+    const fib_dense *d = g->groups[group].block;
+    int32_t source = g->groups[group].sources[0];
+    const fib_partition *out_p = &parts[group], *in_p = &parts[source];
+    bool own_scaled = !fib_group_is_input(g, group) && !fib_group_is_output(g, group);
+    const double *s = own_scaled ? scales[group] : NULL;
+    const double *t = fib_group_is_input(g, source) ? NULL : scales[source];
+    int64_t k_out = out_p->n_classes, k_in = in_p->n_classes;
+    int64_t n_out = g->groups[group].n_units;
+    double *w = fib_calloc(k_out * k_in, sizeof *w);
+    double *b = d->bias ? fib_calloc(k_out, sizeof *b) : NULL;
+    double *norm = fib_calloc(k_out, sizeof *norm);
+    if (!w || (d->bias && !b) || !norm) {
+        fib_free(w);
+        fib_free(b);
+        fib_free(norm);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+    }
+    for (int64_t i = 0; i < n_out; i++) {
+        double si = s ? s[i] : 1.0;
+        int64_t c = out_p->color[i];
+        double *row = w + c * k_in;
+        for (int64_t k = 0; k < d->n_in; k++)
+            row[in_p->color[k]] += si * fib_dense_weight(d, i, k) * (t ? t[k] : 1.0);
+        if (b)
+            b[c] += si * fib_dense_bias(d, i);
+        norm[c] += si * si;
+    }
+    for (int64_t c = 0; c < k_out; c++) {
+        double inv = 1.0 / norm[c];
+        for (int64_t k = 0; k < k_in; k++)
+            w[c * k_in + k] *= inv;
+        if (b)
+            b[c] *= inv;
+    }
+    fib_free(norm);
+    int32_t id;
+    return fib_graph_add_dense_owned(base, base_ids[source], k_out, w, b, &id);
+}
+
+static int32_t dense_compress_totals(const fib_graph *g, int32_t group,
                                   const fib_partition *parts, const double *totals,
                                   fib_graph *base, const int32_t *base_ids)
 {
@@ -606,6 +653,11 @@ static int32_t dense_lift(const fib_graph *base, int32_t group,
     return fib_graph_add_dense_owned(full, full_ids[source], n_out, w, b, &id);
 }
 
+static bool dense_has_bias(const fib_graph *g, int32_t group)
+{
+    return dense_of(g, group)->bias != NULL;
+}
+
 static int64_t dense_num_parameters(const fib_graph *g, int32_t group)
 {
     const fib_dense *d = dense_of(g, group);
@@ -640,5 +692,8 @@ const fib_block_ops fib_dense_ops = {
     .forward = dense_forward,
     .compress = dense_compress,
     .lift = dense_lift,
+    .compress_scaled = dense_compress_scaled,
+    .compress_totals = dense_compress_totals,
+    .has_bias = dense_has_bias,
     .num_parameters = dense_num_parameters,
 };

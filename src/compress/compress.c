@@ -93,7 +93,7 @@ int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
     for (int32_t i = 0; c->scales && i < g->n_groups && !status; i++) {
         bool scaled = c->scales[i] && !fib_group_is_input(g, i) && !fib_group_is_output(g, i);
         int32_t act = g->groups[i].activation;
-        if (scaled && g->groups[i].op != FIB_OP_DENSE)
+        if (scaled && !g->groups[i].ops->compress_scaled)
             status = fib_error(FIB_E_UNSUPPORTED,
                                "fib_compress: group %d has scales but is not a dense group",
                                (int)i);
@@ -106,7 +106,7 @@ int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
                                (int)i, fib_activation_name(act));
         for (int32_t h = i + 1; scaled && h < g->n_groups && !status; h++)
             for (int32_t s = 0; s < g->groups[h].n_sources && !status; s++)
-                if (g->groups[h].sources[s] == i && g->groups[h].op != FIB_OP_DENSE)
+                if (g->groups[h].sources[s] == i && !g->groups[h].ops->compress_scaled)
                     status = fib_error(FIB_E_UNSUPPORTED,
                                        "fib_compress: scaled group %d is read by group %d, "
                                        "which is not dense", (int)i, (int)h);
@@ -119,12 +119,13 @@ int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
         ids[i] = i; /* the base has the same groups, in the same order */
         if (fib_group_is_input(g, i))
             status = fib_graph_add_input(b->graph, b->projection[i].n_classes, &ids[i]);
-        else if (c->scales && g->groups[i].op == FIB_OP_DENSE)
-            status = fib_dense_compress_scaled(g, i, b->projection, c->scales, b->graph, ids);
-        else if (fib_class_sums_find(c, g, i, b->projection))
-            status = fib_dense_compress_totals(g, i, b->projection,
-                                               fib_class_sums_find(c, g, i, b->projection),
-                                               b->graph, ids);
+        else if (c->scales && g->groups[i].ops->compress_scaled)
+            status = g->groups[i].ops->compress_scaled(g, i, b->projection, c->scales,
+                                                       b->graph, ids);
+        else if (g->groups[i].ops->compress_totals && fib_class_sums_find(c, g, i, b->projection))
+            status = g->groups[i].ops->compress_totals(g, i, b->projection,
+                                                       fib_class_sums_find(c, g, i, b->projection),
+                                                       b->graph, ids);
         else
             status = g->groups[i].ops->compress(g, i, b->projection, b->graph, ids);
         if (!status)

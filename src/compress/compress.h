@@ -26,10 +26,5 @@ int32_t fib_copy_group_attributes(const fib_graph *from, int32_t group,
  * activation is not linear, ReLU or leaky ReLU. */
 int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
                            int64_t n_samples, fib_base *base, bool *applied);
-/* budget.c: the scale-aware Eq. 10 for a dense group. */
-int32_t fib_dense_compress_scaled(const fib_graph *g, int32_t group,
-                                  const fib_partition *parts,
-                                  double *const *scales, fib_graph *base,
-                                  const int32_t *base_ids);
 
 #endif

@@ -13,9 +13,8 @@ static int32_t check_same_structure(const fib_graph *a, const fib_graph *b)
                     x->n_sources == y->n_sources;
         for (int32_t s = 0; same && s < x->n_sources; s++)
             same = x->sources[s] == y->sources[s];
-        if (same && x->op == FIB_OP_DENSE)
-            same = (((const fib_dense *)x->block)->bias == NULL) ==
-                   (((const fib_dense *)y->block)->bias == NULL);
+        if (same && x->ops && x->ops->has_bias)
+            same = x->ops->has_bias(a, i) == y->ops->has_bias(b, i);
         if (!same)
             return fib_error(FIB_E_MISMATCH,
                              "fib_lift: group %d of the weights graph differs from the base's",

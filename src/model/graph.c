@@ -1,6 +1,6 @@
 /* The graph: groups of units in topological order, each produced by one
  * block, and what the graph keeps alive for borrowed weights. */
-#include "blocks/blocks.h"
+#include "model/model.h"
 
 #include <math.h>
 #include <string.h>
@@ -265,8 +265,7 @@ int32_t fib_graph_group_info(const fib_graph *g, int32_t group, int32_t *op,
     if (parameter)
         *parameter = grp->act_param;
     if (has_bias)
-        *has_bias = grp->op == FIB_OP_DENSE &&
-                    ((const fib_dense *)grp->block)->bias != NULL;
+        *has_bias = grp->ops && grp->ops->has_bias && grp->ops->has_bias(g, group);
     if (n_sources)
         *n_sources = grp->n_sources;
     if (is_output)

@@ -168,6 +168,20 @@ typedef struct fib_block_ops {
     int32_t (*lift)(const fib_graph *base, int32_t group,
                     const fib_partition *parts, fib_graph *full,
                     const int32_t *full_ids);
+    /* Optional: compress with per-unit scales (FIB_TOL_SCALED): scales[h]
+     * for every group h (NULL: all 1); a block without it takes no scales
+     * and reads no scaled group. */
+    int32_t (*compress_scaled)(const fib_graph *g, int32_t group,
+                               const fib_partition *parts, double *const *scales,
+                               fib_graph *base, const int32_t *base_ids);
+    /* Optional: compress from the merge totals its colouring kept
+     * (color/class_sums.c). */
+    int32_t (*compress_totals)(const fib_graph *g, int32_t group,
+                               const fib_partition *parts, const double *totals,
+                               fib_graph *base, const int32_t *base_ids);
+    /* Optional: whether the block has a bias (fib_graph_group_info); NULL:
+     * it has none. */
+    bool (*has_bias)(const fib_graph *g, int32_t group);
     int64_t (*num_parameters)(const fib_graph *g, int32_t group);
     /* Parameter tensor `index` (false past the last one). May be NULL. */
     bool (*tensor)(const fib_graph *g, int32_t group, int32_t index,

@@ -1,4 +1,5 @@
-/* The sums a dense group's merge needs, kept from its fiber colouring.
+/* The sums a dense group's merge needs, kept from its fiber colouring
+ * (for every block with fib_block_ops compress_totals).
  *
  * Colouring the fibers of a dense group over a source with classes makes
  * every row's colour sums (the signature); merging it (Eq. 10) makes them
@@ -19,17 +20,19 @@
 #define FIB_CLASS_SUMS_MAX_FRACTION 16
 #define FIB_CLASS_SUMS_SMALL (1 << 20)
 
-/* k_in when `sig` holds the colour sums of a dense group over its source's
- * k_in classes (and its bias), materialised and unscaled; else 0. */
+/* k_in when `sig` holds the colour sums of a group whose block compresses
+ * from kept totals (fib_block_ops compress_totals) over its source's k_in
+ * classes (and its bias), materialised and unscaled; else 0. */
 static int64_t colour_sum_width(const fib_coloring *c, const fib_graph *g, int32_t group,
                                 const fib_signature *sig, const fib_partition *parts)
 {
     const fib_group *grp = &g->groups[group];
-    if (grp->op != FIB_OP_DENSE || grp->ops->recurrent || sig->n_direct || c->scales)
+    const fib_block_ops *ops = grp->ops;
+    if (!ops || !ops->compress_totals || ops->recurrent || sig->n_direct || c->scales)
         return 0;
-    const fib_dense *d = grp->block;
+    bool bias = ops->has_bias && ops->has_bias(g, group);
     int64_t k_in = parts[grp->sources[0]].n_classes;
-    return sig->n_coords == k_in + (d->bias ? 1 : 0) ? k_in : 0;
+    return sig->n_coords == k_in + (bias ? 1 : 0) ? k_in : 0;
 }
 
 int64_t fib_class_sums_leading(const fib_coloring *c, const fib_graph *g, int32_t group,
@@ -49,11 +52,13 @@ int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
     if (k_in == 0)
         return FIB_OK;
     const fib_group *grp = &g->groups[group];
-    const fib_dense *d = grp->block;
     const fib_partition *out = &parts[group], *in = &parts[grp->sources[0]];
     int64_t k_out = out->n_classes;
+    fib_tensor_view w; /* the weight matrix: tensor 0 */
+    if (!grp->ops->tensor || !grp->ops->tensor(g, group, 0, &w))
+        return FIB_OK;
     double bytes = (double)k_out * (double)k_in * sizeof(double);
-    double weights = (double)grp->n_units * (double)d->n_in * (double)fib_dtype_size(d->dtype);
+    double weights = (double)w.shape[0] * (double)w.shape[1] * (double)fib_dtype_size(w.dtype);
     if (bytes * FIB_CLASS_SUMS_MAX_FRACTION > weights && bytes > FIB_CLASS_SUMS_SMALL)
         return FIB_OK;
     if (!c->class_sums &&

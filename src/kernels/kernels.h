@@ -1,6 +1,6 @@
 /* Hot kernels behind the blocks: a portable scalar set and per-ISA sets
- * (kernels_avx2.c, kernels_avx512.c, each compiled with its own flags),
- * chosen once at run time (dispatch.c).
+ * (kernels_avx2.c, kernels_avx512.c, each compiled with its own flags from
+ * the one body in kernels_simd.h), chosen once at run time (dispatch.c).
  *
  * Every variant gives the same bits as the scalar one: sums are defined by
  * their order (below), which the SIMD versions keep by vectorising across

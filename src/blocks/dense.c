@@ -308,7 +308,8 @@ static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
             int64_t size = start[c + 1] - start[c];
             /* the next class's rows (the tile's first class at the next
              * columns after its last) are elsewhere in the matrix: ask for
-             * their pieces now (measured: opfibers about 13% faster) */
+             * their pieces now (tests/bench/bench_pipeline: the opfiber
+             * pass; figures in docs/performance.md) */
             int64_t next = c + 1 < c1 ? c + 1 : c0;
             int64_t next_col = c + 1 < c1 ? col0 : col0 + OPF_COLUMNS;
             int64_t next_cols = d->n_in - next_col < OPF_COLUMNS ? d->n_in - next_col : OPF_COLUMNS;

@@ -311,8 +311,8 @@ int32_t fib_group_signatures(const fib_signature *sig, double eps,
     double label_tol = -(eps < 0 ? 0.0 : eps) / 2;
     /* Label coordinates are whole columns (every unit's allowance there is
      * FIB_TOL_LABEL), so the first row finds them: only those columns are
-     * rewritten, not the whole allowance array (measured: that pass was
-     * 25 ms of serial time in the 2.5e8 pipeline). */
+     * rewritten, not the whole allowance array, a serial pass
+     * (tests/bench/bench_pipeline at 2.5e8 parameters). */
     int64_t stride = sig->n_coords - sig->n_direct;
     for (int64_t j = 0; n > 0 && j < stride; j++)
         if (sig->tol[j] < 0)

@@ -33,9 +33,9 @@ static void gaussian_fill(fib_rng *rng, double *x, int64_t n, double scale)
 /* Samples handled together by the products below, and columns of c per
  * pass: each row of b^T (or of the Gram matrix) is then read once for
  * BLOCK samples, not once per sample; the axpys are the dispatched kernel
- * (measured: the 784-500-500-500 MLP's budget call at 30% went from 5.3 s
- * to 4.6 s with the blocking, to 2.5 s with the kernel; 2.1 s once each
- * original layer's product was made once, below). The per-element
+ * (the budget call on the 784-500-500-500 MLP of docs/compression.md;
+ * figures in docs/performance.md), and each original layer's product is
+ * made once, below. The per-element
  * order of the sums is still the samples', or the inner products',
  * ascending order, so neither changes a bit. */
 #define BLOCK 8

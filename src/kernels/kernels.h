@@ -42,9 +42,9 @@ static inline int64_t fib_colour_scratch_len(int64_t n, int64_t k_classes)
 /* The tile a thread takes next under a static schedule starts `tile` rows
  * further on. The SIMD colour sums prefetch its bytes into L2 in address
  * order, a share at each block step of the current tile, so that the next
- * tile's strided row streams hit L2 rather than memory (a 4096 x 4096
- * float32 layer with 64 colours, AVX-512, one thread, two binaries
- * alternated: 5.9-6.6 -> 5.4-5.8 ms; see docs/performance.md). Prefetches
+ * tile's strided row streams hit L2 rather than memory (tests/bench/
+ * bench_kernels, case "kernel": a 4096 x 4096 float32 layer with 64
+ * colours; figures in docs/performance.md). Prefetches
  * never fault, so the last tile's run past the matrix is harmless; the
  * address is formed as an integer for that reason. */
 typedef struct fib_next_tile {

@@ -851,6 +851,13 @@ FIB_API int32_t fib_load_options_init(fib_load_options *options,
  * options->activation on every hidden group and a linear last group.
  * F32 and F64 tensors are borrowed from the mapping (zero copies); F16 and
  * BF16 are converted to float32 copies owned by the graph.
+ * A borrowed mapping reads the file itself: if another program truncates
+ * the file while the graph lives, touching the lost pages raises SIGBUS.
+ * The library installs no signal handlers; a program that cannot trust its
+ * files either loads with copy = 1 (the file is read once, then closed) or
+ * handles SIGBUS itself (the `fibration` command reports "the file changed
+ * while it was read"). Only regular files are accepted (a FIFO is refused
+ * at once, without waiting for a writer).
  *
  * Errors: FIB_E_NULL, FIB_E_INVALID (options), FIB_E_IO (cannot open or
  * read), FIB_E_FORMAT (malformed file, missing or mis-shaped tensor; the
@@ -861,8 +868,11 @@ FIB_API int32_t fib_model_load(const char *path,
                                const fib_load_options *options,
                                fib_graph **out);
 
-/* Saves a network with its structure metadata, atomically (written to a
- * temporary file in the same directory, then renamed over `path`). Every
+/* Saves a network with its structure metadata, atomically: written to a
+ * temporary file in the folder of the real target (symlinks are followed
+ * and stay symlinks), synced, then renamed over it, keeping its mode; a
+ * character device, FIFO or /dev/stdout is written in place instead, and a
+ * write error (a full disk, /dev/full) is FIB_E_IO (docs/ERRORS.md). Every
  * kind of block is saved (format version 2, docs/model-files.md) and loads
  * back identical: tensors, params, scalars, names, activations, positions.
  * dtype: FIB_DTYPE_F32 or FIB_DTYPE_F64 for all weight tensors, or 0 to
@@ -1198,6 +1208,15 @@ FIB_API int32_t fib_color_nested(const fib_graph *graph,
                                  const fib_color_options *options,
                                  const double *eps, int32_t n_levels,
                                  fib_coloring **levels);
+
+/* Removes the temporary files of the saves in progress in this process
+ * (fib_model_save and fib_base_save write a temporary file next to the
+ * target and rename it at the end). Async-signal-safe: a program's
+ * SIGINT / SIGTERM / SIGHUP handler calls it, then re-raises the signal
+ * with its default action, so that a killed save leaves nothing behind; the
+ * library installs no handlers itself. A save still running afterwards
+ * fails with FIB_E_IO and leaves its target untouched. */
+FIB_API void fib_remove_partial_outputs(void);
 
 #ifdef __cplusplus
 }

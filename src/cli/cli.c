@@ -275,9 +275,9 @@ static int value_option(int argc, char **argv, int *i, unsigned accepted,
             return cli_usage(verb, "--activation must be linear, relu, "
                              "leaky_relu[:SLOPE], tanh, sigmoid, gelu or silu");
     } else if (VALUE("--output", OPT_OUTPUT) || VALUE("-o", OPT_OUTPUT)) {
-        if (r < 0)
-            return cli_usage(verb, "-o needs a file name");
-        o->output = v;
+        if (r < 0 || !v[0])
+            return cli_usage(verb, "-o needs a file name (or - for stdout)");
+        o->output = strcmp(v, "-") == 0 ? "/dev/stdout" : v;
     } else if (VALUE("--budget", OPT_BUDGET)) {
         if (r < 0 || !parse_double(v, &o->budget) || !(o->budget > 0 && o->budget <= 1))
             return cli_usage(verb, "--budget needs a fraction of the parameters in (0, 1]");
@@ -382,6 +382,11 @@ int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
         return cli_usage(verb, "a model file is required");
     if ((accepted & OPT_OUTPUT) && !o->output)
         return cli_usage(verb, "an output file is required (-o FILE)");
+    /* the file goes to stdout: a summary there would corrupt it */
+    if (o->output && (strcmp(o->output, "/dev/stdout") == 0 ||
+                      strcmp(o->output, "/dev/fd/1") == 0 ||
+                      strcmp(o->output, "/proc/self/fd/1") == 0))
+        o->quiet = true;
     if (o->n_levels > 0)
         return tree_checks(o, &seen);
     if ((o->merge_inputs || o->input_scale > 0) && !(o->budget > 0))
@@ -494,8 +499,12 @@ int cli_load(const cli_options *o, fib_graph **out)
     fib_load_options_init(&lo, sizeof lo);
     lo.activation = o->activation;
     lo.parameter = o->act_param;
+    cli_watch_mapped_file(o->model);
     int32_t st = fib_model_load(o->model, &lo, out);
-    return st == FIB_OK ? CLI_EXIT_OK : cli_fail(o->model, st);
+    if (st != FIB_OK)
+        return cli_fail(o->model, st);
+    cli_test_hook_after_load();
+    return CLI_EXIT_OK;
 }
 
 int cli_color(const cli_options *o, const fib_graph *g, int32_t symmetry,

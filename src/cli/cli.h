@@ -107,6 +107,15 @@ int64_t cli_group_parameters(const fib_graph *g, int32_t group);
 /* "52.65 K" */
 void cli_human(char *buf, size_t size, double count);
 
+/* signals.c: SIGINT / SIGTERM / SIGHUP remove the partial output file and
+ * kill as usual; SIGBUS from a truncated mapped file exits CLI_EXIT_IO with
+ * "the file changed while it was read", naming the file watched last. */
+void cli_install_signal_handlers(void);
+void cli_watch_mapped_file(const char *path);
+/* Test-only: stops the process (SIGSTOP) after a model is loaded when
+ * FIBRATION_TEST_STOP_AFTER_LOAD is set (docs/cli.md). */
+void cli_test_hook_after_load(void);
+
 /* Prints a string with control characters replaced (one-line messages). */
 void cli_put_clean(FILE *f, const char *s);
 

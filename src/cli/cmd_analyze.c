@@ -76,10 +76,6 @@ int cmd_analyze(int argc, char **argv)
         default: report_table(stdout, &o, &a); break;
         }
     }
-    if (rc == CLI_EXIT_OK && (fflush(stdout) != 0 || ferror(stdout))) {
-        fprintf(stderr, "fibration: cannot write the report to stdout\n");
-        rc = CLI_EXIT_IO;
-    }
     analysis_free(&a);
     fib_graph_free(g);
     return rc;

@@ -32,9 +32,11 @@ int cmd_lift(int argc, char **argv)
         return rc;
     fib_base *base = NULL;
     fib_graph *full = NULL;
+    cli_watch_mapped_file(o.model);
     int32_t st = fib_base_load(o.model, NULL, &base);
     if (st != FIB_OK)
         return cli_fail(o.model, st);
+    cli_test_hook_after_load();
     st = fib_lift(base, NULL, &full);
     rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.model, st);
     if (rc == CLI_EXIT_OK) {

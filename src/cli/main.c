@@ -2,6 +2,8 @@
 #include "cli.h"
 #include "commands.h"
 
+#include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 typedef struct command {
@@ -33,7 +35,27 @@ static void usage(FILE *f)
             "unsupported model file. See docs/cli.md.\n");
 }
 
-int main(int argc, char **argv)
+/* Every verb's report goes to stdout: a write error there (a full disk,
+ * >/dev/full, a closed pipe) fails the run, never a truncated report with
+ * exit 0. */
+static int finish_stdout(int rc)
+{
+    errno = 0;
+    bool failed = fflush(stdout) != 0 || ferror(stdout);
+    int e = errno;
+    if (fclose(stdout) != 0 && !failed) {
+        failed = true;
+        e = errno;
+    }
+    if (failed && rc == CLI_EXIT_OK) {
+        fprintf(stderr, "fibration: cannot write to stdout: %s\n",
+                e ? strerror(e) : "write error");
+        rc = CLI_EXIT_IO;
+    }
+    return rc;
+}
+
+static int run(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
@@ -63,4 +85,10 @@ int main(int argc, char **argv)
     cli_put_clean(stderr, verb);
     fprintf(stderr, "' (see 'fibration --help')\n");
     return CLI_EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    cli_install_signal_handlers();
+    return finish_stdout(run(argc, argv));
 }

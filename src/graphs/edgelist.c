@@ -2,10 +2,14 @@
 #include "graphs/edgelist.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_FIELDS 64
 #define MAX_NUMBER 128
@@ -569,14 +573,60 @@ fail:
     return status;
 }
 
+/* Opens an edge list without blocking on a FIFO that has no writer: a
+ * regular file, a pipe or FIFO with a writer, or a socket is read; folders
+ * and devices (a terminal, /dev/zero, whose reading never ends) are
+ * refused, and so is a FIFO with no writer (it would wait forever). */
+static int32_t open_edge_list(const char *path, FILE **out)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return fib_error(FIB_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    int32_t st = FIB_OK;
+    if (fstat(fd, &sb) != 0)
+        st = fib_error(FIB_E_IO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (S_ISDIR(sb.st_mode))
+        st = fib_error(FIB_E_IO, "%s: is a folder, not an edge list", path);
+    else if (S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode))
+        st = fib_error(FIB_E_IO, "%s: is a device, not an edge list (a regular "
+                       "file, pipe or FIFO is read)", path);
+    /* on a FIFO, a non-blocking read returns 0 only when no writer has it
+     * open, and fails with EAGAIN while a writer has yet to write */
+    char first = 0;
+    ssize_t got = -1;
+    if (st == FIB_OK && S_ISFIFO(sb.st_mode)) {
+        got = read(fd, &first, 1);
+        if (got == 0)
+            st = fib_error(FIB_E_IO, "%s: a FIFO or pipe with no writer (start "
+                           "the writer first)", path);
+        else if (got < 0 && errno != EAGAIN && errno != EINTR)
+            st = fib_error(FIB_E_IO, "%s: read error: %s", path, strerror(errno));
+    }
+    if (st == FIB_OK && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
+        st = fib_error(FIB_E_IO, "%s: cannot read: %s", path, strerror(errno));
+    FILE *f = st == FIB_OK ? fdopen(fd, "rb") : NULL;
+    if (st == FIB_OK && !f)
+        st = fib_error(FIB_E_NOMEM, "%s: out of memory", path);
+    if (st != FIB_OK) {
+        close(fd);
+        return st;
+    }
+    if (got == 1)
+        ungetc((unsigned char)first, f);
+    *out = f;
+    return FIB_OK;
+}
+
 int32_t fib_edgelist_read(const char *path, uint32_t flags, fib_edgelist *out)
 {
     if (!path || !out)
         return fib_error(FIB_E_NULL, "edge list: NULL argument");
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return fib_error(FIB_E_IO, "%s: cannot open", path);
+    FILE *f = NULL;
+    int32_t opened = open_edge_list(path, &f);
+    if (opened != FIB_OK)
+        return opened;
     char *buf = NULL;
     int64_t cap = 0, len = 0;
     int32_t status = FIB_OK;

@@ -1,6 +1,7 @@
 /* safetensors reader (mmap, strict validation) and writer. See safetensors.h. */
 #include "io/safetensors.h"
 
+#include "io/file_output.h"
 #include "model/model.h"
 #include "io/json.h"
 
@@ -499,7 +500,9 @@ int32_t fib_st_open(const char *path, fib_st_file **out)
 {
     if (!path || !out)
         return fib_error(FIB_E_NULL, "fib_st_open: NULL argument");
-    int fd = open(path, O_RDONLY);
+    /* non-blocking: a FIFO without a writer must not hang the open; only a
+     * regular file (which ignores the flag) is read below */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return fib_error(FIB_E_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
@@ -510,7 +513,11 @@ int32_t fib_st_open(const char *path, fib_st_file **out)
     }
     if (!S_ISREG(sb.st_mode)) {
         close(fd);
-        return fib_error(FIB_E_IO, "%s: not a regular file", path);
+        return fib_error(FIB_E_IO, "%s: not a regular file (a %s); model files "
+                         "are mapped, so pipes, devices and folders are refused",
+                         path, S_ISDIR(sb.st_mode) ? "folder" : S_ISFIFO(sb.st_mode)
+                         ? "FIFO or pipe" : S_ISCHR(sb.st_mode) ? "character device"
+                         : "special file");
     }
     if (sb.st_size < 8) {
         close(fd);
@@ -673,44 +680,27 @@ static bool write_tensor(FILE *fp, const fib_st_out *o, int64_t bytes)
     return true;
 }
 
-static int32_t write_file(const char *path, const char *tmp,
-                          const fib_st_out *t, int64_t n, const int64_t *order,
-                          const int64_t *bytes, const fib_jbuf *h)
+static int32_t write_file(const char *path, const fib_st_out *t, int64_t n,
+                          const int64_t *order, const int64_t *bytes,
+                          const fib_jbuf *h)
 {
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
-    if (fd < 0)
-        return fib_error(FIB_E_IO, "%s: cannot create %s: %s", path, tmp,
-                         strerror(errno));
-    FILE *fp = fdopen(fd, "wb");
-    if (!fp) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        return fib_error(FIB_E_IO, "%s: cannot write: %s", path, strerror(e));
-    }
+    fib_output out;
+    int32_t st = fib_output_open(&out, path);
+    if (st != FIB_OK)
+        return st;
     unsigned char len[8];
     uint64_t hl = h->length;
     for (int i = 0; i < 8; i++)
         len[i] = (unsigned char)(hl >> (8 * i));
-    bool ok = write_all(fp, len, 8) && write_all(fp, h->data, h->length);
+    bool ok = write_all(out.fp, len, 8) && write_all(out.fp, h->data, h->length);
     for (int64_t k = 0; k < n && ok; k++)
-        ok = write_tensor(fp, &t[order[k]], bytes[order[k]]);
-    int e = errno;
-    if (fclose(fp) != 0 && ok) {
-        ok = false;
-        e = errno;
-    }
+        ok = write_tensor(out.fp, &t[order[k]], bytes[order[k]]);
     if (!ok) {
-        unlink(tmp);
+        int e = errno;
+        fib_output_abort(&out);
         return fib_error(FIB_E_IO, "%s: write failed: %s", path, strerror(e));
     }
-    if (rename(tmp, path) != 0) {
-        e = errno;
-        unlink(tmp);
-        return fib_error(FIB_E_IO, "%s: cannot replace the file: %s", path,
-                         strerror(e));
-    }
-    return FIB_OK;
+    return fib_output_commit(&out);
 }
 
 int32_t fib_st_write(const char *path, const fib_st_out *tensors,
@@ -729,12 +719,10 @@ int32_t fib_st_write(const char *path, const fib_st_out *tensors,
     int64_t slots = n_tensors > 0 ? n_tensors : 1;
     int64_t *bytes = fib_calloc(slots, sizeof *bytes);
     int64_t *order = fib_calloc(slots, sizeof *order);
-    size_t tmp_len = strlen(path) + 64;
-    char *tmp = fib_alloc((int64_t)tmp_len, 1);
     fib_jbuf h;
     fib_jbuf_init(&h);
     int32_t st = FIB_OK;
-    if (!bytes || !order || !tmp)
+    if (!bytes || !order)
         st = fib_error(FIB_E_NOMEM, "%s: out of memory", path);
     if (st == FIB_OK)
         st = check_out_tensors(path, tensors, n_tensors, bytes);
@@ -751,14 +739,9 @@ int32_t fib_st_write(const char *path, const fib_st_out *tensors,
         st = build_header(tensors, n_tensors, order, bytes, meta_keys,
                           meta_values, n_meta, &h);
     }
-    if (st == FIB_OK) {
-        /* unique among concurrent writers: pid and this call's stack frame */
-        snprintf(tmp, tmp_len, "%s.tmp-%ld-%lx", path, (long)getpid(),
-                 (unsigned long)(uintptr_t)&h);
-        st = write_file(path, tmp, tensors, n_tensors, order, bytes, &h);
-    }
+    if (st == FIB_OK)
+        st = write_file(path, tensors, n_tensors, order, bytes, &h);
     fib_jbuf_free(&h);
-    fib_free(tmp);
     fib_free(order);
     fib_free(bytes);
     return st;

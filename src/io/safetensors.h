@@ -78,11 +78,11 @@ typedef struct fib_st_out {
     const void *data;
 } fib_st_out;
 
-/* Writes a safetensors file atomically (a temporary file in the same
- * directory, renamed over `path`). Float64 tensors are placed first so that
- * every tensor is aligned to its element size; the header is padded with
- * spaces to a multiple of 8. Errors: FIB_E_IO, FIB_E_INVALID (dtype, names),
- * FIB_E_OVERFLOW, FIB_E_NOMEM. */
+/* Writes a safetensors file through io/file_output.h (atomically for a
+ * regular file, in place for a device or FIFO). Float64 tensors are placed
+ * first so that every tensor is aligned to its element size; the header is
+ * padded with spaces to a multiple of 8. Errors: FIB_E_IO, FIB_E_INVALID
+ * (dtype, names), FIB_E_OVERFLOW, FIB_E_NOMEM. */
 int32_t fib_st_write(const char *path, const fib_st_out *tensors,
                      int64_t n_tensors, const char *const *meta_keys,
                      const char *const *meta_values, int64_t n_meta);

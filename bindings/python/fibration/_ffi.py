@@ -339,6 +339,7 @@ FUNCTIONS = [
     ('fib_hierarchy_chain', [ctypes.POINTER(fib_hierarchy), ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_hierarchy_coloring', [ctypes.POINTER(fib_hierarchy), ctypes.c_int32, ctypes.POINTER(ctypes.POINTER(fib_coloring))], ctypes.c_int32),
     ('fib_color_nested', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_color_options), ctypes.POINTER(ctypes.c_double), ctypes.c_int32, ctypes.POINTER(ctypes.POINTER(fib_coloring))], ctypes.c_int32),
+    ('fib_remove_partial_outputs', [], None),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -428,4 +429,5 @@ PARAMETERS = {
     'fib_hierarchy_chain': ('hierarchy', 'group', 'links_out', ),
     'fib_hierarchy_coloring': ('hierarchy', 'symmetry', 'out', ),
     'fib_color_nested': ('graph', 'options', 'eps', 'n_levels', 'levels', ),
+    'fib_remove_partial_outputs': (),
 }

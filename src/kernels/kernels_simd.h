@@ -37,6 +37,10 @@
 
 #define VD_ALL ((1u << VD_N) - 1u)
 
+/* The per-type pieces below sit in the hot loops: inlined as the copies
+ * they replace were (gcc -O2 would otherwise call them per block). */
+#define KS_INLINE static inline __attribute__((always_inline))
+
 /* Scratch: class-major sums acc_s / acc_a (TILE per class), the cursor of
  * each class into perm, and the transposed columns (64-byte aligned). */
 typedef struct tile_scratch {
@@ -130,7 +134,7 @@ static void write_out(const double *acc_s, const double *acc_a,
 /* Columns j .. j + TILE of the tile's TILE float rows, transposed into dst
  * (one column of TILE rows after another). The rows' next bytes are
  * prefetched as they are read. */
-static inline void block_f32(const float *w, int64_t ld, int64_t j, fib_next_tile nt,
+KS_INLINE void block_f32(const float *w, int64_t ld, int64_t j, fib_next_tile nt,
                              float *dst)
 {
     VF r[TILE];
@@ -146,7 +150,7 @@ static inline void block_f32(const float *w, int64_t ld, int64_t j, fib_next_til
 
 /* Columns j .. j + VD_N of the tile's TILE double rows, transposed into
  * dst: two VD_N x VD_N transposes (rows 0 .. VD_N, then the rest). */
-static inline void block_f64(const double *w, int64_t ld, int64_t j, fib_next_tile nt,
+KS_INLINE void block_f64(const double *w, int64_t ld, int64_t j, fib_next_tile nt,
                              double *dst)
 {
     VD rl[VD_N], rh[VD_N], lo[VD_N], hi[VD_N];
@@ -164,26 +168,26 @@ static inline void block_f64(const double *w, int64_t ld, int64_t j, fib_next_ti
 }
 
 /* One transposed column (TILE rows) as two vectors of doubles. */
-static inline void column_f32(const float *col, VD *lo, VD *hi)
+KS_INLINE void column_f32(const float *col, VD *lo, VD *hi)
 {
     VF v = VF_LOAD(col);
     *lo = VF_LO(v);
     *hi = VF_HI(v);
 }
 
-static inline void column_f64(const double *col, VD *lo, VD *hi)
+KS_INLINE void column_f64(const double *col, VD *lo, VD *hi)
 {
     *lo = VD_LOAD(col);
     *hi = VD_LOAD(col + VD_N);
 }
 
 /* VD_N consecutive elements, as doubles. */
-static inline VD widen_f32(const float *p)
+KS_INLINE VD widen_f32(const float *p)
 {
     return VD_FROM_F32U(p);
 }
 
-static inline VD widen_f64(const double *p)
+KS_INLINE VD widen_f64(const double *p)
 {
     return VD_LOADU(p);
 }

@@ -28,7 +28,7 @@ extern const fib_block_ops fib_sum_ops;
 extern const fib_block_ops fib_attend_ops;
 extern const fib_block_ops fib_norm_ops;
 
-/* Attention core (block_attention.c): per head a list of (q unit, k unit,
+/* Attention core (attention.c): per head a list of (q unit, k unit,
  * multiplicity) pairs, per unit its head and the v unit it reads; all
  * arrays owned. Pairs of head h are [head_start[h], head_start[h + 1]). */
 typedef struct fib_attend {
@@ -50,7 +50,7 @@ int32_t fib_graph_add_attend_owned(fib_graph *g, int32_t q, int32_t k,
                                    int32_t *group_out);
 void fib_attend_free(fib_attend *a);
 
-/* block_norm.c: adds a norm of n_units units, unit i reading source unit
+/* norm.c: adds a norm of n_units units, unit i reading source unit
  * gather[i] (NULL: identity) and counting mult[i] times (NULL: once);
  * weight/bias NULL: absent. Arrays are taken over, also on failure. */
 int32_t fib_graph_add_norm_owned(fib_graph *g, int32_t source, int32_t kind,
@@ -62,21 +62,21 @@ extern const fib_block_ops fib_pool_ops;
 extern const fib_block_ops fib_flatten_ops;
 extern const fib_block_ops fib_affine_ops;
 
-/* block_dense.c: adds a dense group with weights owned as float64. */
+/* dense.c: adds a dense group with weights owned as float64. */
 int32_t fib_graph_add_dense_owned(fib_graph *g, int32_t source, int64_t n_out,
                                   double *weights, double *bias,
                                   int32_t *group_out);
 double fib_dense_weight(const fib_dense *d, int64_t row, int64_t col);
 double fib_dense_bias(const fib_dense *d, int64_t row);
 
-/* block_sum.c: adds a sum group that gathers (arrays are taken over). */
+/* sum.c: adds a sum group that gathers (arrays are taken over). */
 int32_t fib_graph_add_sum_gather(fib_graph *g, int32_t a, int32_t b,
                                  int64_t n_units, int64_t *gather_a,
                                  int64_t *gather_b, int32_t *group_out);
 
 /* Constructors with a gather, for model files (arrays taken over, also on
- * failure): block_pool.c (window: the six numbers of fib_graph_add_pool),
- * block_affine.c (float64), block_last_step.c. */
+ * failure): pool.c (window: the six numbers of fib_graph_add_pool),
+ * affine.c (float64), last_step.c. */
 int32_t fib_graph_add_pool_gather(fib_graph *g, int32_t source, int32_t kind,
                                   const int64_t window[6], int64_t n_units,
                                   int64_t *reads, int32_t *group_out);

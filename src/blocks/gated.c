@@ -7,15 +7,15 @@
  * source's classes and of its w_hh row over the group's OWN current classes,
  * and the biases that matter (LSTM: b_ih + b_hh per gate; GRU: the sum for
  * r and z, b_in and b_hn apart because b_hn is multiplied by r). Because of
- * w_hh the group reads itself: color.c refines it from one class to the
+ * w_hh the group reads itself: color/color.c refines it from one class to the
  * fixed point, the coarsest balanced partition. Units of one class then
  * have identical h_t and c_t at every step (induction over t, zero initial
  * state), so merging a class (Eq. 10, gate by gate) is exact.
  *
- * Opfibers: a unit's error comes from the consumers of the group (handled
- * by signature.c), and, through the recurrence, from every gate of every
- * unit at the next step: the recurrent contribution (source_index -1) is
- * the fiber class (gates are non-linear: the flavour) and, per gate, the
+ * Opfibers: a unit's error comes from the consumers of the group (handled by
+ * color/fiber_signatures.c), and, through the recurrence, from every gate of
+ * every unit at the next step: the recurrent contribution (source_index -1)
+ * is the fiber class (gates are non-linear: the flavour) and, per gate, the
  * column sums of w_hh over the group's own current opfiber classes. The
  * group's contribution to its source is, per gate, the column sums of w_ih
  * over the group's opfiber classes. */

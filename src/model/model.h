@@ -28,7 +28,7 @@ typedef struct fib_partition {
 /* Memory for one signature at a time, reused from group to group by one
  * colouring, so that each group does not map and fault in fresh pages (a
  * large signature is an mmap of its own in most allocators). It lives in
- * the call that colours (color.c), never in static state. */
+ * the call that colours (color/color.c), never in static state. */
 typedef struct fib_scratch {
     double *block; /* value cells, then tol cells */
     int64_t cells; /* capacity: cells of each */

@@ -57,7 +57,8 @@ static int fill_row(const cli_options *o, const analysis *a, int32_t i,
                     layer_row *r)
 {
     const fib_graph *g = a->graph;
-    const fib_graph *bg = fib_base_graph(a->base);
+    /* without a base the model is its own (nothing to merge) */
+    const fib_graph *bg = a->base ? fib_base_graph(a->base) : g;
     r->group = i;
     r->name = fib_graph_group_name(g, i);
     int32_t st = fib_graph_group_info(g, i, &r->op, &r->units, &r->activation,
@@ -170,7 +171,10 @@ int analysis_run(const cli_options *o, const fib_graph *g, cli_progress *p,
     a->chosen = o->symmetry == FIB_SYM_FIBERS     ? a->fibers
                 : o->symmetry == FIB_SYM_OPFIBERS ? a->opfibers
                                                   : a->covers;
-    int32_t st = fib_compress(g, a->chosen, &a->base);
+    /* A model with nothing to merge is its own base: no float64 copy of it
+     * (twice the size of a float32 file) is made to count its parameters. */
+    int32_t st = cli_nothing_to_merge(g, a->chosen) ? FIB_OK
+                                                    : fib_compress(g, a->chosen, &a->base);
     if (st == FIB_OK)
         st = fib_graph_num_groups(g, &a->n_groups);
     if (st != FIB_OK)

@@ -1,4 +1,5 @@
 /* safetensors reader (mmap, strict validation) and writer. See safetensors.h. */
+#define _DEFAULT_SOURCE /* madvise: the mapped pages of converted tensors */
 #include "io/safetensors.h"
 
 #include "io/file_output.h"
@@ -322,6 +323,26 @@ static int32_t check_coverage(const fib_st_file *f, uint64_t data_size)
     return st;
 }
 
+/* The whole pages of [at, at + len) of a mapped file, whose data was just
+ * converted to an owned copy, leave the process's memory: a float16 or
+ * bfloat16 model then peaks at its float32 copies, not copies plus file.
+ * The mapping is private and read-only, so a page read again later (a
+ * neighbour's bytes) is read back from the file unchanged. */
+static void release_pages(const fib_st_file *f, const unsigned char *at, size_t len)
+{
+#ifdef MADV_DONTNEED
+    long page = sysconf(_SC_PAGESIZE);
+    if (!f->mapped || page <= 0)
+        return;
+    uintptr_t begin = ((uintptr_t)at + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    uintptr_t end = ((uintptr_t)at + len) / (uintptr_t)page * (uintptr_t)page;
+    if (end > begin)
+        (void)madvise((void *)begin, end - begin, MADV_DONTNEED);
+#else
+    (void)f, (void)at, (void)len;
+#endif
+}
+
 /* Points tensor data into the file, or converts it to an owned buffer. */
 static int32_t attach_data(fib_st_file *f, const unsigned char *data_region,
                            fib_st_tensor *t)
@@ -368,6 +389,7 @@ static int32_t attach_data(fib_st_file *f, const unsigned char *data_region,
     }
     t->owned = dst;
     t->data = dst;
+    release_pages(f, src, (size_t)t->n_elements * esize);
     return FIB_OK;
 }
 

@@ -124,6 +124,11 @@ def main():
              ("random-bf16", random_layers, "BF16")]
     print(f"fibration on chains of {LAYERS} dense {d} x {d} layers "
           f"(FIB_BENCH_MODEL_MIB={mib:g}); best of {RUNS} runs")
+    _, baseline, _ = run([cli, "--version"], 1)
+    # a child's peak counts from the fork, before exec: never below the
+    # image of this Python process
+    print(f"peak RSS of `fibration --version` here: {baseline / 1e6:.1f} MB (the floor of "
+          f"every RSS below: it weighs in the RSS / file of small files)")
     print(f"{'case':<12} {'command':<9} {'threads':>7} {'time s':>8} {'/ read':>7} "
           f"{'RSS MB':>8} {'/ file':>7}  read s   file MB  exit")
     for name, layers, dtype in cases:

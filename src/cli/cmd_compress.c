@@ -96,6 +96,9 @@ int cmd_compress(int argc, char **argv)
         int32_t st = fib_compress(g, c, &base);
         rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.model, st);
     }
+    /* the colouring's merge totals are spent: not held while saving */
+    fib_coloring_free(c);
+    c = NULL;
     if (rc == CLI_EXIT_OK && !nothing) {
         int32_t st = fib_base_save(base, o.output, o.dtype ? o.dtype : cli_model_dtype(g));
         rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.output, st);

@@ -514,6 +514,10 @@ def test_compress_nothing_to_merge_writes_nothing(tmp_path):
     report = json.loads(run("analyze", "--json", model).stdout)
     assert report["base_parameters"] == report["parameters"]
     assert [row["base_units"] for row in report["layers"]] == [12, 10, 8, 3]
+    # a budget that keeps every parameter merges nothing either
+    r = run("compress", "--budget", "1", model, "-o", out)
+    assert r.returncode == 5, r.stderr
+    assert "nothing to merge" in r.stdout and out.read_bytes() == b"precious"
     # a tolerance that merges: written, exit 0
     r = run("compress", "--eps", "100", model, "-o", out, "-q")
     assert r.returncode == 0, r.stderr

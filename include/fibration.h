@@ -757,11 +757,20 @@ typedef struct fib_budget_options {
                             dense block needs a bias. Default 0: none */
     int32_t synthetic_samples; /* default 8192 */
     int32_t corrected;   /* filled: 1 if that correction was applied */
+    /* Appended to the second layout (FIB_BUDGET_OPTIONS_SIZE_2 bytes): */
+    fib_progress_fn progress; /* may be NULL; called after every step (each
+                            candidate layer's errors, each layer's classes,
+                            the merge, the correction) with done of total;
+                            a nonzero return stops the call with
+                            FIB_E_CANCELLED and nothing written */
+    void *progress_user;
 } fib_budget_options;
 
 /* sizeof(fib_budget_options) of its first layout, before merge_inputs;
  * fib_budget_options_init and fib_compress_to_budget accept it. */
 #define FIB_BUDGET_OPTIONS_SIZE_1 48
+/* sizeof(fib_budget_options) before progress was appended */
+#define FIB_BUDGET_OPTIONS_SIZE_2 80
 
 /* Fills *options with the defaults. Errors: FIB_E_NULL, FIB_E_INVALID. */
 FIB_API int32_t fib_budget_options_init(fib_budget_options *options,

@@ -82,6 +82,9 @@ int cmd_compress(int argc, char **argv)
     if (o.budget > 0) {
         budget.merge_inputs = o.merge_inputs;
         budget.synthetic_scale = o.input_scale;
+        budget.progress = cli_progress_cb;
+        budget.progress_user = &progress;
+        progress.phase = "budget";
         int32_t st = fib_compress_to_budget(g, o.budget, &budget, &base);
         rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.model, st);
     } else {

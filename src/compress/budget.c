@@ -70,6 +70,8 @@ int32_t fib_coloring_set_scales(fib_coloring *c, int32_t group, const double *sc
 
 _Static_assert(offsetof(fib_budget_options, merge_inputs) == FIB_BUDGET_OPTIONS_SIZE_1,
                "the first layout of fib_budget_options ends where merge_inputs starts");
+_Static_assert(offsetof(fib_budget_options, progress) == FIB_BUDGET_OPTIONS_SIZE_2,
+               "FIB_BUDGET_OPTIONS_SIZE_2 is the layout before progress");
 
 int32_t fib_budget_options_init(fib_budget_options *o, size_t struct_size)
 {
@@ -269,6 +271,16 @@ static int32_t base_parameters(const fib_graph *g, const fib_base *b, int64_t *o
 
 /* One budget attempt with one grouping (the knobs in o, validated);
  * fills *bound, *corrected and the base. */
+/* One step of a budget done: the caller's progress callback may stop it. */
+static int32_t budget_step(const fib_budget_options *o, int64_t *done, int64_t total)
+{
+    (*done)++;
+    if (o->progress && o->progress(o->progress_user, *done, total))
+        return fib_error(FIB_E_CANCELLED,
+                         "fib_compress_to_budget: cancelled by the progress callback");
+    return FIB_OK;
+}
+
 static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mode,
                               const fib_budget_options *o, bool *corrected, double *bound_out,
                               int64_t *params_out, fib_base **base_out)
@@ -310,6 +322,10 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         width[i] = g->groups[i].n_units;
         sigma[i] = fib_group_is_input(g, i) ? 1.0 : typical_gain(g, i);
     }
+    /* steps: each layer's errors, each layer's classes, the merge and the
+     * correction */
+    int64_t done = 0;
+    int64_t steps = 2 * (int64_t)n_layers + 1 + (scaled_mode && o->synthetic_scale > 0);
     /* 1-2: per-layer errors on the original weights, sensitivities */
     for (int32_t i = 0, x = 0; i < g->n_groups && !status; i++) {
         if (!candidate[i])
@@ -349,6 +365,8 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         for (int32_t h = i + 2; h < g->n_groups; h++)
             sens *= pow(sigma[h], power);
         l->sens = fib_group_is_input(g, i) ? sens * o->input_sensitivity : sens;
+        if (!status)
+            status = budget_step(o, &done, steps);
     }
     if (status)
         goto done;
@@ -455,14 +473,21 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         fib_merges_clear(&mg);
         fib_free(weight);
         fib_free(norms);
+        if (!status)
+            status = budget_step(o, &done, steps);
     }
     col->merge_inputs = merge_inputs;
     if (!status)
         status = fib_compress(g, col, base_out);
+    if (!status)
+        status = budget_step(o, &done, steps);
     *corrected = false;
-    if (!status && scaled_mode && o->synthetic_scale > 0)
+    if (!status && scaled_mode && o->synthetic_scale > 0) {
         status = fib_budget_correct(g, col, o->synthetic_scale, o->synthetic_samples,
                                     *base_out, corrected);
+        if (!status)
+            status = budget_step(o, &done, steps);
+    }
     if (status && *base_out) {
         fib_base_free(*base_out);
         *base_out = NULL;

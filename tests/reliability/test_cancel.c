@@ -1,5 +1,6 @@
-/* Cancellation: fib_color is the one call that takes a progress callback
- * (fib_color_options.progress). For every step at which the callback can
+/* Cancellation: fib_color (fib_color_options.progress) and
+ * fib_compress_to_budget (fib_budget_options.progress) take a progress
+ * callback. For every step at which the callback can
  * stop it — dense MLP, CNN, each symmetry, and the partition refinement of
  * a large node graph — cancelling returns FIB_E_CANCELLED with a message,
  * leaves *out untouched, leaks nothing (run under ASan or valgrind), and a
@@ -79,6 +80,62 @@ static void dense_mlp(void)
     planted_free(&p);
 }
 
+/* 1 if two bases have the same projection of every group. */
+static int same_bases(const fib_graph *g, const fib_base *a, const fib_base *b)
+{
+    int32_t n_groups = 0;
+    fib_graph_num_groups(g, &n_groups);
+    int same = 1;
+    for (int32_t i = 0; i < n_groups && same; i++) {
+        int64_t n = 0;
+        fib_graph_group_info(g, i, NULL, &n, NULL, NULL, NULL, NULL, NULL);
+        int64_t pa[256], pb[256];
+        same = n <= 256 && fib_base_projection(a, i, pa, n) == FIB_OK &&
+               fib_base_projection(b, i, pb, n) == FIB_OK &&
+               memcmp(pa, pb, (size_t)n * sizeof *pa) == 0;
+    }
+    return same;
+}
+
+/* fib_compress_to_budget reports its steps (fib_budget_options.progress)
+ * and stops at each of them on request, with *base_out untouched; a later
+ * call gives the base of an uncancelled run. */
+static void budget(void)
+{
+    planted_mlp p;
+    mlp_build(&p, 5);
+    fib_graph *g = NULL;
+    CHECK_OK(mlp_graph(&p, 0, &g));
+    fib_budget_options o;
+    fib_budget_options_init(&o, sizeof o);
+    counter full = {.stop_at = -1, .monotone = 1};
+    o.progress = count_and_stop;
+    o.progress_user = &full;
+    fib_base *reference = NULL;
+    CHECK_OK(fib_compress_to_budget(g, 0.5, &o, &reference));
+    CHECK(full.calls >= 3 && !full.bad_range && full.monotone);
+    CHECK(full.last_done == full.total); /* the last step reports the end */
+    for (int64_t stop = 1; stop <= full.calls; stop++) {
+        counter c = {.stop_at = stop, .monotone = 1};
+        o.progress_user = &c;
+        fib_base *out = (fib_base *)&c; /* must stay untouched */
+        CHECK(fib_compress_to_budget(g, 0.5, &o, &out) == FIB_E_CANCELLED);
+        CHECK(out == (fib_base *)&c);
+        CHECK(c.calls == stop);
+        CHECK(strstr(fib_last_error(), "cancel") != NULL);
+    }
+    full = (counter){.stop_at = -1, .monotone = 1};
+    o.progress_user = &full;
+    fib_base *again = NULL;
+    CHECK_OK(fib_compress_to_budget(g, 0.5, &o, &again));
+    CHECK(reference && again && same_bases(g, reference, again));
+    printf("     budget: cancelled at each of %lld progress calls\n", (long long)full.calls);
+    fib_base_free(again);
+    fib_base_free(reference);
+    fib_graph_free(g);
+    planted_free(&p);
+}
+
 static void cnn(void)
 {
     fib_graph *g = NULL;
@@ -101,6 +158,7 @@ static void node_graph(void)
 int main(void)
 {
     RUN(dense_mlp);
+    RUN(budget);
     RUN(cnn);
     RUN(node_graph);
     return test_failures != 0;

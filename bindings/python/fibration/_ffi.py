@@ -69,6 +69,7 @@ FIB_TOL_SCALED = 256
 FIB_LINKAGE_MAX_UNITS = 8192
 FIB_COPY = 1  # copy the weights instead of borrowing them
 FIB_BUDGET_OPTIONS_SIZE_1 = 48
+FIB_BUDGET_OPTIONS_SIZE_2 = 80
 FIB_CONVENTION_PURE = 0  # the definition: start from one class per group (the default)
 FIB_CONVENTION_PUBLISHED = 1  # FastFibration's: nodes without inputs are singletons, every strongly connected component without inputs from outside starts as its own class, and nodes whose only inputs are self-loops are used as extra splitters; reproduces published fiber counts (E. coli: 555 classes, pure: 414)
 FIB_CONVENTION_NETWORKFIBERS = 2  # networkfibers': like PUBLISHED, but the initial classes are the weakly connected components
@@ -147,6 +148,7 @@ CONSTANTS = {
     'FIB_LINKAGE_MAX_UNITS': FIB_LINKAGE_MAX_UNITS,
     'FIB_COPY': FIB_COPY,
     'FIB_BUDGET_OPTIONS_SIZE_1': FIB_BUDGET_OPTIONS_SIZE_1,
+    'FIB_BUDGET_OPTIONS_SIZE_2': FIB_BUDGET_OPTIONS_SIZE_2,
     'FIB_CONVENTION_PURE': FIB_CONVENTION_PURE,
     'FIB_CONVENTION_PUBLISHED': FIB_CONVENTION_PUBLISHED,
     'FIB_CONVENTION_NETWORKFIBERS': FIB_CONVENTION_NETWORKFIBERS,
@@ -223,6 +225,8 @@ class fib_budget_options(ctypes.Structure):
         ('synthetic_scale', ctypes.c_double),
         ('synthetic_samples', ctypes.c_int32),
         ('corrected', ctypes.c_int32),
+        ('progress', fib_progress_fn),
+        ('progress_user', ctypes.c_void_p),
     ]
 
 

@@ -106,6 +106,7 @@ const FIB_LINKAGE_MAX_UNITS = Int32(8192)
 # copy the weights instead of borrowing them
 const FIB_COPY = UInt32(1)
 const FIB_BUDGET_OPTIONS_SIZE_1 = Int32(48)
+const FIB_BUDGET_OPTIONS_SIZE_2 = Int32(80)
 # the definition: start from one class per group (the default)
 const FIB_CONVENTION_PURE = Int32(0)
 # FastFibration's: nodes without inputs are singletons, every strongly connected component without inputs from outside starts as its own class, and nodes whose only inputs are self-loops are used as extra splitters; reproduces published fiber counts (E. coli: 555 classes, pure: 414)
@@ -191,8 +192,10 @@ struct fib_budget_options
     synthetic_scale::Cdouble
     synthetic_samples::Int32
     corrected::Int32
+    progress::Ptr{Cvoid}
+    progress_user::Ptr{Cvoid}
 end
-fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int32), zero(Int32))
+fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int32), zero(Int32), C_NULL, C_NULL)
 
 struct fib_load_options
     struct_size::Csize_t

@@ -269,8 +269,6 @@ static int32_t base_parameters(const fib_graph *g, const fib_base *b, int64_t *o
     return status;
 }
 
-/* One budget attempt with one grouping (the knobs in o, validated);
- * fills *bound, *corrected and the base. */
 /* One step of a budget done: the caller's progress callback may stop it. */
 static int32_t budget_step(const fib_budget_options *o, int64_t *done, int64_t total)
 {
@@ -281,6 +279,8 @@ static int32_t budget_step(const fib_budget_options *o, int64_t *done, int64_t t
     return FIB_OK;
 }
 
+/* One budget attempt with one grouping (the knobs in o, validated);
+ * fills *bound, *corrected and the base. */
 static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mode,
                               const fib_budget_options *o, bool *corrected, double *bound_out,
                               int64_t *params_out, fib_base **base_out)

@@ -326,8 +326,9 @@ static int32_t check_coverage(const fib_st_file *f, uint64_t data_size)
 /* The whole pages of [at, at + len) of a mapped file, whose data was just
  * converted to an owned copy, leave the process's memory: a float16 or
  * bfloat16 model then peaks at its float32 copies, not copies plus file.
- * The mapping is private and read-only, so a page read again later (a
- * neighbour's bytes) is read back from the file unchanged. */
+ * Only pages wholly inside the tensor's bytes go, which nothing reads
+ * again; the mapping is private and read-only, so dropping them loses
+ * nothing. */
 static void release_pages(const fib_st_file *f, const unsigned char *at, size_t len)
 {
 #ifdef MADV_DONTNEED
@@ -367,9 +368,10 @@ static int32_t attach_data(fib_st_file *f, const unsigned char *data_region,
                          (long long)t->n_elements);
     if (t->file_dtype == FIB_ST_BF16) {
         /* widening is a shift: one vectorisable pass, any host order */
-        uint32_t *out = (uint32_t *)dst;
-        for (int64_t i = 0; i < t->n_elements; i++)
-            out[i] = ((uint32_t)src[2 * i] | (uint32_t)src[2 * i + 1] << 8) << 16;
+        for (int64_t i = 0; i < t->n_elements; i++) {
+            uint32_t bits = ((uint32_t)src[2 * i] | (uint32_t)src[2 * i + 1] << 8) << 16;
+            memcpy(dst + (size_t)i * 4, &bits, 4); /* stored as the float it is */
+        }
     }
     for (int64_t i = 0; t->file_dtype != FIB_ST_BF16 && i < t->n_elements; i++) {
         const unsigned char *e = src + (size_t)i * esize;

@@ -6,8 +6,9 @@
 
 #include <string.h>
 
-/* A block that can lend its weights as the signature (fib_block_ops
- * fiber_view) does, instead of filling a copy. */
+/* The signature lent from the block's weights when its table offers a view
+ * (fib_block_ops fiber_view) and the source's classes allow it; false: it
+ * is filled. */
 static bool fiber_view(const fib_graph *g, int32_t group, const fib_partition *parts,
                        fib_scratch *scratch, fib_signature *sig)
 {

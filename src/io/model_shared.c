@@ -40,7 +40,7 @@ bool fib_model_activation_from_name(const char *name, int32_t *id)
  * front. Library-side shape problems of a file are format errors. */
 int32_t fib_model_rewrap(int32_t status, const char *path, const char *what)
 {
-    char inner[400];
+    char inner[FIB_MESSAGE_SIZE];
     snprintf(inner, sizeof inner, "%s", fib_last_error());
     if (status == FIB_E_SHAPE || status == FIB_E_RANGE ||
         status == FIB_E_INVALID || status == FIB_E_OVERFLOW)

@@ -18,6 +18,11 @@
 #define FIB_SIMD_AVX2 1
 #define FIB_SIMD_AVX512 2
 
+/* name_suffix: the names of the kernels written once for float32 and
+ * float64 (kernels_scalar_typed.h, kernels_simd_typed.h). */
+#define FIB_KERNEL_TYPED2(name, suffix) name##_##suffix
+#define FIB_KERNEL_TYPED(name, suffix) FIB_KERNEL_TYPED2(name, suffix)
+
 /* Most rows a colour_sums call handles (a tile). */
 #define FIB_TILE_MAX 16
 

@@ -6,9 +6,7 @@
  *   KS_FINITE_N     elements of one finiteness test (KS_FINITE_BITS)
  * and block_, column_, widen_<suffix> defined before it. No include guard:
  * it is meant to be included twice. */
-#define KS_CAT2(a, b) a##_##b
-#define KS_CAT(a, b) KS_CAT2(a, b)
-#define KS_FN(name) KS_CAT(name, KS_SUFFIX)
+#define KS_FN(name) FIB_KERNEL_TYPED(name, KS_SUFFIX)
 
 /* Exactly TILE rows. */
 static void KS_FN(tile)(const KS_ELEM *w, int64_t ld, int64_t n, const int64_t *perm,
@@ -112,7 +110,7 @@ static int64_t KS_FN(tight)(const KS_ELEM *x, int64_t ld, const int64_t *rows,
         if (q >= 0)
             return j + q;
     }
-    return KS_CAT(KS_FN(fib_tight), from)(x, ld, rows, m, j, len, slack, coef);
+    return FIB_KERNEL_TYPED(KS_FN(fib_tight), from)(x, ld, rows, m, j, len, slack, coef);
 }
 
 /* x - x == 0 holds exactly for finite lanes; four vectors per step. */
@@ -131,8 +129,6 @@ static bool KS_FN(all_finite)(const KS_ELEM *x, int64_t n)
 }
 
 #undef KS_FN
-#undef KS_CAT
-#undef KS_CAT2
 #undef KS_SUFFIX
 #undef KS_ELEM
 #undef KS_BLOCK_COLS

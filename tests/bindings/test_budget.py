@@ -404,7 +404,12 @@ def test_budget_merges_planted_inputs():
     assert ft.verify(small, big, x).max_rel < 1e-5
     with pytest.raises(ft.UnsupportedModelError, match="merge_inputs"):
         ft.save(small, "never-written.safetensors", x)
-    # a plan that merges inputs cannot be re-applied (its coloring has no such flag)
+    # its plan re-applies by redoing the budget's choice: the same model
+    again, _ = ft.compress(model, x, plan=plan)
+    assert ft.verify(small, again, x).max_abs == 0
+    # without its budget record (an older plan) the merged inputs cannot be
+    # re-applied, and that is said
+    plan.budget = None
     with pytest.raises(ValueError, match="merges inputs"):
         ft.compress(model, x, plan=plan)
     # without the option the inputs stay

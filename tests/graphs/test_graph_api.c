@@ -32,8 +32,7 @@ static void ecoli(const char *dir)
     char path[4096];
     snprintf(path, sizeof path, "%s/test_Ecoli.csv", dir);
     fib_edgelist e;
-    if (fib_edgelist_read(path, 0, &e) != FIB_OK)
-        return;
+    CHECK_OK(fib_edgelist_read(path, 0, &e));
     fib_graph *g = NULL;
     int32_t a;
     CHECK_OK(fib_graph_create(&g));

@@ -1,7 +1,8 @@
-/* The real networks of ../shared/data/graphs: every fiber count of the table
+/* The real networks of docs/examples/graphs: every fiber count of the table
  * in its README, for the pure definition and both published conventions,
  * and node-for-node agreement of the three copies of the E. coli network.
- * Usage: test_graph_data DATA_DIR (exit 77 = skipped when it is missing). */
+ * Usage: test_graph_data DATA_DIR (the data ships with the repository, so a
+ * missing directory is a failure). */
 #include "graphs/edgelist.h"
 #include "graphs/refine.h"
 
@@ -16,7 +17,7 @@ typedef struct expected {
     class_stats pure, networkfibers, published;
 } expected;
 
-/* ../shared/data/graphs/README.md, "Measured fiber counts" */
+/* docs/examples/graphs/README.md, "Fiber counts" */
 static const expected TABLE[] = {
     {"test_1.csv", 8, 11, {6, 2, 2, 4}, {6, 2, 2, 4}, {6, 2, 2, 4}},
     {"test_3SCC.csv", 8, 10, {5, 1, 4, 4}, {5, 1, 4, 4}, {6, 1, 3, 3}},
@@ -26,9 +27,9 @@ static const expected TABLE[] = {
     {"test_SELF.csv", 6, 6, {1, 1, 6, 6}, {2, 2, 3, 6}, {2, 2, 3, 6}},
     {"test_Ecoli.csv", 879, 1835, {414, 80, 69, 545}, {555, 92, 28, 416},
      {555, 92, 28, 416}},
-    {"ECOLIedgelist.dat", 879, 1835, {414, 80, 69, 545}, {555, 92, 28, 416},
+    {"ecoli_ids.tsv", 879, 1835, {414, 80, 69, 545}, {555, 92, 28, 416},
      {555, 92, 28, 416}},
-    {"Ecoli.txt", 879, 1835, {414, 80, 69, 545}, {555, 92, 28, 416},
+    {"ecoli_named.txt", 879, 1835, {414, 80, 69, 545}, {555, 92, 28, 416},
      {555, 92, 28, 416}},
 };
 
@@ -110,12 +111,12 @@ static int same_partition_by_name(const fib_edgelist *a, const int64_t *ca,
     return ok;
 }
 
-/* ECOLInameID.dat: "name<TAB>id" lines -> names indexed by the numeric id,
- * re-indexed to the node order of the parsed ECOLIedgelist.dat. */
+/* ecoli_names.tsv: "name<TAB>id" lines -> names indexed by the numeric id,
+ * re-indexed to the node order of the parsed ecoli_ids.tsv. */
 static char **ecoli_names(const char *dir, const fib_edgelist *e)
 {
     char path[4096];
-    path_of(path, sizeof path, dir, "ECOLInameID.dat");
+    path_of(path, sizeof path, dir, "ecoli_names.tsv");
     FILE *f = fopen(path, "r");
     if (!f)
         return NULL;
@@ -144,8 +145,9 @@ int main(int argc, char **argv)
 {
     struct stat st;
     if (argc < 2 || stat(argv[1], &st) != 0) {
-        fprintf(stderr, "data directory missing: skipped\n");
-        return 77;
+        fprintf(stderr, "data directory missing: %s\n",
+                argc < 2 ? "(none given)" : argv[1]);
+        return 1;
     }
     const char *dir = argv[1];
     const int32_t conventions[3] = {FIB_REFINE_PURE, FIB_REFINE_NETWORKFIBERS,
@@ -186,20 +188,21 @@ int main(int argc, char **argv)
             fib_edgelist_clear(&e);
     }
     /* the three E. coli files: the same partitions, node for node by name
-     * (test_Ecoli.csv and Ecoli.txt carry names; ECOLIedgelist.dat ids are
-     * mapped through ECOLInameID.dat) */
+     * (test_Ecoli.csv and ecoli_named.txt carry names; ecoli_ids.tsv ids are
+     * mapped through ecoli_names.tsv) */
     if (n_ecoli == 3) {
         char **names = ecoli_names(dir, &ecoli[1]);
-        CHECK(names != NULL, "ECOLInameID.dat unreadable");
+        CHECK(names != NULL, "ecoli_names.tsv unreadable");
         for (int c = 0; c < 3; c++) {
             CHECK(same_partition_by_name(&ecoli[0], ecoli_color[0][c],
                                          &ecoli[2], ecoli_color[2][c], NULL),
-                  "test_Ecoli.csv vs Ecoli.txt differ (%s)", conv_names[c]);
+                  "test_Ecoli.csv vs ecoli_named.txt differ (%s)",
+                  conv_names[c]);
             if (names)
                 CHECK(same_partition_by_name(&ecoli[0], ecoli_color[0][c],
                                              &ecoli[1], ecoli_color[1][c],
                                              (const char *const *)names),
-                      "test_Ecoli.csv vs ECOLIedgelist.dat differ (%s)",
+                      "test_Ecoli.csv vs ecoli_ids.tsv differ (%s)",
                       conv_names[c]);
         }
         for (int64_t v = 0; names && v < ecoli[1].n_nodes; v++)

@@ -43,6 +43,7 @@ def _kinds(prefix):
 
 
 ACTIVATIONS = _kinds("FIB_ACT_")
+CONVENTIONS = _kinds("FIB_CONVENTION_")
 OPS = {v: k for k, v in _kinds("FIB_OP_").items()}
 
 GroupInfo = namedtuple("GroupInfo", "id op n_units activation parameter has_bias "
@@ -108,12 +109,16 @@ class Graph(_Handle):
         self._own(ptr)
         self._borrowed = []   # arrays whose memory the C graph reads
         self._owner = None
+        self._names = {}      # node group -> node names (when not the C library's)
+        self._types = {}      # edge type name -> id, shared by all arc sets
+        self._type_kinds = set()  # "named", "integer", "untyped", "file"
 
     @classmethod
     def _adopt(cls, ptr):
         g = cls.__new__(cls)
         g._own(ptr)
-        g._borrowed, g._owner = [], None
+        g._borrowed, g._owner, g._names, g._types = [], None, {}, {}
+        g._type_kinds = {"file"}  # arcs made by the library: ids unknown here
         return g
 
     @classmethod
@@ -121,7 +126,8 @@ class Graph(_Handle):
         """A graph owned by another handle (a base's graph): never freed here;
         holds `owner` alive."""
         g = cls.__new__(cls)
-        g._ptr, g._borrowed, g._owner = ptr, [], owner
+        g._ptr, g._borrowed, g._owner, g._names, g._types = ptr, [], owner, {}, {}
+        g._type_kinds = {"file"}
         g._finalizer = weakref.finalize(g, lambda: None)
         return g
 
@@ -492,6 +498,168 @@ class Graph(_Handle):
                   "fib_graph_forward_group")
         return out
 
+    # -- general directed graphs (docs/graphs.md) ---------------------------
+    def add_nodes(self, n_nodes, names=None):
+        """A group of n_nodes graph nodes (fib_graph_add_nodes); names, if
+        given, are any Python objects, one per node, returned by node_names."""
+        out = ctypes.c_int32()
+        check(lib.fib_graph_add_nodes(self._p(), int(n_nodes), ctypes.byref(out)),
+              "fib_graph_add_nodes")
+        if names is not None:
+            names = list(names)
+            if len(names) != n_nodes:
+                raise ValueError("%d names for %d nodes" % (len(names), n_nodes))
+            self._names[out.value] = names
+        return out.value
+
+    def add_edges(self, source_group, target_group, sources, targets, weights=None,
+                  types=None):
+        """Arcs sources[i] -> targets[i] from node group source_group to
+        target_group (fib_graph_add_edges; the library copies them).
+        weights: one float per arc or None (each arc counts 1); types: one
+        int per arc, or names (strings, any hashable values) numbered in order
+        of first appearance over the whole graph (a name is one type in every
+        arc set), or None. One graph takes either integer or named types."""
+        from ._graphs import from_edges
+        arcs = from_edges(sources, targets, weights, types, n_nodes=0)
+        self._add_arcs(source_group, target_group, arcs)
+
+    def _add_arcs(self, source_group, target_group, arcs):
+        from ._graphs import is_named, type_ids
+        p64 = ctypes.POINTER(ctypes.c_int64)
+        w = arcs.weights
+        t = arcs.types
+        # Named types are numbered 0, 1, ... here, so they would silently
+        # share ids with integer types, untyped arcs (type 0) or a file's types.
+        kind = "untyped" if t is None else "named" if is_named(t) else "integer"
+        others = self._type_kinds - {kind}
+        if "named" in self._type_kinds | {kind} and others:
+            raise ValueError("this graph has %s arcs; arcs with %s edge types would share "
+                             "their type ids: give every arc set named types, or none"
+                             % (" and ".join(sorted(others)), kind))
+        if kind == "named":
+            t = type_ids(t, self._types)
+        check(lib.fib_graph_add_edges(
+            self._p(), source_group, target_group, arcs.sources.shape[0],
+            arcs.sources.ctypes.data_as(p64), arcs.targets.ctypes.data_as(p64),
+            w.ctypes.data_as(ctypes.POINTER(ctypes.c_double)) if w is not None else None,
+            t.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)) if t is not None else None,
+            _ffi.FIB_COPY), "fib_graph_add_edges")
+        self._type_kinds.add(kind)
+
+    @classmethod
+    def _from_arcs(cls, arcs, node_names=None):
+        g = cls()
+        group = g.add_nodes(arcs.n_nodes, node_names if node_names is not None
+                            else arcs.node_names)
+        g._add_arcs(group, group, arcs)
+        return g
+
+    @classmethod
+    def from_edges(cls, sources, targets, weights=None, types=None, n_nodes=None,
+                   node_names=None):
+        """A graph of one node group (group 0) with arcs sources[i] -> targets[i]
+        (integer node indices, numpy arrays or sequences). n_nodes defaults to
+        the largest index + 1. weights and types as in add_edges; node_names
+        (one per node) are returned by node_names(0)."""
+        from ._graphs import from_edges
+        return cls._from_arcs(from_edges(sources, targets, weights, types, n_nodes),
+                              node_names)
+
+    @classmethod
+    def from_networkx(cls, graph, weight=None, edge_type=None):
+        """A graph of one node group from a networkx DiGraph or MultiDiGraph:
+        node i is the i-th node of graph.nodes (node_names(0) gives them
+        back); weight and edge_type name edge attributes (every edge must
+        have them). An undirected graph is refused (pass G.to_directed())."""
+        from ._graphs import from_networkx
+        return cls._from_arcs(from_networkx(graph, weight, edge_type))
+
+    @classmethod
+    def from_scipy(cls, matrix, node_names=None):
+        """A graph of one node group from a square scipy.sparse adjacency
+        matrix: every stored entry (i, j) is an arc i -> j weighted by the
+        entry (explicit zeros included; duplicate entries summed)."""
+        from ._graphs import from_scipy
+        return cls._from_arcs(from_scipy(matrix), node_names)
+
+    @classmethod
+    def read_edgelist(cls, path, header=None, delimiter=None, third=None, flags=0):
+        """A graph of one node group read from an edge-list file by the
+        library (fib_graph_read_edgelist; formats in docs/graphs.md). Nodes
+        are numbered in order of first appearance and keep their names.
+        header: None (detect), True or False; delimiter: None (detect), ',',
+        '\\t' or ' ' (runs of blanks); third: what a headerless file's third
+        column is, 'type' or 'weight', or None: a type, but a column of
+        numbers that are not all integers is refused as ambiguous;
+        flags: further FIB_EDGELIST_* bits."""
+        code = int(flags)
+        if header is not None:
+            code |= _ffi.FIB_EDGELIST_HEADER if header else _ffi.FIB_EDGELIST_NO_HEADER
+        if delimiter is not None:
+            code |= _kind({",": _ffi.FIB_EDGELIST_COMMA, "\t": _ffi.FIB_EDGELIST_TAB,
+                           " ": _ffi.FIB_EDGELIST_WHITESPACE}, delimiter, "delimiter")
+        if third is not None:
+            code |= _kind({"type": _ffi.FIB_EDGELIST_THIRD_IS_TYPE,
+                           "weight": _ffi.FIB_EDGELIST_THIRD_IS_WEIGHT}, third, "third column")
+        g = cls()
+        out = ctypes.c_int32()
+        check(lib.fib_graph_read_edgelist(g._p(), os.fsencode(path), code,
+                                          ctypes.byref(out)), "fib_graph_read_edgelist")
+        g._type_kinds.add("file")
+        return g
+
+    def set_convention(self, convention):
+        """How colouring node groups starts: 'pure' (the definition, default),
+        'published' (FastFibration's, reproduces published counts) or
+        'networkfibers' (fib_graph_set_convention; docs/graphs.md)."""
+        check(lib.fib_graph_set_convention(self._p(),
+                                           _kind(CONVENTIONS, convention, "convention")),
+              "fib_graph_set_convention")
+
+    def set_initial_classes(self, group, labels):
+        """Nodes of `group` with different labels never share a class."""
+        arr = int64_array(labels, "labels") if labels is not None else None
+        check(lib.fib_graph_set_initial_classes(
+            self._p(), group,
+            arr.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)) if arr is not None else None,
+            arr.shape[0] if arr is not None else 0), "fib_graph_set_initial_classes")
+
+    def node_names(self, group):
+        """The names of the nodes of a node group (a list: strings for a
+        group read from a file, the networkx nodes for from_networkx, the
+        names given to add_nodes), or None when it has none."""
+        names = self._names.get(group)
+        if names is not None:
+            return list(names)
+        n = self.group(group).n_units
+        if lib.fib_graph_node_name(self._cp(), group, 0) is None:
+            return None
+        return [lib.fib_graph_node_name(self._cp(), group, i).decode("utf-8", "replace")
+                for i in range(n)]
+
+    def edge_type_names(self, group):
+        """The edge-type names of node group `group`'s arcs, in type-id order
+        (named types given to add_edges or the from_* constructors, or the
+        file's for a group read from one), or None for integer (or no)
+        types."""
+        if self._types:
+            return list(self._types)
+        n = ctypes.c_int32()
+        if lib.fib_graph_num_edge_types(self._cp(), group, ctypes.byref(n)) != 0 \
+                or n.value == 0:
+            return None
+        return [lib.fib_graph_edge_type_name(self._cp(), group, t).decode("utf-8", "replace")
+                for t in range(n.value)]
+
+    def edge_type_name(self, group, type_id):
+        """The name of edge type type_id of group's arcs, or the id itself."""
+        if self._types:
+            names = list(self._types)
+            return names[type_id] if 0 <= type_id < len(names) else type_id
+        name = lib.fib_graph_edge_type_name(self._cp(), group, type_id)
+        return name.decode("utf-8", "replace") if name is not None else type_id
+
     # -- symmetry ----------------------------------------------------------
     def color(self, symmetry="fibers", tolerance="exact", eps=0.0, n_threads=0,
               progress=None):
@@ -628,6 +796,60 @@ class Coloring(_Handle):
         check(lib.fib_coloring_set_group(self._p(), group,
                                          arr.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
                                          arr.shape[0]), "fib_coloring_set_group")
+
+    def quotient_arcs(self):
+        """The arcs of the quotient (base) graph of the node groups
+        (fib_quotient_create / fib_quotient_arcs), as numpy arrays
+        (src_group, src_class, dst_group, dst_class, type, weight,
+        multiplicity): weight is the weight sum (the multiplicity for an
+        unweighted graph), multiplicity the number of arcs merged."""
+        import numpy as np
+        q = ctypes.POINTER(_ffi.fib_quotient)()
+        check(lib.fib_quotient_create(self.graph._cp(), self._p(), ctypes.byref(q)),
+              "fib_quotient_create")
+        try:
+            n = ctypes.c_int64()
+            check(lib.fib_quotient_num_arcs(q, ctypes.byref(n)), "fib_quotient_num_arcs")
+            m = n.value
+            cols = (np.empty(m, np.int32), np.empty(m, np.int64), np.empty(m, np.int32),
+                    np.empty(m, np.int64), np.empty(m, np.int32), np.empty(m, np.float64),
+                    np.empty(m, np.int64))
+            ptrs = [c.ctypes.data_as(ctypes.POINTER(np.ctypeslib.as_ctypes_type(c.dtype)))
+                    for c in cols]
+            check(lib.fib_quotient_arcs(q, m, *ptrs), "fib_quotient_arcs")
+        finally:
+            lib.fib_quotient_free(q)
+        return cols
+
+    def quotient_networkx(self):
+        """The quotient (base) graph as a networkx MultiDiGraph: one node per
+        class (the class id; (group, class) pairs when the graph has several
+        node groups) with attributes size, members (node names, or indices),
+        label (the first member); one edge per (source class, target class,
+        edge type), keyed by the type (its name when it has one), with
+        attributes type, weight (weight sum, or multiplicity when
+        unweighted) and multiplicity (the number of arcs merged)."""
+        from ._graphs import quotient_networkx
+        return quotient_networkx(self, self.quotient_arcs(), self.graph)
+
+    def fiber_blocks(self, group):
+        """The non-trivial classes of node group `group` in class order
+        (fib_coloring_fiber_blocks): FiberBlock(class_id, size, n_on_cycle)
+        with n_on_cycle the members on a directed cycle (0: acyclic)."""
+        import numpy as np
+        from ._graphs import FiberBlock
+        p64 = ctypes.POINTER(ctypes.c_int64)
+        count = ctypes.c_int64()
+        check(lib.fib_coloring_fiber_blocks(self.graph._cp(), self._p(), group, 0, None,
+                                            None, None, ctypes.byref(count)),
+              "fib_coloring_fiber_blocks")
+        n = count.value
+        ids, sizes, cyc = (np.empty(max(n, 1), np.int64) for _ in range(3))
+        check(lib.fib_coloring_fiber_blocks(self.graph._cp(), self._p(), group, n,
+                                            ids.ctypes.data_as(p64), sizes.ctypes.data_as(p64),
+                                            cyc.ctypes.data_as(p64), ctypes.byref(count)),
+              "fib_coloring_fiber_blocks")
+        return [FiberBlock(int(ids[i]), int(sizes[i]), int(cyc[i])) for i in range(n)]
 
     def is_balanced(self, eps=0.0):
         """(balanced, message): message describes the first violation."""

@@ -30,11 +30,13 @@ import torch
 from .. import _core
 from ._plan import Plan, params_line
 from ._rebuild import rebuild
-from ._trace import UnsupportedModelError, trace
+from ._safety import (TraceMismatchError, TrainModeWarning, check_exact, check_trace,
+                      keep_ties, warn_train_mode)
+from ._trace import UnsupportedModelError, trace as _unchecked_trace
 
 __all__ = ["analyze", "compress", "verify", "lift", "break_symmetry", "apply_plan",
-           "FiberTracker", "Plan", "Report", "UnsupportedModelError", "count_parameters",
-           "save", "load"]
+           "FiberTracker", "Plan", "Report", "UnsupportedModelError", "TraceMismatchError",
+           "TrainModeWarning", "count_parameters", "save", "load"]
 
 Difference = namedtuple("Difference", "max_abs max_rel")
 
@@ -101,6 +103,18 @@ def _color(net, symmetry, tolerance, eps, ignored_layers=()):
     for layer in net.layers:
         coloring.set_group(layer.group, shadow_coloring.colors(layer.group))
     return coloring
+
+
+def trace(model, example_input, weights_override=None):
+    """The traced Network of `model` (see _trace.trace), checked as every
+    entry point checks it (_safety: hooks, modules with weights called
+    twice, the reproduction of model(example_input)). With weights_override
+    (a colouring aid whose graph differs from the model on purpose) it is
+    not checked."""
+    net = _unchecked_trace(model, example_input, weights_override)
+    if weights_override is None:
+        check_trace(net, example_input)
+    return net
 
 
 def _trace(model, example_input):
@@ -226,6 +240,7 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False,
             rows[-1]["orbits"] = hierarchy.num_classes(layer.group, "automorphisms")
             rows[-1]["chain"] = _chain_text(hierarchy, layer.group)
     compressed = rebuild(net, base, "Compressed" + type(model).__name__)
+    keep_ties(net, compressed)
     report = Report(rows, (count_parameters(model), count_parameters(compressed)),
                     tolerance, eps,
                     hierarchy.chain_holds() if hierarchy is not None else None)
@@ -236,7 +251,11 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False,
 
 # -- compress --------------------------------------------------------------
 
-def _plan_from(net, base, symmetry, tolerance, eps, params):
+def _plan_from(net, base, symmetry, tolerance, eps, params, coloring=None):
+    """The Plan of a base; with the colouring of a scale-aware tolerance,
+    every layer's unit scales too (the base depends on them)."""
+    from ._budget import coloring_scales
+    scaled = coloring is not None and tolerance.startswith("scaled+")
     layers = []
     for layer in net.layers:
         # inputs: their own units, or their classes when a budget merged them
@@ -247,11 +266,14 @@ def _plan_from(net, base, symmetry, tolerance, eps, params):
                  "projection": projection}
         if layer.module is not None:
             entry["module"] = layer.module
+        if scaled and layer.kind != "input":
+            entry["scales"] = [float(v) for v in coloring_scales(coloring, layer.group)]
         layers.append(entry)
     return Plan(layers, symmetry, tolerance, eps, type(net.model).__name__, params)
 
 
 def _coloring_from_plan(net, plan):
+    from ._budget import set_coloring_scales
     coloring = net.graph.coloring(plan.symmetry)
     for layer in net.layers:
         try:
@@ -265,6 +287,14 @@ def _coloring_from_plan(net, plan):
                                 layer.width))
         if layer.kind != "input":
             coloring.set_group(layer.group, entry["projection"])
+            if "scales" in entry:
+                set_coloring_scales(coloring, layer.group, entry["scales"])
+            elif plan.tolerance.startswith("scaled+"):
+                raise ValueError("plan layer %r has no unit scales, which its scale-aware "
+                                 "tolerance (%s) needs: the plan was saved by an older "
+                                 "fibration (a budget plan without its budget record, or a "
+                                 "plan of version 1); compress again to make a new one"
+                                 % (layer.node, plan.tolerance))
         elif entry["classes"] < entry["units"]:
             raise ValueError("plan layer %r merges inputs (a budget's merge_inputs); such a "
                              "plan cannot be re-applied in this version: compress with the "
@@ -288,7 +318,19 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
     synthetic Gaussian inputs whose scale is the standard deviation of
     `example_input`, so pass an input of the real scale); calibration: an
     optional batch of the user's inputs to refine that choice (see
-    fibration.torch._budget)."""
+    fibration.torch._budget); its plan re-applies by redoing that choice on
+    the same model.
+
+    Refused (UnsupportedModelError naming the module): hooks, a module with
+    weights called twice, tied tensors the two layers would merge
+    differently, and a trace that does not reproduce model(example_input)
+    (TraceMismatchError); an exact compression is checked against the
+    model's outputs too. Batch norm whose merged channels disagree on their
+    statistics cannot train as the original: that is warned and listed in
+    plan.warnings (see docs/python.md)."""
+    if plan is not None and getattr(plan, "budget", None):
+        from ._budget import reapply_budget_plan
+        return reapply_budget_plan(model, example_input, plan, verbose)
     if budget is not None:
         from ._budget import compress_to_budget
         return compress_to_budget(model, example_input, budget, calibration, verbose)
@@ -304,9 +346,13 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
         coloring = _color(net, symmetry, tolerance, eps, ignored_layers)
     base = net.graph.compress(coloring)
     compressed = rebuild(net, base, "Compressed" + type(model).__name__)
+    keep_ties(net, compressed)
+    if plan is None and eps == 0 and tolerance in ("exact", "abs"):
+        check_exact(model, compressed, example_input)
     compressed._fibration_source = CompressedSource(net, coloring)  # for save()
     params = (count_parameters(model), count_parameters(compressed))
-    new_plan = _plan_from(net, base, symmetry, tolerance, eps, params)
+    new_plan = _plan_from(net, base, symmetry, tolerance, eps, params, coloring)
+    warn_train_mode(new_plan, compressed)
     if verbose:
         print(new_plan.summary())
     return compressed, new_plan

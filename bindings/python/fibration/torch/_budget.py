@@ -327,6 +327,7 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
     default)."""
     from . import _plan_from, _trace, count_parameters
     from ._rebuild import rebuild
+    from ._safety import keep_ties
     if not (0 < float(budget) <= 1):
         raise ValueError("budget is the fraction of parameters kept, in (0, 1]; got %r"
                          % (budget,))
@@ -372,6 +373,7 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
             if best is None or score < best[0]:
                 best = (score, chosen, compressed, info)
     _, base, compressed, info = best
+    keep_ties(net, compressed)
     params = (count_parameters(model), count_parameters(compressed) + input_index_size(compressed))
     plan = _plan_from(net, base, "fibers", info["tolerance"], 0.0, params)
     plan.budget = dict(info, budget=float(budget))
@@ -379,6 +381,55 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
         print(plan.summary())
         print("budget %.3f: %s" % (budget, info))
     return compressed, plan
+
+
+def reapply_budget_plan(model, example_input, plan, verbose=False):
+    """compress(model, x, plan=plan) for a plan of compress(budget=): the
+    choice recorded in plan.budget (grouping, sensitivity power, input
+    merging, correction and its scale) is made again, which is
+    deterministic, so the model it was made on gets the same compressed
+    model. ValueError when the classes come out different (other weights):
+    the representatives and the correction belong to the weights they were
+    derived from."""
+    from . import _plan_from, _trace, count_parameters
+    from ._rebuild import rebuild
+    from ._safety import keep_ties
+    info = plan.budget
+    try:
+        budget, tolerance = float(info["budget"]), info["tolerance"]
+        corrected, refit = bool(info["corrected"]), bool(info["refit"])
+        knobs = dict(merge_inputs=bool(info["merge_inputs"]),
+                     input_sensitivity=float(info["input_sensitivity"]),
+                     synthetic_scale=float(info["synthetic_scale"]) if corrected else 0.0)
+        power = float(info["sensitivity_power"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError("the plan's budget record is incomplete (%s); compress with "
+                         "budget= again" % e) from None
+    net = _trace(model, example_input)
+    base, got = base_to_budget(net.graph, budget, tolerance, power, **knobs)
+    compressed = rebuild(net, base, "Compressed" + type(model).__name__)
+    done = refit and not corrected and _refit_model(net, model, base, compressed)
+    for layer in net.layers:
+        try:
+            wanted = plan.projection(layer.node)
+        except KeyError:
+            wanted = None
+        if got["corrected"] != corrected or bool(done or corrected) != refit or \
+                wanted is None or list(base.projection(layer.group)) != list(wanted):
+            raise ValueError(
+                "the budget plan does not re-apply to this model: budget=%g gives other "
+                "classes (layer %r) or another correction here, because the plan's "
+                "representatives and correction were derived from other weights; a budget "
+                "plan re-applies only to the model it was made on (compress with "
+                "budget=%g instead)" % (budget, layer.node, budget))
+    keep_ties(net, compressed)
+    params = (count_parameters(model), count_parameters(compressed) + input_index_size(compressed))
+    again = _plan_from(net, base, "fibers", got["tolerance"], 0.0, params)
+    again.budget = dict(got, corrected=corrected, refit=refit,
+                        synthetic_scale=knobs["synthetic_scale"] or None, budget=budget)
+    if verbose:
+        print(again.summary())
+    return compressed, again
 
 
 # -- hierarchy --------------------------------------------------------------

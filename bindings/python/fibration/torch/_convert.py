@@ -3,14 +3,14 @@ LSTM/GRU, multi-head self-attention, LayerNorm and Transformer encoders.
 
 Each maps one fx node onto C builder calls (fib_graph_add_conv, _affine,
 _pool, _lstm, _gru, _attention, _norm, _sum, _dense) and records how the
-node is rebuilt (Builder.own). Registered into _trace.MODULES on import.
+node is rebuilt (Builder.own). _trace.py adds MODULES to its own table.
 """
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._trace import MODULES, TupleValue, Value
+from ._values import TupleValue, Value
 
 
 def _pair(value):
@@ -80,7 +80,7 @@ def convert_batch_norm(b, node, module):
     scale, shift = batch_norm_affine(module)
     layer = b.new_layer(node, "affine", module.num_features, [v.group], module=node.target)
     group = b.graph.add_affine(v.group, scale, shift, name=node.name)
-    b.own(node, "affine", layer=layer)
+    b.own(node, "affine", layer=layer, batch_norm=True)
     return b.added(layer, group)
 
 
@@ -305,7 +305,7 @@ def convert_encoder(b, node, module):
     return Value(x, False)
 
 
-MODULES.update({
+MODULES = {
     nn.Conv1d: convert_conv,
     nn.Conv2d: convert_conv,
     nn.BatchNorm1d: convert_batch_norm,
@@ -320,4 +320,4 @@ MODULES.update({
     nn.LayerNorm: convert_layer_norm,
     nn.TransformerEncoderLayer: convert_encoder_layer,
     nn.TransformerEncoder: convert_encoder,
-})
+}

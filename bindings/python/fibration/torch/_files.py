@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from .. import FibrationError, Graph, _ffi
 from ._rebuild import rebuild
+from ._safety import check_trace
 from ._trace import Layer, UnsupportedModelError, trace
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu,
@@ -156,6 +157,7 @@ def save(model, path, example_input=None, dtype=0):
     example = example_input if example_input is not None else _example_for(model)
     try:
         net = trace(model, example)
+        check_trace(net, example)
     except UnsupportedModelError as e:
         if isinstance(source, CompressedSource):
             raise UnsupportedModelError(

@@ -12,12 +12,18 @@ A plan is plain data, saved as JSON:
 `projection[i]` is the base unit that original unit i of the layer merged
 into (input layers map to themselves). Layers are keyed by their torch.fx
 node name, which is the same for every instance of an architecture.
+
+Version 2 adds what the model depends on beyond the classes, so that a
+reader of version 1 refuses such a plan instead of building another model:
+"scales" in a layer (a scale-aware tolerance's unit scales) and "budget"
+(compress(budget=)'s choices, which re-applying redoes). "warnings" lists
+what the compressed model does not reproduce (train-mode batch norm).
 """
 
 import json
 
 FORMAT = "fibration-plan"
-VERSION = 1
+VERSION = 2
 
 
 class Plan:
@@ -29,6 +35,8 @@ class Plan:
         self.eps = float(eps)
         self.model = model
         self.params = tuple(params)   # (original, compressed) torch parameter counts
+        self.budget = None            # compress(budget=)'s choices (a dict), else None
+        self.warnings = []            # what the compressed model does not reproduce
 
     def layer(self, node):
         for entry in self.layers:
@@ -40,9 +48,15 @@ class Plan:
         return self.layer(node)["projection"]
 
     def to_dict(self):
-        return {"format": FORMAT, "version": VERSION, "symmetry": self.symmetry,
-                "tolerance": self.tolerance, "eps": self.eps, "model": self.model,
-                "params": list(self.params), "layers": self.layers}
+        needs_2 = self.budget is not None or any("scales" in e for e in self.layers)
+        data = {"format": FORMAT, "version": VERSION if needs_2 else 1,
+                "symmetry": self.symmetry, "tolerance": self.tolerance, "eps": self.eps,
+                "model": self.model, "params": list(self.params), "layers": self.layers}
+        if self.budget is not None:
+            data["budget"] = self.budget
+        if self.warnings:
+            data["warnings"] = list(self.warnings)
+        return data
 
     @classmethod
     def from_dict(cls, data):
@@ -51,9 +65,12 @@ class Plan:
         if data.get("version", 0) > VERSION:
             raise ValueError("plan version %s is newer than this fibration (%d)"
                              % (data.get("version"), VERSION))
-        return cls(data["layers"], data.get("symmetry", "fibers"),
+        plan = cls(data["layers"], data.get("symmetry", "fibers"),
                    data.get("tolerance", "exact"), data.get("eps", 0.0),
                    data.get("model", ""), data.get("params", (0, 0)))
+        plan.budget = data.get("budget")
+        plan.warnings = list(data.get("warnings", ()))
+        return plan
 
     def save(self, path):
         with open(path, "w", encoding="utf-8") as fh:
@@ -78,6 +95,7 @@ class Plan:
                 lines.append("  %-20s %6d => %d units" % (entry["node"], entry["units"],
                                                          entry["classes"]))
         lines.append(self.summary())
+        lines += ["warning: " + w for w in self.warnings]
         return "\n".join(lines)
 
     __repr__ = __str__

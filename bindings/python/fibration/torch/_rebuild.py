@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._modules import FiberAttention, InputClassMean, WeightedLayerNorm
-from ._trace import CHANNEL_DIM
+from ._values import CHANNEL_DIM
 
 
 def _set_submodule(root, qualified, module):
@@ -124,20 +124,62 @@ def rebuild_conv(ctx, node, layer):
     return ctx.new.call_module(node.target, (ctx.env[node.args[0].name],))
 
 
-def rebuild_affine(ctx, node, layer):
-    """Batch norm kept as batch norm: the base's scale and shift become its
-    weight and bias over running statistics mean 0, variance 1 - eps."""
+def _class_batch_norm(original, projection, n):
+    """The original batch norm restricted to one channel per class (its
+    weight, bias and running statistics), when every class's channels agree
+    on all of them: it then trains as the original does (equal inputs give
+    equal batch statistics). None when some class disagrees."""
+    projection = np.asarray(projection, dtype=np.int64)
+    classes, first = np.unique(projection, return_index=True)  # each class's first channel
+    if not np.array_equal(classes, np.arange(n)):
+        return None
+    index = torch.from_numpy(first).to(original.running_mean.device)
+    representative = index[torch.from_numpy(projection).to(index.device)]
+    names = ("weight", "bias", "running_mean", "running_var")
+    tensors = {k: getattr(original, k).detach() for k in names
+               if getattr(original, k) is not None}
+    if any(not torch.equal(t, t[representative]) for t in tensors.values()):
+        return None
+    like = original.running_mean
+    norm = type(original)(n, eps=original.eps, momentum=original.momentum,
+                          affine=original.affine, track_running_stats=True,
+                          dtype=like.dtype, device=like.device)
+    with torch.no_grad():
+        for k, t in tensors.items():
+            getattr(norm, k).copy_(t[index])
+        norm.num_batches_tracked.copy_(original.num_batches_tracked)
+    return norm
+
+
+def rebuild_affine(ctx, node, layer, batch_norm=False):
+    """Batch norm kept as batch norm. From a traced batch norm whose merged
+    channels agree on weight, bias and statistics: the same batch norm, one
+    channel per class. Otherwise (or from a model file's scale and shift):
+    the base's scale and shift become its weight and bias over running
+    statistics mean 0, variance 1 - eps, which is the original in eval mode
+    only (recorded in ctx.warnings for a traced batch norm)."""
     original = ctx.gm.get_submodule(node.target)
     tensors = ctx.base_graph.tensors(layer.group)
     n = ctx.width(layer.group)
     like = original.running_mean
-    norm = type(original)(n, eps=original.eps, momentum=original.momentum, affine=True,
-                          track_running_stats=True, dtype=like.dtype, device=like.device)
-    with torch.no_grad():
-        norm.weight.copy_(_tensor(tensors["scale"], like))
-        norm.bias.copy_(_tensor(tensors.get("shift", np.zeros(n)), like))
-        norm.running_mean.zero_()
-        norm.running_var.copy_(_tensor(np.full(n, 1.0 - original.eps), like))
+    norm = _class_batch_norm(original, ctx.base.projection(layer.group), n) \
+        if batch_norm else None
+    if norm is None:
+        norm = type(original)(n, eps=original.eps, momentum=original.momentum, affine=True,
+                              track_running_stats=True, dtype=like.dtype, device=like.device)
+        with torch.no_grad():
+            norm.weight.copy_(_tensor(tensors["scale"], like))
+            norm.bias.copy_(_tensor(tensors.get("shift", np.zeros(n)), like))
+            norm.running_mean.zero_()
+            norm.running_var.copy_(_tensor(np.full(n, 1.0 - original.eps), like))
+        if batch_norm:
+            ctx.warnings.append(
+                "batch norm %r: channels merged into one class differ in weight, bias or "
+                "running statistics, so it is rebuilt as a fixed scale and shift (running "
+                "mean 0, variance 1 - eps): the original's outputs in eval mode, but in "
+                "train mode it normalises with the batch's statistics and differs from the "
+                "original; fine-tune with it in eval mode, or compress with eps=0"
+                % node.target)
     norm.train(original.training)
     x = ctx.select(ctx.env[node.args[0].name], ctx.base_graph.block_params(layer.group),
                    1, node.name, ctx.width(layer.sources[0]))
@@ -375,6 +417,7 @@ class _Context:
         self.env = {}
         self.root = nn.Module()
         self.modules = set()
+        self.warnings = []  # what the rebuilt model does not reproduce (train mode)
 
     def add_module(self, qualified, module):
         _set_submodule(self.root, qualified, module)
@@ -446,4 +489,5 @@ def rebuild(net, base, class_name):
         ctx.env[node.name] = ctx.new.node_copy(node, lambda n: ctx.env[n.name])
     module = torch.fx.GraphModule(ctx.root, ctx.new, class_name=class_name)
     module.train(net.model.training)
+    module._fibration_warnings = ctx.warnings
     return module

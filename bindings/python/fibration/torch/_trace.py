@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .. import Graph
+from ._convert import MODULES as _POSITIONAL_MODULES
+from ._values import TupleValue, Value
 
 
 class UnsupportedModelError(TypeError):
@@ -54,26 +56,6 @@ class Layer:
     read_before_activation: bool = False
 
 
-@dataclass
-class Value:
-    """What an fx node computes: the units of a group, before or after the
-    group's activation."""
-    group: int
-    activated: bool
-
-
-@dataclass
-class TupleValue:
-    """A tuple returned by a layer (LSTM: (output, (h_n, c_n)); attention:
-    (output, weights)): the items that are groups, and why the others are not
-    supported."""
-    items: dict
-    why: str = ""
-
-
-CHANNEL_DIM = {"plain": 1, "image": 1, "channels1d": 1, "sequence": 2}
-
-
 class Network:
     """A traced model and the C graph built from it."""
 
@@ -95,10 +77,14 @@ class Network:
         self.graph: one made by self.graph.color(...) with any tolerance,
         edited with Coloring.set_group, or built by hand. The base is Eq. 10
         of the colouring (fib_compress); class_name defaults to
-        'Compressed' + the model's class name."""
+        'Compressed' + the model's class name. Tied tensors stay tied, or
+        UnsupportedModelError (_safety.keep_ties)."""
         from ._rebuild import rebuild
-        return rebuild(self, self.graph.compress(coloring),
-                       class_name or "Compressed" + type(self.model).__name__)
+        from ._safety import keep_ties
+        compressed = rebuild(self, self.graph.compress(coloring),
+                             class_name or "Compressed" + type(self.model).__name__)
+        keep_ties(self, compressed)
+        return compressed
 
 
 def _describe(node, gm):
@@ -370,6 +356,7 @@ MODULES = {
     nn.Dropout: convert_alias,
     nn.Flatten: convert_flatten,
 }
+MODULES.update(_POSITIONAL_MODULES)  # the converters for layers with positions
 
 FUNCTIONS = {
     operator.add: convert_add,
@@ -551,5 +538,3 @@ def _input_layout(b, node, shape):
 
 
 CHANNELS_FIRST_1D = ("Conv1d", "MaxPool1d", "AvgPool1d", "BatchNorm1d")
-
-from . import _convert  # noqa: E402,F401  (registers the converters for layers with positions)

@@ -23,6 +23,9 @@
 //! const handle may run concurrently, so all handle types are `Send` and
 //! `Sync` (mutation needs `&mut`).
 
+mod graphs;
+pub use graphs::{edgelist, Convention, QuotientArc};
+
 use fibration_sys as sys;
 use std::ffi::{CStr, CString};
 use std::fmt;

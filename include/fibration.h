@@ -1300,6 +1300,13 @@ FIB_API int32_t fib_color_nested(const fib_graph *graph,
  * fails with FIB_E_IO and leaves its target untouched. */
 FIB_API void fib_remove_partial_outputs(void);
 
+/* The dtype a group's tensor `index` (numbered as fib_graph_tensor_info)
+ * is held in: FIB_DTYPE_F32 or FIB_DTYPE_F64. Model files' float16 and
+ * bfloat16 tensors are held as float32 (fib_model_load widens them).
+ * Errors: FIB_E_NULL, FIB_E_RANGE (group, index). */
+FIB_API int32_t fib_graph_tensor_dtype(const fib_graph *graph, int32_t group,
+                                       int32_t index, int32_t *dtype_out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -57,15 +57,12 @@ static int fill_row(const cli_options *o, const analysis *a, int32_t i,
                     layer_row *r)
 {
     const fib_graph *g = a->graph;
-    const fib_graph *bg = fib_base_graph(a->base);
+    /* without a base the model is its own (nothing to merge) */
+    const fib_graph *bg = a->base ? fib_base_graph(a->base) : g;
     r->group = i;
     r->name = fib_graph_group_name(g, i);
     int32_t st = fib_graph_group_info(g, i, &r->op, &r->units, &r->activation,
                                       NULL, NULL, NULL, NULL);
-    if (st == FIB_OK)
-        st = fib_coloring_num_classes(a->fibers, i, &r->fibers);
-    if (st == FIB_OK)
-        st = fib_coloring_num_classes(a->opfibers, i, &r->opfibers);
     if (st == FIB_OK)
         st = fib_coloring_num_classes(a->covers, i, &r->covers);
     if (st == FIB_OK)
@@ -170,9 +167,7 @@ int analysis_run(const cli_options *o, const fib_graph *g, cli_progress *p,
     a->chosen = o->symmetry == FIB_SYM_FIBERS     ? a->fibers
                 : o->symmetry == FIB_SYM_OPFIBERS ? a->opfibers
                                                   : a->covers;
-    int32_t st = fib_compress(g, a->chosen, &a->base);
-    if (st == FIB_OK)
-        st = fib_graph_num_groups(g, &a->n_groups);
+    int32_t st = fib_graph_num_groups(g, &a->n_groups);
     if (st != FIB_OK)
         return cli_fail(o->model, st);
     a->rows = calloc((size_t)a->n_groups, sizeof *a->rows);
@@ -180,6 +175,24 @@ int analysis_run(const cli_options *o, const fib_graph *g, cli_progress *p,
         fprintf(stderr, "fibration: out of memory\n");
         return CLI_EXIT_FAILURE;
     }
+    for (int32_t i = 0; i < a->n_groups && st == FIB_OK; i++) {
+        st = fib_coloring_num_classes(a->fibers, i, &a->rows[i].fibers);
+        if (st == FIB_OK)
+            st = fib_coloring_num_classes(a->opfibers, i, &a->rows[i].opfibers);
+    }
+    /* The fibers' colouring holds the merge totals of a compression by
+     * fibers; compressing by another symmetry, they would only add to the
+     * peak memory. */
+    if (st == FIB_OK && a->chosen != a->fibers) {
+        fib_coloring_free(a->fibers);
+        a->fibers = NULL;
+    }
+    /* A model with nothing to merge is its own base: no float64 copy of it
+     * (twice the size of a float32 file) is made to count its parameters. */
+    if (st == FIB_OK && !cli_nothing_to_merge(g, a->chosen))
+        st = fib_compress(g, a->chosen, &a->base);
+    if (st != FIB_OK)
+        return cli_fail(o->model, st);
     for (int32_t i = 0; i < a->n_groups; i++) {
         rc = fill_row(o, a, i, &a->rows[i]);
         if (rc != CLI_EXIT_OK)

@@ -558,6 +558,41 @@ int64_t cli_group_parameters(const fib_graph *g, int32_t group)
     return total;
 }
 
+int32_t cli_model_dtype(const fib_graph *g)
+{
+    int32_t n_groups = 0;
+    fib_graph_num_groups(g, &n_groups);
+    for (int32_t i = 0; i < n_groups; i++)
+        for (int32_t t = 0;; t++) {
+            int32_t dtype = 0;
+            const char *name = NULL;
+            if (fib_graph_tensor_info(g, i, t, NULL, NULL, &name) != FIB_OK ||
+                fib_graph_tensor_dtype(g, i, t, &dtype) != FIB_OK)
+                break;
+            /* multiplicities are structure, always float64 */
+            if (dtype == FIB_DTYPE_F64 && !strstr(name, "multiplicity"))
+                return FIB_DTYPE_F64;
+        }
+    return FIB_DTYPE_F32;
+}
+
+bool cli_nothing_to_merge(const fib_graph *g, const fib_coloring *c)
+{
+    int32_t n_groups = 0;
+    fib_graph_num_groups(g, &n_groups);
+    for (int32_t i = 0; i < n_groups; i++) {
+        int32_t op = 0, is_output = 0;
+        int64_t units = 0, classes = 0;
+        if (fib_graph_group_info(g, i, &op, &units, NULL, NULL, NULL, NULL, &is_output) !=
+                FIB_OK ||
+            fib_coloring_num_classes(c, i, &classes) != FIB_OK)
+            return false;
+        if (op != FIB_OP_INPUT && !is_output && classes != units)
+            return false;
+    }
+    return true;
+}
+
 int cli_load(const cli_options *o, fib_graph **out)
 {
     fib_load_options lo;

@@ -16,6 +16,7 @@
 #define CLI_EXIT_USAGE 2   /* bad command line */
 #define CLI_EXIT_IO 3      /* a file could not be read or written */
 #define CLI_EXIT_FORMAT 4  /* the model file is malformed or unsupported */
+#define CLI_EXIT_NOTHING 5 /* compress: nothing to merge, nothing written */
 
 /* Which options a verb accepts (bits). */
 #define OPT_SYMMETRY 0x001u   /* --symmetry, --eps, --tolerance */
@@ -119,6 +120,13 @@ const char *cli_op_name(int32_t op);
 
 /* Parameters of one group's block (its tensors but multiplicities; 0 for inputs, sums, pools). */
 int64_t cli_group_parameters(const fib_graph *g, int32_t group);
+/* The dtype a base of g is written in by default: FIB_DTYPE_F64 if any of
+ * g's tensors is float64, else FIB_DTYPE_F32 (float16 and bfloat16 tensors
+ * are held as float32). */
+int32_t cli_model_dtype(const fib_graph *g);
+/* True when every hidden group (neither input nor output) of g has as many
+ * classes in c as units: the model is its own base. */
+bool cli_nothing_to_merge(const fib_graph *g, const fib_coloring *c);
 /* "52.65 K" */
 void cli_human(char *buf, size_t size, double count);
 

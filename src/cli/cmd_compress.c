@@ -33,12 +33,32 @@ static void help(FILE *f)
             "  --input-scale S     with --budget: correct the merged layers without\n"
             "                      data, by least squares on synthetic inputs of\n"
             "                      standard deviation S (the inputs' typical one)\n"
-            "  --dtype D           keep (default: float64 base weights), f32, f64\n"
+            "  --dtype D           keep (default: the model's dtype, float32 unless\n"
+            "                      MODEL holds float64), f32 or f64\n"
             "  --json              print the summary as JSON\n"
             "  -q, --quiet         print nothing on success\n"
             "  -h, --help          this text\n"
             "\n"
-            "Exit codes: 0 ok, 1 failure, 2 usage, 3 I/O error, 4 bad model file.\n");
+            "A MODEL with nothing to merge (every hidden layer keeps all its units)\n"
+            "is its own base: BASE is not written, the summary says so, exit code 5.\n"
+            "\n"
+            "Exit codes: 0 ok, 1 failure, 2 usage, 3 I/O error, 4 bad model file,\n"
+            "5 nothing to merge (nothing written).\n");
+}
+
+/* Whether every group of the base has the units of the model's group. */
+static bool same_units(const fib_graph *g, const fib_graph *base)
+{
+    int32_t n_groups = 0;
+    fib_graph_num_groups(g, &n_groups);
+    for (int32_t i = 0; i < n_groups; i++) {
+        int64_t n = 0, k = -1;
+        fib_graph_group_info(g, i, NULL, &n, NULL, NULL, NULL, NULL, NULL);
+        fib_graph_group_info(base, i, NULL, &k, NULL, NULL, NULL, NULL, NULL);
+        if (n != k)
+            return false;
+    }
+    return true;
 }
 
 int cmd_compress(int argc, char **argv)
@@ -85,18 +105,27 @@ int cmd_compress(int argc, char **argv)
         rc = cli_color(&o, g, o.symmetry, &progress, &c);
     }
     cli_progress_end(&progress);
-    if (rc == CLI_EXIT_OK && !base) {
+    /* Nothing to merge: the model is its own base; no float64 copy of it is
+     * made or written. */
+    bool nothing = rc == CLI_EXIT_OK && (base ? same_units(g, fib_base_graph(base))
+                                              : cli_nothing_to_merge(g, c));
+    if (rc == CLI_EXIT_OK && !base && !nothing) {
         int32_t st = fib_compress(g, c, &base);
         rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.model, st);
     }
-    if (rc == CLI_EXIT_OK) {
-        int32_t st = fib_base_save(base, o.output, o.dtype);
+    /* the colouring's merge totals are spent: not held while saving */
+    fib_coloring_free(c);
+    c = NULL;
+    if (rc == CLI_EXIT_OK && !nothing) {
+        int32_t st = fib_base_save(base, o.output, o.dtype ? o.dtype : cli_model_dtype(g));
         rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.output, st);
     }
     if (rc == CLI_EXIT_OK && !o.quiet) {
         int64_t before = 0, after = 0;
         fib_graph_num_parameters(g, &before);
-        fib_graph_num_parameters(fib_base_graph(base), &after);
+        after = before;
+        if (!nothing)
+            fib_graph_num_parameters(fib_base_graph(base), &after);
         /* a budget counts merged inputs' class index too */
         if (o.budget > 0)
             after = budget.n_parameters;
@@ -107,9 +136,9 @@ int cmd_compress(int argc, char **argv)
             printf(", \"base\": ");
             put_json_string(stdout, o.output);
             printf(", \"symmetry\": \"%s\", \"parameters\": %lld, "
-                   "\"base_parameters\": %lld",
+                   "\"base_parameters\": %lld, \"written\": %s",
                    o.budget > 0 ? "fibers" : cli_symmetry_name(o.symmetry),
-                   (long long)before, (long long)after);
+                   (long long)before, (long long)after, nothing ? "false" : "true");
             if (o.budget > 0)
                 printf(", \"budget\": %.17g, \"grouping\": \"%s\", \"bound\": %.17g, "
                        "\"merge_inputs\": %s, \"corrected\": %s",
@@ -120,14 +149,18 @@ int cmd_compress(int argc, char **argv)
             char b[32], a[32];
             cli_human(b, sizeof b, (double)before);
             cli_human(a, sizeof a, (double)after);
-            printf("Params: %s => %s (%.1f%%) by %s, written to ", b, a,
+            printf("Params: %s => %s (%.1f%%) by %s, ", b, a,
                    before ? 100.0 * (double)after / (double)before : 100.0, by);
+            if (nothing)
+                printf("nothing to merge: ");
+            else
+                printf("written to ");
             cli_put_clean(stdout, o.output);
-            printf("\n");
+            printf(nothing ? " not written\n" : "\n");
         }
     }
     fib_base_free(base);
     fib_coloring_free(c);
     fib_graph_free(g);
-    return rc;
+    return rc == CLI_EXIT_OK && nothing ? CLI_EXIT_NOTHING : rc;
 }

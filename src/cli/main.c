@@ -34,7 +34,8 @@ static void usage(FILE *f)
             "'fibration VERB --help' describes a verb. 'fibration --version'\n"
             "prints the library version. Exit codes: 0 success, 1 failure,\n"
             "2 bad command line, 3 file not readable/writable, 4 malformed or\n"
-            "unsupported model file. See docs/cli.md.\n");
+            "unsupported model file, 5 compress had nothing to merge (nothing\n"
+            "written). See docs/cli.md.\n");
 }
 
 /* Every verb's report goes to stdout: a write error there (a full disk,

@@ -162,6 +162,9 @@ static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
 {
     fib_partition *parts = c->parts;
     double **scales = c->scales;
+    /* the merge totals serve a compression by these fibers (or covers);
+     * fibers that only flavour opfibers are dropped at the end */
+    fib_coloring *keep = o->symmetry == FIB_SYM_OPFIBERS ? NULL : c;
     int32_t node_status = color_nodes(g, o, false, parts, prog);
     if (node_status)
         return node_status;
@@ -182,7 +185,7 @@ static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
                                g->groups[i].ops ? g->groups[i].ops->name : "input");
         else
             status = color_group(g, i, parts, NULL, o->tolerance, group_eps(g, i, o),
-                                 o->n_threads, &prog->scratch, c);
+                                 o->n_threads, &prog->scratch, keep);
         if (!status)
             status = step(prog);
         if (status)

@@ -1,4 +1,5 @@
 /* safetensors reader (mmap, strict validation) and writer. See safetensors.h. */
+#define _DEFAULT_SOURCE /* madvise: the mapped pages of converted tensors */
 #include "io/safetensors.h"
 
 #include "io/file_output.h"
@@ -354,6 +355,27 @@ static int32_t check_coverage(const fib_st_file *f, uint64_t data_size)
     return st;
 }
 
+/* The whole pages of [at, at + len) of a mapped file, whose data was just
+ * converted to an owned copy, leave the process's memory: a float16 or
+ * bfloat16 model then peaks at its float32 copies, not copies plus file.
+ * Only pages wholly inside the tensor's bytes go, which nothing reads
+ * again; the mapping is private and read-only, so dropping them loses
+ * nothing. */
+static void release_pages(const fib_st_file *f, const unsigned char *at, size_t len)
+{
+#ifdef MADV_DONTNEED
+    long page = sysconf(_SC_PAGESIZE);
+    if (!f->mapped || page <= 0)
+        return;
+    uintptr_t begin = ((uintptr_t)at + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    uintptr_t end = ((uintptr_t)at + len) / (uintptr_t)page * (uintptr_t)page;
+    if (end > begin)
+        (void)madvise((void *)begin, end - begin, MADV_DONTNEED);
+#else
+    (void)f, (void)at, (void)len;
+#endif
+}
+
 /* Points tensor data into the file, or converts it to an owned buffer. */
 static int32_t attach_data(fib_st_file *f, const unsigned char *data_region,
                            fib_st_tensor *t)
@@ -376,7 +398,14 @@ static int32_t attach_data(fib_st_file *f, const unsigned char *data_region,
         return fib_error(FIB_E_NOMEM, "%s: tensor '%s': out of memory converting "
                          "%lld elements", f->path, t->name,
                          (long long)t->n_elements);
-    for (int64_t i = 0; i < t->n_elements; i++) {
+    if (t->file_dtype == FIB_ST_BF16) {
+        /* widening is a shift: one vectorisable pass, any host order */
+        for (int64_t i = 0; i < t->n_elements; i++) {
+            uint32_t bits = ((uint32_t)src[2 * i] | (uint32_t)src[2 * i + 1] << 8) << 16;
+            memcpy(dst + (size_t)i * 4, &bits, 4); /* stored as the float it is */
+        }
+    }
+    for (int64_t i = 0; t->file_dtype != FIB_ST_BF16 && i < t->n_elements; i++) {
         const unsigned char *e = src + (size_t)i * esize;
         uint64_t bits = 0;
         for (size_t b = esize; b-- > 0;)
@@ -400,6 +429,7 @@ static int32_t attach_data(fib_st_file *f, const unsigned char *data_region,
     }
     t->owned = dst;
     t->data = dst;
+    release_pages(f, src, (size_t)t->n_elements * esize);
     return FIB_OK;
 }
 

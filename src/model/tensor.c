@@ -41,6 +41,19 @@ int32_t fib_graph_tensor_info(const fib_graph *g, int32_t group, int32_t index,
     return FIB_OK;
 }
 
+int32_t fib_graph_tensor_dtype(const fib_graph *g, int32_t group, int32_t index,
+                               int32_t *dtype_out)
+{
+    fib_tensor_view v;
+    int32_t status = view_of(g, group, index, &v, "fib_graph_tensor_dtype");
+    if (status)
+        return status;
+    if (!dtype_out)
+        return fib_error(FIB_E_NULL, "fib_graph_tensor_dtype: dtype_out is NULL");
+    *dtype_out = v.dtype;
+    return FIB_OK;
+}
+
 int32_t fib_graph_read_tensor(const fib_graph *g, int32_t group, int32_t index,
                               int32_t dtype, void *out, int64_t count)
 {

@@ -28,7 +28,10 @@
  *   PATH    the model file (default pipeline_model.safetensors in the current
  *           directory); it is generated when missing and deleted at the end
  *           unless `keep` is given.
- * Environment: FIB_BENCH_PARAMS overrides the default PARAMS. */
+ * Environment: FIB_BENCH_PARAMS overrides the default PARAMS;
+ * FIB_BENCH_RANDOM=1 fills every tensor with unplanted values instead (no
+ * symmetry: what trained weights look like; give PATH a name of its own,
+ * an existing file is reused as it is). */
 #define _GNU_SOURCE
 #include "fibration.h"
 #include "compress/compress.h"
@@ -104,8 +107,16 @@ static shape shape_for(double params)
 /* Planted class of unit i of a group of width n: a fixed permutation of the
  * units (odd multiplier), then blocks of CLASS. Head-local groups (q, k, v)
  * permute inside each head, so classes never span heads. */
+static int random_weights(void)
+{
+    const char *env = getenv("FIB_BENCH_RANDOM");
+    return env && strcmp(env, "1") == 0;
+}
+
 static int64_t class_of(int64_t i, int64_t n, int head_local)
 {
+    if (random_weights())
+        return i; /* every unit its own class */
     if (head_local) {
         int64_t h = i / HEAD_DIM, j = i % HEAD_DIM;
         return h * (HEAD_DIM / CLASS) + ((j * 37 + 11) % HEAD_DIM) / CLASS;
@@ -121,6 +132,8 @@ static void fill_matrix(float *w, int64_t n_out, int64_t n_in, uint64_t seed,
                         int rows_local, int rows_discrete, int cols_local,
                         int cols_discrete)
 {
+    if (random_weights())
+        rows_discrete = cols_discrete = 1;
     for (int64_t i = 0; i < n_out; i++) {
         int64_t ci = rows_discrete ? i : class_of(i, n_out, rows_local);
         float *row = w + i * n_in;
@@ -418,6 +431,7 @@ int main(int argc, char **argv)
     warm = warm2 < warm ? warm2 : warm;
     const fib_kernels *k = fib_kernels_active();
     int omp = (fib_features() & FIB_FEATURE_OPENMP) != 0;
+    printf("weights: %s\n", random_weights() ? "random (FIB_BENCH_RANDOM=1)" : "planted");
     printf("model file: %s, %.3f GB, kernels %s, OpenMP %s\n", path, gb, k->name,
            omp ? "yes" : "no");
     printf("read once (mmap + checksum, 1 core): cold (after POSIX_FADV_DONTNEED) %.3f s = "

@@ -476,3 +476,72 @@ def test_compress_budget_input_scale_corrects(tmp_path):
     y = st_io.forward(EXAMPLE, x)
     err = [float(((st_io.forward(str(f), x) - y) ** 2).mean()) for f in (plain, fixed)]
     assert err[1] < err[0], err
+
+
+def float32_chain(path, widths, twins, seed=4):
+    """A float32 state dict of Linear layers; with twins, hidden units 0 and
+    1 of the first layer are equal and read equally (a cover to merge)."""
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for i, (a, b) in enumerate(zip(widths, widths[1:])):
+        tensors[f"{2 * i}.weight"] = rng.normal(size=(b, a)).astype(np.float32)
+        tensors[f"{2 * i}.bias"] = rng.normal(size=b).astype(np.float32)
+    if twins:
+        for name in ("0.weight", "0.bias"):
+            tensors[name][1] = tensors[name][0]
+        tensors["2.weight"][:, 1] = tensors["2.weight"][:, 0]
+    st_io.write(str(path), tensors)
+    return path
+
+
+def test_compress_nothing_to_merge_writes_nothing(tmp_path):
+    """Random weights have no exact symmetry: the model is its own base, so
+    compress writes no (float64, doubled) copy, leaves an existing file
+    alone, says so and exits 5; analyze reports the base as the model."""
+    model = float32_chain(tmp_path / "m.safetensors", [12, 10, 8, 3], twins=False)
+    out = tmp_path / "base.safetensors"
+    out.write_bytes(b"precious")
+    r = run("compress", model, "-o", out)
+    assert r.returncode == 5, r.stderr
+    assert "nothing to merge" in r.stdout and "not written" in r.stdout
+    assert out.read_bytes() == b"precious"
+    r = run("compress", "--json", model, "-o", out)
+    assert r.returncode == 5, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["written"] is False
+    assert summary["base_parameters"] == summary["parameters"] == 12 * 10 + 10 + 10 * 8 + 8 + 8 * 3 + 3
+    assert out.read_bytes() == b"precious"
+    report = json.loads(run("analyze", "--json", model).stdout)
+    assert report["base_parameters"] == report["parameters"]
+    assert [row["base_units"] for row in report["layers"]] == [12, 10, 8, 3]
+    # a budget that keeps every parameter merges nothing either
+    r = run("compress", "--budget", "1", model, "-o", out)
+    assert r.returncode == 5, r.stderr
+    assert "nothing to merge" in r.stdout and out.read_bytes() == b"precious"
+    # a tolerance that merges: written, exit 0
+    r = run("compress", "--eps", "100", model, "-o", out, "-q")
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() != b"precious"
+
+
+def test_compress_keeps_the_model_dtype(tmp_path):
+    """A float32 model gives a float32 base by default (the outputs of the
+    float64 base to float32 rounding); --dtype f64 asks for float64."""
+    model = float32_chain(tmp_path / "m.safetensors", [12, 10, 8, 3], twins=True)
+    base32, base64 = tmp_path / "b32.safetensors", tmp_path / "b64.safetensors"
+    r = run("compress", "--json", model, "-o", base32)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["written"] is True
+    assert run("compress", "--dtype", "f64", model, "-o", base64, "-q").returncode == 0
+    assert st_io.read(str(base32))[0]["0.weight"].shape == (9, 12)
+    for path, dtype in ((base32, "F32"), (base64, "F64")):
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+        weights = [t["dtype"] for k, t in header.items()
+                   if k.endswith(".weight") or k.endswith(".bias")]
+        assert weights and set(weights) == {dtype}, header
+    x = np.random.default_rng(1).normal(size=(16, 12))
+    y = st_io.forward(str(base64), x)  # the state dict has no structure to run
+    assert np.allclose(st_io.forward(str(base32), x), y, rtol=1e-5, atol=1e-5)
+    assert np.abs(y).max() > 0.1

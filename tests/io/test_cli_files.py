@@ -35,12 +35,18 @@ def temporaries(folder):
 
 
 def chain_model(path, widths, seed=0):
-    """A state dict of an nn.Sequential of Linear layers (float64)."""
+    """A state dict of an nn.Sequential of Linear layers (float64) whose
+    first hidden units 0 and 1 are twins (equal rows and biases, read by
+    equal columns), so that compress has a class to merge and writes."""
     rng = np.random.default_rng(seed)
     tensors = {}
     for i, (a, b) in enumerate(zip(widths, widths[1:])):
         tensors[f"{2 * i}.weight"] = rng.normal(size=(b, a))
         tensors[f"{2 * i}.bias"] = rng.normal(size=b)
+    if len(widths) > 2:
+        for name in ("0.weight", "0.bias"):
+            tensors[name][1] = tensors[name][0]
+        tensors["2.weight"][:, 1] = tensors["2.weight"][:, 0]
     st_io.write(str(path), tensors)
     return path
 

@@ -102,7 +102,7 @@ def test_quiet_shows_no_progress_on_a_terminal(verb, model, edges, tmp_path, at_
 def test_no_progress_when_stderr_is_not_a_terminal(verb, model, edges, tmp_path, at_once):
     args = {"graph": ["graph", edges],
             "budget": ["compress", model, "--budget", "0.6", "-o", tmp_path / "b.st"],
-            "compress": ["compress", model, "-o", tmp_path / "c.st"],
+            "compress": ["compress", model, "--eps", "10", "-o", tmp_path / "c.st"],
             "analyze": ["analyze", model]}[verb]
     proc = subprocess.run([st_io.cli(), *map(str, args)], capture_output=True,
                           timeout=GUARD, env=at_once)

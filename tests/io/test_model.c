@@ -290,6 +290,18 @@ static void test_state_dict(void)
         CHECK_OK(fib_coloring_num_classes(c, 1, &k));
         CHECK(k == 3);
         fib_coloring_free(c);
+        /* the tensors are held as they were stored (compress writes a base
+         * in this dtype by default) */
+        int32_t dtype = 0;
+        CHECK_OK(fib_graph_tensor_dtype(g, 1, 0, &dtype));
+        CHECK(dtype == FIB_DTYPE_F32);
+        CHECK(fib_graph_tensor_dtype(g, 1, 2, &dtype) == FIB_E_RANGE);
+        CHECK(fib_graph_tensor_dtype(g, 0, 0, &dtype) == FIB_E_RANGE);
+        CHECK(fib_graph_tensor_dtype(g, 1, 0, NULL) == FIB_E_NULL);
+        fib_graph *planted = planted_graph();
+        CHECK_OK(fib_graph_tensor_dtype(planted, 1, 1, &dtype));
+        CHECK(dtype == FIB_DTYPE_F64);
+        fib_graph_free(planted);
         /* saving keeps the state-dict names */
         char again[400];
         tmp_path(again, sizeof again, "sd2.safetensors");

@@ -184,6 +184,54 @@ static void test_half_conversion(void)
     free(img);
 }
 
+/* A mapped file's bfloat16 tensor of several pages is converted to float32
+ * and its pages are released (the float32 copy is what stays in memory):
+ * the copy and the float32 tensor sharing its last page read right. */
+static void test_converted_pages_released(void)
+{
+    enum { NB = 5000, NF = 3000 };
+    char h[256];
+    snprintf(h, sizeof h,
+             "{\"b\":{\"dtype\":\"BF16\",\"shape\":[%d],\"data_offsets\":[0,%d]},"
+             "\"f\":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[%d,%d]}}",
+             NB, 2 * NB, NF, 2 * NB, 2 * NB + 4 * NF);
+    size_t pad = (8 - strlen(h) % 8) % 8;
+    strncat(h, "        ", pad);
+    size_t size;
+    unsigned char *img = image(h, -1, 2 * NB + 4 * NF, &size);
+    unsigned char *d = img + 8 + strlen(h);
+    for (int i = 0; i < NB; i++) {
+        float v = (float)(i % 251 - 125);
+        uint32_t bits;
+        memcpy(&bits, &v, 4);
+        d[2 * i] = (unsigned char)(bits >> 16);
+        d[2 * i + 1] = (unsigned char)(bits >> 24);
+    }
+    for (int i = 0; i < NF; i++) {
+        float v = 0.5f * (float)i;
+        memcpy(d + 2 * NB + 4 * i, &v, 4); /* little-endian host assumed */
+    }
+    char path[400];
+    snprintf(path, sizeof path, "%s/bf16.safetensors", tmpdir);
+    write_bytes(path, img, size);
+    free(img);
+    fib_st_file *f = NULL;
+    CHECK_OK(fib_st_open(path, &f));
+    if (f) {
+        CHECK(f->mapped);
+        const fib_st_tensor *b = fib_st_find(f, "b"), *t = fib_st_find(f, "f");
+        CHECK(b && b->owned && t && !t->owned);
+        int bad = 0;
+        for (int i = 0; b && i < NB; i++)
+            bad += ((const float *)b->data)[i] != (float)(i % 251 - 125);
+        for (int i = 0; t && i < NF; i++)
+            bad += ((const float *)t->data)[i] != 0.5f * (float)i;
+        CHECK(bad == 0);
+    }
+    fib_st_close(f);
+    unlink(path);
+}
+
 static void test_misaligned_f64(void)
 {
     /* an F32 of one element puts the F64 at offset 4: read through a copy */
@@ -278,6 +326,7 @@ int main(void)
     RUN(test_malformed);
     RUN(test_open_errors);
     RUN(test_half_conversion);
+    RUN(test_converted_pages_released);
     RUN(test_misaligned_f64);
     RUN(test_write_round_trip);
     RUN(test_write_errors);

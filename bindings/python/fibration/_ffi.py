@@ -360,6 +360,7 @@ FUNCTIONS = [
     ('fib_hierarchy_coloring', [ctypes.POINTER(fib_hierarchy), ctypes.c_int32, ctypes.POINTER(ctypes.POINTER(fib_coloring))], ctypes.c_int32),
     ('fib_color_nested', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_color_options), ctypes.POINTER(ctypes.c_double), ctypes.c_int32, ctypes.POINTER(ctypes.POINTER(fib_coloring))], ctypes.c_int32),
     ('fib_remove_partial_outputs', [], None),
+    ('fib_graph_tensor_dtype', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -451,4 +452,5 @@ PARAMETERS = {
     'fib_hierarchy_coloring': ('hierarchy', 'symmetry', 'out', ),
     'fib_color_nested': ('graph', 'options', 'eps', 'n_levels', 'levels', ),
     'fib_remove_partial_outputs': (),
+    'fib_graph_tensor_dtype': ('graph', 'group', 'index', 'dtype_out', ),
 }

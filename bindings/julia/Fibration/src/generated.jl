@@ -1391,6 +1391,17 @@ function fib_remove_partial_outputs()
     ccall(_cfunction(_cache_fib_remove_partial_outputs, :fib_remove_partial_outputs), Cvoid, ())
 end
 
+"""
+The dtype a group's tensor `index` (numbered as fib_graph_tensor_info)
+is held in: FIB_DTYPE_F32 or FIB_DTYPE_F64. Model files' float16 and
+bfloat16 tensors are held as float32 (fib_model_load widens them).
+Errors: FIB_E_NULL, FIB_E_RANGE (group, index).
+"""
+const _cache_fib_graph_tensor_dtype = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_tensor_dtype(graph, group, index, dtype_out)
+    ccall(_cfunction(_cache_fib_graph_tensor_dtype, :fib_graph_tensor_dtype), Int32, (Ptr{fib_graph}, Int32, Int32, Ptr{Int32}, ), graph, group, index, dtype_out)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1479,4 +1490,5 @@ const FUNCTION_NAMES = [
     :fib_hierarchy_coloring,
     :fib_color_nested,
     :fib_remove_partial_outputs,
+    :fib_graph_tensor_dtype,
 ]

@@ -971,6 +971,12 @@ extern "C" {
     /// library installs no handlers itself. A save still running afterwards
     /// fails with FIB_E_IO and leaves its target untouched.
     pub fn fib_remove_partial_outputs();
+
+    /// The dtype a group's tensor `index` (numbered as fib_graph_tensor_info)
+    /// is held in: FIB_DTYPE_F32 or FIB_DTYPE_F64. Model files' float16 and
+    /// bfloat16 tensors are held as float32 (fib_model_load widens them).
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (group, index).
+    pub fn fib_graph_tensor_dtype(graph: *const fib_graph, group: i32, index: i32, dtype_out: *mut i32) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1062,4 +1068,5 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_hierarchy_coloring",
     "fib_color_nested",
     "fib_remove_partial_outputs",
+    "fib_graph_tensor_dtype",
 ];

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""The `fibration` command on whole model files, trained-like next to
+planted: for each case, the time of `analyze` and `compress` against one
+warm read of the same file, and their peak RSS against the file's size,
+measured in the same run (docs/performance.md opens with these figures).
+
+Cases (chains of `LAYERS` dense d x d layers, an nn.Sequential state dict):
+  random-f32   random normal float32 weights: no exact symmetry, every
+               class is one unit (what a trained network looks like)
+  planted-f32  float32 weights in classes of 8 rows and 8 columns: exact
+               fibers and covers of 8, a base 64 times smaller
+  random-bf16  random normal bfloat16 weights (read as float32 copies)
+
+A warm read is the best of 5 reads of the file into one 8 MiB buffer after
+a first read has put it in the page cache; each command is run 3 times (the
+best time and the largest peak RSS are printed) with OMP_NUM_THREADS = 1
+and 2. Peak RSS is the child's own (wait4).
+
+Usage: bench_models.py FIBRATION [FOLDER]
+Environment: FIB_BENCH_MODEL_MIB, the float32 file size in MiB (default 32:
+8 x 1024 x 1024; 512 gives 8 x 4096 x 4096, the figures of issue 22).
+The files are written to FOLDER (default: the current directory) and
+deleted at the end."""
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+LAYERS = 8
+CLASS = 8
+RUNS = 3
+
+
+def random_layers(rng, d):
+    for _ in range(LAYERS):
+        yield rng.standard_normal((d, d), dtype=np.float32)
+
+
+def planted_layers(rng, d):
+    """Rows equal in classes of CLASS (not in the output layer) and columns
+    equal in classes of CLASS (not in the first layer, which reads the
+    inputs, kept unit by unit)."""
+    for i in range(LAYERS):
+        rows = d if i == LAYERS - 1 else d // CLASS
+        cols = d if i == 0 else d // CLASS
+        w = rng.standard_normal((rows, cols), dtype=np.float32)
+        if rows < d:
+            w = np.repeat(w, CLASS, axis=0)
+        if cols < d:
+            w = np.repeat(w, CLASS, axis=1)
+        yield w
+
+
+def write_state_dict(path, layers, d, dtype):
+    """One layer at a time (the generator never holds the model); BF16 is
+    float32 truncated."""
+    size = 2 if dtype == "BF16" else 4
+    header, offset = {}, 0
+    for i in range(LAYERS):
+        n = d * d * size
+        header[f"{2 * i}.weight"] = {"dtype": dtype, "shape": [d, d],
+                                     "data_offsets": [offset, offset + n]}
+        offset += n
+    blob = json.dumps(header).encode()
+    blob += b" " * (-len(blob) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for w in layers:
+            if dtype == "BF16":
+                (w.view(np.uint32) >> 16).astype(np.uint16).tofile(f)
+            else:
+                w.tofile(f)
+
+
+def warm_read(path):
+    """Best of 5 reads of the whole file into one buffer, after a first."""
+    buf = bytearray(8 << 20)
+    view = memoryview(buf)
+    best = math.inf
+    for attempt in range(6):
+        start = time.perf_counter()
+        with open(path, "rb", buffering=0) as f:
+            while f.readinto(view):
+                pass
+        if attempt:
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+def run(args, threads):
+    """(best seconds, largest peak RSS in bytes, exit status) over RUNS."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    best, rss, status = math.inf, 0, None
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        _, raw, usage = os.wait4(proc.pid, 0)
+        best = min(best, time.perf_counter() - start)
+        rss = max(rss, usage.ru_maxrss * 1024)
+        status = os.waitstatus_to_exitcode(raw)
+        proc.returncode = status
+        if status not in (0, 5):  # 5: compress had nothing to merge
+            sys.exit(f"{' '.join(args)}: exit {status}: {proc.stderr.read().decode()}")
+        proc.stderr.close()
+    return best, rss, status
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    cli = sys.argv[1]
+    folder = sys.argv[2] if len(sys.argv) > 2 else "."
+    mib = float(os.environ.get("FIB_BENCH_MODEL_MIB", "32"))
+    d = int(math.sqrt(mib * 2 ** 20 / 4 / LAYERS)) // 64 * 64
+    rng = np.random.default_rng(22)
+    cases = [("random-f32", random_layers, "F32"), ("planted-f32", planted_layers, "F32"),
+             ("random-bf16", random_layers, "BF16")]
+    print(f"fibration on chains of {LAYERS} dense {d} x {d} layers "
+          f"(FIB_BENCH_MODEL_MIB={mib:g}); best of {RUNS} runs")
+    _, baseline, _ = run([cli, "--version"], 1)
+    # a child's peak counts from the fork, before exec: never below the
+    # image of this Python process
+    print(f"peak RSS of `fibration --version` here: {baseline / 1e6:.1f} MB (the floor of "
+          f"every RSS below: it weighs in the RSS / file of small files)")
+    print(f"{'case':<12} {'command':<9} {'threads':>7} {'time s':>8} {'/ read':>7} "
+          f"{'RSS MB':>8} {'/ file':>7}  read s   file MB  exit")
+    for name, layers, dtype in cases:
+        path = os.path.join(folder, f"bench_models_{name}.safetensors")
+        out = os.path.join(folder, f"bench_models_{name}_base.safetensors")
+        write_state_dict(path, layers(rng, d), d, dtype)
+        size = os.path.getsize(path)
+        try:
+            read = warm_read(path)
+            for verb in ("analyze", "compress"):
+                args = [cli, verb, "-q", path] + (["-o", out] if verb == "compress" else [])
+                for threads in (1, 2):
+                    seconds, rss, status = run(args, threads)
+                    print(f"{name:<12} {verb:<9} {threads:>7} {seconds:8.3f} "
+                          f"{seconds / read:7.2f} {rss / 1e6:8.1f} {rss / size:7.3f}  "
+                          f"{read:.4f} {size / 1e6:9.1f}  {status}", flush=True)
+        finally:
+            for p in (path, out):
+                if os.path.exists(p):
+                    os.remove(p)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+/* The no-symmetry fast path: a dense group over a discrete source borrows
+ * its weight rows as its fiber signature, and a group read by a dense block
+ * with discrete classes borrows that block's weight columns as its opfiber
+ * signature (fib_signature.n_direct), instead of materialising float64
+ * colour sums. Both must give exactly the classes of the filled signatures,
+ * for every tolerance mode, float32 and float64 weights, planted and random
+ * layers, and any thread count. */
+#include "compress/compress.h"
+#include "testing.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int test_failures;
+
+#define N_IN 24
+#define N_H 40
+#define N_OUT 6
+#define CLASS 4
+
+static uint64_t state = 0x9e3779b97f4a7c15u;
+
+static double uniform(void)
+{
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return (double)(state >> 11) / 9007199254740992.0;
+}
+
+static double normal(void)
+{
+    double u = uniform() + 1e-300, v = uniform();
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+/* Weights of input -> hidden (N_H x N_IN, bias) -> output (N_OUT x N_H).
+ * planted: hidden rows (and biases) in classes of CLASS consecutive units,
+ * equal up to `noise`, and the output's columns likewise. */
+typedef struct layers {
+    double w1[N_H * N_IN], b1[N_H], w2[N_OUT * N_H];
+    float w1f[N_H * N_IN], b1f[N_H], w2f[N_OUT * N_H];
+} layers;
+
+static void make_layers(layers *l, bool planted, double noise)
+{
+    for (int i = 0; i < N_H * N_IN; i++)
+        l->w1[i] = normal();
+    for (int i = 0; i < N_H; i++)
+        l->b1[i] = normal();
+    for (int i = 0; i < N_OUT * N_H; i++)
+        l->w2[i] = normal();
+    for (int r = 0; planted && r < N_H; r++) {
+        int first = r - r % CLASS;
+        for (int k = 0; k < N_IN; k++)
+            l->w1[r * N_IN + k] = l->w1[first * N_IN + k] + noise * (uniform() - 0.5);
+        l->b1[r] = l->b1[first] + noise * (uniform() - 0.5);
+        for (int o = 0; o < N_OUT; o++)
+            l->w2[o * N_H + r] = l->w2[o * N_H + first] + noise * (uniform() - 0.5);
+    }
+    for (int i = 0; i < N_H * N_IN; i++)
+        l->w1f[i] = (float)l->w1[i];
+    for (int i = 0; i < N_H; i++)
+        l->b1f[i] = (float)l->b1[i];
+    for (int i = 0; i < N_OUT * N_H; i++)
+        l->w2f[i] = (float)l->w2[i];
+}
+
+static fib_graph *build(const layers *l, int32_t dtype)
+{
+    fib_graph *g = NULL;
+    int32_t in, h, out;
+    bool f32 = dtype == FIB_DTYPE_F32;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, N_IN, &in));
+    CHECK_OK(fib_graph_add_dense(g, in, N_H, dtype, f32 ? (const void *)l->w1f : l->w1, N_IN,
+                                 f32 ? (const void *)l->b1f : l->b1, 0, &h));
+    CHECK_OK(fib_graph_set_activation(g, h, FIB_ACT_TANH, 0));
+    CHECK_OK(fib_graph_add_dense(g, h, N_OUT, dtype, f32 ? (const void *)l->w2f : l->w2, N_H,
+                                 NULL, 0, &out));
+    return g;
+}
+
+/* The classes of the hidden group from its fiber (fibers == NULL) or
+ * opfiber signature, borrowed (view) or filled. */
+static void classes(const fib_graph *g, const fib_partition *parts, const fib_partition *fibers,
+                    bool view, int32_t threads, int32_t mode, double eps, fib_partition *out)
+{
+    fib_scratch scratch = {0};
+    fib_signature sig;
+    int32_t status;
+    if (fibers)
+        status = view ? fib_opfiber_signature_ex(g, 1, parts, fibers, threads, &scratch, &sig)
+                      : fib_opfiber_signature(g, 1, parts, fibers, &sig);
+    else
+        status = view ? fib_fiber_signature_ex(g, 1, parts, threads, &scratch, &sig)
+                      : fib_fiber_signature(g, 1, parts, &sig);
+    CHECK_OK(status);
+    if (status) {
+        fib_scratch_clear(&scratch);
+        return;
+    }
+    /* the view is the path under test; the filled one its reference */
+    CHECK(view ? sig.n_direct > 0 : sig.n_direct == 0);
+    double weight[N_H];
+    if ((mode & ~FIB_TOL_SCALED) == FIB_TOL_WARD)
+        CHECK_OK(fib_outgoing_norms(g, 1, weight));
+    CHECK_OK(fib_partition_init(out, N_H));
+    CHECK_OK(fib_group_signatures_mode(&sig, mode, eps, weight, out));
+    fib_signature_clear(&sig);
+    fib_scratch_clear(&scratch);
+}
+
+static bool same_partition(const fib_partition *a, const fib_partition *b)
+{
+    return a->n_classes == b->n_classes &&
+           memcmp(a->color, b->color, (size_t)a->n_units * sizeof *a->color) == 0;
+}
+
+typedef struct mode_case {
+    int32_t mode;
+    double eps; /* < 0: exact */
+} mode_case;
+
+static const mode_case modes[] = {
+    {FIB_TOL_EXACT, -1.0},   {FIB_TOL_ABS, 0.05},      {FIB_TOL_ABS, 4.0},
+    {FIB_TOL_REL, 0.05},     {FIB_TOL_COSINE, 0.05},   {FIB_TOL_COMPLETE, 0.05},
+    {FIB_TOL_COMPLETE, 2.0}, {FIB_TOL_WARD, 0.05},     {FIB_TOL_WARD, 3.0},
+};
+
+/* Every mode, both directions, threads 1 and 2: the view's classes are the
+ * filled signature's. Returns the fiber classes at the first mode. */
+static int64_t compare_paths(const fib_graph *g)
+{
+    fib_partition parts[3];
+    CHECK_OK(fib_partition_init(&parts[0], N_IN));
+    CHECK_OK(fib_partition_init(&parts[1], N_H));
+    CHECK_OK(fib_partition_init(&parts[2], N_OUT));
+    fib_partition_discrete(&parts[0]);
+    fib_partition_single(&parts[1]);
+    fib_partition_discrete(&parts[2]);
+    int64_t exact_classes = -1;
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
+        for (int32_t threads = 1; threads <= 2; threads++) {
+            fib_partition filled = {0}, view = {0}, op_filled = {0}, op_view = {0};
+            classes(g, parts, NULL, false, threads, modes[m].mode, modes[m].eps, &filled);
+            classes(g, parts, NULL, true, threads, modes[m].mode, modes[m].eps, &view);
+            CHECK(filled.color && view.color && same_partition(&filled, &view));
+            if (m == 0)
+                exact_classes = filled.n_classes;
+            /* opfibers: the flavour from the fibers just found */
+            fib_partition fibers[3] = {parts[0], filled, parts[2]};
+            classes(g, parts, fibers, false, threads, modes[m].mode, modes[m].eps, &op_filled);
+            classes(g, parts, fibers, true, threads, modes[m].mode, modes[m].eps, &op_view);
+            CHECK(op_filled.color && op_view.color && same_partition(&op_filled, &op_view));
+            if (!same_partition(&filled, &view) || !same_partition(&op_filled, &op_view))
+                fprintf(stderr, "  mode %d eps %g threads %d: fibers %lld / %lld, "
+                        "opfibers %lld / %lld classes (filled / view)\n",
+                        (int)modes[m].mode, modes[m].eps, (int)threads,
+                        (long long)filled.n_classes, (long long)view.n_classes,
+                        (long long)op_filled.n_classes, (long long)op_view.n_classes);
+            fib_partition_clear(&filled);
+            fib_partition_clear(&view);
+            fib_partition_clear(&op_filled);
+            fib_partition_clear(&op_view);
+        }
+    for (int i = 0; i < 3; i++)
+        fib_partition_clear(&parts[i]);
+    return exact_classes;
+}
+
+static void test_view_equals_filled(void)
+{
+    layers *l = malloc(sizeof *l);
+    CHECK(l);
+    if (!l)
+        return;
+    const int32_t dtypes[] = {FIB_DTYPE_F32, FIB_DTYPE_F64};
+    for (int d = 0; d < 2; d++) {
+        /* planted, exact: the planted classes, by either path */
+        make_layers(l, true, 0.0);
+        fib_graph *g = build(l, dtypes[d]);
+        CHECK(compare_paths(g) == N_H / CLASS);
+        fib_graph_free(g);
+        /* planted with noise a tolerance sees and EXACT does not */
+        make_layers(l, true, 1e-2);
+        g = build(l, dtypes[d]);
+        CHECK(compare_paths(g) == N_H);
+        fib_graph_free(g);
+        /* random: every unit its own class at EXACT */
+        make_layers(l, false, 0.0);
+        g = build(l, dtypes[d]);
+        CHECK(compare_paths(g) == N_H);
+        fib_graph_free(g);
+    }
+    free(l);
+}
+
+int main(void)
+{
+    RUN(test_view_equals_filled);
+    return test_failures ? 1 : 0;
+}

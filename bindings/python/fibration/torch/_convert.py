@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._trace import MODULES, TupleValue, Value
+from ._trace import FUNCTIONS, METHODS, MODULES, TupleValue, Value
 
 
 def _pair(value):
@@ -84,29 +84,123 @@ def convert_batch_norm(b, node, module):
     return b.added(layer, group)
 
 
-def convert_pool(b, node, module):
-    one_d = isinstance(module, (nn.MaxPool1d, nn.AvgPool1d))
-    is_max = isinstance(module, (nn.MaxPool1d, nn.MaxPool2d))
-    v = _single_input(b, node, type(module).__name__)
-    b.require_layout(node, v, ("channels1d",) if one_d else ("image",), type(module).__name__)
-    if module.ceil_mode:
-        b.fail(node, "ceil_mode=True is not supported")
-    if is_max and (module.return_indices or any(d != 1 for d in _pair(module.dilation))):
-        b.fail(node, "max pooling with dilation or return_indices is not supported")
-    if not is_max and (not module.count_include_pad or
-                       getattr(module, "divisor_override", None) is not None):
-        b.fail(node, "average pooling must count padding as zeros "
-                     "(count_include_pad=True, no divisor_override)")
-    kernel = _pair(module.kernel_size)
-    stride = _pair(module.stride if module.stride is not None else module.kernel_size)
-    padding = _pair(module.padding)
-    if one_d:
-        kernel, stride, padding = (1, kernel[0]), (1, stride[0]), (0, padding[0])
+def _floor_equals_ceil(size, kernel, stride, padding):
+    """True when a ceil_mode pool over `size` positions has the floor mode's
+    output size (no window starts in the padding on the right)."""
+    return (size + 2 * padding - kernel) % stride == 0
+
+
+def _add_pool(b, node, v, is_max, kernel, stride, padding):
     layer = b.new_layer(node, "pool", b.layers[v.group].width, [v.group])
     group = b.graph.add_pool(v.group, "max" if is_max else "avg", kernel, stride, padding,
                              name=node.name)
     b.own(node, "pool", layer=layer)
     return b.added(layer, group)
+
+
+def _pool_options(node, names, defaults):
+    """{name: value} of a functional pooling call's arguments."""
+    options = dict(zip(names, list(node.args[1:])))
+    for name, default in zip(names, defaults):
+        options.setdefault(name, node.kwargs.get(name, default))
+    return options
+
+
+def _check_pool(b, node, v, one_d, is_max, kernel, stride, padding, ceil_mode, dilation,
+                return_indices, count_include_pad, divisor_override):
+    kernel, stride, padding = _pair(kernel), _pair(stride or kernel), _pair(padding)
+    if one_d:
+        kernel, stride, padding = (1, kernel[0]), (1, stride[0]), (0, padding[0])
+    if ceil_mode:
+        shape = b.shape(node.args[0])
+        sizes = (1, shape[2]) if one_d else shape[2:4]
+        if not all(_floor_equals_ceil(n, k, s, p)
+                   for n, k, s, p in zip(sizes, kernel, stride, padding)):
+            b.fail(node, "ceil_mode=True over %s positions adds a window that starts in the "
+                         "padding, which the C pooling does not have (it computes what "
+                         "ceil_mode=False does only when (size + 2 padding - kernel) is a "
+                         "multiple of the stride)" % (tuple(sizes),))
+    if is_max and (return_indices or any(d != 1 for d in _pair(dilation))):
+        b.fail(node, "max pooling with dilation or return_indices is not supported")
+    if not is_max and (not count_include_pad or divisor_override is not None):
+        b.fail(node, "average pooling must count padding as zeros "
+                     "(count_include_pad=True, no divisor_override)")
+    return _add_pool(b, node, v, is_max, kernel, stride, padding)
+
+
+def convert_pool(b, node, module):
+    one_d = isinstance(module, (nn.MaxPool1d, nn.AvgPool1d))
+    is_max = isinstance(module, (nn.MaxPool1d, nn.MaxPool2d))
+    v = _single_input(b, node, type(module).__name__)
+    b.require_layout(node, v, ("channels1d",) if one_d else ("image",), type(module).__name__)
+    return _check_pool(b, node, v, one_d, is_max, module.kernel_size, module.stride,
+                       module.padding, module.ceil_mode, getattr(module, "dilation", 1),
+                       getattr(module, "return_indices", False),
+                       getattr(module, "count_include_pad", True),
+                       getattr(module, "divisor_override", None))
+
+
+def _functional_pool(is_max):
+    names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices") \
+        if is_max else ("kernel_size", "stride", "padding", "ceil_mode",
+                        "count_include_pad", "divisor_override")
+    defaults = (None, None, 0, 1, False, False) if is_max else \
+        (None, None, 0, False, True, None)
+
+    def convert(b, node, module=None):
+        v = b.value(node, node.args[0])
+        b.require_layout(node, v, ("image",), "%s_pool2d" % ("max" if is_max else "avg"))
+        o = _pool_options(node, names, defaults)
+        return _check_pool(b, node, v, False, is_max, o["kernel_size"], o["stride"],
+                           o["padding"], o["ceil_mode"], o.get("dilation", 1),
+                           o.get("return_indices", False), o.get("count_include_pad", True),
+                           o.get("divisor_override"))
+    return convert
+
+
+def _adaptive_pool(b, node, v, is_max):
+    """An adaptive pool over the example's positions is a fixed pool when
+    every output cell reads an equal, disjoint window: the input size a
+    multiple of the output size."""
+    b.require_layout(node, v, ("image",), "adaptive pooling")
+    sizes, out = b.shape(node.args[0])[2:4], b.shape(node)[2:4]
+    if any(n % o for n, o in zip(sizes, out)):
+        b.fail(node, "adaptive pooling of %s positions to %s: the windows overlap or differ "
+                     "in size (the input is not a multiple of the output), which no fixed "
+                     "pooling computes; use an input size that is a multiple of the output"
+                     % (tuple(sizes), tuple(out)))
+    kernel = tuple(n // o for n, o in zip(sizes, out))
+    return _add_pool(b, node, v, is_max, kernel, kernel, (0, 0))
+
+
+def convert_adaptive_pool(b, node, module=None):
+    is_max = isinstance(module, nn.AdaptiveMaxPool2d) if module is not None else \
+        node.target is F.adaptive_max_pool2d
+    if is_max and (getattr(module, "return_indices", False) or
+                   node.kwargs.get("return_indices") or len(node.args) > 2):
+        b.fail(node, "adaptive max pooling with return_indices is not supported")
+    return _adaptive_pool(b, node, b.value(node, node.args[0]), is_max)
+
+
+def convert_mean(b, node, module=None):
+    """x.mean((2, 3)) / torch.mean(x, dim=(-2, -1), keepdim): global average
+    pooling of an image (then flattened to its channels without keepdim)."""
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+    v = b.value(node, node.args[0])
+    shape = b.shape(node.args[0])
+    dims = {d % len(shape) for d in (dims if isinstance(dims, (tuple, list)) else (dims,))} \
+        if dims is not None else None
+    if b.layers[v.group].layout != "image" or dims != {2, 3} or \
+            node.kwargs.get("dtype") is not None:
+        b.fail(node, "mean over dims %s of a %s tensor: only the mean over the positions of "
+                     "an image (dims 2 and 3) is supported" % (dims, b.layers[v.group].layout))
+    pooled = _add_pool(b, node, v, False, tuple(shape[2:4]), tuple(shape[2:4]), (0, 0))
+    if keepdim:
+        return pooled
+    layer = b.new_layer(node, "flatten", shape[1], [pooled.group], layout="plain",
+                        name=node.name + ".flatten")
+    return b.added(layer, b.graph.add_flatten(pooled.group, name=layer.node))
 
 
 # -- LSTM and GRU -----------------------------------------------------------
@@ -314,6 +408,8 @@ MODULES.update({
     nn.MaxPool2d: convert_pool,
     nn.AvgPool1d: convert_pool,
     nn.AvgPool2d: convert_pool,
+    nn.AdaptiveAvgPool2d: convert_adaptive_pool,
+    nn.AdaptiveMaxPool2d: convert_adaptive_pool,
     nn.LSTM: convert_recurrent,
     nn.GRU: convert_recurrent,
     nn.MultiheadAttention: convert_attention,
@@ -321,3 +417,13 @@ MODULES.update({
     nn.TransformerEncoderLayer: convert_encoder_layer,
     nn.TransformerEncoder: convert_encoder,
 })
+
+FUNCTIONS.update({
+    F.adaptive_avg_pool2d: convert_adaptive_pool,
+    F.adaptive_max_pool2d: convert_adaptive_pool,
+    F.max_pool2d: _functional_pool(True),
+    F.avg_pool2d: _functional_pool(False),
+    torch.mean: convert_mean,
+})
+
+METHODS.update({"mean": convert_mean})

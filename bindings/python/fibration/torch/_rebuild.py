@@ -188,8 +188,12 @@ def rebuild_affine(ctx, node, layer, batch_norm=False):
 
 
 def rebuild_pool(ctx, node, layer):
+    """The same pooling (module, function or x.mean) of the gathered input."""
     x = ctx.select(ctx.env[node.args[0].name], ctx.base_graph.block_params(layer.group)[7:],
                    1, node.name, ctx.width(layer.sources[0]))
+    if node.op != "call_module":
+        source = node.args[0]
+        return ctx.new.node_copy(node, lambda n: x if n is source else ctx.env[n.name])
     ctx.add_module(node.target, copy.deepcopy(ctx.gm.get_submodule(node.target)))
     return ctx.new.call_module(node.target, (x,))
 

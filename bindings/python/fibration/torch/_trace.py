@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .. import Graph
+from ._concrete import concrete_trace
 
 
 class UnsupportedModelError(TypeError):
@@ -415,8 +416,6 @@ NOT_YET = {
     "RNN": "plain (Elman) RNNs have no C builder; LSTM and GRU do",
     "Embedding": "embeddings (integer inputs) have no C builder",
     "TransformerDecoderLayer": "cross-attention has no C builder (self-attention only)",
-    "AdaptiveAvgPool2d": "adaptive pooling has no C builder (use AvgPool2d with a fixed "
-                         "kernel)",
 }
 
 
@@ -435,14 +434,14 @@ def trace(model, example_input, weights_override=None):
     """Traces `model` and builds its fibration.Graph. Returns a Network.
     weights_override: {linear qualified name: (weight, bias)} used instead of
     the module's own (for colouring with modified biases)."""
+    inputs = _as_tuple(example_input)
     try:
-        gm = torch.fx.symbolic_trace(model)
+        gm, concrete = concrete_trace(model, inputs)
     except Exception as e:  # torch.fx raises many kinds; all mean "not traceable"
         raise UnsupportedModelError(
             "%s cannot be traced by torch.fx (%s: %s); data-dependent control "
             "flow in forward() is not supported" % (type(model).__name__,
                                                    type(e).__name__, e)) from e
-    inputs = _as_tuple(example_input)
     was_training = gm.training
     gm.eval()
     with torch.no_grad():
@@ -451,6 +450,7 @@ def trace(model, example_input, weights_override=None):
 
     graph = Graph()
     b = _Builder(gm, graph, weights_override)
+    b.concrete = concrete
     outputs, input_groups = [], []
     for node in gm.graph.nodes:
         if node.op == "placeholder":
@@ -482,8 +482,9 @@ def trace(model, example_input, weights_override=None):
         elif node.op == "get_attr":
             b.fail(node, "tensors stored on the model and used directly in forward() "
                          "are not supported")
-        elif node.op == "call_method" and node.target in ("size", "dim"):
-            continue  # integers for view/reshape
+        elif not torch.is_tensor(concrete.get(node.name)) and \
+                not isinstance(concrete.get(node.name), (tuple, list)):
+            continue  # integers for view/reshape (the batch size)
         else:
             if node.op == "call_module":
                 module = gm.get_submodule(node.target)

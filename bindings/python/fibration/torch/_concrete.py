@@ -41,6 +41,20 @@ class _ConcreteProxy(torch.fx.Proxy):
             return self.tracer.shape_attribute(self, name)
         return super().__getattr__(name)
 
+    def __iter__(self):
+        # a tuple or list (x.chunk(2, dim=1), a layer's output pair) unpacks
+        # into its items; iterating over a tensor stays refused
+        value = self.tracer.values.get(self.node)
+        if isinstance(value, (tuple, list)):
+            return iter([self[i] for i in range(len(value))])
+        return super().__iter__()
+
+    def __len__(self):
+        value = self.tracer.values.get(self.node)
+        if isinstance(value, (tuple, list)):
+            return len(value)
+        return super().__len__()
+
 
 class ConcreteTracer(torch.fx.Tracer):
     """torch.fx.Tracer that computes each node on the example input."""
@@ -75,6 +89,16 @@ class ConcreteTracer(torch.fx.Tracer):
         return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     # -- concrete shapes ---------------------------------------------------
+    def _batch_size(self, proxy):
+        """A `size(0)` node of the first model input, standing for the batch
+        size (of the first input, so that it never reads a value that the
+        rebuilt model computes otherwise)."""
+        size = super().create_proxy("call_method", "size", (self.proxy(self.first_input), 0),
+                                    {})
+        self.values[size.node] = self.batch
+        self.batched.add(size.node)
+        return size
+
     def _size(self, proxy, dim=None):
         value = self.values[proxy.node]
         sizes = list(value.shape)
@@ -82,10 +106,10 @@ class ConcreteTracer(torch.fx.Tracer):
         if dim is not None:
             dim = dim % len(sizes)
             if dim == 0 and batched:
-                return super().create_proxy("call_method", "size", (proxy, 0), {})
+                return self._batch_size(proxy)
             return sizes[dim]
         if batched:
-            sizes[0] = super().create_proxy("call_method", "size", (proxy, 0), {})
+            sizes[0] = self._batch_size(proxy)
         return tuple(sizes)
 
     def shape_attribute(self, proxy, name):
@@ -130,15 +154,16 @@ class ConcreteTracer(torch.fx.Tracer):
             self.placeholders += 1
             if self.batch is None and torch.is_tensor(value) and value.dim() > 0:
                 self.batch = value.shape[0]
+                self.first_input = node
             self.batched.add(node)
-        elif kind == "get_attr":
-            value = self.root
-            for part in target.split("."):
-                value = getattr(value, part)
         else:
             self.computing = True
             try:
-                if kind == "call_module":
+                if kind == "get_attr":
+                    value = self.root
+                    for part in target.split("."):
+                        value = getattr(value, part)
+                elif kind == "call_module":
                     value = self.root.get_submodule(target)(*cargs, **ckwargs)
                 elif kind == "call_function":
                     value = target(*cargs, **ckwargs)

@@ -6,11 +6,13 @@ _pool, _lstm, _gru, _attention, _norm, _sum, _dense) and records how the
 node is rebuilt (Builder.own). Registered into _trace.MODULES on import.
 """
 
+import operator
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._trace import FUNCTIONS, METHODS, MODULES, TupleValue, Value
+from ._trace import CHANNEL_DIM, FUNCTIONS, FUNCTIONS_BY_NAME, METHODS, MODULES, Constant, TupleValue, Value
 
 
 def _pair(value):
@@ -305,7 +307,7 @@ def add_layer_norm(b, node, source, norm, name, module_name):
 
 def convert_layer_norm(b, node, module):
     v = _single_input(b, node, "LayerNorm")
-    b.require_layout(node, v, ("plain", "sequence"), "LayerNorm")
+    b.require_layout(node, v, ("plain", "sequence", "nhwc"), "LayerNorm")
     layer = add_layer_norm(b, node, v.group, module, node.name, node.target)
     b.own(node, "norm", layer=layer)
     return Value(layer.group, False)
@@ -427,3 +429,97 @@ FUNCTIONS.update({
 })
 
 METHODS.update({"mean": convert_mean})
+
+
+# -- layer norm as a function, constant scales (ConvNeXt) ----------------------
+
+def _constant(b, node, arg):
+    value = b.values.get(arg.name) if isinstance(arg, torch.fx.Node) else None
+    return value if isinstance(value, Constant) else None
+
+
+def convert_layer_norm_function(b, node, module=None):
+    """F.layer_norm(x, (C,), weight, bias, eps) over the units of x with the
+    model's own weight and bias (ConvNeXt's LayerNorm2d)."""
+    names = ("normalized_shape", "weight", "bias", "eps")
+    o = dict(zip(names, node.args[1:]))
+    for name in names:
+        o.setdefault(name, node.kwargs.get(name))
+    v = b.value(node, node.args[0])
+    layout = b.require_layout(node, v, ("plain", "sequence", "nhwc"), "layer_norm")
+    shape = tuple(o["normalized_shape"] or ())
+    weight, bias = (_constant(b, node, o[k]) if o[k] is not None else None
+                    for k in ("weight", "bias"))
+    if len(shape) != 1 or shape[0] != b.layers[v.group].width or \
+            (o["weight"] is not None and weight is None) or \
+            (o["bias"] is not None and bias is None):
+        b.fail(node, "layer_norm over %s with weight %r: only the units (the last "
+                     "dimension), with weights stored on the model, are supported"
+                     % (shape, o["weight"]))
+    owner = weight.target.rsplit(".", 1)[0] if weight is not None else node.name
+    layer = b.new_layer(node, "norm", shape[0], [v.group], module=owner, layout=layout)
+    group = b.graph.add_norm(v.group, "layer", weight.tensor.detach() if weight else None,
+                             bias.tensor.detach() if bias else None,
+                             o["eps"] if o["eps"] is not None else 1e-5, name=node.name)
+    b.own(node, "norm_function", layer=layer, module_name=owner,
+          like=weight.tensor if weight else None)
+    return b.added(layer, group)
+
+
+def convert_mul(b, node, module=None):
+    """A tensor stored on the model times a layer's output, broadcast over
+    positions (ConvNeXt's layer scale): a per-unit affine map."""
+    args = list(node.args)
+    constants = [a for a in args if _constant(b, node, a) is not None]
+    others = [a for a in args if _constant(b, node, a) is None]
+    if len(args) != 2 or len(constants) != 1 or not isinstance(others[0], torch.fx.Node):
+        b.fail(node, "only a layer's output times a per-unit tensor stored on the model "
+                     "(a layer scale) is supported; the product of two layers' outputs "
+                     "(gates, squeeze-and-excitation) has no C block yet")
+    scale = _constant(b, node, constants[0])
+    v = b.value(node, others[0])
+    layout = b.layers[v.group].layout
+    width = b.layers[v.group].width
+    shape = b.shape(others[0])
+    dim = CHANNEL_DIM[layout]
+    expected = [1] * (len(shape) - 1)
+    expected[dim - 1] = width
+    tensor = scale.tensor.detach()
+    if list(tensor.shape) not in (expected, expected[dim - 1:]) and \
+            list(tensor.shape) != [width]:
+        b.fail(node, "a tensor of shape %s times a %s value of shape %s: only a per-unit "
+                     "scale (one value per unit, broadcast over positions) is supported"
+                     % (tuple(tensor.shape), layout, tuple(shape)))
+    _check_dtype(b, node, tensor)
+    layer = b.new_layer(node, "affine", width, [v.group], module=scale.target)
+    group = b.graph.add_affine(v.group, tensor.reshape(width).contiguous(), None,
+                               name=node.name)
+    b.own(node, "scale", layer=layer, target=scale.target, shape=tuple(tensor.shape),
+          scale_first=args[0] is constants[0])
+    return b.added(layer, group)
+
+
+FUNCTIONS.update({
+    F.layer_norm: convert_layer_norm_function,
+    operator.mul: convert_mul,
+    torch.mul: convert_mul,
+})
+METHODS.update({"mul": convert_mul})
+
+
+def convert_stochastic_depth(b, node, module=None):
+    """torchvision.ops.stochastic_depth: the identity unless it trains."""
+    names = ("p", "mode", "training")
+    o = dict(zip(names, node.args[1:]))
+    for name in names:
+        o.setdefault(name, node.kwargs.get(name, True if name == "training" else None))
+    if o["training"] and o["p"]:
+        b.fail(node, "stochastic depth in training mode drops samples at random; "
+                     "trace the model in eval mode")
+    return b.alias(node, node.args[0])
+
+
+# by qualified name: torchvision is not imported for this
+FUNCTIONS_BY_NAME.update({
+    "torchvision.ops.stochastic_depth.stochastic_depth": convert_stochastic_depth,
+})

@@ -17,6 +17,7 @@ A new layer kind adds an entry to REBUILDERS.
 
 import copy
 import operator
+import types
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._modules import FiberAttention, InputClassMean, WeightedLayerNorm
+from ._relabel import rebuild_moved
 from ._trace import CHANNEL_DIM
 
 
@@ -356,6 +358,43 @@ def rebuild_norm(ctx, node, layer):
     return ctx.new.call_module(node.target, (ctx.env[node.args[0].name],))
 
 
+def rebuild_norm_function(ctx, node, layer, module_name, like):
+    """F.layer_norm over the model's weights -> a module under the weights'
+    owner's name (its state_dict keys stay), reading the same input."""
+    original = types.SimpleNamespace(
+        weight=like, training=ctx.net.model.training)
+    ctx.add_module(module_name, norm_module(ctx, layer, original))
+    return ctx.new.call_module(module_name, (ctx.env[node.args[0].name],))
+
+
+def rebuild_scale(ctx, node, layer, target, shape, scale_first):
+    """A layer scale: the base's per-unit scale as the model's parameter
+    (same name, the base's width) times the gathered input."""
+    tensors = ctx.base_graph.tensors(layer.group)
+    x = ctx.env[[a for a in node.args if isinstance(a, torch.fx.Node)][1 if scale_first
+                                                                         else 0].name]
+    x = ctx.select(x, ctx.base_graph.block_params(layer.group), CHANNEL_DIM[layer.layout],
+                   node.name, ctx.width(layer.sources[0]))
+    owner, _, attr = target.rpartition(".")
+    like = getattr(ctx.gm.get_submodule(owner) if owner else ctx.gm, attr)
+    width = ctx.net.layers[layer.sources[0]].width
+    new_shape = [ctx.width(layer.group) if s == width else 1 for s in shape]
+    value = _tensor(tensors["scale"], like).reshape(new_shape)
+    parameter = nn.Parameter(value, requires_grad=like.requires_grad) \
+        if isinstance(like, nn.Parameter) else value
+    holder = ctx.root
+    for part in owner.split(".") if owner else []:
+        if not hasattr(holder, part):
+            setattr(holder, part, nn.Module())
+        holder = getattr(holder, part)
+    if isinstance(parameter, nn.Parameter):
+        holder.register_parameter(attr, parameter)
+    else:
+        holder.register_buffer(attr, parameter)
+    scale = ctx.new.get_attr(target)
+    return ctx.new.call_function(operator.mul, (scale, x) if scale_first else (x, scale))
+
+
 def _encoder_layer(ctx, x, roles, original, prefix):
     """Emits one Transformer encoder layer from its base groups."""
     layers = ctx.net.layers
@@ -408,7 +447,8 @@ def rebuild_encoder(ctx, node, layers, norm):
 REBUILDERS = {"dense": rebuild_dense, "sum": rebuild_sum, "conv": rebuild_conv,
               "affine": rebuild_affine, "pool": rebuild_pool, "last_step": rebuild_last_step,
               "recurrent": rebuild_recurrent, "attention": rebuild_attention,
-              "norm": rebuild_norm, "encoder": rebuild_encoder}
+              "norm": rebuild_norm, "encoder": rebuild_encoder, "moved": rebuild_moved,
+              "norm_function": rebuild_norm_function, "scale": rebuild_scale}
 
 
 class _Context:

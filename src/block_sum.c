@@ -70,8 +70,9 @@ int32_t fib_graph_read_sum(const fib_graph *g, int32_t group, int64_t *index_a,
     int32_t status = fib_graph_check_group(g, group, "fib_graph_read_sum");
     if (status)
         return status;
-    if (g->groups[group].op != FIB_OP_SUM)
-        return fib_error(FIB_E_INVALID, "fib_graph_read_sum: group %d is not a sum",
+    if (g->groups[group].op != FIB_OP_SUM && g->groups[group].op != FIB_OP_PRODUCT)
+        return fib_error(FIB_E_INVALID,
+                         "fib_graph_read_sum: group %d is not a sum or a product",
                          (int)group);
     const fib_sum *s = sum_of(g, group);
     for (int64_t i = 0; i < g->groups[group].n_units; i++) {

@@ -220,6 +220,7 @@ typedef struct fib_sum {
 
 extern const fib_block_ops fib_dense_ops;
 extern const fib_block_ops fib_sum_ops;
+extern const fib_block_ops fib_product_ops;
 extern const fib_block_ops fib_attend_ops;
 extern const fib_block_ops fib_norm_ops;
 

@@ -18,7 +18,9 @@ static const struct {
     {"linear", FIB_ACT_LINEAR},       {"relu", FIB_ACT_RELU},
     {"leaky_relu", FIB_ACT_LEAKY_RELU}, {"tanh", FIB_ACT_TANH},
     {"sigmoid", FIB_ACT_SIGMOID},     {"gelu", FIB_ACT_GELU},
-    {"silu", FIB_ACT_SILU},
+    {"silu", FIB_ACT_SILU},           {"relu6", FIB_ACT_RELU6},
+    {"hardswish", FIB_ACT_HARDSWISH}, {"hardsigmoid", FIB_ACT_HARDSIGMOID},
+    {"mish", FIB_ACT_MISH},           {"softplus", FIB_ACT_SOFTPLUS},
 };
 #define N_ACTIVATIONS (sizeof activation_names / sizeof activation_names[0])
 

@@ -472,6 +472,9 @@ def convert_mul(b, node, module=None):
     args = list(node.args)
     constants = [a for a in args if _constant(b, node, a) is not None]
     others = [a for a in args if _constant(b, node, a) is None]
+    if len(args) == 2 and not constants and not node.kwargs and \
+            all(isinstance(a, torch.fx.Node) for a in args):
+        return convert_product(b, node)
     if len(args) != 2 or len(constants) != 1 or not isinstance(others[0], torch.fx.Node):
         b.fail(node, "only a layer's output times a per-unit tensor stored on the model "
                      "(a layer scale) is supported; the product of two layers' outputs "
@@ -496,6 +499,29 @@ def convert_mul(b, node, module=None):
                                name=node.name)
     b.own(node, "scale", layer=layer, target=scale.target, shape=tuple(tensor.shape),
           scale_first=args[0] is constants[0])
+    return b.added(layer, group)
+
+
+def convert_product(b, node):
+    """The product of two layers' outputs (a gate): equal shapes, or one of
+    them (N, C, 1, 1) over an image (squeeze-and-excitation)."""
+    x, y = node.args
+    vx, vy = b.value(node, x), b.value(node, y)
+    sx, sy = b.shape(x), b.shape(y)
+    lx, ly = b.layers[vx.group].layout, b.layers[vy.group].layout
+    px, py = b.graph.positions(vx.group), b.graph.positions(vy.group)
+    if py != px and px == (1, 1):  # the broadcast factor goes second
+        (x, vx, sx, lx, px), (y, vy, sy, ly, py) = (y, vy, sy, ly, py), (x, vx, sx, lx, px)
+    width = b.layers[vx.group].width
+    if lx != ly or b.layers[vy.group].width != width or \
+            (sx != sy and (lx != "image" or tuple(sy) != (sx[0], width, 1, 1))):
+        b.fail(node, "multiplies tensors of shapes %s and %s (%s and %s): a product of two "
+                     "layers needs equal shapes, or a (N, C, 1, 1) gate over an image"
+                     % (tuple(sx), tuple(sy), lx, ly))
+    layer = b.new_layer(node, "product", width, [vx.group, vy.group])
+    group = b.graph.add_product(vx.group, vy.group)
+    b.graph.set_name(group, node.name)
+    b.own(node, "product", layer=layer, factors=(x.name, y.name))
     return b.added(layer, group)
 
 

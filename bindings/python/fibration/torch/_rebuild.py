@@ -74,6 +74,11 @@ def rebuild_dense(ctx, node, layer):
     return ctx.new.call_module(node.target, (x,))
 
 
+def rebuild_product(ctx, node, layer, factors):
+    """The gathered factors multiplied (the broadcast gate second)."""
+    return ctx.add_gathered(ctx.env[factors[0]], ctx.env[factors[1]], layer, torch.mul)
+
+
 def rebuild_sum(ctx, node, layer):
     args = [a for a in node.args if isinstance(a, torch.fx.Node)] + \
         [a for a in node.kwargs.values() if isinstance(a, torch.fx.Node)]
@@ -451,6 +456,7 @@ REBUILDERS = {"dense": rebuild_dense, "sum": rebuild_sum, "conv": rebuild_conv,
               "affine": rebuild_affine, "pool": rebuild_pool, "last_step": rebuild_last_step,
               "recurrent": rebuild_recurrent, "attention": rebuild_attention,
               "norm": rebuild_norm, "encoder": rebuild_encoder, "moved": rebuild_moved,
+              "product": rebuild_product,
               "norm_function": rebuild_norm_function, "scale": rebuild_scale}
 
 
@@ -492,8 +498,9 @@ class _Context:
         buffer = self.add_buffer("%s_gather" % name, torch.from_numpy(index))
         return self.new.call_function(torch.index_select, (value, dim, buffer))
 
-    def add_gathered(self, a, b, layer):
-        """a + b for a base sum group, gathering each operand as it needs."""
+    def add_gathered(self, a, b, layer, combine=torch.add):
+        """a + b for a base sum group (combine(a, b) for a product), gathering
+        each operand as it needs."""
         index_a, index_b = self.base_graph.read_sum(layer.group)
         dim = CHANNEL_DIM[layer.layout]
         operands = []
@@ -504,7 +511,7 @@ class _Context:
                                          torch.from_numpy(index.astype(np.int64)))
                 value = self.new.call_function(torch.index_select, (value, dim, buffer))
             operands.append(value)
-        return self.new.call_function(torch.add, tuple(operands))
+        return self.new.call_function(combine, tuple(operands))
 
     def derived_gather(self, layer):
         """For a unit-wise layer: the source unit each base unit reads (the

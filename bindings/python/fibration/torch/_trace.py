@@ -412,6 +412,27 @@ def convert_getitem(b, node, module=None):
     return _relabel.convert_move(b, node)
 
 
+def _softplus_module(b, node, module):
+    if module.beta != 1 or module.threshold != 20:
+        b.fail(node, "Softplus(beta=%g, threshold=%g): FIB_ACT_SOFTPLUS is beta 1, "
+                     "threshold 20" % (module.beta, module.threshold))
+    return b.activate(node, node.args[0], "softplus")
+
+
+def _softplus_function(b, node, module=None):
+    if len(node.args) > 1 or any(k in node.kwargs and node.kwargs[k] != d
+                                 for k, d in (("beta", 1), ("threshold", 20))):
+        b.fail(node, "softplus with beta or threshold other than 1 and 20")
+    return b.activate(node, node.args[0], "softplus")
+
+
+def _hardtanh_module(b, node, module):
+    if (module.min_val, module.max_val) != (0.0, 6.0):
+        b.fail(node, "Hardtanh(%g, %g): only ReLU6 (0, 6) has a C activation"
+               % (module.min_val, module.max_val))
+    return b.activate(node, node.args[0], "relu6")
+
+
 MODULES = {
     nn.Linear: convert_linear,
     nn.ReLU: _activation("relu"),
@@ -420,6 +441,11 @@ MODULES = {
     nn.Sigmoid: _activation("sigmoid"),
     nn.GELU: _gelu_module,
     nn.SiLU: _activation("silu"),
+    nn.Hardtanh: _hardtanh_module,  # nn.ReLU6 is a Hardtanh(0, 6)
+    nn.Hardswish: _activation("hardswish"),
+    nn.Hardsigmoid: _activation("hardsigmoid"),
+    nn.Mish: _activation("mish"),
+    nn.Softplus: _softplus_module,
     nn.Identity: convert_alias,
     nn.Dropout: convert_alias,
     nn.Flatten: convert_flatten,
@@ -438,6 +464,11 @@ FUNCTIONS = {
     F.sigmoid: _activation("sigmoid"),
     F.gelu: _gelu_function,
     F.silu: _activation("silu"),
+    F.relu6: _activation("relu6"),
+    F.hardswish: _activation("hardswish"),
+    F.hardsigmoid: _activation("hardsigmoid"),
+    F.mish: _activation("mish"),
+    F.softplus: _softplus_function,
     torch.flatten: convert_flatten,
     F.dropout: convert_dropout_function,
     operator.getitem: convert_getitem,

@@ -216,16 +216,72 @@ def test_scaled_tolerance_through_a_concatenation_is_not_rebuilt_wrong():
         assert torch.allclose(model(x), small(x), atol=1e-5)
 
 
-def test_product_of_two_layers_is_refused_by_name():
-    class Gate(nn.Module):
+def test_a_gate_over_positions_instead_of_channels_is_refused_by_name():
+    class SpatialGate(nn.Module):
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(3, 4, 1)
-            self.fc = nn.Conv2d(4, 4, 1)
+            self.fc = nn.Conv2d(4, 1, 1)
 
         def forward(self, x):
             y = self.conv(x)
-            return (y * torch.sigmoid(self.fc(y.mean((2, 3), keepdim=True)))).mean((2, 3))
+            return (y * torch.sigmoid(self.fc(y))).mean((2, 3))
 
-    with pytest.raises(ft.UnsupportedModelError, match="function mul at node"):
-        ft.compress(Gate().eval(), torch.randn(2, 3, 4, 4))
+    with pytest.raises(ft.UnsupportedModelError, match="function mul at node 'mul'.*"
+                                                      "equal shapes"):
+        ft.compress(SpatialGate().eval(), torch.randn(2, 3, 4, 4))
+
+
+class SqueezeExcite(nn.Module):
+    """MobileNetV3 / EfficientNet / RegNetY: a gate computed from the pooled
+    channels scales every position of its channel."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc1 = nn.Conv2d(8, 4, 1)
+        self.fc2 = nn.Conv2d(4, 8, 1)
+        self.out = nn.Conv2d(8, 5, 1)
+
+    def forward(self, x):
+        x = F.hardswish(self.conv(x))
+        s = F.adaptive_avg_pool2d(x, 1)
+        s = F.hardsigmoid(self.fc2(F.relu(self.fc1(s))))
+        return self.out(x * s).mean((2, 3))
+
+
+def test_gated_channels_with_planted_duplicates_compress_exactly():
+    torch.manual_seed(8)
+    model = SqueezeExcite()
+    _plant_conv(model.conv, [(0, 5)])   # a channel and its copy ...
+    _plant_conv(model.fc2, [(0, 5)])    # ... gated alike: the products merge
+    _plant_conv(model.fc1, [(1, 3)])    # a hidden unit of the gate merges too
+    # conv loses a kernel (27 + 1), fc1 a row (8 + 1) and fc2 a column (8)
+    # and a row (3 + 1), fc1 a column, out a column (5)
+    small = _compress_checked(model, torch.randn(2, 3, 6, 6))
+    assert small.conv.out_channels == 7 and small.fc1.out_channels == 3
+    assert small.fc2.out_channels == 7 and small.out.in_channels == 7
+
+
+def test_a_gate_whose_factors_differ_keeps_the_channels_apart():
+    torch.manual_seed(9)
+    model = SqueezeExcite()
+    _plant_conv(model.conv, [(0, 5)])   # equal channels, but different gates
+    model.eval()
+    small, _ = ft.compress(model, torch.randn(2, 3, 6, 6))
+    assert small.conv.out_channels == 7  # the conv's own copies merge
+    assert small.out.in_channels == 8    # the gated products do not
+
+
+@pytest.mark.parametrize("module,name", [(nn.ReLU6(), "relu6"), (nn.Hardswish(), "hardswish"),
+                                         (nn.Hardsigmoid(), "hardsigmoid"), (nn.Mish(), "mish"),
+                                         (nn.Softplus(), "softplus")])
+def test_new_activations_compute_what_pytorch_does(module, name):
+    import numpy as np
+    g = fibration.Graph()
+    x = g.add_input(1)
+    h = g.add_dense(x, np.ones((1, 1)), None, activation=name)
+    assert g.group(h).activation == name
+    values = torch.linspace(-30, 30, 2401, dtype=torch.float64).reshape(-1, 1)
+    out = torch.from_numpy(g.forward(values.numpy()))
+    assert torch.allclose(out, module(values), rtol=1e-12, atol=1e-12)

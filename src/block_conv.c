@@ -165,7 +165,7 @@ int32_t fib_graph_add_conv(fib_graph *g, int32_t source, int64_t n_out,
 }
 
 /* A float64 convolution with groups = 1 owning its kernels (bases, lifts). */
-static int32_t add_conv_owned(fib_graph *g, int32_t source, int64_t n_out,
+static int32_t add_conv_owned(fib_graph *g, int32_t source, int64_t n_out, int64_t groups,
                               const fib_window *win, double *weights, double *bias)
 {
     fib_conv *c = fib_calloc(1, sizeof *c);
@@ -175,7 +175,7 @@ static int32_t add_conv_owned(fib_graph *g, int32_t source, int64_t n_out,
         return fib_error(FIB_E_NOMEM, "out of memory adding a convolution");
     }
     *c = (fib_conv){.dtype = FIB_DTYPE_F64, .in_channels = g->groups[source].n_units,
-                    .groups = 1, .win = *win, .weights = weights, .bias = bias,
+                    .groups = groups, .win = *win, .weights = weights, .bias = bias,
                     .owned_weights = weights, .owned_bias = bias};
     int32_t id;
     return push_conv(g, source, n_out, c, &id);
@@ -316,6 +316,36 @@ static void conv_forward(const fib_graph *g, int32_t group, int64_t batch,
     }
 }
 
+/* The groups of a base kernel w (k_out x k_in x kk, dense over the input
+ * classes): a grouped original stays grouped when the merged kernel is
+ * block-diagonal in as many blocks (a depthwise original, whose classes may
+ * no longer divide by its groups, in one block per class), so that a base
+ * never has more parameters than its original. w is packed in place to the
+ * grouped layout (k_out x k_in / groups x kk); 1 when it is not
+ * block-diagonal. */
+static int64_t base_groups(const fib_conv *c, int64_t n_out, int64_t n_in, int64_t k_out,
+                           int64_t k_in, int64_t kk, double *w)
+{
+    int64_t groups = c->groups;
+    if (groups > 1 && (k_out % groups || k_in % groups) && c->groups == n_out &&
+        n_out == n_in && k_out == k_in)
+        groups = k_out; /* depthwise: one block per class */
+    if (groups <= 1 || k_out % groups || k_in % groups)
+        return 1;
+    int64_t opg = k_out / groups, ipg = k_in / groups;
+    for (int64_t o = 0; o < k_out; o++)
+        for (int64_t j = 0; j < k_in; j++)
+            if (j / ipg != o / opg)
+                for (int64_t q = 0; q < kk; q++)
+                    if (w[(o * k_in + j) * kk + q] != 0.0)
+                        return 1;
+    for (int64_t o = 0; o < k_out; o++) {
+        const double *src = w + (o * k_in + (o / opg) * ipg) * kk;
+        memmove(w + o * ipg * kk, src, (size_t)(ipg * kk) * sizeof *w);
+    }
+    return groups;
+}
+
 static int32_t conv_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
                              fib_graph *base, const int32_t *base_ids)
 {
@@ -351,7 +381,8 @@ static int32_t conv_compress(const fib_graph *g, int32_t group, const fib_partit
             b[cls] /= (double)sizes[cls];
     }
     fib_free(sizes);
-    return add_conv_owned(base, base_ids[source], k_out, &c->win, w, b);
+    int64_t groups = base_groups(c, n_out, g->groups[source].n_units, k_out, k_in, kk, w);
+    return add_conv_owned(base, base_ids[source], k_out, groups, &c->win, w, b);
 }
 
 static int32_t conv_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
@@ -386,7 +417,7 @@ static int32_t conv_lift(const fib_graph *base, int32_t group, const fib_partiti
             b[o] = fib_load(bc->dtype, bc->bias, co);
     }
     fib_free(sizes);
-    return add_conv_owned(full, full_ids[source], n_out, &bc->win, w, b);
+    return add_conv_owned(full, full_ids[source], n_out, 1, &bc->win, w, b);
 }
 
 static int64_t conv_num_parameters(const fib_graph *g, int32_t group)

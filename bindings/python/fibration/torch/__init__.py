@@ -181,8 +181,11 @@ NOT_PARAMETERS = ("multiplicity", "pair_multiplicity")
 
 
 def _layer_params(graph, layer):
-    """Weights and biases of a layer's block in the C graph (a base
-    convolution is ungrouped there; the rebuilt module regroups it)."""
+    """Weights and biases of a layer's block in the C graph; none for the
+    selections that only move units (concatenations, permutations), which
+    are no parameters of the model."""
+    if layer.kind in ("relabel", "select"):
+        return 0
     return sum(int(np.prod(shape)) for name, shape in graph.tensor_shapes(layer.group)
                if name not in NOT_PARAMETERS)
 

@@ -12,13 +12,19 @@
     ft.save(model, "model.safetensors", x); same = ft.load("model.safetensors")
     ft.analyze(model, x, symmetry="all")     # + automorphism orbits, refinement chain
 
-Supported: nn.Sequential and traced modules made of Linear, Conv1d/Conv2d,
-BatchNorm1d/2d (eval), MaxPool/AvgPool 1d/2d, Flatten, Dropout, Identity,
-ReLU, LeakyReLU, Tanh, Sigmoid, GELU (exact), SiLU, LayerNorm, LSTM and GRU
-(batch_first, multi-layer, out[0] and out[0][:, -1]), MultiheadAttention
-(self-attention, batch_first), TransformerEncoderLayer / TransformerEncoder
-(batch_first, post- or pre-norm, relu/gelu) and residual additions. Anything
-else raises UnsupportedModelError naming the layer and the reason.
+Supported: nn.Sequential and traced modules (forward code with shape
+arithmetic, traced with the example's concrete sizes) made of Linear,
+Conv1d/Conv2d (grouped, depthwise), BatchNorm1d/2d (eval), MaxPool/AvgPool
+1d/2d, adaptive pooling and x.mean((2, 3)) at fixed sizes, Flatten, Dropout,
+stochastic depth, Identity, ReLU, LeakyReLU, Tanh, Sigmoid, GELU (exact),
+SiLU, ReLU6, Hardswish, Hardsigmoid, Mish, Softplus, LayerNorm (also
+F.layer_norm and channels-last), LSTM and GRU (batch_first, multi-layer,
+out[0] and out[0][:, -1]), MultiheadAttention (self-attention, batch_first),
+TransformerEncoderLayer / TransformerEncoder (batch_first, post- or
+pre-norm, relu/gelu), residual additions, channel gates (x * s), layer
+scales, and concatenations, chunks and permutations of units. Anything else
+raises UnsupportedModelError naming the layer and the reason; the
+torchvision models each builder gives are listed in docs/python.md.
 """
 
 import copy

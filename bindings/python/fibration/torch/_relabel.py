@@ -241,31 +241,35 @@ def _relabel_group(b, node, arg, layout, groups, parts):
 
 # -- rebuild -----------------------------------------------------------------
 
-def _contributions(ctx, group):
-    """Per base unit of a relabel group: [(source group, base unit, weight)]."""
+def _selection(ctx, group):
+    """What each base unit of a relabel group reads: arrays (count, source
+    group, source base unit, weight) of its nonzero contributions (the
+    first one's source, unit and weight; count says how many there are)."""
     bg = ctx.base_graph
     layer = ctx.net.layers[group]
-    op = bg.group(group).op
-    if layer.kind in ("relabel", "select") and len(layer.sources) == 2:  # a sum
+    if len(layer.sources) == 2:  # a sum of two selections
         index_a, index_b = bg.read_sum(group)
-        a, c = (_contributions(ctx, s) for s in layer.sources)
-        return [a[i] + c[j] for i, j in zip(index_a, index_b)]
+        a = [x[index_a] for x in _selection(ctx, layer.sources[0])]
+        b = [x[index_b] for x in _selection(ctx, layer.sources[1])]
+        first_b = a[0] == 0
+        return (a[0] + b[0],) + tuple(np.where(first_b, y, x) for x, y in zip(a[1:], b[1:]))
     source = layer.sources[0]
-    if layer.node.endswith(".layout"):  # identity affine
+    if layer.node.endswith(".layout"):  # an identity per-unit map
         tensors = bg.tensors(group)
-        gather = bg.block_params(group)
+        gather = np.asarray(bg.block_params(group), dtype=np.int64)
         if len(gather) == 0:
             gather = np.arange(ctx.width(group))
+        scale = np.asarray(tensors["scale"], dtype=np.float64)
         shift = tensors.get("shift")
-        if shift is not None and np.any(shift != 0):
-            return None
-        return [[(source, int(u), float(w))] for u, w in zip(gather, tensors["scale"])]
+        count = (scale != 0).astype(np.int64)
+        if shift is not None:
+            count = count + 2 * (np.asarray(shift) != 0)  # a shift: never a selection
+        return count, np.full(len(gather), source), gather, scale
     weight, _ = bg.read_dense(group)
-    out = []
-    for row in weight:
-        cols = np.nonzero(row)[0]
-        out.append([(source, int(c), float(row[c])) for c in cols])
-    return out
+    nonzero = weight != 0
+    column = np.argmax(nonzero, axis=1)
+    return (nonzero.sum(axis=1), np.full(len(column), source), column,
+            weight[np.arange(len(column)), column])
 
 
 def rebuild_moved(ctx, node):
@@ -289,20 +293,15 @@ def rebuild_moved(ctx, node):
         offsets[group] = start
         start += ctx.width(group)
     layer = info["layer"]
-    contributions = _contributions(ctx, layer.group)
-    gather = []
-    for j, items in enumerate(contributions or []):
-        items = [it for it in items if it[2] != 0]
-        if len(items) != 1 or items[0][2] != 1.0:
-            break
-        gather.append(offsets[items[0][0]] + items[0][1])
-    if contributions is None or len(gather) != ctx.width(layer.group):
+    count, groups, units, weights = _selection(ctx, layer.group)
+    if not (np.all(count == 1) and np.all(weights == 1.0)):
         from ._trace import UnsupportedModelError
         raise UnsupportedModelError(
             "node %r: the base of the moved units %r is not a selection of its sources' "
             "base units (a colouring that scales or averages them), which the rebuilt "
             "model cannot move; compress with an exact or unscaled colouring"
             % (node.name, layer.node))
+    gather = np.array([offsets[g] for g in groups], dtype=np.int64) + units
     value = tensors[0] if len(tensors) == 1 else \
         ctx.new.call_function(torch.cat, (tuple(tensors), dim))
     return ctx.select(value, np.array(gather), dim, node.name, start)

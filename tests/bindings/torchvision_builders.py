@@ -15,14 +15,15 @@ returns one of
 Inputs are as small as each architecture allows: the smallest square size
 at which every ceil_mode pooling computes what floor mode does and every
 adaptive pooling divides its input (found with the rule in INPUT_SIZE's
-comment). Builders heavier than a few seconds are in SLOW and run only with
-FIBRATION_TORCHVISION_SLOW=1.
+comment). The test runs the builders in QUICK by default and all of them
+with FIBRATION_TORCHVISION_SLOW=1.
 
-Run as a script to print the table of docs/python.md
-(`python3 tests/bindings/torchvision_builders.py [--docs docs/python.md]
-[names...]`).
+Run as a script for the table of docs/python.md:
+`python3 tests/bindings/torchvision_builders.py --log results.jsonl [names...]`,
+then `... --log results.jsonl --from-log --docs docs/python.md`.
 """
 
+import json
 import os
 import sys
 import time
@@ -41,13 +42,20 @@ INPUT_SIZE = {"alexnet": 224, "vgg": 224, "squeezenet1_0": 35, "squeezenet1_1": 
 DEFAULT_SIZE = 32
 # builders whose image size is an argument (ViT checks it)
 IMAGE_SIZE_ARGUMENT = ("vit_",)
-# more than about ten seconds each (parameters in the hundreds of millions,
-# or 224 x 224 inputs through the library's double-precision reference)
-SLOW = {"vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
-        "regnet_y_128gf", "regnet_y_32gf", "regnet_x_32gf", "vit_h_14", "vit_l_16",
-        "vit_l_32", "convnext_large", "efficientnet_v2_l", "efficientnet_b7",
-        "efficientnet_b6", "resnext101_64x4d", "resnext101_32x8d", "wide_resnet101_2",
-        "swin_v2_b", "swin_b", "maxvit_t"}
+# The default test runs one or two small builders of every family (about a
+# minute on two idle cores); the others differ only in width and depth, and
+# run with FIBRATION_TORCHVISION_SLOW=1 (VGG and AlexNet need 224 x 224
+# inputs through the library's double-precision reference forward, some
+# RegNets, ViTs and EfficientNets have hundreds of millions of parameters).
+QUICK = {"resnet18", "resnext50_32x4d", "squeezenet1_0", "squeezenet1_1", "densenet121",
+         "googlenet", "inception_v3", "mnasnet0_5", "mobilenet_v2", "mobilenet_v3_small",
+         "mobilenet_v3_large", "shufflenet_v2_x0_5", "efficientnet_b0", "regnet_x_400mf",
+         "regnet_y_400mf", "convnext_tiny", "vit_b_32", "swin_t", "swin_v2_t"}
+
+
+def is_slow(name):
+    return name not in QUICK
+
 
 TOLERANCE = 1e-5
 
@@ -120,7 +128,7 @@ def short_reason(detail):
 def table(results):
     lines = ["| builder | input | status | detail |", "|---|---|---|---|"]
     for name, (status, detail, seconds) in sorted(results.items()):
-        slow = " (slow)" if name in SLOW else ""
+        slow = " (slow)" if is_slow(name) else ""
         lines.append("| %s%s | %d | %s | %s |" % (
             name, slow, input_size(name), status,
             short_reason(detail).replace("|", "\\|") if status != "exact" else
@@ -143,24 +151,40 @@ def update_docs(path, text):
 
 
 def main(argv):
-    docs = None
-    if argv[:1] == ["--docs"]:
-        docs, argv = argv[1], argv[2:]
-    names = argv or builders()
+    """[--docs FILE] [--log FILE] [--from-log] [names...]: checks the builders
+    (all by default), appends each result to the --log file (JSON lines),
+    and writes the table of every builder into --docs (from the log's
+    latest result per builder with --from-log, so runs can be split)."""
+    options = {}
+    while argv and argv[0].startswith("--"):
+        flag = argv.pop(0)
+        options[flag] = True if flag == "--from-log" else argv.pop(0)
     results = {}
+    names = [] if options.get("--from-log") else (argv or builders())
     for name in names:
         start = time.time()
         status, detail = check(name)
         results[name] = (status, detail, time.time() - start)
         print("%-22s %-8s %5.1fs %s" % (name, status, time.time() - start,
                                         short_reason(detail)), flush=True)
+        if "--log" in options:
+            with open(options["--log"], "a") as f:
+                f.write(json.dumps([name] + list(results[name])) + "\n")
+    if options.get("--from-log"):
+        with open(options["--log"]) as f:
+            for line in f:
+                name, status, detail, seconds = json.loads(line)
+                results[name] = (status, detail, seconds)
+        missing = sorted(set(builders()) - set(results))
+        if missing:
+            raise SystemExit("no result for %s" % ", ".join(missing))
     counts = {}
     for status, _, _ in results.values():
         counts[status] = counts.get(status, 0) + 1
     summary = ", ".join("%d %s" % (n, s) for s, n in sorted(counts.items()))
     print(summary)
-    if docs:
-        update_docs(docs, table(results) + "\n\n" + summary + ".")
+    if "--docs" in options:
+        update_docs(options["--docs"], table(results) + "\n\n" + summary + ".")
     return 1 if "WRONG" in counts else 0
 
 

@@ -20,6 +20,13 @@
  *  - Handles are opaque. Every *_free(NULL) is a no-op.
  *  - Weights passed to builder functions are BORROWED unless FIB_COPY is
  *    given: the caller keeps them alive and unchanged while the graph lives.
+ *    They are checked (finite) when added. A value changed afterwards is
+ *    not seen by fib_color, which reads the weights as they are then (and
+ *    keeps class sums that fib_compress uses instead of reading them
+ *    again); fib_graph_forward, fib_compress, fib_coloring_is_balanced
+ *    and fib_model_save refuse a NaN or infinite weight they meet with
+ *    FIB_E_NONFINITE naming the group, tensor and element. Graphs loaded from files borrow the same
+ *    way from a memory mapping (fib_load_options.copy).
  *  - Matrices are row-major with a leading dimension `ld` (elements between
  *    the starts of two rows, ld >= number of columns).
  *  - Unit indices are 0-based int64_t; group ids are 0-based int32_t, given
@@ -85,7 +92,7 @@ FIB_API uint32_t fib_features(void);
 #define FIB_E_OVERFLOW (-5)    /* a size is too large to be represented */
 #define FIB_E_NOMEM (-6)       /* an allocation failed; nothing leaked, handles unchanged */
 #define FIB_E_RANGE (-7)       /* a group id, unit index or class index is out of range */
-#define FIB_E_MISMATCH (-8)    /* handles that do not belong together (colouring of another graph) */
+#define FIB_E_MISMATCH (-8)    /* handles that do not belong together (colouring of another graph or of its state before a change) */
 #define FIB_E_UNSUPPORTED (-9) /* a valid request this version cannot do; the message says what */
 #define FIB_E_IO (-10)         /* a file could not be opened, read or written */
 #define FIB_E_FORMAT (-11)     /* a file or description is malformed; the message says where */
@@ -97,7 +104,9 @@ FIB_API const char *fib_status_name(int32_t status);
 
 /* The message of the last failing call on this thread, "" if none. The
  * string belongs to the library and is valid until the next call on this
- * thread. */
+ * thread. At most 4095 bytes: enough for a path of PATH_MAX bytes and the
+ * reason after it; a longer message keeps its first 1 KiB and its end (the
+ * reason) around " ... ", cut between UTF-8 characters. */
 FIB_API const char *fib_last_error(void);
 
 /* ------------------------------------------------------------------------ */
@@ -222,7 +231,8 @@ FIB_API int32_t fib_graph_add_input(fib_graph *graph, int64_t n_units,
  * over the units x of group `source` (n_in = its width, ld >= n_in). The new
  * group starts with the linear activation (see fib_graph_set_activation).
  * dtype is FIB_DTYPE_F32 or FIB_DTYPE_F64 for both weights and bias; bias may
- * be NULL (no bias). flags: 0 (borrow) or FIB_COPY.
+ * be NULL (no bias). flags: 0 (borrow: weights and bias stay alive and
+ * unchanged while the graph lives) or FIB_COPY.
  * Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype, flags),
  * FIB_E_SHAPE (n_out < 1, ld < n_in), FIB_E_OVERFLOW, FIB_E_NONFINITE (the
  * message gives row and column), FIB_E_NOMEM. */
@@ -322,7 +332,10 @@ FIB_API int32_t fib_graph_num_parameters(const fib_graph *graph,
  * laid out [position][unit]: for images, channels last (NHWC); for
  * sequences, time-major within a sample (PyTorch's batch_first layout).
  * dtype applies to both buffers. Errors: FIB_E_NULL, FIB_E_SHAPE (batch < 1), FIB_E_INVALID,
- * FIB_E_NONFINITE (an input), FIB_E_NOMEM. */
+ * FIB_E_NONFINITE (an input; or a weight that became NaN or infinite in
+ * borrowed memory after it was added: the message names group, tensor and
+ * element; a block's values are looked at only when its output is not
+ * finite, so this costs nothing otherwise), FIB_E_NOMEM. */
 FIB_API int32_t fib_graph_forward(const fib_graph *graph, int64_t batch,
                                   int32_t dtype, const void *inputs,
                                   void *outputs);
@@ -480,7 +493,19 @@ FIB_API int32_t fib_graph_block_scalar(const fib_graph *graph, int32_t group,
 
 /* A partition of every group's units into classes. Classes never span
  * groups. Class ids are canonical: numbered 0, 1, ... in the order of their
- * lowest unit index, so equal partitions give equal arrays. */
+ * lowest unit index, so equal partitions give equal arrays.
+ *
+ * A colouring belongs to the graph it was made for (by fib_color,
+ * fib_coloring_create, fib_automorphisms, ...), as that graph was then:
+ * every call taking a graph and a colouring refuses with FIB_E_MISMATCH a
+ * colouring of another graph, even one of the same shape, and one made
+ * before the graph was changed by adding a group or arcs,
+ * fib_graph_set_activation, fib_graph_set_initial_classes or
+ * fib_graph_set_convention (names and per-group eps change nothing it was
+ * made from). What a colouring keeps (class sums for fib_compress) was read
+ * from that graph's weights. To use classes found on one graph with
+ * another, copy them (fib_coloring_colors) into fib_coloring_create(other)
+ * with fib_coloring_set_group. */
 typedef struct fib_coloring fib_coloring;
 
 /* Progress callback of long calls: `done` of `total` steps are finished.
@@ -593,8 +618,10 @@ FIB_API int32_t fib_coloring_class_sizes(const fib_coloring *coloring,
  * 0. When 0, fib_last_error() describes the first violation found (group,
  * class, units, coordinate). An automorphism colouring is checked as both
  * fibers and opfibers. Input groups (fibers) and output groups
- * (opfibers) are not checked. Errors: FIB_E_MISMATCH (colouring of another
- * graph shape), FIB_E_INVALID (eps). */
+ * (opfibers) are not checked. Errors: FIB_E_MISMATCH (a colouring of another
+ * graph, or made before the graph was changed), FIB_E_INVALID (eps),
+ * FIB_E_NONFINITE (a weight that became NaN or infinite in borrowed memory,
+ * named: it would compare equal to nothing). */
 FIB_API int32_t fib_coloring_is_balanced(const fib_graph *graph,
                                          const fib_coloring *coloring,
                                          double eps, int32_t *balanced_out);
@@ -640,7 +667,9 @@ typedef struct fib_base fib_base;
  * bits either way).
  * Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_UNSUPPORTED (scales on a group
  * that is not dense, whose activation is not linear, ReLU or leaky ReLU, or
- * that is read by a block that is not dense), FIB_E_NOMEM. */
+ * that is read by a block that is not dense), FIB_E_NONFINITE (the base
+ * would hold a NaN or infinite weight: one of `graph` changed in borrowed
+ * memory, named, or merged sums beyond the range of double), FIB_E_NOMEM. */
 FIB_API int32_t fib_compress(const fib_graph *graph,
                              const fib_coloring *coloring, fib_base **out);
 
@@ -722,6 +751,11 @@ typedef struct fib_budget_options {
                             dense block needs a bias. Default 0: none */
     int32_t synthetic_samples; /* default 8192 */
     int32_t corrected;   /* filled: 1 if that correction was applied */
+    double smallest_fraction; /* filled when the budget is below the
+                            smallest base the grouping reaches
+                            (FIB_E_UNSUPPORTED): that base's parameters
+                            over the graph's, the smallest budget_fraction
+                            that succeeds (round it up); else 0 */
 } fib_budget_options;
 
 /* sizeof(fib_budget_options) of its first layout, before merge_inputs;
@@ -793,7 +827,17 @@ typedef struct fib_load_options {
     int32_t copy;       /* 0 (default): the graph borrows the tensors from a
                            memory mapping of the file, which it keeps until
                            fib_graph_free; 1: weights are copied and the file
-                           is closed before returning */
+                           is closed before returning. A mapped file must
+                           not be rewritten or truncated in place while the
+                           graph lives: rewritten weights are borrowed
+                           weights changed (see the conventions at the top),
+                           and touching a page past the end of a truncated
+                           file raises SIGBUS, a signal from the operating
+                           system that the library cannot turn into an
+                           error. Replacing the file by rename (as
+                           fib_model_save does) is safe: the mapping keeps
+                           the old file. Load files that others may change
+                           in place with copy = 1 */
     double parameter;   /* parameter of `activation` (the negative slope of
                            FIB_ACT_LEAKY_RELU); default 0.01 */
 } fib_load_options;
@@ -814,8 +858,10 @@ FIB_API int32_t fib_load_options_init(fib_load_options *options,
  * (out x in) and optionally "<i>.bias", i ascending; they load as a chain of
  * dense groups named "<i>" after an input group named "input", with
  * options->activation on every hidden group and a linear last group.
- * F32 and F64 tensors are borrowed from the mapping (zero copies); F16 and
- * BF16 are converted to float32 copies owned by the graph.
+ * F32 and F64 tensors are borrowed from the mapping (zero copies; the file
+ * must then not change in place while the graph lives, see
+ * fib_load_options.copy); F16 and BF16 are converted to float32 copies
+ * owned by the graph.
  * A borrowed mapping reads the file itself: if another program truncates
  * the file while the graph lives, touching the lost pages raises SIGBUS.
  * The library installs no signal handlers; a program that cannot trust its
@@ -846,7 +892,10 @@ FIB_API int32_t fib_model_load(const char *path,
  * group with tensors has a distinct non-empty name (so a saved nn.Sequential
  * state dict keeps its keys), else "groups.<id>.<tensor>".
  * Errors: FIB_E_NULL, FIB_E_INVALID (dtype), FIB_E_UNSUPPORTED (node groups
- * of general graphs), FIB_E_IO, FIB_E_NOMEM. */
+ * of general graphs), FIB_E_NONFINITE (a weight that became NaN or infinite
+ * in borrowed memory, or that float32 cannot hold when saving as float32:
+ * the message names group, tensor and element; nothing is written, as the
+ * file could not be loaded), FIB_E_IO, FIB_E_NOMEM. */
 FIB_API int32_t fib_model_save(const fib_graph *graph, const char *path,
                                int32_t dtype);
 
@@ -925,7 +974,8 @@ FIB_API int32_t fib_graph_add_nodes(fib_graph *graph, int64_t n_nodes,
  * Errors: FIB_E_NULL, FIB_E_RANGE (a group that is not a node group, or a
  * node index out of range: the message gives the arc), FIB_E_SHAPE (m < 0),
  * FIB_E_NONFINITE (the message gives the arc), FIB_E_INVALID (flags, or
- * weights on some arc sets only), FIB_E_NOMEM. */
+ * weights on some arc sets only), FIB_E_NOMEM. Borrowed arrays must stay
+ * unchanged while the graph lives. */
 FIB_API int32_t fib_graph_add_edges(fib_graph *graph, int32_t src_group,
                                     int32_t dst_group, int64_t m,
                                     const int64_t *src, const int64_t *dst,
@@ -999,16 +1049,36 @@ FIB_API int32_t fib_coloring_fiber_blocks(const fib_graph *graph,
 #define FIB_EDGELIST_TAB 8u              /* fields separated by a tab */
 #define FIB_EDGELIST_WHITESPACE 16u      /* fields separated by blank runs */
 #define FIB_EDGELIST_THIRD_IS_WEIGHT 32u /* no header: src dst weight */
+#define FIB_EDGELIST_THIRD_IS_TYPE 64u   /* no header: src dst type [weight], even
+                                            when the types are fractional numbers */
 
 /* Reads an edge-list file (CSV, TSV or whitespace-separated; with a header
  * naming the columns source, target and optionally type and weight, in any
  * case and order; node and type names are strings, see docs/graphs.md) into
  * a new node group whose arcs are the file's. Nodes are numbered in order of
  * first appearance; their names stay available (fib_graph_node_name).
+ * path "-" reads standard input (name a file called "-" as "./-").
+ * Ambiguous files are refused, never guessed (docs/graphs.md: a first line
+ * that names the columns but whose names are also nodes, lines with
+ * different numbers of fields, a third column of fractional numbers read by
+ * position as types).
  * Errors: FIB_E_NULL, FIB_E_IO, FIB_E_FORMAT (the message gives the line),
  * FIB_E_NONFINITE (a weight), FIB_E_INVALID (flags), FIB_E_NOMEM. */
 FIB_API int32_t fib_graph_read_edgelist(fib_graph *graph, const char *path,
                                         uint32_t flags, int32_t *group_out);
+
+/* fib_graph_read_edgelist with every column's role listed, in order,
+ * comma-separated: "source", "target", "type", "weight", or "-" for a
+ * column to ignore (e.g. "source,target,weight" for networkx's
+ * `u v weight` files). Every line then has exactly that many fields; a
+ * header line (FIB_EDGELIST_HEADER, or recognised as without a list) is
+ * skipped, its names unused. columns NULL: as fib_graph_read_edgelist.
+ * Errors: those of fib_graph_read_edgelist; FIB_E_INVALID also for a list
+ * without source or target, with a role twice or an unknown one, or
+ * combined with FIB_EDGELIST_THIRD_IS_WEIGHT. */
+FIB_API int32_t fib_graph_read_edgelist_columns(fib_graph *graph, const char *path,
+                                                uint32_t flags, const char *columns,
+                                                int32_t *group_out);
 
 /* The name of a node of a group read from a file, NULL otherwise. Valid
  * while the graph lives. */

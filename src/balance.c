@@ -96,6 +96,14 @@ int32_t fib_coloring_is_balanced(const fib_graph *g, const fib_coloring *c,
         return fib_error(FIB_E_NULL, "fib_coloring_is_balanced: balanced_out is NULL");
     if (!(eps >= 0) || !isfinite(eps))
         return fib_error(FIB_E_INVALID, "fib_coloring_is_balanced: eps must be finite and >= 0");
+    /* A NaN weight (borrowed memory changed after the graph was built)
+     * compares equal to nothing, so its unit would pass every test: a check
+     * is worth one more read of the weights here. */
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        status = fib_group_find_nonfinite(g, i, "fib_coloring_is_balanced");
+        if (status)
+            return status;
+    }
     bool ok = true;
     /* automorphism orbits are balanced both ways (fibers and opfibers) */
     bool orbits = c->symmetry == FIB_SYM_AUTOMORPHISMS;

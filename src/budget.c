@@ -320,7 +320,7 @@ static int32_t base_parameters(const fib_graph *g, const fib_base *b, int64_t *o
  * fills *bound, *corrected and the base. */
 static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mode,
                               const fib_budget_options *o, bool *corrected, double *bound_out,
-                              int64_t *params_out, fib_base **base_out)
+                              int64_t *params_out, int64_t *smallest_out, fib_base **base_out)
 {
     double power = o->sensitivity_power;
     bool merge_inputs = o->merge_inputs != 0;
@@ -444,6 +444,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         width[L[best].group] = best_k;
     }
     if ((double)budget_params(g, width) > target) {
+        *smallest_out = budget_params(g, width);
         status = fib_error(FIB_E_UNSUPPORTED,
                            "fib_compress_to_budget: a budget of %g of %lld parameters is below "
                            "the smallest base this grouping reaches (%lld)", budget,
@@ -549,6 +550,9 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
                              FIB_BUDGET_OPTIONS_SIZE_1);
         memcpy(&local, options,
                options->struct_size < sizeof local ? options->struct_size : sizeof local);
+        if (options->struct_size >= offsetof(fib_budget_options, smallest_fraction) +
+                                        sizeof(double))
+            options->smallest_fraction = 0;
     }
     const fib_budget_options *o = &local;
     if (o->refine_iterations < 0)
@@ -610,8 +614,17 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
         double bound = 0;
         int64_t params = 0;
         bool corrected = false;
+        int64_t smallest = 0;
         status = budget_attempt(g, budget, (modes[m] & FIB_TOL_SCALED) != 0, o, &corrected,
-                                &bound, &params, &b);
+                                &bound, &params, &smallest, &b);
+        /* a budget below the smallest base: say which budget would do */
+        if (status && smallest > 0 && options &&
+            options->struct_size >= offsetof(fib_budget_options, smallest_fraction) +
+                                        sizeof(double)) {
+            int64_t total = 0;
+            if (fib_graph_num_parameters(g, &total) == FIB_OK && total > 0)
+                options->smallest_fraction = (double)smallest / (double)total;
+        }
         if (status)
             break;
         if (!best || bound < best_bound) {

@@ -53,6 +53,8 @@ int32_t fib_coloring_alloc(const fib_graph *g, int32_t symmetry,
         return fib_error(FIB_E_NOMEM, "out of memory for a colouring");
     c->symmetry = symmetry;
     c->n_groups = g->n_groups;
+    c->graph_identity = g->identity;
+    c->graph_generation = g->generation;
     if (g->n_groups > 0) {
         c->parts = fib_calloc(g->n_groups, sizeof *c->parts);
         if (!c->parts) {
@@ -101,6 +103,18 @@ int32_t fib_coloring_check_graph(const fib_graph *g, const fib_coloring *c)
                              "group %d has %lld units in the colouring but %lld in the graph",
                              (int)i, (long long)c->parts[i].n_units,
                              (long long)g->groups[i].n_units);
+    if (c->graph_identity != g->identity)
+        return fib_error(FIB_E_MISMATCH,
+                         "the colouring was made for another graph (a colouring "
+                         "belongs to the graph it was computed or created on, even "
+                         "one of the same shape: colour this graph, or copy the "
+                         "classes into fib_coloring_create(graph) with "
+                         "fib_coloring_set_group)");
+    if (c->graph_generation != g->generation)
+        return fib_error(FIB_E_MISMATCH,
+                         "the graph was changed after the colouring was made (a "
+                         "block, activation, arc set, initial classes or convention "
+                         "since): colour it again, or fill a new fib_coloring_create");
     return FIB_OK;
 }
 

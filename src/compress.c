@@ -74,6 +74,27 @@ int32_t fib_copy_group_attributes(const fib_graph *from, int32_t group,
     return FIB_OK;
 }
 
+/* A base with a NaN or infinite weight would compute nothing useful: it
+ * comes from a weight of g changed in borrowed memory after g was built
+ * (named), or from merged sums beyond the range of double. The base is
+ * small next to g, so looking at its weights costs little. */
+static int32_t check_base_finite(const fib_graph *g, const fib_graph *base)
+{
+    for (int32_t i = 0; i < base->n_groups; i++) {
+        if (fib_group_find_nonfinite(base, i, "fib_compress") == FIB_OK)
+            continue;
+        for (int32_t k = 0; k < g->n_groups; k++) {
+            int32_t status = fib_group_find_nonfinite(g, k, "fib_compress");
+            if (status)
+                return status;
+        }
+        return fib_error(FIB_E_NONFINITE,
+                         "fib_compress: group %d: a merged weight of the base overflows "
+                         "(its class sums exceed the range of double)", (int)i);
+    }
+    return FIB_OK;
+}
+
 int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
 {
     int32_t status = fib_coloring_check_graph(g, c);
@@ -130,6 +151,8 @@ int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
         if (!status)
             status = fib_copy_group_attributes(g, i, b->graph, i);
     }
+    if (!status)
+        status = check_base_finite(g, b->graph);
     fib_free(ids);
     if (status) {
         fib_base_free(b);

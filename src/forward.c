@@ -31,6 +31,15 @@ static int32_t check_call(const fib_graph *g, int64_t batch, int32_t dtype,
     return FIB_OK;
 }
 
+static bool all_finite(const double *x, int64_t n)
+{
+    /* x - x is 0 for finite x and NaN otherwise: one branch per call */
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        sum += x[i] - x[i];
+    return sum == 0.0;
+}
+
 int32_t fib_forward_all(const fib_graph *g, int64_t batch, int32_t dtype,
                         const void *inputs, double ***activity_out)
 {
@@ -69,6 +78,17 @@ int32_t fib_forward_all(const fib_graph *g, int64_t batch, int32_t dtype,
             continue;
         }
         grp->ops->forward(g, i, batch, activity, activity[i]);
+        /* Inputs are finite, so a NaN or infinity here comes from a weight
+         * changed in borrowed memory (or from overflow, which is let
+         * through); checked before the activation, which may hide it
+         * (ReLU of NaN is 0). */
+        if (!all_finite(activity[i], cells)) {
+            int32_t status = fib_group_find_nonfinite(g, i, "forward");
+            if (status) {
+                fib_activity_free(g, activity);
+                return status;
+            }
+        }
         fib_activation_apply(grp->activation, grp->act_param, activity[i], cells);
     }
     *activity_out = activity;

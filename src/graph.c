@@ -3,7 +3,12 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
+
+/* Graph identities: a counter rather than the address, which a freed
+ * graph's successor may get again. */
+static atomic_uint_fast64_t last_identity;
 
 int32_t fib_graph_create(fib_graph **out)
 {
@@ -12,8 +17,14 @@ int32_t fib_graph_create(fib_graph **out)
     fib_graph *g = fib_calloc(1, sizeof *g);
     if (!g)
         return fib_error(FIB_E_NOMEM, "fib_graph_create: out of memory");
+    g->identity = atomic_fetch_add(&last_identity, 1) + 1;
     *out = g;
     return FIB_OK;
+}
+
+void fib_graph_changed(fib_graph *g)
+{
+    g->generation++;
 }
 
 void fib_graph_free(fib_graph *g)
@@ -100,6 +111,7 @@ int32_t fib_graph_push_group(fib_graph *g, const fib_group *group,
     g->groups[id].eps_override = -1.0;
     for (int32_t s = 0; s < group->n_sources; s++)
         g->groups[group->sources[s]].n_consumers++;
+    fib_graph_changed(g);
     *id_out = id;
     return FIB_OK;
 }
@@ -204,6 +216,7 @@ int32_t fib_graph_set_activation(fib_graph *g, int32_t group,
     g->groups[group].activation = activation;
     g->groups[group].act_param =
         activation == FIB_ACT_LEAKY_RELU ? parameter : 0.0;
+    fib_graph_changed(g);
     return FIB_OK;
 }
 

@@ -532,6 +532,8 @@ int32_t fib_hierarchy_coloring(const fib_hierarchy *h, int32_t symmetry,
         return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     c->symmetry = from->symmetry;
     c->n_groups = from->n_groups;
+    c->graph_identity = from->graph_identity;
+    c->graph_generation = from->graph_generation;
     int32_t status = FIB_OK;
     if (from->n_groups > 0) {
         c->parts = fib_calloc(from->n_groups, sizeof *c->parts);

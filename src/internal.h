@@ -199,6 +199,13 @@ struct fib_graph {
     int32_t n_resources;
     fib_resource *resources;
     int32_t convention; /* FIB_CONVENTION_* for the node groups */
+    /* Which graph this is (unique in the process, never reused) and how
+     * many times its blocks, activations, arcs or classes were changed: a
+     * colouring records both and is refused (FIB_E_MISMATCH) with any other
+     * graph or after a change, since what it keeps (class sums, balance)
+     * was derived from the graph as it was. */
+    uint64_t identity;
+    uint64_t generation;
 };
 
 /* Dense block data. */
@@ -261,6 +268,19 @@ extern const fib_block_ops fib_affine_ops;
 /* graph.c */
 int32_t fib_graph_check_group(const fib_graph *g, int32_t group,
                               const char *what);
+/* Records a change of what the graph computes or how it is coloured:
+ * colourings made before it no longer fit (fib_coloring_check_graph). */
+void fib_graph_changed(fib_graph *g);
+/* tensor.c: FIB_E_NONFINITE naming `what`, the group, tensor and element
+ * of the first NaN or infinite parameter of the group's block; FIB_OK if
+ * there is none. The builders refuse such values, but borrowed memory (the
+ * caller's, or a mapped file) can change afterwards: readers that meet a
+ * non-finite value ask this for the culprit. */
+int32_t fib_group_find_nonfinite(const fib_graph *g, int32_t group, const char *what);
+/* tensor.c: element `flat` (packed row-major) of a view as "[i, j, ...]". */
+#define FIB_TENSOR_INDEX_TEXT 96
+void fib_tensor_index_text(const fib_tensor_view *v, int64_t flat,
+                           char text[FIB_TENSOR_INDEX_TEXT]);
 int32_t fib_graph_push_group(fib_graph *g, const fib_group *group,
                              int32_t *id_out);
 bool fib_group_is_input(const fib_graph *g, int32_t group);
@@ -428,6 +448,9 @@ struct fib_coloring {
     /* Set by budgets (merge_inputs): fib_compress merges input groups by
      * their classes too, the base's inputs being the classes' means. */
     bool merge_inputs;
+    /* The graph it was made for and its generation then (fib_graph). */
+    uint64_t graph_identity;
+    uint64_t graph_generation;
 };
 /* Keeps group's merge totals from its fiber signature `sig` (colour sums,
  * still valid) and its new classes in parts, when it is a dense group over

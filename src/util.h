@@ -13,7 +13,11 @@
 #endif
 
 /* Records a message for fib_last_error() on this thread and returns status,
- * so that a failing path reads `return fib_error(FIB_E_SHAPE, "...", ...);`. */
+ * so that a failing path reads `return fib_error(FIB_E_SHAPE, "...", ...);`.
+ * Messages of up to FIB_MESSAGE_SIZE - 1 bytes are kept whole (room for a
+ * path of PATH_MAX bytes and the reason after it); longer ones keep their
+ * head and tail, elided in the middle between UTF-8 characters. */
+#define FIB_MESSAGE_SIZE 4096
 int32_t fib_error(int32_t status, const char *fmt, ...) FIB_PRINTF(2, 3);
 /* Records a message without a failing status (fib_coloring_is_balanced). */
 void fib_error_note(const char *fmt, ...) FIB_PRINTF(1, 2);

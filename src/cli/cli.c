@@ -206,11 +206,13 @@ static int option_value(int argc, char **argv, int *i, const char *name,
     return 1;
 }
 
-static void defaults(cli_options *o, const char *verb)
+static void defaults(cli_options *o, const char *verb, unsigned accepted)
 {
     memset(o, 0, sizeof *o);
     o->verb = verb;
-    o->symmetry = FIB_SYM_COVERS;
+    /* a directed graph's usual symmetry is its fibers; a network's default
+     * is covers (docs/cli.md says why) */
+    o->symmetry = (accepted & OPT_EDGELIST) ? FIB_SYM_FIBERS : FIB_SYM_COVERS;
     o->tolerance = FIB_TOL_EXACT;
     o->activation = FIB_ACT_RELU;
     o->act_param = 0.01;
@@ -302,7 +304,35 @@ static int value_option(int argc, char **argv, int *i, unsigned accepted,
             o->dtype = FIB_DTYPE_F64;
         else
             return cli_usage(verb, "--dtype must be keep, f32 or f64");
-    } else if (VALUE("--dot-max-classes", OPT_FORMATS)) {
+    } else if (VALUE("--convention", OPT_EDGELIST)) {
+        if (r > 0 && strcmp(v, "pure") == 0)
+            o->convention = FIB_CONVENTION_PURE;
+        else if (r > 0 && strcmp(v, "published") == 0)
+            o->convention = FIB_CONVENTION_PUBLISHED;
+        else if (r > 0 && strcmp(v, "networkfibers") == 0)
+            o->convention = FIB_CONVENTION_NETWORKFIBERS;
+        else
+            return cli_usage(verb, "--convention must be pure, published or networkfibers");
+    } else if (VALUE("--columns", OPT_EDGELIST)) {
+        if (r < 0 || o->columns)
+            return cli_usage(verb, r < 0 ? "--columns needs a list such as "
+                             "source,target,weight" : "--columns and --weight-column "
+                             "exclude each other (give --columns once)");
+        o->columns = v;
+    } else if (VALUE("--weight-column", OPT_EDGELIST)) {
+        /* a headerless file's weight column: 3 (source target weight) or 4
+         * (source target type weight); any other layout says --columns */
+        if (r > 0 && o->columns)
+            return cli_usage(verb, "--columns and --weight-column exclude each other");
+        if (r > 0 && strcmp(v, "3") == 0)
+            o->columns = "source,target,weight";
+        else if (r > 0 && strcmp(v, "4") == 0)
+            o->columns = "source,target,type,weight";
+        else
+            return cli_usage(verb, "--weight-column needs 3 (source target weight) or 4 "
+                             "(source target type weight); say other layouts with "
+                             "--columns");
+    } else if (VALUE("--dot-max-classes", (accepted & OPT_EDGELIST) ? 0 : OPT_FORMATS)) {
         uint64_t n;
         if (r < 0 || !parse_u64(v, &n) || n < 1 || n > 100000)
             return cli_usage(verb, "--dot-max-classes needs an integer in "
@@ -346,14 +376,15 @@ int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
               cli_options *o)
 {
     const char *verb = argv[0];
-    defaults(o, verb);
+    defaults(o, verb, accepted);
     given seen = {false, false, false};
     bool options_done = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (options_done || a[0] != '-' || strcmp(a, "-") == 0) {
             if (o->model)
-                return cli_usage(verb, "one model file expected, got '%s' too", a);
+                return cli_usage(verb, "one %s file expected, got '%s' too",
+                                 (accepted & OPT_EDGELIST) ? "edge-list" : "model", a);
             o->model = a;
             continue;
         }
@@ -372,6 +403,10 @@ int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
             o->format = FORMAT_DOT;
         } else if ((accepted & OPT_BUDGET) && strcmp(a, "--merge-inputs") == 0) {
             o->merge_inputs = true;
+        } else if ((accepted & OPT_EDGELIST) && strcmp(a, "--header") == 0) {
+            o->edgelist_flags |= FIB_EDGELIST_HEADER;
+        } else if ((accepted & OPT_EDGELIST) && strcmp(a, "--no-header") == 0) {
+            o->edgelist_flags |= FIB_EDGELIST_NO_HEADER;
         } else {
             int r = value_option(argc, argv, &i, accepted, o, &seen);
             if (r == -1)
@@ -381,7 +416,11 @@ int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
         }
     }
     if (!o->model)
-        return cli_usage(verb, "a model file is required");
+        return cli_usage(verb, (accepted & OPT_EDGELIST)
+                                   ? "an edge-list file is required ('-' reads standard input)"
+                                   : "a model file is required");
+    if ((o->edgelist_flags & FIB_EDGELIST_HEADER) && (o->edgelist_flags & FIB_EDGELIST_NO_HEADER))
+        return cli_usage(verb, "--header and --no-header exclude each other");
     if ((accepted & OPT_OUTPUT) && !o->output)
         return cli_usage(verb, "an output file is required (-o FILE)");
     /* the file goes to stdout: a summary there would corrupt it */

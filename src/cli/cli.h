@@ -26,6 +26,9 @@
 #define OPT_DTYPE 0x020u      /* --dtype */
 #define OPT_TREE 0x040u       /* --tolerance-tree (analyze) */
 #define OPT_BUDGET 0x080u     /* --budget, --merge-inputs (compress) */
+#define OPT_EDGELIST 0x100u   /* --convention, --header, --no-header, --columns,
+                                 --weight-column (graph: the input is an edge
+                                 list, default symmetry fibers) */
 
 /* Most tolerances of --tolerance-tree. */
 #define CLI_MAX_LEVELS 64
@@ -38,7 +41,8 @@
 
 typedef struct cli_options {
     const char *verb;
-    const char *model;      /* the one positional argument */
+    const char *model;      /* the one positional argument (graph: the edge
+                               list, "-" for standard input) */
     const char *output;
     int32_t symmetry;       /* FIB_SYM_*, default covers */
     int32_t tolerance;      /* FIB_TOL_* */
@@ -57,6 +61,9 @@ typedef struct cli_options {
     bool merge_inputs;      /* --merge-inputs (with --budget) */
     double input_scale;     /* --input-scale (with --budget): the correction's
                                synthetic input scale, 0: no correction */
+    int32_t convention;     /* --convention: FIB_CONVENTION_* */
+    uint32_t edgelist_flags; /* --header, --no-header: FIB_EDGELIST_* */
+    const char *columns;    /* --columns or --weight-column: the columns' roles */
 } cli_options;
 
 /* Parses argv[1 ..] of a verb. Returns -1 to go on, or an exit code (after
@@ -118,5 +125,24 @@ void cli_test_hook_after_load(void);
 
 /* Prints a string with control characters replaced (one-line messages). */
 void cli_put_clean(FILE *f, const char *s);
+
+/* Items 0 .. n-1 listed by their label in 0 .. k-1, increasing within a
+ * label: label c holds items[start[c] .. start[c + 1]) (lists.c). */
+typedef struct lists {
+    int64_t *start, *items;
+} lists;
+
+/* false when out of memory (free with lists_free all the same). */
+bool lists_build(const int64_t *label, int64_t n, int64_t k, lists *l);
+void lists_free(lists *l);
+
+/* Names from files in outputs (escape.c). Table text: control characters
+ * and bytes that are not UTF-8 as \xNN, a backslash as \\. */
+void cli_put_text(FILE *f, const char *s);
+/* The same into buf (at most size - 1 bytes, never cutting an escape). */
+const char *cli_text(char *buf, size_t size, const char *s);
+/* A JSON string literal that is valid JSON whatever the bytes: control
+ * characters as \u00NN, a byte that is not UTF-8 as \udcNN (PEP 383). */
+void cli_put_json_string(FILE *f, const char *s);
 
 #endif

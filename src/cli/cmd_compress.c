@@ -2,6 +2,8 @@
 #include "commands.h"
 #include "report.h"
 
+#include <math.h>
+
 static void help(FILE *f)
 {
     fprintf(f,
@@ -63,7 +65,16 @@ int cmd_compress(int argc, char **argv)
         budget.merge_inputs = o.merge_inputs;
         budget.synthetic_scale = o.input_scale;
         int32_t st = fib_compress_to_budget(g, o.budget, &budget, &base);
-        rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.model, st);
+        if (st != FIB_OK && budget.smallest_fraction > 0) {
+            /* a budget the model cannot meet is a bad command line, not a
+             * bad file; rounded up so that the budget shown succeeds */
+            double smallest = ceil(budget.smallest_fraction * 1e4) / 1e4;
+            rc = cli_usage(o.verb, "--budget %g is below the smallest base this model "
+                           "reaches: give --budget %.4g or more", o.budget,
+                           smallest > 1 ? 1.0 : smallest);
+        } else {
+            rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.model, st);
+        }
     } else {
         rc = cli_color(&o, g, o.symmetry, &progress, &c);
     }

@@ -13,11 +13,12 @@ static void help(FILE *f)
             "usage: fibration graph [OPTIONS] EDGES\n"
             "\n"
             "Colours a directed graph given as an edge list (CSV, TSV or whitespace;\n"
-            "header `source,target[,type][,weight]`, node names as strings) by its\n"
-            "minimal balanced colouring: the coarsest partition in which every node\n"
-            "of a class receives, for every class and edge type, the same number of\n"
-            "arcs (or the same weight sum). Prints the non-trivial fibers with their\n"
-            "nodes' names and whether they lie on a cycle.\n"
+            "header `source,target[,type][,weight]`, node names as strings; `-`\n"
+            "reads standard input) by its minimal balanced colouring: the coarsest\n"
+            "partition in which every node of a class receives, for every class and\n"
+            "edge type, the same number of arcs (or the same weight sum). Prints the\n"
+            "non-trivial fibers with their nodes' names and whether they lie on a\n"
+            "cycle. Ambiguous files are refused, never guessed: see docs/graphs.md.\n"
             "\n"
             "options:\n"
             "  --convention C      pure (default: the definition), published\n"
@@ -27,94 +28,20 @@ static void help(FILE *f)
             "                      covers\n"
             "  --eps E             tolerance for weighted graphs: inside a class\n"
             "                      every (class, type) input sum spans at most E\n"
+            "  --tolerance T       exact (default) or abs (--eps alone means abs)\n"
+            "  --header            the first line is a header\n"
             "  --no-header         the file has no header: src dst [type [weight]]\n"
-            "  --json              every node's class by name, the classes, the base\n"
-            "  --dot               the base (quotient) graph in Graphviz DOT\n"
+            "  --columns LIST      every column's role, in order: source, target,\n"
+            "                      type, weight or - (ignored), e.g.\n"
+            "                      source,target,weight\n"
+            "  --weight-column N   headerless weights: 3 (source target weight) or\n"
+            "                      4 (source target type weight)\n"
+            "  --format F          table (default), json, csv or dot\n"
+            "  --json, --csv, --dot  the same as --format json, csv, dot\n"
             "  -q, --quiet         print nothing but errors\n"
             "  -h, --help          this text\n"
             "\n"
             "Exit codes: 0 ok, 1 failure, 2 usage, 3 I/O error, 4 malformed file.\n");
-}
-
-typedef struct graph_options {
-    const char *path;
-    int32_t convention;
-    int32_t symmetry;
-    double eps;
-    uint32_t flags;
-    int32_t format;
-    bool quiet;
-} graph_options;
-
-static int parse(int argc, char **argv, graph_options *o)
-{
-    *o = (graph_options){.symmetry = FIB_SYM_FIBERS, .format = FORMAT_TABLE};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help(stdout);
-            return CLI_EXIT_OK;
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            o->quiet = true;
-        } else if (!strcmp(a, "--json")) {
-            o->format = FORMAT_JSON;
-        } else if (!strcmp(a, "--dot")) {
-            o->format = FORMAT_DOT;
-        } else if (!strcmp(a, "--no-header")) {
-            o->flags |= FIB_EDGELIST_NO_HEADER;
-        } else if (!strcmp(a, "--convention") && value) {
-            i++;
-            if (!strcmp(value, "pure"))
-                o->convention = FIB_CONVENTION_PURE;
-            else if (!strcmp(value, "published"))
-                o->convention = FIB_CONVENTION_PUBLISHED;
-            else if (!strcmp(value, "networkfibers"))
-                o->convention = FIB_CONVENTION_NETWORKFIBERS;
-            else
-                return cli_usage("graph", "unknown convention '%s'", value);
-        } else if (!strcmp(a, "--symmetry") && value) {
-            i++;
-            if (!strcmp(value, "fibers"))
-                o->symmetry = FIB_SYM_FIBERS;
-            else if (!strcmp(value, "opfibers"))
-                o->symmetry = FIB_SYM_OPFIBERS;
-            else if (!strcmp(value, "covers"))
-                o->symmetry = FIB_SYM_COVERS;
-            else
-                return cli_usage("graph", "unknown symmetry '%s'", value);
-        } else if (!strcmp(a, "--eps") && value) {
-            i++;
-            char *end;
-            o->eps = strtod(value, &end);
-            if (*end || !(o->eps >= 0) || !isfinite(o->eps))
-                return cli_usage("graph", "--eps needs a number >= 0, got '%s'", value);
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage("graph", "unknown option '%s' (or a missing value)", a);
-        } else if (!o->path) {
-            o->path = a;
-        } else {
-            return cli_usage("graph", "one edge-list file expected, got '%s' too", a);
-        }
-    }
-    if (!o->path)
-        return cli_usage("graph", "no edge-list file given");
-    return -1;
-}
-
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
 }
 
 typedef struct graph_result {
@@ -181,8 +108,9 @@ static const char *type_name(const fib_graph *g, int32_t group, int32_t type)
     return name ? name : "";
 }
 
-static void print_table(const fib_graph *g, int32_t group, const graph_options *o,
-                        const graph_result *r)
+
+static void print_table(const fib_graph *g, int32_t group, const cli_options *o,
+                        const graph_result *r, const lists *m)
 {
     int64_t largest = 0, in_blocks = 0;
     for (int64_t b = 0; b < r->n_blocks; b++) {
@@ -190,33 +118,33 @@ static void print_table(const fib_graph *g, int32_t group, const graph_options *
         in_blocks += r->block_size[b];
     }
     printf("graph: ");
-    cli_put_clean(stdout, o->path);
+    cli_put_text(stdout, o->model);
     printf("\nnodes %lld, classes %lld, non-trivial %lld, largest %lld, nodes in "
            "non-trivial %lld, base arcs %lld\n\n",
            (long long)r->n, (long long)r->k, (long long)r->n_blocks, (long long)largest,
            (long long)in_blocks, (long long)r->n_arcs);
     for (int64_t b = 0; b < r->n_blocks; b++) {
-        printf("class %lld (%lld nodes, %s):", (long long)r->block_class[b],
+        int64_t c = r->block_class[b];
+        printf("class %lld (%lld nodes, %s):", (long long)c,
                (long long)r->block_size[b], r->block_cycle[b] ? "on a cycle" : "acyclic");
-        for (int64_t i = 0; i < r->n; i++)
-            if (r->colors[i] == r->block_class[b]) {
-                putchar(' ');
-                cli_put_clean(stdout, fib_graph_node_name(g, group, i));
-            }
+        for (int64_t j = m->start[c]; j < m->start[c + 1]; j++) {
+            putchar(' ');
+            cli_put_text(stdout, fib_graph_node_name(g, group, m->items[j]));
+        }
         putchar('\n');
     }
 }
 
-static void print_json(const fib_graph *g, int32_t group, const graph_options *o,
+static void print_json(const fib_graph *g, int32_t group, const cli_options *o,
                        const graph_result *r)
 {
     printf("{\"graph\": ");
-    json_string(stdout, o->path);
+    cli_put_json_string(stdout, o->model);
     printf(", \"nodes\": %lld, \"classes\": %lld,\n \"node_class\": {", (long long)r->n,
            (long long)r->k);
     for (int64_t i = 0; i < r->n; i++) {
         printf(i ? ", " : "");
-        json_string(stdout, fib_graph_node_name(g, group, i));
+        cli_put_json_string(stdout, fib_graph_node_name(g, group, i));
         printf(": %lld", (long long)r->colors[i]);
     }
     printf("},\n \"class_sizes\": [");
@@ -231,68 +159,148 @@ static void print_json(const fib_graph *g, int32_t group, const graph_options *o
     for (int64_t a = 0; a < r->n_arcs; a++) {
         printf("%s{\"source\": %lld, \"target\": %lld, \"type\": ", a ? ", " : "",
                (long long)r->qsrc[a], (long long)r->qdst[a]);
-        json_string(stdout, type_name(g, group, r->qtype[a]));
+        cli_put_json_string(stdout, type_name(g, group, r->qtype[a]));
         printf(", \"weight\": %.17g, \"multiplicity\": %lld}", r->qweight[a],
                (long long)r->qmult[a]);
     }
     printf("]}\n");
 }
 
-static void print_dot(const fib_graph *g, int32_t group, const graph_result *r)
+/* A CSV field (RFC 4180), quoted when it holds a comma, quote or line end,
+ * or starts with a blank; the name's bytes unchanged otherwise, so that the
+ * rows join the input file's names. */
+static void put_csv_name(const char *s)
 {
+    if (!strpbrk(s, ",\"\r\n") && s[0] != ' ' && s[0] != '\t') {
+        fputs(s, stdout);
+        return;
+    }
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"')
+            putchar('"');
+        putchar(*s);
+    }
+    putchar('"');
+}
+
+/* One row per node, in the file's order: its class, the class's size and
+ * whether the class is a fiber with members on a cycle. */
+static int32_t print_csv(const fib_graph *g, int32_t group, const graph_result *r)
+{
+    int64_t *on_cycle = calloc((size_t)r->k + 1, sizeof *on_cycle);
+    if (!on_cycle)
+        return FIB_E_NOMEM;
+    for (int64_t b = 0; b < r->n_blocks; b++)
+        on_cycle[r->block_class[b]] = r->block_cycle[b] > 0;
+    puts("node,class,class_size,on_cycle");
+    for (int64_t i = 0; i < r->n; i++) {
+        int64_t c = r->colors[i];
+        put_csv_name(fib_graph_node_name(g, group, i));
+        printf(",%lld,%lld,%d\n", (long long)c, (long long)r->sizes[c], (int)on_cycle[c]);
+    }
+    free(on_cycle);
+    return FIB_OK;
+}
+
+/* A DOT string: the name as table text (control characters and bytes that
+ * are not UTF-8 as visible \xNN), with its quotes and backslashes escaped. */
+static void put_dot_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            putchar('\\');
+        putchar(*s);
+    }
+    putchar('"');
+}
+
+static int32_t print_dot(const fib_graph *g, int32_t group, const graph_result *r,
+                         const lists *m)
+{
+    char *text = NULL;
+    size_t cap = 0;
     printf("digraph base {\n  node [shape=circle];\n");
     for (int64_t c = 0; c < r->k; c++) {
         /* Label a class by its first node's name and its size. */
-        int64_t first = 0;
-        while (first < r->n && r->colors[first] != c)
-            first++;
+        const char *name = fib_graph_node_name(g, group, m->items[m->start[c]]);
+        size_t need = 4 * strlen(name) + 1; /* an escape is at most 4 bytes a byte */
+        if (need > cap) {
+            free(text);
+            cap = need > 2 * cap ? need : 2 * cap;
+            text = malloc(cap);
+            if (!text)
+                return FIB_E_NOMEM;
+        }
         printf("  c%lld [label=", (long long)c);
-        json_string(stdout, fib_graph_node_name(g, group, first));
+        put_dot_string(cli_text(text, cap, name));
         printf(" xlabel=\"%lld\" width=%.2f];\n", (long long)r->sizes[c],
                0.3 + 0.1 * (double)(r->sizes[c] > 30 ? 30 : r->sizes[c]));
     }
+    free(text);
     for (int64_t a = 0; a < r->n_arcs; a++) {
         printf("  c%lld -> c%lld [label=", (long long)r->qsrc[a], (long long)r->qdst[a]);
-        json_string(stdout, type_name(g, group, r->qtype[a]));
+        put_dot_string(type_name(g, group, r->qtype[a]));
         printf("];\n");
     }
     printf("}\n");
+    return FIB_OK;
 }
 
 int cmd_graph(int argc, char **argv)
 {
-    graph_options o;
-    int rc = parse(argc, argv, &o);
+    cli_options o;
+    int rc = cli_parse(argc, argv, OPT_SYMMETRY | OPT_FORMATS | OPT_EDGELIST, help, &o);
     if (rc >= 0)
         return rc;
     fib_graph *g = NULL;
     fib_coloring *c = NULL;
     graph_result r = {0};
+    lists m = {0};
     int32_t group = -1;
     int32_t st = fib_graph_create(&g);
     if (!st)
-        st = fib_graph_read_edgelist(g, o.path, o.flags, &group);
+        st = fib_graph_read_edgelist_columns(g, o.model, o.edgelist_flags, o.columns, &group);
     if (!st)
         st = fib_graph_set_convention(g, o.convention);
     fib_color_options co;
     fib_color_options_init(&co, sizeof co);
     co.symmetry = o.symmetry;
-    co.tolerance = o.eps > 0 ? FIB_TOL_ABS : FIB_TOL_EXACT;
+    co.tolerance = o.tolerance;
     co.eps = o.eps;
     if (!st)
         st = fib_color(g, &co, &c);
     if (!st)
         st = collect(g, group, c, &r);
-    if (st) {
-        rc = cli_fail(o.path, st);
+    if (st == FIB_E_INVALID) {
+        /* the flags and the column list come from the command line */
+        fprintf(stderr, "fibration graph: ");
+        cli_put_clean(stderr, fib_last_error());
+        fprintf(stderr, " (see 'fibration graph --help')\n");
+        rc = CLI_EXIT_USAGE;
+    } else if (st) {
+        /* the reader calls standard input "<stdin>" */
+        rc = cli_fail(strcmp(o.model, "-") ? o.model : "<stdin>", st);
     } else if (!o.quiet) {
-        if (o.format == FORMAT_JSON)
+        /* the members of every class, for the table's fibers and the DOT
+         * labels: listed once, so that no writer scans the nodes per class */
+        bool ok = (o.format != FORMAT_TABLE && o.format != FORMAT_DOT) ||
+                  lists_build(r.colors, r.n, r.k, &m);
+        if (ok && o.format == FORMAT_JSON)
             print_json(g, group, &o, &r);
-        else if (o.format == FORMAT_DOT)
-            print_dot(g, group, &r);
-        else
-            print_table(g, group, &o, &r);
+        else if (ok && o.format == FORMAT_CSV)
+            ok = print_csv(g, group, &r) == FIB_OK;
+        else if (ok && o.format == FORMAT_DOT)
+            ok = print_dot(g, group, &r, &m) == FIB_OK;
+        else if (ok)
+            print_table(g, group, &o, &r, &m);
+        if (!ok) {
+            fprintf(stderr, "fibration: out of memory writing the result\n");
+            rc = CLI_EXIT_FAILURE;
+        }
     }
+    lists_free(&m);
     result_free(&r);
     fib_coloring_free(c);
     fib_graph_free(g);

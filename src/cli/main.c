@@ -19,10 +19,12 @@ static const command commands[] = {FIB_CLI_COMMANDS(FIB_CLI_ENTRY)};
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: fibration VERB [OPTIONS] MODEL\n"
+            "usage: fibration analyze|compress|lift|break [OPTIONS] MODEL\n"
+            "       fibration graph [OPTIONS] EDGES\n"
             "\n"
             "Finds the fibration symmetries (fibers, opfibers, covers) of a neural\n"
-            "network stored as safetensors, and compresses it by them.\n"
+            "network stored as safetensors, and compresses it by them; colours a\n"
+            "directed graph read from an edge list.\n"
             "\n"
             "verbs:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
@@ -70,6 +72,10 @@ static int run(int argc, char **argv)
                     char *args[] = {argv[2], (char *)"--help", NULL};
                     return commands[i].run(2, args);
                 }
+            fprintf(stderr, "fibration help: unknown verb '");
+            cli_put_clean(stderr, argv[2]);
+            fprintf(stderr, "' (see 'fibration --help')\n");
+            return CLI_EXIT_USAGE;
         }
         usage(stdout);
         return CLI_EXIT_OK;

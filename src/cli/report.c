@@ -8,17 +8,7 @@
 
 void put_json_string(FILE *f, const char *s)
 {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
+    cli_put_json_string(f, s);
 }
 
 /* The shortest "%g" form that reads back as the same double. */
@@ -50,9 +40,10 @@ void report_table(FILE *f, const cli_options *o, const analysis *a)
     fprintf(f, "; class statistics and base by %s\n\n",
             cli_symmetry_name(o->symmetry));
     int width = 5;
-    char buf[32];
+    char buf[32], shown[41]; /* the column's 40 bytes, whole escapes only */
     for (int32_t i = 0; i < a->n_groups; i++) {
-        int n = (int)strlen(layer_label(&a->rows[i], buf, sizeof buf));
+        int n = (int)strlen(cli_text(shown, sizeof shown,
+                                     layer_label(&a->rows[i], buf, sizeof buf)));
         if (n > width)
             width = n < 40 ? n : 40;
     }
@@ -64,7 +55,8 @@ void report_table(FILE *f, const cli_options *o, const analysis *a)
         const layer_row *r = &a->rows[i];
         fprintf(f, "%-*.*s %-6s %-10s %8lld %8lld %8lld %8lld %8lld %10lld "
                    "%8lld %10lld %10lld",
-                width, width, layer_label(r, buf, sizeof buf), cli_op_name(r->op),
+                width, width, cli_text(shown, sizeof shown, layer_label(r, buf, sizeof buf)),
+                cli_op_name(r->op),
                 r->op == FIB_OP_INPUT ? "-" : cli_activation_name(r->activation),
                 (long long)r->units, (long long)r->fibers,
                 (long long)r->opfibers, (long long)r->covers,

@@ -9,36 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Items 0 .. n-1 listed by their label in 0 .. k-1, increasing within a
- * label: label c holds items[start[c] .. start[c + 1]). */
-typedef struct lists {
-    int64_t *start, *items;
-} lists;
-
-static bool lists_build(const int64_t *label, int64_t n, int64_t k, lists *l)
-{
-    l->start = calloc((size_t)k + 1, sizeof *l->start);
-    l->items = malloc((size_t)n * sizeof *l->items);
-    if (!l->start || !l->items)
-        return false;
-    for (int64_t i = 0; i < n; i++)
-        l->start[label[i] + 1]++;
-    for (int64_t c = 0; c < k; c++)
-        l->start[c + 1] += l->start[c];
-    for (int64_t i = 0; i < n; i++)
-        l->items[l->start[label[i]]++] = i;
-    for (int64_t c = k; c > 0; c--)
-        l->start[c] = l->start[c - 1];
-    l->start[0] = 0;
-    return true;
-}
-
-static void lists_free(lists *l)
-{
-    free(l->start);
-    free(l->items);
-}
-
 /* One hidden layer: per level its class count, the units of every class,
  * and (levels t > 0) the classes of level t - 1 inside every class. */
 typedef struct tree_layer {
@@ -185,8 +155,9 @@ static void tree_table(FILE *f, const cli_options *o, const tree *t)
                "splits as eps grows)\n\n",
             cli_symmetry_name(o->symmetry), cli_tolerance_name(o->tolerance));
     int width = 5;
+    char shown[41]; /* the column's 40 bytes, whole escapes only */
     for (int32_t i = 0; i < t->n_layers; i++) {
-        int n = (int)strlen(t->layers[i].label);
+        int n = (int)strlen(cli_text(shown, sizeof shown, t->layers[i].label));
         if (n > width)
             width = n < 40 ? n : 40;
     }
@@ -199,7 +170,8 @@ static void tree_table(FILE *f, const cli_options *o, const tree *t)
     fputc('\n', f);
     for (int32_t i = 0; i < t->n_layers; i++) {
         const tree_layer *l = &t->layers[i];
-        fprintf(f, "%-*.*s %-6s %8lld", width, width, l->label, cli_op_name(l->op),
+        fprintf(f, "%-*.*s %-6s %8lld", width, width, cli_text(shown, sizeof shown, l->label),
+                cli_op_name(l->op),
                 (long long)l->units);
         for (int32_t v = 0; v < t->n_levels; v++)
             fprintf(f, " %10lld", (long long)l->n_classes[v]);

@@ -135,6 +135,34 @@ static bool rehash(interner *in, int64_t ncap)
     return true;
 }
 
+/* The slot holding s[0 .. len), or the empty slot where it would go. */
+static int64_t find_slot(const interner *in, const char *s, int64_t len,
+                         uint64_t h, uint64_t packed)
+{
+    int64_t slot = (int64_t)(h & (uint64_t)(in->cap_table - 1));
+    while (in->table[slot].id >= 0) {
+        const struct slot *e = &in->table[slot];
+        if (e->hash == h && e->packed == packed) {
+            if (len <= 7)
+                return slot;
+            const char *name = in->bytes + e->off;
+            if (memcmp(name, s, (size_t)len) == 0 && name[len] == '\0')
+                return slot;
+        }
+        slot = (slot + 1) & (in->cap_table - 1);
+    }
+    return slot;
+}
+
+/* Whether s[0 .. len) has been interned. */
+static bool interned(const interner *in, const char *s, int64_t len)
+{
+    if (in->cap_table == 0)
+        return false;
+    uint64_t h = hash_bytes(s, len);
+    return in->table[find_slot(in, s, len, h, pack_name(s, len))].id >= 0;
+}
+
 /* The id of the string s[0 .. len), added if new; -1 when out of memory. */
 static int64_t intern(interner *in, const char *s, int64_t len)
 {
@@ -142,18 +170,9 @@ static int64_t intern(interner *in, const char *s, int64_t len)
         return -1;
     uint64_t h = hash_bytes(s, len);
     uint64_t packed = pack_name(s, len);
-    int64_t slot = (int64_t)(h & (uint64_t)(in->cap_table - 1));
-    while (in->table[slot].id >= 0) {
-        const struct slot *e = &in->table[slot];
-        if (e->hash == h && e->packed == packed) {
-            if (len <= 7)
-                return e->id;
-            const char *name = in->bytes + e->off;
-            if (memcmp(name, s, (size_t)len) == 0 && name[len] == '\0')
-                return e->id;
-        }
-        slot = (slot + 1) & (in->cap_table - 1);
-    }
+    int64_t slot = find_slot(in, s, len, h, packed);
+    if (in->table[slot].id >= 0)
+        return in->table[slot].id;
     if (!grow((void **)&in->bytes, &in->cap_bytes, in->n_bytes + len + 1, 1) ||
         !grow((void **)&in->off, &in->cap_ids, in->count + 1,
               sizeof *in->off))
@@ -425,8 +444,125 @@ void fib_edgelist_clear(fib_edgelist *e)
     memset(e, 0, sizeof *e);
 }
 
-int32_t fib_edgelist_parse(const char *text, size_t len, uint32_t flags,
-                           const char *label, fib_edgelist *out)
+/* Which column holds what (-1: none) and how many fields every line has. */
+typedef struct layout {
+    int src, dst, type, weight;
+    int n_fields;
+} layout;
+
+/* "source,target,type,weight" or with "-" for a column to ignore. */
+static int32_t parse_column_list(const char *list, layout *out)
+{
+    layout l = {-1, -1, -1, -1, 0};
+    const char *s = list;
+    for (;;) {
+        size_t n = strcspn(s, ",");
+        int *role = n == 6 && !strncmp(s, "source", n) ? &l.src
+                  : n == 6 && !strncmp(s, "target", n) ? &l.dst
+                  : n == 4 && !strncmp(s, "type", n) ? &l.type
+                  : n == 6 && !strncmp(s, "weight", n) ? &l.weight : NULL;
+        if (!role && !(n == 1 && s[0] == '-'))
+            return fib_error(FIB_E_INVALID, "edge list: column \"%.*s\" of the column "
+                             "list \"%s\" is not source, target, type, weight or -",
+                             (int)(n < 40 ? n : 40), s, list);
+        if (role && *role >= 0)
+            return fib_error(FIB_E_INVALID, "edge list: the column list \"%s\" names "
+                             "%.*s twice", list, (int)n, s);
+        if (l.n_fields == MAX_FIELDS)
+            return fib_error(FIB_E_INVALID, "edge list: the column list \"%s\" has "
+                             "more than %d columns", list, MAX_FIELDS);
+        if (role)
+            *role = l.n_fields;
+        l.n_fields++;
+        if (s[n] == '\0')
+            break;
+        s += n + 1;
+    }
+    if (l.src < 0 || l.dst < 0)
+        return fib_error(FIB_E_INVALID, "edge list: the column list \"%s\" needs a "
+                         "source and a target column", list);
+    *out = l;
+    return FIB_OK;
+}
+
+/* Whether the field is a number, and whether an integer one. */
+static bool field_number(const field *f, bool *integer)
+{
+    char buf[MAX_NUMBER];
+    if (f->len == 0 || f->len >= MAX_NUMBER || f->quoted_escape)
+        return false;
+    memcpy(buf, f->ptr, (size_t)f->len);
+    buf[f->len] = '\0';
+    char *end;
+    double v = strtod(buf, &end);
+    if (end != buf + f->len)
+        return false;
+    *integer = isfinite(v) && v == floor(v) && !strpbrk(buf, ".eE");
+    return true;
+}
+
+/* A copy of a field's text, for messages after the line has gone. */
+static char *field_copy(parser *p, const field *f)
+{
+    const char *s;
+    int64_t len;
+    if (field_text(p, f, &s, &len) != FIB_OK)
+        return NULL;
+    char *c = fib_alloc(len + 1, 1);
+    if (c) {
+        memcpy(c, s, (size_t)len);
+        c[len] = '\0';
+    }
+    return c;
+}
+
+/* The first line's layout. Header rules (docs/graphs.md, "Edge-list
+ * files"): with a column list, the list; with a header, the columns it
+ * names; without, by position: source target [type [weight]], or
+ * source target weight with FIB_EDGELIST_THIRD_IS_WEIGHT. *header says
+ * whether the line is a header. */
+static int32_t first_line(parser *p, const field *fields, int nf, uint32_t flags,
+                          const layout *listed, layout *lay, bool *header)
+{
+    int hs = find_column(fields, nf, SOURCE_NAMES);
+    int hd = find_column(fields, nf, TARGET_NAMES);
+    bool named = hs >= 0 && hd >= 0 && hs != hd;
+    *header = (flags & FIB_EDGELIST_HEADER) ||
+              (!(flags & FIB_EDGELIST_NO_HEADER) && named);
+    if (listed) {
+        if (nf != listed->n_fields)
+            return fib_error(FIB_E_FORMAT, "%s:%lld: %d fields, but the column list "
+                             "names %d", p->label, (long long)p->line, nf,
+                             listed->n_fields);
+        *lay = *listed;
+        return FIB_OK;
+    }
+    if (*header) {
+        if (!named)
+            return fib_error(FIB_E_FORMAT, "%s:%lld: the header names no source and "
+                             "target columns", p->label, (long long)p->line);
+        *lay = (layout){hs, hd, find_column(fields, nf, TYPE_NAMES),
+                        find_column(fields, nf, WEIGHT_NAMES), nf};
+        return FIB_OK;
+    }
+    if (nf < 2)
+        return fib_error(FIB_E_FORMAT, "%s:%lld: expected at least 2 fields (source, "
+                         "target), found %d", p->label, (long long)p->line, nf);
+    bool third_is_weight = flags & FIB_EDGELIST_THIRD_IS_WEIGHT;
+    if (nf > (third_is_weight ? 3 : 4))
+        return fib_error(FIB_E_FORMAT, "%s:%lld: %d fields without a header, where "
+                         "a line is source target %s: name the columns (a header "
+                         "line, or a column list such as --columns "
+                         "source,target,type,weight,-)", p->label, (long long)p->line,
+                         nf, third_is_weight ? "weight" : "[type [weight]]");
+    *lay = third_is_weight ? (layout){0, 1, -1, nf == 3 ? 2 : -1, nf}
+                           : (layout){0, 1, nf >= 3 ? 2 : -1, nf == 4 ? 3 : -1, nf};
+    return FIB_OK;
+}
+
+int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
+                                   const char *columns, const char *label,
+                                   fib_edgelist *out)
 {
     if (!out)
         return fib_error(FIB_E_NULL, "edge list: output is NULL");
@@ -438,16 +574,25 @@ int32_t fib_edgelist_parse(const char *text, size_t len, uint32_t flags,
     const uint32_t known = FIB_EDGELIST_HEADER | FIB_EDGELIST_NO_HEADER |
                            FIB_EDGELIST_COMMA | FIB_EDGELIST_TAB |
                            FIB_EDGELIST_WHITESPACE |
-                           FIB_EDGELIST_THIRD_IS_WEIGHT;
+                           FIB_EDGELIST_THIRD_IS_WEIGHT | FIB_EDGELIST_THIRD_IS_TYPE;
+    const uint32_t third = FIB_EDGELIST_THIRD_IS_WEIGHT | FIB_EDGELIST_THIRD_IS_TYPE;
     uint32_t delims = flags & (FIB_EDGELIST_COMMA | FIB_EDGELIST_TAB |
                                FIB_EDGELIST_WHITESPACE);
     if ((flags & ~known) ||
         ((flags & FIB_EDGELIST_HEADER) && (flags & FIB_EDGELIST_NO_HEADER)) ||
-        (delims & (delims - 1)))
-        return fib_error(FIB_E_INVALID, "edge list: invalid flags 0x%x",
-                         (unsigned)flags);
+        (delims & (delims - 1)) || (flags & third) == third ||
+        (columns && (flags & third)))
+        return fib_error(FIB_E_INVALID, "edge list: invalid flags 0x%x%s",
+                         (unsigned)flags, columns && (flags & third)
+                         ? " (a column list replaces FIB_EDGELIST_THIRD_IS_*)" : "");
     if ((int64_t)len < 0)
         return fib_error(FIB_E_OVERFLOW, "%s: too large", label);
+    layout listed;
+    if (columns) {
+        int32_t st = parse_column_list(columns, &listed);
+        if (st != FIB_OK)
+            return st;
+    }
 
     parser p;
     memset(&p, 0, sizeof p);
@@ -457,9 +602,20 @@ int32_t fib_edgelist_parse(const char *text, size_t len, uint32_t flags,
     char delim = delims == FIB_EDGELIST_COMMA ? ',' :
                  delims == FIB_EDGELIST_TAB ? '\t' :
                  delims == FIB_EDGELIST_WHITESPACE ? ' ' : 0;
-    bool first = true;
-    int col_src = 0, col_dst = 1, col_type = -1, col_weight = -1, needed = 2;
+    bool first = true, header = false;
+    layout lay = {0, 1, -1, -1, 0};
+    int64_t layout_line = 0;
+    /* a header recognised by its names alone, kept to check below that it
+     * is not an arc between nodes of those names */
+    char *guessed_src = NULL, *guessed_dst = NULL;
+    /* a third column read by position as a type: all numbers, some not
+     * integers, is more likely a weight; refused below */
+    bool positional_type = false, type_all_numbers = true;
+    int64_t fraction_line = 0;
     int64_t at = 0, n = (int64_t)len;
+    /* a UTF-8 byte order mark (Excel, Notepad) is not part of the first field */
+    if (n >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+        at = 3;
 
     while (at < n) {
         int64_t b = at;
@@ -490,68 +646,86 @@ int32_t fib_edgelist_parse(const char *text, size_t len, uint32_t flags,
             goto fail;
         if (first) {
             first = false;
-            int hs = find_column(fields, nf, SOURCE_NAMES);
-            int hd = find_column(fields, nf, TARGET_NAMES);
-            bool header = (flags & FIB_EDGELIST_HEADER) ||
-                          (!(flags & FIB_EDGELIST_NO_HEADER) && hs >= 0 &&
-                           hd >= 0);
-            if (header) {
-                if (hs < 0 || hd < 0 || hs == hd) {
-                    status = fib_error(FIB_E_FORMAT, "%s:%lld: the header "
-                                       "names no source and target columns",
-                                       label, (long long)p.line);
+            layout_line = p.line;
+            status = first_line(&p, fields, nf, flags, columns ? &listed : NULL, &lay,
+                                &header);
+            if (status != FIB_OK)
+                goto fail;
+            positional_type = !header && !columns && lay.type == 2 &&
+                              !(flags & FIB_EDGELIST_THIRD_IS_TYPE);
+            if (header && !(flags & FIB_EDGELIST_HEADER)) {
+                int hs = find_column(fields, nf, SOURCE_NAMES);
+                int hd = find_column(fields, nf, TARGET_NAMES);
+                guessed_src = field_copy(&p, &fields[hs]);
+                guessed_dst = field_copy(&p, &fields[hd]);
+                if (!guessed_src || !guessed_dst) {
+                    status = fib_error(FIB_E_NOMEM, "%s: out of memory", label);
                     goto fail;
                 }
-                col_src = hs;
-                col_dst = hd;
-                col_type = find_column(fields, nf, TYPE_NAMES);
-                col_weight = find_column(fields, nf, WEIGHT_NAMES);
-                needed = 1 + (col_src > col_dst ? col_src : col_dst);
-                if (col_type + 1 > needed)
-                    needed = col_type + 1;
-                if (col_weight + 1 > needed)
-                    needed = col_weight + 1;
+            }
+            if (header)
                 continue;
-            }
-            if (nf < 2) {
-                status = fib_error(FIB_E_FORMAT, "%s:%lld: expected at least "
-                                   "2 fields (source, target), found %d",
-                                   label, (long long)p.line, nf);
-                goto fail;
-            }
-            if (flags & FIB_EDGELIST_THIRD_IS_WEIGHT) {
-                col_weight = nf >= 3 ? 2 : -1;
-            } else {
-                col_type = nf >= 3 ? 2 : -1;
-                col_weight = nf >= 4 ? 3 : -1;
-            }
-            needed = nf >= 4 ? 4 : nf;
-            if (needed > 3 && (flags & FIB_EDGELIST_THIRD_IS_WEIGHT))
-                needed = 3;
         }
-        if (nf < needed) {
-            status = fib_error(FIB_E_FORMAT, "%s:%lld: expected %d fields, "
-                               "found %d", label, (long long)p.line, needed,
-                               nf);
+        if (nf != lay.n_fields) {
+            if (columns)
+                status = fib_error(FIB_E_FORMAT, "%s:%lld: %d fields, but the column "
+                                   "list names %d", label, (long long)p.line, nf,
+                                   lay.n_fields);
+            else
+                status = fib_error(FIB_E_FORMAT, "%s:%lld: %d fields, but line %lld "
+                                   "has %d: every line has the same columns%s", label,
+                                   (long long)p.line, nf, (long long)layout_line,
+                                   lay.n_fields, header ? " as the header" :
+                                   "; name them (a header line, or a column list "
+                                   "such as --columns source,target,type)");
             goto fail;
         }
         int64_t s = 0, d = 0, t = 0;
         double w = 1.0;
-        status = intern_field(&p, &p.nodes, &fields[col_src], "source", &s);
+        bool integer;
+        if (positional_type && type_all_numbers) {
+            if (!field_number(&fields[lay.type], &integer))
+                type_all_numbers = false;
+            else if (!integer && fraction_line == 0)
+                fraction_line = p.line;
+        }
+        status = intern_field(&p, &p.nodes, &fields[lay.src], "source", &s);
         if (status == FIB_OK)
-            status = intern_field(&p, &p.nodes, &fields[col_dst], "target",
+            status = intern_field(&p, &p.nodes, &fields[lay.dst], "target",
                                   &d);
-        if (status == FIB_OK && col_type >= 0)
-            status = intern_field(&p, &p.types, &fields[col_type], "type",
+        if (status == FIB_OK && lay.type >= 0)
+            status = intern_field(&p, &p.types, &fields[lay.type], "type",
                                   &t);
-        if (status == FIB_OK && col_weight >= 0)
-            status = parse_weight(&p, &fields[col_weight], &w);
+        if (status == FIB_OK && lay.weight >= 0)
+            status = parse_weight(&p, &fields[lay.weight], &w);
         if (status == FIB_OK)
-            status = add_arc(&p, s, d, w, (int32_t)t, col_weight >= 0,
-                             col_type >= 0);
+            status = add_arc(&p, s, d, w, (int32_t)t, lay.weight >= 0,
+                             lay.type >= 0);
         if (status != FIB_OK)
             goto fail;
     }
+    if (positional_type && type_all_numbers && fraction_line > 0) {
+        status = fib_error(FIB_E_FORMAT, "%s:%lld: the third column, read as an edge "
+                           "type, holds only numbers and some are not integers: are "
+                           "they weights? name the columns (source,target,weight or "
+                           "source,target,type; --columns or --weight-column 3 in the "
+                           "command, FIB_EDGELIST_THIRD_IS_WEIGHT or _TYPE)", label,
+                           (long long)fraction_line);
+        goto fail;
+    }
+    if (guessed_src && (interned(&p.nodes, guessed_src, (int64_t)strlen(guessed_src)) ||
+                        interned(&p.nodes, guessed_dst, (int64_t)strlen(guessed_dst)))) {
+        const char *both = interned(&p.nodes, guessed_src, (int64_t)strlen(guessed_src))
+                               ? guessed_src : guessed_dst;
+        status = fib_error(FIB_E_FORMAT, "%s:%lld: is the first line a header or an "
+                           "arc? It names the columns, but \"%.60s\" is also a node on a "
+                           "later line: say which (--header or --no-header in the "
+                           "command, FIB_EDGELIST_HEADER or _NO_HEADER)", label,
+                           (long long)layout_line, both);
+        goto fail;
+    }
+    fib_free(guessed_src);
+    fib_free(guessed_dst);
 
     out->n_nodes = p.nodes.count;
     out->n_arcs = p.n_arcs;
@@ -569,8 +743,16 @@ int32_t fib_edgelist_parse(const char *text, size_t len, uint32_t flags,
     fib_free(p.scratch);
     return FIB_OK;
 fail:
+    fib_free(guessed_src);
+    fib_free(guessed_dst);
     parser_free(&p);
     return status;
+}
+
+int32_t fib_edgelist_parse(const char *text, size_t len, uint32_t flags,
+                           const char *label, fib_edgelist *out)
+{
+    return fib_edgelist_parse_columns(text, len, flags, NULL, label, out);
 }
 
 /* Opens an edge list without blocking on a FIFO that has no writer: a
@@ -618,36 +800,58 @@ static int32_t open_edge_list(const char *path, FILE **out)
     return FIB_OK;
 }
 
-int32_t fib_edgelist_read(const char *path, uint32_t flags, fib_edgelist *out)
+int32_t fib_edgelist_read_columns(const char *path, uint32_t flags, const char *columns,
+                                  fib_edgelist *out)
 {
     if (!path || !out)
         return fib_error(FIB_E_NULL, "edge list: NULL argument");
     memset(out, 0, sizeof *out);
-    FILE *f = NULL;
-    int32_t opened = open_edge_list(path, &f);
-    if (opened != FIB_OK)
-        return opened;
+    /* "-" is standard input, as for the command's other files */
+    bool from_stdin = strcmp(path, "-") == 0;
+    const char *label = from_stdin ? "<stdin>" : path;
+    FILE *f = stdin;
+    if (!from_stdin) {
+        int32_t opened = open_edge_list(path, &f);
+        if (opened != FIB_OK)
+            return opened;
+    }
     char *buf = NULL;
     int64_t cap = 0, len = 0;
     int32_t status = FIB_OK;
     for (;;) {
         if (!grow((void **)&buf, &cap, len + 65536, 1)) {
-            status = fib_error(FIB_E_NOMEM, "%s: out of memory", path);
+            status = fib_error(FIB_E_NOMEM, "%s: out of memory", label);
             break;
         }
         size_t got = fread(buf + len, 1, (size_t)(cap - len), f);
+        /* Text never holds a NUL byte: stopping at the first one keeps an
+         * endless binary stream (a pipe from /dev/zero) from filling memory. */
+        const char *nul = memchr(buf + len, 0, got);
         len += (int64_t)got;
+        if (nul) {
+            long long line = 1;
+            for (const char *c = buf; c < nul; c++)
+                line += *c == '\n';
+            status = fib_error(FIB_E_FORMAT, "%s:%lld: NUL byte", label, line);
+            break;
+        }
         if (got == 0) {
             if (ferror(f))
-                status = fib_error(FIB_E_IO, "%s: read error", path);
+                status = fib_error(FIB_E_IO, "%s: read error", label);
             break;
         }
     }
-    fclose(f);
+    if (!from_stdin)
+        fclose(f);
     if (status == FIB_OK)
-        status = fib_edgelist_parse(buf, (size_t)len, flags, path, out);
+        status = fib_edgelist_parse_columns(buf, (size_t)len, flags, columns, label, out);
     fib_free(buf);
     return status;
+}
+
+int32_t fib_edgelist_read(const char *path, uint32_t flags, fib_edgelist *out)
+{
+    return fib_edgelist_read_columns(path, flags, NULL, out);
 }
 
 const char *fib_edgelist_node_name(const fib_edgelist *e, int64_t i)

@@ -33,9 +33,18 @@ typedef struct fib_edgelist {
 int32_t fib_edgelist_parse(const char *text, size_t len, uint32_t flags,
                            const char *label, fib_edgelist *out);
 
-/* Reads a whole file and parses it. Errors: those of fib_edgelist_parse and
- * FIB_E_IO. */
+/* The same with the columns' roles listed ("source,target,weight", "-" for
+ * a column to ignore; NULL: from the header or by position). Every line
+ * must then have that many fields. FIB_E_INVALID for a bad list. */
+int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
+                                   const char *columns, const char *label,
+                                   fib_edgelist *out);
+
+/* Reads a whole file ("-": standard input) and parses it. Errors: those of
+ * fib_edgelist_parse and FIB_E_IO. */
 int32_t fib_edgelist_read(const char *path, uint32_t flags, fib_edgelist *out);
+int32_t fib_edgelist_read_columns(const char *path, uint32_t flags, const char *columns,
+                                  fib_edgelist *out);
 
 /* Frees the arrays and zeroes *e. NULL is a no-op. */
 void fib_edgelist_clear(fib_edgelist *e);

@@ -559,6 +559,7 @@ int32_t fib_graph_add_edges(fib_graph *g, int32_t src_group, int32_t dst_group,
         e.type = type;
     }
     b->sets[b->n_sets++] = e;
+    fib_graph_changed(g);
     return FIB_OK;
 }
 
@@ -573,6 +574,7 @@ int32_t fib_graph_set_initial_classes(fib_graph *g, int32_t group,
     if (!labels) {
         fib_free(b->initial);
         b->initial = NULL;
+        fib_graph_changed(g);
         return FIB_OK;
     }
     if (n_nodes != g->groups[group].n_units)
@@ -585,6 +587,7 @@ int32_t fib_graph_set_initial_classes(fib_graph *g, int32_t group,
     memcpy(copy, labels, (size_t)n_nodes * sizeof *copy);
     fib_free(b->initial);
     b->initial = copy;
+    fib_graph_changed(g);
     return FIB_OK;
 }
 
@@ -597,6 +600,7 @@ int32_t fib_graph_set_convention(fib_graph *g, int32_t convention)
         return fib_error(FIB_E_INVALID, "fib_graph_set_convention: unknown "
                          "convention %d", (int)convention);
     g->convention = convention;
+    fib_graph_changed(g);
     return FIB_OK;
 }
 
@@ -841,6 +845,12 @@ int32_t fib_coloring_fiber_blocks(const fib_graph *g, const fib_coloring *c,
 int32_t fib_graph_read_edgelist(fib_graph *g, const char *path, uint32_t flags,
                                 int32_t *group_out)
 {
+    return fib_graph_read_edgelist_columns(g, path, flags, NULL, group_out);
+}
+
+int32_t fib_graph_read_edgelist_columns(fib_graph *g, const char *path, uint32_t flags,
+                                        const char *columns, int32_t *group_out)
+{
     static const char fn[] = "fib_graph_read_edgelist";
     if (!g || !path || !group_out)
         return fib_error(FIB_E_NULL, "%s: %s is NULL", fn,
@@ -848,9 +858,9 @@ int32_t fib_graph_read_edgelist(fib_graph *g, const char *path, uint32_t flags,
     fib_edgelist *file = fib_calloc(1, sizeof *file);
     if (!file)
         return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
-    int32_t status = fib_edgelist_read(path, flags, file);
+    int32_t status = fib_edgelist_read_columns(path, flags, columns, file);
     if (!status && file->n_nodes == 0)
-        status = fib_error(FIB_E_FORMAT, "%s: no arcs", path);
+        status = fib_error(FIB_E_FORMAT, "%s: no arcs", strcmp(path, "-") ? path : "<stdin>");
     int32_t before = g->n_groups, group = -1;
     if (!status)
         status = fib_graph_add_nodes(g, file->n_nodes, &group);

@@ -389,6 +389,55 @@ static int32_t grow_items(parser *p, fib_json **items, int64_t n,
     return FIB_OK;
 }
 
+static int compare_keys(const void *a, const void *b)
+{
+    const fib_json *const *x = a;
+    const fib_json *const *y = b;
+    int c = strcmp((*x)->key, (*y)->key);
+    if (c != 0)
+        return c;
+    /* ties by position so the first duplicate reported is deterministic */
+    return (*x)->offset < (*y)->offset ? -1 : (*x)->offset > (*y)->offset;
+}
+
+/* The member whose name occurs earlier in the object too, the first such
+ * in document order (*dup NULL if none): sorted by name, O(k log k). */
+static int32_t find_duplicate(const fib_json *object, const fib_json **dup)
+{
+    *dup = NULL;
+    if (object->n_items < 2)
+        return FIB_OK;
+    const fib_json **sorted = fib_alloc(object->n_items, sizeof *sorted);
+    if (!sorted)
+        return FIB_E_NOMEM;
+    for (int64_t i = 0; i < object->n_items; i++)
+        sorted[i] = &object->items[i];
+    qsort(sorted, (size_t)object->n_items, sizeof *sorted, compare_keys);
+    for (int64_t i = 1; i < object->n_items; i++) {
+        if (strcmp(sorted[i - 1]->key, sorted[i]->key) == 0 &&
+            (!*dup || sorted[i]->offset < (*dup)->offset))
+            *dup = sorted[i];
+    }
+    fib_free(sorted);
+    return FIB_OK;
+}
+
+/* A member name given twice would leave the reader to pick one value
+ * silently (RFC 8259 leaves it open): refused in every object. */
+static int32_t refuse_duplicates(const parser *p, const fib_json *object)
+{
+    const fib_json *dup;
+    if (find_duplicate(object, &dup) != FIB_OK)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", p->context);
+    if (!dup)
+        return FIB_OK;
+    const fib_json *first = fib_json_get(object, dup->key);
+    int64_t line, column;
+    fib_json_position(p->text, p->size, first->offset, &line, &column);
+    return fail_at(p, dup->offset, "member \"%.80s\" given twice (first at line %lld, "
+                   "column %lld)", dup->key, (long long)line, (long long)column);
+}
+
 /* Arrays and objects; p->pos is at '[' or '{'. */
 static int32_t parse_container(parser *p, fib_json *v, bool object)
 {
@@ -441,7 +490,7 @@ static int32_t parse_container(parser *p, fib_json *v, bool object)
         if (c == close) {
             p->pos++;
             p->depth--;
-            return FIB_OK;
+            return object ? refuse_duplicates(p, v) : FIB_OK;
         }
         if (c != ',')
             return fail_at(p, p->pos, "',' or '%c' expected", close);
@@ -533,40 +582,11 @@ const fib_json *fib_json_get(const fib_json *object, const char *key)
     return NULL;
 }
 
-static int compare_keys(const void *a, const void *b)
-{
-    const fib_json *const *x = a;
-    const fib_json *const *y = b;
-    int c = strcmp((*x)->key, (*y)->key);
-    if (c != 0)
-        return c;
-    /* ties by position so the first duplicate reported is deterministic */
-    return (*x)->offset < (*y)->offset ? -1 : (*x)->offset > (*y)->offset;
-}
-
 const fib_json *fib_json_find_duplicate(const fib_json *object)
 {
-    if (!object || object->kind != FIB_JSON_OBJECT || object->n_items < 2)
-        return NULL;
-    const fib_json **sorted = fib_alloc(object->n_items, sizeof *sorted);
-    if (!sorted) {
-        /* fall back to the quadratic scan rather than failing */
-        for (int64_t i = 0; i < object->n_items; i++)
-            for (int64_t j = i + 1; j < object->n_items; j++)
-                if (strcmp(object->items[i].key, object->items[j].key) == 0)
-                    return &object->items[j];
-        return NULL;
-    }
-    for (int64_t i = 0; i < object->n_items; i++)
-        sorted[i] = &object->items[i];
-    qsort(sorted, (size_t)object->n_items, sizeof *sorted, compare_keys);
     const fib_json *dup = NULL;
-    for (int64_t i = 1; i < object->n_items; i++) {
-        if (strcmp(sorted[i - 1]->key, sorted[i]->key) == 0 &&
-            (!dup || sorted[i]->offset < dup->offset))
-            dup = sorted[i];
-    }
-    fib_free(sorted);
+    if (!object || object->kind != FIB_JSON_OBJECT || find_duplicate(object, &dup) != FIB_OK)
+        return NULL;
     return dup;
 }
 

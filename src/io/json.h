@@ -5,7 +5,8 @@
  * strings must be valid UTF-8 (no overlong forms, no surrogates) and escaped
  * control characters; \u escapes must form valid pairs. Restrictions of ours:
  * strings may not contain U+0000 (names are C strings) and nesting is limited
- * (FIB_JSON_MAX_DEPTH). Every error is FIB_E_FORMAT with a message
+ * (FIB_JSON_MAX_DEPTH) and a member name may appear only once per object.
+ * Every error is FIB_E_FORMAT with a message
  * "<context>: <problem> at byte B (line L, column C)". */
 #ifndef FIB_IO_JSON_H
 #define FIB_IO_JSON_H
@@ -47,10 +48,11 @@ int32_t fib_json_parse(const char *text, size_t size, const char *context,
                        fib_json **out);
 void fib_json_free(fib_json *value);
 
-/* Object member by name, NULL if absent (first match; duplicates are
- * rejected by callers that care, see fib_json_find_duplicate). */
+/* Object member by name, NULL if absent (fib_json_parse refuses an object
+ * with a member name twice). */
 const fib_json *fib_json_get(const fib_json *object, const char *key);
-/* The first member name of an object that occurs twice, NULL if none. */
+/* The first member name of an object that occurs twice, NULL if none (or
+ * out of memory): for trees built other than by fib_json_parse. */
 const fib_json *fib_json_find_duplicate(const fib_json *object);
 /* Line and column (1-based) of a byte offset, for messages. */
 void fib_json_position(const char *text, size_t size, size_t offset,

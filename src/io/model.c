@@ -62,7 +62,7 @@ int32_t fib_load_options_init(fib_load_options *o, size_t struct_size)
  * front. Library-side shape problems of a file are format errors. */
 int32_t fib_model_rewrap(int32_t status, const char *path, const char *what)
 {
-    char inner[400];
+    char inner[FIB_MESSAGE_SIZE];
     snprintf(inner, sizeof inner, "%s", fib_last_error());
     if (status == FIB_E_SHAPE || status == FIB_E_RANGE ||
         status == FIB_E_INVALID || status == FIB_E_OVERFLOW)
@@ -221,41 +221,76 @@ typedef struct seq_layer {
     const fib_st_tensor *bias;
 } seq_layer;
 
-static int compare_layers(const void *a, const void *b)
+/* A state-dict tensor by its layer index, in file order within a layer. */
+typedef struct seq_tensor {
+    int64_t index;
+    int64_t position; /* in the file */
+    bool is_bias;
+    const fib_st_tensor *tensor;
+} seq_tensor;
+
+static int compare_seq_tensors(const void *a, const void *b)
 {
-    const seq_layer *x = a, *y = b;
-    return (x->index > y->index) - (x->index < y->index);
+    const seq_tensor *x = a, *y = b;
+    if (x->index != y->index)
+        return (x->index > y->index) - (x->index < y->index);
+    return (x->position > y->position) - (x->position < y->position);
 }
 
+/* Groups the tensors into layers by sorting them by index (a search per
+ * tensor would make a file of many layers quadratic to read). */
 static int32_t collect_layers(loader *L, seq_layer *layers, int64_t *n_out)
 {
     const fib_st_file *f = L->file;
-    int64_t n = 0;
+    seq_tensor *named = fib_alloc(f->n_tensors, sizeof *named);
+    if (!named)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", L->path);
     for (int64_t i = 0; i < f->n_tensors; i++) {
         const fib_st_tensor *t = &f->tensors[i];
-        int64_t index;
-        bool is_bias;
-        if (!sequential_name(t->name, &index, &is_bias))
+        if (t->name[0] == '0' && t->name[1] >= '0' && t->name[1] <= '9') {
+            fib_free(named);
+            /* "01.weight" next to "1.weight" would be one layer read twice
+             * or one tensor ignored: PyTorch writes indices without zeros */
+            return fib_error(FIB_E_FORMAT, "%s: tensor '%s': a layer index with a "
+                             "leading zero; an nn.Sequential state dict numbers its "
+                             "layers 0, 1, 2, ... (two spellings of one index would "
+                             "leave one tensor unread)", L->path, t->name);
+        }
+        named[i].position = i;
+        named[i].tensor = t;
+        if (!sequential_name(t->name, &named[i].index, &named[i].is_bias)) {
+            fib_free(named);
             return fib_error(FIB_E_FORMAT,
                              "%s: no '" FIB_MODEL_META_KEY "' structure metadata, and tensor "
                              "'%s' is not part of an nn.Sequential state dict of "
                              "Linear layers (only '<i>.weight' and '<i>.bias' "
                              "names can be read without it; see "
                              "docs/model-files.md)", L->path, t->name);
-        int64_t k = 0;
-        while (k < n && layers[k].index != index)
-            k++;
-        if (k == n) {
-            layers[n].index = index;
+        }
+    }
+    qsort(named, (size_t)f->n_tensors, sizeof *named, compare_seq_tensors);
+    int64_t n = 0;
+    for (int64_t i = 0; i < f->n_tensors; i++) {
+        if (n == 0 || layers[n - 1].index != named[i].index) {
+            layers[n].index = named[i].index;
             layers[n].weight = layers[n].bias = NULL;
             n++;
         }
-        if (is_bias)
-            layers[k].bias = t;
-        else
-            layers[k].weight = t;
+        const fib_st_tensor **slot =
+            named[i].is_bias ? &layers[n - 1].bias : &layers[n - 1].weight;
+        if (*slot) {
+            /* one spelling per index makes this unreachable; it keeps a
+             * looser name rule from leaving a tensor unread */
+            int32_t st = fib_error(FIB_E_FORMAT, "%s: tensors '%s' and '%s' are the "
+                                   "same layer's %s", L->path, (*slot)->name,
+                                   named[i].tensor->name,
+                                   named[i].is_bias ? "bias" : "weight");
+            fib_free(named);
+            return st;
+        }
+        *slot = named[i].tensor;
     }
-    qsort(layers, (size_t)n, sizeof *layers, compare_layers);
+    fib_free(named);
     for (int64_t k = 0; k < n; k++) {
         if (!layers[k].weight)
             return fib_error(FIB_E_FORMAT, "%s: state dict has '%lld.bias' but "

@@ -6,6 +6,7 @@
  * give them; model_blocks.c reads them back. */
 #include "io/model_io.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,32 @@ static bool all_ones(const fib_tensor_view *v)
     return true;
 }
 
+/* A file the loader would refuse is not written: a value that is NaN or
+ * infinite in the graph (borrowed weights changed after the graph was
+ * built), or that overflows the file's dtype, gives FIB_E_NONFINITE. */
+static int32_t check_finite(const saver *s, const fib_graph *g, int32_t i,
+                            const fib_tensor_view *v, int32_t dt, const void *values,
+                            int64_t count)
+{
+    for (int64_t x = 0; x < count; x++) {
+        if (isfinite(fib_load(dt, values, x)))
+            continue;
+        int32_t st = fib_group_find_nonfinite(g, i, s->path);
+        if (st != FIB_OK)
+            return st;
+        int64_t per_row = count / v->shape[0];
+        double value = fib_load(v->dtype, v->data, x / per_row * v->row_stride + x % per_row);
+        char index[FIB_TENSOR_INDEX_TEXT];
+        fib_tensor_index_text(v, x, index);
+        const char *name = g->groups[i].name;
+        return fib_error(FIB_E_NONFINITE,
+                         "%s: group %d%s%s%s: %s %s = %g does not fit in float32 (save it "
+                         "as float64)", s->path, (int)i, name ? " ('" : "", name ? name : "",
+                         name ? "')" : "", v->name, index, value);
+    }
+    return FIB_OK;
+}
+
 /* Adds tensor `index` of group i to the file and to the group's
  * "tensors" object. */
 static int32_t add_tensor(saver *s, const fib_graph *g, int32_t i, int32_t index,
@@ -130,6 +157,9 @@ static int32_t add_tensor(saver *s, const fib_graph *g, int32_t i, int32_t index
     int32_t st = fib_graph_read_tensor(g, i, index, dt, s->buffers[k], count);
     if (st != FIB_OK)
         return fib_model_rewrap(st, s->path, "saving");
+    st = check_finite(s, g, i, &v, dt, s->buffers[k], count);
+    if (st != FIB_OK)
+        return st;
     fib_st_out *t = &s->tensors[k];
     memset(t, 0, sizeof *t);
     t->name = s->names[k];

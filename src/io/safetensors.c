@@ -98,6 +98,7 @@ void fib_st_close(fib_st_file *file)
         fib_free(file->tensors[i].owned);
     }
     fib_free(file->tensors);
+    fib_free(file->by_name);
     for (int64_t i = 0; i < file->n_meta; i++) {
         fib_free(file->meta_keys[i]);
         fib_free(file->meta_values[i]);
@@ -116,10 +117,41 @@ void fib_st_close(fib_st_file *file)
 
 const fib_st_tensor *fib_st_find(const fib_st_file *file, const char *name)
 {
-    for (int64_t i = 0; i < file->n_tensors; i++)
-        if (strcmp(file->tensors[i].name, name) == 0)
-            return &file->tensors[i];
+    int64_t lo = 0, hi = file->by_name ? file->n_tensors : 0;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(file->by_name[mid]->name, name);
+        if (c == 0)
+            return file->by_name[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
+}
+
+static int compare_tensor_names(const void *a, const void *b)
+{
+    const fib_st_tensor *const *x = a;
+    const fib_st_tensor *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+/* The name index of fib_st_find (names are unique: parse_header refused
+ * duplicates), so that a reader looking up every tensor stays
+ * O(n log n). */
+static int32_t index_names(fib_st_file *f)
+{
+    if (f->n_tensors == 0)
+        return FIB_OK;
+    f->by_name = fib_alloc(f->n_tensors, sizeof *f->by_name);
+    if (!f->by_name)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", f->path);
+    for (int64_t i = 0; i < f->n_tensors; i++)
+        f->by_name[i] = &f->tensors[i];
+    qsort(f->by_name, (size_t)f->n_tensors, sizeof *f->by_name, compare_tensor_names);
+    return FIB_OK;
 }
 
 const char *fib_st_meta(const fib_st_file *file, const char *key)
@@ -431,6 +463,8 @@ static int32_t parse_header(fib_st_file *f)
     }
     if (st == FIB_OK)
         st = check_coverage(f, data_size);
+    if (st == FIB_OK)
+        st = index_names(f);
     for (int64_t i = 0; i < f->n_tensors && st == FIB_OK; i++)
         st = attach_data(f, b + 8 + n, &f->tensors[i]);
 done:

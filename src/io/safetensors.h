@@ -45,6 +45,7 @@ typedef struct fib_st_file {
     bool owns_bytes;
     int64_t n_tensors;          /* in header order */
     fib_st_tensor *tensors;
+    fib_st_tensor **by_name;    /* the tensors sorted by name, for fib_st_find */
     int64_t n_meta;
     char **meta_keys;
     char **meta_values;
@@ -59,6 +60,7 @@ int32_t fib_st_parse(const char *path, const unsigned char *bytes, size_t size,
                      fib_st_file **out);
 void fib_st_close(fib_st_file *file);
 
+/* The tensor called `name`, NULL if none: O(log n_tensors). */
 const fib_st_tensor *fib_st_find(const fib_st_file *file, const char *name);
 /* The __metadata__ value of key, NULL if absent. */
 const char *fib_st_meta(const fib_st_file *file, const char *key);

@@ -30,7 +30,7 @@ def test_quick_frontier(tmp_path):
     for r in rows:
         assert float(r["kept"]) <= float(r["budget"]) + 1e-9
     baseline = [float(r["accuracy"]) for r in rows if r["method"] == "baseline"][0]
-    assert baseline > 85  # SGD recipe on 12,000 images
+    assert baseline > 80  # the training worked (SGD recipe on 12,000 images: measured 86.6)
     for budget in ("0.1", "0.17", "0.3"):
         at = {r["method"]: r for r in rows if r["budget"] == budget}
         peers = [float(v["accuracy"]) for k, v in at.items() if k.startswith("peer:")]

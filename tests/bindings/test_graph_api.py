@@ -246,8 +246,11 @@ def test_headerless_third_column_as_weight(tmp_path):
     g = Graph.read_edgelist(path, header=False, third="weight")
     assert g.node_names(0) == ["x", "y", "z", "u"]
     assert partition(g) == [[0, 3], [1, 2]]
-    typed = Graph.read_edgelist(path, header=False)
+    typed = Graph.read_edgelist(path, header=False, third="type")
     assert typed.edge_type_names(0) == ["2.0", "1.0"]
+    # unsaid, fractional numbers are neither guessed types nor weights
+    with pytest.raises(fibration.FibrationError, match="are they weights"):
+        Graph.read_edgelist(path, header=False)
 
 
 def test_named_types_mean_one_type_across_arc_sets():

@@ -242,6 +242,21 @@ def test_fiber_tracker(tmp_path):
     assert (tmp_path / "fibers.png").stat().st_size > 1000
 
 
+def test_fiber_tracker_legend_names_every_layer_of_a_sequential():
+    pytest.importorskip("matplotlib")
+    model, _ = planted_mlp(nn.ReLU)
+    tracker = ft.FiberTracker(model, torch.randn(8, 10))
+    tracker(accuracy=0.5)
+    fig = tracker.plot()
+    legend = fig.axes[0].get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert len(labels) == len(tracker.fibers) >= 2
+    for name in tracker.fibers:
+        assert any(name in label for label in labels)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
 class Conv(nn.Module):
     def __init__(self):
         super().__init__()

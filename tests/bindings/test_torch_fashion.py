@@ -5,7 +5,8 @@ model keeps its size and function), and at a documented eps (abs tolerance:
 CNN 0.5, LSTM 1.5) with a stated accuracy; the saved plan re-applies. A
 small MLP compressed to a budget (the C library's correction) stays within
 a stated tolerance of the numpy reference of that correction on the test
-images. The --quick modes of the two examples in docs/examples run too."""
+images. The --quick modes of the two examples in docs/examples run too.
+Torch runs on one thread (conftest.one_torch_thread) and seeds are fixed."""
 
 import os
 import subprocess
@@ -41,8 +42,7 @@ class SequenceClassifier(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def data():
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+def data(one_torch_thread):
     return fashion_data.load(12000, 5000)
 
 

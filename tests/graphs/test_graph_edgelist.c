@@ -121,6 +121,111 @@ static void errors(void)
     fib_edgelist_clear(NULL);
 }
 
+static int32_t parse_columns(const char *text, uint32_t flags, const char *columns,
+                             fib_edgelist *e)
+{
+    return fib_edgelist_parse_columns(text, strlen(text), flags, columns, "t.csv", e);
+}
+
+/* A UTF-8 byte order mark is not part of the first column's name: the
+ * header is still recognised and no arc "\xEF\xBB\xBFsource -> target"
+ * appears. */
+static void byte_order_mark_is_skipped(void)
+{
+    fib_edgelist e;
+    CHECK_OK(parse("\xEF\xBB\xBFsource,target\na,b\nb,c\n", 0, &e));
+    CHECK(e.n_arcs == 2 && e.n_nodes == 3, "BOM: %lld arcs", (long long)e.n_arcs);
+    CHECK(strcmp(fib_edgelist_node_name(&e, 0), "a") == 0, "BOM: first node");
+    fib_edgelist_clear(&e);
+    /* headerless: the first node's name has no BOM */
+    CHECK_OK(parse("\xEF\xBB\xBF" "a b\nb c\n", 0, &e));
+    CHECK(strcmp(fib_edgelist_node_name(&e, 0), "a") == 0, "BOM: headerless name");
+    fib_edgelist_clear(&e);
+}
+
+/* Every line has the first line's number of fields: a headerless file
+ * whose first line has 2 and later lines 3 would lose the types. */
+static void field_counts_must_agree(void)
+{
+    expect_error("a b\nb c t\n", 0, FIB_E_FORMAT, ":2: 3 fields, but line 1 has 2");
+    expect_error("a b t\nb c\n", 0, FIB_E_FORMAT, ":2: 2 fields, but line 1 has 3");
+    expect_error("source,target\na,b\nb,c,t\n", 0, FIB_E_FORMAT, ":3:");
+    expect_error("a,b,t\nb,c,t,1,x\n", 0, FIB_E_FORMAT, ":2:");
+    /* more than source target type weight without a header: name them */
+    expect_error("a b t 1 x\n", 0, FIB_E_FORMAT, "name the columns");
+    expect_error("a b 1 2\n", FIB_EDGELIST_THIRD_IS_WEIGHT, FIB_E_FORMAT, ":1:");
+}
+
+/* A first line that names the columns is a header unless its names are
+ * also nodes: "from to" then "to from" is refused, not guessed. */
+static void ambiguous_header_is_refused(void)
+{
+    expect_error("from to\nto from\na from\n", 0, FIB_E_FORMAT, "header or an arc");
+    expect_error("source,target\nsource,x\n", 0, FIB_E_FORMAT, "\"source\"");
+    fib_edgelist e;
+    CHECK_OK(parse("from to\nto from\n", FIB_EDGELIST_NO_HEADER, &e));
+    CHECK(e.n_arcs == 2, "forced no header keeps the first arc");
+    fib_edgelist_clear(&e);
+    CHECK_OK(parse("from to\nto from\n", FIB_EDGELIST_HEADER, &e));
+    CHECK(e.n_arcs == 1, "forced header");
+    fib_edgelist_clear(&e);
+    /* names that are not nodes: a header */
+    CHECK_OK(parse("from to\na b\n", 0, &e));
+    CHECK(e.n_arcs == 1 && e.n_nodes == 2, "from/to header");
+    fib_edgelist_clear(&e);
+}
+
+/* A third column read by position as a type but holding fractional
+ * numbers is refused (weights?); integers stay types. */
+static void fractional_third_column_is_refused(void)
+{
+    expect_error("a b 0.5\nb c 1.5\n", 0, FIB_E_FORMAT, ":1: the third column");
+    expect_error("a b 1\nb c 2.25\n", 0, FIB_E_FORMAT, ":2: the third column");
+    fib_edgelist e;
+    CHECK_OK(parse("a b 1\nb c 2\nc a 1\n", 0, &e));
+    CHECK(e.n_types == 2 && !e.weight, "integer types");
+    fib_edgelist_clear(&e);
+    CHECK_OK(parse("a b 0.5\nb c 1.5\n", FIB_EDGELIST_THIRD_IS_TYPE, &e)); /* said */
+    CHECK(e.n_types == 2 && !e.weight, "types said");
+    fib_edgelist_clear(&e);
+    expect_error("a b 1\n", FIB_EDGELIST_THIRD_IS_TYPE | FIB_EDGELIST_THIRD_IS_WEIGHT,
+                 FIB_E_INVALID, "flags");
+    CHECK_OK(parse("a b 0.5\nb c x\n", 0, &e)); /* not all numbers: types */
+    CHECK(e.n_types == 2, "mixed types");
+    fib_edgelist_clear(&e);
+}
+
+/* The columns named by the caller: weights in the third column, roles in
+ * any order, ignored columns, the header skipped; bad lists refused. */
+static void column_list(void)
+{
+    fib_edgelist e;
+    CHECK_OK(parse_columns("a b 0.5\nb c 1.5\n", 0, "source,target,weight", &e));
+    CHECK(e.n_arcs == 2 && !e.type && e.weight && e.weight[1] == 1.5, "u v weight");
+    fib_edgelist_clear(&e);
+    CHECK_OK(parse_columns("x,0.5,b,a,t\ny,2,c,b,u\n", 0, "-,weight,target,source,type",
+                           &e));
+    CHECK(strcmp(fib_edgelist_node_name(&e, 0), "a") == 0 && e.src[0] == 0 &&
+              e.dst[0] == 1 && e.weight[0] == 0.5 && e.n_types == 2, "reordered");
+    fib_edgelist_clear(&e);
+    CHECK_OK(parse_columns("from,to,cost\na,b,3\n", 0, "source,target,weight", &e));
+    CHECK(e.n_arcs == 1 && e.weight[0] == 3, "header skipped");
+    fib_edgelist_clear(&e);
+    CHECK(parse_columns("a b 1\n", 0, "source,target,weight", &e) == FIB_OK, "ok");
+    fib_edgelist_clear(&e);
+    CHECK(parse_columns("a b 1\nb c\n", 0, "source,target,weight", &e) == FIB_E_FORMAT &&
+              strstr(fib_last_error(), ":2: 2 fields, but the column list names 3"),
+          "%s", fib_last_error());
+    CHECK(parse_columns("a b\n", 0, "source,weight", &e) == FIB_E_INVALID &&
+              strstr(fib_last_error(), "needs a source and a target"), "no target");
+    CHECK(parse_columns("a b\n", 0, "source,source", &e) == FIB_E_INVALID &&
+              strstr(fib_last_error(), "names source twice"), "twice");
+    CHECK(parse_columns("a b\n", 0, "source,dest", &e) == FIB_E_INVALID &&
+              strstr(fib_last_error(), "\"dest\""), "unknown role");
+    CHECK(parse_columns("a b\n", FIB_EDGELIST_THIRD_IS_WEIGHT, "source,target", &e) ==
+              FIB_E_INVALID, "list with THIRD_IS_WEIGHT");
+}
+
 /* Random mutations of valid files: every outcome is OK or a clean error. */
 static void fuzz(void)
 {
@@ -195,6 +300,11 @@ int main(int argc, char **argv)
 {
     formats();
     errors();
+    byte_order_mark_is_skipped();
+    field_counts_must_agree();
+    ambiguous_header_is_refused();
+    fractional_third_column_is_refused();
+    column_list();
     fuzz();
     if (argc > 1)
         data_files(argv[1]);

@@ -74,9 +74,9 @@ static const bad_case bad_cases[] = {
      -1, 8, 0, "past the end of the data region"},
     {"end before begin", "{\"t\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,0]}}",
      -1, 8, 0, "is before begin"},
-    {"duplicate name", "{" T1 "," T1 "}", -1, 8, 0, "duplicate tensor name 't'"},
+    {"duplicate name", "{" T1 "," T1 "}", -1, 8, 0, "member \"t\" given twice"},
     {"duplicate field", "{\"t\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[2],"
-     "\"data_offsets\":[0,8]}}", -1, 8, 0, "field 'dtype': given twice"},
+     "\"data_offsets\":[0,8]}}", -1, 8, 0, "member \"dtype\" given twice"},
     {"missing field", "{\"t\":{\"dtype\":\"F32\",\"data_offsets\":[0,8]}}", -1, 8, 0,
      "field 'shape': missing"},
     {"unknown field", "{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],"
@@ -95,7 +95,7 @@ static const bad_case bad_cases[] = {
     {"non-string metadata", "{\"__metadata__\":{\"k\":1}," T1 "}", -1, 8, 0,
      "__metadata__ value of 'k' is a number, not a string"},
     {"duplicate metadata", "{\"__metadata__\":{\"k\":\"a\",\"k\":\"b\"}}", -1, 0, 0,
-     "has the key 'k' twice"},
+     "member \"k\" given twice"},
     {"data without tensors", "{}", -1, 8, 0, "lists no tensors"},
 };
 

@@ -176,10 +176,9 @@ static void every_allocation_fails_once(const planted_mlp *mlp,
         int64_t failed = run_once(mlp, path, k, &reference, NULL);
         failures += failed;
     }
-    /* A few failures are absorbed by documented fallbacks (the direct dense
-     * signature falls back to the general one, the duplicate-key check of
-     * the JSON reader to a quadratic scan); the run then gives the same
-     * results, which run_once checks. Most must reach the caller. */
+    /* A few failures are absorbed by a documented fallback (the direct
+     * dense signature falls back to the general one); the run then gives
+     * the same results, which run_once checks. Most must reach the caller. */
     CHECK(failures > total / 2);
     CHECK(run_once(mlp, path, total + 1, &reference, NULL) == 0);
     printf("     %s: %lld allocations, each failed once: %lld gave "

@@ -2,6 +2,7 @@
  * names what was wrong, and leaves the graph as it was. Run under valgrind
  * (meson test --setup valgrind) to see that nothing leaks. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,10 +168,83 @@ static void names_versions_and_null_frees(void)
     CHECK(fib_base_graph(NULL) == NULL);
 }
 
+/* Strict UTF-8 structure: every lead byte followed by its continuation
+ * bytes, nothing else. */
+static bool valid_utf8(const char *text)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    while (*s) {
+        int more = *s < 0x80 ? 0 : *s >= 0xF0 && *s < 0xF8 ? 3 : *s >= 0xE0 ? 2
+                 : *s >= 0xC0 ? 1 : -1;
+        if (more < 0)
+            return false;
+        s++;
+        for (int k = 0; k < more; k++, s++)
+            if ((*s & 0xC0) != 0x80)
+                return false;
+    }
+    return true;
+}
+
+static bool ends_with(const char *text, const char *end)
+{
+    size_t n = strlen(text), m = strlen(end);
+    return n >= m && strcmp(text + n - m, end) == 0;
+}
+
+/* A path of `n_chars` copies of `ch` in directories of 50 characters,
+ * after `shift` ASCII bytes, under a directory that does not exist. */
+static char *long_path(const char *ch, int n_chars, int shift)
+{
+    size_t size = strlen("/fib-no-such-dir/") + (size_t)shift + (size_t)n_chars * (strlen(ch) + 1) + 1;
+    char *path = malloc(size);
+    strcpy(path, "/fib-no-such-dir/");
+    for (int k = 0; k < shift; k++)
+        strcat(path, "x");
+    for (int k = 0; k < n_chars; k++) {
+        strcat(path, ch);
+        if (k % 50 == 49)
+            strcat(path, "/");
+    }
+    return path;
+}
+
+/* fib_last_error used to be cut at 511 bytes, losing the reason after a
+ * long path. A path of PATH_MAX bytes fits whole; a longer message keeps
+ * its start and its reason, elided in the middle, and stays valid UTF-8
+ * wherever the cuts fall inside multi-byte characters. */
+static void long_path_keeps_the_reason(void)
+{
+    fib_graph *g = NULL;
+    char *path = long_path("d", 3900, 0);
+    CHECK(fib_model_load(path, NULL, &g) == FIB_E_IO);
+    CHECK(strncmp(fib_last_error(), path, strlen(path)) == 0);
+    CHECK(strstr(fib_last_error(), "cannot open") != NULL);
+    CHECK(ends_with(fib_last_error(), "No such file or directory"));
+    free(path);
+
+    const char *chars[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"}; /* é € 😀 */
+    for (int c = 0; c < 3; c++)
+        for (int shift = 0; shift < 4; shift++) {
+            path = long_path(chars[c], 5000, shift);
+            CHECK(fib_model_load(path, NULL, &g) == FIB_E_IO);
+            const char *message = fib_last_error();
+            CHECK(strlen(message) < 4096);
+            CHECK(strlen(message) > 3000); /* the buffer is used, not cut short */
+            CHECK(valid_utf8(message));
+            CHECK(strncmp(message, "/fib-no-such-dir/", 17) == 0);
+            CHECK(strstr(message, " ... ") != NULL);
+            CHECK(ends_with(message, ": cannot open: File name too long"));
+            free(path);
+        }
+    CHECK(g == NULL);
+}
+
 int main(void)
 {
     RUN(builder_errors);
     RUN(colouring_errors);
     RUN(names_versions_and_null_frees);
+    RUN(long_path_keeps_the_reason);
     return test_failures ? 1 : 0;
 }

@@ -593,21 +593,24 @@ class Graph(_Handle):
         return cls._from_arcs(from_scipy(matrix), node_names)
 
     @classmethod
-    def read_edgelist(cls, path, header=None, delimiter=None, third="type", flags=0):
+    def read_edgelist(cls, path, header=None, delimiter=None, third=None, flags=0):
         """A graph of one node group read from an edge-list file by the
         library (fib_graph_read_edgelist; formats in docs/graphs.md). Nodes
         are numbered in order of first appearance and keep their names.
         header: None (detect), True or False; delimiter: None (detect), ',',
         '\\t' or ' ' (runs of blanks); third: what a headerless file's third
-        column is, 'type' or 'weight'; flags: further FIB_EDGELIST_* bits."""
+        column is, 'type' or 'weight', or None: a type, but a column of
+        numbers that are not all integers is refused as ambiguous;
+        flags: further FIB_EDGELIST_* bits."""
         code = int(flags)
         if header is not None:
             code |= _ffi.FIB_EDGELIST_HEADER if header else _ffi.FIB_EDGELIST_NO_HEADER
         if delimiter is not None:
             code |= _kind({",": _ffi.FIB_EDGELIST_COMMA, "\t": _ffi.FIB_EDGELIST_TAB,
                            " ": _ffi.FIB_EDGELIST_WHITESPACE}, delimiter, "delimiter")
-        if _kind({"type": 0, "weight": 1}, third, "third column"):
-            code |= _ffi.FIB_EDGELIST_THIRD_IS_WEIGHT
+        if third is not None:
+            code |= _kind({"type": _ffi.FIB_EDGELIST_THIRD_IS_TYPE,
+                           "weight": _ffi.FIB_EDGELIST_THIRD_IS_WEIGHT}, third, "third column")
         g = cls()
         out = ctypes.c_int32()
         check(lib.fib_graph_read_edgelist(g._p(), os.fsencode(path), code,

@@ -23,7 +23,7 @@ FIB_E_NONFINITE = -4  # a weight or input is NaN or infinite
 FIB_E_OVERFLOW = -5  # a size is too large to be represented
 FIB_E_NOMEM = -6  # an allocation failed; nothing leaked, handles unchanged
 FIB_E_RANGE = -7  # a group id, unit index or class index is out of range
-FIB_E_MISMATCH = -8  # handles that do not belong together (colouring of another graph)
+FIB_E_MISMATCH = -8  # handles that do not belong together (colouring of another graph or of its state before a change)
 FIB_E_UNSUPPORTED = -9  # a valid request this version cannot do; the message says what
 FIB_E_IO = -10  # a file could not be opened, read or written
 FIB_E_FORMAT = -11  # a file or description is malformed; the message says where
@@ -78,6 +78,7 @@ FIB_EDGELIST_COMMA = 4  # fields separated by ','
 FIB_EDGELIST_TAB = 8  # fields separated by a tab
 FIB_EDGELIST_WHITESPACE = 16  # fields separated by blank runs
 FIB_EDGELIST_THIRD_IS_WEIGHT = 32  # no header: src dst weight
+FIB_EDGELIST_THIRD_IS_TYPE = 64  # no header: src dst type [weight], even when the types are fractional numbers
 FIB_SYM_AUTOMORPHISMS = 4
 FIB_AUTOMORPHISM_MAX_NODES = 20000
 FIB_CHAIN_ORBITS_IN_COVERS = 1  # every orbit lies inside one cover
@@ -162,6 +163,7 @@ CONSTANTS = {
     'FIB_EDGELIST_TAB': FIB_EDGELIST_TAB,
     'FIB_EDGELIST_WHITESPACE': FIB_EDGELIST_WHITESPACE,
     'FIB_EDGELIST_THIRD_IS_WEIGHT': FIB_EDGELIST_THIRD_IS_WEIGHT,
+    'FIB_EDGELIST_THIRD_IS_TYPE': FIB_EDGELIST_THIRD_IS_TYPE,
     'FIB_SYM_AUTOMORPHISMS': FIB_SYM_AUTOMORPHISMS,
     'FIB_AUTOMORPHISM_MAX_NODES': FIB_AUTOMORPHISM_MAX_NODES,
     'FIB_CHAIN_ORBITS_IN_COVERS': FIB_CHAIN_ORBITS_IN_COVERS,
@@ -190,6 +192,18 @@ class fib_graph(ctypes.Structure):
 # A partition of every group's units into classes. Classes never span
 # groups. Class ids are canonical: numbered 0, 1, ... in the order of their
 # lowest unit index, so equal partitions give equal arrays.
+#
+# A colouring belongs to the graph it was made for (by fib_color,
+# fib_coloring_create, fib_automorphisms, ...), as that graph was then:
+# every call taking a graph and a colouring refuses with FIB_E_MISMATCH a
+# colouring of another graph, even one of the same shape, and one made
+# before the graph was changed by adding a group or arcs,
+# fib_graph_set_activation, fib_graph_set_initial_classes or
+# fib_graph_set_convention (names and per-group eps change nothing it was
+# made from). What a colouring keeps (class sums for fib_compress) was read
+# from that graph's weights. To use classes found on one graph with
+# another, copy them (fib_coloring_colors) into fib_coloring_create(other)
+# with fib_coloring_set_group.
 class fib_coloring(ctypes.Structure):
     """Opaque handle; only used through pointers."""
 
@@ -235,6 +249,7 @@ class fib_budget_options(ctypes.Structure):
         ('synthetic_scale', ctypes.c_double),
         ('synthetic_samples', ctypes.c_int32),
         ('corrected', ctypes.c_int32),
+        ('smallest_fraction', ctypes.c_double),
     ]
 
 
@@ -339,6 +354,7 @@ FUNCTIONS = [
     ('fib_quotient_arcs', [ctypes.POINTER(fib_quotient), ctypes.c_int64, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
     ('fib_coloring_fiber_blocks', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_coloring), ctypes.c_int32, ctypes.c_int64, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
     ('fib_graph_read_edgelist', [ctypes.POINTER(fib_graph), ctypes.c_char_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_graph_read_edgelist_columns', [ctypes.POINTER(fib_graph), ctypes.c_char_p, ctypes.c_uint32, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_graph_node_name', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int64], ctypes.c_char_p),
     ('fib_graph_num_edge_types', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_graph_edge_type_name', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int32], ctypes.c_char_p),
@@ -430,6 +446,7 @@ PARAMETERS = {
     'fib_quotient_arcs': ('quotient', 'capacity', 'src_group', 'src_class', 'dst_group', 'dst_class', 'type', 'weight', 'multiplicity', ),
     'fib_coloring_fiber_blocks': ('graph', 'coloring', 'group', 'capacity', 'class_ids', 'sizes', 'n_on_cycle', 'n_blocks_out', ),
     'fib_graph_read_edgelist': ('graph', 'path', 'flags', 'group_out', ),
+    'fib_graph_read_edgelist_columns': ('graph', 'path', 'flags', 'columns', 'group_out', ),
     'fib_graph_node_name': ('graph', 'group', 'node', ),
     'fib_graph_num_edge_types': ('graph', 'group', 'n_out', ),
     'fib_graph_edge_type_name': ('graph', 'group', 'type', ),

@@ -2,7 +2,8 @@
 
 Lookup order (the first that exists wins):
   1. the FIBRATION_LIBRARY environment variable (a path to the library);
-  2. the package's own folder (a wheel or an install that ships the library);
+  2. the package's own folder (where `pip install .` puts it: the wheel
+     carries the library);
   3. the meson build directories of the source tree this package sits in
      (<repo>/build*/src/libfibration.so, the newest first);
   4. `pkg-config --variable=libdir fibration`;

@@ -31,7 +31,7 @@ const FIB_E_OVERFLOW = Int32(-5)
 const FIB_E_NOMEM = Int32(-6)
 # a group id, unit index or class index is out of range
 const FIB_E_RANGE = Int32(-7)
-# handles that do not belong together (colouring of another graph)
+# handles that do not belong together (colouring of another graph or of its state before a change)
 const FIB_E_MISMATCH = Int32(-8)
 # a valid request this version cannot do; the message says what
 const FIB_E_UNSUPPORTED = Int32(-9)
@@ -123,6 +123,8 @@ const FIB_EDGELIST_TAB = UInt32(8)
 const FIB_EDGELIST_WHITESPACE = UInt32(16)
 # no header: src dst weight
 const FIB_EDGELIST_THIRD_IS_WEIGHT = UInt32(32)
+# no header: src dst type [weight], even when the types are fractional numbers
+const FIB_EDGELIST_THIRD_IS_TYPE = UInt32(64)
 const FIB_SYM_AUTOMORPHISMS = Int32(4)
 const FIB_AUTOMORPHISM_MAX_NODES = Int32(20000)
 # every orbit lies inside one cover
@@ -159,6 +161,18 @@ mutable struct fib_graph end
 A partition of every group's units into classes. Classes never span
 groups. Class ids are canonical: numbered 0, 1, ... in the order of their
 lowest unit index, so equal partitions give equal arrays.
+
+A colouring belongs to the graph it was made for (by fib_color,
+fib_coloring_create, fib_automorphisms, ...), as that graph was then:
+every call taking a graph and a colouring refuses with FIB_E_MISMATCH a
+colouring of another graph, even one of the same shape, and one made
+before the graph was changed by adding a group or arcs,
+fib_graph_set_activation, fib_graph_set_initial_classes or
+fib_graph_set_convention (names and per-group eps change nothing it was
+made from). What a colouring keeps (class sums for fib_compress) was read
+from that graph's weights. To use classes found on one graph with
+another, copy them (fib_coloring_colors) into fib_coloring_create(other)
+with fib_coloring_set_group.
 """
 mutable struct fib_coloring end
 
@@ -202,8 +216,9 @@ struct fib_budget_options
     synthetic_scale::Cdouble
     synthetic_samples::Int32
     corrected::Int32
+    smallest_fraction::Cdouble
 end
-fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int32), zero(Int32))
+fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int32), zero(Int32), zero(Cdouble))
 
 struct fib_load_options
     struct_size::Csize_t
@@ -263,7 +278,9 @@ end
 """
 The message of the last failing call on this thread, "" if none. The
 string belongs to the library and is valid until the next call on this
-thread.
+thread. At most 4095 bytes: enough for a path of PATH_MAX bytes and the
+reason after it; a longer message keeps its first 1 KiB and its end (the
+reason) around " ... ", cut between UTF-8 characters.
 """
 const _cache_fib_last_error = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_last_error()
@@ -301,7 +318,8 @@ Adds a dense block: a new group of n_out units computing
 over the units x of group `source` (n_in = its width, ld >= n_in). The new
 group starts with the linear activation (see fib_graph_set_activation).
 dtype is FIB_DTYPE_F32 or FIB_DTYPE_F64 for both weights and bias; bias may
-be NULL (no bias). flags: 0 (borrow) or FIB_COPY.
+be NULL (no bias). flags: 0 (borrow: weights and bias stay alive and
+unchanged while the graph lives) or FIB_COPY.
 Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype, flags),
 FIB_E_SHAPE (n_out < 1, ld < n_in), FIB_E_OVERFLOW, FIB_E_NONFINITE (the
 message gives row and column), FIB_E_NOMEM.
@@ -450,7 +468,10 @@ order). The activity of a group with positions (an image, a sequence) is
 laid out [position][unit]: for images, channels last (NHWC); for
 sequences, time-major within a sample (PyTorch's batch_first layout).
 dtype applies to both buffers. Errors: FIB_E_NULL, FIB_E_SHAPE (batch < 1), FIB_E_INVALID,
-FIB_E_NONFINITE (an input), FIB_E_NOMEM.
+FIB_E_NONFINITE (an input; or a weight that became NaN or infinite in
+borrowed memory after it was added: the message names group, tensor and
+element; a block's values are looked at only when its output is not
+finite, so this costs nothing otherwise), FIB_E_NOMEM.
 """
 const _cache_fib_graph_forward = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_forward(graph, batch, dtype, inputs, outputs)
@@ -760,8 +781,10 @@ tolerance eps (0: up to rounding, as FIB_TOL_EXACT): *balanced_out is 1 or
 0. When 0, fib_last_error() describes the first violation found (group,
 class, units, coordinate). An automorphism colouring is checked as both
 fibers and opfibers. Input groups (fibers) and output groups
-(opfibers) are not checked. Errors: FIB_E_MISMATCH (colouring of another
-graph shape), FIB_E_INVALID (eps).
+(opfibers) are not checked. Errors: FIB_E_MISMATCH (a colouring of another
+graph, or made before the graph was changed), FIB_E_INVALID (eps),
+FIB_E_NONFINITE (a weight that became NaN or infinite in borrowed memory,
+named: it would compare equal to nothing).
 """
 const _cache_fib_coloring_is_balanced = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_coloring_is_balanced(graph, coloring, eps, balanced_out)
@@ -809,7 +832,9 @@ needs; fib_compress then does not read those weights again (the same
 bits either way).
 Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_UNSUPPORTED (scales on a group
 that is not dense, whose activation is not linear, ReLU or leaky ReLU, or
-that is read by a block that is not dense), FIB_E_NOMEM.
+that is read by a block that is not dense), FIB_E_NONFINITE (the base
+would hold a NaN or infinite weight: one of `graph` changed in borrowed
+memory, named, or merged sums beyond the range of double), FIB_E_NOMEM.
 """
 const _cache_fib_compress = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_compress(graph, coloring, out)
@@ -945,8 +970,10 @@ of a PyTorch nn.Sequential of Linear layers: tensors named "<i>.weight"
 (out x in) and optionally "<i>.bias", i ascending; they load as a chain of
 dense groups named "<i>" after an input group named "input", with
 options->activation on every hidden group and a linear last group.
-F32 and F64 tensors are borrowed from the mapping (zero copies); F16 and
-BF16 are converted to float32 copies owned by the graph.
+F32 and F64 tensors are borrowed from the mapping (zero copies; the file
+must then not change in place while the graph lives, see
+fib_load_options.copy); F16 and BF16 are converted to float32 copies
+owned by the graph.
 A borrowed mapping reads the file itself: if another program truncates
 the file while the graph lives, touching the lost pages raises SIGBUS.
 The library installs no signal handlers; a program that cannot trust its
@@ -980,7 +1007,10 @@ Tensors are named "<group name>.<tensor>" (e.g. "0.weight") when every
 group with tensors has a distinct non-empty name (so a saved nn.Sequential
 state dict keeps its keys), else "groups.<id>.<tensor>".
 Errors: FIB_E_NULL, FIB_E_INVALID (dtype), FIB_E_UNSUPPORTED (node groups
-of general graphs), FIB_E_IO, FIB_E_NOMEM.
+of general graphs), FIB_E_NONFINITE (a weight that became NaN or infinite
+in borrowed memory, or that float32 cannot hold when saving as float32:
+the message names group, tensor and element; nothing is written, as the
+file could not be loaded), FIB_E_IO, FIB_E_NOMEM.
 """
 const _cache_fib_model_save = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_model_save(graph, path, dtype)
@@ -1029,7 +1059,8 @@ weights or none has. The arrays are BORROWED unless flags has FIB_COPY.
 Errors: FIB_E_NULL, FIB_E_RANGE (a group that is not a node group, or a
 node index out of range: the message gives the arc), FIB_E_SHAPE (m < 0),
 FIB_E_NONFINITE (the message gives the arc), FIB_E_INVALID (flags, or
-weights on some arc sets only), FIB_E_NOMEM.
+weights on some arc sets only), FIB_E_NOMEM. Borrowed arrays must stay
+unchanged while the graph lives.
 """
 const _cache_fib_graph_add_edges = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_add_edges(graph, src_group, dst_group, m, src, dst, weight, type_, flags)
@@ -1112,12 +1143,33 @@ naming the columns source, target and optionally type and weight, in any
 case and order; node and type names are strings, see docs/graphs.md) into
 a new node group whose arcs are the file's. Nodes are numbered in order of
 first appearance; their names stay available (fib_graph_node_name).
+path "-" reads standard input (name a file called "-" as "./-").
+Ambiguous files are refused, never guessed (docs/graphs.md: a first line
+that names the columns but whose names are also nodes, lines with
+different numbers of fields, a third column of fractional numbers read by
+position as types).
 Errors: FIB_E_NULL, FIB_E_IO, FIB_E_FORMAT (the message gives the line),
 FIB_E_NONFINITE (a weight), FIB_E_INVALID (flags), FIB_E_NOMEM.
 """
 const _cache_fib_graph_read_edgelist = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_read_edgelist(graph, path, flags, group_out)
     ccall(_cfunction(_cache_fib_graph_read_edgelist, :fib_graph_read_edgelist), Int32, (Ptr{fib_graph}, Cstring, UInt32, Ptr{Int32}, ), graph, path, flags, group_out)
+end
+
+"""
+fib_graph_read_edgelist with every column's role listed, in order,
+comma-separated: "source", "target", "type", "weight", or "-" for a
+column to ignore (e.g. "source,target,weight" for networkx's
+`u v weight` files). Every line then has exactly that many fields; a
+header line (FIB_EDGELIST_HEADER, or recognised as without a list) is
+skipped, its names unused. columns NULL: as fib_graph_read_edgelist.
+Errors: those of fib_graph_read_edgelist; FIB_E_INVALID also for a list
+without source or target, with a role twice or an unknown one, or
+combined with FIB_EDGELIST_THIRD_IS_WEIGHT.
+"""
+const _cache_fib_graph_read_edgelist_columns = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_read_edgelist_columns(graph, path, flags, columns, group_out)
+    ccall(_cfunction(_cache_fib_graph_read_edgelist_columns, :fib_graph_read_edgelist_columns), Int32, (Ptr{fib_graph}, Cstring, UInt32, Cstring, Ptr{Int32}, ), graph, path, flags, columns, group_out)
 end
 
 """
@@ -1403,6 +1455,7 @@ const FUNCTION_NAMES = [
     :fib_quotient_arcs,
     :fib_coloring_fiber_blocks,
     :fib_graph_read_edgelist,
+    :fib_graph_read_edgelist_columns,
     :fib_graph_node_name,
     :fib_graph_num_edge_types,
     :fib_graph_edge_type_name,

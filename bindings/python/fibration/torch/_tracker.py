@@ -55,7 +55,9 @@ class FiberTracker:
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(7, 4))
         for name, series in self.fibers.items():
-            ax.plot(self.steps, series, marker="o", label="%s (%d units)"
+            # matplotlib leaves out of the legend every label starting with
+            # '_' (an nn.Sequential's layers are _0, _1, ...): say "layer".
+            ax.plot(self.steps, series, marker="o", label="layer %s (%d units)"
                     % (name, self.units[name]))
         ax.set_xlabel("step")
         ax.set_ylabel("number of %s" % self.symmetry)

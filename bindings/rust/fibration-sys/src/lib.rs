@@ -35,7 +35,7 @@ pub const FIB_E_OVERFLOW: i32 = -5;
 pub const FIB_E_NOMEM: i32 = -6;
 /// a group id, unit index or class index is out of range
 pub const FIB_E_RANGE: i32 = -7;
-/// handles that do not belong together (colouring of another graph)
+/// handles that do not belong together (colouring of another graph or of its state before a change)
 pub const FIB_E_MISMATCH: i32 = -8;
 /// a valid request this version cannot do; the message says what
 pub const FIB_E_UNSUPPORTED: i32 = -9;
@@ -127,6 +127,8 @@ pub const FIB_EDGELIST_TAB: u32 = 8;
 pub const FIB_EDGELIST_WHITESPACE: u32 = 16;
 /// no header: src dst weight
 pub const FIB_EDGELIST_THIRD_IS_WEIGHT: u32 = 32;
+/// no header: src dst type [weight], even when the types are fractional numbers
+pub const FIB_EDGELIST_THIRD_IS_TYPE: u32 = 64;
 pub const FIB_SYM_AUTOMORPHISMS: i32 = 4;
 pub const FIB_AUTOMORPHISM_MAX_NODES: i32 = 20000;
 /// every orbit lies inside one cover
@@ -164,6 +166,18 @@ pub struct fib_graph {
 /// A partition of every group's units into classes. Classes never span
 /// groups. Class ids are canonical: numbered 0, 1, ... in the order of their
 /// lowest unit index, so equal partitions give equal arrays.
+///
+/// A colouring belongs to the graph it was made for (by fib_color,
+/// fib_coloring_create, fib_automorphisms, ...), as that graph was then:
+/// every call taking a graph and a colouring refuses with FIB_E_MISMATCH a
+/// colouring of another graph, even one of the same shape, and one made
+/// before the graph was changed by adding a group or arcs,
+/// fib_graph_set_activation, fib_graph_set_initial_classes or
+/// fib_graph_set_convention (names and per-group eps change nothing it was
+/// made from). What a colouring keeps (class sums for fib_compress) was read
+/// from that graph's weights. To use classes found on one graph with
+/// another, copy them (fib_coloring_colors) into fib_coloring_create(other)
+/// with fib_coloring_set_group.
 #[repr(C)]
 pub struct fib_coloring {
     _private: [u8; 0],
@@ -213,6 +227,7 @@ pub struct fib_budget_options {
     pub synthetic_scale: f64,
     pub synthetic_samples: i32,
     pub corrected: i32,
+    pub smallest_fraction: f64,
 }
 
 #[repr(C)]
@@ -258,7 +273,9 @@ extern "C" {
 
     /// The message of the last failing call on this thread, "" if none. The
     /// string belongs to the library and is valid until the next call on this
-    /// thread.
+    /// thread. At most 4095 bytes: enough for a path of PATH_MAX bytes and the
+    /// reason after it; a longer message keeps its first 1 KiB and its end (the
+    /// reason) around " ... ", cut between UTF-8 characters.
     pub fn fib_last_error() -> *const c_char;
 
     /// Creates an empty graph.
@@ -276,7 +293,8 @@ extern "C" {
     /// over the units x of group `source` (n_in = its width, ld >= n_in). The new
     /// group starts with the linear activation (see fib_graph_set_activation).
     /// dtype is FIB_DTYPE_F32 or FIB_DTYPE_F64 for both weights and bias; bias may
-    /// be NULL (no bias). flags: 0 (borrow) or FIB_COPY.
+    /// be NULL (no bias). flags: 0 (borrow: weights and bias stay alive and
+    /// unchanged while the graph lives) or FIB_COPY.
     /// Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype, flags),
     /// FIB_E_SHAPE (n_out < 1, ld < n_in), FIB_E_OVERFLOW, FIB_E_NONFINITE (the
     /// message gives row and column), FIB_E_NOMEM.
@@ -355,7 +373,10 @@ extern "C" {
     /// laid out [position][unit]: for images, channels last (NHWC); for
     /// sequences, time-major within a sample (PyTorch's batch_first layout).
     /// dtype applies to both buffers. Errors: FIB_E_NULL, FIB_E_SHAPE (batch < 1), FIB_E_INVALID,
-    /// FIB_E_NONFINITE (an input), FIB_E_NOMEM.
+    /// FIB_E_NONFINITE (an input; or a weight that became NaN or infinite in
+    /// borrowed memory after it was added: the message names group, tensor and
+    /// element; a block's values are looked at only when its output is not
+    /// finite, so this costs nothing otherwise), FIB_E_NOMEM.
     pub fn fib_graph_forward(graph: *const fib_graph, batch: i64, dtype: i32, inputs: *const c_void, outputs: *mut c_void) -> i32;
 
     /// Like fib_graph_forward, but writes the activity (after activation) of one
@@ -540,8 +561,10 @@ extern "C" {
     /// 0. When 0, fib_last_error() describes the first violation found (group,
     /// class, units, coordinate). An automorphism colouring is checked as both
     /// fibers and opfibers. Input groups (fibers) and output groups
-    /// (opfibers) are not checked. Errors: FIB_E_MISMATCH (colouring of another
-    /// graph shape), FIB_E_INVALID (eps).
+    /// (opfibers) are not checked. Errors: FIB_E_MISMATCH (a colouring of another
+    /// graph, or made before the graph was changed), FIB_E_INVALID (eps),
+    /// FIB_E_NONFINITE (a weight that became NaN or infinite in borrowed memory,
+    /// named: it would compare equal to nothing).
     pub fn fib_coloring_is_balanced(graph: *const fib_graph, coloring: *const fib_coloring, eps: f64, balanced_out: *mut i32) -> i32;
 
     /// The scale s_i of every unit of a group (FIB_TOL_SCALED; 1 for every unit
@@ -574,7 +597,9 @@ extern "C" {
     /// bits either way).
     /// Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_UNSUPPORTED (scales on a group
     /// that is not dense, whose activation is not linear, ReLU or leaky ReLU, or
-    /// that is read by a block that is not dense), FIB_E_NOMEM.
+    /// that is read by a block that is not dense), FIB_E_NONFINITE (the base
+    /// would hold a NaN or infinite weight: one of `graph` changed in borrowed
+    /// memory, named, or merged sums beyond the range of double), FIB_E_NOMEM.
     pub fn fib_compress(graph: *const fib_graph, coloring: *const fib_coloring, out: *mut *mut fib_base) -> i32;
 
     /// Frees a base and its graph. NULL is a no-op.
@@ -665,8 +690,10 @@ extern "C" {
     /// (out x in) and optionally "<i>.bias", i ascending; they load as a chain of
     /// dense groups named "<i>" after an input group named "input", with
     /// options->activation on every hidden group and a linear last group.
-    /// F32 and F64 tensors are borrowed from the mapping (zero copies); F16 and
-    /// BF16 are converted to float32 copies owned by the graph.
+    /// F32 and F64 tensors are borrowed from the mapping (zero copies; the file
+    /// must then not change in place while the graph lives, see
+    /// fib_load_options.copy); F16 and BF16 are converted to float32 copies
+    /// owned by the graph.
     /// A borrowed mapping reads the file itself: if another program truncates
     /// the file while the graph lives, touching the lost pages raises SIGBUS.
     /// The library installs no signal handlers; a program that cannot trust its
@@ -695,7 +722,10 @@ extern "C" {
     /// group with tensors has a distinct non-empty name (so a saved nn.Sequential
     /// state dict keeps its keys), else "groups.<id>.<tensor>".
     /// Errors: FIB_E_NULL, FIB_E_INVALID (dtype), FIB_E_UNSUPPORTED (node groups
-    /// of general graphs), FIB_E_IO, FIB_E_NOMEM.
+    /// of general graphs), FIB_E_NONFINITE (a weight that became NaN or infinite
+    /// in borrowed memory, or that float32 cannot hold when saving as float32:
+    /// the message names group, tensor and element; nothing is written, as the
+    /// file could not be loaded), FIB_E_IO, FIB_E_NOMEM.
     pub fn fib_model_save(graph: *const fib_graph, path: *const c_char, dtype: i32) -> i32;
 
     /// Saves a base: its network as fib_model_save does, and its projection
@@ -724,7 +754,8 @@ extern "C" {
     /// Errors: FIB_E_NULL, FIB_E_RANGE (a group that is not a node group, or a
     /// node index out of range: the message gives the arc), FIB_E_SHAPE (m < 0),
     /// FIB_E_NONFINITE (the message gives the arc), FIB_E_INVALID (flags, or
-    /// weights on some arc sets only), FIB_E_NOMEM.
+    /// weights on some arc sets only), FIB_E_NOMEM. Borrowed arrays must stay
+    /// unchanged while the graph lives.
     pub fn fib_graph_add_edges(graph: *mut fib_graph, src_group: i32, dst_group: i32, m: i64, src: *const i64, dst: *const i64, weight: *const f64, r#type: *const i32, flags: u32) -> i32;
 
     /// Classes that must stay apart: nodes of node group `group` with different
@@ -767,9 +798,25 @@ extern "C" {
     /// case and order; node and type names are strings, see docs/graphs.md) into
     /// a new node group whose arcs are the file's. Nodes are numbered in order of
     /// first appearance; their names stay available (fib_graph_node_name).
+    /// path "-" reads standard input (name a file called "-" as "./-").
+    /// Ambiguous files are refused, never guessed (docs/graphs.md: a first line
+    /// that names the columns but whose names are also nodes, lines with
+    /// different numbers of fields, a third column of fractional numbers read by
+    /// position as types).
     /// Errors: FIB_E_NULL, FIB_E_IO, FIB_E_FORMAT (the message gives the line),
     /// FIB_E_NONFINITE (a weight), FIB_E_INVALID (flags), FIB_E_NOMEM.
     pub fn fib_graph_read_edgelist(graph: *mut fib_graph, path: *const c_char, flags: u32, group_out: *mut i32) -> i32;
+
+    /// fib_graph_read_edgelist with every column's role listed, in order,
+    /// comma-separated: "source", "target", "type", "weight", or "-" for a
+    /// column to ignore (e.g. "source,target,weight" for networkx's
+    /// `u v weight` files). Every line then has exactly that many fields; a
+    /// header line (FIB_EDGELIST_HEADER, or recognised as without a list) is
+    /// skipped, its names unused. columns NULL: as fib_graph_read_edgelist.
+    /// Errors: those of fib_graph_read_edgelist; FIB_E_INVALID also for a list
+    /// without source or target, with a role twice or an unknown one, or
+    /// combined with FIB_EDGELIST_THIRD_IS_WEIGHT.
+    pub fn fib_graph_read_edgelist_columns(graph: *mut fib_graph, path: *const c_char, flags: u32, columns: *const c_char, group_out: *mut i32) -> i32;
 
     /// The name of a node of a group read from a file, NULL otherwise. Valid
     /// while the graph lives.
@@ -986,6 +1033,7 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_quotient_arcs",
     "fib_coloring_fiber_blocks",
     "fib_graph_read_edgelist",
+    "fib_graph_read_edgelist_columns",
     "fib_graph_node_name",
     "fib_graph_num_edge_types",
     "fib_graph_edge_type_name",

@@ -23,6 +23,9 @@ pub mod edgelist {
     pub const WHITESPACE: u32 = sys::FIB_EDGELIST_WHITESPACE;
     /// No header: `src dst weight`.
     pub const THIRD_IS_WEIGHT: u32 = sys::FIB_EDGELIST_THIRD_IS_WEIGHT;
+    /// No header: `src dst type [weight]`, even when the types are
+    /// fractional numbers (otherwise refused as ambiguous).
+    pub const THIRD_IS_TYPE: u32 = sys::FIB_EDGELIST_THIRD_IS_TYPE;
 }
 
 /// How the colouring of node groups starts (fib_graph_set_convention).

@@ -23,9 +23,9 @@ static void product_free(void *block)
     fib_free(s);
 }
 
-static int32_t add_product_gather(fib_graph *g, int32_t a, int32_t b, int64_t n_units,
-                                  int64_t *gather_a, int64_t *gather_b,
-                                  int32_t *group_out)
+int32_t fib_graph_add_product_gather(fib_graph *g, int32_t a, int32_t b,
+                                     int64_t n_units, int64_t *gather_a,
+                                     int64_t *gather_b, int32_t *group_out)
 {
     fib_sum *s = fib_calloc(1, sizeof *s);
     if (!s) {
@@ -65,7 +65,7 @@ int32_t fib_graph_add_product(fib_graph *g, int32_t a, int32_t b, int32_t *group
                          "those of group %d (%lld) or one",
                          (int)b, (long long)pb, (int)a,
                          (long long)fib_group_positions(&g->groups[a]));
-    return add_product_gather(g, a, b, g->groups[a].n_units, NULL, NULL, group_out);
+    return fib_graph_add_product_gather(g, a, b, g->groups[a].n_units, NULL, NULL, group_out);
 }
 
 /* Fibers: a unit's colour is the meet of its factors' colours. */
@@ -185,8 +185,8 @@ static int32_t product_compress(const fib_graph *g, int32_t group,
     }
     fib_free(first);
     int32_t id;
-    return add_product_gather(base, base_ids[grp->sources[0]], base_ids[grp->sources[1]],
-                              k, ga, gb, &id);
+    return fib_graph_add_product_gather(base, base_ids[grp->sources[0]],
+                                        base_ids[grp->sources[1]], k, ga, gb, &id);
 }
 
 /* Full unit i reads the first member of the class its base unit reads
@@ -229,8 +229,8 @@ static int32_t product_lift(const fib_graph *base, int32_t group,
         ga = gb = NULL;
     }
     int32_t id;
-    return add_product_gather(full, full_ids[grp->sources[0]], full_ids[grp->sources[1]], n,
-                              ga, gb, &id);
+    return fib_graph_add_product_gather(full, full_ids[grp->sources[0]],
+                                        full_ids[grp->sources[1]], n, ga, gb, &id);
 }
 
 static int64_t product_num_parameters(const fib_graph *g, int32_t group)

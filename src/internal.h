@@ -305,6 +305,11 @@ int32_t fib_graph_add_sum_gather(fib_graph *g, int32_t a, int32_t b,
                                  int64_t n_units, int64_t *gather_a,
                                  int64_t *gather_b, int32_t *group_out);
 
+/* block_product.c: adds a product group that gathers (arrays taken over). */
+int32_t fib_graph_add_product_gather(fib_graph *g, int32_t a, int32_t b,
+                                     int64_t n_units, int64_t *gather_a,
+                                     int64_t *gather_b, int32_t *group_out);
+
 /* Constructors with a gather, for model files (arrays taken over, also on
  * failure): block_pool.c (window: the six numbers of fib_graph_add_pool),
  * block_affine.c (float64), block_last_step.c. */

@@ -77,6 +77,7 @@ static const char *const op_names[] = {
     [FIB_OP_AFFINE] = "affine", [FIB_OP_LSTM] = "lstm",
     [FIB_OP_GRU] = "gru",       [FIB_OP_LAST_STEP] = "last_step",
     [FIB_OP_ATTEND] = "attend", [FIB_OP_NORM] = "norm",
+    [FIB_OP_PRODUCT] = "product", /* FIB_OP_NODES (12) is no network block */
 };
 #define N_OPS ((int32_t)(sizeof op_names / sizeof op_names[0]))
 
@@ -88,7 +89,7 @@ const char *fib_model_op_name(int32_t op)
 int32_t fib_model_op_from_name(const char *name)
 {
     for (int32_t op = 0; op < N_OPS; op++)
-        if (strcmp(op_names[op], name) == 0)
+        if (op_names[op] && strcmp(op_names[op], name) == 0)
             return op;
     return -1;
 }
@@ -97,7 +98,8 @@ int32_t fib_model_op_arity(int32_t op)
 {
     switch (op) {
     case FIB_OP_INPUT: return 0;
-    case FIB_OP_SUM: return 2;
+    case FIB_OP_SUM:
+    case FIB_OP_PRODUCT: return 2;
     case FIB_OP_ATTEND: return 3;
     default: return 1;
     }

@@ -285,3 +285,32 @@ def test_new_activations_compute_what_pytorch_does(module, name):
     values = torch.linspace(-30, 30, 2401, dtype=torch.float64).reshape(-1, 1)
     out = torch.from_numpy(g.forward(values.numpy()))
     assert torch.allclose(out, module(values), rtol=1e-12, atol=1e-12)
+
+
+def test_gated_model_saved_loads_and_is_read_by_the_command(tmp_path, library_dir):
+    import json
+    import os
+    import subprocess
+    torch.manual_seed(10)
+    model = SqueezeExcite()
+    _plant_conv(model.conv, [(0, 5)])
+    _plant_conv(model.fc2, [(0, 5)])
+    model.eval()
+    x = torch.randn(2, 3, 6, 6)
+    path = tmp_path / "gated.safetensors"
+    ft.save(model, path, x)
+    again = ft.load(path)
+    with torch.no_grad():
+        assert torch.allclose(again(x), model(x), atol=1e-6)
+    small, _ = ft.compress(model, x)
+    ft.save(small, tmp_path / "small.safetensors", x)  # its base: gathers of a product
+    with torch.no_grad():
+        assert torch.allclose(ft.load(tmp_path / "small.safetensors")(x), model(x), atol=1e-5)
+    cli = os.path.join(library_dir, "cli", "fibration")
+    if not os.path.exists(cli):
+        pytest.skip("no fibration command beside the library")
+    done = subprocess.run([cli, "analyze", "-q", "--json", str(path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    products = [l for l in json.loads(done.stdout)["layers"] if l["op"] == "product"]
+    assert [(l["units"], l["fibers"]) for l in products] == [(8, 7)]

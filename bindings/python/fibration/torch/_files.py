@@ -97,7 +97,8 @@ def _group_name(layer):
     """The name a group gets in the file: its module's qualified name
     (suffixed for a layer of a multi-layer LSTM/GRU and for the q, k, v and
     core groups of an attention), else the fx node's name."""
-    if layer.module is None or layer.kind in ("input", "sum", "pool", "flatten", "last_step"):
+    if layer.module is None or layer.kind in ("input", "sum", "product", "pool", "flatten",
+                                              "last_step"):
         return layer.node
     if layer.kind in ("lstm", "gru"):
         suffix = _LAYER_SUFFIX.search(layer.node)
@@ -365,6 +366,15 @@ class _Skeleton:
         node = self.fx.call_function(torch.add, (self.value(info, a), self.value(info, b)))
         self.dtype(info)
         self._own(node, "sum", layer=self.layer(info, "sum", self.layout(a), node.name))
+        self.activate(info, node)
+
+    def op_product(self, info):
+        a, b = info.sources
+        va, vb = self.value(info, a), self.value(info, b)
+        node = self.fx.call_function(torch.mul, (va, vb))
+        self.dtype(info)
+        self._own(node, "product", factors=(va.name, vb.name),
+                  layer=self.layer(info, "product", self.layout(a), node.name))
         self.activate(info, node)
 
     def op_conv(self, info):

@@ -175,9 +175,9 @@ def main(argv):
             for line in f:
                 name, status, detail, seconds = json.loads(line)
                 results[name] = (status, detail, seconds)
-        missing = sorted(set(builders()) - set(results))
-        if missing:
-            raise SystemExit("no result for %s" % ", ".join(missing))
+        for name in sorted(set(builders()) - set(results)):
+            results[name] = ("not run", "not run for this table (it did not finish on the "
+                             "machine that made it); FIBRATION_TORCHVISION_SLOW=1 runs it", 0.0)
     counts = {}
     for status, _, _ in results.values():
         counts[status] = counts.get(status, 0) + 1

@@ -314,3 +314,26 @@ def test_gated_model_saved_loads_and_is_read_by_the_command(tmp_path, library_di
     assert done.returncode == 0, done.stderr
     products = [l for l in json.loads(done.stdout)["layers"] if l["op"] == "product"]
     assert [(l["units"], l["fibers"]) for l in products] == [(8, 7)]
+
+
+def test_unpacking_a_layers_tuple_leaves_the_unused_items_alone():
+    class Reader(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(3, 6, batch_first=True)
+            self.head = nn.Linear(6, 2)
+
+        def forward(self, x):
+            out, _ = self.lstm(x)          # (h_n, c_n) unused
+            return self.head(out[:, -1])
+
+    torch.manual_seed(11)
+    model = Reader().eval()
+    with torch.no_grad():  # hidden unit 4 copies unit 1 in every gate
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            t = getattr(model.lstm, name)
+            for gate in range(4):
+                t[gate * 6 + 4] = t[gate * 6 + 1]
+        model.lstm.weight_hh_l0[:, 4] = model.lstm.weight_hh_l0[:, 1] = \
+            model.lstm.weight_hh_l0[:, 1] / 2
+    _compress_checked(model, torch.randn(2, 5, 3))

@@ -400,6 +400,10 @@ def convert_getitem(b, node, module=None):
     if isinstance(v, TupleValue):
         if isinstance(index, int) and v.items.get(index) is not None:
             return v.items[index]
+        if not node.users:
+            # an item nobody reads (out, _ = lstm(x)): nothing to map or emit
+            b.own(node, "moved")
+            return None
         b.fail(node, "item %r of this tuple is not supported: %s" % (index, v.why))
     if isinstance(v, (_relabel.Labels, _relabel.LabelTuple)):
         return _relabel.convert_move(b, node)

@@ -337,3 +337,21 @@ def test_unpacking_a_layers_tuple_leaves_the_unused_items_alone():
         model.lstm.weight_hh_l0[:, 4] = model.lstm.weight_hh_l0[:, 1] = \
             model.lstm.weight_hh_l0[:, 1] / 2
     _compress_checked(model, torch.randn(2, 5, 3))
+
+
+def test_view_after_convolutions_is_a_flatten_that_follows_merged_channels():
+    class ViewNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 6, 3)
+            self.fc = nn.Linear(6 * 4 * 4, 2)
+
+        def forward(self, x):
+            x = F.relu(self.conv(x))
+            return self.fc(x.view(x.size(0), 6 * 4 * 4))  # explicit sizes
+
+    torch.manual_seed(12)
+    model = ViewNet()
+    _plant_conv(model.conv, [(2, 4)])
+    # one kernel (27 + 1) and one channel's 16 columns of fc (2 x 16)
+    _compress_checked(model, torch.randn(2, 3, 6, 6), fewer_by=28 + 32)

@@ -74,6 +74,12 @@ def rebuild_dense(ctx, node, layer):
     return ctx.new.call_module(node.target, (x,))
 
 
+def rebuild_flatten_view(ctx, node):
+    """x.view(n, -1) after convolutions, as a flatten whose width follows
+    the merged channels."""
+    return ctx.new.call_function(torch.flatten, (ctx.env[node.args[0].name], 1))
+
+
 def rebuild_product(ctx, node, layer, factors):
     """The gathered factors multiplied (the broadcast gate second)."""
     return ctx.add_gathered(ctx.env[factors[0]], ctx.env[factors[1]], layer, torch.mul)
@@ -456,7 +462,7 @@ REBUILDERS = {"dense": rebuild_dense, "sum": rebuild_sum, "conv": rebuild_conv,
               "affine": rebuild_affine, "pool": rebuild_pool, "last_step": rebuild_last_step,
               "recurrent": rebuild_recurrent, "attention": rebuild_attention,
               "norm": rebuild_norm, "encoder": rebuild_encoder, "moved": rebuild_moved,
-              "product": rebuild_product,
+              "product": rebuild_product, "flatten_view": rebuild_flatten_view,
               "norm_function": rebuild_norm_function, "scale": rebuild_scale}
 
 

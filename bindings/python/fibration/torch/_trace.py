@@ -362,6 +362,16 @@ def convert_reshape(b, node, module=None):
     # x.view(x.size(0), -1) on a model input is a flatten; on a hidden layer
     # its explicit sizes would no longer fit once units are merged.
     v = b.values.get(node.args[0].name) if isinstance(node.args[0], torch.fx.Node) else None
+    out, source_shape = b.shape(node), b.shape(node.args[0])
+    if isinstance(v, Value) and b.layers[v.group].layout in ("image", "channels1d") and \
+            out is not None and len(out) == 2 and source_shape is not None and \
+            out[1] == math.prod(source_shape[1:]):
+        # x.view(x.size(0), -1) after convolutions: a flatten, rebuilt as
+        # torch.flatten(x, 1) (its sizes follow the merged channels)
+        v = b.value(node, node.args[0])
+        layer = b.new_layer(node, "flatten", out[1], [v.group], layout="plain")
+        b.own(node, "flatten_view")
+        return b.added(layer, b.graph.add_flatten(v.group, name=node.name))
     if isinstance(v, (_relabel.Labels, _relabel.LabelTuple)) or \
             (isinstance(v, Value) and b.layers[v.group].kind != "input"):
         return _relabel.convert_move(b, node)

@@ -355,3 +355,20 @@ def test_view_after_convolutions_is_a_flatten_that_follows_merged_channels():
     _plant_conv(model.conv, [(2, 4)])
     # one kernel (27 + 1) and one channel's 16 columns of fc (2 x 16)
     _compress_checked(model, torch.randn(2, 3, 6, 6), fewer_by=28 + 32)
+
+
+def test_arguments_the_example_does_not_give_take_their_defaults():
+    class WithDefault(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(4, 6)
+            self.fc2 = nn.Linear(6, 2)
+
+        def forward(self, x, scale=None):
+            h = F.relu(self.fc1(x))
+            return self.fc2(h) if scale is None else self.fc2(h) * scale
+
+    torch.manual_seed(13)
+    model = WithDefault()
+    _plant_linear(model.fc1, [(0, 3)])
+    _compress_checked(model, torch.randn(3, 4), fewer_by=4 + 1 + 2)

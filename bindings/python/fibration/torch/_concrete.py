@@ -26,6 +26,8 @@ Only public torch.fx API is used (Tracer.create_proxy, Tracer.proxy,
 Tracer.is_leaf_module, Proxy, GraphModule), the same in PyTorch 1.13 and 2.x.
 """
 
+import inspect
+
 import torch
 import torch.fx
 from torch.fx.node import map_aggregate
@@ -150,7 +152,10 @@ class ConcreteTracer(torch.fx.Tracer):
         cargs = map_aggregate(args, concrete)
         ckwargs = map_aggregate(kwargs, concrete)
         if kind == "placeholder":
-            value = self.example_inputs[self.placeholders]
+            # torch.fx also makes placeholders for the concrete arguments
+            # (_defaults_not_given): they hold their defaults
+            value = self.example_inputs[self.placeholders] \
+                if self.placeholders < len(self.example_inputs) else (cargs[0] if cargs else None)
             self.placeholders += 1
             if self.batch is None and torch.is_tensor(value) and value.dim() > 0:
                 self.batch = value.shape[0]
@@ -178,6 +183,16 @@ class ConcreteTracer(torch.fx.Tracer):
         self.values[node] = value
 
 
+def _defaults_not_given(model, example_inputs):
+    """{name: default} of forward's parameters after those the example
+    gives: traced as the constants they are when the model is called with
+    the example alone."""
+    parameters = list(inspect.signature(model.forward).parameters.values())
+    return {p.name: p.default for p in parameters[len(example_inputs):]
+            if p.default is not inspect.Parameter.empty and
+            p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} or None
+
+
 def concrete_trace(model, example_inputs, leaf_types=()):
     """(GraphModule, {node name: concrete value}) of `model` traced in eval
     mode on example_inputs (a tuple)."""
@@ -186,7 +201,8 @@ def concrete_trace(model, example_inputs, leaf_types=()):
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             tracer = ConcreteTracer(example_inputs, leaf_types)
-            graph = tracer.trace(model)
+            graph = tracer.trace(model, concrete_args=_defaults_not_given(model,
+                                                                         example_inputs))
     finally:
         model.train(training)
     gm = torch.fx.GraphModule(tracer.root, graph, type(model).__name__)

@@ -570,6 +570,8 @@ def trace(model, example_input, weights_override=None):
     b.concrete = concrete
     outputs, input_groups = [], []
     for node in gm.graph.nodes:
+        if node.op == "placeholder" and len(input_groups) >= len(inputs):
+            continue  # an argument the example does not give: its default
         if node.op == "placeholder":
             shape = b.shape(node)
             if shape is None:

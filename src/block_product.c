@@ -165,72 +165,14 @@ static int32_t product_compress(const fib_graph *g, int32_t group,
                                 const fib_partition *parts, fib_graph *base,
                                 const int32_t *base_ids)
 {
-    const fib_group *grp = &g->groups[group];
-    const fib_sum *s = product_of(g, group);
-    const fib_partition *own = &parts[group];
-    int64_t k = own->n_classes;
-    int64_t *first = fib_alloc(k, sizeof *first);
-    int64_t *ga = fib_alloc(k, sizeof *ga);
-    int64_t *gb = fib_alloc(k, sizeof *gb);
-    if (!first || !ga || !gb) {
-        fib_free(first);
-        fib_free(ga);
-        fib_free(gb);
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
-    }
-    fib_partition_first_units(own, first);
-    for (int64_t c = 0; c < k; c++) {
-        ga[c] = parts[grp->sources[0]].color[fib_gather_at(s->gather_a, first[c])];
-        gb[c] = parts[grp->sources[1]].color[fib_gather_at(s->gather_b, first[c])];
-    }
-    fib_free(first);
-    int32_t id;
-    return fib_graph_add_product_gather(base, base_ids[grp->sources[0]],
-                                        base_ids[grp->sources[1]], k, ga, gb, &id);
+    return fib_pair_compress(g, group, parts, base, base_ids, fib_graph_add_product_gather);
 }
 
-/* Full unit i reads the first member of the class its base unit reads
- * (unit i itself when it lies in that class). */
 static int32_t product_lift(const fib_graph *base, int32_t group,
                             const fib_partition *parts, fib_graph *full,
                             const int32_t *full_ids)
 {
-    const fib_group *grp = &base->groups[group];
-    const fib_sum *s = product_of(base, group);
-    const fib_partition *own = &parts[group];
-    const fib_partition *pa = &parts[grp->sources[0]], *pb = &parts[grp->sources[1]];
-    int64_t n = own->n_units;
-    int64_t *first_a = fib_alloc(pa->n_classes, sizeof *first_a);
-    int64_t *first_b = fib_alloc(pb->n_classes, sizeof *first_b);
-    int64_t *ga = fib_alloc(n, sizeof *ga);
-    int64_t *gb = fib_alloc(n, sizeof *gb);
-    if (!first_a || !first_b || !ga || !gb) {
-        fib_free(first_a);
-        fib_free(first_b);
-        fib_free(ga);
-        fib_free(gb);
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
-    }
-    fib_partition_first_units(pa, first_a);
-    fib_partition_first_units(pb, first_b);
-    bool identity = pa->n_units == n && pb->n_units == n;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t c = own->color[i];
-        int64_t ca = fib_gather_at(s->gather_a, c), cb = fib_gather_at(s->gather_b, c);
-        ga[i] = (pa->n_units == n && pa->color[i] == ca) ? i : first_a[ca];
-        gb[i] = (pb->n_units == n && pb->color[i] == cb) ? i : first_b[cb];
-        identity = identity && ga[i] == i && gb[i] == i;
-    }
-    fib_free(first_a);
-    fib_free(first_b);
-    if (identity) {
-        fib_free(ga);
-        fib_free(gb);
-        ga = gb = NULL;
-    }
-    int32_t id;
-    return fib_graph_add_product_gather(full, full_ids[grp->sources[0]],
-                                        full_ids[grp->sources[1]], n, ga, gb, &id);
+    return fib_pair_lift(base, group, parts, full, full_ids, fib_graph_add_product_gather);
 }
 
 static int64_t product_num_parameters(const fib_graph *g, int32_t group)

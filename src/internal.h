@@ -310,6 +310,16 @@ int32_t fib_graph_add_product_gather(fib_graph *g, int32_t a, int32_t b,
                                      int64_t n_units, int64_t *gather_a,
                                      int64_t *gather_b, int32_t *group_out);
 
+/* block_sum.c: compress and lift of a two-source block whose data is a
+ * fib_sum (sum, product); `add` is its gathering constructor. */
+typedef int32_t (*fib_pair_add_fn)(fib_graph *g, int32_t a, int32_t b, int64_t n_units,
+                                   int64_t *gather_a, int64_t *gather_b,
+                                   int32_t *group_out);
+int32_t fib_pair_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
+                          fib_graph *base, const int32_t *base_ids, fib_pair_add_fn add);
+int32_t fib_pair_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
+                      fib_graph *full, const int32_t *full_ids, fib_pair_add_fn add);
+
 /* Constructors with a gather, for model files (arrays taken over, also on
  * failure): block_pool.c (window: the six numbers of fib_graph_add_pool),
  * block_affine.c (float64), block_last_step.c. */

@@ -356,15 +356,12 @@ static void conv_forward(const fib_graph *g, int32_t group, int64_t batch,
     fib_free(taps);
 }
 
-/* The groups of a base kernel w (k_out x k_in x kk, dense over the input
- * classes): a grouped original stays grouped when the merged kernel is
- * block-diagonal in as many blocks (a depthwise original, whose classes may
- * no longer divide by its groups, in one block per class), so that a base
- * never has more parameters than its original. w is packed in place to the
- * grouped layout (k_out x k_in / groups x kk); 1 when it is not
- * block-diagonal. */
+/* The groups a base keeps: the original's, or for a depthwise original
+ * whose classes no longer divide by its groups, one per class; 1 when the
+ * class counts do not divide. Whether the merged kernel really is
+ * block-diagonal in them is checked while it is summed (conv_compress). */
 static int64_t base_groups(const fib_conv *c, int64_t n_out, int64_t n_in, int64_t k_out,
-                           int64_t k_in, int64_t kk, double *w)
+                           int64_t k_in)
 {
     int64_t groups = c->groups;
     if (groups > 1 && (k_out % groups || k_in % groups) && c->groups == n_out &&
@@ -372,20 +369,39 @@ static int64_t base_groups(const fib_conv *c, int64_t n_out, int64_t n_in, int64
         groups = k_out; /* depthwise: one block per class */
     if (groups <= 1 || k_out % groups || k_in % groups)
         return 1;
-    int64_t opg = k_out / groups, ipg = k_in / groups;
-    for (int64_t o = 0; o < k_out; o++)
-        for (int64_t j = 0; j < k_in; j++)
-            if (j / ipg != o / opg)
-                for (int64_t q = 0; q < kk; q++)
-                    if (w[(o * k_in + j) * kk + q] != 0.0)
-                        return 1;
-    for (int64_t o = 0; o < k_out; o++) {
-        const double *src = w + (o * k_in + (o / opg) * ipg) * kk;
-        memmove(w + o * ipg * kk, src, (size_t)(ipg * kk) * sizeof *w);
-    }
     return groups;
 }
 
+/* Sums the original kernels into the base kernel w (k_out x k_in / groups
+ * x kk: each out class reads the in classes of its block) and the biases
+ * into b; false when an out class reads an in class outside its block
+ * (the merged kernel is not block-diagonal in `groups`). */
+static bool sum_kernels(const fib_conv *c, int64_t n_out, const fib_partition *out_p,
+                        const fib_partition *in_p, int64_t groups, double *w, double *b)
+{
+    int64_t kk = kernel_size(c), k_in = in_p->n_classes;
+    int64_t opg = out_p->n_classes / groups, ipg = k_in / groups;
+    int64_t out_per_group = n_out / c->groups;
+    for (int64_t o = 0; o < n_out; o++) {
+        int64_t co = out_p->color[o], first_in = (o / out_per_group) * in_per_group(c);
+        for (int64_t jl = 0; jl < in_per_group(c); jl++) {
+            int64_t cj = in_p->color[first_in + jl];
+            if (cj / ipg != co / opg)
+                return false;
+            double *dst = w + (co * ipg + cj % ipg) * kk;
+            for (int64_t q = 0; q < kk; q++)
+                dst[q] += kernel_at(c, o, jl, q);
+        }
+        if (b)
+            b[co] += fib_load(c->dtype, c->bias, o);
+    }
+    return true;
+}
+
+/* The base kernel is the class mean of the members' kernels, summed over
+ * each source class; a grouped original keeps its groups when the merged
+ * kernel is block-diagonal in them (base_groups), so that a base never has
+ * more parameters than its original, and is ungrouped otherwise. */
 static int32_t conv_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
                              fib_graph *base, const int32_t *base_ids)
 {
@@ -393,35 +409,33 @@ static int32_t conv_compress(const fib_graph *g, int32_t group, const fib_partit
     int32_t source = g->groups[group].sources[0];
     const fib_partition *out_p = &parts[group], *in_p = &parts[source];
     int64_t kk = kernel_size(c), k_out = out_p->n_classes, k_in = in_p->n_classes;
-    int64_t n_out = g->groups[group].n_units, out_per_group = n_out / c->groups;
-    double *w = fib_calloc(k_out * k_in * kk, sizeof *w);
-    double *b = c->bias ? fib_calloc(k_out, sizeof *b) : NULL;
+    int64_t n_out = g->groups[group].n_units;
+    int64_t groups = base_groups(c, n_out, g->groups[source].n_units, k_out, k_in);
+    double *w = NULL, *b = NULL;
     int64_t *sizes = fib_alloc(k_out, sizeof *sizes);
-    if (!w || (c->bias && !b) || !sizes) {
+    for (;;) {
+        w = fib_calloc(k_out * (k_in / groups) * kk, sizeof *w);
+        b = c->bias ? fib_calloc(k_out, sizeof *b) : NULL;
+        if (!w || (c->bias && !b) || !sizes) {
+            fib_free(w);
+            fib_free(b);
+            fib_free(sizes);
+            return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+        }
+        if (sum_kernels(c, n_out, out_p, in_p, groups, w, b) || groups == 1)
+            break;
         fib_free(w);
         fib_free(b);
-        fib_free(sizes);
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+        groups = 1; /* not block-diagonal: an ungrouped base */
     }
     fib_partition_class_sizes(out_p, sizes);
-    for (int64_t o = 0; o < n_out; o++) {
-        int64_t first_in = (o / out_per_group) * in_per_group(c);
-        for (int64_t jl = 0; jl < in_per_group(c); jl++) {
-            double *dst = w + (out_p->color[o] * k_in + in_p->color[first_in + jl]) * kk;
-            for (int64_t q = 0; q < kk; q++)
-                dst[q] += kernel_at(c, o, jl, q);
-        }
-        if (b)
-            b[out_p->color[o]] += fib_load(c->dtype, c->bias, o);
-    }
     for (int64_t cls = 0; cls < k_out; cls++) {
-        for (int64_t x = 0; x < k_in * kk; x++)
-            w[cls * k_in * kk + x] /= (double)sizes[cls];
+        for (int64_t x = 0; x < (k_in / groups) * kk; x++)
+            w[cls * (k_in / groups) * kk + x] /= (double)sizes[cls];
         if (b)
             b[cls] /= (double)sizes[cls];
     }
     fib_free(sizes);
-    int64_t groups = base_groups(c, n_out, g->groups[source].n_units, k_out, k_in, kk, w);
     return add_conv_owned(base, base_ids[source], k_out, groups, &c->win, w, b);
 }
 

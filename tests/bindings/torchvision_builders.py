@@ -104,7 +104,11 @@ def check(name):
         small, _ = ft.compress(model, x)
     except ft.UnsupportedModelError as e:
         return "refused", str(e)
+    except MemoryError as e:  # the machine's limit, not the package's answer
+        return "no memory", "out of memory on this machine (%s)" % e
     except Exception as e:  # noqa: BLE001  (anything else is a defect)
+        if "FIB_E_NOMEM" in str(e):
+            return "no memory", "out of memory on this machine (%s)" % e
         return "WRONG", "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())
     fresh = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():

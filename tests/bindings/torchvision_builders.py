@@ -135,8 +135,7 @@ def table(results):
         slow = " (slow)" if is_slow(name) else ""
         lines.append("| %s%s | %d | %s | %s |" % (
             name, slow, input_size(name), status,
-            short_reason(detail).replace("|", "\\|") if status != "exact" else
-            "%s, %.0f s" % (detail, seconds)))
+            short_reason(detail).replace("|", "\\|")))
     return "\n".join(lines)
 
 

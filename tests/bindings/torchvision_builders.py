@@ -107,7 +107,7 @@ def check(name):
     except MemoryError as e:  # the machine's limit, not the package's answer
         return "no memory", "out of memory on this machine (%s)" % e
     except Exception as e:  # noqa: BLE001  (anything else is a defect)
-        if "FIB_E_NOMEM" in str(e):
+        if "FIB_E_NOMEM" in str(e) or "can't allocate memory" in str(e):
             return "no memory", "out of memory on this machine (%s)" % e
         return "WRONG", "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())
     fresh = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(2))

@@ -139,6 +139,7 @@ FIB_API const char *fib_last_error(void);
 #define FIB_OP_LAST_STEP 9 /* the last position of a sequence */
 #define FIB_OP_ATTEND 10   /* multi-head scaled dot-product attention core */
 #define FIB_OP_NORM 11     /* LayerNorm / RMSNorm over a group's units */
+#define FIB_OP_NODES 12    /* a group of graph nodes (fib_graph_add_nodes) */
 
 /* Pooling kinds (fib_graph_add_pool). */
 #define FIB_POOL_MAX 0
@@ -152,6 +153,7 @@ FIB_API const char *fib_last_error(void);
 #define FIB_SYM_FIBERS 1   /* input trees: computed forward, inputs all distinct */
 #define FIB_SYM_OPFIBERS 2 /* flavoured output trees: backward, outputs all distinct */
 #define FIB_SYM_COVERS 3   /* fibers meet opfibers */
+#define FIB_SYM_AUTOMORPHISMS 4 /* automorphism orbits (fib_automorphisms) */
 
 /* How equal two colour-sum signatures must be to share a class. */
 #define FIB_TOL_EXACT 0 /* equal up to the rounding of the sums (see fib_color) */
@@ -216,13 +218,16 @@ FIB_API const char *fib_last_error(void);
  * topological order. A group that no other group reads is an output group. */
 typedef struct fib_graph fib_graph;
 
-/* Creates an empty graph. */
+/* Creates an empty graph.
+ * Errors: FIB_E_NULL, FIB_E_NOMEM. */
 FIB_API int32_t fib_graph_create(fib_graph **out);
 /* Frees a graph and everything it owns. NULL is a no-op. */
 FIB_API void fib_graph_free(fib_graph *graph);
 
 /* Adds an input group of n_units units (1 <= n_units <= 2^40).
- * Its id is written to *group_out. */
+ * Its id is written to *group_out.
+ * Errors: FIB_E_NULL, FIB_E_SHAPE (n_units < 1), FIB_E_OVERFLOW (n_units >
+ * 2^40), FIB_E_NOMEM. */
 FIB_API int32_t fib_graph_add_input(fib_graph *graph, int64_t n_units,
                                     int32_t *group_out);
 
@@ -254,7 +259,9 @@ FIB_API int32_t fib_graph_add_sum(fib_graph *graph, int32_t a, int32_t b,
 FIB_API int32_t fib_graph_set_activation(fib_graph *graph, int32_t group,
                                          int32_t activation, double parameter);
 
-/* Gives a group a name (copied; at most 255 bytes) used in reports. */
+/* Gives a group a name (copied; at most 255 bytes) used in reports.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_INVALID (name too long),
+ * FIB_E_NOMEM. */
 FIB_API int32_t fib_graph_set_group_name(fib_graph *graph, int32_t group,
                                          const char *name);
 
@@ -268,7 +275,8 @@ FIB_API int32_t fib_graph_add_input_positions(fib_graph *graph, int64_t n_units,
                                               int64_t rows, int64_t cols,
                                               int32_t *group_out);
 
-/* The positions of a group (1 x 1 for plain vectors). */
+/* The positions of a group (1 x 1 for plain vectors).
+ * Errors: FIB_E_NULL, FIB_E_RANGE (group). */
 FIB_API int32_t fib_graph_group_positions(const fib_graph *graph, int32_t group,
                                           int64_t *rows, int64_t *cols);
 
@@ -279,7 +287,8 @@ FIB_API int32_t fib_graph_group_positions(const fib_graph *graph, int32_t group,
 FIB_API int32_t fib_graph_set_group_eps(fib_graph *graph, int32_t group,
                                         double eps);
 
-/* Number of groups. */
+/* Number of groups.
+ * Errors: FIB_E_NULL. */
 FIB_API int32_t fib_graph_num_groups(const fib_graph *graph, int32_t *n_out);
 
 /* Describes a group. Any out-pointer may be NULL.
@@ -289,14 +298,16 @@ FIB_API int32_t fib_graph_num_groups(const fib_graph *graph, int32_t *n_out);
  *   has_bias:   1 if a dense block has a bias
  *   n_sources:  number of groups read (0 for inputs, 1 dense, 2 sum,
  *               3 attention core: q, k, v)
- *   is_output:  1 if no group reads this one */
+ *   is_output:  1 if no group reads this one
+ * Errors: FIB_E_NULL (graph), FIB_E_RANGE (group). */
 FIB_API int32_t fib_graph_group_info(const fib_graph *graph, int32_t group,
                                      int32_t *op, int64_t *n_units,
                                      int32_t *activation, double *parameter,
                                      int32_t *has_bias, int32_t *n_sources,
                                      int32_t *is_output);
 
-/* The i-th source group of a group (0 <= i < n_sources). */
+/* The i-th source group of a group (0 <= i < n_sources).
+ * Errors: FIB_E_NULL, FIB_E_RANGE (group, i). */
 FIB_API int32_t fib_graph_group_source(const fib_graph *graph, int32_t group,
                                        int32_t i, int32_t *source_out);
 
@@ -309,7 +320,8 @@ FIB_API const char *fib_graph_group_name(const fib_graph *graph,
  * z[i] = a[index_a[i]] + b[index_b[i]] (for a FIB_OP_PRODUCT group, the
  * factors of z[i] = a[index_a[i]] * b[index_b[i]]). In a graph built with
  * fib_graph_add_sum both are the identity; a base gathers. Either array may
- * be NULL. Each holds n_units entries. */
+ * be NULL. Each holds n_units entries.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_INVALID (not a sum group). */
 FIB_API int32_t fib_graph_read_sum(const fib_graph *graph, int32_t group,
                                    int64_t *index_a, int64_t *index_b);
 
@@ -321,7 +333,8 @@ FIB_API int32_t fib_graph_read_dense(const fib_graph *graph, int32_t group,
                                      int32_t dtype, void *weights, int64_t ld,
                                      void *bias);
 
-/* Total number of weights and biases in the graph. */
+/* Total number of weights and biases in the graph.
+ * Errors: FIB_E_NULL. */
 FIB_API int32_t fib_graph_num_parameters(const fib_graph *graph,
                                          int64_t *n_out);
 
@@ -341,13 +354,15 @@ FIB_API int32_t fib_graph_forward(const fib_graph *graph, int64_t batch,
                                   void *outputs);
 
 /* Like fib_graph_forward, but writes the activity (after activation) of one
- * group `group` into `activity` (batch x its width). */
+ * group `group` into `activity` (batch x its width).
+ * Errors: those of fib_graph_forward, and FIB_E_RANGE (group). */
 FIB_API int32_t fib_graph_forward_group(const fib_graph *graph, int64_t batch,
                                         int32_t dtype, const void *inputs,
                                         int32_t group, void *activity);
 
 /* Sum of the activity widths (units x positions) of the input groups and
- * of the output groups. */
+ * of the output groups.
+ * Errors: FIB_E_NULL. */
 FIB_API int32_t fib_graph_io_width(const fib_graph *graph, int64_t *n_inputs,
                                    int64_t *n_outputs);
 
@@ -385,14 +400,17 @@ FIB_API int32_t fib_graph_add_pool(fib_graph *graph, int32_t source,
 /* Flattens a group with positions into a plain group of
  * n_units x rows x cols units in PyTorch's order (channel, row, col), so
  * that a dense block can follow a convolution. A flattened channel
- * contributes one unit per position, all of its channel's colour. */
+ * contributes one unit per position, all of its channel's colour.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_OVERFLOW, FIB_E_NOMEM. */
 FIB_API int32_t fib_graph_add_flatten(fib_graph *graph, int32_t source,
                                       int32_t *group_out);
 
 /* Adds a per-unit affine map z[i] = scale[i] * x[i] + shift[i] (a batch
  * norm in inference mode: scale = gamma / sqrt(var + eps), shift = beta -
  * mean * scale). scale and shift hold n_units values of `source`; shift may
- * be NULL. */
+ * be NULL.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype, flags),
+ * FIB_E_NONFINITE, FIB_E_OVERFLOW, FIB_E_NOMEM. */
 FIB_API int32_t fib_graph_add_affine(fib_graph *graph, int32_t source,
                                      int32_t dtype, const void *scale,
                                      const void *shift, uint32_t flags,
@@ -404,7 +422,9 @@ FIB_API int32_t fib_graph_add_affine(fib_graph *graph, int32_t source,
  * in, w_hh: 4 hidden x hidden, b_ih, b_hh: 4 hidden each or NULL. Initial
  * states are zero. A unit is the tuple of its gates; its colouring is the
  * fixed point of refinement through w_hh. Stack layers by reading the
- * previous LSTM group. */
+ * previous LSTM group.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype, flags),
+ * FIB_E_SHAPE, FIB_E_NONFINITE, FIB_E_OVERFLOW, FIB_E_NOMEM. */
 FIB_API int32_t fib_graph_add_lstm(fib_graph *graph, int32_t source,
                                    int64_t hidden, int32_t dtype,
                                    const void *w_ih, const void *w_hh,
@@ -412,14 +432,17 @@ FIB_API int32_t fib_graph_add_lstm(fib_graph *graph, int32_t source,
                                    uint32_t flags, int32_t *group_out);
 
 /* Adds a GRU layer (PyTorch nn.GRU, gate order r, z, n), as the LSTM:
- * w_ih: 3 hidden x in, w_hh: 3 hidden x hidden, biases 3 hidden or NULL. */
+ * w_ih: 3 hidden x in, w_hh: 3 hidden x hidden, biases 3 hidden or NULL.
+ * Errors: those of fib_graph_add_lstm. */
 FIB_API int32_t fib_graph_add_gru(fib_graph *graph, int32_t source,
                                   int64_t hidden, int32_t dtype,
                                   const void *w_ih, const void *w_hh,
                                   const void *b_ih, const void *b_hh,
                                   uint32_t flags, int32_t *group_out);
 
-/* The last position of a sequence (x[:, -1] in PyTorch): a plain group. */
+/* The last position of a sequence (x[:, -1] in PyTorch): a plain group.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_SHAPE (source not a
+ * sequence), FIB_E_OVERFLOW, FIB_E_NOMEM. */
 FIB_API int32_t fib_graph_add_last_step(fib_graph *graph, int32_t source,
                                         int32_t *group_out);
 
@@ -446,7 +469,9 @@ FIB_API int32_t fib_graph_add_attention(fib_graph *graph, int32_t source,
  * FIB_NORM_LAYER (LayerNorm) or FIB_NORM_RMS (RMSNorm); weight (gamma) and
  * bias (beta) hold n_units values or are NULL; epsilon > 0. In a base each
  * unit counts with its class size (multiplicity), so the mean and variance
- * stay those of the original. */
+ * stay those of the original.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (kind, dtype,
+ * flags, epsilon), FIB_E_NONFINITE, FIB_E_OVERFLOW, FIB_E_NOMEM. */
 FIB_API int32_t fib_graph_add_norm(fib_graph *graph, int32_t source,
                                    int32_t kind, int32_t dtype,
                                    const void *weight, const void *bias,
@@ -459,13 +484,16 @@ FIB_API int32_t fib_graph_add_norm(fib_graph *graph, int32_t source,
  * "multiplicity"; attention core: "pair_multiplicity"). Absent optional
  * tensors are skipped in the numbering. For index >= the count, returns
  * FIB_E_RANGE. shape receives up to 4 dimensions (unused ones are 1); name
- * is a static string. Any out-pointer may be NULL. */
+ * is a static string. Any out-pointer may be NULL.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (group, index). */
 FIB_API int32_t fib_graph_tensor_info(const fib_graph *graph, int32_t group,
                                       int32_t index, int32_t *ndim,
                                       int64_t *shape, const char **name);
 
 /* Copies tensor `index` of a group's block, converted to dtype, into out
- * (count >= its number of elements, else FIB_E_BUFFER), packed row-major. */
+ * (count >= its number of elements, else FIB_E_BUFFER), packed row-major.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (group, index), FIB_E_INVALID (dtype),
+ * FIB_E_BUFFER. */
 FIB_API int32_t fib_graph_read_tensor(const fib_graph *graph, int32_t group,
                                       int32_t index, int32_t dtype, void *out,
                                       int64_t count);
@@ -478,12 +506,14 @@ FIB_API int32_t fib_graph_read_tensor(const fib_graph *graph, int32_t group,
  * n_heads, then per
  * head its number of q/k pairs, then per pair (q unit, k unit), then per
  * unit its head and its v unit. Writes min(count, capacity) values and the
- * full count to *count_out (0 for blocks without attributes). */
+ * full count to *count_out (0 for blocks without attributes).
+ * Errors: FIB_E_NULL, FIB_E_RANGE (group). */
 FIB_API int32_t fib_graph_block_params(const fib_graph *graph, int32_t group,
                                        int64_t *params, int64_t capacity,
                                        int64_t *count_out);
 
-/* The norm's epsilon or the attention's softmax scale; 0 for other blocks. */
+/* The norm's epsilon or the attention's softmax scale; 0 for other blocks.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (group). */
 FIB_API int32_t fib_graph_block_scalar(const fib_graph *graph, int32_t group,
                                        double *value_out);
 
@@ -582,7 +612,8 @@ FIB_API int32_t fib_color(const fib_graph *graph,
 
 /* Creates a colouring of the given kind in which every unit is its own
  * class, to be filled with fib_coloring_set_group (for checking or
- * compressing with a partition computed elsewhere). */
+ * compressing with a partition computed elsewhere).
+ * Errors: FIB_E_NULL, FIB_E_INVALID (symmetry), FIB_E_NOMEM. */
 FIB_API int32_t fib_coloring_create(const fib_graph *graph, int32_t symmetry,
                                     fib_coloring **out);
 
@@ -595,20 +626,24 @@ FIB_API void fib_coloring_free(fib_coloring *coloring);
 FIB_API int32_t fib_coloring_set_group(fib_coloring *coloring, int32_t group,
                                        const int64_t *colors, int64_t n_units);
 
-/* The symmetry kind (FIB_SYM_*) of a colouring. */
+/* The symmetry kind (FIB_SYM_*) of a colouring.
+ * Errors: FIB_E_NULL. */
 FIB_API int32_t fib_coloring_symmetry(const fib_coloring *coloring,
                                       int32_t *symmetry_out);
 
-/* Number of classes of a group. */
+/* Number of classes of a group.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (group). */
 FIB_API int32_t fib_coloring_num_classes(const fib_coloring *coloring,
                                          int32_t group, int64_t *n_out);
 
-/* The class of each unit of a group, into colors[0 .. n_units). */
+/* The class of each unit of a group, into colors[0 .. n_units).
+ * Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_BUFFER. */
 FIB_API int32_t fib_coloring_colors(const fib_coloring *coloring,
                                     int32_t group, int64_t *colors,
                                     int64_t n_units);
 
-/* The size of each class of a group, into sizes[0 .. n_classes). */
+/* The size of each class of a group, into sizes[0 .. n_classes).
+ * Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_BUFFER. */
 FIB_API int32_t fib_coloring_class_sizes(const fib_coloring *coloring,
                                          int32_t group, int64_t *sizes,
                                          int64_t n_classes);
@@ -680,7 +715,8 @@ FIB_API void fib_base_free(fib_base *base);
 FIB_API const fib_graph *fib_base_graph(const fib_base *base);
 
 /* For each unit of group `group` of the original graph, the unit of the
- * same group of the base it was merged into: projection[0 .. n_units). */
+ * same group of the base it was merged into: projection[0 .. n_units).
+ * Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_BUFFER. */
 FIB_API int32_t fib_base_projection(const fib_base *base, int32_t group,
                                     int64_t *projection, int64_t n_units);
 
@@ -942,8 +978,6 @@ FIB_API int32_t fib_base_load(const char *path,
  * Node groups take no part in fib_graph_forward, fib_compress or fib_lift
  * (FIB_E_UNSUPPORTED); their compressed form is the quotient graph below. */
 
-#define FIB_OP_NODES 12 /* a group of graph nodes (fib_graph_add_nodes) */
-
 /* Conventions for the start of the colouring (fib_graph_set_convention). */
 #define FIB_CONVENTION_PURE 0      /* the definition: start from one class per
                                       group (the default) */
@@ -1009,7 +1043,8 @@ FIB_API int32_t fib_quotient_create(const fib_graph *graph,
                                     fib_quotient **out);
 /* Frees a quotient. NULL is a no-op. */
 FIB_API void fib_quotient_free(fib_quotient *quotient);
-/* Number of arcs of the quotient. */
+/* Number of arcs of the quotient.
+ * Errors: FIB_E_NULL. */
 FIB_API int32_t fib_quotient_num_arcs(const fib_quotient *quotient,
                                       int64_t *n_arcs_out);
 /* Copies the arcs into caller arrays of `capacity` entries; any array may be
@@ -1085,7 +1120,8 @@ FIB_API int32_t fib_graph_read_edgelist_columns(fib_graph *graph, const char *pa
 FIB_API const char *fib_graph_node_name(const fib_graph *graph, int32_t group,
                                         int64_t node);
 
-/* Number of edge types of a group read from a file (0: untyped). */
+/* Number of edge types of a group read from a file (0: untyped).
+ * Errors: FIB_E_NULL, FIB_E_RANGE (group, or not a node group). */
 FIB_API int32_t fib_graph_num_edge_types(const fib_graph *graph, int32_t group,
                                          int32_t *n_out);
 
@@ -1102,9 +1138,6 @@ FIB_API const char *fib_graph_edge_type_name(const fib_graph *graph,
  * automorphism orbits. Each level refines the ones above it; the functions
  * below compute the strictest level and report the whole ladder with the
  * proof that it is one. See docs/hierarchy.md. */
-
-/* A colouring by automorphism orbits (fib_coloring_symmetry). */
-#define FIB_SYM_AUTOMORPHISMS 4
 
 /* Largest number of nodes (over all node groups) whose orbits
  * fib_automorphisms computes; past it FIB_E_OVERFLOW. */

@@ -14,8 +14,11 @@ libfibration and, side by side, the peers (all data-free, no fine-tuning):
   lib:<mode>        fib_color with one eps for every layer, eps searched so that
                     the base fits the budget (abs, rel, cosine, complete, ward,
                     scaled+rel, scaled+complete, scaled+ward), then fib_compress
-  peer:seed-cosine  the seed authors' method: rows of colour sums with bias,
-                    1 - cosine, average linkage (scipy) cut at eps, mean collapse
+  peer:cosine-one-eps  the seed authors' clustering criterion, reduced: rows
+                    of colour sums with bias, 1 - cosine, average linkage
+                    (scipy) cut at ONE eps for every layer, fibers only, mean
+                    collapse. Not their full method, whose best figures merge
+                    fibers and opfibers with a threshold searched per layer
   peer:neuron-merging  keep by l2 norm, merge each pruned unit into its most
                     cosine-similar kept unit with scale ||w_p|| / ||w_k||
   peer:l2-prune     keep by l2 norm, drop the rest
@@ -50,6 +53,10 @@ import fibration.torch as ft  # noqa: E402
 
 CACHE = os.environ.get("FIB_FRONTIER_CACHE",
                        os.path.join(tempfile.gettempdir(), "libfibration-frontier"))
+# Targets taken from outside the repository (no script here measures them): the
+# project's issue 7 gives this envelope, the best of several peer methods with
+# their knobs chosen on the test set, on LeNet-300-100 (baseline 89.6%) and on
+# the 500x3 MLP after one epoch of Adam (83.8%).
 ENVELOPE = {"lenet-300-100": {0.10: 81.1, 0.17: 84.9, 0.30: 88.9},
             "mlp-500x3": {0.10: 80.5, 0.17: 83.6, 0.30: 84.3}}
 
@@ -283,7 +290,7 @@ def frontier(name, model, x_ex, x_cal, x_te, y_te, budgets, methods, rows, quick
                     if found is None:
                         continue
                     knob, res = "eps=%.4g" % found[0], found[1]
-                elif method == "peer:seed-cosine":
+                elif method == "peer:cosine-one-eps":
                     found = search(lambda e: seed_cosine(layers, e), 1e-4, 2.0, budget, total,
                                    increasing=False)
                     if found is None:
@@ -327,7 +334,7 @@ def plot(rows, path):
         env = ENVELOPE.get(net, {})
         if env:
             ax.plot([k * 100 for k in env], list(env.values()), "k*", ms=12,
-                    label="peer envelope (test-set knobs)")
+                    label="peer envelope (issue 7 constants, not run here)")
         ax.axhline(base, color="gray", lw=0.8, ls="--", label="baseline %.1f%%" % base)
         ax.set_title(net)
         ax.set_xlabel("% of parameters kept")
@@ -346,7 +353,14 @@ def main(argv=None):
     ap.add_argument("--out", default=".")
     ap.add_argument("--lenet-epochs", type=int, default=25,
                     help="epochs of SGD for LeNet-300-100 (default 25)")
+    ap.add_argument("--replot", metavar="CSV", help="redraw the PNG of a CSV written before")
     args = ap.parse_args(argv)
+    if args.replot:
+        with open(args.replot) as f:
+            rows = [dict(r, kept=float(r["kept"]), accuracy=float(r["accuracy"]))
+                    for r in csv.DictReader(f)]
+        plot(rows, args.replot[:-4] + ".png")
+        return rows
     torch.set_num_threads(1)
     x_tr, y_tr, x_te, y_te = data(args.quick)
     x_cal = x_tr[-1024:]  # calibration: training images, never the test set
@@ -360,13 +374,13 @@ def main(argv=None):
     if args.quick:
         budgets = [0.10, 0.17, 0.30]
         methods = ["lib:budget", "lib:budget+calib", "lib:scaled+rel", "lib:rel",
-                   "peer:seed-cosine", "peer:neuron-merging", "peer:l2-prune"]
+                   "peer:cosine-one-eps", "peer:neuron-merging", "peer:l2-prune"]
     else:
         budgets = [0.10, 0.17, 0.30, 0.50]
         methods = ["lib:budget", "lib:budget+calib", "lib:budget-c", "lib:abs", "lib:rel",
                    "lib:cosine",
                    "lib:complete", "lib:ward", "lib:scaled+rel", "lib:scaled+complete",
-                   "lib:scaled+ward", "peer:seed-cosine", "peer:neuron-merging",
+                   "lib:scaled+ward", "peer:cosine-one-eps", "peer:neuron-merging",
                    "peer:l2-prune"]
     rows = []
     for name, widths, epochs, recipe in nets:

@@ -26,12 +26,25 @@ merge: every pair of units in one cover class at the earlier record must still
 share a class at the later one. The CSV counts, per layer, the pairs together
 before ("pairs_before") and how many of them were separated ("pairs_split").
 
-    /usr/bin/python3 docs/examples/exp_emergence.py [--quick] [--out DIR]
+Whether the planted covers survive float32 training depends on how the
+matrix products are summed (the BLAS, the CPU's kernels, the thread count):
+two copies of a unit sit at different positions of a GEMM tile and may be
+summed in different orders, so their rounding differs. --products ordered
+trains a second lifted run ("lifted_ordered") whose linear layers sum every
+output in the same order (an elementwise product reduced along the input
+axis, forward and backward), so copies stay bit-identical by construction;
+--products default runs the BLAS only, --products both (the default) both.
+
+--models picks the runs (default mlp,cnn,lifted; the lifted ones follow
+--products), --name the stem of the output files (default emergence).
+
+    /usr/bin/python3 docs/examples/exp_emergence.py [--quick] [--out DIR] [--products both]
 """
 
 import os
 import sys
 import time
+import types
 
 import numpy as np
 import torch
@@ -153,6 +166,20 @@ def record_steps(total, n):
     return [0] + [int(s) for s in steps]
 
 
+def ordered_linear_forward(self, x):
+    """x @ W.T + b with every output summed in the same order: a broadcast
+    product reduced along the input axis (its backward reduces along the batch
+    and output axes the same way), so equal rows give bit-equal outputs."""
+    return (x.unsqueeze(-2) * self.weight).sum(-1) + self.bias
+
+
+def with_ordered_products(model):
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            m.forward = types.MethodType(ordered_linear_forward, m)
+    return model
+
+
 def lift_spread(model, copies=4):
     """For the lifted MLP: the largest spread (max - min) of a first-layer
     weight inside a planted class, divided by the std of that layer."""
@@ -181,7 +208,7 @@ def run(name, model, data, steps, n_records, seed, rows, log):
                 key = (tol, layer)
                 pb, ps = pairs_split(prev_covers[key], cc) if key in prev_covers else (0, 0)
                 prev_covers[key] = cc
-                spread = "%.3g" % lift_spread(model) if name == "lifted" else ""
+                spread = "%.3g" % lift_spread(model) if name.startswith("lifted") else ""
                 rows.append((name, step, round(step * 64 / len(xtr), 3), acc, tol, layer,
                              units, n_classes(fc), n_classes(oc), n_classes(cc), pb, ps, spread))
         log("%-6s step %6d acc %.4f %s %s  (%.0f s)" % (
@@ -223,7 +250,12 @@ def plot(rows, path):
 
 
 def main(argv=None):
-    args = fd.experiment_args(__doc__, argv)
+    def extra(ap):
+        ap.add_argument("--products", default="both", choices=("both", "default", "ordered"))
+        ap.add_argument("--models", default="mlp,cnn,lifted")
+        ap.add_argument("--name", default="emergence")
+    args = fd.experiment_args(__doc__, argv, extra=extra)
+    models = args.models.split(",")
     t0 = time.time()
     if args.quick:
         data = fd.load(6000, 2000)
@@ -232,19 +264,26 @@ def main(argv=None):
         data = fd.load()
         mlp_steps, cnn_steps, n_records = 9000, 3000, 14
     rows = []
-    torch.manual_seed(args.seed)
-    run("mlp", mlp(), data, mlp_steps, n_records, args.seed, rows, print)
-    torch.manual_seed(args.seed)
-    run("cnn", cnn(), data, cnn_steps, n_records, args.seed, rows, print)
-    run("lifted", lifted_mlp(seed=args.seed), data, mlp_steps, n_records, args.seed, rows, print)
+    if "mlp" in models:
+        torch.manual_seed(args.seed)
+        run("mlp", mlp(), data, mlp_steps, n_records, args.seed, rows, print)
+    if "cnn" in models:
+        torch.manual_seed(args.seed)
+        run("cnn", cnn(), data, cnn_steps, n_records, args.seed, rows, print)
+    if "lifted" in models and args.products != "ordered":
+        run("lifted", lifted_mlp(seed=args.seed), data, mlp_steps, n_records, args.seed, rows,
+            print)
+    if "lifted" in models and args.products != "default":
+        run("lifted_ordered", with_ordered_products(lifted_mlp(seed=args.seed)), data, mlp_steps,
+            n_records, args.seed, rows, print)
     header = ("model,step,epoch,accuracy,tolerance,layer,units,fibers,opfibers,covers,"
               "pairs_before,pairs_split,lift_spread")
-    csv = os.path.join(args.out, "emergence.csv")
+    csv = os.path.join(args.out, args.name + ".csv")
     with open(csv, "w") as fh:
         fh.write(header + "\n")
         for r in rows:
             fh.write(",".join(str(v) for v in r) + "\n")
-    plot(rows, os.path.join(args.out, "emergence.png"))
+    plot(rows, os.path.join(args.out, args.name + ".png"))
     # the theorem check, summarised
     print("\ncoarse-graining (covers only merge): pairs split / pairs together before")
     for name in dict.fromkeys(r[0] for r in rows):
@@ -254,7 +293,7 @@ def main(argv=None):
             pb, ps = sum(r[10] for r in sub), sum(r[11] for r in sub)
             print("  %-6s %-5s %8d / %8d %s" % (name, tol, ps, pb,
                                                "holds" if ps == 0 else "broken"))
-    print("wrote %s and emergence.png in %.0f s" % (csv, time.time() - t0))
+    print("wrote %s and %s.png in %.0f s" % (csv, args.name, time.time() - t0))
 
 
 if __name__ == "__main__":

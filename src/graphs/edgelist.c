@@ -1,5 +1,5 @@
 /* Edge-list reader: one arc per line, node and type names interned. */
-#include "edgelist.h"
+#include "graphs/edgelist.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -3,7 +3,7 @@
 #ifndef FIB_GRAPHS_EDGELIST_H
 #define FIB_GRAPHS_EDGELIST_H
 
-#include "internal.h"
+#include "model/model.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,8 +1,9 @@
 /* The public API of general directed graphs: node groups, arc sets, initial
  * classes, the convention, colouring all node groups with the refinement
  * engine, the quotient graph and the fiber building blocks. */
-#include "edgelist.h"
-#include "refine.h"
+#include "graphs/edgelist.h"
+#include "graphs/graphs.h"
+#include "graphs/refine.h"
 
 #include <math.h>
 #include <stdlib.h>

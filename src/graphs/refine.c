@@ -15,7 +15,7 @@
  * old cell, which gives O(m log n) for counts (counting sort of the touched
  * nodes costs O(touched + arcs)). The tolerant mode queues every piece (see
  * docs/graphs.md). */
-#include "refine.h"
+#include "graphs/refine.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
 #ifndef FIB_GRAPHS_REFINE_H
 #define FIB_GRAPHS_REFINE_H
 
-#include "internal.h"
+#include "model/model.h"
 
 #include <stdbool.h>
 #include <stdint.h>

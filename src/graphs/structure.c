@@ -1,6 +1,6 @@
 /* Graph structure around the refinement: strongly connected components,
  * dense relabelling, the quotient (base) graph and fiber building blocks. */
-#include "refine.h"
+#include "graphs/refine.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* Output files written atomically or in place; see file_output.h. */
 #include "io/file_output.h"
 
-#include "internal.h"
+#include "model/model.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,7 +15,8 @@
 
 /* Temporary files being written, for fib_remove_partial_outputs: a signal
  * handler may read this table at any moment, so entries are atomic pointers
- * set only once the file exists and cleared before it is renamed or freed.
+ * set just before the file is created and cleared after it is renamed or
+ * removed, before the name is freed.
  * Saves beyond the table's size still work; only their cleanup by a signal
  * handler is lost. */
 #define MAX_PARTIAL 32
@@ -126,17 +127,22 @@ static int32_t open_temp(fib_output *o, const struct stat *existing)
              (unsigned long)(uintptr_t)o);
     /* an existing target's content is not exposed beyond its mode while
      * written; a new file gets 0666 less the umask */
+    /* registered before it exists, so that no signal can land between its
+     * creation and its registration; a handler running before the open
+     * unlinks a name that is not there yet, harmlessly */
+    o->slot = claim_slot(o->temp);
     int fd = open(o->temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
                   existing ? 0600 : 0666);
     if (fd < 0) {
+        int e = errno;
+        release_slot(o); /* a file of that name is not ours: never unlinked */
         int32_t st = fib_error(FIB_E_IO, "%s: cannot create %s: %s", path, o->temp,
-                               strerror(errno));
+                               strerror(e));
         fib_free(o->temp);
-        o->temp = NULL; /* not ours: never unlinked */
+        o->temp = NULL;
         fib_output_abort(o);
         return st;
     }
-    o->slot = claim_slot(o->temp);
     int32_t st = FIB_OK;
     if (existing) {
         /* the owner only when permitted (root); the mode always */

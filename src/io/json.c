@@ -2,7 +2,7 @@
  * builder for writing. See json.h. */
 #include "io/json.h"
 
-#include "internal.h"
+#include "model/model.h"
 
 #include <locale.h>
 #include <math.h>

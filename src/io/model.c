@@ -1,7 +1,7 @@
-/* Model files: the entry points (fib_model_load, fib_base_load), helpers
- * shared by the model-file sources, and the nn.Sequential state-dict
- * fallback. The structure metadata is read in model_load.c and
- * model_blocks.c and written in model_save.c; the format is documented in
+/* Model files: the entry points (fib_model_load, fib_base_load) and the
+ * nn.Sequential state-dict fallback. The structure metadata is read in
+ * model_load.c and model_blocks.c and written in model_save.c, with the
+ * helpers of model_shared.c; the format is documented in
  * docs/model-files.md: keep them in step. */
 #include "io/model_io.h"
 
@@ -10,37 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const struct {
-    const char *name;
-    int32_t id;
-} activation_names[] = {
-    {"linear", FIB_ACT_LINEAR},       {"relu", FIB_ACT_RELU},
-    {"leaky_relu", FIB_ACT_LEAKY_RELU}, {"tanh", FIB_ACT_TANH},
-    {"sigmoid", FIB_ACT_SIGMOID},     {"gelu", FIB_ACT_GELU},
-    {"silu", FIB_ACT_SILU},           {"relu6", FIB_ACT_RELU6},
-    {"hardswish", FIB_ACT_HARDSWISH}, {"hardsigmoid", FIB_ACT_HARDSIGMOID},
-    {"mish", FIB_ACT_MISH},           {"softplus", FIB_ACT_SOFTPLUS},
-};
-#define N_ACTIVATIONS (sizeof activation_names / sizeof activation_names[0])
-
-const char *fib_model_activation_name(int32_t id)
-{
-    for (size_t i = 0; i < N_ACTIVATIONS; i++)
-        if (activation_names[i].id == id)
-            return activation_names[i].name;
-    return NULL;
-}
-
-bool fib_model_activation_from_name(const char *name, int32_t *id)
-{
-    for (size_t i = 0; i < N_ACTIVATIONS; i++)
-        if (strcmp(activation_names[i].name, name) == 0) {
-            *id = activation_names[i].id;
-            return true;
-        }
-    return false;
-}
 
 int32_t fib_load_options_init(fib_load_options *o, size_t struct_size)
 {
@@ -58,79 +27,6 @@ int32_t fib_load_options_init(fib_load_options *o, size_t struct_size)
     return FIB_OK;
 }
 
-/* Re-raises the last error with the file (and what was being done) in
- * front. Library-side shape problems of a file are format errors. */
-int32_t fib_model_rewrap(int32_t status, const char *path, const char *what)
-{
-    char inner[FIB_MESSAGE_SIZE];
-    snprintf(inner, sizeof inner, "%s", fib_last_error());
-    if (status == FIB_E_SHAPE || status == FIB_E_RANGE ||
-        status == FIB_E_INVALID || status == FIB_E_OVERFLOW)
-        status = FIB_E_FORMAT;
-    return fib_error(status, "%s: %s: %s", path, what, inner);
-}
-
-static const char *const op_names[] = {
-    [FIB_OP_INPUT] = "input",   [FIB_OP_DENSE] = "dense",
-    [FIB_OP_SUM] = "sum",       [FIB_OP_CONV] = "conv",
-    [FIB_OP_POOL] = "pool",     [FIB_OP_FLATTEN] = "flatten",
-    [FIB_OP_AFFINE] = "affine", [FIB_OP_LSTM] = "lstm",
-    [FIB_OP_GRU] = "gru",       [FIB_OP_LAST_STEP] = "last_step",
-    [FIB_OP_ATTEND] = "attend", [FIB_OP_NORM] = "norm",
-    [FIB_OP_PRODUCT] = "product", /* FIB_OP_NODES (12) is no network block */
-};
-#define N_OPS ((int32_t)(sizeof op_names / sizeof op_names[0]))
-
-const char *fib_model_op_name(int32_t op)
-{
-    return op >= 0 && op < N_OPS ? op_names[op] : NULL;
-}
-
-int32_t fib_model_op_from_name(const char *name)
-{
-    for (int32_t op = 0; op < N_OPS; op++)
-        if (op_names[op] && strcmp(op_names[op], name) == 0)
-            return op;
-    return -1;
-}
-
-int32_t fib_model_op_arity(int32_t op)
-{
-    switch (op) {
-    case FIB_OP_INPUT: return 0;
-    case FIB_OP_SUM:
-    case FIB_OP_PRODUCT: return 2;
-    case FIB_OP_ATTEND: return 3;
-    default: return 1;
-    }
-}
-
-int32_t fib_model_error(const fib_model_loader *L, const char *label,
-                        const char *format, ...)
-{
-    char problem[600];
-    va_list ap;
-    va_start(ap, format);
-    vsnprintf(problem, sizeof problem, format, ap);
-    va_end(ap);
-    if (!label)
-        return fib_error(FIB_E_FORMAT, "%s: structure metadata: %s", L->path,
-                         problem);
-    return fib_error(FIB_E_FORMAT, "%s: structure metadata: %s: %s", L->path,
-                     label, problem);
-}
-
-void fib_model_shape_text(int32_t n_dims, const int64_t *shape, char *buf,
-                          size_t size)
-{
-    size_t n = (size_t)snprintf(buf, size, "[");
-    for (int32_t d = 0; d < n_dims && n < size; d++)
-        n += (size_t)snprintf(buf + n, size - n, "%s%lld", d ? ", " : "",
-                              (long long)shape[d]);
-    if (n < size)
-        snprintf(buf + n, size - n, "]");
-}
-
 
 /* ------------------------------------------------------------------------ */
 /* Loading                                                                  */
@@ -142,56 +38,6 @@ typedef fib_model_loader loader;
 static void release_file(void *handle)
 {
     fib_st_close(handle);
-}
-
-/* Adds a dense group over `source` from weight (units x n_in) and optional
- * bias (units) tensors. `label` names the group in messages. */
-int32_t fib_model_add_dense(loader *L, const char *label, int32_t source,
-                         int64_t units, const fib_st_tensor *w,
-                         const fib_st_tensor *b, int32_t *id)
-{
-    int64_t n_in;
-    int32_t st = fib_graph_group_info(L->graph, source, NULL, &n_in, NULL, NULL,
-                                      NULL, NULL, NULL);
-    if (st != FIB_OK)
-        return rewrap(st, L->path, label);
-    char shape[128];
-    fib_model_shape_text(w->n_dims, w->shape, shape, sizeof shape);
-    if (w->n_dims != 2 || w->shape[0] != units || w->shape[1] != n_in)
-        return fib_error(FIB_E_FORMAT,
-                         "%s: %s: weight tensor '%s' has shape %s, expected "
-                         "[%lld, %lld]", L->path, label, w->name, shape,
-                         (long long)units, (long long)n_in);
-    if (b) {
-        fib_model_shape_text(b->n_dims, b->shape, shape, sizeof shape);
-        if (b->n_dims != 1 || b->shape[0] != units)
-            return fib_error(FIB_E_FORMAT,
-                             "%s: %s: bias tensor '%s' has shape %s, expected "
-                             "[%lld]", L->path, label, b->name, shape,
-                             (long long)units);
-    }
-    uint32_t flags = L->copy ? FIB_COPY : 0u;
-    if (!b || b->dtype == w->dtype) {
-        st = fib_graph_add_dense(L->graph, source, units, w->dtype, w->data, n_in,
-                                 b ? b->data : NULL, flags, id);
-    } else {
-        /* weight and bias of different dtypes: copy both as float64 */
-        double *wd = fib_alloc(w->n_elements, sizeof *wd);
-        double *bd = fib_alloc(units, sizeof *bd);
-        if (!wd || !bd) {
-            st = fib_error(FIB_E_NOMEM, "out of memory");
-        } else {
-            for (int64_t i = 0; i < w->n_elements; i++)
-                wd[i] = fib_load(w->dtype, w->data, i);
-            for (int64_t i = 0; i < units; i++)
-                bd[i] = fib_load(b->dtype, b->data, i);
-            st = fib_graph_add_dense(L->graph, source, units, FIB_DTYPE_F64, wd,
-                                     n_in, bd, FIB_COPY, id);
-        }
-        fib_free(wd);
-        fib_free(bd);
-    }
-    return st == FIB_OK ? FIB_OK : rewrap(st, L->path, label);
 }
 
 /* "<digits>.weight" / "<digits>.bias": the layer index and which one. */

@@ -5,7 +5,8 @@
 #ifndef FIB_IO_MODEL_IO_H
 #define FIB_IO_MODEL_IO_H
 
-#include "internal.h"
+#include "blocks/blocks.h"
+#include "compress/compress.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 

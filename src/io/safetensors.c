@@ -1,8 +1,8 @@
 /* safetensors reader (mmap, strict validation) and writer. See safetensors.h. */
 #include "io/safetensors.h"
 
-#include "internal.h"
 #include "io/file_output.h"
+#include "model/model.h"
 #include "io/json.h"
 
 #include <errno.h>

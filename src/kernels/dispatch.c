@@ -3,7 +3,7 @@
  * the register state the OS saves), or the one FIBRATION_SIMD names. No
  * IFUNC: a pointer to a const table, published with C11 atomics. Racing
  * first calls compute the same answer, so a plain store is enough. */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>

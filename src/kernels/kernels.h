@@ -1,6 +1,6 @@
 /* Hot kernels behind the blocks: a portable scalar set and per-ISA sets
- * (kernels_avx2.c, kernels_avx512.c, each compiled with its own flags),
- * chosen once at run time (dispatch.c).
+ * (kernels_avx2.c, kernels_avx512.c, each compiled with its own flags from
+ * the one body in kernels_simd.h), chosen once at run time (dispatch.c).
  *
  * Every variant gives the same bits as the scalar one: sums are defined by
  * their order (below), which the SIMD versions keep by vectorising across
@@ -17,6 +17,11 @@
 #define FIB_SIMD_SCALAR 0
 #define FIB_SIMD_AVX2 1
 #define FIB_SIMD_AVX512 2
+
+/* name_suffix: the names of the kernels written once for float32 and
+ * float64 (kernels_scalar_typed.h, kernels_simd_typed.h). */
+#define FIB_KERNEL_TYPED2(name, suffix) name##_##suffix
+#define FIB_KERNEL_TYPED(name, suffix) FIB_KERNEL_TYPED2(name, suffix)
 
 /* Most rows a colour_sums call handles (a tile). */
 #define FIB_TILE_MAX 16
@@ -42,9 +47,9 @@ static inline int64_t fib_colour_scratch_len(int64_t n, int64_t k_classes)
 /* The tile a thread takes next under a static schedule starts `tile` rows
  * further on. The SIMD colour sums prefetch its bytes into L2 in address
  * order, a share at each block step of the current tile, so that the next
- * tile's strided row streams hit L2 rather than memory (a 4096 x 4096
- * float32 layer with 64 colours, AVX-512, one thread, two binaries
- * alternated: 5.9-6.6 -> 5.4-5.8 ms; see docs/performance.md). Prefetches
+ * tile's strided row streams hit L2 rather than memory (tests/bench/
+ * bench_kernels, case "kernel": a 4096 x 4096 float32 layer with 64
+ * colours; figures in docs/performance.md). Prefetches
  * never fault, so the last tile's run past the matrix is harmless; the
  * address is formed as an integer for that reason. */
 typedef struct fib_next_tile {

@@ -20,7 +20,7 @@
  *
  * Usage: bench_kernels [N [REPS [CASE [COLOURS]]]]   (defaults 4096, 5, all)
  * CASE: exact, abs, random or blocks (conv and LSTM only); COLOURS: 64 or N. */
-#include "internal.h"
+#include "compress/compress.h"
 #include "kernels/kernels.h"
 
 #include <math.h>

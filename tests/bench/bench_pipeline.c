@@ -31,7 +31,7 @@
  * Environment: FIB_BENCH_PARAMS overrides the default PARAMS. */
 #define _GNU_SOURCE
 #include "fibration.h"
-#include "internal.h"
+#include "compress/compress.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
 

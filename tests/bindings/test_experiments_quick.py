@@ -59,6 +59,12 @@ def test_emergence_quick(tmp_path):
     lifted = [r for r in rows if r["model"] == "lifted" and r["step"] == "0"
               and r["tolerance"] == "exact" and r["units"] == "128"]
     assert len(lifted) == 2 and all(r["fibers"] == "32" and r["covers"] == "32" for r in lifted)
+    # with every product summed in one order, copies stay bit-identical: the
+    # planted covers never split (they may only merge further)
+    ordered = [r for r in rows if r["model"] == "lifted_ordered" and r["tolerance"] == "exact"]
+    assert len({r["step"] for r in ordered}) >= 3
+    assert all(r["pairs_split"] == "0" for r in ordered)
+    assert all(int(r["covers"]) <= 32 for r in ordered if r["units"] == "128")
     assert "coarse-graining" in out
 
 
@@ -76,6 +82,28 @@ def test_continual_quick(tmp_path):
             first[(r["benchmark"], r["seed"])].add(r["accuracy"])
     assert all(len(v) == 1 for v in first.values())
     assert any(int(r["units_renewed"]) > 0 for r in rows if r["method"] == "sync")
+
+
+def test_continual_quick_cbp_replaces_units(tmp_path):
+    """The quick mode exercises CBP's mechanism: units are replaced and the run
+    departs from SGD's on the same seed (same init, tasks and minibatches)."""
+    run_quick("exp_continual.py", tmp_path, "--methods", "sgd,cbp")
+    rows = read_csv(tmp_path / "continual.csv")
+    for bench in ("pairs", "permuted"):
+        cbp = [r for r in rows if r["benchmark"] == bench and r["method"] == "cbp"]
+        sgd = {(r["seed"], r["task"]): r["accuracy"] for r in rows
+               if r["benchmark"] == bench and r["method"] == "sgd"}
+        assert sum(int(r["units_renewed"]) for r in cbp) >= 1, bench
+        changed = [r for r in cbp if r["accuracy"] != sgd[(r["seed"], r["task"])]]
+        assert changed, "CBP's scores equal SGD's on every task of " + bench
+        # until its first replacement CBP only keeps statistics: SGD's scores
+        assert all(r["accuracy"] == sgd[(r["seed"], r["task"])] for r in cbp
+                   if r["task"] == "0" and r["units_renewed"] == "0")
+    summary = read_csv(tmp_path / "continual_summary.csv")
+    assert {(r["benchmark"], r["method"]) for r in summary} == {
+        (b, m) for b in ("pairs", "permuted") for m in ("sgd", "cbp")}
+    for r in summary:
+        assert r["seeds"] == "2" and float(r["last_ci95"]) >= 0
 
 
 def test_synchrony_quick(tmp_path):
@@ -111,4 +139,11 @@ def test_transformer_quick(tmp_path):
         if r["run"] == "compressed":
             base = [b for b in rows if b["run"] == "baseline" and b["d_model"] == r["d_model"]][0]
             assert int(r["core_params"]) <= int(base["core_params"])
+    # the quick run compresses for real: every size gets a base with fewer
+    # parameters than the original (at most half at the largest factor)
+    for d in {r["d_model"] for r in rows}:
+        base = [int(r["core_params"]) for r in rows if r["run"] == "baseline" and r["d_model"] == d]
+        smallest = min(int(r["core_params"]) for r in rows
+                       if r["run"] == "compressed" and r["d_model"] == d)
+        assert smallest < base[0] / 2, (d, smallest, base)
     assert "exponents" in out

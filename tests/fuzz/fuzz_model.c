@@ -4,7 +4,7 @@
  * as a base. Any outcome but a graph or a clean error naming the file is a
  * bug; a graph that loads is coloured, compressed and lifted. */
 #include "fuzz.h"
-#include "internal.h"
+#include "compress/compress.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
  * inside the image with the size its shape and dtype say, or refuses them
  * with FIB_E_FORMAT (or FIB_E_NOMEM) and a message naming the file. */
 #include "fuzz.h"
-#include "internal.h"
+#include "compress/compress.h"
 #include "io/safetensors.h"
 
 #include <stdio.h>

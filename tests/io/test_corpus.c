@@ -3,7 +3,7 @@
  * starts with (format-, unsupported-, nonfinite-) and a message naming it.
  * Run it under valgrind or the sanitizers to check nothing leaks or crashes.
  * With file arguments instead of a directory, it replays those files. */
-#include "internal.h"
+#include "compress/compress.h"
 #include "testing.h"
 
 #include <dirent.h>

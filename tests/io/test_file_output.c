@@ -3,7 +3,7 @@
  * special files are written in place with their errors reported, and
  * fib_remove_partial_outputs, called from a signal handler, removes the
  * temporary file of a save in progress. */
-#include "internal.h"
+#include "compress/compress.h"
 #include "io/file_output.h"
 #include "testing.h"
 

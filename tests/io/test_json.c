@@ -1,6 +1,6 @@
 /* The strict JSON parser: accepted documents, and one rejected document per
  * rule with the message it must give. */
-#include "internal.h"
+#include "compress/compress.h"
 #include "io/json.h"
 #include "testing.h"
 

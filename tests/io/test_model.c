@@ -1,7 +1,7 @@
 /* Model files: graph -> safetensors -> graph gives identical tensors and
  * identical colourings; bases keep their projection; the nn.Sequential
  * state-dict fallback; and the messages of files that cannot be read. */
-#include "internal.h"
+#include "compress/compress.h"
 #include "io/safetensors.h"
 #include "testing.h"
 

@@ -7,7 +7,7 @@
  * the same network as the original base. Hostile metadata gives
  * FIB_E_FORMAT naming the group and the field. */
 #include "checks.h"
-#include "internal.h"
+#include "compress/compress.h"
 #include "io/safetensors.h"
 #include "plant_lift.h"
 #include "planted.h"

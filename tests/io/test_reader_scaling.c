@@ -4,7 +4,7 @@
  * while an n log n reader finishes in a small fraction of it.
  *
  * usage: test_io_reader_scaling state_dict | structured */
-#include "internal.h"
+#include "compress/compress.h"
 #include "io/safetensors.h"
 #include "testing.h"
 

@@ -1,7 +1,7 @@
 /* safetensors reader and writer: one malformed file per validation rule
  * (in memory and through a real mapped file), dtype conversion, alignment,
  * and the writer's round trip. Leaks are caught by valgrind / ASan runs. */
-#include "internal.h"
+#include "compress/compress.h"
 #include "io/safetensors.h"
 #include "testing.h"
 

@@ -2,9 +2,9 @@
  * strides and alignments; and colourings identical for every SIMD level and
  * thread count. Run under several FIBRATION_SIMD values (tests/kernels/
  * meson.build): each run also checks that the variable was obeyed. */
-#include "internal.h"
+#include "compress/compress.h"
 #include "kernels/kernels.h"
-#include "keyed_sort.h"
+#include "model/keyed_sort.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -16,7 +16,7 @@
 
 int test_failures;
 
-/* The hook in src/util.c (FIB_ALLOC_FAILURE builds only). */
+/* The hook in src/model/util.c (FIB_ALLOC_FAILURE builds only). */
 void fib_test_fail_alloc(int64_t k);
 int64_t fib_test_alloc_calls(void);
 

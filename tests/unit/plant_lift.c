@@ -2,7 +2,7 @@
 
 #include <stdlib.h>
 
-#include "internal.h"
+#include "compress/compress.h"
 #include "planted.h"
 
 int64_t *random_projection(uint64_t *rng, int64_t k, int max_class, int64_t *n_out)

@@ -10,7 +10,7 @@
 
 #include "checks.h"
 #include "fibration.h"
-#include "internal.h"
+#include "compress/compress.h"
 #include "plant_lift.h"
 #include "planted.h"
 #include "testing.h"

@@ -7,7 +7,7 @@
 
 #include "checks.h"
 #include "fibration.h"
-#include "internal.h" /* kept merge totals */
+#include "compress/compress.h" /* kept merge totals */
 #include "mlp_reference.h"
 #include "planted.h"
 #include "testing.h"
@@ -396,7 +396,7 @@ static void residual_base_is_exact(void)
     fib_graph_free(g);
 }
 
-/* A colouring keeps each dense group's merge totals (src/class_sums.c);
+/* A colouring keeps each dense group's merge totals (src/color/class_sums.c);
  * fib_compress gives the same base, bit for bit, from a fresh colouring of
  * the same classes that keeps none (it reads the weights again). Re-split
  * planted layers, so that the members' sums differ in their last bits and

@@ -8,7 +8,7 @@
 
 #include "checks.h"
 #include "fibration.h"
-#include "internal.h"
+#include "compress/compress.h"
 #include "plant_lift.h"
 #include "planted.h"
 #include "testing.h"

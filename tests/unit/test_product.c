@@ -8,7 +8,7 @@
 
 #include "checks.h"
 #include "fibration.h"
-#include "internal.h"
+#include "compress/compress.h"
 #include "planted.h"
 #include "testing.h"
 

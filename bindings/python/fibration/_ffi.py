@@ -50,6 +50,7 @@ FIB_OP_GRU = 8  # GRU over a sequence (gates r, z, n)
 FIB_OP_LAST_STEP = 9  # the last position of a sequence
 FIB_OP_ATTEND = 10  # multi-head scaled dot-product attention core
 FIB_OP_NORM = 11  # LayerNorm / RMSNorm over a group's units
+FIB_OP_NODES = 12  # a group of graph nodes (fib_graph_add_nodes)
 FIB_POOL_MAX = 0
 FIB_POOL_AVG = 1
 FIB_NORM_LAYER = 0
@@ -57,6 +58,7 @@ FIB_NORM_RMS = 1
 FIB_SYM_FIBERS = 1  # input trees: computed forward, inputs all distinct
 FIB_SYM_OPFIBERS = 2  # flavoured output trees: backward, outputs all distinct
 FIB_SYM_COVERS = 3  # fibers meet opfibers
+FIB_SYM_AUTOMORPHISMS = 4  # automorphism orbits (fib_automorphisms)
 FIB_TOL_EXACT = 0  # equal up to the rounding of the sums (see fib_color)
 FIB_TOL_ABS = 1  # every coordinate spans at most eps inside a class
 FIB_TOL_REL = 2  # FIB_TOL_ABS with eps times the group's scale: the median L2 norm of its signature rows (non-label coordinates), so one eps means the same in every layer
@@ -67,7 +69,6 @@ FIB_TOL_SCALED = 256
 FIB_LINKAGE_MAX_UNITS = 8192
 FIB_COPY = 1  # copy the weights instead of borrowing them
 FIB_BUDGET_OPTIONS_SIZE_1 = 48
-FIB_OP_NODES = 12  # a group of graph nodes (fib_graph_add_nodes)
 FIB_CONVENTION_PURE = 0  # the definition: start from one class per group (the default)
 FIB_CONVENTION_PUBLISHED = 1  # FastFibration's: nodes without inputs are singletons, every strongly connected component without inputs from outside starts as its own class, and nodes whose only inputs are self-loops are used as extra splitters; reproduces published fiber counts (E. coli: 555 classes, pure: 414)
 FIB_CONVENTION_NETWORKFIBERS = 2  # networkfibers': like PUBLISHED, but the initial classes are the weakly connected components
@@ -79,7 +80,6 @@ FIB_EDGELIST_TAB = 8  # fields separated by a tab
 FIB_EDGELIST_WHITESPACE = 16  # fields separated by blank runs
 FIB_EDGELIST_THIRD_IS_WEIGHT = 32  # no header: src dst weight
 FIB_EDGELIST_THIRD_IS_TYPE = 64  # no header: src dst type [weight], even when the types are fractional numbers
-FIB_SYM_AUTOMORPHISMS = 4
 FIB_AUTOMORPHISM_MAX_NODES = 20000
 FIB_CHAIN_ORBITS_IN_COVERS = 1  # every orbit lies inside one cover
 FIB_CHAIN_COVERS_IN_FIBERS = 2  # every cover lies inside one fiber
@@ -135,6 +135,7 @@ CONSTANTS = {
     'FIB_OP_LAST_STEP': FIB_OP_LAST_STEP,
     'FIB_OP_ATTEND': FIB_OP_ATTEND,
     'FIB_OP_NORM': FIB_OP_NORM,
+    'FIB_OP_NODES': FIB_OP_NODES,
     'FIB_POOL_MAX': FIB_POOL_MAX,
     'FIB_POOL_AVG': FIB_POOL_AVG,
     'FIB_NORM_LAYER': FIB_NORM_LAYER,
@@ -142,6 +143,7 @@ CONSTANTS = {
     'FIB_SYM_FIBERS': FIB_SYM_FIBERS,
     'FIB_SYM_OPFIBERS': FIB_SYM_OPFIBERS,
     'FIB_SYM_COVERS': FIB_SYM_COVERS,
+    'FIB_SYM_AUTOMORPHISMS': FIB_SYM_AUTOMORPHISMS,
     'FIB_TOL_EXACT': FIB_TOL_EXACT,
     'FIB_TOL_ABS': FIB_TOL_ABS,
     'FIB_TOL_REL': FIB_TOL_REL,
@@ -152,7 +154,6 @@ CONSTANTS = {
     'FIB_LINKAGE_MAX_UNITS': FIB_LINKAGE_MAX_UNITS,
     'FIB_COPY': FIB_COPY,
     'FIB_BUDGET_OPTIONS_SIZE_1': FIB_BUDGET_OPTIONS_SIZE_1,
-    'FIB_OP_NODES': FIB_OP_NODES,
     'FIB_CONVENTION_PURE': FIB_CONVENTION_PURE,
     'FIB_CONVENTION_PUBLISHED': FIB_CONVENTION_PUBLISHED,
     'FIB_CONVENTION_NETWORKFIBERS': FIB_CONVENTION_NETWORKFIBERS,
@@ -164,7 +165,6 @@ CONSTANTS = {
     'FIB_EDGELIST_WHITESPACE': FIB_EDGELIST_WHITESPACE,
     'FIB_EDGELIST_THIRD_IS_WEIGHT': FIB_EDGELIST_THIRD_IS_WEIGHT,
     'FIB_EDGELIST_THIRD_IS_TYPE': FIB_EDGELIST_THIRD_IS_TYPE,
-    'FIB_SYM_AUTOMORPHISMS': FIB_SYM_AUTOMORPHISMS,
     'FIB_AUTOMORPHISM_MAX_NODES': FIB_AUTOMORPHISM_MAX_NODES,
     'FIB_CHAIN_ORBITS_IN_COVERS': FIB_CHAIN_ORBITS_IN_COVERS,
     'FIB_CHAIN_COVERS_IN_FIBERS': FIB_CHAIN_COVERS_IN_FIBERS,

@@ -75,6 +75,8 @@ const FIB_OP_LAST_STEP = Int32(9)
 const FIB_OP_ATTEND = Int32(10)
 # LayerNorm / RMSNorm over a group's units
 const FIB_OP_NORM = Int32(11)
+# a group of graph nodes (fib_graph_add_nodes)
+const FIB_OP_NODES = Int32(12)
 const FIB_POOL_MAX = Int32(0)
 const FIB_POOL_AVG = Int32(1)
 const FIB_NORM_LAYER = Int32(0)
@@ -85,6 +87,8 @@ const FIB_SYM_FIBERS = Int32(1)
 const FIB_SYM_OPFIBERS = Int32(2)
 # fibers meet opfibers
 const FIB_SYM_COVERS = Int32(3)
+# automorphism orbits (fib_automorphisms)
+const FIB_SYM_AUTOMORPHISMS = Int32(4)
 # equal up to the rounding of the sums (see fib_color)
 const FIB_TOL_EXACT = Int32(0)
 # every coordinate spans at most eps inside a class
@@ -102,8 +106,6 @@ const FIB_LINKAGE_MAX_UNITS = Int32(8192)
 # copy the weights instead of borrowing them
 const FIB_COPY = UInt32(1)
 const FIB_BUDGET_OPTIONS_SIZE_1 = Int32(48)
-# a group of graph nodes (fib_graph_add_nodes)
-const FIB_OP_NODES = Int32(12)
 # the definition: start from one class per group (the default)
 const FIB_CONVENTION_PURE = Int32(0)
 # FastFibration's: nodes without inputs are singletons, every strongly connected component without inputs from outside starts as its own class, and nodes whose only inputs are self-loops are used as extra splitters; reproduces published fiber counts (E. coli: 555 classes, pure: 414)
@@ -125,7 +127,6 @@ const FIB_EDGELIST_WHITESPACE = UInt32(16)
 const FIB_EDGELIST_THIRD_IS_WEIGHT = UInt32(32)
 # no header: src dst type [weight], even when the types are fractional numbers
 const FIB_EDGELIST_THIRD_IS_TYPE = UInt32(64)
-const FIB_SYM_AUTOMORPHISMS = Int32(4)
 const FIB_AUTOMORPHISM_MAX_NODES = Int32(20000)
 # every orbit lies inside one cover
 const FIB_CHAIN_ORBITS_IN_COVERS = Int32(1)
@@ -289,6 +290,7 @@ end
 
 """
 Creates an empty graph.
+Errors: FIB_E_NULL, FIB_E_NOMEM.
 """
 const _cache_fib_graph_create = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_create(out)
@@ -306,6 +308,8 @@ end
 """
 Adds an input group of n_units units (1 <= n_units <= 2^40).
 Its id is written to *group_out.
+Errors: FIB_E_NULL, FIB_E_SHAPE (n_units < 1), FIB_E_OVERFLOW (n_units >
+2^40), FIB_E_NOMEM.
 """
 const _cache_fib_graph_add_input = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_add_input(graph, n_units, group_out)
@@ -351,6 +355,8 @@ end
 
 """
 Gives a group a name (copied; at most 255 bytes) used in reports.
+Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_INVALID (name too long),
+FIB_E_NOMEM.
 """
 const _cache_fib_graph_set_group_name = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_set_group_name(graph, group, name)
@@ -372,6 +378,7 @@ end
 
 """
 The positions of a group (1 x 1 for plain vectors).
+Errors: FIB_E_NULL, FIB_E_RANGE (group).
 """
 const _cache_fib_graph_group_positions = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_group_positions(graph, group, rows, cols)
@@ -391,6 +398,7 @@ end
 
 """
 Number of groups.
+Errors: FIB_E_NULL.
 """
 const _cache_fib_graph_num_groups = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_num_groups(graph, n_out)
@@ -406,6 +414,7 @@ Describes a group. Any out-pointer may be NULL.
   n_sources:  number of groups read (0 for inputs, 1 dense, 2 sum,
               3 attention core: q, k, v)
   is_output:  1 if no group reads this one
+Errors: FIB_E_NULL (graph), FIB_E_RANGE (group).
 """
 const _cache_fib_graph_group_info = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_group_info(graph, group, op, n_units, activation, parameter, has_bias, n_sources, is_output)
@@ -414,6 +423,7 @@ end
 
 """
 The i-th source group of a group (0 <= i < n_sources).
+Errors: FIB_E_NULL, FIB_E_RANGE (group, i).
 """
 const _cache_fib_graph_group_source = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_group_source(graph, group, i, source_out)
@@ -435,6 +445,7 @@ z[i] = a[index_a[i]] + b[index_b[i]] (for a FIB_OP_PRODUCT group, the
 factors of z[i] = a[index_a[i]] * b[index_b[i]]). In a graph built with
 fib_graph_add_sum both are the identity; a base gathers. Either array may
 be NULL. Each holds n_units entries.
+Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_INVALID (not a sum group).
 """
 const _cache_fib_graph_read_sum = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_read_sum(graph, group, index_a, index_b)
@@ -454,6 +465,7 @@ end
 
 """
 Total number of weights and biases in the graph.
+Errors: FIB_E_NULL.
 """
 const _cache_fib_graph_num_parameters = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_num_parameters(graph, n_out)
@@ -481,6 +493,7 @@ end
 """
 Like fib_graph_forward, but writes the activity (after activation) of one
 group `group` into `activity` (batch x its width).
+Errors: those of fib_graph_forward, and FIB_E_RANGE (group).
 """
 const _cache_fib_graph_forward_group = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_forward_group(graph, batch, dtype, inputs, group, activity)
@@ -490,6 +503,7 @@ end
 """
 Sum of the activity widths (units x positions) of the input groups and
 of the output groups.
+Errors: FIB_E_NULL.
 """
 const _cache_fib_graph_io_width = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_io_width(graph, n_inputs, n_outputs)
@@ -527,6 +541,7 @@ Flattens a group with positions into a plain group of
 n_units x rows x cols units in PyTorch's order (channel, row, col), so
 that a dense block can follow a convolution. A flattened channel
 contributes one unit per position, all of its channel's colour.
+Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_OVERFLOW, FIB_E_NOMEM.
 """
 const _cache_fib_graph_add_flatten = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_add_flatten(graph, source, group_out)
@@ -538,6 +553,8 @@ Adds a per-unit affine map z[i] = scale[i] * x[i] + shift[i] (a batch
 norm in inference mode: scale = gamma / sqrt(var + eps), shift = beta -
 mean * scale). scale and shift hold n_units values of `source`; shift may
 be NULL.
+Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype, flags),
+FIB_E_NONFINITE, FIB_E_OVERFLOW, FIB_E_NOMEM.
 """
 const _cache_fib_graph_add_affine = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_add_affine(graph, source, dtype, scale, shift, flags, group_out)
@@ -552,6 +569,8 @@ in, w_hh: 4 hidden x hidden, b_ih, b_hh: 4 hidden each or NULL. Initial
 states are zero. A unit is the tuple of its gates; its colouring is the
 fixed point of refinement through w_hh. Stack layers by reading the
 previous LSTM group.
+Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype, flags),
+FIB_E_SHAPE, FIB_E_NONFINITE, FIB_E_OVERFLOW, FIB_E_NOMEM.
 """
 const _cache_fib_graph_add_lstm = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_add_lstm(graph, source, hidden, dtype, w_ih, w_hh, b_ih, b_hh, flags, group_out)
@@ -561,6 +580,7 @@ end
 """
 Adds a GRU layer (PyTorch nn.GRU, gate order r, z, n), as the LSTM:
 w_ih: 3 hidden x in, w_hh: 3 hidden x hidden, biases 3 hidden or NULL.
+Errors: those of fib_graph_add_lstm.
 """
 const _cache_fib_graph_add_gru = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_add_gru(graph, source, hidden, dtype, w_ih, w_hh, b_ih, b_hh, flags, group_out)
@@ -569,6 +589,8 @@ end
 
 """
 The last position of a sequence (x[:, -1] in PyTorch): a plain group.
+Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_SHAPE (source not a
+sequence), FIB_E_OVERFLOW, FIB_E_NOMEM.
 """
 const _cache_fib_graph_add_last_step = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_add_last_step(graph, source, group_out)
@@ -599,6 +621,8 @@ FIB_NORM_LAYER (LayerNorm) or FIB_NORM_RMS (RMSNorm); weight (gamma) and
 bias (beta) hold n_units values or are NULL; epsilon > 0. In a base each
 unit counts with its class size (multiplicity), so the mean and variance
 stay those of the original.
+Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (kind, dtype,
+flags, epsilon), FIB_E_NONFINITE, FIB_E_OVERFLOW, FIB_E_NOMEM.
 """
 const _cache_fib_graph_add_norm = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_add_norm(graph, source, kind, dtype, weight, bias, epsilon, flags, group_out)
@@ -613,6 +637,7 @@ Parameter tensors of a group's block, numbered from 0 (dense: "weight",
 tensors are skipped in the numbering. For index >= the count, returns
 FIB_E_RANGE. shape receives up to 4 dimensions (unused ones are 1); name
 is a static string. Any out-pointer may be NULL.
+Errors: FIB_E_NULL, FIB_E_RANGE (group, index).
 """
 const _cache_fib_graph_tensor_info = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_tensor_info(graph, group, index, ndim, shape, name)
@@ -622,6 +647,8 @@ end
 """
 Copies tensor `index` of a group's block, converted to dtype, into out
 (count >= its number of elements, else FIB_E_BUFFER), packed row-major.
+Errors: FIB_E_NULL, FIB_E_RANGE (group, index), FIB_E_INVALID (dtype),
+FIB_E_BUFFER.
 """
 const _cache_fib_graph_read_tensor = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_read_tensor(graph, group, index, dtype, out, count)
@@ -638,6 +665,7 @@ n_heads, then per
 head its number of q/k pairs, then per pair (q unit, k unit), then per
 unit its head and its v unit. Writes min(count, capacity) values and the
 full count to *count_out (0 for blocks without attributes).
+Errors: FIB_E_NULL, FIB_E_RANGE (group).
 """
 const _cache_fib_graph_block_params = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_block_params(graph, group, params, capacity, count_out)
@@ -646,6 +674,7 @@ end
 
 """
 The norm's epsilon or the attention's softmax scale; 0 for other blocks.
+Errors: FIB_E_NULL, FIB_E_RANGE (group).
 """
 const _cache_fib_graph_block_scalar = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_block_scalar(graph, group, value_out)
@@ -719,6 +748,7 @@ end
 Creates a colouring of the given kind in which every unit is its own
 class, to be filled with fib_coloring_set_group (for checking or
 compressing with a partition computed elsewhere).
+Errors: FIB_E_NULL, FIB_E_INVALID (symmetry), FIB_E_NOMEM.
 """
 const _cache_fib_coloring_create = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_coloring_create(graph, symmetry, out)
@@ -745,6 +775,7 @@ end
 
 """
 The symmetry kind (FIB_SYM_*) of a colouring.
+Errors: FIB_E_NULL.
 """
 const _cache_fib_coloring_symmetry = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_coloring_symmetry(coloring, symmetry_out)
@@ -753,6 +784,7 @@ end
 
 """
 Number of classes of a group.
+Errors: FIB_E_NULL, FIB_E_RANGE (group).
 """
 const _cache_fib_coloring_num_classes = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_coloring_num_classes(coloring, group, n_out)
@@ -761,6 +793,7 @@ end
 
 """
 The class of each unit of a group, into colors[0 .. n_units).
+Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_BUFFER.
 """
 const _cache_fib_coloring_colors = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_coloring_colors(coloring, group, colors, n_units)
@@ -769,6 +802,7 @@ end
 
 """
 The size of each class of a group, into sizes[0 .. n_classes).
+Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_BUFFER.
 """
 const _cache_fib_coloring_class_sizes = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_coloring_class_sizes(coloring, group, sizes, n_classes)
@@ -860,6 +894,7 @@ end
 """
 For each unit of group `group` of the original graph, the unit of the
 same group of the base it was merged into: projection[0 .. n_units).
+Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_BUFFER.
 """
 const _cache_fib_base_projection = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_base_projection(base, group, projection, n_units)
@@ -1106,6 +1141,7 @@ end
 
 """
 Number of arcs of the quotient.
+Errors: FIB_E_NULL.
 """
 const _cache_fib_quotient_num_arcs = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_quotient_num_arcs(quotient, n_arcs_out)
@@ -1183,6 +1219,7 @@ end
 
 """
 Number of edge types of a group read from a file (0: untyped).
+Errors: FIB_E_NULL, FIB_E_RANGE (group, or not a node group).
 """
 const _cache_fib_graph_num_edge_types = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_num_edge_types(graph, group, n_out)

@@ -3,7 +3,8 @@ LSTM/GRU, multi-head self-attention, LayerNorm and Transformer encoders.
 
 Each maps one fx node onto C builder calls (fib_graph_add_conv, _affine,
 _pool, _lstm, _gru, _attention, _norm, _sum, _dense) and records how the
-node is rebuilt (Builder.own). Registered into _trace.MODULES on import.
+node is rebuilt (Builder.own). _trace.py adds MODULES, FUNCTIONS, METHODS
+and FUNCTIONS_BY_NAME to its own tables.
 """
 
 import operator
@@ -12,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._trace import CHANNEL_DIM, FUNCTIONS, FUNCTIONS_BY_NAME, METHODS, MODULES, Constant, TupleValue, Value
+from ._values import CHANNEL_DIM, Constant, TupleValue, Value
 
 
 def _pair(value):
@@ -401,7 +402,7 @@ def convert_encoder(b, node, module):
     return Value(x, False)
 
 
-MODULES.update({
+MODULES = {
     nn.Conv1d: convert_conv,
     nn.Conv2d: convert_conv,
     nn.BatchNorm1d: convert_batch_norm,
@@ -418,17 +419,17 @@ MODULES.update({
     nn.LayerNorm: convert_layer_norm,
     nn.TransformerEncoderLayer: convert_encoder_layer,
     nn.TransformerEncoder: convert_encoder,
-})
+}
 
-FUNCTIONS.update({
+FUNCTIONS = {
     F.adaptive_avg_pool2d: convert_adaptive_pool,
     F.adaptive_max_pool2d: convert_adaptive_pool,
     F.max_pool2d: _functional_pool(True),
     F.avg_pool2d: _functional_pool(False),
     torch.mean: convert_mean,
-})
+}
 
-METHODS.update({"mean": convert_mean})
+METHODS = {"mean": convert_mean}
 
 
 # -- layer norm as a function, constant scales (ConvNeXt) ----------------------
@@ -546,6 +547,6 @@ def convert_stochastic_depth(b, node, module=None):
 
 
 # by qualified name: torchvision is not imported for this
-FUNCTIONS_BY_NAME.update({
+FUNCTIONS_BY_NAME = {
     "torchvision.ops.stochastic_depth.stochastic_depth": convert_stochastic_depth,
-})
+}

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ._modules import FiberAttention, InputClassMean, WeightedLayerNorm
 from ._relabel import rebuild_moved
-from ._trace import CHANNEL_DIM
+from ._values import CHANNEL_DIM
 
 
 def _set_submodule(root, qualified, module):

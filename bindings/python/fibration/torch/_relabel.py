@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.fx
 
+from ._values import Value
+
 POSITION_BITS = 24
 UNIT_DIM = {"plain": 1, "image": 1, "channels1d": 1, "sequence": 2, "nhwc": 3}
 # the layout a value of each rank is read in, first choice first
@@ -179,7 +181,6 @@ def materialise(b, node, arg, labels):
             if previous["layout"] != layout:
                 b.fail(node, "%r is read in two layouts" % arg.name)
             return previous["value"]
-        from ._trace import Value
         g0 = groups[0]
         if len(groups) == 1 and np.array_equal(local, np.arange(b.layers[g0].width)):
             if b.layers[g0].layout == layout:
@@ -235,7 +236,6 @@ def _relabel_group(b, node, arg, layout, groups, parts):
         b.added(s, b.graph.add_sum(total.group, layer.group))
         b.graph.set_name(s.group, s.node)
         total = s
-    from ._trace import Value
     return Value(total.group, False)
 
 

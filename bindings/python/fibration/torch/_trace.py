@@ -30,8 +30,9 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .. import Graph
-from . import _relabel
+from . import _convert, _relabel
 from ._concrete import concrete_trace
+from ._values import CHANNEL_DIM, Constant, TupleValue, Value  # noqa: F401 (re-exported)
 
 
 class UnsupportedModelError(TypeError):
@@ -54,34 +55,6 @@ class Layer:
     activation_parameter: float = 0.0
     activated: bool = False
     read_before_activation: bool = False
-
-
-@dataclass
-class Value:
-    """What an fx node computes: the units of a group, before or after the
-    group's activation."""
-    group: int
-    activated: bool
-
-
-@dataclass
-class TupleValue:
-    """A tuple returned by a layer (LSTM: (output, (h_n, c_n)); attention:
-    (output, weights)): the items that are groups, and why the others are not
-    supported."""
-    items: dict
-    why: str = ""
-
-
-@dataclass
-class Constant:
-    """A tensor stored on the model (a get_attr node): read only by the
-    converters that fold it into a block (layer scale, norm weights)."""
-    target: str
-    tensor: object
-
-
-CHANNEL_DIM = {"plain": 1, "image": 1, "channels1d": 1, "sequence": 2, "nhwc": 3}
 
 
 class Network:
@@ -464,6 +437,7 @@ MODULES = {
     nn.Dropout: convert_alias,
     nn.Flatten: convert_flatten,
 }
+MODULES.update(_convert.MODULES)  # the converters for layers with positions
 
 FUNCTIONS = {
     operator.add: convert_add,
@@ -495,8 +469,9 @@ FUNCTIONS = {
     torch.split: _relabel.convert_move,
 }
 
+FUNCTIONS.update(_convert.FUNCTIONS)
 # functions of optional packages, by module and name
-FUNCTIONS_BY_NAME = {}
+FUNCTIONS_BY_NAME = dict(_convert.FUNCTIONS_BY_NAME)
 
 
 def _function_converter(target):
@@ -521,6 +496,7 @@ METHODS = {
     "chunk": _relabel.convert_move,
     "split": _relabel.convert_move,
 }
+METHODS.update(_convert.METHODS)
 
 # Modules known to be unsupported, with the reason shown to the user.
 NOT_YET = {
@@ -678,5 +654,3 @@ def _input_layout(b, node, shape):
 
 
 CHANNELS_FIRST_1D = ("Conv1d", "MaxPool1d", "AvgPool1d", "BatchNorm1d")
-
-from . import _convert  # noqa: E402,F401  (registers the converters for layers with positions)

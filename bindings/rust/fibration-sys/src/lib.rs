@@ -79,6 +79,8 @@ pub const FIB_OP_LAST_STEP: i32 = 9;
 pub const FIB_OP_ATTEND: i32 = 10;
 /// LayerNorm / RMSNorm over a group's units
 pub const FIB_OP_NORM: i32 = 11;
+/// a group of graph nodes (fib_graph_add_nodes)
+pub const FIB_OP_NODES: i32 = 12;
 pub const FIB_POOL_MAX: i32 = 0;
 pub const FIB_POOL_AVG: i32 = 1;
 pub const FIB_NORM_LAYER: i32 = 0;
@@ -89,6 +91,8 @@ pub const FIB_SYM_FIBERS: i32 = 1;
 pub const FIB_SYM_OPFIBERS: i32 = 2;
 /// fibers meet opfibers
 pub const FIB_SYM_COVERS: i32 = 3;
+/// automorphism orbits (fib_automorphisms)
+pub const FIB_SYM_AUTOMORPHISMS: i32 = 4;
 /// equal up to the rounding of the sums (see fib_color)
 pub const FIB_TOL_EXACT: i32 = 0;
 /// every coordinate spans at most eps inside a class
@@ -106,8 +110,6 @@ pub const FIB_LINKAGE_MAX_UNITS: i32 = 8192;
 /// copy the weights instead of borrowing them
 pub const FIB_COPY: u32 = 1;
 pub const FIB_BUDGET_OPTIONS_SIZE_1: i32 = 48;
-/// a group of graph nodes (fib_graph_add_nodes)
-pub const FIB_OP_NODES: i32 = 12;
 /// the definition: start from one class per group (the default)
 pub const FIB_CONVENTION_PURE: i32 = 0;
 /// FastFibration's: nodes without inputs are singletons, every strongly connected component without inputs from outside starts as its own class, and nodes whose only inputs are self-loops are used as extra splitters; reproduces published fiber counts (E. coli: 555 classes, pure: 414)
@@ -129,7 +131,6 @@ pub const FIB_EDGELIST_WHITESPACE: u32 = 16;
 pub const FIB_EDGELIST_THIRD_IS_WEIGHT: u32 = 32;
 /// no header: src dst type [weight], even when the types are fractional numbers
 pub const FIB_EDGELIST_THIRD_IS_TYPE: u32 = 64;
-pub const FIB_SYM_AUTOMORPHISMS: i32 = 4;
 pub const FIB_AUTOMORPHISM_MAX_NODES: i32 = 20000;
 /// every orbit lies inside one cover
 pub const FIB_CHAIN_ORBITS_IN_COVERS: i32 = 1;
@@ -279,6 +280,7 @@ extern "C" {
     pub fn fib_last_error() -> *const c_char;
 
     /// Creates an empty graph.
+    /// Errors: FIB_E_NULL, FIB_E_NOMEM.
     pub fn fib_graph_create(out: *mut *mut fib_graph) -> i32;
 
     /// Frees a graph and everything it owns. NULL is a no-op.
@@ -286,6 +288,8 @@ extern "C" {
 
     /// Adds an input group of n_units units (1 <= n_units <= 2^40).
     /// Its id is written to *group_out.
+    /// Errors: FIB_E_NULL, FIB_E_SHAPE (n_units < 1), FIB_E_OVERFLOW (n_units >
+    /// 2^40), FIB_E_NOMEM.
     pub fn fib_graph_add_input(graph: *mut fib_graph, n_units: i64, group_out: *mut i32) -> i32;
 
     /// Adds a dense block: a new group of n_out units computing
@@ -311,6 +315,8 @@ extern "C" {
     pub fn fib_graph_set_activation(graph: *mut fib_graph, group: i32, activation: i32, parameter: f64) -> i32;
 
     /// Gives a group a name (copied; at most 255 bytes) used in reports.
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_INVALID (name too long),
+    /// FIB_E_NOMEM.
     pub fn fib_graph_set_group_name(graph: *mut fib_graph, group: i32, name: *const c_char) -> i32;
 
     /// Adds an input group whose every unit is present at rows x cols positions:
@@ -322,6 +328,7 @@ extern "C" {
     pub fn fib_graph_add_input_positions(graph: *mut fib_graph, n_units: i64, rows: i64, cols: i64, group_out: *mut i32) -> i32;
 
     /// The positions of a group (1 x 1 for plain vectors).
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (group).
     pub fn fib_graph_group_positions(graph: *const fib_graph, group: i32, rows: *mut i64, cols: *mut i64) -> i32;
 
     /// Overrides the tolerance eps used for one group by fib_color with any
@@ -331,6 +338,7 @@ extern "C" {
     pub fn fib_graph_set_group_eps(graph: *mut fib_graph, group: i32, eps: f64) -> i32;
 
     /// Number of groups.
+    /// Errors: FIB_E_NULL.
     pub fn fib_graph_num_groups(graph: *const fib_graph, n_out: *mut i32) -> i32;
 
     /// Describes a group. Any out-pointer may be NULL.
@@ -341,9 +349,11 @@ extern "C" {
     /// n_sources:  number of groups read (0 for inputs, 1 dense, 2 sum,
     /// 3 attention core: q, k, v)
     /// is_output:  1 if no group reads this one
+    /// Errors: FIB_E_NULL (graph), FIB_E_RANGE (group).
     pub fn fib_graph_group_info(graph: *const fib_graph, group: i32, op: *mut i32, n_units: *mut i64, activation: *mut i32, parameter: *mut f64, has_bias: *mut i32, n_sources: *mut i32, is_output: *mut i32) -> i32;
 
     /// The i-th source group of a group (0 <= i < n_sources).
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (group, i).
     pub fn fib_graph_group_source(graph: *const fib_graph, group: i32, i: i32, source_out: *mut i32) -> i32;
 
     /// The group's name, "" if none was set. Never NULL for a valid group; NULL
@@ -355,6 +365,7 @@ extern "C" {
     /// factors of z[i] = a[index_a[i]] * b[index_b[i]]). In a graph built with
     /// fib_graph_add_sum both are the identity; a base gathers. Either array may
     /// be NULL. Each holds n_units entries.
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_INVALID (not a sum group).
     pub fn fib_graph_read_sum(graph: *const fib_graph, group: i32, index_a: *mut i64, index_b: *mut i64) -> i32;
 
     /// Copies a dense group's weights (n_units x n_in, row-major, leading
@@ -364,6 +375,7 @@ extern "C" {
     pub fn fib_graph_read_dense(graph: *const fib_graph, group: i32, dtype: i32, weights: *mut c_void, ld: i64, bias: *mut c_void) -> i32;
 
     /// Total number of weights and biases in the graph.
+    /// Errors: FIB_E_NULL.
     pub fn fib_graph_num_parameters(graph: *const fib_graph, n_out: *mut i64) -> i32;
 
     /// Reference forward pass, computed in double precision. `inputs` is
@@ -381,10 +393,12 @@ extern "C" {
 
     /// Like fib_graph_forward, but writes the activity (after activation) of one
     /// group `group` into `activity` (batch x its width).
+    /// Errors: those of fib_graph_forward, and FIB_E_RANGE (group).
     pub fn fib_graph_forward_group(graph: *const fib_graph, batch: i64, dtype: i32, inputs: *const c_void, group: i32, activity: *mut c_void) -> i32;
 
     /// Sum of the activity widths (units x positions) of the input groups and
     /// of the output groups.
+    /// Errors: FIB_E_NULL.
     pub fn fib_graph_io_width(graph: *const fib_graph, n_inputs: *mut i64, n_outputs: *mut i64) -> i32;
 
     /// Adds a 2-D convolution (PyTorch Conv2d; Conv1d is rows = 1): a group of
@@ -407,12 +421,15 @@ extern "C" {
     /// n_units x rows x cols units in PyTorch's order (channel, row, col), so
     /// that a dense block can follow a convolution. A flattened channel
     /// contributes one unit per position, all of its channel's colour.
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_OVERFLOW, FIB_E_NOMEM.
     pub fn fib_graph_add_flatten(graph: *mut fib_graph, source: i32, group_out: *mut i32) -> i32;
 
     /// Adds a per-unit affine map z[i] = scale[i] * x[i] + shift[i] (a batch
     /// norm in inference mode: scale = gamma / sqrt(var + eps), shift = beta -
     /// mean * scale). scale and shift hold n_units values of `source`; shift may
     /// be NULL.
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype, flags),
+    /// FIB_E_NONFINITE, FIB_E_OVERFLOW, FIB_E_NOMEM.
     pub fn fib_graph_add_affine(graph: *mut fib_graph, source: i32, dtype: i32, scale: *const c_void, shift: *const c_void, flags: u32, group_out: *mut i32) -> i32;
 
     /// Adds an LSTM layer (PyTorch nn.LSTM, one direction, gate order i, f, g,
@@ -422,13 +439,18 @@ extern "C" {
     /// states are zero. A unit is the tuple of its gates; its colouring is the
     /// fixed point of refinement through w_hh. Stack layers by reading the
     /// previous LSTM group.
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype, flags),
+    /// FIB_E_SHAPE, FIB_E_NONFINITE, FIB_E_OVERFLOW, FIB_E_NOMEM.
     pub fn fib_graph_add_lstm(graph: *mut fib_graph, source: i32, hidden: i64, dtype: i32, w_ih: *const c_void, w_hh: *const c_void, b_ih: *const c_void, b_hh: *const c_void, flags: u32, group_out: *mut i32) -> i32;
 
     /// Adds a GRU layer (PyTorch nn.GRU, gate order r, z, n), as the LSTM:
     /// w_ih: 3 hidden x in, w_hh: 3 hidden x hidden, biases 3 hidden or NULL.
+    /// Errors: those of fib_graph_add_lstm.
     pub fn fib_graph_add_gru(graph: *mut fib_graph, source: i32, hidden: i64, dtype: i32, w_ih: *const c_void, w_hh: *const c_void, b_ih: *const c_void, b_hh: *const c_void, flags: u32, group_out: *mut i32) -> i32;
 
     /// The last position of a sequence (x[:, -1] in PyTorch): a plain group.
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_SHAPE (source not a
+    /// sequence), FIB_E_OVERFLOW, FIB_E_NOMEM.
     pub fn fib_graph_add_last_step(graph: *mut fib_graph, source: i32, group_out: *mut i32) -> i32;
 
     /// Adds multi-head self-attention (PyTorch nn.MultiheadAttention with
@@ -449,6 +471,8 @@ extern "C" {
     /// bias (beta) hold n_units values or are NULL; epsilon > 0. In a base each
     /// unit counts with its class size (multiplicity), so the mean and variance
     /// stay those of the original.
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (kind, dtype,
+    /// flags, epsilon), FIB_E_NONFINITE, FIB_E_OVERFLOW, FIB_E_NOMEM.
     pub fn fib_graph_add_norm(graph: *mut fib_graph, source: i32, kind: i32, dtype: i32, weight: *const c_void, bias: *const c_void, epsilon: f64, flags: u32, group_out: *mut i32) -> i32;
 
     /// Parameter tensors of a group's block, numbered from 0 (dense: "weight",
@@ -458,10 +482,13 @@ extern "C" {
     /// tensors are skipped in the numbering. For index >= the count, returns
     /// FIB_E_RANGE. shape receives up to 4 dimensions (unused ones are 1); name
     /// is a static string. Any out-pointer may be NULL.
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (group, index).
     pub fn fib_graph_tensor_info(graph: *const fib_graph, group: i32, index: i32, ndim: *mut i32, shape: *mut i64, name: *mut *const c_char) -> i32;
 
     /// Copies tensor `index` of a group's block, converted to dtype, into out
     /// (count >= its number of elements, else FIB_E_BUFFER), packed row-major.
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (group, index), FIB_E_INVALID (dtype),
+    /// FIB_E_BUFFER.
     pub fn fib_graph_read_tensor(graph: *const fib_graph, group: i32, index: i32, dtype: i32, out: *mut c_void, count: i64) -> i32;
 
     /// The integer attributes of a group's block, e.g. conv: kernel_rows,
@@ -473,9 +500,11 @@ extern "C" {
     /// head its number of q/k pairs, then per pair (q unit, k unit), then per
     /// unit its head and its v unit. Writes min(count, capacity) values and the
     /// full count to *count_out (0 for blocks without attributes).
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (group).
     pub fn fib_graph_block_params(graph: *const fib_graph, group: i32, params: *mut i64, capacity: i64, count_out: *mut i64) -> i32;
 
     /// The norm's epsilon or the attention's softmax scale; 0 for other blocks.
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (group).
     pub fn fib_graph_block_scalar(graph: *const fib_graph, group: i32, value_out: *mut f64) -> i32;
 
     /// Fills *options with the defaults. struct_size must be the caller's
@@ -534,6 +563,7 @@ extern "C" {
     /// Creates a colouring of the given kind in which every unit is its own
     /// class, to be filled with fib_coloring_set_group (for checking or
     /// compressing with a partition computed elsewhere).
+    /// Errors: FIB_E_NULL, FIB_E_INVALID (symmetry), FIB_E_NOMEM.
     pub fn fib_coloring_create(graph: *const fib_graph, symmetry: i32, out: *mut *mut fib_coloring) -> i32;
 
     /// Frees a colouring. NULL is a no-op.
@@ -545,15 +575,19 @@ extern "C" {
     pub fn fib_coloring_set_group(coloring: *mut fib_coloring, group: i32, colors: *const i64, n_units: i64) -> i32;
 
     /// The symmetry kind (FIB_SYM_*) of a colouring.
+    /// Errors: FIB_E_NULL.
     pub fn fib_coloring_symmetry(coloring: *const fib_coloring, symmetry_out: *mut i32) -> i32;
 
     /// Number of classes of a group.
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (group).
     pub fn fib_coloring_num_classes(coloring: *const fib_coloring, group: i32, n_out: *mut i64) -> i32;
 
     /// The class of each unit of a group, into colors[0 .. n_units).
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_BUFFER.
     pub fn fib_coloring_colors(coloring: *const fib_coloring, group: i32, colors: *mut i64, n_units: i64) -> i32;
 
     /// The size of each class of a group, into sizes[0 .. n_classes).
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_BUFFER.
     pub fn fib_coloring_class_sizes(coloring: *const fib_coloring, group: i32, sizes: *mut i64, n_classes: i64) -> i32;
 
     /// Checks whether a colouring of `graph` is balanced for its kind with
@@ -610,6 +644,7 @@ extern "C" {
 
     /// For each unit of group `group` of the original graph, the unit of the
     /// same group of the base it was merged into: projection[0 .. n_units).
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_BUFFER.
     pub fn fib_base_projection(base: *const fib_base, group: i32, projection: *mut i64, n_units: i64) -> i32;
 
     /// Lifts a base back to full width: unit i of every group copies base unit
@@ -776,6 +811,7 @@ extern "C" {
     pub fn fib_quotient_free(quotient: *mut fib_quotient);
 
     /// Number of arcs of the quotient.
+    /// Errors: FIB_E_NULL.
     pub fn fib_quotient_num_arcs(quotient: *const fib_quotient, n_arcs_out: *mut i64) -> i32;
 
     /// Copies the arcs into caller arrays of `capacity` entries; any array may be
@@ -823,6 +859,7 @@ extern "C" {
     pub fn fib_graph_node_name(graph: *const fib_graph, group: i32, node: i64) -> *const c_char;
 
     /// Number of edge types of a group read from a file (0: untyped).
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (group, or not a node group).
     pub fn fib_graph_num_edge_types(graph: *const fib_graph, group: i32, n_out: *mut i32) -> i32;
 
     /// The name of edge type `type` (the ids of fib_graph_add_edges' `type`

@@ -1,0 +1,294 @@
+/* Per-unit affine maps z[i] = scale[i] * x[i] + shift[i]: batch norm in
+ * inference mode, kept as its own group so that its parameters are part of
+ * every unit's signature. */
+#include "blocks/blocks.h"
+#include "model/gather.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct fib_affine {
+    int32_t dtype;
+    const void *scale;
+    const void *shift; /* NULL: none */
+    void *owned_scale;
+    void *owned_shift;
+    int64_t *reads; /* unit i reads source unit reads[i]; NULL: i */
+} fib_affine;
+
+static const fib_affine *affine_of(const fib_graph *g, int32_t group)
+{
+    return (const fib_affine *)g->groups[group].block;
+}
+
+static double scale_at(const fib_affine *a, int64_t i)
+{
+    return fib_load(a->dtype, a->scale, i);
+}
+
+static double shift_at(const fib_affine *a, int64_t i)
+{
+    return a->shift ? fib_load(a->dtype, a->shift, i) : 0.0;
+}
+
+static void affine_free(void *block)
+{
+    fib_affine *a = block;
+    if (!a)
+        return;
+    fib_free(a->owned_scale);
+    fib_free(a->owned_shift);
+    fib_free(a->reads);
+    fib_free(a);
+}
+
+static int32_t push_affine(fib_graph *g, int32_t source, int64_t n_units, fib_affine *a,
+                           int32_t *group_out)
+{
+    fib_group grp = {.op = FIB_OP_AFFINE, .n_units = n_units, .activation = FIB_ACT_LINEAR,
+                     .n_sources = 1, .sources = {source, 0}, .ops = &fib_affine_ops,
+                     .block = a};
+    int32_t status = fib_graph_push_group(g, &grp, group_out);
+    if (status)
+        affine_free(a);
+    return status;
+}
+
+int32_t fib_graph_add_affine(fib_graph *g, int32_t source, int32_t dtype, const void *scale,
+                             const void *shift, uint32_t flags, int32_t *group_out)
+{
+    static const char fn[] = "fib_graph_add_affine";
+    int32_t status = fib_graph_check_group(g, source, fn);
+    if (status)
+        return status;
+    int32_t group = g->n_groups;
+    if (!scale || !group_out)
+        return fib_error(FIB_E_NULL, "%s: %s is NULL", fn, scale ? "group_out" : "scale");
+    size_t es = fib_dtype_size(dtype);
+    if (!es)
+        return fib_error(FIB_E_INVALID, "%s: group %d: unknown dtype %d", fn, (int)group,
+                         (int)dtype);
+    if (flags & ~FIB_COPY)
+        return fib_error(FIB_E_INVALID, "%s: group %d: unknown flags 0x%x", fn, (int)group,
+                         (unsigned)flags);
+    int64_t n = g->groups[source].n_units;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(fib_load(dtype, scale, i)) || (shift && !isfinite(fib_load(dtype, shift, i))))
+            return fib_error(FIB_E_NONFINITE, "%s: group %d: %s %lld is not finite", fn,
+                             (int)group, isfinite(fib_load(dtype, scale, i)) ? "shift" : "scale",
+                             (long long)i);
+    fib_affine *a = fib_calloc(1, sizeof *a);
+    if (!a)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    *a = (fib_affine){.dtype = dtype, .scale = scale, .shift = shift};
+    if (flags & FIB_COPY) {
+        a->owned_scale = fib_alloc(n, es);
+        a->owned_shift = shift ? fib_alloc(n, es) : NULL;
+        if (!a->owned_scale || (shift && !a->owned_shift)) {
+            affine_free(a);
+            return fib_error(FIB_E_NOMEM, "%s: out of memory copying", fn);
+        }
+        memcpy(a->owned_scale, scale, (size_t)n * es);
+        if (shift)
+            memcpy(a->owned_shift, shift, (size_t)n * es);
+        a->scale = a->owned_scale;
+        a->shift = a->owned_shift;
+    }
+    return push_affine(g, source, n, a, group_out);
+}
+
+/* A float64 affine owning its parameters and gather (bases, lifts). */
+static int32_t add_affine_owned(fib_graph *g, int32_t source, int64_t n_units, double *scale,
+                                double *shift, int64_t *reads)
+{
+    fib_affine *a = fib_calloc(1, sizeof *a);
+    if (!a) {
+        fib_free(scale);
+        fib_free(shift);
+        fib_free(reads);
+        return fib_error(FIB_E_NOMEM, "out of memory adding an affine block");
+    }
+    *a = (fib_affine){.dtype = FIB_DTYPE_F64, .scale = scale, .shift = shift,
+                      .owned_scale = scale, .owned_shift = shift, .reads = reads};
+    int32_t id;
+    return push_affine(g, source, n_units, a, &id);
+}
+
+/* The same, giving the new group's id (model files). */
+int32_t fib_graph_add_affine_gather(fib_graph *g, int32_t source, int64_t n_units,
+                                    double *scale, double *shift, int64_t *reads,
+                                    int32_t *group_out)
+{
+    int32_t status = add_affine_owned(g, source, n_units, scale, shift, reads);
+    if (!status)
+        *group_out = g->n_groups - 1;
+    return status;
+}
+
+static int64_t affine_fiber_width(const fib_graph *g, int32_t group, const fib_partition *parts)
+{
+    (void)g, (void)group, (void)parts;
+    return 3;
+}
+
+static int32_t affine_fiber_fill(const fib_graph *g, int32_t group, const fib_partition *parts,
+                                 fib_signature *sig, int64_t offset)
+{
+    const fib_affine *a = affine_of(g, group);
+    const fib_partition *src = &parts[g->groups[group].sources[0]];
+    for (int64_t i = 0; i < g->groups[group].n_units; i++) {
+        double *val = sig->value + i * sig->n_coords + offset;
+        double *tol = sig->tol + i * sig->n_coords + offset;
+        val[0] = (double)src->color[fib_gather_at(a->reads, i)];
+        val[1] = scale_at(a, i);
+        val[2] = shift_at(a, i);
+        tol[0] = FIB_TOL_LABEL;
+        tol[1] = fib_rounding_tol(a->dtype, 1, fabs(val[1]));
+        tol[2] = fib_rounding_tol(a->dtype, 1, fabs(val[2]));
+    }
+    return FIB_OK;
+}
+
+/* Source unit j receives scale[i] times the error of each unit i reading it:
+ * per class of this group, the summed scales. */
+static int64_t affine_opfiber_width(const fib_graph *g, int32_t group, int32_t source_index,
+                                    const fib_partition *parts,
+                                    const fib_partition *fibers)
+{
+    (void)fibers;
+    (void)g, (void)source_index;
+    return parts[group].n_classes;
+}
+
+static int32_t affine_opfiber_fill(const fib_graph *g, int32_t group, int32_t source_index,
+                                   const fib_partition *parts, const fib_partition *fibers,
+                                   fib_signature *sig, int64_t offset)
+{
+    (void)source_index, (void)fibers;
+    const fib_affine *a = affine_of(g, group);
+    int64_t k = parts[group].n_classes;
+    for (int64_t j = 0; j < sig->n_units; j++) {
+        memset(sig->value + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
+        memset(sig->tol + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
+    }
+    for (int64_t i = 0; i < g->groups[group].n_units; i++) {
+        int64_t at = fib_gather_at(a->reads, i) * sig->n_coords + offset + parts[group].color[i];
+        sig->value[at] += scale_at(a, i);
+        sig->tol[at] += fib_rounding_tol(a->dtype, 1, fabs(scale_at(a, i)));
+    }
+    return FIB_OK;
+}
+
+static void affine_forward(const fib_graph *g, int32_t group, int64_t batch,
+                           double *const *activity, double *out)
+{
+    const fib_group *grp = &g->groups[group], *src = &g->groups[grp->sources[0]];
+    const fib_affine *a = affine_of(g, group);
+    const double *x = activity[grp->sources[0]];
+    int64_t rows = batch * fib_group_positions(grp), n = grp->n_units;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < n; i++)
+            out[r * n + i] = scale_at(a, i) * x[r * src->n_units + fib_gather_at(a->reads, i)] +
+                             shift_at(a, i);
+}
+
+static int32_t affine_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
+                               fib_graph *base, const int32_t *base_ids)
+{
+    const fib_affine *a = affine_of(g, group);
+    int32_t source = g->groups[group].sources[0];
+    const fib_partition *own = &parts[group];
+    int64_t k = own->n_classes;
+    int64_t *reads = NULL;
+    double *scale = fib_calloc(k, sizeof *scale);
+    double *shift = a->shift ? fib_calloc(k, sizeof *shift) : NULL;
+    int64_t *sizes = fib_alloc(k, sizeof *sizes);
+    int32_t status = fib_gather_for_base(parts, group, source, a->reads, &reads);
+    if (!status && (!scale || (a->shift && !shift) || !sizes))
+        status = fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+    if (status) {
+        fib_free(scale);
+        fib_free(shift);
+        fib_free(sizes);
+        fib_free(reads);
+        return status;
+    }
+    fib_partition_class_sizes(own, sizes);
+    for (int64_t i = 0; i < own->n_units; i++) {
+        scale[own->color[i]] += scale_at(a, i) / (double)sizes[own->color[i]];
+        if (shift)
+            shift[own->color[i]] += shift_at(a, i) / (double)sizes[own->color[i]];
+    }
+    fib_free(sizes);
+    return add_affine_owned(base, base_ids[source], k, scale, shift, reads);
+}
+
+static int32_t affine_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
+                           fib_graph *full, const int32_t *full_ids)
+{
+    const fib_affine *a = affine_of(base, group);
+    int32_t source = base->groups[group].sources[0];
+    const fib_partition *own = &parts[group];
+    int64_t n = own->n_units;
+    int64_t *reads = NULL;
+    double *scale = fib_alloc(n, sizeof *scale);
+    double *shift = a->shift ? fib_alloc(n, sizeof *shift) : NULL;
+    int32_t status = fib_gather_for_lift(parts, group, source, a->reads, &reads);
+    if (!status && (!scale || (a->shift && !shift)))
+        status = fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
+    if (status) {
+        fib_free(scale);
+        fib_free(shift);
+        fib_free(reads);
+        return status;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        scale[i] = scale_at(a, own->color[i]);
+        if (shift)
+            shift[i] = shift_at(a, own->color[i]);
+    }
+    return add_affine_owned(full, full_ids[source], n, scale, shift, reads);
+}
+
+static int64_t affine_num_parameters(const fib_graph *g, int32_t group)
+{
+    return g->groups[group].n_units * (affine_of(g, group)->shift ? 2 : 1);
+}
+
+static bool affine_tensor(const fib_graph *g, int32_t group, int32_t index, fib_tensor_view *out)
+{
+    const fib_affine *a = affine_of(g, group);
+    int64_t n = g->groups[group].n_units;
+    if (index == 0)
+        *out = (fib_tensor_view){"scale", a->dtype, a->scale, 1, {n, 1, 1, 1}, 1};
+    else if (index == 1 && a->shift)
+        *out = (fib_tensor_view){"shift", a->dtype, a->shift, 1, {n, 1, 1, 1}, 1};
+    else
+        return false;
+    return true;
+}
+
+/* Per unit, the source unit it reads. */
+static int64_t affine_params(const fib_graph *g, int32_t group, int64_t *out, int64_t capacity)
+{
+    const fib_affine *a = affine_of(g, group);
+    int64_t n = g->groups[group].n_units;
+    for (int64_t i = 0; i < n && i < capacity; i++)
+        out[i] = fib_gather_at(a->reads, i);
+    return n;
+}
+
+const fib_block_ops fib_affine_ops = {
+    .name = "affine",
+    .free_block = affine_free,
+    .fiber_width = affine_fiber_width,
+    .fiber_fill = affine_fiber_fill,
+    .opfiber_width = affine_opfiber_width,
+    .opfiber_fill = affine_opfiber_fill,
+    .forward = affine_forward,
+    .compress = affine_compress,
+    .lift = affine_lift,
+    .num_parameters = affine_num_parameters,
+    .tensor = affine_tensor,
+    .params = affine_params,
+};

@@ -1,0 +1,664 @@
+/* Multi-head self-attention: q, k, v and the output projection are dense
+ * groups; the attention core (FIB_OP_ATTEND) reads q, k and v.
+ *
+ * The core of head h, over positions t, t' of a sequence:
+ *     score[t,t'] = scale * sum_{pairs (a, b, m) of h} m * q_a[t] * k_b[t']
+ *     out_u[t]    = sum_t' softmax_t'(score[t,.])[t'] * v_{v(u)}[t']
+ * for every core unit u of head h. An original head has the pairs (d, d, 1)
+ * of its dimensions; a base head has one pair per distinct (q class,
+ * k class) with the summed multiplicity, so it is smaller and exact (see
+ * docs/blocks/attention.md). */
+#include "blocks/blocks.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const fib_attend *attend_of(const fib_graph *g, int32_t group)
+{
+    return (const fib_attend *)g->groups[group].block;
+}
+
+void fib_attend_free(fib_attend *a)
+{
+    if (!a)
+        return;
+    fib_free(a->head_start);
+    fib_free(a->pair_q);
+    fib_free(a->pair_k);
+    fib_free(a->pair_mult);
+    fib_free(a->unit_head);
+    fib_free(a->unit_v);
+    fib_free(a->unit_start);
+    fib_free(a->unit_order);
+    fib_free(a);
+}
+
+static void attend_free(void *block)
+{
+    fib_attend_free(block);
+}
+
+/* Allocates the arrays of a core with n_pairs pairs and n_units units. */
+static fib_attend *attend_alloc(int64_t n_heads, int64_t n_pairs, int64_t n_units)
+{
+    fib_attend *a = fib_calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->n_heads = n_heads;
+    a->n_pairs = n_pairs;
+    a->head_start = fib_calloc(n_heads + 1, sizeof *a->head_start);
+    a->pair_q = fib_alloc(n_pairs > 0 ? n_pairs : 1, sizeof *a->pair_q);
+    a->pair_k = fib_alloc(n_pairs > 0 ? n_pairs : 1, sizeof *a->pair_k);
+    a->pair_mult = fib_alloc(n_pairs > 0 ? n_pairs : 1, sizeof *a->pair_mult);
+    a->unit_head = fib_alloc(n_units, sizeof *a->unit_head);
+    a->unit_v = fib_alloc(n_units, sizeof *a->unit_v);
+    if (!a->head_start || !a->pair_q || !a->pair_k || !a->pair_mult ||
+        !a->unit_head || !a->unit_v) {
+        fib_attend_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+int32_t fib_graph_add_attend_owned(fib_graph *g, int32_t q, int32_t k,
+                                   int32_t v, int64_t n_units, fib_attend *a,
+                                   int32_t *group_out)
+{
+    /* Units listed head by head (counting sort), for the forward pass. */
+    a->unit_start = fib_calloc(a->n_heads + 1, sizeof *a->unit_start);
+    a->unit_order = fib_alloc(n_units, sizeof *a->unit_order);
+    if (!a->unit_start || !a->unit_order) {
+        fib_attend_free(a);
+        return fib_error(FIB_E_NOMEM, "out of memory adding an attention core");
+    }
+    for (int64_t u = 0; u < n_units; u++)
+        a->unit_start[a->unit_head[u] + 1]++;
+    for (int64_t h = 0; h < a->n_heads; h++)
+        a->unit_start[h + 1] += a->unit_start[h];
+    for (int64_t u = 0; u < n_units; u++)
+        a->unit_order[a->unit_start[a->unit_head[u]]++] = u;
+    for (int64_t h = a->n_heads; h > 0; h--)
+        a->unit_start[h] = a->unit_start[h - 1];
+    a->unit_start[0] = 0;
+    fib_group grp = {.op = FIB_OP_ATTEND, .n_units = n_units,
+                     .activation = FIB_ACT_LINEAR, .n_sources = 3,
+                     .sources = {q, k, v}, .ops = &fib_attend_ops, .block = a};
+    int32_t status = fib_graph_push_group(g, &grp, group_out);
+    if (status)
+        fib_attend_free(a);
+    return status;
+}
+
+/* Removes the groups added since the graph had n0 of them (a builder that
+ * adds several groups fails as a whole). */
+static void pop_groups(fib_graph *g, int32_t n0)
+{
+    while (g->n_groups > n0) {
+        fib_group *grp = &g->groups[--g->n_groups];
+        for (int32_t s = 0; s < grp->n_sources; s++)
+            g->groups[grp->sources[s]].n_consumers--;
+        if (grp->ops && grp->ops->free_block)
+            grp->ops->free_block(grp->block);
+        fib_free(grp->name);
+    }
+}
+
+int32_t fib_graph_add_attention(fib_graph *g, int32_t source, int64_t n_heads,
+                                int32_t dtype, const void *in_weight,
+                                const void *in_bias, const void *out_weight,
+                                const void *out_bias, uint32_t flags,
+                                int32_t *group_out)
+{
+    static const char fn[] = "fib_graph_add_attention";
+    int32_t status = fib_graph_check_group(g, source, fn);
+    if (status)
+        return status;
+    if (!in_weight || !out_weight || !group_out)
+        return fib_error(FIB_E_NULL, "%s: %s is NULL", fn,
+                         !in_weight ? "in_weight" : !out_weight ? "out_weight" : "group_out");
+    size_t esize = fib_dtype_size(dtype);
+    if (!esize)
+        return fib_error(FIB_E_INVALID, "%s: unknown dtype %d", fn, (int)dtype);
+    int64_t e = g->groups[source].n_units;
+    if (n_heads < 1 || e % n_heads != 0)
+        return fib_error(FIB_E_SHAPE,
+                         "%s: embed_dim %lld is not divisible by %lld heads", fn,
+                         (long long)e, (long long)n_heads);
+    int64_t ee;
+    if (!fib_mul_i64(e, e, &ee) || ee > INT64_MAX / 3)
+        return fib_error(FIB_E_OVERFLOW, "%s: embed_dim %lld is too large", fn,
+                         (long long)e);
+    int32_t n0 = g->n_groups, q, k, v, core, out;
+    const char *w = in_weight, *b = in_bias;
+    size_t block = (size_t)ee * esize, row = (size_t)e * esize;
+    status = fib_graph_add_dense(g, source, e, dtype, w, e, b, flags, &q);
+    if (!status)
+        status = fib_graph_add_dense(g, source, e, dtype, w + block, e,
+                                     b ? b + row : NULL, flags, &k);
+    if (!status)
+        status = fib_graph_add_dense(g, source, e, dtype, w + 2 * block, e,
+                                     b ? b + 2 * row : NULL, flags, &v);
+    if (!status) {
+        int64_t dh = e / n_heads;
+        fib_attend *a = attend_alloc(n_heads, e, e);
+        if (!a) {
+            status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+        } else {
+            a->scale = 1.0 / sqrt((double)dh);
+            for (int64_t h = 0; h <= n_heads; h++)
+                a->head_start[h] = h * dh;
+            for (int64_t d = 0; d < e; d++) {
+                a->pair_q[d] = a->pair_k[d] = a->unit_v[d] = d;
+                a->pair_mult[d] = 1.0;
+                a->unit_head[d] = d / dh;
+            }
+            status = fib_graph_add_attend_owned(g, q, k, v, e, a, &core);
+        }
+    }
+    if (!status)
+        status = fib_graph_add_dense(g, core, e, dtype, out_weight, e, out_bias,
+                                     flags, &out);
+    if (status) {
+        pop_groups(g, n0);
+        return status;
+    }
+    *group_out = out;
+    return FIB_OK;
+}
+
+/* ---- colouring ---------------------------------------------------------- */
+
+/* Fibers: units of one head share the attention pattern, so a unit is
+ * fixed by its head and the class of the v unit it reads. */
+static int64_t attend_fiber_width(const fib_graph *g, int32_t group,
+                                  const fib_partition *parts)
+{
+    (void)g, (void)group, (void)parts;
+    return 2;
+}
+
+static int32_t attend_fiber_fill(const fib_graph *g, int32_t group,
+                                 const fib_partition *parts, fib_signature *sig,
+                                 int64_t offset)
+{
+    const fib_attend *a = attend_of(g, group);
+    const fib_partition *pv = &parts[g->groups[group].sources[2]];
+    for (int64_t u = 0; u < g->groups[group].n_units; u++) {
+        double *val = sig->value + u * sig->n_coords + offset;
+        double *tol = sig->tol + u * sig->n_coords + offset;
+        val[0] = (double)a->unit_head[u];
+        val[1] = (double)pv->color[a->unit_v[u]];
+        tol[0] = tol[1] = FIB_TOL_LABEL;
+    }
+    return FIB_OK;
+}
+
+/* Opfibers. The error of q unit a at position t is
+ *     scale * sum_h sum_{pairs (a, b, m) of h} m * sum_t' G_h[t,t'] k_b[t'],
+ * with G_h the error of head h's scores, shared by the whole head; units of
+ * one fiber class of k are synchronised, so the error is fixed by the
+ * multiplicities summed per (head, fiber class of k): one coordinate each.
+ * Likewise for k with q. A v unit receives, from each reader u, head h(u)'s
+ * pattern applied to u's error: it is fixed by the count of its readers per
+ * (head, opfiber class of the core). Only the combinations that occur get a
+ * column (a side's sums are sparse: one nonzero per q or k unit and head).
+ * When every unit of the side has at most one nonzero column (one head per
+ * unit, as in a graph built by users), the row is two coordinates instead:
+ * the column, a label (-1 for a unit with nothing there), and its value;
+ * the same classes under EXACT, and linear in the units. */
+
+/* A side's columns: one per (head, class) combination that occurs,
+ * numbered in order of first occurrence (heads ascending, then the head's
+ * items in order). Item p of head h (bounds[h] <= p < bounds[h + 1]) has
+ * class color[item[p]] and adds to the row of unit self[p] (of n_self);
+ * column[p] receives its column when not NULL, and *single whether every
+ * unit has at most one column. Returns the number of columns, or
+ * FIB_E_NOMEM. */
+static int64_t side_columns(const int64_t *bounds, int64_t n_heads,
+                            const int64_t *item, const int64_t *color,
+                            int64_t n_classes, const int64_t *self, int64_t n_self,
+                            int64_t *column, bool *single)
+{
+    int64_t *seen = fib_alloc(n_classes > 0 ? n_classes : 1, sizeof *seen);
+    int64_t *unit_column = fib_alloc(n_self > 0 ? n_self : 1, sizeof *unit_column);
+    if (!seen || !unit_column) {
+        fib_free(seen);
+        fib_free(unit_column);
+        return fib_error(FIB_E_NOMEM, "out of memory for attention opfiber columns");
+    }
+    for (int64_t c = 0; c < n_classes; c++)
+        seen[c] = -1;
+    for (int64_t u = 0; u < n_self; u++)
+        unit_column[u] = -1;
+    int64_t n = 0;
+    *single = true;
+    for (int64_t h = 0; h < n_heads; h++) {
+        int64_t head_first = n;
+        for (int64_t p = bounds[h]; p < bounds[h + 1]; p++) {
+            int64_t c = color[item[p]];
+            if (seen[c] < head_first)
+                seen[c] = n++;
+            if (column)
+                column[p] = seen[c];
+            int64_t *uc = &unit_column[self[p]];
+            *single = *single && (*uc < 0 || *uc == seen[c]);
+            *uc = seen[c];
+        }
+    }
+    fib_free(seen);
+    fib_free(unit_column);
+    return n;
+}
+
+/* The layout of one side's opfiber sums: q and k pair with the fiber
+ * classes of the other side; v units are counted per (head, opfiber class
+ * of the core) of their readers. Items, their units and their classes. */
+typedef struct side {
+    const int64_t *bounds, *item, *color, *self;
+    int64_t n_classes, n_self;
+    const double *mult;  /* per item; NULL: 1 (counts) */
+    int64_t *owned_self; /* v: the unit each reader reads */
+} side;
+
+static int32_t side_of(const fib_graph *g, int32_t group, int32_t source_index,
+                       const fib_partition *parts, const fib_partition *fibers,
+                       side *sd)
+{
+    const fib_attend *a = attend_of(g, group);
+    const fib_group *grp = &g->groups[group];
+    *sd = (side){.n_self = g->groups[grp->sources[source_index]].n_units};
+    if (source_index == 2) {
+        int64_t n = a->unit_start[a->n_heads];
+        sd->owned_self = fib_alloc(n > 0 ? n : 1, sizeof *sd->owned_self);
+        if (!sd->owned_self)
+            return fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber counts",
+                             (int)group);
+        for (int64_t s = 0; s < n; s++)
+            sd->owned_self[s] = a->unit_v[a->unit_order[s]];
+        sd->bounds = a->unit_start;
+        sd->item = a->unit_order;
+        sd->self = sd->owned_self;
+        sd->color = parts[group].color;
+        sd->n_classes = parts[group].n_classes;
+        return FIB_OK;
+    }
+    const fib_partition *po = &fibers[grp->sources[source_index == 0 ? 1 : 0]];
+    sd->bounds = a->head_start;
+    sd->item = source_index == 0 ? a->pair_k : a->pair_q;
+    sd->self = source_index == 0 ? a->pair_q : a->pair_k;
+    sd->color = po->color;
+    sd->n_classes = po->n_classes;
+    sd->mult = a->pair_mult;
+    return FIB_OK;
+}
+
+static int64_t attend_opfiber_width(const fib_graph *g, int32_t group,
+                                    int32_t source_index,
+                                    const fib_partition *parts,
+                                    const fib_partition *fibers)
+{
+    const fib_attend *a = attend_of(g, group);
+    side sd;
+    int32_t status = side_of(g, group, source_index, parts, fibers, &sd);
+    if (status)
+        return status;
+    bool single;
+    int64_t width = side_columns(sd.bounds, a->n_heads, sd.item, sd.color, sd.n_classes,
+                                 sd.self, sd.n_self, NULL, &single);
+    fib_free(sd.owned_self);
+    return width < 0 ? width : single ? 2 : width;
+}
+
+static int32_t attend_opfiber_fill(const fib_graph *g, int32_t group,
+                                   int32_t source_index,
+                                   const fib_partition *parts,
+                                   const fib_partition *fibers,
+                                   fib_signature *sig, int64_t offset)
+{
+    const fib_attend *a = attend_of(g, group);
+    side sd;
+    int32_t status = side_of(g, group, source_index, parts, fibers, &sd);
+    if (status)
+        return status;
+    int64_t n_items = sd.bounds[a->n_heads];
+    int64_t *column = fib_alloc(n_items > 0 ? n_items : 1, sizeof *column);
+    if (!column) {
+        fib_free(sd.owned_self);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber sums", (int)group);
+    }
+    bool single;
+    int64_t width = side_columns(sd.bounds, a->n_heads, sd.item, sd.color, sd.n_classes,
+                                 sd.self, sd.n_self, column, &single);
+    if (width < 0) {
+        fib_free(column);
+        fib_free(sd.owned_self);
+        return (int32_t)width;
+    }
+    /* the rounding of sum_{pairs} m (a q or k row's sums have at most a
+     * head's pairs as terms; counts are exact) */
+    int64_t max_terms = 1;
+    for (int64_t h = 0; sd.mult && h < a->n_heads; h++)
+        if (sd.bounds[h + 1] - sd.bounds[h] > max_terms)
+            max_terms = sd.bounds[h + 1] - sd.bounds[h];
+    int64_t used = single ? 2 : width;
+    for (int64_t j = 0; j < sig->n_units; j++) {
+        memset(sig->value + j * sig->n_coords + offset, 0, (size_t)used * sizeof(double));
+        memset(sig->tol + j * sig->n_coords + offset, 0, (size_t)used * sizeof(double));
+    }
+    for (int64_t p = 0; p < n_items; p++) {
+        double m = sd.mult ? sd.mult[p] : 1.0;
+        int64_t row = sd.self[p] * sig->n_coords + offset;
+        int64_t cell = row + (single ? 1 : column[p]);
+        if (single)
+            sig->value[row] = (double)column[p];
+        sig->value[cell] += m;
+        sig->tol[cell] += fabs(m);
+    }
+    for (int64_t j = 0; j < sig->n_units; j++) {
+        double *val = sig->value + j * sig->n_coords + offset;
+        double *tol = sig->tol + j * sig->n_coords + offset;
+        for (int64_t x = single ? 1 : 0; x < used; x++)
+            tol[x] = sd.mult ? fib_rounding_tol(FIB_DTYPE_F64, max_terms, tol[x]) : 0.0;
+        if (single) {
+            /* nothing there (unread, or multiplicities summing to 0): the
+             * all-zero row of the sparse form */
+            if (val[1] == 0.0)
+                val[0] = -1.0;
+            tol[0] = FIB_TOL_LABEL;
+        }
+    }
+    fib_free(column);
+    fib_free(sd.owned_self);
+    return FIB_OK;
+}
+
+/* ---- forward ------------------------------------------------------------ */
+
+static double score(const fib_attend *a, int64_t h, const double *qt,
+                    const double *kt)
+{
+    double s = 0.0;
+    for (int64_t p = a->head_start[h]; p < a->head_start[h + 1]; p++)
+        s += a->pair_mult[p] * qt[a->pair_q[p]] * kt[a->pair_k[p]];
+    return a->scale * s;
+}
+
+static void attend_forward(const fib_graph *g, int32_t group, int64_t batch,
+                           double *const *activity, double *out)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_attend *a = attend_of(g, group);
+    int64_t nq = g->groups[grp->sources[0]].n_units;
+    int64_t nk = g->groups[grp->sources[1]].n_units;
+    int64_t nv = g->groups[grp->sources[2]].n_units;
+    int64_t n = grp->n_units, len = fib_group_positions(grp);
+    for (int64_t b = 0; b < batch; b++) {
+        const double *q = activity[grp->sources[0]] + b * len * nq;
+        const double *k = activity[grp->sources[1]] + b * len * nk;
+        const double *v = activity[grp->sources[2]] + b * len * nv;
+        double *o = out + b * len * n;
+        for (int64_t t = 0; t < len; t++)
+            for (int64_t h = 0; h < a->n_heads; h++) {
+                const int64_t *units = a->unit_order + a->unit_start[h];
+                int64_t n_h = a->unit_start[h + 1] - a->unit_start[h];
+                double top = -INFINITY, total = 0.0;
+                for (int64_t t2 = 0; t2 < len; t2++) {
+                    double s = score(a, h, q + t * nq, k + t2 * nk);
+                    if (s > top)
+                        top = s;
+                }
+                for (int64_t x = 0; x < n_h; x++)
+                    o[t * n + units[x]] = 0.0;
+                for (int64_t t2 = 0; t2 < len; t2++) {
+                    double w = exp(score(a, h, q + t * nq, k + t2 * nk) - top);
+                    total += w;
+                    for (int64_t x = 0; x < n_h; x++)
+                        o[t * n + units[x]] += w * v[t2 * nv + a->unit_v[units[x]]];
+                }
+                for (int64_t x = 0; x < n_h; x++)
+                    o[t * n + units[x]] /= total;
+            }
+    }
+}
+
+/* ---- compress, lift ------------------------------------------------------ */
+
+typedef struct class_pair {
+    int64_t q, k;
+    double mult;
+} class_pair;
+
+static int cmp_class_pair(const void *x, const void *y)
+{
+    const class_pair *a = x, *b = y;
+    if (a->q != b->q)
+        return a->q < b->q ? -1 : 1;
+    return (a->k > b->k) - (a->k < b->k);
+}
+
+static int32_t attend_compress(const fib_graph *g, int32_t group,
+                               const fib_partition *parts, fib_graph *base,
+                               const int32_t *base_ids)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_attend *a = attend_of(g, group);
+    const fib_partition *own = &parts[group], *pq = &parts[grp->sources[0]],
+                        *pk = &parts[grp->sources[1]], *pv = &parts[grp->sources[2]];
+    int64_t kc = own->n_classes;
+    int64_t *first = fib_alloc(kc, sizeof *first);
+    int64_t *ends = fib_alloc(a->n_heads, sizeof *ends);
+    class_pair *cp = fib_alloc(a->n_pairs > 0 ? a->n_pairs : 1, sizeof *cp);
+    fib_attend *b = NULL;
+    int32_t status = FIB_OK;
+    if (!first || !ends || !cp) {
+        status = fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+        goto done;
+    }
+    fib_partition_first_units(own, first);
+    /* A class must not span heads (it cannot with exact fibers). */
+    for (int64_t u = 0; u < grp->n_units; u++)
+        if (a->unit_head[u] != a->unit_head[first[own->color[u]]]) {
+            status = fib_error(FIB_E_UNSUPPORTED,
+                               "group %d: attention units %lld and %lld share a class but "
+                               "belong to different heads; their base would not be exact",
+                               (int)group, (long long)first[own->color[u]], (long long)u);
+            goto done;
+        }
+    /* The pairs of each head grouped by (q class, k class), multiplicities
+     * summed: the score is unchanged because the q units of a class are
+     * synchronised, and so are the k units. */
+    int64_t n_base = 0;
+    for (int64_t h = 0; h < a->n_heads; h++) {
+        int64_t p0 = a->head_start[h], p1 = a->head_start[h + 1], start = n_base;
+        for (int64_t p = p0; p < p1; p++)
+            cp[start + p - p0] = (class_pair){pq->color[a->pair_q[p]],
+                                              pk->color[a->pair_k[p]], a->pair_mult[p]};
+        qsort(cp + start, (size_t)(p1 - p0), sizeof *cp, cmp_class_pair);
+        for (int64_t x = start; x < start + (p1 - p0); x++) {
+            if (n_base > start && cp[n_base - 1].q == cp[x].q && cp[n_base - 1].k == cp[x].k)
+                cp[n_base - 1].mult += cp[x].mult;
+            else
+                cp[n_base++] = cp[x];
+        }
+        ends[h] = n_base;
+    }
+    b = attend_alloc(a->n_heads, n_base, kc);
+    if (!b) {
+        status = fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+        goto done;
+    }
+    b->scale = a->scale;
+    for (int64_t h = 0; h < a->n_heads; h++)
+        b->head_start[h + 1] = ends[h];
+    for (int64_t p = 0; p < n_base; p++) {
+        b->pair_q[p] = cp[p].q;
+        b->pair_k[p] = cp[p].k;
+        b->pair_mult[p] = cp[p].mult;
+    }
+    for (int64_t c = 0; c < kc; c++) {
+        b->unit_head[c] = a->unit_head[first[c]];
+        b->unit_v[c] = pv->color[a->unit_v[first[c]]];
+    }
+done:
+    fib_free(first);
+    fib_free(ends);
+    fib_free(cp);
+    if (status)
+        return status;
+    int32_t id;
+    return fib_graph_add_attend_owned(base, base_ids[grp->sources[0]],
+                                      base_ids[grp->sources[1]],
+                                      base_ids[grp->sources[2]], kc, b, &id);
+}
+
+/* Units of each class listed together: members[start[c] .. start[c + 1]). */
+static int64_t class_size(const fib_class_lists *l, int64_t c)
+{
+    return l->start[c + 1] - l->start[c];
+}
+
+/* A base pair (a, b, m) becomes, over the members A of q class a and B of
+ * k class b, the pairs (A_i, B_i, m / |A|) when |A| = |B|, else every
+ * (A_i, B_j, m / (|A| |B|)): the same score, and every member of A (of B)
+ * carries the same multiplicity, so the lift has the base's symmetry. */
+static int64_t lifted_pairs(const fib_class_lists *lq, const fib_class_lists *lk,
+                            int64_t a, int64_t b)
+{
+    int64_t na = class_size(lq, a), nb = class_size(lk, b);
+    return na == nb ? na : na * nb;
+}
+
+static int32_t attend_lift(const fib_graph *base, int32_t group,
+                           const fib_partition *parts, fib_graph *full,
+                           const int32_t *full_ids)
+{
+    const fib_group *grp = &base->groups[group];
+    const fib_attend *a = attend_of(base, group);
+    const fib_partition *own = &parts[group], *pq = &parts[grp->sources[0]],
+                        *pk = &parts[grp->sources[1]], *pv = &parts[grp->sources[2]];
+    int64_t n = own->n_units;
+    fib_class_lists lq = {0}, lk = {0};
+    int64_t *first_v = fib_alloc(pv->n_classes, sizeof *first_v);
+    if (!first_v || fib_class_lists_build(pq, &lq) || fib_class_lists_build(pk, &lk)) {
+        fib_free(first_v);
+        fib_class_lists_clear(&lq);
+        fib_class_lists_clear(&lk);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
+    }
+    fib_partition_first_units(pv, first_v);
+    int64_t total = 0;
+    for (int64_t p = 0; p < a->n_pairs; p++)
+        total += lifted_pairs(&lq, &lk, a->pair_q[p], a->pair_k[p]);
+    fib_attend *f = attend_alloc(a->n_heads, total, n);
+    if (!f) {
+        fib_free(first_v);
+        fib_class_lists_clear(&lq);
+        fib_class_lists_clear(&lk);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
+    }
+    f->scale = a->scale;
+    int64_t x = 0;
+    for (int64_t h = 0; h < a->n_heads; h++) {
+        for (int64_t p = a->head_start[h]; p < a->head_start[h + 1]; p++) {
+            int64_t ca = a->pair_q[p], cb = a->pair_k[p];
+            int64_t na = class_size(&lq, ca), nb = class_size(&lk, cb);
+            const int64_t *ma = lq.members + lq.start[ca], *mb = lk.members + lk.start[cb];
+            if (na == nb) {
+                for (int64_t i = 0; i < na; i++, x++) {
+                    f->pair_q[x] = ma[i];
+                    f->pair_k[x] = mb[i];
+                    f->pair_mult[x] = a->pair_mult[p] / (double)na;
+                }
+            } else {
+                for (int64_t i = 0; i < na; i++)
+                    for (int64_t j = 0; j < nb; j++, x++) {
+                        f->pair_q[x] = ma[i];
+                        f->pair_k[x] = mb[j];
+                        f->pair_mult[x] = a->pair_mult[p] / ((double)na * (double)nb);
+                    }
+            }
+        }
+        f->head_start[h + 1] = x;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int64_t c = own->color[i], bv = a->unit_v[c];
+        f->unit_head[i] = a->unit_head[c];
+        /* Prefer v unit i itself when it lies in the right class. */
+        f->unit_v[i] = (pv->n_units == n && pv->color[i] == bv) ? i : first_v[bv];
+    }
+    fib_free(first_v);
+    fib_class_lists_clear(&lq);
+    fib_class_lists_clear(&lk);
+    int32_t id;
+    return fib_graph_add_attend_owned(full, full_ids[grp->sources[0]],
+                                      full_ids[grp->sources[1]],
+                                      full_ids[grp->sources[2]], n, f, &id);
+}
+
+/* ---- read-out ------------------------------------------------------------ */
+
+static int64_t attend_num_parameters(const fib_graph *g, int32_t group)
+{
+    (void)g, (void)group;
+    return 0;
+}
+
+static bool attend_tensor(const fib_graph *g, int32_t group, int32_t index,
+                          fib_tensor_view *out)
+{
+    const fib_attend *a = attend_of(g, group);
+    if (index != 0 || a->n_pairs < 1)
+        return false;
+    *out = (fib_tensor_view){"pair_multiplicity", FIB_DTYPE_F64, a->pair_mult, 1,
+                             {a->n_pairs, 1, 1, 1}, 1};
+    return true;
+}
+
+/* n_heads, per head its pair count, per pair (q, k), per unit (head, v). */
+static int64_t attend_params(const fib_graph *g, int32_t group, int64_t *out,
+                             int64_t capacity)
+{
+    const fib_attend *a = attend_of(g, group);
+    int64_t n = g->groups[group].n_units, count = 0;
+#define PUT(value)                     \
+    do {                               \
+        if (count < capacity)          \
+            out[count] = (value);      \
+        count++;                       \
+    } while (0)
+    PUT(a->n_heads);
+    for (int64_t h = 0; h < a->n_heads; h++)
+        PUT(a->head_start[h + 1] - a->head_start[h]);
+    for (int64_t p = 0; p < a->n_pairs; p++) {
+        PUT(a->pair_q[p]);
+        PUT(a->pair_k[p]);
+    }
+    for (int64_t u = 0; u < n; u++) {
+        PUT(a->unit_head[u]);
+        PUT(a->unit_v[u]);
+    }
+#undef PUT
+    return count;
+}
+
+static double attend_scalar(const fib_graph *g, int32_t group)
+{
+    return attend_of(g, group)->scale;
+}
+
+const fib_block_ops fib_attend_ops = {
+    .name = "attention",
+    .free_block = attend_free,
+    .fiber_width = attend_fiber_width,
+    .fiber_fill = attend_fiber_fill,
+    .opfiber_width = attend_opfiber_width,
+    .opfiber_fill = attend_opfiber_fill,
+    .forward = attend_forward,
+    .compress = attend_compress,
+    .lift = attend_lift,
+    .num_parameters = attend_num_parameters,
+    .tensor = attend_tensor,
+    .params = attend_params,
+    .scalar = attend_scalar,
+};

@@ -1,0 +1,700 @@
+/* Dense blocks: z = W x + b. Colour sums over the source classes (fibers),
+ * column sums over the consumer's classes (opfibers), Eq. 10 merging, lift
+ * and the reference forward pass. */
+#include "blocks/blocks.h"
+#include "kernels/kernels.h"
+#include "kernels/parallel.h"
+
+#include <math.h>
+#include <string.h>
+
+static const fib_dense *dense_of(const fib_graph *g, int32_t group)
+{
+    return (const fib_dense *)g->groups[group].block;
+}
+
+double fib_dense_weight(const fib_dense *d, int64_t row, int64_t col)
+{
+    return fib_load(d->dtype, d->weights, row * d->ld + col);
+}
+
+double fib_dense_bias(const fib_dense *d, int64_t row)
+{
+    return d->bias ? fib_load(d->dtype, d->bias, row) : 0.0;
+}
+
+static void dense_free(void *block)
+{
+    fib_dense *d = block;
+    if (!d)
+        return;
+    fib_free(d->owned_weights);
+    fib_free(d->owned_bias);
+    fib_free(d);
+}
+
+/* Whether row i of the weights and its bias are all finite. */
+static bool row_finite(const fib_kernels *kernels, int64_t n_in, int32_t dtype,
+                       const void *w, int64_t ld, const void *bias, int64_t i)
+{
+    bool ok = dtype == FIB_DTYPE_F32
+                  ? kernels->all_finite_f32((const float *)w + i * ld, n_in)
+                  : dtype == FIB_DTYPE_F64
+                        ? kernels->all_finite_f64((const double *)w + i * ld, n_in)
+                        : false;
+    return ok && (!bias || isfinite(fib_load(dtype, bias, i)));
+}
+
+/* Finds the first non-finite weight or bias, for a message naming it. Rows
+ * are first checked by a fast pass (on the OpenMP default number of threads
+ * for a large block: the pass is one read of the weights); only the first
+ * row that fails it is searched. */
+static int32_t check_finite(int32_t group, int64_t n_out, int64_t n_in,
+                            int32_t dtype, const void *w, int64_t ld,
+                            const void *bias)
+{
+    const fib_kernels *kernels = fib_kernels_active();
+    int64_t first_bad = n_out;
+    int threads = fib_thread_count(0, n_out * n_in / (INT64_C(1) << 20));
+    (void)threads; /* without OpenMP */
+    FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) reduction(min : first_bad) if (threads > 1))
+    for (int64_t i = 0; i < n_out; i++)
+        if (i < first_bad && !row_finite(kernels, n_in, dtype, w, ld, bias, i))
+            first_bad = i;
+    for (int64_t i = first_bad; i < n_out; i++) {
+        if (row_finite(kernels, n_in, dtype, w, ld, bias, i))
+            continue;
+        for (int64_t k = 0; k < n_in; k++)
+            if (!isfinite(fib_load(dtype, w, i * ld + k)))
+                return fib_error(FIB_E_NONFINITE,
+                                 "dense block of group %d: weight at row %lld, column %lld is %s",
+                                 (int)group, (long long)i, (long long)k,
+                                 isnan(fib_load(dtype, w, i * ld + k)) ? "NaN" : "infinite");
+        if (bias && !isfinite(fib_load(dtype, bias, i)))
+            return fib_error(FIB_E_NONFINITE,
+                             "dense block of group %d: bias %lld is not finite",
+                             (int)group, (long long)i);
+    }
+    return FIB_OK;
+}
+
+static int32_t push_dense(fib_graph *g, int32_t source, int64_t n_out,
+                          fib_dense *d, int32_t *group_out)
+{
+    fib_group grp = {.op = FIB_OP_DENSE, .n_units = n_out,
+                     .activation = FIB_ACT_LINEAR, .n_sources = 1,
+                     .sources = {source, 0}, .ops = &fib_dense_ops,
+                     .block = d};
+    int32_t status = fib_graph_push_group(g, &grp, group_out);
+    if (status)
+        dense_free(d);
+    return status;
+}
+
+int32_t fib_graph_add_dense(fib_graph *g, int32_t source, int64_t n_out,
+                            int32_t dtype, const void *weights, int64_t ld,
+                            const void *bias, uint32_t flags,
+                            int32_t *group_out)
+{
+    static const char fn[] = "fib_graph_add_dense";
+    int32_t status = fib_graph_check_group(g, source, fn);
+    if (status)
+        return status;
+    if (!weights || !group_out)
+        return fib_error(FIB_E_NULL, "%s: %s is NULL", fn,
+                         weights ? "group_out" : "weights");
+    int32_t group = g->n_groups;
+    size_t esize = fib_dtype_size(dtype);
+    if (!esize)
+        return fib_error(FIB_E_INVALID, "%s: group %d: unknown dtype %d", fn,
+                         (int)group, (int)dtype);
+    if (flags & ~FIB_COPY)
+        return fib_error(FIB_E_INVALID, "%s: group %d: unknown flags 0x%x", fn,
+                         (int)group, (unsigned)flags);
+    int64_t n_in = g->groups[source].n_units;
+    if (n_out < 1)
+        return fib_error(FIB_E_SHAPE, "%s: group %d: n_out %lld must be at least 1",
+                         fn, (int)group, (long long)n_out);
+    if (n_out > FIB_MAX_UNITS)
+        return fib_error(FIB_E_OVERFLOW, "%s: group %d: n_out %lld exceeds 2^40",
+                         fn, (int)group, (long long)n_out);
+    if (ld < n_in)
+        return fib_error(FIB_E_SHAPE,
+                         "%s: group %d: leading dimension %lld is less than the source width %lld",
+                         fn, (int)group, (long long)ld, (long long)n_in);
+    int64_t span;
+    size_t bytes;
+    if (!fib_mul_i64(n_out - 1, ld, &span) || span > INT64_MAX - n_in ||
+        !fib_bytes(span + n_in, esize, &bytes))
+        return fib_error(FIB_E_OVERFLOW,
+                         "%s: group %d: %lld rows of leading dimension %lld overflow",
+                         fn, (int)group, (long long)n_out, (long long)ld);
+    status = check_finite(group, n_out, n_in, dtype, weights, ld, bias);
+    if (status)
+        return status;
+
+    fib_dense *d = fib_calloc(1, sizeof *d);
+    if (!d)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    d->dtype = dtype;
+    d->n_in = n_in;
+    d->ld = ld;
+    d->weights = weights;
+    d->bias = bias;
+    if (flags & FIB_COPY) {
+        /* A copy is packed: ld becomes n_in. */
+        d->owned_weights = fib_alloc(n_out * n_in, esize);
+        d->owned_bias = bias ? fib_alloc(n_out, esize) : NULL;
+        if (!d->owned_weights || (bias && !d->owned_bias)) {
+            dense_free(d);
+            return fib_error(FIB_E_NOMEM, "%s: group %d: out of memory copying weights",
+                             fn, (int)group);
+        }
+        for (int64_t i = 0; i < n_out; i++)
+            memcpy((char *)d->owned_weights + (size_t)(i * n_in) * esize,
+                   (const char *)weights + (size_t)(i * ld) * esize,
+                   (size_t)n_in * esize);
+        if (bias)
+            memcpy(d->owned_bias, bias, (size_t)n_out * esize);
+        d->weights = d->owned_weights;
+        d->bias = d->owned_bias;
+        d->ld = n_in;
+    }
+    return push_dense(g, source, n_out, d, group_out);
+}
+
+int32_t fib_graph_add_dense_owned(fib_graph *g, int32_t source, int64_t n_out,
+                                  double *weights, double *bias,
+                                  int32_t *group_out)
+{
+    fib_dense *d = fib_calloc(1, sizeof *d);
+    if (!d) {
+        fib_free(weights);
+        fib_free(bias);
+        return fib_error(FIB_E_NOMEM, "out of memory adding a dense block");
+    }
+    d->dtype = FIB_DTYPE_F64;
+    d->n_in = g->groups[source].n_units;
+    d->ld = d->n_in;
+    d->weights = d->owned_weights = weights;
+    d->bias = d->owned_bias = bias;
+    return push_dense(g, source, n_out, d, group_out);
+}
+
+int32_t fib_graph_read_dense(const fib_graph *g, int32_t group, int32_t dtype,
+                             void *weights, int64_t ld, void *bias)
+{
+    static const char fn[] = "fib_graph_read_dense";
+    int32_t status = fib_graph_check_group(g, group, fn);
+    if (status)
+        return status;
+    if (g->groups[group].op != FIB_OP_DENSE)
+        return fib_error(FIB_E_INVALID, "%s: group %d is not a dense group", fn,
+                         (int)group);
+    if (!fib_dtype_size(dtype))
+        return fib_error(FIB_E_INVALID, "%s: unknown dtype %d", fn, (int)dtype);
+    const fib_dense *d = dense_of(g, group);
+    if (ld < d->n_in)
+        return fib_error(FIB_E_SHAPE,
+                         "%s: group %d: leading dimension %lld is less than %lld columns",
+                         fn, (int)group, (long long)ld, (long long)d->n_in);
+    if (!weights && !bias)
+        return fib_error(FIB_E_NULL, "%s: weights and bias are both NULL", fn);
+    int64_t n_out = g->groups[group].n_units;
+    for (int64_t i = 0; i < n_out; i++) {
+        if (weights)
+            for (int64_t k = 0; k < d->n_in; k++)
+                fib_store(dtype, weights, i * ld + k, fib_dense_weight(d, i, k));
+        if (bias)
+            fib_store(dtype, bias, i, fib_dense_bias(d, i));
+    }
+    return FIB_OK;
+}
+
+/* ---- colouring ---------------------------------------------------------- */
+
+static int64_t dense_fiber_width(const fib_graph *g, int32_t group,
+                                 const fib_partition *parts)
+{
+    int32_t source = g->groups[group].sources[0];
+    return parts[source].n_classes + (dense_of(g, group)->bias ? 1 : 0);
+}
+
+/* Colour sums of the weight rows (fib_colour_rows), then the bias. */
+static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
+                                const fib_partition *parts, fib_signature *sig,
+                                int64_t offset)
+{
+    const fib_dense *d = dense_of(g, group);
+    const fib_partition *src = &parts[g->groups[group].sources[0]];
+    int64_t k = src->n_classes, n_out = g->groups[group].n_units;
+    double *coef = NULL;
+    int32_t status = fib_colour_coefficients(src, d->dtype, &coef);
+    if (!status)
+        status = fib_colour_rows(sig, 0, offset, d->dtype, d->weights, d->ld, n_out, d->n_in,
+                                 src->color, k, coef, group);
+    fib_free(coef);
+    for (int64_t r = 0; !status && d->bias && r < n_out; r++) {
+        double *v = sig->value + r * sig->n_coords + offset;
+        double *e = sig->tol + r * sig->n_coords + offset;
+        v[k] = fib_dense_bias(d, r);
+        e[k] = fib_rounding_tol(d->dtype, 1, fabs(v[k]));
+    }
+    return status;
+}
+
+static int64_t dense_opfiber_width(const fib_graph *g, int32_t group,
+                                   int32_t source_index,
+                                   const fib_partition *parts,
+                                   const fib_partition *fibers)
+{
+    (void)fibers;
+    (void)g, (void)source_index;
+    return parts[group].n_classes;
+}
+
+/* Column sums over the consumer's classes, made a tile at a time: a tile is
+ * OPF_CLASSES consecutive classes x OPF_COLUMNS columns. Each class's rows
+ * (ascending, fib_colour_order) are summed a few dozen columns at a time in
+ * registers (every weight is read once, by runs of a KB along a few dozen
+ * rows), then the tile is written into the
+ * signature a whole cache line (8 classes of one column) at a time. Tiles
+ * are spread over threads; every sum keeps its order (ascending rows from
+ * 0.0), so the bits do not depend on the tiling or the thread count. */
+#define OPF_CLASSES 8
+#define OPF_COLUMNS 256
+
+static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
+                                  int32_t source_index,
+                                  const fib_partition *parts,
+                                  const fib_partition *fibers,
+                                  fib_signature *sig, int64_t offset)
+{
+    (void)source_index, (void)fibers;
+    const fib_dense *d = dense_of(g, group);
+    const fib_partition *own = &parts[group];
+    int64_t k = own->n_classes, n_out = g->groups[group].n_units;
+    int64_t n_class_tiles = (k + OPF_CLASSES - 1) / OPF_CLASSES;
+    int64_t n_col_tiles = (d->n_in + OPF_COLUMNS - 1) / OPF_COLUMNS;
+    int64_t n_tiles = n_class_tiles * n_col_tiles;
+    int threads = fib_thread_count(sig->n_threads, n_tiles);
+    const int64_t tile_len = 2 * OPF_CLASSES * OPF_COLUMNS;
+    int64_t *rows = fib_alloc(n_out, sizeof *rows);
+    int64_t *start = fib_alloc(k + 1, sizeof *start);
+    double *coef = NULL;
+    double *scratch = fib_alloc(tile_len * threads, sizeof *scratch);
+    if (!rows || !start || !scratch || fib_colour_coefficients(own, d->dtype, &coef)) {
+        fib_free(rows);
+        fib_free(start);
+        fib_free(coef);
+        fib_free(scratch);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory for column sums",
+                         (int)group);
+    }
+    fib_colour_order(own->color, n_out, k, rows, start);
+    const fib_kernels *kernels = fib_kernels_active();
+    size_t esize = fib_dtype_size(d->dtype);
+    FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
+    for (int64_t t = 0; t < n_tiles; t++) {
+        int64_t c0 = (t / n_col_tiles) * OPF_CLASSES;
+        int64_t col0 = (t % n_col_tiles) * OPF_COLUMNS;
+        int64_t c1 = c0 + OPF_CLASSES < k ? c0 + OPF_CLASSES : k;
+        int64_t cols = d->n_in - col0 < OPF_COLUMNS ? d->n_in - col0 : OPF_COLUMNS;
+        double *sum = scratch + tile_len * fib_thread_num();
+        double *abs_sum = sum + OPF_CLASSES * OPF_COLUMNS;
+        for (int64_t c = c0; c < c1; c++) {
+            double *cs = sum + (c - c0) * OPF_COLUMNS, *ca = abs_sum + (c - c0) * OPF_COLUMNS;
+            const int64_t *members = rows + start[c];
+            int64_t size = start[c + 1] - start[c];
+            /* the next class's rows (the tile's first class at the next
+             * columns after its last) are elsewhere in the matrix: ask for
+             * their pieces now (tests/bench/bench_pipeline: the opfiber
+             * pass; figures in docs/performance.md) */
+            int64_t next = c + 1 < c1 ? c + 1 : c0;
+            int64_t next_col = c + 1 < c1 ? col0 : col0 + OPF_COLUMNS;
+            int64_t next_cols = d->n_in - next_col < OPF_COLUMNS ? d->n_in - next_col : OPF_COLUMNS;
+            for (int64_t x = start[next]; next_cols > 0 && x < start[next + 1]; x++)
+                fib_prefetch_range((const char *)d->weights +
+                                       (size_t)(rows[x] * d->ld + next_col) * esize,
+                                   (size_t)next_cols * esize);
+            if (d->dtype == FIB_DTYPE_F32)
+                kernels->row_sums_f32((const float *)d->weights + col0, d->ld, members, size,
+                                      cols, cs, ca);
+            else
+                kernels->row_sums_f64((const double *)d->weights + col0, d->ld, members, size,
+                                      cols, cs, ca);
+        }
+        for (int64_t i = 0; i < cols; i++) {
+            double *value = sig->value + (col0 + i) * sig->n_coords + offset;
+            double *tol = sig->tol + (col0 + i) * sig->n_coords + offset;
+            for (int64_t c = c0; c < c1; c++) {
+                value[c] = sum[(c - c0) * OPF_COLUMNS + i];
+                tol[c] = coef[c] * abs_sum[(c - c0) * OPF_COLUMNS + i];
+            }
+        }
+    }
+    fib_free(rows);
+    fib_free(start);
+    fib_free(coef);
+    fib_free(scratch);
+    return FIB_OK;
+}
+
+/* ---- forward, compress, lift ------------------------------------------- */
+
+/* The fiber signature over a discrete source (every column its own class,
+ * in column order): its colour sums are its weights, so the signature
+ * borrows the rows and only the bias coordinate is materialised. */
+static bool dense_fiber_view(const fib_graph *g, int32_t group,
+                             const fib_partition *parts, fib_scratch *scratch,
+                             fib_signature *sig)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_dense *d = grp->block;
+    const fib_partition *src = &parts[grp->sources[0]];
+    if (src->n_classes != src->n_units || src->n_units != d->n_in)
+        return false;
+    for (int64_t k = 0; k < src->n_units; k++)
+        if (src->color[k] != k)
+            return false;
+    int32_t status = fib_signature_alloc_in(sig, grp->n_units, d->bias ? 1 : 0, scratch);
+    if (status)
+        return false;
+    sig->n_coords += d->n_in;
+    sig->n_direct = d->n_in;
+    sig->n_blocks = 1;
+    sig->blocks[0] = (fib_direct_block){d->weights, d->dtype, d->ld, 1, d->n_in};
+    for (int64_t i = 0; d->bias && i < grp->n_units; i++) {
+        sig->value[i] = fib_dense_bias(d, i);
+        sig->tol[i] = fib_rounding_tol(d->dtype, 1, fabs(sig->value[i]));
+    }
+    return true;
+}
+
+/* The contribution to its source's opfiber signature when the block's own
+ * classes are discrete (every row its own class, in row order): the column
+ * sums are the weight columns, lent in place. */
+static bool dense_opfiber_view(const fib_graph *g, int32_t group,
+                               const fib_partition *parts, fib_direct_block *out)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_dense *d = grp->block;
+    const fib_partition *own = &parts[group];
+    if (own->n_classes != own->n_units || d->n_in != g->groups[grp->sources[0]].n_units)
+        return false;
+    for (int64_t r = 0; r < own->n_units; r++)
+        if (own->color[r] != r)
+            return false;
+    *out = (fib_direct_block){d->weights, d->dtype, 1, d->ld, own->n_units};
+    return true;
+}
+
+static void dense_forward(const fib_graph *g, int32_t group, int64_t batch,
+                          double *const *activity, double *out)
+{
+    const fib_dense *d = dense_of(g, group);
+    const double *x = activity[g->groups[group].sources[0]];
+    int64_t n_out = g->groups[group].n_units;
+    int64_t rows = batch * fib_group_positions(&g->groups[group]);
+    for (int64_t b = 0; b < rows; b++) {
+        const double *xb = x + b * d->n_in;
+        for (int64_t i = 0; i < n_out; i++) {
+            double z = fib_dense_bias(d, i);
+            if (d->dtype == FIB_DTYPE_F32) {
+                const float *row = (const float *)d->weights + i * d->ld;
+                for (int64_t k = 0; k < d->n_in; k++)
+                    z += (double)row[k] * xb[k];
+            } else {
+                const double *row = (const double *)d->weights + i * d->ld;
+                for (int64_t k = 0; k < d->n_in; k++)
+                    z += row[k] * xb[k];
+            }
+            out[b * n_out + i] = z;
+        }
+    }
+}
+
+/* True when every column of the dense block is its own source class, in
+ * column order (its colour sums are its weights). */
+static bool source_discrete(const fib_partition *src, int64_t n_in)
+{
+    if (src->n_classes != n_in || src->n_units != n_in)
+        return false;
+    for (int64_t k = 0; k < n_in; k++)
+        if (src->color[k] != k)
+            return false;
+    return true;
+}
+
+/* Eq. 10 merging. Base weight (c, c') is the mean over the members i of
+ * output class c of their colour sums over source class c' (the kernels'
+ * sums: ascending columns from 0.0); the members' sums are added in
+ * ascending row order from 0.0, then multiplied by 1 / |c|. A chunk of rows
+ * has its colour sums computed a tile per thread, then added into the class
+ * rows in row order, column ranges spread over threads: every base weight
+ * is made by one thread in the same order, so the bits depend on neither the
+ * thread count nor the SIMD level. Over a discrete source the colour sums
+ * are the weights themselves (the same bits), read in place. */
+/* The end of Eq. 10 for a dense group: sums (k_out x k_in) holds the
+ * members' colour sums added per class; w[c][k] = sums[c][k] / |c| (w may
+ * be sums itself; w is taken over), the biases averaged likewise, and the
+ * base block added. The rows are shared over threads: w is often fresh
+ * memory, and faulting its pages in on one thread kept compress from
+ * speeding up with threads (docs/performance.md). */
+static int32_t merge_finish(const fib_graph *g, int32_t group, const fib_partition *out_p,
+                           int64_t k_in, const double *sums, double *w, fib_graph *base,
+                           const int32_t *base_ids)
+{
+    const fib_dense *d = dense_of(g, group);
+    int64_t k_out = out_p->n_classes;
+    double *b = d->bias ? fib_calloc(k_out, sizeof *b) : NULL;
+    int64_t *sizes = fib_alloc(k_out, sizeof *sizes);
+    if ((d->bias && !b) || !sizes) {
+        fib_free(w);
+        fib_free(b);
+        fib_free(sizes);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+    }
+    fib_partition_class_sizes(out_p, sizes);
+    for (int64_t i = 0; b && i < out_p->n_units; i++)
+        b[out_p->color[i]] += fib_dense_bias(d, i);
+    int threads = fib_thread_count(0, (k_out * k_in) >> 17);
+    (void)threads; /* unused without OpenMP */
+    FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
+    for (int64_t c = 0; c < k_out; c++) {
+        double inv = 1.0 / (double)sizes[c];
+        for (int64_t k = 0; k < k_in; k++)
+            w[c * k_in + k] = sums[c * k_in + k] * inv;
+    }
+    for (int64_t c = 0; b && c < k_out; c++)
+        b[c] *= 1.0 / (double)sizes[c];
+    fib_free(sizes);
+    int32_t id;
+    return fib_graph_add_dense_owned(base, base_ids[g->groups[group].sources[0]], k_out, w, b,
+                                     &id);
+}
+
+static int32_t dense_compress(const fib_graph *g, int32_t group,
+                              const fib_partition *parts, fib_graph *base,
+                              const int32_t *base_ids)
+{
+    const fib_dense *d = dense_of(g, group);
+    int32_t source = g->groups[group].sources[0];
+    const fib_partition *out_p = &parts[group], *in_p = &parts[source];
+    int64_t k_out = out_p->n_classes, k_in = in_p->n_classes;
+    int64_t n_out = g->groups[group].n_units;
+    const fib_kernels *kernels = fib_kernels_active();
+    bool discrete = source_discrete(in_p, d->n_in);
+    int64_t tile = kernels->tile_rows;
+    /* rows per chunk: whole tiles, about 4 MB of sums (merging needs no
+     * absolute sums: the kernels skip them) */
+    int64_t chunk = discrete ? 0 : ((INT64_C(1) << 19) / k_in) / tile * tile;
+    if (!discrete && chunk < tile)
+        chunk = tile;
+    if (chunk > n_out)
+        chunk = n_out;
+    int threads = fib_thread_count(0, discrete ? 1 : (chunk + tile - 1) / tile);
+    double *w = fib_calloc(k_out * k_in, sizeof *w);
+    double *sums = discrete ? NULL : fib_alloc(chunk * k_in, sizeof *sums);
+    int64_t scratch_len = fib_colour_scratch_len(d->n_in, k_in);
+    double *scratch = discrete ? NULL : fib_alloc(scratch_len * threads, sizeof *scratch);
+    int64_t *perm = discrete ? NULL : fib_alloc(d->n_in, sizeof *perm);
+    int64_t *start = discrete ? NULL : fib_alloc(k_in + 1, sizeof *start);
+    if (!w || (!discrete && (!sums || !scratch || !perm || !start))) {
+        fib_free(w);
+        fib_free(sums);
+        fib_free(scratch);
+        fib_free(perm);
+        fib_free(start);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+    }
+    if (!discrete)
+        fib_colour_order(in_p->color, d->n_in, k_in, perm, start);
+    /* column ranges of the base for the adds: about 1024 columns each */
+    int64_t span = k_in < 1024 ? k_in : 1024;
+    int64_t n_spans = (k_in + span - 1) / span;
+    int add_threads = fib_thread_count(0, n_spans);
+    (void)add_threads; /* unused without OpenMP */
+    int64_t step = discrete ? n_out : chunk;
+    for (int64_t r0 = 0; r0 < n_out; r0 += step) {
+        int64_t rows = n_out - r0 < step ? n_out - r0 : step;
+        if (!discrete) {
+            int64_t n_tiles = (rows + tile - 1) / tile;
+            FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
+            for (int64_t t = 0; t < n_tiles; t++) {
+                int64_t row0 = t * tile, n = rows - row0 < tile ? rows - row0 : tile;
+                double *own = scratch + scratch_len * fib_thread_num();
+                double *val = sums + row0 * k_in;
+                if (d->dtype == FIB_DTYPE_F32)
+                    kernels->colour_sums_f32((const float *)d->weights + (r0 + row0) * d->ld,
+                                             d->ld, n, d->n_in, in_p->color, perm, start,
+                                             k_in, own, val, NULL, k_in);
+                else
+                    kernels->colour_sums_f64((const double *)d->weights + (r0 + row0) * d->ld,
+                                             d->ld, n, d->n_in, in_p->color, perm, start,
+                                             k_in, own, val, NULL, k_in);
+            }
+        }
+        FIB_PRAGMA(omp parallel for num_threads(add_threads) schedule(static) if (add_threads > 1))
+        for (int64_t sp = 0; sp < n_spans; sp++) {
+            int64_t j0 = sp * span, j1 = j0 + span < k_in ? j0 + span : k_in;
+            for (int64_t r = 0; r < rows; r++) {
+                double *row = w + out_p->color[r0 + r] * k_in;
+                if (!discrete) {
+                    const double *x = sums + r * k_in;
+                    for (int64_t j = j0; j < j1; j++)
+                        row[j] += x[j];
+                } else if (d->dtype == FIB_DTYPE_F32) {
+                    const float *x = (const float *)d->weights + (r0 + r) * d->ld;
+                    for (int64_t j = j0; j < j1; j++)
+                        row[j] += (double)x[j];
+                } else {
+                    const double *x = (const double *)d->weights + (r0 + r) * d->ld;
+                    for (int64_t j = j0; j < j1; j++)
+                        row[j] += x[j];
+                }
+            }
+        }
+    }
+    fib_free(sums);
+    fib_free(scratch);
+    fib_free(perm);
+    fib_free(start);
+    return merge_finish(g, group, out_p, k_in, w, w, base, base_ids);
+}
+
+/* W_hat[c', c] = sum_{i in c'} s_i sum_{k in c} W[i,k] t_k / sum_{i in c'} s_i^2
+ * (t: the source's scales), the least-squares representative of the class
+ * given its scales; all scales 1 gives Eq. 10. Input and output groups have
+ * discrete projections and are never scaled. */
+static int32_t dense_compress_scaled(const fib_graph *g, int32_t group,
+                                     const fib_partition *parts, double *const *scales,
+                                     fib_graph *base, const int32_t *base_ids)
+{
+    const fib_dense *d = g->groups[group].block;
+    int32_t source = g->groups[group].sources[0];
+    const fib_partition *out_p = &parts[group], *in_p = &parts[source];
+    bool own_scaled = !fib_group_is_input(g, group) && !fib_group_is_output(g, group);
+    const double *s = own_scaled ? scales[group] : NULL;
+    const double *t = fib_group_is_input(g, source) ? NULL : scales[source];
+    int64_t k_out = out_p->n_classes, k_in = in_p->n_classes;
+    int64_t n_out = g->groups[group].n_units;
+    double *w = fib_calloc(k_out * k_in, sizeof *w);
+    double *b = d->bias ? fib_calloc(k_out, sizeof *b) : NULL;
+    double *norm = fib_calloc(k_out, sizeof *norm);
+    if (!w || (d->bias && !b) || !norm) {
+        fib_free(w);
+        fib_free(b);
+        fib_free(norm);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+    }
+    for (int64_t i = 0; i < n_out; i++) {
+        double si = s ? s[i] : 1.0;
+        int64_t c = out_p->color[i];
+        double *row = w + c * k_in;
+        for (int64_t k = 0; k < d->n_in; k++)
+            row[in_p->color[k]] += si * fib_dense_weight(d, i, k) * (t ? t[k] : 1.0);
+        if (b)
+            b[c] += si * fib_dense_bias(d, i);
+        norm[c] += si * si;
+    }
+    for (int64_t c = 0; c < k_out; c++) {
+        double inv = 1.0 / norm[c];
+        for (int64_t k = 0; k < k_in; k++)
+            w[c * k_in + k] *= inv;
+        if (b)
+            b[c] *= inv;
+    }
+    fib_free(norm);
+    int32_t id;
+    return fib_graph_add_dense_owned(base, base_ids[source], k_out, w, b, &id);
+}
+
+static int32_t dense_compress_totals(const fib_graph *g, int32_t group,
+                                  const fib_partition *parts, const double *totals,
+                                  fib_graph *base, const int32_t *base_ids)
+{
+    const fib_partition *out_p = &parts[group];
+    int64_t k_in = parts[g->groups[group].sources[0]].n_classes;
+    double *w = fib_alloc(out_p->n_classes * k_in, sizeof *w);
+    if (!w)
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+    return merge_finish(g, group, out_p, k_in, totals, w, base, base_ids);
+}
+
+static int32_t dense_lift(const fib_graph *base, int32_t group,
+                          const fib_partition *parts, fib_graph *full,
+                          const int32_t *full_ids)
+{
+    const fib_dense *bd = dense_of(base, group);
+    int32_t source = base->groups[group].sources[0];
+    const fib_partition *out_p = &parts[group], *in_p = &parts[source];
+    int64_t n_out = out_p->n_units, n_in = in_p->n_units;
+    double *w = fib_alloc(n_out * n_in, sizeof *w);
+    double *b = bd->bias ? fib_alloc(n_out, sizeof *b) : NULL;
+    int64_t *sizes = fib_alloc(in_p->n_classes, sizeof *sizes);
+    if (!w || (bd->bias && !b) || !sizes) {
+        fib_free(w);
+        fib_free(b);
+        fib_free(sizes);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
+    }
+    fib_partition_class_sizes(in_p, sizes);
+    for (int64_t i = 0; i < n_out; i++) {
+        int64_t c = out_p->color[i];
+        for (int64_t k = 0; k < n_in; k++) {
+            int64_t ck = in_p->color[k];
+            w[i * n_in + k] = fib_dense_weight(bd, c, ck) / (double)sizes[ck];
+        }
+        if (b)
+            b[i] = fib_dense_bias(bd, c);
+    }
+    fib_free(sizes);
+    int32_t id;
+    return fib_graph_add_dense_owned(full, full_ids[source], n_out, w, b, &id);
+}
+
+static bool dense_has_bias(const fib_graph *g, int32_t group)
+{
+    return dense_of(g, group)->bias != NULL;
+}
+
+static int64_t dense_num_parameters(const fib_graph *g, int32_t group)
+{
+    const fib_dense *d = dense_of(g, group);
+    int64_t n_out = g->groups[group].n_units;
+    return n_out * d->n_in + (d->bias ? n_out : 0);
+}
+
+static bool dense_tensor(const fib_graph *g, int32_t group, int32_t index,
+                         fib_tensor_view *out)
+{
+    const fib_dense *d = dense_of(g, group);
+    int64_t n_out = g->groups[group].n_units;
+    if (index == 0)
+        *out = (fib_tensor_view){"weight", d->dtype, d->weights, 2, {n_out, d->n_in, 1, 1}, d->ld};
+    else if (index == 1 && d->bias)
+        *out = (fib_tensor_view){"bias", d->dtype, d->bias, 1, {n_out, 1, 1, 1}, 1};
+    else
+        return false;
+    return true;
+}
+
+const fib_block_ops fib_dense_ops = {
+    .tensor = dense_tensor,
+    .name = "dense",
+    .free_block = dense_free,
+    .fiber_width = dense_fiber_width,
+    .fiber_fill = dense_fiber_fill,
+    .opfiber_width = dense_opfiber_width,
+    .opfiber_fill = dense_opfiber_fill,
+    .fiber_view = dense_fiber_view,
+    .opfiber_view = dense_opfiber_view,
+    .forward = dense_forward,
+    .compress = dense_compress,
+    .lift = dense_lift,
+    .compress_scaled = dense_compress_scaled,
+    .compress_totals = dense_compress_totals,
+    .has_bias = dense_has_bias,
+    .num_parameters = dense_num_parameters,
+};

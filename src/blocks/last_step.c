@@ -1,0 +1,198 @@
+/* The last position of a sequence (x[:, -1] in PyTorch): a plain group
+ * whose unit i copies unit reads[i] of the source at its last position.
+ * A graph built by users copies unit i (reads = NULL); a base gathers,
+ * because its unit c copies the source class of c's first member. */
+#include "blocks/blocks.h"
+#include "model/gather.h"
+
+#include <string.h>
+
+typedef struct fib_last_step {
+    int64_t *reads; /* NULL: identity */
+} fib_last_step;
+
+static const fib_block_ops fib_last_step_ops;
+
+static const int64_t *reads_of(const fib_graph *g, int32_t group)
+{
+    return ((const fib_last_step *)g->groups[group].block)->reads;
+}
+
+static void last_step_free(void *block)
+{
+    fib_last_step *s = block;
+    if (!s)
+        return;
+    fib_free(s->reads);
+    fib_free(s);
+}
+
+/* Takes `reads` over (freed on failure too). */
+static int32_t push_last_step(fib_graph *g, int32_t source, int64_t n_units,
+                              int64_t *reads, int32_t *group_out)
+{
+    fib_last_step *s = fib_calloc(1, sizeof *s);
+    if (!s) {
+        fib_free(reads);
+        return fib_error(FIB_E_NOMEM, "out of memory adding a last step");
+    }
+    s->reads = reads;
+    fib_group grp = {.op = FIB_OP_LAST_STEP, .n_units = n_units, .rows = 1, .cols = 1,
+                     .activation = FIB_ACT_LINEAR, .n_sources = 1,
+                     .sources = {source, 0}, .ops = &fib_last_step_ops, .block = s};
+    int32_t status = fib_graph_push_group(g, &grp, group_out);
+    if (status)
+        last_step_free(s);
+    return status;
+}
+
+int32_t fib_graph_add_last_step(fib_graph *g, int32_t source, int32_t *group_out)
+{
+    static const char fn[] = "fib_graph_add_last_step";
+    int32_t status = fib_graph_check_group(g, source, fn);
+    if (status)
+        return status;
+    if (!group_out)
+        return fib_error(FIB_E_NULL, "%s: group_out is NULL", fn);
+    const fib_group *src = &g->groups[source];
+    if (src->cols != 1)
+        return fib_error(FIB_E_SHAPE,
+                         "%s: group %d: source group %d is not a sequence (%lld x %lld positions; "
+                         "a sequence has cols = 1)",
+                         fn, (int)g->n_groups, (int)source, (long long)src->rows,
+                         (long long)src->cols);
+    return push_last_step(g, source, src->n_units, NULL, group_out);
+}
+
+/* Fibers: the colour of the source unit copied. */
+static int64_t last_step_fiber_width(const fib_graph *g, int32_t group,
+                                     const fib_partition *parts)
+{
+    (void)g, (void)group, (void)parts;
+    return 1;
+}
+
+static int32_t last_step_fiber_fill(const fib_graph *g, int32_t group,
+                                    const fib_partition *parts, fib_signature *sig,
+                                    int64_t offset)
+{
+    const int64_t *reads = reads_of(g, group);
+    const fib_partition *src = &parts[g->groups[group].sources[0]];
+    for (int64_t i = 0; i < g->groups[group].n_units; i++) {
+        sig->value[i * sig->n_coords + offset] = (double)src->color[fib_gather_at(reads, i)];
+        sig->tol[i * sig->n_coords + offset] = FIB_TOL_LABEL;
+    }
+    return FIB_OK;
+}
+
+/* Opfibers: a source unit receives, at the last position, the errors of the
+ * units that copy it: their count per opfiber class of this group (with
+ * the identity map, just the class of unit i). */
+static int64_t last_step_opfiber_width(const fib_graph *g, int32_t group,
+                                       int32_t source_index,
+                                       const fib_partition *parts,
+                                       const fib_partition *fibers)
+{
+    (void)fibers;
+    (void)g, (void)source_index;
+    return parts[group].n_classes;
+}
+
+static int32_t last_step_opfiber_fill(const fib_graph *g, int32_t group,
+                                      int32_t source_index,
+                                      const fib_partition *parts,
+                                      const fib_partition *fibers,
+                                      fib_signature *sig, int64_t offset)
+{
+    (void)source_index, (void)fibers;
+    const int64_t *reads = reads_of(g, group);
+    int64_t k = parts[group].n_classes;
+    for (int64_t j = 0; j < sig->n_units; j++) {
+        memset(sig->value + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
+        memset(sig->tol + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
+    }
+    for (int64_t i = 0; i < g->groups[group].n_units; i++)
+        sig->value[fib_gather_at(reads, i) * sig->n_coords + offset + parts[group].color[i]] += 1.0;
+    return FIB_OK;
+}
+
+static void last_step_forward(const fib_graph *g, int32_t group, int64_t batch,
+                              double *const *activity, double *out)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_group *src = &g->groups[grp->sources[0]];
+    const int64_t *reads = reads_of(g, group);
+    const double *x = activity[grp->sources[0]];
+    int64_t steps = src->rows, n_src = src->n_units;
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t i = 0; i < grp->n_units; i++)
+            out[b * grp->n_units + i] = x[(b * steps + steps - 1) * n_src + fib_gather_at(reads, i)];
+}
+
+/* Base unit c copies the source class of c's first member. */
+static int32_t last_step_compress(const fib_graph *g, int32_t group,
+                                  const fib_partition *parts, fib_graph *base,
+                                  const int32_t *base_ids)
+{
+    int32_t source = g->groups[group].sources[0];
+    int64_t *gather;
+    int32_t status = fib_gather_for_base(parts, group, source, reads_of(g, group), &gather);
+    if (status)
+        return status;
+    int32_t id;
+    return push_last_step(base, base_ids[source], parts[group].n_classes, gather, &id);
+}
+
+/* Full unit i copies itself when its source unit lies in the class its base
+ * unit copies, else the first member of that class. */
+static int32_t last_step_lift(const fib_graph *base, int32_t group,
+                              const fib_partition *parts, fib_graph *full,
+                              const int32_t *full_ids)
+{
+    int32_t source = base->groups[group].sources[0];
+    int64_t *gather;
+    int32_t status = fib_gather_for_lift(parts, group, source, reads_of(base, group), &gather);
+    if (status)
+        return status;
+    int32_t id;
+    return push_last_step(full, full_ids[source], parts[group].n_units, gather, &id);
+}
+
+/* A last step whose unit i copies source unit reads[i] (NULL: i), taken
+ * over (model files: bases gather). */
+int32_t fib_graph_add_last_step_gather(fib_graph *g, int32_t source, int64_t n_units,
+                                       int64_t *reads, int32_t *group_out)
+{
+    return push_last_step(g, source, n_units, reads, group_out);
+}
+
+/* Per unit, the source unit it copies. */
+static int64_t last_step_params(const fib_graph *g, int32_t group, int64_t *out,
+                                int64_t capacity)
+{
+    const int64_t *reads = reads_of(g, group);
+    int64_t n = g->groups[group].n_units;
+    for (int64_t i = 0; i < n && i < capacity; i++)
+        out[i] = fib_gather_at(reads, i);
+    return n;
+}
+
+static int64_t last_step_num_parameters(const fib_graph *g, int32_t group)
+{
+    (void)g, (void)group;
+    return 0;
+}
+
+static const fib_block_ops fib_last_step_ops = {
+    .name = "last_step",
+    .free_block = last_step_free,
+    .fiber_width = last_step_fiber_width,
+    .fiber_fill = last_step_fiber_fill,
+    .opfiber_width = last_step_opfiber_width,
+    .opfiber_fill = last_step_opfiber_fill,
+    .forward = last_step_forward,
+    .compress = last_step_compress,
+    .lift = last_step_lift,
+    .num_parameters = last_step_num_parameters,
+    .params = last_step_params,
+};

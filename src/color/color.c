@@ -1,0 +1,276 @@
+/* fib_color: fibers forward from the inputs, flavoured opfibers backward
+ * from the outputs, covers as their meet. */
+#include "color/color.h"
+#include "color/linkage.h"
+
+#include <math.h>
+#include <string.h>
+
+int32_t fib_color_options_init(fib_color_options *o, size_t struct_size)
+{
+    if (!o)
+        return fib_error(FIB_E_NULL, "fib_color_options_init: options is NULL");
+    if (struct_size < sizeof *o)
+        return fib_error(FIB_E_INVALID,
+                         "fib_color_options_init: struct_size %zu is smaller than %zu",
+                         struct_size, sizeof *o);
+    memset(o, 0, sizeof *o);
+    o->struct_size = sizeof *o;
+    o->symmetry = FIB_SYM_FIBERS;
+    o->tolerance = FIB_TOL_EXACT;
+    return FIB_OK;
+}
+
+static int32_t check_options(const fib_color_options *o)
+{
+    if (o->struct_size < sizeof *o)
+        return fib_error(FIB_E_INVALID,
+                         "fib_color: options.struct_size %zu is smaller than %zu (call fib_color_options_init)",
+                         o->struct_size, sizeof *o);
+    if (o->symmetry < FIB_SYM_FIBERS || o->symmetry > FIB_SYM_COVERS)
+        return fib_error(FIB_E_INVALID, "fib_color: unknown symmetry %d", (int)o->symmetry);
+    int32_t method = o->tolerance & ~FIB_TOL_SCALED;
+    if (method < FIB_TOL_EXACT || method > FIB_TOL_WARD)
+        return fib_error(FIB_E_INVALID, "fib_color: unknown tolerance %d", (int)o->tolerance);
+    if ((o->tolerance & FIB_TOL_SCALED) && o->symmetry != FIB_SYM_FIBERS)
+        return fib_error(FIB_E_UNSUPPORTED,
+                         "fib_color: FIB_TOL_SCALED colours fibers only (its scales are carried "
+                         "forward; opfibers and covers are not scale-aware in this version)");
+    if (!(o->eps >= 0) || !isfinite(o->eps))
+        return fib_error(FIB_E_INVALID, "fib_color: eps must be finite and >= 0");
+    if (o->n_threads < 0)
+        return fib_error(FIB_E_INVALID, "fib_color: n_threads %d is negative", (int)o->n_threads);
+    if (o->reserved0 != 0)
+        return fib_error(FIB_E_INVALID, "fib_color: reserved0 must be 0");
+    return FIB_OK;
+}
+
+static double group_eps(const fib_graph *g, int32_t group,
+                        const fib_color_options *o)
+{
+    if ((o->tolerance & ~FIB_TOL_SCALED) == FIB_TOL_EXACT)
+        return -1.0;
+    double override = g->groups[group].eps_override;
+    return override >= 0 ? override : o->eps;
+}
+
+/* One colouring under way: its options, its steps for the progress
+ * callback, and the signature memory its groups share. */
+typedef struct progress {
+    const fib_color_options *o;
+    int64_t done, total;
+    fib_scratch scratch;
+} progress;
+
+static int32_t step(progress *p)
+{
+    p->done++;
+    if (p->o->progress && p->o->progress(p->o->progress_user, p->done, p->total))
+        return fib_error(FIB_E_CANCELLED, "fib_color: cancelled by the progress callback");
+    return FIB_OK;
+}
+
+/* One refinement of group i from its signature. For a recurrent group the
+ * new classes are met with the current ones, so that refinement only
+ * splits; *changed tells whether it did. */
+static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
+                            const fib_partition *fibers, int32_t mode, double eps,
+                            int32_t n_threads, fib_scratch *scratch, fib_coloring *keep,
+                            bool *changed)
+{
+    fib_signature sig;
+    int32_t status = fibers ? fib_opfiber_signature_ex(g, i, parts, fibers, n_threads,
+                                                       scratch, &sig)
+                            : fib_fiber_signature_ex(g, i, parts, n_threads, scratch, &sig);
+    if (status)
+        return status;
+    fib_partition next;
+    status = fib_partition_init(&next, g->groups[i].n_units);
+    /* WARD weighs rows by the norms of their outgoing weights */
+    double *weight = NULL;
+    if (!status && eps >= 0 && (mode & ~FIB_TOL_SCALED) == FIB_TOL_WARD) {
+        weight = fib_alloc(g->groups[i].n_units, sizeof *weight);
+        status = weight ? fib_outgoing_norms(g, i, weight)
+                        : fib_error(FIB_E_NOMEM, "group %d: out of memory", (int)i);
+    }
+    bool feed_forward = !(g->groups[i].ops && g->groups[i].ops->recurrent);
+    if (!status && keep && feed_forward)
+        sig.sum_leading = fib_class_sums_leading(keep, g, i, &sig, parts, mode);
+    if (!status)
+        status = fib_group_signatures_mode(&sig, mode, eps, weight, &next);
+    fib_free(weight);
+    fib_partition met = {0};
+    if (!status)
+        status = fib_partition_meet(&met, &next, &parts[i]);
+    fib_partition_clear(&next);
+    if (!status) {
+        *changed = met.n_classes != parts[i].n_classes;
+        fib_partition_clear(&parts[i]);
+        parts[i] = met;
+        /* a feed-forward group's fibers are final: keep the merge's totals */
+        if (keep && feed_forward)
+            status = fib_class_sums_keep(keep, g, i, &sig, parts);
+    }
+    fib_signature_clear(&sig);
+    return status;
+}
+
+/* Colours group i: one pass for a feed-forward block; for a recurrent one,
+ * refinement from the coarsest partition to its fixed point (the coarsest
+ * balanced partition), at most n_units passes. */
+static int32_t color_group(const fib_graph *g, int32_t i, fib_partition *parts,
+                           const fib_partition *fibers, int32_t mode, double eps,
+                           int32_t n_threads, fib_scratch *scratch, fib_coloring *keep)
+{
+    fib_partition_single(&parts[i]);
+    bool changed = true;
+    bool recurrent = g->groups[i].ops && g->groups[i].ops->recurrent;
+    int32_t status = FIB_OK;
+    while (changed && !status) {
+        status = refine_group(g, i, parts, fibers, mode, eps, n_threads, scratch, keep,
+                              &changed);
+        changed = changed && recurrent;
+    }
+    return status;
+}
+
+/* The refinement of node groups reports its own (cells, nodes); callers
+ * see the group steps only, so that `done` of `total` never goes back. */
+static int32_t node_progress(void *user, int64_t done, int64_t total)
+{
+    (void)done, (void)total;
+    const progress *p = user;
+    return p->o->progress(p->o->progress_user, p->done, p->total);
+}
+
+/* Node groups (general graphs): all at once by partition refinement. */
+static int32_t color_nodes(const fib_graph *g, const fib_color_options *o,
+                           bool reverse, fib_partition *parts, progress *prog)
+{
+    fib_color_options wrapped = *o;
+    if (o->progress) {
+        wrapped.progress = node_progress;
+        wrapped.progress_user = prog;
+    }
+    return fib_color_node_groups(g, &wrapped, reverse, parts);
+}
+
+/* Fibers into c->parts (c->scales: FIB_TOL_SCALED); dense groups keep
+ * their merge totals in c (fib_class_sums_keep). */
+static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
+                            fib_coloring *c, progress *prog)
+{
+    fib_partition *parts = c->parts;
+    double **scales = c->scales;
+    int32_t node_status = color_nodes(g, o, false, parts, prog);
+    if (node_status)
+        return node_status;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        int32_t status = FIB_OK;
+        bool scaled_source = false;
+        for (int32_t s = 0; scales && s < g->groups[i].n_sources; s++)
+            scaled_source = scaled_source || scales[g->groups[i].sources[s]];
+        if (fib_group_is_input(g, i) || g->groups[i].op == FIB_OP_NODES)
+            status = FIB_OK;
+        else if (scales && g->groups[i].op == FIB_OP_DENSE)
+            status = fib_color_scaled_dense(g, i, o->tolerance, group_eps(g, i, o), parts,
+                                            scales);
+        else if (scaled_source)
+            status = fib_error(FIB_E_UNSUPPORTED,
+                               "fib_color: FIB_TOL_SCALED: group %d (%s block) reads a scaled "
+                               "group; only dense blocks carry scales in this version", (int)i,
+                               g->groups[i].ops ? g->groups[i].ops->name : "input");
+        else
+            status = color_group(g, i, parts, NULL, o->tolerance, group_eps(g, i, o),
+                                 o->n_threads, &prog->scratch, c);
+        if (!status)
+            status = step(prog);
+        if (status)
+            return status;
+    }
+    return FIB_OK;
+}
+
+static int32_t color_opfibers(const fib_graph *g, const fib_color_options *o,
+                              const fib_partition *fibers,
+                              fib_partition *parts, progress *prog)
+{
+    int32_t node_status = color_nodes(g, o, true, parts, prog);
+    if (node_status)
+        return node_status;
+    for (int32_t i = g->n_groups - 1; i >= 0; i--) {
+        int32_t status = FIB_OK;
+        if (!fib_group_is_output(g, i) && g->groups[i].op != FIB_OP_NODES)
+            status = color_group(g, i, parts, fibers, o->tolerance, group_eps(g, i, o),
+                                 o->n_threads, &prog->scratch, NULL);
+        if (!status)
+            status = step(prog);
+        if (status)
+            return status;
+    }
+    return FIB_OK;
+}
+
+int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
+                           fib_coloring **out)
+{
+    fib_coloring *fibers = NULL, *opfibers = NULL;
+    progress prog = {o, 0, (int64_t)g->n_groups * (o->symmetry == FIB_SYM_FIBERS ? 1 : 2),
+                     {0}};
+    int32_t status = fib_coloring_alloc(g, FIB_SYM_FIBERS, &fibers);
+    if (!status && (o->tolerance & FIB_TOL_SCALED) && g->n_groups > 0) {
+        fibers->scales = fib_calloc(g->n_groups, sizeof *fibers->scales);
+        if (!fibers->scales)
+            status = fib_error(FIB_E_NOMEM, "fib_color: out of memory for scales");
+    }
+    if (!status)
+        status = color_fibers(g, o, fibers, &prog);
+    if (status || o->symmetry == FIB_SYM_FIBERS)
+        goto done;
+    status = fib_coloring_alloc(g, FIB_SYM_OPFIBERS, &opfibers);
+    if (!status)
+        status = color_opfibers(g, o, fibers->parts, opfibers->parts, &prog);
+    if (status || o->symmetry == FIB_SYM_OPFIBERS)
+        goto done;
+    /* Covers: replace each fiber partition by its meet with the opfibers. */
+    for (int32_t i = 0; i < g->n_groups && !status; i++) {
+        fib_partition meet;
+        status = fib_partition_meet(&meet, &fibers->parts[i], &opfibers->parts[i]);
+        if (!status) {
+            fib_partition_clear(&fibers->parts[i]);
+            fibers->parts[i] = meet;
+        }
+    }
+    fibers->symmetry = FIB_SYM_COVERS;
+done:
+    fib_scratch_clear(&prog.scratch);
+    if (status) {
+        fib_coloring_free(fibers);
+        fib_coloring_free(opfibers);
+        return status;
+    }
+    if (o->symmetry == FIB_SYM_OPFIBERS) {
+        fib_coloring_free(fibers);
+        *out = opfibers;
+    } else {
+        fib_coloring_free(opfibers);
+        *out = fibers;
+    }
+    return FIB_OK;
+}
+
+int32_t fib_color(const fib_graph *g, const fib_color_options *options,
+                  fib_coloring **out)
+{
+    if (!g || !out)
+        return fib_error(FIB_E_NULL, "fib_color: %s is NULL", g ? "out" : "graph");
+    fib_color_options defaults;
+    if (!options) {
+        fib_color_options_init(&defaults, sizeof defaults);
+        options = &defaults;
+    }
+    int32_t status = check_options(options);
+    if (status)
+        return status;
+    return fib_color_internal(g, options, out);
+}

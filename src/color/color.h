@@ -1,0 +1,56 @@
+/* The color layer: fiber and opfiber signatures of a group, grouping,
+ * the colouring driver, tolerance modes (linkage.h), ladders of
+ * colourings. Uses the blocks, graphs and model layers. */
+#ifndef FIB_COLOR_COLOR_H
+#define FIB_COLOR_COLOR_H
+
+#include "blocks/blocks.h"
+#include "graphs/graphs.h"
+#include "model/model.h"
+
+/* Fiber and opfiber signatures of one group. */
+int32_t fib_fiber_signature(const fib_graph *g, int32_t group,
+                            const fib_partition *parts, fib_signature *sig);
+int32_t fib_opfiber_signature(const fib_graph *g, int32_t group,
+                              const fib_partition *parts,
+                              const fib_partition *fibers,
+                              fib_signature *sig);
+/* The same for fib_color: fills on n_threads threads, and a dense group
+ * over a discrete source borrows its weight rows, a group read only by a
+ * dense block with discrete classes its consumer's weight columns, instead
+ * of copying them (see fib_signature.n_direct). */
+int32_t fib_fiber_signature_ex(const fib_graph *g, int32_t group,
+                               const fib_partition *parts, int32_t n_threads,
+                               fib_scratch *scratch, fib_signature *sig);
+int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
+                                 const fib_partition *parts,
+                                 const fib_partition *fibers,
+                                 int32_t n_threads, fib_scratch *scratch,
+                                 fib_signature *sig);
+
+/* grouping.c: partition of the rows of sig. eps < 0: exact (rounding only);
+ * otherwise every coordinate spans at most eps (+ rounding) per class. */
+int32_t fib_group_signatures(const fib_signature *sig, double eps,
+                             fib_partition *out);
+
+/* color.c: fib_color behind its option checks. */
+int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
+                           fib_coloring **out);
+
+/* class_sums.c: the merge totals a colouring keeps for compression. */
+/* Keeps group's merge totals from its fiber signature `sig` (colour sums,
+ * still valid) and its new classes in parts, when it is a dense group over
+ * a source with classes and its base is small; FIB_E_NOMEM. */
+int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
+                            const fib_signature *sig, const fib_partition *parts);
+/* Before grouping `sig` with `mode`: the sum_leading that lets grouping add
+ * the classes up for fib_class_sums_keep (0: not this group or mode). */
+int64_t fib_class_sums_leading(const fib_coloring *c, const fib_graph *g, int32_t group,
+                               const fib_signature *sig, const fib_partition *parts,
+                               int32_t mode);
+/* The kept totals of `group` if they were made for projection[group] and
+ * projection[its source], else NULL. */
+const double *fib_class_sums_find(const fib_coloring *c, const fib_graph *g, int32_t group,
+                                  const fib_partition *projection);
+
+#endif

@@ -1,0 +1,823 @@
+/* Tolerance modes beyond EXACT and ABS: REL (ABS scaled by the group's
+ * typical signature norm) and the agglomerative linkages COSINE (the seed
+ * authors' average linkage on 1 - cosine), COMPLETE (L-infinity) and WARD
+ * (classical Ward; rank-1 Ward for FIB_TOL_SCALED), plus the scale-aware
+ * colouring of dense groups and its per-unit scales.
+ *
+ * The linkages keep an n x n / 2 matrix of doubles (the reason for
+ * FIB_LINKAGE_MAX_UNITS) and a nearest-neighbour cache per row; a merge
+ * takes O(n) plus the rows whose cached neighbour it invalidates, so a run
+ * is O(n^2) typically and O(n^3) at worst. Every choice is made by (cost,
+ * lowest index): the result does not depend on threads or SIMD. Label
+ * coordinates (FIB_TOL_LABEL) make two rows that differ there infinitely
+ * far apart; they never merge. */
+#include "color/linkage.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static double sig_value(const fib_signature *sig, int64_t i, int64_t j)
+{
+    if (j < sig->n_direct)
+        return fib_direct_value(sig, i, j);
+    int64_t stride = sig->n_coords - sig->n_direct;
+    return sig->value[i * stride + (j - sig->n_direct)];
+}
+
+static double sig_tol(const fib_signature *sig, int64_t i, int64_t j)
+{
+    if (j < sig->n_direct) {
+        int64_t local = j;
+        return fib_rounding_tol(fib_direct_find(sig, &local)->dtype, 1,
+                                fabs(sig_value(sig, i, j)));
+    }
+    int64_t stride = sig->n_coords - sig->n_direct;
+    return sig->tol[i * stride + (j - sig->n_direct)];
+}
+
+void fib_rows_clear(fib_rows *r)
+{
+    fib_free(r->value);
+    fib_free(r->tol);
+    fib_free(r->label);
+    memset(r, 0, sizeof *r);
+}
+
+int32_t fib_rows_alloc(fib_rows *r, int64_t n, int64_t d)
+{
+    memset(r, 0, sizeof *r);
+    r->n = n;
+    r->d = d;
+    int64_t cells = n * (d > 0 ? d : 1);
+    r->value = fib_calloc(cells, sizeof(double));
+    r->tol = fib_calloc(cells, sizeof(double));
+    r->label = fib_calloc(n > 0 ? n : 1, sizeof(int64_t));
+    if (!r->value || !r->tol || !r->label) {
+        fib_rows_clear(r);
+        return fib_error(FIB_E_NOMEM, "out of memory for %lld rows of %lld values",
+                         (long long)n, (long long)d);
+    }
+    return FIB_OK;
+}
+
+int32_t fib_rows_from_signature(const fib_signature *sig, fib_rows *out)
+{
+    memset(out, 0, sizeof *out);
+    int64_t n = sig->n_units, d = sig->n_coords, n_labels = 0;
+    for (int64_t j = 0; j < d && n > 0; j++)
+        if (sig_tol(sig, 0, j) < 0)
+            n_labels++;
+    int32_t status = fib_rows_alloc(out, n, d - n_labels);
+    if (status)
+        return status;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0, at = 0; j < d; j++) {
+            double t = sig_tol(sig, i, j);
+            if (t < 0)
+                continue;
+            out->value[i * out->d + at] = sig_value(sig, i, j);
+            out->tol[i * out->d + at] = t;
+            at++;
+        }
+    /* label classes: exact grouping of the label coordinates alone */
+    if (n_labels == 0) {
+        memset(out->label, 0, (size_t)n * sizeof *out->label);
+        return FIB_OK;
+    }
+    fib_signature lab;
+    status = fib_signature_alloc(&lab, n, n_labels);
+    if (status) {
+        fib_rows_clear(out);
+        return status;
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0, at = 0; j < d; j++)
+            if (sig_tol(sig, 0, j) < 0) {
+                lab.value[i * n_labels + at] = sig_value(sig, i, j);
+                lab.tol[i * n_labels + at] = FIB_TOL_LABEL;
+                at++;
+            }
+    lab.n_threads = 1;
+    fib_partition p;
+    status = fib_partition_init(&p, n);
+    if (!status)
+        status = fib_group_signatures(&lab, -1.0, &p);
+    fib_signature_clear(&lab);
+    if (!status)
+        memcpy(out->label, p.color, (size_t)n * sizeof *out->label);
+    fib_partition_clear(&p);
+    if (status)
+        fib_rows_clear(out);
+    return status;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double fib_median(double *v, int64_t n)
+{
+    if (n <= 0)
+        return 0.0;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double fib_rows_scale(const fib_rows *r, const double *weight)
+{
+    double *norms = fib_alloc(r->n > 0 ? r->n : 1, sizeof *norms);
+    if (!norms)
+        return 1.0;
+    for (int64_t i = 0; i < r->n; i++) {
+        double s = 0;
+        for (int64_t j = 0; j < r->d; j++)
+            s += r->value[i * r->d + j] * r->value[i * r->d + j];
+        norms[i] = sqrt(s) * (weight ? weight[i] : 1.0);
+    }
+    double m = fib_median(norms, r->n);
+    fib_free(norms);
+    return m > 0 ? m : 1.0;
+}
+
+double fib_signature_scale(const fib_signature *sig)
+{
+    fib_rows r;
+    if (fib_rows_from_signature(sig, &r))
+        return 1.0;
+    double m = fib_rows_scale(&r, NULL);
+    fib_rows_clear(&r);
+    return m;
+}
+
+void fib_rows_normalize(fib_rows *r, double *norms)
+{
+    for (int64_t i = 0; i < r->n; i++) {
+        double s = 0;
+        double *v = r->value + i * r->d, *t = r->tol + i * r->d;
+        for (int64_t j = 0; j < r->d; j++)
+            s += v[j] * v[j];
+        s = sqrt(s);
+        if (norms)
+            norms[i] = s;
+        if (s > 0)
+            for (int64_t j = 0; j < r->d; j++) {
+                v[j] /= s;
+                t[j] = t[j] / s + 0x1.0p-50 * fabs(v[j]);
+            }
+    }
+}
+
+/* ---- linkage ------------------------------------------------------------ */
+
+static inline int64_t tri(int64_t n, int64_t i, int64_t j)
+{
+    if (i > j) {
+        int64_t t = i;
+        i = j;
+        j = t;
+    }
+    return i * (2 * n - i - 1) / 2 + (j - i - 1);
+}
+
+/* Rank-1 merge of pieces sigma_a u_a, sigma_b u_b with cos c = u_a . u_b:
+ * the largest eigenvalue of their 2 x 2 Gram matrix and its vector. */
+static double rank1_lambda(double sa2, double sb2, double c, double *y1,
+                           double *y2)
+{
+    double h = 0.5 * (sa2 - sb2);
+    double lam = 0.5 * (sa2 + sb2) + sqrt(h * h + sa2 * sb2 * c * c);
+    double p = sqrt(sa2 * sb2) * c, q = lam - sa2;
+    if (p == 0 && q == 0) { /* sa2 >= sb2 with c = 0: a alone */
+        p = 1;
+        q = 0;
+    }
+    *y1 = p;
+    *y2 = q;
+    return lam;
+}
+
+/* Members pointing away from each other (c <= 0) cannot share a positive
+ * scale: the merge keeps the stronger direction and the other member's
+ * scale goes to ~0 (fib_class_scales), which costs what c = 0 gives. */
+static double rank1_cost(double sa2, double sb2, double c)
+{
+    if (!(c > 0))
+        c = 0;
+    double y1, y2;
+    double lam = rank1_lambda(sa2, sb2, c, &y1, &y2);
+    double cost = sa2 + sb2 - lam;
+    return cost > 0 ? cost : 0.0;
+}
+
+int32_t fib_linkage_run(const fib_rows *r, int32_t method, bool rank1,
+                        const double *mass, double stop, fib_merges *out)
+{
+    int64_t n = r->n, d = r->d;
+    memset(out, 0, sizeof *out);
+    if (n > FIB_LINKAGE_MAX_UNITS)
+        return fib_error(FIB_E_UNSUPPORTED,
+                         "linkage clustering of %lld units: above FIB_LINKAGE_MAX_UNITS (%d), its "
+                         "O(n^2) matrix would not be bounded; use FIB_TOL_ABS or FIB_TOL_REL",
+                         (long long)n, (int)FIB_LINKAGE_MAX_UNITS);
+    int64_t cells = n * (n - 1) / 2;
+    double *D = fib_alloc(cells > 0 ? cells : 1, sizeof *D);
+    double *m = fib_alloc(n, sizeof *m);   /* cluster mass / sigma^2 */
+    int64_t *size = fib_alloc(n, sizeof *size);
+    int64_t *nn = fib_alloc(n, sizeof *nn);
+    double *nnd = fib_alloc(n, sizeof *nnd);
+    bool *active = fib_alloc(n, sizeof *active);
+    out->a = fib_alloc(n, sizeof *out->a);
+    out->b = fib_alloc(n, sizeof *out->b);
+    out->height = fib_alloc(n, sizeof *out->height);
+    double *unit = NULL;
+    int32_t status = FIB_OK;
+    if (!D || !m || !size || !nn || !nnd || !active || !out->a || !out->b || !out->height) {
+        status = fib_error(FIB_E_NOMEM, "out of memory clustering %lld units", (long long)n);
+        goto done;
+    }
+    /* unit rows for COSINE and rank-1 */
+    if (method == FIB_TOL_COSINE || rank1) {
+        unit = fib_alloc(n * (d > 0 ? d : 1), sizeof *unit);
+        if (!unit) {
+            status = fib_error(FIB_E_NOMEM, "out of memory clustering %lld units", (long long)n);
+            goto done;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            double s = 0;
+            for (int64_t j = 0; j < d; j++)
+                s += r->value[i * d + j] * r->value[i * d + j];
+            s = sqrt(s);
+            for (int64_t j = 0; j < d; j++)
+                unit[i * d + j] = s > 0 ? r->value[i * d + j] / s : 0.0;
+            if (rank1)
+                m[i] = s * s * (mass ? mass[i] : 1.0);
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        size[i] = 1;
+        active[i] = true;
+        if (!rank1)
+            m[i] = mass ? mass[i] : 1.0;
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = i + 1; k < n; k++) {
+            double v;
+            if (r->label[i] != r->label[k]) {
+                v = INFINITY;
+            } else if (method == FIB_TOL_COSINE || rank1) {
+                double dot = 0;
+                const double *a = unit + i * d, *b = unit + k * d;
+                for (int64_t j = 0; j < d; j++)
+                    dot += a[j] * b[j];
+                v = method == FIB_TOL_COSINE ? 1.0 - dot : dot; /* rank-1 keeps cosines */
+            } else if (method == FIB_TOL_COMPLETE) {
+                v = 0;
+                const double *a = r->value + i * d, *b = r->value + k * d;
+                const double *ta = r->tol + i * d, *tb = r->tol + k * d;
+                for (int64_t j = 0; j < d; j++) {
+                    double gap = fabs(a[j] - b[j]) - ta[j] - tb[j];
+                    if (gap > v)
+                        v = gap;
+                }
+            } else { /* classical Ward: increase of the weighted sum of squares */
+                double s = 0;
+                const double *a = r->value + i * d, *b = r->value + k * d;
+                for (int64_t j = 0; j < d; j++)
+                    s += (a[j] - b[j]) * (a[j] - b[j]);
+                v = m[i] * m[k] / (m[i] + m[k]) * s;
+            }
+            D[tri(n, i, k)] = v;
+        }
+    /* In rank-1 mode D holds cosines (labels: -inf-like via INFINITY flag);
+     * the cost is derived on the fly. */
+#define COST(i, k) (rank1 ? (isinf(D[tri(n, i, k)]) ? INFINITY \
+                     : rank1_cost(m[i], m[k], D[tri(n, i, k)])) : D[tri(n, i, k)])
+    for (int64_t i = 0; i < n; i++) {
+        nn[i] = -1;
+        nnd[i] = INFINITY;
+        for (int64_t k = 0; k < n; k++)
+            if (k != i) {
+                double c = COST(i, k);
+                if (c < nnd[i]) {
+                    nnd[i] = c;
+                    nn[i] = k;
+                }
+            }
+    }
+    int64_t merges = 0;
+    while (merges < n - 1) {
+        int64_t best = -1;
+        for (int64_t i = 0; i < n; i++)
+            if (active[i] && nn[i] >= 0 && (best < 0 || nnd[i] < nnd[best]))
+                best = i;
+        if (best < 0 || !(nnd[best] <= stop) || isinf(nnd[best]))
+            break;
+        int64_t a = best < nn[best] ? best : nn[best];
+        int64_t b = best < nn[best] ? nn[best] : best;
+        double h = nnd[best];
+        out->a[merges] = a;
+        out->b[merges] = b;
+        out->height[merges] = h;
+        merges++;
+        active[b] = false;
+        /* new row a */
+        double y1 = 0, y2 = 0, lam = 0, norm = 1;
+        if (rank1) {
+            double c = D[tri(n, a, b)] > 0 ? D[tri(n, a, b)] : 0.0;
+            lam = rank1_lambda(m[a], m[b], c, &y1, &y2);
+            /* u_new = (y1 sigma_a u_a + y2 sigma_b u_b) / |...| */
+            double sa = sqrt(m[a]), sb = sqrt(m[b]);
+            norm = sqrt(y1 * y1 * m[a] + y2 * y2 * m[b] + 2 * y1 * y2 * sa * sb * c);
+            y1 = norm > 0 ? y1 * sa / norm : 1.0;
+            y2 = norm > 0 ? y2 * sb / norm : 0.0;
+        }
+        for (int64_t k = 0; k < n; k++) {
+            if (!active[k] || k == a)
+                continue;
+            double da = D[tri(n, a, k)], db = D[tri(n, b, k)], v;
+            if (isinf(da) || isinf(db))
+                v = INFINITY;
+            else if (rank1)
+                v = y1 * da + y2 * db;
+            else if (method == FIB_TOL_COSINE)
+                v = ((double)size[a] * da + (double)size[b] * db) / (double)(size[a] + size[b]);
+            else if (method == FIB_TOL_COMPLETE)
+                v = da > db ? da : db;
+            else
+                v = ((m[a] + m[k]) * da + (m[b] + m[k]) * db - m[k] * h) /
+                    (m[a] + m[b] + m[k]);
+            D[tri(n, a, k)] = v;
+        }
+        size[a] += size[b];
+        m[a] = rank1 ? lam : m[a] + m[b];
+        /* neighbour caches */
+        for (int64_t k = 0; k < n; k++) {
+            if (!active[k])
+                continue;
+            bool redo = k == a || nn[k] == a || nn[k] == b;
+            if (!redo) {
+                double c = COST(k, a);
+                if (c < nnd[k] || (c == nnd[k] && a < nn[k])) {
+                    nnd[k] = c;
+                    nn[k] = a;
+                }
+                continue;
+            }
+            nn[k] = -1;
+            nnd[k] = INFINITY;
+            for (int64_t x = 0; x < n; x++)
+                if (x != k && active[x]) {
+                    double c = COST(k, x);
+                    if (c < nnd[k]) {
+                        nnd[k] = c;
+                        nn[k] = x;
+                    }
+                }
+        }
+    }
+#undef COST
+    out->n = n;
+    out->n_merges = merges;
+done:
+    fib_free(D);
+    fib_free(m);
+    fib_free(size);
+    fib_free(nn);
+    fib_free(nnd);
+    fib_free(active);
+    fib_free(unit);
+    if (status)
+        fib_merges_clear(out);
+    return status;
+}
+
+void fib_merges_clear(fib_merges *mg)
+{
+    fib_free(mg->a);
+    fib_free(mg->b);
+    fib_free(mg->height);
+    memset(mg, 0, sizeof *mg);
+}
+
+int32_t fib_merges_cut(const fib_merges *mg, int64_t n_merges, fib_partition *out)
+{
+    /* clusters are named by their lowest unit: a merge joins b into a < b */
+    for (int64_t i = 0; i < mg->n; i++)
+        out->color[i] = i;
+    if (n_merges > mg->n_merges)
+        n_merges = mg->n_merges;
+    for (int64_t s = 0; s < n_merges; s++)
+        out->color[mg->b[s]] = mg->a[s];
+    /* follow chains: the parent of a unit always has a lower index */
+    for (int64_t i = 0; i < mg->n; i++)
+        out->color[i] = out->color[out->color[i]];
+    return fib_partition_canonicalize(out);
+}
+
+/* ---- mode dispatch ------------------------------------------------------ */
+
+int32_t fib_group_rows_mode(const fib_rows *r, int32_t mode, double eps,
+                            const double *weight, fib_partition *out)
+{
+    int32_t method = mode & ~FIB_TOL_SCALED;
+    bool scaled = (mode & FIB_TOL_SCALED) != 0;
+    double stop = eps;
+    double *mass = NULL;
+    if (method == FIB_TOL_WARD) {
+        double scale = fib_rows_scale(r, weight);
+        stop = (eps * scale) * (eps * scale);
+        if (weight) {
+            mass = fib_alloc(r->n, sizeof *mass);
+            if (!mass)
+                return fib_error(FIB_E_NOMEM, "out of memory for row weights");
+            for (int64_t i = 0; i < r->n; i++)
+                mass[i] = weight[i] * weight[i];
+        }
+    }
+    fib_merges mg;
+    int32_t status = fib_linkage_run(r, method, method == FIB_TOL_WARD && scaled, mass,
+                                     stop, &mg);
+    fib_free(mass);
+    if (status)
+        return status;
+    status = fib_merges_cut(&mg, mg.n_merges, out);
+    fib_merges_clear(&mg);
+    return status;
+}
+
+int32_t fib_group_signatures_mode(const fib_signature *sig, int32_t mode,
+                                  double eps, const double *weight,
+                                  fib_partition *out)
+{
+    int32_t method = mode & ~FIB_TOL_SCALED;
+    if (eps < 0 || method == FIB_TOL_EXACT)
+        return fib_group_signatures(sig, -1.0, out);
+    if (method == FIB_TOL_ABS)
+        return fib_group_signatures(sig, eps, out);
+    if (method == FIB_TOL_REL)
+        return fib_group_signatures(sig, eps * fib_signature_scale(sig), out);
+    if (sig->n_units > FIB_LINKAGE_MAX_UNITS)
+        return fib_error(FIB_E_UNSUPPORTED,
+                         "linkage clustering of %lld units: above FIB_LINKAGE_MAX_UNITS (%d)",
+                         (long long)sig->n_units, (int)FIB_LINKAGE_MAX_UNITS);
+    fib_rows r;
+    int32_t status = fib_rows_from_signature(sig, &r);
+    if (status)
+        return status;
+    status = fib_group_rows_mode(&r, mode, eps, weight, out);
+    fib_rows_clear(&r);
+    return status;
+}
+
+/* ---- outgoing norms ----------------------------------------------------- */
+
+int32_t fib_outgoing_norms(const fib_graph *g, int32_t group, double *w)
+{
+    int64_t n = g->groups[group].n_units;
+    bool any = false;
+    for (int64_t i = 0; i < n; i++)
+        w[i] = 0;
+    for (int32_t h = group + 1; h < g->n_groups; h++) {
+        const fib_group *grp = &g->groups[h];
+        for (int32_t s = 0; s < grp->n_sources; s++) {
+            if (grp->sources[s] != group)
+                continue;
+            any = true;
+            if (grp->op != FIB_OP_DENSE) {
+                for (int64_t i = 0; i < n; i++)
+                    w[i] += 1.0;
+                continue;
+            }
+            const fib_dense *d = grp->block;
+            for (int64_t j = 0; j < grp->n_units; j++)
+                for (int64_t i = 0; i < n; i++) {
+                    double x = fib_dense_weight(d, j, i);
+                    w[i] += x * x;
+                }
+        }
+    }
+    for (int64_t i = 0; i < n; i++)
+        w[i] = any ? sqrt(w[i]) : 1.0;
+    return FIB_OK;
+}
+
+/* Power iteration for the top right singular direction of the weighted
+ * rows of `members` (row x weighted by weight[x], or 1), from the start v
+ * (normalised here), at most 100 rounds, until the direction moves by less
+ * than tol (L1). v ends a unit vector, or unchanged past a zero step; w is
+ * scratch of length d. */
+static void power_iterate(const fib_rows *r, const int64_t *members, int64_t m,
+                          const double *weight, double *v, double *w, double tol)
+{
+    int64_t d = r->d;
+    for (int it = 0; it < 100; it++) {
+        double nv = 0;
+        for (int64_t j = 0; j < d; j++)
+            nv += v[j] * v[j];
+        nv = sqrt(nv);
+        if (!(nv > 0))
+            return;
+        for (int64_t j = 0; j < d; j++)
+            v[j] /= nv;
+        for (int64_t j = 0; j < d; j++)
+            w[j] = 0;
+        for (int64_t x = 0; x < m; x++) {
+            double om = weight ? weight[members[x]] : 1.0, s = 0;
+            const double *row = r->value + members[x] * d;
+            for (int64_t j = 0; j < d; j++)
+                s += row[j] * v[j];
+            s *= om * om;
+            for (int64_t j = 0; j < d; j++)
+                w[j] += s * row[j];
+        }
+        double nw = 0, diff = 0;
+        for (int64_t j = 0; j < d; j++)
+            nw += w[j] * w[j];
+        nw = sqrt(nw);
+        if (!(nw > 0))
+            return;
+        for (int64_t j = 0; j < d; j++) {
+            diff += fabs(w[j] / nw - v[j]);
+            v[j] = w[j] / nw;
+        }
+        if (diff < tol)
+            break;
+    }
+}
+
+/* ---- scale-aware colouring of a dense group ---------------------------- */
+
+bool fib_activation_homogeneous(int32_t activation)
+{
+    return activation == FIB_ACT_LINEAR || activation == FIB_ACT_RELU ||
+           activation == FIB_ACT_LEAKY_RELU;
+}
+
+int32_t fib_scaled_dense_rows(const fib_graph *g, int32_t group,
+                              const fib_partition *src, const double *src_scale,
+                              fib_rows *out)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_dense *d = grp->block;
+    int64_t n = grp->n_units, k = src->n_classes, dd = k + (d->bias ? 1 : 0);
+    int32_t status = fib_rows_alloc(out, n, dd);
+    if (status)
+        return status;
+    int64_t *terms = fib_calloc(k, sizeof *terms);
+    if (!terms) {
+        fib_rows_clear(out);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory for signatures", (int)group);
+    }
+    for (int64_t c = 0; c < d->n_in; c++)
+        terms[src->color[c]]++;
+    for (int64_t i = 0; i < n; i++) {
+        double *v = out->value + i * dd, *t = out->tol + i * dd;
+        for (int64_t c = 0; c < d->n_in; c++) {
+            double x = fib_dense_weight(d, i, c) * (src_scale ? src_scale[c] : 1.0);
+            v[src->color[c]] += x;
+            t[src->color[c]] += fabs(x);
+        }
+        for (int64_t c = 0; c < k; c++)
+            t[c] = fib_rounding_tol(d->dtype, terms[c] + 1, t[c]);
+        if (d->bias) {
+            v[k] = fib_dense_bias(d, i);
+            t[k] = fib_rounding_tol(d->dtype, 1, fabs(v[k]));
+        }
+    }
+    fib_free(terms);
+    return FIB_OK;
+}
+
+int32_t fib_class_scales(const fib_rows *r, const fib_partition *p,
+                         const double *weight, double *scale)
+{
+    int64_t n = r->n, d = r->d, k = p->n_classes;
+    int64_t *start = fib_calloc(k + 1, sizeof *start);
+    int64_t *order = fib_alloc(n, sizeof *order);
+    double *v = fib_alloc(d > 0 ? d : 1, sizeof *v);
+    double *w = fib_alloc(d > 0 ? d : 1, sizeof *w);
+    double *t = fib_alloc(n, sizeof *t);
+    if (!start || !order || !v || !w || !t) {
+        fib_free(start), fib_free(order), fib_free(v), fib_free(w), fib_free(t);
+        return fib_error(FIB_E_NOMEM, "out of memory for scales");
+    }
+    for (int64_t i = 0; i < n; i++)
+        start[p->color[i] + 1]++;
+    for (int64_t c = 0; c < k; c++)
+        start[c + 1] += start[c];
+    int64_t *fill = fib_alloc(k, sizeof *fill);
+    if (!fill) {
+        fib_free(start), fib_free(order), fib_free(v), fib_free(w), fib_free(t);
+        return fib_error(FIB_E_NOMEM, "out of memory for scales");
+    }
+    memcpy(fill, start, (size_t)k * sizeof *fill);
+    for (int64_t i = 0; i < n; i++)
+        order[fill[p->color[i]]++] = i;
+    fib_free(fill);
+    for (int64_t c = 0; c < k; c++) {
+        const int64_t *mem = order + start[c];
+        int64_t m = start[c + 1] - start[c];
+        if (m == 1) {
+            scale[mem[0]] = 1.0;
+            continue;
+        }
+        /* power iteration on the weighted rows, from their sum */
+        for (int64_t j = 0; j < d; j++)
+            v[j] = 0;
+        for (int64_t x = 0; x < m; x++) {
+            double om = weight ? weight[mem[x]] : 1.0;
+            for (int64_t j = 0; j < d; j++)
+                v[j] += om * r->value[mem[x] * d + j];
+        }
+        power_iterate(r, mem, m, weight, v, w, 1e-14);
+        double mean = 0;
+        for (int64_t x = 0; x < m; x++) {
+            double s = 0;
+            const double *row = r->value + mem[x] * d;
+            for (int64_t j = 0; j < d; j++)
+                s += row[j] * v[j];
+            t[x] = s;
+            mean += s;
+        }
+        mean /= (double)m;
+        for (int64_t x = 0; x < m; x++) {
+            double s = mean != 0 ? t[x] / mean : 1.0;
+            /* a member pointing away from its class (possible only with a
+             * loose grouping) keeps a tiny positive scale */
+            scale[mem[x]] = s > 1e-6 ? s : 1e-6;
+        }
+    }
+    fib_free(start), fib_free(order), fib_free(v), fib_free(w), fib_free(t);
+    return FIB_OK;
+}
+
+int32_t fib_color_scaled_dense(const fib_graph *g, int32_t group, int32_t mode,
+                               double eps, fib_partition *parts,
+                               double **scales)
+{
+    const fib_group *grp = &g->groups[group];
+    int64_t n = grp->n_units;
+    bool homog = fib_activation_homogeneous(grp->activation);
+    fib_rows r;
+    int32_t status = fib_scaled_dense_rows(g, group, &parts[grp->sources[0]],
+                                           scales[grp->sources[0]], &r);
+    if (status)
+        return status;
+    double *norms = fib_alloc(n, sizeof *norms);
+    double *weight = fib_alloc(n, sizeof *weight);
+    if (!norms || !weight) {
+        status = fib_error(FIB_E_NOMEM, "group %d: out of memory", (int)group);
+        goto done;
+    }
+    fib_outgoing_norms(g, group, weight);
+    if (homog) {
+        fib_rows_normalize(&r, norms);
+        for (int64_t i = 0; i < n; i++)
+            weight[i] *= norms[i];
+    }
+    int32_t method = mode & ~FIB_TOL_SCALED;
+    fib_partition next;
+    status = fib_partition_init(&next, n);
+    if (status)
+        goto done;
+    if (method == FIB_TOL_EXACT || method == FIB_TOL_ABS || method == FIB_TOL_REL) {
+        fib_signature sig;
+        status = fib_signature_alloc(&sig, n, r.d);
+        if (!status) {
+            memcpy(sig.value, r.value, (size_t)(n * r.d) * sizeof(double));
+            memcpy(sig.tol, r.tol, (size_t)(n * r.d) * sizeof(double));
+            sig.n_threads = 1;
+            double e = method == FIB_TOL_EXACT ? -1.0
+                       : method == FIB_TOL_REL ? eps * fib_rows_scale(&r, NULL) : eps;
+            status = fib_group_signatures(&sig, e, &next);
+            fib_signature_clear(&sig);
+        }
+    } else {
+        status = fib_group_rows_mode(&r, homog ? mode : method, eps, weight, &next);
+    }
+    if (!status) {
+        fib_partition_clear(&parts[group]);
+        parts[group] = next;
+    } else {
+        fib_partition_clear(&next);
+        goto done;
+    }
+    if (homog) {
+        /* scales from the rank-1 fit of the unnormalised rows */
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < r.d; j++)
+                r.value[i * r.d + j] *= norms[i];
+        double *s = fib_alloc(n, sizeof *s);
+        if (!s) {
+            status = fib_error(FIB_E_NOMEM, "group %d: out of memory", (int)group);
+            goto done;
+        }
+        for (int64_t i = 0; i < n; i++)
+            weight[i] = norms[i] > 0 ? weight[i] / norms[i] : weight[i];
+        status = fib_class_scales(&r, &parts[group], weight, s);
+        if (status) {
+            fib_free(s);
+            goto done;
+        }
+        fib_free(scales[group]);
+        scales[group] = s;
+    }
+done:
+    fib_free(norms);
+    fib_free(weight);
+    fib_rows_clear(&r);
+    return status;
+}
+
+/* ---- rank-1 Lloyd refinement ------------------------------------------- */
+
+void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
+                       const double *weight, double *v, double *w)
+{
+    int64_t d = r->d;
+    for (int64_t j = 0; j < d; j++)
+        v[j] = 0;
+    for (int64_t x = 0; x < m; x++) {
+        double om = weight ? weight[members[x]] : 1.0;
+        const double *row = r->value + members[x] * d;
+        double n2 = 0;
+        for (int64_t j = 0; j < d; j++)
+            n2 += row[j] * row[j];
+        n2 = n2 > 0 ? 1.0 / sqrt(n2) : 0.0;
+        for (int64_t j = 0; j < d; j++)
+            v[j] += om * row[j] * n2;
+    }
+    power_iterate(r, members, m, weight, v, w, 1e-13);
+}
+
+int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterations,
+                        fib_partition *p)
+{
+    int64_t n = r->n, d = r->d, k = p->n_classes;
+    double *V = fib_alloc(k * (d > 0 ? d : 1), sizeof *V);
+    double *w = fib_alloc(d > 0 ? d : 1, sizeof *w);
+    int64_t *order = fib_alloc(n, sizeof *order), *start = fib_calloc(k + 1, sizeof *start);
+    int64_t *fill = fib_alloc(k, sizeof *fill), *next = fib_alloc(n, sizeof *next);
+    int32_t status = FIB_OK;
+    if (!V || !w || !order || !start || !fill || !next) {
+        status = fib_error(FIB_E_NOMEM, "out of memory refining %lld units", (long long)n);
+        goto done;
+    }
+    for (int32_t it = 0; it < iterations; it++) {
+        /* directions of the current classes */
+        memset(start, 0, (size_t)(k + 1) * sizeof *start);
+        for (int64_t i = 0; i < n; i++)
+            start[p->color[i] + 1]++;
+        for (int64_t c = 0; c < k; c++)
+            start[c + 1] += start[c];
+        memcpy(fill, start, (size_t)k * sizeof *fill);
+        for (int64_t i = 0; i < n; i++)
+            order[fill[p->color[i]]++] = i;
+        for (int64_t c = 0; c < k; c++)
+            fib_top_direction(r, order + start[c], start[c + 1] - start[c], weight, V + c * d, w);
+        /* reassign: the direction capturing the most of the row, positively
+         * (ties: the lowest class); a unit stays when nothing is better */
+        bool moved = false;
+        for (int64_t i = 0; i < n; i++) {
+            const double *row = r->value + i * d;
+            int64_t best = p->color[i];
+            double best_dot = 0;
+            for (int64_t j = 0; j < d; j++)
+                best_dot += row[j] * V[best * d + j];
+            for (int64_t c = 0; c < k; c++) {
+                double dot = 0;
+                for (int64_t j = 0; j < d; j++)
+                    dot += row[j] * V[c * d + j];
+                if (dot > best_dot * (1 + 1e-12) + 1e-300) {
+                    best_dot = dot;
+                    best = c;
+                }
+            }
+            next[i] = best;
+            moved = moved || best != p->color[i];
+        }
+        /* never empty a class: a unit leaving a class of one stays */
+        memset(fill, 0, (size_t)k * sizeof *fill);
+        for (int64_t i = 0; i < n; i++)
+            fill[next[i]]++;
+        for (int64_t i = 0; i < n; i++)
+            if (fill[p->color[i]] == 0) {
+                fill[next[i]]--;
+                next[i] = p->color[i];
+                fill[next[i]]++;
+            }
+        memcpy(p->color, next, (size_t)n * sizeof *next);
+        status = fib_partition_canonicalize(p);
+        if (status || !moved)
+            break;
+        k = p->n_classes;
+    }
+done:
+    fib_free(V), fib_free(w), fib_free(order), fib_free(start), fib_free(fill), fib_free(next);
+    return status;
+}

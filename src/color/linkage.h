@@ -1,0 +1,84 @@
+/* Tolerance modes REL, COSINE, COMPLETE, WARD and the scale-aware colouring
+ * (linkage.c). Internal. */
+#ifndef FIB_LINKAGE_H
+#define FIB_LINKAGE_H
+
+#include "color/color.h"
+
+/* Signature rows with label coordinates taken out: n x d values and
+ * rounding allowances, and per row the class of its label coordinates. */
+typedef struct fib_rows {
+    int64_t n, d;
+    double *value, *tol;
+    int64_t *label;
+} fib_rows;
+
+/* An agglomeration: merge s joined cluster b[s] into cluster a[s] < b[s]
+ * (clusters named by their lowest unit) at cost height[s]. */
+typedef struct fib_merges {
+    int64_t n, n_merges;
+    int64_t *a, *b;
+    double *height;
+} fib_merges;
+
+/* n rows of d zeros (values and allowances), labels 0; FIB_E_NOMEM. */
+int32_t fib_rows_alloc(fib_rows *r, int64_t n, int64_t d);
+int32_t fib_rows_from_signature(const fib_signature *sig, fib_rows *out);
+void fib_rows_clear(fib_rows *r);
+/* Median of the rows' L2 norms (times weight[i] when given); 1 if 0. */
+double fib_rows_scale(const fib_rows *r, const double *weight);
+double fib_signature_scale(const fib_signature *sig);
+/* Divides every row by its L2 norm (zero rows stay); norms may be NULL. */
+void fib_rows_normalize(fib_rows *r, double *norms);
+/* Sorts v and returns its median. */
+double fib_median(double *v, int64_t n);
+
+/* Agglomerates until the next merge would cost more than `stop` (INFINITY:
+ * as far as labels allow). method: FIB_TOL_COSINE (average linkage of
+ * 1 - cosine), FIB_TOL_COMPLETE (complete linkage of L-infinity minus
+ * rounding), FIB_TOL_WARD (classical Ward, masses `mass`, or with rank1 the
+ * rank-1 Ward on rows weighted by sqrt(mass)). FIB_E_UNSUPPORTED past
+ * FIB_LINKAGE_MAX_UNITS. */
+int32_t fib_linkage_run(const fib_rows *r, int32_t method, bool rank1,
+                        const double *mass, double stop, fib_merges *out);
+void fib_merges_clear(fib_merges *mg);
+/* The partition after the first n_merges merges (out initialised, n units). */
+int32_t fib_merges_cut(const fib_merges *mg, int64_t n_merges, fib_partition *out);
+
+/* Groups rows by a tolerance mode (linkage modes; weight: outgoing norms
+ * for WARD, may be NULL). */
+int32_t fib_group_rows_mode(const fib_rows *r, int32_t mode, double eps,
+                            const double *weight, fib_partition *out);
+/* fib_group_signatures for any mode (eps < 0: exact). */
+int32_t fib_group_signatures_mode(const fib_signature *sig, int32_t mode,
+                                  double eps, const double *weight,
+                                  fib_partition *out);
+/* L2 norms of each unit's outgoing weights over its dense consumers (1 per
+ * other consumer; all 1 for a group nobody reads). */
+int32_t fib_outgoing_norms(const fib_graph *g, int32_t group, double *w);
+bool fib_activation_homogeneous(int32_t activation);
+/* Scaled colour sums of a dense group over its source's classes (source
+ * scales may be NULL: all 1), bias last. */
+int32_t fib_scaled_dense_rows(const fib_graph *g, int32_t group,
+                              const fib_partition *src, const double *src_scale,
+                              fib_rows *out);
+/* Per-unit scales of the best rank-1 fit of each class (rows weighted by
+ * weight, may be NULL), normalised to mean 1 per class. */
+int32_t fib_class_scales(const fib_rows *r, const fib_partition *p,
+                         const double *weight, double *scale);
+/* Colours dense group `group` scale-aware (fib_color with FIB_TOL_SCALED):
+ * sets parts[group] and, for a homogeneous activation, scales[group]. */
+int32_t fib_color_scaled_dense(const fib_graph *g, int32_t group, int32_t mode,
+                               double eps, fib_partition *parts,
+                               double **scales);
+/* Lloyd iterations on the rank-1 objective: each unit moves to the class
+ * whose top direction has the largest positive projection of its row; the
+ * directions are recomputed; at most `iterations` rounds, deterministic. */
+int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterations,
+                        fib_partition *p);
+/* Top right singular direction of the weighted rows of `members` (power
+ * iteration from their weighted sum; r->value and r->d only), into v (unit,
+ * pointing along the sum); w: scratch of r->d. */
+void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
+                       const double *weight, double *v, double *w);
+#endif

@@ -1,0 +1,185 @@
+/* fib_compress: the base network of Eq. 10, one unit per class of every
+ * hidden group; input and output groups keep their units. */
+#include "compress/compress.h"
+
+static void free_projection(fib_partition *parts, int32_t n)
+{
+    if (!parts)
+        return;
+    for (int32_t i = 0; i < n; i++)
+        fib_partition_clear(&parts[i]);
+    fib_free(parts);
+}
+
+void fib_base_free(fib_base *b)
+{
+    if (!b)
+        return;
+    fib_graph_free(b->graph);
+    free_projection(b->projection, b->n_groups);
+    fib_free(b);
+}
+
+/* The classes actually merged: the colouring's for hidden groups, one unit
+ * per class for inputs (unless the colouring merges them, budgets'
+ * merge_inputs) and outputs. */
+static int32_t effective_projection(const fib_graph *g, const fib_coloring *c,
+                                    fib_partition **out)
+{
+    fib_partition *parts = fib_calloc(g->n_groups, sizeof *parts);
+    bool *keep = fib_calloc(g->n_groups, sizeof *keep);
+    if (!parts || !keep) {
+        fib_free(parts);
+        fib_free(keep);
+        return fib_error(FIB_E_NOMEM, "out of memory for the projection");
+    }
+    /* A group whose classes are derived from its source's (flatten) keeps
+     * its units only if that source keeps its own: an output flatten pins
+     * its source, and so on up a chain of such groups. */
+    for (int32_t i = g->n_groups - 1; i >= 0; i--) {
+        keep[i] = keep[i] || (fib_group_is_input(g, i) && !c->merge_inputs) ||
+                  fib_group_is_output(g, i);
+        const fib_block_ops *ops = g->groups[i].ops;
+        if (keep[i] && ops && ops->derive_projection)
+            keep[g->groups[i].sources[0]] = true;
+    }
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        int32_t status = keep[i] ? fib_partition_init(&parts[i], g->groups[i].n_units)
+                                 : fib_partition_copy(&parts[i], &c->parts[i]);
+        const fib_block_ops *ops = g->groups[i].ops;
+        if (!status && ops && ops->derive_projection)
+            status = ops->derive_projection(g, i, parts);
+        if (status) {
+            free_projection(parts, i + 1);
+            fib_free(keep);
+            return status;
+        }
+    }
+    fib_free(keep);
+    *out = parts;
+    return FIB_OK;
+}
+
+/* Copies what a block does not set: positions, activation and name. */
+int32_t fib_copy_group_attributes(const fib_graph *from, int32_t group,
+                                  fib_graph *to, int32_t to_group)
+{
+    to->groups[to_group].rows = from->groups[group].rows;
+    to->groups[to_group].cols = from->groups[group].cols;
+    to->groups[to_group].activation = from->groups[group].activation;
+    to->groups[to_group].act_param = from->groups[group].act_param;
+    if (from->groups[group].name)
+        return fib_graph_set_group_name(to, to_group, from->groups[group].name);
+    return FIB_OK;
+}
+
+/* A base with a NaN or infinite weight would compute nothing useful: it
+ * comes from a weight of g changed in borrowed memory after g was built
+ * (named), or from merged sums beyond the range of double. The base is
+ * small next to g, so looking at its weights costs little. */
+static int32_t check_base_finite(const fib_graph *g, const fib_graph *base)
+{
+    for (int32_t i = 0; i < base->n_groups; i++) {
+        if (fib_group_find_nonfinite(base, i, "fib_compress") == FIB_OK)
+            continue;
+        for (int32_t k = 0; k < g->n_groups; k++) {
+            int32_t status = fib_group_find_nonfinite(g, k, "fib_compress");
+            if (status)
+                return status;
+        }
+        return fib_error(FIB_E_NONFINITE,
+                         "fib_compress: group %d: a merged weight of the base overflows "
+                         "(its class sums exceed the range of double)", (int)i);
+    }
+    return FIB_OK;
+}
+
+int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
+{
+    int32_t status = fib_coloring_check_graph(g, c);
+    if (status)
+        return status;
+    if (!out)
+        return fib_error(FIB_E_NULL, "fib_compress: out is NULL");
+    fib_base *b = fib_calloc(1, sizeof *b);
+    int32_t *ids = fib_alloc(g->n_groups > 0 ? g->n_groups : 1, sizeof *ids);
+    if (!b || !ids) {
+        fib_free(b);
+        fib_free(ids);
+        return fib_error(FIB_E_NOMEM, "fib_compress: out of memory");
+    }
+    b->n_groups = g->n_groups;
+    /* scales (FIB_TOL_SCALED) only on hidden dense groups read by dense ones */
+    for (int32_t i = 0; c->scales && i < g->n_groups && !status; i++) {
+        bool scaled = c->scales[i] && !fib_group_is_input(g, i) && !fib_group_is_output(g, i);
+        int32_t act = g->groups[i].activation;
+        if (scaled && !g->groups[i].ops->compress_scaled)
+            status = fib_error(FIB_E_UNSUPPORTED,
+                               "fib_compress: group %d has scales but is not a dense group",
+                               (int)i);
+        /* s * h_r is the activity only if act(s z) = s act(z) for s > 0. */
+        else if (scaled && act != FIB_ACT_LINEAR && act != FIB_ACT_RELU &&
+                 act != FIB_ACT_LEAKY_RELU)
+            status = fib_error(FIB_E_UNSUPPORTED,
+                               "fib_compress: group %d has scales but its activation (%s) is "
+                               "not positively homogeneous (linear, relu, leaky_relu)",
+                               (int)i, fib_activation_name(act));
+        for (int32_t h = i + 1; scaled && h < g->n_groups && !status; h++)
+            for (int32_t s = 0; s < g->groups[h].n_sources && !status; s++)
+                if (g->groups[h].sources[s] == i && !g->groups[h].ops->compress_scaled)
+                    status = fib_error(FIB_E_UNSUPPORTED,
+                                       "fib_compress: scaled group %d is read by group %d, "
+                                       "which is not dense", (int)i, (int)h);
+    }
+    if (!status)
+        status = effective_projection(g, c, &b->projection);
+    if (!status)
+        status = fib_graph_create(&b->graph);
+    for (int32_t i = 0; i < g->n_groups && !status; i++) {
+        ids[i] = i; /* the base has the same groups, in the same order */
+        if (fib_group_is_input(g, i))
+            status = fib_graph_add_input(b->graph, b->projection[i].n_classes, &ids[i]);
+        else if (c->scales && g->groups[i].ops->compress_scaled)
+            status = g->groups[i].ops->compress_scaled(g, i, b->projection, c->scales,
+                                                       b->graph, ids);
+        else if (g->groups[i].ops->compress_totals && fib_class_sums_find(c, g, i, b->projection))
+            status = g->groups[i].ops->compress_totals(g, i, b->projection,
+                                                       fib_class_sums_find(c, g, i, b->projection),
+                                                       b->graph, ids);
+        else
+            status = g->groups[i].ops->compress(g, i, b->projection, b->graph, ids);
+        if (!status)
+            status = fib_copy_group_attributes(g, i, b->graph, i);
+    }
+    if (!status)
+        status = check_base_finite(g, b->graph);
+    fib_free(ids);
+    if (status) {
+        fib_base_free(b);
+        return status;
+    }
+    *out = b;
+    return FIB_OK;
+}
+
+const fib_graph *fib_base_graph(const fib_base *b)
+{
+    return b ? b->graph : NULL;
+}
+
+int32_t fib_base_projection(const fib_base *b, int32_t group,
+                            int64_t *projection, int64_t n_units)
+{
+    if (!b || !projection)
+        return fib_error(FIB_E_NULL, "fib_base_projection: NULL argument");
+    if (group < 0 || group >= b->n_groups)
+        return fib_error(FIB_E_RANGE, "fib_base_projection: group %d out of range (%d groups)",
+                         (int)group, (int)b->n_groups);
+    const fib_partition *p = &b->projection[group];
+    if (n_units < p->n_units)
+        return fib_error(FIB_E_BUFFER, "fib_base_projection: group %d needs %lld entries, got %lld",
+                         (int)group, (long long)p->n_units, (long long)n_units);
+    for (int64_t i = 0; i < p->n_units; i++)
+        projection[i] = p->color[i];
+    return FIB_OK;
+}

@@ -1,0 +1,30 @@
+/* The compress layer: the base of a colouring (Eq. 10), its lift,
+ * symmetry breaking, budgets and their data-free correction. Uses the
+ * color layer and everything below it. */
+#ifndef FIB_COMPRESS_COMPRESS_H
+#define FIB_COMPRESS_COMPRESS_H
+
+#include "color/color.h"
+#include "color/linkage.h"
+
+/* compress.c */
+struct fib_base {
+    fib_graph *graph;
+    int32_t n_groups;
+    fib_partition *projection; /* per original group: unit -> base unit */
+};
+
+/* compress.c: copies activation and name of a group to another graph. */
+int32_t fib_copy_group_attributes(const fib_graph *from, int32_t group,
+                                  fib_graph *to, int32_t to_group);
+
+/* budget_refit.c: the data-free correction of a budget's base (a chain of
+ * dense groups merged by `col`, FIB_TOL_SCALED): representatives re-derived
+ * and every merge's consumer refitted by least squares on n_samples
+ * synthetic inputs N(0, scale^2 I), written into the base's blocks.
+ * *applied: false (base unchanged) when a block has no bias or a hidden
+ * activation is not linear, ReLU or leaky ReLU. */
+int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
+                           int64_t n_samples, fib_base *base, bool *applied);
+
+#endif

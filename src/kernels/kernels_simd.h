@@ -1,0 +1,289 @@
+/* The body of an x86 SIMD kernel set, written once and compiled once per
+ * instruction set: kernels_avx2.c and kernels_avx512.c (each built with its
+ * own -m flags) define the vocabulary below for their vectors, then include
+ * this file, which includes kernels_simd_typed.h once for float32 and once
+ * for float64.
+ *
+ * Colour sums take a tile of TILE rows: its columns are transposed (in
+ * registers) into scratch, a chunk of FIB_COLOUR_CHUNK columns at a time,
+ * then each class's columns are visited in the layer's class order
+ * (ascending within the class), widened to double and added to the class's
+ * running sums, which stay in registers for the whole class. Every row's sum
+ * keeps the ascending-column order of the scalar kernel, and every other
+ * kernel vectorises across rows or columns, never across the terms of one
+ * sum: the same bits as kernels_scalar.c at every level.
+ *
+ * What the including file defines:
+ *   TILE          rows of a colour-sums tile: the floats of one VF, and
+ *                 two VD of doubles
+ *   VD, VD_N      a vector of VD_N doubles; VF a vector of TILE floats
+ *   VD_ZERO() VD_SET1(x) VD_LOAD(p) VD_LOADU(p) VD_STORE(p, v)
+ *   VD_STOREU(p, v) VD_ADD VD_SUB VD_MUL VD_MIN VD_MAX (a, b) VD_ABS(v)
+ *   VD_LE_BITS(a, b), VD_EQ_BITS(a, b)   one bit per lane (lane 0: bit 0)
+ *   VD_FINITE_BITS(p)   bit per lane of VD_N doubles at p: x - x == 0
+ *   VD_FROM_F32U(p)     VD_N floats at p, widened
+ *   VF_LOAD(p) VF_LOADU(p) VF_STORE(p, v)
+ *   VF_LO(v), VF_HI(v)  the lower / upper VD_N floats of v, widened
+ *   VF_FINITE_BITS(p)   bit per lane of TILE floats at p: x - x == 0
+ *   transpose_vd(const VD r[VD_N], VD c[VD_N])   rows to columns
+ *   transpose_vf(VF r[TILE])                     the same, in place
+ *   KERNELS_NAME, KERNELS_LEVEL, KERNELS_GETTER  the set's table
+ */
+#include "kernels/kernels.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define VD_ALL ((1u << VD_N) - 1u)
+
+/* The per-type pieces below sit in the hot loops: inlined as the copies
+ * they replace were (gcc -O2 would otherwise call them per block). */
+#define KS_INLINE static inline __attribute__((always_inline))
+
+/* Scratch: class-major sums acc_s / acc_a (TILE per class), the cursor of
+ * each class into perm, and the transposed columns (64-byte aligned). */
+typedef struct tile_scratch {
+    double *acc_s, *acc_a;
+    int64_t *cursor;
+    void *cols;
+} tile_scratch;
+
+static tile_scratch split_scratch(double *scratch, int64_t k_classes)
+{
+    tile_scratch t;
+    t.acc_s = scratch;
+    t.acc_a = scratch + TILE * k_classes;
+    t.cursor = (int64_t *)(scratch + 2 * TILE * k_classes);
+    uintptr_t p = (uintptr_t)(scratch + 2 * TILE * k_classes + k_classes);
+    t.cols = (void *)((p + 63) & ~(uintptr_t)63);
+    return t;
+}
+
+/* Class-major acc[c * TILE + r] into row-major out[r * ld_out + c]: VD_N
+ * classes x VD_N rows at a time through a register transpose. The
+ * transposes pay from about a hundred classes and cost below (bench_kernels,
+ * case "kernel": layers of 64 against 256-1024 classes). */
+static void transpose_out(const double *acc, int64_t k_classes, double *out,
+                          int64_t ld_out)
+{
+    int64_t c0 = 0;
+    for (; k_classes >= 128 && c0 + VD_N <= k_classes; c0 += VD_N)
+        for (int part = 0; part < TILE / VD_N; part++) {
+            VD r[VD_N], c[VD_N];
+            for (int q = 0; q < VD_N; q++)
+                r[q] = VD_LOADU(acc + (c0 + q) * TILE + VD_N * part);
+            transpose_vd(r, c);
+            for (int q = 0; q < VD_N; q++)
+                VD_STOREU(out + (VD_N * part + q) * ld_out + c0, c[q]);
+        }
+    for (int64_t r = 0; r < TILE; r++)
+        for (int64_t c = c0; c < k_classes; c++)
+            out[r * ld_out + c] = acc[c * TILE + r];
+}
+
+static void write_out(const double *acc_s, const double *acc_a,
+                      int64_t k_classes, double *sum, double *abs_sum,
+                      int64_t ld_out)
+{
+    transpose_out(acc_s, k_classes, sum, ld_out);
+    if (abs_sum)
+        transpose_out(acc_a, k_classes, abs_sum, ld_out);
+}
+
+/* Adds the columns [k0, k1) held transposed in cols to each class's sums,
+ * class by class in perm order (ascending columns within a class, so the
+ * same order as the scalar kernel). first: the sums start from 0.0.
+ * COLUMN(cols + j * TILE, &lo, &hi) gives column j's TILE rows as two
+ * vectors of doubles. */
+#define CLASS_PASS(COLUMN, WITH_ABS)                                           \
+    for (int64_t c = 0; c < k_classes; c++) {                                  \
+        int64_t p = first ? start[c] : ts.cursor[c], end = start[c + 1];       \
+        if (!first && (p == end || perm[p] >= k1))                             \
+            continue;                                                          \
+        VD s0, s1, a0, a1;                                                     \
+        if (first) {                                                           \
+            s0 = s1 = a0 = a1 = VD_ZERO();                                     \
+        } else {                                                               \
+            s0 = VD_LOADU(ts.acc_s + c * TILE);                                \
+            s1 = VD_LOADU(ts.acc_s + c * TILE + VD_N);                         \
+            a0 = WITH_ABS ? VD_LOADU(ts.acc_a + c * TILE) : s0;                \
+            a1 = WITH_ABS ? VD_LOADU(ts.acc_a + c * TILE + VD_N) : s1;         \
+        }                                                                      \
+        for (; p < end && perm[p] < k1; p++) {                                 \
+            VD lo, hi;                                                         \
+            COLUMN(cols + (perm[p] - k0) * TILE, &lo, &hi);                    \
+            s0 = VD_ADD(s0, lo);                                               \
+            s1 = VD_ADD(s1, hi);                                               \
+            if (WITH_ABS) {                                                    \
+                a0 = VD_ADD(a0, VD_ABS(lo));                                   \
+                a1 = VD_ADD(a1, VD_ABS(hi));                                   \
+            }                                                                  \
+        }                                                                      \
+        ts.cursor[c] = p;                                                      \
+        VD_STOREU(ts.acc_s + c * TILE, s0);                                    \
+        VD_STOREU(ts.acc_s + c * TILE + VD_N, s1);                             \
+        if (WITH_ABS) {                                                        \
+            VD_STOREU(ts.acc_a + c * TILE, a0);                                \
+            VD_STOREU(ts.acc_a + c * TILE + VD_N, a1);                         \
+        }                                                                      \
+    }
+
+/* ---- what differs between float32 and float64 -------------------------- */
+
+/* Columns j .. j + TILE of the tile's TILE float rows, transposed into dst
+ * (one column of TILE rows after another). The rows' next bytes are
+ * prefetched as they are read. */
+KS_INLINE void block_f32(const float *w, int64_t ld, int64_t j, fib_next_tile nt,
+                             float *dst)
+{
+    VF r[TILE];
+    for (int q = 0; q < TILE; q++) {
+        r[q] = VF_LOADU(w + q * ld + j);
+        _mm_prefetch((const char *)(w + q * ld + j + 128), _MM_HINT_T0);
+    }
+    fib_prefetch_next_tile(nt, j / TILE);
+    transpose_vf(r);
+    for (int q = 0; q < TILE; q++)
+        VF_STORE(dst + q * TILE, r[q]);
+}
+
+/* Columns j .. j + VD_N of the tile's TILE double rows, transposed into
+ * dst: two VD_N x VD_N transposes (rows 0 .. VD_N, then the rest). */
+KS_INLINE void block_f64(const double *w, int64_t ld, int64_t j, fib_next_tile nt,
+                             double *dst)
+{
+    VD rl[VD_N], rh[VD_N], lo[VD_N], hi[VD_N];
+    for (int q = 0; q < VD_N; q++) {
+        rl[q] = VD_LOADU(w + q * ld + j);
+        rh[q] = VD_LOADU(w + (q + VD_N) * ld + j);
+    }
+    fib_prefetch_next_tile(nt, j / VD_N);
+    transpose_vd(rl, lo);
+    transpose_vd(rh, hi);
+    for (int q = 0; q < VD_N; q++) {
+        VD_STORE(dst + q * TILE, lo[q]);
+        VD_STORE(dst + q * TILE + VD_N, hi[q]);
+    }
+}
+
+/* One transposed column (TILE rows) as two vectors of doubles. */
+KS_INLINE void column_f32(const float *col, VD *lo, VD *hi)
+{
+    VF v = VF_LOAD(col);
+    *lo = VF_LO(v);
+    *hi = VF_HI(v);
+}
+
+KS_INLINE void column_f64(const double *col, VD *lo, VD *hi)
+{
+    *lo = VD_LOAD(col);
+    *hi = VD_LOAD(col + VD_N);
+}
+
+/* VD_N consecutive elements, as doubles. */
+KS_INLINE VD widen_f32(const float *p)
+{
+    return VD_FROM_F32U(p);
+}
+
+KS_INLINE VD widen_f64(const double *p)
+{
+    return VD_LOADU(p);
+}
+
+/* The first of 2 x VD_N coordinates whose span hi - lo exceeds
+ * slack + 2 t (the allowance), -1 when all are tight. */
+static inline int64_t first_untight(VD lo0, VD lo1, VD hi0, VD hi1, VD t0, VD t1,
+                                    VD slack)
+{
+    unsigned ok0 = VD_LE_BITS(VD_SUB(hi0, lo0), VD_ADD(VD_ADD(slack, t0), t0));
+    unsigned ok1 = VD_LE_BITS(VD_SUB(hi1, lo1), VD_ADD(VD_ADD(slack, t1), t1));
+    unsigned ok = ok0 | (ok1 << VD_N);
+    return ok == ((VD_ALL << VD_N) | VD_ALL) ? -1 : __builtin_ctz(~ok);
+}
+
+#define KS_SUFFIX f32
+#define KS_ELEM float
+#define KS_BLOCK_COLS TILE /* columns per transposed block */
+#define KS_FINITE_N TILE   /* elements per finiteness test */
+#define KS_FINITE_BITS VF_FINITE_BITS
+#include "kernels/kernels_simd_typed.h"
+
+#define KS_SUFFIX f64
+#define KS_ELEM double
+#define KS_BLOCK_COLS VD_N
+#define KS_FINITE_N VD_N
+#define KS_FINITE_BITS VD_FINITE_BITS
+#include "kernels/kernels_simd_typed.h"
+
+/* ---- float64 only -------------------------------------------------------- */
+
+/* Values first: a block whose coordinates all span 0 is tight whatever the
+ * allowances (the bound is never below 0), so their rows are not read. */
+static int64_t tight_tol(const double *x, const double *tol, int64_t ld,
+                         const int64_t *rows, int64_t m, int64_t len,
+                         double slack)
+{
+    const VD vslack = VD_SET1(slack);
+    int64_t j = 0;
+    for (; j + 2 * VD_N <= len; j += 2 * VD_N) {
+        VD lo0 = VD_SET1(INFINITY), lo1 = lo0, t0 = lo0, t1 = lo0;
+        VD hi0 = VD_SET1(-INFINITY), hi1 = hi0;
+        for (int64_t u = 0; u < m; u++) {
+            const double *row = x + rows[u] * ld + j;
+            VD v0 = VD_LOADU(row), v1 = VD_LOADU(row + VD_N);
+            lo0 = VD_MIN(v0, lo0);
+            lo1 = VD_MIN(v1, lo1);
+            hi0 = VD_MAX(v0, hi0);
+            hi1 = VD_MAX(v1, hi1);
+        }
+        if ((VD_EQ_BITS(lo0, hi0) & VD_EQ_BITS(lo1, hi1)) == VD_ALL)
+            continue;
+        for (int64_t u = 0; u < m; u++) {
+            const double *trow = tol + rows[u] * ld + j;
+            t0 = VD_MIN(VD_LOADU(trow), t0);
+            t1 = VD_MIN(VD_LOADU(trow + VD_N), t1);
+        }
+        int64_t q = first_untight(lo0, lo1, hi0, hi1, t0, t1, vslack);
+        if (q >= 0)
+            return j + q;
+    }
+    return fib_tight_tol_from(x, tol, ld, rows, m, j, len, slack);
+}
+
+static void axpy_f64(double *y, double a, const double *x, int64_t n)
+{
+    const VD av = VD_SET1(a);
+    int64_t j = 0;
+    for (; j + 2 * VD_N <= n; j += 2 * VD_N) {
+        VD y0 = VD_LOADU(y + j), y1 = VD_LOADU(y + j + VD_N);
+        y0 = VD_ADD(y0, VD_MUL(av, VD_LOADU(x + j)));
+        y1 = VD_ADD(y1, VD_MUL(av, VD_LOADU(x + j + VD_N)));
+        VD_STOREU(y + j, y0);
+        VD_STOREU(y + j + VD_N, y1);
+    }
+    for (; j < n; j++)
+        y[j] += a * x[j];
+}
+
+static const fib_kernels kernel_set = {
+    .name = KERNELS_NAME,
+    .level = KERNELS_LEVEL,
+    .tile_rows = TILE,
+    .colour_sums_f32 = colour_sums_f32,
+    .colour_sums_f64 = colour_sums_f64,
+    .row_sums_f32 = row_sums_f32,
+    .row_sums_f64 = row_sums_f64,
+    .tight_f32 = tight_f32,
+    .tight_f64 = tight_f64,
+    .tight_tol = tight_tol,
+    .all_finite_f32 = all_finite_f32,
+    .all_finite_f64 = all_finite_f64,
+    .axpy_f64 = axpy_f64,
+};
+
+const fib_kernels *KERNELS_GETTER(void)
+{
+    return &kernel_set;
+}

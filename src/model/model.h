@@ -1,0 +1,393 @@
+/* The model layer: the graph of groups and the table a block kind fills in
+ * (fib_block_ops), partitions, signatures, colourings, the forward pass.
+ * Uses only the kernels below it. Nothing here is part of the ABI. */
+#ifndef FIB_MODEL_MODEL_H
+#define FIB_MODEL_MODEL_H
+
+#include "fibration.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/util.h"
+
+/* Largest width of a group: keeps every index product inside int64_t. */
+#define FIB_MAX_UNITS (INT64_C(1) << 40)
+#define FIB_MAX_NAME 255
+
+typedef struct fib_partition {
+    int64_t n_units;
+    int64_t n_classes;
+    int64_t *color; /* canonical: classes numbered by their lowest unit */
+} fib_partition;
+
+/* A signature matrix under construction: n units x d coordinates, with the
+ * rounding allowance of each coordinate (two coordinates a, b are equal up
+ * to rounding iff |a - b| <= tol_a + tol_b). Row-major. */
+/* Memory for one signature at a time, reused from group to group by one
+ * colouring, so that each group does not map and fault in fresh pages (a
+ * large signature is an mmap of its own in most allocators). It lives in
+ * the call that colours (color/color.c), never in static state. */
+typedef struct fib_scratch {
+    double *block; /* value cells, then tol cells */
+    int64_t cells; /* capacity: cells of each */
+    bool in_use;   /* held by a live signature */
+} fib_scratch;
+
+/* A borrowed block of a signature: coordinate j < n of unit i is element
+ * i * ld + j * step of `data` (dtype): a weight row (fibers over a
+ * discrete source, step 1) or column (opfibers under a discrete consumer,
+ * ld 1). */
+#define FIB_MAX_DIRECT_BLOCKS 4
+typedef struct fib_direct_block {
+    const void *data;
+    int32_t dtype;
+    int64_t ld, step, n;
+} fib_direct_block;
+
+typedef struct fib_signature {
+    int64_t n_units;
+    int64_t n_coords;
+    double *value;
+    double *tol;
+    /* Borrowed leading coordinates (the _ex signatures only; 0 elsewhere):
+     * n_direct of them, from n_blocks borrowed weight blocks in order (see
+     * fib_direct_block). Each is a sum of one term whose allowance is
+     * fib_rounding_tol(dtype, 1, |value|). value and tol then hold the other
+     * coordinates, n_coords - n_direct per row. */
+    int64_t n_direct;
+    int32_t n_blocks;
+    fib_direct_block blocks[FIB_MAX_DIRECT_BLOCKS];
+    /* When > 0 (n_direct 0): fib_group_signatures also adds up, for each
+     * class it finds, the first sum_leading values of its members' rows, in
+     * ascending unit order from 0.0, into the row of its first member
+     * (fib_class_sums_keep reads them there); those values are consumed. */
+    int64_t sum_leading;
+    /* Threads for filling and grouping (0: the default); never changes a
+     * result. */
+    int32_t n_threads;
+    /* Where value and tol came from (NULL: their own allocations). */
+    fib_scratch *scratch;
+} fib_signature;
+
+/* The block holding borrowed coordinate j < n_direct; *j becomes its
+ * coordinate in that block. */
+static inline const fib_direct_block *fib_direct_find(const fib_signature *sig, int64_t *j)
+{
+    const fib_direct_block *b = sig->blocks;
+    while (*j >= b->n) {
+        *j -= b->n;
+        b++;
+    }
+    return b;
+}
+
+/* Borrowed coordinate j < n_direct of unit i. */
+static inline double fib_direct_value(const fib_signature *sig, int64_t i, int64_t j)
+{
+    const fib_direct_block *b = fib_direct_find(sig, &j);
+    int64_t at = i * b->ld + j * b->step;
+    return b->dtype == FIB_DTYPE_F32 ? (double)((const float *)b->data)[at]
+                                     : ((const double *)b->data)[at];
+}
+
+/* The allowance of a coordinate that is a label (a class id, a head, a
+ * position, a flavour): labels are equal or not, whatever the tolerance.
+ * A label coordinate is a whole column: every unit's allowance there is
+ * FIB_TOL_LABEL (grouping and linkage find the label columns in row 0). */
+#define FIB_TOL_LABEL (-1.0)
+/* The largest difference two coordinates may have to count as equal. */
+static inline double fib_allowance(double eps, double tol_a, double tol_b)
+{
+    return tol_a < 0 || tol_b < 0 ? 0.0 : eps + tol_a + tol_b;
+}
+
+typedef struct fib_group fib_group;
+
+/* A parameter tensor of a block, read in place: `shape[0]` rows of
+ * `row_stride` elements, each row holding shape[1] x shape[2] x shape[3]
+ * contiguous elements. */
+typedef struct fib_tensor_view {
+    const char *name;
+    int32_t dtype;
+    const void *data;
+    int32_t ndim;
+    int64_t shape[4];
+    int64_t row_stride;
+} fib_tensor_view;
+
+/* What a kind of block must provide. Signature callbacks write columns
+ * [offset, offset + width) of every row of `sig`. */
+typedef struct fib_block_ops {
+    const char *name;
+    void (*free_block)(void *block);
+    /* Forward colour sums of the group's units over its sources' classes. */
+    int64_t (*fiber_width)(const fib_graph *g, int32_t group,
+                           const fib_partition *parts);
+    int32_t (*fiber_fill)(const fib_graph *g, int32_t group,
+                          const fib_partition *parts, fib_signature *sig,
+                          int64_t offset);
+    /* Backward contribution of consumer group `group` to the signature of its
+     * source number `source_index`, over the consumer's opfiber classes
+     * `parts`; `fibers` are the finished fiber classes (for flavours).
+     * opfiber_width may return a (negative) status after fib_error. */
+    int64_t (*opfiber_width)(const fib_graph *g, int32_t group,
+                             int32_t source_index, const fib_partition *parts,
+                             const fib_partition *fibers);
+    int32_t (*opfiber_fill)(const fib_graph *g, int32_t group,
+                            int32_t source_index, const fib_partition *parts,
+                            const fib_partition *fibers, fib_signature *sig,
+                            int64_t offset);
+    /* Optional: the fiber signature lent from the block's own weights
+     * instead of filled (fib_signature.n_direct), when the source's classes
+     * allow it; false: fill it. */
+    bool (*fiber_view)(const fib_graph *g, int32_t group,
+                       const fib_partition *parts, fib_scratch *scratch,
+                       fib_signature *sig);
+    /* Optional: the block's contribution to its source's opfiber
+     * signature as one borrowed block of weight columns, when its own
+     * classes allow it; false: fill it. */
+    bool (*opfiber_view)(const fib_graph *g, int32_t group,
+                         const fib_partition *parts, fib_direct_block *out);
+    /* The group reads itself (recurrence): it is coloured to a fixed point,
+     * its fills read parts[group] (the current classes of the group), and
+     * its own backward contribution is asked with source_index = -1. */
+    bool recurrent;
+    /* Pre-activation of the group for a batch: activities are laid out
+     * [batch][position][unit]; out is batch x positions x width. */
+    void (*forward)(const fib_graph *g, int32_t group, int64_t batch,
+                    double *const *activity, double *out);
+    /* Adds the merged block to `base` (parts: classes of every group of g;
+     * base_ids: the base's id of every group of g). */
+    int32_t (*compress)(const fib_graph *g, int32_t group,
+                        const fib_partition *parts, fib_graph *base,
+                        const int32_t *base_ids);
+    /* Adds the lifted block of base group `group` to `full`; parts[group]
+     * maps the full units of every group to base units. */
+    int32_t (*lift)(const fib_graph *base, int32_t group,
+                    const fib_partition *parts, fib_graph *full,
+                    const int32_t *full_ids);
+    /* Optional: compress with per-unit scales (FIB_TOL_SCALED): scales[h]
+     * for every group h (NULL: all 1); a block without it takes no scales
+     * and reads no scaled group. */
+    int32_t (*compress_scaled)(const fib_graph *g, int32_t group,
+                               const fib_partition *parts, double *const *scales,
+                               fib_graph *base, const int32_t *base_ids);
+    /* Optional: compress from the merge totals its colouring kept
+     * (color/class_sums.c). */
+    int32_t (*compress_totals)(const fib_graph *g, int32_t group,
+                               const fib_partition *parts, const double *totals,
+                               fib_graph *base, const int32_t *base_ids);
+    /* Optional: whether the block has a bias (fib_graph_group_info); NULL:
+     * it has none. */
+    bool (*has_bias)(const fib_graph *g, int32_t group);
+    int64_t (*num_parameters)(const fib_graph *g, int32_t group);
+    /* Parameter tensor `index` (false past the last one). May be NULL. */
+    bool (*tensor)(const fib_graph *g, int32_t group, int32_t index,
+                   fib_tensor_view *out);
+    /* Integer attributes: writes up to capacity, returns the count. */
+    int64_t (*params)(const fib_graph *g, int32_t group, int64_t *out,
+                      int64_t capacity);
+    /* The block's scalar attribute (norm epsilon, attention scale). */
+    double (*scalar)(const fib_graph *g, int32_t group);
+    /* For blocks whose classes are fixed by their source's (flatten): sets
+     * parts[group] from the source's classes when a base is made. */
+    int32_t (*derive_projection)(const fib_graph *g, int32_t group,
+                                 fib_partition *parts);
+} fib_block_ops;
+
+struct fib_group {
+    int32_t op;            /* FIB_OP_* */
+    int64_t n_units;
+    int64_t rows, cols;    /* every unit is present at rows x cols positions */
+    int32_t activation;    /* FIB_ACT_* */
+    double act_param;
+    int32_t n_sources;
+    int32_t sources[3]; /* at most 3: the attention core reads q, k and v */
+    int32_t n_consumers;
+    double eps_override;   /* < 0: none */
+    char *name;
+    const fib_block_ops *ops; /* NULL for inputs */
+    void *block;
+};
+
+/* Something the graph keeps alive for borrowed weights (a mapped file). */
+typedef struct fib_resource {
+    void *handle;
+    void (*release)(void *handle);
+} fib_resource;
+
+struct fib_graph {
+    int32_t n_groups;
+    int32_t cap_groups;
+    fib_group *groups;
+    int32_t n_resources;
+    fib_resource *resources;
+    int32_t convention; /* FIB_CONVENTION_* for the node groups */
+    /* Which graph this is (unique in the process, never reused) and how
+     * many times its blocks, activations, arcs or classes were changed: a
+     * colouring records both and is refused (FIB_E_MISMATCH) with any other
+     * graph or after a change, since what it keeps (class sums, balance)
+     * was derived from the graph as it was. */
+    uint64_t identity;
+    uint64_t generation;
+};
+
+/* graph.c */
+int32_t fib_graph_check_group(const fib_graph *g, int32_t group,
+                              const char *what);
+/* Records a change of what the graph computes or how it is coloured:
+ * colourings made before it no longer fit (fib_coloring_check_graph). */
+void fib_graph_changed(fib_graph *g);
+/* tensor.c: FIB_E_NONFINITE naming `what`, the group, tensor and element
+ * of the first NaN or infinite parameter of the group's block; FIB_OK if
+ * there is none. The builders refuse such values, but borrowed memory (the
+ * caller's, or a mapped file) can change afterwards: readers that meet a
+ * non-finite value ask this for the culprit. */
+int32_t fib_group_find_nonfinite(const fib_graph *g, int32_t group, const char *what);
+/* tensor.c: element `flat` (packed row-major) of a view as "[i, j, ...]". */
+#define FIB_TENSOR_INDEX_TEXT 96
+void fib_tensor_index_text(const fib_tensor_view *v, int64_t flat,
+                           char text[FIB_TENSOR_INDEX_TEXT]);
+int32_t fib_graph_push_group(fib_graph *g, const fib_group *group,
+                             int32_t *id_out);
+bool fib_group_is_input(const fib_graph *g, int32_t group);
+bool fib_group_is_output(const fib_graph *g, int32_t group);
+/* Number of positions (rows x cols) of a group, and its activity width. */
+int64_t fib_group_positions(const fib_group *grp);
+int64_t fib_group_activity_width(const fib_group *grp);
+/* Makes the graph release `handle` when it is freed (after its groups).
+ * On failure release(handle) is NOT called; the caller still owns it. */
+int32_t fib_graph_attach_resource(fib_graph *g, void *handle,
+                                  void (*release)(void *handle));
+
+/* activation.c */
+bool fib_activation_valid(int32_t activation);
+bool fib_activation_is_linear(int32_t activation);
+void fib_activation_apply(int32_t activation, double param, double *z,
+                          int64_t count);
+const char *fib_activation_name(int32_t activation);
+
+/* partition.c */
+int32_t fib_partition_init(fib_partition *p, int64_t n_units);
+void fib_partition_clear(fib_partition *p);
+void fib_partition_discrete(fib_partition *p);
+void fib_partition_single(fib_partition *p);
+/* Renumbers arbitrary labels in p->color canonically; needs n_units scratch. */
+int32_t fib_partition_canonicalize(fib_partition *p);
+/* p = meet of a and b (same n_units). */
+int32_t fib_partition_meet(fib_partition *p, const fib_partition *a,
+                           const fib_partition *b);
+/* p = join of a and b (same n_units): the finest partition coarser than
+ * both, i.e. the connected components of "same class in a or in b". */
+int32_t fib_partition_join(fib_partition *p, const fib_partition *a,
+                           const fib_partition *b);
+/* Union-find over uf[0 .. n) (uf[v] = v to start): the root of a set is
+ * its lowest member, and every parent is lower than its child. */
+static inline int64_t fib_uf_find(int64_t *uf, int64_t v)
+{
+    while (uf[v] != v) {
+        uf[v] = uf[uf[v]];
+        v = uf[v];
+    }
+    return v;
+}
+static inline void fib_uf_union(int64_t *uf, int64_t a, int64_t b)
+{
+    a = fib_uf_find(uf, a);
+    b = fib_uf_find(uf, b);
+    if (a < b)
+        uf[b] = a;
+    else if (b < a)
+        uf[a] = b;
+}
+int32_t fib_partition_copy(fib_partition *dst, const fib_partition *src);
+/* sizes[0 .. n_classes) */
+void fib_partition_class_sizes(const fib_partition *p, int64_t *sizes);
+/* The members of every class, listed together: class c holds
+ * members[start[c] .. start[c + 1]) in increasing unit order. */
+typedef struct fib_class_lists {
+    int64_t *start;   /* n_classes + 1 */
+    int64_t *members; /* n_units */
+} fib_class_lists;
+int32_t fib_class_lists_build(const fib_partition *p, fib_class_lists *l);
+void fib_class_lists_clear(fib_class_lists *l);
+
+/* first[c] = lowest unit of class c (-1 if the class is empty), for c in
+ * [0, n_classes); labels need not be canonical. */
+void fib_partition_first_units(const fib_partition *p, int64_t *first);
+
+/* signature.c */
+int32_t fib_signature_alloc(fib_signature *sig, int64_t n_units,
+                            int64_t n_coords);
+void fib_signature_clear(fib_signature *sig);
+/* Like fib_signature_alloc, taking the memory from `scratch` when it is
+ * free (scratch may be NULL). */
+int32_t fib_signature_alloc_in(fib_signature *sig, int64_t n_units,
+                               int64_t n_coords, fib_scratch *scratch);
+/* Frees the scratch's memory (no signature may still use it). */
+void fib_scratch_clear(fib_scratch *scratch);
+/* The rounding allowance of a sum of `terms` numbers of absolute sum
+ * abs_sum, stored in `dtype`. */
+double fib_rounding_tol(int32_t dtype, int64_t terms, double abs_sum);
+/* coef[c] = fib_rounding_tol(dtype, |class c of src|, 1.0), so that the
+ * allowance of a colour sum of absolute sum a is coef[c] * a (the same
+ * bits). Caller frees *coef_out. */
+int32_t fib_colour_coefficients(const fib_partition *src, int32_t dtype, double **coef_out);
+/* src/colour_rows.c: the colour sums of `rows` rows of a row-major block
+ * (dtype; row r at w + r * ld, n columns, column x of class color[x] <
+ * k_classes) into signature rows sig_row0 .. sig_row0 + rows - 1 from
+ * coordinate `offset`: value = the sum over a class's columns, tol =
+ * coef[class] * the sum of their |w|, with the kernels' summation order
+ * (ascending columns from 0.0) on sig->n_threads threads. */
+int32_t fib_colour_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
+                        int32_t dtype, const void *w, int64_t ld, int64_t rows,
+                        int64_t n, const int64_t *color, int64_t k_classes,
+                        const double *coef, int32_t group);
+
+/* A dense group's merge totals (color/class_sums.c), kept by its fiber
+ * colouring: sums[c * k_in + c'] = the sum over the members of class c
+ * (rows ascending, from 0.0) of their colour sums over source class c',
+ * made for the partitions out_labels (the group) and in_labels (its
+ * source). */
+typedef struct fib_class_sums {
+    double *sums;
+    int64_t *out_labels, *in_labels;
+} fib_class_sums;
+
+struct fib_coloring {
+    int32_t symmetry;
+    int32_t n_groups;
+    fib_partition *parts;
+    /* Per group, the unit scales of FIB_TOL_SCALED (linkage.c), or NULL
+     * (every scale 1); NULL array when no group has scales. */
+    double **scales;
+    /* Per group, merge totals kept from colouring (NULL: none kept). */
+    fib_class_sums *class_sums;
+    /* Set by budgets (merge_inputs): fib_compress merges input groups by
+     * their classes too, the base's inputs being the classes' means. */
+    bool merge_inputs;
+    /* The graph it was made for and its generation then (fib_graph). */
+    uint64_t graph_identity;
+    uint64_t graph_generation;
+};
+
+/* coloring.c: the colouring object (the public accessors are in fibration.h). */
+int32_t fib_coloring_alloc(const fib_graph *g, int32_t symmetry,
+                           fib_coloring **out);
+int32_t fib_coloring_check_graph(const fib_graph *g, const fib_coloring *c);
+void fib_class_sums_free(fib_coloring *c);
+
+/* rng.c: splitmix64 seeded xoshiro256** */
+typedef struct fib_rng { uint64_t s[4]; } fib_rng;
+void fib_rng_seed(fib_rng *r, uint64_t seed);
+uint64_t fib_rng_next(fib_rng *r);
+double fib_rng_uniform(fib_rng *r); /* [0, 1) */
+
+/* forward.c: activity of every group (caller frees with fib_activity_free). */
+int32_t fib_forward_all(const fib_graph *g, int64_t batch, int32_t dtype,
+                        const void *inputs, double ***activity_out);
+void fib_activity_free(const fib_graph *g, double **activity);
+
+#endif

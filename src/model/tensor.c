@@ -1,0 +1,150 @@
+/* Read-out of every block's parameters, integer attributes and scalar, so
+ * that bindings can rebuild a base in their own framework. */
+#include "model/model.h"
+
+#include <math.h>
+#include <stdio.h>
+
+static int32_t view_of(const fib_graph *g, int32_t group, int32_t index,
+                       fib_tensor_view *view, const char *fn)
+{
+    int32_t status = fib_graph_check_group(g, group, fn);
+    if (status)
+        return status;
+    const fib_group *grp = &g->groups[group];
+    if (index < 0 || !grp->ops || !grp->ops->tensor ||
+        !grp->ops->tensor(g, group, index, view))
+        return fib_error(FIB_E_RANGE, "%s: group %d has no tensor %d", fn, (int)group,
+                         (int)index);
+    return FIB_OK;
+}
+
+static int64_t elements(const fib_tensor_view *v)
+{
+    return v->shape[0] * v->shape[1] * v->shape[2] * v->shape[3];
+}
+
+int32_t fib_graph_tensor_info(const fib_graph *g, int32_t group, int32_t index,
+                              int32_t *ndim, int64_t *shape, const char **name)
+{
+    fib_tensor_view v;
+    int32_t status = view_of(g, group, index, &v, "fib_graph_tensor_info");
+    if (status)
+        return status;
+    if (ndim)
+        *ndim = v.ndim;
+    if (shape)
+        for (int d = 0; d < 4; d++)
+            shape[d] = v.shape[d];
+    if (name)
+        *name = v.name;
+    return FIB_OK;
+}
+
+int32_t fib_graph_read_tensor(const fib_graph *g, int32_t group, int32_t index,
+                              int32_t dtype, void *out, int64_t count)
+{
+    static const char fn[] = "fib_graph_read_tensor";
+    fib_tensor_view v;
+    int32_t status = view_of(g, group, index, &v, fn);
+    if (status)
+        return status;
+    if (!out)
+        return fib_error(FIB_E_NULL, "%s: out is NULL", fn);
+    if (!fib_dtype_size(dtype))
+        return fib_error(FIB_E_INVALID, "%s: unknown dtype %d", fn, (int)dtype);
+    int64_t n = elements(&v), per_row = n / v.shape[0];
+    if (count < n)
+        return fib_error(FIB_E_BUFFER, "%s: tensor %s of group %d has %lld elements, got %lld",
+                         fn, v.name, (int)group, (long long)n, (long long)count);
+    for (int64_t r = 0; r < v.shape[0]; r++)
+        for (int64_t x = 0; x < per_row; x++)
+            fib_store(dtype, out, r * per_row + x, fib_load(v.dtype, v.data, r * v.row_stride + x));
+    return FIB_OK;
+}
+
+int32_t fib_graph_block_params(const fib_graph *g, int32_t group, int64_t *params,
+                               int64_t capacity, int64_t *count_out)
+{
+    int32_t status = fib_graph_check_group(g, group, "fib_graph_block_params");
+    if (status)
+        return status;
+    if (!count_out || (capacity > 0 && !params))
+        return fib_error(FIB_E_NULL, "fib_graph_block_params: NULL argument");
+    const fib_group *grp = &g->groups[group];
+    *count_out = grp->ops && grp->ops->params
+                     ? grp->ops->params(g, group, params, capacity < 0 ? 0 : capacity)
+                     : 0;
+    return FIB_OK;
+}
+
+int32_t fib_graph_block_scalar(const fib_graph *g, int32_t group, double *value_out)
+{
+    int32_t status = fib_graph_check_group(g, group, "fib_graph_block_scalar");
+    if (status)
+        return status;
+    if (!value_out)
+        return fib_error(FIB_E_NULL, "fib_graph_block_scalar: value_out is NULL");
+    const fib_group *grp = &g->groups[group];
+    *value_out = grp->ops && grp->ops->scalar ? grp->ops->scalar(g, group) : 0.0;
+    return FIB_OK;
+}
+
+void fib_tensor_index_text(const fib_tensor_view *v, int64_t flat,
+                           char text[FIB_TENSOR_INDEX_TEXT])
+{
+    int64_t stride = elements(v);
+    int len = 0;
+    text[0] = '\0';
+    for (int d = 0; d < v->ndim && d < 4; d++) {
+        stride /= v->shape[d] > 0 ? v->shape[d] : 1;
+        len += snprintf(text + len, FIB_TENSOR_INDEX_TEXT - (size_t)len, "%s%lld",
+                        d ? ", " : "[", (long long)(flat / stride));
+        flat %= stride;
+    }
+    if (len)
+        snprintf(text + len, FIB_TENSOR_INDEX_TEXT - (size_t)len, "]");
+}
+
+/* The flat index of the first NaN or infinite element of a view, or -1. */
+static int64_t first_nonfinite(const fib_tensor_view *v)
+{
+    int64_t per_row = v->shape[0] > 0 ? elements(v) / v->shape[0] : 0;
+    for (int64_t r = 0; r < v->shape[0]; r++) {
+        bool bad = false;
+        if (v->dtype == FIB_DTYPE_F32) {
+            const float *row = (const float *)v->data + r * v->row_stride;
+            for (int64_t x = 0; x < per_row; x++)
+                bad |= !isfinite(row[x]);
+        } else {
+            const double *row = (const double *)v->data + r * v->row_stride;
+            for (int64_t x = 0; x < per_row; x++)
+                bad |= !isfinite(row[x]);
+        }
+        for (int64_t x = 0; bad && x < per_row; x++)
+            if (!isfinite(fib_load(v->dtype, v->data, r * v->row_stride + x)))
+                return r * per_row + x;
+    }
+    return -1;
+}
+
+int32_t fib_group_find_nonfinite(const fib_graph *g, int32_t group, const char *what)
+{
+    const fib_group *grp = &g->groups[group];
+    fib_tensor_view v;
+    for (int32_t t = 0; grp->ops && grp->ops->tensor && grp->ops->tensor(g, group, t, &v); t++) {
+        int64_t flat = first_nonfinite(&v);
+        if (flat < 0)
+            continue;
+        int64_t per_row = elements(&v) / v.shape[0];
+        double value = fib_load(v.dtype, v.data, flat / per_row * v.row_stride + flat % per_row);
+        char index[FIB_TENSOR_INDEX_TEXT];
+        fib_tensor_index_text(&v, flat, index);
+        return fib_error(FIB_E_NONFINITE,
+                         "%s: group %d%s%s%s: %s %s is %s (it was finite when the block was "
+                         "added: borrowed weights must not change while the graph lives)",
+                         what, (int)group, grp->name ? " ('" : "", grp->name ? grp->name : "",
+                         grp->name ? "')" : "", v.name, index, isnan(value) ? "NaN" : "infinite");
+    }
+    return FIB_OK;
+}

@@ -1,0 +1,105 @@
+/* Checked arithmetic, the allocation funnel and dtype access. */
+#include "model/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+bool fib_mul_i64(int64_t a, int64_t b, int64_t *out)
+{
+    if (a < 0 || b < 0)
+        return false;
+    if (a != 0 && b > INT64_MAX / a)
+        return false;
+    *out = a * b;
+    return true;
+}
+
+bool fib_bytes(int64_t count, size_t size, size_t *out)
+{
+    if (count < 0 || (uint64_t)count > SIZE_MAX / (size ? size : 1))
+        return false;
+    *out = (size_t)count * size;
+    return true;
+}
+
+#ifdef FIB_ALLOC_FAILURE
+/* Test builds only (meson -Dalloc_failure=true): fib_test_fail_alloc(k)
+ * makes the k-th allocation from now fail (1 = the next one; 0 = never),
+ * per thread, so that every failure path can be walked. */
+static _Thread_local int64_t alloc_countdown;
+static _Thread_local int64_t alloc_calls;
+
+void fib_test_fail_alloc(int64_t k)
+{
+    alloc_countdown = k;
+    alloc_calls = 0;
+}
+
+/* Allocations made since the last fib_test_fail_alloc. */
+int64_t fib_test_alloc_calls(void)
+{
+    return alloc_calls;
+}
+
+static bool alloc_should_fail(void)
+{
+    alloc_calls++;
+    return alloc_countdown > 0 && --alloc_countdown == 0;
+}
+#else
+static inline bool alloc_should_fail(void) { return false; }
+#endif
+
+void *fib_alloc(int64_t count, size_t size)
+{
+    size_t bytes;
+    if (count <= 0 || !fib_bytes(count, size, &bytes) || alloc_should_fail())
+        return NULL;
+    return malloc(bytes);
+}
+
+void *fib_calloc(int64_t count, size_t size)
+{
+    size_t bytes;
+    if (count <= 0 || !fib_bytes(count, size, &bytes) || alloc_should_fail())
+        return NULL;
+    return calloc((size_t)count, size);
+}
+
+void fib_free(void *p)
+{
+    free(p);
+}
+
+char *fib_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *copy = fib_alloc((int64_t)n, 1);
+    if (copy)
+        memcpy(copy, s, n);
+    return copy;
+}
+
+size_t fib_dtype_size(int32_t dtype)
+{
+    switch (dtype) {
+    case FIB_DTYPE_F32: return sizeof(float);
+    case FIB_DTYPE_F64: return sizeof(double);
+    default: return 0;
+    }
+}
+
+double fib_load(int32_t dtype, const void *buf, int64_t i)
+{
+    if (dtype == FIB_DTYPE_F32)
+        return (double)((const float *)buf)[i];
+    return ((const double *)buf)[i];
+}
+
+void fib_store(int32_t dtype, void *buf, int64_t i, double value)
+{
+    if (dtype == FIB_DTYPE_F32)
+        ((float *)buf)[i] = (float)value;
+    else
+        ((double *)buf)[i] = value;
+}

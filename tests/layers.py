@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""The layer order of src/, checked.
+
+Every folder of src/ is a layer; a file may use its own layer and the lower
+layers MAY_USE lists for it, never one above. Two graphs are checked:
+
+- the #include graph of src/ (from the sources): no include of a higher
+  (or unlisted) layer's header, no circle of includes;
+- with --objects, the call graph of the built library (which object file
+  uses a symbol another defines, from `nm`): no call into a higher layer,
+  and no circle between files (two files calling each other, directly or
+  around a ring).
+
+    layers.py SRC_DIR [--objects BUILD_DIR]   exit 1 and a list on a breach
+    layers.py --self-test SRC_DIR             plants breaches in a copy of
+                                              SRC_DIR and checks they fail
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+# Lowest first: no layer uses one after it.
+LAYERS = ["kernels", "model", "blocks", "graphs", "color", "compress", "io", "cli"]
+# What each layer may use besides itself (docs/design.md, "Layers"): graphs
+# stands beside blocks, not on it; the command uses only the public header.
+MAY_USE = {
+    "kernels": set(),
+    "model": {"kernels"},
+    "blocks": {"model", "kernels"},
+    "graphs": {"model", "kernels"},
+    "color": {"graphs", "blocks", "model", "kernels"},
+    "compress": {"color", "graphs", "blocks", "model", "kernels"},
+    "io": {"compress", "color", "graphs", "blocks", "model", "kernels"},
+    "cli": set(),
+}
+
+INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+
+
+def layer_of(rel):
+    """The layer of a path relative to src/ (None: not in a layer)."""
+    top = rel.split("/")[0]
+    return top if top in LAYERS else None
+
+
+def sources(src):
+    out = []
+    for root, _, files in os.walk(src):
+        for f in files:
+            if f.endswith((".c", ".h")):
+                out.append(os.path.relpath(os.path.join(root, f), src).replace(os.sep, "/"))
+    return sorted(out)
+
+
+def include_graph(src):
+    """{file: [included file]} for includes that resolve inside src/ (the
+    public header and system headers are outside every layer)."""
+    graph = {}
+    for rel in sources(src):
+        with open(os.path.join(src, rel), encoding="utf-8") as fh:
+            text = fh.read()
+        targets = []
+        for name in INCLUDE.findall(text):
+            here = os.path.normpath(os.path.join(os.path.dirname(rel), name)).replace(os.sep, "/")
+            if os.path.isfile(os.path.join(src, name)):
+                targets.append(os.path.normpath(name).replace(os.sep, "/"))
+            elif os.path.isfile(os.path.join(src, here)):
+                targets.append(here)
+        graph[rel] = targets
+    return graph
+
+
+def call_graph(src, build):
+    """{source file: {source file it calls into}} from the library's
+    objects under BUILD/src (meson names an object after its path, with
+    '/' as '_')."""
+    by_object_name = {rel.replace("/", "_") + ".o": rel for rel in sources(src) if rel.endswith(".c")}
+    objects = {}
+    for root, _, files in os.walk(os.path.join(build, "src")):
+        if "libfibration" not in os.path.basename(root) or "cli" in root.split(os.sep):
+            continue
+        for f in files:
+            if f in by_object_name:
+                objects.setdefault(by_object_name[f], os.path.join(root, f))
+    defined, used = {}, {}
+    for rel, path in objects.items():
+        out = subprocess.run(["nm", path], capture_output=True, text=True, check=True).stdout
+        used[rel] = set()
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] in "TDRB":
+                defined[parts[2]] = rel
+            elif len(parts) == 2 and parts[0] == "U":
+                used[rel].add(parts[1])
+    return {rel: {defined[s] for s in syms if s in defined and defined[s] != rel}
+            for rel, syms in used.items()}
+
+
+def circles(graph):
+    """Strongly connected components with more than one member (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+    counter = [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(10000)
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def breaches(graph, verb):
+    """Upward uses and circles of a file graph, as messages."""
+    found = []
+    for user in sorted(graph):
+        lu = layer_of(user)
+        for used in sorted(graph[user]):
+            lt = layer_of(used)
+            if lu is None or lt is None:
+                found.append(f"{user} {verb} {used}: outside the declared layers {LAYERS}")
+            elif LAYERS.index(lt) > LAYERS.index(lu):
+                found.append(f"{user} ({lu}) {verb} {used} ({lt}), a higher layer")
+            elif lt != lu and lt not in MAY_USE[lu]:
+                found.append(f"{user} ({lu}) {verb} {used} ({lt}), a layer it may not use")
+    for comp in circles(graph):
+        found.append(f"circle of files ({verb}): {' <-> '.join(comp)}")
+    return found
+
+
+def check(src, build=None):
+    found = breaches(include_graph(src), "includes")
+    if build:
+        calls = call_graph(src, build)
+        if not calls:
+            found.append(f"no library objects found under {build}/src")
+        found += breaches(calls, "calls")
+    return found
+
+
+def self_test(src):
+    """The check must pass on src and fail on each planted breach."""
+    failures = []
+    if check(src):
+        failures.append("the tree itself has breaches: " + "; ".join(check(src)))
+    plants = [
+        # an upward include: a model file reaching the compress layer
+        ("model/partition.c", '#include "compress/compress.h"\n', "a higher layer"),
+        # a circle of headers within one layer
+        ("model/gather.h", '#include "model/window.h"\n', "circle"),
+        ("model/window.h", '#include "model/gather.h"\n', "circle"),
+        # a file outside every layer
+        ("stray/stray.c", '#include "model/model.h"\n', "outside the declared layers"),
+        # a lower layer, but not one graphs may use
+        ("graphs/structure.c", '#include "blocks/blocks.h"\n', "a layer it may not use"),
+    ]
+    for start in (0, 1, 3, 4):
+        group = plants[start:start + 2] if start == 1 else plants[start:start + 1]
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = os.path.join(tmp, "src")
+            shutil.copytree(src, copy)
+            for rel, line, _ in group:
+                path = os.path.join(copy, rel)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "a", encoding="utf-8") as fh:
+                    fh.write(line)
+            found = check(copy)
+            want = group[0][2]
+            if not any(want in msg for msg in found):
+                failures.append(f"planting {[g[0] for g in group]} was not caught "
+                                f"(wanted '{want}', got {found})")
+    # the cycle finder on a ring of three and a chain of three
+    if circles({"a": ["b"], "b": ["c"], "c": ["a"]}) != [["a", "b", "c"]]:
+        failures.append("a ring of three files is not one circle")
+    if circles({"a": ["b"], "b": ["c"], "c": []}):
+        failures.append("a chain of three files is taken for a circle")
+    return failures
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("src")
+    ap.add_argument("--objects", metavar="BUILD_DIR")
+    ap.add_argument("--self-test", action="store_true")
+    a = ap.parse_args()
+    found = self_test(a.src) if a.self_test else check(a.src, a.objects)
+    for msg in found:
+        print(msg)
+    if not found and a.self_test:
+        print("layers self-test: every planted breach was caught")
+    elif not found:
+        print("layers: " + " < ".join(LAYERS) + ": no upward use, no circle")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,6 +6,7 @@ packages=(
   meson ninja-build gcc clang pkg-config            # build
   valgrind abigail-tools libclang-rt-14-dev         # memcheck, ABI check, fuzzing
   python3 python3-numpy python3-pytest python3-torch libopenblas0-pthread
+  python3-torchvision                               # every torchvision builder (tests)
   python3-matplotlib                                # Python package and examples
   python3-mesonpy python3-venv                      # pip install . (tests/bindings/test_pip_install.py)
   dataset-fashion-mnist                             # real data for tests and examples

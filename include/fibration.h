@@ -61,7 +61,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define FIB_VERSION_MAJOR 0
-#define FIB_VERSION_MINOR 1
+#define FIB_VERSION_MINOR 2
 #define FIB_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH */
 #define FIB_VERSION_NUMBER \
@@ -317,7 +317,8 @@ FIB_API const char *fib_graph_group_name(const fib_graph *graph,
                                          int32_t group);
 
 /* For a FIB_OP_SUM group: which unit of each source unit i adds, so that
- * z[i] = a[index_a[i]] + b[index_b[i]]. In a graph built with
+ * z[i] = a[index_a[i]] + b[index_b[i]] (for a FIB_OP_PRODUCT group, the
+ * factors of z[i] = a[index_a[i]] * b[index_b[i]]). In a graph built with
  * fib_graph_add_sum both are the identity; a base gathers. Either array may
  * be NULL. Each holds n_units entries.
  * Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_INVALID (not a sum group). */
@@ -1306,6 +1307,32 @@ FIB_API void fib_remove_partial_outputs(void);
  * Errors: FIB_E_NULL, FIB_E_RANGE (group, index). */
 FIB_API int32_t fib_graph_tensor_dtype(const fib_graph *graph, int32_t group,
                                        int32_t index, int32_t *dtype_out);
+
+/* ------------------------------------------------------------------------ */
+/* Gates and more activations                                               */
+/* ------------------------------------------------------------------------ */
+
+#define FIB_OP_PRODUCT 13 /* elementwise product of two groups (a gate) */
+
+/* Adds the elementwise product of two groups of equal width (a gate):
+ * z[i] = a[i] * b[i] at every position of a. b has a's positions, or a
+ * single position (1 x 1), which then scales every position of its unit
+ * (squeeze-and-excitation; gated MLPs such as SwiGLU multiply two groups of
+ * the same positions). The new group has a's positions. Fibers: a unit's
+ * class is the pair of its factors' classes, as for a sum; opfibers: a
+ * factor unit's flavour is its reader's class and the fiber class of the
+ * other factor. A base gathers like a sum: read its gathers with
+ * fib_graph_read_sum. Errors: FIB_E_NULL, FIB_E_RANGE, FIB_E_SHAPE (widths,
+ * positions). */
+FIB_API int32_t fib_graph_add_product(fib_graph *graph, int32_t a, int32_t b,
+                                      int32_t *group_out);
+
+/* Activations appended after FIB_ACT_SILU (PyTorch's definitions). */
+#define FIB_ACT_RELU6 7        /* min(max(x, 0), 6) */
+#define FIB_ACT_HARDSWISH 8    /* x * min(max(x + 3, 0), 6) / 6 */
+#define FIB_ACT_HARDSIGMOID 9  /* min(max(x + 3, 0), 6) / 6 */
+#define FIB_ACT_MISH 10        /* x * tanh(softplus(x)) */
+#define FIB_ACT_SOFTPLUS 11    /* log(1 + exp(x)) (beta 1; x > 20 gives x) */
 
 #ifdef __cplusplus
 }

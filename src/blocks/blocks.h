@@ -25,6 +25,7 @@ typedef struct fib_sum {
 
 extern const fib_block_ops fib_dense_ops;
 extern const fib_block_ops fib_sum_ops;
+extern const fib_block_ops fib_product_ops;
 extern const fib_block_ops fib_attend_ops;
 extern const fib_block_ops fib_norm_ops;
 
@@ -73,6 +74,21 @@ double fib_dense_bias(const fib_dense *d, int64_t row);
 int32_t fib_graph_add_sum_gather(fib_graph *g, int32_t a, int32_t b,
                                  int64_t n_units, int64_t *gather_a,
                                  int64_t *gather_b, int32_t *group_out);
+
+/* product.c: adds a product group that gathers (arrays taken over). */
+int32_t fib_graph_add_product_gather(fib_graph *g, int32_t a, int32_t b,
+                                     int64_t n_units, int64_t *gather_a,
+                                     int64_t *gather_b, int32_t *group_out);
+
+/* sum.c: compress and lift of a two-source block whose data is a fib_sum
+ * (sum, product); `add` is its gathering constructor. */
+typedef int32_t (*fib_pair_add_fn)(fib_graph *g, int32_t a, int32_t b, int64_t n_units,
+                                   int64_t *gather_a, int64_t *gather_b,
+                                   int32_t *group_out);
+int32_t fib_pair_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
+                          fib_graph *base, const int32_t *base_ids, fib_pair_add_fn add);
+int32_t fib_pair_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
+                      fib_graph *full, const int32_t *full_ids, fib_pair_add_fn add);
 
 /* Constructors with a gather, for model files (arrays taken over, also on
  * failure): pool.c (window: the six numbers of fib_graph_add_pool),

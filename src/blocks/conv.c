@@ -165,7 +165,7 @@ int32_t fib_graph_add_conv(fib_graph *g, int32_t source, int64_t n_out,
 }
 
 /* A float64 convolution with groups = 1 owning its kernels (bases, lifts). */
-static int32_t add_conv_owned(fib_graph *g, int32_t source, int64_t n_out,
+static int32_t add_conv_owned(fib_graph *g, int32_t source, int64_t n_out, int64_t groups,
                               const fib_window *win, double *weights, double *bias)
 {
     fib_conv *c = fib_calloc(1, sizeof *c);
@@ -175,7 +175,7 @@ static int32_t add_conv_owned(fib_graph *g, int32_t source, int64_t n_out,
         return fib_error(FIB_E_NOMEM, "out of memory adding a convolution");
     }
     *c = (fib_conv){.dtype = FIB_DTYPE_F64, .in_channels = g->groups[source].n_units,
-                    .groups = 1, .win = *win, .weights = weights, .bias = bias,
+                    .groups = groups, .win = *win, .weights = weights, .bias = bias,
                     .owned_weights = weights, .owned_bias = bias};
     int32_t id;
     return push_conv(g, source, n_out, c, &id);
@@ -280,6 +280,39 @@ static int32_t conv_opfiber_fill(const fib_graph *g, int32_t group, int32_t sour
 
 /* ---- forward, compress, lift -------------------------------------------- */
 
+/* The kernel as doubles laid out [o][q][jl] (the input channels of a tap
+ * contiguous), so the inner product of the forward pass is one contiguous
+ * loop without per-element conversion. NULL when out of memory. */
+static double *kernel_by_tap(const fib_conv *c, int64_t n_out)
+{
+    int64_t ipg = in_per_group(c), kk = kernel_size(c);
+    double *k = fib_alloc(n_out * kk * ipg, sizeof *k);
+    if (!k)
+        return NULL;
+    for (int64_t o = 0; o < n_out; o++)
+        for (int64_t jl = 0; jl < ipg; jl++)
+            for (int64_t q = 0; q < kk; q++)
+                k[(o * kk + q) * ipg + jl] = kernel_at(c, o, jl, q);
+    return k;
+}
+
+/* A dot product in four interleaved partial sums (the compiler vectorises
+ * them; a single running sum is a chain of dependent additions). */
+static double dot(const double *a, const double *b, int64_t n)
+{
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++)
+        s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
 static void conv_forward(const fib_graph *g, int32_t group, int64_t batch,
                          double *const *activity, double *out)
 {
@@ -289,6 +322,8 @@ static void conv_forward(const fib_graph *g, int32_t group, int64_t batch,
     const double *x = activity[grp->sources[0]];
     const fib_window *w = &c->win;
     int64_t n_out = grp->n_units, out_per_group = n_out / c->groups, cin = c->in_channels;
+    int64_t ipg = in_per_group(c), kk = kernel_size(c);
+    double *taps = kernel_by_tap(c, n_out);
     for (int64_t b = 0; b < batch; b++) {
         const double *xb = x + b * fib_group_activity_width(src);
         double *yb = out + b * fib_group_activity_width(grp);
@@ -296,7 +331,7 @@ static void conv_forward(const fib_graph *g, int32_t group, int64_t batch,
             for (int64_t col = 0; col < grp->cols; col++)
                 for (int64_t o = 0; o < n_out; o++) {
                     double z = c->bias ? fib_load(c->dtype, c->bias, o) : 0.0;
-                    int64_t first_in = (o / out_per_group) * in_per_group(c);
+                    int64_t first_in = (o / out_per_group) * ipg;
                     for (int64_t kr = 0; kr < w->kernel_rows; kr++) {
                         int64_t ir = r * w->stride_rows - w->pad_rows + kr;
                         if (ir < 0 || ir >= src->rows)
@@ -307,15 +342,66 @@ static void conv_forward(const fib_graph *g, int32_t group, int64_t batch,
                                 continue;
                             const double *px = xb + (ir * src->cols + ic) * cin + first_in;
                             int64_t q = kr * w->kernel_cols + kc;
-                            for (int64_t jl = 0; jl < in_per_group(c); jl++)
-                                z += kernel_at(c, o, jl, q) * px[jl];
+                            if (taps) {
+                                z += dot(taps + (o * kk + q) * ipg, px, ipg);
+                            } else {
+                                for (int64_t jl = 0; jl < ipg; jl++)
+                                    z += kernel_at(c, o, jl, q) * px[jl];
+                            }
                         }
                     }
                     yb[(r * grp->cols + col) * n_out + o] = z;
                 }
     }
+    fib_free(taps);
 }
 
+/* The groups a base keeps: the original's, or for a depthwise original
+ * whose classes no longer divide by its groups, one per class; 1 when the
+ * class counts do not divide. Whether the merged kernel really is
+ * block-diagonal in them is checked while it is summed (conv_compress). */
+static int64_t base_groups(const fib_conv *c, int64_t n_out, int64_t n_in, int64_t k_out,
+                           int64_t k_in)
+{
+    int64_t groups = c->groups;
+    if (groups > 1 && (k_out % groups || k_in % groups) && c->groups == n_out &&
+        n_out == n_in && k_out == k_in)
+        groups = k_out; /* depthwise: one block per class */
+    if (groups <= 1 || k_out % groups || k_in % groups)
+        return 1;
+    return groups;
+}
+
+/* Sums the original kernels into the base kernel w (k_out x k_in / groups
+ * x kk: each out class reads the in classes of its block) and the biases
+ * into b; false when an out class reads an in class outside its block
+ * (the merged kernel is not block-diagonal in `groups`). */
+static bool sum_kernels(const fib_conv *c, int64_t n_out, const fib_partition *out_p,
+                        const fib_partition *in_p, int64_t groups, double *w, double *b)
+{
+    int64_t kk = kernel_size(c), k_in = in_p->n_classes;
+    int64_t opg = out_p->n_classes / groups, ipg = k_in / groups;
+    int64_t out_per_group = n_out / c->groups;
+    for (int64_t o = 0; o < n_out; o++) {
+        int64_t co = out_p->color[o], first_in = (o / out_per_group) * in_per_group(c);
+        for (int64_t jl = 0; jl < in_per_group(c); jl++) {
+            int64_t cj = in_p->color[first_in + jl];
+            if (cj / ipg != co / opg)
+                return false;
+            double *dst = w + (co * ipg + cj % ipg) * kk;
+            for (int64_t q = 0; q < kk; q++)
+                dst[q] += kernel_at(c, o, jl, q);
+        }
+        if (b)
+            b[co] += fib_load(c->dtype, c->bias, o);
+    }
+    return true;
+}
+
+/* The base kernel is the class mean of the members' kernels, summed over
+ * each source class; a grouped original keeps its groups when the merged
+ * kernel is block-diagonal in them (base_groups), so that a base never has
+ * more parameters than its original, and is ungrouped otherwise. */
 static int32_t conv_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
                              fib_graph *base, const int32_t *base_ids)
 {
@@ -323,35 +409,34 @@ static int32_t conv_compress(const fib_graph *g, int32_t group, const fib_partit
     int32_t source = g->groups[group].sources[0];
     const fib_partition *out_p = &parts[group], *in_p = &parts[source];
     int64_t kk = kernel_size(c), k_out = out_p->n_classes, k_in = in_p->n_classes;
-    int64_t n_out = g->groups[group].n_units, out_per_group = n_out / c->groups;
-    double *w = fib_calloc(k_out * k_in * kk, sizeof *w);
-    double *b = c->bias ? fib_calloc(k_out, sizeof *b) : NULL;
+    int64_t n_out = g->groups[group].n_units;
+    int64_t groups = base_groups(c, n_out, g->groups[source].n_units, k_out, k_in);
+    double *w = NULL, *b = NULL;
     int64_t *sizes = fib_alloc(k_out, sizeof *sizes);
-    if (!w || (c->bias && !b) || !sizes) {
+    for (;;) {
+        w = fib_calloc(k_out * (k_in / groups) * kk, sizeof *w);
+        b = c->bias ? fib_calloc(k_out, sizeof *b) : NULL;
+        if (!w || (c->bias && !b) || !sizes) {
+            fib_free(w);
+            fib_free(b);
+            fib_free(sizes);
+            return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+        }
+        if (sum_kernels(c, n_out, out_p, in_p, groups, w, b) || groups == 1)
+            break;
         fib_free(w);
         fib_free(b);
-        fib_free(sizes);
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+        groups = 1; /* not block-diagonal: an ungrouped base */
     }
     fib_partition_class_sizes(out_p, sizes);
-    for (int64_t o = 0; o < n_out; o++) {
-        int64_t first_in = (o / out_per_group) * in_per_group(c);
-        for (int64_t jl = 0; jl < in_per_group(c); jl++) {
-            double *dst = w + (out_p->color[o] * k_in + in_p->color[first_in + jl]) * kk;
-            for (int64_t q = 0; q < kk; q++)
-                dst[q] += kernel_at(c, o, jl, q);
-        }
-        if (b)
-            b[out_p->color[o]] += fib_load(c->dtype, c->bias, o);
-    }
     for (int64_t cls = 0; cls < k_out; cls++) {
-        for (int64_t x = 0; x < k_in * kk; x++)
-            w[cls * k_in * kk + x] /= (double)sizes[cls];
+        for (int64_t x = 0; x < (k_in / groups) * kk; x++)
+            w[cls * (k_in / groups) * kk + x] /= (double)sizes[cls];
         if (b)
             b[cls] /= (double)sizes[cls];
     }
     fib_free(sizes);
-    return add_conv_owned(base, base_ids[source], k_out, &c->win, w, b);
+    return add_conv_owned(base, base_ids[source], k_out, groups, &c->win, w, b);
 }
 
 static int32_t conv_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
@@ -386,7 +471,7 @@ static int32_t conv_lift(const fib_graph *base, int32_t group, const fib_partiti
             b[o] = fib_load(bc->dtype, bc->bias, co);
     }
     fib_free(sizes);
-    return add_conv_owned(full, full_ids[source], n_out, &bc->win, w, b);
+    return add_conv_owned(full, full_ids[source], n_out, 1, &bc->win, w, b);
 }
 
 static int64_t conv_num_parameters(const fib_graph *g, int32_t group)

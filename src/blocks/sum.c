@@ -71,8 +71,9 @@ int32_t fib_graph_read_sum(const fib_graph *g, int32_t group, int64_t *index_a,
     int32_t status = fib_graph_check_group(g, group, "fib_graph_read_sum");
     if (status)
         return status;
-    if (g->groups[group].op != FIB_OP_SUM)
-        return fib_error(FIB_E_INVALID, "fib_graph_read_sum: group %d is not a sum",
+    if (g->groups[group].op != FIB_OP_SUM && g->groups[group].op != FIB_OP_PRODUCT)
+        return fib_error(FIB_E_INVALID,
+                         "fib_graph_read_sum: group %d is not a sum or a product",
                          (int)group);
     const fib_sum *s = sum_of(g, group);
     for (int64_t i = 0; i < g->groups[group].n_units; i++) {
@@ -186,9 +187,10 @@ static void sum_forward(const fib_graph *g, int32_t group, int64_t batch,
                                         b[r * nb + fib_gather_at(s->gather_b, i)];
 }
 
-static int32_t sum_compress(const fib_graph *g, int32_t group,
-                            const fib_partition *parts, fib_graph *base,
-                            const int32_t *base_ids)
+/* The merged block of a sum or a product: base unit c reads the classes of
+ * its first member's summands (factors); `add` makes the group. */
+int32_t fib_pair_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
+                          fib_graph *base, const int32_t *base_ids, fib_pair_add_fn add)
 {
     const fib_group *grp = &g->groups[group];
     const fib_sum *s = sum_of(g, group);
@@ -210,14 +212,21 @@ static int32_t sum_compress(const fib_graph *g, int32_t group,
     }
     fib_free(first);
     int32_t id;
-    return fib_graph_add_sum_gather(base, base_ids[grp->sources[0]],
-                                    base_ids[grp->sources[1]], k, ga, gb, &id);
+    return add(base, base_ids[grp->sources[0]], base_ids[grp->sources[1]], k, ga, gb, &id);
 }
 
-/* Full unit i reads the first member of the class its base unit reads. */
-static int32_t sum_lift(const fib_graph *base, int32_t group,
-                        const fib_partition *parts, fib_graph *full,
-                        const int32_t *full_ids)
+static int32_t sum_compress(const fib_graph *g, int32_t group,
+                            const fib_partition *parts, fib_graph *base,
+                            const int32_t *base_ids)
+{
+    return fib_pair_compress(g, group, parts, base, base_ids, fib_graph_add_sum_gather);
+}
+
+/* The lifted block of a sum or a product: full unit i reads the first
+ * member of the class its base unit reads (unit i itself when it lies in
+ * that class); `add` makes the group. */
+int32_t fib_pair_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
+                      fib_graph *full, const int32_t *full_ids, fib_pair_add_fn add)
 {
     const fib_group *grp = &base->groups[group];
     const fib_sum *s = sum_of(base, group);
@@ -254,8 +263,14 @@ static int32_t sum_lift(const fib_graph *base, int32_t group,
         ga = gb = NULL;
     }
     int32_t id;
-    return fib_graph_add_sum_gather(full, full_ids[grp->sources[0]],
-                                    full_ids[grp->sources[1]], n, ga, gb, &id);
+    return add(full, full_ids[grp->sources[0]], full_ids[grp->sources[1]], n, ga, gb, &id);
+}
+
+static int32_t sum_lift(const fib_graph *base, int32_t group,
+                        const fib_partition *parts, fib_graph *full,
+                        const int32_t *full_ids)
+{
+    return fib_pair_lift(base, group, parts, full, full_ids, fib_graph_add_sum_gather);
 }
 
 static int64_t sum_num_parameters(const fib_graph *g, int32_t group)

@@ -11,11 +11,12 @@
 
 static const char *const activation_names[] = {
     "linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu",
+    "relu6", "hardswish", "hardsigmoid", "mish", "softplus",
 };
 
 const char *cli_activation_name(int32_t activation)
 {
-    if (activation < 0 || activation > FIB_ACT_SILU)
+    if (activation < 0 || activation > FIB_ACT_SOFTPLUS)
         return "unknown";
     return activation_names[activation];
 }
@@ -60,6 +61,7 @@ const char *cli_op_name(int32_t op)
     case 9: return "last_step";
     case 10: return "attend";
     case 11: return "norm";
+    case 13: return "product";
     default: return "unknown";
     }
 }
@@ -171,7 +173,7 @@ static bool parse_levels(const char *s, cli_options *o)
 static bool parse_activation(const char *s, int32_t *act, double *param)
 {
     size_t n = strcspn(s, ":");
-    for (int32_t i = 0; i <= FIB_ACT_SILU; i++) {
+    for (int32_t i = 0; i <= FIB_ACT_SOFTPLUS; i++) {
         if (strlen(activation_names[i]) == n &&
             strncmp(s, activation_names[i], n) == 0) {
             *act = i;

@@ -253,13 +253,16 @@ static int32_t load_dense(loader *L, const group *G, int32_t *id)
     return fib_model_add_dense(L, G->label, G->sources[0], G->units, w, b, id);
 }
 
+/* A sum, or a product (whose second factor may have a single position). */
 static int32_t load_sum(loader *L, const group *G, int32_t *id)
 {
     int32_t st = no_extras(L, G, false, false);
     if (st != FIB_OK)
         return st;
     const fib_group *a = source_of(L, G, 0), *b = source_of(L, G, 1);
-    if (a->rows != b->rows || a->cols != b->cols)
+    bool product = G->op == FIB_OP_PRODUCT;
+    if ((a->rows != b->rows || a->cols != b->cols) &&
+        !(product && b->rows == 1 && b->cols == 1))
         return fib_model_error(L, G->label, "'sources': groups %d and %d have "
                                "different positions", (int)G->sources[0],
                                (int)G->sources[1]);
@@ -268,8 +271,10 @@ static int32_t load_sum(loader *L, const group *G, int32_t *id)
         if (a->n_units != G->units || b->n_units != G->units)
             return fib_model_error(L, G->label, "a sum without 'gather' needs "
                                    "sources as wide as itself");
-        return done(L, G, fib_graph_add_sum(L->graph, G->sources[0],
-                                            G->sources[1], id));
+        return done(L, G, product ? fib_graph_add_product(L->graph, G->sources[0],
+                                                          G->sources[1], id)
+                                  : fib_graph_add_sum(L->graph, G->sources[0],
+                                                      G->sources[1], id));
     }
     if (gather->kind != FIB_JSON_ARRAY || gather->n_items != 2)
         return fib_model_error(L, G->label, "'gather' must hold two arrays of "
@@ -304,6 +309,10 @@ static int32_t load_sum(loader *L, const group *G, int32_t *id)
         fib_free(idx[1]);
         return st;
     }
+    if (product)
+        return done(L, G, fib_graph_add_product_gather(L->graph, G->sources[0],
+                                                       G->sources[1], G->units, idx[0],
+                                                       idx[1], id));
     return done(L, G, fib_graph_add_sum_gather(L->graph, G->sources[0],
                                                G->sources[1], G->units, idx[0],
                                                idx[1], id));
@@ -683,7 +692,8 @@ int32_t fib_model_add_block(loader *L, const group *G, int32_t *id)
 {
     switch (G->op) {
     case FIB_OP_DENSE: return load_dense(L, G, id);
-    case FIB_OP_SUM: return load_sum(L, G, id);
+    case FIB_OP_SUM:
+    case FIB_OP_PRODUCT: return load_sum(L, G, id);
     case FIB_OP_CONV: return load_conv(L, G, id);
     case FIB_OP_POOL: return load_pool(L, G, id);
     case FIB_OP_FLATTEN: return load_flatten(L, G, id);

@@ -188,7 +188,7 @@ static void write_index_array(fib_jbuf *j, const int64_t *v, int64_t n)
     fib_jbuf_raw(j, "]");
 }
 
-/* A sum's gathers, when they are not the identity. */
+/* A sum's or a product's gathers, when they are not the identity. */
 static int32_t write_sum(const fib_graph *g, int32_t i, const char *path,
                          fib_jbuf *j)
 {
@@ -290,7 +290,7 @@ static int32_t write_group(saver *s, const fib_graph *g, int32_t i, int32_t dtyp
             fib_jbuf_raw(j, ",\"scalar\":");
             fib_jbuf_double(j, grp->ops->scalar(g, i));
         }
-        if (st == FIB_OK && grp->op == FIB_OP_SUM)
+        if (st == FIB_OK && (grp->op == FIB_OP_SUM || grp->op == FIB_OP_PRODUCT))
             st = write_sum(g, i, s->path, j);
     }
     if (grp->eps_override >= 0) {

@@ -14,7 +14,9 @@ static const struct {
     {"linear", FIB_ACT_LINEAR},       {"relu", FIB_ACT_RELU},
     {"leaky_relu", FIB_ACT_LEAKY_RELU}, {"tanh", FIB_ACT_TANH},
     {"sigmoid", FIB_ACT_SIGMOID},     {"gelu", FIB_ACT_GELU},
-    {"silu", FIB_ACT_SILU},
+    {"silu", FIB_ACT_SILU},           {"relu6", FIB_ACT_RELU6},
+    {"hardswish", FIB_ACT_HARDSWISH}, {"hardsigmoid", FIB_ACT_HARDSIGMOID},
+    {"mish", FIB_ACT_MISH},           {"softplus", FIB_ACT_SOFTPLUS},
 };
 #define N_ACTIVATIONS (sizeof activation_names / sizeof activation_names[0])
 
@@ -55,6 +57,7 @@ static const char *const op_names[] = {
     [FIB_OP_AFFINE] = "affine", [FIB_OP_LSTM] = "lstm",
     [FIB_OP_GRU] = "gru",       [FIB_OP_LAST_STEP] = "last_step",
     [FIB_OP_ATTEND] = "attend", [FIB_OP_NORM] = "norm",
+    [FIB_OP_PRODUCT] = "product", /* FIB_OP_NODES (12) is no network block */
 };
 #define N_OPS ((int32_t)(sizeof op_names / sizeof op_names[0]))
 
@@ -66,7 +69,7 @@ const char *fib_model_op_name(int32_t op)
 int32_t fib_model_op_from_name(const char *name)
 {
     for (int32_t op = 0; op < N_OPS; op++)
-        if (strcmp(op_names[op], name) == 0)
+        if (op_names[op] && strcmp(op_names[op], name) == 0)
             return op;
     return -1;
 }
@@ -75,7 +78,8 @@ int32_t fib_model_op_arity(int32_t op)
 {
     switch (op) {
     case FIB_OP_INPUT: return 0;
-    case FIB_OP_SUM: return 2;
+    case FIB_OP_SUM:
+    case FIB_OP_PRODUCT: return 2;
     case FIB_OP_ATTEND: return 3;
     default: return 1;
     }

@@ -6,7 +6,7 @@
 
 bool fib_activation_valid(int32_t activation)
 {
-    return activation >= FIB_ACT_LINEAR && activation <= FIB_ACT_SILU;
+    return activation >= FIB_ACT_LINEAR && activation <= FIB_ACT_SOFTPLUS;
 }
 
 bool fib_activation_is_linear(int32_t activation)
@@ -17,13 +17,26 @@ bool fib_activation_is_linear(int32_t activation)
 const char *fib_activation_name(int32_t activation)
 {
     static const char *const names[] = {"linear", "relu", "leaky_relu", "tanh",
-                                         "sigmoid", "gelu", "silu"};
+                                         "sigmoid", "gelu", "silu", "relu6",
+                                         "hardswish", "hardsigmoid", "mish",
+                                         "softplus"};
     return fib_activation_valid(activation) ? names[activation] : "unknown";
 }
 
 static double sigmoid(double x)
 {
     return 1.0 / (1.0 + exp(-x));
+}
+
+static double relu6(double x)
+{
+    return x < 0 ? 0.0 : x > 6 ? 6.0 : x;
+}
+
+/* PyTorch's softplus (beta 1, threshold 20): linear above the threshold. */
+static double softplus(double x)
+{
+    return x > 20 ? x : log1p(exp(x));
 }
 
 void fib_activation_apply(int32_t activation, double param, double *z,
@@ -53,6 +66,26 @@ void fib_activation_apply(int32_t activation, double param, double *z,
     case FIB_ACT_SILU:
         for (int64_t i = 0; i < count; i++)
             z[i] = z[i] * sigmoid(z[i]);
+        break;
+    case FIB_ACT_RELU6:
+        for (int64_t i = 0; i < count; i++)
+            z[i] = relu6(z[i]);
+        break;
+    case FIB_ACT_HARDSWISH:
+        for (int64_t i = 0; i < count; i++)
+            z[i] = z[i] * relu6(z[i] + 3.0) / 6.0;
+        break;
+    case FIB_ACT_HARDSIGMOID:
+        for (int64_t i = 0; i < count; i++)
+            z[i] = relu6(z[i] + 3.0) / 6.0;
+        break;
+    case FIB_ACT_MISH:
+        for (int64_t i = 0; i < count; i++)
+            z[i] = z[i] * tanh(softplus(z[i]));
+        break;
+    case FIB_ACT_SOFTPLUS:
+        for (int64_t i = 0; i < count; i++)
+            z[i] = softplus(z[i]);
         break;
     default:
         break;

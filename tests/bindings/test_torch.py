@@ -17,11 +17,13 @@ def hidden_widths(module):
 
 
 ACTIVATIONS = [nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.Identity,
-               lambda: nn.LeakyReLU(0.2)]
+               lambda: nn.LeakyReLU(0.2), nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Mish,
+               nn.Softplus]
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS,
-                         ids=["relu", "tanh", "sigmoid", "gelu", "silu", "identity", "leaky"])
+                         ids=["relu", "tanh", "sigmoid", "gelu", "silu", "identity", "leaky",
+                              "relu6", "hardswish", "hardsigmoid", "mish", "softplus"])
 def test_planted_mlp_compresses_to_the_planted_size(activation):
     model, _ = planted_mlp(activation)
     x = torch.randn(64, 10)

@@ -130,8 +130,9 @@ static void random_cnn_is_discrete(void)
 }
 
 /* A grouped convolution: channels of different groups never share inputs;
- * its base (groups = 1) is still exact. */
-static void grouped_conv_base_is_exact(void)
+ * its base stays grouped (never more parameters than the original) and
+ * exact. */
+static void grouped_conv_base_stays_grouped_and_exact(void)
 {
     uint64_t rng = 5;
     /* 4 input channels, 2 groups of 2; output channels 0, 1 read group 0
@@ -159,7 +160,13 @@ static void grouped_conv_base_is_exact(void)
     CHECK_OK(fib_compress(g, c, &b));
     int64_t params[7], count = 0;
     CHECK_OK(fib_graph_block_params(fib_base_graph(b), conv, params, 7, &count));
-    CHECK(count == 7 && params[6] == 1); /* a base convolution has groups = 1 */
+    CHECK(count == 7 && params[6] == 2); /* one class per group: still 2 groups */
+    int64_t full_params = 0, base_params = 0;
+    CHECK_OK(fib_graph_num_parameters(g, &full_params));
+    CHECK_OK(fib_graph_num_parameters(fib_base_graph(b), &base_params));
+    /* the conv keeps 2 kernels of 2 x 4 (not 2 x 4 x 4), the head reads 2 of
+     * 4 channels at 4 positions */
+    CHECK(base_params == full_params - 2 * 2 * 4 - 2 * 2 * 4);
     CHECK(test_output_difference(g, fib_base_graph(b), 8, 4, 1.0) <= 1e-12);
     fib_base_free(b);
     fib_coloring_free(c);
@@ -271,7 +278,7 @@ int main(void)
     RUN(planted_cnn_max_pool_fibers);
     RUN(planted_cnn_avg_pool_covers);
     RUN(random_cnn_is_discrete);
-    RUN(grouped_conv_base_is_exact);
+    RUN(grouped_conv_base_stays_grouped_and_exact);
     RUN(bad_conv_inputs);
     RUN(pool_padding_at_most_half_the_kernel);
     RUN(huge_padding_overflows);

@@ -171,6 +171,14 @@ class Graph(_Handle):
         check(lib.fib_graph_add_sum(self._p(), a, b, ctypes.byref(out)), "fib_graph_add_sum")
         return out.value
 
+    def add_product(self, a, b):
+        """z = a * b per unit (a gate); b may have a single position, which
+        then scales every position of a."""
+        out = ctypes.c_int32()
+        check(lib.fib_graph_add_product(self._p(), a, b, ctypes.byref(out)),
+              "fib_graph_add_product")
+        return out.value
+
     def add_input_positions(self, n_units, rows, cols):
         """An input group of n_units present at rows x cols positions (an image
         of n_units channels, or a sequence of length rows with cols = 1)."""
@@ -318,7 +326,8 @@ class Graph(_Handle):
 
     def set_activation(self, group, activation, parameter=0.0):
         """activation: a FIB_ACT_* code or one of 'linear', 'relu', 'leaky_relu',
-        'tanh', 'sigmoid', 'gelu', 'silu'."""
+        'tanh', 'sigmoid', 'gelu', 'silu', 'relu6', 'hardswish', 'hardsigmoid',
+        'mish', 'softplus'."""
         check(lib.fib_graph_set_activation(self._p(), group,
                                            _kind(ACTIVATIONS, activation, "activation"),
                                            float(parameter)), "fib_graph_set_activation")

@@ -5,13 +5,13 @@ FUNCTIONS, one (name, argtypes, restype) row per C function."""
 # flake8: noqa
 import ctypes
 
-HEADER_VERSION = (0, 1, 0)
+HEADER_VERSION = (0, 2, 0)
 
 # Constants (#define FIB_*)
 FIB_VERSION_MAJOR = 0
-FIB_VERSION_MINOR = 1
+FIB_VERSION_MINOR = 2
 FIB_VERSION_PATCH = 0
-FIB_VERSION_NUMBER = 100
+FIB_VERSION_NUMBER = 200
 FIB_FEATURE_OPENMP = 1  # built with OpenMP: n_threads > 1 is honoured
 FIB_FEATURE_AVX2 = 2  # the AVX2 kernels are the ones in use
 FIB_FEATURE_AVX512 = 4  # the AVX-512 kernels are the ones in use
@@ -86,6 +86,12 @@ FIB_CHAIN_ORBITS_IN_COVERS = 1  # every orbit lies inside one cover
 FIB_CHAIN_COVERS_IN_FIBERS = 2  # every cover lies inside one fiber
 FIB_CHAIN_COVERS_IN_OPFIBERS = 4  # every cover lies inside one opfiber
 FIB_CHAIN_ALL = 7
+FIB_OP_PRODUCT = 13  # elementwise product of two groups (a gate)
+FIB_ACT_RELU6 = 7  # min(max(x, 0), 6)
+FIB_ACT_HARDSWISH = 8  # x * min(max(x + 3, 0), 6) / 6
+FIB_ACT_HARDSIGMOID = 9  # min(max(x + 3, 0), 6) / 6
+FIB_ACT_MISH = 10  # x * tanh(softplus(x))
+FIB_ACT_SOFTPLUS = 11  # log(1 + exp(x)) (beta 1; x > 20 gives x)
 
 CONSTANTS = {
     'FIB_VERSION_MAJOR': FIB_VERSION_MAJOR,
@@ -166,6 +172,12 @@ CONSTANTS = {
     'FIB_CHAIN_COVERS_IN_FIBERS': FIB_CHAIN_COVERS_IN_FIBERS,
     'FIB_CHAIN_COVERS_IN_OPFIBERS': FIB_CHAIN_COVERS_IN_OPFIBERS,
     'FIB_CHAIN_ALL': FIB_CHAIN_ALL,
+    'FIB_OP_PRODUCT': FIB_OP_PRODUCT,
+    'FIB_ACT_RELU6': FIB_ACT_RELU6,
+    'FIB_ACT_HARDSWISH': FIB_ACT_HARDSWISH,
+    'FIB_ACT_HARDSIGMOID': FIB_ACT_HARDSIGMOID,
+    'FIB_ACT_MISH': FIB_ACT_MISH,
+    'FIB_ACT_SOFTPLUS': FIB_ACT_SOFTPLUS,
 }
 
 
@@ -361,6 +373,7 @@ FUNCTIONS = [
     ('fib_color_nested', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_color_options), ctypes.POINTER(ctypes.c_double), ctypes.c_int32, ctypes.POINTER(ctypes.POINTER(fib_coloring))], ctypes.c_int32),
     ('fib_remove_partial_outputs', [], None),
     ('fib_graph_tensor_dtype', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_graph_add_product', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -453,4 +466,5 @@ PARAMETERS = {
     'fib_color_nested': ('graph', 'options', 'eps', 'n_levels', 'levels', ),
     'fib_remove_partial_outputs': (),
     'fib_graph_tensor_dtype': ('graph', 'group', 'index', 'dtype_out', ),
+    'fib_graph_add_product': ('graph', 'a', 'b', 'group_out', ),
 }

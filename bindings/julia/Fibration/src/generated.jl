@@ -4,12 +4,12 @@
 # wrapper per C function, with C's types and 0-based indices. Symbols are
 # resolved through `_cfunction(cache, name)`, defined in Fibration.jl.
 
-const HEADER_VERSION = v"0.1.0"
+const HEADER_VERSION = v"0.2.0"
 
 const FIB_VERSION_MAJOR = Int32(0)
-const FIB_VERSION_MINOR = Int32(1)
+const FIB_VERSION_MINOR = Int32(2)
 const FIB_VERSION_PATCH = Int32(0)
-const FIB_VERSION_NUMBER = Int32(100)
+const FIB_VERSION_NUMBER = Int32(200)
 # built with OpenMP: n_threads > 1 is honoured
 const FIB_FEATURE_OPENMP = UInt32(1)
 # the AVX2 kernels are the ones in use
@@ -136,6 +136,18 @@ const FIB_CHAIN_COVERS_IN_FIBERS = Int32(2)
 # every cover lies inside one opfiber
 const FIB_CHAIN_COVERS_IN_OPFIBERS = Int32(4)
 const FIB_CHAIN_ALL = Int32(7)
+# elementwise product of two groups (a gate)
+const FIB_OP_PRODUCT = Int32(13)
+# min(max(x, 0), 6)
+const FIB_ACT_RELU6 = Int32(7)
+# x * min(max(x + 3, 0), 6) / 6
+const FIB_ACT_HARDSWISH = Int32(8)
+# min(max(x + 3, 0), 6) / 6
+const FIB_ACT_HARDSIGMOID = Int32(9)
+# x * tanh(softplus(x))
+const FIB_ACT_MISH = Int32(10)
+# log(1 + exp(x)) (beta 1; x > 20 gives x)
+const FIB_ACT_SOFTPLUS = Int32(11)
 
 """
 A network: groups of units, each produced by one block (an input, a
@@ -432,7 +444,8 @@ end
 
 """
 For a FIB_OP_SUM group: which unit of each source unit i adds, so that
-z[i] = a[index_a[i]] + b[index_b[i]]. In a graph built with
+z[i] = a[index_a[i]] + b[index_b[i]] (for a FIB_OP_PRODUCT group, the
+factors of z[i] = a[index_a[i]] * b[index_b[i]]). In a graph built with
 fib_graph_add_sum both are the identity; a base gathers. Either array may
 be NULL. Each holds n_units entries.
 Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_INVALID (not a sum group).
@@ -1402,6 +1415,23 @@ function fib_graph_tensor_dtype(graph, group, index, dtype_out)
     ccall(_cfunction(_cache_fib_graph_tensor_dtype, :fib_graph_tensor_dtype), Int32, (Ptr{fib_graph}, Int32, Int32, Ptr{Int32}, ), graph, group, index, dtype_out)
 end
 
+"""
+Adds the elementwise product of two groups of equal width (a gate):
+z[i] = a[i] * b[i] at every position of a. b has a's positions, or a
+single position (1 x 1), which then scales every position of its unit
+(squeeze-and-excitation; gated MLPs such as SwiGLU multiply two groups of
+the same positions). The new group has a's positions. Fibers: a unit's
+class is the pair of its factors' classes, as for a sum; opfibers: a
+factor unit's flavour is its reader's class and the fiber class of the
+other factor. A base gathers like a sum: read its gathers with
+fib_graph_read_sum. Errors: FIB_E_NULL, FIB_E_RANGE, FIB_E_SHAPE (widths,
+positions).
+"""
+const _cache_fib_graph_add_product = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_add_product(graph, a, b, group_out)
+    ccall(_cfunction(_cache_fib_graph_add_product, :fib_graph_add_product), Int32, (Ptr{fib_graph}, Int32, Int32, Ptr{Int32}, ), graph, a, b, group_out)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1491,4 +1521,5 @@ const FUNCTION_NAMES = [
     :fib_color_nested,
     :fib_remove_partial_outputs,
     :fib_graph_tensor_dtype,
+    :fib_graph_add_product,
 ]

@@ -12,13 +12,19 @@
     ft.save(model, "model.safetensors", x); same = ft.load("model.safetensors")
     ft.analyze(model, x, symmetry="all")     # + automorphism orbits, refinement chain
 
-Supported: nn.Sequential and traced modules made of Linear, Conv1d/Conv2d,
-BatchNorm1d/2d (eval), MaxPool/AvgPool 1d/2d, Flatten, Dropout, Identity,
-ReLU, LeakyReLU, Tanh, Sigmoid, GELU (exact), SiLU, LayerNorm, LSTM and GRU
-(batch_first, multi-layer, out[0] and out[0][:, -1]), MultiheadAttention
-(self-attention, batch_first), TransformerEncoderLayer / TransformerEncoder
-(batch_first, post- or pre-norm, relu/gelu) and residual additions. Anything
-else raises UnsupportedModelError naming the layer and the reason.
+Supported: nn.Sequential and traced modules (forward code with shape
+arithmetic, traced with the example's concrete sizes) made of Linear,
+Conv1d/Conv2d (grouped, depthwise), BatchNorm1d/2d (eval), MaxPool/AvgPool
+1d/2d, adaptive pooling and x.mean((2, 3)) at fixed sizes, Flatten, Dropout,
+stochastic depth, Identity, ReLU, LeakyReLU, Tanh, Sigmoid, GELU (exact),
+SiLU, ReLU6, Hardswish, Hardsigmoid, Mish, Softplus, LayerNorm (also
+F.layer_norm and channels-last), LSTM and GRU (batch_first, multi-layer,
+out[0] and out[0][:, -1]), MultiheadAttention (self-attention, batch_first),
+TransformerEncoderLayer / TransformerEncoder (batch_first, post- or
+pre-norm, relu/gelu), residual additions, channel gates (x * s), layer
+scales, and concatenations, chunks and permutations of units. Anything else
+raises UnsupportedModelError naming the layer and the reason; the
+torchvision models each builder gives are listed in docs/python.md.
 """
 
 import copy
@@ -185,8 +191,11 @@ NOT_PARAMETERS = ("multiplicity", "pair_multiplicity")
 
 
 def _layer_params(graph, layer):
-    """Weights and biases of a layer's block in the C graph (a base
-    convolution is ungrouped there; the rebuilt module regroups it)."""
+    """Weights and biases of a layer's block in the C graph; none for the
+    selections that only move units (concatenations, permutations), which
+    are no parameters of the model."""
+    if layer.kind in ("relabel", "select"):
+        return 0
     return sum(int(np.prod(shape)) for name, shape in graph.tensor_shapes(layer.group)
                if name not in NOT_PARAMETERS)
 

@@ -3,14 +3,17 @@ LSTM/GRU, multi-head self-attention, LayerNorm and Transformer encoders.
 
 Each maps one fx node onto C builder calls (fib_graph_add_conv, _affine,
 _pool, _lstm, _gru, _attention, _norm, _sum, _dense) and records how the
-node is rebuilt (Builder.own). _trace.py adds MODULES to its own table.
+node is rebuilt (Builder.own). _trace.py adds MODULES, FUNCTIONS, METHODS
+and FUNCTIONS_BY_NAME to its own tables.
 """
+
+import operator
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._values import TupleValue, Value
+from ._values import CHANNEL_DIM, Constant, TupleValue, Value
 
 
 def _pair(value):
@@ -84,29 +87,123 @@ def convert_batch_norm(b, node, module):
     return b.added(layer, group)
 
 
-def convert_pool(b, node, module):
-    one_d = isinstance(module, (nn.MaxPool1d, nn.AvgPool1d))
-    is_max = isinstance(module, (nn.MaxPool1d, nn.MaxPool2d))
-    v = _single_input(b, node, type(module).__name__)
-    b.require_layout(node, v, ("channels1d",) if one_d else ("image",), type(module).__name__)
-    if module.ceil_mode:
-        b.fail(node, "ceil_mode=True is not supported")
-    if is_max and (module.return_indices or any(d != 1 for d in _pair(module.dilation))):
-        b.fail(node, "max pooling with dilation or return_indices is not supported")
-    if not is_max and (not module.count_include_pad or
-                       getattr(module, "divisor_override", None) is not None):
-        b.fail(node, "average pooling must count padding as zeros "
-                     "(count_include_pad=True, no divisor_override)")
-    kernel = _pair(module.kernel_size)
-    stride = _pair(module.stride if module.stride is not None else module.kernel_size)
-    padding = _pair(module.padding)
-    if one_d:
-        kernel, stride, padding = (1, kernel[0]), (1, stride[0]), (0, padding[0])
+def _floor_equals_ceil(size, kernel, stride, padding):
+    """True when a ceil_mode pool over `size` positions has the floor mode's
+    output size (no window starts in the padding on the right)."""
+    return (size + 2 * padding - kernel) % stride == 0
+
+
+def _add_pool(b, node, v, is_max, kernel, stride, padding):
     layer = b.new_layer(node, "pool", b.layers[v.group].width, [v.group])
     group = b.graph.add_pool(v.group, "max" if is_max else "avg", kernel, stride, padding,
                              name=node.name)
     b.own(node, "pool", layer=layer)
     return b.added(layer, group)
+
+
+def _pool_options(node, names, defaults):
+    """{name: value} of a functional pooling call's arguments."""
+    options = dict(zip(names, list(node.args[1:])))
+    for name, default in zip(names, defaults):
+        options.setdefault(name, node.kwargs.get(name, default))
+    return options
+
+
+def _check_pool(b, node, v, one_d, is_max, kernel, stride, padding, ceil_mode, dilation,
+                return_indices, count_include_pad, divisor_override):
+    kernel, stride, padding = _pair(kernel), _pair(stride or kernel), _pair(padding)
+    if one_d:
+        kernel, stride, padding = (1, kernel[0]), (1, stride[0]), (0, padding[0])
+    if ceil_mode:
+        shape = b.shape(node.args[0])
+        sizes = (1, shape[2]) if one_d else shape[2:4]
+        if not all(_floor_equals_ceil(n, k, s, p)
+                   for n, k, s, p in zip(sizes, kernel, stride, padding)):
+            b.fail(node, "ceil_mode=True over %s positions adds a window that starts in the "
+                         "padding, which the C pooling does not have (it computes what "
+                         "ceil_mode=False does only when (size + 2 padding - kernel) is a "
+                         "multiple of the stride)" % (tuple(sizes),))
+    if is_max and (return_indices or any(d != 1 for d in _pair(dilation))):
+        b.fail(node, "max pooling with dilation or return_indices is not supported")
+    if not is_max and (not count_include_pad or divisor_override is not None):
+        b.fail(node, "average pooling must count padding as zeros "
+                     "(count_include_pad=True, no divisor_override)")
+    return _add_pool(b, node, v, is_max, kernel, stride, padding)
+
+
+def convert_pool(b, node, module):
+    one_d = isinstance(module, (nn.MaxPool1d, nn.AvgPool1d))
+    is_max = isinstance(module, (nn.MaxPool1d, nn.MaxPool2d))
+    v = _single_input(b, node, type(module).__name__)
+    b.require_layout(node, v, ("channels1d",) if one_d else ("image",), type(module).__name__)
+    return _check_pool(b, node, v, one_d, is_max, module.kernel_size, module.stride,
+                       module.padding, module.ceil_mode, getattr(module, "dilation", 1),
+                       getattr(module, "return_indices", False),
+                       getattr(module, "count_include_pad", True),
+                       getattr(module, "divisor_override", None))
+
+
+def _functional_pool(is_max):
+    names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices") \
+        if is_max else ("kernel_size", "stride", "padding", "ceil_mode",
+                        "count_include_pad", "divisor_override")
+    defaults = (None, None, 0, 1, False, False) if is_max else \
+        (None, None, 0, False, True, None)
+
+    def convert(b, node, module=None):
+        v = b.value(node, node.args[0])
+        b.require_layout(node, v, ("image",), "%s_pool2d" % ("max" if is_max else "avg"))
+        o = _pool_options(node, names, defaults)
+        return _check_pool(b, node, v, False, is_max, o["kernel_size"], o["stride"],
+                           o["padding"], o["ceil_mode"], o.get("dilation", 1),
+                           o.get("return_indices", False), o.get("count_include_pad", True),
+                           o.get("divisor_override"))
+    return convert
+
+
+def _adaptive_pool(b, node, v, is_max):
+    """An adaptive pool over the example's positions is a fixed pool when
+    every output cell reads an equal, disjoint window: the input size a
+    multiple of the output size."""
+    b.require_layout(node, v, ("image",), "adaptive pooling")
+    sizes, out = b.shape(node.args[0])[2:4], b.shape(node)[2:4]
+    if any(n % o for n, o in zip(sizes, out)):
+        b.fail(node, "adaptive pooling of %s positions to %s: the windows overlap or differ "
+                     "in size (the input is not a multiple of the output), which no fixed "
+                     "pooling computes; use an input size that is a multiple of the output"
+                     % (tuple(sizes), tuple(out)))
+    kernel = tuple(n // o for n, o in zip(sizes, out))
+    return _add_pool(b, node, v, is_max, kernel, kernel, (0, 0))
+
+
+def convert_adaptive_pool(b, node, module=None):
+    is_max = isinstance(module, nn.AdaptiveMaxPool2d) if module is not None else \
+        node.target is F.adaptive_max_pool2d
+    if is_max and (getattr(module, "return_indices", False) or
+                   node.kwargs.get("return_indices") or len(node.args) > 2):
+        b.fail(node, "adaptive max pooling with return_indices is not supported")
+    return _adaptive_pool(b, node, b.value(node, node.args[0]), is_max)
+
+
+def convert_mean(b, node, module=None):
+    """x.mean((2, 3)) / torch.mean(x, dim=(-2, -1), keepdim): global average
+    pooling of an image (then flattened to its channels without keepdim)."""
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+    v = b.value(node, node.args[0])
+    shape = b.shape(node.args[0])
+    dims = {d % len(shape) for d in (dims if isinstance(dims, (tuple, list)) else (dims,))} \
+        if dims is not None else None
+    if b.layers[v.group].layout != "image" or dims != {2, 3} or \
+            node.kwargs.get("dtype") is not None:
+        b.fail(node, "mean over dims %s of a %s tensor: only the mean over the positions of "
+                     "an image (dims 2 and 3) is supported" % (dims, b.layers[v.group].layout))
+    pooled = _add_pool(b, node, v, False, tuple(shape[2:4]), tuple(shape[2:4]), (0, 0))
+    if keepdim:
+        return pooled
+    layer = b.new_layer(node, "flatten", shape[1], [pooled.group], layout="plain",
+                        name=node.name + ".flatten")
+    return b.added(layer, b.graph.add_flatten(pooled.group, name=layer.node))
 
 
 # -- LSTM and GRU -----------------------------------------------------------
@@ -211,7 +308,7 @@ def add_layer_norm(b, node, source, norm, name, module_name):
 
 def convert_layer_norm(b, node, module):
     v = _single_input(b, node, "LayerNorm")
-    b.require_layout(node, v, ("plain", "sequence"), "LayerNorm")
+    b.require_layout(node, v, ("plain", "sequence", "nhwc"), "LayerNorm")
     layer = add_layer_norm(b, node, v.group, module, node.name, node.target)
     b.own(node, "norm", layer=layer)
     return Value(layer.group, False)
@@ -314,10 +411,142 @@ MODULES = {
     nn.MaxPool2d: convert_pool,
     nn.AvgPool1d: convert_pool,
     nn.AvgPool2d: convert_pool,
+    nn.AdaptiveAvgPool2d: convert_adaptive_pool,
+    nn.AdaptiveMaxPool2d: convert_adaptive_pool,
     nn.LSTM: convert_recurrent,
     nn.GRU: convert_recurrent,
     nn.MultiheadAttention: convert_attention,
     nn.LayerNorm: convert_layer_norm,
     nn.TransformerEncoderLayer: convert_encoder_layer,
     nn.TransformerEncoder: convert_encoder,
+}
+
+FUNCTIONS = {
+    F.adaptive_avg_pool2d: convert_adaptive_pool,
+    F.adaptive_max_pool2d: convert_adaptive_pool,
+    F.max_pool2d: _functional_pool(True),
+    F.avg_pool2d: _functional_pool(False),
+    torch.mean: convert_mean,
+}
+
+METHODS = {"mean": convert_mean}
+
+
+# -- layer norm as a function, constant scales (ConvNeXt) ----------------------
+
+def _constant(b, node, arg):
+    value = b.values.get(arg.name) if isinstance(arg, torch.fx.Node) else None
+    return value if isinstance(value, Constant) else None
+
+
+def convert_layer_norm_function(b, node, module=None):
+    """F.layer_norm(x, (C,), weight, bias, eps) over the units of x with the
+    model's own weight and bias (ConvNeXt's LayerNorm2d)."""
+    names = ("normalized_shape", "weight", "bias", "eps")
+    o = dict(zip(names, node.args[1:]))
+    for name in names:
+        o.setdefault(name, node.kwargs.get(name))
+    v = b.value(node, node.args[0])
+    layout = b.require_layout(node, v, ("plain", "sequence", "nhwc"), "layer_norm")
+    shape = tuple(o["normalized_shape"] or ())
+    weight, bias = (_constant(b, node, o[k]) if o[k] is not None else None
+                    for k in ("weight", "bias"))
+    if len(shape) != 1 or shape[0] != b.layers[v.group].width or \
+            (o["weight"] is not None and weight is None) or \
+            (o["bias"] is not None and bias is None):
+        b.fail(node, "layer_norm over %s with weight %r: only the units (the last "
+                     "dimension), with weights stored on the model, are supported"
+                     % (shape, o["weight"]))
+    owner = weight.target.rsplit(".", 1)[0] if weight is not None else node.name
+    layer = b.new_layer(node, "norm", shape[0], [v.group], module=owner, layout=layout)
+    group = b.graph.add_norm(v.group, "layer", weight.tensor.detach() if weight else None,
+                             bias.tensor.detach() if bias else None,
+                             o["eps"] if o["eps"] is not None else 1e-5, name=node.name)
+    b.own(node, "norm_function", layer=layer, module_name=owner,
+          like=weight.tensor if weight else None)
+    return b.added(layer, group)
+
+
+def convert_mul(b, node, module=None):
+    """A tensor stored on the model times a layer's output, broadcast over
+    positions (ConvNeXt's layer scale): a per-unit affine map."""
+    args = list(node.args)
+    constants = [a for a in args if _constant(b, node, a) is not None]
+    others = [a for a in args if _constant(b, node, a) is None]
+    if len(args) == 2 and not constants and not node.kwargs and \
+            all(isinstance(a, torch.fx.Node) for a in args):
+        return convert_product(b, node)
+    if len(args) != 2 or len(constants) != 1 or not isinstance(others[0], torch.fx.Node):
+        b.fail(node, "only a layer's output times a per-unit tensor stored on the model "
+                     "(a layer scale) is supported; the product of two layers' outputs "
+                     "(gates, squeeze-and-excitation) has no C block yet")
+    scale = _constant(b, node, constants[0])
+    v = b.value(node, others[0])
+    layout = b.layers[v.group].layout
+    width = b.layers[v.group].width
+    shape = b.shape(others[0])
+    dim = CHANNEL_DIM[layout]
+    expected = [1] * (len(shape) - 1)
+    expected[dim - 1] = width
+    tensor = scale.tensor.detach()
+    if list(tensor.shape) not in (expected, expected[dim - 1:]) and \
+            list(tensor.shape) != [width]:
+        b.fail(node, "a tensor of shape %s times a %s value of shape %s: only a per-unit "
+                     "scale (one value per unit, broadcast over positions) is supported"
+                     % (tuple(tensor.shape), layout, tuple(shape)))
+    _check_dtype(b, node, tensor)
+    layer = b.new_layer(node, "affine", width, [v.group], module=scale.target)
+    group = b.graph.add_affine(v.group, tensor.reshape(width).contiguous(), None,
+                               name=node.name)
+    b.own(node, "scale", layer=layer, target=scale.target, shape=tuple(tensor.shape),
+          scale_first=args[0] is constants[0])
+    return b.added(layer, group)
+
+
+def convert_product(b, node):
+    """The product of two layers' outputs (a gate): equal shapes, or one of
+    them (N, C, 1, 1) over an image (squeeze-and-excitation)."""
+    x, y = node.args
+    vx, vy = b.value(node, x), b.value(node, y)
+    sx, sy = b.shape(x), b.shape(y)
+    lx, ly = b.layers[vx.group].layout, b.layers[vy.group].layout
+    px, py = b.graph.positions(vx.group), b.graph.positions(vy.group)
+    if py != px and px == (1, 1):  # the broadcast factor goes second
+        (x, vx, sx, lx, px), (y, vy, sy, ly, py) = (y, vy, sy, ly, py), (x, vx, sx, lx, px)
+    width = b.layers[vx.group].width
+    if lx != ly or b.layers[vy.group].width != width or \
+            (sx != sy and (lx != "image" or tuple(sy) != (sx[0], width, 1, 1))):
+        b.fail(node, "multiplies tensors of shapes %s and %s (%s and %s): a product of two "
+                     "layers needs equal shapes, or a (N, C, 1, 1) gate over an image"
+                     % (tuple(sx), tuple(sy), lx, ly))
+    layer = b.new_layer(node, "product", width, [vx.group, vy.group])
+    group = b.graph.add_product(vx.group, vy.group)
+    b.graph.set_name(group, node.name)
+    b.own(node, "product", layer=layer, factors=(x.name, y.name))
+    return b.added(layer, group)
+
+
+FUNCTIONS.update({
+    F.layer_norm: convert_layer_norm_function,
+    operator.mul: convert_mul,
+    torch.mul: convert_mul,
+})
+METHODS.update({"mul": convert_mul})
+
+
+def convert_stochastic_depth(b, node, module=None):
+    """torchvision.ops.stochastic_depth: the identity unless it trains."""
+    names = ("p", "mode", "training")
+    o = dict(zip(names, node.args[1:]))
+    for name in names:
+        o.setdefault(name, node.kwargs.get(name, True if name == "training" else None))
+    if o["training"] and o["p"]:
+        b.fail(node, "stochastic depth in training mode drops samples at random; "
+                     "trace the model in eval mode")
+    return b.alias(node, node.args[0])
+
+
+# by qualified name: torchvision is not imported for this
+FUNCTIONS_BY_NAME = {
+    "torchvision.ops.stochastic_depth.stochastic_depth": convert_stochastic_depth,
 }

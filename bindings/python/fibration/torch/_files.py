@@ -38,7 +38,9 @@ from ._safety import check_trace
 from ._trace import Layer, UnsupportedModelError, trace
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu,
-               "silu": F.silu, "leaky_relu": F.leaky_relu}
+               "silu": F.silu, "leaky_relu": F.leaky_relu, "relu6": F.relu6,
+               "hardswish": F.hardswish, "hardsigmoid": F.hardsigmoid, "mish": F.mish,
+               "softplus": F.softplus}
 # tensors that are structure, not weights: they say nothing of the dtype
 STRUCTURE_TENSORS = ("multiplicity", "pair_multiplicity")
 
@@ -346,6 +348,15 @@ class _Skeleton:
         node = self.fx.call_function(torch.add, (self.value(info, a), self.value(info, b)))
         self.dtype(info)
         self._own(node, "sum", layer=self.layer(info, "sum", self.layout(a), node.name))
+        self.activate(info, node)
+
+    def op_product(self, info):
+        a, b = info.sources
+        va, vb = self.value(info, a), self.value(info, b)
+        node = self.fx.call_function(torch.mul, (va, vb))
+        self.dtype(info)
+        self._own(node, "product", factors=(va.name, vb.name),
+                  layer=self.layer(info, "product", self.layout(a), node.name))
         self.activate(info, node)
 
     def op_conv(self, info):

@@ -17,7 +17,8 @@ LAYER_SUFFIX = re.compile(r"\.l\d+$")
 
 def layer_name(layer):
     """The shown name of a traced Layer (see the module doc)."""
-    if layer.module is None or layer.kind in ("input", "sum", "pool", "flatten", "last_step"):
+    if layer.module is None or layer.kind in ("input", "sum", "product", "pool", "flatten",
+                                              "last_step"):
         return layer.node
     if layer.kind in ("lstm", "gru"):
         suffix = LAYER_SUFFIX.search(layer.node)

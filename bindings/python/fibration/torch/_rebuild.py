@@ -20,6 +20,7 @@ A new layer kind adds an entry to REBUILDERS.
 import copy
 import operator
 from collections import OrderedDict
+import types
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._modules import FiberAttention, InputClassMean, WeightedLayerNorm
+from ._relabel import rebuild_moved
 from ._values import CHANNEL_DIM
 
 
@@ -75,6 +77,17 @@ def rebuild_dense(ctx, node, layer):
     return ctx.new.call_module(node.target, (x,))
 
 
+def rebuild_flatten_view(ctx, node):
+    """x.view(n, -1) after convolutions, as a flatten whose width follows
+    the merged channels."""
+    return ctx.new.call_function(torch.flatten, (ctx.env[node.args[0].name], 1))
+
+
+def rebuild_product(ctx, node, layer, factors):
+    """The gathered factors multiplied (the broadcast gate second)."""
+    return ctx.add_gathered(ctx.env[factors[0]], ctx.env[factors[1]], layer, torch.mul)
+
+
 def rebuild_sum(ctx, node, layer):
     args = [a for a in node.args if isinstance(a, torch.fx.Node)] + \
         [a for a in node.kwargs.values() if isinstance(a, torch.fx.Node)]
@@ -84,8 +97,11 @@ def rebuild_sum(ctx, node, layer):
 def _block_groups(weight, groups):
     """(groups, weight) of a base convolution: the base has groups = 1; when
     its kernel is block-diagonal in the original's `groups` blocks, the
-    grouped form (fewer parameters) is returned."""
+    grouped form (fewer parameters) is returned. A depthwise original stays
+    depthwise when its merged base kernel is diagonal."""
     out_ch, in_ch = weight.shape[:2]
+    if groups > 1 and (out_ch % groups or in_ch % groups) and out_ch == in_ch:
+        groups = in_ch  # depthwise with merged channels: try one per channel
     if groups <= 1 or out_ch % groups or in_ch % groups:
         return 1, weight
     o, i = out_ch // groups, in_ch // groups
@@ -191,8 +207,12 @@ def rebuild_affine(ctx, node, layer, batch_norm=False):
 
 
 def rebuild_pool(ctx, node, layer):
+    """The same pooling (module, function or x.mean) of the gathered input."""
     x = ctx.select(ctx.env[node.args[0].name], ctx.base_graph.block_params(layer.group)[7:],
                    1, node.name, ctx.width(layer.sources[0]))
+    if node.op != "call_module":
+        source = node.args[0]
+        return ctx.new.node_copy(node, lambda n: x if n is source else ctx.env[n.name])
     ctx.add_module(node.target, copy.deepcopy(ctx.gm.get_submodule(node.target)))
     return ctx.new.call_module(node.target, (x,))
 
@@ -355,6 +375,43 @@ def rebuild_norm(ctx, node, layer):
     return ctx.new.call_module(node.target, (ctx.env[node.args[0].name],))
 
 
+def rebuild_norm_function(ctx, node, layer, module_name, like):
+    """F.layer_norm over the model's weights -> a module under the weights'
+    owner's name (its state_dict keys stay), reading the same input."""
+    original = types.SimpleNamespace(
+        weight=like, training=ctx.net.model.training)
+    ctx.add_module(module_name, norm_module(ctx, layer, original))
+    return ctx.new.call_module(module_name, (ctx.env[node.args[0].name],))
+
+
+def rebuild_scale(ctx, node, layer, target, shape, scale_first):
+    """A layer scale: the base's per-unit scale as the model's parameter
+    (same name, the base's width) times the gathered input."""
+    tensors = ctx.base_graph.tensors(layer.group)
+    x = ctx.env[[a for a in node.args if isinstance(a, torch.fx.Node)][1 if scale_first
+                                                                         else 0].name]
+    x = ctx.select(x, ctx.base_graph.block_params(layer.group), CHANNEL_DIM[layer.layout],
+                   node.name, ctx.width(layer.sources[0]))
+    owner, _, attr = target.rpartition(".")
+    like = getattr(ctx.gm.get_submodule(owner) if owner else ctx.gm, attr)
+    width = ctx.net.layers[layer.sources[0]].width
+    new_shape = [ctx.width(layer.group) if s == width else 1 for s in shape]
+    value = _tensor(tensors["scale"], like).reshape(new_shape)
+    parameter = nn.Parameter(value, requires_grad=like.requires_grad) \
+        if isinstance(like, nn.Parameter) else value
+    holder = ctx.root
+    for part in owner.split(".") if owner else []:
+        if not hasattr(holder, part):
+            setattr(holder, part, nn.Module())
+        holder = getattr(holder, part)
+    if isinstance(parameter, nn.Parameter):
+        holder.register_parameter(attr, parameter)
+    else:
+        holder.register_buffer(attr, parameter)
+    scale = ctx.new.get_attr(target)
+    return ctx.new.call_function(operator.mul, (scale, x) if scale_first else (x, scale))
+
+
 def _encoder_layer(ctx, x, roles, original, prefix):
     """Emits one Transformer encoder layer from its base groups."""
     layers = ctx.net.layers
@@ -407,7 +464,9 @@ def rebuild_encoder(ctx, node, layers, norm):
 REBUILDERS = {"dense": rebuild_dense, "sum": rebuild_sum, "conv": rebuild_conv,
               "affine": rebuild_affine, "pool": rebuild_pool, "last_step": rebuild_last_step,
               "recurrent": rebuild_recurrent, "attention": rebuild_attention,
-              "norm": rebuild_norm, "encoder": rebuild_encoder}
+              "norm": rebuild_norm, "encoder": rebuild_encoder, "moved": rebuild_moved,
+              "product": rebuild_product, "flatten_view": rebuild_flatten_view,
+              "norm_function": rebuild_norm_function, "scale": rebuild_scale}
 
 
 class _Context:
@@ -448,8 +507,9 @@ class _Context:
         buffer = self.add_buffer("%s_gather" % name, torch.from_numpy(index))
         return self.new.call_function(torch.index_select, (value, dim, buffer))
 
-    def add_gathered(self, a, b, layer):
-        """a + b for a base sum group, gathering each operand as it needs."""
+    def add_gathered(self, a, b, layer, combine=torch.add):
+        """a + b for a base sum group (combine(a, b) for a product), gathering
+        each operand as it needs."""
         index_a, index_b = self.base_graph.read_sum(layer.group)
         dim = CHANNEL_DIM[layer.layout]
         operands = []
@@ -460,7 +520,7 @@ class _Context:
                                          torch.from_numpy(index.astype(np.int64)))
                 value = self.new.call_function(torch.index_select, (value, dim, buffer))
             operands.append(value)
-        return self.new.call_function(torch.add, tuple(operands))
+        return self.new.call_function(combine, tuple(operands))
 
     def derived_gather(self, layer):
         """For a unit-wise layer: the source unit each base unit reads (the

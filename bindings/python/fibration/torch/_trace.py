@@ -30,8 +30,9 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .. import Graph
-from ._convert import MODULES as _POSITIONAL_MODULES
-from ._values import TupleValue, Value
+from . import _convert, _relabel
+from ._concrete import concrete_trace
+from ._values import CHANNEL_DIM, Constant, TupleValue, Value  # noqa: F401 (re-exported)
 
 
 class UnsupportedModelError(TypeError):
@@ -59,8 +60,10 @@ class Layer:
 class Network:
     """A traced model and the C graph built from it."""
 
-    def __init__(self, model, gm, graph, layers, values, outputs, inputs, owners=None):
+    def __init__(self, model, gm, graph, layers, values, outputs, inputs, owners=None,
+                 relabels=None):
         self.owners = owners or {}  # fx node name -> (rebuild kind, info dict)
+        self.relabels = relabels or {}  # fx node name -> moved units read there (_relabel)
         self.model = model
         self.gm = gm              # the fx GraphModule
         self.graph = graph        # fibration.Graph (borrows the model's weights)
@@ -107,6 +110,25 @@ class _Builder:
         self.values = {}
         self.owners = {}
         self.weights_override = weights_override or {}
+        self.relabels = {}
+        self.concrete = {}
+        self._unit_offsets = {}   # group -> first global unit id (_relabel labels)
+        self._unit_starts = []    # (first global unit id, group), ascending
+
+    def unit_offset(self, group):
+        """The global id of the group's first unit, for labels."""
+        if group not in self._unit_offsets:
+            start = sum(self.layers[g].width for g in self._unit_offsets)
+            self._unit_offsets[group] = start
+            self._unit_starts.append((start, group))
+        return self._unit_offsets[group]
+
+    def unit_owner(self, unit):
+        """(group, unit) of a global unit id."""
+        for start, group in reversed(self._unit_starts):
+            if unit >= start:
+                return group, unit - start
+        raise AssertionError(unit)
 
     def own(self, node, kind, **info):
         """Marks fx node `node` as rebuilt by REBUILDERS[kind] with `info`."""
@@ -129,6 +151,13 @@ class _Builder:
             self.fail(node, "its input %r is not a tensor computed from the model "
                             "input by supported layers" % (arg,))
         v = self.values[arg.name]
+        if isinstance(v, _relabel.Labels):
+            v = _relabel.materialise(self, node, arg, v)
+        if isinstance(v, (_relabel.LabelTuple, Constant)):
+            self.fail(node, "it reads %s" % ("a tuple of moved units; index it first"
+                                            if isinstance(v, _relabel.LabelTuple) else
+                                            "a tensor stored on the model (%r) as a layer "
+                                            "input" % arg.target))
         if isinstance(v, TupleValue):
             self.fail(node, "it reads a tuple returned by a layer; index it first "
                             "(for example out, _ = lstm(x))")
@@ -195,7 +224,9 @@ class _Builder:
 
     def alias(self, node, arg):
         v = self.values.get(arg.name) if isinstance(arg, torch.fx.Node) else None
-        if v is None:
+        if isinstance(v, _relabel.Labels):
+            v = _relabel.materialise(self, node, arg, v)
+        if v is None or isinstance(v, (_relabel.LabelTuple, Constant)):
             self.fail(node, "its input is not a tensor computed by supported layers")
         return v
 
@@ -203,14 +234,14 @@ class _Builder:
 # -- converters ------------------------------------------------------------
 # Each takes (builder, node, module_or_None) and returns the Value of the node.
 
-LAYOUT_TEXT = {"plain": "batch, features", "image": "N, C, H, W",
+LAYOUT_TEXT = {"plain": "batch, features", "image": "N, C, H, W", "nhwc": "N, H, W, C",
                "channels1d": "N, C, L", "sequence": "batch, time, features"}
 
 
 def convert_linear(b, node, module):
     arg = node.args[0]
     v = b.value(node, arg)
-    b.require_layout(node, v, ("plain", "sequence"), "Linear")
+    b.require_layout(node, v, ("plain", "sequence", "nhwc"), "Linear")
     weight, bias = b.weights_override.get(node.target, (module.weight, module.bias))
     weight = weight.detach()
     bias = bias.detach() if bias is not None else None
@@ -303,6 +334,20 @@ def convert_flatten(b, node, module=None):
 def convert_reshape(b, node, module=None):
     # x.view(x.size(0), -1) on a model input is a flatten; on a hidden layer
     # its explicit sizes would no longer fit once units are merged.
+    v = b.values.get(node.args[0].name) if isinstance(node.args[0], torch.fx.Node) else None
+    out, source_shape = b.shape(node), b.shape(node.args[0])
+    if isinstance(v, Value) and b.layers[v.group].layout in ("image", "channels1d") and \
+            out is not None and len(out) == 2 and source_shape is not None and \
+            out[1] == math.prod(source_shape[1:]):
+        # x.view(x.size(0), -1) after convolutions: a flatten, rebuilt as
+        # torch.flatten(x, 1) (its sizes follow the merged channels)
+        v = b.value(node, node.args[0])
+        layer = b.new_layer(node, "flatten", out[1], [v.group], layout="plain")
+        b.own(node, "flatten_view")
+        return b.added(layer, b.graph.add_flatten(v.group, name=node.name))
+    if isinstance(v, (_relabel.Labels, _relabel.LabelTuple)) or \
+            (isinstance(v, Value) and b.layers[v.group].kind != "input"):
+        return _relabel.convert_move(b, node)
     v = b.alias(node, node.args[0])
     out = b.shape(node)
     if out is None or len(out) != 2 or b.layers[v.group].kind != "input" \
@@ -310,6 +355,12 @@ def convert_reshape(b, node, module=None):
         b.fail(node, "view/reshape is only supported on a model input, to a "
                      "(batch, features) shape (use nn.Flatten elsewhere)")
     return v
+
+
+def convert_contiguous(b, node, module=None):
+    if isinstance(b.values.get(node.args[0].name), _relabel.Labels):
+        return _relabel.convert_move(b, node)
+    return b.alias(node, node.args[0])
 
 
 def convert_dropout_function(b, node, module=None):
@@ -332,16 +383,41 @@ def convert_getitem(b, node, module=None):
     if isinstance(v, TupleValue):
         if isinstance(index, int) and v.items.get(index) is not None:
             return v.items[index]
+        if not node.users:
+            # an item nobody reads (out, _ = lstm(x)): nothing to map or emit
+            b.own(node, "moved")
+            return None
         b.fail(node, "item %r of this tuple is not supported: %s" % (index, v.why))
-    v = b.value(node, arg)
+    if isinstance(v, (_relabel.Labels, _relabel.LabelTuple)):
+        return _relabel.convert_move(b, node)
     if b.layers[v.group].layout == "sequence" and _is_last_step_index(index):
+        v = b.value(node, arg)
         layer = b.new_layer(node, "last_step", b.layers[v.group].width, [v.group],
                             layout="plain")
         b.own(node, "last_step", layer=layer)
         return b.added(layer, b.graph.add_last_step(v.group, name=node.name))
-    b.fail(node, "indexing with %r is not supported (only the last step x[:, -1] of a "
-                 "(batch, time, features) sequence, and items of a layer's output "
-                 "tuple)" % (index,))
+    return _relabel.convert_move(b, node)
+
+
+def _softplus_module(b, node, module):
+    if module.beta != 1 or module.threshold != 20:
+        b.fail(node, "Softplus(beta=%g, threshold=%g): FIB_ACT_SOFTPLUS is beta 1, "
+                     "threshold 20" % (module.beta, module.threshold))
+    return b.activate(node, node.args[0], "softplus")
+
+
+def _softplus_function(b, node, module=None):
+    if len(node.args) > 1 or any(k in node.kwargs and node.kwargs[k] != d
+                                 for k, d in (("beta", 1), ("threshold", 20))):
+        b.fail(node, "softplus with beta or threshold other than 1 and 20")
+    return b.activate(node, node.args[0], "softplus")
+
+
+def _hardtanh_module(b, node, module):
+    if (module.min_val, module.max_val) != (0.0, 6.0):
+        b.fail(node, "Hardtanh(%g, %g): only ReLU6 (0, 6) has a C activation"
+               % (module.min_val, module.max_val))
+    return b.activate(node, node.args[0], "relu6")
 
 
 MODULES = {
@@ -352,11 +428,16 @@ MODULES = {
     nn.Sigmoid: _activation("sigmoid"),
     nn.GELU: _gelu_module,
     nn.SiLU: _activation("silu"),
+    nn.Hardtanh: _hardtanh_module,  # nn.ReLU6 is a Hardtanh(0, 6)
+    nn.Hardswish: _activation("hardswish"),
+    nn.Hardsigmoid: _activation("hardsigmoid"),
+    nn.Mish: _activation("mish"),
+    nn.Softplus: _softplus_module,
     nn.Identity: convert_alias,
     nn.Dropout: convert_alias,
     nn.Flatten: convert_flatten,
 }
-MODULES.update(_POSITIONAL_MODULES)  # the converters for layers with positions
+MODULES.update(_convert.MODULES)  # the converters for layers with positions
 
 FUNCTIONS = {
     operator.add: convert_add,
@@ -371,10 +452,35 @@ FUNCTIONS = {
     F.sigmoid: _activation("sigmoid"),
     F.gelu: _gelu_function,
     F.silu: _activation("silu"),
+    F.relu6: _activation("relu6"),
+    F.hardswish: _activation("hardswish"),
+    F.hardsigmoid: _activation("hardsigmoid"),
+    F.mish: _activation("mish"),
+    F.softplus: _softplus_function,
     torch.flatten: convert_flatten,
     F.dropout: convert_dropout_function,
     operator.getitem: convert_getitem,
+    torch.cat: _relabel.convert_move,
+    torch.concat: _relabel.convert_move,
+    torch.permute: _relabel.convert_move,
+    torch.transpose: _relabel.convert_move,
+    torch.reshape: convert_reshape,
+    torch.chunk: _relabel.convert_move,
+    torch.split: _relabel.convert_move,
 }
+
+FUNCTIONS.update(_convert.FUNCTIONS)
+# functions of optional packages, by module and name
+FUNCTIONS_BY_NAME = dict(_convert.FUNCTIONS_BY_NAME)
+
+
+def _function_converter(target):
+    convert = FUNCTIONS.get(target)
+    if convert is None:
+        name = "%s.%s" % (getattr(target, "__module__", ""), getattr(target, "__name__", ""))
+        convert = FUNCTIONS_BY_NAME.get(name)
+    return convert
+
 
 METHODS = {
     "add": convert_add,
@@ -384,8 +490,13 @@ METHODS = {
     "flatten": convert_flatten,
     "view": convert_reshape,
     "reshape": convert_reshape,
-    "contiguous": convert_alias,
+    "contiguous": convert_contiguous,
+    "permute": _relabel.convert_move,
+    "transpose": _relabel.convert_move,
+    "chunk": _relabel.convert_move,
+    "split": _relabel.convert_move,
 }
+METHODS.update(_convert.METHODS)
 
 # Modules known to be unsupported, with the reason shown to the user.
 NOT_YET = {
@@ -398,8 +509,6 @@ NOT_YET = {
     "RNN": "plain (Elman) RNNs have no C builder; LSTM and GRU do",
     "Embedding": "embeddings (integer inputs) have no C builder",
     "TransformerDecoderLayer": "cross-attention has no C builder (self-attention only)",
-    "AdaptiveAvgPool2d": "adaptive pooling has no C builder (use AvgPool2d with a fixed "
-                         "kernel)",
 }
 
 
@@ -418,14 +527,14 @@ def trace(model, example_input, weights_override=None):
     """Traces `model` and builds its fibration.Graph. Returns a Network.
     weights_override: {linear qualified name: (weight, bias)} used instead of
     the module's own (for colouring with modified biases)."""
+    inputs = _as_tuple(example_input)
     try:
-        gm = torch.fx.symbolic_trace(model)
+        gm, concrete = concrete_trace(model, inputs)
     except Exception as e:  # torch.fx raises many kinds; all mean "not traceable"
         raise UnsupportedModelError(
             "%s cannot be traced by torch.fx (%s: %s); data-dependent control "
             "flow in forward() is not supported" % (type(model).__name__,
                                                    type(e).__name__, e)) from e
-    inputs = _as_tuple(example_input)
     was_training = gm.training
     gm.eval()
     with torch.no_grad():
@@ -434,8 +543,11 @@ def trace(model, example_input, weights_override=None):
 
     graph = Graph()
     b = _Builder(gm, graph, weights_override)
+    b.concrete = concrete
     outputs, input_groups = [], []
     for node in gm.graph.nodes:
+        if node.op == "placeholder" and len(input_groups) >= len(inputs):
+            continue  # an argument the example does not give: its default
         if node.op == "placeholder":
             shape = b.shape(node)
             if shape is None:
@@ -462,11 +574,14 @@ def trace(model, example_input, weights_override=None):
             results = list(result) if isinstance(result, (tuple, list)) else [result]
             for r in results:
                 outputs.append(b.value(node, r).group)
+                if r.name in b.relabels:
+                    b.relabels[r.name]["output"] = True
         elif node.op == "get_attr":
-            b.fail(node, "tensors stored on the model and used directly in forward() "
-                         "are not supported")
-        elif node.op == "call_method" and node.target in ("size", "dim"):
-            continue  # integers for view/reshape
+            b.values[node.name] = Constant(node.target, concrete.get(node.name))
+            b.own(node, "moved")  # emitted by the converter that folds it, if any
+        elif not torch.is_tensor(concrete.get(node.name)) and \
+                not isinstance(concrete.get(node.name), (tuple, list)):
+            continue  # integers for view/reshape (the batch size)
         else:
             if node.op == "call_module":
                 module = gm.get_submodule(node.target)
@@ -476,7 +591,7 @@ def trace(model, example_input, weights_override=None):
                                       "no converter is registered for this layer type")
                     b.fail(node, why)
             elif node.op == "call_function":
-                module, convert = None, FUNCTIONS.get(node.target)
+                module, convert = None, _function_converter(node.target)
             else:
                 module, convert = None, METHODS.get(node.target)
             if convert is None:
@@ -503,10 +618,11 @@ def trace(model, example_input, weights_override=None):
             # a class under FIB_TOL_ABS with eps >= 1; an eps of 0 for these
             # groups keeps them exactly on their sources' classes with any.
             graph.set_eps(layer.group, 0.0)
-    return Network(model, gm, graph, b.layers, b.values, outputs, input_groups, b.owners)
+    return Network(model, gm, graph, b.layers, b.values, outputs, input_groups, b.owners,
+                   b.relabels)
 
 
-LABEL_ONLY = ("pool", "flatten", "last_step", "sum")
+LABEL_ONLY = ("pool", "flatten", "last_step", "sum", "relabel", "select")
 
 
 FLATTENING = ("flatten", "view", "reshape")

@@ -1,4 +1,4 @@
-"""What a traced fx node computes (Value, TupleValue) and which axis of a
+"""What a traced fx node computes (Value, TupleValue, Constant) and which axis of a
 layout holds the units (CHANNEL_DIM): shared by the tracer (_trace.py), the
 converters for layers with positions (_convert.py) and the rebuild
 (_rebuild.py), so that none of them imports another to get them.
@@ -24,4 +24,12 @@ class TupleValue:
     why: str = ""
 
 
-CHANNEL_DIM = {"plain": 1, "image": 1, "channels1d": 1, "sequence": 2}
+@dataclass
+class Constant:
+    """A tensor stored on the model (a get_attr node): read only by the
+    converters that fold it into a block (layer scale, norm weights)."""
+    target: str
+    tensor: object
+
+
+CHANNEL_DIM = {"plain": 1, "image": 1, "channels1d": 1, "sequence": 2, "nhwc": 3}

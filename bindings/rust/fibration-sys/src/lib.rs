@@ -11,9 +11,9 @@
 pub use std::os::raw::{c_char, c_void};
 
 pub const FIB_VERSION_MAJOR: i32 = 0;
-pub const FIB_VERSION_MINOR: i32 = 1;
+pub const FIB_VERSION_MINOR: i32 = 2;
 pub const FIB_VERSION_PATCH: i32 = 0;
-pub const FIB_VERSION_NUMBER: i32 = 100;
+pub const FIB_VERSION_NUMBER: i32 = 200;
 /// built with OpenMP: n_threads > 1 is honoured
 pub const FIB_FEATURE_OPENMP: u32 = 1;
 /// the AVX2 kernels are the ones in use
@@ -140,6 +140,18 @@ pub const FIB_CHAIN_COVERS_IN_FIBERS: i32 = 2;
 /// every cover lies inside one opfiber
 pub const FIB_CHAIN_COVERS_IN_OPFIBERS: i32 = 4;
 pub const FIB_CHAIN_ALL: i32 = 7;
+/// elementwise product of two groups (a gate)
+pub const FIB_OP_PRODUCT: i32 = 13;
+/// min(max(x, 0), 6)
+pub const FIB_ACT_RELU6: i32 = 7;
+/// x * min(max(x + 3, 0), 6) / 6
+pub const FIB_ACT_HARDSWISH: i32 = 8;
+/// min(max(x + 3, 0), 6) / 6
+pub const FIB_ACT_HARDSIGMOID: i32 = 9;
+/// x * tanh(softplus(x))
+pub const FIB_ACT_MISH: i32 = 10;
+/// log(1 + exp(x)) (beta 1; x > 20 gives x)
+pub const FIB_ACT_SOFTPLUS: i32 = 11;
 
 /// A network: groups of units, each produced by one block (an input, a
 /// dense or convolutional block, pooling, flatten, an affine map, a sum,
@@ -352,7 +364,8 @@ extern "C" {
     pub fn fib_graph_group_name(graph: *const fib_graph, group: i32) -> *const c_char;
 
     /// For a FIB_OP_SUM group: which unit of each source unit i adds, so that
-    /// z[i] = a[index_a[i]] + b[index_b[i]]. In a graph built with
+    /// z[i] = a[index_a[i]] + b[index_b[i]] (for a FIB_OP_PRODUCT group, the
+    /// factors of z[i] = a[index_a[i]] * b[index_b[i]]). In a graph built with
     /// fib_graph_add_sum both are the identity; a base gathers. Either array may
     /// be NULL. Each holds n_units entries.
     /// Errors: FIB_E_NULL, FIB_E_RANGE (group), FIB_E_INVALID (not a sum group).
@@ -977,6 +990,18 @@ extern "C" {
     /// bfloat16 tensors are held as float32 (fib_model_load widens them).
     /// Errors: FIB_E_NULL, FIB_E_RANGE (group, index).
     pub fn fib_graph_tensor_dtype(graph: *const fib_graph, group: i32, index: i32, dtype_out: *mut i32) -> i32;
+
+    /// Adds the elementwise product of two groups of equal width (a gate):
+    /// z[i] = a[i] * b[i] at every position of a. b has a's positions, or a
+    /// single position (1 x 1), which then scales every position of its unit
+    /// (squeeze-and-excitation; gated MLPs such as SwiGLU multiply two groups of
+    /// the same positions). The new group has a's positions. Fibers: a unit's
+    /// class is the pair of its factors' classes, as for a sum; opfibers: a
+    /// factor unit's flavour is its reader's class and the fiber class of the
+    /// other factor. A base gathers like a sum: read its gathers with
+    /// fib_graph_read_sum. Errors: FIB_E_NULL, FIB_E_RANGE, FIB_E_SHAPE (widths,
+    /// positions).
+    pub fn fib_graph_add_product(graph: *mut fib_graph, a: i32, b: i32, group_out: *mut i32) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1069,4 +1094,5 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_color_nested",
     "fib_remove_partial_outputs",
     "fib_graph_tensor_dtype",
+    "fib_graph_add_product",
 ];

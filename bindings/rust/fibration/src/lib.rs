@@ -95,6 +95,11 @@ pub enum Activation {
     Sigmoid,
     Gelu,
     Silu,
+    Relu6,
+    Hardswish,
+    Hardsigmoid,
+    Mish,
+    Softplus,
 }
 
 impl Activation {
@@ -107,6 +112,11 @@ impl Activation {
             Activation::Sigmoid => (sys::FIB_ACT_SIGMOID, 0.0),
             Activation::Gelu => (sys::FIB_ACT_GELU, 0.0),
             Activation::Silu => (sys::FIB_ACT_SILU, 0.0),
+            Activation::Relu6 => (sys::FIB_ACT_RELU6, 0.0),
+            Activation::Hardswish => (sys::FIB_ACT_HARDSWISH, 0.0),
+            Activation::Hardsigmoid => (sys::FIB_ACT_HARDSIGMOID, 0.0),
+            Activation::Mish => (sys::FIB_ACT_MISH, 0.0),
+            Activation::Softplus => (sys::FIB_ACT_SOFTPLUS, 0.0),
         }
     }
 
@@ -119,6 +129,11 @@ impl Activation {
             sys::FIB_ACT_SIGMOID => Activation::Sigmoid,
             sys::FIB_ACT_GELU => Activation::Gelu,
             sys::FIB_ACT_SILU => Activation::Silu,
+            sys::FIB_ACT_RELU6 => Activation::Relu6,
+            sys::FIB_ACT_HARDSWISH => Activation::Hardswish,
+            sys::FIB_ACT_HARDSIGMOID => Activation::Hardsigmoid,
+            sys::FIB_ACT_MISH => Activation::Mish,
+            sys::FIB_ACT_SOFTPLUS => Activation::Softplus,
             _ => return None,
         })
     }

@@ -1,0 +1,196 @@
+/* Product groups (gates): z[p][i] = a[p][gather_a[i]] * b[q][gather_b[i]],
+ * with q = p when b has a's positions and q = 0 when b has a single position
+ * (a squeeze-and-excitation gate scales every position of its channel).
+ * The block data is a fib_sum (the two gathers): a product merges, lifts
+ * and gathers exactly as a sum does; only its forward and its backward
+ * flavour differ. */
+#include "blocks/blocks.h"
+#include "model/gather.h"
+
+#include <string.h>
+
+static const fib_sum *product_of(const fib_graph *g, int32_t group)
+{
+    return (const fib_sum *)g->groups[group].block;
+}
+
+static void product_free(void *block)
+{
+    fib_sum *s = block;
+    if (!s)
+        return;
+    fib_free(s->gather_a);
+    fib_free(s->gather_b);
+    fib_free(s);
+}
+
+int32_t fib_graph_add_product_gather(fib_graph *g, int32_t a, int32_t b,
+                                     int64_t n_units, int64_t *gather_a,
+                                     int64_t *gather_b, int32_t *group_out)
+{
+    fib_sum *s = fib_calloc(1, sizeof *s);
+    if (!s) {
+        fib_free(gather_a);
+        fib_free(gather_b);
+        return fib_error(FIB_E_NOMEM, "out of memory adding a product");
+    }
+    s->gather_a = gather_a;
+    s->gather_b = gather_b;
+    fib_group grp = {.op = FIB_OP_PRODUCT, .n_units = n_units,
+                     .activation = FIB_ACT_LINEAR, .n_sources = 2,
+                     .sources = {a, b}, .ops = &fib_product_ops, .block = s};
+    int32_t status = fib_graph_push_group(g, &grp, group_out);
+    if (status)
+        product_free(s);
+    return status;
+}
+
+int32_t fib_graph_add_product(fib_graph *g, int32_t a, int32_t b, int32_t *group_out)
+{
+    int32_t status = fib_graph_check_group(g, a, "fib_graph_add_product");
+    if (!status)
+        status = fib_graph_check_group(g, b, "fib_graph_add_product");
+    if (status)
+        return status;
+    if (!group_out)
+        return fib_error(FIB_E_NULL, "fib_graph_add_product: group_out is NULL");
+    if (g->groups[a].n_units != g->groups[b].n_units)
+        return fib_error(FIB_E_SHAPE,
+                         "fib_graph_add_product: group %d has %lld units but group %d has %lld",
+                         (int)a, (long long)g->groups[a].n_units, (int)b,
+                         (long long)g->groups[b].n_units);
+    int64_t pb = fib_group_positions(&g->groups[b]);
+    if (pb != 1 && pb != fib_group_positions(&g->groups[a]))
+        return fib_error(FIB_E_SHAPE,
+                         "fib_graph_add_product: group %d has %lld positions; it must have "
+                         "those of group %d (%lld) or one",
+                         (int)b, (long long)pb, (int)a,
+                         (long long)fib_group_positions(&g->groups[a]));
+    return fib_graph_add_product_gather(g, a, b, g->groups[a].n_units, NULL, NULL, group_out);
+}
+
+/* Fibers: a unit's colour is the meet of its factors' colours. */
+static int64_t product_fiber_width(const fib_graph *g, int32_t group,
+                                   const fib_partition *parts)
+{
+    (void)g, (void)group, (void)parts;
+    return 2;
+}
+
+static int32_t product_fiber_fill(const fib_graph *g, int32_t group,
+                                  const fib_partition *parts, fib_signature *sig,
+                                  int64_t offset)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_sum *s = product_of(g, group);
+    const fib_partition *pa = &parts[grp->sources[0]], *pb = &parts[grp->sources[1]];
+    for (int64_t i = 0; i < grp->n_units; i++) {
+        double *val = sig->value + i * sig->n_coords + offset;
+        double *tol = sig->tol + i * sig->n_coords + offset;
+        val[0] = (double)pa->color[fib_gather_at(s->gather_a, i)];
+        val[1] = (double)pb->color[fib_gather_at(s->gather_b, i)];
+        tol[0] = tol[1] = FIB_TOL_LABEL;
+    }
+    return FIB_OK;
+}
+
+/* Opfibers: the error reaching factor unit a_k is the error of its reader
+ * times the other factor. A factor unit's signature is the reader's class
+ * (as for a sum) and the fiber class of the other factor it is multiplied
+ * by (its flavour): units whose errors are scaled by different functions
+ * never share a class. Each factor unit must have at most one reader (as
+ * in every graph users build); a base with shared readers is refused. */
+static int64_t product_opfiber_width(const fib_graph *g, int32_t group,
+                                     int32_t source_index, const fib_partition *parts,
+                                     const fib_partition *fibers)
+{
+    (void)parts, (void)fibers;
+    const fib_group *grp = &g->groups[group];
+    const fib_sum *s = product_of(g, group);
+    const int64_t *map = source_index == 0 ? s->gather_a : s->gather_b;
+    int32_t single = fib_gather_single_reader(map, grp->n_units,
+                                              g->groups[grp->sources[source_index]].n_units);
+    if (single < 0)
+        return single;
+    if (!single)
+        return fib_error(FIB_E_UNSUPPORTED,
+                         "group %d (product block): a unit of its factor %d is read more "
+                         "than once; opfibers of such a product are not defined in this "
+                         "version", (int)group, (int)grp->sources[source_index]);
+    return 2;
+}
+
+static int32_t product_opfiber_fill(const fib_graph *g, int32_t group,
+                                    int32_t source_index, const fib_partition *parts,
+                                    const fib_partition *fibers, fib_signature *sig,
+                                    int64_t offset)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_sum *s = product_of(g, group);
+    const int64_t *map = source_index == 0 ? s->gather_a : s->gather_b;
+    const int64_t *other = source_index == 0 ? s->gather_b : s->gather_a;
+    const fib_partition *other_fibers = &fibers[grp->sources[1 - source_index]];
+    for (int64_t j = 0; j < sig->n_units; j++) {
+        sig->value[j * sig->n_coords + offset] = -1.0;
+        sig->value[j * sig->n_coords + offset + 1] = -1.0;
+        sig->tol[j * sig->n_coords + offset] = FIB_TOL_LABEL;
+        sig->tol[j * sig->n_coords + offset + 1] = FIB_TOL_LABEL;
+    }
+    for (int64_t i = 0; i < grp->n_units; i++) {
+        double *val = sig->value + fib_gather_at(map, i) * sig->n_coords + offset;
+        val[0] = (double)parts[group].color[i];
+        val[1] = (double)other_fibers->color[fib_gather_at(other, i)];
+    }
+    return FIB_OK;
+}
+
+static void product_forward(const fib_graph *g, int32_t group, int64_t batch,
+                            double *const *activity, double *out)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_sum *s = product_of(g, group);
+    int64_t na = g->groups[grp->sources[0]].n_units;
+    int64_t nb = g->groups[grp->sources[1]].n_units;
+    int64_t positions = fib_group_positions(grp);
+    bool broadcast = fib_group_positions(&g->groups[grp->sources[1]]) == 1;
+    const double *a = activity[grp->sources[0]], *b = activity[grp->sources[1]];
+    for (int64_t r = 0; r < batch * positions; r++) {
+        const double *brow = b + (broadcast ? r / positions : r) * nb;
+        for (int64_t i = 0; i < grp->n_units; i++)
+            out[r * grp->n_units + i] = a[r * na + fib_gather_at(s->gather_a, i)] *
+                                        brow[fib_gather_at(s->gather_b, i)];
+    }
+}
+
+static int32_t product_compress(const fib_graph *g, int32_t group,
+                                const fib_partition *parts, fib_graph *base,
+                                const int32_t *base_ids)
+{
+    return fib_pair_compress(g, group, parts, base, base_ids, fib_graph_add_product_gather);
+}
+
+static int32_t product_lift(const fib_graph *base, int32_t group,
+                            const fib_partition *parts, fib_graph *full,
+                            const int32_t *full_ids)
+{
+    return fib_pair_lift(base, group, parts, full, full_ids, fib_graph_add_product_gather);
+}
+
+static int64_t product_num_parameters(const fib_graph *g, int32_t group)
+{
+    (void)g, (void)group;
+    return 0;
+}
+
+const fib_block_ops fib_product_ops = {
+    .name = "product",
+    .free_block = product_free,
+    .fiber_width = product_fiber_width,
+    .fiber_fill = product_fiber_fill,
+    .opfiber_width = product_opfiber_width,
+    .opfiber_fill = product_opfiber_fill,
+    .forward = product_forward,
+    .compress = product_compress,
+    .lift = product_lift,
+    .num_parameters = product_num_parameters,
+};

@@ -63,8 +63,8 @@ def test_resnet18_duplicated_channel(tmp_path, library_dir):
     # conv1 loses a 64 x 3 x 3 kernel, bn1 a weight and a bias, conv2 reads
     # one input channel less (64 x 3 x 3)
     report = _check(model, torch.randn(2, 3, 32, 32), 576 + 2 + 576, tmp_path, library_dir)
-    assert _row(report, "layer1_0_conv1")["fibers"] == 63
-    assert _row(report, "layer1_0_conv2")["fibers"] == 64
+    assert _row(report, "layer1.0.conv1")["fibers"] == 63
+    assert _row(report, "layer1.0.conv2")["fibers"] == 64
 
 
 def test_mobilenet_v3_small_duplicated_gated_channel(tmp_path, library_dir):

@@ -120,8 +120,10 @@ static int32_t open_temp(fib_output *o, const struct stat *existing)
     const char *path = o->path;
     size_t len = strlen(o->target) + 64;
     o->temp = fib_alloc((int64_t)len, 1);
-    if (!o->temp)
+    if (!o->temp) {
+        fib_output_abort(o); /* frees the resolved target */
         return fib_error(FIB_E_NOMEM, "%s: out of memory", path);
+    }
     /* unique among concurrent writers: the pid and this output's address */
     snprintf(o->temp, len, "%s.tmp-%ld-%lx", o->target, (long)getpid(),
              (unsigned long)(uintptr_t)o);

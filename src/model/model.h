@@ -267,7 +267,7 @@ bool fib_activation_valid(int32_t activation);
 bool fib_activation_is_linear(int32_t activation);
 void fib_activation_apply(int32_t activation, double param, double *z,
                           int64_t count);
-const char *fib_activation_name(int32_t activation);
+/* fib_activation_name is public (fibration.h). */
 
 /* partition.c */
 int32_t fib_partition_init(fib_partition *p, int64_t n_units);

@@ -680,6 +680,11 @@ static bool dense_tensor(const fib_graph *g, int32_t group, int32_t index,
     return true;
 }
 
+static const fib_dense *dense_matrix(const fib_graph *g, int32_t group)
+{
+    return dense_of(g, group);
+}
+
 const fib_block_ops fib_dense_ops = {
     .tensor = dense_tensor,
     .name = "dense",
@@ -697,4 +702,5 @@ const fib_block_ops fib_dense_ops = {
     .compress_totals = dense_compress_totals,
     .has_bias = dense_has_bias,
     .num_parameters = dense_num_parameters,
+    .matrix = dense_matrix,
 };

@@ -173,9 +173,9 @@ static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
         bool scaled_source = false;
         for (int32_t s = 0; scales && s < g->groups[i].n_sources; s++)
             scaled_source = scaled_source || scales[g->groups[i].sources[s]];
-        if (fib_group_is_input(g, i) || g->groups[i].op == FIB_OP_NODES)
+        if (fib_group_is_input(g, i) || fib_group_is_nodes(g, i))
             status = FIB_OK;
-        else if (scales && g->groups[i].op == FIB_OP_DENSE)
+        else if (scales && g->groups[i].ops->compress_scaled)
             status = fib_color_scaled_dense(g, i, o->tolerance, group_eps(g, i, o), parts,
                                             scales);
         else if (scaled_source)
@@ -203,7 +203,7 @@ static int32_t color_opfibers(const fib_graph *g, const fib_color_options *o,
         return node_status;
     for (int32_t i = g->n_groups - 1; i >= 0; i--) {
         int32_t status = FIB_OK;
-        if (!fib_group_is_output(g, i) && g->groups[i].op != FIB_OP_NODES)
+        if (!fib_group_is_output(g, i) && !fib_group_is_nodes(g, i))
             status = color_group(g, i, parts, fibers, o->tolerance, group_eps(g, i, o),
                                  o->n_threads, &prog->scratch, NULL);
         if (!status)

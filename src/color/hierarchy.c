@@ -41,7 +41,7 @@ static double group_eps(const fib_graph *g, int32_t group,
 
 static bool is_hidden_unit_group(const fib_graph *g, int32_t i)
 {
-    return g->groups[i].op != FIB_OP_NODES && !fib_group_is_input(g, i) &&
+    return !fib_group_is_nodes(g, i) && !fib_group_is_input(g, i) &&
            !fib_group_is_output(g, i);
 }
 
@@ -72,7 +72,7 @@ static int32_t network_twins(const fib_graph *g, const fib_color_options *o,
         status = fib_coloring_alloc(g, FIB_SYM_FIBERS, &rows);
     int64_t done = 0, total = 2 * (int64_t)g->n_groups;
     for (int32_t i = 0; i < g->n_groups && !status; i++) {
-        if (g->groups[i].op != FIB_OP_NODES && !fib_group_is_input(g, i)) {
+        if (!fib_group_is_nodes(g, i) && !fib_group_is_input(g, i)) {
             fib_signature sig;
             status = fib_fiber_signature(g, i, discrete->parts, &sig);
             fib_partition next = {0};
@@ -147,7 +147,7 @@ static int32_t node_graph_build(const fib_graph *g, node_graph *ng)
         return fib_error(FIB_E_NOMEM, "automorphisms: out of memory");
     int64_t n = 0;
     for (int32_t i = 0; i < g->n_groups; i++) {
-        ng->offset[i] = g->groups[i].op == FIB_OP_NODES ? n : -1;
+        ng->offset[i] = fib_group_is_nodes(g, i) ? n : -1;
         if (ng->offset[i] >= 0)
             n += g->groups[i].n_units;
     }
@@ -255,7 +255,7 @@ static int32_t automorphisms(const fib_graph *g, const fib_color_options *o,
         status = network_twins(g, o, c->parts);
     bool has_nodes = false;
     for (int32_t i = 0; i < g->n_groups; i++)
-        has_nodes = has_nodes || g->groups[i].op == FIB_OP_NODES;
+        has_nodes = has_nodes || fib_group_is_nodes(g, i);
     if (!status && has_nodes && !exact_covers) {
         fib_color_options exact;
         fib_color_options_init(&exact, sizeof exact);
@@ -302,7 +302,7 @@ int32_t fib_graph_is_automorphism(const fib_graph *g, int32_t group,
     if (group < -1 || group >= g->n_groups)
         return fib_error(FIB_E_RANGE, "%s: group %d out of range (%d groups)",
                          fn, (int)group, (int)g->n_groups);
-    if (group >= 0 && g->groups[group].op != FIB_OP_NODES)
+    if (group >= 0 && !fib_group_is_nodes(g, group))
         return fib_error(FIB_E_UNSUPPORTED, "%s: group %d is not a node group "
                          "(network groups: see fib_automorphisms)", fn, (int)group);
     node_graph ng;

@@ -195,6 +195,15 @@ typedef struct fib_block_ops {
      * parts[group] from the source's classes when a base is made. */
     int32_t (*derive_projection)(const fib_graph *g, int32_t group,
                                  fib_partition *parts);
+    /* Optional: the block as one weight matrix over its one source,
+     * y = W x + b (blocks/blocks.h). What only knows weight matrices
+     * (budgets, symmetry breaking, outgoing norms) refuses a block without
+     * it, naming the block. */
+    const struct fib_dense *(*matrix)(const fib_graph *g, int32_t group);
+    /* The group is a set of graph nodes (graphs/graph_api.c): coloured by
+     * its arcs in the graphs layer, not by signatures, and it has no
+     * forward pass (fib_group_is_nodes). */
+    bool node_set;
 } fib_block_ops;
 
 struct fib_group {
@@ -254,6 +263,7 @@ int32_t fib_graph_push_group(fib_graph *g, const fib_group *group,
                              int32_t *id_out);
 bool fib_group_is_input(const fib_graph *g, int32_t group);
 bool fib_group_is_output(const fib_graph *g, int32_t group);
+bool fib_group_is_nodes(const fib_graph *g, int32_t group);
 /* Number of positions (rows x cols) of a group, and its activity width. */
 int64_t fib_group_positions(const fib_group *grp);
 int64_t fib_group_activity_width(const fib_group *grp);

@@ -102,5 +102,8 @@ int32_t fib_graph_add_affine_gather(fib_graph *g, int32_t source, int64_t n_unit
 int32_t fib_graph_add_last_step_gather(fib_graph *g, int32_t source, int64_t n_units,
                                        int64_t *reads, int32_t *group_out);
 
+/* op_names.c: the number of groups a FIB_OP_* kind reads (fib_op_name is
+ * public). */
+int32_t fib_op_arity(int32_t op);
 
 #endif

@@ -63,17 +63,6 @@ int32_t fib_model_op_from_name(const char *name)
     return -1;
 }
 
-int32_t fib_model_op_arity(int32_t op)
-{
-    switch (op) {
-    case FIB_OP_INPUT: return 0;
-    case FIB_OP_SUM:
-    case FIB_OP_PRODUCT: return 2;
-    case FIB_OP_ATTEND: return 3;
-    default: return 1;
-    }
-}
-
 int32_t fib_model_error(const fib_model_loader *L, const char *label,
                         const char *format, ...)
 {

@@ -11,6 +11,12 @@ layers MAY_USE lists for it, never one above. Two graphs are checked:
   and no circle between files (two files calling each other, directly or
   around a ring).
 
+And one rule of the blocks layer: a block kind (a FIB_OP_* constant or a
+fib_<kind>_ops table) is named only in src/blocks/, where each kind has its
+file; elsewhere a decision that depends on the kind asks fib_block_ops.
+KIND_NAMES_ALLOWED lists the few places that still name kinds, each with
+its reason.
+
     layers.py SRC_DIR [--objects BUILD_DIR]   exit 1 and a list on a breach
     layers.py --self-test SRC_DIR             plants breaches in a copy of
                                               SRC_DIR and checks they fail
@@ -39,6 +45,35 @@ MAY_USE = {
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+
+# A block kind named in code: FIB_OP_<KIND> or fib_<kind>_ops (not the type
+# fib_block_ops). Comments are left out before matching.
+KIND_NAME = re.compile(r"\bFIB_OP_[A-Z0-9_]+\b|\bfib_(?!block_)[a-z0-9_]+_ops\b")
+COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
+# Files outside src/blocks/ that may name kinds: {path: (kinds or "*", why)}.
+KIND_NAMES_ALLOWED = {
+    "model/graph.c": ({"FIB_OP_INPUT"},
+                      "input groups carry no block (ops NULL): this file makes them "
+                      "and answers fib_group_is_input"),
+    "graphs/graph_api.c": ({"FIB_OP_NODES", "fib_nodes_ops"},
+                           "the node-group kind's own file (the graphs layer stands "
+                           "beside blocks and may not use it)"),
+    "io/model_blocks.c": ("*", "the model-file format: reads each kind's tensors and "
+                          "attributes into its constructor (per-kind loaders, which "
+                          "need io's tensors; docs/design.md)"),
+    "io/model_load.c": ({"FIB_OP_INPUT", "FIB_OP_SUM", "FIB_OP_FLATTEN"},
+                        "the file format: version 1 files know input, dense and sum; "
+                        "an input entry has no block; a flatten's projection in a "
+                        "base file must follow its source's"),
+    "io/model_save.c": ({"FIB_OP_NORM", "FIB_OP_SUM", "FIB_OP_PRODUCT"},
+                        "the file format: a norm omits all-one multiplicities, sums "
+                        "and products write their gathers"),
+    "io/model_shared.c": ({"FIB_OP_NODES"}, "model files hold networks, not node groups"),
+    "cli/cli.c": ("*", "the command is a client of the public header, where the "
+                  "FIB_OP_* constants are public"),
+    "cli/report.c": ("*", "the command is a client of the public header"),
+    "cli/tolerance_tree.c": ("*", "the command is a client of the public header"),
+}
 
 
 def layer_of(rel):
@@ -152,8 +187,29 @@ def breaches(graph, verb):
     return found
 
 
+def kind_names(src):
+    """Kind names outside src/blocks/ that KIND_NAMES_ALLOWED does not
+    allow, as messages."""
+    found = []
+    for rel in sources(src):
+        if layer_of(rel) == "blocks":
+            continue
+        with open(os.path.join(src, rel), encoding="utf-8") as fh:
+            code = COMMENT.sub(" ", fh.read())
+        allowed = KIND_NAMES_ALLOWED.get(rel, (set(), ""))[0]
+        names = sorted(set(KIND_NAME.findall(code)))
+        stray = names if allowed != "*" else []
+        stray = [n for n in stray if n not in allowed]
+        if stray:
+            found.append(f"{rel} names the block kind(s) {', '.join(stray)} outside "
+                         f"src/blocks/: ask fib_block_ops (or allow it in "
+                         f"KIND_NAMES_ALLOWED with a reason)")
+    return found
+
+
 def check(src, build=None):
     found = breaches(include_graph(src), "includes")
+    found += kind_names(src)
     if build:
         calls = call_graph(src, build)
         if not calls:
@@ -177,8 +233,13 @@ def self_test(src):
         ("stray/stray.c", '#include "model/model.h"\n', "outside the declared layers"),
         # a lower layer, but not one graphs may use
         ("graphs/structure.c", '#include "blocks/blocks.h"\n', "a layer it may not use"),
+        # a kind test outside src/blocks/, and a kind's ops table named there
+        ("color/color.c", "static int dense_only(int op) { return op == FIB_OP_DENSE; }\n",
+         "names the block kind"),
+        ("compress/compress.c", "static const void *dense_table = &fib_dense_ops;\n",
+         "names the block kind"),
     ]
-    for start in (0, 1, 3, 4):
+    for start in (0, 1, 3, 4, 5, 6):
         group = plants[start:start + 2] if start == 1 else plants[start:start + 1]
         with tempfile.TemporaryDirectory() as tmp:
             copy = os.path.join(tmp, "src")

@@ -31,6 +31,10 @@ import numpy as np
 import torch
 
 from .. import _ffi, check, lib
+from ._entry import _trace, count_parameters
+from ._plan import plan_from
+from ._scales import coloring_scales  # noqa: F401 (read by tests as _budget.coloring_scales)
+from ._ties import keep_ties
 
 # Tolerance modes by name; "scaled+<mode>" adds the FIB_TOL_SCALED flag.
 TOLERANCE_CODES = {"exact": _ffi.FIB_TOL_EXACT, "abs": _ffi.FIB_TOL_ABS,
@@ -60,23 +64,6 @@ def tolerance_name(code):
     names = {v: k for k, v in TOLERANCE_CODES.items()}
     base = names.get(code & ~_ffi.FIB_TOL_SCALED, str(code))
     return ("scaled+" if code & _ffi.FIB_TOL_SCALED else "") + base
-
-
-def coloring_scales(coloring, group):
-    """Per-unit scales of a group (fib_coloring_scales; all 1 unless scaled)."""
-    n = coloring.graph.group(group).n_units
-    out = np.empty(n, np.float64)
-    check(lib.fib_coloring_scales(coloring._p(), group,
-                                  out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), n),
-          "fib_coloring_scales")
-    return out
-
-
-def set_coloring_scales(coloring, group, scales):
-    arr = np.ascontiguousarray(scales, dtype=np.float64)
-    check(lib.fib_coloring_set_scales(coloring._p(), group,
-                                      arr.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
-                                      arr.shape[0]), "fib_coloring_set_scales")
 
 
 def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_iterations=None,
@@ -334,9 +321,7 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
     of its first Linear's input, and the budget counts its class index as
     one parameter per input; input_sensitivity: the C option's (None: its
     default). progress: as for base_to_budget, for every C call."""
-    from . import _plan_from, _trace, count_parameters
     from ._rebuild import rebuild
-    from ._safety import keep_ties
     if not (0 < float(budget) <= 1):
         raise ValueError("budget is the fraction of parameters kept, in (0, 1]; got %r"
                          % (budget,))
@@ -385,7 +370,7 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
     _, base, compressed, info = best
     keep_ties(net, compressed)
     params = (count_parameters(model), count_parameters(compressed) + input_index_size(compressed))
-    plan = _plan_from(net, base, "fibers", info["tolerance"], 0.0, params)
+    plan = plan_from(net, base, "fibers", info["tolerance"], 0.0, params)
     plan.budget = dict(info, budget=float(budget))
     if verbose:
         print(plan.summary())
@@ -401,9 +386,7 @@ def reapply_budget_plan(model, example_input, plan, verbose=False, progress=None
     model. ValueError when the classes come out different (other weights):
     the representatives and the correction belong to the weights they were
     derived from."""
-    from . import _plan_from, _trace, count_parameters
     from ._rebuild import rebuild
-    from ._safety import keep_ties
     info = plan.budget
     try:
         budget, tolerance = float(info["budget"]), info["tolerance"]
@@ -435,7 +418,7 @@ def reapply_budget_plan(model, example_input, plan, verbose=False, progress=None
                 "budget=%g instead)" % (budget, layer.node, budget))
     keep_ties(net, compressed)
     params = (count_parameters(model), count_parameters(compressed) + input_index_size(compressed))
-    again = _plan_from(net, base, "fibers", got["tolerance"], 0.0, params)
+    again = plan_from(net, base, "fibers", got["tolerance"], 0.0, params)
     again.budget = dict(got, corrected=corrected, refit=refit,
                         synthetic_scale=knobs["synthetic_scale"] or None, budget=budget)
     if verbose:
@@ -485,7 +468,6 @@ def tolerance_tree(model, example_input, eps_list, tolerance="scaled+ward", path
     dict {layer: tree} (nested_colorings; the shape `fibration analyze
     --tolerance-tree --json` writes). With `path`, written there: as Graphviz
     DOT when it ends in .dot (tree_dot), as JSON otherwise."""
-    from . import _trace
     net = _trace(model, example_input)
     levels = nested_colorings(net.graph, eps_list, tolerance, symmetry)
     eps = [e for e, _ in levels]

@@ -95,7 +95,7 @@ static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
     }
     bool feed_forward = !(g->groups[i].ops && g->groups[i].ops->recurrent);
     if (!status && keep && feed_forward)
-        sig.sum_leading = fib_class_sums_leading(keep, g, i, &sig, parts, mode);
+        sig.sum_leading = fib_merge_totals_leading(keep, g, i, &sig, parts, mode);
     if (!status)
         status = fib_group_signatures_mode(&sig, mode, eps, weight, &next);
     fib_free(weight);
@@ -109,7 +109,7 @@ static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
         parts[i] = met;
         /* a feed-forward group's fibers are final: keep the merge's totals */
         if (keep && feed_forward)
-            status = fib_class_sums_keep(keep, g, i, &sig, parts);
+            status = fib_merge_totals_keep(keep, g, i, &sig, parts);
     }
     fib_signature_clear(&sig);
     return status;
@@ -156,7 +156,7 @@ static int32_t color_nodes(const fib_graph *g, const fib_color_options *o,
 }
 
 /* Fibers into c->parts (c->scales: FIB_TOL_SCALED); dense groups keep
- * their merge totals in c (fib_class_sums_keep). */
+ * their merge totals in c (fib_merge_totals_keep). */
 static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
                             fib_coloring *c, progress *prog)
 {

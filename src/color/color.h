@@ -37,20 +37,20 @@ int32_t fib_group_signatures(const fib_signature *sig, double eps,
 int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
                            fib_coloring **out);
 
-/* class_sums.c: the merge totals a colouring keeps for compression. */
+/* merge_totals.c: the merge totals a colouring keeps for compression. */
 /* Keeps group's merge totals from its fiber signature `sig` (colour sums,
  * still valid) and its new classes in parts, when it is a dense group over
  * a source with classes and its base is small; FIB_E_NOMEM. */
-int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
+int32_t fib_merge_totals_keep(fib_coloring *c, const fib_graph *g, int32_t group,
                             const fib_signature *sig, const fib_partition *parts);
 /* Before grouping `sig` with `mode`: the sum_leading that lets grouping add
- * the classes up for fib_class_sums_keep (0: not this group or mode). */
-int64_t fib_class_sums_leading(const fib_coloring *c, const fib_graph *g, int32_t group,
+ * the classes up for fib_merge_totals_keep (0: not this group or mode). */
+int64_t fib_merge_totals_leading(const fib_coloring *c, const fib_graph *g, int32_t group,
                                const fib_signature *sig, const fib_partition *parts,
                                int32_t mode);
 /* The kept totals of `group` if they were made for projection[group] and
  * projection[its source], else NULL. */
-const double *fib_class_sums_find(const fib_coloring *c, const fib_graph *g, int32_t group,
+const double *fib_merge_totals_find(const fib_coloring *c, const fib_graph *g, int32_t group,
                                   const fib_partition *projection);
 
 #endif

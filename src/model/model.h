@@ -62,7 +62,7 @@ typedef struct fib_signature {
     /* When > 0 (n_direct 0): fib_group_signatures also adds up, for each
      * class it finds, the first sum_leading values of its members' rows, in
      * ascending unit order from 0.0, into the row of its first member
-     * (fib_class_sums_keep reads them there); those values are consumed. */
+     * (fib_merge_totals_keep reads them there); those values are consumed. */
     int64_t sum_leading;
     /* Threads for filling and grouping (0: the default); never changes a
      * result. */
@@ -175,7 +175,7 @@ typedef struct fib_block_ops {
                                const fib_partition *parts, double *const *scales,
                                fib_graph *base, const int32_t *base_ids);
     /* Optional: compress from the merge totals its colouring kept
-     * (color/class_sums.c). */
+     * (color/merge_totals.c). */
     int32_t (*compress_totals)(const fib_graph *g, int32_t group,
                                const fib_partition *parts, const double *totals,
                                fib_graph *base, const int32_t *base_ids);
@@ -356,15 +356,15 @@ int32_t fib_colour_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
                         int64_t n, const int64_t *color, int64_t k_classes,
                         const double *coef, int32_t group);
 
-/* A dense group's merge totals (color/class_sums.c), kept by its fiber
+/* A dense group's merge totals (color/merge_totals.c), kept by its fiber
  * colouring: sums[c * k_in + c'] = the sum over the members of class c
  * (rows ascending, from 0.0) of their colour sums over source class c',
  * made for the partitions out_labels (the group) and in_labels (its
  * source). */
-typedef struct fib_class_sums {
+typedef struct fib_merge_totals {
     double *sums;
     int64_t *out_labels, *in_labels;
-} fib_class_sums;
+} fib_merge_totals;
 
 struct fib_coloring {
     int32_t symmetry;
@@ -374,7 +374,7 @@ struct fib_coloring {
      * (every scale 1); NULL array when no group has scales. */
     double **scales;
     /* Per group, merge totals kept from colouring (NULL: none kept). */
-    fib_class_sums *class_sums;
+    fib_merge_totals *merge_totals;
     /* Set by budgets (merge_inputs): fib_compress merges input groups by
      * their classes too, the base's inputs being the classes' means. */
     bool merge_inputs;
@@ -387,7 +387,7 @@ struct fib_coloring {
 int32_t fib_coloring_alloc(const fib_graph *g, int32_t symmetry,
                            fib_coloring **out);
 int32_t fib_coloring_check_graph(const fib_graph *g, const fib_coloring *c);
-void fib_class_sums_free(fib_coloring *c);
+void fib_merge_totals_free(fib_coloring *c);
 
 /* rng.c: splitmix64 seeded xoshiro256** */
 typedef struct fib_rng { uint64_t s[4]; } fib_rng;

@@ -1,6 +1,6 @@
 /* The color layer: fiber and opfiber signatures of a group, grouping,
- * the colouring driver, tolerance modes (linkage.h), ladders of
- * colourings. Uses the blocks, graphs and model layers. */
+ * the colouring driver, tolerance modes (linkage.h), the ladders of
+ * colourings (ladder.c). Uses the blocks, graphs and model layers. */
 #ifndef FIB_COLOR_COLOR_H
 #define FIB_COLOR_COLOR_H
 
@@ -36,6 +36,13 @@ int32_t fib_group_signatures(const fib_signature *sig, double eps,
 /* color.c: fib_color behind its option checks. */
 int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
                            fib_coloring **out);
+
+/* automorphisms.c, for the symmetry ladder (ladder.c): the options both
+ * accept (EXACT or ABS), and the automorphism level, its node-group orbits
+ * starting from `exact_covers` when given (NULL: coloured here). */
+int32_t fib_automorphism_options_check(const fib_color_options *o, const char *fn);
+int32_t fib_automorphisms_from(const fib_graph *g, const fib_color_options *o,
+                               const fib_coloring *exact_covers, fib_coloring **out);
 
 /* merge_totals.c: the merge totals a colouring keeps for compression. */
 /* Keeps group's merge totals from its fiber signature `sig` (colour sums,

@@ -451,4 +451,4 @@ def retune(model, x_train, y_train, budgets=(0.5, 0.3, 0.17, 0.1), val_fraction=
 
 from ._files import CompressedSource, load, save  # noqa: E402
 from ._tracker import FiberTracker  # noqa: E402
-from ._budget import tolerance_tree  # noqa: E402
+from ._ladder import tolerance_tree  # noqa: E402

@@ -49,7 +49,7 @@ def _tree(levels, group, n_units):
 
 def tolerance_tree(model, example_input, eps_list, tolerance="scaled+ward", path=None,
                    symmetry="fibers", dot_max_units=64):
-    """The nested hierarchy of colourings of every hidden Linear layer as a
+    """The tolerance ladder of every hidden Linear layer as a
     dict {layer: tree} (nested_colorings; the shape `fibration analyze
     --tolerance-tree --json` writes). With `path`, written there: as Graphviz
     DOT when it ends in .dot (tree_dot), as JSON otherwise."""

@@ -23,7 +23,7 @@
 /* k_in when `sig` holds the colour sums of a group whose block compresses
  * from kept totals (fib_block_ops compress_totals) over its source's k_in
  * classes (and its bias), materialised and unscaled; else 0. */
-static int64_t colour_sum_width(const fib_coloring *c, const fib_graph *g, int32_t group,
+static int64_t color_sum_width(const fib_coloring *c, const fib_graph *g, int32_t group,
                                 const fib_signature *sig, const fib_partition *parts)
 {
     const fib_group *grp = &g->groups[group];
@@ -42,13 +42,13 @@ int64_t fib_merge_totals_leading(const fib_coloring *c, const fib_graph *g, int3
     int32_t method = mode & ~FIB_TOL_SCALED;
     if (method != FIB_TOL_EXACT && method != FIB_TOL_ABS && method != FIB_TOL_REL)
         return 0;
-    return colour_sum_width(c, g, group, sig, parts);
+    return color_sum_width(c, g, group, sig, parts);
 }
 
 int32_t fib_merge_totals_keep(fib_coloring *c, const fib_graph *g, int32_t group,
                             const fib_signature *sig, const fib_partition *parts)
 {
-    int64_t k_in = colour_sum_width(c, g, group, sig, parts);
+    int64_t k_in = color_sum_width(c, g, group, sig, parts);
     if (k_in == 0)
         return FIB_OK;
     const fib_group *grp = &g->groups[group];

@@ -344,14 +344,14 @@ double fib_rounding_tol(int32_t dtype, int64_t terms, double abs_sum);
 /* coef[c] = fib_rounding_tol(dtype, |class c of src|, 1.0), so that the
  * allowance of a colour sum of absolute sum a is coef[c] * a (the same
  * bits). Caller frees *coef_out. */
-int32_t fib_colour_coefficients(const fib_partition *src, int32_t dtype, double **coef_out);
-/* src/colour_rows.c: the colour sums of `rows` rows of a row-major block
+int32_t fib_color_coefficients(const fib_partition *src, int32_t dtype, double **coef_out);
+/* src/color_rows.c: the colour sums of `rows` rows of a row-major block
  * (dtype; row r at w + r * ld, n columns, column x of class color[x] <
  * k_classes) into signature rows sig_row0 .. sig_row0 + rows - 1 from
  * coordinate `offset`: value = the sum over a class's columns, tol =
  * coef[class] * the sum of their |w|, with the kernels' summation order
  * (ascending columns from 0.0) on sig->n_threads threads. */
-int32_t fib_colour_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
+int32_t fib_color_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
                         int32_t dtype, const void *w, int64_t ld, int64_t rows,
                         int64_t n, const int64_t *color, int64_t k_classes,
                         const double *coef, int32_t group);

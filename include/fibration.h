@@ -1334,6 +1334,22 @@ FIB_API int32_t fib_graph_add_product(fib_graph *graph, int32_t a, int32_t b,
 #define FIB_ACT_MISH 10        /* x * tanh(softplus(x)) */
 #define FIB_ACT_SOFTPLUS 11    /* log(1 + exp(x)) (beta 1; x > 20 gives x) */
 
+/* ------------------------------------------------------------------------ */
+/* Names of constants                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* The name of a FIB_OP_* kind as model files, the command and the bindings
+ * spell it ("input", "dense", "sum", "conv", "pool", "flatten", "affine",
+ * "lstm", "gru", "last_step", "attend", "norm", "nodes", "product"): a
+ * static string, or NULL when `op` is no FIB_OP_* constant. Errors: none. */
+FIB_API const char *fib_op_name(int32_t op);
+
+/* The name of a FIB_ACT_* activation ("linear", "relu", "leaky_relu",
+ * "tanh", "sigmoid", "gelu", "silu", "relu6", "hardswish", "hardsigmoid",
+ * "mish", "softplus"): a static string, or NULL when `activation` is no
+ * FIB_ACT_* constant. Errors: none. */
+FIB_API const char *fib_activation_name(int32_t activation);
+
 #ifdef __cplusplus
 }
 #endif

@@ -80,15 +80,24 @@ int32_t fib_graph_add_product_gather(fib_graph *g, int32_t a, int32_t b,
                                      int64_t n_units, int64_t *gather_a,
                                      int64_t *gather_b, int32_t *group_out);
 
-/* sum.c: compress and lift of a two-source block whose data is a fib_sum
- * (sum, product); `add` is its gathering constructor. */
-typedef int32_t (*fib_pair_add_fn)(fib_graph *g, int32_t a, int32_t b, int64_t n_units,
-                                   int64_t *gather_a, int64_t *gather_b,
-                                   int32_t *group_out);
+/* pair.c: what blocks of two gathered operands share (sum, product), whose
+ * data is a fib_sum. fib_pair_push takes the gathers over, also on failure;
+ * fib_pair_check_operands checks two groups of equal width for `fn`;
+ * compress and lift make a group of the same kind, with gathers. */
+void fib_pair_free(void *block);
+int32_t fib_pair_push(fib_graph *g, int32_t op, const fib_block_ops *ops, int32_t a,
+                      int32_t b, int64_t n_units, int64_t *gather_a, int64_t *gather_b,
+                      int32_t *group_out);
+int32_t fib_pair_check_operands(const fib_graph *g, int32_t a, int32_t b,
+                                const int32_t *group_out, const char *fn);
+int64_t fib_pair_fiber_width(const fib_graph *g, int32_t group, const fib_partition *parts);
+int32_t fib_pair_fiber_fill(const fib_graph *g, int32_t group, const fib_partition *parts,
+                            fib_signature *sig, int64_t offset);
 int32_t fib_pair_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
-                          fib_graph *base, const int32_t *base_ids, fib_pair_add_fn add);
+                          fib_graph *base, const int32_t *base_ids);
 int32_t fib_pair_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
-                      fib_graph *full, const int32_t *full_ids, fib_pair_add_fn add);
+                      fib_graph *full, const int32_t *full_ids);
+int64_t fib_pair_num_parameters(const fib_graph *g, int32_t group);
 
 /* Constructors with a gather, for model files (arrays taken over, also on
  * failure): pool.c (window: the six numbers of fib_graph_add_pool),
@@ -102,5 +111,8 @@ int32_t fib_graph_add_affine_gather(fib_graph *g, int32_t source, int64_t n_unit
 int32_t fib_graph_add_last_step_gather(fib_graph *g, int32_t source, int64_t n_units,
                                        int64_t *reads, int32_t *group_out);
 
+/* op_names.c: the number of groups a FIB_OP_* kind reads (fib_op_name is
+ * public). */
+int32_t fib_op_arity(int32_t op);
 
 #endif

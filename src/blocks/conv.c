@@ -191,7 +191,7 @@ static int64_t conv_fiber_width(const fib_graph *g, int32_t group, const fib_par
 
 /* An output channel's kernel is a row of in_per_group x kernel weights
  * whose element (j, q) belongs to coordinate (class of input j, q): the
- * colour sums of fib_colour_rows, one call per convolution group (each
+ * colour sums of fib_color_rows, one call per convolution group (each
  * reads its own input channels), then the bias. */
 static int32_t conv_fiber_fill(const fib_graph *g, int32_t group, const fib_partition *parts,
                                fib_signature *sig, int64_t offset)
@@ -203,7 +203,7 @@ static int32_t conv_fiber_fill(const fib_graph *g, int32_t group, const fib_part
     double *coef = NULL, *coef_kk = fib_alloc(width, sizeof *coef_kk);
     int64_t *color = fib_alloc(per_in * kk, sizeof *color);
     int32_t status = coef_kk && color
-        ? fib_colour_coefficients(src, c->dtype, &coef)
+        ? fib_color_coefficients(src, c->dtype, &coef)
         : fib_error(FIB_E_NOMEM, "group %d: out of memory for kernel sums", (int)group);
     for (int64_t x = 0; !status && x < width; x++)
         coef_kk[x] = coef[x / kk];
@@ -213,7 +213,7 @@ static int32_t conv_fiber_fill(const fib_graph *g, int32_t group, const fib_part
             for (int64_t q = 0; q < kk; q++)
                 color[j * kk + q] = src->color[cg * per_in + j] * kk + q;
         int64_t o0 = cg * out_per_group;
-        status = fib_colour_rows(sig, o0, offset, c->dtype,
+        status = fib_color_rows(sig, o0, offset, c->dtype,
                                  (const char *)c->weights + (size_t)(o0 * per_in * kk) * esize,
                                  per_in * kk, out_per_group, per_in * kk, color, width, coef_kk,
                                  group);

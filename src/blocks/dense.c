@@ -220,7 +220,7 @@ static int64_t dense_fiber_width(const fib_graph *g, int32_t group,
     return parts[source].n_classes + (dense_of(g, group)->bias ? 1 : 0);
 }
 
-/* Colour sums of the weight rows (fib_colour_rows), then the bias. */
+/* Colour sums of the weight rows (fib_color_rows), then the bias. */
 static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
                                 const fib_partition *parts, fib_signature *sig,
                                 int64_t offset)
@@ -229,9 +229,9 @@ static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
     const fib_partition *src = &parts[g->groups[group].sources[0]];
     int64_t k = src->n_classes, n_out = g->groups[group].n_units;
     double *coef = NULL;
-    int32_t status = fib_colour_coefficients(src, d->dtype, &coef);
+    int32_t status = fib_color_coefficients(src, d->dtype, &coef);
     if (!status)
-        status = fib_colour_rows(sig, 0, offset, d->dtype, d->weights, d->ld, n_out, d->n_in,
+        status = fib_color_rows(sig, 0, offset, d->dtype, d->weights, d->ld, n_out, d->n_in,
                                  src->color, k, coef, group);
     fib_free(coef);
     for (int64_t r = 0; !status && d->bias && r < n_out; r++) {
@@ -255,7 +255,7 @@ static int64_t dense_opfiber_width(const fib_graph *g, int32_t group,
 
 /* Column sums over the consumer's classes, made a tile at a time: a tile is
  * OPF_CLASSES consecutive classes x OPF_COLUMNS columns. Each class's rows
- * (ascending, fib_colour_order) are summed a few dozen columns at a time in
+ * (ascending, fib_color_order) are summed a few dozen columns at a time in
  * registers (every weight is read once, by runs of a KB along a few dozen
  * rows), then the tile is written into the
  * signature a whole cache line (8 classes of one column) at a time. Tiles
@@ -283,7 +283,7 @@ static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
     int64_t *start = fib_alloc(k + 1, sizeof *start);
     double *coef = NULL;
     double *scratch = fib_alloc(tile_len * threads, sizeof *scratch);
-    if (!rows || !start || !scratch || fib_colour_coefficients(own, d->dtype, &coef)) {
+    if (!rows || !start || !scratch || fib_color_coefficients(own, d->dtype, &coef)) {
         fib_free(rows);
         fib_free(start);
         fib_free(coef);
@@ -291,7 +291,7 @@ static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
         return fib_error(FIB_E_NOMEM, "group %d: out of memory for column sums",
                          (int)group);
     }
-    fib_colour_order(own->color, n_out, k, rows, start);
+    fib_color_order(own->color, n_out, k, rows, start);
     const fib_kernels *kernels = fib_kernels_active();
     size_t esize = fib_dtype_size(d->dtype);
     FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
@@ -496,7 +496,7 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
     int threads = fib_thread_count(0, discrete ? 1 : (chunk + tile - 1) / tile);
     double *w = fib_calloc(k_out * k_in, sizeof *w);
     double *sums = discrete ? NULL : fib_alloc(chunk * k_in, sizeof *sums);
-    int64_t scratch_len = fib_colour_scratch_len(d->n_in, k_in);
+    int64_t scratch_len = fib_color_scratch_len(d->n_in, k_in);
     double *scratch = discrete ? NULL : fib_alloc(scratch_len * threads, sizeof *scratch);
     int64_t *perm = discrete ? NULL : fib_alloc(d->n_in, sizeof *perm);
     int64_t *start = discrete ? NULL : fib_alloc(k_in + 1, sizeof *start);
@@ -509,7 +509,7 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
         return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
     }
     if (!discrete)
-        fib_colour_order(in_p->color, d->n_in, k_in, perm, start);
+        fib_color_order(in_p->color, d->n_in, k_in, perm, start);
     /* column ranges of the base for the adds: about 1024 columns each */
     int64_t span = k_in < 1024 ? k_in : 1024;
     int64_t n_spans = (k_in + span - 1) / span;
@@ -526,11 +526,11 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
                 double *own = scratch + scratch_len * fib_thread_num();
                 double *val = sums + row0 * k_in;
                 if (d->dtype == FIB_DTYPE_F32)
-                    kernels->colour_sums_f32((const float *)d->weights + (r0 + row0) * d->ld,
+                    kernels->color_sums_f32((const float *)d->weights + (r0 + row0) * d->ld,
                                              d->ld, n, d->n_in, in_p->color, perm, start,
                                              k_in, own, val, NULL, k_in);
                 else
-                    kernels->colour_sums_f64((const double *)d->weights + (r0 + row0) * d->ld,
+                    kernels->color_sums_f64((const double *)d->weights + (r0 + row0) * d->ld,
                                              d->ld, n, d->n_in, in_p->color, perm, start,
                                              k_in, own, val, NULL, k_in);
             }
@@ -680,6 +680,11 @@ static bool dense_tensor(const fib_graph *g, int32_t group, int32_t index,
     return true;
 }
 
+static const fib_dense *dense_matrix(const fib_graph *g, int32_t group)
+{
+    return dense_of(g, group);
+}
+
 const fib_block_ops fib_dense_ops = {
     .tensor = dense_tensor,
     .name = "dense",
@@ -697,4 +702,5 @@ const fib_block_ops fib_dense_ops = {
     .compress_totals = dense_compress_totals,
     .has_bias = dense_has_bias,
     .num_parameters = dense_num_parameters,
+    .matrix = dense_matrix,
 };

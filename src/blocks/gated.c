@@ -247,7 +247,7 @@ static int64_t gated_fiber_width(const fib_graph *g, int32_t group,
 }
 
 /* Each gate's rows of w_ih (over the source's classes) and of w_hh (over
- * the group's own classes) are colour sums (fib_colour_rows) at their
+ * the group's own classes) are colour sums (fib_color_rows) at their
  * places in the unit's signature; then the biases. */
 static int32_t gated_fiber_fill(const fib_graph *g, int32_t group,
                                 const fib_partition *parts, fib_signature *sig,
@@ -259,16 +259,16 @@ static int32_t gated_fiber_fill(const fib_graph *g, int32_t group,
     int64_t ks = src->n_classes, k = own->n_classes, h = own->n_units;
     int64_t stride = ks + k;
     double *coef_s = NULL, *coef_o = NULL;
-    int32_t status = fib_colour_coefficients(src, d->dtype, &coef_s);
+    int32_t status = fib_color_coefficients(src, d->dtype, &coef_s);
     if (!status)
-        status = fib_colour_coefficients(own, d->dtype, &coef_o);
+        status = fib_color_coefficients(own, d->dtype, &coef_o);
     size_t esize = fib_dtype_size(d->dtype);
     for (int64_t q = 0; !status && q < d->n_gates; q++) {
-        status = fib_colour_rows(sig, 0, offset + q * stride, d->dtype,
+        status = fib_color_rows(sig, 0, offset + q * stride, d->dtype,
                                  (const char *)d->w_ih + (size_t)(q * h * d->n_in) * esize,
                                  d->n_in, h, d->n_in, src->color, ks, coef_s, group);
         if (!status)
-            status = fib_colour_rows(sig, 0, offset + q * stride + ks, d->dtype,
+            status = fib_color_rows(sig, 0, offset + q * stride + ks, d->dtype,
                                      (const char *)d->w_hh + (size_t)(q * h * h) * esize,
                                      h, h, h, own->color, k, coef_o, group);
     }

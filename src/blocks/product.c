@@ -2,8 +2,8 @@
  * with q = p when b has a's positions and q = 0 when b has a single position
  * (a squeeze-and-excitation gate scales every position of its channel).
  * The block data is a fib_sum (the two gathers): a product merges, lifts
- * and gathers exactly as a sum does; only its forward and its backward
- * flavour differ. */
+ * and gathers exactly as a sum does (pair.c); only its forward and its
+ * backward flavour differ. */
 #include "blocks/blocks.h"
 #include "model/gather.h"
 
@@ -14,51 +14,19 @@ static const fib_sum *product_of(const fib_graph *g, int32_t group)
     return (const fib_sum *)g->groups[group].block;
 }
 
-static void product_free(void *block)
-{
-    fib_sum *s = block;
-    if (!s)
-        return;
-    fib_free(s->gather_a);
-    fib_free(s->gather_b);
-    fib_free(s);
-}
-
 int32_t fib_graph_add_product_gather(fib_graph *g, int32_t a, int32_t b,
                                      int64_t n_units, int64_t *gather_a,
                                      int64_t *gather_b, int32_t *group_out)
 {
-    fib_sum *s = fib_calloc(1, sizeof *s);
-    if (!s) {
-        fib_free(gather_a);
-        fib_free(gather_b);
-        return fib_error(FIB_E_NOMEM, "out of memory adding a product");
-    }
-    s->gather_a = gather_a;
-    s->gather_b = gather_b;
-    fib_group grp = {.op = FIB_OP_PRODUCT, .n_units = n_units,
-                     .activation = FIB_ACT_LINEAR, .n_sources = 2,
-                     .sources = {a, b}, .ops = &fib_product_ops, .block = s};
-    int32_t status = fib_graph_push_group(g, &grp, group_out);
-    if (status)
-        product_free(s);
-    return status;
+    return fib_pair_push(g, FIB_OP_PRODUCT, &fib_product_ops, a, b, n_units, gather_a,
+                         gather_b, group_out);
 }
 
 int32_t fib_graph_add_product(fib_graph *g, int32_t a, int32_t b, int32_t *group_out)
 {
-    int32_t status = fib_graph_check_group(g, a, "fib_graph_add_product");
-    if (!status)
-        status = fib_graph_check_group(g, b, "fib_graph_add_product");
+    int32_t status = fib_pair_check_operands(g, a, b, group_out, "fib_graph_add_product");
     if (status)
         return status;
-    if (!group_out)
-        return fib_error(FIB_E_NULL, "fib_graph_add_product: group_out is NULL");
-    if (g->groups[a].n_units != g->groups[b].n_units)
-        return fib_error(FIB_E_SHAPE,
-                         "fib_graph_add_product: group %d has %lld units but group %d has %lld",
-                         (int)a, (long long)g->groups[a].n_units, (int)b,
-                         (long long)g->groups[b].n_units);
     int64_t pb = fib_group_positions(&g->groups[b]);
     if (pb != 1 && pb != fib_group_positions(&g->groups[a]))
         return fib_error(FIB_E_SHAPE,
@@ -67,31 +35,6 @@ int32_t fib_graph_add_product(fib_graph *g, int32_t a, int32_t b, int32_t *group
                          (int)b, (long long)pb, (int)a,
                          (long long)fib_group_positions(&g->groups[a]));
     return fib_graph_add_product_gather(g, a, b, g->groups[a].n_units, NULL, NULL, group_out);
-}
-
-/* Fibers: a unit's colour is the meet of its factors' colours. */
-static int64_t product_fiber_width(const fib_graph *g, int32_t group,
-                                   const fib_partition *parts)
-{
-    (void)g, (void)group, (void)parts;
-    return 2;
-}
-
-static int32_t product_fiber_fill(const fib_graph *g, int32_t group,
-                                  const fib_partition *parts, fib_signature *sig,
-                                  int64_t offset)
-{
-    const fib_group *grp = &g->groups[group];
-    const fib_sum *s = product_of(g, group);
-    const fib_partition *pa = &parts[grp->sources[0]], *pb = &parts[grp->sources[1]];
-    for (int64_t i = 0; i < grp->n_units; i++) {
-        double *val = sig->value + i * sig->n_coords + offset;
-        double *tol = sig->tol + i * sig->n_coords + offset;
-        val[0] = (double)pa->color[fib_gather_at(s->gather_a, i)];
-        val[1] = (double)pb->color[fib_gather_at(s->gather_b, i)];
-        tol[0] = tol[1] = FIB_TOL_LABEL;
-    }
-    return FIB_OK;
 }
 
 /* Opfibers: the error reaching factor unit a_k is the error of its reader
@@ -162,35 +105,15 @@ static void product_forward(const fib_graph *g, int32_t group, int64_t batch,
     }
 }
 
-static int32_t product_compress(const fib_graph *g, int32_t group,
-                                const fib_partition *parts, fib_graph *base,
-                                const int32_t *base_ids)
-{
-    return fib_pair_compress(g, group, parts, base, base_ids, fib_graph_add_product_gather);
-}
-
-static int32_t product_lift(const fib_graph *base, int32_t group,
-                            const fib_partition *parts, fib_graph *full,
-                            const int32_t *full_ids)
-{
-    return fib_pair_lift(base, group, parts, full, full_ids, fib_graph_add_product_gather);
-}
-
-static int64_t product_num_parameters(const fib_graph *g, int32_t group)
-{
-    (void)g, (void)group;
-    return 0;
-}
-
 const fib_block_ops fib_product_ops = {
     .name = "product",
-    .free_block = product_free,
-    .fiber_width = product_fiber_width,
-    .fiber_fill = product_fiber_fill,
+    .free_block = fib_pair_free,
+    .fiber_width = fib_pair_fiber_width,
+    .fiber_fill = fib_pair_fiber_fill,
     .opfiber_width = product_opfiber_width,
     .opfiber_fill = product_opfiber_fill,
     .forward = product_forward,
-    .compress = product_compress,
-    .lift = product_lift,
-    .num_parameters = product_num_parameters,
+    .compress = fib_pair_compress,
+    .lift = fib_pair_lift,
+    .num_parameters = fib_pair_num_parameters,
 };

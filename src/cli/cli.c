@@ -9,16 +9,10 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *const activation_names[] = {
-    "linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu",
-    "relu6", "hardswish", "hardsigmoid", "mish", "softplus",
-};
-
 const char *cli_activation_name(int32_t activation)
 {
-    if (activation < 0 || activation > FIB_ACT_SOFTPLUS)
-        return "unknown";
-    return activation_names[activation];
+    const char *name = fib_activation_name(activation);
+    return name ? name : "unknown";
 }
 
 const char *cli_symmetry_name(int32_t symmetry)
@@ -48,22 +42,8 @@ const char *cli_tolerance_name(int32_t tolerance)
 
 const char *cli_op_name(int32_t op)
 {
-    switch (op) {
-    case FIB_OP_INPUT: return "input";
-    case FIB_OP_DENSE: return "dense";
-    case FIB_OP_SUM: return "sum";
-    case 3: return "conv"; /* FIB_OP_CONV and later, when the header has them */
-    case 4: return "pool";
-    case 5: return "flatten";
-    case 6: return "affine";
-    case 7: return "lstm";
-    case 8: return "gru";
-    case 9: return "last_step";
-    case 10: return "attend";
-    case 11: return "norm";
-    case 13: return "product";
-    default: return "unknown";
-    }
+    const char *name = fib_op_name(op);
+    return name ? name : "unknown";
 }
 
 void cli_put_clean(FILE *f, const char *s)
@@ -173,9 +153,9 @@ static bool parse_levels(const char *s, cli_options *o)
 static bool parse_activation(const char *s, int32_t *act, double *param)
 {
     size_t n = strcspn(s, ":");
-    for (int32_t i = 0; i <= FIB_ACT_SOFTPLUS; i++) {
-        if (strlen(activation_names[i]) == n &&
-            strncmp(s, activation_names[i], n) == 0) {
+    for (int32_t i = 0; fib_activation_name(i); i++) {
+        if (strlen(fib_activation_name(i)) == n &&
+            strncmp(s, fib_activation_name(i), n) == 0) {
             *act = i;
             if (s[n] == ':')
                 return i == FIB_ACT_LEAKY_RELU && parse_double(s + n + 1, param);

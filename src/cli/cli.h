@@ -115,6 +115,7 @@ int cli_color(const cli_options *o, const fib_graph *g, int32_t symmetry,
 const char *cli_symmetry_name(int32_t symmetry);
 /* "exact", "abs", ..., "scaled+ward" (FIB_TOL_* with FIB_TOL_SCALED). */
 const char *cli_tolerance_name(int32_t tolerance);
+/* fib_activation_name and fib_op_name, "unknown" for no constant. */
 const char *cli_activation_name(int32_t activation);
 const char *cli_op_name(int32_t op);
 

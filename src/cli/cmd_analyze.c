@@ -1,6 +1,6 @@
 /* fibration analyze MODEL: per layer, the classes of fibers, opfibers and
  * covers, and the parameters of the base; with --tolerance-tree, the nested
- * hierarchy of colourings instead (tolerance_tree.c). */
+ * tolerance ladder instead (tolerance_tree.c). */
 #include "commands.h"
 #include "report.h"
 

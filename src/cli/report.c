@@ -232,7 +232,7 @@ static void dot_nodes(FILE *f, const analysis *a, int32_t i,
                 (int)i, (long long)r->units,
                 (long long)(r->trivial + r->nontrivial));
     }
-    int64_t colour = 0;
+    int64_t color = 0;
     for (int64_t c = 0; c < d->n_nodes && !d->collapsed; c++) {
         int64_t s = d->size[c];
         double width = 0.25 + 0.12 * sqrt((double)s);
@@ -241,7 +241,7 @@ static void dot_nodes(FILE *f, const analysis *a, int32_t i,
         if (s > 1)
             fprintf(f, "%lld", (long long)s);
         fprintf(f, "\", fillcolor=\"%s\", tooltip=\"class %lld: %lld unit%s\"];\n",
-                s > 1 ? palette[colour++ % 12] : "#ffffff", (long long)c,
+                s > 1 ? palette[color++ % 12] : "#ffffff", (long long)c,
                 (long long)s, s > 1 ? "s" : "");
     }
     fprintf(f, "  }\n");

@@ -1,4 +1,4 @@
-/* fibration analyze --tolerance-tree: the hierarchy of colourings of every
+/* fibration analyze --tolerance-tree: the tolerance ladder of every
  * hidden layer as the tolerance grows (fib_color_nested: the levels nest,
  * a class never splits), as a table of class counts, as JSON (the shape
  * fibration.torch.tolerance_tree writes) or as a DOT tree. The formats are

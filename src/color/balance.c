@@ -130,10 +130,10 @@ int32_t fib_coloring_is_balanced(const fib_graph *g, const fib_coloring *c,
         fib_coloring *fibers = NULL;
         status = fib_color_internal(g, &o, &fibers);
         for (int32_t i = g->n_groups - 1; i >= 0 && ok && !status; i--) {
-            if (fib_group_is_output(g, i) && g->groups[i].op != FIB_OP_NODES)
+            if (fib_group_is_output(g, i) && !fib_group_is_nodes(g, i))
                 continue; /* node groups have no outputs: every one is checked */
             fib_signature sig;
-            status = g->groups[i].op == FIB_OP_NODES
+            status = fib_group_is_nodes(g, i)
                          ? fib_nodes_opfiber_signature(g, i, c->parts, &sig)
                          : fib_opfiber_signature(g, i, c->parts, fibers->parts, &sig);
             if (!status)

@@ -95,7 +95,7 @@ static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
     }
     bool feed_forward = !(g->groups[i].ops && g->groups[i].ops->recurrent);
     if (!status && keep && feed_forward)
-        sig.sum_leading = fib_class_sums_leading(keep, g, i, &sig, parts, mode);
+        sig.sum_leading = fib_merge_totals_leading(keep, g, i, &sig, parts, mode);
     if (!status)
         status = fib_group_signatures_mode(&sig, mode, eps, weight, &next);
     fib_free(weight);
@@ -109,7 +109,7 @@ static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
         parts[i] = met;
         /* a feed-forward group's fibers are final: keep the merge's totals */
         if (keep && feed_forward)
-            status = fib_class_sums_keep(keep, g, i, &sig, parts);
+            status = fib_merge_totals_keep(keep, g, i, &sig, parts);
     }
     fib_signature_clear(&sig);
     return status;
@@ -156,7 +156,7 @@ static int32_t color_nodes(const fib_graph *g, const fib_color_options *o,
 }
 
 /* Fibers into c->parts (c->scales: FIB_TOL_SCALED); dense groups keep
- * their merge totals in c (fib_class_sums_keep). */
+ * their merge totals in c (fib_merge_totals_keep). */
 static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
                             fib_coloring *c, progress *prog)
 {
@@ -173,9 +173,9 @@ static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
         bool scaled_source = false;
         for (int32_t s = 0; scales && s < g->groups[i].n_sources; s++)
             scaled_source = scaled_source || scales[g->groups[i].sources[s]];
-        if (fib_group_is_input(g, i) || g->groups[i].op == FIB_OP_NODES)
+        if (fib_group_is_input(g, i) || fib_group_is_nodes(g, i))
             status = FIB_OK;
-        else if (scales && g->groups[i].op == FIB_OP_DENSE)
+        else if (scales && g->groups[i].ops->compress_scaled)
             status = fib_color_scaled_dense(g, i, o->tolerance, group_eps(g, i, o), parts,
                                             scales);
         else if (scaled_source)
@@ -203,7 +203,7 @@ static int32_t color_opfibers(const fib_graph *g, const fib_color_options *o,
         return node_status;
     for (int32_t i = g->n_groups - 1; i >= 0; i--) {
         int32_t status = FIB_OK;
-        if (!fib_group_is_output(g, i) && g->groups[i].op != FIB_OP_NODES)
+        if (!fib_group_is_output(g, i) && !fib_group_is_nodes(g, i))
             status = color_group(g, i, parts, fibers, o->tolerance, group_eps(g, i, o),
                                  o->n_threads, &prog->scratch, NULL);
         if (!status)

@@ -1,6 +1,6 @@
 /* The color layer: fiber and opfiber signatures of a group, grouping,
- * the colouring driver, tolerance modes (linkage.h), ladders of
- * colourings. Uses the blocks, graphs and model layers. */
+ * the colouring driver, tolerance modes (linkage.h), the ladders of
+ * colourings (ladder.c). Uses the blocks, graphs and model layers. */
 #ifndef FIB_COLOR_COLOR_H
 #define FIB_COLOR_COLOR_H
 
@@ -37,20 +37,27 @@ int32_t fib_group_signatures(const fib_signature *sig, double eps,
 int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
                            fib_coloring **out);
 
-/* class_sums.c: the merge totals a colouring keeps for compression. */
+/* automorphisms.c, for the symmetry ladder (ladder.c): the options both
+ * accept (EXACT or ABS), and the automorphism level, its node-group orbits
+ * starting from `exact_covers` when given (NULL: coloured here). */
+int32_t fib_automorphism_options_check(const fib_color_options *o, const char *fn);
+int32_t fib_automorphisms_from(const fib_graph *g, const fib_color_options *o,
+                               const fib_coloring *exact_covers, fib_coloring **out);
+
+/* merge_totals.c: the merge totals a colouring keeps for compression. */
 /* Keeps group's merge totals from its fiber signature `sig` (colour sums,
  * still valid) and its new classes in parts, when it is a dense group over
  * a source with classes and its base is small; FIB_E_NOMEM. */
-int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
+int32_t fib_merge_totals_keep(fib_coloring *c, const fib_graph *g, int32_t group,
                             const fib_signature *sig, const fib_partition *parts);
 /* Before grouping `sig` with `mode`: the sum_leading that lets grouping add
- * the classes up for fib_class_sums_keep (0: not this group or mode). */
-int64_t fib_class_sums_leading(const fib_coloring *c, const fib_graph *g, int32_t group,
+ * the classes up for fib_merge_totals_keep (0: not this group or mode). */
+int64_t fib_merge_totals_leading(const fib_coloring *c, const fib_graph *g, int32_t group,
                                const fib_signature *sig, const fib_partition *parts,
                                int32_t mode);
 /* The kept totals of `group` if they were made for projection[group] and
  * projection[its source], else NULL. */
-const double *fib_class_sums_find(const fib_coloring *c, const fib_graph *g, int32_t group,
+const double *fib_merge_totals_find(const fib_coloring *c, const fib_graph *g, int32_t group,
                                   const fib_partition *projection);
 
 #endif

@@ -509,12 +509,12 @@ int32_t fib_outgoing_norms(const fib_graph *g, int32_t group, double *w)
             if (grp->sources[s] != group)
                 continue;
             any = true;
-            if (grp->op != FIB_OP_DENSE) {
+            const fib_dense *d = grp->ops->matrix ? grp->ops->matrix(g, h) : NULL;
+            if (!d) {
                 for (int64_t i = 0; i < n; i++)
                     w[i] += 1.0;
                 continue;
             }
-            const fib_dense *d = grp->block;
             for (int64_t j = 0; j < grp->n_units; j++)
                 for (int64_t i = 0; i < n; i++) {
                     double x = fib_dense_weight(d, j, i);

@@ -564,7 +564,7 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
         const fib_group *grp = &g->groups[i];
         if (fib_group_is_input(g, i) && i == 0)
             continue;
-        if (grp->op != FIB_OP_DENSE || grp->sources[0] != i - 1)
+        if (!grp->ops || !grp->ops->matrix || grp->sources[0] != i - 1)
             return fib_error(FIB_E_UNSUPPORTED,
                              "%s: group %d: budgets handle chains of dense blocks in this "
                              "version (one input, each block reading the one before)", fn,

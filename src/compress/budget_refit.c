@@ -114,7 +114,7 @@ static int32_t representatives(const double *rows, int64_t n, int64_t d, const i
         fib_free(w);
         return fib_error(FIB_E_NOMEM, "budget correction: out of memory");
     }
-    fib_colour_order(lab, n, k, order, start); /* members class by class */
+    fib_color_order(lab, n, k, order, start); /* members class by class */
     fib_rows view = {n, d, (double *)rows, NULL, NULL};
     for (int64_t c = 0; c < k; c++) {
         const int64_t *mem = order + start[c];

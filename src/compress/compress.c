@@ -142,9 +142,9 @@ int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
         else if (c->scales && g->groups[i].ops->compress_scaled)
             status = g->groups[i].ops->compress_scaled(g, i, b->projection, c->scales,
                                                        b->graph, ids);
-        else if (g->groups[i].ops->compress_totals && fib_class_sums_find(c, g, i, b->projection))
+        else if (g->groups[i].ops->compress_totals && fib_merge_totals_find(c, g, i, b->projection))
             status = g->groups[i].ops->compress_totals(g, i, b->projection,
-                                                       fib_class_sums_find(c, g, i, b->projection),
+                                                       fib_merge_totals_find(c, g, i, b->projection),
                                                        b->graph, ids);
         else
             status = g->groups[i].ops->compress(g, i, b->projection, b->graph, ids);

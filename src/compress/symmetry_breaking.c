@@ -53,7 +53,7 @@ int32_t fib_break_symmetry(const fib_graph *g, const fib_coloring *coloring,
     if (!g || !out)
         return fib_error(FIB_E_NULL, "fib_break_symmetry: %s is NULL", g ? "out" : "graph");
     for (int32_t i = 0; i < g->n_groups; i++)
-        if (g->groups[i].op != FIB_OP_INPUT && g->groups[i].op != FIB_OP_DENSE)
+        if (!fib_group_is_input(g, i) && !g->groups[i].ops->matrix)
             return fib_error(FIB_E_UNSUPPORTED,
                              "fib_break_symmetry: group %d is a %s group; only dense networks "
                              "are supported in this version",

@@ -625,8 +625,8 @@ static int64_t join_twins(search *s)
             j++;
         for (int64_t k = i + 1; k < j; k++) {
             int64_t u = order[i].v, v = order[k].v;
-            bool same_colour = !s->in->initial || s->in->initial[u] == s->in->initial[v];
-            if (same_colour && fib_uf_find(s->uf, u) != fib_uf_find(s->uf, v) && is_twin(s, u, v)) {
+            bool same_color = !s->in->initial || s->in->initial[u] == s->in->initial[v];
+            if (same_color && fib_uf_find(s->uf, u) != fib_uf_find(s->uf, v) && is_twin(s, u, v)) {
                 fib_uf_union(s->uf, u, v);
                 joined++;
             }

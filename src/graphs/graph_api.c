@@ -419,6 +419,7 @@ static const fib_block_ops fib_nodes_ops = {
     .compress = nodes_compress,
     .lift = nodes_lift,
     .num_parameters = nodes_num_parameters,
+    .node_set = true,
 };
 
 /* ------------------------------------------------------------------------ */

@@ -68,8 +68,6 @@ int32_t fib_model_add_dense(fib_model_loader *L, const char *label,
 const char *fib_model_op_name(int32_t op);
 /* FIB_OP_* of a name, -1 if unknown. */
 int32_t fib_model_op_from_name(const char *name);
-/* Number of source groups of a kind of block. */
-int32_t fib_model_op_arity(int32_t op);
 
 /* model_load.c: builds L->graph from the metadata text; *root_out (to free
  * by the caller, also on failure) keeps L->projection alive. */

@@ -31,7 +31,7 @@ static bool present(const fib_json *v)
  * or "source" (one index) for blocks reading one group. */
 static int32_t read_sources(loader *L, fib_model_group *G)
 {
-    int32_t arity = fib_model_op_arity(G->op);
+    int32_t arity = fib_op_arity(G->op);
     G->n_sources = arity;
     const fib_json *one = fib_json_get(G->json, "source");
     const fib_json *many = fib_json_get(G->json, "sources");

@@ -253,7 +253,7 @@ static int32_t write_group(saver *s, const fib_graph *g, int32_t i, int32_t dtyp
     fib_jbuf_int(j, grp->cols);
     fib_jbuf_raw(j, "]");
     int32_t st = FIB_OK;
-    if (grp->op != FIB_OP_INPUT) {
+    if (!fib_group_is_input(g, i)) {
         fib_jbuf_raw(j, ",\"sources\":[");
         for (int32_t x = 0; x < grp->n_sources; x++) {
             if (x)

@@ -50,39 +50,17 @@ int32_t fib_model_rewrap(int32_t status, const char *path, const char *what)
     return fib_error(status, "%s: %s: %s", path, what, inner);
 }
 
-static const char *const op_names[] = {
-    [FIB_OP_INPUT] = "input",   [FIB_OP_DENSE] = "dense",
-    [FIB_OP_SUM] = "sum",       [FIB_OP_CONV] = "conv",
-    [FIB_OP_POOL] = "pool",     [FIB_OP_FLATTEN] = "flatten",
-    [FIB_OP_AFFINE] = "affine", [FIB_OP_LSTM] = "lstm",
-    [FIB_OP_GRU] = "gru",       [FIB_OP_LAST_STEP] = "last_step",
-    [FIB_OP_ATTEND] = "attend", [FIB_OP_NORM] = "norm",
-    [FIB_OP_PRODUCT] = "product", /* FIB_OP_NODES (12) is no network block */
-};
-#define N_OPS ((int32_t)(sizeof op_names / sizeof op_names[0]))
-
 const char *fib_model_op_name(int32_t op)
 {
-    return op >= 0 && op < N_OPS ? op_names[op] : NULL;
+    return op == FIB_OP_NODES ? NULL : fib_op_name(op); /* nodes are no network block */
 }
 
 int32_t fib_model_op_from_name(const char *name)
 {
-    for (int32_t op = 0; op < N_OPS; op++)
-        if (op_names[op] && strcmp(op_names[op], name) == 0)
+    for (int32_t op = 0; fib_op_name(op); op++)
+        if (fib_model_op_name(op) && strcmp(fib_model_op_name(op), name) == 0)
             return op;
     return -1;
-}
-
-int32_t fib_model_op_arity(int32_t op)
-{
-    switch (op) {
-    case FIB_OP_INPUT: return 0;
-    case FIB_OP_SUM:
-    case FIB_OP_PRODUCT: return 2;
-    case FIB_OP_ATTEND: return 3;
-    default: return 1;
-    }
 }
 
 int32_t fib_model_error(const fib_model_loader *L, const char *label,

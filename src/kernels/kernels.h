@@ -23,24 +23,24 @@
 #define FIB_KERNEL_TYPED2(name, suffix) name##_##suffix
 #define FIB_KERNEL_TYPED(name, suffix) FIB_KERNEL_TYPED2(name, suffix)
 
-/* Most rows a colour_sums call handles (a tile). */
+/* Most rows a color_sums call handles (a tile). */
 #define FIB_TILE_MAX 16
 
 /* Columns per pass of the SIMD colour sums: a tile's columns are transposed
  * into scratch this many at a time (128 KB of float32 for 16 rows). */
-#define FIB_COLOUR_CHUNK 2048
+#define FIB_COLOR_CHUNK 2048
 
 /* The class order of a layer's columns, computed once per layer
- * (fib_colour_order): perm lists the columns class by class (classes
+ * (fib_color_order): perm lists the columns class by class (classes
  * ascending, columns ascending within a class) and class c's columns are
  * perm[start[c] .. start[c + 1]). */
-void fib_colour_order(const int64_t *color, int64_t n, int64_t k_classes,
+void fib_color_order(const int64_t *color, int64_t n, int64_t k_classes,
                       int64_t *perm, int64_t *start);
 
-/* Doubles of scratch one colour_sums call needs (per thread). */
-static inline int64_t fib_colour_scratch_len(int64_t n, int64_t k_classes)
+/* Doubles of scratch one color_sums call needs (per thread). */
+static inline int64_t fib_color_scratch_len(int64_t n, int64_t k_classes)
 {
-    int64_t chunk = n < FIB_COLOUR_CHUNK ? n : FIB_COLOUR_CHUNK;
+    int64_t chunk = n < FIB_COLOR_CHUNK ? n : FIB_COLOR_CHUNK;
     return 2 * FIB_TILE_MAX * k_classes + k_classes + FIB_TILE_MAX * chunk + 16;
 }
 
@@ -82,23 +82,23 @@ static inline void fib_prefetch_next_tile(fib_next_tile nt, int64_t step)
 /* Colour sums of a tile of `rows` rows (1 <= rows <= FIB_TILE_MAX) of a
  * dense matrix: row r starts at w + r * ld and has n columns; color[k] in
  * [0, k_classes) is the class of column k, and perm / start its class order
- * (fib_colour_order). For every row r and class c:
+ * (fib_color_order). For every row r and class c:
  *     sum[r * ld_out + c]     = sum of w[r][k]  over k in c,
  *     abs_sum[r * ld_out + c] = sum of |w[r][k]| over k in c,
  * accumulated in double from 0.0 in ascending k (that order defines the
  * bits); abs_sum NULL: the sums only (merging needs no allowances).
- * scratch holds fib_colour_scratch_len(n, k_classes) doubles.
+ * scratch holds fib_color_scratch_len(n, k_classes) doubles.
  * The SIMD versions transpose a tile's columns into scratch, then walk each
  * class's columns in perm order (the same ascending order), so that a
  * class's running sums stay in registers. */
-typedef void (*fib_colour_sums_f32_fn)(const float *w, int64_t ld,
+typedef void (*fib_color_sums_f32_fn)(const float *w, int64_t ld,
                                        int64_t rows, int64_t n,
                                        const int64_t *color,
                                        const int64_t *perm,
                                        const int64_t *start, int64_t k_classes,
                                        double *scratch, double *sum,
                                        double *abs_sum, int64_t ld_out);
-typedef void (*fib_colour_sums_f64_fn)(const double *w, int64_t ld,
+typedef void (*fib_color_sums_f64_fn)(const double *w, int64_t ld,
                                        int64_t rows, int64_t n,
                                        const int64_t *color,
                                        const int64_t *perm,
@@ -147,9 +147,9 @@ typedef void (*fib_axpy_f64_fn)(double *y, double a, const double *x, int64_t n)
 typedef struct fib_kernels {
     const char *name;   /* "scalar", "avx2", "avx512" */
     int32_t level;      /* FIB_SIMD_* */
-    int32_t tile_rows;  /* rows per colour_sums call that use the SIMD path */
-    fib_colour_sums_f32_fn colour_sums_f32;
-    fib_colour_sums_f64_fn colour_sums_f64;
+    int32_t tile_rows;  /* rows per color_sums call that use the SIMD path */
+    fib_color_sums_f32_fn color_sums_f32;
+    fib_color_sums_f64_fn color_sums_f64;
     fib_row_sums_f32_fn row_sums_f32;
     fib_row_sums_f64_fn row_sums_f64;
     fib_tight_f32_fn tight_f32;
@@ -178,11 +178,11 @@ const fib_kernels *fib_kernels_avx512(void);
 
 /* Scalar colour sums of rows [row0, rows) of a tile, straight into the
  * outputs: what the SIMD versions use for a tile's remainder rows. */
-void fib_colour_sums_rows_f32(const float *w, int64_t ld, int64_t row0,
+void fib_color_sums_rows_f32(const float *w, int64_t ld, int64_t row0,
                               int64_t rows, int64_t n, const int64_t *color,
                               int64_t k_classes, double *sum, double *abs_sum,
                               int64_t ld_out);
-void fib_colour_sums_rows_f64(const double *w, int64_t ld, int64_t row0,
+void fib_color_sums_rows_f64(const double *w, int64_t ld, int64_t row0,
                               int64_t rows, int64_t n, const int64_t *color,
                               int64_t k_classes, double *sum, double *abs_sum,
                               int64_t ld_out);

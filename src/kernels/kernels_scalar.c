@@ -17,7 +17,7 @@
 #define KS_ELEM double
 #include "kernels/kernels_scalar_typed.h"
 
-void fib_colour_order(const int64_t *color, int64_t n, int64_t k_classes,
+void fib_color_order(const int64_t *color, int64_t n, int64_t k_classes,
                       int64_t *perm, int64_t *start)
 {
     memset(start, 0, (size_t)(k_classes + 1) * sizeof *start);
@@ -88,8 +88,8 @@ static const fib_kernels scalar = {
     .name = "scalar",
     .level = FIB_SIMD_SCALAR,
     .tile_rows = 8,
-    .colour_sums_f32 = colour_sums_f32,
-    .colour_sums_f64 = colour_sums_f64,
+    .color_sums_f32 = color_sums_f32,
+    .color_sums_f64 = color_sums_f64,
     .row_sums_f32 = row_sums_f32,
     .row_sums_f64 = row_sums_f64,
     .tight_f32 = tight_f32,

@@ -6,7 +6,7 @@
  * twice. */
 #define KS_FN(name) FIB_KERNEL_TYPED(name, KS_SUFFIX)
 
-void KS_FN(fib_colour_sums_rows)(const KS_ELEM *w, int64_t ld, int64_t row0,
+void KS_FN(fib_color_sums_rows)(const KS_ELEM *w, int64_t ld, int64_t row0,
                                  int64_t rows, int64_t n, const int64_t *color,
                                  int64_t k_classes, double *sum, double *abs_sum,
                                  int64_t ld_out)
@@ -30,14 +30,14 @@ void KS_FN(fib_colour_sums_rows)(const KS_ELEM *w, int64_t ld, int64_t row0,
     }
 }
 
-static void KS_FN(colour_sums)(const KS_ELEM *w, int64_t ld, int64_t rows,
+static void KS_FN(color_sums)(const KS_ELEM *w, int64_t ld, int64_t rows,
                                int64_t n, const int64_t *color,
                                const int64_t *perm, const int64_t *start,
                                int64_t k_classes, double *scratch, double *sum,
                                double *abs_sum, int64_t ld_out)
 {
     (void)scratch, (void)perm, (void)start;
-    KS_FN(fib_colour_sums_rows)(w, ld, 0, rows, n, color, k_classes, sum, abs_sum,
+    KS_FN(fib_color_sums_rows)(w, ld, 0, rows, n, color, k_classes, sum, abs_sum,
                                 ld_out);
 }
 

@@ -5,7 +5,7 @@
  * for float64.
  *
  * Colour sums take a tile of TILE rows: its columns are transposed (in
- * registers) into scratch, a chunk of FIB_COLOUR_CHUNK columns at a time,
+ * registers) into scratch, a chunk of FIB_COLOR_CHUNK columns at a time,
  * then each class's columns are visited in the layer's class order
  * (ascending within the class), widened to double and added to the class's
  * running sums, which stay in registers for the whole class. Every row's sum
@@ -271,8 +271,8 @@ static const fib_kernels kernel_set = {
     .name = KERNELS_NAME,
     .level = KERNELS_LEVEL,
     .tile_rows = TILE,
-    .colour_sums_f32 = colour_sums_f32,
-    .colour_sums_f64 = colour_sums_f64,
+    .color_sums_f32 = color_sums_f32,
+    .color_sums_f64 = color_sums_f64,
     .row_sums_f32 = row_sums_f32,
     .row_sums_f64 = row_sums_f64,
     .tight_f32 = tight_f32,

@@ -16,8 +16,8 @@ static void KS_FN(tile)(const KS_ELEM *w, int64_t ld, int64_t n, const int64_t *
     tile_scratch ts = split_scratch(scratch, k_classes);
     KS_ELEM *cols = ts.cols;
     fib_next_tile nt = fib_next_tile_plan(w, TILE, ld, n, KS_BLOCK_COLS, sizeof *w);
-    for (int64_t k0 = 0; k0 < n; k0 += FIB_COLOUR_CHUNK) {
-        int64_t k1 = n - k0 < FIB_COLOUR_CHUNK ? n : k0 + FIB_COLOUR_CHUNK;
+    for (int64_t k0 = 0; k0 < n; k0 += FIB_COLOR_CHUNK) {
+        int64_t k1 = n - k0 < FIB_COLOR_CHUNK ? n : k0 + FIB_COLOR_CHUNK;
         int first = k0 == 0;
         int64_t j = k0;
         for (; j + KS_BLOCK_COLS <= k1; j += KS_BLOCK_COLS)
@@ -33,7 +33,7 @@ static void KS_FN(tile)(const KS_ELEM *w, int64_t ld, int64_t n, const int64_t *
     write_out(ts.acc_s, ts.acc_a, k_classes, sum, abs_sum, ld_out);
 }
 
-static void KS_FN(colour_sums)(const KS_ELEM *w, int64_t ld, int64_t rows,
+static void KS_FN(color_sums)(const KS_ELEM *w, int64_t ld, int64_t rows,
                                int64_t n, const int64_t *color,
                                const int64_t *perm, const int64_t *start,
                                int64_t k_classes, double *scratch, double *sum,
@@ -43,7 +43,7 @@ static void KS_FN(colour_sums)(const KS_ELEM *w, int64_t ld, int64_t rows,
     for (; r + TILE <= rows; r += TILE)
         KS_FN(tile)(w + r * ld, ld, n, perm, start, k_classes, scratch,
                     sum + r * ld_out, abs_sum ? abs_sum + r * ld_out : NULL, ld_out);
-    KS_FN(fib_colour_sums_rows)(w, ld, r, rows, n, color, k_classes, sum, abs_sum,
+    KS_FN(fib_color_sums_rows)(w, ld, r, rows, n, color, k_classes, sum, abs_sum,
                                 ld_out);
 }
 

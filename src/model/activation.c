@@ -20,7 +20,7 @@ const char *fib_activation_name(int32_t activation)
                                          "sigmoid", "gelu", "silu", "relu6",
                                          "hardswish", "hardsigmoid", "mish",
                                          "softplus"};
-    return fib_activation_valid(activation) ? names[activation] : "unknown";
+    return fib_activation_valid(activation) ? names[activation] : NULL;
 }
 
 static double sigmoid(double x)

@@ -45,7 +45,7 @@ void fib_coloring_free(fib_coloring *c)
         for (int32_t i = 0; i < c->n_groups; i++)
             fib_free(c->scales[i]);
     fib_free(c->scales);
-    fib_class_sums_free(c);
+    fib_merge_totals_free(c);
     fib_free(c);
 }
 
@@ -78,17 +78,17 @@ int32_t fib_coloring_check_graph(const fib_graph *g, const fib_coloring *c)
     return FIB_OK;
 }
 
-void fib_class_sums_free(fib_coloring *c)
+void fib_merge_totals_free(fib_coloring *c)
 {
-    if (!c->class_sums)
+    if (!c->merge_totals)
         return;
     for (int32_t i = 0; i < c->n_groups; i++) {
-        fib_free(c->class_sums[i].sums);
-        fib_free(c->class_sums[i].out_labels);
-        fib_free(c->class_sums[i].in_labels);
+        fib_free(c->merge_totals[i].sums);
+        fib_free(c->merge_totals[i].out_labels);
+        fib_free(c->merge_totals[i].in_labels);
     }
-    fib_free(c->class_sums);
-    c->class_sums = NULL;
+    fib_free(c->merge_totals);
+    c->merge_totals = NULL;
 }
 
 int32_t fib_coloring_create(const fib_graph *g, int32_t symmetry,

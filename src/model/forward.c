@@ -24,7 +24,7 @@ static int32_t check_call(const fib_graph *g, int64_t batch, int32_t dtype,
     if (!fib_dtype_size(dtype))
         return fib_error(FIB_E_INVALID, "%s: unknown dtype %d", fn, (int)dtype);
     for (int32_t i = 0; i < g->n_groups; i++)
-        if (g->groups[i].op == FIB_OP_NODES)
+        if (fib_group_is_nodes(g, i))
             return fib_error(FIB_E_UNSUPPORTED,
                              "%s: group %d is a node group: graphs of nodes have no forward pass",
                              fn, (int)i);
@@ -62,7 +62,7 @@ int32_t fib_forward_all(const fib_graph *g, int64_t batch, int32_t dtype,
             fib_activity_free(g, activity);
             return fib_error(FIB_E_NOMEM, "forward: out of memory for group %d", (int)i);
         }
-        if (grp->op == FIB_OP_INPUT) {
+        if (fib_group_is_input(g, i)) {
             for (int64_t b = 0; b < batch; b++)
                 for (int64_t u = 0; u < width; u++) {
                     double x = fib_load(dtype, inputs, b * n_inputs + column + u);

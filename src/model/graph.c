@@ -136,6 +136,12 @@ bool fib_group_is_output(const fib_graph *g, int32_t group)
     return g->groups[group].n_consumers == 0;
 }
 
+bool fib_group_is_nodes(const fib_graph *g, int32_t group)
+{
+    const fib_block_ops *ops = g->groups[group].ops;
+    return ops && ops->node_set;
+}
+
 static int32_t check_width(int64_t n, const char *what)
 {
     if (n < 1)

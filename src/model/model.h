@@ -62,7 +62,7 @@ typedef struct fib_signature {
     /* When > 0 (n_direct 0): fib_group_signatures also adds up, for each
      * class it finds, the first sum_leading values of its members' rows, in
      * ascending unit order from 0.0, into the row of its first member
-     * (fib_class_sums_keep reads them there); those values are consumed. */
+     * (fib_merge_totals_keep reads them there); those values are consumed. */
     int64_t sum_leading;
     /* Threads for filling and grouping (0: the default); never changes a
      * result. */
@@ -175,7 +175,7 @@ typedef struct fib_block_ops {
                                const fib_partition *parts, double *const *scales,
                                fib_graph *base, const int32_t *base_ids);
     /* Optional: compress from the merge totals its colouring kept
-     * (color/class_sums.c). */
+     * (color/merge_totals.c). */
     int32_t (*compress_totals)(const fib_graph *g, int32_t group,
                                const fib_partition *parts, const double *totals,
                                fib_graph *base, const int32_t *base_ids);
@@ -195,6 +195,15 @@ typedef struct fib_block_ops {
      * parts[group] from the source's classes when a base is made. */
     int32_t (*derive_projection)(const fib_graph *g, int32_t group,
                                  fib_partition *parts);
+    /* Optional: the block as one weight matrix over its one source,
+     * y = W x + b (blocks/blocks.h). What only knows weight matrices
+     * (budgets, symmetry breaking, outgoing norms) refuses a block without
+     * it, naming the block. */
+    const struct fib_dense *(*matrix)(const fib_graph *g, int32_t group);
+    /* The group is a set of graph nodes (graphs/graph_api.c): coloured by
+     * its arcs in the graphs layer, not by signatures, and it has no
+     * forward pass (fib_group_is_nodes). */
+    bool node_set;
 } fib_block_ops;
 
 struct fib_group {
@@ -254,6 +263,7 @@ int32_t fib_graph_push_group(fib_graph *g, const fib_group *group,
                              int32_t *id_out);
 bool fib_group_is_input(const fib_graph *g, int32_t group);
 bool fib_group_is_output(const fib_graph *g, int32_t group);
+bool fib_group_is_nodes(const fib_graph *g, int32_t group);
 /* Number of positions (rows x cols) of a group, and its activity width. */
 int64_t fib_group_positions(const fib_group *grp);
 int64_t fib_group_activity_width(const fib_group *grp);
@@ -267,7 +277,7 @@ bool fib_activation_valid(int32_t activation);
 bool fib_activation_is_linear(int32_t activation);
 void fib_activation_apply(int32_t activation, double param, double *z,
                           int64_t count);
-const char *fib_activation_name(int32_t activation);
+/* fib_activation_name is public (fibration.h). */
 
 /* partition.c */
 int32_t fib_partition_init(fib_partition *p, int64_t n_units);
@@ -334,27 +344,27 @@ double fib_rounding_tol(int32_t dtype, int64_t terms, double abs_sum);
 /* coef[c] = fib_rounding_tol(dtype, |class c of src|, 1.0), so that the
  * allowance of a colour sum of absolute sum a is coef[c] * a (the same
  * bits). Caller frees *coef_out. */
-int32_t fib_colour_coefficients(const fib_partition *src, int32_t dtype, double **coef_out);
-/* src/colour_rows.c: the colour sums of `rows` rows of a row-major block
+int32_t fib_color_coefficients(const fib_partition *src, int32_t dtype, double **coef_out);
+/* src/color_rows.c: the colour sums of `rows` rows of a row-major block
  * (dtype; row r at w + r * ld, n columns, column x of class color[x] <
  * k_classes) into signature rows sig_row0 .. sig_row0 + rows - 1 from
  * coordinate `offset`: value = the sum over a class's columns, tol =
  * coef[class] * the sum of their |w|, with the kernels' summation order
  * (ascending columns from 0.0) on sig->n_threads threads. */
-int32_t fib_colour_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
+int32_t fib_color_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
                         int32_t dtype, const void *w, int64_t ld, int64_t rows,
                         int64_t n, const int64_t *color, int64_t k_classes,
                         const double *coef, int32_t group);
 
-/* A dense group's merge totals (color/class_sums.c), kept by its fiber
+/* A dense group's merge totals (color/merge_totals.c), kept by its fiber
  * colouring: sums[c * k_in + c'] = the sum over the members of class c
  * (rows ascending, from 0.0) of their colour sums over source class c',
  * made for the partitions out_labels (the group) and in_labels (its
  * source). */
-typedef struct fib_class_sums {
+typedef struct fib_merge_totals {
     double *sums;
     int64_t *out_labels, *in_labels;
-} fib_class_sums;
+} fib_merge_totals;
 
 struct fib_coloring {
     int32_t symmetry;
@@ -364,7 +374,7 @@ struct fib_coloring {
      * (every scale 1); NULL array when no group has scales. */
     double **scales;
     /* Per group, merge totals kept from colouring (NULL: none kept). */
-    fib_class_sums *class_sums;
+    fib_merge_totals *merge_totals;
     /* Set by budgets (merge_inputs): fib_compress merges input groups by
      * their classes too, the base's inputs being the classes' means. */
     bool merge_inputs;
@@ -377,7 +387,7 @@ struct fib_coloring {
 int32_t fib_coloring_alloc(const fib_graph *g, int32_t symmetry,
                            fib_coloring **out);
 int32_t fib_coloring_check_graph(const fib_graph *g, const fib_coloring *c);
-void fib_class_sums_free(fib_coloring *c);
+void fib_merge_totals_free(fib_coloring *c);
 
 /* rng.c: splitmix64 seeded xoshiro256** */
 typedef struct fib_rng { uint64_t s[4]; } fib_rng;

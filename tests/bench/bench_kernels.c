@@ -270,7 +270,7 @@ static int kernel_only(int64_t n, int reps, double bw)
     int64_t *start = malloc((size_t)(k + 1) * sizeof *start);
     double *sum = malloc((size_t)(n * k) * sizeof *sum);
     double *abs_sum = malloc((size_t)(n * k) * sizeof *abs_sum);
-    double *scratch = malloc((size_t)fib_colour_scratch_len(n, k) * sizeof *scratch);
+    double *scratch = malloc((size_t)fib_color_scratch_len(n, k) * sizeof *scratch);
     if (!w || !color || !perm || !start || !sum || !abs_sum || !scratch) {
         fprintf(stderr, "out of memory\n");
         return 1;
@@ -280,7 +280,7 @@ static int kernel_only(int64_t n, int reps, double bw)
     for (int64_t j = 0; j < n; j++)
         color[j] = j % k;
     shuffle(color, n);
-    fib_colour_order(color, n, k, perm, start);
+    fib_color_order(color, n, k, perm, start);
     printf("colour-sum kernel alone, %lld x %lld float32, %lld random colours, 1 thread, best of %d\n",
            (long long)n, (long long)n, (long long)k, reps);
     for (int32_t level = FIB_SIMD_SCALAR; level <= FIB_SIMD_AVX512; level++) {
@@ -292,7 +292,7 @@ static int kernel_only(int64_t n, int reps, double bw)
             double t0 = now();
             for (int64_t r0 = 0; r0 < n; r0 += kern->tile_rows) {
                 int64_t rows = n - r0 < kern->tile_rows ? n - r0 : kern->tile_rows;
-                kern->colour_sums_f32(w + r0 * n, n, rows, n, color, perm, start, k, scratch,
+                kern->color_sums_f32(w + r0 * n, n, rows, n, color, perm, start, k, scratch,
                                       sum + r0 * k, abs_sum + r0 * k, k);
             }
             double t = now() - t0;
@@ -310,7 +310,7 @@ static int kernel_only(int64_t n, int reps, double bw)
  * gate rows of w_ih over the source's classes, of w_hh over the group's
  * current one class), random float32 weights over a source with 64 random
  * colours, every kernel set, 1 and 2 threads: the same colour-sum kernels
- * as dense blocks, through fib_colour_rows. */
+ * as dense blocks, through fib_color_rows. */
 static int other_blocks(int reps, double bw, int n_counts, const int32_t *thread_counts)
 {
     const int64_t k_in = 64, conv_in = 1024, conv_out = 1024, hidden = 1024, seq_in = 2048;

@@ -56,13 +56,13 @@ static int n_sets;
 
 /* ---- colour sums -------------------------------------------------------- */
 
-static void test_colour_sums(int f64)
+static void test_color_sums(int f64)
 {
     static const int64_t widths[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 257};
     for (int trial = 0; trial < 400; trial++) {
         int64_t n = widths[below(14)];
         if (trial % 25 == 3) /* several column chunks of the SIMD versions */
-            n = FIB_COLOUR_CHUNK * (1 + below(2)) + below(70) - 3;
+            n = FIB_COLOR_CHUNK * (1 + below(2)) + below(70) - 3;
         int64_t rows = 1 + below(FIB_TILE_MAX);
         if (trial % 5 == 0)
             rows = FIB_TILE_MAX; /* full tiles are the SIMD path */
@@ -87,9 +87,9 @@ static void test_colour_sums(int f64)
         double *ref_a = calloc((size_t)(rows * ld_out), sizeof(double));
         double *got_s = calloc((size_t)(rows * ld_out), sizeof(double));
         double *got_a = calloc((size_t)(rows * ld_out), sizeof(double));
-        double *scratch = malloc((size_t)fib_colour_scratch_len(n, k) * sizeof(double));
+        double *scratch = malloc((size_t)fib_color_scratch_len(n, k) * sizeof(double));
         int64_t *perm = malloc((size_t)n * sizeof *perm), *start = malloc((size_t)(k + 1) * sizeof *start);
-        fib_colour_order(color, n, k, perm, start);
+        fib_color_order(color, n, k, perm, start);
         for (int s = 0; s < n_sets; s++) {
             const fib_kernels *kern = s == 0 ? fib_kernels_scalar() : sets[s];
             double *out_s = s == 0 ? ref_s : got_s, *out_a = s == 0 ? ref_a : got_a;
@@ -98,10 +98,10 @@ static void test_colour_sums(int f64)
             for (int pass = 0; pass < 2; pass++) {
                 double *sums = pass ? only : out_s, *abs_sums = pass ? NULL : out_a;
                 if (f64)
-                    kern->colour_sums_f64(wd + shift, ld, rows, n, color, perm, start, k,
+                    kern->color_sums_f64(wd + shift, ld, rows, n, color, perm, start, k,
                                           scratch, sums, abs_sums, ld_out);
                 else
-                    kern->colour_sums_f32(wf + shift, ld, rows, n, color, perm, start, k,
+                    kern->color_sums_f32(wf + shift, ld, rows, n, color, perm, start, k,
                                           scratch, sums, abs_sums, ld_out);
             }
             for (int64_t r = 0; r < rows; r++)
@@ -472,7 +472,7 @@ static int64_t *colours_of(const fib_graph *g, const fib_coloring *c, int64_t *l
 /* Colours g under every kernel set on 1-3 threads: the same colouring every
  * time, and fibers balanced. Returns the number of classes of group
  * `count_group` (or -1 when a colouring failed). */
-static int64_t same_colouring_everywhere(const fib_graph *g, int32_t symmetry,
+static int64_t same_coloring_everywhere(const fib_graph *g, int32_t symmetry,
                                          int32_t tolerance, double eps, int32_t count_group)
 {
     int64_t *ref = NULL, ref_len = 0, classes = -1;
@@ -518,7 +518,7 @@ static void test_colourings(void)
                 double eps = tol ? 1e-3 : 0.0;
                 net n = make_net(dtype, widths[wi], tol ? eps / 4 : 0.0);
                 for (int32_t sym = FIB_SYM_FIBERS; sym <= FIB_SYM_COVERS; sym++)
-                    same_colouring_everywhere(n.g, sym, tol ? FIB_TOL_ABS : FIB_TOL_EXACT, eps, 1);
+                    same_coloring_everywhere(n.g, sym, tol ? FIB_TOL_ABS : FIB_TOL_EXACT, eps, 1);
                 free_net(&n);
             }
 }
@@ -583,8 +583,8 @@ static void test_conv_lstm_colourings(void)
         fib_graph *g = conv_lstm_net(dtype, &owned);
         /* conv1's copied pairs are its fibers (covers split them: conv2
          * reads the pair's channels differently) */
-        CHECK(same_colouring_everywhere(g, FIB_SYM_FIBERS, FIB_TOL_EXACT, 0.0, 1) == 6);
-        same_colouring_everywhere(g, FIB_SYM_COVERS, FIB_TOL_EXACT, 0.0, 1);
+        CHECK(same_coloring_everywhere(g, FIB_SYM_FIBERS, FIB_TOL_EXACT, 0.0, 1) == 6);
+        same_coloring_everywhere(g, FIB_SYM_COVERS, FIB_TOL_EXACT, 0.0, 1);
         fib_graph_free(g);
         free(owned);
     }
@@ -710,8 +710,8 @@ int main(void)
     for (int32_t l = FIB_SIMD_SCALAR; l <= FIB_SIMD_AVX512; l++)
         if (fib_kernels_level(l))
             sets[n_sets++] = fib_kernels_level(l);
-    test_colour_sums(0);
-    test_colour_sums(1);
+    test_color_sums(0);
+    test_color_sums(1);
     test_row_sums();
     test_all_finite();
     test_axpy();

@@ -396,7 +396,7 @@ static void residual_base_is_exact(void)
     fib_graph_free(g);
 }
 
-/* A colouring keeps each dense group's merge totals (src/color/class_sums.c);
+/* A colouring keeps each dense group's merge totals (src/color/merge_totals.c);
  * fib_compress gives the same base, bit for bit, from a fresh colouring of
  * the same classes that keeps none (it reads the weights again). Re-split
  * planted layers, so that the members' sums differ in their last bits and
@@ -421,7 +421,7 @@ static void kept_totals_give_the_same_base(void)
         CHECK_OK(fib_color(g, &o, &kept));
         int64_t hidden_with_totals = 0;
         for (int32_t l = 1; l <= 4; l++)
-            hidden_with_totals += kept->class_sums && kept->class_sums[l].sums;
+            hidden_with_totals += kept->merge_totals && kept->merge_totals[l].sums;
         CHECK(hidden_with_totals >= 2); /* the test bites: totals were kept */
         CHECK_OK(fib_coloring_create(g, symmetry, &fresh));
         for (int32_t l = 0; l <= 4; l++)

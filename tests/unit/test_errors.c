@@ -168,6 +168,39 @@ static void names_versions_and_null_frees(void)
     CHECK(fib_base_graph(NULL) == NULL);
 }
 
+/* fib_op_name and fib_activation_name: the spelling of every constant
+ * (the one model files and the command use), distinct, NULL past them. */
+static void op_and_activation_names(void)
+{
+    static const struct { int32_t code; const char *name; } ops[] = {
+        {FIB_OP_INPUT, "input"}, {FIB_OP_DENSE, "dense"}, {FIB_OP_SUM, "sum"},
+        {FIB_OP_CONV, "conv"}, {FIB_OP_POOL, "pool"}, {FIB_OP_FLATTEN, "flatten"},
+        {FIB_OP_AFFINE, "affine"}, {FIB_OP_LSTM, "lstm"}, {FIB_OP_GRU, "gru"},
+        {FIB_OP_LAST_STEP, "last_step"}, {FIB_OP_ATTEND, "attend"}, {FIB_OP_NORM, "norm"},
+        {FIB_OP_NODES, "nodes"}, {FIB_OP_PRODUCT, "product"}};
+    static const struct { int32_t code; const char *name; } acts[] = {
+        {FIB_ACT_LINEAR, "linear"}, {FIB_ACT_RELU, "relu"},
+        {FIB_ACT_LEAKY_RELU, "leaky_relu"}, {FIB_ACT_TANH, "tanh"},
+        {FIB_ACT_SIGMOID, "sigmoid"}, {FIB_ACT_GELU, "gelu"}, {FIB_ACT_SILU, "silu"},
+        {FIB_ACT_RELU6, "relu6"}, {FIB_ACT_HARDSWISH, "hardswish"},
+        {FIB_ACT_HARDSIGMOID, "hardsigmoid"}, {FIB_ACT_MISH, "mish"},
+        {FIB_ACT_SOFTPLUS, "softplus"}};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        const char *name = fib_op_name(ops[i].code);
+        CHECK(name && strcmp(name, ops[i].name) == 0);
+        for (size_t j = 0; name && j < i; j++)
+            CHECK(strcmp(name, fib_op_name(ops[j].code)) != 0);
+    }
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++) {
+        const char *name = fib_activation_name(acts[i].code);
+        CHECK(name && strcmp(name, acts[i].name) == 0);
+        for (size_t j = 0; name && j < i; j++)
+            CHECK(strcmp(name, fib_activation_name(acts[j].code)) != 0);
+    }
+    CHECK(fib_op_name(-1) == NULL && fib_op_name(INT32_MAX) == NULL);
+    CHECK(fib_activation_name(-1) == NULL && fib_activation_name(INT32_MAX) == NULL);
+}
+
 /* Strict UTF-8 structure: every lead byte followed by its continuation
  * bytes, nothing else. */
 static bool valid_utf8(const char *text)
@@ -245,6 +278,7 @@ int main(void)
     RUN(builder_errors);
     RUN(colouring_errors);
     RUN(names_versions_and_null_frees);
+    RUN(op_and_activation_names);
     RUN(long_path_keeps_the_reason);
     return test_failures ? 1 : 0;
 }

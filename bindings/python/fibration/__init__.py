@@ -15,11 +15,8 @@ fibration.SYM_COVERS, fibration.E_SHAPE, ...
 """
 
 from . import _ffi
-from ._errors import FibrationError, make_checker
-from ._library import load as _load
-
-lib, library_path = _load()
-check = make_checker(lib)
+from ._errors import FibrationError
+from ._lib import check, lib, library_path
 
 for _name, _value in _ffi.CONSTANTS.items():
     globals()[_name[len("FIB_"):]] = _value

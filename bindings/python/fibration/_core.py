@@ -11,7 +11,8 @@ import os
 import weakref
 from collections import namedtuple
 
-from . import _ffi, check, lib
+from . import _ffi
+from ._lib import check, lib
 from ._arrays import float_buffer, int64_array
 
 SYMMETRIES = {"fibers": _ffi.FIB_SYM_FIBERS, "opfibers": _ffi.FIB_SYM_OPFIBERS,

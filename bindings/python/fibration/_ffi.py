@@ -374,6 +374,8 @@ FUNCTIONS = [
     ('fib_remove_partial_outputs', [], None),
     ('fib_graph_tensor_dtype', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_graph_add_product', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_op_name', [ctypes.c_int32], ctypes.c_char_p),
+    ('fib_activation_name', [ctypes.c_int32], ctypes.c_char_p),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -467,4 +469,6 @@ PARAMETERS = {
     'fib_remove_partial_outputs': (),
     'fib_graph_tensor_dtype': ('graph', 'group', 'index', 'dtype_out', ),
     'fib_graph_add_product': ('graph', 'a', 'b', 'group_out', ),
+    'fib_op_name': ('op', ),
+    'fib_activation_name': ('activation', ),
 }

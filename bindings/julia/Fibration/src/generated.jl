@@ -1432,6 +1432,28 @@ function fib_graph_add_product(graph, a, b, group_out)
     ccall(_cfunction(_cache_fib_graph_add_product, :fib_graph_add_product), Int32, (Ptr{fib_graph}, Int32, Int32, Ptr{Int32}, ), graph, a, b, group_out)
 end
 
+"""
+The name of a FIB_OP_* kind as model files, the command and the bindings
+spell it ("input", "dense", "sum", "conv", "pool", "flatten", "affine",
+"lstm", "gru", "last_step", "attend", "norm", "nodes", "product"): a
+static string, or NULL when `op` is no FIB_OP_* constant. Errors: none.
+"""
+const _cache_fib_op_name = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_op_name(op)
+    ccall(_cfunction(_cache_fib_op_name, :fib_op_name), Ptr{Cchar}, (Int32, ), op)
+end
+
+"""
+The name of a FIB_ACT_* activation ("linear", "relu", "leaky_relu",
+"tanh", "sigmoid", "gelu", "silu", "relu6", "hardswish", "hardsigmoid",
+"mish", "softplus"): a static string, or NULL when `activation` is no
+FIB_ACT_* constant. Errors: none.
+"""
+const _cache_fib_activation_name = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_activation_name(activation)
+    ccall(_cfunction(_cache_fib_activation_name, :fib_activation_name), Ptr{Cchar}, (Int32, ), activation)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1522,4 +1544,6 @@ const FUNCTION_NAMES = [
     :fib_remove_partial_outputs,
     :fib_graph_tensor_dtype,
     :fib_graph_add_product,
+    :fib_op_name,
+    :fib_activation_name,
 ]

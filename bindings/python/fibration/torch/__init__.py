@@ -34,38 +34,22 @@ from collections import namedtuple
 import numpy as np
 import torch
 
-from .. import _core
+from .._errors import FibrationError
+from ._entry import _tolerance, _trace, count_parameters, trace
+from ._errors import UnsupportedModelError
 from ._names import layer_name
-from ._plan import Plan, params_line
+from ._plan import Plan, coloring_from_plan, params_line, plan_from
 from ._rebuild import rebuild
-from ._safety import (TraceMismatchError, TrainModeWarning, check_exact, check_trace,
-                      keep_ties, warn_train_mode)
-from ._trace import UnsupportedModelError, trace as _unchecked_trace
+from ._retune import RetuneResult, Round, evaluate, fine_tune
+from ._safety import (TraceMismatchError, TrainModeWarning, check_exact, flat_outputs,
+                      warn_train_mode)
+from ._ties import keep_ties
 
 __all__ = ["analyze", "compress", "verify", "lift", "break_symmetry", "apply_plan",
            "FiberTracker", "Plan", "Report", "UnsupportedModelError", "TraceMismatchError",
            "TrainModeWarning", "count_parameters", "save", "load"]
 
 Difference = namedtuple("Difference", "max_abs max_rel")
-
-
-def count_parameters(model):
-    return sum(p.numel() for p in model.parameters())
-
-
-def _tolerance(eps, tolerance):
-    """The tolerance to colour with: any mode the library knows by name
-    ('exact', 'abs', 'rel', 'cosine', 'complete', 'ward', optionally
-    'scaled+' one of them); 'exact' with eps > 0 means 'abs', as it always
-    has here."""
-    if not isinstance(tolerance, str):
-        raise ValueError("tolerance must be a name such as 'abs' or 'scaled+ward', not %r"
-                         % (tolerance,))
-    tolerance = tolerance.lower().replace(" ", "")
-    _core._tolerance(tolerance)  # ValueError naming the known modes
-    if not eps >= 0:
-        raise ValueError("eps must be >= 0")
-    return "abs" if eps > 0 and tolerance == "exact" else tolerance
 
 
 def _ignored_nodes(net, ignored_layers):
@@ -111,24 +95,6 @@ def _color(net, symmetry, tolerance, eps, ignored_layers=(), progress=None):
     for layer in net.layers:
         coloring.set_group(layer.group, shadow_coloring.colors(layer.group))
     return coloring
-
-
-def trace(model, example_input, weights_override=None):
-    """The traced Network of `model` (see _trace.trace), checked as every
-    entry point checks it (_safety: hooks, modules with weights called
-    twice, the reproduction of model(example_input)). With weights_override
-    (a colouring aid whose graph differs from the model on purpose) it is
-    not checked."""
-    net = _unchecked_trace(model, example_input, weights_override)
-    if weights_override is None:
-        check_trace(net, example_input)
-    return net
-
-
-def _trace(model, example_input):
-    net = trace(model, example_input)
-    net.example_input = example_input
-    return net
 
 
 # -- analyze ---------------------------------------------------------------
@@ -265,58 +231,6 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False,
 
 # -- compress --------------------------------------------------------------
 
-def _plan_from(net, base, symmetry, tolerance, eps, params, coloring=None):
-    """The Plan of a base; with the colouring of a scale-aware tolerance,
-    every layer's unit scales too (the base depends on them)."""
-    from ._budget import coloring_scales
-    scaled = coloring is not None and tolerance.startswith("scaled+")
-    layers = []
-    for layer in net.layers:
-        # inputs: their own units, or their classes when a budget merged them
-        projection = [int(p) for p in base.projection(layer.group)]
-        entry = {"node": layer.node, "name": layer_name(layer), "kind": layer.kind,
-                 "units": layer.width,
-                 "classes": (max(projection) + 1) if projection else 0,
-                 "sources": [net.layers[s].node for s in layer.sources],
-                 "projection": projection}
-        if layer.module is not None:
-            entry["module"] = layer.module
-        if scaled and layer.kind != "input":
-            entry["scales"] = [float(v) for v in coloring_scales(coloring, layer.group)]
-        layers.append(entry)
-    return Plan(layers, symmetry, tolerance, eps, type(net.model).__name__, params)
-
-
-def _coloring_from_plan(net, plan):
-    from ._budget import set_coloring_scales
-    coloring = net.graph.coloring(plan.symmetry)
-    for layer in net.layers:
-        try:
-            entry = plan.layer(layer.node)
-        except KeyError:
-            raise ValueError("the plan has no layer %r: it was made for another "
-                             "architecture" % layer.node) from None
-        if entry["units"] != layer.width or entry["kind"] != layer.kind:
-            raise ValueError("plan layer %r is a %s of %d units; the model's is a %s of %d"
-                             % (layer.node, entry["kind"], entry["units"], layer.kind,
-                                layer.width))
-        if layer.kind != "input":
-            coloring.set_group(layer.group, entry["projection"])
-            if "scales" in entry:
-                set_coloring_scales(coloring, layer.group, entry["scales"])
-            elif plan.tolerance.startswith("scaled+"):
-                raise ValueError("plan layer %r has no unit scales, which its scale-aware "
-                                 "tolerance (%s) needs: the plan was saved by an older "
-                                 "fibration (a budget plan without its budget record, or a "
-                                 "plan of version 1); compress again to make a new one"
-                                 % (layer.node, plan.tolerance))
-        elif entry["classes"] < entry["units"]:
-            raise ValueError("plan layer %r merges inputs (a budget's merge_inputs); such a "
-                             "plan cannot be re-applied in this version: compress with the "
-                             "budget again" % layer.node)
-    return coloring
-
-
 def _step_printer(progress, verbose, what):
     """progress, printing every step first when verbose."""
     if not verbose:
@@ -377,7 +291,7 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
     tolerance = _tolerance(eps, tolerance)
     net = _trace(model, example_input)
     if plan is not None:
-        coloring = _coloring_from_plan(net, plan)
+        coloring = coloring_from_plan(net, plan)
         symmetry, tolerance, eps = plan.symmetry, plan.tolerance, plan.eps
     else:
         coloring = _color(net, symmetry, tolerance, eps, ignored_layers,
@@ -389,7 +303,7 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
         check_exact(model, compressed, example_input)
     compressed._fibration_source = CompressedSource(net, coloring)  # for save()
     params = (count_parameters(model), count_parameters(compressed))
-    new_plan = _plan_from(net, base, symmetry, tolerance, eps, params, coloring)
+    new_plan = plan_from(net, base, symmetry, tolerance, eps, params, coloring)
     warn_train_mode(new_plan, compressed)
     if verbose:
         print(new_plan.summary())
@@ -403,16 +317,6 @@ def apply_plan(model, example_input, plan):
 
 # -- verify ----------------------------------------------------------------
 
-def _flat_outputs(out):
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, (tuple, list)):
-        return [t for o in out for t in _flat_outputs(o)]
-    if isinstance(out, dict):
-        return [t for k in sorted(out) for t in _flat_outputs(out[k])]
-    raise TypeError("model output of type %s" % type(out).__name__)
-
-
 def verify(original, compressed, inputs):
     """(max_abs, max_rel): the largest absolute output difference between the
     two models on `inputs`, and the same divided by the largest |output| of
@@ -423,8 +327,8 @@ def verify(original, compressed, inputs):
     compressed.eval()
     try:
         with torch.no_grad():
-            a = _flat_outputs(original(*inputs))
-            b = _flat_outputs(compressed(*inputs))
+            a = flat_outputs(original(*inputs))
+            b = flat_outputs(compressed(*inputs))
     finally:
         original.train(modes[0])
         compressed.train(modes[1])
@@ -498,7 +402,53 @@ def break_symmetry(model, example_input, seed=0, eps=0.0, tolerance="exact"):
     return fresh
 
 
+# -- retune ----------------------------------------------------------------
+
+def retune(model, x_train, y_train, budgets=(0.5, 0.3, 0.17, 0.1), val_fraction=0.1,
+           epochs=1, lr=1e-3, batch=128, patience=3, max_loss_increase=0.1, seed=0,
+           calibration_size=0, verbose=False):
+    """Compress -> fine-tune rounds at decreasing budgets; see the module doc.
+    x_train, y_train: the training set (a validation split of val_fraction is
+    held out of it). calibration_size > 0 passes that many training images to
+    compress() as its calibration batch. Returns RetuneResult(model, rounds)."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(x_train), generator=g)
+    n_val = max(1, int(len(x_train) * val_fraction))
+    x_val, y_val = x_train[perm[:n_val]], y_train[perm[:n_val]]
+    x_fit, y_fit = x_train[perm[n_val:]], y_train[perm[n_val:]]
+    total = count_parameters(model)
+    current = copy.deepcopy(model)
+    reference = fine_tune(current, x_fit, y_fit, x_val, y_val, 0, lr, batch, patience, g)
+    rounds, accepted_model = [], current
+    for r, budget in enumerate(sorted(budgets, reverse=True)):
+        # the budget is relative to the original model; the current one is smaller
+        fraction = budget * total / count_parameters(current)
+        if fraction >= 1:
+            continue
+        cal = x_fit[:calibration_size] if calibration_size else None
+        try:
+            small, _ = compress(current, x_fit[:4], budget=fraction, calibration=cal)
+        except FibrationError as e:  # below the smallest base: nothing more to do
+            if verbose:
+                print("round %d: budget %.3f not reachable (%s)" % (r, budget, e))
+            break
+        loss_before = evaluate(small, x_val, y_val)[0]
+        loss_after = fine_tune(small, x_fit, y_fit, x_val, y_val, epochs, lr, batch,
+                                patience, g)
+        acc = evaluate(small, x_val, y_val)[1]
+        ok = loss_after <= reference * (1 + max_loss_increase)
+        params = count_parameters(small)
+        rounds.append(Round(r, budget, params, params / total, loss_before, loss_after, acc, ok))
+        if verbose:
+            print("round %d: budget %.3f, %d parameters (%.1f%%), val loss %.4f -> %.4f, "
+                  "val acc %.2f%%%s" % (r, budget, params, 100 * params / total, loss_before,
+                                        loss_after, 100 * acc, "" if ok else "  (stop)"))
+        if not ok:
+            break
+        current = accepted_model = small
+    return RetuneResult(accepted_model, rounds)
+
+
 from ._files import CompressedSource, load, save  # noqa: E402
 from ._tracker import FiberTracker  # noqa: E402
-from ._budget import tolerance_tree  # noqa: E402
-from ._retune import retune  # noqa: E402
+from ._ladder import tolerance_tree  # noqa: E402

@@ -1,9 +1,7 @@
-"""Compression to a parameter budget, scale-aware colourings and the
-hierarchy of colourings at increasing tolerance.
+"""Compression to a parameter budget and scale-aware colourings.
 
     small, plan = ft.compress(model, x, budget=0.17)              # data-free
     small, plan = ft.compress(model, x, budget=0.17, calibration=xb)  # refined
-    tree = ft.tolerance_tree(model, x, [0.05, 0.1, 0.2], "scaled+ward", path="tree.dot")
 
 The budget is the fraction of parameters kept. fib_compress_to_budget (C)
 chooses the grouping (scale-aware rank-1 Ward or plain Ward) and the number of
@@ -23,14 +21,15 @@ the numpy version of the C correction, kept as the tests' reference.
 """
 
 import ctypes
-import json
-import math
-import os
 
 import numpy as np
 import torch
 
 from .. import _ffi, check, lib
+from ._entry import _trace, count_parameters
+from ._plan import plan_from
+from ._scales import coloring_scales  # noqa: F401 (read by tests as _budget.coloring_scales)
+from ._ties import keep_ties
 
 # Tolerance modes by name; "scaled+<mode>" adds the FIB_TOL_SCALED flag.
 TOLERANCE_CODES = {"exact": _ffi.FIB_TOL_EXACT, "abs": _ffi.FIB_TOL_ABS,
@@ -60,23 +59,6 @@ def tolerance_name(code):
     names = {v: k for k, v in TOLERANCE_CODES.items()}
     base = names.get(code & ~_ffi.FIB_TOL_SCALED, str(code))
     return ("scaled+" if code & _ffi.FIB_TOL_SCALED else "") + base
-
-
-def coloring_scales(coloring, group):
-    """Per-unit scales of a group (fib_coloring_scales; all 1 unless scaled)."""
-    n = coloring.graph.group(group).n_units
-    out = np.empty(n, np.float64)
-    check(lib.fib_coloring_scales(coloring._p(), group,
-                                  out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), n),
-          "fib_coloring_scales")
-    return out
-
-
-def set_coloring_scales(coloring, group, scales):
-    arr = np.ascontiguousarray(scales, dtype=np.float64)
-    check(lib.fib_coloring_set_scales(coloring._p(), group,
-                                      arr.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
-                                      arr.shape[0]), "fib_coloring_set_scales")
 
 
 def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_iterations=None,
@@ -334,9 +316,7 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
     of its first Linear's input, and the budget counts its class index as
     one parameter per input; input_sensitivity: the C option's (None: its
     default). progress: as for base_to_budget, for every C call."""
-    from . import _plan_from, _trace, count_parameters
     from ._rebuild import rebuild
-    from ._safety import keep_ties
     if not (0 < float(budget) <= 1):
         raise ValueError("budget is the fraction of parameters kept, in (0, 1]; got %r"
                          % (budget,))
@@ -385,7 +365,7 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
     _, base, compressed, info = best
     keep_ties(net, compressed)
     params = (count_parameters(model), count_parameters(compressed) + input_index_size(compressed))
-    plan = _plan_from(net, base, "fibers", info["tolerance"], 0.0, params)
+    plan = plan_from(net, base, "fibers", info["tolerance"], 0.0, params)
     plan.budget = dict(info, budget=float(budget))
     if verbose:
         print(plan.summary())
@@ -401,9 +381,7 @@ def reapply_budget_plan(model, example_input, plan, verbose=False, progress=None
     model. ValueError when the classes come out different (other weights):
     the representatives and the correction belong to the weights they were
     derived from."""
-    from . import _plan_from, _trace, count_parameters
     from ._rebuild import rebuild
-    from ._safety import keep_ties
     info = plan.budget
     try:
         budget, tolerance = float(info["budget"]), info["tolerance"]
@@ -435,141 +413,9 @@ def reapply_budget_plan(model, example_input, plan, verbose=False, progress=None
                 "budget=%g instead)" % (budget, layer.node, budget))
     keep_ties(net, compressed)
     params = (count_parameters(model), count_parameters(compressed) + input_index_size(compressed))
-    again = _plan_from(net, base, "fibers", got["tolerance"], 0.0, params)
+    again = plan_from(net, base, "fibers", got["tolerance"], 0.0, params)
     again.budget = dict(got, corrected=corrected, refit=refit,
                         synthetic_scale=knobs["synthetic_scale"] or None, budget=budget)
     if verbose:
         print(again.summary())
     return compressed, again
-
-
-# -- hierarchy --------------------------------------------------------------
-
-def nested_colorings(graph, eps_list, tolerance="rel", symmetry="fibers"):
-    """Colourings at increasing eps, made to nest by the library
-    (fib_color_nested): level t is the join of the colouring at eps_list[t]
-    with level t - 1 (the finest partition coarser than both), so a class
-    never splits as eps grows. eps_list is sorted here. Returns
-    [(eps, {group: labels})] for the hidden groups."""
-    eps_list = sorted(float(e) for e in eps_list)
-    groups = [g.id for g in graph.groups() if g.sources and not g.is_output]
-    levels = graph.color_nested(eps_list, symmetry, tolerance_code(tolerance))
-    return [(eps, {g: c.colors(g) for g in groups}) for eps, c in zip(eps_list, levels)]
-
-
-def _tree(levels, group, n_units):
-    """A nested tree: leaves are units; level t's classes are internal nodes
-    whose children are level t - 1's classes (units at the first level)."""
-    children = [{"unit": u} for u in range(n_units)]
-    for eps, labels in levels:
-        lab = labels[group]
-        nodes = {}
-        if len(children) and "unit" in children[0]:
-            for u, child in enumerate(children):
-                nodes.setdefault(int(lab[u]), []).append(child)
-        else:
-            for child in children:
-                nodes.setdefault(int(lab[child["members"][0]]), []).append(child)
-        children = []
-        for c in sorted(nodes):
-            kids = nodes[c]
-            members = sorted(m for k in kids for m in (k["members"] if "members" in k
-                                                       else [k["unit"]]))
-            children.append({"eps": eps, "class": c, "members": members, "children": kids})
-    return {"units": n_units, "levels": [e for e, _ in levels], "classes": children}
-
-
-def tolerance_tree(model, example_input, eps_list, tolerance="scaled+ward", path=None,
-                   symmetry="fibers", dot_max_units=64):
-    """The nested hierarchy of colourings of every hidden Linear layer as a
-    dict {layer: tree} (nested_colorings; the shape `fibration analyze
-    --tolerance-tree --json` writes). With `path`, written there: as Graphviz
-    DOT when it ends in .dot (tree_dot), as JSON otherwise."""
-    from . import _trace
-    net = _trace(model, example_input)
-    levels = nested_colorings(net.graph, eps_list, tolerance, symmetry)
-    eps = [e for e, _ in levels]
-    out = {"symmetry": symmetry, "tolerance": tolerance, "eps": eps, "layers": {}}
-    for layer in net.layers:
-        if layer.kind != "dense" or layer.group not in levels[0][1]:
-            continue
-        tree = {"group": layer.group, "op": "dense"}
-        tree.update(_tree(levels, layer.group, layer.width))
-        tree["classes_per_level"] = [int(len(set(lab[layer.group].tolist())))
-                                     for _, lab in levels]
-        out["layers"][layer.module or layer.node] = tree
-    if path is not None:
-        with open(path, "w") as f:
-            if os.fspath(path).endswith(".dot"):
-                title = "%s: %s, %s tolerance, eps %s" % (
-                    type(model).__name__, symmetry, tolerance, ", ".join("%g" % e for e in eps))
-                f.write(tree_dot(out, title, dot_max_units))
-            else:
-                json.dump(out, f)
-    return out
-
-
-_PALETTE = ["#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#fdb462",
-            "#b3de69", "#fccde5", "#bc80bd", "#ccebc5", "#ffed6f", "#d9d9d9"]
-
-
-def _dot_string(text):
-    return '"%s"' % str(text).replace("\\", "\\\\").replace('"', '\\"')
-
-
-def tree_dot(tree, title="tolerance tree", max_units=64):
-    """A tolerance tree (tolerance_tree's dict) as Graphviz DOT, drawn as
-    `fibration analyze --tolerance-tree --dot` draws it (docs/cli.md): one
-    cluster per layer, one node per class per level (g<group>l<level>c<class>,
-    labelled with its size), an edge from every class to the class of the
-    next level that holds it, and the units as leaves (g<group>u<unit>); a
-    layer of more than max_units units gets instead one box per first-level
-    class counting its units (g<group>n<class>)."""
-    eps = tree["eps"]
-    lines = ["digraph tolerance_tree {",
-             '  graph [rankdir=BT, fontname="Helvetica", label=%s];' % _dot_string(title),
-             '  node [shape=circle, style=filled, fixedsize=true, fontname="Helvetica", '
-             'fontsize=9];',
-             '  edge [arrowsize=0.4, color="#777777"];']
-    for name, layer in tree["layers"].items():
-        g, counts, units = layer["group"], layer["classes_per_level"], layer["units"]
-        # the classes of every level, in class order, from the top down
-        by_level = [None] * len(eps)
-        nodes = layer["classes"]
-        for t in range(len(eps) - 1, -1, -1):
-            by_level[t] = sorted(nodes, key=lambda n: n["class"])
-            nodes = [c for n in nodes for c in n["children"] if "class" in c]
-        collapsed = units > max_units
-        lines += ["  subgraph cluster_%d {" % g, "    label=%s;" % _dot_string(name),
-                  '    tooltip="%s, %d units; classes per level %s%s";' % (
-                      layer.get("op", "dense"), units, ", ".join(map(str, counts)),
-                      "; units counted per first-level class" if collapsed else "")]
-        if collapsed:
-            for n in by_level[0]:
-                s = len(n["members"])
-                lines.append('    g%dn%d [shape=box, fixedsize=false, fillcolor="#f0f0f0", '
-                             'label="%d unit%s"];' % (g, n["class"], s, "s" if s > 1 else ""))
-        else:
-            lines += ['    g%du%d [shape=plaintext, style=solid, fixedsize=false, label="%d", '
-                      'tooltip="unit %d"];' % (g, u, u, u) for u in range(units)]
-        for t, level in enumerate(by_level):
-            for n in level:
-                s = len(n["members"])
-                lines.append('    g%dl%dc%d [width=%.2f, label="%s", fillcolor="%s", '
-                             'tooltip="eps %g, class %d: %d unit%s"];'
-                             % (g, t, n["class"], 0.25 + 0.12 * math.sqrt(s),
-                                s if s > 1 else " ", _PALETTE[t % 12], eps[t], n["class"], s,
-                                "s" if s > 1 else ""))
-        for n in by_level[0]:
-            if collapsed:
-                lines.append("    g%dn%d -> g%dl0c%d;" % (g, n["class"], g, n["class"]))
-            else:
-                lines += ["    g%du%d -> g%dl0c%d;" % (g, u, g, n["class"])
-                          for u in n["members"]]
-        for t in range(1, len(eps)):
-            for n in by_level[t]:
-                lines += ["    g%dl%dc%d -> g%dl%dc%d;" % (g, t - 1, c["class"], g, t, n["class"])
-                          for c in n["children"]]
-        lines.append("  }")
-    lines.append("}")
-    return "\n".join(lines) + "\n"

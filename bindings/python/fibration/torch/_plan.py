@@ -24,6 +24,9 @@ what the compressed model does not reproduce (train-mode batch norm).
 
 import json
 
+from ._names import layer_name
+from ._scales import coloring_scales, set_coloring_scales
+
 FORMAT = "fibration-plan"
 VERSION = 2
 
@@ -111,3 +114,53 @@ def params_line(before, after):
     """'Params: 0.27 M => 0.05 M (18.5%)': the percentage is what remains."""
     share = 100.0 * after / before if before else 100.0
     return "Params: %.2f M => %.2f M (%.1f%%)" % (before / 1e6, after / 1e6, share)
+
+
+def plan_from(net, base, symmetry, tolerance, eps, params, coloring=None):
+    """The Plan of a base; with the colouring of a scale-aware tolerance,
+    every layer's unit scales too (the base depends on them)."""
+    scaled = coloring is not None and tolerance.startswith("scaled+")
+    layers = []
+    for layer in net.layers:
+        # inputs: their own units, or their classes when a budget merged them
+        projection = [int(p) for p in base.projection(layer.group)]
+        entry = {"node": layer.node, "name": layer_name(layer), "kind": layer.kind,
+                 "units": layer.width,
+                 "classes": (max(projection) + 1) if projection else 0,
+                 "sources": [net.layers[s].node for s in layer.sources],
+                 "projection": projection}
+        if layer.module is not None:
+            entry["module"] = layer.module
+        if scaled and layer.kind != "input":
+            entry["scales"] = [float(v) for v in coloring_scales(coloring, layer.group)]
+        layers.append(entry)
+    return Plan(layers, symmetry, tolerance, eps, type(net.model).__name__, params)
+
+
+def coloring_from_plan(net, plan):
+    coloring = net.graph.coloring(plan.symmetry)
+    for layer in net.layers:
+        try:
+            entry = plan.layer(layer.node)
+        except KeyError:
+            raise ValueError("the plan has no layer %r: it was made for another "
+                             "architecture" % layer.node) from None
+        if entry["units"] != layer.width or entry["kind"] != layer.kind:
+            raise ValueError("plan layer %r is a %s of %d units; the model's is a %s of %d"
+                             % (layer.node, entry["kind"], entry["units"], layer.kind,
+                                layer.width))
+        if layer.kind != "input":
+            coloring.set_group(layer.group, entry["projection"])
+            if "scales" in entry:
+                set_coloring_scales(coloring, layer.group, entry["scales"])
+            elif plan.tolerance.startswith("scaled+"):
+                raise ValueError("plan layer %r has no unit scales, which its scale-aware "
+                                 "tolerance (%s) needs: the plan was saved by an older "
+                                 "fibration (a budget plan without its budget record, or a "
+                                 "plan of version 1); compress again to make a new one"
+                                 % (layer.node, plan.tolerance))
+        elif entry["classes"] < entry["units"]:
+            raise ValueError("plan layer %r merges inputs (a budget's merge_inputs); such a "
+                             "plan cannot be re-applied in this version: compress with the "
+                             "budget again" % layer.node)
+    return coloring

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.fx
 
+from ._errors import UnsupportedModelError
 from ._values import Value
 
 POSITION_BITS = 24
@@ -295,7 +296,6 @@ def rebuild_moved(ctx, node):
     layer = info["layer"]
     count, groups, units, weights = _selection(ctx, layer.group)
     if not (np.all(count == 1) and np.all(weights == 1.0)):
-        from ._trace import UnsupportedModelError
         raise UnsupportedModelError(
             "node %r: the base of the moved units %r is not a selection of its sources' "
             "base units (a colouring that scales or averages them), which the rebuilt "

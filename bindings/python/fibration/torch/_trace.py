@@ -32,12 +32,10 @@ from torch.fx.passes.shape_prop import ShapeProp
 from .. import Graph
 from . import _convert, _relabel
 from ._concrete import concrete_trace
+from ._errors import UnsupportedModelError
+from ._rebuild import rebuild
+from ._ties import keep_ties
 from ._values import CHANNEL_DIM, Constant, TupleValue, Value  # noqa: F401 (re-exported)
-
-
-class UnsupportedModelError(TypeError):
-    """The model holds a layer or an operation that libfibration cannot map
-    (yet). The message names it and says why."""
 
 
 @dataclass
@@ -81,9 +79,7 @@ class Network:
         edited with Coloring.set_group, or built by hand. The base is Eq. 10
         of the colouring (fib_compress); class_name defaults to
         'Compressed' + the model's class name. Tied tensors stay tied, or
-        UnsupportedModelError (_safety.keep_ties)."""
-        from ._rebuild import rebuild
-        from ._safety import keep_ties
+        UnsupportedModelError (_ties.keep_ties)."""
         compressed = rebuild(self, self.graph.compress(coloring),
                              class_name or "Compressed" + type(self.model).__name__)
         keep_ties(self, compressed)

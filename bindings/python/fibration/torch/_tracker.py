@@ -1,6 +1,6 @@
 """FiberTracker: the number of fibers of every layer, recorded over training."""
 
-from . import _tolerance, _trace
+from ._entry import _tolerance, _trace
 from ._names import layer_name
 
 

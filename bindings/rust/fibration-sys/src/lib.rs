@@ -1002,6 +1002,18 @@ extern "C" {
     /// fib_graph_read_sum. Errors: FIB_E_NULL, FIB_E_RANGE, FIB_E_SHAPE (widths,
     /// positions).
     pub fn fib_graph_add_product(graph: *mut fib_graph, a: i32, b: i32, group_out: *mut i32) -> i32;
+
+    /// The name of a FIB_OP_* kind as model files, the command and the bindings
+    /// spell it ("input", "dense", "sum", "conv", "pool", "flatten", "affine",
+    /// "lstm", "gru", "last_step", "attend", "norm", "nodes", "product"): a
+    /// static string, or NULL when `op` is no FIB_OP_* constant. Errors: none.
+    pub fn fib_op_name(op: i32) -> *const c_char;
+
+    /// The name of a FIB_ACT_* activation ("linear", "relu", "leaky_relu",
+    /// "tanh", "sigmoid", "gelu", "silu", "relu6", "hardswish", "hardsigmoid",
+    /// "mish", "softplus"): a static string, or NULL when `activation` is no
+    /// FIB_ACT_* constant. Errors: none.
+    pub fn fib_activation_name(activation: i32) -> *const c_char;
 }
 
 /// Every function name of the header, in header order.
@@ -1095,4 +1107,6 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_remove_partial_outputs",
     "fib_graph_tensor_dtype",
     "fib_graph_add_product",
+    "fib_op_name",
+    "fib_activation_name",
 ];

@@ -6,7 +6,7 @@
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
 
-int32_t fib_colour_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
+int32_t fib_color_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
                         int32_t dtype, const void *w, int64_t ld, int64_t rows,
                         int64_t n, const int64_t *color, int64_t k_classes,
                         const double *coef, int32_t group)
@@ -15,7 +15,7 @@ int32_t fib_colour_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
     int64_t tile = kernels->tile_rows;
     int64_t n_tiles = (rows + tile - 1) / tile;
     int threads = fib_thread_count(sig->n_threads, n_tiles);
-    int64_t scratch_len = fib_colour_scratch_len(n, k_classes);
+    int64_t scratch_len = fib_color_scratch_len(n, k_classes);
     double *scratch = fib_alloc(scratch_len * threads, sizeof *scratch);
     /* the class order of the columns, once per block */
     int64_t *perm = fib_alloc(n, sizeof *perm);
@@ -27,7 +27,7 @@ int32_t fib_colour_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
         return fib_error(FIB_E_NOMEM, "group %d: out of memory for colour sums",
                          (int)group);
     }
-    fib_colour_order(color, n, k_classes, perm, start);
+    fib_color_order(color, n, k_classes, perm, start);
     size_t esize = fib_dtype_size(dtype);
     FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t t = 0; t < n_tiles; t++) {
@@ -37,10 +37,10 @@ int32_t fib_colour_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
         double *own = scratch + scratch_len * fib_thread_num();
         const void *at = (const char *)w + (size_t)(row0 * ld) * esize;
         if (dtype == FIB_DTYPE_F32)
-            kernels->colour_sums_f32(at, ld, count, n, color, perm, start, k_classes, own,
+            kernels->color_sums_f32(at, ld, count, n, color, perm, start, k_classes, own,
                                      val, tol, sig->n_coords);
         else
-            kernels->colour_sums_f64(at, ld, count, n, color, perm, start, k_classes, own,
+            kernels->color_sums_f64(at, ld, count, n, color, perm, start, k_classes, own,
                                      val, tol, sig->n_coords);
         /* fib_rounding_tol(dtype, |c|, a) is coef[c] * a, the same bits */
         for (int64_t r = 0; r < count; r++)
@@ -53,7 +53,7 @@ int32_t fib_colour_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
     return FIB_OK;
 }
 
-int32_t fib_colour_coefficients(const fib_partition *src, int32_t dtype, double **coef_out)
+int32_t fib_color_coefficients(const fib_partition *src, int32_t dtype, double **coef_out)
 {
     int64_t k = src->n_classes;
     int64_t *sizes = fib_alloc(k, sizeof *sizes);

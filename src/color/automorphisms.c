@@ -1,19 +1,13 @@
-/* The symmetry hierarchy: the automorphism level (twins in network groups,
- * orbits by individualisation and refinement in node groups), the
- * refinement check between colourings, and the four-level report. */
+/* The automorphism level of the symmetry ladder (ladder.c): twins in
+ * network groups, orbits by individualisation and refinement in node
+ * groups. */
 #include "color/color.h"
 #include "graphs/automorphism.h"
 
 #include <math.h>
 #include <string.h>
 
-struct fib_hierarchy {
-    int32_t n_groups;
-    fib_coloring *level[4]; /* fibers, opfibers, covers, automorphisms */
-    int32_t *links;         /* per group: FIB_CHAIN_* bits */
-};
-
-static int32_t check_options(const fib_color_options *o, const char *fn)
+int32_t fib_automorphism_options_check(const fib_color_options *o, const char *fn)
 {
     if (o->struct_size < sizeof *o)
         return fib_error(FIB_E_INVALID, "%s: options.struct_size %zu is smaller "
@@ -41,7 +35,7 @@ static double group_eps(const fib_graph *g, int32_t group,
 
 static bool is_hidden_unit_group(const fib_graph *g, int32_t i)
 {
-    return g->groups[i].op != FIB_OP_NODES && !fib_group_is_input(g, i) &&
+    return !fib_group_is_nodes(g, i) && !fib_group_is_input(g, i) &&
            !fib_group_is_output(g, i);
 }
 
@@ -72,7 +66,7 @@ static int32_t network_twins(const fib_graph *g, const fib_color_options *o,
         status = fib_coloring_alloc(g, FIB_SYM_FIBERS, &rows);
     int64_t done = 0, total = 2 * (int64_t)g->n_groups;
     for (int32_t i = 0; i < g->n_groups && !status; i++) {
-        if (g->groups[i].op != FIB_OP_NODES && !fib_group_is_input(g, i)) {
+        if (!fib_group_is_nodes(g, i) && !fib_group_is_input(g, i)) {
             fib_signature sig;
             status = fib_fiber_signature(g, i, discrete->parts, &sig);
             fib_partition next = {0};
@@ -147,7 +141,7 @@ static int32_t node_graph_build(const fib_graph *g, node_graph *ng)
         return fib_error(FIB_E_NOMEM, "automorphisms: out of memory");
     int64_t n = 0;
     for (int32_t i = 0; i < g->n_groups; i++) {
-        ng->offset[i] = g->groups[i].op == FIB_OP_NODES ? n : -1;
+        ng->offset[i] = fib_group_is_nodes(g, i) ? n : -1;
         if (ng->offset[i] >= 0)
             n += g->groups[i].n_units;
     }
@@ -245,9 +239,8 @@ static int32_t node_orbits(const fib_graph *g, const fib_coloring *covers,
     return status;
 }
 
-static int32_t automorphisms(const fib_graph *g, const fib_color_options *o,
-                             const fib_coloring *exact_covers,
-                             fib_coloring **out)
+int32_t fib_automorphisms_from(const fib_graph *g, const fib_color_options *o,
+                               const fib_coloring *exact_covers, fib_coloring **out)
 {
     fib_coloring *c = NULL, *covers = NULL;
     int32_t status = fib_coloring_alloc(g, FIB_SYM_AUTOMORPHISMS, &c);
@@ -255,7 +248,7 @@ static int32_t automorphisms(const fib_graph *g, const fib_color_options *o,
         status = network_twins(g, o, c->parts);
     bool has_nodes = false;
     for (int32_t i = 0; i < g->n_groups; i++)
-        has_nodes = has_nodes || g->groups[i].op == FIB_OP_NODES;
+        has_nodes = has_nodes || fib_group_is_nodes(g, i);
     if (!status && has_nodes && !exact_covers) {
         fib_color_options exact;
         fib_color_options_init(&exact, sizeof exact);
@@ -286,10 +279,10 @@ int32_t fib_automorphisms(const fib_graph *g, const fib_color_options *options,
         fib_color_options_init(&defaults, sizeof defaults);
         options = &defaults;
     }
-    int32_t status = check_options(options, "fib_automorphisms");
+    int32_t status = fib_automorphism_options_check(options, "fib_automorphisms");
     if (status)
         return status;
-    return automorphisms(g, options, NULL, out);
+    return fib_automorphisms_from(g, options, NULL, out);
 }
 
 int32_t fib_graph_is_automorphism(const fib_graph *g, int32_t group,
@@ -302,7 +295,7 @@ int32_t fib_graph_is_automorphism(const fib_graph *g, int32_t group,
     if (group < -1 || group >= g->n_groups)
         return fib_error(FIB_E_RANGE, "%s: group %d out of range (%d groups)",
                          fn, (int)group, (int)g->n_groups);
-    if (group >= 0 && g->groups[group].op != FIB_OP_NODES)
+    if (group >= 0 && !fib_group_is_nodes(g, group))
         return fib_error(FIB_E_UNSUPPORTED, "%s: group %d is not a node group "
                          "(network groups: see fib_automorphisms)", fn, (int)group);
     node_graph ng;
@@ -346,207 +339,4 @@ int32_t fib_graph_is_automorphism(const fib_graph *g, int32_t group,
     fib_free(group_of);
     node_graph_clear(&ng);
     return status;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Refinement and the hierarchy                                             */
-/* ------------------------------------------------------------------------ */
-
-static int32_t partition_refines(const fib_partition *finer,
-                                 const fib_partition *coarser, bool *out)
-{
-    *out = true;
-    if (finer->n_units == 0)
-        return FIB_OK;
-    int64_t *image = fib_alloc(finer->n_classes, sizeof *image);
-    if (!image)
-        return fib_error(FIB_E_NOMEM, "fib_coloring_refines: out of memory");
-    for (int64_t c = 0; c < finer->n_classes; c++)
-        image[c] = -1;
-    for (int64_t i = 0; i < finer->n_units && *out; i++) {
-        int64_t c = finer->color[i];
-        if (image[c] < 0)
-            image[c] = coarser->color[i];
-        else if (image[c] != coarser->color[i])
-            *out = false;
-    }
-    fib_free(image);
-    return FIB_OK;
-}
-
-int32_t fib_coloring_refines(const fib_graph *g, const fib_coloring *finer,
-                             const fib_coloring *coarser, int32_t group,
-                             int32_t *refines_out)
-{
-    if (!refines_out)
-        return fib_error(FIB_E_NULL, "fib_coloring_refines: refines_out is NULL");
-    int32_t status = fib_coloring_check_graph(g, finer);
-    if (!status)
-        status = fib_coloring_check_graph(g, coarser);
-    if (status)
-        return status;
-    if (group < -1 || group >= g->n_groups)
-        return fib_error(FIB_E_RANGE, "fib_coloring_refines: group %d out of "
-                         "range (%d groups)", (int)group, (int)g->n_groups);
-    bool all = true;
-    for (int32_t i = 0; i < g->n_groups && all && !status; i++)
-        if (group < 0 || i == group)
-            status = partition_refines(&finer->parts[i], &coarser->parts[i], &all);
-    if (!status)
-        *refines_out = all ? 1 : 0;
-    return status;
-}
-
-void fib_hierarchy_free(fib_hierarchy *h)
-{
-    if (!h)
-        return;
-    for (int k = 0; k < 4; k++)
-        fib_coloring_free(h->level[k]);
-    fib_free(h->links);
-    fib_free(h);
-}
-
-static int32_t chain_links(fib_hierarchy *h)
-{
-    int32_t status = FIB_OK;
-    for (int32_t i = 0; i < h->n_groups && !status; i++) {
-        bool in_covers = false, in_fibers = false, in_opfibers = false;
-        const fib_partition *fib = &h->level[0]->parts[i], *op = &h->level[1]->parts[i];
-        const fib_partition *cov = &h->level[2]->parts[i], *aut = &h->level[3]->parts[i];
-        status = partition_refines(aut, cov, &in_covers);
-        if (!status)
-            status = partition_refines(cov, fib, &in_fibers);
-        if (!status)
-            status = partition_refines(cov, op, &in_opfibers);
-        h->links[i] = (in_covers ? FIB_CHAIN_ORBITS_IN_COVERS : 0) |
-                      (in_fibers ? FIB_CHAIN_COVERS_IN_FIBERS : 0) |
-                      (in_opfibers ? FIB_CHAIN_COVERS_IN_OPFIBERS : 0);
-    }
-    return status;
-}
-
-int32_t fib_hierarchy_create(const fib_graph *g, const fib_color_options *options,
-                             fib_hierarchy **out)
-{
-    if (!g || !out)
-        return fib_error(FIB_E_NULL, "fib_hierarchy_create: %s is NULL",
-                         g ? "out" : "graph");
-    fib_color_options o;
-    if (options) {
-        int32_t status = check_options(options, "fib_hierarchy_create");
-        if (status)
-            return status;
-        o = *options;
-    } else {
-        fib_color_options_init(&o, sizeof o);
-    }
-    fib_hierarchy *h = fib_calloc(1, sizeof *h);
-    if (!h)
-        return fib_error(FIB_E_NOMEM, "fib_hierarchy_create: out of memory");
-    h->n_groups = g->n_groups;
-    h->links = fib_calloc(g->n_groups > 0 ? g->n_groups : 1, sizeof *h->links);
-    int32_t status = h->links ? FIB_OK
-                              : fib_error(FIB_E_NOMEM, "fib_hierarchy_create: out of memory");
-    o.symmetry = FIB_SYM_FIBERS;
-    if (!status)
-        status = fib_color_internal(g, &o, &h->level[0]);
-    o.symmetry = FIB_SYM_OPFIBERS;
-    if (!status)
-        status = fib_color_internal(g, &o, &h->level[1]);
-    if (!status)
-        status = fib_coloring_alloc(g, FIB_SYM_COVERS, &h->level[2]);
-    for (int32_t i = 0; i < g->n_groups && !status; i++) {
-        fib_partition meet;
-        status = fib_partition_meet(&meet, &h->level[0]->parts[i], &h->level[1]->parts[i]);
-        if (!status) {
-            fib_partition_clear(&h->level[2]->parts[i]);
-            h->level[2]->parts[i] = meet;
-        }
-    }
-    /* Node-group orbits start from exact covers: reuse these when exact. */
-    const fib_coloring *exact_covers = o.tolerance == FIB_TOL_EXACT ? h->level[2] : NULL;
-    if (!status)
-        status = automorphisms(g, &o, exact_covers, &h->level[3]);
-    if (!status)
-        status = chain_links(h);
-    if (status) {
-        fib_hierarchy_free(h);
-        return status;
-    }
-    *out = h;
-    return FIB_OK;
-}
-
-static int32_t level_index(int32_t symmetry, const char *fn)
-{
-    if (symmetry < FIB_SYM_FIBERS || symmetry > FIB_SYM_AUTOMORPHISMS)
-        return fib_error(FIB_E_INVALID, "%s: unknown symmetry %d", fn, (int)symmetry);
-    return symmetry - 1;
-}
-
-int32_t fib_hierarchy_num_classes(const fib_hierarchy *h, int32_t group,
-                                  int32_t symmetry, int64_t *n_out)
-{
-    static const char fn[] = "fib_hierarchy_num_classes";
-    if (!h || !n_out)
-        return fib_error(FIB_E_NULL, "%s: NULL argument", fn);
-    int32_t k = level_index(symmetry, fn);
-    if (k < 0)
-        return k;
-    if (group < 0 || group >= h->n_groups)
-        return fib_error(FIB_E_RANGE, "%s: group %d out of range (%d groups)", fn,
-                         (int)group, (int)h->n_groups);
-    *n_out = h->level[k]->parts[group].n_classes;
-    return FIB_OK;
-}
-
-int32_t fib_hierarchy_chain(const fib_hierarchy *h, int32_t group,
-                            int32_t *links_out)
-{
-    static const char fn[] = "fib_hierarchy_chain";
-    if (!h || !links_out)
-        return fib_error(FIB_E_NULL, "%s: NULL argument", fn);
-    if (group < -1 || group >= h->n_groups)
-        return fib_error(FIB_E_RANGE, "%s: group %d out of range (%d groups)", fn,
-                         (int)group, (int)h->n_groups);
-    int32_t links = FIB_CHAIN_ALL;
-    for (int32_t i = 0; i < h->n_groups; i++)
-        if (group < 0 || i == group)
-            links &= h->links[i];
-    *links_out = links;
-    return FIB_OK;
-}
-
-int32_t fib_hierarchy_coloring(const fib_hierarchy *h, int32_t symmetry,
-                               fib_coloring **out)
-{
-    static const char fn[] = "fib_hierarchy_coloring";
-    if (!h || !out)
-        return fib_error(FIB_E_NULL, "%s: NULL argument", fn);
-    int32_t k = level_index(symmetry, fn);
-    if (k < 0)
-        return k;
-    const fib_coloring *from = h->level[k];
-    fib_coloring *c = fib_calloc(1, sizeof *c);
-    if (!c)
-        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
-    c->symmetry = from->symmetry;
-    c->n_groups = from->n_groups;
-    c->graph_identity = from->graph_identity;
-    c->graph_generation = from->graph_generation;
-    int32_t status = FIB_OK;
-    if (from->n_groups > 0) {
-        c->parts = fib_calloc(from->n_groups, sizeof *c->parts);
-        if (!c->parts)
-            status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
-        for (int32_t i = 0; i < from->n_groups && !status; i++)
-            status = fib_partition_copy(&c->parts[i], &from->parts[i]);
-    }
-    if (status) {
-        fib_coloring_free(c);
-        return status;
-    }
-    *out = c;
-    return FIB_OK;
 }

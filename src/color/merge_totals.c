@@ -17,13 +17,13 @@
 
 /* Kept only when the totals are at most this fraction of the weights'
  * bytes, or small anyway: the colouring holds them until it is freed. */
-#define FIB_CLASS_SUMS_MAX_FRACTION 16
-#define FIB_CLASS_SUMS_SMALL (1 << 20)
+#define FIB_MERGE_TOTALS_MAX_FRACTION 16
+#define FIB_MERGE_TOTALS_SMALL (1 << 20)
 
 /* k_in when `sig` holds the colour sums of a group whose block compresses
  * from kept totals (fib_block_ops compress_totals) over its source's k_in
  * classes (and its bias), materialised and unscaled; else 0. */
-static int64_t colour_sum_width(const fib_coloring *c, const fib_graph *g, int32_t group,
+static int64_t color_sum_width(const fib_coloring *c, const fib_graph *g, int32_t group,
                                 const fib_signature *sig, const fib_partition *parts)
 {
     const fib_group *grp = &g->groups[group];
@@ -35,20 +35,20 @@ static int64_t colour_sum_width(const fib_coloring *c, const fib_graph *g, int32
     return sig->n_coords == k_in + (bias ? 1 : 0) ? k_in : 0;
 }
 
-int64_t fib_class_sums_leading(const fib_coloring *c, const fib_graph *g, int32_t group,
+int64_t fib_merge_totals_leading(const fib_coloring *c, const fib_graph *g, int32_t group,
                                const fib_signature *sig, const fib_partition *parts,
                                int32_t mode)
 {
     int32_t method = mode & ~FIB_TOL_SCALED;
     if (method != FIB_TOL_EXACT && method != FIB_TOL_ABS && method != FIB_TOL_REL)
         return 0;
-    return colour_sum_width(c, g, group, sig, parts);
+    return color_sum_width(c, g, group, sig, parts);
 }
 
-int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
+int32_t fib_merge_totals_keep(fib_coloring *c, const fib_graph *g, int32_t group,
                             const fib_signature *sig, const fib_partition *parts)
 {
-    int64_t k_in = colour_sum_width(c, g, group, sig, parts);
+    int64_t k_in = color_sum_width(c, g, group, sig, parts);
     if (k_in == 0)
         return FIB_OK;
     const fib_group *grp = &g->groups[group];
@@ -59,12 +59,12 @@ int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
         return FIB_OK;
     double bytes = (double)k_out * (double)k_in * sizeof(double);
     double weights = (double)w.shape[0] * (double)w.shape[1] * (double)fib_dtype_size(w.dtype);
-    if (bytes * FIB_CLASS_SUMS_MAX_FRACTION > weights && bytes > FIB_CLASS_SUMS_SMALL)
+    if (bytes * FIB_MERGE_TOTALS_MAX_FRACTION > weights && bytes > FIB_MERGE_TOTALS_SMALL)
         return FIB_OK;
-    if (!c->class_sums &&
-        !(c->class_sums = fib_calloc(c->n_groups, sizeof *c->class_sums)))
+    if (!c->merge_totals &&
+        !(c->merge_totals = fib_calloc(c->n_groups, sizeof *c->merge_totals)))
         return fib_error(FIB_E_NOMEM, "group %d: out of memory for class sums", (int)group);
-    fib_class_sums *cs = &c->class_sums[group];
+    fib_merge_totals *cs = &c->merge_totals[group];
     cs->sums = fib_calloc(k_out * k_in, sizeof *cs->sums);
     cs->out_labels = fib_alloc(out->n_units, sizeof *cs->out_labels);
     cs->in_labels = fib_alloc(in->n_units, sizeof *cs->in_labels);
@@ -72,7 +72,7 @@ int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
         fib_free(cs->sums);
         fib_free(cs->out_labels);
         fib_free(cs->in_labels);
-        *cs = (fib_class_sums){0};
+        *cs = (fib_merge_totals){0};
         return fib_error(FIB_E_NOMEM, "group %d: out of memory for class sums", (int)group);
     }
     memcpy(cs->out_labels, out->color, (size_t)out->n_units * sizeof *cs->out_labels);
@@ -98,12 +98,12 @@ int32_t fib_class_sums_keep(fib_coloring *c, const fib_graph *g, int32_t group,
     return FIB_OK;
 }
 
-const double *fib_class_sums_find(const fib_coloring *c, const fib_graph *g, int32_t group,
+const double *fib_merge_totals_find(const fib_coloring *c, const fib_graph *g, int32_t group,
                                   const fib_partition *projection)
 {
-    if (!c->class_sums || !c->class_sums[group].sums)
+    if (!c->merge_totals || !c->merge_totals[group].sums)
         return NULL;
-    const fib_class_sums *cs = &c->class_sums[group];
+    const fib_merge_totals *cs = &c->merge_totals[group];
     const fib_partition *out = &projection[group];
     const fib_partition *in = &projection[g->groups[group].sources[0]];
     if (memcmp(cs->out_labels, out->color, (size_t)out->n_units * sizeof *out->color) ||

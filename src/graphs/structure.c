@@ -209,6 +209,61 @@ static int compare_base_arcs(const void *pa, const void *pb)
     return (x->arc > y->arc) - (x->arc < y->arc);
 }
 
+enum base_key { BY_TYPE, BY_DST, BY_SRC };
+
+static inline int64_t base_key(const base_arc *x, enum base_key key)
+{
+    return key == BY_TYPE ? x->type : key == BY_DST ? x->dst : x->src;
+}
+
+/* One stable counting-sort pass of base arcs by their key - lo, which lies
+ * in [0, range): from -> to. start has range + 1 entries. */
+static void counting_pass(const base_arc *from, base_arc *to, int64_t count,
+                          enum base_key key, int64_t lo, int64_t range, int64_t *start)
+{
+    memset(start, 0, (size_t)(range + 1) * sizeof *start);
+    for (int64_t i = 0; i < count; i++)
+        start[base_key(&from[i], key) - lo + 1]++;
+    for (int64_t r = 0; r < range; r++)
+        start[r + 1] += start[r];
+    for (int64_t i = 0; i < count; i++)
+        to[start[base_key(&from[i], key) - lo]++] = from[i];
+}
+
+/* Sorts base arcs, listed in arc order, by (src, dst, type, arc) as
+ * compare_base_arcs does: stable counting sorts by type, then dst, then src
+ * (classes lie in [0, n_classes)), linear where a comparison sort costs
+ * log2(count) passes of cache misses. Types spread wider than the arcs and
+ * classes together are left to qsort. Returns the sorted array (arcs or
+ * spare); NULL when out of memory. */
+static base_arc *sort_base_arcs(base_arc *arcs, base_arc *spare, int64_t count,
+                                int64_t n_classes)
+{
+    int32_t tmin = 0, tmax = 0;
+    for (int64_t i = 0; i < count; i++) {
+        tmin = arcs[i].type < tmin ? arcs[i].type : tmin;
+        tmax = arcs[i].type > tmax ? arcs[i].type : tmax;
+    }
+    int64_t type_range = (int64_t)tmax - (int64_t)tmin + 1;
+    if (type_range > count + n_classes) {
+        qsort(arcs, (size_t)count, sizeof *arcs, compare_base_arcs);
+        return arcs;
+    }
+    int64_t most = type_range > n_classes ? type_range : n_classes;
+    int64_t *start = fib_alloc(most + 1, sizeof *start);
+    if (!start)
+        return NULL;
+    base_arc *from = arcs, *to = spare, *swap;
+    if (type_range > 1) {
+        counting_pass(from, to, count, BY_TYPE, tmin, type_range, start);
+        swap = from, from = to, to = swap;
+    }
+    counting_pass(from, to, count, BY_DST, 0, n_classes, start);
+    counting_pass(to, from, count, BY_SRC, 0, n_classes, start);
+    fib_free(start);
+    return from;
+}
+
 void fib_qgraph_clear(fib_qgraph *q)
 {
     if (!q)
@@ -251,7 +306,10 @@ int32_t fib_qgraph_build(const fib_refine_input *in, const int64_t *color,
         if (rep[color[receiver[i]]] == receiver[i])
             count++;
     base_arc *arcs = fib_alloc(count > 0 ? count : 1, sizeof *arcs);
-    if (!arcs) {
+    base_arc *spare = fib_alloc(count > 0 ? count : 1, sizeof *spare);
+    if (!arcs || !spare) {
+        fib_free(arcs);
+        fib_free(spare);
         fib_free(rep);
         return fib_error(FIB_E_NOMEM, "quotient: out of memory");
     }
@@ -266,7 +324,15 @@ int32_t fib_qgraph_build(const fib_refine_input *in, const int64_t *color,
         k++;
     }
     fib_free(rep);
-    qsort(arcs, (size_t)count, sizeof *arcs, compare_base_arcs);
+    base_arc *sorted = sort_base_arcs(arcs, spare, count, n_classes);
+    if (!sorted) {
+        fib_free(arcs);
+        fib_free(spare);
+        return fib_error(FIB_E_NOMEM, "quotient: out of memory");
+    }
+    /* the other buffer is no longer needed */
+    fib_free(sorted == arcs ? spare : arcs);
+    arcs = sorted;
     int64_t distinct = 0;
     for (int64_t i = 0; i < count; i++)
         if (i == 0 || arcs[i].src != arcs[i - 1].src ||

@@ -262,6 +262,8 @@ int cmd_graph(int argc, char **argv)
     cli_progress progress;
     cli_progress_init(&progress, &o, NULL);
     cli_progress_note(&progress, "reading", o.model);
+    /* a regular file (standard input too) is mapped */
+    cli_watch_mapped_file(strcmp(o.model, "-") ? o.model : "<stdin>");
     int32_t st = fib_graph_create(&g);
     if (!st)
         st = fib_graph_read_edgelist_columns(g, o.model, o.edgelist_flags, o.columns, &group);
@@ -280,7 +282,8 @@ int cmd_graph(int argc, char **argv)
     if (!st)
         st = fib_color(g, &co, &c);
     cli_progress_end(&progress);
-    if (!st)
+    /* the classes' lists, blocks and base graph are only for printing */
+    if (!st && !o.quiet)
         st = collect(g, group, c, &r);
     if (st == FIB_E_INVALID) {
         /* the flags and the column list come from the command line */

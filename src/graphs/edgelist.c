@@ -52,12 +52,16 @@ typedef struct interner {
      * without hashing: by_number[v] is the id of name v plus one (0: not
      * seen). Every such name has one value and every value one such name,
      * so the two indexes never hold the same name. number_limit is fixed
-     * for a parse (a share of the text's length, bounding the table by
+     * for a parse (a share of the text's length, bounding the index by
      * the text's size); 0 turns the index off. Ids fit 31 bits: the index
-     * serves texts under 4 GiB, which have fewer than 2^31 names. */
+     * serves texts under 4 GiB, which have fewer than 2^31 names. While
+     * lines are read, such a name is only noted in its arc (as -1 - v) and
+     * max_number records the largest; resolve_numbers then numbers every
+     * name in order of first appearance, with the index lookups
+     * prefetched ahead (each is a cache miss otherwise). */
     int32_t *by_number;
-    int64_t cap_number;
     int64_t number_limit;
+    int64_t max_number; /* -1: no number noted */
 } interner;
 
 typedef struct field {
@@ -203,12 +207,10 @@ static bool indexed_number(const interner *in, const char *s, int64_t len,
     return true;
 }
 
-/* Whether s[0 .. len) has been interned. */
+/* Whether s[0 .. len) has been interned in the hash table (a name of the
+ * number index is not looked up: before resolve_numbers it is only noted). */
 static bool interned(const interner *in, const char *s, int64_t len)
 {
-    int64_t v;
-    if (indexed_number(in, s, len, &v))
-        return v < in->cap_number && in->by_number[v] > 0;
     if (in->cap_table == 0)
         return false;
     uint64_t h = hash_bytes(s, len);
@@ -244,37 +246,9 @@ static void advise_huge_pages(void *p, size_t bytes)
 #endif
 }
 
-/* The id of the number name v (indexed_number), added if new. */
-static int64_t intern_number(interner *in, const char *s, int64_t len, int64_t v)
-{
-    if (v < in->cap_number && in->by_number[v] > 0)
-        return in->by_number[v] - 1;
-    if (v >= in->cap_number) {
-        int64_t cap = in->cap_number > 0 ? in->cap_number : 1024;
-        while (cap <= v)
-            cap = cap > in->number_limit / 2 ? in->number_limit : 2 * cap;
-        int32_t *grown = fib_calloc(cap, sizeof *grown);
-        if (!grown)
-            return -1;
-        advise_huge_pages(grown, (size_t)cap * sizeof *grown);
-        if (in->cap_number > 0)
-            memcpy(grown, in->by_number, (size_t)in->cap_number * sizeof *grown);
-        fib_free(in->by_number);
-        in->by_number = grown;
-        in->cap_number = cap;
-    }
-    int64_t id = add_name(in, s, len);
-    if (id >= 0)
-        in->by_number[v] = (int32_t)(id + 1);
-    return id;
-}
-
 /* The id of the string s[0 .. len), added if new; -1 when out of memory. */
 static int64_t intern(interner *in, const char *s, int64_t len)
 {
-    int64_t v;
-    if (indexed_number(in, s, len, &v))
-        return intern_number(in, s, len, v);
     if (in->cap_table == 0 && !rehash(in, 64))
         return -1;
     uint64_t h = hash_bytes(s, len);
@@ -567,6 +541,12 @@ static int32_t intern_field(parser *p, interner *in, const field *f,
     if (len == 0 && in == &p->nodes)
         return fib_error(FIB_E_FORMAT, "%s:%lld: empty %s name", p->label,
                          (long long)p->line, what);
+    int64_t v;
+    if (indexed_number(in, s, len, &v)) {
+        *id = -1 - v; /* numbered by resolve_numbers */
+        in->max_number = v > in->max_number ? v : in->max_number;
+        return FIB_OK;
+    }
     *id = intern(in, s, len);
     if (*id < 0)
         return fib_error(FIB_E_NOMEM, "%s: out of memory at line %lld",
@@ -574,6 +554,83 @@ static int32_t intern_field(parser *p, interner *in, const field *f,
     if (in == &p->types && *id > INT32_MAX)
         return fib_error(FIB_E_OVERFLOW, "%s:%lld: more than 2^31 edge types",
                          p->label, (long long)p->line);
+    return FIB_OK;
+}
+
+/* The id of endpoint x (a hashed name's id, or -1 - v for number name v)
+ * in order of first appearance, its name added to `names` when new.
+ * first_of_hashed[h]: the id of hashed name h, -1 before it appears. */
+static int64_t final_id(interner *names, const interner *hashed,
+                        int64_t *first_of_hashed, int64_t x)
+{
+    if (x >= 0) {
+        if (first_of_hashed[x] < 0) {
+            int64_t end = x + 1 < hashed->count ? hashed->off[x + 1] : hashed->n_bytes;
+            first_of_hashed[x] = add_name(names, hashed->bytes + hashed->off[x],
+                                          end - 1 - hashed->off[x]);
+        }
+        return first_of_hashed[x];
+    }
+    int64_t v = -1 - x;
+    if (names->by_number[v] > 0)
+        return names->by_number[v] - 1;
+    char digits[24];
+    int k = (int)sizeof digits;
+    do {
+        digits[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    int64_t id = add_name(names, digits + k, (int64_t)sizeof digits - k);
+    if (id >= 0)
+        names->by_number[-1 - x] = (int32_t)(id + 1);
+    return id;
+}
+
+/* Numbers the nodes in order of first appearance once the lines are read,
+ * when some names were noted as numbers (intern_field); the hashed names'
+ * ids are final otherwise. */
+static int32_t resolve_numbers(parser *p)
+{
+    interner *hashed = &p->nodes;
+    if (hashed->max_number < 0)
+        return FIB_OK;
+    interner names;
+    memset(&names, 0, sizeof names);
+    names.by_number = fib_calloc(hashed->max_number + 1, sizeof *names.by_number);
+    int64_t *first_of_hashed = fib_alloc(hashed->count > 0 ? hashed->count : 1,
+                                         sizeof *first_of_hashed);
+    if (!names.by_number || !first_of_hashed) {
+        fib_free(first_of_hashed);
+        interner_free(&names);
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", p->label);
+    }
+    advise_huge_pages(names.by_number,
+                      (size_t)(hashed->max_number + 1) * sizeof *names.by_number);
+    for (int64_t h = 0; h < hashed->count; h++)
+        first_of_hashed[h] = -1;
+    const int64_t ahead = 16;
+    bool failed = false;
+    for (int64_t a = 0; a < p->n_arcs && !failed; a++) {
+        if (a + ahead < p->n_arcs) {
+            int64_t xs = p->src[a + ahead], xd = p->dst[a + ahead];
+            fib_prefetch_range(xs < 0 ? (const char *)&names.by_number[-1 - xs]
+                                      : (const char *)&first_of_hashed[xs], 1);
+            fib_prefetch_range(xd < 0 ? (const char *)&names.by_number[-1 - xd]
+                                      : (const char *)&first_of_hashed[xd], 1);
+        }
+        p->src[a] = final_id(&names, hashed, first_of_hashed, p->src[a]);
+        p->dst[a] = final_id(&names, hashed, first_of_hashed, p->dst[a]);
+        failed = p->src[a] < 0 || p->dst[a] < 0;
+    }
+    fib_free(first_of_hashed);
+    if (failed) {
+        interner_free(&names);
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", p->label);
+    }
+    names.number_limit = hashed->number_limit;
+    names.max_number = hashed->max_number;
+    interner_free(hashed);
+    *hashed = names;
     return FIB_OK;
 }
 
@@ -799,6 +856,7 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
     /* names that are small decimal numbers skip the hash table; the limit
      * keeps that index (4 bytes a value) within half the text's size */
     p.nodes.number_limit = n < (INT64_C(1) << 32) ? n / 8 : 0;
+    p.nodes.max_number = -1;
     status = reserve_arcs(&p, text + at, n - at);
     if (status != FIB_OK)
         goto fail;
@@ -912,6 +970,10 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
     }
     fib_free(guessed_src);
     fib_free(guessed_dst);
+    guessed_src = guessed_dst = NULL;
+    status = resolve_numbers(&p);
+    if (status != FIB_OK)
+        goto fail;
 
     out->n_nodes = p.nodes.count;
     out->n_arcs = p.n_arcs;
@@ -925,6 +987,7 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
     out->type_names = p.types.bytes;
     out->type_name_off = p.types.off;
     fib_free(p.nodes.table);
+    fib_free(p.nodes.by_number);
     fib_free(p.types.table);
     fib_free(p.scratch);
     return FIB_OK;

@@ -71,6 +71,29 @@ static void combined_free(combined *c)
     memset(c, 0, sizeof *c);
 }
 
+/* One node group with one set of arcs among its own nodes and no initial
+ * classes (a graph read from one file): its arrays are the combined graph
+ * as they stand, so they are borrowed rather than copied. */
+static bool borrow_single_set(const fib_graph *g, combined *c)
+{
+    int32_t only = -1;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        if (!is_nodes(g, i))
+            continue;
+        if (only >= 0)
+            return false;
+        only = i;
+    }
+    const fib_nodes *b = g->groups[only].block;
+    if (b->initial || b->n_sets != 1 || b->sets[0].src_group != only)
+        return false;
+    c->in.src = b->sets[0].src;
+    c->in.dst = b->sets[0].dst;
+    c->in.weight = b->sets[0].weight;
+    c->in.type = b->sets[0].type;
+    return true;
+}
+
 static int32_t combine(const fib_graph *g, combined *c)
 {
     memset(c, 0, sizeof *c);
@@ -98,6 +121,8 @@ static int32_t combine(const fib_graph *g, combined *c)
     c->in.n_arcs = m;
     c->in.convention = g->convention;
     if (n == 0)
+        return FIB_OK;
+    if (borrow_single_set(g, c))
         return FIB_OK;
     int64_t cap = m > 0 ? m : 1;
     c->src = fib_alloc(cap, sizeof *c->src);

@@ -283,8 +283,12 @@ int cmd_graph(int argc, char **argv)
         st = fib_color(g, &co, &c);
     cli_progress_end(&progress);
     /* the classes' lists, blocks and base graph are only for printing */
-    if (!st && !o.quiet)
+    if (!st && !o.quiet) {
+        cli_progress_note(&progress, "finding the fibers' cycles and the base graph of",
+                          o.model);
         st = collect(g, group, c, &r);
+        cli_progress_end(&progress);
+    }
     if (st == FIB_E_INVALID) {
         /* the flags and the column list come from the command line */
         fprintf(stderr, "fibration graph: ");

@@ -209,59 +209,43 @@ static int compare_base_arcs(const void *pa, const void *pb)
     return (x->arc > y->arc) - (x->arc < y->arc);
 }
 
-enum base_key { BY_TYPE, BY_DST, BY_SRC };
-
-static inline int64_t base_key(const base_arc *x, enum base_key key)
-{
-    return key == BY_TYPE ? x->type : key == BY_DST ? x->dst : x->src;
-}
-
-/* One stable counting-sort pass of base arcs by their key - lo, which lies
- * in [0, range): from -> to. start has range + 1 entries. */
-static void counting_pass(const base_arc *from, base_arc *to, int64_t count,
-                          enum base_key key, int64_t lo, int64_t range, int64_t *start)
-{
-    memset(start, 0, (size_t)(range + 1) * sizeof *start);
-    for (int64_t i = 0; i < count; i++)
-        start[base_key(&from[i], key) - lo + 1]++;
-    for (int64_t r = 0; r < range; r++)
-        start[r + 1] += start[r];
-    for (int64_t i = 0; i < count; i++)
-        to[start[base_key(&from[i], key) - lo]++] = from[i];
-}
-
 /* Sorts base arcs, listed in arc order, by (src, dst, type, arc) as
- * compare_base_arcs does: stable counting sorts by type, then dst, then src
- * (classes lie in [0, n_classes)), linear where a comparison sort costs
- * log2(count) passes of cache misses. Types spread wider than the arcs and
- * classes together are left to qsort. Returns the sorted array (arcs or
- * spare); NULL when out of memory. */
-static base_arc *sort_base_arcs(base_arc *arcs, base_arc *spare, int64_t count,
+ * compare_base_arcs does: a stable counting sort by source class (classes
+ * lie in [0, n_classes)) into `spare`, then each source's arcs, contiguous
+ * and few on average, by the rest (insertion sort, qsort for a large
+ * group). One scattering pass where a comparison sort of the whole costs
+ * log2(count) passes of cache misses. Returns the sorted array (spare);
+ * NULL when out of memory. */
+static base_arc *sort_base_arcs(const base_arc *arcs, base_arc *spare, int64_t count,
                                 int64_t n_classes)
 {
-    int32_t tmin = 0, tmax = 0;
-    for (int64_t i = 0; i < count; i++) {
-        tmin = arcs[i].type < tmin ? arcs[i].type : tmin;
-        tmax = arcs[i].type > tmax ? arcs[i].type : tmax;
-    }
-    int64_t type_range = (int64_t)tmax - (int64_t)tmin + 1;
-    if (type_range > count + n_classes) {
-        qsort(arcs, (size_t)count, sizeof *arcs, compare_base_arcs);
-        return arcs;
-    }
-    int64_t most = type_range > n_classes ? type_range : n_classes;
-    int64_t *start = fib_alloc(most + 1, sizeof *start);
-    if (!start)
+    int64_t *end = fib_calloc(n_classes + 1, sizeof *end);
+    if (!end)
         return NULL;
-    base_arc *from = arcs, *to = spare, *swap;
-    if (type_range > 1) {
-        counting_pass(from, to, count, BY_TYPE, tmin, type_range, start);
-        swap = from, from = to, to = swap;
+    for (int64_t i = 0; i < count; i++)
+        end[arcs[i].src + 1]++;
+    for (int64_t c = 0; c < n_classes; c++)
+        end[c + 1] += end[c];
+    /* end[c] is the start of class c's arcs until they are placed */
+    for (int64_t i = 0; i < count; i++)
+        spare[end[arcs[i].src]++] = arcs[i];
+    for (int64_t c = 0, lo = 0; c < n_classes; lo = end[c++]) {
+        base_arc *group = spare + lo;
+        int64_t k = end[c] - lo;
+        if (k > 32) {
+            qsort(group, (size_t)k, sizeof *group, compare_base_arcs);
+            continue;
+        }
+        for (int64_t i = 1; i < k; i++) {
+            base_arc x = group[i];
+            int64_t j = i;
+            for (; j > 0 && compare_base_arcs(&group[j - 1], &x) > 0; j--)
+                group[j] = group[j - 1];
+            group[j] = x;
+        }
     }
-    counting_pass(from, to, count, BY_DST, 0, n_classes, start);
-    counting_pass(to, from, count, BY_SRC, 0, n_classes, start);
-    fib_free(start);
-    return from;
+    fib_free(end);
+    return spare;
 }
 
 void fib_qgraph_clear(fib_qgraph *q)

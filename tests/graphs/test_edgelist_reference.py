@@ -126,3 +126,40 @@ def test_a_large_numbered_file_reads_as_the_reference_reads_it(tmp_path):
     with open(path, "w") as f:
         np.savetxt(f, arcs, fmt="%d", delimiter="\t")
     assert_same_graph(path, "\t")
+
+
+@pytest.mark.parametrize("symmetry", ["fibers", "opfibers"])
+def test_base_graph_equals_the_definition_with_hubs(symmetry):
+    """The base graph against docs/graphs.md's definition computed here:
+    each class's lowest node's in-arcs (out-arcs for opfibers), the other
+    end replaced by its class, merged per (source class, target class,
+    type) with weights summed in arc order, sorted. Hubs give some classes
+    hundreds of base arcs (the sort's large groups), typed and weighted."""
+    rng = np.random.default_rng(8)
+    n = 600
+    src = np.concatenate([np.zeros(400, int), rng.integers(0, n, 3000), np.arange(1, 401)])
+    dst = np.concatenate([np.arange(1, 401), rng.integers(0, n, 3000), np.full(400, 7)])
+    types = rng.integers(0, 3, src.size).astype(np.int32)
+    weights = rng.choice([0.5, 1.25, -2.0, 0.1], src.size)
+    g = fibration.Graph.from_edges(src, dst, weights=weights, types=types, n_nodes=n)
+    c = g.color(symmetry=symmetry)
+    colors = np.asarray(c.colors(0))
+    rep = {}
+    for v in range(n):
+        rep.setdefault(int(colors[v]), v)
+    receiver, other = (src, dst) if symmetry == "opfibers" else (dst, src)
+    expected = {}
+    for a in range(src.size):
+        if rep[int(colors[receiver[a]])] != receiver[a]:
+            continue
+        key = (int(colors[src[a]]), int(colors[dst[a]]), int(types[a]))
+        w, k = expected.get(key, (0.0, 0))
+        expected[key] = (w + weights[a], k + 1)
+    _, qs, _, qd, qt, qw, qm = c.quotient_arcs()
+    got = [((int(s), int(d), int(t)), (float(w), int(k)))
+           for s, d, t, w, k in zip(qs, qd, qt, qw, qm)]
+    assert got == sorted(expected.items())
+    per_source = {}
+    for (s, _, _), _ in got:
+        per_source[s] = per_source.get(s, 0) + 1
+    assert max(per_source.values()) > 32  # a group the sort hands to qsort

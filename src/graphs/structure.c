@@ -378,10 +378,6 @@ int32_t fib_fiber_blocks(const fib_refine_input *in, const int64_t *color,
         status = fib_error(FIB_E_NOMEM, "blocks: out of memory");
         goto done;
     }
-    status = fib_graph_scc(n, in->n_arcs, in->src, in->dst, NULL, NULL,
-                           on_cycle);
-    if (status != FIB_OK)
-        goto done;
     for (int64_t v = 0; v < n; v++) {
         if (color[v] < 0 || color[v] >= n_classes) {
             status = fib_error(FIB_E_RANGE, "blocks: node %lld has class "
@@ -390,11 +386,19 @@ int32_t fib_fiber_blocks(const fib_refine_input *in, const int64_t *color,
             goto done;
         }
         size[color[v]]++;
-        cyc[color[v]] += on_cycle[v];
     }
     int64_t count = 0;
     for (int64_t c = 0; c < n_classes; c++)
         count += size[c] > 1;
+    /* cycles matter only inside blocks: a discrete colouring needs no SCCs */
+    if (count > 0) {
+        status = fib_graph_scc(n, in->n_arcs, in->src, in->dst, NULL, NULL,
+                               on_cycle);
+        if (status != FIB_OK)
+            goto done;
+        for (int64_t v = 0; v < n; v++)
+            cyc[color[v]] += on_cycle[v];
+    }
     if (count > 0) {
         fib_fiber_block *b = fib_alloc(count, sizeof *b);
         if (!b) {

@@ -60,8 +60,10 @@ static void result_free(graph_result *r)
     free(r->qtype), free(r->qweight);
 }
 
+/* The classes and fiber blocks; the base graph too when want_base (the
+ * CSV output does not print it). */
 static int32_t collect(const fib_graph *g, int32_t group, const fib_coloring *c,
-                       graph_result *r)
+                       bool want_base, graph_result *r)
 {
     int32_t st = fib_graph_group_info(g, group, NULL, &r->n, NULL, NULL, NULL, NULL, NULL);
     if (!st)
@@ -82,9 +84,9 @@ static int32_t collect(const fib_graph *g, int32_t group, const fib_coloring *c,
         st = fib_coloring_fiber_blocks(g, c, group, r->k, r->block_class, r->block_size,
                                        r->block_cycle, &r->n_blocks);
     fib_quotient *q = NULL;
-    if (!st)
+    if (!st && want_base)
         st = fib_quotient_create(g, c, &q);
-    if (!st)
+    if (!st && q)
         st = fib_quotient_num_arcs(q, &r->n_arcs);
     if (!st && r->n_arcs > 0) {
         size_t a = (size_t)r->n_arcs;
@@ -286,7 +288,7 @@ int cmd_graph(int argc, char **argv)
     if (!st && !o.quiet) {
         cli_progress_note(&progress, "finding the fibers' cycles and the base graph of",
                           o.model);
-        st = collect(g, group, c, &r);
+        st = collect(g, group, c, o.format != FORMAT_CSV, &r);
         cli_progress_end(&progress);
     }
     if (st == FIB_E_INVALID) {

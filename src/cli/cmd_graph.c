@@ -60,10 +60,13 @@ static void result_free(graph_result *r)
     free(r->qtype), free(r->qweight);
 }
 
-/* The classes and fiber blocks; the base graph too when want_base (the
- * CSV output does not print it). */
+/* What of the base graph an output prints: nothing (CSV), its number of
+ * arcs (the table), or its arcs (JSON, DOT). */
+enum base_need { BASE_NONE, BASE_COUNT, BASE_ARCS };
+
+/* The classes and fiber blocks, and the base graph as far as `base` asks. */
 static int32_t collect(const fib_graph *g, int32_t group, const fib_coloring *c,
-                       bool want_base, graph_result *r)
+                       enum base_need base, graph_result *r)
 {
     int32_t st = fib_graph_group_info(g, group, NULL, &r->n, NULL, NULL, NULL, NULL, NULL);
     if (!st)
@@ -84,11 +87,11 @@ static int32_t collect(const fib_graph *g, int32_t group, const fib_coloring *c,
         st = fib_coloring_fiber_blocks(g, c, group, r->k, r->block_class, r->block_size,
                                        r->block_cycle, &r->n_blocks);
     fib_quotient *q = NULL;
-    if (!st && want_base)
+    if (!st && base != BASE_NONE)
         st = fib_quotient_create(g, c, &q);
     if (!st && q)
         st = fib_quotient_num_arcs(q, &r->n_arcs);
-    if (!st && r->n_arcs > 0) {
+    if (!st && base == BASE_ARCS && r->n_arcs > 0) {
         size_t a = (size_t)r->n_arcs;
         r->qsrc = malloc(a * sizeof *r->qsrc);
         r->qdst = malloc(a * sizeof *r->qdst);
@@ -288,7 +291,9 @@ int cmd_graph(int argc, char **argv)
     if (!st && !o.quiet) {
         cli_progress_note(&progress, "finding the fibers' cycles and the base graph of",
                           o.model);
-        st = collect(g, group, c, o.format != FORMAT_CSV, &r);
+        st = collect(g, group, c, o.format == FORMAT_CSV ? BASE_NONE
+                                  : o.format == FORMAT_TABLE ? BASE_COUNT : BASE_ARCS,
+                     &r);
         cli_progress_end(&progress);
     }
     if (st == FIB_E_INVALID) {

@@ -716,6 +716,28 @@ static void split_class(const fib_graph *g, const int64_t *class_offset,
     *cls = global - class_offset[lo];
 }
 
+/* The node group when the graph has exactly one, else -1. */
+static int32_t single_nodes_group(const fib_graph *g, const combined *cg)
+{
+    int32_t only = -1;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        if (cg->offset[i] < 0)
+            continue;
+        if (only >= 0)
+            return -1;
+        only = i;
+    }
+    return only;
+}
+
+/* Hands *from to *to, whose old array is freed; *from becomes NULL. */
+static void swap_out(void **to, void **from)
+{
+    fib_free(*to);
+    *to = *from;
+    *from = NULL;
+}
+
 int32_t fib_quotient_create(const fib_graph *g, const fib_coloring *c,
                             fib_quotient **out)
 {
@@ -747,6 +769,16 @@ int32_t fib_quotient_create(const fib_graph *g, const fib_coloring *c,
             !q->dst_class || !q->type || !q->weight || !q->multiplicity) {
             status = fib_error(FIB_E_NOMEM, "fib_quotient_create: out of "
                                "memory");
+        } else if (single_nodes_group(g, &cg) >= 0) {
+            /* global classes are the group's own: the arrays are moved */
+            int32_t group = single_nodes_group(g, &cg);
+            for (int64_t a = 0; a < n; a++)
+                q->src_group[a] = q->dst_group[a] = group;
+            swap_out((void **)&q->src_class, (void **)&qg.src);
+            swap_out((void **)&q->dst_class, (void **)&qg.dst);
+            swap_out((void **)&q->type, (void **)&qg.type);
+            swap_out((void **)&q->weight, (void **)&qg.weight);
+            swap_out((void **)&q->multiplicity, (void **)&qg.multiplicity);
         } else {
             for (int64_t a = 0; a < n; a++) {
                 split_class(g, class_offset, &cg, qg.src[a], &q->src_group[a],

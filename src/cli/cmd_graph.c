@@ -60,8 +60,13 @@ static void result_free(graph_result *r)
     free(r->qtype), free(r->qweight);
 }
 
+/* What of the base graph an output prints: nothing (CSV), its number of
+ * arcs (the table), or its arcs (JSON, DOT). */
+enum base_need { BASE_NONE, BASE_COUNT, BASE_ARCS };
+
+/* The classes and fiber blocks, and the base graph as far as `base` asks. */
 static int32_t collect(const fib_graph *g, int32_t group, const fib_coloring *c,
-                       graph_result *r)
+                       enum base_need base, graph_result *r)
 {
     int32_t st = fib_graph_group_info(g, group, NULL, &r->n, NULL, NULL, NULL, NULL, NULL);
     if (!st)
@@ -82,11 +87,11 @@ static int32_t collect(const fib_graph *g, int32_t group, const fib_coloring *c,
         st = fib_coloring_fiber_blocks(g, c, group, r->k, r->block_class, r->block_size,
                                        r->block_cycle, &r->n_blocks);
     fib_quotient *q = NULL;
-    if (!st)
+    if (!st && base != BASE_NONE)
         st = fib_quotient_create(g, c, &q);
-    if (!st)
+    if (!st && q)
         st = fib_quotient_num_arcs(q, &r->n_arcs);
-    if (!st && r->n_arcs > 0) {
+    if (!st && base == BASE_ARCS && r->n_arcs > 0) {
         size_t a = (size_t)r->n_arcs;
         r->qsrc = malloc(a * sizeof *r->qsrc);
         r->qdst = malloc(a * sizeof *r->qdst);
@@ -262,6 +267,8 @@ int cmd_graph(int argc, char **argv)
     cli_progress progress;
     cli_progress_init(&progress, &o, NULL);
     cli_progress_note(&progress, "reading", o.model);
+    /* a regular file (standard input too) is mapped */
+    cli_watch_mapped_file(strcmp(o.model, "-") ? o.model : "<stdin>");
     int32_t st = fib_graph_create(&g);
     if (!st)
         st = fib_graph_read_edgelist_columns(g, o.model, o.edgelist_flags, o.columns, &group);
@@ -280,8 +287,15 @@ int cmd_graph(int argc, char **argv)
     if (!st)
         st = fib_color(g, &co, &c);
     cli_progress_end(&progress);
-    if (!st)
-        st = collect(g, group, c, &r);
+    /* the classes' lists, blocks and base graph are only for printing */
+    if (!st && !o.quiet) {
+        cli_progress_note(&progress, "finding the fibers' cycles and the base graph of",
+                          o.model);
+        st = collect(g, group, c, o.format == FORMAT_CSV ? BASE_NONE
+                                  : o.format == FORMAT_TABLE ? BASE_COUNT : BASE_ARCS,
+                     &r);
+        cli_progress_end(&progress);
+    }
     if (st == FIB_E_INVALID) {
         /* the flags and the column list come from the command line */
         fprintf(stderr, "fibration graph: ");

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,6 +46,22 @@ typedef struct interner {
     int64_t cap_ids;
     struct slot *table; /* id -1: empty */
     int64_t cap_table;
+    int64_t n_hashed;   /* names in the table */
+    /* Names that are canonical decimal numbers below number_limit (digits
+     * only, no leading zero but "0" itself) are found by their value,
+     * without hashing: by_number[v] is the id of name v plus one (0: not
+     * seen). Every such name has one value and every value one such name,
+     * so the two indexes never hold the same name. number_limit is fixed
+     * for a parse (a share of the text's length, bounding the index by
+     * the text's size); 0 turns the index off. Ids fit 31 bits: the index
+     * serves texts under 4 GiB, which have fewer than 2^31 names. While
+     * lines are read, such a name is only noted in its arc (as -1 - v) and
+     * max_number records the largest; resolve_numbers then numbers every
+     * name in order of first appearance, with the index lookups
+     * prefetched ahead (each is a cache miss otherwise). */
+    int32_t *by_number;
+    int64_t number_limit;
+    int64_t max_number; /* -1: no number noted */
 } interner;
 
 typedef struct field {
@@ -89,15 +106,30 @@ static bool grow(void **p, int64_t *cap, int64_t need, size_t size)
     return true;
 }
 
+static uint64_t load_word(const char *s, int64_t len)
+{
+    uint64_t w = 0;
+    for (int64_t i = 0; i < len && i < 8; i++)
+        w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    return w;
+}
+
+/* Eight bytes a step (a name is hashed once per occurrence, so this is on
+ * the reader's hot path); the length is mixed in so that names differing
+ * only by trailing bytes of a last partial word differ. */
 static uint64_t hash_bytes(const char *s, int64_t len)
 {
-    uint64_t h = UINT64_C(1469598103934665603);
-    for (int64_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= UINT64_C(1099511628211);
+    uint64_t h = (uint64_t)len * UINT64_C(0x9e3779b97f4a7c15);
+    int64_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * UINT64_C(0xff51afd7ed558ccd);
+        h ^= h >> 32;
     }
-    /* FNV's low bits depend only on the low bits of the bytes: finish with
-     * a full avalanche (splitmix64's finaliser) before masking */
+    if (i < len)
+        h = (h ^ load_word(s + i, len - i)) * UINT64_C(0xc4ceb9fe1a85ec53);
+    /* a full avalanche (splitmix64's finaliser) before masking */
     h ^= h >> 30;
     h *= UINT64_C(0xbf58476d1ce4e5b9);
     h ^= h >> 27;
@@ -111,6 +143,7 @@ static void interner_free(interner *in)
     fib_free(in->bytes);
     fib_free(in->off);
     fib_free(in->table);
+    fib_free(in->by_number);
     memset(in, 0, sizeof *in);
 }
 
@@ -154,13 +187,63 @@ static int64_t find_slot(const interner *in, const char *s, int64_t len,
     return slot;
 }
 
-/* Whether s[0 .. len) has been interned. */
+/* Whether s[0 .. len) is a decimal number of the by_number index: digits
+ * only, no sign, no leading zero (but "0"), below the limit; *value is it. */
+static bool indexed_number(const interner *in, const char *s, int64_t len,
+                           int64_t *value)
+{
+    if (len == 0 || len > 18 || (s[0] == '0' && len > 1))
+        return false;
+    int64_t v = 0;
+    for (int64_t i = 0; i < len; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9)
+            return false;
+        v = v * 10 + (int64_t)d; /* 18 digits never overflow */
+    }
+    if (v >= in->number_limit)
+        return false;
+    *value = v;
+    return true;
+}
+
+/* Whether s[0 .. len) has been interned in the hash table (a name of the
+ * number index is not looked up: before resolve_numbers it is only noted). */
 static bool interned(const interner *in, const char *s, int64_t len)
 {
     if (in->cap_table == 0)
         return false;
     uint64_t h = hash_bytes(s, len);
     return in->table[find_slot(in, s, len, h, pack_name(s, len))].id >= 0;
+}
+
+/* Appends the bytes of a new name; its id, or -1 when out of memory. */
+static int64_t add_name(interner *in, const char *s, int64_t len)
+{
+    if (!grow((void **)&in->bytes, &in->cap_bytes, in->n_bytes + len + 1, 1) ||
+        !grow((void **)&in->off, &in->cap_ids, in->count + 1,
+              sizeof *in->off))
+        return -1;
+    memcpy(in->bytes + in->n_bytes, s, (size_t)len);
+    in->bytes[in->n_bytes + len] = '\0';
+    in->off[in->count] = in->n_bytes;
+    in->n_bytes += len + 1;
+    return in->count++;
+}
+
+/* Lookups in the number index land anywhere in it: on huge pages they
+ * miss the TLB far less (a hint; the kernel may ignore it). */
+static void advise_huge_pages(void *p, size_t bytes)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)p, (void)bytes;
+#endif
 }
 
 /* The id of the string s[0 .. len), added if new; -1 when out of memory. */
@@ -173,20 +256,14 @@ static int64_t intern(interner *in, const char *s, int64_t len)
     int64_t slot = find_slot(in, s, len, h, packed);
     if (in->table[slot].id >= 0)
         return in->table[slot].id;
-    if (!grow((void **)&in->bytes, &in->cap_bytes, in->n_bytes + len + 1, 1) ||
-        !grow((void **)&in->off, &in->cap_ids, in->count + 1,
-              sizeof *in->off))
+    int64_t id = add_name(in, s, len);
+    if (id < 0)
         return -1;
-    memcpy(in->bytes + in->n_bytes, s, (size_t)len);
-    in->bytes[in->n_bytes + len] = '\0';
-    in->off[in->count] = in->n_bytes;
-    int64_t id = in->count++;
     in->table[slot].hash = h;
     in->table[slot].packed = packed;
     in->table[slot].id = id;
-    in->table[slot].off = in->n_bytes;
-    in->n_bytes += len + 1;
-    if (in->count * 2 > in->cap_table && !rehash(in, in->cap_table * 2))
+    in->table[slot].off = in->off[id];
+    if (++in->n_hashed * 2 > in->cap_table && !rehash(in, in->cap_table * 2))
         return -1;
     return id;
 }
@@ -330,12 +407,40 @@ static const char *const TYPE_NAMES[] = {
     "type", "edge_type", "edgetype", NULL};
 static const char *const WEIGHT_NAMES[] = {"weight", "w", NULL};
 
+/* Arrays for one arc a line (an upper bound: lines are counted at memchr's
+ * speed), so that the arcs are never copied while they grow. */
+static int32_t reserve_arcs(parser *p, const char *text, int64_t len)
+{
+    int64_t lines = 0;
+    for (const char *c = text, *end = text + len; c < end; lines++) {
+        const char *eol = memchr(c, '\n', (size_t)(end - c));
+        c = eol ? eol + 1 : end;
+    }
+    if (lines == 0)
+        return FIB_OK;
+    p->src = fib_alloc(lines, sizeof *p->src);
+    p->dst = fib_alloc(lines, sizeof *p->dst);
+    if (!p->src || !p->dst)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory for %lld arcs", p->label,
+                         (long long)lines);
+    p->cap_arcs = lines;
+    return FIB_OK;
+}
+
 static int32_t add_arc(parser *p, int64_t s, int64_t d, double w, int32_t t,
                        bool weighted, bool typed)
 {
     if (p->n_arcs >= (INT64_C(1) << 52))
         return fib_error(FIB_E_OVERFLOW, "%s:%lld: too many arcs", p->label,
                          (long long)p->line);
+    if (weighted && !p->weight && p->cap_arcs > 0 &&
+        !(p->weight = fib_alloc(p->cap_arcs, sizeof *p->weight)))
+        return fib_error(FIB_E_NOMEM, "%s: out of memory at line %lld",
+                         p->label, (long long)p->line);
+    if (typed && !p->type && p->cap_arcs > 0 &&
+        !(p->type = fib_alloc(p->cap_arcs, sizeof *p->type)))
+        return fib_error(FIB_E_NOMEM, "%s: out of memory at line %lld",
+                         p->label, (long long)p->line);
     if (p->n_arcs == p->cap_arcs) {
         int64_t cap = p->cap_arcs;
         int64_t need = p->n_arcs + 1;
@@ -359,6 +464,44 @@ static int32_t add_arc(parser *p, int64_t s, int64_t d, double w, int32_t t,
     return FIB_OK;
 }
 
+/* A plain decimal [+-]digits[.digits] of at most 19 digits without an
+ * exponent, read without strtod (and its locale): the digits as an integer
+ * and, when that integer is below 2^53 and there are at most 22 decimals,
+ * one division by an exact power of ten, which IEEE arithmetic rounds
+ * correctly (Clinger's fast path), so the value is strtod's. false: use
+ * strtod (exponents, hexadecimal, inf/nan, long digit strings). */
+static bool plain_decimal(const char *s, int64_t len, double *out)
+{
+    static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    int64_t i = 0;
+    bool negative = false;
+    if (i < len && (s[i] == '+' || s[i] == '-'))
+        negative = s[i++] == '-';
+    uint64_t mantissa = 0;
+    int digits = 0, decimals = 0;
+    bool point = false;
+    for (; i < len; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d <= 9) {
+            if (++digits > 19)
+                return false;
+            mantissa = mantissa * 10 + d;
+            decimals += point;
+        } else if (s[i] == '.' && !point) {
+            point = true;
+        } else {
+            return false;
+        }
+    }
+    if (digits == 0 || mantissa > (UINT64_C(1) << 53) || decimals > 22)
+        return false;
+    double v = (double)mantissa / POW10[decimals];
+    *out = negative ? -v : v;
+    return true;
+}
+
 static int32_t parse_weight(parser *p, const field *f, double *out)
 {
     char buf[MAX_NUMBER];
@@ -367,6 +510,8 @@ static int32_t parse_weight(parser *p, const field *f, double *out)
     int32_t st = field_text(p, f, &s, &len);
     if (st != FIB_OK)
         return st;
+    if (plain_decimal(s, len, out))
+        return FIB_OK;
     if (len == 0 || len >= MAX_NUMBER)
         return fib_error(FIB_E_FORMAT, "%s:%lld: weight \"%.*s\" is not a "
                          "number", p->label, (long long)p->line,
@@ -396,6 +541,12 @@ static int32_t intern_field(parser *p, interner *in, const field *f,
     if (len == 0 && in == &p->nodes)
         return fib_error(FIB_E_FORMAT, "%s:%lld: empty %s name", p->label,
                          (long long)p->line, what);
+    int64_t v;
+    if (indexed_number(in, s, len, &v)) {
+        *id = -1 - v; /* numbered by resolve_numbers */
+        in->max_number = v > in->max_number ? v : in->max_number;
+        return FIB_OK;
+    }
     *id = intern(in, s, len);
     if (*id < 0)
         return fib_error(FIB_E_NOMEM, "%s: out of memory at line %lld",
@@ -403,6 +554,83 @@ static int32_t intern_field(parser *p, interner *in, const field *f,
     if (in == &p->types && *id > INT32_MAX)
         return fib_error(FIB_E_OVERFLOW, "%s:%lld: more than 2^31 edge types",
                          p->label, (long long)p->line);
+    return FIB_OK;
+}
+
+/* The id of endpoint x (a hashed name's id, or -1 - v for number name v)
+ * in order of first appearance, its name added to `names` when new.
+ * first_of_hashed[h]: the id of hashed name h, -1 before it appears. */
+static int64_t final_id(interner *names, const interner *hashed,
+                        int64_t *first_of_hashed, int64_t x)
+{
+    if (x >= 0) {
+        if (first_of_hashed[x] < 0) {
+            int64_t end = x + 1 < hashed->count ? hashed->off[x + 1] : hashed->n_bytes;
+            first_of_hashed[x] = add_name(names, hashed->bytes + hashed->off[x],
+                                          end - 1 - hashed->off[x]);
+        }
+        return first_of_hashed[x];
+    }
+    int64_t v = -1 - x;
+    if (names->by_number[v] > 0)
+        return names->by_number[v] - 1;
+    char digits[24];
+    int k = (int)sizeof digits;
+    do {
+        digits[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    int64_t id = add_name(names, digits + k, (int64_t)sizeof digits - k);
+    if (id >= 0)
+        names->by_number[-1 - x] = (int32_t)(id + 1);
+    return id;
+}
+
+/* Numbers the nodes in order of first appearance once the lines are read,
+ * when some names were noted as numbers (intern_field); the hashed names'
+ * ids are final otherwise. */
+static int32_t resolve_numbers(parser *p)
+{
+    interner *hashed = &p->nodes;
+    if (hashed->max_number < 0)
+        return FIB_OK;
+    interner names;
+    memset(&names, 0, sizeof names);
+    names.by_number = fib_calloc(hashed->max_number + 1, sizeof *names.by_number);
+    int64_t *first_of_hashed = fib_alloc(hashed->count > 0 ? hashed->count : 1,
+                                         sizeof *first_of_hashed);
+    if (!names.by_number || !first_of_hashed) {
+        fib_free(first_of_hashed);
+        interner_free(&names);
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", p->label);
+    }
+    advise_huge_pages(names.by_number,
+                      (size_t)(hashed->max_number + 1) * sizeof *names.by_number);
+    for (int64_t h = 0; h < hashed->count; h++)
+        first_of_hashed[h] = -1;
+    const int64_t ahead = 16;
+    bool failed = false;
+    for (int64_t a = 0; a < p->n_arcs && !failed; a++) {
+        if (a + ahead < p->n_arcs) {
+            int64_t xs = p->src[a + ahead], xd = p->dst[a + ahead];
+            fib_prefetch_range(xs < 0 ? (const char *)&names.by_number[-1 - xs]
+                                      : (const char *)&first_of_hashed[xs], 1);
+            fib_prefetch_range(xd < 0 ? (const char *)&names.by_number[-1 - xd]
+                                      : (const char *)&first_of_hashed[xd], 1);
+        }
+        p->src[a] = final_id(&names, hashed, first_of_hashed, p->src[a]);
+        p->dst[a] = final_id(&names, hashed, first_of_hashed, p->dst[a]);
+        failed = p->src[a] < 0 || p->dst[a] < 0;
+    }
+    fib_free(first_of_hashed);
+    if (failed) {
+        interner_free(&names);
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", p->label);
+    }
+    names.number_limit = hashed->number_limit;
+    names.max_number = hashed->max_number;
+    interner_free(hashed);
+    *hashed = names;
     return FIB_OK;
 }
 
@@ -491,6 +719,11 @@ static bool field_number(const field *f, bool *integer)
     char buf[MAX_NUMBER];
     if (f->len == 0 || f->len >= MAX_NUMBER || f->quoted_escape)
         return false;
+    double plain;
+    if (plain_decimal(f->ptr, f->len, &plain)) {
+        *integer = !memchr(f->ptr, '.', (size_t)f->len);
+        return true;
+    }
     memcpy(buf, f->ptr, (size_t)f->len);
     buf[f->len] = '\0';
     char *end;
@@ -616,18 +849,29 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
     /* a UTF-8 byte order mark (Excel, Notepad) is not part of the first field */
     if (n >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
         at = 3;
+    /* text holds no NUL byte: one scan finds the first, reported when its
+     * line is reached (errors on earlier lines come first) */
+    const char *nul = n > 0 ? memchr(text, '\0', (size_t)n) : NULL;
+    int64_t nul_at = nul ? (int64_t)(nul - text) : n;
+    /* names that are small decimal numbers skip the hash table; the limit
+     * keeps that index (4 bytes a value) within half the text's size */
+    p.nodes.number_limit = n < (INT64_C(1) << 32) ? n / 8 : 0;
+    p.nodes.max_number = -1;
+    status = reserve_arcs(&p, text + at, n - at);
+    if (status != FIB_OK)
+        goto fail;
 
     while (at < n) {
         int64_t b = at;
-        while (at < n && text[at] != '\n')
-            at++;
+        const char *eol = memchr(text + at, '\n', (size_t)(n - at));
+        at = eol ? (int64_t)(eol - text) : n;
         int64_t e = at;
         if (at < n)
             at++; /* '\n' */
         p.line++;
         if (e > b && text[e - 1] == '\r')
             e--;
-        if (memchr(text + b, '\0', (size_t)(e - b))) {
+        if (nul_at < e) {
             status = fib_error(FIB_E_FORMAT, "%s:%lld: NUL byte", label,
                                (long long)p.line);
             goto fail;
@@ -726,6 +970,10 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
     }
     fib_free(guessed_src);
     fib_free(guessed_dst);
+    guessed_src = guessed_dst = NULL;
+    status = resolve_numbers(&p);
+    if (status != FIB_OK)
+        goto fail;
 
     out->n_nodes = p.nodes.count;
     out->n_arcs = p.n_arcs;
@@ -739,6 +987,7 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
     out->type_names = p.types.bytes;
     out->type_name_off = p.types.off;
     fib_free(p.nodes.table);
+    fib_free(p.nodes.by_number);
     fib_free(p.types.table);
     fib_free(p.scratch);
     return FIB_OK;
@@ -800,6 +1049,26 @@ static int32_t open_edge_list(const char *path, FILE **out)
     return FIB_OK;
 }
 
+/* The whole of a regular file mapped (read-only, private), or NULL to read
+ * it instead: a pipe, an empty file, a stream already moved from its start
+ * (standard input left part-read by an earlier command), or a failed map. */
+static const char *map_whole(FILE *f, size_t *len)
+{
+    int fd = fileno(f);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size <= 0 ||
+        (uint64_t)sb.st_size > (uint64_t)SIZE_MAX || lseek(fd, 0, SEEK_CUR) != 0)
+        return NULL;
+    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED)
+        return NULL;
+#ifdef MADV_SEQUENTIAL
+    madvise(map, (size_t)sb.st_size, MADV_SEQUENTIAL);
+#endif
+    *len = (size_t)sb.st_size;
+    return map;
+}
+
 int32_t fib_edgelist_read_columns(const char *path, uint32_t flags, const char *columns,
                                   fib_edgelist *out)
 {
@@ -815,9 +1084,28 @@ int32_t fib_edgelist_read_columns(const char *path, uint32_t flags, const char *
         if (opened != FIB_OK)
             return opened;
     }
+    int32_t status = FIB_OK;
+    size_t mapped_len = 0;
+    const char *mapped = map_whole(f, &mapped_len);
+    if (mapped) {
+        if (!from_stdin)
+            fclose(f);
+        /* a NUL byte is reported before any other error, as when reading */
+        const char *nul = memchr(mapped, '\0', mapped_len);
+        if (nul) {
+            long long line = 1;
+            for (const char *c = mapped; (c = memchr(c, '\n', (size_t)(nul - c))); c++)
+                line++;
+            status = fib_error(FIB_E_FORMAT, "%s:%lld: NUL byte", label, line);
+        } else {
+            status = fib_edgelist_parse_columns(mapped, mapped_len, flags, columns, label,
+                                                out);
+        }
+        munmap((void *)mapped, mapped_len);
+        return status;
+    }
     char *buf = NULL;
     int64_t cap = 0, len = 0;
-    int32_t status = FIB_OK;
     for (;;) {
         if (!grow((void **)&buf, &cap, len + 65536, 1)) {
             status = fib_error(FIB_E_NOMEM, "%s: out of memory", label);

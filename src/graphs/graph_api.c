@@ -71,6 +71,29 @@ static void combined_free(combined *c)
     memset(c, 0, sizeof *c);
 }
 
+/* One node group with one set of arcs among its own nodes and no initial
+ * classes (a graph read from one file): its arrays are the combined graph
+ * as they stand, so they are borrowed rather than copied. */
+static bool borrow_single_set(const fib_graph *g, combined *c)
+{
+    int32_t only = -1;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        if (!is_nodes(g, i))
+            continue;
+        if (only >= 0)
+            return false;
+        only = i;
+    }
+    const fib_nodes *b = g->groups[only].block;
+    if (b->initial || b->n_sets != 1 || b->sets[0].src_group != only)
+        return false;
+    c->in.src = b->sets[0].src;
+    c->in.dst = b->sets[0].dst;
+    c->in.weight = b->sets[0].weight;
+    c->in.type = b->sets[0].type;
+    return true;
+}
+
 static int32_t combine(const fib_graph *g, combined *c)
 {
     memset(c, 0, sizeof *c);
@@ -98,6 +121,8 @@ static int32_t combine(const fib_graph *g, combined *c)
     c->in.n_arcs = m;
     c->in.convention = g->convention;
     if (n == 0)
+        return FIB_OK;
+    if (borrow_single_set(g, c))
         return FIB_OK;
     int64_t cap = m > 0 ? m : 1;
     c->src = fib_alloc(cap, sizeof *c->src);
@@ -692,6 +717,28 @@ static void split_class(const fib_graph *g, const int64_t *class_offset,
     *cls = global - class_offset[lo];
 }
 
+/* The node group when the graph has exactly one, else -1. */
+static int32_t single_nodes_group(const fib_graph *g, const combined *cg)
+{
+    int32_t only = -1;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        if (cg->offset[i] < 0)
+            continue;
+        if (only >= 0)
+            return -1;
+        only = i;
+    }
+    return only;
+}
+
+/* Hands *from to *to, whose old array is freed; *from becomes NULL. */
+static void swap_out(void **to, void **from)
+{
+    fib_free(*to);
+    *to = *from;
+    *from = NULL;
+}
+
 int32_t fib_quotient_create(const fib_graph *g, const fib_coloring *c,
                             fib_quotient **out)
 {
@@ -723,6 +770,16 @@ int32_t fib_quotient_create(const fib_graph *g, const fib_coloring *c,
             !q->dst_class || !q->type || !q->weight || !q->multiplicity) {
             status = fib_error(FIB_E_NOMEM, "fib_quotient_create: out of "
                                "memory");
+        } else if (single_nodes_group(g, &cg) >= 0) {
+            /* global classes are the group's own: the arrays are moved */
+            int32_t group = single_nodes_group(g, &cg);
+            for (int64_t a = 0; a < n; a++)
+                q->src_group[a] = q->dst_group[a] = group;
+            swap_out((void **)&q->src_class, (void **)&qg.src);
+            swap_out((void **)&q->dst_class, (void **)&qg.dst);
+            swap_out((void **)&q->type, (void **)&qg.type);
+            swap_out((void **)&q->weight, (void **)&qg.weight);
+            swap_out((void **)&q->multiplicity, (void **)&qg.multiplicity);
         } else {
             for (int64_t a = 0; a < n; a++) {
                 split_class(g, class_offset, &cg, qg.src[a], &q->src_group[a],

@@ -209,6 +209,45 @@ static int compare_base_arcs(const void *pa, const void *pb)
     return (x->arc > y->arc) - (x->arc < y->arc);
 }
 
+/* Sorts base arcs, listed in arc order, by (src, dst, type, arc) as
+ * compare_base_arcs does: a stable counting sort by source class (classes
+ * lie in [0, n_classes)) into `spare`, then each source's arcs, contiguous
+ * and few on average, by the rest (insertion sort, qsort for a large
+ * group). One scattering pass where a comparison sort of the whole costs
+ * log2(count) passes of cache misses. Returns the sorted array (spare);
+ * NULL when out of memory. */
+static base_arc *sort_base_arcs(const base_arc *arcs, base_arc *spare, int64_t count,
+                                int64_t n_classes)
+{
+    int64_t *end = fib_calloc(n_classes + 1, sizeof *end);
+    if (!end)
+        return NULL;
+    for (int64_t i = 0; i < count; i++)
+        end[arcs[i].src + 1]++;
+    for (int64_t c = 0; c < n_classes; c++)
+        end[c + 1] += end[c];
+    /* end[c] is the start of class c's arcs until they are placed */
+    for (int64_t i = 0; i < count; i++)
+        spare[end[arcs[i].src]++] = arcs[i];
+    for (int64_t c = 0, lo = 0; c < n_classes; lo = end[c++]) {
+        base_arc *group = spare + lo;
+        int64_t k = end[c] - lo;
+        if (k > 32) {
+            qsort(group, (size_t)k, sizeof *group, compare_base_arcs);
+            continue;
+        }
+        for (int64_t i = 1; i < k; i++) {
+            base_arc x = group[i];
+            int64_t j = i;
+            for (; j > 0 && compare_base_arcs(&group[j - 1], &x) > 0; j--)
+                group[j] = group[j - 1];
+            group[j] = x;
+        }
+    }
+    fib_free(end);
+    return spare;
+}
+
 void fib_qgraph_clear(fib_qgraph *q)
 {
     if (!q)
@@ -251,7 +290,10 @@ int32_t fib_qgraph_build(const fib_refine_input *in, const int64_t *color,
         if (rep[color[receiver[i]]] == receiver[i])
             count++;
     base_arc *arcs = fib_alloc(count > 0 ? count : 1, sizeof *arcs);
-    if (!arcs) {
+    base_arc *spare = fib_alloc(count > 0 ? count : 1, sizeof *spare);
+    if (!arcs || !spare) {
+        fib_free(arcs);
+        fib_free(spare);
         fib_free(rep);
         return fib_error(FIB_E_NOMEM, "quotient: out of memory");
     }
@@ -266,7 +308,15 @@ int32_t fib_qgraph_build(const fib_refine_input *in, const int64_t *color,
         k++;
     }
     fib_free(rep);
-    qsort(arcs, (size_t)count, sizeof *arcs, compare_base_arcs);
+    base_arc *sorted = sort_base_arcs(arcs, spare, count, n_classes);
+    if (!sorted) {
+        fib_free(arcs);
+        fib_free(spare);
+        return fib_error(FIB_E_NOMEM, "quotient: out of memory");
+    }
+    /* the other buffer is no longer needed */
+    fib_free(sorted == arcs ? spare : arcs);
+    arcs = sorted;
     int64_t distinct = 0;
     for (int64_t i = 0; i < count; i++)
         if (i == 0 || arcs[i].src != arcs[i - 1].src ||
@@ -328,10 +378,6 @@ int32_t fib_fiber_blocks(const fib_refine_input *in, const int64_t *color,
         status = fib_error(FIB_E_NOMEM, "blocks: out of memory");
         goto done;
     }
-    status = fib_graph_scc(n, in->n_arcs, in->src, in->dst, NULL, NULL,
-                           on_cycle);
-    if (status != FIB_OK)
-        goto done;
     for (int64_t v = 0; v < n; v++) {
         if (color[v] < 0 || color[v] >= n_classes) {
             status = fib_error(FIB_E_RANGE, "blocks: node %lld has class "
@@ -340,11 +386,19 @@ int32_t fib_fiber_blocks(const fib_refine_input *in, const int64_t *color,
             goto done;
         }
         size[color[v]]++;
-        cyc[color[v]] += on_cycle[v];
     }
     int64_t count = 0;
     for (int64_t c = 0; c < n_classes; c++)
         count += size[c] > 1;
+    /* cycles matter only inside blocks: a discrete colouring needs no SCCs */
+    if (count > 0) {
+        status = fib_graph_scc(n, in->n_arcs, in->src, in->dst, NULL, NULL,
+                               on_cycle);
+        if (status != FIB_OK)
+            goto done;
+        for (int64_t v = 0; v < n; v++)
+            cyc[color[v]] += on_cycle[v];
+    }
     if (count > 0) {
         fib_fiber_block *b = fib_alloc(count, sizeof *b);
         if (!b) {

@@ -278,6 +278,140 @@ static void fuzz(void)
     printf("fuzz: %d parsed, %d rejected\n", ok, failed);
 }
 
+static uint64_t next_random(uint64_t *state)
+{
+    *state = *state * 6364136223846793005u + 1442695040888963407u;
+    return *state >> 17;
+}
+
+/* Weights read without strtod (plain decimals) must be strtod's doubles bit
+ * for bit, sign of zero included; the other forms still go to strtod. */
+static void weights_equal_strtod(void)
+{
+    static const char *fixed[] = {
+        "-0", "0", "+0.0", "-0.000", "0.1", "0.30000000000000004", ".5", "5.", "+.5",
+        "-7.", "9007199254740992", "9007199254740993", "9007199254740992.5",
+        "18446744073709551615", "18446744073709551616", "1234567890123456789",
+        "12345678901234567890", "0.0000000000000000000001", "0.00000000000000000000001",
+        "123456789012345678901234567890", "1e22", "1e23", "2.5E-3", "0x1p-2",
+        "  3.25", "4503599627370497.5", "0.1000000000000000055511151231257827"};
+    uint64_t state = 11;
+    char text[160], number[80];
+    for (int rep = 0; rep < 20000 + (int)(sizeof fixed / sizeof fixed[0]); rep++) {
+        if (rep < (int)(sizeof fixed / sizeof fixed[0])) {
+            snprintf(number, sizeof number, "%s", fixed[rep]);
+        } else {
+            /* random sign, 1-24 digits with a point anywhere or none */
+            int at = 0, digits = 1 + (int)(next_random(&state) % 24);
+            int point = (int)(next_random(&state) % (uint64_t)(digits + 2)) - 1;
+            uint64_t sign = next_random(&state) % 3;
+            if (sign)
+                number[at++] = sign == 1 ? '-' : '+';
+            for (int d = 0; d < digits; d++) {
+                if (d == point)
+                    number[at++] = '.';
+                number[at++] = (char)('0' + next_random(&state) % 10);
+            }
+            if (point == digits)
+                number[at++] = '.';
+            number[at] = '\0';
+        }
+        snprintf(text, sizeof text, "a,b,%s\n", number);
+        fib_edgelist e;
+        int32_t st = parse(text, FIB_EDGELIST_THIRD_IS_WEIGHT, &e);
+        char *end;
+        double expected = strtod(number, &end);
+        if (*end != '\0') {
+            CHECK(st == FIB_E_FORMAT, "\"%s\" is not a number: %s", number,
+                  fib_status_name(st));
+        } else {
+            CHECK(st == FIB_OK && e.n_arcs == 1 &&
+                      memcmp(&e.weight[0], &expected, sizeof expected) == 0,
+                  "weight \"%s\": %a, strtod %a", number,
+                  st == FIB_OK ? e.weight[0] : 0.0, expected);
+        }
+        fib_edgelist_clear(&e);
+    }
+}
+
+/* Names that are decimal numbers (read through the number index when small,
+ * through the hash table otherwise) keep their first-appearance order and
+ * stay distinct from look-alikes: 007 and 7, "7" quoted and 7 the same. */
+static void number_names_in_order_of_appearance(void)
+{
+    fib_edgelist e;
+    const char *text = "source,target\n7,007\n007,7\n0,x\n"
+                       "123456789012345678901234567890,7\n\"7\",8\n"
+                       "18446744073709551616,99999999999\n+8,-8\n8,99999999999\r\n"
+                       "# 5,6\n0,123456789012345678901234567890";
+    CHECK_OK(parse(text, 0, &e));
+    static const char *names[] = {"7", "007", "0", "x", "123456789012345678901234567890",
+                                  "8", "18446744073709551616", "99999999999", "+8", "-8"};
+    static const int64_t src[] = {0, 1, 2, 4, 0, 6, 8, 5, 2};
+    static const int64_t dst[] = {1, 0, 3, 0, 5, 7, 9, 7, 4};
+    CHECK(e.n_nodes == 10 && e.n_arcs == 9, "%lld nodes, %lld arcs", (long long)e.n_nodes,
+          (long long)e.n_arcs);
+    for (int64_t i = 0; i < e.n_nodes && i < 10; i++)
+        CHECK(strcmp(fib_edgelist_node_name(&e, i), names[i]) == 0, "node %lld: %s",
+              (long long)i, fib_edgelist_node_name(&e, i));
+    for (int64_t a = 0; a < e.n_arcs && a < 9; a++)
+        CHECK(e.src[a] == src[a] && e.dst[a] == dst[a], "arc %lld", (long long)a);
+    fib_edgelist_clear(&e);
+
+    /* random files mixing small numbers, large ones, leading zeros and words
+     * against a reference interning by linear search */
+    uint64_t state = 5;
+    enum { LINES = 3000, NAMES = 1000 };
+    static char text_buf[LINES * 48];
+    static char ref_names[NAMES * 2][32];
+    static int64_t ref_src[LINES], ref_dst[LINES];
+    for (int rep = 0; rep < 20; rep++) {
+        int at = 0, n_ref = 0, lines = 1 + (int)(next_random(&state) % LINES);
+        for (int l = 0; l < lines; l++) {
+            for (int end = 0; end < 2; end++) {
+                char name[32];
+                uint64_t kind = next_random(&state) % 5, v = next_random(&state) % 600;
+                if (kind == 0)
+                    snprintf(name, sizeof name, "%llu", (unsigned long long)v * 1000003u);
+                else if (kind == 1)
+                    snprintf(name, sizeof name, "0%llu", (unsigned long long)v % 50);
+                else if (kind == 2)
+                    snprintf(name, sizeof name, "g%llu", (unsigned long long)v % 90);
+                else
+                    snprintf(name, sizeof name, "%llu", (unsigned long long)v);
+                int id = 0;
+                while (id < n_ref && strcmp(ref_names[id], name) != 0)
+                    id++;
+                if (id == n_ref)
+                    snprintf(ref_names[n_ref++], sizeof ref_names[0], "%s", name);
+                (end ? ref_dst : ref_src)[l] = id;
+                at += snprintf(text_buf + at, sizeof text_buf - (size_t)at, "%s%s", name,
+                               end ? (l % 7 == 3 ? "\r\n" : "\n") : " ");
+            }
+        }
+        if (rep % 2)
+            at--; /* no final line end */
+        CHECK_OK(fib_edgelist_parse(text_buf, (size_t)at, FIB_EDGELIST_NO_HEADER, "r", &e));
+        CHECK(e.n_nodes == n_ref && e.n_arcs == lines, "random %d: %lld nodes, %d expected",
+              rep, (long long)e.n_nodes, n_ref);
+        for (int64_t i = 0; i < e.n_nodes && i < n_ref; i++)
+            CHECK(strcmp(fib_edgelist_node_name(&e, i), ref_names[i]) == 0,
+                  "random %d: node %lld", rep, (long long)i);
+        for (int64_t a = 0; a < e.n_arcs && a < lines; a++)
+            CHECK(e.src[a] == ref_src[a] && e.dst[a] == ref_dst[a], "random %d: arc %lld",
+                  rep, (long long)a);
+        fib_edgelist_clear(&e);
+    }
+
+    /* nothing to read: no arcs, no nodes */
+    CHECK_OK(fib_edgelist_parse("", 0, 0, "empty", &e));
+    CHECK(e.n_arcs == 0 && e.n_nodes == 0, "empty text");
+    fib_edgelist_clear(&e);
+    CHECK_OK(parse("# only a comment\r\n\n", 0, &e));
+    CHECK(e.n_arcs == 0 && e.n_nodes == 0, "comments only");
+    fib_edgelist_clear(&e);
+}
+
 static void data_files(const char *dir)
 {
     static const char *files[] = {"test_1.csv", "test_Ecoli.csv",
@@ -305,6 +439,8 @@ int main(int argc, char **argv)
     ambiguous_header_is_refused();
     fractional_third_column_is_refused();
     column_list();
+    weights_equal_strtod();
+    number_names_in_order_of_appearance();
     fuzz();
     if (argc > 1)
         data_files(argv[1]);

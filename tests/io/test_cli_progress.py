@@ -86,6 +86,8 @@ def test_graph_progress_shown_on_a_terminal(edges, at_once):
     rc, out, seen = run_with_stderr_on_a_terminal(["graph", edges], at_once)
     assert rc == 0, seen
     assert b"reading" in seen and b"fibers: step" in seen
+    # the cycles and the base graph, after the refinement, are announced too
+    assert seen.index(b"fibers: step") < seen.index(b"base graph of")
     assert b"step" not in out and out.startswith(b"graph: ")
 
 

@@ -1334,6 +1334,50 @@ FIB_API int32_t fib_graph_add_product(fib_graph *graph, int32_t a, int32_t b,
 #define FIB_ACT_MISH 10        /* x * tanh(softplus(x)) */
 #define FIB_ACT_SOFTPLUS 11    /* log(1 + exp(x)) (beta 1; x > 20 gives x) */
 
+/* ------------------------------------------------------------------------ */
+/* Constant positions and selected steps (Vision Transformers)              */
+/* ------------------------------------------------------------------------ */
+
+#define FIB_OP_PREPEND 14        /* constant positions before a sequence */
+#define FIB_OP_POSITION_SHIFT 15 /* a constant added per unit and position */
+#define FIB_OP_SELECT_STEP 16    /* one position of a sequence, by index */
+
+/* Prepends n_positions >= 0 constant positions to the positions of
+ * `source` (a Vision Transformer's class token): a sequence (cols = 1) of
+ * n_positions + rows x cols positions of the source's units, whose first
+ * positions hold values[p * n_units + i] (n_positions x n_units, copied;
+ * NULL when n_positions is 0) and whose others copy the source's positions
+ * in row-major order (an image becomes the sequence of its pixels, as
+ * x.flatten(2).transpose(1, 2) in PyTorch). Units merge only when their
+ * constants are equal; a base unit holds its class's constants.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_SHAPE (n_positions < 0),
+ * FIB_E_INVALID (dtype), FIB_E_NONFINITE, FIB_E_OVERFLOW, FIB_E_NOMEM. */
+FIB_API int32_t fib_graph_add_prepend(fib_graph *graph, int32_t source,
+                                      int64_t n_positions, int32_t dtype,
+                                      const void *values, int32_t *group_out);
+
+/* Adds a constant per unit and position to `source`: z[p][i] = x[p][i] +
+ * shift[p * n_units + i] (positions x n_units, positions in the layout of
+ * fib_graph_forward; copied): a learned position embedding. The new group
+ * keeps the source's positions. Units merge only when their shifts are
+ * equal at every position.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype),
+ * FIB_E_NONFINITE, FIB_E_NOMEM. */
+FIB_API int32_t fib_graph_add_position_shift(fib_graph *graph, int32_t source,
+                                             int32_t dtype, const void *shift,
+                                             int32_t *group_out);
+
+/* One position of a sequence (x[:, position] in PyTorch; a Vision
+ * Transformer's class token is x[:, 0]): a plain group. position counts
+ * from the start, or from the end when negative (-1 is the last step, as
+ * fib_graph_add_last_step). fib_graph_block_params gives the position
+ * (from the start), then per unit the source unit it reads.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (source, position outside -rows ..
+ * rows - 1), FIB_E_SHAPE (source not a sequence), FIB_E_NOMEM. */
+FIB_API int32_t fib_graph_add_select_step(fib_graph *graph, int32_t source,
+                                          int64_t position,
+                                          int32_t *group_out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -101,6 +101,15 @@ int32_t fib_graph_add_affine_gather(fib_graph *g, int32_t source, int64_t n_unit
                                     int32_t *group_out);
 int32_t fib_graph_add_last_step_gather(fib_graph *g, int32_t source, int64_t n_units,
                                        int64_t *reads, int32_t *group_out);
+int32_t fib_graph_add_select_step_gather(fib_graph *g, int32_t source, int64_t position,
+                                         int64_t n_units, int64_t *reads, int32_t *group_out);
+/* prepend.c, position_shift.c: float64 constants (n_positions x n_units,
+ * positions x n_units) and a gather, taken over. */
+int32_t fib_graph_add_prepend_owned(fib_graph *g, int32_t source, int64_t n_positions,
+                                    int64_t n_units, double *values, int64_t *reads,
+                                    int32_t *group_out);
+int32_t fib_graph_add_position_shift_owned(fib_graph *g, int32_t source, int64_t n_units,
+                                           double *shift, int64_t *reads, int32_t *group_out);
 
 
 #endif

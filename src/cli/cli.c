@@ -62,6 +62,9 @@ const char *cli_op_name(int32_t op)
     case 10: return "attend";
     case 11: return "norm";
     case 13: return "product";
+    case 14: return "prepend";
+    case 15: return "position_shift";
+    case 16: return "select_step";
     default: return "unknown";
     }
 }

@@ -58,6 +58,8 @@ static const char *const op_names[] = {
     [FIB_OP_GRU] = "gru",       [FIB_OP_LAST_STEP] = "last_step",
     [FIB_OP_ATTEND] = "attend", [FIB_OP_NORM] = "norm",
     [FIB_OP_PRODUCT] = "product", /* FIB_OP_NODES (12) is no network block */
+    [FIB_OP_PREPEND] = "prepend", [FIB_OP_POSITION_SHIFT] = "position_shift",
+    [FIB_OP_SELECT_STEP] = "select_step",
 };
 #define N_OPS ((int32_t)(sizeof op_names / sizeof op_names[0]))
 

@@ -148,6 +148,12 @@ const FIB_ACT_HARDSIGMOID = Int32(9)
 const FIB_ACT_MISH = Int32(10)
 # log(1 + exp(x)) (beta 1; x > 20 gives x)
 const FIB_ACT_SOFTPLUS = Int32(11)
+# constant positions before a sequence
+const FIB_OP_PREPEND = Int32(14)
+# a constant added per unit and position
+const FIB_OP_POSITION_SHIFT = Int32(15)
+# one position of a sequence, by index
+const FIB_OP_SELECT_STEP = Int32(16)
 
 """
 A network: groups of units, each produced by one block (an input, a
@@ -1432,6 +1438,51 @@ function fib_graph_add_product(graph, a, b, group_out)
     ccall(_cfunction(_cache_fib_graph_add_product, :fib_graph_add_product), Int32, (Ptr{fib_graph}, Int32, Int32, Ptr{Int32}, ), graph, a, b, group_out)
 end
 
+"""
+Prepends n_positions >= 0 constant positions to the positions of
+`source` (a Vision Transformer's class token): a sequence (cols = 1) of
+n_positions + rows x cols positions of the source's units, whose first
+positions hold values[p * n_units + i] (n_positions x n_units, copied;
+NULL when n_positions is 0) and whose others copy the source's positions
+in row-major order (an image becomes the sequence of its pixels, as
+x.flatten(2).transpose(1, 2) in PyTorch). Units merge only when their
+constants are equal; a base unit holds its class's constants.
+Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_SHAPE (n_positions < 0),
+FIB_E_INVALID (dtype), FIB_E_NONFINITE, FIB_E_OVERFLOW, FIB_E_NOMEM.
+"""
+const _cache_fib_graph_add_prepend = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_add_prepend(graph, source, n_positions, dtype, values, group_out)
+    ccall(_cfunction(_cache_fib_graph_add_prepend, :fib_graph_add_prepend), Int32, (Ptr{fib_graph}, Int32, Int64, Int32, Ptr{Cvoid}, Ptr{Int32}, ), graph, source, n_positions, dtype, values, group_out)
+end
+
+"""
+Adds a constant per unit and position to `source`: z[p][i] = x[p][i] +
+shift[p * n_units + i] (positions x n_units, positions in the layout of
+fib_graph_forward; copied): a learned position embedding. The new group
+keeps the source's positions. Units merge only when their shifts are
+equal at every position.
+Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype),
+FIB_E_NONFINITE, FIB_E_NOMEM.
+"""
+const _cache_fib_graph_add_position_shift = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_add_position_shift(graph, source, dtype, shift, group_out)
+    ccall(_cfunction(_cache_fib_graph_add_position_shift, :fib_graph_add_position_shift), Int32, (Ptr{fib_graph}, Int32, Int32, Ptr{Cvoid}, Ptr{Int32}, ), graph, source, dtype, shift, group_out)
+end
+
+"""
+One position of a sequence (x[:, position] in PyTorch; a Vision
+Transformer's class token is x[:, 0]): a plain group. position counts
+from the start, or from the end when negative (-1 is the last step, as
+fib_graph_add_last_step). fib_graph_block_params gives the position
+(from the start), then per unit the source unit it reads.
+Errors: FIB_E_NULL, FIB_E_RANGE (source, position outside -rows ..
+rows - 1), FIB_E_SHAPE (source not a sequence), FIB_E_NOMEM.
+"""
+const _cache_fib_graph_add_select_step = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_add_select_step(graph, source, position, group_out)
+    ccall(_cfunction(_cache_fib_graph_add_select_step, :fib_graph_add_select_step), Int32, (Ptr{fib_graph}, Int32, Int64, Ptr{Int32}, ), graph, source, position, group_out)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1522,4 +1573,7 @@ const FUNCTION_NAMES = [
     :fib_remove_partial_outputs,
     :fib_graph_tensor_dtype,
     :fib_graph_add_product,
+    :fib_graph_add_prepend,
+    :fib_graph_add_position_shift,
+    :fib_graph_add_select_step,
 ]

@@ -9,8 +9,8 @@
 #include <string.h>
 
 typedef struct fib_position_shift {
-    int32_t dtype;   /* the dtype the shifts came in (rounding allowance) */
-    double *shift;   /* positions x n_units, owned */
+    int32_t dtype;   /* of shift: as given by users, float64 in bases */
+    void *shift;     /* positions x n_units, owned */
     int64_t *reads;  /* unit i reads source unit reads[i]; NULL: i */
 } fib_position_shift;
 
@@ -19,6 +19,11 @@ static const fib_block_ops fib_position_shift_ops;
 static const fib_position_shift *shift_of(const fib_graph *g, int32_t group)
 {
     return (const fib_position_shift *)g->groups[group].block;
+}
+
+static double shift_at(const fib_position_shift *s, int64_t at)
+{
+    return fib_load(s->dtype, s->shift, at);
 }
 
 static void shift_free(void *block)
@@ -33,7 +38,7 @@ static void shift_free(void *block)
 
 /* Takes `shift` and `reads` over (freed on failure too). */
 static int32_t push_shift(fib_graph *g, int32_t source, int32_t dtype, int64_t n_units,
-                          double *shift, int64_t *reads, int32_t *group_out)
+                          void *shift, int64_t *reads, int32_t *group_out)
 {
     fib_position_shift *s = fib_calloc(1, sizeof *s);
     if (!s) {
@@ -66,18 +71,15 @@ int32_t fib_graph_add_position_shift(fib_graph *g, int32_t source, int32_t dtype
                          (int)dtype);
     const fib_group *src = &g->groups[source];
     int64_t n = src->n_units, count = fib_group_activity_width(src);
-    double *copy = fib_alloc(count, sizeof *copy);
-    if (!copy)
-        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
-    for (int64_t x = 0; x < count; x++) {
-        copy[x] = fib_load(dtype, shift, x);
-        if (!isfinite(copy[x])) {
-            fib_free(copy);
+    for (int64_t x = 0; x < count; x++)
+        if (!isfinite(fib_load(dtype, shift, x)))
             return fib_error(FIB_E_NONFINITE, "%s: group %d: shift [%lld, %lld] (position, "
                              "unit) is not finite", fn, (int)group, (long long)(x / n),
                              (long long)(x % n));
-        }
-    }
+    void *copy = fib_alloc(count, fib_dtype_size(dtype));
+    if (!copy)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    memcpy(copy, shift, (size_t)count * fib_dtype_size(dtype));
     return push_shift(g, source, dtype, n, copy, NULL, group_out);
 }
 
@@ -107,7 +109,7 @@ static int32_t shift_fiber_fill(const fib_graph *g, int32_t group, const fib_par
         val[0] = (double)src->color[fib_gather_at(s->reads, i)];
         tol[0] = FIB_TOL_LABEL;
         for (int64_t p = 0; p < positions; p++) {
-            val[1 + p] = s->shift[p * n + i];
+            val[1 + p] = shift_at(s, p * n + i);
             tol[1 + p] = fib_rounding_tol(s->dtype, 1, fabs(val[1 + p]));
         }
     }
@@ -152,7 +154,7 @@ static void shift_forward(const fib_graph *g, int32_t group, int64_t batch,
             const double *xp = x + (b * positions + p) * n_src;
             double *yp = out + (b * positions + p) * n;
             for (int64_t i = 0; i < n; i++)
-                yp[i] = xp[fib_gather_at(s->reads, i)] + s->shift[p * n + i];
+                yp[i] = xp[fib_gather_at(s->reads, i)] + shift_at(s, p * n + i);
         }
 }
 
@@ -181,10 +183,10 @@ static int32_t shift_compress(const fib_graph *g, int32_t group, const fib_parti
     fib_partition_class_sizes(own, sizes);
     for (int64_t p = 0; p < positions; p++)
         for (int64_t i = 0; i < n; i++)
-            shift[p * k + own->color[i]] += s->shift[p * n + i] / (double)sizes[own->color[i]];
+            shift[p * k + own->color[i]] += shift_at(s, p * n + i) / (double)sizes[own->color[i]];
     fib_free(sizes);
     int32_t id;
-    return push_shift(base, base_ids[source], s->dtype, k, shift, reads, &id);
+    return push_shift(base, base_ids[source], FIB_DTYPE_F64, k, shift, reads, &id);
 }
 
 static int32_t shift_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
@@ -206,9 +208,9 @@ static int32_t shift_lift(const fib_graph *base, int32_t group, const fib_partit
     }
     for (int64_t p = 0; p < positions; p++)
         for (int64_t i = 0; i < n; i++)
-            shift[p * n + i] = s->shift[p * k + own->color[i]];
+            shift[p * n + i] = shift_at(s, p * k + own->color[i]);
     int32_t id;
-    return push_shift(full, full_ids[source], s->dtype, n, shift, reads, &id);
+    return push_shift(full, full_ids[source], FIB_DTYPE_F64, n, shift, reads, &id);
 }
 
 static int64_t shift_num_parameters(const fib_graph *g, int32_t group)
@@ -221,7 +223,7 @@ static bool shift_tensor(const fib_graph *g, int32_t group, int32_t index, fib_t
     const fib_group *grp = &g->groups[group];
     if (index != 0)
         return false;
-    *out = (fib_tensor_view){"shift", FIB_DTYPE_F64, shift_of(g, group)->shift, 2,
+    *out = (fib_tensor_view){"shift", shift_of(g, group)->dtype, shift_of(g, group)->shift, 2,
                              {fib_group_positions(grp), grp->n_units, 1, 1}, grp->n_units};
     return true;
 }

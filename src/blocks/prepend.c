@@ -13,8 +13,8 @@
 
 typedef struct fib_prepend {
     int64_t n_positions; /* k */
-    int32_t dtype;       /* the dtype the values came in (rounding allowance) */
-    double *values;      /* k x n_units, owned; NULL when k = 0 */
+    int32_t dtype;       /* of values: as given by users, float64 in bases */
+    void *values;        /* k x n_units, owned; NULL when k = 0 */
     int64_t *reads;      /* unit i reads source unit reads[i]; NULL: i */
 } fib_prepend;
 
@@ -23,6 +23,11 @@ static const fib_block_ops fib_prepend_ops;
 static const fib_prepend *prepend_of(const fib_graph *g, int32_t group)
 {
     return (const fib_prepend *)g->groups[group].block;
+}
+
+static double value_at(const fib_prepend *p, int64_t at)
+{
+    return fib_load(p->dtype, p->values, at);
 }
 
 static void prepend_free(void *block)
@@ -37,7 +42,7 @@ static void prepend_free(void *block)
 
 /* Takes `values` and `reads` over (freed on failure too). */
 static int32_t push_prepend(fib_graph *g, int32_t source, int64_t k, int32_t dtype,
-                            int64_t n_units, double *values, int64_t *reads,
+                            int64_t n_units, void *values, int64_t *reads,
                             int32_t *group_out)
 {
     int64_t steps = fib_group_positions(&g->groups[source]);
@@ -83,20 +88,16 @@ int32_t fib_graph_add_prepend(fib_graph *g, int32_t source, int64_t n_positions,
     if (!fib_mul_i64(n_positions, n, &count) || count > FIB_MAX_UNITS)
         return fib_error(FIB_E_OVERFLOW, "%s: group %d: %lld x %lld values exceed 2^40", fn,
                          (int)group, (long long)n_positions, (long long)n);
-    double *copy = NULL;
+    for (int64_t x = 0; x < count; x++)
+        if (!isfinite(fib_load(dtype, values, x)))
+            return fib_error(FIB_E_NONFINITE, "%s: group %d: value [%lld, %lld] is not "
+                             "finite", fn, (int)group, (long long)(x / n), (long long)(x % n));
+    void *copy = NULL;
     if (count > 0) {
-        copy = fib_alloc(count, sizeof *copy);
+        copy = fib_alloc(count, fib_dtype_size(dtype));
         if (!copy)
             return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
-        for (int64_t x = 0; x < count; x++) {
-            copy[x] = fib_load(dtype, values, x);
-            if (!isfinite(copy[x])) {
-                fib_free(copy);
-                return fib_error(FIB_E_NONFINITE, "%s: group %d: value [%lld, %lld] is not "
-                                 "finite", fn, (int)group, (long long)(x / n),
-                                 (long long)(x % n));
-            }
-        }
+        memcpy(copy, values, (size_t)count * fib_dtype_size(dtype));
     }
     return push_prepend(g, source, n_positions, n_positions > 0 ? dtype : FIB_DTYPE_F64, n,
                         copy, NULL, group_out);
@@ -132,7 +133,7 @@ static int32_t prepend_fiber_fill(const fib_graph *g, int32_t group,
         val[0] = (double)src->color[fib_gather_at(p->reads, i)];
         tol[0] = FIB_TOL_LABEL;
         for (int64_t q = 0; q < p->n_positions; q++) {
-            val[1 + q] = p->values[q * n + i];
+            val[1 + q] = value_at(p, q * n + i);
             tol[1 + q] = fib_rounding_tol(p->dtype, 1, fabs(val[1 + q]));
         }
     }
@@ -174,8 +175,8 @@ static void prepend_forward(const fib_graph *g, int32_t group, int64_t batch,
     int64_t n = grp->n_units, n_src = src->n_units, steps = fib_group_positions(src);
     for (int64_t b = 0; b < batch; b++) {
         double *yb = out + b * fib_group_activity_width(grp);
-        if (p->n_positions > 0)
-            memcpy(yb, p->values, (size_t)(p->n_positions * n) * sizeof *yb);
+        for (int64_t x = 0; x < p->n_positions * n; x++)
+            yb[x] = value_at(p, x);
         for (int64_t t = 0; t < steps; t++) {
             const double *xt = x + (b * steps + t) * n_src;
             double *yt = yb + (p->n_positions + t) * n;
@@ -209,10 +210,10 @@ static int32_t prepend_compress(const fib_graph *g, int32_t group, const fib_par
     fib_partition_class_sizes(own, sizes);
     for (int64_t q = 0; q < q_max; q++)
         for (int64_t i = 0; i < n; i++)
-            values[q * k + own->color[i]] += p->values[q * n + i] / (double)sizes[own->color[i]];
+            values[q * k + own->color[i]] += value_at(p, q * n + i) / (double)sizes[own->color[i]];
     fib_free(sizes);
     int32_t id;
-    return push_prepend(base, base_ids[source], q_max, p->dtype, k, values, reads, &id);
+    return push_prepend(base, base_ids[source], q_max, FIB_DTYPE_F64, k, values, reads, &id);
 }
 
 static int32_t prepend_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
@@ -233,9 +234,9 @@ static int32_t prepend_lift(const fib_graph *base, int32_t group, const fib_part
     }
     for (int64_t q = 0; q < q_max; q++)
         for (int64_t i = 0; i < n; i++)
-            values[q * n + i] = p->values[q * k + own->color[i]];
+            values[q * n + i] = value_at(p, q * k + own->color[i]);
     int32_t id;
-    return push_prepend(full, full_ids[source], q_max, p->dtype, n, values, reads, &id);
+    return push_prepend(full, full_ids[source], q_max, FIB_DTYPE_F64, n, values, reads, &id);
 }
 
 static int64_t prepend_num_parameters(const fib_graph *g, int32_t group)
@@ -250,8 +251,7 @@ static bool prepend_tensor(const fib_graph *g, int32_t group, int32_t index,
     int64_t n = g->groups[group].n_units;
     if (index != 0 || p->n_positions == 0)
         return false;
-    *out = (fib_tensor_view){"values", FIB_DTYPE_F64, p->values, 2, {p->n_positions, n, 1, 1},
-                             n};
+    *out = (fib_tensor_view){"values", p->dtype, p->values, 2, {p->n_positions, n, 1, 1}, n};
     return true;
 }
 

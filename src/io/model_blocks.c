@@ -715,6 +715,10 @@ static int32_t load_prepend(loader *L, const group *G, int32_t *id)
     double *values = NULL;
     if (st == FIB_OK)
         st = read_gather(L, G, 1, G->units, src->n_units, &reads);
+    if (st == FIB_OK && !reads) /* as users build it: the file's dtype */
+        return done(L, G, fib_graph_add_prepend(L->graph, G->sources[0], k,
+                                                t ? t->dtype : FIB_DTYPE_F64,
+                                                t ? t->data : NULL, id));
     if (st == FIB_OK)
         st = owned_copy(L, G, "values", t, false, &values);
     if (st != FIB_OK) {
@@ -740,6 +744,9 @@ static int32_t load_position_shift(loader *L, const group *G, int32_t *id)
     double *shift = NULL;
     if (st == FIB_OK)
         st = read_gather(L, G, 0, G->units, src->n_units, &reads);
+    if (st == FIB_OK && !reads) /* as users build it: the file's dtype */
+        return done(L, G, fib_graph_add_position_shift(L->graph, G->sources[0], t->dtype,
+                                                       t->data, id));
     if (st == FIB_OK)
         st = owned_copy(L, G, "shift", t, false, &shift);
     if (st != FIB_OK) {

@@ -184,3 +184,19 @@ class ExpandedLayer(nn.Module):
 def test_what_is_not_covered_is_refused_by_node(model, x, where):
     with pytest.raises(ft.UnsupportedModelError, match=where):
         ft.compress(model.eval(), x)
+
+
+def test_saved_vit_and_its_base_load_back_with_equal_outputs(tmp_path):
+    torch.manual_seed(4)
+    model = TinyViT().eval()
+    _plant(model)
+    x = torch.randn(2, 3, 4, 4)
+    ft.save(model, tmp_path / "vit.safetensors", x)
+    loaded = ft.load(tmp_path / "vit.safetensors")
+    _compare(model, loaded)
+    assert tuple(loaded.state_dict()["class_token"].shape) == (1, 1, 8)
+    small, _ = ft.compress(model, x)
+    ft.save(small, tmp_path / "base.safetensors")
+    base = ft.load(tmp_path / "base.safetensors")
+    _compare(model, base)
+    assert ft.count_parameters(base) == ft.count_parameters(small)

@@ -245,5 +245,10 @@ def rebuild_select_step(ctx, node, layer):
     return ctx.select(step, gather, 1, node.name, ctx.width(layer.sources[0]))
 
 
+def rebuild_constant(ctx, node):
+    """A tensor stored on the model: emitted by the block that reads it."""
+    return None
+
+
 REBUILDERS = {"prepend": rebuild_prepend, "position_shift": rebuild_position_shift,
-              "select_step": rebuild_select_step}
+              "select_step": rebuild_select_step, "constant": rebuild_constant}

@@ -7,7 +7,6 @@
 #include "blocks/blocks.h"
 #include "model/gather.h"
 
-#include <string.h>
 
 typedef struct fib_last_step {
     int64_t position; /* 0 <= position < the source's rows */
@@ -128,19 +127,8 @@ static int32_t last_step_fiber_fill(const fib_graph *g, int32_t group,
     return FIB_OK;
 }
 
-/* Opfibers: a source unit receives, at the last position, the errors of the
- * units that copy it: their count per opfiber class of this group (with
- * the identity map, just the class of unit i). */
-static int64_t last_step_opfiber_width(const fib_graph *g, int32_t group,
-                                       int32_t source_index,
-                                       const fib_partition *parts,
-                                       const fib_partition *fibers)
-{
-    (void)fibers;
-    (void)g, (void)source_index;
-    return parts[group].n_classes;
-}
-
+/* Opfibers: a source unit receives, at the selected position, the errors of
+ * the units that copy it (with the identity map, just the class of unit i). */
 static int32_t last_step_opfiber_fill(const fib_graph *g, int32_t group,
                                       int32_t source_index,
                                       const fib_partition *parts,
@@ -148,15 +136,7 @@ static int32_t last_step_opfiber_fill(const fib_graph *g, int32_t group,
                                       fib_signature *sig, int64_t offset)
 {
     (void)source_index, (void)fibers;
-    const int64_t *reads = reads_of(g, group);
-    int64_t k = parts[group].n_classes;
-    for (int64_t j = 0; j < sig->n_units; j++) {
-        memset(sig->value + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
-        memset(sig->tol + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
-    }
-    for (int64_t i = 0; i < g->groups[group].n_units; i++)
-        sig->value[fib_gather_at(reads, i) * sig->n_coords + offset + parts[group].color[i]] += 1.0;
-    return FIB_OK;
+    return fib_copy_opfiber_fill(g, group, reads_of(g, group), parts, sig, offset);
 }
 
 static void last_step_forward(const fib_graph *g, int32_t group, int64_t batch,
@@ -240,7 +220,7 @@ static const fib_block_ops fib_last_step_ops = {
     .free_block = last_step_free,
     .fiber_width = last_step_fiber_width,
     .fiber_fill = last_step_fiber_fill,
-    .opfiber_width = last_step_opfiber_width,
+    .opfiber_width = fib_copy_opfiber_width,
     .opfiber_fill = last_step_opfiber_fill,
     .forward = last_step_forward,
     .compress = last_step_compress,
@@ -254,7 +234,7 @@ static const fib_block_ops fib_select_step_ops = {
     .free_block = last_step_free,
     .fiber_width = last_step_fiber_width,
     .fiber_fill = last_step_fiber_fill,
-    .opfiber_width = last_step_opfiber_width,
+    .opfiber_width = fib_copy_opfiber_width,
     .opfiber_fill = last_step_opfiber_fill,
     .forward = last_step_forward,
     .compress = last_step_compress,

@@ -1,17 +1,13 @@
 /* A constant added per unit and position: z[p][i] = x[p][reads[i]] +
  * shift[p][i] (learned position embeddings: a Vision Transformer's, GPT-2's).
- * Units of one class have equal shifts at every position: the shifts are
- * part of the fiber signature. */
+ * Units of one class have equal shifts at every position (unit_constants.c:
+ * the shifts are part of the fiber signature, one row per position). */
 #include "blocks/blocks.h"
 #include "model/gather.h"
 
-#include <math.h>
-#include <string.h>
-
 typedef struct fib_position_shift {
-    int32_t dtype;   /* of shift: as given by users, float64 in bases */
-    void *shift;     /* positions x n_units, owned */
-    int64_t *reads;  /* unit i reads source unit reads[i]; NULL: i */
+    fib_unit_constants shift; /* one row of n_units per position */
+    int64_t *reads;           /* unit i reads source unit reads[i]; NULL: i */
 } fib_position_shift;
 
 static const fib_block_ops fib_position_shift_ops;
@@ -21,32 +17,27 @@ static const fib_position_shift *shift_of(const fib_graph *g, int32_t group)
     return (const fib_position_shift *)g->groups[group].block;
 }
 
-static double shift_at(const fib_position_shift *s, int64_t at)
-{
-    return fib_load(s->dtype, s->shift, at);
-}
-
 static void shift_free(void *block)
 {
     fib_position_shift *s = block;
     if (!s)
         return;
-    fib_free(s->shift);
+    fib_unit_constants_free(&s->shift);
     fib_free(s->reads);
     fib_free(s);
 }
 
 /* Takes `shift` and `reads` over (freed on failure too). */
-static int32_t push_shift(fib_graph *g, int32_t source, int32_t dtype, int64_t n_units,
-                          void *shift, int64_t *reads, int32_t *group_out)
+static int32_t push_shift(fib_graph *g, int32_t source, int64_t n_units,
+                          fib_unit_constants shift, int64_t *reads, int32_t *group_out)
 {
     fib_position_shift *s = fib_calloc(1, sizeof *s);
     if (!s) {
-        fib_free(shift);
+        fib_unit_constants_free(&shift);
         fib_free(reads);
         return fib_error(FIB_E_NOMEM, "out of memory adding a position shift");
     }
-    *s = (fib_position_shift){.dtype = dtype, .shift = shift, .reads = reads};
+    *s = (fib_position_shift){.shift = shift, .reads = reads};
     fib_group grp = {.op = FIB_OP_POSITION_SHIFT, .n_units = n_units,
                      .activation = FIB_ACT_LINEAR, .n_sources = 1, .sources = {source, 0},
                      .ops = &fib_position_shift_ops, .block = s};
@@ -70,75 +61,48 @@ int32_t fib_graph_add_position_shift(fib_graph *g, int32_t source, int32_t dtype
         return fib_error(FIB_E_INVALID, "%s: group %d: unknown dtype %d", fn, (int)group,
                          (int)dtype);
     const fib_group *src = &g->groups[source];
-    int64_t n = src->n_units, count = fib_group_activity_width(src);
-    for (int64_t x = 0; x < count; x++)
-        if (!isfinite(fib_load(dtype, shift, x)))
-            return fib_error(FIB_E_NONFINITE, "%s: group %d: shift [%lld, %lld] (position, "
-                             "unit) is not finite", fn, (int)group, (long long)(x / n),
-                             (long long)(x % n));
-    void *copy = fib_alloc(count, fib_dtype_size(dtype));
-    if (!copy)
-        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
-    memcpy(copy, shift, (size_t)count * fib_dtype_size(dtype));
-    return push_shift(g, source, dtype, n, copy, NULL, group_out);
+    fib_unit_constants copy;
+    status = fib_unit_constants_copy(&copy, dtype, fib_group_positions(src), src->n_units,
+                                     shift, fn, group);
+    if (status)
+        return status;
+    return push_shift(g, source, src->n_units, copy, NULL, group_out);
 }
 
-/* Model files: float64 shifts and a gather, taken over. */
+/* Model files: float64 shifts (positions x n_units) and a gather, taken
+ * over. */
 int32_t fib_graph_add_position_shift_owned(fib_graph *g, int32_t source, int64_t n_units,
                                            double *shift, int64_t *reads, int32_t *group_out)
 {
-    return push_shift(g, source, FIB_DTYPE_F64, n_units, shift, reads, group_out);
+    fib_unit_constants table = {.dtype = FIB_DTYPE_F64,
+                                .rows = fib_group_positions(&g->groups[source]),
+                                .values = shift};
+    return push_shift(g, source, n_units, table, reads, group_out);
 }
 
 /* Fibers: the source unit's colour and the unit's shift at every position. */
 static int64_t shift_fiber_width(const fib_graph *g, int32_t group, const fib_partition *parts)
 {
     (void)parts;
-    return 1 + fib_group_positions(&g->groups[group]);
+    return fib_unit_constants_fiber_width(&shift_of(g, group)->shift);
 }
 
 static int32_t shift_fiber_fill(const fib_graph *g, int32_t group, const fib_partition *parts,
                                 fib_signature *sig, int64_t offset)
 {
     const fib_position_shift *s = shift_of(g, group);
-    const fib_partition *src = &parts[g->groups[group].sources[0]];
-    int64_t n = g->groups[group].n_units, positions = fib_group_positions(&g->groups[group]);
-    for (int64_t i = 0; i < n; i++) {
-        double *val = sig->value + i * sig->n_coords + offset;
-        double *tol = sig->tol + i * sig->n_coords + offset;
-        val[0] = (double)src->color[fib_gather_at(s->reads, i)];
-        tol[0] = FIB_TOL_LABEL;
-        for (int64_t p = 0; p < positions; p++) {
-            val[1 + p] = shift_at(s, p * n + i);
-            tol[1 + p] = fib_rounding_tol(s->dtype, 1, fabs(val[1 + p]));
-        }
-    }
+    fib_unit_constants_fiber_fill(&s->shift, &parts[g->groups[group].sources[0]], s->reads,
+                                  g->groups[group].n_units, sig, offset);
     return FIB_OK;
 }
 
-/* Opfibers: a source unit receives, unchanged, the errors of the units
- * reading it: their count per opfiber class of this group. */
-static int64_t shift_opfiber_width(const fib_graph *g, int32_t group, int32_t source_index,
-                                   const fib_partition *parts, const fib_partition *fibers)
-{
-    (void)g, (void)source_index, (void)fibers;
-    return parts[group].n_classes;
-}
-
+/* Opfibers: the error passes unchanged to the unit read. */
 static int32_t shift_opfiber_fill(const fib_graph *g, int32_t group, int32_t source_index,
                                   const fib_partition *parts, const fib_partition *fibers,
                                   fib_signature *sig, int64_t offset)
 {
     (void)source_index, (void)fibers;
-    const int64_t *reads = shift_of(g, group)->reads;
-    int64_t k = parts[group].n_classes;
-    for (int64_t j = 0; j < sig->n_units; j++) {
-        memset(sig->value + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
-        memset(sig->tol + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
-    }
-    for (int64_t i = 0; i < g->groups[group].n_units; i++)
-        sig->value[fib_gather_at(reads, i) * sig->n_coords + offset + parts[group].color[i]] += 1.0;
-    return FIB_OK;
+    return fib_copy_opfiber_fill(g, group, shift_of(g, group)->reads, parts, sig, offset);
 }
 
 static void shift_forward(const fib_graph *g, int32_t group, int64_t batch,
@@ -154,39 +118,29 @@ static void shift_forward(const fib_graph *g, int32_t group, int64_t batch,
             const double *xp = x + (b * positions + p) * n_src;
             double *yp = out + (b * positions + p) * n;
             for (int64_t i = 0; i < n; i++)
-                yp[i] = xp[fib_gather_at(s->reads, i)] + shift_at(s, p * n + i);
+                yp[i] = xp[fib_gather_at(s->reads, i)] + fib_unit_constant(&s->shift, n, p, i);
         }
 }
 
-/* Base unit c: the mean shifts of its class (equal in an exact colouring)
- * and the source class of its first member. */
+/* Base unit c: its class's shifts and the source class of its first
+ * member. */
 static int32_t shift_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
                               fib_graph *base, const int32_t *base_ids)
 {
     const fib_position_shift *s = shift_of(g, group);
     int32_t source = g->groups[group].sources[0];
-    const fib_partition *own = &parts[group];
-    int64_t k = own->n_classes, n = own->n_units;
-    int64_t positions = fib_group_positions(&g->groups[group]);
     int64_t *reads = NULL;
+    fib_unit_constants merged;
     int32_t status = fib_gather_for_base(parts, group, source, s->reads, &reads);
     if (status)
         return status;
-    double *shift = fib_calloc(positions * k, sizeof *shift);
-    int64_t *sizes = fib_alloc(k, sizeof *sizes);
-    if (!shift || !sizes) {
-        fib_free(shift);
-        fib_free(sizes);
+    status = fib_unit_constants_merge(&s->shift, &parts[group], &merged);
+    if (status) {
         fib_free(reads);
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+        return status;
     }
-    fib_partition_class_sizes(own, sizes);
-    for (int64_t p = 0; p < positions; p++)
-        for (int64_t i = 0; i < n; i++)
-            shift[p * k + own->color[i]] += shift_at(s, p * n + i) / (double)sizes[own->color[i]];
-    fib_free(sizes);
     int32_t id;
-    return push_shift(base, base_ids[source], FIB_DTYPE_F64, k, shift, reads, &id);
+    return push_shift(base, base_ids[source], parts[group].n_classes, merged, reads, &id);
 }
 
 static int32_t shift_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
@@ -194,23 +148,19 @@ static int32_t shift_lift(const fib_graph *base, int32_t group, const fib_partit
 {
     const fib_position_shift *s = shift_of(base, group);
     int32_t source = base->groups[group].sources[0];
-    const fib_partition *own = &parts[group];
-    int64_t n = own->n_units, k = base->groups[group].n_units;
-    int64_t positions = fib_group_positions(&base->groups[group]);
     int64_t *reads = NULL;
+    fib_unit_constants lifted;
     int32_t status = fib_gather_for_lift(parts, group, source, s->reads, &reads);
     if (status)
         return status;
-    double *shift = fib_alloc(positions * n, sizeof *shift);
-    if (!shift) {
+    status = fib_unit_constants_lift(&s->shift, base->groups[group].n_units, &parts[group],
+                                     &lifted);
+    if (status) {
         fib_free(reads);
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
+        return status;
     }
-    for (int64_t p = 0; p < positions; p++)
-        for (int64_t i = 0; i < n; i++)
-            shift[p * n + i] = shift_at(s, p * k + own->color[i]);
     int32_t id;
-    return push_shift(full, full_ids[source], FIB_DTYPE_F64, n, shift, reads, &id);
+    return push_shift(full, full_ids[source], parts[group].n_units, lifted, reads, &id);
 }
 
 static int64_t shift_num_parameters(const fib_graph *g, int32_t group)
@@ -220,11 +170,11 @@ static int64_t shift_num_parameters(const fib_graph *g, int32_t group)
 
 static bool shift_tensor(const fib_graph *g, int32_t group, int32_t index, fib_tensor_view *out)
 {
-    const fib_group *grp = &g->groups[group];
+    const fib_unit_constants *t = &shift_of(g, group)->shift;
+    int64_t n = g->groups[group].n_units;
     if (index != 0)
         return false;
-    *out = (fib_tensor_view){"shift", shift_of(g, group)->dtype, shift_of(g, group)->shift, 2,
-                             {fib_group_positions(grp), grp->n_units, 1, 1}, grp->n_units};
+    *out = (fib_tensor_view){"shift", t->dtype, t->values, 2, {t->rows, n, 1, 1}, n};
     return true;
 }
 
@@ -243,7 +193,7 @@ static const fib_block_ops fib_position_shift_ops = {
     .free_block = shift_free,
     .fiber_width = shift_fiber_width,
     .fiber_fill = shift_fiber_fill,
-    .opfiber_width = shift_opfiber_width,
+    .opfiber_width = fib_copy_opfiber_width,
     .opfiber_fill = shift_opfiber_fill,
     .forward = shift_forward,
     .compress = shift_compress,

@@ -485,6 +485,13 @@ static int32_t load_gated(loader *L, const group *G, int32_t *id)
     return done(L, G, st);
 }
 
+static int32_t not_a_sequence(loader *L, const group *G, const fib_group *src)
+{
+    return fib_model_error(L, G->label, "source group %d is not a sequence (positions "
+                           "[%lld, %lld]; a sequence has cols = 1)", (int)G->sources[0],
+                           (long long)src->rows, (long long)src->cols);
+}
+
 static int32_t load_last_step(loader *L, const group *G, int32_t *id)
 {
     int32_t st = no_extras(L, G, true, false);
@@ -492,10 +499,7 @@ static int32_t load_last_step(loader *L, const group *G, int32_t *id)
         return st;
     const fib_group *src = source_of(L, G, 0);
     if (src->cols != 1)
-        return fib_model_error(L, G->label, "source group %d is not a sequence "
-                               "(positions [%lld, %lld]; a sequence has cols = "
-                               "1)", (int)G->sources[0], (long long)src->rows,
-                               (long long)src->cols);
+        return not_a_sequence(L, G, src);
     /* params may be left out for the identity */
     int64_t *reads = NULL;
     if (G->n_params > 0 || G->units != src->n_units) {
@@ -767,10 +771,7 @@ static int32_t load_select_step(loader *L, const group *G, int32_t *id)
         return st;
     const fib_group *src = source_of(L, G, 0);
     if (src->cols != 1)
-        return fib_model_error(L, G->label, "source group %d is not a sequence "
-                               "(positions [%lld, %lld]; a sequence has cols = "
-                               "1)", (int)G->sources[0], (long long)src->rows,
-                               (long long)src->cols);
+        return not_a_sequence(L, G, src);
     if (G->params[0] < 0 || G->params[0] >= src->rows)
         return fib_model_error(L, G->label, "'params' item 0: position %lld is outside "
                                "the %lld steps of group %d", (long long)G->params[0],

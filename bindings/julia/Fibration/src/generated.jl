@@ -1446,7 +1446,9 @@ positions hold values[p * n_units + i] (n_positions x n_units, copied;
 NULL when n_positions is 0) and whose others copy the source's positions
 in row-major order (an image becomes the sequence of its pixels, as
 x.flatten(2).transpose(1, 2) in PyTorch). Units merge only when their
-constants are equal; a base unit holds its class's constants.
+constants are equal; a base unit holds its class's constants. Tensor
+"values" (k x n_units; none when k is 0); block params: k, then per unit
+the source unit it copies (a base gathers).
 Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_SHAPE (n_positions < 0),
 FIB_E_INVALID (dtype), FIB_E_NONFINITE, FIB_E_OVERFLOW, FIB_E_NOMEM.
 """
@@ -1460,7 +1462,8 @@ Adds a constant per unit and position to `source`: z[p][i] = x[p][i] +
 shift[p * n_units + i] (positions x n_units, positions in the layout of
 fib_graph_forward; copied): a learned position embedding. The new group
 keeps the source's positions. Units merge only when their shifts are
-equal at every position.
+equal at every position. Tensor "shift" (positions x n_units); block
+params: per unit the source unit it reads (a base gathers).
 Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype),
 FIB_E_NONFINITE, FIB_E_NOMEM.
 """

@@ -200,3 +200,37 @@ def test_saved_vit_and_its_base_load_back_with_equal_outputs(tmp_path):
     base = ft.load(tmp_path / "base.safetensors")
     _compare(model, base)
     assert ft.count_parameters(base) == ft.count_parameters(small)
+
+
+class ImageConstants(nn.Module):
+    """Constants added to an image: a per-channel (1, C, 1, 1) one on the
+    left, a (C, H, W) one on the right."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.bias = nn.Parameter(torch.randn(1, 6, 1, 1))
+        self.pos = nn.Parameter(torch.randn(6, 4, 4))
+        self.fc = nn.Linear(96, 2)
+
+    def forward(self, x):
+        y = self.bias + self.conv(x)
+        y = y + self.pos
+        return self.fc(torch.flatten(torch.relu(y), 1))
+
+
+def test_constants_added_to_an_image_follow_its_channels():
+    torch.manual_seed(5)
+    model = ImageConstants().eval()
+    with torch.no_grad():
+        model.conv.weight[4] = model.conv.weight[1]
+        model.conv.bias[4] = model.conv.bias[1]
+        model.bias[0, 4] = model.bias[0, 1]
+        model.pos[4] = model.pos[1]
+    small, _ = ft.compress(model, torch.randn(2, 3, 4, 4))
+    _compare(model, small)
+    state = small.state_dict()
+    assert tuple(state["bias"].shape) == (1, 5, 1, 1)
+    assert tuple(state["pos"].shape) == (5, 4, 4)
+    # a kernel and its bias, the two constants' channel, 16 columns of fc per output
+    assert ft.count_parameters(model) - ft.count_parameters(small) == 27 + 1 + 1 + 16 + 2 * 16

@@ -128,7 +128,7 @@ def convert_add_constant(b, node, x, constant):
     layer_in = b.layers[v.group]
     shape, tensor = b.shape(x), _float_tensor(b, node, constant.tensor)
     if shape is None or b.shape(node) != shape or \
-            tuple(tensor.shape) not in _broadcast_shapes(tensor, shape):
+            not _over_the_batch_only(tuple(tensor.shape), shape):
         b.fail(node, "adds a tensor stored on the model of shape %s to a value of shape "
                      "%s: only a constant broadcast over the batch (a position embedding) "
                      "is supported" % (tuple(tensor.shape), shape))
@@ -145,19 +145,15 @@ def convert_add_constant(b, node, x, constant):
     return b.added(layer, gid)
 
 
-def _broadcast_shapes(tensor, shape):
-    """The shapes a constant may have to broadcast onto `shape` over the
-    batch only (it may leave out leading dimensions and have 1 elsewhere)."""
-    if tensor.dim() > len(shape) or tensor.dim() == len(shape) and tensor.shape[0] != 1:
-        return ()
+def _over_the_batch_only(constant_shape, shape):
+    """Whether a constant of constant_shape added to a value of `shape`
+    broadcasts over the batch and nowhere beyond the value's own shape."""
+    sample = (1,) + tuple(shape[1:])
     try:
-        if torch.broadcast_shapes(tuple(tensor.shape), (1,) + tuple(shape[1:])) != \
-                (1,) + tuple(shape[1:]) and tensor.dim() == len(shape):
-            return ()
-        torch.broadcast_shapes(tuple(tensor.shape), tuple(shape[1:]))
+        return len(constant_shape) <= len(shape) and \
+            torch.broadcast_shapes(tuple(constant_shape), sample) == sample
     except RuntimeError:
-        return ()
-    return (tuple(tensor.shape),)
+        return False
 
 
 # -- x[:, k] -------------------------------------------------------------------

@@ -1340,8 +1340,8 @@ FIB_API int32_t fib_graph_add_product(fib_graph *graph, int32_t a, int32_t b,
 
 /* The name of a FIB_OP_* kind as model files, the command and the bindings
  * spell it ("input", "dense", "sum", "conv", "pool", "flatten", "affine",
- * "lstm", "gru", "last_step", "attend", "norm", "nodes", "product"): a
- * static string, or NULL when `op` is no FIB_OP_* constant. Errors: none. */
+ * "lstm", "gru", "last_step", "attend", "norm", "nodes", "product",
+ * "prepend", "position_shift", "select_step"): a static string, or NULL when `op` is no FIB_OP_* constant. Errors: none. */
 FIB_API const char *fib_op_name(int32_t op);
 
 /* The name of a FIB_ACT_* activation ("linear", "relu", "leaky_relu",
@@ -1349,6 +1349,51 @@ FIB_API const char *fib_op_name(int32_t op);
  * "mish", "softplus"): a static string, or NULL when `activation` is no
  * FIB_ACT_* constant. Errors: none. */
 FIB_API const char *fib_activation_name(int32_t activation);
+/* Constant positions and selected steps (Vision Transformers)              */
+/* ------------------------------------------------------------------------ */
+
+#define FIB_OP_PREPEND 14        /* constant positions before a sequence */
+#define FIB_OP_POSITION_SHIFT 15 /* a constant added per unit and position */
+#define FIB_OP_SELECT_STEP 16    /* one position of a sequence, by index */
+
+/* Prepends n_positions >= 0 constant positions to the positions of
+ * `source` (a Vision Transformer's class token): a sequence (cols = 1) of
+ * n_positions + rows x cols positions of the source's units, whose first
+ * positions hold values[p * n_units + i] (n_positions x n_units, copied;
+ * NULL when n_positions is 0) and whose others copy the source's positions
+ * in row-major order (an image becomes the sequence of its pixels, as
+ * x.flatten(2).transpose(1, 2) in PyTorch). Units merge only when their
+ * constants are equal; a base unit holds its class's constants. Tensor
+ * "values" (k x n_units; none when k is 0); block params: k, then per unit
+ * the source unit it copies (a base gathers).
+ * Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_SHAPE (n_positions < 0),
+ * FIB_E_INVALID (dtype), FIB_E_NONFINITE, FIB_E_OVERFLOW, FIB_E_NOMEM. */
+FIB_API int32_t fib_graph_add_prepend(fib_graph *graph, int32_t source,
+                                      int64_t n_positions, int32_t dtype,
+                                      const void *values, int32_t *group_out);
+
+/* Adds a constant per unit and position to `source`: z[p][i] = x[p][i] +
+ * shift[p * n_units + i] (positions x n_units, positions in the layout of
+ * fib_graph_forward; copied): a learned position embedding. The new group
+ * keeps the source's positions. Units merge only when their shifts are
+ * equal at every position. Tensor "shift" (positions x n_units); block
+ * params: per unit the source unit it reads (a base gathers).
+ * Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype),
+ * FIB_E_NONFINITE, FIB_E_NOMEM. */
+FIB_API int32_t fib_graph_add_position_shift(fib_graph *graph, int32_t source,
+                                             int32_t dtype, const void *shift,
+                                             int32_t *group_out);
+
+/* One position of a sequence (x[:, position] in PyTorch; a Vision
+ * Transformer's class token is x[:, 0]): a plain group. position counts
+ * from the start, or from the end when negative (-1 is the last step, as
+ * fib_graph_add_last_step). fib_graph_block_params gives the position
+ * (from the start), then per unit the source unit it reads.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (source, position outside -rows ..
+ * rows - 1), FIB_E_SHAPE (source not a sequence), FIB_E_NOMEM. */
+FIB_API int32_t fib_graph_add_select_step(fib_graph *graph, int32_t source,
+                                          int64_t position,
+                                          int32_t *group_out);
 
 #ifdef __cplusplus
 }

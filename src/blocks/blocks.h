@@ -110,6 +110,51 @@ int32_t fib_graph_add_affine_gather(fib_graph *g, int32_t source, int64_t n_unit
                                     int32_t *group_out);
 int32_t fib_graph_add_last_step_gather(fib_graph *g, int32_t source, int64_t n_units,
                                        int64_t *reads, int32_t *group_out);
+int32_t fib_graph_add_select_step_gather(fib_graph *g, int32_t source, int64_t position,
+                                         int64_t n_units, int64_t *reads, int32_t *group_out);
+/* unit_constants.c: constants held per unit, rows x n_units row-major in
+ * dtype (a class token: k rows; a position shift: one row per position),
+ * part of each unit's fiber signature. */
+typedef struct fib_unit_constants {
+    int32_t dtype;
+    int64_t rows;
+    void *values; /* owned; NULL when rows = 0 */
+} fib_unit_constants;
+double fib_unit_constant(const fib_unit_constants *t, int64_t n_units, int64_t row,
+                         int64_t unit);
+void fib_unit_constants_free(fib_unit_constants *t);
+/* A copy of users' values, refused (fn names the caller) when one is not
+ * finite. */
+int32_t fib_unit_constants_copy(fib_unit_constants *t, int32_t dtype, int64_t rows,
+                                int64_t n_units, const void *values, const char *fn,
+                                int32_t group);
+/* Fibers: the class of the source unit read (reads: NULL is i), then the
+ * unit's constants. */
+int64_t fib_unit_constants_fiber_width(const fib_unit_constants *t);
+void fib_unit_constants_fiber_fill(const fib_unit_constants *t, const fib_partition *src,
+                                   const int64_t *reads, int64_t n_units, fib_signature *sig,
+                                   int64_t offset);
+/* Float64 tables of a base (one column per class of own: the class means)
+ * and of a lift (one column per unit of own, its class's column). */
+int32_t fib_unit_constants_merge(const fib_unit_constants *t, const fib_partition *own,
+                                 fib_unit_constants *out);
+int32_t fib_unit_constants_lift(const fib_unit_constants *t, int64_t n_classes,
+                                const fib_partition *own, fib_unit_constants *out);
+/* Opfibers of a block whose unit i passes the error of source unit
+ * reads[i] (NULL: i) on unchanged: per source unit, its readers counted per
+ * opfiber class of the group. */
+int64_t fib_copy_opfiber_width(const fib_graph *g, int32_t group, int32_t source_index,
+                               const fib_partition *parts, const fib_partition *fibers);
+int32_t fib_copy_opfiber_fill(const fib_graph *g, int32_t group, const int64_t *reads,
+                              const fib_partition *parts, fib_signature *sig, int64_t offset);
+
+/* prepend.c, position_shift.c: float64 constants (n_positions x n_units,
+ * positions x n_units) and a gather, taken over. */
+int32_t fib_graph_add_prepend_owned(fib_graph *g, int32_t source, int64_t n_positions,
+                                    int64_t n_units, double *values, int64_t *reads,
+                                    int32_t *group_out);
+int32_t fib_graph_add_position_shift_owned(fib_graph *g, int32_t source, int64_t n_units,
+                                           double *shift, int64_t *reads, int32_t *group_out);
 
 /* op_names.c: the number of groups a FIB_OP_* kind reads (fib_op_name is
  * public). */

@@ -1,17 +1,30 @@
-/* The last position of a sequence (x[:, -1] in PyTorch): a plain group
- * whose unit i copies unit reads[i] of the source at its last position.
- * A graph built by users copies unit i (reads = NULL); a base gathers,
- * because its unit c copies the source class of c's first member. */
+/* One position of a sequence (x[:, -1] or x[:, 0] in PyTorch): a plain
+ * group whose unit i copies unit reads[i] of the source at that position.
+ * Two kinds share the code: the last step (FIB_OP_LAST_STEP) and a step
+ * chosen by index (FIB_OP_SELECT_STEP), which differ only in the op and in
+ * their params. A graph built by users copies unit i (reads = NULL); a base
+ * gathers, because its unit c copies the source class of c's first member. */
 #include "blocks/blocks.h"
 #include "model/gather.h"
 
-#include <string.h>
 
 typedef struct fib_last_step {
-    int64_t *reads; /* NULL: identity */
+    int64_t position; /* 0 <= position < the source's rows */
+    int64_t *reads;   /* NULL: identity */
 } fib_last_step;
 
 static const fib_block_ops fib_last_step_ops;
+static const fib_block_ops fib_select_step_ops;
+
+static bool is_select(const fib_graph *g, int32_t group)
+{
+    return g->groups[group].ops == &fib_select_step_ops;
+}
+
+static int64_t position_of(const fib_graph *g, int32_t group)
+{
+    return ((const fib_last_step *)g->groups[group].block)->position;
+}
 
 static const int64_t *reads_of(const fib_graph *g, int32_t group)
 {
@@ -27,9 +40,10 @@ static void last_step_free(void *block)
     fib_free(s);
 }
 
-/* Takes `reads` over (freed on failure too). */
-static int32_t push_last_step(fib_graph *g, int32_t source, int64_t n_units,
-                              int64_t *reads, int32_t *group_out)
+/* Takes `reads` over (freed on failure too). select: a FIB_OP_SELECT_STEP
+ * group at `position`, else the last step. */
+static int32_t push_step(fib_graph *g, int32_t source, bool select, int64_t position,
+                         int64_t n_units, int64_t *reads, int32_t *group_out)
 {
     fib_last_step *s = fib_calloc(1, sizeof *s);
     if (!s) {
@@ -37,18 +51,21 @@ static int32_t push_last_step(fib_graph *g, int32_t source, int64_t n_units,
         return fib_error(FIB_E_NOMEM, "out of memory adding a last step");
     }
     s->reads = reads;
-    fib_group grp = {.op = FIB_OP_LAST_STEP, .n_units = n_units, .rows = 1, .cols = 1,
-                     .activation = FIB_ACT_LINEAR, .n_sources = 1,
-                     .sources = {source, 0}, .ops = &fib_last_step_ops, .block = s};
+    s->position = select ? position : g->groups[source].rows - 1;
+    fib_group grp = {.op = select ? FIB_OP_SELECT_STEP : FIB_OP_LAST_STEP, .n_units = n_units,
+                     .rows = 1, .cols = 1, .activation = FIB_ACT_LINEAR, .n_sources = 1,
+                     .sources = {source, 0},
+                     .ops = select ? &fib_select_step_ops : &fib_last_step_ops, .block = s};
     int32_t status = fib_graph_push_group(g, &grp, group_out);
     if (status)
         last_step_free(s);
     return status;
 }
 
-int32_t fib_graph_add_last_step(fib_graph *g, int32_t source, int32_t *group_out)
+/* Checks that `source` is a sequence; fn names the caller. */
+static int32_t check_sequence(const fib_graph *g, int32_t source, const int32_t *group_out,
+                              const char *fn)
 {
-    static const char fn[] = "fib_graph_add_last_step";
     int32_t status = fib_graph_check_group(g, source, fn);
     if (status)
         return status;
@@ -61,7 +78,32 @@ int32_t fib_graph_add_last_step(fib_graph *g, int32_t source, int32_t *group_out
                          "a sequence has cols = 1)",
                          fn, (int)g->n_groups, (int)source, (long long)src->rows,
                          (long long)src->cols);
-    return push_last_step(g, source, src->n_units, NULL, group_out);
+    return FIB_OK;
+}
+
+int32_t fib_graph_add_last_step(fib_graph *g, int32_t source, int32_t *group_out)
+{
+    int32_t status = check_sequence(g, source, group_out, "fib_graph_add_last_step");
+    if (status)
+        return status;
+    return push_step(g, source, false, 0, g->groups[source].n_units, NULL, group_out);
+}
+
+int32_t fib_graph_add_select_step(fib_graph *g, int32_t source, int64_t position,
+                                  int32_t *group_out)
+{
+    static const char fn[] = "fib_graph_add_select_step";
+    int32_t status = check_sequence(g, source, group_out, fn);
+    if (status)
+        return status;
+    int64_t steps = g->groups[source].rows;
+    if (position < -steps || position >= steps)
+        return fib_error(FIB_E_RANGE, "%s: group %d: position %lld is outside the %lld "
+                         "steps of group %d (-%lld .. %lld)", fn, (int)g->n_groups,
+                         (long long)position, (long long)steps, (int)source,
+                         (long long)steps, (long long)steps - 1);
+    return push_step(g, source, true, position < 0 ? steps + position : position,
+                     g->groups[source].n_units, NULL, group_out);
 }
 
 /* Fibers: the colour of the source unit copied. */
@@ -85,19 +127,8 @@ static int32_t last_step_fiber_fill(const fib_graph *g, int32_t group,
     return FIB_OK;
 }
 
-/* Opfibers: a source unit receives, at the last position, the errors of the
- * units that copy it: their count per opfiber class of this group (with
- * the identity map, just the class of unit i). */
-static int64_t last_step_opfiber_width(const fib_graph *g, int32_t group,
-                                       int32_t source_index,
-                                       const fib_partition *parts,
-                                       const fib_partition *fibers)
-{
-    (void)fibers;
-    (void)g, (void)source_index;
-    return parts[group].n_classes;
-}
-
+/* Opfibers: a source unit receives, at the selected position, the errors of
+ * the units that copy it (with the identity map, just the class of unit i). */
 static int32_t last_step_opfiber_fill(const fib_graph *g, int32_t group,
                                       int32_t source_index,
                                       const fib_partition *parts,
@@ -105,15 +136,7 @@ static int32_t last_step_opfiber_fill(const fib_graph *g, int32_t group,
                                       fib_signature *sig, int64_t offset)
 {
     (void)source_index, (void)fibers;
-    const int64_t *reads = reads_of(g, group);
-    int64_t k = parts[group].n_classes;
-    for (int64_t j = 0; j < sig->n_units; j++) {
-        memset(sig->value + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
-        memset(sig->tol + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
-    }
-    for (int64_t i = 0; i < g->groups[group].n_units; i++)
-        sig->value[fib_gather_at(reads, i) * sig->n_coords + offset + parts[group].color[i]] += 1.0;
-    return FIB_OK;
+    return fib_copy_opfiber_fill(g, group, reads_of(g, group), parts, sig, offset);
 }
 
 static void last_step_forward(const fib_graph *g, int32_t group, int64_t batch,
@@ -123,10 +146,10 @@ static void last_step_forward(const fib_graph *g, int32_t group, int64_t batch,
     const fib_group *src = &g->groups[grp->sources[0]];
     const int64_t *reads = reads_of(g, group);
     const double *x = activity[grp->sources[0]];
-    int64_t steps = src->rows, n_src = src->n_units;
+    int64_t steps = src->rows, n_src = src->n_units, at = position_of(g, group);
     for (int64_t b = 0; b < batch; b++)
         for (int64_t i = 0; i < grp->n_units; i++)
-            out[b * grp->n_units + i] = x[(b * steps + steps - 1) * n_src + fib_gather_at(reads, i)];
+            out[b * grp->n_units + i] = x[(b * steps + at) * n_src + fib_gather_at(reads, i)];
 }
 
 /* Base unit c copies the source class of c's first member. */
@@ -140,7 +163,8 @@ static int32_t last_step_compress(const fib_graph *g, int32_t group,
     if (status)
         return status;
     int32_t id;
-    return push_last_step(base, base_ids[source], parts[group].n_classes, gather, &id);
+    return push_step(base, base_ids[source], is_select(g, group), position_of(g, group),
+                     parts[group].n_classes, gather, &id);
 }
 
 /* Full unit i copies itself when its source unit lies in the class its base
@@ -155,7 +179,8 @@ static int32_t last_step_lift(const fib_graph *base, int32_t group,
     if (status)
         return status;
     int32_t id;
-    return push_last_step(full, full_ids[source], parts[group].n_units, gather, &id);
+    return push_step(full, full_ids[source], is_select(base, group), position_of(base, group),
+                     parts[group].n_units, gather, &id);
 }
 
 /* A last step whose unit i copies source unit reads[i] (NULL: i), taken
@@ -163,18 +188,25 @@ static int32_t last_step_lift(const fib_graph *base, int32_t group,
 int32_t fib_graph_add_last_step_gather(fib_graph *g, int32_t source, int64_t n_units,
                                        int64_t *reads, int32_t *group_out)
 {
-    return push_last_step(g, source, n_units, reads, group_out);
+    return push_step(g, source, false, 0, n_units, reads, group_out);
 }
 
-/* Per unit, the source unit it copies. */
+/* The same for a step chosen by index (0 <= position < the source's rows). */
+int32_t fib_graph_add_select_step_gather(fib_graph *g, int32_t source, int64_t position,
+                                         int64_t n_units, int64_t *reads, int32_t *group_out)
+{
+    return push_step(g, source, true, position, n_units, reads, group_out);
+}
+
+/* Per unit, the source unit it copies (a select step: its position first). */
 static int64_t last_step_params(const fib_graph *g, int32_t group, int64_t *out,
                                 int64_t capacity)
 {
     const int64_t *reads = reads_of(g, group);
-    int64_t n = g->groups[group].n_units;
-    for (int64_t i = 0; i < n && i < capacity; i++)
-        out[i] = fib_gather_at(reads, i);
-    return n;
+    int64_t n = g->groups[group].n_units, head = is_select(g, group) ? 1 : 0;
+    for (int64_t x = 0; x < head + n && x < capacity; x++)
+        out[x] = x < head ? position_of(g, group) : fib_gather_at(reads, x - head);
+    return head + n;
 }
 
 static int64_t last_step_num_parameters(const fib_graph *g, int32_t group)
@@ -188,7 +220,21 @@ static const fib_block_ops fib_last_step_ops = {
     .free_block = last_step_free,
     .fiber_width = last_step_fiber_width,
     .fiber_fill = last_step_fiber_fill,
-    .opfiber_width = last_step_opfiber_width,
+    .opfiber_width = fib_copy_opfiber_width,
+    .opfiber_fill = last_step_opfiber_fill,
+    .forward = last_step_forward,
+    .compress = last_step_compress,
+    .lift = last_step_lift,
+    .num_parameters = last_step_num_parameters,
+    .params = last_step_params,
+};
+
+static const fib_block_ops fib_select_step_ops = {
+    .name = "select_step",
+    .free_block = last_step_free,
+    .fiber_width = last_step_fiber_width,
+    .fiber_fill = last_step_fiber_fill,
+    .opfiber_width = fib_copy_opfiber_width,
     .opfiber_fill = last_step_opfiber_fill,
     .forward = last_step_forward,
     .compress = last_step_compress,

@@ -12,6 +12,8 @@ static const char *const op_names[] = {
     [FIB_OP_GRU] = "gru",       [FIB_OP_LAST_STEP] = "last_step",
     [FIB_OP_ATTEND] = "attend", [FIB_OP_NORM] = "norm",
     [FIB_OP_NODES] = "nodes",   [FIB_OP_PRODUCT] = "product",
+    [FIB_OP_PREPEND] = "prepend", [FIB_OP_POSITION_SHIFT] = "position_shift",
+    [FIB_OP_SELECT_STEP] = "select_step",
 };
 
 const char *fib_op_name(int32_t op)

@@ -47,16 +47,20 @@ void report_table(FILE *f, const cli_options *o, const analysis *a)
         if (n > width)
             width = n < 40 ? n : 40;
     }
-    fprintf(f, "%-*s %-6s %-10s %8s %8s %8s %8s %8s %10s %8s %10s %10s", width,
-            "layer", "op", "activation", "units", "fibers", "opfibers", "covers",
+    int op_width = 6; /* "position_shift" and "select_step" are longer */
+    for (int32_t i = 0; i < a->n_groups; i++)
+        if ((int)strlen(cli_op_name(a->rows[i].op)) > op_width)
+            op_width = (int)strlen(cli_op_name(a->rows[i].op));
+    fprintf(f, "%-*s %-*s %-10s %8s %8s %8s %8s %8s %10s %8s %10s %10s", width,
+            "layer", op_width, "op", "activation", "units", "fibers", "opfibers", "covers",
             "trivial", "nontrivial", "largest", "params", "base");
     fprintf(f, o->all_levels ? " %8s %6s\n" : "\n", "orbits", "chain");
     for (int32_t i = 0; i < a->n_groups; i++) {
         const layer_row *r = &a->rows[i];
-        fprintf(f, "%-*.*s %-6s %-10s %8lld %8lld %8lld %8lld %8lld %10lld "
+        fprintf(f, "%-*.*s %-*s %-10s %8lld %8lld %8lld %8lld %8lld %10lld "
                    "%8lld %10lld %10lld",
                 width, width, cli_text(shown, sizeof shown, layer_label(r, buf, sizeof buf)),
-                cli_op_name(r->op),
+                op_width, cli_op_name(r->op),
                 r->op == FIB_OP_INPUT ? "-" : cli_activation_name(r->activation),
                 (long long)r->units, (long long)r->fibers,
                 (long long)r->opfibers, (long long)r->covers,

@@ -25,6 +25,8 @@ static const char *const *tensor_keys(int32_t op)
                                         "bias_hh", NULL};
     static const char *const attend[] = {"pair_multiplicity", NULL};
     static const char *const norm[] = {"weight", "bias", "multiplicity", NULL};
+    static const char *const prepend[] = {"values", NULL};
+    static const char *const position_shift[] = {"shift", NULL};
     static const char *const none[] = {NULL};
     switch (op) {
     case FIB_OP_DENSE:
@@ -34,6 +36,8 @@ static const char *const *tensor_keys(int32_t op)
     case FIB_OP_GRU: return gated;
     case FIB_OP_ATTEND: return attend;
     case FIB_OP_NORM: return norm;
+    case FIB_OP_PREPEND: return prepend;
+    case FIB_OP_POSITION_SHIFT: return position_shift;
     default: return none;
     }
 }
@@ -481,6 +485,13 @@ static int32_t load_gated(loader *L, const group *G, int32_t *id)
     return done(L, G, st);
 }
 
+static int32_t not_a_sequence(loader *L, const group *G, const fib_group *src)
+{
+    return fib_model_error(L, G->label, "source group %d is not a sequence (positions "
+                           "[%lld, %lld]; a sequence has cols = 1)", (int)G->sources[0],
+                           (long long)src->rows, (long long)src->cols);
+}
+
 static int32_t load_last_step(loader *L, const group *G, int32_t *id)
 {
     int32_t st = no_extras(L, G, true, false);
@@ -488,10 +499,7 @@ static int32_t load_last_step(loader *L, const group *G, int32_t *id)
         return st;
     const fib_group *src = source_of(L, G, 0);
     if (src->cols != 1)
-        return fib_model_error(L, G->label, "source group %d is not a sequence "
-                               "(positions [%lld, %lld]; a sequence has cols = "
-                               "1)", (int)G->sources[0], (long long)src->rows,
-                               (long long)src->cols);
+        return not_a_sequence(L, G, src);
     /* params may be left out for the identity */
     int64_t *reads = NULL;
     if (G->n_params > 0 || G->units != src->n_units) {
@@ -688,6 +696,94 @@ static int32_t load_norm(loader *L, const group *G, int32_t *id)
                                                gather, weight, bias, mult, id));
 }
 
+/* params: the number k of prepended positions, then per unit its source
+ * unit; tensor values: k x units (absent when k is 0). */
+static int32_t load_prepend(loader *L, const group *G, int32_t *id)
+{
+    int32_t st = no_extras(L, G, true, false);
+    if (st == FIB_OK)
+        st = expect_params(L, G, 1 + G->units);
+    if (st != FIB_OK)
+        return st;
+    int64_t k = G->params[0];
+    const fib_group *src = source_of(L, G, 0);
+    if (k < 0 || k > FIB_MAX_UNITS || k * G->units > FIB_MAX_UNITS)
+        return fib_model_error(L, G->label, "'params' item 0: %lld prepended positions",
+                               (long long)k);
+    const fib_st_tensor *t = NULL;
+    if (k > 0)
+        st = tensor_of(L, G, "values", true, 2, (int64_t[]){k, G->units}, &t);
+    else if (G->tensors && G->tensors != G->json && G->tensors->n_items > 0)
+        st = fib_model_error(L, G->label, "'tensors': a prepend of 0 positions has none");
+    int64_t *reads = NULL;
+    double *values = NULL;
+    if (st == FIB_OK)
+        st = read_gather(L, G, 1, G->units, src->n_units, &reads);
+    if (st == FIB_OK && !reads) /* as users build it: the file's dtype */
+        return done(L, G, fib_graph_add_prepend(L->graph, G->sources[0], k,
+                                                t ? t->dtype : FIB_DTYPE_F64,
+                                                t ? t->data : NULL, id));
+    if (st == FIB_OK)
+        st = owned_copy(L, G, "values", t, false, &values);
+    if (st != FIB_OK) {
+        fib_free(reads);
+        return st;
+    }
+    return done(L, G, fib_graph_add_prepend_owned(L->graph, G->sources[0], k, G->units,
+                                                  values, reads, id));
+}
+
+/* params: per unit its source unit; tensor shift: positions x units. */
+static int32_t load_position_shift(loader *L, const group *G, int32_t *id)
+{
+    int32_t st = no_extras(L, G, true, false);
+    if (st == FIB_OK)
+        st = expect_params(L, G, G->units);
+    const fib_group *src = source_of(L, G, 0);
+    const fib_st_tensor *t = NULL;
+    if (st == FIB_OK)
+        st = tensor_of(L, G, "shift", true, 2,
+                       (int64_t[]){fib_group_positions(src), G->units}, &t);
+    int64_t *reads = NULL;
+    double *shift = NULL;
+    if (st == FIB_OK)
+        st = read_gather(L, G, 0, G->units, src->n_units, &reads);
+    if (st == FIB_OK && !reads) /* as users build it: the file's dtype */
+        return done(L, G, fib_graph_add_position_shift(L->graph, G->sources[0], t->dtype,
+                                                       t->data, id));
+    if (st == FIB_OK)
+        st = owned_copy(L, G, "shift", t, false, &shift);
+    if (st != FIB_OK) {
+        fib_free(reads);
+        return st;
+    }
+    return done(L, G, fib_graph_add_position_shift_owned(L->graph, G->sources[0], G->units,
+                                                         shift, reads, id));
+}
+
+/* params: the position (from the start), then per unit its source unit. */
+static int32_t load_select_step(loader *L, const group *G, int32_t *id)
+{
+    int32_t st = no_extras(L, G, true, false);
+    if (st == FIB_OK)
+        st = expect_params(L, G, 1 + G->units);
+    if (st != FIB_OK)
+        return st;
+    const fib_group *src = source_of(L, G, 0);
+    if (src->cols != 1)
+        return not_a_sequence(L, G, src);
+    if (G->params[0] < 0 || G->params[0] >= src->rows)
+        return fib_model_error(L, G->label, "'params' item 0: position %lld is outside "
+                               "the %lld steps of group %d", (long long)G->params[0],
+                               (long long)src->rows, (int)G->sources[0]);
+    int64_t *reads = NULL;
+    st = read_gather(L, G, 1, G->units, src->n_units, &reads);
+    if (st != FIB_OK)
+        return st;
+    return done(L, G, fib_graph_add_select_step_gather(L->graph, G->sources[0], G->params[0],
+                                                       G->units, reads, id));
+}
+
 int32_t fib_model_add_block(loader *L, const group *G, int32_t *id)
 {
     switch (G->op) {
@@ -703,6 +799,9 @@ int32_t fib_model_add_block(loader *L, const group *G, int32_t *id)
     case FIB_OP_LAST_STEP: return load_last_step(L, G, id);
     case FIB_OP_ATTEND: return load_attend(L, G, id);
     case FIB_OP_NORM: return load_norm(L, G, id);
+    case FIB_OP_PREPEND: return load_prepend(L, G, id);
+    case FIB_OP_POSITION_SHIFT: return load_position_shift(L, G, id);
+    case FIB_OP_SELECT_STEP: return load_select_step(L, G, id);
     default:
         return fib_model_error(L, G->label, "op %d cannot be read", (int)G->op);
     }

@@ -197,7 +197,8 @@ static int32_t add_group(loader *L, int64_t index, const fib_json *g)
                                    ? "input, dense or sum in version 1"
                                    : "input, dense, sum, conv, pool, flatten, "
                                      "affine, lstm, gru, last_step, attend, "
-                                     "norm or product");
+                                     "norm, product, prepend, position_shift or "
+                                     "select_step");
     if (!get_int(g, "units", 1, FIB_MAX_UNITS, &G.units))
         return fib_model_error(L, G.label, "'units' must be an integer in "
                                "[1, 2^40]");

@@ -315,7 +315,8 @@ static int32_t save(const fib_graph *g, const fib_base *base, const char *path,
             return fib_error(FIB_E_UNSUPPORTED, "%s: group %d is a %s group; "
                              "model files hold networks (input, dense, sum, "
                              "conv, pool, flatten, affine, lstm, gru, "
-                             "last_step, attention and norm groups), not node "
+                             "last_step, attention, norm, product, prepend, "
+                             "position_shift and select_step groups), not node "
                              "groups of general graphs", path, (int)i,
                              g->groups[i].ops ? g->groups[i].ops->name : "node");
     saver s = {path, (int64_t)MAX_TENSORS * g->n_groups + 1, 0, NULL, NULL, NULL};

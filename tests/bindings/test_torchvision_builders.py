@@ -15,7 +15,7 @@ import torchvision_builders as tb  # noqa: E402
 # families that must compress exactly (the rest may still be refused, by name)
 MUST_BE_EXACT = ("resnet", "resnext", "wide_resnet", "vgg", "alexnet", "squeezenet",
                  "densenet", "googlenet", "inception_v3", "mnasnet", "shufflenet",
-                 "regnet", "convnext", "mobilenet", "efficientnet")
+                 "regnet", "convnext", "mobilenet", "efficientnet", "vit_")
 
 SLOW_ENABLED = os.environ.get("FIBRATION_TORCHVISION_SLOW") == "1"
 

@@ -102,3 +102,88 @@ def test_convnext_tiny_duplicated_hidden_unit(tmp_path, library_dir):
     _copy_rows(mlp[3], 4, 100)
     # the hidden unit's row and bias (96 + 1), the second Linear's column (96)
     _check(model, torch.randn(2, 3, 32, 32), 96 + 1 + 96, tmp_path, library_dir)
+
+
+def _resplit(weight, i, j, share=0.3):
+    """Columns i and j of a reader re-split unevenly (their sum kept): the
+    copies' contributions differ, their total does not."""
+    total = weight[:, i] + weight[:, j]
+    weight[:, i] = share * total
+    weight[:, j] = (1 - share) * total
+
+
+def _plant_vit(model, channel, hidden):
+    """Residual channel channel[1] copies channel[0] everywhere it is made
+    (patch convolution, class token, position embedding, every attention
+    output and MLP output row, every LayerNorm's weight and bias); every
+    reader of a LayerNorm (q/k/v projections, first MLP layers, the head)
+    re-splits the two columns. Hidden unit hidden[1] of the first MLP
+    copies hidden[0] (row and bias), re-split in the second Linear."""
+    i, j = channel
+    with torch.no_grad():
+        # torchvision starts the class token and the head at zero: values that
+        # make the copied token and the re-split head columns count
+        model.class_token.normal_(0, 0.02)
+        model.heads.head.weight.normal_(0, 0.02)
+        _copy_rows(model.conv_proj, i, j)
+        for constant in (model.class_token, model.encoder.pos_embedding):
+            constant[..., j] = constant[..., i]
+        norms, readers = [model.encoder.ln], [model.heads.head.weight]
+        for layer in model.encoder.layers:
+            attention = layer.self_attention
+            norms += [layer.ln_1, layer.ln_2]
+            readers += [attention.in_proj_weight, layer.mlp[0].weight]
+            _copy_rows(attention.out_proj, i, j)
+            _copy_rows(layer.mlp[3], i, j)
+        for norm in norms:
+            norm.weight.normal_(1, 0.1)
+            norm.bias.normal_(0, 0.1)
+            _copy_rows(norm, i, j)
+        for weight in readers:
+            _resplit(weight, i, j)
+        mlp = model.encoder.layers[0].mlp
+        _copy_rows(mlp[0], *hidden)
+        _resplit(mlp[3].weight, *hidden)
+
+
+def _vit_removed(model, positions):
+    """The parameters the planted copies make redundant."""
+    e = model.hidden_dim
+    mlp_dim = model.encoder.layers[0].mlp[0].out_features
+    per_layer = (2 + 3 * e            # ln_1, the q/k/v column
+                 + e + 1 + 2          # out_proj row and bias, ln_2
+                 + mlp_dim            # the first MLP Linear's column
+                 + mlp_dim + 1)       # the second's row and bias
+    channel = (3 * 16 * 16 + 1 + 1 + positions + len(model.encoder.layers) * per_layer
+               + 2 + model.heads.head.out_features)  # conv, token, embedding, ln, head
+    hidden = (e + 1 - 1) + (e - 1)    # a row and bias, a column; each crosses the channel
+    return channel + hidden
+
+
+def _check_vit(model, tmp_path, library_dir):
+    _plant_vit(model, (3, 11), (5, 40))
+    size = 32
+    positions = (size // model.patch_size) ** 2 + 1
+    report = _check(model, torch.randn(2, 3, size, size), _vit_removed(model, positions),
+                    tmp_path, library_dir)
+    e = model.hidden_dim
+    assert _row(report, "conv_proj")["fibers"] == e - 1
+    assert _row(report, "encoder.layers.encoder_layer_0.mlp.0")["fibers"] == \
+        model.encoder.layers[0].mlp[0].out_features - 1
+    assert _row(report, "encoder.layers.encoder_layer_1.mlp.0")["fibers"] == \
+        model.encoder.layers[1].mlp[0].out_features
+    assert _row(report, "heads.head")["fibers"] == model.heads.head.out_features
+
+
+def test_vit_b_16_duplicated_residual_channel_and_hidden_unit(tmp_path, library_dir):
+    """vit_b_16's shapes (patch 16, 768 channels, 12 heads, MLP 3072, 1000
+    classes) with 2 of its 12 encoder layers, at 32 x 32 (4 patches and the
+    class token); the whole builder with FIBRATION_TORCHVISION_SLOW=1."""
+    from torchvision.models.vision_transformer import VisionTransformer
+    torch.manual_seed(4)
+    if os.environ.get("FIBRATION_TORCHVISION_SLOW") == "1":
+        model = torchvision.models.vit_b_16(image_size=32)
+    else:
+        model = VisionTransformer(image_size=32, patch_size=16, num_layers=2, num_heads=12,
+                                  hidden_dim=768, mlp_dim=3072)
+    _check_vit(model, tmp_path, library_dir)

@@ -42,6 +42,10 @@ INPUT_SIZE = {"alexnet": 224, "vgg": 224, "squeezenet1_0": 35, "squeezenet1_1": 
 DEFAULT_SIZE = 32
 # builders whose image size is an argument (ViT checks it)
 IMAGE_SIZE_ARGUMENT = ("vit_",)
+# builders that torchvision starts with weight matrices of zeros (ViT's class
+# token and head): their outputs would be zero whatever the compressed model
+# computed, so those weights get small random values (make())
+ZERO_STARTED = ("vit_",)
 # The default test runs one or two small builders of every family (about a
 # minute on two idle cores); the others differ only in width and depth, and
 # run with FIBRATION_TORCHVISION_SLOW=1 (VGG and AlexNet need 224 x 224
@@ -84,6 +88,11 @@ def make(name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = torchvision.models.get_model(name, weights=None, **kwargs).eval()
+    if name.startswith(ZERO_STARTED):
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.dim() >= 2 and not parameter.any():
+                    parameter.normal_(0, 0.02)
     return model, size
 
 

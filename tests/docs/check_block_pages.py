@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """docs/blocks/ has a page for every block kind of include/fibration.h
 (FIB_OP_*, except the input and the node groups of general graphs), as the
-README says. LSTM and GRU share gated.md, the attention core attention.md.
+README says. LSTM and GRU share gated.md, the attention core attention.md, the
+selected step last_step.md.
 Usage: check_block_pages.py ROOT."""
 
 import os
 import re
 import sys
 
-PAGE = {"lstm": "gated", "gru": "gated", "attend": "attention"}
+PAGE = {"lstm": "gated", "gru": "gated", "attend": "attention", "select_step": "last_step"}
 NOT_BLOCKS = {"input", "nodes"}
 
 

@@ -64,6 +64,22 @@ def _name_of(table, code):
     return next((k for k, v in table.items() if v == code), str(code))
 
 
+def _packed_rows(values, what):
+    """A Buffer over a packed (rows, units) copy of values (the C builders
+    that take one copy it)."""
+    import numpy as np
+    if _is_torch_tensor(values):
+        values = values.detach().cpu().numpy()
+    arr = np.asarray(values)
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    return float_buffer(np.ascontiguousarray(arr), what, 2)
+
+
+def _is_torch_tensor(obj):
+    return type(obj).__module__.split(".")[0] == "torch" and hasattr(obj, "detach")
+
+
 class _Handle:
     """Owns a C pointer; `_free` is the C function that releases it."""
 
@@ -288,6 +304,34 @@ class Graph(_Handle):
         out = ctypes.c_int32()
         return self._added(lib.fib_graph_add_last_step(self._p(), source, ctypes.byref(out)),
                            "fib_graph_add_last_step", out, name)
+
+    def add_select_step(self, source, position, name=None):
+        """Position `position` of a sequence (x[:, position]; negative counts
+        from the end)."""
+        out = ctypes.c_int32()
+        return self._added(lib.fib_graph_add_select_step(self._p(), source, int(position),
+                                                         ctypes.byref(out)),
+                           "fib_graph_add_select_step", out, name)
+
+    def add_prepend(self, source, values, name=None):
+        """Constant positions before the positions of `source` (a class
+        token): values is (k, units), k >= 0; the result is a sequence of k
+        + rows x cols positions. The values are copied."""
+        v = _packed_rows(values, "values")
+        out = ctypes.c_int32()
+        status = lib.fib_graph_add_prepend(self._p(), source, v.shape[0], v.dtype,
+                                           v.address if v.shape[0] else None,
+                                           ctypes.byref(out))
+        return self._added(status, "fib_graph_add_prepend", out, name)
+
+    def add_position_shift(self, source, shift, name=None):
+        """x + shift, shift of shape (positions, units) (a learned position
+        embedding). The shifts are copied."""
+        v = _packed_rows(shift, "shift")
+        out = ctypes.c_int32()
+        status = lib.fib_graph_add_position_shift(self._p(), source, v.dtype, v.address,
+                                                  ctypes.byref(out))
+        return self._added(status, "fib_graph_add_position_shift", out, name)
 
     def add_attention(self, source, n_heads, in_weight, in_bias, out_weight, out_bias,
                       copy=False):

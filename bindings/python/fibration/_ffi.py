@@ -92,6 +92,9 @@ FIB_ACT_HARDSWISH = 8  # x * min(max(x + 3, 0), 6) / 6
 FIB_ACT_HARDSIGMOID = 9  # min(max(x + 3, 0), 6) / 6
 FIB_ACT_MISH = 10  # x * tanh(softplus(x))
 FIB_ACT_SOFTPLUS = 11  # log(1 + exp(x)) (beta 1; x > 20 gives x)
+FIB_OP_PREPEND = 14  # constant positions before a sequence
+FIB_OP_POSITION_SHIFT = 15  # a constant added per unit and position
+FIB_OP_SELECT_STEP = 16  # one position of a sequence, by index
 
 CONSTANTS = {
     'FIB_VERSION_MAJOR': FIB_VERSION_MAJOR,
@@ -178,6 +181,9 @@ CONSTANTS = {
     'FIB_ACT_HARDSIGMOID': FIB_ACT_HARDSIGMOID,
     'FIB_ACT_MISH': FIB_ACT_MISH,
     'FIB_ACT_SOFTPLUS': FIB_ACT_SOFTPLUS,
+    'FIB_OP_PREPEND': FIB_OP_PREPEND,
+    'FIB_OP_POSITION_SHIFT': FIB_OP_POSITION_SHIFT,
+    'FIB_OP_SELECT_STEP': FIB_OP_SELECT_STEP,
 }
 
 
@@ -376,6 +382,9 @@ FUNCTIONS = [
     ('fib_graph_add_product', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_op_name', [ctypes.c_int32], ctypes.c_char_p),
     ('fib_activation_name', [ctypes.c_int32], ctypes.c_char_p),
+    ('fib_graph_add_prepend', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_graph_add_position_shift', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_graph_add_select_step', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int64, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -471,4 +480,7 @@ PARAMETERS = {
     'fib_graph_add_product': ('graph', 'a', 'b', 'group_out', ),
     'fib_op_name': ('op', ),
     'fib_activation_name': ('activation', ),
+    'fib_graph_add_prepend': ('graph', 'source', 'n_positions', 'dtype', 'values', 'group_out', ),
+    'fib_graph_add_position_shift': ('graph', 'source', 'dtype', 'shift', 'group_out', ),
+    'fib_graph_add_select_step': ('graph', 'source', 'position', 'group_out', ),
 }

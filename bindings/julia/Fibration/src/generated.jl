@@ -148,6 +148,12 @@ const FIB_ACT_HARDSIGMOID = Int32(9)
 const FIB_ACT_MISH = Int32(10)
 # log(1 + exp(x)) (beta 1; x > 20 gives x)
 const FIB_ACT_SOFTPLUS = Int32(11)
+# constant positions before a sequence
+const FIB_OP_PREPEND = Int32(14)
+# a constant added per unit and position
+const FIB_OP_POSITION_SHIFT = Int32(15)
+# one position of a sequence, by index
+const FIB_OP_SELECT_STEP = Int32(16)
 
 """
 A network: groups of units, each produced by one block (an input, a
@@ -1435,8 +1441,8 @@ end
 """
 The name of a FIB_OP_* kind as model files, the command and the bindings
 spell it ("input", "dense", "sum", "conv", "pool", "flatten", "affine",
-"lstm", "gru", "last_step", "attend", "norm", "nodes", "product"): a
-static string, or NULL when `op` is no FIB_OP_* constant. Errors: none.
+"lstm", "gru", "last_step", "attend", "norm", "nodes", "product",
+"prepend", "position_shift", "select_step"): a static string, or NULL when `op` is no FIB_OP_* constant. Errors: none.
 """
 const _cache_fib_op_name = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_op_name(op)
@@ -1452,6 +1458,54 @@ FIB_ACT_* constant. Errors: none.
 const _cache_fib_activation_name = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_activation_name(activation)
     ccall(_cfunction(_cache_fib_activation_name, :fib_activation_name), Ptr{Cchar}, (Int32, ), activation)
+end
+
+"""
+Prepends n_positions >= 0 constant positions to the positions of
+`source` (a Vision Transformer's class token): a sequence (cols = 1) of
+n_positions + rows x cols positions of the source's units, whose first
+positions hold values[p * n_units + i] (n_positions x n_units, copied;
+NULL when n_positions is 0) and whose others copy the source's positions
+in row-major order (an image becomes the sequence of its pixels, as
+x.flatten(2).transpose(1, 2) in PyTorch). Units merge only when their
+constants are equal; a base unit holds its class's constants. Tensor
+"values" (k x n_units; none when k is 0); block params: k, then per unit
+the source unit it copies (a base gathers).
+Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_SHAPE (n_positions < 0),
+FIB_E_INVALID (dtype), FIB_E_NONFINITE, FIB_E_OVERFLOW, FIB_E_NOMEM.
+"""
+const _cache_fib_graph_add_prepend = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_add_prepend(graph, source, n_positions, dtype, values, group_out)
+    ccall(_cfunction(_cache_fib_graph_add_prepend, :fib_graph_add_prepend), Int32, (Ptr{fib_graph}, Int32, Int64, Int32, Ptr{Cvoid}, Ptr{Int32}, ), graph, source, n_positions, dtype, values, group_out)
+end
+
+"""
+Adds a constant per unit and position to `source`: z[p][i] = x[p][i] +
+shift[p * n_units + i] (positions x n_units, positions in the layout of
+fib_graph_forward; copied): a learned position embedding. The new group
+keeps the source's positions. Units merge only when their shifts are
+equal at every position. Tensor "shift" (positions x n_units); block
+params: per unit the source unit it reads (a base gathers).
+Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype),
+FIB_E_NONFINITE, FIB_E_NOMEM.
+"""
+const _cache_fib_graph_add_position_shift = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_add_position_shift(graph, source, dtype, shift, group_out)
+    ccall(_cfunction(_cache_fib_graph_add_position_shift, :fib_graph_add_position_shift), Int32, (Ptr{fib_graph}, Int32, Int32, Ptr{Cvoid}, Ptr{Int32}, ), graph, source, dtype, shift, group_out)
+end
+
+"""
+One position of a sequence (x[:, position] in PyTorch; a Vision
+Transformer's class token is x[:, 0]): a plain group. position counts
+from the start, or from the end when negative (-1 is the last step, as
+fib_graph_add_last_step). fib_graph_block_params gives the position
+(from the start), then per unit the source unit it reads.
+Errors: FIB_E_NULL, FIB_E_RANGE (source, position outside -rows ..
+rows - 1), FIB_E_SHAPE (source not a sequence), FIB_E_NOMEM.
+"""
+const _cache_fib_graph_add_select_step = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_add_select_step(graph, source, position, group_out)
+    ccall(_cfunction(_cache_fib_graph_add_select_step, :fib_graph_add_select_step), Int32, (Ptr{fib_graph}, Int32, Int64, Ptr{Int32}, ), graph, source, position, group_out)
 end
 
 const FUNCTION_NAMES = [
@@ -1546,4 +1600,7 @@ const FUNCTION_NAMES = [
     :fib_graph_add_product,
     :fib_op_name,
     :fib_activation_name,
+    :fib_graph_add_prepend,
+    :fib_graph_add_position_shift,
+    :fib_graph_add_select_step,
 ]

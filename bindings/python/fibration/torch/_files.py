@@ -429,6 +429,56 @@ class _Skeleton:
                   layer=self.layer(info, "last_step", "plain", node.name))
         self.activate(info, node)
 
+    def op_select_step(self, info):
+        source = info.sources[0]
+        if self.layout(source) != "sequence":
+            self.fail(info, "a selected step of a %s" % self.layout(source))
+        self.dtype(info)
+        position = int(self.graph.block_params(info.id)[0])
+        node = self.fx.call_function(operator.getitem, (self.value(info, source),
+                                                        (slice(None), position)))
+        self._own(node, "select_step",
+                  layer=self.layer(info, "select_step", "plain", node.name))
+        self.activate(info, node)
+
+    def _constant(self, info, shape):
+        """A parameter of the group's name and `shape`, which the rebuild
+        fills from the file (class token, position embedding), and its
+        get_attr node (emitted by the rebuild of the block reading it)."""
+        name = self.name(info)
+        self.module(name, nn.Parameter(torch.empty(shape, dtype=self.dtype(info))))
+        node = self.fx.get_attr(name)
+        self._own(node, "constant")
+        return name, node
+
+    def op_prepend(self, info):
+        source = info.sources[0]
+        layout = self.layout(source)
+        if layout == "plain":
+            self.fail(info, "positions prepended to a group without positions")
+        k = int(self.graph.block_params(info.id)[0])
+        name, token = self._constant(info, (1, k, info.n_units))
+        x = self.value(info, source)
+        node = self.fx.call_function(torch.cat, ((token, x),), {"dim": 1})
+        self._own(node, "prepend", source=x.name, target=name, expanded=True,
+                  layer=self.layer(info, "prepend", "sequence", node.name, name))
+        self.activate(info, node)
+
+    def op_position_shift(self, info):
+        source = info.sources[0]
+        layout = self.layout(source)
+        rows, cols = self.graph.positions(source)
+        x_shape = {"plain": (1, info.n_units), "sequence": (1, rows, info.n_units),
+                   "image": (1, info.n_units, rows, cols),
+                   "channels1d": (1, info.n_units, cols)}[layout]
+        name, shift = self._constant(info, x_shape)
+        x = self.value(info, source)
+        node = self.fx.call_function(operator.add, (x, shift))
+        self._own(node, "position_shift", source=x.name, target=name, shape=x_shape,
+                  x_shape=x_shape, constant_first=False,
+                  layer=self.layer(info, "position_shift", layout, node.name, name))
+        self.activate(info, node)
+
     def op_norm(self, info):
         source = info.sources[0]
         layout = self.layout(source)

@@ -28,6 +28,7 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import _constants
 from ._modules import FiberAttention, InputClassMean, WeightedLayerNorm
 from ._relabel import rebuild_moved
 from ._values import CHANNEL_DIM
@@ -338,7 +339,8 @@ def _standard_attention(bg, layers, projections, heads, per_head, pairs, units, 
 
 def rebuild_attention(ctx, node, layers):
     ctx.add_module(node.target, attention_module(ctx, layers, ctx.gm.get_submodule(node.target)))
-    x = ctx.env[node.args[0].name]
+    query = node.args[0] if node.args else node.kwargs["query"]  # mha(query=x, ...)
+    x = ctx.env[query.name]
     return ctx.new.call_module(node.target, (x, x, x))
 
 
@@ -384,19 +386,19 @@ def rebuild_norm_function(ctx, node, layer, module_name, like):
     return ctx.new.call_module(module_name, (ctx.env[node.args[0].name],))
 
 
-def rebuild_scale(ctx, node, layer, target, shape, scale_first):
-    """A layer scale: the base's per-unit scale as the model's parameter
-    (same name, the base's width) times the gathered input."""
-    tensors = ctx.base_graph.tensors(layer.group)
-    x = ctx.env[[a for a in node.args if isinstance(a, torch.fx.Node)][1 if scale_first
-                                                                         else 0].name]
-    x = ctx.select(x, ctx.base_graph.block_params(layer.group), CHANNEL_DIM[layer.layout],
-                   node.name, ctx.width(layer.sources[0]))
+def _original_constant(ctx, target):
     owner, _, attr = target.rpartition(".")
-    like = getattr(ctx.gm.get_submodule(owner) if owner else ctx.gm, attr)
-    width = ctx.net.layers[layer.sources[0]].width
-    new_shape = [ctx.width(layer.group) if s == width else 1 for s in shape]
-    value = _tensor(tensors["scale"], like).reshape(new_shape)
+    return getattr(ctx.gm.get_submodule(owner) if owner else ctx.gm, attr)
+
+
+def register_constant(ctx, target, value):
+    """Holds `value` (a tensor or an array) under the original's parameter or
+    buffer name `target`, as the original holds it; returns its get_attr
+    node."""
+    like = _original_constant(ctx, target)
+    if not torch.is_tensor(value):
+        value = _tensor(value, like)
+    owner, _, attr = target.rpartition(".")
     parameter = nn.Parameter(value, requires_grad=like.requires_grad) \
         if isinstance(like, nn.Parameter) else value
     holder = ctx.root
@@ -408,7 +410,21 @@ def rebuild_scale(ctx, node, layer, target, shape, scale_first):
         holder.register_parameter(attr, parameter)
     else:
         holder.register_buffer(attr, parameter)
-    scale = ctx.new.get_attr(target)
+    return ctx.new.get_attr(target)
+
+
+def rebuild_scale(ctx, node, layer, target, shape, scale_first):
+    """A layer scale: the base's per-unit scale as the model's parameter
+    (same name, the base's width) times the gathered input."""
+    tensors = ctx.base_graph.tensors(layer.group)
+    x = ctx.env[[a for a in node.args if isinstance(a, torch.fx.Node)][1 if scale_first
+                                                                         else 0].name]
+    x = ctx.select(x, ctx.base_graph.block_params(layer.group), CHANNEL_DIM[layer.layout],
+                   node.name, ctx.width(layer.sources[0]))
+    like = _original_constant(ctx, target)
+    width = ctx.net.layers[layer.sources[0]].width
+    new_shape = [ctx.width(layer.group) if s == width else 1 for s in shape]
+    scale = register_constant(ctx, target, _tensor(tensors["scale"], like).reshape(new_shape))
     return ctx.new.call_function(operator.mul, (scale, x) if scale_first else (x, scale))
 
 
@@ -467,6 +483,7 @@ REBUILDERS = {"dense": rebuild_dense, "sum": rebuild_sum, "conv": rebuild_conv,
               "norm": rebuild_norm, "encoder": rebuild_encoder, "moved": rebuild_moved,
               "product": rebuild_product, "flatten_view": rebuild_flatten_view,
               "norm_function": rebuild_norm_function, "scale": rebuild_scale}
+REBUILDERS.update(_constants.REBUILDERS)
 
 
 class _Context:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .. import Graph
-from . import _convert, _relabel
+from . import _constants, _convert, _relabel
 from ._concrete import concrete_trace
 from ._errors import UnsupportedModelError
 from ._rebuild import rebuild
@@ -252,6 +252,10 @@ def convert_linear(b, node, module):
 
 def convert_add(b, node, module=None):
     args = [a for a in node.args] + list(node.kwargs.values())
+    constants = [a for a in args if _constants.constant_of(b, a) is not None]
+    if len(args) == 2 and len(constants) == 1 and not node.kwargs:
+        x = args[1] if constants[0] is args[0] else args[0]
+        return _constants.convert_add_constant(b, node, x, _constants.constant_of(b, constants[0]))
     if len(args) != 2 or not all(isinstance(a, torch.fx.Node) for a in args) \
             or node.kwargs.get("alpha", 1) != 1:
         b.fail(node, "only the sum of two tensors (a residual connection) is "
@@ -392,6 +396,8 @@ def convert_getitem(b, node, module=None):
                             layout="plain")
         b.own(node, "last_step", layer=layer)
         return b.added(layer, b.graph.add_last_step(v.group, name=node.name))
+    if b.layers[v.group].layout == "sequence" and _constants.step_index(index) is not None:
+        return _constants.convert_select_step(b, node, arg, _constants.step_index(index))
     return _relabel.convert_move(b, node)
 
 
@@ -456,8 +462,8 @@ FUNCTIONS = {
     torch.flatten: convert_flatten,
     F.dropout: convert_dropout_function,
     operator.getitem: convert_getitem,
-    torch.cat: _relabel.convert_move,
-    torch.concat: _relabel.convert_move,
+    torch.cat: _constants.convert_cat,
+    torch.concat: _constants.convert_cat,
     torch.permute: _relabel.convert_move,
     torch.transpose: _relabel.convert_move,
     torch.reshape: convert_reshape,
@@ -491,6 +497,7 @@ METHODS = {
     "transpose": _relabel.convert_move,
     "chunk": _relabel.convert_move,
     "split": _relabel.convert_move,
+    "expand": _constants.convert_expand,
 }
 METHODS.update(_convert.METHODS)
 
@@ -618,7 +625,7 @@ def trace(model, example_input, weights_override=None):
                    b.relabels)
 
 
-LABEL_ONLY = ("pool", "flatten", "last_step", "sum", "relabel", "select")
+LABEL_ONLY = ("pool", "flatten", "last_step", "select_step", "sum", "relabel", "select")
 
 
 FLATTENING = ("flatten", "view", "reshape")

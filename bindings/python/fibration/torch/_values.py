@@ -27,9 +27,12 @@ class TupleValue:
 @dataclass
 class Constant:
     """A tensor stored on the model (a get_attr node): read only by the
-    converters that fold it into a block (layer scale, norm weights)."""
+    converters that fold it into a block (layer scale, norm weights, class
+    token, position embedding). batch_expanded: made by .expand() over the
+    batch (a class token)."""
     target: str
     tensor: object
+    batch_expanded: bool = False
 
 
 CHANNEL_DIM = {"plain": 1, "image": 1, "channels1d": 1, "sequence": 2, "nhwc": 3}

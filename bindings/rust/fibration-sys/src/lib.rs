@@ -152,6 +152,12 @@ pub const FIB_ACT_HARDSIGMOID: i32 = 9;
 pub const FIB_ACT_MISH: i32 = 10;
 /// log(1 + exp(x)) (beta 1; x > 20 gives x)
 pub const FIB_ACT_SOFTPLUS: i32 = 11;
+/// constant positions before a sequence
+pub const FIB_OP_PREPEND: i32 = 14;
+/// a constant added per unit and position
+pub const FIB_OP_POSITION_SHIFT: i32 = 15;
+/// one position of a sequence, by index
+pub const FIB_OP_SELECT_STEP: i32 = 16;
 
 /// A network: groups of units, each produced by one block (an input, a
 /// dense or convolutional block, pooling, flatten, an affine map, a sum,
@@ -1005,8 +1011,8 @@ extern "C" {
 
     /// The name of a FIB_OP_* kind as model files, the command and the bindings
     /// spell it ("input", "dense", "sum", "conv", "pool", "flatten", "affine",
-    /// "lstm", "gru", "last_step", "attend", "norm", "nodes", "product"): a
-    /// static string, or NULL when `op` is no FIB_OP_* constant. Errors: none.
+    /// "lstm", "gru", "last_step", "attend", "norm", "nodes", "product",
+    /// "prepend", "position_shift", "select_step"): a static string, or NULL when `op` is no FIB_OP_* constant. Errors: none.
     pub fn fib_op_name(op: i32) -> *const c_char;
 
     /// The name of a FIB_ACT_* activation ("linear", "relu", "leaky_relu",
@@ -1014,6 +1020,39 @@ extern "C" {
     /// "mish", "softplus"): a static string, or NULL when `activation` is no
     /// FIB_ACT_* constant. Errors: none.
     pub fn fib_activation_name(activation: i32) -> *const c_char;
+
+    /// Prepends n_positions >= 0 constant positions to the positions of
+    /// `source` (a Vision Transformer's class token): a sequence (cols = 1) of
+    /// n_positions + rows x cols positions of the source's units, whose first
+    /// positions hold values[p * n_units + i] (n_positions x n_units, copied;
+    /// NULL when n_positions is 0) and whose others copy the source's positions
+    /// in row-major order (an image becomes the sequence of its pixels, as
+    /// x.flatten(2).transpose(1, 2) in PyTorch). Units merge only when their
+    /// constants are equal; a base unit holds its class's constants. Tensor
+    /// "values" (k x n_units; none when k is 0); block params: k, then per unit
+    /// the source unit it copies (a base gathers).
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_SHAPE (n_positions < 0),
+    /// FIB_E_INVALID (dtype), FIB_E_NONFINITE, FIB_E_OVERFLOW, FIB_E_NOMEM.
+    pub fn fib_graph_add_prepend(graph: *mut fib_graph, source: i32, n_positions: i64, dtype: i32, values: *const c_void, group_out: *mut i32) -> i32;
+
+    /// Adds a constant per unit and position to `source`: z[p][i] = x[p][i] +
+    /// shift[p * n_units + i] (positions x n_units, positions in the layout of
+    /// fib_graph_forward; copied): a learned position embedding. The new group
+    /// keeps the source's positions. Units merge only when their shifts are
+    /// equal at every position. Tensor "shift" (positions x n_units); block
+    /// params: per unit the source unit it reads (a base gathers).
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype),
+    /// FIB_E_NONFINITE, FIB_E_NOMEM.
+    pub fn fib_graph_add_position_shift(graph: *mut fib_graph, source: i32, dtype: i32, shift: *const c_void, group_out: *mut i32) -> i32;
+
+    /// One position of a sequence (x[:, position] in PyTorch; a Vision
+    /// Transformer's class token is x[:, 0]): a plain group. position counts
+    /// from the start, or from the end when negative (-1 is the last step, as
+    /// fib_graph_add_last_step). fib_graph_block_params gives the position
+    /// (from the start), then per unit the source unit it reads.
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (source, position outside -rows ..
+    /// rows - 1), FIB_E_SHAPE (source not a sequence), FIB_E_NOMEM.
+    pub fn fib_graph_add_select_step(graph: *mut fib_graph, source: i32, position: i64, group_out: *mut i32) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1109,4 +1148,7 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_graph_add_product",
     "fib_op_name",
     "fib_activation_name",
+    "fib_graph_add_prepend",
+    "fib_graph_add_position_shift",
+    "fib_graph_add_select_step",
 ];

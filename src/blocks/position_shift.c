@@ -1,0 +1,204 @@
+/* A constant added per unit and position: z[p][i] = x[p][reads[i]] +
+ * shift[p][i] (learned position embeddings: a Vision Transformer's, GPT-2's).
+ * Units of one class have equal shifts at every position (unit_constants.c:
+ * the shifts are part of the fiber signature, one row per position). */
+#include "blocks/blocks.h"
+#include "model/gather.h"
+
+typedef struct fib_position_shift {
+    fib_unit_constants shift; /* one row of n_units per position */
+    int64_t *reads;           /* unit i reads source unit reads[i]; NULL: i */
+} fib_position_shift;
+
+static const fib_block_ops fib_position_shift_ops;
+
+static const fib_position_shift *shift_of(const fib_graph *g, int32_t group)
+{
+    return (const fib_position_shift *)g->groups[group].block;
+}
+
+static void shift_free(void *block)
+{
+    fib_position_shift *s = block;
+    if (!s)
+        return;
+    fib_unit_constants_free(&s->shift);
+    fib_free(s->reads);
+    fib_free(s);
+}
+
+/* Takes `shift` and `reads` over (freed on failure too). */
+static int32_t push_shift(fib_graph *g, int32_t source, int64_t n_units,
+                          fib_unit_constants shift, int64_t *reads, int32_t *group_out)
+{
+    fib_position_shift *s = fib_calloc(1, sizeof *s);
+    if (!s) {
+        fib_unit_constants_free(&shift);
+        fib_free(reads);
+        return fib_error(FIB_E_NOMEM, "out of memory adding a position shift");
+    }
+    *s = (fib_position_shift){.shift = shift, .reads = reads};
+    fib_group grp = {.op = FIB_OP_POSITION_SHIFT, .n_units = n_units,
+                     .activation = FIB_ACT_LINEAR, .n_sources = 1, .sources = {source, 0},
+                     .ops = &fib_position_shift_ops, .block = s};
+    int32_t status = fib_graph_push_group(g, &grp, group_out);
+    if (status)
+        shift_free(s);
+    return status;
+}
+
+int32_t fib_graph_add_position_shift(fib_graph *g, int32_t source, int32_t dtype,
+                                     const void *shift, int32_t *group_out)
+{
+    static const char fn[] = "fib_graph_add_position_shift";
+    int32_t status = fib_graph_check_group(g, source, fn);
+    if (status)
+        return status;
+    int32_t group = g->n_groups;
+    if (!shift || !group_out)
+        return fib_error(FIB_E_NULL, "%s: %s is NULL", fn, shift ? "group_out" : "shift");
+    if (!fib_dtype_size(dtype))
+        return fib_error(FIB_E_INVALID, "%s: group %d: unknown dtype %d", fn, (int)group,
+                         (int)dtype);
+    const fib_group *src = &g->groups[source];
+    fib_unit_constants copy;
+    status = fib_unit_constants_copy(&copy, dtype, fib_group_positions(src), src->n_units,
+                                     shift, fn, group);
+    if (status)
+        return status;
+    return push_shift(g, source, src->n_units, copy, NULL, group_out);
+}
+
+/* Model files: float64 shifts (positions x n_units) and a gather, taken
+ * over. */
+int32_t fib_graph_add_position_shift_owned(fib_graph *g, int32_t source, int64_t n_units,
+                                           double *shift, int64_t *reads, int32_t *group_out)
+{
+    fib_unit_constants table = {.dtype = FIB_DTYPE_F64,
+                                .rows = fib_group_positions(&g->groups[source]),
+                                .values = shift};
+    return push_shift(g, source, n_units, table, reads, group_out);
+}
+
+/* Fibers: the source unit's colour and the unit's shift at every position. */
+static int64_t shift_fiber_width(const fib_graph *g, int32_t group, const fib_partition *parts)
+{
+    (void)parts;
+    return fib_unit_constants_fiber_width(&shift_of(g, group)->shift);
+}
+
+static int32_t shift_fiber_fill(const fib_graph *g, int32_t group, const fib_partition *parts,
+                                fib_signature *sig, int64_t offset)
+{
+    const fib_position_shift *s = shift_of(g, group);
+    fib_unit_constants_fiber_fill(&s->shift, &parts[g->groups[group].sources[0]], s->reads,
+                                  g->groups[group].n_units, sig, offset);
+    return FIB_OK;
+}
+
+/* Opfibers: the error passes unchanged to the unit read. */
+static int32_t shift_opfiber_fill(const fib_graph *g, int32_t group, int32_t source_index,
+                                  const fib_partition *parts, const fib_partition *fibers,
+                                  fib_signature *sig, int64_t offset)
+{
+    (void)source_index, (void)fibers;
+    return fib_copy_opfiber_fill(g, group, shift_of(g, group)->reads, parts, sig, offset);
+}
+
+static void shift_forward(const fib_graph *g, int32_t group, int64_t batch,
+                          double *const *activity, double *out)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_position_shift *s = shift_of(g, group);
+    const double *x = activity[grp->sources[0]];
+    int64_t n = grp->n_units, n_src = g->groups[grp->sources[0]].n_units;
+    int64_t positions = fib_group_positions(grp);
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t p = 0; p < positions; p++) {
+            const double *xp = x + (b * positions + p) * n_src;
+            double *yp = out + (b * positions + p) * n;
+            for (int64_t i = 0; i < n; i++)
+                yp[i] = xp[fib_gather_at(s->reads, i)] + fib_unit_constant(&s->shift, n, p, i);
+        }
+}
+
+/* Base unit c: its class's shifts and the source class of its first
+ * member. */
+static int32_t shift_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
+                              fib_graph *base, const int32_t *base_ids)
+{
+    const fib_position_shift *s = shift_of(g, group);
+    int32_t source = g->groups[group].sources[0];
+    int64_t *reads = NULL;
+    fib_unit_constants merged;
+    int32_t status = fib_gather_for_base(parts, group, source, s->reads, &reads);
+    if (status)
+        return status;
+    status = fib_unit_constants_merge(&s->shift, &parts[group], &merged);
+    if (status) {
+        fib_free(reads);
+        return status;
+    }
+    int32_t id;
+    return push_shift(base, base_ids[source], parts[group].n_classes, merged, reads, &id);
+}
+
+static int32_t shift_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
+                          fib_graph *full, const int32_t *full_ids)
+{
+    const fib_position_shift *s = shift_of(base, group);
+    int32_t source = base->groups[group].sources[0];
+    int64_t *reads = NULL;
+    fib_unit_constants lifted;
+    int32_t status = fib_gather_for_lift(parts, group, source, s->reads, &reads);
+    if (status)
+        return status;
+    status = fib_unit_constants_lift(&s->shift, base->groups[group].n_units, &parts[group],
+                                     &lifted);
+    if (status) {
+        fib_free(reads);
+        return status;
+    }
+    int32_t id;
+    return push_shift(full, full_ids[source], parts[group].n_units, lifted, reads, &id);
+}
+
+static int64_t shift_num_parameters(const fib_graph *g, int32_t group)
+{
+    return fib_group_activity_width(&g->groups[group]);
+}
+
+static bool shift_tensor(const fib_graph *g, int32_t group, int32_t index, fib_tensor_view *out)
+{
+    const fib_unit_constants *t = &shift_of(g, group)->shift;
+    int64_t n = g->groups[group].n_units;
+    if (index != 0)
+        return false;
+    *out = (fib_tensor_view){"shift", t->dtype, t->values, 2, {t->rows, n, 1, 1}, n};
+    return true;
+}
+
+/* Per unit, the source unit it reads. */
+static int64_t shift_params(const fib_graph *g, int32_t group, int64_t *out, int64_t capacity)
+{
+    const int64_t *reads = shift_of(g, group)->reads;
+    int64_t n = g->groups[group].n_units;
+    for (int64_t i = 0; i < n && i < capacity; i++)
+        out[i] = fib_gather_at(reads, i);
+    return n;
+}
+
+static const fib_block_ops fib_position_shift_ops = {
+    .name = "position_shift",
+    .free_block = shift_free,
+    .fiber_width = shift_fiber_width,
+    .fiber_fill = shift_fiber_fill,
+    .opfiber_width = fib_copy_opfiber_width,
+    .opfiber_fill = shift_opfiber_fill,
+    .forward = shift_forward,
+    .compress = shift_compress,
+    .lift = shift_lift,
+    .num_parameters = shift_num_parameters,
+    .tensor = shift_tensor,
+    .params = shift_params,
+};

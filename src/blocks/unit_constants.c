@@ -1,0 +1,125 @@
+/* Constants held per unit (a class token, a position embedding): a table
+ * of rows x n_units values that is part of every unit's fiber signature, so
+ * units merge only when theirs are equal; a base holds each class's mean
+ * (equal inside an exact class) and a lift gives every member its class's.
+ * And the opfibers of blocks that pass each source unit's error on
+ * unchanged (copies, shifts): a count of readers per opfiber class. */
+#include "blocks/blocks.h"
+#include "model/gather.h"
+
+#include <math.h>
+#include <string.h>
+
+double fib_unit_constant(const fib_unit_constants *t, int64_t n_units, int64_t row,
+                         int64_t unit)
+{
+    return fib_load(t->dtype, t->values, row * n_units + unit);
+}
+
+void fib_unit_constants_free(fib_unit_constants *t)
+{
+    fib_free(t->values);
+    t->values = NULL;
+}
+
+int32_t fib_unit_constants_copy(fib_unit_constants *t, int32_t dtype, int64_t rows,
+                                int64_t n_units, const void *values, const char *fn,
+                                int32_t group)
+{
+    int64_t count = rows * n_units;
+    for (int64_t x = 0; x < count; x++)
+        if (!isfinite(fib_load(dtype, values, x)))
+            return fib_error(FIB_E_NONFINITE, "%s: group %d: value [%lld, %lld] (row, unit) "
+                             "is not finite", fn, (int)group, (long long)(x / n_units),
+                             (long long)(x % n_units));
+    *t = (fib_unit_constants){.dtype = count > 0 ? dtype : FIB_DTYPE_F64, .rows = rows};
+    if (count == 0)
+        return FIB_OK;
+    t->values = fib_alloc(count, fib_dtype_size(dtype));
+    if (!t->values)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    memcpy(t->values, values, (size_t)count * fib_dtype_size(dtype));
+    return FIB_OK;
+}
+
+int64_t fib_unit_constants_fiber_width(const fib_unit_constants *t)
+{
+    return 1 + t->rows;
+}
+
+void fib_unit_constants_fiber_fill(const fib_unit_constants *t, const fib_partition *src,
+                                   const int64_t *reads, int64_t n_units, fib_signature *sig,
+                                   int64_t offset)
+{
+    for (int64_t i = 0; i < n_units; i++) {
+        double *val = sig->value + i * sig->n_coords + offset;
+        double *tol = sig->tol + i * sig->n_coords + offset;
+        val[0] = (double)src->color[fib_gather_at(reads, i)];
+        tol[0] = FIB_TOL_LABEL;
+        for (int64_t r = 0; r < t->rows; r++) {
+            val[1 + r] = fib_unit_constant(t, n_units, r, i);
+            tol[1 + r] = fib_rounding_tol(t->dtype, 1, fabs(val[1 + r]));
+        }
+    }
+}
+
+int32_t fib_unit_constants_merge(const fib_unit_constants *t, const fib_partition *own,
+                                 fib_unit_constants *out)
+{
+    int64_t k = own->n_classes, n = own->n_units;
+    *out = (fib_unit_constants){.dtype = FIB_DTYPE_F64, .rows = t->rows};
+    if (t->rows == 0)
+        return FIB_OK;
+    double *mean = fib_calloc(t->rows * k, sizeof *mean);
+    int64_t *sizes = fib_alloc(k, sizeof *sizes);
+    if (!mean || !sizes) {
+        fib_free(mean);
+        fib_free(sizes);
+        return fib_error(FIB_E_NOMEM, "out of memory merging constants");
+    }
+    fib_partition_class_sizes(own, sizes);
+    for (int64_t r = 0; r < t->rows; r++)
+        for (int64_t i = 0; i < n; i++)
+            mean[r * k + own->color[i]] +=
+                fib_unit_constant(t, n, r, i) / (double)sizes[own->color[i]];
+    fib_free(sizes);
+    out->values = mean;
+    return FIB_OK;
+}
+
+int32_t fib_unit_constants_lift(const fib_unit_constants *t, int64_t n_classes,
+                                const fib_partition *own, fib_unit_constants *out)
+{
+    int64_t n = own->n_units;
+    *out = (fib_unit_constants){.dtype = FIB_DTYPE_F64, .rows = t->rows};
+    if (t->rows == 0)
+        return FIB_OK;
+    double *full = fib_alloc(t->rows * n, sizeof *full);
+    if (!full)
+        return fib_error(FIB_E_NOMEM, "out of memory lifting constants");
+    for (int64_t r = 0; r < t->rows; r++)
+        for (int64_t i = 0; i < n; i++)
+            full[r * n + i] = fib_unit_constant(t, n_classes, r, own->color[i]);
+    out->values = full;
+    return FIB_OK;
+}
+
+int64_t fib_copy_opfiber_width(const fib_graph *g, int32_t group, int32_t source_index,
+                               const fib_partition *parts, const fib_partition *fibers)
+{
+    (void)g, (void)source_index, (void)fibers;
+    return parts[group].n_classes;
+}
+
+int32_t fib_copy_opfiber_fill(const fib_graph *g, int32_t group, const int64_t *reads,
+                              const fib_partition *parts, fib_signature *sig, int64_t offset)
+{
+    int64_t k = parts[group].n_classes;
+    for (int64_t j = 0; j < sig->n_units; j++) {
+        memset(sig->value + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
+        memset(sig->tol + j * sig->n_coords + offset, 0, (size_t)k * sizeof(double));
+    }
+    for (int64_t i = 0; i < g->groups[group].n_units; i++)
+        sig->value[fib_gather_at(reads, i) * sig->n_coords + offset + parts[group].color[i]] += 1.0;
+    return FIB_OK;
+}

@@ -194,8 +194,7 @@ def _to_sequence(ctx, value, layout):
 def _constant_like(ctx, target, array, shape):
     """The base's constant as the original's parameter or buffer `target`,
     of the original's shape with the base's units."""
-    from ._rebuild import register_constant
-    return register_constant(ctx, target, array.reshape(shape))
+    return ctx.register_constant(target, array.reshape(shape))
 
 
 def rebuild_prepend(ctx, node, layer, source, target, expanded):

@@ -509,6 +509,11 @@ class _Context:
         self.root.register_buffer(name, tensor)
         return self.new.get_attr(name)
 
+    def register_constant(self, target, value):
+        """register_constant for the rebuilders of lower modules, which
+        cannot import this one."""
+        return register_constant(self, target, value)
+
     def width(self, group):
         return self.base_graph.group(group).n_units
 

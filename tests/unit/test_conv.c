@@ -7,6 +7,7 @@
 
 #include "checks.h"
 #include "fibration.h"
+#include "kernels/kernels.h"
 #include "plant_lift.h"
 #include "planted.h"
 #include "testing.h"
@@ -174,6 +175,86 @@ static void grouped_conv_base_stays_grouped_and_exact(void)
     free(k);
 }
 
+/* Output (r, col, o) of a convolution by its definition: the bias, then
+ * kernel tap by tap (rows, then columns), input channel by input channel
+ * of o's group, one product and one sum at a time; taps in the padding add
+ * nothing. */
+static double conv_by_definition(const double *x, int64_t rows, int64_t cols, int64_t cin,
+                                 const double *k, const double *bias, int64_t n_out,
+                                 int64_t groups, int64_t kr_n, int64_t kc_n, int64_t stride,
+                                 int64_t pad, int64_t r, int64_t col, int64_t o)
+{
+    int64_t ipg = cin / groups, first = (o / (n_out / groups)) * ipg;
+    double z = bias ? bias[o] : 0.0;
+    for (int64_t kr = 0; kr < kr_n; kr++)
+        for (int64_t kc = 0; kc < kc_n; kc++) {
+            int64_t ir = r * stride - pad + kr, ic = col * stride - pad + kc;
+            if (ir < 0 || ir >= rows || ic < 0 || ic >= cols)
+                continue;
+            for (int64_t j = 0; j < ipg; j++)
+                z += k[((o * ipg + j) * kr_n + kr) * kc_n + kc] *
+                     x[(ir * cols + ic) * cin + first + j];
+        }
+    return z;
+}
+
+/* The reference forward pass of convolutions is their definition, to the
+ * bit, at every SIMD level: a 3 x 3 convolution large enough to be split
+ * into several pieces of work (the registered test also runs it on 2
+ * threads), a 1 x 1 convolution that reads its input rows as they are, and
+ * a grouped, strided one whose output channels do not fill a panel. */
+static void conv_forward_follows_its_definition(void)
+{
+    enum { CIN = 16, SIDE_IN = 48, A = 24, C = 8 };
+    uint64_t rng = 21;
+    double *ka = test_random_array(&rng, A * CIN * 9, -1, 1), *ba = test_random_array(&rng, A, -1, 1);
+    double *kb = test_random_array(&rng, A * A, -1, 1);
+    double *kc = test_random_array(&rng, C * (A / 4) * 9, -1, 1);
+    float *kc32 = malloc(C * (A / 4) * 9 * sizeof *kc32);
+    for (int64_t x = 0; x < C * (A / 4) * 9; x++) {
+        kc32[x] = (float)kc[x];
+        kc[x] = kc32[x];
+    }
+    int64_t n_in = CIN * SIDE_IN * SIDE_IN;
+    double *input = test_random_array(&rng, n_in, -2, 2);
+    fib_graph *g;
+    int32_t in, a, b, c;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, CIN, SIDE_IN, SIDE_IN, &in));
+    CHECK_OK(fib_graph_add_conv(g, in, A, 3, 3, 1, 1, 1, 1, 1, FIB_DTYPE_F64, ka, ba, 0, &a));
+    CHECK_OK(fib_graph_add_conv(g, a, A, 1, 1, 1, 1, 0, 0, 1, FIB_DTYPE_F64, kb, NULL, 0, &b));
+    CHECK_OK(fib_graph_add_conv(g, b, C, 3, 3, 2, 2, 1, 1, 4, FIB_DTYPE_F32, kc32, NULL, 0, &c));
+    int64_t side_c = SIDE_IN / 2;
+    double *ya = malloc(A * SIDE_IN * SIDE_IN * sizeof *ya);
+    double *yb = malloc(A * SIDE_IN * SIDE_IN * sizeof *yb);
+    double *yc = malloc(C * side_c * side_c * sizeof *yc);
+    for (int32_t level = FIB_SIMD_SCALAR; level <= FIB_SIMD_AVX512; level++) {
+        if (fib_kernels_override(level) != 0)
+            continue;
+        CHECK_OK(fib_graph_forward_group(g, 1, FIB_DTYPE_F64, input, a, ya));
+        CHECK_OK(fib_graph_forward_group(g, 1, FIB_DTYPE_F64, input, b, yb));
+        CHECK_OK(fib_graph_forward_group(g, 1, FIB_DTYPE_F64, input, c, yc));
+        int64_t wrong = 0;
+        for (int64_t p = 0; p < SIDE_IN * SIDE_IN; p++)
+            for (int64_t o = 0; o < A; o++) {
+                int64_t r = p / SIDE_IN, col = p % SIDE_IN;
+                wrong += ya[p * A + o] != conv_by_definition(input, SIDE_IN, SIDE_IN, CIN, ka, ba,
+                                                             A, 1, 3, 3, 1, 1, r, col, o);
+                wrong += yb[p * A + o] != conv_by_definition(ya, SIDE_IN, SIDE_IN, A, kb, NULL,
+                                                             A, 1, 1, 1, 1, 0, r, col, o);
+            }
+        for (int64_t p = 0; p < side_c * side_c; p++)
+            for (int64_t o = 0; o < C; o++)
+                wrong += yc[p * C + o] != conv_by_definition(yb, SIDE_IN, SIDE_IN, A, kc, NULL, C,
+                                                             4, 3, 3, 2, 1, p / side_c,
+                                                             p % side_c, o);
+        CHECK(wrong == 0);
+    }
+    fib_kernels_override(-1);
+    fib_graph_free(g);
+    free(ka), free(ba), free(kb), free(kc), free(kc32), free(input), free(ya), free(yb), free(yc);
+}
+
 static void bad_conv_inputs(void)
 {
     fib_graph *g;
@@ -279,6 +360,7 @@ int main(void)
     RUN(planted_cnn_avg_pool_covers);
     RUN(random_cnn_is_discrete);
     RUN(grouped_conv_base_stays_grouped_and_exact);
+    RUN(conv_forward_follows_its_definition);
     RUN(bad_conv_inputs);
     RUN(pool_padding_at_most_half_the_kernel);
     RUN(huge_padding_overflows);

@@ -1,7 +1,8 @@
 /* Convolution blocks (PyTorch Conv2d, OIHW kernels): channels are the
  * units. A channel's colour sums are its kernels summed over each source
  * class; the base kernel is the mean over the output class of those sums.
- * A base convolution always has groups = 1. */
+ * A base convolution keeps the original's groups (or, depthwise, one group
+ * per class) and never has more parameters than the original. */
 #include "blocks/blocks.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
@@ -264,8 +265,11 @@ static int32_t conv_opfiber_fill(const fib_graph *g, int32_t group, int32_t sour
         for (int64_t jl = 0; jl < in_per_group(c); jl++) {
             double *val = sig->value + (first_in + jl) * sig->n_coords + base;
             double *tol = sig->tol + (first_in + jl) * sig->n_coords + base;
+            const float *w32 = c->dtype == FIB_DTYPE_F32
+                                   ? (const float *)c->weights + (o * in_per_group(c) + jl) * kk
+                                   : NULL;
             for (int64_t q = 0; q < kk; q++) {
-                double w = kernel_at(c, o, jl, q);
+                double w = w32 ? (double)w32[q] : kernel_at(c, o, jl, q);
                 val[q] += w;
                 tol[q] += fabs(w);
             }
@@ -493,6 +497,20 @@ static int32_t conv_compress(const fib_graph *g, int32_t group, const fib_partit
         fib_free(b);
         groups = 1; /* not block-diagonal: an ungrouped base */
     }
+    if (c->groups > 1 && groups == 1 && k_out * k_in > n_out * in_per_group(c)) {
+        fib_free(w);
+        fib_free(b);
+        fib_free(sizes);
+        return fib_error(FIB_E_UNSUPPORTED,
+                         "group %d: the classes of grouped convolution (%lld groups) do not "
+                         "form equal groups (%lld output and %lld input classes): its base "
+                         "would have more parameters than the original (%lld x %lld kernels "
+                         "against %lld x %lld); colour with fibers, which keep a grouped "
+                         "convolution's classes within equal groups",
+                         (int)group, (long long)c->groups, (long long)k_out, (long long)k_in,
+                         (long long)k_out, (long long)k_in, (long long)n_out,
+                         (long long)in_per_group(c));
+    }
     fib_partition_class_sizes(out_p, sizes);
     for (int64_t cls = 0; cls < k_out; cls++) {
         for (int64_t x = 0; sizes[cls] > 1 && x < (k_in / groups) * kk; x++)
@@ -537,6 +555,16 @@ static int32_t conv_lift(const fib_graph *base, int32_t group, const fib_partiti
     }
     fib_free(sizes);
     return add_conv_owned(full, full_ids[source], n_out, 1, &bc->win, w, b);
+}
+
+/* A grouped convolution keeps its groups in the base when its classes
+ * and its source's stay within its channel groups, equally many in each
+ * (color/unit_runs.c). A depthwise one keeps one group per class instead
+ * (base_groups), which asks nothing of the classes. */
+static int64_t conv_unit_runs(const fib_graph *g, int32_t group)
+{
+    const fib_conv *c = conv_of(g, group);
+    return in_per_group(c) > 1 ? c->groups : 1;
 }
 
 static int64_t conv_num_parameters(const fib_graph *g, int32_t group)
@@ -585,4 +613,5 @@ const fib_block_ops fib_conv_ops = {
     .num_parameters = conv_num_parameters,
     .tensor = conv_tensor,
     .params = conv_params,
+    .unit_runs = conv_unit_runs,
 };

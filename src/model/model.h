@@ -195,6 +195,10 @@ typedef struct fib_block_ops {
      * parts[group] from the source's classes when a base is made. */
     int32_t (*derive_projection)(const fib_graph *g, int32_t group,
                                  fib_partition *parts);
+    /* Optional: the number of equal runs that the block's units and its
+     * source's units fall into and that its base keeps (a grouped
+     * convolution's channel groups; see color/unit_runs.c); 1: none. */
+    int64_t (*unit_runs)(const fib_graph *g, int32_t group);
 } fib_block_ops;
 
 struct fib_group {

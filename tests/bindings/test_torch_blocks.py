@@ -198,3 +198,21 @@ def test_analyze_reports_every_layer_kind():
     report = ft.analyze(model, x)
     assert report["features_0"]["kind"] == "conv" and report["features_0"]["fibers"] == 3
 
+
+@pytest.mark.parametrize("make", [pb.planted_cnn, pb.planted_resnet, lambda: pb.planted_encoder(2)[:2]],
+                         ids=["cnn", "resnet", "encoder"])
+def test_analyze_covers_are_those_fib_color_gives(make):
+    """analyze counts covers as the meet of its fibers and opfibers; that is
+    what fib_color's covers are, layer by layer."""
+    model, x = make()[:2]
+    report = ft.analyze(model, x)
+    net = ft.trace(model, x)
+    covers = net.graph.color("covers")
+    checked = 0
+    for layer in net.layers:
+        if layer.kind == "input":
+            continue
+        row = next(r for r in report if r["node"] == layer.node)
+        assert row["covers"] == covers.num_classes(layer.group), layer.node
+        checked += row["covers"] < row["units"]
+    assert checked > 0  # some layer really merges

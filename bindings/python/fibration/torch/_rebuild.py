@@ -119,7 +119,10 @@ def _block_groups(weight, groups):
 
 def rebuild_conv(ctx, node, layer):
     original = ctx.gm.get_submodule(node.target)
-    tensors = ctx.base_graph.tensors(layer.group)
+    # read in the model's dtype when the library has it: the same rounding
+    # as converting afterwards, without a float64 copy of the kernels
+    tensors = ctx.base_graph.tensors(
+        layer.group, "float32" if original.weight.dtype == torch.float32 else "float64")
     kr, kc, sr, sc, pr, pc, stored = ctx.base_graph.block_params(layer.group)[:7]
     if stored > 1:  # a grouped block as users build it (a model file read back)
         groups, weight = int(stored), tensors["weight"]

@@ -1,8 +1,11 @@
 /* Convolution blocks (PyTorch Conv2d, OIHW kernels): channels are the
  * units. A channel's colour sums are its kernels summed over each source
  * class; the base kernel is the mean over the output class of those sums.
- * A base convolution always has groups = 1. */
+ * A base convolution keeps the original's groups (or, depthwise, one group
+ * per class) and never has more parameters than the original. */
 #include "blocks/blocks.h"
+#include "kernels/kernels.h"
+#include "kernels/parallel.h"
 #include "model/window.h"
 
 #include <math.h>
@@ -262,8 +265,11 @@ static int32_t conv_opfiber_fill(const fib_graph *g, int32_t group, int32_t sour
         for (int64_t jl = 0; jl < in_per_group(c); jl++) {
             double *val = sig->value + (first_in + jl) * sig->n_coords + base;
             double *tol = sig->tol + (first_in + jl) * sig->n_coords + base;
+            const float *w32 = c->dtype == FIB_DTYPE_F32
+                                   ? (const float *)c->weights + (o * in_per_group(c) + jl) * kk
+                                   : NULL;
             for (int64_t q = 0; q < kk; q++) {
-                double w = kernel_at(c, o, jl, q);
+                double w = w32 ? (double)w32[q] : kernel_at(c, o, jl, q);
                 val[q] += w;
                 tol[q] += fabs(w);
             }
@@ -280,80 +286,137 @@ static int32_t conv_opfiber_fill(const fib_graph *g, int32_t group, int32_t sour
 
 /* ---- forward, compress, lift -------------------------------------------- */
 
-/* The kernel as doubles laid out [o][q][jl] (the input channels of a tap
- * contiguous), so the inner product of the forward pass is one contiguous
- * loop without per-element conversion. NULL when out of memory. */
-static double *kernel_by_tap(const fib_conv *c, int64_t n_out)
+/* The kernel of each convolution group as a (kernel x in_per_group) x
+ * out_per_group matrix, row q * in_per_group + jl holding tap q of input
+ * jl for the group's outputs, packed for gemm_f64 in panels of `panel`
+ * columns: a row of input patches laid out [q][jl] times it gives the
+ * group's outputs. NULL when out of memory. */
+static double *kernel_matrices(const fib_conv *c, int64_t n_out, int64_t panel)
 {
-    int64_t ipg = in_per_group(c), kk = kernel_size(c);
-    double *k = fib_alloc(n_out * kk * ipg, sizeof *k);
+    int64_t ipg = in_per_group(c), kk = kernel_size(c), opg = n_out / c->groups;
+    int64_t rows = kk * ipg, len = fib_gemm_packed_len(rows, opg, panel);
+    double *k = fib_calloc(len * c->groups, sizeof *k);
     if (!k)
         return NULL;
-    for (int64_t o = 0; o < n_out; o++)
+    for (int64_t o = 0; o < n_out; o++) {
+        /* row r of output o's column sits at column0 + r * panel */
+        double *column0 = k + (o / opg) * len + fib_gemm_packed_at(rows, panel, 0, o % opg);
+        const float *w32 = (const float *)c->weights + o * ipg * kk;
         for (int64_t jl = 0; jl < ipg; jl++)
             for (int64_t q = 0; q < kk; q++)
-                k[(o * kk + q) * ipg + jl] = kernel_at(c, o, jl, q);
+                column0[(q * ipg + jl) * panel] = c->dtype == FIB_DTYPE_F32
+                                                      ? (double)w32[jl * kk + q]
+                                                      : kernel_at(c, o, jl, q);
+    }
     return k;
 }
 
-/* A dot product in four interleaved partial sums (the compiler vectorises
- * them; a single running sum is a chain of dependent additions). */
-static double dot(const double *a, const double *b, int64_t n)
+/* Patches of convolution group cg for output positions [p0, p1): row p -
+ * p0 holds, tap by tap, the group's inputs under that tap (zeros in the
+ * padding). */
+static void fill_patches(const fib_conv *c, const fib_group *src, int64_t out_cols,
+                         const double *x, int64_t cg, int64_t p0, int64_t p1, double *patch)
 {
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += a[i] * b[i];
-        s1 += a[i + 1] * b[i + 1];
-        s2 += a[i + 2] * b[i + 2];
-        s3 += a[i + 3] * b[i + 3];
+    const fib_window *w = &c->win;
+    int64_t ipg = in_per_group(c), kk = kernel_size(c);
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t r = p / out_cols, col = p % out_cols;
+        for (int64_t kr = 0; kr < w->kernel_rows; kr++) {
+            int64_t ir = r * w->stride_rows - w->pad_rows + kr;
+            for (int64_t kc = 0; kc < w->kernel_cols; kc++) {
+                int64_t ic = col * w->stride_cols - w->pad_cols + kc;
+                double *dst = patch + ((p - p0) * kk + kr * w->kernel_cols + kc) * ipg;
+                if (ir < 0 || ir >= src->rows || ic < 0 || ic >= src->cols)
+                    memset(dst, 0, (size_t)ipg * sizeof *dst);
+                else
+                    memcpy(dst, x + (ir * src->cols + ic) * c->in_channels + cg * ipg,
+                           (size_t)ipg * sizeof *dst);
+            }
+        }
     }
-    for (; i < n; i++)
-        s0 += a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
 }
 
+/* Output positions per piece of work: about 2 MB of patches. */
+static int64_t positions_per_chunk(int64_t patch_len)
+{
+    int64_t n = ((int64_t)1 << 18) / patch_len;
+    return n < 1 ? 1 : n;
+}
+
+/* Without memory for the kernel matrices or patches: output by output. */
+static void conv_forward_plain(const fib_conv *c, const fib_group *grp, const fib_group *src,
+                               const double *xb, double *yb)
+{
+    const fib_window *w = &c->win;
+    int64_t n_out = grp->n_units, opg = n_out / c->groups, ipg = in_per_group(c);
+    for (int64_t p = 0; p < grp->rows * grp->cols; p++)
+        for (int64_t o = 0; o < n_out; o++) {
+            int64_t r = p / grp->cols, col = p % grp->cols;
+            double z = yb[p * n_out + o];
+            for (int64_t kr = 0; kr < w->kernel_rows; kr++)
+                for (int64_t kc = 0; kc < w->kernel_cols; kc++) {
+                    int64_t ir = r * w->stride_rows - w->pad_rows + kr;
+                    int64_t ic = col * w->stride_cols - w->pad_cols + kc;
+                    if (ir < 0 || ir >= src->rows || ic < 0 || ic >= src->cols)
+                        continue;
+                    const double *px = xb + (ir * src->cols + ic) * c->in_channels +
+                                       (o / opg) * ipg;
+                    for (int64_t jl = 0; jl < ipg; jl++)
+                        z += kernel_at(c, o, jl, kr * w->kernel_cols + kc) * px[jl];
+                }
+            yb[p * n_out + o] = z;
+        }
+}
+
+/* Each output is its bias plus the products of its kernel with its patch,
+ * added tap by tap and input by input (gemm_f64's order): one piece of work
+ * per chunk of output positions, so every thread count gives the same bits.
+ * A 1 x 1 convolution of stride 1 without padding reads its input rows as
+ * they are. */
 static void conv_forward(const fib_graph *g, int32_t group, int64_t batch,
                          double *const *activity, double *out)
 {
     const fib_group *grp = &g->groups[group];
     const fib_group *src = &g->groups[grp->sources[0]];
     const fib_conv *c = conv_of(g, group);
-    const double *x = activity[grp->sources[0]];
     const fib_window *w = &c->win;
-    int64_t n_out = grp->n_units, out_per_group = n_out / c->groups, cin = c->in_channels;
-    int64_t ipg = in_per_group(c), kk = kernel_size(c);
-    double *taps = kernel_by_tap(c, n_out);
+    int64_t n_out = grp->n_units, opg = n_out / c->groups, ipg = in_per_group(c);
+    int64_t patch_len = kernel_size(c) * ipg, positions = grp->rows * grp->cols;
+    bool direct = kernel_size(c) == 1 && w->stride_rows == 1 && w->stride_cols == 1 &&
+                  w->pad_rows == 0 && w->pad_cols == 0;
+    int64_t chunk = positions_per_chunk(patch_len);
+    int64_t n_chunks = (positions + chunk - 1) / chunk;
+    int threads = fib_thread_count(0, n_chunks);
+    const fib_kernels *kernels = fib_kernels_active();
+    int64_t matrix_len = fib_gemm_packed_len(patch_len, opg, kernels->gemm_panel);
+    double *matrices = kernel_matrices(c, n_out, kernels->gemm_panel);
+    double *patches = direct ? NULL : fib_alloc(chunk * patch_len * threads, sizeof *patches);
     for (int64_t b = 0; b < batch; b++) {
-        const double *xb = x + b * fib_group_activity_width(src);
+        const double *xb = activity[grp->sources[0]] + b * fib_group_activity_width(src);
         double *yb = out + b * fib_group_activity_width(grp);
-        for (int64_t r = 0; r < grp->rows; r++)
-            for (int64_t col = 0; col < grp->cols; col++)
-                for (int64_t o = 0; o < n_out; o++) {
-                    double z = c->bias ? fib_load(c->dtype, c->bias, o) : 0.0;
-                    int64_t first_in = (o / out_per_group) * ipg;
-                    for (int64_t kr = 0; kr < w->kernel_rows; kr++) {
-                        int64_t ir = r * w->stride_rows - w->pad_rows + kr;
-                        if (ir < 0 || ir >= src->rows)
-                            continue;
-                        for (int64_t kc = 0; kc < w->kernel_cols; kc++) {
-                            int64_t ic = col * w->stride_cols - w->pad_cols + kc;
-                            if (ic < 0 || ic >= src->cols)
-                                continue;
-                            const double *px = xb + (ir * src->cols + ic) * cin + first_in;
-                            int64_t q = kr * w->kernel_cols + kc;
-                            if (taps) {
-                                z += dot(taps + (o * kk + q) * ipg, px, ipg);
-                            } else {
-                                for (int64_t jl = 0; jl < ipg; jl++)
-                                    z += kernel_at(c, o, jl, q) * px[jl];
-                            }
-                        }
-                    }
-                    yb[(r * grp->cols + col) * n_out + o] = z;
-                }
+        for (int64_t p = 0; p < positions; p++)
+            for (int64_t o = 0; o < n_out; o++)
+                yb[p * n_out + o] = c->bias ? fib_load(c->dtype, c->bias, o) : 0.0;
+        if (!matrices || (!direct && !patches)) {
+            conv_forward_plain(c, grp, src, xb, yb);
+            continue;
+        }
+        FIB_PRAGMA(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
+        for (int64_t t = 0; t < n_chunks; t++) {
+            int64_t p0 = t * chunk, p1 = p0 + chunk < positions ? p0 + chunk : positions;
+            double *patch = direct ? NULL : patches + chunk * patch_len * fib_thread_num();
+            for (int64_t cg = 0; cg < c->groups; cg++) {
+                if (!direct)
+                    fill_patches(c, src, grp->cols, xb, cg, p0, p1, patch);
+                const double *a = direct ? xb + p0 * c->in_channels + cg * ipg : patch;
+                kernels->gemm_f64(p1 - p0, opg, patch_len, a,
+                                  direct ? c->in_channels : patch_len, matrices + cg * matrix_len,
+                                  yb + p0 * n_out + cg * opg, n_out);
+            }
+        }
     }
-    fib_free(taps);
+    fib_free(matrices);
+    fib_free(patches);
 }
 
 /* The groups a base keeps: the original's, or for a depthwise original
@@ -389,8 +452,14 @@ static bool sum_kernels(const fib_conv *c, int64_t n_out, const fib_partition *o
             if (cj / ipg != co / opg)
                 return false;
             double *dst = w + (co * ipg + cj % ipg) * kk;
-            for (int64_t q = 0; q < kk; q++)
-                dst[q] += kernel_at(c, o, jl, q);
+            if (c->dtype == FIB_DTYPE_F32) {
+                const float *kernel = (const float *)c->weights + (o * in_per_group(c) + jl) * kk;
+                for (int64_t q = 0; q < kk; q++)
+                    dst[q] += (double)kernel[q];
+            } else {
+                for (int64_t q = 0; q < kk; q++)
+                    dst[q] += kernel_at(c, o, jl, q);
+            }
         }
         if (b)
             b[co] += fib_load(c->dtype, c->bias, o);
@@ -428,9 +497,23 @@ static int32_t conv_compress(const fib_graph *g, int32_t group, const fib_partit
         fib_free(b);
         groups = 1; /* not block-diagonal: an ungrouped base */
     }
+    if (c->groups > 1 && groups == 1 && k_out * k_in > n_out * in_per_group(c)) {
+        fib_free(w);
+        fib_free(b);
+        fib_free(sizes);
+        return fib_error(FIB_E_UNSUPPORTED,
+                         "group %d: the classes of grouped convolution (%lld groups) do not "
+                         "form equal groups (%lld output and %lld input classes): its base "
+                         "would have more parameters than the original (%lld x %lld kernels "
+                         "against %lld x %lld); colour with fibers, which keep a grouped "
+                         "convolution's classes within equal groups",
+                         (int)group, (long long)c->groups, (long long)k_out, (long long)k_in,
+                         (long long)k_out, (long long)k_in, (long long)n_out,
+                         (long long)in_per_group(c));
+    }
     fib_partition_class_sizes(out_p, sizes);
     for (int64_t cls = 0; cls < k_out; cls++) {
-        for (int64_t x = 0; x < (k_in / groups) * kk; x++)
+        for (int64_t x = 0; sizes[cls] > 1 && x < (k_in / groups) * kk; x++)
             w[cls * (k_in / groups) * kk + x] /= (double)sizes[cls];
         if (b)
             b[cls] /= (double)sizes[cls];
@@ -472,6 +555,16 @@ static int32_t conv_lift(const fib_graph *base, int32_t group, const fib_partiti
     }
     fib_free(sizes);
     return add_conv_owned(full, full_ids[source], n_out, 1, &bc->win, w, b);
+}
+
+/* A grouped convolution keeps its groups in the base when its classes
+ * and its source's stay within its channel groups, equally many in each
+ * (color/unit_runs.c). A depthwise one keeps one group per class instead
+ * (base_groups), which asks nothing of the classes. */
+static int64_t conv_unit_runs(const fib_graph *g, int32_t group)
+{
+    const fib_conv *c = conv_of(g, group);
+    return in_per_group(c) > 1 ? c->groups : 1;
 }
 
 static int64_t conv_num_parameters(const fib_graph *g, int32_t group)
@@ -520,4 +613,5 @@ const fib_block_ops fib_conv_ops = {
     .num_parameters = conv_num_parameters,
     .tensor = conv_tensor,
     .params = conv_params,
+    .unit_runs = conv_unit_runs,
 };

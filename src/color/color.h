@@ -33,6 +33,14 @@ int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
 int32_t fib_group_signatures(const fib_signature *sig, double eps,
                              fib_partition *out);
 
+/* unit_runs.c: splits classes of p so that none spans two of `runs` equal
+ * runs of units and every run holds as many classes; *changed tells
+ * whether p changed. */
+int32_t fib_partition_balance_runs(fib_partition *p, int64_t runs, bool *changed);
+/* The same for group `group` just coloured, for its own runs and those of
+ * every block that reads it (fib_block_ops.unit_runs), until all hold. */
+int32_t fib_color_keep_unit_runs(const fib_graph *g, int32_t group, fib_partition *parts);
+
 /* color.c: fib_color behind its option checks. */
 int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
                            fib_coloring **out);

@@ -144,6 +144,32 @@ typedef bool (*fib_all_finite_f64_fn)(const double *x, int64_t n);
  * products and Gram matrices are made of these. */
 typedef void (*fib_axpy_f64_fn)(double *y, double a, const double *x, int64_t n);
 
+/* A matrix product added to c: for i in [0, m) and j in [0, n),
+ *     c[i * ldc + j] += a[i * lda + p] * b[p][j]   for p = 0 .. k-1,
+ * one product then one sum at a time in ascending p, from c's own value (a
+ * product then a sum, each rounded, as in axpy_f64): the same bits at
+ * every level and whatever the blocking. b is packed in panels of the
+ * set's gemm_panel columns (fib_gemm_packed_at): the SIMD versions keep a
+ * tile of rows x a panel of c in registers while they walk down a panel
+ * (the convolutions' reference forward pass). */
+typedef void (*fib_gemm_f64_fn)(int64_t m, int64_t n, int64_t k, const double *a,
+                                int64_t lda, const double *packed_b, double *c,
+                                int64_t ldc);
+
+/* Where b[p][j] of a k x n matrix sits in its packing for panels of
+ * `panel` columns: panel by panel, each k rows of `panel` contiguous
+ * doubles (the columns past n of the last panel are zeros). */
+static inline int64_t fib_gemm_packed_at(int64_t k, int64_t panel, int64_t p, int64_t j)
+{
+    return ((j / panel) * k + p) * panel + j % panel;
+}
+
+/* Doubles of the packing of a k x n matrix. */
+static inline int64_t fib_gemm_packed_len(int64_t k, int64_t n, int64_t panel)
+{
+    return (n + panel - 1) / panel * panel * k;
+}
+
 typedef struct fib_kernels {
     const char *name;   /* "scalar", "avx2", "avx512" */
     int32_t level;      /* FIB_SIMD_* */
@@ -158,6 +184,8 @@ typedef struct fib_kernels {
     fib_all_finite_f32_fn all_finite_f32;
     fib_all_finite_f64_fn all_finite_f64;
     fib_axpy_f64_fn axpy_f64;
+    fib_gemm_f64_fn gemm_f64;
+    int32_t gemm_panel; /* columns per panel of gemm_f64's packed b */
 } fib_kernels;
 
 /* The kernels in use: chosen on the first call (thread-safe), from the CPU

@@ -84,6 +84,20 @@ static void axpy_f64(double *y, double a, const double *x, int64_t n)
         y[j] += a * x[j];
 }
 
+#define SCALAR_GEMM_PANEL 8
+
+static void gemm_f64(int64_t m, int64_t n, int64_t k, const double *a, int64_t lda,
+                     const double *packed_b, double *c, int64_t ldc)
+{
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j += SCALAR_GEMM_PANEL) {
+            int64_t cols = n - j < SCALAR_GEMM_PANEL ? n - j : SCALAR_GEMM_PANEL;
+            const double *panel = packed_b + fib_gemm_packed_at(k, SCALAR_GEMM_PANEL, 0, j);
+            for (int64_t p = 0; p < k; p++)
+                axpy_f64(c + i * ldc + j, a[i * lda + p], panel + p * SCALAR_GEMM_PANEL, cols);
+        }
+}
+
 static const fib_kernels scalar = {
     .name = "scalar",
     .level = FIB_SIMD_SCALAR,
@@ -98,6 +112,8 @@ static const fib_kernels scalar = {
     .all_finite_f32 = all_finite_f32,
     .all_finite_f64 = all_finite_f64,
     .axpy_f64 = axpy_f64,
+    .gemm_f64 = gemm_f64,
+    .gemm_panel = SCALAR_GEMM_PANEL,
 };
 
 const fib_kernels *fib_kernels_scalar(void)

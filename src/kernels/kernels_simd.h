@@ -267,6 +267,82 @@ static void axpy_f64(double *y, double a, const double *x, int64_t n)
         y[j] += a * x[j];
 }
 
+/* gemm_f64 in tiles of GEMM_MR rows x GEMM_NR columns (one panel of b)
+ * of c, held in registers over a block of GEMM_KC rows of the panel, for
+ * each block of GEMM_MC rows of a (which stays in L2 while every panel
+ * passes over it). */
+#define GEMM_MR 6
+#define GEMM_NR (2 * VD_N)
+#define GEMM_KC 256
+#define GEMM_MC 96
+
+#define GEMM_ROW(r)                                                          \
+    {                                                                        \
+        VD ar = VD_SET1(a[(r) * lda + p]);                                   \
+        c##r##0 = VD_ADD(c##r##0, VD_MUL(ar, b0));                           \
+        c##r##1 = VD_ADD(c##r##1, VD_MUL(ar, b1));                           \
+    }
+#define GEMM_LOAD(r)                                                         \
+    VD c##r##0 = VD_LOADU(c + (r) * ldc), c##r##1 = VD_LOADU(c + (r) * ldc + VD_N);
+#define GEMM_STORE(r)                                                        \
+    VD_STOREU(c + (r) * ldc, c##r##0);                                       \
+    VD_STOREU(c + (r) * ldc + VD_N, c##r##1);
+
+/* GEMM_MR rows x GEMM_NR columns of c += a (rows lda apart) x panel (kc
+ * rows of GEMM_NR contiguous doubles). */
+static void gemm_tile(int64_t kc, const double *a, int64_t lda, const double *panel,
+                      double *c, int64_t ldc)
+{
+    GEMM_LOAD(0) GEMM_LOAD(1) GEMM_LOAD(2) GEMM_LOAD(3) GEMM_LOAD(4) GEMM_LOAD(5)
+    for (int64_t p = 0; p < kc; p++) {
+        VD b0 = VD_LOADU(panel + p * GEMM_NR), b1 = VD_LOADU(panel + p * GEMM_NR + VD_N);
+        GEMM_ROW(0) GEMM_ROW(1) GEMM_ROW(2) GEMM_ROW(3) GEMM_ROW(4) GEMM_ROW(5)
+    }
+    GEMM_STORE(0) GEMM_STORE(1) GEMM_STORE(2) GEMM_STORE(3) GEMM_STORE(4) GEMM_STORE(5)
+}
+
+/* A tile at the edge of c (fewer rows or columns): through a full tile of
+ * scratch, whose missing rows repeat the first row of a (computed, then
+ * dropped) and whose missing columns are the packing's zeros. */
+static void gemm_edge_tile(int64_t rows, int64_t cols, int64_t kc, const double *a,
+                           int64_t lda, const double *panel, double *c, int64_t ldc)
+{
+    double tile[GEMM_MR * GEMM_NR];
+    const double *rows_of_a[GEMM_MR];
+    double a_rows[GEMM_MR * GEMM_KC];
+    for (int64_t r = 0; r < GEMM_MR; r++) {
+        rows_of_a[r] = a + (r < rows ? r : 0) * lda;
+        for (int64_t q = 0; q < GEMM_NR; q++)
+            tile[r * GEMM_NR + q] = r < rows && q < cols ? c[r * ldc + q] : 0.0;
+    }
+    for (int64_t r = 0; r < GEMM_MR; r++)
+        memcpy(a_rows + r * GEMM_KC, rows_of_a[r], (size_t)kc * sizeof(double));
+    gemm_tile(kc, a_rows, GEMM_KC, panel, tile, GEMM_NR);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t q = 0; q < cols; q++)
+            c[r * ldc + q] = tile[r * GEMM_NR + q];
+}
+
+static void gemm_f64(int64_t m, int64_t n, int64_t k, const double *a, int64_t lda,
+                     const double *packed_b, double *c, int64_t ldc)
+{
+    for (int64_t k0 = 0; k0 < k; k0 += GEMM_KC) {
+        int64_t kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
+        for (int64_t i0 = 0; i0 < m; i0 += GEMM_MC) {
+            int64_t i1 = m - i0 < GEMM_MC ? m : i0 + GEMM_MC;
+            for (int64_t j = 0; j < n; j += GEMM_NR) {
+                int64_t cols = n - j < GEMM_NR ? n - j : GEMM_NR, i = i0;
+                const double *panel = packed_b + fib_gemm_packed_at(k, GEMM_NR, k0, j);
+                for (; cols == GEMM_NR && i + GEMM_MR <= i1; i += GEMM_MR)
+                    gemm_tile(kc, a + i * lda + k0, lda, panel, c + i * ldc + j, ldc);
+                for (; i < i1; i += GEMM_MR)
+                    gemm_edge_tile(i1 - i < GEMM_MR ? i1 - i : GEMM_MR, cols, kc,
+                                   a + i * lda + k0, lda, panel, c + i * ldc + j, ldc);
+            }
+        }
+    }
+}
+
 static const fib_kernels kernel_set = {
     .name = KERNELS_NAME,
     .level = KERNELS_LEVEL,
@@ -281,6 +357,8 @@ static const fib_kernels kernel_set = {
     .all_finite_f32 = all_finite_f32,
     .all_finite_f64 = all_finite_f64,
     .axpy_f64 = axpy_f64,
+    .gemm_f64 = gemm_f64,
+    .gemm_panel = GEMM_NR,
 };
 
 const fib_kernels *KERNELS_GETTER(void)

@@ -204,6 +204,10 @@ typedef struct fib_block_ops {
      * its arcs in the graphs layer, not by signatures, and it has no
      * forward pass (fib_group_is_nodes). */
     bool node_set;
+    /* Optional: the number of equal runs that the block's units and its
+     * source's units fall into and that its base keeps (a grouped
+     * convolution's channel groups; see color/unit_runs.c); 1: none. */
+    int64_t (*unit_runs)(const fib_graph *g, int32_t group);
 } fib_block_ops;
 
 struct fib_group {

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 static int32_t view_of(const fib_graph *g, int32_t group, int32_t index,
                        fib_tensor_view *view, const char *fn)
@@ -54,6 +55,24 @@ int32_t fib_graph_tensor_dtype(const fib_graph *g, int32_t group, int32_t index,
     return FIB_OK;
 }
 
+/* n elements from `in` (dtype from) to `out` (dtype to), rounded to
+ * nearest; the float32 and float64 pairs in typed loops (a base's tensors
+ * are read whole into the rebuilt model). */
+static void convert_row(int32_t from, const void *in, int32_t to, void *out, int64_t n)
+{
+    if (from == FIB_DTYPE_F64 && to == FIB_DTYPE_F32)
+        for (int64_t x = 0; x < n; x++)
+            ((float *)out)[x] = (float)((const double *)in)[x];
+    else if (from == FIB_DTYPE_F32 && to == FIB_DTYPE_F64)
+        for (int64_t x = 0; x < n; x++)
+            ((double *)out)[x] = (double)((const float *)in)[x];
+    else if (from == to && (from == FIB_DTYPE_F32 || from == FIB_DTYPE_F64))
+        memcpy(out, in, (size_t)n * fib_dtype_size(from));
+    else
+        for (int64_t x = 0; x < n; x++)
+            fib_store(to, out, x, fib_load(from, in, x));
+}
+
 int32_t fib_graph_read_tensor(const fib_graph *g, int32_t group, int32_t index,
                               int32_t dtype, void *out, int64_t count)
 {
@@ -70,9 +89,10 @@ int32_t fib_graph_read_tensor(const fib_graph *g, int32_t group, int32_t index,
     if (count < n)
         return fib_error(FIB_E_BUFFER, "%s: tensor %s of group %d has %lld elements, got %lld",
                          fn, v.name, (int)group, (long long)n, (long long)count);
+    size_t in_size = fib_dtype_size(v.dtype), out_size = fib_dtype_size(dtype);
     for (int64_t r = 0; r < v.shape[0]; r++)
-        for (int64_t x = 0; x < per_row; x++)
-            fib_store(dtype, out, r * per_row + x, fib_load(v.dtype, v.data, r * v.row_stride + x));
+        convert_row(v.dtype, (const char *)v.data + (size_t)(r * v.row_stride) * in_size, dtype,
+                    (char *)out + (size_t)(r * per_row) * out_size, per_row);
     return FIB_OK;
 }
 

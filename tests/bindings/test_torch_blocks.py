@@ -81,6 +81,46 @@ def test_grouped_conv_keeps_its_groups(dtype):
     assert small.get_submodule("0").groups == 2          # block-diagonal base regrouped
 
 
+def planted_resnext_block(seed=0):
+    """A stem and a ResNeXt bottleneck (torchvision's, 4 groups of 4
+    channels in its 3 x 3 convolution) whose grouped channels are
+    duplicated unevenly per group (kernels and batch norm copied): classes
+    {0, 1} {2, 3} | {4, 5, 6} {7} | {8} {9} {10, 11} | {12, 13, 14, 15}."""
+    from torchvision.models.resnet import Bottleneck
+    g = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                          Bottleneck(16, 4, groups=4), nn.Flatten(), nn.Linear(16 * 36, 5))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                for t in (m.weight, m.bias, m.running_mean):
+                    t.copy_(torch.randn(t.shape, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+        block = model[3]
+        for copy, of in ((1, 0), (3, 2), (5, 4), (6, 4), (11, 10), (13, 12), (14, 12), (15, 12)):
+            block.conv2.weight[copy] = block.conv2.weight[of]
+            for t in (block.bn2.weight, block.bn2.bias, block.bn2.running_mean,
+                      block.bn2.running_var):
+                t[copy] = t[of]
+    return model.eval(), torch.randn(2, 3, 6, 6, generator=g)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_grouped_conv_with_uneven_classes_stays_grouped(dtype):
+    """The grouped convolution's base keeps its 4 groups, with as many
+    classes in each (3: units leave the classes of groups with fewer), so
+    it has fewer parameters than the original and computes its outputs."""
+    pytest.importorskip("torchvision")
+    model, x = planted_resnext_block()
+    small, plan = check_compresses(model, x, {"3.conv2": 12, "3.bn2": 12}, dtype)
+    conv = small.get_submodule("3.conv2")
+    assert conv.groups == 4 and conv.weight.shape == (12, 4, 3, 3)
+    for name, module in small.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            original = model.get_submodule(name)
+            assert module.weight.numel() <= original.weight.numel(), name
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
 def test_conv1d_batchnorm1d_avgpool1d(dtype):
     small, _ = check_compresses(*pb.planted_conv1d(), dtype)
@@ -157,3 +197,22 @@ def test_analyze_reports_every_layer_kind():
     model, x, _ = pb.planted_cnn()
     report = ft.analyze(model, x)
     assert report["features_0"]["kind"] == "conv" and report["features_0"]["fibers"] == 3
+
+
+@pytest.mark.parametrize("make", [pb.planted_cnn, pb.planted_resnet, lambda: pb.planted_encoder(2)[:2]],
+                         ids=["cnn", "resnet", "encoder"])
+def test_analyze_covers_are_those_fib_color_gives(make):
+    """analyze counts covers as the meet of its fibers and opfibers; that is
+    what fib_color's covers are, layer by layer."""
+    model, x = make()[:2]
+    report = ft.analyze(model, x)
+    net = ft.trace(model, x)
+    covers = net.graph.color("covers")
+    checked = 0
+    for layer in net.layers:
+        if layer.kind == "input":
+            continue
+        row = next(r for r in report if r["node"] == layer.node)
+        assert row["covers"] == covers.num_classes(layer.group), layer.node
+        checked += row["covers"] < row["units"]
+    assert checked > 0  # some layer really merges

@@ -282,6 +282,70 @@ static void test_axpy(void)
     }
 }
 
+/* ---- gemm (the convolutions' reference forward pass) ---------------------- */
+
+/* Every set's gemm_f64 against the scalar one and against the definition
+ * (products added in ascending p from c's own value), bit for bit: shapes
+ * below, at and across the SIMD sets' tiles and blocks (1 row or column,
+ * remainders of the 6 x 16 tile, more than 256 terms), strided a and c,
+ * and nothing outside c's m x n elements touched. */
+static double *pack_for(const fib_kernels *set, const double *b, int64_t k, int64_t n,
+                        int64_t ldb)
+{
+    int64_t panel = set->gemm_panel;
+    double *packed = calloc((size_t)fib_gemm_packed_len(k, n, panel), sizeof *packed);
+    for (int64_t p = 0; p < k; p++)
+        for (int64_t j = 0; j < n; j++)
+            packed[fib_gemm_packed_at(k, panel, p, j)] = b[p * ldb + j];
+    return packed;
+}
+
+static void test_gemm(void)
+{
+    static const int64_t dims[][3] = {{1, 1, 1},   {1, 1, 9},    {6, 16, 5},  {7, 17, 3},
+                                      {5, 3, 300}, {13, 64, 27}, {100, 9, 513}, {97, 33, 1},
+                                      {12, 8, 256}, {200, 40, 70}};
+    const fib_kernels *ref = fib_kernels_scalar();
+    for (size_t t = 0; t < sizeof dims / sizeof dims[0]; t++) {
+        int64_t m = dims[t][0], n = dims[t][1], k = dims[t][2];
+        int64_t lda = k + below(3), ldb = n + below(3), ldc = n + 1 + below(3);
+        double *a = malloc((size_t)(m * lda) * sizeof *a);
+        double *b = malloc((size_t)(k * ldb) * sizeof *b);
+        double *in = malloc((size_t)(m * ldc) * sizeof *in);
+        double *want = malloc((size_t)(m * ldc) * sizeof *want);
+        double *got = malloc((size_t)(m * ldc) * sizeof *got);
+        for (int64_t x = 0; x < m * lda; x++)
+            a[x] = x % 11 == 0 ? 0.0 : value();
+        for (int64_t x = 0; x < k * ldb; x++)
+            b[x] = value();
+        for (int64_t x = 0; x < m * ldc; x++)
+            in[x] = value();
+        memcpy(want, in, (size_t)(m * ldc) * sizeof *in);
+        double *packed = pack_for(ref, b, k, n, ldb);
+        ref->gemm_f64(m, n, k, a, lda, packed, want, ldc);
+        free(packed);
+        for (int64_t i = 0; i < m; i++) /* the scalar one is the definition */
+            for (int64_t j = 0; j < ldc; j++) {
+                double c = in[i * ldc + j];
+                for (int64_t p = 0; j < n && p < k; p++)
+                    c += a[i * lda + p] * b[p * ldb + j];
+                CHECK(memcmp(&want[i * ldc + j], &c, sizeof c) == 0);
+            }
+        for (int s = 0; s < n_sets; s++) {
+            memcpy(got, in, (size_t)(m * ldc) * sizeof *in);
+            packed = pack_for(sets[s], b, k, n, ldb);
+            sets[s]->gemm_f64(m, n, k, a, lda, packed, got, ldc);
+            free(packed);
+            CHECK(memcmp(want, got, (size_t)(m * ldc) * sizeof *got) == 0);
+        }
+        free(a);
+        free(b);
+        free(in);
+        free(want);
+        free(got);
+    }
+}
+
 /* ---- grouping's sort ------------------------------------------------------ */
 
 static int keyed_compare(const void *a, const void *b)
@@ -715,6 +779,7 @@ int main(void)
     test_row_sums();
     test_all_finite();
     test_axpy();
+    test_gemm();
     test_sparse_grouping();
     test_keyed_sort();
     test_tight();

@@ -7,6 +7,7 @@
 
 #include "checks.h"
 #include "fibration.h"
+#include "kernels/kernels.h"
 #include "plant_lift.h"
 #include "planted.h"
 #include "testing.h"
@@ -174,6 +175,178 @@ static void grouped_conv_base_stays_grouped_and_exact(void)
     free(k);
 }
 
+/* Output (r, col, o) of a convolution by its definition: the bias, then
+ * kernel tap by tap (rows, then columns), input channel by input channel
+ * of o's group, one product and one sum at a time; taps in the padding add
+ * nothing. */
+static double conv_by_definition(const double *x, int64_t rows, int64_t cols, int64_t cin,
+                                 const double *k, const double *bias, int64_t n_out,
+                                 int64_t groups, int64_t kr_n, int64_t kc_n, int64_t stride,
+                                 int64_t pad, int64_t r, int64_t col, int64_t o)
+{
+    int64_t ipg = cin / groups, first = (o / (n_out / groups)) * ipg;
+    double z = bias ? bias[o] : 0.0;
+    for (int64_t kr = 0; kr < kr_n; kr++)
+        for (int64_t kc = 0; kc < kc_n; kc++) {
+            int64_t ir = r * stride - pad + kr, ic = col * stride - pad + kc;
+            if (ir < 0 || ir >= rows || ic < 0 || ic >= cols)
+                continue;
+            for (int64_t j = 0; j < ipg; j++)
+                z += k[((o * ipg + j) * kr_n + kr) * kc_n + kc] *
+                     x[(ir * cols + ic) * cin + first + j];
+        }
+    return z;
+}
+
+/* The reference forward pass of convolutions is their definition, to the
+ * bit, at every SIMD level: a 3 x 3 convolution large enough to be split
+ * into several pieces of work (the registered test also runs it on 2
+ * threads), a 1 x 1 convolution that reads its input rows as they are, and
+ * a grouped, strided one whose output channels do not fill a panel. */
+static void conv_forward_follows_its_definition(void)
+{
+    enum { CIN = 16, SIDE_IN = 48, A = 24, C = 8 };
+    uint64_t rng = 21;
+    double *ka = test_random_array(&rng, A * CIN * 9, -1, 1), *ba = test_random_array(&rng, A, -1, 1);
+    double *kb = test_random_array(&rng, A * A, -1, 1);
+    double *kc = test_random_array(&rng, C * (A / 4) * 9, -1, 1);
+    float *kc32 = malloc(C * (A / 4) * 9 * sizeof *kc32);
+    for (int64_t x = 0; x < C * (A / 4) * 9; x++) {
+        kc32[x] = (float)kc[x];
+        kc[x] = kc32[x];
+    }
+    int64_t n_in = CIN * SIDE_IN * SIDE_IN;
+    double *input = test_random_array(&rng, n_in, -2, 2);
+    fib_graph *g;
+    int32_t in, a, b, c;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, CIN, SIDE_IN, SIDE_IN, &in));
+    CHECK_OK(fib_graph_add_conv(g, in, A, 3, 3, 1, 1, 1, 1, 1, FIB_DTYPE_F64, ka, ba, 0, &a));
+    CHECK_OK(fib_graph_add_conv(g, a, A, 1, 1, 1, 1, 0, 0, 1, FIB_DTYPE_F64, kb, NULL, 0, &b));
+    CHECK_OK(fib_graph_add_conv(g, b, C, 3, 3, 2, 2, 1, 1, 4, FIB_DTYPE_F32, kc32, NULL, 0, &c));
+    int64_t side_c = SIDE_IN / 2;
+    double *ya = malloc(A * SIDE_IN * SIDE_IN * sizeof *ya);
+    double *yb = malloc(A * SIDE_IN * SIDE_IN * sizeof *yb);
+    double *yc = malloc(C * side_c * side_c * sizeof *yc);
+    for (int32_t level = FIB_SIMD_SCALAR; level <= FIB_SIMD_AVX512; level++) {
+        if (fib_kernels_override(level) != 0)
+            continue;
+        CHECK_OK(fib_graph_forward_group(g, 1, FIB_DTYPE_F64, input, a, ya));
+        CHECK_OK(fib_graph_forward_group(g, 1, FIB_DTYPE_F64, input, b, yb));
+        CHECK_OK(fib_graph_forward_group(g, 1, FIB_DTYPE_F64, input, c, yc));
+        int64_t wrong = 0;
+        for (int64_t p = 0; p < SIDE_IN * SIDE_IN; p++)
+            for (int64_t o = 0; o < A; o++) {
+                int64_t r = p / SIDE_IN, col = p % SIDE_IN;
+                wrong += ya[p * A + o] != conv_by_definition(input, SIDE_IN, SIDE_IN, CIN, ka, ba,
+                                                             A, 1, 3, 3, 1, 1, r, col, o);
+                wrong += yb[p * A + o] != conv_by_definition(ya, SIDE_IN, SIDE_IN, A, kb, NULL,
+                                                             A, 1, 1, 1, 1, 0, r, col, o);
+            }
+        for (int64_t p = 0; p < side_c * side_c; p++)
+            for (int64_t o = 0; o < C; o++)
+                wrong += yc[p * C + o] != conv_by_definition(yb, SIDE_IN, SIDE_IN, A, kc, NULL, C,
+                                                             4, 3, 3, 2, 1, p / side_c,
+                                                             p % side_c, o);
+        CHECK(wrong == 0);
+    }
+    fib_kernels_override(-1);
+    fib_graph_free(g);
+    free(ka), free(ba), free(kb), free(kc), free(kc32), free(input), free(ya), free(yb), free(yc);
+}
+
+/* Elements of a block's weight tensor (tensor 0). */
+static int64_t weight_elements(const fib_graph *g, int32_t group)
+{
+    int32_t ndim = 0;
+    int64_t shape[4] = {1, 1, 1, 1}, n = 1;
+    const char *name = NULL;
+    CHECK_OK(fib_graph_tensor_info(g, group, 0, &ndim, shape, &name));
+    for (int32_t d = 0; d < ndim; d++)
+        n *= shape[d];
+    return n;
+}
+
+/* A grouped convolution (4 groups of 2 inputs and 4 outputs) whose
+ * channels are duplicated unevenly per group, reading a convolution whose
+ * duplicated channels span two of its groups: left alone, the fibers give
+ * the grouped one 8 classes (2, 2, 3, 1 per group) over 3 input classes
+ * (a class spanning groups 1 and 2), whose only base would be ungrouped,
+ * with 8 x 3 kernels where the original has 16 x 2. The fibers keep every
+ * class within one group, equally many per group: the source's spanning
+ * class is cut in two (4 classes, 1 per group), the grouped convolution's
+ * groups hold 3 classes each (units leave the classes of groups with
+ * fewer), so its base keeps 4 groups and 12 x 1 kernels, and computes the
+ * original's outputs. Covers keep the groups too, or are refused by name. */
+static void grouped_conv_uneven_classes_stay_grouped(void)
+{
+    enum { CIN = 3, C1 = 8, C2 = 16, G = 4, SIDE_IN = 5, OUT = 3 };
+    uint64_t rng = 33;
+    double *k1 = test_random_array(&rng, C1 * CIN * 9, -1, 1), *b1 = test_random_array(&rng, C1, -1, 1);
+    double *k2 = test_random_array(&rng, C2 * (C1 / G) * 9, -1, 1);
+    double *head = test_random_array(&rng, OUT * C2 * SIDE_IN * SIDE_IN, -1, 1);
+    /* conv1: {0, 1}, {2, 3, 4, 5} (spans conv2's groups 1 and 2), {6, 7} */
+    static const int copy1[][2] = {{1, 0}, {3, 2}, {4, 2}, {5, 2}, {7, 6}};
+    for (size_t x = 0; x < sizeof copy1 / sizeof copy1[0]; x++) {
+        memcpy(k1 + copy1[x][0] * CIN * 9, k1 + copy1[x][1] * CIN * 9, CIN * 9 * sizeof *k1);
+        b1[copy1[x][0]] = b1[copy1[x][1]];
+    }
+    /* conv2, per group of 4 outputs: {0, 1} {2, 3} | {4, 5, 6} {7} |
+     * {8} {9} {10, 11} | {12, 13, 14, 15}; a copy has the same kernel */
+    static const int copy2[][2] = {{1, 0}, {3, 2}, {5, 4}, {6, 4}, {11, 10},
+                                   {13, 12}, {14, 12}, {15, 12}};
+    for (size_t x = 0; x < sizeof copy2 / sizeof copy2[0]; x++)
+        memcpy(k2 + copy2[x][0] * (C1 / G) * 9, k2 + copy2[x][1] * (C1 / G) * 9,
+               (C1 / G) * 9 * sizeof *k2);
+    fib_graph *g;
+    int32_t in, conv1, conv2, flat, out;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, CIN, SIDE_IN, SIDE_IN, &in));
+    CHECK_OK(fib_graph_add_conv(g, in, C1, 3, 3, 1, 1, 1, 1, 1, FIB_DTYPE_F64, k1, b1, 0, &conv1));
+    CHECK_OK(fib_graph_set_activation(g, conv1, FIB_ACT_TANH, 0));
+    CHECK_OK(fib_graph_add_conv(g, conv1, C2, 3, 3, 1, 1, 1, 1, G, FIB_DTYPE_F64, k2, NULL, 0,
+                                &conv2));
+    CHECK_OK(fib_graph_set_activation(g, conv2, FIB_ACT_TANH, 0));
+    CHECK_OK(fib_graph_add_flatten(g, conv2, &flat));
+    CHECK_OK(fib_graph_add_dense(g, flat, OUT, FIB_DTYPE_F64, head, C2 * SIDE_IN * SIDE_IN,
+                                 NULL, 0, &out));
+    for (int32_t symmetry = FIB_SYM_FIBERS; symmetry <= FIB_SYM_COVERS; symmetry++) {
+        if (symmetry == FIB_SYM_OPFIBERS)
+            continue;
+        fib_color_options o;
+        fib_color_options_init(&o, sizeof o);
+        o.symmetry = symmetry;
+        fib_coloring *c = NULL;
+        CHECK_OK(fib_color(g, &o, &c));
+        int64_t k_1 = 0, k_2 = 0;
+        fib_coloring_num_classes(c, conv1, &k_1);
+        fib_coloring_num_classes(c, conv2, &k_2);
+        if (symmetry == FIB_SYM_FIBERS)
+            CHECK(k_1 == 4 && k_2 == 12);
+        fib_base *b = NULL;
+        int32_t status = fib_compress(g, c, &b);
+        if (symmetry == FIB_SYM_COVERS && status != FIB_OK) {
+            CHECK(status == FIB_E_UNSUPPORTED && strstr(fib_last_error(), "group 2") != NULL);
+            fib_coloring_free(c);
+            continue;
+        }
+        CHECK_OK(status);
+        const fib_graph *bg = fib_base_graph(b);
+        int64_t params[7], count = 0;
+        CHECK_OK(fib_graph_block_params(bg, conv2, params, 7, &count));
+        CHECK(count == 7 && params[6] == G);
+        CHECK(weight_elements(bg, conv2) <= weight_elements(g, conv2));
+        CHECK(weight_elements(bg, conv1) <= weight_elements(g, conv1));
+        if (symmetry == FIB_SYM_FIBERS)
+            CHECK(weight_elements(bg, conv2) == 12 * 1 * 9);
+        CHECK(test_output_difference(g, bg, 17, 3, 1.0) <= 1e-12);
+        fib_base_free(b);
+        fib_coloring_free(c);
+    }
+    fib_graph_free(g);
+    free(k1), free(b1), free(k2), free(head);
+}
+
 static void bad_conv_inputs(void)
 {
     fib_graph *g;
@@ -279,6 +452,8 @@ int main(void)
     RUN(planted_cnn_avg_pool_covers);
     RUN(random_cnn_is_discrete);
     RUN(grouped_conv_base_stays_grouped_and_exact);
+    RUN(conv_forward_follows_its_definition);
+    RUN(grouped_conv_uneven_classes_stay_grouped);
     RUN(bad_conv_inputs);
     RUN(pool_padding_at_most_half_the_kernel);
     RUN(huge_padding_overflows);

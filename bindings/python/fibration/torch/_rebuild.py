@@ -47,8 +47,10 @@ def _set_submodule(root, qualified, module):
 
 def _linear_from_base(original, weight, bias):
     out_features, in_features = weight.shape
-    layer = nn.Linear(in_features, out_features, bias=original.bias is not None,
-                      device=original.weight.device, dtype=original.weight.dtype)
+    # skip_init: no random initialisation of tensors overwritten below
+    layer = torch.nn.utils.skip_init(nn.Linear, in_features, out_features,
+                                     bias=original.bias is not None,
+                                     device=original.weight.device, dtype=original.weight.dtype)
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(weight))
         if original.bias is not None:
@@ -118,7 +120,10 @@ def _block_groups(weight, groups):
 
 def rebuild_conv(ctx, node, layer):
     original = ctx.gm.get_submodule(node.target)
-    tensors = ctx.base_graph.tensors(layer.group)
+    # read in the model's dtype when the library has it: the same rounding
+    # as converting afterwards, without a float64 copy of the kernels
+    tensors = ctx.base_graph.tensors(
+        layer.group, "float32" if original.weight.dtype == torch.float32 else "float64")
     kr, kc, sr, sc, pr, pc, stored = ctx.base_graph.block_params(layer.group)[:7]
     if stored > 1:  # a grouped block as users build it (a model file read back)
         groups, weight = int(stored), tensors["weight"]
@@ -128,13 +133,15 @@ def rebuild_conv(ctx, node, layer):
     has_bias = original.bias is not None
     like = original.weight
     if isinstance(original, nn.Conv1d):
-        conv = nn.Conv1d(in_ch, out_ch, int(kc), stride=int(sc), padding=int(pc),
-                         groups=groups, bias=has_bias, dtype=like.dtype, device=like.device)
+        conv = torch.nn.utils.skip_init(nn.Conv1d, in_ch, out_ch, int(kc), stride=int(sc),
+                                        padding=int(pc), groups=groups, bias=has_bias,
+                                        dtype=like.dtype, device=like.device)
         weight = weight[:, :, 0, :]
-    else:
-        conv = nn.Conv2d(in_ch, out_ch, (int(kr), int(kc)), stride=(int(sr), int(sc)),
-                         padding=(int(pr), int(pc)), groups=groups, bias=has_bias,
-                         dtype=like.dtype, device=like.device)
+    else:  # skip_init: no random initialisation of tensors overwritten below
+        conv = torch.nn.utils.skip_init(nn.Conv2d, in_ch, out_ch, (int(kr), int(kc)),
+                                        stride=(int(sr), int(sc)), padding=(int(pr), int(pc)),
+                                        groups=groups, bias=has_bias, dtype=like.dtype,
+                                        device=like.device)
     with torch.no_grad():
         conv.weight.copy_(_tensor(weight, like))
         if has_bias:

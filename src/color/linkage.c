@@ -214,6 +214,77 @@ static double rank1_cost(double sa2, double sb2, double c)
     return cost > 0 ? cost : 0.0;
 }
 
+/* A binary min-heap of rows by (nnd[row], row), with each row's position,
+ * so that a row's key can move either way. */
+typedef struct nn_heap {
+    int64_t *row, *where;
+    int64_t size;
+} nn_heap;
+
+static inline bool nn_before(const double *key, int64_t x, int64_t y)
+{
+    return key[x] < key[y] || (key[x] == key[y] && x < y);
+}
+
+static void nn_heap_place(nn_heap *h, int64_t pos, int64_t row)
+{
+    h->row[pos] = row;
+    h->where[row] = pos;
+}
+
+static void nn_heap_down(nn_heap *h, const double *key, int64_t pos)
+{
+    int64_t row = h->row[pos];
+    for (;;) {
+        int64_t c = 2 * pos + 1;
+        if (c >= h->size)
+            break;
+        if (c + 1 < h->size && nn_before(key, h->row[c + 1], h->row[c]))
+            c++;
+        if (!nn_before(key, h->row[c], row))
+            break;
+        nn_heap_place(h, pos, h->row[c]);
+        pos = c;
+    }
+    nn_heap_place(h, pos, row);
+}
+
+/* Restores the heap after the key at pos moved either way. */
+static void nn_heap_sift(nn_heap *h, const double *key, int64_t pos)
+{
+    int64_t row = h->row[pos];
+    while (pos > 0 && nn_before(key, row, h->row[(pos - 1) / 2])) {
+        nn_heap_place(h, pos, h->row[(pos - 1) / 2]);
+        pos = (pos - 1) / 2;
+    }
+    nn_heap_place(h, pos, row);
+    nn_heap_down(h, key, pos);
+}
+
+static void nn_heap_build(nn_heap *h, const double *key, int64_t n)
+{
+    h->size = n;
+    for (int64_t i = 0; i < n; i++)
+        nn_heap_place(h, i, i);
+    for (int64_t i = n / 2 - 1; i >= 0; i--)
+        nn_heap_down(h, key, i);
+}
+
+static void nn_heap_update(nn_heap *h, const double *key, int64_t row)
+{
+    nn_heap_sift(h, key, h->where[row]);
+}
+
+static void nn_heap_remove(nn_heap *h, const double *key, int64_t row)
+{
+    int64_t pos = h->where[row], last = h->row[--h->size];
+    h->where[row] = -1;
+    if (pos == h->size)
+        return;
+    nn_heap_place(h, pos, last);
+    nn_heap_sift(h, key, pos);
+}
+
 bool fib_progress_cancelled(const fib_progress_check *check)
 {
     return check && check->fn && check->fn(check->user, check->done, check->total) != 0;
@@ -243,12 +314,15 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
     int64_t *nn = fib_alloc(n, sizeof *nn);
     double *nnd = fib_alloc(n, sizeof *nnd);
     bool *active = fib_alloc(n, sizeof *active);
+    bool *stale = fib_alloc(n, sizeof *stale);
+    nn_heap heap = {fib_alloc(n, sizeof *heap.row), fib_alloc(n, sizeof *heap.where), 0};
     out->a = fib_alloc(n, sizeof *out->a);
     out->b = fib_alloc(n, sizeof *out->b);
     out->height = fib_alloc(n, sizeof *out->height);
     double *unit = NULL;
     int32_t status = FIB_OK;
-    if (!D || !m || !size || !nn || !nnd || !active || !out->a || !out->b || !out->height) {
+    if (!D || !m || !size || !nn || !nnd || !active || !stale || !heap.row || !heap.where ||
+        !out->a || !out->b || !out->height) {
         status = fib_error(FIB_E_NOMEM, "out of memory clustering %lld units", (long long)n);
         goto done;
     }
@@ -314,38 +388,53 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
      * the cost is derived on the fly. */
 #define COST(i, k) (rank1 ? (isinf(D[tri(n, i, k)]) ? INFINITY \
                      : rank1_cost(m[i], m[k], D[tri(n, i, k)])) : D[tri(n, i, k)])
-    for (int64_t i = 0; i < n; i++) {
-        nn[i] = -1;
-        nnd[i] = INFINITY;
-        for (int64_t k = 0; k < n; k++)
-            if (k != i) {
-                double c = COST(i, k);
-                if (c < nnd[i]) {
-                    nnd[i] = c;
-                    nn[i] = k;
-                }
-            }
-    }
+    /* Row i's neighbour is sought among the active rows above it only: the
+     * pair a merge takes is the lowest (cost, lower row, upper row), and its
+     * lower row holds it. nnd[i] is a lower bound of row i's costs; with
+     * stale[i] false it is their minimum and nn[i] the lowest row reaching
+     * it. A merge leaves the rows whose neighbour it changed stale instead
+     * of scanning them again: a stale row is scanned only when it reaches
+     * the top of the heap, so the merges are those of scanning every row
+     * after every merge, without the O(n) rescans that made that O(n^3). */
+#define RESCAN(i)                                                          \
+    do {                                                                   \
+        nn[i] = -1;                                                        \
+        nnd[i] = INFINITY;                                                 \
+        stale[i] = false;                                                  \
+        for (int64_t x_ = (i) + 1; x_ < n; x_++)                           \
+            if (active[x_]) {                                              \
+                double c_ = COST(i, x_);                                   \
+                if (c_ < nnd[i]) {                                         \
+                    nnd[i] = c_;                                           \
+                    nn[i] = x_;                                            \
+                }                                                          \
+            }                                                              \
+    } while (0)
+    for (int64_t i = 0; i < n; i++)
+        RESCAN(i);
+    nn_heap_build(&heap, nnd, n);
     int64_t merges = 0;
     while (merges < n - 1) {
         if (fib_progress_cancelled(check)) {
             status = fib_error(FIB_E_CANCELLED, "clustering cancelled by the progress callback");
             goto done;
         }
-        int64_t best = -1;
-        for (int64_t i = 0; i < n; i++)
-            if (active[i] && nn[i] >= 0 && (best < 0 || nnd[i] < nnd[best]))
-                best = i;
-        if (best < 0 || !(nnd[best] <= stop) || isinf(nnd[best]))
+        int64_t best = heap.row[0];
+        while (heap.size > 0 && (stale[best] || (nn[best] >= 0 && !active[nn[best]]))) {
+            RESCAN(best);
+            nn_heap_update(&heap, nnd, best);
+            best = heap.row[0];
+        }
+        if (heap.size == 0 || nn[best] < 0 || !(nnd[best] <= stop) || isinf(nnd[best]))
             break;
-        int64_t a = best < nn[best] ? best : nn[best];
-        int64_t b = best < nn[best] ? nn[best] : best;
+        int64_t a = best, b = nn[best];
         double h = nnd[best];
         out->a[merges] = a;
         out->b[merges] = b;
         out->height[merges] = h;
         merges++;
         active[b] = false;
+        nn_heap_remove(&heap, nnd, b);
         /* new row a */
         double y1 = 0, y2 = 0, lam = 0, norm = 1;
         if (rank1) {
@@ -376,31 +465,32 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
         }
         size[a] += size[b];
         m[a] = rank1 ? lam : m[a] + m[b];
-        /* neighbour caches */
-        for (int64_t k = 0; k < n; k++) {
-            if (!active[k])
+        /* neighbour caches: the rows below a see a's new costs; the rows
+         * that pointed at a or b may have lost their minimum */
+        for (int64_t k = 0; k < b; k++) {
+            if (!active[k] || k == a)
                 continue;
-            bool redo = k == a || nn[k] == a || nn[k] == b;
-            if (!redo) {
-                double c = COST(k, a);
-                if (c < nnd[k] || (c == nnd[k] && a < nn[k])) {
-                    nnd[k] = c;
-                    nn[k] = a;
-                }
+            if (k > a) {
+                if (nn[k] == b)
+                    stale[k] = true;
                 continue;
             }
-            nn[k] = -1;
-            nnd[k] = INFINITY;
-            for (int64_t x = 0; x < n; x++)
-                if (x != k && active[x]) {
-                    double c = COST(k, x);
-                    if (c < nnd[k]) {
-                        nnd[k] = c;
-                        nn[k] = x;
-                    }
-                }
+            double c = COST(k, a);
+            if (c < nnd[k]) {
+                nnd[k] = c;
+                nn[k] = a;
+                stale[k] = false;
+                nn_heap_update(&heap, nnd, k);
+            } else if (nn[k] == a || nn[k] == b) {
+                stale[k] = true;
+            } else if (c == nnd[k] && a < nn[k]) {
+                nn[k] = a; /* exact minimum kept; stale rows stay stale */
+            }
         }
+        RESCAN(a);
+        nn_heap_update(&heap, nnd, a);
     }
+#undef RESCAN
 #undef COST
     out->n = n;
     out->n_merges = merges;
@@ -411,6 +501,9 @@ done:
     fib_free(nn);
     fib_free(nnd);
     fib_free(active);
+    fib_free(stale);
+    fib_free(heap.row);
+    fib_free(heap.where);
     fib_free(unit);
     if (status)
         fib_merges_clear(out);

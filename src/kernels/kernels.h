@@ -144,6 +144,18 @@ typedef bool (*fib_all_finite_f64_fn)(const double *x, int64_t n);
  * products and Gram matrices are made of these. */
 typedef void (*fib_axpy_f64_fn)(double *y, double a, const double *x, int64_t n);
 
+/* Dot products of rows against a packed panel of columns: for r in
+ * [0, rows) and c in [0, width),
+ *     out[r * ld_out + c] += a[r * lda + j] * panel[j * width + c]
+ * for j = 0 .. len - 1 in that order, each product rounded then added to
+ * the running value (no contraction). A dot product computed in pieces of
+ * consecutive j therefore has the bits of one pass, and every variant the
+ * scalar one's (vectorised across c only). The linkages' Gram matrices
+ * (cosines of all pairs of rows) are made of these. */
+typedef void (*fib_dots_f64_fn)(const double *a, int64_t lda, int64_t rows,
+                                const double *panel, int64_t width, int64_t len,
+                                double *out, int64_t ld_out);
+
 typedef struct fib_kernels {
     const char *name;   /* "scalar", "avx2", "avx512" */
     int32_t level;      /* FIB_SIMD_* */
@@ -158,6 +170,7 @@ typedef struct fib_kernels {
     fib_all_finite_f32_fn all_finite_f32;
     fib_all_finite_f64_fn all_finite_f64;
     fib_axpy_f64_fn axpy_f64;
+    fib_dots_f64_fn dots_f64;
 } fib_kernels;
 
 /* The kernels in use: chosen on the first call (thread-safe), from the CPU

@@ -84,6 +84,18 @@ static void axpy_f64(double *y, double a, const double *x, int64_t n)
         y[j] += a * x[j];
 }
 
+static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *panel,
+                     int64_t width, int64_t len, double *out, int64_t ld_out)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < width; c++) {
+            double s = out[r * ld_out + c];
+            for (int64_t j = 0; j < len; j++)
+                s += a[r * lda + j] * panel[j * width + c];
+            out[r * ld_out + c] = s;
+        }
+}
+
 static const fib_kernels scalar = {
     .name = "scalar",
     .level = FIB_SIMD_SCALAR,
@@ -98,6 +110,7 @@ static const fib_kernels scalar = {
     .all_finite_f32 = all_finite_f32,
     .all_finite_f64 = all_finite_f64,
     .axpy_f64 = axpy_f64,
+    .dots_f64 = dots_f64,
 };
 
 const fib_kernels *fib_kernels_scalar(void)

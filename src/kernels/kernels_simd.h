@@ -267,6 +267,68 @@ static void axpy_f64(double *y, double a, const double *x, int64_t n)
         y[j] += a * x[j];
 }
 
+/* Four rows at a time, 2 * VD_N columns of the panel in registers (eight
+ * running sums), the rows' values broadcast. */
+static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *panel,
+                     int64_t width, int64_t len, double *out, int64_t ld_out)
+{
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const double *a0 = a + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        double *o0 = out + r * ld_out, *o1 = o0 + ld_out, *o2 = o1 + ld_out, *o3 = o2 + ld_out;
+        int64_t c = 0;
+        for (; c + 2 * VD_N <= width; c += 2 * VD_N) {
+            VD s00 = VD_LOADU(o0 + c), s01 = VD_LOADU(o0 + c + VD_N);
+            VD s10 = VD_LOADU(o1 + c), s11 = VD_LOADU(o1 + c + VD_N);
+            VD s20 = VD_LOADU(o2 + c), s21 = VD_LOADU(o2 + c + VD_N);
+            VD s30 = VD_LOADU(o3 + c), s31 = VD_LOADU(o3 + c + VD_N);
+            const double *p = panel + c;
+            for (int64_t j = 0; j < len; j++, p += width) {
+                VD p0 = VD_LOADU(p), p1 = VD_LOADU(p + VD_N), x = VD_SET1(a0[j]);
+                s00 = VD_ADD(s00, VD_MUL(x, p0));
+                s01 = VD_ADD(s01, VD_MUL(x, p1));
+                x = VD_SET1(a1[j]);
+                s10 = VD_ADD(s10, VD_MUL(x, p0));
+                s11 = VD_ADD(s11, VD_MUL(x, p1));
+                x = VD_SET1(a2[j]);
+                s20 = VD_ADD(s20, VD_MUL(x, p0));
+                s21 = VD_ADD(s21, VD_MUL(x, p1));
+                x = VD_SET1(a3[j]);
+                s30 = VD_ADD(s30, VD_MUL(x, p0));
+                s31 = VD_ADD(s31, VD_MUL(x, p1));
+            }
+            VD_STOREU(o0 + c, s00), VD_STOREU(o0 + c + VD_N, s01);
+            VD_STOREU(o1 + c, s10), VD_STOREU(o1 + c + VD_N, s11);
+            VD_STOREU(o2 + c, s20), VD_STOREU(o2 + c + VD_N, s21);
+            VD_STOREU(o3 + c, s30), VD_STOREU(o3 + c + VD_N, s31);
+        }
+        for (int64_t q = 0; q < 4; q++)
+            for (int64_t cc = c; cc < width; cc++) {
+                double s = out[(r + q) * ld_out + cc];
+                for (int64_t j = 0; j < len; j++)
+                    s += a[(r + q) * lda + j] * panel[j * width + cc];
+                out[(r + q) * ld_out + cc] = s;
+            }
+    }
+    for (; r < rows; r++) {
+        const double *ar = a + r * lda;
+        double *o = out + r * ld_out;
+        int64_t c = 0;
+        for (; c + VD_N <= width; c += VD_N) {
+            VD s0 = VD_LOADU(o + c);
+            for (int64_t j = 0; j < len; j++)
+                s0 = VD_ADD(s0, VD_MUL(VD_SET1(ar[j]), VD_LOADU(panel + j * width + c)));
+            VD_STOREU(o + c, s0);
+        }
+        for (; c < width; c++) {
+            double s = o[c];
+            for (int64_t j = 0; j < len; j++)
+                s += ar[j] * panel[j * width + c];
+            o[c] = s;
+        }
+    }
+}
+
 static const fib_kernels kernel_set = {
     .name = KERNELS_NAME,
     .level = KERNELS_LEVEL,
@@ -281,6 +343,7 @@ static const fib_kernels kernel_set = {
     .all_finite_f32 = all_finite_f32,
     .all_finite_f64 = all_finite_f64,
     .axpy_f64 = axpy_f64,
+    .dots_f64 = dots_f64,
 };
 
 const fib_kernels *KERNELS_GETTER(void)

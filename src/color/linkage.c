@@ -926,21 +926,77 @@ void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
     power_iterate(r, members, m, weight, v, w, 1e-13);
 }
 
+/* Units whose class is sought among all the directions are taken
+ * LLOYD_CHUNK at a time: their dot products with every direction are one
+ * pass of fib_dots_f64 over panels of the directions. */
+#define LLOYD_CHUNK 64
+
+/* out[u * k + c] = row units[u] . V[c] (u < m, c < k), each the sum of its
+ * products in ascending coordinate order: the bits of the plain loop.
+ * panel: GRAM_WIDTH * GRAM_DEPTH doubles, rows: 4 * GRAM_DEPTH. */
+static void rows_dot_directions(const fib_rows *r, const int64_t *units, int64_t m,
+                                const double *V, int64_t k, double *panel, double *rows,
+                                double *out)
+{
+    int64_t d = r->d;
+    const fib_kernels *kernels = fib_kernels_active();
+    memset(out, 0, (size_t)(m * k) * sizeof *out);
+    for (int64_t c0 = 0; c0 < k; c0 += GRAM_WIDTH) {
+        int64_t w = k - c0 < GRAM_WIDTH ? k - c0 : GRAM_WIDTH;
+        for (int64_t j0 = 0; j0 < d; j0 += GRAM_DEPTH) {
+            int64_t len = d - j0 < GRAM_DEPTH ? d - j0 : GRAM_DEPTH;
+            for (int64_t c = 0; c < w; c++)
+                for (int64_t j = 0; j < len; j++)
+                    panel[j * w + c] = V[(c0 + c) * d + j0 + j];
+            for (int64_t u0 = 0; u0 < m; u0 += 4) {
+                int64_t q = m - u0 < 4 ? m - u0 : 4;
+                for (int64_t t = 0; t < q; t++)
+                    memcpy(rows + t * len, r->value + units[u0 + t] * d + j0,
+                           (size_t)len * sizeof *rows);
+                kernels->dots_f64(rows, len, q, panel, w, len, out + u0 * k + c0, k);
+            }
+        }
+    }
+}
+
+/* Each round recomputes only the directions of the classes whose members
+ * changed (the same members give the same bits), and seeks a unit's class
+ * among all the directions only when it might move: hi[i] bounds its dot
+ * product with every direction but its own class's (exact after a search,
+ * then raised by |row| times the largest move of a direction), and a unit
+ * stays when that bound is below what a move needs. The classes reached
+ * are those of searching every unit in every round. */
 int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterations,
                         const fib_progress_check *check, fib_partition *p)
 {
-    int64_t n = r->n, d = r->d, k = p->n_classes;
-    double *V = fib_alloc(k * (d > 0 ? d : 1), sizeof *V);
+    int64_t n = r->n, d = r->d, k = p->n_classes, kd = k * (d > 0 ? d : 1);
+    double *V = fib_calloc(kd, sizeof *V), *V2 = fib_alloc(kd, sizeof *V2);
     double *w = fib_alloc(d > 0 ? d : 1, sizeof *w);
     int64_t *order = fib_alloc(n, sizeof *order), *start = fib_calloc(k + 1, sizeof *start);
     int64_t *fill = fib_alloc(k, sizeof *fill), *next = fib_alloc(n, sizeof *next);
+    double *hi = fib_alloc(n, sizeof *hi), *norm = fib_alloc(n, sizeof *norm);
+    bool *changed = fib_alloc(k, sizeof *changed), *changed2 = fib_alloc(k, sizeof *changed2);
+    int64_t *oldof = fib_alloc(k, sizeof *oldof), *scan = fib_alloc(LLOYD_CHUNK, sizeof *scan);
+    double *dots = fib_alloc(LLOYD_CHUNK * k, sizeof *dots);
+    double *panel = fib_alloc(GRAM_WIDTH * GRAM_DEPTH, sizeof *panel);
+    double *rows = fib_alloc(4 * GRAM_DEPTH, sizeof *rows);
     int32_t status = FIB_OK;
-    if (!V || !w || !order || !start || !fill || !next) {
+    if (!V || !V2 || !w || !order || !start || !fill || !next || !hi || !norm || !changed ||
+        !changed2 || !oldof || !scan || !dots || !panel || !rows) {
         status = fib_error(FIB_E_NOMEM, "out of memory refining %lld units", (long long)n);
         goto done;
     }
+    for (int64_t i = 0; i < n; i++) {
+        double s = 0;
+        for (int64_t j = 0; j < d; j++)
+            s += r->value[i * d + j] * r->value[i * d + j];
+        norm[i] = sqrt(s);
+        hi[i] = INFINITY;
+    }
+    for (int64_t c = 0; c < k; c++)
+        changed[c] = true;
     for (int32_t it = 0; it < iterations; it++) {
-        /* directions of the current classes */
+        /* directions of the classes that changed, and how far they moved */
         memset(start, 0, (size_t)(k + 1) * sizeof *start);
         for (int64_t i = 0; i < n; i++)
             start[p->color[i] + 1]++;
@@ -949,33 +1005,63 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
         memcpy(fill, start, (size_t)k * sizeof *fill);
         for (int64_t i = 0; i < n; i++)
             order[fill[p->color[i]]++] = i;
-        for (int64_t c = 0; c < k; c++)
+        double drift = 0;
+        for (int64_t c = 0; c < k; c++) {
+            if (!changed[c])
+                continue;
+            memcpy(V2, V + c * d, (size_t)d * sizeof *V2);
             fib_top_direction(r, order + start[c], start[c + 1] - start[c], weight, V + c * d, w);
+            double moved2 = 0;
+            for (int64_t j = 0; j < d; j++)
+                moved2 += (V[c * d + j] - V2[j]) * (V[c * d + j] - V2[j]);
+            drift = sqrt(moved2) > drift ? sqrt(moved2) : drift;
+        }
+        for (int64_t i = 0; i < n; i++)
+            hi[i] += norm[i] * drift;
         /* reassign: the direction capturing the most of the row, positively
          * (ties: the lowest class); a unit stays when nothing is better */
         bool moved = false;
-        for (int64_t i = 0; i < n; i++) {
-            if (fib_progress_cancelled(check)) {
-                status = fib_error(FIB_E_CANCELLED, "refinement cancelled by the progress "
-                                                    "callback");
-                goto done;
-            }
-            const double *row = r->value + i * d;
-            int64_t best = p->color[i];
-            double best_dot = 0;
-            for (int64_t j = 0; j < d; j++)
-                best_dot += row[j] * V[best * d + j];
-            for (int64_t c = 0; c < k; c++) {
-                double dot = 0;
-                for (int64_t j = 0; j < d; j++)
-                    dot += row[j] * V[c * d + j];
-                if (dot > best_dot * (1 + 1e-12) + 1e-300) {
-                    best_dot = dot;
-                    best = c;
+        int64_t n_scan = 0;
+        for (int64_t i = 0; i <= n; i++) {
+            if (i < n) {
+                if (fib_progress_cancelled(check)) {
+                    status = fib_error(FIB_E_CANCELLED, "refinement cancelled by the progress "
+                                                        "callback");
+                    goto done;
                 }
+                const double *row = r->value + i * d;
+                double own = 0;
+                for (int64_t j = 0; j < d; j++)
+                    own += row[j] * V[p->color[i] * d + j];
+                /* a move needs a dot product above own * (1 + 1e-12); the
+                 * margin covers the rounding of the dot products */
+                if (hi[i] + 1e-9 * norm[i] < own - fabs(own) * 1e-12) {
+                    next[i] = p->color[i];
+                    continue;
+                }
+                scan[n_scan++] = i;
+                if (n_scan < LLOYD_CHUNK)
+                    continue;
             }
-            next[i] = best;
-            moved = moved || best != p->color[i];
+            rows_dot_directions(r, scan, n_scan, V, k, panel, rows, dots);
+            for (int64_t u = 0; u < n_scan; u++) {
+                int64_t x = scan[u], best = p->color[x];
+                const double *dx = dots + u * k;
+                double best_dot = dx[best];
+                for (int64_t c = 0; c < k; c++)
+                    if (dx[c] > best_dot * (1 + 1e-12) + 1e-300) {
+                        best_dot = dx[c];
+                        best = c;
+                    }
+                double other = -INFINITY;
+                for (int64_t c = 0; c < k; c++)
+                    if (c != best && dx[c] > other)
+                        other = dx[c];
+                next[x] = best;
+                hi[x] = other;
+                moved = moved || best != p->color[x];
+            }
+            n_scan = 0;
         }
         /* never empty a class: a unit leaving a class of one stays */
         memset(fill, 0, (size_t)k * sizeof *fill);
@@ -986,14 +1072,43 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
                 fill[next[i]]--;
                 next[i] = p->color[i];
                 fill[next[i]]++;
+                hi[i] = INFINITY; /* its bound was for the class it left */
             }
+        for (int64_t c = 0; c < k; c++)
+            changed[c] = false;
+        for (int64_t i = 0; i < n; i++)
+            if (next[i] != p->color[i])
+                changed[next[i]] = changed[p->color[i]] = true;
         memcpy(p->color, next, (size_t)n * sizeof *next);
         status = fib_partition_canonicalize(p);
         if (status || !moved)
             break;
+        /* directions and flags follow the classes to their new names */
+        for (int64_t c = 0; c < k; c++)
+            oldof[c] = -1;
+        for (int64_t i = 0; i < n; i++)
+            oldof[p->color[i]] = next[i];
+        bool renamed = p->n_classes == k;
+        for (int64_t c = 0; c < p->n_classes && renamed; c++)
+            renamed = oldof[c] >= 0;
         k = p->n_classes;
+        if (!renamed) { /* not expected: start the bounds again */
+            for (int64_t c = 0; c < k; c++)
+                changed[c] = true;
+            for (int64_t i = 0; i < n; i++)
+                hi[i] = INFINITY;
+            continue;
+        }
+        memcpy(V2, V, (size_t)(k * d) * sizeof *V2);
+        memcpy(changed2, changed, (size_t)k * sizeof *changed2);
+        for (int64_t c = 0; c < k; c++) {
+            memcpy(V + c * d, V2 + oldof[c] * d, (size_t)d * sizeof *V);
+            changed[c] = changed2[oldof[c]];
+        }
     }
 done:
-    fib_free(V), fib_free(w), fib_free(order), fib_free(start), fib_free(fill), fib_free(next);
+    fib_free(V), fib_free(V2), fib_free(w), fib_free(order), fib_free(start), fib_free(fill);
+    fib_free(next), fib_free(hi), fib_free(norm), fib_free(changed), fib_free(changed2);
+    fib_free(oldof), fib_free(scan), fib_free(dots), fib_free(panel), fib_free(rows);
     return status;
 }

@@ -203,18 +203,6 @@ static double rank1_lambda(double sa2, double sb2, double c, double *y1,
     return lam;
 }
 
-/* Members pointing away from each other (c <= 0) cannot share a positive
- * scale: the merge keeps the stronger direction and the other member's
- * scale goes to ~0 (fib_class_scales), which costs what c = 0 gives. */
-static double rank1_cost(double sa2, double sb2, double c)
-{
-    if (!(c > 0))
-        c = 0;
-    double y1, y2;
-    double lam = rank1_lambda(sa2, sb2, c, &y1, &y2);
-    double cost = sa2 + sb2 - lam;
-    return cost > 0 ? cost : 0.0;
-}
 
 /* A binary min-heap of rows by (nnd[row], row), with each row's position,
  * so that a row's key can move either way. */
@@ -373,13 +361,16 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
     double *nnd = fib_alloc(n, sizeof *nnd);
     bool *active = fib_alloc(n, sizeof *active);
     bool *stale = fib_alloc(n, sizeof *stale);
+    double *row_cost = fib_alloc(n, sizeof *row_cost); /* one row's rank-1 costs */
+    const fib_kernels *kernels = fib_kernels_active();
     nn_heap heap = {fib_alloc(n, sizeof *heap.row), fib_alloc(n, sizeof *heap.where), 0};
     out->a = fib_alloc(n, sizeof *out->a);
     out->b = fib_alloc(n, sizeof *out->b);
     out->height = fib_alloc(n, sizeof *out->height);
     double *unit = NULL;
     int32_t status = FIB_OK;
-    if (!D || !m || !size || !nn || !nnd || !active || !stale || !heap.row || !heap.where ||
+    if (!D || !m || !size || !nn || !nnd || !active || !stale || !row_cost || !heap.row ||
+        !heap.where ||
         !out->a || !out->b || !out->height) {
         status = fib_error(FIB_E_NOMEM, "out of memory clustering %lld units", (long long)n);
         goto done;
@@ -444,7 +435,7 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
     /* In rank-1 mode D holds cosines (labels: -inf-like via INFINITY flag);
      * the cost is derived on the fly. */
 #define COST(i, k) (rank1 ? (isinf(D[tri(n, i, k)]) ? INFINITY \
-                     : rank1_cost(m[i], m[k], D[tri(n, i, k)])) : D[tri(n, i, k)])
+                     : fib_rank1_cost(m[i], m[k], D[tri(n, i, k)])) : D[tri(n, i, k)])
     /* Row i's neighbour is sought among the active rows above it only: the
      * pair a merge takes is the lowest (cost, lower row, upper row), and its
      * lower row holds it. nnd[i] is a lower bound of row i's costs; with
@@ -458,13 +449,18 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
         nn[i] = -1;                                                        \
         nnd[i] = INFINITY;                                                 \
         stale[i] = false;                                                  \
-        for (int64_t x_ = (i) + 1; x_ < n; x_++)                           \
-            if (active[x_]) {                                              \
-                double c_ = COST(i, x_);                                   \
-                if (c_ < nnd[i]) {                                         \
-                    nnd[i] = c_;                                           \
-                    nn[i] = x_;                                            \
-                }                                                          \
+        int64_t len_ = n - (i) - 1;                                        \
+        if (len_ <= 0)                                                     \
+            break;                                                         \
+        const double *cost_ = D + tri(n, i, (i) + 1);                      \
+        if (rank1) {                                                       \
+            kernels->rank1_costs(m[i], m + (i) + 1, cost_, len_, row_cost);\
+            cost_ = row_cost;                                              \
+        }                                                                  \
+        for (int64_t x_ = 0; x_ < len_; x_++)                              \
+            if (active[(i) + 1 + x_] && cost_[x_] < nnd[i]) {              \
+                nnd[i] = cost_[x_];                                        \
+                nn[i] = (i) + 1 + x_;                                      \
             }                                                              \
     } while (0)
     for (int64_t i = 0; i < n; i++)
@@ -559,6 +555,7 @@ done:
     fib_free(nnd);
     fib_free(active);
     fib_free(stale);
+    fib_free(row_cost);
     fib_free(heap.row);
     fib_free(heap.where);
     fib_free(unit);

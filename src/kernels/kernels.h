@@ -9,6 +9,7 @@
 #ifndef FIB_KERNELS_H
 #define FIB_KERNELS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -156,6 +157,29 @@ typedef void (*fib_dots_f64_fn)(const double *a, int64_t lda, int64_t rows,
                                 const double *panel, int64_t width, int64_t len,
                                 double *out, int64_t ld_out);
 
+/* The rank-1 Ward cost of merging a piece of energy sa2 with one of energy
+ * sb2 at cosine c (the smaller eigenvalue of their 2 x 2 Gram matrix).
+ * Members pointing away from each other (c <= 0) cannot share a positive
+ * scale: the merge keeps the stronger direction and the other member's
+ * scale goes to ~0 (fib_class_scales), which costs what c = 0 gives.
+ * Written once here: the linkages and every rank1_costs variant evaluate
+ * it in this order. */
+static inline double fib_rank1_cost(double sa2, double sb2, double c)
+{
+    if (!(c > 0))
+        c = 0;
+    double h = 0.5 * (sa2 - sb2);
+    double lam = 0.5 * (sa2 + sb2) + sqrt(h * h + sa2 * sb2 * c * c);
+    double cost = sa2 + sb2 - lam;
+    return cost > 0 ? cost : 0.0;
+}
+
+/* cost[x] = fib_rank1_cost(sa2, sb2[x], cosine[x]) for x in [0, n), and
+ * INFINITY where cosine[x] is infinite (rows that may not merge): one row
+ * of a rank-1 Ward linkage's costs, with the bits of the scalar formula. */
+typedef void (*fib_rank1_costs_fn)(double sa2, const double *sb2, const double *cosine,
+                                   int64_t n, double *cost);
+
 typedef struct fib_kernels {
     const char *name;   /* "scalar", "avx2", "avx512" */
     int32_t level;      /* FIB_SIMD_* */
@@ -171,6 +195,7 @@ typedef struct fib_kernels {
     fib_all_finite_f64_fn all_finite_f64;
     fib_axpy_f64_fn axpy_f64;
     fib_dots_f64_fn dots_f64;
+    fib_rank1_costs_fn rank1_costs;
 } fib_kernels;
 
 /* The kernels in use: chosen on the first call (thread-safe), from the CPU

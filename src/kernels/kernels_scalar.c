@@ -96,6 +96,13 @@ static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *p
         }
 }
 
+static void rank1_costs(double sa2, const double *sb2, const double *cosine, int64_t n,
+                        double *cost)
+{
+    for (int64_t x = 0; x < n; x++)
+        cost[x] = isinf(cosine[x]) ? INFINITY : fib_rank1_cost(sa2, sb2[x], cosine[x]);
+}
+
 static const fib_kernels scalar = {
     .name = "scalar",
     .level = FIB_SIMD_SCALAR,
@@ -111,6 +118,7 @@ static const fib_kernels scalar = {
     .all_finite_f64 = all_finite_f64,
     .axpy_f64 = axpy_f64,
     .dots_f64 = dots_f64,
+    .rank1_costs = rank1_costs,
 };
 
 const fib_kernels *fib_kernels_scalar(void)

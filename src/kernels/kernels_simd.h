@@ -19,6 +19,9 @@
  *   VD, VD_N      a vector of VD_N doubles; VF a vector of TILE floats
  *   VD_ZERO() VD_SET1(x) VD_LOAD(p) VD_LOADU(p) VD_STORE(p, v)
  *   VD_STOREU(p, v) VD_ADD VD_SUB VD_MUL VD_MIN VD_MAX (a, b) VD_ABS(v)
+ *   VD_SQRT(v)    correctly rounded, as sqrt()
+ *   VD_POSITIVE_OR_ZERO(v)   v where v > 0, else +0.0 (NaN: +0.0)
+ *   VD_WHERE_EQ(a, b, s, v)  s where a == b, else v
  *   VD_LE_BITS(a, b), VD_EQ_BITS(a, b)   one bit per lane (lane 0: bit 0)
  *   VD_FINITE_BITS(p)   bit per lane of VD_N doubles at p: x - x == 0
  *   VD_FROM_F32U(p)     VD_N floats at p, widened
@@ -329,6 +332,25 @@ static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *p
     }
 }
 
+/* fib_rank1_cost lane by lane, in its order of operations. */
+static void rank1_costs(double sa2, const double *sb2, const double *cosine, int64_t n,
+                        double *cost)
+{
+    const VD a = VD_SET1(sa2), half = VD_SET1(0.5), inf = VD_SET1(INFINITY);
+    int64_t x = 0;
+    for (; x + VD_N <= n; x += VD_N) {
+        VD b = VD_LOADU(sb2 + x), c0 = VD_LOADU(cosine + x);
+        VD c = VD_POSITIVE_OR_ZERO(c0);
+        VD h = VD_MUL(half, VD_SUB(a, b));
+        VD lam = VD_ADD(VD_MUL(half, VD_ADD(a, b)),
+                        VD_SQRT(VD_ADD(VD_MUL(h, h), VD_MUL(VD_MUL(VD_MUL(a, b), c), c))));
+        VD v = VD_POSITIVE_OR_ZERO(VD_SUB(VD_ADD(a, b), lam));
+        VD_STOREU(cost + x, VD_WHERE_EQ(VD_ABS(c0), inf, inf, v));
+    }
+    for (; x < n; x++)
+        cost[x] = isinf(cosine[x]) ? INFINITY : fib_rank1_cost(sa2, sb2[x], cosine[x]);
+}
+
 static const fib_kernels kernel_set = {
     .name = KERNELS_NAME,
     .level = KERNELS_LEVEL,
@@ -344,6 +366,7 @@ static const fib_kernels kernel_set = {
     .all_finite_f64 = all_finite_f64,
     .axpy_f64 = axpy_f64,
     .dots_f64 = dots_f64,
+    .rank1_costs = rank1_costs,
 };
 
 const fib_kernels *KERNELS_GETTER(void)

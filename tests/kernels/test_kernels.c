@@ -329,6 +329,47 @@ static void test_dots(void)
     }
 }
 
+/* ---- rank-1 Ward costs (a row of the scale-aware linkage) ---------------- */
+
+/* Every set's rank1_costs against fib_rank1_cost, bit for bit: lengths
+ * that leave every remainder, energies of mixed sizes (zeros included),
+ * cosines of both signs, zeros of both signs, +-1, and infinite cosines
+ * (rows that may not merge) giving INFINITY. */
+static void test_rank1_costs(void)
+{
+    for (int trial = 0; trial < 200; trial++) {
+        int64_t n = trial < 40 ? trial : below(300);
+        double sa2 = trial % 9 == 0 ? 0.0 : fabs(value()) * (1 + below(1000));
+        double *sb2 = malloc((size_t)(n + 1) * sizeof *sb2);
+        double *cosine = malloc((size_t)(n + 1) * sizeof *cosine);
+        double *want = malloc((size_t)(n + 1) * sizeof *want);
+        double *got = malloc((size_t)(n + 1) * sizeof *got);
+        for (int64_t x = 0; x < n; x++) {
+            sb2[x] = below(6) == 0 ? 0.0 : fabs(value()) * (1 + below(50));
+            switch (below(8)) {
+            case 0: cosine[x] = below(2) ? INFINITY : -INFINITY; break;
+            case 1: cosine[x] = below(2) ? 1.0 : -1.0; break;
+            case 2: cosine[x] = below(2) ? 0.0 : -0.0; break;
+            default: cosine[x] = 2.0 * ((double)below(1 << 20) / (1 << 20)) - 1.0;
+            }
+            want[x] = isinf(cosine[x]) ? INFINITY : fib_rank1_cost(sa2, sb2[x], cosine[x]);
+        }
+        for (int s = -1; s < n_sets; s++) {
+            const fib_kernels *k = s < 0 ? fib_kernels_scalar() : sets[s];
+            memset(got, 0xff, (size_t)(n + 1) * sizeof *got);
+            k->rank1_costs(sa2, sb2, cosine, n, got);
+            CHECK(memcmp(want, got, (size_t)n * sizeof *got) == 0);
+            double guard;
+            memset(&guard, 0xff, sizeof guard);
+            CHECK(memcmp(&got[n], &guard, sizeof guard) == 0); /* nothing past n */
+        }
+        free(sb2);
+        free(cosine);
+        free(want);
+        free(got);
+    }
+}
+
 /* ---- grouping's sort ------------------------------------------------------ */
 
 static int keyed_compare(const void *a, const void *b)
@@ -763,6 +804,7 @@ int main(void)
     test_all_finite();
     test_axpy();
     test_dots();
+    test_rank1_costs();
     test_sparse_grouping();
     test_keyed_sort();
     test_tight();

@@ -311,7 +311,8 @@ static int32_t unit_gram(const fib_rows *r, const double *unit, bool cosine,
                 for (int64_t j = 0; j < len; j++)
                     panel[j * w + c] = unit[(k0 + c) * d + j0 + j];
             int64_t blocks = (rows + 3) / 4;
-            FIB_PRAGMA(omp parallel for schedule(static) num_threads(fib_thread_count(0, blocks)))
+            FIB_PRAGMA(omp parallel for schedule(static)
+                       num_threads(fib_thread_count(r->n_threads, blocks)))
             for (int64_t q = 0; q < blocks; q++) {
                 int64_t i0 = 4 * q, m = rows - i0 < 4 ? rows - i0 : 4;
                 kernels->dots_f64(unit + i0 * d + j0, d, m, panel, w, len, acc + i0 * w, w);
@@ -948,10 +949,14 @@ void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
  * LLOYD_CHUNK at a time: their dot products with every direction are one
  * pass of fib_dots_f64 over panels of the directions. */
 #define LLOYD_CHUNK 64
+/* Threads of a Lloyd round at most (per-thread scratch). */
+#define LLOYD_THREADS 64
 
 /* out[u * k + c] = row units[u] . V[c] (u < m, c < k), each the sum of its
- * products in ascending coordinate order: the bits of the plain loop.
- * panel: GRAM_WIDTH * GRAM_DEPTH doubles, rows: 4 * GRAM_DEPTH. */
+ * products in ascending coordinate order: the bits of the plain loop, at
+ * any thread count (blocks of four units split over r->n_threads).
+ * panel: GRAM_WIDTH * GRAM_DEPTH doubles, rows: 4 * GRAM_DEPTH per thread
+ * (LLOYD_THREADS at most). */
 static void rows_dot_directions(const fib_rows *r, const int64_t *units, int64_t m,
                                 const double *V, int64_t k, double *panel, double *rows,
                                 double *out)
@@ -966,12 +971,17 @@ static void rows_dot_directions(const fib_rows *r, const int64_t *units, int64_t
             for (int64_t c = 0; c < w; c++)
                 for (int64_t j = 0; j < len; j++)
                     panel[j * w + c] = V[(c0 + c) * d + j0 + j];
-            for (int64_t u0 = 0; u0 < m; u0 += 4) {
-                int64_t q = m - u0 < 4 ? m - u0 : 4;
+            int64_t blocks = (m + 3) / 4;
+            int threads = fib_thread_count(r->n_threads, blocks);
+            threads = threads < LLOYD_THREADS ? threads : LLOYD_THREADS;
+            FIB_PRAGMA(omp parallel for schedule(static) num_threads(threads))
+            for (int64_t b = 0; b < blocks; b++) {
+                int64_t u0 = 4 * b, q = m - u0 < 4 ? m - u0 : 4;
+                double *mine = rows + (int64_t)fib_thread_num() * 4 * GRAM_DEPTH;
                 for (int64_t t = 0; t < q; t++)
-                    memcpy(rows + t * len, r->value + units[u0 + t] * d + j0,
-                           (size_t)len * sizeof *rows);
-                kernels->dots_f64(rows, len, q, panel, w, len, out + u0 * k + c0, k);
+                    memcpy(mine + t * len, r->value + units[u0 + t] * d + j0,
+                           (size_t)len * sizeof *mine);
+                kernels->dots_f64(mine, len, q, panel, w, len, out + u0 * k + c0, k);
             }
         }
     }
@@ -989,7 +999,7 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
 {
     int64_t n = r->n, d = r->d, k = p->n_classes, kd = k * (d > 0 ? d : 1);
     double *V = fib_calloc(kd, sizeof *V), *V2 = fib_alloc(kd, sizeof *V2);
-    double *w = fib_alloc(d > 0 ? d : 1, sizeof *w);
+    double *w = fib_alloc(LLOYD_THREADS * (d > 0 ? d : 1), sizeof *w);
     int64_t *order = fib_alloc(n, sizeof *order), *start = fib_calloc(k + 1, sizeof *start);
     int64_t *fill = fib_alloc(k, sizeof *fill), *next = fib_alloc(n, sizeof *next);
     double *hi = fib_alloc(n, sizeof *hi), *norm = fib_alloc(n, sizeof *norm);
@@ -997,9 +1007,10 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
     int64_t *oldof = fib_alloc(k, sizeof *oldof), *scan = fib_alloc(LLOYD_CHUNK, sizeof *scan);
     double *dots = fib_alloc(LLOYD_CHUNK * k, sizeof *dots);
     double *panel = fib_alloc(GRAM_WIDTH * GRAM_DEPTH, sizeof *panel);
-    double *rows = fib_alloc(4 * GRAM_DEPTH, sizeof *rows);
+    double *rows = fib_alloc(LLOYD_THREADS * 4 * GRAM_DEPTH, sizeof *rows);
+    double *delta = fib_alloc(k, sizeof *delta);
     int32_t status = FIB_OK;
-    if (!V || !V2 || !w || !order || !start || !fill || !next || !hi || !norm || !changed ||
+    if (!delta || !V || !V2 || !w || !order || !start || !fill || !next || !hi || !norm || !changed ||
         !changed2 || !oldof || !scan || !dots || !panel || !rows) {
         status = fib_error(FIB_E_NOMEM, "out of memory refining %lld units", (long long)n);
         goto done;
@@ -1023,17 +1034,28 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
         memcpy(fill, start, (size_t)k * sizeof *fill);
         for (int64_t i = 0; i < n; i++)
             order[fill[p->color[i]]++] = i;
-        double drift = 0;
+        int threads = fib_thread_count(r->n_threads, k);
+        threads = threads < LLOYD_THREADS ? threads : LLOYD_THREADS;
+        FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
         for (int64_t c = 0; c < k; c++) {
+            delta[c] = 0;
             if (!changed[c])
                 continue;
-            memcpy(V2, V + c * d, (size_t)d * sizeof *V2);
-            fib_top_direction(r, order + start[c], start[c + 1] - start[c], weight, V + c * d, w);
+            /* scratch of this thread: the old direction, then the power
+             * iteration's (the rows buffer holds 4 * GRAM_DEPTH per thread:
+             * not enough for d; V2 holds k * d, one row per class) */
+            double *old = V2 + c * d;
+            memcpy(old, V + c * d, (size_t)d * sizeof *old);
+            fib_top_direction(r, order + start[c], start[c + 1] - start[c], weight, V + c * d,
+                              w + (int64_t)fib_thread_num() * (d > 0 ? d : 1));
             double moved2 = 0;
             for (int64_t j = 0; j < d; j++)
-                moved2 += (V[c * d + j] - V2[j]) * (V[c * d + j] - V2[j]);
-            drift = sqrt(moved2) > drift ? sqrt(moved2) : drift;
+                moved2 += (V[c * d + j] - old[j]) * (V[c * d + j] - old[j]);
+            delta[c] = sqrt(moved2);
         }
+        double drift = 0;
+        for (int64_t c = 0; c < k; c++)
+            drift = delta[c] > drift ? delta[c] : drift;
         for (int64_t i = 0; i < n; i++)
             hi[i] += norm[i] * drift;
         /* reassign: the direction capturing the most of the row, positively
@@ -1128,5 +1150,6 @@ done:
     fib_free(V), fib_free(V2), fib_free(w), fib_free(order), fib_free(start), fib_free(fill);
     fib_free(next), fib_free(hi), fib_free(norm), fib_free(changed), fib_free(changed2);
     fib_free(oldof), fib_free(scan), fib_free(dots), fib_free(panel), fib_free(rows);
+    fib_free(delta);
     return status;
 }

@@ -367,6 +367,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         fib_rows r;
         fib_partition *discrete = col->parts; /* still discrete here */
         status = candidate_rows(g, i, discrete, col->scales, scaled, &r, weight, norms);
+        r.n_threads = o->n_threads;
         if (!status) {
             status = layer_merges(&r, scaled, weight, &check, &l->first, l->err);
             fib_rows_clear(&r);
@@ -454,6 +455,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             status = fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
         if (!status)
             status = candidate_rows(g, i, col->parts, col->scales, scaled, &r, weight, norms);
+        r.n_threads = o->n_threads;
         /* rows over an unmerged source are those of step 1: so are the
          * merges */
         if (!status && l->first.a && source_unmerged(g, i, col))
@@ -558,6 +560,8 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
     if (o->refine_iterations < 0)
         return fib_error(FIB_E_INVALID, "%s: refine_iterations %d is negative", fn,
                          (int)o->refine_iterations);
+    if (o->n_threads < 0)
+        return fib_error(FIB_E_INVALID, "%s: n_threads %d is negative", fn, (int)o->n_threads);
     if (o->merge_inputs != 0 && o->merge_inputs != 1)
         return fib_error(FIB_E_INVALID, "%s: merge_inputs %d must be 0 or 1", fn,
                          (int)o->merge_inputs);

@@ -281,51 +281,77 @@ static void nn_heap_remove(nn_heap *h, const double *key, int64_t row)
 #define GRAM_WIDTH 64
 #define GRAM_DEPTH 256
 
-/* D[tri(i, k)] for all i < k: the cosine of unit rows i and k (COSINE:
- * 1 - cosine), INFINITY between different labels. Each cosine is the sum
- * of its products in ascending coordinate order (fib_dots_f64): the bits
- * of the plain loop at any SIMD level and thread count. */
-static int32_t unit_gram(const fib_rows *r, const double *unit, bool cosine,
-                         const fib_progress_check *check, double *D)
+/* Threads of a Gram matrix or a Lloyd round at most (scratch per thread). */
+#define LINKAGE_THREADS 64
+
+/* The cosines between the GRAM_WIDTH (or fewer) unit rows from k0 on and
+ * every row below them, into D; panel and acc: this thread's scratch. */
+static void gram_panel(const fib_rows *r, const double *unit, bool cosine, int64_t k0,
+                       double *panel, double *acc, double *D)
 {
     int64_t n = r->n, d = r->d;
     const fib_kernels *kernels = fib_kernels_active();
-    double *panel = fib_alloc(GRAM_WIDTH * GRAM_DEPTH, sizeof *panel);
-    double *acc = fib_alloc(n * GRAM_WIDTH, sizeof *acc);
+    int64_t w = n - k0 < GRAM_WIDTH ? n - k0 : GRAM_WIDTH;
+    int64_t rows = k0 + w - 1; /* the rows below the panel's last column */
+    memset(acc, 0, (size_t)(rows * w) * sizeof *acc);
+    for (int64_t j0 = 0; j0 < d; j0 += GRAM_DEPTH) {
+        int64_t len = d - j0 < GRAM_DEPTH ? d - j0 : GRAM_DEPTH;
+        for (int64_t c = 0; c < w; c++)
+            for (int64_t j = 0; j < len; j++)
+                panel[j * w + c] = unit[(k0 + c) * d + j0 + j];
+        for (int64_t i0 = 0; i0 < rows; i0 += 4) {
+            int64_t m = rows - i0 < 4 ? rows - i0 : 4;
+            kernels->dots_f64(unit + i0 * d + j0, d, m, panel, w, len, acc + i0 * w, w);
+        }
+    }
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t c = i < k0 ? 0 : i - k0 + 1; c < w; c++) {
+            int64_t k = k0 + c;
+            double dot = acc[i * w + c];
+            D[tri(n, i, k)] = r->label[i] != r->label[k] ? INFINITY
+                              : cosine ? 1.0 - dot : dot; /* rank-1 keeps cosines */
+        }
+}
+
+/* D[tri(i, k)] for all i < k: the cosine of unit rows i and k (COSINE:
+ * 1 - cosine), INFINITY between different labels. Each cosine is the sum
+ * of its products in ascending coordinate order (fib_dots_f64): the bits
+ * of the plain loop at any SIMD level. Panels are shared out among
+ * r->n_threads threads (each cosine made by one); the calling thread asks
+ * check before each of its panels. */
+static int32_t unit_gram(const fib_rows *r, const double *unit, bool cosine,
+                         const fib_progress_check *check, double *D)
+{
+    int64_t n = r->n, n_panels = (n + GRAM_WIDTH - 1) / GRAM_WIDTH;
+    int threads = fib_thread_count(r->n_threads, n_panels);
+    threads = threads < LINKAGE_THREADS ? threads : LINKAGE_THREADS;
+    double *panel = fib_alloc((int64_t)threads * GRAM_WIDTH * GRAM_DEPTH, sizeof *panel);
+    double *acc = fib_alloc((int64_t)threads * (n > 0 ? n : 1) * GRAM_WIDTH, sizeof *acc);
     int32_t status = FIB_OK;
+    int cancelled = 0;
     if (!panel || !acc) {
         status = fib_error(FIB_E_NOMEM, "out of memory clustering %lld units", (long long)n);
         goto done;
     }
-    for (int64_t k0 = 0; k0 < n; k0 += GRAM_WIDTH) {
-        if (fib_progress_cancelled(check)) {
-            status = fib_error(FIB_E_CANCELLED, "clustering cancelled by the progress callback");
-            goto done;
+    FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
+    for (int64_t p = 0; p < n_panels; p++) {
+        int t = fib_thread_num(), stop;
+        FIB_PRAGMA(omp atomic read)
+        stop = cancelled;
+        if (stop)
+            continue;
+        if (t == 0 && fib_progress_cancelled(check)) {
+            FIB_PRAGMA(omp atomic write)
+            cancelled = 1;
+            continue;
         }
-        int64_t w = n - k0 < GRAM_WIDTH ? n - k0 : GRAM_WIDTH;
-        int64_t rows = k0 + w - 1; /* the rows below the panel's last column */
-        memset(acc, 0, (size_t)(rows * w) * sizeof *acc);
-        for (int64_t j0 = 0; j0 < d; j0 += GRAM_DEPTH) {
-            int64_t len = d - j0 < GRAM_DEPTH ? d - j0 : GRAM_DEPTH;
-            for (int64_t c = 0; c < w; c++)
-                for (int64_t j = 0; j < len; j++)
-                    panel[j * w + c] = unit[(k0 + c) * d + j0 + j];
-            int64_t blocks = (rows + 3) / 4;
-            FIB_PRAGMA(omp parallel for schedule(static)
-                       num_threads(fib_thread_count(r->n_threads, blocks)))
-            for (int64_t q = 0; q < blocks; q++) {
-                int64_t i0 = 4 * q, m = rows - i0 < 4 ? rows - i0 : 4;
-                kernels->dots_f64(unit + i0 * d + j0, d, m, panel, w, len, acc + i0 * w, w);
-            }
-        }
-        for (int64_t i = 0; i < rows; i++)
-            for (int64_t c = i < k0 ? 0 : i - k0 + 1; c < w; c++) {
-                int64_t k = k0 + c;
-                double dot = acc[i * w + c];
-                D[tri(n, i, k)] = r->label[i] != r->label[k] ? INFINITY
-                                  : cosine ? 1.0 - dot : dot; /* rank-1 keeps cosines */
-            }
+        /* the last panels have the most rows below them: dealt first */
+        gram_panel(r, unit, cosine, (n_panels - 1 - p) * GRAM_WIDTH,
+                   panel + (int64_t)t * GRAM_WIDTH * GRAM_DEPTH, acc + (int64_t)t * n * GRAM_WIDTH,
+                   D);
     }
+    if (cancelled)
+        status = fib_error(FIB_E_CANCELLED, "clustering cancelled by the progress callback");
 done:
     fib_free(panel);
     fib_free(acc);
@@ -948,40 +974,38 @@ void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
 /* Units whose class is sought among all the directions are taken
  * LLOYD_CHUNK at a time: their dot products with every direction are one
  * pass of fib_dots_f64 over panels of the directions. */
-#define LLOYD_CHUNK 64
-/* Threads of a Lloyd round at most (per-thread scratch). */
-#define LLOYD_THREADS 64
+#define LLOYD_CHUNK 256
 
 /* out[u * k + c] = row units[u] . V[c] (u < m, c < k), each the sum of its
  * products in ascending coordinate order: the bits of the plain loop, at
- * any thread count (blocks of four units split over r->n_threads).
- * panel: GRAM_WIDTH * GRAM_DEPTH doubles, rows: 4 * GRAM_DEPTH per thread
- * (LLOYD_THREADS at most). */
+ * any thread count (panels of directions shared out among r->n_threads
+ * threads). panel: GRAM_WIDTH * GRAM_DEPTH doubles per thread, rows:
+ * 4 * GRAM_DEPTH per thread (LINKAGE_THREADS threads at most). */
 static void rows_dot_directions(const fib_rows *r, const int64_t *units, int64_t m,
                                 const double *V, int64_t k, double *panel, double *rows,
                                 double *out)
 {
-    int64_t d = r->d;
+    int64_t d = r->d, n_panels = (k + GRAM_WIDTH - 1) / GRAM_WIDTH;
     const fib_kernels *kernels = fib_kernels_active();
+    int threads = fib_thread_count(r->n_threads, n_panels);
+    threads = threads < LINKAGE_THREADS ? threads : LINKAGE_THREADS;
     memset(out, 0, (size_t)(m * k) * sizeof *out);
-    for (int64_t c0 = 0; c0 < k; c0 += GRAM_WIDTH) {
-        int64_t w = k - c0 < GRAM_WIDTH ? k - c0 : GRAM_WIDTH;
+    FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
+    for (int64_t p = 0; p < n_panels; p++) {
+        int64_t c0 = p * GRAM_WIDTH, w = k - c0 < GRAM_WIDTH ? k - c0 : GRAM_WIDTH;
+        double *my_panel = panel + (int64_t)fib_thread_num() * GRAM_WIDTH * GRAM_DEPTH;
+        double *my_rows = rows + (int64_t)fib_thread_num() * 4 * GRAM_DEPTH;
         for (int64_t j0 = 0; j0 < d; j0 += GRAM_DEPTH) {
             int64_t len = d - j0 < GRAM_DEPTH ? d - j0 : GRAM_DEPTH;
             for (int64_t c = 0; c < w; c++)
                 for (int64_t j = 0; j < len; j++)
-                    panel[j * w + c] = V[(c0 + c) * d + j0 + j];
-            int64_t blocks = (m + 3) / 4;
-            int threads = fib_thread_count(r->n_threads, blocks);
-            threads = threads < LLOYD_THREADS ? threads : LLOYD_THREADS;
-            FIB_PRAGMA(omp parallel for schedule(static) num_threads(threads))
-            for (int64_t b = 0; b < blocks; b++) {
-                int64_t u0 = 4 * b, q = m - u0 < 4 ? m - u0 : 4;
-                double *mine = rows + (int64_t)fib_thread_num() * 4 * GRAM_DEPTH;
+                    my_panel[j * w + c] = V[(c0 + c) * d + j0 + j];
+            for (int64_t u0 = 0; u0 < m; u0 += 4) {
+                int64_t q = m - u0 < 4 ? m - u0 : 4;
                 for (int64_t t = 0; t < q; t++)
-                    memcpy(mine + t * len, r->value + units[u0 + t] * d + j0,
-                           (size_t)len * sizeof *mine);
-                kernels->dots_f64(mine, len, q, panel, w, len, out + u0 * k + c0, k);
+                    memcpy(my_rows + t * len, r->value + units[u0 + t] * d + j0,
+                           (size_t)len * sizeof *my_rows);
+                kernels->dots_f64(my_rows, len, q, my_panel, w, len, out + u0 * k + c0, k);
             }
         }
     }
@@ -999,15 +1023,17 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
 {
     int64_t n = r->n, d = r->d, k = p->n_classes, kd = k * (d > 0 ? d : 1);
     double *V = fib_calloc(kd, sizeof *V), *V2 = fib_alloc(kd, sizeof *V2);
-    double *w = fib_alloc(LLOYD_THREADS * (d > 0 ? d : 1), sizeof *w);
+    /* scratch for as many threads as the rounds may use */
+    int64_t most = fib_thread_count(r->n_threads, LINKAGE_THREADS);
+    double *w = fib_alloc(most * (d > 0 ? d : 1), sizeof *w);
     int64_t *order = fib_alloc(n, sizeof *order), *start = fib_calloc(k + 1, sizeof *start);
     int64_t *fill = fib_alloc(k, sizeof *fill), *next = fib_alloc(n, sizeof *next);
     double *hi = fib_alloc(n, sizeof *hi), *norm = fib_alloc(n, sizeof *norm);
     bool *changed = fib_alloc(k, sizeof *changed), *changed2 = fib_alloc(k, sizeof *changed2);
     int64_t *oldof = fib_alloc(k, sizeof *oldof), *scan = fib_alloc(LLOYD_CHUNK, sizeof *scan);
     double *dots = fib_alloc(LLOYD_CHUNK * k, sizeof *dots);
-    double *panel = fib_alloc(GRAM_WIDTH * GRAM_DEPTH, sizeof *panel);
-    double *rows = fib_alloc(LLOYD_THREADS * 4 * GRAM_DEPTH, sizeof *rows);
+    double *panel = fib_alloc(most * GRAM_WIDTH * GRAM_DEPTH, sizeof *panel);
+    double *rows = fib_alloc(most * 4 * GRAM_DEPTH, sizeof *rows);
     double *delta = fib_alloc(k, sizeof *delta);
     int32_t status = FIB_OK;
     if (!delta || !V || !V2 || !w || !order || !start || !fill || !next || !hi || !norm || !changed ||
@@ -1035,7 +1061,7 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
         for (int64_t i = 0; i < n; i++)
             order[fill[p->color[i]]++] = i;
         int threads = fib_thread_count(r->n_threads, k);
-        threads = threads < LLOYD_THREADS ? threads : LLOYD_THREADS;
+        threads = threads < LINKAGE_THREADS ? threads : LINKAGE_THREADS;
         FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
         for (int64_t c = 0; c < k; c++) {
             delta[c] = 0;

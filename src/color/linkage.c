@@ -711,45 +711,58 @@ static void power_iterate(const fib_rows *r, const int64_t *members, int64_t m,
 {
     int64_t d = r->d;
     const fib_kernels *kernels = fib_kernels_active();
+    /* The passes over d below are fused where their sums are independent
+     * chains (each still in ascending order): v's norm for the next round
+     * with the update of v, and the first four members' dot products with
+     * the normalisation of v. */
+    double nv = 0;
+    for (int64_t j = 0; j < d; j++)
+        nv += v[j] * v[j];
     for (int it = 0; it < 100; it++) {
-        double nv = 0;
-        for (int64_t j = 0; j < d; j++)
-            nv += v[j] * v[j];
         nv = sqrt(nv);
         if (!(nv > 0))
             return;
-        for (int64_t j = 0; j < d; j++)
-            v[j] /= nv;
-        for (int64_t j = 0; j < d; j++)
+        /* v /= nv, w = 0, and the dot products of members 0 .. first - 1
+         * (unused chains read v: their sums are dropped) */
+        int64_t first = m < 4 ? m : 4;
+        const double *r0 = first > 0 ? r->value + members[0] * d : v;
+        const double *r1 = first > 1 ? r->value + members[1] * d : v;
+        const double *r2 = first > 2 ? r->value + members[2] * d : v;
+        const double *r3 = first > 3 ? r->value + members[3] * d : v;
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (int64_t j = 0; j < d; j++) {
+            double vj = v[j] / nv;
+            s0 += r0[j] * vj;
+            s1 += r1[j] * vj;
+            s2 += r2[j] * vj;
+            s3 += r3[j] * vj;
+            v[j] = vj;
             w[j] = 0;
+        }
         /* w = sum over members, in order, of om^2 (row . v) row: four
-         * members' dot products side by side (independent sums), then
-         * their terms added to w one member after the other */
-        int64_t x = 0;
-        for (; x + 4 <= m; x += 4) {
-            const double *r0 = r->value + members[x] * d, *r1 = r->value + members[x + 1] * d;
-            const double *r2 = r->value + members[x + 2] * d, *r3 = r->value + members[x + 3] * d;
-            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            for (int64_t j = 0; j < d; j++) {
-                s0 += r0[j] * v[j];
-                s1 += r1[j] * v[j];
-                s2 += r2[j] * v[j];
-                s3 += r3[j] * v[j];
+         * members' dot products side by side, then their terms added to w
+         * one member after the other */
+        for (int64_t x = 0; x < m; x += 4) {
+            int64_t q_end = m - x < 4 ? m - x : 4;
+            if (x > 0) {
+                r0 = r->value + members[x] * d;
+                r1 = q_end > 1 ? r->value + members[x + 1] * d : v;
+                r2 = q_end > 2 ? r->value + members[x + 2] * d : v;
+                r3 = q_end > 3 ? r->value + members[x + 3] * d : v;
+                s0 = s1 = s2 = s3 = 0;
+                for (int64_t j = 0; j < d; j++) {
+                    s0 += r0[j] * v[j];
+                    s1 += r1[j] * v[j];
+                    s2 += r2[j] * v[j];
+                    s3 += r3[j] * v[j];
+                }
             }
             double s[4] = {s0, s1, s2, s3};
             const double *row[4] = {r0, r1, r2, r3};
-            for (int q = 0; q < 4; q++) {
+            for (int64_t q = 0; q < q_end; q++) {
                 double om = weight ? weight[members[x + q]] : 1.0;
                 kernels->axpy_f64(w, s[q] * (om * om), row[q], d);
             }
-        }
-        for (; x < m; x++) {
-            double om = weight ? weight[members[x]] : 1.0, s = 0;
-            const double *row = r->value + members[x] * d;
-            for (int64_t j = 0; j < d; j++)
-                s += row[j] * v[j];
-            s *= om * om;
-            kernels->axpy_f64(w, s, row, d);
         }
         double nw = 0, diff = 0;
         for (int64_t j = 0; j < d; j++)
@@ -757,9 +770,12 @@ static void power_iterate(const fib_rows *r, const int64_t *members, int64_t m,
         nw = sqrt(nw);
         if (!(nw > 0))
             return;
+        nv = 0;
         for (int64_t j = 0; j < d; j++) {
-            diff += fabs(w[j] / nw - v[j]);
-            v[j] = w[j] / nw;
+            double vj = w[j] / nw;
+            diff += fabs(vj - v[j]);
+            v[j] = vj;
+            nv += vj * vj;
         }
         if (diff < tol)
             break;

@@ -12,6 +12,8 @@
  * coordinates (FIB_TOL_LABEL) make two rows that differ there infinitely
  * far apart; they never merge. */
 #include "color/linkage.h"
+#include "kernels/kernels.h"
+#include "kernels/parallel.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -201,17 +203,159 @@ static double rank1_lambda(double sa2, double sb2, double c, double *y1,
     return lam;
 }
 
-/* Members pointing away from each other (c <= 0) cannot share a positive
- * scale: the merge keeps the stronger direction and the other member's
- * scale goes to ~0 (fib_class_scales), which costs what c = 0 gives. */
-static double rank1_cost(double sa2, double sb2, double c)
+
+/* A binary min-heap of rows by (nnd[row], row), with each row's position,
+ * so that a row's key can move either way. */
+typedef struct nn_heap {
+    int64_t *row, *where;
+    int64_t size;
+} nn_heap;
+
+static inline bool nn_before(const double *key, int64_t x, int64_t y)
 {
-    if (!(c > 0))
-        c = 0;
-    double y1, y2;
-    double lam = rank1_lambda(sa2, sb2, c, &y1, &y2);
-    double cost = sa2 + sb2 - lam;
-    return cost > 0 ? cost : 0.0;
+    return key[x] < key[y] || (key[x] == key[y] && x < y);
+}
+
+static void nn_heap_place(nn_heap *h, int64_t pos, int64_t row)
+{
+    h->row[pos] = row;
+    h->where[row] = pos;
+}
+
+static void nn_heap_down(nn_heap *h, const double *key, int64_t pos)
+{
+    int64_t row = h->row[pos];
+    for (;;) {
+        int64_t c = 2 * pos + 1;
+        if (c >= h->size)
+            break;
+        if (c + 1 < h->size && nn_before(key, h->row[c + 1], h->row[c]))
+            c++;
+        if (!nn_before(key, h->row[c], row))
+            break;
+        nn_heap_place(h, pos, h->row[c]);
+        pos = c;
+    }
+    nn_heap_place(h, pos, row);
+}
+
+/* Restores the heap after the key at pos moved either way. */
+static void nn_heap_sift(nn_heap *h, const double *key, int64_t pos)
+{
+    int64_t row = h->row[pos];
+    while (pos > 0 && nn_before(key, row, h->row[(pos - 1) / 2])) {
+        nn_heap_place(h, pos, h->row[(pos - 1) / 2]);
+        pos = (pos - 1) / 2;
+    }
+    nn_heap_place(h, pos, row);
+    nn_heap_down(h, key, pos);
+}
+
+static void nn_heap_build(nn_heap *h, const double *key, int64_t n)
+{
+    h->size = n;
+    for (int64_t i = 0; i < n; i++)
+        nn_heap_place(h, i, i);
+    for (int64_t i = n / 2 - 1; i >= 0; i--)
+        nn_heap_down(h, key, i);
+}
+
+static void nn_heap_update(nn_heap *h, const double *key, int64_t row)
+{
+    nn_heap_sift(h, key, h->where[row]);
+}
+
+static void nn_heap_remove(nn_heap *h, const double *key, int64_t row)
+{
+    int64_t pos = h->where[row], last = h->row[--h->size];
+    h->where[row] = -1;
+    if (pos == h->size)
+        return;
+    nn_heap_place(h, pos, last);
+    nn_heap_sift(h, key, pos);
+}
+
+/* The Gram matrix of the unit rows is computed a panel of GRAM_WIDTH
+ * columns at a time, over GRAM_DEPTH coordinates at a time: the panel
+ * (128 KB) stays in cache while every row above it streams past. */
+#define GRAM_WIDTH 64
+#define GRAM_DEPTH 256
+
+/* Threads of a Gram matrix or a Lloyd round at most (scratch per thread). */
+#define LINKAGE_THREADS 64
+
+/* The cosines between the GRAM_WIDTH (or fewer) unit rows from k0 on and
+ * every row below them, into D; panel and acc: this thread's scratch. */
+static void gram_panel(const fib_rows *r, const double *unit, bool cosine, int64_t k0,
+                       double *panel, double *acc, double *D)
+{
+    int64_t n = r->n, d = r->d;
+    const fib_kernels *kernels = fib_kernels_active();
+    int64_t w = n - k0 < GRAM_WIDTH ? n - k0 : GRAM_WIDTH;
+    int64_t rows = k0 + w - 1; /* the rows below the panel's last column */
+    memset(acc, 0, (size_t)(rows * w) * sizeof *acc);
+    for (int64_t j0 = 0; j0 < d; j0 += GRAM_DEPTH) {
+        int64_t len = d - j0 < GRAM_DEPTH ? d - j0 : GRAM_DEPTH;
+        for (int64_t c = 0; c < w; c++)
+            for (int64_t j = 0; j < len; j++)
+                panel[j * w + c] = unit[(k0 + c) * d + j0 + j];
+        for (int64_t i0 = 0; i0 < rows; i0 += 4) {
+            int64_t m = rows - i0 < 4 ? rows - i0 : 4;
+            kernels->dots_f64(unit + i0 * d + j0, d, m, panel, w, len, acc + i0 * w, w);
+        }
+    }
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t c = i < k0 ? 0 : i - k0 + 1; c < w; c++) {
+            int64_t k = k0 + c;
+            double dot = acc[i * w + c];
+            D[tri(n, i, k)] = r->label[i] != r->label[k] ? INFINITY
+                              : cosine ? 1.0 - dot : dot; /* rank-1 keeps cosines */
+        }
+}
+
+/* D[tri(i, k)] for all i < k: the cosine of unit rows i and k (COSINE:
+ * 1 - cosine), INFINITY between different labels. Each cosine is the sum
+ * of its products in ascending coordinate order (fib_dots_f64): the bits
+ * of the plain loop at any SIMD level. Panels are shared out among
+ * r->n_threads threads (each cosine made by one); the calling thread asks
+ * check before each of its panels. */
+static int32_t unit_gram(const fib_rows *r, const double *unit, bool cosine,
+                         const fib_progress_check *check, double *D)
+{
+    int64_t n = r->n, n_panels = (n + GRAM_WIDTH - 1) / GRAM_WIDTH;
+    int threads = fib_thread_count(r->n_threads, n_panels);
+    threads = threads < LINKAGE_THREADS ? threads : LINKAGE_THREADS;
+    double *panel = fib_alloc((int64_t)threads * GRAM_WIDTH * GRAM_DEPTH, sizeof *panel);
+    double *acc = fib_alloc((int64_t)threads * (n > 0 ? n : 1) * GRAM_WIDTH, sizeof *acc);
+    int32_t status = FIB_OK;
+    int cancelled = 0;
+    if (!panel || !acc) {
+        status = fib_error(FIB_E_NOMEM, "out of memory clustering %lld units", (long long)n);
+        goto done;
+    }
+    FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
+    for (int64_t p = 0; p < n_panels; p++) {
+        int t = fib_thread_num(), stop;
+        FIB_PRAGMA(omp atomic read)
+        stop = cancelled;
+        if (stop)
+            continue;
+        if (t == 0 && fib_progress_cancelled(check)) {
+            FIB_PRAGMA(omp atomic write)
+            cancelled = 1;
+            continue;
+        }
+        /* the last panels have the most rows below them: dealt first */
+        gram_panel(r, unit, cosine, (n_panels - 1 - p) * GRAM_WIDTH,
+                   panel + (int64_t)t * GRAM_WIDTH * GRAM_DEPTH, acc + (int64_t)t * n * GRAM_WIDTH,
+                   D);
+    }
+    if (cancelled)
+        status = fib_error(FIB_E_CANCELLED, "clustering cancelled by the progress callback");
+done:
+    fib_free(panel);
+    fib_free(acc);
+    return status;
 }
 
 bool fib_progress_cancelled(const fib_progress_check *check)
@@ -243,12 +387,18 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
     int64_t *nn = fib_alloc(n, sizeof *nn);
     double *nnd = fib_alloc(n, sizeof *nnd);
     bool *active = fib_alloc(n, sizeof *active);
+    bool *stale = fib_alloc(n, sizeof *stale);
+    double *row_cost = fib_alloc(n, sizeof *row_cost); /* one row's rank-1 costs */
+    const fib_kernels *kernels = fib_kernels_active();
+    nn_heap heap = {fib_alloc(n, sizeof *heap.row), fib_alloc(n, sizeof *heap.where), 0};
     out->a = fib_alloc(n, sizeof *out->a);
     out->b = fib_alloc(n, sizeof *out->b);
     out->height = fib_alloc(n, sizeof *out->height);
     double *unit = NULL;
     int32_t status = FIB_OK;
-    if (!D || !m || !size || !nn || !nnd || !active || !out->a || !out->b || !out->height) {
+    if (!D || !m || !size || !nn || !nnd || !active || !stale || !row_cost || !heap.row ||
+        !heap.where ||
+        !out->a || !out->b || !out->height) {
         status = fib_error(FIB_E_NOMEM, "out of memory clustering %lld units", (long long)n);
         goto done;
     }
@@ -276,7 +426,12 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
         if (!rank1)
             m[i] = mass ? mass[i] : 1.0;
     }
-    for (int64_t i = 0; i < n; i++) {
+    if (unit) {
+        status = unit_gram(r, unit, !rank1, check, D);
+        if (status)
+            goto done;
+    }
+    for (int64_t i = 0; i < n && !unit; i++) {
         if (fib_progress_cancelled(check)) {
             status = fib_error(FIB_E_CANCELLED, "clustering cancelled by the progress callback");
             goto done;
@@ -285,12 +440,6 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
             double v;
             if (r->label[i] != r->label[k]) {
                 v = INFINITY;
-            } else if (method == FIB_TOL_COSINE || rank1) {
-                double dot = 0;
-                const double *a = unit + i * d, *b = unit + k * d;
-                for (int64_t j = 0; j < d; j++)
-                    dot += a[j] * b[j];
-                v = method == FIB_TOL_COSINE ? 1.0 - dot : dot; /* rank-1 keeps cosines */
             } else if (method == FIB_TOL_COMPLETE) {
                 v = 0;
                 const double *a = r->value + i * d, *b = r->value + k * d;
@@ -313,39 +462,59 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
     /* In rank-1 mode D holds cosines (labels: -inf-like via INFINITY flag);
      * the cost is derived on the fly. */
 #define COST(i, k) (rank1 ? (isinf(D[tri(n, i, k)]) ? INFINITY \
-                     : rank1_cost(m[i], m[k], D[tri(n, i, k)])) : D[tri(n, i, k)])
-    for (int64_t i = 0; i < n; i++) {
-        nn[i] = -1;
-        nnd[i] = INFINITY;
-        for (int64_t k = 0; k < n; k++)
-            if (k != i) {
-                double c = COST(i, k);
-                if (c < nnd[i]) {
-                    nnd[i] = c;
-                    nn[i] = k;
-                }
-            }
-    }
+                     : fib_rank1_cost(m[i], m[k], D[tri(n, i, k)])) : D[tri(n, i, k)])
+    /* Row i's neighbour is sought among the active rows above it only: the
+     * pair a merge takes is the lowest (cost, lower row, upper row), and its
+     * lower row holds it. nnd[i] is a lower bound of row i's costs; with
+     * stale[i] false it is their minimum and nn[i] the lowest row reaching
+     * it. A merge leaves the rows whose neighbour it changed stale instead
+     * of scanning them again: a stale row is scanned only when it reaches
+     * the top of the heap, so the merges are those of scanning every row
+     * after every merge, without the O(n) rescans that made that O(n^3). */
+#define RESCAN(i)                                                          \
+    do {                                                                   \
+        nn[i] = -1;                                                        \
+        nnd[i] = INFINITY;                                                 \
+        stale[i] = false;                                                  \
+        int64_t len_ = n - (i) - 1;                                        \
+        if (len_ <= 0)                                                     \
+            break;                                                         \
+        const double *cost_ = D + tri(n, i, (i) + 1);                      \
+        if (rank1) {                                                       \
+            kernels->rank1_costs(m[i], m + (i) + 1, cost_, len_, row_cost);\
+            cost_ = row_cost;                                              \
+        }                                                                  \
+        for (int64_t x_ = 0; x_ < len_; x_++)                              \
+            if (active[(i) + 1 + x_] && cost_[x_] < nnd[i]) {              \
+                nnd[i] = cost_[x_];                                        \
+                nn[i] = (i) + 1 + x_;                                      \
+            }                                                              \
+    } while (0)
+    for (int64_t i = 0; i < n; i++)
+        RESCAN(i);
+    nn_heap_build(&heap, nnd, n);
     int64_t merges = 0;
     while (merges < n - 1) {
         if (fib_progress_cancelled(check)) {
             status = fib_error(FIB_E_CANCELLED, "clustering cancelled by the progress callback");
             goto done;
         }
-        int64_t best = -1;
-        for (int64_t i = 0; i < n; i++)
-            if (active[i] && nn[i] >= 0 && (best < 0 || nnd[i] < nnd[best]))
-                best = i;
-        if (best < 0 || !(nnd[best] <= stop) || isinf(nnd[best]))
+        int64_t best = heap.row[0];
+        while (heap.size > 0 && (stale[best] || (nn[best] >= 0 && !active[nn[best]]))) {
+            RESCAN(best);
+            nn_heap_update(&heap, nnd, best);
+            best = heap.row[0];
+        }
+        if (heap.size == 0 || nn[best] < 0 || !(nnd[best] <= stop) || isinf(nnd[best]))
             break;
-        int64_t a = best < nn[best] ? best : nn[best];
-        int64_t b = best < nn[best] ? nn[best] : best;
+        int64_t a = best, b = nn[best];
         double h = nnd[best];
         out->a[merges] = a;
         out->b[merges] = b;
         out->height[merges] = h;
         merges++;
         active[b] = false;
+        nn_heap_remove(&heap, nnd, b);
         /* new row a */
         double y1 = 0, y2 = 0, lam = 0, norm = 1;
         if (rank1) {
@@ -376,31 +545,32 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
         }
         size[a] += size[b];
         m[a] = rank1 ? lam : m[a] + m[b];
-        /* neighbour caches */
-        for (int64_t k = 0; k < n; k++) {
-            if (!active[k])
+        /* neighbour caches: the rows below a see a's new costs; the rows
+         * that pointed at a or b may have lost their minimum */
+        for (int64_t k = 0; k < b; k++) {
+            if (!active[k] || k == a)
                 continue;
-            bool redo = k == a || nn[k] == a || nn[k] == b;
-            if (!redo) {
-                double c = COST(k, a);
-                if (c < nnd[k] || (c == nnd[k] && a < nn[k])) {
-                    nnd[k] = c;
-                    nn[k] = a;
-                }
+            if (k > a) {
+                if (nn[k] == b)
+                    stale[k] = true;
                 continue;
             }
-            nn[k] = -1;
-            nnd[k] = INFINITY;
-            for (int64_t x = 0; x < n; x++)
-                if (x != k && active[x]) {
-                    double c = COST(k, x);
-                    if (c < nnd[k]) {
-                        nnd[k] = c;
-                        nn[k] = x;
-                    }
-                }
+            double c = COST(k, a);
+            if (c < nnd[k]) {
+                nnd[k] = c;
+                nn[k] = a;
+                stale[k] = false;
+                nn_heap_update(&heap, nnd, k);
+            } else if (nn[k] == a || nn[k] == b) {
+                stale[k] = true;
+            } else if (c == nnd[k] && a < nn[k]) {
+                nn[k] = a; /* exact minimum kept; stale rows stay stale */
+            }
         }
+        RESCAN(a);
+        nn_heap_update(&heap, nnd, a);
     }
+#undef RESCAN
 #undef COST
     out->n = n;
     out->n_merges = merges;
@@ -411,6 +581,10 @@ done:
     fib_free(nn);
     fib_free(nnd);
     fib_free(active);
+    fib_free(stale);
+    fib_free(row_cost);
+    fib_free(heap.row);
+    fib_free(heap.where);
     fib_free(unit);
     if (status)
         fib_merges_clear(out);
@@ -536,25 +710,59 @@ static void power_iterate(const fib_rows *r, const int64_t *members, int64_t m,
                           const double *weight, double *v, double *w, double tol)
 {
     int64_t d = r->d;
+    const fib_kernels *kernels = fib_kernels_active();
+    /* The passes over d below are fused where their sums are independent
+     * chains (each still in ascending order): v's norm for the next round
+     * with the update of v, and the first four members' dot products with
+     * the normalisation of v. */
+    double nv = 0;
+    for (int64_t j = 0; j < d; j++)
+        nv += v[j] * v[j];
     for (int it = 0; it < 100; it++) {
-        double nv = 0;
-        for (int64_t j = 0; j < d; j++)
-            nv += v[j] * v[j];
         nv = sqrt(nv);
         if (!(nv > 0))
             return;
-        for (int64_t j = 0; j < d; j++)
-            v[j] /= nv;
-        for (int64_t j = 0; j < d; j++)
+        /* v /= nv, w = 0, and the dot products of members 0 .. first - 1
+         * (unused chains read v: their sums are dropped) */
+        int64_t first = m < 4 ? m : 4;
+        const double *r0 = first > 0 ? r->value + members[0] * d : v;
+        const double *r1 = first > 1 ? r->value + members[1] * d : v;
+        const double *r2 = first > 2 ? r->value + members[2] * d : v;
+        const double *r3 = first > 3 ? r->value + members[3] * d : v;
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (int64_t j = 0; j < d; j++) {
+            double vj = v[j] / nv;
+            s0 += r0[j] * vj;
+            s1 += r1[j] * vj;
+            s2 += r2[j] * vj;
+            s3 += r3[j] * vj;
+            v[j] = vj;
             w[j] = 0;
-        for (int64_t x = 0; x < m; x++) {
-            double om = weight ? weight[members[x]] : 1.0, s = 0;
-            const double *row = r->value + members[x] * d;
-            for (int64_t j = 0; j < d; j++)
-                s += row[j] * v[j];
-            s *= om * om;
-            for (int64_t j = 0; j < d; j++)
-                w[j] += s * row[j];
+        }
+        /* w = sum over members, in order, of om^2 (row . v) row: four
+         * members' dot products side by side, then their terms added to w
+         * one member after the other */
+        for (int64_t x = 0; x < m; x += 4) {
+            int64_t q_end = m - x < 4 ? m - x : 4;
+            if (x > 0) {
+                r0 = r->value + members[x] * d;
+                r1 = q_end > 1 ? r->value + members[x + 1] * d : v;
+                r2 = q_end > 2 ? r->value + members[x + 2] * d : v;
+                r3 = q_end > 3 ? r->value + members[x + 3] * d : v;
+                s0 = s1 = s2 = s3 = 0;
+                for (int64_t j = 0; j < d; j++) {
+                    s0 += r0[j] * v[j];
+                    s1 += r1[j] * v[j];
+                    s2 += r2[j] * v[j];
+                    s3 += r3[j] * v[j];
+                }
+            }
+            double s[4] = {s0, s1, s2, s3};
+            const double *row[4] = {r0, r1, r2, r3};
+            for (int64_t q = 0; q < q_end; q++) {
+                double om = weight ? weight[members[x + q]] : 1.0;
+                kernels->axpy_f64(w, s[q] * (om * om), row[q], d);
+            }
         }
         double nw = 0, diff = 0;
         for (int64_t j = 0; j < d; j++)
@@ -562,9 +770,12 @@ static void power_iterate(const fib_rows *r, const int64_t *members, int64_t m,
         nw = sqrt(nw);
         if (!(nw > 0))
             return;
+        nv = 0;
         for (int64_t j = 0; j < d; j++) {
-            diff += fabs(w[j] / nw - v[j]);
-            v[j] = w[j] / nw;
+            double vj = w[j] / nw;
+            diff += fabs(vj - v[j]);
+            v[j] = vj;
+            nv += vj * vj;
         }
         if (diff < tol)
             break;
@@ -776,21 +987,87 @@ void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
     power_iterate(r, members, m, weight, v, w, 1e-13);
 }
 
+/* Units whose class is sought among all the directions are taken
+ * LLOYD_CHUNK at a time: their dot products with every direction are one
+ * pass of fib_dots_f64 over panels of the directions. */
+#define LLOYD_CHUNK 256
+
+/* out[u * k + c] = row units[u] . V[c] (u < m, c < k), each the sum of its
+ * products in ascending coordinate order: the bits of the plain loop, at
+ * any thread count (panels of directions shared out among r->n_threads
+ * threads). panel: GRAM_WIDTH * GRAM_DEPTH doubles per thread, rows:
+ * 4 * GRAM_DEPTH per thread (LINKAGE_THREADS threads at most). */
+static void rows_dot_directions(const fib_rows *r, const int64_t *units, int64_t m,
+                                const double *V, int64_t k, double *panel, double *rows,
+                                double *out)
+{
+    int64_t d = r->d, n_panels = (k + GRAM_WIDTH - 1) / GRAM_WIDTH;
+    const fib_kernels *kernels = fib_kernels_active();
+    int threads = fib_thread_count(r->n_threads, n_panels);
+    threads = threads < LINKAGE_THREADS ? threads : LINKAGE_THREADS;
+    memset(out, 0, (size_t)(m * k) * sizeof *out);
+    FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
+    for (int64_t p = 0; p < n_panels; p++) {
+        int64_t c0 = p * GRAM_WIDTH, w = k - c0 < GRAM_WIDTH ? k - c0 : GRAM_WIDTH;
+        double *my_panel = panel + (int64_t)fib_thread_num() * GRAM_WIDTH * GRAM_DEPTH;
+        double *my_rows = rows + (int64_t)fib_thread_num() * 4 * GRAM_DEPTH;
+        for (int64_t j0 = 0; j0 < d; j0 += GRAM_DEPTH) {
+            int64_t len = d - j0 < GRAM_DEPTH ? d - j0 : GRAM_DEPTH;
+            for (int64_t c = 0; c < w; c++)
+                for (int64_t j = 0; j < len; j++)
+                    my_panel[j * w + c] = V[(c0 + c) * d + j0 + j];
+            for (int64_t u0 = 0; u0 < m; u0 += 4) {
+                int64_t q = m - u0 < 4 ? m - u0 : 4;
+                for (int64_t t = 0; t < q; t++)
+                    memcpy(my_rows + t * len, r->value + units[u0 + t] * d + j0,
+                           (size_t)len * sizeof *my_rows);
+                kernels->dots_f64(my_rows, len, q, my_panel, w, len, out + u0 * k + c0, k);
+            }
+        }
+    }
+}
+
+/* Each round recomputes only the directions of the classes whose members
+ * changed (the same members give the same bits), and seeks a unit's class
+ * among all the directions only when it might move: hi[i] bounds its dot
+ * product with every direction but its own class's (exact after a search,
+ * then raised by |row| times the largest move of a direction), and a unit
+ * stays when that bound is below what a move needs. The classes reached
+ * are those of searching every unit in every round. */
 int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterations,
                         const fib_progress_check *check, fib_partition *p)
 {
-    int64_t n = r->n, d = r->d, k = p->n_classes;
-    double *V = fib_alloc(k * (d > 0 ? d : 1), sizeof *V);
-    double *w = fib_alloc(d > 0 ? d : 1, sizeof *w);
+    int64_t n = r->n, d = r->d, k = p->n_classes, kd = k * (d > 0 ? d : 1);
+    double *V = fib_calloc(kd, sizeof *V), *V2 = fib_alloc(kd, sizeof *V2);
+    /* scratch for as many threads as the rounds may use */
+    int64_t most = fib_thread_count(r->n_threads, LINKAGE_THREADS);
+    double *w = fib_alloc(most * (d > 0 ? d : 1), sizeof *w);
     int64_t *order = fib_alloc(n, sizeof *order), *start = fib_calloc(k + 1, sizeof *start);
     int64_t *fill = fib_alloc(k, sizeof *fill), *next = fib_alloc(n, sizeof *next);
+    double *hi = fib_alloc(n, sizeof *hi), *norm = fib_alloc(n, sizeof *norm);
+    bool *changed = fib_alloc(k, sizeof *changed), *changed2 = fib_alloc(k, sizeof *changed2);
+    int64_t *oldof = fib_alloc(k, sizeof *oldof), *scan = fib_alloc(LLOYD_CHUNK, sizeof *scan);
+    double *dots = fib_alloc(LLOYD_CHUNK * k, sizeof *dots);
+    double *panel = fib_alloc(most * GRAM_WIDTH * GRAM_DEPTH, sizeof *panel);
+    double *rows = fib_alloc(most * 4 * GRAM_DEPTH, sizeof *rows);
+    double *delta = fib_alloc(k, sizeof *delta);
     int32_t status = FIB_OK;
-    if (!V || !w || !order || !start || !fill || !next) {
+    if (!delta || !V || !V2 || !w || !order || !start || !fill || !next || !hi || !norm || !changed ||
+        !changed2 || !oldof || !scan || !dots || !panel || !rows) {
         status = fib_error(FIB_E_NOMEM, "out of memory refining %lld units", (long long)n);
         goto done;
     }
+    for (int64_t i = 0; i < n; i++) {
+        double s = 0;
+        for (int64_t j = 0; j < d; j++)
+            s += r->value[i * d + j] * r->value[i * d + j];
+        norm[i] = sqrt(s);
+        hi[i] = INFINITY;
+    }
+    for (int64_t c = 0; c < k; c++)
+        changed[c] = true;
     for (int32_t it = 0; it < iterations; it++) {
-        /* directions of the current classes */
+        /* directions of the classes that changed, and how far they moved */
         memset(start, 0, (size_t)(k + 1) * sizeof *start);
         for (int64_t i = 0; i < n; i++)
             start[p->color[i] + 1]++;
@@ -799,33 +1076,74 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
         memcpy(fill, start, (size_t)k * sizeof *fill);
         for (int64_t i = 0; i < n; i++)
             order[fill[p->color[i]]++] = i;
+        int threads = fib_thread_count(r->n_threads, k);
+        threads = threads < LINKAGE_THREADS ? threads : LINKAGE_THREADS;
+        FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
+        for (int64_t c = 0; c < k; c++) {
+            delta[c] = 0;
+            if (!changed[c])
+                continue;
+            /* scratch of this thread: the old direction, then the power
+             * iteration's (the rows buffer holds 4 * GRAM_DEPTH per thread:
+             * not enough for d; V2 holds k * d, one row per class) */
+            double *old = V2 + c * d;
+            memcpy(old, V + c * d, (size_t)d * sizeof *old);
+            fib_top_direction(r, order + start[c], start[c + 1] - start[c], weight, V + c * d,
+                              w + (int64_t)fib_thread_num() * (d > 0 ? d : 1));
+            double moved2 = 0;
+            for (int64_t j = 0; j < d; j++)
+                moved2 += (V[c * d + j] - old[j]) * (V[c * d + j] - old[j]);
+            delta[c] = sqrt(moved2);
+        }
+        double drift = 0;
         for (int64_t c = 0; c < k; c++)
-            fib_top_direction(r, order + start[c], start[c + 1] - start[c], weight, V + c * d, w);
+            drift = delta[c] > drift ? delta[c] : drift;
+        for (int64_t i = 0; i < n; i++)
+            hi[i] += norm[i] * drift;
         /* reassign: the direction capturing the most of the row, positively
          * (ties: the lowest class); a unit stays when nothing is better */
         bool moved = false;
-        for (int64_t i = 0; i < n; i++) {
-            if (fib_progress_cancelled(check)) {
-                status = fib_error(FIB_E_CANCELLED, "refinement cancelled by the progress "
-                                                    "callback");
-                goto done;
-            }
-            const double *row = r->value + i * d;
-            int64_t best = p->color[i];
-            double best_dot = 0;
-            for (int64_t j = 0; j < d; j++)
-                best_dot += row[j] * V[best * d + j];
-            for (int64_t c = 0; c < k; c++) {
-                double dot = 0;
-                for (int64_t j = 0; j < d; j++)
-                    dot += row[j] * V[c * d + j];
-                if (dot > best_dot * (1 + 1e-12) + 1e-300) {
-                    best_dot = dot;
-                    best = c;
+        int64_t n_scan = 0;
+        for (int64_t i = 0; i <= n; i++) {
+            if (i < n) {
+                if (fib_progress_cancelled(check)) {
+                    status = fib_error(FIB_E_CANCELLED, "refinement cancelled by the progress "
+                                                        "callback");
+                    goto done;
                 }
+                const double *row = r->value + i * d;
+                double own = 0;
+                for (int64_t j = 0; j < d; j++)
+                    own += row[j] * V[p->color[i] * d + j];
+                /* a move needs a dot product above own * (1 + 1e-12); the
+                 * margin covers the rounding of the dot products */
+                if (hi[i] + 1e-9 * norm[i] < own - fabs(own) * 1e-12) {
+                    next[i] = p->color[i];
+                    continue;
+                }
+                scan[n_scan++] = i;
+                if (n_scan < LLOYD_CHUNK)
+                    continue;
             }
-            next[i] = best;
-            moved = moved || best != p->color[i];
+            rows_dot_directions(r, scan, n_scan, V, k, panel, rows, dots);
+            for (int64_t u = 0; u < n_scan; u++) {
+                int64_t x = scan[u], best = p->color[x];
+                const double *dx = dots + u * k;
+                double best_dot = dx[best];
+                for (int64_t c = 0; c < k; c++)
+                    if (dx[c] > best_dot * (1 + 1e-12) + 1e-300) {
+                        best_dot = dx[c];
+                        best = c;
+                    }
+                double other = -INFINITY;
+                for (int64_t c = 0; c < k; c++)
+                    if (c != best && dx[c] > other)
+                        other = dx[c];
+                next[x] = best;
+                hi[x] = other;
+                moved = moved || best != p->color[x];
+            }
+            n_scan = 0;
         }
         /* never empty a class: a unit leaving a class of one stays */
         memset(fill, 0, (size_t)k * sizeof *fill);
@@ -836,14 +1154,44 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
                 fill[next[i]]--;
                 next[i] = p->color[i];
                 fill[next[i]]++;
+                hi[i] = INFINITY; /* its bound was for the class it left */
             }
+        for (int64_t c = 0; c < k; c++)
+            changed[c] = false;
+        for (int64_t i = 0; i < n; i++)
+            if (next[i] != p->color[i])
+                changed[next[i]] = changed[p->color[i]] = true;
         memcpy(p->color, next, (size_t)n * sizeof *next);
         status = fib_partition_canonicalize(p);
         if (status || !moved)
             break;
+        /* directions and flags follow the classes to their new names */
+        for (int64_t c = 0; c < k; c++)
+            oldof[c] = -1;
+        for (int64_t i = 0; i < n; i++)
+            oldof[p->color[i]] = next[i];
+        bool renamed = p->n_classes == k;
+        for (int64_t c = 0; c < p->n_classes && renamed; c++)
+            renamed = oldof[c] >= 0;
         k = p->n_classes;
+        if (!renamed) { /* not expected: start the bounds again */
+            for (int64_t c = 0; c < k; c++)
+                changed[c] = true;
+            for (int64_t i = 0; i < n; i++)
+                hi[i] = INFINITY;
+            continue;
+        }
+        memcpy(V2, V, (size_t)(k * d) * sizeof *V2);
+        memcpy(changed2, changed, (size_t)k * sizeof *changed2);
+        for (int64_t c = 0; c < k; c++) {
+            memcpy(V + c * d, V2 + oldof[c] * d, (size_t)d * sizeof *V);
+            changed[c] = changed2[oldof[c]];
+        }
     }
 done:
-    fib_free(V), fib_free(w), fib_free(order), fib_free(start), fib_free(fill), fib_free(next);
+    fib_free(V), fib_free(V2), fib_free(w), fib_free(order), fib_free(start), fib_free(fill);
+    fib_free(next), fib_free(hi), fib_free(norm), fib_free(changed), fib_free(changed2);
+    fib_free(oldof), fib_free(scan), fib_free(dots), fib_free(panel), fib_free(rows);
+    fib_free(delta);
     return status;
 }

@@ -11,6 +11,8 @@ typedef struct fib_rows {
     int64_t n, d;
     double *value, *tol;
     int64_t *label;
+    int32_t n_threads; /* for the linkages and Lloyd rounds on these rows:
+                          0 = the OpenMP default; never changes a result */
 } fib_rows;
 
 /* An agglomeration: merge s joined cluster b[s] into cluster a[s] < b[s]
@@ -50,8 +52,9 @@ typedef struct fib_progress_check {
 } fib_progress_check;
 /* Nonzero when check (may be NULL) asks to cancel. */
 bool fib_progress_cancelled(const fib_progress_check *check);
-/* fib_linkage_run asking `check` (may be NULL) once per row of its
- * distance matrix and once per merge: FIB_E_CANCELLED when it cancels. */
+/* fib_linkage_run asking `check` (may be NULL) once per panel of 64
+ * columns of its distance matrix (COSINE, rank-1 Ward) or once per row (the
+ * others), and once per merge: FIB_E_CANCELLED when it cancels. */
 int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
                                 const double *mass, double stop,
                                 const fib_progress_check *check, fib_merges *out);

@@ -120,6 +120,7 @@ typedef struct budget_layer {
     int64_t k;          /* classes chosen */
     double sens;        /* downstream operator norm product */
     double *err;        /* err[k] for k = 1 .. n: sqrt of the merge costs */
+    fib_merges first;   /* the agglomeration behind err, kept for step 4 */
 } budget_layer;
 
 /* Parameters of the base with class counts `width` per group (outputs keep
@@ -188,6 +189,21 @@ static int32_t candidate_rows(const fib_graph *g, int32_t i, const fib_partition
     return layer_rows(g, i, parts, scales, scaled, r, weight, norms);
 }
 
+/* True when the rows candidate_rows makes for group i over the classes and
+ * scales of c are those over discrete sources: an input group, or a source
+ * whose unit u is still class u with scale 1 (x * 1 is x). */
+static bool source_unmerged(const fib_graph *g, int32_t i, const fib_coloring *c)
+{
+    if (fib_group_is_input(g, i))
+        return true;
+    int32_t src = g->groups[i].sources[0];
+    const fib_partition *p = &c->parts[src];
+    for (int64_t u = 0; u < p->n_units; u++)
+        if (p->color[u] != u || (c->scales && c->scales[src] && c->scales[src][u] != 1.0))
+            return false;
+    return true;
+}
+
 /* One full agglomeration of group i; err[k] (k = 1 .. n) = sqrt of the
  * cumulative cost of the first n - k merges (INFINITY past the last). */
 static int32_t layer_merges(const fib_rows *r, bool scaled, const double *weight,
@@ -253,8 +269,10 @@ static int32_t residual(const fib_rows *r, const fib_partition *p, const double 
 
 static void free_layers(budget_layer *L, int32_t n)
 {
-    for (int32_t x = 0; L && x < n; x++)
+    for (int32_t x = 0; L && x < n; x++) {
         fib_free(L[x].err);
+        fib_merges_clear(&L[x].first);
+    }
     fib_free(L);
 }
 
@@ -349,14 +367,13 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         fib_rows r;
         fib_partition *discrete = col->parts; /* still discrete here */
         status = candidate_rows(g, i, discrete, col->scales, scaled, &r, weight, norms);
-        fib_merges mg = {0};
+        r.n_threads = o->n_threads;
         if (!status) {
-            status = layer_merges(&r, scaled, weight, &check, &mg, l->err);
+            status = layer_merges(&r, scaled, weight, &check, &l->first, l->err);
             fib_rows_clear(&r);
         }
         if (!status)
             status = budget_step(&check);
-        fib_merges_clear(&mg);
         fib_free(weight);
         fib_free(norms);
         /* sensitivity: the typical norm of the group's input (the gains of
@@ -438,9 +455,14 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             status = fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
         if (!status)
             status = candidate_rows(g, i, col->parts, col->scales, scaled, &r, weight, norms);
-        if (!status)
+        r.n_threads = o->n_threads;
+        /* rows over an unmerged source are those of step 1: so are the
+         * merges */
+        if (!status && l->first.a && source_unmerged(g, i, col))
+            status = fib_merges_cut(&l->first, l->n - l->k, &col->parts[i]);
+        else if (!status)
             status = layer_merges(&r, scaled, weight, &check, &mg, NULL);
-        if (!status)
+        if (!status && mg.a)
             status = fib_merges_cut(&mg, l->n - l->k, &col->parts[i]);
         if (!status && scaled && o->refine_iterations > 0)
             status = fib_rank1_lloyd(&r, weight, o->refine_iterations, &check,
@@ -538,6 +560,8 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
     if (o->refine_iterations < 0)
         return fib_error(FIB_E_INVALID, "%s: refine_iterations %d is negative", fn,
                          (int)o->refine_iterations);
+    if (o->n_threads < 0)
+        return fib_error(FIB_E_INVALID, "%s: n_threads %d is negative", fn, (int)o->n_threads);
     if (o->merge_inputs != 0 && o->merge_inputs != 1)
         return fib_error(FIB_E_INVALID, "%s: merge_inputs %d must be 0 or 1", fn,
                          (int)o->merge_inputs);

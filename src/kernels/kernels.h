@@ -9,6 +9,7 @@
 #ifndef FIB_KERNELS_H
 #define FIB_KERNELS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -169,6 +170,40 @@ static inline int64_t fib_gemm_packed_len(int64_t k, int64_t n, int64_t panel)
 {
     return (n + panel - 1) / panel * panel * k;
 }
+/* Dot products of rows against a packed panel of columns: for r in
+ * [0, rows) and c in [0, width),
+ *     out[r * ld_out + c] += a[r * lda + j] * panel[j * width + c]
+ * for j = 0 .. len - 1 in that order, each product rounded then added to
+ * the running value (no contraction). A dot product computed in pieces of
+ * consecutive j therefore has the bits of one pass, and every variant the
+ * scalar one's (vectorised across c only). The linkages' Gram matrices
+ * (cosines of all pairs of rows) are made of these. */
+typedef void (*fib_dots_f64_fn)(const double *a, int64_t lda, int64_t rows,
+                                const double *panel, int64_t width, int64_t len,
+                                double *out, int64_t ld_out);
+
+/* The rank-1 Ward cost of merging a piece of energy sa2 with one of energy
+ * sb2 at cosine c (the smaller eigenvalue of their 2 x 2 Gram matrix).
+ * Members pointing away from each other (c <= 0) cannot share a positive
+ * scale: the merge keeps the stronger direction and the other member's
+ * scale goes to ~0 (fib_class_scales), which costs what c = 0 gives.
+ * Written once here: the linkages and every rank1_costs variant evaluate
+ * it in this order. */
+static inline double fib_rank1_cost(double sa2, double sb2, double c)
+{
+    if (!(c > 0))
+        c = 0;
+    double h = 0.5 * (sa2 - sb2);
+    double lam = 0.5 * (sa2 + sb2) + sqrt(h * h + sa2 * sb2 * c * c);
+    double cost = sa2 + sb2 - lam;
+    return cost > 0 ? cost : 0.0;
+}
+
+/* cost[x] = fib_rank1_cost(sa2, sb2[x], cosine[x]) for x in [0, n), and
+ * INFINITY where cosine[x] is infinite (rows that may not merge): one row
+ * of a rank-1 Ward linkage's costs, with the bits of the scalar formula. */
+typedef void (*fib_rank1_costs_fn)(double sa2, const double *sb2, const double *cosine,
+                                   int64_t n, double *cost);
 
 typedef struct fib_kernels {
     const char *name;   /* "scalar", "avx2", "avx512" */
@@ -186,6 +221,8 @@ typedef struct fib_kernels {
     fib_axpy_f64_fn axpy_f64;
     fib_gemm_f64_fn gemm_f64;
     int32_t gemm_panel; /* columns per panel of gemm_f64's packed b */
+    fib_dots_f64_fn dots_f64;
+    fib_rank1_costs_fn rank1_costs;
 } fib_kernels;
 
 /* The kernels in use: chosen on the first call (thread-safe), from the CPU

@@ -21,6 +21,10 @@
 #define VD_MIN(a, b) _mm256_min_pd(a, b)
 #define VD_MAX(a, b) _mm256_max_pd(a, b)
 #define VD_ABS(v) _mm256_andnot_pd(_mm256_set1_pd(-0.0), v)
+#define VD_SQRT(v) _mm256_sqrt_pd(v)
+#define VD_POSITIVE_OR_ZERO(v) \
+    _mm256_and_pd(v, _mm256_cmp_pd(v, _mm256_setzero_pd(), _CMP_GT_OQ))
+#define VD_WHERE_EQ(a, b, s, v) _mm256_blendv_pd(v, s, _mm256_cmp_pd(a, b, _CMP_EQ_OQ))
 #define VD_LE_BITS(a, b) ((unsigned)_mm256_movemask_pd(_mm256_cmp_pd(a, b, _CMP_LE_OQ)))
 #define VD_EQ_BITS(a, b) ((unsigned)_mm256_movemask_pd(_mm256_cmp_pd(a, b, _CMP_EQ_OQ)))
 #define VD_FINITE_BITS(p) finite_bits_pd(p)

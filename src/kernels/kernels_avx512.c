@@ -21,6 +21,10 @@
 #define VD_MIN(a, b) _mm512_min_pd(a, b)
 #define VD_MAX(a, b) _mm512_max_pd(a, b)
 #define VD_ABS(v) _mm512_abs_pd(v)
+#define VD_SQRT(v) _mm512_sqrt_pd(v)
+#define VD_POSITIVE_OR_ZERO(v) \
+    _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(v, _mm512_setzero_pd(), _CMP_GT_OQ), v)
+#define VD_WHERE_EQ(a, b, s, v) _mm512_mask_mov_pd(v, _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ), s)
 #define VD_LE_BITS(a, b) ((unsigned)_mm512_cmp_pd_mask(a, b, _CMP_LE_OQ))
 #define VD_EQ_BITS(a, b) ((unsigned)_mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ))
 #define VD_FINITE_BITS(p) finite_bits_pd(p)

@@ -98,6 +98,25 @@ static void gemm_f64(int64_t m, int64_t n, int64_t k, const double *a, int64_t l
         }
 }
 
+static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *panel,
+                     int64_t width, int64_t len, double *out, int64_t ld_out)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < width; c++) {
+            double s = out[r * ld_out + c];
+            for (int64_t j = 0; j < len; j++)
+                s += a[r * lda + j] * panel[j * width + c];
+            out[r * ld_out + c] = s;
+        }
+}
+
+static void rank1_costs(double sa2, const double *sb2, const double *cosine, int64_t n,
+                        double *cost)
+{
+    for (int64_t x = 0; x < n; x++)
+        cost[x] = isinf(cosine[x]) ? INFINITY : fib_rank1_cost(sa2, sb2[x], cosine[x]);
+}
+
 static const fib_kernels scalar = {
     .name = "scalar",
     .level = FIB_SIMD_SCALAR,
@@ -114,6 +133,8 @@ static const fib_kernels scalar = {
     .axpy_f64 = axpy_f64,
     .gemm_f64 = gemm_f64,
     .gemm_panel = SCALAR_GEMM_PANEL,
+    .dots_f64 = dots_f64,
+    .rank1_costs = rank1_costs,
 };
 
 const fib_kernels *fib_kernels_scalar(void)

@@ -19,6 +19,9 @@
  *   VD, VD_N      a vector of VD_N doubles; VF a vector of TILE floats
  *   VD_ZERO() VD_SET1(x) VD_LOAD(p) VD_LOADU(p) VD_STORE(p, v)
  *   VD_STOREU(p, v) VD_ADD VD_SUB VD_MUL VD_MIN VD_MAX (a, b) VD_ABS(v)
+ *   VD_SQRT(v)    correctly rounded, as sqrt()
+ *   VD_POSITIVE_OR_ZERO(v)   v where v > 0, else +0.0 (NaN: +0.0)
+ *   VD_WHERE_EQ(a, b, s, v)  s where a == b, else v
  *   VD_LE_BITS(a, b), VD_EQ_BITS(a, b)   one bit per lane (lane 0: bit 0)
  *   VD_FINITE_BITS(p)   bit per lane of VD_N doubles at p: x - x == 0
  *   VD_FROM_F32U(p)     VD_N floats at p, widened
@@ -343,6 +346,87 @@ static void gemm_f64(int64_t m, int64_t n, int64_t k, const double *a, int64_t l
     }
 }
 
+/* Four rows at a time, 2 * VD_N columns of the panel in registers (eight
+ * running sums), the rows' values broadcast. */
+static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *panel,
+                     int64_t width, int64_t len, double *out, int64_t ld_out)
+{
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const double *a0 = a + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        double *o0 = out + r * ld_out, *o1 = o0 + ld_out, *o2 = o1 + ld_out, *o3 = o2 + ld_out;
+        int64_t c = 0;
+        for (; c + 2 * VD_N <= width; c += 2 * VD_N) {
+            VD s00 = VD_LOADU(o0 + c), s01 = VD_LOADU(o0 + c + VD_N);
+            VD s10 = VD_LOADU(o1 + c), s11 = VD_LOADU(o1 + c + VD_N);
+            VD s20 = VD_LOADU(o2 + c), s21 = VD_LOADU(o2 + c + VD_N);
+            VD s30 = VD_LOADU(o3 + c), s31 = VD_LOADU(o3 + c + VD_N);
+            const double *p = panel + c;
+            for (int64_t j = 0; j < len; j++, p += width) {
+                VD p0 = VD_LOADU(p), p1 = VD_LOADU(p + VD_N), x = VD_SET1(a0[j]);
+                s00 = VD_ADD(s00, VD_MUL(x, p0));
+                s01 = VD_ADD(s01, VD_MUL(x, p1));
+                x = VD_SET1(a1[j]);
+                s10 = VD_ADD(s10, VD_MUL(x, p0));
+                s11 = VD_ADD(s11, VD_MUL(x, p1));
+                x = VD_SET1(a2[j]);
+                s20 = VD_ADD(s20, VD_MUL(x, p0));
+                s21 = VD_ADD(s21, VD_MUL(x, p1));
+                x = VD_SET1(a3[j]);
+                s30 = VD_ADD(s30, VD_MUL(x, p0));
+                s31 = VD_ADD(s31, VD_MUL(x, p1));
+            }
+            VD_STOREU(o0 + c, s00), VD_STOREU(o0 + c + VD_N, s01);
+            VD_STOREU(o1 + c, s10), VD_STOREU(o1 + c + VD_N, s11);
+            VD_STOREU(o2 + c, s20), VD_STOREU(o2 + c + VD_N, s21);
+            VD_STOREU(o3 + c, s30), VD_STOREU(o3 + c + VD_N, s31);
+        }
+        for (int64_t q = 0; q < 4; q++)
+            for (int64_t cc = c; cc < width; cc++) {
+                double s = out[(r + q) * ld_out + cc];
+                for (int64_t j = 0; j < len; j++)
+                    s += a[(r + q) * lda + j] * panel[j * width + cc];
+                out[(r + q) * ld_out + cc] = s;
+            }
+    }
+    for (; r < rows; r++) {
+        const double *ar = a + r * lda;
+        double *o = out + r * ld_out;
+        int64_t c = 0;
+        for (; c + VD_N <= width; c += VD_N) {
+            VD s0 = VD_LOADU(o + c);
+            for (int64_t j = 0; j < len; j++)
+                s0 = VD_ADD(s0, VD_MUL(VD_SET1(ar[j]), VD_LOADU(panel + j * width + c)));
+            VD_STOREU(o + c, s0);
+        }
+        for (; c < width; c++) {
+            double s = o[c];
+            for (int64_t j = 0; j < len; j++)
+                s += ar[j] * panel[j * width + c];
+            o[c] = s;
+        }
+    }
+}
+
+/* fib_rank1_cost lane by lane, in its order of operations. */
+static void rank1_costs(double sa2, const double *sb2, const double *cosine, int64_t n,
+                        double *cost)
+{
+    const VD a = VD_SET1(sa2), half = VD_SET1(0.5), inf = VD_SET1(INFINITY);
+    int64_t x = 0;
+    for (; x + VD_N <= n; x += VD_N) {
+        VD b = VD_LOADU(sb2 + x), c0 = VD_LOADU(cosine + x);
+        VD c = VD_POSITIVE_OR_ZERO(c0);
+        VD h = VD_MUL(half, VD_SUB(a, b));
+        VD lam = VD_ADD(VD_MUL(half, VD_ADD(a, b)),
+                        VD_SQRT(VD_ADD(VD_MUL(h, h), VD_MUL(VD_MUL(VD_MUL(a, b), c), c))));
+        VD v = VD_POSITIVE_OR_ZERO(VD_SUB(VD_ADD(a, b), lam));
+        VD_STOREU(cost + x, VD_WHERE_EQ(VD_ABS(c0), inf, inf, v));
+    }
+    for (; x < n; x++)
+        cost[x] = isinf(cosine[x]) ? INFINITY : fib_rank1_cost(sa2, sb2[x], cosine[x]);
+}
+
 static const fib_kernels kernel_set = {
     .name = KERNELS_NAME,
     .level = KERNELS_LEVEL,
@@ -359,6 +443,8 @@ static const fib_kernels kernel_set = {
     .axpy_f64 = axpy_f64,
     .gemm_f64 = gemm_f64,
     .gemm_panel = GEMM_NR,
+    .dots_f64 = dots_f64,
+    .rank1_costs = rank1_costs,
 };
 
 const fib_kernels *KERNELS_GETTER(void)

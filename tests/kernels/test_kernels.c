@@ -346,6 +346,94 @@ static void test_gemm(void)
     }
 }
 
+/* ---- dot products against a panel (the linkages' Gram matrices) -------- */
+
+/* Every set's dots_f64 against the definition, bit for bit: 1 to 9 rows
+ * (the four-row blocks and their remainder), panel widths that leave every
+ * remainder of the vector loops, running values continued (a dot product
+ * in two pieces has the bits of one pass), and nothing outside the tile
+ * touched. */
+static void test_dots(void)
+{
+    for (int trial = 0; trial < 150; trial++) {
+        int64_t rows = 1 + below(9), width = 1 + below(40), len = below(70);
+        int64_t lda = len + below(3), ld_out = width + below(3), split = len ? below(len) : 0;
+        double *a = malloc((size_t)(rows * lda + 1) * sizeof *a);
+        double *panel = malloc((size_t)(len * width + 1) * sizeof *panel);
+        int64_t cells = rows * ld_out;
+        double *in = malloc((size_t)cells * sizeof *in), *want = malloc((size_t)cells * sizeof *want);
+        double *got = malloc((size_t)cells * sizeof *got);
+        for (int64_t j = 0; j < rows * lda; j++)
+            a[j] = value();
+        for (int64_t j = 0; j < len * width; j++)
+            panel[j] = value();
+        for (int64_t j = 0; j < cells; j++)
+            in[j] = trial % 3 ? value() : 0.0;
+        memcpy(want, in, (size_t)cells * sizeof *in);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < width; c++) {
+                double x = want[r * ld_out + c];
+                for (int64_t j = 0; j < len; j++)
+                    x += a[r * lda + j] * panel[j * width + c];
+                want[r * ld_out + c] = x;
+            }
+        for (int s = -1; s < n_sets; s++) {
+            const fib_kernels *k = s < 0 ? fib_kernels_scalar() : sets[s];
+            memcpy(got, in, (size_t)cells * sizeof *in);
+            k->dots_f64(a, lda, rows, panel, width, split, got, ld_out);
+            k->dots_f64(a + split, lda, rows, panel + split * width, width, len - split, got,
+                        ld_out);
+            CHECK(memcmp(want, got, (size_t)cells * sizeof *got) == 0);
+        }
+        free(a);
+        free(panel);
+        free(in);
+        free(want);
+        free(got);
+    }
+}
+
+/* ---- rank-1 Ward costs (a row of the scale-aware linkage) ---------------- */
+
+/* Every set's rank1_costs against fib_rank1_cost, bit for bit: lengths
+ * that leave every remainder, energies of mixed sizes (zeros included),
+ * cosines of both signs, zeros of both signs, +-1, and infinite cosines
+ * (rows that may not merge) giving INFINITY. */
+static void test_rank1_costs(void)
+{
+    for (int trial = 0; trial < 200; trial++) {
+        int64_t n = trial < 40 ? trial : below(300);
+        double sa2 = trial % 9 == 0 ? 0.0 : fabs(value()) * (1 + below(1000));
+        double *sb2 = malloc((size_t)(n + 1) * sizeof *sb2);
+        double *cosine = malloc((size_t)(n + 1) * sizeof *cosine);
+        double *want = malloc((size_t)(n + 1) * sizeof *want);
+        double *got = malloc((size_t)(n + 1) * sizeof *got);
+        for (int64_t x = 0; x < n; x++) {
+            sb2[x] = below(6) == 0 ? 0.0 : fabs(value()) * (1 + below(50));
+            switch (below(8)) {
+            case 0: cosine[x] = below(2) ? INFINITY : -INFINITY; break;
+            case 1: cosine[x] = below(2) ? 1.0 : -1.0; break;
+            case 2: cosine[x] = below(2) ? 0.0 : -0.0; break;
+            default: cosine[x] = 2.0 * ((double)below(1 << 20) / (1 << 20)) - 1.0;
+            }
+            want[x] = isinf(cosine[x]) ? INFINITY : fib_rank1_cost(sa2, sb2[x], cosine[x]);
+        }
+        for (int s = -1; s < n_sets; s++) {
+            const fib_kernels *k = s < 0 ? fib_kernels_scalar() : sets[s];
+            memset(got, 0xff, (size_t)(n + 1) * sizeof *got);
+            k->rank1_costs(sa2, sb2, cosine, n, got);
+            CHECK(memcmp(want, got, (size_t)n * sizeof *got) == 0);
+            double guard;
+            memset(&guard, 0xff, sizeof guard);
+            CHECK(memcmp(&got[n], &guard, sizeof guard) == 0); /* nothing past n */
+        }
+        free(sb2);
+        free(cosine);
+        free(want);
+        free(got);
+    }
+}
+
 /* ---- grouping's sort ------------------------------------------------------ */
 
 static int keyed_compare(const void *a, const void *b)
@@ -780,6 +868,8 @@ int main(void)
     test_all_finite();
     test_axpy();
     test_gemm();
+    test_dots();
+    test_rank1_costs();
     test_sparse_grouping();
     test_keyed_sort();
     test_tight();

@@ -603,6 +603,76 @@ static void budget_synthetic_correction(void)
     unplant(&p);
 }
 
+/* A budget is the same at every thread count: a random ReLU MLP wide
+ * enough for several panels of the pairwise cosines (more than 64 units),
+ * several pieces of their coordinates (more than 256 inputs) and Lloyd
+ * rounds over several blocks of units. For n_threads 1, 2 and 3, with and
+ * without merged inputs, the projections and every weight of the base are
+ * equal bit for bit, and its parameters are within the budget. */
+static void budget_same_at_every_thread_count(void)
+{
+    enum { n_in = 300, h1 = 150, h2 = 130, n_out = 5 };
+    static double w1[h1 * n_in], b1[h1], w2[h2 * h1], b2[h2], w3[n_out * h2], b3[n_out];
+    for (int64_t i = 0; i < h1 * n_in; i++) w1[i] = uniform() / sqrt(n_in);
+    for (int64_t i = 0; i < h1; i++) b1[i] = 0.1 * uniform();
+    for (int64_t i = 0; i < h2 * h1; i++) w2[i] = uniform() / sqrt(h1);
+    for (int64_t i = 0; i < h2; i++) b2[i] = 0.1 * uniform();
+    for (int64_t i = 0; i < n_out * h2; i++) w3[i] = uniform() / sqrt(h2);
+    for (int64_t i = 0; i < n_out; i++) b3[i] = 0.1 * uniform();
+    fib_graph *g = NULL;
+    int32_t in, g1, g2, g3;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, n_in, &in));
+    CHECK_OK(fib_graph_add_dense(g, in, h1, FIB_DTYPE_F64, w1, n_in, b1, 0, &g1));
+    CHECK_OK(fib_graph_set_activation(g, g1, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, g1, h2, FIB_DTYPE_F64, w2, h1, b2, 0, &g2));
+    CHECK_OK(fib_graph_set_activation(g, g2, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, g2, n_out, FIB_DTYPE_F64, w3, h2, b3, 0, &g3));
+    int64_t total = 0;
+    CHECK_OK(fib_graph_num_parameters(g, &total));
+    static const int64_t units[4] = {n_in, h1, h2, n_out};
+    for (int merge = 0; merge <= 1; merge++) {
+        static int64_t want[4][n_in], got[4][n_in];
+        static double want_w[4][h1 * n_in], got_w[4][h1 * n_in];
+        int64_t classes[4] = {0};
+        for (int32_t threads = 1; threads <= 3; threads++) {
+            fib_budget_options o;
+            CHECK_OK(fib_budget_options_init(&o, sizeof o));
+            o.n_threads = threads;
+            o.merge_inputs = merge;
+            fib_base *b = NULL;
+            CHECK_OK(fib_compress_to_budget(g, 0.3, &o, &b));
+            if (!b)
+                continue;
+            CHECK(o.n_parameters <= (int64_t)(0.3 * (double)total));
+            const fib_graph *bg = fib_base_graph(b);
+            for (int32_t gr = 0; gr < 4; gr++) {
+                int64_t *proj = threads == 1 ? want[gr] : got[gr];
+                CHECK_OK(fib_base_projection(b, gr, proj, units[gr]));
+                int64_t k = 0;
+                for (int64_t u = 0; u < units[gr]; u++)
+                    k = proj[u] + 1 > k ? proj[u] + 1 : k;
+                if (threads == 1)
+                    classes[gr] = k;
+                CHECK(k == classes[gr]);
+                CHECK(memcmp(want[gr], got[gr], sizeof(int64_t) * (size_t)units[gr]) == 0 ||
+                      threads == 1);
+                if (gr == 0 || k != classes[gr])
+                    continue;
+                int64_t src = gr == 1 ? (merge ? classes[0] : n_in) : classes[gr - 1];
+                double *w = threads == 1 ? want_w[gr] : got_w[gr];
+                CHECK_OK(fib_graph_read_dense(bg, gr, FIB_DTYPE_F64, w, src, NULL));
+                CHECK(threads == 1 ||
+                      memcmp(want_w[gr], got_w[gr], sizeof(double) * (size_t)(k * src)) == 0);
+            }
+            /* something was merged in both hidden layers or the test is idle */
+            CHECK(classes[1] < h1 || classes[2] < h2);
+            fib_base_free(b);
+        }
+    }
+    fib_graph_free(g);
+}
+
 int main(void)
 {
     RUN(planted_recovered_by_every_mode);
@@ -615,5 +685,6 @@ int main(void)
     RUN(budget_met);
     RUN(budget_merges_inputs);
     RUN(budget_synthetic_correction);
+    RUN(budget_same_at_every_thread_count);
     return test_failures != 0;
 }

@@ -186,7 +186,7 @@ static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
         else
             status = color_group(g, i, parts, NULL, o->tolerance, group_eps(g, i, o),
                                  o->n_threads, &prog->scratch, keep);
-        if (!status && !fib_group_is_input(g, i) && g->groups[i].op != FIB_OP_NODES)
+        if (!status && !fib_group_is_input(g, i) && !fib_group_is_nodes(g, i))
             status = fib_color_keep_unit_runs(g, i, parts);
         if (!status)
             status = step(prog);

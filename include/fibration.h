@@ -906,10 +906,11 @@ FIB_API int32_t fib_load_options_init(fib_load_options *options,
  * (out x in) and optionally "<i>.bias", i ascending; they load as a chain of
  * dense groups named "<i>" after an input group named "input", with
  * options->activation on every hidden group and a linear last group.
- * F32 and F64 tensors are borrowed from the mapping (zero copies; the file
- * must then not change in place while the graph lives, see
- * fib_load_options.copy); F16 and BF16 are converted to float32 copies
- * owned by the graph.
+ * F32, F64, F16 and BF16 tensors are borrowed from the mapping as stored
+ * (zero copies; the file must then not change in place while the graph
+ * lives, see fib_load_options.copy); with copy = 1 each is copied in its
+ * own dtype. A tensor the mapping cannot lend (misaligned in the file) is
+ * converted to a float32 (float64 for F64) copy owned by the graph.
  * A borrowed mapping reads the file itself: if another program truncates
  * the file while the graph lives, touching the lost pages raises SIGBUS.
  * The library installs no signal handlers; a program that cannot trust its
@@ -1302,8 +1303,10 @@ FIB_API int32_t fib_color_nested(const fib_graph *graph,
 FIB_API void fib_remove_partial_outputs(void);
 
 /* The dtype a group's tensor `index` (numbered as fib_graph_tensor_info)
- * is held in: FIB_DTYPE_F32 or FIB_DTYPE_F64. Model files' float16 and
- * bfloat16 tensors are held as float32 (fib_model_load widens them).
+ * is held in: FIB_DTYPE_F32, FIB_DTYPE_F64, FIB_DTYPE_F16 or FIB_DTYPE_BF16.
+ * Model files' float16 and bfloat16 tensors are held as stored (read in
+ * place from the mapped file when aligned); fib_graph_read_tensor reads
+ * any of them out as float32 or float64 (exact).
  * Errors: FIB_E_NULL, FIB_E_RANGE (group, index). */
 FIB_API int32_t fib_graph_tensor_dtype(const fib_graph *graph, int32_t group,
                                        int32_t index, int32_t *dtype_out);
@@ -1333,6 +1336,18 @@ FIB_API int32_t fib_graph_add_product(fib_graph *graph, int32_t a, int32_t b,
 #define FIB_ACT_HARDSIGMOID 9  /* min(max(x + 3, 0), 6) / 6 */
 #define FIB_ACT_MISH 10        /* x * tanh(softplus(x)) */
 #define FIB_ACT_SOFTPLUS 11    /* log(1 + exp(x)) (beta 1; x > 20 gives x) */
+
+/* Half-precision element types of weights held in place (after
+ * FIB_DTYPE_F64): IEEE binary16 and bfloat16, native endian. Accepted
+ * wherever a block borrows or copies weights (fib_graph_add_dense and the
+ * other fib_graph_add_* taking a dtype); every value converts exactly to
+ * float32, and colourings, allowances and compressions are those of the
+ * float32 copy of the same weights, bit for bit. Buffers the library
+ * writes for the caller (fib_graph_read_tensor, fib_graph_read_dense,
+ * fib_graph_forward, fib_model_save's dtype) stay FIB_DTYPE_F32 or
+ * FIB_DTYPE_F64: a half dtype there is FIB_E_INVALID. */
+#define FIB_DTYPE_F16 3
+#define FIB_DTYPE_BF16 4
 
 #ifdef __cplusplus
 }

@@ -137,7 +137,11 @@ static int32_t add_tensor(saver *s, const fib_graph *g, int32_t i, int32_t index
     if (grp->op == FIB_OP_NORM && strcmp(v.name, "multiplicity") == 0 &&
         all_ones(&v))
         return FIB_OK;
-    int32_t dt = is_multiplicity(v.name) ? FIB_DTYPE_F64 : dtype ? dtype : v.dtype;
+    /* half tensors are written as float32 (exact) when their dtype is kept */
+    int32_t dt = is_multiplicity(v.name)         ? FIB_DTYPE_F64
+                 : dtype                         ? dtype
+                 : fib_dtype_writable(v.dtype)   ? v.dtype
+                                                 : FIB_DTYPE_F32;
     int64_t count = 1;
     for (int d = 0; d < 4; d++)
         if (!fib_mul_i64(count, v.shape[d], &count))

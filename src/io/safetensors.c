@@ -356,8 +356,9 @@ static int32_t check_coverage(const fib_st_file *f, uint64_t data_size)
 }
 
 /* The whole pages of [at, at + len) of a mapped file, whose data was just
- * converted to an owned copy, leave the process's memory: a float16 or
- * bfloat16 model then peaks at its float32 copies, not copies plus file.
+ * converted to an owned copy (a misaligned or big-endian tensor), leave the
+ * process's memory: such a model then peaks at its copies, not copies plus
+ * file.
  * Only pages wholly inside the tensor's bytes go, which nothing reads
  * again; the mapping is private and read-only, so dropping them loses
  * nothing. */
@@ -382,12 +383,17 @@ static int32_t attach_data(fib_st_file *f, const unsigned char *data_region,
 {
     const unsigned char *src = data_region + t->begin;
     size_t esize = file_dtype_size(t->file_dtype);
-    t->dtype = t->file_dtype == FIB_ST_F64 ? FIB_DTYPE_F64 : FIB_DTYPE_F32;
-    bool native = t->file_dtype == FIB_ST_F32 || t->file_dtype == FIB_ST_F64;
-    if (native && host_little_endian() && ((uintptr_t)src % esize) == 0) {
+    static const int32_t held_as[] = {[FIB_ST_F32] = FIB_DTYPE_F32, [FIB_ST_F64] = FIB_DTYPE_F64,
+                                      [FIB_ST_F16] = FIB_DTYPE_F16,
+                                      [FIB_ST_BF16] = FIB_DTYPE_BF16};
+    /* every dtype is read in place when the file allows: the kernels read
+     * float16 and bfloat16 directly (kernels/stored.h) */
+    if (host_little_endian() && ((uintptr_t)src % esize) == 0) {
+        t->dtype = held_as[t->file_dtype];
         t->data = src;
         return FIB_OK;
     }
+    t->dtype = t->file_dtype == FIB_ST_F64 ? FIB_DTYPE_F64 : FIB_DTYPE_F32;
     if (t->n_elements == 0) {
         t->data = src; /* never read */
         return FIB_OK;

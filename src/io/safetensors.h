@@ -5,9 +5,10 @@
  * "__metadata__": string -> string), then the data region. Offsets are
  * relative to the data region, which the tensors must cover exactly.
  *
- * F32 and F64 tensors are used in place from the mapping when they are
- * aligned and the host is little-endian; F16 and BF16 tensors (and any that
- * are not) are converted into owned float32/float64 buffers. */
+ * Tensors are used in place from the mapping when they are aligned and the
+ * host is little-endian, F16 and BF16 ones included (FIB_DTYPE_F16 /
+ * FIB_DTYPE_BF16); others are converted into owned float32 (float64 for
+ * F64) buffers. */
 #ifndef FIB_IO_SAFETENSORS_H
 #define FIB_IO_SAFETENSORS_H
 
@@ -32,7 +33,7 @@ typedef struct fib_st_tensor {
     int64_t shape[FIB_ST_MAX_DIMS];
     int64_t n_elements;
     uint64_t begin, end;    /* byte offsets in the data region */
-    int32_t dtype;          /* FIB_DTYPE_F32 / FIB_DTYPE_F64 of `data` */
+    int32_t dtype;          /* FIB_DTYPE_* of `data` */
     const void *data;       /* native-endian values, aligned */
     void *owned;            /* a converted copy, or NULL when mapped */
 } fib_st_tensor;

@@ -92,6 +92,8 @@ FIB_ACT_HARDSWISH = 8  # x * min(max(x + 3, 0), 6) / 6
 FIB_ACT_HARDSIGMOID = 9  # min(max(x + 3, 0), 6) / 6
 FIB_ACT_MISH = 10  # x * tanh(softplus(x))
 FIB_ACT_SOFTPLUS = 11  # log(1 + exp(x)) (beta 1; x > 20 gives x)
+FIB_DTYPE_F16 = 3
+FIB_DTYPE_BF16 = 4
 
 CONSTANTS = {
     'FIB_VERSION_MAJOR': FIB_VERSION_MAJOR,
@@ -178,6 +180,8 @@ CONSTANTS = {
     'FIB_ACT_HARDSIGMOID': FIB_ACT_HARDSIGMOID,
     'FIB_ACT_MISH': FIB_ACT_MISH,
     'FIB_ACT_SOFTPLUS': FIB_ACT_SOFTPLUS,
+    'FIB_DTYPE_F16': FIB_DTYPE_F16,
+    'FIB_DTYPE_BF16': FIB_DTYPE_BF16,
 }
 
 

@@ -148,6 +148,8 @@ const FIB_ACT_HARDSIGMOID = Int32(9)
 const FIB_ACT_MISH = Int32(10)
 # log(1 + exp(x)) (beta 1; x > 20 gives x)
 const FIB_ACT_SOFTPLUS = Int32(11)
+const FIB_DTYPE_F16 = Int32(3)
+const FIB_DTYPE_BF16 = Int32(4)
 
 """
 A network: groups of units, each produced by one block (an input, a
@@ -1406,8 +1408,10 @@ end
 
 """
 The dtype a group's tensor `index` (numbered as fib_graph_tensor_info)
-is held in: FIB_DTYPE_F32 or FIB_DTYPE_F64. Model files' float16 and
-bfloat16 tensors are held as float32 (fib_model_load widens them).
+is held in: FIB_DTYPE_F32, FIB_DTYPE_F64, FIB_DTYPE_F16 or FIB_DTYPE_BF16.
+Model files' float16 and bfloat16 tensors are held as stored (read in
+place from the mapped file when aligned); fib_graph_read_tensor reads
+any of them out as float32 or float64 (exact).
 Errors: FIB_E_NULL, FIB_E_RANGE (group, index).
 """
 const _cache_fib_graph_tensor_dtype = Ref{Ptr{Cvoid}}(C_NULL)

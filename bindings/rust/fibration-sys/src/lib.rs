@@ -152,6 +152,8 @@ pub const FIB_ACT_HARDSIGMOID: i32 = 9;
 pub const FIB_ACT_MISH: i32 = 10;
 /// log(1 + exp(x)) (beta 1; x > 20 gives x)
 pub const FIB_ACT_SOFTPLUS: i32 = 11;
+pub const FIB_DTYPE_F16: i32 = 3;
+pub const FIB_DTYPE_BF16: i32 = 4;
 
 /// A network: groups of units, each produced by one block (an input, a
 /// dense or convolutional block, pooling, flatten, an affine map, a sum,
@@ -986,8 +988,10 @@ extern "C" {
     pub fn fib_remove_partial_outputs();
 
     /// The dtype a group's tensor `index` (numbered as fib_graph_tensor_info)
-    /// is held in: FIB_DTYPE_F32 or FIB_DTYPE_F64. Model files' float16 and
-    /// bfloat16 tensors are held as float32 (fib_model_load widens them).
+    /// is held in: FIB_DTYPE_F32, FIB_DTYPE_F64, FIB_DTYPE_F16 or FIB_DTYPE_BF16.
+    /// Model files' float16 and bfloat16 tensors are held as stored (read in
+    /// place from the mapped file when aligned); fib_graph_read_tensor reads
+    /// any of them out as float32 or float64 (exact).
     /// Errors: FIB_E_NULL, FIB_E_RANGE (group, index).
     pub fn fib_graph_tensor_dtype(graph: *const fib_graph, group: i32, index: i32, dtype_out: *mut i32) -> i32;
 

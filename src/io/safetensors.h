@@ -89,5 +89,13 @@ typedef struct fib_st_out {
 int32_t fib_st_write(const char *path, const fib_st_out *tensors,
                      int64_t n_tensors, const char *const *meta_keys,
                      const char *const *meta_values, int64_t n_meta);
+/* Like fib_st_write, where tensor i's data holds values of data_dtypes[i]
+ * (any FIB_DTYPE_*; 0: its dtype), converted to its dtype while they are
+ * written, a chunk at a time, so that no converted copy of a large tensor
+ * is held. data_dtypes may be NULL (all 0). */
+int32_t fib_st_write_converting(const char *path, const fib_st_out *tensors,
+                                const int32_t *data_dtypes, int64_t n_tensors,
+                                const char *const *meta_keys,
+                                const char *const *meta_values, int64_t n_meta);
 
 #endif

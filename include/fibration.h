@@ -691,8 +691,11 @@ typedef struct fib_base fib_base;
  * the class. Input and output groups are never merged (nor is the group a
  * flatten output group reads: its units are the flatten's). For a colouring that
  * refines the fibers (exact fibers or covers), the base computes exactly the
- * same outputs, up to rounding. Base weights are float64 and owned by the
- * base. A colouring with scales (FIB_TOL_SCALED, fib_coloring_set_scales)
+ * same outputs, up to rounding. Base weights are owned by the base: float64,
+ * but for a dense group that merges nothing (its units and its source's
+ * all kept), whose block is a packed copy in its own dtype (the same
+ * values; a model with nothing to merge then costs one copy of itself, not
+ * a float64 one). A colouring with scales (FIB_TOL_SCALED, fib_coloring_set_scales)
  * merges a scaled dense group by its classes' rank-1 representatives and
  * multiplies each unit's outgoing weights by its scale before summing them
  * (see FIB_TOL_SCALED); exact for planted scaled copies. A colouring made

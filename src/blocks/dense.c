@@ -485,6 +485,18 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
     int64_t n_out = g->groups[group].n_units;
     const fib_kernels *kernels = fib_kernels_active();
     bool discrete = source_discrete(in_p, d->n_in);
+    if (discrete && source_discrete(out_p, n_out)) {
+        /* nothing merges: Eq. 10 adds one weight to 0.0 and divides by 1,
+         * the weight itself, so the base block is a packed copy in the
+         * block's own dtype (a float64 one would double a float32 model) */
+        int32_t id;
+        int32_t status = fib_graph_add_dense(base, base_ids[source], n_out, d->dtype,
+                                             d->weights, d->ld, d->bias, FIB_COPY, &id);
+        /* a weight changed in borrowed memory: named as fib_compress names it */
+        if (status == FIB_E_NONFINITE && fib_group_find_nonfinite(g, group, "fib_compress"))
+            return FIB_E_NONFINITE;
+        return status;
+    }
     int64_t tile = kernels->tile_rows;
     /* rows per chunk: whole tiles, about 4 MB of sums (merging needs no
      * absolute sums: the kernels skip them) */

@@ -5,6 +5,7 @@
 #include "compress/compress.h"
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
+#include "kernels/stored.h"
 #include "model/keyed_sort.h"
 
 #include <math.h>
@@ -202,6 +203,39 @@ static void test_all_finite(void)
     float big = 3.0e38f;   /* the largest magnitudes are finite too */
     for (int s = 0; s < n_sets; s++)
         CHECK(sets[s]->all_finite_f32(&big, 1));
+}
+
+/* The half-precision finiteness check (four values a word) against the
+ * reference conversions: every finite pattern passes, one infinity or NaN
+ * of either sign at any place and alignment is found. */
+static void test_all_finite_half(void)
+{
+    uint16_t h[80];
+    for (int32_t dtype = FIB_DTYPE_F16; dtype <= FIB_DTYPE_BF16; dtype++) {
+        /* the largest finite, the smallest subnormal, both signs */
+        const uint16_t edges[] = {dtype == FIB_DTYPE_BF16 ? 0x7F7Fu : 0x7BFFu,
+                                  dtype == FIB_DTYPE_BF16 ? 0xFF7Fu : 0xFBFFu, 0x0001u, 0x8001u};
+        for (int trial = 0; trial < 2000; trial++) {
+            int64_t n = below(70), shift = below(4);
+            for (int64_t i = 0; i < n + shift; i++) {
+                do
+                    h[i] = (uint16_t)rnd();
+                while (!isfinite(dtype == FIB_DTYPE_BF16 ? fib_bf16_to_float(h[i])
+                                                         : fib_half_to_float(h[i])));
+                if (below(8) == 0)
+                    h[i] = edges[below(4)];
+            }
+            int planted = trial % 4 != 0 && n > 0;
+            if (planted) {
+                uint16_t full = dtype == FIB_DTYPE_BF16 ? 0x7F80u : 0x7C00u;
+                /* infinity or a NaN (a non-zero mantissa), either sign */
+                uint16_t mantissa = trial % 3 ? 0 : (uint16_t)(1 + below(full == 0x7C00u ? 1023 : 127));
+                h[shift + below(n)] = (uint16_t)(full | mantissa | (trial % 2 ? 0x8000u : 0));
+            }
+            for (int s = 0; s < n_sets; s++)
+                CHECK(fib_all_finite_stored(sets[s], dtype, h + shift, n) == !planted);
+        }
+    }
 }
 
 /* ---- grouping of sparse signatures ------------------------------------------ */
@@ -936,6 +970,7 @@ int main(void)
     test_colour_sums(1);
     test_row_sums();
     test_all_finite();
+    test_all_finite_half();
     test_axpy();
     test_sparse_grouping();
     test_keyed_sort();

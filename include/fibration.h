@@ -691,8 +691,11 @@ typedef struct fib_base fib_base;
  * the class. Input and output groups are never merged (nor is the group a
  * flatten output group reads: its units are the flatten's). For a colouring that
  * refines the fibers (exact fibers or covers), the base computes exactly the
- * same outputs, up to rounding. Base weights are float64 and owned by the
- * base. A colouring with scales (FIB_TOL_SCALED, fib_coloring_set_scales)
+ * same outputs, up to rounding. Base weights are owned by the base: float64,
+ * but for a dense group that merges nothing (its units and its source's
+ * all kept), whose block is a packed copy in its own dtype (the same
+ * values; a model with nothing to merge then costs one copy of itself, not
+ * a float64 one). A colouring with scales (FIB_TOL_SCALED, fib_coloring_set_scales)
  * merges a scaled dense group by its classes' rank-1 representatives and
  * multiplies each unit's outgoing weights by its scale before summing them
  * (see FIB_TOL_SCALED); exact for planted scaled copies. A colouring made
@@ -906,10 +909,11 @@ FIB_API int32_t fib_load_options_init(fib_load_options *options,
  * (out x in) and optionally "<i>.bias", i ascending; they load as a chain of
  * dense groups named "<i>" after an input group named "input", with
  * options->activation on every hidden group and a linear last group.
- * F32 and F64 tensors are borrowed from the mapping (zero copies; the file
- * must then not change in place while the graph lives, see
- * fib_load_options.copy); F16 and BF16 are converted to float32 copies
- * owned by the graph.
+ * F32, F64, F16 and BF16 tensors are borrowed from the mapping as stored
+ * (zero copies; the file must then not change in place while the graph
+ * lives, see fib_load_options.copy); with copy = 1 each is copied in its
+ * own dtype. A tensor the mapping cannot lend (misaligned in the file) is
+ * converted to a float32 (float64 for F64) copy owned by the graph.
  * A borrowed mapping reads the file itself: if another program truncates
  * the file while the graph lives, touching the lost pages raises SIGBUS.
  * The library installs no signal handlers; a program that cannot trust its
@@ -1302,8 +1306,10 @@ FIB_API int32_t fib_color_nested(const fib_graph *graph,
 FIB_API void fib_remove_partial_outputs(void);
 
 /* The dtype a group's tensor `index` (numbered as fib_graph_tensor_info)
- * is held in: FIB_DTYPE_F32 or FIB_DTYPE_F64. Model files' float16 and
- * bfloat16 tensors are held as float32 (fib_model_load widens them).
+ * is held in: FIB_DTYPE_F32, FIB_DTYPE_F64, FIB_DTYPE_F16 or FIB_DTYPE_BF16.
+ * Model files' float16 and bfloat16 tensors are held as stored (read in
+ * place from the mapped file when aligned); fib_graph_read_tensor reads
+ * any of them out as float32 or float64 (exact).
  * Errors: FIB_E_NULL, FIB_E_RANGE (group, index). */
 FIB_API int32_t fib_graph_tensor_dtype(const fib_graph *graph, int32_t group,
                                        int32_t index, int32_t *dtype_out);
@@ -1341,7 +1347,8 @@ FIB_API int32_t fib_graph_add_product(fib_graph *graph, int32_t a, int32_t b,
 /* The name of a FIB_OP_* kind as model files, the command and the bindings
  * spell it ("input", "dense", "sum", "conv", "pool", "flatten", "affine",
  * "lstm", "gru", "last_step", "attend", "norm", "nodes", "product",
- * "prepend", "position_shift", "select_step"): a static string, or NULL when `op` is no FIB_OP_* constant. Errors: none. */
+ * "prepend", "position_shift", "select_step"): a static string, or NULL
+ * when `op` is no FIB_OP_* constant. Errors: none. */
 FIB_API const char *fib_op_name(int32_t op);
 
 /* The name of a FIB_ACT_* activation ("linear", "relu", "leaky_relu",
@@ -1349,6 +1356,8 @@ FIB_API const char *fib_op_name(int32_t op);
  * "mish", "softplus"): a static string, or NULL when `activation` is no
  * FIB_ACT_* constant. Errors: none. */
 FIB_API const char *fib_activation_name(int32_t activation);
+
+/* ------------------------------------------------------------------------ */
 /* Constant positions and selected steps (Vision Transformers)              */
 /* ------------------------------------------------------------------------ */
 
@@ -1394,6 +1403,22 @@ FIB_API int32_t fib_graph_add_position_shift(fib_graph *graph, int32_t source,
 FIB_API int32_t fib_graph_add_select_step(fib_graph *graph, int32_t source,
                                           int64_t position,
                                           int32_t *group_out);
+
+/* ------------------------------------------------------------------------ */
+/* Half precision                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Half-precision element types of weights held in place (after
+ * FIB_DTYPE_F64): IEEE binary16 and bfloat16, native endian. Accepted
+ * wherever a block borrows or copies weights (fib_graph_add_dense and the
+ * other fib_graph_add_* taking a dtype); every value converts exactly to
+ * float32, and colourings, allowances and compressions are those of the
+ * float32 copy of the same weights, bit for bit. Buffers the library
+ * writes for the caller (fib_graph_read_tensor, fib_graph_read_dense,
+ * fib_graph_forward, fib_model_save's dtype) stay FIB_DTYPE_F32 or
+ * FIB_DTYPE_F64: a half dtype there is FIB_E_INVALID. */
+#define FIB_DTYPE_F16 3
+#define FIB_DTYPE_BF16 4
 
 #ifdef __cplusplus
 }

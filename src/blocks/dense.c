@@ -3,6 +3,7 @@
  * and the reference forward pass. */
 #include "blocks/blocks.h"
 #include "kernels/kernels.h"
+#include "kernels/stored.h"
 #include "kernels/parallel.h"
 
 #include <math.h>
@@ -37,11 +38,9 @@ static void dense_free(void *block)
 static bool row_finite(const fib_kernels *kernels, int64_t n_in, int32_t dtype,
                        const void *w, int64_t ld, const void *bias, int64_t i)
 {
-    bool ok = dtype == FIB_DTYPE_F32
-                  ? kernels->all_finite_f32((const float *)w + i * ld, n_in)
-                  : dtype == FIB_DTYPE_F64
-                        ? kernels->all_finite_f64((const double *)w + i * ld, n_in)
-                        : false;
+    bool ok = fib_all_finite_stored(kernels, dtype,
+                                    (const char *)w + (size_t)(i * ld) * fib_dtype_size(dtype),
+                                    n_in);
     return ok && (!bias || isfinite(fib_load(dtype, bias, i)));
 }
 
@@ -191,8 +190,9 @@ int32_t fib_graph_read_dense(const fib_graph *g, int32_t group, int32_t dtype,
     if (g->groups[group].op != FIB_OP_DENSE)
         return fib_error(FIB_E_INVALID, "%s: group %d is not a dense group", fn,
                          (int)group);
-    if (!fib_dtype_size(dtype))
-        return fib_error(FIB_E_INVALID, "%s: unknown dtype %d", fn, (int)dtype);
+    if (!fib_dtype_writable(dtype))
+        return fib_error(FIB_E_INVALID, "%s: dtype %d: FIB_DTYPE_F32 or FIB_DTYPE_F64 expected",
+                         fn, (int)dtype);
     const fib_dense *d = dense_of(g, group);
     if (ld < d->n_in)
         return fib_error(FIB_E_SHAPE,
@@ -317,12 +317,9 @@ static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
                 fib_prefetch_range((const char *)d->weights +
                                        (size_t)(rows[x] * d->ld + next_col) * esize,
                                    (size_t)next_cols * esize);
-            if (d->dtype == FIB_DTYPE_F32)
-                kernels->row_sums_f32((const float *)d->weights + col0, d->ld, members, size,
-                                      cols, cs, ca);
-            else
-                kernels->row_sums_f64((const double *)d->weights + col0, d->ld, members, size,
-                                      cols, cs, ca);
+            fib_row_sums_stored(kernels, d->dtype,
+                                (const char *)d->weights + (size_t)col0 * esize, d->ld,
+                                members, size, cols, cs, ca);
         }
         for (int64_t i = 0; i < cols; i++) {
             double *value = sig->value + (col0 + i) * sig->n_coords + offset;
@@ -400,7 +397,10 @@ static void dense_forward(const fib_graph *g, int32_t group, int64_t batch,
         const double *xb = x + b * d->n_in;
         for (int64_t i = 0; i < n_out; i++) {
             double z = fib_dense_bias(d, i);
-            if (d->dtype == FIB_DTYPE_F32) {
+            if (fib_dtype_is_half(d->dtype)) {
+                for (int64_t k = 0; k < d->n_in; k++)
+                    z += fib_dense_weight(d, i, k) * xb[k];
+            } else if (d->dtype == FIB_DTYPE_F32) {
                 const float *row = (const float *)d->weights + i * d->ld;
                 for (int64_t k = 0; k < d->n_in; k++)
                     z += (double)row[k] * xb[k];
@@ -485,6 +485,18 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
     int64_t n_out = g->groups[group].n_units;
     const fib_kernels *kernels = fib_kernels_active();
     bool discrete = source_discrete(in_p, d->n_in);
+    if (discrete && source_discrete(out_p, n_out)) {
+        /* nothing merges: Eq. 10 adds one weight to 0.0 and divides by 1,
+         * the weight itself, so the base block is a packed copy in the
+         * block's own dtype (a float64 one would double a float32 model) */
+        int32_t id;
+        int32_t status = fib_graph_add_dense(base, base_ids[source], n_out, d->dtype,
+                                             d->weights, d->ld, d->bias, FIB_COPY, &id);
+        /* a weight changed in borrowed memory: named as fib_compress names it */
+        if (status == FIB_E_NONFINITE && fib_group_find_nonfinite(g, group, "fib_compress"))
+            return FIB_E_NONFINITE;
+        return status;
+    }
     int64_t tile = kernels->tile_rows;
     /* rows per chunk: whole tiles, about 4 MB of sums (merging needs no
      * absolute sums: the kernels skip them) */
@@ -496,7 +508,7 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
     int threads = fib_thread_count(0, discrete ? 1 : (chunk + tile - 1) / tile);
     double *w = fib_calloc(k_out * k_in, sizeof *w);
     double *sums = discrete ? NULL : fib_alloc(chunk * k_in, sizeof *sums);
-    int64_t scratch_len = fib_color_scratch_len(d->n_in, k_in);
+    int64_t scratch_len = fib_color_scratch_len_stored(d->dtype, d->n_in, k_in);
     double *scratch = discrete ? NULL : fib_alloc(scratch_len * threads, sizeof *scratch);
     int64_t *perm = discrete ? NULL : fib_alloc(d->n_in, sizeof *perm);
     int64_t *start = discrete ? NULL : fib_alloc(k_in + 1, sizeof *start);
@@ -525,14 +537,12 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
                 int64_t row0 = t * tile, n = rows - row0 < tile ? rows - row0 : tile;
                 double *own = scratch + scratch_len * fib_thread_num();
                 double *val = sums + row0 * k_in;
-                if (d->dtype == FIB_DTYPE_F32)
-                    kernels->color_sums_f32((const float *)d->weights + (r0 + row0) * d->ld,
-                                             d->ld, n, d->n_in, in_p->color, perm, start,
-                                             k_in, own, val, NULL, k_in);
-                else
-                    kernels->color_sums_f64((const double *)d->weights + (r0 + row0) * d->ld,
-                                             d->ld, n, d->n_in, in_p->color, perm, start,
-                                             k_in, own, val, NULL, k_in);
+                fib_color_sums_stored(kernels, d->dtype,
+                                       (const char *)d->weights +
+                                           (size_t)((r0 + row0) * d->ld) *
+                                               fib_dtype_size(d->dtype),
+                                       d->ld, n, d->n_in, in_p->color, perm, start, k_in,
+                                       own, val, NULL, k_in);
             }
         }
         FIB_PRAGMA(omp parallel for num_threads(add_threads) schedule(static) if (add_threads > 1))
@@ -544,6 +554,9 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
                     const double *x = sums + r * k_in;
                     for (int64_t j = j0; j < j1; j++)
                         row[j] += x[j];
+                } else if (fib_dtype_is_half(d->dtype)) {
+                    for (int64_t j = j0; j < j1; j++)
+                        row[j] += fib_dense_weight(d, r0 + r, j);
                 } else if (d->dtype == FIB_DTYPE_F32) {
                     const float *x = (const float *)d->weights + (r0 + r) * d->ld;
                     for (int64_t j = j0; j < j1; j++)

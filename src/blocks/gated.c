@@ -365,7 +365,10 @@ static double sigmoid(double x)
 static double dot(int32_t dtype, const void *w, int64_t row, int64_t n, const double *x)
 {
     double z = 0.0;
-    if (dtype == FIB_DTYPE_F32) {
+    if (dtype != FIB_DTYPE_F32 && dtype != FIB_DTYPE_F64) {
+        for (int64_t k = 0; k < n; k++)
+            z += fib_load(dtype, w, row * n + k) * x[k];
+    } else if (dtype == FIB_DTYPE_F32) {
         const float *r = (const float *)w + row * n;
         for (int64_t k = 0; k < n; k++)
             z += (double)r[k] * x[k];

@@ -122,8 +122,8 @@ const char *cli_op_name(int32_t op);
 /* Parameters of one group's block (its tensors but multiplicities; 0 for inputs, sums, pools). */
 int64_t cli_group_parameters(const fib_graph *g, int32_t group);
 /* The dtype a base of g is written in by default: FIB_DTYPE_F64 if any of
- * g's tensors is float64, else FIB_DTYPE_F32 (float16 and bfloat16 tensors
- * are held as float32). */
+ * g's tensors is float64, else FIB_DTYPE_F32 (float16 and bfloat16
+ * tensors are written as float32: exact, and merged weights are sums). */
 int32_t cli_model_dtype(const fib_graph *g);
 /* True when every hidden group (neither input nor output) of g has as many
  * classes in c as units: the model is its own base. */

@@ -26,6 +26,7 @@
  * (fib_signature.n_direct) are read in place. */
 #include "color/color.h"
 #include "kernels/kernels.h"
+#include "kernels/stored.h"
 #include "kernels/parallel.h"
 #include "model/keyed_sort.h"
 
@@ -123,11 +124,9 @@ static int64_t tight_direct(const sweep *s, const fib_direct_block *b, int64_t a
                             const int64_t *rows, int64_t m, int64_t len)
 {
     double coef = s->direct_coef[b - s->sig->blocks];
-    if (b->dtype == FIB_DTYPE_F32)
-        return s->kernels->tight_f32((const float *)b->data + at, b->ld, rows, m, len,
-                                     s->slack, coef);
-    return s->kernels->tight_f64((const double *)b->data + at, b->ld, rows, m, len,
-                                 s->slack, coef);
+    return fib_tight_stored(s->kernels, b->dtype,
+                            (const char *)b->data + (size_t)at * fib_dtype_size(b->dtype),
+                            b->ld, rows, m, len, s->slack, coef);
 }
 
 /* The first coordinate in [j, j_end) at which piece p is not tight (some

@@ -382,6 +382,35 @@ static void store(fib_graph *base, int32_t group, const layer *l)
     }
 }
 
+/* A base block fib_compress copied in the model's dtype (a layer that
+ * merges nothing) made float64, exactly, so that it can be corrected in
+ * place like the merged ones. */
+static int32_t widen_to_f64(fib_graph *base, int32_t group)
+{
+    fib_dense *d = base->groups[group].block;
+    if (d->dtype == FIB_DTYPE_F64 || !d->owned_weights)
+        return FIB_OK;
+    int64_t n_out = base->groups[group].n_units, cells = n_out * d->ld;
+    double *w = fib_alloc(cells, sizeof *w);
+    double *b = d->bias ? fib_alloc(n_out, sizeof *b) : NULL;
+    if (!w || (d->bias && !b)) {
+        fib_free(w);
+        fib_free(b);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory correcting the base",
+                         (int)group);
+    }
+    for (int64_t x = 0; x < cells; x++)
+        w[x] = fib_load(d->dtype, d->weights, x);
+    for (int64_t i = 0; b && i < n_out; i++)
+        b[i] = fib_load(d->dtype, d->bias, i);
+    fib_free(d->owned_weights);
+    fib_free(d->owned_bias);
+    d->weights = d->owned_weights = w;
+    d->bias = d->owned_bias = b;
+    d->dtype = FIB_DTYPE_F64;
+    return FIB_OK;
+}
+
 int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
                            int64_t n_samples, const fib_progress_check *check,
                            fib_base *base, bool *applied)
@@ -389,6 +418,9 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
     *applied = false;
     int32_t n_layers = g->n_groups - 1; /* a chain: input, then dense groups */
     for (int32_t i = 1; i < g->n_groups; i++) {
+        int32_t status = widen_to_f64(base->graph, i);
+        if (status)
+            return status;
         const fib_dense *bd = base->graph->groups[i].block;
         bool hidden = !fib_group_is_output(g, i);
         if (!((const fib_dense *)g->groups[i].block)->bias || !bd->owned_weights ||

@@ -64,6 +64,7 @@ typedef struct saver {
     int64_t capacity;
     int32_t n_out;
     fib_st_out *tensors;
+    int32_t *data_dtypes; /* what each tensor's data is held in */
     void **buffers;
     char **names;
 } saver;
@@ -77,6 +78,7 @@ static void saver_free(saver *s)
             fib_free(s->names[i]);
     }
     fib_free(s->buffers);
+    fib_free(s->data_dtypes);
     fib_free(s->names);
     fib_free(s->tensors);
 }
@@ -104,10 +106,11 @@ static bool all_ones(const fib_tensor_view *v)
  * built), or that overflows the file's dtype, gives FIB_E_NONFINITE. */
 static int32_t check_finite(const saver *s, const fib_graph *g, int32_t i,
                             const fib_tensor_view *v, int32_t dt, const void *values,
-                            int64_t count)
+                            int32_t values_dtype, int64_t count)
 {
     for (int64_t x = 0; x < count; x++) {
-        if (isfinite(fib_load(dt, values, x)))
+        double y = fib_load(values_dtype, values, x);
+        if (isfinite(dt == FIB_DTYPE_F32 ? (double)(float)y : y))
             continue;
         int32_t st = fib_group_find_nonfinite(g, i, s->path);
         if (st != FIB_OK)
@@ -137,7 +140,11 @@ static int32_t add_tensor(saver *s, const fib_graph *g, int32_t i, int32_t index
     if (grp->op == FIB_OP_NORM && strcmp(v.name, "multiplicity") == 0 &&
         all_ones(&v))
         return FIB_OK;
-    int32_t dt = is_multiplicity(v.name) ? FIB_DTYPE_F64 : dtype ? dtype : v.dtype;
+    /* half tensors are written as float32 (exact) when their dtype is kept */
+    int32_t dt = is_multiplicity(v.name)         ? FIB_DTYPE_F64
+                 : dtype                         ? dtype
+                 : fib_dtype_writable(v.dtype)   ? v.dtype
+                                                 : FIB_DTYPE_F32;
     int64_t count = 1;
     for (int d = 0; d < 4; d++)
         if (!fib_mul_i64(count, v.shape[d], &count))
@@ -146,18 +153,22 @@ static int32_t add_tensor(saver *s, const fib_graph *g, int32_t i, int32_t index
     int32_t k = s->n_out;
     size_t len = (use_names ? strlen(grp->name) : 0) + strlen(v.name) + 32;
     s->names[k] = fib_alloc((int64_t)len, 1);
-    s->buffers[k] = fib_alloc(count > 0 ? count : 1, fib_dtype_size(dt));
-    if (!s->names[k] || !s->buffers[k])
+    /* a packed tensor is written from where it is, converted on the way
+     * (no copy of the base or model is held); a strided one is gathered */
+    bool packed = v.shape[0] <= 1 || v.row_stride * v.shape[0] == count;
+    s->buffers[k] = packed ? NULL : fib_alloc(count > 0 ? count : 1, fib_dtype_size(dt));
+    if (!s->names[k] || (!packed && !s->buffers[k]))
         return fib_error(FIB_E_NOMEM, "%s: out of memory for group %d", s->path,
                          (int)i);
     if (use_names)
         snprintf(s->names[k], len, "%s.%s", grp->name, v.name);
     else
         snprintf(s->names[k], len, "groups.%d.%s", (int)i, v.name);
-    int32_t st = fib_graph_read_tensor(g, i, index, dt, s->buffers[k], count);
+    int32_t st = packed ? FIB_OK : fib_graph_read_tensor(g, i, index, dt, s->buffers[k], count);
     if (st != FIB_OK)
         return fib_model_rewrap(st, s->path, "saving");
-    st = check_finite(s, g, i, &v, dt, s->buffers[k], count);
+    st = check_finite(s, g, i, &v, dt, packed ? v.data : s->buffers[k],
+                      packed ? v.dtype : dt, count);
     if (st != FIB_OK)
         return st;
     fib_st_out *t = &s->tensors[k];
@@ -167,7 +178,8 @@ static int32_t add_tensor(saver *s, const fib_graph *g, int32_t i, int32_t index
     t->n_dims = v.ndim;
     for (int d = 0; d < v.ndim; d++)
         t->shape[d] = v.shape[d];
-    t->data = s->buffers[k];
+    t->data = packed ? v.data : s->buffers[k];
+    s->data_dtypes[k] = packed ? v.dtype : dt;
     s->n_out++;
     fib_jbuf_raw(j, *first ? "" : ",");
     *first = false;
@@ -319,14 +331,15 @@ static int32_t save(const fib_graph *g, const fib_base *base, const char *path,
                              "position_shift and select_step groups), not node "
                              "groups of general graphs", path, (int)i,
                              g->groups[i].ops ? g->groups[i].ops->name : "node");
-    saver s = {path, (int64_t)MAX_TENSORS * g->n_groups + 1, 0, NULL, NULL, NULL};
+    saver s = {path, (int64_t)MAX_TENSORS * g->n_groups + 1, 0, NULL, NULL, NULL, NULL};
     s.tensors = fib_calloc(s.capacity, sizeof(fib_st_out));
+    s.data_dtypes = fib_calloc(s.capacity, sizeof(int32_t));
     s.buffers = fib_calloc(s.capacity, sizeof(void *));
     s.names = fib_calloc(s.capacity, sizeof(char *));
     fib_jbuf j;
     fib_jbuf_init(&j);
     int32_t st = FIB_OK;
-    if (!s.tensors || !s.buffers || !s.names)
+    if (!s.tensors || !s.data_dtypes || !s.buffers || !s.names)
         st = fib_error(FIB_E_NOMEM, "%s: out of memory", path);
     bool use_names = names_usable(g);
     fib_jbuf_raw(&j, "{\"format\":\"" FIB_MODEL_FORMAT "\",\"version\":");
@@ -355,7 +368,7 @@ static int32_t save(const fib_graph *g, const fib_base *base, const char *path,
     if (st == FIB_OK) {
         const char *keys[] = {FIB_MODEL_META_KEY};
         const char *values[] = {j.data};
-        st = fib_st_write(path, s.tensors, s.n_out, keys, values, 1);
+        st = fib_st_write_converting(path, s.tensors, s.data_dtypes, s.n_out, keys, values, 1);
     }
     fib_jbuf_free(&j);
     saver_free(&s);

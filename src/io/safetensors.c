@@ -356,8 +356,9 @@ static int32_t check_coverage(const fib_st_file *f, uint64_t data_size)
 }
 
 /* The whole pages of [at, at + len) of a mapped file, whose data was just
- * converted to an owned copy, leave the process's memory: a float16 or
- * bfloat16 model then peaks at its float32 copies, not copies plus file.
+ * converted to an owned copy (a misaligned or big-endian tensor), leave the
+ * process's memory: such a model then peaks at its copies, not copies plus
+ * file.
  * Only pages wholly inside the tensor's bytes go, which nothing reads
  * again; the mapping is private and read-only, so dropping them loses
  * nothing. */
@@ -382,12 +383,17 @@ static int32_t attach_data(fib_st_file *f, const unsigned char *data_region,
 {
     const unsigned char *src = data_region + t->begin;
     size_t esize = file_dtype_size(t->file_dtype);
-    t->dtype = t->file_dtype == FIB_ST_F64 ? FIB_DTYPE_F64 : FIB_DTYPE_F32;
-    bool native = t->file_dtype == FIB_ST_F32 || t->file_dtype == FIB_ST_F64;
-    if (native && host_little_endian() && ((uintptr_t)src % esize) == 0) {
+    static const int32_t held_as[] = {[FIB_ST_F32] = FIB_DTYPE_F32, [FIB_ST_F64] = FIB_DTYPE_F64,
+                                      [FIB_ST_F16] = FIB_DTYPE_F16,
+                                      [FIB_ST_BF16] = FIB_DTYPE_BF16};
+    /* every dtype is read in place when the file allows: the kernels read
+     * float16 and bfloat16 directly (kernels/stored.h) */
+    if (host_little_endian() && ((uintptr_t)src % esize) == 0) {
+        t->dtype = held_as[t->file_dtype];
         t->data = src;
         return FIB_OK;
     }
+    t->dtype = t->file_dtype == FIB_ST_F64 ? FIB_DTYPE_F64 : FIB_DTYPE_F32;
     if (t->n_elements == 0) {
         t->data = src; /* never read */
         return FIB_OK;
@@ -728,12 +734,12 @@ static bool write_all(FILE *fp, const void *p, size_t n)
     return n == 0 || fwrite(p, 1, n, fp) == n;
 }
 
-static bool write_tensor(FILE *fp, const fib_st_out *o, int64_t bytes)
+/* Bytes of native-endian values in the file's order (little-endian). */
+static bool write_values(FILE *fp, const void *values, size_t esize, int64_t bytes)
 {
     if (host_little_endian())
-        return write_all(fp, o->data, (size_t)bytes);
-    size_t esize = fib_dtype_size(o->dtype);
-    const unsigned char *src = o->data;
+        return write_all(fp, values, (size_t)bytes);
+    const unsigned char *src = values;
     unsigned char swapped[8];
     for (int64_t off = 0; off < bytes; off += (int64_t)esize) {
         for (size_t b = 0; b < esize; b++)
@@ -744,8 +750,27 @@ static bool write_tensor(FILE *fp, const fib_st_out *o, int64_t bytes)
     return true;
 }
 
-static int32_t write_file(const char *path, const fib_st_out *t, int64_t n,
-                          const int64_t *order, const int64_t *bytes,
+static bool write_tensor(FILE *fp, const fib_st_out *o, int32_t data_dtype, int64_t bytes)
+{
+    size_t esize = fib_dtype_size(o->dtype);
+    if (!data_dtype || data_dtype == o->dtype)
+        return write_values(fp, o->data, esize, bytes);
+    /* converted a chunk at a time: 64 KiB of float64 at most */
+    enum { CHUNK = 8192 };
+    double chunk[CHUNK];
+    int64_t n = bytes / (int64_t)esize;
+    bool ok = true;
+    for (int64_t i0 = 0; i0 < n && ok; i0 += CHUNK) {
+        int64_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
+        for (int64_t x = 0; x < m; x++)
+            fib_store(o->dtype, chunk, x, fib_load(data_dtype, o->data, i0 + x));
+        ok = write_values(fp, chunk, esize, m * (int64_t)esize);
+    }
+    return ok;
+}
+
+static int32_t write_file(const char *path, const fib_st_out *t, const int32_t *data_dtypes,
+                          int64_t n, const int64_t *order, const int64_t *bytes,
                           const fib_jbuf *h)
 {
     fib_output out;
@@ -758,7 +783,8 @@ static int32_t write_file(const char *path, const fib_st_out *t, int64_t n,
         len[i] = (unsigned char)(hl >> (8 * i));
     bool ok = write_all(out.fp, len, 8) && write_all(out.fp, h->data, h->length);
     for (int64_t k = 0; k < n && ok; k++)
-        ok = write_tensor(out.fp, &t[order[k]], bytes[order[k]]);
+        ok = write_tensor(out.fp, &t[order[k]], data_dtypes ? data_dtypes[order[k]] : 0,
+                          bytes[order[k]]);
     if (!ok) {
         int e = errno;
         fib_output_abort(&out);
@@ -770,6 +796,15 @@ static int32_t write_file(const char *path, const fib_st_out *t, int64_t n,
 int32_t fib_st_write(const char *path, const fib_st_out *tensors,
                      int64_t n_tensors, const char *const *meta_keys,
                      const char *const *meta_values, int64_t n_meta)
+{
+    return fib_st_write_converting(path, tensors, NULL, n_tensors, meta_keys, meta_values,
+                                   n_meta);
+}
+
+int32_t fib_st_write_converting(const char *path, const fib_st_out *tensors,
+                                const int32_t *data_dtypes, int64_t n_tensors,
+                                const char *const *meta_keys,
+                                const char *const *meta_values, int64_t n_meta)
 {
     if (!path || (n_tensors > 0 && !tensors) ||
         (n_meta > 0 && (!meta_keys || !meta_values)))
@@ -790,6 +825,10 @@ int32_t fib_st_write(const char *path, const fib_st_out *tensors,
         st = fib_error(FIB_E_NOMEM, "%s: out of memory", path);
     if (st == FIB_OK)
         st = check_out_tensors(path, tensors, n_tensors, bytes);
+    for (int64_t i = 0; st == FIB_OK && data_dtypes && i < n_tensors; i++)
+        if (data_dtypes[i] && !fib_dtype_size(data_dtypes[i]))
+            st = fib_error(FIB_E_INVALID, "%s: tensor '%s': data dtype %d is unknown", path,
+                           tensors[i].name, (int)data_dtypes[i]);
     if (st == FIB_OK) {
         /* float64 first: all sizes are multiples of 8, so every tensor stays
          * aligned to its element size in a mapping */
@@ -804,7 +843,7 @@ int32_t fib_st_write(const char *path, const fib_st_out *tensors,
                           meta_values, n_meta, &h);
     }
     if (st == FIB_OK)
-        st = write_file(path, tensors, n_tensors, order, bytes, &h);
+        st = write_file(path, tensors, data_dtypes, n_tensors, order, bytes, &h);
     fib_jbuf_free(&h);
     fib_free(order);
     fib_free(bytes);

@@ -5,9 +5,10 @@
  * "__metadata__": string -> string), then the data region. Offsets are
  * relative to the data region, which the tensors must cover exactly.
  *
- * F32 and F64 tensors are used in place from the mapping when they are
- * aligned and the host is little-endian; F16 and BF16 tensors (and any that
- * are not) are converted into owned float32/float64 buffers. */
+ * Tensors are used in place from the mapping when they are aligned and the
+ * host is little-endian, F16 and BF16 ones included (FIB_DTYPE_F16 /
+ * FIB_DTYPE_BF16); others are converted into owned float32 (float64 for
+ * F64) buffers. */
 #ifndef FIB_IO_SAFETENSORS_H
 #define FIB_IO_SAFETENSORS_H
 
@@ -32,7 +33,7 @@ typedef struct fib_st_tensor {
     int64_t shape[FIB_ST_MAX_DIMS];
     int64_t n_elements;
     uint64_t begin, end;    /* byte offsets in the data region */
-    int32_t dtype;          /* FIB_DTYPE_F32 / FIB_DTYPE_F64 of `data` */
+    int32_t dtype;          /* FIB_DTYPE_* of `data` */
     const void *data;       /* native-endian values, aligned */
     void *owned;            /* a converted copy, or NULL when mapped */
 } fib_st_tensor;
@@ -88,5 +89,13 @@ typedef struct fib_st_out {
 int32_t fib_st_write(const char *path, const fib_st_out *tensors,
                      int64_t n_tensors, const char *const *meta_keys,
                      const char *const *meta_values, int64_t n_meta);
+/* Like fib_st_write, where tensor i's data holds values of data_dtypes[i]
+ * (any FIB_DTYPE_*; 0: its dtype), converted to its dtype while they are
+ * written, a chunk at a time, so that no converted copy of a large tensor
+ * is held. data_dtypes may be NULL (all 0). */
+int32_t fib_st_write_converting(const char *path, const fib_st_out *tensors,
+                                const int32_t *data_dtypes, int64_t n_tensors,
+                                const char *const *meta_keys,
+                                const char *const *meta_values, int64_t n_meta);
 
 #endif

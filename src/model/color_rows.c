@@ -4,6 +4,7 @@
  * SIMD kernels (src/kernels/) on the signature's threads. */
 #include "model/model.h"
 #include "kernels/kernels.h"
+#include "kernels/stored.h"
 #include "kernels/parallel.h"
 
 int32_t fib_color_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
@@ -15,7 +16,7 @@ int32_t fib_color_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
     int64_t tile = kernels->tile_rows;
     int64_t n_tiles = (rows + tile - 1) / tile;
     int threads = fib_thread_count(sig->n_threads, n_tiles);
-    int64_t scratch_len = fib_color_scratch_len(n, k_classes);
+    int64_t scratch_len = fib_color_scratch_len_stored(dtype, n, k_classes);
     double *scratch = fib_alloc(scratch_len * threads, sizeof *scratch);
     /* the class order of the columns, once per block */
     int64_t *perm = fib_alloc(n, sizeof *perm);
@@ -36,12 +37,8 @@ int32_t fib_color_rows(fib_signature *sig, int64_t sig_row0, int64_t offset,
         double *tol = sig->tol + (sig_row0 + row0) * sig->n_coords + offset;
         double *own = scratch + scratch_len * fib_thread_num();
         const void *at = (const char *)w + (size_t)(row0 * ld) * esize;
-        if (dtype == FIB_DTYPE_F32)
-            kernels->color_sums_f32(at, ld, count, n, color, perm, start, k_classes, own,
-                                     val, tol, sig->n_coords);
-        else
-            kernels->color_sums_f64(at, ld, count, n, color, perm, start, k_classes, own,
-                                     val, tol, sig->n_coords);
+        fib_color_sums_stored(kernels, dtype, at, ld, count, n, color, perm, start,
+                               k_classes, own, val, tol, sig->n_coords);
         /* fib_rounding_tol(dtype, |c|, a) is coef[c] * a, the same bits */
         for (int64_t r = 0; r < count; r++)
             for (int64_t c = 0; c < k_classes; c++)

@@ -21,8 +21,9 @@ static int32_t check_call(const fib_graph *g, int64_t batch, int32_t dtype,
                          !g ? "graph" : !inputs ? "inputs" : "outputs");
     if (batch < 1)
         return fib_error(FIB_E_SHAPE, "%s: batch %lld must be at least 1", fn, (long long)batch);
-    if (!fib_dtype_size(dtype))
-        return fib_error(FIB_E_INVALID, "%s: unknown dtype %d", fn, (int)dtype);
+    if (!fib_dtype_writable(dtype))
+        return fib_error(FIB_E_INVALID, "%s: dtype %d: FIB_DTYPE_F32 or FIB_DTYPE_F64 expected",
+                         fn, (int)dtype);
     for (int32_t i = 0; i < g->n_groups; i++)
         if (fib_group_is_nodes(g, i))
             return fib_error(FIB_E_UNSUPPORTED,

@@ -87,9 +87,7 @@ static inline const fib_direct_block *fib_direct_find(const fib_signature *sig, 
 static inline double fib_direct_value(const fib_signature *sig, int64_t i, int64_t j)
 {
     const fib_direct_block *b = fib_direct_find(sig, &j);
-    int64_t at = i * b->ld + j * b->step;
-    return b->dtype == FIB_DTYPE_F32 ? (double)((const float *)b->data)[at]
-                                     : ((const double *)b->data)[at];
+    return fib_load(b->dtype, b->data, i * b->ld + j * b->step);
 }
 
 /* The allowance of a coordinate that is a label (a class id, a head, a

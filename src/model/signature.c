@@ -73,7 +73,10 @@ double fib_rounding_tol(int32_t dtype, int64_t terms, double abs_sum)
 {
     /* Each stored weight may carry half an ulp of its dtype from however it
      * was computed (a lift splits a sum); the double accumulation adds one
-     * 2^-53 per term. The factor 4 leaves room for a second rounding. */
-    const double u = dtype == FIB_DTYPE_F32 ? 0x1.0p-24 : 0x1.0p-53;
+     * 2^-53 per term. The factor 4 leaves room for a second rounding.
+     * float16 and bfloat16 weights take float32's allowance: they are
+     * exact float32 values, and their colourings are those of the float32
+     * copy of the same weights. */
+    const double u = dtype == FIB_DTYPE_F64 ? 0x1.0p-53 : 0x1.0p-24;
     return (4.0 * u + (double)(terms + 1) * 0x1.0p-53) * abs_sum;
 }

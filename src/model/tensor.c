@@ -1,6 +1,7 @@
 /* Read-out of every block's parameters, integer attributes and scalar, so
  * that bindings can rebuild a base in their own framework. */
 #include "model/model.h"
+#include "kernels/stored.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -83,8 +84,9 @@ int32_t fib_graph_read_tensor(const fib_graph *g, int32_t group, int32_t index,
         return status;
     if (!out)
         return fib_error(FIB_E_NULL, "%s: out is NULL", fn);
-    if (!fib_dtype_size(dtype))
-        return fib_error(FIB_E_INVALID, "%s: unknown dtype %d", fn, (int)dtype);
+    if (!fib_dtype_writable(dtype))
+        return fib_error(FIB_E_INVALID, "%s: dtype %d: FIB_DTYPE_F32 or FIB_DTYPE_F64 expected",
+                         fn, (int)dtype);
     int64_t n = elements(&v), per_row = n / v.shape[0];
     if (count < n)
         return fib_error(FIB_E_BUFFER, "%s: tensor %s of group %d has %lld elements, got %lld",
@@ -145,7 +147,11 @@ static int64_t first_nonfinite(const fib_tensor_view *v)
     int64_t per_row = v->shape[0] > 0 ? elements(v) / v->shape[0] : 0;
     for (int64_t r = 0; r < v->shape[0]; r++) {
         bool bad = false;
-        if (v->dtype == FIB_DTYPE_F32) {
+        if (fib_dtype_is_half(v->dtype)) {
+            bad = !fib_all_finite_stored(fib_kernels_active(), v->dtype,
+                                         (const uint16_t *)v->data + r * v->row_stride,
+                                         per_row);
+        } else if (v->dtype == FIB_DTYPE_F32) {
             const float *row = (const float *)v->data + r * v->row_stride;
             for (int64_t x = 0; x < per_row; x++)
                 bad |= !isfinite(row[x]);

@@ -1,5 +1,6 @@
 /* Checked arithmetic, the allocation funnel and dtype access. */
 #include "model/model.h"
+#include "kernels/stored.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -85,15 +86,20 @@ size_t fib_dtype_size(int32_t dtype)
     switch (dtype) {
     case FIB_DTYPE_F32: return sizeof(float);
     case FIB_DTYPE_F64: return sizeof(double);
+    case FIB_DTYPE_F16:
+    case FIB_DTYPE_BF16: return sizeof(uint16_t);
     default: return 0;
     }
 }
 
+bool fib_dtype_writable(int32_t dtype)
+{
+    return dtype == FIB_DTYPE_F32 || dtype == FIB_DTYPE_F64;
+}
+
 double fib_load(int32_t dtype, const void *buf, int64_t i)
 {
-    if (dtype == FIB_DTYPE_F32)
-        return (double)((const float *)buf)[i];
-    return ((const double *)buf)[i];
+    return fib_stored_load(dtype, buf, i);
 }
 
 void fib_store(int32_t dtype, void *buf, int64_t i, double value)

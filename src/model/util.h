@@ -46,9 +46,13 @@ static inline void fib_prefetch_range(const char *p, size_t n)
 #endif
 }
 
-/* Size of one element of a FIB_DTYPE_*, 0 if unknown. */
+/* Size of one element of a FIB_DTYPE_* (float16 and bfloat16 included),
+ * 0 if unknown. */
 size_t fib_dtype_size(int32_t dtype);
-/* Reads element i of a float32/float64 buffer as double. */
+/* Whether the library writes caller buffers in this dtype: float32 and
+ * float64 (half dtypes are read, never written). */
+bool fib_dtype_writable(int32_t dtype);
+/* Reads element i of a buffer of any FIB_DTYPE_* as double (exact). */
 double fib_load(int32_t dtype, const void *buf, int64_t i);
 /* Writes element i of a float32/float64 buffer. */
 void fib_store(int32_t dtype, void *buf, int64_t i, double value);

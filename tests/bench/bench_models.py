@@ -9,7 +9,10 @@ Cases (chains of `LAYERS` dense d x d layers, an nn.Sequential state dict):
                class is one unit (what a trained network looks like)
   planted-f32  float32 weights in classes of 8 rows and 8 columns: exact
                fibers and covers of 8, a base 64 times smaller
-  random-bf16  random normal bfloat16 weights (read as float32 copies)
+  random-bf16  random normal bfloat16 weights (held as stored, read in
+               place from the mapped file)
+  random-f16   random normal float16 weights (likewise)
+  planted-bf16 the planted chain in bfloat16
 
 A warm read is the best of 5 reads of the file into one 8 MiB buffer after
 a first read has put it in the page cache; each command is run 3 times (the
@@ -58,8 +61,8 @@ def planted_layers(rng, d):
 
 def write_state_dict(path, layers, d, dtype):
     """One layer at a time (the generator never holds the model); BF16 is
-    float32 truncated."""
-    size = 2 if dtype == "BF16" else 4
+    float32 truncated, F16 float32 rounded."""
+    size = 2 if dtype in ("BF16", "F16") else 4
     header, offset = {}, 0
     for i in range(LAYERS):
         n = d * d * size
@@ -74,6 +77,8 @@ def write_state_dict(path, layers, d, dtype):
         for w in layers:
             if dtype == "BF16":
                 (w.view(np.uint32) >> 16).astype(np.uint16).tofile(f)
+            elif dtype == "F16":
+                w.astype(np.float16).tofile(f)
             else:
                 w.tofile(f)
 
@@ -121,7 +126,8 @@ def main():
     d = int(math.sqrt(mib * 2 ** 20 / 4 / LAYERS)) // 64 * 64
     rng = np.random.default_rng(22)
     cases = [("random-f32", random_layers, "F32"), ("planted-f32", planted_layers, "F32"),
-             ("random-bf16", random_layers, "BF16")]
+             ("random-bf16", random_layers, "BF16"), ("random-f16", random_layers, "F16"),
+             ("planted-bf16", planted_layers, "BF16")]
     print(f"fibration on chains of {LAYERS} dense {d} x {d} layers "
           f"(FIB_BENCH_MODEL_MIB={mib:g}); best of {RUNS} runs")
     _, baseline, _ = run([cli, "--version"], 1)

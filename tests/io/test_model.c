@@ -324,6 +324,106 @@ typedef struct sd_case {
     const char *message;
 } sd_case;
 
+/* bfloat16 of a float that has one (its top half). */
+static uint16_t bf16_of(double v)
+{
+    float f = (float)v;
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    return (uint16_t)(bits >> 16);
+}
+
+/* A bfloat16 state dict (written by hand: the writer makes F32 and F64)
+ * loads with its tensors held as bfloat16, in place or copied; saved with
+ * dtype 0 it becomes float32 holding the same values, packed and strided
+ * tensors alike, and loads back to the same classes. */
+static void test_bfloat16_model_held_and_saved(void)
+{
+    uint16_t w[24 + 12];
+    for (int i = 0; i < 24; i++)
+        w[i] = bf16_of(w1[i]); /* every w1, w2 value is a bfloat16 */
+    for (int i = 0; i < 12; i++)
+        w[24 + i] = bf16_of(w2[i]);
+    char header[256];
+    snprintf(header, sizeof header,
+             "{\"0.weight\":{\"dtype\":\"BF16\",\"shape\":[4,6],\"data_offsets\":[0,48]},"
+             "\"2.weight\":{\"dtype\":\"BF16\",\"shape\":[3,4],\"data_offsets\":[48,72]}}");
+    while (strlen(header) % 8)
+        strcat(header, " ");
+    char path[400], saved[400];
+    tmp_path(path, sizeof path, "bf16.safetensors");
+    tmp_path(saved, sizeof saved, "bf16_saved.safetensors");
+    FILE *fp = fopen(path, "wb");
+    CHECK(fp != NULL);
+    if (!fp)
+        return;
+    uint64_t n = strlen(header);
+    unsigned char len[8];
+    for (int i = 0; i < 8; i++)
+        len[i] = (unsigned char)(n >> (8 * i));
+    fwrite(len, 1, 8, fp);
+    fwrite(header, 1, n, fp);
+    for (int i = 0; i < 36; i++) {
+        unsigned char b[2] = {(unsigned char)(w[i] & 0xFF), (unsigned char)(w[i] >> 8)};
+        fwrite(b, 1, 2, fp);
+    }
+    fclose(fp);
+    for (int32_t copy = 0; copy <= 1; copy++) {
+        fib_load_options o;
+        fib_load_options_init(&o, sizeof o);
+        o.copy = copy;
+        fib_graph *g = NULL;
+        CHECK_OK(fib_model_load(path, &o, &g));
+        if (!g)
+            continue;
+        int32_t dtype = 0;
+        CHECK_OK(fib_graph_tensor_dtype(g, 1, 0, &dtype));
+        CHECK(dtype == FIB_DTYPE_BF16);
+        double got[24];
+        CHECK_OK(fib_graph_read_tensor(g, 1, 0, FIB_DTYPE_F64, got, 24));
+        CHECK(!memcmp(got, w1, sizeof got));
+        fib_coloring *c = NULL;
+        CHECK_OK(fib_color(g, NULL, &c));
+        int64_t k = 0;
+        CHECK_OK(fib_coloring_num_classes(c, 1, &k));
+        CHECK(k == 3);
+        fib_coloring_free(c);
+        CHECK_OK(fib_model_save(g, saved, 0));
+        fib_st_file *f = NULL;
+        CHECK_OK(fib_st_open(saved, &f));
+        const fib_st_tensor *t = f ? fib_st_find(f, "0.weight") : NULL;
+        CHECK(t && t->file_dtype == FIB_ST_F32);
+        for (int i = 0; t && i < 24; i++)
+            CHECK(((const float *)t->data)[i] == (float)w1[i]);
+        fib_st_close(f);
+        fib_graph *back = NULL;
+        CHECK_OK(fib_model_load(saved, NULL, &back));
+        if (back)
+            check_same(g, back, FIB_DTYPE_F32);
+        fib_graph_free(back);
+        fib_graph_free(g);
+    }
+    /* a strided bfloat16 block (ld 8) saves the same values as float64 */
+    uint16_t strided[4 * 8] = {0};
+    for (int r = 0; r < 4; r++)
+        memcpy(strided + r * 8, w + r * 6, 6 * sizeof *strided);
+    fib_graph *g = NULL;
+    int32_t in, h;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, 6, &in));
+    CHECK_OK(fib_graph_add_dense(g, in, 4, FIB_DTYPE_BF16, strided, 8, NULL, 0, &h));
+    CHECK_OK(fib_model_save(g, saved, FIB_DTYPE_F64));
+    fib_graph *back = NULL;
+    CHECK_OK(fib_model_load(saved, NULL, &back));
+    double got[24] = {0};
+    CHECK(back && fib_graph_read_tensor(back, 1, 0, FIB_DTYPE_F64, got, 24) == FIB_OK);
+    CHECK(!memcmp(got, w1, sizeof got));
+    fib_graph_free(back);
+    fib_graph_free(g);
+    unlink(path);
+    unlink(saved);
+}
+
 static void test_state_dict_errors(void)
 {
     static float z[64];
@@ -462,6 +562,7 @@ int main(void)
     RUN(test_base_round_trip);
     RUN(test_state_dict);
     RUN(test_state_dict_errors);
+    RUN(test_bfloat16_model_held_and_saved);
     RUN(test_metadata_errors);
     RUN(test_nonfinite_and_args);
     rmdir(tmpdir);

@@ -3,7 +3,9 @@
  * thread count. Run under several FIBRATION_SIMD values (tests/kernels/
  * meson.build): each run also checks that the variable was obeyed. */
 #include "compress/compress.h"
+#include "io/safetensors.h"
 #include "kernels/kernels.h"
+#include "kernels/stored.h"
 #include "model/keyed_sort.h"
 
 #include <math.h>
@@ -201,6 +203,39 @@ static void test_all_finite(void)
     float big = 3.0e38f;   /* the largest magnitudes are finite too */
     for (int s = 0; s < n_sets; s++)
         CHECK(sets[s]->all_finite_f32(&big, 1));
+}
+
+/* The half-precision finiteness check (four values a word) against the
+ * reference conversions: every finite pattern passes, one infinity or NaN
+ * of either sign at any place and alignment is found. */
+static void test_all_finite_half(void)
+{
+    uint16_t h[80];
+    for (int32_t dtype = FIB_DTYPE_F16; dtype <= FIB_DTYPE_BF16; dtype++) {
+        /* the largest finite, the smallest subnormal, both signs */
+        const uint16_t edges[] = {dtype == FIB_DTYPE_BF16 ? 0x7F7Fu : 0x7BFFu,
+                                  dtype == FIB_DTYPE_BF16 ? 0xFF7Fu : 0xFBFFu, 0x0001u, 0x8001u};
+        for (int trial = 0; trial < 2000; trial++) {
+            int64_t n = below(70), shift = below(4);
+            for (int64_t i = 0; i < n + shift; i++) {
+                do
+                    h[i] = (uint16_t)rnd();
+                while (!isfinite(dtype == FIB_DTYPE_BF16 ? fib_bf16_to_float(h[i])
+                                                         : fib_half_to_float(h[i])));
+                if (below(8) == 0)
+                    h[i] = edges[below(4)];
+            }
+            int planted = trial % 4 != 0 && n > 0;
+            if (planted) {
+                uint16_t full = dtype == FIB_DTYPE_BF16 ? 0x7F80u : 0x7C00u;
+                /* infinity or a NaN (a non-zero mantissa), either sign */
+                uint16_t mantissa = trial % 3 ? 0 : (uint16_t)(1 + below(full == 0x7C00u ? 1023 : 127));
+                h[shift + below(n)] = (uint16_t)(full | mantissa | (trial % 2 ? 0x8000u : 0));
+            }
+            for (int s = 0; s < n_sets; s++)
+                CHECK(fib_all_finite_stored(sets[s], dtype, h + shift, n) == !planted);
+        }
+    }
 }
 
 /* ---- grouping of sparse signatures ------------------------------------------ */
@@ -681,12 +716,43 @@ static void test_colourings(void)
  * first's planted classes: output channels copied in pairs, with the
  * second's kernels equal on each pair's channels, so that its colour sums
  * add several columns per class) and an LSTM over a sequence. */
+enum { CL_C_IN = 6, CL_C1 = 12, CL_C2 = 10, CL_HIDDEN = 9, CL_KK = 9 };
+#define CL_N_W1 (CL_C1 * CL_C_IN * CL_KK)
+#define CL_N_W2 (CL_C2 * (CL_C1 / 2) * CL_KK)
+#define CL_N_IH (4 * CL_HIDDEN * 5)
+#define CL_N_HH (4 * CL_HIDDEN * CL_HIDDEN)
+#define CL_N_ALL (CL_N_W1 + CL_N_W2 + CL_N_IH + CL_N_HH)
+
+/* The net of conv_lstm_net over weights `buf` (dtype) laid out as it makes
+ * them (conv1, conv2, LSTM input rows, LSTM hidden rows). */
+static fib_graph *conv_lstm_graph(int32_t dtype, const void *weights)
+{
+    const int64_t c_in = CL_C_IN, c1 = CL_C1, c2 = CL_C2, hidden = CL_HIDDEN;
+    const int64_t n_w1 = CL_N_W1, n_w2 = CL_N_W2, n_ih = CL_N_IH;
+    size_t es = fib_dtype_size(dtype);
+    const char *buf = weights;
+    fib_graph *g = NULL;
+    int32_t in, a, b, p, seq, l;
+    fib_graph_create(&g);
+    fib_graph_add_input_positions(g, c_in, 7, 7, &in);
+    CHECK(fib_graph_add_conv(g, in, c1, 3, 3, 1, 1, 1, 1, 1, dtype, buf, NULL, 0, &a) == FIB_OK);
+    fib_graph_set_activation(g, a, FIB_ACT_RELU, 0);
+    CHECK(fib_graph_add_conv(g, a, c2, 3, 3, 2, 2, 0, 0, 2, dtype, buf + n_w1 * es, NULL, 0,
+                             &b) == FIB_OK);
+    fib_graph_set_activation(g, b, FIB_ACT_TANH, 0);
+    CHECK(fib_graph_add_pool(g, b, FIB_POOL_AVG, 3, 3, 1, 1, 0, 0, &p) == FIB_OK);
+    fib_graph_add_input_positions(g, 5, 6, 1, &seq);
+    CHECK(fib_graph_add_lstm(g, seq, hidden, dtype, buf + (n_w1 + n_w2) * es,
+                             buf + (n_w1 + n_w2 + n_ih) * es, NULL, NULL, 0, &l) == FIB_OK);
+    return g;
+}
+
 static fib_graph *conv_lstm_net(int32_t dtype, void **owned)
 {
-    const int64_t c_in = 6, c1 = 12, c2 = 10, hidden = 9, kk = 9;
+    const int64_t c_in = CL_C_IN, c1 = CL_C1, c2 = CL_C2, kk = CL_KK;
     size_t es = dtype == FIB_DTYPE_F32 ? sizeof(float) : sizeof(double);
-    int64_t n_w1 = c1 * c_in * kk, n_w2 = c2 * (c1 / 2) * kk;
-    int64_t n_ih = 4 * hidden * 5, n_hh = 4 * hidden * hidden;
+    int64_t n_w1 = CL_N_W1, n_w2 = CL_N_W2;
+    int64_t n_ih = CL_N_IH, n_hh = CL_N_HH;
     char *buf = malloc((size_t)(n_w1 + n_w2 + n_ih + n_hh) * es);
     double *tmp = malloc((size_t)(n_w1 + n_w2 + n_ih + n_hh) * sizeof *tmp);
     double *w1 = tmp, *w2 = w1 + n_w1, *ih = w2 + n_w2; /* then w_hh */
@@ -711,21 +777,8 @@ static fib_graph *conv_lstm_net(int32_t dtype, void **owned)
             ((double *)buf)[x] = tmp[x];
     }
     free(tmp);
-    fib_graph *g = NULL;
-    int32_t in, a, b, p, seq, l;
-    fib_graph_create(&g);
-    fib_graph_add_input_positions(g, c_in, 7, 7, &in);
-    CHECK(fib_graph_add_conv(g, in, c1, 3, 3, 1, 1, 1, 1, 1, dtype, buf, NULL, 0, &a) == FIB_OK);
-    fib_graph_set_activation(g, a, FIB_ACT_RELU, 0);
-    CHECK(fib_graph_add_conv(g, a, c2, 3, 3, 2, 2, 0, 0, 2, dtype, buf + n_w1 * es, NULL, 0,
-                             &b) == FIB_OK);
-    fib_graph_set_activation(g, b, FIB_ACT_TANH, 0);
-    CHECK(fib_graph_add_pool(g, b, FIB_POOL_AVG, 3, 3, 1, 1, 0, 0, &p) == FIB_OK);
-    fib_graph_add_input_positions(g, 5, 6, 1, &seq);
-    CHECK(fib_graph_add_lstm(g, seq, hidden, dtype, buf + (n_w1 + n_w2) * es,
-                             buf + (n_w1 + n_w2 + n_ih) * es, NULL, NULL, 0, &l) == FIB_OK);
     *owned = buf;
-    return g;
+    return conv_lstm_graph(dtype, buf);
 }
 
 static void test_conv_lstm_colourings(void)
@@ -834,6 +887,209 @@ static void test_compress(void)
     fib_kernels_override(-1);
 }
 
+/* ---- float16 and bfloat16 ----------------------------------------------- */
+
+/* A half-precision value near f (its float32 bits cut short; too small:
+ * a signed zero). Any value does: the tests compare a half graph with the
+ * float32 copy of its own weights. */
+static uint16_t to_half(int32_t dtype, float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    if (dtype == FIB_DTYPE_BF16)
+        return (uint16_t)(b >> 16);
+    uint16_t sign = (uint16_t)((b >> 16) & 0x8000u);
+    int32_t e = (int32_t)((b >> 23) & 0xFF) - 127 + 15;
+    if (e <= 0)
+        return sign;
+    if (e >= 31)
+        return (uint16_t)(sign | 0x7BFFu);
+    return (uint16_t)(sign | (uint32_t)e << 10 | ((b >> 13) & 0x3FFu));
+}
+
+/* Half weights h near src, and f their float32 values (by the reference
+ * conversions of the file reader). */
+static void halve(int32_t dtype, const float *src, int64_t n, uint16_t *h, float *f)
+{
+    for (int64_t x = 0; x < n; x++) {
+        h[x] = to_half(dtype, src[x]);
+        f[x] = dtype == FIB_DTYPE_BF16 ? fib_bf16_to_float(h[x]) : fib_half_to_float(h[x]);
+    }
+}
+
+/* Every tensor of every group of two graphs holds the same values. */
+static bool same_tensors(const fib_graph *a, const fib_graph *b)
+{
+    int32_t groups, groups_b;
+    fib_graph_num_groups(a, &groups);
+    fib_graph_num_groups(b, &groups_b);
+    bool same = groups == groups_b;
+    for (int32_t i = 0; same && i < groups; i++)
+        for (int32_t t = 0; same; t++) {
+            int64_t sa[4], sb[4];
+            if (fib_graph_tensor_info(a, i, t, NULL, sa, NULL) != FIB_OK) {
+                same = fib_graph_tensor_info(b, i, t, NULL, sb, NULL) != FIB_OK;
+                break;
+            }
+            same = fib_graph_tensor_info(b, i, t, NULL, sb, NULL) == FIB_OK &&
+                   !memcmp(sa, sb, sizeof sa);
+            int64_t n = sa[0] * sa[1] * sa[2] * sa[3];
+            double *va = malloc((size_t)n * sizeof *va), *vb = malloc((size_t)n * sizeof *vb);
+            same = same && fib_graph_read_tensor(a, i, t, FIB_DTYPE_F64, va, n) == FIB_OK &&
+                   fib_graph_read_tensor(b, i, t, FIB_DTYPE_F64, vb, n) == FIB_OK &&
+                   !memcmp(va, vb, (size_t)n * sizeof *va);
+            free(va), free(vb);
+        }
+    return same;
+}
+
+/* gh (half weights) and gf (their float32 copy) colour alike under every
+ * kernel set and thread count, for both symmetries, exactly and with a
+ * tolerance; their compressions hold the same values. Returns the classes
+ * of group `count_group` under exact fibers. */
+static int64_t half_colours_like_float32(const fib_graph *gh, const fib_graph *gf,
+                                         double eps, int32_t count_group)
+{
+    int64_t classes = -1;
+    for (int32_t sym = FIB_SYM_FIBERS; sym <= FIB_SYM_COVERS; sym++)
+        for (int tol = 0; tol < 2; tol++) {
+            int64_t *ref = NULL, ref_len = 0;
+            for (int s = 0; s < n_sets; s++)
+                for (int32_t threads = 1; threads <= 3; threads++) {
+                    CHECK(fib_kernels_override(sets[s]->level) == 0);
+                    set_threads(threads);
+                    fib_color_options o;
+                    fib_color_options_init(&o, sizeof o);
+                    o.symmetry = sym;
+                    o.tolerance = tol ? FIB_TOL_ABS : FIB_TOL_EXACT;
+                    o.eps = tol ? eps : 0.0;
+                    o.n_threads = threads;
+                    fib_coloring *ch = NULL, *cf = NULL;
+                    CHECK(fib_color(gh, &o, &ch) == FIB_OK);
+                    CHECK(fib_color(gf, &o, &cf) == FIB_OK);
+                    if (!ch || !cf) {
+                        fib_coloring_free(ch), fib_coloring_free(cf);
+                        continue;
+                    }
+                    int64_t lh, lf;
+                    int64_t *got = colours_of(gh, ch, &lh), *want = colours_of(gf, cf, &lf);
+                    CHECK(lh == lf && !memcmp(got, want, (size_t)lh * sizeof *got));
+                    if (!ref) {
+                        ref = got, ref_len = lh;
+                        if (sym == FIB_SYM_FIBERS && !tol)
+                            fib_coloring_num_classes(ch, count_group, &classes);
+                    } else {
+                        CHECK(lh == ref_len && !memcmp(got, ref, (size_t)lh * sizeof *got));
+                        free(got);
+                    }
+                    free(want);
+                    fib_base *bh = NULL, *bf = NULL;
+                    CHECK(fib_compress(gh, ch, &bh) == FIB_OK);
+                    CHECK(fib_compress(gf, cf, &bf) == FIB_OK);
+                    CHECK(bh && bf && same_tensors(fib_base_graph(bh), fib_base_graph(bf)));
+                    fib_base_free(bh), fib_base_free(bf);
+                    fib_coloring_free(ch), fib_coloring_free(cf);
+                }
+            free(ref);
+        }
+    set_threads(1);
+    fib_kernels_override(-1);
+    return classes;
+}
+
+/* make_net's three dense layers over weights w[layer] (dtype, ld width +
+ * layer), with its activations. */
+static fib_graph *dense_chain(int32_t dtype, int64_t width, void *const *w)
+{
+    fib_graph *g = NULL;
+    int32_t prev, group;
+    fib_graph_create(&g);
+    fib_graph_add_input(g, width, &prev);
+    for (int layer = 0; layer < 3; layer++) {
+        CHECK(fib_graph_add_dense(g, prev, width, dtype, w[layer], width + layer, NULL, 0,
+                                  &group) == FIB_OK);
+        fib_graph_set_activation(g, group, layer == 2 ? FIB_ACT_LINEAR : FIB_ACT_RELU, 0);
+        prev = group;
+    }
+    return g;
+}
+
+/* Dense chains (planted classes, and near-copies for a tolerance), conv
+ * and LSTM blocks, with float16 and bfloat16 weights read in place: their
+ * colourings and compressions are those of the float32 copy of the same
+ * weights, under every kernel set and thread count, and the tensors read
+ * back as those values (fib_graph_tensor_dtype says what is held). */
+static void test_half_weights_colour_like_float32(void)
+{
+    const int64_t widths[] = {1, 5, 40, 130};
+    for (int32_t dtype = FIB_DTYPE_F16; dtype <= FIB_DTYPE_BF16; dtype++) {
+        for (int wi = 0; wi < 4; wi++)
+            for (int noisy = 0; noisy < 2; noisy++) {
+                int64_t width = widths[wi];
+                net n = make_net(FIB_DTYPE_F32, width, noisy ? 1e-3 : 0.0);
+                void *h[3], *f[3];
+                for (int l = 0; l < 3; l++) {
+                    int64_t cells = width * (width + l);
+                    h[l] = malloc((size_t)cells * 2);
+                    f[l] = malloc((size_t)cells * 4);
+                    halve(dtype, n.w[l], cells, h[l], f[l]);
+                }
+                fib_graph *gh = dense_chain(dtype, width, h), *gf = dense_chain(FIB_DTYPE_F32, width, f);
+                int32_t held = 0;
+                CHECK(fib_graph_tensor_dtype(gh, 1, 0, &held) == FIB_OK && held == dtype);
+                CHECK(same_tensors(gh, gf));
+                int64_t classes = half_colours_like_float32(gh, gf, 1e-2, 1);
+                /* planted copies stay copies in half precision */
+                CHECK(noisy || width < 3 || (classes > 0 && classes < width));
+                fib_graph_free(gh), fib_graph_free(gf);
+                for (int l = 0; l < 3; l++)
+                    free(h[l]), free(f[l]);
+                free_net(&n);
+            }
+        /* Two rows over a source class of two equal units: [1, tiny] and
+         * [1, 0] have sums 1 + tiny and 1, apart by less than float32's
+         * allowance (tiny: 2^-24 in float16, 2^-30 in bfloat16), so one
+         * class, as for the float32 copy; float64's allowance would split
+         * them. */
+        uint16_t one = dtype == FIB_DTYPE_BF16 ? 0x3F80u : 0x3C00u;
+        uint16_t tiny = dtype == FIB_DTYPE_BF16 ? 0x3080u : 0x0001u;
+        uint16_t w1[2] = {one, one}, w2[4] = {one, tiny, one, 0};
+        float f1[2], f2[4];
+        for (int x = 0; x < 4; x++) {
+            f2[x] = dtype == FIB_DTYPE_BF16 ? fib_bf16_to_float(w2[x]) : fib_half_to_float(w2[x]);
+            if (x < 2)
+                f1[x] = 1.0f;
+        }
+        CHECK(f2[1] > 0.0f && f2[1] <= 0x1.0p-24f);
+        fib_graph *pair[2];
+        for (int k = 0; k < 2; k++) {
+            int32_t dt = k ? FIB_DTYPE_F32 : dtype, in, a, b;
+            fib_graph_create(&pair[k]);
+            fib_graph_add_input(pair[k], 1, &in);
+            CHECK(fib_graph_add_dense(pair[k], in, 2, dt, k ? (void *)f1 : (void *)w1, 1, NULL,
+                                      0, &a) == FIB_OK);
+            CHECK(fib_graph_add_dense(pair[k], a, 2, dt, k ? (void *)f2 : (void *)w2, 2, NULL,
+                                      0, &b) == FIB_OK);
+            fib_graph_set_activation(pair[k], a, FIB_ACT_RELU, 0);
+        }
+        CHECK(half_colours_like_float32(pair[0], pair[1], 1e-2, 2) == 1);
+        fib_graph_free(pair[0]), fib_graph_free(pair[1]);
+
+        void *owned = NULL;
+        fib_graph *g32 = conv_lstm_net(FIB_DTYPE_F32, &owned);
+        fib_graph_free(g32);
+        uint16_t *h = malloc(CL_N_ALL * sizeof *h);
+        float *f = malloc(CL_N_ALL * sizeof *f);
+        halve(dtype, owned, CL_N_ALL, h, f);
+        fib_graph *gh = conv_lstm_graph(dtype, h), *gf = conv_lstm_graph(FIB_DTYPE_F32, f);
+        CHECK(same_tensors(gh, gf));
+        /* conv1's copied pairs survive the rounding */
+        CHECK(half_colours_like_float32(gh, gf, 1e-2, 1) == CL_C1 / 2);
+        fib_graph_free(gh), fib_graph_free(gf);
+        free(h), free(f), free(owned);
+    }
+}
+
 /* FIBRATION_SIMD is obeyed (capped by what the CPU has) and reported. */
 static void test_dispatch(void)
 {
@@ -866,6 +1122,7 @@ int main(void)
     test_color_sums(1);
     test_row_sums();
     test_all_finite();
+    test_all_finite_half();
     test_axpy();
     test_gemm();
     test_dots();
@@ -876,6 +1133,7 @@ int main(void)
     test_colourings();
     test_conv_lstm_colourings();
     test_compress();
+    test_half_weights_colour_like_float32();
     if (failures)
         fprintf(stderr, "%d failure(s)\n", failures);
     return failures ? 1 : 0;

@@ -449,6 +449,70 @@ static void kept_totals_give_the_same_base(void)
     }
 }
 
+/* A model whose dense groups merge nothing (distinct random rows) compresses
+ * to a base that holds its weights in their own dtype, float32 and
+ * bfloat16, not a float64 copy twice (four times) the model: the same
+ * values and the same outputs. */
+static void nothing_to_merge_keeps_the_dtype(void)
+{
+    enum { N_IN = 5, N_H = 7, N_OUT = 3 };
+    float w1f[N_H * N_IN], w2f[N_OUT * N_H], b1f[N_H];
+    uint16_t w1h[N_H * N_IN], w2h[N_OUT * N_H], b1h[N_H];
+    uint64_t seed = 7;
+    for (int x = 0; x < N_H * N_IN + N_OUT * N_H + N_H; x++) {
+        seed = seed * 6364136223846793005u + 1442695040888963407u;
+        float v = (float)((int)(seed >> 40) % 1000 - 500) / 128.0f; /* bfloat16-exact */
+        uint32_t bits;
+        memcpy(&bits, &v, 4);
+        if (x < N_H * N_IN)
+            w1f[x] = v, w1h[x] = (uint16_t)(bits >> 16);
+        else if (x < N_H * N_IN + N_OUT * N_H)
+            w2f[x - N_H * N_IN] = v, w2h[x - N_H * N_IN] = (uint16_t)(bits >> 16);
+        else
+            b1f[x - N_H * N_IN - N_OUT * N_H] = v, b1h[x - N_H * N_IN - N_OUT * N_H] =
+                                                      (uint16_t)(bits >> 16);
+    }
+    for (int half = 0; half < 2; half++) {
+        int32_t dtype = half ? FIB_DTYPE_BF16 : FIB_DTYPE_F32;
+        fib_graph *g = NULL;
+        int32_t in, h, out;
+        CHECK_OK(fib_graph_create(&g));
+        CHECK_OK(fib_graph_add_input(g, N_IN, &in));
+        CHECK_OK(fib_graph_add_dense(g, in, N_H, dtype, half ? (void *)w1h : (void *)w1f, N_IN,
+                                     half ? (void *)b1h : (void *)b1f, 0, &h));
+        CHECK_OK(fib_graph_set_activation(g, h, FIB_ACT_RELU, 0));
+        CHECK_OK(fib_graph_add_dense(g, h, N_OUT, dtype, half ? (void *)w2h : (void *)w2f, N_H,
+                                     NULL, 0, &out));
+        fib_coloring *c = NULL;
+        fib_base *base = NULL;
+        CHECK_OK(fib_color(g, NULL, &c));
+        int64_t k = 0;
+        CHECK_OK(fib_coloring_num_classes(c, h, &k));
+        CHECK(k == N_H);
+        CHECK_OK(fib_compress(g, c, &base));
+        const fib_graph *bg = fib_base_graph(base);
+        for (int32_t group = h; bg && group <= out; group++) {
+            int32_t held = 0;
+            CHECK_OK(fib_graph_tensor_dtype(bg, group, 0, &held));
+            CHECK(held == dtype);
+            double a[N_H * N_IN], b[N_H * N_IN];
+            int64_t n = group == h ? N_H * N_IN : N_OUT * N_H;
+            CHECK_OK(fib_graph_read_tensor(g, group, 0, FIB_DTYPE_F64, a, n));
+            CHECK_OK(fib_graph_read_tensor(bg, group, 0, FIB_DTYPE_F64, b, n));
+            CHECK(!memcmp(a, b, (size_t)n * sizeof *a));
+        }
+        double x[2 * N_IN], ya[2 * N_OUT], yb[2 * N_OUT];
+        for (int i = 0; i < 2 * N_IN; i++)
+            x[i] = 0.25 * i - 1.0;
+        CHECK_OK(fib_graph_forward(g, 2, FIB_DTYPE_F64, x, ya));
+        CHECK(bg && fib_graph_forward(bg, 2, FIB_DTYPE_F64, x, yb) == FIB_OK);
+        CHECK(!memcmp(ya, yb, sizeof ya));
+        fib_base_free(base);
+        fib_coloring_free(c);
+        fib_graph_free(g);
+    }
+}
+
 int main(void)
 {
     RUN(base_is_exact_and_is_the_planted_base);
@@ -459,5 +523,6 @@ int main(void)
     RUN(symmetry_breaking_keeps_outputs);
     RUN(residual_base_is_exact);
     RUN(kept_totals_give_the_same_base);
+    RUN(nothing_to_merge_keeps_the_dtype);
     return test_failures ? 1 : 0;
 }

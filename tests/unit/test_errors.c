@@ -50,12 +50,28 @@ static void builder_errors(void)
     wf[11] = -INFINITY;
     expect(fib_graph_add_dense(g, in, 3, FIB_DTYPE_F32, wf, 4, NULL, 0, &id), FIB_E_NONFINITE,
            "row 2, column 3 is infinite", "dense Inf float weight");
+    uint16_t half[12] = {0};
+    half[6] = 0x7E00; /* NaN in float16 */
+    expect(fib_graph_add_dense(g, in, 3, FIB_DTYPE_F16, half, 4, NULL, 0, &id), FIB_E_NONFINITE,
+           "row 1, column 2 is NaN", "dense NaN float16 weight");
+    half[6] = 0;
+    half[3] = 0xFF80; /* -infinity in bfloat16 */
+    expect(fib_graph_add_dense(g, in, 3, FIB_DTYPE_BF16, half, 4, NULL, 0, &id),
+           FIB_E_NONFINITE, "row 0, column 3 is infinite", "dense Inf bfloat16 weight");
     expect(fib_graph_set_activation(g, in, FIB_ACT_RELU, 0), FIB_E_INVALID, "input",
            "activation on input");
     int32_t h = -1, h2 = -1, s = -1;
     CHECK_OK(fib_graph_add_dense(g, in, 3, FIB_DTYPE_F64, w, 4, NULL, 0, &h));
     expect(fib_graph_set_activation(g, h, 99, 0), FIB_E_INVALID, "unknown activation 99",
            "unknown activation");
+    /* half dtypes are held and read, never written into caller buffers */
+    double out[12];
+    expect(fib_graph_read_tensor(g, h, 0, FIB_DTYPE_BF16, out, 12), FIB_E_INVALID,
+           "FIB_DTYPE_F32 or FIB_DTYPE_F64", "read_tensor as bfloat16");
+    expect(fib_graph_read_dense(g, h, FIB_DTYPE_F16, out, 4, NULL), FIB_E_INVALID,
+           "FIB_DTYPE_F32 or FIB_DTYPE_F64", "read_dense as float16");
+    expect(fib_graph_forward(g, 1, FIB_DTYPE_F16, half, out), FIB_E_INVALID,
+           "FIB_DTYPE_F32 or FIB_DTYPE_F64", "forward in float16");
     expect(fib_graph_set_activation(g, h, FIB_ACT_LEAKY_RELU, NAN), FIB_E_INVALID,
            "not finite", "activation parameter");
     expect(fib_graph_add_sum(g, in, h, &s), FIB_E_SHAPE, "4 units", "sum widths");

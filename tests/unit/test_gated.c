@@ -578,7 +578,7 @@ static void bad_inputs_give_their_codes(void)
     CHECK(fib_graph_add_lstm(g, in, 2, FIB_DTYPE_F64, w, wh, b, b, 0, NULL) == FIB_E_NULL);
     CHECK(fib_graph_add_lstm(g, 9, 2, FIB_DTYPE_F64, w, wh, b, b, 0, &id) == FIB_E_RANGE);
     CHECK(fib_graph_add_lstm(g, -1, 2, FIB_DTYPE_F64, w, wh, b, b, 0, &id) == FIB_E_RANGE);
-    CHECK(fib_graph_add_lstm(g, in, 2, 3, w, wh, b, b, 0, &id) == FIB_E_INVALID);
+    CHECK(fib_graph_add_lstm(g, in, 2, 99, w, wh, b, b, 0, &id) == FIB_E_INVALID);
     CHECK(fib_graph_add_gru(g, in, 2, FIB_DTYPE_F64, w, wh, b, b, 4, &id) == FIB_E_INVALID);
     CHECK(fib_graph_add_lstm(g, in, 0, FIB_DTYPE_F64, w, wh, b, b, 0, &id) == FIB_E_SHAPE);
     CHECK(fib_graph_add_lstm(g, img, 2, FIB_DTYPE_F64, w, wh, b, b, 0, &id) == FIB_E_SHAPE);

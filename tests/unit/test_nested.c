@@ -66,7 +66,7 @@ static void reference_join(const int64_t *a, const int64_t *b, int64_t n, int64_
     canonical(label, n, out);
 }
 
-static int same_colouring(const fib_graph *g, const fib_coloring *x, const fib_coloring *y)
+static int same_coloring(const fib_graph *g, const fib_coloring *x, const fib_coloring *y)
 {
     int32_t refines_xy = 0, refines_yx = 0;
     CHECK_OK(fib_coloring_refines(g, x, y, -1, &refines_xy));
@@ -90,7 +90,7 @@ static int check_levels(const fib_graph *g, fib_color_options o, const double *e
         CHECK_OK(fib_coloring_refines(g, p, levels[t], -1, &refines));
         CHECK(refines); /* the join is coarser than the plain colouring */
         if (t == 0)
-            CHECK(same_colouring(g, p, levels[0]));
+            CHECK(same_coloring(g, p, levels[0]));
         for (int32_t i = 0; t > 0 && i < n_groups(g); i++) {
             int64_t w = test_width(g, i), a[MAX_UNITS], b[MAX_UNITS], got[MAX_UNITS],
                     want[MAX_UNITS];
@@ -183,7 +183,7 @@ static void planted_network_nests(void)
     CHECK_OK(fib_color_nested(g, &o, eps, 3, levels));
     for (int t = 0; t < 3 && levels[0]; t++) {
         fib_coloring *q = plain(g, o, eps[t]);
-        CHECK(same_colouring(g, q, levels[t]));
+        CHECK(same_coloring(g, q, levels[t]));
         fib_coloring_free(q);
         for (int32_t l = 1; l < 3; l++) {
             if (t < 2)
@@ -210,7 +210,7 @@ static void one_level_and_repeats(void)
     CHECK_OK(fib_color_nested(r.g, &o, eps, 3, levels));
     fib_coloring *q = plain(r.g, o, 0.1);
     for (int t = 0; t < 3 && levels[t]; t++)
-        CHECK(same_colouring(r.g, q, levels[t]));
+        CHECK(same_coloring(r.g, q, levels[t]));
     fib_coloring_free(q);
     for (int t = 0; t < 3; t++)
         fib_coloring_free(levels[t]);

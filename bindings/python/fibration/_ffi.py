@@ -95,6 +95,8 @@ FIB_ACT_SOFTPLUS = 11  # log(1 + exp(x)) (beta 1; x > 20 gives x)
 FIB_OP_PREPEND = 14  # constant positions before a sequence
 FIB_OP_POSITION_SHIFT = 15  # a constant added per unit and position
 FIB_OP_SELECT_STEP = 16  # one position of a sequence, by index
+FIB_DTYPE_F16 = 3
+FIB_DTYPE_BF16 = 4
 
 CONSTANTS = {
     'FIB_VERSION_MAJOR': FIB_VERSION_MAJOR,
@@ -184,6 +186,8 @@ CONSTANTS = {
     'FIB_OP_PREPEND': FIB_OP_PREPEND,
     'FIB_OP_POSITION_SHIFT': FIB_OP_POSITION_SHIFT,
     'FIB_OP_SELECT_STEP': FIB_OP_SELECT_STEP,
+    'FIB_DTYPE_F16': FIB_DTYPE_F16,
+    'FIB_DTYPE_BF16': FIB_DTYPE_BF16,
 }
 
 

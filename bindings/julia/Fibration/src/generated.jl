@@ -154,6 +154,8 @@ const FIB_OP_PREPEND = Int32(14)
 const FIB_OP_POSITION_SHIFT = Int32(15)
 # one position of a sequence, by index
 const FIB_OP_SELECT_STEP = Int32(16)
+const FIB_DTYPE_F16 = Int32(3)
+const FIB_DTYPE_BF16 = Int32(4)
 
 """
 A network: groups of units, each produced by one block (an input, a
@@ -864,8 +866,11 @@ Merges every class of every hidden group into one unit (Eq. 10):
 the class. Input and output groups are never merged (nor is the group a
 flatten output group reads: its units are the flatten's). For a colouring that
 refines the fibers (exact fibers or covers), the base computes exactly the
-same outputs, up to rounding. Base weights are float64 and owned by the
-base. A colouring with scales (FIB_TOL_SCALED, fib_coloring_set_scales)
+same outputs, up to rounding. Base weights are owned by the base: float64,
+but for a dense group that merges nothing (its units and its source's
+all kept), whose block is a packed copy in its own dtype (the same
+values; a model with nothing to merge then costs one copy of itself, not
+a float64 one). A colouring with scales (FIB_TOL_SCALED, fib_coloring_set_scales)
 merges a scaled dense group by its classes' rank-1 representatives and
 multiplies each unit's outgoing weights by its scale before summing them
 (see FIB_TOL_SCALED); exact for planted scaled copies. A colouring made
@@ -1014,10 +1019,11 @@ of a PyTorch nn.Sequential of Linear layers: tensors named "<i>.weight"
 (out x in) and optionally "<i>.bias", i ascending; they load as a chain of
 dense groups named "<i>" after an input group named "input", with
 options->activation on every hidden group and a linear last group.
-F32 and F64 tensors are borrowed from the mapping (zero copies; the file
-must then not change in place while the graph lives, see
-fib_load_options.copy); F16 and BF16 are converted to float32 copies
-owned by the graph.
+F32, F64, F16 and BF16 tensors are borrowed from the mapping as stored
+(zero copies; the file must then not change in place while the graph
+lives, see fib_load_options.copy); with copy = 1 each is copied in its
+own dtype. A tensor the mapping cannot lend (misaligned in the file) is
+converted to a float32 (float64 for F64) copy owned by the graph.
 A borrowed mapping reads the file itself: if another program truncates
 the file while the graph lives, touching the lost pages raises SIGBUS.
 The library installs no signal handlers; a program that cannot trust its
@@ -1412,8 +1418,10 @@ end
 
 """
 The dtype a group's tensor `index` (numbered as fib_graph_tensor_info)
-is held in: FIB_DTYPE_F32 or FIB_DTYPE_F64. Model files' float16 and
-bfloat16 tensors are held as float32 (fib_model_load widens them).
+is held in: FIB_DTYPE_F32, FIB_DTYPE_F64, FIB_DTYPE_F16 or FIB_DTYPE_BF16.
+Model files' float16 and bfloat16 tensors are held as stored (read in
+place from the mapped file when aligned); fib_graph_read_tensor reads
+any of them out as float32 or float64 (exact).
 Errors: FIB_E_NULL, FIB_E_RANGE (group, index).
 """
 const _cache_fib_graph_tensor_dtype = Ref{Ptr{Cvoid}}(C_NULL)
@@ -1442,7 +1450,8 @@ end
 The name of a FIB_OP_* kind as model files, the command and the bindings
 spell it ("input", "dense", "sum", "conv", "pool", "flatten", "affine",
 "lstm", "gru", "last_step", "attend", "norm", "nodes", "product",
-"prepend", "position_shift", "select_step"): a static string, or NULL when `op` is no FIB_OP_* constant. Errors: none.
+"prepend", "position_shift", "select_step"): a static string, or NULL
+when `op` is no FIB_OP_* constant. Errors: none.
 """
 const _cache_fib_op_name = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_op_name(op)

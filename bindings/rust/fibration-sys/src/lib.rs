@@ -158,6 +158,8 @@ pub const FIB_OP_PREPEND: i32 = 14;
 pub const FIB_OP_POSITION_SHIFT: i32 = 15;
 /// one position of a sequence, by index
 pub const FIB_OP_SELECT_STEP: i32 = 16;
+pub const FIB_DTYPE_F16: i32 = 3;
+pub const FIB_DTYPE_BF16: i32 = 4;
 
 /// A network: groups of units, each produced by one block (an input, a
 /// dense or convolutional block, pooling, flatten, an affine map, a sum,
@@ -629,8 +631,11 @@ extern "C" {
     /// the class. Input and output groups are never merged (nor is the group a
     /// flatten output group reads: its units are the flatten's). For a colouring that
     /// refines the fibers (exact fibers or covers), the base computes exactly the
-    /// same outputs, up to rounding. Base weights are float64 and owned by the
-    /// base. A colouring with scales (FIB_TOL_SCALED, fib_coloring_set_scales)
+    /// same outputs, up to rounding. Base weights are owned by the base: float64,
+    /// but for a dense group that merges nothing (its units and its source's
+    /// all kept), whose block is a packed copy in its own dtype (the same
+    /// values; a model with nothing to merge then costs one copy of itself, not
+    /// a float64 one). A colouring with scales (FIB_TOL_SCALED, fib_coloring_set_scales)
     /// merges a scaled dense group by its classes' rank-1 representatives and
     /// multiplies each unit's outgoing weights by its scale before summing them
     /// (see FIB_TOL_SCALED); exact for planted scaled copies. A colouring made
@@ -734,10 +739,11 @@ extern "C" {
     /// (out x in) and optionally "<i>.bias", i ascending; they load as a chain of
     /// dense groups named "<i>" after an input group named "input", with
     /// options->activation on every hidden group and a linear last group.
-    /// F32 and F64 tensors are borrowed from the mapping (zero copies; the file
-    /// must then not change in place while the graph lives, see
-    /// fib_load_options.copy); F16 and BF16 are converted to float32 copies
-    /// owned by the graph.
+    /// F32, F64, F16 and BF16 tensors are borrowed from the mapping as stored
+    /// (zero copies; the file must then not change in place while the graph
+    /// lives, see fib_load_options.copy); with copy = 1 each is copied in its
+    /// own dtype. A tensor the mapping cannot lend (misaligned in the file) is
+    /// converted to a float32 (float64 for F64) copy owned by the graph.
     /// A borrowed mapping reads the file itself: if another program truncates
     /// the file while the graph lives, touching the lost pages raises SIGBUS.
     /// The library installs no signal handlers; a program that cannot trust its
@@ -992,8 +998,10 @@ extern "C" {
     pub fn fib_remove_partial_outputs();
 
     /// The dtype a group's tensor `index` (numbered as fib_graph_tensor_info)
-    /// is held in: FIB_DTYPE_F32 or FIB_DTYPE_F64. Model files' float16 and
-    /// bfloat16 tensors are held as float32 (fib_model_load widens them).
+    /// is held in: FIB_DTYPE_F32, FIB_DTYPE_F64, FIB_DTYPE_F16 or FIB_DTYPE_BF16.
+    /// Model files' float16 and bfloat16 tensors are held as stored (read in
+    /// place from the mapped file when aligned); fib_graph_read_tensor reads
+    /// any of them out as float32 or float64 (exact).
     /// Errors: FIB_E_NULL, FIB_E_RANGE (group, index).
     pub fn fib_graph_tensor_dtype(graph: *const fib_graph, group: i32, index: i32, dtype_out: *mut i32) -> i32;
 
@@ -1012,7 +1020,8 @@ extern "C" {
     /// The name of a FIB_OP_* kind as model files, the command and the bindings
     /// spell it ("input", "dense", "sum", "conv", "pool", "flatten", "affine",
     /// "lstm", "gru", "last_step", "attend", "norm", "nodes", "product",
-    /// "prepend", "position_shift", "select_step"): a static string, or NULL when `op` is no FIB_OP_* constant. Errors: none.
+    /// "prepend", "position_shift", "select_step"): a static string, or NULL
+    /// when `op` is no FIB_OP_* constant. Errors: none.
     pub fn fib_op_name(op: i32) -> *const c_char;
 
     /// The name of a FIB_ACT_* activation ("linear", "relu", "leaky_relu",

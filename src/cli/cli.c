@@ -11,12 +11,12 @@
 
 static const char *const activation_names[] = {
     "linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu",
-    "relu6", "hardswish", "hardsigmoid", "mish", "softplus",
+    "relu6", "hardswish", "hardsigmoid", "mish", "softplus", "gelu_tanh",
 };
 
 const char *cli_activation_name(int32_t activation)
 {
-    if (activation < 0 || activation > FIB_ACT_SOFTPLUS)
+    if (activation < 0 || activation > FIB_ACT_GELU_TANH)
         return "unknown";
     return activation_names[activation];
 }
@@ -173,7 +173,7 @@ static bool parse_levels(const char *s, cli_options *o)
 static bool parse_activation(const char *s, int32_t *act, double *param)
 {
     size_t n = strcspn(s, ":");
-    for (int32_t i = 0; i <= FIB_ACT_SOFTPLUS; i++) {
+    for (int32_t i = 0; i <= FIB_ACT_GELU_TANH; i++) {
         if (strlen(activation_names[i]) == n &&
             strncmp(s, activation_names[i], n) == 0) {
             *act = i;

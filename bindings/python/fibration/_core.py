@@ -327,7 +327,7 @@ class Graph(_Handle):
     def set_activation(self, group, activation, parameter=0.0):
         """activation: a FIB_ACT_* code or one of 'linear', 'relu', 'leaky_relu',
         'tanh', 'sigmoid', 'gelu', 'silu', 'relu6', 'hardswish', 'hardsigmoid',
-        'mish', 'softplus'."""
+        'mish', 'softplus', 'gelu_tanh'."""
         check(lib.fib_graph_set_activation(self._p(), group,
                                            _kind(ACTIVATIONS, activation, "activation"),
                                            float(parameter)), "fib_graph_set_activation")

@@ -40,7 +40,8 @@ from ._trace import Layer, UnsupportedModelError, trace
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu,
                "silu": F.silu, "leaky_relu": F.leaky_relu, "relu6": F.relu6,
                "hardswish": F.hardswish, "hardsigmoid": F.hardsigmoid, "mish": F.mish,
-               "softplus": F.softplus}
+               "softplus": F.softplus,
+               "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
 # tensors that are structure, not weights: they say nothing of the dtype
 STRUCTURE_TENSORS = ("multiplicity", "pair_multiplicity")
 

@@ -187,7 +187,7 @@ def _class_summary(sizes):
     return " ".join("%dx%d" % (counts[s], s) for s in sorted(counts, reverse=True))
 
 
-NOT_PARAMETERS = ("multiplicity", "pair_multiplicity")
+NOT_PARAMETERS = ("multiplicity", "pair_multiplicity", "pair_frequency")
 
 
 def _layer_params(graph, layer):

@@ -43,7 +43,7 @@ ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "ge
                "softplus": F.softplus,
                "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
 # tensors that are structure, not weights: they say nothing of the dtype
-STRUCTURE_TENSORS = ("multiplicity", "pair_multiplicity")
+STRUCTURE_TENSORS = ("multiplicity", "pair_multiplicity", "pair_frequency")
 
 
 # -- save ------------------------------------------------------------------

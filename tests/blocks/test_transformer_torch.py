@@ -19,9 +19,11 @@ the same logits.
 Run: /usr/bin/python3 -m pytest tests/blocks/test_transformer_torch.py
 (library from $FIBRATION_LIBRARY, default <repo>/build/src/libfibration.so)."""
 import ctypes
+import json
 import math
 import os
 import pathlib
+import subprocess
 
 import numpy as np
 import pytest
@@ -79,6 +81,9 @@ def lib():
     lib.fib_base_graph.restype = P
     lib.fib_base_free.argtypes = [P]
     lib.fib_base_free.restype = None
+    lib.fib_model_save.argtypes = [P, ctypes.c_char_p, I32]
+    lib.fib_model_load.argtypes = [P, P, ctypes.POINTER(P)]
+    lib.fib_graph_tensor_dtype.argtypes = [P, I32, I32, pi32]
     lib.fib_last_error.restype = ctypes.c_char_p
     return lib
 
@@ -575,3 +580,51 @@ def test_gpt2_planted_symmetry_found_and_compressed(lib):
         assert rel_diff(lib_forward(lib, bg, x), want) <= 1e-5
     finally:
         release(lib, coloring, base)
+
+
+def cli():
+    exe = os.environ.get("FIBRATION_CLI")
+    if exe:
+        return exe
+    built = pathlib.Path(LIB_PATH).resolve().parent / "cli" / "fibration"
+    return str(built if built.exists() else ROOT / "build" / "src" / "cli" / "fibration")
+
+
+def test_cli_analyzes_and_compresses_a_saved_decoder(lib, tmp_path):
+    """A Llama-style decoder saved as a model file: `fibration analyze`
+    reads it and reports the planted MLP classes; `fibration compress`
+    writes a float32 base (the rotary frequencies, float64 structure, do not
+    make it a float64 model) whose logits are the reference's."""
+    if not os.path.exists(cli()):
+        pytest.skip("fibration command not built")
+    model = randomise(LlamaModel(layers=1), 11).eval()
+    mlp = model.layers[0].mlp
+    with torch.no_grad():
+        plant_mlp([mlp.gate_proj.weight, mlp.up_proj.weight], mlp.down_proj.weight,
+                  [(0, 4), (0, 9), (3, 20)], 11)
+    g = llama_graph(lib, model, LENGTH)
+    path = tmp_path / "decoder.safetensors"
+    check(lib, lib.fib_model_save(g.handle, str(path).encode(), 0))
+    report = subprocess.run([cli(), "analyze", str(path), "--json"], capture_output=True,
+                            text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    groups = {layer["index"]: layer for layer in json.loads(report.stdout)["layers"]}
+    gate, up, prod = g.ids["mlp0"]
+    assert all(groups[i]["fibers"] == 24 - 3 for i in (gate, up, prod))
+    out = tmp_path / "base.safetensors"
+    done = subprocess.run([cli(), "compress", str(path), "-o", str(out), "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    base = P()
+    check(lib, lib.fib_model_load(str(out).encode(), None, ctypes.byref(base)))
+    try:
+        assert width(lib, base, prod) == 21
+        dtype = I32()
+        check(lib, lib.fib_graph_tensor_dtype(base, gate, 0, ctypes.byref(dtype)))
+        assert dtype.value == F32
+        tokens, x = one_hot_tokens(13, BATCH, LENGTH, 12)
+        with torch.no_grad():
+            want = model(tokens).numpy()
+        assert rel_diff(lib_forward(lib, base, x), want) <= 1e-5
+    finally:
+        lib.fib_graph_free(base)

@@ -628,3 +628,20 @@ def test_cli_analyzes_and_compresses_a_saved_decoder(lib, tmp_path):
         assert rel_diff(lib_forward(lib, base, x), want) <= 1e-5
     finally:
         lib.fib_graph_free(base)
+
+
+def test_torch_load_refuses_a_causal_attention_by_name(lib, tmp_path):
+    """fibration.torch.load has no module for a causal (or rotary) core: it
+    names the group instead of loading a bidirectional attention."""
+    import sys
+    sys.path.insert(0, str(ROOT / "bindings" / "python"))
+    os.environ.setdefault("FIBRATION_LIBRARY", LIB_PATH)
+    ft = pytest.importorskip("fibration.torch")
+    model = randomise(Gpt2Model(layers=1), 13).eval()
+    g = gpt2_graph(lib, model, LENGTH)
+    path = tmp_path / "gpt2.safetensors"
+    check(lib, lib.fib_model_save(g.handle, str(path).encode(), 0))
+    core = g.ids["attn0"] - 1
+    with pytest.raises(ft.UnsupportedModelError,
+                       match=r"group %d .*a causal attention core" % core):
+        ft.load(path)

@@ -229,6 +229,9 @@ static int32_t attention_shape_of(const fib_attention_options *o, int64_t e,
     if (o->rotary != FIB_ROTARY_NONE && o->rotary != FIB_ROTARY_HALF)
         return fib_error(FIB_E_INVALID, "%s: unknown rotary kind %d", fn, (int)o->rotary);
     sh->rotary_dim = 0;
+    if (o->rotary == FIB_ROTARY_NONE && o->rotary_dim != 0)
+        return fib_error(FIB_E_INVALID, "%s: rotary_dim %lld without rotary (set rotary to "
+                         "FIB_ROTARY_HALF)", fn, (long long)o->rotary_dim);
     if (o->rotary == FIB_ROTARY_HALF) {
         if (!(o->rope_theta > 1.0) || !isfinite(o->rope_theta))
             return fib_error(FIB_E_INVALID, "%s: rope_theta %g must be finite and > 1", fn,

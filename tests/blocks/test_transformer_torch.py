@@ -7,7 +7,9 @@ reference PyTorch modules written here from the published equations:
   SwiGLU MLP down(silu(gate(x)) * up(x)), final norm, LM head);
 - a GPT-2-style decoder (LayerNorm, fused c_attn in Conv1D layout [in, out]
   split by the caller, causal attention, gelu_new MLP, LM head tied to the
-  token embedding).
+  token embedding);
+- a BERT-style encoder (post-norm LayerNorm, bidirectional attention with
+  biases, exact GELU).
 
 Random float32 weights: the library's forward equals the reference to a
 relative difference of 1e-5. Planted symmetry (duplicated MLP intermediate
@@ -37,7 +39,7 @@ LIB_PATH = os.environ.get("FIBRATION_LIBRARY", str(ROOT / "build" / "src" / "lib
 
 F32 = 1
 NORM_LAYER, NORM_RMS = 0, 1
-ACT = {"linear": 0, "silu": 6, "gelu_tanh": 12}
+ACT = {"linear": 0, "gelu": 5, "silu": 6, "gelu_tanh": 12}
 ROTARY_HALF = 1
 I32, I64, P, D = ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p, ctypes.c_double
 
@@ -252,6 +254,47 @@ class Gpt2Model(nn.Module):
         return self.ln_f(x) @ self.wte.weight.T  # lm_head tied to wte
 
 
+class BertLayer(nn.Module):
+    """BERT's post-norm encoder layer: bidirectional attention with biases,
+    exact GELU."""
+
+    def __init__(self, hidden, heads, intermediate):
+        super().__init__()
+        self.heads = heads
+        self.query, self.key, self.value = (nn.Linear(hidden, hidden) for _ in range(3))
+        self.attention_output = nn.Linear(hidden, hidden)
+        self.attention_norm = nn.LayerNorm(hidden, eps=1e-12)
+        self.intermediate = nn.Linear(hidden, intermediate)
+        self.output = nn.Linear(intermediate, hidden)
+        self.output_norm = nn.LayerNorm(hidden, eps=1e-12)
+
+    def forward(self, x):
+        b, t, e = x.shape
+        q, k, v = (m(x).view(b, t, self.heads, e // self.heads).transpose(1, 2)
+                   for m in (self.query, self.key, self.value))
+        att = attend(q, k, v, causal=False).transpose(1, 2).reshape(b, t, e)
+        x = self.attention_norm(x + self.attention_output(att))
+        return self.output_norm(x + self.output(F.gelu(self.intermediate(x))))
+
+
+class BertModel(nn.Module):
+    """Word embeddings, their LayerNorm and encoder layers (the position and
+    token-type embeddings are a separate block: see docs/blocks/embedding.md)."""
+
+    def __init__(self, vocab=10, hidden=12, heads=3, intermediate=20, layers=2):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab, hidden)
+        self.embeddings_norm = nn.LayerNorm(hidden, eps=1e-12)
+        self.layers = nn.ModuleList(BertLayer(hidden, heads, intermediate)
+                                    for _ in range(layers))
+
+    def forward(self, tokens):
+        x = self.embeddings_norm(self.word_embeddings(tokens))
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
 def randomise(model, seed):
     """Random weights of a visible size (norm weights and biases too)."""
     g = torch.Generator().manual_seed(seed)
@@ -374,6 +417,32 @@ def gpt2_graph(lib, model, length):
     return g
 
 
+def bert_graph(lib, model, length):
+    vocab = model.word_embeddings.num_embeddings
+    g = Graph(lib, vocab, length)
+    ln = model.embeddings_norm
+    x = g.norm(g.embedding(g.input, model.word_embeddings.weight), NORM_LAYER, ln.weight,
+               ln.bias, ln.eps)
+    for i, layer in enumerate(model.layers):
+        lin = (layer.query, layer.key, layer.value, layer.attention_output)
+        o = AttentionOptions()
+        check(lib, lib.fib_attention_options_init(ctypes.byref(o), ctypes.sizeof(o)))
+        o.n_heads = layer.heads
+        ptrs = []
+        for m in lin:
+            ptrs += [g.ptr(m.weight), g.ptr(m.bias)]
+        att = g._out(lambda out: lib.fib_graph_add_attention_ex(
+            g.handle, x, ctypes.byref(o), F32, *ptrs, 0, out))
+        g.ids[f"attn{i}"] = att
+        an = layer.attention_norm
+        x = g.norm(g.add(x, att), NORM_LAYER, an.weight, an.bias, an.eps)
+        h = g.dense(x, layer.intermediate.weight, layer.intermediate.bias, activation="gelu")
+        on = layer.output_norm
+        x = g.norm(g.add(x, g.dense(h, layer.output.weight, layer.output.bias)), NORM_LAYER,
+                   on.weight, on.bias, on.eps)
+    return g
+
+
 def one_hot_tokens(vocab, batch, length, seed):
     tokens = torch.randint(0, vocab, (batch, length), generator=torch.Generator().manual_seed(seed))
     return tokens, F.one_hot(tokens, vocab).to(torch.float32).numpy()
@@ -476,10 +545,21 @@ def test_gpt2_decoder_equals_reference(lib, seed):
     assert rel_diff(got, want) <= 1e-5
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bert_encoder_equals_reference(lib, seed):
+    model = randomise(BertModel(), seed).eval()
+    tokens, x = one_hot_tokens(10, BATCH, LENGTH, seed)
+    with torch.no_grad():
+        want = model(tokens).numpy()
+    g = bert_graph(lib, model, LENGTH)
+    assert rel_diff(lib_forward(lib, g.handle, x), want) <= 1e-5
+
+
 def test_reference_modules_agree_with_torch():
     """The hand-written equations against torch's own modules where torch
-    has one: gelu(approximate='tanh'), and MultiheadAttention with a causal
-    mask for a GPT-2 attention without rotary."""
+    has one: gelu(approximate='tanh'), MultiheadAttention with a causal
+    mask for a GPT-2 attention, TransformerEncoderLayer (post-norm, gelu)
+    for a BERT layer."""
     x = torch.linspace(-4, 4, 101)
     assert torch.allclose(gelu_new(x), F.gelu(x, approximate="tanh"), atol=1e-6)
     torch.manual_seed(3)
@@ -494,6 +574,21 @@ def test_reference_modules_agree_with_torch():
         mask = torch.triu(torch.ones(5, 5, dtype=torch.bool), diagonal=1)
         want, _ = mha(h, h, h, attn_mask=mask, need_weights=False)
         assert torch.allclose(block.attention(h), want, atol=1e-5)
+    bert = randomise(BertLayer(12, 3, 20), 4).eval()
+    ref = nn.TransformerEncoderLayer(12, 3, 20, dropout=0.0, activation="gelu",
+                                     layer_norm_eps=1e-12, batch_first=True).eval()
+    with torch.no_grad():
+        ref.self_attn.in_proj_weight.copy_(torch.cat([bert.query.weight, bert.key.weight,
+                                                      bert.value.weight]))
+        ref.self_attn.in_proj_bias.copy_(torch.cat([bert.query.bias, bert.key.bias,
+                                                    bert.value.bias]))
+        for mine, theirs in ((bert.attention_output, ref.self_attn.out_proj),
+                             (bert.intermediate, ref.linear1), (bert.output, ref.linear2),
+                             (bert.attention_norm, ref.norm1), (bert.output_norm, ref.norm2)):
+            theirs.weight.copy_(mine.weight)
+            theirs.bias.copy_(mine.bias)
+        h = torch.randn(2, 5, 12)
+        assert torch.allclose(bert(h), ref(h), atol=1e-5)
 
 
 def test_llama_planted_symmetry_found_and_compressed(lib):

@@ -262,42 +262,57 @@ static void copy_row(double *w, int64_t n_in, int64_t to, int64_t from)
  *    heads reading them (q rows 1 = 2 and 4 = 5 in heads 2 and 3), and
  *    the output projection's columns of core units 4 and 5 of heads 2 and
  *    3 are equal (so they also share error signals). */
+static const int64_t planted_q_cls[] = {0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5,
+                                        12, 13, 13, 15, 16, 16, 18, 19, 19, 21, 22, 22};
+static const int64_t planted_kv_cls[] = {0, 1, 2, 3, 4, 5, 6, 7, 7, 9, 10, 10};
+
+/* Copies row `from` of w (n_in wide) to row `to`, plus noise in [-noise, noise). */
+static void copy_row_noisy(double *w, int64_t n_in, int64_t to, int64_t from, double noise,
+                           uint64_t *rng)
+{
+    for (int64_t c = 0; c < n_in; c++)
+        w[to * n_in + c] = w[from * n_in + c] + (noise > 0 ? test_uniform(rng, -noise, noise) : 0);
+}
+
+static void plant_heads_and_kv_dims(attn *w, uint64_t *rng, double noise)
+{
+    attn_random(w, rng, 1);
+    const int64_t e = w->e, hd = w->hd, nq = 24;
+    for (int64_t d = 0; d < hd; d++) {
+        copy_row_noisy(w->wq, e, hd + d, d, noise, rng);
+        w->bq[hd + d] = w->bq[d];
+    }
+    const int64_t dup[2][2] = {{1, 2}, {4, 5}};
+    for (int x = 0; x < 2; x++) {
+        int64_t from = dup[x][0], to = dup[x][1];
+        copy_row_noisy(w->wk, e, hd + to, hd + from, noise, rng);
+        copy_row_noisy(w->wv, e, hd + to, hd + from, noise, rng);
+        w->bk[hd + to] = w->bk[hd + from];
+        w->bv[hd + to] = w->bv[hd + from];
+        for (int64_t h = 2; h < 4; h++) {
+            copy_row_noisy(w->wq, e, h * hd + to, h * hd + from, noise, rng);
+            w->bq[h * hd + to] = w->bq[h * hd + from];
+        }
+    }
+    for (int64_t r = 0; r < e; r++)
+        for (int64_t h = 2; h < 4; h++)
+            w->wo[r * nq + h * hd + 5] = w->wo[r * nq + h * hd + 4];
+}
+
 static void planted_heads_and_kv_dims(void)
 {
     uint64_t rng = 77;
     const int64_t len = 5;
     attn w = {8, 4, 2, 6, 1, 2, 100.0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-    attn_random(&w, &rng, 1);
-    const int64_t e = w.e, hd = w.hd, nq = 24;
-    for (int64_t d = 0; d < hd; d++) {
-        copy_row(w.wq, e, hd + d, d);
-        w.bq[hd + d] = w.bq[d];
-    }
-    const int64_t dup[2][2] = {{1, 2}, {4, 5}};
-    for (int x = 0; x < 2; x++) {
-        int64_t from = dup[x][0], to = dup[x][1];
-        copy_row(w.wk, e, hd + to, hd + from);
-        copy_row(w.wv, e, hd + to, hd + from);
-        w.bk[hd + to] = w.bk[hd + from];
-        w.bv[hd + to] = w.bv[hd + from];
-        for (int64_t h = 2; h < 4; h++) {
-            copy_row(w.wq, e, h * hd + to, h * hd + from);
-            w.bq[h * hd + to] = w.bq[h * hd + from];
-        }
-    }
-    for (int64_t r = 0; r < e; r++)
-        for (int64_t h = 2; h < 4; h++)
-            w.wo[r * nq + h * hd + 5] = w.wo[r * nq + h * hd + 4];
+    plant_heads_and_kv_dims(&w, &rng, 0.0);
+    const int64_t e = w.e;
     fib_graph *g = attn_graph(&w, len, 0);
     /* groups: 0 input, 1 q, 2 k, 3 v, 4 core, 5 out */
     fib_coloring *fib = test_color(g, FIB_SYM_FIBERS);
-    const int64_t q_cls[] = {0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5,
-                             12, 13, 13, 15, 16, 16, 18, 19, 19, 21, 22, 22};
-    const int64_t kv_cls[] = {0, 1, 2, 3, 4, 5, 6, 7, 7, 9, 10, 10};
-    CHECK(same_partition(fib, 1, q_cls, 24));
-    CHECK(same_partition(fib, 2, kv_cls, 12));
-    CHECK(same_partition(fib, 3, kv_cls, 12));
-    CHECK(same_partition(fib, 4, q_cls, 24));
+    CHECK(same_partition(fib, 1, planted_q_cls, 24));
+    CHECK(same_partition(fib, 2, planted_kv_cls, 12));
+    CHECK(same_partition(fib, 3, planted_kv_cls, 12));
+    CHECK(same_partition(fib, 4, planted_q_cls, 24));
     fib_base *b = NULL;
     CHECK_OK(fib_compress(g, fib, &b));
     const fib_graph *bg = fib_base_graph(b);
@@ -348,6 +363,38 @@ static void planted_heads_and_kv_dims(void)
     fib_coloring_free(opf);
     fib_base_free(b);
     fib_coloring_free(fib);
+    fib_graph_free(g);
+    attn_free(&w);
+}
+
+/* The same plant with every copied row off by up to 1e-9: exact fibers see
+ * no duplicate, an absolute tolerance of 1e-6 finds the planted classes
+ * (head labels included), and its base is within the tolerance's reach. */
+static void tolerance_finds_near_duplicates(void)
+{
+    uint64_t rng = 78;
+    attn w = {8, 4, 2, 6, 1, 2, 100.0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    plant_heads_and_kv_dims(&w, &rng, 1e-9);
+    fib_graph *g = attn_graph(&w, 5, 0);
+    fib_coloring *exact = test_color(g, FIB_SYM_FIBERS);
+    CHECK(test_num_classes(exact, 1) == 24 && test_num_classes(exact, 4) == 24);
+    fib_color_options o;
+    CHECK_OK(fib_color_options_init(&o, sizeof o));
+    o.tolerance = FIB_TOL_ABS;
+    o.eps = 1e-6;
+    fib_coloring *near = NULL;
+    CHECK_OK(fib_color(g, &o, &near));
+    CHECK(same_partition(near, 1, planted_q_cls, 24));
+    CHECK(same_partition(near, 2, planted_kv_cls, 12));
+    CHECK(same_partition(near, 3, planted_kv_cls, 12));
+    CHECK(same_partition(near, 4, planted_q_cls, 24));
+    fib_base *b = NULL;
+    CHECK_OK(fib_compress(g, near, &b));
+    double d = test_output_difference(g, fib_base_graph(b), 10, 3, 2.0);
+    CHECK(d < 1e-6 && d > 0.0);
+    fib_base_free(b);
+    fib_coloring_free(near);
+    fib_coloring_free(exact);
     fib_graph_free(g);
     attn_free(&w);
 }
@@ -495,6 +542,10 @@ static void bad_inputs(void)
                                       NULL, w.wo, NULL, 0, &out),
            FIB_E_SHAPE, "n_kv_heads 3", "kv heads not dividing");
     o.n_kv_heads = 2;
+    o.rotary_dim = 2;
+    expect(fib_graph_add_attention_ex(g, in, &o, FIB_DTYPE_F64, w.wq, NULL, w.wk, NULL, w.wv,
+                                      NULL, w.wo, NULL, 0, &out),
+           FIB_E_INVALID, "rotary_dim 2 without rotary", "rotary_dim alone");
     o.rotary = FIB_ROTARY_HALF;
     o.rotary_dim = 3;
     expect(fib_graph_add_attention_ex(g, in, &o, FIB_DTYPE_F64, w.wq, NULL, w.wk, NULL, w.wv,
@@ -555,6 +606,7 @@ int main(void)
 {
     RUN(forward_matches_reference);
     RUN(planted_heads_and_kv_dims);
+    RUN(tolerance_finds_near_duplicates);
     RUN(rotation_keeps_permuted_heads_apart);
     RUN(token_embedding_and_tied_head);
     RUN(gelu_tanh_values);

@@ -1041,7 +1041,8 @@ extern "C" {
     /// the core, so q and k are plain dense groups (see docs/blocks/attention.md
     /// for what merges). flags: 0 or FIB_COPY, as fib_graph_add_dense.
     /// Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (struct_size,
-    /// rotary kind, rope_theta, scale, dtype, flags), FIB_E_SHAPE (n_heads,
+    /// rotary kind, rotary_dim without rotary, rope_theta, scale, causal not 0
+    /// or 1, dtype, flags), FIB_E_SHAPE (n_heads,
     /// n_kv_heads not dividing it, head_dim, rotary_dim odd or > head_dim),
     /// FIB_E_OVERFLOW, FIB_E_NONFINITE, FIB_E_NOMEM.
     pub fn fib_graph_add_attention_ex(graph: *mut fib_graph, source: i32, options: *const fib_attention_options, dtype: i32, q_weight: *const c_void, q_bias: *const c_void, k_weight: *const c_void, k_bias: *const c_void, v_weight: *const c_void, v_bias: *const c_void, out_weight: *const c_void, out_bias: *const c_void, flags: u32, group_out: *mut i32) -> i32;

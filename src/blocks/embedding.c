@@ -51,12 +51,18 @@ int32_t fib_graph_add_token_embedding(fib_graph *g, int32_t source, int64_t hidd
         for (int64_t d = 0; d < hidden; d++)
             memcpy(copy + ((size_t)(d * vocab + v)) * esize,
                    from + ((size_t)(v * hidden + d)) * esize, esize);
-    /* The graph owns the copy from here (also if the dense block fails:
-     * it is released with the graph). */
+    /* The graph owns the copy from here; a failing dense block takes it
+     * back off (it is the last resource attached), so that a failed call
+     * leaves the graph as it was. */
     status = fib_graph_attach_resource(g, copy, release_copy);
     if (status) {
         fib_free(copy);
         return status;
     }
-    return fib_graph_add_dense(g, source, hidden, dtype, copy, vocab, NULL, 0, group_out);
+    status = fib_graph_add_dense(g, source, hidden, dtype, copy, vocab, NULL, 0, group_out);
+    if (status) {
+        g->n_resources--;
+        fib_free(copy);
+    }
+    return status;
 }

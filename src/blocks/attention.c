@@ -342,8 +342,6 @@ int32_t fib_graph_add_attention_ex(fib_graph *g, int32_t source,
     return FIB_OK;
 }
 
-/* ---- colouring ---------------------------------------------------------- */
-
 /* ---- phases and terms ----------------------------------------------------- */
 
 /* The factor of pair p's term at the offset D = t - t' of two positions. */

@@ -1353,8 +1353,8 @@ FIB_API const char *fib_op_name(int32_t op);
 
 /* The name of a FIB_ACT_* activation ("linear", "relu", "leaky_relu",
  * "tanh", "sigmoid", "gelu", "silu", "relu6", "hardswish", "hardsigmoid",
- * "mish", "softplus"): a static string, or NULL when `activation` is no
- * FIB_ACT_* constant. Errors: none. */
+ * "mish", "softplus", "gelu_tanh"): a static string, or NULL when
+ * `activation` is no FIB_ACT_* constant. Errors: none. */
 FIB_API const char *fib_activation_name(int32_t activation);
 
 /* ------------------------------------------------------------------------ */
@@ -1419,6 +1419,84 @@ FIB_API int32_t fib_graph_add_select_step(fib_graph *graph, int32_t source,
  * FIB_DTYPE_F64: a half dtype there is FIB_E_INVALID. */
 #define FIB_DTYPE_F16 3
 #define FIB_DTYPE_BF16 4
+
+/* ------------------------------------------------------------------------ */
+/* Transformer language models: attention with options, embeddings          */
+/* ------------------------------------------------------------------------ */
+
+#define FIB_ACT_GELU_TANH 12 /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+                                (GPT-2's gelu_new, gelu(approximate='tanh')) */
+
+/* Rotary position embeddings (fib_attention_options.rotary). */
+#define FIB_ROTARY_NONE 0
+#define FIB_ROTARY_HALF 1 /* Llama's rotate_half: dimension d < r/2 of a head
+                             turns with dimension d + r/2 (r = rotary_dim) at
+                             frequency theta^(-2d/r) per position */
+
+/* Options of fib_graph_add_attention_ex. Call fib_attention_options_init
+ * first; fields may be appended in later versions. */
+typedef struct fib_attention_options {
+    size_t struct_size; /* sizeof(fib_attention_options), set by init */
+    int64_t n_heads;    /* query heads (>= 1); default 1 */
+    int64_t n_kv_heads; /* key/value heads, dividing n_heads (n_heads / n_kv_heads
+                           query heads share each); 0 (default): n_heads */
+    int64_t head_dim;   /* dimensions per head; 0 (default): width / n_heads */
+    int32_t causal;     /* 1: position t attends only to positions <= t */
+    int32_t rotary;     /* FIB_ROTARY_*; default FIB_ROTARY_NONE */
+    double rope_theta;  /* base of the rotary frequencies; default 10000 */
+    int64_t rotary_dim; /* leading dimensions of a head that rotate (even);
+                           0 (default): head_dim */
+    double scale;       /* softmax scale; 0 (default): 1 / sqrt(head_dim) */
+} fib_attention_options;
+
+/* Fills *options with the defaults. Errors: FIB_E_NULL, FIB_E_INVALID
+ * (struct_size smaller than sizeof(fib_attention_options)). */
+FIB_API int32_t fib_attention_options_init(fib_attention_options *options,
+                                           size_t struct_size);
+
+/* Adds self-attention over the sequence `source` (width E) as decoder and
+ * encoder language models hold it: separate q, k, v projections (PyTorch
+ * nn.Linear layout [out, in]: q_weight n_heads*head_dim x E, k_weight and
+ * v_weight n_kv_heads*head_dim x E, out_weight E x n_heads*head_dim; each
+ * bias NULL or of the projection's height), grouped-query attention (query
+ * head h reads key/value head h / (n_heads / n_kv_heads)), an optional
+ * causal mask and rotary position embeddings of q and k (position t = the
+ * index in the sequence, from 0). Creates five groups in order: q, k, v
+ * (dense), the attention core (FIB_OP_ATTEND, n_heads*head_dim units) and
+ * the output projection (dense), whose id is returned. The rotation lives in
+ * the core, so q and k are plain dense groups (see docs/blocks/attention.md
+ * for what merges). flags: 0 or FIB_COPY, as fib_graph_add_dense.
+ * Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (struct_size,
+ * rotary kind, rotary_dim without rotary, rope_theta, scale, causal not 0
+ * or 1, dtype, flags), FIB_E_SHAPE (n_heads,
+ * n_kv_heads not dividing it, head_dim, rotary_dim odd or > head_dim),
+ * FIB_E_OVERFLOW, FIB_E_NONFINITE, FIB_E_NOMEM. */
+FIB_API int32_t fib_graph_add_attention_ex(fib_graph *graph, int32_t source,
+                                           const fib_attention_options *options,
+                                           int32_t dtype,
+                                           const void *q_weight, const void *q_bias,
+                                           const void *k_weight, const void *k_bias,
+                                           const void *v_weight, const void *v_bias,
+                                           const void *out_weight,
+                                           const void *out_bias, uint32_t flags,
+                                           int32_t *group_out);
+
+/* Adds a token embedding: `source` is a one-hot token input of vocab units
+ * (over positions), `embedding` the matrix [vocab, hidden] as models store
+ * it (row v = the vector of token v); the new group of `hidden` units is the
+ * dense map x -> embedding^T x, so a one-hot token v gives row v. The
+ * library holds the transposed weights in its own copy (dtype of
+ * `embedding`); the caller's matrix is not kept. An LM head tied to the
+ * embedding is an ordinary dense group over the final norm borrowing the
+ * same matrix (fib_graph_add_dense(graph, norm, vocab, dtype, embedding,
+ * hidden, NULL, 0, &head)): see docs/blocks/embedding.md for the tie in a
+ * base. Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype),
+ * FIB_E_SHAPE (hidden < 1), FIB_E_OVERFLOW, FIB_E_NONFINITE (row and column
+ * of the embedding), FIB_E_NOMEM. */
+FIB_API int32_t fib_graph_add_token_embedding(fib_graph *graph, int32_t source,
+                                              int64_t hidden, int32_t dtype,
+                                              const void *embedding,
+                                              int32_t *group_out);
 
 #ifdef __cplusplus
 }

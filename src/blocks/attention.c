@@ -2,11 +2,15 @@
  * groups; the attention core (FIB_OP_ATTEND) reads q, k and v.
  *
  * The core of head h, over positions t, t' of a sequence:
- *     score[t,t'] = scale * sum_{pairs (a, b, m) of h} m * q_a[t] * k_b[t']
+ *     score[t,t'] = scale * sum_{pairs (a, b, m) of h} m * q_a[t] * k_b[t'] * phase(t - t')
  *     out_u[t]    = sum_t' softmax_t'(score[t,.])[t'] * v_{v(u)}[t']
- * for every core unit u of head h. An original head has the pairs (d, d, 1)
- * of its dimensions; a base head has one pair per distinct (q class,
- * k class) with the summed multiplicity, so it is smaller and exact (see
+ * for every core unit u of head h, over t' <= t only when causal. phase is
+ * 1 without rotary embeddings, else cos(omega_p (t - t')) or
+ * sin(omega_p (t - t')): rotating q at t and k at t' by the same frequency
+ * leaves their product a function of t - t', so the rotation lives here and
+ * q, k stay plain dense groups. An original head has the pairs of its
+ * dimensions; a base head has one pair per distinct (q class, k class,
+ * phase) with the summed multiplicity, so it is smaller and exact (see
  * docs/blocks/attention.md). */
 #include "blocks/blocks.h"
 
@@ -31,6 +35,8 @@ void fib_attend_free(fib_attend *a)
     fib_free(a->unit_v);
     fib_free(a->unit_start);
     fib_free(a->unit_order);
+    fib_free(a->pair_omega);
+    fib_free(a->pair_sin);
     fib_free(a);
 }
 
@@ -39,8 +45,10 @@ static void attend_free(void *block)
     fib_attend_free(block);
 }
 
-/* Allocates the arrays of a core with n_pairs pairs and n_units units. */
-static fib_attend *attend_alloc(int64_t n_heads, int64_t n_pairs, int64_t n_units)
+/* Allocates the arrays of a core with n_pairs pairs and n_units units,
+ * with the pairs' phases when rotary. */
+static fib_attend *attend_alloc(int64_t n_heads, int64_t n_pairs, int64_t n_units,
+                                bool rotary)
 {
     fib_attend *a = fib_calloc(1, sizeof *a);
     if (!a)
@@ -53,8 +61,12 @@ static fib_attend *attend_alloc(int64_t n_heads, int64_t n_pairs, int64_t n_unit
     a->pair_mult = fib_alloc(n_pairs > 0 ? n_pairs : 1, sizeof *a->pair_mult);
     a->unit_head = fib_alloc(n_units, sizeof *a->unit_head);
     a->unit_v = fib_alloc(n_units, sizeof *a->unit_v);
+    if (rotary) {
+        a->pair_omega = fib_alloc(n_pairs > 0 ? n_pairs : 1, sizeof *a->pair_omega);
+        a->pair_sin = fib_alloc(n_pairs > 0 ? n_pairs : 1, sizeof *a->pair_sin);
+    }
     if (!a->head_start || !a->pair_q || !a->pair_k || !a->pair_mult ||
-        !a->unit_head || !a->unit_v) {
+        !a->unit_head || !a->unit_v || (rotary && (!a->pair_omega || !a->pair_sin))) {
         fib_attend_free(a);
         return NULL;
     }
@@ -141,7 +153,7 @@ int32_t fib_graph_add_attention(fib_graph *g, int32_t source, int64_t n_heads,
                                      b ? b + 2 * row : NULL, flags, &v);
     if (!status) {
         int64_t dh = e / n_heads;
-        fib_attend *a = attend_alloc(n_heads, e, e);
+        fib_attend *a = attend_alloc(n_heads, e, e, false);
         if (!a) {
             status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
         } else {
@@ -167,10 +179,285 @@ int32_t fib_graph_add_attention(fib_graph *g, int32_t source, int64_t n_heads,
     return FIB_OK;
 }
 
+int32_t fib_attention_options_init(fib_attention_options *o, size_t struct_size)
+{
+    if (!o)
+        return fib_error(FIB_E_NULL, "fib_attention_options_init: options is NULL");
+    if (struct_size < sizeof *o)
+        return fib_error(FIB_E_INVALID,
+                         "fib_attention_options_init: struct_size %zu is smaller than %zu",
+                         struct_size, sizeof *o);
+    memset(o, 0, sizeof *o);
+    o->struct_size = sizeof *o;
+    o->n_heads = 1;
+    o->rotary = FIB_ROTARY_NONE;
+    o->rope_theta = 10000.0;
+    return FIB_OK;
+}
+
+/* The shape an options struct asks for over a source of width e: heads,
+ * key/value heads, head and rotary dimensions, scale; or an error naming
+ * the field. */
+typedef struct attention_shape {
+    int64_t heads, kv_heads, head_dim, rotary_dim, q_width, kv_width;
+    double scale;
+} attention_shape;
+
+static int32_t attention_shape_of(const fib_attention_options *o, int64_t e,
+                                  const char *fn, attention_shape *sh)
+{
+    if (o->struct_size < sizeof *o)
+        return fib_error(FIB_E_INVALID, "%s: options.struct_size %zu is smaller than %zu "
+                         "(call fib_attention_options_init)", fn, o->struct_size, sizeof *o);
+    sh->heads = o->n_heads;
+    sh->kv_heads = o->n_kv_heads ? o->n_kv_heads : o->n_heads;
+    if (sh->heads < 1 || sh->kv_heads < 1 || sh->heads % sh->kv_heads != 0)
+        return fib_error(FIB_E_SHAPE, "%s: n_kv_heads %lld must divide n_heads %lld (>= 1)",
+                         fn, (long long)o->n_kv_heads, (long long)o->n_heads);
+    if (o->head_dim == 0 && e % sh->heads != 0)
+        return fib_error(FIB_E_SHAPE, "%s: width %lld is not divisible by %lld heads "
+                         "(set head_dim)", fn, (long long)e, (long long)sh->heads);
+    sh->head_dim = o->head_dim ? o->head_dim : e / sh->heads;
+    if (sh->head_dim < 1)
+        return fib_error(FIB_E_SHAPE, "%s: head_dim %lld < 1", fn, (long long)o->head_dim);
+    if (!fib_mul_i64(sh->heads, sh->head_dim, &sh->q_width) || sh->q_width > FIB_MAX_UNITS)
+        return fib_error(FIB_E_OVERFLOW, "%s: %lld heads of %lld dimensions are too many",
+                         fn, (long long)sh->heads, (long long)sh->head_dim);
+    sh->kv_width = sh->kv_heads * sh->head_dim;
+    if (o->causal != 0 && o->causal != 1)
+        return fib_error(FIB_E_INVALID, "%s: causal is %d (0 or 1)", fn, (int)o->causal);
+    if (o->rotary != FIB_ROTARY_NONE && o->rotary != FIB_ROTARY_HALF)
+        return fib_error(FIB_E_INVALID, "%s: unknown rotary kind %d", fn, (int)o->rotary);
+    sh->rotary_dim = 0;
+    if (o->rotary == FIB_ROTARY_NONE && o->rotary_dim != 0)
+        return fib_error(FIB_E_INVALID, "%s: rotary_dim %lld without rotary (set rotary to "
+                         "FIB_ROTARY_HALF)", fn, (long long)o->rotary_dim);
+    if (o->rotary == FIB_ROTARY_HALF) {
+        if (!(o->rope_theta > 1.0) || !isfinite(o->rope_theta))
+            return fib_error(FIB_E_INVALID, "%s: rope_theta %g must be finite and > 1", fn,
+                             o->rope_theta);
+        sh->rotary_dim = o->rotary_dim ? o->rotary_dim : sh->head_dim;
+        if (sh->rotary_dim < 2 || sh->rotary_dim % 2 || sh->rotary_dim > sh->head_dim)
+            return fib_error(FIB_E_SHAPE, "%s: rotary_dim %lld must be even, >= 2 and at most "
+                             "head_dim %lld", fn, (long long)sh->rotary_dim,
+                             (long long)sh->head_dim);
+    }
+    if (!(o->scale >= 0.0) || !isfinite(o->scale))
+        return fib_error(FIB_E_INVALID, "%s: scale %g must be finite and >= 0 (0: "
+                         "1/sqrt(head_dim))", fn, o->scale);
+    sh->scale = o->scale > 0.0 ? o->scale : 1.0 / sqrt((double)sh->head_dim);
+    return FIB_OK;
+}
+
+/* The core of an original attention: query head h reads key/value head
+ * h / (heads / kv_heads); with rotary embeddings, dimension d < r/2 of a
+ * head turns with d + r/2 at frequency omega = theta^(-2d/r) (Llama's
+ * rotate_half), so with e = d + r/2 and D = t - t'
+ *     q'_t . k'_t' over (d, e) = cos(omega D) (q_d k_d + q_e k_e)
+ *                              + sin(omega D) (q_d k_e - q_e k_d)
+ * and dimensions from r on do not turn (a plain pair, omega 0). */
+static fib_attend *original_core(const attention_shape *sh, bool causal, double theta)
+{
+    int64_t hd = sh->head_dim, r = sh->rotary_dim, half = r / 2;
+    int64_t per_head = hd + r, group = sh->heads / sh->kv_heads;
+    fib_attend *a = attend_alloc(sh->heads, sh->heads * per_head, sh->q_width, r > 0);
+    if (!a)
+        return NULL;
+    a->scale = sh->scale;
+    a->causal = causal;
+    int64_t p = 0;
+    for (int64_t h = 0; h < sh->heads; h++) {
+        int64_t qh = h * hd, kh = (h / group) * hd;
+        for (int64_t d = 0; d < hd; d++) {
+            a->unit_head[qh + d] = h;
+            a->unit_v[qh + d] = kh + d;
+            double omega = d < r ? pow(theta, -2.0 * (double)(d % half) / (double)r) : 0.0;
+            a->pair_q[p] = qh + d;
+            a->pair_k[p] = kh + d;
+            a->pair_mult[p] = 1.0;
+            if (r > 0) {
+                a->pair_omega[p] = omega;
+                a->pair_sin[p] = 0;
+            }
+            p++;
+            if (d < r) {
+                int64_t partner = d < half ? d + half : d - half;
+                a->pair_q[p] = qh + d;
+                a->pair_k[p] = kh + partner;
+                a->pair_mult[p] = d < half ? 1.0 : -1.0;
+                a->pair_omega[p] = omega;
+                a->pair_sin[p] = 1;
+                p++;
+            }
+        }
+        a->head_start[h + 1] = p;
+    }
+    return a;
+}
+
+int32_t fib_graph_add_attention_ex(fib_graph *g, int32_t source,
+                                   const fib_attention_options *options, int32_t dtype,
+                                   const void *q_weight, const void *q_bias,
+                                   const void *k_weight, const void *k_bias,
+                                   const void *v_weight, const void *v_bias,
+                                   const void *out_weight, const void *out_bias,
+                                   uint32_t flags, int32_t *group_out)
+{
+    static const char fn[] = "fib_graph_add_attention_ex";
+    int32_t status = fib_graph_check_group(g, source, fn);
+    if (status)
+        return status;
+    if (!options || !q_weight || !k_weight || !v_weight || !out_weight || !group_out)
+        return fib_error(FIB_E_NULL, "%s: %s is NULL", fn,
+                         !options ? "options" : !q_weight ? "q_weight" : !k_weight ? "k_weight"
+                         : !v_weight ? "v_weight" : !out_weight ? "out_weight" : "group_out");
+    if (!fib_dtype_size(dtype))
+        return fib_error(FIB_E_INVALID, "%s: unknown dtype %d", fn, (int)dtype);
+    int64_t e = g->groups[source].n_units;
+    attention_shape sh;
+    status = attention_shape_of(options, e, fn, &sh);
+    if (status)
+        return status;
+    int32_t n0 = g->n_groups, q, k, v, core, out;
+    status = fib_graph_add_dense(g, source, sh.q_width, dtype, q_weight, e, q_bias, flags, &q);
+    if (!status)
+        status = fib_graph_add_dense(g, source, sh.kv_width, dtype, k_weight, e, k_bias,
+                                     flags, &k);
+    if (!status)
+        status = fib_graph_add_dense(g, source, sh.kv_width, dtype, v_weight, e, v_bias,
+                                     flags, &v);
+    if (!status) {
+        fib_attend *a = original_core(&sh, options->causal == 1, options->rope_theta);
+        status = a ? fib_graph_add_attend_owned(g, q, k, v, sh.q_width, a, &core)
+                   : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    }
+    if (!status)
+        status = fib_graph_add_dense(g, core, e, dtype, out_weight, sh.q_width, out_bias,
+                                     flags, &out);
+    if (status) {
+        pop_groups(g, n0);
+        return status;
+    }
+    *group_out = out;
+    return FIB_OK;
+}
+
+/* ---- phases and terms ----------------------------------------------------- */
+
+/* The factor of pair p's term at the offset D = t - t' of two positions. */
+static double phase_at(const fib_attend *a, int64_t p, double offset)
+{
+    if (!a->pair_omega)
+        return 1.0;
+    return a->pair_sin[p] ? sin(a->pair_omega[p] * offset) : cos(a->pair_omega[p] * offset);
+}
+
+/* A pair over classes: (q class, k class, phase) and its multiplicity. */
+typedef struct term {
+    int64_t q, k;
+    double omega;
+    int32_t sin;
+    double mult;
+} term;
+
+static int cmp_term_key(const term *a, const term *b)
+{
+    if (a->q != b->q)
+        return a->q < b->q ? -1 : 1;
+    if (a->k != b->k)
+        return a->k < b->k ? -1 : 1;
+    if (a->omega != b->omega)
+        return a->omega < b->omega ? -1 : 1;
+    return (a->sin > b->sin) - (a->sin < b->sin);
+}
+
+static int cmp_term(const void *x, const void *y)
+{
+    const term *a = x, *b = y;
+    int c = cmp_term_key(a, b);
+    return c ? c : (a->mult > b->mult) - (a->mult < b->mult);
+}
+
+/* The pairs of every head over the classes qcolor and kcolor: sorted by
+ * (q class, k class, phase), equal keys merged with their multiplicities
+ * summed (in sorted order, so equal multisets give equal sums), sums of 0
+ * dropped (such a term adds nothing to the score). Head h's terms are
+ * t[ends[h] .. ends[h + 1]); t holds a->n_pairs terms, ends n_heads + 1. */
+static void class_terms(const fib_attend *a, const int64_t *qcolor, const int64_t *kcolor,
+                        term *t, int64_t *ends)
+{
+    int64_t n = 0;
+    ends[0] = 0;
+    for (int64_t h = 0; h < a->n_heads; h++) {
+        int64_t p0 = a->head_start[h], p1 = a->head_start[h + 1], start = n;
+        for (int64_t p = p0; p < p1; p++)
+            t[start + p - p0] = (term){qcolor[a->pair_q[p]], kcolor[a->pair_k[p]],
+                                       a->pair_omega ? a->pair_omega[p] : 0.0,
+                                       a->pair_omega ? a->pair_sin[p] : 0, a->pair_mult[p]};
+        qsort(t + start, (size_t)(p1 - p0), sizeof *t, cmp_term);
+        for (int64_t x = start; x < start + (p1 - p0); x++) {
+            if (n > start && cmp_term_key(&t[n - 1], &t[x]) == 0)
+                t[n - 1].mult += t[x].mult;
+            else
+                t[n++] = t[x];
+        }
+        int64_t kept = start;
+        for (int64_t x = start; x < n; x++)
+            if (t[x].mult != 0.0)
+                t[kept++] = t[x];
+        n = kept;
+        ends[h + 1] = n;
+    }
+}
+
+/* label[h] = the lowest head whose terms equal head h's: such heads have
+ * the same scores for every input (their q units, and their k units, are
+ * synchronised class by class), hence the same attention pattern. */
+static void head_labels(const fib_attend *a, const term *t, const int64_t *ends,
+                        int64_t *label)
+{
+    for (int64_t h = 0; h < a->n_heads; h++) {
+        label[h] = h;
+        int64_t n = ends[h + 1] - ends[h];
+        for (int64_t h2 = 0; h2 < h; h2++) {
+            if (label[h2] != h2 || ends[h2 + 1] - ends[h2] != n)
+                continue;
+            int64_t x = 0;
+            while (x < n && cmp_term(&t[ends[h] + x], &t[ends[h2] + x]) == 0)
+                x++;
+            if (x == n) {
+                label[h] = h2;
+                break;
+            }
+        }
+    }
+}
+
+/* head_labels over the classes of the q and k groups in parts. */
+static int32_t head_labels_of(const fib_graph *g, int32_t group, const fib_partition *parts,
+                              int64_t *label)
+{
+    const fib_attend *a = attend_of(g, group);
+    const fib_group *grp = &g->groups[group];
+    term *t = fib_alloc(a->n_pairs > 0 ? a->n_pairs : 1, sizeof *t);
+    int64_t *ends = fib_alloc(a->n_heads + 1, sizeof *ends);
+    if (!t || !ends) {
+        fib_free(t);
+        fib_free(ends);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory comparing heads", (int)group);
+    }
+    class_terms(a, parts[grp->sources[0]].color, parts[grp->sources[1]].color, t, ends);
+    head_labels(a, t, ends, label);
+    fib_free(t);
+    fib_free(ends);
+    return FIB_OK;
+}
+
 /* ---- colouring ---------------------------------------------------------- */
 
-/* Fibers: units of one head share the attention pattern, so a unit is
- * fixed by its head and the class of the v unit it reads. */
+/* Fibers: units of heads with the same terms share the attention pattern,
+ * so a unit is fixed by its head's label and the class of the v unit it
+ * reads (duplicated heads merge). */
 static int64_t attend_fiber_width(const fib_graph *g, int32_t group,
                                   const fib_partition *parts)
 {
@@ -184,21 +471,27 @@ static int32_t attend_fiber_fill(const fib_graph *g, int32_t group,
 {
     const fib_attend *a = attend_of(g, group);
     const fib_partition *pv = &parts[g->groups[group].sources[2]];
-    for (int64_t u = 0; u < g->groups[group].n_units; u++) {
+    int64_t *label = fib_alloc(a->n_heads, sizeof *label);
+    if (!label)
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory comparing heads", (int)group);
+    int32_t status = head_labels_of(g, group, parts, label);
+    for (int64_t u = 0; !status && u < g->groups[group].n_units; u++) {
         double *val = sig->value + u * sig->n_coords + offset;
         double *tol = sig->tol + u * sig->n_coords + offset;
-        val[0] = (double)a->unit_head[u];
+        val[0] = (double)label[a->unit_head[u]];
         val[1] = (double)pv->color[a->unit_v[u]];
         tol[0] = tol[1] = FIB_TOL_LABEL;
     }
-    return FIB_OK;
+    fib_free(label);
+    return status;
 }
 
 /* Opfibers. The error of q unit a at position t is
- *     scale * sum_h sum_{pairs (a, b, m) of h} m * sum_t' G_h[t,t'] k_b[t'],
+ *     scale * sum_h sum_{pairs (a, b, m) of h} m * sum_t' G_h[t,t'] phase_p(t - t') k_b[t'],
  * with G_h the error of head h's scores, shared by the whole head; units of
  * one fiber class of k are synchronised, so the error is fixed by the
- * multiplicities summed per (head, fiber class of k): one coordinate each.
+ * multiplicities summed per (head, fiber class of k, phase): one coordinate
+ * each.
  * Likewise for k with q. A v unit receives, from each reader u, head h(u)'s
  * pattern applied to u's error: it is fixed by the count of its readers per
  * (head, opfiber class of the core). Only the combinations that occur get a
@@ -259,7 +552,75 @@ typedef struct side {
     int64_t n_classes, n_self;
     const double *mult;  /* per item; NULL: 1 (counts) */
     int64_t *owned_self; /* v: the unit each reader reads */
+    /* q, k with rotary phases: item p is pair p, its class the pair
+     * (class of the other side, phase) numbered class * n_phases + phase */
+    int64_t *owned_item, *owned_color;
 } side;
+
+static void side_clear(side *sd)
+{
+    fib_free(sd->owned_self);
+    fib_free(sd->owned_item);
+    fib_free(sd->owned_color);
+}
+
+typedef struct phase_key {
+    double omega;
+    int32_t sin;
+    int64_t p;
+} phase_key;
+
+static int cmp_phase_key(const void *x, const void *y)
+{
+    const phase_key *a = x, *b = y;
+    if (a->omega != b->omega)
+        return a->omega < b->omega ? -1 : 1;
+    return (a->sin > b->sin) - (a->sin < b->sin);
+}
+
+/* ids[p] = the number of pair p's phase (omega, sin) among the distinct
+ * phases of the core; returns their count, or FIB_E_NOMEM. */
+static int64_t phase_ids(const fib_attend *a, int64_t *ids)
+{
+    phase_key *keys = fib_alloc(a->n_pairs > 0 ? a->n_pairs : 1, sizeof *keys);
+    if (!keys)
+        return fib_error(FIB_E_NOMEM, "out of memory numbering rotary phases");
+    for (int64_t p = 0; p < a->n_pairs; p++)
+        keys[p] = (phase_key){a->pair_omega[p], a->pair_sin[p], p};
+    qsort(keys, (size_t)a->n_pairs, sizeof *keys, cmp_phase_key);
+    int64_t n = 0;
+    for (int64_t x = 0; x < a->n_pairs; x++) {
+        if (x > 0 && cmp_phase_key(&keys[x - 1], &keys[x]) != 0)
+            n++;
+        ids[keys[x].p] = n;
+    }
+    fib_free(keys);
+    return a->n_pairs > 0 ? n + 1 : 0;
+}
+
+/* Gives a q or k side the classes (class of the other side, phase). */
+static int32_t side_add_phases(const fib_attend *a, int32_t group, side *sd)
+{
+    int64_t n = a->n_pairs > 0 ? a->n_pairs : 1;
+    sd->owned_item = fib_alloc(n, sizeof *sd->owned_item);
+    sd->owned_color = fib_alloc(n, sizeof *sd->owned_color);
+    if (!sd->owned_item || !sd->owned_color)
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber sums", (int)group);
+    int64_t n_phases = phase_ids(a, sd->owned_color), n_keys;
+    if (n_phases < 0)
+        return (int32_t)n_phases;
+    if (!fib_mul_i64(sd->n_classes, n_phases > 0 ? n_phases : 1, &n_keys))
+        return fib_error(FIB_E_OVERFLOW, "group %d: too many (class, phase) combinations",
+                         (int)group);
+    for (int64_t p = 0; p < a->n_pairs; p++) {
+        sd->owned_item[p] = p;
+        sd->owned_color[p] += sd->color[sd->item[p]] * n_phases;
+    }
+    sd->item = sd->owned_item;
+    sd->color = sd->owned_color;
+    sd->n_classes = n_keys;
+    return FIB_OK;
+}
 
 static int32_t side_of(const fib_graph *g, int32_t group, int32_t source_index,
                        const fib_partition *parts, const fib_partition *fibers,
@@ -290,7 +651,7 @@ static int32_t side_of(const fib_graph *g, int32_t group, int32_t source_index,
     sd->color = po->color;
     sd->n_classes = po->n_classes;
     sd->mult = a->pair_mult;
-    return FIB_OK;
+    return a->pair_omega ? side_add_phases(a, group, sd) : FIB_OK;
 }
 
 static int64_t attend_opfiber_width(const fib_graph *g, int32_t group,
@@ -301,12 +662,14 @@ static int64_t attend_opfiber_width(const fib_graph *g, int32_t group,
     const fib_attend *a = attend_of(g, group);
     side sd;
     int32_t status = side_of(g, group, source_index, parts, fibers, &sd);
-    if (status)
+    if (status) {
+        side_clear(&sd);
         return status;
+    }
     bool single;
     int64_t width = side_columns(sd.bounds, a->n_heads, sd.item, sd.color, sd.n_classes,
                                  sd.self, sd.n_self, NULL, &single);
-    fib_free(sd.owned_self);
+    side_clear(&sd);
     return width < 0 ? width : single ? 2 : width;
 }
 
@@ -319,12 +682,14 @@ static int32_t attend_opfiber_fill(const fib_graph *g, int32_t group,
     const fib_attend *a = attend_of(g, group);
     side sd;
     int32_t status = side_of(g, group, source_index, parts, fibers, &sd);
-    if (status)
+    if (status) {
+        side_clear(&sd);
         return status;
+    }
     int64_t n_items = sd.bounds[a->n_heads];
     int64_t *column = fib_alloc(n_items > 0 ? n_items : 1, sizeof *column);
     if (!column) {
-        fib_free(sd.owned_self);
+        side_clear(&sd);
         return fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber sums", (int)group);
     }
     bool single;
@@ -332,7 +697,7 @@ static int32_t attend_opfiber_fill(const fib_graph *g, int32_t group,
                                  sd.self, sd.n_self, column, &single);
     if (width < 0) {
         fib_free(column);
-        fib_free(sd.owned_self);
+        side_clear(&sd);
         return (int32_t)width;
     }
     /* the rounding of sum_{pairs} m (a q or k row's sums have at most a
@@ -369,18 +734,19 @@ static int32_t attend_opfiber_fill(const fib_graph *g, int32_t group,
         }
     }
     fib_free(column);
-    fib_free(sd.owned_self);
+    side_clear(&sd);
     return FIB_OK;
 }
 
 /* ---- forward ------------------------------------------------------------ */
 
+/* Head h's score of query position t over key position t2. */
 static double score(const fib_attend *a, int64_t h, const double *qt,
-                    const double *kt)
+                    const double *kt, int64_t t, int64_t t2)
 {
-    double s = 0.0;
+    double s = 0.0, offset = (double)(t - t2);
     for (int64_t p = a->head_start[h]; p < a->head_start[h + 1]; p++)
-        s += a->pair_mult[p] * qt[a->pair_q[p]] * kt[a->pair_k[p]];
+        s += a->pair_mult[p] * qt[a->pair_q[p]] * kt[a->pair_k[p]] * phase_at(a, p, offset);
     return a->scale * s;
 }
 
@@ -403,15 +769,16 @@ static void attend_forward(const fib_graph *g, int32_t group, int64_t batch,
                 const int64_t *units = a->unit_order + a->unit_start[h];
                 int64_t n_h = a->unit_start[h + 1] - a->unit_start[h];
                 double top = -INFINITY, total = 0.0;
-                for (int64_t t2 = 0; t2 < len; t2++) {
-                    double s = score(a, h, q + t * nq, k + t2 * nk);
+                int64_t seen = a->causal ? t + 1 : len;
+                for (int64_t t2 = 0; t2 < seen; t2++) {
+                    double s = score(a, h, q + t * nq, k + t2 * nk, t, t2);
                     if (s > top)
                         top = s;
                 }
                 for (int64_t x = 0; x < n_h; x++)
                     o[t * n + units[x]] = 0.0;
-                for (int64_t t2 = 0; t2 < len; t2++) {
-                    double w = exp(score(a, h, q + t * nq, k + t2 * nk) - top);
+                for (int64_t t2 = 0; t2 < seen; t2++) {
+                    double w = exp(score(a, h, q + t * nq, k + t2 * nk, t, t2) - top);
                     total += w;
                     for (int64_t x = 0; x < n_h; x++)
                         o[t * n + units[x]] += w * v[t2 * nv + a->unit_v[units[x]]];
@@ -424,19 +791,12 @@ static void attend_forward(const fib_graph *g, int32_t group, int64_t batch,
 
 /* ---- compress, lift ------------------------------------------------------ */
 
-typedef struct class_pair {
-    int64_t q, k;
-    double mult;
-} class_pair;
-
-static int cmp_class_pair(const void *x, const void *y)
-{
-    const class_pair *a = x, *b = y;
-    if (a->q != b->q)
-        return a->q < b->q ? -1 : 1;
-    return (a->k > b->k) - (a->k < b->k);
-}
-
+/* A base: one unit per class of the core; a class may span heads only when
+ * their terms are equal (then they compute the same pattern), and takes the
+ * head of its first member. Heads that no class keeps are dropped; a kept
+ * head has one pair per distinct (q class, k class, phase) of its pairs,
+ * multiplicities summed: the score is unchanged because the q units of a
+ * class are synchronised, and so are the k units. */
 static int32_t attend_compress(const fib_graph *g, int32_t group,
                                const fib_partition *parts, fib_graph *base,
                                const int32_t *base_ids)
@@ -447,63 +807,73 @@ static int32_t attend_compress(const fib_graph *g, int32_t group,
                         *pk = &parts[grp->sources[1]], *pv = &parts[grp->sources[2]];
     int64_t kc = own->n_classes;
     int64_t *first = fib_alloc(kc, sizeof *first);
-    int64_t *ends = fib_alloc(a->n_heads, sizeof *ends);
-    class_pair *cp = fib_alloc(a->n_pairs > 0 ? a->n_pairs : 1, sizeof *cp);
+    int64_t *ends = fib_alloc(a->n_heads + 1, sizeof *ends);
+    int64_t *label = fib_alloc(a->n_heads, sizeof *label);
+    int64_t *new_head = fib_alloc(a->n_heads, sizeof *new_head);
+    term *t = fib_alloc(a->n_pairs > 0 ? a->n_pairs : 1, sizeof *t);
     fib_attend *b = NULL;
     int32_t status = FIB_OK;
-    if (!first || !ends || !cp) {
+    if (!first || !ends || !label || !new_head || !t) {
         status = fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
         goto done;
     }
     fib_partition_first_units(own, first);
-    /* A class must not span heads (it cannot with exact fibers). */
-    for (int64_t u = 0; u < grp->n_units; u++)
-        if (a->unit_head[u] != a->unit_head[first[own->color[u]]]) {
+    class_terms(a, pq->color, pk->color, t, ends);
+    head_labels(a, t, ends, label);
+    for (int64_t u = 0; u < grp->n_units; u++) {
+        int64_t f = first[own->color[u]];
+        if (label[a->unit_head[u]] != label[a->unit_head[f]]) {
             status = fib_error(FIB_E_UNSUPPORTED,
-                               "group %d: attention units %lld and %lld share a class but "
-                               "belong to different heads; their base would not be exact",
-                               (int)group, (long long)first[own->color[u]], (long long)u);
+                               "group %d: attention units %lld (head %lld) and %lld (head "
+                               "%lld) share a class but their heads attend differently; "
+                               "their base would not be exact",
+                               (int)group, (long long)f, (long long)a->unit_head[f],
+                               (long long)u, (long long)a->unit_head[u]);
             goto done;
         }
-    /* The pairs of each head grouped by (q class, k class), multiplicities
-     * summed: the score is unchanged because the q units of a class are
-     * synchronised, and so are the k units. */
-    int64_t n_base = 0;
-    for (int64_t h = 0; h < a->n_heads; h++) {
-        int64_t p0 = a->head_start[h], p1 = a->head_start[h + 1], start = n_base;
-        for (int64_t p = p0; p < p1; p++)
-            cp[start + p - p0] = (class_pair){pq->color[a->pair_q[p]],
-                                              pk->color[a->pair_k[p]], a->pair_mult[p]};
-        qsort(cp + start, (size_t)(p1 - p0), sizeof *cp, cmp_class_pair);
-        for (int64_t x = start; x < start + (p1 - p0); x++) {
-            if (n_base > start && cp[n_base - 1].q == cp[x].q && cp[n_base - 1].k == cp[x].k)
-                cp[n_base - 1].mult += cp[x].mult;
-            else
-                cp[n_base++] = cp[x];
-        }
-        ends[h] = n_base;
     }
-    b = attend_alloc(a->n_heads, n_base, kc);
+    for (int64_t h = 0; h < a->n_heads; h++)
+        new_head[h] = -1;
+    for (int64_t c = 0; c < kc; c++)
+        new_head[a->unit_head[first[c]]] = 0;
+    int64_t n_kept = 0, n_base = 0;
+    for (int64_t h = 0; h < a->n_heads; h++)
+        if (new_head[h] == 0) {
+            new_head[h] = n_kept++;
+            n_base += ends[h + 1] - ends[h];
+        }
+    b = attend_alloc(n_kept, n_base, kc, a->pair_omega != NULL);
     if (!b) {
         status = fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
         goto done;
     }
     b->scale = a->scale;
-    for (int64_t h = 0; h < a->n_heads; h++)
-        b->head_start[h + 1] = ends[h];
-    for (int64_t p = 0; p < n_base; p++) {
-        b->pair_q[p] = cp[p].q;
-        b->pair_k[p] = cp[p].k;
-        b->pair_mult[p] = cp[p].mult;
+    b->causal = a->causal;
+    int64_t x = 0;
+    for (int64_t h = 0; h < a->n_heads; h++) {
+        if (new_head[h] < 0)
+            continue;
+        for (int64_t y = ends[h]; y < ends[h + 1]; y++, x++) {
+            b->pair_q[x] = t[y].q;
+            b->pair_k[x] = t[y].k;
+            b->pair_mult[x] = t[y].mult;
+            if (b->pair_omega) {
+                b->pair_omega[x] = t[y].omega;
+                b->pair_sin[x] = (uint8_t)t[y].sin;
+            }
+        }
+        b->head_start[new_head[h] + 1] = x;
     }
     for (int64_t c = 0; c < kc; c++) {
-        b->unit_head[c] = a->unit_head[first[c]];
+        b->unit_head[c] = new_head[a->unit_head[first[c]]];
         b->unit_v[c] = pv->color[a->unit_v[first[c]]];
     }
 done:
     fib_free(first);
     fib_free(ends);
-    fib_free(cp);
+    fib_free(label);
+    fib_free(new_head);
+    fib_free(t);
     if (status)
         return status;
     int32_t id;
@@ -529,6 +899,14 @@ static int64_t lifted_pairs(const fib_class_lists *lq, const fib_class_lists *lk
     return na == nb ? na : na * nb;
 }
 
+static void copy_phase(fib_attend *to, int64_t x, const fib_attend *from, int64_t p)
+{
+    if (from->pair_omega) {
+        to->pair_omega[x] = from->pair_omega[p];
+        to->pair_sin[x] = from->pair_sin[p];
+    }
+}
+
 static int32_t attend_lift(const fib_graph *base, int32_t group,
                            const fib_partition *parts, fib_graph *full,
                            const int32_t *full_ids)
@@ -550,7 +928,7 @@ static int32_t attend_lift(const fib_graph *base, int32_t group,
     int64_t total = 0;
     for (int64_t p = 0; p < a->n_pairs; p++)
         total += lifted_pairs(&lq, &lk, a->pair_q[p], a->pair_k[p]);
-    fib_attend *f = attend_alloc(a->n_heads, total, n);
+    fib_attend *f = attend_alloc(a->n_heads, total, n, a->pair_omega != NULL);
     if (!f) {
         fib_free(first_v);
         fib_class_lists_clear(&lq);
@@ -558,6 +936,7 @@ static int32_t attend_lift(const fib_graph *base, int32_t group,
         return fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
     }
     f->scale = a->scale;
+    f->causal = a->causal;
     int64_t x = 0;
     for (int64_t h = 0; h < a->n_heads; h++) {
         for (int64_t p = a->head_start[h]; p < a->head_start[h + 1]; p++) {
@@ -569,6 +948,7 @@ static int32_t attend_lift(const fib_graph *base, int32_t group,
                     f->pair_q[x] = ma[i];
                     f->pair_k[x] = mb[i];
                     f->pair_mult[x] = a->pair_mult[p] / (double)na;
+                    copy_phase(f, x, a, p);
                 }
             } else {
                 for (int64_t i = 0; i < na; i++)
@@ -576,6 +956,7 @@ static int32_t attend_lift(const fib_graph *base, int32_t group,
                         f->pair_q[x] = ma[i];
                         f->pair_k[x] = mb[j];
                         f->pair_mult[x] = a->pair_mult[p] / ((double)na * (double)nb);
+                        copy_phase(f, x, a, p);
                     }
             }
         }
@@ -604,18 +985,22 @@ static int64_t attend_num_parameters(const fib_graph *g, int32_t group)
     return 0;
 }
 
+/* pair_multiplicity, and with rotary embeddings pair_frequency (omega). */
 static bool attend_tensor(const fib_graph *g, int32_t group, int32_t index,
                           fib_tensor_view *out)
 {
     const fib_attend *a = attend_of(g, group);
-    if (index != 0 || a->n_pairs < 1)
+    if (a->n_pairs < 1 || index < 0 || index > (a->pair_omega ? 1 : 0))
         return false;
-    *out = (fib_tensor_view){"pair_multiplicity", FIB_DTYPE_F64, a->pair_mult, 1,
+    *out = (fib_tensor_view){index ? "pair_frequency" : "pair_multiplicity", FIB_DTYPE_F64,
+                             index ? a->pair_omega : a->pair_mult, 1,
                              {a->n_pairs, 1, 1, 1}, 1};
     return true;
 }
 
-/* n_heads, per head its pair count, per pair (q, k), per unit (head, v). */
+/* n_heads, per head its pair count, per pair (q, k), per unit (head, v);
+ * then, only for a causal or rotary core, its options (1 causal | 2 rotary)
+ * and, when rotary, per pair its phase kind (0 cos, 1 sin). */
 static int64_t attend_params(const fib_graph *g, int32_t group, int64_t *out,
                              int64_t capacity)
 {
@@ -638,6 +1023,10 @@ static int64_t attend_params(const fib_graph *g, int32_t group, int64_t *out,
         PUT(a->unit_head[u]);
         PUT(a->unit_v[u]);
     }
+    if (a->causal || a->pair_omega)
+        PUT((a->causal ? FIB_ATTEND_CAUSAL : 0) | (a->pair_omega ? FIB_ATTEND_ROTARY : 0));
+    for (int64_t p = 0; a->pair_omega && p < a->n_pairs; p++)
+        PUT(a->pair_sin[p]);
 #undef PUT
     return count;
 }

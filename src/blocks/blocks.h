@@ -43,7 +43,17 @@ typedef struct fib_attend {
     /* Derived by fib_graph_add_attend_owned: units of head h are
      * unit_order[unit_start[h] .. unit_start[h + 1]). */
     int64_t *unit_start, *unit_order;
+    /* Causal: position t reads positions t' <= t only. */
+    bool causal;
+    /* Rotary position embeddings, NULL without: pair p's term is also
+     * multiplied by cos(pair_omega[p] (t - t')), or by sin(...) when
+     * pair_sin[p] is 1 (see attention.c). */
+    double *pair_omega;
+    uint8_t *pair_sin;
 } fib_attend;
+/* The options item of an attention core's params (after the units). */
+#define FIB_ATTEND_CAUSAL 1
+#define FIB_ATTEND_ROTARY 2
 /* Adds an attention core over groups q, k, v; takes `a` over (freed on
  * failure). */
 int32_t fib_graph_add_attend_owned(fib_graph *g, int32_t q, int32_t k,

@@ -522,10 +522,17 @@ void cli_human(char *buf, size_t size, double count)
         snprintf(buf, size, "%.0f", v);
 }
 
+/* Multiplicities a base keeps and an attention core's rotary frequencies
+ * are structure, not weights (always float64). */
+static bool is_structure_tensor(const char *name)
+{
+    return strstr(name, "multiplicity") || strcmp(name, "pair_frequency") == 0;
+}
+
 int64_t cli_group_parameters(const fib_graph *g, int32_t group)
 {
-    /* Every tensor of the block is a parameter, except the multiplicities
-     * a base keeps (structure, not weights), as in fib_graph_num_parameters. */
+    /* Every tensor of the block is a parameter, except the structure
+     * tensors, as in fib_graph_num_parameters. */
     int64_t total = 0;
     for (int32_t t = 0;; t++) {
         int32_t ndim = 0;
@@ -533,7 +540,7 @@ int64_t cli_group_parameters(const fib_graph *g, int32_t group)
         const char *name = NULL;
         if (fib_graph_tensor_info(g, group, t, &ndim, shape, &name) != FIB_OK)
             break;
-        if (strstr(name, "multiplicity"))
+        if (is_structure_tensor(name))
             continue;
         total += shape[0] * shape[1] * shape[2] * shape[3];
     }
@@ -551,8 +558,7 @@ int32_t cli_model_dtype(const fib_graph *g)
             if (fib_graph_tensor_info(g, i, t, NULL, NULL, &name) != FIB_OK ||
                 fib_graph_tensor_dtype(g, i, t, &dtype) != FIB_OK)
                 break;
-            /* multiplicities are structure, always float64 */
-            if (dtype == FIB_DTYPE_F64 && !strstr(name, "multiplicity"))
+            if (dtype == FIB_DTYPE_F64 && !is_structure_tensor(name))
                 return FIB_DTYPE_F64;
         }
     return FIB_DTYPE_F32;

@@ -23,7 +23,7 @@ static const char *const *tensor_keys(int32_t op)
     static const char *const affine[] = {"scale", "shift", NULL};
     static const char *const gated[] = {"weight_ih", "weight_hh", "bias_ih",
                                         "bias_hh", NULL};
-    static const char *const attend[] = {"pair_multiplicity", NULL};
+    static const char *const attend[] = {"pair_multiplicity", "pair_frequency", NULL};
     static const char *const norm[] = {"weight", "bias", "multiplicity", NULL};
     static const char *const prepend[] = {"values", NULL};
     static const char *const position_shift[] = {"shift", NULL};
@@ -516,10 +516,13 @@ static int32_t load_last_step(loader *L, const group *G, int32_t *id)
 }
 
 /* params: n_heads, per head its pair count, per pair (q unit, k unit), per
- * unit (head, v unit); scalar: the softmax scale; tensor
- * pair_multiplicity: one value > 0 per pair. */
+ * unit (head, v unit); then, for a causal or rotary core only, its options
+ * (FIB_ATTEND_CAUSAL | FIB_ATTEND_ROTARY) and, when rotary, per pair its
+ * phase kind (0 cos, 1 sin); scalar: the softmax scale; tensors
+ * pair_multiplicity (one value per pair, > 0 without rotary) and, when
+ * rotary, pair_frequency (one finite value per pair). */
 static int32_t check_attend_params(loader *L, const group *G, int64_t *n_heads,
-                                   int64_t *n_pairs)
+                                   int64_t *n_pairs, int64_t *options)
 {
     const int64_t *p = G->params;
     int64_t n = G->n_params;
@@ -540,12 +543,23 @@ static int32_t check_attend_params(loader *L, const group *G, int64_t *n_heads,
                                    "the array holds");
     }
     int64_t want = 1 + heads + 2 * pairs + 2 * G->units;
-    if (n != want)
+    *options = n > want ? p[want] : 0;
+    if (n > want && (*options < 1 || *options > (FIB_ATTEND_CAUSAL | FIB_ATTEND_ROTARY)))
+        return fib_model_error(L, G->label, "'params' item %lld (options) is %lld; "
+                               "1 (causal), 2 (rotary) or 3 (both)", (long long)want,
+                               (long long)*options);
+    int64_t extra = n > want ? 1 + (*options & FIB_ATTEND_ROTARY ? pairs : 0) : 0;
+    if (n != want + extra)
         return fib_model_error(L, G->label, "'params' must hold %lld integers "
                                "for %lld heads, %lld pairs and %lld units, not "
-                               "%lld", (long long)want, (long long)heads,
+                               "%lld", (long long)(want + extra), (long long)heads,
                                (long long)pairs, (long long)G->units,
                                (long long)n);
+    for (int64_t x = 0; x < extra - 1; x++)
+        if (p[want + 1 + x] != 0 && p[want + 1 + x] != 1)
+            return fib_model_error(L, G->label, "'params': pair %lld's phase kind is "
+                                   "%lld; 0 (cos) or 1 (sin)", (long long)x,
+                                   (long long)p[want + 1 + x]);
     int64_t nq = source_of(L, G, 0)->n_units, nk = source_of(L, G, 1)->n_units;
     int64_t nv = source_of(L, G, 2)->n_units;
     const int64_t *pq = p + 1 + heads, *pu = pq + 2 * pairs;
@@ -586,16 +600,27 @@ static int32_t load_attend(loader *L, const group *G, int32_t *id)
     if (!G->has_scalar)
         return fib_model_error(L, G->label, "'scalar' (the softmax scale) is "
                                "missing");
-    int64_t heads = 0, pairs = 0;
-    st = check_attend_params(L, G, &heads, &pairs);
-    const fib_st_tensor *t = NULL;
+    int64_t heads = 0, pairs = 0, options = 0;
+    st = check_attend_params(L, G, &heads, &pairs, &options);
+    bool rotary = options & FIB_ATTEND_ROTARY;
+    const fib_st_tensor *t = NULL, *tf = NULL;
     if (st == FIB_OK)
         st = vector_of(L, G, "pair_multiplicity", pairs > 0, pairs, &t);
-    double *mult = NULL;
     if (st == FIB_OK)
-        st = owned_copy(L, G, "pair_multiplicity", t, true, &mult);
-    if (st != FIB_OK)
+        st = vector_of(L, G, "pair_frequency", rotary && pairs > 0, pairs, &tf);
+    if (st == FIB_OK && tf && !rotary)
+        st = fib_model_error(L, G->label, "tensor 'pair_frequency' without the rotary "
+                             "option in 'params'");
+    double *mult = NULL, *omega = NULL;
+    /* a rotary core's sin pairs carry negative multiplicities */
+    if (st == FIB_OK)
+        st = owned_copy(L, G, "pair_multiplicity", t, !rotary, &mult);
+    if (st == FIB_OK)
+        st = owned_copy(L, G, "pair_frequency", tf, false, &omega);
+    if (st != FIB_OK) {
+        fib_free(mult);
         return st;
+    }
     fib_attend *a = fib_calloc(1, sizeof *a);
     if (a) {
         int64_t np = pairs > 0 ? pairs : 1;
@@ -611,10 +636,17 @@ static int32_t load_attend(loader *L, const group *G, int32_t *id)
         if (!a->pair_mult)
             a->pair_mult = fib_calloc(1, sizeof *a->pair_mult);
         mult = NULL;
+        a->causal = options & FIB_ATTEND_CAUSAL;
+        if (rotary) {
+            a->pair_omega = omega ? omega : fib_calloc(1, sizeof *a->pair_omega);
+            a->pair_sin = fib_alloc(pairs > 0 ? pairs : 1, sizeof *a->pair_sin);
+            omega = NULL;
+        }
     }
     if (!a || !a->head_start || !a->pair_q || !a->pair_k || !a->pair_mult ||
-        !a->unit_head || !a->unit_v) {
+        !a->unit_head || !a->unit_v || (rotary && (!a->pair_omega || !a->pair_sin))) {
         fib_free(mult);
+        fib_free(omega);
         fib_attend_free(a);
         return fib_error(FIB_E_NOMEM, "%s: out of memory", L->path);
     }
@@ -631,6 +663,8 @@ static int32_t load_attend(loader *L, const group *G, int32_t *id)
         a->unit_head[u] = pu[2 * u];
         a->unit_v[u] = pu[2 * u + 1];
     }
+    for (int64_t x = 0; rotary && x < pairs; x++)
+        a->pair_sin[x] = (uint8_t)pu[2 * G->units + 1 + x];
     return done(L, G, fib_graph_add_attend_owned(L->graph, G->sources[0],
                                                  G->sources[1], G->sources[2],
                                                  G->units, a, id));

@@ -83,13 +83,13 @@ static void saver_free(saver *s)
     fib_free(s->tensors);
 }
 
-/* Multiplicities are structure, not weights: always float64. A norm's
- * multiplicities of 1 (a norm as users build it) are the default and not
- * written. */
+/* Multiplicities and rotary frequencies are structure, not weights: always
+ * float64. A norm's multiplicities of 1 (a norm as users build it) are the
+ * default and not written. */
 static bool is_multiplicity(const char *name)
 {
     return strcmp(name, "multiplicity") == 0 ||
-           strcmp(name, "pair_multiplicity") == 0;
+           strcmp(name, "pair_multiplicity") == 0 || strcmp(name, "pair_frequency") == 0;
 }
 
 static bool all_ones(const fib_tensor_view *v)

@@ -17,6 +17,7 @@ static const struct {
     {"silu", FIB_ACT_SILU},           {"relu6", FIB_ACT_RELU6},
     {"hardswish", FIB_ACT_HARDSWISH}, {"hardsigmoid", FIB_ACT_HARDSIGMOID},
     {"mish", FIB_ACT_MISH},           {"softplus", FIB_ACT_SOFTPLUS},
+    {"gelu_tanh", FIB_ACT_GELU_TANH},
 };
 #define N_ACTIVATIONS (sizeof activation_names / sizeof activation_names[0])
 

@@ -6,7 +6,7 @@
 
 bool fib_activation_valid(int32_t activation)
 {
-    return activation >= FIB_ACT_LINEAR && activation <= FIB_ACT_SOFTPLUS;
+    return activation >= FIB_ACT_LINEAR && activation <= FIB_ACT_GELU_TANH;
 }
 
 bool fib_activation_is_linear(int32_t activation)
@@ -19,7 +19,7 @@ const char *fib_activation_name(int32_t activation)
     static const char *const names[] = {"linear", "relu", "leaky_relu", "tanh",
                                          "sigmoid", "gelu", "silu", "relu6",
                                          "hardswish", "hardsigmoid", "mish",
-                                         "softplus"};
+                                         "softplus", "gelu_tanh"};
     return fib_activation_valid(activation) ? names[activation] : NULL;
 }
 
@@ -37,6 +37,13 @@ static double relu6(double x)
 static double softplus(double x)
 {
     return x > 20 ? x : log1p(exp(x));
+}
+
+/* GELU with PyTorch's tanh approximation (GPT-2's gelu_new). */
+static double gelu_tanh(double x)
+{
+    const double k = 0.79788456080286535588; /* sqrt(2 / pi) */
+    return 0.5 * x * (1.0 + tanh(k * (x + 0.044715 * x * x * x)));
 }
 
 void fib_activation_apply(int32_t activation, double param, double *z,
@@ -86,6 +93,10 @@ void fib_activation_apply(int32_t activation, double param, double *z,
     case FIB_ACT_SOFTPLUS:
         for (int64_t i = 0; i < count; i++)
             z[i] = softplus(z[i]);
+        break;
+    case FIB_ACT_GELU_TANH:
+        for (int64_t i = 0; i < count; i++)
+            z[i] = gelu_tanh(z[i]);
         break;
     default:
         break;

@@ -187,6 +187,51 @@ static fib_graph *build_transformer(int32_t dt, uint64_t seed, int64_t e, int64_
     return g;
 }
 
+/* A Llama/Qwen2-style decoder layer: one-hot tokens (vocab 7) -> token
+ * embedding 8 -> RMSNorm -> attention (4 query heads of 2 over 2 kv heads,
+ * causal, rotary, q/k/v biases) -> residual -> RMSNorm -> gated MLP
+ * (gate gelu_tanh, up, product, down; or, not gated, gelu_tanh and down)
+ * -> residual -> RMSNorm -> an LM head holding the embedding matrix. The
+ * planted bases use the MLP without a gate: a random lift makes the
+ * product's factors read twice, whose opfibers are not defined. */
+static fib_graph *build_decoder(int32_t dt, uint64_t seed, bool gated_mlp)
+{
+    uint64_t rng = seed;
+    const int64_t vocab = 7, e = 8;
+    fib_graph *g = NULL;
+    int32_t in, x, att, s1, gate, up, prod, s2;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, vocab, 5, 1, &in));
+    void *emb = rand_array(&rng, vocab * e, dt, -1, 1);
+    CHECK_OK(fib_graph_add_token_embedding(g, in, e, dt, emb, &x));
+    int32_t n1 = norm(g, &rng, dt, x, FIB_NORM_RMS, false);
+    fib_attention_options o;
+    CHECK_OK(fib_attention_options_init(&o, sizeof o));
+    o.n_heads = 4;
+    o.n_kv_heads = 2;
+    o.causal = 1;
+    o.rotary = FIB_ROTARY_HALF;
+    void *wq = rand_array(&rng, e * e, dt, -1, 1), *bq = rand_array(&rng, e, dt, -0.5, 0.5);
+    void *wk = rand_array(&rng, e / 2 * e, dt, -1, 1), *bk = rand_array(&rng, e / 2, dt, -0.5, 0.5);
+    void *wv = rand_array(&rng, e / 2 * e, dt, -1, 1), *bv = rand_array(&rng, e / 2, dt, -0.5, 0.5);
+    void *wo = rand_array(&rng, e * e, dt, -1, 1);
+    CHECK_OK(fib_graph_add_attention_ex(g, n1, &o, dt, wq, bq, wk, bk, wv, bv, wo, NULL,
+                                        FIB_COPY, &att));
+    CHECK_OK(fib_graph_add_sum(g, x, att, &s1));
+    int32_t n2 = norm(g, &rng, dt, s1, FIB_NORM_RMS, false);
+    gate = dense(g, &rng, dt, n2, 6, FIB_ACT_GELU_TANH, NULL);
+    prod = gate;
+    if (gated_mlp) {
+        up = dense(g, &rng, dt, n2, 6, FIB_ACT_LINEAR, NULL);
+        CHECK_OK(fib_graph_add_product(g, gate, up, &prod));
+    }
+    CHECK_OK(fib_graph_add_sum(g, s1, dense(g, &rng, dt, prod, e, FIB_ACT_LINEAR, NULL), &s2));
+    int32_t nf = norm(g, &rng, dt, s2, FIB_NORM_RMS, false), head;
+    CHECK_OK(fib_graph_add_dense(g, nf, vocab, dt, emb, e, NULL, FIB_COPY, &head));
+    free(emb), free(wq), free(bq), free(wk), free(bk), free(wv), free(bv), free(wo);
+    return g;
+}
+
 /* ---- comparison ---------------------------------------------------------- */
 
 static bool same_bits(const void *a, const void *b, size_t n)
@@ -334,6 +379,8 @@ static void each_block_kind(void)
     check_graph(build_rnn(FIB_DTYPE_F64, FIB_OP_GRU, 6, 3, 4), "gru f64");
     check_graph(build_transformer(FIB_DTYPE_F64, 7, 4, 6), "transformer f64");
     check_graph(build_transformer(FIB_DTYPE_F32, 8, 6, 5), "transformer f32");
+    check_graph(build_decoder(FIB_DTYPE_F64, 9, true), "decoder f64");
+    check_graph(build_decoder(FIB_DTYPE_F32, 10, true), "decoder f32");
 }
 
 /* Saving as float32 converts every weight; multiplicities stay float64. */
@@ -514,6 +561,7 @@ static void planted_bases(void)
     check_base(build_rnn(FIB_DTYPE_F64, FIB_OP_LSTM, 14, 3, 3), 104, "planted lstm", false);
     check_base(build_rnn(FIB_DTYPE_F64, FIB_OP_GRU, 15, 3, 2), 105, "planted gru", false);
     check_base(build_transformer(FIB_DTYPE_F64, 16, 4, 3), 106, "planted transformer", true);
+    check_base(build_decoder(FIB_DTYPE_F64, 17, false), 107, "planted decoder", true);
 }
 
 /* ---- hostile metadata ---------------------------------------------------- */
@@ -843,6 +891,63 @@ static void hand_written(void)
     unlink(path);
 }
 
+/* The options of a causal rotary attention core in a file: a bad options
+ * item, a bad phase kind, a missing frequency tensor, frequencies without
+ * the rotary option. */
+static void hostile_attention_options(void)
+{
+    char good[400], bad[400], find[600], repl[600];
+    tmp_path(good, sizeof good, "decoder.st");
+    tmp_path(bad, sizeof bad, "bad.st");
+    fib_graph *g = build_decoder(FIB_DTYPE_F64, 31, false);
+    CHECK_OK(fib_model_save(g, good, 0));
+    int32_t core = -1;
+    for (int32_t i = 0; i < g->n_groups && core < 0; i++)
+        if (g->groups[i].op == FIB_OP_ATTEND)
+            core = i;
+    int64_t n = 0;
+    CHECK_OK(fib_graph_block_params(g, core, NULL, 0, &n));
+    int64_t *p = malloc((size_t)n * sizeof *p);
+    CHECK_OK(fib_graph_block_params(g, core, p, n, &n));
+    /* the tail of the params: units' last (head, v), options, phase kinds */
+    int64_t pairs = 0;
+    for (int64_t h = 0; h < p[0]; h++)
+        pairs += p[1 + h];
+    int64_t at = n - pairs - 1; /* the options item */
+    CHECK(p[at] == 3);
+    int len = snprintf(find, sizeof find, "%lld,%lld,3", (long long)p[at - 2],
+                       (long long)p[at - 1]);
+    for (int64_t x = 0; x < 4; x++)
+        len += snprintf(find + len, sizeof find - (size_t)len, ",%lld", (long long)p[at + 1 + x]);
+    snprintf(repl, sizeof repl, "%lld,%lld,5%s", (long long)p[at - 2], (long long)p[at - 1],
+             strchr(strchr(strchr(find, ',') + 1, ',') + 1, ','));
+    char message[200];
+    snprintf(message, sizeof message, "'params' item %lld (options) is 5", (long long)at);
+    if (mutate(good, bad, find, repl, NULL))
+        expect_format(bad, message, false);
+    else
+        print_meta(good);
+    /* first phase kind (0: pair 0 is a cos pair) becomes 2 */
+    snprintf(repl, sizeof repl, "%lld,%lld,3,2%s", (long long)p[at - 2], (long long)p[at - 1],
+             strchr(strchr(strchr(strchr(find, ',') + 1, ',') + 1, ',') + 1, ','));
+    if (mutate(good, bad, find, repl, NULL))
+        expect_format(bad, "pair 0's phase kind is 2", false);
+    snprintf(find, sizeof find, ",\"pair_frequency\":\"groups.%d.pair_frequency\"", (int)core);
+    if (mutate(good, bad, find, "", NULL))
+        expect_format(bad, "tensor 'pair_frequency' is missing", false);
+    /* causal only, but the frequencies still there */
+    len = snprintf(find, sizeof find, "%lld,%lld,3", (long long)p[at - 2], (long long)p[at - 1]);
+    for (int64_t x = 0; x < pairs; x++)
+        len += snprintf(find + len, sizeof find - (size_t)len, ",%lld", (long long)p[at + 1 + x]);
+    snprintf(repl, sizeof repl, "%lld,%lld,1", (long long)p[at - 2], (long long)p[at - 1]);
+    if (mutate(good, bad, find, repl, NULL))
+        expect_format(bad, "'pair_frequency' without the rotary option", false);
+    unlink(good);
+    unlink(bad);
+    free(p);
+    fib_graph_free(g);
+}
+
 static void node_groups_unsupported(void)
 {
     fib_graph *g = NULL;
@@ -869,6 +974,7 @@ int main(void)
     RUN(planted_bases);
     RUN(hostile_metadata);
     RUN(hand_written);
+    RUN(hostile_attention_options);
     RUN(node_groups_unsupported);
     printf("     %d graph round trips, %d base round trips, %d hostile files\n", n_round_trips,
            n_base_round_trips, n_hostile);

@@ -352,6 +352,57 @@ class Graph(_Handle):
         self._borrow(copy, wi, bi, wo, bo)
         return self._added(status, "fib_graph_add_attention", out)
 
+    def add_attention_ex(self, source, q_weight, k_weight, v_weight, out_weight, n_heads,
+                         n_kv_heads=0, head_dim=0, causal=False, rotary=None,
+                         rope_theta=10000.0, rotary_dim=0, scale=0.0, q_bias=None,
+                         k_bias=None, v_bias=None, out_bias=None, copy=False):
+        """Attention as language models hold it (fib_graph_add_attention_ex):
+        separate q, k, v projections and the output projection in nn.Linear
+        layout [out, in], grouped-query heads (n_kv_heads dividing n_heads),
+        an optional causal mask and rotary position embeddings (rotary='half':
+        Llama's rotate_half, at rope_theta). Five groups q, k, v, core, out;
+        returns the id of the output projection."""
+        rotary_codes = {None: _ffi.FIB_ROTARY_NONE, "half": _ffi.FIB_ROTARY_HALF}
+        if rotary not in rotary_codes:
+            raise ValueError("rotary must be None or 'half', not %r" % (rotary,))
+        wq = float_buffer(q_weight, "q_weight", 2)
+        weights = [wq] + [float_buffer(w, what, 2, dtype=wq.dtype) for w, what in
+                          ((k_weight, "k_weight"), (v_weight, "v_weight"),
+                           (out_weight, "out_weight"))]
+        for buf, what in zip(weights, ("q_weight", "k_weight", "v_weight", "out_weight")):
+            if buf.ld != buf.shape[1]:
+                raise ValueError("%s must be contiguous" % what)
+        biases = [self._vector(b, what, wq.dtype) for b, what in
+                  ((q_bias, "q_bias"), (k_bias, "k_bias"), (v_bias, "v_bias"),
+                   (out_bias, "out_bias"))]
+        o = _ffi.fib_attention_options()
+        check(lib.fib_attention_options_init(ctypes.byref(o), ctypes.sizeof(o)),
+              "fib_attention_options_init")
+        o.n_heads, o.n_kv_heads, o.head_dim = int(n_heads), int(n_kv_heads), int(head_dim)
+        o.causal, o.rotary = int(bool(causal)), rotary_codes[rotary]
+        o.rope_theta, o.rotary_dim, o.scale = float(rope_theta), int(rotary_dim), float(scale)
+        pointers = []
+        for w, b in zip(weights, biases):
+            pointers += [w.address, b.address if b else None]
+        out = ctypes.c_int32()
+        status = lib.fib_graph_add_attention_ex(self._p(), source, ctypes.byref(o), wq.dtype,
+                                                *pointers, _ffi.FIB_COPY if copy else 0,
+                                                ctypes.byref(out))
+        self._borrow(copy, *weights, *biases)
+        return self._added(status, "fib_graph_add_attention_ex", out)
+
+    def add_token_embedding(self, source, embedding, name=None):
+        """A token embedding (fib_graph_add_token_embedding): `source` is a
+        one-hot input of vocab units, `embedding` the matrix [vocab, hidden]
+        as checkpoints store it; the library keeps its own transposed copy."""
+        e = float_buffer(embedding, "embedding", 2)
+        if e.ld != e.shape[1]:
+            raise ValueError("embedding must be contiguous")
+        out = ctypes.c_int32()
+        status = lib.fib_graph_add_token_embedding(self._p(), source, e.shape[1], e.dtype,
+                                                   e.address, ctypes.byref(out))
+        return self._added(status, "fib_graph_add_token_embedding", out, name)
+
     def add_norm(self, source, kind="layer", weight=None, bias=None, epsilon=1e-5,
                  dtype=None, copy=False, name=None):
         """LayerNorm ('layer') or RMSNorm ('rms') over the units of `source`."""
@@ -372,7 +423,7 @@ class Graph(_Handle):
     def set_activation(self, group, activation, parameter=0.0):
         """activation: a FIB_ACT_* code or one of 'linear', 'relu', 'leaky_relu',
         'tanh', 'sigmoid', 'gelu', 'silu', 'relu6', 'hardswish', 'hardsigmoid',
-        'mish', 'softplus'."""
+        'mish', 'softplus', 'gelu_tanh'."""
         check(lib.fib_graph_set_activation(self._p(), group,
                                            _kind(ACTIVATIONS, activation, "activation"),
                                            float(parameter)), "fib_graph_set_activation")

@@ -97,6 +97,9 @@ FIB_OP_POSITION_SHIFT = 15  # a constant added per unit and position
 FIB_OP_SELECT_STEP = 16  # one position of a sequence, by index
 FIB_DTYPE_F16 = 3
 FIB_DTYPE_BF16 = 4
+FIB_ACT_GELU_TANH = 12  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2's gelu_new, gelu(approximate='tanh'))
+FIB_ROTARY_NONE = 0
+FIB_ROTARY_HALF = 1  # Llama's rotate_half: dimension d < r/2 of a head turns with dimension d + r/2 (r = rotary_dim) at frequency theta^(-2d/r) per position
 
 CONSTANTS = {
     'FIB_VERSION_MAJOR': FIB_VERSION_MAJOR,
@@ -188,6 +191,9 @@ CONSTANTS = {
     'FIB_OP_SELECT_STEP': FIB_OP_SELECT_STEP,
     'FIB_DTYPE_F16': FIB_DTYPE_F16,
     'FIB_DTYPE_BF16': FIB_DTYPE_BF16,
+    'FIB_ACT_GELU_TANH': FIB_ACT_GELU_TANH,
+    'FIB_ROTARY_NONE': FIB_ROTARY_NONE,
+    'FIB_ROTARY_HALF': FIB_ROTARY_HALF,
 }
 
 
@@ -291,7 +297,23 @@ class fib_hierarchy(ctypes.Structure):
     """Opaque handle; only used through pointers."""
 
 
-STRUCTS = (fib_color_options, fib_budget_options, fib_load_options, )
+# Options of fib_graph_add_attention_ex. Call fib_attention_options_init
+# first; fields may be appended in later versions.
+class fib_attention_options(ctypes.Structure):
+    _fields_ = [
+        ('struct_size', ctypes.c_size_t),
+        ('n_heads', ctypes.c_int64),
+        ('n_kv_heads', ctypes.c_int64),
+        ('head_dim', ctypes.c_int64),
+        ('causal', ctypes.c_int32),
+        ('rotary', ctypes.c_int32),
+        ('rope_theta', ctypes.c_double),
+        ('rotary_dim', ctypes.c_int64),
+        ('scale', ctypes.c_double),
+    ]
+
+
+STRUCTS = (fib_color_options, fib_budget_options, fib_load_options, fib_attention_options, )
 
 # (name, argtypes, restype), in header order.
 FUNCTIONS = [
@@ -389,6 +411,9 @@ FUNCTIONS = [
     ('fib_graph_add_prepend', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_graph_add_position_shift', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_graph_add_select_step', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int64, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_attention_options_init', [ctypes.POINTER(fib_attention_options), ctypes.c_size_t], ctypes.c_int32),
+    ('fib_graph_add_attention_ex', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.POINTER(fib_attention_options), ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_graph_add_token_embedding', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -487,4 +512,7 @@ PARAMETERS = {
     'fib_graph_add_prepend': ('graph', 'source', 'n_positions', 'dtype', 'values', 'group_out', ),
     'fib_graph_add_position_shift': ('graph', 'source', 'dtype', 'shift', 'group_out', ),
     'fib_graph_add_select_step': ('graph', 'source', 'position', 'group_out', ),
+    'fib_attention_options_init': ('options', 'struct_size', ),
+    'fib_graph_add_attention_ex': ('graph', 'source', 'options', 'dtype', 'q_weight', 'q_bias', 'k_weight', 'k_bias', 'v_weight', 'v_bias', 'out_weight', 'out_bias', 'flags', 'group_out', ),
+    'fib_graph_add_token_embedding': ('graph', 'source', 'hidden', 'dtype', 'embedding', 'group_out', ),
 }

@@ -85,7 +85,7 @@ const ACTIVATIONS = Dict(:linear => FIB_ACT_LINEAR, :relu => FIB_ACT_RELU,
                          :silu => FIB_ACT_SILU, :relu6 => FIB_ACT_RELU6,
                          :hardswish => FIB_ACT_HARDSWISH,
                          :hardsigmoid => FIB_ACT_HARDSIGMOID, :mish => FIB_ACT_MISH,
-                         :softplus => FIB_ACT_SOFTPLUS)
+                         :softplus => FIB_ACT_SOFTPLUS, :gelu_tanh => FIB_ACT_GELU_TANH)
 const SYMMETRIES = Dict(:fibers => FIB_SYM_FIBERS, :opfibers => FIB_SYM_OPFIBERS,
                         :covers => FIB_SYM_COVERS)
 const OPS = Dict(FIB_OP_INPUT => :input, FIB_OP_DENSE => :dense, FIB_OP_SUM => :sum)

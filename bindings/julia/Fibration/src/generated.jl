@@ -156,6 +156,11 @@ const FIB_OP_POSITION_SHIFT = Int32(15)
 const FIB_OP_SELECT_STEP = Int32(16)
 const FIB_DTYPE_F16 = Int32(3)
 const FIB_DTYPE_BF16 = Int32(4)
+# 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2's gelu_new, gelu(approximate='tanh'))
+const FIB_ACT_GELU_TANH = Int32(12)
+const FIB_ROTARY_NONE = Int32(0)
+# Llama's rotate_half: dimension d < r/2 of a head turns with dimension d + r/2 (r = rotary_dim) at frequency theta^(-2d/r) per position
+const FIB_ROTARY_HALF = Int32(1)
 
 """
 A network: groups of units, each produced by one block (an input, a
@@ -254,6 +259,23 @@ mutable struct fib_quotient end
 All four levels of one graph, computed with the same options.
 """
 mutable struct fib_hierarchy end
+
+"""
+Options of fib_graph_add_attention_ex. Call fib_attention_options_init
+first; fields may be appended in later versions.
+"""
+struct fib_attention_options
+    struct_size::Csize_t
+    n_heads::Int64
+    n_kv_heads::Int64
+    head_dim::Int64
+    causal::Int32
+    rotary::Int32
+    rope_theta::Cdouble
+    rotary_dim::Int64
+    scale::Cdouble
+end
+fib_attention_options() = fib_attention_options(zero(Csize_t), zero(Int64), zero(Int64), zero(Int64), zero(Int32), zero(Int32), zero(Cdouble), zero(Int64), zero(Cdouble))
 
 """
 The version of the library actually loaded, as FIB_VERSION_NUMBER.
@@ -1461,8 +1483,8 @@ end
 """
 The name of a FIB_ACT_* activation ("linear", "relu", "leaky_relu",
 "tanh", "sigmoid", "gelu", "silu", "relu6", "hardswish", "hardsigmoid",
-"mish", "softplus"): a static string, or NULL when `activation` is no
-FIB_ACT_* constant. Errors: none.
+"mish", "softplus", "gelu_tanh"): a static string, or NULL when
+`activation` is no FIB_ACT_* constant. Errors: none.
 """
 const _cache_fib_activation_name = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_activation_name(activation)
@@ -1515,6 +1537,58 @@ rows - 1), FIB_E_SHAPE (source not a sequence), FIB_E_NOMEM.
 const _cache_fib_graph_add_select_step = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_graph_add_select_step(graph, source, position, group_out)
     ccall(_cfunction(_cache_fib_graph_add_select_step, :fib_graph_add_select_step), Int32, (Ptr{fib_graph}, Int32, Int64, Ptr{Int32}, ), graph, source, position, group_out)
+end
+
+"""
+Fills *options with the defaults. Errors: FIB_E_NULL, FIB_E_INVALID
+(struct_size smaller than sizeof(fib_attention_options)).
+"""
+const _cache_fib_attention_options_init = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_attention_options_init(options, struct_size)
+    ccall(_cfunction(_cache_fib_attention_options_init, :fib_attention_options_init), Int32, (Ptr{fib_attention_options}, Csize_t, ), options, struct_size)
+end
+
+"""
+Adds self-attention over the sequence `source` (width E) as decoder and
+encoder language models hold it: separate q, k, v projections (PyTorch
+nn.Linear layout [out, in]: q_weight n_heads*head_dim x E, k_weight and
+v_weight n_kv_heads*head_dim x E, out_weight E x n_heads*head_dim; each
+bias NULL or of the projection's height), grouped-query attention (query
+head h reads key/value head h / (n_heads / n_kv_heads)), an optional
+causal mask and rotary position embeddings of q and k (position t = the
+index in the sequence, from 0). Creates five groups in order: q, k, v
+(dense), the attention core (FIB_OP_ATTEND, n_heads*head_dim units) and
+the output projection (dense), whose id is returned. The rotation lives in
+the core, so q and k are plain dense groups (see docs/blocks/attention.md
+for what merges). flags: 0 or FIB_COPY, as fib_graph_add_dense.
+Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (struct_size,
+rotary kind, rotary_dim without rotary, rope_theta, scale, causal not 0
+or 1, dtype, flags), FIB_E_SHAPE (n_heads,
+n_kv_heads not dividing it, head_dim, rotary_dim odd or > head_dim),
+FIB_E_OVERFLOW, FIB_E_NONFINITE, FIB_E_NOMEM.
+"""
+const _cache_fib_graph_add_attention_ex = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_add_attention_ex(graph, source, options, dtype, q_weight, q_bias, k_weight, k_bias, v_weight, v_bias, out_weight, out_bias, flags, group_out)
+    ccall(_cfunction(_cache_fib_graph_add_attention_ex, :fib_graph_add_attention_ex), Int32, (Ptr{fib_graph}, Int32, Ptr{fib_attention_options}, Int32, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, UInt32, Ptr{Int32}, ), graph, source, options, dtype, q_weight, q_bias, k_weight, k_bias, v_weight, v_bias, out_weight, out_bias, flags, group_out)
+end
+
+"""
+Adds a token embedding: `source` is a one-hot token input of vocab units
+(over positions), `embedding` the matrix [vocab, hidden] as models store
+it (row v = the vector of token v); the new group of `hidden` units is the
+dense map x -> embedding^T x, so a one-hot token v gives row v. The
+library holds the transposed weights in its own copy (dtype of
+`embedding`); the caller's matrix is not kept. An LM head tied to the
+embedding is an ordinary dense group over the final norm borrowing the
+same matrix (fib_graph_add_dense(graph, norm, vocab, dtype, embedding,
+hidden, NULL, 0, &head)): see docs/blocks/embedding.md for the tie in a
+base. Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype),
+FIB_E_SHAPE (hidden < 1), FIB_E_OVERFLOW, FIB_E_NONFINITE (row and column
+of the embedding), FIB_E_NOMEM.
+"""
+const _cache_fib_graph_add_token_embedding = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_add_token_embedding(graph, source, hidden, dtype, embedding, group_out)
+    ccall(_cfunction(_cache_fib_graph_add_token_embedding, :fib_graph_add_token_embedding), Int32, (Ptr{fib_graph}, Int32, Int64, Int32, Ptr{Cvoid}, Ptr{Int32}, ), graph, source, hidden, dtype, embedding, group_out)
 end
 
 const FUNCTION_NAMES = [
@@ -1612,4 +1686,7 @@ const FUNCTION_NAMES = [
     :fib_graph_add_prepend,
     :fib_graph_add_position_shift,
     :fib_graph_add_select_step,
+    :fib_attention_options_init,
+    :fib_graph_add_attention_ex,
+    :fib_graph_add_token_embedding,
 ]

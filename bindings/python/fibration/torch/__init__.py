@@ -16,7 +16,7 @@ Supported: nn.Sequential and traced modules (forward code with shape
 arithmetic, traced with the example's concrete sizes) made of Linear,
 Conv1d/Conv2d (grouped, depthwise), BatchNorm1d/2d (eval), MaxPool/AvgPool
 1d/2d, adaptive pooling and x.mean((2, 3)) at fixed sizes, Flatten, Dropout,
-stochastic depth, Identity, ReLU, LeakyReLU, Tanh, Sigmoid, GELU (exact),
+stochastic depth, Identity, ReLU, LeakyReLU, Tanh, Sigmoid, GELU (exact and tanh),
 SiLU, ReLU6, Hardswish, Hardsigmoid, Mish, Softplus, LayerNorm (also
 F.layer_norm and channels-last), LSTM and GRU (batch_first, multi-layer,
 out[0] and out[0][:, -1]), MultiheadAttention (self-attention, batch_first),
@@ -153,7 +153,7 @@ def _class_summary(sizes):
     return " ".join("%dx%d" % (counts[s], s) for s in sorted(counts, reverse=True))
 
 
-NOT_PARAMETERS = ("multiplicity", "pair_multiplicity")
+NOT_PARAMETERS = ("multiplicity", "pair_multiplicity", "pair_frequency")
 
 
 def _layer_params(graph, layer):

@@ -40,9 +40,10 @@ from ._trace import Layer, UnsupportedModelError, trace
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu,
                "silu": F.silu, "leaky_relu": F.leaky_relu, "relu6": F.relu6,
                "hardswish": F.hardswish, "hardsigmoid": F.hardsigmoid, "mish": F.mish,
-               "softplus": F.softplus}
+               "softplus": F.softplus,
+               "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
 # tensors that are structure, not weights: they say nothing of the dtype
-STRUCTURE_TENSORS = ("multiplicity", "pair_multiplicity")
+STRUCTURE_TENSORS = ("multiplicity", "pair_multiplicity", "pair_frequency")
 
 
 # -- save ------------------------------------------------------------------
@@ -548,6 +549,14 @@ class _Skeleton:
                 self.fail(g, "a part of an attention that is activated or read elsewhere")
         if self.layout(source) != "sequence":
             self.fail(core, "attention over a %s" % self.layout(source))
+        params = self.graph.block_params(core.id)
+        heads = int(params[0])
+        plain = 1 + heads + 2 * int(params[1:1 + heads].sum()) + 2 * core.n_units
+        if len(params) > plain:
+            options = int(params[plain])
+            self.fail(core, "a %s attention core: fibration.torch has no module for it"
+                      % " and ".join(w for bit, w in ((1, "causal"), (2, "rotary"))
+                                     if options & bit))
         dtype = self.dtype(q)
         for g in (k, v, core, out):
             self.dtype(g)

@@ -283,16 +283,19 @@ def _activation(kind, parameter=None):
 
 
 def _gelu_module(b, node, module):
-    if getattr(module, "approximate", "none") != "none":
-        b.fail(node, "GELU(approximate=%r): libfibration's FIB_ACT_GELU is the "
-                     "exact erf form" % module.approximate)
-    return b.activate(node, node.args[0], "gelu")
+    approximate = getattr(module, "approximate", "none")
+    if approximate not in ("none", "tanh"):
+        b.fail(node, "GELU(approximate=%r): 'none' (FIB_ACT_GELU) and 'tanh' "
+                     "(FIB_ACT_GELU_TANH) are supported" % approximate)
+    return b.activate(node, node.args[0], "gelu" if approximate == "none" else "gelu_tanh")
 
 
 def _gelu_function(b, node, module=None):
-    if node.kwargs.get("approximate", "none") != "none" or len(node.args) > 1:
-        b.fail(node, "gelu(approximate='tanh'): FIB_ACT_GELU is the exact erf form")
-    return b.activate(node, node.args[0], "gelu")
+    approximate = node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none")
+    if approximate not in ("none", "tanh"):
+        b.fail(node, "gelu(approximate=%r): 'none' (FIB_ACT_GELU) and 'tanh' "
+                     "(FIB_ACT_GELU_TANH) are supported" % (approximate,))
+    return b.activate(node, node.args[0], "gelu" if approximate == "none" else "gelu_tanh")
 
 
 def _leaky_slope(node, module):

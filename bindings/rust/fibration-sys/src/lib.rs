@@ -160,6 +160,11 @@ pub const FIB_OP_POSITION_SHIFT: i32 = 15;
 pub const FIB_OP_SELECT_STEP: i32 = 16;
 pub const FIB_DTYPE_F16: i32 = 3;
 pub const FIB_DTYPE_BF16: i32 = 4;
+/// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2's gelu_new, gelu(approximate='tanh'))
+pub const FIB_ACT_GELU_TANH: i32 = 12;
+pub const FIB_ROTARY_NONE: i32 = 0;
+/// Llama's rotate_half: dimension d < r/2 of a head turns with dimension d + r/2 (r = rotary_dim) at frequency theta^(-2d/r) per position
+pub const FIB_ROTARY_HALF: i32 = 1;
 
 /// A network: groups of units, each produced by one block (an input, a
 /// dense or convolutional block, pooling, flatten, an affine map, a sum,
@@ -268,6 +273,22 @@ pub struct fib_quotient {
 pub struct fib_hierarchy {
     _private: [u8; 0],
     _not_send_sync_unpin: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
+}
+
+/// Options of fib_graph_add_attention_ex. Call fib_attention_options_init
+/// first; fields may be appended in later versions.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct fib_attention_options {
+    pub struct_size: usize,
+    pub n_heads: i64,
+    pub n_kv_heads: i64,
+    pub head_dim: i64,
+    pub causal: i32,
+    pub rotary: i32,
+    pub rope_theta: f64,
+    pub rotary_dim: i64,
+    pub scale: f64,
 }
 
 extern "C" {
@@ -1026,8 +1047,8 @@ extern "C" {
 
     /// The name of a FIB_ACT_* activation ("linear", "relu", "leaky_relu",
     /// "tanh", "sigmoid", "gelu", "silu", "relu6", "hardswish", "hardsigmoid",
-    /// "mish", "softplus"): a static string, or NULL when `activation` is no
-    /// FIB_ACT_* constant. Errors: none.
+    /// "mish", "softplus", "gelu_tanh"): a static string, or NULL when
+    /// `activation` is no FIB_ACT_* constant. Errors: none.
     pub fn fib_activation_name(activation: i32) -> *const c_char;
 
     /// Prepends n_positions >= 0 constant positions to the positions of
@@ -1062,6 +1083,43 @@ extern "C" {
     /// Errors: FIB_E_NULL, FIB_E_RANGE (source, position outside -rows ..
     /// rows - 1), FIB_E_SHAPE (source not a sequence), FIB_E_NOMEM.
     pub fn fib_graph_add_select_step(graph: *mut fib_graph, source: i32, position: i64, group_out: *mut i32) -> i32;
+
+    /// Fills *options with the defaults. Errors: FIB_E_NULL, FIB_E_INVALID
+    /// (struct_size smaller than sizeof(fib_attention_options)).
+    pub fn fib_attention_options_init(options: *mut fib_attention_options, struct_size: usize) -> i32;
+
+    /// Adds self-attention over the sequence `source` (width E) as decoder and
+    /// encoder language models hold it: separate q, k, v projections (PyTorch
+    /// nn.Linear layout [out, in]: q_weight n_heads*head_dim x E, k_weight and
+    /// v_weight n_kv_heads*head_dim x E, out_weight E x n_heads*head_dim; each
+    /// bias NULL or of the projection's height), grouped-query attention (query
+    /// head h reads key/value head h / (n_heads / n_kv_heads)), an optional
+    /// causal mask and rotary position embeddings of q and k (position t = the
+    /// index in the sequence, from 0). Creates five groups in order: q, k, v
+    /// (dense), the attention core (FIB_OP_ATTEND, n_heads*head_dim units) and
+    /// the output projection (dense), whose id is returned. The rotation lives in
+    /// the core, so q and k are plain dense groups (see docs/blocks/attention.md
+    /// for what merges). flags: 0 or FIB_COPY, as fib_graph_add_dense.
+    /// Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (struct_size,
+    /// rotary kind, rotary_dim without rotary, rope_theta, scale, causal not 0
+    /// or 1, dtype, flags), FIB_E_SHAPE (n_heads,
+    /// n_kv_heads not dividing it, head_dim, rotary_dim odd or > head_dim),
+    /// FIB_E_OVERFLOW, FIB_E_NONFINITE, FIB_E_NOMEM.
+    pub fn fib_graph_add_attention_ex(graph: *mut fib_graph, source: i32, options: *const fib_attention_options, dtype: i32, q_weight: *const c_void, q_bias: *const c_void, k_weight: *const c_void, k_bias: *const c_void, v_weight: *const c_void, v_bias: *const c_void, out_weight: *const c_void, out_bias: *const c_void, flags: u32, group_out: *mut i32) -> i32;
+
+    /// Adds a token embedding: `source` is a one-hot token input of vocab units
+    /// (over positions), `embedding` the matrix [vocab, hidden] as models store
+    /// it (row v = the vector of token v); the new group of `hidden` units is the
+    /// dense map x -> embedding^T x, so a one-hot token v gives row v. The
+    /// library holds the transposed weights in its own copy (dtype of
+    /// `embedding`); the caller's matrix is not kept. An LM head tied to the
+    /// embedding is an ordinary dense group over the final norm borrowing the
+    /// same matrix (fib_graph_add_dense(graph, norm, vocab, dtype, embedding,
+    /// hidden, NULL, 0, &head)): see docs/blocks/embedding.md for the tie in a
+    /// base. Errors: FIB_E_NULL, FIB_E_RANGE (source), FIB_E_INVALID (dtype),
+    /// FIB_E_SHAPE (hidden < 1), FIB_E_OVERFLOW, FIB_E_NONFINITE (row and column
+    /// of the embedding), FIB_E_NOMEM.
+    pub fn fib_graph_add_token_embedding(graph: *mut fib_graph, source: i32, hidden: i64, dtype: i32, embedding: *const c_void, group_out: *mut i32) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1160,4 +1218,7 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_graph_add_prepend",
     "fib_graph_add_position_shift",
     "fib_graph_add_select_step",
+    "fib_attention_options_init",
+    "fib_graph_add_attention_ex",
+    "fib_graph_add_token_embedding",
 ];

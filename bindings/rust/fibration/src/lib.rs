@@ -100,6 +100,8 @@ pub enum Activation {
     Hardsigmoid,
     Mish,
     Softplus,
+    /// GELU with the tanh approximation (GPT-2's gelu_new).
+    GeluTanh,
 }
 
 impl Activation {
@@ -117,6 +119,7 @@ impl Activation {
             Activation::Hardsigmoid => (sys::FIB_ACT_HARDSIGMOID, 0.0),
             Activation::Mish => (sys::FIB_ACT_MISH, 0.0),
             Activation::Softplus => (sys::FIB_ACT_SOFTPLUS, 0.0),
+            Activation::GeluTanh => (sys::FIB_ACT_GELU_TANH, 0.0),
         }
     }
 
@@ -134,6 +137,7 @@ impl Activation {
             sys::FIB_ACT_HARDSIGMOID => Activation::Hardsigmoid,
             sys::FIB_ACT_MISH => Activation::Mish,
             sys::FIB_ACT_SOFTPLUS => Activation::Softplus,
+            sys::FIB_ACT_GELU_TANH => Activation::GeluTanh,
             _ => return None,
         })
     }

@@ -193,4 +193,6 @@ const fib_block_ops fib_product_ops = {
     .compress = product_compress,
     .lift = product_lift,
     .num_parameters = product_num_parameters,
+    .budget_role = fib_pair_budget_role,
+    .budget_backward = fib_pair_budget_backward,
 };

@@ -287,6 +287,11 @@ static int32_t affine_budget_role(const fib_graph *g, int32_t group)
     return same ? FIB_BUDGET_FOLLOWS : 0;
 }
 
+static double affine_budget_scale(const fib_graph *g, int32_t group, int64_t unit)
+{
+    return scale_at(affine_of(g, group), unit);
+}
+
 static int64_t affine_budget_parameters(const fib_graph *g, int32_t group, const int64_t *width)
 {
     return width[group] * (affine_of(g, group)->shift ? 2 : 1);
@@ -317,4 +322,5 @@ const fib_block_ops fib_affine_ops = {
     .budget_role = affine_budget_role,
     .budget_parameters = affine_budget_parameters,
     .budget_backward = affine_budget_backward,
+    .budget_scale = affine_budget_scale,
 };

@@ -360,6 +360,94 @@ static int32_t cut_sets(const graph_budget *B, fib_coloring *col)
     return status;
 }
 
+/* The only consumer of group m, or -1. */
+static int32_t only_consumer(const fib_graph *g, int32_t m)
+{
+    int32_t found = -1;
+    for (int32_t h = m + 1; h < g->n_groups; h++)
+        for (int32_t s = 0; s < g->groups[h].n_sources; s++)
+            if (g->groups[h].sources[s] == m) {
+                if (found >= 0)
+                    return -1;
+                found = h;
+            }
+    return found;
+}
+
+/* The base rows of clustered member m as the fit of least weighted squares
+ * of what its members compute after the follower that scales them (batch
+ * norm): class c gets sum_i E_i s_i row_i / (mean_c(s) sum_i E_i), with s_i
+ * the follower's scale of unit i (1 without one) and E_i the energy of the
+ * unit after it, so that the follower's base scale, the class mean of s,
+ * times the row is the E-weighted mean of the members' s_i row_i. A class
+ * whose scales change sign keeps the plain mean fib_compress made. Rows are
+ * the colour sums over the base's source classes, the layout of the base's
+ * weight tensor (and bias). */
+static int32_t weighted_rows(const graph_budget *B, int32_t m, fib_base *base)
+{
+    const fib_graph *g = B->g;
+    const fib_block_ops *ops = g->groups[m].ops;
+    int32_t f = only_consumer(g, m);
+    bool scaled = f >= 0 && B->role[f] == FIB_BUDGET_FOLLOWS && g->groups[f].ops->budget_scale &&
+                  g->groups[m].activation == FIB_ACT_LINEAR;
+    const double *energy = scaled ? B->energy[f] : B->energy[m];
+    const fib_partition *own = &base->projection[m];
+    int64_t n = own->n_units, k = own->n_classes;
+    fib_tensor_view wv = {0}, bv = {0};
+    const fib_block_ops *bops = base->graph->groups[m].ops;
+    if (!bops->tensor || !bops->tensor(base->graph, m, 0, &wv) || wv.dtype != FIB_DTYPE_F64 ||
+        wv.shape[0] != k)
+        return FIB_OK;
+    bool bias = bops->tensor(base->graph, m, 1, &bv);
+    if (bias && (bv.dtype != FIB_DTYPE_F64 || bv.shape[0] != k))
+        return FIB_OK;
+    int64_t w = ops->fiber_width(g, m, base->projection);
+    if (w != wv.row_stride + (bias ? 1 : 0))
+        return FIB_OK; /* not the layout of an ungrouped base */
+    fib_signature sig;
+    int32_t status = fib_signature_alloc(&sig, n, w);
+    if (status)
+        return status;
+    sig.n_threads = 1;
+    double *num = fib_calloc(k * w, sizeof *num), *den = fib_calloc(k, sizeof *den);
+    double *ssum = fib_calloc(k, sizeof *ssum);
+    int64_t *count = fib_calloc(k, sizeof *count);
+    bool *mixed = fib_calloc(k, sizeof *mixed);
+    status = num && den && ssum && count && mixed
+                 ? ops->fiber_fill(g, m, base->projection, &sig, 0)
+                 : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int64_t i = 0; !status && i < n; i++) {
+        int64_t c = own->color[i];
+        double si = scaled ? g->groups[f].ops->budget_scale(g, f, i) : 1.0;
+        if (count[c] > 0 && (si > 0) != (ssum[c] > 0))
+            mixed[c] = true;
+        if (si == 0)
+            mixed[c] = true;
+        for (int64_t j = 0; j < w; j++)
+            num[c * w + j] += energy[i] * si * sig.value[i * w + j];
+        den[c] += energy[i];
+        ssum[c] += si;
+        count[c]++;
+    }
+    double *weights = (double *)wv.data, *biases = bias ? (double *)bv.data : NULL;
+    for (int64_t c = 0; !status && c < k; c++) {
+        if (mixed[c] || !(den[c] > 0))
+            continue;
+        double scale = den[c] * ssum[c] / (double)count[c];
+        for (int64_t j = 0; j < wv.row_stride; j++)
+            weights[c * wv.row_stride + j] = num[c * w + j] / scale;
+        if (biases)
+            biases[c] = num[c * w + wv.row_stride] / scale;
+    }
+    fib_signature_clear(&sig);
+    fib_free(num);
+    fib_free(den);
+    fib_free(ssum);
+    fib_free(count);
+    fib_free(mixed);
+    return status;
+}
+
 static void free_budget(graph_budget *B)
 {
     for (int32_t i = 0; B->energy && i < B->g->n_groups; i++)
@@ -431,6 +519,9 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
             status = fib_compress(g, col, &base);
         fib_coloring_free(col);
         col = NULL;
+        for (int32_t i = 0; i < g->n_groups && !status; i++)
+            if (B.role[i] == FIB_BUDGET_CLUSTERED && !B.pinned[B.set[i]])
+                status = weighted_rows(&B, i, base);
         if (!status)
             status = fib_graph_num_parameters(base->graph, &params);
         if (status || (double)params <= target)

@@ -209,6 +209,10 @@ typedef struct fib_block_ops {
      * squared weights times the energy of the units they feed. */
     void (*budget_backward)(const fib_graph *g, int32_t group, int32_t source_index,
                             const double *energy, double *src_energy);
+    /* Budgets, optional for a kind that follows its source: the factor by
+     * which unit i multiplies its source unit (batch norm's scale); NULL:
+     * 1. A budget's base weighs the members of a class by it. */
+    double (*budget_scale)(const fib_graph *g, int32_t group, int64_t unit);
 } fib_block_ops;
 
 /* How a budget treats a group's classes (fib_block_ops.budget_role). */

@@ -497,7 +497,9 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
     int64_t total = 0;
     if (!status)
         status = fib_graph_num_parameters(g, &total);
-    double target = budget * (double)total;
+    /* counts are integers: the slack only keeps a budget of exactly a/total
+     * (rounded down in budget * total) from removing one more class */
+    double target = budget * (double)total + 1e-6;
     bool reached = !status && exchange(&B, target);
     if (!status)
         status = fib_budget_step(&check);

@@ -278,6 +278,34 @@ static int64_t affine_params(const fib_graph *g, int32_t group, int64_t *out, in
     return n;
 }
 
+/* ---- budgets ------------------------------------------------------------ */
+
+static int32_t affine_budget_role(const fib_graph *g, int32_t group)
+{
+    bool same = fib_gather_is_identity(affine_of(g, group)->reads, g->groups[group].n_units,
+                                       g->groups[g->groups[group].sources[0]].n_units);
+    return same ? FIB_BUDGET_FOLLOWS : 0;
+}
+
+static double affine_budget_scale(const fib_graph *g, int32_t group, int64_t unit)
+{
+    return scale_at(affine_of(g, group), unit);
+}
+
+static int64_t affine_budget_parameters(const fib_graph *g, int32_t group, const int64_t *width)
+{
+    return width[group] * (affine_of(g, group)->shift ? 2 : 1);
+}
+
+static void affine_budget_backward(const fib_graph *g, int32_t group, int32_t source_index,
+                                   const double *energy, double *src_energy)
+{
+    (void)source_index;
+    const fib_affine *a = affine_of(g, group);
+    for (int64_t i = 0; i < g->groups[group].n_units; i++)
+        src_energy[fib_gather_at(a->reads, i)] += scale_at(a, i) * scale_at(a, i) * energy[i];
+}
+
 const fib_block_ops fib_affine_ops = {
     .name = "affine",
     .free_block = affine_free,
@@ -291,4 +319,8 @@ const fib_block_ops fib_affine_ops = {
     .num_parameters = affine_num_parameters,
     .tensor = affine_tensor,
     .params = affine_params,
+    .budget_role = affine_budget_role,
+    .budget_parameters = affine_budget_parameters,
+    .budget_backward = affine_budget_backward,
+    .budget_scale = affine_budget_scale,
 };

@@ -109,6 +109,12 @@ int32_t fib_pair_lift(const fib_graph *base, int32_t group, const fib_partition 
                       fib_graph *full, const int32_t *full_ids);
 int64_t fib_pair_num_parameters(const fib_graph *g, int32_t group);
 
+/* pair.c: budget roles and energies of a sum or a product (fib_block_ops):
+ * both sources and the group share one partition when neither gathers. */
+int32_t fib_pair_budget_role(const fib_graph *g, int32_t group);
+void fib_pair_budget_backward(const fib_graph *g, int32_t group, int32_t source_index,
+                              const double *energy, double *src_energy);
+
 /* Constructors with a gather, for model files (arrays taken over, also on
  * failure): pool.c (window: the six numbers of fib_graph_add_pool),
  * affine.c (float64), last_step.c. */

@@ -600,6 +600,51 @@ static int64_t conv_params(const fib_graph *g, int32_t group, int64_t *out, int6
     return 7;
 }
 
+/* ---- budgets ------------------------------------------------------------ */
+
+/* A depthwise convolution follows its source channel by channel (its base
+ * stays depthwise); another grouped one keeps its channels and its
+ * source's, so that it stays grouped as it is. */
+static bool is_depthwise(const fib_graph *g, int32_t group)
+{
+    const fib_conv *c = conv_of(g, group);
+    return c->groups > 1 && c->groups == c->in_channels && c->groups == g->groups[group].n_units;
+}
+
+static int32_t conv_budget_role(const fib_graph *g, int32_t group)
+{
+    if (conv_of(g, group)->groups == 1)
+        return FIB_BUDGET_CLUSTERED;
+    return is_depthwise(g, group) ? FIB_BUDGET_FOLLOWS : FIB_BUDGET_PINS;
+}
+
+static int64_t conv_budget_parameters(const fib_graph *g, int32_t group, const int64_t *width)
+{
+    const fib_conv *c = conv_of(g, group);
+    int64_t out = width[group], bias = c->bias ? out : 0;
+    if (c->groups == 1)
+        return out * width[g->groups[group].sources[0]] * kernel_size(c) + bias;
+    if (is_depthwise(g, group))
+        return out * kernel_size(c) + bias;
+    return conv_num_parameters(g, group);
+}
+
+static void conv_budget_backward(const fib_graph *g, int32_t group, int32_t source_index,
+                                 const double *energy, double *src_energy)
+{
+    (void)source_index;
+    const fib_conv *c = conv_of(g, group);
+    int64_t n_out = g->groups[group].n_units, out_per_group = n_out / c->groups;
+    for (int64_t o = 0; o < n_out; o++) {
+        int64_t first_in = (o / out_per_group) * in_per_group(c);
+        for (int64_t jl = 0; jl < in_per_group(c); jl++)
+            for (int64_t q = 0; q < kernel_size(c); q++) {
+                double w = kernel_at(c, o, jl, q);
+                src_energy[first_in + jl] += w * w * energy[o];
+            }
+    }
+}
+
 const fib_block_ops fib_conv_ops = {
     .name = "conv",
     .free_block = conv_free,
@@ -614,4 +659,7 @@ const fib_block_ops fib_conv_ops = {
     .tensor = conv_tensor,
     .params = conv_params,
     .unit_runs = conv_unit_runs,
+    .budget_role = conv_budget_role,
+    .budget_parameters = conv_budget_parameters,
+    .budget_backward = conv_budget_backward,
 };

@@ -698,6 +698,32 @@ static const fib_dense *dense_matrix(const fib_graph *g, int32_t group)
     return dense_of(g, group);
 }
 
+/* ---- budgets ------------------------------------------------------------ */
+
+static int32_t dense_budget_role(const fib_graph *g, int32_t group)
+{
+    (void)g, (void)group;
+    return FIB_BUDGET_CLUSTERED;
+}
+
+static int64_t dense_budget_parameters(const fib_graph *g, int32_t group, const int64_t *width)
+{
+    int64_t out = width[group];
+    return out * width[g->groups[group].sources[0]] + (dense_of(g, group)->bias ? out : 0);
+}
+
+static void dense_budget_backward(const fib_graph *g, int32_t group, int32_t source_index,
+                                  const double *energy, double *src_energy)
+{
+    (void)source_index;
+    const fib_dense *d = dense_of(g, group);
+    for (int64_t i = 0; i < g->groups[group].n_units; i++)
+        for (int64_t k = 0; k < d->n_in; k++) {
+            double w = fib_dense_weight(d, i, k);
+            src_energy[k] += w * w * energy[i];
+        }
+}
+
 const fib_block_ops fib_dense_ops = {
     .tensor = dense_tensor,
     .name = "dense",
@@ -716,4 +742,7 @@ const fib_block_ops fib_dense_ops = {
     .has_bias = dense_has_bias,
     .num_parameters = dense_num_parameters,
     .matrix = dense_matrix,
+    .budget_role = dense_budget_role,
+    .budget_parameters = dense_budget_parameters,
+    .budget_backward = dense_budget_backward,
 };

@@ -125,6 +125,24 @@ static int64_t flatten_num_parameters(const fib_graph *g, int32_t group)
     return 0;
 }
 
+/* ---- budgets ------------------------------------------------------------ */
+
+static int32_t flatten_budget_role(const fib_graph *g, int32_t group)
+{
+    (void)g, (void)group;
+    return FIB_BUDGET_DERIVED;
+}
+
+/* A channel carries the energies of its units at every position. */
+static void flatten_budget_backward(const fib_graph *g, int32_t group, int32_t source_index,
+                                    const double *energy, double *src_energy)
+{
+    (void)source_index;
+    int64_t positions = positions_of_source(g, group);
+    for (int64_t u = 0; u < g->groups[group].n_units; u++)
+        src_energy[u / positions] += energy[u];
+}
+
 const fib_block_ops fib_flatten_ops = {
     .name = "flatten",
     .fiber_width = flatten_fiber_width,
@@ -136,4 +154,6 @@ const fib_block_ops fib_flatten_ops = {
     .lift = flatten_lift,
     .num_parameters = flatten_num_parameters,
     .derive_projection = flatten_derive,
+    .budget_role = flatten_budget_role,
+    .budget_backward = flatten_budget_backward,
 };

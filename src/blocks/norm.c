@@ -450,6 +450,37 @@ static double norm_scalar(const fib_graph *g, int32_t group)
     return norm_of(g, group)->epsilon;
 }
 
+/* ---- budgets ------------------------------------------------------------ */
+
+/* A norm follows its source unit by unit; its multiplicities keep the
+ * statistics of a merged base those of the original. */
+static int32_t norm_budget_role(const fib_graph *g, int32_t group)
+{
+    const fib_norm *n = norm_of(g, group);
+    bool same = fib_gather_is_identity(n->gather, g->groups[group].n_units,
+                                       g->groups[g->groups[group].sources[0]].n_units);
+    for (int64_t i = 0; same && n->mult && i < g->groups[group].n_units; i++)
+        same = n->mult[i] == 1.0;
+    return same ? FIB_BUDGET_FOLLOWS : 0;
+}
+
+static int64_t norm_budget_parameters(const fib_graph *g, int32_t group, const int64_t *width)
+{
+    const fib_norm *n = norm_of(g, group);
+    return (n->weight ? width[group] : 0) + (n->bias ? width[group] : 0);
+}
+
+static void norm_budget_backward(const fib_graph *g, int32_t group, int32_t source_index,
+                                 const double *energy, double *src_energy)
+{
+    (void)source_index;
+    const fib_norm *n = norm_of(g, group);
+    for (int64_t i = 0; i < g->groups[group].n_units; i++) {
+        double w = n->weight ? fib_load(n->dtype, n->weight, i) : 1.0;
+        src_energy[fib_gather_at(n->gather, i)] += w * w * energy[i];
+    }
+}
+
 const fib_block_ops fib_norm_ops = {
     .name = "norm",
     .free_block = norm_free,
@@ -464,4 +495,7 @@ const fib_block_ops fib_norm_ops = {
     .tensor = norm_tensor,
     .params = norm_params,
     .scalar = norm_scalar,
+    .budget_role = norm_budget_role,
+    .budget_parameters = norm_budget_parameters,
+    .budget_backward = norm_budget_backward,
 };

@@ -161,3 +161,26 @@ int64_t fib_pair_num_parameters(const fib_graph *g, int32_t group)
     (void)g, (void)group;
     return 0;
 }
+
+/* ---- budgets ------------------------------------------------------------ */
+
+int32_t fib_pair_budget_role(const fib_graph *g, int32_t group)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_sum *s = pair_of(g, group);
+    bool same = fib_gather_is_identity(s->gather_a, grp->n_units,
+                                       g->groups[grp->sources[0]].n_units) &&
+                fib_gather_is_identity(s->gather_b, grp->n_units,
+                                       g->groups[grp->sources[1]].n_units);
+    return same ? FIB_BUDGET_COUPLES : 0;
+}
+
+/* Both summands (factors) carry the energy of the units they make. */
+void fib_pair_budget_backward(const fib_graph *g, int32_t group, int32_t source_index,
+                              const double *energy, double *src_energy)
+{
+    const fib_sum *s = pair_of(g, group);
+    const int64_t *gather = source_index == 0 ? s->gather_a : s->gather_b;
+    for (int64_t i = 0; i < g->groups[group].n_units; i++)
+        src_energy[fib_gather_at(gather, i)] += energy[i];
+}

@@ -210,6 +210,24 @@ static int64_t pool_params(const fib_graph *g, int32_t group, int64_t *out, int6
     return 7 + n;
 }
 
+/* ---- budgets ------------------------------------------------------------ */
+
+static int32_t pool_budget_role(const fib_graph *g, int32_t group)
+{
+    bool same = fib_gather_is_identity(pool_of(g, group)->reads, g->groups[group].n_units,
+                                       g->groups[g->groups[group].sources[0]].n_units);
+    return same ? FIB_BUDGET_FOLLOWS : 0;
+}
+
+static void pool_budget_backward(const fib_graph *g, int32_t group, int32_t source_index,
+                                 const double *energy, double *src_energy)
+{
+    (void)source_index;
+    const fib_pool *p = pool_of(g, group);
+    for (int64_t i = 0; i < g->groups[group].n_units; i++)
+        src_energy[fib_gather_at(p->reads, i)] += energy[i];
+}
+
 const fib_block_ops fib_pool_ops = {
     .name = "pool",
     .free_block = pool_free,
@@ -222,4 +240,6 @@ const fib_block_ops fib_pool_ops = {
     .lift = pool_lift,
     .num_parameters = pool_num_parameters,
     .params = pool_params,
+    .budget_role = pool_budget_role,
+    .budget_backward = pool_budget_backward,
 };

@@ -116,4 +116,6 @@ const fib_block_ops fib_product_ops = {
     .compress = fib_pair_compress,
     .lift = fib_pair_lift,
     .num_parameters = fib_pair_num_parameters,
+    .budget_role = fib_pair_budget_role,
+    .budget_backward = fib_pair_budget_backward,
 };

@@ -290,7 +290,7 @@ static int32_t base_parameters(const fib_graph *g, const fib_base *b, int64_t *o
 /* One budget attempt with one grouping (the knobs in o, validated);
  * fills *bound, *corrected and the base. */
 /* One step of a budget done: tells the progress callback, which may cancel. */
-static int32_t budget_step(fib_progress_check *check)
+int32_t fib_budget_step(fib_progress_check *check)
 {
     check->done++;
     return fib_progress_cancelled(check)
@@ -373,7 +373,8 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             fib_rows_clear(&r);
         }
         if (!status)
-            status = budget_step(&check);
+            status = fib_budget_step(&check);
+        fib_merges_clear(&mg);
         fib_free(weight);
         fib_free(norms);
         /* sensitivity: the typical norm of the group's input (the gains of
@@ -430,7 +431,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         L[best].k = best_k;
         width[L[best].group] = best_k;
     }
-    status = budget_step(&check);
+    status = fib_budget_step(&check);
     if (status)
         goto done;
     if ((double)budget_params(g, width) > target) {
@@ -502,19 +503,19 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         fib_free(weight);
         fib_free(norms);
         if (!status)
-            status = budget_step(&check);
+            status = fib_budget_step(&check);
     }
     col->merge_inputs = merge_inputs;
     if (!status)
         status = fib_compress(g, col, base_out);
     if (!status)
-        status = budget_step(&check);
+        status = fib_budget_step(&check);
     *corrected = false;
     if (!status && correcting)
         status = fib_budget_correct(g, col, o->synthetic_scale, o->synthetic_samples,
                                     &check, *base_out, corrected);
     if (!status && correcting)
-        status = budget_step(&check);
+        status = fib_budget_step(&check);
     if (status && *base_out) {
         fib_base_free(*base_out);
         *base_out = NULL;
@@ -533,6 +534,36 @@ done:
     fib_free(sigma);
     fib_coloring_free(col);
     return status;
+}
+
+/* A graph that is not a chain of dense blocks (budget_graph.c): plain
+ * Ward on every set of coupled groups, no correction; merge_inputs and
+ * synthetic_scale apply to chains only. */
+static int32_t graph_budget(const fib_graph *g, double budget, const fib_budget_options *o,
+                            fib_budget_options *options, fib_base **base_out)
+{
+    if (o->tolerance == (FIB_TOL_SCALED | FIB_TOL_WARD))
+        return fib_error(FIB_E_UNSUPPORTED, "fib_compress_to_budget: the scale-aware grouping "
+                         "(FIB_TOL_SCALED) takes chains of dense blocks in this version; "
+                         "this graph takes 0 or FIB_TOL_WARD");
+    double bound = 0;
+    int64_t params = 0, smallest = 0;
+    int32_t status = fib_budget_graph(g, budget, o, &bound, &params, &smallest, base_out);
+    bool has_smallest = options && options->struct_size >=
+                        offsetof(fib_budget_options, smallest_fraction) + sizeof(double);
+    if (status && smallest > 0 && has_smallest) {
+        int64_t total = 0;
+        if (fib_graph_num_parameters(g, &total) == FIB_OK && total > 0)
+            options->smallest_fraction = (double)smallest / (double)total;
+    }
+    if (status || !options)
+        return status;
+    options->bound = bound;
+    options->n_parameters = params;
+    options->chosen_tolerance = FIB_TOL_WARD;
+    if (options->struct_size >= offsetof(fib_budget_options, corrected) + sizeof(int32_t))
+        options->corrected = 0;
+    return FIB_OK;
 }
 
 int32_t fib_compress_to_budget(const fib_graph *g, double budget,
@@ -584,15 +615,16 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
     double power = o->sensitivity_power;
     if (!isfinite(power) || power < 0)
         return fib_error(FIB_E_INVALID, "%s: sensitivity_power %g", fn, power);
+    bool chain = true;
+    for (int32_t i = 0; i < g->n_groups && chain; i++)
+        chain = (fib_group_is_input(g, i) && i == 0) ||
+                (g->groups[i].op == FIB_OP_DENSE && g->groups[i].sources[0] == i - 1);
+    if (!chain)
+        return graph_budget(g, budget, o, options, base_out);
     for (int32_t i = 0; i < g->n_groups; i++) {
         const fib_group *grp = &g->groups[i];
         if (fib_group_is_input(g, i) && i == 0)
             continue;
-        if (!grp->ops || !grp->ops->matrix || grp->sources[0] != i - 1)
-            return fib_error(FIB_E_UNSUPPORTED,
-                             "%s: group %d: budgets handle chains of dense blocks in this "
-                             "version (one input, each block reading the one before)", fn,
-                             (int)i);
         if (grp->n_units > FIB_LINKAGE_MAX_UNITS && !fib_group_is_output(g, i))
             return fib_error(FIB_E_UNSUPPORTED, "%s: group %d: %lld units, above "
                              "FIB_LINKAGE_MAX_UNITS", fn, (int)i, (long long)grp->n_units);

@@ -72,3 +72,13 @@ int32_t fib_gather_single_reader(const int64_t *map, int64_t n, int64_t n_source
     fib_free(read);
     return single;
 }
+
+bool fib_gather_is_identity(const int64_t *map, int64_t n, int64_t n_source)
+{
+    if (n != n_source)
+        return false;
+    for (int64_t i = 0; map && i < n; i++)
+        if (map[i] != i)
+            return false;
+    return true;
+}

@@ -27,6 +27,10 @@ int32_t fib_gather_for_lift(const fib_partition *parts, int32_t group,
  * n_source). Returns 1 or 0, or FIB_E_NOMEM after fib_error. */
 int32_t fib_gather_single_reader(const int64_t *map, int64_t n, int64_t n_source);
 
+/* Whether reader i reads unit i for each of the n readers of n_source
+ * units, n == n_source (NULL map: yes). */
+bool fib_gather_is_identity(const int64_t *map, int64_t n, int64_t n_source);
+
 static inline int64_t fib_gather_at(const int64_t *map, int64_t i)
 {
     return map ? map[i] : i;

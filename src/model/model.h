@@ -206,7 +206,32 @@ typedef struct fib_block_ops {
      * source's units fall into and that its base keeps (a grouped
      * convolution's channel groups; see color/unit_runs.c); 1: none. */
     int64_t (*unit_runs)(const fib_graph *g, int32_t group);
+    /* Budgets on graphs (compress/budget_graph.c), all three optional: a
+     * kind without budget_role is refused by name. The role is one of
+     * FIB_BUDGET_* below, or 0 when this group cannot take part (a gather
+     * that reorders or repeats its source's units). */
+    int32_t (*budget_role)(const fib_graph *g, int32_t group);
+    /* The group's parameters when every group h has width[h] units (NULL:
+     * none). */
+    int64_t (*budget_parameters)(const fib_graph *g, int32_t group, const int64_t *width);
+    /* Adds to src_energy (the units of source `source_index`) the share of
+     * the group's unit energies `energy` (how strongly an error in a unit's
+     * pre-activation reaches the outputs) that each source unit carries:
+     * squared weights times the energy of the units they feed. */
+    void (*budget_backward)(const fib_graph *g, int32_t group, int32_t source_index,
+                            const double *energy, double *src_energy);
+    /* Budgets, optional for a kind that follows its source: the factor by
+     * which unit i multiplies its source unit (batch norm's scale); NULL:
+     * 1. A budget's base weighs the members of a class by it. */
+    double (*budget_scale)(const fib_graph *g, int32_t group, int64_t unit);
 } fib_block_ops;
+
+/* How a budget treats a group's classes (fib_block_ops.budget_role). */
+#define FIB_BUDGET_CLUSTERED 1 /* its own incoming weights: its classes are clustered */
+#define FIB_BUDGET_FOLLOWS 2   /* unit i reads source unit i: the source's classes */
+#define FIB_BUDGET_COUPLES 3   /* its sources and it share one partition (sum, product) */
+#define FIB_BUDGET_DERIVED 4   /* classes derived from the source's (derive_projection) */
+#define FIB_BUDGET_PINS 5      /* keeps its units and its source's (grouped convolution) */
 
 struct fib_group {
     int32_t op;            /* FIB_OP_* */

@@ -1010,10 +1010,16 @@ the blocks before the group (its input norm) and after its consumer
 (sensitivity_power is applied to each), e_l(k) the square root of the
 weighted residual sum of squares of the fit fib_compress makes.
 options may be NULL (defaults); when given, its output fields are filled.
+Any other graph of dense, convolution, affine, pool, flatten, sum,
+product and norm groups is compressed by plain Ward over sets of groups
+that share one partition (a group reading its source unit by unit joins
+its source's set, a sum or product both sources'), the errors weighted by
+each unit's data-free energy towards the outputs; no correction, no
+merged inputs, FIB_TOL_SCALED refused (docs/compression.md).
 The base is deterministic. Errors: FIB_E_NULL, FIB_E_INVALID (budget,
-options), FIB_E_UNSUPPORTED (blocks other than dense, a group wider than
-FIB_LINKAGE_MAX_UNITS, a budget below the smallest base: every hidden
-group one class), FIB_E_NOMEM.
+options), FIB_E_UNSUPPORTED (other block kinds, a group that reorders
+its source's units, a group wider than FIB_LINKAGE_MAX_UNITS, a budget
+below the smallest base: every hidden group one class), FIB_E_NOMEM.
 """
 const _cache_fib_compress_to_budget = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_compress_to_budget(graph, budget_fraction, options, base_out)

@@ -739,10 +739,16 @@ extern "C" {
     /// (sensitivity_power is applied to each), e_l(k) the square root of the
     /// weighted residual sum of squares of the fit fib_compress makes.
     /// options may be NULL (defaults); when given, its output fields are filled.
+    /// Any other graph of dense, convolution, affine, pool, flatten, sum,
+    /// product and norm groups is compressed by plain Ward over sets of groups
+    /// that share one partition (a group reading its source unit by unit joins
+    /// its source's set, a sum or product both sources'), the errors weighted by
+    /// each unit's data-free energy towards the outputs; no correction, no
+    /// merged inputs, FIB_TOL_SCALED refused (docs/compression.md).
     /// The base is deterministic. Errors: FIB_E_NULL, FIB_E_INVALID (budget,
-    /// options), FIB_E_UNSUPPORTED (blocks other than dense, a group wider than
-    /// FIB_LINKAGE_MAX_UNITS, a budget below the smallest base: every hidden
-    /// group one class), FIB_E_NOMEM.
+    /// options), FIB_E_UNSUPPORTED (other block kinds, a group that reorders
+    /// its source's units, a group wider than FIB_LINKAGE_MAX_UNITS, a budget
+    /// below the smallest base: every hidden group one class), FIB_E_NOMEM.
     pub fn fib_compress_to_budget(graph: *const fib_graph, budget_fraction: f64, options: *mut fib_budget_options, base_out: *mut *mut fib_base) -> i32;
 
     /// Fills *options with the defaults. struct_size must be the caller's

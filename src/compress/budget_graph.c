@@ -1,0 +1,555 @@
+/* fib_compress_to_budget on graphs that are not chains of dense blocks:
+ * convolutions with batch norm, pooling, flatten, residual sums, gates,
+ * norms. Every block kind says through its fib_block_ops how a budget
+ * treats its units (budget_role), what it costs at given widths
+ * (budget_parameters) and how errors of its units reach the outputs
+ * (budget_backward); nothing here depends on a kind.
+ *
+ * Groups whose classes must be one partition form a set: a group that
+ * follows its source unit by unit (batch norm, pooling, a depthwise
+ * convolution) joins its source's set; a sum or a product joins both its
+ * sources' (the channels a residual sum adds are merged together). A set
+ * holding an input, an output or a grouped convolution's channels keeps
+ * its units. Every other set with clustered members (dense, convolution)
+ * is a candidate:
+ *
+ * 1. the energy of every unit, data-free: how strongly an error in its
+ *    pre-activation reaches the outputs (1 per output unit, carried back by
+ *    squared weights, halved in energy by a ReLU);
+ * 2. each candidate set is agglomerated once (Ward) on its clustered
+ *    members' incoming weights over their sources' units, each member's row
+ *    of a unit scaled by the square root of that unit's energy and the rows
+ *    of the members side by side: e(k), the error at k classes;
+ * 3. the greedy exchange of dense chains on B^2 = sum e(k)^2 under the
+ *    budget, with the parameters at given widths counted by the kinds;
+ * 4. the sets are cut at their counts and compressed (fib_compress); if
+ *    the base has more parameters than counted, the exchange goes on. */
+#include "compress/compress.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct budget_set {
+    int64_t n;      /* units of every member */
+    int64_t k;      /* classes chosen */
+    double *err;    /* err[k], k = 1 .. n */
+    fib_merges mg;  /* the agglomeration, cut at n - k */
+} budget_set;
+
+typedef struct graph_budget {
+    const fib_graph *g;
+    int32_t *role;     /* per group: FIB_BUDGET_*, 0 for inputs */
+    int32_t *set;      /* per group: its set's root group (-1: derived) */
+    bool *pinned;      /* per root group: the set keeps its units */
+    double **energy;   /* per group: pre-activation energy of each unit */
+    int32_t n_cand;
+    int32_t *cand;     /* candidate roots */
+    budget_set *sets;  /* per candidate */
+    int64_t *width;    /* per group, for counting */
+} graph_budget;
+
+static const char fn[] = "fib_compress_to_budget";
+
+static const char *group_name(const fib_graph *g, int32_t i)
+{
+    return g->groups[i].name ? g->groups[i].name : "unnamed";
+}
+
+static int32_t find_root(int32_t *uf, int32_t v)
+{
+    while (uf[v] != v) {
+        uf[v] = uf[uf[v]];
+        v = uf[v];
+    }
+    return v;
+}
+
+static void join(int32_t *uf, int32_t a, int32_t b)
+{
+    a = find_root(uf, a);
+    b = find_root(uf, b);
+    if (a < b)
+        uf[b] = a;
+    else if (b < a)
+        uf[a] = b;
+}
+
+/* Roles and sets; refuses a kind that cannot take part by its group. */
+static int32_t build_sets(graph_budget *B)
+{
+    const fib_graph *g = B->g;
+    int32_t n = g->n_groups;
+    for (int32_t i = 0; i < n; i++)
+        B->set[i] = i;
+    for (int32_t i = 0; i < n; i++) {
+        const fib_group *grp = &g->groups[i];
+        if (fib_group_is_input(g, i))
+            continue;
+        if (!grp->ops->budget_role)
+            return fib_error(FIB_E_UNSUPPORTED, "%s: group %d (%s): budgets do not handle %s "
+                             "blocks in this version", fn, (int)i, group_name(g, i),
+                             grp->ops->name);
+        int32_t role = grp->ops->budget_role(g, i);
+        if (role == 0)
+            return fib_error(FIB_E_UNSUPPORTED, "%s: group %d (%s): a %s block that reorders "
+                             "or repeats its source's units (a concatenation or a split); "
+                             "budgets do not handle it in this version", fn, (int)i,
+                             group_name(g, i), grp->ops->name);
+        B->role[i] = role;
+        if (role == FIB_BUDGET_FOLLOWS || role == FIB_BUDGET_COUPLES)
+            for (int32_t s = 0; s < grp->n_sources; s++) {
+                if (g->groups[grp->sources[s]].n_units != grp->n_units)
+                    return fib_error(FIB_E_UNSUPPORTED, "%s: group %d (%s): its %s block has "
+                                     "%lld units but source %d has %lld", fn, (int)i,
+                                     group_name(g, i), grp->ops->name,
+                                     (long long)grp->n_units, (int)grp->sources[s],
+                                     (long long)g->groups[grp->sources[s]].n_units);
+                join(B->set, i, grp->sources[s]);
+            }
+    }
+    for (int32_t i = 0; i < n; i++)
+        B->set[i] = find_root(B->set, i);
+    /* pinned: inputs, outputs, grouped convolutions and their sources, the
+     * source of an output derived from it, sets with nothing to cluster */
+    bool *clustered = fib_calloc(n, sizeof *clustered);
+    if (!clustered)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    /* a derived group that others follow or add to has its source's
+     * classes in a colouring's set of its own: its source keeps its units */
+    int32_t *members = fib_calloc(n, sizeof *members);
+    if (!members) {
+        fib_free(clustered);
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    }
+    for (int32_t i = 0; i < n; i++)
+        members[B->set[i]]++;
+    for (int32_t i = n - 1; i >= 0; i--) {
+        const fib_group *grp = &g->groups[i];
+        bool pin = fib_group_is_input(g, i) || fib_group_is_output(g, i) ||
+                   B->pinned[i] || B->role[i] == FIB_BUDGET_PINS;
+        if (pin)
+            B->pinned[B->set[i]] = true;
+        bool derived = B->role[i] == FIB_BUDGET_DERIVED;
+        if (B->role[i] == FIB_BUDGET_PINS || (derived && (pin || members[B->set[i]] > 1)))
+            B->pinned[grp->sources[0]] = B->pinned[B->set[grp->sources[0]]] = true;
+        if (B->role[i] == FIB_BUDGET_CLUSTERED)
+            clustered[B->set[i]] = true;
+    }
+    fib_free(members);
+    for (int32_t i = 0; i < n; i++) {
+        if (B->role[i] == FIB_BUDGET_DERIVED)
+            continue;
+        int32_t r = B->set[i];
+        if (r == i && !B->pinned[i] && clustered[i]) {
+            if (g->groups[i].n_units > FIB_LINKAGE_MAX_UNITS) {
+                fib_free(clustered);
+                return fib_error(FIB_E_UNSUPPORTED, "%s: group %d (%s): %lld units, above "
+                                 "FIB_LINKAGE_MAX_UNITS", fn, (int)i, group_name(g, i),
+                                 (long long)g->groups[i].n_units);
+            }
+            B->cand[B->n_cand++] = i;
+        }
+    }
+    fib_free(clustered);
+    return FIB_OK;
+}
+
+/* Step 1: energies, from the outputs back. */
+static int32_t build_energies(graph_budget *B)
+{
+    const fib_graph *g = B->g;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        B->energy[i] = fib_calloc(g->groups[i].n_units, sizeof(double));
+        if (!B->energy[i])
+            return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    }
+    for (int32_t i = g->n_groups - 1; i >= 0; i--) {
+        const fib_group *grp = &g->groups[i];
+        double *e = B->energy[i];
+        if (fib_group_is_output(g, i))
+            for (int64_t u = 0; u < grp->n_units; u++)
+                e[u] += 1.0;
+        if (fib_group_is_input(g, i))
+            continue;
+        /* through the activation: a ReLU passes half the energy */
+        if (grp->activation == FIB_ACT_RELU || grp->activation == FIB_ACT_LEAKY_RELU)
+            for (int64_t u = 0; u < grp->n_units; u++)
+                e[u] *= 0.5;
+        for (int32_t s = 0; grp->ops->budget_backward && s < grp->n_sources; s++)
+            grp->ops->budget_backward(g, i, s, e, B->energy[grp->sources[s]]);
+    }
+    return FIB_OK;
+}
+
+/* The rows set `root` clusters: its clustered members' incoming weights
+ * over their sources' units, scaled by the square root of the energy. */
+static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out)
+{
+    const fib_graph *g = B->g;
+    int64_t n = g->groups[root].n_units, d = 0;
+    fib_partition *discrete = fib_calloc(g->n_groups, sizeof *discrete);
+    if (!discrete)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    int32_t status = FIB_OK;
+    for (int32_t i = 0; i < g->n_groups && !status; i++)
+        status = fib_partition_init(&discrete[i], g->groups[i].n_units);
+    fib_rows *member = fib_calloc(g->n_groups, sizeof *member);
+    if (!status && !member)
+        status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int32_t i = 0; i < g->n_groups && !status; i++) {
+        if (B->set[i] != root || B->role[i] != FIB_BUDGET_CLUSTERED)
+            continue;
+        const fib_block_ops *ops = g->groups[i].ops;
+        fib_signature sig;
+        int64_t w = ops->fiber_width(g, i, discrete);
+        status = w < 0 ? (int32_t)w : fib_signature_alloc(&sig, n, w);
+        if (status)
+            break;
+        sig.n_threads = 1;
+        status = ops->fiber_fill(g, i, discrete, &sig, 0);
+        if (!status)
+            status = fib_rows_from_signature(&sig, &member[i]);
+        fib_signature_clear(&sig);
+        for (int64_t u = 0; !status && u < n; u++) {
+            double s = sqrt(B->energy[i][u]);
+            for (int64_t j = 0; j < member[i].d; j++)
+                member[i].value[u * member[i].d + j] *= s;
+        }
+        d += status ? 0 : member[i].d;
+    }
+    if (!status)
+        status = fib_rows_alloc(out, n, d);
+    for (int32_t i = 0, at = 0; i < g->n_groups && !status; i++) {
+        if (!member[i].value)
+            continue;
+        for (int64_t u = 0; u < n; u++)
+            memcpy(out->value + u * d + at, member[i].value + u * member[i].d,
+                   (size_t)member[i].d * sizeof(double));
+        at += (int32_t)member[i].d;
+    }
+    for (int32_t i = 0; member && i < g->n_groups; i++)
+        fib_rows_clear(&member[i]);
+    for (int32_t i = 0; i < g->n_groups; i++)
+        fib_partition_clear(&discrete[i]);
+    fib_free(member);
+    fib_free(discrete);
+    return status;
+}
+
+/* Step 2: one agglomeration per candidate; err[k] = sqrt of the cost of
+ * the first n - k merges. */
+static int32_t set_merges(graph_budget *B, budget_set *s, int32_t root,
+                          const fib_progress_check *check)
+{
+    fib_rows r = {0};
+    s->n = s->k = B->g->groups[root].n_units;
+    s->err = fib_alloc(s->n + 1, sizeof *s->err);
+    double *mass = fib_alloc(s->n, sizeof *mass);
+    int32_t status = s->err && mass ? set_rows(B, root, &r)
+                                    : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int64_t u = 0; !status && u < s->n; u++)
+        mass[u] = 1.0;
+    if (!status)
+        status = fib_linkage_run_checked(&r, FIB_TOL_WARD, false, mass, INFINITY, check, &s->mg);
+    fib_rows_clear(&r);
+    fib_free(mass);
+    if (status)
+        return status;
+    double acc = 0;
+    s->err[s->n] = 0;
+    for (int64_t m = 0; m < s->n - 1; m++) {
+        int64_t k = s->n - 1 - m;
+        if (m < s->mg.n_merges) {
+            acc += s->mg.height[m] > 0 ? s->mg.height[m] : 0;
+            s->err[k] = sqrt(acc);
+        } else {
+            s->err[k] = INFINITY;
+        }
+    }
+    return FIB_OK;
+}
+
+/* Parameters of the base with the sets' widths (derived groups scale with
+ * their source). */
+static int64_t graph_params(graph_budget *B)
+{
+    const fib_graph *g = B->g;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        if (B->role[i] == FIB_BUDGET_DERIVED) {
+            int32_t src = g->groups[i].sources[0];
+            B->width[i] = B->width[src] * (g->groups[i].n_units / g->groups[src].n_units);
+        } else {
+            B->width[i] = g->groups[i].n_units;
+        }
+    }
+    for (int32_t x = 0; x < B->n_cand; x++)
+        for (int32_t i = 0; i < g->n_groups; i++)
+            if (B->set[i] == B->cand[x] && B->role[i] != FIB_BUDGET_DERIVED)
+                B->width[i] = B->sets[x].k;
+    for (int32_t i = 0; i < g->n_groups; i++)
+        if (B->role[i] == FIB_BUDGET_DERIVED) {
+            int32_t src = g->groups[i].sources[0];
+            B->width[i] = B->width[src] * (g->groups[i].n_units / g->groups[src].n_units);
+        }
+    int64_t total = 0;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        const fib_block_ops *ops = g->groups[i].ops;
+        if (ops && ops->budget_parameters)
+            total += ops->budget_parameters(g, i, B->width);
+        else if (ops && ops->num_parameters)
+            total += ops->num_parameters(g, i);
+    }
+    return total;
+}
+
+/* Step 3: removes classes where B^2 grows least per parameter saved until
+ * the count is at most target; false when nothing more can go. */
+static bool exchange(graph_budget *B, double target)
+{
+    int64_t now = graph_params(B);
+    while ((double)now > target) {
+        int32_t best = -1;
+        double best_ratio = INFINITY;
+        int64_t best_k = 0, best_params = now;
+        for (int32_t x = 0; x < B->n_cand; x++) {
+            budget_set *s = &B->sets[x];
+            if (s->k <= 1)
+                continue;
+            int64_t step = s->k / 64 > 1 ? s->k / 64 : 1, k0 = s->k;
+            s->k = k0 - step;
+            int64_t after = graph_params(B);
+            int64_t k2 = s->k;
+            s->k = k0;
+            if (isinf(s->err[k2]) || after >= now)
+                continue;
+            double cost = s->err[k2] * s->err[k2] - s->err[k0] * s->err[k0];
+            double ratio = cost / (double)(now - after);
+            if (ratio < best_ratio) {
+                best_ratio = ratio;
+                best = x;
+                best_k = k2;
+                best_params = after;
+            }
+        }
+        if (best < 0)
+            return false;
+        B->sets[best].k = best_k;
+        now = best_params;
+    }
+    return true;
+}
+
+/* Step 4: the colouring of the chosen counts. */
+static int32_t cut_sets(const graph_budget *B, fib_coloring *col)
+{
+    const fib_graph *g = B->g;
+    int32_t status = FIB_OK;
+    for (int32_t x = 0; x < B->n_cand && !status; x++) {
+        const budget_set *s = &B->sets[x];
+        fib_partition p;
+        status = fib_partition_init(&p, s->n);
+        if (!status)
+            status = fib_merges_cut(&s->mg, s->n - s->k, &p);
+        for (int32_t i = 0; i < g->n_groups && !status; i++)
+            if (B->set[i] == B->cand[x] && B->role[i] != FIB_BUDGET_DERIVED) {
+                fib_partition_clear(&col->parts[i]);
+                status = fib_partition_copy(&col->parts[i], &p);
+            }
+        fib_partition_clear(&p);
+    }
+    return status;
+}
+
+/* The only consumer of group m, or -1. */
+static int32_t only_consumer(const fib_graph *g, int32_t m)
+{
+    int32_t found = -1;
+    for (int32_t h = m + 1; h < g->n_groups; h++)
+        for (int32_t s = 0; s < g->groups[h].n_sources; s++)
+            if (g->groups[h].sources[s] == m) {
+                if (found >= 0)
+                    return -1;
+                found = h;
+            }
+    return found;
+}
+
+/* The base rows of clustered member m as the fit of least weighted squares
+ * of what its members compute after the follower that scales them (batch
+ * norm): class c gets sum_i E_i s_i row_i / (mean_c(s) sum_i E_i), with s_i
+ * the follower's scale of unit i (1 without one) and E_i the energy of the
+ * unit after it, so that the follower's base scale, the class mean of s,
+ * times the row is the E-weighted mean of the members' s_i row_i. A class
+ * whose scales change sign keeps the plain mean fib_compress made. Rows are
+ * the colour sums over the base's source classes, the layout of the base's
+ * weight tensor (and bias). */
+static int32_t weighted_rows(const graph_budget *B, int32_t m, fib_base *base)
+{
+    const fib_graph *g = B->g;
+    const fib_block_ops *ops = g->groups[m].ops;
+    int32_t f = only_consumer(g, m);
+    bool scaled = f >= 0 && B->role[f] == FIB_BUDGET_FOLLOWS && g->groups[f].ops->budget_scale &&
+                  g->groups[m].activation == FIB_ACT_LINEAR;
+    const double *energy = scaled ? B->energy[f] : B->energy[m];
+    const fib_partition *own = &base->projection[m];
+    int64_t n = own->n_units, k = own->n_classes;
+    fib_tensor_view wv = {0}, bv = {0};
+    const fib_block_ops *bops = base->graph->groups[m].ops;
+    if (!bops->tensor || !bops->tensor(base->graph, m, 0, &wv) || wv.dtype != FIB_DTYPE_F64 ||
+        wv.shape[0] != k)
+        return FIB_OK;
+    bool bias = bops->tensor(base->graph, m, 1, &bv);
+    if (bias && (bv.dtype != FIB_DTYPE_F64 || bv.shape[0] != k))
+        return FIB_OK;
+    int64_t w = ops->fiber_width(g, m, base->projection);
+    if (w != wv.row_stride + (bias ? 1 : 0))
+        return FIB_OK; /* not the layout of an ungrouped base */
+    fib_signature sig;
+    int32_t status = fib_signature_alloc(&sig, n, w);
+    if (status)
+        return status;
+    sig.n_threads = 1;
+    double *num = fib_calloc(k * w, sizeof *num), *den = fib_calloc(k, sizeof *den);
+    double *ssum = fib_calloc(k, sizeof *ssum);
+    int64_t *count = fib_calloc(k, sizeof *count);
+    bool *mixed = fib_calloc(k, sizeof *mixed);
+    status = num && den && ssum && count && mixed
+                 ? ops->fiber_fill(g, m, base->projection, &sig, 0)
+                 : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int64_t i = 0; !status && i < n; i++) {
+        int64_t c = own->color[i];
+        double si = scaled ? g->groups[f].ops->budget_scale(g, f, i) : 1.0;
+        if (count[c] > 0 && (si > 0) != (ssum[c] > 0))
+            mixed[c] = true;
+        if (si == 0)
+            mixed[c] = true;
+        for (int64_t j = 0; j < w; j++)
+            num[c * w + j] += energy[i] * si * sig.value[i * w + j];
+        den[c] += energy[i];
+        ssum[c] += si;
+        count[c]++;
+    }
+    double *weights = (double *)wv.data, *biases = bias ? (double *)bv.data : NULL;
+    for (int64_t c = 0; !status && c < k; c++) {
+        if (mixed[c] || !(den[c] > 0))
+            continue;
+        double scale = den[c] * ssum[c] / (double)count[c];
+        for (int64_t j = 0; j < wv.row_stride; j++)
+            weights[c * wv.row_stride + j] = num[c * w + j] / scale;
+        if (biases)
+            biases[c] = num[c * w + wv.row_stride] / scale;
+    }
+    fib_signature_clear(&sig);
+    fib_free(num);
+    fib_free(den);
+    fib_free(ssum);
+    fib_free(count);
+    fib_free(mixed);
+    return status;
+}
+
+static void free_budget(graph_budget *B)
+{
+    for (int32_t i = 0; B->energy && i < B->g->n_groups; i++)
+        fib_free(B->energy[i]);
+    for (int32_t x = 0; B->sets && x < B->n_cand; x++) {
+        fib_free(B->sets[x].err);
+        fib_merges_clear(&B->sets[x].mg);
+    }
+    fib_free(B->role);
+    fib_free(B->set);
+    fib_free(B->pinned);
+    fib_free(B->energy);
+    fib_free(B->cand);
+    fib_free(B->sets);
+    fib_free(B->width);
+}
+
+int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_options *o,
+                         double *bound_out, int64_t *params_out, int64_t *smallest_out,
+                         fib_base **base_out)
+{
+    int32_t n = g->n_groups > 0 ? g->n_groups : 1;
+    graph_budget B = {.g = g};
+    B.role = fib_calloc(n, sizeof *B.role);
+    B.set = fib_calloc(n, sizeof *B.set);
+    B.pinned = fib_calloc(n, sizeof *B.pinned);
+    B.energy = fib_calloc(n, sizeof *B.energy);
+    B.cand = fib_calloc(n, sizeof *B.cand);
+    B.width = fib_calloc(n, sizeof *B.width);
+    fib_coloring *col = NULL;
+    fib_base *base = NULL;
+    int32_t status = B.role && B.set && B.pinned && B.energy && B.cand && B.width
+                         ? build_sets(&B)
+                         : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    if (!status)
+        status = build_energies(&B);
+    B.sets = status ? NULL : fib_calloc(B.n_cand > 0 ? B.n_cand : 1, sizeof *B.sets);
+    if (!status && !B.sets)
+        status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    /* steps: each candidate's clustering, the exchange, the base */
+    fib_progress_check check = {o->progress, o->progress_user, 0, (int64_t)B.n_cand + 2};
+    for (int32_t x = 0; x < B.n_cand && !status; x++) {
+        status = set_merges(&B, &B.sets[x], B.cand[x], &check);
+        if (!status)
+            status = fib_budget_step(&check);
+    }
+    int64_t total = 0;
+    if (!status)
+        status = fib_graph_num_parameters(g, &total);
+    /* counts are integers: the slack only keeps a budget of exactly a/total
+     * (rounded down in budget * total) from removing one more class */
+    double target = budget * (double)total + 1e-6;
+    bool reached = !status && exchange(&B, target);
+    if (!status)
+        status = fib_budget_step(&check);
+    if (!status && !reached) {
+        *smallest_out = graph_params(&B);
+        status = fib_error(FIB_E_UNSUPPORTED, "%s: a budget of %g of %lld parameters is below "
+                           "the smallest base this graph reaches (%lld)", fn, budget,
+                           (long long)total, (long long)*smallest_out);
+    }
+    /* a base may count more than its widths say (a grouped convolution
+     * whose merged kernel is no longer block-diagonal): go on removing */
+    int64_t params = 0;
+    for (int attempt = 0; !status; attempt++) {
+        if (!status)
+            status = fib_coloring_alloc(g, FIB_SYM_FIBERS, &col);
+        if (!status)
+            status = cut_sets(&B, col);
+        if (!status)
+            status = fib_compress(g, col, &base);
+        fib_coloring_free(col);
+        col = NULL;
+        for (int32_t i = 0; i < g->n_groups && !status; i++)
+            if (B.role[i] == FIB_BUDGET_CLUSTERED && !B.pinned[B.set[i]])
+                status = weighted_rows(&B, i, base);
+        if (!status)
+            status = fib_graph_num_parameters(base->graph, &params);
+        if (status || (double)params <= target)
+            break;
+        fib_base_free(base);
+        base = NULL;
+        double over = (double)(params - graph_params(&B));
+        if (attempt >= 8 || !exchange(&B, target - over)) {
+            *smallest_out = params;
+            status = fib_error(FIB_E_UNSUPPORTED, "%s: a budget of %g of %lld parameters is "
+                               "below the smallest base this graph reaches (%lld)", fn,
+                               budget, (long long)total, (long long)params);
+        }
+    }
+    if (!status)
+        status = fib_budget_step(&check);
+    if (!status) {
+        double bound = 0;
+        for (int32_t x = 0; x < B.n_cand; x++)
+            bound += B.sets[x].err[B.sets[x].k] * B.sets[x].err[B.sets[x].k];
+        *bound_out = sqrt(bound);
+        *params_out = params;
+        *base_out = base;
+    } else {
+        fib_base_free(base);
+    }
+    free_budget(&B);
+    return status;
+}

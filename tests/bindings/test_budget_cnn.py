@@ -1,0 +1,142 @@
+"""compress(budget=...) on convolutional and residual networks (issue 26):
+convolutions with batch norm, pooling, flatten, residual sums, norms; the
+budget is met, planted copies are removed exactly, kinds a budget cannot
+take are refused by name, and the progress callback can cancel."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn as nn  # noqa: E402
+
+import fibration  # noqa: E402
+import fibration.torch as ft  # noqa: E402
+from fibration.torch import _budget  # noqa: E402
+
+import planted_blocks  # noqa: E402
+
+PLANTED = ["planted_cnn", "planted_resnet", "planted_conv1d", "planted_mlp_norms"]
+
+
+def exact_fraction(model, x):
+    """The fraction of parameters of the exact base (the planted one)."""
+    exact, _ = ft.compress(model, x)
+    return ft.count_parameters(exact) / ft.count_parameters(model)
+
+
+@pytest.mark.parametrize("name", PLANTED)
+def test_budget_that_only_removes_copies_keeps_the_outputs(name):
+    model, x, widths = getattr(planted_blocks, name)()
+    fraction = exact_fraction(model, x)
+    assert fraction < 0.6  # the planted copies are a large part of the model
+    small, plan = ft.compress(model, x, budget=fraction)
+    assert ft.count_parameters(small) <= fraction * ft.count_parameters(model) + 1e-9
+    fresh = torch.randn_like(x)
+    for inputs in (x, fresh):
+        with torch.no_grad():
+            gap = (small(inputs) - model(inputs)).abs().max().item()
+        assert gap < 1e-4, (name, gap)
+    for module, width in widths.items():
+        layer = small.get_submodule(module)
+        got = getattr(layer, "out_channels", getattr(layer, "out_features",
+                                                     getattr(layer, "num_features", None)))
+        assert got == width, (module, got, width)
+
+
+@pytest.mark.parametrize("name", PLANTED)
+@pytest.mark.parametrize("shrink", [0.8, 0.5])
+def test_budget_below_the_copies_is_met_and_the_module_is_its_base(name, shrink):
+    model, x, _ = getattr(planted_blocks, name)()
+    budget = shrink * exact_fraction(model, x)
+    net = ft._trace(model, x)
+    try:
+        base, info = _budget.base_to_budget(net.graph, budget)
+    except fibration.FibrationError as e:
+        # below the smallest base: the message says so and gives that base's size
+        assert "below the smallest base" in str(e)
+        return
+    assert info["n_parameters"] <= budget * ft.count_parameters(model)
+    assert info["tolerance"] == "ward" and not info["corrected"]
+    small, plan = ft.compress(model, x, budget=budget)
+    assert ft.count_parameters(small) == info["n_parameters"]
+    # the returned module computes what the C base computes: no hidden state
+    want = base.graph.forward(x.double().permute(0, *range(2, x.dim()), 1)
+                              .reshape(len(x), -1).numpy())
+    with torch.no_grad():
+        got = small(x).double().numpy()
+    assert abs(got.reshape(want.shape) - want).max() < 1e-4
+    again, _ = ft.compress(model, x, budget=budget)
+    assert ft.verify(small, again, x).max_abs == 0  # deterministic
+
+
+def test_residual_channels_merge_together():
+    """The channels a residual sum adds are one set: the stem, the block's
+    second convolution and their batch norms get one partition."""
+    model, x, _ = planted_blocks.planted_resnet()
+    budget = 0.6 * exact_fraction(model, x)
+    net = ft._trace(model, x)
+    base, _ = _budget.base_to_budget(net.graph, budget)
+    by_module = {layer.module: layer.group for layer in net.layers if layer.module}
+    stem = list(base.projection(by_module["stem.0"]))
+    for module in ("stem.1", "layer1.conv2", "layer1.bn2"):
+        assert list(base.projection(by_module[module])) == stem, module
+
+
+class Gate(nn.Module):
+    """x -> conv, and a sigmoid gate of it multiplied in (a product)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 8, 3, padding=1)
+        self.gate = nn.Conv2d(8, 8, 1)
+        self.head = nn.Linear(8 * 4 * 4, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        return self.head(torch.flatten(h * torch.sigmoid(self.gate(h)), 1))
+
+
+def test_gated_convolution_meets_its_budget():
+    torch.manual_seed(0)
+    model = Gate().eval()
+    x = torch.randn(4, 2, 4, 4)
+    small, plan = ft.compress(model, x, budget=0.5)
+    assert ft.count_parameters(small) <= 0.5 * ft.count_parameters(model)
+    with torch.no_grad():
+        assert torch.isfinite(small(x)).all()
+
+
+class Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(4, 6, batch_first=True)
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+def test_kinds_a_budget_cannot_take_are_refused_by_name():
+    torch.manual_seed(0)
+    model = Recurrent().eval()
+    with pytest.raises(fibration.FibrationError) as err:
+        ft.compress(model, torch.randn(3, 5, 4), budget=0.5)
+    message = str(err.value)
+    assert "UNSUPPORTED" in message and "lstm" in message.lower() and "group" in message
+
+
+def test_cnn_budget_progress_can_cancel():
+    model, x, _ = planted_blocks.planted_resnet()
+    net = ft._trace(model, x)
+    calls = []
+
+    def progress(done, total):
+        calls.append((done, total))
+        return done >= 2
+
+    with pytest.raises(fibration.FibrationError) as err:
+        _budget.base_to_budget(net.graph, 0.3, progress=progress)
+    assert "CANCELLED" in str(err.value)
+    assert calls and all(total == calls[0][1] and done <= total for done, total in calls)
+    seen = []
+    _budget.base_to_budget(net.graph, 0.3, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1][0] == seen[-1][1]  # every step reported

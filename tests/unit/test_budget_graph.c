@@ -1,0 +1,216 @@
+/* fib_compress_to_budget on a residual CNN (conv - batch norm - ReLU,
+ * conv - batch norm, a residual sum, average pool, flatten, dense): a
+ * budget that only removes planted channel copies keeps the outputs, a
+ * smaller one is met, the progress callback can cancel, and a kind budgets
+ * do not take is refused by name. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checks.h"
+#include "fibration.h"
+#include "plant_lift.h"
+#include "testing.h"
+
+int test_failures;
+
+enum { IN_CH = 2, SIDE = 6, C = 4, OUT = 3 };
+
+/* Groups: input, conv1, bn1 (ReLU), conv2, bn2 (ReLU), conv3, bn3, sum
+ * (ReLU, bn2 + bn3), pool, flatten, dense: the residual channels are those
+ * of bn2, bn3 and the sum. */
+static fib_graph *base_resnet(uint64_t seed)
+{
+    uint64_t rng = seed;
+    fib_graph *g;
+    int32_t id[12];
+    double *k1 = test_random_array(&rng, C * IN_CH * 9, -1, 1);
+    double *k2 = test_random_array(&rng, C * C * 9, -1, 1);
+    double *k3 = test_random_array(&rng, C * C * 9, -1, 1);
+    double *s[3], *t[3];
+    for (int i = 0; i < 3; i++) {
+        s[i] = test_random_array(&rng, C, 0.5, 1.5);
+        t[i] = test_random_array(&rng, C, -0.3, 0.3);
+    }
+    double *w = test_random_array(&rng, OUT * C, -1, 1), *b = test_random_array(&rng, OUT, -.2, .2);
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, IN_CH, SIDE, SIDE, &id[0]));
+    CHECK_OK(fib_graph_add_conv(g, id[0], C, 3, 3, 1, 1, 1, 1, 1, FIB_DTYPE_F64, k1, NULL,
+                                FIB_COPY, &id[1]));
+    CHECK_OK(fib_graph_add_affine(g, id[1], FIB_DTYPE_F64, s[0], t[0], FIB_COPY, &id[2]));
+    CHECK_OK(fib_graph_set_activation(g, id[2], FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_conv(g, id[2], C, 3, 3, 1, 1, 1, 1, 1, FIB_DTYPE_F64, k2, NULL,
+                                FIB_COPY, &id[3]));
+    CHECK_OK(fib_graph_add_affine(g, id[3], FIB_DTYPE_F64, s[1], t[1], FIB_COPY, &id[4]));
+    CHECK_OK(fib_graph_set_activation(g, id[4], FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_conv(g, id[4], C, 3, 3, 1, 1, 1, 1, 1, FIB_DTYPE_F64, k3, NULL,
+                                FIB_COPY, &id[5]));
+    CHECK_OK(fib_graph_add_affine(g, id[5], FIB_DTYPE_F64, s[2], t[2], FIB_COPY, &id[6]));
+    CHECK_OK(fib_graph_add_sum(g, id[6], id[4], &id[7]));
+    CHECK_OK(fib_graph_set_activation(g, id[7], FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_pool(g, id[7], FIB_POOL_AVG, SIDE, SIDE, SIDE, SIDE, 0, 0, &id[8]));
+    CHECK_OK(fib_graph_add_flatten(g, id[8], &id[9]));
+    CHECK_OK(fib_graph_add_dense(g, id[9], OUT, FIB_DTYPE_F64, w, C, b, FIB_COPY, &id[10]));
+    free(k1), free(k2), free(k3), free(w), free(b);
+    for (int i = 0; i < 3; i++)
+        free(s[i]), free(t[i]);
+    return g;
+}
+
+static int64_t *identity(int64_t n)
+{
+    int64_t *p = malloc((size_t)n * sizeof *p);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = i;
+    return p;
+}
+
+static int64_t *copy_of(const int64_t *a, int64_t n)
+{
+    int64_t *p = malloc((size_t)n * sizeof *p);
+    memcpy(p, a, (size_t)n * sizeof *p);
+    return p;
+}
+
+/* The base lifted: the first block's channels by one projection, the
+ * residual channels by another. */
+static fib_graph *planted_resnet(fib_graph **base_out)
+{
+    fib_graph *base = base_resnet(3);
+    uint64_t rng = 2;
+    int64_t n1, n2;
+    int64_t *p1 = random_projection(&rng, C, 3, &n1);
+    int64_t *p2 = random_projection(&rng, C, 3, &n2);
+    CHECK(n1 > C && n2 > C);
+    int64_t *proj[11] = {identity(IN_CH), p1, copy_of(p1, n1), p2, copy_of(p2, n2),
+                         copy_of(p2, n2), copy_of(p2, n2), copy_of(p2, n2), copy_of(p2, n2),
+                         copy_of(p2, n2), identity(OUT)};
+    int64_t widths[11] = {IN_CH, n1, n1, n2, n2, n2, n2, n2, n2, n2, OUT};
+    /* conv3 reads the residual channels and writes them */
+    fib_graph *g = plant_by_lift(base, proj, widths);
+    for (int i = 0; i < 11; i++)
+        free(proj[i]);
+    CHECK(g != NULL);
+    *base_out = base;
+    return g;
+}
+
+static double fraction_of(const fib_graph *small, const fib_graph *big)
+{
+    int64_t a = 0, b = 0;
+    fib_graph_num_parameters(small, &a);
+    fib_graph_num_parameters(big, &b);
+    return (double)a / (double)b;
+}
+
+/* A budget of exactly the base's size removes the copies and nothing
+ * else: the outputs stay. */
+static void budget_removing_copies_keeps_residual_cnn_outputs(void)
+{
+    fib_graph *base = NULL, *g = planted_resnet(&base);
+    if (!g)
+        return;
+    fib_budget_options o;
+    fib_budget_options_init(&o, sizeof o);
+    fib_base *b = NULL;
+    double own = fraction_of(base, g);
+    CHECK(own < 0.7);
+    CHECK_OK(fib_compress_to_budget(g, own, &o, &b));
+    if (b) {
+        CHECK(test_output_difference(g, fib_base_graph(b), 5, 4, 1.0) <= 1e-9);
+        CHECK(fraction_of(fib_base_graph(b), g) <= own + 1e-12);
+        int64_t kept = 0;
+        fib_graph_num_parameters(fib_base_graph(b), &kept);
+        CHECK(o.n_parameters == kept);
+        CHECK(o.chosen_tolerance == FIB_TOL_WARD && o.corrected == 0);
+        int64_t width = 0;
+        fib_graph_group_info(fib_base_graph(b), 7, NULL, &width, NULL, NULL, NULL, NULL, NULL);
+        CHECK(width == C);
+    }
+    fib_base_free(b);
+    /* smaller: met, the sum's two summands merged alike */
+    b = NULL;
+    CHECK_OK(fib_compress_to_budget(g, 0.6 * own, &o, &b));
+    if (b) {
+        CHECK(fraction_of(fib_base_graph(b), g) <= 0.6 * own + 1e-12);
+        int64_t p4[64], p6[64], p7[64], n = 0;
+        fib_graph_group_info(g, 7, NULL, &n, NULL, NULL, NULL, NULL, NULL);
+        CHECK(n <= 64);
+        CHECK_OK(fib_base_projection(b, 4, p4, 64));
+        CHECK_OK(fib_base_projection(b, 6, p6, 64));
+        CHECK_OK(fib_base_projection(b, 7, p7, 64));
+        CHECK(memcmp(p4, p7, (size_t)n * sizeof *p4) == 0);
+        CHECK(memcmp(p6, p7, (size_t)n * sizeof *p6) == 0);
+    }
+    fib_base_free(b);
+    /* below the smallest base: refused, the smallest budget reported */
+    b = NULL;
+    CHECK(fib_compress_to_budget(g, 1e-4, &o, &b) == FIB_E_UNSUPPORTED && b == NULL);
+    CHECK(o.smallest_fraction > 1e-4 && o.smallest_fraction < 1);
+    /* the scale-aware grouping is for dense chains */
+    o.tolerance = FIB_TOL_SCALED | FIB_TOL_WARD;
+    expect(fib_compress_to_budget(g, own, &o, &b), FIB_E_UNSUPPORTED, "chains of dense",
+           "scaled grouping on a CNN");
+    fib_graph_free(g);
+    fib_graph_free(base);
+}
+
+static int stop_at;
+static int32_t cancel_at(void *user, int64_t done, int64_t total)
+{
+    (void)user;
+    CHECK(done <= total);
+    return done >= stop_at;
+}
+
+static void budget_on_cnn_can_be_cancelled(void)
+{
+    fib_graph *base = NULL, *g = planted_resnet(&base);
+    if (!g)
+        return;
+    fib_budget_options o;
+    fib_budget_options_init(&o, sizeof o);
+    o.progress = cancel_at;
+    stop_at = 1;
+    fib_base *b = NULL;
+    CHECK(fib_compress_to_budget(g, 0.3, &o, &b) == FIB_E_CANCELLED && b == NULL);
+    stop_at = 1 << 30;
+    CHECK_OK(fib_compress_to_budget(g, 0.3, &o, &b));
+    fib_base_free(b);
+    fib_graph_free(g);
+    fib_graph_free(base);
+}
+
+/* An LSTM is refused with the group's number and kind. */
+static void budget_refuses_lstm_by_name(void)
+{
+    fib_graph *g;
+    int32_t in, lstm, out;
+    enum { H = 3, F = 2 };
+    double w_ih[4 * H * F], w_hh[4 * H * H], w[2 * H];
+    for (int i = 0; i < 4 * H * F; i++)
+        w_ih[i] = 0.1 * (i % 5) - 0.2;
+    for (int i = 0; i < 4 * H * H; i++)
+        w_hh[i] = 0.05 * (i % 7) - 0.15;
+    for (int i = 0; i < 2 * H; i++)
+        w[i] = 0.3 * (i % 3) - 0.3;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, F, 4, 1, &in));
+    CHECK_OK(fib_graph_add_lstm(g, in, H, FIB_DTYPE_F64, w_ih, w_hh, NULL, NULL, FIB_COPY,
+                                &lstm));
+    CHECK_OK(fib_graph_add_last_step(g, lstm, &out));
+    CHECK_OK(fib_graph_add_dense(g, out, 2, FIB_DTYPE_F64, w, H, NULL, FIB_COPY, &out));
+    fib_base *b = NULL;
+    expect(fib_compress_to_budget(g, 0.5, NULL, &b), FIB_E_UNSUPPORTED, "group 1",
+           "LSTM budget");
+    CHECK(strstr(fib_last_error(), "lstm") != NULL && b == NULL);
+    fib_graph_free(g);
+}
+
+int main(void)
+{
+    RUN(budget_removing_copies_keeps_residual_cnn_outputs);
+    RUN(budget_on_cnn_can_be_cancelled);
+    RUN(budget_refuses_lstm_by_name);
+    return test_failures ? 1 : 0;
+}

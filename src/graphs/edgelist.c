@@ -83,7 +83,23 @@ typedef struct parser {
     int32_t *type;
     char *scratch;      /* unescaped field */
     int64_t cap_scratch;
+    /* Node names bound for the hash table wait here, their table slots
+     * prefetched, and are interned in order some lines later, when the
+     * slot is in the cache (a lookup is a cache miss otherwise). A name is
+     * the text's bytes, or for an unescaped quoted name a copy in `held`. */
+    struct waiting_name {
+        const char *s;  /* NULL: held + off */
+        int64_t off, len, arc;
+        uint64_t hash;
+        bool is_target;
+    } waiting[64];
+    int n_waiting, first_waiting;
+    char *held;
+    int64_t n_held, cap_held;
 } parser;
+
+/* Names kept waiting: enough lines for their slots to arrive. */
+#define NAMES_AHEAD 48
 
 static bool grow(void **p, int64_t *cap, int64_t need, size_t size)
 {
@@ -147,11 +163,28 @@ static void interner_free(interner *in)
     memset(in, 0, sizeof *in);
 }
 
+/* Lookups in the hash table and the number index land anywhere in them:
+ * on huge pages they miss the TLB far less (a hint; the kernel may ignore
+ * it). */
+static void advise_huge_pages(void *p, size_t bytes)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)p, (void)bytes;
+#endif
+}
+
 static bool rehash(interner *in, int64_t ncap)
 {
     struct slot *nt = fib_alloc(ncap, sizeof *nt);
     if (!nt)
         return false;
+    advise_huge_pages(nt, (size_t)ncap * sizeof *nt);
     for (int64_t s = 0; s < ncap; s++)
         nt[s].id = -1;
     for (int64_t s = 0; s < in->cap_table; s++) {
@@ -231,27 +264,11 @@ static int64_t add_name(interner *in, const char *s, int64_t len)
     return in->count++;
 }
 
-/* Lookups in the number index land anywhere in it: on huge pages they
- * miss the TLB far less (a hint; the kernel may ignore it). */
-static void advise_huge_pages(void *p, size_t bytes)
-{
-#ifdef MADV_HUGEPAGE
-    const uintptr_t huge = (uintptr_t)2 << 20;
-    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
-    uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);
-    if (hi > lo)
-        madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#else
-    (void)p, (void)bytes;
-#endif
-}
 
-/* The id of the string s[0 .. len), added if new; -1 when out of memory. */
-static int64_t intern(interner *in, const char *s, int64_t len)
+/* The id of s[0 .. len), of hash h, added if new; -1 when out of memory.
+ * The table exists (cap_table > 0). */
+static int64_t intern_hashed(interner *in, const char *s, int64_t len, uint64_t h)
 {
-    if (in->cap_table == 0 && !rehash(in, 64))
-        return -1;
-    uint64_t h = hash_bytes(s, len);
     uint64_t packed = pack_name(s, len);
     int64_t slot = find_slot(in, s, len, h, packed);
     if (in->table[slot].id >= 0)
@@ -266,6 +283,14 @@ static int64_t intern(interner *in, const char *s, int64_t len)
     if (++in->n_hashed * 2 > in->cap_table && !rehash(in, in->cap_table * 2))
         return -1;
     return id;
+}
+
+/* The id of the string s[0 .. len), added if new; -1 when out of memory. */
+static int64_t intern(interner *in, const char *s, int64_t len)
+{
+    if (in->cap_table == 0 && !rehash(in, 64))
+        return -1;
+    return intern_hashed(in, s, len, hash_bytes(s, len));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -530,6 +555,66 @@ static int32_t parse_weight(parser *p, const field *f, double *out)
     return FIB_OK;
 }
 
+/* Interns the oldest waiting name and writes its id into its arc. */
+static int32_t intern_waiting(parser *p)
+{
+    struct waiting_name *w = &p->waiting[p->first_waiting];
+    const char *s = w->s ? w->s : p->held + w->off;
+    int64_t id = intern_hashed(&p->nodes, s, w->len, w->hash);
+    if (id < 0)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", p->label);
+    (w->is_target ? p->dst : p->src)[w->arc] = id;
+    p->first_waiting = (p->first_waiting + 1) % (int)(sizeof p->waiting /
+                                                      sizeof p->waiting[0]);
+    if (--p->n_waiting == 0)
+        p->n_held = 0;
+    return FIB_OK;
+}
+
+/* Interns waiting names until at most `keep` wait. */
+static int32_t intern_waiting_names(parser *p, int keep)
+{
+    while (p->n_waiting > keep) {
+        int32_t st = intern_waiting(p);
+        if (st != FIB_OK)
+            return st;
+    }
+    return FIB_OK;
+}
+
+/* Queues node name s[0 .. len), an end of the arc being read, for the
+ * hash table; *id is set when it is interned (intern_waiting). */
+static int32_t wait_for_slot(parser *p, const char *s, int64_t len, bool is_target,
+                             int64_t *id)
+{
+    interner *in = &p->nodes;
+    const int size = (int)(sizeof p->waiting / sizeof p->waiting[0]);
+    if ((in->cap_table == 0 && !rehash(in, 64)) ||
+        (p->n_waiting == size && intern_waiting(p) != FIB_OK))
+        return fib_error(FIB_E_NOMEM, "%s: out of memory at line %lld", p->label,
+                         (long long)p->line);
+    struct waiting_name *w = &p->waiting[(p->first_waiting + p->n_waiting) % size];
+    w->s = s;
+    if (s == p->scratch) { /* unescaped: overwritten by the next field */
+        if (!grow((void **)&p->held, &p->cap_held, p->n_held + len, 1))
+            return fib_error(FIB_E_NOMEM, "%s: out of memory at line %lld", p->label,
+                             (long long)p->line);
+        memcpy(p->held + p->n_held, s, (size_t)len);
+        w->s = NULL;
+        w->off = p->n_held;
+        p->n_held += len;
+    }
+    w->len = len;
+    w->arc = p->n_arcs;
+    w->hash = hash_bytes(s, len);
+    w->is_target = is_target;
+    p->n_waiting++;
+    fib_prefetch_range((const char *)&in->table[w->hash & (uint64_t)(in->cap_table - 1)],
+                       1);
+    *id = 0; /* written by intern_waiting */
+    return FIB_OK;
+}
+
 static int32_t intern_field(parser *p, interner *in, const field *f,
                             const char *what, int64_t *id)
 {
@@ -547,6 +632,8 @@ static int32_t intern_field(parser *p, interner *in, const field *f,
         in->max_number = v > in->max_number ? v : in->max_number;
         return FIB_OK;
     }
+    if (in == &p->nodes)
+        return wait_for_slot(p, s, len, what[0] == 't', id);
     *id = intern(in, s, len);
     if (*id < 0)
         return fib_error(FIB_E_NOMEM, "%s: out of memory at line %lld",
@@ -655,6 +742,7 @@ static void parser_free(parser *p)
     fib_free(p->weight);
     fib_free(p->type);
     fib_free(p->scratch);
+    fib_free(p->held);
 }
 
 void fib_edgelist_clear(fib_edgelist *e)
@@ -945,9 +1033,14 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
         if (status == FIB_OK)
             status = add_arc(&p, s, d, w, (int32_t)t, lay.weight >= 0,
                              lay.type >= 0);
+        if (status == FIB_OK)
+            status = intern_waiting_names(&p, NAMES_AHEAD);
         if (status != FIB_OK)
             goto fail;
     }
+    status = intern_waiting_names(&p, 0);
+    if (status != FIB_OK)
+        goto fail;
     if (positional_type && type_all_numbers && fraction_line > 0) {
         status = fib_error(FIB_E_FORMAT, "%s:%lld: the third column, read as an edge "
                            "type, holds only numbers and some are not integers: are "

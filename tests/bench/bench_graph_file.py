@@ -20,7 +20,9 @@ also counts the neighbours; ratios divide CPU times):
                    fiber blocks' cycles and the base graph)
 
 Usage: bench_graph_file.py FIBRATION LIBRARY [FOLDER]
-Environment: FIB_BENCH_GRAPH_ARCS (default 10000000)."""
+Environment: FIB_BENCH_GRAPH_ARCS (default 10000000); FIB_BENCH_GRAPH_PREFIX,
+a prefix that makes the names words (`n` gives n0, n1, ...: the hash table
+instead of the number index)."""
 import math
 import os
 import subprocess
@@ -32,7 +34,7 @@ import numpy as np
 RUNS = 3
 
 
-def write_edge_list(path, n_arcs, n_nodes):
+def write_edge_list(path, n_arcs, n_nodes, prefix):
     rng = np.random.default_rng(22)
     with open(path, "w") as f:
         f.write("source,target\n")
@@ -40,7 +42,7 @@ def write_edge_list(path, n_arcs, n_nodes):
         for start in range(0, n_arcs, chunk):
             k = min(chunk, n_arcs - start)
             arcs = rng.integers(0, n_nodes, size=(k, 2))
-            np.savetxt(f, arcs, fmt="%d", delimiter=",")
+            np.savetxt(f, arcs, fmt=f"{prefix}%d", delimiter=",")
 
 
 def best_of(fn):
@@ -93,7 +95,8 @@ def main():
     n_arcs = int(os.environ.get("FIB_BENCH_GRAPH_ARCS", "10000000"))
     n_nodes = max(1, n_arcs // 10)
     path = os.path.join(folder, "bench_graph_file.csv")
-    write_edge_list(path, n_arcs, n_nodes)
+    prefix = os.environ.get("FIB_BENCH_GRAPH_PREFIX", "")
+    write_edge_list(path, n_arcs, n_nodes, prefix)
     size = os.path.getsize(path)
     try:
         subprocess.run(["wc", "-l", path], stdout=subprocess.DEVNULL, check=True)
@@ -110,7 +113,8 @@ def main():
     finally:
         os.remove(path)
     mb = size / 1e6
-    print(f"fibration graph on {n_arcs} random arcs over {n_nodes} nodes ({mb:.1f} MB "
+    named = f" named {prefix}0 .. {prefix}{n_nodes - 1}" if prefix else ""
+    print(f"fibration graph on {n_arcs} random arcs over {n_nodes} nodes{named} ({mb:.1f} MB "
           f"CSV); best of {RUNS} runs, page cache warm; wall and CPU (user + system) "
           f"seconds: on a loaded host the CPU time is the program's own")
     print(f"  {'':<14} {'wall s':>8} {'CPU s':>8} {'MB/s CPU':>9} {'/ refine':>9} "

@@ -88,6 +88,8 @@ def random_name(r):
         return "0" + str(r.randrange(40))            # leading zero: a word
     if k < 0.8:
         return '"' + str(r.randrange(400)) + '"'     # quoted number
+    if k < 0.83:
+        return '"q""' + str(r.randrange(30)) + '"'   # escaped quote: q"N
     return r.choice(["g", "gene_name_longer_than_a_word_", "Ä"]) + str(r.randrange(60))
 
 

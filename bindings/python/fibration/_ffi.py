@@ -285,7 +285,16 @@ class fib_hierarchy(ctypes.Structure):
     """Opaque handle; only used through pointers."""
 
 
-STRUCTS = (fib_color_options, fib_budget_options, fib_load_options, )
+# Options of fib_compress_ex. Fill with fib_compress_options_init, then
+# set the fields to change.
+class fib_compress_options(ctypes.Structure):
+    _fields_ = [
+        ('struct_size', ctypes.c_size_t),
+        ('dtype', ctypes.c_int32),
+    ]
+
+
+STRUCTS = (fib_color_options, fib_budget_options, fib_load_options, fib_compress_options, )
 
 # (name, argtypes, restype), in header order.
 FUNCTIONS = [
@@ -378,6 +387,8 @@ FUNCTIONS = [
     ('fib_remove_partial_outputs', [], None),
     ('fib_graph_tensor_dtype', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_graph_add_product', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_compress_options_init', [ctypes.POINTER(fib_compress_options), ctypes.c_size_t], ctypes.c_int32),
+    ('fib_compress_ex', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_coloring), ctypes.POINTER(fib_compress_options), ctypes.POINTER(ctypes.POINTER(fib_base))], ctypes.c_int32),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -471,4 +482,6 @@ PARAMETERS = {
     'fib_remove_partial_outputs': (),
     'fib_graph_tensor_dtype': ('graph', 'group', 'index', 'dtype_out', ),
     'fib_graph_add_product': ('graph', 'a', 'b', 'group_out', ),
+    'fib_compress_options_init': ('options', 'struct_size', ),
+    'fib_compress_ex': ('graph', 'coloring', 'options', 'out', ),
 }

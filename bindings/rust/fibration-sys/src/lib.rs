@@ -264,6 +264,15 @@ pub struct fib_hierarchy {
     _not_send_sync_unpin: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
 }
 
+/// Options of fib_compress_ex. Fill with fib_compress_options_init, then
+/// set the fields to change.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct fib_compress_options {
+    pub struct_size: usize,
+    pub dtype: i32,
+}
+
 extern "C" {
     /// The version of the library actually loaded, as FIB_VERSION_NUMBER.
     pub fn fib_version() -> i32;
@@ -1010,6 +1019,16 @@ extern "C" {
     /// fib_graph_read_sum. Errors: FIB_E_NULL, FIB_E_RANGE, FIB_E_SHAPE (widths,
     /// positions).
     pub fn fib_graph_add_product(graph: *mut fib_graph, a: i32, b: i32, group_out: *mut i32) -> i32;
+
+    /// Fills *options with the defaults. struct_size must be the caller's
+    /// sizeof(fib_compress_options). Errors: FIB_E_NULL, FIB_E_INVALID
+    /// (struct_size too small).
+    pub fn fib_compress_options_init(options: *mut fib_compress_options, struct_size: usize) -> i32;
+
+    /// fib_compress with options (NULL: the defaults, the same base).
+    /// Errors: those of fib_compress; FIB_E_INVALID (options), FIB_E_NONFINITE
+    /// (a merged weight float32 cannot hold, with FIB_DTYPE_F32).
+    pub fn fib_compress_ex(graph: *const fib_graph, coloring: *const fib_coloring, options: *const fib_compress_options, out: *mut *mut fib_base) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1103,4 +1122,6 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_remove_partial_outputs",
     "fib_graph_tensor_dtype",
     "fib_graph_add_product",
+    "fib_compress_options_init",
+    "fib_compress_ex",
 ];

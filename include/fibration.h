@@ -1504,6 +1504,40 @@ FIB_API int32_t fib_graph_add_token_embedding(fib_graph *graph, int32_t source,
                                               const void *embedding,
                                               int32_t *group_out);
 
+/* ------------------------------------------------------------------------ */
+/* Compression options                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Options of fib_compress_ex. Fill with fib_compress_options_init, then
+ * set the fields to change. */
+typedef struct fib_compress_options {
+    size_t struct_size; /* sizeof(fib_compress_options), set by init */
+    int32_t dtype;      /* of the merged dense blocks of the base: 0 or
+                           FIB_DTYPE_F64 (default) float64, as
+                           fib_compress; FIB_DTYPE_F32: each rounded to
+                           float32 as soon as it is made (the values a
+                           float32 file of the base holds), so that the
+                           base never holds float64 copies of them all;
+                           the `fibration` command's default for float32,
+                           float16 and bfloat16 models. A merged value
+                           float32 cannot hold is FIB_E_NONFINITE. Other
+                           blocks are as fib_compress makes them. */
+} fib_compress_options;
+
+/* Fills *options with the defaults. struct_size must be the caller's
+ * sizeof(fib_compress_options). Errors: FIB_E_NULL, FIB_E_INVALID
+ * (struct_size too small). */
+FIB_API int32_t fib_compress_options_init(fib_compress_options *options,
+                                          size_t struct_size);
+
+/* fib_compress with options (NULL: the defaults, the same base).
+ * Errors: those of fib_compress; FIB_E_INVALID (options), FIB_E_NONFINITE
+ * (a merged weight float32 cannot hold, with FIB_DTYPE_F32). */
+FIB_API int32_t fib_compress_ex(const fib_graph *graph,
+                                const fib_coloring *coloring,
+                                const fib_compress_options *options,
+                                fib_base **out);
+
 #ifdef __cplusplus
 }
 #endif

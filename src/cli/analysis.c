@@ -189,8 +189,16 @@ int analysis_run(const cli_options *o, const fib_graph *g, cli_progress *p,
     }
     /* A model with nothing to merge is its own base: no float64 copy of it
      * (twice the size of a float32 file) is made to count its parameters. */
-    if (st == FIB_OK && !cli_nothing_to_merge(g, a->chosen))
-        st = fib_compress(g, a->chosen, &a->base);
+    if (st == FIB_OK && !cli_nothing_to_merge(g, a->chosen)) {
+        /* only counted: made in the dtype compress would write it in */
+        fib_compress_options copts;
+        fib_compress_options_init(&copts, sizeof copts);
+        copts.dtype = cli_model_dtype(g);
+        st = fib_compress_ex(g, a->chosen, &copts, &a->base);
+        /* a merged weight beyond float32 is still counted */
+        if (st == FIB_E_NONFINITE && copts.dtype == FIB_DTYPE_F32)
+            st = fib_compress(g, a->chosen, &a->base);
+    }
     if (st != FIB_OK)
         return cli_fail(o->model, st);
     for (int32_t i = 0; i < a->n_groups; i++) {

@@ -111,15 +111,21 @@ int cmd_compress(int argc, char **argv)
      * made or written. */
     bool nothing = rc == CLI_EXIT_OK && (base ? same_units(g, fib_base_graph(base))
                                               : cli_nothing_to_merge(g, c));
+    int32_t dtype = o.dtype ? o.dtype : cli_model_dtype(g);
     if (rc == CLI_EXIT_OK && !base && !nothing) {
-        int32_t st = fib_compress(g, c, &base);
+        /* merged blocks are made in the dtype they are written in: no
+         * float64 copy of the base is held (the same file) */
+        fib_compress_options copts;
+        fib_compress_options_init(&copts, sizeof copts);
+        copts.dtype = dtype;
+        int32_t st = fib_compress_ex(g, c, &copts, &base);
         rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.model, st);
     }
     /* the colouring's merge totals are spent: not held while saving */
     fib_coloring_free(c);
     c = NULL;
     if (rc == CLI_EXIT_OK && !nothing) {
-        int32_t st = fib_base_save(base, o.output, o.dtype ? o.dtype : cli_model_dtype(g));
+        int32_t st = fib_base_save(base, o.output, dtype);
         rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.output, st);
     }
     if (rc == CLI_EXIT_OK && !o.quiet) {

@@ -2,6 +2,10 @@
  * hidden group; input and output groups keep their units. */
 #include "compress/compress.h"
 
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 static void free_projection(fib_partition *parts, int32_t n)
 {
     if (!parts)
@@ -94,7 +98,85 @@ static int32_t check_base_finite(const fib_graph *g, const fib_graph *base)
     return FIB_OK;
 }
 
+/* A float64 dense block of the base rounded to float32 in its own memory
+ * (the front of each buffer; the rest handed back), so that a base meant
+ * for a float32 file never holds float64 copies of all its blocks at once.
+ * Each value is the float64 merge rounded once, as saving it as float32
+ * would; one float32 cannot hold is FIB_E_NONFINITE. */
+static int32_t narrow_dense(fib_graph *base, int32_t group)
+{
+    fib_group *grp = &base->groups[group];
+    fib_dense *d = grp->block;
+    if (grp->op != FIB_OP_DENSE || d->dtype != FIB_DTYPE_F64 || !d->owned_weights ||
+        d->ld != d->n_in || (d->bias && !d->owned_bias))
+        return FIB_OK;
+    void *buffers[2] = {d->owned_weights, d->owned_bias};
+    int64_t counts[2] = {grp->n_units * d->n_in, d->bias ? grp->n_units : 0};
+    for (int b = 0; b < 2; b++) {
+        const double *wide = buffers[b];
+        float *narrow = buffers[b];
+        /* front to back: float x is written below double x + 1, unread */
+        for (int64_t x = 0; x < counts[b]; x++) {
+            double v = wide[x];
+            narrow[x] = (float)v;
+            if (!isfinite(narrow[x]))
+                return fib_error(FIB_E_NONFINITE,
+                                 "fib_compress: group %d: merged %s %lld = %g does not fit in "
+                                 "float32 (compress to float64)", (int)group,
+                                 b ? "bias" : "weight", (long long)x, v);
+        }
+        size_t bytes;
+        if (counts[b] > 0 && fib_bytes(counts[b], sizeof(float), &bytes)) {
+            void *shrunk = realloc(buffers[b], bytes);
+            if (shrunk)
+                buffers[b] = shrunk;
+        }
+    }
+    d->weights = d->owned_weights = buffers[0];
+    d->bias = d->owned_bias = buffers[1];
+    d->dtype = FIB_DTYPE_F32;
+    return FIB_OK;
+}
+
+int32_t fib_compress_options_init(fib_compress_options *o, size_t struct_size)
+{
+    if (!o)
+        return fib_error(FIB_E_NULL, "fib_compress_options_init: options is NULL");
+    if (struct_size < sizeof *o)
+        return fib_error(FIB_E_INVALID,
+                         "fib_compress_options_init: struct_size %zu is smaller than %zu",
+                         struct_size, sizeof *o);
+    memset(o, 0, struct_size);
+    o->struct_size = struct_size;
+    return FIB_OK;
+}
+
+static int32_t compress(const fib_graph *g, const fib_coloring *c, int32_t dtype,
+                        fib_base **out);
+
 int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
+{
+    return compress(g, c, FIB_DTYPE_F64, out);
+}
+
+int32_t fib_compress_ex(const fib_graph *g, const fib_coloring *c,
+                        const fib_compress_options *options, fib_base **out)
+{
+    if (options && options->struct_size < sizeof *options)
+        return fib_error(FIB_E_INVALID,
+                         "fib_compress_ex: options->struct_size %zu is smaller than %zu "
+                         "(call fib_compress_options_init)",
+                         options->struct_size, sizeof *options);
+    int32_t dtype = options && options->dtype ? options->dtype : FIB_DTYPE_F64;
+    if (dtype != FIB_DTYPE_F32 && dtype != FIB_DTYPE_F64)
+        return fib_error(FIB_E_INVALID,
+                         "fib_compress_ex: dtype %d is not 0, FIB_DTYPE_F32 or FIB_DTYPE_F64",
+                         (int)dtype);
+    return compress(g, c, dtype, out);
+}
+
+static int32_t compress(const fib_graph *g, const fib_coloring *c, int32_t dtype,
+                        fib_base **out)
 {
     int32_t status = fib_coloring_check_graph(g, c);
     if (status)
@@ -136,6 +218,7 @@ int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
     if (!status)
         status = fib_graph_create(&b->graph);
     for (int32_t i = 0; i < g->n_groups && !status; i++) {
+        int32_t made = b->graph ? b->graph->n_groups : 0;
         ids[i] = i; /* the base has the same groups, in the same order */
         if (fib_group_is_input(g, i))
             status = fib_graph_add_input(b->graph, b->projection[i].n_classes, &ids[i]);
@@ -150,6 +233,8 @@ int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
             status = g->groups[i].ops->compress(g, i, b->projection, b->graph, ids);
         if (!status)
             status = fib_copy_group_attributes(g, i, b->graph, i);
+        for (int32_t k = made; dtype == FIB_DTYPE_F32 && !status && k < b->graph->n_groups; k++)
+            status = narrow_dense(b->graph, k);
     }
     if (!status)
         status = check_base_finite(g, b->graph);

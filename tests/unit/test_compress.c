@@ -513,6 +513,76 @@ static void nothing_to_merge_keeps_the_dtype(void)
     }
 }
 
+/* fib_compress_ex with FIB_DTYPE_F32 makes every merged dense block
+ * float32: each value the float64 merge rounded once (what a float32 file
+ * of the float64 base holds); NULL options give fib_compress's base; a
+ * merged weight float32 cannot hold is refused, named. */
+static void compress_ex_float32_rounds_each_merged_weight_once(void)
+{
+    /* rows 0, 1 and rows 2, 3 equal: two classes of two */
+    double w1[4 * 3] = {0.1, -0.7, 1.0 / 3.0, 0.1, -0.7, 1.0 / 3.0,
+                        2.5, 0.3, -0.9, 2.5, 0.3, -0.9};
+    double b1[4] = {0.01, 0.01, -0.2, -0.2};
+    double w2[2 * 4] = {0.3, 0.6, -1.1, 0.7, 1.0 / 7.0, 0.2, 0.4, -0.5};
+    for (int overflow = 0; overflow < 2; overflow++) {
+        w2[0] = overflow ? 3e38 : 0.3;
+        w2[1] = overflow ? 3e38 : 0.6; /* summed over a class: 6e38 */
+        fib_graph *g = NULL;
+        int32_t in, h, out;
+        CHECK_OK(fib_graph_create(&g));
+        CHECK_OK(fib_graph_add_input(g, 3, &in));
+        CHECK_OK(fib_graph_add_dense(g, in, 4, FIB_DTYPE_F64, w1, 3, b1, 0, &h));
+        CHECK_OK(fib_graph_set_activation(g, h, FIB_ACT_RELU, 0));
+        CHECK_OK(fib_graph_add_dense(g, h, 2, FIB_DTYPE_F64, w2, 4, NULL, 0, &out));
+        fib_coloring *c = NULL;
+        CHECK_OK(fib_color(g, NULL, &c));
+        fib_compress_options o;
+        CHECK_OK(fib_compress_options_init(&o, sizeof o));
+        CHECK(o.dtype == 0);
+        fib_base *wide = NULL, *same = NULL, *narrow = NULL;
+        CHECK_OK(fib_compress(g, c, &wide));
+        CHECK_OK(fib_compress_ex(g, c, NULL, &same));
+        o.dtype = FIB_DTYPE_F32;
+        int32_t st = fib_compress_ex(g, c, &o, &narrow);
+        if (overflow) {
+            CHECK(st == FIB_E_NONFINITE && narrow == NULL);
+            CHECK(strstr(fib_last_error(), "group 2: merged weight 0 = 6e+38 does not fit in "
+                                           "float32") != NULL);
+        } else {
+            CHECK_OK(st);
+        }
+        for (int32_t group = h; !overflow && narrow && group <= out; group++)
+            for (int32_t t = 0; t < (group == h ? 2 : 1); t++) {
+                double a[8], b[8], x[8];
+                int64_t shape[4];
+                int32_t held = 0;
+                CHECK_OK(fib_graph_tensor_info(fib_base_graph(wide), group, t, NULL, shape, NULL));
+                int64_t n = shape[0] * shape[1] * shape[2] * shape[3];
+                CHECK_OK(fib_graph_tensor_dtype(fib_base_graph(narrow), group, t, &held));
+                CHECK(held == FIB_DTYPE_F32);
+                CHECK_OK(fib_graph_read_tensor(fib_base_graph(wide), group, t, FIB_DTYPE_F64, a, 8));
+                CHECK_OK(fib_graph_read_tensor(fib_base_graph(same), group, t, FIB_DTYPE_F64, x, 8));
+                CHECK_OK(fib_graph_read_tensor(fib_base_graph(narrow), group, t, FIB_DTYPE_F64, b, 8));
+                int rounded_apart = 0;
+                for (int64_t k = 0; k < n; k++) {
+                    CHECK(b[k] == (double)(float)a[k] && x[k] == a[k]);
+                    rounded_apart += b[k] != a[k];
+                }
+                CHECK(group == out || rounded_apart > 0); /* float64 sums did round */
+            }
+        o.dtype = FIB_DTYPE_BF16;
+        CHECK(fib_compress_ex(g, c, &o, &narrow) == FIB_E_INVALID);
+        o.struct_size = 4;
+        CHECK(fib_compress_ex(g, c, &o, &narrow) == FIB_E_INVALID);
+        CHECK(fib_compress_options_init(&o, 4) == FIB_E_INVALID);
+        fib_base_free(wide);
+        fib_base_free(same);
+        fib_base_free(narrow);
+        fib_coloring_free(c);
+        fib_graph_free(g);
+    }
+}
+
 int main(void)
 {
     RUN(base_is_exact_and_is_the_planted_base);
@@ -524,5 +594,6 @@ int main(void)
     RUN(residual_base_is_exact);
     RUN(kept_totals_give_the_same_base);
     RUN(nothing_to_merge_keeps_the_dtype);
+    RUN(compress_ex_float32_rounds_each_merged_weight_once);
     return test_failures ? 1 : 0;
 }

@@ -313,7 +313,16 @@ class fib_attention_options(ctypes.Structure):
     ]
 
 
-STRUCTS = (fib_color_options, fib_budget_options, fib_load_options, fib_attention_options, )
+# Options of fib_compress_ex. Fill with fib_compress_options_init, then
+# set the fields to change.
+class fib_compress_options(ctypes.Structure):
+    _fields_ = [
+        ('struct_size', ctypes.c_size_t),
+        ('dtype', ctypes.c_int32),
+    ]
+
+
+STRUCTS = (fib_color_options, fib_budget_options, fib_load_options, fib_attention_options, fib_compress_options, )
 
 # (name, argtypes, restype), in header order.
 FUNCTIONS = [
@@ -414,6 +423,8 @@ FUNCTIONS = [
     ('fib_attention_options_init', [ctypes.POINTER(fib_attention_options), ctypes.c_size_t], ctypes.c_int32),
     ('fib_graph_add_attention_ex', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.POINTER(fib_attention_options), ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_graph_add_token_embedding', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
+    ('fib_compress_options_init', [ctypes.POINTER(fib_compress_options), ctypes.c_size_t], ctypes.c_int32),
+    ('fib_compress_ex', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_coloring), ctypes.POINTER(fib_compress_options), ctypes.POINTER(ctypes.POINTER(fib_base))], ctypes.c_int32),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -515,4 +526,6 @@ PARAMETERS = {
     'fib_attention_options_init': ('options', 'struct_size', ),
     'fib_graph_add_attention_ex': ('graph', 'source', 'options', 'dtype', 'q_weight', 'q_bias', 'k_weight', 'k_bias', 'v_weight', 'v_bias', 'out_weight', 'out_bias', 'flags', 'group_out', ),
     'fib_graph_add_token_embedding': ('graph', 'source', 'hidden', 'dtype', 'embedding', 'group_out', ),
+    'fib_compress_options_init': ('options', 'struct_size', ),
+    'fib_compress_ex': ('graph', 'coloring', 'options', 'out', ),
 }

@@ -278,6 +278,16 @@ end
 fib_attention_options() = fib_attention_options(zero(Csize_t), zero(Int64), zero(Int64), zero(Int64), zero(Int32), zero(Int32), zero(Cdouble), zero(Int64), zero(Cdouble))
 
 """
+Options of fib_compress_ex. Fill with fib_compress_options_init, then
+set the fields to change.
+"""
+struct fib_compress_options
+    struct_size::Csize_t
+    dtype::Int32
+end
+fib_compress_options() = fib_compress_options(zero(Csize_t), zero(Int32))
+
+"""
 The version of the library actually loaded, as FIB_VERSION_NUMBER.
 """
 const _cache_fib_version = Ref{Ptr{Cvoid}}(C_NULL)
@@ -1597,6 +1607,26 @@ function fib_graph_add_token_embedding(graph, source, hidden, dtype, embedding, 
     ccall(_cfunction(_cache_fib_graph_add_token_embedding, :fib_graph_add_token_embedding), Int32, (Ptr{fib_graph}, Int32, Int64, Int32, Ptr{Cvoid}, Ptr{Int32}, ), graph, source, hidden, dtype, embedding, group_out)
 end
 
+"""
+Fills *options with the defaults. struct_size must be the caller's
+sizeof(fib_compress_options). Errors: FIB_E_NULL, FIB_E_INVALID
+(struct_size too small).
+"""
+const _cache_fib_compress_options_init = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_compress_options_init(options, struct_size)
+    ccall(_cfunction(_cache_fib_compress_options_init, :fib_compress_options_init), Int32, (Ptr{fib_compress_options}, Csize_t, ), options, struct_size)
+end
+
+"""
+fib_compress with options (NULL: the defaults, the same base).
+Errors: those of fib_compress; FIB_E_INVALID (options), FIB_E_NONFINITE
+(a merged weight float32 cannot hold, with FIB_DTYPE_F32).
+"""
+const _cache_fib_compress_ex = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_compress_ex(graph, coloring, options, out)
+    ccall(_cfunction(_cache_fib_compress_ex, :fib_compress_ex), Int32, (Ptr{fib_graph}, Ptr{fib_coloring}, Ptr{fib_compress_options}, Ptr{Ptr{fib_base}}, ), graph, coloring, options, out)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1695,4 +1725,6 @@ const FUNCTION_NAMES = [
     :fib_attention_options_init,
     :fib_graph_add_attention_ex,
     :fib_graph_add_token_embedding,
+    :fib_compress_options_init,
+    :fib_compress_ex,
 ]

@@ -291,6 +291,15 @@ pub struct fib_attention_options {
     pub scale: f64,
 }
 
+/// Options of fib_compress_ex. Fill with fib_compress_options_init, then
+/// set the fields to change.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct fib_compress_options {
+    pub struct_size: usize,
+    pub dtype: i32,
+}
+
 extern "C" {
     /// The version of the library actually loaded, as FIB_VERSION_NUMBER.
     pub fn fib_version() -> i32;
@@ -1126,6 +1135,16 @@ extern "C" {
     /// FIB_E_SHAPE (hidden < 1), FIB_E_OVERFLOW, FIB_E_NONFINITE (row and column
     /// of the embedding), FIB_E_NOMEM.
     pub fn fib_graph_add_token_embedding(graph: *mut fib_graph, source: i32, hidden: i64, dtype: i32, embedding: *const c_void, group_out: *mut i32) -> i32;
+
+    /// Fills *options with the defaults. struct_size must be the caller's
+    /// sizeof(fib_compress_options). Errors: FIB_E_NULL, FIB_E_INVALID
+    /// (struct_size too small).
+    pub fn fib_compress_options_init(options: *mut fib_compress_options, struct_size: usize) -> i32;
+
+    /// fib_compress with options (NULL: the defaults, the same base).
+    /// Errors: those of fib_compress; FIB_E_INVALID (options), FIB_E_NONFINITE
+    /// (a merged weight float32 cannot hold, with FIB_DTYPE_F32).
+    pub fn fib_compress_ex(graph: *const fib_graph, coloring: *const fib_coloring, options: *const fib_compress_options, out: *mut *mut fib_base) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1227,4 +1246,6 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_attention_options_init",
     "fib_graph_add_attention_ex",
     "fib_graph_add_token_embedding",
+    "fib_compress_options_init",
+    "fib_compress_ex",
 ];

@@ -234,3 +234,35 @@ def test_constants_added_to_an_image_follow_its_channels():
     assert tuple(state["pos"].shape) == (5, 4, 4)
     # a kernel and its bias, the two constants' channel, 16 columns of fc per output
     assert ft.count_parameters(model) - ft.count_parameters(small) == 27 + 1 + 1 + 16 + 2 * 16
+
+
+class Patches(nn.Module):
+    """An image's patches read as a sequence, without a class token."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 2, stride=2)
+        self.norm = nn.LayerNorm(6)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x):
+        x = self.conv(x).flatten(2).transpose(1, 2)
+        return self.fc(self.norm(x)[:, 1])
+
+
+def test_patches_of_an_image_become_a_sequence_without_a_class_token(tmp_path):
+    torch.manual_seed(6)
+    model = Patches().eval()
+    with torch.no_grad():
+        for m in (model.conv, model.norm):
+            m.weight[4] = m.weight[1]
+            m.bias[4] = m.bias[1]
+        total = model.fc.weight[:, 1] + model.fc.weight[:, 4]
+        model.fc.weight[:, 1], model.fc.weight[:, 4] = 0.3 * total, 0.7 * total
+    x = torch.randn(2, 3, 4, 4)
+    small, _ = ft.compress(model, x)
+    _compare(model, small)
+    # a kernel and its bias, the norm's weight and bias, the head's column
+    assert ft.count_parameters(model) - ft.count_parameters(small) == 12 + 1 + 2 + 2
+    ft.save(model, tmp_path / "patches.safetensors", x)
+    _compare(model, ft.load(tmp_path / "patches.safetensors"))

@@ -232,6 +232,27 @@ static fib_graph *build_decoder(int32_t dt, uint64_t seed, bool gated_mlp)
     return g;
 }
 
+/* A Vision Transformer's ends: patches (a dense per pixel), a class token,
+ * a position embedding, self-attention, the class token's position. */
+static fib_graph *build_vit(int32_t dt, uint64_t seed)
+{
+    uint64_t rng = seed;
+    fib_graph *g = NULL;
+    int32_t in, pre, shifted, sum, step;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, 3, 2, 2, &in));
+    int32_t x = dense(g, &rng, dt, in, 4, FIB_ACT_LINEAR, NULL);
+    void *token = rand_array(&rng, 4, dt, -1, 1), *pos = rand_array(&rng, 5 * 4, dt, -1, 1);
+    CHECK_OK(fib_graph_add_prepend(g, x, 1, dt, token, &pre));
+    CHECK_OK(fib_graph_add_position_shift(g, pre, dt, pos, &shifted));
+    free(token), free(pos);
+    int32_t att = attention(g, &rng, dt, shifted, 2);
+    CHECK_OK(fib_graph_add_sum(g, shifted, att, &sum));
+    CHECK_OK(fib_graph_add_select_step(g, sum, 2, &step));
+    dense(g, &rng, dt, step, 2, FIB_ACT_LINEAR, NULL);
+    return g;
+}
+
 /* ---- comparison ---------------------------------------------------------- */
 
 static bool same_bits(const void *a, const void *b, size_t n)
@@ -381,6 +402,8 @@ static void each_block_kind(void)
     check_graph(build_transformer(FIB_DTYPE_F32, 8, 6, 5), "transformer f32");
     check_graph(build_decoder(FIB_DTYPE_F64, 9, true), "decoder f64");
     check_graph(build_decoder(FIB_DTYPE_F32, 10, true), "decoder f32");
+    check_graph(build_vit(FIB_DTYPE_F32, 9), "vit f32");
+    check_graph(build_vit(FIB_DTYPE_F64, 10), "vit f64");
 }
 
 /* Saving as float32 converts every weight; multiplicities stay float64. */
@@ -766,6 +789,43 @@ static void hostile_metadata(void)
     unlink(bad);
 }
 
+/* A class token or a selected step that does not fit its sequence. */
+static void vit_metadata_refused(void)
+{
+    static const hostile cases[] = {
+        {"step past the end", 0, "\"params\":[2,0,1,2,3]", "\"params\":[9,0,1,2,3]", NULL,
+         FIB_E_FORMAT, "'params' item 0: position 9 is outside the 5 steps of group 9"},
+        {"token of another length", 0, "\"params\":[1,0,1,2,3]", "\"params\":[2,0,1,2,3]",
+         NULL, FIB_E_FORMAT, "has shape [1, 4], expected [2, 4]"},
+    };
+    char good[400], bad[400];
+    tmp_path(good, sizeof good, "vit.st");
+    tmp_path(bad, sizeof bad, "bad.st");
+    fib_graph *g = build_vit(FIB_DTYPE_F32, 11);
+    CHECK_OK(fib_model_save(g, good, 0));
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        hostile h = cases[i];
+        n_hostile++;
+        if (!mutate(good, bad, h.find, h.repl, h.drop)) {
+            test_failures++;
+            fprintf(stderr, "%s: could not make the file\n", h.name);
+            print_meta(good);
+            continue;
+        }
+        fib_graph *out = NULL;
+        int32_t st = fib_model_load(bad, NULL, &out);
+        if (st != h.status || !strstr(fib_last_error(), h.message)) {
+            test_failures++;
+            fprintf(stderr, "%s: got %s '%s', wanted '%s'\n", h.name, fib_status_name(st),
+                    fib_last_error(), h.message);
+        }
+        CHECK(out == NULL);
+    }
+    fib_graph_free(g);
+    unlink(good);
+    unlink(bad);
+}
+
 /* Hand-written files for what a save never produces: negative and NaN
  * multiplicities, a pair list of the wrong length, a flatten whose
  * projection does not follow its source. */
@@ -973,6 +1033,7 @@ int main(void)
     RUN(saved_as_f32);
     RUN(planted_bases);
     RUN(hostile_metadata);
+    RUN(vit_metadata_refused);
     RUN(hand_written);
     RUN(hostile_attention_options);
     RUN(node_groups_unsupported);

@@ -317,11 +317,14 @@ class Graph(_Handle):
         """Constant positions before the positions of `source` (a class
         token): values is (k, units), k >= 0; the result is a sequence of k
         + rows x cols positions. The values are copied."""
-        v = _packed_rows(values, "values")
         out = ctypes.c_int32()
-        status = lib.fib_graph_add_prepend(self._p(), source, v.shape[0], v.dtype,
-                                           v.address if v.shape[0] else None,
-                                           ctypes.byref(out))
+        if len(values) == 0:  # no constants: an image's positions as a sequence
+            status = lib.fib_graph_add_prepend(self._p(), source, 0, _ffi.FIB_DTYPE_F64,
+                                               None, ctypes.byref(out))
+        else:
+            v = _packed_rows(values, "values")
+            status = lib.fib_graph_add_prepend(self._p(), source, v.shape[0], v.dtype,
+                                               v.address, ctypes.byref(out))
         return self._added(status, "fib_graph_add_prepend", out, name)
 
     def add_position_shift(self, source, shift, name=None):

@@ -179,18 +179,6 @@ def convert_select_step(b, node, arg, position):
 
 # -- rebuild -------------------------------------------------------------------
 
-def _to_sequence(ctx, value, layout):
-    """A (N, T, C) view of a base tensor of another layout with positions."""
-    if layout == "image":
-        return ctx.new.call_method("transpose", (
-            ctx.new.call_method("flatten", (value, 2)), 1, 2))
-    if layout == "channels1d":
-        return ctx.new.call_method("transpose", (value, 1, 2))
-    if layout == "nhwc":
-        return ctx.new.call_method("flatten", (value, 1, 2))
-    return value
-
-
 def _constant_like(ctx, target, array, shape):
     """The base's constant as the original's parameter or buffer `target`,
     of the original's shape with the base's units."""
@@ -201,8 +189,10 @@ def rebuild_prepend(ctx, node, layer, source, target, expanded):
     bg = ctx.base_graph
     params = bg.block_params(layer.group)
     k, gather = int(params[0]), params[1:]
-    x = _to_sequence(ctx, ctx.env[source], ctx.net.layers[layer.sources[0]].layout)
+    x = _relabel.to_sequence(ctx, ctx.env[source], ctx.net.layers[layer.sources[0]].layout)
     x = ctx.select(x, gather, 2, node.name, ctx.width(layer.sources[0]))
+    if k == 0:  # only the positions as a sequence (a model file's relabel)
+        return x
     width = ctx.width(layer.group)
     token = _constant_like(ctx, target, bg.tensors(layer.group)["values"], (1, k, width))
     if expanded:

@@ -40,6 +40,9 @@ UNIT_DIM = {"plain": 1, "image": 1, "channels1d": 1, "sequence": 2, "nhwc": 3}
 LAYOUTS_BY_RANK = {2: ("plain",), 3: ("sequence", "channels1d"), 4: ("image", "nhwc")}
 # how a group's tensor is brought to another layout with the same positions
 CONVERSIONS = {("image", "nhwc"): (0, 2, 3, 1), ("nhwc", "image"): (0, 3, 1, 2)}
+# layouts whose positions are read as a sequence by a prepend block of no
+# constant positions (an image's patches: flatten(2).transpose(1, 2))
+SEQUENCE_OF = ("image", "nhwc", "channels1d")
 
 
 class Labels:
@@ -171,8 +174,10 @@ def materialise(b, node, arg, labels):
         for g, _ in parts:
             if g not in groups:
                 groups.append(g)
+        as_sequence = layout == "sequence" and len(groups) == 1 and \
+            b.layers[groups[0]].layout in SEQUENCE_OF
         if any(b.graph.positions(g)[0] * b.graph.positions(g)[1] != n_pos or
-               (b.layers[g].layout != layout and
+               (b.layers[g].layout != layout and not as_sequence and
                 (b.layers[g].layout, layout) not in CONVERSIONS) for g in groups):
             continue
         local = np.array([u for _, u in parts], dtype=np.int64)
@@ -183,6 +188,16 @@ def materialise(b, node, arg, labels):
                 b.fail(node, "%r is read in two layouts" % arg.name)
             return previous["value"]
         g0 = groups[0]
+        if as_sequence:
+            if not np.array_equal(local, np.arange(b.layers[g0].width)):
+                b.fail(node, "the channels of %r are moved while its positions become a "
+                             "sequence; only the sequence of its positions, channels in "
+                             "order, is supported" % labels.sources[g0])
+            value = _sequence_group(b, node, arg, g0)
+            info.update(kind="sequence", layer=b.layers[value.group])
+            info["value"] = Value(value.group, value.activated)
+            b.relabels[arg.name] = info
+            return info["value"]
         if len(groups) == 1 and np.array_equal(local, np.arange(b.layers[g0].width)):
             if b.layers[g0].layout == layout:
                 value = b.values[labels.sources[g0]]
@@ -211,6 +226,29 @@ def _layout_group(b, node, arg, group, layout):
     ones = np.ones(width, dtype=np.float32)
     gid = b.graph.add_affine(group, ones, None, copy=True, name=layer.node)
     return b.added(layer, gid)
+
+
+def _sequence_group(b, node, arg, group):
+    """The positions of an image (or of a 1-D signal) as a sequence of the
+    same units, in row-major order: a prepend block of no constant
+    positions."""
+    width = b.layers[group].width
+    layer = b.new_layer(node, "relabel", width, [group], name=arg.name + ".sequence",
+                        layout="sequence")
+    gid = b.graph.add_prepend(group, np.zeros((0, width)), name=layer.node)
+    return b.added(layer, gid)
+
+
+def to_sequence(ctx, value, layout):
+    """A (N, T, C) view of a base tensor of a layout with positions."""
+    if layout == "image":
+        return ctx.new.call_method("transpose", (
+            ctx.new.call_method("flatten", (value, 2)), 1, 2))
+    if layout == "channels1d":
+        return ctx.new.call_method("transpose", (value, 1, 2))
+    if layout == "nhwc":
+        return ctx.new.call_method("flatten", (value, 1, 2))
+    return value
 
 
 def _relabel_group(b, node, arg, layout, groups, parts):
@@ -283,6 +321,12 @@ def rebuild_moved(ctx, node):
     if info["kind"] == "alias":
         (group, source), = info["sources"]
         return ctx.env[source]
+    if info["kind"] == "sequence":  # a prepend block of no positions: gathers
+        (group, source), = info["sources"]
+        value = to_sequence(ctx, ctx.env[source], ctx.net.layers[group].layout)
+        layer = info["layer"]
+        return ctx.select(value, ctx.base_graph.block_params(layer.group)[1:], 2, node.name,
+                          ctx.width(group))
     dim = UNIT_DIM[layout]
     offsets, tensors, start = {}, [], 0
     for group, source in info["sources"]:

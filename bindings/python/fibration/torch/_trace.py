@@ -320,6 +320,8 @@ def convert_flatten(b, node, module=None):
             b.fail(node, "torch.flatten(x) with start_dim=0 mixes the batch into "
                          "the features; use start_dim=1")
     out = b.shape(node)
+    if out is not None and len(out) > 2 and module is None:
+        return _relabel.convert_move(b, node)  # x.flatten(2): positions become a sequence
     if out is None or len(out) != 2 or end not in (-1, len(b.shape(node.args[0])) - 1):
         b.fail(node, "only flattening everything but the batch dimension is supported")
     v = b.alias(node, node.args[0])

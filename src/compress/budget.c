@@ -289,16 +289,6 @@ static int32_t base_parameters(const fib_graph *g, const fib_base *b, int64_t *o
 
 /* One budget attempt with one grouping (the knobs in o, validated);
  * fills *bound, *corrected and the base. */
-/* One step of a budget done: tells the progress callback, which may cancel. */
-int32_t fib_budget_step(fib_progress_check *check)
-{
-    check->done++;
-    return fib_progress_cancelled(check)
-               ? fib_error(FIB_E_CANCELLED, "fib_compress_to_budget: cancelled by the "
-                                            "progress callback")
-               : FIB_OK;
-}
-
 static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mode,
                               const fib_budget_options *o, bool *corrected, double *bound_out,
                               int64_t *params_out, int64_t *smallest_out, fib_base **base_out)
@@ -374,7 +364,6 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         }
         if (!status)
             status = fib_budget_step(&check);
-        fib_merges_clear(&mg);
         fib_free(weight);
         fib_free(norms);
         /* sensitivity: the typical norm of the group's input (the gains of
@@ -618,7 +607,7 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
     bool chain = true;
     for (int32_t i = 0; i < g->n_groups && chain; i++)
         chain = (fib_group_is_input(g, i) && i == 0) ||
-                (g->groups[i].op == FIB_OP_DENSE && g->groups[i].sources[0] == i - 1);
+                (g->groups[i].ops && g->groups[i].ops->matrix && g->groups[i].sources[0] == i - 1);
     if (!chain)
         return graph_budget(g, budget, o, options, base_out);
     for (int32_t i = 0; i < g->n_groups; i++) {

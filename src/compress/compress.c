@@ -106,8 +106,10 @@ static int32_t check_base_finite(const fib_graph *g, const fib_graph *base)
 static int32_t narrow_dense(fib_graph *base, int32_t group)
 {
     fib_group *grp = &base->groups[group];
-    fib_dense *d = grp->block;
-    if (grp->op != FIB_OP_DENSE || d->dtype != FIB_DTYPE_F64 || !d->owned_weights ||
+    /* the base owns its blocks: its weight matrices may be narrowed in place */
+    fib_dense *d = grp->ops && grp->ops->matrix ? (fib_dense *)grp->ops->matrix(base, group)
+                                                : NULL;
+    if (!d || d->dtype != FIB_DTYPE_F64 || !d->owned_weights ||
         d->ld != d->n_in || (d->bias && !d->owned_bias))
         return FIB_OK;
     void *buffers[2] = {d->owned_weights, d->owned_bias};

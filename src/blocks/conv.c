@@ -298,16 +298,21 @@ static double *kernel_matrices(const fib_conv *c, int64_t n_out, int64_t panel)
     double *k = fib_calloc(len * c->groups, sizeof *k);
     if (!k)
         return NULL;
-    for (int64_t o = 0; o < n_out; o++) {
-        /* row r of output o's column sits at column0 + r * panel */
-        double *column0 = k + (o / opg) * len + fib_gemm_packed_at(rows, panel, 0, o % opg);
-        const float *w32 = (const float *)c->weights + o * ipg * kk;
-        for (int64_t jl = 0; jl < ipg; jl++)
+    /* panel by panel, row by row: the packing is written in order, while
+     * the kernels are read as `panel` streams advancing together */
+    for (int64_t cg = 0; cg < c->groups; cg++)
+        for (int64_t j0 = 0; j0 < opg; j0 += panel) {
+            double *dst = k + cg * len + fib_gemm_packed_at(rows, panel, 0, j0);
+            int64_t width = opg - j0 < panel ? opg - j0 : panel;
             for (int64_t q = 0; q < kk; q++)
-                column0[(q * ipg + jl) * panel] = c->dtype == FIB_DTYPE_F32
-                                                      ? (double)w32[jl * kk + q]
-                                                      : kernel_at(c, o, jl, q);
-    }
+                for (int64_t jl = 0; jl < ipg; jl++, dst += panel)
+                    for (int64_t t = 0; t < width; t++) {
+                        int64_t o = cg * opg + j0 + t;
+                        dst[t] = c->dtype == FIB_DTYPE_F32
+                                     ? (double)((const float *)c->weights)[(o * ipg + jl) * kk + q]
+                                     : kernel_at(c, o, jl, q);
+                    }
+        }
     return k;
 }
 

@@ -298,16 +298,21 @@ static double *kernel_matrices(const fib_conv *c, int64_t n_out, int64_t panel)
     double *k = fib_calloc(len * c->groups, sizeof *k);
     if (!k)
         return NULL;
-    for (int64_t o = 0; o < n_out; o++) {
-        /* row r of output o's column sits at column0 + r * panel */
-        double *column0 = k + (o / opg) * len + fib_gemm_packed_at(rows, panel, 0, o % opg);
-        const float *w32 = (const float *)c->weights + o * ipg * kk;
-        for (int64_t jl = 0; jl < ipg; jl++)
+    /* panel by panel, row by row: the packing is written in order, while
+     * the kernels are read as `panel` streams advancing together */
+    for (int64_t cg = 0; cg < c->groups; cg++)
+        for (int64_t j0 = 0; j0 < opg; j0 += panel) {
+            double *dst = k + cg * len + fib_gemm_packed_at(rows, panel, 0, j0);
+            int64_t width = opg - j0 < panel ? opg - j0 : panel;
             for (int64_t q = 0; q < kk; q++)
-                column0[(q * ipg + jl) * panel] = c->dtype == FIB_DTYPE_F32
-                                                      ? (double)w32[jl * kk + q]
-                                                      : kernel_at(c, o, jl, q);
-    }
+                for (int64_t jl = 0; jl < ipg; jl++, dst += panel)
+                    for (int64_t t = 0; t < width; t++) {
+                        int64_t o = cg * opg + j0 + t;
+                        dst[t] = c->dtype == FIB_DTYPE_F32
+                                     ? (double)((const float *)c->weights)[(o * ipg + jl) * kk + q]
+                                     : kernel_at(c, o, jl, q);
+                    }
+        }
     return k;
 }
 
@@ -343,7 +348,9 @@ static int64_t positions_per_chunk(int64_t patch_len)
     return n < 1 ? 1 : n;
 }
 
-/* Without memory for the kernel matrices or patches: output by output. */
+/* Output by output, in gemm_f64's order: for convolutions with few
+ * outputs per group (depthwise), whose panels would be mostly padding, and
+ * without memory for the kernel matrices or patches. */
 static void conv_forward_plain(const fib_conv *c, const fib_group *grp, const fib_group *src,
                                const double *xb, double *yb)
 {
@@ -361,8 +368,15 @@ static void conv_forward_plain(const fib_conv *c, const fib_group *grp, const fi
                         continue;
                     const double *px = xb + (ir * src->cols + ic) * c->in_channels +
                                        (o / opg) * ipg;
-                    for (int64_t jl = 0; jl < ipg; jl++)
-                        z += kernel_at(c, o, jl, kr * w->kernel_cols + kc) * px[jl];
+                    int64_t q = kr * w->kernel_cols + kc;
+                    if (c->dtype == FIB_DTYPE_F32) {
+                        const float *k32 = (const float *)c->weights + o * ipg * kernel_size(c) + q;
+                        for (int64_t jl = 0; jl < ipg; jl++)
+                            z += (double)k32[jl * kernel_size(c)] * px[jl];
+                    } else {
+                        for (int64_t jl = 0; jl < ipg; jl++)
+                            z += kernel_at(c, o, jl, q) * px[jl];
+                    }
                 }
             yb[p * n_out + o] = z;
         }
@@ -389,8 +403,10 @@ static void conv_forward(const fib_graph *g, int32_t group, int64_t batch,
     int threads = fib_thread_count(0, n_chunks);
     const fib_kernels *kernels = fib_kernels_active();
     int64_t matrix_len = fib_gemm_packed_len(patch_len, opg, kernels->gemm_panel);
-    double *matrices = kernel_matrices(c, n_out, kernels->gemm_panel);
-    double *patches = direct ? NULL : fib_alloc(chunk * patch_len * threads, sizeof *patches);
+    bool thin = opg * 4 < kernels->gemm_panel;
+    double *matrices = thin ? NULL : kernel_matrices(c, n_out, kernels->gemm_panel);
+    double *patches = direct || thin ? NULL
+                                     : fib_alloc(chunk * patch_len * threads, sizeof *patches);
     for (int64_t b = 0; b < batch; b++) {
         const double *xb = activity[grp->sources[0]] + b * fib_group_activity_width(src);
         double *yb = out + b * fib_group_activity_width(grp);

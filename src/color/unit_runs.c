@@ -21,6 +21,9 @@ int32_t fib_partition_balance_runs(fib_partition *p, int64_t runs, bool *changed
     *changed = false;
     if (runs <= 1 || n % runs)
         return FIB_OK;
+    if (p->n_classes > INT64_MAX / runs)
+        return fib_error(FIB_E_OVERFLOW, "%lld classes x %lld channel groups overflow",
+                         (long long)p->n_classes, (long long)runs);
     for (int64_t u = 0; u < n; u++)
         p->color[u] = p->color[u] * runs + u / per_run;
     int32_t status = fib_partition_canonicalize(p);

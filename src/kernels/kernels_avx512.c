@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #define TILE 16
+#define GEMM_NV 4 /* gemm_f64 panels of 4 vectors: 24 accumulators */
 #define VD __m512d
 #define VD_N 8
 #define VF __m512

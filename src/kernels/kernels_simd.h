@@ -275,21 +275,33 @@ static void axpy_f64(double *y, double a, const double *x, int64_t n)
  * each block of GEMM_MC rows of a (which stays in L2 while every panel
  * passes over it). */
 #define GEMM_MR 6
-#define GEMM_NR (2 * VD_N)
+/* vectors per panel: the including file may ask for 4 (AVX-512: 24
+ * accumulators of its 32 registers) */
+#ifndef GEMM_NV
+#define GEMM_NV 2
+#endif
+#define GEMM_NR (GEMM_NV * VD_N)
 #define GEMM_KC 256
 #define GEMM_MC 96
 
+#define GEMM_TERM(r, v) c##r##v = VD_ADD(c##r##v, VD_MUL(ar, b##v))
+#define GEMM_C_LOAD(r, v) VD c##r##v = VD_LOADU(c + (r) * ldc + (v) * VD_N)
+#define GEMM_C_STORE(r, v) VD_STOREU(c + (r) * ldc + (v) * VD_N, c##r##v)
+#define GEMM_B_LOAD(v) VD b##v = VD_LOADU(panel + p * GEMM_NR + (v) * VD_N)
+#if GEMM_NV == 4
+#define GEMM_EACH(M, r) M(r, 0); M(r, 1); M(r, 2); M(r, 3);
+#define GEMM_PANEL_ROW GEMM_B_LOAD(0); GEMM_B_LOAD(1); GEMM_B_LOAD(2); GEMM_B_LOAD(3);
+#else
+#define GEMM_EACH(M, r) M(r, 0); M(r, 1);
+#define GEMM_PANEL_ROW GEMM_B_LOAD(0); GEMM_B_LOAD(1);
+#endif
 #define GEMM_ROW(r)                                                          \
     {                                                                        \
         VD ar = VD_SET1(a[(r) * lda + p]);                                   \
-        c##r##0 = VD_ADD(c##r##0, VD_MUL(ar, b0));                           \
-        c##r##1 = VD_ADD(c##r##1, VD_MUL(ar, b1));                           \
+        GEMM_EACH(GEMM_TERM, r)                                              \
     }
-#define GEMM_LOAD(r)                                                         \
-    VD c##r##0 = VD_LOADU(c + (r) * ldc), c##r##1 = VD_LOADU(c + (r) * ldc + VD_N);
-#define GEMM_STORE(r)                                                        \
-    VD_STOREU(c + (r) * ldc, c##r##0);                                       \
-    VD_STOREU(c + (r) * ldc + VD_N, c##r##1);
+#define GEMM_LOAD(r) GEMM_EACH(GEMM_C_LOAD, r)
+#define GEMM_STORE(r) GEMM_EACH(GEMM_C_STORE, r)
 
 /* GEMM_MR rows x GEMM_NR columns of c += a (rows lda apart) x panel (kc
  * rows of GEMM_NR contiguous doubles). */
@@ -298,7 +310,7 @@ static void gemm_tile(int64_t kc, const double *a, int64_t lda, const double *pa
 {
     GEMM_LOAD(0) GEMM_LOAD(1) GEMM_LOAD(2) GEMM_LOAD(3) GEMM_LOAD(4) GEMM_LOAD(5)
     for (int64_t p = 0; p < kc; p++) {
-        VD b0 = VD_LOADU(panel + p * GEMM_NR), b1 = VD_LOADU(panel + p * GEMM_NR + VD_N);
+        GEMM_PANEL_ROW
         GEMM_ROW(0) GEMM_ROW(1) GEMM_ROW(2) GEMM_ROW(3) GEMM_ROW(4) GEMM_ROW(5)
     }
     GEMM_STORE(0) GEMM_STORE(1) GEMM_STORE(2) GEMM_STORE(3) GEMM_STORE(4) GEMM_STORE(5)

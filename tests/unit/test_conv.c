@@ -201,15 +201,24 @@ static double conv_by_definition(const double *x, int64_t rows, int64_t cols, in
 /* The reference forward pass of convolutions is their definition, to the
  * bit, at every SIMD level: a 3 x 3 convolution large enough to be split
  * into several pieces of work (the registered test also runs it on 2
- * threads), a 1 x 1 convolution that reads its input rows as they are, and
- * a grouped, strided one whose output channels do not fill a panel. */
+ * threads), a 1 x 1 convolution that reads its input rows as they are, a
+ * grouped, strided one whose output channels do not fill a panel (the
+ * matrix product) and two depthwise ones (output by output), with float32
+ * and float64 kernels. */
 static void conv_forward_follows_its_definition(void)
 {
-    enum { CIN = 16, SIDE_IN = 48, A = 24, C = 8 };
+    enum { CIN = 16, SIDE_IN = 48, A = 24, C = 36 };
     uint64_t rng = 21;
     double *ka = test_random_array(&rng, A * CIN * 9, -1, 1), *ba = test_random_array(&rng, A, -1, 1);
     double *kb = test_random_array(&rng, A * A, -1, 1);
     double *kc = test_random_array(&rng, C * (A / 4) * 9, -1, 1);
+    double *kd = test_random_array(&rng, C * 9, -1, 1), *bd = test_random_array(&rng, C, -1, 1);
+    double *ke = test_random_array(&rng, C * 9, -1, 1);
+    float *kd32 = malloc(C * 9 * sizeof *kd32);
+    for (int64_t x = 0; x < C * 9; x++) {
+        kd32[x] = (float)kd[x];
+        kd[x] = kd32[x];
+    }
     float *kc32 = malloc(C * (A / 4) * 9 * sizeof *kc32);
     for (int64_t x = 0; x < C * (A / 4) * 9; x++) {
         kc32[x] = (float)kc[x];
@@ -218,22 +227,28 @@ static void conv_forward_follows_its_definition(void)
     int64_t n_in = CIN * SIDE_IN * SIDE_IN;
     double *input = test_random_array(&rng, n_in, -2, 2);
     fib_graph *g;
-    int32_t in, a, b, c;
+    int32_t in, a, b, c, d, e;
     CHECK_OK(fib_graph_create(&g));
     CHECK_OK(fib_graph_add_input_positions(g, CIN, SIDE_IN, SIDE_IN, &in));
     CHECK_OK(fib_graph_add_conv(g, in, A, 3, 3, 1, 1, 1, 1, 1, FIB_DTYPE_F64, ka, ba, 0, &a));
     CHECK_OK(fib_graph_add_conv(g, a, A, 1, 1, 1, 1, 0, 0, 1, FIB_DTYPE_F64, kb, NULL, 0, &b));
     CHECK_OK(fib_graph_add_conv(g, b, C, 3, 3, 2, 2, 1, 1, 4, FIB_DTYPE_F32, kc32, NULL, 0, &c));
+    CHECK_OK(fib_graph_add_conv(g, c, C, 3, 3, 1, 1, 1, 1, C, FIB_DTYPE_F32, kd32, NULL, 0, &d));
+    CHECK_OK(fib_graph_add_conv(g, d, C, 3, 3, 1, 1, 1, 1, C, FIB_DTYPE_F64, ke, bd, 0, &e));
     int64_t side_c = SIDE_IN / 2;
     double *ya = malloc(A * SIDE_IN * SIDE_IN * sizeof *ya);
     double *yb = malloc(A * SIDE_IN * SIDE_IN * sizeof *yb);
     double *yc = malloc(C * side_c * side_c * sizeof *yc);
+    double *yd = malloc(C * side_c * side_c * sizeof *yd);
+    double *ye = malloc(C * side_c * side_c * sizeof *ye);
     for (int32_t level = FIB_SIMD_SCALAR; level <= FIB_SIMD_AVX512; level++) {
         if (fib_kernels_override(level) != 0)
             continue;
         CHECK_OK(fib_graph_forward_group(g, 1, FIB_DTYPE_F64, input, a, ya));
         CHECK_OK(fib_graph_forward_group(g, 1, FIB_DTYPE_F64, input, b, yb));
         CHECK_OK(fib_graph_forward_group(g, 1, FIB_DTYPE_F64, input, c, yc));
+        CHECK_OK(fib_graph_forward_group(g, 1, FIB_DTYPE_F64, input, d, yd));
+        CHECK_OK(fib_graph_forward_group(g, 1, FIB_DTYPE_F64, input, e, ye));
         int64_t wrong = 0;
         for (int64_t p = 0; p < SIDE_IN * SIDE_IN; p++)
             for (int64_t o = 0; o < A; o++) {
@@ -245,14 +260,23 @@ static void conv_forward_follows_its_definition(void)
             }
         for (int64_t p = 0; p < side_c * side_c; p++)
             for (int64_t o = 0; o < C; o++)
+            {
                 wrong += yc[p * C + o] != conv_by_definition(yb, SIDE_IN, SIDE_IN, A, kc, NULL, C,
                                                              4, 3, 3, 2, 1, p / side_c,
                                                              p % side_c, o);
+                wrong += yd[p * C + o] != conv_by_definition(yc, side_c, side_c, C, kd, NULL, C,
+                                                             C, 3, 3, 1, 1, p / side_c,
+                                                             p % side_c, o);
+                wrong += ye[p * C + o] != conv_by_definition(yd, side_c, side_c, C, ke, bd, C, C,
+                                                             3, 3, 1, 1, p / side_c, p % side_c,
+                                                             o);
+            }
         CHECK(wrong == 0);
     }
     fib_kernels_override(-1);
     fib_graph_free(g);
     free(ka), free(ba), free(kb), free(kc), free(kc32), free(input), free(ya), free(yb), free(yc);
+    free(kd), free(bd), free(yd), free(ke), free(kd32), free(ye);
 }
 
 /* Elements of a block's weight tensor (tensor 0). */

@@ -98,9 +98,10 @@ def rebuild_sum(ctx, node, layer):
 
 
 def _block_groups(weight, groups):
-    """(groups, weight) of a base convolution: the base has groups = 1; when
-    its kernel is block-diagonal in the original's `groups` blocks, the
-    grouped form (fewer parameters) is returned. A depthwise original stays
+    """(groups, weight) of a base convolution the library stored ungrouped
+    (it keeps a grouped original's groups itself when it can): when its
+    kernel is block-diagonal in the original's `groups` blocks, the grouped
+    form (fewer parameters) is returned. A depthwise original stays
     depthwise when its merged base kernel is diagonal."""
     out_ch, in_ch = weight.shape[:2]
     if groups > 1 and (out_ch % groups or in_ch % groups) and out_ch == in_ch:

@@ -5,10 +5,11 @@
  * colouring of dense groups and its per-unit scales.
  *
  * The linkages keep an n x n / 2 matrix of doubles (the reason for
- * FIB_LINKAGE_MAX_UNITS) and a nearest-neighbour cache per row; a merge
- * takes O(n) plus the rows whose cached neighbour it invalidates, so a run
- * is O(n^2) typically and O(n^3) at worst. Every choice is made by (cost,
- * lowest index): the result does not depend on threads or SIMD. Label
+ * FIB_LINKAGE_MAX_UNITS), filled in O(n^2 d), and a nearest-neighbour
+ * bound per row in a heap; a merge takes O(n) plus the rescans of the rows
+ * it left stale that reach the top of the heap, so a run is O(n^2)
+ * typically and O(n^3) at worst. Every choice is made by (cost, lowest
+ * index): the result does not depend on threads or SIMD. Label
  * coordinates (FIB_TOL_LABEL) make two rows that differ there infinitely
  * far apart; they never merge. */
 #include "color/linkage.h"

@@ -5,10 +5,11 @@
  * colouring of dense groups and its per-unit scales.
  *
  * The linkages keep an n x n / 2 matrix of doubles (the reason for
- * FIB_LINKAGE_MAX_UNITS) and a nearest-neighbour cache per row; a merge
- * takes O(n) plus the rows whose cached neighbour it invalidates, so a run
- * is O(n^2) typically and O(n^3) at worst. Every choice is made by (cost,
- * lowest index): the result does not depend on threads or SIMD. Label
+ * FIB_LINKAGE_MAX_UNITS), filled in O(n^2 d), and a nearest-neighbour
+ * bound per row in a heap; a merge takes O(n) plus the rescans of the rows
+ * it left stale that reach the top of the heap, so a run is O(n^2)
+ * typically and O(n^3) at worst. Every choice is made by (cost, lowest
+ * index): the result does not depend on threads or SIMD. Label
  * coordinates (FIB_TOL_LABEL) make two rows that differ there infinitely
  * far apart; they never merge. */
 #include "color/linkage.h"
@@ -829,11 +830,15 @@ int32_t fib_class_scales(const fib_rows *r, const fib_partition *p,
                          const double *weight, double *scale)
 {
     int64_t n = r->n, d = r->d, k = p->n_classes;
+    /* classes are shared out among threads, each class by one (v and w
+     * per thread, t per class) */
+    int threads = fib_thread_count(r->n_threads, k);
+    threads = threads < LINKAGE_THREADS ? threads : LINKAGE_THREADS;
     int64_t *start = fib_calloc(k + 1, sizeof *start);
     int64_t *order = fib_alloc(n, sizeof *order);
-    double *v = fib_alloc(d > 0 ? d : 1, sizeof *v);
-    double *w = fib_alloc(d > 0 ? d : 1, sizeof *w);
-    double *t = fib_alloc(n, sizeof *t);
+    double *v = fib_alloc((int64_t)threads * (d > 0 ? d : 1), sizeof *v);
+    double *w = fib_alloc((int64_t)threads * (d > 0 ? d : 1), sizeof *w);
+    double *t = fib_alloc(n > 0 ? n : 1, sizeof *t);
     if (!start || !order || !v || !w || !t) {
         fib_free(start), fib_free(order), fib_free(v), fib_free(w), fib_free(t);
         return fib_error(FIB_E_NOMEM, "out of memory for scales");
@@ -851,6 +856,7 @@ int32_t fib_class_scales(const fib_rows *r, const fib_partition *p,
     for (int64_t i = 0; i < n; i++)
         order[fill[p->color[i]]++] = i;
     fib_free(fill);
+    FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
     for (int64_t c = 0; c < k; c++) {
         const int64_t *mem = order + start[c];
         int64_t m = start[c + 1] - start[c];
@@ -858,27 +864,30 @@ int32_t fib_class_scales(const fib_rows *r, const fib_partition *p,
             scale[mem[0]] = 1.0;
             continue;
         }
+        double *v_c = v + (int64_t)fib_thread_num() * (d > 0 ? d : 1);
+        double *w_c = w + (int64_t)fib_thread_num() * (d > 0 ? d : 1);
+        double *t_c = t + start[c];
         /* power iteration on the weighted rows, from their sum */
         for (int64_t j = 0; j < d; j++)
-            v[j] = 0;
+            v_c[j] = 0;
         for (int64_t x = 0; x < m; x++) {
             double om = weight ? weight[mem[x]] : 1.0;
             for (int64_t j = 0; j < d; j++)
-                v[j] += om * r->value[mem[x] * d + j];
+                v_c[j] += om * r->value[mem[x] * d + j];
         }
-        power_iterate(r, mem, m, weight, v, w, 1e-14);
+        power_iterate(r, mem, m, weight, v_c, w_c, 1e-14);
         double mean = 0;
         for (int64_t x = 0; x < m; x++) {
             double s = 0;
             const double *row = r->value + mem[x] * d;
             for (int64_t j = 0; j < d; j++)
-                s += row[j] * v[j];
-            t[x] = s;
+                s += row[j] * v_c[j];
+            t_c[x] = s;
             mean += s;
         }
         mean /= (double)m;
         for (int64_t x = 0; x < m; x++) {
-            double s = mean != 0 ? t[x] / mean : 1.0;
+            double s = mean != 0 ? t_c[x] / mean : 1.0;
             /* a member pointing away from its class (possible only with a
              * loose grouping) keeps a tiny positive scale */
             scale[mem[x]] = s > 1e-6 ? s : 1e-6;

@@ -152,9 +152,61 @@ static void budget(void)
     planted_free(&p);
 }
 
+/* A budget on layers wider than one panel of the pairwise cosines (64
+ * units) with two threads: a cancel asked for inside a clustering (before
+ * a panel, a merge, a unit of a Lloyd round) or between steps returns
+ * FIB_E_CANCELLED, makes nothing and calls back no more; run under ASan
+ * or valgrind, nothing leaks from the threads' scratch. */
+static void budget_wide_two_threads(void)
+{
+    enum { n_in = 100, h1 = 150, h2 = 130, n_out = 4 };
+    static double w1[h1 * n_in], b1[h1], w2[h2 * h1], b2[h2], w3[n_out * h2];
+    uint64_t state = 7;
+    double *all[] = {w1, b1, w2, b2, w3};
+    int64_t sizes[] = {h1 * n_in, h1, h2 * h1, h2, n_out * h2};
+    for (int a = 0; a < 5; a++)
+        for (int64_t i = 0; i < sizes[a]; i++) {
+            state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+            all[a][i] = (double)(state >> 11) / 9007199254740992.0 - 0.5;
+        }
+    fib_graph *g = NULL;
+    int32_t in, g1, g2, g3;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, n_in, &in));
+    CHECK_OK(fib_graph_add_dense(g, in, h1, FIB_DTYPE_F64, w1, n_in, b1, 0, &g1));
+    CHECK_OK(fib_graph_set_activation(g, g1, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, g1, h2, FIB_DTYPE_F64, w2, h1, b2, 0, &g2));
+    CHECK_OK(fib_graph_set_activation(g, g2, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, g2, n_out, FIB_DTYPE_F64, w3, h2, NULL, 0, &g3));
+    fib_budget_options o;
+    CHECK_OK(fib_budget_options_init(&o, sizeof o));
+    o.n_threads = 2;
+    counter full = {.stop_at = -1, .monotone = 1};
+    o.progress = count_and_stop;
+    o.progress_user = &full;
+    fib_base *reference = NULL;
+    CHECK_OK(fib_compress_to_budget(g, 0.3, &o, &reference));
+    CHECK(full.calls > 300 && full.monotone && !full.bad_range);
+    int64_t stride = full.calls > 64 ? (full.calls - 64) / 60 + 1 : 1;
+    for (int64_t stop = 1; stop <= full.calls; stop += stop < 64 ? 1 : stride) {
+        counter c = {.stop_at = stop, .monotone = 1};
+        o.progress_user = &c;
+        fib_base *out = (fib_base *)&c; /* must stay untouched */
+        CHECK(fib_compress_to_budget(g, 0.3, &o, &out) == FIB_E_CANCELLED);
+        CHECK(out == (fib_base *)&c);
+        CHECK(c.calls == stop); /* no call after the one that cancelled */
+        CHECK(strstr(fib_last_error(), "cancel") != NULL);
+    }
+    printf("     wide budget, 2 threads: cancelled at 64 + 1 in %lld of %lld progress calls\n",
+           (long long)stride, (long long)full.calls);
+    fib_base_free(reference);
+    fib_graph_free(g);
+}
+
 int main(void)
 {
     RUN(budget);
+    RUN(budget_wide_two_threads);
     RUN(dense_mlp);
     RUN(cnn);
     RUN(node_graph);

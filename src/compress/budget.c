@@ -272,7 +272,7 @@ static int32_t base_parameters(const fib_graph *g, const fib_base *b, int64_t *o
 /* One budget attempt with one grouping (the knobs in o, validated);
  * fills *bound, *corrected and the base. */
 /* One step of a budget done: tells the progress callback, which may cancel. */
-int32_t fib_budget_step(fib_progress_check *check)
+static int32_t budget_step(fib_progress_check *check)
 {
     check->done++;
     return fib_progress_cancelled(check)
@@ -355,7 +355,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             fib_rows_clear(&r);
         }
         if (!status)
-            status = fib_budget_step(&check);
+            status = budget_step(&check);
         fib_merges_clear(&mg);
         fib_free(weight);
         fib_free(norms);
@@ -413,7 +413,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         L[best].k = best_k;
         width[L[best].group] = best_k;
     }
-    status = fib_budget_step(&check);
+    status = budget_step(&check);
     if (status)
         goto done;
     if ((double)budget_params(g, width) > target) {
@@ -480,19 +480,19 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         fib_free(weight);
         fib_free(norms);
         if (!status)
-            status = fib_budget_step(&check);
+            status = budget_step(&check);
     }
     col->merge_inputs = merge_inputs;
     if (!status)
         status = fib_compress(g, col, base_out);
     if (!status)
-        status = fib_budget_step(&check);
+        status = budget_step(&check);
     *corrected = false;
     if (!status && correcting)
         status = fib_budget_correct(g, col, o->synthetic_scale, o->synthetic_samples,
                                     &check, *base_out, corrected);
     if (!status && correcting)
-        status = fib_budget_step(&check);
+        status = budget_step(&check);
     if (status && *base_out) {
         fib_base_free(*base_out);
         *base_out = NULL;

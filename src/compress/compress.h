@@ -28,10 +28,6 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
                            int64_t n_samples, const fib_progress_check *check,
                            fib_base *base, bool *applied);
 
-/* budget.c: one step of a budget done; tells the progress callback, which
- * may cancel (FIB_E_CANCELLED). */
-int32_t fib_budget_step(fib_progress_check *check);
-
 /* budget_graph.c: fib_compress_to_budget on a graph that is not a chain of
  * dense blocks (validated options o); *smallest_out is set when the budget
  * is below the smallest base reached. */

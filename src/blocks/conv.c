@@ -651,12 +651,16 @@ static void conv_budget_backward(const fib_graph *g, int32_t group, int32_t sour
     (void)source_index;
     const fib_conv *c = conv_of(g, group);
     int64_t n_out = g->groups[group].n_units, out_per_group = n_out / c->groups;
+    /* energies are per position: an input position feeds each tap at
+     * positions_out / positions_in of the output positions (a stride) */
+    double share = (double)fib_group_positions(&g->groups[group]) /
+                   (double)fib_group_positions(&g->groups[g->groups[group].sources[0]]);
     for (int64_t o = 0; o < n_out; o++) {
         int64_t first_in = (o / out_per_group) * in_per_group(c);
         for (int64_t jl = 0; jl < in_per_group(c); jl++)
             for (int64_t q = 0; q < kernel_size(c); q++) {
                 double w = kernel_at(c, o, jl, q);
-                src_energy[first_in + jl] += w * w * energy[o];
+                src_energy[first_in + jl] += share * w * w * energy[o];
             }
     }
 }

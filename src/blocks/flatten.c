@@ -133,14 +133,15 @@ static int32_t flatten_budget_role(const fib_graph *g, int32_t group)
     return FIB_BUDGET_DERIVED;
 }
 
-/* A channel carries the energies of its units at every position. */
+/* Energies are per position: a channel's is the mean over its positions
+ * of its units'. */
 static void flatten_budget_backward(const fib_graph *g, int32_t group, int32_t source_index,
                                     const double *energy, double *src_energy)
 {
     (void)source_index;
     int64_t positions = positions_of_source(g, group);
     for (int64_t u = 0; u < g->groups[group].n_units; u++)
-        src_energy[u / positions] += energy[u];
+        src_energy[u / positions] += energy[u] / (double)positions;
 }
 
 const fib_block_ops fib_flatten_ops = {

@@ -224,8 +224,16 @@ static void pool_budget_backward(const fib_graph *g, int32_t group, int32_t sour
 {
     (void)source_index;
     const fib_pool *p = pool_of(g, group);
+    /* per position, errors independent across positions: an average passes
+     * 1 / window^2 of a position's energy to each of the windows holding it,
+     * a maximum all of it to the windows it wins (about one position in
+     * positions_in / positions_out) */
+    double share = (double)fib_group_positions(&g->groups[group]) /
+                   (double)fib_group_positions(&g->groups[g->groups[group].sources[0]]);
+    if (p->kind == FIB_POOL_AVG)
+        share /= (double)(p->win.kernel_rows * p->win.kernel_cols);
     for (int64_t i = 0; i < g->groups[group].n_units; i++)
-        src_energy[fib_gather_at(p->reads, i)] += energy[i];
+        src_energy[fib_gather_at(p->reads, i)] += share * energy[i];
 }
 
 const fib_block_ops fib_pool_ops = {

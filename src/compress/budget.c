@@ -374,7 +374,6 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         }
         if (!status)
             status = fib_budget_step(&check);
-        fib_merges_clear(&mg);
         fib_free(weight);
         fib_free(norms);
         /* sensitivity: the typical norm of the group's input (the gains of

@@ -11,8 +11,9 @@ static void help(FILE *f)
     fprintf(f,
             "usage: fibration analyze [OPTIONS] MODEL\n"
             "\n"
-            "Reports, for every layer (group) of MODEL (a safetensors file), its\n"
-            "units and the number of classes of fibers, opfibers and covers; for\n"
+            "Reports, for every layer (group) of MODEL (a safetensors file, or a\n"
+            "Hugging Face checkpoint folder of model type llama), its units and\n"
+            "the number of classes of fibers, opfibers and covers; for\n"
             "the symmetry chosen by --symmetry, the classes of one unit (trivial),\n"
             "of two or more (nontrivial), the largest class, and the parameters\n"
             "of the layer before and after compression by it.\n"

@@ -6,6 +6,7 @@
  * step. */
 #include "io/model_io.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,7 +42,7 @@ static int32_t read_text(const char *path, char **out, size_t *size)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return fib_error(FIB_E_IO, "%s: cannot open", path);
+        return fib_error(FIB_E_IO, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = 4096, n = 0;
     char *buf = fib_alloc(cap, 1);
     while (buf) {

@@ -260,6 +260,11 @@ def test_cli_analyze_directory(tmp_path):
     for name in ("model.embed_tokens", "model.layers.1.mlp.gate_proj",
                  "model.layers.0.self_attn.core", "lm_head"):
         assert name in text
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = subprocess.run([st_io.cli(), "analyze", str(empty)], capture_output=True, text=True)
+    assert r.returncode == 3
+    assert "config.json: cannot open: No such file or directory" in r.stderr
 
 
 # ---- refusals -------------------------------------------------------------------

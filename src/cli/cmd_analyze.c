@@ -12,7 +12,7 @@ static void help(FILE *f)
             "usage: fibration analyze [OPTIONS] MODEL\n"
             "\n"
             "Reports, for every layer (group) of MODEL (a safetensors file, or a\n"
-            "Hugging Face checkpoint folder of model type llama), its units and\n"
+            "Hugging Face checkpoint folder: llama or gpt2), its units and\n"
             "the number of classes of fibers, opfibers and covers; for\n"
             "the symmetry chosen by --symmetry, the classes of one unit (trivial),\n"
             "of two or more (nontrivial), the largest class, and the parameters\n"

@@ -1,7 +1,7 @@
 /* Hugging Face checkpoint directories: config.json plus model.safetensors,
  * or shards listed by model.safetensors.index.json, read as stored (tensors
- * memory-mapped, half precision held natively). Model type "llama" (the
- * layout Mistral and Qwen2 share). What is read and what is refused is
+ * memory-mapped, half precision held natively). Model types "llama" (the
+ * layout Mistral and Qwen2 share) and "gpt2". What is read and what is refused is
  * docs/model-files.md, "Hugging Face checkpoint directories": keep them in
  * step. */
 #include "io/model_io.h"
@@ -97,12 +97,16 @@ static int32_t config_error(const hf_dir *H, const char *format, ...)
 
 /* ---- config.json ---------------------------------------------------------- */
 
-typedef struct llama_config {
+typedef struct hf_config {
+    bool gpt2;              /* model_type gpt2, else llama */
     int64_t hidden, intermediate, layers, heads, kv_heads, head_dim, vocab;
-    int64_t positions;
+    int64_t positions;      /* of the graph (llama: at most HF_POSITIONS) */
+    int64_t max_positions;  /* gpt2: rows of the position embedding */
     double eps, theta;
     bool tied, attention_bias, mlp_bias;
-} llama_config;
+    int32_t activation;     /* of the MLP (gpt2) */
+    double scale;           /* softmax scale; 0: 1 / sqrt(head_dim) */
+} hf_config;
 
 /* Keys read below, and keys that do not change the function computed
  * (token ids, bookkeeping, training-only settings; pretraining_tp splits the
@@ -166,26 +170,27 @@ static int32_t get_flag(const hf_dir *H, const fib_json *c, const char *key,
     return FIB_OK;
 }
 
-static int32_t read_config(const hf_dir *H, const fib_json *c, llama_config *k)
+static int32_t check_keys(const hf_dir *H, const fib_json *c,
+                          const char *const *keys, size_t n_keys)
 {
-    const fib_json *type = fib_json_get(c, "model_type");
-    if (!type || type->kind != FIB_JSON_STRING)
-        return config_error(H, "key 'model_type' is missing (a Hugging Face "
-                            "checkpoint names its architecture there)");
-    if (strcmp(type->string, "llama") != 0)
-        return config_error(H, "model_type '%s' is not supported (supported: "
-                            "llama)", type->string);
     for (int64_t i = 0; i < c->n_items; i++) {
         const char *key = c->items[i].key;
         bool known = false;
-        for (size_t j = 0; j < sizeof known_keys / sizeof *known_keys; j++)
-            known = known || strcmp(key, known_keys[j]) == 0;
+        for (size_t j = 0; j < n_keys; j++)
+            known = known || strcmp(key, keys[j]) == 0;
         if (!known)
             return config_error(H, "key '%s' is not supported (it may change "
                                 "the computation; the keys read are listed in "
                                 "docs/model-files.md)", key);
     }
-    int32_t st;
+    return FIB_OK;
+}
+
+static int32_t read_llama(const hf_dir *H, const fib_json *c, hf_config *k)
+{
+    int32_t st = check_keys(H, c, known_keys, sizeof known_keys / sizeof *known_keys);
+    if (st != FIB_OK)
+        return st;
     if ((st = get_count(H, c, "hidden_size", true, 0, &k->hidden)) ||
         (st = get_count(H, c, "intermediate_size", true, 0, &k->intermediate)) ||
         (st = get_count(H, c, "num_hidden_layers", true, 0, &k->layers)) ||
@@ -232,6 +237,90 @@ static int32_t read_config(const hf_dir *H, const fib_json *c, llama_config *k)
                             "%lld analysed positions (only null or an integer >= "
                             "%lld)", (long long)k->positions, (long long)k->positions);
     return FIB_OK;
+}
+
+/* GPT-2: keys read, and keys that do not change the function (dropout
+ * rates, the double-heads model's summary settings, bookkeeping;
+ * reorder_and_upcast_attn only changes the rounding). */
+static const char *const gpt2_keys[] = {
+    "model_type", "n_embd", "n_head", "n_layer", "n_positions", "n_ctx",
+    "n_inner", "vocab_size", "layer_norm_epsilon", "activation_function",
+    "tie_word_embeddings", "scale_attn_weights",
+    "scale_attn_by_inverse_layer_idx", "add_cross_attention",
+    "reorder_and_upcast_attn", "attn_pdrop", "embd_pdrop", "resid_pdrop",
+    "summary_activation", "summary_first_dropout", "summary_proj_to_labels",
+    "summary_type", "summary_use_proj", "task_specific_params",
+    "architectures", "bos_token_id", "eos_token_id", "pad_token_id",
+    "torch_dtype", "dtype", "transformers_version", "initializer_range",
+    "use_cache", "_name_or_path",
+};
+
+static int32_t read_gpt2(const hf_dir *H, const fib_json *c, hf_config *k)
+{
+    int32_t st = check_keys(H, c, gpt2_keys, sizeof gpt2_keys / sizeof *gpt2_keys);
+    bool scaled = true, by_layer = false, cross = false;
+    int64_t n_pos;
+    k->gpt2 = true;
+    if (st ||
+        (st = get_count(H, c, "n_embd", true, 0, &k->hidden)) ||
+        (st = get_count(H, c, "n_head", true, 0, &k->heads)) ||
+        (st = get_count(H, c, "n_layer", true, 0, &k->layers)) ||
+        (st = get_count(H, c, "vocab_size", true, 0, &k->vocab)) ||
+        (st = get_count(H, c, "n_positions", true, 0, &n_pos)) ||
+        (st = get_count(H, c, "n_inner", false, 4 * k->hidden, &k->intermediate)) ||
+        (st = get_real(H, c, "layer_norm_epsilon", 1e-5, &k->eps)) ||
+        (st = get_flag(H, c, "tie_word_embeddings", true, &k->tied)) ||
+        (st = get_flag(H, c, "scale_attn_weights", true, &scaled)) ||
+        (st = get_flag(H, c, "scale_attn_by_inverse_layer_idx", false, &by_layer)) ||
+        (st = get_flag(H, c, "add_cross_attention", false, &cross)))
+        return st;
+    if (by_layer)
+        return config_error(H, "key 'scale_attn_by_inverse_layer_idx' is not "
+                            "supported (only false)");
+    if (cross)
+        return config_error(H, "key 'add_cross_attention' is not supported "
+                            "(only false: a decoder without an encoder)");
+    if (k->hidden % k->heads != 0)
+        return config_error(H, "n_embd %lld is not a multiple of n_head %lld",
+                            (long long)k->hidden, (long long)k->heads);
+    k->kv_heads = k->heads;
+    k->head_dim = k->hidden / k->heads;
+    /* every row of the learned position embedding takes part: units equal
+     * on the first rows only must not merge */
+    k->positions = k->max_positions = n_pos;
+    k->scale = scaled ? 0.0 : 1.0;
+    k->attention_bias = k->mlp_bias = true;
+    const fib_json *act = fib_json_get(c, "activation_function");
+    const char *name = present(act) && act->kind == FIB_JSON_STRING ? act->string
+                       : present(act) ? "(not a string)" : "gelu_new";
+    static const struct { const char *name; int32_t id; } acts[] = {
+        {"gelu_new", FIB_ACT_GELU_TANH}, {"gelu_pytorch_tanh", FIB_ACT_GELU_TANH},
+        {"gelu", FIB_ACT_GELU}, {"relu", FIB_ACT_RELU}, {"silu", FIB_ACT_SILU},
+        {"swish", FIB_ACT_SILU}, {"tanh", FIB_ACT_TANH}, {"sigmoid", FIB_ACT_SIGMOID},
+    };
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
+        if (strcmp(name, acts[i].name) == 0) {
+            k->activation = acts[i].id;
+            return FIB_OK;
+        }
+    return config_error(H, "activation_function '%s' is not supported "
+                        "(supported: gelu_new, gelu_pytorch_tanh, gelu, relu, "
+                        "silu, swish, tanh, sigmoid)", name);
+}
+
+static int32_t read_config(const hf_dir *H, const fib_json *c, hf_config *k)
+{
+    memset(k, 0, sizeof *k);
+    const fib_json *type = fib_json_get(c, "model_type");
+    if (!type || type->kind != FIB_JSON_STRING)
+        return config_error(H, "key 'model_type' is missing (a Hugging Face "
+                            "checkpoint names its architecture there)");
+    if (strcmp(type->string, "llama") == 0)
+        return read_llama(H, c, k);
+    if (strcmp(type->string, "gpt2") == 0)
+        return read_gpt2(H, c, k);
+    return config_error(H, "model_type '%s' is not supported (supported: "
+                        "llama, gpt2)", type->string);
 }
 
 /* ---- the files -------------------------------------------------------------- */
@@ -355,7 +444,7 @@ static int32_t named(hf_dir *H, int32_t st, int32_t id, const char *name,
     return st == FIB_OK ? FIB_OK : fib_model_rewrap(st, path, name);
 }
 
-static int32_t add_norm(hf_dir *H, const llama_config *k, int32_t source,
+static int32_t add_norm(hf_dir *H, const hf_config *k, int32_t source,
                         const char *name, int32_t *id)
 {
     const fib_st_tensor *w;
@@ -388,7 +477,7 @@ static int32_t add_dense(hf_dir *H, int32_t source, const char *prefix,
     return named(H, FIB_OK, *id, prefix, path);
 }
 
-static int32_t add_attention(hf_dir *H, const llama_config *k, int32_t source,
+static int32_t add_attention(hf_dir *H, const hf_config *k, int32_t source,
                              const char *layer, int32_t *id)
 {
     static const char *const proj[4] = {"q_proj", "k_proj", "v_proj", "o_proj"};
@@ -448,7 +537,7 @@ static int32_t add_sum(hf_dir *H, int32_t a, int32_t b, const char *name,
     return named(H, st, *id, name, H->dir);
 }
 
-static int32_t build(hf_dir *H, const llama_config *k)
+static int32_t build_llama(hf_dir *H, const hf_config *k)
 {
     int32_t x, st;
     st = fib_graph_add_input_positions(H->graph, k->vocab, k->positions, 1, &x);
@@ -510,6 +599,203 @@ static int32_t build(hf_dir *H, const llama_config *k)
     return named(H, st, head, "lm_head", path);
 }
 
+/* ---- GPT-2 ------------------------------------------------------------------ */
+
+/* GPT-2 stores its projections as Conv1D weights [in, out]; dense blocks
+ * read [out, in], so these are held transposed in a copy of the same dtype
+ * (half precision stays half). */
+static void *transposed(const fib_st_tensor *t)
+{
+    size_t size = fib_dtype_size(t->dtype);
+    int64_t rows = t->shape[0], cols = t->shape[1];
+    unsigned char *out = fib_alloc(t->n_elements, size);
+    const unsigned char *in = t->data;
+    if (!out)
+        return NULL;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            memcpy(out + ((size_t)(c * rows + r)) * size,
+                   in + ((size_t)(r * cols + c)) * size, size);
+    return out;
+}
+
+static int32_t same_dtype(const hf_dir *H, const fib_st_tensor *a,
+                          const fib_st_tensor *b)
+{
+    if (a->dtype == b->dtype)
+        return FIB_OK;
+    return fib_error(FIB_E_FORMAT, "%s: tensor '%s' is %s but '%s' is %s; a "
+                     "block's tensors must share a dtype", H->dir, b->name,
+                     fib_st_dtype_name(b->file_dtype), a->name,
+                     fib_st_dtype_name(a->file_dtype));
+}
+
+static int32_t gpt2_norm(hf_dir *H, const hf_config *k, int32_t source,
+                         const char *prefix, int32_t *id)
+{
+    char wname[300], bname[300];
+    snprintf(wname, sizeof wname, "%s.weight", prefix);
+    snprintf(bname, sizeof bname, "%s.bias", prefix);
+    const fib_st_tensor *w, *b;
+    const char *path, *bpath;
+    int32_t st = tensor(H, wname, 1, k->hidden, 0, &w, &path);
+    if (st || (st = tensor(H, bname, 1, k->hidden, 0, &b, &bpath)) ||
+        (st = same_dtype(H, w, b)))
+        return st;
+    st = fib_graph_add_norm(H->graph, source, FIB_NORM_LAYER, w->dtype, w->data,
+                            b->data, k->eps, H->copy ? FIB_COPY : 0u, id);
+    return named(H, st, *id, prefix, path);
+}
+
+/* A Conv1D layer (weight [in, out], bias [out]) as a dense group. */
+static int32_t gpt2_conv1d(hf_dir *H, int32_t source, const char *prefix,
+                           int64_t in, int64_t out, int32_t *id)
+{
+    char wname[300], bname[300];
+    snprintf(wname, sizeof wname, "%s.weight", prefix);
+    snprintf(bname, sizeof bname, "%s.bias", prefix);
+    const fib_st_tensor *w, *b;
+    const char *path, *bpath;
+    int32_t st = tensor(H, wname, 2, in, out, &w, &path);
+    if (st || (st = tensor(H, bname, 1, out, 0, &b, &bpath)) ||
+        (st = same_dtype(H, w, b)))
+        return st;
+    void *wt = transposed(w);
+    if (!wt)
+        return fib_error(FIB_E_NOMEM, "%s: %s: out of memory", path, prefix);
+    st = fib_graph_add_dense(H->graph, source, out, w->dtype, wt, in, b->data,
+                             FIB_COPY, id);
+    fib_free(wt);
+    return named(H, st, *id, prefix, path);
+}
+
+static int32_t gpt2_attention(hf_dir *H, const hf_config *k, int32_t source,
+                              const char *block, int32_t *id)
+{
+    int64_t e = k->hidden;
+    char name[300];
+    const fib_st_tensor *w, *b, *pw, *pb;
+    const char *path, *p;
+    snprintf(name, sizeof name, "%s.attn.c_attn.weight", block);
+    int32_t st = tensor(H, name, 2, e, 3 * e, &w, &path);
+    snprintf(name, sizeof name, "%s.attn.c_attn.bias", block);
+    if (st || (st = tensor(H, name, 1, 3 * e, 0, &b, &p)))
+        return st;
+    snprintf(name, sizeof name, "%s.attn.c_proj.weight", block);
+    if ((st = tensor(H, name, 2, e, e, &pw, &p)))
+        return st;
+    snprintf(name, sizeof name, "%s.attn.c_proj.bias", block);
+    if ((st = tensor(H, name, 1, e, 0, &pb, &p)) || (st = same_dtype(H, w, b)) ||
+        (st = same_dtype(H, w, pw)) || (st = same_dtype(H, w, pb)))
+        return st;
+    /* c_attn [E, 3E] transposed: rows 0..E-1 are q, then k, then v */
+    unsigned char *qkv = transposed(w), *o = transposed(pw);
+    size_t size = fib_dtype_size(w->dtype);
+    const unsigned char *bias = b->data;
+    fib_attention_options opt;
+    fib_attention_options_init(&opt, sizeof opt);
+    opt.n_heads = opt.n_kv_heads = k->heads;
+    opt.causal = 1;
+    opt.scale = k->scale;
+    if (!qkv || !o)
+        st = fib_error(FIB_E_NOMEM, "%s: %s.attn: out of memory", path, block);
+    else
+        st = fib_graph_add_attention_ex(
+            H->graph, source, &opt, w->dtype, qkv, bias, qkv + (size_t)(e * e) * size,
+            bias + (size_t)e * size, qkv + (size_t)(2 * e * e) * size,
+            bias + (size_t)(2 * e) * size, o, pb->data, FIB_COPY, id);
+    fib_free(qkv);
+    fib_free(o);
+    snprintf(name, sizeof name, "%s.attn", block);
+    if (st != FIB_OK)
+        return st == FIB_E_NOMEM ? st : fib_model_rewrap(st, path, name);
+    static const char *const parts[5] = {"q", "k", "v", "core", "c_proj"};
+    for (int i = 0; i < 5 && st == FIB_OK; i++) {
+        snprintf(name, sizeof name, "%s.attn.%s", block, parts[i]);
+        st = named(H, FIB_OK, *id - 4 + i, name, path);
+    }
+    /* the causal-mask buffers of older checkpoints: the mask itself */
+    const fib_st_tensor *unused;
+    for (int i = 0; i < 2; i++) {
+        snprintf(name, sizeof name, "%s.attn.%s", block, i ? "masked_bias" : "bias");
+        for (int64_t f = 0; f < H->n_files; f++)
+            if ((unused = fib_st_find(H->files[f], name)))
+                H->used[f][unused - H->files[f]->tensors] = true;
+    }
+    return st;
+}
+
+static int32_t build_gpt2(hf_dir *H, const hf_config *k)
+{
+    /* transformers writes GPT2LMHeadModel's tensors under "transformer.";
+     * the hub's original checkpoints have no prefix */
+    const char *pre = "";
+    for (int64_t f = 0; f < H->n_files; f++)
+        if (fib_st_find(H->files[f], "transformer.wte.weight"))
+            pre = "transformer.";
+    char name[300], block[64];
+    int32_t x, h, st;
+    st = fib_graph_add_input_positions(H->graph, k->vocab, k->positions, 1, &x);
+    if ((st = named(H, st, x, "input_ids", H->dir)) != FIB_OK)
+        return st;
+    const fib_st_tensor *wte, *wpe;
+    const char *path, *ppath;
+    snprintf(name, sizeof name, "%swte.weight", pre);
+    if ((st = tensor(H, name, 2, k->vocab, k->hidden, &wte, &path)))
+        return st;
+    snprintf(name, sizeof name, "%swpe.weight", pre);
+    if ((st = tensor(H, name, 2, k->max_positions,
+                     k->hidden, &wpe, &ppath)))
+        return st;
+    st = fib_graph_add_token_embedding(H->graph, x, k->hidden, wte->dtype, wte->data, &h);
+    snprintf(name, sizeof name, "%swte", pre);
+    if ((st = named(H, st, h, name, path)))
+        return st;
+    st = fib_graph_add_position_shift(H->graph, h, wpe->dtype, wpe->data, &h);
+    snprintf(name, sizeof name, "%swpe", pre);
+    if ((st = named(H, st, h, name, ppath)))
+        return st;
+    for (int64_t i = 0; i < k->layers; i++) {
+        snprintf(block, sizeof block, "%sh.%lld", pre, (long long)i);
+        int32_t n1, att, r1, n2, fc, proj;
+        snprintf(name, sizeof name, "%s.ln_1", block);
+        if ((st = gpt2_norm(H, k, h, name, &n1)) ||
+            (st = gpt2_attention(H, k, n1, block, &att)))
+            return st;
+        snprintf(name, sizeof name, "%s.attention_residual", block);
+        if ((st = add_sum(H, h, att, name, &r1)))
+            return st;
+        snprintf(name, sizeof name, "%s.ln_2", block);
+        if ((st = gpt2_norm(H, k, r1, name, &n2)))
+            return st;
+        snprintf(name, sizeof name, "%s.mlp.c_fc", block);
+        if ((st = gpt2_conv1d(H, n2, name, k->hidden, k->intermediate, &fc)))
+            return st;
+        if ((st = fib_graph_set_activation(H->graph, fc, k->activation, 0.0)))
+            return fib_model_rewrap(st, H->dir, name);
+        snprintf(name, sizeof name, "%s.mlp.c_proj", block);
+        if ((st = gpt2_conv1d(H, fc, name, k->intermediate, k->hidden, &proj)))
+            return st;
+        snprintf(name, sizeof name, "%s.mlp_residual", block);
+        if ((st = add_sum(H, r1, proj, name, &h)))
+            return st;
+    }
+    int32_t norm, head;
+    snprintf(name, sizeof name, "%sln_f", pre);
+    if ((st = gpt2_norm(H, k, h, name, &norm)))
+        return st;
+    if (!k->tied)
+        return add_dense(H, norm, "lm_head", k->vocab, k->hidden, false, &head);
+    st = fib_graph_add_dense(H->graph, norm, k->vocab, wte->dtype, wte->data,
+                             k->hidden, NULL, H->copy ? FIB_COPY : 0u, &head);
+    return named(H, st, head, "lm_head", path);
+}
+
+static int32_t build(hf_dir *H, const hf_config *k)
+{
+    return k->gpt2 ? build_gpt2(H, k) : build_llama(H, k);
+}
+
 /* Every tensor of the files was read. */
 static int32_t check_all_used(const hf_dir *H)
 {
@@ -517,7 +803,7 @@ static int32_t check_all_used(const hf_dir *H)
         for (int64_t t = 0; t < H->files[f]->n_tensors; t++)
             if (!H->used[f][t])
                 return fib_error(FIB_E_FORMAT, "%s: tensor '%s' is not part of "
-                                 "a llama model with this config.json (an "
+                                 "the model config.json describes (an "
                                  "unread tensor would change the computation "
                                  "unseen)", H->files[f]->path,
                                  H->files[f]->tensors[t].name);
@@ -538,7 +824,7 @@ int32_t fib_model_load_hf(const char *dir, bool copy, fib_graph **out)
         (int)sizeof H.config_path)
         return fib_error(FIB_E_INVALID, "%s: path too long", dir);
     fib_json *config = NULL;
-    llama_config k;
+    hf_config k;
     int32_t st = parse_file(H.config_path, &config);
     if (st == FIB_OK)
         st = read_config(&H, config, &k);

@@ -314,9 +314,9 @@ REFUSALS = [
      "tensor 'model.layers.0.self_attn.k_proj.weight' has shape [7, 16], expected [8, 16]"),
     (reshape("model.norm.weight"), "tensor 'model.norm.weight' has shape [15], expected [16]"),
     (extra("model.layers.0.self_attn.rotary_emb.inv_freq"),
-     "tensor 'model.layers.0.self_attn.rotary_emb.inv_freq' is not part of a llama model"),
+     "tensor 'model.layers.0.self_attn.rotary_emb.inv_freq' is not part of the model"),
     (extra("model.layers.0.mlp.gate_proj.bias"),
-     "tensor 'model.layers.0.mlp.gate_proj.bias' is not part of a llama model"),
+     "tensor 'model.layers.0.mlp.gate_proj.bias' is not part of the model"),
     (retype("model.layers.0.self_attn.v_proj.weight"),
      "'model.layers.0.self_attn.v_proj.weight' is BF16 but"),
 ]

@@ -32,7 +32,7 @@ from test_transformer_torch import (  # noqa: E402,F401  (lib is a fixture)
     lib_forward, one_hot_tokens, plant_mlp, randomise, rel_diff)
 
 POSITIONS = 8  # the analysed sequence length of a checkpoint directory
-BF16 = 4
+F16, BF16 = 3, 4
 VOCAB, HIDDEN, HEADS, KV_HEADS, INTER, LAYERS, THETA = 13, 16, 4, 2, 24, 2, 500000.0
 
 
@@ -59,11 +59,13 @@ def state_dict(model):
 
 
 def write_safetensors(path, tensors):
-    """tensors: name -> torch tensor (float32 or bfloat16)."""
+    """tensors: name -> torch tensor (float32, float16 or bfloat16)."""
     def encoded(t):
         t = t.contiguous()
         if t.dtype == torch.bfloat16:
             return "BF16", list(t.shape), t.view(torch.int16).numpy().tobytes()
+        if t.dtype == torch.float16:
+            return "F16", list(t.shape), t.numpy().astype("<f2").tobytes()
         return t.to(torch.float32).numpy()
     st_io.write(path, {n: encoded(t) for n, t in tensors.items()})
 
@@ -127,7 +129,8 @@ def group_ids(lib, handle):
     return {lib.fib_graph_group_name(handle, i).decode(): i for i in range(n.value)}
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16],
+                         ids=["f32", "f16", "bf16"])
 @pytest.mark.parametrize("shards", [1, 3])
 def test_llama_directory_forward_equals_reference(lib, tmp_path, dtype, shards):
     model = model_in(dtype, 11)
@@ -140,12 +143,12 @@ def test_llama_directory_forward_equals_reference(lib, tmp_path, dtype, shards):
         assert rel_diff(lib_forward(lib, handle, x), want) <= 1e-5
         ids = group_ids(lib, handle)
         assert "model.layers.1.mlp.down_proj" in ids and "lm_head" in ids
-        if dtype == torch.bfloat16:  # held as stored, not widened
+        if dtype != torch.float32:  # held as stored, not widened
             got = I32()
             for name in ("model.layers.0.mlp.gate_proj", "model.layers.0.self_attn.q_proj",
                          "lm_head"):
                 check(lib, lib.fib_graph_tensor_dtype(handle, ids[name], 0, ctypes.byref(got)))
-                assert got.value == BF16, name
+                assert got.value == (BF16 if dtype == torch.bfloat16 else F16), name
     finally:
         lib.fib_graph_free(handle)
 

@@ -1,7 +1,7 @@
 /* Hugging Face checkpoint directories: config.json plus model.safetensors,
  * or shards listed by model.safetensors.index.json, read as stored (tensors
- * memory-mapped, half precision held natively). Model types "llama" (the
- * layout Mistral and Qwen2 share) and "gpt2". What is read and what is refused is
+ * memory-mapped, half precision held natively). Model types "llama",
+ * "mistral" and "qwen2" (one layout) and "gpt2". What is read and what is refused is
  * docs/model-files.md, "Hugging Face checkpoint directories": keep them in
  * step. */
 #include "io/model_io.h"
@@ -98,7 +98,8 @@ static int32_t config_error(const hf_dir *H, const char *format, ...)
 /* ---- config.json ---------------------------------------------------------- */
 
 typedef struct hf_config {
-    bool gpt2;              /* model_type gpt2, else llama */
+    bool gpt2;              /* model_type gpt2, else llama-family */
+    bool qkv_bias;          /* qwen2: q, k and v have biases, o has none */
     int64_t hidden, intermediate, layers, heads, kv_heads, head_dim, vocab;
     int64_t positions;      /* of the graph (llama: at most HF_POSITIONS) */
     int64_t max_positions;  /* gpt2: rows of the position embedding */
@@ -170,15 +171,22 @@ static int32_t get_flag(const hf_dir *H, const fib_json *c, const char *key,
     return FIB_OK;
 }
 
+static bool listed(const char *key, const char *const *keys, size_t n_keys)
+{
+    for (size_t j = 0; j < n_keys; j++)
+        if (strcmp(key, keys[j]) == 0)
+            return true;
+    return false;
+}
+
+/* Every key of config.json is in keys or extra (n_extra may be 0). */
 static int32_t check_keys(const hf_dir *H, const fib_json *c,
-                          const char *const *keys, size_t n_keys)
+                          const char *const *keys, size_t n_keys,
+                          const char *const *extra, size_t n_extra)
 {
     for (int64_t i = 0; i < c->n_items; i++) {
         const char *key = c->items[i].key;
-        bool known = false;
-        for (size_t j = 0; j < n_keys; j++)
-            known = known || strcmp(key, keys[j]) == 0;
-        if (!known)
+        if (!listed(key, keys, n_keys) && !listed(key, extra, n_extra))
             return config_error(H, "key '%s' is not supported (it may change "
                                 "the computation; the keys read are listed in "
                                 "docs/model-files.md)", key);
@@ -186,11 +194,18 @@ static int32_t check_keys(const hf_dir *H, const fib_json *c,
     return FIB_OK;
 }
 
-static int32_t read_llama(const hf_dir *H, const fib_json *c, hf_config *k)
+/* Qwen2's window keys (the window only applies with use_sliding_window). */
+static const char *const qwen2_keys[] = {"use_sliding_window", "max_window_layers"};
+
+static int32_t read_llama(const hf_dir *H, const fib_json *c, hf_config *k,
+                          bool qwen2)
 {
-    int32_t st = check_keys(H, c, known_keys, sizeof known_keys / sizeof *known_keys);
-    if (st != FIB_OK)
+    bool window_on = true;
+    int32_t st = check_keys(H, c, known_keys, sizeof known_keys / sizeof *known_keys,
+                            qwen2_keys, qwen2 ? 2 : 0);
+    if (st || (qwen2 && (st = get_flag(H, c, "use_sliding_window", false, &window_on))))
         return st;
+    k->qkv_bias = qwen2;
     if ((st = get_count(H, c, "hidden_size", true, 0, &k->hidden)) ||
         (st = get_count(H, c, "intermediate_size", true, 0, &k->intermediate)) ||
         (st = get_count(H, c, "num_hidden_layers", true, 0, &k->layers)) ||
@@ -230,7 +245,7 @@ static int32_t read_llama(const hf_dir *H, const fib_json *c, hf_config *k)
         return config_error(H, "key 'rope_scaling' is not supported (only null: "
                             "plain rotary embeddings with rope_theta)");
     const fib_json *window = fib_json_get(c, "sliding_window");
-    if (present(window) &&
+    if (window_on && present(window) &&
         (window->kind != FIB_JSON_NUMBER || !window->is_integer ||
          window->integer < k->positions))
         return config_error(H, "key 'sliding_window' is not supported below the "
@@ -257,7 +272,8 @@ static const char *const gpt2_keys[] = {
 
 static int32_t read_gpt2(const hf_dir *H, const fib_json *c, hf_config *k)
 {
-    int32_t st = check_keys(H, c, gpt2_keys, sizeof gpt2_keys / sizeof *gpt2_keys);
+    int32_t st = check_keys(H, c, gpt2_keys, sizeof gpt2_keys / sizeof *gpt2_keys,
+                            NULL, 0);
     bool scaled = true, by_layer = false, cross = false;
     int64_t n_pos;
     k->gpt2 = true;
@@ -315,12 +331,14 @@ static int32_t read_config(const hf_dir *H, const fib_json *c, hf_config *k)
     if (!type || type->kind != FIB_JSON_STRING)
         return config_error(H, "key 'model_type' is missing (a Hugging Face "
                             "checkpoint names its architecture there)");
-    if (strcmp(type->string, "llama") == 0)
-        return read_llama(H, c, k);
+    if (strcmp(type->string, "llama") == 0 || strcmp(type->string, "mistral") == 0)
+        return read_llama(H, c, k, false);
+    if (strcmp(type->string, "qwen2") == 0)
+        return read_llama(H, c, k, true);
     if (strcmp(type->string, "gpt2") == 0)
         return read_gpt2(H, c, k);
     return config_error(H, "model_type '%s' is not supported (supported: "
-                        "llama, gpt2)", type->string);
+                        "llama, mistral, qwen2, gpt2)", type->string);
 }
 
 /* ---- the files -------------------------------------------------------------- */
@@ -490,7 +508,7 @@ static int32_t add_attention(hf_dir *H, const hf_config *k, int32_t source,
     for (int i = 0; i < 4; i++) {
         snprintf(name, sizeof name, "%s.self_attn.%s.weight", layer, proj[i]);
         int32_t st = tensor(H, name, 2, rows[i], cols[i], &t[2 * i], &p);
-        if (st == FIB_OK && k->attention_bias) {
+        if (st == FIB_OK && (k->attention_bias || (k->qkv_bias && i < 3))) {
             snprintf(name, sizeof name, "%s.self_attn.%s.bias", layer, proj[i]);
             st = tensor(H, name, 1, rows[i], 0, &t[2 * i + 1], &p);
         }

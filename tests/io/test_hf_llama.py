@@ -1,4 +1,5 @@
-"""Hugging Face checkpoint directories of model type "llama" read as stored
+"""Hugging Face checkpoint directories of model type "llama" (and "mistral",
+"qwen2", which share its layout) read as stored
 (docs/model-files.md): tiny random checkpoints with the tensor names,
 shapes and config.json keys of transformers' LlamaForCausalLM, single-file
 and sharded, float32 and bfloat16.
@@ -224,6 +225,34 @@ def reference_logits(sd, tokens, hd):
         return lin(rms(x, sd["model.norm.weight"]), "lm_head").numpy()
 
 
+def test_mistral_and_qwen2_directories_equal_reference(lib, tmp_path):
+    """mistral: llama's layout with a sliding window (here wider than the
+    analysed positions); qwen2: biases on q, k and v only."""
+    hd = HIDDEN // HEADS
+    for model_type in ("mistral", "qwen2"):
+        model = model_in(torch.float32, 14)
+        sd = state_dict(model)
+        cfg = config(model_type=model_type, sliding_window=4096)
+        for k in ("attention_bias", "mlp_bias", "pretraining_tp"):
+            del cfg[k]
+        if model_type == "qwen2":
+            cfg.update(use_sliding_window=False, max_window_layers=LAYERS, sliding_window=2)
+            gen = torch.Generator().manual_seed(15)
+            for i in range(LAYERS):
+                for proj, rows in (("q_proj", HEADS * hd), ("k_proj", KV_HEADS * hd),
+                                   ("v_proj", KV_HEADS * hd)):
+                    sd[f"model.layers.{i}.self_attn.{proj}.bias"] = 0.4 * torch.randn(
+                        rows, generator=gen)
+        d = write_checkpoint(tmp_path / model_type, sd, cfg, shards=2)
+        handle = loaded(lib, d)
+        try:
+            tokens, x = one_hot_tokens(VOCAB, 2, POSITIONS, 16)
+            want = reference_logits(sd, tokens, hd)
+            assert rel_diff(lib_forward(lib, handle, x), want) <= 1e-5, model_type
+        finally:
+            lib.fib_graph_free(handle)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
 def test_llama_directory_planted_mlp_classes_found(lib, tmp_path, dtype):
     model = model_in(dtype, 21)
@@ -302,6 +331,7 @@ def retype(name):
 
 REFUSALS = [
     (set_key("model_type", "gpt_neox"), "model_type 'gpt_neox' is not supported"),
+    (set_key("use_sliding_window", True), "key 'use_sliding_window' is not supported"),
     (set_key("rope_scaling", {"type": "linear", "factor": 2.0}),
      "key 'rope_scaling' is not supported"),
     (set_key("sliding_window", 4), "key 'sliding_window' is not supported"),
@@ -372,3 +402,15 @@ def test_llama_shard_index_refusals(lib, tmp_path):
     base = P()
     assert lib.fib_base_load(str(d).encode(), None, ctypes.byref(base)) != 0
     assert "is a model, not a base" in lib.fib_last_error().decode()
+
+
+def test_qwen2_window_refused_when_used(lib, tmp_path):
+    model = model_in(torch.float32, 43)
+    sd = tensors_of(model, torch.float32)
+    for i in range(LAYERS):
+        for proj, rows in (("q_proj", HIDDEN), ("k_proj", HIDDEN // 2), ("v_proj", HIDDEN // 2)):
+            sd[f"model.layers.{i}.self_attn.{proj}.bias"] = torch.zeros(rows)
+    cfg = config(model_type="qwen2", use_sliding_window=True, sliding_window=4)
+    status, _ = load(lib, write_checkpoint(tmp_path / "ckpt", sd, cfg))
+    assert status != 0
+    assert "key 'sliding_window' is not supported below the 8" in lib.fib_last_error().decode()

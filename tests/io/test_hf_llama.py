@@ -414,3 +414,32 @@ def test_qwen2_window_refused_when_used(lib, tmp_path):
     status, _ = load(lib, write_checkpoint(tmp_path / "ckpt", sd, cfg))
     assert status != 0
     assert "key 'sliding_window' is not supported below the 8" in lib.fib_last_error().decode()
+
+
+def test_cli_compress_directory_base_gives_same_logits(lib, tmp_path):
+    """`fibration compress DIR -o BASE` writes the base in the library's own
+    format: the planted MLP units are merged, and the base computes the
+    checkpoint's logits."""
+    model = model_in(torch.bfloat16, 22)
+    pairs = [(3, 11), (3, 12)]
+    mlp = model.layers[1].mlp
+    with torch.no_grad():
+        plant_mlp([mlp.gate_proj.weight, mlp.up_proj.weight], mlp.down_proj.weight, pairs, 22)
+    d = write_checkpoint(tmp_path / "ckpt", tensors_of(model, torch.float32), config(), 2)
+    base = tmp_path / "base.safetensors"
+    r = subprocess.run([st_io.cli(), "compress", str(d), "-o", str(base)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    handle = loaded(lib, base)
+    try:
+        ids = group_ids(lib, handle)
+        n = I64()
+        check(lib, lib.fib_graph_group_info(handle, ids["model.layers.1.mlp.product"], None,
+                                            ctypes.byref(n), None, None, None, None, None))
+        assert n.value == INTER - len(pairs)
+        tokens, x = one_hot_tokens(VOCAB, 2, POSITIONS, 23)
+        with torch.no_grad():
+            want = model(tokens).numpy()
+        assert rel_diff(lib_forward(lib, handle, x), want) <= 1e-5
+    finally:
+        lib.fib_graph_free(handle)

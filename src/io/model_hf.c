@@ -14,9 +14,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Positions of the token input of the analysed graph. Weights are shared by
- * all positions, so the colouring does not depend on the length beyond the
- * causal mask and the rotary frequencies, which any length >= 2 exposes. */
+/* Positions of the token input of a llama-family graph. Weights are shared
+ * by all positions, so the colouring does not depend on the length beyond
+ * the causal mask and the rotary frequencies, which a few positions already
+ * expose. (gpt2's learned position embedding differs per position: its
+ * graph spans all n_positions.) */
 #define HF_POSITIONS 8
 #define HF_MAX_SHARDS 4096
 

@@ -196,17 +196,23 @@ static int32_t check_keys(const hf_dir *H, const fib_json *c,
     return FIB_OK;
 }
 
-/* Qwen2's window keys (the window only applies with use_sliding_window). */
-static const char *const qwen2_keys[] = {"use_sliding_window", "max_window_layers"};
+/* Qwen2's window keys (the window only applies with use_sliding_window) and
+ * use_mrope (multimodal rotary positions; only false is read). */
+static const char *const qwen2_keys[] = {"use_sliding_window", "max_window_layers",
+                                         "use_mrope"};
 
 static int32_t read_llama(const hf_dir *H, const fib_json *c, hf_config *k,
                           bool qwen2)
 {
     bool window_on = true;
     int32_t st = check_keys(H, c, known_keys, sizeof known_keys / sizeof *known_keys,
-                            qwen2_keys, qwen2 ? 2 : 0);
-    if (st || (qwen2 && (st = get_flag(H, c, "use_sliding_window", false, &window_on))))
+                            qwen2_keys, qwen2 ? 3 : 0);
+    bool mrope = false;
+    if (st || (qwen2 && ((st = get_flag(H, c, "use_sliding_window", false, &window_on)) ||
+                         (st = get_flag(H, c, "use_mrope", false, &mrope)))))
         return st;
+    if (mrope)
+        return config_error(H, "key 'use_mrope' is not supported (only false)");
     k->qkv_bias = qwen2;
     if ((st = get_count(H, c, "hidden_size", true, 0, &k->hidden)) ||
         (st = get_count(H, c, "intermediate_size", true, 0, &k->intermediate)) ||

@@ -236,7 +236,8 @@ def test_mistral_and_qwen2_directories_equal_reference(lib, tmp_path):
         for k in ("attention_bias", "mlp_bias", "pretraining_tp"):
             del cfg[k]
         if model_type == "qwen2":
-            cfg.update(use_sliding_window=False, max_window_layers=LAYERS, sliding_window=2)
+            cfg.update(use_sliding_window=False, max_window_layers=LAYERS, sliding_window=2,
+                       use_mrope=False)
             gen = torch.Generator().manual_seed(15)
             for i in range(LAYERS):
                 for proj, rows in (("q_proj", HEADS * hd), ("k_proj", KV_HEADS * hd),
@@ -414,6 +415,10 @@ def test_qwen2_window_refused_when_used(lib, tmp_path):
     status, _ = load(lib, write_checkpoint(tmp_path / "ckpt", sd, cfg))
     assert status != 0
     assert "key 'sliding_window' is not supported below the 8" in lib.fib_last_error().decode()
+    cfg = config(model_type="qwen2", use_mrope=True)
+    status, _ = load(lib, write_checkpoint(tmp_path / "ckpt", sd, cfg))
+    assert status != 0
+    assert "key 'use_mrope' is not supported (only false)" in lib.fib_last_error().decode()
 
 
 def test_cli_compress_directory_base_gives_same_logits(lib, tmp_path):

@@ -926,7 +926,11 @@ FIB_API int32_t fib_load_options_init(fib_load_options *options,
  * files either loads with copy = 1 (the file is read once, then closed) or
  * handles SIGBUS itself (the `fibration` command reports "the file changed
  * while it was read"). Only regular files are accepted (a FIFO is refused
- * at once, without waiting for a writer).
+ * at once, without waiting for a writer), and folders: a folder is read as
+ * a Hugging Face checkpoint (config.json with model_type llama, mistral,
+ * qwen2 or gpt2, and model.safetensors or the shards of
+ * model.safetensors.index.json; see docs/model-files.md for what is read
+ * and what is refused by name).
  *
  * Errors: FIB_E_NULL, FIB_E_INVALID (options), FIB_E_IO (cannot open or
  * read), FIB_E_FORMAT (malformed file, missing or mis-shaped tensor; the

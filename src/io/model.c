@@ -238,6 +238,13 @@ static int32_t load(const char *path, const fib_load_options *options,
     int32_t st = check_load_options(options);
     if (st != FIB_OK)
         return st;
+    if (fib_model_is_directory(path)) {
+        if (projection_out)
+            return fib_error(FIB_E_FORMAT, "%s: a folder (a Hugging Face "
+                             "checkpoint) is a model, not a base written by "
+                             "fib_base_save or `fibration compress`", path);
+        return fib_model_load_hf(path, options->copy == 1, out);
+    }
     loader L = {path, NULL, NULL, options->copy == 1, 0, NULL};
     st = fib_st_open(path, &L.file);
     if (st != FIB_OK)

@@ -81,4 +81,9 @@ int32_t fib_model_read_projection(fib_model_loader *L, fib_partition **out);
 int32_t fib_model_add_block(fib_model_loader *L, const fib_model_group *G,
                             int32_t *id);
 
+/* model_hf.c: Hugging Face checkpoint directories (config.json and
+ * safetensors files; docs/model-files.md). */
+bool fib_model_is_directory(const char *path);
+int32_t fib_model_load_hf(const char *dir, bool copy, fib_graph **out);
+
 #endif

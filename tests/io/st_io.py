@@ -11,15 +11,21 @@ DTYPES = {"F32": "<f4", "F64": "<f8"}
 
 
 def write(path, tensors, metadata=None):
-    """tensors: name -> numpy array (float32 or float64)."""
+    """tensors: name -> numpy array (float32 or float64), or an encoded
+    tuple (dtype name, shape, little-endian bytes) for dtypes numpy lacks
+    (BF16)."""
     header = {}
     if metadata:
         header["__metadata__"] = metadata
     blobs, offset = [], 0
     for name, array in tensors.items():
-        array = np.ascontiguousarray(array)
-        dtype = "F64" if array.dtype == np.float64 else "F32"
-        data = array.astype(DTYPES[dtype]).tobytes()
+        if isinstance(array, tuple):
+            dtype, shape, data = array
+            array = np.empty(shape, dtype=np.uint8)  # carries the shape only
+        else:
+            array = np.ascontiguousarray(array)
+            dtype = "F64" if array.dtype == np.float64 else "F32"
+            data = array.astype(DTYPES[dtype]).tobytes()
         header[name] = {"dtype": dtype, "shape": list(array.shape),
                         "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)

@@ -1083,6 +1083,7 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
     fib_free(p.nodes.by_number);
     fib_free(p.types.table);
     fib_free(p.scratch);
+    fib_free(p.held);
     return FIB_OK;
 fail:
     fib_free(guessed_src);

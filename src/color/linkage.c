@@ -334,22 +334,22 @@ static int32_t unit_gram(const fib_rows *r, const double *unit, bool cosine,
         status = fib_error(FIB_E_NOMEM, "out of memory clustering %lld units", (long long)n);
         goto done;
     }
-    FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
-    for (int64_t p = 0; p < n_panels; p++) {
-        int t = fib_thread_num(), stop;
-        FIB_PRAGMA(omp atomic read)
-        stop = cancelled;
-        if (stop)
-            continue;
-        if (t == 0 && fib_progress_cancelled(check)) {
-            FIB_PRAGMA(omp atomic write)
+    /* the callback is asked once per round of `threads` panels, outside the
+     * threads, so that it is called as often whatever the scheduling */
+    for (int64_t p0 = 0; p0 < n_panels && !cancelled; p0 += threads) {
+        if (fib_progress_cancelled(check)) {
             cancelled = 1;
-            continue;
+            break;
         }
-        /* the last panels have the most rows below them: dealt first */
-        gram_panel(r, unit, cosine, (n_panels - 1 - p) * GRAM_WIDTH,
-                   panel + (int64_t)t * GRAM_WIDTH * GRAM_DEPTH, acc + (int64_t)t * n * GRAM_WIDTH,
-                   D);
+        int64_t p1 = p0 + threads < n_panels ? p0 + threads : n_panels;
+        FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
+        for (int64_t p = p0; p < p1; p++) {
+            int t = fib_thread_num();
+            /* the last panels have the most rows below them: dealt first */
+            gram_panel(r, unit, cosine, (n_panels - 1 - p) * GRAM_WIDTH,
+                       panel + (int64_t)t * GRAM_WIDTH * GRAM_DEPTH,
+                       acc + (int64_t)t * n * GRAM_WIDTH, D);
+        }
     }
     if (cancelled)
         status = fib_error(FIB_E_CANCELLED, "clustering cancelled by the progress callback");

@@ -371,16 +371,6 @@ static int32_t cut_sets(const graph_budget *B, fib_coloring *col)
     return status;
 }
 
-/* One step done: tells the progress callback, which may cancel (the
- * message is that of budgets on dense chains, budget.c). */
-static int32_t step_done(fib_progress_check *check)
-{
-    check->done++;
-    return fib_progress_cancelled(check)
-               ? fib_error(FIB_E_CANCELLED, "%s: cancelled by the progress callback", fn)
-               : FIB_OK;
-}
-
 /* The only consumer of group m, or -1. */
 static int32_t only_consumer(const fib_graph *g, int32_t m)
 {
@@ -513,7 +503,7 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
     for (int32_t x = 0; x < B.n_cand && !status; x++) {
         status = set_merges(&B, &B.sets[x], B.cand[x], &check);
         if (!status)
-            status = step_done(&check);
+            status = fib_budget_step(&check);
     }
     int64_t total = 0;
     if (!status)
@@ -523,7 +513,7 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
     double target = budget * (double)total + 1e-6;
     bool reached = !status && exchange(&B, target);
     if (!status)
-        status = step_done(&check);
+        status = fib_budget_step(&check);
     if (!status && !reached) {
         *smallest_out = graph_params(&B);
         status = fib_error(FIB_E_UNSUPPORTED, "%s: a budget of %g of %lld parameters is below "
@@ -560,7 +550,7 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
         }
     }
     if (!status)
-        status = step_done(&check);
+        status = fib_budget_step(&check);
     if (!status) {
         double bound = 0;
         for (int32_t x = 0; x < B.n_cand; x++)

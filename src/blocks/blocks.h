@@ -156,6 +156,20 @@ int32_t fib_unit_constants_merge(const fib_unit_constants *t, const fib_partitio
                                  fib_unit_constants *out);
 int32_t fib_unit_constants_lift(const fib_unit_constants *t, int64_t n_classes,
                                 const fib_partition *own, fib_unit_constants *out);
+/* Base and lift of a block made of one source read through `reads` and
+ * constants t (prepend, position shift): `push` makes the new group,
+ * taking its constants and gather over (freed on failure too). */
+typedef int32_t (*fib_unit_constants_push_fn)(fib_graph *g, int32_t source, int64_t n_units,
+                                              fib_unit_constants values, int64_t *reads,
+                                              int32_t *group_out);
+int32_t fib_unit_constants_compress(const fib_graph *g, int32_t group,
+                                    const fib_partition *parts, fib_graph *base,
+                                    const int32_t *base_ids, const fib_unit_constants *t,
+                                    const int64_t *reads, fib_unit_constants_push_fn push);
+int32_t fib_unit_constants_lift_block(const fib_graph *base, int32_t group,
+                                      const fib_partition *parts, fib_graph *full,
+                                      const int32_t *full_ids, const fib_unit_constants *t,
+                                      const int64_t *reads, fib_unit_constants_push_fn push);
 /* Opfibers of a block whose unit i passes the error of source unit
  * reads[i] (NULL: i) on unchanged: per source unit, its readers counted per
  * opfiber class of the group. */

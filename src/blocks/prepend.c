@@ -147,45 +147,20 @@ static void prepend_forward(const fib_graph *g, int32_t group, int64_t batch,
     }
 }
 
-/* Base unit c: its class's constants and the source class of its first
- * member. */
 static int32_t prepend_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
                                 fib_graph *base, const int32_t *base_ids)
 {
-    const fib_prepend *p = prepend_of(g, group);
-    int32_t source = g->groups[group].sources[0];
-    int64_t *reads = NULL;
-    fib_unit_constants merged;
-    int32_t status = fib_gather_for_base(parts, group, source, p->reads, &reads);
-    if (status)
-        return status;
-    status = fib_unit_constants_merge(&p->values, &parts[group], &merged);
-    if (status) {
-        fib_free(reads);
-        return status;
-    }
-    int32_t id;
-    return push_prepend(base, base_ids[source], parts[group].n_classes, merged, reads, &id);
+    const fib_prepend *b = prepend_of(g, group);
+    return fib_unit_constants_compress(g, group, parts, base, base_ids, &b->values, b->reads,
+                                       push_prepend);
 }
 
 static int32_t prepend_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
                             fib_graph *full, const int32_t *full_ids)
 {
-    const fib_prepend *p = prepend_of(base, group);
-    int32_t source = base->groups[group].sources[0];
-    int64_t *reads = NULL;
-    fib_unit_constants lifted;
-    int32_t status = fib_gather_for_lift(parts, group, source, p->reads, &reads);
-    if (status)
-        return status;
-    status = fib_unit_constants_lift(&p->values, base->groups[group].n_units, &parts[group],
-                                     &lifted);
-    if (status) {
-        fib_free(reads);
-        return status;
-    }
-    int32_t id;
-    return push_prepend(full, full_ids[source], parts[group].n_units, lifted, reads, &id);
+    const fib_prepend *b = prepend_of(base, group);
+    return fib_unit_constants_lift_block(base, group, parts, full, full_ids, &b->values,
+                                         b->reads, push_prepend);
 }
 
 static int64_t prepend_num_parameters(const fib_graph *g, int32_t group)

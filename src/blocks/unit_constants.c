@@ -123,3 +123,45 @@ int32_t fib_copy_opfiber_fill(const fib_graph *g, int32_t group, const int64_t *
         sig->value[fib_gather_at(reads, i) * sig->n_coords + offset + parts[group].color[i]] += 1.0;
     return FIB_OK;
 }
+
+/* Base unit c: its class's constants and the source class of its first
+ * member. */
+int32_t fib_unit_constants_compress(const fib_graph *g, int32_t group,
+                                    const fib_partition *parts, fib_graph *base,
+                                    const int32_t *base_ids, const fib_unit_constants *t,
+                                    const int64_t *reads, fib_unit_constants_push_fn push)
+{
+    int32_t source = g->groups[group].sources[0];
+    int64_t *base_reads = NULL;
+    fib_unit_constants merged;
+    int32_t status = fib_gather_for_base(parts, group, source, reads, &base_reads);
+    if (status)
+        return status;
+    status = fib_unit_constants_merge(t, &parts[group], &merged);
+    if (status) {
+        fib_free(base_reads);
+        return status;
+    }
+    int32_t id;
+    return push(base, base_ids[source], parts[group].n_classes, merged, base_reads, &id);
+}
+
+int32_t fib_unit_constants_lift_block(const fib_graph *base, int32_t group,
+                                      const fib_partition *parts, fib_graph *full,
+                                      const int32_t *full_ids, const fib_unit_constants *t,
+                                      const int64_t *reads, fib_unit_constants_push_fn push)
+{
+    int32_t source = base->groups[group].sources[0];
+    int64_t *full_reads = NULL;
+    fib_unit_constants lifted;
+    int32_t status = fib_gather_for_lift(parts, group, source, reads, &full_reads);
+    if (status)
+        return status;
+    status = fib_unit_constants_lift(t, base->groups[group].n_units, &parts[group], &lifted);
+    if (status) {
+        fib_free(full_reads);
+        return status;
+    }
+    int32_t id;
+    return push(full, full_ids[source], parts[group].n_units, lifted, full_reads, &id);
+}

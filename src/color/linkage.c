@@ -684,7 +684,7 @@ int32_t fib_outgoing_norms(const fib_graph *g, int32_t group, double *w)
             if (grp->sources[s] != group)
                 continue;
             any = true;
-            const fib_dense *d = grp->ops->matrix ? grp->ops->matrix(g, h) : NULL;
+            const fib_dense *d = fib_group_matrix(g, h);
             if (!d) {
                 for (int64_t i = 0; i < n; i++)
                     w[i] += 1.0;
@@ -796,7 +796,11 @@ int32_t fib_scaled_dense_rows(const fib_graph *g, int32_t group,
                               fib_rows *out)
 {
     const fib_group *grp = &g->groups[group];
-    const fib_dense *d = grp->block;
+    const fib_dense *d = fib_group_matrix(g, group);
+    if (!d)
+        return fib_error(FIB_E_UNSUPPORTED, "group %d: a %s block is not one weight matrix; "
+                         "the scale-aware grouping takes weight matrices", (int)group,
+                         grp->ops ? grp->ops->name : "input");
     int64_t n = grp->n_units, k = src->n_classes, dd = k + (d->bias ? 1 : 0);
     int32_t status = fib_rows_alloc(out, n, dd);
     if (status)

@@ -100,7 +100,7 @@ int32_t fib_budget_options_init(fib_budget_options *o, size_t struct_size)
  * the greedy exchange would empty the last hidden layer. */
 static double typical_gain(const fib_graph *g, int32_t group)
 {
-    const fib_dense *d = g->groups[group].block;
+    const fib_dense *d = fib_group_matrix(g, group);
     double f = 0;
     for (int64_t i = 0; i < g->groups[group].n_units; i++)
         for (int64_t k = 0; k < d->n_in; k++) {
@@ -135,7 +135,7 @@ static int64_t budget_params(const fib_graph *g, const int64_t *width)
                 total += g->groups[i].n_units;
             continue;
         }
-        const fib_dense *d = g->groups[i].block;
+        const fib_dense *d = fib_group_matrix(g, i);
         int64_t in = width[g->groups[i].sources[0]];
         total += width[i] * in + (d->bias ? width[i] : 0);
     }
@@ -165,7 +165,7 @@ static int32_t layer_rows(const fib_graph *g, int32_t i, const fib_partition *pa
  * dense block reading it, the next group of the chain; weights all 1. */
 static int32_t input_rows(const fib_graph *g, int32_t input, fib_rows *r, double *weight)
 {
-    const fib_dense *d = g->groups[input + 1].block;
+    const fib_dense *d = fib_group_matrix(g, input + 1);
     int64_t n = g->groups[input].n_units, dd = g->groups[input + 1].n_units;
     int32_t status = fib_rows_alloc(r, n, dd);
     if (status)
@@ -607,7 +607,7 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
     bool chain = true;
     for (int32_t i = 0; i < g->n_groups && chain; i++)
         chain = (fib_group_is_input(g, i) && i == 0) ||
-                (g->groups[i].ops && g->groups[i].ops->matrix && g->groups[i].sources[0] == i - 1);
+                (fib_group_matrix(g, i) && g->groups[i].sources[0] == i - 1);
     if (!chain)
         return graph_budget(g, budget, o, options, base_out);
     for (int32_t i = 0; i < g->n_groups; i++) {

@@ -278,7 +278,7 @@ static int32_t layer_alloc(layer *l, int64_t n_out, int64_t n_in)
 
 static int32_t layer_of_group(const fib_graph *g, int32_t group, layer *l)
 {
-    const fib_dense *d = g->groups[group].block;
+    const fib_dense *d = fib_group_matrix(g, group);
     int32_t st = layer_alloc(l, g->groups[group].n_units, d->n_in);
     for (int64_t i = 0; !st && i < l->n_out; i++) {
         for (int64_t k = 0; k < l->n_in; k++)
@@ -373,7 +373,8 @@ static int32_t advance(double **h, int64_t S, int64_t *width, const layer *l,
 /* Writes a corrected layer into the base's dense block of `group`. */
 static void store(fib_graph *base, int32_t group, const layer *l)
 {
-    fib_dense *d = base->groups[group].block;
+    /* the base owns its blocks: their weights may be written in place */
+    fib_dense *d = (fib_dense *)fib_group_matrix(base, group);
     double *w = d->owned_weights, *b = d->owned_bias;
     for (int64_t i = 0; i < l->n_out; i++) {
         memcpy(w + i * d->ld, l->w + i * l->n_in, (size_t)l->n_in * sizeof *w);
@@ -387,7 +388,7 @@ static void store(fib_graph *base, int32_t group, const layer *l)
  * place like the merged ones. */
 static int32_t widen_to_f64(fib_graph *base, int32_t group)
 {
-    fib_dense *d = base->groups[group].block;
+    fib_dense *d = (fib_dense *)fib_group_matrix(base, group);
     if (d->dtype == FIB_DTYPE_F64 || !d->owned_weights)
         return FIB_OK;
     int64_t n_out = base->groups[group].n_units, cells = n_out * d->ld;
@@ -421,9 +422,9 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
         int32_t status = widen_to_f64(base->graph, i);
         if (status)
             return status;
-        const fib_dense *bd = base->graph->groups[i].block;
+        const fib_dense *bd = fib_group_matrix(base->graph, i);
         bool hidden = !fib_group_is_output(g, i);
-        if (!((const fib_dense *)g->groups[i].block)->bias || !bd->owned_weights ||
+        if (!fib_group_matrix(g, i)->bias || !bd->owned_weights ||
             !bd->owned_bias || bd->dtype != FIB_DTYPE_F64 ||
             (hidden && !fib_activation_homogeneous(g->groups[i].activation)))
             return FIB_OK; /* the correction needs biases and homogeneous units */

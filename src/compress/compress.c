@@ -107,8 +107,7 @@ static int32_t narrow_dense(fib_graph *base, int32_t group)
 {
     fib_group *grp = &base->groups[group];
     /* the base owns its blocks: its weight matrices may be narrowed in place */
-    fib_dense *d = grp->ops && grp->ops->matrix ? (fib_dense *)grp->ops->matrix(base, group)
-                                                : NULL;
+    fib_dense *d = (fib_dense *)fib_group_matrix(base, group);
     if (!d || d->dtype != FIB_DTYPE_F64 || !d->owned_weights ||
         d->ld != d->n_in || (d->bias && !d->owned_bias))
         return FIB_OK;

@@ -17,7 +17,7 @@ static int32_t broken_dense(const fib_graph *g, int32_t group,
                             const fib_graph *base, fib_graph *out,
                             fib_rng *rng)
 {
-    const fib_dense *bd = base->groups[group].block;
+    const fib_dense *bd = fib_group_matrix(base, group);
     int32_t source = g->groups[group].sources[0];
     int64_t n = g->groups[group].n_units, k = base->groups[group].n_units;
     int64_t n_in = g->groups[source].n_units, k_in = base->groups[source].n_units;
@@ -53,7 +53,7 @@ int32_t fib_break_symmetry(const fib_graph *g, const fib_coloring *coloring,
     if (!g || !out)
         return fib_error(FIB_E_NULL, "fib_break_symmetry: %s is NULL", g ? "out" : "graph");
     for (int32_t i = 0; i < g->n_groups; i++)
-        if (!fib_group_is_input(g, i) && !g->groups[i].ops->matrix)
+        if (!fib_group_is_input(g, i) && !fib_group_matrix(g, i))
             return fib_error(FIB_E_UNSUPPORTED,
                              "fib_break_symmetry: group %d is a %s group; only dense networks "
                              "are supported in this version",

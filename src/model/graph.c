@@ -142,6 +142,12 @@ bool fib_group_is_nodes(const fib_graph *g, int32_t group)
     return ops && ops->node_set;
 }
 
+const struct fib_dense *fib_group_matrix(const fib_graph *g, int32_t group)
+{
+    const fib_block_ops *ops = g->groups[group].ops;
+    return ops && ops->matrix ? ops->matrix(g, group) : NULL;
+}
+
 static int32_t check_width(int64_t n, const char *what)
 {
     if (n < 1)

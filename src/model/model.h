@@ -291,6 +291,9 @@ int32_t fib_graph_push_group(fib_graph *g, const fib_group *group,
 bool fib_group_is_input(const fib_graph *g, int32_t group);
 bool fib_group_is_output(const fib_graph *g, int32_t group);
 bool fib_group_is_nodes(const fib_graph *g, int32_t group);
+/* The group's block as one weight matrix over its one source (the block's
+ * `matrix` capability); NULL for a block without it and for an input. */
+const struct fib_dense *fib_group_matrix(const fib_graph *g, int32_t group);
 /* Number of positions (rows x cols) of a group, and its activity width. */
 int64_t fib_group_positions(const fib_group *grp);
 int64_t fib_group_activity_width(const fib_group *grp);

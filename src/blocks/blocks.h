@@ -156,20 +156,42 @@ int32_t fib_unit_constants_merge(const fib_unit_constants *t, const fib_partitio
                                  fib_unit_constants *out);
 int32_t fib_unit_constants_lift(const fib_unit_constants *t, int64_t n_classes,
                                 const fib_partition *own, fib_unit_constants *out);
-/* Base and lift of a block made of one source read through `reads` and
- * constants t (prepend, position shift): `push` makes the new group,
- * taking its constants and gather over (freed on failure too). */
+/* A block of constants held per unit over one source read through
+ * `reads` (NULL: unit i reads source unit i): a prepend, a position shift.
+ * `push` is how its kind adds such a block (the kind's shape), taking the
+ * constants and the gather over (freed on failure too); its base and lift
+ * are made through it. */
 typedef int32_t (*fib_unit_constants_push_fn)(fib_graph *g, int32_t source, int64_t n_units,
                                               fib_unit_constants values, int64_t *reads,
                                               int32_t *group_out);
-int32_t fib_unit_constants_compress(const fib_graph *g, int32_t group,
-                                    const fib_partition *parts, fib_graph *base,
-                                    const int32_t *base_ids, const fib_unit_constants *t,
-                                    const int64_t *reads, fib_unit_constants_push_fn push);
-int32_t fib_unit_constants_lift_block(const fib_graph *base, int32_t group,
+typedef struct fib_unit_constants_block {
+    fib_unit_constants values;
+    int64_t *reads;
+    fib_unit_constants_push_fn push;
+} fib_unit_constants_block;
+const fib_unit_constants_block *fib_unit_constants_block_of(const fib_graph *g, int32_t group);
+/* Pushes `grp` (its op, ops, shape and source) holding a new block of
+ * values and reads, both taken over (freed on failure too). */
+int32_t fib_unit_constants_block_push(fib_graph *g, fib_group grp, fib_unit_constants values,
+                                      int64_t *reads, fib_unit_constants_push_fn push,
+                                      int32_t *group_out);
+/* The fib_block_ops entries such blocks share. */
+void fib_unit_constants_block_free(void *block);
+int64_t fib_unit_constants_block_fiber_width(const fib_graph *g, int32_t group,
+                                             const fib_partition *parts);
+int32_t fib_unit_constants_block_fiber_fill(const fib_graph *g, int32_t group,
+                                            const fib_partition *parts, fib_signature *sig,
+                                            int64_t offset);
+int32_t fib_unit_constants_block_opfiber_fill(const fib_graph *g, int32_t group,
+                                              int32_t source_index, const fib_partition *parts,
+                                              const fib_partition *fibers, fib_signature *sig,
+                                              int64_t offset);
+int32_t fib_unit_constants_block_compress(const fib_graph *g, int32_t group,
+                                          const fib_partition *parts, fib_graph *base,
+                                          const int32_t *base_ids);
+int32_t fib_unit_constants_block_lift(const fib_graph *base, int32_t group,
                                       const fib_partition *parts, fib_graph *full,
-                                      const int32_t *full_ids, const fib_unit_constants *t,
-                                      const int64_t *reads, fib_unit_constants_push_fn push);
+                                      const int32_t *full_ids);
 /* Opfibers of a block whose unit i passes the error of source unit
  * reads[i] (NULL: i) on unchanged: per source unit, its readers counted per
  * opfiber class of the group. */

@@ -5,46 +5,22 @@
 #include "blocks/blocks.h"
 #include "model/gather.h"
 
-typedef struct fib_position_shift {
-    fib_unit_constants shift; /* one row of n_units per position */
-    int64_t *reads;           /* unit i reads source unit reads[i]; NULL: i */
-} fib_position_shift;
-
 static const fib_block_ops fib_position_shift_ops;
 
-static const fib_position_shift *shift_of(const fib_graph *g, int32_t group)
+/* The block's constants are the shifts, one row of n_units per position. */
+static const fib_unit_constants_block *shift_of(const fib_graph *g, int32_t group)
 {
-    return (const fib_position_shift *)g->groups[group].block;
-}
-
-static void shift_free(void *block)
-{
-    fib_position_shift *s = block;
-    if (!s)
-        return;
-    fib_unit_constants_free(&s->shift);
-    fib_free(s->reads);
-    fib_free(s);
+    return fib_unit_constants_block_of(g, group);
 }
 
 /* Takes `shift` and `reads` over (freed on failure too). */
 static int32_t push_shift(fib_graph *g, int32_t source, int64_t n_units,
                           fib_unit_constants shift, int64_t *reads, int32_t *group_out)
 {
-    fib_position_shift *s = fib_calloc(1, sizeof *s);
-    if (!s) {
-        fib_unit_constants_free(&shift);
-        fib_free(reads);
-        return fib_error(FIB_E_NOMEM, "out of memory adding a position shift");
-    }
-    *s = (fib_position_shift){.shift = shift, .reads = reads};
     fib_group grp = {.op = FIB_OP_POSITION_SHIFT, .n_units = n_units,
                      .activation = FIB_ACT_LINEAR, .n_sources = 1, .sources = {source, 0},
-                     .ops = &fib_position_shift_ops, .block = s};
-    int32_t status = fib_graph_push_group(g, &grp, group_out);
-    if (status)
-        shift_free(s);
-    return status;
+                     .ops = &fib_position_shift_ops};
+    return fib_unit_constants_block_push(g, grp, shift, reads, push_shift, group_out);
 }
 
 int32_t fib_graph_add_position_shift(fib_graph *g, int32_t source, int32_t dtype,
@@ -80,36 +56,11 @@ int32_t fib_graph_add_position_shift_owned(fib_graph *g, int32_t source, int64_t
     return push_shift(g, source, n_units, table, reads, group_out);
 }
 
-/* Fibers: the source unit's colour and the unit's shift at every position. */
-static int64_t shift_fiber_width(const fib_graph *g, int32_t group, const fib_partition *parts)
-{
-    (void)parts;
-    return fib_unit_constants_fiber_width(&shift_of(g, group)->shift);
-}
-
-static int32_t shift_fiber_fill(const fib_graph *g, int32_t group, const fib_partition *parts,
-                                fib_signature *sig, int64_t offset)
-{
-    const fib_position_shift *s = shift_of(g, group);
-    fib_unit_constants_fiber_fill(&s->shift, &parts[g->groups[group].sources[0]], s->reads,
-                                  g->groups[group].n_units, sig, offset);
-    return FIB_OK;
-}
-
-/* Opfibers: the error passes unchanged to the unit read. */
-static int32_t shift_opfiber_fill(const fib_graph *g, int32_t group, int32_t source_index,
-                                  const fib_partition *parts, const fib_partition *fibers,
-                                  fib_signature *sig, int64_t offset)
-{
-    (void)source_index, (void)fibers;
-    return fib_copy_opfiber_fill(g, group, shift_of(g, group)->reads, parts, sig, offset);
-}
-
 static void shift_forward(const fib_graph *g, int32_t group, int64_t batch,
                           double *const *activity, double *out)
 {
     const fib_group *grp = &g->groups[group];
-    const fib_position_shift *s = shift_of(g, group);
+    const fib_unit_constants_block *s = shift_of(g, group);
     const double *x = activity[grp->sources[0]];
     int64_t n = grp->n_units, n_src = g->groups[grp->sources[0]].n_units;
     int64_t positions = fib_group_positions(grp);
@@ -118,24 +69,8 @@ static void shift_forward(const fib_graph *g, int32_t group, int64_t batch,
             const double *xp = x + (b * positions + p) * n_src;
             double *yp = out + (b * positions + p) * n;
             for (int64_t i = 0; i < n; i++)
-                yp[i] = xp[fib_gather_at(s->reads, i)] + fib_unit_constant(&s->shift, n, p, i);
+                yp[i] = xp[fib_gather_at(s->reads, i)] + fib_unit_constant(&s->values, n, p, i);
         }
-}
-
-static int32_t shift_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
-                              fib_graph *base, const int32_t *base_ids)
-{
-    const fib_position_shift *b = shift_of(g, group);
-    return fib_unit_constants_compress(g, group, parts, base, base_ids, &b->shift, b->reads,
-                                       push_shift);
-}
-
-static int32_t shift_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
-                          fib_graph *full, const int32_t *full_ids)
-{
-    const fib_position_shift *b = shift_of(base, group);
-    return fib_unit_constants_lift_block(base, group, parts, full, full_ids, &b->shift,
-                                         b->reads, push_shift);
 }
 
 static int64_t shift_num_parameters(const fib_graph *g, int32_t group)
@@ -145,7 +80,7 @@ static int64_t shift_num_parameters(const fib_graph *g, int32_t group)
 
 static bool shift_tensor(const fib_graph *g, int32_t group, int32_t index, fib_tensor_view *out)
 {
-    const fib_unit_constants *t = &shift_of(g, group)->shift;
+    const fib_unit_constants *t = &shift_of(g, group)->values;
     int64_t n = g->groups[group].n_units;
     if (index != 0)
         return false;
@@ -165,14 +100,16 @@ static int64_t shift_params(const fib_graph *g, int32_t group, int64_t *out, int
 
 static const fib_block_ops fib_position_shift_ops = {
     .name = "position_shift",
-    .free_block = shift_free,
-    .fiber_width = shift_fiber_width,
-    .fiber_fill = shift_fiber_fill,
+    /* fibers: the source unit's colour and the unit's shift at every
+     * position; the error passes unchanged to the unit read */
+    .free_block = fib_unit_constants_block_free,
+    .fiber_width = fib_unit_constants_block_fiber_width,
+    .fiber_fill = fib_unit_constants_block_fiber_fill,
     .opfiber_width = fib_copy_opfiber_width,
-    .opfiber_fill = shift_opfiber_fill,
+    .opfiber_fill = fib_unit_constants_block_opfiber_fill,
     .forward = shift_forward,
-    .compress = shift_compress,
-    .lift = shift_lift,
+    .compress = fib_unit_constants_block_compress,
+    .lift = fib_unit_constants_block_lift,
     .num_parameters = shift_num_parameters,
     .tensor = shift_tensor,
     .params = shift_params,

@@ -8,28 +8,12 @@
 #include "blocks/blocks.h"
 #include "model/gather.h"
 
-#include <string.h>
-
-typedef struct fib_prepend {
-    fib_unit_constants values; /* k = values.rows rows of n_units */
-    int64_t *reads;            /* unit i reads source unit reads[i]; NULL: i */
-} fib_prepend;
-
 static const fib_block_ops fib_prepend_ops;
 
-static const fib_prepend *prepend_of(const fib_graph *g, int32_t group)
+/* The block's constants are the k = values.rows prepended rows of n_units. */
+static const fib_unit_constants_block *prepend_of(const fib_graph *g, int32_t group)
 {
-    return (const fib_prepend *)g->groups[group].block;
-}
-
-static void prepend_free(void *block)
-{
-    fib_prepend *p = block;
-    if (!p)
-        return;
-    fib_unit_constants_free(&p->values);
-    fib_free(p->reads);
-    fib_free(p);
+    return fib_unit_constants_block_of(g, group);
 }
 
 /* Takes `values` and `reads` over (freed on failure too). */
@@ -37,26 +21,16 @@ static int32_t push_prepend(fib_graph *g, int32_t source, int64_t n_units,
                             fib_unit_constants values, int64_t *reads, int32_t *group_out)
 {
     int64_t k = values.rows, steps = fib_group_positions(&g->groups[source]);
-    fib_prepend *p = NULL;
-    int32_t status = FIB_OK;
-    if (k > FIB_MAX_UNITS || steps > FIB_MAX_UNITS - k)
-        status = fib_error(FIB_E_OVERFLOW, "group %d: %lld prepended positions overflow",
-                           (int)g->n_groups, (long long)k);
-    else if (!(p = fib_calloc(1, sizeof *p)))
-        status = fib_error(FIB_E_NOMEM, "out of memory adding prepended positions");
-    if (status) {
+    if (k > FIB_MAX_UNITS || steps > FIB_MAX_UNITS - k) {
         fib_unit_constants_free(&values);
         fib_free(reads);
-        return status;
+        return fib_error(FIB_E_OVERFLOW, "group %d: %lld prepended positions overflow",
+                         (int)g->n_groups, (long long)k);
     }
-    *p = (fib_prepend){.values = values, .reads = reads};
     fib_group grp = {.op = FIB_OP_PREPEND, .n_units = n_units, .rows = k + steps, .cols = 1,
                      .activation = FIB_ACT_LINEAR, .n_sources = 1, .sources = {source, 0},
-                     .ops = &fib_prepend_ops, .block = p};
-    status = fib_graph_push_group(g, &grp, group_out);
-    if (status)
-        prepend_free(p);
-    return status;
+                     .ops = &fib_prepend_ops};
+    return fib_unit_constants_block_push(g, grp, values, reads, push_prepend, group_out);
 }
 
 int32_t fib_graph_add_prepend(fib_graph *g, int32_t source, int64_t n_positions,
@@ -96,40 +70,12 @@ int32_t fib_graph_add_prepend_owned(fib_graph *g, int32_t source, int64_t n_posi
     return push_prepend(g, source, n_units, table, reads, group_out);
 }
 
-/* Fibers: the source unit's colour and the unit's constants. */
-static int64_t prepend_fiber_width(const fib_graph *g, int32_t group,
-                                   const fib_partition *parts)
-{
-    (void)parts;
-    return fib_unit_constants_fiber_width(&prepend_of(g, group)->values);
-}
-
-static int32_t prepend_fiber_fill(const fib_graph *g, int32_t group,
-                                  const fib_partition *parts, fib_signature *sig,
-                                  int64_t offset)
-{
-    const fib_prepend *p = prepend_of(g, group);
-    fib_unit_constants_fiber_fill(&p->values, &parts[g->groups[group].sources[0]], p->reads,
-                                  g->groups[group].n_units, sig, offset);
-    return FIB_OK;
-}
-
-/* Opfibers: a source unit receives, unchanged, the errors of the units
- * that copy it (after the first k positions; the constants receive none). */
-static int32_t prepend_opfiber_fill(const fib_graph *g, int32_t group, int32_t source_index,
-                                    const fib_partition *parts, const fib_partition *fibers,
-                                    fib_signature *sig, int64_t offset)
-{
-    (void)source_index, (void)fibers;
-    return fib_copy_opfiber_fill(g, group, prepend_of(g, group)->reads, parts, sig, offset);
-}
-
 static void prepend_forward(const fib_graph *g, int32_t group, int64_t batch,
                             double *const *activity, double *out)
 {
     const fib_group *grp = &g->groups[group];
     const fib_group *src = &g->groups[grp->sources[0]];
-    const fib_prepend *p = prepend_of(g, group);
+    const fib_unit_constants_block *p = prepend_of(g, group);
     const double *x = activity[grp->sources[0]];
     int64_t n = grp->n_units, n_src = src->n_units, steps = fib_group_positions(src);
     int64_t k = p->values.rows;
@@ -145,22 +91,6 @@ static void prepend_forward(const fib_graph *g, int32_t group, int64_t batch,
                 yt[i] = xt[fib_gather_at(p->reads, i)];
         }
     }
-}
-
-static int32_t prepend_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
-                                fib_graph *base, const int32_t *base_ids)
-{
-    const fib_prepend *b = prepend_of(g, group);
-    return fib_unit_constants_compress(g, group, parts, base, base_ids, &b->values, b->reads,
-                                       push_prepend);
-}
-
-static int32_t prepend_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
-                            fib_graph *full, const int32_t *full_ids)
-{
-    const fib_prepend *b = prepend_of(base, group);
-    return fib_unit_constants_lift_block(base, group, parts, full, full_ids, &b->values,
-                                         b->reads, push_prepend);
 }
 
 static int64_t prepend_num_parameters(const fib_graph *g, int32_t group)
@@ -183,7 +113,7 @@ static bool prepend_tensor(const fib_graph *g, int32_t group, int32_t index,
 static int64_t prepend_params(const fib_graph *g, int32_t group, int64_t *out,
                               int64_t capacity)
 {
-    const fib_prepend *p = prepend_of(g, group);
+    const fib_unit_constants_block *p = prepend_of(g, group);
     int64_t n = g->groups[group].n_units;
     for (int64_t x = 0; x < 1 + n && x < capacity; x++)
         out[x] = x == 0 ? p->values.rows : fib_gather_at(p->reads, x - 1);
@@ -192,14 +122,15 @@ static int64_t prepend_params(const fib_graph *g, int32_t group, int64_t *out,
 
 static const fib_block_ops fib_prepend_ops = {
     .name = "prepend",
-    .free_block = prepend_free,
-    .fiber_width = prepend_fiber_width,
-    .fiber_fill = prepend_fiber_fill,
+    /* fibers: the source unit's colour and the unit's constants */
+    .free_block = fib_unit_constants_block_free,
+    .fiber_width = fib_unit_constants_block_fiber_width,
+    .fiber_fill = fib_unit_constants_block_fiber_fill,
     .opfiber_width = fib_copy_opfiber_width,
-    .opfiber_fill = prepend_opfiber_fill,
+    .opfiber_fill = fib_unit_constants_block_opfiber_fill,
     .forward = prepend_forward,
-    .compress = prepend_compress,
-    .lift = prepend_lift,
+    .compress = fib_unit_constants_block_compress,
+    .lift = fib_unit_constants_block_lift,
     .num_parameters = prepend_num_parameters,
     .tensor = prepend_tensor,
     .params = prepend_params,

@@ -124,44 +124,104 @@ int32_t fib_copy_opfiber_fill(const fib_graph *g, int32_t group, const int64_t *
     return FIB_OK;
 }
 
-/* Base unit c: its class's constants and the source class of its first
- * member. */
-int32_t fib_unit_constants_compress(const fib_graph *g, int32_t group,
-                                    const fib_partition *parts, fib_graph *base,
-                                    const int32_t *base_ids, const fib_unit_constants *t,
-                                    const int64_t *reads, fib_unit_constants_push_fn push)
+const fib_unit_constants_block *fib_unit_constants_block_of(const fib_graph *g, int32_t group)
 {
-    int32_t source = g->groups[group].sources[0];
-    int64_t *base_reads = NULL;
-    fib_unit_constants merged;
-    int32_t status = fib_gather_for_base(parts, group, source, reads, &base_reads);
-    if (status)
-        return status;
-    status = fib_unit_constants_merge(t, &parts[group], &merged);
-    if (status) {
-        fib_free(base_reads);
-        return status;
-    }
-    int32_t id;
-    return push(base, base_ids[source], parts[group].n_classes, merged, base_reads, &id);
+    return (const fib_unit_constants_block *)g->groups[group].block;
 }
 
-int32_t fib_unit_constants_lift_block(const fib_graph *base, int32_t group,
-                                      const fib_partition *parts, fib_graph *full,
-                                      const int32_t *full_ids, const fib_unit_constants *t,
-                                      const int64_t *reads, fib_unit_constants_push_fn push)
+void fib_unit_constants_block_free(void *block)
 {
-    int32_t source = base->groups[group].sources[0];
-    int64_t *full_reads = NULL;
-    fib_unit_constants lifted;
-    int32_t status = fib_gather_for_lift(parts, group, source, reads, &full_reads);
+    fib_unit_constants_block *b = block;
+    if (!b)
+        return;
+    fib_unit_constants_free(&b->values);
+    fib_free(b->reads);
+    fib_free(b);
+}
+
+int32_t fib_unit_constants_block_push(fib_graph *g, fib_group grp, fib_unit_constants values,
+                                      int64_t *reads, fib_unit_constants_push_fn push,
+                                      int32_t *group_out)
+{
+    fib_unit_constants_block *b = fib_calloc(1, sizeof *b);
+    if (!b) {
+        fib_unit_constants_free(&values);
+        fib_free(reads);
+        return fib_error(FIB_E_NOMEM, "out of memory adding a %s group", grp.ops->name);
+    }
+    *b = (fib_unit_constants_block){.values = values, .reads = reads, .push = push};
+    grp.block = b;
+    int32_t status = fib_graph_push_group(g, &grp, group_out);
+    if (status)
+        fib_unit_constants_block_free(b);
+    return status;
+}
+
+int64_t fib_unit_constants_block_fiber_width(const fib_graph *g, int32_t group,
+                                             const fib_partition *parts)
+{
+    (void)parts;
+    return fib_unit_constants_fiber_width(&fib_unit_constants_block_of(g, group)->values);
+}
+
+int32_t fib_unit_constants_block_fiber_fill(const fib_graph *g, int32_t group,
+                                            const fib_partition *parts, fib_signature *sig,
+                                            int64_t offset)
+{
+    const fib_unit_constants_block *b = fib_unit_constants_block_of(g, group);
+    fib_unit_constants_fiber_fill(&b->values, &parts[g->groups[group].sources[0]], b->reads,
+                                  g->groups[group].n_units, sig, offset);
+    return FIB_OK;
+}
+
+/* A source unit receives, unchanged, the errors of the units that read it
+ * (a prepend's constants receive none). */
+int32_t fib_unit_constants_block_opfiber_fill(const fib_graph *g, int32_t group,
+                                              int32_t source_index, const fib_partition *parts,
+                                              const fib_partition *fibers, fib_signature *sig,
+                                              int64_t offset)
+{
+    (void)source_index, (void)fibers;
+    return fib_copy_opfiber_fill(g, group, fib_unit_constants_block_of(g, group)->reads, parts,
+                                 sig, offset);
+}
+
+/* The block of a base (base unit c: its class's constants and the source
+ * class of its first member) or of a lift (every unit its class's), made in
+ * `out` through the kind's push. */
+static int32_t remake(const fib_graph *g, int32_t group, const fib_partition *parts,
+                      fib_graph *out, const int32_t *out_ids, bool lift)
+{
+    const fib_unit_constants_block *b = fib_unit_constants_block_of(g, group);
+    int32_t source = g->groups[group].sources[0];
+    int64_t *reads = NULL;
+    fib_unit_constants values;
+    int32_t status = lift ? fib_gather_for_lift(parts, group, source, b->reads, &reads)
+                          : fib_gather_for_base(parts, group, source, b->reads, &reads);
     if (status)
         return status;
-    status = fib_unit_constants_lift(t, base->groups[group].n_units, &parts[group], &lifted);
+    status = lift ? fib_unit_constants_lift(&b->values, g->groups[group].n_units, &parts[group],
+                                            &values)
+                  : fib_unit_constants_merge(&b->values, &parts[group], &values);
     if (status) {
-        fib_free(full_reads);
+        fib_free(reads);
         return status;
     }
+    int64_t n_units = lift ? parts[group].n_units : parts[group].n_classes;
     int32_t id;
-    return push(full, full_ids[source], parts[group].n_units, lifted, full_reads, &id);
+    return b->push(out, out_ids[source], n_units, values, reads, &id);
+}
+
+int32_t fib_unit_constants_block_compress(const fib_graph *g, int32_t group,
+                                          const fib_partition *parts, fib_graph *base,
+                                          const int32_t *base_ids)
+{
+    return remake(g, group, parts, base, base_ids, false);
+}
+
+int32_t fib_unit_constants_block_lift(const fib_graph *base, int32_t group,
+                                      const fib_partition *parts, fib_graph *full,
+                                      const int32_t *full_ids)
+{
+    return remake(base, group, parts, full, full_ids, true);
 }

@@ -152,35 +152,36 @@ static void last_step_forward(const fib_graph *g, int32_t group, int64_t batch,
             out[b * grp->n_units + i] = x[(b * steps + at) * n_src + fib_gather_at(reads, i)];
 }
 
-/* Base unit c copies the source class of c's first member. */
+/* The block of a base (base unit c copies the source class of c's first
+ * member) or of a lift (full unit i copies itself when its source unit lies
+ * in the class its base unit copies, else the first member of that class),
+ * made in `out`. */
+static int32_t remake(const fib_graph *g, int32_t group, const fib_partition *parts,
+                      fib_graph *out, const int32_t *out_ids, bool lift)
+{
+    int32_t source = g->groups[group].sources[0];
+    int64_t *gather;
+    int32_t status = lift ? fib_gather_for_lift(parts, group, source, reads_of(g, group), &gather)
+                          : fib_gather_for_base(parts, group, source, reads_of(g, group), &gather);
+    if (status)
+        return status;
+    int32_t id;
+    return push_step(out, out_ids[source], is_select(g, group), position_of(g, group),
+                     lift ? parts[group].n_units : parts[group].n_classes, gather, &id);
+}
+
 static int32_t last_step_compress(const fib_graph *g, int32_t group,
                                   const fib_partition *parts, fib_graph *base,
                                   const int32_t *base_ids)
 {
-    int32_t source = g->groups[group].sources[0];
-    int64_t *gather;
-    int32_t status = fib_gather_for_base(parts, group, source, reads_of(g, group), &gather);
-    if (status)
-        return status;
-    int32_t id;
-    return push_step(base, base_ids[source], is_select(g, group), position_of(g, group),
-                     parts[group].n_classes, gather, &id);
+    return remake(g, group, parts, base, base_ids, false);
 }
 
-/* Full unit i copies itself when its source unit lies in the class its base
- * unit copies, else the first member of that class. */
 static int32_t last_step_lift(const fib_graph *base, int32_t group,
                               const fib_partition *parts, fib_graph *full,
                               const int32_t *full_ids)
 {
-    int32_t source = base->groups[group].sources[0];
-    int64_t *gather;
-    int32_t status = fib_gather_for_lift(parts, group, source, reads_of(base, group), &gather);
-    if (status)
-        return status;
-    int32_t id;
-    return push_step(full, full_ids[source], is_select(base, group), position_of(base, group),
-                     parts[group].n_units, gather, &id);
+    return remake(base, group, parts, full, full_ids, true);
 }
 
 /* A last step whose unit i copies source unit reads[i] (NULL: i), taken
@@ -215,30 +216,22 @@ static int64_t last_step_num_parameters(const fib_graph *g, int32_t group)
     return 0;
 }
 
-static const fib_block_ops fib_last_step_ops = {
-    .name = "last_step",
-    .free_block = last_step_free,
-    .fiber_width = last_step_fiber_width,
-    .fiber_fill = last_step_fiber_fill,
-    .opfiber_width = fib_copy_opfiber_width,
-    .opfiber_fill = last_step_opfiber_fill,
-    .forward = last_step_forward,
-    .compress = last_step_compress,
-    .lift = last_step_lift,
-    .num_parameters = last_step_num_parameters,
-    .params = last_step_params,
-};
+/* The two kinds differ only in their name and in whether the position is
+ * chosen (is_select); they share every entry. */
+#define STEP_OPS(kind_name)                                 \
+    {                                                       \
+        .name = kind_name,                                  \
+        .free_block = last_step_free,                       \
+        .fiber_width = last_step_fiber_width,               \
+        .fiber_fill = last_step_fiber_fill,                 \
+        .opfiber_width = fib_copy_opfiber_width,            \
+        .opfiber_fill = last_step_opfiber_fill,             \
+        .forward = last_step_forward,                       \
+        .compress = last_step_compress,                     \
+        .lift = last_step_lift,                             \
+        .num_parameters = last_step_num_parameters,         \
+        .params = last_step_params,                         \
+    }
 
-static const fib_block_ops fib_select_step_ops = {
-    .name = "select_step",
-    .free_block = last_step_free,
-    .fiber_width = last_step_fiber_width,
-    .fiber_fill = last_step_fiber_fill,
-    .opfiber_width = fib_copy_opfiber_width,
-    .opfiber_fill = last_step_opfiber_fill,
-    .forward = last_step_forward,
-    .compress = last_step_compress,
-    .lift = last_step_lift,
-    .num_parameters = last_step_num_parameters,
-    .params = last_step_params,
-};
+static const fib_block_ops fib_last_step_ops = STEP_OPS("last_step");
+static const fib_block_ops fib_select_step_ops = STEP_OPS("select_step");

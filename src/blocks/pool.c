@@ -166,30 +166,33 @@ static void pool_forward(const fib_graph *g, int32_t group, int64_t batch,
     }
 }
 
-static int32_t pool_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
-                             fib_graph *base, const int32_t *base_ids)
+/* The block of a base (a class reads the source class its first member
+ * reads) or of a lift, made in `out`. */
+static int32_t remake(const fib_graph *g, int32_t group, const fib_partition *parts,
+                      fib_graph *out, const int32_t *out_ids, bool lift)
 {
     const fib_pool *p = pool_of(g, group);
     int32_t source = g->groups[group].sources[0];
     int64_t *reads;
-    int32_t status = fib_gather_for_base(parts, group, source, p->reads, &reads);
+    int32_t status = lift ? fib_gather_for_lift(parts, group, source, p->reads, &reads)
+                          : fib_gather_for_base(parts, group, source, p->reads, &reads);
     if (status)
         return status;
     int32_t id;
-    return add_pool(base, base_ids[source], p->kind, &p->win, parts[group].n_classes, reads, &id);
+    return add_pool(out, out_ids[source], p->kind, &p->win,
+                    lift ? parts[group].n_units : parts[group].n_classes, reads, &id);
+}
+
+static int32_t pool_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
+                             fib_graph *base, const int32_t *base_ids)
+{
+    return remake(g, group, parts, base, base_ids, false);
 }
 
 static int32_t pool_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
                          fib_graph *full, const int32_t *full_ids)
 {
-    const fib_pool *p = pool_of(base, group);
-    int32_t source = base->groups[group].sources[0];
-    int64_t *reads;
-    int32_t status = fib_gather_for_lift(parts, group, source, p->reads, &reads);
-    if (status)
-        return status;
-    int32_t id;
-    return add_pool(full, full_ids[source], p->kind, &p->win, parts[group].n_units, reads, &id);
+    return remake(base, group, parts, full, full_ids, true);
 }
 
 static int64_t pool_num_parameters(const fib_graph *g, int32_t group)

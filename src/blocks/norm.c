@@ -314,24 +314,28 @@ static void norm_forward(const fib_graph *g, int32_t group, int64_t batch,
     }
 }
 
-/* Base unit c: gamma and beta the class means, multiplicity the class sum,
- * reading the source's class of its first member. */
-static int32_t norm_compress(const fib_graph *g, int32_t group,
-                             const fib_partition *parts, fib_graph *base,
-                             const int32_t *base_ids)
+/* The block of a base or of a lift, made in `out`. Base unit c: gamma and
+ * beta the class means, multiplicity the class sum, reading the source's
+ * class of its first member. Full unit i of base class c: gamma_c, beta_c,
+ * multiplicity m_c / |c|, reading a member of the source class that c
+ * reads (i itself if it is one). */
+static int32_t remake(const fib_graph *g, int32_t group, const fib_partition *parts,
+                      fib_graph *out, const int32_t *out_ids, bool lift)
 {
     const fib_norm *n = norm_of(g, group);
     int32_t source = g->groups[group].sources[0];
     const fib_partition *own = &parts[group];
-    int64_t k = own->n_classes;
+    int64_t k = own->n_classes, count = lift ? own->n_units : k;
     int64_t *map = NULL;
     int64_t *sizes = fib_alloc(k, sizeof *sizes);
-    double *gm = n->weight ? fib_calloc(k, sizeof *gm) : NULL;
-    double *bt = n->bias ? fib_calloc(k, sizeof *bt) : NULL;
-    double *mult = fib_calloc(k, sizeof *mult);
-    int32_t status = fib_gather_for_base(parts, group, source, n->gather, &map);
+    double *gm = n->weight ? fib_calloc(count, sizeof *gm) : NULL;
+    double *bt = n->bias ? fib_calloc(count, sizeof *bt) : NULL;
+    double *mult = fib_calloc(count, sizeof *mult);
+    int32_t status = lift ? fib_gather_for_lift(parts, group, source, n->gather, &map)
+                          : fib_gather_for_base(parts, group, source, n->gather, &map);
     if (!status && (!sizes || (n->weight && !gm) || (n->bias && !bt) || !mult))
-        status = fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+        status = fib_error(FIB_E_NOMEM, "group %d: out of memory %s", (int)group,
+                           lift ? "lifting" : "merging");
     if (status) {
         fib_free(sizes);
         fib_free(map);
@@ -343,13 +347,21 @@ static int32_t norm_compress(const fib_graph *g, int32_t group,
     fib_partition_class_sizes(own, sizes);
     for (int64_t i = 0; i < own->n_units; i++) {
         int64_t c = own->color[i];
+        if (lift) {
+            if (gm)
+                gm[i] = gamma_of(n, c);
+            if (bt)
+                bt[i] = beta_of(n, c);
+            mult[i] = n->mult[c] / (double)sizes[c];
+            continue;
+        }
         if (gm)
             gm[c] += gamma_of(n, i);
         if (bt)
             bt[c] += beta_of(n, i);
         mult[c] += n->mult[i];
     }
-    for (int64_t c = 0; c < k; c++) {
+    for (int64_t c = 0; !lift && c < k; c++) {
         if (gm)
             gm[c] /= (double)sizes[c];
         if (bt)
@@ -357,50 +369,22 @@ static int32_t norm_compress(const fib_graph *g, int32_t group,
     }
     fib_free(sizes);
     int32_t id;
-    return fib_graph_add_norm_owned(base, base_ids[source], n->kind, n->epsilon, k, map,
+    return fib_graph_add_norm_owned(out, out_ids[source], n->kind, n->epsilon, count, map,
                                     gm, bt, mult, &id);
 }
 
-/* Full unit i of base class c: gamma_c, beta_c, multiplicity m_c / |c|,
- * reading a member of the source class that c reads (i itself if it is
- * one). */
+static int32_t norm_compress(const fib_graph *g, int32_t group,
+                             const fib_partition *parts, fib_graph *base,
+                             const int32_t *base_ids)
+{
+    return remake(g, group, parts, base, base_ids, false);
+}
+
 static int32_t norm_lift(const fib_graph *base, int32_t group,
                          const fib_partition *parts, fib_graph *full,
                          const int32_t *full_ids)
 {
-    const fib_norm *bn = norm_of(base, group);
-    int32_t source = base->groups[group].sources[0];
-    const fib_partition *own = &parts[group];
-    int64_t n = own->n_units;
-    int64_t *map = NULL;
-    int64_t *sizes = fib_alloc(own->n_classes, sizeof *sizes);
-    double *gm = bn->weight ? fib_alloc(n, sizeof *gm) : NULL;
-    double *bt = bn->bias ? fib_alloc(n, sizeof *bt) : NULL;
-    double *mult = fib_alloc(n, sizeof *mult);
-    int32_t status = fib_gather_for_lift(parts, group, source, bn->gather, &map);
-    if (!status && (!sizes || (bn->weight && !gm) || (bn->bias && !bt) || !mult))
-        status = fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
-    if (status) {
-        fib_free(sizes);
-        fib_free(map);
-        fib_free(gm);
-        fib_free(bt);
-        fib_free(mult);
-        return status;
-    }
-    fib_partition_class_sizes(own, sizes);
-    for (int64_t i = 0; i < n; i++) {
-        int64_t c = own->color[i];
-        if (gm)
-            gm[i] = gamma_of(bn, c);
-        if (bt)
-            bt[i] = beta_of(bn, c);
-        mult[i] = bn->mult[c] / (double)sizes[c];
-    }
-    fib_free(sizes);
-    int32_t id;
-    return fib_graph_add_norm_owned(full, full_ids[source], bn->kind, bn->epsilon, n, map,
-                                    gm, bt, mult, &id);
+    return remake(base, group, parts, full, full_ids, true);
 }
 
 /* ---- read-out ------------------------------------------------------------ */

@@ -574,32 +574,23 @@ static bool gated_tensor(const fib_graph *g, int32_t group, int32_t index,
     return false;
 }
 
-static const fib_block_ops fib_lstm_ops = {
-    .name = "lstm",
-    .free_block = gated_free,
-    .fiber_width = gated_fiber_width,
-    .fiber_fill = gated_fiber_fill,
-    .opfiber_width = gated_opfiber_width,
-    .opfiber_fill = gated_opfiber_fill,
-    .recurrent = true,
-    .forward = gated_forward,
-    .compress = gated_compress,
-    .lift = gated_lift,
-    .num_parameters = gated_num_parameters,
-    .tensor = gated_tensor,
-};
+/* LSTM and GRU differ only in their name and gate count (gated_of); they
+ * share every entry. */
+#define GATED_OPS(kind_name)                                \
+    {                                                       \
+        .name = kind_name,                                  \
+        .free_block = gated_free,                           \
+        .fiber_width = gated_fiber_width,                   \
+        .fiber_fill = gated_fiber_fill,                     \
+        .opfiber_width = gated_opfiber_width,               \
+        .opfiber_fill = gated_opfiber_fill,                 \
+        .recurrent = true,                                  \
+        .forward = gated_forward,                           \
+        .compress = gated_compress,                         \
+        .lift = gated_lift,                                 \
+        .num_parameters = gated_num_parameters,             \
+        .tensor = gated_tensor,                             \
+    }
 
-static const fib_block_ops fib_gru_ops = {
-    .name = "gru",
-    .free_block = gated_free,
-    .fiber_width = gated_fiber_width,
-    .fiber_fill = gated_fiber_fill,
-    .opfiber_width = gated_opfiber_width,
-    .opfiber_fill = gated_opfiber_fill,
-    .recurrent = true,
-    .forward = gated_forward,
-    .compress = gated_compress,
-    .lift = gated_lift,
-    .num_parameters = gated_num_parameters,
-    .tensor = gated_tensor,
-};
+static const fib_block_ops fib_lstm_ops = GATED_OPS("lstm");
+static const fib_block_ops fib_gru_ops = GATED_OPS("gru");

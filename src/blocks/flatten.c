@@ -97,6 +97,11 @@ static int32_t flatten_derive(const fib_graph *g, int32_t group, fib_partition *
     const fib_partition *src = &parts[g->groups[group].sources[0]];
     int64_t positions = positions_of_source(g, group);
     fib_partition *own = &parts[group];
+    /* a partition read from a file may be of any size */
+    if (own->n_units % positions != 0 || own->n_units / positions != src->n_units)
+        return fib_error(FIB_E_SHAPE, "group %d: %lld units are not the %lld positions of "
+                         "its source's %lld", (int)group, (long long)own->n_units,
+                         (long long)positions, (long long)src->n_units);
     for (int64_t u = 0; u < own->n_units; u++)
         own->color[u] = src->color[u / positions] * positions + u % positions;
     own->n_classes = src->n_classes * positions;

@@ -293,22 +293,25 @@ int32_t fib_model_load_structure(loader *L, const char *meta, fib_json **root_ou
 /* The projection of a base                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* A flatten group's classes follow its source's (flatten_derive); a lift
- * relies on it, so a file must say exactly that. */
-static int32_t check_flatten(loader *L, const fib_partition *parts, int32_t g)
+/* A group whose classes its source's fix (a flatten: derive_projection);
+ * a lift relies on it, so a file must say exactly that. */
+static int32_t check_derived(loader *L, fib_partition *parts, int32_t g)
 {
-    const fib_graph *graph = L->graph;
-    int32_t s = graph->groups[g].sources[0];
-    int64_t positions = fib_group_positions(&graph->groups[s]);
-    const fib_partition *src = &parts[s], *own = &parts[g];
-    bool ok = own->n_units / positions == src->n_units &&
-              own->n_units % positions == 0;
-    for (int64_t u = 0; ok && u < own->n_units; u++)
-        ok = own->color[u] == src->color[u / positions] * positions + u % positions;
+    const fib_group *grp = &L->graph->groups[g];
+    fib_partition read = parts[g];
+    int64_t *color = fib_alloc(read.n_units > 0 ? read.n_units : 1, sizeof *color);
+    if (!color)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", L->path);
+    parts[g] = (fib_partition){.n_units = read.n_units, .color = color};
+    int32_t st = grp->ops->derive_projection(L->graph, g, parts);
+    bool ok = st == FIB_OK && parts[g].n_classes == read.n_classes &&
+              memcmp(color, read.color, (size_t)read.n_units * sizeof *color) == 0;
+    fib_free(color);
+    parts[g] = read;
     if (!ok)
-        return fib_model_error(L, NULL, "projection of group %d (a flatten) "
+        return fib_model_error(L, NULL, "projection of group %d (a %s) "
                                "must follow the projection of its source, "
-                               "position by position", (int)g);
+                               "position by position", (int)g, grp->ops->name);
     return FIB_OK;
 }
 
@@ -367,8 +370,9 @@ int32_t fib_model_read_projection(loader *L, fib_partition **out)
             st = fib_model_error(L, label, "projection leaves a base unit "
                                  "unused");
         parts[g].n_classes = base_units;
-        if (st == FIB_OK && L->graph->groups[g].op == FIB_OP_FLATTEN)
-            st = check_flatten(L, parts, g);
+        if (st == FIB_OK && L->graph->groups[g].ops &&
+            L->graph->groups[g].ops->derive_projection)
+            st = check_derived(L, parts, g);
     }
     if (st != FIB_OK) {
         for (int32_t g = 0; g < done; g++)

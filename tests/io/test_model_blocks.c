@@ -944,6 +944,14 @@ static void hand_written(void)
                "\"projection\":[[0,1],[0,1,1],[0,1,2,3,4,5],[0,1]]}", t6, 2);
     expect_format(path, "projection of group 2 (a flatten) must follow the projection of "
                         "its source", true);
+    /* a flatten projection of another size than its source's positions
+     * (the check asks the block, which must refuse it, not read past it) */
+    write_file(path, HEAD "{\"op\":\"affine\",\"units\":2,\"sources\":[0],\"params\":[1,0],"
+               "\"tensors\":{\"scale\":\"w\"}},{\"op\":\"flatten\",\"units\":6,\"sources\":[1]},"
+               "{\"op\":\"dense\",\"units\":2,\"sources\":[2],\"tensors\":{\"weight\":\"w6\"}}],"
+               "\"projection\":[[0,1],[0,1,1],[0,1,2,3,4,5,3,4,5,3,4,5],[0,1]]}", t6, 2);
+    expect_format(path, "projection of group 2 (a flatten) must follow the projection of "
+                        "its source", true);
     /* a sum of groups with different positions */
     write_file(path, HEAD "{\"op\":\"input\",\"units\":2},"
                "{\"op\":\"sum\",\"units\":2,\"sources\":[0,1]}]}", t, 4);

@@ -70,13 +70,13 @@ KIND_NAMES_ALLOWED = {
     "io/model_blocks.c": ("*", "the model-file format: reads each kind's tensors and "
                           "attributes into its constructor (per-kind loaders, which "
                           "need io's tensors; docs/design.md)"),
-    "io/model_load.c": ({"FIB_OP_INPUT", "FIB_OP_SUM", "FIB_OP_FLATTEN"},
-                        "the file format: version 1 files know input, dense and sum; "
-                        "an input entry has no block; a flatten's projection in a "
-                        "base file must follow its source's"),
-    "io/model_save.c": ({"FIB_OP_NORM", "FIB_OP_SUM", "FIB_OP_PRODUCT"},
-                        "the file format: a norm omits all-one multiplicities, sums "
-                        "and products write their gathers"),
+    "io/model_load.c": ({"FIB_OP_INPUT", "FIB_OP_SUM"},
+                        "the file format: version 1 files know the kinds up to sum "
+                        "(input, dense, sum); an input entry makes no block"),
+    "io/model_save.c": ({"FIB_OP_SUM", "FIB_OP_PRODUCT"},
+                        "the file format: sums and products write their two gathers "
+                        "under the key \"gather\", which their blocks do not list "
+                        "as params"),
     "io/model_shared.c": ({"FIB_OP_NODES"}, "model files hold networks, not node groups"),
     "cli/cli.c": ("*", "the command is a client of the public header, where the "
                   "FIB_OP_* constants are public"),

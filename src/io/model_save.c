@@ -84,8 +84,8 @@ static void saver_free(saver *s)
 }
 
 /* Multiplicities and rotary frequencies are structure, not weights: always
- * float64. A norm's multiplicities of 1 (a norm as users build it) are the
- * default and not written. */
+ * float64. A "multiplicity" tensor of ones (a norm as users build it) is
+ * the file format's default and not written. */
 static bool is_multiplicity(const char *name)
 {
     return strcmp(name, "multiplicity") == 0 ||
@@ -137,8 +137,7 @@ static int32_t add_tensor(saver *s, const fib_graph *g, int32_t i, int32_t index
     const fib_group *grp = &g->groups[i];
     fib_tensor_view v;
     grp->ops->tensor(g, i, index, &v);
-    if (grp->op == FIB_OP_NORM && strcmp(v.name, "multiplicity") == 0 &&
-        all_ones(&v))
+    if (strcmp(v.name, "multiplicity") == 0 && all_ones(&v))
         return FIB_OK;
     /* half tensors are written as float32 (exact) when their dtype is kept */
     int32_t dt = is_multiplicity(v.name)         ? FIB_DTYPE_F64

@@ -77,7 +77,6 @@ KIND_NAMES_ALLOWED = {
                         "the file format: sums and products write their two gathers "
                         "under the key \"gather\", which their blocks do not list "
                         "as params"),
-    "io/model_shared.c": ({"FIB_OP_NODES"}, "model files hold networks, not node groups"),
     "cli/cli.c": ("*", "the command is a client of the public header, where the "
                   "FIB_OP_* constants are public"),
     "cli/report.c": ("*", "the command is a client of the public header"),

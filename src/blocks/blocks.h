@@ -211,5 +211,8 @@ int32_t fib_graph_add_position_shift_owned(fib_graph *g, int32_t source, int64_t
 /* op_names.c: the number of groups a FIB_OP_* kind reads (fib_op_name is
  * public). */
 int32_t fib_op_arity(int32_t op);
+/* Whether a FIB_OP_* kind is a block of a network (model files hold
+ * networks); graph node groups are not. */
+bool fib_op_is_network(int32_t op);
 
 #endif

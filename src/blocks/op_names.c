@@ -1,7 +1,8 @@
 /* What is said of a FIB_OP_* kind before any block of it exists: its name
- * (fib_op_name, for model files, the command and the bindings) and how
- * many groups it reads (for model files). Kinds are named here, in the
- * blocks layer, since a name stands for a block kind. */
+ * (fib_op_name, for model files, the command and the bindings), how many
+ * groups it reads and whether it is a network's (for model files). Kinds
+ * are named here, in the blocks layer, since a name stands for a block
+ * kind. */
 #include "blocks/blocks.h"
 
 static const char *const op_names[] = {
@@ -31,4 +32,9 @@ int32_t fib_op_arity(int32_t op)
     case FIB_OP_ATTEND: return 3;
     default: return 1;
     }
+}
+
+bool fib_op_is_network(int32_t op)
+{
+    return fib_op_name(op) && op != FIB_OP_NODES;
 }

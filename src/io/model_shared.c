@@ -53,7 +53,7 @@ int32_t fib_model_rewrap(int32_t status, const char *path, const char *what)
 
 const char *fib_model_op_name(int32_t op)
 {
-    return op == FIB_OP_NODES ? NULL : fib_op_name(op); /* nodes are no network block */
+    return fib_op_is_network(op) ? fib_op_name(op) : NULL;
 }
 
 int32_t fib_model_op_from_name(const char *name)

@@ -181,13 +181,10 @@ int32_t fib_graph_add_attention(fib_graph *g, int32_t source, int64_t n_heads,
 
 int32_t fib_attention_options_init(fib_attention_options *o, size_t struct_size)
 {
-    if (!o)
-        return fib_error(FIB_E_NULL, "fib_attention_options_init: options is NULL");
-    if (struct_size < sizeof *o)
-        return fib_error(FIB_E_INVALID,
-                         "fib_attention_options_init: struct_size %zu is smaller than %zu",
-                         struct_size, sizeof *o);
-    memset(o, 0, sizeof *o);
+    int32_t status = fib_options_clear(o, struct_size, sizeof *o, sizeof *o,
+                                       "fib_attention_options_init");
+    if (status)
+        return status;
     o->struct_size = sizeof *o;
     o->n_heads = 1;
     o->rotary = FIB_ROTARY_NONE;

@@ -75,15 +75,12 @@ _Static_assert(offsetof(fib_budget_options, progress) == FIB_BUDGET_OPTIONS_SIZE
 
 int32_t fib_budget_options_init(fib_budget_options *o, size_t struct_size)
 {
-    if (!o)
-        return fib_error(FIB_E_NULL, "fib_budget_options_init: options is NULL");
-    if (struct_size < FIB_BUDGET_OPTIONS_SIZE_1)
-        return fib_error(FIB_E_INVALID,
-                         "fib_budget_options_init: struct_size %zu is smaller than %d",
-                         struct_size, FIB_BUDGET_OPTIONS_SIZE_1);
     /* a caller built against the first layout owns only its bytes */
     size_t size = struct_size < sizeof *o ? struct_size : sizeof *o;
-    memset(o, 0, size);
+    int32_t status = fib_options_clear(o, struct_size, FIB_BUDGET_OPTIONS_SIZE_1, size,
+                                       "fib_budget_options_init");
+    if (status)
+        return status;
     o->struct_size = size;
     o->sensitivity_power = 1.5;
     o->refine_iterations = 20;

@@ -141,13 +141,10 @@ static int32_t narrow_dense(fib_graph *base, int32_t group)
 
 int32_t fib_compress_options_init(fib_compress_options *o, size_t struct_size)
 {
-    if (!o)
-        return fib_error(FIB_E_NULL, "fib_compress_options_init: options is NULL");
-    if (struct_size < sizeof *o)
-        return fib_error(FIB_E_INVALID,
-                         "fib_compress_options_init: struct_size %zu is smaller than %zu",
-                         struct_size, sizeof *o);
-    memset(o, 0, struct_size);
+    int32_t status = fib_options_clear(o, struct_size, sizeof *o, struct_size,
+                                       "fib_compress_options_init");
+    if (status)
+        return status;
     o->struct_size = struct_size;
     return FIB_OK;
 }

@@ -13,13 +13,10 @@
 
 int32_t fib_load_options_init(fib_load_options *o, size_t struct_size)
 {
-    if (!o)
-        return fib_error(FIB_E_NULL, "fib_load_options_init: options is NULL");
-    if (struct_size < sizeof *o)
-        return fib_error(FIB_E_INVALID,
-                         "fib_load_options_init: struct_size %zu is smaller than %zu",
-                         struct_size, sizeof *o);
-    memset(o, 0, sizeof *o);
+    int32_t status = fib_options_clear(o, struct_size, sizeof *o, sizeof *o,
+                                       "fib_load_options_init");
+    if (status)
+        return status;
     o->struct_size = sizeof *o;
     o->activation = FIB_ACT_RELU;
     o->copy = 0;

@@ -22,6 +22,12 @@ int32_t fib_error(int32_t status, const char *fmt, ...) FIB_PRINTF(2, 3);
 /* Records a message without a failing status (fib_coloring_is_balanced). */
 void fib_error_note(const char *fmt, ...) FIB_PRINTF(1, 2);
 
+/* options.c: the start of a fib_*_options_init: FIB_E_NULL for a NULL o,
+ * FIB_E_INVALID for a struct_size below `smallest` (fn names the caller),
+ * else the first `cleared` bytes of o zeroed. */
+int32_t fib_options_clear(void *o, size_t struct_size, size_t smallest, size_t cleared,
+                          const char *fn);
+
 /* a * b into *out; false on overflow or a negative factor. */
 bool fib_mul_i64(int64_t a, int64_t b, int64_t *out);
 /* count * size bytes as size_t; false on overflow. */

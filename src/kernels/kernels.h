@@ -225,6 +225,17 @@ typedef struct fib_kernels {
     fib_rank1_costs_fn rank1_costs;
 } fib_kernels;
 
+/* The kernel entries of a set, taken from static functions of the same
+ * names in the file that defines it (the scalar file and each ISA body of
+ * kernels_simd.h): a kernel added to fib_kernels is listed once, here. */
+#define FIB_KERNEL_FUNCTIONS                                                   \
+    .color_sums_f32 = color_sums_f32, .color_sums_f64 = color_sums_f64,       \
+    .row_sums_f32 = row_sums_f32, .row_sums_f64 = row_sums_f64,               \
+    .tight_f32 = tight_f32, .tight_f64 = tight_f64, .tight_tol = tight_tol,   \
+    .all_finite_f32 = all_finite_f32, .all_finite_f64 = all_finite_f64,       \
+    .axpy_f64 = axpy_f64, .gemm_f64 = gemm_f64, .dots_f64 = dots_f64,         \
+    .rank1_costs = rank1_costs
+
 /* The kernels in use: chosen on the first call (thread-safe), from the CPU
  * (CPUID + XGETBV) unless FIBRATION_SIMD=scalar|avx2|avx512 asks for a
  * level (never above what the CPU and the build support). */

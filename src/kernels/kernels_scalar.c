@@ -121,20 +121,8 @@ static const fib_kernels scalar = {
     .name = "scalar",
     .level = FIB_SIMD_SCALAR,
     .tile_rows = 8,
-    .color_sums_f32 = color_sums_f32,
-    .color_sums_f64 = color_sums_f64,
-    .row_sums_f32 = row_sums_f32,
-    .row_sums_f64 = row_sums_f64,
-    .tight_f32 = tight_f32,
-    .tight_f64 = tight_f64,
-    .tight_tol = tight_tol,
-    .all_finite_f32 = all_finite_f32,
-    .all_finite_f64 = all_finite_f64,
-    .axpy_f64 = axpy_f64,
-    .gemm_f64 = gemm_f64,
     .gemm_panel = SCALAR_GEMM_PANEL,
-    .dots_f64 = dots_f64,
-    .rank1_costs = rank1_costs,
+    FIB_KERNEL_FUNCTIONS,
 };
 
 const fib_kernels *fib_kernels_scalar(void)

@@ -443,20 +443,8 @@ static const fib_kernels kernel_set = {
     .name = KERNELS_NAME,
     .level = KERNELS_LEVEL,
     .tile_rows = TILE,
-    .color_sums_f32 = color_sums_f32,
-    .color_sums_f64 = color_sums_f64,
-    .row_sums_f32 = row_sums_f32,
-    .row_sums_f64 = row_sums_f64,
-    .tight_f32 = tight_f32,
-    .tight_f64 = tight_f64,
-    .tight_tol = tight_tol,
-    .all_finite_f32 = all_finite_f32,
-    .all_finite_f64 = all_finite_f64,
-    .axpy_f64 = axpy_f64,
-    .gemm_f64 = gemm_f64,
     .gemm_panel = GEMM_NR,
-    .dots_f64 = dots_f64,
-    .rank1_costs = rank1_costs,
+    FIB_KERNEL_FUNCTIONS,
 };
 
 const fib_kernels *KERNELS_GETTER(void)

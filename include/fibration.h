@@ -116,6 +116,8 @@ FIB_API const char *fib_last_error(void);
 /* Element types of weight and activity buffers. */
 #define FIB_DTYPE_F32 1
 #define FIB_DTYPE_F64 2
+#define FIB_DTYPE_F16 3  /* IEEE binary16, weights only (see "Half precision") */
+#define FIB_DTYPE_BF16 4 /* bfloat16, weights only (see "Half precision") */
 
 /* Activations applied to a group after its block. */
 #define FIB_ACT_LINEAR 0
@@ -125,6 +127,13 @@ FIB_API const char *fib_last_error(void);
 #define FIB_ACT_SIGMOID 4
 #define FIB_ACT_GELU 5       /* exact form 0.5 x (1 + erf(x / sqrt 2)) */
 #define FIB_ACT_SILU 6
+#define FIB_ACT_RELU6 7        /* min(max(x, 0), 6) */
+#define FIB_ACT_HARDSWISH 8    /* x * min(max(x + 3, 0), 6) / 6 */
+#define FIB_ACT_HARDSIGMOID 9  /* min(max(x + 3, 0), 6) / 6 */
+#define FIB_ACT_MISH 10        /* x * tanh(softplus(x)) */
+#define FIB_ACT_SOFTPLUS 11    /* log(1 + exp(x)) (beta 1; x > 20 gives x) */
+#define FIB_ACT_GELU_TANH 12   /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+                                  (GPT-2's gelu_new, gelu(approximate='tanh')) */
 
 /* What produces a group (fib_graph_group_info). */
 #define FIB_OP_INPUT 0
@@ -140,6 +149,10 @@ FIB_API const char *fib_last_error(void);
 #define FIB_OP_ATTEND 10   /* multi-head scaled dot-product attention core */
 #define FIB_OP_NORM 11     /* LayerNorm / RMSNorm over a group's units */
 #define FIB_OP_NODES 12    /* a group of graph nodes (fib_graph_add_nodes) */
+#define FIB_OP_PRODUCT 13  /* elementwise product of two groups (a gate) */
+#define FIB_OP_PREPEND 14  /* constant positions before a sequence */
+#define FIB_OP_POSITION_SHIFT 15 /* a constant added per unit and position */
+#define FIB_OP_SELECT_STEP 16    /* one position of a sequence, by index */
 
 /* Pooling kinds (fib_graph_add_pool). */
 #define FIB_POOL_MAX 0
@@ -1328,8 +1341,6 @@ FIB_API int32_t fib_graph_tensor_dtype(const fib_graph *graph, int32_t group,
 /* Gates and more activations                                               */
 /* ------------------------------------------------------------------------ */
 
-#define FIB_OP_PRODUCT 13 /* elementwise product of two groups (a gate) */
-
 /* Adds the elementwise product of two groups of equal width (a gate):
  * z[i] = a[i] * b[i] at every position of a. b has a's positions, or a
  * single position (1 x 1), which then scales every position of its unit
@@ -1343,12 +1354,6 @@ FIB_API int32_t fib_graph_tensor_dtype(const fib_graph *graph, int32_t group,
 FIB_API int32_t fib_graph_add_product(fib_graph *graph, int32_t a, int32_t b,
                                       int32_t *group_out);
 
-/* Activations appended after FIB_ACT_SILU (PyTorch's definitions). */
-#define FIB_ACT_RELU6 7        /* min(max(x, 0), 6) */
-#define FIB_ACT_HARDSWISH 8    /* x * min(max(x + 3, 0), 6) / 6 */
-#define FIB_ACT_HARDSIGMOID 9  /* min(max(x + 3, 0), 6) / 6 */
-#define FIB_ACT_MISH 10        /* x * tanh(softplus(x)) */
-#define FIB_ACT_SOFTPLUS 11    /* log(1 + exp(x)) (beta 1; x > 20 gives x) */
 
 /* ------------------------------------------------------------------------ */
 /* Names of constants                                                       */
@@ -1370,10 +1375,6 @@ FIB_API const char *fib_activation_name(int32_t activation);
 /* ------------------------------------------------------------------------ */
 /* Constant positions and selected steps (Vision Transformers)              */
 /* ------------------------------------------------------------------------ */
-
-#define FIB_OP_PREPEND 14        /* constant positions before a sequence */
-#define FIB_OP_POSITION_SHIFT 15 /* a constant added per unit and position */
-#define FIB_OP_SELECT_STEP 16    /* one position of a sequence, by index */
 
 /* Prepends n_positions >= 0 constant positions to the positions of
  * `source` (a Vision Transformer's class token): a sequence (cols = 1) of
@@ -1418,8 +1419,8 @@ FIB_API int32_t fib_graph_add_select_step(fib_graph *graph, int32_t source,
 /* Half precision                                                           */
 /* ------------------------------------------------------------------------ */
 
-/* Half-precision element types of weights held in place (after
- * FIB_DTYPE_F64): IEEE binary16 and bfloat16, native endian. Accepted
+/* The half-precision element types (FIB_DTYPE_F16, FIB_DTYPE_BF16, under
+ * Kinds) are weights held in place, native endian. Accepted
  * wherever a block borrows or copies weights (fib_graph_add_dense and the
  * other fib_graph_add_* taking a dtype); every value converts exactly to
  * float32, and colourings, allowances and compressions are those of the
@@ -1427,15 +1428,10 @@ FIB_API int32_t fib_graph_add_select_step(fib_graph *graph, int32_t source,
  * writes for the caller (fib_graph_read_tensor, fib_graph_read_dense,
  * fib_graph_forward, fib_model_save's dtype) stay FIB_DTYPE_F32 or
  * FIB_DTYPE_F64: a half dtype there is FIB_E_INVALID. */
-#define FIB_DTYPE_F16 3
-#define FIB_DTYPE_BF16 4
 
 /* ------------------------------------------------------------------------ */
 /* Transformer language models: attention with options, embeddings          */
 /* ------------------------------------------------------------------------ */
-
-#define FIB_ACT_GELU_TANH 12 /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-                                (GPT-2's gelu_new, gelu(approximate='tanh')) */
 
 /* Rotary position embeddings (fib_attention_options.rotary). */
 #define FIB_ROTARY_NONE 0

@@ -31,6 +31,8 @@ FIB_E_CANCELLED = -12  # the progress callback asked to stop
 FIB_E_BUFFER = -13  # a caller buffer is too small; the required size is reported
 FIB_DTYPE_F32 = 1
 FIB_DTYPE_F64 = 2
+FIB_DTYPE_F16 = 3  # IEEE binary16, weights only (see "Half precision")
+FIB_DTYPE_BF16 = 4  # bfloat16, weights only (see "Half precision")
 FIB_ACT_LINEAR = 0
 FIB_ACT_RELU = 1
 FIB_ACT_LEAKY_RELU = 2  # parameter: the negative slope (PyTorch default 0.01)
@@ -38,6 +40,12 @@ FIB_ACT_TANH = 3
 FIB_ACT_SIGMOID = 4
 FIB_ACT_GELU = 5  # exact form 0.5 x (1 + erf(x / sqrt 2))
 FIB_ACT_SILU = 6
+FIB_ACT_RELU6 = 7  # min(max(x, 0), 6)
+FIB_ACT_HARDSWISH = 8  # x * min(max(x + 3, 0), 6) / 6
+FIB_ACT_HARDSIGMOID = 9  # min(max(x + 3, 0), 6) / 6
+FIB_ACT_MISH = 10  # x * tanh(softplus(x))
+FIB_ACT_SOFTPLUS = 11  # log(1 + exp(x)) (beta 1; x > 20 gives x)
+FIB_ACT_GELU_TANH = 12  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2's gelu_new, gelu(approximate='tanh'))
 FIB_OP_INPUT = 0
 FIB_OP_DENSE = 1
 FIB_OP_SUM = 2
@@ -51,6 +59,10 @@ FIB_OP_LAST_STEP = 9  # the last position of a sequence
 FIB_OP_ATTEND = 10  # multi-head scaled dot-product attention core
 FIB_OP_NORM = 11  # LayerNorm / RMSNorm over a group's units
 FIB_OP_NODES = 12  # a group of graph nodes (fib_graph_add_nodes)
+FIB_OP_PRODUCT = 13  # elementwise product of two groups (a gate)
+FIB_OP_PREPEND = 14  # constant positions before a sequence
+FIB_OP_POSITION_SHIFT = 15  # a constant added per unit and position
+FIB_OP_SELECT_STEP = 16  # one position of a sequence, by index
 FIB_POOL_MAX = 0
 FIB_POOL_AVG = 1
 FIB_NORM_LAYER = 0
@@ -86,18 +98,6 @@ FIB_CHAIN_ORBITS_IN_COVERS = 1  # every orbit lies inside one cover
 FIB_CHAIN_COVERS_IN_FIBERS = 2  # every cover lies inside one fiber
 FIB_CHAIN_COVERS_IN_OPFIBERS = 4  # every cover lies inside one opfiber
 FIB_CHAIN_ALL = 7
-FIB_OP_PRODUCT = 13  # elementwise product of two groups (a gate)
-FIB_ACT_RELU6 = 7  # min(max(x, 0), 6)
-FIB_ACT_HARDSWISH = 8  # x * min(max(x + 3, 0), 6) / 6
-FIB_ACT_HARDSIGMOID = 9  # min(max(x + 3, 0), 6) / 6
-FIB_ACT_MISH = 10  # x * tanh(softplus(x))
-FIB_ACT_SOFTPLUS = 11  # log(1 + exp(x)) (beta 1; x > 20 gives x)
-FIB_OP_PREPEND = 14  # constant positions before a sequence
-FIB_OP_POSITION_SHIFT = 15  # a constant added per unit and position
-FIB_OP_SELECT_STEP = 16  # one position of a sequence, by index
-FIB_DTYPE_F16 = 3
-FIB_DTYPE_BF16 = 4
-FIB_ACT_GELU_TANH = 12  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2's gelu_new, gelu(approximate='tanh'))
 FIB_ROTARY_NONE = 0
 FIB_ROTARY_HALF = 1  # Llama's rotate_half: dimension d < r/2 of a head turns with dimension d + r/2 (r = rotary_dim) at frequency theta^(-2d/r) per position
 
@@ -125,6 +125,8 @@ CONSTANTS = {
     'FIB_E_BUFFER': FIB_E_BUFFER,
     'FIB_DTYPE_F32': FIB_DTYPE_F32,
     'FIB_DTYPE_F64': FIB_DTYPE_F64,
+    'FIB_DTYPE_F16': FIB_DTYPE_F16,
+    'FIB_DTYPE_BF16': FIB_DTYPE_BF16,
     'FIB_ACT_LINEAR': FIB_ACT_LINEAR,
     'FIB_ACT_RELU': FIB_ACT_RELU,
     'FIB_ACT_LEAKY_RELU': FIB_ACT_LEAKY_RELU,
@@ -132,6 +134,12 @@ CONSTANTS = {
     'FIB_ACT_SIGMOID': FIB_ACT_SIGMOID,
     'FIB_ACT_GELU': FIB_ACT_GELU,
     'FIB_ACT_SILU': FIB_ACT_SILU,
+    'FIB_ACT_RELU6': FIB_ACT_RELU6,
+    'FIB_ACT_HARDSWISH': FIB_ACT_HARDSWISH,
+    'FIB_ACT_HARDSIGMOID': FIB_ACT_HARDSIGMOID,
+    'FIB_ACT_MISH': FIB_ACT_MISH,
+    'FIB_ACT_SOFTPLUS': FIB_ACT_SOFTPLUS,
+    'FIB_ACT_GELU_TANH': FIB_ACT_GELU_TANH,
     'FIB_OP_INPUT': FIB_OP_INPUT,
     'FIB_OP_DENSE': FIB_OP_DENSE,
     'FIB_OP_SUM': FIB_OP_SUM,
@@ -145,6 +153,10 @@ CONSTANTS = {
     'FIB_OP_ATTEND': FIB_OP_ATTEND,
     'FIB_OP_NORM': FIB_OP_NORM,
     'FIB_OP_NODES': FIB_OP_NODES,
+    'FIB_OP_PRODUCT': FIB_OP_PRODUCT,
+    'FIB_OP_PREPEND': FIB_OP_PREPEND,
+    'FIB_OP_POSITION_SHIFT': FIB_OP_POSITION_SHIFT,
+    'FIB_OP_SELECT_STEP': FIB_OP_SELECT_STEP,
     'FIB_POOL_MAX': FIB_POOL_MAX,
     'FIB_POOL_AVG': FIB_POOL_AVG,
     'FIB_NORM_LAYER': FIB_NORM_LAYER,
@@ -180,18 +192,6 @@ CONSTANTS = {
     'FIB_CHAIN_COVERS_IN_FIBERS': FIB_CHAIN_COVERS_IN_FIBERS,
     'FIB_CHAIN_COVERS_IN_OPFIBERS': FIB_CHAIN_COVERS_IN_OPFIBERS,
     'FIB_CHAIN_ALL': FIB_CHAIN_ALL,
-    'FIB_OP_PRODUCT': FIB_OP_PRODUCT,
-    'FIB_ACT_RELU6': FIB_ACT_RELU6,
-    'FIB_ACT_HARDSWISH': FIB_ACT_HARDSWISH,
-    'FIB_ACT_HARDSIGMOID': FIB_ACT_HARDSIGMOID,
-    'FIB_ACT_MISH': FIB_ACT_MISH,
-    'FIB_ACT_SOFTPLUS': FIB_ACT_SOFTPLUS,
-    'FIB_OP_PREPEND': FIB_OP_PREPEND,
-    'FIB_OP_POSITION_SHIFT': FIB_OP_POSITION_SHIFT,
-    'FIB_OP_SELECT_STEP': FIB_OP_SELECT_STEP,
-    'FIB_DTYPE_F16': FIB_DTYPE_F16,
-    'FIB_DTYPE_BF16': FIB_DTYPE_BF16,
-    'FIB_ACT_GELU_TANH': FIB_ACT_GELU_TANH,
     'FIB_ROTARY_NONE': FIB_ROTARY_NONE,
     'FIB_ROTARY_HALF': FIB_ROTARY_HALF,
 }

@@ -49,6 +49,10 @@ pub const FIB_E_CANCELLED: i32 = -12;
 pub const FIB_E_BUFFER: i32 = -13;
 pub const FIB_DTYPE_F32: i32 = 1;
 pub const FIB_DTYPE_F64: i32 = 2;
+/// IEEE binary16, weights only (see "Half precision")
+pub const FIB_DTYPE_F16: i32 = 3;
+/// bfloat16, weights only (see "Half precision")
+pub const FIB_DTYPE_BF16: i32 = 4;
 pub const FIB_ACT_LINEAR: i32 = 0;
 pub const FIB_ACT_RELU: i32 = 1;
 /// parameter: the negative slope (PyTorch default 0.01)
@@ -58,6 +62,18 @@ pub const FIB_ACT_SIGMOID: i32 = 4;
 /// exact form 0.5 x (1 + erf(x / sqrt 2))
 pub const FIB_ACT_GELU: i32 = 5;
 pub const FIB_ACT_SILU: i32 = 6;
+/// min(max(x, 0), 6)
+pub const FIB_ACT_RELU6: i32 = 7;
+/// x * min(max(x + 3, 0), 6) / 6
+pub const FIB_ACT_HARDSWISH: i32 = 8;
+/// min(max(x + 3, 0), 6) / 6
+pub const FIB_ACT_HARDSIGMOID: i32 = 9;
+/// x * tanh(softplus(x))
+pub const FIB_ACT_MISH: i32 = 10;
+/// log(1 + exp(x)) (beta 1; x > 20 gives x)
+pub const FIB_ACT_SOFTPLUS: i32 = 11;
+/// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2's gelu_new, gelu(approximate='tanh'))
+pub const FIB_ACT_GELU_TANH: i32 = 12;
 pub const FIB_OP_INPUT: i32 = 0;
 pub const FIB_OP_DENSE: i32 = 1;
 pub const FIB_OP_SUM: i32 = 2;
@@ -81,6 +97,14 @@ pub const FIB_OP_ATTEND: i32 = 10;
 pub const FIB_OP_NORM: i32 = 11;
 /// a group of graph nodes (fib_graph_add_nodes)
 pub const FIB_OP_NODES: i32 = 12;
+/// elementwise product of two groups (a gate)
+pub const FIB_OP_PRODUCT: i32 = 13;
+/// constant positions before a sequence
+pub const FIB_OP_PREPEND: i32 = 14;
+/// a constant added per unit and position
+pub const FIB_OP_POSITION_SHIFT: i32 = 15;
+/// one position of a sequence, by index
+pub const FIB_OP_SELECT_STEP: i32 = 16;
 pub const FIB_POOL_MAX: i32 = 0;
 pub const FIB_POOL_AVG: i32 = 1;
 pub const FIB_NORM_LAYER: i32 = 0;
@@ -140,28 +164,6 @@ pub const FIB_CHAIN_COVERS_IN_FIBERS: i32 = 2;
 /// every cover lies inside one opfiber
 pub const FIB_CHAIN_COVERS_IN_OPFIBERS: i32 = 4;
 pub const FIB_CHAIN_ALL: i32 = 7;
-/// elementwise product of two groups (a gate)
-pub const FIB_OP_PRODUCT: i32 = 13;
-/// min(max(x, 0), 6)
-pub const FIB_ACT_RELU6: i32 = 7;
-/// x * min(max(x + 3, 0), 6) / 6
-pub const FIB_ACT_HARDSWISH: i32 = 8;
-/// min(max(x + 3, 0), 6) / 6
-pub const FIB_ACT_HARDSIGMOID: i32 = 9;
-/// x * tanh(softplus(x))
-pub const FIB_ACT_MISH: i32 = 10;
-/// log(1 + exp(x)) (beta 1; x > 20 gives x)
-pub const FIB_ACT_SOFTPLUS: i32 = 11;
-/// constant positions before a sequence
-pub const FIB_OP_PREPEND: i32 = 14;
-/// a constant added per unit and position
-pub const FIB_OP_POSITION_SHIFT: i32 = 15;
-/// one position of a sequence, by index
-pub const FIB_OP_SELECT_STEP: i32 = 16;
-pub const FIB_DTYPE_F16: i32 = 3;
-pub const FIB_DTYPE_BF16: i32 = 4;
-/// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2's gelu_new, gelu(approximate='tanh'))
-pub const FIB_ACT_GELU_TANH: i32 = 12;
 pub const FIB_ROTARY_NONE: i32 = 0;
 /// Llama's rotate_half: dimension d < r/2 of a head turns with dimension d + r/2 (r = rotary_dim) at frequency theta^(-2d/r) per position
 pub const FIB_ROTARY_HALF: i32 = 1;

@@ -33,6 +33,7 @@
  *    out in creation order.
  *  - Thread safety: distinct handles may be used from different threads;
  *    functions taking a const handle may run concurrently on the same handle.
+ *  - What may still change is listed under "Experimental" at the end.
  */
 #ifndef FIBRATION_H
 #define FIBRATION_H
@@ -896,8 +897,9 @@ typedef struct fib_load_options {
                            FIB_ACT_RELU. The last layer is always linear. */
     int32_t copy;       /* 0 (default): the graph borrows the tensors from a
                            memory mapping of the file, which it keeps until
-                           fib_graph_free; 1: weights are copied and the file
-                           is closed before returning. A mapped file must
+                           fib_graph_free; FIB_COPY (1): weights are copied
+                           and the file is closed before returning. A
+                           mapped file must
                            not be rewritten or truncated in place while the
                            graph lives: rewritten weights are borrowed
                            weights changed (see the conventions at the top),
@@ -907,7 +909,7 @@ typedef struct fib_load_options {
                            error. Replacing the file by rename (as
                            fib_model_save does) is safe: the mapping keeps
                            the old file. Load files that others may change
-                           in place with copy = 1 */
+                           in place with copy = FIB_COPY */
     double parameter;   /* parameter of `activation` (the negative slope of
                            FIB_ACT_LEAKY_RELU); default 0.01 */
 } fib_load_options;
@@ -1537,6 +1539,60 @@ FIB_API int32_t fib_compress_ex(const fib_graph *graph,
                                 const fib_coloring *coloring,
                                 const fib_compress_options *options,
                                 fib_base **out);
+
+/* ------------------------------------------------------------------------ */
+/* Budgets: outputs apart from inputs                                       */
+/* ------------------------------------------------------------------------ */
+
+/* What fib_compress_to_budget_ex reports about the base it made. The
+ * caller sets struct_size to sizeof(fib_budget_result); fields appended in
+ * later versions are written only within the caller's struct_size. */
+typedef struct fib_budget_result {
+    size_t struct_size;       /* set by the caller */
+    double bound;             /* the data-free bound of the base (see
+                                 fib_compress_to_budget) */
+    int64_t n_parameters;     /* parameters of the base */
+    int32_t chosen_tolerance; /* the grouping used (FIB_TOL_WARD, or
+                                 FIB_TOL_SCALED | FIB_TOL_WARD) */
+    int32_t corrected;        /* 1 if the synthetic correction was applied */
+    double smallest_fraction; /* on FIB_E_UNSUPPORTED for a budget below the
+                                 smallest base: that base's parameters over
+                                 the graph's (round it up to succeed); else
+                                 0 */
+} fib_budget_result;
+
+/* fib_compress_to_budget with its inputs and outputs apart: options (NULL:
+ * the defaults) is only read, and its output fields are ignored; the
+ * outputs go to *result (may be NULL). On failure every field of *result is
+ * 0 except smallest_fraction as described. Errors: those of
+ * fib_compress_to_budget; FIB_E_INVALID (result.struct_size below
+ * sizeof(fib_budget_result) of this version, options.struct_size below
+ * FIB_BUDGET_OPTIONS_SIZE_1). */
+FIB_API int32_t fib_compress_to_budget_ex(const fib_graph *graph,
+                                          double budget_fraction,
+                                          const fib_budget_options *options,
+                                          fib_budget_result *result,
+                                          fib_base **base_out);
+
+/* ------------------------------------------------------------------------ */
+/* Experimental                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* What may still change between minor versions. The signatures, the
+ * status codes and the guarantees stated with each function stay; these
+ * results may differ from one version to the next:
+ *  - the base fib_compress_to_budget and fib_compress_to_budget_ex choose
+ *    for a given budget (which merges the search takes, the sensitivities,
+ *    the defaults of sensitivity_power, input_sensitivity and
+ *    refine_iterations): the base stays within the budget, computes what
+ *    its graph computes up to its merges, and `bound` is the estimate for
+ *    the base returned;
+ *  - which graphs FIB_TOL_SCALED and the budgets accept beyond chains of
+ *    dense blocks (refused today with FIB_E_UNSUPPORTED, naming the group);
+ *  - which Hugging Face configurations fib_model_load accepts in a
+ *    checkpoint directory (a key it cannot read is refused today by name,
+ *    with FIB_E_FORMAT).
+ * Everything else in this header is stable within a major version. */
 
 #ifdef __cplusplus
 }

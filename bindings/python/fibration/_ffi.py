@@ -322,7 +322,21 @@ class fib_compress_options(ctypes.Structure):
     ]
 
 
-STRUCTS = (fib_color_options, fib_budget_options, fib_load_options, fib_attention_options, fib_compress_options, )
+# What fib_compress_to_budget_ex reports about the base it made. The
+# caller sets struct_size to sizeof(fib_budget_result); fields appended in
+# later versions are written only within the caller's struct_size.
+class fib_budget_result(ctypes.Structure):
+    _fields_ = [
+        ('struct_size', ctypes.c_size_t),
+        ('bound', ctypes.c_double),
+        ('n_parameters', ctypes.c_int64),
+        ('chosen_tolerance', ctypes.c_int32),
+        ('corrected', ctypes.c_int32),
+        ('smallest_fraction', ctypes.c_double),
+    ]
+
+
+STRUCTS = (fib_color_options, fib_budget_options, fib_load_options, fib_attention_options, fib_compress_options, fib_budget_result, )
 
 # (name, argtypes, restype), in header order.
 FUNCTIONS = [
@@ -425,6 +439,7 @@ FUNCTIONS = [
     ('fib_graph_add_token_embedding', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32)], ctypes.c_int32),
     ('fib_compress_options_init', [ctypes.POINTER(fib_compress_options), ctypes.c_size_t], ctypes.c_int32),
     ('fib_compress_ex', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_coloring), ctypes.POINTER(fib_compress_options), ctypes.POINTER(ctypes.POINTER(fib_base))], ctypes.c_int32),
+    ('fib_compress_to_budget_ex', [ctypes.POINTER(fib_graph), ctypes.c_double, ctypes.POINTER(fib_budget_options), ctypes.POINTER(fib_budget_result), ctypes.POINTER(ctypes.POINTER(fib_base))], ctypes.c_int32),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -528,4 +543,5 @@ PARAMETERS = {
     'fib_graph_add_token_embedding': ('graph', 'source', 'hidden', 'dtype', 'embedding', 'group_out', ),
     'fib_compress_options_init': ('options', 'struct_size', ),
     'fib_compress_ex': ('graph', 'coloring', 'options', 'out', ),
+    'fib_compress_to_budget_ex': ('graph', 'budget_fraction', 'options', 'result', 'base_out', ),
 }

@@ -290,6 +290,21 @@ end
 fib_compress_options() = fib_compress_options(zero(Csize_t), zero(Int32))
 
 """
+What fib_compress_to_budget_ex reports about the base it made. The
+caller sets struct_size to sizeof(fib_budget_result); fields appended in
+later versions are written only within the caller's struct_size.
+"""
+struct fib_budget_result
+    struct_size::Csize_t
+    bound::Cdouble
+    n_parameters::Int64
+    chosen_tolerance::Int32
+    corrected::Int32
+    smallest_fraction::Cdouble
+end
+fib_budget_result() = fib_budget_result(zero(Csize_t), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32), zero(Cdouble))
+
+"""
 The version of the library actually loaded, as FIB_VERSION_NUMBER.
 """
 const _cache_fib_version = Ref{Ptr{Cvoid}}(C_NULL)
@@ -1633,6 +1648,20 @@ function fib_compress_ex(graph, coloring, options, out)
     ccall(_cfunction(_cache_fib_compress_ex, :fib_compress_ex), Int32, (Ptr{fib_graph}, Ptr{fib_coloring}, Ptr{fib_compress_options}, Ptr{Ptr{fib_base}}, ), graph, coloring, options, out)
 end
 
+"""
+fib_compress_to_budget with its inputs and outputs apart: options (NULL:
+the defaults) is only read, and its output fields are ignored; the
+outputs go to *result (may be NULL). On failure every field of *result is
+0 except smallest_fraction as described. Errors: those of
+fib_compress_to_budget; FIB_E_INVALID (result.struct_size below
+sizeof(fib_budget_result) of this version, options.struct_size below
+FIB_BUDGET_OPTIONS_SIZE_1).
+"""
+const _cache_fib_compress_to_budget_ex = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_compress_to_budget_ex(graph, budget_fraction, options, result, base_out)
+    ccall(_cfunction(_cache_fib_compress_to_budget_ex, :fib_compress_to_budget_ex), Int32, (Ptr{fib_graph}, Cdouble, Ptr{fib_budget_options}, Ptr{fib_budget_result}, Ptr{Ptr{fib_base}}, ), graph, budget_fraction, options, result, base_out)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1733,4 +1762,5 @@ const FUNCTION_NAMES = [
     :fib_graph_add_token_embedding,
     :fib_compress_options_init,
     :fib_compress_ex,
+    :fib_compress_to_budget_ex,
 ]

@@ -302,6 +302,20 @@ pub struct fib_compress_options {
     pub dtype: i32,
 }
 
+/// What fib_compress_to_budget_ex reports about the base it made. The
+/// caller sets struct_size to sizeof(fib_budget_result); fields appended in
+/// later versions are written only within the caller's struct_size.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct fib_budget_result {
+    pub struct_size: usize,
+    pub bound: f64,
+    pub n_parameters: i64,
+    pub chosen_tolerance: i32,
+    pub corrected: i32,
+    pub smallest_fraction: f64,
+}
+
 extern "C" {
     /// The version of the library actually loaded, as FIB_VERSION_NUMBER.
     pub fn fib_version() -> i32;
@@ -1151,6 +1165,15 @@ extern "C" {
     /// Errors: those of fib_compress; FIB_E_INVALID (options), FIB_E_NONFINITE
     /// (a merged weight float32 cannot hold, with FIB_DTYPE_F32).
     pub fn fib_compress_ex(graph: *const fib_graph, coloring: *const fib_coloring, options: *const fib_compress_options, out: *mut *mut fib_base) -> i32;
+
+    /// fib_compress_to_budget with its inputs and outputs apart: options (NULL:
+    /// the defaults) is only read, and its output fields are ignored; the
+    /// outputs go to *result (may be NULL). On failure every field of *result is
+    /// 0 except smallest_fraction as described. Errors: those of
+    /// fib_compress_to_budget; FIB_E_INVALID (result.struct_size below
+    /// sizeof(fib_budget_result) of this version, options.struct_size below
+    /// FIB_BUDGET_OPTIONS_SIZE_1).
+    pub fn fib_compress_to_budget_ex(graph: *const fib_graph, budget_fraction: f64, options: *const fib_budget_options, result: *mut fib_budget_result, base_out: *mut *mut fib_base) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1254,4 +1277,5 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_graph_add_token_embedding",
     "fib_compress_options_init",
     "fib_compress_ex",
+    "fib_compress_to_budget_ex",
 ];

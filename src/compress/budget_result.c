@@ -17,15 +17,13 @@ int32_t fib_compress_to_budget_ex(const fib_graph *g, double budget_fraction,
     fib_budget_options local;
     fib_budget_options_init(&local, sizeof local);
     if (options) {
-        if (options->struct_size < FIB_BUDGET_OPTIONS_SIZE_1)
-            return fib_error(FIB_E_INVALID, "%s: options.struct_size %zu is smaller than %d "
-                             "(call fib_budget_options_init)", fn, options->struct_size,
-                             FIB_BUDGET_OPTIONS_SIZE_1);
         /* the caller's fields over the defaults: a caller of an earlier
-         * layout has only its bytes */
+         * layout has only its bytes; a size below the first layout is
+         * kept, for fib_compress_to_budget to refuse */
         memcpy(&local, options,
                options->struct_size < sizeof local ? options->struct_size : sizeof local);
-        local.struct_size = sizeof local;
+        local.struct_size = options->struct_size < FIB_BUDGET_OPTIONS_SIZE_1
+                                ? options->struct_size : sizeof local;
         /* outputs of an earlier call in the caller's options are no input */
         local.bound = 0;
         local.n_parameters = 0;

@@ -40,7 +40,7 @@ bool fib_model_is_directory(const char *path)
     return path && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-static int32_t read_text(const char *path, char **out, size_t *size)
+int32_t fib_model_read_text(const char *path, char **out, size_t *size)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -75,7 +75,7 @@ static int32_t parse_file(const char *path, fib_json **out)
 {
     char *text = NULL;
     size_t size = 0;
-    int32_t st = read_text(path, &text, &size);
+    int32_t st = fib_model_read_text(path, &text, &size);
     if (st != FIB_OK)
         return st;
     st = fib_json_parse(text, size, path, out);

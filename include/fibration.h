@@ -1594,6 +1594,38 @@ FIB_API int32_t fib_compress_to_budget_ex(const fib_graph *graph,
  *    with FIB_E_FORMAT).
  * Everything else in this header is stable within a major version. */
 
+/* ------------------------------------------------------------------------ */
+/* Bases of Hugging Face checkpoint directories                             */
+/* ------------------------------------------------------------------------ */
+
+/* What fib_base_save_checkpoint wrote. */
+#define FIB_SAVED_CHECKPOINT 1 /* a checkpoint directory in the model's layout */
+#define FIB_SAVED_MODEL_FILE 2 /* the library's own model file (fib_base_save) */
+
+/* Saves the base of a model read from the Hugging Face checkpoint directory
+ * `model_dir` (`model` is the graph fib_model_load made of it, `base` its
+ * base). Where the checkpoint's layout can hold the base (only the MLP's
+ * intermediate units merged, alike in every layer: config.json has one
+ * intermediate size), `path` becomes a directory in that layout:
+ * config.json (the original's, with the new intermediate size) and
+ * model.safetensors (the checkpoint's tensor names, each in the model's
+ * dtype where it holds the merged values exactly, else float32), written
+ * into a temporary folder beside `path` and renamed to it: an existing
+ * non-empty `path` is never replaced (FIB_E_IO). Otherwise, or when `path`
+ * ends in ".safetensors", the base is saved by fib_base_save(base, path,
+ * dtype) and `reason` (may be NULL; reason_size bytes, NUL-terminated)
+ * says why the layout could not hold it. *saved_as receives
+ * FIB_SAVED_CHECKPOINT or FIB_SAVED_MODEL_FILE.
+ * Errors: FIB_E_NULL, FIB_E_MISMATCH (base is not of model), FIB_E_FORMAT
+ * (model_dir's config.json), FIB_E_IO, FIB_E_NOMEM, those of
+ * fib_base_save. docs/model-files.md, "Bases of checkpoint directories". */
+FIB_API int32_t fib_base_save_checkpoint(const fib_base *base,
+                                         const fib_graph *model,
+                                         const char *model_dir,
+                                         const char *path, int32_t dtype,
+                                         int32_t *saved_as, char *reason,
+                                         size_t reason_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -260,9 +260,9 @@ static bool affine_tensor(const fib_graph *g, int32_t group, int32_t index, fib_
     const fib_affine *a = affine_of(g, group);
     int64_t n = g->groups[group].n_units;
     if (index == 0)
-        *out = (fib_tensor_view){"scale", a->dtype, a->scale, 1, {n, 1, 1, 1}, 1};
+        *out = (fib_tensor_view){"scale", a->dtype, a->scale, 1, {n, 1, 1, 1}, 1, 0};
     else if (index == 1 && a->shift)
-        *out = (fib_tensor_view){"shift", a->dtype, a->shift, 1, {n, 1, 1, 1}, 1};
+        *out = (fib_tensor_view){"shift", a->dtype, a->shift, 1, {n, 1, 1, 1}, 1, 0};
     else
         return false;
     return true;

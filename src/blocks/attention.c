@@ -292,13 +292,30 @@ static fib_attend *original_core(const attention_shape *sh, bool causal, double 
     return a;
 }
 
-int32_t fib_graph_add_attention_ex(fib_graph *g, int32_t source,
-                                   const fib_attention_options *options, int32_t dtype,
-                                   const void *q_weight, const void *q_bias,
-                                   const void *k_weight, const void *k_bias,
-                                   const void *v_weight, const void *v_bias,
-                                   const void *out_weight, const void *out_bias,
-                                   uint32_t flags, int32_t *group_out)
+/* The projections as dense groups: rows per unit (leading dimension the
+ * source width), or stored transposed (rows per source unit, q, k and v
+ * side by side in one matrix of leading dimension qkv_ld). */
+typedef struct projections {
+    bool transposed;
+    int64_t qkv_ld;
+} projections;
+
+static int32_t add_projection(fib_graph *g, int32_t source, int64_t n_out, int32_t dtype,
+                              const void *w, int64_t ld, const void *bias, uint32_t flags,
+                              const projections *p, int32_t *id)
+{
+    if (p->transposed)
+        return fib_graph_add_dense_transposed(g, source, n_out, dtype, w, ld, bias, flags, id);
+    return fib_graph_add_dense(g, source, n_out, dtype, w, ld, bias, flags, id);
+}
+
+static int32_t add_attention(fib_graph *g, int32_t source,
+                             const fib_attention_options *options, int32_t dtype,
+                             const void *q_weight, const void *q_bias,
+                             const void *k_weight, const void *k_bias,
+                             const void *v_weight, const void *v_bias,
+                             const void *out_weight, const void *out_bias,
+                             uint32_t flags, const projections *p, int32_t *group_out)
 {
     static const char fn[] = "fib_graph_add_attention_ex";
     int32_t status = fib_graph_check_group(g, source, fn);
@@ -316,27 +333,72 @@ int32_t fib_graph_add_attention_ex(fib_graph *g, int32_t source,
     if (status)
         return status;
     int32_t n0 = g->n_groups, q, k, v, core, out;
-    status = fib_graph_add_dense(g, source, sh.q_width, dtype, q_weight, e, q_bias, flags, &q);
+    int64_t ld = p->transposed ? p->qkv_ld : e;
+    if (p->transposed && ld != sh.q_width + 2 * sh.kv_width)
+        return fib_error(FIB_E_SHAPE, "%s: fused q, k, v of %lld columns, expected %lld", fn,
+                         (long long)ld, (long long)(sh.q_width + 2 * sh.kv_width));
+    status = add_projection(g, source, sh.q_width, dtype, q_weight, ld, q_bias, flags, p, &q);
     if (!status)
-        status = fib_graph_add_dense(g, source, sh.kv_width, dtype, k_weight, e, k_bias,
-                                     flags, &k);
+        status = add_projection(g, source, sh.kv_width, dtype, k_weight, ld, k_bias, flags, p,
+                                &k);
     if (!status)
-        status = fib_graph_add_dense(g, source, sh.kv_width, dtype, v_weight, e, v_bias,
-                                     flags, &v);
+        status = add_projection(g, source, sh.kv_width, dtype, v_weight, ld, v_bias, flags, p,
+                                &v);
     if (!status) {
         fib_attend *a = original_core(&sh, options->causal == 1, options->rope_theta);
         status = a ? fib_graph_add_attend_owned(g, q, k, v, sh.q_width, a, &core)
                    : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     }
     if (!status)
-        status = fib_graph_add_dense(g, core, e, dtype, out_weight, sh.q_width, out_bias,
-                                     flags, &out);
+        status = add_projection(g, core, e, dtype, out_weight, p->transposed ? e : sh.q_width,
+                                out_bias, flags, p, &out);
     if (status) {
         pop_groups(g, n0);
         return status;
     }
     *group_out = out;
     return FIB_OK;
+}
+
+int32_t fib_graph_add_attention_ex(fib_graph *g, int32_t source,
+                                   const fib_attention_options *options, int32_t dtype,
+                                   const void *q_weight, const void *q_bias,
+                                   const void *k_weight, const void *k_bias,
+                                   const void *v_weight, const void *v_bias,
+                                   const void *out_weight, const void *out_bias,
+                                   uint32_t flags, int32_t *group_out)
+{
+    projections rows = {false, 0};
+    return add_attention(g, source, options, dtype, q_weight, q_bias, k_weight, k_bias,
+                         v_weight, v_bias, out_weight, out_bias, flags, &rows, group_out);
+}
+
+int32_t fib_attention_add_transposed(fib_graph *g, int32_t source,
+                                     const fib_attention_options *options, int32_t dtype,
+                                     const void *qkv_weight, const void *qkv_bias,
+                                     const void *out_weight, const void *out_bias,
+                                     uint32_t flags, int32_t *group_out)
+{
+    static const char fn[] = "fib_graph_add_attention_ex";
+    int32_t status = fib_graph_check_group(g, source, fn);
+    if (status)
+        return status;
+    attention_shape sh;
+    if (!options || !qkv_weight)
+        return fib_error(FIB_E_NULL, "%s: %s is NULL", fn, options ? "qkv_weight" : "options");
+    status = attention_shape_of(options, g->groups[source].n_units, fn, &sh);
+    if (status)
+        return status;
+    size_t esize = fib_dtype_size(dtype);
+    if (!esize)
+        return fib_error(FIB_E_INVALID, "%s: unknown dtype %d", fn, (int)dtype);
+    /* q, k and v are the column ranges of the stored rows */
+    const char *w = qkv_weight, *b = qkv_bias;
+    size_t k_at = (size_t)sh.q_width * esize, v_at = (size_t)(sh.q_width + sh.kv_width) * esize;
+    projections stored = {true, sh.q_width + 2 * sh.kv_width};
+    return add_attention(g, source, options, dtype, w, b, w + k_at, b ? b + k_at : NULL,
+                         w + v_at, b ? b + v_at : NULL, out_weight, out_bias, flags, &stored,
+                         group_out);
 }
 
 /* ---- phases and terms ----------------------------------------------------- */
@@ -991,7 +1053,7 @@ static bool attend_tensor(const fib_graph *g, int32_t group, int32_t index,
         return false;
     *out = (fib_tensor_view){index ? "pair_frequency" : "pair_multiplicity", FIB_DTYPE_F64,
                              index ? a->pair_omega : a->pair_mult, 1,
-                             {a->n_pairs, 1, 1, 1}, 1};
+                             {a->n_pairs, 1, 1, 1}, 1, 0};
     return true;
 }
 

@@ -15,6 +15,9 @@ typedef struct fib_dense {
     const void *bias; /* NULL: no bias */
     void *owned_weights;
     void *owned_bias;
+    /* stored [n_in, ld] (weight (i, k) at k * ld + i), as GPT-2's Conv1D
+     * layers and token embeddings keep them, read in place */
+    bool transposed;
 } fib_dense;
 
 /* Sum block data: z[i] = a[gather_a[i]] + b[gather_b[i]] (NULL: identity). */
@@ -77,6 +80,28 @@ extern const fib_block_ops fib_affine_ops;
 int32_t fib_graph_add_dense_owned(fib_graph *g, int32_t source, int64_t n_out,
                                   double *weights, double *bias,
                                   int32_t *group_out);
+/* A dense group of n_out units whose weights are stored transposed: row k
+ * of `weights` (leading dimension ld >= n_out) holds the weights from
+ * source unit k to every unit, as checkpoints store Conv1D layers and
+ * token embeddings. Borrowed (flags 0) or copied packed (FIB_COPY); every
+ * operation of the dense block reads the layout in place. */
+int32_t fib_graph_add_dense_transposed(fib_graph *g, int32_t source, int64_t n_out,
+                                       int32_t dtype, const void *weights, int64_t ld,
+                                       const void *bias, uint32_t flags,
+                                       int32_t *group_out);
+/* embedding.c: fib_graph_add_token_embedding borrowing the embedding
+ * (flags 0) or copying it (FIB_COPY), in its stored layout. */
+int32_t fib_token_embedding_add(fib_graph *g, int32_t source, int64_t hidden,
+                                int32_t dtype, const void *embedding, uint32_t flags,
+                                int32_t *group_out);
+/* attention.c: fib_graph_add_attention_ex over weights stored transposed
+ * (GPT-2's Conv1D): qkv_weight [e, q + 2 kv] holds q, k and v side by
+ * side, out_weight [q, e]; qkv_bias [q + 2 kv]. */
+int32_t fib_attention_add_transposed(fib_graph *g, int32_t source,
+                                     const fib_attention_options *options, int32_t dtype,
+                                     const void *qkv_weight, const void *qkv_bias,
+                                     const void *out_weight, const void *out_bias,
+                                     uint32_t flags, int32_t *group_out);
 double fib_dense_weight(const fib_dense *d, int64_t row, int64_t col);
 double fib_dense_bias(const fib_dense *d, int64_t row);
 

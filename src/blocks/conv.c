@@ -597,9 +597,9 @@ static bool conv_tensor(const fib_graph *g, int32_t group, int32_t index, fib_te
     if (index == 0)
         *out = (fib_tensor_view){"weight", c->dtype, c->weights, 4,
                                  {n_out, in_per_group(c), c->win.kernel_rows, c->win.kernel_cols},
-                                 in_per_group(c) * kernel_size(c)};
+                                 in_per_group(c) * kernel_size(c), 0};
     else if (index == 1 && c->bias)
-        *out = (fib_tensor_view){"bias", c->dtype, c->bias, 1, {n_out, 1, 1, 1}, 1};
+        *out = (fib_tensor_view){"bias", c->dtype, c->bias, 1, {n_out, 1, 1, 1}, 1, 0};
     else
         return false;
     return true;

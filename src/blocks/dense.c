@@ -16,7 +16,7 @@ static const fib_dense *dense_of(const fib_graph *g, int32_t group)
 
 double fib_dense_weight(const fib_dense *d, int64_t row, int64_t col)
 {
-    return fib_load(d->dtype, d->weights, row * d->ld + col);
+    return fib_load(d->dtype, d->weights, d->transposed ? col * d->ld + row : row * d->ld + col);
 }
 
 double fib_dense_bias(const fib_dense *d, int64_t row)
@@ -50,7 +50,7 @@ static bool row_finite(const fib_kernels *kernels, int64_t n_in, int32_t dtype,
  * row that fails it is searched. */
 static int32_t check_finite(int32_t group, int64_t n_out, int64_t n_in,
                             int32_t dtype, const void *w, int64_t ld,
-                            const void *bias)
+                            const void *bias, bool transposed)
 {
     const fib_kernels *kernels = fib_kernels_active();
     int64_t first_bad = n_out;
@@ -67,7 +67,8 @@ static int32_t check_finite(int32_t group, int64_t n_out, int64_t n_in,
             if (!isfinite(fib_load(dtype, w, i * ld + k)))
                 return fib_error(FIB_E_NONFINITE,
                                  "dense block of group %d: weight at row %lld, column %lld is %s",
-                                 (int)group, (long long)i, (long long)k,
+                                 (int)group, (long long)(transposed ? k : i),
+                                 (long long)(transposed ? i : k),
                                  isnan(fib_load(dtype, w, i * ld + k)) ? "NaN" : "infinite");
         if (bias && !isfinite(fib_load(dtype, bias, i)))
             return fib_error(FIB_E_NONFINITE,
@@ -77,9 +78,52 @@ static int32_t check_finite(int32_t group, int64_t n_out, int64_t n_in,
     return FIB_OK;
 }
 
+/* A dense block over weights checked by the caller: `rows` stored rows of
+ * `cols` values, leading dimension ld (rows per unit, or per source unit
+ * when transposed). Borrowed, or copied packed (ld becomes cols) with
+ * FIB_COPY. NULL (the error raised) when out of memory. */
+static fib_dense *d_new(int32_t dtype, int64_t n_in, const void *weights, int64_t ld,
+                        const void *bias, uint32_t flags, bool transposed, int64_t rows,
+                        int64_t cols, const char *fn, int32_t group)
+{
+    size_t esize = fib_dtype_size(dtype);
+    int64_t n_out = transposed ? cols : rows;
+    fib_dense *d = fib_calloc(1, sizeof *d);
+    if (!d) {
+        fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+        return NULL;
+    }
+    d->dtype = dtype;
+    d->n_in = n_in;
+    d->ld = ld;
+    d->weights = weights;
+    d->bias = bias;
+    d->transposed = transposed;
+    if (!(flags & FIB_COPY))
+        return d;
+    d->owned_weights = fib_alloc(rows * cols, esize);
+    d->owned_bias = bias ? fib_alloc(n_out, esize) : NULL;
+    if (!d->owned_weights || (bias && !d->owned_bias)) {
+        dense_free(d);
+        fib_error(FIB_E_NOMEM, "%s: group %d: out of memory copying weights", fn, (int)group);
+        return NULL;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        memcpy((char *)d->owned_weights + (size_t)(r * cols) * esize,
+               (const char *)weights + (size_t)(r * ld) * esize, (size_t)cols * esize);
+    if (bias)
+        memcpy(d->owned_bias, bias, (size_t)n_out * esize);
+    d->weights = d->owned_weights;
+    d->bias = d->owned_bias;
+    d->ld = cols;
+    return d;
+}
+
 static int32_t push_dense(fib_graph *g, int32_t source, int64_t n_out,
                           fib_dense *d, int32_t *group_out)
 {
+    if (!d) /* d_new has said why */
+        return FIB_E_NOMEM;
     fib_group grp = {.op = FIB_OP_DENSE, .n_units = n_out,
                      .activation = FIB_ACT_LINEAR, .n_sources = 1,
                      .sources = {source, 0}, .ops = &fib_dense_ops,
@@ -128,38 +172,51 @@ int32_t fib_graph_add_dense(fib_graph *g, int32_t source, int64_t n_out,
         return fib_error(FIB_E_OVERFLOW,
                          "%s: group %d: %lld rows of leading dimension %lld overflow",
                          fn, (int)group, (long long)n_out, (long long)ld);
-    status = check_finite(group, n_out, n_in, dtype, weights, ld, bias);
+    status = check_finite(group, n_out, n_in, dtype, weights, ld, bias, false);
     if (status)
         return status;
 
-    fib_dense *d = fib_calloc(1, sizeof *d);
-    if (!d)
-        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
-    d->dtype = dtype;
-    d->n_in = n_in;
-    d->ld = ld;
-    d->weights = weights;
-    d->bias = bias;
-    if (flags & FIB_COPY) {
-        /* A copy is packed: ld becomes n_in. */
-        d->owned_weights = fib_alloc(n_out * n_in, esize);
-        d->owned_bias = bias ? fib_alloc(n_out, esize) : NULL;
-        if (!d->owned_weights || (bias && !d->owned_bias)) {
-            dense_free(d);
-            return fib_error(FIB_E_NOMEM, "%s: group %d: out of memory copying weights",
-                             fn, (int)group);
-        }
-        for (int64_t i = 0; i < n_out; i++)
-            memcpy((char *)d->owned_weights + (size_t)(i * n_in) * esize,
-                   (const char *)weights + (size_t)(i * ld) * esize,
-                   (size_t)n_in * esize);
-        if (bias)
-            memcpy(d->owned_bias, bias, (size_t)n_out * esize);
-        d->weights = d->owned_weights;
-        d->bias = d->owned_bias;
-        d->ld = n_in;
-    }
-    return push_dense(g, source, n_out, d, group_out);
+    return push_dense(g, source, n_out, d_new(dtype, n_in, weights, ld, bias, flags, false,
+                                              n_out, n_in, fn, group),
+                      group_out);
+}
+
+int32_t fib_graph_add_dense_transposed(fib_graph *g, int32_t source, int64_t n_out,
+                                       int32_t dtype, const void *weights, int64_t ld,
+                                       const void *bias, uint32_t flags,
+                                       int32_t *group_out)
+{
+    static const char fn[] = "fib_graph_add_dense_transposed";
+    int32_t status = fib_graph_check_group(g, source, fn);
+    if (status)
+        return status;
+    if (!weights || !group_out)
+        return fib_error(FIB_E_NULL, "%s: %s is NULL", fn, weights ? "group_out" : "weights");
+    int32_t group = g->n_groups;
+    size_t esize = fib_dtype_size(dtype);
+    int64_t n_in = g->groups[source].n_units, span;
+    size_t bytes;
+    if (!esize || (flags & ~FIB_COPY))
+        return fib_error(FIB_E_INVALID, "%s: group %d: unknown dtype %d or flags 0x%x", fn,
+                         (int)group, (int)dtype, (unsigned)flags);
+    if (n_out < 1 || ld < n_out)
+        return fib_error(FIB_E_SHAPE, "%s: group %d: n_out %lld, leading dimension %lld", fn,
+                         (int)group, (long long)n_out, (long long)ld);
+    if (n_out > FIB_MAX_UNITS || !fib_mul_i64(n_in - 1, ld, &span) ||
+        span > INT64_MAX - n_out || !fib_bytes(span + n_out, esize, &bytes))
+        return fib_error(FIB_E_OVERFLOW, "%s: group %d: %lld x %lld weights overflow", fn,
+                         (int)group, (long long)n_in, (long long)n_out);
+    /* stored row k is column k of the block: checked a stored row at a time */
+    status = check_finite(group, n_in, n_out, dtype, weights, ld, NULL, true);
+    for (int64_t i = 0; !status && bias && i < n_out; i++)
+        if (!isfinite(fib_load(dtype, bias, i)))
+            status = fib_error(FIB_E_NONFINITE, "dense block of group %d: bias %lld is not "
+                               "finite", (int)group, (long long)i);
+    if (status)
+        return status;
+    return push_dense(g, source, n_out, d_new(dtype, n_in, weights, ld, bias, flags, true,
+                                              n_in, n_out, fn, group),
+                      group_out);
 }
 
 int32_t fib_graph_add_dense_owned(fib_graph *g, int32_t source, int64_t n_out,
@@ -220,7 +277,14 @@ static int64_t dense_fiber_width(const fib_graph *g, int32_t group,
     return parts[source].n_classes + (dense_of(g, group)->bias ? 1 : 0);
 }
 
-/* Colour sums of the weight rows (fib_color_rows), then the bias. */
+static int32_t class_sums_by_column(const fib_dense *d, int64_t n_rows, int64_t n_cols,
+                                   const fib_partition *own, fib_signature *sig,
+                                   int64_t offset, int32_t group);
+
+/* Colour sums of the weight rows (fib_color_rows), then the bias. Stored
+ * transposed, a unit's row is a column of the stored matrix: its colour
+ * sums are the stored rows' sums over the source's classes, column by
+ * column (what the opfiber pass makes of an ordinary block). */
 static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
                                 const fib_partition *parts, fib_signature *sig,
                                 int64_t offset)
@@ -229,8 +293,10 @@ static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
     const fib_partition *src = &parts[g->groups[group].sources[0]];
     int64_t k = src->n_classes, n_out = g->groups[group].n_units;
     double *coef = NULL;
-    int32_t status = fib_color_coefficients(src, d->dtype, &coef);
-    if (!status)
+    int32_t status = FIB_OK;
+    if (d->transposed)
+        status = class_sums_by_column(d, d->n_in, n_out, src, sig, offset, group);
+    else if (!(status = fib_color_coefficients(src, d->dtype, &coef)))
         status = fib_color_rows(sig, 0, offset, d->dtype, d->weights, d->ld, n_out, d->n_in,
                                  src->color, k, coef, group);
     fib_free(coef);
@@ -264,18 +330,16 @@ static int64_t dense_opfiber_width(const fib_graph *g, int32_t group,
 #define OPF_CLASSES 8
 #define OPF_COLUMNS 256
 
-static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
-                                  int32_t source_index,
-                                  const fib_partition *parts,
-                                  const fib_partition *fibers,
-                                  fib_signature *sig, int64_t offset)
+/* For every column j of the stored matrix (n_rows x n_cols, leading
+ * dimension d->ld) and class c of `own` (over the rows): the sum of the
+ * rows of c at j, into signature row j from coordinate `offset`. */
+static int32_t class_sums_by_column(const fib_dense *d, int64_t n_rows, int64_t n_cols,
+                                   const fib_partition *own, fib_signature *sig,
+                                   int64_t offset, int32_t group)
 {
-    (void)source_index, (void)fibers;
-    const fib_dense *d = dense_of(g, group);
-    const fib_partition *own = &parts[group];
-    int64_t k = own->n_classes, n_out = g->groups[group].n_units;
+    int64_t k = own->n_classes, n_out = n_rows;
     int64_t n_class_tiles = (k + OPF_CLASSES - 1) / OPF_CLASSES;
-    int64_t n_col_tiles = (d->n_in + OPF_COLUMNS - 1) / OPF_COLUMNS;
+    int64_t n_col_tiles = (n_cols + OPF_COLUMNS - 1) / OPF_COLUMNS;
     int64_t n_tiles = n_class_tiles * n_col_tiles;
     int threads = fib_thread_count(sig->n_threads, n_tiles);
     const int64_t tile_len = 2 * OPF_CLASSES * OPF_COLUMNS;
@@ -299,7 +363,7 @@ static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
         int64_t c0 = (t / n_col_tiles) * OPF_CLASSES;
         int64_t col0 = (t % n_col_tiles) * OPF_COLUMNS;
         int64_t c1 = c0 + OPF_CLASSES < k ? c0 + OPF_CLASSES : k;
-        int64_t cols = d->n_in - col0 < OPF_COLUMNS ? d->n_in - col0 : OPF_COLUMNS;
+        int64_t cols = n_cols - col0 < OPF_COLUMNS ? n_cols - col0 : OPF_COLUMNS;
         double *sum = scratch + tile_len * fib_thread_num();
         double *abs_sum = sum + OPF_CLASSES * OPF_COLUMNS;
         for (int64_t c = c0; c < c1; c++) {
@@ -312,7 +376,7 @@ static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
              * pass; figures in docs/performance.md) */
             int64_t next = c + 1 < c1 ? c + 1 : c0;
             int64_t next_col = c + 1 < c1 ? col0 : col0 + OPF_COLUMNS;
-            int64_t next_cols = d->n_in - next_col < OPF_COLUMNS ? d->n_in - next_col : OPF_COLUMNS;
+            int64_t next_cols = n_cols - next_col < OPF_COLUMNS ? n_cols - next_col : OPF_COLUMNS;
             for (int64_t x = start[next]; next_cols > 0 && x < start[next + 1]; x++)
                 fib_prefetch_range((const char *)d->weights +
                                        (size_t)(rows[x] * d->ld + next_col) * esize,
@@ -335,6 +399,30 @@ static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
     fib_free(coef);
     fib_free(scratch);
     return FIB_OK;
+}
+
+/* Column sums over the consumer's classes. Stored transposed, a column of
+ * the block is a stored row: its sums over the block's classes are the
+ * stored rows' colour sums (fib_color_rows). */
+static int32_t dense_opfiber_fill(const fib_graph *g, int32_t group,
+                                  int32_t source_index,
+                                  const fib_partition *parts,
+                                  const fib_partition *fibers,
+                                  fib_signature *sig, int64_t offset)
+{
+    (void)source_index, (void)fibers;
+    const fib_dense *d = dense_of(g, group);
+    const fib_partition *own = &parts[group];
+    int64_t n_out = g->groups[group].n_units;
+    if (!d->transposed)
+        return class_sums_by_column(d, n_out, d->n_in, own, sig, offset, group);
+    double *coef = NULL;
+    int32_t status = fib_color_coefficients(own, d->dtype, &coef);
+    if (!status)
+        status = fib_color_rows(sig, 0, offset, d->dtype, d->weights, d->ld, d->n_in, n_out,
+                                own->color, own->n_classes, coef, group);
+    fib_free(coef);
+    return status;
 }
 
 /* ---- forward, compress, lift ------------------------------------------- */
@@ -360,7 +448,8 @@ static bool dense_fiber_view(const fib_graph *g, int32_t group,
     sig->n_coords += d->n_in;
     sig->n_direct = d->n_in;
     sig->n_blocks = 1;
-    sig->blocks[0] = (fib_direct_block){d->weights, d->dtype, d->ld, 1, d->n_in};
+    sig->blocks[0] = d->transposed ? (fib_direct_block){d->weights, d->dtype, 1, d->ld, d->n_in}
+                                   : (fib_direct_block){d->weights, d->dtype, d->ld, 1, d->n_in};
     for (int64_t i = 0; d->bias && i < grp->n_units; i++) {
         sig->value[i] = fib_dense_bias(d, i);
         sig->tol[i] = fib_rounding_tol(d->dtype, 1, fabs(sig->value[i]));
@@ -382,7 +471,8 @@ static bool dense_opfiber_view(const fib_graph *g, int32_t group,
     for (int64_t r = 0; r < own->n_units; r++)
         if (own->color[r] != r)
             return false;
-    *out = (fib_direct_block){d->weights, d->dtype, 1, d->ld, own->n_units};
+    *out = d->transposed ? (fib_direct_block){d->weights, d->dtype, d->ld, 1, own->n_units}
+                         : (fib_direct_block){d->weights, d->dtype, 1, d->ld, own->n_units};
     return true;
 }
 
@@ -393,7 +483,18 @@ static void dense_forward(const fib_graph *g, int32_t group, int64_t batch,
     const double *x = activity[g->groups[group].sources[0]];
     int64_t n_out = g->groups[group].n_units;
     int64_t rows = batch * fib_group_positions(&g->groups[group]);
-    for (int64_t b = 0; b < rows; b++) {
+    for (int64_t b = 0; b < rows && d->transposed; b++) {
+        /* stored row k adds input k to every unit: each unit's sum still
+         * runs over ascending k from its bias */
+        const double *xb = x + b * d->n_in;
+        double *z = out + b * n_out;
+        for (int64_t i = 0; i < n_out; i++)
+            z[i] = fib_dense_bias(d, i);
+        for (int64_t k = 0; k < d->n_in; k++)
+            for (int64_t i = 0; i < n_out; i++)
+                z[i] += fib_load(d->dtype, d->weights, k * d->ld + i) * xb[k];
+    }
+    for (int64_t b = 0; b < rows && !d->transposed; b++) {
         const double *xb = x + b * d->n_in;
         for (int64_t i = 0; i < n_out; i++) {
             double z = fib_dense_bias(d, i);
@@ -474,11 +575,58 @@ static int32_t merge_finish(const fib_graph *g, int32_t group, const fib_partiti
                                      &id);
 }
 
+/* Eq. 10 for a block stored transposed: one pass over the stored rows
+ * (ascending source units), each adding into its source class's column of
+ * the class rows. The base block is ordinary (rows per unit): bases are
+ * made, narrowed and refitted in that layout. */
+static int32_t compress_transposed(const fib_graph *g, int32_t group,
+                                   const fib_partition *parts, fib_graph *base,
+                                   const int32_t *base_ids)
+{
+    const fib_dense *d = dense_of(g, group);
+    int32_t source = g->groups[group].sources[0];
+    const fib_partition *out_p = &parts[group], *in_p = &parts[source];
+    int64_t k_out = out_p->n_classes, k_in = in_p->n_classes;
+    int64_t n_out = g->groups[group].n_units;
+    if (source_discrete(in_p, d->n_in) && source_discrete(out_p, n_out)) {
+        /* nothing merges: a packed copy in the block's own dtype, rows per
+         * unit, gathered a tile of stored rows at a time */
+        size_t esize = fib_dtype_size(d->dtype);
+        char *w = fib_alloc(n_out * d->n_in, esize);
+        if (!w)
+            return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+        enum { TILE = 64 };
+        for (int64_t k0 = 0; k0 < d->n_in; k0 += TILE)
+            for (int64_t i = 0; i < n_out; i++)
+                for (int64_t k = k0; k < k0 + TILE && k < d->n_in; k++)
+                    memcpy(w + (size_t)(i * d->n_in + k) * esize,
+                           (const char *)d->weights + (size_t)(k * d->ld + i) * esize, esize);
+        int32_t id;
+        int32_t status = fib_graph_add_dense(base, base_ids[source], n_out, d->dtype, w,
+                                             d->n_in, d->bias, FIB_COPY, &id);
+        fib_free(w);
+        if (status == FIB_E_NONFINITE && fib_group_find_nonfinite(g, group, "fib_compress"))
+            return FIB_E_NONFINITE;
+        return status;
+    }
+    double *w = fib_calloc(k_out * k_in, sizeof *w);
+    if (!w)
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+    for (int64_t k = 0; k < d->n_in; k++) {
+        double *column = w + in_p->color[k];
+        for (int64_t i = 0; i < n_out; i++)
+            column[out_p->color[i] * k_in] += fib_load(d->dtype, d->weights, k * d->ld + i);
+    }
+    return merge_finish(g, group, out_p, k_in, w, w, base, base_ids);
+}
+
 static int32_t dense_compress(const fib_graph *g, int32_t group,
                               const fib_partition *parts, fib_graph *base,
                               const int32_t *base_ids)
 {
     const fib_dense *d = dense_of(g, group);
+    if (d->transposed)
+        return compress_transposed(g, group, parts, base, base_ids);
     int32_t source = g->groups[group].sources[0];
     const fib_partition *out_p = &parts[group], *in_p = &parts[source];
     int64_t k_out = out_p->n_classes, k_in = in_p->n_classes;
@@ -684,10 +832,13 @@ static bool dense_tensor(const fib_graph *g, int32_t group, int32_t index,
 {
     const fib_dense *d = dense_of(g, group);
     int64_t n_out = g->groups[group].n_units;
-    if (index == 0)
-        *out = (fib_tensor_view){"weight", d->dtype, d->weights, 2, {n_out, d->n_in, 1, 1}, d->ld};
+    if (index == 0 && d->transposed)
+        *out = (fib_tensor_view){"weight", d->dtype, d->weights, 2, {n_out, d->n_in, 1, 1}, 1,
+                                 d->ld};
+    else if (index == 0)
+        *out = (fib_tensor_view){"weight", d->dtype, d->weights, 2, {n_out, d->n_in, 1, 1}, d->ld, 0};
     else if (index == 1 && d->bias)
-        *out = (fib_tensor_view){"bias", d->dtype, d->bias, 1, {n_out, 1, 1, 1}, 1};
+        *out = (fib_tensor_view){"bias", d->dtype, d->bias, 1, {n_out, 1, 1, 1}, 1, 0};
     else
         return false;
     return true;

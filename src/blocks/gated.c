@@ -554,21 +554,21 @@ static bool gated_tensor(const fib_graph *g, int32_t group, int32_t index,
     const fib_gated *d = gated_of(g, group);
     int64_t h = g->groups[group].n_units, rows = d->n_gates * h;
     if (index == 0) {
-        *out = (fib_tensor_view){"weight_ih", d->dtype, d->w_ih, 2, {rows, d->n_in, 1, 1}, d->n_in};
+        *out = (fib_tensor_view){"weight_ih", d->dtype, d->w_ih, 2, {rows, d->n_in, 1, 1}, d->n_in, 0};
         return true;
     }
     if (index == 1) {
-        *out = (fib_tensor_view){"weight_hh", d->dtype, d->w_hh, 2, {rows, h, 1, 1}, h};
+        *out = (fib_tensor_view){"weight_hh", d->dtype, d->w_hh, 2, {rows, h, 1, 1}, h, 0};
         return true;
     }
     /* Absent biases are skipped in the numbering. */
     int32_t next = 2;
     if (d->b_ih && index == next++) {
-        *out = (fib_tensor_view){"bias_ih", d->dtype, d->b_ih, 1, {rows, 1, 1, 1}, 1};
+        *out = (fib_tensor_view){"bias_ih", d->dtype, d->b_ih, 1, {rows, 1, 1, 1}, 1, 0};
         return true;
     }
     if (d->b_hh && index == next) {
-        *out = (fib_tensor_view){"bias_hh", d->dtype, d->b_hh, 1, {rows, 1, 1, 1}, 1};
+        *out = (fib_tensor_view){"bias_hh", d->dtype, d->b_hh, 1, {rows, 1, 1, 1}, 1, 0};
         return true;
     }
     return false;

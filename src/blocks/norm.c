@@ -408,7 +408,7 @@ static bool norm_tensor(const fib_graph *g, int32_t group, int32_t index,
         if (!data[x])
             continue;
         if (index-- == 0) {
-            *out = (fib_tensor_view){names[x], dtypes[x], data[x], 1, {w, 1, 1, 1}, 1};
+            *out = (fib_tensor_view){names[x], dtypes[x], data[x], 1, {w, 1, 1, 1}, 1, 0};
             return true;
         }
     }

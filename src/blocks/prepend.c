@@ -105,7 +105,7 @@ static bool prepend_tensor(const fib_graph *g, int32_t group, int32_t index,
     int64_t n = g->groups[group].n_units;
     if (index != 0 || t->rows == 0)
         return false;
-    *out = (fib_tensor_view){"values", t->dtype, t->values, 2, {t->rows, n, 1, 1}, n};
+    *out = (fib_tensor_view){"values", t->dtype, t->values, 2, {t->rows, n, 1, 1}, n, 0};
     return true;
 }
 

@@ -3,6 +3,7 @@
 #include "report.h"
 
 #include <math.h>
+#include <sys/stat.h>
 
 static void help(FILE *f)
 {
@@ -40,6 +41,13 @@ static void help(FILE *f)
             "  --json              print the summary as JSON\n"
             "  -q, --quiet         print nothing on success\n"
             "  -h, --help          this text\n"
+            "\n"
+            "A MODEL that is a Hugging Face checkpoint directory gives a BASE\n"
+            "directory in the same layout (config.json, model.safetensors) when\n"
+            "that layout holds the base: only MLP units merged, alike in every\n"
+            "layer. Otherwise, and when BASE ends in .safetensors, BASE is a file\n"
+            "in the library's format; the summary says which and why. An existing\n"
+            "non-empty BASE directory is never replaced.\n"
             "\n"
             "A MODEL with nothing to merge (every hidden layer keeps all its units)\n"
             "is its own base: BASE is not written, the summary says so, exit code 5.\n"
@@ -124,8 +132,16 @@ int cmd_compress(int argc, char **argv)
     /* the colouring's merge totals are spent: not held while saving */
     fib_coloring_free(c);
     c = NULL;
+    /* a checkpoint directory's base is written in its layout when it fits */
+    struct stat model_stat;
+    bool from_directory = stat(o.model, &model_stat) == 0 && S_ISDIR(model_stat.st_mode);
+    int32_t saved_as = FIB_SAVED_MODEL_FILE;
+    char why[600] = "";
     if (rc == CLI_EXIT_OK && !nothing) {
-        int32_t st = fib_base_save(base, o.output, dtype);
+        int32_t st = from_directory
+                         ? fib_base_save_checkpoint(base, g, o.model, o.output, dtype,
+                                                    &saved_as, why, sizeof why)
+                         : fib_base_save(base, o.output, dtype);
         rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.output, st);
     }
     if (rc == CLI_EXIT_OK && !o.quiet) {
@@ -147,6 +163,14 @@ int cmd_compress(int argc, char **argv)
                    "\"base_parameters\": %lld, \"written\": %s",
                    o.budget > 0 ? "fibers" : cli_symmetry_name(o.symmetry),
                    (long long)before, (long long)after, nothing ? "false" : "true");
+            if (from_directory && !nothing) {
+                printf(", \"format\": \"%s\"",
+                       saved_as == FIB_SAVED_CHECKPOINT ? "checkpoint" : "fibration");
+                if (why[0]) {
+                    printf(", \"reason\": ");
+                    put_json_string(stdout, why);
+                }
+            }
             if (o.budget > 0)
                 printf(", \"budget\": %.17g, \"grouping\": \"%s\", \"bound\": %.17g, "
                        "\"merge_inputs\": %s, \"corrected\": %s",
@@ -164,6 +188,10 @@ int cmd_compress(int argc, char **argv)
             else
                 printf("written to ");
             cli_put_clean(stdout, o.output);
+            if (from_directory && !nothing && saved_as == FIB_SAVED_CHECKPOINT)
+                printf(" (a checkpoint directory in the model's layout)");
+            else if (from_directory && !nothing)
+                printf(" (the library's model format: %s)", why);
             printf(nothing ? " not written\n" : "\n");
         }
     }

@@ -40,7 +40,7 @@ bool fib_model_is_directory(const char *path)
     return path && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-static int32_t read_text(const char *path, char **out, size_t *size)
+int32_t fib_model_read_text(const char *path, char **out, size_t *size)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -75,7 +75,7 @@ static int32_t parse_file(const char *path, fib_json **out)
 {
     char *text = NULL;
     size_t size = 0;
-    int32_t st = read_text(path, &text, &size);
+    int32_t st = fib_model_read_text(path, &text, &size);
     if (st != FIB_OK)
         return st;
     st = fib_json_parse(text, size, path, out);
@@ -657,7 +657,8 @@ static int32_t build_llama(hf_dir *H, const hf_config *k)
                      &path)) != FIB_OK)
         return st;
     int32_t h;
-    st = fib_graph_add_token_embedding(H->graph, x, k->hidden, emb->dtype, emb->data, &h);
+    st = fib_token_embedding_add(H->graph, x, k->hidden, emb->dtype, emb->data,
+                                 H->copy ? FIB_COPY : 0u, &h);
     if ((st = named(H, st, h, "model.embed_tokens", path)) != FIB_OK)
         return st;
     char layer[64], name[300];
@@ -709,23 +710,8 @@ static int32_t build_llama(hf_dir *H, const hf_config *k)
 
 /* ---- GPT-2 ------------------------------------------------------------------ */
 
-/* GPT-2 stores its projections as Conv1D weights [in, out]; dense blocks
- * read [out, in], so these are held transposed in a copy of the same dtype
- * (half precision stays half). */
-static void *transposed(const fib_st_tensor *t)
-{
-    size_t size = fib_dtype_size(t->dtype);
-    int64_t rows = t->shape[0], cols = t->shape[1];
-    unsigned char *out = fib_alloc(t->n_elements, size);
-    const unsigned char *in = t->data;
-    if (!out)
-        return NULL;
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++)
-            memcpy(out + ((size_t)(c * rows + r)) * size,
-                   in + ((size_t)(r * cols + c)) * size, size);
-    return out;
-}
+/* GPT-2 stores its projections as Conv1D weights [in, out]: dense blocks
+ * stored transposed, read in place from the mapping. */
 
 static int32_t same_dtype(const hf_dir *H, const fib_st_tensor *a,
                           const fib_st_tensor *b)
@@ -768,12 +754,8 @@ static int32_t gpt2_conv1d(hf_dir *H, int32_t source, const char *prefix,
     if (st || (st = tensor(H, bname, 1, out, 0, &b, &bpath)) ||
         (st = same_dtype(H, w, b)))
         return st;
-    void *wt = transposed(w);
-    if (!wt)
-        return fib_error(FIB_E_NOMEM, "%s: %s: out of memory", path, prefix);
-    st = fib_graph_add_dense(H->graph, source, out, w->dtype, wt, in, b->data,
-                             FIB_COPY, id);
-    fib_free(wt);
+    st = fib_graph_add_dense_transposed(H->graph, source, out, w->dtype, w->data, out,
+                                        b->data, H->copy ? FIB_COPY : 0u, id);
     return named(H, st, *id, prefix, path);
 }
 
@@ -796,24 +778,14 @@ static int32_t gpt2_attention(hf_dir *H, const hf_config *k, int32_t source,
     if ((st = tensor(H, name, 1, e, 0, &pb, &p)) || (st = same_dtype(H, w, b)) ||
         (st = same_dtype(H, w, pw)) || (st = same_dtype(H, w, pb)))
         return st;
-    /* c_attn [E, 3E] transposed: rows 0..E-1 are q, then k, then v */
-    unsigned char *qkv = transposed(w), *o = transposed(pw);
-    size_t size = fib_dtype_size(w->dtype);
-    const unsigned char *bias = b->data;
+    /* c_attn [E, 3E]: columns 0..E-1 are q, then k, then v */
     fib_attention_options opt;
     fib_attention_options_init(&opt, sizeof opt);
     opt.n_heads = opt.n_kv_heads = k->heads;
     opt.causal = 1;
     opt.scale = k->scale;
-    if (!qkv || !o)
-        st = fib_error(FIB_E_NOMEM, "%s: %s.attn: out of memory", path, block);
-    else
-        st = fib_graph_add_attention_ex(
-            H->graph, source, &opt, w->dtype, qkv, bias, qkv + (size_t)(e * e) * size,
-            bias + (size_t)e * size, qkv + (size_t)(2 * e * e) * size,
-            bias + (size_t)(2 * e) * size, o, pb->data, FIB_COPY, id);
-    fib_free(qkv);
-    fib_free(o);
+    st = fib_attention_add_transposed(H->graph, source, &opt, w->dtype, w->data, b->data,
+                                      pw->data, pb->data, H->copy ? FIB_COPY : 0u, id);
     snprintf(name, sizeof name, "%s.attn", block);
     if (st != FIB_OK)
         return st == FIB_E_NOMEM ? st : fib_model_rewrap(st, path, name);
@@ -855,7 +827,8 @@ static int32_t build_gpt2(hf_dir *H, const hf_config *k)
     if ((st = tensor(H, name, 2, k->max_positions,
                      k->hidden, &wpe, &ppath)))
         return st;
-    st = fib_graph_add_token_embedding(H->graph, x, k->hidden, wte->dtype, wte->data, &h);
+    st = fib_token_embedding_add(H->graph, x, k->hidden, wte->dtype, wte->data,
+                                 H->copy ? FIB_COPY : 0u, &h);
     snprintf(name, sizeof name, "%swte", pre);
     if ((st = named(H, st, h, name, path)))
         return st;

@@ -85,5 +85,7 @@ int32_t fib_model_add_block(fib_model_loader *L, const fib_model_group *G,
  * safetensors files; docs/model-files.md). */
 bool fib_model_is_directory(const char *path);
 int32_t fib_model_load_hf(const char *dir, bool copy, fib_graph **out);
+/* A whole small file (config.json, an index) as text; *out to fib_free. */
+int32_t fib_model_read_text(const char *path, char **out, size_t *size);
 
 #endif

@@ -116,7 +116,7 @@ static int32_t check_finite(const saver *s, const fib_graph *g, int32_t i,
         if (st != FIB_OK)
             return st;
         int64_t per_row = count / v->shape[0];
-        double value = fib_load(v->dtype, v->data, x / per_row * v->row_stride + x % per_row);
+        double value = fib_load(v->dtype, v->data, fib_view_at(v, x / per_row, x % per_row));
         char index[FIB_TENSOR_INDEX_TEXT];
         fib_tensor_index_text(v, x, index);
         const char *name = g->groups[i].name;
@@ -154,7 +154,7 @@ static int32_t add_tensor(saver *s, const fib_graph *g, int32_t i, int32_t index
     s->names[k] = fib_alloc((int64_t)len, 1);
     /* a packed tensor is written from where it is, converted on the way
      * (no copy of the base or model is held); a strided one is gathered */
-    bool packed = v.shape[0] <= 1 || v.row_stride * v.shape[0] == count;
+    bool packed = v.col_stride <= 1 && (v.shape[0] <= 1 || v.row_stride * v.shape[0] == count);
     s->buffers[k] = packed ? NULL : fib_alloc(count > 0 ? count : 1, fib_dtype_size(dt));
     if (!s->names[k] || (!packed && !s->buffers[k]))
         return fib_error(FIB_E_NOMEM, "%s: out of memory for group %d", s->path,

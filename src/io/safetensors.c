@@ -645,10 +645,9 @@ static int32_t check_out_tensors(const char *path, const fib_st_out *t,
             strcmp(t[i].name, "__metadata__") == 0)
             return fib_error(FIB_E_INVALID, "%s: tensor %lld has no valid name",
                              path, (long long)i);
-        if (t[i].dtype != FIB_DTYPE_F32 && t[i].dtype != FIB_DTYPE_F64)
+        if (!fib_dtype_size(t[i].dtype))
             return fib_error(FIB_E_INVALID, "%s: tensor '%s': dtype %d is not "
-                             "FIB_DTYPE_F32 or FIB_DTYPE_F64", path, t[i].name,
-                             (int)t[i].dtype);
+                             "a FIB_DTYPE_*", path, t[i].name, (int)t[i].dtype);
         if (t[i].n_dims < 0 || t[i].n_dims > FIB_ST_MAX_DIMS)
             return fib_error(FIB_E_INVALID, "%s: tensor '%s': %d dimensions",
                              path, t[i].name, (int)t[i].n_dims);
@@ -686,7 +685,7 @@ static int32_t build_header(const fib_st_out *t, int64_t n, const int64_t *order
                             const char *const *meta_values, int64_t n_meta,
                             fib_jbuf *h)
 {
-    static const char *const names[] = {"", "F32", "F64"};
+    static const char *const names[] = {"", "F32", "F64", "F16", "BF16"};
     fib_jbuf_raw(h, "{");
     bool first = true;
     if (n_meta > 0) {
@@ -829,16 +828,20 @@ int32_t fib_st_write_converting(const char *path, const fib_st_out *tensors,
         if (data_dtypes[i] && !fib_dtype_size(data_dtypes[i]))
             st = fib_error(FIB_E_INVALID, "%s: tensor '%s': data dtype %d is unknown", path,
                            tensors[i].name, (int)data_dtypes[i]);
+    /* half precision is written as given, never rounded to */
+    for (int64_t i = 0; st == FIB_OK && i < n_tensors; i++)
+        if (fib_dtype_size(tensors[i].dtype) == 2 && data_dtypes && data_dtypes[i] &&
+            data_dtypes[i] != tensors[i].dtype)
+            st = fib_error(FIB_E_INVALID, "%s: tensor '%s': no conversion to half precision",
+                           path, tensors[i].name);
     if (st == FIB_OK) {
-        /* float64 first: all sizes are multiples of 8, so every tensor stays
-         * aligned to its element size in a mapping */
+        /* widest elements first: every tensor then starts at a multiple of
+         * its element size, so it stays aligned in a mapping */
         int64_t k = 0;
-        for (int64_t i = 0; i < n_tensors; i++)
-            if (tensors[i].dtype == FIB_DTYPE_F64)
-                order[k++] = i;
-        for (int64_t i = 0; i < n_tensors; i++)
-            if (tensors[i].dtype != FIB_DTYPE_F64)
-                order[k++] = i;
+        for (size_t esize = 8; esize >= 2; esize /= 2)
+            for (int64_t i = 0; i < n_tensors; i++)
+                if (fib_dtype_size(tensors[i].dtype) == esize)
+                    order[k++] = i;
         st = build_header(tensors, n_tensors, order, bytes, meta_keys,
                           meta_values, n_meta, &h);
     }

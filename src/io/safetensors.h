@@ -72,7 +72,8 @@ float fib_half_to_float(uint16_t h);
 float fib_bf16_to_float(uint16_t h);
 
 /* One tensor to write: data holds n_elements values of dtype
- * (FIB_DTYPE_F32/F64), native endian. n_dims may be 0 (a scalar). */
+ * (any FIB_DTYPE_*; F16 and BF16 as their bit patterns), native endian.
+ * n_dims may be 0 (a scalar). */
 typedef struct fib_st_out {
     const char *name;
     int32_t dtype;
@@ -82,8 +83,8 @@ typedef struct fib_st_out {
 } fib_st_out;
 
 /* Writes a safetensors file through io/file_output.h (atomically for a
- * regular file, in place for a device or FIFO). Float64 tensors are placed
- * first so that every tensor is aligned to its element size; the header is
+ * regular file, in place for a device or FIFO). Tensors are placed widest
+ * elements first so that every tensor is aligned to its element size; the header is
  * padded with spaces to a multiple of 8. Errors: FIB_E_IO, FIB_E_INVALID
  * (dtype, names), FIB_E_OVERFLOW, FIB_E_NOMEM. */
 int32_t fib_st_write(const char *path, const fib_st_out *tensors,
@@ -92,7 +93,8 @@ int32_t fib_st_write(const char *path, const fib_st_out *tensors,
 /* Like fib_st_write, where tensor i's data holds values of data_dtypes[i]
  * (any FIB_DTYPE_*; 0: its dtype), converted to its dtype while they are
  * written, a chunk at a time, so that no converted copy of a large tensor
- * is held. data_dtypes may be NULL (all 0). */
+ * is held (half precision is never a conversion target: FIB_E_INVALID).
+ * data_dtypes may be NULL (all 0). */
 int32_t fib_st_write_converting(const char *path, const fib_st_out *tensors,
                                 const int32_t *data_dtypes, int64_t n_tensors,
                                 const char *const *meta_keys,

@@ -113,7 +113,15 @@ typedef struct fib_tensor_view {
     int32_t ndim;
     int64_t shape[4];
     int64_t row_stride;
+    int64_t col_stride; /* 0 or 1: contiguous rows; else element (r, x) at
+                           r * row_stride + x * col_stride (fib_view_at) */
 } fib_tensor_view;
+
+/* The offset of element x of row r of a view. */
+static inline int64_t fib_view_at(const fib_tensor_view *v, int64_t r, int64_t x)
+{
+    return r * v->row_stride + x * (v->col_stride > 1 ? v->col_stride : 1);
+}
 
 /* What a kind of block must provide. Signature callbacks write columns
  * [offset, offset + width) of every row of `sig`. */

@@ -92,7 +92,10 @@ int32_t fib_graph_read_tensor(const fib_graph *g, int32_t group, int32_t index,
         return fib_error(FIB_E_BUFFER, "%s: tensor %s of group %d has %lld elements, got %lld",
                          fn, v.name, (int)group, (long long)n, (long long)count);
     size_t in_size = fib_dtype_size(v.dtype), out_size = fib_dtype_size(dtype);
-    for (int64_t r = 0; r < v.shape[0]; r++)
+    for (int64_t r = 0; r < v.shape[0] && v.col_stride > 1; r++)
+        for (int64_t x = 0; x < per_row; x++)
+            fib_store(dtype, out, r * per_row + x, fib_load(v.dtype, v.data, fib_view_at(&v, r, x)));
+    for (int64_t r = 0; r < v.shape[0] && v.col_stride <= 1; r++)
         convert_row(v.dtype, (const char *)v.data + (size_t)(r * v.row_stride) * in_size, dtype,
                     (char *)out + (size_t)(r * per_row) * out_size, per_row);
     return FIB_OK;
@@ -145,6 +148,13 @@ void fib_tensor_index_text(const fib_tensor_view *v, int64_t flat,
 static int64_t first_nonfinite(const fib_tensor_view *v)
 {
     int64_t per_row = v->shape[0] > 0 ? elements(v) / v->shape[0] : 0;
+    if (v->col_stride > 1) { /* a block stored transposed: element by element */
+        for (int64_t r = 0; r < v->shape[0]; r++)
+            for (int64_t x = 0; x < per_row; x++)
+                if (!isfinite(fib_load(v->dtype, v->data, fib_view_at(v, r, x))))
+                    return r * per_row + x;
+        return -1;
+    }
     for (int64_t r = 0; r < v->shape[0]; r++) {
         bool bad = false;
         if (fib_dtype_is_half(v->dtype)) {
@@ -176,7 +186,7 @@ int32_t fib_group_find_nonfinite(const fib_graph *g, int32_t group, const char *
         if (flat < 0)
             continue;
         int64_t per_row = elements(&v) / v.shape[0];
-        double value = fib_load(v.dtype, v.data, flat / per_row * v.row_stride + flat % per_row);
+        double value = fib_load(v.dtype, v.data, fib_view_at(&v, flat / per_row, flat % per_row));
         char index[FIB_TENSOR_INDEX_TEXT];
         fib_tensor_index_text(&v, flat, index);
         return fib_error(FIB_E_NONFINITE,

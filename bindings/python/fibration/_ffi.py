@@ -100,6 +100,8 @@ FIB_CHAIN_COVERS_IN_OPFIBERS = 4  # every cover lies inside one opfiber
 FIB_CHAIN_ALL = 7
 FIB_ROTARY_NONE = 0
 FIB_ROTARY_HALF = 1  # Llama's rotate_half: dimension d < r/2 of a head turns with dimension d + r/2 (r = rotary_dim) at frequency theta^(-2d/r) per position
+FIB_SAVED_CHECKPOINT = 1  # a checkpoint directory in the model's layout
+FIB_SAVED_MODEL_FILE = 2  # the library's own model file (fib_base_save)
 
 CONSTANTS = {
     'FIB_VERSION_MAJOR': FIB_VERSION_MAJOR,
@@ -194,6 +196,8 @@ CONSTANTS = {
     'FIB_CHAIN_ALL': FIB_CHAIN_ALL,
     'FIB_ROTARY_NONE': FIB_ROTARY_NONE,
     'FIB_ROTARY_HALF': FIB_ROTARY_HALF,
+    'FIB_SAVED_CHECKPOINT': FIB_SAVED_CHECKPOINT,
+    'FIB_SAVED_MODEL_FILE': FIB_SAVED_MODEL_FILE,
 }
 
 
@@ -440,6 +444,7 @@ FUNCTIONS = [
     ('fib_compress_options_init', [ctypes.POINTER(fib_compress_options), ctypes.c_size_t], ctypes.c_int32),
     ('fib_compress_ex', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_coloring), ctypes.POINTER(fib_compress_options), ctypes.POINTER(ctypes.POINTER(fib_base))], ctypes.c_int32),
     ('fib_compress_to_budget_ex', [ctypes.POINTER(fib_graph), ctypes.c_double, ctypes.POINTER(fib_budget_options), ctypes.POINTER(fib_budget_result), ctypes.POINTER(ctypes.POINTER(fib_base))], ctypes.c_int32),
+    ('fib_base_save_checkpoint', [ctypes.POINTER(fib_base), ctypes.POINTER(fib_graph), ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32), ctypes.c_char_p, ctypes.c_size_t], ctypes.c_int32),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -544,4 +549,5 @@ PARAMETERS = {
     'fib_compress_options_init': ('options', 'struct_size', ),
     'fib_compress_ex': ('graph', 'coloring', 'options', 'out', ),
     'fib_compress_to_budget_ex': ('graph', 'budget_fraction', 'options', 'result', 'base_out', ),
+    'fib_base_save_checkpoint': ('base', 'model', 'model_dir', 'path', 'dtype', 'saved_as', 'reason', 'reason_size', ),
 }

@@ -163,6 +163,10 @@ const FIB_CHAIN_ALL = Int32(7)
 const FIB_ROTARY_NONE = Int32(0)
 # Llama's rotate_half: dimension d < r/2 of a head turns with dimension d + r/2 (r = rotary_dim) at frequency theta^(-2d/r) per position
 const FIB_ROTARY_HALF = Int32(1)
+# a checkpoint directory in the model's layout
+const FIB_SAVED_CHECKPOINT = Int32(1)
+# the library's own model file (fib_base_save)
+const FIB_SAVED_MODEL_FILE = Int32(2)
 
 """
 A network: groups of units, each produced by one block (an input, a
@@ -1662,6 +1666,30 @@ function fib_compress_to_budget_ex(graph, budget_fraction, options, result, base
     ccall(_cfunction(_cache_fib_compress_to_budget_ex, :fib_compress_to_budget_ex), Int32, (Ptr{fib_graph}, Cdouble, Ptr{fib_budget_options}, Ptr{fib_budget_result}, Ptr{Ptr{fib_base}}, ), graph, budget_fraction, options, result, base_out)
 end
 
+"""
+Saves the base of a model read from the Hugging Face checkpoint directory
+`model_dir` (`model` is the graph fib_model_load made of it, `base` its
+base). Where the checkpoint's layout can hold the base (only the MLP's
+intermediate units merged, alike in every layer: config.json has one
+intermediate size), `path` becomes a directory in that layout:
+config.json (the original's, with the new intermediate size) and
+model.safetensors (the checkpoint's tensor names, each in the model's
+dtype where it holds the merged values exactly, else float32), written
+into a temporary folder beside `path` and renamed to it: an existing
+non-empty `path` is never replaced (FIB_E_IO). Otherwise, or when `path`
+ends in ".safetensors", the base is saved by fib_base_save(base, path,
+dtype) and `reason` (may be NULL; reason_size bytes, NUL-terminated)
+says why the layout could not hold it. *saved_as receives
+FIB_SAVED_CHECKPOINT or FIB_SAVED_MODEL_FILE.
+Errors: FIB_E_NULL, FIB_E_MISMATCH (base is not of model), FIB_E_FORMAT
+(model_dir's config.json), FIB_E_IO, FIB_E_NOMEM, those of
+fib_base_save. docs/model-files.md, "Bases of checkpoint directories".
+"""
+const _cache_fib_base_save_checkpoint = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_base_save_checkpoint(base, model, model_dir, path, dtype, saved_as, reason, reason_size)
+    ccall(_cfunction(_cache_fib_base_save_checkpoint, :fib_base_save_checkpoint), Int32, (Ptr{fib_base}, Ptr{fib_graph}, Cstring, Cstring, Int32, Ptr{Int32}, Ptr{Cchar}, Csize_t, ), base, model, model_dir, path, dtype, saved_as, reason, reason_size)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1763,4 +1791,5 @@ const FUNCTION_NAMES = [
     :fib_compress_options_init,
     :fib_compress_ex,
     :fib_compress_to_budget_ex,
+    :fib_base_save_checkpoint,
 ]

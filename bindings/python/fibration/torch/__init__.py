@@ -47,7 +47,8 @@ from ._ties import keep_ties
 
 __all__ = ["analyze", "compress", "verify", "lift", "break_symmetry", "apply_plan",
            "FiberTracker", "Plan", "Report", "UnsupportedModelError", "TraceMismatchError",
-           "TrainModeWarning", "count_parameters", "save", "load"]
+           "TrainModeWarning", "count_parameters", "save", "load", "LlamaDecoder",
+           "Gpt2Decoder", "load_decoder"]
 
 Difference = namedtuple("Difference", "max_abs max_rel")
 
@@ -461,3 +462,4 @@ def retune(model, x_train, y_train, budgets=(0.5, 0.3, 0.17, 0.1), val_fraction=
 from ._files import CompressedSource, load, save  # noqa: E402
 from ._tracker import FiberTracker  # noqa: E402
 from ._ladder import tolerance_tree  # noqa: E402
+from ._decoders import Gpt2Decoder, LlamaDecoder, load_decoder  # noqa: E402

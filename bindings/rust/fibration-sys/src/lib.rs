@@ -167,6 +167,10 @@ pub const FIB_CHAIN_ALL: i32 = 7;
 pub const FIB_ROTARY_NONE: i32 = 0;
 /// Llama's rotate_half: dimension d < r/2 of a head turns with dimension d + r/2 (r = rotary_dim) at frequency theta^(-2d/r) per position
 pub const FIB_ROTARY_HALF: i32 = 1;
+/// a checkpoint directory in the model's layout
+pub const FIB_SAVED_CHECKPOINT: i32 = 1;
+/// the library's own model file (fib_base_save)
+pub const FIB_SAVED_MODEL_FILE: i32 = 2;
 
 /// A network: groups of units, each produced by one block (an input, a
 /// dense or convolutional block, pooling, flatten, an affine map, a sum,
@@ -1174,6 +1178,25 @@ extern "C" {
     /// sizeof(fib_budget_result) of this version, options.struct_size below
     /// FIB_BUDGET_OPTIONS_SIZE_1).
     pub fn fib_compress_to_budget_ex(graph: *const fib_graph, budget_fraction: f64, options: *const fib_budget_options, result: *mut fib_budget_result, base_out: *mut *mut fib_base) -> i32;
+
+    /// Saves the base of a model read from the Hugging Face checkpoint directory
+    /// `model_dir` (`model` is the graph fib_model_load made of it, `base` its
+    /// base). Where the checkpoint's layout can hold the base (only the MLP's
+    /// intermediate units merged, alike in every layer: config.json has one
+    /// intermediate size), `path` becomes a directory in that layout:
+    /// config.json (the original's, with the new intermediate size) and
+    /// model.safetensors (the checkpoint's tensor names, each in the model's
+    /// dtype where it holds the merged values exactly, else float32), written
+    /// into a temporary folder beside `path` and renamed to it: an existing
+    /// non-empty `path` is never replaced (FIB_E_IO). Otherwise, or when `path`
+    /// ends in ".safetensors", the base is saved by fib_base_save(base, path,
+    /// dtype) and `reason` (may be NULL; reason_size bytes, NUL-terminated)
+    /// says why the layout could not hold it. *saved_as receives
+    /// FIB_SAVED_CHECKPOINT or FIB_SAVED_MODEL_FILE.
+    /// Errors: FIB_E_NULL, FIB_E_MISMATCH (base is not of model), FIB_E_FORMAT
+    /// (model_dir's config.json), FIB_E_IO, FIB_E_NOMEM, those of
+    /// fib_base_save. docs/model-files.md, "Bases of checkpoint directories".
+    pub fn fib_base_save_checkpoint(base: *const fib_base, model: *const fib_graph, model_dir: *const c_char, path: *const c_char, dtype: i32, saved_as: *mut i32, reason: *mut c_char, reason_size: usize) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1278,4 +1301,5 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_compress_options_init",
     "fib_compress_ex",
     "fib_compress_to_budget_ex",
+    "fib_base_save_checkpoint",
 ];

@@ -298,6 +298,7 @@ pub struct fib_attention_options {
 pub struct fib_compress_options {
     pub struct_size: usize,
     pub dtype: i32,
+    pub borrow: i32,
 }
 
 extern "C" {

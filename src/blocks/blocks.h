@@ -104,6 +104,13 @@ int32_t fib_attention_add_transposed(fib_graph *g, int32_t source,
                                      uint32_t flags, int32_t *group_out);
 double fib_dense_weight(const fib_dense *d, int64_t row, int64_t col);
 double fib_dense_bias(const fib_dense *d, int64_t row);
+/* The fiber signature rows of a dense group's units row0 .. row0 + rows - 1
+ * (colour sums over its source's classes, then the bias: the block's
+ * fiber_fill, row by row the same bits) into signature rows sig_row0 ..,
+ * from coordinate `offset`. */
+int32_t fib_dense_fiber_rows(const fib_graph *g, int32_t group, const fib_partition *parts,
+                             fib_signature *sig, int64_t sig_row0, int64_t offset,
+                             int64_t row0, int64_t rows);
 
 /* sum.c: adds a sum group that gathers (arrays are taken over). */
 int32_t fib_graph_add_sum_gather(fib_graph *g, int32_t a, int32_t b,

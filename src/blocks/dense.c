@@ -284,29 +284,43 @@ static int32_t class_sums_by_column(const fib_dense *d, int64_t n_rows, int64_t 
 /* Colour sums of the weight rows (fib_color_rows), then the bias. Stored
  * transposed, a unit's row is a column of the stored matrix: its colour
  * sums are the stored rows' sums over the source's classes, column by
- * column (what the opfiber pass makes of an ordinary block). */
+ * column (what the opfiber pass makes of an ordinary block), for all the
+ * units at once. */
+int32_t fib_dense_fiber_rows(const fib_graph *g, int32_t group, const fib_partition *parts,
+                             fib_signature *sig, int64_t sig_row0, int64_t offset,
+                             int64_t row0, int64_t rows)
+{
+    const fib_dense *d = dense_of(g, group);
+    const fib_partition *src = &parts[g->groups[group].sources[0]];
+    int64_t k = src->n_classes;
+    double *coef = NULL;
+    int32_t status = FIB_OK;
+    if (d->transposed) {
+        if (sig_row0 != 0 || row0 != 0 || rows != g->groups[group].n_units)
+            return fib_error(FIB_E_UNSUPPORTED,
+                             "group %d: a transposed matrix's rows are summed all at once",
+                             (int)group);
+        status = class_sums_by_column(d, d->n_in, rows, src, sig, offset, group);
+    } else if (!(status = fib_color_coefficients(src, d->dtype, &coef)))
+        status = fib_color_rows(sig, sig_row0, offset, d->dtype,
+                                (const char *)d->weights +
+                                    (size_t)(row0 * d->ld) * fib_dtype_size(d->dtype),
+                                d->ld, rows, d->n_in, src->color, k, coef, group);
+    fib_free(coef);
+    for (int64_t r = 0; !status && d->bias && r < rows; r++) {
+        double *v = sig->value + (sig_row0 + r) * sig->n_coords + offset;
+        double *e = sig->tol + (sig_row0 + r) * sig->n_coords + offset;
+        v[k] = fib_dense_bias(d, row0 + r);
+        e[k] = fib_rounding_tol(d->dtype, 1, fabs(v[k]));
+    }
+    return status;
+}
+
 static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
                                 const fib_partition *parts, fib_signature *sig,
                                 int64_t offset)
 {
-    const fib_dense *d = dense_of(g, group);
-    const fib_partition *src = &parts[g->groups[group].sources[0]];
-    int64_t k = src->n_classes, n_out = g->groups[group].n_units;
-    double *coef = NULL;
-    int32_t status = FIB_OK;
-    if (d->transposed)
-        status = class_sums_by_column(d, d->n_in, n_out, src, sig, offset, group);
-    else if (!(status = fib_color_coefficients(src, d->dtype, &coef)))
-        status = fib_color_rows(sig, 0, offset, d->dtype, d->weights, d->ld, n_out, d->n_in,
-                                 src->color, k, coef, group);
-    fib_free(coef);
-    for (int64_t r = 0; !status && d->bias && r < n_out; r++) {
-        double *v = sig->value + r * sig->n_coords + offset;
-        double *e = sig->tol + r * sig->n_coords + offset;
-        v[k] = fib_dense_bias(d, r);
-        e[k] = fib_rounding_tol(d->dtype, 1, fabs(v[k]));
-    }
-    return status;
+    return fib_dense_fiber_rows(g, group, parts, sig, 0, offset, 0, g->groups[group].n_units);
 }
 
 static int64_t dense_opfiber_width(const fib_graph *g, int32_t group,

@@ -75,13 +75,29 @@ static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
                             int32_t n_threads, fib_scratch *scratch, fib_coloring *keep,
                             bool *changed)
 {
-    fib_signature sig;
-    int32_t status = fibers ? fib_opfiber_signature_ex(g, i, parts, fibers, n_threads,
-                                                       scratch, &sig)
-                            : fib_fiber_signature_ex(g, i, parts, n_threads, scratch, &sig);
+    /* a dense layer over merged sources: never its whole signature at once
+     * (its merge totals are then made by fib_compress from the weights) */
+    fib_partition next;
+    bool piecewise = false;
+    int32_t status = fibers ? FIB_OK
+                            : fib_piecewise_fibers(g, i, parts, mode, eps, n_threads,
+                                                   keep, &next,
+                                                   &piecewise);
     if (status)
         return status;
-    fib_partition next;
+    if (piecewise) {
+        /* a feed-forward group starts from one class: next is final (the
+         * partition its merge totals were made for) */
+        *changed = next.n_classes != parts[i].n_classes;
+        fib_partition_clear(&parts[i]);
+        parts[i] = next;
+        return FIB_OK;
+    }
+    fib_signature sig;
+    status = fibers ? fib_opfiber_signature_ex(g, i, parts, fibers, n_threads, scratch, &sig)
+                    : fib_fiber_signature_ex(g, i, parts, n_threads, scratch, &sig);
+    if (status)
+        return status;
     status = fib_partition_init(&next, g->groups[i].n_units);
     /* WARD weighs rows by the norms of their outgoing weights */
     double *weight = NULL;

@@ -32,6 +32,52 @@ int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
  * otherwise every coordinate spans at most eps (+ rounding) per class. */
 int32_t fib_group_signatures(const fib_signature *sig, double eps,
                              fib_partition *out);
+/* The same grouping in two steps, for a signature too large to hold whole
+ * (color/piecewise_fibers.c). A piece of units (order[start, end)) that has
+ * reached coordinate `coord` with the sweep's state (clean: coordinates
+ * passed since its last cut; loose: the ABS split coordinate or -1). */
+typedef struct fib_pending_piece {
+    int64_t start, end, coord, clean, loose;
+} fib_pending_piece;
+typedef struct fib_pending_pieces {
+    fib_pending_piece *pieces;
+    int64_t n_pieces;
+    int64_t *order; /* the units, piece by piece */
+} fib_pending_pieces;
+/* Step one: `prefix` holds the first prefix->n_coords of `total`
+ * coordinates (materialised, no sum_leading). Units whose class is settled
+ * on them (cut off alone) are labelled in out (by a member's index, not
+ * canonical); the other pieces are returned in *pending, each stopped at
+ * the first coordinate not held, exactly as the whole sweep reaches it. */
+int32_t fib_group_signatures_prefix(const fib_signature *prefix, double eps, int64_t total,
+                                    fib_partition *out, fib_pending_pieces *pending);
+/* Step two for one pending piece: sig holds the whole rows of its members
+ * in ascending unit order; the sweep goes on from `state` (start and end
+ * ignored). Classes as fib_group_signatures would make them among these
+ * units. */
+int32_t fib_group_signatures_resume(const fib_signature *sig, double eps,
+                                    const fib_pending_piece *state, fib_partition *out);
+void fib_pending_pieces_clear(fib_pending_pieces *pending);
+/* piecewise_fibers.c: the fiber classes (canonical, into *next, *done true)
+ * of a dense group over a source with classes whose whole signature would
+ * take at least fib_piecewise_fibers_min_bytes, for the sweep's EXACT and
+ * ABS modes, holding only a prefix of every unit's signature and the rows
+ * of one piece at a time: the classes of fib_group_signatures_mode on the
+ * filled signature. *done false (next untouched): not such a group. */
+int32_t fib_piecewise_fibers(const fib_graph *g, int32_t group, const fib_partition *parts,
+                             int32_t mode, double eps, int32_t n_threads, fib_coloring *keep,
+                             fib_partition *next, bool *done);
+/* merge_totals.c, for a colouring that adds the classes up itself (the
+ * piecewise fibers): the bytes of merge totals group `group` may keep in c
+ * (the rule of fib_merge_totals_keep; 0: none, or c NULL), and the totals
+ * (k_out x k_in, made in the merge's order) handed over to c for the
+ * partitions parts[group] and of its source (sums is taken over). */
+double fib_merge_totals_budget(const fib_coloring *c, const fib_graph *g, int32_t group);
+int32_t fib_merge_totals_adopt(fib_coloring *c, const fib_graph *g, int32_t group,
+                               const fib_partition *parts, double *sums);
+/* The size threshold (tests set it to 0 to take the path on small
+ * layers). */
+extern int64_t fib_piecewise_fibers_min_bytes;
 
 /* unit_runs.c: splits classes of p so that none spans two of `runs` equal
  * runs of units and every run holds as many classes; *changed tells

@@ -47,6 +47,8 @@ typedef struct sweep {
     double eps;         /* < 0: EXACT */
     double slack;       /* eps, or 0 for EXACT */
     int64_t stride;     /* materialised coordinates per row */
+    int64_t total;      /* coordinates of the whole signature; sig may hold
+                           only its first ones (fib_group_signatures_prefix) */
     double direct_coef[FIB_MAX_DIRECT_BLOCKS]; /* allowance per |value|, borrowed */
     int64_t *order;     /* units, piece by piece */
     fib_keyed_unit *keys;   /* sort room, indexed like order */
@@ -54,10 +56,13 @@ typedef struct sweep {
     int64_t *label;
 } sweep;
 
-/* Per-thread state: a stack of pieces. */
+/* Per-thread state: a stack of pieces, and the pieces that reached the
+ * first coordinate a prefix signature does not hold. */
 typedef struct worker {
     piece *stack;
     int64_t depth;
+    piece *pending;
+    int64_t n_pending;
 } worker;
 
 static inline double value_at(const sweep *s, int64_t unit, int64_t j)
@@ -263,8 +268,14 @@ static bool too_wide(const sweep *s, const piece *p, int64_t j)
 /* Takes piece p until it is cut (its parts pushed) or final (emitted). */
 static void process(sweep *s, worker *w, piece p)
 {
-    int64_t d = s->sig->n_coords;
+    int64_t d = s->total, held = s->sig->n_coords;
     for (;;) {
+        if (p.coord >= held && held < d) {
+            /* the rest of its coordinates are not held: resumed later on
+             * its members' whole rows, from this very state */
+            w->pending[w->n_pending++] = p;
+            return;
+        }
         if (p.clean >= d) {
             if (p.loose < 0) {
                 emit(s, p.start, p.end);
@@ -276,8 +287,15 @@ static void process(sweep *s, worker *w, piece p)
         }
         int64_t j = p.coord;
         int64_t j_end = j + (d - p.clean) < d ? j + (d - p.clean) : d;
+        bool limited = j_end > held;
+        if (limited)
+            j_end = held;
         int64_t t = first_untight(s, &p, j, j_end);
         p.clean += t - j;
+        if (limited && t == j_end) {
+            p.coord = t;
+            continue;
+        }
         if (t < j_end) {
             sort_piece(s, &p, t);
             if (cut_piece(s, w, &p, t, false))
@@ -299,8 +317,12 @@ static void drain(sweep *s, worker *w)
     }
 }
 
-int32_t fib_group_signatures(const fib_signature *sig, double eps,
-                             fib_partition *out)
+/* The sweep of sig's rows from piece `first` (all of them) over `total`
+ * coordinates, of which sig holds the first sig->n_coords: pieces that
+ * reach a coordinate not held go to *pending (then *order_out holds the
+ * units, piece by piece), the others are labelled in out. */
+static int32_t group_run(const fib_signature *sig, double eps, int64_t total, piece first,
+                         fib_partition *out, fib_pending_pieces *pending)
 {
     int64_t n = sig->n_units;
     int threads = fib_thread_count(sig->n_threads, n / 1024 + 1);
@@ -320,6 +342,7 @@ int32_t fib_group_signatures(const fib_signature *sig, double eps,
     sweep s = {.sig = sig, .kernels = fib_kernels_active(), .eps = eps,
                .slack = eps < 0 ? 0.0 : eps,
                .stride = sig->n_coords - sig->n_direct,
+               .total = total,
 
                .label = out->color};
     for (int32_t b = 0; b < sig->n_blocks; b++)
@@ -329,17 +352,19 @@ int32_t fib_group_signatures(const fib_signature *sig, double eps,
     s.tmp = fib_alloc(n, sizeof *s.tmp);
     worker *workers = fib_calloc(threads, sizeof *workers);
     bool ok = s.order && s.keys && s.tmp && workers;
+    bool prefix = total > sig->n_coords;
     for (int t = 0; ok && t < threads; t++)
-        ok = (workers[t].stack = fib_alloc(n, sizeof(piece))) != NULL;
+        ok = (workers[t].stack = fib_alloc(n, sizeof(piece))) != NULL &&
+             (!prefix || (workers[t].pending = fib_alloc(n, sizeof(piece))) != NULL);
     if (ok) {
         for (int64_t i = 0; i < n; i++)
             s.order[i] = i;
         /* The first cuts on one thread, until there are pieces to share. */
         worker *w0 = &workers[0];
-        if (n == 1 || sig->n_coords == 0)
+        if (n == 1 || total == 0)
             emit(&s, 0, n);
         else
-            w0->stack[w0->depth++] = (piece){0, n, 0, 0, -1};
+            w0->stack[w0->depth++] = first;
         while (w0->depth > 0 && (threads == 1 || w0->depth < 16 * threads)) {
             piece p = w0->stack[--w0->depth];
             process(&s, w0, p);
@@ -362,13 +387,64 @@ int32_t fib_group_signatures(const fib_signature *sig, double eps,
         }
         fib_free(roots);
     }
-    for (int t = 0; workers && t < threads; t++)
+    if (ok && prefix) {
+        int64_t count = 0;
+        for (int t = 0; t < threads; t++)
+            count += workers[t].n_pending;
+        pending->pieces = fib_alloc(count > 0 ? count : 1, sizeof *pending->pieces);
+        ok = pending->pieces != NULL;
+        for (int t = 0; ok && t < threads; t++)
+            for (int64_t x = 0; x < workers[t].n_pending; x++) {
+                const piece *p = &workers[t].pending[x];
+                pending->pieces[pending->n_pieces++] =
+                    (fib_pending_piece){p->start, p->end, p->coord, p->clean, p->loose};
+            }
+        if (ok) {
+            pending->order = s.order;
+            s.order = NULL;
+        }
+    }
+    for (int t = 0; workers && t < threads; t++) {
         fib_free(workers[t].stack);
+        fib_free(workers[t].pending);
+    }
     fib_free(workers);
     fib_free(s.order);
     fib_free(s.keys);
     fib_free(s.tmp);
-    if (!ok)
+    if (!ok) {
+        if (pending)
+            fib_pending_pieces_clear(pending);
         return fib_error(FIB_E_NOMEM, "out of memory grouping %lld units", (long long)n);
-    return fib_partition_canonicalize(out);
+    }
+    return prefix ? FIB_OK : fib_partition_canonicalize(out);
+}
+
+int32_t fib_group_signatures(const fib_signature *sig, double eps, fib_partition *out)
+{
+    return group_run(sig, eps, sig->n_coords, (piece){0, sig->n_units, 0, 0, -1}, out, NULL);
+}
+
+int32_t fib_group_signatures_prefix(const fib_signature *prefix, double eps, int64_t total,
+                                    fib_partition *out, fib_pending_pieces *pending)
+{
+    *pending = (fib_pending_pieces){0};
+    if (prefix->n_direct || prefix->sum_leading || total <= prefix->n_coords)
+        return fib_error(FIB_E_INVALID, "a prefix signature holds %lld of %lld coordinates",
+                         (long long)prefix->n_coords, (long long)total);
+    return group_run(prefix, eps, total, (piece){0, prefix->n_units, 0, 0, -1}, out, pending);
+}
+
+int32_t fib_group_signatures_resume(const fib_signature *sig, double eps,
+                                    const fib_pending_piece *state, fib_partition *out)
+{
+    piece first = {0, sig->n_units, state->coord, state->clean, state->loose};
+    return group_run(sig, eps, sig->n_coords, first, out, NULL);
+}
+
+void fib_pending_pieces_clear(fib_pending_pieces *pending)
+{
+    fib_free(pending->pieces);
+    fib_free(pending->order);
+    *pending = (fib_pending_pieces){0};
 }

@@ -98,6 +98,44 @@ int32_t fib_merge_totals_keep(fib_coloring *c, const fib_graph *g, int32_t group
     return FIB_OK;
 }
 
+double fib_merge_totals_budget(const fib_coloring *c, const fib_graph *g, int32_t group)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_block_ops *ops = grp->ops;
+    fib_tensor_view w;
+    if (!c || c->scales || !ops || !ops->compress_totals || ops->recurrent || !ops->tensor ||
+        !ops->tensor(g, group, 0, &w))
+        return 0;
+    double weights = (double)w.shape[0] * (double)w.shape[1] * (double)fib_dtype_size(w.dtype);
+    double share = weights / FIB_MERGE_TOTALS_MAX_FRACTION;
+    return share > FIB_MERGE_TOTALS_SMALL ? share : FIB_MERGE_TOTALS_SMALL;
+}
+
+int32_t fib_merge_totals_adopt(fib_coloring *c, const fib_graph *g, int32_t group,
+                               const fib_partition *parts, double *sums)
+{
+    const fib_partition *out = &parts[group], *in = &parts[g->groups[group].sources[0]];
+    if (!c->merge_totals &&
+        !(c->merge_totals = fib_calloc(c->n_groups, sizeof *c->merge_totals))) {
+        fib_free(sums);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory for class sums", (int)group);
+    }
+    fib_merge_totals *cs = &c->merge_totals[group];
+    cs->sums = sums;
+    cs->out_labels = fib_alloc(out->n_units, sizeof *cs->out_labels);
+    cs->in_labels = fib_alloc(in->n_units, sizeof *cs->in_labels);
+    if (!cs->out_labels || !cs->in_labels) {
+        fib_free(cs->sums);
+        fib_free(cs->out_labels);
+        fib_free(cs->in_labels);
+        *cs = (fib_merge_totals){0};
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory for class sums", (int)group);
+    }
+    memcpy(cs->out_labels, out->color, (size_t)out->n_units * sizeof *cs->out_labels);
+    memcpy(cs->in_labels, in->color, (size_t)in->n_units * sizeof *cs->in_labels);
+    return FIB_OK;
+}
+
 const double *fib_merge_totals_find(const fib_coloring *c, const fib_graph *g, int32_t group,
                                   const fib_partition *projection)
 {

@@ -150,11 +150,11 @@ int32_t fib_compress_options_init(fib_compress_options *o, size_t struct_size)
 }
 
 static int32_t compress(const fib_graph *g, const fib_coloring *c, int32_t dtype,
-                        fib_base **out);
+                        bool borrow, fib_base **out);
 
 int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
 {
-    return compress(g, c, FIB_DTYPE_F64, out);
+    return compress(g, c, FIB_DTYPE_F64, false, out);
 }
 
 int32_t fib_compress_ex(const fib_graph *g, const fib_coloring *c,
@@ -170,11 +170,50 @@ int32_t fib_compress_ex(const fib_graph *g, const fib_coloring *c,
         return fib_error(FIB_E_INVALID,
                          "fib_compress_ex: dtype %d is not 0, FIB_DTYPE_F32 or FIB_DTYPE_F64",
                          (int)dtype);
-    return compress(g, c, dtype, out);
+    return compress(g, c, dtype, options && options->borrow, out);
+}
+
+/* True when every unit of the partition is its own class, in unit order. */
+static bool projection_is_identity(const fib_partition *p)
+{
+    if (p->n_classes != p->n_units)
+        return false;
+    for (int64_t i = 0; i < p->n_units; i++)
+        if (p->color[i] != i)
+            return false;
+    return true;
+}
+
+/* fib_compress_options.borrow: a dense group whose units and source units
+ * are all kept is, by Eq. 10, its own weights (one term added to 0.0,
+ * divided by 1); the base block borrows them where the model holds them (a
+ * mapped file's pages, the caller's arrays) instead of copying them. Sets
+ * *done when it made the block. */
+static int32_t borrow_unmerged(const fib_graph *g, int32_t group, const fib_partition *parts,
+                               fib_graph *base, const int32_t *ids, bool *done)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_dense *d = grp->ops && grp->ops->matrix ? grp->ops->matrix(g, group) : NULL;
+    *done = false;
+    if (!d || grp->n_sources != 1 || !projection_is_identity(&parts[group]) ||
+        !projection_is_identity(&parts[grp->sources[0]]))
+        return FIB_OK;
+    int32_t id;
+    int32_t status = d->transposed
+                         ? fib_graph_add_dense_transposed(base, ids[grp->sources[0]], grp->n_units,
+                                                          d->dtype, d->weights, d->ld, d->bias,
+                                                          0, &id)
+                         : fib_graph_add_dense(base, ids[grp->sources[0]], grp->n_units,
+                                               d->dtype, d->weights, d->ld, d->bias, 0, &id);
+    /* a weight changed in borrowed memory: named as fib_compress names it */
+    if (status == FIB_E_NONFINITE && fib_group_find_nonfinite(g, group, "fib_compress"))
+        return FIB_E_NONFINITE;
+    *done = status == FIB_OK;
+    return status;
 }
 
 static int32_t compress(const fib_graph *g, const fib_coloring *c, int32_t dtype,
-                        fib_base **out)
+                        bool borrow, fib_base **out)
 {
     int32_t status = fib_coloring_check_graph(g, c);
     if (status)
@@ -218,7 +257,12 @@ static int32_t compress(const fib_graph *g, const fib_coloring *c, int32_t dtype
     for (int32_t i = 0; i < g->n_groups && !status; i++) {
         int32_t made = b->graph ? b->graph->n_groups : 0;
         ids[i] = i; /* the base has the same groups, in the same order */
-        if (fib_group_is_input(g, i))
+        bool borrowed = false;
+        if (borrow && !c->scales && !fib_group_is_input(g, i))
+            status = borrow_unmerged(g, i, b->projection, b->graph, ids, &borrowed);
+        if (status || borrowed)
+            ;
+        else if (fib_group_is_input(g, i))
             status = fib_graph_add_input(b->graph, b->projection[i].n_classes, &ids[i]);
         else if (c->scales && g->groups[i].ops->compress_scaled)
             status = g->groups[i].ops->compress_scaled(g, i, b->projection, c->scales,

@@ -160,6 +160,31 @@ def test_close_is_idempotent_and_views_keep_owners():
     assert g2.closed
 
 
+def test_closing_a_graph_waits_for_the_base_borrowing_its_weights(tmp_path):
+    """A layer that merges nothing is borrowed by the base (no copy of the
+    model): closing the graph first must not unmap weights the base reads."""
+    rng = np.random.default_rng(3)
+    built = Graph()
+    x = built.add_input(4)
+    h = built.add_dense(x, rng.normal(size=(5, 4)), activation="relu")   # 5 distinct rows
+    built.add_dense(h, rng.normal(size=(2, 5)))
+    built.save(str(tmp_path / "m.safetensors"))
+    g = Graph.load(str(tmp_path / "m.safetensors"), copy=False)          # mapped
+    inputs = rng.normal(size=(3, 4))
+    expected = g.forward(inputs)
+    base = g.compress(g.color())
+    assert base.graph.group(h).n_units == 5                  # nothing merged
+    g.close()
+    assert g.closed
+    with pytest.raises(ValueError, match="closed"):
+        g.num_groups
+    gc.collect()
+    np.testing.assert_array_equal(base.graph.forward(inputs), expected)
+    np.testing.assert_array_equal(base.graph.read_dense(h)[0], base.lift().read_dense(h)[0])
+    del base
+    gc.collect()
+
+
 def test_progress_callback_and_cancel():
     g, x, h, y = planted_graph()
     calls = []

@@ -583,9 +583,65 @@ static void compress_ex_float32_rounds_each_merged_weight_once(void)
     }
 }
 
+/* fib_compress_options.borrow: a dense group that merges nothing (its units
+ * and its source's kept) borrows the model's weights (a change to them is
+ * seen by the base), with the values of the owning base; a merged group and
+ * a group over a merged source still own their merged copies. */
+static void compress_ex_borrow_shares_unmerged_weights_only(void)
+{
+    /* h1: 3 distinct rows over the inputs (nothing merges); h2: rows 0, 1
+     * equal (one class of two); out reads the merged h2 */
+    double w1[3 * 2] = {0.5, -1.0, 0.25, 2.0, -0.75, 1.5};
+    double b1[3] = {0.1, 0.2, 0.3};
+    double w2[3 * 3] = {0.3, -0.2, 0.9, 0.3, -0.2, 0.9, -0.4, 0.6, 0.1};
+    double w3[2 * 3] = {1.0, -2.0, 0.5, 0.25, 0.75, -1.5};
+    fib_graph *g = NULL;
+    int32_t in, h1, h2, out;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, 2, &in));
+    CHECK_OK(fib_graph_add_dense(g, in, 3, FIB_DTYPE_F64, w1, 2, b1, 0, &h1));
+    CHECK_OK(fib_graph_set_activation(g, h1, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, h1, 3, FIB_DTYPE_F64, w2, 3, NULL, 0, &h2));
+    CHECK_OK(fib_graph_set_activation(g, h2, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, h2, 2, FIB_DTYPE_F64, w3, 3, NULL, 0, &out));
+    fib_coloring *c = NULL;
+    CHECK_OK(fib_color(g, NULL, &c));
+    fib_compress_options o;
+    CHECK_OK(fib_compress_options_init(&o, sizeof o));
+    CHECK(o.borrow == 0);
+    o.borrow = 1;
+    fib_base *owning = NULL, *borrowing = NULL;
+    CHECK_OK(fib_compress(g, c, &owning));
+    CHECK_OK(fib_compress_ex(g, c, &o, &borrowing));
+    int64_t k = 0;
+    CHECK_OK(fib_graph_group_info(fib_base_graph(borrowing), h2, NULL, &k, NULL, NULL, NULL,
+                                  NULL, NULL));
+    CHECK(k == 2); /* h2 merged */
+    double x[2] = {0.7, -0.3}, y_own[2], y_borrow[2];
+    CHECK_OK(fib_graph_forward(fib_base_graph(owning), 1, FIB_DTYPE_F64, x, y_own));
+    CHECK_OK(fib_graph_forward(fib_base_graph(borrowing), 1, FIB_DTYPE_F64, x, y_borrow));
+    CHECK(y_own[0] == y_borrow[0] && y_own[1] == y_borrow[1]);
+    /* a change to the model's weights: seen by the borrowed h1 only */
+    w1[0] = 0.625;
+    w2[0] = w2[3] = 0.35;
+    double a[9], b[9];
+    CHECK_OK(fib_graph_read_tensor(fib_base_graph(borrowing), h1, 0, FIB_DTYPE_F64, a, 6));
+    CHECK_OK(fib_graph_read_tensor(fib_base_graph(owning), h1, 0, FIB_DTYPE_F64, b, 6));
+    CHECK(a[0] == 0.625 && b[0] == 0.5);
+    CHECK_OK(fib_graph_read_tensor(fib_base_graph(borrowing), h2, 0, FIB_DTYPE_F64, a, 6));
+    CHECK(a[0] == 0.3); /* merged: the base's own copy */
+    CHECK_OK(fib_graph_read_tensor(fib_base_graph(borrowing), out, 0, FIB_DTYPE_F64, a, 4));
+    CHECK(a[0] == 1.0 - 2.0 && a[1] == 0.5 && a[3] == -1.5); /* summed over h2's class */
+    fib_base_free(owning);
+    fib_base_free(borrowing);
+    fib_coloring_free(c);
+    fib_graph_free(g);
+}
+
 int main(void)
 {
     RUN(base_is_exact_and_is_the_planted_base);
+    RUN(compress_ex_borrow_shares_unmerged_weights_only);
     RUN(forward_matches_reference);
     RUN(fibers_sync_activity_opfibers_sync_errors);
     RUN(covers_survive_gradient_descent);

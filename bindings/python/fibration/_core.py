@@ -840,9 +840,34 @@ class Graph(_Handle):
         return Coloring._adopt(out, self)
 
     def compress(self, coloring):
+        """fib_compress: the base of this graph by `coloring` (float64 merged
+        blocks). A dense layer that merges nothing borrows this graph's
+        weights (fib_compress_options.borrow) instead of copying them: the
+        base keeps this graph alive, and close() on it waits for the base."""
+        opts = _ffi.fib_compress_options()
+        check(lib.fib_compress_options_init(ctypes.byref(opts), ctypes.sizeof(opts)),
+              "fib_compress_options_init")
+        opts.borrow = 1
         out = ctypes.POINTER(_ffi.fib_base)()
-        check(lib.fib_compress(self._cp(), coloring._p(), ctypes.byref(out)), "fib_compress")
-        return Base._adopt(out, self)
+        check(lib.fib_compress_ex(self._cp(), coloring._p(), ctypes.byref(opts),
+                                  ctypes.byref(out)), "fib_compress")
+        return Base._adopt(out, self, borrows=True)
+
+    def close(self):
+        """Closes the graph (idempotent): it is freed now, or, while a base
+        made by compress borrows its weights, when the last such base is."""
+        if getattr(self, "_lenders", 0) and self._finalizer.alive:
+            _, free, args, _ = self._finalizer.detach()
+            self._deferred_free = lambda: free(*args)
+            return
+        _Handle.close(self)
+
+    def _base_freed(self):
+        self._lenders -= 1
+        deferred = getattr(self, "_deferred_free", None)
+        if not self._lenders and deferred:
+            self._deferred_free = None
+            deferred()
 
     def break_symmetry(self, coloring=None, seed=0):
         out = ctypes.POINTER(_ffi.fib_graph)()
@@ -974,15 +999,27 @@ class Coloring(_Handle):
         return "<fibration.Coloring %s>" % self.symmetry
 
 
+def _free_borrowing_base(ptr, original):
+    lib.fib_base_free(ptr)
+    original._base_freed()
+
+
 class Base(_Handle):
     """A compressed network and the projection of original units onto it."""
 
     _free = staticmethod(lambda p: lib.fib_base_free(p))
 
     @classmethod
-    def _adopt(cls, ptr, original):
+    def _adopt(cls, ptr, original, borrows=False):
         b = cls.__new__(cls)
-        b._own(ptr)
+        if borrows:
+            # the base reads the original's weights: freed before it, and
+            # the original's deferred close() completed after
+            original._lenders = getattr(original, "_lenders", 0) + 1
+            b._ptr = ptr
+            b._finalizer = weakref.finalize(b, _free_borrowing_base, ptr, original)
+        else:
+            b._own(ptr)
         b.original = original
         return b
 

@@ -323,6 +323,7 @@ class fib_compress_options(ctypes.Structure):
     _fields_ = [
         ('struct_size', ctypes.c_size_t),
         ('dtype', ctypes.c_int32),
+        ('borrow', ctypes.c_int32),
     ]
 
 

@@ -290,8 +290,9 @@ set the fields to change.
 struct fib_compress_options
     struct_size::Csize_t
     dtype::Int32
+    borrow::Int32
 end
-fib_compress_options() = fib_compress_options(zero(Csize_t), zero(Int32))
+fib_compress_options() = fib_compress_options(zero(Csize_t), zero(Int32), zero(Int32))
 
 """
 What fib_compress_to_budget_ex reports about the base it made. The

@@ -304,6 +304,7 @@ pub struct fib_attention_options {
 pub struct fib_compress_options {
     pub struct_size: usize,
     pub dtype: i32,
+    pub borrow: i32,
 }
 
 /// What fib_compress_to_budget_ex reports about the base it made. The

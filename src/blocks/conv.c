@@ -6,6 +6,7 @@
 #include "blocks/blocks.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
+#include "kernels/stored.h"
 #include "model/window.h"
 
 #include <math.h>
@@ -107,6 +108,12 @@ static int32_t check_conv_args(const fib_graph *g, int32_t source, int64_t n_out
 static int32_t check_finite(int32_t group, const fib_conv *c, int64_t n_out)
 {
     int64_t per_out = in_per_group(c) * kernel_size(c);
+    /* one vector pass over the whole kernel; element by element only to
+     * name the first weight that is not finite */
+    const fib_kernels *kernels = fib_kernels_active();
+    if (fib_all_finite_stored(kernels, c->dtype, c->weights, n_out * per_out) &&
+        (!c->bias || fib_all_finite_stored(kernels, c->dtype, c->bias, n_out)))
+        return FIB_OK;
     for (int64_t o = 0; o < n_out; o++) {
         for (int64_t x = 0; x < per_out; x++)
             if (!isfinite(fib_load(c->dtype, c->weights, o * per_out + x)))
@@ -463,11 +470,13 @@ static bool sum_kernels(const fib_conv *c, int64_t n_out, const fib_partition *o
     int64_t out_per_group = n_out / c->groups;
     for (int64_t o = 0; o < n_out; o++) {
         int64_t co = out_p->color[o], first_in = (o / out_per_group) * in_per_group(c);
+        int64_t block = co / opg;
         for (int64_t jl = 0; jl < in_per_group(c); jl++) {
             int64_t cj = in_p->color[first_in + jl];
-            if (cj / ipg != co / opg)
+            /* one block (groups 1) needs no division per kernel */
+            if (groups > 1 && cj / ipg != block)
                 return false;
-            double *dst = w + (co * ipg + cj % ipg) * kk;
+            double *dst = w + (co * ipg + (groups > 1 ? cj % ipg : cj)) * kk;
             if (c->dtype == FIB_DTYPE_F32) {
                 const float *kernel = (const float *)c->weights + (o * in_per_group(c) + jl) * kk;
                 for (int64_t q = 0; q < kk; q++)

@@ -95,7 +95,7 @@ def plant(model):
 def case(name, model, x, clock):
     with torch.no_grad():
         forward = measure(clock, lambda: model(x))
-    from fibration.torch import _unchecked_trace
+    from fibration.torch._trace import trace as _unchecked_trace
     tracing = measure(clock, lambda: _unchecked_trace(model, x, None))
     torch_tracing = tracing[0] - tracing[2]
     print("%s, 1 x 3 x 224 x 224, 1 thread (CPU s; wall s in brackets):" % name)

@@ -255,6 +255,41 @@ def test_exact_compression_is_checked_against_the_model(monkeypatch):
         ft.compress(mlp(), torch.randn(8, 10))
 
 
+def test_wrong_colouring_of_the_trace_is_caught_by_the_exact_check(monkeypatch):
+    """An exact compression or analysis does not run the library graph's
+    forward pass (_safety): a graph that makes units equal which the model
+    does not (here: every exact colouring answered with a huge absolute
+    tolerance) must still be refused, by the check of the result."""
+    from fibration import _core
+    original = _core.Graph.color
+
+    def too_coarse(self, symmetry="fibers", tolerance="exact", eps=0.0, *args, **kwargs):
+        return original(self, symmetry, "abs", 1e3, *args, **kwargs)
+    monkeypatch.setattr(_core.Graph, "color", too_coarse)
+    x = torch.randn(8, 10)
+    for call in (lambda m: ft.compress(m, x), lambda m: ft.analyze(m, x)):
+        with pytest.raises(ft.TraceMismatchError, match="the compressed model"):
+            call(mlp())
+
+
+def test_graph_that_computes_something_else_is_refused_where_nothing_checks_later(
+        monkeypatch, tmp_path):
+    """Where no result is checked against the model afterwards (a tolerance,
+    a re-applied plan, save), the library graph's forward pass is checked
+    before colouring: a graph whose forward pass is off by 1 is refused."""
+    from fibration import _core
+    original = _core.Graph.forward
+    x = torch.randn(8, 10)
+    _, plan = ft.compress(mlp(), x)
+    monkeypatch.setattr(_core.Graph, "forward",
+                        lambda self, *args, **kwargs: original(self, *args, **kwargs) + 1.0)
+    for call in (lambda m: ft.compress(m, x, eps=0.3), lambda m: ft.compress(m, x, plan=plan),
+                 lambda m: ft.save(m, tmp_path / "m.safetensors", x)):
+        with pytest.raises(ft.TraceMismatchError, match="the library's graph"):
+            call(mlp())
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 def test_safety_net_accepts_float64_and_float32_rounding():
     for dtype in (torch.float32, torch.float64):
         model = planted_mlp(nn.Tanh, dtype=dtype)[0]

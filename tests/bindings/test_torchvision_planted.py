@@ -24,18 +24,48 @@ def _copy_rows(module, i, j, names=("weight", "bias", "running_mean", "running_v
                 tensor[j] = tensor[i]
 
 
-def _check(model, x, removed, tmp_path=None, library_dir=None):
-    """Compresses, compares, counts; analyze prints its table; with
-    tmp_path, ft.save writes a file the fibration command analyzes."""
+# the placement of a concatenation's parts ('select' layers: the units
+# outside a part are constant zeros, one class) is not a layer of the model
+PLACEMENT = ("select",)
+
+
+def _merged_classes(plan):
+    """{layer: [sorted units of each class with more than one]} of a plan's
+    layers (not the placements of concatenated parts)."""
+    merged = {}
+    for entry in plan.layers:
+        if entry["kind"] in PLACEMENT:
+            continue
+        members = {}
+        for unit, cls in enumerate(entry["projection"]):
+            members.setdefault(cls, []).append(unit)
+        classes = sorted(m for m in members.values() if len(m) > 1)
+        if classes:
+            merged[entry["node"]] = classes
+    return merged
+
+
+def _check(model, x, removed, tmp_path=None, library_dir=None, pairs=()):
+    """Compresses, compares, counts; every merged class is one of the
+    planted pairs of units (and there is one); analyze prints its table
+    (a row per layer, the planted classes among them); with tmp_path,
+    ft.save writes a file the fibration command analyzes."""
     model.eval()
-    small, _ = ft.compress(model, x)
+    small, plan = ft.compress(model, x)
     fresh = torch.randn(3, *x.shape[1:], generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         reference, out = model(fresh), small(fresh)
     assert float((reference - out).abs().max()) <= 1e-5 * float(reference.abs().max())
     assert ft.count_parameters(model) - ft.count_parameters(small) == removed
+    merged = _merged_classes(plan)
+    assert merged, "no planted class found"
+    for node, classes in merged.items():
+        assert all(tuple(c) in pairs for c in classes), (node, classes, pairs)
     report = ft.analyze(model, x)
-    assert "fibers" in str(report)
+    table = str(report)
+    assert all(row["layer"] in table for row in report.rows)
+    assert {row["node"] for row in report.rows
+            if row["fibers"] < row["units"] and row["kind"] not in PLACEMENT} == set(merged)
     if tmp_path is not None:
         path = tmp_path / "model.safetensors"
         ft.save(model, path, x)
@@ -62,7 +92,8 @@ def test_resnet18_duplicated_channel(tmp_path, library_dir):
     _copy_rows(block.bn1, 5, 9)
     # conv1 loses a 64 x 3 x 3 kernel, bn1 a weight and a bias, conv2 reads
     # one input channel less (64 x 3 x 3)
-    report = _check(model, torch.randn(2, 3, 32, 32), 576 + 2 + 576, tmp_path, library_dir)
+    report = _check(model, torch.randn(2, 3, 32, 32), 576 + 2 + 576, tmp_path, library_dir,
+                    pairs={(5, 9)})
     assert _row(report, "layer1.0.conv1")["fibers"] == 63
     assert _row(report, "layer1.0.conv2")["fibers"] == 64
 
@@ -79,7 +110,7 @@ def test_mobilenet_v3_small_duplicated_gated_channel(tmp_path, library_dir):
     # stem conv 3 x 3 x 3 + bn 2, depthwise 3 x 3 + bn 2, gate fc1 one input
     # column (8), fc2 one row and bias (8 + 1), projection one column (16)
     _check(model, torch.randn(2, 3, 32, 32), 27 + 2 + 9 + 2 + 8 + 9 + 16, tmp_path,
-           library_dir)
+           library_dir, pairs={(2, 7)})
 
 
 def test_densenet121_duplicated_stem_channel_through_the_concatenations(tmp_path,
@@ -92,7 +123,7 @@ def test_densenet121_duplicated_stem_channel_through_the_concatenations(tmp_path
     # (6 layers: norm1 weight + bias, conv1 one input column of 128) and the
     # first transition (norm 2, conv one column of 128); conv0 7 x 7 x 3 + 2
     _check(model, torch.randn(2, 3, 32, 32), 147 + 2 + 6 * (2 + 128) + 2 + 128, tmp_path,
-           library_dir)
+           library_dir, pairs={(10, 20)})
 
 
 def test_convnext_tiny_duplicated_hidden_unit(tmp_path, library_dir):
@@ -101,7 +132,8 @@ def test_convnext_tiny_duplicated_hidden_unit(tmp_path, library_dir):
     mlp = model.features[1][0].block
     _copy_rows(mlp[3], 4, 100)
     # the hidden unit's row and bias (96 + 1), the second Linear's column (96)
-    _check(model, torch.randn(2, 3, 32, 32), 96 + 1 + 96, tmp_path, library_dir)
+    _check(model, torch.randn(2, 3, 32, 32), 96 + 1 + 96, tmp_path, library_dir,
+           pairs={(4, 100)})
 
 
 def _resplit(weight, i, j, share=0.3):
@@ -165,7 +197,7 @@ def _check_vit(model, tmp_path, library_dir):
     size = 32
     positions = (size // model.patch_size) ** 2 + 1
     report = _check(model, torch.randn(2, 3, size, size), _vit_removed(model, positions),
-                    tmp_path, library_dir)
+                    tmp_path, library_dir, pairs={(3, 11), (5, 40)})
     e = model.hidden_dim
     assert _row(report, "conv_proj")["fibers"] == e - 1
     assert _row(report, "encoder.layers.encoder_layer_0.mlp.0")["fibers"] == \

@@ -197,7 +197,8 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False,
                          "'all' (also automorphism orbits and the refinement chain), "
                          "not %r" % (symmetry,))
     tolerance = _tolerance(eps, tolerance)
-    net = _trace(model, example_input)
+    exact = tolerance == "exact" and eps == 0
+    net = _trace(model, example_input, result_checked=exact)
     # scale-aware merging is defined for fibers only: their opfibers and
     # covers are reported as None ('-' in the table)
     scaled = tolerance.startswith("scaled+")
@@ -231,6 +232,8 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False,
             rows[-1]["chain"] = _chain_text(hierarchy, layer.group)
     compressed = rebuild(net, base, "Compressed" + type(model).__name__)
     keep_ties(net, compressed)
+    if exact:  # the check the trace left to this result (_safety)
+        check_exact(model, compressed, example_input, net.reference_outputs)
     report = Report(rows, (count_parameters(model), count_parameters(compressed)),
                     tolerance, eps,
                     hierarchy.chain_holds() if hierarchy is not None else None)
@@ -299,7 +302,8 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
         raise ValueError("symmetry must be 'fibers' or 'covers' (opfibers alone do "
                          "not give an exact base), not %r" % (symmetry,))
     tolerance = _tolerance(eps, tolerance)
-    net = _trace(model, example_input)
+    checked = plan is None and eps == 0 and tolerance in ("exact", "abs")
+    net = _trace(model, example_input, result_checked=checked)
     if plan is not None:
         coloring = coloring_from_plan(net, plan)
         symmetry, tolerance, eps = plan.symmetry, plan.tolerance, plan.eps
@@ -309,8 +313,8 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
     base = net.graph.compress(coloring)
     compressed = rebuild(net, base, "Compressed" + type(model).__name__)
     keep_ties(net, compressed)
-    if plan is None and eps == 0 and tolerance in ("exact", "abs"):
-        check_exact(model, compressed, example_input, getattr(net, "reference_outputs", None))
+    if checked:  # the check the trace left to this result (_safety)
+        check_exact(model, compressed, example_input, net.reference_outputs)
     compressed._fibration_source = CompressedSource(net, coloring)  # for save()
     params = (count_parameters(model), count_parameters(compressed))
     new_plan = plan_from(net, base, symmetry, tolerance, eps, params, coloring)

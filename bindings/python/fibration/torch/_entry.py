@@ -26,19 +26,21 @@ def _tolerance(eps, tolerance):
     return "abs" if eps > 0 and tolerance == "exact" else tolerance
 
 
-def trace(model, example_input, weights_override=None):
+def trace(model, example_input, weights_override=None, result_checked=False):
     """The traced Network of `model` (see _trace.trace), checked as every
     entry point checks it (_safety: hooks, modules with weights called
     twice, the reproduction of model(example_input)). With weights_override
     (a colouring aid whose graph differs from the model on purpose) it is
-    not checked."""
+    not checked. result_checked: the caller runs _safety.check_exact on
+    what it returns, which stands in for the library graph's forward pass
+    (see _safety)."""
     net = _unchecked_trace(model, example_input, weights_override)
     if weights_override is None:
-        check_trace(net, example_input)
+        check_trace(net, example_input, graph_forward=not result_checked)
     return net
 
 
-def _trace(model, example_input):
-    net = trace(model, example_input)
+def _trace(model, example_input, result_checked=False):
+    net = trace(model, example_input, result_checked=result_checked)
     net.example_input = example_input
     return net

@@ -12,7 +12,15 @@ else. So, before any colouring:
 - the traced reproduction must compute the model's own outputs on the
   example input, both as the library's graph (fib_graph_forward) and as the
   rebuilt model before any merge (every unit its own class); otherwise
-  TraceMismatchError says how far they differ.
+  TraceMismatchError says how far they differ. An exact compression (and
+  an exact analysis) checks its rebuilt result against the model's outputs
+  instead of the library graph's forward pass: that later check covers
+  everything the graph's pass would catch (a graph that computes something
+  else either rebuilds wrong or merges units the model does not make
+  equal, and either shows in the result's outputs), and the graph's pass is
+  a float64 forward through every layer, the largest part of the library's
+  time on a CNN. Every other entry point (a tolerance, a re-applied plan,
+  save, the tracker) runs it, since nothing checks its result afterwards.
 
 After the rebuild, a tensor that two layers share (tied parameters) stays
 shared when both layers' compressed tensors are equal, and is refused when
@@ -232,9 +240,10 @@ class _Unmerged:
         return np.arange(self.graph.group(group).n_units, dtype=np.int64)
 
 
-def check_reproduction(net, example_input):
-    """TraceMismatchError unless the library's graph and the rebuilt,
-    unmerged model both compute the model's outputs on the example input."""
+def check_reproduction(net, example_input, graph_forward=True):
+    """TraceMismatchError unless the library's graph (when graph_forward)
+    and the rebuilt, unmerged model both compute the model's outputs on the
+    example input."""
     inputs = _as_tuple(example_input)
     reference = _outputs(net.model, inputs)
     net.reference_outputs = reference  # check_exact compares against them again
@@ -246,7 +255,7 @@ def check_reproduction(net, example_input):
         raise UnsupportedModelError(
             "%s(example_input) is not finite; the trace cannot be checked against it "
             "(pass an example input whose outputs are finite)" % type(net.model).__name__)
-    graph = _graph_forward(net, inputs, reference)
+    graph = _graph_forward(net, inputs, reference) if graph_forward else None
     if graph is not None:
         _mismatch("the library's graph of the traced model (fib_graph_forward)",
                   graph[0], graph[1], net.model, TRACE_HINT)
@@ -258,11 +267,13 @@ def check_reproduction(net, example_input):
               _outputs(unmerged, inputs), net.model, TRACE_HINT)
 
 
-def check_trace(net, example_input):
-    """Every check before colouring: hooks, shared modules, reproduction."""
+def check_trace(net, example_input, graph_forward=True):
+    """Every check before colouring: hooks, shared modules, reproduction
+    (graph_forward=False: without the library graph's forward pass, for a
+    caller that runs check_exact on its result)."""
     refuse_hooks(net.model)
     refuse_shared_modules(net)
-    check_reproduction(net, example_input)
+    check_reproduction(net, example_input, graph_forward)
 
 
 # -- after the rebuild -----------------------------------------------------

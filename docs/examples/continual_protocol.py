@@ -36,8 +36,8 @@ METHODS = ("sgd", "cbp", "fibcos", "sync")
 GRIDS = {
     "sgd": [{}],
     "cbp": [{"cbp_rate": r} for r in (1e-5, 1e-4, 1e-3)],
-    "fibcos": [{"cos_eps": e} for e in (0.3, 0.5, 0.7)],
-    "sync": [{"sync_tol": t} for t in (1e-4, 1e-3, 1e-2)],
+    "fibcos": [{"cos_eps": e} for e in (0.5, 0.7)],
+    "sync": [{"sync_tol": t} for t in (1e-3, 1e-2)],
 }
 # --quick: two points per grid; CBP's rates high enough to replace units in
 # a few hundred steps (maturity 20, from exp_continual.QUICK).

@@ -22,7 +22,8 @@ task ends, renamed to .csv when the run is complete; a second invocation
 skips the complete runs (resume), and --collect merges what is complete
 without starting anything. The merged files: <stem>.csv (the evaluation,
 in exp_continual.py's CSV format), <stem>_select.csv, <stem>_knobs.csv,
-<stem>_summary.csv (95% t-intervals), <stem>.png.
+<stem>_summary.csv (95% t-intervals), <stem>_cost.csv (CPU seconds
+per task of each run: machine- and load-dependent), <stem>.png.
 """
 
 import multiprocessing
@@ -188,17 +189,22 @@ def collect(runs, chosen, methods, seeds, select, select_seed, tasks, stem, log)
                 for r in read_run(path):
                     fh.write("%s,%s,%d,%d,%.4f,%d,%d,%.3f\n" % ((m, knob_tag(knobs), seed) + r))
     rows = []
-    for m in methods:
-        if m not in chosen:
+    cost = open(stem + "_cost.csv", "w")
+    cost.write("stage,method,knobs,seed,tasks,cpu_seconds_per_task\n")
+    for stage, m, knobs, seed in [("select",) + j for j in select] + [
+            ("eval", m, chosen[m][0], s) for m in methods if m in chosen for s in seeds]:
+        path = run_path(runs, stage, m, knobs, seed)
+        if not os.path.exists(path):
             continue
-        for seed in seeds:
-            path = run_path(runs, "eval", m, chosen[m][0], seed)
-            if not os.path.exists(path):
-                continue
-            run_rows = read_run(path)
+        run_rows = read_run(path)
+        per_task = np.mean([r[4] for r in run_rows])
+        cost.write("%s,%s,%s,%d,%d,%.3f\n" % (stage, m, knob_tag(knobs), seed, len(run_rows),
+                                               per_task))
+        if stage == "eval":
             rows += [("permuted", m, seed, t, a, d, u) for t, a, d, u, _ in run_rows]
             log("eval %s seed %d: last-20%% %.4f, %.2f s CPU per task" % (
-                m, seed, last_score(run_rows, tasks), np.mean([r[4] for r in run_rows])))
+                m, seed, last_score(run_rows, tasks), per_task))
+    cost.close()
     with open(stem + ".csv", "w") as fh:
         fh.write("benchmark,method,seed,task,accuracy,dead_units,units_renewed\n")
         for r in rows:

@@ -483,18 +483,31 @@ def t_interval(values):
 def write_summary(rows, path):
     """Per benchmark and method: the mean score over the last 20% of the tasks,
     over seeds, and its paired differences to SGD and to CBP, each with a 95%
-    t-interval (half-width); a difference whose interval excludes 0 is marked."""
+    t-interval (half-width); a difference whose interval excludes 0 is marked.
+    Then the loss of plasticity: the score over the first 20% of the tasks and
+    the paired change last - first, with theirs; and the means over seeds of
+    the dead units after the last task and of the units renewed in the run."""
     with open(path, "w") as fh:
         fh.write("benchmark,method,seeds,last,last_ci95,minus_sgd,minus_sgd_ci95,"
-                 "minus_sgd_excludes_0,minus_cbp,minus_cbp_ci95,minus_cbp_excludes_0\n")
+                 "minus_sgd_excludes_0,minus_cbp,minus_cbp_ci95,minus_cbp_excludes_0,"
+                 "first,first_ci95,last_minus_first,last_minus_first_ci95,"
+                 "dead_at_end,units_renewed\n")
         for bench in dict.fromkeys(r[0] for r in rows):
             n = max(r[3] for r in rows if r[0] == bench) + 1
             tail = max(1, n // 5)
-            last = {}
+            last, first, dead, renewed = {}, {}, {}, {}
             for r in rows:
-                if r[0] == bench and r[3] >= n - tail:
+                if r[0] != bench:
+                    continue
+                if r[3] >= n - tail:
                     last.setdefault(r[1], {}).setdefault(r[2], []).append(r[4])
+                if r[3] < tail:
+                    first.setdefault(r[1], {}).setdefault(r[2], []).append(r[4])
+                if r[3] == n - 1:
+                    dead.setdefault(r[1], []).append(r[5])
+                renewed.setdefault(r[1], {}).setdefault(r[2], []).append(r[6])
             last = {m: {s: np.mean(v) for s, v in per.items()} for m, per in last.items()}
+            first = {m: {s: np.mean(v) for s, v in per.items()} for m, per in first.items()}
             for method in [m for m in METHODS if m in last]:
                 seeds = sorted(last[method])
                 cells = [bench, method, str(len(seeds))]
@@ -507,6 +520,11 @@ def write_summary(rows, path):
                     mean, half = t_interval([last[method][s] - last[ref][s] for s in common])
                     cells += ["%+.4f" % mean, "%.4f" % half,
                               "yes" if abs(mean) > half else "no"]
+                cells += ["%.4f" % x for x in t_interval([first[method][s] for s in seeds])]
+                mean, half = t_interval([last[method][s] - first[method][s] for s in seeds])
+                cells += ["%+.4f" % mean, "%.4f" % half]
+                cells += ["%.1f" % np.mean(dead.get(method, [np.nan])),
+                          "%.1f" % np.mean([sum(v) for v in renewed[method].values()])]
                 fh.write(",".join(cells) + "\n")
 
 

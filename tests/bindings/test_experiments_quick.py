@@ -134,6 +134,12 @@ def test_continual_protocol_quick(tmp_path):
     for seed in "01":
         assert len({r["accuracy"] for r in rows if r["seed"] == seed and r["task"] == "0"
                     and r["method"] != "cbp"}) == 1
+    summary = read_csv(str(stem) + "_summary.csv")
+    assert {r["method"] for r in summary} == {"sgd", "cbp", "fibcos", "sync"}
+    for r in summary:      # the plasticity columns: last - first, paired by seed
+        assert abs(float(r["last_minus_first"]) - (float(r["last"]) - float(r["first"]))) < 2e-4
+    cost = read_csv(str(stem) + "_cost.csv")
+    assert len(cost) == 6 + 4 * 2 and all(float(r["cpu_seconds_per_task"]) > 0 for r in cost)
     runs = tmp_path / "continual_protocol2_runs"
     for method, tag in chosen.items():
         assert (runs / ("eval_%s_%s_s0.csv" % (method, tag))).exists()

@@ -551,6 +551,13 @@ def main_protocol(args):
                                   cfg["lr"], args.select_seed, seeds))
     rows = cp.run(run_permuted, data, cfg, grids, seeds, args.select_seed, args.jobs,
                   args.runs or stem + "_runs", stem, not args.collect, log)
+    # the figure and the summary pair seeds: only seeds every method has finished
+    methods = set(r[1] for r in rows)
+    paired = [s for s in seeds if all(any(r[1] == m and r[2] == s for r in rows)
+                                      for m in methods)]
+    if paired != seeds:
+        log("seeds finished by every method: %s (the others are left out)" % paired)
+    rows = [r for r in rows if r[2] in paired]
     if rows:
         plot(rows, stem + ".png")
         summarise(rows, log)

@@ -56,7 +56,16 @@ hundred steps), the rest as above.
 method over the seeds with a 95% t-interval, and the paired differences to SGD
 and to CBP with theirs (continual*_summary.csv).
 
+--protocol N runs the comparison of issue 25 on N permuted tasks (module
+continual_protocol.py): SGD, CBP, the seed's cover breaking (fibcos) and
+activity-synchrony breaking (sync); each method's knob chosen on a separate
+seed (--select-seed, 100) from a small grid and frozen, then --seeds paired
+seeds; 2,000 images per task and H = 128 unless --per-task / --hidden say
+otherwise; --jobs processes at once, one row per task written as it ends,
+resumable, --collect to merge the complete runs.
+
     /usr/bin/python3 docs/examples/exp_continual.py [--quick] [--bench pairs|permuted|all]
+    /usr/bin/python3 docs/examples/exp_continual.py --protocol 200 --seeds 5 --jobs 2
 """
 
 import argparse
@@ -193,9 +202,9 @@ def cosine_available():
 
 
 @torch.no_grad()
-def fib_break(net, seed, factor):
+def fib_break(net, seed, factor, cos_eps=COSINE_EPS):
     """Covers with a per-layer tolerance (factor x std, or FIB_TOL_COSINE at
-    COSINE_EPS when factor is "cos"), then fib_break_symmetry (library).
+    cos_eps when factor is "cos"), then fib_break_symmetry (library).
     Returns the number of units renewed."""
     import fibration
     x = torch.zeros(2, 784)
@@ -203,7 +212,7 @@ def fib_break(net, seed, factor):
     dense = [l for l in g.layers if l.kind == "dense"]
     lin = linears(net)
     if factor == "cos":
-        coloring = g.graph.color("covers", fibration._ffi.FIB_TOL_COSINE, COSINE_EPS)
+        coloring = g.graph.color("covers", fibration._ffi.FIB_TOL_COSINE, cos_eps)
     else:
         for l, m in zip(dense, lin):
             g.graph.set_eps(l.group, factor * float(m.weight.std()))
@@ -244,12 +253,12 @@ def sync_classes(h, tol=SYNC_TOL):
 
 
 @torch.no_grad()
-def sync_break(net, x, generator):
+def sync_break(net, x, generator, tol=SYNC_TOL):
     acts, _ = hidden_activations(net, x)
     lin = linears(net)
     renewed = 0
     for i, h in enumerate(acts):
-        label = sync_classes(h)
+        label = sync_classes(h, tol)
         rows = []
         for c in np.unique(label):
             members = np.flatnonzero(label == c)
@@ -266,13 +275,15 @@ def sync_break(net, x, generator):
     return renewed
 
 
-def at_boundary(method, net, x, seed, generator):
-    """Symmetry breaking at a task boundary; the number of units renewed."""
+def at_boundary(method, net, x, seed, generator, cfg):
+    """Symmetry breaking at a task boundary; the number of units renewed.
+    cfg may override the knobs: cos_eps (fibcos), sync_tol (sync, fibsync)."""
     renewed = 0
     if method in FIB_EPS or method == "fibsync":
-        renewed += fib_break(net, seed, FIB_EPS.get(method, FIB_EPS["fib"]))
+        renewed += fib_break(net, seed, FIB_EPS.get(method, FIB_EPS["fib"]),
+                             cfg.get("cos_eps", COSINE_EPS))
     if method in ("sync", "fibsync"):
-        renewed += sync_break(net, x, generator)
+        renewed += sync_break(net, x, generator, cfg.get("sync_tol", SYNC_TOL))
     return renewed
 
 
@@ -302,7 +313,7 @@ def run_pairs(method, seed, data, cfg):
         with torch.no_grad():                              # new head for the new task
             reinit_rows(net[-1], torch.arange(2), gen)
         if task > 0:
-            renewed = at_boundary(method, net, seen, seed * 100000 + task, gen)
+            renewed = at_boundary(method, net, seen, seed * 100000 + task, gen, cfg)
         replaced = cbp.replaced if cbp else 0
         opt = torch.optim.SGD(net.parameters(), lr=cfg["lr"])
         for _ in range(cfg["epochs"]):
@@ -323,7 +334,9 @@ def run_pairs(method, seed, data, cfg):
     return rows
 
 
-def run_permuted(method, seed, data, cfg):
+def run_permuted(method, seed, data, cfg, on_task=None):
+    """One run; on_task(row) is called as each task ends (rows are written as
+    they come, so an interrupted run leaves its finished tasks)."""
     xtr, ytr = data[0], data[1]
     rng = np.random.default_rng(seed)
     net = make_net(cfg["hidden"], 10, seed)
@@ -338,7 +351,7 @@ def run_permuted(method, seed, data, cfg):
         x, y = xtr[idx][:, perm], ytr[idx]
         renewed = 0
         if task > 0:
-            renewed = at_boundary(method, net, seen, seed * 100000 + task, gen)
+            renewed = at_boundary(method, net, seen, seed * 100000 + task, gen, cfg)
         replaced = cbp.replaced if cbp else 0
         right = 0
         for s in range(0, len(x), cfg["batch"]):
@@ -353,6 +366,8 @@ def run_permuted(method, seed, data, cfg):
         renewed += cbp.replaced - replaced if cbp else 0
         seen = x[:512]
         rows.append((task, right / len(x), dead_units(net, seen), renewed))
+        if on_task:
+            on_task(rows[-1])
     return rows
 
 
@@ -468,18 +483,31 @@ def t_interval(values):
 def write_summary(rows, path):
     """Per benchmark and method: the mean score over the last 20% of the tasks,
     over seeds, and its paired differences to SGD and to CBP, each with a 95%
-    t-interval (half-width); a difference whose interval excludes 0 is marked."""
+    t-interval (half-width); a difference whose interval excludes 0 is marked.
+    Then the loss of plasticity: the score over the first 20% of the tasks and
+    the paired change last - first, with theirs; and the means over seeds of
+    the dead units after the last task and of the units renewed in the run."""
     with open(path, "w") as fh:
         fh.write("benchmark,method,seeds,last,last_ci95,minus_sgd,minus_sgd_ci95,"
-                 "minus_sgd_excludes_0,minus_cbp,minus_cbp_ci95,minus_cbp_excludes_0\n")
+                 "minus_sgd_excludes_0,minus_cbp,minus_cbp_ci95,minus_cbp_excludes_0,"
+                 "first,first_ci95,last_minus_first,last_minus_first_ci95,"
+                 "dead_at_end,units_renewed\n")
         for bench in dict.fromkeys(r[0] for r in rows):
             n = max(r[3] for r in rows if r[0] == bench) + 1
             tail = max(1, n // 5)
-            last = {}
+            last, first, dead, renewed = {}, {}, {}, {}
             for r in rows:
-                if r[0] == bench and r[3] >= n - tail:
+                if r[0] != bench:
+                    continue
+                if r[3] >= n - tail:
                     last.setdefault(r[1], {}).setdefault(r[2], []).append(r[4])
+                if r[3] < tail:
+                    first.setdefault(r[1], {}).setdefault(r[2], []).append(r[4])
+                if r[3] == n - 1:
+                    dead.setdefault(r[1], []).append(r[5])
+                renewed.setdefault(r[1], {}).setdefault(r[2], []).append(r[6])
             last = {m: {s: np.mean(v) for s, v in per.items()} for m, per in last.items()}
+            first = {m: {s: np.mean(v) for s, v in per.items()} for m, per in first.items()}
             for method in [m for m in METHODS if m in last]:
                 seeds = sorted(last[method])
                 cells = [bench, method, str(len(seeds))]
@@ -492,7 +520,49 @@ def write_summary(rows, path):
                     mean, half = t_interval([last[method][s] - last[ref][s] for s in common])
                     cells += ["%+.4f" % mean, "%.4f" % half,
                               "yes" if abs(mean) > half else "no"]
+                cells += ["%.4f" % x for x in t_interval([first[method][s] for s in seeds])]
+                mean, half = t_interval([last[method][s] - first[method][s] for s in seeds])
+                cells += ["%+.4f" % mean, "%.4f" % half]
+                cells += ["%.1f" % np.mean(dead.get(method, [np.nan])),
+                          "%.1f" % np.mean([sum(v) for v in renewed[method].values()])]
                 fh.write(",".join(cells) + "\n")
+
+
+def main_protocol(args):
+    import continual_protocol as cp
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    cfg = dict((QUICK if args.quick else CONFIGS)["permuted"], tasks=args.protocol)
+    cfg["per_task"] = args.per_task or (cfg["per_task"] if args.quick else 2000)
+    cfg["hidden"] = args.hidden or (cfg["hidden"] if args.quick else 128)
+    grids = cp.QUICK_GRIDS if args.quick else cp.GRIDS
+    methods = args.methods.split(",") if args.methods != ",".join(METHODS) else cp.METHODS
+    grids = {m: grids[m] for m in methods}
+    seeds = list(range(args.first_seed, args.first_seed + (2 if args.quick else args.seeds)))
+    stem = os.path.join(args.out, args.name or "continual_protocol%d" % args.protocol)
+    data = fd.load(12000, 2000) if args.quick else fd.load()
+    data = (data[0].flatten(1), data[1])
+    t0 = time.time()
+
+    def log(line):
+        print("%6.0f s  %s" % (time.time() - t0, line), flush=True)
+    log("protocol: %d tasks of %d images, H %d, batch %d, lr %g; select on seed %d, "
+        "evaluate on seeds %s" % (cfg["tasks"], cfg["per_task"], cfg["hidden"], cfg["batch"],
+                                  cfg["lr"], args.select_seed, seeds))
+    rows = cp.run(run_permuted, data, cfg, grids, seeds, args.select_seed, args.jobs,
+                  args.runs or stem + "_runs", stem, not args.collect, log)
+    # the figure and the summary pair seeds: only seeds every method has finished
+    methods = set(r[1] for r in rows)
+    paired = [s for s in seeds if all(any(r[1] == m and r[2] == s for r in rows)
+                                      for m in methods)]
+    if paired != seeds:
+        log("seeds finished by every method: %s (the others are left out)" % paired)
+    rows = [r for r in rows if r[2] in paired]
+    if rows:
+        plot(rows, stem + ".png")
+        summarise(rows, log)
+        write_summary(rows, stem + "_summary.csv")
+    log("wrote %s.csv (%d rows)" % (stem, len(rows)))
 
 
 def main(argv=None):
@@ -509,7 +579,20 @@ def main(argv=None):
     ap.add_argument("--summary", action="store_true",
                     help="also write continual*_summary.csv (means, 95%% t-intervals)")
     ap.add_argument("--replot", metavar="CSV", help="redraw the PNG of a CSV written before")
+    ap.add_argument("--protocol", type=int, metavar="N",
+                    help="the comparison protocol on N permuted tasks (continual_protocol.py): "
+                         "knobs chosen on --select-seed, then frozen, on --seeds seeds")
+    ap.add_argument("--per-task", type=int, help="images per permuted task (--protocol: 2000)")
+    ap.add_argument("--hidden", type=int, help="hidden width H (--protocol: 128)")
+    ap.add_argument("--select-seed", type=int, default=100)
+    ap.add_argument("--jobs", type=int, default=2, help="--protocol: runs at once")
+    ap.add_argument("--runs", help="--protocol: folder of the per-run files "
+                                   "(default <out>/<name>_runs)")
+    ap.add_argument("--collect", action="store_true",
+                    help="--protocol: merge the complete runs, start none")
     args = ap.parse_args(argv)
+    if args.protocol:
+        return main_protocol(args)
     if args.replot:
         rows = read_rows(args.replot)
         plot(rows, args.replot[:-4] + ".png")

@@ -106,6 +106,50 @@ def test_continual_quick_cbp_replaces_units(tmp_path):
         assert r["seeds"] == "2" and float(r["last_ci95"]) >= 0
 
 
+def test_continual_protocol_quick(tmp_path):
+    """--protocol: knobs chosen on the selection seed (the best last-20% score
+    of each grid, written with every point's score), then frozen for the
+    evaluation seeds, which every method shares; a resumed invocation reruns
+    only the missing run and reproduces it."""
+    run_quick("exp_continual.py", tmp_path, "--protocol", "2")
+    stem = tmp_path / "continual_protocol2"
+    knobs = read_csv(str(stem) + "_knobs.csv")
+    chosen = {}
+    for method in ("cbp", "fibcos", "sync"):
+        grid = [r for r in knobs if r["method"] == method]
+        assert len(grid) == 2 and {r["select_seed"] for r in grid} == {"100"}
+        best = [r for r in grid if r["chosen"] == "yes"]
+        assert len(best) == 1
+        assert float(best[0]["select_last20"]) == max(float(r["select_last20"]) for r in grid)
+        chosen[method] = best[0]["knobs"]
+    select = read_csv(str(stem) + "_select.csv")
+    assert {r["seed"] for r in select} == {"100"}
+    assert {(r["method"], r["knobs"]) for r in select} == {
+        (r["method"], r["knobs"]) for r in knobs if r["method"] != "sgd"}
+    rows = read_csv(str(stem) + ".csv")
+    assert {(r["method"], r["seed"], r["task"]) for r in rows} == {
+        (m, s, t) for m in ("sgd", "cbp", "fibcos", "sync") for s in "01" for t in "01"}
+    # the same initialisation, first task and minibatches for every method
+    # that cannot act before the first boundary
+    for seed in "01":
+        assert len({r["accuracy"] for r in rows if r["seed"] == seed and r["task"] == "0"
+                    and r["method"] != "cbp"}) == 1
+    summary = read_csv(str(stem) + "_summary.csv")
+    assert {r["method"] for r in summary} == {"sgd", "cbp", "fibcos", "sync"}
+    for r in summary:      # the plasticity columns: last - first, paired by seed
+        assert abs(float(r["last_minus_first"]) - (float(r["last"]) - float(r["first"]))) < 2e-4
+    cost = read_csv(str(stem) + "_cost.csv")
+    assert len(cost) == 6 + 4 * 2 and all(float(r["cpu_seconds_per_task"]) > 0 for r in cost)
+    runs = tmp_path / "continual_protocol2_runs"
+    for method, tag in chosen.items():
+        assert (runs / ("eval_%s_%s_s0.csv" % (method, tag))).exists()
+    # resume: only the deleted run is made again, with the same rows
+    (runs / ("eval_sync_%s_s1.csv" % chosen["sync"])).unlink()
+    out, _ = run_quick("exp_continual.py", tmp_path, "--protocol", "2")
+    assert out.count(" start ") == 1 and "start eval sync" in out
+    assert read_csv(str(stem) + ".csv") == rows
+
+
 def test_synchrony_quick(tmp_path):
     run_quick("exp_synchrony.py", tmp_path)
     assert (tmp_path / "synchrony.png").stat().st_size > 0

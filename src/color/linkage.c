@@ -1178,15 +1178,17 @@ void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
 /* out[u * k + c] = row units[u] . V[c] (u < m, c < k), each the sum of its
  * products in ascending coordinate order: the bits of the plain loop, at
  * any thread count (panels of directions shared out among r->n_threads
- * threads). With `single`, the same in floats (fib_dots_f32, the pieces of
+ * threads). With unitsf (the m rows in floats, one after the other), the
+ * same in floats (fib_dots_f32, the pieces of
  * GRAM_DEPTH coordinates added in double): within LLOYD_FLOAT_ERROR times
  * |row| |V[c]| of the exact value, and the same bits at any thread count
  * and SIMD level. panel: GRAM_WIDTH * GRAM_DEPTH doubles per thread, rows:
  * 4 * GRAM_DEPTH per thread (LINKAGE_THREADS threads at most). */
 static void rows_dot_directions(const fib_rows *r, const int64_t *units, int64_t m,
-                                const double *V, int64_t k, bool single, double *panel,
-                                double *rows, double *out)
+                                const double *V, int64_t k, const float *unitsf,
+                                double *panel, double *rows, double *out)
 {
+    bool single = unitsf != NULL;
     int64_t d = r->d, n_panels = (k + GRAM_WIDTH - 1) / GRAM_WIDTH;
     const fib_kernels *kernels = fib_kernels_active();
     int threads = fib_thread_count(r->n_threads, n_panels);
@@ -1197,7 +1199,7 @@ static void rows_dot_directions(const fib_rows *r, const int64_t *units, int64_t
         int64_t c0 = p * GRAM_WIDTH, w = k - c0 < GRAM_WIDTH ? k - c0 : GRAM_WIDTH;
         double *my_panel = panel + (int64_t)fib_thread_num() * GRAM_WIDTH * GRAM_DEPTH;
         double *my_rows = rows + (int64_t)fib_thread_num() * 4 * GRAM_DEPTH;
-        float *panelf = (float *)my_panel, *rowsf = (float *)my_rows;
+        float *panelf = (float *)my_panel;
         for (int64_t j0 = 0; j0 < d; j0 += GRAM_DEPTH) {
             int64_t len = d - j0 < GRAM_DEPTH ? d - j0 : GRAM_DEPTH;
             for (int64_t c = 0; c < w; c++)
@@ -1210,10 +1212,8 @@ static void rows_dot_directions(const fib_rows *r, const int64_t *units, int64_t
             for (int64_t u0 = 0; u0 < m; u0 += 4) {
                 int64_t q = m - u0 < 4 ? m - u0 : 4;
                 if (single) {
-                    for (int64_t t = 0; t < q; t++)
-                        for (int64_t j = 0; j < len; j++)
-                            rowsf[t * len + j] = (float)r->value[units[u0 + t] * d + j0 + j];
-                    kernels->dots_f32(rowsf, len, q, panelf, w, len, out + u0 * k + c0, k);
+                    kernels->dots_f32(unitsf + u0 * d + j0, d, q, panelf, w, len,
+                                      out + u0 * k + c0, k);
                     continue;
                 }
                 for (int64_t t = 0; t < q; t++)
@@ -1268,6 +1268,7 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
     double *panel = fib_alloc(most * GRAM_WIDTH * GRAM_DEPTH, sizeof *panel);
     double *rows = fib_alloc(most * 4 * GRAM_DEPTH, sizeof *rows);
     double *delta = fib_alloc(k, sizeof *delta);
+    float *scanf32 = NULL; /* the scanned rows in floats */
     int32_t status = FIB_OK;
     if (!delta || !V || !V2 || !w || !order || !start || !fill || !next || !hi || !norm || !changed ||
         !changed2 || !oldof || !scan || !dots || !panel || !rows) {
@@ -1286,6 +1287,11 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
     bool single = r->float_cosines;
     for (int64_t i = 0; i < n; i++)
         single = single && norm[i] < FLOAT_ROW_LIMIT;
+    scanf32 = single ? fib_alloc(LLOYD_CHUNK * (d > 0 ? d : 1), sizeof *scanf32) : NULL;
+    if (single && !scanf32) {
+        status = fib_error(FIB_E_NOMEM, "out of memory refining %lld units", (long long)n);
+        goto done;
+    }
     for (int64_t c = 0; c < k; c++)
         changed[c] = true;
     for (int32_t it = 0; it < iterations; it++) {
@@ -1347,7 +1353,11 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
                 if (n_scan < LLOYD_CHUNK)
                     continue;
             }
-            rows_dot_directions(r, scan, n_scan, V, k, single, panel, rows, dots);
+            for (int64_t u = 0; single && u < n_scan; u++)
+                for (int64_t j = 0; j < d; j++)
+                    scanf32[u * d + j] = (float)r->value[scan[u] * d + j];
+            rows_dot_directions(r, scan, n_scan, V, k, single ? scanf32 : NULL, panel, rows,
+                                dots);
             for (int64_t u = 0; u < n_scan; u++) {
                 int64_t x = scan[u], own = p->color[x], best = own;
                 double *dx = dots + u * k;
@@ -1434,5 +1444,6 @@ done:
     fib_free(next), fib_free(hi), fib_free(norm), fib_free(changed), fib_free(changed2);
     fib_free(oldof), fib_free(scan), fib_free(dots), fib_free(panel), fib_free(rows);
     fib_free(delta);
+    fib_free(scanf32);
     return status;
 }

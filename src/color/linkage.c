@@ -285,42 +285,85 @@ static void nn_heap_remove(nn_heap *h, const double *key, int64_t row)
 /* Threads of a Gram matrix or a Lloyd round at most (scratch per thread). */
 #define LINKAGE_THREADS 64
 
+/* With fib_rows.float_cosines, the Gram matrix of a rank-1 Ward linkage is
+ * made in floats (dots_f32: twice the products per vector), each piece of
+ * GRAM_DEPTH coordinates summed in float and the pieces in double: a cosine
+ * off by about 1e-6. A cosine of at least FLOAT_COSINE_EXACT is made again
+ * in double, with the bits of the double path: near-parallel rows, whose
+ * rank-1 cost (about 1 - c) the float error would swamp, and exact
+ * duplicates (cost 0) keep their exact costs; below it the error moves a
+ * cost by at most about 1e-5 of itself. */
+#define FLOAT_COSINE_EXACT 0.5
+
+/* The unit rows a Gram matrix is made of: doubles, or floats with the
+ * rows' norms for the exact cosines. */
+typedef struct unit_rows {
+    const double *unit;  /* n x d, or NULL */
+    const float *unitf;  /* n x d, or NULL */
+    const double *norm;  /* |row| (with unitf) */
+} unit_rows;
+
+/* The cosine of rows i and k in double, as the double path makes it. */
+static double exact_cosine(const fib_rows *r, const double *norm, int64_t i, int64_t k)
+{
+    const double *a = r->value + i * r->d, *b = r->value + k * r->d;
+    double si = norm[i], sk = norm[k], s = 0;
+    for (int64_t j = 0; j < r->d; j++)
+        s += (si > 0 ? a[j] / si : 0.0) * (sk > 0 ? b[j] / sk : 0.0);
+    return s;
+}
+
 /* The cosines between the GRAM_WIDTH (or fewer) unit rows from k0 on and
  * every row below them, into D; panel and acc: this thread's scratch. */
-static void gram_panel(const fib_rows *r, const double *unit, bool cosine, int64_t k0,
+static void gram_panel(const fib_rows *r, const unit_rows *u, bool cosine, int64_t k0,
                        double *panel, double *acc, double *D)
 {
     int64_t n = r->n, d = r->d;
     const fib_kernels *kernels = fib_kernels_active();
     int64_t w = n - k0 < GRAM_WIDTH ? n - k0 : GRAM_WIDTH;
     int64_t rows = k0 + w - 1; /* the rows below the panel's last column */
+    float *panelf = (float *)panel;
     memset(acc, 0, (size_t)(rows * w) * sizeof *acc);
     for (int64_t j0 = 0; j0 < d; j0 += GRAM_DEPTH) {
         int64_t len = d - j0 < GRAM_DEPTH ? d - j0 : GRAM_DEPTH;
+        if (u->unitf) {
+            for (int64_t c = 0; c < w; c++)
+                for (int64_t j = 0; j < len; j++)
+                    panelf[j * w + c] = u->unitf[(k0 + c) * d + j0 + j];
+            for (int64_t i0 = 0; i0 < rows; i0 += 4) {
+                int64_t m = rows - i0 < 4 ? rows - i0 : 4;
+                kernels->dots_f32(u->unitf + i0 * d + j0, d, m, panelf, w, len, acc + i0 * w,
+                                  w);
+            }
+            continue;
+        }
         for (int64_t c = 0; c < w; c++)
             for (int64_t j = 0; j < len; j++)
-                panel[j * w + c] = unit[(k0 + c) * d + j0 + j];
+                panel[j * w + c] = u->unit[(k0 + c) * d + j0 + j];
         for (int64_t i0 = 0; i0 < rows; i0 += 4) {
             int64_t m = rows - i0 < 4 ? rows - i0 : 4;
-            kernels->dots_f64(unit + i0 * d + j0, d, m, panel, w, len, acc + i0 * w, w);
+            kernels->dots_f64(u->unit + i0 * d + j0, d, m, panel, w, len, acc + i0 * w, w);
         }
     }
     for (int64_t i = 0; i < rows; i++)
         for (int64_t c = i < k0 ? 0 : i - k0 + 1; c < w; c++) {
             int64_t k = k0 + c;
             double dot = acc[i * w + c];
+            if (u->unitf && dot >= FLOAT_COSINE_EXACT && r->label[i] == r->label[k])
+                dot = exact_cosine(r, u->norm, i, k);
             D[tri(n, i, k)] = r->label[i] != r->label[k] ? INFINITY
                               : cosine ? 1.0 - dot : dot; /* rank-1 keeps cosines */
         }
 }
 
 /* D[tri(i, k)] for all i < k: the cosine of unit rows i and k (COSINE:
- * 1 - cosine), INFINITY between different labels. Each cosine is the sum
- * of its products in ascending coordinate order (fib_dots_f64): the bits
- * of the plain loop at any SIMD level. Panels are shared out among
- * r->n_threads threads (each cosine made by one); the calling thread asks
- * check before each of its panels. */
-static int32_t unit_gram(const fib_rows *r, const double *unit, bool cosine,
+ * 1 - cosine), INFINITY between different labels. Each cosine of the
+ * double path is the sum of its products in ascending coordinate order
+ * (fib_dots_f64): the bits of the plain loop at any SIMD level; the float
+ * path's are the same at any SIMD level too (fib_dots_f32). Panels are
+ * shared out among r->n_threads threads (each cosine made by one); the
+ * calling thread asks check before each of its panels. */
+static int32_t unit_gram(const fib_rows *r, const unit_rows *u, bool cosine,
                          const fib_progress_check *check, double *D)
 {
     int64_t n = r->n, n_panels = (n + GRAM_WIDTH - 1) / GRAM_WIDTH;
@@ -346,7 +389,7 @@ static int32_t unit_gram(const fib_rows *r, const double *unit, bool cosine,
         for (int64_t p = p0; p < p1; p++) {
             int t = fib_thread_num();
             /* the last panels have the most rows below them: dealt first */
-            gram_panel(r, unit, cosine, (n_panels - 1 - p) * GRAM_WIDTH,
+            gram_panel(r, u, cosine, (n_panels - 1 - p) * GRAM_WIDTH,
                        panel + (int64_t)t * GRAM_WIDTH * GRAM_DEPTH,
                        acc + (int64_t)t * n * GRAM_WIDTH, D);
         }
@@ -395,7 +438,8 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
     out->a = fib_alloc(n, sizeof *out->a);
     out->b = fib_alloc(n, sizeof *out->b);
     out->height = fib_alloc(n, sizeof *out->height);
-    double *unit = NULL;
+    double *unit = NULL, *unit_norm = NULL;
+    float *unitf = NULL;
     int32_t status = FIB_OK;
     if (!D || !m || !size || !nn || !nnd || !active || !stale || !row_cost || !heap.row ||
         !heap.where ||
@@ -405,8 +449,13 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
     }
     /* unit rows for COSINE and rank-1 */
     if (method == FIB_TOL_COSINE || rank1) {
-        unit = fib_alloc(n * (d > 0 ? d : 1), sizeof *unit);
-        if (!unit) {
+        bool single = rank1 && r->float_cosines;
+        if (single)
+            unitf = fib_alloc(n * (d > 0 ? d : 1), sizeof *unitf);
+        else
+            unit = fib_alloc(n * (d > 0 ? d : 1), sizeof *unit);
+        unit_norm = fib_alloc(n > 0 ? n : 1, sizeof *unit_norm);
+        if ((!unit && !unitf) || !unit_norm) {
             status = fib_error(FIB_E_NOMEM, "out of memory clustering %lld units", (long long)n);
             goto done;
         }
@@ -415,8 +464,14 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
             for (int64_t j = 0; j < d; j++)
                 s += r->value[i * d + j] * r->value[i * d + j];
             s = sqrt(s);
-            for (int64_t j = 0; j < d; j++)
-                unit[i * d + j] = s > 0 ? r->value[i * d + j] / s : 0.0;
+            unit_norm[i] = s;
+            for (int64_t j = 0; j < d; j++) {
+                double x = s > 0 ? r->value[i * d + j] / s : 0.0;
+                if (single)
+                    unitf[i * d + j] = (float)x;
+                else
+                    unit[i * d + j] = x;
+            }
             if (rank1)
                 m[i] = s * s * (mass ? mass[i] : 1.0);
         }
@@ -427,12 +482,17 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
         if (!rank1)
             m[i] = mass ? mass[i] : 1.0;
     }
-    if (unit) {
-        status = unit_gram(r, unit, !rank1, check, D);
+    if (unit || unitf) {
+        unit_rows u = {unit, unitf, unit_norm};
+        status = unit_gram(r, &u, !rank1, check, D);
+        fib_free(unit);
+        fib_free(unitf);
+        unit = NULL;
+        unitf = NULL;
         if (status)
             goto done;
     }
-    for (int64_t i = 0; i < n && !unit; i++) {
+    for (int64_t i = 0; i < n && !unit_norm; i++) {
         if (fib_progress_cancelled(check)) {
             status = fib_error(FIB_E_CANCELLED, "clustering cancelled by the progress callback");
             goto done;
@@ -587,6 +647,8 @@ done:
     fib_free(heap.row);
     fib_free(heap.where);
     fib_free(unit);
+    fib_free(unitf);
+    fib_free(unit_norm);
     if (status)
         fib_merges_clear(out);
     return status;
@@ -783,6 +845,112 @@ static void power_iterate(const fib_rows *r, const int64_t *members, int64_t m,
     }
 }
 
+/* Classes of at most SMALL_CLASS members get their top direction exactly,
+ * from the eigenvectors of their m x m weighted Gram matrix: m (m + 1) / 2
+ * dot products instead of two per member and power round, and exact where
+ * the power iteration stalls (members nearly orthogonal and of similar
+ * weight: its top two eigenvalues are nearly equal and 100 rounds do not
+ * meet the tolerance). */
+#define SMALL_CLASS 32
+
+/* Eigenvalues (the diagonal of a on return) and eigenvectors (columns of
+ * e) of the symmetric m x m matrix a, by cyclic Jacobi rotations in a fixed
+ * order: the same bits for the same matrix. */
+static void jacobi_eigen(double *a, double *e, int64_t m)
+{
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < m; j++)
+            e[i * m + j] = i == j ? 1.0 : 0.0;
+    for (int sweep = 0; sweep < 64; sweep++) {
+        double off = 0, diag = 0;
+        for (int64_t p = 0; p < m; p++) {
+            diag += a[p * m + p] * a[p * m + p];
+            for (int64_t q = p + 1; q < m; q++)
+                off += a[p * m + q] * a[p * m + q];
+        }
+        if (!(off > 0x1.0p-104 * diag))
+            break;
+        for (int64_t p = 0; p < m; p++)
+            for (int64_t q = p + 1; q < m; q++) {
+                double apq = a[p * m + q];
+                if (apq == 0)
+                    continue;
+                double theta = (a[q * m + q] - a[p * m + p]) / (2 * apq);
+                double t = fabs(theta) > 1e150 ? 0.5 / theta
+                           : (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
+                double c = 1 / sqrt(t * t + 1), s = t * c;
+                for (int64_t k = 0; k < m; k++) { /* columns p, q */
+                    double x = a[k * m + p], y = a[k * m + q];
+                    a[k * m + p] = c * x - s * y;
+                    a[k * m + q] = s * x + c * y;
+                }
+                for (int64_t k = 0; k < m; k++) { /* rows p, q */
+                    double x = a[p * m + k], y = a[q * m + k];
+                    a[p * m + k] = c * x - s * y;
+                    a[q * m + k] = s * x + c * y;
+                }
+                for (int64_t k = 0; k < m; k++) {
+                    double x = e[k * m + p], y = e[k * m + q];
+                    e[k * m + p] = c * x - s * y;
+                    e[k * m + q] = s * x + c * y;
+                }
+            }
+    }
+}
+
+/* The top right singular direction of the weighted rows of a class of m <=
+ * SMALL_CLASS members into v (unit), on the side of v's start (as the power
+ * iteration from it ends); v unchanged when the rows are all zero. */
+static void small_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
+                                const double *weight, double *v)
+{
+    int64_t d = r->d;
+    double a[SMALL_CLASS * SMALL_CLASS], e[SMALL_CLASS * SMALL_CLASS];
+    for (int64_t x = 0; x < m; x++) {
+        const double *rx = r->value + members[x] * d;
+        double ox = weight ? weight[members[x]] : 1.0;
+        for (int64_t y = 0; y <= x; y++) {
+            const double *ry = r->value + members[y] * d;
+            double oy = weight ? weight[members[y]] : 1.0, s = 0;
+            for (int64_t j = 0; j < d; j++)
+                s += rx[j] * ry[j];
+            a[x * m + y] = a[y * m + x] = ox * oy * s;
+        }
+    }
+    jacobi_eigen(a, e, m);
+    int64_t top = 0;
+    for (int64_t x = 1; x < m; x++)
+        if (a[x * m + x] > a[top * m + top])
+            top = x;
+    if (!(a[top * m + top] > 0)) { /* all rows zero: v's start, as a unit */
+        double nv = 0;
+        for (int64_t j = 0; j < d; j++)
+            nv += v[j] * v[j];
+        nv = sqrt(nv);
+        for (int64_t j = 0; j < d && nv > 0; j++)
+            v[j] /= nv;
+        return;
+    }
+    /* u = sum_x om_x y_x row_x, then its side of v and its length */
+    double start = 0, norm = 0;
+    for (int64_t j = 0; j < d; j++) {
+        double s = 0;
+        for (int64_t x = 0; x < m; x++) {
+            double ox = weight ? weight[members[x]] : 1.0;
+            s += ox * e[x * m + top] * r->value[members[x] * d + j];
+        }
+        start += s * v[j];
+        norm += s * s;
+        v[j] = s; /* v[j] is read above before it is replaced */
+    }
+    norm = sqrt(norm);
+    if (!(norm > 0))
+        return;
+    double scale = (start < 0 ? -1.0 : 1.0) / norm;
+    for (int64_t j = 0; j < d; j++)
+        v[j] *= scale;
+}
+
 /* ---- scale-aware colouring of a dense group ---------------------------- */
 
 bool fib_activation_homogeneous(int32_t activation)
@@ -879,7 +1047,10 @@ int32_t fib_class_scales(const fib_rows *r, const fib_partition *p,
             for (int64_t j = 0; j < d; j++)
                 v_c[j] += om * r->value[mem[x] * d + j];
         }
-        power_iterate(r, mem, m, weight, v_c, w_c, 1e-14);
+        if (m <= SMALL_CLASS)
+            small_top_direction(r, mem, m, weight, v_c);
+        else
+            power_iterate(r, mem, m, weight, v_c, w_c, 1e-14);
         double mean = 0;
         for (int64_t x = 0; x < m; x++) {
             double s = 0;
@@ -997,7 +1168,10 @@ void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
         for (int64_t j = 0; j < d; j++)
             v[j] += om * row[j] * n2;
     }
-    power_iterate(r, members, m, weight, v, w, 1e-13);
+    if (m <= SMALL_CLASS)
+        small_top_direction(r, members, m, weight, v);
+    else
+        power_iterate(r, members, m, weight, v, w, 1e-13);
 }
 
 /* Units whose class is sought among all the directions are taken
@@ -1008,12 +1182,17 @@ void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
 /* out[u * k + c] = row units[u] . V[c] (u < m, c < k), each the sum of its
  * products in ascending coordinate order: the bits of the plain loop, at
  * any thread count (panels of directions shared out among r->n_threads
- * threads). panel: GRAM_WIDTH * GRAM_DEPTH doubles per thread, rows:
+ * threads). With unitsf (the m rows in floats, one after the other), the
+ * same in floats (fib_dots_f32, the pieces of
+ * GRAM_DEPTH coordinates added in double): within LLOYD_FLOAT_ERROR times
+ * |row| |V[c]| of the exact value, and the same bits at any thread count
+ * and SIMD level. panel: GRAM_WIDTH * GRAM_DEPTH doubles per thread, rows:
  * 4 * GRAM_DEPTH per thread (LINKAGE_THREADS threads at most). */
 static void rows_dot_directions(const fib_rows *r, const int64_t *units, int64_t m,
-                                const double *V, int64_t k, double *panel, double *rows,
-                                double *out)
+                                const double *V, int64_t k, const float *unitsf,
+                                double *panel, double *rows, double *out)
 {
+    bool single = unitsf != NULL;
     int64_t d = r->d, n_panels = (k + GRAM_WIDTH - 1) / GRAM_WIDTH;
     const fib_kernels *kernels = fib_kernels_active();
     int threads = fib_thread_count(r->n_threads, n_panels);
@@ -1024,13 +1203,23 @@ static void rows_dot_directions(const fib_rows *r, const int64_t *units, int64_t
         int64_t c0 = p * GRAM_WIDTH, w = k - c0 < GRAM_WIDTH ? k - c0 : GRAM_WIDTH;
         double *my_panel = panel + (int64_t)fib_thread_num() * GRAM_WIDTH * GRAM_DEPTH;
         double *my_rows = rows + (int64_t)fib_thread_num() * 4 * GRAM_DEPTH;
+        float *panelf = (float *)my_panel;
         for (int64_t j0 = 0; j0 < d; j0 += GRAM_DEPTH) {
             int64_t len = d - j0 < GRAM_DEPTH ? d - j0 : GRAM_DEPTH;
             for (int64_t c = 0; c < w; c++)
-                for (int64_t j = 0; j < len; j++)
-                    my_panel[j * w + c] = V[(c0 + c) * d + j0 + j];
+                for (int64_t j = 0; j < len; j++) {
+                    if (single)
+                        panelf[j * w + c] = (float)V[(c0 + c) * d + j0 + j];
+                    else
+                        my_panel[j * w + c] = V[(c0 + c) * d + j0 + j];
+                }
             for (int64_t u0 = 0; u0 < m; u0 += 4) {
                 int64_t q = m - u0 < 4 ? m - u0 : 4;
+                if (single) {
+                    kernels->dots_f32(unitsf + u0 * d + j0, d, q, panelf, w, len,
+                                      out + u0 * k + c0, k);
+                    continue;
+                }
                 for (int64_t t = 0; t < q; t++)
                     memcpy(my_rows + t * len, r->value + units[u0 + t] * d + j0,
                            (size_t)len * sizeof *my_rows);
@@ -1038,6 +1227,25 @@ static void rows_dot_directions(const fib_rows *r, const int64_t *units, int64_t
             }
         }
     }
+}
+
+/* A bound of |float dot product - exact| / (|row| |V[c]|) for
+ * rows_dot_directions in floats: each product and sum of a piece of
+ * GRAM_DEPTH coordinates rounded to float (256 * 2^-24 = 1.53e-5, plus the
+ * rounding of both factors to float), with a margin. Rows and directions
+ * of norms beyond FLOAT_ROW_LIMIT take the double path (floats would
+ * overflow). */
+#define LLOYD_FLOAT_ERROR 2e-5
+#define FLOAT_ROW_LIMIT 1e30
+
+/* The plain loop's bits of row i . V[c] (those of dots_f64). */
+static double row_dot(const fib_rows *r, int64_t i, const double *v)
+{
+    const double *row = r->value + i * r->d;
+    double s = 0;
+    for (int64_t j = 0; j < r->d; j++)
+        s += row[j] * v[j];
+    return s;
 }
 
 /* Each round recomputes only the directions of the classes whose members
@@ -1064,6 +1272,7 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
     double *panel = fib_alloc(most * GRAM_WIDTH * GRAM_DEPTH, sizeof *panel);
     double *rows = fib_alloc(most * 4 * GRAM_DEPTH, sizeof *rows);
     double *delta = fib_alloc(k, sizeof *delta);
+    float *scanf32 = NULL; /* the scanned rows in floats */
     int32_t status = FIB_OK;
     if (!delta || !V || !V2 || !w || !order || !start || !fill || !next || !hi || !norm || !changed ||
         !changed2 || !oldof || !scan || !dots || !panel || !rows) {
@@ -1076,6 +1285,16 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
             s += r->value[i * d + j] * r->value[i * d + j];
         norm[i] = sqrt(s);
         hi[i] = INFINITY;
+    }
+    /* the dot products with every direction in floats, each candidate for a
+     * move checked in double (r->float_cosines: budgets) */
+    bool single = r->float_cosines;
+    for (int64_t i = 0; i < n; i++)
+        single = single && norm[i] < FLOAT_ROW_LIMIT;
+    scanf32 = single ? fib_alloc(LLOYD_CHUNK * (d > 0 ? d : 1), sizeof *scanf32) : NULL;
+    if (single && !scanf32) {
+        status = fib_error(FIB_E_NOMEM, "out of memory refining %lld units", (long long)n);
+        goto done;
     }
     for (int64_t c = 0; c < k; c++)
         changed[c] = true;
@@ -1138,23 +1357,46 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
                 if (n_scan < LLOYD_CHUNK)
                     continue;
             }
-            rows_dot_directions(r, scan, n_scan, V, k, panel, rows, dots);
+            for (int64_t u = 0; single && u < n_scan; u++)
+                for (int64_t j = 0; j < d; j++)
+                    scanf32[u * d + j] = (float)r->value[scan[u] * d + j];
+            rows_dot_directions(r, scan, n_scan, V, k, single ? scanf32 : NULL, panel, rows,
+                                dots);
             for (int64_t u = 0; u < n_scan; u++) {
-                int64_t x = scan[u], best = p->color[x];
-                const double *dx = dots + u * k;
-                double best_dot = dx[best];
-                for (int64_t c = 0; c < k; c++)
-                    if (dx[c] > best_dot * (1 + 1e-12) + 1e-300) {
-                        best_dot = dx[c];
-                        best = c;
+                int64_t x = scan[u], own = p->color[x], best = own;
+                double *dx = dots + u * k;
+                /* in floats: the exact value of every direction that may be
+                 * the largest (within twice the error of the largest float
+                 * value) and of the own class; the others stay below it and
+                 * bound hi by their float value plus the error */
+                double err = LLOYD_FLOAT_ERROR * norm[x] + (double)d * 0x1.0p-126;
+                double top = -INFINITY, loose = -INFINITY;
+                for (int64_t c = 0; single && c < k; c++)
+                    top = dx[c] > top ? dx[c] : top;
+                for (int64_t c = 0; single && c < k; c++) {
+                    if (c == own || dx[c] >= top - 2 * err) {
+                        dx[c] = row_dot(r, x, V + c * d);
+                    } else {
+                        loose = dx[c] + err > loose ? dx[c] + err : loose;
+                        dx[c] = -INFINITY;
                     }
-                double other = -INFINITY;
+                }
+                /* the largest dot product (the lowest class among equals),
+                 * taken when it beats the own class's beyond rounding */
+                double best_dot = dx[own];
+                int64_t argmax = own;
+                for (int64_t c = 0; c < k; c++)
+                    if (dx[c] > dx[argmax] || (dx[c] == dx[argmax] && c < argmax))
+                        argmax = c;
+                if (dx[argmax] > best_dot * (1 + 1e-12) + 1e-300)
+                    best = argmax;
+                double other = loose;
                 for (int64_t c = 0; c < k; c++)
                     if (c != best && dx[c] > other)
                         other = dx[c];
                 next[x] = best;
                 hi[x] = other;
-                moved = moved || best != p->color[x];
+                moved = moved || best != own;
             }
             n_scan = 0;
         }
@@ -1206,5 +1448,6 @@ done:
     fib_free(next), fib_free(hi), fib_free(norm), fib_free(changed), fib_free(changed2);
     fib_free(oldof), fib_free(scan), fib_free(dots), fib_free(panel), fib_free(rows);
     fib_free(delta);
+    fib_free(scanf32);
     return status;
 }

@@ -13,6 +13,8 @@ typedef struct fib_rows {
     int64_t *label;
     int32_t n_threads; /* for the linkages and Lloyd rounds on these rows:
                           0 = the OpenMP default; never changes a result */
+    bool float_cosines; /* rank-1 Ward only (budgets): the cosines below a
+                           bound made in floats (linkage.c) */
 } fib_rows;
 
 /* An agglomeration: merge s joined cluster b[s] into cluster a[s] < b[s]

@@ -355,6 +355,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         fib_partition *discrete = col->parts; /* still discrete here */
         status = candidate_rows(g, i, discrete, col->scales, scaled, &r, weight, norms);
         r.n_threads = o->n_threads;
+        r.float_cosines = true;
         if (!status) {
             status = layer_merges(&r, scaled, weight, &check, &l->first, l->err);
             fib_rows_clear(&r);
@@ -443,6 +444,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         if (!status)
             status = candidate_rows(g, i, col->parts, col->scales, scaled, &r, weight, norms);
         r.n_threads = o->n_threads;
+        r.float_cosines = true;
         /* rows over an unmerged source are those of step 1: so are the
          * merges */
         if (!status && l->first.a && source_unmerged(g, i, col))

@@ -182,6 +182,16 @@ typedef void (*fib_dots_f64_fn)(const double *a, int64_t lda, int64_t rows,
                                 const double *panel, int64_t width, int64_t len,
                                 double *out, int64_t ld_out);
 
+/* dots_f64 in floats: for r in [0, rows) and c in [0, width), the float sum
+ * s = 0, s += a[r * lda + j] * panel[j * width + c] for j = 0 .. len - 1 in
+ * that order (products and sums rounded to float, no contraction), then
+ * out[r * ld_out + c] += (double)s. Twice the products per vector of
+ * dots_f64, for Gram matrices that tolerate float rounding within a piece
+ * of len coordinates (the pieces are added in double). */
+typedef void (*fib_dots_f32_fn)(const float *a, int64_t lda, int64_t rows,
+                                const float *panel, int64_t width, int64_t len,
+                                double *out, int64_t ld_out);
+
 /* The rank-1 Ward cost of merging a piece of energy sa2 with one of energy
  * sb2 at cosine c (the smaller eigenvalue of their 2 x 2 Gram matrix).
  * Members pointing away from each other (c <= 0) cannot share a positive
@@ -223,6 +233,7 @@ typedef struct fib_kernels {
     int32_t gemm_panel; /* columns per panel of gemm_f64's packed b */
     fib_dots_f64_fn dots_f64;
     fib_rank1_costs_fn rank1_costs;
+    fib_dots_f32_fn dots_f32;
 } fib_kernels;
 
 /* The kernel entries of a set, taken from static functions of the same
@@ -234,7 +245,7 @@ typedef struct fib_kernels {
     .tight_f32 = tight_f32, .tight_f64 = tight_f64, .tight_tol = tight_tol,   \
     .all_finite_f32 = all_finite_f32, .all_finite_f64 = all_finite_f64,       \
     .axpy_f64 = axpy_f64, .gemm_f64 = gemm_f64, .dots_f64 = dots_f64,         \
-    .rank1_costs = rank1_costs
+    .dots_f32 = dots_f32, .rank1_costs = rank1_costs
 
 /* The kernels in use: chosen on the first call (thread-safe), from the CPU
  * (CPUID + XGETBV) unless FIBRATION_SIMD=scalar|avx2|avx512 asks for a

@@ -36,6 +36,10 @@
 #define VF_LO(v) _mm256_cvtps_pd(_mm256_castps256_ps128(v))
 #define VF_HI(v) _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))
 #define VF_FINITE_BITS(p) finite_bits_ps(p)
+#define VF_SET1(x) _mm256_set1_ps(x)
+#define VF_ZERO() _mm256_setzero_ps()
+#define VF_ADD(a, b) _mm256_add_ps(a, b)
+#define VF_MUL(a, b) _mm256_mul_ps(a, b)
 
 #define KERNELS_NAME "avx2"
 #define KERNELS_LEVEL FIB_SIMD_AVX2

@@ -37,6 +37,10 @@
 #define VF_LO(v) _mm512_cvtps_pd(_mm512_castps512_ps256(v))
 #define VF_HI(v) _mm512_cvtps_pd(upper8(v))
 #define VF_FINITE_BITS(p) finite_bits_ps(p)
+#define VF_SET1(x) _mm512_set1_ps(x)
+#define VF_ZERO() _mm512_setzero_ps()
+#define VF_ADD(a, b) _mm512_add_ps(a, b)
+#define VF_MUL(a, b) _mm512_mul_ps(a, b)
 
 #define KERNELS_NAME "avx512"
 #define KERNELS_LEVEL FIB_SIMD_AVX512

@@ -110,6 +110,18 @@ static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *p
         }
 }
 
+static void dots_f32(const float *a, int64_t lda, int64_t rows, const float *panel,
+                     int64_t width, int64_t len, double *out, int64_t ld_out)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < width; c++) {
+            float s = 0;
+            for (int64_t j = 0; j < len; j++)
+                s += a[r * lda + j] * panel[j * width + c];
+            out[r * ld_out + c] += (double)s;
+        }
+}
+
 static void rank1_costs(double sa2, const double *sb2, const double *cosine, int64_t n,
                         double *cost)
 {

@@ -28,6 +28,7 @@
  *   VF_LOAD(p) VF_LOADU(p) VF_STORE(p, v)
  *   VF_LO(v), VF_HI(v)  the lower / upper VD_N floats of v, widened
  *   VF_FINITE_BITS(p)   bit per lane of TILE floats at p: x - x == 0
+ *   VF_ZERO() VF_SET1(x) VF_ADD VF_MUL (a, b)   as VD's, on TILE floats
  *   transpose_vd(const VD r[VD_N], VD c[VD_N])   rows to columns
  *   transpose_vf(VF r[TILE])                     the same, in place
  *   KERNELS_NAME, KERNELS_LEVEL, KERNELS_GETTER  the set's table
@@ -418,6 +419,58 @@ static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *p
             o[c] = s;
         }
     }
+}
+
+/* dots_f32: the kernel of dots_f64 in floats, TILE columns a vector; each
+ * sum starts at zero in a float register and is added to out once. */
+static void dots_f32(const float *a, int64_t lda, int64_t rows, const float *panel,
+                     int64_t width, int64_t len, double *out, int64_t ld_out)
+{
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const float *a0 = a + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        int64_t c = 0;
+        for (; c + 2 * TILE <= width; c += 2 * TILE) {
+            VF s[4][2];
+            for (int q = 0; q < 4; q++)
+                s[q][0] = s[q][1] = VF_ZERO();
+            const float *p = panel + c;
+            for (int64_t j = 0; j < len; j++, p += width) {
+                VF p0 = VF_LOADU(p), p1 = VF_LOADU(p + TILE), x = VF_SET1(a0[j]);
+                s[0][0] = VF_ADD(s[0][0], VF_MUL(x, p0));
+                s[0][1] = VF_ADD(s[0][1], VF_MUL(x, p1));
+                x = VF_SET1(a1[j]);
+                s[1][0] = VF_ADD(s[1][0], VF_MUL(x, p0));
+                s[1][1] = VF_ADD(s[1][1], VF_MUL(x, p1));
+                x = VF_SET1(a2[j]);
+                s[2][0] = VF_ADD(s[2][0], VF_MUL(x, p0));
+                s[2][1] = VF_ADD(s[2][1], VF_MUL(x, p1));
+                x = VF_SET1(a3[j]);
+                s[3][0] = VF_ADD(s[3][0], VF_MUL(x, p0));
+                s[3][1] = VF_ADD(s[3][1], VF_MUL(x, p1));
+            }
+            for (int q = 0; q < 4; q++)
+                for (int h = 0; h < 2; h++) {
+                    double *o = out + (r + q) * ld_out + c + h * TILE;
+                    VD_STOREU(o, VD_ADD(VD_LOADU(o), VF_LO(s[q][h])));
+                    VD_STOREU(o + VD_N, VD_ADD(VD_LOADU(o + VD_N), VF_HI(s[q][h])));
+                }
+        }
+        for (int64_t q = 0; q < 4; q++)
+            for (int64_t cc = c; cc < width; cc++) {
+                float x = 0;
+                for (int64_t j = 0; j < len; j++)
+                    x += a[(r + q) * lda + j] * panel[j * width + cc];
+                out[(r + q) * ld_out + cc] += (double)x;
+            }
+    }
+    for (; r < rows; r++)
+        for (int64_t c = 0; c < width; c++) {
+            float x = 0;
+            for (int64_t j = 0; j < len; j++)
+                x += a[r * lda + j] * panel[j * width + c];
+            out[r * ld_out + c] += (double)x;
+        }
 }
 
 /* fib_rank1_cost lane by lane, in its order of operations. */

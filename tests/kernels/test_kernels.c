@@ -428,6 +428,49 @@ static void test_dots(void)
     }
 }
 
+/* Every set's dots_f32 against its definition, bit for bit: each sum made
+ * in float from zero in ascending order, then added to the double running
+ * value; the same shapes as test_dots. */
+static void test_dots_f32(void)
+{
+    for (int trial = 0; trial < 150; trial++) {
+        int64_t rows = 1 + below(9), width = 1 + below(70), len = below(70);
+        int64_t lda = len + below(3), ld_out = width + below(3);
+        float *a = malloc((size_t)(rows * lda + 1) * sizeof *a);
+        float *panel = malloc((size_t)(len * width + 1) * sizeof *panel);
+        int64_t cells = rows * ld_out;
+        double *in = malloc((size_t)cells * sizeof *in), *want = malloc((size_t)cells * sizeof *want);
+        double *got = malloc((size_t)cells * sizeof *got);
+        for (int64_t j = 0; j < rows * lda; j++)
+            a[j] = (float)value();
+        for (int64_t j = 0; j < len * width; j++)
+            panel[j] = (float)value();
+        for (int64_t j = 0; j < cells; j++)
+            in[j] = trial % 3 ? value() : 0.0;
+        memcpy(want, in, (size_t)cells * sizeof *in);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < width; c++) {
+                volatile float x = 0; /* float sums, whatever the evaluation method */
+                for (int64_t j = 0; j < len; j++) {
+                    volatile float p = a[r * lda + j] * panel[j * width + c];
+                    x = x + p;
+                }
+                want[r * ld_out + c] += (double)x;
+            }
+        for (int s = -1; s < n_sets; s++) {
+            const fib_kernels *k = s < 0 ? fib_kernels_scalar() : sets[s];
+            memcpy(got, in, (size_t)cells * sizeof *in);
+            k->dots_f32(a, lda, rows, panel, width, len, got, ld_out);
+            CHECK(memcmp(want, got, (size_t)cells * sizeof *got) == 0);
+        }
+        free(a);
+        free(panel);
+        free(in);
+        free(want);
+        free(got);
+    }
+}
+
 /* ---- rank-1 Ward costs (a row of the scale-aware linkage) ---------------- */
 
 /* Every set's rank1_costs against fib_rank1_cost, bit for bit: lengths
@@ -1126,6 +1169,7 @@ int main(void)
     test_axpy();
     test_gemm();
     test_dots();
+    test_dots_f32();
     test_rank1_costs();
     test_sparse_grouping();
     test_keyed_sort();

@@ -12,7 +12,7 @@ static void help(FILE *f)
             "usage: fibration analyze [OPTIONS] MODEL\n"
             "\n"
             "Reports, for every layer (group) of MODEL (a safetensors file, or a\n"
-            "Hugging Face checkpoint folder: llama, mistral, qwen2, gpt2), its\n"
+            "Hugging Face checkpoint folder: llama, mistral, qwen2, gpt2, bert), its\n"
             "units and the number of classes of fibers, opfibers and covers; for\n"
             "the symmetry chosen by --symmetry, the classes of one unit (trivial),\n"
             "of two or more (nontrivial), the largest class, and the parameters\n"

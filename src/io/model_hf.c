@@ -1,7 +1,7 @@
 /* Hugging Face checkpoint directories: config.json plus model.safetensors,
  * or shards listed by model.safetensors.index.json, read as stored (tensors
  * memory-mapped, half precision held natively). Model types "llama",
- * "mistral" and "qwen2" (one layout) and "gpt2". What is read and what is refused is
+ * "mistral" and "qwen2" (one layout), "gpt2" and "bert". What is read and what is refused is
  * docs/model-files.md, "Hugging Face checkpoint directories": keep them in
  * step. */
 #include "io/model_io.h"
@@ -101,6 +101,8 @@ static int32_t config_error(const hf_dir *H, const char *format, ...)
 
 typedef struct hf_config {
     bool gpt2;              /* model_type gpt2, else llama-family */
+    bool bert;              /* model_type bert (the encoder) */
+    int64_t type_vocab;     /* bert: rows of the token-type embedding */
     bool qkv_bias;          /* qwen2: q, k and v have biases, o has none */
     int64_t hidden, intermediate, layers, heads, kv_heads, head_dim, vocab;
     int64_t positions;      /* of the graph (llama: at most HF_POSITIONS) */
@@ -278,6 +280,26 @@ static const char *const gpt2_keys[] = {
     "use_cache", "_name_or_path",
 };
 
+/* transformers' activation names (ACT2FN) the library computes exactly:
+ * "gelu" is the exact (erf) GELU, "gelu_new" and "gelu_pytorch_tanh" its
+ * tanh approximation. */
+#define HF_ACTIVATIONS "gelu_new, gelu_pytorch_tanh, gelu, relu, silu, swish, tanh, sigmoid"
+
+static bool hf_activation(const char *name, int32_t *id)
+{
+    static const struct { const char *name; int32_t id; } acts[] = {
+        {"gelu_new", FIB_ACT_GELU_TANH}, {"gelu_pytorch_tanh", FIB_ACT_GELU_TANH},
+        {"gelu", FIB_ACT_GELU}, {"relu", FIB_ACT_RELU}, {"silu", FIB_ACT_SILU},
+        {"swish", FIB_ACT_SILU}, {"tanh", FIB_ACT_TANH}, {"sigmoid", FIB_ACT_SIGMOID},
+    };
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
+        if (strcmp(name, acts[i].name) == 0) {
+            *id = acts[i].id;
+            return true;
+        }
+    return false;
+}
+
 static int32_t read_gpt2(const hf_dir *H, const fib_json *c, hf_config *k)
 {
     int32_t st = check_keys(H, c, gpt2_keys, sizeof gpt2_keys / sizeof *gpt2_keys,
@@ -317,19 +339,77 @@ static int32_t read_gpt2(const hf_dir *H, const fib_json *c, hf_config *k)
     const fib_json *act = fib_json_get(c, "activation_function");
     const char *name = present(act) && act->kind == FIB_JSON_STRING ? act->string
                        : present(act) ? "(not a string)" : "gelu_new";
-    static const struct { const char *name; int32_t id; } acts[] = {
-        {"gelu_new", FIB_ACT_GELU_TANH}, {"gelu_pytorch_tanh", FIB_ACT_GELU_TANH},
-        {"gelu", FIB_ACT_GELU}, {"relu", FIB_ACT_RELU}, {"silu", FIB_ACT_SILU},
-        {"swish", FIB_ACT_SILU}, {"tanh", FIB_ACT_TANH}, {"sigmoid", FIB_ACT_SIGMOID},
-    };
-    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
-        if (strcmp(name, acts[i].name) == 0) {
-            k->activation = acts[i].id;
-            return FIB_OK;
-        }
+    if (hf_activation(name, &k->activation))
+        return FIB_OK;
     return config_error(H, "activation_function '%s' is not supported "
-                        "(supported: gelu_new, gelu_pytorch_tanh, gelu, relu, "
-                        "silu, swish, tanh, sigmoid)", name);
+                        "(supported: %s)", name, HF_ACTIVATIONS);
+}
+
+/* BERT (BertModel, and the models that hold it under "bert."): keys read,
+ * and keys that do not change the encoder's function (dropout rates,
+ * chunk_size_feed_forward, which only splits the MLP's positions into
+ * chunks, the classifier's dropout, bookkeeping). */
+static const char *const bert_keys[] = {
+    "model_type", "vocab_size", "hidden_size", "num_hidden_layers",
+    "num_attention_heads", "intermediate_size", "hidden_act",
+    "max_position_embeddings", "type_vocab_size", "layer_norm_eps",
+    "position_embedding_type", "is_decoder", "add_cross_attention",
+    "pruned_heads", "chunk_size_feed_forward", "hidden_dropout_prob",
+    "attention_probs_dropout_prob", "classifier_dropout",
+    "gradient_checkpointing", "architectures", "bos_token_id",
+    "eos_token_id", "pad_token_id", "torch_dtype", "dtype",
+    "transformers_version", "initializer_range", "use_cache",
+    "_name_or_path",
+};
+
+static int32_t read_bert(const hf_dir *H, const fib_json *c, hf_config *k)
+{
+    int32_t st = check_keys(H, c, bert_keys, sizeof bert_keys / sizeof *bert_keys,
+                            NULL, 0);
+    bool decoder = false, cross = false;
+    k->bert = true;
+    if (st ||
+        (st = get_count(H, c, "hidden_size", true, 0, &k->hidden)) ||
+        (st = get_count(H, c, "intermediate_size", true, 0, &k->intermediate)) ||
+        (st = get_count(H, c, "num_hidden_layers", true, 0, &k->layers)) ||
+        (st = get_count(H, c, "num_attention_heads", true, 0, &k->heads)) ||
+        (st = get_count(H, c, "vocab_size", true, 0, &k->vocab)) ||
+        (st = get_count(H, c, "max_position_embeddings", true, 0, &k->max_positions)) ||
+        (st = get_count(H, c, "type_vocab_size", false, 2, &k->type_vocab)) ||
+        (st = get_real(H, c, "layer_norm_eps", 1e-12, &k->eps)) ||
+        (st = get_flag(H, c, "is_decoder", false, &decoder)) ||
+        (st = get_flag(H, c, "add_cross_attention", false, &cross)))
+        return st;
+    if (decoder)
+        return config_error(H, "key 'is_decoder' is not supported (only false: "
+                            "the bidirectional encoder)");
+    if (cross)
+        return config_error(H, "key 'add_cross_attention' is not supported "
+                            "(only false)");
+    const fib_json *v = fib_json_get(c, "position_embedding_type");
+    if (present(v) && (v->kind != FIB_JSON_STRING || strcmp(v->string, "absolute") != 0))
+        return config_error(H, "key 'position_embedding_type' is not supported "
+                            "(only \"absolute\": learned position embeddings)");
+    v = fib_json_get(c, "pruned_heads");
+    if (present(v) && (v->kind != FIB_JSON_OBJECT || v->n_items != 0))
+        return config_error(H, "key 'pruned_heads' is not supported (only {}: "
+                            "every layer keeps num_attention_heads heads)");
+    if (k->hidden % k->heads != 0)
+        return config_error(H, "hidden_size %lld is not a multiple of "
+                            "num_attention_heads %lld", (long long)k->hidden,
+                            (long long)k->heads);
+    k->kv_heads = k->heads;
+    k->head_dim = k->hidden / k->heads;
+    /* every row of the position embedding takes part (as gpt2's) */
+    k->positions = k->max_positions;
+    k->attention_bias = k->mlp_bias = true;
+    const fib_json *act = fib_json_get(c, "hidden_act");
+    const char *name = present(act) && act->kind == FIB_JSON_STRING ? act->string
+                       : present(act) ? "(not a string)" : "gelu";
+    if (hf_activation(name, &k->activation))
+        return FIB_OK;
+    return config_error(H, "hidden_act '%s' is not supported (supported: %s)",
+                        name, HF_ACTIVATIONS);
 }
 
 static int32_t read_config(const hf_dir *H, const fib_json *c, hf_config *k)
@@ -345,8 +425,10 @@ static int32_t read_config(const hf_dir *H, const fib_json *c, hf_config *k)
         return read_llama(H, c, k, true);
     if (strcmp(type->string, "gpt2") == 0)
         return read_gpt2(H, c, k);
+    if (strcmp(type->string, "bert") == 0)
+        return read_bert(H, c, k);
     return config_error(H, "model_type '%s' is not supported (supported: "
-                        "llama, mistral, qwen2, gpt2)", type->string);
+                        "llama, mistral, qwen2, gpt2, bert)", type->string);
 }
 
 /* ---- the files -------------------------------------------------------------- */
@@ -817,8 +899,166 @@ static int32_t build_gpt2(hf_dir *H, const hf_config *k)
     return named(H, st, head, "lm_head", path);
 }
 
+/* ---- BERT ------------------------------------------------------------------- */
+
+/* BERT's self-attention: query, key, value and attention.output.dense, all
+ * nn.Linear with biases, bidirectional (no mask). */
+static int32_t bert_attention(hf_dir *H, const hf_config *k, int32_t source,
+                              const char *layer, int32_t *id)
+{
+    static const char *const proj[4] = {"attention.self.query", "attention.self.key",
+                                        "attention.self.value", "attention.output.dense"};
+    const fib_st_tensor *t[8];
+    const char *path = NULL, *p;
+    char name[300];
+    for (int i = 0; i < 8; i++) {
+        snprintf(name, sizeof name, "%s.%s.%s", layer, proj[i / 2],
+                 i % 2 ? "bias" : "weight");
+        int32_t st = tensor(H, name, 2 - i % 2, k->hidden, k->hidden, &t[i], &p);
+        if (st || (i > 0 && (st = same_dtype(H, t[0], t[i]))))
+            return st;
+        if (!path)
+            path = p;
+    }
+    fib_attention_options o;
+    fib_attention_options_init(&o, sizeof o);
+    o.n_heads = o.n_kv_heads = k->heads;
+    int32_t st = fib_graph_add_attention_ex(
+        H->graph, source, &o, t[0]->dtype, t[0]->data, t[1]->data, t[2]->data,
+        t[3]->data, t[4]->data, t[5]->data, t[6]->data, t[7]->data,
+        H->copy ? FIB_COPY : 0u, id);
+    snprintf(name, sizeof name, "%s.attention", layer);
+    if (st != FIB_OK)
+        return fib_model_rewrap(st, path, name);
+    static const char *const parts[5] = {"attention.self.query", "attention.self.key",
+                                         "attention.self.value", "attention.self.core",
+                                         "attention.output.dense"};
+    for (int i = 0; i < 5 && st == FIB_OK; i++) {
+        snprintf(name, sizeof name, "%s.%s", layer, parts[i]);
+        st = named(H, FIB_OK, *id - 4 + i, name, path);
+    }
+    return st;
+}
+
+/* The heads stored beside the encoder (BertForPreTraining's pooler, masked
+ * LM and next-sentence heads) are not part of the analysed function, the
+ * encoder's last hidden state: their shapes are checked and they are left
+ * out of the graph (docs/model-files.md). */
+static int32_t bert_heads(hf_dir *H, const hf_config *k, const char *pre)
+{
+    const struct { const char *name; bool prefixed; int32_t n_dims; int64_t d0, d1; } heads[] = {
+        {"pooler.dense.weight", true, 2, k->hidden, k->hidden},
+        {"pooler.dense.bias", true, 1, k->hidden, 0},
+        {"cls.predictions.bias", false, 1, k->vocab, 0},
+        {"cls.predictions.transform.dense.weight", false, 2, k->hidden, k->hidden},
+        {"cls.predictions.transform.dense.bias", false, 1, k->hidden, 0},
+        {"cls.predictions.transform.LayerNorm.weight", false, 1, k->hidden, 0},
+        {"cls.predictions.transform.LayerNorm.bias", false, 1, k->hidden, 0},
+        {"cls.predictions.decoder.weight", false, 2, k->vocab, k->hidden},
+        {"cls.predictions.decoder.bias", false, 1, k->vocab, 0},
+        {"cls.seq_relationship.weight", false, 2, 2, k->hidden},
+        {"cls.seq_relationship.bias", false, 1, 2, 0},
+    };
+    char name[300];
+    for (size_t i = 0; i < sizeof heads / sizeof *heads; i++) {
+        snprintf(name, sizeof name, "%s%s", heads[i].prefixed ? pre : "", heads[i].name);
+        bool stored = false;
+        for (int64_t f = 0; f < H->n_files && !stored; f++)
+            stored = fib_st_find(H->files[f], name) != NULL;
+        const fib_st_tensor *t;
+        const char *path;
+        int32_t st = stored ? tensor(H, name, heads[i].n_dims, heads[i].d0, heads[i].d1,
+                                     &t, &path) : FIB_OK;
+        if (st)
+            return st;
+    }
+    return FIB_OK;
+}
+
+/* A one-hot input over the positions and its embedding [rows, hidden]. */
+static int32_t bert_embedding(hf_dir *H, const hf_config *k, const char *input,
+                              int64_t rows, const char *weight, int32_t *id)
+{
+    int32_t x, st = fib_graph_add_input_positions(H->graph, rows, k->positions, 1, &x);
+    if ((st = named(H, st, x, input, H->dir)))
+        return st;
+    const fib_st_tensor *t;
+    const char *path;
+    char name[300];
+    snprintf(name, sizeof name, "%s.weight", weight);
+    if ((st = tensor(H, name, 2, rows, k->hidden, &t, &path)))
+        return st;
+    st = fib_graph_add_token_embedding(H->graph, x, k->hidden, t->dtype, t->data, id);
+    return named(H, st, *id, weight, path);
+}
+
+/* The graph has two inputs, input_ids and token_type_ids (one-hot over
+ * max_position_embeddings positions each): the token-type embedding is a
+ * second embedding added to the word embedding, so every token type counts
+ * and a merge holds for sentence pairs too. Post-norm: each residual sum is
+ * followed by its LayerNorm, which the next block reads. */
+static int32_t build_bert(hf_dir *H, const hf_config *k)
+{
+    const char *pre = "";
+    for (int64_t f = 0; f < H->n_files; f++)
+        if (fib_st_find(H->files[f], "bert.embeddings.word_embeddings.weight"))
+            pre = "bert.";
+    char name[300], weight[300], layer[64];
+    int32_t words, types, h, st;
+    snprintf(weight, sizeof weight, "%sembeddings.word_embeddings", pre);
+    if ((st = bert_embedding(H, k, "input_ids", k->vocab, weight, &words)))
+        return st;
+    snprintf(weight, sizeof weight, "%sembeddings.token_type_embeddings", pre);
+    if ((st = bert_embedding(H, k, "token_type_ids", k->type_vocab, weight, &types)))
+        return st;
+    snprintf(name, sizeof name, "%sembeddings.word_and_token_type", pre);
+    if ((st = add_sum(H, words, types, name, &h)))
+        return st;
+    const fib_st_tensor *pos;
+    const char *path;
+    snprintf(name, sizeof name, "%sembeddings.position_embeddings.weight", pre);
+    if ((st = tensor(H, name, 2, k->max_positions, k->hidden, &pos, &path)))
+        return st;
+    st = fib_graph_add_position_shift(H->graph, h, pos->dtype, pos->data, &h);
+    snprintf(name, sizeof name, "%sembeddings.position_embeddings", pre);
+    if ((st = named(H, st, h, name, path)))
+        return st;
+    snprintf(name, sizeof name, "%sembeddings.LayerNorm", pre);
+    if ((st = gpt2_norm(H, k, h, name, &h)))
+        return st;
+    for (int64_t i = 0; i < k->layers; i++) {
+        snprintf(layer, sizeof layer, "%sencoder.layer.%lld", pre, (long long)i);
+        int32_t att, r1, inter, out, r2;
+        if ((st = bert_attention(H, k, h, layer, &att)))
+            return st;
+        snprintf(name, sizeof name, "%s.attention_residual", layer);
+        if ((st = add_sum(H, h, att, name, &r1)))
+            return st;
+        snprintf(name, sizeof name, "%s.attention.output.LayerNorm", layer);
+        if ((st = gpt2_norm(H, k, r1, name, &h)))
+            return st;
+        snprintf(name, sizeof name, "%s.intermediate.dense", layer);
+        if ((st = add_dense(H, h, name, k->intermediate, k->hidden, true, &inter)))
+            return st;
+        if ((st = fib_graph_set_activation(H->graph, inter, k->activation, 0.0)))
+            return fib_model_rewrap(st, H->dir, name);
+        snprintf(name, sizeof name, "%s.output.dense", layer);
+        if ((st = add_dense(H, inter, name, k->hidden, k->intermediate, true, &out)))
+            return st;
+        snprintf(name, sizeof name, "%s.mlp_residual", layer);
+        if ((st = add_sum(H, h, out, name, &r2)))
+            return st;
+        snprintf(name, sizeof name, "%s.output.LayerNorm", layer);
+        if ((st = gpt2_norm(H, k, r2, name, &h)))
+            return st;
+    }
+    return bert_heads(H, k, pre);
+}
+
 static int32_t build(hf_dir *H, const hf_config *k)
 {
+    if (k->bert)
+        return build_bert(H, k);
     return k->gpt2 ? build_gpt2(H, k) : build_llama(H, k);
 }
 

@@ -381,6 +381,8 @@ int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
             o->format = FORMAT_CSV;
         } else if ((accepted & OPT_FORMATS) && strcmp(a, "--dot") == 0) {
             o->format = FORMAT_DOT;
+        } else if ((accepted & OPT_TREE) && strcmp(a, "--transformer") == 0) {
+            o->transformer = true;
         } else if ((accepted & OPT_BUDGET) && strcmp(a, "--merge-inputs") == 0) {
             o->merge_inputs = true;
         } else if ((accepted & OPT_EDGELIST) && strcmp(a, "--header") == 0) {
@@ -408,6 +410,15 @@ int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
                       strcmp(o->output, "/dev/fd/1") == 0 ||
                       strcmp(o->output, "/proc/self/fd/1") == 0))
         o->quiet = true;
+    /* the transformer report: a table or JSON, exact and the tree's ladder */
+    if (o->transformer && (o->format == FORMAT_CSV || o->format == FORMAT_DOT))
+        return cli_usage(verb, "--transformer writes a table or JSON, not %s",
+                         o->format == FORMAT_CSV ? "CSV" : "DOT");
+    if (o->transformer && o->all_levels)
+        return cli_usage(verb, "--symmetry all does not combine with --transformer");
+    if (o->transformer && (seen.eps || seen.tolerance) && o->n_levels == 0)
+        return cli_usage(verb, "--transformer reports the exact classes and the "
+                         "ladder of --tolerance-tree; give the tolerances there");
     if (o->n_levels > 0)
         return tree_checks(o, &seen);
     if ((o->merge_inputs || o->input_scale > 0) && !(o->budget > 0))

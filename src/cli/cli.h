@@ -65,6 +65,7 @@ typedef struct cli_options {
     int32_t convention;     /* --convention: FIB_CONVENTION_* */
     uint32_t edgelist_flags; /* --header, --no-header: FIB_EDGELIST_* */
     const char *columns;    /* --columns or --weight-column: the columns' roles */
+    bool transformer;       /* analyze --transformer: the report by parts */
 } cli_options;
 
 /* Parses argv[1 ..] of a verb. Returns -1 to go on, or an exit code (after

@@ -33,6 +33,12 @@ static void help(FILE *f)
             "  --eps E             abs tolerance; --eps alone implies --tolerance abs\n"
             "  --tolerance-tree L  the nested hierarchy at the comma-separated\n"
             "                      tolerances L (sorted for you; at most 64)\n"
+            "  --transformer       per attention layer the classes of the MLP's\n"
+            "                      intermediate units and of every head's query,\n"
+            "                      key and value/output dimensions, and the\n"
+            "                      residual stream's classes (one group for all\n"
+            "                      layers); exact, and with --tolerance-tree at\n"
+            "                      each of its tolerances (table or --json)\n"
             "  --activation A      hidden activation of a state dict without\n"
             "                      structure metadata: relu (default), linear,\n"
             "                      leaky_relu[:SLOPE], tanh, sigmoid, gelu, silu\n"
@@ -65,11 +71,13 @@ int cmd_analyze(int argc, char **argv)
     cli_progress_init(&progress, &o, g);
     analysis a;
     memset(&a, 0, sizeof a);
-    if (o.n_levels > 0)
+    if (o.transformer)
+        rc = report_transformer(stdout, &o, g, &progress);
+    else if (o.n_levels > 0)
         rc = report_tolerance_tree(stdout, &o, g, &progress);
     else
         rc = analysis_run(&o, g, &progress, &a);
-    if (rc == CLI_EXIT_OK && o.n_levels == 0) {
+    if (rc == CLI_EXIT_OK && o.n_levels == 0 && !o.transformer) {
         switch (o.format) {
         case FORMAT_JSON: report_json(stdout, &o, &a); break;
         case FORMAT_CSV: report_csv(stdout, &o, &a); break;

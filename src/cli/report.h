@@ -59,4 +59,11 @@ const char *dot_fill(int64_t k);
 int report_tolerance_tree(FILE *f, const cli_options *o, const fib_graph *g,
                           cli_progress *progress);
 
+/* --transformer: per layer the classes of the MLP's intermediate units and
+ * of each head's query, key and value/output dimensions, and the residual
+ * stream's classes once for all layers; exact, then every level of
+ * --tolerance-tree (table or JSON). Returns an exit code. */
+int report_transformer(FILE *f, const cli_options *o, const fib_graph *g,
+                       cli_progress *progress);
+
 #endif

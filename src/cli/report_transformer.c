@@ -409,12 +409,11 @@ static void parts_free(part_classes *c, int32_t n)
     }
 }
 
-static void json_part(FILE *f, const tf_model *m, const fib_graph *g, const part *p,
-                      const part_classes *c)
+/* "classes": [count per level], "merged": [per level, its classes of two
+ * or more members] */
+static void json_levels_of(FILE *f, const tf_model *m, const part_classes *c)
 {
-    fprintf(f, "{\"group\": ");
-    put_json_string(f, fib_graph_group_name(g, p->group));
-    fprintf(f, ", \"units\": %lld, \"classes\": [", (long long)p->n);
+    fputs("\"classes\": [", f);
     for (int32_t v = 0; v < m->n_levels; v++)
         fprintf(f, v ? ", %lld" : "%lld", (long long)count_classes(&c[v]));
     fputs("], \"merged\": [", f);
@@ -423,7 +422,17 @@ static void json_part(FILE *f, const tf_model *m, const fib_graph *g, const part
             fputs(", ", f);
         json_merged(f, &c[v]);
     }
-    fputs("]}", f);
+    fputc(']', f);
+}
+
+static void json_part(FILE *f, const tf_model *m, const fib_graph *g, const part *p,
+                      const part_classes *c)
+{
+    fprintf(f, "{\"group\": ");
+    put_json_string(f, fib_graph_group_name(g, p->group));
+    fprintf(f, ", \"units\": %lld, ", (long long)p->n);
+    json_levels_of(f, m, c);
+    fputc('}', f);
 }
 
 static void table_row(FILE *f, const tf_model *m, const char *layer, const char *what,
@@ -476,16 +485,9 @@ static int write_stream(FILE *f, const cli_options *o, const fib_graph *g, const
                 fputs(", ", f);
             put_json_string(f, fib_graph_group_name(g, m->stream[s]));
         }
-        fputs("], \"classes\": [", f);
-        for (int32_t v = 0; v < m->n_levels; v++)
-            fprintf(f, v ? ", %lld" : "%lld", (long long)count_classes(&c[v]));
-        fputs("], \"merged\": [", f);
-        for (int32_t v = 0; v < m->n_levels; v++) {
-            if (v)
-                fputs(", ", f);
-            json_merged(f, &c[v]);
-        }
-        fputs("]},\n", f);
+        fputs("], ", f);
+        json_levels_of(f, m, c);
+        fputs("},\n", f);
         return CLI_EXIT_OK;
     }
     fprintf(f, "residual stream: one group shared by all layers (the meet of its %d "

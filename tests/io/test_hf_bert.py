@@ -16,7 +16,6 @@ bfloat16.
 
 Run: /usr/bin/python3 -m pytest tests/io/test_hf_bert.py"""
 import ctypes
-import json
 import math
 import pathlib
 import subprocess
@@ -235,6 +234,14 @@ def group_width(lib, handle, group):
     return n.value
 
 
+def compressed_base(lib, directory, base):
+    """`fibration compress DIRECTORY -o BASE`, the base loaded."""
+    r = subprocess.run([st_io.cli(), "compress", str(directory), "-o", str(base)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return loaded(lib, base)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
 @pytest.mark.parametrize("shards", [1, 2])
 def test_bert_compressed_base_equals_reference(lib, tmp_path, dtype, shards):
@@ -245,11 +252,7 @@ def test_bert_compressed_base_equals_reference(lib, tmp_path, dtype, shards):
     plant_intermediate(sd, 1, pairs, 22)
     sd = rounded(sd, dtype)
     d = write_checkpoint(tmp_path / "ckpt", stored(sd, dtype), config(), shards)
-    base = tmp_path / "base.safetensors"
-    r = subprocess.run([st_io.cli(), "compress", str(d), "-o", str(base)], capture_output=True,
-                       text=True)
-    assert r.returncode == 0, r.stderr
-    handle = loaded(lib, base)
+    handle = compressed_base(lib, d, tmp_path / "base.safetensors")
     try:
         ids = group_ids(lib, handle)
         assert group_width(lib, handle, ids["bert.encoder.layer.1.intermediate.dense"]) == \

@@ -29,7 +29,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import st_io  # noqa: E402
 import test_hf_bert as bert  # noqa: E402
 import test_hf_llama as llama  # noqa: E402
-from test_hf_llama import loaded  # noqa: E402
 from test_transformer_torch import lib, plant_mlp, rel_diff  # noqa: E402,F401
 
 D = bert.HIDDEN // bert.HEADS  # BERT's head_dim
@@ -121,11 +120,7 @@ def test_bert_planted_residual_base_equals_reference(lib, tmp_path):
     (residual, head and MLP merges) computes the reference's outputs."""
     sd = planted_bert(32)
     d = llama.write_checkpoint(tmp_path / "ckpt", sd, bert.config())
-    base = tmp_path / "base.safetensors"
-    r = subprocess.run([st_io.cli(), "compress", str(d), "-o", str(base)], capture_output=True,
-                       text=True)
-    assert r.returncode == 0, r.stderr
-    handle = loaded(lib, base)
+    handle = bert.compressed_base(lib, d, tmp_path / "base.safetensors")
     try:
         ids = llama.group_ids(lib, handle)
         # the last LayerNorm is the output, never merged; the stream before it is

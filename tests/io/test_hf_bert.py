@@ -171,7 +171,8 @@ def with_heads(sd, seed, prefix="bert."):
     return out
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16],
+                         ids=["f32", "f16", "bf16"])
 @pytest.mark.parametrize("layout", ["single", "sharded", "unprefixed", "pretraining"])
 def test_bert_directory_forward_equals_reference(lib, tmp_path, dtype, layout):
     prefix = "" if layout == "unprefixed" else "bert."

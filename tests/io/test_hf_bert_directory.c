@@ -1,0 +1,248 @@
+/* BERT checkpoint directories read by fib_model_load, in C so that the
+ * sanitizer and valgrind jobs run the reader's bert path (the Python tests
+ * compare its models with a reference encoder): a tiny two-layer encoder
+ * with pooler and pre-training heads, with planted intermediate twins and
+ * duplicated residual dimensions, loads with two inputs, colours the
+ * planted classes together and compresses; a missing tensor of the last
+ * layer and a refused config key are named, and nothing leaks on either
+ * path. */
+#include "compress/compress.h"
+#include "io/safetensors.h"
+#include "testing.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int test_failures;
+
+enum { VOCAB = 7, HIDDEN = 8, INTER = 6, HEADS = 2, LAYERS = 2, POSITIONS = 5, TYPES = 2,
+       MAX_TENSORS = 64 };
+
+static char tmpdir[256];
+static uint64_t rng = 99;
+
+static float uniform(void)
+{
+    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((double)(rng >> 11) / 9007199254740992.0 - 0.5);
+}
+
+typedef struct tensors {
+    fib_st_out t[MAX_TENSORS];
+    char names[MAX_TENSORS][96];
+    float *data[MAX_TENSORS];
+    int n;
+} tensors;
+
+/* A random tensor (rows x cols; cols 0: a vector of rows), norm weights
+ * near 1. */
+static float *add(tensors *s, const char *name, int64_t rows, int64_t cols)
+{
+    int i = s->n++;
+    snprintf(s->names[i], sizeof s->names[i], "%s", name);
+    int64_t n = rows * (cols ? cols : 1);
+    float *a = malloc((size_t)n * sizeof *a);
+    bool gamma = strstr(name, "LayerNorm.weight") != NULL;
+    for (int64_t k = 0; a && k < n; k++)
+        a[k] = gamma ? 1.0f + 0.5f * uniform() : uniform();
+    s->data[i] = a;
+    s->t[i] = (fib_st_out){s->names[i], FIB_DTYPE_F32, cols ? 2 : 1, {rows, cols}, a};
+    return a;
+}
+
+/* Residual dimension 5 copies 2 in every table and projection making the
+ * stream; intermediate unit 4 of layer 0 copies unit 1 (its output.dense
+ * column re-split). */
+static void write_bert(const char *dir, const char *extra_key, const char *drop)
+{
+    tensors s;
+    memset(&s, 0, sizeof s);
+    const char *tables[3] = {"bert.embeddings.word_embeddings.weight",
+                             "bert.embeddings.position_embeddings.weight",
+                             "bert.embeddings.token_type_embeddings.weight"};
+    const int64_t rows[3] = {VOCAB, POSITIONS, TYPES};
+    for (int i = 0; i < 3; i++) {
+        float *w = add(&s, tables[i], rows[i], HIDDEN);
+        for (int64_t r = 0; r < rows[i]; r++)
+            w[r * HIDDEN + 5] = w[r * HIDDEN + 2];
+    }
+    char name[96];
+    const char *norms[1 + 2 * LAYERS];
+    char norm_names[1 + 2 * LAYERS][96];
+    int n_norms = 0;
+    norms[n_norms++] = "bert.embeddings.LayerNorm";
+    for (int l = 0; l < LAYERS; l++) {
+        const char *square[4] = {"attention.self.query", "attention.self.key",
+                                 "attention.self.value", "attention.output.dense"};
+        for (int m = 0; m < 4; m++) {
+            snprintf(name, sizeof name, "bert.encoder.layer.%d.%s.weight", l, square[m]);
+            float *w = add(&s, name, HIDDEN, HIDDEN);
+            snprintf(name, sizeof name, "bert.encoder.layer.%d.%s.bias", l, square[m]);
+            float *b = add(&s, name, HIDDEN, 0);
+            if (m == 3) {
+                memcpy(w + 5 * HIDDEN, w + 2 * HIDDEN, HIDDEN * sizeof *w);
+                b[5] = b[2];
+            }
+        }
+        snprintf(name, sizeof name, "bert.encoder.layer.%d.intermediate.dense.weight", l);
+        float *up = add(&s, name, INTER, HIDDEN);
+        snprintf(name, sizeof name, "bert.encoder.layer.%d.intermediate.dense.bias", l);
+        float *up_b = add(&s, name, INTER, 0);
+        snprintf(name, sizeof name, "bert.encoder.layer.%d.output.dense.weight", l);
+        float *down = add(&s, name, HIDDEN, INTER);
+        snprintf(name, sizeof name, "bert.encoder.layer.%d.output.dense.bias", l);
+        float *down_b = add(&s, name, HIDDEN, 0);
+        if (l == 0) {
+            memcpy(up + 4 * HIDDEN, up + 1 * HIDDEN, HIDDEN * sizeof *up);
+            up_b[4] = up_b[1];
+            for (int r = 0; r < HIDDEN; r++) {
+                float total = down[r * INTER + 1];
+                down[r * INTER + 1] = 0.25f * total;
+                down[r * INTER + 4] = 0.75f * total;
+            }
+        }
+        memcpy(down + 5 * INTER, down + 2 * INTER, INTER * sizeof *down);
+        down_b[5] = down_b[2];
+        snprintf(norm_names[n_norms], 96, "bert.encoder.layer.%d.attention.output.LayerNorm", l);
+        norms[n_norms] = norm_names[n_norms];
+        n_norms++;
+        snprintf(norm_names[n_norms], 96, "bert.encoder.layer.%d.output.LayerNorm", l);
+        norms[n_norms] = norm_names[n_norms];
+        n_norms++;
+    }
+    for (int i = 0; i < n_norms; i++) {
+        snprintf(name, sizeof name, "%s.weight", norms[i]);
+        float *w = add(&s, name, HIDDEN, 0);
+        snprintf(name, sizeof name, "%s.bias", norms[i]);
+        float *b = add(&s, name, HIDDEN, 0);
+        w[5] = w[2];
+        b[5] = b[2];
+    }
+    add(&s, "bert.pooler.dense.weight", HIDDEN, HIDDEN);
+    add(&s, "bert.pooler.dense.bias", HIDDEN, 0);
+    add(&s, "cls.predictions.bias", VOCAB, 0);
+    add(&s, "cls.seq_relationship.weight", 2, HIDDEN);
+    fib_st_out kept[MAX_TENSORS];
+    int64_t n = 0;
+    for (int i = 0; i < s.n; i++)
+        if (!drop || strcmp(s.t[i].name, drop) != 0)
+            kept[n++] = s.t[i];
+    char path[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    CHECK_OK(fib_st_write(path, kept, n, NULL, NULL, 0));
+    for (int i = 0; i < s.n; i++)
+        free(s.data[i]);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fprintf(f,
+            "{\"architectures\": [\"BertForPreTraining\"], \"model_type\": \"bert\",\n"
+            " \"hidden_size\": %d, \"intermediate_size\": %d, \"num_hidden_layers\": %d,\n"
+            " \"num_attention_heads\": %d, \"max_position_embeddings\": %d,\n"
+            " \"type_vocab_size\": %d, \"vocab_size\": %d, \"hidden_act\": \"gelu\",\n"
+            " \"layer_norm_eps\": 1e-12, \"position_embedding_type\": \"absolute\"%s}\n",
+            HIDDEN, INTER, LAYERS, HEADS, POSITIONS, TYPES, VOCAB, extra_key);
+    fclose(f);
+}
+
+static void make_dir(char *out, size_t size, const char *name)
+{
+    snprintf(out, size, "%s/%s", tmpdir, name);
+    CHECK(mkdir(out, 0700) == 0);
+}
+
+static int32_t group_named(const fib_graph *g, const char *name)
+{
+    int32_t n = 0;
+    CHECK_OK(fib_graph_num_groups(g, &n));
+    for (int32_t i = 0; i < n; i++) {
+        const char *got = fib_graph_group_name(g, i);
+        if (got && strcmp(got, name) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* Units i and j share a class and every other pair does not. */
+static void only_pair(const fib_coloring *c, int32_t group, int64_t n, int i, int j)
+{
+    CHECK(group >= 0);
+    if (group < 0)
+        return;
+    int64_t colors[HIDDEN > INTER ? HIDDEN : INTER];
+    CHECK_OK(fib_coloring_colors(c, group, colors, n));
+    for (int a = 0; a < n; a++)
+        for (int b = a + 1; b < n; b++)
+            CHECK((colors[a] == colors[b]) == (a == i && b == j));
+}
+
+static void bert_planted_classes_found_and_merged(void)
+{
+    char dir[400];
+    make_dir(dir, sizeof dir, "bert");
+    write_bert(dir, "", NULL);
+    fib_graph *g = NULL;
+    CHECK_OK(fib_model_load(dir, NULL, &g));
+    if (!g)
+        return;
+    int64_t n_in = 0, n_out = 0;
+    CHECK_OK(fib_graph_io_width(g, &n_in, &n_out));
+    CHECK(n_in == (VOCAB + TYPES) * POSITIONS); /* input_ids, token_type_ids */
+    CHECK(n_out == HIDDEN * POSITIONS);
+    fib_coloring *c = NULL;
+    CHECK_OK(fib_color(g, NULL, &c));
+    if (c) {
+        only_pair(c, group_named(g, "bert.encoder.layer.0.intermediate.dense"), INTER, 1, 4);
+        only_pair(c, group_named(g, "bert.encoder.layer.1.intermediate.dense"), INTER, -1, -1);
+        only_pair(c, group_named(g, "bert.encoder.layer.1.attention.output.LayerNorm"), HIDDEN,
+                  2, 5);
+        only_pair(c, group_named(g, "bert.encoder.layer.1.output.LayerNorm"), HIDDEN, 2, 5);
+        fib_base *base = NULL;
+        CHECK_OK(fib_compress(g, c, &base));
+        fib_base_free(base);
+    }
+    fib_coloring_free(c);
+    fib_graph_free(g);
+}
+
+static void refused(const char *name, const char *extra_key, const char *drop,
+                    const char *needle)
+{
+    char dir[400];
+    make_dir(dir, sizeof dir, name);
+    write_bert(dir, extra_key, drop);
+    fib_graph *g = NULL;
+    CHECK(fib_model_load(dir, NULL, &g) != FIB_OK);
+    CHECK(g == NULL);
+    CHECK(strstr(fib_last_error(), needle) != NULL);
+    if (!strstr(fib_last_error(), needle))
+        fprintf(stderr, "     message: %s\n", fib_last_error());
+}
+
+static void bert_refusals_name_what(void)
+{
+    refused("decoder", ", \"is_decoder\": true", NULL, "key 'is_decoder' is not supported");
+    refused("missing", "", "bert.encoder.layer.1.output.LayerNorm.bias",
+            "tensor 'bert.encoder.layer.1.output.LayerNorm.bias' is missing");
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/fib-hf-bert-test-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(bert_planted_classes_found_and_merged);
+    RUN(bert_refusals_name_what);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+    return test_failures != 0;
+}

@@ -928,7 +928,7 @@ FIB_API int32_t fib_load_options_init(fib_load_options *options,
  * while it was read"). Only regular files are accepted (a FIFO is refused
  * at once, without waiting for a writer), and folders: a folder is read as
  * a Hugging Face checkpoint (config.json with model_type llama, mistral,
- * qwen2 or gpt2, and model.safetensors or the shards of
+ * qwen2, gpt2 or bert, and model.safetensors or the shards of
  * model.safetensors.index.json; see docs/model-files.md for what is read
  * and what is refused by name).
  *

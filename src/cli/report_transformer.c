@@ -32,6 +32,15 @@ typedef struct tf_layer {
     tf_head *heads;
 } tf_layer;
 
+typedef struct pair_index {
+    int64_t a, b, unit;
+} pair_index;
+
+typedef struct run {
+    int64_t first;         /* its first member */
+    int64_t start, length; /* in the members sorted by (colour, position) */
+} run;
+
 typedef struct tf_model {
     int32_t n_groups;
     tf_group *groups;
@@ -43,6 +52,10 @@ typedef struct tf_model {
     int32_t n_levels;      /* exact, then the ladder */
     fib_coloring **levels;
     int64_t **stream_meet; /* per level: the meet over the stream's groups */
+    /* scratch of the widest group's size, for counting and listing classes */
+    int64_t *scratch;
+    pair_index *members;
+    run *runs;
 } tf_model;
 
 static int out_of_memory(void)
@@ -68,6 +81,9 @@ static void model_free(tf_model *m)
     }
     free(m->levels);
     free(m->stream_meet);
+    free(m->scratch);
+    free(m->members);
+    free(m->runs);
     free(m->layers);
     free(m->stream);
     free(m->groups);
@@ -216,10 +232,6 @@ static int find_parts(const cli_options *o, const fib_graph *g, tf_model *m)
 
 /* ---- colourings ---- */
 
-typedef struct pair_index {
-    int64_t a, b, unit;
-} pair_index;
-
 static int cmp_pair(const void *x, const void *y)
 {
     const pair_index *p = x, *q = y;
@@ -318,36 +330,40 @@ static int part_read(const cli_options *o, const tf_model *m, int32_t v, int32_t
 }
 
 /* Number of distinct colours. */
-static int64_t count_classes(const part_classes *p)
+static int64_t count_classes(const tf_model *m, const part_classes *p)
 {
-    int64_t *c = malloc((size_t)(p->n > 0 ? p->n : 1) * sizeof *c);
-    if (!c)
-        return -1;
-    memcpy(c, p->colors, (size_t)p->n * sizeof *c);
-    int64_t k = sorted_unique(c, p->n);
-    free(c);
-    return k;
+    memcpy(m->scratch, p->colors, (size_t)p->n * sizeof *m->scratch);
+    return sorted_unique(m->scratch, p->n);
+}
+
+static int cmp_run(const void *x, const void *y)
+{
+    int64_t a = ((const run *)x)->first, b = ((const run *)y)->first;
+    return (a > b) - (a < b);
 }
 
 /* [[i, j, ...], ...]: the classes of two or more members, by position in
  * the part (0 .. n-1), each in increasing order, classes by first member. */
-static void json_merged(FILE *f, const part_classes *p)
+static void json_merged(FILE *f, const tf_model *tm, const part_classes *p)
 {
+    pair_index *m = tm->members;
+    run *runs = tm->runs;
+    for (int64_t i = 0; i < p->n; i++)
+        m[i] = (pair_index){p->colors[i], 0, i};
+    qsort(m, (size_t)p->n, sizeof *m, cmp_pair);
+    int64_t n_runs = 0;
+    for (int64_t i = 0, j; i < p->n; i = j) {
+        for (j = i + 1; j < p->n && m[j].a == m[i].a; j++)
+            ;
+        if (j - i >= 2)
+            runs[n_runs++] = (run){m[i].unit, i, j - i};
+    }
+    qsort(runs, (size_t)n_runs, sizeof *runs, cmp_run);
     fputc('[', f);
-    bool first_class = true;
-    for (int64_t i = 0; i < p->n; i++) {
-        bool seen = false, more = false;
-        for (int64_t j = 0; j < i && !seen; j++)
-            seen = p->colors[j] == p->colors[i];
-        for (int64_t j = i + 1; j < p->n && !more; j++)
-            more = p->colors[j] == p->colors[i];
-        if (seen || !more)
-            continue;
-        fputs(first_class ? "[" : ", [", f);
-        first_class = false;
-        for (int64_t j = i, k = 0; j < p->n; j++)
-            if (p->colors[j] == p->colors[i])
-                fprintf(f, k++ ? ", %lld" : "%lld", (long long)j);
+    for (int64_t r = 0; r < n_runs; r++) {
+        fputs(r ? ", [" : "[", f);
+        for (int64_t k = 0; k < runs[r].length; k++)
+            fprintf(f, k ? ", %lld" : "%lld", (long long)m[runs[r].start + k].unit);
         fputc(']', f);
     }
     fputc(']', f);
@@ -415,12 +431,12 @@ static void json_levels_of(FILE *f, const tf_model *m, const part_classes *c)
 {
     fputs("\"classes\": [", f);
     for (int32_t v = 0; v < m->n_levels; v++)
-        fprintf(f, v ? ", %lld" : "%lld", (long long)count_classes(&c[v]));
+        fprintf(f, v ? ", %lld" : "%lld", (long long)count_classes(m, &c[v]));
     fputs("], \"merged\": [", f);
     for (int32_t v = 0; v < m->n_levels; v++) {
         if (v)
             fputs(", ", f);
-        json_merged(f, &c[v]);
+        json_merged(f, m, &c[v]);
     }
     fputc(']', f);
 }
@@ -440,7 +456,7 @@ static void table_row(FILE *f, const tf_model *m, const char *layer, const char 
 {
     fprintf(f, "%-6s %-16s %8lld", layer, what, (long long)units);
     for (int32_t v = 0; v < m->n_levels; v++)
-        fprintf(f, " %10lld", (long long)count_classes(&c[v]));
+        fprintf(f, " %10lld", (long long)count_classes(m, &c[v]));
     if (note && note[0])
         fprintf(f, "  %s", note);
     fputc('\n', f);
@@ -599,11 +615,14 @@ int report_transformer(FILE *f, const cli_options *o, const fib_graph *g,
     if (rc == CLI_EXIT_OK)
         rc = color_levels(o, g, progress, &m);
     int64_t widest = 1;
-    for (int32_t i = 0; i < m.n_groups; i++)
+    for (int32_t i = 0; m.groups && i < m.n_groups; i++)
         if (m.groups[i].units > widest)
             widest = m.groups[i].units;
     int64_t *all = rc == CLI_EXIT_OK ? malloc((size_t)widest * sizeof *all) : NULL;
-    if (rc == CLI_EXIT_OK && !all)
+    m.scratch = malloc((size_t)widest * sizeof *m.scratch);
+    m.members = malloc((size_t)widest * sizeof *m.members);
+    m.runs = malloc((size_t)widest * sizeof *m.runs);
+    if (rc == CLI_EXIT_OK && (!all || !m.scratch || !m.members || !m.runs))
         rc = out_of_memory();
     if (rc == CLI_EXIT_OK) {
         if (o->format == FORMAT_JSON) {

@@ -210,3 +210,30 @@ def test_report_table_and_usage(tmp_path):
     r = subprocess.run([st_io.cli(), "analyze", "--transformer", str(mlp)], capture_output=True,
                        text=True)
     assert r.returncode == 4 and "no attention block" in r.stderr
+
+
+def test_gpt2_report_duplicated_head_and_mlp(tmp_path):
+    """GPT-2 (pre-norm, fused c_attn): head 2 of block 1 copies head 0 (its
+    q, k and v columns of c_attn): same_as_head 0 there only; the MLP part
+    is mlp.c_fc; the residual stream is the sums."""
+    import test_hf_gpt2 as gpt2
+    model = gpt2.model_in(torch.float32, 37)
+    e, hd = gpt2.HIDDEN, gpt2.HIDDEN // gpt2.HEADS
+    block = model.h[1]
+    with torch.no_grad():
+        for part in range(3):  # q, k, v columns of the Conv1D [in, 3E]
+            src = part * e + torch.arange(hd)
+            block.c_attn.weight[:, src + 2 * hd] = block.c_attn.weight[:, src]
+            block.c_attn.bias[src + 2 * hd] = block.c_attn.bias[src]
+    d = llama.write_checkpoint(tmp_path / "ckpt", gpt2.tensors_of(model, torch.float32),
+                               gpt2.config(), 2)
+    r = report(d)
+    l0, l1 = r["layers"]
+    assert l1["mlp"]["group"] == "transformer.h.1.mlp.c_fc"
+    assert [h["same_as_head"][0] for h in l0["heads"]] == [None] * gpt2.HEADS
+    assert [h["same_as_head"][0] for h in l1["heads"]] == [None, None, 0]
+    for layer in (l0, l1):
+        only(layer, {})
+    assert r["residual_stream"]["groups"] == [
+        f"transformer.h.{i}.{s}_residual" for i in range(gpt2.LAYERS)
+        for s in ("attention", "mlp")]

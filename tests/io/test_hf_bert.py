@@ -312,3 +312,30 @@ def test_bert_directory_refusal_names_what(lib, tmp_path, case):
     error = lib.fib_last_error().decode()
     assert message in error
     assert str(d) in error
+
+
+def test_bert_token_type_counts_for_every_type(lib, tmp_path):
+    """Embedding dimensions 2 and 7 equal in the word and position tables
+    and in token type 0, but not in token type 1: they stay apart (a merge
+    would be wrong for the second segment of a sentence pair)."""
+    sd = random_weights(9)
+    e = "bert.embeddings."
+    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+        sd[e + name + ".weight"][:, 7] = sd[e + name + ".weight"][:, 2]
+    sd[e + "token_type_embeddings.weight"][1, 7] += 0.5
+    for name in ("LayerNorm.weight", "LayerNorm.bias"):
+        sd[e + name][7] = sd[e + name][2]
+    d = write_checkpoint(tmp_path / "ckpt", sd, config())
+    handle = loaded(lib, d)
+    coloring = P()
+    try:
+        check(lib, lib.fib_color(handle, None, ctypes.byref(coloring)))
+        ids = group_ids(lib, handle)
+        words = classes(lib, coloring, ids[e + "word_embeddings"], HIDDEN)
+        types = classes(lib, coloring, ids[e + "token_type_embeddings"], HIDDEN)
+        summed = classes(lib, coloring, ids[e + "LayerNorm"], HIDDEN)
+        assert words[2] == words[7]  # the word table alone duplicates them
+        assert types[2] != types[7] and summed[2] != summed[7]
+    finally:
+        lib.fib_coloring_free(coloring)
+        lib.fib_graph_free(handle)

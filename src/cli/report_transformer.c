@@ -177,6 +177,27 @@ static bool summand(const tf_model *m, int32_t g)
     return false;
 }
 
+/* Whether a sum or norm reads its source unit i into unit i (a graph as
+ * built; a base gathers, and its unit i is no longer dimension i of the
+ * stream). */
+static bool elementwise(const fib_graph *g, int32_t group, int32_t op, int64_t units)
+{
+    int64_t *a = malloc((size_t)(units + 1) * sizeof *a);
+    int64_t *b = malloc((size_t)(units + 1) * sizeof *b);
+    int64_t count = 0;
+    bool same = a && b;
+    if (same && op == FIB_OP_SUM)
+        same = fib_graph_read_sum(g, group, a, b) == FIB_OK;
+    else if (same) /* norm: its kind, then per unit the source unit */
+        same = fib_graph_block_params(g, group, a, units + 1, &count) == FIB_OK &&
+               count == units + 1;
+    for (int64_t i = 0; same && i < units; i++)
+        same = op == FIB_OP_SUM ? a[i] == i && b[i] == i : a[1 + i] == i;
+    free(a);
+    free(b);
+    return same;
+}
+
 /* Layers are the attention cores in order; a layer's MLP is the first dense
  * or product group after its core (before the next) that a dense group
  * adding to a sum reads. The residual stream is every sum, and every norm
@@ -224,9 +245,13 @@ static int find_parts(const cli_options *o, const fib_graph *g, tf_model *m)
             m->stream_units = t->units;
         }
     }
+    /* sums of different widths, or gathering (a base): no one stream */
     for (int32_t s = 0; s < m->n_stream; s++)
-        if (m->groups[m->stream[s]].units != m->stream_units)
-            m->n_stream = 0; /* sums of different widths: no one stream */
+        if (m->groups[m->stream[s]].units != m->stream_units ||
+            !elementwise(g, m->stream[s], m->groups[m->stream[s]].op, m->stream_units)) {
+            m->n_stream = 0;
+            break;
+        }
     return CLI_EXIT_OK;
 }
 
@@ -563,8 +588,10 @@ static int write_layer(FILE *f, const cli_options *o, const fib_graph *g, const 
                 pc = vo + h * m->n_levels;
             else
                 rc = part_levels(o, m, &parts[i], all, c);
-            if (rc != CLI_EXIT_OK)
+            if (rc != CLI_EXIT_OK) {
+                parts_free(c, m->n_levels);
                 break;
+            }
             if (json) {
                 fprintf(f, ", \"%s\": ", parts[i].kind);
                 json_part(f, m, g, &parts[i], pc);

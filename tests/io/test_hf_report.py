@@ -133,6 +133,10 @@ def test_bert_planted_residual_base_equals_reference(lib, tmp_path):
         assert rel_diff(bert.forward(lib, handle, x), bert.reference(sd, tokens, types)) <= 1e-5
     finally:
         lib.fib_graph_free(handle)
+    # the base's sums gather: no one stream to report, its parts still are
+    r = report(tmp_path / "base.safetensors")
+    assert r["residual_stream"] is None and len(r["layers"]) == bert.LAYERS
+    assert r["layers"][0]["mlp"]["units"] == bert.INTER - 1
 
 
 def test_bert_report_ladder_levels_nest(tmp_path):

@@ -150,15 +150,7 @@ static int32_t affine_fiber_fill(const fib_graph *g, int32_t group, const fib_pa
 }
 
 /* Source unit j receives scale[i] times the error of each unit i reading it:
- * per class of this group, the summed scales. */
-static int64_t affine_opfiber_width(const fib_graph *g, int32_t group, int32_t source_index,
-                                    const fib_partition *parts,
-                                    const fib_partition *fibers)
-{
-    (void)fibers;
-    (void)g, (void)source_index;
-    return parts[group].n_classes;
-}
+ * per class of this group, the summed scales (fib_per_class_opfiber_width). */
 
 static int32_t affine_opfiber_fill(const fib_graph *g, int32_t group, int32_t source_index,
                                    const fib_partition *parts, const fib_partition *fibers,
@@ -311,7 +303,7 @@ const fib_block_ops fib_affine_ops = {
     .free_block = affine_free,
     .fiber_width = affine_fiber_width,
     .fiber_fill = affine_fiber_fill,
-    .opfiber_width = affine_opfiber_width,
+    .opfiber_width = fib_per_class_opfiber_width,
     .opfiber_fill = affine_opfiber_fill,
     .forward = affine_forward,
     .compress = affine_compress,

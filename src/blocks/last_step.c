@@ -224,7 +224,7 @@ static int64_t last_step_num_parameters(const fib_graph *g, int32_t group)
         .free_block = last_step_free,                       \
         .fiber_width = last_step_fiber_width,               \
         .fiber_fill = last_step_fiber_fill,                 \
-        .opfiber_width = fib_copy_opfiber_width,            \
+        .opfiber_width = fib_per_class_opfiber_width,       \
         .opfiber_fill = last_step_opfiber_fill,             \
         .forward = last_step_forward,                       \
         .compress = last_step_compress,                     \

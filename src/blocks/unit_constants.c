@@ -104,13 +104,6 @@ int32_t fib_unit_constants_lift(const fib_unit_constants *t, int64_t n_classes,
     return FIB_OK;
 }
 
-int64_t fib_copy_opfiber_width(const fib_graph *g, int32_t group, int32_t source_index,
-                               const fib_partition *parts, const fib_partition *fibers)
-{
-    (void)g, (void)source_index, (void)fibers;
-    return parts[group].n_classes;
-}
-
 int32_t fib_copy_opfiber_fill(const fib_graph *g, int32_t group, const int64_t *reads,
                               const fib_partition *parts, fib_signature *sig, int64_t offset)
 {

@@ -135,16 +135,10 @@ static int32_t affine_fiber_fill(const fib_graph *g, int32_t group, const fib_pa
                                  fib_signature *sig, int64_t offset)
 {
     const fib_affine *a = affine_of(g, group);
-    const fib_partition *src = &parts[g->groups[group].sources[0]];
+    fib_gather_label_fill(g, group, parts, a->reads, sig, offset);
     for (int64_t i = 0; i < g->groups[group].n_units; i++) {
-        double *val = sig->value + i * sig->n_coords + offset;
-        double *tol = sig->tol + i * sig->n_coords + offset;
-        val[0] = (double)src->color[fib_gather_at(a->reads, i)];
-        val[1] = scale_at(a, i);
-        val[2] = shift_at(a, i);
-        tol[0] = FIB_TOL_LABEL;
-        tol[1] = fib_rounding_tol(a->dtype, 1, fabs(val[1]));
-        tol[2] = fib_rounding_tol(a->dtype, 1, fabs(val[2]));
+        fib_signature_put_weight(sig, i, offset + 1, a->dtype, scale_at(a, i));
+        fib_signature_put_weight(sig, i, offset + 2, a->dtype, shift_at(a, i));
     }
     return FIB_OK;
 }

@@ -118,12 +118,7 @@ static int32_t last_step_fiber_fill(const fib_graph *g, int32_t group,
                                     const fib_partition *parts, fib_signature *sig,
                                     int64_t offset)
 {
-    const int64_t *reads = reads_of(g, group);
-    const fib_partition *src = &parts[g->groups[group].sources[0]];
-    for (int64_t i = 0; i < g->groups[group].n_units; i++) {
-        sig->value[i * sig->n_coords + offset] = (double)src->color[fib_gather_at(reads, i)];
-        sig->tol[i * sig->n_coords + offset] = FIB_TOL_LABEL;
-    }
+    fib_gather_label_fill(g, group, parts, reads_of(g, group), sig, offset);
     return FIB_OK;
 }
 

@@ -52,14 +52,10 @@ void fib_unit_constants_fiber_fill(const fib_unit_constants *t, const fib_partit
                                    int64_t offset)
 {
     for (int64_t i = 0; i < n_units; i++) {
-        double *val = sig->value + i * sig->n_coords + offset;
-        double *tol = sig->tol + i * sig->n_coords + offset;
-        val[0] = (double)src->color[fib_gather_at(reads, i)];
-        tol[0] = FIB_TOL_LABEL;
-        for (int64_t r = 0; r < t->rows; r++) {
-            val[1 + r] = fib_unit_constant(t, n_units, r, i);
-            tol[1 + r] = fib_rounding_tol(t->dtype, 1, fabs(val[1 + r]));
-        }
+        fib_signature_put_label(sig, i, offset, src->color[fib_gather_at(reads, i)]);
+        for (int64_t r = 0; r < t->rows; r++)
+            fib_signature_put_weight(sig, i, offset + 1 + r, t->dtype,
+                                     fib_unit_constant(t, n_units, r, i));
     }
 }
 

@@ -135,30 +135,16 @@ static int32_t affine_fiber_fill(const fib_graph *g, int32_t group, const fib_pa
                                  fib_signature *sig, int64_t offset)
 {
     const fib_affine *a = affine_of(g, group);
-    const fib_partition *src = &parts[g->groups[group].sources[0]];
+    fib_gather_label_fill(g, group, parts, a->reads, sig, offset);
     for (int64_t i = 0; i < g->groups[group].n_units; i++) {
-        double *val = sig->value + i * sig->n_coords + offset;
-        double *tol = sig->tol + i * sig->n_coords + offset;
-        val[0] = (double)src->color[fib_gather_at(a->reads, i)];
-        val[1] = scale_at(a, i);
-        val[2] = shift_at(a, i);
-        tol[0] = FIB_TOL_LABEL;
-        tol[1] = fib_rounding_tol(a->dtype, 1, fabs(val[1]));
-        tol[2] = fib_rounding_tol(a->dtype, 1, fabs(val[2]));
+        fib_signature_put_weight(sig, i, offset + 1, a->dtype, scale_at(a, i));
+        fib_signature_put_weight(sig, i, offset + 2, a->dtype, shift_at(a, i));
     }
     return FIB_OK;
 }
 
 /* Source unit j receives scale[i] times the error of each unit i reading it:
- * per class of this group, the summed scales. */
-static int64_t affine_opfiber_width(const fib_graph *g, int32_t group, int32_t source_index,
-                                    const fib_partition *parts,
-                                    const fib_partition *fibers)
-{
-    (void)fibers;
-    (void)g, (void)source_index;
-    return parts[group].n_classes;
-}
+ * per class of this group, the summed scales (fib_per_class_opfiber_width). */
 
 static int32_t affine_opfiber_fill(const fib_graph *g, int32_t group, int32_t source_index,
                                    const fib_partition *parts, const fib_partition *fibers,
@@ -192,20 +178,25 @@ static void affine_forward(const fib_graph *g, int32_t group, int64_t batch,
                              shift_at(a, i);
 }
 
-static int32_t affine_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
-                               fib_graph *base, const int32_t *base_ids)
+/* The block of a base (base unit c: the class means of scale and shift,
+ * reading the source class of its first member) or of a lift (every unit
+ * its class's), made in `out`. */
+static int32_t remake(const fib_graph *g, int32_t group, const fib_partition *parts,
+                      fib_graph *out, const int32_t *out_ids, bool lift)
 {
     const fib_affine *a = affine_of(g, group);
     int32_t source = g->groups[group].sources[0];
     const fib_partition *own = &parts[group];
-    int64_t k = own->n_classes;
+    int64_t k = own->n_classes, count = lift ? own->n_units : k;
     int64_t *reads = NULL;
-    double *scale = fib_calloc(k, sizeof *scale);
-    double *shift = a->shift ? fib_calloc(k, sizeof *shift) : NULL;
+    double *scale = fib_calloc(count, sizeof *scale);
+    double *shift = a->shift ? fib_calloc(count, sizeof *shift) : NULL;
     int64_t *sizes = fib_alloc(k, sizeof *sizes);
-    int32_t status = fib_gather_for_base(parts, group, source, a->reads, &reads);
+    int32_t status = lift ? fib_gather_for_lift(parts, group, source, a->reads, &reads)
+                          : fib_gather_for_base(parts, group, source, a->reads, &reads);
     if (!status && (!scale || (a->shift && !shift) || !sizes))
-        status = fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+        status = fib_error(FIB_E_NOMEM, "group %d: out of memory %s", (int)group,
+                           lift ? "lifting" : "merging");
     if (status) {
         fib_free(scale);
         fib_free(shift);
@@ -215,39 +206,31 @@ static int32_t affine_compress(const fib_graph *g, int32_t group, const fib_part
     }
     fib_partition_class_sizes(own, sizes);
     for (int64_t i = 0; i < own->n_units; i++) {
-        scale[own->color[i]] += scale_at(a, i) / (double)sizes[own->color[i]];
+        int64_t c = own->color[i];
+        if (lift) {
+            scale[i] = scale_at(a, c);
+            if (shift)
+                shift[i] = shift_at(a, c);
+            continue;
+        }
+        scale[c] += scale_at(a, i) / (double)sizes[c];
         if (shift)
-            shift[own->color[i]] += shift_at(a, i) / (double)sizes[own->color[i]];
+            shift[c] += shift_at(a, i) / (double)sizes[c];
     }
     fib_free(sizes);
-    return add_affine_owned(base, base_ids[source], k, scale, shift, reads);
+    return add_affine_owned(out, out_ids[source], count, scale, shift, reads);
+}
+
+static int32_t affine_compress(const fib_graph *g, int32_t group, const fib_partition *parts,
+                               fib_graph *base, const int32_t *base_ids)
+{
+    return remake(g, group, parts, base, base_ids, false);
 }
 
 static int32_t affine_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
                            fib_graph *full, const int32_t *full_ids)
 {
-    const fib_affine *a = affine_of(base, group);
-    int32_t source = base->groups[group].sources[0];
-    const fib_partition *own = &parts[group];
-    int64_t n = own->n_units;
-    int64_t *reads = NULL;
-    double *scale = fib_alloc(n, sizeof *scale);
-    double *shift = a->shift ? fib_alloc(n, sizeof *shift) : NULL;
-    int32_t status = fib_gather_for_lift(parts, group, source, a->reads, &reads);
-    if (!status && (!scale || (a->shift && !shift)))
-        status = fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
-    if (status) {
-        fib_free(scale);
-        fib_free(shift);
-        fib_free(reads);
-        return status;
-    }
-    for (int64_t i = 0; i < n; i++) {
-        scale[i] = scale_at(a, own->color[i]);
-        if (shift)
-            shift[i] = shift_at(a, own->color[i]);
-    }
-    return add_affine_owned(full, full_ids[source], n, scale, shift, reads);
+    return remake(base, group, parts, full, full_ids, true);
 }
 
 static int64_t affine_num_parameters(const fib_graph *g, int32_t group)
@@ -311,7 +294,7 @@ const fib_block_ops fib_affine_ops = {
     .free_block = affine_free,
     .fiber_width = affine_fiber_width,
     .fiber_fill = affine_fiber_fill,
-    .opfiber_width = affine_opfiber_width,
+    .opfiber_width = fib_per_class_opfiber_width,
     .opfiber_fill = affine_opfiber_fill,
     .forward = affine_forward,
     .compress = affine_compress,

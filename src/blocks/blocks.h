@@ -224,11 +224,20 @@ int32_t fib_unit_constants_block_compress(const fib_graph *g, int32_t group,
 int32_t fib_unit_constants_block_lift(const fib_graph *base, int32_t group,
                                       const fib_partition *parts, fib_graph *full,
                                       const int32_t *full_ids);
+/* The opfiber width of a block whose source units receive their readers'
+ * errors summed per class of the group (dense, affine, copies): one
+ * coordinate per class. */
+static inline int64_t fib_per_class_opfiber_width(const fib_graph *g, int32_t group,
+                                                   int32_t source_index,
+                                                   const fib_partition *parts,
+                                                   const fib_partition *fibers)
+{
+    (void)g, (void)source_index, (void)fibers;
+    return parts[group].n_classes;
+}
 /* Opfibers of a block whose unit i passes the error of source unit
  * reads[i] (NULL: i) on unchanged: per source unit, its readers counted per
  * opfiber class of the group. */
-int64_t fib_copy_opfiber_width(const fib_graph *g, int32_t group, int32_t source_index,
-                               const fib_partition *parts, const fib_partition *fibers);
 int32_t fib_copy_opfiber_fill(const fib_graph *g, int32_t group, const int64_t *reads,
                               const fib_partition *parts, fib_signature *sig, int64_t offset);
 

@@ -323,16 +323,6 @@ static int32_t dense_fiber_fill(const fib_graph *g, int32_t group,
     return fib_dense_fiber_rows(g, group, parts, sig, 0, offset, 0, g->groups[group].n_units);
 }
 
-static int64_t dense_opfiber_width(const fib_graph *g, int32_t group,
-                                   int32_t source_index,
-                                   const fib_partition *parts,
-                                   const fib_partition *fibers)
-{
-    (void)fibers;
-    (void)g, (void)source_index;
-    return parts[group].n_classes;
-}
-
 /* Column sums over the consumer's classes, made a tile at a time: a tile is
  * OPF_CLASSES consecutive classes x OPF_COLUMNS columns. Each class's rows
  * (ascending, fib_color_order) are summed a few dozen columns at a time in
@@ -895,7 +885,7 @@ const fib_block_ops fib_dense_ops = {
     .free_block = dense_free,
     .fiber_width = dense_fiber_width,
     .fiber_fill = dense_fiber_fill,
-    .opfiber_width = dense_opfiber_width,
+    .opfiber_width = fib_per_class_opfiber_width,
     .opfiber_fill = dense_opfiber_fill,
     .fiber_view = dense_fiber_view,
     .opfiber_view = dense_opfiber_view,

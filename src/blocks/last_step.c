@@ -118,12 +118,7 @@ static int32_t last_step_fiber_fill(const fib_graph *g, int32_t group,
                                     const fib_partition *parts, fib_signature *sig,
                                     int64_t offset)
 {
-    const int64_t *reads = reads_of(g, group);
-    const fib_partition *src = &parts[g->groups[group].sources[0]];
-    for (int64_t i = 0; i < g->groups[group].n_units; i++) {
-        sig->value[i * sig->n_coords + offset] = (double)src->color[fib_gather_at(reads, i)];
-        sig->tol[i * sig->n_coords + offset] = FIB_TOL_LABEL;
-    }
+    fib_gather_label_fill(g, group, parts, reads_of(g, group), sig, offset);
     return FIB_OK;
 }
 
@@ -224,7 +219,7 @@ static int64_t last_step_num_parameters(const fib_graph *g, int32_t group)
         .free_block = last_step_free,                       \
         .fiber_width = last_step_fiber_width,               \
         .fiber_fill = last_step_fiber_fill,                 \
-        .opfiber_width = fib_copy_opfiber_width,            \
+        .opfiber_width = fib_per_class_opfiber_width,       \
         .opfiber_fill = last_step_opfiber_fill,             \
         .forward = last_step_forward,                       \
         .compress = last_step_compress,                     \

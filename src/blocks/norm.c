@@ -173,16 +173,10 @@ static int32_t norm_fiber_fill(const fib_graph *g, int32_t group,
                                int64_t offset)
 {
     const fib_norm *n = norm_of(g, group);
-    const fib_partition *src = &parts[g->groups[group].sources[0]];
+    fib_gather_label_fill(g, group, parts, n->gather, sig, offset);
     for (int64_t i = 0; i < g->groups[group].n_units; i++) {
-        double *val = sig->value + i * sig->n_coords + offset;
-        double *tol = sig->tol + i * sig->n_coords + offset;
-        val[0] = (double)src->color[fib_gather_at(n->gather, i)];
-        val[1] = gamma_of(n, i);
-        val[2] = beta_of(n, i);
-        tol[0] = FIB_TOL_LABEL;
-        tol[1] = fib_rounding_tol(n->dtype, 1, fabs(val[1]));
-        tol[2] = fib_rounding_tol(n->dtype, 1, fabs(val[2]));
+        fib_signature_put_weight(sig, i, offset + 1, n->dtype, gamma_of(n, i));
+        fib_signature_put_weight(sig, i, offset + 2, n->dtype, beta_of(n, i));
     }
     return FIB_OK;
 }

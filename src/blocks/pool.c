@@ -91,12 +91,7 @@ static int64_t pool_fiber_width(const fib_graph *g, int32_t group, const fib_par
 static int32_t pool_fiber_fill(const fib_graph *g, int32_t group, const fib_partition *parts,
                                fib_signature *sig, int64_t offset)
 {
-    const fib_pool *p = pool_of(g, group);
-    const fib_partition *src = &parts[g->groups[group].sources[0]];
-    for (int64_t c = 0; c < g->groups[group].n_units; c++) {
-        sig->value[c * sig->n_coords + offset] = (double)src->color[fib_gather_at(p->reads, c)];
-        sig->tol[c * sig->n_coords + offset] = FIB_TOL_LABEL;
-    }
+    fib_gather_label_fill(g, group, parts, pool_of(g, group)->reads, sig, offset);
     return FIB_OK;
 }
 

@@ -52,14 +52,10 @@ void fib_unit_constants_fiber_fill(const fib_unit_constants *t, const fib_partit
                                    int64_t offset)
 {
     for (int64_t i = 0; i < n_units; i++) {
-        double *val = sig->value + i * sig->n_coords + offset;
-        double *tol = sig->tol + i * sig->n_coords + offset;
-        val[0] = (double)src->color[fib_gather_at(reads, i)];
-        tol[0] = FIB_TOL_LABEL;
-        for (int64_t r = 0; r < t->rows; r++) {
-            val[1 + r] = fib_unit_constant(t, n_units, r, i);
-            tol[1 + r] = fib_rounding_tol(t->dtype, 1, fabs(val[1 + r]));
-        }
+        fib_signature_put_label(sig, i, offset, src->color[fib_gather_at(reads, i)]);
+        for (int64_t r = 0; r < t->rows; r++)
+            fib_signature_put_weight(sig, i, offset + 1 + r, t->dtype,
+                                     fib_unit_constant(t, n_units, r, i));
     }
 }
 
@@ -102,13 +98,6 @@ int32_t fib_unit_constants_lift(const fib_unit_constants *t, int64_t n_classes,
             full[r * n + i] = fib_unit_constant(t, n_classes, r, own->color[i]);
     out->values = full;
     return FIB_OK;
-}
-
-int64_t fib_copy_opfiber_width(const fib_graph *g, int32_t group, int32_t source_index,
-                               const fib_partition *parts, const fib_partition *fibers)
-{
-    (void)g, (void)source_index, (void)fibers;
-    return parts[group].n_classes;
 }
 
 int32_t fib_copy_opfiber_fill(const fib_graph *g, int32_t group, const int64_t *reads,

@@ -209,7 +209,7 @@ static int32_t check_load_options(const fib_load_options *o)
         return fib_error(FIB_E_INVALID, "fib_model_load: options.struct_size %zu "
                          "is smaller than %zu (call fib_load_options_init)",
                          o->struct_size, sizeof *o);
-    if (!fib_model_activation_name(o->activation))
+    if (!fib_activation_name(o->activation))
         return fib_error(FIB_E_INVALID, "fib_model_load: unknown activation %d",
                          (int)o->activation);
     if (!isfinite(o->parameter))

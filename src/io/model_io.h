@@ -41,7 +41,6 @@ typedef struct fib_model_group {
 } fib_model_group;
 
 /* model.c */
-const char *fib_model_activation_name(int32_t activation);
 bool fib_model_activation_from_name(const char *name, int32_t *activation);
 /* Re-raises the last error with the file and `what` in front; shape, range,
  * invalid and overflow problems of a file become FIB_E_FORMAT. */

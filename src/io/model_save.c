@@ -272,7 +272,7 @@ static int32_t write_group(saver *s, const fib_graph *g, int32_t i, int32_t dtyp
             fib_jbuf_int(j, grp->sources[x]);
         }
         fib_jbuf_raw(j, "]");
-        const char *act_name = fib_model_activation_name(grp->activation);
+        const char *act_name = fib_activation_name(grp->activation);
         if (act_name) {
             fib_jbuf_raw(j, ",\"activation\":");
             fib_jbuf_string(j, act_name);

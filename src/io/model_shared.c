@@ -1,5 +1,5 @@
 /* Helpers shared by the model-file sources (model.c, model_load.c,
- * model_blocks.c, model_save.c): the activation and op name tables, error
+ * model_blocks.c, model_save.c): activations and ops from their names, error
  * messages that name the file, and a dense group made from two tensors. */
 #include "io/model_io.h"
 
@@ -7,33 +7,12 @@
 #include <stdio.h>
 #include <string.h>
 
-static const struct {
-    const char *name;
-    int32_t id;
-} activation_names[] = {
-    {"linear", FIB_ACT_LINEAR},       {"relu", FIB_ACT_RELU},
-    {"leaky_relu", FIB_ACT_LEAKY_RELU}, {"tanh", FIB_ACT_TANH},
-    {"sigmoid", FIB_ACT_SIGMOID},     {"gelu", FIB_ACT_GELU},
-    {"silu", FIB_ACT_SILU},           {"relu6", FIB_ACT_RELU6},
-    {"hardswish", FIB_ACT_HARDSWISH}, {"hardsigmoid", FIB_ACT_HARDSIGMOID},
-    {"mish", FIB_ACT_MISH},           {"softplus", FIB_ACT_SOFTPLUS},
-    {"gelu_tanh", FIB_ACT_GELU_TANH},
-};
-#define N_ACTIVATIONS (sizeof activation_names / sizeof activation_names[0])
-
-const char *fib_model_activation_name(int32_t id)
-{
-    for (size_t i = 0; i < N_ACTIVATIONS; i++)
-        if (activation_names[i].id == id)
-            return activation_names[i].name;
-    return NULL;
-}
-
+/* Activation names are fib_activation_name's (model/activation.c). */
 bool fib_model_activation_from_name(const char *name, int32_t *id)
 {
-    for (size_t i = 0; i < N_ACTIVATIONS; i++)
-        if (strcmp(activation_names[i].name, name) == 0) {
-            *id = activation_names[i].id;
+    for (int32_t a = 0; fib_activation_name(a); a++)
+        if (strcmp(fib_activation_name(a), name) == 0) {
+            *id = a;
             return true;
         }
     return false;

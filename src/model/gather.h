@@ -36,4 +36,16 @@ static inline int64_t fib_gather_at(const int64_t *map, int64_t i)
     return map ? map[i] : i;
 }
 
+/* Coordinate `offset` of every unit i of a unit-wise group: the class, in
+ * its source's partition, of the source unit i reads (a label; the first
+ * coordinate of such a block's fibers). */
+static inline void fib_gather_label_fill(const fib_graph *g, int32_t group,
+                                         const fib_partition *parts, const int64_t *reads,
+                                         fib_signature *sig, int64_t offset)
+{
+    const fib_partition *src = &parts[g->groups[group].sources[0]];
+    for (int64_t i = 0; i < g->groups[group].n_units; i++)
+        fib_signature_put_label(sig, i, offset, src->color[fib_gather_at(reads, i)]);
+}
+
 #endif

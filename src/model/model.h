@@ -379,6 +379,16 @@ void fib_scratch_clear(fib_scratch *scratch);
 /* The rounding allowance of a sum of `terms` numbers of absolute sum
  * abs_sum, stored in `dtype`. */
 double fib_rounding_tol(int32_t dtype, int64_t terms, double abs_sum);
+/* Coordinate `coord` of a unit's signature row: a weight stored in dtype
+ * (one term: its rounding allowance), or a label (a class, equal or not). */
+void fib_signature_put_weight(fib_signature *sig, int64_t unit, int64_t coord, int32_t dtype,
+                              double value);
+static inline void fib_signature_put_label(fib_signature *sig, int64_t unit, int64_t coord,
+                                           int64_t label)
+{
+    sig->value[unit * sig->n_coords + coord] = (double)label;
+    sig->tol[unit * sig->n_coords + coord] = FIB_TOL_LABEL;
+}
 /* coef[c] = fib_rounding_tol(dtype, |class c of src|, 1.0), so that the
  * allowance of a colour sum of absolute sum a is coef[c] * a (the same
  * bits). Caller frees *coef_out. */

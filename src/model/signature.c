@@ -80,3 +80,10 @@ double fib_rounding_tol(int32_t dtype, int64_t terms, double abs_sum)
     const double u = dtype == FIB_DTYPE_F64 ? 0x1.0p-53 : 0x1.0p-24;
     return (4.0 * u + (double)(terms + 1) * 0x1.0p-53) * abs_sum;
 }
+
+void fib_signature_put_weight(fib_signature *sig, int64_t unit, int64_t coord, int32_t dtype,
+                              double value)
+{
+    sig->value[unit * sig->n_coords + coord] = value;
+    sig->tol[unit * sig->n_coords + coord] = fib_rounding_tol(dtype, 1, fabs(value));
+}

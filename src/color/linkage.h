@@ -81,6 +81,11 @@ bool fib_activation_homogeneous(int32_t activation);
 int32_t fib_scaled_dense_rows(const fib_graph *g, int32_t group,
                               const fib_partition *src, const double *src_scale,
                               fib_rows *out);
+/* The same rows without their rounding allowances (out->tol NULL), for
+ * what reads only the values (budgets: rank-1 Ward, Lloyd rounds, scales). */
+int32_t fib_scaled_dense_values(const fib_graph *g, int32_t group,
+                                const fib_partition *src, const double *src_scale,
+                                fib_rows *out);
 /* Per-unit scales of the best rank-1 fit of each class (rows weighted by
  * weight, may be NULL), normalised to mean 1 per class. */
 int32_t fib_class_scales(const fib_rows *r, const fib_partition *p,

@@ -101,9 +101,10 @@ int32_t fib_color_scaled_dense(const fib_graph *g, int32_t group, int32_t mode,
  * check (may be NULL) is asked once per unit of each round. */
 int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterations,
                         const fib_progress_check *check, fib_partition *p);
-/* Top right singular direction of the weighted rows of `members` (power
- * iteration from their weighted sum; r->value and r->d only), into v (unit,
- * pointing along the sum); w: scratch of r->d. */
+/* Top right singular direction of the weighted rows of `members` (exact
+ * from their Gram matrix for a small class, else power iteration from their
+ * weighted sum; r->value and r->d only), into v (unit, pointing along the
+ * sum); w: scratch of r->d. */
 void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
                        const double *weight, double *v, double *w);
 #endif

@@ -161,17 +161,16 @@ void fib_rows_normalize(fib_rows *r, double *norms)
 {
     for (int64_t i = 0; i < r->n; i++) {
         double s = 0;
-        double *v = r->value + i * r->d, *t = r->tol + i * r->d;
+        double *v = r->value + i * r->d, *t = r->tol ? r->tol + i * r->d : NULL;
         for (int64_t j = 0; j < r->d; j++)
             s += v[j] * v[j];
         s = sqrt(s);
         if (norms)
             norms[i] = s;
-        if (s > 0)
-            for (int64_t j = 0; j < r->d; j++) {
-                v[j] /= s;
-                t[j] = t[j] / s + 0x1.0p-50 * fabs(v[j]);
-            }
+        for (int64_t j = 0; s > 0 && j < r->d; j++)
+            v[j] /= s;
+        for (int64_t j = 0; s > 0 && t && j < r->d; j++)
+            t[j] = t[j] / s + 0x1.0p-50 * fabs(v[j]);
     }
 }
 
@@ -959,9 +958,10 @@ bool fib_activation_homogeneous(int32_t activation)
            activation == FIB_ACT_LEAKY_RELU;
 }
 
-int32_t fib_scaled_dense_rows(const fib_graph *g, int32_t group,
-                              const fib_partition *src, const double *src_scale,
-                              fib_rows *out)
+/* The rows of fib_scaled_dense_rows, with their rounding allowances when
+ * with_tol (else r->tol is NULL). */
+static int32_t scaled_dense_rows(const fib_graph *g, int32_t group, const fib_partition *src,
+                                 const double *src_scale, bool with_tol, fib_rows *out)
 {
     const fib_group *grp = &g->groups[group];
     const fib_dense *d = fib_group_matrix(g, group);
@@ -973,6 +973,10 @@ int32_t fib_scaled_dense_rows(const fib_graph *g, int32_t group,
     int32_t status = fib_rows_alloc(out, n, dd);
     if (status)
         return status;
+    if (!with_tol) {
+        fib_free(out->tol);
+        out->tol = NULL;
+    }
     int64_t *terms = fib_calloc(k, sizeof *terms);
     if (!terms) {
         fib_rows_clear(out);
@@ -981,7 +985,15 @@ int32_t fib_scaled_dense_rows(const fib_graph *g, int32_t group,
     for (int64_t c = 0; c < d->n_in; c++)
         terms[src->color[c]]++;
     for (int64_t i = 0; i < n; i++) {
-        double *v = out->value + i * dd, *t = out->tol + i * dd;
+        double *v = out->value + i * dd;
+        if (!with_tol) {
+            for (int64_t c = 0; c < d->n_in; c++)
+                v[src->color[c]] += fib_dense_weight(d, i, c) * (src_scale ? src_scale[c] : 1.0);
+            if (d->bias)
+                v[k] = fib_dense_bias(d, i);
+            continue;
+        }
+        double *t = out->tol + i * dd;
         for (int64_t c = 0; c < d->n_in; c++) {
             double x = fib_dense_weight(d, i, c) * (src_scale ? src_scale[c] : 1.0);
             v[src->color[c]] += x;
@@ -996,6 +1008,20 @@ int32_t fib_scaled_dense_rows(const fib_graph *g, int32_t group,
     }
     fib_free(terms);
     return FIB_OK;
+}
+
+int32_t fib_scaled_dense_rows(const fib_graph *g, int32_t group,
+                              const fib_partition *src, const double *src_scale,
+                              fib_rows *out)
+{
+    return scaled_dense_rows(g, group, src, src_scale, true, out);
+}
+
+int32_t fib_scaled_dense_values(const fib_graph *g, int32_t group,
+                                const fib_partition *src, const double *src_scale,
+                                fib_rows *out)
+{
+    return scaled_dense_rows(g, group, src, src_scale, false, out);
 }
 
 int32_t fib_class_scales(const fib_rows *r, const fib_partition *p,

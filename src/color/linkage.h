@@ -81,6 +81,11 @@ bool fib_activation_homogeneous(int32_t activation);
 int32_t fib_scaled_dense_rows(const fib_graph *g, int32_t group,
                               const fib_partition *src, const double *src_scale,
                               fib_rows *out);
+/* The same rows without their rounding allowances (out->tol NULL), for
+ * what reads only the values (budgets: rank-1 Ward, Lloyd rounds, scales). */
+int32_t fib_scaled_dense_values(const fib_graph *g, int32_t group,
+                                const fib_partition *src, const double *src_scale,
+                                fib_rows *out);
 /* Per-unit scales of the best rank-1 fit of each class (rows weighted by
  * weight, may be NULL), normalised to mean 1 per class. */
 int32_t fib_class_scales(const fib_rows *r, const fib_partition *p,
@@ -96,9 +101,10 @@ int32_t fib_color_scaled_dense(const fib_graph *g, int32_t group, int32_t mode,
  * check (may be NULL) is asked once per unit of each round. */
 int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterations,
                         const fib_progress_check *check, fib_partition *p);
-/* Top right singular direction of the weighted rows of `members` (power
- * iteration from their weighted sum; r->value and r->d only), into v (unit,
- * pointing along the sum); w: scratch of r->d. */
+/* Top right singular direction of the weighted rows of `members` (exact
+ * from their Gram matrix for a small class, else power iteration from their
+ * weighted sum; r->value and r->d only), into v (unit, pointing along the
+ * sum); w: scratch of r->d. */
 void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
                        const double *weight, double *v, double *w);
 #endif

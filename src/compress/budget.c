@@ -145,8 +145,8 @@ static int32_t layer_rows(const fib_graph *g, int32_t i, const fib_partition *pa
                           double **scales, bool scaled, fib_rows *r, double *weight,
                           double *norms)
 {
-    int32_t status = fib_scaled_dense_rows(g, i, &parts[g->groups[i].sources[0]],
-                                           scales[g->groups[i].sources[0]], r);
+    int32_t status = fib_scaled_dense_values(g, i, &parts[g->groups[i].sources[0]],
+                                             scales[g->groups[i].sources[0]], r);
     if (status)
         return status;
     fib_outgoing_norms(g, i, weight);

@@ -51,32 +51,18 @@ int32_t fib_merge_totals_keep(fib_coloring *c, const fib_graph *g, int32_t group
     int64_t k_in = color_sum_width(c, g, group, sig, parts);
     if (k_in == 0)
         return FIB_OK;
-    const fib_group *grp = &g->groups[group];
-    const fib_partition *out = &parts[group], *in = &parts[grp->sources[0]];
+    const fib_partition *out = &parts[group];
     int64_t k_out = out->n_classes;
-    fib_tensor_view w; /* the weight matrix: tensor 0 */
-    if (!grp->ops->tensor || !grp->ops->tensor(g, group, 0, &w))
-        return FIB_OK;
     double bytes = (double)k_out * (double)k_in * sizeof(double);
-    double weights = (double)w.shape[0] * (double)w.shape[1] * (double)fib_dtype_size(w.dtype);
-    if (bytes * FIB_MERGE_TOTALS_MAX_FRACTION > weights && bytes > FIB_MERGE_TOTALS_SMALL)
+    if (bytes > fib_merge_totals_budget(c, g, group))
         return FIB_OK;
-    if (!c->merge_totals &&
-        !(c->merge_totals = fib_calloc(c->n_groups, sizeof *c->merge_totals)))
+    double *sums = fib_calloc(k_out * k_in, sizeof *sums);
+    if (!sums)
         return fib_error(FIB_E_NOMEM, "group %d: out of memory for class sums", (int)group);
+    int32_t status = fib_merge_totals_adopt(c, g, group, parts, sums);
+    if (status)
+        return status;
     fib_merge_totals *cs = &c->merge_totals[group];
-    cs->sums = fib_calloc(k_out * k_in, sizeof *cs->sums);
-    cs->out_labels = fib_alloc(out->n_units, sizeof *cs->out_labels);
-    cs->in_labels = fib_alloc(in->n_units, sizeof *cs->in_labels);
-    if (!cs->sums || !cs->out_labels || !cs->in_labels) {
-        fib_free(cs->sums);
-        fib_free(cs->out_labels);
-        fib_free(cs->in_labels);
-        *cs = (fib_merge_totals){0};
-        return fib_error(FIB_E_NOMEM, "group %d: out of memory for class sums", (int)group);
-    }
-    memcpy(cs->out_labels, out->color, (size_t)out->n_units * sizeof *cs->out_labels);
-    memcpy(cs->in_labels, in->color, (size_t)in->n_units * sizeof *cs->in_labels);
     if (sig->sum_leading == k_in) {
         /* grouping added each class up into its first member's row */
         int64_t next = 0;
@@ -98,6 +84,9 @@ int32_t fib_merge_totals_keep(fib_coloring *c, const fib_graph *g, int32_t group
     return FIB_OK;
 }
 
+/* Kept only when the totals are at most the weights' bytes over
+ * FIB_MERGE_TOTALS_MAX_FRACTION, or small anyway (0 when the group cannot
+ * keep totals: a budget's scaled colouring, or no kept-totals merge). */
 double fib_merge_totals_budget(const fib_coloring *c, const fib_graph *g, int32_t group)
 {
     const fib_group *grp = &g->groups[group];

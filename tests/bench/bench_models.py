@@ -14,13 +14,19 @@ Cases (chains of `LAYERS` dense d x d layers, an nn.Sequential state dict):
   random-f16   random normal float16 weights (likewise)
   planted-bf16 the planted chain in bfloat16
 
+For each case the library's own path is measured too (`library` lines): a
+Python child maps the file (Graph.load(copy=False)), colours it and
+compresses it (Graph.compress: unmerged layers borrowed, merged ones the
+base's float64 blocks); its peak RSS (ru_maxrss) counts the Python image.
+
 A warm read is the best of 5 reads of the file into one 8 MiB buffer after
 a first read has put it in the page cache; each command is run 3 times (the
 best time and the largest peak RSS are printed) with OMP_NUM_THREADS = 1
 and 2. Peak RSS is the child's own (wait4).
 
 Usage: bench_models.py FIBRATION [FOLDER]
-Environment: FIB_BENCH_MODEL_MIB, the float32 file size in MiB (default 32:
+Environment: FIBRATION_LIBRARY (default: FIBRATION's build tree's
+src/libfibration.so) for the library lines; FIB_BENCH_MODEL_MIB, the float32 file size in MiB (default 32:
 8 x 1024 x 1024; 512 gives 8 x 4096 x 4096, the figures of issue 22).
 The files are written to FOLDER (default: the current directory) and
 deleted at the end."""
@@ -117,10 +123,33 @@ def run(args, threads):
     return best, rss, status
 
 
+LIBRARY_PATH = """
+import os, resource, sys, time
+sys.path.insert(0, sys.argv[2])
+import fibration
+start = time.perf_counter()
+g = fibration.Graph.load(sys.argv[1], copy=False)
+base = g.compress(g.color())
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def library_path(path, library):
+    """(seconds, peak RSS in bytes) of load + color + compress in Python."""
+    package = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bindings",
+                           "python")
+    env = dict(os.environ, OMP_NUM_THREADS="1", FIBRATION_LIBRARY=library)
+    out = subprocess.run([sys.executable, "-c", LIBRARY_PATH, path, package], env=env,
+                         check=True, capture_output=True, text=True).stdout.split()
+    return float(out[0]), int(out[1])
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     cli = sys.argv[1]
+    library = os.environ.get("FIBRATION_LIBRARY") or os.path.join(
+        os.path.dirname(os.path.abspath(cli)), "..", "libfibration.so")
     folder = sys.argv[2] if len(sys.argv) > 2 else "."
     mib = float(os.environ.get("FIB_BENCH_MODEL_MIB", "32"))
     d = int(math.sqrt(mib * 2 ** 20 / 4 / LAYERS)) // 64 * 64
@@ -151,6 +180,11 @@ def main():
                     print(f"{name:<12} {verb:<9} {threads:>7} {seconds:8.3f} "
                           f"{seconds / read:7.2f} {rss / 1e6:8.1f} {rss / size:7.3f}  "
                           f"{read:.4f} {size / 1e6:9.1f}  {status}", flush=True)
+            if os.path.exists(library):
+                seconds, rss = library_path(path, library)
+                print(f"{name:<12} {'library':<9} {1:>7} {seconds:8.3f} "
+                      f"{seconds / read:7.2f} {rss / 1e6:8.1f} {rss / size:7.3f}  "
+                      f"{read:.4f} {size / 1e6:9.1f}", flush=True)
         finally:
             for p in (path, out):
                 if os.path.exists(p):

@@ -231,3 +231,16 @@ def test_c_api_reports_what_it_wrote(lib, tmp_path):
         lib.fib_base_free(base)
         lib.fib_coloring_free(coloring)
         lib.fib_graph_free(handle)
+
+
+def test_python_base_save_checkpoint(lib, tmp_path):
+    """fibration.Base.save_checkpoint: the C call from Python, both formats."""
+    import fibration
+    for per_layer, want in ((LLAMA_SAME, "checkpoint"), (LLAMA_DIFFERENT, "fibration")):
+        model, d = llama_checkpoint(tmp_path / want, torch.float32, per_layer)
+        g = fibration.Graph.load(str(d))
+        base = g.compress(g.color())
+        kind, reason = base.save_checkpoint(d, tmp_path / want / "base")
+        assert kind == want and (reason == "") == (want == "checkpoint")
+        decoder = ft.load_decoder(tmp_path / want / "base", config=d)
+        assert same_logits(model, decoder, L.VOCAB, L.POSITIONS, 10) <= 1e-5

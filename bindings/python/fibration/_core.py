@@ -1044,6 +1044,20 @@ class Base(_Handle):
         code = {"float32": _ffi.FIB_DTYPE_F32, "float64": _ffi.FIB_DTYPE_F64}.get(dtype, dtype)
         check(lib.fib_base_save(self._p(), os.fsencode(path), int(code)), "fib_base_save")
 
+    def save_checkpoint(self, model_dir, path, dtype=0):
+        """fib_base_save_checkpoint: the base of a model loaded from the
+        Hugging Face checkpoint directory `model_dir`, written as a
+        checkpoint directory in its layout where that layout holds it, else
+        as save() writes it. Returns (format, reason): "checkpoint" or
+        "fibration", and why the layout could not hold it ("" when it did)."""
+        code = {"float32": _ffi.FIB_DTYPE_F32, "float64": _ffi.FIB_DTYPE_F64}.get(dtype, dtype)
+        saved, reason = ctypes.c_int32(), ctypes.create_string_buffer(600)
+        check(lib.fib_base_save_checkpoint(self._p(), self.original._cp(), os.fsencode(model_dir),
+                                           os.fsencode(path), int(code), ctypes.byref(saved),
+                                           reason, len(reason)), "fib_base_save_checkpoint")
+        kind = "checkpoint" if saved.value == _ffi.FIB_SAVED_CHECKPOINT else "fibration"
+        return kind, reason.value.decode("utf-8", "replace")
+
     def lift(self, weights=None):
         """Lifts the base (or `weights`, a graph shaped like the base graph)
         back to the original's shape: a new Graph."""

@@ -208,6 +208,42 @@ def planted_resnet(seed=0):
     return m.eval(), x, {"stem.0": 4, "layer1.conv1": 4, "layer1.conv2": 4}
 
 
+class DenseConcatCNN(nn.Module):
+    """A DenseNet-style block: the stem's channels and a convolution's are
+    concatenated before a 1x1 transition."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
+        self.conv = nn.Conv2d(6, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.trans = nn.Conv2d(10, 5, 1)
+        self.pool = nn.AvgPool2d(4)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        a = self.stem(x)
+        b = torch.relu(self.bn(self.conv(a)))
+        y = torch.relu(self.trans(torch.cat([a, b], 1)))
+        return self.fc(torch.flatten(self.pool(y), 1))
+
+
+def planted_dense_concat(seed=0):
+    """Stem channels 3-5 copy 0-2, the convolution's 2-3 copy 0-1; the
+    concatenation carries both sets of copies to the transition."""
+    g = torch.Generator().manual_seed(seed)
+    m = DenseConcatCNN()
+    pa, pb = classes(6, 3), classes(4, 2)
+    set_conv(m.stem[0], pa, None, g)
+    set_batch_norm(m.stem[1], pa, g)
+    set_conv(m.conv, pb, pa, g)
+    set_batch_norm(m.bn, pb, g)
+    set_conv(m.trans, torch.arange(5), torch.cat([pa, pb + 3]), g)
+    set_linear(m.fc, torch.arange(3), torch.arange(5), g)
+    x = torch.randn(4, 2, 4, 4, generator=g)
+    return m.eval(), x, {"stem.0": 3, "conv": 2, "trans": 5}
+
+
 class MLPWithNorm(nn.Module):
     def __init__(self):
         super().__init__()

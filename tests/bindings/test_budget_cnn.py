@@ -140,3 +140,18 @@ def test_cnn_budget_progress_can_cancel():
     seen = []
     _budget.base_to_budget(net.graph, 0.3, progress=lambda d, t: seen.append((d, t)))
     assert seen[-1][0] == seen[-1][1]  # every step reported
+
+
+def test_concatenation_under_a_budget_is_refused_by_name():
+    """A concatenation is held as 0/1 selection blocks that a budget would
+    cluster and count like dense layers: refused naming the layer, while the
+    exact compression still removes the planted copies through it."""
+    model, x, widths = planted_blocks.planted_dense_concat()
+    exact, _ = ft.compress(model, x)
+    with torch.no_grad():
+        assert (exact(x) - model(x)).abs().max().item() < 1e-4
+    assert exact.get_submodule("stem.0").out_channels == widths["stem.0"]
+    assert exact.get_submodule("conv").out_channels == widths["conv"]
+    fraction = ft.count_parameters(exact) / ft.count_parameters(model)
+    with pytest.raises(ft.UnsupportedModelError, match="cat.*moves units"):
+        ft.compress(model, x, budget=fraction)

@@ -299,6 +299,19 @@ def input_index_size(module):
     return sum(m.classes.numel() for m in module.modules() if isinstance(m, InputClassMean))
 
 
+def _refuse_moved_units(net):
+    """Budgets do not handle units that move (a concatenation, a channel
+    shuffle) yet: the C graph holds them as 0/1 selection dense blocks, which
+    a budget would cluster and count as parameters like any dense layer."""
+    from ._errors import UnsupportedModelError
+    for layer in net.layers:
+        if layer.kind in ("relabel", "select"):
+            raise UnsupportedModelError(
+                "compress(budget=...): layer %r moves units (a concatenation, a split or "
+                "a permutation of channels); budgets do not handle it in this version"
+                % layer.node)
+
+
 def compress_to_budget(model, example_input, budget, calibration=None, verbose=False,
                        tolerance=0, sensitivity_power=1.5, refit=True, synthetic=True,
                        merge_inputs=True, input_sensitivity=None, progress=None):
@@ -321,6 +334,7 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
         raise ValueError("budget is the fraction of parameters kept, in (0, 1]; got %r"
                          % (budget,))
     net = _trace(model, example_input)
+    _refuse_moved_units(net)
     if calibration is None:
         variants = [(tolerance, sensitivity_power, merge_inputs)]
     else:

@@ -60,9 +60,9 @@ and to CBP with theirs (continual*_summary.csv).
 continual_protocol.py): SGD, CBP, the seed's cover breaking (fibcos) and
 activity-synchrony breaking (sync); each method's knob chosen on a separate
 seed (--select-seed, 100) from a small grid and frozen, then --seeds paired
-seeds; 2,000 images per task and H = 128 unless --per-task / --hidden say
-otherwise; --jobs processes at once, one row per task written as it ends,
-resumable, --collect to merge the complete runs.
+seeds; the permuted benchmark's 3,000 images per task and H = 256 unless
+--per-task / --hidden say otherwise; --jobs processes at once, one row per
+task written as it ends, resumable, --collect to merge the complete runs.
 
     /usr/bin/python3 docs/examples/exp_continual.py [--quick] [--bench pairs|permuted|all]
     /usr/bin/python3 docs/examples/exp_continual.py --protocol 200 --seeds 5 --jobs 2
@@ -533,8 +533,8 @@ def main_protocol(args):
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     cfg = dict((QUICK if args.quick else CONFIGS)["permuted"], tasks=args.protocol)
-    cfg["per_task"] = args.per_task or (cfg["per_task"] if args.quick else 2000)
-    cfg["hidden"] = args.hidden or (cfg["hidden"] if args.quick else 128)
+    cfg["per_task"] = args.per_task or cfg["per_task"]
+    cfg["hidden"] = args.hidden or cfg["hidden"]
     grids = cp.QUICK_GRIDS if args.quick else cp.GRIDS
     methods = args.methods.split(",") if args.methods != ",".join(METHODS) else cp.METHODS
     grids = {m: grids[m] for m in methods}
@@ -582,8 +582,8 @@ def main(argv=None):
     ap.add_argument("--protocol", type=int, metavar="N",
                     help="the comparison protocol on N permuted tasks (continual_protocol.py): "
                          "knobs chosen on --select-seed, then frozen, on --seeds seeds")
-    ap.add_argument("--per-task", type=int, help="images per permuted task (--protocol: 2000)")
-    ap.add_argument("--hidden", type=int, help="hidden width H (--protocol: 128)")
+    ap.add_argument("--per-task", type=int, help="--protocol: images per task (3000)")
+    ap.add_argument("--hidden", type=int, help="--protocol: hidden width H (256)")
     ap.add_argument("--select-seed", type=int, default=100)
     ap.add_argument("--jobs", type=int, default=2, help="--protocol: runs at once")
     ap.add_argument("--runs", help="--protocol: folder of the per-run files "

@@ -60,12 +60,12 @@ and to CBP with theirs (continual*_summary.csv).
 continual_protocol.py): SGD, CBP, the seed's cover breaking (fibcos) and
 activity-synchrony breaking (sync); each method's knob chosen on a separate
 seed (--select-seed, 100) from a small grid and frozen, then --seeds paired
-seeds; 2,000 images per task and H = 128 unless --per-task / --hidden say
-otherwise; --jobs processes at once, one row per task written as it ends,
-resumable, --collect to merge the complete runs.
+seeds; the permuted benchmark's 3,000 images per task and H = 256 unless
+--per-task / --hidden say otherwise; --jobs processes at once, one row per
+task written as it ends, resumable, --collect to merge the complete runs.
 
     /usr/bin/python3 docs/examples/exp_continual.py [--quick] [--bench pairs|permuted|all]
-    /usr/bin/python3 docs/examples/exp_continual.py --protocol 200 --seeds 5 --jobs 2
+    /usr/bin/python3 docs/examples/exp_continual.py --protocol 200 [--hidden 128 --per-task 2000]
 """
 
 import argparse
@@ -533,12 +533,12 @@ def main_protocol(args):
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     cfg = dict((QUICK if args.quick else CONFIGS)["permuted"], tasks=args.protocol)
-    cfg["per_task"] = args.per_task or (cfg["per_task"] if args.quick else 2000)
-    cfg["hidden"] = args.hidden or (cfg["hidden"] if args.quick else 128)
+    cfg["per_task"] = args.per_task or cfg["per_task"]
+    cfg["hidden"] = args.hidden or cfg["hidden"]
     grids = cp.QUICK_GRIDS if args.quick else cp.GRIDS
     methods = args.methods.split(",") if args.methods != ",".join(METHODS) else cp.METHODS
     grids = {m: grids[m] for m in methods}
-    seeds = list(range(args.first_seed, args.first_seed + (2 if args.quick else args.seeds)))
+    seeds = list(range(args.first_seed, args.first_seed + (2 if args.quick else args.seeds or 5)))
     stem = os.path.join(args.out, args.name or "continual_protocol%d" % args.protocol)
     data = fd.load(12000, 2000) if args.quick else fd.load()
     data = (data[0].flatten(1), data[1])
@@ -569,7 +569,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--bench", default="all", choices=("all", "pairs", "permuted"))
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, help="paired seeds (default 3; --protocol: 5)")
     ap.add_argument("--tasks", type=int, default=None, help="override the number of tasks")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--out", default=os.path.join(HERE, "..", "figures"))
@@ -582,8 +582,8 @@ def main(argv=None):
     ap.add_argument("--protocol", type=int, metavar="N",
                     help="the comparison protocol on N permuted tasks (continual_protocol.py): "
                          "knobs chosen on --select-seed, then frozen, on --seeds seeds")
-    ap.add_argument("--per-task", type=int, help="images per permuted task (--protocol: 2000)")
-    ap.add_argument("--hidden", type=int, help="hidden width H (--protocol: 128)")
+    ap.add_argument("--per-task", type=int, help="--protocol: images per task (3000)")
+    ap.add_argument("--hidden", type=int, help="--protocol: hidden width H (256)")
     ap.add_argument("--select-seed", type=int, default=100)
     ap.add_argument("--jobs", type=int, default=2, help="--protocol: runs at once")
     ap.add_argument("--runs", help="--protocol: folder of the per-run files "
@@ -603,7 +603,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     configs = QUICK if args.quick else CONFIGS
-    seeds = 2 if args.quick else args.seeds
+    seeds = 2 if args.quick else args.seeds or 3
     benches = ("pairs", "permuted") if args.bench == "all" else (args.bench,)
     data = fd.load(12000, 2000) if args.quick else fd.load()
     data = (data[0].flatten(1), data[1], data[2].flatten(1), data[3])

@@ -261,11 +261,11 @@ def main(argv=None):
 def report(scores, seeds):
     """Per net and budget: the library, the best peer (the peer with the
     highest mean), their paired difference, each as mean +- 95% interval."""
-    print("\nseeds %s; mean +- 95%% interval (Student t over seeds)" % (
+    print("\nseeds %s (where run); mean +- 95%% interval (Student t over seeds)" % (
         ",".join(map(str, seeds))))
-    print("| net | budget | baseline | lib:budget | best peer | lib - best peer | "
-          "issue 26 constant |")
-    print("|---|---|---|---|---|---|---|")
+    print("| net | budget | seeds | baseline | lib:budget | best peer | lib - best peer | "
+          "lib above every peer | issue 26 constant |")
+    print("|---|---|---|---|---|---|---|---|---|")
     nets = sorted({k[0] for k in scores})
     for name in nets:
         base = interval(scores[(name, 1.0, "baseline")])
@@ -277,13 +277,15 @@ def report(scores, seeds):
             if peers:
                 best = max(peers, key=lambda m: sum(peers[m]) / len(peers[m]))
                 gap = [a - b for a, b in zip(lib, peers[best])]
+                above = sum(lib[i] > max(v[i] for v in peers.values())
+                            for i in range(len(lib)))
                 cells += ["%.1f +- %.1f (%s)" % (interval(peers[best]) + (best,)),
-                          "%+.1f +- %.1f" % interval(gap)]
+                          "%+.1f +- %.1f" % interval(gap), "%d of %d seeds" % (above, len(lib))]
             else:
-                cells += ["-", "-"]
+                cells += ["-", "-", "-"]
             constant = PEERS[name].get(round(budget, 2))
-            print("| %s | %d%% | %.1f +- %.1f | %s | %s |" % (
-                name, round(100 * budget), base[0], base[1], " | ".join(cells),
+            print("| %s | %d%% | %d | %.1f +- %.1f | %s | %s |" % (
+                name, round(100 * budget), len(lib), base[0], base[1], " | ".join(cells),
                 "%d" % constant if constant else "-"))
     for name in nets:
         for budget in sorted({k[1] for k in scores if k[0] == name and k[1] < 1.0}):

@@ -193,37 +193,87 @@ static int32_t add_conv_owned(fib_graph *g, int32_t source, int64_t n_out, int64
 
 /* ---- colouring ---------------------------------------------------------- */
 
+/* The most source classes one channel group of a grouped convolution reads
+ * (at least 1), when every source class lies within one channel group, as
+ * fib_color_keep_unit_runs keeps them: classes are numbered by their lowest
+ * unit, so channel group cg reads the range [first, first + count) and the
+ * ranges follow each other. 0 when a class spans two channel groups, or for
+ * an ungrouped or depthwise convolution, whose output classes may span
+ * channel groups: their signatures span all source classes. */
+static int64_t classes_per_channel_group(const fib_conv *c, const fib_partition *src)
+{
+    int64_t per_in = in_per_group(c), most = 0, prev_last = -1;
+    if (c->groups <= 1 || per_in <= 1)
+        return 0;
+    for (int64_t cg = 0; cg < c->groups; cg++) {
+        int64_t first = INT64_MAX, last = -1;
+        for (int64_t j = cg * per_in; j < (cg + 1) * per_in; j++) {
+            first = src->color[j] < first ? src->color[j] : first;
+            last = src->color[j] > last ? src->color[j] : last;
+        }
+        if (first <= prev_last)
+            return 0;
+        prev_last = last;
+        most = last - first + 1 > most ? last - first + 1 : most;
+    }
+    return most;
+}
+
+/* A grouped convolution whose source classes stay within its channel
+ * groups (classes_per_channel_group > 0) has a compact signature: the
+ * channel group as a label, then the kernel sums over the group's own
+ * classes (local class x tap), then the bias. Channels of different groups
+ * never share a class: the colouring cuts a grouped convolution's classes
+ * at its channel groups anyway (color/unit_runs.c). Otherwise the sums
+ * span every source class (class x tap). */
 static int64_t conv_fiber_width(const fib_graph *g, int32_t group, const fib_partition *parts)
 {
     const fib_conv *c = conv_of(g, group);
-    return parts[g->groups[group].sources[0]].n_classes * kernel_size(c) + (c->bias ? 1 : 0);
+    const fib_partition *src = &parts[g->groups[group].sources[0]];
+    int64_t per_group = classes_per_channel_group(c, src);
+    int64_t sums = per_group ? 1 + per_group * kernel_size(c) : src->n_classes * kernel_size(c);
+    return sums + (c->bias ? 1 : 0);
 }
 
 /* An output channel's kernel is a row of in_per_group x kernel weights
- * whose element (j, q) belongs to coordinate (class of input j, q): the
- * colour sums of fib_color_rows, one call per convolution group (each
- * reads its own input channels), then the bias. */
+ * whose element (j, q) belongs to coordinate (class of input j, q), or in a
+ * compact signature (conv_fiber_width) to (class of input j - the group's
+ * first class, q) after the group label: the colour sums of fib_color_rows,
+ * one call per convolution group (each reads its own input channels), then
+ * the bias. */
 static int32_t conv_fiber_fill(const fib_graph *g, int32_t group, const fib_partition *parts,
                                fib_signature *sig, int64_t offset)
 {
     const fib_conv *c = conv_of(g, group);
     const fib_partition *src = &parts[g->groups[group].sources[0]];
-    int64_t kk = kernel_size(c), width = src->n_classes * kk, per_in = in_per_group(c);
+    int64_t kk = kernel_size(c), per_in = in_per_group(c);
+    int64_t per_group = classes_per_channel_group(c, src), label = per_group ? 1 : 0;
+    int64_t width = (per_group ? per_group : src->n_classes) * kk;
     int64_t n_out = g->groups[group].n_units, out_per_group = n_out / c->groups;
     double *coef = NULL, *coef_kk = fib_alloc(width, sizeof *coef_kk);
     int64_t *color = fib_alloc(per_in * kk, sizeof *color);
     int32_t status = coef_kk && color
         ? fib_color_coefficients(src, c->dtype, &coef)
         : fib_error(FIB_E_NOMEM, "group %d: out of memory for kernel sums", (int)group);
-    for (int64_t x = 0; !status && x < width; x++)
-        coef_kk[x] = coef[x / kk];
     size_t esize = fib_dtype_size(c->dtype);
     for (int64_t cg = 0; !status && cg < c->groups; cg++) {
+        /* the compact signature's classes start at the group's first */
+        int64_t first = 0;
+        if (per_group) {
+            first = INT64_MAX;
+            for (int64_t j = 0; j < per_in; j++)
+                first = src->color[cg * per_in + j] < first ? src->color[cg * per_in + j] : first;
+        }
+        if (cg == 0 || per_group)
+            for (int64_t x = 0; x < width; x++)
+                coef_kk[x] = first + x / kk < src->n_classes ? coef[first + x / kk] : 0.0;
         for (int64_t j = 0; j < per_in; j++)
             for (int64_t q = 0; q < kk; q++)
-                color[j * kk + q] = src->color[cg * per_in + j] * kk + q;
+                color[j * kk + q] = (src->color[cg * per_in + j] - first) * kk + q;
         int64_t o0 = cg * out_per_group;
-        status = fib_color_rows(sig, o0, offset, c->dtype,
+        for (int64_t o = o0; label && o < o0 + out_per_group; o++)
+            fib_signature_put_label(sig, o, offset, cg);
+        status = fib_color_rows(sig, o0, offset + label, c->dtype,
                                  (const char *)c->weights + (size_t)(o0 * per_in * kk) * esize,
                                  per_in * kk, out_per_group, per_in * kk, color, width, coef_kk,
                                  group);
@@ -232,8 +282,8 @@ static int32_t conv_fiber_fill(const fib_graph *g, int32_t group, const fib_part
     fib_free(coef_kk);
     fib_free(color);
     for (int64_t o = 0; !status && c->bias && o < n_out; o++) {
-        double *val = sig->value + o * sig->n_coords + offset;
-        double *tol = sig->tol + o * sig->n_coords + offset;
+        double *val = sig->value + o * sig->n_coords + offset + label;
+        double *tol = sig->tol + o * sig->n_coords + offset + label;
         val[width] = fib_load(c->dtype, c->bias, o);
         tol[width] = fib_rounding_tol(c->dtype, 1, fabs(val[width]));
     }

@@ -371,6 +371,101 @@ static void grouped_conv_uneven_classes_stay_grouped(void)
     free(k1), free(b1), free(k2), free(head);
 }
 
+/* The signature of a grouped convolution spans only each channel group's
+ * own source classes, after the group as a label: its classes equal those
+ * of the same convolution written ungrouped, with zero kernels between
+ * its groups, whose signature spans every source class. Planted: in each
+ * of 3 groups, input channels {a, a+1} {a+2} {a+3} and outputs {o, o+1}
+ * {o+2} {o+3}; output 6 has the kernel of output 2 over the same local
+ * classes, so only its group tells them apart. Exact and ABS, 1 and 2
+ * threads. */
+static void grouped_conv_signature_per_group_keeps_classes(void)
+{
+    enum { CIN = 3, C = 12, G = 3, PER = C / G, SIDE = 5, OUT = 2 };
+    uint64_t rng = 71;
+    double *k1 = test_random_array(&rng, C * CIN * 9, -1, 1), *b1 = test_random_array(&rng, C, -1, 1);
+    double *k2 = test_random_array(&rng, C * PER * 9, -1, 1), *b2 = test_random_array(&rng, C, -1, 1);
+    double *full = calloc(C * C * 9, sizeof *full);
+    double *head = test_random_array(&rng, OUT * C * SIDE * SIDE, -1, 1);
+    for (int cg = 0; cg < G; cg++) {
+        int a = cg * PER;
+        memcpy(k1 + (a + 1) * CIN * 9, k1 + a * CIN * 9, CIN * 9 * sizeof *k1);
+        b1[a + 1] = b1[a];
+        memcpy(k2 + (a + 1) * PER * 9, k2 + a * PER * 9, PER * 9 * sizeof *k2);
+        b2[a + 1] = b2[a];
+    }
+    memcpy(k2 + 6 * PER * 9, k2 + 2 * PER * 9, PER * 9 * sizeof *k2);
+    b2[6] = b2[2];
+    for (int o = 0; o < C; o++)
+        for (int jl = 0; jl < PER; jl++)
+            memcpy(full + (o * C + (o / PER) * PER + jl) * 9, k2 + (o * PER + jl) * 9,
+                   9 * sizeof *full);
+    fib_graph *g[2];
+    int32_t conv1, conv2;
+    for (int ungrouped = 0; ungrouped < 2; ungrouped++) {
+        int32_t in, flat, out;
+        CHECK_OK(fib_graph_create(&g[ungrouped]));
+        CHECK_OK(fib_graph_add_input_positions(g[ungrouped], CIN, SIDE, SIDE, &in));
+        CHECK_OK(fib_graph_add_conv(g[ungrouped], in, C, 3, 3, 1, 1, 1, 1, 1, FIB_DTYPE_F64, k1,
+                                    b1, 0, &conv1));
+        CHECK_OK(fib_graph_set_activation(g[ungrouped], conv1, FIB_ACT_TANH, 0));
+        CHECK_OK(fib_graph_add_conv(g[ungrouped], conv1, C, 3, 3, 1, 1, 1, 1, ungrouped ? 1 : G,
+                                    FIB_DTYPE_F64, ungrouped ? full : k2, b2, 0, &conv2));
+        CHECK_OK(fib_graph_set_activation(g[ungrouped], conv2, FIB_ACT_TANH, 0));
+        CHECK_OK(fib_graph_add_flatten(g[ungrouped], conv2, &flat));
+        CHECK_OK(fib_graph_add_dense(g[ungrouped], flat, OUT, FIB_DTYPE_F64, head,
+                                     C * SIDE * SIDE, NULL, 0, &out));
+    }
+    for (int threads = 1; threads <= 2; threads++)
+        for (int abs = 0; abs < 2; abs++) {
+            fib_coloring *c[2] = {NULL, NULL};
+            for (int ungrouped = 0; ungrouped < 2; ungrouped++) {
+                fib_color_options o;
+                fib_color_options_init(&o, sizeof o);
+                o.n_threads = threads;
+                o.tolerance = abs ? FIB_TOL_ABS : FIB_TOL_EXACT;
+                o.eps = abs ? 1e-9 : 0.0;
+                CHECK_OK(fib_color(g[ungrouped], &o, &c[ungrouped]));
+            }
+            int64_t k[2][2] = {{0}}, colors[2][C];
+            for (int ungrouped = 0; ungrouped < 2; ungrouped++) {
+                fib_coloring_num_classes(c[ungrouped], conv1, &k[ungrouped][0]);
+                fib_coloring_num_classes(c[ungrouped], conv2, &k[ungrouped][1]);
+                CHECK_OK(fib_coloring_colors(c[ungrouped], conv2, colors[ungrouped], C));
+            }
+            CHECK(k[0][0] == 9 && k[0][1] == 9);
+            CHECK(k[1][0] == k[0][0] && k[1][1] == k[0][1]);
+            CHECK(memcmp(colors[0], colors[1], sizeof colors[0]) == 0);
+            CHECK(colors[0][6] != colors[0][2]);
+            /* outputs 2 and 6 in one class (the other groups discrete):
+             * their kernel sums are equal, their source channels are not */
+            for (int ungrouped = 0; threads == 1 && !abs && ungrouped < 2; ungrouped++) {
+                fib_coloring *merged = NULL;
+                int32_t balanced = 1;
+                int64_t joined[C];
+                memcpy(joined, colors[ungrouped], sizeof joined);
+                joined[6] = joined[2];
+                CHECK_OK(fib_coloring_create(g[ungrouped], FIB_SYM_FIBERS, &merged));
+                CHECK_OK(fib_coloring_set_group(merged, conv2, joined, C));
+                CHECK_OK(fib_coloring_is_balanced(g[ungrouped], merged, 0.0, &balanced));
+                CHECK(balanced == 0 && strstr(fib_last_error(), "fibers of group 2") != NULL);
+                fib_coloring_free(merged);
+            }
+            fib_base *b = NULL;
+            CHECK_OK(fib_compress(g[0], c[0], &b));
+            int64_t params[7], count = 0;
+            CHECK_OK(fib_graph_block_params(fib_base_graph(b), conv2, params, 7, &count));
+            CHECK(count == 7 && params[6] == G);
+            CHECK(test_output_difference(g[0], fib_base_graph(b), 17, 3, 1.0) <= 1e-12);
+            fib_base_free(b);
+            fib_coloring_free(c[0]);
+            fib_coloring_free(c[1]);
+        }
+    fib_graph_free(g[0]);
+    fib_graph_free(g[1]);
+    free(k1), free(b1), free(k2), free(b2), free(full), free(head);
+}
+
 static void bad_conv_inputs(void)
 {
     fib_graph *g;
@@ -478,6 +573,7 @@ int main(void)
     RUN(grouped_conv_base_stays_grouped_and_exact);
     RUN(conv_forward_follows_its_definition);
     RUN(grouped_conv_uneven_classes_stay_grouped);
+    RUN(grouped_conv_signature_per_group_keeps_classes);
     RUN(bad_conv_inputs);
     RUN(pool_padding_at_most_half_the_kernel);
     RUN(huge_padding_overflows);

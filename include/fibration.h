@@ -1634,6 +1634,20 @@ FIB_API int32_t fib_base_save_checkpoint(const fib_base *base,
                                          int32_t *saved_as, char *reason,
                                          size_t reason_size);
 
+/* The size of the base fib_compress(graph, coloring) would make, without
+ * making it: for every group g < the graph's groups, units[g] (the base's
+ * units of it) and parameters[g] (its parameters, as
+ * fib_graph_num_parameters counts them); either array may be NULL. The
+ * figures are those of the base fib_compress makes (which may still refuse
+ * it, as when a merged weight overflows). Errors: FIB_E_NULL,
+ * FIB_E_MISMATCH (coloring not of graph), FIB_E_BUFFER (n_groups below the
+ * graph's groups), FIB_E_UNSUPPORTED (a block that cannot count its base
+ * without making it, named, or a colouring with scales: count
+ * fib_compress's base instead), FIB_E_NOMEM. */
+FIB_API int32_t fib_base_count(const fib_graph *graph,
+                               const fib_coloring *coloring, int64_t *units,
+                               int64_t *parameters, int64_t n_groups);
+
 #ifdef __cplusplus
 }
 #endif

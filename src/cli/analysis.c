@@ -53,8 +53,10 @@ static int class_stats(const cli_options *o, const fib_coloring *c,
     return CLI_EXIT_OK;
 }
 
+/* Fills the row; its base_units and base_params too unless `counted`
+ * (count_base set them). */
 static int fill_row(const cli_options *o, const analysis *a, int32_t i,
-                    layer_row *r)
+                    bool counted, layer_row *r)
 {
     const fib_graph *g = a->graph;
     /* without a base the model is its own (nothing to merge) */
@@ -65,7 +67,7 @@ static int fill_row(const cli_options *o, const analysis *a, int32_t i,
                                       NULL, NULL, NULL, NULL);
     if (st == FIB_OK)
         st = fib_coloring_num_classes(a->covers, i, &r->covers);
-    if (st == FIB_OK)
+    if (st == FIB_OK && !counted)
         st = fib_graph_group_info(bg, i, NULL, &r->base_units, NULL, NULL, NULL,
                                   NULL, NULL);
     if (st != FIB_OK)
@@ -79,7 +81,8 @@ static int fill_row(const cli_options *o, const analysis *a, int32_t i,
             return cli_fail(o->model, st);
     }
     r->params = cli_group_parameters(g, i);
-    r->base_params = cli_group_parameters(bg, i);
+    if (!counted)
+        r->base_params = cli_group_parameters(bg, i);
     return class_stats(o, a->chosen, r);
 }
 
@@ -134,6 +137,45 @@ static int meet(const cli_options *o, const fib_graph *g, const fib_coloring *fi
     return st == FIB_E_NOMEM ? CLI_EXIT_FAILURE : cli_fail(o->model, st);
 }
 
+/* The fibers' classes alone: the colouring made by fib_color keeps the
+ * merge totals of its dense groups for fib_compress, which analyze does
+ * not need while it colours the opfibers (the peak of the command) and
+ * counts the base without making it (a base made without them reads the
+ * weights again, to the same bits). A scaled colouring is kept whole: its
+ * scales are part of its classes. */
+static int without_merge_totals(const cli_options *o, const fib_graph *g,
+                                fib_coloring **fibers)
+{
+    if (o->tolerance & FIB_TOL_SCALED)
+        return CLI_EXIT_OK;
+    int32_t n_groups = 0;
+    fib_coloring *copy = NULL;
+    int32_t st = fib_graph_num_groups(g, &n_groups);
+    if (st == FIB_OK)
+        st = fib_coloring_create(g, FIB_SYM_FIBERS, &copy);
+    for (int32_t i = 0; i < n_groups && st == FIB_OK; i++) {
+        int64_t n = 0;
+        st = fib_graph_group_info(g, i, NULL, &n, NULL, NULL, NULL, NULL, NULL);
+        int64_t *colors = st == FIB_OK ? malloc((size_t)(n > 0 ? n : 1) * sizeof *colors) : NULL;
+        if (st == FIB_OK && !colors)
+            st = FIB_E_NOMEM;
+        if (st == FIB_OK)
+            st = fib_coloring_colors(*fibers, i, colors, n);
+        if (st == FIB_OK)
+            st = fib_coloring_set_group(copy, i, colors, n);
+        free(colors);
+    }
+    if (st != FIB_OK) {
+        fib_coloring_free(copy);
+        if (st == FIB_E_NOMEM)
+            fprintf(stderr, "fibration: out of memory\n");
+        return st == FIB_E_NOMEM ? CLI_EXIT_FAILURE : cli_fail(o->model, st);
+    }
+    fib_coloring_free(*fibers);
+    *fibers = copy;
+    return CLI_EXIT_OK;
+}
+
 /* The whole ladder (fibers, opfibers, covers, automorphism orbits) with
  * the same tolerance, for --symmetry all. */
 static int hierarchy_run(const cli_options *o, const fib_graph *g,
@@ -147,12 +189,33 @@ static int hierarchy_run(const cli_options *o, const fib_graph *g,
     return st == FIB_OK ? CLI_EXIT_OK : cli_fail(o->model, st);
 }
 
+/* The base's units and parameters per group, counted from the classes
+ * (fib_base_count) without making the base, whose merged blocks would be
+ * the peak memory of the command. FIB_E_UNSUPPORTED: a block that cannot
+ * count it so; the base is then made. */
+static int32_t count_base(const fib_graph *g, analysis *a)
+{
+    int64_t *counts = malloc(2 * (size_t)a->n_groups * sizeof *counts + 1);
+    if (!counts)
+        return FIB_E_NOMEM;
+    int64_t *units = counts, *params = counts + a->n_groups;
+    int32_t st = fib_base_count(g, a->chosen, units, params, a->n_groups);
+    for (int32_t i = 0; st == FIB_OK && i < a->n_groups; i++) {
+        a->rows[i].base_units = units[i];
+        a->rows[i].base_params = params[i];
+    }
+    free(counts);
+    return st;
+}
+
 int analysis_run(const cli_options *o, const fib_graph *g, cli_progress *p,
                  analysis *a)
 {
     memset(a, 0, sizeof *a);
     a->graph = g;
     int rc = cli_color(o, g, FIB_SYM_FIBERS, p, &a->fibers);
+    if (rc == CLI_EXIT_OK)
+        rc = without_merge_totals(o, g, &a->fibers);
     if (rc == CLI_EXIT_OK)
         rc = cli_color(o, g, FIB_SYM_OPFIBERS, p, &a->opfibers);
     if (rc == CLI_EXIT_OK)
@@ -180,16 +243,21 @@ int analysis_run(const cli_options *o, const fib_graph *g, cli_progress *p,
         if (st == FIB_OK)
             st = fib_coloring_num_classes(a->opfibers, i, &a->rows[i].opfibers);
     }
-    /* The fibers' colouring holds the merge totals of a compression by
-     * fibers; compressing by another symmetry, they would only add to the
-     * peak memory. */
+    /* compressing by another symmetry, the fibers are no longer needed */
     if (st == FIB_OK && a->chosen != a->fibers) {
         fib_coloring_free(a->fibers);
         a->fibers = NULL;
     }
     /* A model with nothing to merge is its own base: no float64 copy of it
      * (twice the size of a float32 file) is made to count its parameters. */
+    bool counted = false;
     if (st == FIB_OK && !cli_nothing_to_merge(g, a->chosen)) {
+        st = count_base(g, a);
+        counted = st == FIB_OK;
+        if (st == FIB_E_UNSUPPORTED)
+            st = FIB_OK;
+    }
+    if (st == FIB_OK && !counted && !cli_nothing_to_merge(g, a->chosen)) {
         /* only counted: made in the dtype compress would write it in */
         fib_compress_options copts;
         fib_compress_options_init(&copts, sizeof copts);
@@ -202,7 +270,7 @@ int analysis_run(const cli_options *o, const fib_graph *g, cli_progress *p,
     if (st != FIB_OK)
         return cli_fail(o->model, st);
     for (int32_t i = 0; i < a->n_groups; i++) {
-        rc = fill_row(o, a, i, &a->rows[i]);
+        rc = fill_row(o, a, i, counted, &a->rows[i]);
         if (rc != CLI_EXIT_OK)
             return rc;
         a->params += a->rows[i].params;

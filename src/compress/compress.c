@@ -289,6 +289,63 @@ static int32_t compress(const fib_graph *g, const fib_coloring *c, int32_t dtype
     return FIB_OK;
 }
 
+static bool parameterless(const fib_graph *g, int32_t group)
+{
+    const fib_block_ops *ops = g->groups[group].ops;
+    return ops && !ops->budget_parameters && ops->num_parameters &&
+           ops->num_parameters(g, group) == 0;
+}
+
+/* Counted from the projection alone: a block's budget_parameters gives its
+ * parameters at any widths, and the base's widths are the projection's
+ * classes; a block without parameters (pool, sum) has none in the base
+ * either. Another block without it, one whose base keeps equal runs of units
+ * (grouped convolution) and a colouring with scales (whose base may be
+ * refused) are FIB_E_UNSUPPORTED: such a base is counted by making it. */
+int32_t fib_base_count(const fib_graph *g, const fib_coloring *c, int64_t *units,
+                       int64_t *parameters, int64_t n_groups)
+{
+    if (!g || !c)
+        return fib_error(FIB_E_NULL, "fib_base_count: NULL argument");
+    int32_t status = fib_coloring_check_graph(g, c);
+    if (status)
+        return status;
+    if (n_groups < g->n_groups)
+        return fib_error(FIB_E_BUFFER, "fib_base_count: the graph has %d groups, got room for %lld",
+                         (int)g->n_groups, (long long)n_groups);
+    if (c->scales)
+        return fib_error(FIB_E_UNSUPPORTED,
+                         "fib_base_count: a colouring with scales is counted by fib_compress");
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        const fib_block_ops *ops = g->groups[i].ops;
+        if (fib_group_is_input(g, i))
+            continue;
+        if (!ops || (!ops->budget_parameters && !parameterless(g, i)) ||
+            (ops->unit_runs && ops->unit_runs(g, i) != 1))
+            return fib_error(FIB_E_UNSUPPORTED,
+                             "fib_base_count: group %d (%s) is counted by fib_compress",
+                             (int)i, ops && ops->name ? ops->name : "?");
+    }
+    fib_partition *parts = NULL;
+    status = effective_projection(g, c, &parts);
+    int64_t *width = status ? NULL : fib_alloc(g->n_groups > 0 ? g->n_groups : 1, sizeof *width);
+    if (!status && !width)
+        status = fib_error(FIB_E_NOMEM, "fib_base_count: out of memory");
+    for (int32_t i = 0; i < g->n_groups && !status; i++)
+        width[i] = parts[i].n_classes;
+    for (int32_t i = 0; i < g->n_groups && !status; i++) {
+        if (units)
+            units[i] = width[i];
+        if (parameters)
+            parameters[i] = fib_group_is_input(g, i) || parameterless(g, i)
+                                ? 0
+                                : g->groups[i].ops->budget_parameters(g, i, width);
+    }
+    fib_free(width);
+    free_projection(parts, g->n_groups);
+    return status;
+}
+
 const fib_graph *fib_base_graph(const fib_base *b)
 {
     return b ? b->graph : NULL;

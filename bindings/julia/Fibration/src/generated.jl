@@ -1691,6 +1691,23 @@ function fib_base_save_checkpoint(base, model, model_dir, path, dtype, saved_as,
     ccall(_cfunction(_cache_fib_base_save_checkpoint, :fib_base_save_checkpoint), Int32, (Ptr{fib_base}, Ptr{fib_graph}, Cstring, Cstring, Int32, Ptr{Int32}, Ptr{Cchar}, Csize_t, ), base, model, model_dir, path, dtype, saved_as, reason, reason_size)
 end
 
+"""
+The size of the base fib_compress(graph, coloring) would make, without
+making it: for every group g < the graph's groups, units[g] (the base's
+units of it) and parameters[g] (its parameters, as
+fib_graph_num_parameters counts them); either array may be NULL. The
+figures are those of the base fib_compress makes (which may still refuse
+it, as when a merged weight overflows). Errors: FIB_E_NULL,
+FIB_E_MISMATCH (coloring not of graph), FIB_E_BUFFER (n_groups below the
+graph's groups), FIB_E_UNSUPPORTED (a block that cannot count its base
+without making it, named, or a colouring with scales: count
+fib_compress's base instead), FIB_E_NOMEM.
+"""
+const _cache_fib_base_count = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_base_count(graph, coloring, units, parameters, n_groups)
+    ccall(_cfunction(_cache_fib_base_count, :fib_base_count), Int32, (Ptr{fib_graph}, Ptr{fib_coloring}, Ptr{Int64}, Ptr{Int64}, Int64, ), graph, coloring, units, parameters, n_groups)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1793,4 +1810,5 @@ const FUNCTION_NAMES = [
     :fib_compress_ex,
     :fib_compress_to_budget_ex,
     :fib_base_save_checkpoint,
+    :fib_base_count,
 ]

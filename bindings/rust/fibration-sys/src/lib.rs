@@ -1198,6 +1198,18 @@ extern "C" {
     /// (model_dir's config.json), FIB_E_IO, FIB_E_NOMEM, those of
     /// fib_base_save. docs/model-files.md, "Bases of checkpoint directories".
     pub fn fib_base_save_checkpoint(base: *const fib_base, model: *const fib_graph, model_dir: *const c_char, path: *const c_char, dtype: i32, saved_as: *mut i32, reason: *mut c_char, reason_size: usize) -> i32;
+
+    /// The size of the base fib_compress(graph, coloring) would make, without
+    /// making it: for every group g < the graph's groups, units[g] (the base's
+    /// units of it) and parameters[g] (its parameters, as
+    /// fib_graph_num_parameters counts them); either array may be NULL. The
+    /// figures are those of the base fib_compress makes (which may still refuse
+    /// it, as when a merged weight overflows). Errors: FIB_E_NULL,
+    /// FIB_E_MISMATCH (coloring not of graph), FIB_E_BUFFER (n_groups below the
+    /// graph's groups), FIB_E_UNSUPPORTED (a block that cannot count its base
+    /// without making it, named, or a colouring with scales: count
+    /// fib_compress's base instead), FIB_E_NOMEM.
+    pub fn fib_base_count(graph: *const fib_graph, coloring: *const fib_coloring, units: *mut i64, parameters: *mut i64, n_groups: i64) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1303,4 +1315,5 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_compress_ex",
     "fib_compress_to_budget_ex",
     "fib_base_save_checkpoint",
+    "fib_base_count",
 ];

@@ -1634,6 +1634,15 @@ FIB_API int32_t fib_base_save_checkpoint(const fib_base *base,
                                          int32_t *saved_as, char *reason,
                                          size_t reason_size);
 
+/* The number of arcs of the quotient fib_quotient_create builds of `graph`
+ * under `coloring` (what fib_quotient_num_arcs would report), counted
+ * without building the quotient: for a caller that needs only the count, it
+ * spares the quotient's arrays.
+ * Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_NOMEM. */
+FIB_API int32_t fib_quotient_count_arcs(const fib_graph *graph,
+                                        const fib_coloring *coloring,
+                                        int64_t *n_arcs_out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1691,6 +1691,18 @@ function fib_base_save_checkpoint(base, model, model_dir, path, dtype, saved_as,
     ccall(_cfunction(_cache_fib_base_save_checkpoint, :fib_base_save_checkpoint), Int32, (Ptr{fib_base}, Ptr{fib_graph}, Cstring, Cstring, Int32, Ptr{Int32}, Ptr{Cchar}, Csize_t, ), base, model, model_dir, path, dtype, saved_as, reason, reason_size)
 end
 
+"""
+The number of arcs of the quotient fib_quotient_create builds of `graph`
+under `coloring` (what fib_quotient_num_arcs would report), counted
+without building the quotient: for a caller that needs only the count, it
+spares the quotient's arrays.
+Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_NOMEM.
+"""
+const _cache_fib_quotient_count_arcs = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_quotient_count_arcs(graph, coloring, n_arcs_out)
+    ccall(_cfunction(_cache_fib_quotient_count_arcs, :fib_quotient_count_arcs), Int32, (Ptr{fib_graph}, Ptr{fib_coloring}, Ptr{Int64}, ), graph, coloring, n_arcs_out)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1793,4 +1805,5 @@ const FUNCTION_NAMES = [
     :fib_compress_ex,
     :fib_compress_to_budget_ex,
     :fib_base_save_checkpoint,
+    :fib_quotient_count_arcs,
 ]

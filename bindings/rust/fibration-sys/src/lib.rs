@@ -1198,6 +1198,13 @@ extern "C" {
     /// (model_dir's config.json), FIB_E_IO, FIB_E_NOMEM, those of
     /// fib_base_save. docs/model-files.md, "Bases of checkpoint directories".
     pub fn fib_base_save_checkpoint(base: *const fib_base, model: *const fib_graph, model_dir: *const c_char, path: *const c_char, dtype: i32, saved_as: *mut i32, reason: *mut c_char, reason_size: usize) -> i32;
+
+    /// The number of arcs of the quotient fib_quotient_create builds of `graph`
+    /// under `coloring` (what fib_quotient_num_arcs would report), counted
+    /// without building the quotient: for a caller that needs only the count, it
+    /// spares the quotient's arrays.
+    /// Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_NOMEM.
+    pub fn fib_quotient_count_arcs(graph: *const fib_graph, coloring: *const fib_coloring, n_arcs_out: *mut i64) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1303,4 +1310,5 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_compress_ex",
     "fib_compress_to_budget_ex",
     "fib_base_save_checkpoint",
+    "fib_quotient_count_arcs",
 ];

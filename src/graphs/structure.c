@@ -395,38 +395,48 @@ int32_t fib_qgraph_count_arcs(const fib_refine_input *in, const int64_t *color,
     if (status)
         return status;
     int64_t *end = fib_calloc(n_classes + 1, sizeof *end);
-    if (!end) {
+    /* rep_class[v]: v's class when v is its lowest node, else -1 (one
+     * lookup an arc where color then rep would be two dependent misses) */
+    int64_t *rep_class = fib_alloc(in->n_nodes > 0 ? in->n_nodes : 1, sizeof *rep_class);
+    if (!end || !rep_class) {
         fib_free(rep);
+        fib_free(end);
+        fib_free(rep_class);
         return fib_error(FIB_E_NOMEM, "quotient: out of memory");
     }
+    for (int64_t v = 0; v < in->n_nodes; v++)
+        rep_class[v] = rep[color[v]] == v ? color[v] : -1;
+    fib_free(rep);
     /* the arcs fib_qgraph_build merges: those received by their class's
      * lowest node, grouped by that class (a counting sort) */
     const int64_t *receiver = in->reverse ? in->src : in->dst;
     const int64_t *other = in->reverse ? in->dst : in->src;
     int64_t count = 0;
-    for (int64_t i = 0; i < m; i++)
-        if (rep[color[receiver[i]]] == receiver[i]) {
-            end[color[receiver[i]] + 1]++;
+    for (int64_t i = 0; i < m; i++) {
+        int64_t c = rep_class[receiver[i]];
+        if (c >= 0) {
+            end[c + 1]++;
             count++;
         }
+    }
     base_end *ends = fib_alloc(count > 0 ? count : 1, sizeof *ends);
     if (!ends) {
-        fib_free(rep);
         fib_free(end);
+        fib_free(rep_class);
         return fib_error(FIB_E_NOMEM, "quotient: out of memory");
     }
     for (int64_t c = 0; c < n_classes; c++)
         end[c + 1] += end[c];
     /* end[c] is the start of class c's arcs until they are placed */
     for (int64_t i = 0; i < m; i++) {
-        int64_t r = receiver[i];
-        if (rep[color[r]] != r)
+        int64_t c = rep_class[receiver[i]];
+        if (c < 0)
             continue;
-        base_end *e = &ends[end[color[r]]++];
+        base_end *e = &ends[end[c]++];
         e->other = color[other[i]];
         e->type = in->type ? in->type[i] : 0;
     }
-    fib_free(rep);
+    fib_free(rep_class);
     /* distinct (other class, type) per receiving class, as the build merges
      * them: a class's arcs are few on average, sorted in place */
     int64_t distinct = 0;

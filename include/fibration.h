@@ -1647,6 +1647,14 @@ FIB_API int32_t fib_base_save_checkpoint(const fib_base *base,
 FIB_API int32_t fib_base_count(const fib_graph *graph,
                                const fib_coloring *coloring, int64_t *units,
                                int64_t *parameters, int64_t n_groups);
+/* The number of arcs of the quotient fib_quotient_create builds of `graph`
+ * under `coloring` (what fib_quotient_num_arcs would report), counted
+ * without building the quotient: for a caller that needs only the count, it
+ * spares the quotient's arrays.
+ * Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_NOMEM. */
+FIB_API int32_t fib_quotient_count_arcs(const fib_graph *graph,
+                                        const fib_coloring *coloring,
+                                        int64_t *n_arcs_out);
 
 #ifdef __cplusplus
 }

@@ -87,7 +87,11 @@ static int32_t collect(const fib_graph *g, int32_t group, const fib_coloring *c,
         st = fib_coloring_fiber_blocks(g, c, group, r->k, r->block_class, r->block_size,
                                        r->block_cycle, &r->n_blocks);
     fib_quotient *q = NULL;
-    if (!st && base != BASE_NONE)
+    /* the table's count needs no base graph: its arrays would be the
+     * largest this command allocates */
+    if (!st && base == BASE_COUNT)
+        st = fib_quotient_count_arcs(g, c, &r->n_arcs);
+    if (!st && base == BASE_ARCS)
         st = fib_quotient_create(g, c, &q);
     if (!st && q)
         st = fib_quotient_num_arcs(q, &r->n_arcs);

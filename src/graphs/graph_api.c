@@ -812,6 +812,27 @@ int32_t fib_quotient_num_arcs(const fib_quotient *q, int64_t *n_arcs_out)
     return FIB_OK;
 }
 
+int32_t fib_quotient_count_arcs(const fib_graph *g, const fib_coloring *c,
+                                int64_t *n_arcs_out)
+{
+    if (!g || !c || !n_arcs_out)
+        return fib_error(FIB_E_NULL, "fib_quotient_count_arcs: NULL argument");
+    combined cg;
+    int64_t *class_offset, *color, n_classes;
+    int32_t status = prepare(g, c, &cg, &class_offset, &color, &n_classes);
+    if (status)
+        return status;
+    int64_t n_arcs = 0;
+    if (cg.in.n_nodes > 0)
+        status = fib_qgraph_count_arcs(&cg.in, color, n_classes, &n_arcs);
+    fib_free(class_offset);
+    fib_free(color);
+    combined_free(&cg);
+    if (!status)
+        *n_arcs_out = n_arcs;
+    return status;
+}
+
 int32_t fib_quotient_arcs(const fib_quotient *q, int64_t capacity,
                           int32_t *src_group, int64_t *src_class,
                           int32_t *dst_group, int64_t *dst_class,

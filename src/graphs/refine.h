@@ -71,6 +71,12 @@ int32_t fib_qgraph_build(const fib_refine_input *in, const int64_t *color,
                            int64_t n_classes, fib_qgraph *out);
 void fib_qgraph_clear(fib_qgraph *q);
 
+/* The number of arcs fib_qgraph_build gives (same arguments, same errors),
+ * counted without building them: one array of the merged arcs' ends where
+ * the build holds several copies of the arcs and the merged graph. */
+int32_t fib_qgraph_count_arcs(const fib_refine_input *in, const int64_t *color,
+                              int64_t n_classes, int64_t *n_arcs);
+
 /* A fiber building block: one non-trivial class (size > 1). */
 typedef struct fib_fiber_block {
     int64_t class_id;

@@ -260,14 +260,11 @@ void fib_qgraph_clear(fib_qgraph *q)
     memset(q, 0, sizeof *q);
 }
 
-int32_t fib_qgraph_build(const fib_refine_input *in, const int64_t *color,
-                           int64_t n_classes, fib_qgraph *out)
+/* rep[c]: the lowest node of class c (a fib_alloc'd array of n_classes),
+ * whose arcs make the base's; FIB_E_RANGE names a node outside the classes. */
+static int32_t lowest_nodes(int64_t n, const int64_t *color, int64_t n_classes,
+                            int64_t **rep_out)
 {
-    if (!in || !color || !out)
-        return fib_error(FIB_E_NULL, "quotient: NULL argument");
-    memset(out, 0, sizeof *out);
-    out->n_classes = n_classes;
-    int64_t n = in->n_nodes, m = in->n_arcs;
     int64_t *rep = fib_alloc(n_classes > 0 ? n_classes : 1, sizeof *rep);
     if (!rep)
         return fib_error(FIB_E_NOMEM, "quotient: out of memory");
@@ -283,6 +280,22 @@ int32_t fib_qgraph_build(const fib_refine_input *in, const int64_t *color,
         if (rep[color[v]] < 0)
             rep[color[v]] = v;
     }
+    *rep_out = rep;
+    return FIB_OK;
+}
+
+int32_t fib_qgraph_build(const fib_refine_input *in, const int64_t *color,
+                           int64_t n_classes, fib_qgraph *out)
+{
+    if (!in || !color || !out)
+        return fib_error(FIB_E_NULL, "quotient: NULL argument");
+    memset(out, 0, sizeof *out);
+    out->n_classes = n_classes;
+    int64_t m = in->n_arcs;
+    int64_t *rep = NULL;
+    int32_t status = lowest_nodes(in->n_nodes, color, n_classes, &rep);
+    if (status)
+        return status;
     /* the receiving end of each arc: its head, or its tail when reversed */
     const int64_t *receiver = in->reverse ? in->src : in->dst;
     int64_t count = 0;
@@ -352,6 +365,101 @@ int32_t fib_qgraph_build(const fib_refine_input *in, const int64_t *color,
     out->n_classes = n_classes;
     out->n_arcs = distinct;
     fib_free(arcs);
+    return FIB_OK;
+}
+
+/* A base arc as its receiving class sees it: the class at the other end
+ * and the edge type. */
+typedef struct base_end {
+    int64_t other;
+    int32_t type;
+} base_end;
+
+static int compare_base_ends(const void *pa, const void *pb)
+{
+    const base_end *x = pa, *y = pb;
+    if (x->other != y->other)
+        return x->other < y->other ? -1 : 1;
+    return (x->type > y->type) - (x->type < y->type);
+}
+
+int32_t fib_qgraph_count_arcs(const fib_refine_input *in, const int64_t *color,
+                              int64_t n_classes, int64_t *n_arcs)
+{
+    if (!in || !color || !n_arcs)
+        return fib_error(FIB_E_NULL, "quotient: NULL argument");
+    *n_arcs = 0;
+    int64_t m = in->n_arcs;
+    int64_t *rep = NULL;
+    int32_t status = lowest_nodes(in->n_nodes, color, n_classes, &rep);
+    if (status)
+        return status;
+    int64_t *end = fib_calloc(n_classes + 1, sizeof *end);
+    /* rep_class[v]: v's class when v is its lowest node, else -1 (one
+     * lookup an arc where color then rep would be two dependent misses) */
+    int64_t *rep_class = fib_alloc(in->n_nodes > 0 ? in->n_nodes : 1, sizeof *rep_class);
+    if (!end || !rep_class) {
+        fib_free(rep);
+        fib_free(end);
+        fib_free(rep_class);
+        return fib_error(FIB_E_NOMEM, "quotient: out of memory");
+    }
+    for (int64_t v = 0; v < in->n_nodes; v++)
+        rep_class[v] = rep[color[v]] == v ? color[v] : -1;
+    fib_free(rep);
+    /* the arcs fib_qgraph_build merges: those received by their class's
+     * lowest node, grouped by that class (a counting sort) */
+    const int64_t *receiver = in->reverse ? in->src : in->dst;
+    const int64_t *other = in->reverse ? in->dst : in->src;
+    int64_t count = 0;
+    for (int64_t i = 0; i < m; i++) {
+        int64_t c = rep_class[receiver[i]];
+        if (c >= 0) {
+            end[c + 1]++;
+            count++;
+        }
+    }
+    base_end *ends = fib_alloc(count > 0 ? count : 1, sizeof *ends);
+    if (!ends) {
+        fib_free(end);
+        fib_free(rep_class);
+        return fib_error(FIB_E_NOMEM, "quotient: out of memory");
+    }
+    for (int64_t c = 0; c < n_classes; c++)
+        end[c + 1] += end[c];
+    /* end[c] is the start of class c's arcs until they are placed */
+    for (int64_t i = 0; i < m; i++) {
+        int64_t c = rep_class[receiver[i]];
+        if (c < 0)
+            continue;
+        base_end *e = &ends[end[c]++];
+        e->other = color[other[i]];
+        e->type = in->type ? in->type[i] : 0;
+    }
+    fib_free(rep_class);
+    /* distinct (other class, type) per receiving class, as the build merges
+     * them: a class's arcs are few on average, sorted in place */
+    int64_t distinct = 0;
+    for (int64_t c = 0, lo = 0; c < n_classes; lo = end[c++]) {
+        base_end *group = ends + lo;
+        int64_t k = end[c] - lo;
+        if (k > 32) {
+            qsort(group, (size_t)k, sizeof *group, compare_base_ends);
+        } else {
+            for (int64_t i = 1; i < k; i++) {
+                base_end x = group[i];
+                int64_t j = i;
+                for (; j > 0 && compare_base_ends(&group[j - 1], &x) > 0; j--)
+                    group[j] = group[j - 1];
+                group[j] = x;
+            }
+        }
+        for (int64_t i = 0; i < k; i++)
+            distinct += i == 0 || compare_base_ends(&group[i - 1], &group[i]) != 0;
+    }
+    fib_free(ends);
+    fib_free(end);
+    *n_arcs = distinct;
     return FIB_OK;
 }
 

@@ -59,6 +59,20 @@ def test_table_lists_fibers_with_names():
     assert "class 2 (2 nodes, on a cycle): 3 4" in out.stdout
 
 
+@pytest.mark.parametrize("name", ["test_1.csv", "test_3SCC.csv", "test_6SCC2.csv",
+                                  "test_SELF.csv", "test_Ecoli.csv"])
+@pytest.mark.parametrize("options", [(), ("--convention", "published"),
+                                     ("--symmetry", "opfibers"), ("--symmetry", "covers")])
+def test_table_base_arcs_count_the_json_base(name, options):
+    # The table counts the base's arcs without building the base: the count
+    # is the number of arcs of the base JSON prints.
+    base = classes(DATA / name, *options)["base"]
+    out = run(*options, DATA / name)
+    assert out.returncode == 0, out.stderr
+    assert f"base arcs {len(base)}\n" in out.stdout
+    assert len(base) > 0
+
+
 @pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz not installed")
 def test_dot_renders(tmp_path):
     out = run("--dot", DATA / "test_Ecoli.csv")

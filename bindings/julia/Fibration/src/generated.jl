@@ -1708,6 +1708,18 @@ function fib_base_count(graph, coloring, units, parameters, n_groups)
     ccall(_cfunction(_cache_fib_base_count, :fib_base_count), Int32, (Ptr{fib_graph}, Ptr{fib_coloring}, Ptr{Int64}, Ptr{Int64}, Int64, ), graph, coloring, units, parameters, n_groups)
 end
 
+"""
+The number of arcs of the quotient fib_quotient_create builds of `graph`
+under `coloring` (what fib_quotient_num_arcs would report), counted
+without building the quotient: for a caller that needs only the count, it
+spares the quotient's arrays.
+Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_NOMEM.
+"""
+const _cache_fib_quotient_count_arcs = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_quotient_count_arcs(graph, coloring, n_arcs_out)
+    ccall(_cfunction(_cache_fib_quotient_count_arcs, :fib_quotient_count_arcs), Int32, (Ptr{fib_graph}, Ptr{fib_coloring}, Ptr{Int64}, ), graph, coloring, n_arcs_out)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1811,4 +1823,5 @@ const FUNCTION_NAMES = [
     :fib_compress_to_budget_ex,
     :fib_base_save_checkpoint,
     :fib_base_count,
+    :fib_quotient_count_arcs,
 ]

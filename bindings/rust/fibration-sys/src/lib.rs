@@ -1210,6 +1210,13 @@ extern "C" {
     /// without making it, named, or a colouring with scales: count
     /// fib_compress's base instead), FIB_E_NOMEM.
     pub fn fib_base_count(graph: *const fib_graph, coloring: *const fib_coloring, units: *mut i64, parameters: *mut i64, n_groups: i64) -> i32;
+
+    /// The number of arcs of the quotient fib_quotient_create builds of `graph`
+    /// under `coloring` (what fib_quotient_num_arcs would report), counted
+    /// without building the quotient: for a caller that needs only the count, it
+    /// spares the quotient's arrays.
+    /// Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_NOMEM.
+    pub fn fib_quotient_count_arcs(graph: *const fib_graph, coloring: *const fib_coloring, n_arcs_out: *mut i64) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1316,4 +1323,5 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_compress_to_budget_ex",
     "fib_base_save_checkpoint",
     "fib_base_count",
+    "fib_quotient_count_arcs",
 ];

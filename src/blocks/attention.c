@@ -797,6 +797,199 @@ static int32_t attend_opfiber_fill(const fib_graph *g, int32_t group,
     return FIB_OK;
 }
 
+/* The exact form of a side's opfiber sums. A q or k unit of a rotary core
+ * has one nonzero column per pair it is in (two: its frequency's cos and
+ * sin terms), a v unit one per reading head, so the full form is mostly
+ * zeros (q of a Llama layer: 2048 units x 4096 columns). Here a unit's row
+ * is instead its nonzero columns in ascending order, each as two
+ * coordinates (the column: a label; its sum), padded with (-1, 0) to the
+ * longest row's length. Two such rows are equal iff the full rows are, and
+ * under FIB_TOL_EXACT the full rows' classes are their equality classes
+ * when every sum is an integer whose allowance is below 1/4 (integer
+ * multiplicities, as every core the library builds has) and the core is
+ * the side's only reader (no other coordinate chains units across
+ * values): then both forms give the same classes. Otherwise, and for a
+ * side whose units have at most one column each (already two coordinates),
+ * width 0: the full form is used. */
+
+/* A side's nonzero cells, unit by unit: cells start[u] .. start[u + 1] of
+ * unit u, ascending by column, each (column, summed multiplicity, summed
+ * |multiplicity|); zero sums are dropped. */
+typedef struct sparse_rows {
+    int64_t *start;
+    int64_t *column;
+    double *sum, *abs_sum;
+    int64_t longest; /* cells of the longest row */
+    int64_t max_terms;
+    bool counts;    /* the sums count readers (v): exact */
+    double max_abs; /* the largest summed |multiplicity| of a cell, dropped
+                       ones included (their allowance in the full form) */
+} sparse_rows;
+
+static void sparse_rows_clear(sparse_rows *r)
+{
+    fib_free(r->start);
+    fib_free(r->column);
+    fib_free(r->sum);
+    fib_free(r->abs_sum);
+}
+
+/* Builds the rows of side sd (its items' columns from side_columns):
+ * items are taken unit by unit in item order and merged by column, so a
+ * cell adds its terms in the order the full form adds them. */
+static int32_t sparse_rows_of(const side *sd, int64_t n_heads, const int64_t *item_column,
+                              sparse_rows *r)
+{
+    int64_t n_items = sd->bounds[n_heads], n = sd->n_self;
+    *r = (sparse_rows){0};
+    r->start = fib_calloc(n + 1, sizeof *r->start);
+    r->column = fib_alloc(n_items > 0 ? n_items : 1, sizeof *r->column);
+    r->sum = fib_alloc(n_items > 0 ? n_items : 1, sizeof *r->sum);
+    r->abs_sum = fib_alloc(n_items > 0 ? n_items : 1, sizeof *r->abs_sum);
+    int64_t *fill = fib_alloc(n > 0 ? n : 1, sizeof *fill);
+    if (!r->start || !r->column || !r->sum || !r->abs_sum || !fill) {
+        fib_free(fill);
+        sparse_rows_clear(r);
+        return fib_error(FIB_E_NOMEM, "out of memory for attention opfiber rows");
+    }
+    for (int64_t p = 0; p < n_items; p++)
+        r->start[sd->self[p] + 1]++;
+    r->max_terms = 1;
+    r->counts = !sd->mult;
+    for (int64_t h = 0; sd->mult && h < n_heads; h++)
+        if (sd->bounds[h + 1] - sd->bounds[h] > r->max_terms)
+            r->max_terms = sd->bounds[h + 1] - sd->bounds[h];
+    for (int64_t u = 0; u < n; u++)
+        r->start[u + 1] += r->start[u];
+    memcpy(fill, r->start, (size_t)n * sizeof *fill);
+    for (int64_t p = 0; p < n_items; p++) {
+        /* insertion by column, after the unit's cells of equal column */
+        int64_t u = sd->self[p], c = item_column[p], x = fill[u]++;
+        double m = sd->mult ? sd->mult[p] : 1.0;
+        while (x > r->start[u] && r->column[x - 1] > c) {
+            r->column[x] = r->column[x - 1];
+            r->sum[x] = r->sum[x - 1];
+            x--;
+        }
+        r->column[x] = c;
+        r->sum[x] = m;
+    }
+    /* merge equal columns (terms in item order: the insertion is stable),
+     * drop zero sums, compact */
+    int64_t out = 0;
+    for (int64_t u = 0; u < n; u++) {
+        int64_t from = r->start[u], to = r->start[u + 1];
+        r->start[u] = out;
+        for (int64_t x = from; x < to;) {
+            int64_t c = r->column[x];
+            double sum = 0.0, abs_sum = 0.0;
+            for (; x < to && r->column[x] == c; x++) {
+                sum += r->sum[x];
+                abs_sum += fabs(r->sum[x]);
+            }
+            if (abs_sum > r->max_abs)
+                r->max_abs = abs_sum;
+            if (sum != 0.0) {
+                r->column[out] = c;
+                r->sum[out] = sum;
+                r->abs_sum[out++] = abs_sum;
+            }
+        }
+        if (out - r->start[u] > r->longest)
+            r->longest = out - r->start[u];
+    }
+    r->start[n] = out;
+    fib_free(fill);
+    return FIB_OK;
+}
+
+/* Whether every sum of the full form (zeros of cancelled terms included)
+ * is an integer whose allowance is below 1/4. */
+static bool integer_sums(const side *sd, const sparse_rows *r, int64_t n_items)
+{
+    for (int64_t p = 0; sd->mult && p < n_items; p++)
+        if (sd->mult[p] != nearbyint(sd->mult[p]) || fabs(sd->mult[p]) > 1048576.0)
+            return false;
+    return fib_rounding_tol(FIB_DTYPE_F64, r->max_terms, r->max_abs) < 0.25;
+}
+
+/* The exact form's rows of side source_index, or r->longest 0 when the
+ * full form is to be used. */
+static int32_t exact_rows(const fib_graph *g, int32_t group, int32_t source_index,
+                          const fib_partition *parts, const fib_partition *fibers,
+                          sparse_rows *r)
+{
+    *r = (sparse_rows){0};
+    const fib_attend *a = attend_of(g, group);
+    const fib_group *src = &g->groups[g->groups[group].sources[source_index]];
+    if (src->n_consumers != 1 || (src->ops && src->ops->recurrent))
+        return FIB_OK;
+    side sd;
+    int32_t status = side_of(g, group, source_index, parts, fibers, &sd);
+    int64_t n_items = status ? 0 : sd.bounds[a->n_heads];
+    int64_t *column = status ? NULL : fib_alloc(n_items > 0 ? n_items : 1, sizeof *column);
+    if (!status && !column)
+        status = fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber sums", (int)group);
+    bool single = true;
+    if (!status) {
+        int64_t width = side_columns(sd.bounds, a->n_heads, sd.item, sd.color, sd.n_classes,
+                                     sd.self, sd.n_self, column, &single);
+        status = width < 0 ? (int32_t)width : FIB_OK;
+    }
+    if (!status && !single) {
+        status = sparse_rows_of(&sd, a->n_heads, column, r);
+        if (!status && !integer_sums(&sd, r, n_items)) {
+            sparse_rows_clear(r);
+            *r = (sparse_rows){0};
+        }
+    }
+    fib_free(column);
+    side_clear(&sd);
+    return status;
+}
+
+static int64_t attend_opfiber_exact_width(const fib_graph *g, int32_t group,
+                                          int32_t source_index,
+                                          const fib_partition *parts,
+                                          const fib_partition *fibers)
+{
+    sparse_rows r;
+    int32_t status = exact_rows(g, group, source_index, parts, fibers, &r);
+    int64_t width = 2 * r.longest;
+    sparse_rows_clear(&r);
+    return status ? status : width;
+}
+
+static int32_t attend_opfiber_exact_fill(const fib_graph *g, int32_t group,
+                                         int32_t source_index,
+                                         const fib_partition *parts,
+                                         const fib_partition *fibers,
+                                         fib_signature *sig, int64_t offset)
+{
+    sparse_rows r;
+    int32_t status = exact_rows(g, group, source_index, parts, fibers, &r);
+    for (int64_t u = 0; !status && u < sig->n_units; u++) {
+        double *val = sig->value + u * sig->n_coords + offset;
+        double *tol = sig->tol + u * sig->n_coords + offset;
+        int64_t x = 0;
+        for (int64_t cell = r.start[u]; cell < r.start[u + 1]; cell++, x++) {
+            val[2 * x] = (double)r.column[cell];
+            tol[2 * x] = FIB_TOL_LABEL;
+            val[2 * x + 1] = r.sum[cell];
+            /* as the full form: counts are exact */
+            tol[2 * x + 1] = r.counts ? 0.0
+                             : fib_rounding_tol(FIB_DTYPE_F64, r.max_terms, r.abs_sum[cell]);
+        }
+        for (; x < r.longest; x++) {
+            val[2 * x] = -1.0;
+            tol[2 * x] = FIB_TOL_LABEL;
+            val[2 * x + 1] = tol[2 * x + 1] = 0.0;
+        }
+    }
+    sparse_rows_clear(&r);
+    return status;
+}
+
 /* ---- forward ------------------------------------------------------------ */
 
 /* Head h's score of query position t over key position t2. */
@@ -1102,6 +1295,8 @@ const fib_block_ops fib_attend_ops = {
     .fiber_fill = attend_fiber_fill,
     .opfiber_width = attend_opfiber_width,
     .opfiber_fill = attend_opfiber_fill,
+    .opfiber_exact_width = attend_opfiber_exact_width,
+    .opfiber_exact_fill = attend_opfiber_exact_fill,
     .forward = attend_forward,
     .compress = attend_compress,
     .lift = attend_lift,

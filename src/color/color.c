@@ -94,7 +94,8 @@ static int32_t refine_group(const fib_graph *g, int32_t i, fib_partition *parts,
         return FIB_OK;
     }
     fib_signature sig;
-    status = fibers ? fib_opfiber_signature_ex(g, i, parts, fibers, n_threads, scratch, &sig)
+    status = fibers ? fib_opfiber_signature_mode(g, i, parts, fibers, mode, eps,
+                                                 n_threads, scratch, &sig)
                     : fib_fiber_signature_ex(g, i, parts, n_threads, scratch, &sig);
     if (status)
         return status;

@@ -27,6 +27,15 @@ int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
                                  const fib_partition *fibers,
                                  int32_t n_threads, fib_scratch *scratch,
                                  fib_signature *sig);
+/* fib_opfiber_signature_ex for grouping mode `mode` with tolerance eps (as
+ * fib_group_signatures_mode takes them): under FIB_TOL_EXACT (or eps < 0)
+ * a block may give its narrower exact form (fib_block_ops
+ * opfiber_exact_width); the classes are those of fib_opfiber_signature_ex. */
+int32_t fib_opfiber_signature_mode(const fib_graph *g, int32_t group,
+                                   const fib_partition *parts,
+                                   const fib_partition *fibers, int32_t mode, double eps,
+                                   int32_t n_threads, fib_scratch *scratch,
+                                   fib_signature *sig);
 
 /* grouping.c: partition of the rows of sig. eps < 0: exact (rounding only);
  * otherwise every coordinate spans at most eps (+ rounding) per class. */

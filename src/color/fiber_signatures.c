@@ -101,9 +101,27 @@ static bool column_view(const fib_graph *g, int32_t group,
     return true;
 }
 
-int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
+/* Reader h's contribution to the opfiber signature of its source number s:
+ * its exact form when asked for (exact) and the block has one here, else
+ * the full one. Returns the width (< 0: a status), *use_exact which. */
+static int64_t reader_width(const fib_graph *g, int32_t h, int32_t s, const fib_partition *parts,
+                            const fib_partition *fibers, bool exact, bool *use_exact)
+{
+    const fib_block_ops *ops = g->groups[h].ops;
+    *use_exact = false;
+    if (exact && ops->opfiber_exact_width) {
+        int64_t width = ops->opfiber_exact_width(g, h, s, parts, fibers);
+        if (width != 0) {
+            *use_exact = width > 0;
+            return width;
+        }
+    }
+    return ops->opfiber_width(g, h, s, parts, fibers);
+}
+
+static int32_t opfiber_signature(const fib_graph *g, int32_t group,
                                  const fib_partition *parts,
-                                 const fib_partition *fibers,
+                                 const fib_partition *fibers, bool exact,
                                  int32_t n_threads, fib_scratch *scratch,
                                  fib_signature *sig)
 {
@@ -114,7 +132,7 @@ int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
     const fib_group *grp = &g->groups[group];
     bool flavoured = !fib_activation_is_linear(grp->activation);
     int64_t width = flavoured ? 1 : 0;
-    bool recurrent = grp->ops && grp->ops->recurrent;
+    bool recurrent = grp->ops && grp->ops->recurrent, use_exact;
     /* a width < 0 is the status of a failure its block has reported */
     int64_t part = 0;
     if (recurrent && (part = grp->ops->opfiber_width(g, group, -1, parts, fibers)) >= 0)
@@ -122,7 +140,7 @@ int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
     for (int32_t h = group + 1; h < g->n_groups && part >= 0; h++)
         for (int32_t s = 0; s < g->groups[h].n_sources && part >= 0; s++)
             if (g->groups[h].sources[s] == group &&
-                (part = g->groups[h].ops->opfiber_width(g, h, s, parts, fibers)) >= 0)
+                (part = reader_width(g, h, s, parts, fibers, exact, &use_exact)) >= 0)
                 width += part;
     if (part < 0)
         return (int32_t)part;
@@ -145,10 +163,33 @@ int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
     for (int32_t h = group + 1; h < g->n_groups && !status; h++)
         for (int32_t s = 0; s < g->groups[h].n_sources && !status; s++)
             if (g->groups[h].sources[s] == group) {
-                status = g->groups[h].ops->opfiber_fill(g, h, s, parts, fibers, sig, offset);
-                offset += g->groups[h].ops->opfiber_width(g, h, s, parts, fibers);
+                const fib_block_ops *ops = g->groups[h].ops;
+                part = reader_width(g, h, s, parts, fibers, exact, &use_exact);
+                status = part < 0 ? (int32_t)part
+                         : use_exact ? ops->opfiber_exact_fill(g, h, s, parts, fibers, sig, offset)
+                                     : ops->opfiber_fill(g, h, s, parts, fibers, sig, offset);
+                offset += part;
             }
     if (status)
         fib_signature_clear(sig);
     return status;
+}
+
+int32_t fib_opfiber_signature_ex(const fib_graph *g, int32_t group,
+                                 const fib_partition *parts,
+                                 const fib_partition *fibers,
+                                 int32_t n_threads, fib_scratch *scratch,
+                                 fib_signature *sig)
+{
+    return opfiber_signature(g, group, parts, fibers, false, n_threads, scratch, sig);
+}
+
+int32_t fib_opfiber_signature_mode(const fib_graph *g, int32_t group,
+                                   const fib_partition *parts,
+                                   const fib_partition *fibers, int32_t mode, double eps,
+                                   int32_t n_threads, fib_scratch *scratch,
+                                   fib_signature *sig)
+{
+    bool exact = eps < 0 || (mode & ~FIB_TOL_SCALED) == FIB_TOL_EXACT;
+    return opfiber_signature(g, group, parts, fibers, exact, n_threads, scratch, sig);
 }

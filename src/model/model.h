@@ -232,6 +232,18 @@ typedef struct fib_block_ops {
      * which unit i multiplies its source unit (batch norm's scale); NULL:
      * 1. A budget's base weighs the members of a class by it. */
     double (*budget_scale)(const fib_graph *g, int32_t group, int64_t unit);
+    /* Optional: a narrower form of the block's opfiber contribution
+     * (arguments as opfiber_width / opfiber_fill) that gives its source
+     * exactly the classes of the full one under FIB_TOL_EXACT, the only mode
+     * that asks for it (fib_opfiber_signature_mode); a width of 0: not
+     * available for this source, the full one is filled. */
+    int64_t (*opfiber_exact_width)(const fib_graph *g, int32_t group,
+                                   int32_t source_index, const fib_partition *parts,
+                                   const fib_partition *fibers);
+    int32_t (*opfiber_exact_fill)(const fib_graph *g, int32_t group,
+                                  int32_t source_index, const fib_partition *parts,
+                                  const fib_partition *fibers, fib_signature *sig,
+                                  int64_t offset);
 } fib_block_ops;
 
 /* How a budget treats a group's classes (fib_block_ops.budget_role). */

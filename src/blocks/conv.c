@@ -309,35 +309,49 @@ static int32_t conv_opfiber_fill(const fib_graph *g, int32_t group, int32_t sour
     int64_t kk = kernel_size(c), width = own->n_classes * kk;
     int64_t n_out = g->groups[group].n_units, out_per_group = n_out / c->groups;
     int64_t *sizes = fib_alloc(own->n_classes, sizeof *sizes);
-    if (!sizes)
+    double *factor = fib_alloc(own->n_classes, sizeof *factor);
+    if (!sizes || !factor) {
+        fib_free(sizes);
+        fib_free(factor);
         return fib_error(FIB_E_NOMEM, "group %d: out of memory for kernel sums", (int)group);
-    fib_partition_class_sizes(own, sizes);
-    for (int64_t j = 0; j < c->in_channels; j++) {
-        memset(sig->value + j * sig->n_coords + offset, 0, (size_t)width * sizeof(double));
-        memset(sig->tol + j * sig->n_coords + offset, 0, (size_t)width * sizeof(double));
     }
-    for (int64_t o = 0; o < n_out; o++) {
-        int64_t first_in = (o / out_per_group) * in_per_group(c);
-        int64_t base = offset + own->color[o] * kk;
-        for (int64_t jl = 0; jl < in_per_group(c); jl++) {
-            double *val = sig->value + (first_in + jl) * sig->n_coords + base;
-            double *tol = sig->tol + (first_in + jl) * sig->n_coords + base;
-            const float *w32 = c->dtype == FIB_DTYPE_F32
-                                   ? (const float *)c->weights + (o * in_per_group(c) + jl) * kk
-                                   : NULL;
-            for (int64_t q = 0; q < kk; q++) {
-                double w = w32 ? (double)w32[q] : kernel_at(c, o, jl, q);
-                val[q] += w;
-                tol[q] += fabs(w);
+    fib_partition_class_sizes(own, sizes);
+    /* fib_rounding_tol is a factor for the class's size times the sum of
+     * |w|: the factor is made once per class */
+    for (int64_t k = 0; k < own->n_classes; k++)
+        factor[k] = fib_rounding_tol(c->dtype, sizes[k], 1.0);
+    /* Row by row (input channel j): the row is written while it is in cache
+     * and the kernels are read down their columns; each cell still adds its
+     * outputs' weights in ascending output order. */
+    int64_t ipg = in_per_group(c);
+    for (int64_t j = 0; j < c->in_channels; j++) {
+        double *val = sig->value + j * sig->n_coords + offset;
+        double *tol = sig->tol + j * sig->n_coords + offset;
+        memset(val, 0, (size_t)width * sizeof(double));
+        memset(tol, 0, (size_t)width * sizeof(double));
+        int64_t cg = j / ipg, jl = j % ipg;
+        for (int64_t o = cg * out_per_group; o < (cg + 1) * out_per_group; o++) {
+            double *v = val + own->color[o] * kk, *t = tol + own->color[o] * kk;
+            if (c->dtype == FIB_DTYPE_F32) {
+                const float *w32 = (const float *)c->weights + (o * ipg + jl) * kk;
+                for (int64_t q = 0; q < kk; q++) {
+                    v[q] += (double)w32[q];
+                    t[q] += fabs((double)w32[q]);
+                }
+            } else {
+                for (int64_t q = 0; q < kk; q++) {
+                    double w = kernel_at(c, o, jl, q);
+                    v[q] += w;
+                    t[q] += fabs(w);
+                }
             }
         }
-    }
-    for (int64_t j = 0; j < c->in_channels; j++) {
-        double *tol = sig->tol + j * sig->n_coords + offset;
-        for (int64_t x = 0; x < width; x++)
-            tol[x] = fib_rounding_tol(c->dtype, sizes[x / kk], tol[x]);
+        for (int64_t k = 0; k < own->n_classes; k++)
+            for (int64_t q = 0; q < kk; q++)
+                tol[k * kk + q] *= factor[k];
     }
     fib_free(sizes);
+    fib_free(factor);
     return FIB_OK;
 }
 

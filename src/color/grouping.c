@@ -113,12 +113,17 @@ static void emit(sweep *s, int64_t start, int64_t end)
 }
 
 /* A part cut from a piece at coordinate `coord` goes round every
- * coordinate again, starting there (it may still be too wide there). */
+ * coordinate again, starting there (it may still be too wide there). A
+ * part whose values there are all equal is tight there: it starts past it,
+ * as its tight test would have taken it (the zeros left by each cut of a
+ * sparse coordinate are not read again at that coordinate). */
 static void push(sweep *s, worker *w, int64_t start, int64_t end,
-                 int64_t coord)
+                 int64_t coord, bool equal)
 {
     if (end - start == 1)
         emit(s, start, end);
+    else if (equal)
+        w->stack[w->depth++] = (piece){start, end, (coord + 1) % s->total, 1, -1};
     else
         w->stack[w->depth++] = (piece){start, end, coord, 0, -1};
 }
@@ -210,12 +215,13 @@ static bool sort_sparse_keys(fib_keyed_unit *keys, fib_keyed_unit *tmp, int64_t 
     return true;
 }
 
-/* Sorts piece p by coordinate j (order and keys). */
-static void sort_piece(sweep *s, const piece *p, int64_t j)
+/* Sorts piece p by coordinate j (order and keys); `gathered`: its keys
+ * already hold that coordinate (untight_keys). */
+static void sort_piece(sweep *s, const piece *p, int64_t j, bool gathered)
 {
     fib_keyed_unit *keys = s->keys + p->start;
     int64_t len = p->end - p->start;
-    for (int64_t x = 0; x < len; x++) {
+    for (int64_t x = 0; !gathered && x < len; x++) {
         int64_t unit = s->order[p->start + x];
         keys[x] = (fib_keyed_unit){value_at(s, unit, j), unit};
     }
@@ -223,6 +229,37 @@ static void sort_piece(sweep *s, const piece *p, int64_t j)
         fib_sort_keyed(keys, s->tmp + p->start, len);
     for (int64_t x = 0; x < len; x++)
         s->order[p->start + x] = keys[x].unit;
+}
+
+/* The tight test of a large piece at one materialised coordinate j, made
+ * on its sort keys: when it is not tight they are the keys its sort needs,
+ * so the rows are read once instead of twice (a sparse signature is cut at
+ * one coordinate after another, each read down all of a piece's rows).
+ * Same test as the tight kernels: the span is compared with slack + 2 x the
+ * smallest allowance, which can only fall as more rows are read. */
+static bool untight_keys(sweep *s, const piece *p, int64_t j)
+{
+    fib_keyed_unit *keys = s->keys + p->start;
+    int64_t len = p->end - p->start, at = j - s->sig->n_direct;
+    const double *value = s->sig->value + at, *tol = s->sig->tol + at;
+    double lo = INFINITY, hi = -INFINITY;
+    for (int64_t x = 0; x < len; x++) {
+        int64_t unit = s->order[p->start + x];
+        double v = value[unit * s->stride];
+        keys[x] = (fib_keyed_unit){v, unit};
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    if (lo == hi)
+        return false;
+    double small = INFINITY;
+    for (int64_t x = 0; x < len; x++) {
+        double t = tol[keys[x].unit * s->stride];
+        small = t < small ? t : small;
+        if (!(hi - lo <= (s->slack + small) + small))
+            return true;
+    }
+    return false;
 }
 
 /* Cuts piece p, sorted by coordinate j, at gaps wider than the allowance
@@ -245,14 +282,14 @@ static bool cut_piece(sweep *s, worker *w, const piece *p, int64_t j,
         double cur_tol = tol_at(s, keys[x].unit, j);
         double from_tol = greedy ? head_tol : tol_at(s, from->unit, j);
         if (keys[x].value - from->value > s->slack + from_tol + cur_tol) {
-            push(s, w, p->start + head, p->start + x, j);
+            push(s, w, p->start + head, p->start + x, j, keys[head].value == keys[x - 1].value);
             head = x;
             head_tol = cur_tol;
             cut = true;
         }
     }
     if (cut)
-        push(s, w, p->start + head, p->end, j);
+        push(s, w, p->start + head, p->end, j, keys[head].value == keys[len - 1].value);
     return cut;
 }
 
@@ -281,7 +318,7 @@ static void process(sweep *s, worker *w, piece p)
                 emit(s, p.start, p.end);
                 return;
             }
-            sort_piece(s, &p, p.loose);
+            sort_piece(s, &p, p.loose, false);
             cut_piece(s, w, &p, p.loose, true);
             return;
         }
@@ -290,14 +327,18 @@ static void process(sweep *s, worker *w, piece p)
         bool limited = j_end > held;
         if (limited)
             j_end = held;
-        int64_t t = first_untight(s, &p, j, j_end);
+        /* a large piece looks at its first coordinate alone (first_untight),
+         * there on the keys of its sort */
+        bool alone = p.end - p.start > 64 && j < j_end && j >= s->sig->n_direct;
+        bool gathered = alone && untight_keys(s, &p, j);
+        int64_t t = gathered ? j : first_untight(s, &p, alone ? j + 1 : j, j_end);
         p.clean += t - j;
         if (limited && t == j_end) {
             p.coord = t;
             continue;
         }
         if (t < j_end) {
-            sort_piece(s, &p, t);
+            sort_piece(s, &p, t, gathered);
             if (cut_piece(s, w, &p, t, false))
                 return;
             if (s->eps >= 0 && p.loose < 0 && too_wide(s, &p, t))

@@ -280,6 +280,72 @@ static void test_sparse_grouping(void)
     }
 }
 
+/* A large piece looks at one materialised coordinate on its sort keys and
+ * skips the coordinate its equal parts were cut at (grouping.c); borrowed
+ * coordinates take the blocked tight test. Sparse rows near prototypes
+ * (noise far below eps, prototypes 1 or more apart) and the same rows
+ * borrowed: ABS finds exactly the prototypes both ways, and EXACT, whose
+ * classes the noise cuts, the same partition both ways. */
+static void test_large_pieces_group_alike(void)
+{
+    const double coef = fib_rounding_tol(FIB_DTYPE_F64, 1, 1.0);
+    for (int trial = 0; trial < 30; trial++) {
+        int64_t n = 65 + below(700), d = 1 + below(50), kinds = 1 + below(40);
+        double *proto = calloc((size_t)(kinds * d), sizeof *proto);
+        double *rows = malloc((size_t)(n * d) * sizeof *rows);
+        int64_t *kind = malloc((size_t)n * sizeof *kind);
+        for (int64_t x = 0; x < kinds * d; x++)
+            proto[x] = below(5) == 0 ? (double)(1 + below(3)) : 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            kind[i] = below(kinds);
+            for (int64_t j = 0; j < d; j++) {
+                double v = proto[kind[i] * d + j];
+                rows[i * d + j] = v != 0.0 && below(3) == 0 ? v + 1e-6 * (double)(below(2001) - 1000) : v;
+            }
+        }
+        for (int pass = 0; pass < 2; pass++) {
+            double eps = pass == 0 ? 0.1 : -1.0;
+            fib_partition filled, borrowed;
+            fib_signature a, b;
+            CHECK(fib_signature_alloc(&a, n, d) == FIB_OK);
+            for (int64_t x = 0; x < n * d; x++) {
+                a.value[x] = rows[x];
+                a.tol[x] = coef * fabs(rows[x]);
+            }
+            CHECK(fib_signature_alloc(&b, n, 0) == FIB_OK);
+            b.n_coords = b.n_direct = d;
+            b.n_blocks = 1;
+            b.blocks[0] = (fib_direct_block){rows, FIB_DTYPE_F64, d, 1, d};
+            CHECK(fib_partition_init(&filled, n) == FIB_OK);
+            CHECK(fib_partition_init(&borrowed, n) == FIB_OK);
+            CHECK(fib_group_signatures(&a, eps, &filled) == FIB_OK);
+            CHECK(fib_group_signatures(&b, eps, &borrowed) == FIB_OK);
+            CHECK(filled.n_classes == borrowed.n_classes);
+            for (int64_t i = 0; i < n; i++) {
+                CHECK(filled.color[i] == borrowed.color[i]);
+                if (filled.color[i] != borrowed.color[i])
+                    break;
+            }
+            for (int64_t i = 0; pass == 0 && i < n; i++)
+                for (int64_t k = i + 1; k < n; k++) {
+                    bool same_row = !memcmp(proto + kind[i] * d, proto + kind[k] * d,
+                                            (size_t)d * sizeof *proto);
+                    if ((filled.color[i] == filled.color[k]) != same_row) {
+                        CHECK(0);
+                        k = n, i = n;
+                    }
+                }
+            fib_partition_clear(&filled);
+            fib_partition_clear(&borrowed);
+            fib_signature_clear(&a);
+            fib_signature_clear(&b);
+        }
+        free(proto);
+        free(rows);
+        free(kind);
+    }
+}
+
 /* ---- axpy (the budget correction's products) ------------------------------ */
 
 /* Every set's axpy_f64 against the scalar one, bit for bit: odd lengths,
@@ -1172,6 +1238,7 @@ int main(void)
     test_dots_f32();
     test_rank1_costs();
     test_sparse_grouping();
+    test_large_pieces_group_alike();
     test_keyed_sort();
     test_tight();
     test_colourings();

@@ -134,12 +134,14 @@ static int32_t push_dense(fib_graph *g, int32_t source, int64_t n_out,
     return status;
 }
 
-int32_t fib_graph_add_dense(fib_graph *g, int32_t source, int64_t n_out,
-                            int32_t dtype, const void *weights, int64_t ld,
-                            const void *bias, uint32_t flags,
-                            int32_t *group_out)
+/* The arguments both dense constructors take: the weights are stored as
+ * `rows` x `cols` with leading dimension ld (n_out x n_in, or n_in x n_out
+ * stored transposed). */
+static int32_t check_dense_args(const fib_graph *g, int32_t source, int64_t n_out,
+                                int32_t dtype, const void *weights, int64_t ld,
+                                uint32_t flags, const int32_t *group_out, bool transposed,
+                                const char *fn)
 {
-    static const char fn[] = "fib_graph_add_dense";
     int32_t status = fib_graph_check_group(g, source, fn);
     if (status)
         return status;
@@ -161,17 +163,34 @@ int32_t fib_graph_add_dense(fib_graph *g, int32_t source, int64_t n_out,
     if (n_out > FIB_MAX_UNITS)
         return fib_error(FIB_E_OVERFLOW, "%s: group %d: n_out %lld exceeds 2^40",
                          fn, (int)group, (long long)n_out);
-    if (ld < n_in)
+    int64_t rows = transposed ? n_in : n_out, cols = transposed ? n_out : n_in;
+    if (ld < cols)
         return fib_error(FIB_E_SHAPE,
-                         "%s: group %d: leading dimension %lld is less than the source width %lld",
-                         fn, (int)group, (long long)ld, (long long)n_in);
+                         "%s: group %d: leading dimension %lld is less than the %s %lld",
+                         fn, (int)group, (long long)ld,
+                         transposed ? "block's width" : "source width", (long long)cols);
     int64_t span;
     size_t bytes;
-    if (!fib_mul_i64(n_out - 1, ld, &span) || span > INT64_MAX - n_in ||
-        !fib_bytes(span + n_in, esize, &bytes))
+    if (!fib_mul_i64(rows - 1, ld, &span) || span > INT64_MAX - cols ||
+        !fib_bytes(span + cols, esize, &bytes))
         return fib_error(FIB_E_OVERFLOW,
                          "%s: group %d: %lld rows of leading dimension %lld overflow",
-                         fn, (int)group, (long long)n_out, (long long)ld);
+                         fn, (int)group, (long long)rows, (long long)ld);
+    return FIB_OK;
+}
+
+int32_t fib_graph_add_dense(fib_graph *g, int32_t source, int64_t n_out,
+                            int32_t dtype, const void *weights, int64_t ld,
+                            const void *bias, uint32_t flags,
+                            int32_t *group_out)
+{
+    static const char fn[] = "fib_graph_add_dense";
+    int32_t status = check_dense_args(g, source, n_out, dtype, weights, ld, flags, group_out,
+                                      false, fn);
+    if (status)
+        return status;
+    int32_t group = g->n_groups;
+    int64_t n_in = g->groups[source].n_units;
     status = check_finite(group, n_out, n_in, dtype, weights, ld, bias, false);
     if (status)
         return status;
@@ -187,25 +206,12 @@ int32_t fib_graph_add_dense_transposed(fib_graph *g, int32_t source, int64_t n_o
                                        int32_t *group_out)
 {
     static const char fn[] = "fib_graph_add_dense_transposed";
-    int32_t status = fib_graph_check_group(g, source, fn);
+    int32_t status = check_dense_args(g, source, n_out, dtype, weights, ld, flags, group_out,
+                                      true, fn);
     if (status)
         return status;
-    if (!weights || !group_out)
-        return fib_error(FIB_E_NULL, "%s: %s is NULL", fn, weights ? "group_out" : "weights");
     int32_t group = g->n_groups;
-    size_t esize = fib_dtype_size(dtype);
-    int64_t n_in = g->groups[source].n_units, span;
-    size_t bytes;
-    if (!esize || (flags & ~FIB_COPY))
-        return fib_error(FIB_E_INVALID, "%s: group %d: unknown dtype %d or flags 0x%x", fn,
-                         (int)group, (int)dtype, (unsigned)flags);
-    if (n_out < 1 || ld < n_out)
-        return fib_error(FIB_E_SHAPE, "%s: group %d: n_out %lld, leading dimension %lld", fn,
-                         (int)group, (long long)n_out, (long long)ld);
-    if (n_out > FIB_MAX_UNITS || !fib_mul_i64(n_in - 1, ld, &span) ||
-        span > INT64_MAX - n_out || !fib_bytes(span + n_out, esize, &bytes))
-        return fib_error(FIB_E_OVERFLOW, "%s: group %d: %lld x %lld weights overflow", fn,
-                         (int)group, (long long)n_in, (long long)n_out);
+    int64_t n_in = g->groups[source].n_units;
     /* stored row k is column k of the block: checked a stored row at a time */
     status = check_finite(group, n_in, n_out, dtype, weights, ld, NULL, true);
     for (int64_t i = 0; !status && bias && i < n_out; i++)

@@ -249,6 +249,50 @@ int32_t fib_graph_add_prepend_owned(fib_graph *g, int32_t source, int64_t n_posi
 int32_t fib_graph_add_position_shift_owned(fib_graph *g, int32_t source, int64_t n_units,
                                            double *shift, int64_t *reads, int32_t *group_out);
 
+/* block_source.c: what every kind's build shares (fib_block_ops.build).
+ * Tensors are absent when their name is NULL; messages carry the
+ * description's context (its fail and rewrap). */
+const fib_group *fib_source_group(const fib_graph *g, const fib_block_source *S, int32_t s);
+int32_t fib_source_error(const fib_block_source *S, const char *format, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+int32_t fib_source_nomem(const fib_block_source *S);
+/* FIB_OK, or the constructor's error rewrapped with the context. */
+int32_t fib_source_done(const fib_block_source *S, int32_t status);
+int32_t fib_source_tensor(const fib_block_source *S, const char *key, bool required,
+                          int32_t n_dims, const int64_t *shape, fib_stored_tensor *out);
+int32_t fib_source_vector(const fib_block_source *S, const char *key, bool required,
+                          int64_t n, fib_stored_tensor *out);
+/* Tensors handed to a public constructor: borrowed when they share a
+ * dtype, else float64 copies (then the constructor must copy). */
+#define FIB_SOURCE_MAX_TENSORS 4
+typedef struct fib_source_tensors {
+    int32_t dtype;
+    const void *data[FIB_SOURCE_MAX_TENSORS];
+    void *tmp[FIB_SOURCE_MAX_TENSORS];
+    uint32_t flags;
+} fib_source_tensors;
+int32_t fib_source_tensors_make(const fib_block_source *S, const fib_stored_tensor *t, int n,
+                                fib_source_tensors *s);
+void fib_source_tensors_free(fib_source_tensors *s);
+/* A float64 copy of a tensor for an owned constructor (NULL when absent),
+ * every value finite (and > 0 when positive). */
+int32_t fib_source_owned_copy(const fib_block_source *S, const char *key,
+                              const fib_stored_tensor *t, bool positive, double **out);
+int32_t fib_source_expect_params(const fib_block_source *S, int64_t count);
+/* A gather: n indices params[from ..] into a group of `width` units,
+ * copied (NULL when it is the identity over a group as wide). */
+int32_t fib_source_read_gather(const fib_block_source *S, int64_t from, int64_t n,
+                               int64_t width, int64_t **out);
+/* Refuses params, a scalar or tensors (other than tensor_keys, NULL ended)
+ * that the kind does not have. */
+int32_t fib_source_no_extras(const fib_block_source *S, bool params_allowed,
+                             bool scalar_allowed, const char *const *tensor_keys);
+/* The six window numbers params[from ..]: kernel, stride >= 1, pad >= 0. */
+int32_t fib_source_check_window(const fib_block_source *S, int64_t from);
+
 /* op_names.c: the number of groups a FIB_OP_* kind reads (fib_op_name is
  * public). */
 int32_t fib_op_arity(int32_t op);

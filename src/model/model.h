@@ -123,6 +123,52 @@ static inline int64_t fib_view_at(const fib_tensor_view *v, int64_t r, int64_t x
     return r * v->row_stride + x * (v->col_stride > 1 ? v->col_stride : 1);
 }
 
+/* A block described elsewhere (a model file's group), to be built by its
+ * kind (fib_block_ops.build) without the kind knowing where the
+ * description is held: the holder gives the widths, integer params and
+ * scalar, and answers two lookups (tensors by name, gathers) and its
+ * messages. */
+typedef struct fib_stored_tensor {
+    const char *name; /* where it is held, for messages */
+    int32_t dtype;
+    const void *data;
+    int64_t n_elements;
+} fib_stored_tensor;
+
+typedef struct fib_block_source fib_block_source;
+struct fib_block_source {
+    int32_t op;        /* FIB_OP_* */
+    int64_t units;
+    int32_t n_sources;
+    const int32_t *sources;
+    int64_t n_params;
+    const int64_t *params;
+    bool has_scalar;
+    double scalar;
+    bool names_tensors; /* the description names at least one tensor */
+    bool copy;          /* constructors copy the tensors (FIB_COPY) */
+    const char *path;   /* what holds it, for messages */
+    const char *label;  /* the block in messages: "group 3 ('conv1')" */
+    void *holder;       /* the holder's state for the lookups */
+    /* The held tensor named `key`, of exactly the shape shape[0 .. n_dims);
+     * out->data NULL when it is absent and not required. */
+    int32_t (*tensor)(const fib_block_source *s, const char *key, bool required,
+                      int32_t n_dims, const int64_t *shape, fib_stored_tensor *out);
+    /* Refuses a tensor the description names that is not in keys (NULL
+     * ended; NULL: none): the tensors the kind has. */
+    int32_t (*check_tensor_names)(const fib_block_source *s, const char *const *keys);
+    /* The block's gathers, one per source, each `units` indices below
+     * widths[source] (owned, to fib_free); *present false (and out NULL)
+     * when the description has none. */
+    int32_t (*gathers)(const fib_block_source *s, const int64_t *widths, int64_t **out,
+                       bool *present);
+    /* The error `status` with the holder's context (path, label) before
+     * `problem`. */
+    int32_t (*fail)(const fib_block_source *s, int32_t status, const char *problem);
+    /* The last error again, with the holder's context in front. */
+    int32_t (*rewrap)(const fib_block_source *s, int32_t status);
+};
+
 /* What a kind of block must provide. Signature callbacks write columns
  * [offset, offset + width) of every row of `sig`. */
 typedef struct fib_block_ops {
@@ -197,6 +243,14 @@ typedef struct fib_block_ops {
                       int64_t capacity);
     /* The block's scalar attribute (norm epsilon, attention scale). */
     double (*scalar)(const fib_graph *g, int32_t group);
+    /* Adds the block `src` describes (its tensors, params and scalar, as
+     * tensor, params and scalar give them), every part checked against the
+     * graph built so far. */
+    int32_t (*build)(fib_graph *g, const fib_block_source *src, int32_t *group_out);
+    /* Optional: the gathers through which the block reads its sources,
+     * one array of n_units indices per source, written to out[source];
+     * false when each is the identity over a source as wide. */
+    bool (*gathers)(const fib_graph *g, int32_t group, int64_t *const *out);
     /* For blocks whose classes are fixed by their source's (flatten): sets
      * parts[group] from the source's classes when a base is made. */
     int32_t (*derive_projection)(const fib_graph *g, int32_t group,

@@ -738,8 +738,44 @@ static void conv_budget_backward(const fib_graph *g, int32_t group, int32_t sour
     }
 }
 
+static const char *const conv_tensor_keys[] = {"weight", "bias", NULL};
+
+static int32_t conv_build(fib_graph *g, const fib_block_source *S, int32_t *id)
+{
+    int32_t st = fib_source_no_extras(S, true, false, conv_tensor_keys);
+    if (st == FIB_OK)
+        st = fib_source_expect_params(S, 7);
+    if (st == FIB_OK)
+        st = fib_source_check_window(S, 0);
+    if (st != FIB_OK)
+        return st;
+    const int64_t *p = S->params;
+    int64_t in = fib_source_group(g, S, 0)->n_units, groups = p[6];
+    if (groups < 1 || in % groups || S->units % groups)
+        return fib_source_error(S, "'params' item 6 (groups) is %lld; "
+                                "it must divide both %lld input and %lld output "
+                                "channels", (long long)groups, (long long)in,
+                                (long long)S->units);
+    fib_stored_tensor t[2] = {{0}};
+    st = fib_source_tensor(S, "weight", true, 4,
+                           (int64_t[]){S->units, in / groups, p[0], p[1]}, &t[0]);
+    if (st == FIB_OK)
+        st = fib_source_vector(S, "bias", false, S->units, &t[1]);
+    fib_source_tensors s;
+    if (st == FIB_OK)
+        st = fib_source_tensors_make(S, t, 2, &s);
+    if (st != FIB_OK)
+        return st;
+    st = fib_graph_add_conv(g, S->sources[0], S->units, p[0], p[1], p[2],
+                            p[3], p[4], p[5], groups, s.dtype, s.data[0],
+                            s.data[1], s.flags, id);
+    fib_source_tensors_free(&s);
+    return fib_source_done(S, st);
+}
+
 const fib_block_ops fib_conv_ops = {
     .name = "conv",
+    .build = conv_build,
     .free_block = conv_free,
     .fiber_width = conv_fiber_width,
     .fiber_fill = conv_fiber_fill,

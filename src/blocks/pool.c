@@ -234,8 +234,35 @@ static void pool_budget_backward(const fib_graph *g, int32_t group, int32_t sour
         src_energy[fib_gather_at(p->reads, i)] += share * energy[i];
 }
 
+static int32_t pool_build(fib_graph *g, const fib_block_source *S, int32_t *id)
+{
+    int32_t st = fib_source_no_extras(S, true, false, NULL);
+    if (st == FIB_OK)
+        st = fib_source_expect_params(S, 7 + S->units);
+    if (st == FIB_OK && S->params[0] != FIB_POOL_MAX && S->params[0] != FIB_POOL_AVG)
+        st = fib_source_error(S, "'params' item 0 (kind) is %lld; "
+                              "pooling is 0 (max) or 1 (average)",
+                              (long long)S->params[0]);
+    if (st == FIB_OK)
+        st = fib_source_check_window(S, 1);
+    int64_t *reads = NULL;
+    if (st == FIB_OK)
+        st = fib_source_read_gather(S, 7, S->units, fib_source_group(g, S, 0)->n_units, &reads);
+    if (st != FIB_OK)
+        return st;
+    const int64_t *p = S->params;
+    if (!reads)
+        st = fib_graph_add_pool(g, S->sources[0], (int32_t)p[0], p[1], p[2],
+                                p[3], p[4], p[5], p[6], id);
+    else
+        st = fib_graph_add_pool_gather(g, S->sources[0], (int32_t)p[0],
+                                       p + 1, S->units, reads, id);
+    return fib_source_done(S, st);
+}
+
 const fib_block_ops fib_pool_ops = {
     .name = "pool",
+    .build = pool_build,
     .free_block = pool_free,
     .fiber_width = pool_fiber_width,
     .fiber_fill = pool_fiber_fill,

@@ -149,8 +149,26 @@ static void flatten_budget_backward(const fib_graph *g, int32_t group, int32_t s
         src_energy[u / positions] += energy[u] / (double)positions;
 }
 
+static int32_t flatten_build(fib_graph *g, const fib_block_source *S, int32_t *id)
+{
+    int32_t st = fib_source_no_extras(S, false, false, NULL);
+    if (st != FIB_OK)
+        return st;
+    const fib_group *src = fib_source_group(g, S, 0);
+    int64_t width;
+    if (!fib_mul_i64(src->n_units, fib_group_positions(src), &width) ||
+        width != S->units)
+        return fib_source_error(S, "'units' is %lld but flattening "
+                                "group %d gives %lld x %lld x %lld",
+                                (long long)S->units, (int)S->sources[0],
+                                (long long)src->n_units, (long long)src->rows,
+                                (long long)src->cols);
+    return fib_source_done(S, fib_graph_add_flatten(g, S->sources[0], id));
+}
+
 const fib_block_ops fib_flatten_ops = {
     .name = "flatten",
+    .build = flatten_build,
     .fiber_width = flatten_fiber_width,
     .fiber_fill = flatten_fiber_fill,
     .opfiber_width = flatten_opfiber_width,

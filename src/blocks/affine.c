@@ -289,8 +289,49 @@ static void affine_budget_backward(const fib_graph *g, int32_t group, int32_t so
         src_energy[fib_gather_at(a->reads, i)] += scale_at(a, i) * scale_at(a, i) * energy[i];
 }
 
+static const char *const affine_tensor_keys[] = {"scale", "shift", NULL};
+
+static int32_t affine_build(fib_graph *g, const fib_block_source *S, int32_t *id)
+{
+    int32_t st = fib_source_no_extras(S, true, false, affine_tensor_keys);
+    if (st == FIB_OK)
+        st = fib_source_expect_params(S, S->units);
+    fib_stored_tensor t[2] = {{0}};
+    if (st == FIB_OK)
+        st = fib_source_vector(S, "scale", true, S->units, &t[0]);
+    if (st == FIB_OK)
+        st = fib_source_vector(S, "shift", false, S->units, &t[1]);
+    int64_t *reads = NULL;
+    if (st == FIB_OK)
+        st = fib_source_read_gather(S, 0, S->units, fib_source_group(g, S, 0)->n_units, &reads);
+    if (st != FIB_OK)
+        return st;
+    if (!reads) {
+        fib_source_tensors s;
+        st = fib_source_tensors_make(S, t, 2, &s);
+        if (st != FIB_OK)
+            return st;
+        st = fib_graph_add_affine(g, S->sources[0], s.dtype, s.data[0],
+                                  s.data[1], s.flags, id);
+        fib_source_tensors_free(&s);
+        return fib_source_done(S, st);
+    }
+    double *scale = NULL, *shift = NULL;
+    st = fib_source_owned_copy(S, "scale", &t[0], false, &scale);
+    if (st == FIB_OK)
+        st = fib_source_owned_copy(S, "shift", &t[1], false, &shift);
+    if (st != FIB_OK) {
+        fib_free(scale);
+        fib_free(reads);
+        return st;
+    }
+    return fib_source_done(S, fib_graph_add_affine_gather(g, S->sources[0], S->units,
+                                                          scale, shift, reads, id));
+}
+
 const fib_block_ops fib_affine_ops = {
     .name = "affine",
+    .build = affine_build,
     .free_block = affine_free,
     .fiber_width = affine_fiber_width,
     .fiber_fill = affine_fiber_fill,

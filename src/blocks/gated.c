@@ -36,8 +36,6 @@ typedef struct fib_gated {
     void *owned[4];
 } fib_gated;
 
-static const fib_block_ops fib_lstm_ops;
-static const fib_block_ops fib_gru_ops;
 
 static const fib_gated *gated_of(const fib_graph *g, int32_t group)
 {
@@ -206,6 +204,42 @@ int32_t fib_graph_add_gru(fib_graph *g, int32_t source, int64_t hidden,
 {
     return add_gated(g, FIB_OP_GRU, source, hidden, dtype, wi, wh, bi, bh, flags,
                      group_out);
+}
+
+static const char *const gated_tensor_keys[] = {"weight_ih", "weight_hh", "bias_ih",
+                                                "bias_hh", NULL};
+
+static int32_t gated_build(fib_graph *g, const fib_block_source *S, int32_t *id)
+{
+    int64_t gates = S->op == FIB_OP_LSTM ? 4 : 3, rows;
+    int64_t n_in = fib_source_group(g, S, 0)->n_units;
+    if (!fib_mul_i64(gates, S->units, &rows))
+        return fib_source_error(S, "'units' is too large");
+    int32_t st = fib_source_no_extras(S, false, false, gated_tensor_keys);
+    fib_stored_tensor t[4] = {{0}};
+    if (st == FIB_OK)
+        st = fib_source_tensor(S, "weight_ih", true, 2, (int64_t[]){rows, n_in}, &t[0]);
+    if (st == FIB_OK)
+        st = fib_source_tensor(S, "weight_hh", true, 2, (int64_t[]){rows, S->units}, &t[1]);
+    if (st == FIB_OK)
+        st = fib_source_vector(S, "bias_ih", false, rows, &t[2]);
+    if (st == FIB_OK)
+        st = fib_source_vector(S, "bias_hh", false, rows, &t[3]);
+    fib_source_tensors s;
+    if (st == FIB_OK)
+        st = fib_source_tensors_make(S, t, 4, &s);
+    if (st != FIB_OK)
+        return st;
+    if (S->op == FIB_OP_LSTM)
+        st = fib_graph_add_lstm(g, S->sources[0], S->units, s.dtype,
+                                s.data[0], s.data[1], s.data[2], s.data[3],
+                                s.flags, id);
+    else
+        st = fib_graph_add_gru(g, S->sources[0], S->units, s.dtype,
+                               s.data[0], s.data[1], s.data[2], s.data[3],
+                               s.flags, id);
+    fib_source_tensors_free(&s);
+    return fib_source_done(S, st);
 }
 
 /* A block of float64 arrays taken over (freed on failure too). */
@@ -579,6 +613,7 @@ static bool gated_tensor(const fib_graph *g, int32_t group, int32_t index,
 #define GATED_OPS(kind_name)                                \
     {                                                       \
         .name = kind_name,                                  \
+        .build = gated_build,                               \
         .free_block = gated_free,                           \
         .fiber_width = gated_fiber_width,                   \
         .fiber_fill = gated_fiber_fill,                     \
@@ -592,5 +627,5 @@ static bool gated_tensor(const fib_graph *g, int32_t group, int32_t index,
         .tensor = gated_tensor,                             \
     }
 
-static const fib_block_ops fib_lstm_ops = GATED_OPS("lstm");
-static const fib_block_ops fib_gru_ops = GATED_OPS("gru");
+const fib_block_ops fib_lstm_ops = GATED_OPS("lstm");
+const fib_block_ops fib_gru_ops = GATED_OPS("gru");

@@ -13,8 +13,6 @@ typedef struct fib_last_step {
     int64_t *reads;   /* NULL: identity */
 } fib_last_step;
 
-static const fib_block_ops fib_last_step_ops;
-static const fib_block_ops fib_select_step_ops;
 
 static bool is_select(const fib_graph *g, int32_t group)
 {
@@ -194,6 +192,59 @@ int32_t fib_graph_add_select_step_gather(fib_graph *g, int32_t source, int64_t p
     return push_step(g, source, true, position, n_units, reads, group_out);
 }
 
+static int32_t not_a_sequence(const fib_block_source *S, const fib_group *src)
+{
+    return fib_source_error(S, "source group %d is not a sequence (positions "
+                            "[%lld, %lld]; a sequence has cols = 1)", (int)S->sources[0],
+                            (long long)src->rows, (long long)src->cols);
+}
+
+static int32_t last_step_build(fib_graph *g, const fib_block_source *S, int32_t *id)
+{
+    int32_t st = fib_source_no_extras(S, true, false, NULL);
+    if (st != FIB_OK)
+        return st;
+    const fib_group *src = fib_source_group(g, S, 0);
+    if (src->cols != 1)
+        return not_a_sequence(S, src);
+    /* params may be left out for the identity */
+    int64_t *reads = NULL;
+    if (S->n_params > 0 || S->units != src->n_units) {
+        st = fib_source_expect_params(S, S->units);
+        if (st == FIB_OK)
+            st = fib_source_read_gather(S, 0, S->units, src->n_units, &reads);
+        if (st != FIB_OK)
+            return st;
+    }
+    if (!reads)
+        return fib_source_done(S, fib_graph_add_last_step(g, S->sources[0], id));
+    return fib_source_done(S, fib_graph_add_last_step_gather(g, S->sources[0],
+                                                             S->units, reads, id));
+}
+
+/* params: the position (from the start), then per unit its source unit. */
+static int32_t select_step_build(fib_graph *g, const fib_block_source *S, int32_t *id)
+{
+    int32_t st = fib_source_no_extras(S, true, false, NULL);
+    if (st == FIB_OK)
+        st = fib_source_expect_params(S, 1 + S->units);
+    if (st != FIB_OK)
+        return st;
+    const fib_group *src = fib_source_group(g, S, 0);
+    if (src->cols != 1)
+        return not_a_sequence(S, src);
+    if (S->params[0] < 0 || S->params[0] >= src->rows)
+        return fib_source_error(S, "'params' item 0: position %lld is outside "
+                                "the %lld steps of group %d", (long long)S->params[0],
+                                (long long)src->rows, (int)S->sources[0]);
+    int64_t *reads = NULL;
+    st = fib_source_read_gather(S, 1, S->units, src->n_units, &reads);
+    if (st != FIB_OK)
+        return st;
+    return fib_source_done(S, fib_graph_add_select_step_gather(g, S->sources[0], S->params[0],
+                                                               S->units, reads, id));
+}
+
 /* Per unit, the source unit it copies (a select step: its position first). */
 static int64_t last_step_params(const fib_graph *g, int32_t group, int64_t *out,
                                 int64_t capacity)
@@ -213,9 +264,10 @@ static int64_t last_step_num_parameters(const fib_graph *g, int32_t group)
 
 /* The two kinds differ only in their name and in whether the position is
  * chosen (is_select); they share every entry. */
-#define STEP_OPS(kind_name)                                 \
+#define STEP_OPS(kind_name, build_fn)                       \
     {                                                       \
         .name = kind_name,                                  \
+        .build = build_fn,                                  \
         .free_block = last_step_free,                       \
         .fiber_width = last_step_fiber_width,               \
         .fiber_fill = last_step_fiber_fill,                 \
@@ -228,5 +280,5 @@ static int64_t last_step_num_parameters(const fib_graph *g, int32_t group)
         .params = last_step_params,                         \
     }
 
-static const fib_block_ops fib_last_step_ops = STEP_OPS("last_step");
-static const fib_block_ops fib_select_step_ops = STEP_OPS("select_step");
+const fib_block_ops fib_last_step_ops = STEP_OPS("last_step", last_step_build);
+const fib_block_ops fib_select_step_ops = STEP_OPS("select_step", select_step_build);

@@ -1288,8 +1288,166 @@ static double attend_scalar(const fib_graph *g, int32_t group)
     return attend_of(g, group)->scale;
 }
 
+/* params: n_heads, per head its pair count, per pair (q unit, k unit), per
+ * unit (head, v unit); then, for a causal or rotary core only, its options
+ * (FIB_ATTEND_CAUSAL | FIB_ATTEND_ROTARY) and, when rotary, per pair its
+ * phase kind (0 cos, 1 sin); scalar: the softmax scale; tensors
+ * pair_multiplicity (one value per pair, > 0 without rotary) and, when
+ * rotary, pair_frequency (one finite value per pair). */
+static int32_t check_attend_params(const fib_graph *g, const fib_block_source *S, int64_t *n_heads,
+                                   int64_t *n_pairs, int64_t *options)
+{
+    const int64_t *p = S->params;
+    int64_t n = S->n_params;
+    if (n < 1 || p[0] < 1 || p[0] > n - 1)
+        return fib_source_error(S, "'params' must start with the "
+                                "number of heads (>= 1) and a pair count per "
+                                "head");
+    int64_t heads = p[0], pairs = 0;
+    for (int64_t h = 0; h < heads; h++) {
+        int64_t c = p[1 + h];
+        if (c < 0 || c > n)
+            return fib_source_error(S, "'params' item %lld: head %lld "
+                                    "has %lld pairs", (long long)(1 + h),
+                                    (long long)h, (long long)c);
+        pairs += c;
+        if (pairs > n)
+            return fib_source_error(S, "'params': more pairs than "
+                                    "the array holds");
+    }
+    int64_t want = 1 + heads + 2 * pairs + 2 * S->units;
+    *options = n > want ? p[want] : 0;
+    if (n > want && (*options < 1 || *options > (FIB_ATTEND_CAUSAL | FIB_ATTEND_ROTARY)))
+        return fib_source_error(S, "'params' item %lld (options) is %lld; "
+                                "1 (causal), 2 (rotary) or 3 (both)", (long long)want,
+                                (long long)*options);
+    int64_t extra = n > want ? 1 + (*options & FIB_ATTEND_ROTARY ? pairs : 0) : 0;
+    if (n != want + extra)
+        return fib_source_error(S, "'params' must hold %lld integers "
+                                "for %lld heads, %lld pairs and %lld units, not "
+                                "%lld", (long long)(want + extra), (long long)heads,
+                                (long long)pairs, (long long)S->units,
+                                (long long)n);
+    for (int64_t x = 0; x < extra - 1; x++)
+        if (p[want + 1 + x] != 0 && p[want + 1 + x] != 1)
+            return fib_source_error(S, "'params': pair %lld's phase kind is "
+                                    "%lld; 0 (cos) or 1 (sin)", (long long)x,
+                                    (long long)p[want + 1 + x]);
+    int64_t nq = fib_source_group(g, S, 0)->n_units, nk = fib_source_group(g, S, 1)->n_units;
+    int64_t nv = fib_source_group(g, S, 2)->n_units;
+    const int64_t *pq = p + 1 + heads, *pu = pq + 2 * pairs;
+    for (int64_t x = 0; x < pairs; x++)
+        if (pq[2 * x] < 0 || pq[2 * x] >= nq || pq[2 * x + 1] < 0 ||
+            pq[2 * x + 1] >= nk)
+            return fib_source_error(S, "'params': pair %lld (q unit "
+                                    "%lld, k unit %lld) out of range of the q "
+                                    "group (%lld units) or the k group (%lld)",
+                                    (long long)x, (long long)pq[2 * x],
+                                    (long long)pq[2 * x + 1], (long long)nq,
+                                    (long long)nk);
+    for (int64_t u = 0; u < S->units; u++)
+        if (pu[2 * u] < 0 || pu[2 * u] >= heads || pu[2 * u + 1] < 0 ||
+            pu[2 * u + 1] >= nv)
+            return fib_source_error(S, "'params': unit %lld (head "
+                                    "%lld, v unit %lld) out of range of %lld "
+                                    "heads or the v group (%lld units)",
+                                    (long long)u, (long long)pu[2 * u],
+                                    (long long)pu[2 * u + 1], (long long)heads,
+                                    (long long)nv);
+    *n_heads = heads;
+    *n_pairs = pairs;
+    return FIB_OK;
+}
+
+static const char *const attend_tensor_keys[] = {"pair_multiplicity", "pair_frequency", NULL};
+
+static int32_t attend_build(fib_graph *g, const fib_block_source *S, int32_t *id)
+{
+    int32_t st = fib_source_no_extras(S, true, true, attend_tensor_keys);
+    if (st != FIB_OK)
+        return st;
+    const fib_group *q = fib_source_group(g, S, 0), *k = fib_source_group(g, S, 1),
+                    *v = fib_source_group(g, S, 2);
+    if (q->rows != k->rows || q->cols != k->cols || q->rows != v->rows ||
+        q->cols != v->cols)
+        return fib_source_error(S, "'sources': the q, k and v groups "
+                                "must have the same positions");
+    if (!S->has_scalar)
+        return fib_source_error(S, "'scalar' (the softmax scale) is "
+                                "missing");
+    int64_t heads = 0, pairs = 0, options = 0;
+    st = check_attend_params(g, S, &heads, &pairs, &options);
+    bool rotary = options & FIB_ATTEND_ROTARY;
+    fib_stored_tensor t = {0}, tf = {0};
+    if (st == FIB_OK)
+        st = fib_source_vector(S, "pair_multiplicity", pairs > 0, pairs, &t);
+    if (st == FIB_OK)
+        st = fib_source_vector(S, "pair_frequency", rotary && pairs > 0, pairs, &tf);
+    if (st == FIB_OK && tf.name && !rotary)
+        st = fib_source_error(S, "tensor 'pair_frequency' without the rotary "
+                              "option in 'params'");
+    double *mult = NULL, *omega = NULL;
+    /* a rotary core's sin pairs carry negative multiplicities */
+    if (st == FIB_OK)
+        st = fib_source_owned_copy(S, "pair_multiplicity", &t, !rotary, &mult);
+    if (st == FIB_OK)
+        st = fib_source_owned_copy(S, "pair_frequency", &tf, false, &omega);
+    if (st != FIB_OK) {
+        fib_free(mult);
+        return st;
+    }
+    fib_attend *a = fib_calloc(1, sizeof *a);
+    if (a) {
+        int64_t np = pairs > 0 ? pairs : 1;
+        a->n_heads = heads;
+        a->n_pairs = pairs;
+        a->scale = S->scalar;
+        a->head_start = fib_alloc(heads + 1, sizeof *a->head_start);
+        a->pair_q = fib_alloc(np, sizeof *a->pair_q);
+        a->pair_k = fib_alloc(np, sizeof *a->pair_k);
+        a->pair_mult = mult;
+        a->unit_head = fib_alloc(S->units, sizeof *a->unit_head);
+        a->unit_v = fib_alloc(S->units, sizeof *a->unit_v);
+        if (!a->pair_mult)
+            a->pair_mult = fib_calloc(1, sizeof *a->pair_mult);
+        mult = NULL;
+        a->causal = options & FIB_ATTEND_CAUSAL;
+        if (rotary) {
+            a->pair_omega = omega ? omega : fib_calloc(1, sizeof *a->pair_omega);
+            a->pair_sin = fib_alloc(pairs > 0 ? pairs : 1, sizeof *a->pair_sin);
+            omega = NULL;
+        }
+    }
+    if (!a || !a->head_start || !a->pair_q || !a->pair_k || !a->pair_mult ||
+        !a->unit_head || !a->unit_v || (rotary && (!a->pair_omega || !a->pair_sin))) {
+        fib_free(mult);
+        fib_free(omega);
+        fib_attend_free(a);
+        return fib_source_nomem(S);
+    }
+    const int64_t *p = S->params;
+    const int64_t *pq = p + 1 + heads, *pu = pq + 2 * pairs;
+    a->head_start[0] = 0;
+    for (int64_t h = 0; h < heads; h++)
+        a->head_start[h + 1] = a->head_start[h] + p[1 + h];
+    for (int64_t x = 0; x < pairs; x++) {
+        a->pair_q[x] = pq[2 * x];
+        a->pair_k[x] = pq[2 * x + 1];
+    }
+    for (int64_t u = 0; u < S->units; u++) {
+        a->unit_head[u] = pu[2 * u];
+        a->unit_v[u] = pu[2 * u + 1];
+    }
+    for (int64_t x = 0; rotary && x < pairs; x++)
+        a->pair_sin[x] = (uint8_t)pu[2 * S->units + 1 + x];
+    return fib_source_done(S, fib_graph_add_attend_owned(g, S->sources[0],
+                                                         S->sources[1], S->sources[2],
+                                                         S->units, a, id));
+}
+
 const fib_block_ops fib_attend_ops = {
     .name = "attention",
+    .build = attend_build,
     .free_block = attend_free,
     .fiber_width = attend_fiber_width,
     .fiber_fill = attend_fiber_fill,

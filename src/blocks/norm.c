@@ -459,8 +459,71 @@ static void norm_budget_backward(const fib_graph *g, int32_t group, int32_t sour
     }
 }
 
+static const char *const norm_tensor_keys[] = {"weight", "bias", "multiplicity", NULL};
+
+static int32_t norm_build(fib_graph *g, const fib_block_source *S, int32_t *id)
+{
+    int32_t st = fib_source_no_extras(S, true, true, norm_tensor_keys);
+    if (st == FIB_OK)
+        st = fib_source_expect_params(S, 1 + S->units);
+    if (st != FIB_OK)
+        return st;
+    int64_t kind = S->params[0];
+    if (kind != FIB_NORM_LAYER && kind != FIB_NORM_RMS)
+        return fib_source_error(S, "'params' item 0 (kind) is %lld; a "
+                                "norm is 0 (LayerNorm) or 1 (RMSNorm)",
+                                (long long)kind);
+    if (!S->has_scalar || !(S->scalar > 0))
+        return fib_source_error(S, "'scalar' (epsilon) must be a "
+                                "finite number > 0");
+    fib_stored_tensor t[3] = {{0}};
+    st = fib_source_vector(S, "weight", false, S->units, &t[0]);
+    if (st == FIB_OK)
+        st = fib_source_vector(S, "bias", false, S->units, &t[1]);
+    if (st == FIB_OK)
+        st = fib_source_vector(S, "multiplicity", false, S->units, &t[2]);
+    double *mult = NULL;
+    if (st == FIB_OK)
+        st = fib_source_owned_copy(S, "multiplicity", &t[2], true, &mult);
+    int64_t *gather = NULL;
+    if (st == FIB_OK)
+        st = fib_source_read_gather(S, 1, S->units, fib_source_group(g, S, 0)->n_units, &gather);
+    if (st != FIB_OK) {
+        fib_free(mult);
+        return st;
+    }
+    bool plain = !gather;
+    for (int64_t i = 0; plain && mult && i < S->units; i++)
+        plain = mult[i] == 1.0;
+    if (plain) {
+        fib_free(mult);
+        fib_source_tensors s;
+        st = fib_source_tensors_make(S, t, 2, &s);
+        if (st != FIB_OK)
+            return st;
+        st = fib_graph_add_norm(g, S->sources[0], (int32_t)kind, s.dtype,
+                                s.data[0], s.data[1], S->scalar, s.flags, id);
+        fib_source_tensors_free(&s);
+        return fib_source_done(S, st);
+    }
+    double *weight = NULL, *bias = NULL;
+    st = fib_source_owned_copy(S, "weight", &t[0], false, &weight);
+    if (st == FIB_OK)
+        st = fib_source_owned_copy(S, "bias", &t[1], false, &bias);
+    if (st != FIB_OK) {
+        fib_free(weight);
+        fib_free(mult);
+        fib_free(gather);
+        return st;
+    }
+    return fib_source_done(S, fib_graph_add_norm_owned(g, S->sources[0],
+                                                       (int32_t)kind, S->scalar, S->units,
+                                                       gather, weight, bias, mult, id));
+}
+
 const fib_block_ops fib_norm_ops = {
     .name = "norm",
+    .build = norm_build,
     .free_block = norm_free,
     .fiber_width = norm_fiber_width,
     .fiber_fill = norm_fiber_fill,

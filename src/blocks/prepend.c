@@ -8,7 +8,6 @@
 #include "blocks/blocks.h"
 #include "model/gather.h"
 
-static const fib_block_ops fib_prepend_ops;
 
 /* The block's constants are the k = values.rows prepended rows of n_units. */
 static const fib_unit_constants_block *prepend_of(const fib_graph *g, int32_t group)
@@ -120,8 +119,48 @@ static int64_t prepend_params(const fib_graph *g, int32_t group, int64_t *out,
     return 1 + n;
 }
 
-static const fib_block_ops fib_prepend_ops = {
+static const char *const prepend_tensor_keys[] = {"values", NULL};
+
+/* params: the number k of prepended positions, then per unit its source
+ * unit; tensor values: k x units (absent when k is 0). */
+static int32_t prepend_build(fib_graph *g, const fib_block_source *S, int32_t *id)
+{
+    int32_t st = fib_source_no_extras(S, true, false, prepend_tensor_keys);
+    if (st == FIB_OK)
+        st = fib_source_expect_params(S, 1 + S->units);
+    if (st != FIB_OK)
+        return st;
+    int64_t k = S->params[0];
+    const fib_group *src = fib_source_group(g, S, 0);
+    if (k < 0 || k > FIB_MAX_UNITS || k * S->units > FIB_MAX_UNITS)
+        return fib_source_error(S, "'params' item 0: %lld prepended positions",
+                                (long long)k);
+    fib_stored_tensor t = {0};
+    if (k > 0)
+        st = fib_source_tensor(S, "values", true, 2, (int64_t[]){k, S->units}, &t);
+    else if (S->names_tensors)
+        st = fib_source_error(S, "'tensors': a prepend of 0 positions has none");
+    int64_t *reads = NULL;
+    double *values = NULL;
+    if (st == FIB_OK)
+        st = fib_source_read_gather(S, 1, S->units, src->n_units, &reads);
+    if (st == FIB_OK && !reads) /* as users build it: the file's dtype */
+        return fib_source_done(S, fib_graph_add_prepend(g, S->sources[0], k,
+                                                        t.name ? t.dtype : FIB_DTYPE_F64,
+                                                        t.name ? t.data : NULL, id));
+    if (st == FIB_OK)
+        st = fib_source_owned_copy(S, "values", &t, false, &values);
+    if (st != FIB_OK) {
+        fib_free(reads);
+        return st;
+    }
+    return fib_source_done(S, fib_graph_add_prepend_owned(g, S->sources[0], k, S->units,
+                                                          values, reads, id));
+}
+
+const fib_block_ops fib_prepend_ops = {
     .name = "prepend",
+    .build = prepend_build,
     /* fibers: the source unit's colour and the unit's constants */
     .free_block = fib_unit_constants_block_free,
     .fiber_width = fib_unit_constants_block_fiber_width,

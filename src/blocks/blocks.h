@@ -80,6 +80,7 @@ extern const fib_block_ops fib_gru_ops;
 extern const fib_block_ops fib_last_step_ops;
 extern const fib_block_ops fib_select_step_ops;
 extern const fib_block_ops fib_prepend_ops;
+extern const fib_block_ops fib_position_shift_ops;
 
 /* dense.c: adds a dense group with weights owned as float64. */
 int32_t fib_graph_add_dense_owned(fib_graph *g, int32_t source, int64_t n_out,

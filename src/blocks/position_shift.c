@@ -5,7 +5,6 @@
 #include "blocks/blocks.h"
 #include "model/gather.h"
 
-static const fib_block_ops fib_position_shift_ops;
 
 /* The block's constants are the shifts, one row of n_units per position. */
 static const fib_unit_constants_block *shift_of(const fib_graph *g, int32_t group)
@@ -98,8 +97,39 @@ static int64_t shift_params(const fib_graph *g, int32_t group, int64_t *out, int
     return n;
 }
 
-static const fib_block_ops fib_position_shift_ops = {
+static const char *const position_shift_tensor_keys[] = {"shift", NULL};
+
+/* params: per unit its source unit; tensor shift: positions x units. */
+static int32_t position_shift_build(fib_graph *g, const fib_block_source *S, int32_t *id)
+{
+    int32_t st = fib_source_no_extras(S, true, false, position_shift_tensor_keys);
+    if (st == FIB_OK)
+        st = fib_source_expect_params(S, S->units);
+    const fib_group *src = fib_source_group(g, S, 0);
+    fib_stored_tensor t = {0};
+    if (st == FIB_OK)
+        st = fib_source_tensor(S, "shift", true, 2,
+                               (int64_t[]){fib_group_positions(src), S->units}, &t);
+    int64_t *reads = NULL;
+    double *shift = NULL;
+    if (st == FIB_OK)
+        st = fib_source_read_gather(S, 0, S->units, src->n_units, &reads);
+    if (st == FIB_OK && !reads) /* as users build it: the file's dtype */
+        return fib_source_done(S, fib_graph_add_position_shift(g, S->sources[0], t.dtype,
+                                                               t.data, id));
+    if (st == FIB_OK)
+        st = fib_source_owned_copy(S, "shift", &t, false, &shift);
+    if (st != FIB_OK) {
+        fib_free(reads);
+        return st;
+    }
+    return fib_source_done(S, fib_graph_add_position_shift_owned(g, S->sources[0], S->units,
+                                                                 shift, reads, id));
+}
+
+const fib_block_ops fib_position_shift_ops = {
     .name = "position_shift",
+    .build = position_shift_build,
     /* fibers: the source unit's colour and the unit's shift at every
      * position; the error passes unchanged to the unit read */
     .free_block = fib_unit_constants_block_free,

@@ -146,6 +146,16 @@ int32_t fib_pair_compress(const fib_graph *g, int32_t group, const fib_partition
 int32_t fib_pair_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
                       fib_graph *full, const int32_t *full_ids);
 int64_t fib_pair_num_parameters(const fib_graph *g, int32_t group);
+/* The build of a sum or a product (fib_block_ops.build) through its
+ * constructors without and with gathers; single_second: the second
+ * operand may have a single position. */
+typedef int32_t (*fib_pair_add_fn)(fib_graph *g, int32_t a, int32_t b, int32_t *group_out);
+typedef int32_t (*fib_pair_add_gather_fn)(fib_graph *g, int32_t a, int32_t b, int64_t n_units,
+                                          int64_t *gather_a, int64_t *gather_b,
+                                          int32_t *group_out);
+int32_t fib_pair_build(fib_graph *g, const fib_block_source *S, bool single_second,
+                       fib_pair_add_fn add, fib_pair_add_gather_fn add_gather, int32_t *id);
+bool fib_pair_gathers(const fib_graph *g, int32_t group, int64_t *const *out);
 
 /* pair.c: budget roles and energies of a sum or a product (fib_block_ops):
  * both sources and the group share one partition when neither gathers. */

@@ -184,3 +184,46 @@ void fib_pair_budget_backward(const fib_graph *g, int32_t group, int32_t source_
     for (int64_t i = 0; i < g->groups[group].n_units; i++)
         src_energy[fib_gather_at(gather, i)] += energy[i];
 }
+
+int32_t fib_pair_build(fib_graph *g, const fib_block_source *S, bool single_second,
+                       fib_pair_add_fn add, fib_pair_add_gather_fn add_gather, int32_t *id)
+{
+    int32_t st = fib_source_no_extras(S, false, false, NULL);
+    if (st != FIB_OK)
+        return st;
+    const fib_group *a = fib_source_group(g, S, 0), *b = fib_source_group(g, S, 1);
+    if ((a->rows != b->rows || a->cols != b->cols) &&
+        !(single_second && b->rows == 1 && b->cols == 1))
+        return fib_source_error(S, "'sources': groups %d and %d have "
+                                "different positions", (int)S->sources[0],
+                                (int)S->sources[1]);
+    int64_t *idx[2] = {NULL, NULL};
+    const int64_t width[2] = {a->n_units, b->n_units};
+    bool present;
+    st = S->gathers(S, width, idx, &present);
+    if (st != FIB_OK)
+        return st;
+    if (!present) {
+        if (a->n_units != S->units || b->n_units != S->units)
+            return fib_source_error(S, "a sum without 'gather' needs "
+                                    "sources as wide as itself");
+        return fib_source_done(S, add(g, S->sources[0], S->sources[1], id));
+    }
+    return fib_source_done(S, add_gather(g, S->sources[0], S->sources[1], S->units, idx[0],
+                                         idx[1], id));
+}
+
+bool fib_pair_gathers(const fib_graph *g, int32_t group, int64_t *const *out)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_sum *s = pair_of(g, group);
+    int64_t n = grp->n_units;
+    bool identity = g->groups[grp->sources[0]].n_units == n &&
+                    g->groups[grp->sources[1]].n_units == n;
+    for (int64_t i = 0; i < n; i++) {
+        out[0][i] = fib_gather_at(s->gather_a, i);
+        out[1][i] = fib_gather_at(s->gather_b, i);
+        identity = identity && out[0][i] == i && out[1][i] == i;
+    }
+    return !identity;
+}

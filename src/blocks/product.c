@@ -105,8 +105,16 @@ static void product_forward(const fib_graph *g, int32_t group, int64_t batch,
     }
 }
 
+/* The second factor may have a single position (a scale). */
+static int32_t product_build(fib_graph *g, const fib_block_source *S, int32_t *id)
+{
+    return fib_pair_build(g, S, true, fib_graph_add_product, fib_graph_add_product_gather, id);
+}
+
 const fib_block_ops fib_product_ops = {
     .name = "product",
+    .build = product_build,
+    .gathers = fib_pair_gathers,
     .free_block = fib_pair_free,
     .fiber_width = fib_pair_fiber_width,
     .fiber_fill = fib_pair_fiber_fill,

@@ -130,8 +130,15 @@ static void sum_forward(const fib_graph *g, int32_t group, int64_t batch,
                                         b[r * nb + fib_gather_at(s->gather_b, i)];
 }
 
+static int32_t sum_build(fib_graph *g, const fib_block_source *S, int32_t *id)
+{
+    return fib_pair_build(g, S, false, fib_graph_add_sum, fib_graph_add_sum_gather, id);
+}
+
 const fib_block_ops fib_sum_ops = {
     .name = "sum",
+    .build = sum_build,
+    .gathers = fib_pair_gathers,
     .free_block = fib_pair_free,
     .fiber_width = fib_pair_fiber_width,
     .fiber_fill = fib_pair_fiber_fill,

@@ -67,16 +67,6 @@ KIND_NAMES_ALLOWED = {
     "graphs/graph_api.c": ({"FIB_OP_NODES", "fib_nodes_ops"},
                            "the node-group kind's own file (the graphs layer stands "
                            "beside blocks and may not use it)"),
-    "io/model_blocks.c": ("*", "the model-file format: reads each kind's tensors and "
-                          "attributes into its constructor (per-kind loaders, which "
-                          "need io's tensors; docs/design.md)"),
-    "io/model_load.c": ({"FIB_OP_INPUT", "FIB_OP_SUM"},
-                        "the file format: version 1 files know the kinds up to sum "
-                        "(input, dense, sum); an input entry makes no block"),
-    "io/model_save.c": ({"FIB_OP_SUM", "FIB_OP_PRODUCT"},
-                        "the file format: sums and products write their two gathers "
-                        "under the key \"gather\", which their blocks do not list "
-                        "as params"),
     "cli/cli.c": ("*", "the command is a client of the public header, where the "
                   "FIB_OP_* constants are public"),
     "cli/report.c": ("*", "the command is a client of the public header"),

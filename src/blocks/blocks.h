@@ -315,5 +315,8 @@ int32_t fib_op_arity(int32_t op);
 /* Whether a FIB_OP_* kind is a block of a network (model files hold
  * networks); graph node groups are not. */
 bool fib_op_is_network(int32_t op);
+/* kind_table.c: the fib_block_ops of a network's kind; NULL for an input
+ * (no block) and for node groups (graphs layer). */
+const fib_block_ops *fib_block_ops_of(int32_t op);
 
 #endif

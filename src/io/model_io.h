@@ -1,7 +1,7 @@
 /* Shared by the model-file sources: model.c (entry points, options, the
  * state-dict fallback), model_load.c (the structure metadata and the
- * projection), model_blocks.c (one loader per kind of block) and
- * model_save.c (the writer). The format is docs/model-files.md. */
+ * projection), model_blocks.c (a group's description for its kind's
+ * build) and model_save.c (the writer). The format is docs/model-files.md. */
 #ifndef FIB_IO_MODEL_IO_H
 #define FIB_IO_MODEL_IO_H
 
@@ -75,8 +75,9 @@ int32_t fib_model_load_structure(fib_model_loader *L, const char *meta,
 /* The projection of a base file, checked against L->graph. */
 int32_t fib_model_read_projection(fib_model_loader *L, fib_partition **out);
 
-/* model_blocks.c: adds the block of a non-input group (everything checked
- * against the file and the graph so far). */
+/* model_blocks.c: adds the block of a non-input group, built by its kind
+ * from the group's description (everything checked against the file and
+ * the graph so far). */
 int32_t fib_model_add_block(fib_model_loader *L, const fib_model_group *G,
                             int32_t *id);
 

@@ -168,6 +168,13 @@ static int32_t set_attributes(loader *L, const fib_model_group *G, int32_t id,
     return FIB_OK;
 }
 
+/* The kinds a version 1 file holds (docs/model-files.md). */
+static bool version_1_op(const char *name)
+{
+    return strcmp(name, "input") == 0 || strcmp(name, "dense") == 0 ||
+           strcmp(name, "sum") == 0;
+}
+
 static void make_label(fib_model_group *G)
 {
     const fib_json *name = fib_json_get(G->json, "name");
@@ -190,7 +197,7 @@ static int32_t add_group(loader *L, int64_t index, const fib_json *g)
     if (!op || op->kind != FIB_JSON_STRING)
         return fib_model_error(L, G.label, "'op' is missing");
     G.op = fib_model_op_from_name(op->string);
-    if (G.op < 0 || (L->version < 2 && G.op > FIB_OP_SUM))
+    if (G.op < 0 || (L->version < 2 && !version_1_op(op->string)))
         return fib_model_error(L, G.label, "unknown op '%s' (%s expected)",
                                op->string,
                                L->version < 2
@@ -208,7 +215,7 @@ static int32_t add_group(loader *L, int64_t index, const fib_json *g)
     if (st != FIB_OK)
         return st;
     int32_t id = -1;
-    if (G.op == FIB_OP_INPUT) {
+    if (fib_op_arity(G.op) == 0) { /* an input: it reads no group, has no block */
         st = fib_graph_add_input_positions(L->graph, G.units, rows, cols, &id);
         if (st != FIB_OK)
             return fib_model_rewrap(st, L->path, G.label);

@@ -199,30 +199,29 @@ static void write_index_array(fib_jbuf *j, const int64_t *v, int64_t n)
     fib_jbuf_raw(j, "]");
 }
 
-/* A sum's or a product's gathers, when they are not the identity. */
-static int32_t write_sum(const fib_graph *g, int32_t i, const char *path,
-                         fib_jbuf *j)
+/* The gathers a block reads its sources through (fib_block_ops.gathers),
+ * under "gather" when not every one is the identity. */
+static int32_t write_gathers(const fib_graph *g, int32_t i, const char *path,
+                             fib_jbuf *j)
 {
     const fib_group *grp = &g->groups[i];
     int64_t n = grp->n_units;
-    int64_t *a = fib_alloc(n, sizeof *a), *b = fib_alloc(n, sizeof *b);
-    int32_t st = (a && b) ? fib_graph_read_sum(g, i, a, b)
-                          : fib_error(FIB_E_NOMEM, "%s: out of memory", path);
-    if (st == FIB_OK) {
-        bool identity = g->groups[grp->sources[0]].n_units == n &&
-                        g->groups[grp->sources[1]].n_units == n;
-        for (int64_t k = 0; k < n && identity; k++)
-            identity = a[k] == k && b[k] == k;
-        if (!identity) {
-            fib_jbuf_raw(j, ",\"gather\":[");
-            write_index_array(j, a, n);
-            fib_jbuf_raw(j, ",");
-            write_index_array(j, b, n);
-            fib_jbuf_raw(j, "]");
+    int64_t *lists[3] = {NULL, NULL, NULL};
+    int32_t st = FIB_OK;
+    for (int32_t x = 0; x < grp->n_sources && st == FIB_OK; x++)
+        if (!(lists[x] = fib_alloc(n, sizeof *lists[x])))
+            st = fib_error(FIB_E_NOMEM, "%s: out of memory", path);
+    if (st == FIB_OK && grp->ops->gathers(g, i, lists)) {
+        fib_jbuf_raw(j, ",\"gather\":[");
+        for (int32_t x = 0; x < grp->n_sources; x++) {
+            if (x)
+                fib_jbuf_raw(j, ",");
+            write_index_array(j, lists[x], n);
         }
+        fib_jbuf_raw(j, "]");
     }
-    fib_free(a);
-    fib_free(b);
+    for (int32_t x = 0; x < grp->n_sources; x++)
+        fib_free(lists[x]);
     return st;
 }
 
@@ -301,8 +300,8 @@ static int32_t write_group(saver *s, const fib_graph *g, int32_t i, int32_t dtyp
             fib_jbuf_raw(j, ",\"scalar\":");
             fib_jbuf_double(j, grp->ops->scalar(g, i));
         }
-        if (st == FIB_OK && (grp->op == FIB_OP_SUM || grp->op == FIB_OP_PRODUCT))
-            st = write_sum(g, i, s->path, j);
+        if (st == FIB_OK && grp->ops->gathers)
+            st = write_gathers(g, i, s->path, j);
     }
     if (grp->eps_override >= 0) {
         fib_jbuf_raw(j, ",\"eps\":");

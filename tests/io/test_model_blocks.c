@@ -365,6 +365,51 @@ static void check_identical(const fib_graph *a, const fib_graph *b, const char *
 
 /* ---- round trips --------------------------------------------------------- */
 
+/* The whole of a small file (NULL when it cannot be read); *size its length. */
+static char *file_bytes(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *data = NULL;
+    *size = 0;
+    for (size_t cap = 0;;) {
+        if (*size == cap) {
+            cap = cap ? 2 * cap : 65536;
+            char *more = realloc(data, cap);
+            if (!more)
+                break;
+            data = more;
+        }
+        size_t n = fread(data + *size, 1, cap - *size, f);
+        if (n == 0)
+            break;
+        *size += n;
+    }
+    fclose(f);
+    return data;
+}
+
+/* A loaded model file saves to the bytes it was read from: what a kind's
+ * build reads back is exactly what its tensor, params, scalar and gathers
+ * wrote. */
+static void check_saves_same_bytes(const fib_graph *back, const char *path, int32_t dtype,
+                                   const char *what)
+{
+    char again[400];
+    tmp_path(again, sizeof again, "rt-again.safetensors");
+    CHECK_OK(fib_model_save(back, again, dtype));
+    size_t na = 0, nb = 0;
+    char *a = file_bytes(path, &na), *b = file_bytes(again, &nb);
+    CHECK(a && b && na == nb && same_bits(a, b, na));
+    if (!(a && b && na == nb && same_bits(a, b, na)))
+        fprintf(stderr, "  %s: saving the loaded model gives other bytes (%zu, %zu)\n", what,
+                na, nb);
+    free(a);
+    free(b);
+    unlink(again);
+}
+
 static fib_graph *round_trip(const fib_graph *g, const char *what, int32_t dtype, int32_t copy)
 {
     char path[400];
@@ -375,11 +420,12 @@ static fib_graph *round_trip(const fib_graph *g, const char *what, int32_t dtype
     lo.copy = copy;
     fib_graph *back = NULL;
     CHECK_OK(fib_model_load(path, &lo, &back));
-    unlink(path);
     if (back) {
         check_identical(g, back, what);
+        check_saves_same_bytes(back, path, dtype, what);
         n_round_trips++;
     }
+    unlink(path);
     return back;
 }
 
@@ -686,6 +732,9 @@ static void hostile_metadata(void)
          FIB_E_FORMAT, "'params' item 2 (stride) is 0"},
         {"unknown tensor key", 0, "\"shift\":", "\"shifts\":", NULL, FIB_E_FORMAT,
          "group 2: 'tensors': a affine block has no tensor 'shifts'"},
+        {"tensor of a kind without tensors", 0, "\"op\":\"flatten\",\"units\":27",
+         "\"op\":\"flatten\",\"tensors\":{\"weight\":\"groups.1.weight\"},\"units\":27",
+         NULL, FIB_E_FORMAT, "group 6: 'tensors': a flatten block has no tensor 'weight'"},
         {"positions", 0, "\"positions\":[3,3]", "\"positions\":[3,4]", NULL, FIB_E_FORMAT,
          "'positions' is [3, 4] but the block gives [3, 3]"},
         {"flatten width", 0, "\"op\":\"flatten\",\"units\":27", "\"op\":\"flatten\",\"units\":26",

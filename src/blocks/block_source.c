@@ -91,6 +91,18 @@ int32_t fib_source_tensors_make(const fib_block_source *S, const fib_stored_tens
     return FIB_OK;
 }
 
+int32_t fib_source_weight_bias(const fib_block_source *S, int32_t n_dims, const int64_t *shape,
+                               fib_source_tensors *s)
+{
+    fib_stored_tensor t[2] = {{0}};
+    int32_t st = fib_source_tensor(S, "weight", true, n_dims, shape, &t[0]);
+    if (st == FIB_OK)
+        st = fib_source_vector(S, "bias", false, S->units, &t[1]);
+    if (st == FIB_OK)
+        st = fib_source_tensors_make(S, t, 2, s);
+    return st;
+}
+
 int32_t fib_source_owned_copy(const fib_block_source *S, const char *key,
                               const fib_stored_tensor *t, bool positive, double **out)
 {

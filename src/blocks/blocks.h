@@ -293,6 +293,10 @@ typedef struct fib_source_tensors {
 int32_t fib_source_tensors_make(const fib_block_source *S, const fib_stored_tensor *t, int n,
                                 fib_source_tensors *s);
 void fib_source_tensors_free(fib_source_tensors *s);
+/* A "weight" of the given shape and an optional "bias" of one value per
+ * unit, as a set (data[0] the weight, data[1] the bias or NULL). */
+int32_t fib_source_weight_bias(const fib_block_source *S, int32_t n_dims, const int64_t *shape,
+                               fib_source_tensors *s);
 /* A float64 copy of a tensor for an owned constructor (NULL when absent),
  * every value finite (and > 0 when positive). */
 int32_t fib_source_owned_copy(const fib_block_source *S, const char *key,

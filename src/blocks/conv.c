@@ -756,14 +756,8 @@ static int32_t conv_build(fib_graph *g, const fib_block_source *S, int32_t *id)
                                 "it must divide both %lld input and %lld output "
                                 "channels", (long long)groups, (long long)in,
                                 (long long)S->units);
-    fib_stored_tensor t[2] = {{0}};
-    st = fib_source_tensor(S, "weight", true, 4,
-                           (int64_t[]){S->units, in / groups, p[0], p[1]}, &t[0]);
-    if (st == FIB_OK)
-        st = fib_source_vector(S, "bias", false, S->units, &t[1]);
     fib_source_tensors s;
-    if (st == FIB_OK)
-        st = fib_source_tensors_make(S, t, 2, &s);
+    st = fib_source_weight_bias(S, 4, (int64_t[]){S->units, in / groups, p[0], p[1]}, &s);
     if (st != FIB_OK)
         return st;
     st = fib_graph_add_conv(g, S->sources[0], S->units, p[0], p[1], p[2],

@@ -890,15 +890,10 @@ static const char *const dense_tensor_keys[] = {"weight", "bias", NULL};
 static int32_t dense_build(fib_graph *g, const fib_block_source *S, int32_t *id)
 {
     int64_t n_in = fib_source_group(g, S, 0)->n_units;
-    fib_stored_tensor t[2] = {{0}};
     int32_t st = fib_source_no_extras(S, false, false, dense_tensor_keys);
-    if (st == FIB_OK)
-        st = fib_source_tensor(S, "weight", true, 2, (int64_t[]){S->units, n_in}, &t[0]);
-    if (st == FIB_OK)
-        st = fib_source_vector(S, "bias", false, S->units, &t[1]);
     fib_source_tensors s;
     if (st == FIB_OK)
-        st = fib_source_tensors_make(S, t, 2, &s);
+        st = fib_source_weight_bias(S, 2, (int64_t[]){S->units, n_in}, &s);
     if (st != FIB_OK)
         return st;
     st = fib_graph_add_dense(g, S->sources[0], S->units, s.dtype, s.data[0], n_in, s.data[1],

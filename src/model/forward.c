@@ -96,14 +96,26 @@ int32_t fib_forward_all(const fib_graph *g, int64_t batch, int32_t dtype,
     return FIB_OK;
 }
 
+/* The activities of every group for the public call `fn`, its arguments
+ * (and `group`, when one is asked for) checked first. */
+static int32_t checked_forward(const fib_graph *g, int64_t batch, int32_t dtype,
+                               const void *inputs, void *out, bool one_group, int32_t group,
+                               const char *fn, double ***activity)
+{
+    int32_t status = check_call(g, batch, dtype, inputs, out, fn);
+    if (!status && one_group)
+        status = fib_graph_check_group(g, group, fn);
+    if (status)
+        return status;
+    return fib_forward_all(g, batch, dtype, inputs, activity);
+}
+
 int32_t fib_graph_forward(const fib_graph *g, int64_t batch, int32_t dtype,
                           const void *inputs, void *outputs)
 {
-    int32_t status = check_call(g, batch, dtype, inputs, outputs, "fib_graph_forward");
-    if (status)
-        return status;
     double **activity;
-    status = fib_forward_all(g, batch, dtype, inputs, &activity);
+    int32_t status = checked_forward(g, batch, dtype, inputs, outputs, false, 0,
+                                     "fib_graph_forward", &activity);
     if (status)
         return status;
     int64_t n_outputs = 0, column = 0;
@@ -124,13 +136,9 @@ int32_t fib_graph_forward(const fib_graph *g, int64_t batch, int32_t dtype,
 int32_t fib_graph_forward_group(const fib_graph *g, int64_t batch, int32_t dtype,
                                 const void *inputs, int32_t group, void *out)
 {
-    int32_t status = check_call(g, batch, dtype, inputs, out, "fib_graph_forward_group");
-    if (!status)
-        status = fib_graph_check_group(g, group, "fib_graph_forward_group");
-    if (status)
-        return status;
     double **activity;
-    status = fib_forward_all(g, batch, dtype, inputs, &activity);
+    int32_t status = checked_forward(g, batch, dtype, inputs, out, true, group,
+                                     "fib_graph_forward_group", &activity);
     if (status)
         return status;
     int64_t n = fib_group_activity_width(&g->groups[group]);

@@ -146,6 +146,11 @@ int32_t fib_pair_compress(const fib_graph *g, int32_t group, const fib_partition
 int32_t fib_pair_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
                       fib_graph *full, const int32_t *full_ids);
 int64_t fib_pair_num_parameters(const fib_graph *g, int32_t group);
+/* The forward pass of a sum (multiply false) or a product: z[i] =
+ * a[gather_a[i]] + (or x) b[gather_b[i]] at every position; a product's
+ * second factor of a single position is read at every position. */
+void fib_pair_forward(const fib_graph *g, int32_t group, int64_t batch,
+                      double *const *activity, double *out, bool multiply);
 /* The build of a sum or a product (fib_block_ops.build) through its
  * constructors without and with gathers; single_second: the second
  * operand may have a single position. */

@@ -185,6 +185,28 @@ void fib_pair_budget_backward(const fib_graph *g, int32_t group, int32_t source_
         src_energy[fib_gather_at(gather, i)] += energy[i];
 }
 
+void fib_pair_forward(const fib_graph *g, int32_t group, int64_t batch,
+                      double *const *activity, double *out, bool multiply)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_sum *s = pair_of(g, group);
+    int64_t na = g->groups[grp->sources[0]].n_units;
+    int64_t nb = g->groups[grp->sources[1]].n_units;
+    int64_t positions = fib_group_positions(grp);
+    bool broadcast = multiply && fib_group_positions(&g->groups[grp->sources[1]]) == 1;
+    const double *a = activity[grp->sources[0]], *b = activity[grp->sources[1]];
+    for (int64_t r = 0; r < batch * positions; r++) {
+        const double *arow = a + r * na, *brow = b + (broadcast ? r / positions : r) * nb;
+        double *z = out + r * grp->n_units;
+        if (multiply)
+            for (int64_t i = 0; i < grp->n_units; i++)
+                z[i] = arow[fib_gather_at(s->gather_a, i)] * brow[fib_gather_at(s->gather_b, i)];
+        else
+            for (int64_t i = 0; i < grp->n_units; i++)
+                z[i] = arow[fib_gather_at(s->gather_a, i)] + brow[fib_gather_at(s->gather_b, i)];
+    }
+}
+
 int32_t fib_pair_build(fib_graph *g, const fib_block_source *S, bool single_second,
                        fib_pair_add_fn add, fib_pair_add_gather_fn add_gather, int32_t *id)
 {

@@ -90,19 +90,7 @@ static int32_t product_opfiber_fill(const fib_graph *g, int32_t group,
 static void product_forward(const fib_graph *g, int32_t group, int64_t batch,
                             double *const *activity, double *out)
 {
-    const fib_group *grp = &g->groups[group];
-    const fib_sum *s = product_of(g, group);
-    int64_t na = g->groups[grp->sources[0]].n_units;
-    int64_t nb = g->groups[grp->sources[1]].n_units;
-    int64_t positions = fib_group_positions(grp);
-    bool broadcast = fib_group_positions(&g->groups[grp->sources[1]]) == 1;
-    const double *a = activity[grp->sources[0]], *b = activity[grp->sources[1]];
-    for (int64_t r = 0; r < batch * positions; r++) {
-        const double *brow = b + (broadcast ? r / positions : r) * nb;
-        for (int64_t i = 0; i < grp->n_units; i++)
-            out[r * grp->n_units + i] = a[r * na + fib_gather_at(s->gather_a, i)] *
-                                        brow[fib_gather_at(s->gather_b, i)];
-    }
+    fib_pair_forward(g, group, batch, activity, out, true);
 }
 
 /* The second factor may have a single position (a scale). */

@@ -118,16 +118,7 @@ static int32_t sum_opfiber_fill(const fib_graph *g, int32_t group,
 static void sum_forward(const fib_graph *g, int32_t group, int64_t batch,
                         double *const *activity, double *out)
 {
-    const fib_group *grp = &g->groups[group];
-    const fib_sum *s = sum_of(g, group);
-    int64_t na = g->groups[grp->sources[0]].n_units;
-    int64_t nb = g->groups[grp->sources[1]].n_units;
-    const double *a = activity[grp->sources[0]], *b = activity[grp->sources[1]];
-    int64_t rows = batch * fib_group_positions(grp);
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t i = 0; i < grp->n_units; i++)
-            out[r * grp->n_units + i] = a[r * na + fib_gather_at(s->gather_a, i)] +
-                                        b[r * nb + fib_gather_at(s->gather_b, i)];
+    fib_pair_forward(g, group, batch, activity, out, false);
 }
 
 static int32_t sum_build(fib_graph *g, const fib_block_source *S, int32_t *id)

@@ -48,7 +48,7 @@ from ._ties import keep_ties
 __all__ = ["analyze", "compress", "verify", "lift", "break_symmetry", "apply_plan",
            "FiberTracker", "Plan", "Report", "UnsupportedModelError", "TraceMismatchError",
            "TrainModeWarning", "count_parameters", "save", "load", "LlamaDecoder",
-           "Gpt2Decoder", "load_decoder"]
+           "Gpt2Decoder", "load_decoder", "BertEncoder", "load_encoder"]
 
 Difference = namedtuple("Difference", "max_abs max_rel")
 
@@ -467,3 +467,4 @@ from ._files import CompressedSource, load, save  # noqa: E402
 from ._tracker import FiberTracker  # noqa: E402
 from ._ladder import tolerance_tree  # noqa: E402
 from ._decoders import Gpt2Decoder, LlamaDecoder, load_decoder  # noqa: E402
+from ._encoder import BertEncoder, load_encoder  # noqa: E402

@@ -119,7 +119,23 @@ static int32_t same_projection(const fib_base *base, int32_t a, int32_t b, int64
     return st;
 }
 
-/* Whether the checkpoint layout holds the base; if not, W->reason says why. */
+/* Whether a product group of g multiplies unit c of both factors for every
+ * c (no gather). */
+static int32_t reads_alike(const fib_graph *g, int32_t group, int64_t n, bool *alike)
+{
+    int64_t *a = fib_alloc(n > 0 ? n : 1, sizeof *a), *b = fib_alloc(n > 0 ? n : 1, sizeof *b);
+    int32_t st = a && b ? fib_graph_read_sum(g, group, a, b)
+                        : fib_error(FIB_E_NOMEM, "fib_base_save_checkpoint: out of memory");
+    *alike = st == FIB_OK;
+    for (int64_t c = 0; c < n && *alike; c++)
+        *alike = a[c] == c && b[c] == c;
+    fib_free(a);
+    fib_free(b);
+    return st;
+}
+
+/* Whether the checkpoint layout holds the written graph (base: its
+ * projection, or NULL for a lift); if not, W->reason says why. */
 static int32_t layout_holds(hf_writer *W, const fib_base *base, bool *holds)
 {
     *holds = false;
@@ -145,7 +161,16 @@ static int32_t layout_holds(hf_writer *W, const fib_base *base, bool *holds)
         W->model_inner = n;
         if (!W->gpt2 && !W->bert && ends_with(name, ".mlp.product")) {
             /* gate, up and product alike: the product reads unit c of both */
-            for (int32_t s = 0; s < 2; s++) {
+            bool alike = false;
+            int32_t st = reads_alike(W->base, i, k, &alike);
+            if (st != FIB_OK)
+                return st;
+            if (!alike) {
+                say(W, "the product '%s' gathers its factors; the checkpoint layout "
+                    "multiplies gate unit c by up unit c", name);
+                return FIB_OK;
+            }
+            for (int32_t s = 0; s < 2 && base; s++) {
                 int32_t source = -1;
                 bool same = false;
                 int32_t st = fib_graph_group_source(W->model, i, s, &source);
@@ -409,10 +434,24 @@ static int32_t emit_one(hf_writer *W, const char *name, int32_t group, const cha
     return emit(W, name, &p, 1);
 }
 
+/* The tensors planned from `first` on in the widest of their dtypes: a
+ * block's tensors share one dtype in a checkpoint (the reader refuses
+ * mixed ones), and widening keeps every value. */
+static void share_dtype(hf_writer *W, int64_t first)
+{
+    int32_t widest = W->out[first].dtype;
+    for (int64_t i = first + 1; i < W->n_out; i++)
+        if (fib_dtype_size(W->out[i].dtype) > fib_dtype_size(widest))
+            widest = W->out[i].dtype;
+    for (int64_t i = first; i < W->n_out; i++)
+        W->out[i].dtype = widest;
+}
+
 /* A dense group as `<name>.weight` (and `.bias`), optionally transposed. */
 static int32_t emit_dense(hf_writer *W, int32_t group, const char *name, bool transpose)
 {
     char t[MAX_NAME];
+    int64_t first = W->n_out;
     snprintf(t, sizeof t, "%s.weight", name);
     int32_t st = emit_one(W, t, group, "weight", transpose);
     int32_t has_bias = 0;
@@ -421,6 +460,8 @@ static int32_t emit_dense(hf_writer *W, int32_t group, const char *name, bool tr
         snprintf(t, sizeof t, "%s.bias", name);
         st = emit_one(W, t, group, "bias", false);
     }
+    if (st == FIB_OK)
+        share_dtype(W, first);
     return st;
 }
 
@@ -473,11 +514,14 @@ static int32_t emit_gpt2(hf_writer *W)
                 w[p] = (hf_piece){i + p, "weight", true};
                 b[p] = (hf_piece){i + p, "bias", false};
             }
+            int64_t first = W->n_out;
             snprintf(t, sizeof t, "%.*s.c_attn.weight", (int)stem, name);
             st = emit(W, t, w, 3);
             snprintf(t, sizeof t, "%.*s.c_attn.bias", (int)stem, name);
             if (st == FIB_OK)
                 st = emit(W, t, b, 3);
+            if (st == FIB_OK)
+                share_dtype(W, first);
         } else if (ends_with(name, ".c_proj") || ends_with(name, ".c_fc")) {
             st = emit_dense(W, i, name, true);
         }
@@ -689,7 +733,8 @@ static int32_t make_temp_folder(const char *path, char *temp, size_t size)
     return fib_error(FIB_E_IO, "%s: cannot create a temporary folder beside it", path);
 }
 
-static int32_t write_directory(hf_writer *W, const char *path, const fib_jbuf *config)
+static int32_t write_directory(hf_writer *W, const char *path, const fib_jbuf *config,
+                               const char *projection)
 {
     struct stat sb;
     if (stat(path, &sb) == 0 && !S_ISDIR(sb.st_mode))
@@ -701,9 +746,11 @@ static int32_t write_directory(hf_writer *W, const char *path, const fib_jbuf *c
     snprintf(file, sizeof file, "%s/config.json", temp);
     st = write_config(file, config);
     if (st == FIB_OK) {
-        static const char *const keys[] = {"format"}, *const values[] = {"pt"};
+        /* transformers reads "format" and ignores other keys */
+        const char *keys[] = {"format", FIB_HF_PROJECTION_KEY}, *values[] = {"pt", projection};
         snprintf(file, sizeof file, "%s/model.safetensors", temp);
-        st = fib_st_write_produced(file, W->out, W->n_out, keys, values, 1, produce, W);
+        st = fib_st_write_produced(file, W->out, W->n_out, keys, values, projection ? 2 : 1,
+                                   produce, W);
     }
     if (st == FIB_OK && rename(temp, path) != 0) {
         int e = errno;
@@ -754,16 +801,47 @@ static void release(hf_writer *W)
     fib_free(W->originals);
 }
 
-int32_t fib_base_save_checkpoint(const fib_base *base, const fib_graph *model,
-                                 const char *model_dir, const char *path, int32_t dtype,
-                                 int32_t *saved_as, char *reason, size_t reason_size)
+/* The projection of every group of the model onto the written base, as
+ * the library's format stores it (one array per group): `fib_base_load`
+ * reads it back from the directory, so that `fibration lift` expands it. */
+static int32_t projection_text(const hf_writer *W, const fib_base *base, fib_jbuf *out)
 {
-    static const char fn[] = "fib_base_save_checkpoint";
-    if (!base || !model || !model_dir || !path || !saved_as)
-        return fib_error(FIB_E_NULL, "%s: NULL argument", fn);
+    int64_t widest = 1;
+    for (int32_t i = 0; i < W->n_groups; i++)
+        widest = units_of(W->model, i) > widest ? units_of(W->model, i) : widest;
+    int64_t *p = fib_alloc(widest, sizeof *p);
+    if (!p)
+        return fib_error(FIB_E_NOMEM, "fib_base_save_checkpoint: out of memory");
+    int32_t st = FIB_OK;
+    fib_jbuf_raw(out, "[");
+    for (int32_t i = 0; i < W->n_groups && st == FIB_OK; i++) {
+        int64_t n = units_of(W->model, i);
+        st = fib_base_projection(base, i, p, n);
+        fib_jbuf_raw(out, i ? ",[" : "[");
+        for (int64_t u = 0; u < n && st == FIB_OK; u++) {
+            if (u)
+                fib_jbuf_raw(out, ",");
+            fib_jbuf_int(out, p[u]);
+        }
+        fib_jbuf_raw(out, "]");
+    }
+    fib_jbuf_raw(out, "]");
+    fib_free(p);
+    return st == FIB_OK ? fib_jbuf_status(out) : st;
+}
+
+/* Writes `written` (a base's graph, or a lift's: the model's groups, with
+ * other MLP widths) in the layout of the checkpoint model_dir when it can
+ * hold it, else in the library's format (the base's, with its projection;
+ * the graph's otherwise). */
+static int32_t save_checkpoint(const fib_base *base, const fib_graph *written,
+                               const fib_graph *model, const char *model_dir,
+                               const char *path, int32_t dtype, int32_t *saved_as,
+                               char *reason, size_t reason_size, const char *fn)
+{
     hf_writer W = {0};
     W.model = model;
-    W.base = fib_base_graph(base);
+    W.base = written;
     W.model_dir = model_dir;
     W.reason = reason;
     W.reason_size = reason_size;
@@ -776,8 +854,8 @@ int32_t fib_base_save_checkpoint(const fib_base *base, const fib_graph *model,
     for (int32_t i = 0; matches && i < W.n_groups; i++)
         matches = strcmp(fib_graph_group_name(model, i), fib_graph_group_name(W.base, i)) == 0;
     if (!matches)
-        return fib_error(FIB_E_MISMATCH, "%s: the base is not one of this model (groups "
-                         "differ)", fn);
+        return fib_error(FIB_E_MISMATCH, "%s: the %s is not one of this model (groups "
+                         "differ)", fn, base ? "base" : "graph");
     char *text = NULL;
     size_t size = 0;
     fib_json *config = NULL;
@@ -800,8 +878,9 @@ int32_t fib_base_save_checkpoint(const fib_base *base, const fib_graph *model,
         else
             st = layout_holds(&W, base, &holds);
     }
-    fib_jbuf json;
+    fib_jbuf json, projection;
     fib_jbuf_init(&json);
+    fib_jbuf_init(&projection);
     if (st == FIB_OK && holds)
         st = W.gpt2 ? emit_gpt2(&W) : W.bert ? emit_bert(&W) : emit_llama(&W);
     if (st == FIB_OK && holds && W.bert)
@@ -812,15 +891,40 @@ int32_t fib_base_save_checkpoint(const fib_base *base, const fib_graph *model,
         else
             fib_jbuf_bytes(&json, text, size), st = fib_jbuf_status(&json);
     }
+    if (st == FIB_OK && holds && base)
+        st = projection_text(&W, base, &projection);
     if (st == FIB_OK && holds)
-        st = write_directory(&W, path, &json);
+        st = write_directory(&W, path, &json, base ? projection.data : NULL);
     if (st == FIB_OK && !holds)
-        st = fib_base_save(base, path, dtype);
+        st = base ? fib_base_save(base, path, dtype) : fib_model_save(written, path, dtype);
     if (st == FIB_OK)
         *saved_as = holds ? FIB_SAVED_CHECKPOINT : FIB_SAVED_MODEL_FILE;
     fib_jbuf_free(&json);
+    fib_jbuf_free(&projection);
     release(&W);
     fib_json_free(config);
     fib_free(text);
     return st;
+}
+
+int32_t fib_base_save_checkpoint(const fib_base *base, const fib_graph *model,
+                                 const char *model_dir, const char *path, int32_t dtype,
+                                 int32_t *saved_as, char *reason, size_t reason_size)
+{
+    static const char fn[] = "fib_base_save_checkpoint";
+    if (!base || !model || !model_dir || !path || !saved_as)
+        return fib_error(FIB_E_NULL, "%s: NULL argument", fn);
+    return save_checkpoint(base, fib_base_graph(base), model, model_dir, path, dtype,
+                           saved_as, reason, reason_size, fn);
+}
+
+int32_t fib_graph_save_checkpoint(const fib_graph *graph, const fib_graph *model,
+                                  const char *model_dir, const char *path, int32_t dtype,
+                                  int32_t *saved_as, char *reason, size_t reason_size)
+{
+    static const char fn[] = "fib_graph_save_checkpoint";
+    if (!graph || !model || !model_dir || !path || !saved_as)
+        return fib_error(FIB_E_NULL, "%s: NULL argument", fn);
+    return save_checkpoint(NULL, graph, model, model_dir, path, dtype, saved_as, reason,
+                           reason_size, fn);
 }

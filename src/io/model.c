@@ -232,15 +232,16 @@ static int32_t load_hf_base(const char *path, bool copy, fib_graph **out,
     fib_st_file *f = NULL;
     int32_t st = fib_st_open(file, &f);
     if (st != FIB_OK)
-        return fib_error(FIB_E_FORMAT, "%s: a folder without model.safetensors is not a "
-                         "base written by fib_base_save_checkpoint or `fibration "
-                         "compress`", path);
+        return fib_error(FIB_E_FORMAT, "%s: a folder (a Hugging Face checkpoint) is a "
+                         "model, not a base: no model.safetensors with '"
+                         FIB_HF_PROJECTION_KEY "' metadata (what fib_base_save_checkpoint "
+                         "and `fibration compress` write)", path);
     const char *text = fib_st_meta(f, FIB_HF_PROJECTION_KEY);
     fib_json *projection = NULL;
     if (!text)
         st = fib_error(FIB_E_FORMAT, "%s: no '" FIB_HF_PROJECTION_KEY "' metadata: a "
-                       "checkpoint folder is a model, not a base written by "
-                       "fib_base_save_checkpoint or `fibration compress`", file);
+                       "folder (a Hugging Face checkpoint) is a model, not a base written "
+                       "by fib_base_save_checkpoint or `fibration compress`", file);
     else
         st = fib_json_parse(text, strlen(text), file, &projection);
     fib_graph *graph = NULL;

@@ -466,5 +466,6 @@ def retune(model, x_train, y_train, budgets=(0.5, 0.3, 0.17, 0.1), val_fraction=
 from ._files import CompressedSource, load, save  # noqa: E402
 from ._tracker import FiberTracker  # noqa: E402
 from ._ladder import tolerance_tree  # noqa: E402
-from ._decoders import Gpt2Decoder, LlamaDecoder, load_decoder  # noqa: E402
+from ._checkpoints import load_decoder  # noqa: E402
+from ._decoders import Gpt2Decoder, LlamaDecoder  # noqa: E402
 from ._encoder import BertEncoder, load_encoder  # noqa: E402

@@ -459,12 +459,7 @@ def load_decoder(path, config=None):
     """A LlamaDecoder or Gpt2Decoder (float32, eval mode) holding a
     checkpoint directory's weights (the original, or a base written in its
     layout), or a base file in the library's format; the latter needs
-    `config`: the original directory, its config.json, or its dict. A
-    checkpoint of model type "bert" gives its BertEncoder (load_encoder)."""
-    described_by = path if os.path.isdir(path) else config
-    if described_by is not None and _read_config(described_by).get("model_type") == "bert":
-        from ._encoder import load_encoder
-        return load_encoder(path, config)
+    `config`: the original directory, its config.json, or its dict."""
     if os.path.isdir(path):
         return _load_directory(path)
     if config is None:

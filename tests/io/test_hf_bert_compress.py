@@ -24,7 +24,6 @@ import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")

@@ -32,7 +32,7 @@ import test_hf_bert_compress as BC  # noqa: E402
 import test_hf_compress as C  # noqa: E402
 import test_hf_gpt2 as G  # noqa: E402
 import test_hf_llama as L  # noqa: E402
-from test_transformer_torch import lib, rel_diff  # noqa: E402,F401  (lib is a fixture)
+from test_transformer_torch import lib  # noqa: E402,F401  (lib is a fixture)
 
 if "FIBRATION_LIBRARY" not in os.environ:
     os.environ["FIBRATION_LIBRARY"] = str(HERE.parents[1] / "build" / "src" / "libfibration.so")

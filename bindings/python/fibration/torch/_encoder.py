@@ -15,15 +15,14 @@ next-sentence heads are not part of the module (the library leaves them
 out of the analysed function). Bases whose residual stream or attention
 were merged are refused by name: `fib_graph_forward` runs those."""
 
-import json
 import math
 import os
 
 import torch
 from torch import nn
 
-from ._decoders import (_GPT2_ACTIVATIONS, LayerNorm, _checkpoint_tensors, _is_identity,
-                        _read_config, _refuse, read_safetensors)
+from ._decoders import (_GPT2_ACTIVATIONS, LayerNorm, _checkpoint_tensors, _read_config,
+                        _refuse, base_file_groups)
 from ._errors import UnsupportedModelError
 
 _HEADS_LEFT_OUT = ("pooler.", "cls.seq_relationship.")
@@ -233,28 +232,7 @@ def _load_bert_directory(directory, config):
 
 def _load_bert_base_file(path, config):
     """A base in the library's format: groups carry the checkpoint's names."""
-    tensors, metadata = read_safetensors(path)
-    if "fibration" not in metadata:
-        raise UnsupportedModelError(f"{path}: no 'fibration' structure metadata; a checkpoint "
-                                    f"directory is loaded by its folder")
-    structure = json.loads(metadata["fibration"])
-    groups = structure["groups"]
-    projection = structure.get("projection") or [None] * len(groups)
-    by_name = {}
-    for group, proj in zip(groups, projection):
-        name = group.get("name", "")
-        by_name[name] = group
-        if proj is not None and not name.endswith(".intermediate.dense") and \
-                not _is_identity(proj):
-            raise UnsupportedModelError(
-                f"{path}: group '{name}' was merged ({len(proj)} -> {group['units']} units); "
-                f"the reference encoder runs bases whose residual stream and attention are "
-                f"unmerged (fib_graph_forward runs this one)")
-
-    def tensor(group_name, key):
-        ref = (by_name[group_name].get("tensors") or {}).get(key)
-        return None if ref is None else tensors[ref].to(torch.float32)
-
+    by_name, tensor = base_file_groups(path, (".intermediate.dense",), "encoder")
     pre = "bert." if "bert.embeddings.word_embeddings" in by_name else ""
     layers = config["num_hidden_layers"]
     widths = [by_name[f"{pre}encoder.layer.{i}.intermediate.dense"]["units"]

@@ -105,13 +105,14 @@ def header(path):
 
 def planted(seed, per_layer, dtype, heads):
     """per_layer[i]: the (kept unit, copy) pairs planted in layer i; heads:
-    None, "mlm" (BertForMaskedLM) or "pretraining" (pooler, MLM and
+    None, "mlm" (BertForMaskedLM), "mlm_untied" (its decoder weight stored,
+    tie_word_embeddings false) or "pretraining" (pooler, MLM and
     next-sentence heads)."""
     sd = B.random_weights(seed)
     for layer, pairs in enumerate(per_layer):
         B.plant_intermediate(sd, layer, pairs, seed + layer)
-    if heads == "mlm":
-        sd = mlm_head(sd, seed + 7)
+    if heads in ("mlm", "mlm_untied"):
+        sd = mlm_head(sd, seed + 7, tied=heads == "mlm")
     elif heads == "pretraining":
         sd = B.with_heads(sd, seed + 7)
     return B.rounded(sd, dtype)
@@ -131,11 +132,12 @@ SAME = [[(1, 5), (2, 17)], [(3, 11), (0, 7)]]
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
 @pytest.mark.parametrize("shards", [1, 2])
-@pytest.mark.parametrize("heads", [None, "mlm", "pretraining"])
+@pytest.mark.parametrize("heads", [None, "mlm", "mlm_untied", "pretraining"])
 def test_bert_base_in_checkpoint_layout_gives_same_hidden_states(lib, tmp_path, dtype, shards,
                                                                  heads):
     sd = planted(41, SAME, dtype, heads)
-    d = write_checkpoint(tmp_path / "ckpt", B.stored(sd, dtype), B.config(), shards)
+    config = B.config(tie_word_embeddings=heads != "mlm_untied")
+    d = write_checkpoint(tmp_path / "ckpt", B.stored(sd, dtype), config, shards)
     out = tmp_path / "base"
     summary = compress(d, out)
     assert summary["format"] == "checkpoint", summary
@@ -143,7 +145,7 @@ def test_bert_base_in_checkpoint_layout_gives_same_hidden_states(lib, tmp_path, 
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["intermediate_size"] == B.INTER - 2
     assert {k: v for k, v in cfg.items() if k != "intermediate_size"} == \
-        {k: v for k, v in B.config().items() if k != "intermediate_size"}
+        {k: v for k, v in config.items() if k != "intermediate_size"}
     tensors = header(out / "model.safetensors")
     assert set(tensors) == set(sd)  # every tensor under its name, nothing else
     p = B.layer_names(1)

@@ -396,7 +396,7 @@ static int32_t produce(void *ctx, int64_t i, const void **data, void **owned)
     if (t->n_pieces == 1 && !t->pieces[0].transpose &&
         view_of(W->base, t->pieces[0].group, t->pieces[0].tensor, &v) &&
         v.dtype == o->dtype && v.col_stride <= 1 &&
-        (v.ndim == 1 ? v.row_stride <= 1 : v.row_stride == v.shape[1])) {
+        (v.ndim == 1 ? v.row_stride == 1 : v.ndim == 2 && v.row_stride == v.shape[1])) {
         *data = v.data;
         return FIB_OK;
     }
@@ -501,11 +501,14 @@ static int32_t emit_gpt2(hf_writer *W)
         } else if (strcmp(name, "lm_head") == 0) {
             st = W->tied ? FIB_OK : emit_dense(W, i, name, false);
         } else if (ends_with(name, "ln_1") || ends_with(name, "ln_2") || ends_with(name, "ln_f")) {
+            int64_t first = W->n_out;
             snprintf(t, sizeof t, "%s.weight", name);
             st = emit_one(W, t, i, "weight", false);
             snprintf(t, sizeof t, "%s.bias", name);
             if (st == FIB_OK)
                 st = emit_one(W, t, i, "bias", false);
+            if (st == FIB_OK)
+                share_dtype(W, first);
         } else if (ends_with(name, ".attn.q")) {
             /* c_attn: q, k and v side by side in Conv1D layout [in, out] */
             size_t stem = strlen(name) - 2;
@@ -548,16 +551,22 @@ static int32_t emit_bert(hf_writer *W)
             snprintf(t, sizeof t, "%s.weight", name);
             st = emit_one(W, t, i, "shift", false);
         } else if (ends_with(name, "LayerNorm")) {
+            int64_t first = W->n_out;
             snprintf(t, sizeof t, "%s.weight", name);
             st = emit_one(W, t, i, "weight", false);
             snprintf(t, sizeof t, "%s.bias", name);
             if (st == FIB_OK)
                 st = emit_one(W, t, i, "bias", false);
+            if (st == FIB_OK)
+                share_dtype(W, first);
         } else if (strcmp(name, "cls.predictions.decoder") == 0) {
+            int64_t first = W->n_out;
             if (!W->tied)
                 st = emit_one(W, "cls.predictions.decoder.weight", i, "weight", false);
             if (st == FIB_OK)
                 st = emit_one(W, "cls.predictions.bias", i, "bias", false);
+            if (st == FIB_OK)
+                share_dtype(W, first);
         } else if (ends_with(name, ".dense") || ends_with(name, ".query") ||
                    ends_with(name, ".key") || ends_with(name, ".value")) {
             st = emit_dense(W, i, name, false);

@@ -145,3 +145,20 @@ def test_lift_refuses_a_checkpoint_without_projection_and_never_replaces(lib, tm
     r = run("lift", base, "-o", full)
     assert r.returncode == 3 and "exists and is not empty; not replaced" in r.stderr
     assert os.listdir(full) == ["keep.txt"]
+
+
+def test_python_lifts_a_base_directory_into_the_layout(lib, tmp_path):
+    """fibration.Graph.save_checkpoint: the lift of a base directory's
+    weights (Base.lift(Graph.load(BASE_DIR))) written in the layout."""
+    import fibration
+    model, d = C.llama_checkpoint(tmp_path, torch.float32, C.LLAMA_SAME)
+    g = fibration.Graph.load(str(d))
+    base = g.compress(g.color())
+    assert base.save_checkpoint(d, tmp_path / "base") == ("checkpoint", "")
+    weights = fibration.Graph.load(str(tmp_path / "base"))
+    lifted = base.lift(weights)
+    kind, reason = lifted.save_checkpoint(weights, tmp_path / "base", tmp_path / "lifted")
+    assert (kind, reason) == ("checkpoint", "")
+    same_layout(d, tmp_path / "lifted")
+    assert C.same_logits(model, ft.load_decoder(tmp_path / "lifted"), L.VOCAB, L.POSITIONS,
+                         15) <= 1e-5

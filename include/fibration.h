@@ -1655,6 +1655,23 @@ FIB_API int32_t fib_base_count(const fib_graph *graph,
 FIB_API int32_t fib_quotient_count_arcs(const fib_graph *graph,
                                         const fib_coloring *coloring,
                                         int64_t *n_arcs_out);
+/* Saves `graph`, a network with the groups of `model` (read by
+ * fib_model_load from the Hugging Face checkpoint directory model_dir) and
+ * other MLP widths, such as fib_lift's expansion of a base that
+ * fib_base_save_checkpoint wrote as a directory, as fib_base_save_checkpoint
+ * saves a base: a checkpoint directory in model_dir's layout (config.json
+ * with the graph's intermediate size) where the layout holds it, else the
+ * library's model file (fib_model_save(graph, path, dtype)) and `reason`
+ * says why. *saved_as receives FIB_SAVED_CHECKPOINT or
+ * FIB_SAVED_MODEL_FILE. Errors: FIB_E_NULL, FIB_E_MISMATCH (graph does not
+ * have model's groups), FIB_E_FORMAT, FIB_E_IO, FIB_E_NOMEM, those of
+ * fib_model_save. docs/model-files.md, "Bases of checkpoint directories". */
+FIB_API int32_t fib_graph_save_checkpoint(const fib_graph *graph,
+                                          const fib_graph *model,
+                                          const char *model_dir,
+                                          const char *path, int32_t dtype,
+                                          int32_t *saved_as, char *reason,
+                                          size_t reason_size);
 
 #ifdef __cplusplus
 }

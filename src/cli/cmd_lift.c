@@ -2,6 +2,8 @@
 #include "commands.h"
 #include "report.h"
 
+#include <sys/stat.h>
+
 static void help(FILE *f)
 {
     fprintf(f,
@@ -13,6 +15,11 @@ static void help(FILE *f)
             "members. OUT computes the same outputs as BASE, and its fibers are\n"
             "the base's classes. BASE may have been retrained in between, as long\n"
             "as its shapes and metadata are unchanged.\n"
+            "\n"
+            "A BASE folder that `fibration compress` wrote from a Hugging Face\n"
+            "checkpoint (in the checkpoint's layout, with its projection) is\n"
+            "lifted to a checkpoint folder OUT in the same layout, with the\n"
+            "original's widths; OUT is never an existing non-empty folder.\n"
             "\n"
             "options:\n"
             "  -o, --output OUT    the file to write (required)\n"
@@ -39,8 +46,16 @@ int cmd_lift(int argc, char **argv)
     cli_test_hook_after_load();
     st = fib_lift(base, NULL, &full);
     rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.model, st);
+    /* a base folder (a checkpoint layout) lifts to a folder in its layout */
+    struct stat model_stat;
+    bool from_directory = stat(o.model, &model_stat) == 0 && S_ISDIR(model_stat.st_mode);
+    int32_t saved_as = FIB_SAVED_MODEL_FILE;
+    char why[600] = "";
     if (rc == CLI_EXIT_OK) {
-        st = fib_model_save(full, o.output, o.dtype);
+        st = from_directory ? fib_graph_save_checkpoint(full, fib_base_graph(base), o.model,
+                                                        o.output, o.dtype, &saved_as, why,
+                                                        sizeof why)
+                            : fib_model_save(full, o.output, o.dtype);
         rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.output, st);
     }
     if (rc == CLI_EXIT_OK && !o.quiet) {
@@ -52,6 +67,10 @@ int cmd_lift(int argc, char **argv)
         cli_human(a, sizeof a, (double)after);
         printf("Params: %s => %s, written to ", b, a);
         cli_put_clean(stdout, o.output);
+        if (from_directory && saved_as == FIB_SAVED_CHECKPOINT)
+            printf(" (a checkpoint directory in the model's layout)");
+        else if (from_directory)
+            printf(" (the library's model format: %s)", why);
         printf("\n");
     }
     fib_graph_free(full);

@@ -177,6 +177,16 @@ static bool summand(const tf_model *m, int32_t g)
     return false;
 }
 
+/* A sum adding to a norm's output (post-norm: the stream arrives
+ * normalised), so that the norm after it is the stream again even when a
+ * head, not a later sum, reads it (BERT's last layer under its MLM head). */
+static bool post_norm_sum(const tf_model *m, int32_t sum)
+{
+    const tf_group *t = &m->groups[sum];
+    return (t->sources[0] >= 0 && m->groups[t->sources[0]].op == FIB_OP_NORM) ||
+           (t->sources[1] >= 0 && m->groups[t->sources[1]].op == FIB_OP_NORM);
+}
+
 /* Whether a sum or norm reads its source unit i into unit i (a graph as
  * built; a base gathers, and its unit i is no longer dimension i of the
  * stream). */
@@ -202,7 +212,7 @@ static bool elementwise(const fib_graph *g, int32_t group, int32_t op, int64_t u
  * or product group after its core (before the next) that a dense group
  * adding to a sum reads. The residual stream is every sum, and every norm
  * reading a sum whose output is the stream again (post-norm: a summand of
- * a later sum, or the model's output). */
+ * a later sum, the model's output, or after a sum that adds to a norm). */
 static int find_parts(const cli_options *o, const fib_graph *g, tf_model *m)
 {
     int32_t st = fib_graph_num_groups(g, &m->n_groups);
@@ -239,7 +249,7 @@ static int find_parts(const cli_options *o, const fib_graph *g, tf_model *m)
         }
         bool stream = t->op == FIB_OP_SUM ||
                       (t->op == FIB_OP_NORM && m->groups[t->sources[0]].op == FIB_OP_SUM &&
-                       (t->is_output || summand(m, i)));
+                       (t->is_output || summand(m, i) || post_norm_sum(m, t->sources[0])));
         if (stream) {
             m->stream[m->n_stream++] = i;
             m->stream_units = t->units;

@@ -221,6 +221,46 @@ static int32_t check_load_options(const fib_load_options *o)
 
 /* Loads the graph; when projection_out is given, the file's projection is
  * validated and returned as partitions (one per group). */
+/* A base checkpoint directory (fib_base_save_checkpoint): the checkpoint
+ * read as any, and the projection its model.safetensors records. */
+static int32_t load_hf_base(const char *path, bool copy, fib_graph **out,
+                            fib_partition **projection_out)
+{
+    char file[4200];
+    if (snprintf(file, sizeof file, "%s/model.safetensors", path) >= (int)sizeof file)
+        return fib_error(FIB_E_INVALID, "%s: path too long", path);
+    fib_st_file *f = NULL;
+    int32_t st = fib_st_open(file, &f);
+    if (st != FIB_OK)
+        return fib_error(FIB_E_FORMAT, "%s: a folder (a Hugging Face checkpoint) is a "
+                         "model, not a base: no model.safetensors with '"
+                         FIB_HF_PROJECTION_KEY "' metadata (what fib_base_save_checkpoint "
+                         "and `fibration compress` write)", path);
+    const char *text = fib_st_meta(f, FIB_HF_PROJECTION_KEY);
+    fib_json *projection = NULL;
+    if (!text)
+        st = fib_error(FIB_E_FORMAT, "%s: no '" FIB_HF_PROJECTION_KEY "' metadata: a "
+                       "folder (a Hugging Face checkpoint) is a model, not a base written "
+                       "by fib_base_save_checkpoint or `fibration compress`", file);
+    else
+        st = fib_json_parse(text, strlen(text), file, &projection);
+    fib_graph *graph = NULL;
+    if (st == FIB_OK)
+        st = fib_model_load_hf(path, copy, &graph);
+    if (st == FIB_OK) {
+        loader L = {file, NULL, graph, copy, 0, projection};
+        st = fib_model_read_projection(&L, projection_out);
+    }
+    fib_json_free(projection);
+    fib_st_close(f);
+    if (st != FIB_OK) {
+        fib_graph_free(graph);
+        return st;
+    }
+    *out = graph;
+    return FIB_OK;
+}
+
 static int32_t load(const char *path, const fib_load_options *options,
                     fib_graph **out, fib_partition **projection_out)
 {
@@ -237,9 +277,7 @@ static int32_t load(const char *path, const fib_load_options *options,
         return st;
     if (fib_model_is_directory(path)) {
         if (projection_out)
-            return fib_error(FIB_E_FORMAT, "%s: a folder (a Hugging Face "
-                             "checkpoint) is a model, not a base written by "
-                             "fib_base_save or `fibration compress`", path);
+            return load_hf_base(path, options->copy == 1, out, projection_out);
         return fib_model_load_hf(path, options->copy == 1, out);
     }
     loader L = {path, NULL, NULL, options->copy == 1, 0, NULL};

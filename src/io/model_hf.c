@@ -356,7 +356,7 @@ static const char *const bert_keys[] = {
     "position_embedding_type", "is_decoder", "add_cross_attention",
     "pruned_heads", "chunk_size_feed_forward", "hidden_dropout_prob",
     "attention_probs_dropout_prob", "classifier_dropout",
-    "gradient_checkpointing", "architectures", "bos_token_id",
+    "gradient_checkpointing", "tie_word_embeddings", "architectures", "bos_token_id",
     "eos_token_id", "pad_token_id", "torch_dtype", "dtype",
     "transformers_version", "initializer_range", "use_cache",
     "_name_or_path",
@@ -378,7 +378,8 @@ static int32_t read_bert(const hf_dir *H, const fib_json *c, hf_config *k)
         (st = get_count(H, c, "type_vocab_size", false, 2, &k->type_vocab)) ||
         (st = get_real(H, c, "layer_norm_eps", 1e-12, &k->eps)) ||
         (st = get_flag(H, c, "is_decoder", false, &decoder)) ||
-        (st = get_flag(H, c, "add_cross_attention", false, &cross)))
+        (st = get_flag(H, c, "add_cross_attention", false, &cross)) ||
+        (st = get_flag(H, c, "tie_word_embeddings", true, &k->tied)))
         return st;
     if (decoder)
         return config_error(H, "key 'is_decoder' is not supported (only false: "
@@ -540,6 +541,15 @@ static int32_t tensor(hf_dir *H, const char *name, int32_t n_dims, int64_t d0,
     }
     return fib_error(FIB_E_FORMAT, "%s: tensor '%s' is missing (expected by "
                      "config.json)", H->dir, name);
+}
+
+/* Whether any file stores a tensor called `name`. */
+static bool stored(const hf_dir *H, const char *name)
+{
+    for (int64_t f = 0; f < H->n_files; f++)
+        if (fib_st_find(H->files[f], name))
+            return true;
+    return false;
 }
 
 /* ---- the graph ---------------------------------------------------------------- */
@@ -913,56 +923,115 @@ static int32_t bert_attention(hf_dir *H, const hf_config *k, int32_t source,
     return st;
 }
 
-/* The heads stored beside the encoder (BertForPreTraining's pooler, masked
- * LM and next-sentence heads) are not part of the analysed function, the
- * encoder's last hidden state: their shapes are checked and they are left
- * out of the graph (docs/model-files.md). */
+/* The heads stored beside the encoder that the graph leaves out (the
+ * pooler and BertForPreTraining's next-sentence head: they read the first
+ * position only): their shapes are checked (docs/model-files.md). */
 static int32_t bert_heads(hf_dir *H, const hf_config *k, const char *pre)
 {
     const struct { const char *name; bool prefixed; int32_t n_dims; int64_t d0, d1; } heads[] = {
         {"pooler.dense.weight", true, 2, k->hidden, k->hidden},
         {"pooler.dense.bias", true, 1, k->hidden, 0},
-        {"cls.predictions.bias", false, 1, k->vocab, 0},
-        {"cls.predictions.transform.dense.weight", false, 2, k->hidden, k->hidden},
-        {"cls.predictions.transform.dense.bias", false, 1, k->hidden, 0},
-        {"cls.predictions.transform.LayerNorm.weight", false, 1, k->hidden, 0},
-        {"cls.predictions.transform.LayerNorm.bias", false, 1, k->hidden, 0},
-        {"cls.predictions.decoder.weight", false, 2, k->vocab, k->hidden},
-        {"cls.predictions.decoder.bias", false, 1, k->vocab, 0},
         {"cls.seq_relationship.weight", false, 2, 2, k->hidden},
         {"cls.seq_relationship.bias", false, 1, 2, 0},
     };
     char name[300];
     for (size_t i = 0; i < sizeof heads / sizeof *heads; i++) {
         snprintf(name, sizeof name, "%s%s", heads[i].prefixed ? pre : "", heads[i].name);
-        bool stored = false;
-        for (int64_t f = 0; f < H->n_files && !stored; f++)
-            stored = fib_st_find(H->files[f], name) != NULL;
         const fib_st_tensor *t;
         const char *path;
-        int32_t st = stored ? tensor(H, name, heads[i].n_dims, heads[i].d0, heads[i].d1,
-                                     &t, &path) : FIB_OK;
+        int32_t st = stored(H, name) ? tensor(H, name, heads[i].n_dims, heads[i].d0,
+                                              heads[i].d1, &t, &path) : FIB_OK;
         if (st)
             return st;
     }
     return FIB_OK;
 }
 
-/* A one-hot input over the positions and its embedding [rows, hidden]. */
+/* Whether two stored tensors of the same shape hold the same values. */
+static bool same_values(const fib_st_tensor *a, const fib_st_tensor *b)
+{
+    for (int64_t i = 0; i < a->n_elements; i++)
+        if (fib_load(a->dtype, a->data, i) != fib_load(b->dtype, b->data, i))
+            return false;
+    return true;
+}
+
+/* A second stored copy of a tied tensor (older files store both): used,
+ * and refused by name unless it holds the same values as the one read. */
+static int32_t tied_copy(hf_dir *H, const char *name, const fib_st_tensor *kept,
+                         const char *why)
+{
+    const fib_st_tensor *t;
+    const char *path;
+    if (!stored(H, name))
+        return FIB_OK;
+    int32_t st = tensor(H, name, kept->n_dims, kept->shape[0],
+                        kept->n_dims == 2 ? kept->shape[1] : 0, &t, &path);
+    if (st == FIB_OK && !same_values(t, kept))
+        st = fib_error(FIB_E_FORMAT, "%s: tensor '%s' differs from '%s', which it is tied "
+                       "to (%s)", path, name, kept->name, why);
+    return st;
+}
+
+/* The masked-LM head of BertForMaskedLM and BertForPreTraining, when any
+ * cls.predictions tensor is stored: transform.dense with hidden_act,
+ * transform.LayerNorm, and the decoder to the vocabulary, its weight the
+ * word embeddings (tie_word_embeddings, true by default; else
+ * cls.predictions.decoder.weight) and its bias cls.predictions.bias. It is
+ * part of the analysed function: the graph's output is then the MLM
+ * logits at every position. */
+static int32_t bert_mlm_head(hf_dir *H, const hf_config *k, int32_t source,
+                             const fib_st_tensor *words, const char *words_path,
+                             int32_t *id)
+{
+    bool any = false;
+    for (int64_t f = 0; f < H->n_files && !any; f++)
+        for (int64_t t = 0; t < H->files[f]->n_tensors && !any; t++)
+            any = strncmp(H->files[f]->tensors[t].name, "cls.predictions.", 16) == 0;
+    if (!any)
+        return FIB_OK;
+    int32_t dense, norm, st;
+    if ((st = add_dense(H, source, "cls.predictions.transform.dense", k->hidden, k->hidden,
+                        true, &dense)))
+        return st;
+    if ((st = fib_graph_set_activation(H->graph, dense, k->activation, 0.0)))
+        return fib_model_rewrap(st, H->dir, "cls.predictions.transform.dense");
+    if ((st = gpt2_norm(H, k, dense, "cls.predictions.transform.LayerNorm", &norm)))
+        return st;
+    const fib_st_tensor *w = words, *b;
+    const char *path = words_path, *bpath;
+    const char *bias = stored(H, "cls.predictions.bias") ? "cls.predictions.bias"
+                                                         : "cls.predictions.decoder.bias";
+    if ((st = tensor(H, bias, 1, k->vocab, 0, &b, &bpath)) ||
+        (strcmp(bias, "cls.predictions.bias") == 0 &&
+         (st = tied_copy(H, "cls.predictions.decoder.bias", b, "the decoder's bias"))))
+        return st;
+    if (k->tied)
+        st = tied_copy(H, "cls.predictions.decoder.weight", words, "tie_word_embeddings");
+    else
+        st = tensor(H, "cls.predictions.decoder.weight", 2, k->vocab, k->hidden, &w, &path);
+    if (st || (st = same_dtype(H, w, b)))
+        return st;
+    st = fib_graph_add_dense(H->graph, norm, k->vocab, w->dtype, w->data, k->hidden, b->data,
+                             H->copy ? FIB_COPY : 0u, id);
+    return named(H, st, *id, "cls.predictions.decoder", path);
+}
+
+/* A one-hot input over the positions and its embedding [rows, hidden]
+ * (the stored tensor in *t, its file in *path). */
 static int32_t bert_embedding(hf_dir *H, const hf_config *k, const char *input,
-                              int64_t rows, const char *weight, int32_t *id)
+                              int64_t rows, const char *weight, int32_t *id,
+                              const fib_st_tensor **t, const char **path)
 {
     int32_t x, st = fib_graph_add_input_positions(H->graph, rows, k->positions, 1, &x);
     if ((st = named(H, st, x, input, H->dir)))
         return st;
-    const fib_st_tensor *t;
-    const char *path;
     char name[300];
     snprintf(name, sizeof name, "%s.weight", weight);
-    if ((st = tensor(H, name, 2, rows, k->hidden, &t, &path)))
+    if ((st = tensor(H, name, 2, rows, k->hidden, t, path)))
         return st;
-    st = fib_graph_add_token_embedding(H->graph, x, k->hidden, t->dtype, t->data, id);
-    return named(H, st, *id, weight, path);
+    st = fib_graph_add_token_embedding(H->graph, x, k->hidden, (*t)->dtype, (*t)->data, id);
+    return named(H, st, *id, weight, *path);
 }
 
 /* The graph has two inputs, input_ids and token_type_ids (one-hot over
@@ -978,11 +1047,15 @@ static int32_t build_bert(hf_dir *H, const hf_config *k)
             pre = "bert.";
     char name[300], weight[300], layer[64];
     int32_t words, types, h, st;
+    const fib_st_tensor *word_table, *type_table;
+    const char *word_path, *type_path;
     snprintf(weight, sizeof weight, "%sembeddings.word_embeddings", pre);
-    if ((st = bert_embedding(H, k, "input_ids", k->vocab, weight, &words)))
+    if ((st = bert_embedding(H, k, "input_ids", k->vocab, weight, &words, &word_table,
+                             &word_path)))
         return st;
     snprintf(weight, sizeof weight, "%sembeddings.token_type_embeddings", pre);
-    if ((st = bert_embedding(H, k, "token_type_ids", k->type_vocab, weight, &types)))
+    if ((st = bert_embedding(H, k, "token_type_ids", k->type_vocab, weight, &types,
+                             &type_table, &type_path)))
         return st;
     snprintf(name, sizeof name, "%sembeddings.word_and_token_type", pre);
     if ((st = add_sum(H, words, types, name, &h)))
@@ -1025,6 +1098,9 @@ static int32_t build_bert(hf_dir *H, const hf_config *k)
         if ((st = gpt2_norm(H, k, r2, name, &h)))
             return st;
     }
+    int32_t head;
+    if ((st = bert_mlm_head(H, k, h, word_table, word_path, &head)))
+        return st;
     return bert_heads(H, k, pre);
 }
 

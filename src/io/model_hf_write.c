@@ -4,7 +4,7 @@
  * holds is docs/model-files.md, "Bases of checkpoint directories": keep
  * them in step.
  *
- * A llama-family or GPT-2 checkpoint describes every layer with the same
+ * A llama-family, GPT-2 or BERT checkpoint describes every layer with the same
  * config.json numbers: one intermediate size, one hidden size, one number
  * of heads. A base fits when only the MLP's intermediate units were merged,
  * into the same number of classes in every layer. Merged residual
@@ -28,21 +28,42 @@
 
 #define MAX_NAME 512
 
+/* One tensor of a base group, transposed (a [rows, cols] block written
+ * [cols, rows]) when asked. */
+typedef struct hf_piece {
+    int32_t group;
+    const char *tensor;
+    bool transpose;
+} hf_piece;
+
+/* One tensor of the written file: base tensors side by side, or a tensor
+ * of the original copied as stored. Its values are made when it is
+ * written, so that one tensor's values are held at a time. */
+typedef struct hf_tensor {
+    hf_piece pieces[3];
+    int32_t n_pieces;
+    int64_t rows, cols;           /* in the written layout (a vector: one row) */
+    const fib_st_tensor *copied;  /* or NULL */
+} hf_tensor;
+
 typedef struct hf_writer {
     const fib_graph *model, *base;
     const char *model_dir;
     int32_t n_groups;
-    bool gpt2;
+    bool gpt2, bert;
     bool tied;
     const char *inner_key;  /* config key of the MLP width */
     int64_t inner;          /* the base's MLP width, -1 before the first layer */
     int64_t model_inner;
     char *reason;
     size_t reason_size;
-    /* the tensors to write, each owning its bytes */
+    /* the tensors to write: out[i] (name, dtype, shape) made from plan[i] */
     int64_t n_out, cap_out;
     fib_st_out *out;
-    void **owned;
+    hf_tensor *plan;
+    /* the original's files (bert: its heads outside the graph are copied) */
+    int64_t n_originals;
+    fib_st_file **originals;
 } hf_writer;
 
 static void say(hf_writer *W, const char *format, ...)
@@ -71,11 +92,14 @@ static int64_t units_of(const fib_graph *g, int32_t group)
 /* ---- can the layout hold the base? --------------------------------------- */
 
 /* Groups whose units the checkpoint layout lets merge: the MLP's
- * intermediate units (llama: gate, up and their product; gpt2: c_fc). */
+ * intermediate units (llama: gate, up and their product; gpt2: c_fc;
+ * bert: intermediate.dense). */
 static bool mergeable(const hf_writer *W, const char *name)
 {
     if (W->gpt2)
         return ends_with(name, ".mlp.c_fc");
+    if (W->bert)
+        return ends_with(name, ".intermediate.dense");
     return ends_with(name, ".mlp.gate_proj") || ends_with(name, ".mlp.up_proj") ||
            ends_with(name, ".mlp.product");
 }
@@ -95,7 +119,23 @@ static int32_t same_projection(const fib_base *base, int32_t a, int32_t b, int64
     return st;
 }
 
-/* Whether the checkpoint layout holds the base; if not, W->reason says why. */
+/* Whether a product group of g multiplies unit c of both factors for every
+ * c (no gather). */
+static int32_t reads_alike(const fib_graph *g, int32_t group, int64_t n, bool *alike)
+{
+    int64_t *a = fib_alloc(n > 0 ? n : 1, sizeof *a), *b = fib_alloc(n > 0 ? n : 1, sizeof *b);
+    int32_t st = a && b ? fib_graph_read_sum(g, group, a, b)
+                        : fib_error(FIB_E_NOMEM, "fib_base_save_checkpoint: out of memory");
+    *alike = st == FIB_OK;
+    for (int64_t c = 0; c < n && *alike; c++)
+        *alike = a[c] == c && b[c] == c;
+    fib_free(a);
+    fib_free(b);
+    return st;
+}
+
+/* Whether the checkpoint layout holds the written graph (base: its
+ * projection, or NULL for a lift); if not, W->reason says why. */
 static int32_t layout_holds(hf_writer *W, const fib_base *base, bool *holds)
 {
     *holds = false;
@@ -119,9 +159,18 @@ static int32_t layout_holds(hf_writer *W, const fib_base *base, bool *holds)
         }
         W->inner = k;
         W->model_inner = n;
-        if (!W->gpt2 && ends_with(name, ".mlp.product")) {
+        if (!W->gpt2 && !W->bert && ends_with(name, ".mlp.product")) {
             /* gate, up and product alike: the product reads unit c of both */
-            for (int32_t s = 0; s < 2; s++) {
+            bool alike = false;
+            int32_t st = reads_alike(W->base, i, k, &alike);
+            if (st != FIB_OK)
+                return st;
+            if (!alike) {
+                say(W, "the product '%s' gathers its factors; the checkpoint layout "
+                    "multiplies gate unit c by up unit c", name);
+                return FIB_OK;
+            }
+            for (int32_t s = 0; s < 2 && base; s++) {
                 int32_t source = -1;
                 bool same = false;
                 int32_t st = fib_graph_group_source(W->model, i, s, &source);
@@ -157,6 +206,16 @@ static int32_t tensor_index(const fib_graph *g, int32_t group, const char *tenso
     }
 }
 
+/* The base group's tensor called `tensor`, read in place. */
+static bool view_of(const fib_graph *g, int32_t group, const char *tensor, fib_tensor_view *v)
+{
+    const fib_group *grp = &g->groups[group];
+    for (int32_t t = 0; grp->ops && grp->ops->tensor && grp->ops->tensor(g, group, t, v); t++)
+        if (strcmp(v->name, tensor) == 0)
+            return true;
+    return false;
+}
+
 /* float -> float16 bits when the value is exactly a float16. */
 static bool half_exact(float f, uint16_t *out)
 {
@@ -183,104 +242,105 @@ static bool half_exact(float f, uint16_t *out)
     return fib_half_to_float(h) == f;
 }
 
-/* The values (float64) packed in `dtype` if every one is exact in it;
- * NULL when one is not (or out of memory: *nomem). */
-static void *packed(const double *v, int64_t n, int32_t dtype, bool *nomem)
+/* Stores v as element i of buf in dtype if dtype holds it exactly (buf may
+ * be NULL: only the check). */
+static bool store_exact(int32_t dtype, void *buf, int64_t i, double v)
 {
-    void *buf = fib_alloc(n > 0 ? n : 1, fib_dtype_size(dtype));
-    *nomem = !buf;
-    if (!buf)
-        return NULL;
-    for (int64_t i = 0; i < n; i++) {
-        float f = (float)v[i];
-        if (dtype == FIB_DTYPE_F64) {
-            ((double *)buf)[i] = v[i];
-            continue;
-        }
-        bool ok = (double)f == v[i];
-        if (ok && dtype == FIB_DTYPE_F32) {
-            ((float *)buf)[i] = f;
-        } else if (ok && dtype == FIB_DTYPE_BF16) {
-            uint32_t bits;
-            memcpy(&bits, &f, 4);
-            ok = (bits & 0xffffu) == 0;
-            ((uint16_t *)buf)[i] = (uint16_t)(bits >> 16);
-        } else if (ok) {
-            ok = half_exact(f, (uint16_t *)buf + i);
-        }
-        if (!ok) {
-            fib_free(buf);
-            return NULL;
-        }
+    if (dtype == FIB_DTYPE_F64) {
+        if (buf)
+            ((double *)buf)[i] = v;
+        return true;
     }
-    return buf;
+    float f = (float)v;
+    if ((double)f != v)
+        return false;
+    uint32_t bits;
+    uint16_t h = 0;
+    memcpy(&bits, &f, 4);
+    if (dtype == FIB_DTYPE_BF16) {
+        if ((bits & 0xffffu) != 0)
+            return false;
+        h = (uint16_t)(bits >> 16);
+    } else if (dtype == FIB_DTYPE_F16 && !half_exact(f, &h)) {
+        return false;
+    }
+    if (buf && dtype == FIB_DTYPE_F32)
+        ((float *)buf)[i] = f;
+    else if (buf)
+        ((uint16_t *)buf)[i] = h;
+    return true;
 }
 
-static int32_t push(hf_writer *W, const char *name, int32_t n_dims, int64_t d0, int64_t d1,
-                    int32_t dtype, void *data)
+/* A piece's stored rows and columns (a vector: n x 1). */
+static void piece_shape(const fib_tensor_view *v, int64_t *r, int64_t *c)
+{
+    *r = v->shape[0];
+    *c = v->ndim == 1 ? 1 : v->shape[1];
+}
+
+static double piece_value(const fib_tensor_view *v, int64_t r, int64_t c)
+{
+    return fib_load(v->dtype, v->data, fib_view_at(v, r, c));
+}
+
+static int32_t push(hf_writer *W, const char *name, int32_t n_dims, const int64_t *shape,
+                    int32_t dtype, const hf_tensor *t)
 {
     if (W->n_out == W->cap_out) {
         int64_t cap = W->cap_out ? 2 * W->cap_out : 64;
         fib_st_out *out = fib_alloc(cap, sizeof *out);
-        void **owned = fib_alloc(cap, sizeof *owned);
-        if (!out || !owned) {
+        hf_tensor *plan = fib_alloc(cap, sizeof *plan);
+        if (!out || !plan) {
             fib_free(out);
-            fib_free(owned);
-            fib_free(data);
+            fib_free(plan);
             return fib_error(FIB_E_NOMEM, "fib_base_save_checkpoint: out of memory");
         }
         if (W->n_out) {
             memcpy(out, W->out, (size_t)W->n_out * sizeof *out);
-            memcpy(owned, W->owned, (size_t)W->n_out * sizeof *owned);
+            memcpy(plan, W->plan, (size_t)W->n_out * sizeof *plan);
         }
         fib_free(W->out);
-        fib_free(W->owned);
+        fib_free(W->plan);
         W->out = out;
-        W->owned = owned;
+        W->plan = plan;
         W->cap_out = cap;
     }
     char *copy = fib_alloc(strlen(name) + 1, 1);
-    if (!copy) {
-        fib_free(data);
+    if (!copy)
         return fib_error(FIB_E_NOMEM, "fib_base_save_checkpoint: out of memory");
-    }
     strcpy(copy, name);
     fib_st_out *o = &W->out[W->n_out];
     memset(o, 0, sizeof *o);
     o->name = copy;
     o->dtype = dtype;
     o->n_dims = n_dims;
-    o->shape[0] = d0;
-    o->shape[1] = d1;
-    o->data = data;
-    W->owned[W->n_out++] = data;
+    for (int32_t d = 0; d < n_dims; d++)
+        o->shape[d] = shape[d];
+    W->plan[W->n_out++] = *t;
     return FIB_OK;
 }
 
-/* One tensor of a base group, transposed (a [rows, cols] block written
- * [cols, rows]) when asked. */
-typedef struct hf_piece {
-    int32_t group;
-    const char *tensor;
-    bool transpose;
-} hf_piece;
-
-/* Appends the pieces side by side (GPT-2's fused c_attn is three groups'
- * weights) as the tensor `name`, in the model's dtype of those tensors where
- * it holds every value exactly, else float32 (float64 when float32 does
- * not). */
+/* Plans the pieces side by side (GPT-2's fused c_attn is three groups'
+ * weights) as the tensor `name`, in the model's dtype of those tensors
+ * where it holds every value exactly, else float32 (float64 when float32
+ * does not). Its values are made only when the file is written (produce). */
 static int32_t emit(hf_writer *W, const char *name, const hf_piece *pieces, int32_t n_pieces)
 {
     /* every piece has the same rows in the written layout; columns add up */
     int64_t rows = -1, cols = 0, shape[4];
     int32_t n_dims = 1, dtype = FIB_DTYPE_F32, ndim = 0;
+    fib_tensor_view v[3];
+    if (n_pieces < 1 || n_pieces > 3)
+        return fib_error(FIB_E_INVALID, "fib_base_save_checkpoint: '%s': %d pieces", name,
+                         (int)n_pieces);
     for (int32_t p = 0; p < n_pieces; p++) {
-        int32_t t = tensor_index(W->base, pieces[p].group, pieces[p].tensor, &n_dims, shape);
-        if (t < 0)
+        if (!view_of(W->base, pieces[p].group, pieces[p].tensor, &v[p]))
             return fib_error(FIB_E_MISMATCH, "fib_base_save_checkpoint: group '%s' has no "
                              "tensor '%s'", fib_graph_group_name(W->base, pieces[p].group),
                              pieces[p].tensor);
-        int64_t r = shape[0], c = shape[1];
+        n_dims = v[p].ndim == 1 ? 1 : 2;
+        int64_t r, c;
+        piece_shape(&v[p], &r, &c);
         if (n_dims == 1) { /* a vector: one row in the written layout */
             c = r;
             r = 1;
@@ -298,44 +358,73 @@ static int32_t emit(hf_writer *W, const char *name, const hf_piece *pieces, int3
         if (mt < 0 || fib_graph_tensor_dtype(W->model, pieces[p].group, mt, &dtype) != FIB_OK)
             dtype = FIB_DTYPE_F32;
     }
-    double *all = fib_alloc(rows * cols > 0 ? rows * cols : 1, sizeof *all);
-    if (!all)
-        return fib_error(FIB_E_NOMEM, "fib_base_save_checkpoint: out of memory for '%s'", name);
-    int64_t at = 0;
+    /* the narrowest of the model's dtype, float32 and float64 that holds
+     * every value: only pieces held in another dtype need looking at */
+    bool in_model = true, in_f32 = true;
     for (int32_t p = 0; p < n_pieces; p++) {
-        int32_t t = tensor_index(W->base, pieces[p].group, pieces[p].tensor, &ndim, shape);
-        int64_t r = shape[0], c = ndim == 1 ? 1 : shape[1], n = r * c;
-        double *v = fib_alloc(n > 0 ? n : 1, sizeof *v);
-        int32_t st = v ? fib_graph_read_tensor(W->base, pieces[p].group, t, FIB_DTYPE_F64, v, n)
-                       : fib_error(FIB_E_NOMEM, "fib_base_save_checkpoint: out of memory");
-        if (st != FIB_OK) {
-            fib_free(v);
-            fib_free(all);
-            return st;
-        }
-        int64_t width = 0;
-        if (n_dims == 1 || !pieces[p].transpose) {
-            width = n_dims == 1 ? n : c;
-            for (int64_t i = 0; i < rows; i++)
-                memcpy(all + i * cols + at, v + i * width, (size_t)width * sizeof *v);
-        } else { /* stored [r, c], written [c, r] */
-            width = r;
-            for (int64_t i = 0; i < r; i++)
-                for (int64_t j = 0; j < c; j++)
-                    all[j * cols + at + i] = v[i * c + j];
-        }
-        at += width;
-        fib_free(v);
+        bool look_model = v[p].dtype != dtype, look_f32 = v[p].dtype == FIB_DTYPE_F64;
+        int64_t r, c;
+        piece_shape(&v[p], &r, &c);
+        for (int64_t i = 0; i < r && ((look_model && in_model) || (look_f32 && in_f32)); i++)
+            for (int64_t j = 0; j < c; j++) {
+                double x = piece_value(&v[p], i, j);
+                in_model = in_model && (!look_model || store_exact(dtype, NULL, 0, x));
+                in_f32 = in_f32 && (!look_f32 || store_exact(FIB_DTYPE_F32, NULL, 0, x));
+            }
     }
-    bool nomem = false;
-    void *data = packed(all, rows * cols, dtype, &nomem);
-    for (int32_t wider = FIB_DTYPE_F32; !data && !nomem; wider = FIB_DTYPE_F64)
-        data = packed(all, rows * cols, dtype = wider, &nomem);
-    fib_free(all);
-    if (!data)
-        return fib_error(FIB_E_NOMEM, "fib_base_save_checkpoint: out of memory for '%s'", name);
-    return n_dims == 1 ? push(W, name, 1, cols, 0, dtype, data)
-                       : push(W, name, 2, rows, cols, dtype, data);
+    if (!in_model)
+        dtype = in_f32 ? FIB_DTYPE_F32 : FIB_DTYPE_F64;
+    hf_tensor t = {{{0}}, n_pieces, rows, cols, NULL};
+    for (int32_t p = 0; p < n_pieces; p++)
+        t.pieces[p] = pieces[p];
+    return n_dims == 1 ? push(W, name, 1, (int64_t[]){cols}, dtype, &t)
+                       : push(W, name, 2, (int64_t[]){rows, cols}, dtype, &t);
+}
+
+/* Tensor i's values in its written dtype and layout. */
+static int32_t produce(void *ctx, int64_t i, const void **data, void **owned)
+{
+    const hf_writer *W = ctx;
+    const hf_tensor *t = &W->plan[i];
+    const fib_st_out *o = &W->out[i];
+    if (t->copied) {
+        *data = t->copied->data;
+        return FIB_OK;
+    }
+    fib_tensor_view v;
+    /* one piece held as written: its bytes in place */
+    if (t->n_pieces == 1 && !t->pieces[0].transpose &&
+        view_of(W->base, t->pieces[0].group, t->pieces[0].tensor, &v) &&
+        v.dtype == o->dtype && v.col_stride <= 1 &&
+        (v.ndim == 1 ? v.row_stride == 1 : v.ndim == 2 && v.row_stride == v.shape[1])) {
+        *data = v.data;
+        return FIB_OK;
+    }
+    int64_t n = t->rows * t->cols;
+    void *buf = fib_alloc(n > 0 ? n : 1, fib_dtype_size(o->dtype));
+    if (!buf)
+        return fib_error(FIB_E_NOMEM, "fib_base_save_checkpoint: out of memory for '%s'",
+                         o->name);
+    int64_t at = 0;
+    bool exact = true;
+    for (int32_t p = 0; p < t->n_pieces; p++) {
+        view_of(W->base, t->pieces[p].group, t->pieces[p].tensor, &v);
+        int64_t r, c;
+        piece_shape(&v, &r, &c);
+        bool vector = v.ndim == 1, transpose = t->pieces[p].transpose && !vector;
+        for (int64_t a = 0; a < r; a++)
+            for (int64_t b = 0; b < c; b++) {
+                /* written at row i, column at + j */
+                int64_t wi = vector ? 0 : transpose ? b : a, wj = vector ? a : transpose ? a : b;
+                exact &= store_exact(o->dtype, buf, wi * t->cols + at + wj,
+                                     piece_value(&v, a, b));
+            }
+        at += vector ? r : transpose ? r : c;
+    }
+    *data = buf;
+    *owned = buf;
+    return exact ? FIB_OK : fib_error(FIB_E_MISMATCH, "fib_base_save_checkpoint: '%s' "
+                                      "changed while it was written", o->name);
 }
 
 static int32_t emit_one(hf_writer *W, const char *name, int32_t group, const char *tensor,
@@ -345,10 +434,24 @@ static int32_t emit_one(hf_writer *W, const char *name, int32_t group, const cha
     return emit(W, name, &p, 1);
 }
 
+/* The tensors planned from `first` on in the widest of their dtypes: a
+ * block's tensors share one dtype in a checkpoint (the reader refuses
+ * mixed ones), and widening keeps every value. */
+static void share_dtype(hf_writer *W, int64_t first)
+{
+    int32_t widest = W->out[first].dtype;
+    for (int64_t i = first + 1; i < W->n_out; i++)
+        if (fib_dtype_size(W->out[i].dtype) > fib_dtype_size(widest))
+            widest = W->out[i].dtype;
+    for (int64_t i = first; i < W->n_out; i++)
+        W->out[i].dtype = widest;
+}
+
 /* A dense group as `<name>.weight` (and `.bias`), optionally transposed. */
 static int32_t emit_dense(hf_writer *W, int32_t group, const char *name, bool transpose)
 {
     char t[MAX_NAME];
+    int64_t first = W->n_out;
     snprintf(t, sizeof t, "%s.weight", name);
     int32_t st = emit_one(W, t, group, "weight", transpose);
     int32_t has_bias = 0;
@@ -357,6 +460,8 @@ static int32_t emit_dense(hf_writer *W, int32_t group, const char *name, bool tr
         snprintf(t, sizeof t, "%s.bias", name);
         st = emit_one(W, t, group, "bias", false);
     }
+    if (st == FIB_OK)
+        share_dtype(W, first);
     return st;
 }
 
@@ -396,11 +501,14 @@ static int32_t emit_gpt2(hf_writer *W)
         } else if (strcmp(name, "lm_head") == 0) {
             st = W->tied ? FIB_OK : emit_dense(W, i, name, false);
         } else if (ends_with(name, "ln_1") || ends_with(name, "ln_2") || ends_with(name, "ln_f")) {
+            int64_t first = W->n_out;
             snprintf(t, sizeof t, "%s.weight", name);
             st = emit_one(W, t, i, "weight", false);
             snprintf(t, sizeof t, "%s.bias", name);
             if (st == FIB_OK)
                 st = emit_one(W, t, i, "bias", false);
+            if (st == FIB_OK)
+                share_dtype(W, first);
         } else if (ends_with(name, ".attn.q")) {
             /* c_attn: q, k and v side by side in Conv1D layout [in, out] */
             size_t stem = strlen(name) - 2;
@@ -409,11 +517,14 @@ static int32_t emit_gpt2(hf_writer *W)
                 w[p] = (hf_piece){i + p, "weight", true};
                 b[p] = (hf_piece){i + p, "bias", false};
             }
+            int64_t first = W->n_out;
             snprintf(t, sizeof t, "%.*s.c_attn.weight", (int)stem, name);
             st = emit(W, t, w, 3);
             snprintf(t, sizeof t, "%.*s.c_attn.bias", (int)stem, name);
             if (st == FIB_OK)
                 st = emit(W, t, b, 3);
+            if (st == FIB_OK)
+                share_dtype(W, first);
         } else if (ends_with(name, ".c_proj") || ends_with(name, ".c_fc")) {
             st = emit_dense(W, i, name, true);
         }
@@ -421,6 +532,124 @@ static int32_t emit_gpt2(hf_writer *W)
             return st;
     }
     return FIB_OK;
+}
+
+/* BERT: each group under the name it was read from (model_hf.c); the MLM
+ * head's decoder is tied to the word embeddings unless config.json says
+ * not, and its bias is stored as cls.predictions.bias, as transformers
+ * writes it. */
+static int32_t emit_bert(hf_writer *W)
+{
+    char t[MAX_NAME];
+    for (int32_t i = 0; i < W->n_groups; i++) {
+        const char *name = fib_graph_group_name(W->base, i);
+        int32_t st = FIB_OK;
+        if (ends_with(name, "embeddings.word_embeddings") ||
+            ends_with(name, "embeddings.token_type_embeddings")) {
+            st = emit_dense(W, i, name, true);
+        } else if (ends_with(name, "embeddings.position_embeddings")) {
+            snprintf(t, sizeof t, "%s.weight", name);
+            st = emit_one(W, t, i, "shift", false);
+        } else if (ends_with(name, "LayerNorm")) {
+            int64_t first = W->n_out;
+            snprintf(t, sizeof t, "%s.weight", name);
+            st = emit_one(W, t, i, "weight", false);
+            snprintf(t, sizeof t, "%s.bias", name);
+            if (st == FIB_OK)
+                st = emit_one(W, t, i, "bias", false);
+            if (st == FIB_OK)
+                share_dtype(W, first);
+        } else if (strcmp(name, "cls.predictions.decoder") == 0) {
+            int64_t first = W->n_out;
+            if (!W->tied)
+                st = emit_one(W, "cls.predictions.decoder.weight", i, "weight", false);
+            if (st == FIB_OK)
+                st = emit_one(W, "cls.predictions.bias", i, "bias", false);
+            if (st == FIB_OK)
+                share_dtype(W, first);
+        } else if (ends_with(name, ".dense") || ends_with(name, ".query") ||
+                   ends_with(name, ".key") || ends_with(name, ".value")) {
+            st = emit_dense(W, i, name, false);
+        }
+        if (st != FIB_OK)
+            return st;
+    }
+    return FIB_OK;
+}
+
+/* The original's safetensors files, mapped: model.safetensors or the
+ * shards its index lists (the reader has checked them). */
+static int32_t open_originals(hf_writer *W)
+{
+    char path[4200];
+    struct stat sb;
+    fib_json *index = NULL;
+    const fib_json *map = NULL;
+    snprintf(path, sizeof path, "%s/model.safetensors", W->model_dir);
+    bool single = stat(path, &sb) == 0;
+    int32_t st = FIB_OK;
+    if (!single) {
+        char *text = NULL;
+        size_t size = 0;
+        snprintf(path, sizeof path, "%s/model.safetensors.index.json", W->model_dir);
+        st = fib_model_read_text(path, &text, &size);
+        if (st == FIB_OK)
+            st = fib_json_parse(text, size, path, &index);
+        fib_free(text);
+        map = st == FIB_OK ? fib_json_get(index, "weight_map") : NULL;
+        if (st == FIB_OK && (!map || map->kind != FIB_JSON_OBJECT))
+            st = fib_error(FIB_E_FORMAT, "%s: no 'weight_map' object", path);
+    }
+    int64_t n = single ? 1 : map ? map->n_items : 0;
+    W->originals = st == FIB_OK ? fib_calloc(n > 0 ? n : 1, sizeof *W->originals) : NULL;
+    if (st == FIB_OK && !W->originals)
+        st = fib_error(FIB_E_NOMEM, "fib_base_save_checkpoint: out of memory");
+    for (int64_t i = 0; st == FIB_OK && i < n; i++) {
+        const char *file = single ? "model.safetensors" : map->items[i].string;
+        if (!file || strchr(file, '/')) {
+            st = fib_error(FIB_E_FORMAT, "%s: weight_map['%s'] must be the name of a file "
+                           "in the directory", path, map->items[i].key);
+            break;
+        }
+        bool seen = false;
+        for (int64_t f = 0; f < W->n_originals && !seen; f++) {
+            const char *slash = strrchr(W->originals[f]->path, '/');
+            seen = strcmp(slash ? slash + 1 : W->originals[f]->path, file) == 0;
+        }
+        if (seen)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", W->model_dir, file);
+        st = fib_st_open(path, &W->originals[W->n_originals]);
+        if (st == FIB_OK)
+            W->n_originals++;
+    }
+    fib_json_free(index);
+    return st;
+}
+
+/* BERT's heads outside the graph (the pooler and the next-sentence head of
+ * BertForPreTraining), copied from the original as stored: they read the
+ * last hidden state, which a base in this layout computes unchanged, so the
+ * base directory is whole for every model that held them. */
+static int32_t copy_bert_heads(hf_writer *W)
+{
+    static const char *const heads[] = {"pooler.dense.weight", "pooler.dense.bias",
+                                        "cls.seq_relationship.weight",
+                                        "cls.seq_relationship.bias"};
+    int32_t st = open_originals(W);
+    for (int64_t f = 0; st == FIB_OK && f < W->n_originals; f++)
+        for (int64_t k = 0; st == FIB_OK && k < W->originals[f]->n_tensors; k++) {
+            const fib_st_tensor *t = &W->originals[f]->tensors[k];
+            bool head = false;
+            for (size_t h = 0; h < sizeof heads / sizeof *heads && !head; h++)
+                head = strcmp(t->name, heads[h]) == 0 ||
+                       (strncmp(t->name, "bert.", 5) == 0 && strcmp(t->name + 5, heads[h]) == 0);
+            if (!head)
+                continue;
+            hf_tensor plan = {{{0}}, 0, 0, 0, t};
+            st = push(W, t->name, t->n_dims, t->shape, t->dtype, &plan);
+        }
+    return st;
 }
 
 /* ---- the directory -------------------------------------------------------- */
@@ -513,7 +742,8 @@ static int32_t make_temp_folder(const char *path, char *temp, size_t size)
     return fib_error(FIB_E_IO, "%s: cannot create a temporary folder beside it", path);
 }
 
-static int32_t write_directory(hf_writer *W, const char *path, const fib_jbuf *config)
+static int32_t write_directory(hf_writer *W, const char *path, const fib_jbuf *config,
+                               const char *projection)
 {
     struct stat sb;
     if (stat(path, &sb) == 0 && !S_ISDIR(sb.st_mode))
@@ -525,9 +755,11 @@ static int32_t write_directory(hf_writer *W, const char *path, const fib_jbuf *c
     snprintf(file, sizeof file, "%s/config.json", temp);
     st = write_config(file, config);
     if (st == FIB_OK) {
-        static const char *const keys[] = {"format"}, *const values[] = {"pt"};
+        /* transformers reads "format" and ignores other keys */
+        const char *keys[] = {"format", FIB_HF_PROJECTION_KEY}, *values[] = {"pt", projection};
         snprintf(file, sizeof file, "%s/model.safetensors", temp);
-        st = fib_st_write(file, W->out, W->n_out, keys, values, 1);
+        st = fib_st_write_produced(file, W->out, W->n_out, keys, values, projection ? 2 : 1,
+                                   produce, W);
     }
     if (st == FIB_OK && rename(temp, path) != 0) {
         int e = errno;
@@ -569,24 +801,56 @@ static bool flag(const fib_json *config, const char *key, bool fallback)
 
 static void release(hf_writer *W)
 {
-    for (int64_t i = 0; i < W->n_out; i++) {
+    for (int64_t i = 0; i < W->n_out; i++)
         fib_free((void *)W->out[i].name);
-        fib_free(W->owned[i]);
-    }
     fib_free(W->out);
-    fib_free(W->owned);
+    fib_free(W->plan);
+    for (int64_t f = 0; f < W->n_originals; f++)
+        fib_st_close(W->originals[f]);
+    fib_free(W->originals);
 }
 
-int32_t fib_base_save_checkpoint(const fib_base *base, const fib_graph *model,
-                                 const char *model_dir, const char *path, int32_t dtype,
-                                 int32_t *saved_as, char *reason, size_t reason_size)
+/* The projection of every group of the model onto the written base, as
+ * the library's format stores it (one array per group): `fib_base_load`
+ * reads it back from the directory, so that `fibration lift` expands it. */
+static int32_t projection_text(const hf_writer *W, const fib_base *base, fib_jbuf *out)
 {
-    static const char fn[] = "fib_base_save_checkpoint";
-    if (!base || !model || !model_dir || !path || !saved_as)
-        return fib_error(FIB_E_NULL, "%s: NULL argument", fn);
+    int64_t widest = 1;
+    for (int32_t i = 0; i < W->n_groups; i++)
+        widest = units_of(W->model, i) > widest ? units_of(W->model, i) : widest;
+    int64_t *p = fib_alloc(widest, sizeof *p);
+    if (!p)
+        return fib_error(FIB_E_NOMEM, "fib_base_save_checkpoint: out of memory");
+    int32_t st = FIB_OK;
+    fib_jbuf_raw(out, "[");
+    for (int32_t i = 0; i < W->n_groups && st == FIB_OK; i++) {
+        int64_t n = units_of(W->model, i);
+        st = fib_base_projection(base, i, p, n);
+        fib_jbuf_raw(out, i ? ",[" : "[");
+        for (int64_t u = 0; u < n && st == FIB_OK; u++) {
+            if (u)
+                fib_jbuf_raw(out, ",");
+            fib_jbuf_int(out, p[u]);
+        }
+        fib_jbuf_raw(out, "]");
+    }
+    fib_jbuf_raw(out, "]");
+    fib_free(p);
+    return st == FIB_OK ? fib_jbuf_status(out) : st;
+}
+
+/* Writes `written` (a base's graph, or a lift's: the model's groups, with
+ * other MLP widths) in the layout of the checkpoint model_dir when it can
+ * hold it, else in the library's format (the base's, with its projection;
+ * the graph's otherwise). */
+static int32_t save_checkpoint(const fib_base *base, const fib_graph *written,
+                               const fib_graph *model, const char *model_dir,
+                               const char *path, int32_t dtype, int32_t *saved_as,
+                               char *reason, size_t reason_size, const char *fn)
+{
     hf_writer W = {0};
     W.model = model;
-    W.base = fib_base_graph(base);
+    W.base = written;
     W.model_dir = model_dir;
     W.reason = reason;
     W.reason_size = reason_size;
@@ -599,8 +863,8 @@ int32_t fib_base_save_checkpoint(const fib_base *base, const fib_graph *model,
     for (int32_t i = 0; matches && i < W.n_groups; i++)
         matches = strcmp(fib_graph_group_name(model, i), fib_graph_group_name(W.base, i)) == 0;
     if (!matches)
-        return fib_error(FIB_E_MISMATCH, "%s: the base is not one of this model (groups "
-                         "differ)", fn);
+        return fib_error(FIB_E_MISMATCH, "%s: the %s is not one of this model (groups "
+                         "differ)", fn, base ? "base" : "graph");
     char *text = NULL;
     size_t size = 0;
     fib_json *config = NULL;
@@ -610,36 +874,66 @@ int32_t fib_base_save_checkpoint(const fib_base *base, const fib_graph *model,
         const fib_json *type = fib_json_get(config, "model_type");
         const char *t = type && type->kind == FIB_JSON_STRING ? type->string : "";
         W.gpt2 = strcmp(t, "gpt2") == 0;
+        W.bert = strcmp(t, "bert") == 0;
         bool llama = strcmp(t, "llama") == 0 || strcmp(t, "mistral") == 0 ||
                      strcmp(t, "qwen2") == 0;
         W.inner_key = W.gpt2 ? "n_inner" : "intermediate_size";
-        W.tied = flag(config, "tie_word_embeddings", W.gpt2);
+        /* transformers' default: tied for gpt2 and bert, not for llama */
+        W.tied = flag(config, "tie_word_embeddings", W.gpt2 || W.bert);
         if (ends_with(path, ".safetensors"))
             say(&W, "the output name ends in .safetensors");
-        else if (!W.gpt2 && !llama)
+        else if (!W.gpt2 && !W.bert && !llama)
             say(&W, "no checkpoint layout is written for model_type '%s'", t);
         else
             st = layout_holds(&W, base, &holds);
     }
-    fib_jbuf json;
+    fib_jbuf json, projection;
     fib_jbuf_init(&json);
+    fib_jbuf_init(&projection);
     if (st == FIB_OK && holds)
-        st = W.gpt2 ? emit_gpt2(&W) : emit_llama(&W);
+        st = W.gpt2 ? emit_gpt2(&W) : W.bert ? emit_bert(&W) : emit_llama(&W);
+    if (st == FIB_OK && holds && W.bert)
+        st = copy_bert_heads(&W);
     if (st == FIB_OK && holds) {
         if (W.inner != W.model_inner || W.inner < 0)
             st = config_text(text, size, config, W.inner_key, W.inner < 0 ? 0 : W.inner, &json);
         else
             fib_jbuf_bytes(&json, text, size), st = fib_jbuf_status(&json);
     }
+    if (st == FIB_OK && holds && base)
+        st = projection_text(&W, base, &projection);
     if (st == FIB_OK && holds)
-        st = write_directory(&W, path, &json);
+        st = write_directory(&W, path, &json, base ? projection.data : NULL);
     if (st == FIB_OK && !holds)
-        st = fib_base_save(base, path, dtype);
+        st = base ? fib_base_save(base, path, dtype) : fib_model_save(written, path, dtype);
     if (st == FIB_OK)
         *saved_as = holds ? FIB_SAVED_CHECKPOINT : FIB_SAVED_MODEL_FILE;
     fib_jbuf_free(&json);
+    fib_jbuf_free(&projection);
     release(&W);
     fib_json_free(config);
     fib_free(text);
     return st;
+}
+
+int32_t fib_base_save_checkpoint(const fib_base *base, const fib_graph *model,
+                                 const char *model_dir, const char *path, int32_t dtype,
+                                 int32_t *saved_as, char *reason, size_t reason_size)
+{
+    static const char fn[] = "fib_base_save_checkpoint";
+    if (!base || !model || !model_dir || !path || !saved_as)
+        return fib_error(FIB_E_NULL, "%s: NULL argument", fn);
+    return save_checkpoint(base, fib_base_graph(base), model, model_dir, path, dtype,
+                           saved_as, reason, reason_size, fn);
+}
+
+int32_t fib_graph_save_checkpoint(const fib_graph *graph, const fib_graph *model,
+                                  const char *model_dir, const char *path, int32_t dtype,
+                                  int32_t *saved_as, char *reason, size_t reason_size)
+{
+    static const char fn[] = "fib_graph_save_checkpoint";
+    if (!graph || !model || !model_dir || !path || !saved_as)
+        return fib_error(FIB_E_NULL, "%s: NULL argument", fn);
+    return save_checkpoint(NULL, graph, model, model_dir, path, dtype, saved_as, reason,
+                           reason_size, fn);
 }

@@ -11,6 +11,9 @@
 #include "io/safetensors.h"
 
 #define FIB_MODEL_META_KEY "fibration"
+/* The metadata key of a base checkpoint directory's model.safetensors that
+ * holds the base's projection (as the library's format stores it). */
+#define FIB_HF_PROJECTION_KEY "fibration_projection"
 #define FIB_MODEL_FORMAT "fibration-model"
 /* Version written; every version up to it is read. */
 #define FIB_MODEL_VERSION 2

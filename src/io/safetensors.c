@@ -637,8 +637,10 @@ static int compare_names(const void *a, const void *b)
     return strcmp(*x, *y);
 }
 
+/* produced: the data is made while writing (fib_st_write_produced), so
+ * tensors' data pointers are not looked at. */
 static int32_t check_out_tensors(const char *path, const fib_st_out *t,
-                                 int64_t n, int64_t *bytes)
+                                 int64_t n, int64_t *bytes, bool produced)
 {
     for (int64_t i = 0; i < n; i++) {
         if (!t[i].name || t[i].name[0] == '\0' ||
@@ -659,7 +661,7 @@ static int32_t check_out_tensors(const char *path, const fib_st_out *t,
         if (!fib_mul_i64(count, (int64_t)fib_dtype_size(t[i].dtype), &bytes[i]))
             return fib_error(FIB_E_OVERFLOW, "%s: tensor '%s': too large", path,
                              t[i].name);
-        if (bytes[i] > 0 && !t[i].data)
+        if (bytes[i] > 0 && !t[i].data && !produced)
             return fib_error(FIB_E_NULL, "%s: tensor '%s': no data", path,
                              t[i].name);
     }
@@ -768,9 +770,40 @@ static bool write_tensor(FILE *fp, const fib_st_out *o, int32_t data_dtype, int6
     return ok;
 }
 
+/* The values of tensor i, made just before they are written (NULL: the
+ * tensors' own data). */
+typedef struct st_producer {
+    fib_st_produce produce;
+    void *ctx;
+} st_producer;
+
+/* Writes tensor i, its data made by the producer when there is one (and
+ * freed once written, so that one tensor's values are held at a time). */
+static int32_t write_one(const char *path, FILE *fp, const fib_st_out *t, int64_t i,
+                         int32_t data_dtype, int64_t bytes, const st_producer *p)
+{
+    if (!p || !p->produce)
+        return write_tensor(fp, &t[i], data_dtype, bytes)
+                   ? FIB_OK : fib_error(FIB_E_IO, "%s: write failed: %s", path,
+                                        strerror(errno));
+    const void *data = NULL;
+    void *owned = NULL;
+    int32_t st = p->produce(p->ctx, i, &data, &owned);
+    if (st == FIB_OK && bytes > 0 && !data)
+        st = fib_error(FIB_E_NULL, "%s: tensor '%s': no data", path, t[i].name);
+    if (st == FIB_OK) {
+        fib_st_out o = t[i];
+        o.data = data;
+        if (!write_tensor(fp, &o, 0, bytes))
+            st = fib_error(FIB_E_IO, "%s: write failed: %s", path, strerror(errno));
+    }
+    fib_free(owned);
+    return st;
+}
+
 static int32_t write_file(const char *path, const fib_st_out *t, const int32_t *data_dtypes,
                           int64_t n, const int64_t *order, const int64_t *bytes,
-                          const fib_jbuf *h)
+                          const fib_jbuf *h, const st_producer *producer)
 {
     fib_output out;
     int32_t st = fib_output_open(&out, path);
@@ -781,13 +814,17 @@ static int32_t write_file(const char *path, const fib_st_out *t, const int32_t *
     for (int i = 0; i < 8; i++)
         len[i] = (unsigned char)(hl >> (8 * i));
     bool ok = write_all(out.fp, len, 8) && write_all(out.fp, h->data, h->length);
-    for (int64_t k = 0; k < n && ok; k++)
-        ok = write_tensor(out.fp, &t[order[k]], data_dtypes ? data_dtypes[order[k]] : 0,
-                          bytes[order[k]]);
     if (!ok) {
         int e = errno;
         fib_output_abort(&out);
         return fib_error(FIB_E_IO, "%s: write failed: %s", path, strerror(e));
+    }
+    for (int64_t k = 0; k < n && st == FIB_OK; k++)
+        st = write_one(path, out.fp, t, order[k], data_dtypes ? data_dtypes[order[k]] : 0,
+                       bytes[order[k]], producer);
+    if (st != FIB_OK) {
+        fib_output_abort(&out);
+        return st;
     }
     return fib_output_commit(&out);
 }
@@ -800,10 +837,11 @@ int32_t fib_st_write(const char *path, const fib_st_out *tensors,
                                    n_meta);
 }
 
-int32_t fib_st_write_converting(const char *path, const fib_st_out *tensors,
-                                const int32_t *data_dtypes, int64_t n_tensors,
-                                const char *const *meta_keys,
-                                const char *const *meta_values, int64_t n_meta)
+static int32_t write_tensors(const char *path, const fib_st_out *tensors,
+                             const int32_t *data_dtypes, int64_t n_tensors,
+                             const char *const *meta_keys,
+                             const char *const *meta_values, int64_t n_meta,
+                             const st_producer *producer)
 {
     if (!path || (n_tensors > 0 && !tensors) ||
         (n_meta > 0 && (!meta_keys || !meta_values)))
@@ -823,7 +861,7 @@ int32_t fib_st_write_converting(const char *path, const fib_st_out *tensors,
     if (!bytes || !order)
         st = fib_error(FIB_E_NOMEM, "%s: out of memory", path);
     if (st == FIB_OK)
-        st = check_out_tensors(path, tensors, n_tensors, bytes);
+        st = check_out_tensors(path, tensors, n_tensors, bytes, producer != NULL);
     for (int64_t i = 0; st == FIB_OK && data_dtypes && i < n_tensors; i++)
         if (data_dtypes[i] && !fib_dtype_size(data_dtypes[i]))
             st = fib_error(FIB_E_INVALID, "%s: tensor '%s': data dtype %d is unknown", path,
@@ -846,9 +884,29 @@ int32_t fib_st_write_converting(const char *path, const fib_st_out *tensors,
                           meta_values, n_meta, &h);
     }
     if (st == FIB_OK)
-        st = write_file(path, tensors, data_dtypes, n_tensors, order, bytes, &h);
+        st = write_file(path, tensors, data_dtypes, n_tensors, order, bytes, &h, producer);
     fib_jbuf_free(&h);
     fib_free(order);
     fib_free(bytes);
     return st;
+}
+
+int32_t fib_st_write_converting(const char *path, const fib_st_out *tensors,
+                                const int32_t *data_dtypes, int64_t n_tensors,
+                                const char *const *meta_keys,
+                                const char *const *meta_values, int64_t n_meta)
+{
+    return write_tensors(path, tensors, data_dtypes, n_tensors, meta_keys, meta_values,
+                         n_meta, NULL);
+}
+
+int32_t fib_st_write_produced(const char *path, const fib_st_out *tensors,
+                              int64_t n_tensors, const char *const *meta_keys,
+                              const char *const *meta_values, int64_t n_meta,
+                              fib_st_produce produce, void *ctx)
+{
+    if (!produce)
+        return fib_error(FIB_E_NULL, "fib_st_write_produced: NULL producer");
+    st_producer p = {produce, ctx};
+    return write_tensors(path, tensors, NULL, n_tensors, meta_keys, meta_values, n_meta, &p);
 }

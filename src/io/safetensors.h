@@ -100,4 +100,19 @@ int32_t fib_st_write_converting(const char *path, const fib_st_out *tensors,
                                 const char *const *meta_keys,
                                 const char *const *meta_values, int64_t n_meta);
 
+/* Makes the values of tensor i (as the i-th fib_st_out describes them) just
+ * before they are written: *data points to them; *owned, if set, is freed
+ * with fib_free once they are written. */
+typedef int32_t (*fib_st_produce)(void *ctx, int64_t i, const void **data, void **owned);
+
+/* Like fib_st_write, where the tensors' data pointers are not read: the
+ * header (with every offset) is written first, then each tensor as
+ * produce(ctx, i, ...) makes it, and freed, so that one tensor's values are
+ * held at a time. An error of produce aborts the write (the target is left
+ * untouched) and is returned. */
+int32_t fib_st_write_produced(const char *path, const fib_st_out *tensors,
+                              int64_t n_tensors, const char *const *meta_keys,
+                              const char *const *meta_values, int64_t n_meta,
+                              fib_st_produce produce, void *ctx);
+
 #endif

@@ -3,13 +3,15 @@
  * compare its models with a reference encoder): a tiny two-layer encoder
  * with pooler and pre-training heads, with planted intermediate twins and
  * duplicated residual dimensions, loads with two inputs, colours the
- * planted classes together and compresses; a missing tensor of the last
- * layer and a refused config key are named, and nothing leaks on either
- * path. */
+ * planted classes together and compresses; a base with only MLP twins is
+ * written as a bert directory (streamed) that gives the same logits; a
+ * missing tensor of the last layer and a refused config key are named, and
+ * nothing leaks on any path. */
 #include "compress/compress.h"
 #include "io/safetensors.h"
 #include "testing.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,10 +55,12 @@ static float *add(tensors *s, const char *name, int64_t rows, int64_t cols)
     return a;
 }
 
-/* Residual dimension 5 copies 2 in every table and projection making the
- * stream; intermediate unit 4 of layer 0 copies unit 1 (its output.dense
- * column re-split). */
-static void write_bert(const char *dir, const char *extra_key, const char *drop)
+/* With residual_twins, residual dimension 5 copies 2 in every table and
+ * projection making the stream; intermediate unit 4 of every layer copies
+ * unit 1 (its output.dense column re-split). The masked-LM head's
+ * decoder is tied to the word embeddings. */
+static void write_bert(const char *dir, const char *extra_key, const char *drop,
+                       bool residual_twins)
 {
     tensors s;
     memset(&s, 0, sizeof s);
@@ -66,7 +70,7 @@ static void write_bert(const char *dir, const char *extra_key, const char *drop)
     const int64_t rows[3] = {VOCAB, POSITIONS, TYPES};
     for (int i = 0; i < 3; i++) {
         float *w = add(&s, tables[i], rows[i], HIDDEN);
-        for (int64_t r = 0; r < rows[i]; r++)
+        for (int64_t r = 0; r < rows[i] && residual_twins; r++)
             w[r * HIDDEN + 5] = w[r * HIDDEN + 2];
     }
     char name[96];
@@ -82,7 +86,7 @@ static void write_bert(const char *dir, const char *extra_key, const char *drop)
             float *w = add(&s, name, HIDDEN, HIDDEN);
             snprintf(name, sizeof name, "bert.encoder.layer.%d.%s.bias", l, square[m]);
             float *b = add(&s, name, HIDDEN, 0);
-            if (m == 3) {
+            if (m == 3 && residual_twins) {
                 memcpy(w + 5 * HIDDEN, w + 2 * HIDDEN, HIDDEN * sizeof *w);
                 b[5] = b[2];
             }
@@ -95,7 +99,7 @@ static void write_bert(const char *dir, const char *extra_key, const char *drop)
         float *down = add(&s, name, HIDDEN, INTER);
         snprintf(name, sizeof name, "bert.encoder.layer.%d.output.dense.bias", l);
         float *down_b = add(&s, name, HIDDEN, 0);
-        if (l == 0) {
+        if (l == 0 || !residual_twins) {
             memcpy(up + 4 * HIDDEN, up + 1 * HIDDEN, HIDDEN * sizeof *up);
             up_b[4] = up_b[1];
             for (int r = 0; r < HIDDEN; r++) {
@@ -104,8 +108,10 @@ static void write_bert(const char *dir, const char *extra_key, const char *drop)
                 down[r * INTER + 4] = 0.75f * total;
             }
         }
-        memcpy(down + 5 * INTER, down + 2 * INTER, INTER * sizeof *down);
-        down_b[5] = down_b[2];
+        if (residual_twins) {
+            memcpy(down + 5 * INTER, down + 2 * INTER, INTER * sizeof *down);
+            down_b[5] = down_b[2];
+        }
         snprintf(norm_names[n_norms], 96, "bert.encoder.layer.%d.attention.output.LayerNorm", l);
         norms[n_norms] = norm_names[n_norms];
         n_norms++;
@@ -118,12 +124,18 @@ static void write_bert(const char *dir, const char *extra_key, const char *drop)
         float *w = add(&s, name, HIDDEN, 0);
         snprintf(name, sizeof name, "%s.bias", norms[i]);
         float *b = add(&s, name, HIDDEN, 0);
-        w[5] = w[2];
-        b[5] = b[2];
+        if (residual_twins) {
+            w[5] = w[2];
+            b[5] = b[2];
+        }
     }
     add(&s, "bert.pooler.dense.weight", HIDDEN, HIDDEN);
     add(&s, "bert.pooler.dense.bias", HIDDEN, 0);
     add(&s, "cls.predictions.bias", VOCAB, 0);
+    add(&s, "cls.predictions.transform.dense.weight", HIDDEN, HIDDEN);
+    add(&s, "cls.predictions.transform.dense.bias", HIDDEN, 0);
+    add(&s, "cls.predictions.transform.LayerNorm.weight", HIDDEN, 0);
+    add(&s, "cls.predictions.transform.LayerNorm.bias", HIDDEN, 0);
     add(&s, "cls.seq_relationship.weight", 2, HIDDEN);
     fib_st_out kept[MAX_TENSORS];
     int64_t n = 0;
@@ -185,7 +197,7 @@ static void bert_planted_classes_found_and_merged(void)
 {
     char dir[400];
     make_dir(dir, sizeof dir, "bert");
-    write_bert(dir, "", NULL);
+    write_bert(dir, "", NULL, true);
     fib_graph *g = NULL;
     CHECK_OK(fib_model_load(dir, NULL, &g));
     if (!g)
@@ -193,7 +205,7 @@ static void bert_planted_classes_found_and_merged(void)
     int64_t n_in = 0, n_out = 0;
     CHECK_OK(fib_graph_io_width(g, &n_in, &n_out));
     CHECK(n_in == (VOCAB + TYPES) * POSITIONS); /* input_ids, token_type_ids */
-    CHECK(n_out == HIDDEN * POSITIONS);
+    CHECK(n_out == VOCAB * POSITIONS);          /* the masked-LM logits */
     fib_coloring *c = NULL;
     CHECK_OK(fib_color(g, NULL, &c));
     if (c) {
@@ -215,7 +227,7 @@ static void refused(const char *name, const char *extra_key, const char *drop,
 {
     char dir[400];
     make_dir(dir, sizeof dir, name);
-    write_bert(dir, extra_key, drop);
+    write_bert(dir, extra_key, drop, true);
     fib_graph *g = NULL;
     CHECK(fib_model_load(dir, NULL, &g) != FIB_OK);
     CHECK(g == NULL);
@@ -231,6 +243,83 @@ static void bert_refusals_name_what(void)
             "tensor 'bert.encoder.layer.1.output.LayerNorm.bias' is missing");
 }
 
+/* A random one-hot input: token ids, then token types. */
+static void one_hot_input(float *x, int batch)
+{
+    int64_t width = (VOCAB + TYPES) * POSITIONS;
+    memset(x, 0, (size_t)(batch * width) * sizeof *x);
+    for (int b = 0; b < batch; b++)
+        for (int p = 0; p < POSITIONS; p++) {
+            int token = (int)((uniform() + 0.5f) * VOCAB) % VOCAB;
+            int type = (int)((uniform() + 0.5f) * TYPES) % TYPES;
+            x[b * width + p * VOCAB + token] = 1.0f;
+            x[b * width + VOCAB * POSITIONS + p * TYPES + type] = 1.0f;
+        }
+}
+
+/* Only MLP twins, alike in both layers: fib_base_save_checkpoint writes a
+ * bert directory (streamed), which loads and gives the original's logits;
+ * the pooler and next-sentence head are copied as stored. */
+static void bert_base_directory_gives_same_logits(void)
+{
+    char dir[400], out[450];
+    make_dir(dir, sizeof dir, "mlp_twins");
+    write_bert(dir, "", NULL, false);
+    snprintf(out, sizeof out, "%s/base", tmpdir);
+    fib_graph *g = NULL, *b = NULL;
+    fib_coloring *c = NULL;
+    fib_base *base = NULL;
+    CHECK_OK(fib_model_load(dir, NULL, &g));
+    if (g)
+        CHECK_OK(fib_color(g, NULL, &c));
+    if (c)
+        CHECK_OK(fib_compress(g, c, &base));
+    int32_t saved = 0;
+    char why[300] = "";
+    if (base)
+        CHECK_OK(fib_base_save_checkpoint(base, g, dir, out, 0, &saved, why, sizeof why));
+    CHECK(saved == FIB_SAVED_CHECKPOINT);
+    if (saved == FIB_SAVED_CHECKPOINT)
+        CHECK_OK(fib_model_load(out, NULL, &b));
+    int32_t inter = b ? group_named(b, "bert.encoder.layer.1.intermediate.dense") : -1;
+    int64_t units = 0;
+    if (inter >= 0)
+        CHECK_OK(fib_graph_group_info(b, inter, NULL, &units, NULL, NULL, NULL, NULL, NULL));
+    CHECK(units == INTER - 1);
+    enum { BATCH = 3 };
+    static float x[BATCH * (VOCAB + TYPES) * POSITIONS];
+    static float want[BATCH * VOCAB * POSITIONS], got[BATCH * VOCAB * POSITIONS];
+    one_hot_input(x, BATCH);
+    if (b) {
+        CHECK_OK(fib_graph_forward(g, BATCH, FIB_DTYPE_F32, x, want));
+        CHECK_OK(fib_graph_forward(b, BATCH, FIB_DTYPE_F32, x, got));
+        double diff = 0, scale = 0;
+        for (int i = 0; i < BATCH * VOCAB * POSITIONS; i++) {
+            diff = fabs(got[i] - want[i]) > diff ? fabs(got[i] - want[i]) : diff;
+            scale = fabs(want[i]) > scale ? fabs(want[i]) : scale;
+        }
+        CHECK(diff <= 1e-5 * scale);
+    }
+    char path[520];
+    fib_st_file *original = NULL, *written = NULL;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    CHECK_OK(fib_st_open(path, &original));
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    CHECK_OK(fib_st_open(path, &written));
+    for (int i = 0; original && written && i < 2; i++) {
+        const char *name = i ? "cls.seq_relationship.weight" : "bert.pooler.dense.bias";
+        const fib_st_tensor *a = fib_st_find(original, name), *w = fib_st_find(written, name);
+        CHECK(a && w && a->n_elements == w->n_elements &&
+              memcmp(a->data, w->data, (size_t)a->n_elements * sizeof(float)) == 0);
+    }
+    fib_st_close(original);
+    fib_st_close(written);
+    fib_graph_free(b);
+    fib_base_free(base);
+    fib_coloring_free(c);
+    fib_graph_free(g);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/fib-hf-bert-test-XXXXXX");
@@ -240,6 +329,7 @@ int main(void)
     }
     RUN(bert_planted_classes_found_and_merged);
     RUN(bert_refusals_name_what);
+    RUN(bert_base_directory_gives_same_logits);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)

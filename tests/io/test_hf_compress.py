@@ -172,9 +172,22 @@ def test_gpt2_base_in_checkpoint_layout_gives_same_logits(lib, tmp_path, dtype):
     assert tensors["transformer.h.0.mlp.c_fc.weight"]["shape"] == [G.HIDDEN, 4 * G.HIDDEN - 2]
     assert tensors["transformer.h.0.attn.c_attn.weight"]["shape"] == [G.HIDDEN, 3 * G.HIDDEN]
     assert "lm_head.weight" not in tensors  # tied, as the original
+    # a block's tensors share a dtype: the summed c_proj weight is float32,
+    # so its bias is too (the reader refuses mixed dtypes in a block)
+    proj = tensors["transformer.h.0.mlp.c_proj.weight"]["dtype"]
+    assert tensors["transformer.h.0.mlp.c_proj.bias"]["dtype"] == proj
     base = ft.load_decoder(out)
     assert same_logits(model, base, G.VOCAB, G.N_POS, 7) <= 1e-5
     assert same_logits(ft.load_decoder(d), base, G.VOCAB, G.N_POS, 8) <= 1e-5
+    # the library reads the base directory as a checkpoint too
+    handle = L.loaded(lib, out)
+    try:
+        tokens, x = one_hot_tokens(G.VOCAB, 2, G.N_POS, 3)
+        with torch.no_grad():
+            want = model(tokens).numpy()
+        assert rel_diff(lib_forward(lib, handle, x), want) <= 1e-5
+    finally:
+        lib.fib_graph_free(handle)
 
 
 def test_gpt2_layers_of_different_widths_give_library_format(lib, tmp_path):

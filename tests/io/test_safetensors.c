@@ -338,6 +338,95 @@ static void test_write_errors(void)
     unlink(path);
 }
 
+/* fib_st_write_produced: the same file as fib_st_write from shapes alone,
+ * each tensor made once, in file order (its buffer freed by the writer);
+ * an error of the producer leaves the target as it was. */
+typedef struct produced_log {
+    const fib_st_out *tensors;
+    int64_t calls, order[4];
+    int64_t fail_at; /* -1: never */
+} produced_log;
+
+static int32_t produce_copy(void *ctx, int64_t i, const void **data, void **owned)
+{
+    produced_log *log = ctx;
+    log->order[log->calls++] = i;
+    if (i == log->fail_at)
+        return fib_error(FIB_E_NOMEM, "tensor %lld: no memory", (long long)i);
+    size_t bytes = fib_dtype_size(log->tensors[i].dtype);
+    for (int32_t d = 0; d < log->tensors[i].n_dims; d++)
+        bytes *= (size_t)log->tensors[i].shape[d];
+    void *copy = fib_alloc((int64_t)bytes, 1);
+    if (copy)
+        memcpy(copy, log->tensors[i].data, bytes);
+    *data = copy;
+    *owned = copy;
+    return copy ? FIB_OK : FIB_E_NOMEM;
+}
+
+static unsigned char *whole_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    *size = (size_t)ftell(f);
+    rewind(f);
+    unsigned char *b = malloc(*size ? *size : 1);
+    if (b && fread(b, 1, *size, f) != *size) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    return b;
+}
+
+static void test_write_produced_streams_one_tensor_at_a_time(void)
+{
+    float a[6] = {1, 2, 3, 4, 5, -6.5f};
+    double b[3] = {0.1, -0.2, 1e300};
+    uint16_t h[2] = {0x3c00, 0xc000};
+    fib_st_out t[3] = {
+        {"a", FIB_DTYPE_F32, 2, {2, 3}, a},
+        {"b", FIB_DTYPE_F64, 1, {3}, b},
+        {"h", FIB_DTYPE_BF16, 1, {2}, h},
+    };
+    const char *keys[] = {"format"}, *values[] = {"pt"};
+    char whole[400], streamed[400];
+    snprintf(whole, sizeof whole, "%s/whole.safetensors", tmpdir);
+    snprintf(streamed, sizeof streamed, "%s/streamed.safetensors", tmpdir);
+    CHECK_OK(fib_st_write(whole, t, 3, keys, values, 1));
+    fib_st_out described[3];
+    memcpy(described, t, sizeof t);
+    for (int i = 0; i < 3; i++)
+        described[i].data = NULL; /* the header comes from shapes alone */
+    produced_log log = {t, 0, {0}, -1};
+    CHECK_OK(fib_st_write_produced(streamed, described, 3, keys, values, 1, produce_copy,
+                                   &log));
+    CHECK(log.calls == 3);
+    /* widest first, as fib_st_write places them */
+    CHECK(log.order[0] == 1 && log.order[1] == 0 && log.order[2] == 2);
+    size_t n1 = 0, n2 = 0;
+    unsigned char *f1 = whole_file(whole, &n1), *f2 = whole_file(streamed, &n2);
+    CHECK(f1 && f2 && n1 == n2 && memcmp(f1, f2, n1) == 0);
+    free(f1);
+    free(f2);
+    /* a failing producer: the existing target stays as it was */
+    produced_log failing = {t, 0, {0}, 0};
+    CHECK(fib_st_write_produced(streamed, described, 3, keys, values, 1, produce_copy,
+                                &failing) == FIB_E_NOMEM);
+    CHECK(strstr(fib_last_error(), "tensor 0: no memory") != NULL);
+    f2 = whole_file(streamed, &n2);
+    f1 = whole_file(whole, &n1);
+    CHECK(f1 && f2 && n1 == n2 && memcmp(f1, f2, n1) == 0);
+    free(f1);
+    free(f2);
+    CHECK(fib_st_write_produced(streamed, described, 3, NULL, NULL, 0, NULL, NULL) ==
+          FIB_E_NULL);
+    unlink(whole);
+    unlink(streamed);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/fib-io-test-XXXXXX");
@@ -353,6 +442,7 @@ int main(void)
     RUN(test_misaligned_f64);
     RUN(test_write_round_trip);
     RUN(test_write_errors);
+    RUN(test_write_produced_streams_one_tensor_at_a_time);
     rmdir(tmpdir);
     return test_failures ? 1 : 0;
 }

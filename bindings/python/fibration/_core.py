@@ -557,6 +557,20 @@ class Graph(_Handle):
         code = {"float32": _ffi.FIB_DTYPE_F32, "float64": _ffi.FIB_DTYPE_F64}.get(dtype, dtype)
         check(lib.fib_model_save(self._cp(), os.fsencode(path), int(code)), "fib_model_save")
 
+    def save_checkpoint(self, model, model_dir, path, dtype=0):
+        """fib_graph_save_checkpoint: this graph, with the groups of `model`
+        (a Graph loaded from the Hugging Face checkpoint directory
+        `model_dir`) and other MLP widths (a lift), written as a checkpoint
+        directory in that layout where it holds it, else as save() writes
+        it. Returns (format, reason) as Base.save_checkpoint does."""
+        code = {"float32": _ffi.FIB_DTYPE_F32, "float64": _ffi.FIB_DTYPE_F64}.get(dtype, dtype)
+        saved, reason = ctypes.c_int32(), ctypes.create_string_buffer(600)
+        check(lib.fib_graph_save_checkpoint(self._cp(), model._cp(), os.fsencode(model_dir),
+                                            os.fsencode(path), int(code), ctypes.byref(saved),
+                                            reason, len(reason)), "fib_graph_save_checkpoint")
+        kind = "checkpoint" if saved.value == _ffi.FIB_SAVED_CHECKPOINT else "fibration"
+        return kind, reason.value.decode("utf-8", "replace")
+
     @classmethod
     def load(cls, path, copy=True):
         """fib_model_load: a Graph from a safetensors file (copy=False keeps a

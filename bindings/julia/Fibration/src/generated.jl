@@ -1720,6 +1720,24 @@ function fib_quotient_count_arcs(graph, coloring, n_arcs_out)
     ccall(_cfunction(_cache_fib_quotient_count_arcs, :fib_quotient_count_arcs), Int32, (Ptr{fib_graph}, Ptr{fib_coloring}, Ptr{Int64}, ), graph, coloring, n_arcs_out)
 end
 
+"""
+Saves `graph`, a network with the groups of `model` (read by
+fib_model_load from the Hugging Face checkpoint directory model_dir) and
+other MLP widths, such as fib_lift's expansion of a base that
+fib_base_save_checkpoint wrote as a directory, as fib_base_save_checkpoint
+saves a base: a checkpoint directory in model_dir's layout (config.json
+with the graph's intermediate size) where the layout holds it, else the
+library's model file (fib_model_save(graph, path, dtype)) and `reason`
+says why. *saved_as receives FIB_SAVED_CHECKPOINT or
+FIB_SAVED_MODEL_FILE. Errors: FIB_E_NULL, FIB_E_MISMATCH (graph does not
+have model's groups), FIB_E_FORMAT, FIB_E_IO, FIB_E_NOMEM, those of
+fib_model_save. docs/model-files.md, "Bases of checkpoint directories".
+"""
+const _cache_fib_graph_save_checkpoint = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_save_checkpoint(graph, model, model_dir, path, dtype, saved_as, reason, reason_size)
+    ccall(_cfunction(_cache_fib_graph_save_checkpoint, :fib_graph_save_checkpoint), Int32, (Ptr{fib_graph}, Ptr{fib_graph}, Cstring, Cstring, Int32, Ptr{Int32}, Ptr{Cchar}, Csize_t, ), graph, model, model_dir, path, dtype, saved_as, reason, reason_size)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1824,4 +1842,5 @@ const FUNCTION_NAMES = [
     :fib_base_save_checkpoint,
     :fib_base_count,
     :fib_quotient_count_arcs,
+    :fib_graph_save_checkpoint,
 ]

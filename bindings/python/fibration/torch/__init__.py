@@ -48,7 +48,7 @@ from ._ties import keep_ties
 __all__ = ["analyze", "compress", "verify", "lift", "break_symmetry", "apply_plan",
            "FiberTracker", "Plan", "Report", "UnsupportedModelError", "TraceMismatchError",
            "TrainModeWarning", "count_parameters", "save", "load", "LlamaDecoder",
-           "Gpt2Decoder", "load_decoder"]
+           "Gpt2Decoder", "load_decoder", "BertEncoder", "load_encoder"]
 
 Difference = namedtuple("Difference", "max_abs max_rel")
 
@@ -466,4 +466,6 @@ def retune(model, x_train, y_train, budgets=(0.5, 0.3, 0.17, 0.1), val_fraction=
 from ._files import CompressedSource, load, save  # noqa: E402
 from ._tracker import FiberTracker  # noqa: E402
 from ._ladder import tolerance_tree  # noqa: E402
-from ._decoders import Gpt2Decoder, LlamaDecoder, load_decoder  # noqa: E402
+from ._checkpoints import load_decoder  # noqa: E402
+from ._decoders import Gpt2Decoder, LlamaDecoder  # noqa: E402
+from ._encoder import BertEncoder, load_encoder  # noqa: E402

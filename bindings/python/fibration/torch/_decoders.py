@@ -375,9 +375,10 @@ def _is_identity(projection):
     return all(p == i for i, p in enumerate(projection))
 
 
-def _load_base_file(path, config):
-    """A base in the library's format: groups carry the checkpoint's names."""
-    config = _read_config(config)
+def base_file_groups(path, mergeable, module):
+    """A base file in the library's format whose only merged groups end in
+    `mergeable`: (its groups by name, tensor(group name, key) -> float32
+    tensor or None). Other merges are refused, naming the group."""
     tensors, metadata = read_safetensors(path)
     if "fibration" not in metadata:
         raise UnsupportedModelError(f"{path}: no 'fibration' structure metadata; a checkpoint "
@@ -385,8 +386,6 @@ def _load_base_file(path, config):
     structure = json.loads(metadata["fibration"])
     groups = structure["groups"]
     projection = structure.get("projection") or [None] * len(groups)
-    gpt2 = config.get("model_type") == "gpt2"
-    mergeable = (".mlp.c_fc",) if gpt2 else (".mlp.gate_proj", ".mlp.up_proj", ".mlp.product")
     by_name = {}
     for group, proj in zip(groups, projection):
         name = group.get("name", "")
@@ -394,13 +393,21 @@ def _load_base_file(path, config):
         if proj is not None and not name.endswith(mergeable) and not _is_identity(proj):
             raise UnsupportedModelError(
                 f"{path}: group '{name}' was merged ({len(proj)} -> {group['units']} units); "
-                f"the reference decoder runs bases whose residual stream and attention are "
+                f"the reference {module} runs bases whose residual stream and attention are "
                 f"unmerged (fib_graph_forward runs this one)")
 
     def tensor(group_name, key):
         ref = (by_name[group_name].get("tensors") or {}).get(key)
         return None if ref is None else tensors[ref].to(torch.float32)
+    return by_name, tensor
 
+
+def _load_base_file(path, config):
+    """A base in the library's format: groups carry the checkpoint's names."""
+    config = _read_config(config)
+    gpt2 = config.get("model_type") == "gpt2"
+    mergeable = (".mlp.c_fc",) if gpt2 else (".mlp.gate_proj", ".mlp.up_proj", ".mlp.product")
+    by_name, tensor = base_file_groups(path, mergeable, "decoder")
     config = dict(config, tie_word_embeddings=False)  # the base holds its head
     sd = {}
     if gpt2:

@@ -1217,6 +1217,19 @@ extern "C" {
     /// spares the quotient's arrays.
     /// Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_NOMEM.
     pub fn fib_quotient_count_arcs(graph: *const fib_graph, coloring: *const fib_coloring, n_arcs_out: *mut i64) -> i32;
+
+    /// Saves `graph`, a network with the groups of `model` (read by
+    /// fib_model_load from the Hugging Face checkpoint directory model_dir) and
+    /// other MLP widths, such as fib_lift's expansion of a base that
+    /// fib_base_save_checkpoint wrote as a directory, as fib_base_save_checkpoint
+    /// saves a base: a checkpoint directory in model_dir's layout (config.json
+    /// with the graph's intermediate size) where the layout holds it, else the
+    /// library's model file (fib_model_save(graph, path, dtype)) and `reason`
+    /// says why. *saved_as receives FIB_SAVED_CHECKPOINT or
+    /// FIB_SAVED_MODEL_FILE. Errors: FIB_E_NULL, FIB_E_MISMATCH (graph does not
+    /// have model's groups), FIB_E_FORMAT, FIB_E_IO, FIB_E_NOMEM, those of
+    /// fib_model_save. docs/model-files.md, "Bases of checkpoint directories".
+    pub fn fib_graph_save_checkpoint(graph: *const fib_graph, model: *const fib_graph, model_dir: *const c_char, path: *const c_char, dtype: i32, saved_as: *mut i32, reason: *mut c_char, reason_size: usize) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1324,4 +1337,5 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_base_save_checkpoint",
     "fib_base_count",
     "fib_quotient_count_arcs",
+    "fib_graph_save_checkpoint",
 ];

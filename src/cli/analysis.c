@@ -215,9 +215,9 @@ int analysis_run(const cli_options *o, const fib_graph *g, cli_progress *p,
     a->graph = g;
     int rc = cli_color(o, g, FIB_SYM_FIBERS, p, &a->fibers);
     if (rc == CLI_EXIT_OK)
-        rc = without_merge_totals(o, g, &a->fibers);
+        rc = cli_color_from(o, g, FIB_SYM_OPFIBERS, a->fibers, p, &a->opfibers);
     if (rc == CLI_EXIT_OK)
-        rc = cli_color(o, g, FIB_SYM_OPFIBERS, p, &a->opfibers);
+        rc = without_merge_totals(o, g, &a->fibers);
     if (rc == CLI_EXIT_OK)
         rc = widest_group(g) < (INT64_C(1) << 31)
                  ? meet(o, g, a->fibers, a->opfibers, &a->covers)

@@ -1720,6 +1720,23 @@ function fib_quotient_count_arcs(graph, coloring, n_arcs_out)
     ccall(_cfunction(_cache_fib_quotient_count_arcs, :fib_quotient_count_arcs), Int32, (Ptr{fib_graph}, Ptr{fib_coloring}, Ptr{Int64}, ), graph, coloring, n_arcs_out)
 end
 
+"""
+Opfibers or covers (options->symmetry FIB_SYM_OPFIBERS or FIB_SYM_COVERS)
+flavoured by `fibers`, the FIB_SYM_FIBERS colouring fib_color made of
+this graph with the same tolerance and eps (per-group eps included): the
+same classes as fib_color with these options, without colouring the
+fibers again (half the work when both are wanted). Covers made so keep no
+class sums: fib_compress reads the weights for them. Errors: those of
+fib_color; FIB_E_NULL (options too), FIB_E_INVALID (FIB_SYM_FIBERS),
+FIB_E_MISMATCH (fibers of another graph or of it before a change, not
+made by fib_color, made by it with another tolerance or eps, or with
+classes set since by fib_coloring_set_group).
+"""
+const _cache_fib_color_from_fibers = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_color_from_fibers(graph, options, fibers, out)
+    ccall(_cfunction(_cache_fib_color_from_fibers, :fib_color_from_fibers), Int32, (Ptr{fib_graph}, Ptr{fib_color_options}, Ptr{fib_coloring}, Ptr{Ptr{fib_coloring}}, ), graph, options, fibers, out)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1824,4 +1841,5 @@ const FUNCTION_NAMES = [
     :fib_base_save_checkpoint,
     :fib_base_count,
     :fib_quotient_count_arcs,
+    :fib_color_from_fibers,
 ]

@@ -1217,6 +1217,18 @@ extern "C" {
     /// spares the quotient's arrays.
     /// Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_NOMEM.
     pub fn fib_quotient_count_arcs(graph: *const fib_graph, coloring: *const fib_coloring, n_arcs_out: *mut i64) -> i32;
+
+    /// Opfibers or covers (options->symmetry FIB_SYM_OPFIBERS or FIB_SYM_COVERS)
+    /// flavoured by `fibers`, the FIB_SYM_FIBERS colouring fib_color made of
+    /// this graph with the same tolerance and eps (per-group eps included): the
+    /// same classes as fib_color with these options, without colouring the
+    /// fibers again (half the work when both are wanted). Covers made so keep no
+    /// class sums: fib_compress reads the weights for them. Errors: those of
+    /// fib_color; FIB_E_NULL (options too), FIB_E_INVALID (FIB_SYM_FIBERS),
+    /// FIB_E_MISMATCH (fibers of another graph or of it before a change, not
+    /// made by fib_color, made by it with another tolerance or eps, or with
+    /// classes set since by fib_coloring_set_group).
+    pub fn fib_color_from_fibers(graph: *const fib_graph, options: *const fib_color_options, fibers: *const fib_coloring, out: *mut *mut fib_coloring) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1324,4 +1336,5 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_base_save_checkpoint",
     "fib_base_count",
     "fib_quotient_count_arcs",
+    "fib_color_from_fibers",
 ];

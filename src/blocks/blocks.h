@@ -53,6 +53,11 @@ typedef struct fib_attend {
      * pair_sin[p] is 1 (see attention.c). */
     double *pair_omega;
     uint8_t *pair_sin;
+    /* Derived by fib_graph_add_attend_owned when rotary: pair p's phase
+     * (omega, sin) numbered among the core's n_phases distinct ones (the
+     * opfiber sums' columns pair them with classes, every colouring). */
+    int64_t *pair_phase;
+    int64_t n_phases;
 } fib_attend;
 /* The options item of an attention core's params (after the units). */
 #define FIB_ATTEND_CAUSAL 1

@@ -219,6 +219,12 @@ int64_t fib_unit_constants_block_fiber_width(const fib_graph *g, int32_t group,
 int32_t fib_unit_constants_block_fiber_fill(const fib_graph *g, int32_t group,
                                             const fib_partition *parts, fib_signature *sig,
                                             int64_t offset);
+/* The fiber signature with the constants lent in place (fib_block_ops
+ * fiber_view): the source unit's class materialised, the table's column of
+ * each unit borrowed; false (nothing to lend, or no memory): fill it. */
+bool fib_unit_constants_block_fiber_view(const fib_graph *g, int32_t group,
+                                         const fib_partition *parts, fib_scratch *scratch,
+                                         fib_signature *sig);
 int32_t fib_unit_constants_block_opfiber_fill(const fib_graph *g, int32_t group,
                                               int32_t source_index, const fib_partition *parts,
                                               const fib_partition *fibers, fib_signature *sig,

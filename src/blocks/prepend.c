@@ -126,6 +126,7 @@ static const fib_block_ops fib_prepend_ops = {
     .free_block = fib_unit_constants_block_free,
     .fiber_width = fib_unit_constants_block_fiber_width,
     .fiber_fill = fib_unit_constants_block_fiber_fill,
+    .fiber_view = fib_unit_constants_block_fiber_view,
     .opfiber_width = fib_per_class_opfiber_width,
     .opfiber_fill = fib_unit_constants_block_opfiber_fill,
     .forward = prepend_forward,

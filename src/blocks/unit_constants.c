@@ -163,6 +163,27 @@ int32_t fib_unit_constants_block_fiber_fill(const fib_graph *g, int32_t group,
     return FIB_OK;
 }
 
+bool fib_unit_constants_block_fiber_view(const fib_graph *g, int32_t group,
+                                         const fib_partition *parts, fib_scratch *scratch,
+                                         fib_signature *sig)
+{
+    const fib_unit_constants_block *b = fib_unit_constants_block_of(g, group);
+    const fib_unit_constants *t = &b->values;
+    int64_t n = g->groups[group].n_units;
+    /* a wide table (a position embedding) would be a rows x units copy */
+    if (t->rows == 0 || fib_signature_alloc_in(sig, n, 1, scratch))
+        return false;
+    const fib_partition *src = &parts[g->groups[group].sources[0]];
+    for (int64_t i = 0; i < n; i++)
+        fib_signature_put_label(sig, i, 0, src->color[fib_gather_at(b->reads, i)]);
+    /* unit i's row r is values[r * n + i] */
+    sig->n_coords += t->rows;
+    sig->n_direct = t->rows;
+    sig->n_blocks = 1;
+    sig->blocks[0] = (fib_direct_block){t->values, t->dtype, 1, n, t->rows};
+    return true;
+}
+
 /* A source unit receives, unchanged, the errors of the units that read it
  * (a prepend's constants receive none). */
 int32_t fib_unit_constants_block_opfiber_fill(const fib_graph *g, int32_t group,

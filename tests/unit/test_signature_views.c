@@ -197,8 +197,98 @@ static void test_view_equals_filled(void)
     free(l);
 }
 
+/* Position shifts and prepended positions lend their table's columns as
+ * the units' constants, the source unit's class materialised beside them:
+ * the classes are the filled signature's for every mode, dtype and thread
+ * count. Units 0..U-1 of a source in classes of 2, constants in classes of
+ * 3 (equal up to `noise`): exact classes are the meet, 8 of 12. */
+#define U 12
+#define POS 5
+
+static void constants_classes(const fib_graph *g, int32_t group, const fib_partition *parts,
+                              bool view, int32_t threads, int32_t mode, double eps,
+                              fib_partition *out)
+{
+    fib_scratch scratch = {0};
+    fib_signature sig;
+    int32_t status = view ? fib_fiber_signature_ex(g, group, parts, threads, &scratch, &sig)
+                          : fib_fiber_signature(g, group, parts, &sig);
+    CHECK_OK(status);
+    *out = (fib_partition){0};
+    if (!status) {
+        CHECK(view ? sig.n_direct == POS && sig.n_coords == POS + 1 : sig.n_direct == 0);
+        double weight[U];
+        if ((mode & ~FIB_TOL_SCALED) == FIB_TOL_WARD)
+            CHECK_OK(fib_outgoing_norms(g, group, weight));
+        CHECK_OK(fib_partition_init(out, U));
+        CHECK_OK(fib_group_signatures_mode(&sig, mode, eps, weight, out));
+        fib_signature_clear(&sig);
+    }
+    fib_scratch_clear(&scratch);
+}
+
+static void test_constants_view_equals_filled(void)
+{
+    const int32_t dtypes[] = {FIB_DTYPE_F32, FIB_DTYPE_F64, FIB_DTYPE_BF16};
+    const double noises[] = {0.0, 1e-2};
+    for (int d = 0; d < 3; d++)
+        for (int nz = 0; nz < 2; nz++)
+            for (int prepend = 0; prepend <= 1; prepend++) {
+                double table[POS * U];
+                float table_f[POS * U];
+                uint16_t table_h[POS * U];
+                for (int p = 0; p < POS; p++)
+                    for (int i = 0; i < U; i++) {
+                        int first = i - i % 3;
+                        table[p * U + i] = i == first ? normal()
+                                                      : table[p * U + first] +
+                                                        noises[nz] * (uniform() - 0.5);
+                    }
+                for (int x = 0; x < POS * U; x++) {
+                    table_f[x] = (float)table[x];
+                    uint32_t bits;
+                    memcpy(&bits, &table_f[x], sizeof bits);
+                    table_h[x] = (uint16_t)(bits >> 16);
+                }
+                /* bfloat16 keeps the top half: exact planted columns stay equal */
+                const void *values = dtypes[d] == FIB_DTYPE_F32   ? (const void *)table_f
+                                     : dtypes[d] == FIB_DTYPE_F64 ? (const void *)table
+                                                                  : (const void *)table_h;
+                fib_graph *g = NULL;
+                int32_t in, grp;
+                CHECK_OK(fib_graph_create(&g));
+                CHECK_OK(fib_graph_add_input_positions(g, U, prepend ? 2 : POS, 1, &in));
+                CHECK_OK(prepend ? fib_graph_add_prepend(g, in, POS, dtypes[d], values, &grp)
+                                 : fib_graph_add_position_shift(g, in, dtypes[d], values, &grp));
+                fib_partition parts[2];
+                CHECK_OK(fib_partition_init(&parts[0], U));
+                CHECK_OK(fib_partition_init(&parts[1], U));
+                for (int i = 0; i < U; i++)
+                    parts[0].color[i] = i / 2;
+                parts[0].n_classes = U / 2;
+                fib_partition_single(&parts[1]);
+                for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
+                    for (int32_t threads = 1; threads <= 2; threads++) {
+                        fib_partition filled, view;
+                        constants_classes(g, grp, parts, false, threads, modes[m].mode,
+                                          modes[m].eps, &filled);
+                        constants_classes(g, grp, parts, true, threads, modes[m].mode,
+                                          modes[m].eps, &view);
+                        CHECK(filled.color && view.color && same_partition(&filled, &view));
+                        if (m == 0 && filled.color)
+                            CHECK(filled.n_classes == (nz ? U : 8));
+                        fib_partition_clear(&filled);
+                        fib_partition_clear(&view);
+                    }
+                fib_partition_clear(&parts[0]);
+                fib_partition_clear(&parts[1]);
+                fib_graph_free(g);
+            }
+}
+
 int main(void)
 {
     RUN(test_view_equals_filled);
+    RUN(test_constants_view_equals_filled);
     return test_failures ? 1 : 0;
 }

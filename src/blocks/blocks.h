@@ -229,6 +229,17 @@ int32_t fib_unit_constants_block_opfiber_fill(const fib_graph *g, int32_t group,
                                               int32_t source_index, const fib_partition *parts,
                                               const fib_partition *fibers, fib_signature *sig,
                                               int64_t offset);
+/* Its exact form (fib_block_ops opfiber_exact_width, _fill): per source
+ * unit (the readers' class, their count) where that is one pair. */
+int64_t fib_unit_constants_block_opfiber_exact_width(const fib_graph *g, int32_t group,
+                                                     int32_t source_index,
+                                                     const fib_partition *parts,
+                                                     const fib_partition *fibers);
+int32_t fib_unit_constants_block_opfiber_exact_fill(const fib_graph *g, int32_t group,
+                                                    int32_t source_index,
+                                                    const fib_partition *parts,
+                                                    const fib_partition *fibers,
+                                                    fib_signature *sig, int64_t offset);
 int32_t fib_unit_constants_block_compress(const fib_graph *g, int32_t group,
                                           const fib_partition *parts, fib_graph *base,
                                           const int32_t *base_ids);

@@ -1673,6 +1673,21 @@ FIB_API int32_t fib_graph_save_checkpoint(const fib_graph *graph,
                                           int32_t *saved_as, char *reason,
                                           size_t reason_size);
 
+/* Opfibers or covers (options->symmetry FIB_SYM_OPFIBERS or FIB_SYM_COVERS)
+ * flavoured by `fibers`, the FIB_SYM_FIBERS colouring fib_color made of
+ * this graph with the same tolerance and eps (per-group eps included): the
+ * same classes as fib_color with these options, without colouring the
+ * fibers again (half the work when both are wanted). Covers made so keep no
+ * class sums: fib_compress reads the weights for them. Errors: those of
+ * fib_color; FIB_E_NULL (options too), FIB_E_INVALID (FIB_SYM_FIBERS),
+ * FIB_E_MISMATCH (fibers of another graph or of it before a change, not
+ * made by fib_color, made by it with another tolerance or eps, or with
+ * classes set since by fib_coloring_set_group). */
+FIB_API int32_t fib_color_from_fibers(const fib_graph *graph,
+                                      const fib_color_options *options,
+                                      const fib_coloring *fibers,
+                                      fib_coloring **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -37,6 +37,7 @@ void fib_attend_free(fib_attend *a)
     fib_free(a->unit_order);
     fib_free(a->pair_omega);
     fib_free(a->pair_sin);
+    fib_free(a->pair_phase);
     fib_free(a);
 }
 
@@ -73,10 +74,20 @@ static fib_attend *attend_alloc(int64_t n_heads, int64_t n_pairs, int64_t n_unit
     return a;
 }
 
+static int64_t phase_ids(const fib_attend *a, int64_t *ids);
+
 int32_t fib_graph_add_attend_owned(fib_graph *g, int32_t q, int32_t k,
                                    int32_t v, int64_t n_units, fib_attend *a,
                                    int32_t *group_out)
 {
+    if (a->pair_omega) {
+        a->pair_phase = fib_alloc(a->n_pairs > 0 ? a->n_pairs : 1, sizeof *a->pair_phase);
+        a->n_phases = a->pair_phase ? phase_ids(a, a->pair_phase) : FIB_E_NOMEM;
+        if (a->n_phases < 0) {
+            fib_attend_free(a);
+            return fib_error(FIB_E_NOMEM, "out of memory adding an attention core");
+        }
+    }
     /* Units listed head by head (counting sort), for the forward pass. */
     a->unit_start = fib_calloc(a->n_heads + 1, sizeof *a->unit_start);
     a->unit_order = fib_alloc(n_units, sizeof *a->unit_order);
@@ -665,15 +676,13 @@ static int32_t side_add_phases(const fib_attend *a, int32_t group, side *sd)
     sd->owned_color = fib_alloc(n, sizeof *sd->owned_color);
     if (!sd->owned_item || !sd->owned_color)
         return fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber sums", (int)group);
-    int64_t n_phases = phase_ids(a, sd->owned_color), n_keys;
-    if (n_phases < 0)
-        return (int32_t)n_phases;
+    int64_t n_phases = a->n_phases, n_keys;
     if (!fib_mul_i64(sd->n_classes, n_phases > 0 ? n_phases : 1, &n_keys))
         return fib_error(FIB_E_OVERFLOW, "group %d: too many (class, phase) combinations",
                          (int)group);
     for (int64_t p = 0; p < a->n_pairs; p++) {
         sd->owned_item[p] = p;
-        sd->owned_color[p] += sd->color[sd->item[p]] * n_phases;
+        sd->owned_color[p] = sd->color[sd->item[p]] * n_phases + a->pair_phase[p];
     }
     sd->item = sd->owned_item;
     sd->color = sd->owned_color;

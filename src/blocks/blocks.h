@@ -53,6 +53,11 @@ typedef struct fib_attend {
      * pair_sin[p] is 1 (see attention.c). */
     double *pair_omega;
     uint8_t *pair_sin;
+    /* Derived by fib_graph_add_attend_owned when rotary: pair p's phase
+     * (omega, sin) numbered among the core's n_phases distinct ones (the
+     * opfiber sums' columns pair them with classes, every colouring). */
+    int64_t *pair_phase;
+    int64_t n_phases;
 } fib_attend;
 /* The options item of an attention core's params (after the units). */
 #define FIB_ATTEND_CAUSAL 1
@@ -235,10 +240,27 @@ int64_t fib_unit_constants_block_fiber_width(const fib_graph *g, int32_t group,
 int32_t fib_unit_constants_block_fiber_fill(const fib_graph *g, int32_t group,
                                             const fib_partition *parts, fib_signature *sig,
                                             int64_t offset);
+/* The fiber signature with the constants lent in place (fib_block_ops
+ * fiber_view): the source unit's class materialised, the table's column of
+ * each unit borrowed; false (nothing to lend, or no memory): fill it. */
+bool fib_unit_constants_block_fiber_view(const fib_graph *g, int32_t group,
+                                         const fib_partition *parts, fib_scratch *scratch,
+                                         fib_signature *sig);
 int32_t fib_unit_constants_block_opfiber_fill(const fib_graph *g, int32_t group,
                                               int32_t source_index, const fib_partition *parts,
                                               const fib_partition *fibers, fib_signature *sig,
                                               int64_t offset);
+/* Its exact form (fib_block_ops opfiber_exact_width, _fill): per source
+ * unit (the readers' class, their count) where that is one pair. */
+int64_t fib_unit_constants_block_opfiber_exact_width(const fib_graph *g, int32_t group,
+                                                     int32_t source_index,
+                                                     const fib_partition *parts,
+                                                     const fib_partition *fibers);
+int32_t fib_unit_constants_block_opfiber_exact_fill(const fib_graph *g, int32_t group,
+                                                    int32_t source_index,
+                                                    const fib_partition *parts,
+                                                    const fib_partition *fibers,
+                                                    fib_signature *sig, int64_t offset);
 int32_t fib_unit_constants_block_compress(const fib_graph *g, int32_t group,
                                           const fib_partition *parts, fib_graph *base,
                                           const int32_t *base_ids);

@@ -163,6 +163,27 @@ int32_t fib_unit_constants_block_fiber_fill(const fib_graph *g, int32_t group,
     return FIB_OK;
 }
 
+bool fib_unit_constants_block_fiber_view(const fib_graph *g, int32_t group,
+                                         const fib_partition *parts, fib_scratch *scratch,
+                                         fib_signature *sig)
+{
+    const fib_unit_constants_block *b = fib_unit_constants_block_of(g, group);
+    const fib_unit_constants *t = &b->values;
+    int64_t n = g->groups[group].n_units;
+    /* a wide table (a position embedding) would be a rows x units copy */
+    if (t->rows == 0 || fib_signature_alloc_in(sig, n, 1, scratch))
+        return false;
+    const fib_partition *src = &parts[g->groups[group].sources[0]];
+    for (int64_t i = 0; i < n; i++)
+        fib_signature_put_label(sig, i, 0, src->color[fib_gather_at(b->reads, i)]);
+    /* unit i's row r is values[r * n + i] */
+    sig->n_coords += t->rows;
+    sig->n_direct = t->rows;
+    sig->n_blocks = 1;
+    sig->blocks[0] = (fib_direct_block){t->values, t->dtype, 1, n, t->rows};
+    return true;
+}
+
 /* A source unit receives, unchanged, the errors of the units that read it
  * (a prepend's constants receive none). */
 int32_t fib_unit_constants_block_opfiber_fill(const fib_graph *g, int32_t group,
@@ -173,6 +194,82 @@ int32_t fib_unit_constants_block_opfiber_fill(const fib_graph *g, int32_t group,
     (void)source_index, (void)fibers;
     return fib_copy_opfiber_fill(g, group, fib_unit_constants_block_of(g, group)->reads, parts,
                                  sig, offset);
+}
+
+/* The exact form of the opfiber sums a copy passes back: a source unit
+ * whose readers are all of one opfiber class has one nonzero column, their
+ * count, given as the pair (class, count) ((-1, 0) when nothing reads it)
+ * instead of a row over every class (units x classes, nearly all zeros).
+ * Counts are exact, so two rows are equal iff their pairs are: under
+ * FIB_TOL_EXACT the classes of the full form, when the copy is the
+ * source's only reader (nothing else to chain its units). Width 0 (the
+ * full form) otherwise, or when a unit's readers are of several classes.
+ * column, count: per source unit, or NULL for the width alone. */
+static int64_t copy_exact_pairs(const fib_graph *g, int32_t group, const fib_partition *parts,
+                                int64_t *column, int64_t *count)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_group *src = &g->groups[grp->sources[0]];
+    if (src->n_consumers != 1 || (src->ops && src->ops->recurrent))
+        return 0;
+    const int64_t *reads = fib_unit_constants_block_of(g, group)->reads;
+    int64_t n_src = src->n_units;
+    int64_t *own_column = column ? NULL : fib_alloc(n_src > 0 ? n_src : 1, sizeof *own_column);
+    int64_t *col = column ? column : own_column;
+    if (!col)
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber sums", (int)group);
+    for (int64_t s = 0; s < n_src; s++) {
+        col[s] = -1;
+        if (count)
+            count[s] = 0;
+    }
+    int64_t width = 2;
+    for (int64_t i = 0; i < grp->n_units && width; i++) {
+        int64_t s = fib_gather_at(reads, i), c = parts[group].color[i];
+        if (col[s] >= 0 && col[s] != c)
+            width = 0;
+        col[s] = c;
+        if (count)
+            count[s]++;
+    }
+    fib_free(own_column);
+    return width;
+}
+
+int64_t fib_unit_constants_block_opfiber_exact_width(const fib_graph *g, int32_t group,
+                                                     int32_t source_index,
+                                                     const fib_partition *parts,
+                                                     const fib_partition *fibers)
+{
+    (void)source_index, (void)fibers;
+    return copy_exact_pairs(g, group, parts, NULL, NULL);
+}
+
+int32_t fib_unit_constants_block_opfiber_exact_fill(const fib_graph *g, int32_t group,
+                                                    int32_t source_index,
+                                                    const fib_partition *parts,
+                                                    const fib_partition *fibers,
+                                                    fib_signature *sig, int64_t offset)
+{
+    (void)source_index, (void)fibers;
+    int64_t n = sig->n_units;
+    int64_t *column = fib_alloc(n > 0 ? n : 1, sizeof *column);
+    int64_t *count = fib_alloc(n > 0 ? n : 1, sizeof *count);
+    if (!column || !count) {
+        fib_free(column);
+        fib_free(count);
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory for opfiber sums", (int)group);
+    }
+    /* one pair per unit, as the width found */
+    copy_exact_pairs(g, group, parts, column, count);
+    for (int64_t s = 0; s < n; s++) {
+        fib_signature_put_label(sig, s, offset, count[s] > 0 ? column[s] : -1);
+        sig->value[s * sig->n_coords + offset + 1] = (double)count[s];
+        sig->tol[s * sig->n_coords + offset + 1] = 0.0;
+    }
+    fib_free(column);
+    fib_free(count);
+    return FIB_OK;
 }
 
 /* The block of a base (base unit c: its class's constants and the source

@@ -109,10 +109,12 @@ static int meet(const cli_options *o, const fib_graph *g, const fib_coloring *fi
     if (st == FIB_OK)
         st = fib_coloring_create(g, FIB_SYM_COVERS, out);
     for (int32_t i = 0; i < n_groups && st == FIB_OK; i++) {
-        int64_t n = 0, k_op = 0;
+        int64_t n = 0, k_op = 0, k_f = 0;
         st = fib_graph_group_info(g, i, NULL, &n, NULL, NULL, NULL, NULL, NULL);
         if (st == FIB_OK)
             st = fib_coloring_num_classes(opfibers, i, &k_op);
+        if (st == FIB_OK)
+            st = fib_coloring_num_classes(fibers, i, &k_f);
         int64_t *f = st == FIB_OK ? malloc((size_t)n * sizeof *f) : NULL;
         int64_t *op = st == FIB_OK ? malloc((size_t)n * sizeof *op) : NULL;
         if (st == FIB_OK && (!f || !op))
@@ -122,9 +124,11 @@ static int meet(const cli_options *o, const fib_graph *g, const fib_coloring *fi
         if (st == FIB_OK)
             st = fib_coloring_colors(opfibers, i, op, n);
         /* A pair label, renumbered canonically by the library; class ids
-         * are below n, and n < 2^31 keeps n * n within int64. */
+         * are below n, and n < 2^31 keeps n * n within int64. Where either
+         * side is discrete, so is the meet: labels below n, which the
+         * library renumbers without sorting them. */
         for (int64_t u = 0; st == FIB_OK && u < n; u++)
-            f[u] = f[u] * k_op + op[u];
+            f[u] = k_f == n || k_op == n ? u : f[u] * k_op + op[u];
         if (st == FIB_OK)
             st = fib_coloring_set_group(*out, i, f, n);
         free(f);
@@ -215,9 +219,9 @@ int analysis_run(const cli_options *o, const fib_graph *g, cli_progress *p,
     a->graph = g;
     int rc = cli_color(o, g, FIB_SYM_FIBERS, p, &a->fibers);
     if (rc == CLI_EXIT_OK)
-        rc = without_merge_totals(o, g, &a->fibers);
+        rc = cli_color_from(o, g, FIB_SYM_OPFIBERS, a->fibers, p, &a->opfibers);
     if (rc == CLI_EXIT_OK)
-        rc = cli_color(o, g, FIB_SYM_OPFIBERS, p, &a->opfibers);
+        rc = without_merge_totals(o, g, &a->fibers);
     if (rc == CLI_EXIT_OK)
         rc = widest_group(g) < (INT64_C(1) << 31)
                  ? meet(o, g, a->fibers, a->opfibers, &a->covers)

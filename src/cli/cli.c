@@ -609,6 +609,13 @@ int cli_load(const cli_options *o, fib_graph **out)
 int cli_color(const cli_options *o, const fib_graph *g, int32_t symmetry,
               cli_progress *progress, fib_coloring **out)
 {
+    return cli_color_from(o, g, symmetry, NULL, progress, out);
+}
+
+int cli_color_from(const cli_options *o, const fib_graph *g, int32_t symmetry,
+                   const fib_coloring *fibers, cli_progress *progress,
+                   fib_coloring **out)
+{
     fib_color_options co;
     fib_color_options_init(&co, sizeof co);
     co.symmetry = symmetry;
@@ -617,6 +624,6 @@ int cli_color(const cli_options *o, const fib_graph *g, int32_t symmetry,
     co.progress = cli_progress_cb;
     co.progress_user = progress;
     progress->phase = cli_symmetry_name(symmetry);
-    int32_t st = fib_color(g, &co, out);
+    int32_t st = fibers ? fib_color_from_fibers(g, &co, fibers, out) : fib_color(g, &co, out);
     return st == FIB_OK ? CLI_EXIT_OK : cli_fail(o->model, st);
 }

@@ -112,6 +112,11 @@ int cli_load(const cli_options *o, fib_graph **out);
 /* Colours the graph with the options' tolerance; symmetry as given. */
 int cli_color(const cli_options *o, const fib_graph *g, int32_t symmetry,
               cli_progress *progress, fib_coloring **out);
+/* The same for opfibers or covers, flavoured by `fibers` cli_color made
+ * (fib_color_from_fibers): the fibers are not coloured again. */
+int cli_color_from(const cli_options *o, const fib_graph *g, int32_t symmetry,
+                   const fib_coloring *fibers, cli_progress *progress,
+                   fib_coloring **out);
 
 const char *cli_symmetry_name(int32_t symmetry);
 /* "exact", "abs", ..., "scaled+ward" (FIB_TOL_* with FIB_TOL_SCALED). */

@@ -230,37 +230,62 @@ static int32_t color_opfibers(const fib_graph *g, const fib_color_options *o,
     return FIB_OK;
 }
 
-int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
-                           fib_coloring **out)
+/* Records on fibers made here what fib_color_from_fibers compares. */
+static int32_t record_made(const fib_graph *g, const fib_color_options *o, fib_coloring *c)
+{
+    c->made_eps = fib_alloc(g->n_groups > 0 ? g->n_groups : 1, sizeof *c->made_eps);
+    if (!c->made_eps)
+        return fib_error(FIB_E_NOMEM, "fib_color: out of memory");
+    c->made_tolerance = o->tolerance;
+    for (int32_t i = 0; i < g->n_groups; i++)
+        c->made_eps[i] = group_eps(g, i, o);
+    return FIB_OK;
+}
+
+/* Colours g by o; `given`: fibers fib_color made with the same tolerance
+ * and eps (fib_color_from_fibers), read instead of made again. */
+static int32_t color_given(const fib_graph *g, const fib_color_options *o,
+                           const fib_coloring *given, fib_coloring **out)
 {
     fib_coloring *fibers = NULL, *opfibers = NULL;
-    progress prog = {o, 0, (int64_t)g->n_groups * (o->symmetry == FIB_SYM_FIBERS ? 1 : 2),
-                     {0}};
-    int32_t status = fib_coloring_alloc(g, FIB_SYM_FIBERS, &fibers);
-    if (!status && (o->tolerance & FIB_TOL_SCALED) && g->n_groups > 0) {
-        fibers->scales = fib_calloc(g->n_groups, sizeof *fibers->scales);
-        if (!fibers->scales)
-            status = fib_error(FIB_E_NOMEM, "fib_color: out of memory for scales");
+    progress prog = {o, given ? g->n_groups : 0,
+                     (int64_t)g->n_groups * (o->symmetry == FIB_SYM_FIBERS ? 1 : 2), {0}};
+    int32_t status = FIB_OK;
+    const fib_partition *fiber_parts = given ? given->parts : NULL;
+    if (!given) {
+        status = fib_coloring_alloc(g, FIB_SYM_FIBERS, &fibers);
+        if (!status && (o->tolerance & FIB_TOL_SCALED) && g->n_groups > 0) {
+            fibers->scales = fib_calloc(g->n_groups, sizeof *fibers->scales);
+            if (!fibers->scales)
+                status = fib_error(FIB_E_NOMEM, "fib_color: out of memory for scales");
+        }
+        if (!status)
+            status = color_fibers(g, o, fibers, &prog);
+        if (!status && o->symmetry == FIB_SYM_FIBERS)
+            status = record_made(g, o, fibers);
+        if (status || o->symmetry == FIB_SYM_FIBERS)
+            goto done;
+        fiber_parts = fibers->parts;
     }
-    if (!status)
-        status = color_fibers(g, o, fibers, &prog);
-    if (status || o->symmetry == FIB_SYM_FIBERS)
-        goto done;
     status = fib_coloring_alloc(g, FIB_SYM_OPFIBERS, &opfibers);
     if (!status)
-        status = color_opfibers(g, o, fibers->parts, opfibers->parts, &prog);
+        status = color_opfibers(g, o, fiber_parts, opfibers->parts, &prog);
     if (status || o->symmetry == FIB_SYM_OPFIBERS)
         goto done;
-    /* Covers: replace each fiber partition by its meet with the opfibers. */
+    /* Covers: each fiber partition met with the opfibers (into a colouring
+     * of their own when the fibers were given). */
+    if (given)
+        status = fib_coloring_alloc(g, FIB_SYM_FIBERS, &fibers);
     for (int32_t i = 0; i < g->n_groups && !status; i++) {
         fib_partition meet;
-        status = fib_partition_meet(&meet, &fibers->parts[i], &opfibers->parts[i]);
+        status = fib_partition_meet(&meet, &fiber_parts[i], &opfibers->parts[i]);
         if (!status) {
             fib_partition_clear(&fibers->parts[i]);
             fibers->parts[i] = meet;
         }
     }
-    fibers->symmetry = FIB_SYM_COVERS;
+    if (!status)
+        fibers->symmetry = FIB_SYM_COVERS;
 done:
     fib_scratch_clear(&prog.scratch);
     if (status) {
@@ -278,6 +303,12 @@ done:
     return FIB_OK;
 }
 
+int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
+                           fib_coloring **out)
+{
+    return color_given(g, o, NULL, out);
+}
+
 int32_t fib_color(const fib_graph *g, const fib_color_options *options,
                   fib_coloring **out)
 {
@@ -292,4 +323,36 @@ int32_t fib_color(const fib_graph *g, const fib_color_options *options,
     if (status)
         return status;
     return fib_color_internal(g, options, out);
+}
+
+int32_t fib_color_from_fibers(const fib_graph *g, const fib_color_options *options,
+                              const fib_coloring *fibers, fib_coloring **out)
+{
+    static const char fn[] = "fib_color_from_fibers";
+    if (!g || !fibers || !out)
+        return fib_error(FIB_E_NULL, "%s: %s is NULL", fn, !g ? "graph" : !fibers ? "fibers" : "out");
+    if (!options)
+        return fib_error(FIB_E_NULL, "%s: options is NULL (the ones the fibers were made "
+                         "with, symmetry FIB_SYM_OPFIBERS or FIB_SYM_COVERS)", fn);
+    int32_t status = check_options(options);
+    if (!status)
+        status = fib_coloring_check_graph(g, fibers);
+    if (status)
+        return status;
+    if (options->symmetry == FIB_SYM_FIBERS)
+        return fib_error(FIB_E_INVALID, "%s: symmetry FIB_SYM_FIBERS: the fibers are "
+                         "given (ask for FIB_SYM_OPFIBERS or FIB_SYM_COVERS)", fn);
+    if (fibers->symmetry != FIB_SYM_FIBERS || !fibers->made_eps)
+        return fib_error(FIB_E_MISMATCH, "%s: the colouring given is not fibers as fib_color "
+                         "made them (another symmetry, or classes set by hand)", fn);
+    if (fibers->made_tolerance != options->tolerance)
+        return fib_error(FIB_E_MISMATCH, "%s: the fibers were made with tolerance %d, the "
+                         "options say %d", fn, (int)fibers->made_tolerance,
+                         (int)options->tolerance);
+    for (int32_t i = 0; i < g->n_groups; i++)
+        if (fibers->made_eps[i] != group_eps(g, i, options))
+            return fib_error(FIB_E_MISMATCH, "%s: group %d: the fibers were made with eps "
+                             "%g, the options and the graph now give %g", fn, (int)i,
+                             fibers->made_eps[i], group_eps(g, i, options));
+    return color_given(g, options, fibers, out);
 }

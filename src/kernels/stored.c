@@ -73,6 +73,8 @@ void fib_row_sums_stored(const fib_kernels *kernels, int32_t dtype, const void *
 
 /* Coordinates per block of the half tight test, as in the scalar kernels. */
 #define TIGHT_BLOCK 16
+/* Rows of the half tight test asked for ahead of their use. */
+#define TIGHT_AHEAD 8
 
 int64_t fib_tight_stored(const fib_kernels *kernels, int32_t dtype, const void *x,
                          int64_t ld, const int64_t *rows, int64_t m, int64_t len,
@@ -93,6 +95,12 @@ int64_t fib_tight_stored(const fib_kernels *kernels, int32_t dtype, const void *
         }
         for (int64_t u = 0; u < m; u++) {
             const void *row = (const uint16_t *)x + rows[u] * ld + j;
+#if defined(__GNUC__)
+            /* rows far apart (a page each in a wide layer) miss the cache
+             * and the TLB one after another unless asked for ahead */
+            if (u + TIGHT_AHEAD < m)
+                __builtin_prefetch((const uint16_t *)x + rows[u + TIGHT_AHEAD] * ld + j);
+#endif
             for (int64_t q = 0; q < b; q++) {
                 double v = fib_stored_load(dtype, row, q), a = fabs(v);
                 lo[q] = v < lo[q] ? v : lo[q];

@@ -46,6 +46,7 @@ void fib_coloring_free(fib_coloring *c)
             fib_free(c->scales[i]);
     fib_free(c->scales);
     fib_merge_totals_free(c);
+    fib_free(c->made_eps);
     fib_free(c);
 }
 
@@ -137,6 +138,8 @@ int32_t fib_coloring_set_group(fib_coloring *c, int32_t group,
     }
     fib_partition_clear(p);
     *p = next;
+    fib_free(c->made_eps); /* no longer fib_color's fibers */
+    c->made_eps = NULL;
     return FIB_OK;
 }
 

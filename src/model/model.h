@@ -495,6 +495,12 @@ struct fib_coloring {
     /* The graph it was made for and its generation then (fib_graph). */
     uint64_t graph_identity;
     uint64_t graph_generation;
+    /* Fibers as fib_color made them: its tolerance and each group's eps
+     * then (-1: EXACT), which fib_color_from_fibers compares with its own;
+     * made_eps NULL for any other colouring, and once its classes are set
+     * by hand. */
+    int32_t made_tolerance;
+    double *made_eps;
 };
 
 /* coloring.c: the colouring object (the public accessors are in fibration.h). */

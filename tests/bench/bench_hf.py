@@ -19,7 +19,9 @@ the read's CPU time, and peak RSS / size of the files. On a shared host the
 wall time counts the neighbours too: the load average is printed.
 
 Usage: bench_hf.py FIBRATION [FOLDER] [gpt2|llama ...]
-Environment: OMP_NUM_THREADS as for the command (default: both 1 and 2)."""
+Environment: OMP_NUM_THREADS as for the command (default: both 1 and 2);
+BENCH_HF_KEEP=1 keeps the checkpoints in FOLDER/bench_hf_NAME and reuses
+them in later runs (the same bytes: the generator is seeded per model)."""
 import json
 import math
 import os
@@ -154,7 +156,7 @@ def main():
     chosen = sys.argv[3:] or ["gpt2", "llama"]
     threads = [int(os.environ["OMP_NUM_THREADS"])] if "OMP_NUM_THREADS" in os.environ \
         else [1, 2]
-    rng = np.random.default_rng(24)
+    keep = os.environ.get("BENCH_HF_KEEP") == "1"
     print(f"fibration analyze on random bfloat16 checkpoint directories; best of {RUNS} runs; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     _, _, floor = run([cli, "--version"], 1)
@@ -165,14 +167,22 @@ def main():
     print(f"{'model':<11} {'threads':>7} {'wall s':>7} {'/ read':>7} {'CPU s':>7} "
           f"{'/ read':>7} {'RSS MB':>7} {'/ files':>7}  read wall, CPU s  files MB")
     for name in chosen:
-        directory = os.path.join(folder, f"bench_hf_{name}_{os.getpid()}")
-        os.makedirs(directory)
+        rng = np.random.default_rng(24 if name == "gpt2" else 25)
+        directory = os.path.join(folder, f"bench_hf_{name}" if keep
+                                 else f"bench_hf_{name}_{os.getpid()}")
+        # a kept directory is complete once its marker is written
+        marker = os.path.join(directory, "written")
+        reuse = keep and os.path.exists(marker)
+        os.makedirs(directory, exist_ok=keep)
         try:
             shapes, config = {"gpt2": gpt2, "llama": llama}[name](directory, rng)
-            with open(os.path.join(directory, "config.json"), "w") as f:
-                json.dump(config, f)
             path = os.path.join(directory, "model.safetensors")
-            write_safetensors(path, shapes, rng)
+            if not reuse:
+                with open(os.path.join(directory, "config.json"), "w") as f:
+                    json.dump(config, f)
+                write_safetensors(path, shapes, rng)
+                if keep:
+                    open(marker, "w").close()
             size = os.path.getsize(path)
             read, read_cpu = warm_read([path])
             for t in threads:
@@ -182,7 +192,8 @@ def main():
                       f"{cpu / read_cpu:7.2f} {rss / 1e6:7.0f} {rss / size:7.3f}  "
                       f"{read:.3f}, {read_cpu:.3f}  {size / 1e6:9.0f}", flush=True)
         finally:
-            shutil.rmtree(directory, ignore_errors=True)
+            if not keep:
+                shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -258,9 +258,86 @@ static void test_pairs_that_turn_alike_merge(void)
     fib_graph_free(g);
 }
 
+/* Every core numbers its pairs' phases once, when added: two pairs share
+ * a number iff they share (omega, sin), and the numbers are 0 .. n_phases
+ * - 1. Two layers of different frequencies (rope_theta, rotary_dim) and
+ * weights in one graph: each core's numbering is its own, and each core's
+ * exact form still gives the full form's classes. */
+static void test_phases_numbered_per_core(void)
+{
+    enum { HEADS = 2, HD = 8 };
+    static const int k_copy[HD] = {-1, -1, 0, -1, -1, 4, 4, -1};
+    static const double theta[2] = {10000.0, 500.0};
+    static const int64_t rotary_dim[2] = {4, 8};
+    fib_graph *g = NULL;
+    int32_t x;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, E, LEN, 1, &x));
+    for (int layer = 0; layer < 2; layer++) {
+        double wq[HEADS * HD * E], wk[HD * E], wv[HD * E], wo[E * HEADS * HD];
+        planted_rows(wq, HEADS * HD, NULL);
+        planted_rows(wk, HD, k_copy);
+        planted_rows(wv, HD, NULL);
+        for (int i = 0; i < E * HEADS * HD; i++)
+            wo[i] = uniform();
+        fib_attention_options ao;
+        CHECK_OK(fib_attention_options_init(&ao, sizeof ao));
+        ao.n_heads = HEADS;
+        ao.n_kv_heads = 1;
+        ao.head_dim = HD;
+        ao.causal = 1;
+        ao.rotary = FIB_ROTARY_HALF;
+        ao.rope_theta = theta[layer];
+        ao.rotary_dim = rotary_dim[layer];
+        CHECK_OK(fib_graph_add_attention_ex(g, x, &ao, FIB_DTYPE_F64, wq, NULL, wk, NULL, wv,
+                                            NULL, wo, NULL, FIB_COPY, &x));
+    }
+    int n_cores = 0;
+    double first_omega = 0.0;
+    for (int32_t core = 0; core < g->n_groups; core++) {
+        if (g->groups[core].n_sources != 3)
+            continue;
+        const fib_attend *a = g->groups[core].block;
+        CHECK(a->pair_phase != NULL);
+        if (!a->pair_phase)
+            continue;
+        int64_t seen = 0;
+        for (int64_t p = 0; p < a->n_pairs; p++) {
+            CHECK(a->pair_phase[p] >= 0 && a->pair_phase[p] < a->n_phases);
+            seen = a->pair_phase[p] >= seen ? a->pair_phase[p] + 1 : seen;
+            for (int64_t p2 = 0; p2 < a->n_pairs; p2++)
+                CHECK((a->pair_phase[p] == a->pair_phase[p2]) ==
+                      (a->pair_omega[p] == a->pair_omega[p2] &&
+                       a->pair_sin[p] == a->pair_sin[p2]));
+        }
+        CHECK(seen == a->n_phases);
+        /* rotating dimensions 4 and 8 of 8: 2 and 4 frequencies, each cos
+         * and sin, and the non-rotating ones (omega 0, cos) */
+        CHECK(a->n_phases == (n_cores == 0 ? 2 * 2 + 1 : 4 * 2));
+        /* the second layer's frequencies are not the first's */
+        double lowest = INFINITY;
+        for (int64_t p = 0; p < a->n_pairs; p++)
+            if (a->pair_omega[p] > 0 && a->pair_omega[p] < lowest)
+                lowest = a->pair_omega[p];
+        if (n_cores == 0)
+            first_omega = lowest;
+        else
+            CHECK(lowest != first_omega);
+        /* q: at most 2 cells (cos, sin); k: 2 per query head reading it */
+        static const int64_t exact_width[2] = {4, 8};
+        fib_partition q = {0};
+        compare_forms(g, core, 8 * HEADS, exact_width, &q);
+        fib_partition_clear(&q);
+        n_cores++;
+    }
+    CHECK(n_cores == 2);
+    fib_graph_free(g);
+}
+
 int main(void)
 {
     RUN(test_llama_core_exact_form_matches_full_form);
     RUN(test_pairs_that_turn_alike_merge);
+    RUN(test_phases_numbered_per_core);
     return test_failures ? 1 : 0;
 }

@@ -1738,6 +1738,23 @@ function fib_graph_save_checkpoint(graph, model, model_dir, path, dtype, saved_a
     ccall(_cfunction(_cache_fib_graph_save_checkpoint, :fib_graph_save_checkpoint), Int32, (Ptr{fib_graph}, Ptr{fib_graph}, Cstring, Cstring, Int32, Ptr{Int32}, Ptr{Cchar}, Csize_t, ), graph, model, model_dir, path, dtype, saved_as, reason, reason_size)
 end
 
+"""
+Opfibers or covers (options->symmetry FIB_SYM_OPFIBERS or FIB_SYM_COVERS)
+flavoured by `fibers`, the FIB_SYM_FIBERS colouring fib_color made of
+this graph with the same tolerance and eps (per-group eps included): the
+same classes as fib_color with these options, without colouring the
+fibers again (half the work when both are wanted). Covers made so keep no
+class sums: fib_compress reads the weights for them. Errors: those of
+fib_color; FIB_E_NULL (options too), FIB_E_INVALID (FIB_SYM_FIBERS),
+FIB_E_MISMATCH (fibers of another graph or of it before a change, not
+made by fib_color, made by it with another tolerance or eps, or with
+classes set since by fib_coloring_set_group).
+"""
+const _cache_fib_color_from_fibers = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_color_from_fibers(graph, options, fibers, out)
+    ccall(_cfunction(_cache_fib_color_from_fibers, :fib_color_from_fibers), Int32, (Ptr{fib_graph}, Ptr{fib_color_options}, Ptr{fib_coloring}, Ptr{Ptr{fib_coloring}}, ), graph, options, fibers, out)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1843,4 +1860,5 @@ const FUNCTION_NAMES = [
     :fib_base_count,
     :fib_quotient_count_arcs,
     :fib_graph_save_checkpoint,
+    :fib_color_from_fibers,
 ]

@@ -1230,6 +1230,18 @@ extern "C" {
     /// have model's groups), FIB_E_FORMAT, FIB_E_IO, FIB_E_NOMEM, those of
     /// fib_model_save. docs/model-files.md, "Bases of checkpoint directories".
     pub fn fib_graph_save_checkpoint(graph: *const fib_graph, model: *const fib_graph, model_dir: *const c_char, path: *const c_char, dtype: i32, saved_as: *mut i32, reason: *mut c_char, reason_size: usize) -> i32;
+
+    /// Opfibers or covers (options->symmetry FIB_SYM_OPFIBERS or FIB_SYM_COVERS)
+    /// flavoured by `fibers`, the FIB_SYM_FIBERS colouring fib_color made of
+    /// this graph with the same tolerance and eps (per-group eps included): the
+    /// same classes as fib_color with these options, without colouring the
+    /// fibers again (half the work when both are wanted). Covers made so keep no
+    /// class sums: fib_compress reads the weights for them. Errors: those of
+    /// fib_color; FIB_E_NULL (options too), FIB_E_INVALID (FIB_SYM_FIBERS),
+    /// FIB_E_MISMATCH (fibers of another graph or of it before a change, not
+    /// made by fib_color, made by it with another tolerance or eps, or with
+    /// classes set since by fib_coloring_set_group).
+    pub fn fib_color_from_fibers(graph: *const fib_graph, options: *const fib_color_options, fibers: *const fib_coloring, out: *mut *mut fib_coloring) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1338,4 +1350,5 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_base_count",
     "fib_quotient_count_arcs",
     "fib_graph_save_checkpoint",
+    "fib_color_from_fibers",
 ];

@@ -369,18 +369,19 @@ int32_t fib_qgraph_build(const fib_refine_input *in, const int64_t *color,
 }
 
 /* A base arc as its receiving class sees it: the class at the other end
- * and the edge type. */
-typedef struct base_end {
-    int64_t other;
-    int32_t type;
-} base_end;
+ * (high 32 bits) and the edge type (low 32 bits), one word, so that the
+ * grouping scatters 8 bytes an arc. */
+typedef uint64_t base_end;
+
+static base_end make_base_end(int64_t other, int32_t type)
+{
+    return (uint64_t)other << 32 | (uint32_t)type;
+}
 
 static int compare_base_ends(const void *pa, const void *pb)
 {
-    const base_end *x = pa, *y = pb;
-    if (x->other != y->other)
-        return x->other < y->other ? -1 : 1;
-    return (x->type > y->type) - (x->type < y->type);
+    base_end x = *(const base_end *)pa, y = *(const base_end *)pb;
+    return (x > y) - (x < y);
 }
 
 int32_t fib_qgraph_count_arcs(const fib_refine_input *in, const int64_t *color,
@@ -389,6 +390,16 @@ int32_t fib_qgraph_count_arcs(const fib_refine_input *in, const int64_t *color,
     if (!in || !color || !n_arcs)
         return fib_error(FIB_E_NULL, "quotient: NULL argument");
     *n_arcs = 0;
+    if (n_classes > (int64_t)UINT32_MAX) {
+        /* a class id does not fit a base end's 32 bits: counted by
+         * building the base */
+        fib_qgraph q;
+        int32_t st = fib_qgraph_build(in, color, n_classes, &q);
+        if (st == FIB_OK)
+            *n_arcs = q.n_arcs;
+        fib_qgraph_clear(&q);
+        return st;
+    }
     int64_t m = in->n_arcs;
     int64_t *rep = NULL;
     int32_t status = lowest_nodes(in->n_nodes, color, n_classes, &rep);
@@ -432,9 +443,7 @@ int32_t fib_qgraph_count_arcs(const fib_refine_input *in, const int64_t *color,
         int64_t c = rep_class[receiver[i]];
         if (c < 0)
             continue;
-        base_end *e = &ends[end[c]++];
-        e->other = color[other[i]];
-        e->type = in->type ? in->type[i] : 0;
+        ends[end[c]++] = make_base_end(color[other[i]], in->type ? in->type[i] : 0);
     }
     fib_free(rep_class);
     /* distinct (other class, type) per receiving class, as the build merges
@@ -449,13 +458,13 @@ int32_t fib_qgraph_count_arcs(const fib_refine_input *in, const int64_t *color,
             for (int64_t i = 1; i < k; i++) {
                 base_end x = group[i];
                 int64_t j = i;
-                for (; j > 0 && compare_base_ends(&group[j - 1], &x) > 0; j--)
+                for (; j > 0 && group[j - 1] > x; j--)
                     group[j] = group[j - 1];
                 group[j] = x;
             }
         }
         for (int64_t i = 0; i < k; i++)
-            distinct += i == 0 || compare_base_ends(&group[i - 1], &group[i]) != 0;
+            distinct += i == 0 || group[i - 1] != group[i];
     }
     fib_free(ends);
     fib_free(end);

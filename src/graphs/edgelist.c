@@ -39,16 +39,33 @@ static int64_t slot_id(const struct slot *e)
     return (int64_t)(e->meta & SLOT_ID_MASK) - 1;
 }
 
+/* The first min(len, 8) bytes at s, byte i at bits 8i (zero above), read
+ * without touching a byte past s + len: on a little-endian machine two
+ * overlapping 4-byte loads, whose common bytes land on the same bits. */
+static uint64_t load_word(const char *s, int64_t len)
+{
+    len = len < 8 ? len : 8;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (len >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, s, 4);
+        memcpy(&hi, s + len - 4, 4);
+        return (uint64_t)lo | (uint64_t)hi << (8 * (len - 4));
+    }
+#endif
+    uint64_t w = 0;
+    for (int64_t i = 0; i < len; i++)
+        w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    return w;
+}
+
 /* Up to 7 bytes plus the length in the top byte, or a marker for longer
  * names (which are then compared byte by byte). Names hold no NUL byte. */
 static uint64_t pack_name(const char *s, int64_t len)
 {
     if (len > 7)
         return UINT64_C(0xFF) << 56;
-    uint64_t x = (uint64_t)len << 56;
-    for (int64_t i = 0; i < len; i++)
-        x |= (uint64_t)(unsigned char)s[i] << (8 * i);
-    return x;
+    return (uint64_t)len << 56 | (len > 0 ? load_word(s, len) : 0);
 }
 
 /* A growable byte arena plus offsets, interned through a hash table. */
@@ -137,13 +154,6 @@ static bool grow(void **p, int64_t *cap, int64_t need, size_t size)
     return true;
 }
 
-static uint64_t load_word(const char *s, int64_t len)
-{
-    uint64_t w = 0;
-    for (int64_t i = 0; i < len && i < 8; i++)
-        w |= (uint64_t)(unsigned char)s[i] << (8 * i);
-    return w;
-}
 
 /* Eight bytes a step (a name is hashed once per occurrence, so this is on
  * the reader's hot path); the length is mixed in so that names differing

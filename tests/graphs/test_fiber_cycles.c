@@ -180,6 +180,22 @@ static void random_graphs(void)
     }
 }
 
+/* One node group of n nodes with the m arcs s -> d, compared. */
+static void compare_one_group(int64_t n, int64_t m, const int64_t *s, const int64_t *d,
+                              const char *what)
+{
+    arc_list l = {.n = n};
+    fib_graph *g = NULL;
+    int32_t a;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_nodes(g, n, &a));
+    add_arcs(g, &l, a, 0, a, 0, m, s, d);
+    int64_t start[2] = {0, n};
+    compare_all(g, &l, start, 1, what);
+    fib_graph_free(g);
+    free(l.src), free(l.dst);
+}
+
 /* A strongly connected core (a random graph of out-degree 3 over a ring)
  * with blocks of sources feeding it and sinks fed by it: the search is
  * restricted to the blocks' surroundings. Sources and sinks point at or
@@ -188,7 +204,6 @@ static void sources_and_sinks(void)
 {
     for (int trial = 0; trial < 20; trial++) {
         int64_t core = 5 + rnd(60), extra = 2 + rnd(6), n = core + 2 * extra;
-        arc_list l = {.n = n};
         int64_t *s = malloc((size_t)(5 * n) * sizeof *s), *d = malloc((size_t)(5 * n) * sizeof *d);
         int64_t m = 0;
         for (int64_t v = 0; v < core; v++) {
@@ -203,17 +218,10 @@ static void sources_and_sinks(void)
         }
         if (trial % 3 == 0) /* a self-loop on a source: then on a cycle */
             s[m] = core, d[m++] = core;
-        fib_graph *g = NULL;
-        int32_t a;
-        CHECK_OK(fib_graph_create(&g));
-        CHECK_OK(fib_graph_add_nodes(g, n, &a));
-        add_arcs(g, &l, a, 0, a, 0, m, s, d);
-        int64_t start[2] = {0, n};
         char what[64];
         snprintf(what, sizeof what, "sources and sinks %d (%lld nodes)", trial, (long long)n);
-        compare_all(g, &l, start, 1, what);
-        fib_graph_free(g);
-        free(s), free(d), free(l.src), free(l.dst);
+        compare_one_group(n, m, s, d, what);
+        free(s), free(d);
     }
 }
 
@@ -226,7 +234,6 @@ static void long_chains(void)
     for (int trial = 0; trial < 8; trial++) {
         int64_t len = 4 + 6 * trial, n = 2 * len + 2;
         bool closed = trial % 2 == 0;
-        arc_list l = {.n = n};
         int64_t *s = malloc((size_t)(2 * n + 4) * sizeof *s);
         int64_t *d = malloc((size_t)(2 * n + 4) * sizeof *d);
         int64_t m = 0, q1 = 2 * len, q2 = 2 * len + 1;
@@ -242,18 +249,11 @@ static void long_chains(void)
         s[m] = q2, d[m++] = len;
         if (closed)
             s[m] = 2 * len - 1, d[m++] = 0;
-        fib_graph *g = NULL;
-        int32_t a;
-        CHECK_OK(fib_graph_create(&g));
-        CHECK_OK(fib_graph_add_nodes(g, n, &a));
-        add_arcs(g, &l, a, 0, a, 0, m, s, d);
-        int64_t start[2] = {0, n};
         char what[64];
         snprintf(what, sizeof what, "chains of %lld%s", (long long)len,
                  closed ? ", closed" : "");
-        compare_all(g, &l, start, 1, what);
-        fib_graph_free(g);
-        free(s), free(d), free(l.src), free(l.dst);
+        compare_one_group(n, m, s, d, what);
+        free(s), free(d);
     }
 }
 

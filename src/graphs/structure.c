@@ -494,8 +494,8 @@ enum { REACHES_MEMBER = 1, REACHED_FROM_MEMBER = 2 };
  * neither closes within CLOSURE_PASSES passes, or both already cover most
  * of the graph, the whole graph is searched. On a graph whose non-trivial
  * classes are its sources (or sinks), as on random graphs, B (or F) is
- * those members alone and the search costs two passes instead of Tarjan
- * over every arc. */
+ * those members alone: one pass finds it closed and two more collect its
+ * arcs, instead of Tarjan over every arc. */
 static int32_t members_on_cycles(const fib_refine_input *in, uint8_t *on_cycle)
 {
     int64_t n = in->n_nodes, m = in->n_arcs;

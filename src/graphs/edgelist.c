@@ -1,4 +1,5 @@
 /* Edge-list reader: one arc per line, node and type names interned. */
+#define _DEFAULT_SOURCE /* madvise: huge pages for the name tables, sequential reading */
 #include "graphs/edgelist.h"
 
 #include <ctype.h>
@@ -14,15 +15,49 @@
 
 #define MAX_FIELDS 64
 #define MAX_NUMBER 128
+/* Node names interned together (a power of two), and how far ahead of
+ * the lookup a slot is prefetched. */
+#define NAMES_BATCH 1024
+#define NAMES_AHEAD 16
 
-/* A hash slot keeps the hash and the name's offset next to the id, so that
- * a lookup costs one cache miss for the slot and one for the bytes. */
+/* A hash slot: 16 bytes, so that the table of a million names (two
+ * million slots) is half the size it would be with the full hash and the
+ * name's offset in it, and a lookup of a name of at most 7 bytes (packed
+ * into the slot) costs one cache miss. Longer names are compared with
+ * their bytes. meta: 0 for an empty slot, else the hash's top 24 bits
+ * (SLOT_TAG_SHIFT up) and the id plus one below them. */
 struct slot {
-    uint64_t hash;
     uint64_t packed; /* names of <= 7 bytes: the bytes and the length */
-    int64_t id;
-    int64_t off;
+    uint64_t meta;
 };
+
+#define SLOT_TAG_SHIFT 40
+#define SLOT_ID_MASK ((UINT64_C(1) << SLOT_TAG_SHIFT) - 1)
+
+static int64_t slot_id(const struct slot *e)
+{
+    return (int64_t)(e->meta & SLOT_ID_MASK) - 1;
+}
+
+/* The first min(len, 8) bytes at s, byte i at bits 8i (zero above), read
+ * without touching a byte past s + len: on a little-endian machine two
+ * overlapping 4-byte loads, whose common bytes land on the same bits. */
+static uint64_t load_word(const char *s, int64_t len)
+{
+    len = len < 8 ? len : 8;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (len >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, s, 4);
+        memcpy(&hi, s + len - 4, 4);
+        return (uint64_t)lo | (uint64_t)hi << (8 * (len - 4));
+    }
+#endif
+    uint64_t w = 0;
+    for (int64_t i = 0; i < len; i++)
+        w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    return w;
+}
 
 /* Up to 7 bytes plus the length in the top byte, or a marker for longer
  * names (which are then compared byte by byte). Names hold no NUL byte. */
@@ -30,10 +65,7 @@ static uint64_t pack_name(const char *s, int64_t len)
 {
     if (len > 7)
         return UINT64_C(0xFF) << 56;
-    uint64_t x = (uint64_t)len << 56;
-    for (int64_t i = 0; i < len; i++)
-        x |= (uint64_t)(unsigned char)s[i] << (8 * i);
-    return x;
+    return (uint64_t)len << 56 | (len > 0 ? load_word(s, len) : 0);
 }
 
 /* A growable byte arena plus offsets, interned through a hash table. */
@@ -44,7 +76,7 @@ typedef struct interner {
     int64_t *off;   /* id -> offset in bytes */
     int64_t count;
     int64_t cap_ids;
-    struct slot *table; /* id -1: empty */
+    struct slot *table; /* meta 0: empty */
     int64_t cap_table;
     int64_t n_hashed;   /* names in the table */
     /* Names that are canonical decimal numbers below number_limit (digits
@@ -83,23 +115,23 @@ typedef struct parser {
     int32_t *type;
     char *scratch;      /* unescaped field */
     int64_t cap_scratch;
-    /* Node names bound for the hash table wait here, their table slots
-     * prefetched, and are interned in order some lines later, when the
-     * slot is in the cache (a lookup is a cache miss otherwise). A name is
-     * the text's bytes, or for an unescaped quoted name a copy in `held`. */
+    /* Node names bound for the hash table wait here, hashed, and are
+     * interned in order by batches (intern_waiting_names): a lookup is a
+     * cache miss, and only a tight loop of lookups with the slots
+     * prefetched a few names ahead keeps many misses in flight (between
+     * lines of parsing they are served one at a time). A name is the
+     * text's bytes, or for an unescaped quoted name a copy in `held`. */
     struct waiting_name {
         const char *s;  /* NULL: held + off */
         int64_t off, len, arc;
         uint64_t hash;
         bool is_target;
-    } waiting[64];
+    } *waiting; /* NAMES_BATCH of them, allocated with the first */
     int n_waiting, first_waiting;
     char *held;
     int64_t n_held, cap_held;
 } parser;
 
-/* Names kept waiting: enough lines for their slots to arrive. */
-#define NAMES_AHEAD 48
 
 static bool grow(void **p, int64_t *cap, int64_t need, size_t size)
 {
@@ -122,13 +154,6 @@ static bool grow(void **p, int64_t *cap, int64_t need, size_t size)
     return true;
 }
 
-static uint64_t load_word(const char *s, int64_t len)
-{
-    uint64_t w = 0;
-    for (int64_t i = 0; i < len && i < 8; i++)
-        w |= (uint64_t)(unsigned char)s[i] << (8 * i);
-    return w;
-}
 
 /* Eight bytes a step (a name is hashed once per occurrence, so this is on
  * the reader's hot path); the length is mixed in so that names differing
@@ -179,21 +204,31 @@ static void advise_huge_pages(void *p, size_t bytes)
 #endif
 }
 
+/* Name id's length (its bytes end with a NUL in the arena). */
+static int64_t name_length(const interner *in, int64_t id)
+{
+    int64_t end = id + 1 < in->count ? in->off[id + 1] : in->n_bytes;
+    return end - 1 - in->off[id];
+}
+
+/* A table of ncap slots with every name: the names are hashed again (a
+ * slot keeps only the hash's top bits) in id order, which reads the arena
+ * in order. Every name of an interner with a table is in it. */
 static bool rehash(interner *in, int64_t ncap)
 {
-    struct slot *nt = fib_alloc(ncap, sizeof *nt);
+    struct slot *nt = fib_calloc(ncap, sizeof *nt);
     if (!nt)
         return false;
     advise_huge_pages(nt, (size_t)ncap * sizeof *nt);
-    for (int64_t s = 0; s < ncap; s++)
-        nt[s].id = -1;
-    for (int64_t s = 0; s < in->cap_table; s++) {
-        if (in->table[s].id < 0)
-            continue;
-        int64_t t = (int64_t)(in->table[s].hash & (uint64_t)(ncap - 1));
-        while (nt[t].id >= 0)
+    for (int64_t id = 0; id < in->count; id++) {
+        const char *name = in->bytes + in->off[id];
+        int64_t len = name_length(in, id);
+        uint64_t h = hash_bytes(name, len);
+        int64_t t = (int64_t)(h & (uint64_t)(ncap - 1));
+        while (nt[t].meta != 0)
             t = (t + 1) & (ncap - 1);
-        nt[t] = in->table[s];
+        nt[t].packed = pack_name(name, len);
+        nt[t].meta = (h >> SLOT_TAG_SHIFT) << SLOT_TAG_SHIFT | (uint64_t)(id + 1);
     }
     fib_free(in->table);
     in->table = nt;
@@ -206,12 +241,13 @@ static int64_t find_slot(const interner *in, const char *s, int64_t len,
                          uint64_t h, uint64_t packed)
 {
     int64_t slot = (int64_t)(h & (uint64_t)(in->cap_table - 1));
-    while (in->table[slot].id >= 0) {
+    uint64_t tag = h >> SLOT_TAG_SHIFT;
+    while (in->table[slot].meta != 0) {
         const struct slot *e = &in->table[slot];
-        if (e->hash == h && e->packed == packed) {
+        if (e->meta >> SLOT_TAG_SHIFT == tag && e->packed == packed) {
             if (len <= 7)
                 return slot;
-            const char *name = in->bytes + e->off;
+            const char *name = in->bytes + in->off[slot_id(e)];
             if (memcmp(name, s, (size_t)len) == 0 && name[len] == '\0')
                 return slot;
         }
@@ -247,12 +283,15 @@ static bool interned(const interner *in, const char *s, int64_t len)
     if (in->cap_table == 0)
         return false;
     uint64_t h = hash_bytes(s, len);
-    return in->table[find_slot(in, s, len, h, pack_name(s, len))].id >= 0;
+    return in->table[find_slot(in, s, len, h, pack_name(s, len))].meta != 0;
 }
 
-/* Appends the bytes of a new name; its id, or -1 when out of memory. */
+/* Appends the bytes of a new name; its id, or -1 when out of memory (or
+ * past the 2^40 - 1 ids a slot holds, which no memory could hold). */
 static int64_t add_name(interner *in, const char *s, int64_t len)
 {
+    if (in->count >= (int64_t)SLOT_ID_MASK - 1)
+        return -1;
     if (!grow((void **)&in->bytes, &in->cap_bytes, in->n_bytes + len + 1, 1) ||
         !grow((void **)&in->off, &in->cap_ids, in->count + 1,
               sizeof *in->off))
@@ -271,15 +310,13 @@ static int64_t intern_hashed(interner *in, const char *s, int64_t len, uint64_t 
 {
     uint64_t packed = pack_name(s, len);
     int64_t slot = find_slot(in, s, len, h, packed);
-    if (in->table[slot].id >= 0)
-        return in->table[slot].id;
+    if (in->table[slot].meta != 0)
+        return slot_id(&in->table[slot]);
     int64_t id = add_name(in, s, len);
     if (id < 0)
         return -1;
-    in->table[slot].hash = h;
     in->table[slot].packed = packed;
-    in->table[slot].id = id;
-    in->table[slot].off = in->off[id];
+    in->table[slot].meta = (h >> SLOT_TAG_SHIFT) << SLOT_TAG_SHIFT | (uint64_t)(id + 1);
     if (++in->n_hashed * 2 > in->cap_table && !rehash(in, in->cap_table * 2))
         return -1;
     return id;
@@ -564,17 +601,24 @@ static int32_t intern_waiting(parser *p)
     if (id < 0)
         return fib_error(FIB_E_NOMEM, "%s: out of memory", p->label);
     (w->is_target ? p->dst : p->src)[w->arc] = id;
-    p->first_waiting = (p->first_waiting + 1) % (int)(sizeof p->waiting /
-                                                      sizeof p->waiting[0]);
+    p->first_waiting = (p->first_waiting + 1) % NAMES_BATCH;
     if (--p->n_waiting == 0)
         p->n_held = 0;
     return FIB_OK;
 }
 
-/* Interns waiting names until at most `keep` wait. */
-static int32_t intern_waiting_names(parser *p, int keep)
+/* Interns the waiting names in order, the slot of the name NAMES_AHEAD
+ * places on prefetched. */
+static int32_t intern_waiting_names(parser *p)
 {
-    while (p->n_waiting > keep) {
+    const interner *in = &p->nodes;
+    while (p->n_waiting > 0) {
+        if (p->n_waiting > NAMES_AHEAD) {
+            const struct waiting_name *ahead =
+                &p->waiting[(p->first_waiting + NAMES_AHEAD) % NAMES_BATCH];
+            fib_prefetch_range(
+                (const char *)&in->table[ahead->hash & (uint64_t)(in->cap_table - 1)], 1);
+        }
         int32_t st = intern_waiting(p);
         if (st != FIB_OK)
             return st;
@@ -588,12 +632,12 @@ static int32_t wait_for_slot(parser *p, const char *s, int64_t len, bool is_targ
                              int64_t *id)
 {
     interner *in = &p->nodes;
-    const int size = (int)(sizeof p->waiting / sizeof p->waiting[0]);
     if ((in->cap_table == 0 && !rehash(in, 64)) ||
-        (p->n_waiting == size && intern_waiting(p) != FIB_OK))
+        (!p->waiting && !(p->waiting = fib_alloc(NAMES_BATCH, sizeof *p->waiting))) ||
+        (p->n_waiting == NAMES_BATCH && intern_waiting(p) != FIB_OK))
         return fib_error(FIB_E_NOMEM, "%s: out of memory at line %lld", p->label,
                          (long long)p->line);
-    struct waiting_name *w = &p->waiting[(p->first_waiting + p->n_waiting) % size];
+    struct waiting_name *w = &p->waiting[(p->first_waiting + p->n_waiting) % NAMES_BATCH];
     w->s = s;
     if (s == p->scratch) { /* unescaped: overwritten by the next field */
         if (!grow((void **)&p->held, &p->cap_held, p->n_held + len, 1))
@@ -609,8 +653,6 @@ static int32_t wait_for_slot(parser *p, const char *s, int64_t len, bool is_targ
     w->hash = hash_bytes(s, len);
     w->is_target = is_target;
     p->n_waiting++;
-    fib_prefetch_range((const char *)&in->table[w->hash & (uint64_t)(in->cap_table - 1)],
-                       1);
     *id = 0; /* written by intern_waiting */
     return FIB_OK;
 }
@@ -743,6 +785,7 @@ static void parser_free(parser *p)
     fib_free(p->type);
     fib_free(p->scratch);
     fib_free(p->held);
+    fib_free(p->waiting);
 }
 
 void fib_edgelist_clear(fib_edgelist *e)
@@ -1034,11 +1077,11 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
             status = add_arc(&p, s, d, w, (int32_t)t, lay.weight >= 0,
                              lay.type >= 0);
         if (status == FIB_OK)
-            status = intern_waiting_names(&p, NAMES_AHEAD);
+            status = p.n_waiting > NAMES_BATCH - 4 ? intern_waiting_names(&p) : FIB_OK;
         if (status != FIB_OK)
             goto fail;
     }
-    status = intern_waiting_names(&p, 0);
+    status = intern_waiting_names(&p);
     if (status != FIB_OK)
         goto fail;
     if (positional_type && type_all_numbers && fraction_line > 0) {
@@ -1084,6 +1127,7 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
     fib_free(p.types.table);
     fib_free(p.scratch);
     fib_free(p.held);
+    fib_free(p.waiting);
     return FIB_OK;
 fail:
     fib_free(guessed_src);

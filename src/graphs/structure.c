@@ -369,18 +369,19 @@ int32_t fib_qgraph_build(const fib_refine_input *in, const int64_t *color,
 }
 
 /* A base arc as its receiving class sees it: the class at the other end
- * and the edge type. */
-typedef struct base_end {
-    int64_t other;
-    int32_t type;
-} base_end;
+ * (high 32 bits) and the edge type (low 32 bits), one word, so that the
+ * grouping scatters 8 bytes an arc. */
+typedef uint64_t base_end;
+
+static base_end make_base_end(int64_t other, int32_t type)
+{
+    return (uint64_t)other << 32 | (uint32_t)type;
+}
 
 static int compare_base_ends(const void *pa, const void *pb)
 {
-    const base_end *x = pa, *y = pb;
-    if (x->other != y->other)
-        return x->other < y->other ? -1 : 1;
-    return (x->type > y->type) - (x->type < y->type);
+    base_end x = *(const base_end *)pa, y = *(const base_end *)pb;
+    return (x > y) - (x < y);
 }
 
 int32_t fib_qgraph_count_arcs(const fib_refine_input *in, const int64_t *color,
@@ -389,6 +390,16 @@ int32_t fib_qgraph_count_arcs(const fib_refine_input *in, const int64_t *color,
     if (!in || !color || !n_arcs)
         return fib_error(FIB_E_NULL, "quotient: NULL argument");
     *n_arcs = 0;
+    if (n_classes > (int64_t)UINT32_MAX) {
+        /* a class id does not fit a base end's 32 bits: counted by
+         * building the base */
+        fib_qgraph q;
+        int32_t st = fib_qgraph_build(in, color, n_classes, &q);
+        if (st == FIB_OK)
+            *n_arcs = q.n_arcs;
+        fib_qgraph_clear(&q);
+        return st;
+    }
     int64_t m = in->n_arcs;
     int64_t *rep = NULL;
     int32_t status = lowest_nodes(in->n_nodes, color, n_classes, &rep);
@@ -432,9 +443,7 @@ int32_t fib_qgraph_count_arcs(const fib_refine_input *in, const int64_t *color,
         int64_t c = rep_class[receiver[i]];
         if (c < 0)
             continue;
-        base_end *e = &ends[end[c]++];
-        e->other = color[other[i]];
-        e->type = in->type ? in->type[i] : 0;
+        ends[end[c]++] = make_base_end(color[other[i]], in->type ? in->type[i] : 0);
     }
     fib_free(rep_class);
     /* distinct (other class, type) per receiving class, as the build merges
@@ -449,13 +458,13 @@ int32_t fib_qgraph_count_arcs(const fib_refine_input *in, const int64_t *color,
             for (int64_t i = 1; i < k; i++) {
                 base_end x = group[i];
                 int64_t j = i;
-                for (; j > 0 && compare_base_ends(&group[j - 1], &x) > 0; j--)
+                for (; j > 0 && group[j - 1] > x; j--)
                     group[j] = group[j - 1];
                 group[j] = x;
             }
         }
         for (int64_t i = 0; i < k; i++)
-            distinct += i == 0 || compare_base_ends(&group[i - 1], &group[i]) != 0;
+            distinct += i == 0 || group[i - 1] != group[i];
     }
     fib_free(ends);
     fib_free(end);
@@ -466,6 +475,109 @@ int32_t fib_qgraph_count_arcs(const fib_refine_input *in, const int64_t *color,
 /* ------------------------------------------------------------------------ */
 /* Fiber building blocks                                                    */
 /* ------------------------------------------------------------------------ */
+
+/* Passes over the arc list that look for a closed set of nodes around the
+ * members of the blocks before the whole graph's SCCs are searched. */
+#define CLOSURE_PASSES 6
+
+enum { REACHES_MEMBER = 1, REACHED_FROM_MEMBER = 2 };
+
+/* on_cycle[v]: 1 for the members of the blocks on entry; on return 1 iff
+ * that member lies on a directed cycle (0 for every other node).
+ *
+ * A member's SCC lies within the nodes that reach some member (B) and
+ * within the nodes some member reaches (F), and the paths inside an SCC
+ * stay inside it; so the SCCs of the subgraph induced on B (or on F) are
+ * the graph's own for every member, self-loops included. B and F grow
+ * together by passes over the arc list (sequential reads; one byte a node
+ * of random access); the first to stop growing is searched alone. When
+ * neither closes within CLOSURE_PASSES passes, or both already cover most
+ * of the graph, the whole graph is searched. On a graph whose non-trivial
+ * classes are its sources (or sinks), as on random graphs, B (or F) is
+ * those members alone: one pass finds it closed and two more collect its
+ * arcs, instead of Tarjan over every arc. */
+static int32_t members_on_cycles(const fib_refine_input *in, uint8_t *on_cycle)
+{
+    int64_t n = in->n_nodes, m = in->n_arcs;
+    const int64_t *src = in->src, *dst = in->dst;
+    uint8_t *mark = fib_alloc(n, sizeof *mark);
+    if (!mark)
+        return fib_error(FIB_E_NOMEM, "blocks: out of memory");
+    int64_t n_back = 0, n_fwd = 0;
+    for (int64_t v = 0; v < n; v++) {
+        mark[v] = on_cycle[v] ? REACHES_MEMBER | REACHED_FROM_MEMBER : 0;
+        n_back += on_cycle[v];
+    }
+    n_fwd = n_back;
+    uint8_t closed = 0;
+    for (int pass = 0; pass < CLOSURE_PASSES && !closed; pass++) {
+        int64_t grown_back = 0, grown_fwd = 0;
+        for (int64_t a = 0; a < m; a++) {
+            int64_t u = src[a], v = dst[a];
+            if ((mark[v] & REACHES_MEMBER) && !(mark[u] & REACHES_MEMBER)) {
+                mark[u] |= REACHES_MEMBER;
+                grown_back++;
+            }
+            if ((mark[u] & REACHED_FROM_MEMBER) && !(mark[v] & REACHED_FROM_MEMBER)) {
+                mark[v] |= REACHED_FROM_MEMBER;
+                grown_fwd++;
+            }
+        }
+        n_back += grown_back;
+        n_fwd += grown_fwd;
+        closed = grown_back == 0 ? REACHES_MEMBER : grown_fwd == 0 ? REACHED_FROM_MEMBER : 0;
+        if (n_back > n / 2 && n_fwd > n / 2)
+            break;
+    }
+    int32_t status = FIB_OK;
+    if (!closed) {
+        /* the whole graph; only the members' answers are kept */
+        uint8_t *all = fib_alloc(n, sizeof *all);
+        status = all ? fib_graph_scc(n, m, src, dst, NULL, NULL, all)
+                     : fib_error(FIB_E_NOMEM, "blocks: out of memory");
+        if (status == FIB_OK)
+            for (int64_t v = 0; v < n; v++)
+                on_cycle[v] = on_cycle[v] && all[v];
+        fib_free(all);
+        fib_free(mark);
+        return status;
+    }
+    /* the subgraph induced on the closed set, its nodes renumbered */
+    int64_t k = 0, sub_m = 0;
+    int64_t *local = fib_alloc(n, sizeof *local);
+    if (!local) {
+        fib_free(mark);
+        return fib_error(FIB_E_NOMEM, "blocks: out of memory");
+    }
+    for (int64_t v = 0; v < n; v++)
+        local[v] = mark[v] & closed ? k++ : -1;
+    for (int64_t a = 0; a < m; a++)
+        sub_m += local[src[a]] >= 0 && local[dst[a]] >= 0;
+    int64_t *sub_src = fib_alloc(sub_m > 0 ? sub_m : 1, sizeof *sub_src);
+    int64_t *sub_dst = fib_alloc(sub_m > 0 ? sub_m : 1, sizeof *sub_dst);
+    uint8_t *sub_on_cycle = fib_alloc(k, sizeof *sub_on_cycle);
+    if (!sub_src || !sub_dst || !sub_on_cycle) {
+        status = fib_error(FIB_E_NOMEM, "blocks: out of memory");
+    } else {
+        for (int64_t a = 0, i = 0; a < m; a++) {
+            if (local[src[a]] >= 0 && local[dst[a]] >= 0) {
+                sub_src[i] = local[src[a]];
+                sub_dst[i] = local[dst[a]];
+                i++;
+            }
+        }
+        status = fib_graph_scc(k, sub_m, sub_src, sub_dst, NULL, NULL, sub_on_cycle);
+    }
+    if (status == FIB_OK)
+        for (int64_t v = 0; v < n; v++)
+            on_cycle[v] = on_cycle[v] && sub_on_cycle[local[v]];
+    fib_free(sub_src);
+    fib_free(sub_dst);
+    fib_free(sub_on_cycle);
+    fib_free(local);
+    fib_free(mark);
+    return status;
+}
 
 int32_t fib_fiber_blocks(const fib_refine_input *in, const int64_t *color,
                          int64_t n_classes, fib_fiber_block **blocks,
@@ -500,8 +612,9 @@ int32_t fib_fiber_blocks(const fib_refine_input *in, const int64_t *color,
         count += size[c] > 1;
     /* cycles matter only inside blocks: a discrete colouring needs no SCCs */
     if (count > 0) {
-        status = fib_graph_scc(n, in->n_arcs, in->src, in->dst, NULL, NULL,
-                               on_cycle);
+        for (int64_t v = 0; v < n; v++)
+            on_cycle[v] = size[color[v]] > 1;
+        status = members_on_cycles(in, on_cycle);
         if (status != FIB_OK)
             goto done;
         for (int64_t v = 0; v < n; v++)

@@ -130,6 +130,53 @@ def test_a_large_numbered_file_reads_as_the_reference_reads_it(tmp_path):
     assert_same_graph(path, "\t")
 
 
+def word_name(r, pool):
+    """A name for the hash table: short (packed into a slot), exactly 7 or
+    8 bytes, sharing its first 7 bytes with others, long, with UTF-8 or
+    odd bytes (control characters, a quote escaped), most drawn again from
+    a pool of earlier names (duplicates)."""
+    if pool and r.random() < 0.8:
+        return r.choice(pool)
+    k = r.random()
+    if k < 0.3:
+        name = "n" + str(r.randrange(10 ** 6))
+    elif k < 0.45:
+        name = "abcdefg"[:r.randrange(1, 8)] + "xyz"[:r.randrange(0, 3)]
+    elif k < 0.6:
+        name = "prefix_" + str(r.randrange(100)) * r.randrange(1, 4)
+    elif k < 0.7:
+        name = r.choice(["é", "Ä", "日本", "a\x01b", "tab\x7f", "~!@$%^&*"]) + str(r.randrange(50))
+    elif k < 0.8:
+        name = '"q""' + str(r.randrange(30)) + '"'
+    else:
+        name = "long_gene_name_" * r.randrange(1, 5) + str(r.randrange(1000))
+    pool.append(name)
+    return name
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_large_word_named_file_reads_as_the_reference_reads_it(tmp_path, seed):
+    """Names that go through the hash table in volume: many times the
+    reader's batch of waiting names, the table grown several times, with
+    duplicates, names of 7 and 8 bytes that share their first 7, long and
+    odd names, comments, blank lines and CRLF line ends."""
+    r = random.Random(100 + seed)
+    pool = []
+    lines = ["source,target"]
+    for i in range(60000):
+        if r.random() < 0.01:
+            lines.append("# comment " + str(i))
+        elif r.random() < 0.01:
+            lines.append("")
+        else:
+            lines.append(word_name(r, pool) + "," + word_name(r, pool))
+    text = ("\r\n" if seed % 2 else "\n").join(lines) + "\n"
+    path = tmp_path / "words.csv"
+    path.write_bytes(text.encode("utf-8"))
+    assert len(set(pool)) > 5000
+    assert_same_graph(path, ",")
+
+
 @pytest.mark.parametrize("symmetry", ["fibers", "opfibers"])
 def test_base_graph_equals_the_definition_with_hubs(symmetry):
     """The base graph against docs/graphs.md's definition computed here:

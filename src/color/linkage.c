@@ -416,6 +416,13 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
                                 const double *mass, double stop,
                                 const fib_progress_check *check, fib_merges *out)
 {
+    return fib_linkage_run_limited(r, method, rank1, mass, stop, INT64_MAX, check, out);
+}
+
+int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
+                                const double *mass, double stop, int64_t max_merges,
+                                const fib_progress_check *check, fib_merges *out)
+{
     int64_t n = r->n, d = r->d;
     memset(out, 0, sizeof *out);
     if (n > FIB_LINKAGE_MAX_UNITS)
@@ -554,7 +561,7 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
         RESCAN(i);
     nn_heap_build(&heap, nnd, n);
     int64_t merges = 0;
-    while (merges < n - 1) {
+    while (merges < n - 1 && merges < max_merges) {
         if (fib_progress_cancelled(check)) {
             status = fib_error(FIB_E_CANCELLED, "clustering cancelled by the progress callback");
             goto done;

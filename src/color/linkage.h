@@ -60,6 +60,12 @@ bool fib_progress_cancelled(const fib_progress_check *check);
 int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
                                 const double *mass, double stop,
                                 const fib_progress_check *check, fib_merges *out);
+/* fib_linkage_run_checked stopping after at most max_merges merges: they
+ * are the first merges of the full run (each is chosen from what the ones
+ * before it left), for a caller that cuts there. */
+int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
+                                const double *mass, double stop, int64_t max_merges,
+                                const fib_progress_check *check, fib_merges *out);
 void fib_merges_clear(fib_merges *mg);
 /* The partition after the first n_merges merges (out initialised, n units). */
 int32_t fib_merges_cut(const fib_merges *mg, int64_t n_merges, fib_partition *out);

@@ -1365,6 +1365,20 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
             drift = delta[c] > drift ? delta[c] : drift;
         for (int64_t i = 0; i < n; i++)
             hi[i] += norm[i] * drift;
+        /* a unit alone in its class has its row's direction, and by
+         * Cauchy-Schwarz no dot product made in double exceeds |row| times
+         * the longest direction by more than its rounding: `slack` bounds
+         * that (d products and sums, two norms, the bound's own three
+         * roundings), so a unit whose own dot product clears the bound by
+         * the move's margin stays without a search */
+        double longest2 = 0;
+        for (int64_t c = 0; c < k; c++) {
+            double s = 0;
+            for (int64_t j = 0; j < d; j++)
+                s += V[c * d + j] * V[c * d + j];
+            longest2 = s > longest2 ? s : longest2;
+        }
+        double longest = sqrt(longest2), slack = 1 + (2.01 * (double)d + 16) * 0x1.0p-53;
         /* reassign: the direction capturing the most of the row, positively
          * (ties: the lowest class); a unit stays when nothing is better */
         bool moved = false;
@@ -1382,7 +1396,10 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
                     own += row[j] * V[p->color[i] * d + j];
                 /* a move needs a dot product above own * (1 + 1e-12); the
                  * margin covers the rounding of the dot products */
-                if (hi[i] + 1e-9 * norm[i] < own - fabs(own) * 1e-12) {
+                bool alone = start[p->color[i] + 1] - start[p->color[i]] == 1;
+                if (!r->search_all && (hi[i] + 1e-9 * norm[i] < own - fabs(own) * 1e-12 ||
+                                       (alone && norm[i] * longest * slack <=
+                                                     own * (1 + 1e-12) + 1e-300))) {
                     next[i] = p->color[i];
                     continue;
                 }

@@ -15,6 +15,8 @@ typedef struct fib_rows {
                           0 = the OpenMP default; never changes a result */
     bool float_cosines; /* rank-1 Ward only (budgets): the cosines below a
                            bound made in floats (linkage.c) */
+    bool search_all;    /* tests: the Lloyd rounds search every unit among
+                           all the directions, no bound skipping one */
 } fib_rows;
 
 /* An agglomeration: merge s joined cluster b[s] into cluster a[s] < b[s]

@@ -435,6 +435,9 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
                          (long long)n, (int)FIB_LINKAGE_MAX_UNITS);
     int64_t cells = n * (n - 1) / 2;
     double *D = fib_alloc(cells > 0 ? cells : 1, sizeof *D);
+    /* each merge reads a cell of every row: on 4 KiB pages, a TLB miss each */
+    if (D)
+        fib_advise_huge_pages(D, (size_t)(cells > 0 ? cells : 1) * sizeof *D);
     double *m = fib_alloc(n, sizeof *m);   /* cluster mass / sigma^2 */
     int64_t *size = fib_alloc(n, sizeof *size);
     int64_t *nn = fib_alloc(n, sizeof *nn);

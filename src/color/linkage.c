@@ -466,6 +466,9 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
             unitf = fib_alloc(n * (d > 0 ? d : 1), sizeof *unitf);
         else
             unit = fib_alloc(n * (d > 0 ? d : 1), sizeof *unit);
+        if (unitf || unit) /* fewer page faults */
+            fib_advise_huge_pages(unitf ? (void *)unitf : (void *)unit,
+                                  (size_t)(n * (d > 0 ? d : 1)) * (unitf ? sizeof *unitf : sizeof *unit));
         unit_norm = fib_alloc(n > 0 ? n : 1, sizeof *unit_norm);
         if ((!unit && !unitf) || !unit_norm) {
             status = fib_error(FIB_E_NOMEM, "out of memory clustering %lld units", (long long)n);
@@ -998,6 +1001,10 @@ static int32_t scaled_dense_rows(const fib_graph *g, int32_t group, const fib_pa
         fib_free(out->tol);
         out->tol = NULL;
     }
+    /* the rows are added into: each is cleared (written) before, so that
+     * its fresh pages are allocated on that write, not mapped to the zero
+     * page by the first read and copied on the first write */
+    fib_advise_huge_pages(out->value, (size_t)(n * dd) * sizeof *out->value);
     int64_t *terms = fib_calloc(k, sizeof *terms);
     if (!terms) {
         fib_rows_clear(out);
@@ -1007,6 +1014,7 @@ static int32_t scaled_dense_rows(const fib_graph *g, int32_t group, const fib_pa
         terms[src->color[c]]++;
     for (int64_t i = 0; i < n; i++) {
         double *v = out->value + i * dd;
+        memset(v, 0, (size_t)dd * sizeof *v);
         if (!with_tol) {
             for (int64_t c = 0; c < d->n_in; c++)
                 v[src->color[c]] += fib_dense_weight(d, i, c) * (src_scale ? src_scale[c] : 1.0);

@@ -246,6 +246,9 @@ static int32_t residual(const fib_rows *r, const fib_partition *p, const double 
         fib_free(ss);
         return fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
     }
+    /* written before it is added into: its fresh pages come on that write,
+     * not as the zero page copied on the first write after a read */
+    memset(rep, 0, (size_t)(k * (d > 0 ? d : 1)) * sizeof *rep);
     for (int64_t i = 0; i < n; i++) {
         int64_t c = p->color[i];
         for (int64_t j = 0; j < d; j++)

@@ -281,6 +281,9 @@ static void nn_heap_remove(nn_heap *h, const double *key, int64_t row)
 #define GRAM_WIDTH 64
 #define GRAM_DEPTH 256
 
+/* Rows ahead whose cells a merge asks the cache for. */
+#define LINKAGE_PREFETCH 16
+
 /* Threads of a Gram matrix or a Lloyd round at most (scratch per thread). */
 #define LINKAGE_THREADS 64
 
@@ -416,6 +419,13 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
                                 const double *mass, double stop,
                                 const fib_progress_check *check, fib_merges *out)
 {
+    return fib_linkage_run_limited(r, method, rank1, mass, stop, INT64_MAX, check, out);
+}
+
+int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
+                                const double *mass, double stop, int64_t max_merges,
+                                const fib_progress_check *check, fib_merges *out)
+{
     int64_t n = r->n, d = r->d;
     memset(out, 0, sizeof *out);
     if (n > FIB_LINKAGE_MAX_UNITS)
@@ -425,6 +435,9 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
                          (long long)n, (int)FIB_LINKAGE_MAX_UNITS);
     int64_t cells = n * (n - 1) / 2;
     double *D = fib_alloc(cells > 0 ? cells : 1, sizeof *D);
+    /* each merge reads a cell of every row: on 4 KiB pages, a TLB miss each */
+    if (D)
+        fib_advise_huge_pages(D, (size_t)(cells > 0 ? cells : 1) * sizeof *D);
     double *m = fib_alloc(n, sizeof *m);   /* cluster mass / sigma^2 */
     int64_t *size = fib_alloc(n, sizeof *size);
     int64_t *nn = fib_alloc(n, sizeof *nn);
@@ -453,6 +466,9 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
             unitf = fib_alloc(n * (d > 0 ? d : 1), sizeof *unitf);
         else
             unit = fib_alloc(n * (d > 0 ? d : 1), sizeof *unit);
+        if (unitf || unit) /* fewer page faults */
+            fib_advise_huge_pages(unitf ? (void *)unitf : (void *)unit,
+                                  (size_t)(n * (d > 0 ? d : 1)) * (unitf ? sizeof *unitf : sizeof *unit));
         unit_norm = fib_alloc(n > 0 ? n : 1, sizeof *unit_norm);
         if ((!unit && !unitf) || !unit_norm) {
             status = fib_error(FIB_E_NOMEM, "out of memory clustering %lld units", (long long)n);
@@ -554,7 +570,7 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
         RESCAN(i);
     nn_heap_build(&heap, nnd, n);
     int64_t merges = 0;
-    while (merges < n - 1) {
+    while (merges < n - 1 && merges < max_merges) {
         if (fib_progress_cancelled(check)) {
             status = fib_error(FIB_E_CANCELLED, "clustering cancelled by the progress callback");
             goto done;
@@ -586,7 +602,15 @@ int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
             y1 = norm > 0 ? y1 * sa / norm : 1.0;
             y2 = norm > 0 ? y2 * sb / norm : 0.0;
         }
+        /* the cells of rows above a and b sit a row apart (one cache miss
+         * each, at an irregular stride): asked for LINKAGE_PREFETCH rows
+         * ahead */
         for (int64_t k = 0; k < n; k++) {
+            int64_t ahead = k + LINKAGE_PREFETCH;
+            if (ahead < a)
+                fib_prefetch_range((const char *)(D + tri(n, a, ahead)), 1);
+            if (ahead < b && ahead != a)
+                fib_prefetch_range((const char *)(D + tri(n, b, ahead)), 1);
             if (!active[k] || k == a)
                 continue;
             double da = D[tri(n, a, k)], db = D[tri(n, b, k)], v;
@@ -977,6 +1001,10 @@ static int32_t scaled_dense_rows(const fib_graph *g, int32_t group, const fib_pa
         fib_free(out->tol);
         out->tol = NULL;
     }
+    /* the rows are added into: each is cleared (written) before, so that
+     * its fresh pages are allocated on that write, not mapped to the zero
+     * page by the first read and copied on the first write */
+    fib_advise_huge_pages(out->value, (size_t)(n * dd) * sizeof *out->value);
     int64_t *terms = fib_calloc(k, sizeof *terms);
     if (!terms) {
         fib_rows_clear(out);
@@ -986,6 +1014,7 @@ static int32_t scaled_dense_rows(const fib_graph *g, int32_t group, const fib_pa
         terms[src->color[c]]++;
     for (int64_t i = 0; i < n; i++) {
         double *v = out->value + i * dd;
+        memset(v, 0, (size_t)dd * sizeof *v);
         if (!with_tol) {
             for (int64_t c = 0; c < d->n_in; c++)
                 v[src->color[c]] += fib_dense_weight(d, i, c) * (src_scale ? src_scale[c] : 1.0);
@@ -1358,6 +1387,20 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
             drift = delta[c] > drift ? delta[c] : drift;
         for (int64_t i = 0; i < n; i++)
             hi[i] += norm[i] * drift;
+        /* a unit alone in its class has its row's direction, and by
+         * Cauchy-Schwarz no dot product made in double exceeds |row| times
+         * the longest direction by more than its rounding: `slack` bounds
+         * that (d products and sums, two norms, the bound's own three
+         * roundings), so a unit whose own dot product clears the bound by
+         * the move's margin stays without a search */
+        double longest2 = 0;
+        for (int64_t c = 0; c < k; c++) {
+            double s = 0;
+            for (int64_t j = 0; j < d; j++)
+                s += V[c * d + j] * V[c * d + j];
+            longest2 = s > longest2 ? s : longest2;
+        }
+        double longest = sqrt(longest2), slack = 1 + (2.01 * (double)d + 16) * 0x1.0p-53;
         /* reassign: the direction capturing the most of the row, positively
          * (ties: the lowest class); a unit stays when nothing is better */
         bool moved = false;
@@ -1375,7 +1418,10 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
                     own += row[j] * V[p->color[i] * d + j];
                 /* a move needs a dot product above own * (1 + 1e-12); the
                  * margin covers the rounding of the dot products */
-                if (hi[i] + 1e-9 * norm[i] < own - fabs(own) * 1e-12) {
+                bool alone = start[p->color[i] + 1] - start[p->color[i]] == 1;
+                if (!r->search_all && (hi[i] + 1e-9 * norm[i] < own - fabs(own) * 1e-12 ||
+                                       (alone && norm[i] * longest * slack <=
+                                                     own * (1 + 1e-12) + 1e-300))) {
                     next[i] = p->color[i];
                     continue;
                 }

@@ -15,6 +15,8 @@ typedef struct fib_rows {
                           0 = the OpenMP default; never changes a result */
     bool float_cosines; /* rank-1 Ward only (budgets): the cosines below a
                            bound made in floats (linkage.c) */
+    bool search_all;    /* tests: the Lloyd rounds search every unit among
+                           all the directions, no bound skipping one */
 } fib_rows;
 
 /* An agglomeration: merge s joined cluster b[s] into cluster a[s] < b[s]
@@ -59,6 +61,12 @@ bool fib_progress_cancelled(const fib_progress_check *check);
  * others), and once per merge: FIB_E_CANCELLED when it cancels. */
 int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
                                 const double *mass, double stop,
+                                const fib_progress_check *check, fib_merges *out);
+/* fib_linkage_run_checked stopping after at most max_merges merges: they
+ * are the first merges of the full run (each is chosen from what the ones
+ * before it left), for a caller that cuts there. */
+int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
+                                const double *mass, double stop, int64_t max_merges,
                                 const fib_progress_check *check, fib_merges *out);
 void fib_merges_clear(fib_merges *mg);
 /* The partition after the first n_merges merges (out initialised, n units). */

@@ -201,17 +201,20 @@ static bool source_unmerged(const fib_graph *g, int32_t i, const fib_coloring *c
     return true;
 }
 
-/* One full agglomeration of group i; err[k] (k = 1 .. n) = sqrt of the
- * cumulative cost of the first n - k merges (INFINITY past the last). */
+/* The agglomeration of group i, its first max_merges merges at most;
+ * err[k] (k = 1 .. n) = sqrt of the cumulative cost of the first n - k
+ * merges (INFINITY past the last). */
 static int32_t layer_merges(const fib_rows *r, bool scaled, const double *weight,
-                            const fib_progress_check *check, fib_merges *mg, double *err)
+                            int64_t max_merges, const fib_progress_check *check,
+                            fib_merges *mg, double *err)
 {
     double *mass = fib_alloc(r->n, sizeof *mass);
     if (!mass)
         return fib_error(FIB_E_NOMEM, "out of memory for a budget");
     for (int64_t u = 0; u < r->n; u++)
         mass[u] = weight[u] * weight[u];
-    int32_t status = fib_linkage_run_checked(r, FIB_TOL_WARD, scaled, mass, INFINITY, check, mg);
+    int32_t status = fib_linkage_run_limited(r, FIB_TOL_WARD, scaled, mass, INFINITY, max_merges,
+                                             check, mg);
     fib_free(mass);
     if (status || !err)
         return status;
@@ -243,6 +246,9 @@ static int32_t residual(const fib_rows *r, const fib_partition *p, const double 
         fib_free(ss);
         return fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
     }
+    /* written before it is added into: its fresh pages come on that write,
+     * not as the zero page copied on the first write after a read */
+    memset(rep, 0, (size_t)(k * (d > 0 ? d : 1)) * sizeof *rep);
     for (int64_t i = 0; i < n; i++) {
         int64_t c = p->color[i];
         for (int64_t j = 0; j < d; j++)
@@ -357,7 +363,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         r.n_threads = o->n_threads;
         r.float_cosines = true;
         if (!status) {
-            status = layer_merges(&r, scaled, weight, &check, &l->first, l->err);
+            status = layer_merges(&r, scaled, weight, INT64_MAX, &check, &l->first, l->err);
             fib_rows_clear(&r);
         }
         if (!status)
@@ -446,14 +452,20 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         r.n_threads = o->n_threads;
         r.float_cosines = true;
         /* rows over an unmerged source are those of step 1: so are the
-         * merges */
+         * merges; a group that keeps every unit merges nothing; the cut
+         * takes the first n - k merges, the agglomeration stops there */
         if (!status && l->first.a && source_unmerged(g, i, col))
             status = fib_merges_cut(&l->first, l->n - l->k, &col->parts[i]);
+        else if (!status && l->k == l->n)
+            fib_partition_discrete(&col->parts[i]);
         else if (!status)
-            status = layer_merges(&r, scaled, weight, &check, &mg, NULL);
+            status = layer_merges(&r, scaled, weight, l->n - l->k, &check, &mg, NULL);
         if (!status && mg.a)
             status = fib_merges_cut(&mg, l->n - l->k, &col->parts[i]);
-        if (!status && scaled && o->refine_iterations > 0)
+        /* with one class, or a class per unit, no unit can move (a unit
+         * leaving a class of one stays: test_budget_precision) */
+        int64_t classes = col->parts[i].n_classes;
+        if (!status && scaled && o->refine_iterations > 0 && classes > 1 && classes < l->n)
             status = fib_rank1_lloyd(&r, weight, o->refine_iterations, &check,
                                      &col->parts[i]);
         if (!status && !scaled) {

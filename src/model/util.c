@@ -1,9 +1,11 @@
 /* Checked arithmetic, the allocation funnel and dtype access. */
+#define _DEFAULT_SOURCE /* madvise */
 #include "model/model.h"
 #include "kernels/stored.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 bool fib_mul_i64(int64_t a, int64_t b, int64_t *out)
 {
@@ -70,6 +72,19 @@ void *fib_calloc(int64_t count, size_t size)
 void fib_free(void *p)
 {
     free(p);
+}
+
+void fib_advise_huge_pages(void *p, size_t bytes)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)p, (void)bytes;
+#endif
 }
 
 char *fib_strdup(const char *s)

@@ -39,6 +39,10 @@ void *fib_alloc(int64_t count, size_t size);   /* uninitialised */
 void *fib_calloc(int64_t count, size_t size);  /* zeroed */
 void fib_free(void *p);
 char *fib_strdup(const char *s);
+/* Asks for huge pages under the whole 2 MiB pages of [p, p + bytes) (a
+ * hint; the kernel may ignore it): for buffers read at scattered places,
+ * which then miss the TLB far less. */
+void fib_advise_huge_pages(void *p, size_t bytes);
 
 /* Asks the cache for bytes [p, p + n) ahead of their use (a hint; nothing
  * on compilers without __builtin_prefetch). */

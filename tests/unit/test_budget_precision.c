@@ -5,7 +5,9 @@
  * (fib_rows.float_cosines: near-parallel and duplicate rows exact, the
  * rest within float rounding) and the Lloyd rounds' dot products in floats
  * with every possible move checked in double (the same classes as the
- * double path). Results identical at 1 and 2 threads. */
+ * double path); and the work it skips: the merges past its cut, the Lloyd
+ * rounds of a group with one class or a class per unit. Results identical
+ * at 1 and 2 threads. */
 #include "compress/compress.h"
 #include "testing.h"
 
@@ -196,10 +198,141 @@ static void test_float_lloyd_same_classes(void)
     fib_rows_clear(&r);
 }
 
+/* An agglomeration stopped after s merges takes the first s merges of the
+ * full one, costs included (step 4 of a budget cuts there), at 1 and 2
+ * threads, with float cosines and without. */
+static void test_limited_linkage_is_the_full_ones_prefix(void)
+{
+    int64_t n = 240, d = 90;
+    fib_rows r;
+    random_rows(&r, n, d);
+    double *mass = malloc((size_t)n * sizeof *mass);
+    for (int64_t i = 0; i < n; i++)
+        mass[i] = 0.5 + uniform();
+    for (int v = 0; v < 4; v++) {
+        r.float_cosines = v % 2;
+        r.n_threads = v < 2 ? 1 : 2;
+        fib_merges full;
+        CHECK_OK(fib_linkage_run(&r, FIB_TOL_WARD, true, mass, INFINITY, &full));
+        CHECK(full.n_merges == n - 1);
+        int64_t limits[] = {0, 1, 17, n / 2, n - 2, n - 1, n + 5};
+        for (size_t x = 0; x < sizeof limits / sizeof *limits; x++) {
+            fib_merges part;
+            CHECK_OK(fib_linkage_run_limited(&r, FIB_TOL_WARD, true, mass, INFINITY, limits[x],
+                                             NULL, &part));
+            int64_t s = limits[x] < n - 1 ? limits[x] : n - 1;
+            CHECK(part.n_merges == s && part.n == n);
+            for (int64_t m = 0; m < s && m < part.n_merges; m++)
+                CHECK(part.a[m] == full.a[m] && part.b[m] == full.b[m] &&
+                      part.height[m] == full.height[m]);
+            fib_merges_clear(&part);
+        }
+        fib_merges_clear(&full);
+    }
+    free(mass);
+    fib_rows_clear(&r);
+}
+
+/* The budget skips the Lloyd rounds of a group with one class or with a
+ * class per unit: they cannot change either partition, even with dead
+ * units (weight 0: a direction of zeros), a zero row and duplicate rows
+ * (checked here on the rounds themselves, in floats and in double, at 1
+ * and 2 threads). */
+static void test_lloyd_keeps_one_class_and_singletons(void)
+{
+    int64_t n = 150, d = 40;
+    fib_rows r;
+    random_rows(&r, n, d);
+    for (int64_t j = 0; j < d; j++)
+        r.value[11 * d + j] = 0; /* a zero row */
+    double *weight = malloc((size_t)n * sizeof *weight);
+    for (int64_t i = 0; i < n; i++)
+        weight[i] = i % 9 == 4 ? 0.0 : 0.5 + uniform();
+    for (int v = 0; v < 4; v++) {
+        r.float_cosines = v % 2;
+        r.n_threads = v < 2 ? 1 : 2;
+        fib_partition p;
+        CHECK_OK(fib_partition_init(&p, n));
+        CHECK_OK(fib_rank1_lloyd(&r, weight, 20, NULL, &p));
+        CHECK(p.n_classes == n);
+        for (int64_t i = 0; i < n; i++)
+            CHECK(p.color[i] == i);
+        for (int64_t i = 0; i < n; i++)
+            p.color[i] = 0;
+        p.n_classes = 1;
+        CHECK_OK(fib_rank1_lloyd(&r, weight, 20, NULL, &p));
+        CHECK(p.n_classes == 1);
+        for (int64_t i = 0; i < n; i++)
+            CHECK(p.color[i] == 0);
+        fib_partition_clear(&p);
+    }
+    free(weight);
+    fib_rows_clear(&r);
+}
+
+/* The Lloyd rounds' bounds (a unit whose bound on every other direction is
+ * below its own stays; a unit alone in its class whose own dot product
+ * clears |row| times the longest direction stays) give the classes of
+ * searching every unit in every round: cuts from a few merges (mostly
+ * units alone) to many, dead units (weight 0) and duplicates, in floats
+ * and in double, at 1 and 2 threads. */
+static void test_lloyd_bounds_give_the_exhaustive_classes(void)
+{
+    int64_t n = 260, d = 120;
+    fib_rows r;
+    random_rows(&r, n, d);
+    double *weight = malloc((size_t)n * sizeof *weight);
+    for (int64_t i = 0; i < n; i++)
+        weight[i] = i % 13 == 6 ? 0.0 : 0.5 + uniform();
+    fib_rows_normalize(&r, NULL);
+    for (int64_t i = 0; i < n; i += 5) /* rows of other lengths too */
+        for (int64_t j = 0; j < d; j++)
+            r.value[i * d + j] *= 0.25 + 3 * uniform();
+    fib_merges mg;
+    r.n_threads = 1;
+    CHECK_OK(fib_linkage_run(&r, FIB_TOL_WARD, true, NULL, INFINITY, &mg));
+    int64_t moved_total = 0;
+    for (int64_t k = 8; k < n; k += k < n - 40 ? 61 : 13) {
+        fib_partition all, cut;
+        CHECK_OK(fib_partition_init(&cut, n));
+        CHECK_OK(fib_merges_cut(&mg, n - k, &cut));
+        for (int v = 0; v < 4; v++) {
+            CHECK_OK(fib_partition_init(&all, n));
+            CHECK_OK(fib_merges_cut(&mg, n - k, &all));
+            r.float_cosines = v % 2;
+            r.n_threads = 1;
+            r.search_all = true;
+            CHECK_OK(fib_rank1_lloyd(&r, weight, 20, NULL, &all));
+            r.search_all = false;
+            for (int threads = 1; threads <= 2; threads++) {
+                fib_partition p;
+                CHECK_OK(fib_partition_init(&p, n));
+                CHECK_OK(fib_merges_cut(&mg, n - k, &p));
+                r.n_threads = threads;
+                CHECK_OK(fib_rank1_lloyd(&r, weight, 20, NULL, &p));
+                CHECK(p.n_classes == all.n_classes);
+                CHECK(memcmp(p.color, all.color, (size_t)n * sizeof *p.color) == 0);
+                fib_partition_clear(&p);
+            }
+            for (int64_t i = 0; i < n; i++)
+                moved_total += all.color[i] != cut.color[i];
+            fib_partition_clear(&all);
+        }
+        fib_partition_clear(&cut);
+    }
+    CHECK(moved_total > 0); /* the rounds did something to compare */
+    fib_merges_clear(&mg);
+    free(weight);
+    fib_rows_clear(&r);
+}
+
 int main(void)
 {
     RUN(test_small_class_direction_is_the_top_one);
     RUN(test_float_cosines_keep_the_costs);
     RUN(test_float_lloyd_same_classes);
+    RUN(test_limited_linkage_is_the_full_ones_prefix);
+    RUN(test_lloyd_keeps_one_class_and_singletons);
+    RUN(test_lloyd_bounds_give_the_exhaustive_classes);
     return test_failures ? 1 : 0;
 }

@@ -1656,6 +1656,19 @@ FIB_API int32_t fib_quotient_count_arcs(const fib_graph *graph,
                                         const fib_coloring *coloring,
                                         int64_t *n_arcs_out);
 
+/* The fibers and the opfibers of `graph` from one colouring: the opfibers
+ * are flavoured by these very fibers, so the fibers are coloured once
+ * (fib_color with FIB_SYM_OPFIBERS colours them again to flavour its
+ * opfibers). *fibers_out is what fib_color gives for FIB_SYM_FIBERS and
+ * *opfibers_out what it gives for FIB_SYM_OPFIBERS, with the same options;
+ * options->symmetry is not read. Free both with fib_coloring_free.
+ * Errors: those of fib_color; FIB_E_UNSUPPORTED for FIB_TOL_SCALED, which
+ * colours fibers only. */
+FIB_API int32_t fib_color_fibers_opfibers(const fib_graph *graph,
+                                          const fib_color_options *options,
+                                          fib_coloring **fibers_out,
+                                          fib_coloring **opfibers_out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -230,8 +230,12 @@ static int32_t color_opfibers(const fib_graph *g, const fib_color_options *o,
     return FIB_OK;
 }
 
-int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
-                           fib_coloring **out)
+/* Fibers into *fibers_out and, unless o asks for fibers only, the opfibers
+ * they flavour into *opfibers_out (NULL otherwise). Fibers that only
+ * flavour opfibers (FIB_SYM_OPFIBERS) keep no merge totals. */
+static int32_t color_fibers_then_opfibers(const fib_graph *g, const fib_color_options *o,
+                                          fib_coloring **fibers_out,
+                                          fib_coloring **opfibers_out)
 {
     fib_coloring *fibers = NULL, *opfibers = NULL;
     progress prog = {o, 0, (int64_t)g->n_groups * (o->symmetry == FIB_SYM_FIBERS ? 1 : 2),
@@ -244,38 +248,68 @@ int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
     }
     if (!status)
         status = color_fibers(g, o, fibers, &prog);
-    if (status || o->symmetry == FIB_SYM_FIBERS)
-        goto done;
-    status = fib_coloring_alloc(g, FIB_SYM_OPFIBERS, &opfibers);
-    if (!status)
+    if (!status && o->symmetry != FIB_SYM_FIBERS)
+        status = fib_coloring_alloc(g, FIB_SYM_OPFIBERS, &opfibers);
+    if (!status && opfibers)
         status = color_opfibers(g, o, fibers->parts, opfibers->parts, &prog);
-    if (status || o->symmetry == FIB_SYM_OPFIBERS)
-        goto done;
-    /* Covers: replace each fiber partition by its meet with the opfibers. */
-    for (int32_t i = 0; i < g->n_groups && !status; i++) {
-        fib_partition meet;
-        status = fib_partition_meet(&meet, &fibers->parts[i], &opfibers->parts[i]);
-        if (!status) {
-            fib_partition_clear(&fibers->parts[i]);
-            fibers->parts[i] = meet;
-        }
-    }
-    fibers->symmetry = FIB_SYM_COVERS;
-done:
     fib_scratch_clear(&prog.scratch);
     if (status) {
         fib_coloring_free(fibers);
         fib_coloring_free(opfibers);
         return status;
     }
-    if (o->symmetry == FIB_SYM_OPFIBERS) {
-        fib_coloring_free(fibers);
-        *out = opfibers;
-    } else {
-        fib_coloring_free(opfibers);
-        *out = fibers;
-    }
+    *fibers_out = fibers;
+    *opfibers_out = opfibers;
     return FIB_OK;
+}
+
+int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
+                           fib_coloring **out)
+{
+    fib_coloring *fibers = NULL, *opfibers = NULL;
+    int32_t status = color_fibers_then_opfibers(g, o, &fibers, &opfibers);
+    if (status)
+        return status;
+    if (o->symmetry == FIB_SYM_COVERS) {
+        /* Covers: replace each fiber partition by its meet with the opfibers. */
+        for (int32_t i = 0; i < g->n_groups && !status; i++) {
+            fib_partition meet;
+            status = fib_partition_meet(&meet, &fibers->parts[i], &opfibers->parts[i]);
+            if (!status) {
+                fib_partition_clear(&fibers->parts[i]);
+                fibers->parts[i] = meet;
+            }
+        }
+        fibers->symmetry = FIB_SYM_COVERS;
+    }
+    if (status || o->symmetry == FIB_SYM_OPFIBERS)
+        fib_coloring_free(fibers);
+    if (status || o->symmetry != FIB_SYM_OPFIBERS)
+        fib_coloring_free(opfibers);
+    if (!status)
+        *out = o->symmetry == FIB_SYM_OPFIBERS ? opfibers : fibers;
+    return status;
+}
+
+int32_t fib_color_pair_internal(const fib_graph *g, const fib_color_options *o,
+                                fib_coloring **fibers_out, fib_coloring **opfibers_out)
+{
+    /* both kept: the fibers with their merge totals, as FIB_SYM_COVERS
+     * colours them, and the opfibers flavoured by them */
+    fib_color_options both = *o;
+    both.symmetry = FIB_SYM_COVERS;
+    return color_fibers_then_opfibers(g, &both, fibers_out, opfibers_out);
+}
+
+/* *o: the caller's options once checked, or the defaults for NULL. */
+static int32_t checked_options(const fib_color_options *options, fib_color_options *o)
+{
+    if (!options)
+        return fib_color_options_init(o, sizeof *o);
+    int32_t status = check_options(options);
+    if (!status)
+        *o = *options;
+    return status;
 }
 
 int32_t fib_color(const fib_graph *g, const fib_color_options *options,
@@ -283,13 +317,22 @@ int32_t fib_color(const fib_graph *g, const fib_color_options *options,
 {
     if (!g || !out)
         return fib_error(FIB_E_NULL, "fib_color: %s is NULL", g ? "out" : "graph");
-    fib_color_options defaults;
-    if (!options) {
-        fib_color_options_init(&defaults, sizeof defaults);
-        options = &defaults;
-    }
-    int32_t status = check_options(options);
-    if (status)
-        return status;
-    return fib_color_internal(g, options, out);
+    fib_color_options o;
+    int32_t status = checked_options(options, &o);
+    return status ? status : fib_color_internal(g, &o, out);
+}
+
+int32_t fib_color_fibers_opfibers(const fib_graph *g, const fib_color_options *options,
+                                  fib_coloring **fibers_out, fib_coloring **opfibers_out)
+{
+    if (!g || !fibers_out || !opfibers_out)
+        return fib_error(FIB_E_NULL, "fib_color_fibers_opfibers: %s is NULL",
+                         !g ? "graph" : !fibers_out ? "fibers_out" : "opfibers_out");
+    fib_color_options o;
+    int32_t status = checked_options(options, &o);
+    if (!status && (o.tolerance & FIB_TOL_SCALED))
+        status = fib_error(FIB_E_UNSUPPORTED,
+                           "fib_color_fibers_opfibers: FIB_TOL_SCALED colours fibers only "
+                           "(opfibers are not scale-aware in this version)");
+    return status ? status : fib_color_pair_internal(g, &o, fibers_out, opfibers_out);
 }

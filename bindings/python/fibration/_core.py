@@ -797,6 +797,18 @@ class Graph(_Handle):
         check(status, "fib_color")
         return Coloring._adopt(out, self)
 
+    def color_fibers_opfibers(self, tolerance="exact", eps=0.0, n_threads=0):
+        """(fibers, opfibers) from one colouring (fib_color_fibers_opfibers):
+        what color('fibers') and color('opfibers') give with these options,
+        the fibers coloured once."""
+        opts = self._color_options(tolerance, eps, n_threads)
+        fibers = ctypes.POINTER(_ffi.fib_coloring)()
+        opfibers = ctypes.POINTER(_ffi.fib_coloring)()
+        check(lib.fib_color_fibers_opfibers(self._cp(), ctypes.byref(opts), ctypes.byref(fibers),
+                                            ctypes.byref(opfibers)),
+              "fib_color_fibers_opfibers")
+        return Coloring._adopt(fibers, self), Coloring._adopt(opfibers, self)
+
     def color_nested(self, eps, symmetry="fibers", tolerance="abs", n_threads=0):
         """Colourings at the tolerances `eps` (sorted, smallest first) made
         to nest (fib_color_nested): a list of Colorings, one per level, each

@@ -1720,6 +1720,21 @@ function fib_quotient_count_arcs(graph, coloring, n_arcs_out)
     ccall(_cfunction(_cache_fib_quotient_count_arcs, :fib_quotient_count_arcs), Int32, (Ptr{fib_graph}, Ptr{fib_coloring}, Ptr{Int64}, ), graph, coloring, n_arcs_out)
 end
 
+"""
+The fibers and the opfibers of `graph` from one colouring: the opfibers
+are flavoured by these very fibers, so the fibers are coloured once
+(fib_color with FIB_SYM_OPFIBERS colours them again to flavour its
+opfibers). *fibers_out is what fib_color gives for FIB_SYM_FIBERS and
+*opfibers_out what it gives for FIB_SYM_OPFIBERS, with the same options;
+options->symmetry is not read. Free both with fib_coloring_free.
+Errors: those of fib_color; FIB_E_UNSUPPORTED for FIB_TOL_SCALED, which
+colours fibers only.
+"""
+const _cache_fib_color_fibers_opfibers = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_color_fibers_opfibers(graph, options, fibers_out, opfibers_out)
+    ccall(_cfunction(_cache_fib_color_fibers_opfibers, :fib_color_fibers_opfibers), Int32, (Ptr{fib_graph}, Ptr{fib_color_options}, Ptr{Ptr{fib_coloring}}, Ptr{Ptr{fib_coloring}}, ), graph, options, fibers_out, opfibers_out)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1824,4 +1839,5 @@ const FUNCTION_NAMES = [
     :fib_base_save_checkpoint,
     :fib_base_count,
     :fib_quotient_count_arcs,
+    :fib_color_fibers_opfibers,
 ]

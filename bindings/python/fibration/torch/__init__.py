@@ -205,8 +205,11 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False,
     if scaled and symmetry == "all":
         raise ValueError("symmetry='all' needs opfibers and covers, which a scale-aware "
                          "tolerance (%r) does not define" % (tolerance,))
-    colorings = {s: net.graph.color(s, tolerance, eps) if s == "fibers" or not scaled else None
-                 for s in ("fibers", "opfibers")}
+    if scaled:
+        colorings = {"fibers": net.graph.color("fibers", tolerance, eps), "opfibers": None}
+    else:  # the opfibers flavoured by these fibers, which are coloured once
+        colorings = dict(zip(("fibers", "opfibers"),
+                             net.graph.color_fibers_opfibers(tolerance, eps)))
     hierarchy = net.graph.hierarchy(tolerance, eps) if symmetry == "all" else None
     base = net.graph.compress(colorings["fibers"])
     base_graph = base.graph

@@ -1217,6 +1217,16 @@ extern "C" {
     /// spares the quotient's arrays.
     /// Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_NOMEM.
     pub fn fib_quotient_count_arcs(graph: *const fib_graph, coloring: *const fib_coloring, n_arcs_out: *mut i64) -> i32;
+
+    /// The fibers and the opfibers of `graph` from one colouring: the opfibers
+    /// are flavoured by these very fibers, so the fibers are coloured once
+    /// (fib_color with FIB_SYM_OPFIBERS colours them again to flavour its
+    /// opfibers). *fibers_out is what fib_color gives for FIB_SYM_FIBERS and
+    /// *opfibers_out what it gives for FIB_SYM_OPFIBERS, with the same options;
+    /// options->symmetry is not read. Free both with fib_coloring_free.
+    /// Errors: those of fib_color; FIB_E_UNSUPPORTED for FIB_TOL_SCALED, which
+    /// colours fibers only.
+    pub fn fib_color_fibers_opfibers(graph: *const fib_graph, options: *const fib_color_options, fibers_out: *mut *mut fib_coloring, opfibers_out: *mut *mut fib_coloring) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1324,4 +1334,5 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_base_save_checkpoint",
     "fib_base_count",
     "fib_quotient_count_arcs",
+    "fib_color_fibers_opfibers",
 ];

@@ -1,13 +1,15 @@
-/* The exact form of an affine block's opfiber contribution (fib_block_ops
- * opfiber_exact_width: a source unit's one nonzero column as (class label,
- * scale) instead of a row over every class of the affine, which for a
- * convolution read by its batch norm is n units x n classes) must give
- * exactly the classes of the full form under FIB_TOL_EXACT: planted equal
- * scales, zero and negative zero scales (all-zero rows), opposite signs,
- * scales one rounding apart, float32 and float64, 1 and 2 threads. Where it
- * cannot (another reader of the source, a gather reading a unit twice) and
- * in every tolerance mode the full form is used. fib_color_fibers_opfibers
- * gives what fib_color gives for fibers and for opfibers. */
+/* The exact forms of opfiber contributions (fib_block_ops
+ * opfiber_exact_width) must give exactly the classes of the full forms
+ * under FIB_TOL_EXACT, at 1 and 2 threads. Affine: a source unit's one
+ * nonzero column as (class label, scale) instead of a row over every class
+ * of the affine (for a convolution read by its batch norm, n units x n
+ * classes), on planted equal scales, zero and negative zero scales
+ * (all-zero rows), opposite signs, scales one rounding apart, float32 and
+ * float64. Pooling: the pooled channel's class as one label instead of a
+ * count per class, average and max. Where they cannot apply (another reader
+ * of the source, a gather reading a unit twice) and in every tolerance mode
+ * the full form is used. fib_color_fibers_opfibers gives what fib_color
+ * gives for fibers and for opfibers. */
 #include "blocks/blocks.h"
 #include "color/color.h"
 #include "checks.h"
@@ -228,6 +230,64 @@ static void test_gather_reading_twice_keeps_the_full_form(void)
     fib_graph_free(g);
 }
 
+/* Pooling's exact form: channels (C of them, 2 x 2 positions) -> 1 x 1
+ * convolution -> pooling of all 4 positions (avg or max) -> flatten ->
+ * dense, whose columns of pooled channels 0 and 1 are alike (their pooled
+ * channels merge, so do the convolution's channels 0 and 1) and 2 and 3
+ * too; with `twice`, a gather pools convolution channel 0 a second time
+ * (the full form). The convolution group's classes: the full form's, in 1
+ * or 2 coordinates (avg, max), under FIB_TOL_EXACT. */
+static void check_pool_form(int32_t kind, bool twice)
+{
+    enum { C = 8 };
+    int64_t n_pooled = twice ? C + 1 : C;
+    double conv_w[C * C], dense_w[N_OUT * (C + 1)];
+    for (int i = 0; i < C * C; i++)
+        conv_w[i] = uniform();
+    for (int i = 0; i < N_OUT * (C + 1); i++)
+        dense_w[i] = uniform();
+    for (int o = 0; o < N_OUT; o++) {
+        dense_w[o * n_pooled + 1] = dense_w[o * n_pooled];
+        dense_w[o * n_pooled + 3] = dense_w[o * n_pooled + 2];
+    }
+    /* alike incoming rows too, so that a max pooling's fiber label agrees */
+    memcpy(conv_w + C, conv_w, C * sizeof *conv_w);
+    memcpy(conv_w + 3 * C, conv_w + 2 * C, C * sizeof *conv_w);
+    fib_graph *g = NULL;
+    int32_t in, conv, pool, flat, out;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, C, 2, 2, &in));
+    CHECK_OK(fib_graph_add_conv(g, in, C, 1, 1, 1, 1, 0, 0, 1, FIB_DTYPE_F64, conv_w, NULL,
+                                FIB_COPY, &conv));
+    if (twice) {
+        int64_t *reads = fib_alloc(n_pooled, sizeof *reads);
+        for (int64_t c = 0; c < n_pooled; c++)
+            reads[c] = c < C ? c : 0;
+        static const int64_t window[6] = {2, 2, 2, 2, 0, 0};
+        CHECK_OK(fib_graph_add_pool_gather(g, conv, kind, window, n_pooled, reads, &pool));
+    } else {
+        CHECK_OK(fib_graph_add_pool(g, conv, kind, 2, 2, 2, 2, 0, 0, &pool));
+    }
+    CHECK_OK(fib_graph_add_flatten(g, pool, &flat));
+    CHECK_OK(fib_graph_add_dense(g, flat, N_OUT, FIB_DTYPE_F64, dense_w, n_pooled, NULL,
+                                 FIB_COPY, &out));
+    fib_partition c = {0};
+    compare_forms(g, conv, twice ? 0 : kind == FIB_POOL_MAX ? 2 : 1, &c);
+    if (c.color && !twice) {
+        CHECK(c.color[0] == c.color[1] && c.color[2] == c.color[3]);
+        CHECK(c.n_classes == C - 2);
+    }
+    fib_partition_clear(&c);
+    fib_graph_free(g);
+}
+
+static void test_pool_exact_form_matches_full_form(void)
+{
+    check_pool_form(FIB_POOL_AVG, false);
+    check_pool_form(FIB_POOL_MAX, false);
+    check_pool_form(FIB_POOL_AVG, true);
+}
+
 /* fib_color_fibers_opfibers: fib_color's fibers and opfibers, the same
  * options, every thread count; refuses what fib_color refuses and
  * FIB_TOL_SCALED. */
@@ -289,6 +349,7 @@ int main(void)
     RUN(test_exact_form_matches_full_form);
     RUN(test_another_reader_keeps_the_full_form);
     RUN(test_gather_reading_twice_keeps_the_full_form);
+    RUN(test_pool_exact_form_matches_full_form);
     RUN(test_fibers_opfibers_are_fib_colors);
     return test_failures != 0;
 }

@@ -355,6 +355,28 @@ static int32_t conv_opfiber_fill(const fib_graph *g, int32_t group, int32_t sour
     return FIB_OK;
 }
 
+/* The contribution to its source's opfiber signature when the convolution
+ * is ungrouped and its own classes are discrete (every output channel its
+ * own class, in order): coordinate (class o, tap q) of input channel j is
+ * the single weight w[o, j, q], lent in place as runs of the kernel's taps,
+ * one run per output channel, in the filled order. */
+static bool conv_opfiber_view(const fib_graph *g, int32_t group, const fib_partition *parts,
+                              fib_direct_block *out)
+{
+    const fib_conv *c = conv_of(g, group);
+    const fib_partition *own = &parts[group];
+    if (c->groups != 1 || own->n_classes != own->n_units ||
+        c->in_channels != g->groups[g->groups[group].sources[0]].n_units)
+        return false;
+    for (int64_t o = 0; o < own->n_units; o++)
+        if (own->color[o] != o)
+            return false;
+    int64_t kk = kernel_size(c);
+    *out = (fib_direct_block){c->weights, c->dtype, kk, c->in_channels * kk,
+                              own->n_units * kk, kk};
+    return true;
+}
+
 /* ---- forward, compress, lift -------------------------------------------- */
 
 /* The kernel of each convolution group as a (kernel x in_per_group) x
@@ -745,6 +767,7 @@ const fib_block_ops fib_conv_ops = {
     .fiber_fill = conv_fiber_fill,
     .opfiber_width = conv_opfiber_width,
     .opfiber_fill = conv_opfiber_fill,
+    .opfiber_view = conv_opfiber_view,
     .forward = conv_forward,
     .compress = conv_compress,
     .lift = conv_lift,

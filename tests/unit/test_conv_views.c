@@ -1,12 +1,13 @@
-/* A group read by an ungrouped convolution whose own classes are discrete
- * borrows the kernels as its opfiber signature (conv opfiber_view: runs of
- * taps, one per output channel, fib_direct_block.run) instead of filling
- * a float64 copy: the classes must be exactly those of the filled
- * signature in every tolerance mode, for 1 x 1 and 3 x 3 kernels, float32
- * and float64, at 1 and 2 threads. Planted: input channels of the reading
- * convolution with equal kernels (merged), kernels one rounding apart
- * (merged up to rounding), negated kernels (not merged). A grouped
- * convolution, or one whose classes are not discrete, is filled. */
+/* An ungrouped convolution lends its kernels instead of filling float64
+ * copies: as rows, the fiber signature of its own group when its source is
+ * discrete (conv fiber_view), and as runs of taps, one per output channel
+ * (fib_direct_block.run), the opfiber signature of the group it reads when
+ * its own classes are discrete (conv opfiber_view). The classes must be
+ * exactly those of the filled signatures in every tolerance mode, for 1 x 1
+ * and 3 x 3 kernels, float32 and float64, at 1 and 2 threads. Planted:
+ * equal kernels (merged), kernels one rounding apart (merged up to
+ * rounding), negated kernels (not merged). A grouped convolution, or one
+ * whose classes are not discrete, is filled. */
 #include "blocks/blocks.h"
 #include "color/color.h"
 #include "color/linkage.h"
@@ -170,9 +171,91 @@ static void test_grouped_or_merged_readers_are_filled(void)
     }
 }
 
+/* The fiber side: input (C_IN channels, 4 x 4) -> k x k convolution
+ * (C_MID, with bias) -> 1 x 1 convolution, the first over a discrete
+ * source (the input) lending its kernels as its fiber signature. Its
+ * output channel 1 copies 0 (kernel and bias), 3 is 2 one rounding up, 5
+ * is -4. Same classes as the filled signature in every mode. */
+static void check_fiber_view(int32_t dtype, int64_t k)
+{
+    int64_t kk = k * k, row = C_IN * kk;
+    double w[C_MID * C_IN * 9], b[C_MID], w2[C_OUT * C_MID];
+    float wf[C_MID * C_IN * 9], bf[C_MID], w2f[C_OUT * C_MID];
+    for (int64_t i = 0; i < C_MID * row; i++)
+        w[i] = (double)(float)uniform();
+    for (int i = 0; i < C_MID; i++)
+        b[i] = (double)(float)uniform();
+    for (int i = 0; i < C_OUT * C_MID; i++)
+        w2f[i] = (float)(w2[i] = uniform());
+    for (int64_t x = 0; x < row; x++) {
+        w[row + x] = w[x];
+        w[3 * row + x] = dtype == FIB_DTYPE_F32 ? (double)nextafterf((float)w[2 * row + x], 1.0f)
+                                                : nextafter(w[2 * row + x], 1.0);
+        w[5 * row + x] = -w[4 * row + x];
+    }
+    b[1] = b[0];
+    b[3] = b[2];
+    b[5] = -b[4];
+    for (int64_t i = 0; i < C_MID * row; i++)
+        wf[i] = (float)w[i];
+    for (int i = 0; i < C_MID; i++)
+        bf[i] = (float)b[i];
+    bool f32 = dtype == FIB_DTYPE_F32;
+    fib_graph *g = NULL;
+    int32_t in, mid, out;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, C_IN, 4, 4, &in));
+    CHECK_OK(fib_graph_add_conv(g, in, C_MID, k, k, 1, 1, k / 2, k / 2, 1, dtype,
+                                f32 ? (const void *)wf : w, f32 ? (const void *)bf : b,
+                                FIB_COPY, &mid));
+    CHECK_OK(fib_graph_add_conv(g, mid, C_OUT, 1, 1, 1, 1, 0, 0, 1, dtype,
+                                f32 ? (const void *)w2f : w2, NULL, FIB_COPY, &out));
+    fib_partition parts[3];
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(fib_partition_init(&parts[i], g->groups[i].n_units));
+    static const int32_t modes[] = {FIB_TOL_EXACT, FIB_TOL_ABS, FIB_TOL_REL, FIB_TOL_COSINE,
+                                    FIB_TOL_COMPLETE};
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
+        for (double eps = m ? 1e-3 : -1.0; eps < 1.0; eps = eps < 0 ? 2.0 : eps * 100)
+            for (int32_t threads = 1; threads <= 2; threads++) {
+                fib_scratch scratch = {0};
+                fib_signature lent, filled;
+                CHECK_OK(fib_fiber_signature_ex(g, mid, parts, threads, &scratch, &lent));
+                CHECK_OK(fib_fiber_signature(g, mid, parts, &filled));
+                filled.n_threads = threads;
+                CHECK(lent.n_direct == row && filled.n_direct == 0);
+                CHECK(lent.n_coords == filled.n_coords);
+                fib_partition a, c;
+                CHECK_OK(fib_partition_init(&a, C_MID));
+                CHECK_OK(fib_partition_init(&c, C_MID));
+                CHECK_OK(fib_group_signatures_mode(&lent, modes[m], eps, NULL, &a));
+                CHECK_OK(fib_group_signatures_mode(&filled, modes[m], eps, NULL, &c));
+                CHECK(same_partition(&a, &c));
+                if (m == 0)
+                    CHECK(a.color[0] == a.color[1] && a.color[2] == a.color[3] &&
+                          a.color[4] != a.color[5] && a.n_classes == C_MID - 2);
+                fib_partition_clear(&a);
+                fib_partition_clear(&c);
+                fib_signature_clear(&lent);
+                fib_signature_clear(&filled);
+                fib_scratch_clear(&scratch);
+            }
+    for (int i = 0; i < 3; i++)
+        fib_partition_clear(&parts[i]);
+    fib_graph_free(g);
+}
+
+static void test_lent_kernel_rows_group_as_filled(void)
+{
+    for (int32_t dtype = FIB_DTYPE_F32; dtype <= FIB_DTYPE_F64; dtype++)
+        for (int64_t k = 1; k <= 3; k += 2)
+            check_fiber_view(dtype, k);
+}
+
 int main(void)
 {
     RUN(test_borrowed_kernels_group_as_filled);
     RUN(test_grouped_or_merged_readers_are_filled);
+    RUN(test_lent_kernel_rows_group_as_filled);
     return test_failures != 0;
 }

@@ -97,3 +97,30 @@ def test_planted_pairs_are_the_only_classes(tolerance, eps, threads):
         want = expected.get(layer.group, [])
         assert _merged_pairs(fibers.colors(layer.group)) == want, layer.node
         assert _merged_pairs(opfibers.colors(layer.group)) == want, layer.node
+
+
+def test_analyze_without_symmetry_reports_the_model_as_its_base(monkeypatch):
+    """No two units alike (random weights): the report's base is the model
+    itself, made without fib_compress (which would copy every weight to
+    float64), and still checked against the model's outputs; with planted
+    pairs, fib_compress makes the base and the merged layers shrink."""
+    from fibration import _core
+    compress = _core.Graph.compress
+    calls = []
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return compress(self, *args, **kwargs)
+    monkeypatch.setattr(_core.Graph, "compress", counted)
+    x = torch.randn(1, 3, 64, 64)
+    for planted in (False, True):
+        model, _, _ = _network(planted)
+        report = ft.analyze(model, x)
+        assert len(calls) == planted
+        shrunk = [row for row in report.rows if row["base params"] < row["params"]]
+        assert all(row["base params"] <= row["params"] for row in report.rows)
+        if planted:
+            # conv1 (kernels and rows), bn1 of the 8 blocks, conv2 reading them
+            assert len(shrunk) == 24 and report.params[1] < report.params[0]
+        else:
+            assert not shrunk and report.params[0] == report.params[1]

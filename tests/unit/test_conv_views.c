@@ -104,7 +104,7 @@ static void compare(const fib_graph *g, int32_t mid, bool *borrowed, fib_partiti
     if (!fibers || !opfibers)
         return;
     static const int32_t modes[] = {FIB_TOL_EXACT, FIB_TOL_ABS, FIB_TOL_REL, FIB_TOL_COSINE,
-                                    FIB_TOL_COMPLETE};
+                                    FIB_TOL_COMPLETE, FIB_TOL_WARD};
     *borrowed = true;
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
         for (double eps = m ? 1e-3 : -1.0; eps < 1.0; eps = eps < 0 ? 2.0 : eps * 100)
@@ -214,7 +214,7 @@ static void check_fiber_view(int32_t dtype, int64_t k)
     for (int i = 0; i < 3; i++)
         CHECK_OK(fib_partition_init(&parts[i], g->groups[i].n_units));
     static const int32_t modes[] = {FIB_TOL_EXACT, FIB_TOL_ABS, FIB_TOL_REL, FIB_TOL_COSINE,
-                                    FIB_TOL_COMPLETE};
+                                    FIB_TOL_COMPLETE, FIB_TOL_WARD};
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
         for (double eps = m ? 1e-3 : -1.0; eps < 1.0; eps = eps < 0 ? 2.0 : eps * 100)
             for (int32_t threads = 1; threads <= 2; threads++) {

@@ -165,6 +165,57 @@ static int32_t affine_opfiber_fill(const fib_graph *g, int32_t group, int32_t so
     return FIB_OK;
 }
 
+/* The exact form of that contribution. A source unit read by one affine
+ * unit i has one nonzero column, i's class, holding scale[i]: the full
+ * form is mostly zeros (a convolution read by its batch norm: n units x n
+ * classes). Here the row is (that class: a label; scale[i]), and (-1, 0)
+ * for a unit whose full row is all zeros (read by no unit, or with a zero
+ * scale). Two such rows are equal iff the full rows are, up to the same
+ * allowances; a nonzero cell never comes within its allowance of zero, so
+ * under FIB_TOL_EXACT units sharing a class share the column, and within a
+ * column both forms chain the same values in the same order when the
+ * affine is the source's only reader (no other coordinate cuts the units
+ * first). Otherwise (a gather reading a source unit twice, another reader,
+ * a recurrent source) width 0: the full form is used. */
+static int64_t affine_opfiber_exact_width(const fib_graph *g, int32_t group,
+                                          int32_t source_index, const fib_partition *parts,
+                                          const fib_partition *fibers)
+{
+    (void)parts, (void)fibers;
+    const fib_group *grp = &g->groups[group];
+    const fib_group *src = &g->groups[grp->sources[source_index]];
+    if (src->n_consumers != 1 || (src->ops && src->ops->recurrent))
+        return 0;
+    int32_t single = fib_gather_single_reader(affine_of(g, group)->reads, grp->n_units,
+                                              src->n_units);
+    return single < 0 ? single : single ? 2 : 0;
+}
+
+static int32_t affine_opfiber_exact_fill(const fib_graph *g, int32_t group,
+                                         int32_t source_index, const fib_partition *parts,
+                                         const fib_partition *fibers, fib_signature *sig,
+                                         int64_t offset)
+{
+    (void)source_index, (void)fibers;
+    const fib_affine *a = affine_of(g, group);
+    for (int64_t j = 0; j < sig->n_units; j++) {
+        fib_signature_put_label(sig, j, offset, -1);
+        sig->value[j * sig->n_coords + offset + 1] = 0.0;
+        sig->tol[j * sig->n_coords + offset + 1] = 0.0;
+    }
+    for (int64_t i = 0; i < g->groups[group].n_units; i++) {
+        /* the full form's cell: its sum from 0.0 */
+        double value = 0.0 + scale_at(a, i);
+        if (value == 0.0)
+            continue;
+        int64_t j = fib_gather_at(a->reads, i);
+        fib_signature_put_label(sig, j, offset, parts[group].color[i]);
+        sig->value[j * sig->n_coords + offset + 1] = value;
+        sig->tol[j * sig->n_coords + offset + 1] = 0.0 + fib_rounding_tol(a->dtype, 1, fabs(value));
+    }
+    return FIB_OK;
+}
+
 static void affine_forward(const fib_graph *g, int32_t group, int64_t batch,
                            double *const *activity, double *out)
 {
@@ -347,4 +398,6 @@ const fib_block_ops fib_affine_ops = {
     .budget_parameters = affine_budget_parameters,
     .budget_backward = affine_budget_backward,
     .budget_scale = affine_budget_scale,
+    .opfiber_exact_width = affine_opfiber_exact_width,
+    .opfiber_exact_fill = affine_opfiber_exact_fill,
 };

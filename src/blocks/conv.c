@@ -355,6 +355,57 @@ static int32_t conv_opfiber_fill(const fib_graph *g, int32_t group, int32_t sour
     return FIB_OK;
 }
 
+/* The fiber signature of an ungrouped convolution over a discrete source
+ * (every input channel its own class, in order): coordinate (class j, tap
+ * q) of output channel o is the single weight w[o, j, q], so the kernels
+ * are lent in place as the rows and only the bias is materialised. */
+static bool conv_fiber_view(const fib_graph *g, int32_t group, const fib_partition *parts,
+                            fib_scratch *scratch, fib_signature *sig)
+{
+    const fib_group *grp = &g->groups[group];
+    const fib_conv *c = grp->block;
+    const fib_partition *src = &parts[grp->sources[0]];
+    if (c->groups != 1 || src->n_classes != src->n_units || src->n_units != c->in_channels)
+        return false;
+    for (int64_t k = 0; k < src->n_units; k++)
+        if (src->color[k] != k)
+            return false;
+    if (fib_signature_alloc_in(sig, grp->n_units, c->bias ? 1 : 0, scratch))
+        return false;
+    int64_t row = c->in_channels * kernel_size(c);
+    sig->n_coords += row;
+    sig->n_direct = row;
+    sig->n_blocks = 1;
+    sig->blocks[0] = (fib_direct_block){c->weights, c->dtype, row, 1, row, 0};
+    for (int64_t o = 0; c->bias && o < grp->n_units; o++) {
+        sig->value[o] = fib_load(c->dtype, c->bias, o);
+        sig->tol[o] = fib_rounding_tol(c->dtype, 1, fabs(sig->value[o]));
+    }
+    return true;
+}
+
+/* The contribution to its source's opfiber signature when the convolution
+ * is ungrouped and its own classes are discrete (every output channel its
+ * own class, in order): coordinate (class o, tap q) of input channel j is
+ * the single weight w[o, j, q], lent in place as runs of the kernel's taps,
+ * one run per output channel, in the filled order. */
+static bool conv_opfiber_view(const fib_graph *g, int32_t group, const fib_partition *parts,
+                              fib_direct_block *out)
+{
+    const fib_conv *c = conv_of(g, group);
+    const fib_partition *own = &parts[group];
+    if (c->groups != 1 || own->n_classes != own->n_units ||
+        c->in_channels != g->groups[g->groups[group].sources[0]].n_units)
+        return false;
+    for (int64_t o = 0; o < own->n_units; o++)
+        if (own->color[o] != o)
+            return false;
+    int64_t kk = kernel_size(c);
+    *out = (fib_direct_block){c->weights, c->dtype, kk, c->in_channels * kk,
+                              own->n_units * kk, kk};
+    return true;
+}
+
 /* ---- forward, compress, lift -------------------------------------------- */
 
 /* The kernel of each convolution group as a (kernel x in_per_group) x
@@ -775,6 +826,8 @@ const fib_block_ops fib_conv_ops = {
     .fiber_fill = conv_fiber_fill,
     .opfiber_width = conv_opfiber_width,
     .opfiber_fill = conv_opfiber_fill,
+    .fiber_view = conv_fiber_view,
+    .opfiber_view = conv_opfiber_view,
     .forward = conv_forward,
     .compress = conv_compress,
     .lift = conv_lift,

@@ -458,8 +458,8 @@ static bool dense_fiber_view(const fib_graph *g, int32_t group,
     sig->n_coords += d->n_in;
     sig->n_direct = d->n_in;
     sig->n_blocks = 1;
-    sig->blocks[0] = d->transposed ? (fib_direct_block){d->weights, d->dtype, 1, d->ld, d->n_in}
-                                   : (fib_direct_block){d->weights, d->dtype, d->ld, 1, d->n_in};
+    sig->blocks[0] = d->transposed ? (fib_direct_block){d->weights, d->dtype, 1, d->ld, d->n_in, 0}
+                                   : (fib_direct_block){d->weights, d->dtype, d->ld, 1, d->n_in, 0};
     for (int64_t i = 0; d->bias && i < grp->n_units; i++) {
         sig->value[i] = fib_dense_bias(d, i);
         sig->tol[i] = fib_rounding_tol(d->dtype, 1, fabs(sig->value[i]));
@@ -481,8 +481,8 @@ static bool dense_opfiber_view(const fib_graph *g, int32_t group,
     for (int64_t r = 0; r < own->n_units; r++)
         if (own->color[r] != r)
             return false;
-    *out = d->transposed ? (fib_direct_block){d->weights, d->dtype, d->ld, 1, own->n_units}
-                         : (fib_direct_block){d->weights, d->dtype, 1, d->ld, own->n_units};
+    *out = d->transposed ? (fib_direct_block){d->weights, d->dtype, d->ld, 1, own->n_units, 0}
+                         : (fib_direct_block){d->weights, d->dtype, 1, d->ld, own->n_units, 0};
     return true;
 }
 

@@ -128,6 +128,44 @@ static int32_t pool_opfiber_fill(const fib_graph *g, int32_t group, int32_t sour
     return FIB_OK;
 }
 
+/* The exact form of that contribution: a source channel read by at most
+ * one pooled channel has a count of 1 in that channel's class and zeros
+ * elsewhere, so the class (a label; -1 when unread) says what the row
+ * does: equal labels iff equal rows, and counts are compared exactly by
+ * every mode. Used under FIB_TOL_EXACT when the pooling is the source's
+ * only reader (then no other coordinate cuts the units in between) and its
+ * gather reads each channel at most once; otherwise width 0: the full
+ * form. Max pooling keeps its fiber class label after it. */
+static int64_t pool_opfiber_exact_width(const fib_graph *g, int32_t group, int32_t source_index,
+                                        const fib_partition *parts,
+                                        const fib_partition *fibers)
+{
+    (void)source_index, (void)parts, (void)fibers;
+    const fib_group *grp = &g->groups[group];
+    const fib_group *src = &g->groups[grp->sources[0]];
+    if (src->n_consumers != 1 || (src->ops && src->ops->recurrent))
+        return 0;
+    const fib_pool *p = pool_of(g, group);
+    int32_t single = fib_gather_single_reader(p->reads, grp->n_units, src->n_units);
+    return single < 0 ? single : single ? (p->kind == FIB_POOL_MAX ? 2 : 1) : 0;
+}
+
+static int32_t pool_opfiber_exact_fill(const fib_graph *g, int32_t group, int32_t source_index,
+                                       const fib_partition *parts, const fib_partition *fibers,
+                                       fib_signature *sig, int64_t offset)
+{
+    (void)source_index;
+    const fib_pool *p = pool_of(g, group);
+    int32_t source = g->groups[group].sources[0];
+    for (int64_t j = 0; j < sig->n_units; j++)
+        fib_signature_put_label(sig, j, offset, -1);
+    for (int64_t c = 0; c < g->groups[group].n_units; c++)
+        fib_signature_put_label(sig, fib_gather_at(p->reads, c), offset, parts[group].color[c]);
+    for (int64_t j = 0; p->kind == FIB_POOL_MAX && j < sig->n_units; j++)
+        fib_signature_put_label(sig, j, offset + 1, fibers[source].color[j]);
+    return FIB_OK;
+}
+
 static void pool_forward(const fib_graph *g, int32_t group, int64_t batch,
                          double *const *activity, double *out)
 {
@@ -275,4 +313,6 @@ const fib_block_ops fib_pool_ops = {
     .params = pool_params,
     .budget_role = pool_budget_role,
     .budget_backward = pool_budget_backward,
+    .opfiber_exact_width = pool_opfiber_exact_width,
+    .opfiber_exact_fill = pool_opfiber_exact_fill,
 };

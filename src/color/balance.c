@@ -67,10 +67,7 @@ static int32_t check_covers(const fib_graph *g, const fib_coloring *c, double ep
     o.tolerance = eps > 0 ? FIB_TOL_ABS : FIB_TOL_EXACT;
     o.eps = eps;
     fib_coloring *fibers = NULL, *opfibers = NULL;
-    int32_t status = fib_color_internal(g, &o, &fibers);
-    o.symmetry = FIB_SYM_OPFIBERS;
-    if (!status)
-        status = fib_color_internal(g, &o, &opfibers);
+    int32_t status = fib_color_pair_internal(g, &o, &fibers, &opfibers);
     for (int32_t i = 0; i < g->n_groups && !status && *ok; i++) {
         int64_t *seen = fib_alloc(c->parts[i].n_classes, sizeof *seen);
         if (!seen) {

@@ -293,13 +293,8 @@ done:
         fib_coloring_free(opfibers);
         return status;
     }
-    if (o->symmetry == FIB_SYM_OPFIBERS) {
-        fib_coloring_free(fibers);
-        *out = opfibers;
-    } else {
-        fib_coloring_free(opfibers);
-        *out = fibers;
-    }
+    *fibers_out = fibers;
+    *opfibers_out = opfibers;
     return FIB_OK;
 }
 
@@ -309,20 +304,45 @@ int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
     return color_given(g, o, NULL, out);
 }
 
+int32_t fib_color_pair_internal(const fib_graph *g, const fib_color_options *o,
+                                fib_coloring **fibers_out, fib_coloring **opfibers_out)
+{
+    /* the fibers as FIB_SYM_FIBERS makes them (merge totals kept), then the
+     * opfibers they flavour, without colouring the fibers again */
+    fib_color_options f = *o, op = *o;
+    f.symmetry = FIB_SYM_FIBERS;
+    op.symmetry = FIB_SYM_OPFIBERS;
+    fib_coloring *fibers = NULL;
+    int32_t status = color_given(g, &f, NULL, &fibers);
+    if (!status)
+        status = color_given(g, &op, fibers, opfibers_out);
+    if (status) {
+        fib_coloring_free(fibers);
+        return status;
+    }
+    *fibers_out = fibers;
+    return FIB_OK;
+}
+
+/* *o: the caller's options once checked, or the defaults for NULL. */
+static int32_t checked_options(const fib_color_options *options, fib_color_options *o)
+{
+    if (!options)
+        return fib_color_options_init(o, sizeof *o);
+    int32_t status = check_options(options);
+    if (!status)
+        *o = *options;
+    return status;
+}
+
 int32_t fib_color(const fib_graph *g, const fib_color_options *options,
                   fib_coloring **out)
 {
     if (!g || !out)
         return fib_error(FIB_E_NULL, "fib_color: %s is NULL", g ? "out" : "graph");
-    fib_color_options defaults;
-    if (!options) {
-        fib_color_options_init(&defaults, sizeof defaults);
-        options = &defaults;
-    }
-    int32_t status = check_options(options);
-    if (status)
-        return status;
-    return fib_color_internal(g, options, out);
+    fib_color_options o;
+    int32_t status = checked_options(options, &o);
+    return status ? status : fib_color_internal(g, &o, out);
 }
 
 int32_t fib_color_from_fibers(const fib_graph *g, const fib_color_options *options,

@@ -99,6 +99,10 @@ int32_t fib_color_keep_unit_runs(const fib_graph *g, int32_t group, fib_partitio
 /* color.c: fib_color behind its option checks. */
 int32_t fib_color_internal(const fib_graph *g, const fib_color_options *o,
                            fib_coloring **out);
+/* The fibers and the opfibers they flavour, in one colouring (whatever
+ * o->symmetry): each as fib_color_internal makes it alone. */
+int32_t fib_color_pair_internal(const fib_graph *g, const fib_color_options *o,
+                                fib_coloring **fibers_out, fib_coloring **opfibers_out);
 
 /* automorphisms.c, for the symmetry ladder (ladder.c): the options both
  * accept (EXACT or ABS), and the automorphism level, its node-group orbits

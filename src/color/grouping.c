@@ -160,9 +160,13 @@ static int64_t first_untight(const sweep *s, const piece *p, int64_t j,
             const fib_direct_block *b = fib_direct_find(sig, &local);
             if (len > b->n - local)
                 len = b->n - local;
-            if (b->step == 1)
+            if (b->step == 1 && b->run <= 1) {
                 t = tight_direct(s, b, local, rows, m, len);
-            else /* borrowed columns: one coordinate (a row of the weights) at a time */
+            } else if (b->run > 1) { /* consecutive within a run */
+                if (len > b->run - local % b->run)
+                    len = b->run - local % b->run;
+                t = tight_direct(s, b, fib_direct_offset(b, local), rows, m, len);
+            } else /* borrowed columns: one coordinate (a row of the weights) at a time */
                 for (t = 0; t < len && tight_direct(s, b, (local + t) * b->step, rows, m, 1) == 1;)
                     t++;
         } else {

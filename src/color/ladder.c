@@ -115,12 +115,8 @@ int32_t fib_hierarchy_create(const fib_graph *g, const fib_color_options *option
     h->links = fib_calloc(g->n_groups > 0 ? g->n_groups : 1, sizeof *h->links);
     int32_t status = h->links ? FIB_OK
                               : fib_error(FIB_E_NOMEM, "fib_hierarchy_create: out of memory");
-    o.symmetry = FIB_SYM_FIBERS;
     if (!status)
-        status = fib_color_internal(g, &o, &h->level[0]);
-    o.symmetry = FIB_SYM_OPFIBERS;
-    if (!status)
-        status = fib_color_internal(g, &o, &h->level[1]);
+        status = fib_color_pair_internal(g, &o, &h->level[0], &h->level[1]);
     if (!status)
         status = fib_coloring_alloc(g, FIB_SYM_COVERS, &h->level[2]);
     for (int32_t i = 0; i < g->n_groups && !status; i++) {

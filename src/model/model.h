@@ -38,13 +38,22 @@ typedef struct fib_scratch {
 /* A borrowed block of a signature: coordinate j < n of unit i is element
  * i * ld + j * step of `data` (dtype): a weight row (fibers over a
  * discrete source, step 1) or column (opfibers under a discrete consumer,
- * ld 1). */
+ * ld 1). With run > 1 the coordinates come in runs of `run` consecutive
+ * elements, `step` apart: coordinate j is element i * ld + (j / run) *
+ * step + j % run (the taps of a kernel, output after output). */
 #define FIB_MAX_DIRECT_BLOCKS 4
 typedef struct fib_direct_block {
     const void *data;
     int32_t dtype;
     int64_t ld, step, n;
+    int64_t run; /* 0 or 1: no runs */
 } fib_direct_block;
+
+/* The element of coordinate j of a borrowed block, from its unit's first. */
+static inline int64_t fib_direct_offset(const fib_direct_block *b, int64_t j)
+{
+    return b->run > 1 ? (j / b->run) * b->step + j % b->run : j * b->step;
+}
 
 typedef struct fib_signature {
     int64_t n_units;
@@ -87,7 +96,7 @@ static inline const fib_direct_block *fib_direct_find(const fib_signature *sig, 
 static inline double fib_direct_value(const fib_signature *sig, int64_t i, int64_t j)
 {
     const fib_direct_block *b = fib_direct_find(sig, &j);
-    return fib_load(b->dtype, b->data, i * b->ld + j * b->step);
+    return fib_load(b->dtype, b->data, i * b->ld + fib_direct_offset(b, j));
 }
 
 /* The allowance of a coordinate that is a label (a class id, a head, a

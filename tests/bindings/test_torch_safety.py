@@ -262,10 +262,15 @@ def test_wrong_colouring_of_the_trace_is_caught_by_the_exact_check(monkeypatch):
     tolerance) must still be refused, by the check of the result."""
     from fibration import _core
     original = _core.Graph.color
+    original_pair = _core.Graph.color_fibers_opfibers
 
     def too_coarse(self, symmetry="fibers", tolerance="exact", eps=0.0, *args, **kwargs):
         return original(self, symmetry, "abs", 1e3, *args, **kwargs)
+
+    def pair_too_coarse(self, tolerance="exact", eps=0.0, *args, **kwargs):
+        return original_pair(self, "abs", 1e3, *args, **kwargs)
     monkeypatch.setattr(_core.Graph, "color", too_coarse)
+    monkeypatch.setattr(_core.Graph, "color_fibers_opfibers", pair_too_coarse)
     x = torch.randn(8, 10)
     for call in (lambda m: ft.compress(m, x), lambda m: ft.analyze(m, x)):
         with pytest.raises(ft.TraceMismatchError, match="the compressed model"):

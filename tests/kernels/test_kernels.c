@@ -315,7 +315,7 @@ static void test_large_pieces_group_alike(void)
             CHECK(fib_signature_alloc(&b, n, 0) == FIB_OK);
             b.n_coords = b.n_direct = d;
             b.n_blocks = 1;
-            b.blocks[0] = (fib_direct_block){rows, FIB_DTYPE_F64, d, 1, d};
+            b.blocks[0] = (fib_direct_block){rows, FIB_DTYPE_F64, d, 1, d, 0};
             CHECK(fib_partition_init(&filled, n) == FIB_OK);
             CHECK(fib_partition_init(&borrowed, n) == FIB_OK);
             CHECK(fib_group_signatures(&a, eps, &filled) == FIB_OK);

@@ -811,6 +811,19 @@ class Graph(_Handle):
         check(status, "fib_color")
         return Coloring._adopt(out, self)
 
+    def color_fibers_opfibers(self, tolerance="exact", eps=0.0, n_threads=0):
+        """(fibers, opfibers): what color('fibers') and color('opfibers') give
+        with these options, the fibers coloured once (the opfibers flavoured
+        by them through fib_color_from_fibers)."""
+        fibers = self.color("fibers", tolerance, eps, n_threads)
+        opts = self._color_options(tolerance, eps, n_threads)
+        opts.symmetry = _kind(SYMMETRIES, "opfibers", "symmetry")
+        opfibers = ctypes.POINTER(_ffi.fib_coloring)()
+        check(lib.fib_color_from_fibers(self._cp(), ctypes.byref(opts), fibers._p(),
+                                        ctypes.byref(opfibers)),
+              "fib_color_from_fibers")
+        return fibers, Coloring._adopt(opfibers, self)
+
     def color_nested(self, eps, symmetry="fibers", tolerance="abs", n_threads=0):
         """Colourings at the tolerances `eps` (sorted, smallest first) made
         to nest (fib_color_nested): a list of Colorings, one per level, each

@@ -41,8 +41,8 @@ from ._names import layer_name
 from ._plan import Plan, coloring_from_plan, params_line, plan_from
 from ._rebuild import rebuild
 from ._retune import RetuneResult, Round, evaluate, fine_tune
-from ._safety import (TraceMismatchError, TrainModeWarning, check_exact, flat_outputs,
-                      warn_train_mode)
+from ._safety import (TraceMismatchError, TrainModeWarning, _Unmerged, check_exact,
+                      flat_outputs, warn_train_mode)
 from ._ties import keep_ties
 
 __all__ = ["analyze", "compress", "verify", "lift", "break_symmetry", "apply_plan",
@@ -205,10 +205,17 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False,
     if scaled and symmetry == "all":
         raise ValueError("symmetry='all' needs opfibers and covers, which a scale-aware "
                          "tolerance (%r) does not define" % (tolerance,))
-    colorings = {s: net.graph.color(s, tolerance, eps) if s == "fibers" or not scaled else None
-                 for s in ("fibers", "opfibers")}
+    if scaled:
+        colorings = {"fibers": net.graph.color("fibers", tolerance, eps), "opfibers": None}
+    else:  # the opfibers flavoured by these fibers, which are coloured once
+        colorings = dict(zip(("fibers", "opfibers"),
+                             net.graph.color_fibers_opfibers(tolerance, eps)))
     hierarchy = net.graph.hierarchy(tolerance, eps) if symmetry == "all" else None
-    base = net.graph.compress(colorings["fibers"])
+    # no two units alike: the graph is its own base (what fib_compress
+    # would copy to float64)
+    discrete = all(colorings["fibers"].num_classes(layer.group)
+                   == net.graph.group(layer.group).n_units for layer in net.layers)
+    base = _Unmerged(net.graph) if discrete else net.graph.compress(colorings["fibers"])
     base_graph = base.graph
     rows = []
     for layer in net.layers:

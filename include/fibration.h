@@ -1524,10 +1524,12 @@ typedef struct fib_compress_options {
                            float16 and bfloat16 models. A merged value
                            float32 cannot hold is FIB_E_NONFINITE. Other
                            blocks are as fib_compress makes them. */
-    int32_t borrow;     /* nonzero: a dense group that merges nothing (its
-                           units and its source's all kept) borrows the
-                           model's weights instead of copying them, in the
-                           model's dtype, so that such a base costs no copy
+    int32_t borrow;     /* nonzero: a dense group or a convolution that
+                           merges nothing (its units and its source's all
+                           kept) borrows the model's weights instead of
+                           copying them, in the model's dtype (a
+                           convolution with its groups), so that such a
+                           base costs no copy
                            of the model; the model must then outlive the
                            base and its weights stay unchanged (as the
                            builders' borrowed weights). 0 (default): the

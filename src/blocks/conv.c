@@ -611,6 +611,23 @@ static int32_t conv_compress(const fib_graph *g, int32_t group, const fib_partit
     return add_conv_owned(base, base_ids[source], k_out, groups, &c->win, w, b);
 }
 
+/* fib_compress_options.borrow: a convolution whose channels and source
+ * channels are all kept is its own kernels, with its own groups; the base
+ * block reads them where the original holds them. */
+static int32_t conv_compress_borrowed(const fib_graph *g, int32_t group, fib_graph *base,
+                                      const int32_t *base_ids)
+{
+    const fib_conv *c = conv_of(g, group);
+    fib_conv *b = fib_calloc(1, sizeof *b);
+    if (!b)
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory", (int)group);
+    *b = (fib_conv){.dtype = c->dtype, .in_channels = c->in_channels, .groups = c->groups,
+                    .win = c->win, .weights = c->weights, .bias = c->bias};
+    int32_t id;
+    return push_conv(base, base_ids[g->groups[group].sources[0]], g->groups[group].n_units, b,
+                     &id);
+}
+
 static int32_t conv_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
                          fib_graph *full, const int32_t *full_ids)
 {
@@ -747,6 +764,7 @@ const fib_block_ops fib_conv_ops = {
     .opfiber_fill = conv_opfiber_fill,
     .forward = conv_forward,
     .compress = conv_compress,
+    .compress_borrowed = conv_compress_borrowed,
     .lift = conv_lift,
     .num_parameters = conv_num_parameters,
     .tensor = conv_tensor,

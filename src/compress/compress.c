@@ -184,17 +184,28 @@ static bool projection_is_identity(const fib_partition *p)
     return true;
 }
 
-/* fib_compress_options.borrow: a dense group whose units and source units
- * are all kept is, by Eq. 10, its own weights (one term added to 0.0,
- * divided by 1); the base block borrows them where the model holds them (a
- * mapped file's pages, the caller's arrays) instead of copying them. Sets
- * *done when it made the block. */
+/* fib_compress_options.borrow: a dense group (or a block with
+ * compress_borrowed, a convolution) whose units and source units are all
+ * kept is, by Eq. 10, its own weights (one term added to 0.0, divided by
+ * 1); the base block borrows them where the model holds them (a mapped
+ * file's pages, the caller's arrays) instead of copying them. Sets *done
+ * when it made the block. */
 static int32_t borrow_unmerged(const fib_graph *g, int32_t group, const fib_partition *parts,
                                fib_graph *base, const int32_t *ids, bool *done)
 {
     const fib_group *grp = &g->groups[group];
-    const fib_dense *d = grp->ops && grp->ops->matrix ? grp->ops->matrix(g, group) : NULL;
     *done = false;
+    if (grp->ops && grp->ops->compress_borrowed) {
+        for (int32_t s = 0; s < grp->n_sources; s++)
+            if (!projection_is_identity(&parts[grp->sources[s]]))
+                return FIB_OK;
+        if (!projection_is_identity(&parts[group]))
+            return FIB_OK;
+        int32_t status = grp->ops->compress_borrowed(g, group, base, ids);
+        *done = status == FIB_OK;
+        return status;
+    }
+    const fib_dense *d = grp->ops && grp->ops->matrix ? grp->ops->matrix(g, group) : NULL;
     if (!d || grp->n_sources != 1 || !projection_is_identity(&parts[group]) ||
         !projection_is_identity(&parts[grp->sources[0]]))
         return FIB_OK;

@@ -244,6 +244,13 @@ typedef struct fib_block_ops {
                                   int32_t source_index, const fib_partition *parts,
                                   const fib_partition *fibers, fib_signature *sig,
                                   int64_t offset);
+    /* Optional: adds to `base` the block of a group whose units and whose
+     * sources' units are all kept, borrowing the group's tensors where they
+     * are (same dtype, same memory) instead of merging copies of them: by
+     * Eq. 10 such a block is its own weights (fib_compress_options.borrow).
+     * NULL: a block with `matrix` borrows through it, another is merged. */
+    int32_t (*compress_borrowed)(const fib_graph *g, int32_t group, fib_graph *base,
+                                 const int32_t *base_ids);
 } fib_block_ops;
 
 /* How a budget treats a group's classes (fib_block_ops.budget_role). */

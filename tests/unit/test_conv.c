@@ -175,6 +175,80 @@ static void grouped_conv_base_stays_grouped_and_exact(void)
     free(k);
 }
 
+/* fib_compress_options.borrow: a convolution that merges nothing (its
+ * channels and its source's kept) borrows the model's kernels in their
+ * dtype and keeps its groups (a change to them is seen by the base), with
+ * the owning base's outputs; a convolution whose channels merge still owns
+ * its merged float64 copy. */
+static void compress_ex_borrow_shares_unmerged_conv_kernels(void)
+{
+    uint64_t rng = 11;
+    /* conv1: 4 -> 4 channels in 2 groups, distinct float32 kernels;
+     * conv2: 1 x 1, 4 -> 2 channels with equal kernels and biases (merged) */
+    float k1[4 * 2 * 4], b1[4], k2[2 * 4], b2[2] = {0.25f, 0.25f};
+    for (int i = 0; i < 32; i++)
+        k1[i] = (float)test_uniform(&rng, -1, 1);
+    for (int i = 0; i < 4; i++) {
+        b1[i] = (float)test_uniform(&rng, -.2, .2);
+        k2[i] = k2[4 + i] = (float)test_uniform(&rng, -1, 1);
+    }
+    double head[3 * 2 * 4];
+    for (int i = 0; i < 24; i++)
+        head[i] = test_uniform(&rng, -1, 1);
+    fib_graph *g;
+    int32_t in, conv1, conv2, flat, out;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, 4, 3, 3, &in));
+    CHECK_OK(fib_graph_add_conv(g, in, 4, 2, 2, 1, 1, 0, 0, 2, FIB_DTYPE_F32, k1, b1, 0,
+                                &conv1));
+    CHECK_OK(fib_graph_set_activation(g, conv1, FIB_ACT_TANH, 0));
+    CHECK_OK(fib_graph_add_conv(g, conv1, 2, 1, 1, 1, 1, 0, 0, 1, FIB_DTYPE_F32, k2, b2, 0,
+                                &conv2));
+    CHECK_OK(fib_graph_set_activation(g, conv2, FIB_ACT_TANH, 0));
+    CHECK_OK(fib_graph_add_flatten(g, conv2, &flat));
+    CHECK_OK(fib_graph_add_dense(g, flat, 3, FIB_DTYPE_F64, head, 8, NULL, 0, &out));
+    fib_coloring *c = NULL;
+    CHECK_OK(fib_color(g, NULL, &c));
+    int64_t kc1 = 0, kc2 = 0;
+    CHECK_OK(fib_coloring_num_classes(c, conv1, &kc1));
+    CHECK_OK(fib_coloring_num_classes(c, conv2, &kc2));
+    CHECK(kc1 == 4 && kc2 == 1);
+    fib_compress_options o;
+    CHECK_OK(fib_compress_options_init(&o, sizeof o));
+    o.borrow = 1;
+    fib_base *owning = NULL, *borrowing = NULL;
+    CHECK_OK(fib_compress(g, c, &owning));
+    CHECK_OK(fib_compress_ex(g, c, &o, &borrowing));
+    const fib_graph *bg = fib_base_graph(borrowing);
+    int32_t dtype = 0;
+    CHECK_OK(fib_graph_tensor_dtype(bg, conv1, 0, &dtype));
+    CHECK(dtype == FIB_DTYPE_F32);
+    CHECK_OK(fib_graph_tensor_dtype(bg, conv2, 0, &dtype));
+    CHECK(dtype == FIB_DTYPE_F64); /* merged: the base's own sum */
+    int64_t params[7], count = 0;
+    CHECK_OK(fib_graph_block_params(bg, conv1, params, 7, &count));
+    CHECK(count == 7 && params[6] == 2);
+    int64_t own_params = 0, borrowed_params = 0;
+    CHECK_OK(fib_graph_num_parameters(fib_base_graph(owning), &own_params));
+    CHECK_OK(fib_graph_num_parameters(bg, &borrowed_params));
+    CHECK(borrowed_params == own_params);
+    CHECK(test_output_difference(fib_base_graph(owning), bg, 4, 4, 1.0) == 0.0);
+    CHECK(test_output_difference(g, bg, 4, 4, 1.0) <= 1e-6);
+    /* a change to the model's kernels: seen by the borrowed conv1 only */
+    k1[0] = 0.5f;
+    k2[0] = k2[4] = 0.75f;
+    double a[32], b[32];
+    CHECK_OK(fib_graph_read_tensor(bg, conv1, 0, FIB_DTYPE_F64, a, 32));
+    CHECK_OK(fib_graph_read_tensor(fib_base_graph(owning), conv1, 0, FIB_DTYPE_F64, b, 32));
+    CHECK(a[0] == 0.5 && b[0] != 0.5);
+    CHECK_OK(fib_graph_read_tensor(bg, conv2, 0, FIB_DTYPE_F64, a, 4));
+    CHECK(a[0] != 0.75);
+    fib_base_free(owning);
+    fib_base_free(borrowing);
+    fib_coloring_free(c);
+    fib_graph_free(g);
+}
+
 /* Output (r, col, o) of a convolution by its definition: the bias, then
  * kernel tap by tap (rows, then columns), input channel by input channel
  * of o's group, one product and one sum at a time; taps in the padding add
@@ -571,6 +645,7 @@ int main(void)
     RUN(planted_cnn_avg_pool_covers);
     RUN(random_cnn_is_discrete);
     RUN(grouped_conv_base_stays_grouped_and_exact);
+    RUN(compress_ex_borrow_shares_unmerged_conv_kernels);
     RUN(conv_forward_follows_its_definition);
     RUN(grouped_conv_uneven_classes_stay_grouped);
     RUN(grouped_conv_signature_per_group_keeps_classes);

@@ -1514,9 +1514,9 @@ FIB_API int32_t fib_graph_add_token_embedding(fib_graph *graph, int32_t source,
  * set the fields to change. */
 typedef struct fib_compress_options {
     size_t struct_size; /* sizeof(fib_compress_options), set by init */
-    int32_t dtype;      /* of the merged dense blocks of the base: 0 or
-                           FIB_DTYPE_F64 (default) float64, as
-                           fib_compress; FIB_DTYPE_F32: each rounded to
+    int32_t dtype;      /* of the merged dense and convolution blocks of
+                           the base: 0 or FIB_DTYPE_F64 (default) float64,
+                           as fib_compress; FIB_DTYPE_F32: each rounded to
                            float32 as soon as it is made (the values a
                            float32 file of the base holds), so that the
                            base never holds float64 copies of them all;

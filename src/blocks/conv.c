@@ -628,6 +628,27 @@ static int32_t conv_compress_borrowed(const fib_graph *g, int32_t group, fib_gra
                      &id);
 }
 
+/* fib_compress_options.dtype FIB_DTYPE_F32: a merged base kernel and bias
+ * (float64, owned) rounded to float32 in their own memory. */
+static int32_t conv_narrow(fib_graph *base, int32_t group)
+{
+    fib_conv *c = (fib_conv *)base->groups[group].block;
+    if (c->dtype != FIB_DTYPE_F64 || !c->owned_weights || (c->bias && !c->owned_bias))
+        return FIB_OK;
+    int64_t n_out = base->groups[group].n_units;
+    /* each pointer follows its buffer at once: a failure frees the base */
+    int32_t status = fib_narrow_owned(&c->owned_weights, n_out * in_per_group(c) * kernel_size(c),
+                                      group, "weight");
+    c->weights = c->owned_weights;
+    if (!status && c->bias) {
+        status = fib_narrow_owned(&c->owned_bias, n_out, group, "bias");
+        c->bias = c->owned_bias;
+    }
+    if (!status)
+        c->dtype = FIB_DTYPE_F32;
+    return status;
+}
+
 static int32_t conv_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
                          fib_graph *full, const int32_t *full_ids)
 {
@@ -765,6 +786,7 @@ const fib_block_ops fib_conv_ops = {
     .forward = conv_forward,
     .compress = conv_compress,
     .compress_borrowed = conv_compress_borrowed,
+    .narrow = conv_narrow,
     .lift = conv_lift,
     .num_parameters = conv_num_parameters,
     .tensor = conv_tensor,

@@ -251,6 +251,11 @@ typedef struct fib_block_ops {
      * NULL: a block with `matrix` borrows through it, another is merged. */
     int32_t (*compress_borrowed)(const fib_graph *g, int32_t group, fib_graph *base,
                                  const int32_t *base_ids);
+    /* Optional: rounds the float64 tensors a base block owns (its merged
+     * weights) to float32 in their own memory, each value once
+     * (fib_compress_options.dtype FIB_DTYPE_F32; fib_narrow_owned). NULL: a
+     * block with `matrix` is narrowed through it, another keeps its dtype. */
+    int32_t (*narrow)(fib_graph *base, int32_t group);
 } fib_block_ops;
 
 /* How a budget treats a group's classes (fib_block_ops.budget_role). */
@@ -309,6 +314,12 @@ void fib_graph_changed(fib_graph *g);
  * caller's, or a mapped file) can change afterwards: readers that meet a
  * non-finite value ask this for the culprit. */
 int32_t fib_group_find_nonfinite(const fib_graph *g, int32_t group, const char *what);
+/* tensor.c: the `count` float64 values of *buffer, owned by a block of a
+ * base, rounded to float32 at the front of the same buffer (the rest handed
+ * back, so *buffer may move), each value once: the values a float32 file
+ * of the base holds. FIB_E_NONFINITE naming the group and `what` ("weight",
+ * "bias") for a value float32 cannot hold. */
+int32_t fib_narrow_owned(void **buffer, int64_t count, int32_t group, const char *what);
 /* tensor.c: element `flat` (packed row-major) of a view as "[i, j, ...]". */
 #define FIB_TENSOR_INDEX_TEXT 96
 void fib_tensor_index_text(const fib_tensor_view *v, int64_t flat,

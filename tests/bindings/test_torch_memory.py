@@ -89,6 +89,63 @@ def test_base_of_convolutions_that_merge_nothing_reads_the_model_weights():
         assert tuple(weight.shape) == tuple(module.weight.shape)  # 2.b keeps its groups
 
 
+def held_dtype(graph, group, tensor=0):
+    """The dtype a block of a fibration.Graph holds a tensor in
+    (fib_graph_tensor_dtype)."""
+    import ctypes
+    from fibration import _ffi
+    from fibration._lib import lib
+    code = ctypes.c_int32()
+    assert lib.fib_graph_tensor_dtype(graph._cp(), group, tensor, ctypes.byref(code)) == 0
+    return {_ffi.FIB_DTYPE_F32: "float32", _ffi.FIB_DTYPE_F64: "float64"}[code.value]
+
+
+def planted_grouped_cnn():
+    """Channels 0 = 1 and 4 = 5 of the first convolution (one class each,
+    inside each channel group of the grouped convolution that reads them)."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.ReLU(),
+                          nn.Conv2d(8, 6, 1), nn.Flatten(), nn.Linear(6 * 16, 5)).eval()
+    with torch.no_grad():
+        for a, b in ((0, 1), (4, 5)):
+            model[0].weight[b] = model[0].weight[a]
+            model[0].bias[b] = model[0].bias[a]
+    return model
+
+
+def test_merged_layers_of_a_float32_model_get_a_float32_base_with_the_same_result():
+    """A float32 model's merged convolutions are float32 in its base, each
+    the float64 merge rounded once, so the compressed model is the one a
+    float64 base gives, to the bit; a float64 model keeps a float64 base."""
+    from fibration.torch._rebuild import rebuild
+    model = planted_grouped_cnn()
+    x = torch.randn(2, 3, 4, 4)
+    net = ft.trace(model, x)
+    coloring = net.graph.color("fibers")
+    narrow, wide = net.base(coloring), net.graph.compress(coloring, "float64")
+    groups = {l.module: l.group for l in net.layers if l.kind == "conv"}
+    assert narrow.graph.group(groups["0"]).n_units == 6  # merged
+    assert narrow.graph.group(groups["2"]).n_units == 8  # reads merged channels
+    for name in ("0", "2"):
+        assert held_dtype(narrow.graph, groups[name]) == "float32"
+        assert held_dtype(wide.graph, groups[name]) == "float64"
+        a = wide.graph.tensors(groups[name])["weight"]
+        b = narrow.graph.tensors(groups[name])["weight"]
+        assert (b == a.astype("float32").astype("float64")).all()
+        assert name == "0" or (b != a).any()  # "2" sums float32 kernels: rounded
+    assert held_dtype(narrow.graph, groups["4"]) == "float32"  # borrowed, unmerged
+    small, same = rebuild(net, narrow, "A"), rebuild(net, wide, "B")
+    assert small.state_dict().keys() == same.state_dict().keys()
+    assert all(torch.equal(t, same.state_dict()[k]) for k, t in small.state_dict().items())
+    assert ft.verify(model, small, torch.randn(3, 3, 4, 4)).max_rel <= 1e-5
+    assert small.get_submodule("2").groups == 2
+    net64 = ft.trace(planted_grouped_cnn().double(), x.double())
+    base64 = net64.base(net64.graph.color("fibers"))
+    assert held_dtype(base64.graph, [l.group for l in net64.layers if l.module == "0"][0]) \
+        == "float64"
+
+
 PEAK_SCRIPT = r"""
 import json, sys
 import torch

@@ -208,7 +208,7 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False,
     colorings = {s: net.graph.color(s, tolerance, eps) if s == "fibers" or not scaled else None
                  for s in ("fibers", "opfibers")}
     hierarchy = net.graph.hierarchy(tolerance, eps) if symmetry == "all" else None
-    base = net.graph.compress(colorings["fibers"])
+    base = net.base(colorings["fibers"])
     base_graph = base.graph
     rows = []
     for layer in net.layers:
@@ -310,7 +310,7 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
     else:
         coloring = _color(net, symmetry, tolerance, eps, ignored_layers,
                           _step_printer(progress, verbose, symmetry))
-    base = net.graph.compress(coloring)
+    base = net.base(coloring)
     compressed = rebuild(net, base, "Compressed" + type(model).__name__)
     keep_ties(net, compressed)
     if checked:  # the check the trace left to this result (_safety)

@@ -1514,9 +1514,9 @@ FIB_API int32_t fib_graph_add_token_embedding(fib_graph *graph, int32_t source,
  * set the fields to change. */
 typedef struct fib_compress_options {
     size_t struct_size; /* sizeof(fib_compress_options), set by init */
-    int32_t dtype;      /* of the merged dense blocks of the base: 0 or
-                           FIB_DTYPE_F64 (default) float64, as
-                           fib_compress; FIB_DTYPE_F32: each rounded to
+    int32_t dtype;      /* of the merged dense and convolution blocks of
+                           the base: 0 or FIB_DTYPE_F64 (default) float64,
+                           as fib_compress; FIB_DTYPE_F32: each rounded to
                            float32 as soon as it is made (the values a
                            float32 file of the base holds), so that the
                            base never holds float64 copies of them all;
@@ -1524,10 +1524,12 @@ typedef struct fib_compress_options {
                            float16 and bfloat16 models. A merged value
                            float32 cannot hold is FIB_E_NONFINITE. Other
                            blocks are as fib_compress makes them. */
-    int32_t borrow;     /* nonzero: a dense group that merges nothing (its
-                           units and its source's all kept) borrows the
-                           model's weights instead of copying them, in the
-                           model's dtype, so that such a base costs no copy
+    int32_t borrow;     /* nonzero: a dense group or a convolution that
+                           merges nothing (its units and its source's all
+                           kept) borrows the model's weights instead of
+                           copying them, in the model's dtype (a
+                           convolution with its groups), so that such a
+                           base costs no copy
                            of the model; the model must then outlive the
                            base and its weights stay unchanged (as the
                            builders' borrowed weights). 0 (default): the

@@ -662,6 +662,44 @@ static int32_t conv_compress(const fib_graph *g, int32_t group, const fib_partit
     return add_conv_owned(base, base_ids[source], k_out, groups, &c->win, w, b);
 }
 
+/* fib_compress_options.borrow: a convolution whose channels and source
+ * channels are all kept is its own kernels, with its own groups; the base
+ * block reads them where the original holds them. */
+static int32_t conv_compress_borrowed(const fib_graph *g, int32_t group, fib_graph *base,
+                                      const int32_t *base_ids)
+{
+    const fib_conv *c = conv_of(g, group);
+    fib_conv *b = fib_calloc(1, sizeof *b);
+    if (!b)
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory", (int)group);
+    *b = (fib_conv){.dtype = c->dtype, .in_channels = c->in_channels, .groups = c->groups,
+                    .win = c->win, .weights = c->weights, .bias = c->bias};
+    int32_t id;
+    return push_conv(base, base_ids[g->groups[group].sources[0]], g->groups[group].n_units, b,
+                     &id);
+}
+
+/* fib_compress_options.dtype FIB_DTYPE_F32: a merged base kernel and bias
+ * (float64, owned) rounded to float32 in their own memory. */
+static int32_t conv_narrow(fib_graph *base, int32_t group)
+{
+    fib_conv *c = (fib_conv *)base->groups[group].block;
+    if (c->dtype != FIB_DTYPE_F64 || !c->owned_weights || (c->bias && !c->owned_bias))
+        return FIB_OK;
+    int64_t n_out = base->groups[group].n_units;
+    /* each pointer follows its buffer at once: a failure frees the base */
+    int32_t status = fib_narrow_owned(&c->owned_weights, n_out * in_per_group(c) * kernel_size(c),
+                                      group, "weight");
+    c->weights = c->owned_weights;
+    if (!status && c->bias) {
+        status = fib_narrow_owned(&c->owned_bias, n_out, group, "bias");
+        c->bias = c->owned_bias;
+    }
+    if (!status)
+        c->dtype = FIB_DTYPE_F32;
+    return status;
+}
+
 static int32_t conv_lift(const fib_graph *base, int32_t group, const fib_partition *parts,
                          fib_graph *full, const int32_t *full_ids)
 {
@@ -830,6 +868,8 @@ const fib_block_ops fib_conv_ops = {
     .opfiber_view = conv_opfiber_view,
     .forward = conv_forward,
     .compress = conv_compress,
+    .compress_borrowed = conv_compress_borrowed,
+    .narrow = conv_narrow,
     .lift = conv_lift,
     .num_parameters = conv_num_parameters,
     .tensor = conv_tensor,

@@ -98,45 +98,32 @@ static int32_t check_base_finite(const fib_graph *g, const fib_graph *base)
     return FIB_OK;
 }
 
-/* A float64 dense block of the base rounded to float32 in its own memory
- * (the front of each buffer; the rest handed back), so that a base meant
- * for a float32 file never holds float64 copies of all its blocks at once.
- * Each value is the float64 merge rounded once, as saving it as float32
- * would; one float32 cannot hold is FIB_E_NONFINITE. */
-static int32_t narrow_dense(fib_graph *base, int32_t group)
+/* A float64 block of the base rounded to float32 in its own memory
+ * (fib_narrow_owned), so that a base meant for a float32 file never holds
+ * float64 copies of all its blocks at once: a dense block here, another
+ * kind through its fib_block_ops.narrow (a convolution). Each value is the
+ * float64 merge rounded once, as saving it as float32 would; one float32
+ * cannot hold is FIB_E_NONFINITE. */
+static int32_t narrow_block(fib_graph *base, int32_t group)
 {
     fib_group *grp = &base->groups[group];
+    if (grp->ops && grp->ops->narrow)
+        return grp->ops->narrow(base, group);
     /* the base owns its blocks: its weight matrices may be narrowed in place */
     fib_dense *d = (fib_dense *)fib_group_matrix(base, group);
     if (!d || d->dtype != FIB_DTYPE_F64 || !d->owned_weights ||
         d->ld != d->n_in || (d->bias && !d->owned_bias))
         return FIB_OK;
-    void *buffers[2] = {d->owned_weights, d->owned_bias};
-    int64_t counts[2] = {grp->n_units * d->n_in, d->bias ? grp->n_units : 0};
-    for (int b = 0; b < 2; b++) {
-        const double *wide = buffers[b];
-        float *narrow = buffers[b];
-        /* front to back: float x is written below double x + 1, unread */
-        for (int64_t x = 0; x < counts[b]; x++) {
-            double v = wide[x];
-            narrow[x] = (float)v;
-            if (!isfinite(narrow[x]))
-                return fib_error(FIB_E_NONFINITE,
-                                 "fib_compress: group %d: merged %s %lld = %g does not fit in "
-                                 "float32 (compress to float64)", (int)group,
-                                 b ? "bias" : "weight", (long long)x, v);
-        }
-        size_t bytes;
-        if (counts[b] > 0 && fib_bytes(counts[b], sizeof(float), &bytes)) {
-            void *shrunk = realloc(buffers[b], bytes);
-            if (shrunk)
-                buffers[b] = shrunk;
-        }
+    /* each pointer follows its buffer at once: a failure frees the base */
+    int32_t status = fib_narrow_owned(&d->owned_weights, grp->n_units * d->n_in, group, "weight");
+    d->weights = d->owned_weights;
+    if (!status && d->bias) {
+        status = fib_narrow_owned(&d->owned_bias, grp->n_units, group, "bias");
+        d->bias = d->owned_bias;
     }
-    d->weights = d->owned_weights = buffers[0];
-    d->bias = d->owned_bias = buffers[1];
-    d->dtype = FIB_DTYPE_F32;
-    return FIB_OK;
+    if (!status)
+        d->dtype = FIB_DTYPE_F32;
+    return status;
 }
 
 int32_t fib_compress_options_init(fib_compress_options *o, size_t struct_size)
@@ -184,17 +171,28 @@ static bool projection_is_identity(const fib_partition *p)
     return true;
 }
 
-/* fib_compress_options.borrow: a dense group whose units and source units
- * are all kept is, by Eq. 10, its own weights (one term added to 0.0,
- * divided by 1); the base block borrows them where the model holds them (a
- * mapped file's pages, the caller's arrays) instead of copying them. Sets
- * *done when it made the block. */
+/* fib_compress_options.borrow: a dense group (or a block with
+ * compress_borrowed, a convolution) whose units and source units are all
+ * kept is, by Eq. 10, its own weights (one term added to 0.0, divided by
+ * 1); the base block borrows them where the model holds them (a mapped
+ * file's pages, the caller's arrays) instead of copying them. Sets *done
+ * when it made the block. */
 static int32_t borrow_unmerged(const fib_graph *g, int32_t group, const fib_partition *parts,
                                fib_graph *base, const int32_t *ids, bool *done)
 {
     const fib_group *grp = &g->groups[group];
-    const fib_dense *d = grp->ops && grp->ops->matrix ? grp->ops->matrix(g, group) : NULL;
     *done = false;
+    if (grp->ops && grp->ops->compress_borrowed) {
+        for (int32_t s = 0; s < grp->n_sources; s++)
+            if (!projection_is_identity(&parts[grp->sources[s]]))
+                return FIB_OK;
+        if (!projection_is_identity(&parts[group]))
+            return FIB_OK;
+        int32_t status = grp->ops->compress_borrowed(g, group, base, ids);
+        *done = status == FIB_OK;
+        return status;
+    }
+    const fib_dense *d = grp->ops && grp->ops->matrix ? grp->ops->matrix(g, group) : NULL;
     if (!d || grp->n_sources != 1 || !projection_is_identity(&parts[group]) ||
         !projection_is_identity(&parts[grp->sources[0]]))
         return FIB_OK;
@@ -276,7 +274,7 @@ static int32_t compress(const fib_graph *g, const fib_coloring *c, int32_t dtype
         if (!status)
             status = fib_copy_group_attributes(g, i, b->graph, i);
         for (int32_t k = made; dtype == FIB_DTYPE_F32 && !status && k < b->graph->n_groups; k++)
-            status = narrow_dense(b->graph, k);
+            status = narrow_block(b->graph, k);
     }
     if (!status)
         status = check_base_finite(g, b->graph);

@@ -307,6 +307,18 @@ typedef struct fib_block_ops {
                                   int32_t source_index, const fib_partition *parts,
                                   const fib_partition *fibers, fib_signature *sig,
                                   int64_t offset);
+    /* Optional: adds to `base` the block of a group whose units and whose
+     * sources' units are all kept, borrowing the group's tensors where they
+     * are (same dtype, same memory) instead of merging copies of them: by
+     * Eq. 10 such a block is its own weights (fib_compress_options.borrow).
+     * NULL: a block with `matrix` borrows through it, another is merged. */
+    int32_t (*compress_borrowed)(const fib_graph *g, int32_t group, fib_graph *base,
+                                 const int32_t *base_ids);
+    /* Optional: rounds the float64 tensors a base block owns (its merged
+     * weights) to float32 in their own memory, each value once
+     * (fib_compress_options.dtype FIB_DTYPE_F32; fib_narrow_owned). NULL: a
+     * block with `matrix` is narrowed through it, another keeps its dtype. */
+    int32_t (*narrow)(fib_graph *base, int32_t group);
 } fib_block_ops;
 
 /* How a budget treats a group's classes (fib_block_ops.budget_role). */
@@ -365,6 +377,12 @@ void fib_graph_changed(fib_graph *g);
  * caller's, or a mapped file) can change afterwards: readers that meet a
  * non-finite value ask this for the culprit. */
 int32_t fib_group_find_nonfinite(const fib_graph *g, int32_t group, const char *what);
+/* tensor.c: the `count` float64 values of *buffer, owned by a block of a
+ * base, rounded to float32 at the front of the same buffer (the rest handed
+ * back, so *buffer may move), each value once: the values a float32 file
+ * of the base holds. FIB_E_NONFINITE naming the group and `what` ("weight",
+ * "bias") for a value float32 cannot hold. */
+int32_t fib_narrow_owned(void **buffer, int64_t count, int32_t group, const char *what);
 /* tensor.c: element `flat` (packed row-major) of a view as "[i, j, ...]". */
 #define FIB_TENSOR_INDEX_TEXT 96
 void fib_tensor_index_text(const fib_tensor_view *v, int64_t flat,

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int32_t view_of(const fib_graph *g, int32_t group, int32_t index,
@@ -194,6 +195,28 @@ int32_t fib_group_find_nonfinite(const fib_graph *g, int32_t group, const char *
                          "added: borrowed weights must not change while the graph lives)",
                          what, (int)group, grp->name ? " ('" : "", grp->name ? grp->name : "",
                          grp->name ? "')" : "", v.name, index, isnan(value) ? "NaN" : "infinite");
+    }
+    return FIB_OK;
+}
+
+int32_t fib_narrow_owned(void **buffer, int64_t count, int32_t group, const char *what)
+{
+    const double *wide = *buffer;
+    float *narrow = *buffer;
+    /* front to back: float x is written below double x + 1, unread */
+    for (int64_t x = 0; x < count; x++) {
+        double v = wide[x];
+        narrow[x] = (float)v;
+        if (!isfinite(narrow[x]))
+            return fib_error(FIB_E_NONFINITE,
+                             "fib_compress: group %d: merged %s %lld = %g does not fit in "
+                             "float32 (compress to float64)", (int)group, what, (long long)x, v);
+    }
+    size_t bytes;
+    if (count > 0 && fib_bytes(count, sizeof(float), &bytes)) {
+        void *shrunk = realloc(*buffer, bytes);
+        if (shrunk)
+            *buffer = shrunk;
     }
     return FIB_OK;
 }

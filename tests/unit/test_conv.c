@@ -175,6 +175,144 @@ static void grouped_conv_base_stays_grouped_and_exact(void)
     free(k);
 }
 
+/* fib_compress_options.borrow: a convolution that merges nothing (its
+ * channels and its source's kept) borrows the model's kernels in their
+ * dtype and keeps its groups (a change to them is seen by the base), with
+ * the owning base's outputs; a convolution whose channels merge still owns
+ * its merged float64 copy. */
+static void compress_ex_borrow_shares_unmerged_conv_kernels(void)
+{
+    uint64_t rng = 11;
+    /* conv1: 4 -> 4 channels in 2 groups, distinct float32 kernels;
+     * conv2: 1 x 1, 4 -> 2 channels with equal kernels and biases (merged) */
+    float k1[4 * 2 * 4], b1[4], k2[2 * 4], b2[2] = {0.25f, 0.25f};
+    for (int i = 0; i < 32; i++)
+        k1[i] = (float)test_uniform(&rng, -1, 1);
+    for (int i = 0; i < 4; i++) {
+        b1[i] = (float)test_uniform(&rng, -.2, .2);
+        k2[i] = k2[4 + i] = (float)test_uniform(&rng, -1, 1);
+    }
+    double head[3 * 2 * 4];
+    for (int i = 0; i < 24; i++)
+        head[i] = test_uniform(&rng, -1, 1);
+    fib_graph *g;
+    int32_t in, conv1, conv2, flat, out;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, 4, 3, 3, &in));
+    CHECK_OK(fib_graph_add_conv(g, in, 4, 2, 2, 1, 1, 0, 0, 2, FIB_DTYPE_F32, k1, b1, 0,
+                                &conv1));
+    CHECK_OK(fib_graph_set_activation(g, conv1, FIB_ACT_TANH, 0));
+    CHECK_OK(fib_graph_add_conv(g, conv1, 2, 1, 1, 1, 1, 0, 0, 1, FIB_DTYPE_F32, k2, b2, 0,
+                                &conv2));
+    CHECK_OK(fib_graph_set_activation(g, conv2, FIB_ACT_TANH, 0));
+    CHECK_OK(fib_graph_add_flatten(g, conv2, &flat));
+    CHECK_OK(fib_graph_add_dense(g, flat, 3, FIB_DTYPE_F64, head, 8, NULL, 0, &out));
+    fib_coloring *c = NULL;
+    CHECK_OK(fib_color(g, NULL, &c));
+    int64_t kc1 = 0, kc2 = 0;
+    CHECK_OK(fib_coloring_num_classes(c, conv1, &kc1));
+    CHECK_OK(fib_coloring_num_classes(c, conv2, &kc2));
+    CHECK(kc1 == 4 && kc2 == 1);
+    fib_compress_options o;
+    CHECK_OK(fib_compress_options_init(&o, sizeof o));
+    o.borrow = 1;
+    fib_base *owning = NULL, *borrowing = NULL;
+    CHECK_OK(fib_compress(g, c, &owning));
+    CHECK_OK(fib_compress_ex(g, c, &o, &borrowing));
+    const fib_graph *bg = fib_base_graph(borrowing);
+    int32_t dtype = 0;
+    CHECK_OK(fib_graph_tensor_dtype(bg, conv1, 0, &dtype));
+    CHECK(dtype == FIB_DTYPE_F32);
+    CHECK_OK(fib_graph_tensor_dtype(bg, conv2, 0, &dtype));
+    CHECK(dtype == FIB_DTYPE_F64); /* merged: the base's own sum */
+    int64_t params[7], count = 0;
+    CHECK_OK(fib_graph_block_params(bg, conv1, params, 7, &count));
+    CHECK(count == 7 && params[6] == 2);
+    int64_t own_params = 0, borrowed_params = 0;
+    CHECK_OK(fib_graph_num_parameters(fib_base_graph(owning), &own_params));
+    CHECK_OK(fib_graph_num_parameters(bg, &borrowed_params));
+    CHECK(borrowed_params == own_params);
+    CHECK(test_output_difference(fib_base_graph(owning), bg, 4, 4, 1.0) == 0.0);
+    CHECK(test_output_difference(g, bg, 4, 4, 1.0) <= 1e-6);
+    /* a change to the model's kernels: seen by the borrowed conv1 only */
+    k1[0] = 0.5f;
+    k2[0] = k2[4] = 0.75f;
+    double a[32], b[32];
+    CHECK_OK(fib_graph_read_tensor(bg, conv1, 0, FIB_DTYPE_F64, a, 32));
+    CHECK_OK(fib_graph_read_tensor(fib_base_graph(owning), conv1, 0, FIB_DTYPE_F64, b, 32));
+    CHECK(a[0] == 0.5 && b[0] != 0.5);
+    CHECK_OK(fib_graph_read_tensor(bg, conv2, 0, FIB_DTYPE_F64, a, 4));
+    CHECK(a[0] != 0.75);
+    fib_base_free(owning);
+    fib_base_free(borrowing);
+    fib_coloring_free(c);
+    fib_graph_free(g);
+}
+
+/* fib_compress_options.dtype FIB_DTYPE_F32: merged convolutions of the
+ * base (here conv1, whose channels 0 and 1 merge, and conv2, which sums
+ * conv1's merged input channels) hold float32 kernels and biases, each the
+ * float64 base's value rounded once. */
+static void compress_ex_float32_rounds_each_merged_conv_kernel_once(void)
+{
+    uint64_t rng = 23;
+    double k1[3 * 2 * 4], b1[3], k2[2 * 3 * 4], b2[2];
+    for (int i = 0; i < 24; i++)
+        k1[i] = test_uniform(&rng, -1, 1), k2[i] = test_uniform(&rng, -1, 1);
+    memcpy(k1 + 8, k1, 8 * sizeof *k1); /* channel 1 = channel 0 */
+    b1[0] = b1[1] = 0.1, b1[2] = -0.3, b2[0] = 0.2, b2[1] = -0.1;
+    fib_graph *g;
+    int32_t in, conv1, conv2, flat, out;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, 2, 3, 3, &in));
+    CHECK_OK(fib_graph_add_conv(g, in, 3, 2, 2, 1, 1, 0, 0, 1, FIB_DTYPE_F64, k1, b1, 0, &conv1));
+    CHECK_OK(fib_graph_set_activation(g, conv1, FIB_ACT_TANH, 0));
+    CHECK_OK(fib_graph_add_conv(g, conv1, 2, 2, 2, 1, 1, 1, 1, 1, FIB_DTYPE_F64, k2, b2, 0,
+                                &conv2));
+    CHECK_OK(fib_graph_add_flatten(g, conv2, &flat));
+    double head[2 * 2 * 9];
+    for (int i = 0; i < 36; i++)
+        head[i] = test_uniform(&rng, -1, 1);
+    CHECK_OK(fib_graph_add_dense(g, flat, 2, FIB_DTYPE_F64, head, 18, NULL, 0, &out));
+    fib_coloring *c = NULL;
+    CHECK_OK(fib_color(g, NULL, &c));
+    int64_t k = 0;
+    CHECK_OK(fib_coloring_num_classes(c, conv1, &k));
+    CHECK(k == 2);
+    fib_compress_options o;
+    CHECK_OK(fib_compress_options_init(&o, sizeof o));
+    o.dtype = FIB_DTYPE_F32;
+    fib_base *wide = NULL, *narrow = NULL;
+    CHECK_OK(fib_compress(g, c, &wide));
+    CHECK_OK(fib_compress_ex(g, c, &o, &narrow));
+    int rounded_apart = 0;
+    for (int32_t group = conv1; group <= conv2; group++)
+        for (int32_t t = 0; t < 2; t++) {
+            int32_t held = 0, ndim = 0;
+            int64_t shape[4] = {1, 1, 1, 1};
+            CHECK_OK(fib_graph_tensor_info(fib_base_graph(narrow), group, t, &ndim, shape, NULL));
+            int64_t n = 1;
+            for (int32_t d = 0; d < ndim; d++)
+                n *= shape[d];
+            double a[24], b[24];
+            CHECK(n <= 24);
+            CHECK_OK(fib_graph_tensor_dtype(fib_base_graph(narrow), group, t, &held));
+            CHECK(held == FIB_DTYPE_F32);
+            CHECK_OK(fib_graph_read_tensor(fib_base_graph(wide), group, t, FIB_DTYPE_F64, a, n));
+            CHECK_OK(fib_graph_read_tensor(fib_base_graph(narrow), group, t, FIB_DTYPE_F64, b, n));
+            for (int64_t x = 0; x < n; x++) {
+                CHECK(b[x] == (double)(float)a[x]);
+                rounded_apart += b[x] != a[x];
+            }
+        }
+    CHECK(rounded_apart > 0); /* float64 kernels did round */
+    CHECK(test_output_difference(fib_base_graph(wide), fib_base_graph(narrow), 3, 4, 1.0) <= 1e-5);
+    fib_base_free(wide);
+    fib_base_free(narrow);
+    fib_coloring_free(c);
+    fib_graph_free(g);
+}
+
 /* Output (r, col, o) of a convolution by its definition: the bias, then
  * kernel tap by tap (rows, then columns), input channel by input channel
  * of o's group, one product and one sum at a time; taps in the padding add
@@ -571,6 +709,8 @@ int main(void)
     RUN(planted_cnn_avg_pool_covers);
     RUN(random_cnn_is_discrete);
     RUN(grouped_conv_base_stays_grouped_and_exact);
+    RUN(compress_ex_borrow_shares_unmerged_conv_kernels);
+    RUN(compress_ex_float32_rounds_each_merged_conv_kernel_once);
     RUN(conv_forward_follows_its_definition);
     RUN(grouped_conv_uneven_classes_stay_grouped);
     RUN(grouped_conv_signature_per_group_keeps_classes);

@@ -866,15 +866,22 @@ class Graph(_Handle):
                                       ctypes.byref(out)), "fib_coloring_create")
         return Coloring._adopt(out, self)
 
-    def compress(self, coloring):
-        """fib_compress: the base of this graph by `coloring` (float64 merged
-        blocks). A dense layer that merges nothing borrows this graph's
-        weights (fib_compress_options.borrow) instead of copying them: the
-        base keeps this graph alive, and close() on it waits for the base."""
+    def compress(self, coloring, dtype="float64"):
+        """fib_compress: the base of this graph by `coloring`. A dense layer
+        or convolution that merges nothing borrows this graph's weights
+        (fib_compress_options.borrow) instead of copying them: the base
+        keeps this graph alive, and close() on it waits for the base.
+        dtype of the merged dense and convolution blocks: 'float64', or
+        'float32' (each float64 merge rounded once as it is made, so that
+        the base never holds float64 copies of them all)."""
+        codes = {"float32": _ffi.FIB_DTYPE_F32, "float64": _ffi.FIB_DTYPE_F64}
+        if dtype not in codes:
+            raise ValueError("dtype must be 'float32' or 'float64', not %r" % (dtype,))
         opts = _ffi.fib_compress_options()
         check(lib.fib_compress_options_init(ctypes.byref(opts), ctypes.sizeof(opts)),
               "fib_compress_options_init")
         opts.borrow = 1
+        opts.dtype = codes[dtype]
         out = ctypes.POINTER(_ffi.fib_base)()
         check(lib.fib_compress_ex(self._cp(), coloring._p(), ctypes.byref(opts),
                                   ctypes.byref(out)), "fib_compress")

@@ -212,10 +212,10 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False,
                              net.graph.color_fibers_opfibers(tolerance, eps)))
     hierarchy = net.graph.hierarchy(tolerance, eps) if symmetry == "all" else None
     # no two units alike: the graph is its own base (what fib_compress
-    # would copy to float64)
+    # would copy)
     discrete = all(colorings["fibers"].num_classes(layer.group)
                    == net.graph.group(layer.group).n_units for layer in net.layers)
-    base = _Unmerged(net.graph) if discrete else net.graph.compress(colorings["fibers"])
+    base = _Unmerged(net.graph) if discrete else net.base(colorings["fibers"])
     base_graph = base.graph
     rows = []
     for layer in net.layers:
@@ -317,7 +317,7 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
     else:
         coloring = _color(net, symmetry, tolerance, eps, ignored_layers,
                           _step_printer(progress, verbose, symmetry))
-    base = net.graph.compress(coloring)
+    base = net.base(coloring)
     compressed = rebuild(net, base, "Compressed" + type(model).__name__)
     keep_ties(net, compressed)
     if checked:  # the check the trace left to this result (_safety)

@@ -263,8 +263,14 @@ def check_reproduction(net, example_input, graph_forward=True):
     # (FiberTracker, during a seeded training) must not move the user's draws
     with torch.random.fork_rng(devices=[]):
         unmerged = rebuild(net, _Unmerged(net.graph), "Unmerged")
-    _mismatch("the traced model rebuilt without merging", reference,
-              _outputs(unmerged, inputs), net.model, TRACE_HINT)
+    outputs = _outputs(unmerged, inputs)
+    # the copy (once more the model's weights) is released now: a
+    # GraphModule and its graph refer to each other, so it would otherwise
+    # stay until Python's cycle collector runs, through colouring and
+    # compression
+    unmerged.to_empty(device="meta")
+    _mismatch("the traced model rebuilt without merging", reference, outputs, net.model,
+              TRACE_HINT)
 
 
 def check_trace(net, example_input, graph_forward=True):

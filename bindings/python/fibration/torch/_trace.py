@@ -73,6 +73,15 @@ class Network:
     def layer(self, node_name):
         return next(l for l in self.layers if l.node == node_name)
 
+    def base(self, coloring):
+        """The base of self.graph by `coloring` (fib_compress): layers that
+        merge nothing borrow the model's weights; merged Linear and
+        convolution layers are float32 when every parameter of the model
+        is (each float64 merge rounded once, the value the rebuilt float32
+        layer holds either way), else float64."""
+        float32 = all(p.dtype == torch.float32 for p in self.model.parameters())
+        return self.graph.compress(coloring, "float32" if float32 else "float64")
+
     def compress(self, coloring, class_name=None):
         """The compressed model (ordinary nn.Modules) for any colouring of
         self.graph: one made by self.graph.color(...) with any tolerance,
@@ -80,7 +89,7 @@ class Network:
         of the colouring (fib_compress); class_name defaults to
         'Compressed' + the model's class name. Tied tensors stay tied, or
         UnsupportedModelError (_ties.keep_ties)."""
-        compressed = rebuild(self, self.graph.compress(coloring),
+        compressed = rebuild(self, self.base(coloring),
                              class_name or "Compressed" + type(self.model).__name__)
         keep_ties(self, compressed)
         return compressed

@@ -10,8 +10,14 @@
  * convolution) joins its source's set; a sum or a product joins both its
  * sources' (the channels a residual sum adds are merged together). A set
  * holding an input, an output or a grouped convolution's channels keeps
- * its units. Every other set with clustered members (dense, convolution)
- * is a candidate:
+ * its units. A selection (a concatenation's or a split's copy of its
+ * source's units) joins nothing: the classes of a set of selections and the
+ * sums that put them together are those of the units they copy (the union
+ * of its sources' classes), so its merges come from the producing layers;
+ * it is never clustered itself, and counts no parameters. A set of
+ * selections that must keep its units, or that also clusters, makes its
+ * sources keep theirs. Every other set with clustered members (dense,
+ * convolution) is a candidate:
  *
  * 1. the energy of every unit, data-free: how strongly an error in its
  *    pre-activation at one position reaches the outputs, errors taken
@@ -48,6 +54,10 @@ typedef struct graph_budget {
     int32_t *cand;     /* candidate roots */
     budget_set *sets;  /* per candidate */
     int64_t *width;    /* per group, for counting */
+    int32_t *cand_of;  /* per root group: its candidate index, -1 if none */
+    bool *selected;    /* per root group: the set has selections */
+    int64_t *copies;   /* per selection group: its rows that copy a unit */
+    int64_t *acc;      /* per root group: scratch for the selected widths */
 } graph_budget;
 
 static const char fn[] = "fib_compress_to_budget";
@@ -83,6 +93,72 @@ static void join(int32_t *uf, int32_t a, int32_t b)
         uf[a] = b;
 }
 
+/* Sets of selections: which they are, how many rows each selection copies,
+ * and which must keep their units: one that also clusters (its classes
+ * cannot be both copied and clustered), one whose units two selections
+ * give, one that copies a derived group's units. A set that keeps its
+ * units makes the sets whose units it copies keep theirs (and a kept
+ * derived group its source), to the fixed point. */
+static int32_t pin_selections(graph_budget *B, const bool *clustered)
+{
+    const fib_graph *g = B->g;
+    int32_t n = g->n_groups;
+    int64_t widest = 1;
+    for (int32_t i = 0; i < n; i++)
+        if (g->groups[i].n_units > widest)
+            widest = g->groups[i].n_units;
+    int32_t *giver = fib_alloc(widest, sizeof *giver);
+    if (!giver)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int32_t i = 0; i < n; i++) {
+        if (B->role[i] != FIB_BUDGET_SELECTS)
+            continue;
+        int32_t r = B->set[i];
+        B->selected[r] = true;
+        if (clustered[r] || B->role[g->groups[i].sources[0]] == FIB_BUDGET_DERIVED)
+            B->pinned[r] = true;
+        B->copies[i] = 0;
+        for (int64_t u = 0; u < g->groups[i].n_units; u++)
+            B->copies[i] += g->groups[i].ops->budget_selected(g, i, u) >= 0;
+    }
+    /* a unit given by two selections of one set */
+    for (int32_t r = 0; r < n; r++) {
+        if (!B->selected[r] || B->pinned[r])
+            continue;
+        for (int64_t u = 0; u < g->groups[r].n_units; u++)
+            giver[u] = -1;
+        for (int32_t i = r; i < n && !B->pinned[r]; i++) {
+            if (B->set[i] != r || B->role[i] != FIB_BUDGET_SELECTS)
+                continue;
+            for (int64_t u = 0; u < g->groups[i].n_units; u++) {
+                if (g->groups[i].ops->budget_selected(g, i, u) < 0)
+                    continue;
+                if (giver[u] >= 0) {
+                    B->pinned[r] = true;
+                    break;
+                }
+                giver[u] = i;
+            }
+        }
+    }
+    fib_free(giver);
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int32_t i = 0; i < n; i++) {
+            int32_t role = B->role[i];
+            if ((role != FIB_BUDGET_SELECTS && role != FIB_BUDGET_DERIVED) ||
+                !B->pinned[B->set[i]])
+                continue;
+            int32_t src = g->groups[i].sources[0];
+            if (!B->pinned[B->set[src]] || !B->pinned[src]) {
+                B->pinned[B->set[src]] = B->pinned[src] = true;
+                changed = true;
+            }
+        }
+    }
+    return FIB_OK;
+}
+
 /* Roles and sets; refuses a kind that cannot take part by its group. */
 static int32_t build_sets(graph_budget *B)
 {
@@ -105,6 +181,10 @@ static int32_t build_sets(graph_budget *B)
                              "budgets do not handle it in this version", fn, (int)i,
                              group_name(g, i), grp->ops->name);
         B->role[i] = role;
+        if (role == FIB_BUDGET_SELECTS && !grp->ops->budget_selected)
+            return fib_error(FIB_E_UNSUPPORTED, "%s: group %d (%s): a %s selection that "
+                             "does not say which units it copies", fn, (int)i,
+                             group_name(g, i), grp->ops->name);
         if (role == FIB_BUDGET_FOLLOWS || role == FIB_BUDGET_COUPLES)
             for (int32_t s = 0; s < grp->n_sources; s++) {
                 if (g->groups[grp->sources[s]].n_units != grp->n_units)
@@ -145,6 +225,11 @@ static int32_t build_sets(graph_budget *B)
             clustered[B->set[i]] = true;
     }
     fib_free(members);
+    int32_t status = pin_selections(B, clustered);
+    if (status) {
+        fib_free(clustered);
+        return status;
+    }
     for (int32_t i = 0; i < n; i++) {
         if (B->role[i] == FIB_BUDGET_DERIVED)
             continue;
@@ -156,6 +241,7 @@ static int32_t build_sets(graph_budget *B)
                                  "FIB_LINKAGE_MAX_UNITS", fn, (int)i, group_name(g, i),
                                  (long long)g->groups[i].n_units);
             }
+            B->cand_of[i] = B->n_cand;
             B->cand[B->n_cand++] = i;
         }
     }
@@ -280,37 +366,87 @@ static int32_t set_merges(graph_budget *B, budget_set *s, int32_t root,
     return FIB_OK;
 }
 
-/* Parameters of the base with the sets' widths (derived groups scale with
- * their source). */
-static int64_t graph_params(graph_budget *B)
+/* Widths of the base with the sets' counts: derived groups scale with
+ * their source; the members of a set of selections have as many units as
+ * its selections copy classes, at most (a split copying part of its
+ * source may copy fewer), so that the count is never under the base's. */
+static void set_widths(graph_budget *B)
 {
     const fib_graph *g = B->g;
     for (int32_t i = 0; i < g->n_groups; i++) {
-        if (B->role[i] == FIB_BUDGET_DERIVED) {
-            int32_t src = g->groups[i].sources[0];
-            B->width[i] = B->width[src] * (g->groups[i].n_units / g->groups[src].n_units);
-        } else {
-            B->width[i] = g->groups[i].n_units;
-        }
+        int32_t x = B->cand_of[B->set[i]];
+        B->width[i] = x >= 0 && B->role[i] != FIB_BUDGET_DERIVED ? B->sets[x].k
+                                                                 : g->groups[i].n_units;
     }
-    for (int32_t x = 0; x < B->n_cand; x++)
+    /* selected widths read their sources' widths, which may be derived or
+     * selected themselves: to the fixed point */
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int32_t i = 0; i < g->n_groups; i++) {
+            int64_t w = B->width[i];
+            if (B->role[i] == FIB_BUDGET_DERIVED) {
+                int32_t src = g->groups[i].sources[0];
+                w = B->width[src] * (g->groups[i].n_units / g->groups[src].n_units);
+            }
+            changed |= w != B->width[i];
+            B->width[i] = w;
+            if (B->selected[i])
+                B->acc[i] = 0;
+        }
         for (int32_t i = 0; i < g->n_groups; i++)
-            if (B->set[i] == B->cand[x] && B->role[i] != FIB_BUDGET_DERIVED)
-                B->width[i] = B->sets[x].k;
-    for (int32_t i = 0; i < g->n_groups; i++)
-        if (B->role[i] == FIB_BUDGET_DERIVED) {
-            int32_t src = g->groups[i].sources[0];
-            B->width[i] = B->width[src] * (g->groups[i].n_units / g->groups[src].n_units);
+            if (B->role[i] == FIB_BUDGET_SELECTS && !B->pinned[B->set[i]]) {
+                int64_t from = B->width[g->groups[i].sources[0]];
+                B->acc[B->set[i]] += from < B->copies[i] ? from : B->copies[i];
+            }
+        for (int32_t i = 0; i < g->n_groups; i++) {
+            int32_t r = B->set[i];
+            if (!B->selected[r] || B->pinned[r] || B->role[i] == FIB_BUDGET_DERIVED)
+                continue;
+            int64_t w = B->acc[r] < g->groups[i].n_units ? B->acc[r] : g->groups[i].n_units;
+            w = w > 1 ? w : 1;
+            changed |= w != B->width[i];
+            B->width[i] = w;
         }
-    int64_t total = 0;
-    for (int32_t i = 0; i < g->n_groups; i++) {
-        const fib_block_ops *ops = g->groups[i].ops;
-        if (ops && ops->budget_parameters)
-            total += ops->budget_parameters(g, i, B->width);
-        else if (ops && ops->num_parameters)
-            total += ops->num_parameters(g, i);
     }
+}
+
+/* Parameters of a group at the widths B->width: selections hold none. */
+static int64_t group_params(const graph_budget *B, const fib_graph *g, int32_t i)
+{
+    const fib_block_ops *ops = g->groups[i].ops;
+    if (B->role[i] == FIB_BUDGET_SELECTS)
+        return 0;
+    if (ops && ops->budget_parameters)
+        return ops->budget_parameters(g, i, B->width);
+    if (ops && ops->num_parameters)
+        return ops->num_parameters(g, i);
+    return 0;
+}
+
+/* Parameters of the base with the sets' widths. */
+static int64_t graph_params(graph_budget *B)
+{
+    set_widths(B);
+    int64_t total = 0;
+    for (int32_t i = 0; i < B->g->n_groups; i++)
+        total += group_params(B, B->g, i);
     return total;
+}
+
+/* Parameters of a graph (the original or a base) as a budget counts them:
+ * a selection holds none. */
+int64_t fib_budget_counted_parameters(const fib_graph *base)
+{
+    int64_t out = 0;
+    for (int32_t i = 0; i < base->n_groups; i++) {
+        const fib_block_ops *ops = base->groups[i].ops;
+        if (fib_group_is_input(base, i) || !ops || !ops->num_parameters)
+            continue;
+        if (ops->budget_role && ops->budget_role(base, i) == FIB_BUDGET_SELECTS)
+            continue;
+        out += ops->num_parameters(base, i);
+    }
+    return out;
 }
 
 /* Step 3: removes classes where B^2 grows least per parameter saved until
@@ -350,6 +486,62 @@ static bool exchange(graph_budget *B, double target)
     return true;
 }
 
+/* The classes of set `r` of selections from the classes of the units they
+ * copy: a unit is the class of its copied unit, told apart by selection
+ * (a concatenation's classes are the union of its sources'); a unit no
+ * selection gives (a zero) keeps a class of its own. *changed: whether
+ * they differ from the members' classes so far. */
+static int32_t copy_classes(const graph_budget *B, int32_t r, fib_coloring *col, bool *changed)
+{
+    const fib_graph *g = B->g;
+    int64_t n = g->groups[r].n_units, offset = n;
+    fib_partition p;
+    int32_t status = fib_partition_init(&p, n);
+    for (int64_t u = 0; !status && u < n; u++)
+        p.color[u] = u; /* the zeros' labels, below every selection's */
+    for (int32_t i = r; i < g->n_groups && !status; i++) {
+        if (B->set[i] != r || B->role[i] != FIB_BUDGET_SELECTS)
+            continue;
+        const fib_partition *from = &col->parts[g->groups[i].sources[0]];
+        for (int64_t u = 0; u < n; u++) {
+            int64_t k = g->groups[i].ops->budget_selected(g, i, u);
+            if (k >= 0)
+                p.color[u] = offset + from->color[k];
+        }
+        offset += from->n_classes;
+    }
+    if (!status)
+        status = fib_partition_canonicalize(&p);
+    for (int32_t i = r; i < g->n_groups && !status; i++) {
+        if (B->set[i] != r || B->role[i] == FIB_BUDGET_DERIVED)
+            continue;
+        fib_partition *own = &col->parts[i];
+        if (own->n_classes == p.n_classes &&
+            !memcmp(own->color, p.color, (size_t)n * sizeof *p.color))
+            continue;
+        *changed = true;
+        fib_partition_clear(own);
+        status = fib_partition_copy(own, &p);
+    }
+    fib_partition_clear(&p);
+    return status;
+}
+
+/* The classes of every set of selections that does not keep its units, to
+ * the fixed point (a set may copy units of another): partitions only
+ * coarsen from the discrete ones, so it is reached. */
+static int32_t cut_selections(const graph_budget *B, fib_coloring *col)
+{
+    int32_t status = FIB_OK;
+    for (bool changed = true; changed && !status;) {
+        changed = false;
+        for (int32_t r = 0; r < B->g->n_groups && !status; r++)
+            if (B->selected[r] && !B->pinned[r] && B->set[r] == r)
+                status = copy_classes(B, r, col, &changed);
+    }
+    return status;
+}
+
 /* Step 4: the colouring of the chosen counts. */
 static int32_t cut_sets(const graph_budget *B, fib_coloring *col)
 {
@@ -368,6 +560,8 @@ static int32_t cut_sets(const graph_budget *B, fib_coloring *col)
             }
         fib_partition_clear(&p);
     }
+    if (!status)
+        status = cut_selections(B, col);
     return status;
 }
 
@@ -474,6 +668,10 @@ static void free_budget(graph_budget *B)
     fib_free(B->cand);
     fib_free(B->sets);
     fib_free(B->width);
+    fib_free(B->cand_of);
+    fib_free(B->selected);
+    fib_free(B->copies);
+    fib_free(B->acc);
 }
 
 int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_options *o,
@@ -488,9 +686,16 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
     B.energy = fib_calloc(n, sizeof *B.energy);
     B.cand = fib_calloc(n, sizeof *B.cand);
     B.width = fib_calloc(n, sizeof *B.width);
+    B.cand_of = fib_alloc(n, sizeof *B.cand_of);
+    B.selected = fib_calloc(n, sizeof *B.selected);
+    B.copies = fib_calloc(n, sizeof *B.copies);
+    B.acc = fib_calloc(n, sizeof *B.acc);
+    for (int32_t i = 0; B.cand_of && i < n; i++)
+        B.cand_of[i] = -1;
     fib_coloring *col = NULL;
     fib_base *base = NULL;
-    int32_t status = B.role && B.set && B.pinned && B.energy && B.cand && B.width
+    int32_t status = B.role && B.set && B.pinned && B.energy && B.cand && B.width &&
+                             B.cand_of && B.selected && B.copies && B.acc
                          ? build_sets(&B)
                          : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     if (!status)
@@ -505,9 +710,7 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
         if (!status)
             status = fib_budget_step(&check);
     }
-    int64_t total = 0;
-    if (!status)
-        status = fib_graph_num_parameters(g, &total);
+    int64_t total = status ? 0 : fib_budget_counted_parameters(g);
     /* counts are integers: the slack only keeps a budget of exactly a/total
      * (rounded down in budget * total) from removing one more class */
     double target = budget * (double)total + 1e-6;
@@ -536,7 +739,7 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
             if (B.role[i] == FIB_BUDGET_CLUSTERED && !B.pinned[B.set[i]])
                 status = weighted_rows(&B, i, base);
         if (!status)
-            status = fib_graph_num_parameters(base->graph, &params);
+            params = fib_budget_counted_parameters(base->graph);
         if (status || (double)params <= target)
             break;
         fib_base_free(base);

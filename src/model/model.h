@@ -244,6 +244,10 @@ typedef struct fib_block_ops {
                                   int32_t source_index, const fib_partition *parts,
                                   const fib_partition *fibers, fib_signature *sig,
                                   int64_t offset);
+    /* Budgets, for a group of role FIB_BUDGET_SELECTS: the source unit that
+     * unit `unit` copies, or -1 when the unit is 0 (another selection of a
+     * concatenation gives it). */
+    int64_t (*budget_selected)(const fib_graph *g, int32_t group, int64_t unit);
 } fib_block_ops;
 
 /* How a budget treats a group's classes (fib_block_ops.budget_role). */
@@ -252,6 +256,9 @@ typedef struct fib_block_ops {
 #define FIB_BUDGET_COUPLES 3   /* its sources and it share one partition (sum, product) */
 #define FIB_BUDGET_DERIVED 4   /* classes derived from the source's (derive_projection) */
 #define FIB_BUDGET_PINS 5      /* keeps its units and its source's (grouped convolution) */
+#define FIB_BUDGET_SELECTS 6   /* unit i copies one source unit or is 0 (a concatenation's or
+                                * a split's selection): classes from the source's, no
+                                * parameters (the model it stands for holds none) */
 
 struct fib_group {
     int32_t op;            /* FIB_OP_* */

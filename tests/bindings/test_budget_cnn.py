@@ -1,7 +1,8 @@
 """compress(budget=...) on convolutional and residual networks (issue 26):
-convolutions with batch norm, pooling, flatten, residual sums, norms; the
-budget is met, planted copies are removed exactly, kinds a budget cannot
-take are refused by name, and the progress callback can cancel."""
+convolutions with batch norm, pooling, flatten, residual sums,
+concatenations, gates (squeeze-excitation), norms; the budget is met,
+planted copies are removed exactly, kinds a budget cannot take are refused
+by name, and the progress callback can cancel."""
 
 import pytest
 
@@ -14,7 +15,8 @@ from fibration.torch import _budget  # noqa: E402
 
 import planted_blocks  # noqa: E402
 
-PLANTED = ["planted_cnn", "planted_resnet", "planted_conv1d", "planted_mlp_norms"]
+PLANTED = ["planted_cnn", "planted_resnet", "planted_conv1d", "planted_mlp_norms",
+           "planted_dense_concat", "planted_densenet", "planted_squeeze_excite"]
 
 
 def exact_fraction(model, x):
@@ -142,16 +144,53 @@ def test_cnn_budget_progress_can_cancel():
     assert seen[-1][0] == seen[-1][1]  # every step reported
 
 
-def test_concatenation_under_a_budget_is_refused_by_name():
-    """A concatenation is held as 0/1 selection blocks that a budget would
-    cluster and count like dense layers: refused naming the layer, while the
-    exact compression still removes the planted copies through it."""
-    model, x, widths = planted_blocks.planted_dense_concat()
-    exact, _ = ft.compress(model, x)
-    with torch.no_grad():
-        assert (exact(x) - model(x)).abs().max().item() < 1e-4
-    assert exact.get_submodule("stem.0").out_channels == widths["stem.0"]
-    assert exact.get_submodule("conv").out_channels == widths["conv"]
-    fraction = ft.count_parameters(exact) / ft.count_parameters(model)
-    with pytest.raises(ft.UnsupportedModelError, match="cat.*moves units"):
-        ft.compress(model, x, budget=fraction)
+def _classes(projection):
+    """The partition of a projection as a set of frozensets of units."""
+    members = {}
+    for unit, cls in enumerate(projection):
+        members.setdefault(int(cls), set()).add(unit)
+    return {frozenset(m) for m in members.values()}
+
+
+def test_concatenation_classes_are_the_union_of_its_sources():
+    """A concatenation is held as 0/1 selection blocks: a budget never
+    clusters them, their classes are those of the units they copy (so its
+    merges come from the producing layers), and they count no parameters:
+    the library's count is the torch modules' count."""
+    model, x, _ = planted_blocks.planted_densenet()
+    net = ft._trace(model, x)
+    budget = 0.7 * exact_fraction(model, x)
+    base, info = _budget.base_to_budget(net.graph, budget)
+    small, _ = ft.compress(model, x, budget=budget)
+    assert info["n_parameters"] == ft.count_parameters(small) <= \
+        budget * ft.count_parameters(model)
+    moved = [layer for layer in net.layers if layer.kind in ("relabel", "select")]
+    assert moved
+    by_module = {layer.module: layer.group for layer in net.layers if layer.module}
+    parts = {m: list(base.projection(by_module[m])) for m in ("stem.0", "conv1", "conv2")}
+    # the second concatenation [a, b, c] feeds norm3: its classes are the
+    # sources' classes side by side, none across two sources
+    offset, expected = 0, set()
+    for m in ("stem.0", "conv1", "conv2"):
+        expected |= {frozenset(u + offset for u in c) for c in _classes(parts[m])}
+        offset += len(parts[m])
+    assert _classes(base.projection(by_module["norm3"])) == expected
+    assert sum(len(c) > 1 for c in expected) > 0  # something was merged through it
+
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.attn(x, x, x, need_weights=False)[0][:, -1])
+
+
+def test_attention_under_a_budget_is_refused_by_name():
+    torch.manual_seed(0)
+    with pytest.raises(fibration.FibrationError) as err:
+        ft.compress(Attention().eval(), torch.randn(3, 5, 8), budget=0.5)
+    message = str(err.value)
+    assert "UNSUPPORTED" in message and "attention" in message and "group" in message

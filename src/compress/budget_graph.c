@@ -27,7 +27,8 @@
  *    members' incoming weights over their sources' units, each member's row
  *    of a unit scaled by (its energy times its positions)^(ENERGY_POWER / 2)
  *    and the rows of the members side by side: e(k), the error at k
- *    classes;
+ *    classes; units whose rows are equal before scaling (exact copies,
+ *    which fib_compress merges exactly) merge first, at no cost;
  * 3. the greedy exchange of dense chains on B^2 = sum e(k)^2 under the
  *    budget, with the parameters at given widths counted by the kinds;
  * 4. the sets are cut at their counts and compressed (fib_compress); if
@@ -35,6 +36,8 @@
 #include "compress/compress.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct budget_set {
@@ -276,9 +279,51 @@ static int32_t build_energies(graph_budget *B)
     return FIB_OK;
 }
 
+typedef struct hashed_unit {
+    uint64_t hash;
+    int64_t unit;
+} hashed_unit;
+
+static int cmp_hashed_unit(const void *x, const void *y)
+{
+    const hashed_unit *p = x, *q = y;
+    if (p->hash != q->hash)
+        return p->hash < q->hash ? -1 : 1;
+    return (p->unit > q->unit) - (p->unit < q->unit);
+}
+
+/* copy_of[u] = the lowest unit whose row equals u's bit for bit (u itself
+ * for none): rows hashed, sorted, and compared within equal hashes. */
+static int32_t find_copies(const fib_rows *r, int64_t *copy_of)
+{
+    hashed_unit *h = fib_alloc(r->n > 0 ? r->n : 1, sizeof *h);
+    if (!h)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    size_t bytes = (size_t)r->d * sizeof(double);
+    for (int64_t u = 0; u < r->n; u++) {
+        const unsigned char *p = (const unsigned char *)(r->value + u * r->d);
+        uint64_t x = UINT64_C(1469598103934665603); /* FNV-1a */
+        for (size_t b = 0; b < bytes; b++)
+            x = (x ^ p[b]) * UINT64_C(1099511628211);
+        h[u] = (hashed_unit){x, u};
+        copy_of[u] = u;
+    }
+    qsort(h, (size_t)r->n, sizeof *h, cmp_hashed_unit);
+    for (int64_t s = 0; s < r->n; s++)
+        for (int64_t t = s - 1; t >= 0 && h[t].hash == h[s].hash; t--)
+            if (copy_of[h[t].unit] == h[t].unit &&
+                !memcmp(r->value + h[s].unit * r->d, r->value + h[t].unit * r->d, bytes)) {
+                copy_of[h[s].unit] = h[t].unit; /* lower: sorted by unit within a hash */
+                break;
+            }
+    fib_free(h);
+    return FIB_OK;
+}
+
 /* The rows set `root` clusters: its clustered members' incoming weights
- * over their sources' units, scaled by the square root of the energy. */
-static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out)
+ * over their sources' units, scaled by the square root of the energy;
+ * copy_of: find_copies on the rows before scaling. */
+static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out, int64_t *copy_of)
 {
     const fib_graph *g = B->g;
     int64_t n = g->groups[root].n_units, d = 0;
@@ -305,13 +350,6 @@ static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out)
         if (!status)
             status = fib_rows_from_signature(&sig, &member[i]);
         fib_signature_clear(&sig);
-        /* a row's error reaches the outputs at every position of its unit */
-        double positions = (double)fib_group_positions(&g->groups[i]);
-        for (int64_t u = 0; !status && u < n; u++) {
-            double s = pow(B->energy[i][u] * positions, ENERGY_POWER / 2);
-            for (int64_t j = 0; j < member[i].d; j++)
-                member[i].value[u * member[i].d + j] *= s;
-        }
         d += status ? 0 : member[i].d;
     }
     if (!status)
@@ -324,12 +362,89 @@ static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out)
                    (size_t)member[i].d * sizeof(double));
         at += (int32_t)member[i].d;
     }
+    if (!status)
+        status = find_copies(out, copy_of);
+    for (int32_t i = 0, at = 0; i < g->n_groups && !status; i++) {
+        if (!member[i].value)
+            continue;
+        /* a row's error reaches the outputs at every position of its unit */
+        double positions = (double)fib_group_positions(&g->groups[i]);
+        for (int64_t u = 0; u < n; u++) {
+            double s = pow(B->energy[i][u] * positions, ENERGY_POWER / 2);
+            for (int64_t j = 0; j < member[i].d; j++)
+                out->value[u * d + at + j] *= s;
+        }
+        at += (int32_t)member[i].d;
+    }
     for (int32_t i = 0; member && i < g->n_groups; i++)
         fib_rows_clear(&member[i]);
     for (int32_t i = 0; i < g->n_groups; i++)
         fib_partition_clear(&discrete[i]);
     fib_free(member);
     fib_free(discrete);
+    return status;
+}
+
+/* The agglomeration of rows r whose units copy_of[u] are exact copies:
+ * the copies merge first at cost 0, then the classes of copies (each the
+ * mean of its rows, of mass its size) are agglomerated; merges name
+ * units, as fib_linkage_run's do. */
+static int32_t merges_after_copies(const fib_rows *r, const int64_t *copy_of,
+                                   const fib_progress_check *check, fib_merges *mg)
+{
+    int64_t n = r->n, items = 0;
+    for (int64_t u = 0; u < n; u++)
+        items += copy_of[u] == u;
+    int64_t *unit = fib_alloc(items > 0 ? items : 1, sizeof *unit);
+    int64_t *item = fib_alloc(n > 0 ? n : 1, sizeof *item);
+    double *mass = fib_calloc(items > 0 ? items : 1, sizeof *mass);
+    fib_rows classes = {0};
+    fib_merges inner = {0};
+    int32_t status = unit && item && mass ? fib_rows_alloc(&classes, items, r->d)
+                                          : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int64_t u = 0, x = 0; !status && u < n; u++) {
+        if (copy_of[u] == u)
+            unit[x++] = u;
+        int64_t c = item[u] = copy_of[u] == u ? x - 1 : item[copy_of[u]];
+        mass[c] += 1;
+        for (int64_t j = 0; j < r->d; j++)
+            classes.value[c * r->d + j] += r->value[u * r->d + j];
+    }
+    for (int64_t c = 0; !status && c < items; c++)
+        for (int64_t j = 0; j < r->d; j++)
+            classes.value[c * r->d + j] /= mass[c];
+    classes.n_threads = r->n_threads;
+    if (!status)
+        status = fib_linkage_run_checked(&classes, FIB_TOL_WARD, false, mass, INFINITY, check,
+                                         &inner);
+    int64_t total = n - items + inner.n_merges;
+    if (!status) {
+        mg->a = fib_alloc(total > 0 ? total : 1, sizeof *mg->a);
+        mg->b = fib_alloc(total > 0 ? total : 1, sizeof *mg->b);
+        mg->height = fib_alloc(total > 0 ? total : 1, sizeof *mg->height);
+        mg->n = n;
+        mg->n_merges = total;
+        if (!mg->a || !mg->b || !mg->height)
+            status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    }
+    for (int64_t u = 0, s = 0; !status && u < n; u++)
+        if (copy_of[u] != u) {
+            mg->a[s] = copy_of[u];
+            mg->b[s] = u;
+            mg->height[s++] = 0;
+        }
+    for (int64_t s = 0; !status && s < inner.n_merges; s++) {
+        mg->a[n - items + s] = unit[inner.a[s]];
+        mg->b[n - items + s] = unit[inner.b[s]];
+        mg->height[n - items + s] = inner.height[s];
+    }
+    if (status)
+        fib_merges_clear(mg);
+    fib_merges_clear(&inner);
+    fib_rows_clear(&classes);
+    fib_free(unit);
+    fib_free(item);
+    fib_free(mass);
     return status;
 }
 
@@ -341,15 +456,13 @@ static int32_t set_merges(graph_budget *B, budget_set *s, int32_t root,
     fib_rows r = {0};
     s->n = s->k = B->g->groups[root].n_units;
     s->err = fib_alloc(s->n + 1, sizeof *s->err);
-    double *mass = fib_alloc(s->n, sizeof *mass);
-    int32_t status = s->err && mass ? set_rows(B, root, &r)
-                                    : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
-    for (int64_t u = 0; !status && u < s->n; u++)
-        mass[u] = 1.0;
+    int64_t *copy_of = fib_alloc(s->n, sizeof *copy_of);
+    int32_t status = s->err && copy_of ? set_rows(B, root, &r, copy_of)
+                                       : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     if (!status)
-        status = fib_linkage_run_checked(&r, FIB_TOL_WARD, false, mass, INFINITY, check, &s->mg);
+        status = merges_after_copies(&r, copy_of, check, &s->mg);
     fib_rows_clear(&r);
-    fib_free(mass);
+    fib_free(copy_of);
     if (status)
         return status;
     double acc = 0;

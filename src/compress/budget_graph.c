@@ -179,9 +179,9 @@ static int32_t build_sets(graph_budget *B)
                              grp->ops->name);
         int32_t role = grp->ops->budget_role(g, i);
         if (role == 0)
-            return fib_error(FIB_E_UNSUPPORTED, "%s: group %d (%s): a %s block that reorders "
-                             "or repeats its source's units (a concatenation or a split); "
-                             "budgets do not handle it in this version", fn, (int)i,
+            return fib_error(FIB_E_UNSUPPORTED, "%s: group %d (%s): a %s block that gathers "
+                             "its sources' units in another order or repeats them; budgets "
+                             "do not handle it in this version", fn, (int)i,
                              group_name(g, i), grp->ops->name);
         B->role[i] = role;
         if (role == FIB_BUDGET_SELECTS && !grp->ops->budget_selected)

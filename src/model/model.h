@@ -214,10 +214,10 @@ typedef struct fib_block_ops {
      * source's units fall into and that its base keeps (a grouped
      * convolution's channel groups; see color/unit_runs.c); 1: none. */
     int64_t (*unit_runs)(const fib_graph *g, int32_t group);
-    /* Budgets on graphs (compress/budget_graph.c), all three optional: a
-     * kind without budget_role is refused by name. The role is one of
-     * FIB_BUDGET_* below, or 0 when this group cannot take part (a gather
-     * that reorders or repeats its source's units). */
+    /* Budgets on graphs (compress/budget_graph.c), all optional: a kind
+     * without budget_role is refused by name. The role is one of
+     * FIB_BUDGET_* below, or 0 when this group cannot take part (a block
+     * that gathers its sources' units in another order or repeats them). */
     int32_t (*budget_role)(const fib_graph *g, int32_t group);
     /* The group's parameters when every group h has width[h] units (NULL:
      * none). */

@@ -107,23 +107,39 @@ def test_gated_convolution_meets_its_budget():
         assert torch.isfinite(small(x)).all()
 
 
-class Recurrent(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.rnn = nn.LSTM(4, 6, batch_first=True)
-        self.head = nn.Linear(6, 2)
-
-    def forward(self, x):
-        return self.head(self.rnn(x)[0][:, -1])
+def _hidden_sizes(model):
+    return [m.hidden_size for m in model.modules() if isinstance(m, nn.RNNBase)]
 
 
-def test_kinds_a_budget_cannot_take_are_refused_by_name():
-    torch.manual_seed(0)
-    model = Recurrent().eval()
-    with pytest.raises(fibration.FibrationError) as err:
-        ft.compress(model, torch.randn(3, 5, 4), budget=0.5)
-    message = str(err.value)
-    assert "UNSUPPORTED" in message and "lstm" in message.lower() and "group" in message
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("widths", [(3, 3), (2, 4)])
+def test_recurrent_budget_that_only_removes_copies_keeps_the_outputs(kind, widths):
+    """An LSTM's or GRU's hidden units are a budget's allocation units: the
+    budget of the exact base keeps the planted widths and the outputs."""
+    model, x, _ = planted_blocks.planted_recurrent(kind, widths)
+    fraction = exact_fraction(model, x)
+    small, _ = ft.compress(model, x, budget=fraction)
+    assert ft.count_parameters(small) <= fraction * ft.count_parameters(model) + 1e-9
+    assert _hidden_sizes(small) in ([widths[0]], list(widths))  # equal widths: one module
+    fresh = torch.randn_like(x)
+    with torch.no_grad():
+        assert (small(fresh) - model(fresh)).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_recurrent_budget_below_the_copies_is_the_modules_base(kind):
+    model, x, _ = planted_blocks.planted_recurrent(kind, (3, 3))
+    budget = 0.6 * exact_fraction(model, x)
+    net = ft._trace(model, x)
+    base, info = _budget.base_to_budget(net.graph, budget)
+    small, _ = ft.compress(model, x, budget=budget)
+    assert ft.count_parameters(small) == info["n_parameters"] <= \
+        budget * ft.count_parameters(model)
+    assert sum(_hidden_sizes(small)) < 6
+    want = base.graph.forward(x.double().reshape(len(x), -1).numpy())
+    with torch.no_grad():
+        got = small(x).double().numpy()
+    assert abs(got.reshape(want.shape) - want).max() < 1e-5
 
 
 def test_cnn_budget_progress_can_cancel():

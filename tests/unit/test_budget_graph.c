@@ -1,8 +1,8 @@
 /* fib_compress_to_budget on a residual CNN (conv - batch norm - ReLU,
  * conv - batch norm, a residual sum, average pool, flatten, dense): a
  * budget that only removes planted channel copies keeps the outputs, a
- * smaller one is met, the progress callback can cancel, and a kind budgets
- * do not take is refused by name. A concatenation (0/1 selection blocks and
+ * smaller one is met, the progress callback can cancel, an LSTM's units
+ * take a budget, and a kind budgets do not take is refused by name. A concatenation (0/1 selection blocks and
  * their sum) takes the classes of the units it copies and counts no
  * parameters. */
 #include <math.h>
@@ -183,12 +183,13 @@ static void budget_on_cnn_can_be_cancelled(void)
     fib_graph_free(base);
 }
 
-/* An LSTM is refused with the group's number and kind. */
-static void budget_refuses_lstm_by_name(void)
+/* An LSTM's hidden units are a budget's: a budget is met; attention is
+ * refused with the group's number and kind. */
+static void budget_takes_lstm_and_refuses_attention_by_name(void)
 {
     fib_graph *g;
     int32_t in, lstm, out;
-    enum { H = 3, F = 2 };
+    enum { H = 6, F = 2, E = 4 };
     double w_ih[4 * H * F], w_hh[4 * H * H], w[2 * H];
     for (int i = 0; i < 4 * H * F; i++)
         w_ih[i] = 0.1 * (i % 5) - 0.2;
@@ -202,10 +203,32 @@ static void budget_refuses_lstm_by_name(void)
                                 &lstm));
     CHECK_OK(fib_graph_add_last_step(g, lstm, &out));
     CHECK_OK(fib_graph_add_dense(g, out, 2, FIB_DTYPE_F64, w, H, NULL, FIB_COPY, &out));
+    fib_budget_options o;
+    fib_budget_options_init(&o, sizeof o);
     fib_base *b = NULL;
-    expect(fib_compress_to_budget(g, 0.5, NULL, &b), FIB_E_UNSUPPORTED, "group 1",
-           "LSTM budget");
-    CHECK(strstr(fib_last_error(), "lstm") != NULL && b == NULL);
+    int64_t total = 0, width = 0;
+    fib_graph_num_parameters(g, &total);
+    CHECK_OK(fib_compress_to_budget(g, 0.5, &o, &b));
+    CHECK(b != NULL && o.n_parameters <= total / 2);
+    if (b) {
+        fib_graph_group_info(fib_base_graph(b), lstm, NULL, &width, NULL, NULL, NULL, NULL, NULL);
+        CHECK(width < H && width >= 1);
+    }
+    fib_base_free(b);
+    fib_graph_free(g);
+
+    uint64_t rng = 5;
+    double *in_w = test_random_array(&rng, 3 * E * E, -1, 1);
+    double *out_w = test_random_array(&rng, E * E, -1, 1);
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, E, 3, 1, &in));
+    CHECK_OK(fib_graph_add_attention(g, in, 2, FIB_DTYPE_F64, in_w, NULL, out_w, NULL, FIB_COPY,
+                                     &out));
+    b = NULL;
+    expect(fib_compress_to_budget(g, 0.5, NULL, &b), FIB_E_UNSUPPORTED, "group 4",
+           "attention budget");
+    CHECK(strstr(fib_last_error(), "attention") != NULL && b == NULL);
+    free(in_w), free(out_w);
     fib_graph_free(g);
 }
 
@@ -289,6 +312,6 @@ int main(void)
     RUN(budget_through_a_concatenation_counts_no_selection);
     RUN(budget_removing_copies_keeps_residual_cnn_outputs);
     RUN(budget_on_cnn_can_be_cancelled);
-    RUN(budget_refuses_lstm_by_name);
+    RUN(budget_takes_lstm_and_refuses_attention_by_name);
     return test_failures ? 1 : 0;
 }

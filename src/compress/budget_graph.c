@@ -787,6 +787,14 @@ static void free_budget(graph_budget *B)
     fib_free(B->acc);
 }
 
+int32_t fib_graph_budget_parameters(const fib_graph *g, int64_t *n_out)
+{
+    if (!g || !n_out)
+        return fib_error(FIB_E_NULL, "fib_graph_budget_parameters: NULL argument");
+    *n_out = fib_budget_counted_parameters(g);
+    return FIB_OK;
+}
+
 int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_options *o,
                          double *bound_out, int64_t *params_out, int64_t *smallest_out,
                          fib_base **base_out)

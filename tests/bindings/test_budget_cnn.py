@@ -4,6 +4,10 @@ concatenations, gates (squeeze-excitation), norms; the budget is met,
 planted copies are removed exactly, kinds a budget cannot take are refused
 by name, and the progress callback can cancel."""
 
+import json
+import os
+import subprocess
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -210,3 +214,29 @@ def test_attention_under_a_budget_is_refused_by_name():
         ft.compress(Attention().eval(), torch.randn(3, 5, 8), budget=0.5)
     message = str(err.value)
     assert "UNSUPPORTED" in message and "attention" in message and "group" in message
+
+
+@pytest.mark.parametrize("name", ["planted_densenet", "planted_squeeze_excite"])
+def test_cli_budget_counts_a_concatenation_as_torch_does(name, tmp_path, library_dir):
+    """`fibration compress --budget` on a saved model with concatenations
+    and gates: its counts are the torch modules' (the selections that hold
+    a concatenation in the file count none), the base meets the budget of
+    the planted copies and computes the model's outputs."""
+    cli = os.path.join(library_dir, "cli", "fibration")
+    if not os.access(cli, os.X_OK):
+        pytest.skip("no fibration command beside the library")
+    model, x, _ = getattr(planted_blocks, name)()
+    path, out = str(tmp_path / "m.safetensors"), str(tmp_path / "b.safetensors")
+    ft.save(model, path, x)
+    fraction = exact_fraction(model, x)
+    r = subprocess.run([cli, "compress", "--json", "--budget", repr(fraction), path, "-o", out],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    total = ft.count_parameters(model)
+    assert got["parameters"] == total
+    assert got["base_parameters"] <= fraction * total + 1e-9
+    graph = fibration.Graph.load(out)
+    want = model(x).detach().double().numpy()
+    outputs = graph.forward(x.double().permute(0, 2, 3, 1).reshape(len(x), -1).numpy())
+    assert abs(outputs.reshape(want.shape) - want).max() < 1e-4

@@ -448,6 +448,7 @@ FUNCTIONS = [
     ('fib_base_save_checkpoint', [ctypes.POINTER(fib_base), ctypes.POINTER(fib_graph), ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32), ctypes.c_char_p, ctypes.c_size_t], ctypes.c_int32),
     ('fib_base_count', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_coloring), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64), ctypes.c_int64], ctypes.c_int32),
     ('fib_quotient_count_arcs', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_coloring), ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
+    ('fib_graph_budget_parameters', [ctypes.POINTER(fib_graph), ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -555,4 +556,5 @@ PARAMETERS = {
     'fib_base_save_checkpoint': ('base', 'model', 'model_dir', 'path', 'dtype', 'saved_as', 'reason', 'reason_size', ),
     'fib_base_count': ('graph', 'coloring', 'units', 'parameters', 'n_groups', ),
     'fib_quotient_count_arcs': ('graph', 'coloring', 'n_arcs_out', ),
+    'fib_graph_budget_parameters': ('graph', 'n_out', ),
 }

@@ -1217,6 +1217,15 @@ extern "C" {
     /// spares the quotient's arrays.
     /// Errors: FIB_E_NULL, FIB_E_MISMATCH, FIB_E_NOMEM.
     pub fn fib_quotient_count_arcs(graph: *const fib_graph, coloring: *const fib_coloring, n_arcs_out: *mut i64) -> i32;
+
+    /// The parameters of `graph` as fib_compress_to_budget counts them: those
+    /// fib_graph_num_parameters counts, except that a selection block (a dense
+    /// block without bias whose rows copy one unit of its source or are 0: how
+    /// a concatenation, a split or a permutation of units is held) holds none,
+    /// as the model it stands for holds none. A budget F keeps at most F times
+    /// this count, and its n_parameters is this count of the base (with the
+    /// class indices of merged inputs). Errors: FIB_E_NULL.
+    pub fn fib_graph_budget_parameters(graph: *const fib_graph, n_out: *mut i64) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1324,4 +1333,5 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_base_save_checkpoint",
     "fib_base_count",
     "fib_quotient_count_arcs",
+    "fib_graph_budget_parameters",
 ];

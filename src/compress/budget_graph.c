@@ -60,7 +60,17 @@ typedef struct graph_budget {
     int32_t *cand_of;  /* per root group: its candidate index, -1 if none */
     bool *selected;    /* per root group: the set has selections */
     int64_t *copies;   /* per selection group: its rows that copy a unit */
-    int64_t *acc;      /* per root group: scratch for the selected widths */
+    /* the exchange's view of one candidate's step (reach): */
+    int64_t *params;   /* per group: its parameters at the widths */
+    int32_t *wide_at, *wide;   /* per candidate: the groups whose width its
+                                  count moves, in order (CSR) */
+    int32_t *touch_at, *touch; /* per candidate: the groups whose parameters
+                                  those widths move (CSR) */
+    int32_t *sel_at, *sel;     /* per root group: its selections (CSR) */
+    int64_t *saved;    /* scratch: widths to restore */
+    int64_t *root_width, *root_pass; /* per root group: a selected set's width,
+                                        as of pass number root_pass */
+    int64_t pass;      /* the current pass of width_rule's callers */
 } graph_budget;
 
 static const char fn[] = "fib_compress_to_budget";
@@ -483,40 +493,20 @@ static int32_t set_merges(graph_budget *B, budget_set *s, int32_t root,
  * their source; the members of a set of selections have as many units as
  * its selections copy classes, at most (a split copying part of its
  * source may copy fewer), so that the count is never under the base's. */
+static int64_t width_rule(const graph_budget *B, int32_t i);
+
 static void set_widths(graph_budget *B)
 {
     const fib_graph *g = B->g;
-    for (int32_t i = 0; i < g->n_groups; i++) {
-        int32_t x = B->cand_of[B->set[i]];
-        B->width[i] = x >= 0 && B->role[i] != FIB_BUDGET_DERIVED ? B->sets[x].k
-                                                                 : g->groups[i].n_units;
-    }
-    /* selected widths read their sources' widths, which may be derived or
-     * selected themselves: to the fixed point */
+    for (int32_t i = 0; i < g->n_groups; i++)
+        B->width[i] = g->groups[i].n_units;
+    /* a width reads those of the groups it follows, which may come later
+     * (a selection's source): to the fixed point */
     for (bool changed = true; changed;) {
         changed = false;
+        B->pass++;
         for (int32_t i = 0; i < g->n_groups; i++) {
-            int64_t w = B->width[i];
-            if (B->role[i] == FIB_BUDGET_DERIVED) {
-                int32_t src = g->groups[i].sources[0];
-                w = B->width[src] * (g->groups[i].n_units / g->groups[src].n_units);
-            }
-            changed |= w != B->width[i];
-            B->width[i] = w;
-            if (B->selected[i])
-                B->acc[i] = 0;
-        }
-        for (int32_t i = 0; i < g->n_groups; i++)
-            if (B->role[i] == FIB_BUDGET_SELECTS && !B->pinned[B->set[i]]) {
-                int64_t from = B->width[g->groups[i].sources[0]];
-                B->acc[B->set[i]] += from < B->copies[i] ? from : B->copies[i];
-            }
-        for (int32_t i = 0; i < g->n_groups; i++) {
-            int32_t r = B->set[i];
-            if (!B->selected[r] || B->pinned[r] || B->role[i] == FIB_BUDGET_DERIVED)
-                continue;
-            int64_t w = B->acc[r] < g->groups[i].n_units ? B->acc[r] : g->groups[i].n_units;
-            w = w > 1 ? w : 1;
+            int64_t w = width_rule(B, i);
             changed |= w != B->width[i];
             B->width[i] = w;
         }
@@ -536,14 +526,181 @@ static int64_t group_params(const graph_budget *B, const fib_graph *g, int32_t i
     return 0;
 }
 
-/* Parameters of the base with the sets' widths. */
+/* Parameters of the base with the sets' widths (kept per group in
+ * B->params for step_params). */
 static int64_t graph_params(graph_budget *B)
 {
     set_widths(B);
     int64_t total = 0;
-    for (int32_t i = 0; i < B->g->n_groups; i++)
-        total += group_params(B, B->g, i);
+    for (int32_t i = 0; i < B->g->n_groups; i++) {
+        int64_t p = group_params(B, B->g, i);
+        if (B->params)
+            B->params[i] = p;
+        total += p;
+    }
     return total;
+}
+
+/* The width of group i by the rules of set_widths, from the widths of
+ * the groups it follows. */
+static int64_t width_rule(const graph_budget *B, int32_t i)
+{
+    const fib_graph *g = B->g;
+    int32_t r = B->set[i];
+    if (B->role[i] == FIB_BUDGET_DERIVED) {
+        int32_t src = g->groups[i].sources[0];
+        return B->width[src] * (g->groups[i].n_units / g->groups[src].n_units);
+    }
+    if (B->cand_of[r] >= 0)
+        return B->sets[B->cand_of[r]].k;
+    if (!B->selected[r] || B->pinned[r])
+        return g->groups[i].n_units;
+    /* once per set and pass: every member of a set has the set's width */
+    if (B->root_pass[r] != B->pass) {
+        int64_t acc = 0;
+        for (int32_t x = B->sel_at[r]; x < B->sel_at[r + 1]; x++) {
+            int32_t m = B->sel[x];
+            int64_t from = B->width[g->groups[m].sources[0]];
+            acc += from < B->copies[m] ? from : B->copies[m];
+        }
+        acc = acc < g->groups[r].n_units ? acc : g->groups[r].n_units;
+        B->root_width[r] = acc > 1 ? acc : 1;
+        B->root_pass[r] = B->pass;
+    }
+    return B->root_width[r];
+}
+
+/* The groups whose widths candidate x's count moves (its members, what
+ * derives from them or selects them, to the closure): in[i]. */
+static void reach_of(const graph_budget *B, int32_t x, bool *in)
+{
+    const fib_graph *g = B->g;
+    int32_t n = g->n_groups;
+    for (int32_t i = 0; i < n; i++)
+        in[i] = B->set[i] == B->cand[x] && B->role[i] != FIB_BUDGET_DERIVED;
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int32_t i = 0; i < n; i++) {
+            int32_t role = B->role[i], r = B->set[i];
+            if (in[i] || (role != FIB_BUDGET_DERIVED && role != FIB_BUDGET_SELECTS) ||
+                !in[g->groups[i].sources[0]])
+                continue;
+            if (role == FIB_BUDGET_DERIVED) {
+                in[i] = changed = true;
+                continue;
+            }
+            if (!B->selected[r] || B->pinned[r])
+                continue;
+            for (int32_t j = r; j < n; j++)
+                if (B->set[j] == r && B->role[j] != FIB_BUDGET_DERIVED && !in[j])
+                    in[j] = changed = true;
+        }
+    }
+}
+
+/* Whether group i reads a group marked in `in`. */
+static bool reads_marked(const fib_graph *g, int32_t i, const bool *in)
+{
+    for (int32_t q = 0; q < g->groups[i].n_sources; q++)
+        if (in[g->groups[i].sources[q]])
+            return true;
+    return false;
+}
+
+/* What each candidate's count reaches (reach_of) and the groups whose
+ * parameters those widths move (they and their consumers), so that the
+ * exchange counts a step without recounting the graph; each root's
+ * selections. Two passes: sizes, then the lists. */
+static int32_t build_reach(graph_budget *B)
+{
+    const fib_graph *g = B->g;
+    int32_t n = g->n_groups, c = B->n_cand;
+    bool *in = fib_calloc(n > 0 ? n : 1, sizeof *in);
+    int32_t *cursor = fib_calloc(n + 1, sizeof *cursor);
+    B->params = fib_calloc(n > 0 ? n : 1, sizeof *B->params);
+    B->saved = fib_calloc(n > 0 ? n : 1, sizeof *B->saved);
+    B->root_width = fib_calloc(n > 0 ? n : 1, sizeof *B->root_width);
+    B->root_pass = fib_calloc(n > 0 ? n : 1, sizeof *B->root_pass);
+    B->sel_at = fib_calloc(n + 1, sizeof *B->sel_at);
+    B->sel = fib_calloc(n > 0 ? n : 1, sizeof *B->sel);
+    B->wide_at = fib_calloc(c + 1, sizeof *B->wide_at);
+    B->touch_at = fib_calloc(c + 1, sizeof *B->touch_at);
+    int32_t status = FIB_OK;
+    if (!in || !cursor || !B->params || !B->saved || !B->root_width || !B->root_pass ||
+        !B->sel_at || !B->sel || !B->wide_at || !B->touch_at)
+        status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int32_t i = 0; !status && i < n; i++)
+        B->sel_at[B->set[i] + 1] += B->role[i] == FIB_BUDGET_SELECTS;
+    for (int32_t r = 0; !status && r < n; r++)
+        B->sel_at[r + 1] += B->sel_at[r];
+    for (int32_t i = 0; !status && i < n; i++)
+        if (B->role[i] == FIB_BUDGET_SELECTS)
+            B->sel[B->sel_at[B->set[i]] + cursor[B->set[i]]++] = i;
+    for (int32_t x = 0; !status && x < c; x++) {
+        reach_of(B, x, in);
+        int32_t w = 0, t = 0;
+        for (int32_t i = 0; i < n; i++) {
+            w += in[i];
+            t += in[i] || reads_marked(g, i, in);
+        }
+        B->wide_at[x + 1] = B->wide_at[x] + w;
+        B->touch_at[x + 1] = B->touch_at[x] + t;
+    }
+    if (!status) {
+        B->wide = fib_alloc(B->wide_at[c] > 0 ? B->wide_at[c] : 1, sizeof *B->wide);
+        B->touch = fib_alloc(B->touch_at[c] > 0 ? B->touch_at[c] : 1, sizeof *B->touch);
+        if (!B->wide || !B->touch)
+            status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    }
+    for (int32_t x = 0; !status && x < c; x++) {
+        reach_of(B, x, in);
+        for (int32_t i = 0, w = B->wide_at[x], t = B->touch_at[x]; i < n; i++) {
+            if (in[i])
+                B->wide[w++] = i;
+            if (in[i] || reads_marked(g, i, in))
+                B->touch[t++] = i;
+        }
+    }
+    fib_free(in);
+    fib_free(cursor);
+    return status;
+}
+
+/* The parameters with candidate x at k2 classes, from `now` (the count at
+ * the current widths, B->params per group): only what x reaches is
+ * recounted; the widths are restored, or with `keep` kept (and B->params
+ * with them). */
+static int64_t step_params(graph_budget *B, int32_t x, int64_t k2, int64_t now, bool keep)
+{
+    int64_t k0 = B->sets[x].k;
+    B->sets[x].k = k2;
+    int32_t a = B->wide_at[x], b = B->wide_at[x + 1];
+    for (int32_t j = a; j < b; j++)
+        B->saved[j - a] = B->width[B->wide[j]];
+    for (int32_t pass = 0, changed = 1; changed && pass <= b - a; pass++) {
+        changed = 0;
+        B->pass++;
+        for (int32_t j = a; j < b; j++) {
+            int64_t w = width_rule(B, B->wide[j]);
+            changed |= w != B->width[B->wide[j]];
+            B->width[B->wide[j]] = w;
+        }
+    }
+    int64_t after = now;
+    for (int32_t j = B->touch_at[x]; j < B->touch_at[x + 1]; j++) {
+        int64_t p = group_params(B, B->g, B->touch[j]);
+        after += p - B->params[B->touch[j]];
+        if (keep)
+            B->params[B->touch[j]] = p;
+    }
+    if (keep)
+        return after;
+    for (int32_t j = a; j < b; j++)
+        B->width[B->wide[j]] = B->saved[j - a];
+    B->sets[x].k = k0;
+    /* the sets' widths memoised in this pass were those of k2 */
+    B->pass++;
+    return after;
 }
 
 /* Parameters of a graph (the original or a base) as a budget counts them:
@@ -570,16 +727,13 @@ static bool exchange(graph_budget *B, double target)
     while ((double)now > target) {
         int32_t best = -1;
         double best_ratio = INFINITY;
-        int64_t best_k = 0, best_params = now;
+        int64_t best_k = 0;
         for (int32_t x = 0; x < B->n_cand; x++) {
             budget_set *s = &B->sets[x];
             if (s->k <= 1)
                 continue;
-            int64_t step = s->k / 64 > 1 ? s->k / 64 : 1, k0 = s->k;
-            s->k = k0 - step;
-            int64_t after = graph_params(B);
-            int64_t k2 = s->k;
-            s->k = k0;
+            int64_t step = s->k / 64 > 1 ? s->k / 64 : 1, k0 = s->k, k2 = k0 - step;
+            int64_t after = step_params(B, x, k2, now, false);
             if (isinf(s->err[k2]) || after >= now)
                 continue;
             double cost = s->err[k2] * s->err[k2] - s->err[k0] * s->err[k0];
@@ -588,13 +742,11 @@ static bool exchange(graph_budget *B, double target)
                 best_ratio = ratio;
                 best = x;
                 best_k = k2;
-                best_params = after;
             }
         }
         if (best < 0)
             return false;
-        B->sets[best].k = best_k;
-        now = best_params;
+        now = step_params(B, best, best_k, now, true);
     }
     return true;
 }
@@ -784,7 +936,16 @@ static void free_budget(graph_budget *B)
     fib_free(B->cand_of);
     fib_free(B->selected);
     fib_free(B->copies);
-    fib_free(B->acc);
+    fib_free(B->params);
+    fib_free(B->wide_at);
+    fib_free(B->wide);
+    fib_free(B->touch_at);
+    fib_free(B->touch);
+    fib_free(B->sel_at);
+    fib_free(B->sel);
+    fib_free(B->saved);
+    fib_free(B->root_width);
+    fib_free(B->root_pass);
 }
 
 int32_t fib_graph_budget_parameters(const fib_graph *g, int64_t *n_out)
@@ -810,13 +971,12 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
     B.cand_of = fib_alloc(n, sizeof *B.cand_of);
     B.selected = fib_calloc(n, sizeof *B.selected);
     B.copies = fib_calloc(n, sizeof *B.copies);
-    B.acc = fib_calloc(n, sizeof *B.acc);
     for (int32_t i = 0; B.cand_of && i < n; i++)
         B.cand_of[i] = -1;
     fib_coloring *col = NULL;
     fib_base *base = NULL;
     int32_t status = B.role && B.set && B.pinned && B.energy && B.cand && B.width &&
-                             B.cand_of && B.selected && B.copies && B.acc
+                             B.cand_of && B.selected && B.copies
                          ? build_sets(&B)
                          : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     if (!status)
@@ -824,6 +984,8 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
     B.sets = status ? NULL : fib_calloc(B.n_cand > 0 ? B.n_cand : 1, sizeof *B.sets);
     if (!status && !B.sets)
         status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    if (!status)
+        status = build_reach(&B);
     /* steps: each candidate's clustering, the exchange, the base */
     fib_progress_check check = {o->progress, o->progress_user, 0, (int64_t)B.n_cand + 2};
     for (int32_t x = 0; x < B.n_cand && !status; x++) {

@@ -1689,6 +1689,15 @@ FIB_API int32_t fib_color_from_fibers(const fib_graph *graph,
                                       const fib_color_options *options,
                                       const fib_coloring *fibers,
                                       fib_coloring **out);
+/* The parameters of `graph` as fib_compress_to_budget counts them: those
+ * fib_graph_num_parameters counts, except that a selection block (a dense
+ * block without bias whose rows copy one unit of its source or are 0: how
+ * a concatenation, a split or a permutation of units is held) holds none,
+ * as the model it stands for holds none. A budget F keeps at most F times
+ * this count, and its n_parameters is this count of the base (with the
+ * class indices of merged inputs). Errors: FIB_E_NULL. */
+FIB_API int32_t fib_graph_budget_parameters(const fib_graph *graph,
+                                            int64_t *n_out);
 
 #ifdef __cplusplus
 }

@@ -861,10 +861,40 @@ static const fib_dense *dense_matrix(const fib_graph *g, int32_t group)
 
 /* ---- budgets ------------------------------------------------------------ */
 
+/* The source unit row `row` copies (its only nonzero weight, exactly 1),
+ * -1 for a zero row, -2 when the row is not a copy. */
+static int64_t copied_unit(const fib_dense *d, int64_t row)
+{
+    int64_t found = -1;
+    for (int64_t k = 0; k < d->n_in; k++) {
+        double w = fib_dense_weight(d, row, k);
+        if (w == 0)
+            continue;
+        if (w != 1 || found >= 0)
+            return -2;
+        found = k;
+    }
+    return found;
+}
+
+/* A block without bias whose rows copy one source unit or are 0 is a
+ * selection (how concatenations, splits and permutations of units are
+ * held): its classes come from its source's, never from a clustering. */
 static int32_t dense_budget_role(const fib_graph *g, int32_t group)
 {
-    (void)g, (void)group;
-    return FIB_BUDGET_CLUSTERED;
+    const fib_dense *d = dense_of(g, group);
+    if (d->bias)
+        return FIB_BUDGET_CLUSTERED;
+    for (int64_t i = 0; i < g->groups[group].n_units; i++)
+        if (copied_unit(d, i) == -2)
+            return FIB_BUDGET_CLUSTERED;
+    return FIB_BUDGET_SELECTS;
+}
+
+static int64_t dense_budget_selected(const fib_graph *g, int32_t group, int64_t unit)
+{
+    int64_t k = copied_unit(dense_of(g, group), unit);
+    return k >= 0 ? k : -1;
 }
 
 static int64_t dense_budget_parameters(const fib_graph *g, int32_t group, const int64_t *width)
@@ -924,4 +954,5 @@ const fib_block_ops fib_dense_ops = {
     .budget_role = dense_budget_role,
     .budget_parameters = dense_budget_parameters,
     .budget_backward = dense_budget_backward,
+    .budget_selected = dense_budget_selected,
 };

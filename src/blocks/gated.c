@@ -608,6 +608,41 @@ static bool gated_tensor(const fib_graph *g, int32_t group, int32_t index,
     return false;
 }
 
+/* ---- budgets ------------------------------------------------------------ */
+
+/* A unit's classes are clustered on its gates' rows (over the source's
+ * units and the group's own); at given widths the block has every gate's
+ * rows over the source's and its own classes. */
+static int32_t gated_budget_role(const fib_graph *g, int32_t group)
+{
+    (void)g, (void)group;
+    return FIB_BUDGET_CLUSTERED;
+}
+
+static int64_t gated_budget_parameters(const fib_graph *g, int32_t group, const int64_t *width)
+{
+    const fib_gated *d = gated_of(g, group);
+    int64_t h = width[group], rows = d->n_gates * h;
+    int64_t in = width[g->groups[group].sources[0]];
+    return rows * (in + h) + (d->b_ih ? rows : 0) + (d->b_hh ? rows : 0);
+}
+
+/* Every gate's input weights carry the unit's energy to the source (the
+ * recurrence is left out: the energies are a data-free weighting). */
+static void gated_budget_backward(const fib_graph *g, int32_t group, int32_t source_index,
+                                  const double *energy, double *src_energy)
+{
+    (void)source_index;
+    const fib_gated *d = gated_of(g, group);
+    int64_t h = g->groups[group].n_units;
+    for (int64_t q = 0; q < d->n_gates; q++)
+        for (int64_t j = 0; j < h; j++)
+            for (int64_t k = 0; k < d->n_in; k++) {
+                double w = w_ih(d, q * h + j, k);
+                src_energy[k] += w * w * energy[j];
+            }
+}
+
 /* LSTM and GRU differ only in their name and gate count (gated_of); they
  * share every entry. */
 #define GATED_OPS(kind_name)                                \
@@ -625,6 +660,9 @@ static bool gated_tensor(const fib_graph *g, int32_t group, int32_t index,
         .lift = gated_lift,                                 \
         .num_parameters = gated_num_parameters,             \
         .tensor = gated_tensor,                             \
+        .budget_role = gated_budget_role,                   \
+        .budget_parameters = gated_budget_parameters,       \
+        .budget_backward = gated_budget_backward,           \
     }
 
 const fib_block_ops fib_lstm_ops = GATED_OPS("lstm");

@@ -262,6 +262,25 @@ static int64_t last_step_num_parameters(const fib_graph *g, int32_t group)
     return 0;
 }
 
+/* Budgets: a step that copies every source unit in place follows its
+ * source's classes, and hands each unit's energy to the unit it copies. */
+static int32_t last_step_budget_role(const fib_graph *g, int32_t group)
+{
+    int64_t n_src = g->groups[g->groups[group].sources[0]].n_units;
+    return fib_gather_is_identity(reads_of(g, group), g->groups[group].n_units, n_src)
+               ? FIB_BUDGET_FOLLOWS
+               : 0;
+}
+
+static void last_step_budget_backward(const fib_graph *g, int32_t group, int32_t source_index,
+                                      const double *energy, double *src_energy)
+{
+    (void)source_index;
+    const int64_t *reads = reads_of(g, group);
+    for (int64_t i = 0; i < g->groups[group].n_units; i++)
+        src_energy[fib_gather_at(reads, i)] += energy[i];
+}
+
 /* The two kinds differ only in their name and in whether the position is
  * chosen (is_select); they share every entry. */
 #define STEP_OPS(kind_name, build_fn)                       \
@@ -278,6 +297,8 @@ static int64_t last_step_num_parameters(const fib_graph *g, int32_t group)
         .lift = last_step_lift,                             \
         .num_parameters = last_step_num_parameters,         \
         .params = last_step_params,                         \
+        .budget_role = last_step_budget_role,               \
+        .budget_backward = last_step_budget_backward,       \
     }
 
 const fib_block_ops fib_last_step_ops = STEP_OPS("last_step", last_step_build);

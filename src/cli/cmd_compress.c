@@ -29,8 +29,10 @@ static void help(FILE *f)
             "                      the grouping and every layer's number of classes\n"
             "                      are chosen by a data-free bound (dense chains,\n"
             "                      convolutions, batch norms, pooling, residual\n"
-            "                      sums, gates, norms; no --symmetry, --tolerance\n"
-            "                      or --eps)\n"
+            "                      sums, concatenations, gates, norms, LSTM and\n"
+            "                      GRU; not attention; no --symmetry, --tolerance\n"
+            "                      or --eps); the parameters counted without the\n"
+            "                      selections that hold concatenations\n"
             "  --merge-inputs      with --budget: merge inputs too; the base then\n"
             "                      reads the mean of each input class\n"
             "  --input-scale S     with --budget: correct the merged layers without\n"
@@ -150,9 +152,13 @@ int cmd_compress(int argc, char **argv)
         after = before;
         if (!nothing)
             fib_graph_num_parameters(fib_base_graph(base), &after);
-        /* a budget counts merged inputs' class index too */
-        if (o.budget > 0)
+        /* a budget counts merged inputs' class index too, and no weights
+         * of the selections that hold concatenations: both counts as it
+         * counts them */
+        if (o.budget > 0) {
+            fib_graph_budget_parameters(g, &before);
             after = budget.n_parameters;
+        }
         const char *by = o.budget > 0 ? "budget" : cli_symmetry_name(o.symmetry);
         if (o.format == FORMAT_JSON) {
             printf("{\"model\": ");

@@ -552,8 +552,8 @@ static int32_t graph_budget(const fib_graph *g, double budget, const fib_budget_
     bool has_smallest = options && options->struct_size >=
                         offsetof(fib_budget_options, smallest_fraction) + sizeof(double);
     if (status && smallest > 0 && has_smallest) {
-        int64_t total = 0;
-        if (fib_graph_num_parameters(g, &total) == FIB_OK && total > 0)
+        int64_t total = fib_budget_counted_parameters(g);
+        if (total > 0)
             options->smallest_fraction = (double)smallest / (double)total;
     }
     if (status || !options)
@@ -615,10 +615,13 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
     double power = o->sensitivity_power;
     if (!isfinite(power) || power < 0)
         return fib_error(FIB_E_INVALID, "%s: sensitivity_power %g", fn, power);
+    /* a selection (a permutation of units) is no layer of a chain */
     bool chain = true;
     for (int32_t i = 0; i < g->n_groups && chain; i++)
         chain = (fib_group_is_input(g, i) && i == 0) ||
-                (fib_group_matrix(g, i) && g->groups[i].sources[0] == i - 1);
+                (fib_group_matrix(g, i) && g->groups[i].sources[0] == i - 1 &&
+                 !(g->groups[i].ops->budget_role &&
+                   g->groups[i].ops->budget_role(g, i) == FIB_BUDGET_SELECTS));
     if (!chain)
         return graph_budget(g, budget, o, options, base_out);
     for (int32_t i = 0; i < g->n_groups; i++) {

@@ -10,8 +10,14 @@
  * convolution) joins its source's set; a sum or a product joins both its
  * sources' (the channels a residual sum adds are merged together). A set
  * holding an input, an output or a grouped convolution's channels keeps
- * its units. Every other set with clustered members (dense, convolution)
- * is a candidate:
+ * its units. A selection (a concatenation's or a split's copy of its
+ * source's units) joins nothing: the classes of a set of selections and the
+ * sums that put them together are those of the units they copy (the union
+ * of its sources' classes), so its merges come from the producing layers;
+ * it is never clustered itself, and counts no parameters. A set of
+ * selections that must keep its units, or that also clusters, makes its
+ * sources keep theirs. Every other set with clustered members (dense,
+ * convolution) is a candidate:
  *
  * 1. the energy of every unit, data-free: how strongly an error in its
  *    pre-activation at one position reaches the outputs, errors taken
@@ -21,7 +27,8 @@
  *    members' incoming weights over their sources' units, each member's row
  *    of a unit scaled by (its energy times its positions)^(ENERGY_POWER / 2)
  *    and the rows of the members side by side: e(k), the error at k
- *    classes;
+ *    classes; units whose rows are equal before scaling (exact copies,
+ *    which fib_compress merges exactly) merge first, at no cost;
  * 3. the greedy exchange of dense chains on B^2 = sum e(k)^2 under the
  *    budget, with the parameters at given widths counted by the kinds;
  * 4. the sets are cut at their counts and compressed (fib_compress); if
@@ -29,6 +36,8 @@
 #include "compress/compress.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct budget_set {
@@ -48,6 +57,20 @@ typedef struct graph_budget {
     int32_t *cand;     /* candidate roots */
     budget_set *sets;  /* per candidate */
     int64_t *width;    /* per group, for counting */
+    int32_t *cand_of;  /* per root group: its candidate index, -1 if none */
+    bool *selected;    /* per root group: the set has selections */
+    int64_t *copies;   /* per selection group: its rows that copy a unit */
+    /* the exchange's view of one candidate's step (reach): */
+    int64_t *params;   /* per group: its parameters at the widths */
+    int32_t *wide_at, *wide;   /* per candidate: the groups whose width its
+                                  count moves, in order (CSR) */
+    int32_t *touch_at, *touch; /* per candidate: the groups whose parameters
+                                  those widths move (CSR) */
+    int32_t *sel_at, *sel;     /* per root group: its selections (CSR) */
+    int64_t *saved;    /* scratch: widths to restore */
+    int64_t *root_width, *root_pass; /* per root group: a selected set's width,
+                                        as of pass number root_pass */
+    int64_t pass;      /* the current pass of width_rule's callers */
 } graph_budget;
 
 static const char fn[] = "fib_compress_to_budget";
@@ -83,6 +106,72 @@ static void join(int32_t *uf, int32_t a, int32_t b)
         uf[a] = b;
 }
 
+/* Sets of selections: which they are, how many rows each selection copies,
+ * and which must keep their units: one that also clusters (its classes
+ * cannot be both copied and clustered), one whose units two selections
+ * give, one that copies a derived group's units. A set that keeps its
+ * units makes the sets whose units it copies keep theirs (and a kept
+ * derived group its source), to the fixed point. */
+static int32_t pin_selections(graph_budget *B, const bool *clustered)
+{
+    const fib_graph *g = B->g;
+    int32_t n = g->n_groups;
+    int64_t widest = 1;
+    for (int32_t i = 0; i < n; i++)
+        if (g->groups[i].n_units > widest)
+            widest = g->groups[i].n_units;
+    int32_t *giver = fib_alloc(widest, sizeof *giver);
+    if (!giver)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int32_t i = 0; i < n; i++) {
+        if (B->role[i] != FIB_BUDGET_SELECTS)
+            continue;
+        int32_t r = B->set[i];
+        B->selected[r] = true;
+        if (clustered[r] || B->role[g->groups[i].sources[0]] == FIB_BUDGET_DERIVED)
+            B->pinned[r] = true;
+        B->copies[i] = 0;
+        for (int64_t u = 0; u < g->groups[i].n_units; u++)
+            B->copies[i] += g->groups[i].ops->budget_selected(g, i, u) >= 0;
+    }
+    /* a unit given by two selections of one set */
+    for (int32_t r = 0; r < n; r++) {
+        if (!B->selected[r] || B->pinned[r])
+            continue;
+        for (int64_t u = 0; u < g->groups[r].n_units; u++)
+            giver[u] = -1;
+        for (int32_t i = r; i < n && !B->pinned[r]; i++) {
+            if (B->set[i] != r || B->role[i] != FIB_BUDGET_SELECTS)
+                continue;
+            for (int64_t u = 0; u < g->groups[i].n_units; u++) {
+                if (g->groups[i].ops->budget_selected(g, i, u) < 0)
+                    continue;
+                if (giver[u] >= 0) {
+                    B->pinned[r] = true;
+                    break;
+                }
+                giver[u] = i;
+            }
+        }
+    }
+    fib_free(giver);
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int32_t i = 0; i < n; i++) {
+            int32_t role = B->role[i];
+            if ((role != FIB_BUDGET_SELECTS && role != FIB_BUDGET_DERIVED) ||
+                !B->pinned[B->set[i]])
+                continue;
+            int32_t src = g->groups[i].sources[0];
+            if (!B->pinned[B->set[src]] || !B->pinned[src]) {
+                B->pinned[B->set[src]] = B->pinned[src] = true;
+                changed = true;
+            }
+        }
+    }
+    return FIB_OK;
+}
+
 /* Roles and sets; refuses a kind that cannot take part by its group. */
 static int32_t build_sets(graph_budget *B)
 {
@@ -100,11 +189,15 @@ static int32_t build_sets(graph_budget *B)
                              grp->ops->name);
         int32_t role = grp->ops->budget_role(g, i);
         if (role == 0)
-            return fib_error(FIB_E_UNSUPPORTED, "%s: group %d (%s): a %s block that reorders "
-                             "or repeats its source's units (a concatenation or a split); "
-                             "budgets do not handle it in this version", fn, (int)i,
+            return fib_error(FIB_E_UNSUPPORTED, "%s: group %d (%s): a %s block that gathers "
+                             "its sources' units in another order or repeats them; budgets "
+                             "do not handle it in this version", fn, (int)i,
                              group_name(g, i), grp->ops->name);
         B->role[i] = role;
+        if (role == FIB_BUDGET_SELECTS && !grp->ops->budget_selected)
+            return fib_error(FIB_E_UNSUPPORTED, "%s: group %d (%s): a %s selection that "
+                             "does not say which units it copies", fn, (int)i,
+                             group_name(g, i), grp->ops->name);
         if (role == FIB_BUDGET_FOLLOWS || role == FIB_BUDGET_COUPLES)
             for (int32_t s = 0; s < grp->n_sources; s++) {
                 if (g->groups[grp->sources[s]].n_units != grp->n_units)
@@ -145,6 +238,11 @@ static int32_t build_sets(graph_budget *B)
             clustered[B->set[i]] = true;
     }
     fib_free(members);
+    int32_t status = pin_selections(B, clustered);
+    if (status) {
+        fib_free(clustered);
+        return status;
+    }
     for (int32_t i = 0; i < n; i++) {
         if (B->role[i] == FIB_BUDGET_DERIVED)
             continue;
@@ -156,6 +254,7 @@ static int32_t build_sets(graph_budget *B)
                                  "FIB_LINKAGE_MAX_UNITS", fn, (int)i, group_name(g, i),
                                  (long long)g->groups[i].n_units);
             }
+            B->cand_of[i] = B->n_cand;
             B->cand[B->n_cand++] = i;
         }
     }
@@ -190,9 +289,51 @@ static int32_t build_energies(graph_budget *B)
     return FIB_OK;
 }
 
+typedef struct hashed_unit {
+    uint64_t hash;
+    int64_t unit;
+} hashed_unit;
+
+static int cmp_hashed_unit(const void *x, const void *y)
+{
+    const hashed_unit *p = x, *q = y;
+    if (p->hash != q->hash)
+        return p->hash < q->hash ? -1 : 1;
+    return (p->unit > q->unit) - (p->unit < q->unit);
+}
+
+/* copy_of[u] = the lowest unit whose row equals u's bit for bit (u itself
+ * for none): rows hashed, sorted, and compared within equal hashes. */
+static int32_t find_copies(const fib_rows *r, int64_t *copy_of)
+{
+    hashed_unit *h = fib_alloc(r->n > 0 ? r->n : 1, sizeof *h);
+    if (!h)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    size_t bytes = (size_t)r->d * sizeof(double);
+    for (int64_t u = 0; u < r->n; u++) {
+        const unsigned char *p = (const unsigned char *)(r->value + u * r->d);
+        uint64_t x = UINT64_C(1469598103934665603); /* FNV-1a */
+        for (size_t b = 0; b < bytes; b++)
+            x = (x ^ p[b]) * UINT64_C(1099511628211);
+        h[u] = (hashed_unit){x, u};
+        copy_of[u] = u;
+    }
+    qsort(h, (size_t)r->n, sizeof *h, cmp_hashed_unit);
+    for (int64_t s = 0; s < r->n; s++)
+        for (int64_t t = s - 1; t >= 0 && h[t].hash == h[s].hash; t--)
+            if (copy_of[h[t].unit] == h[t].unit &&
+                !memcmp(r->value + h[s].unit * r->d, r->value + h[t].unit * r->d, bytes)) {
+                copy_of[h[s].unit] = h[t].unit; /* lower: sorted by unit within a hash */
+                break;
+            }
+    fib_free(h);
+    return FIB_OK;
+}
+
 /* The rows set `root` clusters: its clustered members' incoming weights
- * over their sources' units, scaled by the square root of the energy. */
-static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out)
+ * over their sources' units, scaled by the square root of the energy;
+ * copy_of: find_copies on the rows before scaling. */
+static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out, int64_t *copy_of)
 {
     const fib_graph *g = B->g;
     int64_t n = g->groups[root].n_units, d = 0;
@@ -219,13 +360,6 @@ static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out)
         if (!status)
             status = fib_rows_from_signature(&sig, &member[i]);
         fib_signature_clear(&sig);
-        /* a row's error reaches the outputs at every position of its unit */
-        double positions = (double)fib_group_positions(&g->groups[i]);
-        for (int64_t u = 0; !status && u < n; u++) {
-            double s = pow(B->energy[i][u] * positions, ENERGY_POWER / 2);
-            for (int64_t j = 0; j < member[i].d; j++)
-                member[i].value[u * member[i].d + j] *= s;
-        }
         d += status ? 0 : member[i].d;
     }
     if (!status)
@@ -238,12 +372,89 @@ static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out)
                    (size_t)member[i].d * sizeof(double));
         at += (int32_t)member[i].d;
     }
+    if (!status)
+        status = find_copies(out, copy_of);
+    for (int32_t i = 0, at = 0; i < g->n_groups && !status; i++) {
+        if (!member[i].value)
+            continue;
+        /* a row's error reaches the outputs at every position of its unit */
+        double positions = (double)fib_group_positions(&g->groups[i]);
+        for (int64_t u = 0; u < n; u++) {
+            double s = pow(B->energy[i][u] * positions, ENERGY_POWER / 2);
+            for (int64_t j = 0; j < member[i].d; j++)
+                out->value[u * d + at + j] *= s;
+        }
+        at += (int32_t)member[i].d;
+    }
     for (int32_t i = 0; member && i < g->n_groups; i++)
         fib_rows_clear(&member[i]);
     for (int32_t i = 0; i < g->n_groups; i++)
         fib_partition_clear(&discrete[i]);
     fib_free(member);
     fib_free(discrete);
+    return status;
+}
+
+/* The agglomeration of rows r whose units copy_of[u] are exact copies:
+ * the copies merge first at cost 0, then the classes of copies (each the
+ * mean of its rows, of mass its size) are agglomerated; merges name
+ * units, as fib_linkage_run's do. */
+static int32_t merges_after_copies(const fib_rows *r, const int64_t *copy_of,
+                                   const fib_progress_check *check, fib_merges *mg)
+{
+    int64_t n = r->n, items = 0;
+    for (int64_t u = 0; u < n; u++)
+        items += copy_of[u] == u;
+    int64_t *unit = fib_alloc(items > 0 ? items : 1, sizeof *unit);
+    int64_t *item = fib_alloc(n > 0 ? n : 1, sizeof *item);
+    double *mass = fib_calloc(items > 0 ? items : 1, sizeof *mass);
+    fib_rows classes = {0};
+    fib_merges inner = {0};
+    int32_t status = unit && item && mass ? fib_rows_alloc(&classes, items, r->d)
+                                          : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int64_t u = 0, x = 0; !status && u < n; u++) {
+        if (copy_of[u] == u)
+            unit[x++] = u;
+        int64_t c = item[u] = copy_of[u] == u ? x - 1 : item[copy_of[u]];
+        mass[c] += 1;
+        for (int64_t j = 0; j < r->d; j++)
+            classes.value[c * r->d + j] += r->value[u * r->d + j];
+    }
+    for (int64_t c = 0; !status && c < items; c++)
+        for (int64_t j = 0; j < r->d; j++)
+            classes.value[c * r->d + j] /= mass[c];
+    classes.n_threads = r->n_threads;
+    if (!status)
+        status = fib_linkage_run_checked(&classes, FIB_TOL_WARD, false, mass, INFINITY, check,
+                                         &inner);
+    int64_t total = n - items + inner.n_merges;
+    if (!status) {
+        mg->a = fib_alloc(total > 0 ? total : 1, sizeof *mg->a);
+        mg->b = fib_alloc(total > 0 ? total : 1, sizeof *mg->b);
+        mg->height = fib_alloc(total > 0 ? total : 1, sizeof *mg->height);
+        mg->n = n;
+        mg->n_merges = total;
+        if (!mg->a || !mg->b || !mg->height)
+            status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    }
+    for (int64_t u = 0, s = 0; !status && u < n; u++)
+        if (copy_of[u] != u) {
+            mg->a[s] = copy_of[u];
+            mg->b[s] = u;
+            mg->height[s++] = 0;
+        }
+    for (int64_t s = 0; !status && s < inner.n_merges; s++) {
+        mg->a[n - items + s] = unit[inner.a[s]];
+        mg->b[n - items + s] = unit[inner.b[s]];
+        mg->height[n - items + s] = inner.height[s];
+    }
+    if (status)
+        fib_merges_clear(mg);
+    fib_merges_clear(&inner);
+    fib_rows_clear(&classes);
+    fib_free(unit);
+    fib_free(item);
+    fib_free(mass);
     return status;
 }
 
@@ -255,15 +466,13 @@ static int32_t set_merges(graph_budget *B, budget_set *s, int32_t root,
     fib_rows r = {0};
     s->n = s->k = B->g->groups[root].n_units;
     s->err = fib_alloc(s->n + 1, sizeof *s->err);
-    double *mass = fib_alloc(s->n, sizeof *mass);
-    int32_t status = s->err && mass ? set_rows(B, root, &r)
-                                    : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
-    for (int64_t u = 0; !status && u < s->n; u++)
-        mass[u] = 1.0;
+    int64_t *copy_of = fib_alloc(s->n, sizeof *copy_of);
+    int32_t status = s->err && copy_of ? set_rows(B, root, &r, copy_of)
+                                       : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     if (!status)
-        status = fib_linkage_run_checked(&r, FIB_TOL_WARD, false, mass, INFINITY, check, &s->mg);
+        status = merges_after_copies(&r, copy_of, check, &s->mg);
     fib_rows_clear(&r);
-    fib_free(mass);
+    fib_free(copy_of);
     if (status)
         return status;
     double acc = 0;
@@ -280,37 +489,234 @@ static int32_t set_merges(graph_budget *B, budget_set *s, int32_t root,
     return FIB_OK;
 }
 
-/* Parameters of the base with the sets' widths (derived groups scale with
- * their source). */
-static int64_t graph_params(graph_budget *B)
+/* Widths of the base with the sets' counts: derived groups scale with
+ * their source; the members of a set of selections have as many units as
+ * its selections copy classes, at most (a split copying part of its
+ * source may copy fewer), so that the count is never under the base's. */
+static int64_t width_rule(const graph_budget *B, int32_t i);
+
+static void set_widths(graph_budget *B)
 {
     const fib_graph *g = B->g;
-    for (int32_t i = 0; i < g->n_groups; i++) {
-        if (B->role[i] == FIB_BUDGET_DERIVED) {
-            int32_t src = g->groups[i].sources[0];
-            B->width[i] = B->width[src] * (g->groups[i].n_units / g->groups[src].n_units);
-        } else {
-            B->width[i] = g->groups[i].n_units;
+    for (int32_t i = 0; i < g->n_groups; i++)
+        B->width[i] = g->groups[i].n_units;
+    /* a width reads those of the groups it follows, which may come later
+     * (a selection's source): to the fixed point */
+    for (bool changed = true; changed;) {
+        changed = false;
+        B->pass++;
+        for (int32_t i = 0; i < g->n_groups; i++) {
+            int64_t w = width_rule(B, i);
+            changed |= w != B->width[i];
+            B->width[i] = w;
         }
     }
-    for (int32_t x = 0; x < B->n_cand; x++)
-        for (int32_t i = 0; i < g->n_groups; i++)
-            if (B->set[i] == B->cand[x] && B->role[i] != FIB_BUDGET_DERIVED)
-                B->width[i] = B->sets[x].k;
-    for (int32_t i = 0; i < g->n_groups; i++)
-        if (B->role[i] == FIB_BUDGET_DERIVED) {
-            int32_t src = g->groups[i].sources[0];
-            B->width[i] = B->width[src] * (g->groups[i].n_units / g->groups[src].n_units);
-        }
+}
+
+/* Parameters of a group at the widths B->width: selections hold none. */
+static int64_t group_params(const graph_budget *B, const fib_graph *g, int32_t i)
+{
+    const fib_block_ops *ops = g->groups[i].ops;
+    if (B->role[i] == FIB_BUDGET_SELECTS)
+        return 0;
+    if (ops && ops->budget_parameters)
+        return ops->budget_parameters(g, i, B->width);
+    if (ops && ops->num_parameters)
+        return ops->num_parameters(g, i);
+    return 0;
+}
+
+/* Parameters of the base with the sets' widths (kept per group in
+ * B->params for step_params). */
+static int64_t graph_params(graph_budget *B)
+{
+    set_widths(B);
     int64_t total = 0;
-    for (int32_t i = 0; i < g->n_groups; i++) {
-        const fib_block_ops *ops = g->groups[i].ops;
-        if (ops && ops->budget_parameters)
-            total += ops->budget_parameters(g, i, B->width);
-        else if (ops && ops->num_parameters)
-            total += ops->num_parameters(g, i);
+    for (int32_t i = 0; i < B->g->n_groups; i++) {
+        int64_t p = group_params(B, B->g, i);
+        if (B->params)
+            B->params[i] = p;
+        total += p;
     }
     return total;
+}
+
+/* The width of group i by the rules of set_widths, from the widths of
+ * the groups it follows. */
+static int64_t width_rule(const graph_budget *B, int32_t i)
+{
+    const fib_graph *g = B->g;
+    int32_t r = B->set[i];
+    if (B->role[i] == FIB_BUDGET_DERIVED) {
+        int32_t src = g->groups[i].sources[0];
+        return B->width[src] * (g->groups[i].n_units / g->groups[src].n_units);
+    }
+    if (B->cand_of[r] >= 0)
+        return B->sets[B->cand_of[r]].k;
+    if (!B->selected[r] || B->pinned[r])
+        return g->groups[i].n_units;
+    /* once per set and pass: every member of a set has the set's width */
+    if (B->root_pass[r] != B->pass) {
+        int64_t acc = 0;
+        for (int32_t x = B->sel_at[r]; x < B->sel_at[r + 1]; x++) {
+            int32_t m = B->sel[x];
+            int64_t from = B->width[g->groups[m].sources[0]];
+            acc += from < B->copies[m] ? from : B->copies[m];
+        }
+        acc = acc < g->groups[r].n_units ? acc : g->groups[r].n_units;
+        B->root_width[r] = acc > 1 ? acc : 1;
+        B->root_pass[r] = B->pass;
+    }
+    return B->root_width[r];
+}
+
+/* The groups whose widths candidate x's count moves (its members, what
+ * derives from them or selects them, to the closure): in[i]. */
+static void reach_of(const graph_budget *B, int32_t x, bool *in)
+{
+    const fib_graph *g = B->g;
+    int32_t n = g->n_groups;
+    for (int32_t i = 0; i < n; i++)
+        in[i] = B->set[i] == B->cand[x] && B->role[i] != FIB_BUDGET_DERIVED;
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int32_t i = 0; i < n; i++) {
+            int32_t role = B->role[i], r = B->set[i];
+            if (in[i] || (role != FIB_BUDGET_DERIVED && role != FIB_BUDGET_SELECTS) ||
+                !in[g->groups[i].sources[0]])
+                continue;
+            if (role == FIB_BUDGET_DERIVED) {
+                in[i] = changed = true;
+                continue;
+            }
+            if (!B->selected[r] || B->pinned[r])
+                continue;
+            for (int32_t j = r; j < n; j++)
+                if (B->set[j] == r && B->role[j] != FIB_BUDGET_DERIVED && !in[j])
+                    in[j] = changed = true;
+        }
+    }
+}
+
+/* Whether group i reads a group marked in `in`. */
+static bool reads_marked(const fib_graph *g, int32_t i, const bool *in)
+{
+    for (int32_t q = 0; q < g->groups[i].n_sources; q++)
+        if (in[g->groups[i].sources[q]])
+            return true;
+    return false;
+}
+
+/* What each candidate's count reaches (reach_of) and the groups whose
+ * parameters those widths move (they and their consumers), so that the
+ * exchange counts a step without recounting the graph; each root's
+ * selections. Two passes: sizes, then the lists. */
+static int32_t build_reach(graph_budget *B)
+{
+    const fib_graph *g = B->g;
+    int32_t n = g->n_groups, c = B->n_cand;
+    bool *in = fib_calloc(n > 0 ? n : 1, sizeof *in);
+    int32_t *cursor = fib_calloc(n + 1, sizeof *cursor);
+    B->params = fib_calloc(n > 0 ? n : 1, sizeof *B->params);
+    B->saved = fib_calloc(n > 0 ? n : 1, sizeof *B->saved);
+    B->root_width = fib_calloc(n > 0 ? n : 1, sizeof *B->root_width);
+    B->root_pass = fib_calloc(n > 0 ? n : 1, sizeof *B->root_pass);
+    B->sel_at = fib_calloc(n + 1, sizeof *B->sel_at);
+    B->sel = fib_calloc(n > 0 ? n : 1, sizeof *B->sel);
+    B->wide_at = fib_calloc(c + 1, sizeof *B->wide_at);
+    B->touch_at = fib_calloc(c + 1, sizeof *B->touch_at);
+    int32_t status = FIB_OK;
+    if (!in || !cursor || !B->params || !B->saved || !B->root_width || !B->root_pass ||
+        !B->sel_at || !B->sel || !B->wide_at || !B->touch_at)
+        status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int32_t i = 0; !status && i < n; i++)
+        B->sel_at[B->set[i] + 1] += B->role[i] == FIB_BUDGET_SELECTS;
+    for (int32_t r = 0; !status && r < n; r++)
+        B->sel_at[r + 1] += B->sel_at[r];
+    for (int32_t i = 0; !status && i < n; i++)
+        if (B->role[i] == FIB_BUDGET_SELECTS)
+            B->sel[B->sel_at[B->set[i]] + cursor[B->set[i]]++] = i;
+    for (int32_t x = 0; !status && x < c; x++) {
+        reach_of(B, x, in);
+        int32_t w = 0, t = 0;
+        for (int32_t i = 0; i < n; i++) {
+            w += in[i];
+            t += in[i] || reads_marked(g, i, in);
+        }
+        B->wide_at[x + 1] = B->wide_at[x] + w;
+        B->touch_at[x + 1] = B->touch_at[x] + t;
+    }
+    if (!status) {
+        B->wide = fib_alloc(B->wide_at[c] > 0 ? B->wide_at[c] : 1, sizeof *B->wide);
+        B->touch = fib_alloc(B->touch_at[c] > 0 ? B->touch_at[c] : 1, sizeof *B->touch);
+        if (!B->wide || !B->touch)
+            status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    }
+    for (int32_t x = 0; !status && x < c; x++) {
+        reach_of(B, x, in);
+        for (int32_t i = 0, w = B->wide_at[x], t = B->touch_at[x]; i < n; i++) {
+            if (in[i])
+                B->wide[w++] = i;
+            if (in[i] || reads_marked(g, i, in))
+                B->touch[t++] = i;
+        }
+    }
+    fib_free(in);
+    fib_free(cursor);
+    return status;
+}
+
+/* The parameters with candidate x at k2 classes, from `now` (the count at
+ * the current widths, B->params per group): only what x reaches is
+ * recounted; the widths are restored, or with `keep` kept (and B->params
+ * with them). */
+static int64_t step_params(graph_budget *B, int32_t x, int64_t k2, int64_t now, bool keep)
+{
+    int64_t k0 = B->sets[x].k;
+    B->sets[x].k = k2;
+    int32_t a = B->wide_at[x], b = B->wide_at[x + 1];
+    for (int32_t j = a; j < b; j++)
+        B->saved[j - a] = B->width[B->wide[j]];
+    for (int32_t pass = 0, changed = 1; changed && pass <= b - a; pass++) {
+        changed = 0;
+        B->pass++;
+        for (int32_t j = a; j < b; j++) {
+            int64_t w = width_rule(B, B->wide[j]);
+            changed |= w != B->width[B->wide[j]];
+            B->width[B->wide[j]] = w;
+        }
+    }
+    int64_t after = now;
+    for (int32_t j = B->touch_at[x]; j < B->touch_at[x + 1]; j++) {
+        int64_t p = group_params(B, B->g, B->touch[j]);
+        after += p - B->params[B->touch[j]];
+        if (keep)
+            B->params[B->touch[j]] = p;
+    }
+    if (keep)
+        return after;
+    for (int32_t j = a; j < b; j++)
+        B->width[B->wide[j]] = B->saved[j - a];
+    B->sets[x].k = k0;
+    /* the sets' widths memoised in this pass were those of k2 */
+    B->pass++;
+    return after;
+}
+
+/* Parameters of a graph (the original or a base) as a budget counts them:
+ * a selection holds none. */
+int64_t fib_budget_counted_parameters(const fib_graph *base)
+{
+    int64_t out = 0;
+    for (int32_t i = 0; i < base->n_groups; i++) {
+        const fib_block_ops *ops = base->groups[i].ops;
+        if (fib_group_is_input(base, i) || !ops || !ops->num_parameters)
+            continue;
+        if (ops->budget_role && ops->budget_role(base, i) == FIB_BUDGET_SELECTS)
+            continue;
+        out += ops->num_parameters(base, i);
+    }
+    return out;
 }
 
 /* Step 3: removes classes where B^2 grows least per parameter saved until
@@ -321,16 +727,13 @@ static bool exchange(graph_budget *B, double target)
     while ((double)now > target) {
         int32_t best = -1;
         double best_ratio = INFINITY;
-        int64_t best_k = 0, best_params = now;
+        int64_t best_k = 0;
         for (int32_t x = 0; x < B->n_cand; x++) {
             budget_set *s = &B->sets[x];
             if (s->k <= 1)
                 continue;
-            int64_t step = s->k / 64 > 1 ? s->k / 64 : 1, k0 = s->k;
-            s->k = k0 - step;
-            int64_t after = graph_params(B);
-            int64_t k2 = s->k;
-            s->k = k0;
+            int64_t step = s->k / 64 > 1 ? s->k / 64 : 1, k0 = s->k, k2 = k0 - step;
+            int64_t after = step_params(B, x, k2, now, false);
             if (isinf(s->err[k2]) || after >= now)
                 continue;
             double cost = s->err[k2] * s->err[k2] - s->err[k0] * s->err[k0];
@@ -339,15 +742,69 @@ static bool exchange(graph_budget *B, double target)
                 best_ratio = ratio;
                 best = x;
                 best_k = k2;
-                best_params = after;
             }
         }
         if (best < 0)
             return false;
-        B->sets[best].k = best_k;
-        now = best_params;
+        now = step_params(B, best, best_k, now, true);
     }
     return true;
+}
+
+/* The classes of set `r` of selections from the classes of the units they
+ * copy: a unit is the class of its copied unit, told apart by selection
+ * (a concatenation's classes are the union of its sources'); a unit no
+ * selection gives (a zero) keeps a class of its own. *changed: whether
+ * they differ from the members' classes so far. */
+static int32_t copy_classes(const graph_budget *B, int32_t r, fib_coloring *col, bool *changed)
+{
+    const fib_graph *g = B->g;
+    int64_t n = g->groups[r].n_units, offset = n;
+    fib_partition p;
+    int32_t status = fib_partition_init(&p, n);
+    for (int64_t u = 0; !status && u < n; u++)
+        p.color[u] = u; /* the zeros' labels, below every selection's */
+    for (int32_t i = r; i < g->n_groups && !status; i++) {
+        if (B->set[i] != r || B->role[i] != FIB_BUDGET_SELECTS)
+            continue;
+        const fib_partition *from = &col->parts[g->groups[i].sources[0]];
+        for (int64_t u = 0; u < n; u++) {
+            int64_t k = g->groups[i].ops->budget_selected(g, i, u);
+            if (k >= 0)
+                p.color[u] = offset + from->color[k];
+        }
+        offset += from->n_classes;
+    }
+    if (!status)
+        status = fib_partition_canonicalize(&p);
+    for (int32_t i = r; i < g->n_groups && !status; i++) {
+        if (B->set[i] != r || B->role[i] == FIB_BUDGET_DERIVED)
+            continue;
+        fib_partition *own = &col->parts[i];
+        if (own->n_classes == p.n_classes &&
+            !memcmp(own->color, p.color, (size_t)n * sizeof *p.color))
+            continue;
+        *changed = true;
+        fib_partition_clear(own);
+        status = fib_partition_copy(own, &p);
+    }
+    fib_partition_clear(&p);
+    return status;
+}
+
+/* The classes of every set of selections that does not keep its units, to
+ * the fixed point (a set may copy units of another): partitions only
+ * coarsen from the discrete ones, so it is reached. */
+static int32_t cut_selections(const graph_budget *B, fib_coloring *col)
+{
+    int32_t status = FIB_OK;
+    for (bool changed = true; changed && !status;) {
+        changed = false;
+        for (int32_t r = 0; r < B->g->n_groups && !status; r++)
+            if (B->selected[r] && !B->pinned[r] && B->set[r] == r)
+                status = copy_classes(B, r, col, &changed);
+    }
+    return status;
 }
 
 /* Step 4: the colouring of the chosen counts. */
@@ -368,6 +825,8 @@ static int32_t cut_sets(const graph_budget *B, fib_coloring *col)
             }
         fib_partition_clear(&p);
     }
+    if (!status)
+        status = cut_selections(B, col);
     return status;
 }
 
@@ -474,6 +933,27 @@ static void free_budget(graph_budget *B)
     fib_free(B->cand);
     fib_free(B->sets);
     fib_free(B->width);
+    fib_free(B->cand_of);
+    fib_free(B->selected);
+    fib_free(B->copies);
+    fib_free(B->params);
+    fib_free(B->wide_at);
+    fib_free(B->wide);
+    fib_free(B->touch_at);
+    fib_free(B->touch);
+    fib_free(B->sel_at);
+    fib_free(B->sel);
+    fib_free(B->saved);
+    fib_free(B->root_width);
+    fib_free(B->root_pass);
+}
+
+int32_t fib_graph_budget_parameters(const fib_graph *g, int64_t *n_out)
+{
+    if (!g || !n_out)
+        return fib_error(FIB_E_NULL, "fib_graph_budget_parameters: NULL argument");
+    *n_out = fib_budget_counted_parameters(g);
+    return FIB_OK;
 }
 
 int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_options *o,
@@ -488,9 +968,15 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
     B.energy = fib_calloc(n, sizeof *B.energy);
     B.cand = fib_calloc(n, sizeof *B.cand);
     B.width = fib_calloc(n, sizeof *B.width);
+    B.cand_of = fib_alloc(n, sizeof *B.cand_of);
+    B.selected = fib_calloc(n, sizeof *B.selected);
+    B.copies = fib_calloc(n, sizeof *B.copies);
+    for (int32_t i = 0; B.cand_of && i < n; i++)
+        B.cand_of[i] = -1;
     fib_coloring *col = NULL;
     fib_base *base = NULL;
-    int32_t status = B.role && B.set && B.pinned && B.energy && B.cand && B.width
+    int32_t status = B.role && B.set && B.pinned && B.energy && B.cand && B.width &&
+                             B.cand_of && B.selected && B.copies
                          ? build_sets(&B)
                          : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     if (!status)
@@ -498,6 +984,8 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
     B.sets = status ? NULL : fib_calloc(B.n_cand > 0 ? B.n_cand : 1, sizeof *B.sets);
     if (!status && !B.sets)
         status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    if (!status)
+        status = build_reach(&B);
     /* steps: each candidate's clustering, the exchange, the base */
     fib_progress_check check = {o->progress, o->progress_user, 0, (int64_t)B.n_cand + 2};
     for (int32_t x = 0; x < B.n_cand && !status; x++) {
@@ -505,9 +993,7 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
         if (!status)
             status = fib_budget_step(&check);
     }
-    int64_t total = 0;
-    if (!status)
-        status = fib_graph_num_parameters(g, &total);
+    int64_t total = status ? 0 : fib_budget_counted_parameters(g);
     /* counts are integers: the slack only keeps a budget of exactly a/total
      * (rounded down in budget * total) from removing one more class */
     double target = budget * (double)total + 1e-6;
@@ -536,7 +1022,7 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
             if (B.role[i] == FIB_BUDGET_CLUSTERED && !B.pinned[B.set[i]])
                 status = weighted_rows(&B, i, base);
         if (!status)
-            status = fib_graph_num_parameters(base->graph, &params);
+            params = fib_budget_counted_parameters(base->graph);
         if (status || (double)params <= target)
             break;
         fib_base_free(base);

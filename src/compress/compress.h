@@ -39,6 +39,10 @@ static inline int32_t fib_budget_step(fib_progress_check *check)
                : FIB_OK;
 }
 
+/* budget_graph.c: a graph's parameters as budgets count them (the
+ * selections that hold concatenations and splits hold none). */
+int64_t fib_budget_counted_parameters(const fib_graph *g);
+
 /* budget_graph.c: fib_compress_to_budget on a graph that is not a chain of
  * dense blocks (validated options o); *smallest_out is set when the budget
  * is below the smallest base reached. */

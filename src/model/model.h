@@ -277,10 +277,10 @@ typedef struct fib_block_ops {
      * source's units fall into and that its base keeps (a grouped
      * convolution's channel groups; see color/unit_runs.c); 1: none. */
     int64_t (*unit_runs)(const fib_graph *g, int32_t group);
-    /* Budgets on graphs (compress/budget_graph.c), all three optional: a
-     * kind without budget_role is refused by name. The role is one of
-     * FIB_BUDGET_* below, or 0 when this group cannot take part (a gather
-     * that reorders or repeats its source's units). */
+    /* Budgets on graphs (compress/budget_graph.c), all optional: a kind
+     * without budget_role is refused by name. The role is one of
+     * FIB_BUDGET_* below, or 0 when this group cannot take part (a block
+     * that gathers its sources' units in another order or repeats them). */
     int32_t (*budget_role)(const fib_graph *g, int32_t group);
     /* The group's parameters when every group h has width[h] units (NULL:
      * none). */
@@ -319,6 +319,10 @@ typedef struct fib_block_ops {
      * (fib_compress_options.dtype FIB_DTYPE_F32; fib_narrow_owned). NULL: a
      * block with `matrix` is narrowed through it, another keeps its dtype. */
     int32_t (*narrow)(fib_graph *base, int32_t group);
+    /* Budgets, for a group of role FIB_BUDGET_SELECTS: the source unit that
+     * unit `unit` copies, or -1 when the unit is 0 (another selection of a
+     * concatenation gives it). */
+    int64_t (*budget_selected)(const fib_graph *g, int32_t group, int64_t unit);
 } fib_block_ops;
 
 /* How a budget treats a group's classes (fib_block_ops.budget_role). */
@@ -327,6 +331,9 @@ typedef struct fib_block_ops {
 #define FIB_BUDGET_COUPLES 3   /* its sources and it share one partition (sum, product) */
 #define FIB_BUDGET_DERIVED 4   /* classes derived from the source's (derive_projection) */
 #define FIB_BUDGET_PINS 5      /* keeps its units and its source's (grouped convolution) */
+#define FIB_BUDGET_SELECTS 6   /* unit i copies one source unit or is 0 (a concatenation's or
+                                * a split's selection): classes from the source's, no
+                                * parameters (the model it stands for holds none) */
 
 struct fib_group {
     int32_t op;            /* FIB_OP_* */

@@ -244,6 +244,85 @@ def planted_dense_concat(seed=0):
     return m.eval(), x, {"stem.0": 3, "conv": 2, "trans": 5}
 
 
+class DenseNetLike(nn.Module):
+    """Two DenseNet layers (batch norm, ReLU, convolution on the
+    concatenation of everything before) and a transition."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
+        self.norm1, self.conv1 = nn.BatchNorm2d(6), nn.Conv2d(6, 4, 3, padding=1)
+        self.norm2, self.conv2 = nn.BatchNorm2d(10), nn.Conv2d(10, 4, 3, padding=1)
+        self.norm3, self.trans = nn.BatchNorm2d(14), nn.Conv2d(14, 5, 1)
+        self.pool = nn.AvgPool2d(4)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        a = self.stem(x)
+        b = self.conv1(torch.relu(self.norm1(a)))
+        c = self.conv2(torch.relu(self.norm2(torch.cat([a, b], 1))))
+        y = torch.relu(self.trans(torch.relu(self.norm3(torch.cat([a, b, c], 1)))))
+        return self.fc(torch.flatten(self.pool(y), 1))
+
+
+def planted_densenet(seed=0):
+    """Stem channels 3-5 copy 0-2, conv1's 2-3 copy 0-1, conv2's 3 copies
+    1; every batch norm of a concatenation treats the copies alike."""
+    g = torch.Generator().manual_seed(seed)
+    m = DenseNetLike()
+    pa, pb, pc = classes(6, 3), classes(4, 2), torch.tensor([0, 1, 2, 1])
+    set_conv(m.stem[0], pa, None, g)
+    set_batch_norm(m.stem[1], pa, g)
+    set_batch_norm(m.norm1, pa, g)
+    set_conv(m.conv1, pb, pa, g)
+    ab = torch.cat([pa, pb + 3])
+    set_batch_norm(m.norm2, ab, g)
+    set_conv(m.conv2, pc, ab, g)
+    abc = torch.cat([ab, pc + 5])
+    set_batch_norm(m.norm3, abc, g)
+    set_conv(m.trans, torch.arange(5), abc, g)
+    set_linear(m.fc, torch.arange(3), torch.arange(5), g)
+    x = torch.randn(4, 2, 4, 4, generator=g)
+    return m.eval(), x, {"stem.0": 3, "conv1": 2, "conv2": 3, "trans": 5}
+
+
+class SqueezeExciteCNN(nn.Module):
+    """A convolution gated by its own squeeze-excitation (a product of the
+    channels and a sigmoid of their pooled summary)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.squeeze = nn.AdaptiveAvgPool2d(1)
+        self.fc1, self.fc2 = nn.Conv2d(8, 4, 1), nn.Conv2d(4, 8, 1)
+        self.out = nn.Conv2d(8, 6, 3, padding=1)
+        self.pool = nn.AvgPool2d(4)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.bn(self.conv(x)))
+        gate = torch.sigmoid(self.fc2(torch.relu(self.fc1(self.squeeze(h)))))
+        y = torch.relu(self.out(h * gate))
+        return self.fc(torch.flatten(self.pool(y), 1))
+
+
+def planted_squeeze_excite(seed=0):
+    """Channels 4-7 copy 0-3 in the convolution, its batch norm and the
+    gate's second layer; out's 3-5 copy 0-2."""
+    g = torch.Generator().manual_seed(seed)
+    m = SqueezeExciteCNN()
+    pa, pb = classes(8, 4), classes(6, 3)
+    set_conv(m.conv, pa, None, g)
+    set_batch_norm(m.bn, pa, g)
+    set_conv(m.fc1, torch.arange(4), pa, g)
+    set_conv(m.fc2, pa, torch.arange(4), g)
+    set_conv(m.out, pb, pa, g)
+    set_linear(m.fc, torch.arange(3), pb, g)
+    x = torch.randn(4, 2, 4, 4, generator=g)
+    return m.eval(), x, {"conv": 4, "fc2": 4, "out": 3}
+
+
 class MLPWithNorm(nn.Module):
     def __init__(self):
         super().__init__()

@@ -1,7 +1,12 @@
 """compress(budget=...) on convolutional and residual networks (issue 26):
-convolutions with batch norm, pooling, flatten, residual sums, norms; the
-budget is met, planted copies are removed exactly, kinds a budget cannot
-take are refused by name, and the progress callback can cancel."""
+convolutions with batch norm, pooling, flatten, residual sums,
+concatenations, gates (squeeze-excitation), norms; the budget is met,
+planted copies are removed exactly, kinds a budget cannot take are refused
+by name, and the progress callback can cancel."""
+
+import json
+import os
+import subprocess
 
 import pytest
 
@@ -14,7 +19,8 @@ from fibration.torch import _budget  # noqa: E402
 
 import planted_blocks  # noqa: E402
 
-PLANTED = ["planted_cnn", "planted_resnet", "planted_conv1d", "planted_mlp_norms"]
+PLANTED = ["planted_cnn", "planted_resnet", "planted_conv1d", "planted_mlp_norms",
+           "planted_dense_concat", "planted_densenet", "planted_squeeze_excite"]
 
 
 def exact_fraction(model, x):
@@ -105,23 +111,39 @@ def test_gated_convolution_meets_its_budget():
         assert torch.isfinite(small(x)).all()
 
 
-class Recurrent(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.rnn = nn.LSTM(4, 6, batch_first=True)
-        self.head = nn.Linear(6, 2)
-
-    def forward(self, x):
-        return self.head(self.rnn(x)[0][:, -1])
+def _hidden_sizes(model):
+    return [m.hidden_size for m in model.modules() if isinstance(m, nn.RNNBase)]
 
 
-def test_kinds_a_budget_cannot_take_are_refused_by_name():
-    torch.manual_seed(0)
-    model = Recurrent().eval()
-    with pytest.raises(fibration.FibrationError) as err:
-        ft.compress(model, torch.randn(3, 5, 4), budget=0.5)
-    message = str(err.value)
-    assert "UNSUPPORTED" in message and "lstm" in message.lower() and "group" in message
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("widths", [(3, 3), (2, 4)])
+def test_recurrent_budget_that_only_removes_copies_keeps_the_outputs(kind, widths):
+    """An LSTM's or GRU's hidden units are a budget's allocation units: the
+    budget of the exact base keeps the planted widths and the outputs."""
+    model, x, _ = planted_blocks.planted_recurrent(kind, widths)
+    fraction = exact_fraction(model, x)
+    small, _ = ft.compress(model, x, budget=fraction)
+    assert ft.count_parameters(small) <= fraction * ft.count_parameters(model) + 1e-9
+    assert _hidden_sizes(small) in ([widths[0]], list(widths))  # equal widths: one module
+    fresh = torch.randn_like(x)
+    with torch.no_grad():
+        assert (small(fresh) - model(fresh)).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_recurrent_budget_below_the_copies_is_the_modules_base(kind):
+    model, x, _ = planted_blocks.planted_recurrent(kind, (3, 3))
+    budget = 0.6 * exact_fraction(model, x)
+    net = ft._trace(model, x)
+    base, info = _budget.base_to_budget(net.graph, budget)
+    small, _ = ft.compress(model, x, budget=budget)
+    assert ft.count_parameters(small) == info["n_parameters"] <= \
+        budget * ft.count_parameters(model)
+    assert sum(_hidden_sizes(small)) < 6
+    want = base.graph.forward(x.double().reshape(len(x), -1).numpy())
+    with torch.no_grad():
+        got = small(x).double().numpy()
+    assert abs(got.reshape(want.shape) - want).max() < 1e-5
 
 
 def test_cnn_budget_progress_can_cancel():
@@ -142,16 +164,79 @@ def test_cnn_budget_progress_can_cancel():
     assert seen[-1][0] == seen[-1][1]  # every step reported
 
 
-def test_concatenation_under_a_budget_is_refused_by_name():
-    """A concatenation is held as 0/1 selection blocks that a budget would
-    cluster and count like dense layers: refused naming the layer, while the
-    exact compression still removes the planted copies through it."""
-    model, x, widths = planted_blocks.planted_dense_concat()
-    exact, _ = ft.compress(model, x)
-    with torch.no_grad():
-        assert (exact(x) - model(x)).abs().max().item() < 1e-4
-    assert exact.get_submodule("stem.0").out_channels == widths["stem.0"]
-    assert exact.get_submodule("conv").out_channels == widths["conv"]
-    fraction = ft.count_parameters(exact) / ft.count_parameters(model)
-    with pytest.raises(ft.UnsupportedModelError, match="cat.*moves units"):
-        ft.compress(model, x, budget=fraction)
+def _classes(projection):
+    """The partition of a projection as a set of frozensets of units."""
+    members = {}
+    for unit, cls in enumerate(projection):
+        members.setdefault(int(cls), set()).add(unit)
+    return {frozenset(m) for m in members.values()}
+
+
+def test_concatenation_classes_are_the_union_of_its_sources():
+    """A concatenation is held as 0/1 selection blocks: a budget never
+    clusters them, their classes are those of the units they copy (so its
+    merges come from the producing layers), and they count no parameters:
+    the library's count is the torch modules' count."""
+    model, x, _ = planted_blocks.planted_densenet()
+    net = ft._trace(model, x)
+    budget = 0.7 * exact_fraction(model, x)
+    base, info = _budget.base_to_budget(net.graph, budget)
+    small, _ = ft.compress(model, x, budget=budget)
+    assert info["n_parameters"] == ft.count_parameters(small) <= \
+        budget * ft.count_parameters(model)
+    moved = [layer for layer in net.layers if layer.kind in ("relabel", "select")]
+    assert moved
+    by_module = {layer.module: layer.group for layer in net.layers if layer.module}
+    parts = {m: list(base.projection(by_module[m])) for m in ("stem.0", "conv1", "conv2")}
+    # the second concatenation [a, b, c] feeds norm3: its classes are the
+    # sources' classes side by side, none across two sources
+    offset, expected = 0, set()
+    for m in ("stem.0", "conv1", "conv2"):
+        expected |= {frozenset(u + offset for u in c) for c in _classes(parts[m])}
+        offset += len(parts[m])
+    assert _classes(base.projection(by_module["norm3"])) == expected
+    assert sum(len(c) > 1 for c in expected) > 0  # something was merged through it
+
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.attn(x, x, x, need_weights=False)[0][:, -1])
+
+
+def test_attention_under_a_budget_is_refused_by_name():
+    torch.manual_seed(0)
+    with pytest.raises(fibration.FibrationError) as err:
+        ft.compress(Attention().eval(), torch.randn(3, 5, 8), budget=0.5)
+    message = str(err.value)
+    assert "UNSUPPORTED" in message and "attention" in message and "group" in message
+
+
+@pytest.mark.parametrize("name", ["planted_densenet", "planted_squeeze_excite"])
+def test_cli_budget_counts_a_concatenation_as_torch_does(name, tmp_path, library_dir):
+    """`fibration compress --budget` on a saved model with concatenations
+    and gates: its counts are the torch modules' (the selections that hold
+    a concatenation in the file count none), the base meets the budget of
+    the planted copies and computes the model's outputs."""
+    cli = os.path.join(library_dir, "cli", "fibration")
+    if not os.access(cli, os.X_OK):
+        pytest.skip("no fibration command beside the library")
+    model, x, _ = getattr(planted_blocks, name)()
+    path, out = str(tmp_path / "m.safetensors"), str(tmp_path / "b.safetensors")
+    ft.save(model, path, x)
+    fraction = exact_fraction(model, x)
+    r = subprocess.run([cli, "compress", "--json", "--budget", repr(fraction), path, "-o", out],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    total = ft.count_parameters(model)
+    assert got["parameters"] == total
+    assert got["base_parameters"] <= fraction * total + 1e-9
+    graph = fibration.Graph.load(out)
+    want = model(x).detach().double().numpy()
+    outputs = graph.forward(x.double().permute(0, 2, 3, 1).reshape(len(x), -1).numpy())
+    assert abs(outputs.reshape(want.shape) - want).max() < 1e-4

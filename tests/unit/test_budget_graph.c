@@ -1,8 +1,10 @@
 /* fib_compress_to_budget on a residual CNN (conv - batch norm - ReLU,
  * conv - batch norm, a residual sum, average pool, flatten, dense): a
  * budget that only removes planted channel copies keeps the outputs, a
- * smaller one is met, the progress callback can cancel, and a kind budgets
- * do not take is refused by name. */
+ * smaller one is met, the progress callback can cancel, an LSTM's units
+ * take a budget, and a kind budgets do not take is refused by name. A concatenation (0/1 selection blocks and
+ * their sum) takes the classes of the units it copies and counts no
+ * parameters. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,12 +183,13 @@ static void budget_on_cnn_can_be_cancelled(void)
     fib_graph_free(base);
 }
 
-/* An LSTM is refused with the group's number and kind. */
-static void budget_refuses_lstm_by_name(void)
+/* An LSTM's hidden units are a budget's: a budget is met; attention is
+ * refused with the group's number and kind. */
+static void budget_takes_lstm_and_refuses_attention_by_name(void)
 {
     fib_graph *g;
     int32_t in, lstm, out;
-    enum { H = 3, F = 2 };
+    enum { H = 6, F = 2, E = 4 };
     double w_ih[4 * H * F], w_hh[4 * H * H], w[2 * H];
     for (int i = 0; i < 4 * H * F; i++)
         w_ih[i] = 0.1 * (i % 5) - 0.2;
@@ -200,17 +203,115 @@ static void budget_refuses_lstm_by_name(void)
                                 &lstm));
     CHECK_OK(fib_graph_add_last_step(g, lstm, &out));
     CHECK_OK(fib_graph_add_dense(g, out, 2, FIB_DTYPE_F64, w, H, NULL, FIB_COPY, &out));
+    fib_budget_options o;
+    fib_budget_options_init(&o, sizeof o);
     fib_base *b = NULL;
-    expect(fib_compress_to_budget(g, 0.5, NULL, &b), FIB_E_UNSUPPORTED, "group 1",
-           "LSTM budget");
-    CHECK(strstr(fib_last_error(), "lstm") != NULL && b == NULL);
+    int64_t total = 0, width = 0;
+    fib_graph_num_parameters(g, &total);
+    CHECK_OK(fib_compress_to_budget(g, 0.5, &o, &b));
+    CHECK(b != NULL && o.n_parameters <= total / 2);
+    if (b) {
+        fib_graph_group_info(fib_base_graph(b), lstm, NULL, &width, NULL, NULL, NULL, NULL, NULL);
+        CHECK(width < H && width >= 1);
+    }
+    fib_base_free(b);
+    fib_graph_free(g);
+
+    uint64_t rng = 5;
+    double *in_w = test_random_array(&rng, 3 * E * E, -1, 1);
+    double *out_w = test_random_array(&rng, E * E, -1, 1);
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, E, 3, 1, &in));
+    CHECK_OK(fib_graph_add_attention(g, in, 2, FIB_DTYPE_F64, in_w, NULL, out_w, NULL, FIB_COPY,
+                                     &out));
+    b = NULL;
+    expect(fib_compress_to_budget(g, 0.5, NULL, &b), FIB_E_UNSUPPORTED, "group 4",
+           "attention budget");
+    CHECK(strstr(fib_last_error(), "attention") != NULL && b == NULL);
+    free(in_w), free(out_w);
+    fib_graph_free(g);
+}
+
+/* x -> a (6 units, 3-5 copy 0-2) and b (4 units, 2-3 copy 0-1), both
+ * ReLU; their concatenation (a selection block from each, summed) -> a
+ * dense output whose columns for the copies differ. */
+enum { CX = 3, CA = 6, CB = 4, CO = 2, CN = CA + CB };
+
+static fib_graph *concat_graph(int32_t *sum_out)
+{
+    uint64_t rng = 11;
+    double *wa = test_random_array(&rng, CA * CX, -1, 1), *ba = test_random_array(&rng, CA, -.2, .2);
+    double *wb = test_random_array(&rng, CB * CX, -1, 1), *bb = test_random_array(&rng, CB, -.2, .2);
+    double *wo = test_random_array(&rng, CO * CN, -1, 1), *bo = test_random_array(&rng, CO, -.2, .2);
+    for (int i = 3; i < 6; i++) {
+        memcpy(wa + i * CX, wa + (i - 3) * CX, CX * sizeof *wa);
+        ba[i] = ba[i - 3];
+    }
+    for (int i = 2; i < 4; i++) {
+        memcpy(wb + i * CX, wb + (i - 2) * CX, CX * sizeof *wb);
+        bb[i] = bb[i - 2];
+    }
+    double sel_a[CN * CA] = {0}, sel_b[CN * CB] = {0};
+    for (int i = 0; i < CA; i++)
+        sel_a[i * CA + i] = 1;
+    for (int i = 0; i < CB; i++)
+        sel_b[(CA + i) * CB + i] = 1;
+    fib_graph *g;
+    int32_t x, a, b, sa, sb, sum, out;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, CX, &x));
+    CHECK_OK(fib_graph_add_dense(g, x, CA, FIB_DTYPE_F64, wa, CX, ba, FIB_COPY, &a));
+    CHECK_OK(fib_graph_set_activation(g, a, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, x, CB, FIB_DTYPE_F64, wb, CX, bb, FIB_COPY, &b));
+    CHECK_OK(fib_graph_set_activation(g, b, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, a, CN, FIB_DTYPE_F64, sel_a, CA, NULL, FIB_COPY, &sa));
+    CHECK_OK(fib_graph_add_dense(g, b, CN, FIB_DTYPE_F64, sel_b, CB, NULL, FIB_COPY, &sb));
+    CHECK_OK(fib_graph_add_sum(g, sa, sb, &sum));
+    CHECK_OK(fib_graph_add_dense(g, sum, CO, FIB_DTYPE_F64, wo, CN, bo, FIB_COPY, &out));
+    free(wa), free(ba), free(wb), free(bb), free(wo), free(bo);
+    *sum_out = sum;
+    return g;
+}
+
+/* The budget of the exact base (a: 3 units, b: 2, the concatenation 5)
+ * removes only the copies and keeps the outputs; the selections count no
+ * parameters (62 in the model: a 24, b 16, the output 22; 32 in the base);
+ * the concatenation's classes are a's and b's side by side. */
+static void budget_through_a_concatenation_counts_no_selection(void)
+{
+    int32_t sum = 0;
+    fib_graph *g = concat_graph(&sum);
+    fib_budget_options o;
+    fib_budget_options_init(&o, sizeof o);
+    fib_base *b = NULL;
+    CHECK_OK(fib_compress_to_budget(g, 32.0 / 62.0, &o, &b));
+    if (b) {
+        CHECK(o.n_parameters == 32);
+        CHECK(test_output_difference(g, fib_base_graph(b), 5, 4, 1.0) <= 1e-9);
+        int64_t pa[CA], pb[CB], ps[CN];
+        CHECK_OK(fib_base_projection(b, 1, pa, CA));
+        CHECK_OK(fib_base_projection(b, 2, pb, CB));
+        CHECK_OK(fib_base_projection(b, sum, ps, CN));
+        for (int i = 0; i < CA; i++)
+            CHECK(pa[i] == i % 3 && ps[i] == pa[i]);
+        for (int i = 0; i < CB; i++)
+            CHECK(pb[i] == i % 2 && ps[CA + i] == 3 + pb[i]);
+    }
+    fib_base_free(b);
+    /* one parameter fewer than the exact base: something more merges, the
+     * count stays within the budget */
+    b = NULL;
+    CHECK_OK(fib_compress_to_budget(g, 31.0 / 62.0, &o, &b));
+    CHECK(b != NULL && o.n_parameters <= 31);
+    fib_base_free(b);
     fib_graph_free(g);
 }
 
 int main(void)
 {
+    RUN(budget_through_a_concatenation_counts_no_selection);
     RUN(budget_removing_copies_keeps_residual_cnn_outputs);
     RUN(budget_on_cnn_can_be_cancelled);
-    RUN(budget_refuses_lstm_by_name);
+    RUN(budget_takes_lstm_and_refuses_attention_by_name);
     return test_failures ? 1 : 0;
 }

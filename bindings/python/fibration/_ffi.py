@@ -450,6 +450,7 @@ FUNCTIONS = [
     ('fib_quotient_count_arcs', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_coloring), ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
     ('fib_graph_save_checkpoint', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_graph), ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32), ctypes.c_char_p, ctypes.c_size_t], ctypes.c_int32),
     ('fib_color_from_fibers', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_color_options), ctypes.POINTER(fib_coloring), ctypes.POINTER(ctypes.POINTER(fib_coloring))], ctypes.c_int32),
+    ('fib_graph_budget_parameters', [ctypes.POINTER(fib_graph), ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -559,4 +560,5 @@ PARAMETERS = {
     'fib_quotient_count_arcs': ('graph', 'coloring', 'n_arcs_out', ),
     'fib_graph_save_checkpoint': ('graph', 'model', 'model_dir', 'path', 'dtype', 'saved_as', 'reason', 'reason_size', ),
     'fib_color_from_fibers': ('graph', 'options', 'fibers', 'out', ),
+    'fib_graph_budget_parameters': ('graph', 'n_out', ),
 }

@@ -1755,6 +1755,20 @@ function fib_color_from_fibers(graph, options, fibers, out)
     ccall(_cfunction(_cache_fib_color_from_fibers, :fib_color_from_fibers), Int32, (Ptr{fib_graph}, Ptr{fib_color_options}, Ptr{fib_coloring}, Ptr{Ptr{fib_coloring}}, ), graph, options, fibers, out)
 end
 
+"""
+The parameters of `graph` as fib_compress_to_budget counts them: those
+fib_graph_num_parameters counts, except that a selection block (a dense
+block without bias whose rows copy one unit of its source or are 0: how
+a concatenation, a split or a permutation of units is held) holds none,
+as the model it stands for holds none. A budget F keeps at most F times
+this count, and its n_parameters is this count of the base (with the
+class indices of merged inputs). Errors: FIB_E_NULL.
+"""
+const _cache_fib_graph_budget_parameters = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_budget_parameters(graph, n_out)
+    ccall(_cfunction(_cache_fib_graph_budget_parameters, :fib_graph_budget_parameters), Int32, (Ptr{fib_graph}, Ptr{Int64}, ), graph, n_out)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1861,4 +1875,5 @@ const FUNCTION_NAMES = [
     :fib_quotient_count_arcs,
     :fib_graph_save_checkpoint,
     :fib_color_from_fibers,
+    :fib_graph_budget_parameters,
 ]

@@ -299,17 +299,19 @@ def input_index_size(module):
     return sum(m.classes.numel() for m in module.modules() if isinstance(m, InputClassMean))
 
 
-def _refuse_moved_units(net):
-    """Budgets do not handle units that move (a concatenation, a channel
-    shuffle) yet: the C graph holds them as 0/1 selection dense blocks, which
-    a budget would cluster and count as parameters like any dense layer."""
+def _check_within_budget(model, compressed, budget):
+    """(original, compressed) parameter counts; the compressed one counts
+    the class indices of merged inputs. The library counts what the torch
+    modules hold (a concatenation's selections hold nothing); a result above
+    the budget all the same is refused, never returned."""
     from ._errors import UnsupportedModelError
-    for layer in net.layers:
-        if layer.kind in ("relabel", "select"):
-            raise UnsupportedModelError(
-                "compress(budget=...): layer %r moves units (a concatenation, a split or "
-                "a permutation of channels); budgets do not handle it in this version"
-                % layer.node)
+    params = (count_parameters(model), count_parameters(compressed) + input_index_size(compressed))
+    if params[1] > budget * params[0] + 1e-6:
+        raise UnsupportedModelError(
+            "compress(budget=%g): the compressed model holds %d parameters, above the "
+            "budget's %d of %d: a layer counts parameters the library does not see"
+            % (budget, params[1], int(budget * params[0]), params[0]))
+    return params
 
 
 def compress_to_budget(model, example_input, budget, calibration=None, verbose=False,
@@ -334,7 +336,6 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
         raise ValueError("budget is the fraction of parameters kept, in (0, 1]; got %r"
                          % (budget,))
     net = _trace(model, example_input)
-    _refuse_moved_units(net)
     if calibration is None:
         variants = [(tolerance, sensitivity_power, merge_inputs)]
     else:
@@ -378,7 +379,7 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
                 best = (score, chosen, compressed, info)
     _, base, compressed, info = best
     keep_ties(net, compressed)
-    params = (count_parameters(model), count_parameters(compressed) + input_index_size(compressed))
+    params = _check_within_budget(model, compressed, float(budget))
     plan = plan_from(net, base, "fibers", info["tolerance"], 0.0, params)
     plan.budget = dict(info, budget=float(budget))
     if verbose:

@@ -1242,6 +1242,15 @@ extern "C" {
     /// made by fib_color, made by it with another tolerance or eps, or with
     /// classes set since by fib_coloring_set_group).
     pub fn fib_color_from_fibers(graph: *const fib_graph, options: *const fib_color_options, fibers: *const fib_coloring, out: *mut *mut fib_coloring) -> i32;
+
+    /// The parameters of `graph` as fib_compress_to_budget counts them: those
+    /// fib_graph_num_parameters counts, except that a selection block (a dense
+    /// block without bias whose rows copy one unit of its source or are 0: how
+    /// a concatenation, a split or a permutation of units is held) holds none,
+    /// as the model it stands for holds none. A budget F keeps at most F times
+    /// this count, and its n_parameters is this count of the base (with the
+    /// class indices of merged inputs). Errors: FIB_E_NULL.
+    pub fn fib_graph_budget_parameters(graph: *const fib_graph, n_out: *mut i64) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1351,4 +1360,5 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_quotient_count_arcs",
     "fib_graph_save_checkpoint",
     "fib_color_from_fibers",
+    "fib_graph_budget_parameters",
 ];

@@ -1689,6 +1689,7 @@ FIB_API int32_t fib_color_from_fibers(const fib_graph *graph,
                                       const fib_color_options *options,
                                       const fib_coloring *fibers,
                                       fib_coloring **out);
+
 /* The parameters of `graph` as fib_compress_to_budget counts them: those
  * fib_graph_num_parameters counts, except that a selection block (a dense
  * block without bias whose rows copy one unit of its source or are 0: how

@@ -293,8 +293,13 @@ done:
         fib_coloring_free(opfibers);
         return status;
     }
-    *fibers_out = fibers;
-    *opfibers_out = opfibers;
+    if (o->symmetry == FIB_SYM_OPFIBERS) {
+        fib_coloring_free(fibers);
+        *out = opfibers;
+    } else {
+        fib_coloring_free(opfibers);
+        *out = fibers;
+    }
     return FIB_OK;
 }
 

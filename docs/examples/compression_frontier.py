@@ -17,8 +17,11 @@ libfibration and, side by side, the peers (all data-free, no fine-tuning):
   peer:cosine-one-eps  the seed authors' clustering criterion, reduced: rows
                     of colour sums with bias, 1 - cosine, average linkage
                     (scipy) cut at ONE eps for every layer, fibers only, mean
-                    collapse. Not their full method, whose best figures merge
-                    fibers and opfibers with a threshold searched per layer
+                    collapse. Not their full method (next row)
+  peer:seed-full    the seed authors' full method as this repository reads it
+                    (seed_full_method.py): fibers or opfibers per layer, each
+                    layer's threshold searched greedily on the accuracy of
+                    5,000 TRAINING images (data-dependent)
   peer:neuron-merging  keep by l2 norm, merge each pruned unit into its most
                     cosine-similar kept unit with scale ||w_p|| / ||w_k||
   peer:l2-prune     keep by l2 norm, drop the rest
@@ -49,6 +52,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 
 import fashion_data  # noqa: E402
+import seed_full_method  # noqa: E402
 import fibration.torch as ft  # noqa: E402
 
 CACHE = os.environ.get("FIB_FRONTIER_CACHE",
@@ -247,7 +251,8 @@ def lib_uniform(net, code, eps):
     return base_layers(net.graph.compress(coloring).graph)
 
 
-def frontier(name, model, x_ex, x_cal, x_te, y_te, budgets, methods, rows, quick):
+def frontier(name, model, x_ex, x_cal, x_te, y_te, budgets, methods, rows, quick, x_val=None,
+             y_val=None):
     total = ft.count_parameters(model)
     layers = layers_of(model)
     base_acc = accuracy(layers, x_te, y_te)
@@ -255,6 +260,11 @@ def frontier(name, model, x_ex, x_cal, x_te, y_te, budgets, methods, rows, quick
                      accuracy=base_acc, knob=""))
     print("%s: %d parameters, baseline %.2f%%" % (name, total, base_acc), flush=True)
     net = ft.trace(model, x_ex)
+    seed_full = {}
+    if "peer:seed-full" in methods:
+        search_set = seed_full_method.SeedFullMethod(layers, x_val.double().numpy(),
+                                                     y_val.numpy())
+        seed_full = search_set.path(budgets)
     for budget in budgets:
         for method in methods:
             t0 = time.time()
@@ -290,6 +300,11 @@ def frontier(name, model, x_ex, x_cal, x_te, y_te, budgets, methods, rows, quick
                     if found is None:
                         continue
                     knob, res = "eps=%.4g" % found[0], found[1]
+                elif method == "peer:seed-full":
+                    if budget not in seed_full:
+                        continue
+                    res, choice = seed_full[budget]
+                    knob = " ".join("%s%d" % (m[0], k) for m, k in choice)
                 elif method == "peer:cosine-one-eps":
                     found = search(lambda e: seed_cosine(layers, e), 1e-4, 2.0, budget, total,
                                    increasing=False)
@@ -354,6 +369,10 @@ def main(argv=None):
     ap.add_argument("--lenet-epochs", type=int, default=25,
                     help="epochs of SGD for LeNet-300-100 (default 25)")
     ap.add_argument("--replot", metavar="CSV", help="redraw the PNG of a CSV written before")
+    ap.add_argument("--seeds", default="0",
+                    help="training seeds, comma-separated (default 0); with several, the "
+                         "summary gives each cell's mean and 95%% interval")
+    ap.add_argument("--methods", help="only these methods, comma-separated")
     args = ap.parse_args(argv)
     if args.replot:
         with open(args.replot) as f:
@@ -374,29 +393,64 @@ def main(argv=None):
     if args.quick:
         budgets = [0.10, 0.17, 0.30]
         methods = ["lib:budget", "lib:budget+calib", "lib:scaled+rel", "lib:rel",
-                   "peer:cosine-one-eps", "peer:neuron-merging", "peer:l2-prune"]
+                   "peer:cosine-one-eps", "peer:seed-full", "peer:neuron-merging",
+                   "peer:l2-prune"]
     else:
         budgets = [0.10, 0.17, 0.30, 0.50]
         methods = ["lib:budget", "lib:budget+calib", "lib:budget-c", "lib:abs", "lib:rel",
                    "lib:cosine",
                    "lib:complete", "lib:ward", "lib:scaled+rel", "lib:scaled+complete",
-                   "lib:scaled+ward", "peer:cosine-one-eps", "peer:neuron-merging",
-                   "peer:l2-prune"]
+                   "lib:scaled+ward", "peer:cosine-one-eps", "peer:seed-full",
+                   "peer:neuron-merging", "peer:l2-prune"]
+    if args.methods:
+        methods = args.methods.split(",")
+    # the per-layer search of peer:seed-full reads the last 5,000 training images
+    x_val, y_val = x_tr[-5000:], y_tr[-5000:]
+    seeds = [int(v) for v in args.seeds.split(",")]
     rows = []
-    for name, widths, epochs, recipe in nets:
-        model = train(name, widths, x_tr, y_tr, args.quick, epochs, recipe=recipe)
-        model.eval()
-        frontier(name, model, x_ex, x_cal, x_te, y_te, budgets, methods, rows, args.quick)
+    for seed in seeds:
+        for name, widths, epochs, recipe in nets:
+            model = train(name, widths, x_tr, y_tr, args.quick, epochs, seed=seed, recipe=recipe)
+            model.eval()
+            start = len(rows)
+            frontier(name, model, x_ex, x_cal, x_te, y_te, budgets, methods, rows, args.quick,
+                     x_val, y_val)
+            for r in rows[start:]:
+                r["seed"] = seed
     os.makedirs(args.out, exist_ok=True)
     csv_path = os.path.join(args.out, "compression_frontier.csv")
     with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["network", "method", "budget", "kept", "accuracy",
-                                          "knob"])
+        w = csv.DictWriter(f, fieldnames=["network", "seed", "method", "budget", "kept",
+                                          "accuracy", "knob"])
         w.writeheader()
         w.writerows(rows)
-    plot(rows, os.path.join(args.out, "compression_frontier.png"))
+    plot([r for r in rows if r["seed"] == seeds[0]],
+         os.path.join(args.out, "compression_frontier.png"))
+    if len(seeds) > 1:
+        summary(rows)
     print("wrote", csv_path)
     return rows
+
+
+def summary(rows):
+    """Mean and 95% t-interval over seeds of every (network, method, budget),
+    and of each method's difference to lib:budget on the same seeds."""
+    from cnn_budget_frontier import interval
+    cells = {}
+    for r in rows:
+        cells.setdefault((r["network"], r["method"], r["budget"]), {})[r["seed"]] = r["accuracy"]
+    print("\nnetwork          method                  budget  seeds  accuracy        "
+          "minus lib:budget")
+    for (net, method, budget), by_seed in sorted(cells.items()):
+        mean, half = interval(list(by_seed.values()))
+        ref = cells.get((net, "lib:budget", budget), {})
+        common = sorted(set(ref) & set(by_seed))
+        diff = ""
+        if method != "lib:budget" and len(common) > 1:
+            d, dh = interval([by_seed[s] - ref[s] for s in common])
+            diff = "%+6.2f +- %.2f" % (d, dh)
+        print("%-16s %-23s %5.2f  %5d  %6.2f +- %-5.2f  %s"
+              % (net, method, budget, len(by_seed), mean, half, diff))
 
 
 if __name__ == "__main__":

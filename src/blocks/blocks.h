@@ -100,11 +100,27 @@ int32_t fib_graph_add_dense_transposed(fib_graph *g, int32_t source, int64_t n_o
                                        int32_t dtype, const void *weights, int64_t ld,
                                        const void *bias, uint32_t flags,
                                        int32_t *group_out);
+/* Stored values a constructor has found finite: n values of dtype from
+ * data, contiguous. A block made later over the same stored values (a tied
+ * LM head reading the token embedding) need not check them again. */
+typedef struct fib_finite_values {
+    const void *data;
+    int32_t dtype;
+    int64_t n;
+} fib_finite_values;
+/* dense.c: fib_graph_add_dense whose finiteness pass over the weights is
+ * left out when `checked` covers every weight it reads (the same pointer
+ * and dtype, its rows within checked->n values); the bias is checked. */
+int32_t fib_dense_add_over_checked(fib_graph *g, int32_t source, int64_t n_out,
+                                   int32_t dtype, const void *weights, int64_t ld,
+                                   const void *bias, uint32_t flags,
+                                   const fib_finite_values *checked, int32_t *group_out);
 /* embedding.c: fib_graph_add_token_embedding borrowing the embedding
- * (flags 0) or copying it (FIB_COPY), in its stored layout. */
+ * (flags 0) or copying it (FIB_COPY), in its stored layout; *checked (when
+ * not NULL) is then the embedding's values, found finite. */
 int32_t fib_token_embedding_add(fib_graph *g, int32_t source, int64_t hidden,
                                 int32_t dtype, const void *embedding, uint32_t flags,
-                                int32_t *group_out);
+                                fib_finite_values *checked, int32_t *group_out);
 /* attention.c: fib_graph_add_attention_ex over weights stored transposed
  * (GPT-2's Conv1D): qkv_weight [e, q + 2 kv] holds q, k and v side by
  * side, out_weight [q, e]; qkv_bias [q + 2 kv]. */

@@ -179,10 +179,21 @@ static int32_t check_dense_args(const fib_graph *g, int32_t source, int64_t n_ou
     return FIB_OK;
 }
 
-int32_t fib_graph_add_dense(fib_graph *g, int32_t source, int64_t n_out,
-                            int32_t dtype, const void *weights, int64_t ld,
-                            const void *bias, uint32_t flags,
-                            int32_t *group_out)
+/* The first non-finite value of a bias, named. */
+static int32_t check_bias(int32_t group, int64_t n_out, int32_t dtype, const void *bias)
+{
+    for (int64_t i = 0; bias && i < n_out; i++)
+        if (!isfinite(fib_load(dtype, bias, i)))
+            return fib_error(FIB_E_NONFINITE, "dense block of group %d: bias %lld is not "
+                             "finite", (int)group, (long long)i);
+    return FIB_OK;
+}
+
+/* fib_graph_add_dense; the finiteness pass over the weights is left out
+ * when `checked` (or NULL) covers every weight the block reads. */
+static int32_t add_dense(fib_graph *g, int32_t source, int64_t n_out, int32_t dtype,
+                         const void *weights, int64_t ld, const void *bias, uint32_t flags,
+                         const fib_finite_values *checked, int32_t *group_out)
 {
     static const char fn[] = "fib_graph_add_dense";
     int32_t status = check_dense_args(g, source, n_out, dtype, weights, ld, flags, group_out,
@@ -191,13 +202,34 @@ int32_t fib_graph_add_dense(fib_graph *g, int32_t source, int64_t n_out,
         return status;
     int32_t group = g->n_groups;
     int64_t n_in = g->groups[source].n_units;
-    status = check_finite(group, n_out, n_in, dtype, weights, ld, bias, false);
+    /* the block reads (n_out - 1) ld + n_in values from weights (a span
+     * check_dense_args has bounded) */
+    bool covered = checked && weights == checked->data && dtype == checked->dtype &&
+                   checked->n >= n_in && n_out - 1 <= (checked->n - n_in) / ld;
+    status = covered ? check_bias(group, n_out, dtype, bias)
+                     : check_finite(group, n_out, n_in, dtype, weights, ld, bias, false);
     if (status)
         return status;
 
     return push_dense(g, source, n_out, d_new(dtype, n_in, weights, ld, bias, flags, false,
                                               n_out, n_in, fn, group),
                       group_out);
+}
+
+int32_t fib_graph_add_dense(fib_graph *g, int32_t source, int64_t n_out,
+                            int32_t dtype, const void *weights, int64_t ld,
+                            const void *bias, uint32_t flags,
+                            int32_t *group_out)
+{
+    return add_dense(g, source, n_out, dtype, weights, ld, bias, flags, NULL, group_out);
+}
+
+int32_t fib_dense_add_over_checked(fib_graph *g, int32_t source, int64_t n_out,
+                                   int32_t dtype, const void *weights, int64_t ld,
+                                   const void *bias, uint32_t flags,
+                                   const fib_finite_values *checked, int32_t *group_out)
+{
+    return add_dense(g, source, n_out, dtype, weights, ld, bias, flags, checked, group_out);
 }
 
 int32_t fib_graph_add_dense_transposed(fib_graph *g, int32_t source, int64_t n_out,
@@ -214,10 +246,8 @@ int32_t fib_graph_add_dense_transposed(fib_graph *g, int32_t source, int64_t n_o
     int64_t n_in = g->groups[source].n_units;
     /* stored row k is column k of the block: checked a stored row at a time */
     status = check_finite(group, n_in, n_out, dtype, weights, ld, NULL, true);
-    for (int64_t i = 0; !status && bias && i < n_out; i++)
-        if (!isfinite(fib_load(dtype, bias, i)))
-            status = fib_error(FIB_E_NONFINITE, "dense block of group %d: bias %lld is not "
-                               "finite", (int)group, (long long)i);
+    if (!status)
+        status = check_bias(group, n_out, dtype, bias);
     if (status)
         return status;
     return push_dense(g, source, n_out, d_new(dtype, n_in, weights, ld, bias, flags, true,

@@ -12,7 +12,8 @@
 #include <string.h>
 
 int32_t fib_token_embedding_add(fib_graph *g, int32_t source, int64_t hidden, int32_t dtype,
-                                const void *embedding, uint32_t flags, int32_t *group_out)
+                                const void *embedding, uint32_t flags,
+                                fib_finite_values *checked, int32_t *group_out)
 {
     static const char fn[] = "fib_graph_add_token_embedding";
     int32_t status = fib_graph_check_group(g, source, fn);
@@ -32,6 +33,8 @@ int32_t fib_token_embedding_add(fib_graph *g, int32_t source, int64_t hidden, in
                          (long long)vocab, (long long)hidden);
     status = fib_graph_add_dense_transposed(g, source, hidden, dtype, embedding, hidden, NULL,
                                             flags, group_out);
+    if (status == FIB_OK && checked) /* the constructor's finiteness pass read them all */
+        *checked = (fib_finite_values){.data = embedding, .dtype = dtype, .n = cells};
     if (status != FIB_E_NONFINITE)
         return status;
     /* named in the caller's layout, not the dense block's */
@@ -49,5 +52,6 @@ int32_t fib_graph_add_token_embedding(fib_graph *g, int32_t source, int64_t hidd
                                       int32_t dtype, const void *embedding,
                                       int32_t *group_out)
 {
-    return fib_token_embedding_add(g, source, hidden, dtype, embedding, FIB_COPY, group_out);
+    return fib_token_embedding_add(g, source, hidden, dtype, embedding, FIB_COPY, NULL,
+                                   group_out);
 }

@@ -667,8 +667,9 @@ static int32_t build_llama(hf_dir *H, const hf_config *k)
                      &path)) != FIB_OK)
         return st;
     int32_t h;
+    fib_finite_values checked = {0};
     st = fib_token_embedding_add(H->graph, x, k->hidden, emb->dtype, emb->data,
-                                 H->copy ? FIB_COPY : 0u, &h);
+                                 H->copy ? FIB_COPY : 0u, &checked, &h);
     if ((st = named(H, st, h, "model.embed_tokens", path)) != FIB_OK)
         return st;
     char layer[64], name[300];
@@ -712,9 +713,11 @@ static int32_t build_llama(hf_dir *H, const hf_config *k)
     if (!k->tied)
         return add_dense(H, norm, "lm_head", k->vocab, k->hidden, false, &head);
     /* the tied head borrows the embedding matrix: [vocab, hidden] is the
-     * dense layout of a map from hidden to vocab */
-    st = fib_graph_add_dense(H->graph, norm, k->vocab, emb->dtype, emb->data,
-                             k->hidden, NULL, H->copy ? FIB_COPY : 0u, &head);
+     * dense layout of a map from hidden to vocab, whose values the
+     * embedding has found finite */
+    st = fib_dense_add_over_checked(H->graph, norm, k->vocab, emb->dtype, emb->data,
+                                    k->hidden, NULL, H->copy ? FIB_COPY : 0u, &checked,
+                                    &head);
     return named(H, st, head, "lm_head", path);
 }
 
@@ -837,8 +840,9 @@ static int32_t build_gpt2(hf_dir *H, const hf_config *k)
     if ((st = tensor(H, name, 2, k->max_positions,
                      k->hidden, &wpe, &ppath)))
         return st;
+    fib_finite_values checked = {0};
     st = fib_token_embedding_add(H->graph, x, k->hidden, wte->dtype, wte->data,
-                                 H->copy ? FIB_COPY : 0u, &h);
+                                 H->copy ? FIB_COPY : 0u, &checked, &h);
     snprintf(name, sizeof name, "%swte", pre);
     if ((st = named(H, st, h, name, path)))
         return st;
@@ -877,8 +881,9 @@ static int32_t build_gpt2(hf_dir *H, const hf_config *k)
         return st;
     if (!k->tied)
         return add_dense(H, norm, "lm_head", k->vocab, k->hidden, false, &head);
-    st = fib_graph_add_dense(H->graph, norm, k->vocab, wte->dtype, wte->data,
-                             k->hidden, NULL, H->copy ? FIB_COPY : 0u, &head);
+    st = fib_dense_add_over_checked(H->graph, norm, k->vocab, wte->dtype, wte->data,
+                                    k->hidden, NULL, H->copy ? FIB_COPY : 0u, &checked,
+                                    &head);
     return named(H, st, head, "lm_head", path);
 }
 

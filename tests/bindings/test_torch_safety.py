@@ -255,6 +255,66 @@ def test_exact_compression_is_checked_against_the_model(monkeypatch):
         ft.compress(mlp(), torch.randn(8, 10))
 
 
+class ResidualCnn(nn.Module):
+    """Convolution, batch norm, a residual sum, pooling and a Linear head:
+    with random weights no two units alike."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(11)
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.conv = nn.Conv2d(6, 6, 3, padding=1, bias=False)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(6, 4)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-1, 1)
+            self.bn.running_var.uniform_(0.5, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.bn(self.stem(x)))
+        h = torch.relu(h + self.conv(h))
+        return self.head(torch.flatten(self.pool(h), 1))
+
+
+def forbid_fib_compress(monkeypatch):
+    import fibration
+
+    def refused(*args):
+        raise AssertionError("fib_compress called")
+    for name in ("fib_compress", "fib_compress_ex"):
+        monkeypatch.setattr(fibration.lib, name, refused)
+
+
+def test_exact_compression_without_symmetry_is_the_model_without_fib_compress(
+        monkeypatch):
+    """Nothing merges: compress returns the model as its own base without
+    asking fib_compress to copy it, with the same outputs and parameters,
+    an identity plan, and still checked against the model (a rebuild
+    defect is refused); where units merge fib_compress is needed, which
+    shows that the patch below is in effect."""
+    forbid_fib_compress(monkeypatch)
+    cases = [(mlp_without_symmetry(), torch.randn(8, 10), torch.randn(32, 10)),
+             (ResidualCnn().eval(), torch.randn(2, 3, 8, 8), torch.randn(5, 3, 8, 8))]
+    for model, x, fresh in cases:
+        small, plan = ft.compress(model, x)
+        assert ft.verify(model, small, fresh).max_rel < 1e-6
+        assert ft.count_parameters(small) == ft.count_parameters(model)
+        for entry in plan.layers:
+            assert entry["projection"] == list(range(entry["units"])), entry["node"]
+    with pytest.raises(AssertionError, match="fib_compress called"):
+        ft.compress(mlp(), torch.randn(8, 10))
+    shifted_dense_rebuild(monkeypatch, only_when_merged=False)
+    with pytest.raises(ft.TraceMismatchError):
+        ft.compress(mlp_without_symmetry(), torch.randn(8, 10))
+
+
+def mlp_without_symmetry():
+    torch.manual_seed(12)
+    return nn.Sequential(nn.Linear(10, 12), nn.ReLU(), nn.Linear(12, 7), nn.Tanh(),
+                         nn.Linear(7, 5)).eval()
+
+
 def test_wrong_colouring_of_the_trace_is_caught_by_the_exact_check(monkeypatch):
     """An exact compression or analysis does not run the library graph's
     forward pass (_safety): a graph that makes units equal which the model

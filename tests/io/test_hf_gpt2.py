@@ -11,7 +11,8 @@ float32 and bfloat16.
   found as exactly the planted classes;
 - the graph spans all n_positions: residual units equal on the first 8
   rows of wpe but not later stay apart;
-- refusals name the key or tensor.
+- refusals name the key or tensor; a NaN in the tied wte is named once,
+  as wte (the tied head does not check the same stored values again).
 
 Run: /usr/bin/python3 -m pytest tests/io/test_hf_gpt2.py"""
 import ctypes
@@ -223,3 +224,19 @@ def test_gpt2_position_embedding_counts_at_every_position(lib, tmp_path):
     finally:
         lib.fib_coloring_free(coloring)
         lib.fib_graph_free(handle)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+@pytest.mark.parametrize("row", [0, VOCAB - 1])
+def test_gpt2_nan_in_tied_embedding_refused_by_name_once(lib, tmp_path, dtype, row):
+    """wte is the token embedding and the tied LM head: its values are
+    checked once (the head borrows the stored tensor the embedding found
+    finite), and a NaN anywhere in it is still refused, named as wte."""
+    sd = tensors_of(model_in(torch.float32, 8), dtype)
+    sd["transformer.wte.weight"][row, 5] = float("nan")
+    d = write_checkpoint(tmp_path / "ckpt", sd, config())
+    status, handle = load(lib, d)
+    assert status != 0 and not handle.value
+    message = lib.fib_last_error().decode()
+    assert "transformer.wte: " in message and f"embedding[{row}, 5] is NaN" in message
+    assert message.count("NaN") == 1 and "lm_head" not in message

@@ -168,6 +168,20 @@ def test_llama_directory_tied_head_equals_reference(lib, tmp_path):
         lib.fib_graph_free(handle)
 
 
+def test_llama_nan_in_tied_embedding_refused_by_name_once(lib, tmp_path):
+    """The tied head reads the embedding's stored values, which the
+    embedding checked: a NaN in them is refused once, named as the
+    embedding."""
+    sd = tensors_of(model_in(torch.float32, 12, tied=True), torch.bfloat16, tied=True)
+    sd["model.embed_tokens.weight"][VOCAB - 1, 2] = float("nan")
+    d = write_checkpoint(tmp_path / "ckpt", sd, config(tie_word_embeddings=True))
+    status, handle = load(lib, d)
+    assert status != 0 and not handle.value
+    message = lib.fib_last_error().decode()
+    assert "model.embed_tokens: " in message and f"embedding[{VOCAB - 1}, 2] is NaN" in message
+    assert message.count("NaN") == 1 and "lm_head" not in message
+
+
 def test_llama_directory_biases_and_head_dim_equal_reference(lib, tmp_path):
     """attention_bias and mlp_bias add .bias tensors; head_dim other than
     hidden / heads."""

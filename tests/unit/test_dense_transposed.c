@@ -7,7 +7,9 @@
  * tensors read out in the block's own [out, in] layout, bases computing
  * the same outputs, saved files that load back, and a non-finite weight
  * named by (row, column) of the block, for float64, float32 and bfloat16
- * weights and a leading dimension wider than the block. */
+ * weights and a leading dimension wider than the block; a tied head over
+ * the embedding's stored values is not checked twice, and anything else
+ * it reads is. */
 #include "blocks/blocks.h"
 #include "testing.h"
 
@@ -264,11 +266,73 @@ static void nonfinite_named_in_block_terms(void)
     fib_graph_free(g);
 }
 
+/* A tied LM head over the token embedding's stored values: the finiteness
+ * pass the embedding made is not repeated for the head (same pointer, same
+ * dtype, within the same values); a head reading anything else is checked
+ * as any dense block, and its bias always. */
+static void head_over_checked_embedding_checks_the_rest(void)
+{
+    enum { VOCAB = 5, HIDDEN = 4 };
+    fib_graph *g = NULL;
+    int32_t tokens, emb, head;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, VOCAB, &tokens));
+    float table[(VOCAB + 1) * HIDDEN], bias[VOCAB];
+    for (int i = 0; i < (VOCAB + 1) * HIDDEN; i++)
+        table[i] = 0.125f * (float)(i % 7) - 0.25f;
+    for (int i = 0; i < VOCAB; i++)
+        bias[i] = 0.5f;
+    table[VOCAB * HIDDEN + 1] = NAN; /* one row past the embedding */
+
+    fib_finite_values checked = {0};
+    table[3] = NAN;
+    CHECK(fib_token_embedding_add(g, tokens, HIDDEN, FIB_DTYPE_F32, table, 0, &checked,
+                                  &emb) == FIB_E_NONFINITE);
+    CHECK(checked.data == NULL); /* nothing recorded for a refused table */
+    table[3] = 0.5f;
+    CHECK_OK(fib_token_embedding_add(g, tokens, HIDDEN, FIB_DTYPE_F32, table, 0, &checked,
+                                     &emb));
+    CHECK(checked.data == table && checked.dtype == FIB_DTYPE_F32 &&
+          checked.n == VOCAB * HIDDEN);
+    CHECK_OK(fib_dense_add_over_checked(g, emb, VOCAB, FIB_DTYPE_F32, table, HIDDEN, NULL, 0,
+                                        &checked, &head));
+    /* the head's weights are the embedding's: row v of the block is token v */
+    double w[VOCAB * HIDDEN];
+    CHECK_OK(fib_graph_read_dense(g, head, FIB_DTYPE_F64, w, HIDDEN, NULL));
+    for (int i = 0; i < VOCAB * HIDDEN; i++)
+        CHECK(w[i] == (double)table[i]);
+
+    /* what the record does not cover is checked: one row more, another
+     * pointer, another dtype over the same bytes */
+    CHECK(fib_dense_add_over_checked(g, emb, VOCAB + 1, FIB_DTYPE_F32, table, HIDDEN, NULL, 0,
+                                     &checked, &head) == FIB_E_NONFINITE);
+    CHECK(strstr(fib_last_error(), "row 5, column 1") != NULL);
+    CHECK(fib_dense_add_over_checked(g, emb, VOCAB, FIB_DTYPE_F32, table + HIDDEN, HIDDEN,
+                                     NULL, 0, &checked, &head) == FIB_E_NONFINITE);
+    fib_finite_values as_f64 = {table, FIB_DTYPE_F64, VOCAB * HIDDEN};
+    uint16_t half[VOCAB * HIDDEN];
+    for (int i = 0; i < VOCAB * HIDDEN; i++)
+        half[i] = 0x3f80; /* bfloat16 1.0 */
+    half[7] = 0x7fc0; /* bfloat16 NaN */
+    as_f64.data = half;
+    CHECK(fib_dense_add_over_checked(g, emb, VOCAB, FIB_DTYPE_BF16, half, HIDDEN, NULL, 0,
+                                     &as_f64, &head) == FIB_E_NONFINITE);
+    bias[2] = INFINITY;
+    CHECK(fib_dense_add_over_checked(g, emb, VOCAB, FIB_DTYPE_F32, table, HIDDEN, bias, 0,
+                                     &checked, &head) == FIB_E_NONFINITE);
+    CHECK(strstr(fib_last_error(), "bias 2") != NULL);
+    int32_t n = 0;
+    CHECK_OK(fib_graph_num_groups(g, &n));
+    CHECK(n == 3);
+    fib_graph_free(g);
+}
+
 int main(void)
 {
     RUN(layouts_agree_f64);
     RUN(layouts_agree_f32);
     RUN(layouts_agree_bf16);
     RUN(nonfinite_named_in_block_terms);
+    RUN(head_over_checked_embedding_checks_the_rest);
     return test_failures != 0;
 }

@@ -42,7 +42,7 @@ from ._plan import Plan, coloring_from_plan, params_line, plan_from
 from ._rebuild import rebuild
 from ._retune import RetuneResult, Round, evaluate, fine_tune
 from ._safety import (TraceMismatchError, TrainModeWarning, _Unmerged, check_exact,
-                      flat_outputs, warn_train_mode)
+                      flat_outputs, merges_nothing, warn_train_mode)
 from ._ties import keep_ties
 
 __all__ = ["analyze", "compress", "verify", "lift", "break_symmetry", "apply_plan",
@@ -213,8 +213,7 @@ def analyze(model, example_input, eps=0.0, tolerance="exact", print_table=False,
     hierarchy = net.graph.hierarchy(tolerance, eps) if symmetry == "all" else None
     # no two units alike: the graph is its own base (what fib_compress
     # would copy)
-    discrete = all(colorings["fibers"].num_classes(layer.group)
-                   == net.graph.group(layer.group).n_units for layer in net.layers)
+    discrete = merges_nothing(net.graph, colorings["fibers"])
     base = _Unmerged(net.graph) if discrete else net.base(colorings["fibers"])
     base_graph = base.graph
     rows = []
@@ -317,7 +316,10 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
     else:
         coloring = _color(net, symmetry, tolerance, eps, ignored_layers,
                           _step_printer(progress, verbose, symmetry))
-    base = net.base(coloring)
+    # nothing merges: the graph is its own base (what fib_compress would
+    # copy); only where the result is checked against the model below
+    base = _Unmerged(net.graph) if checked and merges_nothing(net.graph, coloring) \
+        else net.base(coloring)
     compressed = rebuild(net, base, "Compressed" + type(model).__name__)
     keep_ties(net, compressed)
     if checked:  # the check the trace left to this result (_safety)

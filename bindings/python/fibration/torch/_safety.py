@@ -240,6 +240,17 @@ class _Unmerged:
         return np.arange(self.graph.group(group).n_units, dtype=np.int64)
 
 
+def merges_nothing(graph, coloring):
+    """True when `coloring` of `graph` keeps every unit in its own class,
+    numbered in unit order: fib_compress would then project every group by
+    the identity and make every block from classes of one (one term added
+    to 0.0, divided by 1: the block's own values), so _Unmerged(graph) is
+    that base, unit for unit. Only for a colouring without unit scales
+    (scale-aware tolerances), which would rescale even a class of one."""
+    return all(np.array_equal(coloring.colors(g), np.arange(graph.group(g).n_units))
+               for g in range(len(graph)))
+
+
 def check_reproduction(net, example_input, graph_forward=True):
     """TraceMismatchError unless the library's graph (when graph_forward)
     and the rebuilt, unmerged model both compute the model's outputs on the

@@ -465,6 +465,14 @@ static int32_t emit_dense(hf_writer *W, int32_t group, const char *name, bool tr
     return st;
 }
 
+/* A position shift group (learned position embeddings) as `<name>.weight`. */
+static int32_t emit_position_shift(hf_writer *W, int32_t group, const char *name)
+{
+    char t[MAX_NAME];
+    snprintf(t, sizeof t, "%s.weight", name);
+    return emit_one(W, t, group, "shift", false);
+}
+
 /* A norm group with weight and bias as `<name>.weight` and `<name>.bias`. */
 static int32_t emit_norm(hf_writer *W, int32_t group, const char *name)
 {
@@ -511,8 +519,7 @@ static int32_t emit_gpt2(hf_writer *W)
         if (ends_with(name, "wte")) {
             st = emit_dense(W, i, name, true);
         } else if (ends_with(name, "wpe")) {
-            snprintf(t, sizeof t, "%s.weight", name);
-            st = emit_one(W, t, i, "shift", false);
+            st = emit_position_shift(W, i, name);
         } else if (strcmp(name, "lm_head") == 0) {
             st = W->tied ? FIB_OK : emit_dense(W, i, name, false);
         } else if (ends_with(name, "ln_1") || ends_with(name, "ln_2") || ends_with(name, "ln_f")) {
@@ -548,7 +555,6 @@ static int32_t emit_gpt2(hf_writer *W)
  * writes it. */
 static int32_t emit_bert(hf_writer *W)
 {
-    char t[MAX_NAME];
     for (int32_t i = 0; i < W->n_groups; i++) {
         const char *name = fib_graph_group_name(W->base, i);
         int32_t st = FIB_OK;
@@ -556,8 +562,7 @@ static int32_t emit_bert(hf_writer *W)
             ends_with(name, "embeddings.token_type_embeddings")) {
             st = emit_dense(W, i, name, true);
         } else if (ends_with(name, "embeddings.position_embeddings")) {
-            snprintf(t, sizeof t, "%s.weight", name);
-            st = emit_one(W, t, i, "shift", false);
+            st = emit_position_shift(W, i, name);
         } else if (ends_with(name, "LayerNorm")) {
             st = emit_norm(W, i, name);
         } else if (strcmp(name, "cls.predictions.decoder") == 0) {

@@ -300,6 +300,20 @@ static bool hf_activation(const char *name, int32_t *id)
     return false;
 }
 
+/* The activation named by `key` (`fallback` when absent), one of
+ * HF_ACTIVATIONS. */
+static int32_t get_activation(const hf_dir *H, const fib_json *c, const char *key,
+                              const char *fallback, int32_t *out)
+{
+    const fib_json *act = fib_json_get(c, key);
+    const char *name = present(act) && act->kind == FIB_JSON_STRING ? act->string
+                       : present(act) ? "(not a string)" : fallback;
+    if (hf_activation(name, out))
+        return FIB_OK;
+    return config_error(H, "%s '%s' is not supported (supported: %s)", key, name,
+                        HF_ACTIVATIONS);
+}
+
 static int32_t read_gpt2(const hf_dir *H, const fib_json *c, hf_config *k)
 {
     int32_t st = check_keys(H, c, gpt2_keys, sizeof gpt2_keys / sizeof *gpt2_keys,
@@ -336,13 +350,7 @@ static int32_t read_gpt2(const hf_dir *H, const fib_json *c, hf_config *k)
     k->positions = k->max_positions = n_pos;
     k->scale = scaled ? 0.0 : 1.0;
     k->attention_bias = k->mlp_bias = true;
-    const fib_json *act = fib_json_get(c, "activation_function");
-    const char *name = present(act) && act->kind == FIB_JSON_STRING ? act->string
-                       : present(act) ? "(not a string)" : "gelu_new";
-    if (hf_activation(name, &k->activation))
-        return FIB_OK;
-    return config_error(H, "activation_function '%s' is not supported "
-                        "(supported: %s)", name, HF_ACTIVATIONS);
+    return get_activation(H, c, "activation_function", "gelu_new", &k->activation);
 }
 
 /* BERT (BertModel, and the models that hold it under "bert."): keys read,
@@ -404,13 +412,7 @@ static int32_t read_bert(const hf_dir *H, const fib_json *c, hf_config *k)
     /* every row of the position embedding takes part (as gpt2's) */
     k->positions = k->max_positions;
     k->attention_bias = k->mlp_bias = true;
-    const fib_json *act = fib_json_get(c, "hidden_act");
-    const char *name = present(act) && act->kind == FIB_JSON_STRING ? act->string
-                       : present(act) ? "(not a string)" : "gelu";
-    if (hf_activation(name, &k->activation))
-        return FIB_OK;
-    return config_error(H, "hidden_act '%s' is not supported (supported: %s)",
-                        name, HF_ACTIVATIONS);
+    return get_activation(H, c, "hidden_act", "gelu", &k->activation);
 }
 
 static int32_t read_config(const hf_dir *H, const fib_json *c, hf_config *k)

@@ -736,17 +736,29 @@ static int32_t same_dtype(const hf_dir *H, const fib_st_tensor *a,
                      fib_st_dtype_name(a->file_dtype));
 }
 
-static int32_t gpt2_norm(hf_dir *H, const hf_config *k, int32_t source,
-                         const char *prefix, int32_t *id)
+/* `<prefix>.weight` of shape (d0, d1) (n_dims as tensor takes them) and
+ * `<prefix>.bias` of n_bias values, in one dtype; path: the weight's file. */
+static int32_t weight_and_bias(hf_dir *H, const char *prefix, int32_t n_dims, int64_t d0,
+                               int64_t d1, int64_t n_bias, const fib_st_tensor **w,
+                               const fib_st_tensor **b, const char **path)
 {
     char wname[300], bname[300];
     snprintf(wname, sizeof wname, "%s.weight", prefix);
     snprintf(bname, sizeof bname, "%s.bias", prefix);
+    const char *bpath;
+    int32_t st = tensor(H, wname, n_dims, d0, d1, w, path);
+    if (st || (st = tensor(H, bname, 1, n_bias, 0, b, &bpath)))
+        return st;
+    return same_dtype(H, *w, *b);
+}
+
+static int32_t gpt2_norm(hf_dir *H, const hf_config *k, int32_t source,
+                         const char *prefix, int32_t *id)
+{
     const fib_st_tensor *w, *b;
-    const char *path, *bpath;
-    int32_t st = tensor(H, wname, 1, k->hidden, 0, &w, &path);
-    if (st || (st = tensor(H, bname, 1, k->hidden, 0, &b, &bpath)) ||
-        (st = same_dtype(H, w, b)))
+    const char *path;
+    int32_t st = weight_and_bias(H, prefix, 1, k->hidden, 0, k->hidden, &w, &b, &path);
+    if (st)
         return st;
     st = fib_graph_add_norm(H->graph, source, FIB_NORM_LAYER, w->dtype, w->data,
                             b->data, k->eps, H->copy ? FIB_COPY : 0u, id);
@@ -757,14 +769,10 @@ static int32_t gpt2_norm(hf_dir *H, const hf_config *k, int32_t source,
 static int32_t gpt2_conv1d(hf_dir *H, int32_t source, const char *prefix,
                            int64_t in, int64_t out, int32_t *id)
 {
-    char wname[300], bname[300];
-    snprintf(wname, sizeof wname, "%s.weight", prefix);
-    snprintf(bname, sizeof bname, "%s.bias", prefix);
     const fib_st_tensor *w, *b;
-    const char *path, *bpath;
-    int32_t st = tensor(H, wname, 2, in, out, &w, &path);
-    if (st || (st = tensor(H, bname, 1, out, 0, &b, &bpath)) ||
-        (st = same_dtype(H, w, b)))
+    const char *path;
+    int32_t st = weight_and_bias(H, prefix, 2, in, out, out, &w, &b, &path);
+    if (st)
         return st;
     st = fib_graph_add_dense_transposed(H->graph, source, out, w->dtype, w->data, out,
                                         b->data, H->copy ? FIB_COPY : 0u, id);

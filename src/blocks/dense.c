@@ -179,25 +179,42 @@ static int32_t check_dense_args(const fib_graph *g, int32_t source, int64_t n_ou
     return FIB_OK;
 }
 
+/* fib_graph_add_dense and its transposed form: the arguments and every
+ * weight and bias checked, then the block pushed. */
+static int32_t add_dense_stored(fib_graph *g, int32_t source, int64_t n_out, int32_t dtype,
+                                const void *weights, int64_t ld, const void *bias,
+                                uint32_t flags, bool transposed, const char *fn,
+                                int32_t *group_out)
+{
+    int32_t status = check_dense_args(g, source, n_out, dtype, weights, ld, flags, group_out,
+                                      transposed, fn);
+    if (status)
+        return status;
+    int32_t group = g->n_groups;
+    int64_t n_in = g->groups[source].n_units;
+    /* stored rows and columns: transposed, stored row k is column k of the
+     * block, checked a stored row at a time and the bias apart */
+    int64_t rows = transposed ? n_in : n_out, cols = transposed ? n_out : n_in;
+    status = check_finite(group, rows, cols, dtype, weights, ld, transposed ? NULL : bias,
+                          transposed);
+    for (int64_t i = 0; !status && transposed && bias && i < n_out; i++)
+        if (!isfinite(fib_load(dtype, bias, i)))
+            status = fib_error(FIB_E_NONFINITE, "dense block of group %d: bias %lld is not "
+                               "finite", (int)group, (long long)i);
+    if (status)
+        return status;
+    return push_dense(g, source, n_out, d_new(dtype, n_in, weights, ld, bias, flags, transposed,
+                                              rows, cols, fn, group),
+                      group_out);
+}
+
 int32_t fib_graph_add_dense(fib_graph *g, int32_t source, int64_t n_out,
                             int32_t dtype, const void *weights, int64_t ld,
                             const void *bias, uint32_t flags,
                             int32_t *group_out)
 {
-    static const char fn[] = "fib_graph_add_dense";
-    int32_t status = check_dense_args(g, source, n_out, dtype, weights, ld, flags, group_out,
-                                      false, fn);
-    if (status)
-        return status;
-    int32_t group = g->n_groups;
-    int64_t n_in = g->groups[source].n_units;
-    status = check_finite(group, n_out, n_in, dtype, weights, ld, bias, false);
-    if (status)
-        return status;
-
-    return push_dense(g, source, n_out, d_new(dtype, n_in, weights, ld, bias, flags, false,
-                                              n_out, n_in, fn, group),
-                      group_out);
+    return add_dense_stored(g, source, n_out, dtype, weights, ld, bias, flags, false,
+                            "fib_graph_add_dense", group_out);
 }
 
 int32_t fib_graph_add_dense_transposed(fib_graph *g, int32_t source, int64_t n_out,
@@ -205,24 +222,8 @@ int32_t fib_graph_add_dense_transposed(fib_graph *g, int32_t source, int64_t n_o
                                        const void *bias, uint32_t flags,
                                        int32_t *group_out)
 {
-    static const char fn[] = "fib_graph_add_dense_transposed";
-    int32_t status = check_dense_args(g, source, n_out, dtype, weights, ld, flags, group_out,
-                                      true, fn);
-    if (status)
-        return status;
-    int32_t group = g->n_groups;
-    int64_t n_in = g->groups[source].n_units;
-    /* stored row k is column k of the block: checked a stored row at a time */
-    status = check_finite(group, n_in, n_out, dtype, weights, ld, NULL, true);
-    for (int64_t i = 0; !status && bias && i < n_out; i++)
-        if (!isfinite(fib_load(dtype, bias, i)))
-            status = fib_error(FIB_E_NONFINITE, "dense block of group %d: bias %lld is not "
-                               "finite", (int)group, (long long)i);
-    if (status)
-        return status;
-    return push_dense(g, source, n_out, d_new(dtype, n_in, weights, ld, bias, flags, true,
-                                              n_in, n_out, fn, group),
-                      group_out);
+    return add_dense_stored(g, source, n_out, dtype, weights, ld, bias, flags, true,
+                            "fib_graph_add_dense_transposed", group_out);
 }
 
 int32_t fib_graph_add_dense_owned(fib_graph *g, int32_t source, int64_t n_out,

@@ -189,30 +189,41 @@ static int32_t check_bias(int32_t group, int64_t n_out, int32_t dtype, const voi
     return FIB_OK;
 }
 
-/* fib_graph_add_dense; the finiteness pass over the weights is left out
- * when `checked` (or NULL) covers every weight the block reads. */
-static int32_t add_dense(fib_graph *g, int32_t source, int64_t n_out, int32_t dtype,
-                         const void *weights, int64_t ld, const void *bias, uint32_t flags,
-                         const fib_finite_values *checked, int32_t *group_out)
+/* fib_graph_add_dense and its transposed form: the arguments and every
+ * weight and bias checked, then the block pushed. The finiteness pass over
+ * the weights is left out when `checked` (or NULL) covers every weight an
+ * ordinary block reads. */
+static int32_t add_dense_stored(fib_graph *g, int32_t source, int64_t n_out, int32_t dtype,
+                                const void *weights, int64_t ld, const void *bias,
+                                uint32_t flags, bool transposed,
+                                const fib_finite_values *checked, const char *fn,
+                                int32_t *group_out)
 {
-    static const char fn[] = "fib_graph_add_dense";
     int32_t status = check_dense_args(g, source, n_out, dtype, weights, ld, flags, group_out,
-                                      false, fn);
+                                      transposed, fn);
     if (status)
         return status;
     int32_t group = g->n_groups;
     int64_t n_in = g->groups[source].n_units;
-    /* the block reads (n_out - 1) ld + n_in values from weights (a span
-     * check_dense_args has bounded) */
-    bool covered = checked && weights == checked->data && dtype == checked->dtype &&
-                   checked->n >= n_in && n_out - 1 <= (checked->n - n_in) / ld;
-    status = covered ? check_bias(group, n_out, dtype, bias)
-                     : check_finite(group, n_out, n_in, dtype, weights, ld, bias, false);
+    /* stored rows and columns: transposed, stored row k is column k of the
+     * block, checked a stored row at a time and the bias apart */
+    int64_t rows = transposed ? n_in : n_out, cols = transposed ? n_out : n_in;
+    /* an ordinary block reads (n_out - 1) ld + n_in values from weights (a
+     * span check_dense_args has bounded) */
+    bool covered = !transposed && checked && weights == checked->data &&
+                   dtype == checked->dtype && checked->n >= n_in &&
+                   n_out - 1 <= (checked->n - n_in) / ld;
+    if (covered)
+        status = check_bias(group, n_out, dtype, bias);
+    else
+        status = check_finite(group, rows, cols, dtype, weights, ld, transposed ? NULL : bias,
+                              transposed);
+    if (!status && transposed)
+        status = check_bias(group, n_out, dtype, bias);
     if (status)
         return status;
-
-    return push_dense(g, source, n_out, d_new(dtype, n_in, weights, ld, bias, flags, false,
-                                              n_out, n_in, fn, group),
+    return push_dense(g, source, n_out, d_new(dtype, n_in, weights, ld, bias, flags, transposed,
+                                              rows, cols, fn, group),
                       group_out);
 }
 
@@ -221,7 +232,8 @@ int32_t fib_graph_add_dense(fib_graph *g, int32_t source, int64_t n_out,
                             const void *bias, uint32_t flags,
                             int32_t *group_out)
 {
-    return add_dense(g, source, n_out, dtype, weights, ld, bias, flags, NULL, group_out);
+    return add_dense_stored(g, source, n_out, dtype, weights, ld, bias, flags, false, NULL,
+                            "fib_graph_add_dense", group_out);
 }
 
 int32_t fib_dense_add_over_checked(fib_graph *g, int32_t source, int64_t n_out,
@@ -229,7 +241,8 @@ int32_t fib_dense_add_over_checked(fib_graph *g, int32_t source, int64_t n_out,
                                    const void *bias, uint32_t flags,
                                    const fib_finite_values *checked, int32_t *group_out)
 {
-    return add_dense(g, source, n_out, dtype, weights, ld, bias, flags, checked, group_out);
+    return add_dense_stored(g, source, n_out, dtype, weights, ld, bias, flags, false, checked,
+                            "fib_graph_add_dense", group_out);
 }
 
 int32_t fib_graph_add_dense_transposed(fib_graph *g, int32_t source, int64_t n_out,
@@ -237,22 +250,8 @@ int32_t fib_graph_add_dense_transposed(fib_graph *g, int32_t source, int64_t n_o
                                        const void *bias, uint32_t flags,
                                        int32_t *group_out)
 {
-    static const char fn[] = "fib_graph_add_dense_transposed";
-    int32_t status = check_dense_args(g, source, n_out, dtype, weights, ld, flags, group_out,
-                                      true, fn);
-    if (status)
-        return status;
-    int32_t group = g->n_groups;
-    int64_t n_in = g->groups[source].n_units;
-    /* stored row k is column k of the block: checked a stored row at a time */
-    status = check_finite(group, n_in, n_out, dtype, weights, ld, NULL, true);
-    if (!status)
-        status = check_bias(group, n_out, dtype, bias);
-    if (status)
-        return status;
-    return push_dense(g, source, n_out, d_new(dtype, n_in, weights, ld, bias, flags, true,
-                                              n_in, n_out, fn, group),
-                      group_out);
+    return add_dense_stored(g, source, n_out, dtype, weights, ld, bias, flags, true, NULL,
+                            "fib_graph_add_dense_transposed", group_out);
 }
 
 int32_t fib_graph_add_dense_owned(fib_graph *g, int32_t source, int64_t n_out,

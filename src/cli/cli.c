@@ -606,6 +606,14 @@ int cli_load(const cli_options *o, fib_graph **out)
     return CLI_EXIT_OK;
 }
 
+int cli_load_with_progress(const cli_options *o, fib_graph **out, cli_progress *progress)
+{
+    int rc = cli_load(o, out);
+    if (rc == CLI_EXIT_OK)
+        cli_progress_init(progress, o, *out);
+    return rc;
+}
+
 int cli_color(const cli_options *o, const fib_graph *g, int32_t symmetry,
               cli_progress *progress, fib_coloring **out)
 {

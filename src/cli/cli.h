@@ -109,6 +109,8 @@ void cli_progress_end(cli_progress *p);
 
 /* Loads the model named on the command line. Returns an exit code. */
 int cli_load(const cli_options *o, fib_graph **out);
+/* cli_load, then the progress report started on the loaded graph. */
+int cli_load_with_progress(const cli_options *o, fib_graph **out, cli_progress *progress);
 /* Colours the graph with the options' tolerance; symmetry as given. */
 int cli_color(const cli_options *o, const fib_graph *g, int32_t symmetry,
               cli_progress *progress, fib_coloring **out);

@@ -64,11 +64,10 @@ int cmd_analyze(int argc, char **argv)
     if (rc >= 0)
         return rc;
     fib_graph *g = NULL;
-    rc = cli_load(&o, &g);
+    cli_progress progress;
+    rc = cli_load_with_progress(&o, &g, &progress);
     if (rc != CLI_EXIT_OK)
         return rc;
-    cli_progress progress;
-    cli_progress_init(&progress, &o, g);
     analysis a;
     memset(&a, 0, sizeof a);
     if (o.transformer)

@@ -39,11 +39,10 @@ int cmd_break(int argc, char **argv)
     if (o.symmetry != FIB_SYM_COVERS)
         return cli_usage(o.verb, "symmetry breaking always uses the covers");
     fib_graph *g = NULL;
-    rc = cli_load(&o, &g);
+    cli_progress progress;
+    rc = cli_load_with_progress(&o, &g, &progress);
     if (rc != CLI_EXIT_OK)
         return rc;
-    cli_progress progress;
-    cli_progress_init(&progress, &o, g);
     fib_coloring *c = NULL;
     fib_graph *broken = NULL;
     rc = cli_color(&o, g, FIB_SYM_COVERS, &progress, &c);

@@ -85,11 +85,10 @@ int cmd_compress(int argc, char **argv)
     if (o.format == FORMAT_CSV || o.format == FORMAT_DOT)
         return cli_usage(o.verb, "only --json is a summary format here");
     fib_graph *g = NULL;
-    rc = cli_load(&o, &g);
+    cli_progress progress;
+    rc = cli_load_with_progress(&o, &g, &progress);
     if (rc != CLI_EXIT_OK)
         return rc;
-    cli_progress progress;
-    cli_progress_init(&progress, &o, g);
     fib_coloring *c = NULL;
     fib_base *base = NULL;
     fib_budget_options budget;

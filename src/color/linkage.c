@@ -117,6 +117,15 @@ int32_t fib_rows_from_signature(const fib_signature *sig, fib_rows *out)
     return status;
 }
 
+/* The Euclidean length of row i, its squares summed in column order. */
+static double row_norm(const fib_rows *r, int64_t i)
+{
+    double s = 0;
+    for (int64_t j = 0; j < r->d; j++)
+        s += r->value[i * r->d + j] * r->value[i * r->d + j];
+    return sqrt(s);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -136,12 +145,8 @@ double fib_rows_scale(const fib_rows *r, const double *weight)
     double *norms = fib_alloc(r->n > 0 ? r->n : 1, sizeof *norms);
     if (!norms)
         return 1.0;
-    for (int64_t i = 0; i < r->n; i++) {
-        double s = 0;
-        for (int64_t j = 0; j < r->d; j++)
-            s += r->value[i * r->d + j] * r->value[i * r->d + j];
-        norms[i] = sqrt(s) * (weight ? weight[i] : 1.0);
-    }
+    for (int64_t i = 0; i < r->n; i++)
+        norms[i] = row_norm(r, i) * (weight ? weight[i] : 1.0);
     double m = fib_median(norms, r->n);
     fib_free(norms);
     return m > 0 ? m : 1.0;
@@ -160,11 +165,8 @@ double fib_signature_scale(const fib_signature *sig)
 void fib_rows_normalize(fib_rows *r, double *norms)
 {
     for (int64_t i = 0; i < r->n; i++) {
-        double s = 0;
+        double s = row_norm(r, i);
         double *v = r->value + i * r->d, *t = r->tol ? r->tol + i * r->d : NULL;
-        for (int64_t j = 0; j < r->d; j++)
-            s += v[j] * v[j];
-        s = sqrt(s);
         if (norms)
             norms[i] = s;
         for (int64_t j = 0; s > 0 && j < r->d; j++)
@@ -475,10 +477,7 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
             goto done;
         }
         for (int64_t i = 0; i < n; i++) {
-            double s = 0;
-            for (int64_t j = 0; j < d; j++)
-                s += r->value[i * d + j] * r->value[i * d + j];
-            s = sqrt(s);
+            double s = row_norm(r, i);
             unit_norm[i] = s;
             for (int64_t j = 0; j < d; j++) {
                 double x = s > 0 ? r->value[i * d + j] / s : 0.0;
@@ -1335,10 +1334,7 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
         goto done;
     }
     for (int64_t i = 0; i < n; i++) {
-        double s = 0;
-        for (int64_t j = 0; j < d; j++)
-            s += r->value[i * d + j] * r->value[i * d + j];
-        norm[i] = sqrt(s);
+        norm[i] = row_norm(r, i);
         hi[i] = INFINITY;
     }
     /* the dot products with every direction in floats, each candidate for a

@@ -300,6 +300,20 @@ static bool hf_activation(const char *name, int32_t *id)
     return false;
 }
 
+/* The activation named by `key` (`fallback` when absent), one of
+ * HF_ACTIVATIONS. */
+static int32_t get_activation(const hf_dir *H, const fib_json *c, const char *key,
+                              const char *fallback, int32_t *out)
+{
+    const fib_json *act = fib_json_get(c, key);
+    const char *name = present(act) && act->kind == FIB_JSON_STRING ? act->string
+                       : present(act) ? "(not a string)" : fallback;
+    if (hf_activation(name, out))
+        return FIB_OK;
+    return config_error(H, "%s '%s' is not supported (supported: %s)", key, name,
+                        HF_ACTIVATIONS);
+}
+
 static int32_t read_gpt2(const hf_dir *H, const fib_json *c, hf_config *k)
 {
     int32_t st = check_keys(H, c, gpt2_keys, sizeof gpt2_keys / sizeof *gpt2_keys,
@@ -336,13 +350,7 @@ static int32_t read_gpt2(const hf_dir *H, const fib_json *c, hf_config *k)
     k->positions = k->max_positions = n_pos;
     k->scale = scaled ? 0.0 : 1.0;
     k->attention_bias = k->mlp_bias = true;
-    const fib_json *act = fib_json_get(c, "activation_function");
-    const char *name = present(act) && act->kind == FIB_JSON_STRING ? act->string
-                       : present(act) ? "(not a string)" : "gelu_new";
-    if (hf_activation(name, &k->activation))
-        return FIB_OK;
-    return config_error(H, "activation_function '%s' is not supported "
-                        "(supported: %s)", name, HF_ACTIVATIONS);
+    return get_activation(H, c, "activation_function", "gelu_new", &k->activation);
 }
 
 /* BERT (BertModel, and the models that hold it under "bert."): keys read,
@@ -404,13 +412,7 @@ static int32_t read_bert(const hf_dir *H, const fib_json *c, hf_config *k)
     /* every row of the position embedding takes part (as gpt2's) */
     k->positions = k->max_positions;
     k->attention_bias = k->mlp_bias = true;
-    const fib_json *act = fib_json_get(c, "hidden_act");
-    const char *name = present(act) && act->kind == FIB_JSON_STRING ? act->string
-                       : present(act) ? "(not a string)" : "gelu";
-    if (hf_activation(name, &k->activation))
-        return FIB_OK;
-    return config_error(H, "hidden_act '%s' is not supported (supported: %s)",
-                        name, HF_ACTIVATIONS);
+    return get_activation(H, c, "hidden_act", "gelu", &k->activation);
 }
 
 static int32_t read_config(const hf_dir *H, const fib_json *c, hf_config *k)
@@ -737,17 +739,29 @@ static int32_t same_dtype(const hf_dir *H, const fib_st_tensor *a,
                      fib_st_dtype_name(a->file_dtype));
 }
 
-static int32_t gpt2_norm(hf_dir *H, const hf_config *k, int32_t source,
-                         const char *prefix, int32_t *id)
+/* `<prefix>.weight` of shape (d0, d1) (n_dims as tensor takes them) and
+ * `<prefix>.bias` of n_bias values, in one dtype; path: the weight's file. */
+static int32_t weight_and_bias(hf_dir *H, const char *prefix, int32_t n_dims, int64_t d0,
+                               int64_t d1, int64_t n_bias, const fib_st_tensor **w,
+                               const fib_st_tensor **b, const char **path)
 {
     char wname[300], bname[300];
     snprintf(wname, sizeof wname, "%s.weight", prefix);
     snprintf(bname, sizeof bname, "%s.bias", prefix);
+    const char *bpath;
+    int32_t st = tensor(H, wname, n_dims, d0, d1, w, path);
+    if (st || (st = tensor(H, bname, 1, n_bias, 0, b, &bpath)))
+        return st;
+    return same_dtype(H, *w, *b);
+}
+
+static int32_t gpt2_norm(hf_dir *H, const hf_config *k, int32_t source,
+                         const char *prefix, int32_t *id)
+{
     const fib_st_tensor *w, *b;
-    const char *path, *bpath;
-    int32_t st = tensor(H, wname, 1, k->hidden, 0, &w, &path);
-    if (st || (st = tensor(H, bname, 1, k->hidden, 0, &b, &bpath)) ||
-        (st = same_dtype(H, w, b)))
+    const char *path;
+    int32_t st = weight_and_bias(H, prefix, 1, k->hidden, 0, k->hidden, &w, &b, &path);
+    if (st)
         return st;
     st = fib_graph_add_norm(H->graph, source, FIB_NORM_LAYER, w->dtype, w->data,
                             b->data, k->eps, H->copy ? FIB_COPY : 0u, id);
@@ -758,14 +772,10 @@ static int32_t gpt2_norm(hf_dir *H, const hf_config *k, int32_t source,
 static int32_t gpt2_conv1d(hf_dir *H, int32_t source, const char *prefix,
                            int64_t in, int64_t out, int32_t *id)
 {
-    char wname[300], bname[300];
-    snprintf(wname, sizeof wname, "%s.weight", prefix);
-    snprintf(bname, sizeof bname, "%s.bias", prefix);
     const fib_st_tensor *w, *b;
-    const char *path, *bpath;
-    int32_t st = tensor(H, wname, 2, in, out, &w, &path);
-    if (st || (st = tensor(H, bname, 1, out, 0, &b, &bpath)) ||
-        (st = same_dtype(H, w, b)))
+    const char *path;
+    int32_t st = weight_and_bias(H, prefix, 2, in, out, out, &w, &b, &path);
+    if (st)
         return st;
     st = fib_graph_add_dense_transposed(H->graph, source, out, w->dtype, w->data, out,
                                         b->data, H->copy ? FIB_COPY : 0u, id);

@@ -465,6 +465,29 @@ static int32_t emit_dense(hf_writer *W, int32_t group, const char *name, bool tr
     return st;
 }
 
+/* A position shift group (learned position embeddings) as `<name>.weight`. */
+static int32_t emit_position_shift(hf_writer *W, int32_t group, const char *name)
+{
+    char t[MAX_NAME];
+    snprintf(t, sizeof t, "%s.weight", name);
+    return emit_one(W, t, group, "shift", false);
+}
+
+/* A norm group with weight and bias as `<name>.weight` and `<name>.bias`. */
+static int32_t emit_norm(hf_writer *W, int32_t group, const char *name)
+{
+    char t[MAX_NAME];
+    int64_t first = W->n_out;
+    snprintf(t, sizeof t, "%s.weight", name);
+    int32_t st = emit_one(W, t, group, "weight", false);
+    snprintf(t, sizeof t, "%s.bias", name);
+    if (st == FIB_OK)
+        st = emit_one(W, t, group, "bias", false);
+    if (st == FIB_OK)
+        share_dtype(W, first);
+    return st;
+}
+
 /* The group names are the checkpoint's (model_hf.c): each group's tensors
  * go back under the names they were read from. */
 static int32_t emit_llama(hf_writer *W)
@@ -496,19 +519,11 @@ static int32_t emit_gpt2(hf_writer *W)
         if (ends_with(name, "wte")) {
             st = emit_dense(W, i, name, true);
         } else if (ends_with(name, "wpe")) {
-            snprintf(t, sizeof t, "%s.weight", name);
-            st = emit_one(W, t, i, "shift", false);
+            st = emit_position_shift(W, i, name);
         } else if (strcmp(name, "lm_head") == 0) {
             st = W->tied ? FIB_OK : emit_dense(W, i, name, false);
         } else if (ends_with(name, "ln_1") || ends_with(name, "ln_2") || ends_with(name, "ln_f")) {
-            int64_t first = W->n_out;
-            snprintf(t, sizeof t, "%s.weight", name);
-            st = emit_one(W, t, i, "weight", false);
-            snprintf(t, sizeof t, "%s.bias", name);
-            if (st == FIB_OK)
-                st = emit_one(W, t, i, "bias", false);
-            if (st == FIB_OK)
-                share_dtype(W, first);
+            st = emit_norm(W, i, name);
         } else if (ends_with(name, ".attn.q")) {
             /* c_attn: q, k and v side by side in Conv1D layout [in, out] */
             size_t stem = strlen(name) - 2;
@@ -540,7 +555,6 @@ static int32_t emit_gpt2(hf_writer *W)
  * writes it. */
 static int32_t emit_bert(hf_writer *W)
 {
-    char t[MAX_NAME];
     for (int32_t i = 0; i < W->n_groups; i++) {
         const char *name = fib_graph_group_name(W->base, i);
         int32_t st = FIB_OK;
@@ -548,17 +562,9 @@ static int32_t emit_bert(hf_writer *W)
             ends_with(name, "embeddings.token_type_embeddings")) {
             st = emit_dense(W, i, name, true);
         } else if (ends_with(name, "embeddings.position_embeddings")) {
-            snprintf(t, sizeof t, "%s.weight", name);
-            st = emit_one(W, t, i, "shift", false);
+            st = emit_position_shift(W, i, name);
         } else if (ends_with(name, "LayerNorm")) {
-            int64_t first = W->n_out;
-            snprintf(t, sizeof t, "%s.weight", name);
-            st = emit_one(W, t, i, "weight", false);
-            snprintf(t, sizeof t, "%s.bias", name);
-            if (st == FIB_OK)
-                st = emit_one(W, t, i, "bias", false);
-            if (st == FIB_OK)
-                share_dtype(W, first);
+            st = emit_norm(W, i, name);
         } else if (strcmp(name, "cls.predictions.decoder") == 0) {
             int64_t first = W->n_out;
             if (!W->tied)

@@ -180,7 +180,7 @@ bool fib_unit_constants_block_fiber_view(const fib_graph *g, int32_t group,
     sig->n_coords += t->rows;
     sig->n_direct = t->rows;
     sig->n_blocks = 1;
-    sig->blocks[0] = (fib_direct_block){t->values, t->dtype, 1, n, t->rows};
+    sig->blocks[0] = (fib_direct_block){t->values, t->dtype, 1, n, t->rows, 0};
     return true;
 }
 

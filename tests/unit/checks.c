@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "color/color.h"
 #include "planted.h"
 #include "testing.h"
 
@@ -64,4 +65,15 @@ void expect(int32_t got, int32_t want, const char *needle, const char *what)
         fprintf(stderr, "%s: got %s \"%s\", want %s containing \"%s\"\n", what,
                 fib_status_name(got), fib_last_error(), fib_status_name(want), needle);
     }
+}
+
+int32_t test_color_pair(const fib_graph *g, const fib_color_options *options,
+                        fib_coloring **fibers, fib_coloring **opfibers)
+{
+    fib_color_options o;
+    if (options)
+        o = *options;
+    else if (fib_color_options_init(&o, sizeof o))
+        return FIB_E_INVALID;
+    return fib_color_pair_internal(g, &o, fibers, opfibers);
 }

@@ -13,6 +13,10 @@ double *test_random_array(uint64_t *rng, int64_t n, double lo, double hi);
 /* The exact colouring of one kind (NULL on failure, counted). */
 fib_coloring *test_color(const fib_graph *g, int32_t symmetry);
 int64_t test_width(const fib_graph *g, int32_t group);
+/* Fibers and the opfibers they flavour, as fib_color makes each (the
+ * library's fib_color_pair_internal; NULL options: the defaults). */
+int32_t test_color_pair(const fib_graph *g, const fib_color_options *options,
+                        fib_coloring **fibers, fib_coloring **opfibers);
 int64_t test_num_classes(const fib_coloring *c, int32_t group);
 /* Max |a - b| / (1 + |b|) of the two graphs' outputs (float64 forward) on
  * `batch` samples of inputs uniform in [-amplitude, amplitude). The graphs

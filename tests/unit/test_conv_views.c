@@ -10,6 +10,7 @@
  * whose classes are not discrete, is filled. */
 #include "blocks/blocks.h"
 #include "color/color.h"
+#include "checks.h"
 #include "color/linkage.h"
 #include "testing.h"
 
@@ -17,18 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Fibers and the opfibers they flavour, as fib_color makes each (the
- * library's fib_color_pair_internal; NULL options: the defaults). */
-static int32_t color_pair(const fib_graph *g, const fib_color_options *options,
-                          fib_coloring **fibers, fib_coloring **opfibers)
-{
-    fib_color_options o;
-    if (options)
-        o = *options;
-    else if (fib_color_options_init(&o, sizeof o))
-        return FIB_E_INVALID;
-    return fib_color_pair_internal(g, &o, fibers, opfibers);
-}
 
 int test_failures;
 
@@ -113,7 +102,7 @@ static bool same_partition(const fib_partition *a, const fib_partition *b)
 static void compare(const fib_graph *g, int32_t mid, bool *borrowed, fib_partition *exact)
 {
     fib_coloring *fibers = NULL, *opfibers = NULL;
-    CHECK_OK(color_pair(g, NULL, &fibers, &opfibers));
+    CHECK_OK(test_color_pair(g, NULL, &fibers, &opfibers));
     if (!fibers || !opfibers)
         return;
     static const int32_t modes[] = {FIB_TOL_EXACT, FIB_TOL_ABS, FIB_TOL_REL, FIB_TOL_COSINE,

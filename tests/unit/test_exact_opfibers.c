@@ -20,18 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Fibers and the opfibers they flavour, as fib_color makes each (the
- * library's fib_color_pair_internal; NULL options: the defaults). */
-static int32_t color_pair(const fib_graph *g, const fib_color_options *options,
-                          fib_coloring **fibers, fib_coloring **opfibers)
-{
-    fib_color_options o;
-    if (options)
-        o = *options;
-    else if (fib_color_options_init(&o, sizeof o))
-        return FIB_E_INVALID;
-    return fib_color_pair_internal(g, &o, fibers, opfibers);
-}
 
 int test_failures;
 
@@ -154,7 +142,7 @@ static void compare_forms(const fib_graph *g, int32_t group, int64_t exact_width
                           fib_partition *classes)
 {
     fib_coloring *fibers = NULL, *opfibers = NULL;
-    CHECK_OK(color_pair(g, NULL, &fibers, &opfibers));
+    CHECK_OK(test_color_pair(g, NULL, &fibers, &opfibers));
     if (!fibers || !opfibers)
         return;
     for (int32_t threads = 1; threads <= 2; threads++) {
@@ -318,7 +306,7 @@ static void test_fibers_opfibers_are_fib_colors(void)
             o.n_threads = threads;
             o.symmetry = FIB_SYM_COVERS; /* not read */
             fib_coloring *pair[2] = {NULL, NULL}, *alone[2] = {NULL, NULL};
-            CHECK_OK(color_pair(g, &o, &pair[0], &pair[1]));
+            CHECK_OK(test_color_pair(g, &o, &pair[0], &pair[1]));
             o.symmetry = FIB_SYM_FIBERS;
             CHECK_OK(fib_color(g, &o, &alone[0]));
             o.symmetry = FIB_SYM_OPFIBERS;

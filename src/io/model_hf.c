@@ -997,7 +997,7 @@ static int32_t tied_copy(hf_dir *H, const char *name, const fib_st_tensor *kept,
  * logits at every position. */
 static int32_t bert_mlm_head(hf_dir *H, const hf_config *k, int32_t source,
                              const fib_st_tensor *words, const char *words_path,
-                             int32_t *id)
+                             const fib_finite_values *words_checked, int32_t *id)
 {
     bool any = false;
     for (int64_t f = 0; f < H->n_files && !any; f++)
@@ -1027,16 +1027,20 @@ static int32_t bert_mlm_head(hf_dir *H, const hf_config *k, int32_t source,
         st = tensor(H, "cls.predictions.decoder.weight", 2, k->vocab, k->hidden, &w, &path);
     if (st || (st = same_dtype(H, w, b)))
         return st;
-    st = fib_graph_add_dense(H->graph, norm, k->vocab, w->dtype, w->data, k->hidden, b->data,
-                             H->copy ? FIB_COPY : 0u, id);
+    /* tied, the decoder reads the word table the embedding has found
+     * finite: only its bias is checked (an untied decoder is checked whole) */
+    st = fib_dense_add_over_checked(H->graph, norm, k->vocab, w->dtype, w->data, k->hidden,
+                                    b->data, H->copy ? FIB_COPY : 0u, words_checked, id);
     return named(H, st, *id, "cls.predictions.decoder", path);
 }
 
 /* A one-hot input over the positions and its embedding [rows, hidden]
- * (the stored tensor in *t, its file in *path). */
+ * (the stored tensor in *t, its file in *path; *checked, when not NULL,
+ * the stored values found finite). */
 static int32_t bert_embedding(hf_dir *H, const hf_config *k, const char *input,
                               int64_t rows, const char *weight, int32_t *id,
-                              const fib_st_tensor **t, const char **path)
+                              const fib_st_tensor **t, const char **path,
+                              fib_finite_values *checked)
 {
     int32_t x, st = fib_graph_add_input_positions(H->graph, rows, k->positions, 1, &x);
     if ((st = named(H, st, x, input, H->dir)))
@@ -1045,7 +1049,8 @@ static int32_t bert_embedding(hf_dir *H, const hf_config *k, const char *input,
     snprintf(name, sizeof name, "%s.weight", weight);
     if ((st = tensor(H, name, 2, rows, k->hidden, t, path)))
         return st;
-    st = fib_graph_add_token_embedding(H->graph, x, k->hidden, (*t)->dtype, (*t)->data, id);
+    st = fib_token_embedding_add(H->graph, x, k->hidden, (*t)->dtype, (*t)->data, FIB_COPY,
+                                 checked, id);
     return named(H, st, *id, weight, *path);
 }
 
@@ -1064,13 +1069,14 @@ static int32_t build_bert(hf_dir *H, const hf_config *k)
     int32_t words, types, h, st;
     const fib_st_tensor *word_table, *type_table;
     const char *word_path, *type_path;
+    fib_finite_values words_checked = {0};
     snprintf(weight, sizeof weight, "%sembeddings.word_embeddings", pre);
     if ((st = bert_embedding(H, k, "input_ids", k->vocab, weight, &words, &word_table,
-                             &word_path)))
+                             &word_path, &words_checked)))
         return st;
     snprintf(weight, sizeof weight, "%sembeddings.token_type_embeddings", pre);
     if ((st = bert_embedding(H, k, "token_type_ids", k->type_vocab, weight, &types,
-                             &type_table, &type_path)))
+                             &type_table, &type_path, NULL)))
         return st;
     snprintf(name, sizeof name, "%sembeddings.word_and_token_type", pre);
     if ((st = add_sum(H, words, types, name, &h)))
@@ -1114,7 +1120,7 @@ static int32_t build_bert(hf_dir *H, const hf_config *k)
             return st;
     }
     int32_t head;
-    if ((st = bert_mlm_head(H, k, h, word_table, word_path, &head)))
+    if ((st = bert_mlm_head(H, k, h, word_table, word_path, &words_checked, &head)))
         return st;
     return bert_heads(H, k, pre);
 }

@@ -260,3 +260,63 @@ def test_bert_stored_tied_copies_are_read(lib, tmp_path):
     finally:
         lib.fib_graph_free(handle)
     assert same_hidden_states(sd, ft.load_encoder(d), 84, mlm=True) <= 1e-5
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_bert_nan_in_decoder_weight_refused_by_name_once(lib, tmp_path, tied):
+    """The tied decoder reads the word table the embedding found finite (it
+    is not checked again, tests/io/test_hf_bert_directory.c counts the
+    passes): a NaN in it is refused once, named as the word embeddings; an
+    untied decoder's own weight is checked and named as the decoder."""
+    sd = mlm_head(B.random_weights(91), 92, tied)
+    name = ("bert.embeddings.word_embeddings.weight" if tied
+            else "cls.predictions.decoder.weight")
+    sd[name][B.VOCAB - 1, 5] = float("nan")
+    d = write_checkpoint(tmp_path / "ckpt", sd, B.config(tie_word_embeddings=tied))
+    status, handle = load(lib, d)
+    assert status != 0 and not handle.value
+    message = lib.fib_last_error().decode()
+    assert message.count("NaN") == 1, message
+    if tied:
+        assert "bert.embeddings.word_embeddings: " in message
+        assert f"embedding[{B.VOCAB - 1}, 5] is NaN" in message
+        assert "cls.predictions.decoder" not in message
+    else:
+        assert "cls.predictions.decoder: " in message and "word_embeddings" not in message
+
+
+def point_at(path, name, other):
+    """Rewrites a safetensors header so that tensor `name` is stored over
+    the bytes of `other` (the same data_offsets)."""
+    blob = path.read_bytes()
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    header[name]["data_offsets"] = header[other]["data_offsets"]
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + blob[8 + n:])
+
+
+def test_bert_encoder_does_not_compare_a_tie_stored_over_the_same_bytes(tmp_path,
+                                                                        monkeypatch):
+    """A decoder weight stored over the word table's own bytes is the tied
+    tensor itself: ft.load_encoder does not read the two to compare them;
+    a separately stored copy is compared, once. Both give the logits."""
+    sd = mlm_head(B.random_weights(95), 96)
+    sd["cls.predictions.decoder.weight"] = sd["bert.embeddings.word_embeddings.weight"].clone()
+    separate = write_checkpoint(tmp_path / "separate", sd, B.config())
+    shared = write_checkpoint(tmp_path / "shared", sd, B.config())
+    point_at(shared / "model.safetensors", "cls.predictions.decoder.weight",
+             "bert.embeddings.word_embeddings.weight")
+    real_equal, compared = torch.equal, []
+    encoders, comparisons = {}, {}
+    for directory in (separate, shared):
+        compared.clear()
+        with monkeypatch.context() as m:
+            m.setattr(torch, "equal",
+                      lambda a, b: compared.append(tuple(a.shape)) or real_equal(a, b))
+            encoders[directory.name] = ft.load_encoder(directory)
+        comparisons[directory.name] = compared.count((B.VOCAB, B.HIDDEN))
+    assert comparisons == {"separate": 1, "shared": 0}
+    for encoder in encoders.values():
+        assert same_hidden_states(sd, encoder, 97, mlm=True) <= 1e-5

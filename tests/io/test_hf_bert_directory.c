@@ -6,9 +6,11 @@
  * planted classes together and compresses; a base with only MLP twins is
  * written as a bert directory (streamed) that gives the same logits; a
  * missing tensor of the last layer and a refused config key are named, and
- * nothing leaks on any path. */
+ * nothing leaks on any path. The decoder tied to the word embeddings has
+ * its values checked for finiteness once, an untied one whole. */
 #include "compress/compress.h"
 #include "io/safetensors.h"
+#include "kernels/stored.h"
 #include "testing.h"
 
 #include <math.h>
@@ -58,7 +60,8 @@ static float *add(tensors *s, const char *name, int64_t rows, int64_t cols)
 /* With residual_twins, residual dimension 5 copies 2 in every table and
  * projection making the stream; intermediate unit 4 of every layer copies
  * unit 1 (its output.dense column re-split). The masked-LM head's
- * decoder is tied to the word embeddings. */
+ * decoder is tied to the word embeddings, unless extra_key sets
+ * tie_word_embeddings false: then its own weight is stored. */
 static void write_bert(const char *dir, const char *extra_key, const char *drop,
                        bool residual_twins)
 {
@@ -137,6 +140,8 @@ static void write_bert(const char *dir, const char *extra_key, const char *drop,
     add(&s, "cls.predictions.transform.LayerNorm.weight", HIDDEN, 0);
     add(&s, "cls.predictions.transform.LayerNorm.bias", HIDDEN, 0);
     add(&s, "cls.seq_relationship.weight", 2, HIDDEN);
+    if (strstr(extra_key, "\"tie_word_embeddings\": false"))
+        add(&s, "cls.predictions.decoder.weight", VOCAB, HIDDEN);
     fib_st_out kept[MAX_TENSORS];
     int64_t n = 0;
     for (int i = 0; i < s.n; i++)
@@ -320,6 +325,74 @@ static void bert_base_directory_gives_same_logits(void)
     fib_graph_free(g);
 }
 
+#ifdef FIB_TEST_WRAP_FINITE
+/* The finiteness pass over stored values (the linker's --wrap sends the
+ * library's calls here while `recording`): the byte ranges it read. The
+ * tables here are far too small for the pass to run on several threads. */
+enum { MAX_PASSES = 1024 };
+static struct pass { uintptr_t begin, end; } passes[MAX_PASSES];
+static int n_passes;
+static bool recording;
+
+bool __real_fib_all_finite_stored(const fib_kernels *kernels, int32_t dtype, const void *x,
+                                  int64_t n);
+bool __wrap_fib_all_finite_stored(const fib_kernels *kernels, int32_t dtype, const void *x,
+                                  int64_t n);
+bool __wrap_fib_all_finite_stored(const fib_kernels *kernels, int32_t dtype, const void *x,
+                                  int64_t n)
+{
+    if (recording && n_passes < MAX_PASSES)
+        passes[n_passes++] = (struct pass){(uintptr_t)x,
+                                           (uintptr_t)x + (uintptr_t)n * fib_dtype_size(dtype)};
+    return __real_fib_all_finite_stored(kernels, dtype, x, n);
+}
+
+static int by_begin(const void *a, const void *b)
+{
+    uintptr_t x = ((const struct pass *)a)->begin, y = ((const struct pass *)b)->begin;
+    return (x > y) - (x < y);
+}
+
+/* The bytes fib_model_load checked for finiteness in the directory, each
+ * checked once (no two passes overlap). */
+static uint64_t bytes_checked_once(const char *dir)
+{
+    n_passes = 0;
+    recording = true;
+    fib_graph *g = NULL;
+    CHECK_OK(fib_model_load(dir, NULL, &g));
+    recording = false;
+    fib_graph_free(g);
+    CHECK(n_passes > 0 && n_passes < MAX_PASSES);
+    qsort(passes, (size_t)n_passes, sizeof *passes, by_begin);
+    uint64_t total = 0;
+    for (int i = 0; i < n_passes; i++) {
+        CHECK(i == 0 || passes[i].begin >= passes[i - 1].end);
+        total += passes[i].end - passes[i].begin;
+    }
+    return total;
+}
+
+/* A tied decoder reads the word table the embedding has found finite: the
+ * table is checked once (it was checked again for the decoder); an untied
+ * decoder's own weight [vocab, hidden] is checked besides. */
+static void bert_tied_decoder_checks_word_table_once(void)
+{
+    char tied[400], untied[400];
+    make_dir(tied, sizeof tied, "tied_reads");
+    make_dir(untied, sizeof untied, "untied_reads");
+    write_bert(tied, "", NULL, false);
+    write_bert(untied, ", \"tie_word_embeddings\": false", NULL, false);
+    uint64_t tied_bytes = bytes_checked_once(tied), untied_bytes = bytes_checked_once(untied);
+    CHECK(untied_bytes == tied_bytes + VOCAB * HIDDEN * sizeof(float));
+}
+#else
+static void bert_tied_decoder_checks_word_table_once(void)
+{
+    printf("     (skipped: the linker has no --wrap)\n");
+}
+#endif
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/fib-hf-bert-test-XXXXXX");
@@ -330,6 +403,7 @@ int main(void)
     RUN(bert_planted_classes_found_and_merged);
     RUN(bert_refusals_name_what);
     RUN(bert_base_directory_gives_same_logits);
+    RUN(bert_tied_decoder_checks_word_table_once);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)

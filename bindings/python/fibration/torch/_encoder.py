@@ -200,7 +200,13 @@ class BertEncoder(nn.Module):
 # ---- loading -----------------------------------------------------------------
 
 def _same(a, b):
-    return a.shape == b.shape and torch.equal(a.to(torch.float64), b.to(torch.float64))
+    """Whether two stored tensors hold the same values. Two names over the
+    same stored bytes are one tensor: not read to be compared."""
+    if a.shape != b.shape:
+        return False
+    if a.dtype == b.dtype:
+        return (a.data_ptr() == b.data_ptr() and a.stride() == b.stride()) or torch.equal(a, b)
+    return torch.equal(a.to(torch.float64), b.to(torch.float64))
 
 
 def _load_bert_directory(directory, config):

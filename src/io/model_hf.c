@@ -1049,7 +1049,8 @@ static int32_t bert_embedding(hf_dir *H, const hf_config *k, const char *input,
     snprintf(name, sizeof name, "%s.weight", weight);
     if ((st = tensor(H, name, 2, rows, k->hidden, t, path)))
         return st;
-    st = fib_token_embedding_add(H->graph, x, k->hidden, (*t)->dtype, (*t)->data, FIB_COPY,
+    st = fib_token_embedding_add(H->graph, x, k->hidden, (*t)->dtype, (*t)->data,
+                                 H->copy ? FIB_COPY : 0u,
                                  checked, id);
     return named(H, st, *id, weight, *path);
 }

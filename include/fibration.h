@@ -743,7 +743,12 @@ FIB_API int32_t fib_base_projection(const fib_base *base, int32_t group,
  * as the base, and its fibers are the base's classes. `weights` is either
  * NULL (lift the base's own graph) or a graph of the same structure as
  * fib_base_graph(base) with other weights (for example a retrained base).
- * The result owns float64 weights. Errors: FIB_E_MISMATCH, FIB_E_NOMEM. */
+ * The result owns its weights. Its dense and convolution blocks are held in
+ * the precision of the block they lift: float32 where that holds float32,
+ * float16 or bfloat16 weights (each lifted weight made in float64 and
+ * rounded once), float64 where it holds float64; fib_lift_dtype chooses
+ * otherwise. Its other blocks own float64 weights.
+ * Errors: FIB_E_MISMATCH, FIB_E_NOMEM. */
 FIB_API int32_t fib_lift(const fib_base *base, const fib_graph *weights,
                          fib_graph **out);
 
@@ -1699,6 +1704,23 @@ FIB_API int32_t fib_color_from_fibers(const fib_graph *graph,
  * class indices of merged inputs). Errors: FIB_E_NULL. */
 FIB_API int32_t fib_graph_budget_parameters(const fib_graph *graph,
                                             int64_t *n_out);
+
+/* fib_lift with the dtype of the lifted dense and convolution blocks
+ * chosen: 0 as fib_lift (the precision of the block each lifts),
+ * FIB_DTYPE_F32 (every one rounded to float32 as it is made, so that the
+ * lift never holds float64 copies of them all), FIB_DTYPE_F64 (every one
+ * float64: each base weight divided by its class size, unrounded). Other
+ * blocks are as fib_lift makes them. Errors: those of fib_lift;
+ * FIB_E_NULL, FIB_E_INVALID (dtype), FIB_E_NONFINITE (a lifted weight
+ * float32 cannot hold, with FIB_DTYPE_F32). */
+FIB_API int32_t fib_lift_dtype(const fib_base *base, const fib_graph *weights,
+                               int32_t dtype, fib_graph **out);
+
+/* The number of units of group `group` of the original graph of `base`,
+ * which fib_base_projection fills (a base that fib_base_load read knows it
+ * from its file). Errors: FIB_E_NULL, FIB_E_RANGE (group). */
+FIB_API int32_t fib_base_original_units(const fib_base *base, int32_t group,
+                                        int64_t *n_units);
 
 #ifdef __cplusplus
 }

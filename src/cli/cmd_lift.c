@@ -44,7 +44,10 @@ int cmd_lift(int argc, char **argv)
     if (st != FIB_OK)
         return cli_fail(o.model, st);
     cli_test_hook_after_load();
-    st = fib_lift(base, NULL, &full);
+    /* made in the dtype it is written in (keep: the base's), so that the
+     * lift of a float32 base holds no float64 copy of its weights */
+    int32_t dtype = o.dtype ? o.dtype : cli_model_dtype(fib_base_graph(base));
+    st = fib_lift_dtype(base, NULL, dtype, &full);
     rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.model, st);
     /* a base folder (a checkpoint layout) lifts to a folder in its layout */
     struct stat model_stat;
@@ -55,7 +58,7 @@ int cmd_lift(int argc, char **argv)
         st = from_directory ? fib_graph_save_checkpoint(full, fib_base_graph(base), o.model,
                                                         o.output, o.dtype, &saved_as, why,
                                                         sizeof why)
-                            : fib_model_save(full, o.output, o.dtype);
+                            : fib_model_save(full, o.output, dtype);
         rc = st == FIB_OK ? CLI_EXIT_OK : cli_fail(o.output, st);
     }
     if (rc == CLI_EXIT_OK && !o.quiet) {

@@ -104,7 +104,7 @@ static int32_t check_base_finite(const fib_graph *g, const fib_graph *base)
  * kind through its fib_block_ops.narrow (a convolution). Each value is the
  * float64 merge rounded once, as saving it as float32 would; one float32
  * cannot hold is FIB_E_NONFINITE. */
-static int32_t narrow_block(fib_graph *base, int32_t group)
+int32_t fib_narrow_block(fib_graph *base, int32_t group)
 {
     fib_group *grp = &base->groups[group];
     if (grp->ops && grp->ops->narrow)
@@ -274,7 +274,7 @@ static int32_t compress(const fib_graph *g, const fib_coloring *c, int32_t dtype
         if (!status)
             status = fib_copy_group_attributes(g, i, b->graph, i);
         for (int32_t k = made; dtype == FIB_DTYPE_F32 && !status && k < b->graph->n_groups; k++)
-            status = narrow_block(b->graph, k);
+            status = fib_narrow_block(b->graph, k);
     }
     if (!status)
         status = check_base_finite(g, b->graph);
@@ -347,6 +347,18 @@ int32_t fib_base_count(const fib_graph *g, const fib_coloring *c, int64_t *units
 const fib_graph *fib_base_graph(const fib_base *b)
 {
     return b ? b->graph : NULL;
+}
+
+int32_t fib_base_original_units(const fib_base *base, int32_t group, int64_t *n_units)
+{
+    if (!base || !n_units)
+        return fib_error(FIB_E_NULL, "fib_base_original_units: %s is NULL",
+                         base ? "n_units" : "base");
+    if (group < 0 || group >= base->n_groups)
+        return fib_error(FIB_E_RANGE, "fib_base_original_units: group %d out of range "
+                         "(%d groups)", (int)group, (int)base->n_groups);
+    *n_units = base->projection[group].n_units;
+    return FIB_OK;
 }
 
 int32_t fib_base_projection(const fib_base *b, int32_t group,

@@ -14,6 +14,12 @@ struct fib_base {
     fib_partition *projection; /* per original group: unit -> base unit */
 };
 
+/* compress.c: a float64 dense or convolution block `group` of a graph the
+ * library made (a base, a lift), which owns its weights, rounded to
+ * float32 in place; other blocks are left as they are. FIB_E_NONFINITE
+ * for a value float32 cannot hold. */
+int32_t fib_narrow_block(fib_graph *g, int32_t group);
+
 /* compress.c: copies activation and name of a group to another graph. */
 int32_t fib_copy_group_attributes(const fib_graph *from, int32_t group,
                                   fib_graph *to, int32_t to_group);

@@ -513,27 +513,35 @@ static void nothing_to_merge_keeps_the_dtype(void)
     }
 }
 
+/* 3 inputs -> 4 ReLU units whose rows 0, 1 and rows 2, 3 are equal (two
+ * classes of two) -> 2 outputs by w2 [2 x 4] (borrowed), float64. */
+static fib_graph *two_pairs_graph(const double *w2, int32_t *h, int32_t *out)
+{
+    static const double w1[4 * 3] = {0.1, -0.7, 1.0 / 3.0, 0.1, -0.7, 1.0 / 3.0,
+                                     2.5, 0.3, -0.9, 2.5, 0.3, -0.9};
+    static const double b1[4] = {0.01, 0.01, -0.2, -0.2};
+    fib_graph *g = NULL;
+    int32_t in;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, 3, &in));
+    CHECK_OK(fib_graph_add_dense(g, in, 4, FIB_DTYPE_F64, w1, 3, b1, 0, h));
+    CHECK_OK(fib_graph_set_activation(g, *h, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, *h, 2, FIB_DTYPE_F64, w2, 4, NULL, 0, out));
+    return g;
+}
+
 /* fib_compress_ex with FIB_DTYPE_F32 makes every merged dense block
  * float32: each value the float64 merge rounded once (what a float32 file
  * of the float64 base holds); NULL options give fib_compress's base; a
  * merged weight float32 cannot hold is refused, named. */
 static void compress_ex_float32_rounds_each_merged_weight_once(void)
 {
-    /* rows 0, 1 and rows 2, 3 equal: two classes of two */
-    double w1[4 * 3] = {0.1, -0.7, 1.0 / 3.0, 0.1, -0.7, 1.0 / 3.0,
-                        2.5, 0.3, -0.9, 2.5, 0.3, -0.9};
-    double b1[4] = {0.01, 0.01, -0.2, -0.2};
     double w2[2 * 4] = {0.3, 0.6, -1.1, 0.7, 1.0 / 7.0, 0.2, 0.4, -0.5};
     for (int overflow = 0; overflow < 2; overflow++) {
         w2[0] = overflow ? 3e38 : 0.3;
         w2[1] = overflow ? 3e38 : 0.6; /* summed over a class: 6e38 */
-        fib_graph *g = NULL;
-        int32_t in, h, out;
-        CHECK_OK(fib_graph_create(&g));
-        CHECK_OK(fib_graph_add_input(g, 3, &in));
-        CHECK_OK(fib_graph_add_dense(g, in, 4, FIB_DTYPE_F64, w1, 3, b1, 0, &h));
-        CHECK_OK(fib_graph_set_activation(g, h, FIB_ACT_RELU, 0));
-        CHECK_OK(fib_graph_add_dense(g, h, 2, FIB_DTYPE_F64, w2, 4, NULL, 0, &out));
+        int32_t h, out;
+        fib_graph *g = two_pairs_graph(w2, &h, &out);
         fib_coloring *c = NULL;
         CHECK_OK(fib_color(g, NULL, &c));
         fib_compress_options o;
@@ -577,6 +585,100 @@ static void compress_ex_float32_rounds_each_merged_weight_once(void)
         CHECK(fib_compress_options_init(&o, 4) == FIB_E_INVALID);
         fib_base_free(wide);
         fib_base_free(same);
+        fib_base_free(narrow);
+        fib_coloring_free(c);
+        fib_graph_free(g);
+    }
+}
+
+/* The held dtype of every dense group's tensors (weight, bias) of a lift. */
+static bool lift_held(const fib_graph *lifted, int32_t first, int32_t last, int32_t dtype)
+{
+    bool all = true;
+    for (int32_t group = first; group <= last; group++)
+        for (int32_t t = 0; t < (group == first ? 2 : 1); t++) {
+            int32_t held = 0;
+            CHECK_OK(fib_graph_tensor_dtype(lifted, group, t, &held));
+            all = all && held == dtype;
+        }
+    return all;
+}
+
+/* fib_lift holds each lifted dense block in the precision of the block it
+ * lifts: the lift of a float32 base is float32, each weight the float64
+ * lift's rounded once; fib_lift_dtype asks for either. The original's
+ * widths are known to the base (fib_base_original_units). */
+static void lift_keeps_the_base_precision(void)
+{
+    /* the lift splits the outgoing weights of the two classes in halves;
+     * 1/3 and 1/7 round in float32 */
+    double w2[2 * 4] = {0.3, 0.6, -1.1, 0.7, 1.0 / 7.0, 0.2, 0.4, -0.5};
+    for (int overflow = 0; overflow < 2; overflow++) {
+        w2[0] = overflow ? 1e39 : 0.3; /* lifted: (1e39 + 0.6) / 2, beyond float32 */
+        int32_t h, out;
+        fib_graph *g = two_pairs_graph(w2, &h, &out);
+        fib_coloring *c = NULL;
+        CHECK_OK(fib_color(g, NULL, &c));
+        fib_compress_options o;
+        CHECK_OK(fib_compress_options_init(&o, sizeof o));
+        fib_base *wide = NULL, *narrow = NULL;
+        CHECK_OK(fib_compress(g, c, &wide));
+        o.dtype = FIB_DTYPE_F32;
+        if (!overflow)
+            CHECK_OK(fib_compress_ex(g, c, &o, &narrow));
+        fib_graph *l64 = NULL, *l64_asked = NULL, *l32 = NULL, *l32_asked = NULL;
+        CHECK_OK(fib_lift(wide, NULL, &l64));
+        CHECK_OK(fib_lift_dtype(wide, NULL, FIB_DTYPE_F64, &l64_asked));
+        CHECK(l64 && lift_held(l64, h, out, FIB_DTYPE_F64));
+        if (overflow) {
+            CHECK(fib_lift_dtype(wide, NULL, FIB_DTYPE_F32, &l32) == FIB_E_NONFINITE);
+            CHECK(l32 == NULL);
+            CHECK(strstr(fib_last_error(), "fib_lift_dtype: group 2: a lifted weight does "
+                                           "not fit in float32") != NULL);
+        } else {
+            CHECK_OK(fib_lift(narrow, NULL, &l32));
+            CHECK_OK(fib_lift_dtype(wide, NULL, FIB_DTYPE_F32, &l32_asked));
+            CHECK(l32 && lift_held(l32, h, out, FIB_DTYPE_F32));
+            CHECK(l32_asked && lift_held(l32_asked, h, out, FIB_DTYPE_F32));
+        }
+        for (int32_t group = h; l32 && l32_asked && group <= out; group++)
+            for (int32_t t = 0; t < (group == h ? 2 : 1); t++) {
+                double a[16], a_asked[16], b[16], b_asked[16];
+                int64_t shape[4];
+                CHECK_OK(fib_graph_tensor_info(l64, group, t, NULL, shape, NULL));
+                int64_t n = shape[0] * shape[1] * shape[2] * shape[3];
+                CHECK_OK(fib_graph_read_tensor(l64, group, t, FIB_DTYPE_F64, a, 16));
+                CHECK_OK(fib_graph_read_tensor(l64_asked, group, t, FIB_DTYPE_F64, a_asked, 16));
+                CHECK_OK(fib_graph_read_tensor(l32, group, t, FIB_DTYPE_F64, b, 16));
+                CHECK_OK(fib_graph_read_tensor(l32_asked, group, t, FIB_DTYPE_F64, b_asked, 16));
+                int rounded_apart = 0;
+                for (int64_t k = 0; k < n; k++) {
+                    CHECK(a_asked[k] == a[k] && b[k] == (double)(float)a[k] && b_asked[k] == b[k]);
+                    rounded_apart += b[k] != a[k];
+                }
+                CHECK(rounded_apart > 0); /* 1/3 and 1/7 (split in halves) did round */
+            }
+        if (l32)
+            CHECK(test_output_difference(l32, l64, 4, 32, 2.0) <= 1e-6);
+        fib_graph *other = NULL;
+        CHECK(fib_lift_dtype(wide, NULL, FIB_DTYPE_BF16, &other) == FIB_E_INVALID);
+        CHECK(fib_lift_dtype(NULL, NULL, 0, &other) == FIB_E_NULL && other == NULL);
+        const int64_t widths[3] = {3, 4, 2};
+        for (int32_t group = 0; group < 3; group++) {
+            int64_t units = -1;
+            CHECK_OK(fib_base_original_units(wide, group, &units));
+            CHECK(units == widths[group]);
+        }
+        int64_t units = -1;
+        CHECK(fib_base_original_units(wide, 3, &units) == FIB_E_RANGE && units == -1);
+        CHECK(fib_base_original_units(wide, -1, &units) == FIB_E_RANGE);
+        CHECK(fib_base_original_units(wide, 0, NULL) == FIB_E_NULL);
+        CHECK(fib_base_original_units(NULL, 0, &units) == FIB_E_NULL);
+        fib_graph_free(l64);
+        fib_graph_free(l64_asked);
+        fib_graph_free(l32);
+        fib_graph_free(l32_asked);
+        fib_base_free(wide);
         fib_base_free(narrow);
         fib_coloring_free(c);
         fib_graph_free(g);
@@ -651,5 +753,6 @@ int main(void)
     RUN(kept_totals_give_the_same_base);
     RUN(nothing_to_merge_keeps_the_dtype);
     RUN(compress_ex_float32_rounds_each_merged_weight_once);
+    RUN(lift_keeps_the_base_precision);
     return test_failures ? 1 : 0;
 }

@@ -451,6 +451,8 @@ FUNCTIONS = [
     ('fib_graph_save_checkpoint', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_graph), ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_int32), ctypes.c_char_p, ctypes.c_size_t], ctypes.c_int32),
     ('fib_color_from_fibers', [ctypes.POINTER(fib_graph), ctypes.POINTER(fib_color_options), ctypes.POINTER(fib_coloring), ctypes.POINTER(ctypes.POINTER(fib_coloring))], ctypes.c_int32),
     ('fib_graph_budget_parameters', [ctypes.POINTER(fib_graph), ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
+    ('fib_lift_dtype', [ctypes.POINTER(fib_base), ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.POINTER(ctypes.POINTER(fib_graph))], ctypes.c_int32),
+    ('fib_base_original_units', [ctypes.POINTER(fib_base), ctypes.c_int32, ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -561,4 +563,6 @@ PARAMETERS = {
     'fib_graph_save_checkpoint': ('graph', 'model', 'model_dir', 'path', 'dtype', 'saved_as', 'reason', 'reason_size', ),
     'fib_color_from_fibers': ('graph', 'options', 'fibers', 'out', ),
     'fib_graph_budget_parameters': ('graph', 'n_out', ),
+    'fib_lift_dtype': ('base', 'weights', 'dtype', 'out', ),
+    'fib_base_original_units': ('base', 'group', 'n_units', ),
 }

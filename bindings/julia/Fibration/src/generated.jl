@@ -976,7 +976,12 @@ its members. The lift has the original's shape, computes the same outputs
 as the base, and its fibers are the base's classes. `weights` is either
 NULL (lift the base's own graph) or a graph of the same structure as
 fib_base_graph(base) with other weights (for example a retrained base).
-The result owns float64 weights. Errors: FIB_E_MISMATCH, FIB_E_NOMEM.
+The result owns its weights. Its dense and convolution blocks are held in
+the precision of the block they lift: float32 where that holds float32,
+float16 or bfloat16 weights (each lifted weight made in float64 and
+rounded once), float64 where it holds float64; fib_lift_dtype chooses
+otherwise. Its other blocks own float64 weights.
+Errors: FIB_E_MISMATCH, FIB_E_NOMEM.
 """
 const _cache_fib_lift = Ref{Ptr{Cvoid}}(C_NULL)
 function fib_lift(base, weights, out)
@@ -1769,6 +1774,31 @@ function fib_graph_budget_parameters(graph, n_out)
     ccall(_cfunction(_cache_fib_graph_budget_parameters, :fib_graph_budget_parameters), Int32, (Ptr{fib_graph}, Ptr{Int64}, ), graph, n_out)
 end
 
+"""
+fib_lift with the dtype of the lifted dense and convolution blocks
+chosen: 0 as fib_lift (the precision of the block each lifts),
+FIB_DTYPE_F32 (every one rounded to float32 as it is made, so that the
+lift never holds float64 copies of them all), FIB_DTYPE_F64 (every one
+float64: each base weight divided by its class size, unrounded). Other
+blocks are as fib_lift makes them. Errors: those of fib_lift;
+FIB_E_NULL, FIB_E_INVALID (dtype), FIB_E_NONFINITE (a lifted weight
+float32 cannot hold, with FIB_DTYPE_F32).
+"""
+const _cache_fib_lift_dtype = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_lift_dtype(base, weights, dtype, out)
+    ccall(_cfunction(_cache_fib_lift_dtype, :fib_lift_dtype), Int32, (Ptr{fib_base}, Ptr{fib_graph}, Int32, Ptr{Ptr{fib_graph}}, ), base, weights, dtype, out)
+end
+
+"""
+The number of units of group `group` of the original graph of `base`,
+which fib_base_projection fills (a base that fib_base_load read knows it
+from its file). Errors: FIB_E_NULL, FIB_E_RANGE (group).
+"""
+const _cache_fib_base_original_units = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_base_original_units(base, group, n_units)
+    ccall(_cfunction(_cache_fib_base_original_units, :fib_base_original_units), Int32, (Ptr{fib_base}, Int32, Ptr{Int64}, ), base, group, n_units)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1876,4 +1906,6 @@ const FUNCTION_NAMES = [
     :fib_graph_save_checkpoint,
     :fib_color_from_fibers,
     :fib_graph_budget_parameters,
+    :fib_lift_dtype,
+    :fib_base_original_units,
 ]

@@ -718,7 +718,12 @@ extern "C" {
     /// as the base, and its fibers are the base's classes. `weights` is either
     /// NULL (lift the base's own graph) or a graph of the same structure as
     /// fib_base_graph(base) with other weights (for example a retrained base).
-    /// The result owns float64 weights. Errors: FIB_E_MISMATCH, FIB_E_NOMEM.
+    /// The result owns its weights. Its dense and convolution blocks are held in
+    /// the precision of the block they lift: float32 where that holds float32,
+    /// float16 or bfloat16 weights (each lifted weight made in float64 and
+    /// rounded once), float64 where it holds float64; fib_lift_dtype chooses
+    /// otherwise. Its other blocks own float64 weights.
+    /// Errors: FIB_E_MISMATCH, FIB_E_NOMEM.
     pub fn fib_lift(base: *const fib_base, weights: *const fib_graph, out: *mut *mut fib_graph) -> i32;
 
     /// Symmetry breaking for continual learning: compresses `graph` by
@@ -1251,6 +1256,21 @@ extern "C" {
     /// this count, and its n_parameters is this count of the base (with the
     /// class indices of merged inputs). Errors: FIB_E_NULL.
     pub fn fib_graph_budget_parameters(graph: *const fib_graph, n_out: *mut i64) -> i32;
+
+    /// fib_lift with the dtype of the lifted dense and convolution blocks
+    /// chosen: 0 as fib_lift (the precision of the block each lifts),
+    /// FIB_DTYPE_F32 (every one rounded to float32 as it is made, so that the
+    /// lift never holds float64 copies of them all), FIB_DTYPE_F64 (every one
+    /// float64: each base weight divided by its class size, unrounded). Other
+    /// blocks are as fib_lift makes them. Errors: those of fib_lift;
+    /// FIB_E_NULL, FIB_E_INVALID (dtype), FIB_E_NONFINITE (a lifted weight
+    /// float32 cannot hold, with FIB_DTYPE_F32).
+    pub fn fib_lift_dtype(base: *const fib_base, weights: *const fib_graph, dtype: i32, out: *mut *mut fib_graph) -> i32;
+
+    /// The number of units of group `group` of the original graph of `base`,
+    /// which fib_base_projection fills (a base that fib_base_load read knows it
+    /// from its file). Errors: FIB_E_NULL, FIB_E_RANGE (group).
+    pub fn fib_base_original_units(base: *const fib_base, group: i32, n_units: *mut i64) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1361,4 +1381,6 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_graph_save_checkpoint",
     "fib_color_from_fibers",
     "fib_graph_budget_parameters",
+    "fib_lift_dtype",
+    "fib_base_original_units",
 ];

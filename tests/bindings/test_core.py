@@ -64,6 +64,83 @@ def test_fibers_compress_lift(dtype):
                                           + g.read_dense(h)[1], 0), atol=tol)
 
 
+def held_dtypes(graph, groups):
+    """The dtype each group's weight (tensor 0) is held in."""
+    import ctypes
+    names = {fibration.DTYPE_F32: "float32", fibration.DTYPE_F64: "float64"}
+    out = []
+    for group in groups:
+        held = ctypes.c_int32()
+        fibration.check(fibration.lib.fib_graph_tensor_dtype(graph._cp(), group, 0,
+                                                             ctypes.byref(held)), "dtype")
+        out.append(names.get(held.value, held.value))
+    return out
+
+
+def test_lift_of_a_float32_base_is_float32():
+    """A float32 model's base lifts to float32 layers (the precision of the
+    layers it lifts), each weight the float64 lift's rounded once, so its
+    outputs are the float64 lift's to float32 rounding; dtype="float64"
+    is that float64 lift, and a float64 base lifts to float64."""
+    g, x, h, y = planted_graph(np.float32)
+    base = g.compress(g.color(), dtype="float32")
+    lifted, wide = base.lift(), base.lift(dtype="float64")
+    assert held_dtypes(lifted, (h, y)) == ["float32", "float32"]
+    assert held_dtypes(wide, (h, y)) == ["float64", "float64"]
+    for group in (h, y):
+        for narrow, exact in zip(lifted.tensors(group).values(), wide.tensors(group).values()):
+            np.testing.assert_array_equal(narrow, exact.astype(np.float32).astype(np.float64))
+    inputs = np.random.default_rng(4).normal(size=(6, 4)).astype(np.float32)
+    out = g.forward(inputs)
+    np.testing.assert_allclose(lifted.forward(inputs), wide.forward(inputs), rtol=1e-6,
+                               atol=1e-6 * np.abs(out).max())
+    np.testing.assert_allclose(lifted.forward(inputs), out, atol=1e-5 * np.abs(out).max())
+    assert held_dtypes(base.lift(dtype="float32"), (h, y)) == ["float32", "float32"]
+    assert held_dtypes(g.compress(g.color()).lift(), (h, y)) == ["float64", "float64"]
+    with pytest.raises(ValueError, match="dtype"):
+        base.lift(dtype="float16")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_base_load_gives_the_saved_base(tmp_path, dtype):
+    """Base.save then Base.load (copied or mapped): the same base network
+    (its forward equal bit for bit), the same projection of every group,
+    and the same lift, without the original graph."""
+    g, x, h, y = planted_graph(np.float32)
+    base = g.compress(g.color(), dtype=dtype)
+    path = str(tmp_path / "base.safetensors")
+    base.save(path, dtype)
+    inputs = np.random.default_rng(5).normal(size=(6, 4))
+    for copy in (True, False):
+        loaded = fibration.Base.load(path, copy=copy)
+        assert loaded.original is None
+        np.testing.assert_array_equal(loaded.graph.forward(inputs), base.graph.forward(inputs))
+        for group in (x, h, y):
+            np.testing.assert_array_equal(loaded.projection(group), base.projection(group))
+        assert len(loaded.projection(h)) == 6 and loaded.graph.group(h).n_units == 3
+        lifted = loaded.lift()
+        assert held_dtypes(lifted, (h, y)) == [dtype, dtype]
+        np.testing.assert_array_equal(lifted.forward(inputs), base.lift().forward(inputs))
+        loaded.close()
+
+
+def test_base_load_refusals_are_fibration_errors(tmp_path):
+    g, x, h, y = planted_graph()
+    model = str(tmp_path / "model.safetensors")
+    g.save(model)
+    with pytest.raises(FibrationError) as e:
+        fibration.Base.load(model)
+    assert e.value.code == fibration.E_FORMAT and e.value.function == "fib_base_load"
+    assert "not a base written by fib_base_save" in e.value.message
+    with pytest.raises(FibrationError) as e:
+        fibration.Base.load(str(tmp_path / "missing.safetensors"))
+    assert e.value.code == fibration.E_IO and "missing.safetensors" in e.value.message
+    base = g.compress(g.color())
+    with pytest.raises(FibrationError) as e:
+        base.projection(7)
+    assert e.value.code == fibration.E_RANGE
+
+
 def test_manual_coloring_and_balance_message():
     g, x, h, y = planted_graph()
     c = g.coloring("fibers")

@@ -162,3 +162,41 @@ def test_python_lifts_a_base_directory_into_the_layout(lib, tmp_path):
     same_layout(d, tmp_path / "lifted")
     assert C.same_logits(model, ft.load_decoder(tmp_path / "lifted"), L.VOCAB, L.POSITIONS,
                          15) <= 1e-5
+
+
+def test_python_base_load_lifts_a_base_directory(lib, tmp_path):
+    """fibration.Base.load(BASE_DIR) reads a base directory with its
+    projection, without the original graph: its lift (float32 layers, as
+    the float32 checkpoint) written in the layout is the directory
+    `fibration lift BASE_DIR` writes and computes the original's logits,
+    and saved again from the original directory it is the base directory."""
+    import ctypes
+    import fibration
+    model, d = C.llama_checkpoint(tmp_path, torch.float32, C.LLAMA_SAME)
+    g = fibration.Graph.load(str(d))
+    base = g.compress(g.color(), dtype="float32")  # as `fibration compress` makes it
+    assert base.save_checkpoint(d, tmp_path / "base") == ("checkpoint", "")
+    loaded = fibration.Base.load(str(tmp_path / "base"))
+    assert loaded.original is None
+    for group in range(g.num_groups):
+        np.testing.assert_array_equal(loaded.projection(group), base.projection(group))
+    lifted = loaded.lift()
+    for group in range(lifted.num_groups):
+        if lifted.group(group).op == "dense":
+            held = ctypes.c_int32()
+            fibration.check(fibration.lib.fib_graph_tensor_dtype(
+                lifted._cp(), group, 0, ctypes.byref(held)), "fib_graph_tensor_dtype")
+            assert held.value == fibration.DTYPE_F32, lifted.group(group).name
+    assert lifted.save_checkpoint(loaded.graph, tmp_path / "base", tmp_path / "lifted") == \
+        ("checkpoint", "")
+    r = run("lift", tmp_path / "base", "-o", tmp_path / "by_cli")
+    assert r.returncode == 0, r.stderr
+    for name in ("config.json", "model.safetensors"):
+        assert (tmp_path / "lifted" / name).read_bytes() == \
+            (tmp_path / "by_cli" / name).read_bytes()
+    assert C.same_logits(model, ft.load_decoder(tmp_path / "lifted"), L.VOCAB, L.POSITIONS,
+                         16) <= 1e-5
+    assert loaded.save_checkpoint(d, tmp_path / "again") == ("checkpoint", "")
+    for name in ("config.json", "model.safetensors"):
+        assert (tmp_path / "again" / name).read_bytes() == \
+            (tmp_path / "base" / name).read_bytes()

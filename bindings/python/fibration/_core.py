@@ -76,6 +76,10 @@ def _packed_rows(values, what):
     return float_buffer(np.ascontiguousarray(arr), what, 2)
 
 
+# dtype names of the calls that write or make weights in a chosen dtype
+_DTYPE_CODES = {"float32": _ffi.FIB_DTYPE_F32, "float64": _ffi.FIB_DTYPE_F64}
+
+
 def _is_torch_tensor(obj):
     return type(obj).__module__.split(".")[0] == "torch" and hasattr(obj, "detach")
 
@@ -554,7 +558,7 @@ class Graph(_Handle):
     def save(self, path, dtype=0):
         """fib_model_save: safetensors with the structure metadata. dtype:
         'float32', 'float64' or 0 (each block's own)."""
-        code = {"float32": _ffi.FIB_DTYPE_F32, "float64": _ffi.FIB_DTYPE_F64}.get(dtype, dtype)
+        code = _DTYPE_CODES.get(dtype, dtype)
         check(lib.fib_model_save(self._cp(), os.fsencode(path), int(code)), "fib_model_save")
 
     def save_checkpoint(self, model, model_dir, path, dtype=0):
@@ -563,7 +567,7 @@ class Graph(_Handle):
         `model_dir`) and other MLP widths (a lift), written as a checkpoint
         directory in that layout where it holds it, else as save() writes
         it. Returns (format, reason) as Base.save_checkpoint does."""
-        code = {"float32": _ffi.FIB_DTYPE_F32, "float64": _ffi.FIB_DTYPE_F64}.get(dtype, dtype)
+        code = _DTYPE_CODES.get(dtype, dtype)
         saved, reason = ctypes.c_int32(), ctypes.create_string_buffer(600)
         check(lib.fib_graph_save_checkpoint(self._cp(), model._cp(), os.fsencode(model_dir),
                                             os.fsencode(path), int(code), ctypes.byref(saved),
@@ -575,12 +579,8 @@ class Graph(_Handle):
     def load(cls, path, copy=True):
         """fib_model_load: a Graph from a safetensors file (copy=False keeps a
         memory mapping of the file for the graph's lifetime)."""
-        opts = _ffi.fib_load_options()
-        check(lib.fib_load_options_init(ctypes.byref(opts), ctypes.sizeof(opts)),
-              "fib_load_options_init")
-        opts.copy = 1 if copy else 0
         out = ctypes.POINTER(_ffi.fib_graph)()
-        check(lib.fib_model_load(os.fsencode(path), ctypes.byref(opts), ctypes.byref(out)),
+        check(lib.fib_model_load(os.fsencode(path), _load_options(copy), ctypes.byref(out)),
               "fib_model_load")
         return cls._adopt(out)
 
@@ -874,14 +874,13 @@ class Graph(_Handle):
         dtype of the merged dense and convolution blocks: 'float64', or
         'float32' (each float64 merge rounded once as it is made, so that
         the base never holds float64 copies of them all)."""
-        codes = {"float32": _ffi.FIB_DTYPE_F32, "float64": _ffi.FIB_DTYPE_F64}
-        if dtype not in codes:
+        if dtype not in _DTYPE_CODES:
             raise ValueError("dtype must be 'float32' or 'float64', not %r" % (dtype,))
         opts = _ffi.fib_compress_options()
         check(lib.fib_compress_options_init(ctypes.byref(opts), ctypes.sizeof(opts)),
               "fib_compress_options_init")
         opts.borrow = 1
-        opts.dtype = codes[dtype]
+        opts.dtype = _DTYPE_CODES[dtype]
         out = ctypes.POINTER(_ffi.fib_base)()
         check(lib.fib_compress_ex(self._cp(), coloring._p(), ctypes.byref(opts),
                                   ctypes.byref(out)), "fib_compress")
@@ -1033,13 +1032,24 @@ class Coloring(_Handle):
         return "<fibration.Coloring %s>" % self.symmetry
 
 
+def _load_options(copy):
+    """fib_load_options for fib_model_load and fib_base_load, by reference."""
+    opts = _ffi.fib_load_options()
+    check(lib.fib_load_options_init(ctypes.byref(opts), ctypes.sizeof(opts)),
+          "fib_load_options_init")
+    opts.copy = 1 if copy else 0
+    return ctypes.byref(opts)
+
+
 def _free_borrowing_base(ptr, original):
     lib.fib_base_free(ptr)
     original._base_freed()
 
 
 class Base(_Handle):
-    """A compressed network and the projection of original units onto it."""
+    """A compressed network and the projection of original units onto it.
+    `original` is the Graph it was made of (None for a base read by
+    Base.load)."""
 
     _free = staticmethod(lambda p: lib.fib_base_free(p))
 
@@ -1057,6 +1067,17 @@ class Base(_Handle):
         b.original = original
         return b
 
+    @classmethod
+    def load(cls, path, copy=True):
+        """fib_base_load: a base saved by Base.save (or `fibration compress`),
+        or a checkpoint directory Base.save_checkpoint wrote, with its
+        projection; lift() expands it without the original. copy=False
+        keeps a memory mapping of the file(s) for the base's lifetime."""
+        out = ctypes.POINTER(_ffi.fib_base)()
+        check(lib.fib_base_load(os.fsencode(path), _load_options(copy), ctypes.byref(out)),
+              "fib_base_load")
+        return cls._adopt(out, None)
+
     @property
     def graph(self):
         """The base network (a Graph that keeps this Base alive)."""
@@ -1064,18 +1085,20 @@ class Base(_Handle):
 
     def projection(self, group):
         import numpy as np
-        n = self.original.group(group).n_units
-        out = np.empty(n, np.int64)
+        n = ctypes.c_int64()
+        check(lib.fib_base_original_units(self._p(), group, ctypes.byref(n)),
+              "fib_base_original_units")
+        out = np.empty(n.value, np.int64)
         check(lib.fib_base_projection(self._p(), group,
-                                      out.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), n),
-              "fib_base_projection")
+                                      out.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
+                                      n.value), "fib_base_projection")
         return out
 
     def save(self, path, dtype=0):
         """fib_base_save: the base graph and its projection (safetensors with
         the structure metadata; `fibration lift` expands it). dtype:
         'float32', 'float64' or 0 (each block's own)."""
-        code = {"float32": _ffi.FIB_DTYPE_F32, "float64": _ffi.FIB_DTYPE_F64}.get(dtype, dtype)
+        code = _DTYPE_CODES.get(dtype, dtype)
         check(lib.fib_base_save(self._p(), os.fsencode(path), int(code)), "fib_base_save")
 
     def save_checkpoint(self, model_dir, path, dtype=0):
@@ -1083,21 +1106,31 @@ class Base(_Handle):
         Hugging Face checkpoint directory `model_dir`, written as a
         checkpoint directory in its layout where that layout holds it, else
         as save() writes it. Returns (format, reason): "checkpoint" or
-        "fibration", and why the layout could not hold it ("" when it did)."""
-        code = {"float32": _ffi.FIB_DTYPE_F32, "float64": _ffi.FIB_DTYPE_F64}.get(dtype, dtype)
+        "fibration", and why the layout could not hold it ("" when it did).
+        A base read by Base.load reads its model from `model_dir`."""
+        code = _DTYPE_CODES.get(dtype, dtype)
         saved, reason = ctypes.c_int32(), ctypes.create_string_buffer(600)
-        check(lib.fib_base_save_checkpoint(self._p(), self.original._cp(), os.fsencode(model_dir),
+        model = self.original if self.original is not None else \
+            Graph.load(model_dir, copy=False)
+        check(lib.fib_base_save_checkpoint(self._p(), model._cp(), os.fsencode(model_dir),
                                            os.fsencode(path), int(code), ctypes.byref(saved),
                                            reason, len(reason)), "fib_base_save_checkpoint")
         kind = "checkpoint" if saved.value == _ffi.FIB_SAVED_CHECKPOINT else "fibration"
         return kind, reason.value.decode("utf-8", "replace")
 
-    def lift(self, weights=None):
+    def lift(self, weights=None, dtype=None):
         """Lifts the base (or `weights`, a graph shaped like the base graph)
-        back to the original's shape: a new Graph."""
+        back to the original's shape: a new Graph. dtype of its dense and
+        convolution blocks: None (each in the precision of the block it
+        lifts: float32 for a float32, float16 or bfloat16 one, each weight
+        made in float64 and rounded once), 'float32' or 'float64'
+        (fib_lift_dtype)."""
+        if dtype is not None and dtype not in _DTYPE_CODES:
+            raise ValueError("dtype must be None, 'float32' or 'float64', not %r" % (dtype,))
         out = ctypes.POINTER(_ffi.fib_graph)()
-        check(lib.fib_lift(self._p(), weights._cp() if weights is not None else None,
-                           ctypes.byref(out)), "fib_lift")
+        check(lib.fib_lift_dtype(self._p(), weights._cp() if weights is not None else None,
+                                 _DTYPE_CODES.get(dtype, 0), ctypes.byref(out)),
+              "fib_lift_dtype")
         return Graph._adopt(out)
 
     def __repr__(self):

@@ -6,8 +6,10 @@
  * planted classes together and compresses; a base with only MLP twins is
  * written as a bert directory (streamed) that gives the same logits; a
  * missing tensor of the last layer and a refused config key are named, and
- * nothing leaks on any path. The decoder tied to the word embeddings has
- * its values checked for finiteness once, an untied one whole. */
+ * nothing leaks on any path. The embeddings are read in place from the
+ * mapping; the decoder tied to the word embeddings has its values checked
+ * for finiteness once, an untied one whole. */
+#include "blocks/blocks.h"
 #include "compress/compress.h"
 #include "io/safetensors.h"
 #include "kernels/stored.h"
@@ -325,6 +327,45 @@ static void bert_base_directory_gives_same_logits(void)
     fib_graph_free(g);
 }
 
+/* The word and token-type embeddings are read in place from the mapping
+ * (the graph owns no copy of them), and copied with copy = 1; both graphs
+ * compute the same logits. */
+static void bert_embeddings_read_in_place(void)
+{
+    char dir[400];
+    make_dir(dir, sizeof dir, "in_place");
+    write_bert(dir, "", NULL, false);
+    fib_load_options copied;
+    CHECK_OK(fib_load_options_init(&copied, sizeof copied));
+    copied.copy = 1;
+    fib_graph *mapped = NULL, *owned = NULL;
+    CHECK_OK(fib_model_load(dir, NULL, &mapped));
+    CHECK_OK(fib_model_load(dir, &copied, &owned));
+    if (!mapped || !owned) {
+        fib_graph_free(mapped);
+        fib_graph_free(owned);
+        return;
+    }
+    const char *tables[2] = {"bert.embeddings.word_embeddings",
+                             "bert.embeddings.token_type_embeddings"};
+    for (int i = 0; i < 2; i++) {
+        int32_t id = group_named(mapped, tables[i]);
+        const fib_dense *in_place = id >= 0 ? fib_group_matrix(mapped, id) : NULL;
+        const fib_dense *copy = id >= 0 ? fib_group_matrix(owned, id) : NULL;
+        CHECK(in_place && in_place->transposed && in_place->owned_weights == NULL);
+        CHECK(copy && copy->owned_weights != NULL);
+    }
+    enum { BATCH = 2 };
+    static float x[BATCH * (VOCAB + TYPES) * POSITIONS];
+    static float a[BATCH * VOCAB * POSITIONS], b[BATCH * VOCAB * POSITIONS];
+    one_hot_input(x, BATCH);
+    CHECK_OK(fib_graph_forward(mapped, BATCH, FIB_DTYPE_F32, x, a));
+    CHECK_OK(fib_graph_forward(owned, BATCH, FIB_DTYPE_F32, x, b));
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    fib_graph_free(mapped);
+    fib_graph_free(owned);
+}
+
 #ifdef FIB_TEST_WRAP_FINITE
 /* The finiteness pass over stored values (the linker's --wrap sends the
  * library's calls here while `recording`): the byte ranges it read. The
@@ -403,6 +444,7 @@ int main(void)
     RUN(bert_planted_classes_found_and_merged);
     RUN(bert_refusals_name_what);
     RUN(bert_base_directory_gives_same_logits);
+    RUN(bert_embeddings_read_in_place);
     RUN(bert_tied_decoder_checks_word_table_once);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -74,6 +74,9 @@ typedef struct graph_budget {
     int64_t pass;      /* the current pass of width_rule's callers */
     int64_t **bin;     /* per root group: the bins its classes stay in (NULL:
                           none; FIB_BUDGET_ATTENDS) */
+    int32_t *tie;      /* per group: the earlier group whose weights it shares
+                          (tied_weights), -1 for none */
+    bool has_tie;      /* some group has one */
 } graph_budget;
 
 static const char fn[] = "fib_compress_to_budget";
@@ -658,17 +661,68 @@ static void set_widths(graph_budget *B)
     }
 }
 
-/* Parameters of a group at the widths B->width: selections hold none. */
+/* The elements of group i's first tensor (its weights) when an earlier
+ * group's first tensor is the same memory (a tied LM head borrows the
+ * token embedding's matrix), with *with that group; else 0. Torch counts a
+ * shared parameter once. */
+static int64_t tied_weights(const fib_graph *g, int32_t i, int32_t *with)
+{
+    fib_tensor_view a, b;
+    const fib_block_ops *ops = g->groups[i].ops;
+    *with = -1;
+    if (fib_group_is_input(g, i) || !ops || !ops->tensor || !ops->tensor(g, i, 0, &a) || !a.data)
+        return 0;
+    int64_t n = 1;
+    for (int32_t d = 0; d < a.ndim; d++)
+        n *= a.shape[d];
+    for (int32_t j = 0; j < i; j++) {
+        const fib_block_ops *o = g->groups[j].ops;
+        if (fib_group_is_input(g, j) || !o || !o->tensor || !o->tensor(g, j, 0, &b) ||
+            b.data != a.data || b.dtype != a.dtype)
+            continue;
+        int64_t m = 1;
+        for (int32_t d = 0; d < b.ndim; d++)
+            m *= b.shape[d];
+        if (m == n) {
+            *with = j;
+            return n;
+        }
+    }
+    return 0;
+}
+
+/* Whether group i and its sources keep their units at widths `width`. */
+static bool whole(const fib_graph *g, int32_t i, const int64_t *width)
+{
+    if (width[i] != g->groups[i].n_units)
+        return false;
+    for (int32_t s = 0; s < g->groups[i].n_sources; s++)
+        if (width[g->groups[i].sources[s]] != g->groups[g->groups[i].sources[s]].n_units)
+            return false;
+    return true;
+}
+
+/* Parameters of a group at the widths B->width: selections hold none; a
+ * tied group's weights count once while the tie stays (both whole: the
+ * base's two matrices are then equal, and torch and the checkpoint writer
+ * keep them tied). */
 static int64_t group_params(const graph_budget *B, const fib_graph *g, int32_t i)
 {
     const fib_block_ops *ops = g->groups[i].ops;
     if (B->role[i] == FIB_BUDGET_SELECTS)
         return 0;
+    int64_t out = 0;
     if (ops && ops->budget_parameters)
-        return ops->budget_parameters(g, i, B->width);
-    if (ops && ops->num_parameters)
-        return ops->num_parameters(g, i);
-    return 0;
+        out = ops->budget_parameters(g, i, B->width);
+    else if (ops && ops->num_parameters)
+        out = ops->num_parameters(g, i);
+    /* a tie stays while both groups keep their units and their sources' */
+    int32_t with = B->tie[i];
+    if (with >= 0 && whole(g, i, B->width) && whole(g, with, B->width)) {
+        int32_t same;
+        out -= tied_weights(g, i, &same);
+    }
+    return out;
 }
 
 /* Parameters of the base with the sets' widths (kept per group in
@@ -752,6 +806,15 @@ static bool reads_marked(const fib_graph *g, int32_t i, const bool *in)
     return false;
 }
 
+/* Whether group i's parameters move with the widths marked in `in`: its
+ * own, its sources', and those of the group whose weights it shares. */
+static bool touched(const graph_budget *B, int32_t i, const bool *in)
+{
+    int32_t with = B->tie[i];
+    return in[i] || reads_marked(B->g, i, in) ||
+           (with >= 0 && (in[with] || reads_marked(B->g, with, in)));
+}
+
 /* What each candidate's count reaches (reach_of) and the groups whose
  * parameters those widths move (they and their consumers), so that the
  * exchange counts a step without recounting the graph; each root's
@@ -786,7 +849,7 @@ static int32_t build_reach(graph_budget *B)
         int32_t w = 0, t = 0;
         for (int32_t i = 0; i < n; i++) {
             w += in[i];
-            t += in[i] || reads_marked(g, i, in);
+            t += touched(B, i, in);
         }
         B->wide_at[x + 1] = B->wide_at[x] + w;
         B->touch_at[x + 1] = B->touch_at[x] + t;
@@ -802,7 +865,7 @@ static int32_t build_reach(graph_budget *B)
         for (int32_t i = 0, w = B->wide_at[x], t = B->touch_at[x]; i < n; i++) {
             if (in[i])
                 B->wide[w++] = i;
-            if (in[i] || reads_marked(g, i, in))
+            if (touched(B, i, in))
                 B->touch[t++] = i;
         }
     }
@@ -848,8 +911,18 @@ static int64_t step_params(graph_budget *B, int32_t x, int64_t k2, int64_t now, 
     return after;
 }
 
+bool fib_budget_has_tied_weights(const fib_graph *g)
+{
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        int32_t with;
+        if (tied_weights(g, i, &with) > 0)
+            return true;
+    }
+    return false;
+}
+
 /* Parameters of a graph (the original or a base) as a budget counts them:
- * a selection holds none. */
+ * a selection holds none, weights shared with an earlier group count once. */
 int64_t fib_budget_counted_parameters(const fib_graph *base)
 {
     int64_t out = 0;
@@ -859,7 +932,8 @@ int64_t fib_budget_counted_parameters(const fib_graph *base)
             continue;
         if (ops->budget_role && ops->budget_role(base, i) == FIB_BUDGET_SELECTS)
             continue;
-        out += ops->num_parameters(base, i);
+        int32_t with;
+        out += ops->num_parameters(base, i) - tied_weights(base, i, &with);
     }
     return out;
 }
@@ -879,6 +953,13 @@ static bool exchange(graph_budget *B, double target)
                 continue;
             int64_t step = s->k / 64 > 1 ? s->k / 64 : 1, k0 = s->k, k2 = k0 - step;
             int64_t after = step_params(B, x, k2, now, false);
+            /* a step that unties shared weights may count more: a longer
+             * one (doubled until it saves) may still save */
+            while (after >= now && !isinf(s->err[k2]) && k2 > 1 && B->has_tie) {
+                step *= 2;
+                k2 = k0 - step > 1 ? k0 - step : 1;
+                after = step_params(B, x, k2, now, false);
+            }
             if (isinf(s->err[k2]) || after >= now)
                 continue;
             double cost = s->err[k2] * s->err[k2] - s->err[k0] * s->err[k0];
@@ -1063,6 +1144,27 @@ static int32_t weighted_rows(const graph_budget *B, int32_t m, fib_base *base)
     return status;
 }
 
+/* The base's parameters as the budget counts them: a tie of the original
+ * whose two groups the base keeps whole counts once (the base holds two
+ * equal matrices, which a model or checkpoint keeps tied). */
+static int64_t base_parameters(const graph_budget *B, const fib_base *base)
+{
+    const fib_graph *g = B->g, *bg = base->graph;
+    int64_t out = fib_budget_counted_parameters(bg);
+    int64_t *width = fib_alloc(g->n_groups > 0 ? g->n_groups : 1, sizeof *width);
+    if (!width)
+        return out; /* counted twice: never below the truth */
+    for (int32_t i = 0; i < g->n_groups; i++)
+        width[i] = bg->groups[i].n_units;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        int32_t with = B->tie[i], same;
+        if (with >= 0 && whole(g, i, width) && whole(g, with, width))
+            out -= tied_weights(g, i, &same);
+    }
+    fib_free(width);
+    return out;
+}
+
 static void free_budget(graph_budget *B)
 {
     for (int32_t i = 0; B->energy && i < B->g->n_groups; i++)
@@ -1094,6 +1196,7 @@ static void free_budget(graph_budget *B)
     for (int32_t i = 0; B->bin && i < B->g->n_groups; i++)
         fib_free(B->bin[i]);
     fib_free(B->bin);
+    fib_free(B->tie);
 }
 
 int32_t fib_graph_budget_parameters(const fib_graph *g, int64_t *n_out)
@@ -1120,12 +1223,17 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
     B.selected = fib_calloc(n, sizeof *B.selected);
     B.copies = fib_calloc(n, sizeof *B.copies);
     B.bin = fib_calloc(n, sizeof *B.bin);
+    B.tie = fib_alloc(n, sizeof *B.tie);
+    for (int32_t i = 0; B.tie && i < g->n_groups; i++) {
+        tied_weights(g, i, &B.tie[i]);
+        B.has_tie |= B.tie[i] >= 0;
+    }
     for (int32_t i = 0; B.cand_of && i < n; i++)
         B.cand_of[i] = -1;
     fib_coloring *col = NULL;
     fib_base *base = NULL;
     int32_t status = B.role && B.set && B.pinned && B.energy && B.cand && B.width &&
-                             B.cand_of && B.selected && B.copies && B.bin
+                             B.cand_of && B.selected && B.copies && B.bin && B.tie
                          ? build_sets(&B)
                          : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     if (!status)
@@ -1173,7 +1281,7 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
             if (B.role[i] == FIB_BUDGET_CLUSTERED && !B.pinned[B.set[i]])
                 status = weighted_rows(&B, i, base);
         if (!status)
-            params = fib_budget_counted_parameters(base->graph);
+            params = base_parameters(&B, base);
         if (status || (double)params <= target)
             break;
         fib_base_free(base);

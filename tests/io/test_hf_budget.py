@@ -58,6 +58,19 @@ def counted(lib, handle):
     return n.value
 
 
+def counted_base(lib, handle, original):
+    """What the summary counts of a written base: a tied LM head's matrix
+    counts once while the embedding keeps its units (the tie stays), but
+    the library's own file stores it again."""
+    n = I64()
+    check(lib, lib.fib_graph_num_parameters(original, ctypes.byref(n)))
+    shared = n.value - counted(lib, original)  # the tied matrix, counted once
+    names = L.group_ids(lib, original)
+    embedding = [e for e in ("transformer.wte", "bert.embeddings.word_embeddings") if e in names]
+    kept = embedding and width(lib, handle, embedding[0]) == width(lib, original, embedding[0])
+    return counted(lib, handle) - (shared if kept else 0)
+
+
 def gpt2_with_copied_head(seed=31):
     model = G.model_in(torch.float32, seed)
     e, d = G.HIDDEN, G.HIDDEN // G.HEADS
@@ -80,7 +93,12 @@ def test_gpt2_copied_head_merges_under_the_budget_of_its_exact_base(lib, tmp_pat
     assert got["base_parameters"] <= exact["base_parameters"]
     handle = L.loaded(lib, tmp_path / "budget.safetensors")
     try:
-        assert counted(lib, handle) == got["base_parameters"]
+        original = L.loaded(lib, d)
+        try:
+            assert counted(lib, original) == sum(p.numel() for p in model.parameters())
+            assert counted_base(lib, handle, original) == got["base_parameters"]
+        finally:
+            lib.fib_graph_free(original)
         hd = G.HIDDEN // G.HEADS
         for i in range(G.LAYERS):  # the copied head merged whole: one head fewer
             assert width(lib, handle, "transformer.h.%d.attn.core" % i) == G.HIDDEN - hd
@@ -116,7 +134,7 @@ def test_budget_on_transformer_checkpoints_is_met(lib, tmp_path, make, budget):
     original, handle = L.loaded(lib, d), L.loaded(lib, tmp_path / "base.safetensors")
     try:
         assert counted(lib, original) == got["parameters"]
-        assert counted(lib, handle) == got["base_parameters"]
+        assert counted_base(lib, handle, original) == got["base_parameters"]
         if make is llama_directory:  # rotary, grouped key/value heads: kept whole
             for part in ("q_proj", "k_proj", "v_proj", "core"):
                 name = "model.layers.0.self_attn." + part
@@ -124,3 +142,24 @@ def test_budget_on_transformer_checkpoints_is_met(lib, tmp_path, make, budget):
     finally:
         lib.fib_graph_free(handle)
         lib.fib_graph_free(original)
+
+
+@pytest.mark.parametrize("copy", [True, False], ids=["copied", "mapped"])
+def test_tied_head_counts_once_however_loaded(tmp_path, copy):
+    """A tied LM head (GPT-2's, a tied Llama's) reads the embedding's matrix
+    in the graph whether the file is mapped or copied: a budget counts it
+    once, as torch counts the model's parameters."""
+    import fibration
+    gpt2 = G.model_in(torch.float32, 3)
+    llama = L.model_in(torch.float32, 3, tied=True)
+    dirs = [(gpt2, L.write_checkpoint(tmp_path / "gpt2", G.tensors_of(gpt2, torch.float32),
+                                      G.config())),
+            (llama, L.write_checkpoint(tmp_path / "llama",
+                                       L.tensors_of(llama, torch.float32, tied=True),
+                                       L.config(tie_word_embeddings=True)))]
+    for model, d in dirs:
+        graph = fibration.Graph.load(str(d), copy=copy)
+        n = ctypes.c_int64()
+        fibration.check(fibration.lib.fib_graph_budget_parameters(graph._cp(), ctypes.byref(n)),
+                        "fib_graph_budget_parameters")
+        assert n.value == sum(p.numel() for p in model.parameters()) < graph.num_parameters

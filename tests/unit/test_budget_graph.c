@@ -360,6 +360,57 @@ static void budget_keeps_grouped_and_rotary_attention_whole(void)
     }
 }
 
+/* x (4) -> a (3, ReLU) -> h (2, ReLU) -> d (3) -> y (4): a and y share one
+ * matrix (y's weights are a's memory read as 4 x 3, as a tied LM head reads
+ * the token embedding): it counts once, as torch counts a shared
+ * parameter, in the total and in a base that keeps both groups whole;
+ * a base that merges a's units (or y's source's) holds two matrices, each
+ * counted. */
+static void budget_counts_tied_weights_once(void)
+{
+    uint64_t rng = 23;
+    double *w = test_random_array(&rng, 12, -1, 1), *ba = test_random_array(&rng, 3, -.2, .2);
+    double *wh = test_random_array(&rng, 6, -1, 1), *bh = test_random_array(&rng, 2, -.2, .2);
+    double *wd = test_random_array(&rng, 6, -1, 1), *bd = test_random_array(&rng, 3, -.2, .2);
+    fib_graph *g;
+    int32_t x, a, h, d, y;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, 4, &x));
+    CHECK_OK(fib_graph_add_dense(g, x, 3, FIB_DTYPE_F64, w, 4, ba, 0, &a));
+    CHECK_OK(fib_graph_set_activation(g, a, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, a, 2, FIB_DTYPE_F64, wh, 3, bh, FIB_COPY, &h));
+    CHECK_OK(fib_graph_set_activation(g, h, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, h, 3, FIB_DTYPE_F64, wd, 2, bd, FIB_COPY, &d));
+    CHECK_OK(fib_graph_add_dense(g, d, 4, FIB_DTYPE_F64, w, 3, NULL, 0, &y));
+    int64_t all = 0, counted = 0;
+    fib_graph_num_parameters(g, &all);
+    CHECK_OK(fib_graph_budget_parameters(g, &counted));
+    CHECK(all == 12 + 3 + 6 + 2 + 6 + 3 + 12 && counted == all - 12);
+    int kept = 0;
+    for (int step = 1; step <= 4; step++) {
+        double budget = 1.0 - 0.15 * step;
+        fib_budget_options o;
+        fib_budget_options_init(&o, sizeof o);
+        fib_base *b = NULL;
+        int32_t status = fib_compress_to_budget(g, budget, &o, &b);
+        CHECK(status == FIB_OK || strstr(fib_last_error(), "below the smallest base"));
+        if (!b)
+            continue;
+        int64_t in_base = 0, wa = 0, wd_ = 0;
+        fib_graph_num_parameters(fib_base_graph(b), &in_base);
+        fib_graph_group_info(fib_base_graph(b), a, NULL, &wa, NULL, NULL, NULL, NULL, NULL);
+        fib_graph_group_info(fib_base_graph(b), d, NULL, &wd_, NULL, NULL, NULL, NULL, NULL);
+        bool tie_stays = wa == 3 && wd_ == 3;
+        kept += tie_stays;
+        CHECK(o.n_parameters == in_base - (tie_stays ? 12 : 0));
+        CHECK(o.n_parameters <= budget * (double)counted);
+        fib_base_free(b);
+    }
+    CHECK(kept > 0); /* the hidden layer alone went: the tie stayed, counted once */
+    fib_graph_free(g);
+    free(w), free(ba), free(wh), free(bh), free(wd), free(bd);
+}
+
 /* A kind budgets do not take, in a group without a name, is refused
  * naming the named group it feeds (the block it belongs to). */
 static void budget_refusal_names_the_block_of_an_unnamed_group(void)
@@ -462,6 +513,7 @@ int main(void)
     RUN(budget_takes_lstm);
     RUN(budget_merges_attention_heads_and_dimensions);
     RUN(budget_keeps_grouped_and_rotary_attention_whole);
+    RUN(budget_counts_tied_weights_once);
     RUN(budget_refusal_names_the_block_of_an_unnamed_group);
     return test_failures ? 1 : 0;
 }

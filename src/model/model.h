@@ -324,9 +324,9 @@ typedef struct fib_block_ops {
      * concatenation gives it). */
     int64_t (*budget_selected)(const fib_graph *g, int32_t group, int64_t unit);
     /* Budgets, for a group of role FIB_BUDGET_ATTENDS: writes bin[u] for
-     * each unit, the units of one bin alone may share a class (their
-     * merges are approximate within a bin; across bins only exact copies
-     * could be, and those are what bins already hold together). */
+     * each of its units (unit u of each source pairs with it); units of
+     * different bins never share a class (an attention's heads, copied
+     * heads sharing one). */
     int32_t (*budget_bins)(const fib_graph *g, int32_t group, int64_t *bin);
 } fib_block_ops;
 

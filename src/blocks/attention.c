@@ -1368,6 +1368,143 @@ static int32_t check_attend_params(const fib_graph *g, const fib_block_source *S
     return FIB_OK;
 }
 
+/* ---- budgets ------------------------------------------------------------ */
+
+/* Whether a budget can merge this core's dimensions: every head's pairs are
+ * (q unit i, k unit i) of multiplicity 1 without rotary phases, each q unit
+ * in one pair, and core unit i reads v unit i in the head of q unit i (an
+ * original multi-head attention, causal or not). Grouped key/value heads,
+ * rotary embeddings and cores already merged are kept as they are. */
+static bool plain_heads(const fib_graph *g, int32_t group)
+{
+    const fib_attend *a = attend_of(g, group);
+    const fib_group *grp = &g->groups[group];
+    int64_t n = grp->n_units;
+    if (a->pair_omega || a->n_pairs != n || g->groups[grp->sources[0]].n_units != n ||
+        g->groups[grp->sources[1]].n_units != n || g->groups[grp->sources[2]].n_units != n)
+        return false;
+    for (int64_t h = 0; h < a->n_heads; h++)
+        for (int64_t p = a->head_start[h]; p < a->head_start[h + 1]; p++)
+            if (a->pair_q[p] != a->pair_k[p] || a->pair_mult[p] != 1.0 ||
+                a->unit_head[a->pair_q[p]] != h)
+                return false;
+    for (int64_t u = 0; u < n; u++)
+        if (a->unit_v[u] != u)
+            return false;
+    /* each unit in one pair: n pairs whose q units are all in their heads */
+    bool *seen = fib_calloc(n, sizeof *seen);
+    bool once = seen != NULL;
+    for (int64_t p = 0; once && p < a->n_pairs; p++) {
+        once = !seen[a->pair_q[p]];
+        seen[a->pair_q[p]] = true;
+    }
+    fib_free(seen);
+    return once;
+}
+
+static int32_t attend_budget_role(const fib_graph *g, int32_t group)
+{
+    return plain_heads(g, group) ? FIB_BUDGET_ATTENDS : FIB_BUDGET_PINS;
+}
+
+/* The squared norm of a projection's row with its bias: the variance of
+ * the unit over inputs of unit variance (1 when the source is not a
+ * weight matrix). */
+static double row_energy(const fib_graph *g, int32_t group, int64_t row)
+{
+    const fib_block_ops *ops = g->groups[group].ops;
+    const fib_dense *d = ops && ops->matrix ? ops->matrix(g, group) : NULL;
+    if (!d)
+        return 1.0;
+    double b = d->bias ? fib_dense_bias(d, row) : 0.0, out = b * b;
+    for (int64_t k = 0; k < d->n_in; k++) {
+        double w = fib_dense_weight(d, row, k);
+        out += w * w;
+    }
+    return out;
+}
+
+/* A core unit averages its v unit over positions: v gets the unit's energy.
+ * An error in q unit a moves head h's scores by scale m k_b, and the
+ * softmax passes that change to the head's outputs as much as the v units
+ * vary: q's energy is scale^2 m^2 |k_b|^2 sum_{u of h} E_u |v_u|^2 (rows
+ * as variances, inputs of unit variance), k's the same with q. */
+static void attend_budget_backward(const fib_graph *g, int32_t group, int32_t source_index,
+                                   const double *energy, double *src_energy)
+{
+    const fib_attend *a = attend_of(g, group);
+    const fib_group *grp = &g->groups[group];
+    if (source_index == 2) {
+        for (int64_t u = 0; u < grp->n_units; u++)
+            src_energy[a->unit_v[u]] += energy[u];
+        return;
+    }
+    int32_t other = grp->sources[source_index == 0 ? 1 : 0];
+    for (int64_t h = 0; h < a->n_heads; h++) {
+        double head = 0.0;
+        for (int64_t x = a->unit_start[h]; x < a->unit_start[h + 1]; x++) {
+            int64_t u = a->unit_order[x];
+            head += energy[u] * row_energy(g, grp->sources[2], a->unit_v[u]);
+        }
+        for (int64_t p = a->head_start[h]; p < a->head_start[h + 1]; p++) {
+            int64_t self = source_index == 0 ? a->pair_q[p] : a->pair_k[p];
+            int64_t partner = source_index == 0 ? a->pair_k[p] : a->pair_q[p];
+            double m = a->scale * a->pair_mult[p];
+            src_energy[self] += m * m * row_energy(g, other, partner) * head;
+        }
+    }
+}
+
+/* Whether rows i and j of projection `group` are equal (weights and bias). */
+static bool equal_rows(const fib_graph *g, int32_t group, int64_t i, int64_t j)
+{
+    const fib_block_ops *ops = g->groups[group].ops;
+    const fib_dense *d = ops && ops->matrix ? ops->matrix(g, group) : NULL;
+    if (!d)
+        return i == j;
+    if (d->bias && fib_dense_bias(d, i) != fib_dense_bias(d, j))
+        return false;
+    for (int64_t k = 0; k < d->n_in; k++)
+        if (fib_dense_weight(d, i, k) != fib_dense_weight(d, j, k))
+            return false;
+    return true;
+}
+
+/* Bins are classes of heads: heads whose q, k and v rows are equal
+ * dimension by dimension (copies of a head) share one, every other head has
+ * its own. A budget merges dimensions within a bin only: within one head
+ * any merge keeps a valid core, and copied heads merge their dimensions
+ * pairwise first (exactly), so they keep one attention pattern. */
+static int32_t attend_budget_bins(const fib_graph *g, int32_t group, int64_t *bin)
+{
+    const fib_attend *a = attend_of(g, group);
+    const fib_group *grp = &g->groups[group];
+    int64_t *head_bin = fib_alloc(a->n_heads, sizeof *head_bin);
+    if (!head_bin)
+        return fib_error(FIB_E_NOMEM, "group %d: out of memory comparing heads", (int)group);
+    for (int64_t h = 0; h < a->n_heads; h++) {
+        head_bin[h] = h;
+        int64_t p0 = a->head_start[h], n = a->head_start[h + 1] - p0;
+        for (int64_t h2 = 0; h2 < h && head_bin[h] == h; h2++) {
+            int64_t p2 = a->head_start[h2];
+            if (head_bin[h2] != h2 || a->head_start[h2 + 1] - p2 != n)
+                continue;
+            bool same = true;
+            for (int64_t x = 0; same && x < n; x++) {
+                int64_t i = a->pair_q[p0 + x], j = a->pair_q[p2 + x];
+                for (int32_t s = 0; same && s < 3; s++)
+                    same = equal_rows(g, grp->sources[s], i, j);
+            }
+            if (same)
+                head_bin[h] = h2;
+        }
+    }
+    for (int64_t u = 0; u < grp->n_units; u++)
+        bin[u] = head_bin[a->unit_head[u]];
+    fib_free(head_bin);
+    return FIB_OK;
+}
+
 static const char *const attend_tensor_keys[] = {"pair_multiplicity", "pair_frequency", NULL};
 
 static int32_t attend_build(fib_graph *g, const fib_block_source *S, int32_t *id)
@@ -1471,4 +1608,7 @@ const fib_block_ops fib_attend_ops = {
     .tensor = attend_tensor,
     .params = attend_params,
     .scalar = attend_scalar,
+    .budget_role = attend_budget_role,
+    .budget_backward = attend_budget_backward,
+    .budget_bins = attend_budget_bins,
 };

@@ -97,6 +97,33 @@ static int64_t shift_params(const fib_graph *g, int32_t group, int64_t *out, int
     return n;
 }
 
+/* ---- budgets ------------------------------------------------------------ */
+
+/* Unit i adds its shifts to source unit i: it follows the source's classes
+ * (a base's shift is its class's mean, fib_unit_constants_merge); a shift
+ * that reads its source in another order takes no budget. */
+static int32_t shift_budget_role(const fib_graph *g, int32_t group)
+{
+    int64_t n = g->groups[group].n_units;
+    return fib_gather_is_identity(shift_of(g, group)->reads, n,
+                                  g->groups[g->groups[group].sources[0]].n_units)
+               ? FIB_BUDGET_FOLLOWS : 0;
+}
+
+/* One shift per unit and position, as torch counts a position embedding. */
+static int64_t shift_budget_parameters(const fib_graph *g, int32_t group, const int64_t *width)
+{
+    return width[group] * fib_group_positions(&g->groups[group]);
+}
+
+static void shift_budget_backward(const fib_graph *g, int32_t group, int32_t source_index,
+                                  const double *energy, double *src_energy)
+{
+    (void)source_index;
+    for (int64_t i = 0; i < g->groups[group].n_units; i++)
+        src_energy[i] += energy[i];
+}
+
 static const char *const position_shift_tensor_keys[] = {"shift", NULL};
 
 /* params: per unit its source unit; tensor shift: positions x units. */
@@ -146,4 +173,7 @@ const fib_block_ops fib_position_shift_ops = {
     .num_parameters = shift_num_parameters,
     .tensor = shift_tensor,
     .params = shift_params,
+    .budget_role = shift_budget_role,
+    .budget_parameters = shift_budget_parameters,
+    .budget_backward = shift_budget_backward,
 };

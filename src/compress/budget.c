@@ -615,8 +615,9 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
     double power = o->sensitivity_power;
     if (!isfinite(power) || power < 0)
         return fib_error(FIB_E_INVALID, "%s: sensitivity_power %g", fn, power);
-    /* a selection (a permutation of units) is no layer of a chain */
-    bool chain = true;
+    /* a selection (a permutation of units) is no layer of a chain; weights
+     * shared by two groups count once, which budget_graph.c counts */
+    bool chain = !fib_budget_has_tied_weights(g);
     for (int32_t i = 0; i < g->n_groups && chain; i++)
         chain = (fib_group_is_input(g, i) && i == 0) ||
                 (fib_group_matrix(g, i) && g->groups[i].sources[0] == i - 1 &&

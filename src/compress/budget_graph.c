@@ -37,6 +37,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +72,11 @@ typedef struct graph_budget {
     int64_t *root_width, *root_pass; /* per root group: a selected set's width,
                                         as of pass number root_pass */
     int64_t pass;      /* the current pass of width_rule's callers */
+    int64_t **bin;     /* per root group: the bins its classes stay in (NULL:
+                          none; FIB_BUDGET_ATTENDS) */
+    int32_t *tie;      /* per group: the earlier group whose weights it shares
+                          (tied_weights), -1 for none */
+    bool has_tie;      /* some group has one */
 } graph_budget;
 
 static const char fn[] = "fib_compress_to_budget";
@@ -82,9 +88,29 @@ static const char fn[] = "fib_compress_to_budget";
  * images (docs/compression.md). */
 #define ENERGY_POWER 0.5
 
+/* The group's name for a message; a group without one (a block's inner
+ * group: an attention's projections and core, an LSTM's gates) is named
+ * by the first named group it feeds, the block it belongs to. One message
+ * holds one such name: the text lives until the next call in the thread. */
 static const char *group_name(const fib_graph *g, int32_t i)
 {
-    return g->groups[i].name ? g->groups[i].name : "unnamed";
+    static _Thread_local char text[160];
+    if (g->groups[i].name)
+        return g->groups[i].name;
+    for (int32_t at = i, j = i + 1; j < g->n_groups; j++) {
+        const fib_group *grp = &g->groups[j];
+        bool reads = false;
+        for (int32_t s = 0; s < grp->n_sources; s++)
+            reads |= grp->sources[s] == at;
+        if (!reads)
+            continue;
+        if (grp->name) {
+            snprintf(text, sizeof text, "unnamed, in %s", grp->name);
+            return text;
+        }
+        at = j;
+    }
+    return "unnamed";
 }
 
 static int32_t find_root(int32_t *uf, int32_t v)
@@ -208,6 +234,19 @@ static int32_t build_sets(graph_budget *B)
                                      (long long)g->groups[grp->sources[s]].n_units);
                 join(B->set, i, grp->sources[s]);
             }
+        if (role == FIB_BUDGET_ATTENDS) {
+            int32_t q = grp->sources[0], k = grp->sources[1], v = grp->sources[2];
+            if (g->groups[q].n_units != g->groups[k].n_units ||
+                g->groups[v].n_units != grp->n_units || !grp->ops->budget_bins)
+                return fib_error(FIB_E_UNSUPPORTED, "%s: group %d (%s): its %s block pairs "
+                                 "sources of %lld and %lld units and follows one of %lld",
+                                 fn, (int)i, group_name(g, i), grp->ops->name,
+                                 (long long)g->groups[q].n_units,
+                                 (long long)g->groups[k].n_units,
+                                 (long long)g->groups[v].n_units);
+            join(B->set, q, k);
+            join(B->set, i, v);
+        }
     }
     for (int32_t i = 0; i < n; i++)
         B->set[i] = find_root(B->set, i);
@@ -232,8 +271,10 @@ static int32_t build_sets(graph_budget *B)
         if (pin)
             B->pinned[B->set[i]] = true;
         bool derived = B->role[i] == FIB_BUDGET_DERIVED;
-        if (B->role[i] == FIB_BUDGET_PINS || (derived && (pin || members[B->set[i]] > 1)))
+        if (derived && (pin || members[B->set[i]] > 1))
             B->pinned[grp->sources[0]] = B->pinned[B->set[grp->sources[0]]] = true;
+        for (int32_t s = 0; B->role[i] == FIB_BUDGET_PINS && s < grp->n_sources; s++)
+            B->pinned[grp->sources[s]] = B->pinned[B->set[grp->sources[s]]] = true;
         if (B->role[i] == FIB_BUDGET_CLUSTERED)
             clustered[B->set[i]] = true;
     }
@@ -260,6 +301,49 @@ static int32_t build_sets(graph_budget *B)
     }
     fib_free(clustered);
     return FIB_OK;
+}
+
+/* The bins of every set an attention core's groups are in (its q and k
+ * set, its own and v's): the units of a bin alone may share a class. Two
+ * cores in one set: bins of both (pairs of bins, numbered). */
+static int32_t build_bins(graph_budget *B)
+{
+    const fib_graph *g = B->g;
+    int64_t *got = NULL;
+    int32_t status = FIB_OK;
+    for (int32_t i = 0; i < g->n_groups && !status; i++) {
+        if (B->role[i] != FIB_BUDGET_ATTENDS)
+            continue;
+        int64_t n = g->groups[i].n_units;
+        fib_free(got);
+        got = fib_alloc(n > 0 ? n : 1, sizeof *got);
+        status = got ? g->groups[i].ops->budget_bins(g, i, got)
+                     : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+        int32_t roots[2] = {B->set[g->groups[i].sources[0]], B->set[i]};
+        for (int32_t x = 0; x < 2 && !status; x++) {
+            int64_t **bin = &B->bin[roots[x]];
+            if (!*bin) {
+                *bin = fib_alloc(n > 0 ? n : 1, sizeof **bin);
+                if (!*bin) {
+                    status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+                    break;
+                }
+                memcpy(*bin, got, (size_t)n * sizeof **bin);
+                continue;
+            }
+            fib_partition p;
+            status = fib_partition_init(&p, n);
+            for (int64_t u = 0; !status && u < n; u++)
+                p.color[u] = (*bin)[u] * n + got[u];
+            if (!status)
+                status = fib_partition_canonicalize(&p);
+            if (!status)
+                memcpy(*bin, p.color, (size_t)n * sizeof **bin);
+            fib_partition_clear(&p);
+        }
+    }
+    fib_free(got);
+    return status;
 }
 
 /* Step 1: energies, from the outputs back. */
@@ -302,8 +386,9 @@ static int cmp_hashed_unit(const void *x, const void *y)
     return (p->unit > q->unit) - (p->unit < q->unit);
 }
 
-/* copy_of[u] = the lowest unit whose row equals u's bit for bit (u itself
- * for none): rows hashed, sorted, and compared within equal hashes. */
+/* copy_of[u] = the lowest unit whose row and label equal u's bit for bit
+ * (u itself for none): rows hashed, sorted, and compared within equal
+ * hashes. */
 static int32_t find_copies(const fib_rows *r, int64_t *copy_of)
 {
     hashed_unit *h = fib_alloc(r->n > 0 ? r->n : 1, sizeof *h);
@@ -312,7 +397,7 @@ static int32_t find_copies(const fib_rows *r, int64_t *copy_of)
     size_t bytes = (size_t)r->d * sizeof(double);
     for (int64_t u = 0; u < r->n; u++) {
         const unsigned char *p = (const unsigned char *)(r->value + u * r->d);
-        uint64_t x = UINT64_C(1469598103934665603); /* FNV-1a */
+        uint64_t x = UINT64_C(1469598103934665603) ^ (uint64_t)r->label[u]; /* FNV-1a */
         for (size_t b = 0; b < bytes; b++)
             x = (x ^ p[b]) * UINT64_C(1099511628211);
         h[u] = (hashed_unit){x, u};
@@ -321,13 +406,63 @@ static int32_t find_copies(const fib_rows *r, int64_t *copy_of)
     qsort(h, (size_t)r->n, sizeof *h, cmp_hashed_unit);
     for (int64_t s = 0; s < r->n; s++)
         for (int64_t t = s - 1; t >= 0 && h[t].hash == h[s].hash; t--)
-            if (copy_of[h[t].unit] == h[t].unit &&
+            if (copy_of[h[t].unit] == h[t].unit && r->label[h[s].unit] == r->label[h[t].unit] &&
                 !memcmp(r->value + h[s].unit * r->d, r->value + h[t].unit * r->d, bytes)) {
                 copy_of[h[s].unit] = h[t].unit; /* lower: sorted by unit within a hash */
                 break;
             }
     fib_free(h);
     return FIB_OK;
+}
+
+/* Copies in a set whose first two clustered members pair their units (an
+ * attention's q and k: unit i's score term is q_i k_i): the term of a class
+ * merged with the mean of each side and its size as multiplicity changes by
+ * sum_i (q_i - mean q)(k_i - mean k), zero when the rows are equal on
+ * EITHER side. copy_of: units equal on the first member's rows, then, among
+ * the units that have no such copy, units equal on the second's (a chain
+ * through both sides would not be exact). Labels keep bins apart.
+ * *paired: false when the set has one clustered member (copy_of unset). */
+static int32_t paired_copies(const graph_budget *B, int32_t root, fib_rows *member,
+                             int64_t *copy_of, bool *paired)
+{
+    const fib_graph *g = B->g;
+    int32_t side[2], found = 0;
+    for (int32_t i = 0; i < g->n_groups && found < 2; i++)
+        if (member[i].value)
+            side[found++] = i;
+    if (found < 2)
+        return FIB_OK;
+    *paired = true;
+    int64_t n = g->groups[root].n_units;
+    int64_t *first = fib_alloc(n, sizeof *first), *second = fib_alloc(n, sizeof *second);
+    int64_t *size = fib_calloc(n, sizeof *size), *rep = fib_alloc(n, sizeof *rep);
+    int32_t status = first && second && size && rep
+                         ? FIB_OK : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int32_t x = 0; x < 2 && !status; x++)
+        memcpy(member[side[x]].label, B->bin[root], (size_t)n * sizeof *B->bin[root]);
+    if (!status)
+        status = find_copies(&member[side[0]], first);
+    if (!status)
+        status = find_copies(&member[side[1]], second);
+    for (int64_t u = 0; !status && u < n; u++) {
+        size[first[u]]++;
+        rep[u] = -1;
+    }
+    for (int64_t u = 0; !status && u < n; u++) {
+        if (size[first[u]] > 1) {
+            copy_of[u] = first[u];
+            continue;
+        }
+        if (rep[second[u]] < 0)
+            rep[second[u]] = u; /* the lowest unit of its kind: u ascending */
+        copy_of[u] = rep[second[u]];
+    }
+    fib_free(first);
+    fib_free(second);
+    fib_free(size);
+    fib_free(rep);
+    return status;
 }
 
 /* The rows set `root` clusters: its clustered members' incoming weights
@@ -364,6 +499,10 @@ static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out, int6
     }
     if (!status)
         status = fib_rows_alloc(out, n, d);
+    /* units of different bins never share a class: labels the linkage and
+     * find_copies keep apart */
+    for (int64_t u = 0; !status && B->bin[root] && u < n; u++)
+        out->label[u] = B->bin[root][u];
     for (int32_t i = 0, at = 0; i < g->n_groups && !status; i++) {
         if (!member[i].value)
             continue;
@@ -372,7 +511,10 @@ static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out, int6
                    (size_t)member[i].d * sizeof(double));
         at += (int32_t)member[i].d;
     }
-    if (!status)
+    bool paired = false;
+    if (!status && B->bin[root])
+        status = paired_copies(B, root, member, copy_of, &paired);
+    if (!status && !paired)
         status = find_copies(out, copy_of);
     for (int32_t i = 0, at = 0; i < g->n_groups && !status; i++) {
         if (!member[i].value)
@@ -397,8 +539,8 @@ static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out, int6
 
 /* The agglomeration of rows r whose units copy_of[u] are exact copies:
  * the copies merge first at cost 0, then the classes of copies (each the
- * mean of its rows, of mass its size) are agglomerated; merges name
- * units, as fib_linkage_run's do. */
+ * mean of its rows, of mass its size) are agglomerated, within their
+ * labels; merges name units, as fib_linkage_run's do. */
 static int32_t merges_after_copies(const fib_rows *r, const int64_t *copy_of,
                                    const fib_progress_check *check, fib_merges *mg)
 {
@@ -416,6 +558,7 @@ static int32_t merges_after_copies(const fib_rows *r, const int64_t *copy_of,
         if (copy_of[u] == u)
             unit[x++] = u;
         int64_t c = item[u] = copy_of[u] == u ? x - 1 : item[copy_of[u]];
+        classes.label[c] = r->label[u];
         mass[c] += 1;
         for (int64_t j = 0; j < r->d; j++)
             classes.value[c * r->d + j] += r->value[u * r->d + j];
@@ -471,6 +614,11 @@ static int32_t set_merges(graph_budget *B, budget_set *s, int32_t root,
                                        : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     if (!status)
         status = merges_after_copies(&r, copy_of, check, &s->mg);
+    /* a binned set (attention) always merges its copies: a copied head's
+     * dimensions merge with the original's together, or the core's classes
+     * would mix heads that attend differently */
+    for (int64_t u = 0; !status && B->bin[root] && u < s->n; u++)
+        s->k -= copy_of[u] != u;
     fib_rows_clear(&r);
     fib_free(copy_of);
     if (status)
@@ -513,17 +661,68 @@ static void set_widths(graph_budget *B)
     }
 }
 
-/* Parameters of a group at the widths B->width: selections hold none. */
+/* The elements of group i's first tensor (its weights) when an earlier
+ * group's first tensor is the same memory (a tied LM head borrows the
+ * token embedding's matrix), with *with that group; else 0. Torch counts a
+ * shared parameter once. */
+static int64_t tied_weights(const fib_graph *g, int32_t i, int32_t *with)
+{
+    fib_tensor_view a, b;
+    const fib_block_ops *ops = g->groups[i].ops;
+    *with = -1;
+    if (fib_group_is_input(g, i) || !ops || !ops->tensor || !ops->tensor(g, i, 0, &a) || !a.data)
+        return 0;
+    int64_t n = 1;
+    for (int32_t d = 0; d < a.ndim; d++)
+        n *= a.shape[d];
+    for (int32_t j = 0; j < i; j++) {
+        const fib_block_ops *o = g->groups[j].ops;
+        if (fib_group_is_input(g, j) || !o || !o->tensor || !o->tensor(g, j, 0, &b) ||
+            b.data != a.data || b.dtype != a.dtype)
+            continue;
+        int64_t m = 1;
+        for (int32_t d = 0; d < b.ndim; d++)
+            m *= b.shape[d];
+        if (m == n) {
+            *with = j;
+            return n;
+        }
+    }
+    return 0;
+}
+
+/* Whether group i and its sources keep their units at widths `width`. */
+static bool whole(const fib_graph *g, int32_t i, const int64_t *width)
+{
+    if (width[i] != g->groups[i].n_units)
+        return false;
+    for (int32_t s = 0; s < g->groups[i].n_sources; s++)
+        if (width[g->groups[i].sources[s]] != g->groups[g->groups[i].sources[s]].n_units)
+            return false;
+    return true;
+}
+
+/* Parameters of a group at the widths B->width: selections hold none; a
+ * tied group's weights count once while the tie stays (both whole: the
+ * base's two matrices are then equal, and torch and the checkpoint writer
+ * keep them tied). */
 static int64_t group_params(const graph_budget *B, const fib_graph *g, int32_t i)
 {
     const fib_block_ops *ops = g->groups[i].ops;
     if (B->role[i] == FIB_BUDGET_SELECTS)
         return 0;
+    int64_t out = 0;
     if (ops && ops->budget_parameters)
-        return ops->budget_parameters(g, i, B->width);
-    if (ops && ops->num_parameters)
-        return ops->num_parameters(g, i);
-    return 0;
+        out = ops->budget_parameters(g, i, B->width);
+    else if (ops && ops->num_parameters)
+        out = ops->num_parameters(g, i);
+    /* a tie stays while both groups keep their units and their sources' */
+    int32_t with = B->tie[i];
+    if (with >= 0 && whole(g, i, B->width) && whole(g, with, B->width)) {
+        int32_t same;
+        out -= tied_weights(g, i, &same);
+    }
+    return out;
 }
 
 /* Parameters of the base with the sets' widths (kept per group in
@@ -607,6 +806,15 @@ static bool reads_marked(const fib_graph *g, int32_t i, const bool *in)
     return false;
 }
 
+/* Whether group i's parameters move with the widths marked in `in`: its
+ * own, its sources', and those of the group whose weights it shares. */
+static bool touched(const graph_budget *B, int32_t i, const bool *in)
+{
+    int32_t with = B->tie[i];
+    return in[i] || reads_marked(B->g, i, in) ||
+           (with >= 0 && (in[with] || reads_marked(B->g, with, in)));
+}
+
 /* What each candidate's count reaches (reach_of) and the groups whose
  * parameters those widths move (they and their consumers), so that the
  * exchange counts a step without recounting the graph; each root's
@@ -641,7 +849,7 @@ static int32_t build_reach(graph_budget *B)
         int32_t w = 0, t = 0;
         for (int32_t i = 0; i < n; i++) {
             w += in[i];
-            t += in[i] || reads_marked(g, i, in);
+            t += touched(B, i, in);
         }
         B->wide_at[x + 1] = B->wide_at[x] + w;
         B->touch_at[x + 1] = B->touch_at[x] + t;
@@ -657,7 +865,7 @@ static int32_t build_reach(graph_budget *B)
         for (int32_t i = 0, w = B->wide_at[x], t = B->touch_at[x]; i < n; i++) {
             if (in[i])
                 B->wide[w++] = i;
-            if (in[i] || reads_marked(g, i, in))
+            if (touched(B, i, in))
                 B->touch[t++] = i;
         }
     }
@@ -703,8 +911,18 @@ static int64_t step_params(graph_budget *B, int32_t x, int64_t k2, int64_t now, 
     return after;
 }
 
+bool fib_budget_has_tied_weights(const fib_graph *g)
+{
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        int32_t with;
+        if (tied_weights(g, i, &with) > 0)
+            return true;
+    }
+    return false;
+}
+
 /* Parameters of a graph (the original or a base) as a budget counts them:
- * a selection holds none. */
+ * a selection holds none, weights shared with an earlier group count once. */
 int64_t fib_budget_counted_parameters(const fib_graph *base)
 {
     int64_t out = 0;
@@ -714,7 +932,8 @@ int64_t fib_budget_counted_parameters(const fib_graph *base)
             continue;
         if (ops->budget_role && ops->budget_role(base, i) == FIB_BUDGET_SELECTS)
             continue;
-        out += ops->num_parameters(base, i);
+        int32_t with;
+        out += ops->num_parameters(base, i) - tied_weights(base, i, &with);
     }
     return out;
 }
@@ -734,6 +953,13 @@ static bool exchange(graph_budget *B, double target)
                 continue;
             int64_t step = s->k / 64 > 1 ? s->k / 64 : 1, k0 = s->k, k2 = k0 - step;
             int64_t after = step_params(B, x, k2, now, false);
+            /* a step that unties shared weights may count more: a longer
+             * one (doubled until it saves) may still save */
+            while (after >= now && !isinf(s->err[k2]) && k2 > 1 && B->has_tie) {
+                step *= 2;
+                k2 = k0 - step > 1 ? k0 - step : 1;
+                after = step_params(B, x, k2, now, false);
+            }
             if (isinf(s->err[k2]) || after >= now)
                 continue;
             double cost = s->err[k2] * s->err[k2] - s->err[k0] * s->err[k0];
@@ -918,6 +1144,27 @@ static int32_t weighted_rows(const graph_budget *B, int32_t m, fib_base *base)
     return status;
 }
 
+/* The base's parameters as the budget counts them: a tie of the original
+ * whose two groups the base keeps whole counts once (the base holds two
+ * equal matrices, which a model or checkpoint keeps tied). */
+static int64_t base_parameters(const graph_budget *B, const fib_base *base)
+{
+    const fib_graph *g = B->g, *bg = base->graph;
+    int64_t out = fib_budget_counted_parameters(bg);
+    int64_t *width = fib_alloc(g->n_groups > 0 ? g->n_groups : 1, sizeof *width);
+    if (!width)
+        return out; /* counted twice: never below the truth */
+    for (int32_t i = 0; i < g->n_groups; i++)
+        width[i] = bg->groups[i].n_units;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        int32_t with = B->tie[i], same;
+        if (with >= 0 && whole(g, i, width) && whole(g, with, width))
+            out -= tied_weights(g, i, &same);
+    }
+    fib_free(width);
+    return out;
+}
+
 static void free_budget(graph_budget *B)
 {
     for (int32_t i = 0; B->energy && i < B->g->n_groups; i++)
@@ -946,6 +1193,10 @@ static void free_budget(graph_budget *B)
     fib_free(B->saved);
     fib_free(B->root_width);
     fib_free(B->root_pass);
+    for (int32_t i = 0; B->bin && i < B->g->n_groups; i++)
+        fib_free(B->bin[i]);
+    fib_free(B->bin);
+    fib_free(B->tie);
 }
 
 int32_t fib_graph_budget_parameters(const fib_graph *g, int64_t *n_out)
@@ -971,14 +1222,22 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
     B.cand_of = fib_alloc(n, sizeof *B.cand_of);
     B.selected = fib_calloc(n, sizeof *B.selected);
     B.copies = fib_calloc(n, sizeof *B.copies);
+    B.bin = fib_calloc(n, sizeof *B.bin);
+    B.tie = fib_alloc(n, sizeof *B.tie);
+    for (int32_t i = 0; B.tie && i < g->n_groups; i++) {
+        tied_weights(g, i, &B.tie[i]);
+        B.has_tie |= B.tie[i] >= 0;
+    }
     for (int32_t i = 0; B.cand_of && i < n; i++)
         B.cand_of[i] = -1;
     fib_coloring *col = NULL;
     fib_base *base = NULL;
     int32_t status = B.role && B.set && B.pinned && B.energy && B.cand && B.width &&
-                             B.cand_of && B.selected && B.copies
+                             B.cand_of && B.selected && B.copies && B.bin && B.tie
                          ? build_sets(&B)
                          : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    if (!status)
+        status = build_bins(&B);
     if (!status)
         status = build_energies(&B);
     B.sets = status ? NULL : fib_calloc(B.n_cand > 0 ? B.n_cand : 1, sizeof *B.sets);
@@ -1022,7 +1281,7 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
             if (B.role[i] == FIB_BUDGET_CLUSTERED && !B.pinned[B.set[i]])
                 status = weighted_rows(&B, i, base);
         if (!status)
-            params = fib_budget_counted_parameters(base->graph);
+            params = base_parameters(&B, base);
         if (status || (double)params <= target)
             break;
         fib_base_free(base);

@@ -48,6 +48,9 @@ static inline int32_t fib_budget_step(fib_progress_check *check)
 /* budget_graph.c: a graph's parameters as budgets count them (the
  * selections that hold concatenations and splits hold none). */
 int64_t fib_budget_counted_parameters(const fib_graph *g);
+/* budget_graph.c: whether a group's weights are an earlier group's memory
+ * (a tied LM head), which a budget counts once. */
+bool fib_budget_has_tied_weights(const fib_graph *g);
 
 /* budget_graph.c: fib_compress_to_budget on a graph that is not a chain of
  * dense blocks (validated options o); *smallest_out is set when the budget

@@ -657,6 +657,24 @@ static int32_t add_sum(hf_dir *H, int32_t a, int32_t b, const char *name,
     return named(H, st, *id, name, H->dir);
 }
 
+/* The matrix a tied head reads: the embedding's as the graph holds it.
+ * When the graph copies its tensors that is the embedding group's own copy,
+ * borrowed (*flags 0), so that the two groups keep one matrix, as the
+ * mapped graph does: a budget counts a shared matrix once, as torch does
+ * (compress/budget_graph.c). The copy is [vocab, hidden], the head's
+ * layout. */
+static const void *tied_matrix(const hf_dir *H, int32_t embedding, const fib_st_tensor *t,
+                               int64_t hidden, uint32_t *flags)
+{
+    const fib_dense *d = H->copy ? fib_group_matrix(H->graph, embedding) : NULL;
+    if (d && d->transposed && d->dtype == t->dtype && d->ld == hidden && d->owned_weights) {
+        *flags = 0u;
+        return d->weights;
+    }
+    *flags = H->copy ? FIB_COPY : 0u;
+    return t->data;
+}
+
 static int32_t build_llama(hf_dir *H, const hf_config *k)
 {
     int32_t x, st;
@@ -674,6 +692,7 @@ static int32_t build_llama(hf_dir *H, const hf_config *k)
                                  H->copy ? FIB_COPY : 0u, &checked, &h);
     if ((st = named(H, st, h, "model.embed_tokens", path)) != FIB_OK)
         return st;
+    int32_t embedding = h;
     char layer[64], name[300];
     for (int64_t i = 0; i < k->layers; i++) {
         snprintf(layer, sizeof layer, "model.layers.%lld", (long long)i);
@@ -717,9 +736,10 @@ static int32_t build_llama(hf_dir *H, const hf_config *k)
     /* the tied head borrows the embedding matrix: [vocab, hidden] is the
      * dense layout of a map from hidden to vocab, whose values the
      * embedding has found finite */
-    st = fib_dense_add_over_checked(H->graph, norm, k->vocab, emb->dtype, emb->data,
-                                    k->hidden, NULL, H->copy ? FIB_COPY : 0u, &checked,
-                                    &head);
+    uint32_t flags;
+    const void *matrix = tied_matrix(H, embedding, emb, k->hidden, &flags);
+    st = fib_dense_add_over_checked(H->graph, norm, k->vocab, emb->dtype, matrix, k->hidden,
+                                    NULL, flags, &checked, &head);
     return named(H, st, head, "lm_head", path);
 }
 
@@ -856,6 +876,7 @@ static int32_t build_gpt2(hf_dir *H, const hf_config *k)
     snprintf(name, sizeof name, "%swte", pre);
     if ((st = named(H, st, h, name, path)))
         return st;
+    int32_t embedding = h;
     st = fib_graph_add_position_shift(H->graph, h, wpe->dtype, wpe->data, &h);
     snprintf(name, sizeof name, "%swpe", pre);
     if ((st = named(H, st, h, name, ppath)))
@@ -891,9 +912,10 @@ static int32_t build_gpt2(hf_dir *H, const hf_config *k)
         return st;
     if (!k->tied)
         return add_dense(H, norm, "lm_head", k->vocab, k->hidden, false, &head);
-    st = fib_dense_add_over_checked(H->graph, norm, k->vocab, wte->dtype, wte->data,
-                                    k->hidden, NULL, H->copy ? FIB_COPY : 0u, &checked,
-                                    &head);
+    uint32_t flags;
+    const void *matrix = tied_matrix(H, embedding, wte, k->hidden, &flags);
+    st = fib_dense_add_over_checked(H->graph, norm, k->vocab, wte->dtype, matrix, k->hidden,
+                                    NULL, flags, &checked, &head);
     return named(H, st, head, "lm_head", path);
 }
 

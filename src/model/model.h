@@ -323,6 +323,11 @@ typedef struct fib_block_ops {
      * unit `unit` copies, or -1 when the unit is 0 (another selection of a
      * concatenation gives it). */
     int64_t (*budget_selected)(const fib_graph *g, int32_t group, int64_t unit);
+    /* Budgets, for a group of role FIB_BUDGET_ATTENDS: writes bin[u] for
+     * each of its units (unit u of each source pairs with it); units of
+     * different bins never share a class (an attention's heads, copied
+     * heads sharing one). */
+    int32_t (*budget_bins)(const fib_graph *g, int32_t group, int64_t *bin);
 } fib_block_ops;
 
 /* How a budget treats a group's classes (fib_block_ops.budget_role). */
@@ -334,6 +339,10 @@ typedef struct fib_block_ops {
 #define FIB_BUDGET_SELECTS 6   /* unit i copies one source unit or is 0 (a concatenation's or
                                 * a split's selection): classes from the source's, no
                                 * parameters (the model it stands for holds none) */
+#define FIB_BUDGET_ATTENDS 7   /* its first two sources share one partition (unit i of one
+                                * pairs with unit i of the other), it follows its third
+                                * source unit by unit, and classes stay within the bins
+                                * budget_bins gives (an attention core's heads) */
 
 struct fib_group {
     int32_t op;            /* FIB_OP_* */

@@ -394,6 +394,40 @@ def planted_attention(seed=0):
     return m.eval(), x, widths
 
 
+class HeadCopies(nn.Module):
+    """A 4-head attention over an embedded sequence."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(3, 8)
+        self.mha = nn.MultiheadAttention(8, 4, batch_first=True)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = torch.tanh(self.embed(x))
+        return self.head(self.mha(h, h, h, need_weights=False)[0][:, -1])
+
+
+def planted_head_copies(seed=0):
+    """Heads of 2 dimensions: head 2 copies head 0 (its q, k and v rows,
+    dimension by dimension; its output columns are its own), and the two
+    dimensions of head 3 are copies of each other (q, k and v): the exact
+    base keeps 3 heads, head 3 with one dimension."""
+    g = torch.Generator().manual_seed(seed)
+    m = HeadCopies()
+    set_linear(m.embed, torch.arange(8), None, g)
+    dims = torch.tensor([0, 1, 2, 3, 0, 1, 4, 4])
+    rows = torch.cat([dims + 5 * part for part in range(3)])
+    with torch.no_grad():
+        m.mha.in_proj_weight.copy_(_rand(g, 15, 8)[rows])
+        m.mha.in_proj_bias.copy_(_rand(g, 15)[rows] * 0.5)
+        m.mha.out_proj.weight.copy_(_rand(g, 8, 8))
+        m.mha.out_proj.bias.copy_(_rand(g, 8))
+    set_linear(m.head, torch.arange(2), None, g)
+    x = torch.randn(3, 5, 3, generator=g)
+    return m.eval(), x, {"mha.q_proj": 5, "mha.v_proj": 5, "mha.out_proj": 8}
+
+
 class Encoder(nn.Module):
     def __init__(self, n_layers=None, activation="relu", norm_first=False):
         super().__init__()

@@ -1,8 +1,8 @@
 """compress(budget=...) on convolutional and residual networks (issue 26):
 convolutions with batch norm, pooling, flatten, residual sums,
 concatenations, gates (squeeze-excitation), norms; the budget is met,
-planted copies are removed exactly, kinds a budget cannot take are refused
-by name, and the progress callback can cancel."""
+planted copies are removed exactly, and the progress callback can cancel
+(attention: test_budget_attention.py)."""
 
 import json
 import os
@@ -196,24 +196,6 @@ def test_concatenation_classes_are_the_union_of_its_sources():
         offset += len(parts[m])
     assert _classes(base.projection(by_module["norm3"])) == expected
     assert sum(len(c) > 1 for c in expected) > 0  # something was merged through it
-
-
-class Attention(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
-        self.head = nn.Linear(8, 2)
-
-    def forward(self, x):
-        return self.head(self.attn(x, x, x, need_weights=False)[0][:, -1])
-
-
-def test_attention_under_a_budget_is_refused_by_name():
-    torch.manual_seed(0)
-    with pytest.raises(fibration.FibrationError) as err:
-        ft.compress(Attention().eval(), torch.randn(3, 5, 8), budget=0.5)
-    message = str(err.value)
-    assert "UNSUPPORTED" in message and "attention" in message and "group" in message
 
 
 @pytest.mark.parametrize("name", ["planted_densenet", "planted_squeeze_excite"])

@@ -2,10 +2,12 @@
  * conv - batch norm, a residual sum, average pool, flatten, dense): a
  * budget that only removes planted channel copies keeps the outputs, a
  * smaller one is met, the progress callback can cancel, an LSTM's units
- * take a budget, and a kind budgets do not take is refused by name. A concatenation (0/1 selection blocks and
+ * take a budget, an attention's heads and dimensions take one (copies
+ * exactly), and a kind budgets do not take is refused by name. A concatenation (0/1 selection blocks and
  * their sum) takes the classes of the units it copies and counts no
  * parameters. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -183,9 +185,8 @@ static void budget_on_cnn_can_be_cancelled(void)
     fib_graph_free(base);
 }
 
-/* An LSTM's hidden units are a budget's: a budget is met; attention is
- * refused with the group's number and kind. */
-static void budget_takes_lstm_and_refuses_attention_by_name(void)
+/* An LSTM's hidden units are a budget's: a budget is met. */
+static void budget_takes_lstm(void)
 {
     fib_graph *g;
     int32_t in, lstm, out;
@@ -216,19 +217,216 @@ static void budget_takes_lstm_and_refuses_attention_by_name(void)
     }
     fib_base_free(b);
     fib_graph_free(g);
+}
 
-    uint64_t rng = 5;
-    double *in_w = test_random_array(&rng, 3 * E * E, -1, 1);
-    double *out_w = test_random_array(&rng, E * E, -1, 1);
+/* A causal attention of 4 heads of 2 dimensions over 5 positions (GPT-2's
+ * shape): head 2 copies head 0 (q, k, v rows), the 2 dimensions of head 3
+ * copy each other, and with `one_sided` head 1's 2 q rows are equal while
+ * its k rows differ (the pair still merges exactly: q_0 k_0 + q_0 k_1 =
+ * 2 q_0 mean(k)); then a dense ReLU layer and a dense output. */
+enum { AE = 8, AH = 4, AT = 5, AF = 6, AO = 3 };
+
+static fib_graph *attention_graph(bool causal, bool one_sided, const fib_attention_options *shape)
+{
+    uint64_t rng = 17;
+    double *w[4], *bias[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = test_random_array(&rng, AE * AE, -1, 1);
+        bias[i] = test_random_array(&rng, AE, -.5, .5);
+    }
+    int dims[AE] = {0, 1, 2, 3, 0, 1, 6, 6};
+    for (int p = 0; p < 3; p++)
+        for (int u = 0; u < AE; u++) {
+            int from = p == 0 && one_sided && u == 3 ? 2 : dims[u];
+            memmove(w[p] + u * AE, w[p] + from * AE, AE * sizeof(double));
+            bias[p][u] = bias[p][from];
+        }
+    double *wf = test_random_array(&rng, AF * AE, -1, 1), *bf = test_random_array(&rng, AF, -.2, .2);
+    double *wo = test_random_array(&rng, AO * AF, -1, 1), *bo = test_random_array(&rng, AO, -.2, .2);
+    fib_attention_options o;
+    fib_attention_options_init(&o, sizeof o);
+    o.n_heads = AH;
+    o.causal = causal;
+    if (shape)
+        o = *shape;
+    fib_graph *g;
+    int32_t in, att, hid, out;
     CHECK_OK(fib_graph_create(&g));
-    CHECK_OK(fib_graph_add_input_positions(g, E, 3, 1, &in));
-    CHECK_OK(fib_graph_add_attention(g, in, 2, FIB_DTYPE_F64, in_w, NULL, out_w, NULL, FIB_COPY,
-                                     &out));
-    b = NULL;
-    expect(fib_compress_to_budget(g, 0.5, NULL, &b), FIB_E_UNSUPPORTED, "group 4",
-           "attention budget");
-    CHECK(strstr(fib_last_error(), "attention") != NULL && b == NULL);
-    free(in_w), free(out_w);
+    CHECK_OK(fib_graph_add_input_positions(g, AE, AT, 1, &in));
+    CHECK_OK(fib_graph_add_attention_ex(g, in, &o, FIB_DTYPE_F64, w[0], bias[0], w[1], bias[1],
+                                        w[2], bias[2], w[3], bias[3], FIB_COPY, &att));
+    CHECK_OK(fib_graph_set_group_name(g, att, "attn"));
+    CHECK_OK(fib_graph_add_dense(g, att, AF, FIB_DTYPE_F64, wf, AE, bf, FIB_COPY, &hid));
+    CHECK_OK(fib_graph_set_activation(g, hid, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, hid, AO, FIB_DTYPE_F64, wo, AF, bo, FIB_COPY, &out));
+    for (int i = 0; i < 4; i++)
+        free(w[i]), free(bias[i]);
+    free(wf), free(bf), free(wo), free(bo);
+    return g;
+}
+
+/* The parameters of the exact base (fibers) of g. */
+static int64_t exact_base_parameters(const fib_graph *g)
+{
+    fib_coloring *col = test_color(g, FIB_SYM_FIBERS);
+    fib_base *base = NULL;
+    int64_t n = -1;
+    if (col && fib_compress(g, col, &base) == FIB_OK)
+        fib_graph_num_parameters(fib_base_graph(base), &n);
+    fib_base_free(base);
+    fib_coloring_free(col);
+    return n;
+}
+
+/* Groups of attention_graph: 0 input, 1 q, 2 k, 3 v, 4 core, 5 out. */
+static int64_t base_width(const fib_base *b, int32_t group)
+{
+    int64_t width = 0;
+    fib_graph_group_info(fib_base_graph(b), group, NULL, &width, NULL, NULL, NULL, NULL, NULL);
+    return width;
+}
+
+/* The budget of the exact base keeps the outputs (copied heads merge
+ * whole, copied dimensions pairwise, one-sided q copies too); below it
+ * the budget is met and counted as the base's parameters. */
+static void budget_merges_attention_heads_and_dimensions(void)
+{
+    for (int one_sided = 0; one_sided < 2; one_sided++) {
+        fib_graph *g = attention_graph(true, one_sided, NULL);
+        int64_t total = 0, exact = exact_base_parameters(g);
+        fib_graph_num_parameters(g, &total);
+        CHECK(exact > 0 && exact < total);
+        fib_budget_options o;
+        fib_budget_options_init(&o, sizeof o);
+        fib_base *b = NULL;
+        CHECK_OK(fib_compress_to_budget(g, (double)exact / (double)total, &o, &b));
+        if (b) {
+            CHECK(o.n_parameters <= exact);
+            CHECK(test_output_difference(g, fib_base_graph(b), 3, 4, 1.0) <= 1e-9);
+            /* heads 0 and 2 one, head 3 one dimension: 5 q/k and v units;
+             * head 1's one-sided pair: one unit fewer in q and k */
+            CHECK(base_width(b, 1) == 5 - one_sided && base_width(b, 2) == 5 - one_sided);
+            CHECK(base_width(b, 3) == 5 && base_width(b, 4) == 5);
+        }
+        fib_base_free(b);
+        for (int shrink = 1; shrink <= 2; shrink++) {
+            double budget = (1.0 - 0.25 * shrink) * (double)exact / (double)total;
+            b = NULL;
+            int32_t status = fib_compress_to_budget(g, budget, &o, &b);
+            CHECK(status == FIB_OK || strstr(fib_last_error(), "below the smallest base"));
+            int64_t counted = -1;
+            if (b)
+                fib_graph_num_parameters(fib_base_graph(b), &counted);
+            CHECK(!b || (o.n_parameters <= budget * (double)total && counted == o.n_parameters));
+            CHECK(!b || test_output_difference(g, fib_base_graph(b), 3, 4, 1.0) > 1e-9);
+            fib_base_free(b);
+        }
+        fib_graph_free(g);
+    }
+}
+
+/* Grouped key/value heads and rotary embeddings (Llama's) keep their
+ * projections' units; the output projection and the layers after it still
+ * take the budget. */
+static void budget_keeps_grouped_and_rotary_attention_whole(void)
+{
+    for (int kind = 0; kind < 2; kind++) {
+        fib_attention_options shape;
+        fib_attention_options_init(&shape, sizeof shape);
+        shape.n_heads = AH;
+        shape.causal = 1;
+        if (kind == 0)
+            shape.rotary = FIB_ROTARY_HALF;
+        else
+            shape.n_kv_heads = 2;
+        fib_graph *g = attention_graph(true, false, &shape);
+        int64_t total = 0;
+        fib_graph_num_parameters(g, &total);
+        fib_budget_options o;
+        fib_budget_options_init(&o, sizeof o);
+        fib_base *b = NULL;
+        CHECK_OK(fib_compress_to_budget(g, 0.9, &o, &b));
+        if (b) {
+            CHECK(o.n_parameters <= 0.9 * (double)total);
+            for (int32_t group = 1; group <= 4; group++) {
+                int64_t width = 0;
+                fib_graph_group_info(g, group, NULL, &width, NULL, NULL, NULL, NULL, NULL);
+                CHECK(base_width(b, group) == width);
+            }
+            CHECK(base_width(b, 5) + base_width(b, 6) < AE + AF); /* out, hidden */
+        }
+        fib_base_free(b);
+        fib_graph_free(g);
+    }
+}
+
+/* x (4) -> a (3, ReLU) -> h (2, ReLU) -> d (3) -> y (4): a and y share one
+ * matrix (y's weights are a's memory read as 4 x 3, as a tied LM head reads
+ * the token embedding): it counts once, as torch counts a shared
+ * parameter, in the total and in a base that keeps both groups whole;
+ * a base that merges a's units (or y's source's) holds two matrices, each
+ * counted. */
+static void budget_counts_tied_weights_once(void)
+{
+    uint64_t rng = 23;
+    double *w = test_random_array(&rng, 12, -1, 1), *ba = test_random_array(&rng, 3, -.2, .2);
+    double *wh = test_random_array(&rng, 6, -1, 1), *bh = test_random_array(&rng, 2, -.2, .2);
+    double *wd = test_random_array(&rng, 6, -1, 1), *bd = test_random_array(&rng, 3, -.2, .2);
+    fib_graph *g;
+    int32_t x, a, h, d, y;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, 4, &x));
+    CHECK_OK(fib_graph_add_dense(g, x, 3, FIB_DTYPE_F64, w, 4, ba, 0, &a));
+    CHECK_OK(fib_graph_set_activation(g, a, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, a, 2, FIB_DTYPE_F64, wh, 3, bh, FIB_COPY, &h));
+    CHECK_OK(fib_graph_set_activation(g, h, FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, h, 3, FIB_DTYPE_F64, wd, 2, bd, FIB_COPY, &d));
+    CHECK_OK(fib_graph_add_dense(g, d, 4, FIB_DTYPE_F64, w, 3, NULL, 0, &y));
+    int64_t all = 0, counted = 0;
+    fib_graph_num_parameters(g, &all);
+    CHECK_OK(fib_graph_budget_parameters(g, &counted));
+    CHECK(all == 12 + 3 + 6 + 2 + 6 + 3 + 12 && counted == all - 12);
+    int kept = 0;
+    for (int step = 1; step <= 4; step++) {
+        double budget = 1.0 - 0.15 * step;
+        fib_budget_options o;
+        fib_budget_options_init(&o, sizeof o);
+        fib_base *b = NULL;
+        int32_t status = fib_compress_to_budget(g, budget, &o, &b);
+        CHECK(status == FIB_OK || strstr(fib_last_error(), "below the smallest base"));
+        if (!b)
+            continue;
+        int64_t in_base = 0, wa = 0, wd_ = 0;
+        fib_graph_num_parameters(fib_base_graph(b), &in_base);
+        fib_graph_group_info(fib_base_graph(b), a, NULL, &wa, NULL, NULL, NULL, NULL, NULL);
+        fib_graph_group_info(fib_base_graph(b), d, NULL, &wd_, NULL, NULL, NULL, NULL, NULL);
+        bool tie_stays = wa == 3 && wd_ == 3;
+        kept += tie_stays;
+        CHECK(o.n_parameters == in_base - (tie_stays ? 12 : 0));
+        CHECK(o.n_parameters <= budget * (double)counted);
+        fib_base_free(b);
+    }
+    CHECK(kept > 0); /* the hidden layer alone went: the tie stayed, counted once */
+    fib_graph_free(g);
+    free(w), free(ba), free(wh), free(bh), free(wd), free(bd);
+}
+
+/* A kind budgets do not take, in a group without a name, is refused
+ * naming the named group it feeds (the block it belongs to). */
+static void budget_refusal_names_the_block_of_an_unnamed_group(void)
+{
+    fib_graph *g;
+    int32_t in, pre, out;
+    double values[2] = {0.5, -0.5}, w[4] = {1, 2, 3, 4};
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, 2, 3, 1, &in));
+    CHECK_OK(fib_graph_add_prepend(g, in, 1, FIB_DTYPE_F64, values, &pre));
+    CHECK_OK(fib_graph_add_dense(g, pre, 2, FIB_DTYPE_F64, w, 2, NULL, FIB_COPY, &out));
+    CHECK_OK(fib_graph_set_group_name(g, out, "encoder"));
+    fib_base *b = NULL;
+    expect(fib_compress_to_budget(g, 0.5, NULL, &b), FIB_E_UNSUPPORTED, "unnamed, in encoder",
+           "prepend budget");
+    CHECK(strstr(fib_last_error(), "prepend") != NULL && b == NULL);
     fib_graph_free(g);
 }
 
@@ -312,6 +510,10 @@ int main(void)
     RUN(budget_through_a_concatenation_counts_no_selection);
     RUN(budget_removing_copies_keeps_residual_cnn_outputs);
     RUN(budget_on_cnn_can_be_cancelled);
-    RUN(budget_takes_lstm_and_refuses_attention_by_name);
+    RUN(budget_takes_lstm);
+    RUN(budget_merges_attention_heads_and_dimensions);
+    RUN(budget_keeps_grouped_and_rotary_attention_whole);
+    RUN(budget_counts_tied_weights_once);
+    RUN(budget_refusal_names_the_block_of_an_unnamed_group);
     return test_failures ? 1 : 0;
 }

@@ -21,11 +21,13 @@ the numpy version of the C correction, kept as the tests' reference.
 """
 
 import ctypes
+import re
 
 import numpy as np
 import torch
 
 from .. import _ffi, check, lib
+from .._errors import FibrationError
 from ._entry import _trace, count_parameters
 from ._plan import plan_from
 from ._scales import coloring_scales  # noqa: F401 (read by tests as _budget.coloring_scales)
@@ -94,6 +96,22 @@ def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_ite
             "input_sensitivity": float(opts.input_sensitivity),
             "corrected": bool(opts.corrected)}
     return Base._adopt(out, graph), info
+
+
+def _module_base_to_budget(net, *args, **kwargs):
+    """base_to_budget on a traced model: an error naming a group of the C
+    graph also names the torch module that group comes from (the C graph
+    names a module's output group only)."""
+    try:
+        return base_to_budget(net.graph, *args, **kwargs)
+    except FibrationError as e:
+        found = re.search(r"group (\d+)", e.message or "")
+        modules = [layer for layer in net.layers
+                   if found and layer.group == int(found.group(1)) and layer.module]
+        if not modules:
+            raise
+        message = "%s [torch module %r, %s]" % (e.message, modules[0].module, modules[0].kind)
+        raise FibrationError(e.code, e.name, message, e.function) from None
 
 
 def _class_representatives(rows, labels, weight):
@@ -348,13 +366,13 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
     best = None
     for tol, power, merge in variants:
         knobs = dict(merge_inputs=merge, input_sensitivity=input_sensitivity)
-        base, info = base_to_budget(net.graph, budget, tol, power, synthetic_scale=scale,
-                                    progress=progress, **knobs)
+        base, info = _module_base_to_budget(net, budget, tol, power, synthetic_scale=scale,
+                                            progress=progress, **knobs)
         corrected = base if info["corrected"] else None
         if corrected is not None and calibration is not None:
             # the same classes uncorrected, for the other variants
-            base, info = base_to_budget(net.graph, budget, tol, power, progress=progress,
-                                        **knobs)
+            base, info = _module_base_to_budget(net, budget, tol, power, progress=progress,
+                                                **knobs)
         # (base, refit here): the C-corrected base as it is; without it, the
         # representatives re-derived here (refit_chain) with the scale-aware
         # grouping; with a calibration batch the uncorrected ones are scored too
@@ -409,8 +427,8 @@ def reapply_budget_plan(model, example_input, plan, verbose=False, progress=None
         raise ValueError("the plan's budget record is incomplete (%s); compress with "
                          "budget= again" % e) from None
     net = _trace(model, example_input)
-    base, got = base_to_budget(net.graph, budget, tolerance, power, progress=progress,
-                               **knobs)
+    base, got = _module_base_to_budget(net, budget, tolerance, power, progress=progress,
+                                       **knobs)
     compressed = rebuild(net, base, "Compressed" + type(model).__name__)
     done = refit and not corrected and _refit_model(net, model, base, compressed)
     for layer in net.layers:

@@ -2,12 +2,10 @@
  * remainder paths the SIMD versions share. The kernels that exist for
  * float32 and float64 are written once, in kernels_scalar_typed.h. */
 #include "kernels/kernels.h"
+#include "kernels/tight_block.h"
 
 #include <math.h>
 #include <string.h>
-
-/* Coordinates are taken in blocks so that each row is read sequentially. */
-#define TIGHT_BLOCK 16
 
 #define KS_SUFFIX f32
 #define KS_ELEM float
@@ -39,34 +37,27 @@ int64_t fib_tight_tol_from(const double *x, const double *tol, int64_t ld,
                            const int64_t *rows, int64_t m, int64_t j0,
                            int64_t len, double slack)
 {
-    for (int64_t j = j0; j < len; j += TIGHT_BLOCK) {
-        int64_t b = len - j < TIGHT_BLOCK ? len - j : TIGHT_BLOCK;
-        double lo[TIGHT_BLOCK], hi[TIGHT_BLOCK], small[TIGHT_BLOCK];
-        for (int64_t q = 0; q < b; q++) {
-            lo[q] = small[q] = INFINITY;
-            hi[q] = -INFINITY;
-        }
+    fib_tight_block t;
+    for (int64_t j = j0; j < len; j += FIB_TIGHT_BLOCK) {
+        fib_tight_block_start(&t, j, len);
         for (int64_t u = 0; u < m; u++) {
             const double *row = x + rows[u] * ld + j;
-            for (int64_t q = 0; q < b; q++) {
-                double v = row[q];
-                lo[q] = v < lo[q] ? v : lo[q];
-                hi[q] = v > hi[q] ? v : hi[q];
-            }
+            for (int64_t q = 0; q < t.n; q++)
+                fib_tight_block_value(&t, q, row[q]);
         }
         bool spread = false;
-        for (int64_t q = 0; q < b; q++)
-            spread = spread || lo[q] != hi[q];
+        for (int64_t q = 0; q < t.n; q++)
+            spread = spread || t.lo[q] != t.hi[q];
         if (!spread)
             continue;
         for (int64_t u = 0; u < m; u++) {
             const double *trow = tol + rows[u] * ld + j;
-            for (int64_t q = 0; q < b; q++)
-                small[q] = trow[q] < small[q] ? trow[q] : small[q];
+            for (int64_t q = 0; q < t.n; q++)
+                fib_tight_block_allowance(&t, q, trow[q]);
         }
-        for (int64_t q = 0; q < b; q++)
-            if (!(hi[q] - lo[q] <= (slack + small[q]) + small[q]))
-                return j + q;
+        int64_t q = fib_tight_block_first_loose(&t, slack, 1.0);
+        if (q >= 0)
+            return j + q;
     }
     return len;
 }

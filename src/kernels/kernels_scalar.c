@@ -89,11 +89,11 @@ static void gemm_f64(int64_t m, int64_t n, int64_t k, const double *a, int64_t l
         }
 }
 
-static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *panel,
-                     int64_t width, int64_t len, double *out, int64_t ld_out)
+void fib_dots_f64_from(const double *a, int64_t lda, int64_t rows, const double *panel,
+                       int64_t width, int64_t c0, int64_t len, double *out, int64_t ld_out)
 {
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < width; c++) {
+        for (int64_t c = c0; c < width; c++) {
             double s = out[r * ld_out + c];
             for (int64_t j = 0; j < len; j++)
                 s += a[r * lda + j] * panel[j * width + c];
@@ -101,16 +101,28 @@ static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *p
         }
 }
 
-static void dots_f32(const float *a, int64_t lda, int64_t rows, const float *panel,
+static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *panel,
                      int64_t width, int64_t len, double *out, int64_t ld_out)
 {
+    fib_dots_f64_from(a, lda, rows, panel, width, 0, len, out, ld_out);
+}
+
+void fib_dots_f32_from(const float *a, int64_t lda, int64_t rows, const float *panel,
+                       int64_t width, int64_t c0, int64_t len, double *out, int64_t ld_out)
+{
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < width; c++) {
+        for (int64_t c = c0; c < width; c++) {
             float s = 0;
             for (int64_t j = 0; j < len; j++)
                 s += a[r * lda + j] * panel[j * width + c];
             out[r * ld_out + c] += (double)s;
         }
+}
+
+static void dots_f32(const float *a, int64_t lda, int64_t rows, const float *panel,
+                     int64_t width, int64_t len, double *out, int64_t ld_out)
+{
+    fib_dots_f32_from(a, lda, rows, panel, width, 0, len, out, ld_out);
 }
 
 static void rank1_costs(double sa2, const double *sb2, const double *cosine, int64_t n,

@@ -394,13 +394,7 @@ static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *p
             VD_STOREU(o2 + c, s20), VD_STOREU(o2 + c + VD_N, s21);
             VD_STOREU(o3 + c, s30), VD_STOREU(o3 + c + VD_N, s31);
         }
-        for (int64_t q = 0; q < 4; q++)
-            for (int64_t cc = c; cc < width; cc++) {
-                double s = out[(r + q) * ld_out + cc];
-                for (int64_t j = 0; j < len; j++)
-                    s += a[(r + q) * lda + j] * panel[j * width + cc];
-                out[(r + q) * ld_out + cc] = s;
-            }
+        fib_dots_f64_from(a0, lda, 4, panel, width, c, len, o0, ld_out);
     }
     for (; r < rows; r++) {
         const double *ar = a + r * lda;
@@ -412,12 +406,7 @@ static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *p
                 s0 = VD_ADD(s0, VD_MUL(VD_SET1(ar[j]), VD_LOADU(panel + j * width + c)));
             VD_STOREU(o + c, s0);
         }
-        for (; c < width; c++) {
-            double s = o[c];
-            for (int64_t j = 0; j < len; j++)
-                s += ar[j] * panel[j * width + c];
-            o[c] = s;
-        }
+        fib_dots_f64_from(ar, lda, 1, panel, width, c, len, o, ld_out);
     }
 }
 
@@ -456,21 +445,10 @@ static void dots_f32(const float *a, int64_t lda, int64_t rows, const float *pan
                     VD_STOREU(o + VD_N, VD_ADD(VD_LOADU(o + VD_N), VF_HI(s[q][h])));
                 }
         }
-        for (int64_t q = 0; q < 4; q++)
-            for (int64_t cc = c; cc < width; cc++) {
-                float x = 0;
-                for (int64_t j = 0; j < len; j++)
-                    x += a[(r + q) * lda + j] * panel[j * width + cc];
-                out[(r + q) * ld_out + cc] += (double)x;
-            }
+        fib_dots_f32_from(a0, lda, 4, panel, width, c, len, out + r * ld_out, ld_out);
     }
-    for (; r < rows; r++)
-        for (int64_t c = 0; c < width; c++) {
-            float x = 0;
-            for (int64_t j = 0; j < len; j++)
-                x += a[r * lda + j] * panel[j * width + c];
-            out[r * ld_out + c] += (double)x;
-        }
+    fib_dots_f32_from(a + r * lda, lda, rows - r, panel, width, 0, len, out + r * ld_out,
+                      ld_out);
 }
 
 /* fib_rank1_cost lane by lane, in its order of operations. */

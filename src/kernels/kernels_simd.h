@@ -23,12 +23,11 @@
  *   VD_POSITIVE_OR_ZERO(v)   v where v > 0, else +0.0 (NaN: +0.0)
  *   VD_WHERE_EQ(a, b, s, v)  s where a == b, else v
  *   VD_LE_BITS(a, b), VD_EQ_BITS(a, b)   one bit per lane (lane 0: bit 0)
- *   VD_FINITE_BITS(p)   bit per lane of VD_N doubles at p: x - x == 0
  *   VD_FROM_F32U(p)     VD_N floats at p, widened
  *   VF_LOAD(p) VF_LOADU(p) VF_STORE(p, v)
  *   VF_LO(v), VF_HI(v)  the lower / upper VD_N floats of v, widened
- *   VF_FINITE_BITS(p)   bit per lane of TILE floats at p: x - x == 0
- *   VF_ZERO() VF_SET1(x) VF_ADD VF_MUL (a, b)   as VD's, on TILE floats
+ *   VF_ZERO() VF_SET1(x) VF_ADD VF_SUB VF_MUL VF_EQ_BITS (a, b)   as VD's,
+ *                 on TILE floats
  *   transpose_vd(const VD r[VD_N], VD c[VD_N])   rows to columns
  *   transpose_vf(VF r[TILE])                     the same, in place
  *   KERNELS_NAME, KERNELS_LEVEL, KERNELS_GETTER  the set's table
@@ -207,18 +206,32 @@ static inline int64_t first_untight(VD lo0, VD lo1, VD hi0, VD hi1, VD t0, VD t1
     return ok == ((VD_ALL << VD_N) | VD_ALL) ? -1 : __builtin_ctz(~ok);
 }
 
+/* One bit per lane of the vector at p (lane 0: bit 0): x - x == 0, which
+ * holds exactly for the finite lanes. */
+static inline unsigned finite_bits_pd(const double *p)
+{
+    VD v = VD_LOADU(p);
+    return VD_EQ_BITS(VD_SUB(v, v), VD_ZERO());
+}
+
+static inline unsigned finite_bits_ps(const float *p)
+{
+    VF v = VF_LOADU(p);
+    return VF_EQ_BITS(VF_SUB(v, v), VF_ZERO());
+}
+
 #define KS_SUFFIX f32
 #define KS_ELEM float
 #define KS_BLOCK_COLS TILE /* columns per transposed block */
 #define KS_FINITE_N TILE   /* elements per finiteness test */
-#define KS_FINITE_BITS VF_FINITE_BITS
+#define KS_FINITE_BITS finite_bits_ps
 #include "kernels/kernels_simd_typed.h"
 
 #define KS_SUFFIX f64
 #define KS_ELEM double
 #define KS_BLOCK_COLS VD_N
 #define KS_FINITE_N VD_N
-#define KS_FINITE_BITS VD_FINITE_BITS
+#define KS_FINITE_BITS finite_bits_pd
 #include "kernels/kernels_simd_typed.h"
 
 /* ---- float64 only -------------------------------------------------------- */

@@ -28,7 +28,7 @@ static double scale_at(const fib_affine *a, int64_t i)
 
 static double shift_at(const fib_affine *a, int64_t i)
 {
-    return a->shift ? fib_load(a->dtype, a->shift, i) : 0.0;
+    return fib_load_or(a->dtype, a->shift, i, 0.0);
 }
 
 static void affine_free(void *block)

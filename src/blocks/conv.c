@@ -534,7 +534,7 @@ static void conv_forward(const fib_graph *g, int32_t group, int64_t batch,
         double *yb = out + b * fib_group_activity_width(grp);
         for (int64_t p = 0; p < positions; p++)
             for (int64_t o = 0; o < n_out; o++)
-                yb[p * n_out + o] = c->bias ? fib_load(c->dtype, c->bias, o) : 0.0;
+                yb[p * n_out + o] = fib_load_or(c->dtype, c->bias, o, 0.0);
         if (!matrices || (!direct && !patches)) {
             conv_forward_plain(c, grp, src, xb, yb);
             continue;

@@ -21,7 +21,7 @@ double fib_dense_weight(const fib_dense *d, int64_t row, int64_t col)
 
 double fib_dense_bias(const fib_dense *d, int64_t row)
 {
-    return d->bias ? fib_load(d->dtype, d->bias, row) : 0.0;
+    return fib_load_or(d->dtype, d->bias, row, 0.0);
 }
 
 static void dense_free(void *block)

@@ -54,12 +54,12 @@ static double w_hh(const fib_gated *d, int64_t hidden, int64_t row, int64_t col)
 
 static double b_ih(const fib_gated *d, int64_t row)
 {
-    return d->b_ih ? fib_load(d->dtype, d->b_ih, row) : 0.0;
+    return fib_load_or(d->dtype, d->b_ih, row, 0.0);
 }
 
 static double b_hh(const fib_gated *d, int64_t row)
 {
-    return d->b_hh ? fib_load(d->dtype, d->b_hh, row) : 0.0;
+    return fib_load_or(d->dtype, d->b_hh, row, 0.0);
 }
 
 static void gated_free(void *block)

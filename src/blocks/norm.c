@@ -30,12 +30,12 @@ static const fib_norm *norm_of(const fib_graph *g, int32_t group)
 
 static double gamma_of(const fib_norm *n, int64_t i)
 {
-    return n->weight ? fib_load(n->dtype, n->weight, i) : 1.0;
+    return fib_load_or(n->dtype, n->weight, i, 1.0);
 }
 
 static double beta_of(const fib_norm *n, int64_t i)
 {
-    return n->bias ? fib_load(n->dtype, n->bias, i) : 0.0;
+    return fib_load_or(n->dtype, n->bias, i, 0.0);
 }
 
 static void norm_free(void *block)
@@ -454,7 +454,7 @@ static void norm_budget_backward(const fib_graph *g, int32_t group, int32_t sour
     (void)source_index;
     const fib_norm *n = norm_of(g, group);
     for (int64_t i = 0; i < g->groups[group].n_units; i++) {
-        double w = n->weight ? fib_load(n->dtype, n->weight, i) : 1.0;
+        double w = gamma_of(n, i);
         src_energy[fib_gather_at(n->gather, i)] += w * w * energy[i];
     }
 }

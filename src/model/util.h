@@ -76,6 +76,12 @@ size_t fib_dtype_size(int32_t dtype);
 bool fib_dtype_writable(int32_t dtype);
 /* Reads element i of a buffer of any FIB_DTYPE_* as double (exact). */
 double fib_load(int32_t dtype, const void *buf, int64_t i);
+/* Element i of an optional buffer, `absent` when there is none (a block
+ * without a bias, a norm without a scale). */
+static inline double fib_load_or(int32_t dtype, const void *buf, int64_t i, double absent)
+{
+    return buf ? fib_load(dtype, buf, i) : absent;
+}
 /* Writes element i of a float32/float64 buffer. */
 void fib_store(int32_t dtype, void *buf, int64_t i, double value);
 

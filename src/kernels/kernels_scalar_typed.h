@@ -72,11 +72,8 @@ int64_t FIB_KERNEL_TYPED(KS_FN(fib_tight), from)(const KS_ELEM *x, int64_t ld, c
         fib_tight_block_start(&t, j, len);
         for (int64_t u = 0; u < m; u++) {
             const KS_ELEM *row = x + rows[u] * ld + j;
-            for (int64_t q = 0; q < t.n; q++) {
-                double v = (double)row[q];
-                fib_tight_block_value(&t, q, v);
-                fib_tight_block_allowance(&t, q, fabs(v));
-            }
+            for (int64_t q = 0; q < t.n; q++)
+                fib_tight_block_weight(&t, q, (double)row[q]);
         }
         int64_t q = fib_tight_block_first_loose(&t, slack, coef);
         if (q >= 0)

@@ -96,11 +96,8 @@ int64_t fib_tight_stored(const fib_kernels *kernels, int32_t dtype, const void *
             if (u + TIGHT_AHEAD < m)
                 __builtin_prefetch((const uint16_t *)x + rows[u + TIGHT_AHEAD] * ld + j);
 #endif
-            for (int64_t q = 0; q < t.n; q++) {
-                double v = fib_stored_load(dtype, row, q);
-                fib_tight_block_value(&t, q, v);
-                fib_tight_block_allowance(&t, q, fabs(v));
-            }
+            for (int64_t q = 0; q < t.n; q++)
+                fib_tight_block_weight(&t, q, fib_stored_load(dtype, row, q));
         }
         int64_t q = fib_tight_block_first_loose(&t, slack, coef);
         if (q >= 0)

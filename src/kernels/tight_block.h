@@ -44,6 +44,14 @@ static inline void fib_tight_block_allowance(fib_tight_block *t, int64_t q, doub
     t->small[q] = a < t->small[q] ? a : t->small[q];
 }
 
+/* One more member's weight v at coordinate q: its value, and its magnitude
+ * as its allowance (the form of borrowed weights, scaled by coef below). */
+static inline void fib_tight_block_weight(fib_tight_block *t, int64_t q, double v)
+{
+    fib_tight_block_value(t, q, v);
+    fib_tight_block_allowance(t, q, fabs(v));
+}
+
 /* The first coordinate of the block that is not tight, its allowance t
  * being coef times the smallest one met (coef 1: the allowance itself, as
  * 1 * x is x exactly); -1 when every one is tight. */

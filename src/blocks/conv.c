@@ -81,12 +81,9 @@ static int32_t check_conv_args(const fib_graph *g, int32_t source, int64_t n_out
     static const char fn[] = "fib_graph_add_conv";
     int32_t group = g->n_groups;
     int64_t in = g->groups[source].n_units;
-    if (!fib_dtype_size(dtype))
-        return fib_error(FIB_E_INVALID, "%s: group %d: unknown dtype %d", fn, (int)group,
-                         (int)dtype);
-    if (flags & ~FIB_COPY)
-        return fib_error(FIB_E_INVALID, "%s: group %d: unknown flags 0x%x", fn, (int)group,
-                         (unsigned)flags);
+    int32_t status = fib_check_dtype_and_flags(fn, group, dtype, flags, NULL);
+    if (status)
+        return status;
     if (!weights)
         return fib_error(FIB_E_NULL, "%s: group %d: weights is NULL", fn, (int)group);
     if (n_out < 1 || n_out > FIB_MAX_UNITS)

@@ -108,13 +108,10 @@ int32_t fib_graph_add_norm(fib_graph *g, int32_t source, int32_t kind,
     if (kind != FIB_NORM_LAYER && kind != FIB_NORM_RMS)
         return fib_error(FIB_E_INVALID, "%s: group %d: unknown norm kind %d", fn,
                          (int)group, (int)kind);
-    size_t esize = fib_dtype_size(dtype);
-    if (!esize)
-        return fib_error(FIB_E_INVALID, "%s: group %d: unknown dtype %d", fn,
-                         (int)group, (int)dtype);
-    if (flags & ~FIB_COPY)
-        return fib_error(FIB_E_INVALID, "%s: group %d: unknown flags 0x%x", fn,
-                         (int)group, (unsigned)flags);
+    size_t esize;
+    status = fib_check_dtype_and_flags(fn, group, dtype, flags, &esize);
+    if (status)
+        return status;
     if (!(epsilon > 0) || !isfinite(epsilon))
         return fib_error(FIB_E_INVALID, "%s: group %d: epsilon must be finite and > 0",
                          fn, (int)group);

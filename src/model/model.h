@@ -374,6 +374,11 @@ struct fib_graph {
 /* graph.c */
 int32_t fib_graph_check_group(const fib_graph *g, int32_t group,
                               const char *what);
+/* A builder's dtype (FIB_DTYPE_*) and flags (FIB_COPY or 0): FIB_E_INVALID
+ * naming fn and the group being added when either is unknown; else the
+ * dtype's element size into *esize (NULL: not wanted). */
+int32_t fib_check_dtype_and_flags(const char *fn, int32_t group, int32_t dtype, uint32_t flags,
+                                  size_t *esize);
 /* Records a change of what the graph computes or how it is coloured:
  * colourings made before it no longer fit (fib_coloring_check_graph). */
 void fib_graph_changed(fib_graph *g);

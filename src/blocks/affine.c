@@ -28,7 +28,7 @@ static double scale_at(const fib_affine *a, int64_t i)
 
 static double shift_at(const fib_affine *a, int64_t i)
 {
-    return a->shift ? fib_load(a->dtype, a->shift, i) : 0.0;
+    return fib_load_or(a->dtype, a->shift, i, 0.0);
 }
 
 static void affine_free(void *block)
@@ -64,13 +64,10 @@ int32_t fib_graph_add_affine(fib_graph *g, int32_t source, int32_t dtype, const 
     int32_t group = g->n_groups;
     if (!scale || !group_out)
         return fib_error(FIB_E_NULL, "%s: %s is NULL", fn, scale ? "group_out" : "scale");
-    size_t es = fib_dtype_size(dtype);
-    if (!es)
-        return fib_error(FIB_E_INVALID, "%s: group %d: unknown dtype %d", fn, (int)group,
-                         (int)dtype);
-    if (flags & ~FIB_COPY)
-        return fib_error(FIB_E_INVALID, "%s: group %d: unknown flags 0x%x", fn, (int)group,
-                         (unsigned)flags);
+    size_t es;
+    status = fib_check_dtype_and_flags(fn, group, dtype, flags, &es);
+    if (status)
+        return status;
     int64_t n = g->groups[source].n_units;
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(fib_load(dtype, scale, i)) || (shift && !isfinite(fib_load(dtype, shift, i))))

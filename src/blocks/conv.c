@@ -81,12 +81,9 @@ static int32_t check_conv_args(const fib_graph *g, int32_t source, int64_t n_out
     static const char fn[] = "fib_graph_add_conv";
     int32_t group = g->n_groups;
     int64_t in = g->groups[source].n_units;
-    if (!fib_dtype_size(dtype))
-        return fib_error(FIB_E_INVALID, "%s: group %d: unknown dtype %d", fn, (int)group,
-                         (int)dtype);
-    if (flags & ~FIB_COPY)
-        return fib_error(FIB_E_INVALID, "%s: group %d: unknown flags 0x%x", fn, (int)group,
-                         (unsigned)flags);
+    int32_t status = fib_check_dtype_and_flags(fn, group, dtype, flags, NULL);
+    if (status)
+        return status;
     if (!weights)
         return fib_error(FIB_E_NULL, "%s: group %d: weights is NULL", fn, (int)group);
     if (n_out < 1 || n_out > FIB_MAX_UNITS)
@@ -534,7 +531,7 @@ static void conv_forward(const fib_graph *g, int32_t group, int64_t batch,
         double *yb = out + b * fib_group_activity_width(grp);
         for (int64_t p = 0; p < positions; p++)
             for (int64_t o = 0; o < n_out; o++)
-                yb[p * n_out + o] = c->bias ? fib_load(c->dtype, c->bias, o) : 0.0;
+                yb[p * n_out + o] = fib_load_or(c->dtype, c->bias, o, 0.0);
         if (!matrices || (!direct && !patches)) {
             conv_forward_plain(c, grp, src, xb, yb);
             continue;

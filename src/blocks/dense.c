@@ -21,7 +21,7 @@ double fib_dense_weight(const fib_dense *d, int64_t row, int64_t col)
 
 double fib_dense_bias(const fib_dense *d, int64_t row)
 {
-    return d->bias ? fib_load(d->dtype, d->bias, row) : 0.0;
+    return fib_load_or(d->dtype, d->bias, row, 0.0);
 }
 
 static void dense_free(void *block)
@@ -149,13 +149,10 @@ static int32_t check_dense_args(const fib_graph *g, int32_t source, int64_t n_ou
         return fib_error(FIB_E_NULL, "%s: %s is NULL", fn,
                          weights ? "group_out" : "weights");
     int32_t group = g->n_groups;
-    size_t esize = fib_dtype_size(dtype);
-    if (!esize)
-        return fib_error(FIB_E_INVALID, "%s: group %d: unknown dtype %d", fn,
-                         (int)group, (int)dtype);
-    if (flags & ~FIB_COPY)
-        return fib_error(FIB_E_INVALID, "%s: group %d: unknown flags 0x%x", fn,
-                         (int)group, (unsigned)flags);
+    size_t esize;
+    status = fib_check_dtype_and_flags(fn, group, dtype, flags, &esize);
+    if (status)
+        return status;
     int64_t n_in = g->groups[source].n_units;
     if (n_out < 1)
         return fib_error(FIB_E_SHAPE, "%s: group %d: n_out %lld must be at least 1",

@@ -54,12 +54,12 @@ static double w_hh(const fib_gated *d, int64_t hidden, int64_t row, int64_t col)
 
 static double b_ih(const fib_gated *d, int64_t row)
 {
-    return d->b_ih ? fib_load(d->dtype, d->b_ih, row) : 0.0;
+    return fib_load_or(d->dtype, d->b_ih, row, 0.0);
 }
 
 static double b_hh(const fib_gated *d, int64_t row)
 {
-    return d->b_hh ? fib_load(d->dtype, d->b_hh, row) : 0.0;
+    return fib_load_or(d->dtype, d->b_hh, row, 0.0);
 }
 
 static void gated_free(void *block)
@@ -127,13 +127,10 @@ static int32_t add_gated(fib_graph *g, int32_t op, int32_t source,
         return fib_error(FIB_E_NULL, "%s: %s is NULL", fn,
                          !wi ? "w_ih" : !wh ? "w_hh" : "group_out");
     int32_t group = g->n_groups;
-    size_t esize = fib_dtype_size(dtype);
-    if (!esize)
-        return fib_error(FIB_E_INVALID, "%s: group %d: unknown dtype %d", fn, (int)group,
-                         (int)dtype);
-    if (flags & ~FIB_COPY)
-        return fib_error(FIB_E_INVALID, "%s: group %d: unknown flags 0x%x", fn, (int)group,
-                         (unsigned)flags);
+    size_t esize;
+    status = fib_check_dtype_and_flags(fn, group, dtype, flags, &esize);
+    if (status)
+        return status;
     if (hidden < 1)
         return fib_error(FIB_E_SHAPE, "%s: group %d: hidden size %lld must be at least 1",
                          fn, (int)group, (long long)hidden);

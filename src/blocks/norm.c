@@ -30,12 +30,12 @@ static const fib_norm *norm_of(const fib_graph *g, int32_t group)
 
 static double gamma_of(const fib_norm *n, int64_t i)
 {
-    return n->weight ? fib_load(n->dtype, n->weight, i) : 1.0;
+    return fib_load_or(n->dtype, n->weight, i, 1.0);
 }
 
 static double beta_of(const fib_norm *n, int64_t i)
 {
-    return n->bias ? fib_load(n->dtype, n->bias, i) : 0.0;
+    return fib_load_or(n->dtype, n->bias, i, 0.0);
 }
 
 static void norm_free(void *block)
@@ -108,13 +108,10 @@ int32_t fib_graph_add_norm(fib_graph *g, int32_t source, int32_t kind,
     if (kind != FIB_NORM_LAYER && kind != FIB_NORM_RMS)
         return fib_error(FIB_E_INVALID, "%s: group %d: unknown norm kind %d", fn,
                          (int)group, (int)kind);
-    size_t esize = fib_dtype_size(dtype);
-    if (!esize)
-        return fib_error(FIB_E_INVALID, "%s: group %d: unknown dtype %d", fn,
-                         (int)group, (int)dtype);
-    if (flags & ~FIB_COPY)
-        return fib_error(FIB_E_INVALID, "%s: group %d: unknown flags 0x%x", fn,
-                         (int)group, (unsigned)flags);
+    size_t esize;
+    status = fib_check_dtype_and_flags(fn, group, dtype, flags, &esize);
+    if (status)
+        return status;
     if (!(epsilon > 0) || !isfinite(epsilon))
         return fib_error(FIB_E_INVALID, "%s: group %d: epsilon must be finite and > 0",
                          fn, (int)group);
@@ -454,7 +451,7 @@ static void norm_budget_backward(const fib_graph *g, int32_t group, int32_t sour
     (void)source_index;
     const fib_norm *n = norm_of(g, group);
     for (int64_t i = 0; i < g->groups[group].n_units; i++) {
-        double w = n->weight ? fib_load(n->dtype, n->weight, i) : 1.0;
+        double w = gamma_of(n, i);
         src_energy[fib_gather_at(n->gather, i)] += w * w * energy[i];
     }
 }

@@ -51,7 +51,7 @@ typedef struct budget_set {
 typedef struct graph_budget {
     const fib_graph *g;
     int32_t *role;     /* per group: FIB_BUDGET_*, 0 for inputs */
-    int32_t *set;      /* per group: its set's root group (-1: derived) */
+    int64_t *set;      /* per group: its set's root group (fib_uf_*; -1: derived) */
     bool *pinned;      /* per root group: the set keeps its units */
     double **energy;   /* per group: pre-activation energy of each unit */
     int32_t n_cand;
@@ -111,25 +111,6 @@ static const char *group_name(const fib_graph *g, int32_t i)
         at = j;
     }
     return "unnamed";
-}
-
-static int32_t find_root(int32_t *uf, int32_t v)
-{
-    while (uf[v] != v) {
-        uf[v] = uf[uf[v]];
-        v = uf[v];
-    }
-    return v;
-}
-
-static void join(int32_t *uf, int32_t a, int32_t b)
-{
-    a = find_root(uf, a);
-    b = find_root(uf, b);
-    if (a < b)
-        uf[b] = a;
-    else if (b < a)
-        uf[a] = b;
 }
 
 /* Sets of selections: which they are, how many rows each selection copies,
@@ -232,7 +213,7 @@ static int32_t build_sets(graph_budget *B)
                                      group_name(g, i), grp->ops->name,
                                      (long long)grp->n_units, (int)grp->sources[s],
                                      (long long)g->groups[grp->sources[s]].n_units);
-                join(B->set, i, grp->sources[s]);
+                fib_uf_union(B->set, i, grp->sources[s]);
             }
         if (role == FIB_BUDGET_ATTENDS) {
             int32_t q = grp->sources[0], k = grp->sources[1], v = grp->sources[2];
@@ -249,7 +230,7 @@ static int32_t build_sets(graph_budget *B)
         }
     }
     for (int32_t i = 0; i < n; i++)
-        B->set[i] = find_root(B->set, i);
+        B->set[i] = fib_uf_find(B->set, i);
     /* pinned: inputs, outputs, grouped convolutions and their sources, the
      * source of an output derived from it, sets with nothing to cluster */
     bool *clustered = fib_calloc(n, sizeof *clustered);

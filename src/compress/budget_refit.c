@@ -42,8 +42,8 @@ static void gaussian_fill(fib_rng *rng, double *x, int64_t n, double scale)
 #define COLUMNS 256
 
 /* The products below ask the budget's progress callback once per BLOCK
- * samples or per column of the Cholesky factor and of the solution: a wide
- * layer's product takes seconds. */
+ * samples or per column of the Cholesky factor and of the solution, so
+ * that a cancel acts within a wide layer's product, not after it. */
 static int32_t cancelled(void)
 {
     return fib_error(FIB_E_CANCELLED, "budget correction cancelled by the progress callback");

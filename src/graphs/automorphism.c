@@ -24,16 +24,6 @@
 
 #define NO_BOUNDARY INT32_MAX
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 27;
-    x *= UINT64_C(0x94d049bb133111eb);
-    x ^= x >> 31;
-    return x;
-}
-
 static uint64_t weight_bits(double w)
 {
     if (w == 0.0)
@@ -79,9 +69,9 @@ static arc_key key_of(const fib_aut_input *in, int64_t a)
 static uint64_t arc_hash(const fib_aut_input *in, int64_t a)
 {
     arc_key k = key_of(in, a);
-    uint64_t h = mix64((uint64_t)(uint32_t)k.type + UINT64_C(0x9e3779b97f4a7c15));
-    h = mix64(h ^ k.weight);
-    return mix64(h ^ (uint64_t)k.mult);
+    uint64_t h = fib_mix64((uint64_t)(uint32_t)k.type + UINT64_C(0x9e3779b97f4a7c15));
+    h = fib_mix64(h ^ k.weight);
+    return fib_mix64(h ^ (uint64_t)k.mult);
 }
 
 /* Sorted keys of the arcs, for exact checks. */
@@ -355,7 +345,7 @@ static uint64_t split_cell(search *s, ring *q, int64_t start, int32_t level)
         return 0;
     bool was_queued = s->queued[start];
     int64_t largest = start, largest_len = 0, piece = start;
-    uint64_t trace = mix64((uint64_t)start ^ ((uint64_t)length << 32));
+    uint64_t trace = fib_mix64((uint64_t)start ^ ((uint64_t)length << 32));
     for (int64_t i = 0; i < length; i++) {
         int64_t v = s->pairs[i].v;
         s->lab[start + i] = v;
@@ -365,7 +355,7 @@ static uint64_t split_cell(search *s, ring *q, int64_t start, int32_t level)
         if (last) {
             int64_t piece_len = start + i + 1 - piece;
             s->len[piece] = piece_len;
-            trace = mix64(trace ^ s->pairs[i].f) + (uint64_t)piece_len;
+            trace = fib_mix64(trace ^ s->pairs[i].f) + (uint64_t)piece_len;
             if (piece_len > largest_len) {
                 largest_len = piece_len;
                 largest = piece;
@@ -410,7 +400,7 @@ static uint64_t split_by(search *s, ring *q, int64_t n_members, bool forward,
     uint64_t trace = 0;
     for (int64_t i = 0; i < n_tcells; i++) {
         s->tcell_mark[s->tcells[i]] = 0;
-        trace = mix64(trace + split_cell(s, q, s->tcells[i], level));
+        trace = fib_mix64(trace + split_cell(s, q, s->tcells[i], level));
     }
     for (int64_t i = 0; i < n_touched; i++) {
         s->f[s->touched[i]] = 0;
@@ -431,8 +421,8 @@ static uint64_t refine(search *s, ring *q, int32_t level)
         s->queued[start] = 0;
         int64_t n_members = s->len[start];
         memcpy(s->members, s->lab + start, (size_t)n_members * sizeof *s->members);
-        trace = mix64(trace ^ (uint64_t)start) + split_by(s, q, n_members, true, level);
-        trace = mix64(trace) + split_by(s, q, n_members, false, level);
+        trace = fib_mix64(trace ^ (uint64_t)start) + split_by(s, q, n_members, true, level);
+        trace = fib_mix64(trace) + split_by(s, q, n_members, false, level);
         if (s->n_cells == s->n) {
             /* discrete: nothing left to split; empty the queue */
             while (q->count > 0) {
@@ -442,7 +432,7 @@ static uint64_t refine(search *s, ring *q, int32_t level)
             }
         }
     }
-    return mix64(trace ^ (uint64_t)s->n_cells);
+    return fib_mix64(trace ^ (uint64_t)s->n_cells);
 }
 
 /* Recomputes cell_of / len / n_cells from lab and ptn. */
@@ -607,13 +597,13 @@ static int64_t join_twins(search *s)
     int64_t n = s->n, joined = 0;
     const csr *dirs[2] = {&s->out, &s->into};
     for (int64_t u = 0; u < n; u++) {
-        uint64_t h = mix64((uint64_t)(s->in->initial ? s->in->initial[u] : 0));
+        uint64_t h = fib_mix64((uint64_t)(s->in->initial ? s->in->initial[u] : 0));
         for (int d = 0; d < 2; d++)
             for (int64_t a = dirs[d]->off[u]; a < dirs[d]->off[u + 1]; a++) {
                 int64_t w = dirs[d]->nbr[a];
                 /* arcs between twins or loops are left out of the key */
                 uint64_t end = w == u ? UINT64_C(0x51) : (uint64_t)w;
-                h += mix64(dirs[d]->hash[a] ^ mix64(end + (uint64_t)d));
+                h += fib_mix64(dirs[d]->hash[a] ^ fib_mix64(end + (uint64_t)d));
             }
         s->pairs[u] = (fv_pair){h, u};
     }

@@ -170,13 +170,8 @@ static uint64_t hash_bytes(const char *s, int64_t len)
     }
     if (i < len)
         h = (h ^ load_word(s + i, len - i)) * UINT64_C(0xc4ceb9fe1a85ec53);
-    /* a full avalanche (splitmix64's finaliser) before masking */
-    h ^= h >> 30;
-    h *= UINT64_C(0xbf58476d1ce4e5b9);
-    h ^= h >> 27;
-    h *= UINT64_C(0x94d049bb133111eb);
-    h ^= h >> 31;
-    return h;
+    /* a full avalanche before masking */
+    return fib_mix64(h);
 }
 
 static void interner_free(interner *in)

@@ -141,16 +141,6 @@ int32_t fib_graph_scc(int64_t n, int64_t m, const int64_t *src,
 /* Dense relabelling                                                        */
 /* ------------------------------------------------------------------------ */
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 27;
-    x *= UINT64_C(0x94d049bb133111eb);
-    x ^= x >> 31;
-    return x;
-}
-
 int32_t fib_relabel_pairs(int64_t n, const int64_t *a, const int64_t *b,
                           int64_t *ids, int64_t *n_ids)
 {
@@ -165,7 +155,7 @@ int32_t fib_relabel_pairs(int64_t n, const int64_t *a, const int64_t *b,
     int64_t count = 0;
     for (int64_t i = 0; i < n; i++) {
         uint64_t bv = b ? (uint64_t)b[i] : 0;
-        uint64_t h = mix64((uint64_t)a[i] ^ mix64(bv + UINT64_C(0x9e3779b97f4a7c15)));
+        uint64_t h = fib_mix64((uint64_t)a[i] ^ fib_mix64(bv + UINT64_C(0x9e3779b97f4a7c15)));
         int64_t s = (int64_t)(h & (uint64_t)(cap - 1));
         for (;;) {
             int64_t f = slot_first[s];

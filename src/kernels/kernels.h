@@ -291,4 +291,10 @@ int64_t fib_tight_tol_from(const double *x, const double *tol, int64_t ld,
                            const int64_t *rows, int64_t m, int64_t j0,
                            int64_t len, double slack);
 
+/* Scalar dots of columns [c0, width) (the SIMD versions' tails). */
+void fib_dots_f64_from(const double *a, int64_t lda, int64_t rows, const double *panel,
+                       int64_t width, int64_t c0, int64_t len, double *out, int64_t ld_out);
+void fib_dots_f32_from(const float *a, int64_t lda, int64_t rows, const float *panel,
+                       int64_t width, int64_t c0, int64_t len, double *out, int64_t ld_out);
+
 #endif

@@ -27,7 +27,6 @@
 #define VD_WHERE_EQ(a, b, s, v) _mm256_blendv_pd(v, s, _mm256_cmp_pd(a, b, _CMP_EQ_OQ))
 #define VD_LE_BITS(a, b) ((unsigned)_mm256_movemask_pd(_mm256_cmp_pd(a, b, _CMP_LE_OQ)))
 #define VD_EQ_BITS(a, b) ((unsigned)_mm256_movemask_pd(_mm256_cmp_pd(a, b, _CMP_EQ_OQ)))
-#define VD_FINITE_BITS(p) finite_bits_pd(p)
 #define VD_FROM_F32U(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
 
 #define VF_LOAD(p) _mm256_load_ps(p)
@@ -35,29 +34,16 @@
 #define VF_STORE(p, v) _mm256_store_ps(p, v)
 #define VF_LO(v) _mm256_cvtps_pd(_mm256_castps256_ps128(v))
 #define VF_HI(v) _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))
-#define VF_FINITE_BITS(p) finite_bits_ps(p)
 #define VF_SET1(x) _mm256_set1_ps(x)
 #define VF_ZERO() _mm256_setzero_ps()
 #define VF_ADD(a, b) _mm256_add_ps(a, b)
+#define VF_SUB(a, b) _mm256_sub_ps(a, b)
 #define VF_MUL(a, b) _mm256_mul_ps(a, b)
+#define VF_EQ_BITS(a, b) ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_EQ_OQ)))
 
 #define KERNELS_NAME "avx2"
 #define KERNELS_LEVEL FIB_SIMD_AVX2
 #define KERNELS_GETTER fib_kernels_avx2
-
-static inline unsigned finite_bits_pd(const double *p)
-{
-    __m256d v = _mm256_loadu_pd(p);
-    return (unsigned)_mm256_movemask_pd(
-        _mm256_cmp_pd(_mm256_sub_pd(v, v), _mm256_setzero_pd(), _CMP_EQ_OQ));
-}
-
-static inline unsigned finite_bits_ps(const float *p)
-{
-    __m256 v = _mm256_loadu_ps(p);
-    return (unsigned)_mm256_movemask_ps(
-        _mm256_cmp_ps(_mm256_sub_ps(v, v), _mm256_setzero_ps(), _CMP_EQ_OQ));
-}
 
 /* In: rows r[0..4) of 4 doubles. Out: columns c[0..4). */
 static inline void transpose_vd(const __m256d r[4], __m256d c[4])

@@ -28,7 +28,6 @@
 #define VD_WHERE_EQ(a, b, s, v) _mm512_mask_mov_pd(v, _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ), s)
 #define VD_LE_BITS(a, b) ((unsigned)_mm512_cmp_pd_mask(a, b, _CMP_LE_OQ))
 #define VD_EQ_BITS(a, b) ((unsigned)_mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ))
-#define VD_FINITE_BITS(p) finite_bits_pd(p)
 #define VD_FROM_F32U(p) _mm512_cvtps_pd(_mm256_loadu_ps(p))
 
 #define VF_LOAD(p) _mm512_load_ps(p)
@@ -36,27 +35,16 @@
 #define VF_STORE(p, v) _mm512_store_ps(p, v)
 #define VF_LO(v) _mm512_cvtps_pd(_mm512_castps512_ps256(v))
 #define VF_HI(v) _mm512_cvtps_pd(upper8(v))
-#define VF_FINITE_BITS(p) finite_bits_ps(p)
 #define VF_SET1(x) _mm512_set1_ps(x)
 #define VF_ZERO() _mm512_setzero_ps()
 #define VF_ADD(a, b) _mm512_add_ps(a, b)
+#define VF_SUB(a, b) _mm512_sub_ps(a, b)
 #define VF_MUL(a, b) _mm512_mul_ps(a, b)
+#define VF_EQ_BITS(a, b) ((unsigned)_mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ))
 
 #define KERNELS_NAME "avx512"
 #define KERNELS_LEVEL FIB_SIMD_AVX512
 #define KERNELS_GETTER fib_kernels_avx512
-
-static inline unsigned finite_bits_pd(const double *p)
-{
-    __m512d v = _mm512_loadu_pd(p);
-    return (unsigned)_mm512_cmp_pd_mask(_mm512_sub_pd(v, v), _mm512_setzero_pd(), _CMP_EQ_OQ);
-}
-
-static inline unsigned finite_bits_ps(const float *p)
-{
-    __m512 v = _mm512_loadu_ps(p);
-    return (unsigned)_mm512_cmp_ps_mask(_mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_EQ_OQ);
-}
 
 /* In: rows r[0..8) of 8 doubles. Out: columns c[0..8) of 8 doubles. */
 static inline void transpose_vd(const __m512d r[8], __m512d c[8])

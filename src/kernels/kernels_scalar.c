@@ -2,12 +2,10 @@
  * remainder paths the SIMD versions share. The kernels that exist for
  * float32 and float64 are written once, in kernels_scalar_typed.h. */
 #include "kernels/kernels.h"
+#include "kernels/tight_block.h"
 
 #include <math.h>
 #include <string.h>
-
-/* Coordinates are taken in blocks so that each row is read sequentially. */
-#define TIGHT_BLOCK 16
 
 #define KS_SUFFIX f32
 #define KS_ELEM float
@@ -39,34 +37,27 @@ int64_t fib_tight_tol_from(const double *x, const double *tol, int64_t ld,
                            const int64_t *rows, int64_t m, int64_t j0,
                            int64_t len, double slack)
 {
-    for (int64_t j = j0; j < len; j += TIGHT_BLOCK) {
-        int64_t b = len - j < TIGHT_BLOCK ? len - j : TIGHT_BLOCK;
-        double lo[TIGHT_BLOCK], hi[TIGHT_BLOCK], small[TIGHT_BLOCK];
-        for (int64_t q = 0; q < b; q++) {
-            lo[q] = small[q] = INFINITY;
-            hi[q] = -INFINITY;
-        }
+    fib_tight_block t;
+    for (int64_t j = j0; j < len; j += FIB_TIGHT_BLOCK) {
+        fib_tight_block_start(&t, j, len);
         for (int64_t u = 0; u < m; u++) {
             const double *row = x + rows[u] * ld + j;
-            for (int64_t q = 0; q < b; q++) {
-                double v = row[q];
-                lo[q] = v < lo[q] ? v : lo[q];
-                hi[q] = v > hi[q] ? v : hi[q];
-            }
+            for (int64_t q = 0; q < t.n; q++)
+                fib_tight_block_value(&t, q, row[q]);
         }
         bool spread = false;
-        for (int64_t q = 0; q < b; q++)
-            spread = spread || lo[q] != hi[q];
+        for (int64_t q = 0; q < t.n; q++)
+            spread = spread || t.lo[q] != t.hi[q];
         if (!spread)
             continue;
         for (int64_t u = 0; u < m; u++) {
             const double *trow = tol + rows[u] * ld + j;
-            for (int64_t q = 0; q < b; q++)
-                small[q] = trow[q] < small[q] ? trow[q] : small[q];
+            for (int64_t q = 0; q < t.n; q++)
+                fib_tight_block_allowance(&t, q, trow[q]);
         }
-        for (int64_t q = 0; q < b; q++)
-            if (!(hi[q] - lo[q] <= (slack + small[q]) + small[q]))
-                return j + q;
+        int64_t q = fib_tight_block_first_loose(&t, slack, 1.0);
+        if (q >= 0)
+            return j + q;
     }
     return len;
 }
@@ -98,11 +89,11 @@ static void gemm_f64(int64_t m, int64_t n, int64_t k, const double *a, int64_t l
         }
 }
 
-static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *panel,
-                     int64_t width, int64_t len, double *out, int64_t ld_out)
+void fib_dots_f64_from(const double *a, int64_t lda, int64_t rows, const double *panel,
+                       int64_t width, int64_t c0, int64_t len, double *out, int64_t ld_out)
 {
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < width; c++) {
+        for (int64_t c = c0; c < width; c++) {
             double s = out[r * ld_out + c];
             for (int64_t j = 0; j < len; j++)
                 s += a[r * lda + j] * panel[j * width + c];
@@ -110,16 +101,28 @@ static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *p
         }
 }
 
-static void dots_f32(const float *a, int64_t lda, int64_t rows, const float *panel,
+static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *panel,
                      int64_t width, int64_t len, double *out, int64_t ld_out)
 {
+    fib_dots_f64_from(a, lda, rows, panel, width, 0, len, out, ld_out);
+}
+
+void fib_dots_f32_from(const float *a, int64_t lda, int64_t rows, const float *panel,
+                       int64_t width, int64_t c0, int64_t len, double *out, int64_t ld_out)
+{
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < width; c++) {
+        for (int64_t c = c0; c < width; c++) {
             float s = 0;
             for (int64_t j = 0; j < len; j++)
                 s += a[r * lda + j] * panel[j * width + c];
             out[r * ld_out + c] += (double)s;
         }
+}
+
+static void dots_f32(const float *a, int64_t lda, int64_t rows, const float *panel,
+                     int64_t width, int64_t len, double *out, int64_t ld_out)
+{
+    fib_dots_f32_from(a, lda, rows, panel, width, 0, len, out, ld_out);
 }
 
 static void rank1_costs(double sa2, const double *sb2, const double *cosine, int64_t n,

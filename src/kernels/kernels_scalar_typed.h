@@ -67,27 +67,17 @@ int64_t FIB_KERNEL_TYPED(KS_FN(fib_tight), from)(const KS_ELEM *x, int64_t ld, c
                                        int64_t m, int64_t j0, int64_t len, double slack,
                                        double coef)
 {
-    for (int64_t j = j0; j < len; j += TIGHT_BLOCK) {
-        int64_t b = len - j < TIGHT_BLOCK ? len - j : TIGHT_BLOCK;
-        double lo[TIGHT_BLOCK], hi[TIGHT_BLOCK], small[TIGHT_BLOCK];
-        for (int64_t q = 0; q < b; q++) {
-            lo[q] = small[q] = INFINITY;
-            hi[q] = -INFINITY;
-        }
+    fib_tight_block t;
+    for (int64_t j = j0; j < len; j += FIB_TIGHT_BLOCK) {
+        fib_tight_block_start(&t, j, len);
         for (int64_t u = 0; u < m; u++) {
             const KS_ELEM *row = x + rows[u] * ld + j;
-            for (int64_t q = 0; q < b; q++) {
-                double v = (double)row[q], a = fabs(v);
-                lo[q] = v < lo[q] ? v : lo[q];
-                hi[q] = v > hi[q] ? v : hi[q];
-                small[q] = a < small[q] ? a : small[q];
-            }
+            for (int64_t q = 0; q < t.n; q++)
+                fib_tight_block_weight(&t, q, (double)row[q]);
         }
-        for (int64_t q = 0; q < b; q++) {
-            double t = coef * small[q];
-            if (!(hi[q] - lo[q] <= (slack + t) + t))
-                return j + q;
-        }
+        int64_t q = fib_tight_block_first_loose(&t, slack, coef);
+        if (q >= 0)
+            return j + q;
     }
     return len;
 }

@@ -23,12 +23,11 @@
  *   VD_POSITIVE_OR_ZERO(v)   v where v > 0, else +0.0 (NaN: +0.0)
  *   VD_WHERE_EQ(a, b, s, v)  s where a == b, else v
  *   VD_LE_BITS(a, b), VD_EQ_BITS(a, b)   one bit per lane (lane 0: bit 0)
- *   VD_FINITE_BITS(p)   bit per lane of VD_N doubles at p: x - x == 0
  *   VD_FROM_F32U(p)     VD_N floats at p, widened
  *   VF_LOAD(p) VF_LOADU(p) VF_STORE(p, v)
  *   VF_LO(v), VF_HI(v)  the lower / upper VD_N floats of v, widened
- *   VF_FINITE_BITS(p)   bit per lane of TILE floats at p: x - x == 0
- *   VF_ZERO() VF_SET1(x) VF_ADD VF_MUL (a, b)   as VD's, on TILE floats
+ *   VF_ZERO() VF_SET1(x) VF_ADD VF_SUB VF_MUL VF_EQ_BITS (a, b)   as VD's,
+ *                 on TILE floats
  *   transpose_vd(const VD r[VD_N], VD c[VD_N])   rows to columns
  *   transpose_vf(VF r[TILE])                     the same, in place
  *   KERNELS_NAME, KERNELS_LEVEL, KERNELS_GETTER  the set's table
@@ -207,18 +206,32 @@ static inline int64_t first_untight(VD lo0, VD lo1, VD hi0, VD hi1, VD t0, VD t1
     return ok == ((VD_ALL << VD_N) | VD_ALL) ? -1 : __builtin_ctz(~ok);
 }
 
+/* One bit per lane of the vector at p (lane 0: bit 0): x - x == 0, which
+ * holds exactly for the finite lanes. */
+static inline unsigned finite_bits_pd(const double *p)
+{
+    VD v = VD_LOADU(p);
+    return VD_EQ_BITS(VD_SUB(v, v), VD_ZERO());
+}
+
+static inline unsigned finite_bits_ps(const float *p)
+{
+    VF v = VF_LOADU(p);
+    return VF_EQ_BITS(VF_SUB(v, v), VF_ZERO());
+}
+
 #define KS_SUFFIX f32
 #define KS_ELEM float
 #define KS_BLOCK_COLS TILE /* columns per transposed block */
 #define KS_FINITE_N TILE   /* elements per finiteness test */
-#define KS_FINITE_BITS VF_FINITE_BITS
+#define KS_FINITE_BITS finite_bits_ps
 #include "kernels/kernels_simd_typed.h"
 
 #define KS_SUFFIX f64
 #define KS_ELEM double
 #define KS_BLOCK_COLS VD_N
 #define KS_FINITE_N VD_N
-#define KS_FINITE_BITS VD_FINITE_BITS
+#define KS_FINITE_BITS finite_bits_pd
 #include "kernels/kernels_simd_typed.h"
 
 /* ---- float64 only -------------------------------------------------------- */
@@ -394,13 +407,7 @@ static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *p
             VD_STOREU(o2 + c, s20), VD_STOREU(o2 + c + VD_N, s21);
             VD_STOREU(o3 + c, s30), VD_STOREU(o3 + c + VD_N, s31);
         }
-        for (int64_t q = 0; q < 4; q++)
-            for (int64_t cc = c; cc < width; cc++) {
-                double s = out[(r + q) * ld_out + cc];
-                for (int64_t j = 0; j < len; j++)
-                    s += a[(r + q) * lda + j] * panel[j * width + cc];
-                out[(r + q) * ld_out + cc] = s;
-            }
+        fib_dots_f64_from(a0, lda, 4, panel, width, c, len, o0, ld_out);
     }
     for (; r < rows; r++) {
         const double *ar = a + r * lda;
@@ -412,12 +419,7 @@ static void dots_f64(const double *a, int64_t lda, int64_t rows, const double *p
                 s0 = VD_ADD(s0, VD_MUL(VD_SET1(ar[j]), VD_LOADU(panel + j * width + c)));
             VD_STOREU(o + c, s0);
         }
-        for (; c < width; c++) {
-            double s = o[c];
-            for (int64_t j = 0; j < len; j++)
-                s += ar[j] * panel[j * width + c];
-            o[c] = s;
-        }
+        fib_dots_f64_from(ar, lda, 1, panel, width, c, len, o, ld_out);
     }
 }
 
@@ -456,21 +458,10 @@ static void dots_f32(const float *a, int64_t lda, int64_t rows, const float *pan
                     VD_STOREU(o + VD_N, VD_ADD(VD_LOADU(o + VD_N), VF_HI(s[q][h])));
                 }
         }
-        for (int64_t q = 0; q < 4; q++)
-            for (int64_t cc = c; cc < width; cc++) {
-                float x = 0;
-                for (int64_t j = 0; j < len; j++)
-                    x += a[(r + q) * lda + j] * panel[j * width + cc];
-                out[(r + q) * ld_out + cc] += (double)x;
-            }
+        fib_dots_f32_from(a0, lda, 4, panel, width, c, len, out + r * ld_out, ld_out);
     }
-    for (; r < rows; r++)
-        for (int64_t c = 0; c < width; c++) {
-            float x = 0;
-            for (int64_t j = 0; j < len; j++)
-                x += a[r * lda + j] * panel[j * width + c];
-            out[r * ld_out + c] += (double)x;
-        }
+    fib_dots_f32_from(a + r * lda, lda, rows - r, panel, width, 0, len, out + r * ld_out,
+                      ld_out);
 }
 
 /* fib_rank1_cost lane by lane, in its order of operations. */

@@ -3,6 +3,7 @@
  * sums, tight tests and finiteness checks read half values directly in the
  * scalar kernels' order, which defines the bits of every variant. */
 #include "kernels/stored.h"
+#include "kernels/tight_block.h"
 
 #include <math.h>
 
@@ -71,8 +72,6 @@ void fib_row_sums_stored(const fib_kernels *kernels, int32_t dtype, const void *
     }
 }
 
-/* Coordinates per block of the half tight test, as in the scalar kernels. */
-#define TIGHT_BLOCK 16
 /* Rows of the half tight test asked for ahead of their use. */
 #define TIGHT_AHEAD 8
 
@@ -86,13 +85,9 @@ int64_t fib_tight_stored(const fib_kernels *kernels, int32_t dtype, const void *
         return kernels->tight_f64(x, ld, rows, m, len, slack, coef);
     /* the scalar kernel's test on the exact float32 values: the extremes do
      * not depend on the order they are met in */
-    for (int64_t j = 0; j < len; j += TIGHT_BLOCK) {
-        int64_t b = len - j < TIGHT_BLOCK ? len - j : TIGHT_BLOCK;
-        double lo[TIGHT_BLOCK], hi[TIGHT_BLOCK], small[TIGHT_BLOCK];
-        for (int64_t q = 0; q < b; q++) {
-            lo[q] = small[q] = INFINITY;
-            hi[q] = -INFINITY;
-        }
+    fib_tight_block t;
+    for (int64_t j = 0; j < len; j += FIB_TIGHT_BLOCK) {
+        fib_tight_block_start(&t, j, len);
         for (int64_t u = 0; u < m; u++) {
             const void *row = (const uint16_t *)x + rows[u] * ld + j;
 #if defined(__GNUC__)
@@ -101,18 +96,12 @@ int64_t fib_tight_stored(const fib_kernels *kernels, int32_t dtype, const void *
             if (u + TIGHT_AHEAD < m)
                 __builtin_prefetch((const uint16_t *)x + rows[u + TIGHT_AHEAD] * ld + j);
 #endif
-            for (int64_t q = 0; q < b; q++) {
-                double v = fib_stored_load(dtype, row, q), a = fabs(v);
-                lo[q] = v < lo[q] ? v : lo[q];
-                hi[q] = v > hi[q] ? v : hi[q];
-                small[q] = a < small[q] ? a : small[q];
-            }
+            for (int64_t q = 0; q < t.n; q++)
+                fib_tight_block_weight(&t, q, fib_stored_load(dtype, row, q));
         }
-        for (int64_t q = 0; q < b; q++) {
-            double t = coef * small[q];
-            if (!(hi[q] - lo[q] <= (slack + t) + t))
-                return j + q;
-        }
+        int64_t q = fib_tight_block_first_loose(&t, slack, coef);
+        if (q >= 0)
+            return j + q;
     }
     return len;
 }

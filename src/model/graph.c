@@ -73,6 +73,21 @@ int32_t fib_graph_check_group(const fib_graph *g, int32_t group,
     return FIB_OK;
 }
 
+int32_t fib_check_dtype_and_flags(const char *fn, int32_t group, int32_t dtype, uint32_t flags,
+                                  size_t *esize)
+{
+    size_t size = fib_dtype_size(dtype);
+    if (!size)
+        return fib_error(FIB_E_INVALID, "%s: group %d: unknown dtype %d", fn, (int)group,
+                         (int)dtype);
+    if (flags & ~FIB_COPY)
+        return fib_error(FIB_E_INVALID, "%s: group %d: unknown flags 0x%x", fn, (int)group,
+                         (unsigned)flags);
+    if (esize)
+        *esize = size;
+    return FIB_OK;
+}
+
 /* Appends a group; on success the graph owns group->block and name. */
 int32_t fib_graph_push_group(fib_graph *g, const fib_group *group,
                              int32_t *id_out)

@@ -178,6 +178,15 @@ struct fib_block_source {
     int32_t (*rewrap)(const fib_block_source *s, int32_t status);
 };
 
+/* The two steps of a block's opfiber contribution (fib_block_ops
+ * opfiber_width / opfiber_fill and their exact forms): how many columns it
+ * writes, then the columns. */
+typedef int64_t fib_opfiber_width_fn(const fib_graph *g, int32_t group, int32_t source_index,
+                                     const fib_partition *parts, const fib_partition *fibers);
+typedef int32_t fib_opfiber_fill_fn(const fib_graph *g, int32_t group, int32_t source_index,
+                                    const fib_partition *parts, const fib_partition *fibers,
+                                    fib_signature *sig, int64_t offset);
+
 /* What a kind of block must provide. Signature callbacks write columns
  * [offset, offset + width) of every row of `sig`. */
 typedef struct fib_block_ops {
@@ -193,13 +202,8 @@ typedef struct fib_block_ops {
      * source number `source_index`, over the consumer's opfiber classes
      * `parts`; `fibers` are the finished fiber classes (for flavours).
      * opfiber_width may return a (negative) status after fib_error. */
-    int64_t (*opfiber_width)(const fib_graph *g, int32_t group,
-                             int32_t source_index, const fib_partition *parts,
-                             const fib_partition *fibers);
-    int32_t (*opfiber_fill)(const fib_graph *g, int32_t group,
-                            int32_t source_index, const fib_partition *parts,
-                            const fib_partition *fibers, fib_signature *sig,
-                            int64_t offset);
+    fib_opfiber_width_fn *opfiber_width;
+    fib_opfiber_fill_fn *opfiber_fill;
     /* Optional: the fiber signature lent from the block's own weights
      * instead of filled (fib_signature.n_direct), when the source's classes
      * allow it; false: fill it. */
@@ -300,13 +304,8 @@ typedef struct fib_block_ops {
      * exactly the classes of the full one under FIB_TOL_EXACT, the only mode
      * that asks for it (fib_opfiber_signature_mode); a width of 0: not
      * available for this source, the full one is filled. */
-    int64_t (*opfiber_exact_width)(const fib_graph *g, int32_t group,
-                                   int32_t source_index, const fib_partition *parts,
-                                   const fib_partition *fibers);
-    int32_t (*opfiber_exact_fill)(const fib_graph *g, int32_t group,
-                                  int32_t source_index, const fib_partition *parts,
-                                  const fib_partition *fibers, fib_signature *sig,
-                                  int64_t offset);
+    fib_opfiber_width_fn *opfiber_exact_width;
+    fib_opfiber_fill_fn *opfiber_exact_fill;
     /* Optional: adds to `base` the block of a group whose units and whose
      * sources' units are all kept, borrowing the group's tensors where they
      * are (same dtype, same memory) instead of merging copies of them: by
@@ -384,6 +383,11 @@ struct fib_graph {
 /* graph.c */
 int32_t fib_graph_check_group(const fib_graph *g, int32_t group,
                               const char *what);
+/* A builder's dtype (FIB_DTYPE_*) and flags (FIB_COPY or 0): FIB_E_INVALID
+ * naming fn and the group being added when either is unknown; else the
+ * dtype's element size into *esize (NULL: not wanted). */
+int32_t fib_check_dtype_and_flags(const char *fn, int32_t group, int32_t dtype, uint32_t flags,
+                                  size_t *esize);
 /* Records a change of what the graph computes or how it is coloured:
  * colourings made before it no longer fit (fib_coloring_check_graph). */
 void fib_graph_changed(fib_graph *g);

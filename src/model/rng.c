@@ -4,10 +4,7 @@
 
 static uint64_t splitmix64(uint64_t *x)
 {
-    uint64_t z = (*x += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
+    return fib_mix64(*x += UINT64_C(0x9E3779B97F4A7C15));
 }
 
 void fib_rng_seed(fib_rng *r, uint64_t seed)

@@ -56,6 +56,18 @@ static inline void fib_prefetch_range(const char *p, size_t n)
 #endif
 }
 
+/* splitmix64's finaliser: every bit of x reaches every bit of the result
+ * (hashes, the generator's seeding). */
+static inline uint64_t fib_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= UINT64_C(0xbf58476d1ce4e5b9);
+    x ^= x >> 27;
+    x *= UINT64_C(0x94d049bb133111eb);
+    x ^= x >> 31;
+    return x;
+}
+
 /* Size of one element of a FIB_DTYPE_* (float16 and bfloat16 included),
  * 0 if unknown. */
 size_t fib_dtype_size(int32_t dtype);
@@ -64,6 +76,12 @@ size_t fib_dtype_size(int32_t dtype);
 bool fib_dtype_writable(int32_t dtype);
 /* Reads element i of a buffer of any FIB_DTYPE_* as double (exact). */
 double fib_load(int32_t dtype, const void *buf, int64_t i);
+/* Element i of an optional buffer, `absent` when there is none (a block
+ * without a bias, a norm without a scale). */
+static inline double fib_load_or(int32_t dtype, const void *buf, int64_t i, double absent)
+{
+    return buf ? fib_load(dtype, buf, i) : absent;
+}
 /* Writes element i of a float32/float64 buffer. */
 void fib_store(int32_t dtype, void *buf, int64_t i, double value);
 

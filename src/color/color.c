@@ -210,6 +210,21 @@ static int32_t color_fibers(const fib_graph *g, const fib_color_options *o,
     return FIB_OK;
 }
 
+/* Going backward, the opfibers of group i were the last to read the blocks
+ * whose lowest source is i: their pages in a mapped model file leave the
+ * process's memory, so that the file need not stay resident next to the
+ * opfibers' signatures of the first layers. */
+static void drop_consumers_done(const fib_graph *g, int32_t i)
+{
+    for (int32_t h = i + 1; h < g->n_groups; h++) {
+        int32_t lowest = h;
+        for (int32_t s = 0; s < g->groups[h].n_sources; s++)
+            lowest = g->groups[h].sources[s] < lowest ? g->groups[h].sources[s] : lowest;
+        if (lowest == i)
+            fib_group_drop_pages(g, h);
+    }
+}
+
 static int32_t color_opfibers(const fib_graph *g, const fib_color_options *o,
                               const fib_partition *fibers,
                               fib_partition *parts, progress *prog)
@@ -222,6 +237,7 @@ static int32_t color_opfibers(const fib_graph *g, const fib_color_options *o,
         if (!fib_group_is_output(g, i) && !fib_group_is_nodes(g, i))
             status = color_group(g, i, parts, fibers, o->tolerance, group_eps(g, i, o),
                                  o->n_threads, &prog->scratch, NULL);
+        drop_consumers_done(g, i);
         if (!status)
             status = step(prog);
         if (status)

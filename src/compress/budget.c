@@ -186,6 +186,17 @@ static int32_t candidate_rows(const fib_graph *g, int32_t i, const fib_partition
     return layer_rows(g, i, parts, scales, scaled, r, weight, norms);
 }
 
+/* The blocks candidate_rows read for group i (its own and its consumer's,
+ * the next group of the chain) leave a mapped model file's resident pages:
+ * the rows are copies, so the file need not stay resident next to a
+ * layer's working set (the agglomeration's rows and cosines). */
+static void drop_read_blocks(const fib_graph *g, int32_t i)
+{
+    fib_group_drop_pages(g, i);
+    if (i + 1 < g->n_groups)
+        fib_group_drop_pages(g, i + 1);
+}
+
 /* True when the rows candidate_rows makes for group i over the classes and
  * scales of c are those over discrete sources: an input group, or a source
  * whose unit u is still class u with scale 1 (x * 1 is x). */
@@ -332,6 +343,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
     for (int32_t i = 0; i < g->n_groups; i++) {
         width[i] = g->groups[i].n_units;
         sigma[i] = fib_group_is_input(g, i) ? 1.0 : typical_gain(g, i);
+        fib_group_drop_pages(g, i);
     }
     /* steps: each group's clustering, the exchange, each group's colouring,
      * the correction, the base */
@@ -360,6 +372,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         fib_rows r;
         fib_partition *discrete = col->parts; /* still discrete here */
         status = candidate_rows(g, i, discrete, col->scales, scaled, &r, weight, norms);
+        drop_read_blocks(g, i);
         r.n_threads = o->n_threads;
         r.float_cosines = true;
         if (!status) {
@@ -449,6 +462,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             status = fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
         if (!status)
             status = candidate_rows(g, i, col->parts, col->scales, scaled, &r, weight, norms);
+        drop_read_blocks(g, i);
         r.n_threads = o->n_threads;
         r.float_cosines = true;
         /* rows over an unmerged source are those of step 1: so are the

@@ -252,6 +252,13 @@ static int32_t compress(const fib_graph *g, const fib_coloring *c, int32_t dtype
         status = effective_projection(g, c, &b->projection);
     if (!status)
         status = fib_graph_create(&b->graph);
+    /* each block is read once, group after group: the pages of a mapped
+     * model file leave the process until their group's turn and after it,
+     * so that the file is not resident next to the merged blocks being made
+     * (a page read again comes back from the page cache; a borrowed block's
+     * when the base is read) */
+    for (int32_t i = 0; i < g->n_groups && !status; i++)
+        fib_group_drop_pages(g, i);
     for (int32_t i = 0; i < g->n_groups && !status; i++) {
         int32_t made = b->graph ? b->graph->n_groups : 0;
         ids[i] = i; /* the base has the same groups, in the same order */
@@ -273,6 +280,7 @@ static int32_t compress(const fib_graph *g, const fib_coloring *c, int32_t dtype
             status = g->groups[i].ops->compress(g, i, b->projection, b->graph, ids);
         if (!status)
             status = fib_copy_group_attributes(g, i, b->graph, i);
+        fib_group_drop_pages(g, i);
         for (int32_t k = made; dtype == FIB_DTYPE_F32 && !status && k < b->graph->n_groups; k++)
             status = fib_narrow_block(b->graph, k);
     }

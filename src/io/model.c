@@ -290,7 +290,7 @@ static int32_t load(const char *path, const fib_load_options *options,
         return st;
     }
     if (!L.copy) {
-        st = fib_graph_attach_resource(L.graph, L.file, release_file);
+        st = fib_graph_attach_mapping(L.graph, L.file, release_file, fib_st_drop_pages);
         if (st != FIB_OK) {
             fib_st_close(L.file);
             fib_graph_free(L.graph);

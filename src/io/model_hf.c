@@ -1195,7 +1195,8 @@ int32_t fib_model_load_hf(const char *dir, bool copy, fib_graph **out)
     /* the graph borrows the mapped tensors: it owns the files from here */
     int64_t attached = 0;
     while (st == FIB_OK && !copy && attached < H.n_files) {
-        st = fib_graph_attach_resource(H.graph, H.files[attached], release_file);
+        st = fib_graph_attach_mapping(H.graph, H.files[attached], release_file,
+                                          fib_st_drop_pages);
         if (st == FIB_OK)
             attached++;
     }

@@ -355,13 +355,13 @@ static int32_t check_coverage(const fib_st_file *f, uint64_t data_size)
     return st;
 }
 
-/* The whole pages of [at, at + len) of a mapped file, whose data was just
- * converted to an owned copy (a misaligned or big-endian tensor), leave the
- * process's memory: such a model then peaks at its copies, not copies plus
- * file.
- * Only pages wholly inside the tensor's bytes go, which nothing reads
- * again; the mapping is private and read-only, so dropping them loses
- * nothing. */
+/* The whole pages of [at, at + len) of a mapped file leave the process's
+ * memory: a tensor just converted to an owned copy (a misaligned or
+ * big-endian one: such a model then peaks at its copies, not copies plus
+ * file), or one a reader is done with for now (fib_st_drop_pages).
+ * Only pages wholly inside the range go; the mapping is private and
+ * read-only, so dropping them loses nothing: a later read brings them back
+ * from the file. */
 static void release_pages(const fib_st_file *f, const unsigned char *at, size_t len)
 {
 #ifdef MADV_DONTNEED
@@ -375,6 +375,17 @@ static void release_pages(const fib_st_file *f, const unsigned char *at, size_t 
 #else
     (void)f, (void)at, (void)len;
 #endif
+}
+
+void fib_st_drop_pages(void *file, const void *at, size_t bytes)
+{
+    const fib_st_file *f = file;
+    uintptr_t begin = (uintptr_t)f->bytes, p = (uintptr_t)at;
+    /* only f's own mapping: bytes read into memory (no map) are the
+     * process's only copy, which MADV_DONTNEED would zero */
+    if (!f->mapped || p < begin || p - begin > f->size || bytes > f->size - (p - begin))
+        return;
+    release_pages(f, at, bytes);
 }
 
 /* Points tensor data into the file, or converts it to an owned buffer. */

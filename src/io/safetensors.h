@@ -60,6 +60,12 @@ int32_t fib_st_open(const char *path, fib_st_file **out);
 int32_t fib_st_parse(const char *path, const unsigned char *bytes, size_t size,
                      fib_st_file **out);
 void fib_st_close(fib_st_file *file);
+/* The whole pages of [at, at + bytes) leave the process's memory when they
+ * lie in the file's read-only mapping (they come back from the page cache
+ * when read again; nothing changes); a file not mapped, or a range outside
+ * it, is left alone. `file` is a fib_st_file: the signature of
+ * fib_resource.drop_pages. */
+void fib_st_drop_pages(void *file, const void *at, size_t bytes);
 
 /* The tensor called `name`, NULL if none: O(log n_tensors). */
 const fib_st_tensor *fib_st_find(const fib_st_file *file, const char *name);

@@ -47,6 +47,13 @@ void fib_graph_free(fib_graph *g)
 int32_t fib_graph_attach_resource(fib_graph *g, void *handle,
                                   void (*release)(void *handle))
 {
+    return fib_graph_attach_mapping(g, handle, release, NULL);
+}
+
+int32_t fib_graph_attach_mapping(fib_graph *g, void *handle, void (*release)(void *handle),
+                                 void (*drop_pages)(void *handle, const void *at,
+                                                    size_t bytes))
+{
     fib_resource *grown =
         fib_alloc((int64_t)g->n_resources + 1, sizeof *grown);
     if (!grown)
@@ -55,6 +62,7 @@ int32_t fib_graph_attach_resource(fib_graph *g, void *handle,
         memcpy(grown, g->resources, (size_t)g->n_resources * sizeof *grown);
     grown[g->n_resources].handle = handle;
     grown[g->n_resources].release = release;
+    grown[g->n_resources].drop_pages = drop_pages;
     fib_free(g->resources);
     g->resources = grown;
     g->n_resources++;

@@ -362,6 +362,10 @@ struct fib_group {
 typedef struct fib_resource {
     void *handle;
     void (*release)(void *handle);
+    /* Optional (NULL: nothing to drop): the pages of [at, at + bytes) that
+     * lie in what handle maps read-only leave the process's memory; they
+     * come back from the file when read again. */
+    void (*drop_pages)(void *handle, const void *at, size_t bytes);
 } fib_resource;
 
 struct fib_graph {
@@ -397,6 +401,13 @@ void fib_graph_changed(fib_graph *g);
  * caller's, or a mapped file) can change afterwards: readers that meet a
  * non-finite value ask this for the culprit. */
 int32_t fib_group_find_nonfinite(const fib_graph *g, int32_t group, const char *what);
+/* tensor.c: the pages of the group's tensors that lie in a file the graph
+ * maps (fib_graph_attach_mapping) leave the process's resident memory, for
+ * a reader done with the group for now: a model file then need not stay
+ * resident while one layer's working set is. The values do not change; a
+ * later read brings the pages back from the page cache. Tensors in any
+ * other memory are left alone. */
+void fib_group_drop_pages(const fib_graph *g, int32_t group);
 /* tensor.c: the `count` float64 values of *buffer, owned by a block of a
  * base, rounded to float32 at the front of the same buffer (the rest handed
  * back, so *buffer may move), each value once: the values a float32 file
@@ -422,6 +433,10 @@ int64_t fib_group_activity_width(const fib_group *grp);
  * On failure release(handle) is NOT called; the caller still owns it. */
 int32_t fib_graph_attach_resource(fib_graph *g, void *handle,
                                   void (*release)(void *handle));
+/* The same for a mapped file whose pages fib_group_drop_pages may let go. */
+int32_t fib_graph_attach_mapping(fib_graph *g, void *handle, void (*release)(void *handle),
+                                 void (*drop_pages)(void *handle, const void *at,
+                                                    size_t bytes));
 
 /* activation.c */
 bool fib_activation_valid(int32_t activation);

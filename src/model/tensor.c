@@ -199,6 +199,28 @@ int32_t fib_group_find_nonfinite(const fib_graph *g, int32_t group, const char *
     return FIB_OK;
 }
 
+void fib_group_drop_pages(const fib_graph *g, int32_t group)
+{
+    bool mapped = false;
+    for (int32_t i = 0; i < g->n_resources; i++)
+        mapped = mapped || g->resources[i].drop_pages;
+    const fib_group *grp = &g->groups[group];
+    fib_tensor_view v;
+    for (int32_t t = 0; mapped && grp->ops && grp->ops->tensor && grp->ops->tensor(g, group, t, &v);
+         t++) {
+        int64_t n = elements(&v);
+        if (n <= 0 || v.row_stride < 0 || v.col_stride < 0)
+            continue;
+        /* from the first element to the last, whatever the strides */
+        int64_t per_row = n / v.shape[0];
+        int64_t last = fib_view_at(&v, v.shape[0] - 1, per_row - 1);
+        size_t bytes = (size_t)(last + 1) * fib_dtype_size(v.dtype);
+        for (int32_t i = 0; i < g->n_resources; i++)
+            if (g->resources[i].drop_pages)
+                g->resources[i].drop_pages(g->resources[i].handle, v.data, bytes);
+    }
+}
+
 int32_t fib_narrow_owned(void **buffer, int64_t count, int32_t group, const char *what)
 {
     const double *wide = *buffer;

@@ -225,8 +225,8 @@ static int32_t build_sets(graph_budget *B)
                                  (long long)g->groups[q].n_units,
                                  (long long)g->groups[k].n_units,
                                  (long long)g->groups[v].n_units);
-            join(B->set, q, k);
-            join(B->set, i, v);
+            fib_uf_union(B->set, q, k);
+            fib_uf_union(B->set, i, v);
         }
     }
     for (int32_t i = 0; i < n; i++)

@@ -55,6 +55,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 
 import fashion_data as fd  # noqa: E402
+import seed_runs  # noqa: E402
 from fibration.torch import trace  # noqa: E402
 
 TOLERANCES = (("exact", 0.0), ("rel1", 1.0), ("rel2", 2.0), ("rel4", 4.0),
@@ -249,12 +250,47 @@ def plot(rows, path):
     plt.close(fig)
 
 
+def seed_figures(path):
+    """One seed's figures for the summary over seeds: per run, the final test
+    accuracy; per hidden layer and tolerance, the fibers and covers at the end
+    and the fewest fibers at any record (how far they fell before the end);
+    per tolerance, the coarse-graining check's pairs and the share split."""
+    rows = seed_runs.read_rows(path)
+    out = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        sub = [r for r in rows if r["model"] == name]
+        end = max(int(r["step"]) for r in sub)
+        out.append(("%s accuracy end" % name, float(sub[-1]["accuracy"])))
+        layers = list(dict.fromkeys(r["layer"] for r in sub))[:-1]    # output: all distinct
+        for k, layer in enumerate(layers):
+            for tol in dict.fromkeys(r["tolerance"] for r in sub):
+                pts = [r for r in sub if r["layer"] == layer and r["tolerance"] == tol]
+                last = [r for r in pts if int(r["step"]) == end][0]
+                where = "%s layer %d (%s units) %s" % (name, k + 1, last["units"], tol)
+                out.append((where + " fibers end", int(last["fibers"])))
+                out.append((where + " covers end", int(last["covers"])))
+                out.append((where + " fibers fewest", min(int(r["fibers"]) for r in pts)))
+        for tol in dict.fromkeys(r["tolerance"] for r in sub):
+            pts = [r for r in sub if r["tolerance"] == tol]
+            together = sum(int(r["pairs_before"]) for r in pts)
+            split = sum(int(r["pairs_split"]) for r in pts)
+            out.append(("%s %s pairs together" % (name, tol), together))
+            out.append(("%s %s pairs split" % (name, tol), split))
+            if together:
+                out.append(("%s %s share split" % (name, tol), split / together))
+        if name.startswith("lifted"):
+            out.append(("%s lift spread end" % name, float(sub[-1]["lift_spread"])))
+    return out
+
+
 def main(argv=None):
     def extra(ap):
         ap.add_argument("--products", default="both", choices=("both", "default", "ordered"))
         ap.add_argument("--models", default="mlp,cnn,lifted")
         ap.add_argument("--name", default="emergence")
     args = fd.experiment_args(__doc__, argv, extra=extra)
+    if args.seeds or args.summary:
+        return seed_runs.over_seeds(args, argv, main, args.name, args.name + ".csv", seed_figures)
     models = args.models.split(",")
     t0 = time.time()
     if args.quick:

@@ -36,6 +36,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 
 import fashion_data as fd  # noqa: E402
+import seed_runs  # noqa: E402
 from exp_emergence import colour, cosine_available, lifted_mlp, mlp  # noqa: E402
 
 CLASSES = (1, 7, 8)           # Trouser, Sneaker, Bag
@@ -153,8 +154,39 @@ def plot(mats, stages, path):
     plt.close(fig)
 
 
+def seed_figures(path):
+    """One seed's figures for the summary over seeds: per network, snapshot
+    and inputs, the synchrony clusters, the units constant on those inputs and
+    the mean absolute correlation; per fiber colouring, the non-trivial fibers
+    and the share of them inside one cluster, beside the random partition's."""
+    rows = seed_runs.read_rows(path)
+    out = []
+    for r in rows:
+        if r["fiber_tolerance"] == "exact":
+            tag = "%s %s %s" % (r["model"], r["stage"], r["inputs"])
+            out += [(tag + " clusters", int(r["sync_clusters"])),
+                    (tag + " constant units", int(r["constant_units"])),
+                    (tag + " mean abs correlation", float(r["mean_abs_correlation"]))]
+    for r in rows:
+        tag = "%s %s %s %s" % (r["model"], r["stage"], r["fiber_tolerance"], r["inputs"])
+        n = int(r["nontrivial_fibers"])
+        if r["inputs"] == "all":
+            out += [("%s %s %s fibers" % (r["model"], r["stage"], r["fiber_tolerance"]),
+                     int(r["fibers"])),
+                    ("%s %s %s non-trivial fibers" % (r["model"], r["stage"],
+                                                      r["fiber_tolerance"]), n)]
+        if n:
+            out += [(tag + " share of non-trivial fibers inside one cluster",
+                     int(r["fibers_inside_one_cluster"]) / n),
+                    (tag + " random partition's share inside one cluster",
+                     int(r["random_inside_one_cluster"]) / n)]
+    return out
+
+
 def main(argv=None):
     args = fd.experiment_args(__doc__, argv)
+    if args.seeds or args.summary:
+        return seed_runs.over_seeds(args, argv, main, "synchrony", "synchrony.csv", seed_figures)
     t0 = time.time()
     if args.quick:
         data = fd.load(6000, 2000)

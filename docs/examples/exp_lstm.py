@@ -18,8 +18,10 @@ lr 2e-3, batch 64):
 With --tolerance cos the compressions use FIB_TOL_COSINE (the seed authors'
 criterion: 1 - cosine, average linkage) instead of FIB_TOL_ABS.
 
-Accuracy on 2,000 test images and parameter counts every `--every` steps go to
-docs/figures/lstm.csv and lstm.png.
+Accuracy on 2,000 test images and parameter counts every 1/15 of the steps go to
+docs/figures/lstm.csv and lstm.png. With cosine, the model about to be compressed
+the first time is also compressed at the fixed eps 0.3 (the seed's), 0.5 and 0.7
+(rows "probe": accuracy and parameters of each base, not trained further).
 
     /usr/bin/python3 docs/examples/exp_lstm.py [--quick] [--out DIR]
 """
@@ -56,6 +58,9 @@ class RowLSTM(nn.Module):
 
 def hidden_width(model):
     return model.lstm.hidden_size
+
+
+PROBE_COSINE_EPS = (0.3, 0.5, 0.7)
 
 
 def compress_with(model, x, tolerance, eps):
@@ -105,7 +110,9 @@ def seed_figures(path):
     parameter share, hidden width and accuracy before and after; the final
     accuracies and the paired differences the claims rest on (compressed
     minus baseline, compressed minus the control of its final width); the
-    share of the baseline's base at the first eps over training."""
+    share of the baseline's base at the first eps over training; with
+    cosine, the parameter share and accuracy at the fixed eps 0.3, 0.5, 0.7
+    (before the first compression)."""
     rows = seed_runs.read_rows(path)
     full = int(rows[0]["params"])
     out = []
@@ -118,7 +125,12 @@ def seed_figures(path):
                 (tag + " hidden", int(e["note"])), (tag + " accuracy before", before),
                 (tag + " accuracy after", float(e["accuracy"])),
                 (tag + " accuracy drop", before - float(e["accuracy"]))]
-    end = {r["run"]: float(r["accuracy"]) for r in rows if r["run"] != "event"}
+    for r in rows:
+        if r["run"] == "probe":
+            tag = "at the first compression, cosine %s" % r["note"]
+            out += [(tag + " params share", int(r["params"]) / full),
+                    (tag + " accuracy", float(r["accuracy"]))]
+    end = {r["run"]: float(r["accuracy"]) for r in rows if r["run"] not in ("event", "probe")}
     for run in ("baseline", "compressed", "small", "smaller"):
         out.append(("%s accuracy end" % run, end[run]))
     out.append(("compressed minus baseline end", end["compressed"] - end["baseline"]))
@@ -192,6 +204,12 @@ def main(argv=None):
     events = []
     for t_next, t_stop in ((t1, t2), (t2, steps)):
         before = acc(model)
+        if t_next == t1 and args.tolerance == "cos":
+            # the seed's own cut (0.3) and two coarser ones, beside the bisected eps
+            for eps in PROBE_COSINE_EPS:
+                probe, _ = compress_with(model, x, "cos", eps)
+                rows.append(("probe", t1, acc(probe), ft.count_parameters(probe),
+                             hidden_width(probe), "eps=%g" % eps))
         eps, small, plan = compress_to(model, x, args.target, args.tolerance)
         after = acc(small)
         events.append((t_next, eps, ft.count_parameters(model), ft.count_parameters(small),

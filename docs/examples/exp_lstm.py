@@ -137,8 +137,11 @@ def seed_figures(path):
     out.append(("compressed minus smaller (control of its final width) end",
                 end["compressed"] - end["smaller"]))
     out.append(("small minus baseline end", end["small"] - end["baseline"]))
+    probed = [int(r["step"]) for r in rows if r["run"] == "baseline" and r["note"]]
+    first_compression = [int(r["step"]) for r in rows if r["run"] == "event"][0]
+    marks = {str(min(probed)), str(first_compression), str(max(probed))}
     for r in rows:
-        if r["run"] == "baseline" and r["note"] and r["step"] in ("200", "1000", "3000"):
+        if r["run"] == "baseline" and r["note"] and r["step"] in marks:
             out.append(("baseline base share at the first eps, step %s" % r["step"],
                         int(r["note"]) / full))
     return out

@@ -269,7 +269,9 @@ def seed_figures(path):
                 where = "%s layer %d (%s units) %s" % (name, k + 1, last["units"], tol)
                 out.append((where + " fibers end", int(last["fibers"])))
                 out.append((where + " covers end", int(last["covers"])))
-                out.append((where + " fibers fewest", min(int(r["fibers"]) for r in pts)))
+                fewest = min(int(r["fibers"]) for r in pts)
+                out.append((where + " fibers fewest", fewest))
+                out.append((where + " fibers end minus fewest", int(last["fibers"]) - fewest))
         for tol in dict.fromkeys(r["tolerance"] for r in sub):
             pts = [r for r in sub if r["tolerance"] == tol]
             together = sum(int(r["pairs_before"]) for r in pts)

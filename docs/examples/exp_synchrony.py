@@ -157,8 +157,10 @@ def plot(mats, stages, path):
 def seed_figures(path):
     """One seed's figures for the summary over seeds: per network, snapshot
     and inputs, the synchrony clusters, the units constant on those inputs and
-    the mean absolute correlation; per fiber colouring, the non-trivial fibers
-    and the share of them inside one cluster, beside the random partition's."""
+    the mean absolute correlation, and the paired changes (last snapshot
+    minus first, one class minus all classes); per fiber colouring, the
+    non-trivial fibers and the share of them inside one cluster, beside the
+    random partition's."""
     rows = seed_runs.read_rows(path)
     out = []
     for r in rows:
@@ -167,6 +169,18 @@ def seed_figures(path):
             out += [(tag + " clusters", int(r["sync_clusters"])),
                     (tag + " constant units", int(r["constant_units"])),
                     (tag + " mean abs correlation", float(r["mean_abs_correlation"]))]
+    clusters = {(r["model"], r["stage"], r["inputs"]): r for r in rows
+                if r["fiber_tolerance"] == "exact"}
+    first, last = rows[0]["stage"], [r for r in rows if r["model"] == "mlp"][-1]["stage"]
+    for what, col in (("clusters", "sync_clusters"), ("mean abs correlation",
+                                                      "mean_abs_correlation")):
+        out.append(("mlp %s minus %s all %s" % (last, first, what),
+                    float(clusters[("mlp", last, "all")][col])
+                    - float(clusters[("mlp", first, "all")][col])))
+    for (model, stage, inputs), r in clusters.items():
+        if inputs != "all":
+            out.append(("%s %s %s minus all clusters" % (model, stage, inputs),
+                        int(r["sync_clusters"]) - int(clusters[(model, stage, "all")]["sync_clusters"])))
     for r in rows:
         tag = "%s %s %s %s" % (r["model"], r["stage"], r["fiber_tolerance"], r["inputs"])
         n = int(r["nontrivial_fibers"])

@@ -252,9 +252,9 @@ def plot(rows, path):
 
 def seed_figures(path):
     """One seed's figures for the summary over seeds: per run, the final test
-    accuracy; per hidden layer and tolerance, the fibers and covers at the end
-    and the fewest fibers at any record (how far they fell before the end);
-    per tolerance, the coarse-graining check's pairs and the share split."""
+    accuracy; per hidden layer and tolerance, the fibers at step 0, the fibers
+    and covers at the end, the fewest fibers at any record and the end minus
+    that fewest (do they rise again?); per tolerance, the coarse-graining check's pairs and the share split."""
     rows = seed_runs.read_rows(path)
     out = []
     for name in dict.fromkeys(r["model"] for r in rows):
@@ -267,6 +267,7 @@ def seed_figures(path):
                 pts = [r for r in sub if r["layer"] == layer and r["tolerance"] == tol]
                 last = [r for r in pts if int(r["step"]) == end][0]
                 where = "%s layer %d (%s units) %s" % (name, k + 1, last["units"], tol)
+                out.append((where + " fibers start", int(pts[0]["fibers"])))
                 out.append((where + " fibers end", int(last["fibers"])))
                 out.append((where + " covers end", int(last["covers"])))
                 fewest = min(int(r["fibers"]) for r in pts)

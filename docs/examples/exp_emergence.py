@@ -38,6 +38,12 @@ axis, forward and backward), so copies stay bit-identical by construction;
 --models picks the runs (default mlp,cnn,lifted; the lifted ones follow
 --products), --name the stem of the output files (default emergence).
 
+Machine-dependent: every figure is float32 training, so it depends on the
+BLAS, the CPU's kernels and the thread count (the order of each product's
+sums); above all whether the lifted run's planted covers split (with
+--products ordered they never do). --seeds N gives the means and 95%
+intervals over seeds (seed_runs.py).
+
     /usr/bin/python3 docs/examples/exp_emergence.py [--quick] [--out DIR] [--products both]
 """
 

@@ -23,6 +23,10 @@ docs/figures/lstm.csv and lstm.png. With cosine, the model about to be compresse
 the first time is also compressed at the fixed eps 0.3 (the seed's), 0.5 and 0.7
 (rows "probe": accuracy and parameters of each base, not trained further).
 
+Machine-dependent: every accuracy (float32 LSTM kernels and the BLAS), and
+with them the bisected eps and the widths of the bases. --seeds N gives the
+means and 95% intervals over seeds (seed_runs.py).
+
     /usr/bin/python3 docs/examples/exp_lstm.py [--quick] [--out DIR]
 """
 

@@ -21,6 +21,11 @@ clusters", the seed's claim); the same for a random partition with the same
 class sizes as a control. Also a lifted network (exact fibers planted by
 copying units), in which the claim must hold exactly.
 
+Machine-dependent: every count (float32 training: the BLAS, the CPU's
+kernels, the thread count), and whether the lifted network's planted fibers
+stay exact (see exp_emergence.py). --seeds N gives the means and 95%
+intervals over seeds (seed_runs.py).
+
     /usr/bin/python3 docs/examples/exp_synchrony.py [--quick] [--out DIR]
 """
 

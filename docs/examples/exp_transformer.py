@@ -21,6 +21,10 @@ before and after retuning against the non-embedding parameter count, and
 power laws L = a N^-alpha fitted to the baselines and to the most compressed
 retuned model of each size.
 
+Machine-dependent: every loss (float32, the BLAS and the thread count) and
+the text (the vim90 help files of the installed vim-runtime). --seeds N
+gives the means and 95% intervals over seeds (seed_runs.py).
+
     /usr/bin/python3 docs/examples/exp_transformer.py [--quick] [--out DIR]
 """
 

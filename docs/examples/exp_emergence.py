@@ -38,6 +38,12 @@ axis, forward and backward), so copies stay bit-identical by construction;
 --models picks the runs (default mlp,cnn,lifted; the lifted ones follow
 --products), --name the stem of the output files (default emergence).
 
+Machine-dependent: every figure is float32 training, so it depends on the
+BLAS, the CPU's kernels and the thread count (the order of each product's
+sums); above all whether the lifted run's planted covers split (with
+--products ordered they never do). --seeds N gives the means and 95%
+intervals over seeds (seed_runs.py).
+
     /usr/bin/python3 docs/examples/exp_emergence.py [--quick] [--out DIR] [--products both]
 """
 
@@ -55,6 +61,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 
 import fashion_data as fd  # noqa: E402
+import seed_runs  # noqa: E402
 from fibration.torch import trace  # noqa: E402
 
 TOLERANCES = (("exact", 0.0), ("rel1", 1.0), ("rel2", 2.0), ("rel4", 4.0),
@@ -249,12 +256,50 @@ def plot(rows, path):
     plt.close(fig)
 
 
+def seed_figures(path):
+    """One seed's figures for the summary over seeds: per run, the final test
+    accuracy; per hidden layer and tolerance, the fibers at step 0, the fibers
+    and covers at the end, the fewest fibers at any record and the end minus
+    that fewest (do they rise again?); per tolerance, the coarse-graining check's pairs and the share split."""
+    rows = seed_runs.read_rows(path)
+    out = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        sub = [r for r in rows if r["model"] == name]
+        end = max(int(r["step"]) for r in sub)
+        out.append(("%s accuracy end" % name, float(sub[-1]["accuracy"])))
+        layers = list(dict.fromkeys(r["layer"] for r in sub))[:-1]    # output: all distinct
+        for k, layer in enumerate(layers):
+            for tol in dict.fromkeys(r["tolerance"] for r in sub):
+                pts = [r for r in sub if r["layer"] == layer and r["tolerance"] == tol]
+                last = [r for r in pts if int(r["step"]) == end][0]
+                where = "%s layer %d (%s units) %s" % (name, k + 1, last["units"], tol)
+                out.append((where + " fibers start", int(pts[0]["fibers"])))
+                out.append((where + " fibers end", int(last["fibers"])))
+                out.append((where + " covers end", int(last["covers"])))
+                fewest = min(int(r["fibers"]) for r in pts)
+                out.append((where + " fibers fewest", fewest))
+                out.append((where + " fibers end minus fewest", int(last["fibers"]) - fewest))
+        for tol in dict.fromkeys(r["tolerance"] for r in sub):
+            pts = [r for r in sub if r["tolerance"] == tol]
+            together = sum(int(r["pairs_before"]) for r in pts)
+            split = sum(int(r["pairs_split"]) for r in pts)
+            out.append(("%s %s pairs together" % (name, tol), together))
+            out.append(("%s %s pairs split" % (name, tol), split))
+            if together:
+                out.append(("%s %s share split" % (name, tol), split / together))
+        if name.startswith("lifted"):
+            out.append(("%s lift spread end" % name, float(sub[-1]["lift_spread"])))
+    return out
+
+
 def main(argv=None):
     def extra(ap):
         ap.add_argument("--products", default="both", choices=("both", "default", "ordered"))
         ap.add_argument("--models", default="mlp,cnn,lifted")
         ap.add_argument("--name", default="emergence")
     args = fd.experiment_args(__doc__, argv, extra=extra)
+    if args.seeds or args.summary:
+        return seed_runs.over_seeds(args, argv, main, args.name, args.name + ".csv", seed_figures)
     models = args.models.split(",")
     t0 = time.time()
     if args.quick:

@@ -18,8 +18,14 @@ lr 2e-3, batch 64):
 With --tolerance cos the compressions use FIB_TOL_COSINE (the seed authors'
 criterion: 1 - cosine, average linkage) instead of FIB_TOL_ABS.
 
-Accuracy on 2,000 test images and parameter counts every `--every` steps go to
-docs/figures/lstm.csv and lstm.png.
+Accuracy on 2,000 test images and parameter counts every 1/15 of the steps go to
+docs/figures/lstm.csv and lstm.png. With cosine, the model about to be compressed
+the first time is also compressed at the fixed eps 0.3 (the seed's), 0.5 and 0.7
+(rows "probe": accuracy and parameters of each base, not trained further).
+
+Machine-dependent: every accuracy (float32 LSTM kernels and the BLAS), and
+with them the bisected eps and the widths of the bases. --seeds N gives the
+means and 95% intervals over seeds (seed_runs.py).
 
     /usr/bin/python3 docs/examples/exp_lstm.py [--quick] [--out DIR]
 """
@@ -37,6 +43,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 
 import fashion_data as fd  # noqa: E402
+import seed_runs  # noqa: E402
 import fibration  # noqa: E402
 import fibration.torch as ft  # noqa: E402
 from fibration.torch import trace  # noqa: E402
@@ -55,6 +62,9 @@ class RowLSTM(nn.Module):
 
 def hidden_width(model):
     return model.lstm.hidden_size
+
+
+PROBE_COSINE_EPS = (0.3, 0.5, 0.7)
 
 
 def compress_with(model, x, tolerance, eps):
@@ -94,22 +104,77 @@ def compress_to(model, x, target, tolerance="abs"):
     return best
 
 
+def output_name(args):
+    name = "lstm" if args.tolerance == "abs" else "lstm_cos"
+    return name if args.quick or args.steps == 3000 else "%s_%dsteps" % (name, args.steps)
+
+
+def seed_figures(path):
+    """One seed's figures for the summary over seeds: each compression's eps,
+    parameter share, hidden width and accuracy before and after; the final
+    accuracies and the paired differences the claims rest on (compressed
+    minus baseline, compressed minus the control of its final width); the
+    share of the baseline's base at the first eps over training; with
+    cosine, the parameter share and accuracy at the fixed eps 0.3, 0.5, 0.7
+    (before the first compression)."""
+    rows = seed_runs.read_rows(path)
+    full = int(rows[0]["params"])
+    out = []
+    # an event row is step, accuracy after, params before, params after,
+    # hidden after, "compress eps=E accuracy_before=A" (one more field than the header)
+    for k, e in enumerate(r for r in rows if r["run"] == "event"):
+        eps, before = (float(v.split("=")[1]) for v in e[None][0].split()[1:3])
+        tag = "compression %d (step %s)" % (k + 1, e["step"])
+        out += [(tag + " eps", eps), (tag + " params share", int(e["hidden"]) / full),
+                (tag + " hidden", int(e["note"])), (tag + " accuracy before", before),
+                (tag + " accuracy after", float(e["accuracy"])),
+                (tag + " accuracy drop", before - float(e["accuracy"]))]
+    for r in rows:
+        if r["run"] == "probe":
+            tag = "at the first compression, cosine %s" % r["note"]
+            out += [(tag + " params share", int(r["params"]) / full),
+                    (tag + " accuracy", float(r["accuracy"]))]
+    end = {r["run"]: float(r["accuracy"]) for r in rows if r["run"] not in ("event", "probe")}
+    for run in ("baseline", "compressed", "small", "smaller"):
+        out.append(("%s accuracy end" % run, end[run]))
+    out.append(("compressed minus baseline end", end["compressed"] - end["baseline"]))
+    out.append(("compressed minus smaller (control of its final width) end",
+                end["compressed"] - end["smaller"]))
+    out.append(("small minus baseline end", end["small"] - end["baseline"]))
+    probed = [int(r["step"]) for r in rows if r["run"] == "baseline" and r["note"]]
+    first_compression = [int(r["step"]) for r in rows if r["run"] == "event"][0]
+    marks = {str(min(probed)), str(first_compression), str(max(probed))}
+    for r in rows:
+        if r["run"] == "baseline" and r["note"] and r["step"] in marks:
+            out.append(("baseline base share at the first eps, step %s" % r["step"],
+                        int(r["note"]) / full))
+    return out
+
+
 def main(argv=None):
     def extra(ap):
         ap.add_argument("--target", type=float, default=0.5)
         ap.add_argument("--hidden", type=int, default=None)
+        ap.add_argument("--steps", type=int, default=3000,
+                        help="Adam steps of every run (compressions at 1/3 and 2/3, evaluations "
+                             "every 1/15); a value other than 3000 is added to the output "
+                             "names (lstm_1500steps.*)")
         ap.add_argument("--tolerance", default="abs", choices=("abs", "cos"),
                         help="abs: FIB_TOL_ABS (fibration.torch.compress); cos: FIB_TOL_COSINE, "
                              "the seed authors' criterion (libraries that have it); outputs "
                              "lstm.* or lstm_cos.*")
     args = fd.experiment_args(__doc__, argv, extra)
+    if args.seeds or args.summary:
+        name = output_name(args)
+        return seed_runs.over_seeds(args, argv, main, name, name + ".csv", seed_figures)
     t0 = time.time()
     if args.quick:
         xtr, ytr, xte, yte = fd.load(6000, 1000)
         hidden, steps, t1, t2, every = args.hidden or 32, 150, 50, 100, 25
     else:
         xtr, ytr, xte, yte = fd.load(60000, 2000)
-        hidden, steps, t1, t2, every = args.hidden or 128, 3000, 1000, 2000, 200
+        steps = args.steps
+        hidden, t1, t2, every = args.hidden or 128, steps // 3, 2 * steps // 3, steps // 15
     xtr, xte = xtr[:, 0], xte[:, 0]
     x = xte[:4]
     batches = torch.Generator().manual_seed(args.seed)
@@ -146,6 +211,12 @@ def main(argv=None):
     events = []
     for t_next, t_stop in ((t1, t2), (t2, steps)):
         before = acc(model)
+        if t_next == t1 and args.tolerance == "cos":
+            # the seed's own cut (0.3) and two coarser ones, beside the bisected eps
+            for eps in PROBE_COSINE_EPS:
+                probe, _ = compress_with(model, x, "cos", eps)
+                rows.append(("probe", t1, acc(probe), ft.count_parameters(probe),
+                             hidden_width(probe), "eps=%g" % eps))
         eps, small, plan = compress_to(model, x, args.target, args.tolerance)
         after = acc(small)
         events.append((t_next, eps, ft.count_parameters(model), ft.count_parameters(small),
@@ -171,7 +242,7 @@ def main(argv=None):
         rows.append((run, 0, acc(ctrl), ft.count_parameters(ctrl), event[4], ""))
         train(ctrl, torch.optim.Adam(ctrl.parameters(), 2e-3), 0, steps, run)
 
-    name = "lstm" if args.tolerance == "abs" else "lstm_cos"
+    name = output_name(args)
     csv = os.path.join(args.out, name + ".csv")
     with open(csv, "w") as fh:
         fh.write("run,step,accuracy,params,hidden,note\n")

@@ -21,6 +21,11 @@ clusters", the seed's claim); the same for a random partition with the same
 class sizes as a control. Also a lifted network (exact fibers planted by
 copying units), in which the claim must hold exactly.
 
+Machine-dependent: every count (float32 training: the BLAS, the CPU's
+kernels, the thread count), and whether the lifted network's planted fibers
+stay exact (see exp_emergence.py). --seeds N gives the means and 95%
+intervals over seeds (seed_runs.py).
+
     /usr/bin/python3 docs/examples/exp_synchrony.py [--quick] [--out DIR]
 """
 
@@ -36,6 +41,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 
 import fashion_data as fd  # noqa: E402
+import seed_runs  # noqa: E402
 from exp_emergence import colour, cosine_available, lifted_mlp, mlp  # noqa: E402
 
 CLASSES = (1, 7, 8)           # Trouser, Sneaker, Bag
@@ -153,8 +159,53 @@ def plot(mats, stages, path):
     plt.close(fig)
 
 
+def seed_figures(path):
+    """One seed's figures for the summary over seeds: per network, snapshot
+    and inputs, the synchrony clusters, the units constant on those inputs and
+    the mean absolute correlation, and the paired changes (last snapshot
+    minus first, one class minus all classes); per fiber colouring, the
+    non-trivial fibers and the share of them inside one cluster, beside the
+    random partition's."""
+    rows = seed_runs.read_rows(path)
+    out = []
+    for r in rows:
+        if r["fiber_tolerance"] == "exact":
+            tag = "%s %s %s" % (r["model"], r["stage"], r["inputs"])
+            out += [(tag + " clusters", int(r["sync_clusters"])),
+                    (tag + " constant units", int(r["constant_units"])),
+                    (tag + " mean abs correlation", float(r["mean_abs_correlation"]))]
+    clusters = {(r["model"], r["stage"], r["inputs"]): r for r in rows
+                if r["fiber_tolerance"] == "exact"}
+    first, last = rows[0]["stage"], [r for r in rows if r["model"] == "mlp"][-1]["stage"]
+    for what, col in (("clusters", "sync_clusters"), ("mean abs correlation",
+                                                      "mean_abs_correlation")):
+        out.append(("mlp %s minus %s all %s" % (last, first, what),
+                    float(clusters[("mlp", last, "all")][col])
+                    - float(clusters[("mlp", first, "all")][col])))
+    for (model, stage, inputs), r in clusters.items():
+        if inputs != "all":
+            out.append(("%s %s %s minus all clusters" % (model, stage, inputs),
+                        int(r["sync_clusters"]) - int(clusters[(model, stage, "all")]["sync_clusters"])))
+    for r in rows:
+        tag = "%s %s %s %s" % (r["model"], r["stage"], r["fiber_tolerance"], r["inputs"])
+        n = int(r["nontrivial_fibers"])
+        if r["inputs"] == "all":
+            out += [("%s %s %s fibers" % (r["model"], r["stage"], r["fiber_tolerance"]),
+                     int(r["fibers"])),
+                    ("%s %s %s non-trivial fibers" % (r["model"], r["stage"],
+                                                      r["fiber_tolerance"]), n)]
+        if n:
+            out += [(tag + " share of non-trivial fibers inside one cluster",
+                     int(r["fibers_inside_one_cluster"]) / n),
+                    (tag + " random partition's share inside one cluster",
+                     int(r["random_inside_one_cluster"]) / n)]
+    return out
+
+
 def main(argv=None):
     args = fd.experiment_args(__doc__, argv)
+    if args.seeds or args.summary:
+        return seed_runs.over_seeds(args, argv, main, "synchrony", "synchrony.csv", seed_figures)
     t0 = time.time()
     if args.quick:
         data = fd.load(6000, 2000)

@@ -21,6 +21,10 @@ before and after retuning against the non-embedding parameter count, and
 power laws L = a N^-alpha fitted to the baselines and to the most compressed
 retuned model of each size.
 
+Machine-dependent: every loss (float32, the BLAS and the thread count) and
+the text (the vim90 help files of the installed vim-runtime). --seeds N
+gives the means and 95% intervals over seeds (seed_runs.py).
+
     /usr/bin/python3 docs/examples/exp_transformer.py [--quick] [--out DIR]
 """
 
@@ -39,6 +43,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bindings", "python"))
 
 import fashion_data as fd  # noqa: E402 (the shared experiment options)
+import seed_runs  # noqa: E402
 from fibration.torch import trace  # noqa: E402
 
 TEXT = "/usr/share/vim/vim90/doc/*.txt"
@@ -148,14 +153,54 @@ def fit(n, loss):
     return -slope, float(np.exp(intercept))
 
 
+def seed_figures(path):
+    """One seed's figures for the summary over seeds: per width, the baseline's
+    loss; per width and factor c, the parameter share and the loss before and
+    after retuning, and after retuning minus the baseline; the two fitted
+    exponents and their difference."""
+    rows = seed_runs.read_rows(path)
+    out = []
+    base = {r["d_model"]: r for r in rows if r["run"] == "baseline"}
+    for d, b in base.items():
+        out.append(("d %s baseline params" % d, int(b["core_params"])))
+        out.append(("d %s baseline loss" % d, float(b["val_loss_after_retune"])))
+    for r in rows:
+        if r["run"] != "compressed":
+            continue
+        b = base[r["d_model"]]
+        tag = "d %s c %g" % (r["d_model"], float(r["c"]))
+        out += [(tag + " params share", int(r["core_params"]) / int(b["core_params"])),
+                (tag + " loss before retuning", float(r["val_loss_before_retune"])),
+                (tag + " loss after retuning", float(r["val_loss_after_retune"])),
+                (tag + " loss after retuning minus baseline",
+                 float(r["val_loss_after_retune"]) - float(b["val_loss_after_retune"]))]
+    with open(path) as fh:
+        fit_line = [line for line in fh if line.startswith("# exponent")][0]
+    a_base = float(fit_line.split("baseline ")[1].split(",")[0])
+    a_comp = float(fit_line.split("most compressed ")[1])
+    out += [("exponent baseline", a_base), ("exponent most compressed", a_comp),
+            ("exponent most compressed minus baseline", a_comp - a_base)]
+    return out
+
+
 def main(argv=None):
-    args = fd.experiment_args(__doc__, argv)
+    def extra(ap):
+        ap.add_argument("--steps", type=int, default=2000,
+                        help="training steps of every size (retuning: 3/20 of them); a value "
+                             "other than 2000 is added to the output names "
+                             "(transformer_1000steps.*)")
+    args = fd.experiment_args(__doc__, argv, extra)
+    name = ("transformer" if args.quick or args.steps == 2000
+            else "transformer_%dsteps" % args.steps)
+    if args.seeds or args.summary:
+        return seed_runs.over_seeds(args, argv, main, name, name + ".csv", seed_figures)
     t0 = time.time()
     if args.quick:
         # c = 8 merges in every layer, so the quick run exercises a smaller base
         sizes, steps, retune, factors, limit = (16, 24), 150, 40, (2.0, 8.0), 200000
     else:
-        sizes, steps, retune, factors, limit = (24, 32, 48, 64), 2000, 300, (2.0, 4.0, 8.0), 2000000
+        sizes, factors, limit = (24, 32, 48, 64), (2.0, 4.0, 8.0), 2000000
+        steps, retune = args.steps, args.steps * 3 // 20
     data, vocab = load_text(limit)
     split = int(0.9 * len(data))
     tr, val = data[:split], data[split:]
@@ -192,14 +237,14 @@ def main(argv=None):
         sub = [r for r in rows if r[0] == d and r[1] == "compressed"]
         most.append(min(sub, key=lambda r: r[3]))
     a_comp, _ = fit([r[3] for r in most], [r[5] for r in most])
-    csv = os.path.join(args.out, "transformer.csv")
+    csv = os.path.join(args.out, name + ".csv")
     with open(csv, "w") as fh:
         fh.write("d_model,run,c,core_params,val_loss_before_retune,val_loss_after_retune\n")
         for r in rows:
             fh.write("%d,%s,%.2f,%d,%.4f,%.4f\n" % r)
         fh.write("# exponent alpha (L = a N^-alpha): baseline %.4f, most compressed %.4f\n"
                  % (a_base, a_comp))
-    plot(rows, sizes, a_base, a_comp, os.path.join(args.out, "transformer.png"))
+    plot(rows, sizes, a_base, a_comp, os.path.join(args.out, name + ".png"))
     print("exponents: baseline %.4f, most compressed (retuned) %.4f" % (a_base, a_comp))
     print("wrote %s in %.0f s" % (csv, time.time() - t0))
 

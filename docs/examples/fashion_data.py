@@ -66,8 +66,8 @@ def accuracy(model, x, y, batch=2000):
 
 def experiment_args(doc, argv=None, extra=None):
     """The options every experiment script takes (--quick, --out, --threads,
-    --seed), plus what `extra(parser)` adds; parses argv, applies --threads
-    and makes the --out folder."""
+    --seed, --seeds, --summary), plus what `extra(parser)` adds; parses argv,
+    applies --threads and makes the --out folder."""
     import argparse
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -75,6 +75,11 @@ def experiment_args(doc, argv=None, extra=None):
                                                   "..", "figures"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, metavar="N",
+                    help="run seeds SEED .. SEED+N-1 into <out>/<name>_seeds/ (resumes), then "
+                         "summarise them (seed_runs.py)")
+    ap.add_argument("--summary", action="store_true",
+                    help="start no run: summarise the seeds already in <out>/<name>_seeds/")
     if extra is not None:
         extra(ap)
     args = ap.parse_args(argv)

@@ -191,3 +191,39 @@ def test_transformer_quick(tmp_path):
                        if r["run"] == "compressed" and r["d_model"] == d)
         assert smallest < base[0] / 2, (d, smallest, base)
     assert "exponents" in out
+
+
+def test_seeds_summary_means_and_intervals(tmp_path):
+    """--seeds N runs seeds 0..N-1 into <out>/<name>_seeds/seed<S>/ and writes
+    every seed's figures and their means with 95% Student t-intervals; a paired
+    difference is summarised over its per-seed differences; a second
+    invocation reruns only a missing seed."""
+    from scipy import stats
+    out, _ = run_quick("exp_lstm.py", tmp_path, "--seeds", "2")
+    for seed in (0, 1):
+        assert (tmp_path / "lstm_seeds" / ("seed%d" % seed) / "lstm.csv").exists()
+    per_seed = read_csv(tmp_path / "lstm_seeds.csv")
+    summary = {r["figure"]: r for r in read_csv(tmp_path / "lstm_summary.csv")}
+    values = {}
+    for r in per_seed:
+        values.setdefault(r["figure"], {})[int(r["seed"])] = float(r["value"])
+    assert set(values) == set(summary)
+    for figure, by_seed in values.items():
+        v = [by_seed[0], by_seed[1]]
+        mean = sum(v) / 2
+        half = stats.t.ppf(0.975, 1) * abs(v[0] - v[1]) / 2     # sd / sqrt(2) of two values
+        assert summary[figure]["seeds"] == "2"
+        assert abs(float(summary[figure]["mean"]) - mean) <= 1e-5 * max(1.0, abs(mean))
+        assert abs(float(summary[figure]["ci95"]) - half) <= 1e-5 * max(1.0, half)
+    # the two seeds are different runs, and the compressed model ends smaller
+    assert values["baseline accuracy end"][0] != values["baseline accuracy end"][1]
+    paired = values["compressed minus baseline end"]
+    for seed in (0, 1):
+        assert abs(paired[seed] - (values["compressed accuracy end"][seed]
+                                   - values["baseline accuracy end"][seed])) < 1e-6
+        assert 0 < values["compression 2 (step 100) params share"][seed] < 1
+    # resume: only the deleted seed runs again, and reproduces its figures
+    (tmp_path / "lstm_seeds" / "seed1" / "lstm.csv").unlink()
+    out, _ = run_quick("exp_lstm.py", tmp_path, "--seeds", "2")
+    assert "seed 0: lstm.csv already there" in out and "seed 1: running" in out
+    assert read_csv(tmp_path / "lstm_seeds.csv") == per_seed

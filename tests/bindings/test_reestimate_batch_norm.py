@@ -153,3 +153,15 @@ def test_refused_where_it_would_change_an_exact_result_or_nothing():
     small, plan = ft.compress(model, x, budget=0.5)
     with pytest.raises(ValueError, match="two samples"):
         ft.reestimate_batch_norm(small, plan, model, batch[:1])
+
+
+def test_a_budget_plan_reapplied_with_the_option_gives_the_same_module():
+    model = small_cnn()
+    x, batch = inputs(8, 1), inputs(64, 2)
+    small, plan = ft.compress(model, x, budget=0.5, reestimate_batch_norm=batch)
+    again, plan2 = ft.compress(model, x, plan=plan, reestimate_batch_norm=batch)
+    assert plan2.budget["reestimated_batch_norms"] == 2
+    for (name, a), (_, b) in zip(small.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+    plain, _ = ft.compress(model, x, plan=plan)  # without it: the data-free result
+    assert any(not torch.equal(a.weight, b.weight) for a, b in zip(norms(plain), norms(small)))

@@ -11,7 +11,7 @@ mean and 95% interval over the seeds.
     FIBRATION_LIBRARY=build/src/libfibration.so \\
         /usr/bin/python3 docs/examples/cnn_budget_frontier.py --cache /tmp/cnn_frontier
     ... --nets vgg --seeds 0 --out a.csv  # the accuracies to a file (.csv or .json)
-    ... --report a.csv,b.csv     # the table of several runs
+    ... --report a.csv,b.csv --plot f.png  # the table (and figure) of several runs
     ... --reestimate-batch-norm 512  # + a column that uses data (below)
     ... --quick                  # one epoch on 6,000 images: checks the mechanism only
 
@@ -215,6 +215,8 @@ def main(argv=None):
                         help="write the accuracies to this file (.csv or .json)")
     parser.add_argument("--report", default=None,
                         help="comma-separated files of earlier runs (--out): print their table")
+    parser.add_argument("--plot", default=None, metavar="PNG",
+                        help="also draw accuracy against budget per network to this file")
     args = parser.parse_args(argv)
     if args.report:
         scores = {}
@@ -222,7 +224,10 @@ def main(argv=None):
             for net, budget, method, seed, acc, _ in read_records(path):
                 scores.setdefault((net, budget, method), {})[seed] = acc
         seeds = sorted({s for v in scores.values() for s in v})
-        report({k: [v[s] for s in sorted(v)] for k, v in scores.items()}, seeds)
+        scores = {k: [v[s] for s in sorted(v)] for k, v in scores.items()}
+        report(scores, seeds)
+        if args.plot:
+            plot(scores, args.plot)
         return scores
     if not fashion_data.available():
         sys.exit("Fashion-MNIST not found: apt-get install dataset-fashion-mnist")
@@ -277,6 +282,8 @@ def main(argv=None):
                     write_records(args.out, records)
     if scores:
         report(scores, seeds)
+        if args.plot:
+            plot(scores, args.plot)
     return scores
 
 
@@ -343,6 +350,49 @@ def report(scores, seeds):
             print("%s %d%%: " % (name, round(100 * budget)) + ", ".join(
                 "%s %.1f" % (k[2], interval(v)[0]) for k, v in sorted(scores.items())
                 if k[0] == name and k[1] == budget))
+
+
+def plot(scores, path):
+    """Per network: test accuracy against the budget for the library, the
+    best peer of each budget and, dashed, the batch-norm re-estimated result
+    (uses data); means with their 95% intervals over the seeds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    nets = sorted({k[0] for k in scores})
+    fig, axes = plt.subplots(1, len(nets), figsize=(6 * len(nets), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], nets):
+        budgets = sorted({k[1] for k in scores if k[0] == name and k[1] < 1.0})
+
+        def series(pick):
+            points = [(100 * b, interval(v)) for b in budgets for v in [pick(b)] if v]
+            return ([p[0] for p in points], [p[1][0] for p in points],
+                    [0.0 if math.isnan(p[1][1]) else p[1][1] for p in points])
+
+        def best_peer(b):
+            peers = [v for k, v in scores.items() if k[0] == name and k[1] == b
+                     and not k[2].startswith("lib:") and k[2] != "baseline"]
+            return max(peers, key=lambda v: sum(v) / len(v)) if peers else None
+        lines = [("library, data-free", lambda b: scores.get((name, b, "lib:budget")), "-o"),
+                 ("best of the twelve peers, data-free", best_peer, "-s"),
+                 ("library, BN re-estimated (uses data)",
+                  lambda b: scores.get((name, b, REESTIMATED)), "--^")]
+        for label, pick, style in lines:
+            x, y, err = series(pick)
+            if x:
+                ax.errorbar(x, y, yerr=err, fmt=style, capsize=3, label=label,
+                            lw=2 if label.startswith("library, data") else 1)
+        base = interval(scores[(name, 1.0, "baseline")])[0]
+        ax.axhline(base, color="gray", ls="--", lw=0.8, label="uncompressed %.1f%%" % base)
+        ax.axhline(10, color="gray", ls=":", lw=0.8, label="chance (10 classes)")
+        ax.set_title("%s (%d seeds)" % (name, len(scores[(name, 1.0, "baseline")])))
+        ax.set_xlabel("budget (% of the parameters kept)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -106,3 +106,17 @@ def test_records_round_trip_through_csv(tmp_path):
     path = str(tmp_path / "frontier.csv")
     frontier.write_records(path, records)
     assert frontier.read_records(path) == records
+
+
+def test_the_plot_draws_one_seed_and_several(tmp_path):
+    """One seed has no interval (drawn without error bars); the file is a PNG."""
+    pytest.importorskip("matplotlib")
+    for seeds in ([80.0], [80.0, 84.0]):
+        n = len(seeds)
+        scores = {("resnet", 1.0, "baseline"): [89.0] * n,
+                  ("resnet", 0.5, "lib:budget"): seeds,
+                  ("resnet", 0.5, "uniform bn+bc"): [30.0] * n,
+                  ("resnet", 0.5, frontier.REESTIMATED): [86.0] * n}
+        path = tmp_path / ("f%d.png" % n)
+        frontier.plot(scores, str(path))
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -10,8 +10,9 @@ mean and 95% interval over the seeds.
 
     FIBRATION_LIBRARY=build/src/libfibration.so \\
         /usr/bin/python3 docs/examples/cnn_budget_frontier.py --cache /tmp/cnn_frontier
-    ... --seeds 0 --out a.json   # one seed's accuracies to a file
-    ... --report a.json,b.json   # the table of several runs
+    ... --nets vgg --seeds 0 --out a.csv  # the accuracies to a file (.csv or .json)
+    ... --report a.csv,b.csv --plot f.png  # the table (and figure) of several runs
+    ... --reestimate-batch-norm 512  # + a column that uses data (below)
     ... --quick                  # one epoch on 6,000 images: checks the mechanism only
 
 Training: `--epochs` epochs (default 1) on the first `--train-images`
@@ -19,13 +20,19 @@ training images (default 30,000) of SGD with Nesterov momentum 0.9, learning
 rate 0.05 on a cosine schedule, weight decay 5e-4, minibatches of 128, one
 network per seed (`--seeds`, default 0,1,2). The trained weights are cached in
 `--cache` (a folder outside the repository) and read back on the next run.
-Every model, the library's and each peer's, is checked to have at most the
-budget's parameters. The best peer of a budget is the peer with the highest
-mean over the seeds (chosen on the test set: generous to the peers). Issue
-26's own figures (its author's networks, trained longer) are printed beside
-them as constants."""
+Budgets: 10/17/30/50/70/85% of the VGG-style net, 10/30/50/70/85% of the
+ResNet (`--budgets`). Every model, the library's and each peer's, is checked
+to have at most the budget's parameters. The best peer of a budget is the
+peer with the highest mean over the seeds (chosen on the test set: generous
+to the peers). Issue 26's own figures (its author's networks, trained
+longer) are printed beside them as constants. `--reestimate-batch-norm N`
+adds the library's result with its batch norms re-estimated on the first N
+training images (`compress(..., reestimate_batch_norm=xb)`), in a column of
+its own: it uses data, so it is never a peer's figure nor the data-free
+one."""
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -101,12 +108,18 @@ class VGG(nn.Module):
 
 
 NETS = {"resnet": ResNet, "vgg": VGG}
-BUDGETS = {"vgg": (0.10, 0.17, 0.30, 0.50), "resnet": (0.10, 0.30, 0.50, 0.70, 0.85)}
+BUDGETS = {"vgg": (0.10, 0.17, 0.30, 0.50, 0.70, 0.85),
+           "resnet": (0.10, 0.30, 0.50, 0.70, 0.85)}
 # Issue 26's constants: the best data-free peer (L1 filter pruning, BN-scale
 # pruning, channel merging, with and without bias compensation; coupled
 # residual channels pruned jointly) at each budget, on the author's networks.
 PEERS = {"vgg": {0.10: 79, 0.17: 85, 0.30: 93},
          "resnet": {0.10: 15, 0.30: 20, 0.50: 41, 0.70: 75, 0.85: 90}}
+
+
+# The library's result after the one step that uses data (its batch norms'
+# statistics re-estimated on training images): reported in its own column.
+REESTIMATED = "lib:budget+BN-reestimated"
 
 
 def train(model, x, y, epochs, seed, batch=128, log=print):
@@ -130,7 +143,7 @@ def train(model, x, y, epochs, seed, batch=128, log=print):
 
 
 @torch.no_grad()
-def accuracy(model, x, y, batch=1000):
+def accuracy(model, x, y, batch=250):
     model.eval()
     right = sum(int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum())
                 for i in range(0, len(x), batch))
@@ -192,20 +205,29 @@ def main(argv=None):
     parser.add_argument("--cache", default=None, help="folder for the trained weights")
     parser.add_argument("--budgets", default=None, help="comma-separated fractions")
     parser.add_argument("--no-peers", action="store_true", help="the library only")
+    parser.add_argument("--reestimate-batch-norm", type=int, default=0, metavar="N",
+                        help="also the library's result with its batch-norm statistics "
+                        "re-estimated on the first N training images (uses data: its own "
+                        "column, never a peer's or the data-free one)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--train-only", action="store_true")
-    parser.add_argument("--out", default=None, help="write the accuracies to this JSON file")
+    parser.add_argument("--out", default=None,
+                        help="write the accuracies to this file (.csv or .json)")
     parser.add_argument("--report", default=None,
-                        help="comma-separated JSON files of earlier runs: print their table")
+                        help="comma-separated files of earlier runs (--out): print their table")
+    parser.add_argument("--plot", default=None, metavar="PNG",
+                        help="also draw accuracy against budget per network to this file")
     args = parser.parse_args(argv)
     if args.report:
         scores = {}
         for path in args.report.split(","):
-            with open(path) as f:
-                for net, budget, method, seed, acc in json.load(f):
-                    scores.setdefault((net, budget, method), {})[seed] = acc
+            for net, budget, method, seed, acc, _ in read_records(path):
+                scores.setdefault((net, budget, method), {})[seed] = acc
         seeds = sorted({s for v in scores.values() for s in v})
-        report({k: [v[s] for s in sorted(v)] for k, v in scores.items()}, seeds)
+        scores = {k: [v[s] for s in sorted(v)] for k, v in scores.items()}
+        report(scores, seeds)
+        if args.plot:
+            plot(scores, args.plot)
         return scores
     if not fashion_data.available():
         sys.exit("Fashion-MNIST not found: apt-get install dataset-fashion-mnist")
@@ -216,20 +238,25 @@ def main(argv=None):
     example = x_train[:64]
     seeds = [int(v) for v in args.seeds.split(",")]
     scores = {}  # (net, budget, method) -> [accuracy per seed]
-    records = []
-    for name in args.nets.split(","):
-        budgets = ([float(b) for b in args.budgets.split(",")] if args.budgets
-                   else BUDGETS[name])
-        for seed in seeds:
+    records = []  # (net, budget, method, seed, accuracy, parameters)
+
+    def record(name, budget, method, seed, module):
+        acc = accuracy(module, x_test, y_test)
+        scores.setdefault((name, budget, method), []).append(acc)
+        records.append((name, budget, method, seed, acc, ft.count_parameters(module)))
+        return acc
+
+    # seeds outer: a run stopped early has whole seeds of every network
+    for seed in seeds:
+        for name in args.nets.split(","):
+            budgets = ([float(b) for b in args.budgets.split(",")] if args.budgets
+                       else BUDGETS[name])
             model = trained(name, args.cache, epochs, seed, x_train, y_train, args.quick)
             if args.train_only:
                 continue
             total = ft.count_parameters(model)
-            scores.setdefault((name, 1.0, "baseline"), []).append(
-                accuracy(model, x_test, y_test))
-            records.append((name, 1.0, "baseline", seed, scores[(name, 1.0, "baseline")][-1]))
             print("%s seed %d: %d parameters, test accuracy %.2f%%" % (
-                name, seed, total, scores[(name, 1.0, "baseline")][-1]), flush=True)
+                name, seed, total, record(name, 1.0, "baseline", seed, model)), flush=True)
             for budget in budgets:
                 start = time.time()
                 small, plan = ft.compress(model, example, budget=budget)
@@ -238,24 +265,50 @@ def main(argv=None):
                     # the returned module computes its outputs alone (no hidden state)
                     assert torch.isfinite(small(x_test[:8])).all()
                 candidates = {"lib:budget": small}
+                if args.reestimate_batch_norm:
+                    candidates[REESTIMATED], _ = ft.compress(
+                        model, example, budget=budget,
+                        reestimate_batch_norm=x_train[:args.reestimate_batch_norm])
                 if not args.no_peers:
                     candidates.update(peer_models(model, name, budget))
                 line = []
                 for method, module in candidates.items():
                     kept = ft.count_parameters(module) / total
                     assert kept <= budget + 1e-12, (method, kept, budget)
-                    acc = accuracy(module, x_test, y_test)
-                    scores.setdefault((name, budget, method), []).append(acc)
-                    records.append((name, budget, method, seed, acc))
-                    line.append("%s %.1f" % (method, acc))
+                    line.append("%s %.1f" % (method, record(name, budget, method, seed, module)))
                 print("  budget %.2f (lib %.1f s): %s" % (budget, seconds, ", ".join(line)),
                       flush=True)
                 if args.out:
-                    with open(args.out, "w") as f:
-                        json.dump(records, f)
+                    write_records(args.out, records)
     if scores:
         report(scores, seeds)
+        if args.plot:
+            plot(scores, args.plot)
     return scores
+
+
+CSV_FIELDS = ("net", "budget", "method", "seed", "accuracy", "parameters")
+
+
+def write_records(path, records):
+    """The accuracies so far, one row per (net, budget, method, seed), as
+    CSV (by the file's extension) or JSON; written whole after every budget
+    so that a stopped run leaves what it measured."""
+    with open(path, "w", newline="") as f:
+        if path.endswith(".csv"):
+            writer = csv.writer(f)
+            writer.writerow(CSV_FIELDS)
+            writer.writerows(records)
+        else:
+            json.dump(records, f)
+
+
+def read_records(path):
+    with open(path, newline="") as f:
+        if not path.endswith(".csv"):
+            return [tuple(r) + (None,) * (6 - len(r)) for r in json.load(f)]
+        return [(r["net"], float(r["budget"]), r["method"], int(r["seed"]),
+                 float(r["accuracy"]), int(r["parameters"])) for r in csv.DictReader(f)]
 
 
 def report(scores, seeds):
@@ -263,16 +316,18 @@ def report(scores, seeds):
     highest mean), their paired difference, each as mean +- 95% interval."""
     print("\nseeds %s (where run); mean +- 95%% interval (Student t over seeds)" % (
         ",".join(map(str, seeds))))
+    data = any(k[2] == REESTIMATED for k in scores)
     print("| net | budget | seeds | baseline | lib:budget | best peer | lib - best peer | "
-          "lib above every peer | issue 26 constant |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "lib above every peer | issue 26 constant |" +
+          (" lib, BN re-estimated (uses data) |" if data else ""))
+    print("|---|---|---|---|---|---|---|---|---|" + ("---|" if data else ""))
     nets = sorted({k[0] for k in scores})
     for name in nets:
         base = interval(scores[(name, 1.0, "baseline")])
         for budget in sorted({k[1] for k in scores if k[0] == name and k[1] < 1.0}):
             lib = scores[(name, budget, "lib:budget")]
             peers = {k[2]: v for k, v in scores.items() if k[0] == name and k[1] == budget
-                     and k[2] not in ("lib:budget", "baseline")}
+                     and not k[2].startswith("lib:") and k[2] != "baseline"}
             cells = ["%.1f +- %.1f" % interval(lib)]
             if peers:
                 best = max(peers, key=lambda m: sum(peers[m]) / len(peers[m]))
@@ -284,14 +339,60 @@ def report(scores, seeds):
             else:
                 cells += ["-", "-", "-"]
             constant = PEERS[name].get(round(budget, 2))
-            print("| %s | %d%% | %d | %.1f +- %.1f | %s | %s |" % (
-                name, round(100 * budget), len(lib), base[0], base[1], " | ".join(cells),
-                "%d" % constant if constant else "-"))
+            cells.append("%d" % constant if constant else "-")
+            if data:
+                reestimated = scores.get((name, budget, REESTIMATED))
+                cells.append("%.1f +- %.1f" % interval(reestimated) if reestimated else "-")
+            print("| %s | %d%% | %d | %.1f +- %.1f | %s |" % (
+                name, round(100 * budget), len(lib), base[0], base[1], " | ".join(cells)))
     for name in nets:
         for budget in sorted({k[1] for k in scores if k[0] == name and k[1] < 1.0}):
             print("%s %d%%: " % (name, round(100 * budget)) + ", ".join(
                 "%s %.1f" % (k[2], interval(v)[0]) for k, v in sorted(scores.items())
                 if k[0] == name and k[1] == budget))
+
+
+def plot(scores, path):
+    """Per network: test accuracy against the budget for the library, the
+    best peer of each budget and, dashed, the batch-norm re-estimated result
+    (uses data); means with their 95% intervals over the seeds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    nets = sorted({k[0] for k in scores})
+    fig, axes = plt.subplots(1, len(nets), figsize=(6 * len(nets), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], nets):
+        budgets = sorted({k[1] for k in scores if k[0] == name and k[1] < 1.0})
+
+        def series(pick):
+            points = [(100 * b, interval(v)) for b in budgets for v in [pick(b)] if v]
+            return ([p[0] for p in points], [p[1][0] for p in points],
+                    [0.0 if math.isnan(p[1][1]) else p[1][1] for p in points])
+
+        def best_peer(b):
+            peers = [v for k, v in scores.items() if k[0] == name and k[1] == b
+                     and not k[2].startswith("lib:") and k[2] != "baseline"]
+            return max(peers, key=lambda v: sum(v) / len(v)) if peers else None
+        lines = [("library, data-free", lambda b: scores.get((name, b, "lib:budget")), "-o"),
+                 ("best of the twelve peers, data-free", best_peer, "-s"),
+                 ("library, BN re-estimated (uses data)",
+                  lambda b: scores.get((name, b, REESTIMATED)), "--^")]
+        for label, pick, style in lines:
+            x, y, err = series(pick)
+            if x:
+                ax.errorbar(x, y, yerr=err, fmt=style, capsize=3, label=label,
+                            lw=2 if label.startswith("library, data") else 1)
+        base = interval(scores[(name, 1.0, "baseline")])[0]
+        ax.axhline(base, color="gray", ls="--", lw=0.8, label="uncompressed %.1f%%" % base)
+        ax.axhline(10, color="gray", ls=":", lw=0.8, label="chance (10 classes)")
+        ax.set_title("%s (%d seeds)" % (name, len(scores[(name, 1.0, "baseline")])))
+        ax.set_xlabel("budget (% of the parameters kept)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -77,3 +77,46 @@ def test_bias_compensation_restores_constant_channels():
         want = model(x)
         assert (compensated(x) - want).abs().max().item() < 1e-4
         assert (plain(x) - want).abs().max().item() > 1e-2
+
+
+def test_the_reestimated_result_is_its_own_column_never_a_peer(capsys):
+    """The library's result with batch-norm statistics re-estimated on data
+    is printed in its own column; the best peer, the paired difference and
+    the seeds above every peer are those of the data-free methods."""
+    scores = {("vgg", 1.0, "baseline"): [90.0, 91.0],
+              ("vgg", 0.3, "lib:budget"): [80.0, 82.0],
+              ("vgg", 0.3, "uniform l1"): [70.0, 71.0],
+              ("vgg", 0.3, "global bn"): [60.0, 90.0],
+              ("vgg", 0.3, frontier.REESTIMATED): [95.0, 96.0]}
+    frontier.report(scores, [0, 1])
+    header, _, row = [line for line in capsys.readouterr().out.splitlines()
+                      if line.startswith("|")][:3]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert header.count("|") == row.count("|")
+    assert "global bn" in cells[5] and "reestimated" not in cells[5]
+    assert cells[6].startswith("+6.0")  # 81.0 - 75.0, paired
+    assert cells[7] == "1 of 2 seeds"
+    assert cells[-1].startswith("95.5")
+
+
+def test_records_round_trip_through_csv(tmp_path):
+    records = [("resnet", 1.0, "baseline", 0, 86.25, 77754),
+               ("resnet", 0.5, "uniform bn+bc", 0, 27.5, 38000),
+               ("resnet", 0.5, frontier.REESTIMATED, 1, 80.0, 38800)]
+    path = str(tmp_path / "frontier.csv")
+    frontier.write_records(path, records)
+    assert frontier.read_records(path) == records
+
+
+def test_the_plot_draws_one_seed_and_several(tmp_path):
+    """One seed has no interval (drawn without error bars); the file is a PNG."""
+    pytest.importorskip("matplotlib")
+    for seeds in ([80.0], [80.0, 84.0]):
+        n = len(seeds)
+        scores = {("resnet", 1.0, "baseline"): [89.0] * n,
+                  ("resnet", 0.5, "lib:budget"): seeds,
+                  ("resnet", 0.5, "uniform bn+bc"): [30.0] * n,
+                  ("resnet", 0.5, frontier.REESTIMATED): [86.0] * n}
+        path = tmp_path / ("f%d.png" % n)
+        frontier.plot(scores, str(path))
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -40,6 +40,7 @@ from ._errors import UnsupportedModelError
 from ._names import layer_name
 from ._plan import Plan, coloring_from_plan, params_line, plan_from
 from ._rebuild import rebuild
+from ._reestimate import reestimate_batch_norm
 from ._retune import RetuneResult, Round, evaluate, fine_tune
 from ._safety import (TraceMismatchError, TrainModeWarning, _Unmerged, check_exact,
                       flat_outputs, merges_nothing, warn_train_mode)
@@ -48,7 +49,7 @@ from ._ties import keep_ties
 __all__ = ["analyze", "compress", "verify", "lift", "break_symmetry", "apply_plan",
            "FiberTracker", "Plan", "Report", "UnsupportedModelError", "TraceMismatchError",
            "TrainModeWarning", "count_parameters", "save", "load", "LlamaDecoder",
-           "Gpt2Decoder", "load_decoder", "BertEncoder", "load_encoder"]
+           "Gpt2Decoder", "load_decoder", "BertEncoder", "load_encoder", "reestimate_batch_norm"]
 
 Difference = namedtuple("Difference", "max_abs max_rel")
 
@@ -263,9 +264,17 @@ def _step_printer(progress, verbose, what):
     return report
 
 
+def _reestimated(batch, model, compressed, plan):
+    """(compressed, plan), its batch norms re-estimated on `batch` if given."""
+    if batch is not None:
+        plan.budget["reestimated_batch_norms"] = reestimate_batch_norm(compressed, plan, model,
+                                                                       batch)
+    return compressed, plan
+
+
 def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=(),
              tolerance="exact", plan=None, verbose=False, budget=None, calibration=None,
-             progress=None):
+             progress=None, reestimate_batch_norm=None):
     """Merges every class of symmetric units into one.
 
     Returns (compressed, plan): an nn.Module of standard torch layers (an
@@ -283,6 +292,15 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
     optional batch of the user's inputs to refine that choice (see
     fibration.torch._budget); its plan re-applies by redoing that choice on
     the same model.
+    reestimate_batch_norm: a batch of the user's inputs (never the test
+    set) on which every batch norm of the budget's compressed module is
+    re-estimated after the data-free compression: its running statistics
+    become its input's on the batch, its weight and bias give each channel
+    the output mean and deviation of the original's channels it stands for
+    (fibration.torch.reestimate_batch_norm; the parameter count does not
+    change; plan.budget["reestimated_batch_norms"] counts them). Off by
+    default: the budget alone is data-free. Only with budget= (or a budget
+    plan); ValueError otherwise.
     progress(done, total): told every step of the library's work (the
     colouring's groups; a budget's clusterings, exchange, colourings and
     correction) and may return True to cancel (FibrationError E_CANCELLED).
@@ -298,12 +316,19 @@ def compress(model, example_input, eps=0.0, symmetry="fibers", ignored_layers=()
     plan.warnings (see docs/python.md)."""
     if plan is not None and getattr(plan, "budget", None):
         from ._budget import reapply_budget_plan
-        return reapply_budget_plan(model, example_input, plan, verbose,
-                                   progress=_step_printer(progress, verbose, "budget"))
+        return _reestimated(reestimate_batch_norm, model, *reapply_budget_plan(
+            model, example_input, plan, verbose,
+            progress=_step_printer(progress, verbose, "budget")))
     if budget is not None:
         from ._budget import compress_to_budget
-        return compress_to_budget(model, example_input, budget, calibration, verbose,
-                                  progress=_step_printer(progress, verbose, "budget"))
+        return _reestimated(reestimate_batch_norm, model, *compress_to_budget(
+            model, example_input, budget, calibration, verbose,
+            progress=_step_printer(progress, verbose, "budget")))
+    if reestimate_batch_norm is not None:
+        raise ValueError("reestimate_batch_norm= applies to a budget (budget=f or a budget "
+                         "plan); an exact or eps compression keeps the original's statistics "
+                         "(call fibration.torch.reestimate_batch_norm(small, batch) to change "
+                         "them)")
     if symmetry not in ("fibers", "covers"):
         raise ValueError("symmetry must be 'fibers' or 'covers' (opfibers alone do "
                          "not give an exact base), not %r" % (symmetry,))

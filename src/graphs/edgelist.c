@@ -1,5 +1,5 @@
 /* Edge-list reader: one arc per line, node and type names interned. */
-#define _DEFAULT_SOURCE /* madvise: huge pages for the name tables, sequential reading */
+#define _DEFAULT_SOURCE /* madvise: sequential reading */
 #include "graphs/edgelist.h"
 
 #include <ctype.h>
@@ -20,23 +20,33 @@
 #define NAMES_BATCH 1024
 #define NAMES_AHEAD 16
 
-/* A hash slot: 16 bytes, so that the table of a million names (two
- * million slots) is half the size it would be with the full hash and the
- * name's offset in it, and a lookup of a name of at most 7 bytes (packed
- * into the slot) costs one cache miss. Longer names are compared with
- * their bytes. meta: 0 for an empty slot, else the hash's top 24 bits
- * (SLOT_TAG_SHIFT up) and the id plus one below them. */
-struct slot {
-    uint64_t packed; /* names of <= 7 bytes: the bytes and the length */
-    uint64_t meta;
+/* A hash bucket: one cache line of four slots of 16 bytes, so that the
+ * table of a million names is half the size it would be with the full hash
+ * and the name's offset in a slot, and a lookup of a name of at most 7
+ * bytes (packed into its slot) reads one cache line: the four slots are
+ * compared at once, without a branch a slot (a lookup whose branches
+ * depend on its slots' contents is mispredicted often, and each
+ * misprediction drops the lookups issued after it). Longer names are
+ * compared with their bytes when their slot matches. A bucket fills from
+ * slot 0; a full bucket continues in the next. meta: 0 for an empty slot,
+ * else the hash's top 24 bits (SLOT_TAG_SHIFT up) and the id plus one
+ * below them. */
+#define BUCKET_SLOTS 4
+struct bucket {
+    uint64_t packed[BUCKET_SLOTS]; /* names of <= 7 bytes: the bytes and the length */
+    uint64_t meta[BUCKET_SLOTS];
 };
 
 #define SLOT_TAG_SHIFT 40
 #define SLOT_ID_MASK ((UINT64_C(1) << SLOT_TAG_SHIFT) - 1)
 
-static int64_t slot_id(const struct slot *e)
+/* Slot i of a table: bucket i / BUCKET_SLOTS, place i % BUCKET_SLOTS. */
+#define SLOT_META(table, i) ((table)[(i) / BUCKET_SLOTS].meta[(i) % BUCKET_SLOTS])
+#define SLOT_PACKED(table, i) ((table)[(i) / BUCKET_SLOTS].packed[(i) % BUCKET_SLOTS])
+
+static int64_t slot_id(uint64_t meta)
 {
-    return (int64_t)(e->meta & SLOT_ID_MASK) - 1;
+    return (int64_t)(meta & SLOT_ID_MASK) - 1;
 }
 
 /* The first min(len, 8) bytes at s, byte i at bits 8i (zero above), read
@@ -59,13 +69,14 @@ static uint64_t load_word(const char *s, int64_t len)
     return w;
 }
 
-/* Up to 7 bytes plus the length in the top byte, or a marker for longer
- * names (which are then compared byte by byte). Names hold no NUL byte. */
+/* Up to 7 bytes plus the length and a set top bit in the top byte, or a
+ * marker for longer names (which are then compared byte by byte). Never 0,
+ * the packed word of an empty slot. Names hold no NUL byte. */
 static uint64_t pack_name(const char *s, int64_t len)
 {
     if (len > 7)
         return UINT64_C(0xFF) << 56;
-    return (uint64_t)len << 56 | (len > 0 ? load_word(s, len) : 0);
+    return (UINT64_C(0x80) | (uint64_t)len) << 56 | (len > 0 ? load_word(s, len) : 0);
 }
 
 /* A growable byte arena plus offsets, interned through a hash table. */
@@ -76,8 +87,9 @@ typedef struct interner {
     int64_t *off;   /* id -> offset in bytes */
     int64_t count;
     int64_t cap_ids;
-    struct slot *table; /* meta 0: empty */
-    int64_t cap_table;
+    struct bucket *table; /* cache-line aligned in table_block */
+    void *table_block;
+    int64_t cap_table;    /* slots: BUCKET_SLOTS times a power of two */
     int64_t n_hashed;   /* names in the table */
     /* Names that are canonical decimal numbers below number_limit (digits
      * only, no leading zero but "0" itself) are found by their value,
@@ -124,7 +136,7 @@ typedef struct parser {
     struct waiting_name {
         const char *s;  /* NULL: held + off */
         int64_t off, len, arc;
-        uint64_t hash;
+        uint64_t hash, packed;
         bool is_target;
     } *waiting; /* NAMES_BATCH of them, allocated with the first */
     int n_waiting, first_waiting;
@@ -174,29 +186,18 @@ static uint64_t hash_bytes(const char *s, int64_t len)
     return fib_mix64(h);
 }
 
+uint64_t fib_edgelist_name_hash(const char *s, int64_t len)
+{
+    return hash_bytes(s, len);
+}
+
 static void interner_free(interner *in)
 {
     fib_free(in->bytes);
     fib_free(in->off);
-    fib_free(in->table);
+    fib_free(in->table_block);
     fib_free(in->by_number);
     memset(in, 0, sizeof *in);
-}
-
-/* Lookups in the hash table and the number index land anywhere in them:
- * on huge pages they miss the TLB far less (a hint; the kernel may ignore
- * it). */
-static void advise_huge_pages(void *p, size_t bytes)
-{
-#ifdef MADV_HUGEPAGE
-    const uintptr_t huge = (uintptr_t)2 << 20;
-    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
-    uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);
-    if (hi > lo)
-        madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#else
-    (void)p, (void)bytes;
-#endif
 }
 
 /* Name id's length (its bytes end with a NUL in the arena). */
@@ -206,49 +207,94 @@ static int64_t name_length(const interner *in, int64_t id)
     return end - 1 - in->off[id];
 }
 
+/* The bucket where a name of hash h starts its search. */
+static const struct bucket *home_bucket(const interner *in, uint64_t h)
+{
+    return &in->table[h & (uint64_t)(in->cap_table / BUCKET_SLOTS - 1)];
+}
+
+/* The first empty slot from h's bucket on. */
+static int64_t free_slot(const struct bucket *table, int64_t cap, uint64_t h)
+{
+    int64_t b = (int64_t)(h & (uint64_t)(cap / BUCKET_SLOTS - 1));
+    while (table[b].meta[BUCKET_SLOTS - 1] != 0)
+        b = (b + 1) & (cap / BUCKET_SLOTS - 1);
+    int j = 0;
+    while (table[b].meta[j] != 0)
+        j++;
+    return b * BUCKET_SLOTS + j;
+}
+
 /* A table of ncap slots with every name: the names are hashed again (a
  * slot keeps only the hash's top bits) in id order, which reads the arena
- * in order. Every name of an interner with a table is in it. */
+ * in order; the bucket of the name NAMES_AHEAD ids on is prefetched (the
+ * writes land anywhere in the table). Every name of an interner with a
+ * table is in it. */
 static bool rehash(interner *in, int64_t ncap)
 {
-    struct slot *nt = fib_calloc(ncap, sizeof *nt);
-    if (!nt)
+    const size_t line = sizeof(struct bucket);
+    void *block = fib_calloc(ncap / BUCKET_SLOTS + 1, line);
+    if (!block)
         return false;
-    advise_huge_pages(nt, (size_t)ncap * sizeof *nt);
-    for (int64_t id = 0; id < in->count; id++) {
-        const char *name = in->bytes + in->off[id];
-        int64_t len = name_length(in, id);
-        uint64_t h = hash_bytes(name, len);
-        int64_t t = (int64_t)(h & (uint64_t)(ncap - 1));
-        while (nt[t].meta != 0)
-            t = (t + 1) & (ncap - 1);
-        nt[t].packed = pack_name(name, len);
-        nt[t].meta = (h >> SLOT_TAG_SHIFT) << SLOT_TAG_SHIFT | (uint64_t)(id + 1);
+    struct bucket *nt = (struct bucket *)(((uintptr_t)block + line - 1) & ~(uintptr_t)(line - 1));
+    /* lookups land anywhere in the table: on huge pages they miss the TLB
+     * far less */
+    fib_advise_huge_pages(nt, (size_t)ncap / BUCKET_SLOTS * line);
+    uint64_t hashes[NAMES_AHEAD]; /* those of ids i - NAMES_AHEAD .. i - 1 */
+    for (int64_t i = 0; i < in->count + NAMES_AHEAD; i++) {
+        int64_t id = i - NAMES_AHEAD;
+        if (id >= 0) {
+            const char *name = in->bytes + in->off[id];
+            int64_t len = name_length(in, id);
+            uint64_t h = hashes[id % NAMES_AHEAD];
+            int64_t t = free_slot(nt, ncap, h);
+            SLOT_PACKED(nt, t) = pack_name(name, len);
+            SLOT_META(nt, t) = (h >> SLOT_TAG_SHIFT) << SLOT_TAG_SHIFT | (uint64_t)(id + 1);
+        }
+        if (i < in->count) {
+            uint64_t h = hash_bytes(in->bytes + in->off[i], name_length(in, i));
+            fib_prefetch_range((const char *)&nt[h & (uint64_t)(ncap / BUCKET_SLOTS - 1)], 1);
+            hashes[i % NAMES_AHEAD] = h;
+        }
     }
-    fib_free(in->table);
+    fib_free(in->table_block);
+    in->table_block = block;
     in->table = nt;
     in->cap_table = ncap;
     return true;
 }
 
+/* The lowest set bit of a bucket's match mask. */
+static const int8_t LOWEST_BIT[1 << BUCKET_SLOTS] = {0, 0, 1, 0, 2, 0, 1, 0,
+                                                     3, 0, 1, 0, 2, 0, 1, 0};
+
 /* The slot holding s[0 .. len), or the empty slot where it would go. */
-static int64_t find_slot(const interner *in, const char *s, int64_t len,
-                         uint64_t h, uint64_t packed)
+static inline int64_t find_slot(const interner *in, const char *s, int64_t len,
+                                uint64_t h, uint64_t packed)
 {
-    int64_t slot = (int64_t)(h & (uint64_t)(in->cap_table - 1));
-    uint64_t tag = h >> SLOT_TAG_SHIFT;
-    while (in->table[slot].meta != 0) {
-        const struct slot *e = &in->table[slot];
-        if (e->meta >> SLOT_TAG_SHIFT == tag && e->packed == packed) {
+    const int64_t mask = in->cap_table / BUCKET_SLOTS - 1;
+    const uint64_t tag = h >> SLOT_TAG_SHIFT;
+    for (int64_t b = (int64_t)(h & (uint64_t)mask);; b = (b + 1) & mask) {
+        const struct bucket *e = &in->table[b];
+        unsigned match = 0;
+        for (int j = 0; j < BUCKET_SLOTS; j++)
+            match |= (unsigned)((e->meta[j] >> SLOT_TAG_SHIFT == tag) &
+                                (e->packed[j] == packed)) << j;
+        for (; match != 0; match &= match - 1) {
+            int j = LOWEST_BIT[match];
             if (len <= 7)
-                return slot;
-            const char *name = in->bytes + in->off[slot_id(e)];
+                return b * BUCKET_SLOTS + j;
+            const char *name = in->bytes + in->off[slot_id(e->meta[j])];
             if (memcmp(name, s, (size_t)len) == 0 && name[len] == '\0')
-                return slot;
+                return b * BUCKET_SLOTS + j;
         }
-        slot = (slot + 1) & (in->cap_table - 1);
+        if (e->meta[BUCKET_SLOTS - 1] == 0) {
+            int j = 0;
+            while (e->meta[j] != 0)
+                j++;
+            return b * BUCKET_SLOTS + j;
+        }
     }
-    return slot;
 }
 
 /* Whether s[0 .. len) is a decimal number of the by_number index: digits
@@ -278,7 +324,7 @@ static bool interned(const interner *in, const char *s, int64_t len)
     if (in->cap_table == 0)
         return false;
     uint64_t h = hash_bytes(s, len);
-    return in->table[find_slot(in, s, len, h, pack_name(s, len))].meta != 0;
+    return SLOT_META(in->table, find_slot(in, s, len, h, pack_name(s, len))) != 0;
 }
 
 /* Appends the bytes of a new name; its id, or -1 when out of memory (or
@@ -301,18 +347,20 @@ static int64_t add_name(interner *in, const char *s, int64_t len)
 
 /* The id of s[0 .. len), of hash h, added if new; -1 when out of memory.
  * The table exists (cap_table > 0). */
-static int64_t intern_hashed(interner *in, const char *s, int64_t len, uint64_t h)
+static int64_t intern_hashed(interner *in, const char *s, int64_t len, uint64_t h,
+                             uint64_t packed)
 {
-    uint64_t packed = pack_name(s, len);
     int64_t slot = find_slot(in, s, len, h, packed);
-    if (in->table[slot].meta != 0)
-        return slot_id(&in->table[slot]);
+    uint64_t meta = SLOT_META(in->table, slot);
+    if (meta != 0)
+        return slot_id(meta);
     int64_t id = add_name(in, s, len);
     if (id < 0)
         return -1;
-    in->table[slot].packed = packed;
-    in->table[slot].meta = (h >> SLOT_TAG_SHIFT) << SLOT_TAG_SHIFT | (uint64_t)(id + 1);
-    if (++in->n_hashed * 2 > in->cap_table && !rehash(in, in->cap_table * 2))
+    SLOT_PACKED(in->table, slot) = packed;
+    SLOT_META(in->table, slot) = (h >> SLOT_TAG_SHIFT) << SLOT_TAG_SHIFT | (uint64_t)(id + 1);
+    /* at most three quarters full: a bucket is then rarely full */
+    if (++in->n_hashed * 4 > in->cap_table * 3 && !rehash(in, in->cap_table * 2))
         return -1;
     return id;
 }
@@ -322,7 +370,7 @@ static int64_t intern(interner *in, const char *s, int64_t len)
 {
     if (in->cap_table == 0 && !rehash(in, 64))
         return -1;
-    return intern_hashed(in, s, len, hash_bytes(s, len));
+    return intern_hashed(in, s, len, hash_bytes(s, len), pack_name(s, len));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -464,15 +512,30 @@ static const char *const TYPE_NAMES[] = {
     "type", "edge_type", "edgetype", NULL};
 static const char *const WEIGHT_NAMES[] = {"weight", "w", NULL};
 
-/* Arrays for one arc a line (an upper bound: lines are counted at memchr's
- * speed), so that the arcs are never copied while they grow. */
+/* The '\n' bytes of text[0 .. len), eight bytes a step (a memchr call a
+ * line costs more than the scan of a short line). */
+static int64_t count_newlines(const char *text, int64_t len)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101), low7 = ones * 0x7F;
+    int64_t count = 0, i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, text + i, 8);
+        uint64_t x = w ^ (ones * '\n');
+        /* a byte's top bit set when the byte of x is not zero (exact) */
+        uint64_t nonzero = ((x & low7) + low7) | x;
+        count += (int64_t)((((~nonzero >> 7) & ones) * ones) >> 56);
+    }
+    for (; i < len; i++)
+        count += text[i] == '\n';
+    return count;
+}
+
+/* Arrays for one arc a line (an upper bound), so that the arcs are never
+ * copied while they grow. */
 static int32_t reserve_arcs(parser *p, const char *text, int64_t len)
 {
-    int64_t lines = 0;
-    for (const char *c = text, *end = text + len; c < end; lines++) {
-        const char *eol = memchr(c, '\n', (size_t)(end - c));
-        c = eol ? eol + 1 : end;
-    }
+    int64_t lines = count_newlines(text, len) + (len > 0 && text[len - 1] != '\n');
     if (lines == 0)
         return FIB_OK;
     p->src = fib_alloc(lines, sizeof *p->src);
@@ -587,23 +650,32 @@ static int32_t parse_weight(parser *p, const field *f, double *out)
     return FIB_OK;
 }
 
-/* Interns the oldest waiting name and writes its id into its arc. */
-static int32_t intern_waiting(parser *p)
+/* Writes id into the arc of the oldest waiting name, which leaves the
+ * queue. */
+static void waiting_name_done(parser *p, int64_t id)
 {
-    struct waiting_name *w = &p->waiting[p->first_waiting];
-    const char *s = w->s ? w->s : p->held + w->off;
-    int64_t id = intern_hashed(&p->nodes, s, w->len, w->hash);
-    if (id < 0)
-        return fib_error(FIB_E_NOMEM, "%s: out of memory", p->label);
+    const struct waiting_name *w = &p->waiting[p->first_waiting];
     (w->is_target ? p->dst : p->src)[w->arc] = id;
     p->first_waiting = (p->first_waiting + 1) % NAMES_BATCH;
     if (--p->n_waiting == 0)
         p->n_held = 0;
+}
+
+/* Interns the oldest waiting name and writes its id into its arc. */
+static int32_t intern_waiting(parser *p)
+{
+    const struct waiting_name *w = &p->waiting[p->first_waiting];
+    const char *s = w->s ? w->s : p->held + w->off;
+    int64_t id = intern_hashed(&p->nodes, s, w->len, w->hash, w->packed);
+    if (id < 0)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", p->label);
+    waiting_name_done(p, id);
     return FIB_OK;
 }
 
-/* Interns the waiting names in order, the slot of the name NAMES_AHEAD
- * places on prefetched. */
+/* Interns the waiting names in order, the bucket of the name NAMES_AHEAD
+ * places on prefetched. A name already interned (most of them) is found
+ * in this loop; a new one goes through intern_waiting. */
 static int32_t intern_waiting_names(parser *p)
 {
     const interner *in = &p->nodes;
@@ -611,8 +683,14 @@ static int32_t intern_waiting_names(parser *p)
         if (p->n_waiting > NAMES_AHEAD) {
             const struct waiting_name *ahead =
                 &p->waiting[(p->first_waiting + NAMES_AHEAD) % NAMES_BATCH];
-            fib_prefetch_range(
-                (const char *)&in->table[ahead->hash & (uint64_t)(in->cap_table - 1)], 1);
+            fib_prefetch_range((const char *)home_bucket(in, ahead->hash), 1);
+        }
+        const struct waiting_name *w = &p->waiting[p->first_waiting];
+        const char *s = w->s ? w->s : p->held + w->off;
+        uint64_t meta = SLOT_META(in->table, find_slot(in, s, w->len, w->hash, w->packed));
+        if (meta != 0) {
+            waiting_name_done(p, slot_id(meta));
+            continue;
         }
         int32_t st = intern_waiting(p);
         if (st != FIB_OK)
@@ -646,10 +724,27 @@ static int32_t wait_for_slot(parser *p, const char *s, int64_t len, bool is_targ
     w->len = len;
     w->arc = p->n_arcs;
     w->hash = hash_bytes(s, len);
+    w->packed = pack_name(s, len);
     w->is_target = is_target;
     p->n_waiting++;
     *id = 0; /* written by intern_waiting */
     return FIB_OK;
+}
+
+/* The id of node name s[0 .. len), an end of the arc being read: a name of
+ * the number index is noted (resolve_numbers numbers it), another queued
+ * for the hash table (wait_for_slot). */
+static int32_t node_name(parser *p, const char *s, int64_t len, bool is_target,
+                         int64_t *id)
+{
+    interner *in = &p->nodes;
+    int64_t v;
+    if (indexed_number(in, s, len, &v)) {
+        *id = -1 - v; /* numbered by resolve_numbers */
+        in->max_number = v > in->max_number ? v : in->max_number;
+        return FIB_OK;
+    }
+    return wait_for_slot(p, s, len, is_target, id);
 }
 
 static int32_t intern_field(parser *p, interner *in, const field *f,
@@ -663,14 +758,14 @@ static int32_t intern_field(parser *p, interner *in, const field *f,
     if (len == 0 && in == &p->nodes)
         return fib_error(FIB_E_FORMAT, "%s:%lld: empty %s name", p->label,
                          (long long)p->line, what);
+    if (in == &p->nodes)
+        return node_name(p, s, len, what[0] == 't', id);
     int64_t v;
     if (indexed_number(in, s, len, &v)) {
         *id = -1 - v; /* numbered by resolve_numbers */
         in->max_number = v > in->max_number ? v : in->max_number;
         return FIB_OK;
     }
-    if (in == &p->nodes)
-        return wait_for_slot(p, s, len, what[0] == 't', id);
     *id = intern(in, s, len);
     if (*id < 0)
         return fib_error(FIB_E_NOMEM, "%s: out of memory at line %lld",
@@ -728,7 +823,7 @@ static int32_t resolve_numbers(parser *p)
         interner_free(&names);
         return fib_error(FIB_E_NOMEM, "%s: out of memory", p->label);
     }
-    advise_huge_pages(names.by_number,
+    fib_advise_huge_pages(names.by_number,
                       (size_t)(hashed->max_number + 1) * sizeof *names.by_number);
     for (int64_t h = 0; h < hashed->count; h++)
         first_of_hashed[h] = -1;
@@ -756,6 +851,86 @@ static int32_t resolve_numbers(parser *p)
     interner_free(hashed);
     *hashed = names;
     return FIB_OK;
+}
+
+/* The bytes of w (eight bytes of text, the first at the low end) that are
+ * below '#' (blanks, control bytes, '!' and the quote) or equal to the
+ * delimiter `sep` (repeated in every byte of seps): the lowest flagged byte
+ * is the first such byte (bytes above it may be flagged wrongly by a
+ * borrow; none is flagged when there is none). */
+static uint64_t special_bytes(uint64_t w, uint64_t seps)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101), tops = ones << 7;
+    uint64_t below = (w - ones * '#') & ~w & tops;
+    uint64_t x = w ^ seps;
+    return below | ((x - ones) & ~x & tops);
+}
+
+/* The index of the lowest flagged byte of a non-zero special_bytes mask. */
+static int lowest_flagged_byte(uint64_t mask)
+{
+#if defined(__GNUC__)
+    return __builtin_ctzll(mask) / 8;
+#else
+    int k = 0;
+    while (!(mask & 0x80))
+        mask >>= 8, k++;
+    return k;
+#endif
+}
+
+/* Whether the line at `at` has the plainest form, read without splitting
+ * it into fields: two non-empty names separated by one `delim`, ended by
+ * '\n', "\r\n" or the text's end, with no quote, blank (but a blank
+ * delimiter), other control byte or leading '#'. The first name is
+ * [at, *cut), the second (*cut + 1, *end); the next line starts at *next.
+ * false: the line is read field by field (which also reports its errors).
+ * The bytes are tested eight at a time (special_bytes). */
+static bool plain_pair(const char *text, int64_t at, int64_t n, char delim, int64_t *cut,
+                       int64_t *end, int64_t *next)
+{
+    if (text[at] == '#')
+        return false;
+    const unsigned char sep = (unsigned char)delim;
+    const uint64_t seps = UINT64_C(0x0101010101010101) * sep;
+    int64_t d = -1, i = at;
+    for (;; i++) {
+        /* to the next byte that is not part of a plain name */
+        for (; i + 8 <= n; i += 8) {
+            uint64_t w;
+            memcpy(&w, text + i, 8);
+            uint64_t mask = special_bytes(w, seps);
+            if (mask != 0) {
+                i += lowest_flagged_byte(mask);
+                break;
+            }
+        }
+        while (i < n && (unsigned char)text[i] > '"' && (unsigned char)text[i] != sep)
+            i++;
+        if (i == n) {
+            *next = n;
+            break;
+        }
+        unsigned char c = (unsigned char)text[i];
+        if (c == sep) {
+            if (d >= 0)
+                return false;
+            d = i;
+        } else if (c == '\n') {
+            *next = i + 1;
+            break;
+        } else if (c == '\r' && (i + 1 == n || text[i + 1] == '\n')) {
+            *next = i + 1 < n ? i + 2 : n;
+            break;
+        } else if (c != '!') {
+            return false;
+        }
+    }
+    if (d <= at || d + 1 >= i)
+        return false;
+    *cut = d;
+    *end = i;
+    return true;
 }
 
 static char sniff_delimiter(const char *s, int64_t len)
@@ -962,6 +1137,9 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
                  delims == FIB_EDGELIST_TAB ? '\t' :
                  delims == FIB_EDGELIST_WHITESPACE ? ' ' : 0;
     bool first = true, header = false;
+    /* after the first line, when lines are two names: lines of the
+     * plainest form skip the splitting into fields (plain_pair) */
+    bool plain_lines = false;
     layout lay = {0, 1, -1, -1, 0};
     int64_t layout_line = 0;
     /* a header recognised by its names alone, kept to check below that it
@@ -988,6 +1166,29 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
         goto fail;
 
     while (at < n) {
+        int64_t cut, end, next;
+        if (plain_lines && plain_pair(text, at, n, delim, &cut, &end, &next)) {
+            p.line++;
+            /* the source is named first, whatever its column */
+            const char *source = text + at, *target = text + cut + 1;
+            int64_t source_len = cut - at, target_len = end - cut - 1;
+            if (lay.src != 0) {
+                source = text + cut + 1, target = text + at;
+                source_len = end - cut - 1, target_len = cut - at;
+            }
+            int64_t s = 0, d = 0;
+            status = node_name(&p, source, source_len, false, &s);
+            if (status == FIB_OK)
+                status = node_name(&p, target, target_len, true, &d);
+            if (status == FIB_OK)
+                status = add_arc(&p, s, d, 1.0, 0, false, false);
+            if (status == FIB_OK && p.n_waiting > NAMES_BATCH - 4)
+                status = intern_waiting_names(&p);
+            if (status != FIB_OK)
+                goto fail;
+            at = next;
+            continue;
+        }
         int64_t b = at;
         const char *eol = memchr(text + at, '\n', (size_t)(n - at));
         at = eol ? (int64_t)(eol - text) : n;
@@ -1021,6 +1222,7 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
                                 &header);
             if (status != FIB_OK)
                 goto fail;
+            plain_lines = lay.n_fields == 2 && lay.type < 0 && lay.weight < 0;
             positional_type = !header && !columns && lay.type == 2 &&
                               !(flags & FIB_EDGELIST_THIRD_IS_TYPE);
             if (header && !(flags & FIB_EDGELIST_HEADER)) {
@@ -1117,9 +1319,9 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
     out->node_name_off = p.nodes.off;
     out->type_names = p.types.bytes;
     out->type_name_off = p.types.off;
-    fib_free(p.nodes.table);
+    fib_free(p.nodes.table_block);
     fib_free(p.nodes.by_number);
-    fib_free(p.types.table);
+    fib_free(p.types.table_block);
     fib_free(p.scratch);
     fib_free(p.held);
     fib_free(p.waiting);

@@ -289,3 +289,45 @@ def test_mixed_type_values_stay_distinct():
     g = Graph.from_edges([0, 0], [1, 2], types=[1, "1"])
     assert g.edge_type_names(0) == [1, "1"]
     assert partition(g) == [[0], [1], [2]]
+
+
+def test_word_and_number_names_give_the_same_colouring(tmp_path):
+    """The same graph with its nodes named by numbers (the number index) and
+    by words of every length (the hash table; plain lines, quoted names,
+    CRLF, no final line end) reads with the same numbering, by first
+    appearance, and so colours the same; the command, which may use
+    several threads, prints the same classes for both."""
+    rng = np.random.default_rng(6)
+    n, m = 3000, 12000
+    # sources feeding copies of a few input patterns make non-trivial fibers
+    src = rng.integers(0, n, size=m)
+    dst = rng.integers(0, n, size=m)
+    dst[: m // 2] = rng.integers(0, 200, size=m // 2) * 15 % n
+    words = [f"w{i}" if i % 3 == 0 else f"gene_{i}_" + "x" * (i % 40) for i in range(n)]
+    words[7] = "L" * 5000 + "7"
+    numbered = tmp_path / "numbers.csv"
+    numbered.write_text("source,target\n" + "".join(f"{u},{v}\n" for u, v in zip(src, dst)))
+    lines = []
+    for k, (u, v) in enumerate(zip(src, dst)):
+        a, b = words[u], words[v]
+        if k % 11 == 5:
+            a = '"' + a + '"'
+        lines.append(f"{a},{b}" + ("\r\n" if k % 7 == 2 else "\n"))
+    named = tmp_path / "words.csv"
+    named.write_text("source,target\n" + "".join(lines).rstrip("\r\n"), newline="")
+
+    by_number, by_word = Graph.read_edgelist(numbered), Graph.read_edgelist(named)
+    order = list(dict.fromkeys(int(x) for pair in zip(src, dst) for x in pair))
+    assert by_number.node_names(0) == [str(i) for i in order]
+    assert by_word.node_names(0) == [words[i] for i in order]
+    numbers_colors = by_number.color().colors(0)
+    words_colors = by_word.color().colors(0)
+    assert np.array_equal(numbers_colors, words_colors)
+    assert len(set(numbers_colors.tolist())) < len(order)  # some non-trivial class
+
+    def classes(path):
+        out = subprocess.run([str(EXE), "graph", "--csv", str(path)], check=True,
+                             capture_output=True, text=True).stdout.splitlines()[1:]
+        return [line.rsplit(",", 3)[1:] for line in out]
+
+    assert classes(numbered) == classes(named)

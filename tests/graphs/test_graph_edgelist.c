@@ -5,6 +5,7 @@
 
 #include "graph_check.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 static int32_t parse(const char *text, uint32_t flags, fib_edgelist *e)
@@ -412,6 +413,205 @@ static void number_names_in_order_of_appearance(void)
     fib_edgelist_clear(&e);
 }
 
+/* A reference numbering: names by linear search, in order of first
+ * appearance. */
+typedef struct reference {
+    char **names;
+    int64_t n_names;
+    int64_t *src, *dst;
+} reference;
+
+static int64_t reference_id(reference *r, const char *name)
+{
+    int64_t id = 0;
+    while (id < r->n_names && strcmp(r->names[id], name) != 0)
+        id++;
+    if (id == r->n_names) {
+        r->names[id] = malloc(strlen(name) + 1);
+        strcpy(r->names[id], name);
+        r->n_names++;
+    }
+    return id;
+}
+
+static void reference_free(reference *r)
+{
+    for (int64_t i = 0; i < r->n_names; i++)
+        free(r->names[i]);
+    r->n_names = 0;
+}
+
+/* The reader's numbering of text equals the reference's. */
+static void check_against_reference(const char *text, size_t len, uint32_t flags,
+                                    const reference *r, int64_t lines, const char *what)
+{
+    fib_edgelist e;
+    int32_t st = fib_edgelist_parse(text, len, flags, "r", &e);
+    CHECK(st == FIB_OK, "%s: %s", what, fib_last_error());
+    if (st != FIB_OK)
+        return;
+    CHECK(e.n_nodes == r->n_names && e.n_arcs == lines, "%s: %lld nodes, %lld expected",
+          what, (long long)e.n_nodes, (long long)r->n_names);
+    for (int64_t i = 0; i < e.n_nodes && i < r->n_names; i++)
+        CHECK(strcmp(fib_edgelist_node_name(&e, i), r->names[i]) == 0, "%s: node %lld",
+              what, (long long)i);
+    for (int64_t a = 0; a < e.n_arcs && a < lines; a++)
+        CHECK(e.src[a] == r->src[a] && e.dst[a] == r->dst[a], "%s: arc %lld", what,
+              (long long)a);
+    fib_edgelist_clear(&e);
+}
+
+/* Names that are words (through the hash table) keep their first-appearance
+ * order whatever the form of their lines: plain lines (read without
+ * splitting into fields), quoted names, blanks around fields, CRLF, no
+ * final line end, comma, tab or blank delimiters, a header naming the
+ * target first (the source is still numbered first); names of 1 to 7 bytes
+ * (packed into their slot), longer ones, very long ones (thousands of
+ * bytes) and names differing only in their last byte or their length; up
+ * to 1500 names, so that the table grows many times. */
+static void word_names_in_order_of_appearance(void)
+{
+    enum { LINES = 3000, POOL = 1500, LONG = 3000 };
+    static char pool[POOL][LONG + 16];
+    uint64_t state = 23;
+    for (int k = 0; k < POOL; k++) {
+        int kind = k % 6;
+        if (kind == 0)
+            snprintf(pool[k], sizeof pool[k], "w%d", k);
+        else if (kind == 1)
+            snprintf(pool[k], sizeof pool[k], "%c%c", 'a' + k % 26, 'a' + (k / 26) % 26);
+        else if (kind == 2)
+            snprintf(pool[k], sizeof pool[k], "gene_name_%d", k); /* > 7 bytes */
+        else if (kind == 3) /* shares 8 bytes with the others of its kind */
+            snprintf(pool[k], sizeof pool[k], "prefix__%d", k % 7 == 0 ? k / 7 : k);
+        else if (kind == 4) /* differs from n%d only by its length */
+            snprintf(pool[k], sizeof pool[k], "n%dx", k);
+        else { /* very long: only the last bytes differ */
+            int len = k % 12 == 5 ? LONG : 40 + k % 30;
+            memset(pool[k], 'L', (size_t)len);
+            snprintf(pool[k] + len, sizeof pool[k] - (size_t)len, "%d", k);
+        }
+        pool[k][sizeof pool[k] - 1] = '\0';
+    }
+    static char *ref_names[POOL];
+    static int64_t ref_src[LINES], ref_dst[LINES];
+    reference r = {ref_names, 0, ref_src, ref_dst};
+    char *text = malloc((size_t)LINES * 2 * (LONG + 24) + 64);
+    static const char delims[] = {',', '\t', ' '};
+    for (int rep = 0; rep < 12; rep++) {
+        char delim = delims[rep % 3];
+        bool target_first = rep % 4 == 1 && delim != ' ';
+        int lines = 1 + (int)(next_random(&state) % LINES);
+        int names = 2 + (int)(next_random(&state) % POOL);
+        size_t at = 0;
+        if (delim != ' ')
+            at += (size_t)sprintf(text, target_first ? "target%csource\n" : "source%ctarget\n",
+                                  delim);
+        for (int l = 0; l < lines; l++) {
+            const char *ends[2];
+            for (int k = 0; k < 2; k++)
+                ends[k] = pool[next_random(&state) % (uint64_t)names];
+            r.src[l] = reference_id(&r, ends[0]);
+            r.dst[l] = reference_id(&r, ends[1]);
+            const char *first = target_first ? ends[1] : ends[0];
+            const char *second = target_first ? ends[0] : ends[1];
+            int form = (int)(next_random(&state) % 8);
+            if (form == 0 && delim == ',')
+                at += (size_t)sprintf(text + at, "\"%s\",%s", first, second);
+            else if (form == 1 && delim != ' ')
+                at += (size_t)sprintf(text + at, " %s%c%s ", first, delim, second);
+            else if (form == 2 && delim == ' ')
+                at += (size_t)sprintf(text + at, "%s \t %s", first, second);
+            else
+                at += (size_t)sprintf(text + at, "%s%c%s", first, delim, second);
+            at += (size_t)sprintf(text + at, "%s", form == 3 ? "\r\n" : "\n");
+            if (form == 4 && l + 1 < lines)
+                at += (size_t)sprintf(text + at, "# a comment\n\n");
+        }
+        if (rep % 2)
+            at -= text[at - 2] == '\r' ? 2 : 1; /* no final line end */
+        char what[64];
+        snprintf(what, sizeof what, "words %d (%d lines, delimiter %d)", rep, lines, delim);
+        check_against_reference(text, at,
+                                delim == ' ' ? FIB_EDGELIST_NO_HEADER | FIB_EDGELIST_WHITESPACE : 0, &r,
+                                lines, what);
+        reference_free(&r);
+    }
+    free(text);
+}
+
+/* Names whose hashes agree in the table's tag and in their low bits (the
+ * bucket of every table up to 16 buckets) are told apart by their bytes,
+ * and names sharing a home bucket in every table up to 4096 buckets fill
+ * it and the buckets after it: their numbering stays by first appearance.
+ * The colliding names are found by sorting many candidates by those bits
+ * (a birthday search). */
+static int compare_keyed(const void *pa, const void *pb)
+{
+    const uint64_t *a = pa, *b = pb;
+    return (a[0] > b[0]) - (a[0] < b[0]);
+}
+
+static void names_colliding_in_the_hash(void)
+{
+    enum { CANDIDATES = 1 << 17, WANTED = 40 };
+    uint64_t (*keyed)[2] = malloc(sizeof *keyed * CANDIDATES);
+    char name[64];
+    /* pairs agreeing in the top 24 bits (the tag) and the low 4 bits */
+    for (int k = 0; k < CANDIDATES; k++) {
+        int len = snprintf(name, sizeof name, "colliding_name_%d", k); /* > 7 bytes */
+        uint64_t h = fib_edgelist_name_hash(name, len);
+        keyed[k][0] = (h >> 40) << 4 | (h & 15);
+        keyed[k][1] = (uint64_t)k;
+    }
+    qsort(keyed, CANDIDATES, sizeof *keyed, compare_keyed);
+    static char pair_names[WANTED][64];
+    int n_pair = 0;
+    for (int k = 1; k < CANDIDATES && n_pair + 2 <= WANTED; k++)
+        if (keyed[k][0] == keyed[k - 1][0]) {
+            snprintf(pair_names[n_pair++], 64, "colliding_name_%d", (int)keyed[k - 1][1]);
+            snprintf(pair_names[n_pair++], 64, "colliding_name_%d", (int)keyed[k][1]);
+            k++;
+        }
+    CHECK(n_pair >= 8, "only %d names collide in tag and bucket", n_pair);
+    /* names (short and long) sharing their low 12 bits: one home bucket */
+    static char bucket_names[WANTED * 4][64];
+    int n_bucket = 0;
+    uint64_t low = fib_edgelist_name_hash("b0", 2) & 4095;
+    for (int k = 0; k < (1 << 24) && n_bucket < WANTED * 4; k++) {
+        int len = snprintf(name, sizeof name, k % 2 ? "b%d" : "bucket_mate_%d", k);
+        if ((fib_edgelist_name_hash(name, len) & 4095) == low)
+            snprintf(bucket_names[n_bucket++], 64, "%s", name);
+    }
+    CHECK(n_bucket == WANTED * 4, "%d names share a bucket", n_bucket);
+    free(keyed);
+
+    enum { LINES = 2000 };
+    static char *ref_names[WANTED * 5];
+    static int64_t ref_src[LINES], ref_dst[LINES];
+    reference r = {ref_names, 0, ref_src, ref_dst};
+    static char text[LINES * 140];
+    uint64_t state = 31;
+    for (int rep = 0; rep < 2; rep++) {
+        size_t at = 0;
+        for (int l = 0; l < LINES; l++) {
+            const char *ends[2];
+            for (int k = 0; k < 2; k++) {
+                /* the first file: the pairs alone (a table of 64 slots) */
+                uint64_t pick = next_random(&state);
+                ends[k] = rep == 0 || pick % 2 ? pair_names[pick / 2 % (uint64_t)n_pair]
+                                               : bucket_names[pick / 2 % (uint64_t)n_bucket];
+            }
+            r.src[l] = reference_id(&r, ends[0]);
+            r.dst[l] = reference_id(&r, ends[1]);
+            at += (size_t)snprintf(text + at, sizeof text - at, "%s,%s\n", ends[0], ends[1]);
+        }
+        check_against_reference(text, at, FIB_EDGELIST_NO_HEADER, &r, LINES,
+                                rep ? "colliding and bucket-sharing names" : "colliding names");
+        reference_free(&r);
+    }
+}
+
 static void data_files(const char *dir)
 {
     static const char *files[] = {"test_1.csv", "test_Ecoli.csv",
@@ -441,6 +641,8 @@ int main(int argc, char **argv)
     column_list();
     weights_equal_strtod();
     number_names_in_order_of_appearance();
+    word_names_in_order_of_appearance();
+    names_colliding_in_the_hash();
     fuzz();
     if (argc > 1)
         data_files(argv[1]);

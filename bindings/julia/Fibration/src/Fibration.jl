@@ -385,7 +385,7 @@ const BUDGET_TOLERANCES = Dict(:auto => Int32(0), :ward => FIB_TOL_WARD,
 
 Compresses `g` (a chain of dense groups) to at most `budget` (0 < budget <= 1)
 of its parameters, choosing the grouping and every hidden group's class count
-itself, data-free (fib_compress_to_budget). `tolerance` is `:auto`, `:ward`
+itself, data-free (fib_compress_to_budget_ex). `tolerance` is `:auto`, `:ward`
 or `:scaled_ward`. With `merge_inputs = true` the inputs are merged too (by
 the columns of the first block): the base then reads the mean of each input
 class, and `projection(base, input_group)` gives the classes. With
@@ -411,16 +411,17 @@ function compress_to_budget(g::Graph, budget::Real; merge_inputs::Bool = false,
                    refine_iterations = refine_iterations, merge_inputs = Int32(merge_inputs),
                    input_sensitivity = Float64(input_sensitivity),
                    synthetic_scale = Float64(synthetic_scale))
+    made = Ref(_with(fib_budget_result(); struct_size = sizeof(fib_budget_result)))
     out = Ref{Ptr{fib_base}}(C_NULL)
-    check(fib_compress_to_budget(_ptr(g), Float64(budget), opts, out))
+    check(fib_compress_to_budget_ex(_ptr(g), Float64(budget), opts, made, out))
     base = FibrationBase(out[], g)
-    o = opts[]
+    r = made[]
     chosen = :unknown
     for (k, v) in BUDGET_TOLERANCES
-        v == o.chosen_tolerance && (chosen = k)
+        v == r.chosen_tolerance && (chosen = k)
     end
-    return base, (bound = o.bound, n_parameters = Int(o.n_parameters), chosen_tolerance = chosen,
-                  corrected = o.corrected != 0)
+    return base, (bound = r.bound, n_parameters = Int(r.n_parameters), chosen_tolerance = chosen,
+                  corrected = r.corrected != 0)
 end
 
 "The base network; it keeps the base alive and is freed with it."

@@ -642,29 +642,35 @@ impl Graph {
 
     /// Compresses to at most `budget_fraction` (0 < f <= 1) of the
     /// parameters, choosing the grouping and every hidden group's class
-    /// count itself, data-free (fib_compress_to_budget; the graph must be a
-    /// chain of dense groups). The base is deterministic.
+    /// count itself, data-free (fib_compress_to_budget_ex; the graph must be
+    /// a chain of dense groups). The base is deterministic.
     pub fn compress_to_budget(
         &self,
         budget_fraction: f64,
         options: &BudgetOptions,
     ) -> Result<(Base<'_>, BudgetReport)> {
-        let mut o = raw_budget_options(options)?;
+        let o = raw_budget_options(options)?;
+        // all zero is a valid fib_budget_result (plain numbers); fields
+        // appended in later versions stay zero
+        let mut made: sys::fib_budget_result = unsafe { std::mem::zeroed() };
+        made.struct_size = std::mem::size_of::<sys::fib_budget_result>();
         let mut b = ptr::null_mut();
-        check(unsafe { sys::fib_compress_to_budget(self.raw(), budget_fraction, &mut o, &mut b) })?;
+        check(unsafe {
+            sys::fib_compress_to_budget_ex(self.raw(), budget_fraction, &o, &mut made, &mut b)
+        })?;
         let base = Base::from_raw(b);
-        let chosen_tolerance = BudgetTolerance::from_code(o.chosen_tolerance).ok_or_else(|| Error {
+        let chosen_tolerance = BudgetTolerance::from_code(made.chosen_tolerance).ok_or_else(|| Error {
             code: sys::FIB_E_INVALID,
             name: "FIB_E_INVALID".into(),
-            message: format!("compress_to_budget: unknown chosen tolerance {}", o.chosen_tolerance),
+            message: format!("compress_to_budget: unknown chosen tolerance {}", made.chosen_tolerance),
         })?;
         Ok((
             base,
             BudgetReport {
-                bound: o.bound,
-                n_parameters: o.n_parameters,
+                bound: made.bound,
+                n_parameters: made.n_parameters,
                 chosen_tolerance,
-                corrected: o.corrected != 0,
+                corrected: made.corrected != 0,
             },
         ))
     }

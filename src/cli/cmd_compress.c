@@ -93,6 +93,7 @@ int cmd_compress(int argc, char **argv)
     fib_base *base = NULL;
     fib_budget_options budget;
     fib_budget_options_init(&budget, sizeof budget);
+    fib_budget_result made = {.struct_size = sizeof made};
     if (o.budget > 0) {
         budget.merge_inputs = o.merge_inputs;
         budget.synthetic_scale = o.input_scale;
@@ -101,11 +102,11 @@ int cmd_compress(int argc, char **argv)
         progress.weights = 0;
         budget.progress = cli_progress_cb;
         budget.progress_user = &progress;
-        int32_t st = fib_compress_to_budget(g, o.budget, &budget, &base);
-        if (st != FIB_OK && budget.smallest_fraction > 0) {
+        int32_t st = fib_compress_to_budget_ex(g, o.budget, &budget, &made, &base);
+        if (st != FIB_OK && made.smallest_fraction > 0) {
             /* a budget the model cannot meet is a bad command line, not a
              * bad file; rounded up so that the budget shown succeeds */
-            double smallest = ceil(budget.smallest_fraction * 1e4) / 1e4;
+            double smallest = ceil(made.smallest_fraction * 1e4) / 1e4;
             rc = cli_usage(o.verb, "--budget %g is below the smallest base this model "
                            "reaches: give --budget %.4g or more", o.budget,
                            smallest > 1 ? 1.0 : smallest);
@@ -156,7 +157,7 @@ int cmd_compress(int argc, char **argv)
          * counts them */
         if (o.budget > 0) {
             fib_graph_budget_parameters(g, &before);
-            after = budget.n_parameters;
+            after = made.n_parameters;
         }
         const char *by = o.budget > 0 ? "budget" : cli_symmetry_name(o.symmetry);
         if (o.format == FORMAT_JSON) {
@@ -179,8 +180,8 @@ int cmd_compress(int argc, char **argv)
             if (o.budget > 0)
                 printf(", \"budget\": %.17g, \"grouping\": \"%s\", \"bound\": %.17g, "
                        "\"merge_inputs\": %s, \"corrected\": %s",
-                       o.budget, cli_tolerance_name(budget.chosen_tolerance), budget.bound,
-                       o.merge_inputs ? "true" : "false", budget.corrected ? "true" : "false");
+                       o.budget, cli_tolerance_name(made.chosen_tolerance), made.bound,
+                       o.merge_inputs ? "true" : "false", made.corrected ? "true" : "false");
             printf("}\n");
         } else {
             char b[32], a[32];

@@ -20,8 +20,8 @@ export Graph, Coloring, FibrationBase, FibrationError,
        add_input!, add_dense!, add_sum!, set_activation!, set_name!,
        num_groups, group_info, num_parameters, io_width, forward, read_dense,
        color, color_nested, coloring, num_classes, colors, class_sizes, set_group!, is_balanced,
-       compress, compress_to_budget, base_graph, projection, lift, break_symmetry,
-       library_version
+       compress, compress_to_budget, base_graph, projection, original_units, lift,
+       break_symmetry, save_base, load_base, library_version
 
 # -- the library ------------------------------------------------------------
 
@@ -147,11 +147,15 @@ function _ptr(c::Coloring)
     return c.ptr
 end
 
-"A compressed network (`base_graph(b)`) and the projection onto it."
+"""
+A compressed network (`base_graph(b)`) and the projection onto it.
+`original` is the Graph it was made of (`nothing` for a base read by
+`load_base`).
+"""
 mutable struct FibrationBase
     ptr::Ptr{fib_base}
-    original::Graph
-    function FibrationBase(ptr::Ptr{fib_base}, original::Graph)
+    original::Union{Graph,Nothing}
+    function FibrationBase(ptr::Ptr{fib_base}, original::Union{Graph,Nothing})
         b = new(ptr, original)
         finalizer(close, b)
         return b
@@ -385,7 +389,7 @@ const BUDGET_TOLERANCES = Dict(:auto => Int32(0), :ward => FIB_TOL_WARD,
 
 Compresses `g` (a chain of dense groups) to at most `budget` (0 < budget <= 1)
 of its parameters, choosing the grouping and every hidden group's class count
-itself, data-free (fib_compress_to_budget). `tolerance` is `:auto`, `:ward`
+itself, data-free (fib_compress_to_budget_ex). `tolerance` is `:auto`, `:ward`
 or `:scaled_ward`. With `merge_inputs = true` the inputs are merged too (by
 the columns of the first block): the base then reads the mean of each input
 class, and `projection(base, input_group)` gives the classes. With
@@ -411,32 +415,56 @@ function compress_to_budget(g::Graph, budget::Real; merge_inputs::Bool = false,
                    refine_iterations = refine_iterations, merge_inputs = Int32(merge_inputs),
                    input_sensitivity = Float64(input_sensitivity),
                    synthetic_scale = Float64(synthetic_scale))
+    made = Ref(_with(fib_budget_result(); struct_size = sizeof(fib_budget_result)))
     out = Ref{Ptr{fib_base}}(C_NULL)
-    check(fib_compress_to_budget(_ptr(g), Float64(budget), opts, out))
+    check(fib_compress_to_budget_ex(_ptr(g), Float64(budget), opts, made, out))
     base = FibrationBase(out[], g)
-    o = opts[]
+    r = made[]
     chosen = :unknown
     for (k, v) in BUDGET_TOLERANCES
-        v == o.chosen_tolerance && (chosen = k)
+        v == r.chosen_tolerance && (chosen = k)
     end
-    return base, (bound = o.bound, n_parameters = Int(o.n_parameters), chosen_tolerance = chosen,
-                  corrected = o.corrected != 0)
+    return base, (bound = r.bound, n_parameters = Int(r.n_parameters), chosen_tolerance = chosen,
+                  corrected = r.corrected != 0)
 end
 
 "The base network; it keeps the base alive and is freed with it."
 base_graph(b::FibrationBase) = Graph(Ptr{fib_graph}(fib_base_graph(_ptr(b))), b)
 
+"""
+    original_units(b, group)
+
+The number of units of `group` of the original graph (a base read by
+`load_base` knows it from its file).
+"""
+function original_units(b::FibrationBase, group::Integer)
+    n = Ref{Int64}(0)
+    check(fib_base_original_units(_ptr(b), cgroup(group), n))
+    return Int(n[])
+end
+
 "For each unit of `group` of the original, its base unit (1-based)."
 function projection(b::FibrationBase, group::Integer)
-    n = group_info(b.original, group).n_units
+    n = original_units(b, group)
     out = zeros(Int64, n)
     check(fib_base_projection(_ptr(b), cgroup(group), out, Int64(n)))
     return junits(out)
 end
 
-function lift(b::FibrationBase, weights::Union{Graph,Nothing} = nothing)
+"""
+    lift(b, weights=nothing; dtype=nothing)
+
+The base (or `weights`, a graph shaped like the base graph) lifted back to
+the original's shape: a new Graph (fib_lift_dtype). `dtype` of the lifted
+dense blocks: `nothing` (each in the precision of the block it lifts),
+`Float32` (each rounded as it is made: the lift never holds Float64 copies
+of them all) or `Float64` (unrounded).
+"""
+function lift(b::FibrationBase, weights::Union{Graph,Nothing} = nothing;
+              dtype::Union{Type{Float32},Type{Float64},Nothing} = nothing)
     out = Ref{Ptr{fib_graph}}(C_NULL)
-    check(fib_lift(_ptr(b), weights === nothing ? C_NULL : _ptr(weights), out))
+    check(fib_lift_dtype(_ptr(b), weights === nothing ? C_NULL : _ptr(weights),
+                         dtype === nothing ? Int32(0) : dtype_code(dtype), out))
     return Graph(out[])
 end
 
@@ -446,5 +474,7 @@ function break_symmetry(g::Graph; coloring::Union{Coloring,Nothing} = nothing, s
                              UInt64(seed), out))
     return Graph(out[])
 end
+
+include("base_files.jl")
 
 end # module

@@ -156,6 +156,8 @@ fill_vector(r, n) = [uniform(r) for _ in 1:n]
         @test_throws ArgumentError compress_to_budget(g, 0.5; tolerance = :exact)
     end
 
+    include("base_files.jl")
+
     @testset "create/free cycles" begin
         for _ in 1:2000
             g, x, h = planted()

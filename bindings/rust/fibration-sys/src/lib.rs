@@ -1252,9 +1252,15 @@ extern "C" {
     /// fib_graph_num_parameters counts, except that a selection block (a dense
     /// block without bias whose rows copy one unit of its source or are 0: how
     /// a concatenation, a split or a permutation of units is held) holds none,
-    /// as the model it stands for holds none. A budget F keeps at most F times
-    /// this count, and its n_parameters is this count of the base (with the
-    /// class indices of merged inputs). Errors: FIB_E_NULL.
+    /// as the model it stands for holds none, and tied weights (a group whose
+    /// weights are the same memory as an earlier group's, as a tied LM head
+    /// reads the word-embedding matrix in GPT-2 or BERT) are counted once, as
+    /// torch counts a shared parameter. A budget F keeps at most F times this
+    /// count, and its n_parameters is this count of the base (with the class
+    /// indices of merged inputs): a base that keeps both tied groups and their
+    /// sources whole keeps them tied and counts the matrix once, one that
+    /// merges either holds two matrices and counts both (docs/compression.md).
+    /// Errors: FIB_E_NULL.
     pub fn fib_graph_budget_parameters(graph: *const fib_graph, n_out: *mut i64) -> i32;
 
     /// fib_lift with the dtype of the lifted dense and convolution blocks

@@ -18,11 +18,13 @@
 //!
 //! Ownership: weights are always copied into the graph (FIB_COPY), so a
 //! [`Graph`] owns everything it reads. A [`Coloring`] and a [`Base`] borrow
-//! the graph they were made from. Thread safety follows the C library:
+//! the graph they were made from (a base read by [`Base::load`] borrows
+//! none). Thread safety follows the C library:
 //! distinct handles may be used from different threads and calls taking a
 //! const handle may run concurrently, so all handle types are `Send` and
 //! `Sync` (mutation needs `&mut`).
 
+mod base_files;
 mod graphs;
 pub use graphs::{edgelist, Convention, QuotientArc};
 
@@ -642,29 +644,35 @@ impl Graph {
 
     /// Compresses to at most `budget_fraction` (0 < f <= 1) of the
     /// parameters, choosing the grouping and every hidden group's class
-    /// count itself, data-free (fib_compress_to_budget; the graph must be a
-    /// chain of dense groups). The base is deterministic.
+    /// count itself, data-free (fib_compress_to_budget_ex; the graph must be
+    /// a chain of dense groups). The base is deterministic.
     pub fn compress_to_budget(
         &self,
         budget_fraction: f64,
         options: &BudgetOptions,
     ) -> Result<(Base<'_>, BudgetReport)> {
-        let mut o = raw_budget_options(options)?;
+        let o = raw_budget_options(options)?;
+        // all zero is a valid fib_budget_result (plain numbers); fields
+        // appended in later versions stay zero
+        let mut made: sys::fib_budget_result = unsafe { std::mem::zeroed() };
+        made.struct_size = std::mem::size_of::<sys::fib_budget_result>();
         let mut b = ptr::null_mut();
-        check(unsafe { sys::fib_compress_to_budget(self.raw(), budget_fraction, &mut o, &mut b) })?;
+        check(unsafe {
+            sys::fib_compress_to_budget_ex(self.raw(), budget_fraction, &o, &mut made, &mut b)
+        })?;
         let base = Base::from_raw(b);
-        let chosen_tolerance = BudgetTolerance::from_code(o.chosen_tolerance).ok_or_else(|| Error {
+        let chosen_tolerance = BudgetTolerance::from_code(made.chosen_tolerance).ok_or_else(|| Error {
             code: sys::FIB_E_INVALID,
             name: "FIB_E_INVALID".into(),
-            message: format!("compress_to_budget: unknown chosen tolerance {}", o.chosen_tolerance),
+            message: format!("compress_to_budget: unknown chosen tolerance {}", made.chosen_tolerance),
         })?;
         Ok((
             base,
             BudgetReport {
-                bound: o.bound,
-                n_parameters: o.n_parameters,
+                bound: made.bound,
+                n_parameters: made.n_parameters,
                 chosen_tolerance,
-                corrected: o.corrected != 0,
+                corrected: made.corrected != 0,
             },
         ))
     }
@@ -759,6 +767,14 @@ impl<'g> Base<'g> {
         &self.graph
     }
 
+    /// The number of units of `group` of the original graph (known to a
+    /// loaded base from its file): the `n_units` of [`Base::projection`].
+    pub fn original_units(&self, group: i32) -> Result<i64> {
+        let mut n = 0;
+        check(unsafe { sys::fib_base_original_units(self.ptr.as_ptr(), group, &mut n) })?;
+        Ok(n)
+    }
+
     /// For each unit of `group` of the original graph, its base unit.
     pub fn projection(&self, group: i32, n_units: i64) -> Result<Vec<i64>> {
         let mut out = vec![0i64; n_units.max(0) as usize];
@@ -772,6 +788,18 @@ impl<'g> Base<'g> {
         let mut g = ptr::null_mut();
         let w = weights.map_or(ptr::null(), |w| w.raw());
         check(unsafe { sys::fib_lift(self.ptr.as_ptr(), w, &mut g) })?;
+        Ok(Graph::from_raw(g))
+    }
+
+    /// [`Base::lift`] with every lifted dense block made in `T`
+    /// (fib_lift_dtype): `f32` rounds each as it is made, so the lift never
+    /// holds float64 copies of them all (an FIB_E_NONFINITE error names a
+    /// weight float32 cannot hold); `f64` keeps each base weight divided by
+    /// its class size unrounded.
+    pub fn lift_as<T: Element>(&self, weights: Option<&Graph>) -> Result<Graph> {
+        let mut g = ptr::null_mut();
+        let w = weights.map_or(ptr::null(), |w| w.raw());
+        check(unsafe { sys::fib_lift_dtype(self.ptr.as_ptr(), w, T::DTYPE, &mut g) })?;
         Ok(Graph::from_raw(g))
     }
 }

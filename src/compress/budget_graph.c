@@ -350,6 +350,10 @@ static int32_t build_energies(graph_budget *B)
                 e[u] *= 0.5;
         for (int32_t s = 0; grp->ops->budget_backward && s < grp->n_sources; s++)
             grp->ops->budget_backward(g, i, s, e, B->energy[grp->sources[s]]);
+        /* the weights read, a mapped model file's pages of them leave the
+         * process until a set's rows read them again (one group's at a
+         * time), so that the file is not resident next to those rows */
+        fib_group_drop_pages(g, i);
     }
     return FIB_OK;
 }
@@ -473,6 +477,7 @@ static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out, int6
             break;
         sig.n_threads = 1;
         status = ops->fiber_fill(g, i, discrete, &sig, 0);
+        fib_group_drop_pages(g, i); /* the rows are copies */
         if (!status)
             status = fib_rows_from_signature(&sig, &member[i]);
         fib_signature_clear(&sig);
@@ -1093,6 +1098,7 @@ static int32_t weighted_rows(const graph_budget *B, int32_t m, fib_base *base)
     status = num && den && ssum && count && mixed
                  ? ops->fiber_fill(g, m, base->projection, &sig, 0)
                  : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    fib_group_drop_pages(g, m); /* the signature is a copy */
     for (int64_t i = 0; !status && i < n; i++) {
         int64_t c = own->color[i];
         double si = scaled ? g->groups[f].ops->budget_scale(g, f, i) : 1.0;

@@ -484,6 +484,10 @@ static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out, int6
     }
     if (!status)
         status = fib_rows_alloc(out, n, widest);
+    if (!status) { /* the set's agglomeration (Ward) reads no allowances */
+        fib_free(out->tol);
+        out->tol = NULL;
+    }
     /* units of different bins never share a class: labels the linkage and
      * find_copies keep apart */
     for (int64_t u = 0; !status && B->bin[root] && u < n; u++)
@@ -493,23 +497,16 @@ static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out, int6
             continue;
         const fib_block_ops *ops = g->groups[i].ops;
         fib_signature sig;
-        fib_rows member = {0};
         status = fib_signature_alloc(&sig, n, width[i]);
         if (status)
             break;
         sig.n_threads = 1;
         status = ops->fiber_fill(g, i, discrete, &sig, 0);
         fib_group_drop_pages(g, i); /* the rows are copies */
-        if (!status)
-            status = fib_rows_from_signature(&sig, &member);
-        fib_signature_clear(&sig);
-        for (int64_t u = 0; !status && u < n; u++)
-            memcpy(out->value + u * widest + d, member.value + u * member.d,
-                   (size_t)member.d * sizeof(double));
         at[i] = d;
-        width[i] = status ? -1 : member.d;
-        d += status ? 0 : member.d;
-        fib_rows_clear(&member);
+        width[i] = status ? -1 : fib_rows_put_signature(&sig, out, d);
+        d += status ? 0 : width[i];
+        fib_signature_clear(&sig);
     }
     /* without the label coordinates: rows of d, in place (row u moves down) */
     for (int64_t u = 1; !status && d < widest && u < n; u++)

@@ -66,6 +66,25 @@ int32_t fib_rows_alloc(fib_rows *r, int64_t n, int64_t d)
     return FIB_OK;
 }
 
+int64_t fib_rows_put_signature(const fib_signature *sig, fib_rows *out, int64_t at)
+{
+    int64_t n = sig->n_units, d = sig->n_coords, n_labels = 0;
+    for (int64_t j = 0; j < d && n > 0; j++)
+        if (sig_tol(sig, 0, j) < 0)
+            n_labels++;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0, c = at; j < d; j++) {
+            double t = sig_tol(sig, i, j);
+            if (t < 0)
+                continue;
+            out->value[i * out->d + c] = sig_value(sig, i, j);
+            if (out->tol)
+                out->tol[i * out->d + c] = t;
+            c++;
+        }
+    return d - n_labels;
+}
+
 int32_t fib_rows_from_signature(const fib_signature *sig, fib_rows *out)
 {
     memset(out, 0, sizeof *out);
@@ -76,15 +95,7 @@ int32_t fib_rows_from_signature(const fib_signature *sig, fib_rows *out)
     int32_t status = fib_rows_alloc(out, n, d - n_labels);
     if (status)
         return status;
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0, at = 0; j < d; j++) {
-            double t = sig_tol(sig, i, j);
-            if (t < 0)
-                continue;
-            out->value[i * out->d + at] = sig_value(sig, i, j);
-            out->tol[i * out->d + at] = t;
-            at++;
-        }
+    fib_rows_put_signature(sig, out, 0);
     /* label classes: exact grouping of the label coordinates alone */
     if (n_labels == 0) {
         memset(out->label, 0, (size_t)n * sizeof *out->label);

@@ -30,6 +30,10 @@ typedef struct fib_merges {
 /* n rows of d zeros (values and allowances), labels 0; FIB_E_NOMEM. */
 int32_t fib_rows_alloc(fib_rows *r, int64_t n, int64_t d);
 int32_t fib_rows_from_signature(const fib_signature *sig, fib_rows *out);
+/* The coordinates of sig that are not labels, row i of sig into row i of
+ * out from column `at` on (their allowances too when out has them); the
+ * number of such coordinates. out has sig's units and room for them. */
+int64_t fib_rows_put_signature(const fib_signature *sig, fib_rows *out, int64_t at);
 void fib_rows_clear(fib_rows *r);
 /* Median of the rows' L2 norms (times weight[i] when given); 1 if 0. */
 double fib_rows_scale(const fib_rows *r, const double *weight);

@@ -350,6 +350,10 @@ static int32_t build_energies(graph_budget *B)
                 e[u] *= 0.5;
         for (int32_t s = 0; grp->ops->budget_backward && s < grp->n_sources; s++)
             grp->ops->budget_backward(g, i, s, e, B->energy[grp->sources[s]]);
+        /* the weights read, a mapped model file's pages of them leave the
+         * process until a set's rows read them again (one group's at a
+         * time), so that the file is not resident next to those rows */
+        fib_group_drop_pages(g, i);
     }
     return FIB_OK;
 }
@@ -367,17 +371,17 @@ static int cmp_hashed_unit(const void *x, const void *y)
     return (p->unit > q->unit) - (p->unit < q->unit);
 }
 
-/* copy_of[u] = the lowest unit whose row and label equal u's bit for bit
- * (u itself for none): rows hashed, sorted, and compared within equal
- * hashes. */
-static int32_t find_copies(const fib_rows *r, int64_t *copy_of)
+/* copy_of[u] = the lowest unit whose row, over the `width` coordinates
+ * from `at`, and label equal u's bit for bit (u itself for none): rows
+ * hashed, sorted, and compared within equal hashes. */
+static int32_t find_copies(const fib_rows *r, int64_t at, int64_t width, int64_t *copy_of)
 {
     hashed_unit *h = fib_alloc(r->n > 0 ? r->n : 1, sizeof *h);
     if (!h)
         return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
-    size_t bytes = (size_t)r->d * sizeof(double);
+    size_t bytes = (size_t)width * sizeof(double);
     for (int64_t u = 0; u < r->n; u++) {
-        const unsigned char *p = (const unsigned char *)(r->value + u * r->d);
+        const unsigned char *p = (const unsigned char *)(r->value + u * r->d + at);
         uint64_t x = UINT64_C(1469598103934665603) ^ (uint64_t)r->label[u]; /* FNV-1a */
         for (size_t b = 0; b < bytes; b++)
             x = (x ^ p[b]) * UINT64_C(1099511628211);
@@ -388,7 +392,8 @@ static int32_t find_copies(const fib_rows *r, int64_t *copy_of)
     for (int64_t s = 0; s < r->n; s++)
         for (int64_t t = s - 1; t >= 0 && h[t].hash == h[s].hash; t--)
             if (copy_of[h[t].unit] == h[t].unit && r->label[h[s].unit] == r->label[h[t].unit] &&
-                !memcmp(r->value + h[s].unit * r->d, r->value + h[t].unit * r->d, bytes)) {
+                !memcmp(r->value + h[s].unit * r->d + at, r->value + h[t].unit * r->d + at,
+                        bytes)) {
                 copy_of[h[s].unit] = h[t].unit; /* lower: sorted by unit within a hash */
                 break;
             }
@@ -402,15 +407,18 @@ static int32_t find_copies(const fib_rows *r, int64_t *copy_of)
  * sum_i (q_i - mean q)(k_i - mean k), zero when the rows are equal on
  * EITHER side. copy_of: units equal on the first member's rows, then, among
  * the units that have no such copy, units equal on the second's (a chain
- * through both sides would not be exact). Labels keep bins apart.
- * *paired: false when the set has one clustered member (copy_of unset). */
-static int32_t paired_copies(const graph_budget *B, int32_t root, fib_rows *member,
-                             int64_t *copy_of, bool *paired)
+ * through both sides would not be exact). Labels (the set's rows' bins)
+ * keep bins apart. at[i], width[i]: member i's coordinates in the set's
+ * rows r (width -1 for a group that is no member). *paired: false when the
+ * set has one clustered member (copy_of unset). */
+static int32_t paired_copies(const graph_budget *B, int32_t root, const fib_rows *r,
+                             const int64_t *at, const int64_t *width, int64_t *copy_of,
+                             bool *paired)
 {
     const fib_graph *g = B->g;
     int32_t side[2], found = 0;
     for (int32_t i = 0; i < g->n_groups && found < 2; i++)
-        if (member[i].value)
+        if (width[i] >= 0)
             side[found++] = i;
     if (found < 2)
         return FIB_OK;
@@ -420,12 +428,10 @@ static int32_t paired_copies(const graph_budget *B, int32_t root, fib_rows *memb
     int64_t *size = fib_calloc(n, sizeof *size), *rep = fib_alloc(n, sizeof *rep);
     int32_t status = first && second && size && rep
                          ? FIB_OK : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
-    for (int32_t x = 0; x < 2 && !status; x++)
-        memcpy(member[side[x]].label, B->bin[root], (size_t)n * sizeof *B->bin[root]);
     if (!status)
-        status = find_copies(&member[side[0]], first);
+        status = find_copies(r, at[side[0]], width[side[0]], first);
     if (!status)
-        status = find_copies(&member[side[1]], second);
+        status = find_copies(r, at[side[1]], width[side[1]], second);
     for (int64_t u = 0; !status && u < n; u++) {
         size[first[u]]++;
         rep[u] = -1;
@@ -447,82 +453,97 @@ static int32_t paired_copies(const graph_budget *B, int32_t root, fib_rows *memb
 }
 
 /* The rows set `root` clusters: its clustered members' incoming weights
- * over their sources' units, scaled by the square root of the energy;
- * copy_of: find_copies on the rows before scaling. */
+ * over their sources' units, side by side, scaled by the square root of
+ * the energy; copy_of: find_copies on the rows before scaling. Each
+ * member's rows go into the set's rows as soon as they are filled, so that
+ * one member's signature is held next to them, not every member's. */
 static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out, int64_t *copy_of)
 {
     const fib_graph *g = B->g;
-    int64_t n = g->groups[root].n_units, d = 0;
+    int64_t n = g->groups[root].n_units, d = 0, widest = 0;
     fib_partition *discrete = fib_calloc(g->n_groups, sizeof *discrete);
-    if (!discrete)
+    int64_t *at = fib_alloc(g->n_groups, sizeof *at), *width = fib_alloc(g->n_groups, sizeof *width);
+    if (!discrete || !at || !width) {
+        fib_free(discrete);
+        fib_free(at);
+        fib_free(width);
         return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    }
     int32_t status = FIB_OK;
     for (int32_t i = 0; i < g->n_groups && !status; i++)
         status = fib_partition_init(&discrete[i], g->groups[i].n_units);
-    fib_rows *member = fib_calloc(g->n_groups, sizeof *member);
-    if (!status && !member)
-        status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    /* the signatures' widths: the rows have as many coordinates but the
+     * labels (rows that are then narrowed in place) */
+    for (int32_t i = 0; i < g->n_groups && !status; i++) {
+        width[i] = -1;
+        if (B->set[i] != root || B->role[i] != FIB_BUDGET_CLUSTERED)
+            continue;
+        width[i] = g->groups[i].ops->fiber_width(g, i, discrete);
+        status = width[i] < 0 ? (int32_t)width[i] : FIB_OK;
+        widest += status ? 0 : width[i];
+    }
+    if (!status)
+        status = fib_rows_alloc(out, n, widest);
+    if (!status) { /* the set's agglomeration (Ward) reads no allowances */
+        fib_free(out->tol);
+        out->tol = NULL;
+    }
+    /* units of different bins never share a class: labels the linkage and
+     * find_copies keep apart */
+    for (int64_t u = 0; !status && B->bin[root] && u < n; u++)
+        out->label[u] = B->bin[root][u];
     for (int32_t i = 0; i < g->n_groups && !status; i++) {
         if (B->set[i] != root || B->role[i] != FIB_BUDGET_CLUSTERED)
             continue;
         const fib_block_ops *ops = g->groups[i].ops;
         fib_signature sig;
-        int64_t w = ops->fiber_width(g, i, discrete);
-        status = w < 0 ? (int32_t)w : fib_signature_alloc(&sig, n, w);
+        status = fib_signature_alloc(&sig, n, width[i]);
         if (status)
             break;
         sig.n_threads = 1;
         status = ops->fiber_fill(g, i, discrete, &sig, 0);
-        if (!status)
-            status = fib_rows_from_signature(&sig, &member[i]);
+        fib_group_drop_pages(g, i); /* the rows are copies */
+        at[i] = d;
+        width[i] = status ? -1 : fib_rows_put_signature(&sig, out, d);
+        d += status ? 0 : width[i];
         fib_signature_clear(&sig);
-        d += status ? 0 : member[i].d;
     }
+    /* without the label coordinates: rows of d, in place (row u moves down) */
+    for (int64_t u = 1; !status && d < widest && u < n; u++)
+        memmove(out->value + u * d, out->value + u * widest, (size_t)d * sizeof(double));
     if (!status)
-        status = fib_rows_alloc(out, n, d);
-    /* units of different bins never share a class: labels the linkage and
-     * find_copies keep apart */
-    for (int64_t u = 0; !status && B->bin[root] && u < n; u++)
-        out->label[u] = B->bin[root][u];
-    for (int32_t i = 0, at = 0; i < g->n_groups && !status; i++) {
-        if (!member[i].value)
-            continue;
-        for (int64_t u = 0; u < n; u++)
-            memcpy(out->value + u * d + at, member[i].value + u * member[i].d,
-                   (size_t)member[i].d * sizeof(double));
-        at += (int32_t)member[i].d;
-    }
+        out->d = d;
     bool paired = false;
     if (!status && B->bin[root])
-        status = paired_copies(B, root, member, copy_of, &paired);
+        status = paired_copies(B, root, out, at, width, copy_of, &paired);
     if (!status && !paired)
-        status = find_copies(out, copy_of);
-    for (int32_t i = 0, at = 0; i < g->n_groups && !status; i++) {
-        if (!member[i].value)
+        status = find_copies(out, 0, d, copy_of);
+    for (int32_t i = 0; i < g->n_groups && !status; i++) {
+        if (width[i] < 0)
             continue;
         /* a row's error reaches the outputs at every position of its unit */
         double positions = (double)fib_group_positions(&g->groups[i]);
         for (int64_t u = 0; u < n; u++) {
             double s = pow(B->energy[i][u] * positions, ENERGY_POWER / 2);
-            for (int64_t j = 0; j < member[i].d; j++)
-                out->value[u * d + at + j] *= s;
+            for (int64_t j = 0; j < width[i]; j++)
+                out->value[u * d + at[i] + j] *= s;
         }
-        at += (int32_t)member[i].d;
     }
-    for (int32_t i = 0; member && i < g->n_groups; i++)
-        fib_rows_clear(&member[i]);
     for (int32_t i = 0; i < g->n_groups; i++)
         fib_partition_clear(&discrete[i]);
-    fib_free(member);
     fib_free(discrete);
+    fib_free(at);
+    fib_free(width);
     return status;
 }
 
 /* The agglomeration of rows r whose units copy_of[u] are exact copies:
  * the copies merge first at cost 0, then the classes of copies (each the
  * mean of its rows, of mass its size) are agglomerated, within their
- * labels; merges name units, as fib_linkage_run's do. */
-static int32_t merges_after_copies(const fib_rows *r, const int64_t *copy_of,
+ * labels; merges name units, as fib_linkage_run's do. The classes' rows
+ * are made in r's place (class c's row over row c: c <= u for every unit
+ * u of it, and rows are read in ascending order), so r is consumed. */
+static int32_t merges_after_copies(fib_rows *r, const int64_t *copy_of,
                                    const fib_progress_check *check, fib_merges *mg)
 {
     int64_t n = r->n, items = 0;
@@ -531,23 +552,26 @@ static int32_t merges_after_copies(const fib_rows *r, const int64_t *copy_of,
     int64_t *unit = fib_alloc(items > 0 ? items : 1, sizeof *unit);
     int64_t *item = fib_alloc(n > 0 ? n : 1, sizeof *item);
     double *mass = fib_calloc(items > 0 ? items : 1, sizeof *mass);
-    fib_rows classes = {0};
+    fib_rows classes = *r;
+    classes.n = items;
     fib_merges inner = {0};
-    int32_t status = unit && item && mass ? fib_rows_alloc(&classes, items, r->d)
+    int32_t status = unit && item && mass ? FIB_OK
                                           : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     for (int64_t u = 0, x = 0; !status && u < n; u++) {
-        if (copy_of[u] == u)
+        bool first = copy_of[u] == u;
+        if (first)
             unit[x++] = u;
-        int64_t c = item[u] = copy_of[u] == u ? x - 1 : item[copy_of[u]];
+        int64_t c = item[u] = first ? x - 1 : item[copy_of[u]];
         classes.label[c] = r->label[u];
         mass[c] += 1;
+        /* a sum from 0.0, as an accumulator's (-0.0 becomes +0.0) */
         for (int64_t j = 0; j < r->d; j++)
-            classes.value[c * r->d + j] += r->value[u * r->d + j];
+            classes.value[c * r->d + j] = (first ? 0.0 : classes.value[c * r->d + j]) +
+                                          r->value[u * r->d + j];
     }
     for (int64_t c = 0; !status && c < items; c++)
         for (int64_t j = 0; j < r->d; j++)
             classes.value[c * r->d + j] /= mass[c];
-    classes.n_threads = r->n_threads;
     if (!status)
         status = fib_linkage_run_checked(&classes, FIB_TOL_WARD, false, mass, INFINITY, check,
                                          &inner);
@@ -575,7 +599,6 @@ static int32_t merges_after_copies(const fib_rows *r, const int64_t *copy_of,
     if (status)
         fib_merges_clear(mg);
     fib_merges_clear(&inner);
-    fib_rows_clear(&classes);
     fib_free(unit);
     fib_free(item);
     fib_free(mass);
@@ -1093,6 +1116,7 @@ static int32_t weighted_rows(const graph_budget *B, int32_t m, fib_base *base)
     status = num && den && ssum && count && mixed
                  ? ops->fiber_fill(g, m, base->projection, &sig, 0)
                  : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    fib_group_drop_pages(g, m); /* the signature is a copy */
     for (int64_t i = 0; !status && i < n; i++) {
         int64_t c = own->color[i];
         double si = scaled ? g->groups[f].ops->budget_scale(g, f, i) : 1.0;

@@ -149,14 +149,14 @@ static void check_same_graphs(const fib_graph *a, const fib_graph *b)
     CHECK(na == nb);
     for (int32_t i = 1; na == nb && i < na; i++) {
         int64_t ua = 0, ub = 0, n_in = 0;
-        int32_t src = 0;
-        CHECK_OK(fib_graph_group_info(a, i, NULL, &ua, NULL, NULL, NULL, NULL, NULL));
-        CHECK_OK(fib_graph_group_info(b, i, NULL, &ub, NULL, NULL, NULL, NULL, NULL));
+        int32_t src = 0, op_a = 0, op_b = -1;
+        CHECK_OK(fib_graph_group_info(a, i, &op_a, &ua, NULL, NULL, NULL, NULL, NULL));
+        CHECK_OK(fib_graph_group_info(b, i, &op_b, &ub, NULL, NULL, NULL, NULL, NULL));
         CHECK_OK(fib_graph_group_source(a, i, 0, &src));
         CHECK_OK(fib_graph_group_info(a, src, NULL, &n_in, NULL, NULL, NULL, NULL, NULL));
-        CHECK(ua == ub);
-        if (ua != ub)
-            continue;
+        CHECK(ua == ub && op_a == op_b);
+        if (ua != ub || op_a != op_b || op_a != FIB_OP_DENSE)
+            continue; /* a sum has no weights */
         double *wa = calloc((size_t)(ua * n_in), 8), *wb = calloc((size_t)(ua * n_in), 8);
         double *ba = calloc((size_t)ua, 8), *bb = calloc((size_t)ua, 8);
         CHECK_OK(fib_graph_read_dense(a, i, FIB_DTYPE_F64, wa, n_in, ba));
@@ -242,6 +242,84 @@ done:
     unlink(path);
 }
 
+/* A residual network (not a chain: the graph budget) of WIDTH-unit dense
+ * layers, x -> relu(W1 x) -> h + W2 h twice -> OUTPUTS, saved as a model
+ * file through the public constructors. */
+static void write_residual(const char *path)
+{
+    float *w[6], *b[6];
+    fib_graph *g = NULL;
+    CHECK_OK(fib_graph_create(&g));
+    int32_t at = -1, inner = -1;
+    CHECK_OK(fib_graph_add_input(g, WIDTH, &at));
+    for (int l = 0; l < 6; l++) {
+        int64_t rows = l == 5 ? OUTPUTS : WIDTH;
+        w[l] = malloc((size_t)(rows * WIDTH) * sizeof(float));
+        b[l] = malloc((size_t)rows * sizeof(float));
+        for (int64_t i = 0; i < rows * WIDTH; i++)
+            w[l][i] = next_weight();
+        for (int64_t i = 0; i < rows; i++)
+            b[l][i] = next_weight() / 8;
+        bool residual = l == 2 || l == 4;
+        CHECK_OK(fib_graph_add_dense(g, residual ? inner : at, rows, FIB_DTYPE_F32, w[l], WIDTH,
+                                     b[l], 0, residual ? &inner : &at));
+        if (l == 0 || l == 1 || l == 3)
+            CHECK_OK(fib_graph_set_activation(g, at, FIB_ACT_RELU, 0));
+        if (l == 1 || l == 3)
+            inner = at; /* the branch reads the relu output h */
+        if (residual)
+            CHECK_OK(fib_graph_add_sum(g, at, inner, &at));
+    }
+    CHECK_OK(fib_model_save(g, path, FIB_DTYPE_F32));
+    fib_graph_free(g);
+    for (int l = 0; l < 6; l++) {
+        free(w[l]);
+        free(b[l]);
+    }
+}
+
+/* The graph budget (energies, each set's rows and the weighted base rows
+ * drop a mapped file's pages as they go) of a mapped residual model equals
+ * the copied model's, and the mapped weights are still the file's. */
+static void test_mapped_graph_budget_equals_copied(void)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/residual.safetensors", tmpdir);
+    write_residual(path);
+    fib_load_options lo;
+    fib_load_options_init(&lo, sizeof lo);
+    fib_graph *mapped = NULL, *copied = NULL;
+    CHECK_OK(fib_model_load(path, &lo, &mapped));
+    lo.copy = 1;
+    CHECK_OK(fib_model_load(path, &lo, &copied));
+    CHECK(mapped && mapped->n_resources == 1 && mapped->resources[0].drop_pages);
+    CHECK(copied && copied->n_resources == 0);
+    if (!mapped || !copied)
+        goto done;
+    int32_t sums = 0;
+    for (int32_t i = 0; i < mapped->n_groups; i++) {
+        int32_t op = 0;
+        CHECK_OK(fib_graph_group_info(mapped, i, &op, NULL, NULL, NULL, NULL, NULL, NULL));
+        sums += op == FIB_OP_SUM;
+    }
+    CHECK(sums == 2);
+    fib_base *bm = NULL, *bc = NULL;
+    CHECK_OK(fib_compress_to_budget(mapped, 0.5, NULL, &bm));
+    CHECK_OK(fib_compress_to_budget(copied, 0.5, NULL, &bc));
+    check_same_bases(bm, bc);
+    int64_t kept = 0, total = 0;
+    CHECK_OK(fib_graph_num_parameters(fib_base_graph(bm), &kept));
+    CHECK_OK(fib_graph_num_parameters(mapped, &total));
+    CHECK(kept > 0 && kept < total);
+    fib_base_free(bm);
+    fib_base_free(bc);
+    check_same_graphs(mapped, copied);
+done:
+    fib_graph_free(mapped);
+    fib_graph_free(copied);
+    unlink(path);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/fib-dropped-pages-XXXXXX");
@@ -252,6 +330,7 @@ int main(void)
     RUN(test_dropping_pages_keeps_a_memory_image);
     RUN(test_dropped_pages_read_back_the_file);
     RUN(test_mapped_model_equals_copied_model);
+    RUN(test_mapped_graph_budget_equals_copied);
     rmdir(tmpdir);
     return test_failures ? 1 : 0;
 }

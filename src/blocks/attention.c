@@ -632,6 +632,7 @@ static void side_clear(side *sd)
     fib_free(sd->owned_self);
     fib_free(sd->owned_item);
     fib_free(sd->owned_color);
+    *sd = (side){0};
 }
 
 typedef struct phase_key {
@@ -690,6 +691,8 @@ static int32_t side_add_phases(const fib_attend *a, int32_t group, side *sd)
     return FIB_OK;
 }
 
+/* The side of the core's source `source_index`; on failure nothing is left
+ * to clear. */
 static int32_t side_of(const fib_graph *g, int32_t group, int32_t source_index,
                        const fib_partition *parts, const fib_partition *fibers,
                        side *sd)
@@ -719,7 +722,10 @@ static int32_t side_of(const fib_graph *g, int32_t group, int32_t source_index,
     sd->color = po->color;
     sd->n_classes = po->n_classes;
     sd->mult = a->pair_mult;
-    return a->pair_omega ? side_add_phases(a, group, sd) : FIB_OK;
+    int32_t status = a->pair_omega ? side_add_phases(a, group, sd) : FIB_OK;
+    if (status)
+        side_clear(sd);
+    return status;
 }
 
 static int64_t attend_opfiber_width(const fib_graph *g, int32_t group,
@@ -730,10 +736,8 @@ static int64_t attend_opfiber_width(const fib_graph *g, int32_t group,
     const fib_attend *a = attend_of(g, group);
     side sd;
     int32_t status = side_of(g, group, source_index, parts, fibers, &sd);
-    if (status) {
-        side_clear(&sd);
+    if (status)
         return status;
-    }
     bool single;
     int64_t width = side_columns(sd.bounds, a->n_heads, sd.item, sd.color, sd.n_classes,
                                  sd.self, sd.n_self, NULL, &single);
@@ -750,10 +754,8 @@ static int32_t attend_opfiber_fill(const fib_graph *g, int32_t group,
     const fib_attend *a = attend_of(g, group);
     side sd;
     int32_t status = side_of(g, group, source_index, parts, fibers, &sd);
-    if (status) {
-        side_clear(&sd);
+    if (status)
         return status;
-    }
     int64_t n_items = sd.bounds[a->n_heads];
     int64_t *column = fib_alloc(n_items > 0 ? n_items : 1, sizeof *column);
     if (!column) {
@@ -1052,6 +1054,21 @@ static void attend_forward(const fib_graph *g, int32_t group, int64_t batch,
 
 /* ---- compress, lift ------------------------------------------------------ */
 
+/* What compressing or lifting an attention group reads besides its core:
+ * the group, and the partitions of the group and of its q, k and v sources. */
+typedef struct attend_inputs {
+    const fib_group *grp;
+    const fib_partition *own, *q, *k, *v;
+} attend_inputs;
+
+static attend_inputs attend_inputs_of(const fib_graph *g, int32_t group,
+                                    const fib_partition *parts)
+{
+    const fib_group *grp = &g->groups[group];
+    return (attend_inputs){.grp = grp, .own = &parts[group], .q = &parts[grp->sources[0]],
+                          .k = &parts[grp->sources[1]], .v = &parts[grp->sources[2]]};
+}
+
 /* A base: one unit per class of the core; a class may span heads only when
  * their terms are equal (then they compute the same pattern), and takes the
  * head of its first member. Heads that no class keeps are dropped; a kept
@@ -1062,11 +1079,9 @@ static int32_t attend_compress(const fib_graph *g, int32_t group,
                                const fib_partition *parts, fib_graph *base,
                                const int32_t *base_ids)
 {
-    const fib_group *grp = &g->groups[group];
     const fib_attend *a = attend_of(g, group);
-    const fib_partition *own = &parts[group], *pq = &parts[grp->sources[0]],
-                        *pk = &parts[grp->sources[1]], *pv = &parts[grp->sources[2]];
-    int64_t kc = own->n_classes;
+    attend_inputs in = attend_inputs_of(g, group, parts);
+    int64_t kc = in.own->n_classes;
     int64_t *first = fib_alloc(kc, sizeof *first);
     int64_t *ends = fib_alloc(a->n_heads + 1, sizeof *ends);
     int64_t *label = fib_alloc(a->n_heads, sizeof *label);
@@ -1078,11 +1093,11 @@ static int32_t attend_compress(const fib_graph *g, int32_t group,
         status = fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
         goto done;
     }
-    fib_partition_first_units(own, first);
-    class_terms(a, pq->color, pk->color, t, ends);
+    fib_partition_first_units(in.own, first);
+    class_terms(a, in.q->color, in.k->color, t, ends);
     head_labels(a, t, ends, label);
-    for (int64_t u = 0; u < grp->n_units; u++) {
-        int64_t f = first[own->color[u]];
+    for (int64_t u = 0; u < in.grp->n_units; u++) {
+        int64_t f = first[in.own->color[u]];
         if (label[a->unit_head[u]] != label[a->unit_head[f]]) {
             status = fib_error(FIB_E_UNSUPPORTED,
                                "group %d: attention units %lld (head %lld) and %lld (head "
@@ -1127,7 +1142,7 @@ static int32_t attend_compress(const fib_graph *g, int32_t group,
     }
     for (int64_t c = 0; c < kc; c++) {
         b->unit_head[c] = new_head[a->unit_head[first[c]]];
-        b->unit_v[c] = pv->color[a->unit_v[first[c]]];
+        b->unit_v[c] = in.v->color[a->unit_v[first[c]]];
     }
 done:
     fib_free(first);
@@ -1138,9 +1153,9 @@ done:
     if (status)
         return status;
     int32_t id;
-    return fib_graph_add_attend_owned(base, base_ids[grp->sources[0]],
-                                      base_ids[grp->sources[1]],
-                                      base_ids[grp->sources[2]], kc, b, &id);
+    return fib_graph_add_attend_owned(base, base_ids[in.grp->sources[0]],
+                                      base_ids[in.grp->sources[1]],
+                                      base_ids[in.grp->sources[2]], kc, b, &id);
 }
 
 /* Units of each class listed together: members[start[c] .. start[c + 1]). */
@@ -1172,20 +1187,18 @@ static int32_t attend_lift(const fib_graph *base, int32_t group,
                            const fib_partition *parts, fib_graph *full,
                            const int32_t *full_ids)
 {
-    const fib_group *grp = &base->groups[group];
     const fib_attend *a = attend_of(base, group);
-    const fib_partition *own = &parts[group], *pq = &parts[grp->sources[0]],
-                        *pk = &parts[grp->sources[1]], *pv = &parts[grp->sources[2]];
-    int64_t n = own->n_units;
+    attend_inputs in = attend_inputs_of(base, group, parts);
+    int64_t n = in.own->n_units;
     fib_class_lists lq = {0}, lk = {0};
-    int64_t *first_v = fib_alloc(pv->n_classes, sizeof *first_v);
-    if (!first_v || fib_class_lists_build(pq, &lq) || fib_class_lists_build(pk, &lk)) {
+    int64_t *first_v = fib_alloc(in.v->n_classes, sizeof *first_v);
+    if (!first_v || fib_class_lists_build(in.q, &lq) || fib_class_lists_build(in.k, &lk)) {
         fib_free(first_v);
         fib_class_lists_clear(&lq);
         fib_class_lists_clear(&lk);
         return fib_error(FIB_E_NOMEM, "group %d: out of memory lifting", (int)group);
     }
-    fib_partition_first_units(pv, first_v);
+    fib_partition_first_units(in.v, first_v);
     int64_t total = 0;
     for (int64_t p = 0; p < a->n_pairs; p++)
         total += lifted_pairs(&lq, &lk, a->pair_q[p], a->pair_k[p]);
@@ -1224,18 +1237,18 @@ static int32_t attend_lift(const fib_graph *base, int32_t group,
         f->head_start[h + 1] = x;
     }
     for (int64_t i = 0; i < n; i++) {
-        int64_t c = own->color[i], bv = a->unit_v[c];
+        int64_t c = in.own->color[i], bv = a->unit_v[c];
         f->unit_head[i] = a->unit_head[c];
         /* Prefer v unit i itself when it lies in the right class. */
-        f->unit_v[i] = (pv->n_units == n && pv->color[i] == bv) ? i : first_v[bv];
+        f->unit_v[i] = (in.v->n_units == n && in.v->color[i] == bv) ? i : first_v[bv];
     }
     fib_free(first_v);
     fib_class_lists_clear(&lq);
     fib_class_lists_clear(&lk);
     int32_t id;
-    return fib_graph_add_attend_owned(full, full_ids[grp->sources[0]],
-                                      full_ids[grp->sources[1]],
-                                      full_ids[grp->sources[2]], n, f, &id);
+    return fib_graph_add_attend_owned(full, full_ids[in.grp->sources[0]],
+                                      full_ids[in.grp->sources[1]],
+                                      full_ids[in.grp->sources[2]], n, f, &id);
 }
 
 /* ---- read-out ------------------------------------------------------------ */

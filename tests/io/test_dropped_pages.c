@@ -177,6 +177,20 @@ static void check_same_bases(const fib_base *a, const fib_base *b)
         check_same_graphs(fib_base_graph(a), fib_base_graph(b));
 }
 
+/* The model at path loaded twice: mapped (one resource, its pages to drop)
+ * and copied (no resource). Returns whether both loaded. */
+static int load_mapped_and_copied(const char *path, fib_graph **mapped, fib_graph **copied)
+{
+    fib_load_options lo;
+    fib_load_options_init(&lo, sizeof lo);
+    CHECK_OK(fib_model_load(path, &lo, mapped));
+    lo.copy = 1;
+    CHECK_OK(fib_model_load(path, &lo, copied));
+    CHECK(*mapped && (*mapped)->n_resources == 1 && (*mapped)->resources[0].drop_pages);
+    CHECK(*copied && (*copied)->n_resources == 0);
+    return *mapped && *copied;
+}
+
 /* The model mapped (its colouring, compression and budget drop pages as
  * they go) and copied (no pages to drop): the same classes and bases, and
  * the mapped weights still the file's afterwards. */
@@ -185,15 +199,8 @@ static void test_mapped_model_equals_copied_model(void)
     char path[400];
     snprintf(path, sizeof path, "%s/chain.safetensors", tmpdir);
     write_chain(path);
-    fib_load_options lo;
-    fib_load_options_init(&lo, sizeof lo);
     fib_graph *mapped = NULL, *copied = NULL;
-    CHECK_OK(fib_model_load(path, &lo, &mapped));
-    lo.copy = 1;
-    CHECK_OK(fib_model_load(path, &lo, &copied));
-    CHECK(mapped && mapped->n_resources == 1 && mapped->resources[0].drop_pages);
-    CHECK(copied && copied->n_resources == 0);
-    if (!mapped || !copied)
+    if (!load_mapped_and_copied(path, &mapped, &copied))
         goto done;
     for (int32_t sym = FIB_SYM_FIBERS; sym <= FIB_SYM_COVERS; sym++) {
         fib_color_options o;
@@ -286,15 +293,8 @@ static void test_mapped_graph_budget_equals_copied(void)
     char path[400];
     snprintf(path, sizeof path, "%s/residual.safetensors", tmpdir);
     write_residual(path);
-    fib_load_options lo;
-    fib_load_options_init(&lo, sizeof lo);
     fib_graph *mapped = NULL, *copied = NULL;
-    CHECK_OK(fib_model_load(path, &lo, &mapped));
-    lo.copy = 1;
-    CHECK_OK(fib_model_load(path, &lo, &copied));
-    CHECK(mapped && mapped->n_resources == 1 && mapped->resources[0].drop_pages);
-    CHECK(copied && copied->n_resources == 0);
-    if (!mapped || !copied)
+    if (!load_mapped_and_copied(path, &mapped, &copied))
         goto done;
     int32_t sums = 0;
     for (int32_t i = 0; i < mapped->n_groups; i++) {

@@ -74,10 +74,14 @@ note "ASan + UBSan: whole suite, allocation failure on (clang)"
 asan="$out/asan"
 if CC=clang setup "$asan" -Db_sanitize=address,undefined -Db_lundef=false \
         -Dalloc_failure=true -Dbuildtype=debugoptimized; then
-    meson_suite asan "$asan"
+    # Sanitized code runs 2-3x slower, and the scalar kernels slower still;
+    # on a shared host the default 30 s limit then stops tests that pass.
+    # A hang is still stopped, after 4x the limit.
+    meson_suite asan "$asan" --timeout-multiplier 4
     for level in avx2 scalar; do
         note "ASan + UBSan: unit and reliability suites, FIBRATION_SIMD=$level"
-        FIBRATION_SIMD=$level meson_suite "asan-$level" "$asan" --suite unit --suite reliability
+        FIBRATION_SIMD=$level meson_suite "asan-$level" "$asan" --timeout-multiplier 4 \
+            --suite unit --suite reliability
     done
 else
     count 0 1
@@ -95,7 +99,7 @@ tsan="$out/tsan"
 # OpenMP off: LLVM's libomp is not built with TSan, so its own barriers would
 # be reported; the threads the reliability suite starts itself are checked.
 if CC=clang setup "$tsan" -Db_sanitize=thread -Db_lundef=false -Dcli=false -Dopenmp=disabled; then
-    meson_suite tsan "$tsan" --suite reliability
+    meson_suite tsan "$tsan" --timeout-multiplier 4 --suite reliability
 else
     count 0 1
 fi

@@ -509,6 +509,19 @@ static int32_t build_removals(graph_budget *B)
     return status;
 }
 
+typedef struct removal {
+    double cost;
+    int64_t unit;
+} removal;
+
+static int cmp_removal(const void *x, const void *y)
+{
+    const removal *p = x, *q = y;
+    if (p->cost != q->cost)
+        return p->cost < q->cost ? -1 : 1;
+    return (p->unit > q->unit) - (p->unit < q->unit);
+}
+
 static int64_t uf_root(int64_t *parent, int64_t u)
 {
     while (parent[u] != u)
@@ -526,7 +539,7 @@ static int32_t interleave_removals(budget_set *s)
 {
     int64_t n = s->n, total = s->mg.n_merges + n;
     int64_t *parent = fib_alloc(n, sizeof *parent), *live = fib_alloc(n, sizeof *live);
-    int64_t *order = fib_alloc(n, sizeof *order);
+    removal *order = fib_alloc(n, sizeof *order);
     s->ev_a = fib_alloc(total, sizeof *s->ev_a);
     s->ev_b = fib_alloc(total, sizeof *s->ev_b);
     s->ev_end = fib_alloc(n + 1, sizeof *s->ev_end);
@@ -542,15 +555,9 @@ static int32_t interleave_removals(budget_set *s)
         parent[u] = u;
         live[u] = 1;
         if (isfinite(s->remove_cost[u]))
-            order[n_order++] = u;
+            order[n_order++] = (removal){s->remove_cost[u], u};
     }
-    /* by cost (insertion into sorted runs: n is at most a linkage's) */
-    for (int64_t i = 1; i < n_order; i++) {
-        int64_t u = order[i], j = i;
-        for (; j > 0 && s->remove_cost[order[j - 1]] > s->remove_cost[u]; j--)
-            order[j] = order[j - 1];
-        order[j] = u;
-    }
+    qsort(order, (size_t)n_order, sizeof *order, cmp_removal);
     int64_t classes = n, events = 0, mi = 0, ri = 0;
     double acc = 0;
     for (int64_t k = 0; k <= n; k++) {
@@ -559,7 +566,7 @@ static int32_t interleave_removals(budget_set *s)
     }
     s->err[n] = 0;
     while (classes > 1) {
-        while (ri < n_order && live[uf_root(parent, order[ri])] != 1)
+        while (ri < n_order && live[uf_root(parent, order[ri].unit)] != 1)
             ri++;
         if (mi < s->mg.n_merges) {
             int64_t ra = uf_root(parent, s->mg.a[mi]), rb = uf_root(parent, s->mg.b[mi]);
@@ -573,11 +580,11 @@ static int32_t interleave_removals(budget_set *s)
         }
         double hm = mi < s->mg.n_merges ? (s->mg.height[mi] > 0 ? s->mg.height[mi] : 0)
                                         : INFINITY;
-        double hr = ri < n_order ? s->remove_cost[order[ri]] : INFINITY;
+        double hr = ri < n_order ? order[ri].cost : INFINITY;
         if (isinf(hm) && isinf(hr))
             break;
         if (hr <= hm) {
-            int64_t u = order[ri++];
+            int64_t u = order[ri++].unit;
             live[uf_root(parent, u)] = 0;
             s->ev_a[events] = u;
             s->ev_b[events++] = -1;
@@ -1435,12 +1442,25 @@ static int32_t remove_units(const graph_budget *B, const fib_coloring *col, fib_
             any |= B->sets[x].removed[u];
     if (!any)
         return FIB_OK;
+    /* the copy borrows every block but those it changes: the chains that
+     * remove units and the blocks reading them */
     fib_coloring *discrete = NULL;
     fib_base *copy = NULL;
-    int32_t status = fib_coloring_alloc(g, FIB_SYM_FIBERS, &discrete);
+    bool *owned = fib_calloc(g->n_groups > 0 ? g->n_groups : 1, sizeof *owned);
+    int32_t status = owned ? fib_coloring_alloc(g, FIB_SYM_FIBERS, &discrete)
+                           : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int32_t h = 0; !status && h < g->n_groups; h++) {
+        int32_t x = B->chain_of[h];
+        owned[h] = x >= 0 && B->sets[x].remove_cost && B->role[h] != FIB_BUDGET_DERIVED;
+        for (int32_t q = 0; !fib_group_is_input(g, h) && q < g->groups[h].n_sources; q++) {
+            int32_t y = B->chain_of[g->groups[h].sources[q]];
+            owned[h] |= y >= 0 && B->sets[y].remove_cost;
+        }
+    }
     if (!status)
-        status = fib_compress(g, discrete, &copy);
+        status = fib_compress_owning(g, discrete, owned, &copy);
     fib_coloring_free(discrete);
+    fib_free(owned);
     if (status)
         return status;
     *gx = copy->graph;

@@ -471,7 +471,9 @@ static int32_t chain_constants(graph_budget *B, int32_t x)
             int32_t src = grp->sources[q];
             if (B->chain_of[src] != x)
                 continue;
-            bool takes = grp->ops->budget_absorbs && grp->ops->budget_absorb;
+            /* a selection stays one (0/1 weights without bias) */
+            bool takes = grp->ops->budget_absorbs && grp->ops->budget_absorb &&
+                         B->role[h] != FIB_BUDGET_SELECTS;
             for (int64_t w = 0; w < g->groups[src].n_units; w++)
                 if (!takes || !grp->ops->budget_absorbs(g, h, q, B->constant[src][w]))
                     ok[B->origin[src] ? B->origin[src][w] : w] = false;

@@ -524,11 +524,12 @@ static int cmp_removal(const void *x, const void *y)
     return (p->unit > q->unit) - (p->unit < q->unit);
 }
 
-static int64_t uf_root(int64_t *parent, int64_t u)
+/* Joins the clusters of roots a and b, live[] counting their units kept. */
+static void join(int64_t *parent, int64_t *live, int64_t a, int64_t b)
 {
-    while (parent[u] != u)
-        u = parent[u] = parent[parent[u]];
-    return u;
+    int64_t both = live[a] + live[b];
+    fib_uf_union(parent, a, b);
+    live[fib_uf_find(parent, a)] = both;
 }
 
 /* The events of a set that can remove units: Ward's merges and the
@@ -568,13 +569,12 @@ static int32_t interleave_removals(budget_set *s)
     }
     s->err[n] = 0;
     while (classes > 1) {
-        while (ri < n_order && live[uf_root(parent, order[ri].unit)] != 1)
+        while (ri < n_order && live[fib_uf_find(parent, order[ri].unit)] != 1)
             ri++;
         if (mi < s->mg.n_merges) {
-            int64_t ra = uf_root(parent, s->mg.a[mi]), rb = uf_root(parent, s->mg.b[mi]);
+            int64_t ra = fib_uf_find(parent, s->mg.a[mi]), rb = fib_uf_find(parent, s->mg.b[mi]);
             if (live[ra] == 0 || live[rb] == 0) { /* changes no count */
-                parent[rb] = ra;
-                live[ra] += live[rb];
+                join(parent, live, ra, rb);
                 s->ev_a[events] = s->mg.a[mi++];
                 s->ev_b[events++] = s->mg.b[mi - 1];
                 continue;
@@ -587,14 +587,12 @@ static int32_t interleave_removals(budget_set *s)
             break;
         if (hr <= hm) {
             int64_t u = order[ri++].unit;
-            live[uf_root(parent, u)] = 0;
+            live[fib_uf_find(parent, u)] = 0;
             s->ev_a[events] = u;
             s->ev_b[events++] = -1;
             acc += hr;
         } else {
-            int64_t ra = uf_root(parent, s->mg.a[mi]), rb = uf_root(parent, s->mg.b[mi]);
-            parent[rb] = ra;
-            live[ra] += live[rb];
+            join(parent, live, fib_uf_find(parent, s->mg.a[mi]), fib_uf_find(parent, s->mg.b[mi]));
             s->ev_a[events] = s->mg.a[mi];
             s->ev_b[events++] = s->mg.b[mi++];
             acc += hm;
@@ -627,9 +625,7 @@ static int32_t cut_removals(budget_set *s, fib_partition *p)
             s->removed[s->ev_a[e]] = true;
             continue;
         }
-        int64_t ra = uf_root(parent, s->ev_a[e]), rb = uf_root(parent, s->ev_b[e]);
-        if (ra != rb)
-            parent[rb < ra ? ra : rb] = rb < ra ? rb : ra;
+        fib_uf_union(parent, s->ev_a[e], s->ev_b[e]);
     }
     /* a cluster is named by a unit it keeps; the removed by the first kept */
     int64_t *name = fib_alloc(n, sizeof *name), first = -1;
@@ -641,14 +637,14 @@ static int32_t cut_removals(budget_set *s, fib_partition *p)
         name[u] = -1;
     for (int64_t u = 0; u < n; u++)
         if (!s->removed[u]) {
-            int64_t r = uf_root(parent, u);
+            int64_t r = fib_uf_find(parent, u);
             if (name[r] < 0)
                 name[r] = u;
             first = first < 0 ? u : first;
         }
     for (int64_t u = 0; u < n; u++)
-        p->color[u] = s->removed[u] ? name[uf_root(parent, first)]
-                                    : name[uf_root(parent, u)];
+        p->color[u] = s->removed[u] ? name[fib_uf_find(parent, first)]
+                                    : name[fib_uf_find(parent, u)];
     fib_free(name);
     fib_free(parent);
     return fib_partition_canonicalize(p);

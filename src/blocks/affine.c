@@ -337,6 +337,15 @@ static void affine_budget_backward(const fib_graph *g, int32_t group, int32_t so
         src_energy[fib_gather_at(a->reads, i)] += scale_at(a, i) * scale_at(a, i) * energy[i];
 }
 
+static double affine_budget_constant(const fib_graph *g, int32_t group, int64_t unit,
+                                     const double *source_values)
+{
+    const fib_affine *a = affine_of(g, group);
+    double in = source_values ? source_values[fib_gather_at(a->reads, unit)] : NAN;
+    /* a zero scale makes the unit constant whatever its source does */
+    return scale_at(a, unit) == 0 ? shift_at(a, unit) : scale_at(a, unit) * in + shift_at(a, unit);
+}
+
 static const char *const affine_tensor_keys[] = {"scale", "shift", NULL};
 
 static int32_t affine_build(fib_graph *g, const fib_block_source *S, int32_t *id)
@@ -395,6 +404,7 @@ const fib_block_ops fib_affine_ops = {
     .budget_parameters = affine_budget_parameters,
     .budget_backward = affine_budget_backward,
     .budget_scale = affine_budget_scale,
+    .budget_constant = affine_budget_constant,
     .opfiber_exact_width = affine_opfiber_exact_width,
     .opfiber_exact_fill = affine_opfiber_exact_fill,
 };

@@ -824,6 +824,57 @@ static void conv_budget_backward(const fib_graph *g, int32_t group, int32_t sour
     }
 }
 
+/* A channel whose kernel is zero outputs its bias. */
+static double conv_budget_constant(const fib_graph *g, int32_t group, int64_t unit,
+                                   const double *source_values)
+{
+    (void)source_values;
+    const fib_conv *c = conv_of(g, group);
+    return c->groups == 1 ? fib_load_or(c->dtype, c->bias, unit, 0.0) : NAN;
+}
+
+/* A constant input channel adds the same to every output position only
+ * where no tap reads the zero padding: with padding, only 0 is exact. */
+static bool conv_budget_absorbs(const fib_graph *g, int32_t group, int32_t source_index,
+                                double value)
+{
+    (void)source_index;
+    const fib_conv *c = conv_of(g, group);
+    if (c->groups != 1)
+        return false;
+    return value == 0 || (c->bias && c->win.pad_rows == 0 && c->win.pad_cols == 0);
+}
+
+static int32_t conv_budget_absorb(fib_graph *g, int32_t group, int32_t source_index,
+                                  const double *values)
+{
+    (void)source_index;
+    fib_conv *c = g->groups[group].block;
+    int64_t kk = kernel_size(c), n_in = c->in_channels;
+    bool moves = false;
+    for (int64_t j = 0; j < n_in; j++)
+        moves |= !isnan(values[j]) && values[j] != 0;
+    if (c->groups != 1 || !c->owned_weights || (moves && !c->owned_bias))
+        return fib_error(FIB_E_UNSUPPORTED, "group %d: a convolution that is grouped or "
+                         "borrows its weights cannot take a removed channel's constant",
+                         (int)group);
+    for (int64_t o = 0; o < g->groups[group].n_units; o++) {
+        double shift = 0;
+        for (int64_t j = 0; j < n_in; j++) {
+            if (isnan(values[j]))
+                continue;
+            for (int64_t q = 0; q < kk; q++) {
+                int64_t at = (o * n_in + j) * kk + q;
+                shift += values[j] * fib_load(c->dtype, c->owned_weights, at);
+                fib_store(c->dtype, c->owned_weights, at, 0.0);
+            }
+        }
+        if (shift != 0)
+            fib_store(c->dtype, c->owned_bias, o, fib_load(c->dtype, c->owned_bias, o) + shift);
+    }
+    return FIB_OK;
+}
+
 static const char *const conv_tensor_keys[] = {"weight", "bias", NULL};
 
 static int32_t conv_build(fib_graph *g, const fib_block_source *S, int32_t *id)
@@ -875,4 +926,7 @@ const fib_block_ops fib_conv_ops = {
     .budget_role = conv_budget_role,
     .budget_parameters = conv_budget_parameters,
     .budget_backward = conv_budget_backward,
+    .budget_constant = conv_budget_constant,
+    .budget_absorbs = conv_budget_absorbs,
+    .budget_absorb = conv_budget_absorb,
 };

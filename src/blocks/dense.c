@@ -941,6 +941,47 @@ static void dense_budget_backward(const fib_graph *g, int32_t group, int32_t sou
         }
 }
 
+/* A unit whose incoming weights are zero outputs its bias. */
+static double dense_budget_constant(const fib_graph *g, int32_t group, int64_t unit,
+                                    const double *source_values)
+{
+    (void)source_values;
+    return fib_dense_bias(dense_of(g, group), unit);
+}
+
+static bool dense_budget_absorbs(const fib_graph *g, int32_t group, int32_t source_index,
+                                 double value)
+{
+    (void)source_index;
+    return value == 0 || dense_of(g, group)->bias != NULL;
+}
+
+static int32_t dense_budget_absorb(fib_graph *g, int32_t group, int32_t source_index,
+                                   const double *values)
+{
+    (void)source_index;
+    fib_dense *d = g->groups[group].block;
+    bool moves = false;
+    for (int64_t k = 0; k < d->n_in; k++)
+        moves |= !isnan(values[k]) && values[k] != 0;
+    if (!d->owned_weights || (moves && !d->owned_bias))
+        return fib_error(FIB_E_UNSUPPORTED, "group %d: a dense block that borrows its "
+                         "weights cannot take a removed unit's constant", (int)group);
+    for (int64_t i = 0; i < g->groups[group].n_units; i++) {
+        double shift = 0;
+        for (int64_t k = 0; k < d->n_in; k++) {
+            if (isnan(values[k]))
+                continue;
+            int64_t at = d->transposed ? k * d->ld + i : i * d->ld + k;
+            shift += values[k] * fib_load(d->dtype, d->owned_weights, at);
+            fib_store(d->dtype, d->owned_weights, at, 0.0);
+        }
+        if (shift != 0)
+            fib_store(d->dtype, d->owned_bias, i, fib_dense_bias(d, i) + shift);
+    }
+    return FIB_OK;
+}
+
 static const char *const dense_tensor_keys[] = {"weight", "bias", NULL};
 
 static int32_t dense_build(fib_graph *g, const fib_block_source *S, int32_t *id)
@@ -981,4 +1022,7 @@ const fib_block_ops fib_dense_ops = {
     .budget_parameters = dense_budget_parameters,
     .budget_backward = dense_budget_backward,
     .budget_selected = dense_budget_selected,
+    .budget_constant = dense_budget_constant,
+    .budget_absorbs = dense_budget_absorbs,
+    .budget_absorb = dense_budget_absorb,
 };

@@ -4,6 +4,8 @@
  * follow the source's, in a colouring as in a base. */
 #include "blocks/blocks.h"
 
+#include <math.h>
+
 static int64_t positions_of_source(const fib_graph *g, int32_t group)
 {
     return fib_group_positions(&g->groups[g->groups[group].sources[0]]);
@@ -149,6 +151,13 @@ static void flatten_budget_backward(const fib_graph *g, int32_t group, int32_t s
         src_energy[u / positions] += energy[u] / (double)positions;
 }
 
+/* Unit (c, p) is channel c at position p. */
+static double flatten_budget_constant(const fib_graph *g, int32_t group, int64_t unit,
+                                      const double *source_values)
+{
+    return source_values ? source_values[unit / positions_of_source(g, group)] : NAN;
+}
+
 static int32_t flatten_build(fib_graph *g, const fib_block_source *S, int32_t *id)
 {
     int32_t st = fib_source_no_extras(S, false, false, NULL);
@@ -180,4 +189,5 @@ const fib_block_ops fib_flatten_ops = {
     .derive_projection = flatten_derive,
     .budget_role = flatten_budget_role,
     .budget_backward = flatten_budget_backward,
+    .budget_constant = flatten_budget_constant,
 };

@@ -272,6 +272,18 @@ static void pool_budget_backward(const fib_graph *g, int32_t group, int32_t sour
         src_energy[fib_gather_at(p->reads, i)] += share * energy[i];
 }
 
+/* A constant channel pools to itself: a maximum ignores the padding, an
+ * average over zero padding does not. */
+static double pool_budget_constant(const fib_graph *g, int32_t group, int64_t unit,
+                                   const double *source_values)
+{
+    const fib_pool *p = pool_of(g, group);
+    double in = source_values ? source_values[fib_gather_at(p->reads, unit)] : NAN;
+    if (p->kind == FIB_POOL_AVG && (p->win.pad_rows > 0 || p->win.pad_cols > 0))
+        return NAN;
+    return in;
+}
+
 static int32_t pool_build(fib_graph *g, const fib_block_source *S, int32_t *id)
 {
     int32_t st = fib_source_no_extras(S, true, false, NULL);
@@ -313,6 +325,7 @@ const fib_block_ops fib_pool_ops = {
     .params = pool_params,
     .budget_role = pool_budget_role,
     .budget_backward = pool_budget_backward,
+    .budget_constant = pool_budget_constant,
     .opfiber_exact_width = pool_opfiber_exact_width,
     .opfiber_exact_fill = pool_opfiber_exact_fill,
 };

@@ -46,6 +46,13 @@ typedef struct budget_set {
     int64_t k;      /* classes chosen */
     double *err;    /* err[k], k = 1 .. n */
     fib_merges mg;  /* the agglomeration, cut at n - k */
+    /* removals of units that output a constant: NULL when no unit of the
+     * set can be removed (mg's merges are then the events) */
+    double *remove_cost; /* per unit: the error of its removal, INFINITY: kept */
+    int64_t *ev_a, *ev_b; /* events in order: merge b into a, or (b = -1)
+                             remove a */
+    int64_t *ev_end;      /* per k: the events that reach k classes */
+    bool *removed;        /* per unit, at the cut */
 } budget_set;
 
 typedef struct graph_budget {
@@ -77,6 +84,13 @@ typedef struct graph_budget {
     int32_t *tie;      /* per group: the earlier group whose weights it shares
                           (tied_weights), -1 for none */
     bool has_tie;      /* some group has one */
+    /* removals: per group of a candidate's chain (its members and the
+     * groups derived from them), each unit's output once its unit of the
+     * set is removed (NULL: not in a chain), and for a derived group the
+     * unit of the set it stems from (NULL: the unit itself) */
+    double **constant;
+    int64_t **origin;
+    int32_t *chain_of; /* per group: the candidate whose chain holds it, -1 */
 } graph_budget;
 
 static const char fn[] = "fib_compress_to_budget";
@@ -358,6 +372,284 @@ static int32_t build_energies(graph_budget *B)
     return FIB_OK;
 }
 
+/* Removals. A unit whose incoming weights are (nearly) zero once its batch
+ * norm is folded in (a channel of scale 0) outputs a constant: its bias
+ * through the groups that follow it. Its consumers can take that constant
+ * times its weights into their biases, after which the unit reaches
+ * nothing and is removed: exact when the weights are exactly zero. Its
+ * cost is the error of setting its row's weights to zero, the bias kept:
+ * the squared norm of its scaled row without the bias, in the units of
+ * Ward's merge costs, so that the exchange removes a unit where that is
+ * cheaper than any merge. A candidate's chain (its members, the groups
+ * derived from them) must be one clustered member and groups that follow
+ * it unit by unit, each kind saying what a constant becomes
+ * (budget_constant); every block reading the chain must take the constant
+ * exactly (budget_absorbs). Otherwise no unit of the set is removed. */
+
+/* Whether group i is in candidate x's chain: a non-derived member of its
+ * set, or derived from a group of the chain. */
+static bool in_chain(const graph_budget *B, int32_t x, int32_t i)
+{
+    const fib_graph *g = B->g;
+    if (B->role[i] != FIB_BUDGET_DERIVED)
+        return B->set[i] == B->cand[x];
+    return B->chain_of[g->groups[i].sources[0]] == x;
+}
+
+/* The chain of candidate x, its constants and which units it can remove
+ * (s->remove_cost left NULL when none). */
+static int32_t chain_constants(graph_budget *B, int32_t x)
+{
+    const fib_graph *g = B->g;
+    budget_set *s = &B->sets[x];
+    int32_t root = B->cand[x], clustered = 0;
+    if (B->bin[root] || B->selected[root])
+        return FIB_OK;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        if (!in_chain(B, x, i))
+            continue;
+        B->chain_of[i] = x;
+        int32_t role = B->role[i];
+        clustered += role == FIB_BUDGET_CLUSTERED;
+        if ((role != FIB_BUDGET_CLUSTERED && role != FIB_BUDGET_FOLLOWS &&
+             role != FIB_BUDGET_DERIVED) || !g->groups[i].ops->budget_constant ||
+            fib_group_is_output(g, i))
+            clustered = 2; /* not a chain removals handle */
+    }
+    if (clustered != 1)
+        return FIB_OK;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        if (B->chain_of[i] != x)
+            continue;
+        const fib_group *grp = &g->groups[i];
+        int64_t n = grp->n_units;
+        B->constant[i] = fib_alloc(n > 0 ? n : 1, sizeof **B->constant);
+        if (!B->constant[i])
+            return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+        int32_t src = B->role[i] == FIB_BUDGET_CLUSTERED ? -1 : grp->sources[0];
+        for (int64_t u = 0; u < n; u++) {
+            double v = grp->ops->budget_constant(g, i, u, src < 0 ? NULL : B->constant[src]);
+            if (!isnan(v))
+                fib_activation_apply(grp->activation, grp->act_param, &v, 1);
+            B->constant[i][u] = v;
+        }
+        if (B->role[i] != FIB_BUDGET_DERIVED)
+            continue;
+        /* a derived unit is its source unit's value: numbered units tell
+         * which unit of the set each stems from */
+        double *number = fib_alloc(g->groups[src].n_units, sizeof *number);
+        B->origin[i] = fib_alloc(n > 0 ? n : 1, sizeof **B->origin);
+        if (!number || !B->origin[i]) {
+            fib_free(number);
+            return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+        }
+        for (int64_t u = 0; u < g->groups[src].n_units; u++)
+            number[u] = (double)(B->origin[src] ? B->origin[src][u] : u);
+        for (int64_t u = 0; u < n; u++)
+            B->origin[i][u] = (int64_t)grp->ops->budget_constant(g, i, u, number);
+        fib_free(number);
+    }
+    bool *ok = fib_alloc(s->n > 0 ? s->n : 1, sizeof *ok);
+    if (!ok)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int64_t u = 0; u < s->n; u++)
+        ok[u] = true;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        if (B->chain_of[i] != x)
+            continue;
+        for (int64_t w = 0; w < g->groups[i].n_units; w++)
+            if (isnan(B->constant[i][w]))
+                ok[B->origin[i] ? B->origin[i][w] : w] = false;
+    }
+    /* every block reading the chain from outside takes the constants */
+    bool any = false;
+    for (int32_t h = 0; h < g->n_groups; h++) {
+        const fib_group *grp = &g->groups[h];
+        if (B->chain_of[h] == x || fib_group_is_input(g, h))
+            continue;
+        for (int32_t q = 0; q < grp->n_sources; q++) {
+            int32_t src = grp->sources[q];
+            if (B->chain_of[src] != x)
+                continue;
+            /* a selection stays one (0/1 weights without bias) */
+            bool takes = grp->ops->budget_absorbs && grp->ops->budget_absorb &&
+                         B->role[h] != FIB_BUDGET_SELECTS;
+            for (int64_t w = 0; w < g->groups[src].n_units; w++)
+                if (!takes || !grp->ops->budget_absorbs(g, h, q, B->constant[src][w]))
+                    ok[B->origin[src] ? B->origin[src][w] : w] = false;
+        }
+    }
+    for (int64_t u = 0; u < s->n; u++)
+        any |= ok[u];
+    if (any) {
+        s->remove_cost = fib_alloc(s->n, sizeof *s->remove_cost);
+        if (!s->remove_cost) {
+            fib_free(ok);
+            return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+        }
+        /* set_rows writes the costs of the units marked 0 */
+        for (int64_t u = 0; u < s->n; u++)
+            s->remove_cost[u] = ok[u] ? 0 : INFINITY;
+    }
+    fib_free(ok);
+    return FIB_OK;
+}
+
+static int32_t build_removals(graph_budget *B)
+{
+    int32_t n = B->g->n_groups > 0 ? B->g->n_groups : 1;
+    B->constant = fib_calloc(n, sizeof *B->constant);
+    B->origin = fib_calloc(n, sizeof *B->origin);
+    B->chain_of = fib_alloc(n, sizeof *B->chain_of);
+    if (!B->constant || !B->origin || !B->chain_of)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int32_t i = 0; i < n; i++)
+        B->chain_of[i] = -1;
+    int32_t status = FIB_OK;
+    for (int32_t x = 0; x < B->n_cand && !status; x++)
+        status = chain_constants(B, x);
+    return status;
+}
+
+typedef struct removal {
+    double cost;
+    int64_t unit;
+} removal;
+
+static int cmp_removal(const void *x, const void *y)
+{
+    const removal *p = x, *q = y;
+    if (p->cost != q->cost)
+        return p->cost < q->cost ? -1 : 1;
+    return (p->unit > q->unit) - (p->unit < q->unit);
+}
+
+/* Joins the clusters of roots a and b, live[] counting their units kept. */
+static void join(int64_t *parent, int64_t *live, int64_t a, int64_t b)
+{
+    int64_t both = live[a] + live[b];
+    fib_uf_union(parent, a, b);
+    live[fib_uf_find(parent, a)] = both;
+}
+
+/* The events of a set that can remove units: Ward's merges and the
+ * removals, cheapest first, a removal preferred at equal cost (two
+ * constant units merge at no cost in the rows but not in their outputs);
+ * a unit is removed only while it is alone among its cluster's units that
+ * remain, and a merge with a cluster whose units are all removed changes
+ * no count. err[k] and ev_end[k] for each count k reached. */
+static int32_t interleave_removals(budget_set *s)
+{
+    int64_t n = s->n, total = s->mg.n_merges + n;
+    int64_t *parent = fib_alloc(n, sizeof *parent), *live = fib_alloc(n, sizeof *live);
+    removal *order = fib_alloc(n, sizeof *order);
+    s->ev_a = fib_alloc(total, sizeof *s->ev_a);
+    s->ev_b = fib_alloc(total, sizeof *s->ev_b);
+    s->ev_end = fib_alloc(n + 1, sizeof *s->ev_end);
+    s->removed = fib_calloc(n, sizeof *s->removed);
+    if (!parent || !live || !order || !s->ev_a || !s->ev_b || !s->ev_end || !s->removed) {
+        fib_free(parent);
+        fib_free(live);
+        fib_free(order);
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    }
+    int64_t n_order = 0;
+    for (int64_t u = 0; u < n; u++) {
+        parent[u] = u;
+        live[u] = 1;
+        if (isfinite(s->remove_cost[u]))
+            order[n_order++] = (removal){s->remove_cost[u], u};
+    }
+    qsort(order, (size_t)n_order, sizeof *order, cmp_removal);
+    int64_t classes = n, events = 0, mi = 0, ri = 0;
+    double acc = 0;
+    for (int64_t k = 0; k <= n; k++) {
+        s->err[k] = INFINITY;
+        s->ev_end[k] = 0;
+    }
+    s->err[n] = 0;
+    while (classes > 1) {
+        while (ri < n_order && live[fib_uf_find(parent, order[ri].unit)] != 1)
+            ri++;
+        if (mi < s->mg.n_merges) {
+            int64_t ra = fib_uf_find(parent, s->mg.a[mi]), rb = fib_uf_find(parent, s->mg.b[mi]);
+            if (live[ra] == 0 || live[rb] == 0) { /* changes no count */
+                join(parent, live, ra, rb);
+                s->ev_a[events] = s->mg.a[mi++];
+                s->ev_b[events++] = s->mg.b[mi - 1];
+                continue;
+            }
+        }
+        double hm = mi < s->mg.n_merges ? (s->mg.height[mi] > 0 ? s->mg.height[mi] : 0)
+                                        : INFINITY;
+        double hr = ri < n_order ? order[ri].cost : INFINITY;
+        if (isinf(hm) && isinf(hr))
+            break;
+        if (hr <= hm) {
+            int64_t u = order[ri++].unit;
+            live[fib_uf_find(parent, u)] = 0;
+            s->ev_a[events] = u;
+            s->ev_b[events++] = -1;
+            acc += hr;
+        } else {
+            join(parent, live, fib_uf_find(parent, s->mg.a[mi]), fib_uf_find(parent, s->mg.b[mi]));
+            s->ev_a[events] = s->mg.a[mi];
+            s->ev_b[events++] = s->mg.b[mi++];
+            acc += hm;
+        }
+        classes--;
+        s->err[classes] = sqrt(acc);
+        s->ev_end[classes] = events;
+    }
+    fib_free(parent);
+    fib_free(live);
+    fib_free(order);
+    return FIB_OK;
+}
+
+/* The classes of a set that removes units, at its count: the events up to
+ * it replayed; s->removed marks the removed units, which join the class of
+ * the lowest unit kept (they reach nothing once their consumers took their
+ * constants, and take that class's rows: remove_units). */
+static int32_t cut_removals(budget_set *s, fib_partition *p)
+{
+    int64_t n = s->n, *parent = fib_alloc(n, sizeof *parent);
+    if (!parent)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int64_t u = 0; u < n; u++) {
+        parent[u] = u;
+        s->removed[u] = false;
+    }
+    for (int64_t e = 0; e < s->ev_end[s->k]; e++) {
+        if (s->ev_b[e] < 0) {
+            s->removed[s->ev_a[e]] = true;
+            continue;
+        }
+        fib_uf_union(parent, s->ev_a[e], s->ev_b[e]);
+    }
+    /* a cluster is named by a unit it keeps; the removed by the first kept */
+    int64_t *name = fib_alloc(n, sizeof *name), first = -1;
+    if (!name) {
+        fib_free(parent);
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    }
+    for (int64_t u = 0; u < n; u++)
+        name[u] = -1;
+    for (int64_t u = 0; u < n; u++)
+        if (!s->removed[u]) {
+            int64_t r = fib_uf_find(parent, u);
+            if (name[r] < 0)
+                name[r] = u;
+            first = first < 0 ? u : first;
+        }
+    for (int64_t u = 0; u < n; u++)
+        p->color[u] = s->removed[u] ? name[fib_uf_find(parent, first)]
+                                    : name[fib_uf_find(parent, u)];
+    fib_free(name);
+    fib_free(parent);
+    return fib_partition_canonicalize(p);
+}
+
 typedef struct hashed_unit {
     uint64_t hash;
     int64_t unit;
@@ -529,6 +821,19 @@ static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out, int6
                 out->value[u * d + at[i] + j] *= s;
         }
     }
+    /* a removal sets the weights of its row to zero and keeps the bias */
+    double *cost = B->sets[B->cand_of[root]].remove_cost;
+    for (int32_t i = 0; cost && i < g->n_groups && !status; i++) {
+        if (width[i] < 0)
+            continue;
+        fib_tensor_view bv;
+        const fib_block_ops *ops = g->groups[i].ops;
+        bool bias = ops->tensor && ops->tensor(g, i, 1, &bv) && bv.name &&
+                    !strcmp(bv.name, "bias");
+        for (int64_t u = 0; u < n; u++)
+            for (int64_t j = 0; isfinite(cost[u]) && j < width[i] - (bias ? 1 : 0); j++)
+                cost[u] += out->value[u * d + at[i] + j] * out->value[u * d + at[i] + j];
+    }
     for (int32_t i = 0; i < g->n_groups; i++)
         fib_partition_clear(&discrete[i]);
     fib_free(discrete);
@@ -638,7 +943,7 @@ static int32_t set_merges(graph_budget *B, budget_set *s, int32_t root,
             s->err[k] = INFINITY;
         }
     }
-    return FIB_OK;
+    return s->remove_cost ? interleave_removals(s) : FIB_OK;
 }
 
 /* Widths of the base with the sets' counts: derived groups scale with
@@ -1038,7 +1343,7 @@ static int32_t cut_selections(const graph_budget *B, fib_coloring *col)
 }
 
 /* Step 4: the colouring of the chosen counts. */
-static int32_t cut_sets(const graph_budget *B, fib_coloring *col)
+static int32_t cut_sets(graph_budget *B, fib_coloring *col)
 {
     const fib_graph *g = B->g;
     int32_t status = FIB_OK;
@@ -1047,7 +1352,8 @@ static int32_t cut_sets(const graph_budget *B, fib_coloring *col)
         fib_partition p;
         status = fib_partition_init(&p, s->n);
         if (!status)
-            status = fib_merges_cut(&s->mg, s->n - s->k, &p);
+            status = s->remove_cost ? cut_removals(&B->sets[x], &p)
+                                    : fib_merges_cut(&s->mg, s->n - s->k, &p);
         for (int32_t i = 0; i < g->n_groups && !status; i++)
             if (B->set[i] == B->cand[x] && B->role[i] != FIB_BUDGET_DERIVED) {
                 fib_partition_clear(&col->parts[i]);
@@ -1057,6 +1363,150 @@ static int32_t cut_sets(const graph_budget *B, fib_coloring *col)
     }
     if (!status)
         status = cut_selections(B, col);
+    return status;
+}
+
+/* Row x of every row of tensor view v: the offset of element x of row r. */
+static int64_t view_row_size(const fib_tensor_view *v)
+{
+    int64_t size = 1;
+    for (int32_t d = 1; d < v->ndim; d++)
+        size *= v->shape[d];
+    return size;
+}
+
+/* The rows of the removed units of candidate x's non-derived chain groups
+ * in gx: each the mean of its class's kept units' rows (every tensor of a
+ * row per unit), so that the class's base is its kept units'. */
+static int32_t copy_kept_rows(const graph_budget *B, int32_t x, const fib_partition *p,
+                              fib_graph *gx)
+{
+    const budget_set *s = &B->sets[x];
+    int64_t n = s->n, k = p->n_classes;
+    int64_t *count = fib_calloc(k, sizeof *count);
+    if (!count)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int64_t u = 0; u < n; u++)
+        count[p->color[u]] += !s->removed[u];
+    int32_t status = FIB_OK;
+    for (int32_t i = 0; i < gx->n_groups && !status; i++) {
+        if (B->chain_of[i] != x || B->role[i] == FIB_BUDGET_DERIVED)
+            continue;
+        const fib_block_ops *ops = gx->groups[i].ops;
+        fib_tensor_view v;
+        for (int32_t t = 0; !status && ops->tensor && ops->tensor(gx, i, t, &v); t++) {
+            if (v.shape[0] != n)
+                continue;
+            if (v.dtype != FIB_DTYPE_F64 && v.dtype != FIB_DTYPE_F32) {
+                status = fib_error(FIB_E_UNSUPPORTED, "%s: group %d (%s): its %s is not "
+                                   "float32 or float64; a removed unit's row cannot be "
+                                   "replaced", fn, (int)i, group_name(B->g, i), v.name);
+                break;
+            }
+            int64_t size = view_row_size(&v);
+            double *mean = fib_calloc(k * size > 0 ? k * size : 1, sizeof *mean);
+            if (!mean) {
+                status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+                break;
+            }
+            void *data = (void *)v.data; /* gx is the budget's own copy */
+            for (int64_t u = 0; u < n; u++)
+                for (int64_t e = 0; !s->removed[u] && e < size; e++)
+                    mean[p->color[u] * size + e] += fib_load(v.dtype, data, fib_view_at(&v, u, e)) /
+                                                    (double)count[p->color[u]];
+            for (int64_t u = 0; u < n; u++)
+                for (int64_t e = 0; s->removed[u] && e < size; e++)
+                    fib_store(v.dtype, data, fib_view_at(&v, u, e), mean[p->color[u] * size + e]);
+            fib_free(mean);
+        }
+    }
+    fib_free(count);
+    return status;
+}
+
+/* The graph a base with removed units is made from (*gx, with its colouring
+ * *colx, the classes of col): a copy of g in which the blocks reading each
+ * removed unit took its constant (budget_absorb) and its rows are its
+ * class's (copy_kept_rows). Both NULL when no unit is removed. */
+static int32_t remove_units(const graph_budget *B, const fib_coloring *col, fib_graph **gx,
+                            fib_coloring **colx)
+{
+    const fib_graph *g = B->g;
+    *gx = NULL;
+    *colx = NULL;
+    bool any = false;
+    for (int32_t x = 0; x < B->n_cand; x++)
+        for (int64_t u = 0; B->sets[x].remove_cost && u < B->sets[x].n; u++)
+            any |= B->sets[x].removed[u];
+    if (!any)
+        return FIB_OK;
+    /* the copy borrows every block but those it changes: the chains that
+     * remove units and the blocks reading them */
+    fib_coloring *discrete = NULL;
+    fib_base *copy = NULL;
+    bool *owned = fib_calloc(g->n_groups > 0 ? g->n_groups : 1, sizeof *owned);
+    int32_t status = owned ? fib_coloring_alloc(g, FIB_SYM_FIBERS, &discrete)
+                           : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int32_t h = 0; !status && h < g->n_groups; h++) {
+        int32_t x = B->chain_of[h];
+        owned[h] = x >= 0 && B->sets[x].remove_cost && B->role[h] != FIB_BUDGET_DERIVED;
+        for (int32_t q = 0; !fib_group_is_input(g, h) && q < g->groups[h].n_sources; q++) {
+            int32_t y = B->chain_of[g->groups[h].sources[q]];
+            owned[h] |= y >= 0 && B->sets[y].remove_cost;
+        }
+    }
+    if (!status)
+        status = fib_compress_owning(g, discrete, owned, &copy);
+    fib_coloring_free(discrete);
+    fib_free(owned);
+    if (status)
+        return status;
+    *gx = copy->graph;
+    copy->graph = NULL;
+    fib_base_free(copy);
+    if ((*gx)->n_groups != g->n_groups) {
+        fib_graph_free(*gx);
+        *gx = NULL;
+        return fib_error(FIB_E_UNSUPPORTED, "%s: the copy of the graph that takes removed "
+                         "units' constants has other groups", fn);
+    }
+    int64_t widest = 1;
+    for (int32_t i = 0; i < g->n_groups; i++)
+        widest = g->groups[i].n_units > widest ? g->groups[i].n_units : widest;
+    double *values = fib_alloc(widest, sizeof *values);
+    status = values ? FIB_OK : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int32_t h = 0; h < g->n_groups && !status; h++) {
+        const fib_group *grp = &g->groups[h];
+        for (int32_t q = 0; !status && !fib_group_is_input(g, h) && q < grp->n_sources; q++) {
+            int32_t src = grp->sources[q], x = B->chain_of[src];
+            if (x < 0 || B->chain_of[h] == x || !B->sets[x].remove_cost)
+                continue;
+            bool some = false;
+            for (int64_t w = 0; w < g->groups[src].n_units; w++) {
+                int64_t u = B->origin[src] ? B->origin[src][w] : w;
+                values[w] = B->sets[x].removed[u] ? B->constant[src][w] : NAN;
+                some |= B->sets[x].removed[u];
+            }
+            if (some)
+                status = (*gx)->groups[h].ops->budget_absorb(*gx, h, q, values);
+        }
+    }
+    fib_free(values);
+    for (int32_t x = 0; x < B->n_cand && !status; x++)
+        if (B->sets[x].remove_cost)
+            status = copy_kept_rows(B, x, &col->parts[B->cand[x]], *gx);
+    if (!status)
+        status = fib_coloring_alloc(*gx, FIB_SYM_FIBERS, colx);
+    for (int32_t i = 0; i < g->n_groups && !status; i++) {
+        fib_partition_clear(&(*colx)->parts[i]);
+        status = fib_partition_copy(&(*colx)->parts[i], &col->parts[i]);
+    }
+    if (status) {
+        fib_coloring_free(*colx);
+        fib_graph_free(*gx);
+        *colx = NULL;
+        *gx = NULL;
+    }
     return status;
 }
 
@@ -1083,9 +1533,12 @@ static int32_t only_consumer(const fib_graph *g, int32_t m)
  * whose scales change sign keeps the plain mean fib_compress made. Rows are
  * the colour sums over the base's source classes, the layout of the base's
  * weight tensor (and bias). */
-static int32_t weighted_rows(const graph_budget *B, int32_t m, fib_base *base)
+static int32_t weighted_rows(const graph_budget *B, const fib_graph *from, int32_t m,
+                             fib_base *base)
 {
     const fib_graph *g = B->g;
+    const budget_set *bs = &B->sets[B->cand_of[B->set[m]]];
+    const bool *removed = bs->remove_cost ? bs->removed : NULL;
     const fib_block_ops *ops = g->groups[m].ops;
     int32_t f = only_consumer(g, m);
     bool scaled = f >= 0 && B->role[f] == FIB_BUDGET_FOLLOWS && g->groups[f].ops->budget_scale &&
@@ -1114,11 +1567,13 @@ static int32_t weighted_rows(const graph_budget *B, int32_t m, fib_base *base)
     int64_t *count = fib_calloc(k, sizeof *count);
     bool *mixed = fib_calloc(k, sizeof *mixed);
     status = num && den && ssum && count && mixed
-                 ? ops->fiber_fill(g, m, base->projection, &sig, 0)
+                 ? ops->fiber_fill(from, m, base->projection, &sig, 0)
                  : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
-    fib_group_drop_pages(g, m); /* the signature is a copy */
+    fib_group_drop_pages(from, m); /* the signature is a copy */
     for (int64_t i = 0; !status && i < n; i++) {
         int64_t c = own->color[i];
+        if (removed && removed[i])
+            continue; /* its rows are its class's kept units' */
         double si = scaled ? g->groups[f].ops->budget_scale(g, f, i) : 1.0;
         if (count[c] > 0 && (si > 0) != (ssum[c] > 0))
             mixed[c] = true;
@@ -1177,7 +1632,19 @@ static void free_budget(graph_budget *B)
     for (int32_t x = 0; B->sets && x < B->n_cand; x++) {
         fib_free(B->sets[x].err);
         fib_merges_clear(&B->sets[x].mg);
+        fib_free(B->sets[x].remove_cost);
+        fib_free(B->sets[x].ev_a);
+        fib_free(B->sets[x].ev_b);
+        fib_free(B->sets[x].ev_end);
+        fib_free(B->sets[x].removed);
     }
+    for (int32_t i = 0; B->constant && B->origin && i < B->g->n_groups; i++) {
+        fib_free(B->constant[i]);
+        fib_free(B->origin[i]);
+    }
+    fib_free(B->constant);
+    fib_free(B->origin);
+    fib_free(B->chain_of);
     fib_free(B->role);
     fib_free(B->set);
     fib_free(B->pinned);
@@ -1248,6 +1715,10 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
     B.sets = status ? NULL : fib_calloc(B.n_cand > 0 ? B.n_cand : 1, sizeof *B.sets);
     if (!status && !B.sets)
         status = fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    for (int32_t x = 0; !status && x < B.n_cand; x++)
+        B.sets[x].n = g->groups[B.cand[x]].n_units;
+    if (!status)
+        status = build_removals(&B);
     if (!status)
         status = build_reach(&B);
     /* steps: each candidate's clustering, the exchange, the base */
@@ -1278,13 +1749,19 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
             status = fib_coloring_alloc(g, FIB_SYM_FIBERS, &col);
         if (!status)
             status = cut_sets(&B, col);
+        fib_graph *gx = NULL;
+        fib_coloring *colx = NULL;
         if (!status)
-            status = fib_compress(g, col, &base);
+            status = remove_units(&B, col, &gx, &colx);
+        if (!status)
+            status = fib_compress(gx ? gx : g, colx ? colx : col, &base);
         fib_coloring_free(col);
+        fib_coloring_free(colx);
         col = NULL;
         for (int32_t i = 0; i < g->n_groups && !status; i++)
             if (B.role[i] == FIB_BUDGET_CLUSTERED && !B.pinned[B.set[i]])
-                status = weighted_rows(&B, i, base);
+                status = weighted_rows(&B, gx ? gx : g, i, base);
+        fib_graph_free(gx);
         if (!status)
             params = base_parameters(&B, base);
         if (status || (double)params <= target)

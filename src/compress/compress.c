@@ -137,11 +137,17 @@ int32_t fib_compress_options_init(fib_compress_options *o, size_t struct_size)
 }
 
 static int32_t compress(const fib_graph *g, const fib_coloring *c, int32_t dtype,
-                        bool borrow, fib_base **out);
+                        bool borrow, const bool *owned, fib_base **out);
 
 int32_t fib_compress(const fib_graph *g, const fib_coloring *c, fib_base **out)
 {
-    return compress(g, c, FIB_DTYPE_F64, false, out);
+    return compress(g, c, FIB_DTYPE_F64, false, NULL, out);
+}
+
+int32_t fib_compress_owning(const fib_graph *g, const fib_coloring *c, const bool *owned,
+                            fib_base **out)
+{
+    return compress(g, c, FIB_DTYPE_F64, true, owned, out);
 }
 
 int32_t fib_compress_ex(const fib_graph *g, const fib_coloring *c,
@@ -157,7 +163,7 @@ int32_t fib_compress_ex(const fib_graph *g, const fib_coloring *c,
         return fib_error(FIB_E_INVALID,
                          "fib_compress_ex: dtype %d is not 0, FIB_DTYPE_F32 or FIB_DTYPE_F64",
                          (int)dtype);
-    return compress(g, c, dtype, options && options->borrow, out);
+    return compress(g, c, dtype, options && options->borrow, NULL, out);
 }
 
 /* True when every unit of the partition is its own class, in unit order. */
@@ -211,7 +217,7 @@ static int32_t borrow_unmerged(const fib_graph *g, int32_t group, const fib_part
 }
 
 static int32_t compress(const fib_graph *g, const fib_coloring *c, int32_t dtype,
-                        bool borrow, fib_base **out)
+                        bool borrow, const bool *owned, fib_base **out)
 {
     int32_t status = fib_coloring_check_graph(g, c);
     if (status)
@@ -263,7 +269,7 @@ static int32_t compress(const fib_graph *g, const fib_coloring *c, int32_t dtype
         int32_t made = b->graph ? b->graph->n_groups : 0;
         ids[i] = i; /* the base has the same groups, in the same order */
         bool borrowed = false;
-        if (borrow && !c->scales && !fib_group_is_input(g, i))
+        if (borrow && !(owned && owned[i]) && !c->scales && !fib_group_is_input(g, i))
             status = borrow_unmerged(g, i, b->projection, b->graph, ids, &borrowed);
         if (status || borrowed)
             ;

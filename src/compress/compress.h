@@ -20,6 +20,12 @@ struct fib_base {
  * for a value float32 cannot hold. */
 int32_t fib_narrow_block(fib_graph *g, int32_t group);
 
+/* compress.c: fib_compress with fib_compress_options.borrow but for the
+ * groups marked in `owned`, whose base blocks own float64 copies (or packed
+ * copies in their dtype) that the caller may change. */
+int32_t fib_compress_owning(const fib_graph *g, const fib_coloring *c, const bool *owned,
+                            fib_base **out);
+
 /* compress.c: copies activation and name of a group to another graph. */
 int32_t fib_copy_group_attributes(const fib_graph *from, int32_t group,
                                   fib_graph *to, int32_t to_group);

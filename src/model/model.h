@@ -327,6 +327,28 @@ typedef struct fib_block_ops {
      * different bins never share a class (an attention's heads, copied
      * heads sharing one). */
     int32_t (*budget_bins)(const fib_graph *g, int32_t group, int64_t *bin);
+    /* Budgets, for removing a unit whose output is a constant (a channel
+     * whose batch-norm scale is 0, a unit without incoming weights): unit
+     * `unit`'s pre-activation when its incoming weights are zero (a
+     * clustered block: its bias, source_values NULL) or when every source
+     * unit u outputs source_values[u] at every position (a follower, a
+     * derived group; a derived group's unit is then its source unit's
+     * value); NAN when it is then not one constant (an average pool over
+     * zero padding). NULL: no unit of a set holding the group is removed. */
+    double (*budget_constant)(const fib_graph *g, int32_t group, int64_t unit,
+                              const double *source_values);
+    /* Budgets, for a block that reads removed units: whether a source
+     * unit of source `source_index` that outputs `value` at every position
+     * can be replaced exactly by the block's bias (a convolution over zero
+     * padding cannot, but for 0). NULL: no source unit it reads is removed. */
+    bool (*budget_absorbs)(const fib_graph *g, int32_t group, int32_t source_index,
+                           double value);
+    /* Replaces the contribution of every source unit u of source
+     * `source_index` with a finite values[u] by that constant: values[u]
+     * times its weights added to the bias, its weights set to 0 (NAN: kept).
+     * Only on a graph the library made (its blocks own their weights). */
+    int32_t (*budget_absorb)(fib_graph *g, int32_t group, int32_t source_index,
+                             const double *values);
 } fib_block_ops;
 
 /* How a budget treats a group's classes (fib_block_ops.budget_role). */

@@ -1,8 +1,9 @@
 """compress(budget=...) on convolutional and residual networks (issue 26):
 convolutions with batch norm, pooling, flatten, residual sums,
 concatenations, gates (squeeze-excitation), norms; the budget is met,
-planted copies are removed exactly, and the progress callback can cancel
-(attention: test_budget_attention.py)."""
+planted copies are removed exactly, so are channels of batch-norm scale 0
+(their constants taken into the consumers' biases), and the progress
+callback can cancel (attention: test_budget_attention.py)."""
 
 import json
 import os
@@ -85,6 +86,63 @@ def test_residual_channels_merge_together():
     stem = list(base.projection(by_module["stem.0"]))
     for module in ("stem.1", "layer1.conv2", "layer1.bn2"):
         assert list(base.projection(by_module[module])) == stem, module
+
+
+def constant_channels_vgg():
+    """A VGG-style net whose batch norms give channels of scale exactly 0
+    (constants of both signs after the ReLU's: shifts +0.4 / -0.3 and +0.7
+    / -0.2) and a hidden unit without incoming weights (bias 0.5); the
+    second convolution reads the first without padding, so that it takes
+    a constant exactly."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(8 * 3 * 3, 16), nn.ReLU(), nn.Linear(16, 4))
+    with torch.no_grad():
+        for bn in (model[1], model[4]):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+        model[1].weight[[2, 5]] = 0
+        model[1].bias[[2, 5]] = torch.tensor([0.4, -0.3])
+        model[4].weight[[1, 6]] = 0
+        model[4].bias[[1, 6]] = torch.tensor([0.7, -0.2])
+        model[8].weight[3] = 0
+        model[8].bias[3] = 0.5
+    return model.eval(), torch.randn(16, 1, 8, 8)
+
+
+def _vgg_parameters(n1, n2, hidden):
+    """Parameters of constant_channels_vgg at these widths."""
+    return (n1 * 10 + 2 * n1 + n2 * (n1 * 9 + 1) + 2 * n2 + hidden * (n2 * 9 + 1)
+            + 4 * (hidden + 1))
+
+
+def test_budget_removing_constant_channels_keeps_the_outputs():
+    """Channels whose batch-norm scale is 0 output a constant; removed, with
+    the constant taken into the consumers' biases, they cost nothing: the
+    budget of the net without them removes them alone, and the outputs stay
+    to rounding."""
+    model, x = constant_channels_vgg()
+    total = ft.count_parameters(model)
+    assert total == _vgg_parameters(8, 8, 16)
+    kept = _vgg_parameters(6, 6, 15)
+    small, _ = ft.compress(model, x, budget=kept / total)
+    assert ft.count_parameters(small) == kept
+    for inputs in (x, torch.randn_like(x)):
+        with torch.no_grad():
+            assert (small(inputs) - model(inputs)).abs().max().item() < 1e-5
+    assert [small[0].out_channels, small[3].out_channels, small[8].out_features] == [6, 6, 15]
+
+
+@pytest.mark.parametrize("budget", [0.6, 0.4, 0.25])
+def test_budget_below_the_constant_channels_is_met(budget):
+    model, x = constant_channels_vgg()
+    small, _ = ft.compress(model, x, budget=budget)
+    assert ft.count_parameters(small) <= budget * ft.count_parameters(model)
+    with torch.no_grad():
+        assert torch.isfinite(small(torch.randn_like(x))).all()
 
 
 class Gate(nn.Module):

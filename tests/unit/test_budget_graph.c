@@ -5,7 +5,8 @@
  * take a budget, an attention's heads and dimensions take one (copies
  * exactly), and a kind budgets do not take is refused by name. A concatenation (0/1 selection blocks and
  * their sum) takes the classes of the units it copies and counts no
- * parameters. */
+ * parameters. Units that output a constant (a batch-norm scale of 0) are
+ * removed, their constants taken by their consumers' biases. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -505,6 +506,98 @@ static void budget_through_a_concatenation_counts_no_selection(void)
     fib_graph_free(g);
 }
 
+/* Groups: input (1 x 6 x 6), conv1 (5, 3x3, padding 1), bn1 (ReLU), conv2
+ * (5, 3x3, padding pad2), bn2 (ReLU), 2x2 max pool, flatten, dense (6,
+ * ReLU), dense (3). Batch-norm scales of 0 make bn1's channels 1 (shift
+ * 0.4) and 3 (shift -0.3) and bn2's channels 2 (0.6) and 4 (-0.5)
+ * constant; the hidden unit 5 has no incoming weights (bias 0.3). */
+static fib_graph *constant_units_cnn(int64_t pad2)
+{
+    uint64_t rng = 11;
+    fib_graph *g;
+    int32_t id[10];
+    int64_t side2 = 6 - 2 + 2 * pad2, flat = 5 * (side2 / 2) * (side2 / 2);
+    double *k1 = test_random_array(&rng, 5 * 9, -1, 1), *c1 = test_random_array(&rng, 5, -.2, .2);
+    double *k2 = test_random_array(&rng, 5 * 5 * 9, -1, 1), *c2 = test_random_array(&rng, 5, -.2, .2);
+    double *s1 = test_random_array(&rng, 5, 0.5, 1.5), *t1 = test_random_array(&rng, 5, -.3, .3);
+    double *s2 = test_random_array(&rng, 5, 0.5, 1.5), *t2 = test_random_array(&rng, 5, -.3, .3);
+    double *w1 = test_random_array(&rng, 6 * flat, -1, 1), *b1 = test_random_array(&rng, 6, -.2, .2);
+    double *w2 = test_random_array(&rng, 3 * 6, -1, 1), *b2 = test_random_array(&rng, 3, -.2, .2);
+    s1[1] = s1[3] = s2[2] = s2[4] = 0;
+    t1[1] = 0.4, t1[3] = -0.3, t2[2] = 0.6, t2[4] = -0.5;
+    for (int64_t x = 0; x < flat; x++)
+        w1[5 * flat + x] = 0;
+    b1[5] = 0.3;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, 1, 6, 6, &id[0]));
+    CHECK_OK(fib_graph_add_conv(g, id[0], 5, 3, 3, 1, 1, 1, 1, 1, FIB_DTYPE_F64, k1, c1,
+                                FIB_COPY, &id[1]));
+    CHECK_OK(fib_graph_add_affine(g, id[1], FIB_DTYPE_F64, s1, t1, FIB_COPY, &id[2]));
+    CHECK_OK(fib_graph_set_activation(g, id[2], FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_conv(g, id[2], 5, 3, 3, 1, 1, pad2, pad2, 1, FIB_DTYPE_F64, k2, c2,
+                                FIB_COPY, &id[3]));
+    CHECK_OK(fib_graph_add_affine(g, id[3], FIB_DTYPE_F64, s2, t2, FIB_COPY, &id[4]));
+    CHECK_OK(fib_graph_set_activation(g, id[4], FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_pool(g, id[4], FIB_POOL_MAX, 2, 2, 2, 2, 0, 0, &id[5]));
+    CHECK_OK(fib_graph_add_flatten(g, id[5], &id[6]));
+    CHECK_OK(fib_graph_add_dense(g, id[6], 6, FIB_DTYPE_F64, w1, flat, b1, FIB_COPY, &id[7]));
+    CHECK_OK(fib_graph_set_activation(g, id[7], FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, id[7], 3, FIB_DTYPE_F64, w2, 6, b2, FIB_COPY, &id[8]));
+    free(k1), free(c1), free(k2), free(c2), free(s1), free(t1), free(s2), free(t2);
+    free(w1), free(b1), free(w2), free(b2);
+    return g;
+}
+
+/* Parameters of constant_units_cnn with n1, n2 and h units in its layers. */
+static int64_t constant_units_parameters(int64_t pad2, int64_t n1, int64_t n2, int64_t h)
+{
+    int64_t side2 = 6 - 2 + 2 * pad2, flat = n2 * (side2 / 2) * (side2 / 2);
+    return n1 * 10 + 2 * n1 + n2 * (n1 * 9 + 1) + 2 * n2 + h * (flat + 1) + 3 * (h + 1);
+}
+
+/* Channels whose batch-norm scale is 0 and a hidden unit without incoming
+ * weights output constants, of both signs: a budget of the network without
+ * them removes them, their consumers' biases take the constants, and the
+ * outputs stay. A convolution over zero padding takes only a constant 0:
+ * bn1's channel of constant 0.4 then stays. */
+static void budget_removing_constant_units_keeps_outputs(void)
+{
+    for (int64_t pad2 = 0; pad2 <= 1; pad2++) {
+        fib_graph *g = constant_units_cnn(pad2);
+        int64_t total = 0, n1 = pad2 ? 4 : 3;
+        fib_graph_num_parameters(g, &total);
+        CHECK(total == constant_units_parameters(pad2, 5, 5, 6));
+        int64_t kept = constant_units_parameters(pad2, n1, 3, 5);
+        fib_budget_options o;
+        fib_budget_options_init(&o, sizeof o);
+        fib_base *b = NULL;
+        CHECK_OK(fib_compress_to_budget(g, (double)kept / (double)total, &o, &b));
+        if (b) {
+            CHECK(o.n_parameters == kept);
+            CHECK(test_output_difference(g, fib_base_graph(b), 5, 4, 1.0) <= 1e-9);
+            int64_t w1 = 0, w2 = 0, h = 0;
+            fib_graph_group_info(fib_base_graph(b), 1, NULL, &w1, NULL, NULL, NULL, NULL, NULL);
+            fib_graph_group_info(fib_base_graph(b), 3, NULL, &w2, NULL, NULL, NULL, NULL, NULL);
+            fib_graph_group_info(fib_base_graph(b), 7, NULL, &h, NULL, NULL, NULL, NULL, NULL);
+            CHECK(w1 == n1 && w2 == 3 && h == 5);
+        }
+        fib_base_free(b);
+        /* smaller budgets: met, by a base that computes */
+        for (double budget = 0.8; budget > 0.2; budget -= 0.2) {
+            b = NULL;
+            int32_t status = fib_compress_to_budget(g, budget * kept / total, &o, &b);
+            CHECK(status == FIB_OK || strstr(fib_last_error(), "below the smallest base"));
+            int64_t counted = 0;
+            if (b)
+                fib_graph_num_parameters(fib_base_graph(b), &counted);
+            CHECK(!b || (counted <= budget * kept && counted == o.n_parameters));
+            CHECK(!b || isfinite(test_output_difference(g, fib_base_graph(b), 5, 4, 1.0)));
+            fib_base_free(b);
+        }
+        fib_graph_free(g);
+    }
+}
+
 int main(void)
 {
     RUN(budget_through_a_concatenation_counts_no_selection);
@@ -515,5 +608,6 @@ int main(void)
     RUN(budget_keeps_grouped_and_rotary_attention_whole);
     RUN(budget_counts_tied_weights_once);
     RUN(budget_refusal_names_the_block_of_an_unnamed_group);
+    RUN(budget_removing_constant_units_keeps_outputs);
     return test_failures ? 1 : 0;
 }

@@ -72,6 +72,8 @@ _Static_assert(offsetof(fib_budget_options, merge_inputs) == FIB_BUDGET_OPTIONS_
                "the first layout of fib_budget_options ends where merge_inputs starts");
 _Static_assert(offsetof(fib_budget_options, progress) == FIB_BUDGET_OPTIONS_SIZE_2,
                "the second layout of fib_budget_options ends where progress starts");
+_Static_assert(offsetof(fib_budget_options, dtype) == FIB_BUDGET_OPTIONS_SIZE_3,
+               "the third layout of fib_budget_options ends where dtype starts");
 
 int32_t fib_budget_options_init(fib_budget_options *o, size_t struct_size)
 {
@@ -520,14 +522,22 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             status = fib_budget_step(&check);
     }
     col->merge_inputs = merge_inputs;
+    /* a float32 base is rounded block by block as it is made; the
+     * correction refits a float64 base, rounded once it is done */
+    fib_compress_options copts;
+    fib_compress_options_init(&copts, sizeof copts);
+    copts.dtype = correcting ? FIB_DTYPE_F64 : o->dtype;
     if (!status)
-        status = fib_compress(g, col, base_out);
+        status = fib_compress_ex(g, col, &copts, base_out);
     if (!status)
         status = fib_budget_step(&check);
     *corrected = false;
     if (!status && correcting)
         status = fib_budget_correct(g, col, o->synthetic_scale, o->synthetic_samples,
                                     &check, *base_out, corrected);
+    for (int32_t k = 0; !status && correcting && o->dtype == FIB_DTYPE_F32 &&
+                        k < (*base_out)->graph->n_groups; k++)
+        status = fib_narrow_block((*base_out)->graph, k);
     if (!status && correcting)
         status = fib_budget_step(&check);
     if (status && *base_out) {
@@ -612,6 +622,9 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
                          (int)o->merge_inputs);
     if (o->reserved0 != 0)
         return fib_error(FIB_E_INVALID, "%s: reserved0 must be 0", fn);
+    if (o->dtype != 0 && o->dtype != FIB_DTYPE_F32 && o->dtype != FIB_DTYPE_F64)
+        return fib_error(FIB_E_INVALID, "%s: dtype %d is not 0, FIB_DTYPE_F32 or FIB_DTYPE_F64",
+                         fn, (int)o->dtype);
     if (!(o->input_sensitivity > 0) || !isfinite(o->input_sensitivity))
         return fib_error(FIB_E_INVALID, "%s: input_sensitivity %g must be finite and > 0", fn,
                          o->input_sensitivity);

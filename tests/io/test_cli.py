@@ -545,3 +545,17 @@ def test_compress_keeps_the_model_dtype(tmp_path):
     y = st_io.forward(str(base64), x)  # the state dict has no structure to run
     assert np.allclose(st_io.forward(str(base32), x), y, rtol=1e-5, atol=1e-5)
     assert np.abs(y).max() > 0.1
+    # a budget's base alike: float32 by default, float64 by --dtype f64
+    budget32, budget64 = tmp_path / "u32.safetensors", tmp_path / "u64.safetensors"
+    assert run("compress", "--budget", "0.5", model, "-o", budget32, "-q").returncode == 0
+    assert run("compress", "--budget", "0.5", "--dtype", "f64", model, "-o", budget64,
+               "-q").returncode == 0
+    for path, dtype in ((budget32, "F32"), (budget64, "F64")):
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+        weights = [t["dtype"] for k, t in header.items()
+                   if k.endswith(".weight") or k.endswith(".bias")]
+        assert weights and set(weights) == {dtype}, header
+    y = st_io.forward(str(budget64), x)
+    assert np.allclose(st_io.forward(str(budget32), x), y, rtol=1e-5, atol=1e-5)

@@ -142,10 +142,11 @@ static int64_t budget_params(const fib_graph *g, const int64_t *width)
 }
 
 /* Rows and weights of group i for clustering with `scaled`; parts/scales
- * give the source's classes. */
+ * give the source's classes. narrow: only the rank-1 linkage reads them,
+ * so rows of float32 values are held as such (fib_rows_narrow). */
 static int32_t layer_rows(const fib_graph *g, int32_t i, const fib_partition *parts,
-                          double **scales, bool scaled, fib_rows *r, double *weight,
-                          double *norms)
+                          double **scales, bool scaled, bool narrow, fib_rows *r,
+                          double *weight, double *norms)
 {
     int32_t status = fib_scaled_dense_values(g, i, &parts[g->groups[i].sources[0]],
                                              scales[g->groups[i].sources[0]], r);
@@ -153,6 +154,8 @@ static int32_t layer_rows(const fib_graph *g, int32_t i, const fib_partition *pa
         return status;
     fib_outgoing_norms(g, i, weight);
     if (scaled) {
+        if (narrow)
+            fib_rows_narrow(r);
         fib_rows_normalize(r, norms);
         for (int64_t u = 0; u < r->n; u++)
             weight[u] *= norms[u];
@@ -180,12 +183,12 @@ static int32_t input_rows(const fib_graph *g, int32_t input, fib_rows *r, double
 /* The rows a budget clusters for group i: an input group's columns, or a
  * hidden group's rows over its source's classes. */
 static int32_t candidate_rows(const fib_graph *g, int32_t i, const fib_partition *parts,
-                              double **scales, bool scaled, fib_rows *r, double *weight,
-                              double *norms)
+                              double **scales, bool scaled, bool narrow, fib_rows *r,
+                              double *weight, double *norms)
 {
     if (fib_group_is_input(g, i))
         return input_rows(g, i, r, weight);
-    return layer_rows(g, i, parts, scales, scaled, r, weight, norms);
+    return layer_rows(g, i, parts, scales, scaled, narrow, r, weight, norms);
 }
 
 /* The blocks candidate_rows read for group i (its own and its consumer's,
@@ -373,7 +376,8 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
                       fib_activation_homogeneous(g->groups[i].activation);
         fib_rows r;
         fib_partition *discrete = col->parts; /* still discrete here */
-        status = candidate_rows(g, i, discrete, col->scales, scaled, &r, weight, norms);
+        /* read by the agglomeration alone: float32 weights held as such */
+        status = candidate_rows(g, i, discrete, col->scales, scaled, true, &r, weight, norms);
         drop_read_blocks(g, i);
         r.n_threads = o->n_threads;
         r.float_cosines = true;
@@ -463,7 +467,8 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         if (!weight || !norms)
             status = fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
         if (!status)
-            status = candidate_rows(g, i, col->parts, col->scales, scaled, &r, weight, norms);
+            status = candidate_rows(g, i, col->parts, col->scales, scaled, false, &r, weight,
+                                    norms);
         drop_read_blocks(g, i);
         r.n_threads = o->n_threads;
         r.float_cosines = true;

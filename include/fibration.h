@@ -824,6 +824,20 @@ typedef struct fib_budget_options {
                             promptly: nonzero returns FIB_E_CANCELLED and
                             makes nothing */
     void *progress_user;
+    /* Appended to the third layout (FIB_BUDGET_OPTIONS_SIZE_3 bytes); a
+     * caller built against it gets a float64 base, as before: */
+    int32_t dtype;       /* of the base's merged dense and convolution
+                            blocks, as fib_compress_options.dtype: 0 or
+                            FIB_DTYPE_F64 (default) float64; FIB_DTYPE_F32:
+                            each rounded to float32 as soon as it is made
+                            (and, with synthetic_scale, once corrected),
+                            the values a float32 file of the base holds, so
+                            that the base never holds float64 copies of
+                            them all; the default of the `fibration`
+                            command and of fibration.torch's
+                            compress(budget=) for float32, float16 and
+                            bfloat16 models. A merged value float32 cannot
+                            hold is FIB_E_NONFINITE. */
 } fib_budget_options;
 
 /* sizeof(fib_budget_options) of its first layout, before merge_inputs;
@@ -831,6 +845,8 @@ typedef struct fib_budget_options {
 #define FIB_BUDGET_OPTIONS_SIZE_1 48
 /* sizeof(fib_budget_options) of its second layout, before progress. */
 #define FIB_BUDGET_OPTIONS_SIZE_2 88
+/* sizeof(fib_budget_options) of its third layout, before dtype. */
+#define FIB_BUDGET_OPTIONS_SIZE_3 104
 
 /* Fills *options with the defaults. Errors: FIB_E_NULL, FIB_E_INVALID. */
 FIB_API int32_t fib_budget_options_init(fib_budget_options *options,

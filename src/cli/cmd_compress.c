@@ -94,9 +94,12 @@ int cmd_compress(int argc, char **argv)
     fib_budget_options budget;
     fib_budget_options_init(&budget, sizeof budget);
     fib_budget_result made = {.struct_size = sizeof made};
+    int32_t dtype = o.dtype ? o.dtype : cli_model_dtype(g);
     if (o.budget > 0) {
         budget.merge_inputs = o.merge_inputs;
         budget.synthetic_scale = o.input_scale;
+        /* the base is made in the dtype it is written in, as below */
+        budget.dtype = dtype;
         /* the budget's steps are clusterings, not shares of the weights */
         progress.phase = "budget";
         progress.weights = 0;
@@ -121,7 +124,6 @@ int cmd_compress(int argc, char **argv)
      * made or written. */
     bool nothing = rc == CLI_EXIT_OK && (base ? same_units(g, fib_base_graph(base))
                                               : cli_nothing_to_merge(g, c));
-    int32_t dtype = o.dtype ? o.dtype : cli_model_dtype(g);
     if (rc == CLI_EXIT_OK && !base && !nothing) {
         /* merged blocks are made in the dtype they are written in: no
          * float64 copy of the base is held (the same file) */

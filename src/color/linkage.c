@@ -46,6 +46,8 @@ void fib_rows_clear(fib_rows *r)
     fib_free(r->value);
     fib_free(r->tol);
     fib_free(r->label);
+    fib_free(r->narrow);
+    fib_free(r->divisor);
     memset(r, 0, sizeof *r);
 }
 
@@ -129,12 +131,42 @@ int32_t fib_rows_from_signature(const fib_signature *sig, fib_rows *out)
 }
 
 /* The Euclidean length of row i, its squares summed in column order. */
+/* Value (i, j) of the rows, held in double or in float32 (fib_rows_narrow:
+ * the float widened, divided by its row's divisor, gives the same bits). */
+static inline double row_value(const fib_rows *r, int64_t i, int64_t j)
+{
+    return r->value ? r->value[i * r->d + j]
+                    : (double)r->narrow[i * r->d + j] / r->divisor[i];
+}
+
 static double row_norm(const fib_rows *r, int64_t i)
 {
     double s = 0;
     for (int64_t j = 0; j < r->d; j++)
-        s += r->value[i * r->d + j] * r->value[i * r->d + j];
+        s += row_value(r, i, j) * row_value(r, i, j);
     return sqrt(s);
+}
+
+bool fib_rows_narrow(fib_rows *r)
+{
+    int64_t cells = r->n * r->d;
+    if (!r->value || r->tol || cells <= 0)
+        return false;
+    for (int64_t x = 0; x < cells; x++)
+        if ((double)(float)r->value[x] != r->value[x])
+            return false;
+    double *divisor = fib_alloc(r->n, sizeof *divisor);
+    if (!divisor)
+        return false; /* the double rows serve */
+    for (int64_t i = 0; i < r->n; i++)
+        divisor[i] = 1.0; /* x / 1 is x */
+    void *buffer = r->value;
+    /* every value is finite and a float32: rounding cannot fail */
+    fib_narrow_owned(&buffer, cells, -1, "row");
+    r->narrow = buffer;
+    r->value = NULL;
+    r->divisor = divisor;
+    return true;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -177,6 +209,12 @@ void fib_rows_normalize(fib_rows *r, double *norms)
 {
     for (int64_t i = 0; i < r->n; i++) {
         double s = row_norm(r, i);
+        if (r->narrow) { /* v / s read as such: the same division */
+            if (norms)
+                norms[i] = s;
+            r->divisor[i] = s > 0 ? s : 1.0;
+            continue;
+        }
         double *v = r->value + i * r->d, *t = r->tol ? r->tol + i * r->d : NULL;
         if (norms)
             norms[i] = s;
@@ -321,10 +359,9 @@ typedef struct unit_rows {
 /* The cosine of rows i and k in double, as the double path makes it. */
 static double exact_cosine(const fib_rows *r, const double *norm, int64_t i, int64_t k)
 {
-    const double *a = r->value + i * r->d, *b = r->value + k * r->d;
     double si = norm[i], sk = norm[k], s = 0;
     for (int64_t j = 0; j < r->d; j++)
-        s += (si > 0 ? a[j] / si : 0.0) * (sk > 0 ? b[j] / sk : 0.0);
+        s += (si > 0 ? row_value(r, i, j) / si : 0.0) * (sk > 0 ? row_value(r, k, j) / sk : 0.0);
     return s;
 }
 
@@ -446,6 +483,9 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
                          "linkage clustering of %lld units: above FIB_LINKAGE_MAX_UNITS (%d), its "
                          "O(n^2) matrix would not be bounded; use FIB_TOL_ABS or FIB_TOL_REL",
                          (long long)n, (int)FIB_LINKAGE_MAX_UNITS);
+    if (r->narrow && method != FIB_TOL_COSINE && !rank1)
+        return fib_error(FIB_E_INVALID, "linkage: rows held in float32 are read by the "
+                         "cosine and rank-1 linkages only");
     int64_t cells = n * (n - 1) / 2;
     double *D = fib_alloc(cells > 0 ? cells : 1, sizeof *D);
     /* each merge reads a cell of every row: on 4 KiB pages, a TLB miss each */
@@ -491,7 +531,7 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
             double s = row_norm(r, i);
             unit_norm[i] = s;
             for (int64_t j = 0; j < d; j++) {
-                double x = s > 0 ? r->value[i * d + j] / s : 0.0;
+                double x = s > 0 ? row_value(r, i, j) / s : 0.0;
                 if (single)
                     unitf[i * d + j] = (float)x;
                 else

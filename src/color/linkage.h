@@ -17,6 +17,12 @@ typedef struct fib_rows {
                            bound made in floats (linkage.c) */
     bool search_all;    /* tests: the Lloyd rounds search every unit among
                            all the directions, no bound skipping one */
+    float *narrow;      /* NULL, or the values held in float32 instead (value
+                           NULL, fib_rows_narrow): value (i, j) is
+                           narrow[i * d + j] / divisor[i], the bits of the
+                           double rows they stand for; only the rank-1 Ward
+                           linkage and fib_rows_normalize read such rows */
+    double *divisor;
 } fib_rows;
 
 /* An agglomeration: merge s joined cluster b[s] into cluster a[s] < b[s]
@@ -38,8 +44,14 @@ void fib_rows_clear(fib_rows *r);
 /* Median of the rows' L2 norms (times weight[i] when given); 1 if 0. */
 double fib_rows_scale(const fib_rows *r, const double *weight);
 double fib_signature_scale(const fib_signature *sig);
-/* Divides every row by its L2 norm (zero rows stay); norms may be NULL. */
+/* Divides every row by its L2 norm (zero rows stay); norms may be NULL.
+ * Rows held in float32 (fib_rows_narrow) take it as their divisors: once. */
 void fib_rows_normalize(fib_rows *r, double *norms);
+/* Holds r's values in float32, in their own memory, when every one is a
+ * float32 value (a layer's weights over discrete sources) and r has no
+ * allowances: half the memory, the same values read back. False (r
+ * unchanged) otherwise. */
+bool fib_rows_narrow(fib_rows *r);
 /* Sorts v and returns its median. */
 double fib_median(double *v, int64_t n);
 

@@ -72,6 +72,8 @@ _Static_assert(offsetof(fib_budget_options, merge_inputs) == FIB_BUDGET_OPTIONS_
                "the first layout of fib_budget_options ends where merge_inputs starts");
 _Static_assert(offsetof(fib_budget_options, progress) == FIB_BUDGET_OPTIONS_SIZE_2,
                "the second layout of fib_budget_options ends where progress starts");
+_Static_assert(offsetof(fib_budget_options, dtype) == FIB_BUDGET_OPTIONS_SIZE_3,
+               "the third layout of fib_budget_options ends where dtype starts");
 
 int32_t fib_budget_options_init(fib_budget_options *o, size_t struct_size)
 {
@@ -140,10 +142,11 @@ static int64_t budget_params(const fib_graph *g, const int64_t *width)
 }
 
 /* Rows and weights of group i for clustering with `scaled`; parts/scales
- * give the source's classes. */
+ * give the source's classes. narrow: only the rank-1 linkage reads them,
+ * so rows of float32 values are held as such (fib_rows_narrow). */
 static int32_t layer_rows(const fib_graph *g, int32_t i, const fib_partition *parts,
-                          double **scales, bool scaled, fib_rows *r, double *weight,
-                          double *norms)
+                          double **scales, bool scaled, bool narrow, fib_rows *r,
+                          double *weight, double *norms)
 {
     int32_t status = fib_scaled_dense_values(g, i, &parts[g->groups[i].sources[0]],
                                              scales[g->groups[i].sources[0]], r);
@@ -151,6 +154,8 @@ static int32_t layer_rows(const fib_graph *g, int32_t i, const fib_partition *pa
         return status;
     fib_outgoing_norms(g, i, weight);
     if (scaled) {
+        if (narrow)
+            fib_rows_narrow(r);
         fib_rows_normalize(r, norms);
         for (int64_t u = 0; u < r->n; u++)
             weight[u] *= norms[u];
@@ -178,12 +183,12 @@ static int32_t input_rows(const fib_graph *g, int32_t input, fib_rows *r, double
 /* The rows a budget clusters for group i: an input group's columns, or a
  * hidden group's rows over its source's classes. */
 static int32_t candidate_rows(const fib_graph *g, int32_t i, const fib_partition *parts,
-                              double **scales, bool scaled, fib_rows *r, double *weight,
-                              double *norms)
+                              double **scales, bool scaled, bool narrow, fib_rows *r,
+                              double *weight, double *norms)
 {
     if (fib_group_is_input(g, i))
         return input_rows(g, i, r, weight);
-    return layer_rows(g, i, parts, scales, scaled, r, weight, norms);
+    return layer_rows(g, i, parts, scales, scaled, narrow, r, weight, norms);
 }
 
 /* The blocks candidate_rows read for group i (its own and its consumer's,
@@ -371,7 +376,8 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
                       fib_activation_homogeneous(g->groups[i].activation);
         fib_rows r;
         fib_partition *discrete = col->parts; /* still discrete here */
-        status = candidate_rows(g, i, discrete, col->scales, scaled, &r, weight, norms);
+        /* read by the agglomeration alone: float32 weights held as such */
+        status = candidate_rows(g, i, discrete, col->scales, scaled, true, &r, weight, norms);
         drop_read_blocks(g, i);
         r.n_threads = o->n_threads;
         r.float_cosines = true;
@@ -461,7 +467,8 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
         if (!weight || !norms)
             status = fib_error(FIB_E_NOMEM, "fib_compress_to_budget: out of memory");
         if (!status)
-            status = candidate_rows(g, i, col->parts, col->scales, scaled, &r, weight, norms);
+            status = candidate_rows(g, i, col->parts, col->scales, scaled, false, &r, weight,
+                                    norms);
         drop_read_blocks(g, i);
         r.n_threads = o->n_threads;
         r.float_cosines = true;
@@ -520,14 +527,22 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
             status = fib_budget_step(&check);
     }
     col->merge_inputs = merge_inputs;
+    /* a float32 base is rounded block by block as it is made; the
+     * correction refits a float64 base, rounded once it is done */
+    fib_compress_options copts;
+    fib_compress_options_init(&copts, sizeof copts);
+    copts.dtype = correcting ? FIB_DTYPE_F64 : o->dtype;
     if (!status)
-        status = fib_compress(g, col, base_out);
+        status = fib_compress_ex(g, col, &copts, base_out);
     if (!status)
         status = fib_budget_step(&check);
     *corrected = false;
     if (!status && correcting)
         status = fib_budget_correct(g, col, o->synthetic_scale, o->synthetic_samples,
                                     &check, *base_out, corrected);
+    for (int32_t k = 0; !status && correcting && o->dtype == FIB_DTYPE_F32 &&
+                        k < (*base_out)->graph->n_groups; k++)
+        status = fib_narrow_block((*base_out)->graph, k);
     if (!status && correcting)
         status = fib_budget_step(&check);
     if (status && *base_out) {
@@ -612,6 +627,9 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
                          (int)o->merge_inputs);
     if (o->reserved0 != 0)
         return fib_error(FIB_E_INVALID, "%s: reserved0 must be 0", fn);
+    if (o->dtype != 0 && o->dtype != FIB_DTYPE_F32 && o->dtype != FIB_DTYPE_F64)
+        return fib_error(FIB_E_INVALID, "%s: dtype %d is not 0, FIB_DTYPE_F32 or FIB_DTYPE_F64",
+                         fn, (int)o->dtype);
     if (!(o->input_sensitivity > 0) || !isfinite(o->input_sensitivity))
         return fib_error(FIB_E_INVALID, "%s: input_sensitivity %g must be finite and > 0", fn,
                          o->input_sensitivity);

@@ -1524,6 +1524,23 @@ static int32_t only_consumer(const fib_graph *g, int32_t m)
     return found;
 }
 
+/* Element `at` of a base tensor set to x, rounded once in a float32 base
+ * (the value a float32 file of the float64 base would hold). */
+static int32_t store_row_value(const fib_tensor_view *v, int64_t at, double x, int32_t group)
+{
+    if (v->dtype == FIB_DTYPE_F64) {
+        ((double *)v->data)[at] = x;
+        return FIB_OK;
+    }
+    float narrow = (float)x;
+    if (!isfinite(narrow))
+        return fib_error(FIB_E_NONFINITE, "%s: group %d: merged %s %lld = %g does not fit in "
+                         "float32 (budget to float64)", fn, (int)group, v->name, (long long)at,
+                         x);
+    ((float *)v->data)[at] = narrow;
+    return FIB_OK;
+}
+
 /* The base rows of clustered member m as the fit of least weighted squares
  * of what its members compute after the follower that scales them (batch
  * norm): class c gets sum_i E_i s_i row_i / (mean_c(s) sum_i E_i), with s_i
@@ -1548,11 +1565,14 @@ static int32_t weighted_rows(const graph_budget *B, const fib_graph *from, int32
     int64_t n = own->n_units, k = own->n_classes;
     fib_tensor_view wv = {0}, bv = {0};
     const fib_block_ops *bops = base->graph->groups[m].ops;
-    if (!bops->tensor || !bops->tensor(base->graph, m, 0, &wv) || wv.dtype != FIB_DTYPE_F64 ||
-        wv.shape[0] != k)
+    /* float64, or float32 as fib_compress_options.dtype rounded it (a
+     * packed float32 copy of a block that merges nothing is rewritten with
+     * its own values: each class one unit) */
+    if (!bops->tensor || !bops->tensor(base->graph, m, 0, &wv) ||
+        (wv.dtype != FIB_DTYPE_F64 && wv.dtype != FIB_DTYPE_F32) || wv.shape[0] != k)
         return FIB_OK;
     bool bias = bops->tensor(base->graph, m, 1, &bv);
-    if (bias && (bv.dtype != FIB_DTYPE_F64 || bv.shape[0] != k))
+    if (bias && (bv.dtype != wv.dtype || bv.shape[0] != k))
         return FIB_OK;
     int64_t w = ops->fiber_width(g, m, base->projection);
     if (w != wv.row_stride + (bias ? 1 : 0))
@@ -1585,15 +1605,14 @@ static int32_t weighted_rows(const graph_budget *B, const fib_graph *from, int32
         ssum[c] += si;
         count[c]++;
     }
-    double *weights = (double *)wv.data, *biases = bias ? (double *)bv.data : NULL;
     for (int64_t c = 0; !status && c < k; c++) {
         if (mixed[c] || !(den[c] > 0))
             continue;
         double scale = den[c] * ssum[c] / (double)count[c];
-        for (int64_t j = 0; j < wv.row_stride; j++)
-            weights[c * wv.row_stride + j] = num[c * w + j] / scale;
-        if (biases)
-            biases[c] = num[c * w + wv.row_stride] / scale;
+        for (int64_t j = 0; j < wv.row_stride && !status; j++)
+            status = store_row_value(&wv, c * wv.row_stride + j, num[c * w + j] / scale, m);
+        if (bias && !status)
+            status = store_row_value(&bv, c, num[c * w + wv.row_stride] / scale, m);
     }
     fib_signature_clear(&sig);
     fib_free(num);
@@ -1753,8 +1772,13 @@ int32_t fib_budget_graph(const fib_graph *g, double budget, const fib_budget_opt
         fib_coloring *colx = NULL;
         if (!status)
             status = remove_units(&B, col, &gx, &colx);
+        /* a float32 base is rounded block by block as it is made, and its
+         * weighted rows as they are written: never a float64 copy of it */
+        fib_compress_options copts;
+        fib_compress_options_init(&copts, sizeof copts);
+        copts.dtype = o->dtype;
         if (!status)
-            status = fib_compress(gx ? gx : g, colx ? colx : col, &base);
+            status = fib_compress_ex(gx ? gx : g, colx ? colx : col, &copts, &base);
         fib_coloring_free(col);
         fib_coloring_free(colx);
         col = NULL;

@@ -115,7 +115,7 @@ static int32_t representatives(const double *rows, int64_t n, int64_t d, const i
         return fib_error(FIB_E_NOMEM, "budget correction: out of memory");
     }
     fib_color_order(lab, n, k, order, start); /* members class by class */
-    fib_rows view = {n, d, (double *)rows, NULL, NULL, 0, false, false};
+    fib_rows view = {.n = n, .d = d, .value = (double *)rows};
     for (int64_t c = 0; c < k; c++) {
         const int64_t *mem = order + start[c];
         int64_t m = start[c + 1] - start[c];

@@ -75,6 +75,43 @@ def test_budget_below_the_copies_is_met_and_the_module_is_its_base(name, shrink)
     assert ft.verify(small, again, x).max_abs == 0  # deterministic
 
 
+def test_budget_base_keeps_the_model_dtype():
+    """compress(budget=) of a float32 model makes its base in float32
+    (fib_budget_options.dtype): each value the float64 base's rounded once,
+    the same classes, the same compressed module, parameter for parameter."""
+    import ctypes
+    import numpy as np
+    from fibration import _ffi, lib
+    from fibration.torch._rebuild import rebuild
+    model, x, _ = planted_blocks.planted_resnet()
+    budget = 0.6 * exact_fraction(model, x)
+    net = ft._trace(model, x)
+    assert net.base_dtype() == "float32"
+    wide, info64 = _budget.base_to_budget(net.graph, budget)
+    narrow, info32 = _budget.base_to_budget(net.graph, budget, dtype=net.base_dtype())
+    assert info32["n_parameters"] == info64["n_parameters"]
+    rounded = 0
+    for group in range(net.graph.num_groups):
+        assert (narrow.projection(group) == wide.projection(group)).all()
+        a, b = wide.graph.tensors(group), narrow.graph.tensors(group)
+        for index, name in enumerate(a):
+            code = ctypes.c_int32()
+            assert lib.fib_graph_tensor_dtype(narrow.graph._cp(), group, index,
+                                              ctypes.byref(code)) == 0
+            if code.value == _ffi.FIB_DTYPE_F32:
+                rounded += 1
+                assert (b[name] == a[name].astype(np.float32)).all(), (group, name)
+            else:
+                assert (b[name] == a[name]).all(), (group, name)
+    assert rounded >= 4  # the merged convolutions and the dense
+    small, _ = ft.compress(model, x, budget=budget)
+    from_wide = rebuild(net, wide, "Wide")
+    for (name, p), (_, q) in zip(small.state_dict().items(), from_wide.state_dict().items()):
+        assert torch.equal(p, q), name
+    with pytest.raises(ValueError, match="dtype"):
+        _budget.base_to_budget(net.graph, budget, dtype="float16")
+
+
 def test_residual_channels_merge_together():
     """The channels a residual sum adds are one set: the stem, the block's
     second convolution and their batch norms get one partition."""

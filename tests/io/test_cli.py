@@ -524,6 +524,14 @@ def test_compress_nothing_to_merge_writes_nothing(tmp_path):
     assert out.read_bytes() != b"precious"
 
 
+def weight_dtypes(path):
+    """The dtypes of a safetensors file's weight and bias tensors."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    return {t["dtype"] for k, t in header.items() if k.endswith((".weight", ".bias"))}
+
+
 def test_compress_keeps_the_model_dtype(tmp_path):
     """A float32 model gives a float32 base by default (the outputs of the
     float64 base to float32 rounding); --dtype f64 asks for float64."""
@@ -535,13 +543,17 @@ def test_compress_keeps_the_model_dtype(tmp_path):
     assert run("compress", "--dtype", "f64", model, "-o", base64, "-q").returncode == 0
     assert st_io.read(str(base32))[0]["0.weight"].shape == (9, 12)
     for path, dtype in ((base32, "F32"), (base64, "F64")):
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(n))
-        weights = [t["dtype"] for k, t in header.items()
-                   if k.endswith(".weight") or k.endswith(".bias")]
-        assert weights and set(weights) == {dtype}, header
+        assert weight_dtypes(path) == {dtype}, path
     x = np.random.default_rng(1).normal(size=(16, 12))
     y = st_io.forward(str(base64), x)  # the state dict has no structure to run
     assert np.allclose(st_io.forward(str(base32), x), y, rtol=1e-5, atol=1e-5)
     assert np.abs(y).max() > 0.1
+    # a budget's base alike: float32 by default, float64 by --dtype f64
+    budget32, budget64 = tmp_path / "u32.safetensors", tmp_path / "u64.safetensors"
+    assert run("compress", "--budget", "0.5", model, "-o", budget32, "-q").returncode == 0
+    assert run("compress", "--budget", "0.5", "--dtype", "f64", model, "-o", budget64,
+               "-q").returncode == 0
+    for path, dtype in ((budget32, "F32"), (budget64, "F64")):
+        assert weight_dtypes(path) == {dtype}, path
+    y = st_io.forward(str(budget64), x)
+    assert np.allclose(st_io.forward(str(budget32), x), y, rtol=1e-5, atol=1e-5)

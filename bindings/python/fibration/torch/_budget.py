@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .. import _ffi, check, lib
+from .._core import _DTYPE_CODES
 from .._errors import FibrationError
 from ._entry import _trace, count_parameters
 from ._plan import plan_from
@@ -65,8 +66,11 @@ def tolerance_name(code):
 
 def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_iterations=None,
                    merge_inputs=False, input_sensitivity=None, synthetic_scale=0.0,
-                   progress=None):
+                   progress=None, dtype="float64"):
     """fib_compress_to_budget on a fibration.Graph: (Base, info dict).
+    dtype of the base's merged Linear and convolution blocks
+    (fib_budget_options.dtype): 'float64', or 'float32' (each rounded once
+    as it is made, so that the base never holds float64 copies of them).
     progress(done, total) is told the budget's steps and may return True to
     cancel (FibrationError E_CANCELLED); Ctrl-C stops the call promptly
     (KeyboardInterrupt), see fibration._cancel."""
@@ -83,6 +87,9 @@ def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_ite
     if input_sensitivity is not None:
         opts.input_sensitivity = float(input_sensitivity)
     opts.synthetic_scale = float(synthetic_scale or 0.0)
+    if dtype not in _DTYPE_CODES:
+        raise ValueError("dtype must be 'float32' or 'float64', not %r" % (dtype,))
+    opts.dtype = _DTYPE_CODES[dtype]
     out = ctypes.POINTER(_ffi.fib_base)()
     with CancellableCall(progress) as call:
         opts.progress = call.callback
@@ -103,7 +110,7 @@ def _module_base_to_budget(net, *args, **kwargs):
     graph also names the torch module that group comes from (the C graph
     names a module's output group only)."""
     try:
-        return base_to_budget(net.graph, *args, **kwargs)
+        return base_to_budget(net.graph, *args, dtype=net.base_dtype(), **kwargs)
     except FibrationError as e:
         found = re.search(r"group (\d+)", e.message or "")
         modules = [layer for layer in net.layers

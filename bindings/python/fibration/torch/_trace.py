@@ -79,8 +79,13 @@ class Network:
         convolution layers are float32 when every parameter of the model
         is (each float64 merge rounded once, the value the rebuilt float32
         layer holds either way), else float64."""
+        return self.graph.compress(coloring, self.base_dtype())
+
+    def base_dtype(self):
+        """'float32' when every parameter of the model is float32 (the
+        dtype of its merged layers in a base), else 'float64'."""
         float32 = all(p.dtype == torch.float32 for p in self.model.parameters())
-        return self.graph.compress(coloring, "float32" if float32 else "float64")
+        return "float32" if float32 else "float64"
 
     def compress(self, coloring, class_name=None):
         """The compressed model (ordinary nn.Modules) for any colouring of

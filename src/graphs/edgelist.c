@@ -18,7 +18,7 @@
 /* Node names interned together (a power of two), and how far ahead of
  * the lookup a slot is prefetched. */
 #define NAMES_BATCH 1024
-#define NAMES_AHEAD 16
+#define NAMES_AHEAD 32
 
 /* A hash bucket: one cache line of four slots of 16 bytes, a name's key
  * and its id, so that a lookup of a name of at most 7 bytes (its key is
@@ -45,7 +45,7 @@ struct bucket {
 /* The first min(len, 8) bytes at s, byte i at bits 8i (zero above), read
  * without touching a byte past s + len: on a little-endian machine two
  * overlapping 4-byte loads, whose common bytes land on the same bits. */
-static uint64_t load_word(const char *s, int64_t len)
+static inline uint64_t load_word(const char *s, int64_t len)
 {
     len = len < 8 ? len : 8;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -176,7 +176,7 @@ static uint64_t hash_bytes(const char *s, int64_t len)
  * one word, the bytes read once); for a longer name a marker byte and its
  * hash's top bits (the name is then compared byte by byte). Never 0, the
  * key of an empty slot. */
-static uint64_t name_hash(const char *s, int64_t len, uint64_t *key)
+static inline uint64_t name_hash(const char *s, int64_t len, uint64_t *key)
 {
     if (len <= 7) {
         *key = (UINT64_C(0x80) | (uint64_t)len) << 56 | (len > 0 ? load_word(s, len) : 0);
@@ -299,7 +299,7 @@ static inline int64_t find_slot(const interner *in, const char *s, int64_t len,
 
 /* Whether s[0 .. len) is a decimal number of the by_number index: digits
  * only, no sign, no leading zero (but "0"), below the limit; *value is it. */
-static bool indexed_number(const interner *in, const char *s, int64_t len,
+static inline bool indexed_number(const interner *in, const char *s, int64_t len,
                            int64_t *value)
 {
     if (len == 0 || len > 18 || (s[0] == '0' && len > 1))
@@ -702,9 +702,11 @@ static int32_t intern_waiting_names(parser *p)
 }
 
 /* Queues node name s[0 .. len), an end of the arc being read, for the
- * hash table; *id is set when it is interned (intern_waiting). */
-static int32_t wait_for_slot(parser *p, const char *s, int64_t len, bool is_target,
-                             int64_t *id)
+ * hash table; *id is set when it is interned (intern_waiting). Every case:
+ * the first name (the table and the queue are made), a full queue, an
+ * unescaped name (copied: the next field overwrites it). */
+static int32_t wait_for_slot_slowly(parser *p, const char *s, int64_t len, bool is_target,
+                                    int64_t *id)
 {
     interner *in = &p->nodes;
     if ((in->cap_table == 0 && !rehash(in, 64)) ||
@@ -732,10 +734,28 @@ static int32_t wait_for_slot(parser *p, const char *s, int64_t len, bool is_targ
     return FIB_OK;
 }
 
+/* wait_for_slot_slowly with the common case inline: a name of the text
+ * joining a queue with room. */
+static inline int32_t wait_for_slot(parser *p, const char *s, int64_t len, bool is_target,
+                                    int64_t *id)
+{
+    if (!p->waiting || p->n_waiting == NAMES_BATCH || s == p->scratch)
+        return wait_for_slot_slowly(p, s, len, is_target, id);
+    struct waiting_name *w = &p->waiting[(p->first_waiting + p->n_waiting) % NAMES_BATCH];
+    w->s = s;
+    w->len = len;
+    w->arc = p->n_arcs;
+    w->hash = name_hash(s, len, &w->key);
+    w->is_target = is_target;
+    p->n_waiting++;
+    *id = 0; /* written by intern_waiting */
+    return FIB_OK;
+}
+
 /* The id of node name s[0 .. len), an end of the arc being read: a name of
  * the number index is noted (resolve_numbers numbers it), another queued
  * for the hash table (wait_for_slot). */
-static int32_t node_name(parser *p, const char *s, int64_t len, bool is_target,
+static inline int32_t node_name(parser *p, const char *s, int64_t len, bool is_target,
                          int64_t *id)
 {
     interner *in = &p->nodes;
@@ -1095,9 +1115,10 @@ static int32_t first_line(parser *p, const field *fields, int nf, uint32_t flags
     return FIB_OK;
 }
 
-int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
-                                   const char *columns, const char *label,
-                                   fib_edgelist *out)
+/* fib_edgelist_parse_columns; no_nul: the caller has checked that text
+ * holds no NUL byte (a file read or mapped), which spares a pass. */
+static int32_t parse_text(const char *text, size_t len, bool no_nul, uint32_t flags,
+                          const char *columns, const char *label, fib_edgelist *out)
 {
     if (!out)
         return fib_error(FIB_E_NULL, "edge list: output is NULL");
@@ -1156,7 +1177,7 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
         at = 3;
     /* text holds no NUL byte: one scan finds the first, reported when its
      * line is reached (errors on earlier lines come first) */
-    const char *nul = n > 0 ? memchr(text, '\0', (size_t)n) : NULL;
+    const char *nul = n > 0 && !no_nul ? memchr(text, '\0', (size_t)n) : NULL;
     int64_t nul_at = nul ? (int64_t)(nul - text) : n;
     /* names that are small decimal numbers skip the hash table; the limit
      * keeps that index (4 bytes a value) within half the text's size */
@@ -1334,6 +1355,13 @@ fail:
     return status;
 }
 
+int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
+                                   const char *columns, const char *label,
+                                   fib_edgelist *out)
+{
+    return parse_text(text, len, false, flags, columns, label, out);
+}
+
 int32_t fib_edgelist_parse(const char *text, size_t len, uint32_t flags,
                            const char *label, fib_edgelist *out)
 {
@@ -1434,8 +1462,7 @@ int32_t fib_edgelist_read_columns(const char *path, uint32_t flags, const char *
                 line++;
             status = fib_error(FIB_E_FORMAT, "%s:%lld: NUL byte", label, line);
         } else {
-            status = fib_edgelist_parse_columns(mapped, mapped_len, flags, columns, label,
-                                                out);
+            status = parse_text(mapped, mapped_len, true, flags, columns, label, out);
         }
         munmap((void *)mapped, mapped_len);
         return status;
@@ -1468,7 +1495,7 @@ int32_t fib_edgelist_read_columns(const char *path, uint32_t flags, const char *
     if (!from_stdin)
         fclose(f);
     if (status == FIB_OK)
-        status = fib_edgelist_parse_columns(buf, (size_t)len, flags, columns, label, out);
+        status = parse_text(buf, (size_t)len, true, flags, columns, label, out);
     fib_free(buf);
     return status;
 }

@@ -28,7 +28,7 @@
  * lookups issued after it). A longer name's key is a tag of its hash,
  * and the name is compared with its bytes when its key matches. A bucket
  * fills from slot 0; a full bucket continues in the next. key 0: an empty
- * slot (name_key). */
+ * slot (name_hash). */
 #define BUCKET_SLOTS 4
 struct bucket {
     uint64_t key[BUCKET_SLOTS];

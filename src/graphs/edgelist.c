@@ -18,41 +18,34 @@
 /* Node names interned together (a power of two), and how far ahead of
  * the lookup a slot is prefetched. */
 #define NAMES_BATCH 1024
-#define NAMES_AHEAD 16
+#define NAMES_AHEAD 32
 
-/* A hash bucket: one cache line of four slots of 16 bytes, so that the
- * table of a million names is half the size it would be with the full hash
- * and the name's offset in a slot, and a lookup of a name of at most 7
- * bytes (packed into its slot) reads one cache line: the four slots are
- * compared at once, without a branch a slot (a lookup whose branches
- * depend on its slots' contents is mispredicted often, and each
- * misprediction drops the lookups issued after it). Longer names are
- * compared with their bytes when their slot matches. A bucket fills from
- * slot 0; a full bucket continues in the next. meta: 0 for an empty slot,
- * else the hash's top 24 bits (SLOT_TAG_SHIFT up) and the id plus one
- * below them. */
+/* A hash bucket: one cache line of four slots of 16 bytes, a name's key
+ * and its id, so that a lookup of a name of at most 7 bytes (its key is
+ * the name itself) reads one cache line: the four keys are compared at
+ * once, without a branch a slot (a lookup whose branches depend on its
+ * slots' contents is mispredicted often, and each misprediction drops the
+ * lookups issued after it). A longer name's key is a tag of its hash,
+ * and the name is compared with its bytes when its key matches. A bucket
+ * fills from slot 0; a full bucket continues in the next. key 0: an empty
+ * slot (name_hash). */
 #define BUCKET_SLOTS 4
 struct bucket {
-    uint64_t packed[BUCKET_SLOTS]; /* names of <= 7 bytes: the bytes and the length */
-    uint64_t meta[BUCKET_SLOTS];
+    uint64_t key[BUCKET_SLOTS];
+    int64_t id[BUCKET_SLOTS];
 };
 
-#define SLOT_TAG_SHIFT 40
-#define SLOT_ID_MASK ((UINT64_C(1) << SLOT_TAG_SHIFT) - 1)
+/* A long name's key keeps its hash's top 24 bits. */
+#define LONG_KEY_TAG_SHIFT 40
 
 /* Slot i of a table: bucket i / BUCKET_SLOTS, place i % BUCKET_SLOTS. */
-#define SLOT_META(table, i) ((table)[(i) / BUCKET_SLOTS].meta[(i) % BUCKET_SLOTS])
-#define SLOT_PACKED(table, i) ((table)[(i) / BUCKET_SLOTS].packed[(i) % BUCKET_SLOTS])
-
-static int64_t slot_id(uint64_t meta)
-{
-    return (int64_t)(meta & SLOT_ID_MASK) - 1;
-}
+#define SLOT_KEY(table, i) ((table)[(i) / BUCKET_SLOTS].key[(i) % BUCKET_SLOTS])
+#define SLOT_ID(table, i) ((table)[(i) / BUCKET_SLOTS].id[(i) % BUCKET_SLOTS])
 
 /* The first min(len, 8) bytes at s, byte i at bits 8i (zero above), read
  * without touching a byte past s + len: on a little-endian machine two
  * overlapping 4-byte loads, whose common bytes land on the same bits. */
-static uint64_t load_word(const char *s, int64_t len)
+static inline uint64_t load_word(const char *s, int64_t len)
 {
     len = len < 8 ? len : 8;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -69,15 +62,6 @@ static uint64_t load_word(const char *s, int64_t len)
     return w;
 }
 
-/* Up to 7 bytes plus the length and a set top bit in the top byte, or a
- * marker for longer names (which are then compared byte by byte). Never 0,
- * the packed word of an empty slot. Names hold no NUL byte. */
-static uint64_t pack_name(const char *s, int64_t len)
-{
-    if (len > 7)
-        return UINT64_C(0xFF) << 56;
-    return (UINT64_C(0x80) | (uint64_t)len) << 56 | (len > 0 ? load_word(s, len) : 0);
-}
 
 /* A growable byte arena plus offsets, interned through a hash table. */
 typedef struct interner {
@@ -136,7 +120,7 @@ typedef struct parser {
     struct waiting_name {
         const char *s;  /* NULL: held + off */
         int64_t off, len, arc;
-        uint64_t hash, packed;
+        uint64_t hash, key;
         bool is_target;
     } *waiting; /* NAMES_BATCH of them, allocated with the first */
     int n_waiting, first_waiting;
@@ -186,9 +170,27 @@ static uint64_t hash_bytes(const char *s, int64_t len)
     return fib_mix64(h);
 }
 
+/* The hash of s[0 .. len) (its low bits pick the home bucket) and its
+ * key in a slot, *key: for a name of up to 7 bytes, its bytes plus the
+ * length and a set top bit in the top byte (one name, one key, hashed as
+ * one word, the bytes read once); for a longer name a marker byte and its
+ * hash's top bits (the name is then compared byte by byte). Never 0, the
+ * key of an empty slot. */
+static inline uint64_t name_hash(const char *s, int64_t len, uint64_t *key)
+{
+    if (len <= 7) {
+        *key = (UINT64_C(0x80) | (uint64_t)len) << 56 | (len > 0 ? load_word(s, len) : 0);
+        return fib_mix64(*key);
+    }
+    uint64_t h = hash_bytes(s, len);
+    *key = UINT64_C(0xFF) << 56 | h >> LONG_KEY_TAG_SHIFT;
+    return h;
+}
+
 uint64_t fib_edgelist_name_hash(const char *s, int64_t len)
 {
-    return hash_bytes(s, len);
+    uint64_t key;
+    return name_hash(s, len, &key);
 }
 
 static void interner_free(interner *in)
@@ -217,16 +219,16 @@ static const struct bucket *home_bucket(const interner *in, uint64_t h)
 static int64_t free_slot(const struct bucket *table, int64_t cap, uint64_t h)
 {
     int64_t b = (int64_t)(h & (uint64_t)(cap / BUCKET_SLOTS - 1));
-    while (table[b].meta[BUCKET_SLOTS - 1] != 0)
+    while (table[b].key[BUCKET_SLOTS - 1] != 0)
         b = (b + 1) & (cap / BUCKET_SLOTS - 1);
     int j = 0;
-    while (table[b].meta[j] != 0)
+    while (table[b].key[j] != 0)
         j++;
     return b * BUCKET_SLOTS + j;
 }
 
 /* A table of ncap slots with every name: the names are hashed again (a
- * slot keeps only the hash's top bits) in id order, which reads the arena
+ * slot keeps no hash) in id order, which reads the arena
  * in order; the bucket of the name NAMES_AHEAD ids on is prefetched (the
  * writes land anywhere in the table). Every name of an interner with a
  * table is in it. */
@@ -240,19 +242,18 @@ static bool rehash(interner *in, int64_t ncap)
     /* lookups land anywhere in the table: on huge pages they miss the TLB
      * far less */
     fib_advise_huge_pages(nt, (size_t)ncap / BUCKET_SLOTS * line);
-    uint64_t hashes[NAMES_AHEAD]; /* those of ids i - NAMES_AHEAD .. i - 1 */
+    /* the hashes and keys of ids i - NAMES_AHEAD .. i - 1 */
+    uint64_t hashes[NAMES_AHEAD], keys[NAMES_AHEAD];
     for (int64_t i = 0; i < in->count + NAMES_AHEAD; i++) {
         int64_t id = i - NAMES_AHEAD;
         if (id >= 0) {
-            const char *name = in->bytes + in->off[id];
-            int64_t len = name_length(in, id);
-            uint64_t h = hashes[id % NAMES_AHEAD];
-            int64_t t = free_slot(nt, ncap, h);
-            SLOT_PACKED(nt, t) = pack_name(name, len);
-            SLOT_META(nt, t) = (h >> SLOT_TAG_SHIFT) << SLOT_TAG_SHIFT | (uint64_t)(id + 1);
+            int64_t t = free_slot(nt, ncap, hashes[id % NAMES_AHEAD]);
+            SLOT_KEY(nt, t) = keys[id % NAMES_AHEAD];
+            SLOT_ID(nt, t) = id;
         }
         if (i < in->count) {
-            uint64_t h = hash_bytes(in->bytes + in->off[i], name_length(in, i));
+            uint64_t h = name_hash(in->bytes + in->off[i], name_length(in, i),
+                                   &keys[i % NAMES_AHEAD]);
             fib_prefetch_range((const char *)&nt[h & (uint64_t)(ncap / BUCKET_SLOTS - 1)], 1);
             hashes[i % NAMES_AHEAD] = h;
         }
@@ -268,29 +269,28 @@ static bool rehash(interner *in, int64_t ncap)
 static const int8_t LOWEST_BIT[1 << BUCKET_SLOTS] = {0, 0, 1, 0, 2, 0, 1, 0,
                                                      3, 0, 1, 0, 2, 0, 1, 0};
 
-/* The slot holding s[0 .. len), or the empty slot where it would go. */
+/* The slot holding s[0 .. len), of hash h and key `key` (name_hash), or
+ * the empty slot where it would go. */
 static inline int64_t find_slot(const interner *in, const char *s, int64_t len,
-                                uint64_t h, uint64_t packed)
+                                uint64_t h, uint64_t key)
 {
     const int64_t mask = in->cap_table / BUCKET_SLOTS - 1;
-    const uint64_t tag = h >> SLOT_TAG_SHIFT;
     for (int64_t b = (int64_t)(h & (uint64_t)mask);; b = (b + 1) & mask) {
         const struct bucket *e = &in->table[b];
         unsigned match = 0;
         for (int j = 0; j < BUCKET_SLOTS; j++)
-            match |= (unsigned)((e->meta[j] >> SLOT_TAG_SHIFT == tag) &
-                                (e->packed[j] == packed)) << j;
+            match |= (unsigned)(e->key[j] == key) << j;
         for (; match != 0; match &= match - 1) {
             int j = LOWEST_BIT[match];
             if (len <= 7)
                 return b * BUCKET_SLOTS + j;
-            const char *name = in->bytes + in->off[slot_id(e->meta[j])];
+            const char *name = in->bytes + in->off[e->id[j]];
             if (memcmp(name, s, (size_t)len) == 0 && name[len] == '\0')
                 return b * BUCKET_SLOTS + j;
         }
-        if (e->meta[BUCKET_SLOTS - 1] == 0) {
+        if (e->key[BUCKET_SLOTS - 1] == 0) {
             int j = 0;
-            while (e->meta[j] != 0)
+            while (e->key[j] != 0)
                 j++;
             return b * BUCKET_SLOTS + j;
         }
@@ -299,7 +299,7 @@ static inline int64_t find_slot(const interner *in, const char *s, int64_t len,
 
 /* Whether s[0 .. len) is a decimal number of the by_number index: digits
  * only, no sign, no leading zero (but "0"), below the limit; *value is it. */
-static bool indexed_number(const interner *in, const char *s, int64_t len,
+static inline bool indexed_number(const interner *in, const char *s, int64_t len,
                            int64_t *value)
 {
     if (len == 0 || len > 18 || (s[0] == '0' && len > 1))
@@ -323,16 +323,13 @@ static bool interned(const interner *in, const char *s, int64_t len)
 {
     if (in->cap_table == 0)
         return false;
-    uint64_t h = hash_bytes(s, len);
-    return SLOT_META(in->table, find_slot(in, s, len, h, pack_name(s, len))) != 0;
+    uint64_t key, h = name_hash(s, len, &key);
+    return SLOT_KEY(in->table, find_slot(in, s, len, h, key)) != 0;
 }
 
-/* Appends the bytes of a new name; its id, or -1 when out of memory (or
- * past the 2^40 - 1 ids a slot holds, which no memory could hold). */
+/* Appends the bytes of a new name; its id, or -1 when out of memory. */
 static int64_t add_name(interner *in, const char *s, int64_t len)
 {
-    if (in->count >= (int64_t)SLOT_ID_MASK - 1)
-        return -1;
     if (!grow((void **)&in->bytes, &in->cap_bytes, in->n_bytes + len + 1, 1) ||
         !grow((void **)&in->off, &in->cap_ids, in->count + 1,
               sizeof *in->off))
@@ -348,17 +345,16 @@ static int64_t add_name(interner *in, const char *s, int64_t len)
 /* The id of s[0 .. len), of hash h, added if new; -1 when out of memory.
  * The table exists (cap_table > 0). */
 static int64_t intern_hashed(interner *in, const char *s, int64_t len, uint64_t h,
-                             uint64_t packed)
+                             uint64_t key)
 {
-    int64_t slot = find_slot(in, s, len, h, packed);
-    uint64_t meta = SLOT_META(in->table, slot);
-    if (meta != 0)
-        return slot_id(meta);
+    int64_t slot = find_slot(in, s, len, h, key);
+    if (SLOT_KEY(in->table, slot) != 0)
+        return SLOT_ID(in->table, slot);
     int64_t id = add_name(in, s, len);
     if (id < 0)
         return -1;
-    SLOT_PACKED(in->table, slot) = packed;
-    SLOT_META(in->table, slot) = (h >> SLOT_TAG_SHIFT) << SLOT_TAG_SHIFT | (uint64_t)(id + 1);
+    SLOT_KEY(in->table, slot) = key;
+    SLOT_ID(in->table, slot) = id;
     /* at most three quarters full: a bucket is then rarely full */
     if (++in->n_hashed * 4 > in->cap_table * 3 && !rehash(in, in->cap_table * 2))
         return -1;
@@ -370,7 +366,8 @@ static int64_t intern(interner *in, const char *s, int64_t len)
 {
     if (in->cap_table == 0 && !rehash(in, 64))
         return -1;
-    return intern_hashed(in, s, len, hash_bytes(s, len), pack_name(s, len));
+    uint64_t key, h = name_hash(s, len, &key);
+    return intern_hashed(in, s, len, h, key);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -666,7 +663,7 @@ static int32_t intern_waiting(parser *p)
 {
     const struct waiting_name *w = &p->waiting[p->first_waiting];
     const char *s = w->s ? w->s : p->held + w->off;
-    int64_t id = intern_hashed(&p->nodes, s, w->len, w->hash, w->packed);
+    int64_t id = intern_hashed(&p->nodes, s, w->len, w->hash, w->key);
     if (id < 0)
         return fib_error(FIB_E_NOMEM, "%s: out of memory", p->label);
     waiting_name_done(p, id);
@@ -675,34 +672,41 @@ static int32_t intern_waiting(parser *p)
 
 /* Interns the waiting names in order, the bucket of the name NAMES_AHEAD
  * places on prefetched. A name already interned (most of them) is found
- * in this loop; a new one goes through intern_waiting. */
+ * in this loop, whose state stays in locals (the parser's fields could
+ * alias the arcs it writes); a new one is added by intern_hashed. */
 static int32_t intern_waiting_names(parser *p)
 {
-    const interner *in = &p->nodes;
-    while (p->n_waiting > 0) {
-        if (p->n_waiting > NAMES_AHEAD) {
-            const struct waiting_name *ahead =
-                &p->waiting[(p->first_waiting + NAMES_AHEAD) % NAMES_BATCH];
+    interner *in = &p->nodes;
+    const struct waiting_name *queue = p->waiting;
+    int64_t *src = p->src, *dst = p->dst;
+    int first = p->first_waiting, n = p->n_waiting;
+    for (; n > 0; n--, first = (first + 1) % NAMES_BATCH) {
+        if (n > NAMES_AHEAD) {
+            const struct waiting_name *ahead = &queue[(first + NAMES_AHEAD) % NAMES_BATCH];
             fib_prefetch_range((const char *)home_bucket(in, ahead->hash), 1);
         }
-        const struct waiting_name *w = &p->waiting[p->first_waiting];
+        const struct waiting_name *w = &queue[first];
         const char *s = w->s ? w->s : p->held + w->off;
-        uint64_t meta = SLOT_META(in->table, find_slot(in, s, w->len, w->hash, w->packed));
-        if (meta != 0) {
-            waiting_name_done(p, slot_id(meta));
-            continue;
-        }
-        int32_t st = intern_waiting(p);
-        if (st != FIB_OK)
-            return st;
+        int64_t slot = find_slot(in, s, w->len, w->hash, w->key);
+        int64_t id = SLOT_KEY(in->table, slot) != 0
+                         ? SLOT_ID(in->table, slot)
+                         : intern_hashed(in, s, w->len, w->hash, w->key);
+        if (id < 0)
+            return fib_error(FIB_E_NOMEM, "%s: out of memory", p->label);
+        (w->is_target ? dst : src)[w->arc] = id;
     }
+    p->first_waiting = first;
+    p->n_waiting = 0;
+    p->n_held = 0;
     return FIB_OK;
 }
 
 /* Queues node name s[0 .. len), an end of the arc being read, for the
- * hash table; *id is set when it is interned (intern_waiting). */
-static int32_t wait_for_slot(parser *p, const char *s, int64_t len, bool is_target,
-                             int64_t *id)
+ * hash table; *id is set when it is interned (intern_waiting). Every case:
+ * the first name (the table and the queue are made), a full queue, an
+ * unescaped name (copied: the next field overwrites it). */
+static int32_t wait_for_slot_slowly(parser *p, const char *s, int64_t len, bool is_target,
+                                    int64_t *id)
 {
     interner *in = &p->nodes;
     if ((in->cap_table == 0 && !rehash(in, 64)) ||
@@ -723,8 +727,25 @@ static int32_t wait_for_slot(parser *p, const char *s, int64_t len, bool is_targ
     }
     w->len = len;
     w->arc = p->n_arcs;
-    w->hash = hash_bytes(s, len);
-    w->packed = pack_name(s, len);
+    w->hash = name_hash(s, len, &w->key);
+    w->is_target = is_target;
+    p->n_waiting++;
+    *id = 0; /* written by intern_waiting */
+    return FIB_OK;
+}
+
+/* wait_for_slot_slowly with the common case inline: a name of the text
+ * joining a queue with room. */
+static inline int32_t wait_for_slot(parser *p, const char *s, int64_t len, bool is_target,
+                                    int64_t *id)
+{
+    if (!p->waiting || p->n_waiting == NAMES_BATCH || s == p->scratch)
+        return wait_for_slot_slowly(p, s, len, is_target, id);
+    struct waiting_name *w = &p->waiting[(p->first_waiting + p->n_waiting) % NAMES_BATCH];
+    w->s = s;
+    w->len = len;
+    w->arc = p->n_arcs;
+    w->hash = name_hash(s, len, &w->key);
     w->is_target = is_target;
     p->n_waiting++;
     *id = 0; /* written by intern_waiting */
@@ -734,7 +755,7 @@ static int32_t wait_for_slot(parser *p, const char *s, int64_t len, bool is_targ
 /* The id of node name s[0 .. len), an end of the arc being read: a name of
  * the number index is noted (resolve_numbers numbers it), another queued
  * for the hash table (wait_for_slot). */
-static int32_t node_name(parser *p, const char *s, int64_t len, bool is_target,
+static inline int32_t node_name(parser *p, const char *s, int64_t len, bool is_target,
                          int64_t *id)
 {
     interner *in = &p->nodes;
@@ -1094,9 +1115,10 @@ static int32_t first_line(parser *p, const field *fields, int nf, uint32_t flags
     return FIB_OK;
 }
 
-int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
-                                   const char *columns, const char *label,
-                                   fib_edgelist *out)
+/* fib_edgelist_parse_columns; no_nul: the caller has checked that text
+ * holds no NUL byte (a file read or mapped), which spares a pass. */
+static int32_t parse_text(const char *text, size_t len, bool no_nul, uint32_t flags,
+                          const char *columns, const char *label, fib_edgelist *out)
 {
     if (!out)
         return fib_error(FIB_E_NULL, "edge list: output is NULL");
@@ -1155,7 +1177,7 @@ int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
         at = 3;
     /* text holds no NUL byte: one scan finds the first, reported when its
      * line is reached (errors on earlier lines come first) */
-    const char *nul = n > 0 ? memchr(text, '\0', (size_t)n) : NULL;
+    const char *nul = n > 0 && !no_nul ? memchr(text, '\0', (size_t)n) : NULL;
     int64_t nul_at = nul ? (int64_t)(nul - text) : n;
     /* names that are small decimal numbers skip the hash table; the limit
      * keeps that index (4 bytes a value) within half the text's size */
@@ -1333,6 +1355,13 @@ fail:
     return status;
 }
 
+int32_t fib_edgelist_parse_columns(const char *text, size_t len, uint32_t flags,
+                                   const char *columns, const char *label,
+                                   fib_edgelist *out)
+{
+    return parse_text(text, len, false, flags, columns, label, out);
+}
+
 int32_t fib_edgelist_parse(const char *text, size_t len, uint32_t flags,
                            const char *label, fib_edgelist *out)
 {
@@ -1433,8 +1462,7 @@ int32_t fib_edgelist_read_columns(const char *path, uint32_t flags, const char *
                 line++;
             status = fib_error(FIB_E_FORMAT, "%s:%lld: NUL byte", label, line);
         } else {
-            status = fib_edgelist_parse_columns(mapped, mapped_len, flags, columns, label,
-                                                out);
+            status = parse_text(mapped, mapped_len, true, flags, columns, label, out);
         }
         munmap((void *)mapped, mapped_len);
         return status;
@@ -1467,7 +1495,7 @@ int32_t fib_edgelist_read_columns(const char *path, uint32_t flags, const char *
     if (!from_stdin)
         fclose(f);
     if (status == FIB_OK)
-        status = fib_edgelist_parse_columns(buf, (size_t)len, flags, columns, label, out);
+        status = parse_text(buf, (size_t)len, true, flags, columns, label, out);
     fib_free(buf);
     return status;
 }

@@ -49,9 +49,10 @@ int32_t fib_edgelist_read_columns(const char *path, uint32_t flags, const char *
 /* Frees the arrays and zeroes *e. NULL is a no-op. */
 void fib_edgelist_clear(fib_edgelist *e);
 
-/* The hash the reader's name table files s[0 .. len) under (its top 24
- * bits are the tag kept in a slot, its low bits pick the bucket): tests
- * build names that collide in the table with it. */
+/* The hash the reader's name table files s[0 .. len) under (its low bits
+ * pick the bucket; for a name of more than 7 bytes its top 24 bits are the
+ * tag kept in the slot): tests build names that collide in the table with
+ * it. */
 uint64_t fib_edgelist_name_hash(const char *s, int64_t len);
 
 /* Name of node i or type t ("" when out of range). */

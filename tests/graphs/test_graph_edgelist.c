@@ -552,27 +552,38 @@ static int compare_keyed(const void *pa, const void *pb)
     return (a[0] > b[0]) - (a[0] < b[0]);
 }
 
-static void names_colliding_in_the_hash(void)
+/* Up to `wanted` names of more than 7 bytes, in pairs agreeing in the top
+ * 24 bits of their hash (the tag of their slot) and its low 4 bits; their
+ * number. */
+static int colliding_pairs(char (*names)[64], int wanted)
 {
-    enum { CANDIDATES = 1 << 17, WANTED = 40 };
+    enum { CANDIDATES = 1 << 17 };
     uint64_t (*keyed)[2] = malloc(sizeof *keyed * CANDIDATES);
     char name[64];
-    /* pairs agreeing in the top 24 bits (the tag) and the low 4 bits */
     for (int k = 0; k < CANDIDATES; k++) {
-        int len = snprintf(name, sizeof name, "colliding_name_%d", k); /* > 7 bytes */
+        int len = snprintf(name, sizeof name, "colliding_name_%d", k);
         uint64_t h = fib_edgelist_name_hash(name, len);
         keyed[k][0] = (h >> 40) << 4 | (h & 15);
         keyed[k][1] = (uint64_t)k;
     }
     qsort(keyed, CANDIDATES, sizeof *keyed, compare_keyed);
-    static char pair_names[WANTED][64];
-    int n_pair = 0;
-    for (int k = 1; k < CANDIDATES && n_pair + 2 <= WANTED; k++)
+    int n = 0;
+    for (int k = 1; k < CANDIDATES && n + 2 <= wanted; k++)
         if (keyed[k][0] == keyed[k - 1][0]) {
-            snprintf(pair_names[n_pair++], 64, "colliding_name_%d", (int)keyed[k - 1][1]);
-            snprintf(pair_names[n_pair++], 64, "colliding_name_%d", (int)keyed[k][1]);
+            snprintf(names[n++], 64, "colliding_name_%d", (int)keyed[k - 1][1]);
+            snprintf(names[n++], 64, "colliding_name_%d", (int)keyed[k][1]);
             k++;
         }
+    free(keyed);
+    return n;
+}
+
+static void names_colliding_in_the_hash(void)
+{
+    enum { WANTED = 40 };
+    char name[64];
+    static char pair_names[WANTED][64];
+    int n_pair = colliding_pairs(pair_names, WANTED);
     CHECK(n_pair >= 8, "only %d names collide in tag and bucket", n_pair);
     /* names (short and long) sharing their low 12 bits: one home bucket */
     static char bucket_names[WANTED * 4][64];
@@ -584,7 +595,6 @@ static void names_colliding_in_the_hash(void)
             snprintf(bucket_names[n_bucket++], 64, "%s", name);
     }
     CHECK(n_bucket == WANTED * 4, "%d names share a bucket", n_bucket);
-    free(keyed);
 
     enum { LINES = 2000 };
     static char *ref_names[WANTED * 5];
@@ -610,6 +620,95 @@ static void names_colliding_in_the_hash(void)
                                 rep ? "colliding and bucket-sharing names" : "colliding names");
         reference_free(&r);
     }
+}
+
+/* The word name of node v of word_and_number_names_read_the_same: names of
+ * 1 to 7 bytes (their own keys), of 7 and 8 bytes exactly, with bytes that
+ * are not UTF-8, long and very long names, names colliding in the hash
+ * (pairs[]), names with a quote (written quoted and escaped: the reader
+ * unescapes them into a copy). */
+static const char *word_name(int64_t v, char (*pairs)[64], int n_pairs, char *buf)
+{
+    switch (v % 8) {
+    case 0: sprintf(buf, "w%lld", (long long)v); break;
+    case 1: sprintf(buf, "x%06lld", (long long)(v % 1000000)); break;
+    case 2: sprintf(buf, "y%07lld", (long long)(v % 10000000)); break;
+    case 3: sprintf(buf, "\xff\xc3%lld\x80", (long long)v); break;
+    case 4: sprintf(buf, "gene_%lld_%.*s", (long long)v, (int)(v % 50), "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"); break;
+    case 5:
+        if (v % 1000 == 5) {
+            memset(buf, 'L', 4000);
+            sprintf(buf + 4000, "%lld", (long long)v);
+        } else {
+            sprintf(buf, "q%lld", (long long)v);
+        }
+        break;
+    case 6:
+        if (v / 8 < n_pairs)
+            return pairs[v / 8];
+        sprintf(buf, "c%lld", (long long)v);
+        break;
+    default: sprintf(buf, v % 3 ? "prefix__%lld" : "quo\"te%lld", (long long)v); break;
+    }
+    return buf;
+}
+
+/* One random graph with its nodes named by numbers (the number index) and
+ * by words of every kind (word_name: the hash table, on plain lines, quoted
+ * and CRLF ones) reads as the same arcs with the same numbering, by first
+ * appearance, with the names matching; 40000 names, so that the table
+ * grows to thousands of buckets. */
+static void word_and_number_names_read_the_same(void)
+{
+    enum { N = 40000, M = 200000, PAIRS = 40 };
+    static char pairs[PAIRS][64];
+    int n_pairs = colliding_pairs(pairs, PAIRS);
+    CHECK(n_pairs >= 8, "only %d names collide in tag and bucket", n_pairs);
+    uint64_t state = 41;
+    int64_t *src = malloc(M * sizeof *src), *dst = malloc(M * sizeof *dst);
+    for (int64_t a = 0; a < M; a++) {
+        src[a] = (int64_t)(next_random(&state) % N);
+        /* the colliding names often, so that they meet in the table */
+        dst[a] = a % 5 == 0 ? (int64_t)(next_random(&state) % (uint64_t)n_pairs) * 8 + 6
+                            : (int64_t)(next_random(&state) % N);
+    }
+    size_t cap = (size_t)M * 2 * 64 + (size_t)(N / 1000 + 1) * 2 * 4100 * 40;
+    char *numbers = malloc(cap), *words = malloc(cap), buf[2][4100];
+    size_t at_n = 0, at_w = 0;
+    for (int64_t a = 0; a < M; a++) {
+        at_n += (size_t)sprintf(numbers + at_n, "%lld,%lld\n", (long long)src[a],
+                                (long long)dst[a]);
+        const char *s = word_name(src[a], pairs, n_pairs, buf[0]);
+        const char *d = word_name(dst[a], pairs, n_pairs, buf[1]);
+        if (strchr(s, '"'))
+            at_w += (size_t)sprintf(words + at_w, "\"quo\"\"%s\",", s + 4);
+        else
+            at_w += (size_t)sprintf(words + at_w, a % 11 == 3 ? "\"%s\"," : "%s,", s);
+        at_w += (size_t)sprintf(words + at_w, strchr(d, '"') ? "\"quo\"\"%s\"" : "%s",
+                                strchr(d, '"') ? d + 4 : d);
+        at_w += (size_t)sprintf(words + at_w, a % 7 == 2 ? "\r\n" : "\n");
+    }
+    fib_edgelist by_number, by_word;
+    CHECK_OK(fib_edgelist_parse(numbers, at_n, FIB_EDGELIST_NO_HEADER, "numbers", &by_number));
+    CHECK_OK(fib_edgelist_parse(words, at_w, FIB_EDGELIST_NO_HEADER, "words", &by_word));
+    CHECK(by_word.n_nodes == by_number.n_nodes && by_word.n_arcs == M &&
+          by_number.n_arcs == M, "%lld and %lld nodes", (long long)by_word.n_nodes,
+          (long long)by_number.n_nodes);
+    int differ = 0;
+    for (int64_t a = 0; a < M && a < by_word.n_arcs && a < by_number.n_arcs; a++)
+        differ += by_word.src[a] != by_number.src[a] || by_word.dst[a] != by_number.dst[a];
+    CHECK(differ == 0, "%d arcs differ", differ);
+    for (int64_t i = 0; i < by_word.n_nodes && i < by_number.n_nodes; i++) {
+        int64_t v = atoll(fib_edgelist_node_name(&by_number, i));
+        if (strcmp(fib_edgelist_node_name(&by_word, i), word_name(v, pairs, n_pairs, buf[0]))) {
+            CHECK(false, "node %lld: \"%.40s\" is not node %lld's name", (long long)i,
+                  fib_edgelist_node_name(&by_word, i), (long long)v);
+            break;
+        }
+    }
+    fib_edgelist_clear(&by_number);
+    fib_edgelist_clear(&by_word);
+    free(numbers), free(words), free(src), free(dst);
 }
 
 static void data_files(const char *dir)
@@ -643,6 +742,7 @@ int main(int argc, char **argv)
     number_names_in_order_of_appearance();
     word_names_in_order_of_appearance();
     names_colliding_in_the_hash();
+    word_and_number_names_read_the_same();
     fuzz();
     if (argc > 1)
         data_files(argv[1]);

@@ -110,6 +110,40 @@ static void random_graphs(void)
     CHECK(merged_cases > 10, "only %lld bases merged arcs", (long long)merged_cases);
 }
 
+/* More classes than one partition of the count's grouping holds (4096),
+ * classes of one node and of many, a hub receiving hundreds of arcs (a
+ * class's arcs sorted by qsort) and repeated arcs to merge. */
+static void many_classes(void)
+{
+    for (int typed = 0; typed < 2; typed++) {
+        const int64_t n = 20000, m = 90000;
+        int64_t *s = malloc((size_t)m * sizeof *s), *d = malloc((size_t)m * sizeof *d);
+        int32_t *t = malloc((size_t)m * sizeof *t);
+        for (int64_t i = 0; i < m; i++) {
+            s[i] = rnd(n);
+            d[i] = rnd(10) == 0 ? 7 : rnd(n); /* node 7: the hub */
+            if (i >= 10000 && i < 20000) {
+                s[i] = i - 10000; /* a path through the first 10000 nodes */
+                d[i] = i - 9999;
+            }
+            if (i > 0 && rnd(5) == 0) {
+                s[i] = s[i - 1];
+                d[i] = d[i - 1];
+            }
+            t[i] = (int32_t)rnd(3);
+        }
+        fib_graph *g = NULL;
+        int32_t a;
+        CHECK_OK(fib_graph_create(&g));
+        CHECK_OK(fib_graph_add_nodes(g, n, &a));
+        CHECK_OK(fib_graph_add_edges(g, a, a, m, s, d, NULL, typed ? t : NULL, FIB_COPY));
+        compare(g, FIB_SYM_FIBERS, typed ? "many classes, typed" : "many classes");
+        compare(g, FIB_SYM_OPFIBERS, typed ? "many classes, typed" : "many classes");
+        fib_graph_free(g);
+        free(s), free(d), free(t);
+    }
+}
+
 /* Nodes without arcs: an empty base. */
 static void no_arcs(void)
 {
@@ -153,6 +187,7 @@ static void refusals(void)
 int main(void)
 {
     random_graphs();
+    many_classes();
     no_arcs();
     refusals();
     if (check_failures)

@@ -13,6 +13,13 @@ frontier's SGD recipe, the MLP one epoch of Adam (compression_frontier.train;
 its cache, FIB_FRONTIER_CACHE, is shared). Rows: network, seed, baseline,
 variant, budget, accuracy, input classes, layer widths; then the means.
 
+`--csv PATH` appends each finished seed's rows to PATH (a seed whose rows of
+every variant asked for are already there is not run again, so a series
+resumes, and seeds can be added later) and writes PATH's summary beside it,
+PATH without .csv + _summary.csv: per variant and budget (and the baseline)
+the mean over every seed in PATH, the half-width of its 95% Student
+t-interval, min and max.
+
 Variants: `python`: fibration.torch.compress(budget=) with merge_inputs and
 the given input_sensitivity (the library's default when not given);
 `--c-correction` adds `c` (fib_compress_to_budget with its own correction,
@@ -23,6 +30,7 @@ docs/compression.md is now only the tests' reference (_budget.synthetic_refit).
 """
 
 import argparse
+import csv
 import os
 import sys
 
@@ -40,6 +48,7 @@ import fibration.torch as ft  # noqa: E402
 from fibration.torch import _budget  # noqa: E402
 from fibration.torch._modules import InputClassMean  # noqa: E402
 from fibration.torch._rebuild import rebuild  # noqa: E402
+from exp_continual import t_interval  # noqa: E402
 
 BUDGETS = (0.10, 0.17, 0.30)
 
@@ -64,6 +73,8 @@ def main(argv=None):
                     help="comma-separated factors to compare (default: the library's)")
     ap.add_argument("--c-correction", action="store_true")
     ap.add_argument("--evaluate", choices=["split", "test"], default="split")
+    ap.add_argument("--csv", metavar="PATH",
+                    help="append every seed's rows here (resumes) and write PATH's summary")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     x_tr, y_tr, x_te, y_te = fashion_data.load(60000, 10000)
@@ -74,7 +85,15 @@ def main(argv=None):
         x_fit, y_fit, x_ev, y_ev, tag = x_tr, y_tr, x_te, y_te, "full-"
     factors = [float(f) for f in args.input_sensitivity.split(",") if f] or [None]
     means = {}
+    variants = ["python" if f is None else "python s=%g" % f for f in factors]
+    if args.c_correction:
+        variants += ["c", "c-plain"]
+    done = seeds_done(args.csv, args.network, args.evaluate, variants) if args.csv else set()
     for seed in (int(s) for s in args.seeds.split(",")):
+        if seed in done:
+            print("%s seed %d: rows already in %s" % (args.network, seed, args.csv), flush=True)
+            continue
+        rows = []
         if args.network == "lenet":
             model = cf.train(tag + "lenet", [784, 300, 100, 10], x_fit, y_fit, False, epochs=25,
                              seed=seed, recipe="sgd")
@@ -100,13 +119,80 @@ def main(argv=None):
                 acc = accuracy(small, x_ev, y_ev)
                 means.setdefault((name, budget), []).append(acc)
                 inputs, widths = shape(small)
+                rows.append((args.network, args.evaluate, seed, "%.2f" % base_acc, name,
+                             "%.2f" % budget, "%.2f" % acc, inputs,
+                             " ".join(map(str, widths))))
                 print("%s seed %d baseline %.2f  %-12s %.2f: %.2f  inputs %s  widths %s"
                       % (args.network, seed, base_acc, name, budget, acc, inputs, widths),
                       flush=True)
+        if args.csv:
+            append_rows(args.csv, rows)
+    if args.csv:
+        summarise(args.csv)
+        return
     print("means over seeds (%s):" % args.evaluate)
     for (name, budget), accs in sorted(means.items()):
         print("  %-12s %.2f: %.2f  (%s)" % (name, budget, float(np.mean(accs)),
                                            " ".join("%.2f" % a for a in accs)))
+
+
+COLUMNS = ("network", "evaluate", "seed", "baseline", "variant", "budget", "accuracy",
+           "input_classes", "widths")
+
+
+def read_csv(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def seeds_done(path, network, evaluate, variants):
+    """Seeds of `network` read with `evaluate` whose rows hold every variant."""
+    have = {}
+    for r in read_csv(path):
+        if r["network"] == network and r["evaluate"] == evaluate:
+            have.setdefault(int(r["seed"]), set()).add(r["variant"])
+    return {seed for seed, names in have.items() if set(variants) <= names}
+
+
+def append_rows(path, rows):
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as fh:
+        w = csv.writer(fh)
+        if new:
+            w.writerow(COLUMNS)
+        w.writerows(rows)
+
+
+def summarise(path):
+    """Mean, 95% t half-width, min and max over the seeds in `path`, per
+    network, evaluation, variant and budget, and of the baselines; printed
+    and written to <path without .csv>_summary.csv."""
+    groups = {}
+    baselines = {}
+    for r in read_csv(path):
+        key = (r["network"], r["evaluate"])
+        baselines.setdefault(key, {})[int(r["seed"])] = float(r["baseline"])
+        groups.setdefault(key + (r["variant"], r["budget"]), {})[int(r["seed"])] = \
+            float(r["accuracy"])
+    out = (path[:-4] if path.endswith(".csv") else path) + "_summary.csv"
+    with open(out, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(("network", "evaluate", "variant", "budget", "seeds", "mean", "ci95",
+                    "min", "max"))
+        for key in sorted(baselines):
+            groups[key + ("baseline", "1.00")] = baselines[key]
+        for key in sorted(groups):
+            by_seed = groups[key]
+            values = [by_seed[s] for s in sorted(by_seed)]
+            mean, half = t_interval(values)
+            w.writerow(key + (" ".join(map(str, sorted(by_seed))), "%.2f" % mean,
+                              "%.2f" % half, "%.2f" % min(values), "%.2f" % max(values)))
+            print("%-5s %-5s %-12s %s: %.2f +- %.2f (seeds %s; %.2f-%.2f)"
+                  % (key + (mean, half, " ".join(map(str, sorted(by_seed))), min(values),
+                            max(values))))
+    print("summary: %s" % out)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,8 @@ static void gaussian_fill(fib_rng *rng, double *x, int64_t n, double scale)
 #define BLOCK 8
 #define COLUMNS 256
 
-/* The products below ask the budget's progress callback once per BLOCK
- * samples or per column of the Cholesky factor and of the solution, so
+/* The products below ask the budget's progress callback once per block of
+ * samples or per column of the Cholesky factor and row of the solution, so
  * that a cancel acts within a wide layer's product, not after it. */
 static int32_t cancelled(void)
 {
@@ -202,28 +202,53 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
             return 0;
         double l = sqrt(s);
         g[j * n + j] = l;
-        for (int64_t i = j + 1; i < n; i++) {
+        const double *gj = g + j * n;
+        int64_t i = j + 1;
+        /* four rows at a time: four independent chains of sums, each in
+         * its own ascending order */
+        for (; i + 4 <= n; i += 4) {
+            double *g0 = g + i * n, *g1 = g0 + n, *g2 = g1 + n, *g3 = g2 + n;
+            double t0 = g0[j], t1 = g1[j], t2 = g2[j], t3 = g3[j];
+            for (int64_t k = 0; k < j; k++) {
+                double q = gj[k];
+                t0 -= g0[k] * q;
+                t1 -= g1[k] * q;
+                t2 -= g2[k] * q;
+                t3 -= g3[k] * q;
+            }
+            g0[j] = t0 / l;
+            g1[j] = t1 / l;
+            g2[j] = t2 / l;
+            g3[j] = t3 / l;
+        }
+        for (; i < n; i++) {
             double t = g[i * n + j];
             for (int64_t k = 0; k < j; k++)
-                t -= g[i * n + k] * g[j * n + k];
+                t -= g[i * n + k] * gj[k];
             g[i * n + j] = t / l;
         }
     }
-    for (int64_t c = 0; c < m; c++) {
+    /* every column of rhs at once, row by row: rhs[i][c] - g * rhs[k][c]
+     * is rhs[i][c] + (-g) * rhs[k][c] exactly, so the axpys give each
+     * column's substitution its bits, in its order of k */
+    const fib_kernels *kern = fib_kernels_active();
+    for (int64_t i = 0; i < n; i++) { /* L y = b */
         if (fib_progress_cancelled(check))
             return -1;
-        for (int64_t i = 0; i < n; i++) { /* L y = b */
-            double t = rhs[i * m + c];
-            for (int64_t k = 0; k < i; k++)
-                t -= g[i * n + k] * rhs[k * m + c];
-            rhs[i * m + c] = t / g[i * n + i];
-        }
-        for (int64_t i = n - 1; i >= 0; i--) { /* L^T x = y */
-            double t = rhs[i * m + c];
-            for (int64_t k = i + 1; k < n; k++)
-                t -= g[k * n + i] * rhs[k * m + c];
-            rhs[i * m + c] = t / g[i * n + i];
-        }
+        double *ri = rhs + i * m;
+        for (int64_t k = 0; k < i; k++)
+            kern->axpy_f64(ri, -g[i * n + k], rhs + k * m, m);
+        for (int64_t c = 0; c < m; c++)
+            ri[c] = ri[c] / g[i * n + i];
+    }
+    for (int64_t i = n - 1; i >= 0; i--) { /* L^T x = y */
+        if (fib_progress_cancelled(check))
+            return -1;
+        double *ri = rhs + i * m;
+        for (int64_t k = i + 1; k < n; k++)
+            kern->axpy_f64(ri, -g[k * n + i], rhs + k * m, m);
+        for (int64_t c = 0; c < m; c++)
+            ri[c] = ri[c] / g[i * n + i];
     }
     return 1;
 }

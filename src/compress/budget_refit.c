@@ -547,6 +547,31 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
         } else if (!st) {
             st = advance(&h_ref, S, &width_ref, &orig, grp, check);
         }
+        /* the original's pre-activations of layer l + 1, made before the
+         * base's activations of layer l so that h_ref is gone by then (the
+         * two are the correction's largest arrays): over h_ref when it is
+         * as wide, then moved to an array of their own size when that is
+         * at most half of it */
+        if (!st) {
+            const double *ref = h_ref;
+            int64_t m = orig_next.n_out;
+            bool in_place = m <= width_ref;
+            target = in_place ? h_ref : fib_alloc(S * m, sizeof *target);
+            if (in_place)
+                h_ref = NULL;
+            st = target ? times_transposed(ref, S, width_ref, orig_next.w, m, orig_next.b,
+                                           check, target)
+                        : fib_error(FIB_E_NOMEM, "budget correction: out of memory");
+            fib_free(h_ref);
+            h_ref = NULL;
+            double *fit = !st && in_place && 2 * m <= width_ref ? fib_alloc(S * m, sizeof *fit)
+                                                                : NULL;
+            if (fit) {
+                memcpy(fit, target, (size_t)(S * m) * sizeof *fit);
+                fib_free(target);
+                target = fit;
+            }
+        }
         /* the consumer refit_chain would give: next is layer l + 1 as it
          * is now (the original's, over layer l's units) */
         if (!st)
@@ -554,17 +579,6 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
         if (!st) {
             store(base->graph, l, &rep);
             st = advance(&h, S, &width, &rep, grp, check);
-        }
-        if (!st) {
-            /* over h_ref when it is as wide: h_ref is not read after it */
-            const double *ref = h_ref;
-            bool in_place = orig_next.n_out <= width_ref;
-            target = in_place ? h_ref : fib_alloc(S * orig_next.n_out, sizeof *target);
-            if (in_place)
-                h_ref = NULL;
-            st = target ? times_transposed(ref, S, width_ref, orig_next.w, orig_next.n_out,
-                                           orig_next.b, check, target)
-                        : fib_error(FIB_E_NOMEM, "budget correction: out of memory");
         }
         /* the consumer, full width over its own units, fitted to the
          * original's pre-activations; it is the next layer's rows */

@@ -41,39 +41,76 @@ static void gaussian_fill(fib_rng *rng, double *x, int64_t n, double scale)
 #define BLOCK 8
 #define COLUMNS 256
 
-/* The products below ask the budget's progress callback once per BLOCK
- * samples or per column of the Cholesky factor and of the solution, so
+/* The products below ask the budget's progress callback once per block of
+ * samples or per column of the Cholesky factor and row of the solution, so
  * that a cancel acts within a wide layer's product, not after it. */
 static int32_t cancelled(void)
 {
     return fib_error(FIB_E_CANCELLED, "budget correction cancelled by the progress callback");
 }
 
-/* c (rows x m) = a (rows x p) b^T (b: m x p) + bias (m, may be NULL). The
- * inner loop runs along c's row (an axpy over b^T, the SIMD kernel; a dot
- * product would need a reduction); zeros of a (dead ReLU units) are
- * skipped. */
+/* Whether skipping a's zeros, as times_transposed's axpys do, changes no
+ * bit of c = bias + a b^T: adding a product 0 * b (b finite) leaves every
+ * sum as it is unless the sum is -0, which only a bias of -0 starts (a sum
+ * of +0 and of nonzero products is never -0 in round-to-nearest). */
+static bool zeros_add_nothing(const double *b, int64_t count, const double *bias, int64_t m)
+{
+    for (int64_t j = 0; bias && j < m; j++)
+        if (bias[j] == 0 && signbit(bias[j]))
+            return false;
+    for (int64_t x = 0; x < count; x++)
+        if (!isfinite(b[x]))
+            return false;
+    return true;
+}
+
+/* Rows of c made together by times_transposed: one block of the
+ * matrix-product kernel's rows (it keeps them in L2 while b's panels pass). */
+#define GEMM_ROWS 96
+
+/* c (rows x m) = a (rows x p) b^T (b: m x p) + bias (m, may be NULL). b^T
+ * is packed once for the matrix-product kernel, which keeps tiles of c in
+ * registers; every element is still bias + its products one at a time in
+ * ascending k, each product and sum rounded (gemm_f64's contract), so the
+ * bits are those of the axpys along c's rows, which skip a's zeros (dead
+ * ReLU units) and remain for the case zeros_add_nothing excludes. c may
+ * be a itself when m <= p: each block of c's rows is made in a buffer and
+ * copied once the block's rows of a are read, and row s of c then lies
+ * over rows of a no later than s, so the original network's activations
+ * and the next layer's pre-activations share one S x width array (the
+ * correction's largest). */
 static int32_t times_transposed(const double *a, int64_t rows, int64_t p, const double *b,
                                 int64_t m, const double *bias, const fib_progress_check *check,
                                 double *c)
 {
-    double *bt = fib_alloc(p * m > 0 ? p * m : 1, sizeof *bt);
-    if (!bt)
+    const fib_kernels *kern = fib_kernels_active();
+    bool packed = zeros_add_nothing(b, m * p, bias, m);
+    int64_t panel = kern->gemm_panel, per_block = packed ? GEMM_ROWS : BLOCK;
+    int64_t len = packed ? fib_gemm_packed_len(p, m, panel) : p * m;
+    double *bt = packed ? fib_calloc(len > 0 ? len : 1, sizeof *bt)
+                        : fib_alloc(len > 0 ? len : 1, sizeof *bt);
+    double *block = fib_alloc(per_block * m > 0 ? per_block * m : 1, sizeof *block);
+    if (!bt || !block) {
+        fib_free(bt);
+        fib_free(block);
         return fib_error(FIB_E_NOMEM, "budget correction: out of memory");
+    }
     for (int64_t j = 0; j < m; j++)
         for (int64_t k = 0; k < p; k++)
-            bt[k * m + j] = b[j * p + k];
-    const fib_kernels *kern = fib_kernels_active();
-    for (int64_t s0 = 0; s0 < rows; s0 += BLOCK) {
+            bt[packed ? fib_gemm_packed_at(p, panel, k, j) : k * m + j] = b[j * p + k];
+    for (int64_t s0 = 0; s0 < rows; s0 += per_block) {
         if (fib_progress_cancelled(check)) {
             fib_free(bt);
+            fib_free(block);
             return cancelled();
         }
-        int64_t s1 = s0 + BLOCK < rows ? s0 + BLOCK : rows;
+        int64_t s1 = s0 + per_block < rows ? s0 + per_block : rows;
         for (int64_t s = s0; s < s1; s++)
             for (int64_t j = 0; j < m; j++)
-                c[s * m + j] = bias ? bias[j] : 0.0;
-        for (int64_t j0 = 0; j0 < m; j0 += COLUMNS) {
+                block[(s - s0) * m + j] = bias ? bias[j] : 0.0;
+        if (packed)
+            kern->gemm_f64(s1 - s0, m, p, a + s0 * p, p, bt, block, m);
+        for (int64_t j0 = 0; !packed && j0 < m; j0 += COLUMNS) {
             int64_t j1 = j0 + COLUMNS < m ? j0 + COLUMNS : m;
             for (int64_t k = 0; k < p; k++) {
                 const double *row = bt + k * m;
@@ -81,12 +118,14 @@ static int32_t times_transposed(const double *a, int64_t rows, int64_t p, const 
                     double x = a[s * p + k];
                     if (x == 0)
                         continue;
-                    kern->axpy_f64(c + s * m + j0, x, row + j0, j1 - j0);
+                    kern->axpy_f64(block + (s - s0) * m + j0, x, row + j0, j1 - j0);
                 }
             }
         }
+        memcpy(c + s0 * m, block, (size_t)((s1 - s0) * m) * sizeof *c);
     }
     fib_free(bt);
+    fib_free(block);
     return FIB_OK;
 }
 
@@ -163,28 +202,53 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
             return 0;
         double l = sqrt(s);
         g[j * n + j] = l;
-        for (int64_t i = j + 1; i < n; i++) {
+        const double *gj = g + j * n;
+        int64_t i = j + 1;
+        /* four rows at a time: four independent chains of sums, each in
+         * its own ascending order */
+        for (; i + 4 <= n; i += 4) {
+            double *g0 = g + i * n, *g1 = g0 + n, *g2 = g1 + n, *g3 = g2 + n;
+            double t0 = g0[j], t1 = g1[j], t2 = g2[j], t3 = g3[j];
+            for (int64_t k = 0; k < j; k++) {
+                double q = gj[k];
+                t0 -= g0[k] * q;
+                t1 -= g1[k] * q;
+                t2 -= g2[k] * q;
+                t3 -= g3[k] * q;
+            }
+            g0[j] = t0 / l;
+            g1[j] = t1 / l;
+            g2[j] = t2 / l;
+            g3[j] = t3 / l;
+        }
+        for (; i < n; i++) {
             double t = g[i * n + j];
             for (int64_t k = 0; k < j; k++)
-                t -= g[i * n + k] * g[j * n + k];
+                t -= g[i * n + k] * gj[k];
             g[i * n + j] = t / l;
         }
     }
-    for (int64_t c = 0; c < m; c++) {
+    /* every column of rhs at once, row by row: rhs[i][c] - g * rhs[k][c]
+     * is rhs[i][c] + (-g) * rhs[k][c] exactly, so the axpys give each
+     * column's substitution its bits, in its order of k */
+    const fib_kernels *kern = fib_kernels_active();
+    for (int64_t i = 0; i < n; i++) { /* L y = b */
         if (fib_progress_cancelled(check))
             return -1;
-        for (int64_t i = 0; i < n; i++) { /* L y = b */
-            double t = rhs[i * m + c];
-            for (int64_t k = 0; k < i; k++)
-                t -= g[i * n + k] * rhs[k * m + c];
-            rhs[i * m + c] = t / g[i * n + i];
-        }
-        for (int64_t i = n - 1; i >= 0; i--) { /* L^T x = y */
-            double t = rhs[i * m + c];
-            for (int64_t k = i + 1; k < n; k++)
-                t -= g[k * n + i] * rhs[k * m + c];
-            rhs[i * m + c] = t / g[i * n + i];
-        }
+        double *ri = rhs + i * m;
+        for (int64_t k = 0; k < i; k++)
+            kern->axpy_f64(ri, -g[i * n + k], rhs + k * m, m);
+        for (int64_t c = 0; c < m; c++)
+            ri[c] = ri[c] / g[i * n + i];
+    }
+    for (int64_t i = n - 1; i >= 0; i--) { /* L^T x = y */
+        if (fib_progress_cancelled(check))
+            return -1;
+        double *ri = rhs + i * m;
+        for (int64_t k = i + 1; k < n; k++)
+            kern->axpy_f64(ri, -g[k * n + i], rhs + k * m, m);
+        for (int64_t c = 0; c < m; c++)
+            ri[c] = ri[c] / g[i * n + i];
     }
     return 1;
 }
@@ -483,6 +547,31 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
         } else if (!st) {
             st = advance(&h_ref, S, &width_ref, &orig, grp, check);
         }
+        /* the original's pre-activations of layer l + 1, made before the
+         * base's activations of layer l so that h_ref is gone by then (the
+         * two are the correction's largest arrays): over h_ref when it is
+         * as wide, then moved to an array of their own size when that is
+         * at most half of it */
+        if (!st) {
+            const double *ref = h_ref;
+            int64_t m = orig_next.n_out;
+            bool in_place = m <= width_ref;
+            target = in_place ? h_ref : fib_alloc(S * m, sizeof *target);
+            if (in_place)
+                h_ref = NULL;
+            st = target ? times_transposed(ref, S, width_ref, orig_next.w, m, orig_next.b,
+                                           check, target)
+                        : fib_error(FIB_E_NOMEM, "budget correction: out of memory");
+            fib_free(h_ref);
+            h_ref = NULL;
+            double *fit = !st && in_place && 2 * m <= width_ref ? fib_alloc(S * m, sizeof *fit)
+                                                                : NULL;
+            if (fit) {
+                memcpy(fit, target, (size_t)(S * m) * sizeof *fit);
+                fib_free(target);
+                target = fit;
+            }
+        }
         /* the consumer refit_chain would give: next is layer l + 1 as it
          * is now (the original's, over layer l's units) */
         if (!st)
@@ -490,12 +579,6 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
         if (!st) {
             store(base->graph, l, &rep);
             st = advance(&h, S, &width, &rep, grp, check);
-        }
-        if (!st) {
-            target = fib_alloc(S * orig_next.n_out, sizeof *target);
-            st = target ? times_transposed(h_ref, S, width_ref, orig_next.w, orig_next.n_out,
-                                           orig_next.b, check, target)
-                        : fib_error(FIB_E_NOMEM, "budget correction: out of memory");
         }
         /* the consumer, full width over its own units, fitted to the
          * original's pre-activations; it is the next layer's rows */

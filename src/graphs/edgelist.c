@@ -701,10 +701,25 @@ static int32_t intern_waiting_names(parser *p)
     return FIB_OK;
 }
 
-/* Queues node name s[0 .. len), an end of the arc being read, for the
- * hash table; *id is set when it is interned (intern_waiting). Every case:
- * the first name (the table and the queue are made), a full queue, an
- * unescaped name (copied: the next field overwrites it). */
+/* Appends node name s[0 .. len), an end of the arc being read, to a queue
+ * with room; *id is written by intern_waiting. */
+static inline struct waiting_name *enqueue_name(parser *p, const char *s, int64_t len,
+                                                bool is_target, int64_t *id)
+{
+    struct waiting_name *w = &p->waiting[(p->first_waiting + p->n_waiting) % NAMES_BATCH];
+    w->s = s;
+    w->len = len;
+    w->arc = p->n_arcs;
+    w->hash = name_hash(s, len, &w->key);
+    w->is_target = is_target;
+    p->n_waiting++;
+    *id = 0;
+    return w;
+}
+
+/* Queues node name s[0 .. len) for the hash table in every case: the first
+ * name (the table and the queue are made), a full queue, an unescaped name
+ * (copied: the next field overwrites it). */
 static int32_t wait_for_slot_slowly(parser *p, const char *s, int64_t len, bool is_target,
                                     int64_t *id)
 {
@@ -714,23 +729,19 @@ static int32_t wait_for_slot_slowly(parser *p, const char *s, int64_t len, bool 
         (p->n_waiting == NAMES_BATCH && intern_waiting(p) != FIB_OK))
         return fib_error(FIB_E_NOMEM, "%s: out of memory at line %lld", p->label,
                          (long long)p->line);
-    struct waiting_name *w = &p->waiting[(p->first_waiting + p->n_waiting) % NAMES_BATCH];
-    w->s = s;
-    if (s == p->scratch) { /* unescaped: overwritten by the next field */
-        if (!grow((void **)&p->held, &p->cap_held, p->n_held + len, 1))
-            return fib_error(FIB_E_NOMEM, "%s: out of memory at line %lld", p->label,
-                             (long long)p->line);
-        memcpy(p->held + p->n_held, s, (size_t)len);
-        w->s = NULL;
-        w->off = p->n_held;
-        p->n_held += len;
+    if (s != p->scratch) {
+        enqueue_name(p, s, len, is_target, id);
+        return FIB_OK;
     }
-    w->len = len;
-    w->arc = p->n_arcs;
-    w->hash = name_hash(s, len, &w->key);
-    w->is_target = is_target;
-    p->n_waiting++;
-    *id = 0; /* written by intern_waiting */
+    /* unescaped: overwritten by the next field, so held from here on */
+    if (!grow((void **)&p->held, &p->cap_held, p->n_held + len, 1))
+        return fib_error(FIB_E_NOMEM, "%s: out of memory at line %lld", p->label,
+                         (long long)p->line);
+    memcpy(p->held + p->n_held, s, (size_t)len);
+    struct waiting_name *w = enqueue_name(p, s, len, is_target, id);
+    w->s = NULL;
+    w->off = p->n_held;
+    p->n_held += len;
     return FIB_OK;
 }
 
@@ -741,14 +752,7 @@ static inline int32_t wait_for_slot(parser *p, const char *s, int64_t len, bool 
 {
     if (!p->waiting || p->n_waiting == NAMES_BATCH || s == p->scratch)
         return wait_for_slot_slowly(p, s, len, is_target, id);
-    struct waiting_name *w = &p->waiting[(p->first_waiting + p->n_waiting) % NAMES_BATCH];
-    w->s = s;
-    w->len = len;
-    w->arc = p->n_arcs;
-    w->hash = name_hash(s, len, &w->key);
-    w->is_target = is_target;
-    p->n_waiting++;
-    *id = 0; /* written by intern_waiting */
+    enqueue_name(p, s, len, is_target, id);
     return FIB_OK;
 }
 

@@ -177,6 +177,23 @@ static void check_same_bases(const fib_base *a, const fib_base *b)
         check_same_graphs(fib_base_graph(a), fib_base_graph(b));
 }
 
+/* The budget of the mapped model equals the copied model's and removes
+ * something; the mapped weights are still the file's afterwards. */
+static void check_same_budget(const fib_graph *mapped, const fib_graph *copied, double fraction)
+{
+    fib_base *bm = NULL, *bc = NULL;
+    CHECK_OK(fib_compress_to_budget(mapped, fraction, NULL, &bm));
+    CHECK_OK(fib_compress_to_budget(copied, fraction, NULL, &bc));
+    check_same_bases(bm, bc);
+    int64_t kept = 0, total = 0;
+    CHECK_OK(fib_graph_num_parameters(fib_base_graph(bm), &kept));
+    CHECK_OK(fib_graph_num_parameters(mapped, &total));
+    CHECK(kept > 0 && kept < total);
+    fib_base_free(bm);
+    fib_base_free(bc);
+    check_same_graphs(mapped, copied);
+}
+
 /* The model at path loaded twice: mapped (one resource, its pages to drop)
  * and copied (no resource). Returns whether both loaded. */
 static int load_mapped_and_copied(const char *path, fib_graph **mapped, fib_graph **copied)
@@ -232,17 +249,7 @@ static void test_mapped_model_equals_copied_model(void)
         fib_coloring_free(cm);
         fib_coloring_free(cc);
     }
-    fib_base *bm = NULL, *bc = NULL;
-    CHECK_OK(fib_compress_to_budget(mapped, 0.3, NULL, &bm));
-    CHECK_OK(fib_compress_to_budget(copied, 0.3, NULL, &bc));
-    check_same_bases(bm, bc);
-    int64_t kept = 0, total = 0;
-    CHECK_OK(fib_graph_num_parameters(fib_base_graph(bm), &kept));
-    CHECK_OK(fib_graph_num_parameters(mapped, &total));
-    CHECK(kept > 0 && kept < total);
-    fib_base_free(bm);
-    fib_base_free(bc);
-    check_same_graphs(mapped, copied);
+    check_same_budget(mapped, copied, 0.3);
 done:
     fib_graph_free(mapped);
     fib_graph_free(copied);
@@ -303,17 +310,7 @@ static void test_mapped_graph_budget_equals_copied(void)
         sums += op == FIB_OP_SUM;
     }
     CHECK(sums == 2);
-    fib_base *bm = NULL, *bc = NULL;
-    CHECK_OK(fib_compress_to_budget(mapped, 0.5, NULL, &bm));
-    CHECK_OK(fib_compress_to_budget(copied, 0.5, NULL, &bc));
-    check_same_bases(bm, bc);
-    int64_t kept = 0, total = 0;
-    CHECK_OK(fib_graph_num_parameters(fib_base_graph(bm), &kept));
-    CHECK_OK(fib_graph_num_parameters(mapped, &total));
-    CHECK(kept > 0 && kept < total);
-    fib_base_free(bm);
-    fib_base_free(bc);
-    check_same_graphs(mapped, copied);
+    check_same_budget(mapped, copied, 0.5);
 done:
     fib_graph_free(mapped);
     fib_graph_free(copied);

@@ -18,28 +18,47 @@
 #define LS_RIDGE 1e-3
 #define TWO_PI 6.283185307179586476925286766559
 
-/* n numbers N(0, scale^2) (Box-Muller, from the seeded generator). */
-static void gaussian_fill(fib_rng *rng, double *x, int64_t n, double scale)
+/* The synthetic inputs as a stream: the numbers gaussian_fill gives for the
+ * whole S x n0 array, drawn a block of samples at a time (a block may end
+ * between the two numbers of a pair: the second waits for the next). */
+typedef struct gaussian_stream {
+    fib_rng rng;
+    double scale, spare;
+    bool has_spare;
+} gaussian_stream;
+
+static void gaussian_next(gaussian_stream *g, double *x, int64_t n)
 {
-    for (int64_t i = 0; i < n; i += 2) {
-        double u = fib_rng_uniform(rng), v = fib_rng_uniform(rng);
+    int64_t i = 0;
+    if (n > 0 && g->has_spare) {
+        x[i++] = g->spare;
+        g->has_spare = false;
+    }
+    for (; i < n; i += 2) {
+        double u = fib_rng_uniform(&g->rng), v = fib_rng_uniform(&g->rng);
         double r = sqrt(-2.0 * log(1.0 - u)), t = TWO_PI * v;
-        x[i] = scale * r * cos(t);
+        x[i] = g->scale * r * cos(t);
         if (i + 1 < n)
-            x[i + 1] = scale * r * sin(t);
+            x[i + 1] = g->scale * r * sin(t);
+        else {
+            g->spare = g->scale * r * sin(t);
+            g->has_spare = true;
+        }
     }
 }
 
-/* Samples handled together by the products below, and columns of c per
- * pass: each row of b^T (or of the Gram matrix) is then read once for
- * BLOCK samples, not once per sample; the axpys are the dispatched kernel
- * (the budget call on the 784-500-500-500 MLP of docs/compression.md;
- * figures in docs/performance.md), and each original layer's product is
- * made once, below. The per-element
- * order of the sums is still the samples', or the inner products',
- * ascending order, so neither changes a bit. */
-#define BLOCK 8
-#define COLUMNS 256
+/* Samples drawn and carried together through the original network and the
+ * base (one block's activations are all the correction holds of the
+ * samples). Every sum the correction makes is either within one sample
+ * (an element of a product) or over the samples in ascending order (an
+ * element of a Gram matrix or of a right-hand side, added to from block to
+ * block), so the block size changes no bit; a variable so that tests can
+ * show it. */
+int64_t fib_budget_correction_block = 512;
+
+/* Outputs of a layer widened and packed together for the products below
+ * (COLUMNS x the layer's inputs doubles: its rows are read in place). */
+#define COLUMNS 128
 
 /* The products below ask the budget's progress callback once per block of
  * samples or per column of the Cholesky factor and row of the solution, so
@@ -49,84 +68,95 @@ static int32_t cancelled(void)
     return fib_error(FIB_E_CANCELLED, "budget correction cancelled by the progress callback");
 }
 
-/* Whether skipping a's zeros, as times_transposed's axpys do, changes no
- * bit of c = bias + a b^T: adding a product 0 * b (b finite) leaves every
- * sum as it is unless the sum is -0, which only a bias of -0 starts (a sum
- * of +0 and of nonzero products is never -0 in round-to-nearest). */
-static bool zeros_add_nothing(const double *b, int64_t count, const double *bias, int64_t m)
+static int32_t out_of_memory(void)
 {
-    for (int64_t j = 0; bias && j < m; j++)
-        if (bias[j] == 0 && signbit(bias[j]))
-            return false;
-    for (int64_t x = 0; x < count; x++)
-        if (!isfinite(b[x]))
-            return false;
-    return true;
+    return fib_error(FIB_E_NOMEM, "budget correction: out of memory");
 }
 
-/* Rows of c made together by times_transposed: one block of the
- * matrix-product kernel's rows (it keeps them in L2 while b's panels pass). */
-#define GEMM_ROWS 96
+/* Row j of a dense block (output j, n_in weights) in double, exactly. */
+static void weight_row(const fib_dense *d, int64_t j, int64_t n_in, double *row)
+{
+    if (!d->transposed && d->dtype == FIB_DTYPE_F32) {
+        const float *w = (const float *)d->weights + j * d->ld;
+        for (int64_t k = 0; k < n_in; k++)
+            row[k] = w[k];
+    } else if (!d->transposed && d->dtype == FIB_DTYPE_F64) {
+        memcpy(row, (const double *)d->weights + j * d->ld, (size_t)n_in * sizeof *row);
+    } else {
+        for (int64_t k = 0; k < n_in; k++)
+            row[k] = fib_dense_weight(d, j, k);
+    }
+}
 
-/* c (rows x m) = a (rows x p) b^T (b: m x p) + bias (m, may be NULL). b^T
- * is packed once for the matrix-product kernel, which keeps tiles of c in
- * registers; every element is still bias + its products one at a time in
- * ascending k, each product and sum rounded (gemm_f64's contract), so the
- * bits are those of the axpys along c's rows, which skip a's zeros (dead
- * ReLU units) and remain for the case zeros_add_nothing excludes. c may
- * be a itself when m <= p: each block of c's rows is made in a buffer and
- * copied once the block's rows of a are read, and row s of c then lies
- * over rows of a no later than s, so the original network's activations
- * and the next layer's pre-activations share one S x width array (the
- * correction's largest). */
-static int32_t times_transposed(const double *a, int64_t rows, int64_t p, const double *b,
-                                int64_t m, const double *bias, const fib_progress_check *check,
-                                double *c)
+/* A dense layer as the block products read it: the original model's block
+ * in its own dtype or the base's in float64, read in place, its bias in
+ * double, and whether the product kernel gives the axpys' bits. */
+typedef struct weights {
+    const fib_dense *d;
+    int64_t n_out, n_in;
+    double *bias;
+    bool kernel;
+} weights;
+
+/* Whether skipping a's zeros, as the axpys of block_product do, changes no
+ * bit of c = bias + a w^T: adding a product 0 * w (w finite) leaves every
+ * sum as it is unless the sum is -0, which only a bias of -0 starts (a sum
+ * of +0 and of nonzero products is never -0 in round-to-nearest). */
+static int32_t weights_of_group(const fib_graph *g, int32_t group, double *row, weights *w)
+{
+    w->d = fib_group_matrix(g, group);
+    w->n_out = g->groups[group].n_units;
+    w->n_in = w->d->n_in;
+    w->bias = fib_alloc(w->n_out > 0 ? w->n_out : 1, sizeof *w->bias);
+    if (!w->bias)
+        return out_of_memory();
+    w->kernel = true;
+    for (int64_t j = 0; j < w->n_out; j++) {
+        w->bias[j] = fib_dense_bias(w->d, j);
+        weight_row(w->d, j, w->n_in, row);
+        w->kernel = w->kernel && !(w->bias[j] == 0 && signbit(w->bias[j]));
+        for (int64_t k = 0; w->kernel && k < w->n_in; k++)
+            w->kernel = isfinite(row[k]);
+    }
+    return FIB_OK;
+}
+
+/* c (rows x m) = bias + a (rows x p) w^T for one block of samples, w's
+ * rows widened and packed COLUMNS outputs at a time into pack (p x
+ * COLUMNS; row: p doubles). Every element is bias + its products one at a
+ * time in ascending k, each product and sum rounded (gemm_f64's
+ * contract), so the bits are those of the axpys along c's rows, which skip
+ * a's zeros (dead ReLU units) and remain for the case weights_of_group
+ * excludes. */
+static void block_product(const weights *w, const double *a, int64_t rows, double *row,
+                          double *pack, double *c)
 {
     const fib_kernels *kern = fib_kernels_active();
-    bool packed = zeros_add_nothing(b, m * p, bias, m);
-    int64_t panel = kern->gemm_panel, per_block = packed ? GEMM_ROWS : BLOCK;
-    int64_t len = packed ? fib_gemm_packed_len(p, m, panel) : p * m;
-    double *bt = packed ? fib_calloc(len > 0 ? len : 1, sizeof *bt)
-                        : fib_alloc(len > 0 ? len : 1, sizeof *bt);
-    double *block = fib_alloc(per_block * m > 0 ? per_block * m : 1, sizeof *block);
-    if (!bt || !block) {
-        fib_free(bt);
-        fib_free(block);
-        return fib_error(FIB_E_NOMEM, "budget correction: out of memory");
-    }
-    for (int64_t j = 0; j < m; j++)
-        for (int64_t k = 0; k < p; k++)
-            bt[packed ? fib_gemm_packed_at(p, panel, k, j) : k * m + j] = b[j * p + k];
-    for (int64_t s0 = 0; s0 < rows; s0 += per_block) {
-        if (fib_progress_cancelled(check)) {
-            fib_free(bt);
-            fib_free(block);
-            return cancelled();
+    int64_t p = w->n_in, m = w->n_out, panel = kern->gemm_panel;
+    for (int64_t s = 0; s < rows; s++)
+        memcpy(c + s * m, w->bias, (size_t)m * sizeof *c);
+    for (int64_t j0 = 0; j0 < m; j0 += COLUMNS) {
+        int64_t j1 = j0 + COLUMNS < m ? j0 + COLUMNS : m, width = j1 - j0;
+        if (w->kernel && width % panel) /* the packing's columns past m are zeros */
+            memset(pack, 0, (size_t)fib_gemm_packed_len(p, width, panel) * sizeof *pack);
+        for (int64_t j = j0; j < j1; j++) {
+            weight_row(w->d, j, p, row);
+            int64_t at = w->kernel ? fib_gemm_packed_at(p, panel, 0, j - j0) : j - j0;
+            int64_t step = w->kernel ? panel : width;
+            for (int64_t k = 0; k < p; k++)
+                pack[at + k * step] = row[k];
         }
-        int64_t s1 = s0 + per_block < rows ? s0 + per_block : rows;
-        for (int64_t s = s0; s < s1; s++)
-            for (int64_t j = 0; j < m; j++)
-                block[(s - s0) * m + j] = bias ? bias[j] : 0.0;
-        if (packed)
-            kern->gemm_f64(s1 - s0, m, p, a + s0 * p, p, bt, block, m);
-        for (int64_t j0 = 0; !packed && j0 < m; j0 += COLUMNS) {
-            int64_t j1 = j0 + COLUMNS < m ? j0 + COLUMNS : m;
+        if (w->kernel) {
+            kern->gemm_f64(rows, width, p, a, p, pack, c + j0, m);
+            continue;
+        }
+        for (int64_t s = 0; s < rows; s++)
             for (int64_t k = 0; k < p; k++) {
-                const double *row = bt + k * m;
-                for (int64_t s = s0; s < s1; s++) {
-                    double x = a[s * p + k];
-                    if (x == 0)
-                        continue;
-                    kern->axpy_f64(block + (s - s0) * m + j0, x, row + j0, j1 - j0);
-                }
+                double x = a[s * p + k];
+                if (x != 0)
+                    kern->axpy_f64(c + s * m + j0, x, pack + k * width, width);
             }
-        }
-        memcpy(c + s0 * m, block, (size_t)((s1 - s0) * m) * sizeof *c);
     }
-    fib_free(bt);
-    fib_free(block);
-    return FIB_OK;
 }
 
 /* The hidden activation, positively homogeneous (linear, ReLU, leaky). */
@@ -253,31 +283,27 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
     return 1;
 }
 
-/* (w: m x k, b: m) minimising |h w^T + b - z|^2 + lam |(w, b) - prior|^2
- * over the samples (h: S x k, z: S x m), lam = LS_RIDGE times the mean
- * diagonal of the Gram matrix; w, b hold the prior on entry. */
-static int32_t least_squares(const double *h, int64_t S, int64_t k, const double *z, int64_t m,
-                             const fib_progress_check *check, double *w, double *b)
+/* Rows of a Gram matrix made per call of the product kernel below. */
+#define GRAM_ROWS 64
+
+/* The least-squares sums of one block of samples (h: rows x k, z: rows x
+ * m) added to g (n x n, n = k + 1, its lower triangle) and rhs (n x m):
+ * h' = (h, 1), g += h'^T h', rhs += h'^T z, each element's sum over the
+ * samples in ascending order. The product kernel adds the products of h's
+ * zeros too, which changes no bit of a sum started at +0 when h and z are
+ * finite (weights_of_group's reason); otherwise the axpys skip them.
+ * ht (n x rows), hp and zp (h' and z packed) are scratch. */
+static void accumulate(const double *h, int64_t rows, int64_t k, const double *z, int64_t m,
+                       double *ht, double *hp, double *zp, double *g, double *rhs)
 {
-    int64_t n = k + 1;
-    double *g = fib_calloc(n * n, sizeof *g), *rhs = fib_calloc(n * m, sizeof *rhs);
-    if (!g || !rhs) {
-        fib_free(g);
-        fib_free(rhs);
-        return fib_error(FIB_E_NOMEM, "budget correction: out of memory");
-    }
     const fib_kernels *kern = fib_kernels_active();
-    for (int64_t s0 = 0; s0 < S; s0 += BLOCK) {
-        if (fib_progress_cancelled(check)) {
-            fib_free(g);
-            fib_free(rhs);
-            return cancelled();
-        }
-        int64_t s1 = s0 + BLOCK < S ? s0 + BLOCK : S;
+    int64_t n = k + 1, panel = kern->gemm_panel;
+    bool finite = kern->all_finite_f64(h, rows * k) && kern->all_finite_f64(z, rows * m);
+    if (!finite) {
         for (int64_t i = 0; i < n; i++) {
             double *gi = g + i * n, *ri = rhs + i * m;
             int64_t top = i < k ? i + 1 : k; /* the lower triangle, then the ones column */
-            for (int64_t s = s0; s < s1; s++) {
+            for (int64_t s = 0; s < rows; s++) {
                 const double *hs = h + s * k, *zs = z + s * m;
                 double ai = i < k ? hs[i] : 1.0;
                 if (ai == 0)
@@ -288,7 +314,36 @@ static int32_t least_squares(const double *h, int64_t S, int64_t k, const double
                 kern->axpy_f64(ri, ai, zs, m);
             }
         }
+        return;
     }
+    memset(hp, 0, (size_t)fib_gemm_packed_len(rows, n, panel) * sizeof *hp);
+    memset(zp, 0, (size_t)fib_gemm_packed_len(rows, m, panel) * sizeof *zp);
+    for (int64_t s = 0; s < rows; s++) {
+        for (int64_t i = 0; i < n; i++) {
+            double v = i < k ? h[s * k + i] : 1.0;
+            ht[i * rows + s] = v;
+            hp[fib_gemm_packed_at(rows, panel, s, i)] = v;
+        }
+        for (int64_t c = 0; c < m; c++)
+            zp[fib_gemm_packed_at(rows, panel, s, c)] = z[s * m + c];
+    }
+    /* the lower triangle, a few rows at a time up to their diagonal (what
+     * lies above it is replaced by the triangle's values in the solve) */
+    for (int64_t i0 = 0; i0 < n; i0 += GRAM_ROWS) {
+        int64_t i1 = i0 + GRAM_ROWS < n ? i0 + GRAM_ROWS : n;
+        kern->gemm_f64(i1 - i0, i1, rows, ht + i0 * rows, rows, hp, g + i0 * n, n);
+    }
+    kern->gemm_f64(n, m, rows, ht, rows, zp, rhs, m);
+}
+
+/* (w: m x k, b: m) minimising |h w^T + b - z|^2 + lam |(w, b) - prior|^2
+ * from the sums g and rhs of accumulate over every sample, lam = LS_RIDGE
+ * times the mean diagonal of the Gram matrix; w, b hold the prior on
+ * entry and keep it when g is not positive definite. */
+static int32_t least_squares_solve(double *g, double *rhs, int64_t k, int64_t m,
+                                   const fib_progress_check *check, double *w, double *b)
+{
+    int64_t n = k + 1;
     double trace = 0;
     for (int64_t i = 0; i < n; i++) {
         trace += g[i * n + i];
@@ -308,9 +363,6 @@ static int32_t least_squares(const double *h, int64_t S, int64_t k, const double
                 w[c * k + i] = rhs[i * m + c];
             b[c] = rhs[k * m + c];
         }
-    /* else: the prior (refit_chain's consumer) stays */
-    fib_free(g);
-    fib_free(rhs);
     return solved < 0 ? cancelled() : FIB_OK;
 }
 
@@ -415,25 +467,6 @@ static int32_t refit_step(const layer *cur, const layer *next, const int64_t *la
     return st;
 }
 
-/* *h (S x *width) becomes act(*h l^T + b) of group grp (S x l->n_out). */
-static int32_t advance(double **h, int64_t S, int64_t *width, const layer *l,
-                       const fib_group *grp, const fib_progress_check *check)
-{
-    double *z = fib_alloc(S * l->n_out > 0 ? S * l->n_out : 1, sizeof *z);
-    if (!z)
-        return fib_error(FIB_E_NOMEM, "budget correction: out of memory");
-    int32_t st = times_transposed(*h, S, *width, l->w, l->n_out, l->b, check, z);
-    if (st) {
-        fib_free(z);
-        return st;
-    }
-    activate(z, S * l->n_out, grp->activation, grp->act_param);
-    fib_free(*h);
-    *h = z;
-    *width = l->n_out;
-    return FIB_OK;
-}
-
 /* Writes a corrected layer into the base's dense block of `group`. */
 static void store(fib_graph *base, int32_t group, const layer *l)
 {
@@ -476,6 +509,115 @@ static int32_t widen_to_f64(fib_graph *base, int32_t group)
     return FIB_OK;
 }
 
+/* Frees what a pass of fit_consumer holds. */
+static void weights_clear(weights *w, int32_t n)
+{
+    for (int32_t i = 0; w && i < n; i++)
+        fib_free(w[i].bias);
+    fib_free(w);
+}
+
+/* The inputs the base reads for a block of samples x (rows x n0): the
+ * means of merged inputs (count: the members of each of inputs' classes),
+ * x itself otherwise. */
+static void base_inputs(const double *x, int64_t rows, int64_t n0, const fib_partition *inputs,
+                        const int64_t *count, int64_t k0, double *h)
+{
+    memset(h, 0, (size_t)(rows * k0) * sizeof *h);
+    for (int64_t s = 0; s < rows; s++)
+        for (int64_t k = 0; k < n0; k++) {
+            int64_t c = inputs ? inputs->color[k] : k;
+            h[s * k0 + c] += x[s * n0 + k] / (inputs ? (double)count[c] : 1.0);
+        }
+}
+
+/* The least-squares fit of layer l + 1 over the base's units of layer l
+ * (consumer: refit_chain's consumer on entry, the fit on return): the
+ * synthetic samples drawn again, a block at a time, through the original
+ * network to its pre-activations of layer l + 1 (the fit's target) and
+ * through the base's layers 1 .. l (already corrected) to its activations
+ * of layer l, the block's sums added to the Gram matrix. The original's
+ * layers are made again for every layer fitted, so that no activation of
+ * every sample is held. */
+static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l,
+                            const fib_partition *inputs, const int64_t *count, double scale,
+                            int64_t S, int64_t block, const fib_progress_check *check,
+                            layer *consumer)
+{
+    int64_t n0 = g->groups[0].n_units, k0 = inputs ? inputs->n_classes : n0;
+    int64_t k = consumer->n_in, m = consumer->n_out, n = k + 1, widest = n0;
+    int64_t panel = fib_kernels_active()->gemm_panel;
+    for (int32_t j = 1; j <= l + 1; j++)
+        widest = g->groups[j].n_units > widest ? g->groups[j].n_units : widest;
+    weights *orig = fib_calloc(l + 2, sizeof *orig), *mine = fib_calloc(l + 1, sizeof *mine);
+    double *row = fib_alloc(widest, sizeof *row);
+    double *pack = fib_alloc(fib_gemm_packed_len(widest, COLUMNS, panel), sizeof *pack);
+    double *x = fib_alloc(block * n0, sizeof *x);
+    double *buf[4] = {fib_alloc(block * widest, sizeof(double)),
+                      fib_alloc(block * widest, sizeof(double)),
+                      fib_alloc(block * widest, sizeof(double)),
+                      fib_alloc(block * widest, sizeof(double))};
+    double *ht = fib_alloc(n * block, sizeof *ht);
+    double *hp = fib_alloc(fib_gemm_packed_len(block, n, panel), sizeof *hp);
+    double *zp = fib_alloc(fib_gemm_packed_len(block, m, panel), sizeof *zp);
+    double *gram = fib_calloc(n * n, sizeof *gram), *rhs = fib_calloc(n * m, sizeof *rhs);
+    int32_t st = orig && mine && row && pack && x && buf[0] && buf[1] && buf[2] && buf[3] &&
+                         ht && hp && zp && gram && rhs
+                     ? FIB_OK
+                     : out_of_memory();
+    for (int32_t j = 1; !st && j <= l + 1; j++)
+        st = weights_of_group(g, j, row, &orig[j]);
+    for (int32_t j = 1; !st && j <= l; j++)
+        st = weights_of_group(base, j, row, &mine[j]);
+    gaussian_stream draw = {.scale = scale};
+    fib_rng_seed(&draw.rng, 0);
+    for (int64_t s0 = 0; !st && s0 < S; s0 += block) {
+        if (fib_progress_cancelled(check)) {
+            st = cancelled();
+            break;
+        }
+        int64_t rows = S - s0 < block ? S - s0 : block;
+        gaussian_next(&draw, x, rows * n0);
+        /* the original: x through layers 1 .. l, then l + 1's
+         * pre-activations (buf[0] and buf[1] in turn) */
+        const double *a = x;
+        for (int32_t j = 1; j <= l + 1; j++) {
+            double *out = buf[j % 2];
+            block_product(&orig[j], a, rows, row, pack, out);
+            if (j <= l)
+                activate(out, rows * orig[j].n_out, g->groups[j].activation,
+                         g->groups[j].act_param);
+            a = out;
+        }
+        const double *target = a;
+        /* the base: its inputs through its layers 1 .. l (buf[2], buf[3]) */
+        base_inputs(x, rows, n0, inputs, count, k0, buf[2]);
+        a = buf[2];
+        for (int32_t j = 1; j <= l; j++) {
+            double *out = buf[2 + j % 2];
+            block_product(&mine[j], a, rows, row, pack, out);
+            activate(out, rows * mine[j].n_out, g->groups[j].activation, g->groups[j].act_param);
+            a = out;
+        }
+        accumulate(a, rows, k, target, m, ht, hp, zp, gram, rhs);
+    }
+    if (!st)
+        st = least_squares_solve(gram, rhs, k, m, check, consumer->w, consumer->b);
+    weights_clear(orig, l + 2);
+    weights_clear(mine, l + 1);
+    fib_free(row);
+    fib_free(pack);
+    fib_free(x);
+    for (int i = 0; i < 4; i++)
+        fib_free(buf[i]);
+    fib_free(ht);
+    fib_free(hp);
+    fib_free(zp);
+    fib_free(gram);
+    fib_free(rhs);
+    return st;
+}
+
 int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
                            int64_t n_samples, const fib_progress_check *check,
                            fib_base *base, bool *applied)
@@ -496,103 +638,44 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
     if (n_layers < 2 || !(scale > 0) || !isfinite(scale) || n_samples < 1)
         return FIB_OK;
     int64_t S = n_samples, n0 = g->groups[0].n_units;
+    int64_t block = fib_budget_correction_block < 1 ? 1 : fib_budget_correction_block;
+    block = block < S ? block : S;
     const fib_partition *inputs = col->merge_inputs ? &col->parts[0] : NULL;
     int64_t k0 = inputs ? inputs->n_classes : n0;
-    layer orig = {0}, orig_next = {0}, cur = {0}, rep = {0}, consumer = {0};
-    double *x = fib_alloc(S * n0, sizeof *x), *h = fib_calloc(S * k0, sizeof *h);
-    double *h_ref = NULL, *target = NULL, *pre = NULL;
-    int32_t st = x && h ? FIB_OK : fib_error(FIB_E_NOMEM, "budget correction: out of memory");
-    if (!st) {
-        fib_rng rng;
-        fib_rng_seed(&rng, 0);
-        gaussian_fill(&rng, x, S * n0, scale);
-        /* the base reads the means of merged inputs */
-        int64_t *count = inputs ? fib_calloc(k0, sizeof *count) : NULL;
-        if (inputs && !count)
-            st = fib_error(FIB_E_NOMEM, "budget correction: out of memory");
-        for (int64_t k = 0; !st && inputs && k < n0; k++)
-            count[inputs->color[k]]++;
-        for (int64_t s = 0; !st && s < S; s++)
-            for (int64_t k = 0; k < n0; k++) {
-                int64_t c = inputs ? inputs->color[k] : k;
-                h[s * k0 + c] += x[s * n0 + k] / (inputs ? (double)count[c] : 1.0);
-            }
-        fib_free(count);
-    }
-    h_ref = x; /* the original network's activations */
-    x = NULL;
-    /* orig: the original layer l, read once; cur: layer l's rows over its
-     * merged source (none yet for the first layer over unmerged inputs:
-     * then they are orig's) */
+    layer cur = {0}, next = {0}, rep = {0}, consumer = {0};
+    /* the base reads the means of merged inputs */
+    int64_t *count = inputs ? fib_calloc(k0, sizeof *count) : NULL;
+    int32_t st = inputs && !count ? out_of_memory() : FIB_OK;
+    for (int64_t x = 0; !st && inputs && x < n0; x++)
+        count[inputs->color[x]]++;
+    /* cur: layer l's rows over its merged source (the first layer's over
+     * the merged inputs, or the original's) */
     if (!st)
-        st = layer_of_group(g, 1, &orig);
-    if (!st && inputs)
-        st = sum_columns(&orig, inputs->color, k0, NULL, &cur);
-    int64_t width_ref = n0, width = k0;
+        st = layer_of_group(g, 1, &cur);
+    if (!st && inputs) {
+        st = sum_columns(&cur, inputs->color, k0, NULL, &next);
+        layer_clear(&cur);
+        cur = next;
+        next = (layer){0};
+    }
     for (int32_t l = 1; !st && l < n_layers; l++) {
-        /* group l is hidden with classes parts[l]; group l + 1 reads it */
-        const fib_partition *p = &col->parts[l];
-        const fib_group *grp = &g->groups[l];
-        const layer *rows = cur.w ? &cur : &orig;
-        st = layer_of_group(g, l + 1, &orig_next);
-        /* h_ref through the original layer l: its pre-activations are the
-         * previous step's target, made once (for the first layer, made
-         * here) */
-        if (!st && pre) {
-            activate(pre, S * orig.n_out, grp->activation, grp->act_param);
-            fib_free(h_ref);
-            h_ref = pre;
-            pre = NULL;
-            width_ref = orig.n_out;
-        } else if (!st) {
-            st = advance(&h_ref, S, &width_ref, &orig, grp, check);
-        }
-        /* the original's pre-activations of layer l + 1, made before the
-         * base's activations of layer l so that h_ref is gone by then (the
-         * two are the correction's largest arrays): over h_ref when it is
-         * as wide, then moved to an array of their own size when that is
-         * at most half of it */
-        if (!st) {
-            const double *ref = h_ref;
-            int64_t m = orig_next.n_out;
-            bool in_place = m <= width_ref;
-            target = in_place ? h_ref : fib_alloc(S * m, sizeof *target);
-            if (in_place)
-                h_ref = NULL;
-            st = target ? times_transposed(ref, S, width_ref, orig_next.w, m, orig_next.b,
-                                           check, target)
-                        : fib_error(FIB_E_NOMEM, "budget correction: out of memory");
-            fib_free(h_ref);
-            h_ref = NULL;
-            double *fit = !st && in_place && 2 * m <= width_ref ? fib_alloc(S * m, sizeof *fit)
-                                                                : NULL;
-            if (fit) {
-                memcpy(fit, target, (size_t)(S * m) * sizeof *fit);
-                fib_free(target);
-                target = fit;
-            }
-        }
-        /* the consumer refit_chain would give: next is layer l + 1 as it
+        /* group l is hidden with classes parts[l]; group l + 1 reads it.
+         * The consumer refit_chain would give: next is layer l + 1 as it
          * is now (the original's, over layer l's units) */
+        const fib_partition *p = &col->parts[l];
+        st = layer_of_group(g, l + 1, &next);
         if (!st)
-            st = refit_step(rows, &orig_next, p->color, p->n_classes, &rep, &consumer);
-        if (!st) {
+            st = refit_step(&cur, &next, p->color, p->n_classes, &rep, &consumer);
+        layer_clear(&next);
+        layer_clear(&cur);
+        if (!st)
             store(base->graph, l, &rep);
-            st = advance(&h, S, &width, &rep, grp, check);
-        }
+        layer_clear(&rep);
         /* the consumer, full width over its own units, fitted to the
          * original's pre-activations; it is the next layer's rows */
         if (!st)
-            st = least_squares(h, S, width, target, consumer.n_out, check, consumer.w,
-                               consumer.b);
-        fib_free(pre); /* NULL unless an error came before it was used */
-        pre = target;
-        target = NULL;
-        layer_clear(&cur);
-        layer_clear(&rep);
-        layer_clear(&orig);
-        orig = orig_next;
-        orig_next = (layer){0};
+            st = fit_consumer(g, base->graph, l, inputs, count, scale, S, block, check,
+                              &consumer);
         cur = consumer;
         consumer = (layer){0};
     }
@@ -600,15 +683,10 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
         store(base->graph, n_layers, &cur);
         *applied = true;
     }
-    layer_clear(&orig);
-    layer_clear(&orig_next);
     layer_clear(&cur);
+    layer_clear(&next);
     layer_clear(&rep);
     layer_clear(&consumer);
-    fib_free(x);
-    fib_free(h);
-    fib_free(h_ref);
-    fib_free(target);
-    fib_free(pre);
+    fib_free(count);
     return st;
 }

@@ -39,6 +39,9 @@ int32_t fib_copy_group_attributes(const fib_graph *from, int32_t group,
 int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
                            int64_t n_samples, const fib_progress_check *check,
                            fib_base *base, bool *applied);
+/* Samples the correction carries through the networks together (its
+ * memory is a block's activations; tests vary it: it changes no bit). */
+extern int64_t fib_budget_correction_block;
 
 /* One step of a budget done (chains and graphs alike); tells the progress
  * callback, which may cancel (FIB_E_CANCELLED). */

@@ -54,7 +54,7 @@ static void gaussian_next(gaussian_stream *g, double *x, int64_t n)
  * element of a Gram matrix or of a right-hand side, added to from block to
  * block), so the block size changes no bit; a variable so that tests can
  * show it. */
-int64_t fib_budget_correction_block = 512;
+int64_t fib_budget_correction_block = 256;
 
 /* Outputs of a layer widened and packed together for the products below
  * (COLUMNS x the layer's inputs doubles: its rows are read in place). */
@@ -292,7 +292,8 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
  * samples in ascending order. The product kernel adds the products of h's
  * zeros too, which changes no bit of a sum started at +0 when h and z are
  * finite (weights_of_group's reason); otherwise the axpys skip them.
- * ht (n x rows), hp and zp (h' and z packed) are scratch. */
+ * hp and zp (h' and z packed) and ht (GRAM_ROWS columns of h' as rows)
+ * are scratch. */
 static void accumulate(const double *h, int64_t rows, int64_t k, const double *z, int64_t m,
                        double *ht, double *hp, double *zp, double *g, double *rhs)
 {
@@ -319,21 +320,22 @@ static void accumulate(const double *h, int64_t rows, int64_t k, const double *z
     memset(hp, 0, (size_t)fib_gemm_packed_len(rows, n, panel) * sizeof *hp);
     memset(zp, 0, (size_t)fib_gemm_packed_len(rows, m, panel) * sizeof *zp);
     for (int64_t s = 0; s < rows; s++) {
-        for (int64_t i = 0; i < n; i++) {
-            double v = i < k ? h[s * k + i] : 1.0;
-            ht[i * rows + s] = v;
-            hp[fib_gemm_packed_at(rows, panel, s, i)] = v;
-        }
+        for (int64_t i = 0; i < n; i++)
+            hp[fib_gemm_packed_at(rows, panel, s, i)] = i < k ? h[s * k + i] : 1.0;
         for (int64_t c = 0; c < m; c++)
             zp[fib_gemm_packed_at(rows, panel, s, c)] = z[s * m + c];
     }
-    /* the lower triangle, a few rows at a time up to their diagonal (what
-     * lies above it is replaced by the triangle's values in the solve) */
+    /* a few rows at a time: the lower triangle up to their diagonal (what
+     * lies above it is replaced by the triangle's values in the solve),
+     * then their rows of rhs */
     for (int64_t i0 = 0; i0 < n; i0 += GRAM_ROWS) {
         int64_t i1 = i0 + GRAM_ROWS < n ? i0 + GRAM_ROWS : n;
-        kern->gemm_f64(i1 - i0, i1, rows, ht + i0 * rows, rows, hp, g + i0 * n, n);
+        for (int64_t i = i0; i < i1; i++)
+            for (int64_t s = 0; s < rows; s++)
+                ht[(i - i0) * rows + s] = i < k ? h[s * k + i] : 1.0;
+        kern->gemm_f64(i1 - i0, i1, rows, ht, rows, hp, g + i0 * n, n);
+        kern->gemm_f64(i1 - i0, m, rows, ht, rows, zp, rhs + i0 * m, m);
     }
-    kern->gemm_f64(n, m, rows, ht, rows, zp, rhs, m);
 }
 
 /* (w: m x k, b: m) minimising |h w^T + b - z|^2 + lam |(w, b) - prior|^2
@@ -404,40 +406,51 @@ static int32_t layer_of_group(const fib_graph *g, int32_t group, layer *l)
     return st;
 }
 
-/* Sums w's columns over classes lab (k of them): (n_out x k), scaled by
- * s (per column, may be NULL). */
-static int32_t sum_columns(const layer *l, const int64_t *lab, int64_t k, const double *s,
-                           layer *out)
+/* Sums the columns of the model's dense group `group` over classes lab (k
+ * of them): (n_out x k), scaled by s (per column, may be NULL); its rows
+ * are read in place, one at a time. */
+static int32_t sum_columns(const fib_graph *g, int32_t group, const int64_t *lab, int64_t k,
+                           const double *s, layer *out)
 {
-    int32_t st = layer_alloc(out, l->n_out, k);
-    for (int64_t i = 0; !st && i < l->n_out; i++) {
-        for (int64_t x = 0; x < l->n_in; x++)
-            out->w[i * k + lab[x]] += l->w[i * l->n_in + x] * (s ? s[x] : 1.0);
-        out->b[i] = l->b[i];
+    const fib_dense *d = fib_group_matrix(g, group);
+    double *row = fib_alloc(d->n_in > 0 ? d->n_in : 1, sizeof *row);
+    int32_t st = row ? layer_alloc(out, g->groups[group].n_units, k) : out_of_memory();
+    for (int64_t i = 0; !st && i < out->n_out; i++) {
+        weight_row(d, i, d->n_in, row);
+        for (int64_t x = 0; x < d->n_in; x++)
+            out->w[i * k + lab[x]] += row[x] * (s ? s[x] : 1.0);
+        out->b[i] = fib_dense_bias(d, i);
     }
+    fib_free(row);
     return st;
 }
 
 /* refit_chain's step for hidden layer `cur` (its rows over the merged
  * source) with classes lab (k): its representatives into rep (k rows) and
- * the consumer `next` (over cur's units) merged with the members' scales
- * into consumer. */
-static int32_t refit_step(const layer *cur, const layer *next, const int64_t *lab, int64_t k,
-                          layer *rep, layer *consumer)
+ * the consumer, the model's group `next` (over cur's units, read in
+ * place), merged with the members' scales into consumer. cur is cleared
+ * once its rows are copied (the step's largest arrays are not held
+ * together). */
+static int32_t refit_step(layer *cur, const fib_graph *g, int32_t next, const int64_t *lab,
+                          int64_t k, layer *rep, layer *consumer)
 {
-    int64_t n = cur->n_out, d = cur->n_in + 1;
+    int64_t n = cur->n_out, n_in = cur->n_in, d = n_in + 1;
     double *rows = fib_alloc(n * d, sizeof *rows), *reps = fib_alloc(k * d, sizeof *reps);
     double *weight = fib_calloc(n, sizeof *weight), *s = fib_alloc(n, sizeof *s);
-    int32_t st = rows && reps && weight && s ? FIB_OK
-                                           : fib_error(FIB_E_NOMEM, "budget correction: out of memory");
+    double *row = fib_alloc(n, sizeof *row);
+    int32_t st = rows && reps && weight && s && row ? FIB_OK : out_of_memory();
     for (int64_t i = 0; !st && i < n; i++) {
-        memcpy(rows + i * d, cur->w + i * cur->n_in, (size_t)cur->n_in * sizeof *rows);
-        rows[i * d + cur->n_in] = cur->b[i];
+        memcpy(rows + i * d, cur->w + i * n_in, (size_t)n_in * sizeof *rows);
+        rows[i * d + n_in] = cur->b[i];
     }
+    layer_clear(cur);
     /* outgoing norms: the consumer's columns */
-    for (int64_t j = 0; !st && j < next->n_out; j++)
+    const fib_dense *nd = fib_group_matrix(g, next);
+    for (int64_t j = 0; !st && j < g->groups[next].n_units; j++) {
+        weight_row(nd, j, n, row);
         for (int64_t i = 0; i < n; i++)
-            weight[i] += next->w[j * n + i] * next->w[j * n + i];
+            weight[i] += row[i] * row[i];
+    }
     for (int64_t i = 0; !st && i < n; i++)
         weight[i] = sqrt(weight[i]);
     if (!st)
@@ -453,16 +466,17 @@ static int32_t refit_step(const layer *cur, const layer *next, const int64_t *la
         s[i] = si > 0 ? si : 0.0;
     }
     if (!st)
-        st = layer_alloc(rep, k, cur->n_in);
+        st = layer_alloc(rep, k, n_in);
     for (int64_t c = 0; !st && c < k; c++) {
-        memcpy(rep->w + c * cur->n_in, reps + c * d, (size_t)cur->n_in * sizeof *reps);
-        rep->b[c] = reps[c * d + cur->n_in];
+        memcpy(rep->w + c * n_in, reps + c * d, (size_t)n_in * sizeof *reps);
+        rep->b[c] = reps[c * d + n_in];
     }
-    if (!st)
-        st = sum_columns(next, lab, k, s, consumer);
     fib_free(rows);
     fib_free(reps);
     fib_free(weight);
+    fib_free(row);
+    if (!st)
+        st = sum_columns(g, next, lab, k, s, consumer);
     fib_free(s);
     return st;
 }
@@ -553,15 +567,14 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
     double *row = fib_alloc(widest, sizeof *row);
     double *pack = fib_alloc(fib_gemm_packed_len(widest, COLUMNS, panel), sizeof *pack);
     double *x = fib_alloc(block * n0, sizeof *x);
-    double *buf[4] = {fib_alloc(block * widest, sizeof(double)),
-                      fib_alloc(block * widest, sizeof(double)),
+    double *buf[3] = {fib_alloc(block * widest, sizeof(double)),
                       fib_alloc(block * widest, sizeof(double)),
                       fib_alloc(block * widest, sizeof(double))};
-    double *ht = fib_alloc(n * block, sizeof *ht);
+    double *ht = fib_alloc(GRAM_ROWS * block, sizeof *ht);
     double *hp = fib_alloc(fib_gemm_packed_len(block, n, panel), sizeof *hp);
     double *zp = fib_alloc(fib_gemm_packed_len(block, m, panel), sizeof *zp);
     double *gram = fib_calloc(n * n, sizeof *gram), *rhs = fib_calloc(n * m, sizeof *rhs);
-    int32_t st = orig && mine && row && pack && x && buf[0] && buf[1] && buf[2] && buf[3] &&
+    int32_t st = orig && mine && row && pack && x && buf[0] && buf[1] && buf[2] &&
                          ht && hp && zp && gram && rhs
                      ? FIB_OK
                      : out_of_memory();
@@ -578,9 +591,19 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
         }
         int64_t rows = S - s0 < block ? S - s0 : block;
         gaussian_next(&draw, x, rows * n0);
+        /* the base: its inputs through its layers 1 .. l, the last into
+         * buf[2] (the others in buf[0] and buf[1] in turn) */
+        base_inputs(x, rows, n0, inputs, count, k0, buf[0]);
+        const double *a = buf[0];
+        for (int32_t j = 1; j <= l; j++) {
+            double *out = j == l ? buf[2] : buf[j % 2];
+            block_product(&mine[j], a, rows, row, pack, out);
+            activate(out, rows * mine[j].n_out, g->groups[j].activation, g->groups[j].act_param);
+            a = out;
+        }
         /* the original: x through layers 1 .. l, then l + 1's
          * pre-activations (buf[0] and buf[1] in turn) */
-        const double *a = x;
+        a = x;
         for (int32_t j = 1; j <= l + 1; j++) {
             double *out = buf[j % 2];
             block_product(&orig[j], a, rows, row, pack, out);
@@ -589,17 +612,7 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
                          g->groups[j].act_param);
             a = out;
         }
-        const double *target = a;
-        /* the base: its inputs through its layers 1 .. l (buf[2], buf[3]) */
-        base_inputs(x, rows, n0, inputs, count, k0, buf[2]);
-        a = buf[2];
-        for (int32_t j = 1; j <= l; j++) {
-            double *out = buf[2 + j % 2];
-            block_product(&mine[j], a, rows, row, pack, out);
-            activate(out, rows * mine[j].n_out, g->groups[j].activation, g->groups[j].act_param);
-            a = out;
-        }
-        accumulate(a, rows, k, target, m, ht, hp, zp, gram, rhs);
+        accumulate(buf[2], rows, k, a, m, ht, hp, zp, gram, rhs);
     }
     if (!st)
         st = least_squares_solve(gram, rhs, k, m, check, consumer->w, consumer->b);
@@ -608,7 +621,7 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
     fib_free(row);
     fib_free(pack);
     fib_free(x);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 3; i++)
         fib_free(buf[i]);
     fib_free(ht);
     fib_free(hp);
@@ -642,7 +655,7 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
     block = block < S ? block : S;
     const fib_partition *inputs = col->merge_inputs ? &col->parts[0] : NULL;
     int64_t k0 = inputs ? inputs->n_classes : n0;
-    layer cur = {0}, next = {0}, rep = {0}, consumer = {0};
+    layer cur = {0}, rep = {0}, consumer = {0};
     /* the base reads the means of merged inputs */
     int64_t *count = inputs ? fib_calloc(k0, sizeof *count) : NULL;
     int32_t st = inputs && !count ? out_of_memory() : FIB_OK;
@@ -651,23 +664,14 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
     /* cur: layer l's rows over its merged source (the first layer's over
      * the merged inputs, or the original's) */
     if (!st)
-        st = layer_of_group(g, 1, &cur);
-    if (!st && inputs) {
-        st = sum_columns(&cur, inputs->color, k0, NULL, &next);
-        layer_clear(&cur);
-        cur = next;
-        next = (layer){0};
-    }
+        st = inputs ? sum_columns(g, 1, inputs->color, k0, NULL, &cur)
+                    : layer_of_group(g, 1, &cur);
     for (int32_t l = 1; !st && l < n_layers; l++) {
         /* group l is hidden with classes parts[l]; group l + 1 reads it.
          * The consumer refit_chain would give: next is layer l + 1 as it
          * is now (the original's, over layer l's units) */
         const fib_partition *p = &col->parts[l];
-        st = layer_of_group(g, l + 1, &next);
-        if (!st)
-            st = refit_step(&cur, &next, p->color, p->n_classes, &rep, &consumer);
-        layer_clear(&next);
-        layer_clear(&cur);
+        st = refit_step(&cur, g, l + 1, p->color, p->n_classes, &rep, &consumer);
         if (!st)
             store(base->graph, l, &rep);
         layer_clear(&rep);
@@ -684,7 +688,6 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
         *applied = true;
     }
     layer_clear(&cur);
-    layer_clear(&next);
     layer_clear(&rep);
     layer_clear(&consumer);
     fib_free(count);

@@ -77,3 +77,42 @@ int32_t test_color_pair(const fib_graph *g, const fib_color_options *options,
         return FIB_E_INVALID;
     return fib_color_pair_internal(g, &o, fibers, opfibers);
 }
+
+/* Tensors of the two bases that differ in some value (== : -0 is 0). */
+int test_differing_tensors(const fib_base *x, const fib_base *y)
+{
+    const fib_graph *a = fib_base_graph(x), *b = fib_base_graph(y);
+    int32_t n = 0;
+    CHECK_OK(fib_graph_num_groups(a, &n));
+    int differ = 0;
+    for (int32_t i = 0; i < n; i++) {
+        int64_t units = 0;
+        CHECK_OK(fib_base_original_units(x, i, &units));
+        int64_t *pa = malloc((size_t)units * sizeof *pa), *pb = malloc((size_t)units * sizeof *pb);
+        CHECK_OK(fib_base_projection(x, i, pa, units));
+        CHECK_OK(fib_base_projection(y, i, pb, units));
+        differ += memcmp(pa, pb, (size_t)units * sizeof *pa) != 0;
+        free(pa), free(pb);
+        for (int32_t t = 0;; t++) {
+            int32_t nd = 0;
+            int64_t shape[4] = {1, 1, 1, 1}, shape_b[4] = {1, 1, 1, 1};
+            if (fib_graph_tensor_info(a, i, t, &nd, shape, NULL) != FIB_OK)
+                break;
+            CHECK_OK(fib_graph_tensor_info(b, i, t, &nd, shape_b, NULL));
+            CHECK(memcmp(shape, shape_b, sizeof shape) == 0);
+            int64_t count = shape[0] * shape[1] * shape[2] * shape[3];
+            double *u = malloc((size_t)count * sizeof *u), *v = malloc((size_t)count * sizeof *v);
+            CHECK_OK(fib_graph_read_tensor(a, i, t, FIB_DTYPE_F64, u, count));
+            CHECK_OK(fib_graph_read_tensor(b, i, t, FIB_DTYPE_F64, v, count));
+            int64_t values = 0;
+            for (int64_t e = 0; e < count; e++)
+                values += u[e] != v[e];
+            if (values)
+                fprintf(stderr, "group %d tensor %d: %lld of %lld values differ\n", (int)i,
+                        (int)t, (long long)values, (long long)count);
+            differ += values > 0;
+            free(u), free(v);
+        }
+    }
+    return differ;
+}

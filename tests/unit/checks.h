@@ -27,4 +27,8 @@ void expect(int32_t got, int32_t want, const char *needle, const char *what);
 double test_output_difference(const fib_graph *a, const fib_graph *b, uint64_t seed,
                               int64_t batch, double amplitude);
 
+/* Tensors (and projections) of the two bases that differ in some value
+ * (== : -0 is 0), each named on stderr. */
+int test_differing_tensors(const fib_base *x, const fib_base *y);
+
 #endif

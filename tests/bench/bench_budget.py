@@ -9,7 +9,9 @@ Cases (float32 safetensors, ReLU between the layers):
                  weights: docs/examples/fashion_mlp.safetensors)
   random-mlp     784-2048-2048-10 with biases, weights N(0, 1 / fan_in):
                  5.8 M parameters, no exact symmetry (issue 22: 3 s on one
-                 core)
+                 core); then the same file with the synthetic correction
+                 (`--input-scale 1 --merge-inputs`, 8,192 samples: the
+                 line random-mlp+corr)
   random-chain   LAYERS dense d x d layers of random normal weights, the
                  chain of bench_models.py (FIB_BENCH_MODEL_MIB=512 gives
                  8 x 4096 x 4096, issue 22: 30 s)
@@ -102,12 +104,13 @@ def main():
     d = int(math.sqrt(mib * 2 ** 20 / 4 / bench_models.LAYERS)) // 64 * 64
     rng = np.random.default_rng(22)
     print(f"fibration compress --budget {budget}; best of {bench_models.RUNS} runs")
-    print(f"{'case':<13} {'threads':>7} {'time s':>8} {'CPU s':>8} {'/ read':>8} {'RSS MB':>8} "
+    print(f"{'case':<15} {'threads':>7} {'time s':>8} {'CPU s':>8} {'/ read':>8} {'RSS MB':>8} "
           f"{'/ file':>7}  read s   file MB  shape")
-    cases = [("trained-mlp", None, "784-64-32-10"),
-             ("random-mlp", [784, 2048, 2048, 10], "784-2048-2048-10"),
-             ("random-chain", "chain", f"{bench_models.LAYERS} x {d} x {d}")]
-    for name, dims, shape in cases:
+    corrected = ["--input-scale", "1", "--merge-inputs"]
+    cases = [("trained-mlp", None, "784-64-32-10", [[]]),
+             ("random-mlp", [784, 2048, 2048, 10], "784-2048-2048-10", [[], corrected]),
+             ("random-chain", "chain", f"{bench_models.LAYERS} x {d} x {d}", [[]])]
+    for name, dims, shape, variants in cases:
         path = TRAINED if dims is None else os.path.join(folder, f"bench_budget_{name}.safetensors")
         out = os.path.join(folder, f"bench_budget_{name}_base.safetensors")
         if dims == "chain":
@@ -117,12 +120,14 @@ def main():
         size = os.path.getsize(path)
         try:
             read = bench_models.warm_read(path)
-            args = [cli, "compress", "-q", "--budget", budget, path, "-o", out]
-            for threads in (1, 2):
-                seconds, cpu, rss = run(args, threads)
-                print(f"{name:<13} {threads:>7} {seconds:8.3f} {cpu:8.3f} {seconds / read:8.1f} "
-                      f"{rss / 1e6:8.1f} {rss / size:7.2f}  {read:.4f} {size / 1e6:9.1f}  "
-                      f"{shape}", flush=True)
+            for extra in variants:
+                args = [cli, "compress", "-q", "--budget", budget] + extra + [path, "-o", out]
+                label = name + ("+corr" if extra else "")
+                for threads in (1, 2):
+                    seconds, cpu, rss = run(args, threads)
+                    print(f"{label:<15} {threads:>7} {seconds:8.3f} {cpu:8.3f} "
+                          f"{seconds / read:8.1f} {rss / 1e6:8.1f} {rss / size:7.2f}  {read:.4f} "
+                          f"{size / 1e6:9.1f}  {shape}", flush=True)
         finally:
             for p in ((path, out) if dims is not None else (out,)):
                 if os.path.exists(p):

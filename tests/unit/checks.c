@@ -116,3 +116,28 @@ int test_differing_tensors(const fib_base *x, const fib_base *y)
     }
     return differ;
 }
+
+fib_graph *test_paired_input_chain(const int64_t *dims, int layers, uint64_t seed,
+                                   const double *first_bias)
+{
+    uint64_t rng = seed;
+    fib_graph *g = NULL;
+    int32_t id = 0;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, dims[0], &id));
+    for (int l = 0; l < layers; l++) {
+        double *w = test_random_array(&rng, dims[l + 1] * dims[l], -1, 1);
+        double *b = test_random_array(&rng, dims[l + 1], -0.2, 0.2);
+        if (first_bias)
+            b[0] = *first_bias;
+        for (int64_t i = 0; l == 0 && i < dims[1]; i++) /* inputs 2a and 2a + 1 alike */
+            for (int64_t a = 0; a + 1 < dims[0]; a += 2)
+                w[i * dims[0] + a + 1] = w[i * dims[0] + a];
+        CHECK_OK(fib_graph_add_dense(g, id, dims[l + 1], FIB_DTYPE_F64, w, dims[l], b, FIB_COPY,
+                                     &id));
+        if (l < layers - 1)
+            CHECK_OK(fib_graph_set_activation(g, id, FIB_ACT_RELU, 0));
+        free(w), free(b);
+    }
+    return g;
+}

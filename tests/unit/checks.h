@@ -31,4 +31,11 @@ double test_output_difference(const fib_graph *a, const fib_graph *b, uint64_t s
  * (== : -0 is 0), each named on stderr. */
 int test_differing_tensors(const fib_base *x, const fib_base *y);
 
+/* A float64 ReLU chain of `layers` dense layers (widths dims[0 ..
+ * layers]), weights uniform in [-1, 1) and biases in [-0.2, 0.2) from
+ * seed, whose inputs 2a and 2a + 1 have equal columns (they merge); bias 0
+ * of every layer *first_bias unless NULL. */
+fib_graph *test_paired_input_chain(const int64_t *dims, int layers, uint64_t seed,
+                                   const double *first_bias);
+
 #endif

@@ -20,29 +20,6 @@ int test_failures;
 enum { LAYERS = 3, SAMPLES = 300 };
 static const int64_t dims[LAYERS + 1] = {15, 40, 40, 4};
 
-/* A float64 ReLU chain whose inputs 2a and 2a + 1 are alike (they merge). */
-static fib_graph *chain(void)
-{
-    uint64_t rng = 41;
-    fib_graph *g = NULL;
-    int32_t id = 0;
-    CHECK_OK(fib_graph_create(&g));
-    CHECK_OK(fib_graph_add_input(g, dims[0], &id));
-    for (int l = 0; l < LAYERS; l++) {
-        double *w = test_random_array(&rng, dims[l + 1] * dims[l], -1, 1);
-        double *b = test_random_array(&rng, dims[l + 1], -0.2, 0.2);
-        for (int64_t i = 0; l == 0 && i < dims[1]; i++)
-            for (int64_t a = 0; a + 1 < dims[0]; a += 2)
-                w[i * dims[0] + a + 1] = w[i * dims[0] + a];
-        CHECK_OK(fib_graph_add_dense(g, id, dims[l + 1], FIB_DTYPE_F64, w, dims[l], b, FIB_COPY,
-                                     &id));
-        if (l < LAYERS - 1)
-            CHECK_OK(fib_graph_set_activation(g, id, FIB_ACT_RELU, 0));
-        free(w), free(b);
-    }
-    return g;
-}
-
 static fib_base *corrected(const fib_graph *g, double budget, int merge_inputs, int64_t block)
 {
     fib_budget_options o;
@@ -62,7 +39,7 @@ static fib_base *corrected(const fib_graph *g, double budget, int merge_inputs, 
 
 static void streamed_blocks_give_one_blocks_base(void)
 {
-    fib_graph *g = chain();
+    fib_graph *g = test_paired_input_chain(dims, LAYERS, 41, NULL);
     fib_base *whole = corrected(g, 0.2, 1, SAMPLES);
     for (int64_t block = 1; whole && block <= 64; block = block == 1 ? 7 : block * 9) {
         fib_base *b = corrected(g, 0.2, 1, block);

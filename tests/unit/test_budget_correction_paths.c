@@ -19,29 +19,10 @@ int test_failures;
 enum { LAYERS = 3 };
 static const int64_t dims[LAYERS + 1] = {16, 40, 40, 4};
 
-/* A float64 ReLU chain whose inputs merge in pairs (equal columns), bias
- * 0 of every layer `zero` (+0 or -0). */
+/* The chain, bias 0 of every layer `zero` (+0 or -0). */
 static fib_graph *chain(double zero)
 {
-    uint64_t rng = 23;
-    fib_graph *g = NULL;
-    int32_t id = 0;
-    CHECK_OK(fib_graph_create(&g));
-    CHECK_OK(fib_graph_add_input(g, dims[0], &id));
-    for (int l = 0; l < LAYERS; l++) {
-        double *w = test_random_array(&rng, dims[l + 1] * dims[l], -1, 1);
-        double *b = test_random_array(&rng, dims[l + 1], -0.2, 0.2);
-        b[0] = zero;
-        for (int64_t i = 0; l == 0 && i < dims[1]; i++) /* inputs 2a and 2a + 1 alike */
-            for (int64_t a = 0; a + 1 < dims[0]; a += 2)
-                w[i * dims[0] + a + 1] = w[i * dims[0] + a];
-        CHECK_OK(fib_graph_add_dense(g, id, dims[l + 1], FIB_DTYPE_F64, w, dims[l], b, FIB_COPY,
-                                     &id));
-        if (l < LAYERS - 1)
-            CHECK_OK(fib_graph_set_activation(g, id, FIB_ACT_RELU, 0));
-        free(w), free(b);
-    }
-    return g;
+    return test_paired_input_chain(dims, LAYERS, 23, &zero);
 }
 
 static fib_base *corrected(const fib_graph *g, fib_budget_options *o)

@@ -216,28 +216,36 @@ static int32_t representatives(const double *rows, int64_t n, int64_t d, const i
     return FIB_OK;
 }
 
-/* Solves g x = rhs in place (g: n x n symmetric positive definite, rhs:
- * n x m) by Cholesky: 1, or 0 when g is not positive definite, -1 when
- * cancelled. */
+/* Row i of a symmetric matrix held as its lower triangle, row by row:
+ * entries (i, 0) .. (i, i). Nothing reads the upper triangle. */
+static inline double *tri_row(double *g, int64_t i)
+{
+    return g + i * (i + 1) / 2;
+}
+
+/* Solves g x = rhs in place (g: n x n symmetric positive definite, its
+ * lower triangle (tri_row), rhs: n x m) by Cholesky: 1, or 0 when g is
+ * not positive definite, -1 when cancelled. */
 static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
                           const fib_progress_check *check)
 {
     for (int64_t j = 0; j < n; j++) {
         if (fib_progress_cancelled(check))
             return -1;
-        double s = g[j * n + j];
+        double *gj = tri_row(g, j);
+        double s = gj[j];
         for (int64_t k = 0; k < j; k++)
-            s -= g[j * n + k] * g[j * n + k];
+            s -= gj[k] * gj[k];
         if (!(s > 0))
             return 0;
         double l = sqrt(s);
-        g[j * n + j] = l;
-        const double *gj = g + j * n;
+        gj[j] = l;
         int64_t i = j + 1;
         /* four rows at a time: four independent chains of sums, each in
          * its own ascending order */
         for (; i + 4 <= n; i += 4) {
-            double *g0 = g + i * n, *g1 = g0 + n, *g2 = g1 + n, *g3 = g2 + n;
+            double *g0 = tri_row(g, i), *g1 = tri_row(g, i + 1), *g2 = tri_row(g, i + 2),
+                   *g3 = tri_row(g, i + 3);
             double t0 = g0[j], t1 = g1[j], t2 = g2[j], t3 = g3[j];
             for (int64_t k = 0; k < j; k++) {
                 double q = gj[k];
@@ -252,10 +260,10 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
             g3[j] = t3 / l;
         }
         for (; i < n; i++) {
-            double t = g[i * n + j];
+            double *gi = tri_row(g, i), t = gi[j];
             for (int64_t k = 0; k < j; k++)
-                t -= g[i * n + k] * gj[k];
-            g[i * n + j] = t / l;
+                t -= gi[k] * gj[k];
+            gi[j] = t / l;
         }
     }
     /* every column of rhs at once, row by row: rhs[i][c] - g * rhs[k][c]
@@ -265,20 +273,20 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
     for (int64_t i = 0; i < n; i++) { /* L y = b */
         if (fib_progress_cancelled(check))
             return -1;
-        double *ri = rhs + i * m;
+        double *ri = rhs + i * m, *gi = tri_row(g, i);
         for (int64_t k = 0; k < i; k++)
-            kern->axpy_f64(ri, -g[i * n + k], rhs + k * m, m);
+            kern->axpy_f64(ri, -gi[k], rhs + k * m, m);
         for (int64_t c = 0; c < m; c++)
-            ri[c] = ri[c] / g[i * n + i];
+            ri[c] = ri[c] / gi[i];
     }
     for (int64_t i = n - 1; i >= 0; i--) { /* L^T x = y */
         if (fib_progress_cancelled(check))
             return -1;
         double *ri = rhs + i * m;
         for (int64_t k = i + 1; k < n; k++)
-            kern->axpy_f64(ri, -g[k * n + i], rhs + k * m, m);
+            kern->axpy_f64(ri, -tri_row(g, k)[i], rhs + k * m, m);
         for (int64_t c = 0; c < m; c++)
-            ri[c] = ri[c] / g[i * n + i];
+            ri[c] = ri[c] / tri_row(g, i)[i];
     }
     return 1;
 }
@@ -287,22 +295,23 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
 #define GRAM_ROWS 64
 
 /* The least-squares sums of one block of samples (h: rows x k, z: rows x
- * m) added to g (n x n, n = k + 1, its lower triangle) and rhs (n x m):
+ * m) added to g (n x n, n = k + 1, its lower triangle: tri_row) and rhs
+ * (n x m):
  * h' = (h, 1), g += h'^T h', rhs += h'^T z, each element's sum over the
  * samples in ascending order. The product kernel adds the products of h's
  * zeros too, which changes no bit of a sum started at +0 when h and z are
  * finite (weights_of_group's reason); otherwise the axpys skip them.
- * hp and zp (h' and z packed) and ht (GRAM_ROWS columns of h' as rows)
- * are scratch. */
+ * hp and zp (h' and z packed), ht (GRAM_ROWS columns of h' as rows) and
+ * gt (GRAM_ROWS x n: their rows of g) are scratch. */
 static void accumulate(const double *h, int64_t rows, int64_t k, const double *z, int64_t m,
-                       double *ht, double *hp, double *zp, double *g, double *rhs)
+                       double *ht, double *hp, double *zp, double *gt, double *g, double *rhs)
 {
     const fib_kernels *kern = fib_kernels_active();
     int64_t n = k + 1, panel = kern->gemm_panel;
     bool finite = kern->all_finite_f64(h, rows * k) && kern->all_finite_f64(z, rows * m);
     if (!finite) {
         for (int64_t i = 0; i < n; i++) {
-            double *gi = g + i * n, *ri = rhs + i * m;
+            double *gi = tri_row(g, i), *ri = rhs + i * m;
             int64_t top = i < k ? i + 1 : k; /* the lower triangle, then the ones column */
             for (int64_t s = 0; s < rows; s++) {
                 const double *hs = h + s * k, *zs = z + s * m;
@@ -325,15 +334,19 @@ static void accumulate(const double *h, int64_t rows, int64_t k, const double *z
         for (int64_t c = 0; c < m; c++)
             zp[fib_gemm_packed_at(rows, panel, s, c)] = z[s * m + c];
     }
-    /* a few rows at a time: the lower triangle up to their diagonal (what
-     * lies above it is replaced by the triangle's values in the solve),
-     * then their rows of rhs */
+    /* a few rows at a time: the lower triangle up to their diagonal, in
+     * gt (what lies above the diagonal there is dropped), then their rows
+     * of rhs */
     for (int64_t i0 = 0; i0 < n; i0 += GRAM_ROWS) {
         int64_t i1 = i0 + GRAM_ROWS < n ? i0 + GRAM_ROWS : n;
-        for (int64_t i = i0; i < i1; i++)
+        for (int64_t i = i0; i < i1; i++) {
             for (int64_t s = 0; s < rows; s++)
                 ht[(i - i0) * rows + s] = i < k ? h[s * k + i] : 1.0;
-        kern->gemm_f64(i1 - i0, i1, rows, ht, rows, hp, g + i0 * n, n);
+            memcpy(gt + (i - i0) * i1, tri_row(g, i), (size_t)(i + 1) * sizeof *gt);
+        }
+        kern->gemm_f64(i1 - i0, i1, rows, ht, rows, hp, gt, i1);
+        for (int64_t i = i0; i < i1; i++)
+            memcpy(tri_row(g, i), gt + (i - i0) * i1, (size_t)(i + 1) * sizeof *gt);
         kern->gemm_f64(i1 - i0, m, rows, ht, rows, zp, rhs + i0 * m, m);
     }
 }
@@ -347,14 +360,11 @@ static int32_t least_squares_solve(double *g, double *rhs, int64_t k, int64_t m,
 {
     int64_t n = k + 1;
     double trace = 0;
-    for (int64_t i = 0; i < n; i++) {
-        trace += g[i * n + i];
-        for (int64_t j = 0; j < i; j++)
-            g[j * n + i] = g[i * n + j];
-    }
+    for (int64_t i = 0; i < n; i++)
+        trace += tri_row(g, i)[i];
     double lam = LS_RIDGE * (trace > 0 ? trace : 1e-300) / (double)n;
     for (int64_t i = 0; i < n; i++) {
-        g[i * n + i] += lam;
+        tri_row(g, i)[i] += lam;
         for (int64_t c = 0; c < m; c++) /* towards the prior */
             rhs[i * m + c] += lam * (i < k ? w[c * k + i] : b[c]);
     }
@@ -573,9 +583,11 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
     double *ht = fib_alloc(GRAM_ROWS * block, sizeof *ht);
     double *hp = fib_alloc(fib_gemm_packed_len(block, n, panel), sizeof *hp);
     double *zp = fib_alloc(fib_gemm_packed_len(block, m, panel), sizeof *zp);
-    double *gram = fib_calloc(n * n, sizeof *gram), *rhs = fib_calloc(n * m, sizeof *rhs);
+    double *gt = fib_alloc(GRAM_ROWS * n, sizeof *gt);
+    double *gram = fib_calloc(n * (n + 1) / 2, sizeof *gram);
+    double *rhs = fib_calloc(n * m, sizeof *rhs);
     int32_t st = orig && mine && row && pack && x && buf[0] && buf[1] && buf[2] &&
-                         ht && hp && zp && gram && rhs
+                         ht && hp && zp && gt && gram && rhs
                      ? FIB_OK
                      : out_of_memory();
     for (int32_t j = 1; !st && j <= l + 1; j++)
@@ -612,7 +624,7 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
                          g->groups[j].act_param);
             a = out;
         }
-        accumulate(buf[2], rows, k, a, m, ht, hp, zp, gram, rhs);
+        accumulate(buf[2], rows, k, a, m, ht, hp, zp, gt, gram, rhs);
     }
     if (!st)
         st = least_squares_solve(gram, rhs, k, m, check, consumer->w, consumer->b);
@@ -626,6 +638,7 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
     fib_free(ht);
     fib_free(hp);
     fib_free(zp);
+    fib_free(gt);
     fib_free(gram);
     fib_free(rhs);
     return st;

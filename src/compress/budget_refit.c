@@ -18,9 +18,10 @@
 #define LS_RIDGE 1e-3
 #define TWO_PI 6.283185307179586476925286766559
 
-/* The synthetic inputs as a stream: the numbers gaussian_fill gives for the
- * whole S x n0 array, drawn a block of samples at a time (a block may end
- * between the two numbers of a pair: the second waits for the next). */
+/* The synthetic inputs, N(0, scale^2) (Box-Muller, from the seeded
+ * generator), drawn a block of samples at a time: the numbers one draw of
+ * the whole S x n0 array gives (a block may end between the two numbers of
+ * a pair: the second waits for the next block). */
 typedef struct gaussian_stream {
     fib_rng rng;
     double scale, spare;
@@ -98,10 +99,12 @@ typedef struct weights {
     bool kernel;
 } weights;
 
-/* Whether skipping a's zeros, as the axpys of block_product do, changes no
- * bit of c = bias + a w^T: adding a product 0 * w (w finite) leaves every
- * sum as it is unless the sum is -0, which only a bias of -0 starts (a sum
- * of +0 and of nonzero products is never -0 in round-to-nearest). */
+/* Group `group`'s layer as the block products read it (row: n_in doubles
+ * of scratch). Its `kernel`: whether skipping a's zeros, as the axpys of
+ * block_product do, changes no bit of c = bias + a w^T: adding a product
+ * 0 * w (w finite) leaves every sum as it is unless the sum is -0, which
+ * only a bias of -0 starts (a sum of +0 and of nonzero products is never
+ * -0 in round-to-nearest). */
 static int32_t weights_of_group(const fib_graph *g, int32_t group, double *row, weights *w)
 {
     w->d = fib_group_matrix(g, group);

@@ -49,6 +49,8 @@ typedef struct budget_set {
     /* removals of units that output a constant: NULL when no unit of the
      * set can be removed (mg's merges are then the events) */
     double *remove_cost; /* per unit: the error of its removal, INFINITY: kept */
+    double *remove_share; /* per unit: the share of its row's error that a
+                             removal makes, from stored statistics (NULL: 1) */
     int64_t *ev_a, *ev_b; /* events in order: merge b into a, or (b = -1)
                              remove a */
     int64_t *ev_end;      /* per k: the events that reach k classes */
@@ -91,6 +93,7 @@ typedef struct graph_budget {
     double **constant;
     int64_t **origin;
     int32_t *chain_of; /* per group: the candidate whose chain holds it, -1 */
+    fib_unit_moments moments; /* the stored statistics carried forward */
 } graph_budget;
 
 static const char fn[] = "fib_compress_to_budget";
@@ -384,7 +387,15 @@ static int32_t build_energies(graph_budget *B)
  * derived from them) must be one clustered member and groups that follow
  * it unit by unit, each kind saying what a constant becomes
  * (budget_constant); every block reading the chain must take the constant
- * exactly (budget_absorbs). Otherwise no unit of the set is removed. */
+ * exactly (budget_absorbs). Otherwise no unit of the set is removed.
+ *
+ * With stored statistics (fib_graph_set_unit_statistics, carried forward
+ * by unit_moments.c to every group of the chain), a removed unit outputs
+ * its predicted mean instead, at every group of its chain, and its cost is
+ * its row's times the share of a linear unit's variance that its output
+ * keeps (removal_shares): about 0 for a unit that never fires. A unit
+ * whose incoming weights are zero has variance 0 and the same constant as
+ * without statistics: those removals stay exact. */
 
 /* Whether group i is in candidate x's chain: a non-derived member of its
  * set, or derived from a group of the chain. */
@@ -394,6 +405,40 @@ static bool in_chain(const graph_budget *B, int32_t x, int32_t i)
     if (B->role[i] != FIB_BUDGET_DERIVED)
         return B->set[i] == B->cand[x];
     return B->chain_of[g->groups[i].sources[0]] == x;
+}
+
+/* The share of a unit's row error that its removal makes, from the
+ * statistics of the first group of candidate x's chain with an activation
+ * (else its clustered member): the variance of the unit's output over its
+ * pre-activation's, that over the activation's energy gain (what the
+ * energies take a ReLU to pass), at most 1; 0 for a unit whose
+ * pre-activation does not vary. Left NULL (1) without the statistics. */
+static int32_t removal_shares(graph_budget *B, int32_t x)
+{
+    const fib_graph *g = B->g;
+    int32_t at = -1;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        if (B->chain_of[i] != x || B->role[i] == FIB_BUDGET_DERIVED)
+            continue;
+        if (g->groups[i].activation != FIB_ACT_LINEAR) {
+            at = i;
+            break;
+        }
+        if (B->role[i] == FIB_BUDGET_CLUSTERED && at < 0)
+            at = i;
+    }
+    budget_set *s = &B->sets[x];
+    if (at < 0 || !B->moments.pre_var[at] || g->groups[at].n_units != s->n)
+        return FIB_OK;
+    s->remove_share = fib_alloc(s->n, sizeof *s->remove_share);
+    if (!s->remove_share)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    double gain = fib_activation_energy_gain(g->groups[at].activation);
+    for (int64_t u = 0; u < s->n; u++) {
+        double pre = B->moments.pre_var[at][u], out = B->moments.var[at][u];
+        s->remove_share[u] = pre > 0 ? fmin(1.0, out / (gain * pre)) : 0.0;
+    }
+    return FIB_OK;
 }
 
 /* The chain of candidate x, its constants and which units it can remove
@@ -449,6 +494,14 @@ static int32_t chain_constants(graph_budget *B, int32_t x)
             B->origin[i][u] = (int64_t)grp->ops->budget_constant(g, i, u, number);
         fib_free(number);
     }
+    /* with stored statistics for the whole chain, a removed unit's means */
+    bool described = B->moments.mean != NULL;
+    for (int32_t i = 0; described && i < g->n_groups; i++)
+        described = B->chain_of[i] != x || B->moments.mean[i];
+    for (int32_t i = 0; described && i < g->n_groups; i++)
+        if (B->chain_of[i] == x)
+            memcpy(B->constant[i], B->moments.mean[i],
+                   (size_t)g->groups[i].n_units * sizeof **B->constant);
     bool *ok = fib_alloc(s->n > 0 ? s->n : 1, sizeof *ok);
     if (!ok)
         return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
@@ -492,7 +545,7 @@ static int32_t chain_constants(graph_budget *B, int32_t x)
             s->remove_cost[u] = ok[u] ? 0 : INFINITY;
     }
     fib_free(ok);
-    return FIB_OK;
+    return any && described ? removal_shares(B, x) : FIB_OK;
 }
 
 static int32_t build_removals(graph_budget *B)
@@ -505,7 +558,7 @@ static int32_t build_removals(graph_budget *B)
         return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     for (int32_t i = 0; i < n; i++)
         B->chain_of[i] = -1;
-    int32_t status = FIB_OK;
+    int32_t status = fib_unit_moments_build(B->g, &B->moments);
     for (int32_t x = 0; x < B->n_cand && !status; x++)
         status = chain_constants(B, x);
     return status;
@@ -834,6 +887,9 @@ static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out, int6
             for (int64_t j = 0; isfinite(cost[u]) && j < width[i] - (bias ? 1 : 0); j++)
                 cost[u] += out->value[u * d + at[i] + j] * out->value[u * d + at[i] + j];
     }
+    const double *share = B->sets[B->cand_of[root]].remove_share;
+    for (int64_t u = 0; cost && share && !status && u < n; u++)
+        cost[u] = isfinite(cost[u]) ? cost[u] * share[u] : cost[u];
     for (int32_t i = 0; i < g->n_groups; i++)
         fib_partition_clear(&discrete[i]);
     fib_free(discrete);
@@ -1652,6 +1708,7 @@ static void free_budget(graph_budget *B)
         fib_free(B->sets[x].err);
         fib_merges_clear(&B->sets[x].mg);
         fib_free(B->sets[x].remove_cost);
+        fib_free(B->sets[x].remove_share);
         fib_free(B->sets[x].ev_a);
         fib_free(B->sets[x].ev_b);
         fib_free(B->sets[x].ev_end);
@@ -1664,6 +1721,7 @@ static void free_budget(graph_budget *B)
     fib_free(B->constant);
     fib_free(B->origin);
     fib_free(B->chain_of);
+    fib_unit_moments_clear(B->g, &B->moments);
     fib_free(B->role);
     fib_free(B->set);
     fib_free(B->pinned);

@@ -41,6 +41,11 @@ def trace(model, example_input, weights_override=None, result_checked=False):
 
 
 def _trace(model, example_input, result_checked=False):
+    """trace() for the entry points: the graph also carries every batch
+    norm's running statistics (_budget.attach_batch_norm_statistics), which
+    budgets read."""
+    from ._budget import attach_batch_norm_statistics
     net = trace(model, example_input, result_checked=result_checked)
     net.example_input = example_input
+    attach_batch_norm_statistics(net)
     return net

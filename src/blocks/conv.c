@@ -875,9 +875,10 @@ static int32_t conv_budget_absorb(fib_graph *g, int32_t group, int32_t source_in
     return FIB_OK;
 }
 
-/* mean = the taps' sum of W mu + b, variance = the taps' sum of W^2 var:
- * the input channels and positions taken independent, and every tap
- * reading a channel (the zero padding at the border is not told apart). */
+/* mean = the taps' sum of W mu + b; standard deviation the taps' sum of
+ * |W| sd, the largest the inputs' correlations can make it (as for dense
+ * blocks); every tap reading a channel (the zero padding at the border is
+ * not told apart). */
 static bool conv_budget_moments(const fib_graph *g, int32_t group, const double *const *mean,
                                 const double *const *var, double *pre_mean, double *pre_var)
 {
@@ -890,10 +891,10 @@ static bool conv_budget_moments(const fib_graph *g, int32_t group, const double 
             for (int64_t q = 0; q < kernel_size(c); q++) {
                 double w = kernel_at(c, o, jl, q);
                 m += w * mean[0][first_in + jl];
-                v += w * w * var[0][first_in + jl];
+                v += fabs(w) * sqrt(var[0][first_in + jl]);
             }
         pre_mean[o] = m + fib_load_or(c->dtype, c->bias, o, 0.0);
-        pre_var[o] = v;
+        pre_var[o] = v * v;
     }
     return true;
 }

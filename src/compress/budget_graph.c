@@ -390,12 +390,14 @@ static int32_t build_energies(graph_budget *B)
  * exactly (budget_absorbs). Otherwise no unit of the set is removed.
  *
  * With stored statistics (fib_graph_set_unit_statistics, carried forward
- * by unit_moments.c to every group of the chain), a removed unit outputs
- * its predicted mean instead, at every group of its chain, and its cost is
- * its row's times the share of a linear unit's variance that its output
- * keeps (removal_shares): about 0 for a unit that never fires. A unit
- * whose incoming weights are zero has variance 0 and the same constant as
- * without statistics: those removals stay exact. */
+ * by unit_moments.c), a removed unit's pre-activation is its predicted
+ * mean instead of its bias (its output then what the chain makes of that,
+ * 0 for a unit predicted not to fire, not the rectified Gaussian's mean,
+ * which the spread's bound would overstate), and its cost is its row's
+ * times the share of a centred unit's variance that its output keeps
+ * (removal_shares): about 0 for a unit that hardly ever fires. A unit
+ * whose incoming weights are zero has the same constant as without
+ * statistics (its mean is its bias): those removals stay exact. */
 
 /* Whether group i is in candidate x's chain: a non-derived member of its
  * set, or derived from a group of the chain. */
@@ -410,9 +412,11 @@ static bool in_chain(const graph_budget *B, int32_t x, int32_t i)
 /* The share of a unit's row error that its removal makes, from the
  * statistics of the first group of candidate x's chain with an activation
  * (else its clustered member): the variance of the unit's output over its
- * pre-activation's, that over the activation's energy gain (what the
- * energies take a ReLU to pass), at most 1; 0 for a unit whose
- * pre-activation does not vary. Left NULL (1) without the statistics. */
+ * pre-activation's, relative to that of a unit centred on 0 (a ReLU keeps
+ * 1/2 - 1/(2 pi) of a centred Gaussian's), at most 1: a unit that fires at
+ * least half of the time costs what it costs without statistics, one that
+ * hardly ever fires about 0, and one whose pre-activation does not vary 0.
+ * Left NULL (1) without the statistics. */
 static int32_t removal_shares(graph_budget *B, int32_t x)
 {
     const fib_graph *g = B->g;
@@ -433,10 +437,11 @@ static int32_t removal_shares(graph_budget *B, int32_t x)
     s->remove_share = fib_alloc(s->n, sizeof *s->remove_share);
     if (!s->remove_share)
         return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
-    double gain = fib_activation_energy_gain(g->groups[at].activation);
+    double centred = 0, spread = 1; /* what the activation keeps of N(0, 1) */
+    fib_activation_moments(g->groups[at].activation, &centred, &spread);
     for (int64_t u = 0; u < s->n; u++) {
         double pre = B->moments.pre_var[at][u], out = B->moments.var[at][u];
-        s->remove_share[u] = pre > 0 ? fmin(1.0, out / (gain * pre)) : 0.0;
+        s->remove_share[u] = pre > 0 ? fmin(1.0, out / (spread * pre)) : 0.0;
     }
     return FIB_OK;
 }
@@ -463,6 +468,12 @@ static int32_t chain_constants(graph_budget *B, int32_t x)
     }
     if (clustered != 1)
         return FIB_OK;
+    /* with stored statistics, the clustered member's units sit at their
+     * predicted pre-activation mean instead of their bias */
+    const double *centre = NULL;
+    for (int32_t i = 0; B->moments.pre_mean && i < g->n_groups; i++)
+        if (B->chain_of[i] == x && B->role[i] == FIB_BUDGET_CLUSTERED)
+            centre = B->moments.pre_mean[i];
     for (int32_t i = 0; i < g->n_groups; i++) {
         if (B->chain_of[i] != x)
             continue;
@@ -473,7 +484,9 @@ static int32_t chain_constants(graph_budget *B, int32_t x)
             return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
         int32_t src = B->role[i] == FIB_BUDGET_CLUSTERED ? -1 : grp->sources[0];
         for (int64_t u = 0; u < n; u++) {
-            double v = grp->ops->budget_constant(g, i, u, src < 0 ? NULL : B->constant[src]);
+            double v = src < 0 && centre
+                           ? centre[u]
+                           : grp->ops->budget_constant(g, i, u, src < 0 ? NULL : B->constant[src]);
             if (!isnan(v))
                 fib_activation_apply(grp->activation, grp->act_param, &v, 1);
             B->constant[i][u] = v;
@@ -494,14 +507,6 @@ static int32_t chain_constants(graph_budget *B, int32_t x)
             B->origin[i][u] = (int64_t)grp->ops->budget_constant(g, i, u, number);
         fib_free(number);
     }
-    /* with stored statistics for the whole chain, a removed unit's means */
-    bool described = B->moments.mean != NULL;
-    for (int32_t i = 0; described && i < g->n_groups; i++)
-        described = B->chain_of[i] != x || B->moments.mean[i];
-    for (int32_t i = 0; described && i < g->n_groups; i++)
-        if (B->chain_of[i] == x)
-            memcpy(B->constant[i], B->moments.mean[i],
-                   (size_t)g->groups[i].n_units * sizeof **B->constant);
     bool *ok = fib_alloc(s->n > 0 ? s->n : 1, sizeof *ok);
     if (!ok)
         return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
@@ -545,7 +550,7 @@ static int32_t chain_constants(graph_budget *B, int32_t x)
             s->remove_cost[u] = ok[u] ? 0 : INFINITY;
     }
     fib_free(ok);
-    return any && described ? removal_shares(B, x) : FIB_OK;
+    return any && centre ? removal_shares(B, x) : FIB_OK;
 }
 
 static int32_t build_removals(graph_budget *B)

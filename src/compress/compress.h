@@ -62,11 +62,11 @@ bool fib_budget_has_tied_weights(const fib_graph *g);
  * (fib_graph_set_unit_statistics) carried forward through the blocks that
  * say how (budget_moments) and the activations that do (identity, ReLU):
  * per group, each unit's output mean and variance and its pre-activation
- * variance; NULL where unknown (a group with statistics of its own keeps
- * them; its pre-activation variance is known for a linear activation). All
- * NULL when no group has statistics. */
+ * mean and variance; NULL where unknown (a group with statistics of its
+ * own keeps them; its pre-activation's are known for a linear activation).
+ * All NULL when no group has statistics. */
 typedef struct fib_unit_moments {
-    double **mean, **var, **pre_var; /* per group */
+    double **mean, **var, **pre_mean, **pre_var; /* per group */
 } fib_unit_moments;
 int32_t fib_unit_moments_build(const fib_graph *g, fib_unit_moments *m);
 void fib_unit_moments_clear(const fib_graph *g, fib_unit_moments *m);

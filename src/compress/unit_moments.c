@@ -16,15 +16,18 @@ static const char fn[] = "fib_compress_to_budget";
 
 void fib_unit_moments_clear(const fib_graph *g, fib_unit_moments *m)
 {
-    for (int32_t i = 0; m->mean && m->var && m->pre_var && i < g->n_groups; i++) {
+    for (int32_t i = 0; m->mean && m->var && m->pre_mean && m->pre_var && i < g->n_groups;
+         i++) {
         fib_free(m->mean[i]);
         fib_free(m->var[i]);
+        fib_free(m->pre_mean[i]);
         fib_free(m->pre_var[i]);
     }
     fib_free(m->mean);
     fib_free(m->var);
+    fib_free(m->pre_mean);
     fib_free(m->pre_var);
-    m->mean = m->var = m->pre_var = NULL;
+    m->mean = m->var = m->pre_mean = m->pre_var = NULL;
 }
 
 /* Group i's moments from its own statistics or from its sources'. */
@@ -44,21 +47,25 @@ static int32_t group_moments(const fib_graph *g, int32_t i, fib_unit_moments *m)
         return FIB_OK;
     m->mean[i] = fib_alloc(size, sizeof **m->mean);
     m->var[i] = fib_alloc(size, sizeof **m->var);
+    m->pre_mean[i] = fib_alloc(size, sizeof **m->pre_mean);
     m->pre_var[i] = fib_alloc(size, sizeof **m->pre_var);
-    if (!m->mean[i] || !m->var[i] || !m->pre_var[i])
+    if (!m->mean[i] || !m->var[i] || !m->pre_mean[i] || !m->pre_var[i])
         return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     if (own) {
         memcpy(m->mean[i], grp->unit_mean, (size_t)n * sizeof **m->mean);
         memcpy(m->var[i], grp->unit_var, (size_t)n * sizeof **m->var);
+        memcpy(m->pre_mean[i], grp->unit_mean, (size_t)n * sizeof **m->mean);
         memcpy(m->pre_var[i], grp->unit_var, (size_t)n * sizeof **m->var);
         if (grp->activation != FIB_ACT_LINEAR) { /* its pre-activation is not stored */
+            fib_free(m->pre_mean[i]);
             fib_free(m->pre_var[i]);
-            m->pre_var[i] = NULL;
+            m->pre_mean[i] = m->pre_var[i] = NULL;
         }
         return FIB_OK;
     }
-    bool known = grp->ops->budget_moments(g, i, mean, var, m->mean[i], m->pre_var[i]);
+    bool known = grp->ops->budget_moments(g, i, mean, var, m->pre_mean[i], m->pre_var[i]);
     for (int64_t u = 0; known && u < n; u++) {
+        m->mean[i][u] = m->pre_mean[i][u];
         m->var[i][u] = m->pre_var[i][u];
         known = fib_activation_moments(grp->activation, &m->mean[i][u], &m->var[i][u]) &&
                 isfinite(m->mean[i][u]) && isfinite(m->var[i][u]);
@@ -66,15 +73,16 @@ static int32_t group_moments(const fib_graph *g, int32_t i, fib_unit_moments *m)
     if (!known) {
         fib_free(m->mean[i]);
         fib_free(m->var[i]);
+        fib_free(m->pre_mean[i]);
         fib_free(m->pre_var[i]);
-        m->mean[i] = m->var[i] = m->pre_var[i] = NULL;
+        m->mean[i] = m->var[i] = m->pre_mean[i] = m->pre_var[i] = NULL;
     }
     return FIB_OK;
 }
 
 int32_t fib_unit_moments_build(const fib_graph *g, fib_unit_moments *m)
 {
-    m->mean = m->var = m->pre_var = NULL;
+    m->mean = m->var = m->pre_mean = m->pre_var = NULL;
     bool any = false;
     for (int32_t i = 0; i < g->n_groups; i++)
         any |= g->groups[i].unit_mean != NULL;
@@ -83,8 +91,9 @@ int32_t fib_unit_moments_build(const fib_graph *g, fib_unit_moments *m)
     int32_t n = g->n_groups;
     m->mean = fib_calloc(n, sizeof *m->mean);
     m->var = fib_calloc(n, sizeof *m->var);
+    m->pre_mean = fib_calloc(n, sizeof *m->pre_mean);
     m->pre_var = fib_calloc(n, sizeof *m->pre_var);
-    int32_t status = m->mean && m->var && m->pre_var
+    int32_t status = m->mean && m->var && m->pre_mean && m->pre_var
                          ? FIB_OK : fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     for (int32_t i = 0; i < n && !status; i++)
         status = group_moments(g, i, m);

@@ -126,8 +126,3 @@ bool fib_activation_moments(int32_t activation, double *mean, double *var)
     *var = spread > 0 ? spread : 0.0;
     return true;
 }
-
-double fib_activation_energy_gain(int32_t activation)
-{
-    return activation == FIB_ACT_RELU || activation == FIB_ACT_LEAKY_RELU ? 0.5 : 1.0;
-}

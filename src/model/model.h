@@ -352,8 +352,9 @@ typedef struct fib_block_ops {
     /* Budgets, for removals from stored statistics: the mean and variance
      * of each unit's pre-activation over the data and its positions, from
      * those of its sources' outputs (mean[s][u], var[s][u] for unit u of
-     * source s), the inputs of a unit taken independent; false when the
-     * kind cannot say (the statistics stop there). NULL: false. */
+     * source s), a weighted sum's spread the largest its inputs'
+     * correlations allow; false when the kind cannot say (the statistics
+     * stop there). NULL: false. */
     bool (*budget_moments)(const fib_graph *g, int32_t group, const double *const *mean,
                            const double *const *var, double *pre_mean, double *pre_var);
 } fib_block_ops;
@@ -479,8 +480,6 @@ void fib_activation_apply(int32_t activation, double param, double *z,
  * pre-activation of mean *mean and variance *var, in place: exact for the
  * identity and ReLU (a rectified Gaussian); false for another activation. */
 bool fib_activation_moments(int32_t activation, double *mean, double *var);
-/* The energy share an activation passes back (a ReLU's half). */
-double fib_activation_energy_gain(int32_t activation);
 /* fib_activation_name is public (fibration.h). */
 
 /* partition.c */

@@ -12,7 +12,7 @@ import torch.nn as nn  # noqa: E402
 
 import fibration  # noqa: E402
 import fibration.torch as ft  # noqa: E402
-from fibration.torch import _budget  # noqa: E402
+from fibration.torch import _budget, _statistics  # noqa: E402
 
 DEAD = 6
 
@@ -72,7 +72,7 @@ def test_without_the_batch_norm_statistics_the_dead_units_stay(monkeypatch):
     """The control: the weights alone cannot tell the dead units, so the
     same budget changes the outputs."""
     model, x = dead_units_cnn()
-    monkeypatch.setattr(_budget, "attach_batch_norm_statistics", lambda net: None)
+    monkeypatch.setattr(_statistics, "attach_batch_norm_statistics", lambda net: None)
     budget = _parameters(16 - DEAD) / ft.count_parameters(model)
     small, _ = ft.compress(model, x, budget=budget)
     with torch.no_grad():
@@ -82,7 +82,7 @@ def test_without_the_batch_norm_statistics_the_dead_units_stay(monkeypatch):
 def test_batch_norm_statistics_are_the_running_buffers_of_the_group_read():
     model, x = dead_units_cnn()
     net = ft._trace(model, x)
-    found = _budget.batch_norm_statistics(net)
+    found = _statistics.batch_norm_statistics(net)
     assert len(found) == 1
     group, mean, var, name = found[0]
     assert name == "1" and net.graph.group(group).op == "conv"

@@ -105,44 +105,6 @@ def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_ite
     return Base._adopt(out, graph), info
 
 
-def batch_norm_statistics(net):
-    """[(group, running_mean, running_var, module name)] of every batch norm
-    of a traced model that has running statistics: the stored distribution
-    of the group it reads, over the data the model was trained on (the
-    model's own buffers, no data read here). A group whose activation the
-    batch norm reads before (a non-linear activation the graph applies
-    after the value the batch norm read) is left out."""
-    found = []
-    for node in net.gm.graph.nodes:
-        kind, info = net.owners.get(node.name, (None, {}))
-        if kind != "affine" or not info.get("batch_norm") or node.op != "call_module":
-            continue
-        module = net.gm.get_submodule(node.target)
-        source = net.values.get(node.args[0].name) if node.args else None
-        group = getattr(source, "group", None)
-        if module.running_mean is None or group is None:
-            continue
-        if net.graph.group(group).activation != "linear" and \
-                not getattr(source, "activated", False):
-            continue
-        found.append((group, module.running_mean.detach().double().cpu().numpy(),
-                      module.running_var.detach().double().cpu().numpy(), node.target))
-    return found
-
-
-def attach_batch_norm_statistics(net):
-    """Every batch norm's running statistics attached to the group it reads
-    (Graph.set_unit_statistics), for budgets: data-free, the model's own
-    buffers. A batch norm whose statistics the library refuses (a NaN
-    running variance) names its module."""
-    for group, mean, var, name in batch_norm_statistics(net):
-        try:
-            net.graph.set_unit_statistics(group, mean, var)
-        except FibrationError as e:
-            message = "%s [torch module %r, running statistics]" % (e.message, name)
-            raise FibrationError(e.code, e.name, message, e.function) from None
-
-
 def _module_base_to_budget(net, *args, **kwargs):
     """base_to_budget on a traced model: an error naming a group of the C
     graph also names the torch module that group comes from (the C graph

@@ -1744,6 +1744,24 @@ FIB_API int32_t fib_lift_dtype(const fib_base *base, const fib_graph *weights,
 FIB_API int32_t fib_base_original_units(const fib_base *base, int32_t group,
                                         int64_t *n_units);
 
+/* Stored statistics of group `group`'s units on the data, as the model
+ * itself stores them: mean[u] and var[u] are the mean and variance of unit
+ * u's output (after the group's activation), over the data and over the
+ * unit's positions; a batch norm's running mean and variance of its input
+ * are those of the group it reads. Copied into the graph (n_units must be
+ * the group's unit count); mean and var both NULL remove them. Only
+ * fib_compress_to_budget reads them, data-free: it carries them forward
+ * through the blocks that follow (docs/compression.md, "Removals from
+ * stored statistics") and removes units whose output is nearly constant,
+ * their mean taken by their consumers' biases. Statistics do not change
+ * what the graph computes or how it is coloured. Errors: FIB_E_NULL (graph;
+ * one of mean and var NULL), FIB_E_RANGE (group), FIB_E_SHAPE (n_units not
+ * the group's), FIB_E_NONFINITE (a mean or variance NaN or infinite),
+ * FIB_E_INVALID (a negative variance); each names the group and unit. */
+FIB_API int32_t fib_graph_set_unit_statistics(fib_graph *graph, int32_t group,
+                                              const double *mean, const double *var,
+                                              int64_t n_units);
+
 #ifdef __cplusplus
 }
 #endif

@@ -346,6 +346,20 @@ static double affine_budget_constant(const fib_graph *g, int32_t group, int64_t 
     return scale_at(a, unit) == 0 ? shift_at(a, unit) : scale_at(a, unit) * in + shift_at(a, unit);
 }
 
+/* Exact: a unit is its source unit scaled and shifted. */
+static bool affine_budget_moments(const fib_graph *g, int32_t group, const double *const *mean,
+                                  const double *const *var, double *pre_mean, double *pre_var)
+{
+    const fib_affine *a = affine_of(g, group);
+    for (int64_t i = 0; i < g->groups[group].n_units; i++) {
+        int64_t k = fib_gather_at(a->reads, i);
+        double s = scale_at(a, i);
+        pre_mean[i] = s == 0 ? shift_at(a, i) : s * mean[0][k] + shift_at(a, i);
+        pre_var[i] = s * s * var[0][k];
+    }
+    return true;
+}
+
 static const char *const affine_tensor_keys[] = {"scale", "shift", NULL};
 
 static int32_t affine_build(fib_graph *g, const fib_block_source *S, int32_t *id)
@@ -405,6 +419,7 @@ const fib_block_ops fib_affine_ops = {
     .budget_backward = affine_budget_backward,
     .budget_scale = affine_budget_scale,
     .budget_constant = affine_budget_constant,
+    .budget_moments = affine_budget_moments,
     .opfiber_exact_width = affine_opfiber_exact_width,
     .opfiber_exact_fill = affine_opfiber_exact_fill,
 };

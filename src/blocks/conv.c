@@ -875,6 +875,30 @@ static int32_t conv_budget_absorb(fib_graph *g, int32_t group, int32_t source_in
     return FIB_OK;
 }
 
+/* mean = the taps' sum of W mu + b; standard deviation the taps' sum of
+ * |W| sd, the largest the inputs' correlations can make it (as for dense
+ * blocks); every tap reading a channel (the zero padding at the border is
+ * not told apart). */
+static bool conv_budget_moments(const fib_graph *g, int32_t group, const double *const *mean,
+                                const double *const *var, double *pre_mean, double *pre_var)
+{
+    const fib_conv *c = conv_of(g, group);
+    int64_t n_out = g->groups[group].n_units, out_per_group = n_out / c->groups;
+    for (int64_t o = 0; o < n_out; o++) {
+        int64_t first_in = (o / out_per_group) * in_per_group(c);
+        double m = 0, v = 0;
+        for (int64_t jl = 0; jl < in_per_group(c); jl++)
+            for (int64_t q = 0; q < kernel_size(c); q++) {
+                double w = kernel_at(c, o, jl, q);
+                m += w * mean[0][first_in + jl];
+                v += fabs(w) * sqrt(var[0][first_in + jl]);
+            }
+        pre_mean[o] = m + fib_load_or(c->dtype, c->bias, o, 0.0);
+        pre_var[o] = v * v;
+    }
+    return true;
+}
+
 static const char *const conv_tensor_keys[] = {"weight", "bias", NULL};
 
 static int32_t conv_build(fib_graph *g, const fib_block_source *S, int32_t *id)
@@ -929,4 +953,5 @@ const fib_block_ops fib_conv_ops = {
     .budget_constant = conv_budget_constant,
     .budget_absorbs = conv_budget_absorbs,
     .budget_absorb = conv_budget_absorb,
+    .budget_moments = conv_budget_moments,
 };

@@ -158,6 +158,17 @@ static double flatten_budget_constant(const fib_graph *g, int32_t group, int64_t
     return source_values ? source_values[unit / positions_of_source(g, group)] : NAN;
 }
 
+static bool flatten_budget_moments(const fib_graph *g, int32_t group, const double *const *mean,
+                                   const double *const *var, double *pre_mean, double *pre_var)
+{
+    int64_t positions = positions_of_source(g, group);
+    for (int64_t u = 0; u < g->groups[group].n_units; u++) {
+        pre_mean[u] = mean[0][u / positions];
+        pre_var[u] = var[0][u / positions];
+    }
+    return true;
+}
+
 static int32_t flatten_build(fib_graph *g, const fib_block_source *S, int32_t *id)
 {
     int32_t st = fib_source_no_extras(S, false, false, NULL);
@@ -190,4 +201,5 @@ const fib_block_ops fib_flatten_ops = {
     .budget_role = flatten_budget_role,
     .budget_backward = flatten_budget_backward,
     .budget_constant = flatten_budget_constant,
+    .budget_moments = flatten_budget_moments,
 };

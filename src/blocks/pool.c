@@ -284,6 +284,48 @@ static double pool_budget_constant(const fib_graph *g, int32_t group, int64_t un
     return in;
 }
 
+/* The mean and variance of the largest of k independent standard normal
+ * values (k >= 1), by the trapezoid rule on [-12, 12]: the density of the
+ * maximum is k phi(x) Phi(x)^(k - 1). */
+static void largest_of_normals(int64_t k, double *mean, double *var)
+{
+    const int steps = 4800;
+    double h = 24.0 / steps, m = 0, m2 = 0;
+    for (int i = 0; i <= steps; i++) {
+        double x = -12.0 + h * i, w = (i == 0 || i == steps) ? 0.5 : 1.0;
+        double cdf = 0.5 * erfc(-x * 0.70710678118654752440);
+        double f = (double)k * 0.39894228040143267794 * exp(-0.5 * x * x) *
+                   pow(cdf, (double)(k - 1));
+        m += w * h * x * f;
+        m2 += w * h * x * x * f;
+    }
+    *mean = m;
+    *var = m2 - m * m;
+}
+
+/* Approximations, both moments of a channel's positions: a maximum over a
+ * window of k positions is taken as the largest of k independent normal
+ * values of the channel's mean and variance (the inputs' correlation
+ * across positions and a rectified input's shape are not seen); an
+ * average keeps the channel's mean and variance (positions taken fully
+ * correlated, so that an average never looks more constant than its
+ * input), zero padding not told apart. */
+static bool pool_budget_moments(const fib_graph *g, int32_t group, const double *const *mean,
+                                const double *const *var, double *pre_mean, double *pre_var)
+{
+    const fib_pool *p = pool_of(g, group);
+    double top = 0, spread = 1;
+    if (p->kind == FIB_POOL_MAX)
+        largest_of_normals(p->win.kernel_rows * p->win.kernel_cols, &top, &spread);
+    for (int64_t i = 0; i < g->groups[group].n_units; i++) {
+        int64_t k = fib_gather_at(p->reads, i);
+        double v = var[0][k];
+        pre_mean[i] = v > 0 ? mean[0][k] + sqrt(v) * top : mean[0][k];
+        pre_var[i] = v * spread;
+    }
+    return true;
+}
+
 static int32_t pool_build(fib_graph *g, const fib_block_source *S, int32_t *id)
 {
     int32_t st = fib_source_no_extras(S, true, false, NULL);
@@ -326,6 +368,7 @@ const fib_block_ops fib_pool_ops = {
     .budget_role = pool_budget_role,
     .budget_backward = pool_budget_backward,
     .budget_constant = pool_budget_constant,
+    .budget_moments = pool_budget_moments,
     .opfiber_exact_width = pool_opfiber_exact_width,
     .opfiber_exact_fill = pool_opfiber_exact_fill,
 };

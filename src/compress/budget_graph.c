@@ -49,6 +49,8 @@ typedef struct budget_set {
     /* removals of units that output a constant: NULL when no unit of the
      * set can be removed (mg's merges are then the events) */
     double *remove_cost; /* per unit: the error of its removal, INFINITY: kept */
+    double *remove_share; /* per unit: the share of its row's error that a
+                             removal makes, from stored statistics (NULL: 1) */
     int64_t *ev_a, *ev_b; /* events in order: merge b into a, or (b = -1)
                              remove a */
     int64_t *ev_end;      /* per k: the events that reach k classes */
@@ -91,6 +93,7 @@ typedef struct graph_budget {
     double **constant;
     int64_t **origin;
     int32_t *chain_of; /* per group: the candidate whose chain holds it, -1 */
+    fib_unit_moments moments; /* the stored statistics carried forward */
 } graph_budget;
 
 static const char fn[] = "fib_compress_to_budget";
@@ -384,7 +387,17 @@ static int32_t build_energies(graph_budget *B)
  * derived from them) must be one clustered member and groups that follow
  * it unit by unit, each kind saying what a constant becomes
  * (budget_constant); every block reading the chain must take the constant
- * exactly (budget_absorbs). Otherwise no unit of the set is removed. */
+ * exactly (budget_absorbs). Otherwise no unit of the set is removed.
+ *
+ * With stored statistics (fib_graph_set_unit_statistics, carried forward
+ * by unit_moments.c), a removed unit's pre-activation is its predicted
+ * mean instead of its bias (its output then what the chain makes of that,
+ * 0 for a unit predicted not to fire, not the rectified Gaussian's mean,
+ * which the spread's bound would overstate), and its cost is its row's
+ * times the share of a centred unit's variance that its output keeps
+ * (removal_shares): about 0 for a unit that hardly ever fires. A unit
+ * whose incoming weights are zero has the same constant as without
+ * statistics (its mean is its bias): those removals stay exact. */
 
 /* Whether group i is in candidate x's chain: a non-derived member of its
  * set, or derived from a group of the chain. */
@@ -394,6 +407,43 @@ static bool in_chain(const graph_budget *B, int32_t x, int32_t i)
     if (B->role[i] != FIB_BUDGET_DERIVED)
         return B->set[i] == B->cand[x];
     return B->chain_of[g->groups[i].sources[0]] == x;
+}
+
+/* The share of a unit's row error that its removal makes, from the
+ * statistics of the first group of candidate x's chain with an activation
+ * (else its clustered member): the variance of the unit's output over its
+ * pre-activation's, relative to that of a unit centred on 0 (a ReLU keeps
+ * 1/2 - 1/(2 pi) of a centred Gaussian's), at most 1: a unit that fires at
+ * least half of the time costs what it costs without statistics, one that
+ * hardly ever fires about 0, and one whose pre-activation does not vary 0.
+ * Left NULL (1) without the statistics. */
+static int32_t removal_shares(graph_budget *B, int32_t x)
+{
+    const fib_graph *g = B->g;
+    int32_t at = -1;
+    for (int32_t i = 0; i < g->n_groups; i++) {
+        if (B->chain_of[i] != x || B->role[i] == FIB_BUDGET_DERIVED)
+            continue;
+        if (g->groups[i].activation != FIB_ACT_LINEAR) {
+            at = i;
+            break;
+        }
+        if (B->role[i] == FIB_BUDGET_CLUSTERED && at < 0)
+            at = i;
+    }
+    budget_set *s = &B->sets[x];
+    if (at < 0 || !B->moments.pre_var[at] || g->groups[at].n_units != s->n)
+        return FIB_OK;
+    s->remove_share = fib_alloc(s->n, sizeof *s->remove_share);
+    if (!s->remove_share)
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    double centred = 0, spread = 1; /* what the activation keeps of N(0, 1) */
+    fib_activation_moments(g->groups[at].activation, &centred, &spread);
+    for (int64_t u = 0; u < s->n; u++) {
+        double pre = B->moments.pre_var[at][u], out = B->moments.var[at][u];
+        s->remove_share[u] = pre > 0 ? fmin(1.0, out / (spread * pre)) : 0.0;
+    }
+    return FIB_OK;
 }
 
 /* The chain of candidate x, its constants and which units it can remove
@@ -418,6 +468,12 @@ static int32_t chain_constants(graph_budget *B, int32_t x)
     }
     if (clustered != 1)
         return FIB_OK;
+    /* with stored statistics, the clustered member's units sit at their
+     * predicted pre-activation mean instead of their bias */
+    const double *centre = NULL;
+    for (int32_t i = 0; B->moments.pre_mean && i < g->n_groups; i++)
+        if (B->chain_of[i] == x && B->role[i] == FIB_BUDGET_CLUSTERED)
+            centre = B->moments.pre_mean[i];
     for (int32_t i = 0; i < g->n_groups; i++) {
         if (B->chain_of[i] != x)
             continue;
@@ -428,7 +484,9 @@ static int32_t chain_constants(graph_budget *B, int32_t x)
             return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
         int32_t src = B->role[i] == FIB_BUDGET_CLUSTERED ? -1 : grp->sources[0];
         for (int64_t u = 0; u < n; u++) {
-            double v = grp->ops->budget_constant(g, i, u, src < 0 ? NULL : B->constant[src]);
+            double v = src < 0 && centre
+                           ? centre[u]
+                           : grp->ops->budget_constant(g, i, u, src < 0 ? NULL : B->constant[src]);
             if (!isnan(v))
                 fib_activation_apply(grp->activation, grp->act_param, &v, 1);
             B->constant[i][u] = v;
@@ -492,7 +550,7 @@ static int32_t chain_constants(graph_budget *B, int32_t x)
             s->remove_cost[u] = ok[u] ? 0 : INFINITY;
     }
     fib_free(ok);
-    return FIB_OK;
+    return any && centre ? removal_shares(B, x) : FIB_OK;
 }
 
 static int32_t build_removals(graph_budget *B)
@@ -505,7 +563,7 @@ static int32_t build_removals(graph_budget *B)
         return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     for (int32_t i = 0; i < n; i++)
         B->chain_of[i] = -1;
-    int32_t status = FIB_OK;
+    int32_t status = fib_unit_moments_build(B->g, &B->moments);
     for (int32_t x = 0; x < B->n_cand && !status; x++)
         status = chain_constants(B, x);
     return status;
@@ -834,6 +892,9 @@ static int32_t set_rows(const graph_budget *B, int32_t root, fib_rows *out, int6
             for (int64_t j = 0; isfinite(cost[u]) && j < width[i] - (bias ? 1 : 0); j++)
                 cost[u] += out->value[u * d + at[i] + j] * out->value[u * d + at[i] + j];
     }
+    const double *share = B->sets[B->cand_of[root]].remove_share;
+    for (int64_t u = 0; cost && share && !status && u < n; u++)
+        cost[u] = isfinite(cost[u]) ? cost[u] * share[u] : cost[u];
     for (int32_t i = 0; i < g->n_groups; i++)
         fib_partition_clear(&discrete[i]);
     fib_free(discrete);
@@ -1652,6 +1713,7 @@ static void free_budget(graph_budget *B)
         fib_free(B->sets[x].err);
         fib_merges_clear(&B->sets[x].mg);
         fib_free(B->sets[x].remove_cost);
+        fib_free(B->sets[x].remove_share);
         fib_free(B->sets[x].ev_a);
         fib_free(B->sets[x].ev_b);
         fib_free(B->sets[x].ev_end);
@@ -1664,6 +1726,7 @@ static void free_budget(graph_budget *B)
     fib_free(B->constant);
     fib_free(B->origin);
     fib_free(B->chain_of);
+    fib_unit_moments_clear(B->g, &B->moments);
     fib_free(B->role);
     fib_free(B->set);
     fib_free(B->pinned);

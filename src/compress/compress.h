@@ -61,6 +61,19 @@ int64_t fib_budget_counted_parameters(const fib_graph *g);
  * (a tied LM head), which a budget counts once. */
 bool fib_budget_has_tied_weights(const fib_graph *g);
 
+/* unit_moments.c: the stored statistics of a graph's units
+ * (fib_graph_set_unit_statistics) carried forward through the blocks that
+ * say how (budget_moments) and the activations that do (identity, ReLU):
+ * per group, each unit's output mean and variance and its pre-activation
+ * mean and variance; NULL where unknown (a group with statistics of its
+ * own keeps them; its pre-activation's are known for a linear activation).
+ * All NULL when no group has statistics. */
+typedef struct fib_unit_moments {
+    double **mean, **var, **pre_mean, **pre_var; /* per group */
+} fib_unit_moments;
+int32_t fib_unit_moments_build(const fib_graph *g, fib_unit_moments *m);
+void fib_unit_moments_clear(const fib_graph *g, fib_unit_moments *m);
+
 /* budget_graph.c: fib_compress_to_budget on a graph that is not a chain of
  * dense blocks (validated options o); *smallest_out is set when the budget
  * is below the smallest base reached. */

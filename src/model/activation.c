@@ -102,3 +102,27 @@ void fib_activation_apply(int32_t activation, double param, double *z,
         break;
     }
 }
+
+bool fib_activation_moments(int32_t activation, double *mean, double *var)
+{
+    if (activation == FIB_ACT_LINEAR)
+        return true;
+    if (activation != FIB_ACT_RELU)
+        return false;
+    double m = *mean, v = *var;
+    if (!(v > 0)) { /* a constant: exactly its rectified value */
+        *mean = m > 0 ? m : 0.0;
+        *var = 0;
+        return true;
+    }
+    /* relu(z), z ~ N(m, s^2), a = m / s: E = m Phi(a) + s phi(a),
+     * E[relu(z)^2] = (m^2 + s^2) Phi(a) + m s phi(a) */
+    double s = sqrt(v), a = m / s;
+    double cdf = 0.5 * erfc(-a * 0.70710678118654752440);
+    double pdf = 0.39894228040143267794 * exp(-0.5 * a * a);
+    double e1 = m * cdf + s * pdf, e2 = (m * m + v) * cdf + m * s * pdf;
+    *mean = e1 > 0 ? e1 : 0.0;
+    double spread = e2 - e1 * e1;
+    *var = spread > 0 ? spread : 0.0;
+    return true;
+}

@@ -36,6 +36,8 @@ void fib_graph_free(fib_graph *g)
         if (grp->ops && grp->ops->free_block)
             grp->ops->free_block(grp->block);
         fib_free(grp->name);
+        fib_free(grp->unit_mean);
+        fib_free(grp->unit_var);
     }
     fib_free(g->groups);
     for (int32_t i = 0; i < g->n_resources; i++)
@@ -131,6 +133,7 @@ int32_t fib_graph_push_group(fib_graph *g, const fib_group *group,
     g->groups[id].rows = rows;
     g->groups[id].cols = cols;
     g->groups[id].n_consumers = 0;
+    g->groups[id].unit_mean = g->groups[id].unit_var = NULL; /* set apart */
     g->groups[id].eps_override = -1.0;
     for (int32_t s = 0; s < group->n_sources; s++)
         g->groups[group->sources[s]].n_consumers++;
@@ -271,6 +274,53 @@ int32_t fib_graph_set_group_name(fib_graph *g, int32_t group, const char *name)
         return fib_error(FIB_E_NOMEM, "fib_graph_set_group_name: out of memory");
     fib_free(g->groups[group].name);
     g->groups[group].name = copy;
+    return FIB_OK;
+}
+
+int32_t fib_graph_set_unit_statistics(fib_graph *g, int32_t group, const double *mean,
+                                      const double *var, int64_t n_units)
+{
+    static const char fn[] = "fib_graph_set_unit_statistics";
+    int32_t status = fib_graph_check_group(g, group, fn);
+    if (status)
+        return status;
+    fib_group *grp = &g->groups[group];
+    if (!mean && !var) {
+        fib_free(grp->unit_mean);
+        fib_free(grp->unit_var);
+        grp->unit_mean = grp->unit_var = NULL;
+        return FIB_OK;
+    }
+    const char *name = grp->name ? grp->name : "unnamed";
+    if (!mean || !var)
+        return fib_error(FIB_E_NULL, "%s: group %d (%s): %s is NULL (both NULL remove the "
+                         "statistics)", fn, (int)group, name, mean ? "var" : "mean");
+    if (n_units != grp->n_units)
+        return fib_error(FIB_E_SHAPE, "%s: group %d (%s): %lld statistics for %lld units", fn,
+                         (int)group, name, (long long)n_units, (long long)grp->n_units);
+    for (int64_t u = 0; u < n_units; u++) {
+        if (!isfinite(mean[u]) || !isfinite(var[u]))
+            return fib_error(FIB_E_NONFINITE, "%s: group %d (%s): unit %lld: %s is %g", fn,
+                             (int)group, name, (long long)u,
+                             isfinite(mean[u]) ? "variance" : "mean",
+                             isfinite(mean[u]) ? var[u] : mean[u]);
+        if (var[u] < 0)
+            return fib_error(FIB_E_INVALID, "%s: group %d (%s): unit %lld: variance %g is "
+                             "negative", fn, (int)group, name, (long long)u, var[u]);
+    }
+    double *m = fib_alloc(n_units > 0 ? n_units : 1, sizeof *m);
+    double *v = fib_alloc(n_units > 0 ? n_units : 1, sizeof *v);
+    if (!m || !v) {
+        fib_free(m);
+        fib_free(v);
+        return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
+    }
+    memcpy(m, mean, (size_t)n_units * sizeof *m);
+    memcpy(v, var, (size_t)n_units * sizeof *v);
+    fib_free(grp->unit_mean);
+    fib_free(grp->unit_var);
+    grp->unit_mean = m;
+    grp->unit_var = v;
     return FIB_OK;
 }
 

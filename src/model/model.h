@@ -349,6 +349,14 @@ typedef struct fib_block_ops {
      * Only on a graph the library made (its blocks own their weights). */
     int32_t (*budget_absorb)(fib_graph *g, int32_t group, int32_t source_index,
                              const double *values);
+    /* Budgets, for removals from stored statistics: the mean and variance
+     * of each unit's pre-activation over the data and its positions, from
+     * those of its sources' outputs (mean[s][u], var[s][u] for unit u of
+     * source s), a weighted sum's spread the largest its inputs'
+     * correlations allow; false when the kind cannot say (the statistics
+     * stop there). NULL: false. */
+    bool (*budget_moments)(const fib_graph *g, int32_t group, const double *const *mean,
+                           const double *const *var, double *pre_mean, double *pre_var);
 } fib_block_ops;
 
 /* How a budget treats a group's classes (fib_block_ops.budget_role). */
@@ -378,6 +386,9 @@ struct fib_group {
     char *name;
     const fib_block_ops *ops; /* NULL for inputs */
     void *block;
+    /* fib_graph_set_unit_statistics: each unit's output mean and variance
+     * on the data (NULL: none) */
+    double *unit_mean, *unit_var;
 };
 
 /* Something the graph keeps alive for borrowed weights (a mapped file). */
@@ -465,6 +476,10 @@ bool fib_activation_valid(int32_t activation);
 bool fib_activation_is_linear(int32_t activation);
 void fib_activation_apply(int32_t activation, double param, double *z,
                           int64_t count);
+/* The mean and variance of the activation's output for a Gaussian
+ * pre-activation of mean *mean and variance *var, in place: exact for the
+ * identity and ReLU (a rectified Gaussian); false for another activation. */
+bool fib_activation_moments(int32_t activation, double *mean, double *var);
 /* fib_activation_name is public (fibration.h). */
 
 /* partition.c */

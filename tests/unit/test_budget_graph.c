@@ -6,7 +6,9 @@
  * exactly), and a kind budgets do not take is refused by name. A concatenation (0/1 selection blocks and
  * their sum) takes the classes of the units it copies and counts no
  * parameters. Units that output a constant (a batch-norm scale of 0) are
- * removed, their constants taken by their consumers' biases. */
+ * removed, their constants taken by their consumers' biases. Stored
+ * statistics (fib_graph_set_unit_statistics) carried forward make hidden
+ * units that never fire the first removed, and are validated. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -559,11 +561,16 @@ static int64_t constant_units_parameters(int64_t pad2, int64_t n1, int64_t n2, i
  * weights output constants, of both signs: a budget of the network without
  * them removes them, their consumers' biases take the constants, and the
  * outputs stay. A convolution over zero padding takes only a constant 0:
- * bn1's channel of constant 0.4 then stays. */
+ * bn1's channel of constant 0.4 then stays. The same with stored
+ * statistics of conv1's channels: the constants are the same, exactly. */
 static void budget_removing_constant_units_keeps_outputs(void)
 {
-    for (int64_t pad2 = 0; pad2 <= 1; pad2++) {
+    for (int64_t run = 0; run < 4; run++) {
+        int64_t pad2 = run % 2;
         fib_graph *g = constant_units_cnn(pad2);
+        double mean[5] = {0.3, -0.1, 0.2, 0.0, 0.5}, var[5] = {0.7, 1.2, 0.4, 0.9, 2.0};
+        if (run >= 2)
+            CHECK_OK(fib_graph_set_unit_statistics(g, 1, mean, var, 5));
         int64_t total = 0, n1 = pad2 ? 4 : 3;
         fib_graph_num_parameters(g, &total);
         CHECK(total == constant_units_parameters(pad2, 5, 5, 6));
@@ -598,6 +605,119 @@ static void budget_removing_constant_units_keeps_outputs(void)
     }
 }
 
+/* Groups: input (1 x 6 x 6), conv (4, 3x3, padding 1), bn (ReLU), 2x2
+ * max pool, flatten (36), dense (8, ReLU), dense (3). Hidden units 0-2 have
+ * a bias of -1000 and three times the others' weights: they never fire on
+ * inputs in [-1, 1], but their rows are the farthest from the rest, so
+ * that by the weights alone they are the last a budget would touch. */
+static fib_graph *dead_units_cnn(void)
+{
+    uint64_t rng = 23;
+    fib_graph *g;
+    int32_t id[7];
+    double *k = test_random_array(&rng, 4 * 9, -1, 1), *c = test_random_array(&rng, 4, -.2, .2);
+    double *sc = test_random_array(&rng, 4, 0.5, 1.5), *sh = test_random_array(&rng, 4, -.3, .3);
+    double *w1 = test_random_array(&rng, 8 * 36, -1, 1), *b1 = test_random_array(&rng, 8, 0, .5);
+    double *w2 = test_random_array(&rng, 3 * 8, -1, 1), *b2 = test_random_array(&rng, 3, -.2, .2);
+    for (int64_t u = 0; u < 3; u++) {
+        b1[u] = -1000;
+        for (int64_t x = 0; x < 36; x++)
+            w1[u * 36 + x] *= 3;
+    }
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input_positions(g, 1, 6, 6, &id[0]));
+    CHECK_OK(fib_graph_add_conv(g, id[0], 4, 3, 3, 1, 1, 1, 1, 1, FIB_DTYPE_F64, k, c,
+                                FIB_COPY, &id[1]));
+    CHECK_OK(fib_graph_add_affine(g, id[1], FIB_DTYPE_F64, sc, sh, FIB_COPY, &id[2]));
+    CHECK_OK(fib_graph_set_activation(g, id[2], FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_pool(g, id[2], FIB_POOL_MAX, 2, 2, 2, 2, 0, 0, &id[3]));
+    CHECK_OK(fib_graph_add_flatten(g, id[3], &id[4]));
+    CHECK_OK(fib_graph_add_dense(g, id[4], 8, FIB_DTYPE_F64, w1, 36, b1, FIB_COPY, &id[5]));
+    CHECK_OK(fib_graph_set_activation(g, id[5], FIB_ACT_RELU, 0));
+    CHECK_OK(fib_graph_add_dense(g, id[5], 3, FIB_DTYPE_F64, w2, 8, b2, FIB_COPY, &id[6]));
+    free(k), free(c), free(sc), free(sh), free(w1), free(b1), free(w2), free(b2);
+    return g;
+}
+
+/* Parameters of dead_units_cnn with h hidden units. */
+static int64_t dead_units_parameters(int64_t h)
+{
+    return 4 * 10 + 4 * 2 + h * 37 + 3 * (h + 1);
+}
+
+/* The hidden units the stored statistics of the convolution (a batch
+ * norm's running mean and variance of its input) predict never to fire
+ * are removed before any live unit merges or goes, their constant (0)
+ * taken by the output's bias: the base computes the original's outputs.
+ * Without the statistics the same budget keeps them. */
+static void budget_removes_units_stored_statistics_predict_dead(void)
+{
+    fib_graph *g = dead_units_cnn();
+    int64_t total = 0;
+    fib_graph_num_parameters(g, &total);
+    CHECK(total == dead_units_parameters(8));
+    double budget = (double)dead_units_parameters(5) / (double)total;
+    double mean[4] = {0.1, -0.2, 0.05, 0.3}, var[4] = {1.0, 0.5, 2.0, 0.8};
+    for (int with = 0; with <= 1; with++) {
+        CHECK_OK(fib_graph_set_unit_statistics(g, 1, with ? mean : NULL, with ? var : NULL, 4));
+        fib_budget_options o;
+        fib_budget_options_init(&o, sizeof o);
+        fib_base *b = NULL;
+        CHECK_OK(fib_compress_to_budget(g, budget, &o, &b));
+        if (!b)
+            continue;
+        int64_t hidden[8], conv[4];
+        CHECK_OK(fib_base_projection(b, 5, hidden, 8));
+        CHECK_OK(fib_base_projection(b, 1, conv, 4));
+        /* the live units 3-7 keep a class each, and so do the channels */
+        bool live_apart = true, channels_whole = true;
+        for (int64_t u = 3; u < 8; u++)
+            for (int64_t v = u + 1; v < 8; v++)
+                live_apart &= hidden[u] != hidden[v];
+        for (int64_t u = 0; u < 4; u++)
+            for (int64_t v = u + 1; v < 4; v++)
+                channels_whole &= conv[u] != conv[v];
+        double diff = test_output_difference(g, fib_base_graph(b), 5, 4, 1.0);
+        if (with) {
+            CHECK(o.n_parameters == dead_units_parameters(5));
+            CHECK(live_apart && channels_whole);
+            CHECK(diff <= 1e-12);
+        } else {
+            /* by the weights alone a live unit merges or goes first */
+            CHECK(!live_apart || !channels_whole);
+            CHECK(o.n_parameters <= dead_units_parameters(5));
+        }
+        fib_base_free(b);
+    }
+    fib_graph_free(g);
+}
+
+/* Statistics that cannot describe a group are refused, naming it; NULL
+ * for both removes them. */
+static void unit_statistics_are_validated_by_group(void)
+{
+    fib_graph *g = dead_units_cnn();
+    CHECK_OK(fib_graph_set_group_name(g, 1, "conv"));
+    double mean[4] = {0, 0, 0, 0}, var[4] = {1, 1, 1, 1};
+    CHECK(fib_graph_set_unit_statistics(g, 7, mean, var, 4) == FIB_E_RANGE);
+    CHECK(fib_graph_set_unit_statistics(NULL, 1, mean, var, 4) == FIB_E_NULL);
+    CHECK(fib_graph_set_unit_statistics(g, 1, mean, NULL, 4) == FIB_E_NULL);
+    CHECK(strstr(fib_last_error(), "group 1 (conv)") != NULL);
+    CHECK(fib_graph_set_unit_statistics(g, 1, mean, var, 3) == FIB_E_SHAPE);
+    CHECK(strstr(fib_last_error(), "3 statistics for 4 units") != NULL);
+    var[2] = -0.5;
+    CHECK(fib_graph_set_unit_statistics(g, 1, mean, var, 4) == FIB_E_INVALID);
+    CHECK(strstr(fib_last_error(), "group 1 (conv): unit 2") != NULL);
+    var[2] = 1;
+    mean[3] = NAN;
+    CHECK(fib_graph_set_unit_statistics(g, 1, mean, var, 4) == FIB_E_NONFINITE);
+    CHECK(strstr(fib_last_error(), "unit 3: mean") != NULL);
+    mean[3] = 0;
+    CHECK_OK(fib_graph_set_unit_statistics(g, 1, mean, var, 4));
+    CHECK_OK(fib_graph_set_unit_statistics(g, 1, NULL, NULL, 0));
+    fib_graph_free(g);
+}
+
 int main(void)
 {
     RUN(budget_through_a_concatenation_counts_no_selection);
@@ -609,5 +729,7 @@ int main(void)
     RUN(budget_counts_tied_weights_once);
     RUN(budget_refusal_names_the_block_of_an_unnamed_group);
     RUN(budget_removing_constant_units_keeps_outputs);
+    RUN(budget_removes_units_stored_statistics_predict_dead);
+    RUN(unit_statistics_are_validated_by_group);
     return test_failures ? 1 : 0;
 }

@@ -82,6 +82,14 @@ static void builder_errors(void)
     expect(fib_graph_set_group_name(g, h, long_name), FIB_E_INVALID, "255", "name long");
     expect(fib_graph_set_group_eps(g, h, NAN), FIB_E_INVALID, "NaN", "eps NaN");
     expect(fib_graph_set_group_eps(g, h, INFINITY), FIB_E_INVALID, "infinite", "eps inf");
+    double stat_mean[3] = {0, 0, 0}, stat_var[3] = {1, -1, 1};
+    expect(fib_graph_set_unit_statistics(g, h, stat_mean, stat_var, 2), FIB_E_SHAPE,
+           "2 statistics for 3 units", "statistics count");
+    expect(fib_graph_set_unit_statistics(g, h, stat_mean, stat_var, 3), FIB_E_INVALID,
+           "unit 1: variance -1 is negative", "statistics negative variance");
+    stat_var[1] = NAN;
+    expect(fib_graph_set_unit_statistics(g, h, stat_mean, stat_var, 3), FIB_E_NONFINITE,
+           "unit 1: variance is nan", "statistics NaN");
     expect(fib_graph_read_dense(g, in, FIB_DTYPE_F64, w, 4, NULL), FIB_E_INVALID,
            "not a dense", "read input as dense");
     expect(fib_graph_read_dense(g, h, FIB_DTYPE_F64, w, 2, NULL), FIB_E_SHAPE, "leading",

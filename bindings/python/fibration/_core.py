@@ -443,6 +443,33 @@ class Graph(_Handle):
         check(lib.fib_graph_set_group_eps(self._p(), group, float(eps)),
               "fib_graph_set_group_eps")
 
+    def set_unit_statistics(self, group, mean, var):
+        """Stored statistics of the group's units on the data: mean[u] and
+        var[u] of unit u's output (after the group's activation), as the
+        model stores them (a batch norm's running mean and variance of its
+        input). Only budgets read them (data-free; docs/compression.md,
+        "Removals from stored statistics"). mean and var both None remove
+        them. FibrationError naming the group and unit for a length other
+        than the group's units, a NaN or infinite value, a negative
+        variance (fib_graph_set_unit_statistics)."""
+        import numpy as np
+        if mean is None and var is None:
+            check(lib.fib_graph_set_unit_statistics(self._p(), int(group), None, None, 0),
+                  "fib_graph_set_unit_statistics")
+            return
+        if mean is None or var is None:
+            raise ValueError("set_unit_statistics: group %d: give both mean and var (both "
+                             "None remove them)" % group)
+        m = np.ascontiguousarray(np.asarray(mean, dtype=np.float64).reshape(-1))
+        v = np.ascontiguousarray(np.asarray(var, dtype=np.float64).reshape(-1))
+        if m.shape != v.shape:
+            raise ValueError("set_unit_statistics: group %d: %d means but %d variances"
+                             % (group, m.size, v.size))
+        as_doubles = ctypes.POINTER(ctypes.c_double)
+        check(lib.fib_graph_set_unit_statistics(self._p(), int(group), m.ctypes.data_as(as_doubles),
+                                                v.ctypes.data_as(as_doubles), m.size),
+              "fib_graph_set_unit_statistics")
+
     # -- reading -----------------------------------------------------------
     @property
     def num_groups(self):

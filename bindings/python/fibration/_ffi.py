@@ -456,6 +456,7 @@ FUNCTIONS = [
     ('fib_graph_budget_parameters', [ctypes.POINTER(fib_graph), ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
     ('fib_lift_dtype', [ctypes.POINTER(fib_base), ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.POINTER(ctypes.POINTER(fib_graph))], ctypes.c_int32),
     ('fib_base_original_units', [ctypes.POINTER(fib_base), ctypes.c_int32, ctypes.POINTER(ctypes.c_int64)], ctypes.c_int32),
+    ('fib_graph_set_unit_statistics', [ctypes.POINTER(fib_graph), ctypes.c_int32, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double), ctypes.c_int64], ctypes.c_int32),
 ]
 
 # Parameter names, for error messages and introspection.
@@ -568,4 +569,5 @@ PARAMETERS = {
     'fib_graph_budget_parameters': ('graph', 'n_out', ),
     'fib_lift_dtype': ('base', 'weights', 'dtype', 'out', ),
     'fib_base_original_units': ('base', 'group', 'n_units', ),
+    'fib_graph_set_unit_statistics': ('graph', 'group', 'mean', 'var', 'n_units', ),
 }

@@ -1807,6 +1807,27 @@ function fib_base_original_units(base, group, n_units)
     ccall(_cfunction(_cache_fib_base_original_units, :fib_base_original_units), Int32, (Ptr{fib_base}, Int32, Ptr{Int64}, ), base, group, n_units)
 end
 
+"""
+Stored statistics of group `group`'s units on the data, as the model
+itself stores them: mean[u] and var[u] are the mean and variance of unit
+u's output (after the group's activation), over the data and over the
+unit's positions; a batch norm's running mean and variance of its input
+are those of the group it reads. Copied into the graph (n_units must be
+the group's unit count); mean and var both NULL remove them. Only
+fib_compress_to_budget reads them, data-free: it carries them forward
+through the blocks that follow (docs/compression.md, "Removals from
+stored statistics") and removes units whose output is nearly constant,
+their mean taken by their consumers' biases. Statistics do not change
+what the graph computes or how it is coloured. Errors: FIB_E_NULL (graph;
+one of mean and var NULL), FIB_E_RANGE (group), FIB_E_SHAPE (n_units not
+the group's), FIB_E_NONFINITE (a mean or variance NaN or infinite),
+FIB_E_INVALID (a negative variance); each names the group and unit.
+"""
+const _cache_fib_graph_set_unit_statistics = Ref{Ptr{Cvoid}}(C_NULL)
+function fib_graph_set_unit_statistics(graph, group, mean, var, n_units)
+    ccall(_cfunction(_cache_fib_graph_set_unit_statistics, :fib_graph_set_unit_statistics), Int32, (Ptr{fib_graph}, Int32, Ptr{Cdouble}, Ptr{Cdouble}, Int64, ), graph, group, mean, var, n_units)
+end
+
 const FUNCTION_NAMES = [
     :fib_version,
     :fib_version_string,
@@ -1916,4 +1937,5 @@ const FUNCTION_NAMES = [
     :fib_graph_budget_parameters,
     :fib_lift_dtype,
     :fib_base_original_units,
+    :fib_graph_set_unit_statistics,
 ]

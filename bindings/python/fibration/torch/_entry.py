@@ -3,6 +3,7 @@ it was given, trace the model and check the trace (_safety), count
 parameters. Below every entry point, so that each may use it."""
 
 from .. import _core
+from . import _statistics
 from ._safety import check_trace
 from ._trace import trace as _unchecked_trace
 
@@ -41,6 +42,10 @@ def trace(model, example_input, weights_override=None, result_checked=False):
 
 
 def _trace(model, example_input, result_checked=False):
+    """trace() for the entry points: the graph also carries every batch
+    norm's running statistics (_budget.attach_batch_norm_statistics), which
+    budgets read (_statistics.attach_batch_norm_statistics)."""
     net = trace(model, example_input, result_checked=result_checked)
     net.example_input = example_input
+    _statistics.attach_batch_norm_statistics(net)
     return net

@@ -1279,6 +1279,22 @@ extern "C" {
     /// which fib_base_projection fills (a base that fib_base_load read knows it
     /// from its file). Errors: FIB_E_NULL, FIB_E_RANGE (group).
     pub fn fib_base_original_units(base: *const fib_base, group: i32, n_units: *mut i64) -> i32;
+
+    /// Stored statistics of group `group`'s units on the data, as the model
+    /// itself stores them: mean[u] and var[u] are the mean and variance of unit
+    /// u's output (after the group's activation), over the data and over the
+    /// unit's positions; a batch norm's running mean and variance of its input
+    /// are those of the group it reads. Copied into the graph (n_units must be
+    /// the group's unit count); mean and var both NULL remove them. Only
+    /// fib_compress_to_budget reads them, data-free: it carries them forward
+    /// through the blocks that follow (docs/compression.md, "Removals from
+    /// stored statistics") and removes units whose output is nearly constant,
+    /// their mean taken by their consumers' biases. Statistics do not change
+    /// what the graph computes or how it is coloured. Errors: FIB_E_NULL (graph;
+    /// one of mean and var NULL), FIB_E_RANGE (group), FIB_E_SHAPE (n_units not
+    /// the group's), FIB_E_NONFINITE (a mean or variance NaN or infinite),
+    /// FIB_E_INVALID (a negative variance); each names the group and unit.
+    pub fn fib_graph_set_unit_statistics(graph: *mut fib_graph, group: i32, mean: *const f64, var: *const f64, n_units: i64) -> i32;
 }
 
 /// Every function name of the header, in header order.
@@ -1391,4 +1407,5 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "fib_graph_budget_parameters",
     "fib_lift_dtype",
     "fib_base_original_units",
+    "fib_graph_set_unit_statistics",
 ];

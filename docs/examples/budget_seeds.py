@@ -18,7 +18,9 @@ every variant asked for are already there is not run again, so a series
 resumes, and seeds can be added later) and writes PATH's summary beside it,
 PATH without .csv + _summary.csv: per variant and budget (and the baseline)
 the mean over every seed in PATH, the half-width of its 95% Student
-t-interval, min and max.
+t-interval, min and max, and the variant minus `--versus` (default
+`python`; `baseline`: the uncompressed network) paired by seed, with its
+interval.
 
 Variants: `python`: fibration.torch.compress(budget=) with merge_inputs and
 the given input_sensitivity (the library's default when not given);
@@ -75,6 +77,9 @@ def main(argv=None):
     ap.add_argument("--evaluate", choices=["split", "test"], default="split")
     ap.add_argument("--csv", metavar="PATH",
                     help="append every seed's rows here (resumes) and write PATH's summary")
+    ap.add_argument("--versus", default="python", metavar="VARIANT",
+                    help="the summary's paired differences are to this variant, or to "
+                         "the uncompressed network: baseline (default: python)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     x_tr, y_tr, x_te, y_te = fashion_data.load(60000, 10000)
@@ -128,7 +133,7 @@ def main(argv=None):
         if args.csv:
             append_rows(args.csv, rows)
     if args.csv:
-        summarise(args.csv)
+        summarise(args.csv, args.versus)
         return
     print("means over seeds (%s):" % args.evaluate)
     for (name, budget), accs in sorted(means.items()):
@@ -165,10 +170,13 @@ def append_rows(path, rows):
         w.writerows(rows)
 
 
-def summarise(path):
+def summarise(path, versus="python"):
     """Mean, 95% t half-width, min and max over the seeds in `path`, per
-    network, evaluation, variant and budget, and of the baselines; printed
-    and written to <path without .csv>_summary.csv."""
+    network, evaluation, variant and budget, and of the baselines; and each
+    variant minus `versus` at the same budget ("baseline": minus the
+    uncompressed network), paired by seed (mean and 95% t half-width over
+    the seeds both have; empty where there is no such pair); printed and
+    written to <path without .csv>_summary.csv."""
     groups = {}
     baselines = {}
     for r in read_csv(path):
@@ -180,18 +188,25 @@ def summarise(path):
     with open(out, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(("network", "evaluate", "variant", "budget", "seeds", "mean", "ci95",
-                    "min", "max"))
+                    "min", "max", "versus", "minus_versus", "ci95_minus_versus"))
         for key in sorted(baselines):
             groups[key + ("baseline", "1.00")] = baselines[key]
         for key in sorted(groups):
             by_seed = groups[key]
             values = [by_seed[s] for s in sorted(by_seed)]
             mean, half = t_interval(values)
+            other = (baselines[key[:2]] if versus == "baseline"
+                     else groups.get(key[:2] + (versus, key[3]), {}))
+            paired = sorted(set(by_seed) & set(other))
+            diff = ("", "", "")
+            if key[2] not in (versus, "baseline") and paired:
+                d, dh = t_interval([by_seed[s] - other[s] for s in paired])
+                diff = (versus, "%.2f" % d, "%.2f" % dh)
             w.writerow(key + (" ".join(map(str, sorted(by_seed))), "%.2f" % mean,
-                              "%.2f" % half, "%.2f" % min(values), "%.2f" % max(values)))
-            print("%-5s %-5s %-12s %s: %.2f +- %.2f (seeds %s; %.2f-%.2f)"
+                              "%.2f" % half, "%.2f" % min(values), "%.2f" % max(values)) + diff)
+            print("%-5s %-5s %-12s %s: %.2f +- %.2f (seeds %s; %.2f-%.2f)%s"
                   % (key + (mean, half, " ".join(map(str, sorted(by_seed))), min(values),
-                            max(values))))
+                            max(values), "  minus %s: %s +- %s" % diff if diff[0] else "")))
     print("summary: %s" % out)
 
 

@@ -34,6 +34,11 @@ layers, searched to meet each budget. Writes compression_frontier.csv and .png
 into --out (default: the current directory).
 
     python3 docs/examples/compression_frontier.py [--quick] [--out DIR]
+
+One seed per process (--seeds 3 --out DIR3), then --summary DIR0/compression_
+frontier.csv,DIR1/... [--union ALL.csv] gives the means and intervals over
+them (and writes their rows into one CSV), as --seeds 0,1,... does at the end
+of one run.
 """
 
 import argparse
@@ -373,11 +378,23 @@ def main(argv=None):
                     help="training seeds, comma-separated (default 0); with several, the "
                          "summary gives each cell's mean and 95%% interval")
     ap.add_argument("--methods", help="only these methods, comma-separated")
+    ap.add_argument("--summary", metavar="CSVS",
+                    help="print the summary over seeds of these CSVs (comma-separated, "
+                         "e.g. one run per seed) instead of running; --union PATH writes "
+                         "their rows into one CSV")
+    ap.add_argument("--union", metavar="PATH", help="with --summary: the rows' CSV")
     args = ap.parse_args(argv)
+    if args.summary:
+        rows = []
+        for path in args.summary.split(","):
+            rows += read_rows(path)
+        rows.sort(key=lambda r: r["seed"])
+        if args.union:
+            write_rows(args.union, rows)
+        summary(rows)
+        return rows
     if args.replot:
-        with open(args.replot) as f:
-            rows = [dict(r, kept=float(r["kept"]), accuracy=float(r["accuracy"]))
-                    for r in csv.DictReader(f)]
+        rows = read_rows(args.replot)
         plot(rows, args.replot[:-4] + ".png")
         return rows
     torch.set_num_threads(1)
@@ -419,17 +436,29 @@ def main(argv=None):
                 r["seed"] = seed
     os.makedirs(args.out, exist_ok=True)
     csv_path = os.path.join(args.out, "compression_frontier.csv")
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["network", "seed", "method", "budget", "kept",
-                                          "accuracy", "knob"])
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(csv_path, rows)
     plot([r for r in rows if r["seed"] == seeds[0]],
          os.path.join(args.out, "compression_frontier.png"))
     if len(seeds) > 1:
         summary(rows)
     print("wrote", csv_path)
     return rows
+
+
+COLUMNS = ["network", "seed", "method", "budget", "kept", "accuracy", "knob"]
+
+
+def write_rows(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def read_rows(path):
+    with open(path) as f:
+        return [dict(r, seed=int(r["seed"]), budget=float(r["budget"]), kept=float(r["kept"]),
+                     accuracy=float(r["accuracy"])) for r in csv.DictReader(f)]
 
 
 def summary(rows):

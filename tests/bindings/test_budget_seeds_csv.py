@@ -58,3 +58,38 @@ def test_budget_seeds_csv_resumes_and_summarises(tmp_path):
     assert baseline["seeds"] == "0 1 2 3" and abs(float(baseline["mean"]) - 89.2) < 0.006
     lone = summary[("lenet", "split", "python", "0.10")]
     assert lone["seeds"] == "4" and lone["ci95"] == "nan"    # one seed has no interval
+    assert got["versus"] == "" and baseline["versus"] == ""   # no difference to itself
+
+
+def test_budget_seeds_summary_pairs_variants_by_seed(tmp_path):
+    """The summary's difference to the --versus variant is the mean of the
+    per-seed differences over the seeds both variants have, with its own
+    t-interval (narrower than the two variants' when the seeds move them
+    together)."""
+    path = str(tmp_path / "seeds.csv")
+    reference = {0: 88.0, 1: 86.0, 2: 87.0, 3: 85.5}
+    other = {0: 87.5, 1: 85.0, 2: 86.75}          # seed 3 lacks this variant
+    for seed, acc in reference.items():
+        budget_seeds.append_rows(path, [row("lenet", "split", seed, 89.0, "python s=3", 0.10,
+                                            acc)])
+    for seed, acc in other.items():
+        budget_seeds.append_rows(path, [row("lenet", "split", seed, 89.0, "python s=2", 0.10,
+                                            acc)])
+    budget_seeds.summarise(path, versus="python s=3")
+    with open(str(tmp_path / "seeds_summary.csv")) as fh:
+        summary = {r["variant"]: r for r in csv.DictReader(fh)}
+    diffs = [other[s] - reference[s] for s in other]
+    mean = sum(diffs) / 3
+    sd = (sum((d - mean) ** 2 for d in diffs) / 2) ** 0.5
+    half = stats.t.ppf(0.975, 2) * sd / 3 ** 0.5
+    got = summary["python s=2"]
+    assert got["versus"] == "python s=3"
+    assert abs(float(got["minus_versus"]) - mean) < 0.006
+    assert abs(float(got["ci95_minus_versus"]) - half) < 0.006
+    assert float(got["ci95_minus_versus"]) < float(got["ci95"])
+    assert summary["python s=3"]["minus_versus"] == ""
+    budget_seeds.summarise(path, versus="baseline")
+    with open(str(tmp_path / "seeds_summary.csv")) as fh:
+        summary = {r["variant"]: r for r in csv.DictReader(fh)}
+    to_baseline = sum(other.values()) / 3 - 89.0
+    assert abs(float(summary["python s=2"]["minus_versus"]) - to_baseline) < 0.006

@@ -29,6 +29,14 @@ synthetic_scale, rebuilt as it is) and `c-plain` (no correction). `python`
 runs that C correction too, so with the default input_sensitivity `c` is
 the same model; the numpy correction of the "Python (numpy)" column of
 docs/compression.md is now only the tests' reference (_budget.synthetic_refit).
+`--stages` adds the correction's stages on the same C classes (merged
+inputs, no C correction): `refit` (refit_chain alone), `first-consumer`
+(the numpy correction of the first merge's consumer only, refit_chain
+after it) and `every-consumer` (the numpy correction of every consumer,
+_budget.synthetic_refit), each from the same synthetic draw;
+`--unmerged-inputs` adds `unmerged-inputs` (compress(budget=) with
+merge_inputs=False) and, with `--stages`, the three stages on classes
+without merged inputs too (`refit unmerged-inputs`, ...).
 """
 
 import argparse
@@ -53,6 +61,9 @@ from fibration.torch._rebuild import rebuild  # noqa: E402
 from exp_continual import t_interval  # noqa: E402
 
 BUDGETS = (0.10, 0.17, 0.30)
+STAGES = ("refit", "first-consumer", "every-consumer")
+# the numpy correction of every consumer, before --stages swaps in its own
+REFERENCE_REFIT = _budget.synthetic_refit
 
 
 def accuracy(module, x, y):
@@ -74,6 +85,10 @@ def main(argv=None):
     ap.add_argument("--input-sensitivity", default="",
                     help="comma-separated factors to compare (default: the library's)")
     ap.add_argument("--c-correction", action="store_true")
+    ap.add_argument("--stages", action="store_true",
+                    help="add refit, first-consumer and every-consumer (numpy)")
+    ap.add_argument("--unmerged-inputs", action="store_true",
+                    help="add compress(budget=) without merged inputs")
     ap.add_argument("--evaluate", choices=["split", "test"], default="split")
     ap.add_argument("--csv", metavar="PATH",
                     help="append every seed's rows here (resumes) and write PATH's summary")
@@ -90,9 +105,7 @@ def main(argv=None):
         x_fit, y_fit, x_ev, y_ev, tag = x_tr, y_tr, x_te, y_te, "full-"
     factors = [float(f) for f in args.input_sensitivity.split(",") if f] or [None]
     means = {}
-    variants = ["python" if f is None else "python s=%g" % f for f in factors]
-    if args.c_correction:
-        variants += ["c", "c-plain"]
+    variants = requested_variants(args)
     done = seeds_done(args.csv, args.network, args.evaluate, variants) if args.csv else set()
     for seed in (int(s) for s in args.seeds.split(",")):
         if seed in done:
@@ -120,6 +133,16 @@ def main(argv=None):
                     base, _ = _budget.base_to_budget(net.graph, budget, merge_inputs=True,
                                                      synthetic_scale=sigma)
                     runs.append((name, rebuild(net, base, "Budget")))
+            if args.stages:
+                scale = _budget._input_scale(example)
+                for merge in (True, False) if args.unmerged_inputs else (True,):
+                    base, _ = _budget.base_to_budget(net.graph, budget, merge_inputs=merge)
+                    runs += [(stage if merge else stage + " unmerged-inputs",
+                              corrected_by_stage(net, model, base, stage, scale))
+                             for stage in STAGES]
+            if args.unmerged_inputs:
+                small, _ = _budget.compress_to_budget(model, example, budget, merge_inputs=False)
+                runs.append(("unmerged-inputs", small))
             for name, small in runs:
                 acc = accuracy(small, x_ev, y_ev)
                 means.setdefault((name, budget), []).append(acc)
@@ -139,6 +162,51 @@ def main(argv=None):
     for (name, budget), accs in sorted(means.items()):
         print("  %-12s %.2f: %.2f  (%s)" % (name, budget, float(np.mean(accs)),
                                            " ".join("%.2f" % a for a in accs)))
+
+
+def requested_variants(args):
+    """The variants' names, in the order their rows are written."""
+    factors = [float(f) for f in args.input_sensitivity.split(",") if f] or [None]
+    variants = ["python" if f is None else "python s=%g" % f for f in factors]
+    if args.c_correction:
+        variants += ["c", "c-plain"]
+    if args.stages:
+        variants += list(STAGES)
+        if args.unmerged_inputs:
+            variants += [stage + " unmerged-inputs" for stage in STAGES]
+    if args.unmerged_inputs:
+        variants.append("unmerged-inputs")
+    return variants
+
+
+def first_consumer_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None,
+                         ridge=1e-3, input_labels=None):
+    """_budget.synthetic_refit's correction of the first merge's consumer
+    only: the first hidden layer merged and its consumer refitted on the
+    synthetic inputs, every later layer by refit_chain from that consumer."""
+    if len(layers) < 3:
+        return REFERENCE_REFIT(layers, labels, scale, n_samples, seed, slopes, ridge,
+                               input_labels)
+    head = REFERENCE_REFIT(layers[:2], labels[:1], scale, n_samples, seed,
+                           None if slopes is None else slopes[:1], ridge, input_labels)
+    return head[:1] + _budget.refit_chain(head[1:] + list(layers[2:]), labels[1:])
+
+
+def corrected_by_stage(net, model, base, stage, scale):
+    """`base` (C classes, no C correction) rebuilt and corrected up to
+    `stage` (one of STAGES) in numpy; the synthetic draw is
+    synthetic_refit's default seed for both correcting stages."""
+    small = rebuild(net, base, "Budget")
+    _budget.synthetic_refit = first_consumer_refit if stage == "first-consumer" \
+        else REFERENCE_REFIT
+    try:
+        done = _budget._refit_model(net, model, base, small,
+                                    None if stage == "refit" else scale)
+    finally:
+        _budget.synthetic_refit = REFERENCE_REFIT
+    if not done:
+        raise RuntimeError("budget_seeds: %s does not apply to this network" % stage)
+    return small
 
 
 COLUMNS = ("network", "evaluate", "seed", "baseline", "variant", "budget", "accuracy",
@@ -161,12 +229,12 @@ def seeds_done(path, network, evaluate, variants):
     return {seed for seed, names in have.items() if set(variants) <= names}
 
 
-def append_rows(path, rows):
+def append_rows(path, rows, columns=COLUMNS):
     new = not os.path.exists(path)
     with open(path, "a", newline="") as fh:
         w = csv.writer(fh)
         if new:
-            w.writerow(COLUMNS)
+            w.writerow(columns)
         w.writerows(rows)
 
 

@@ -62,6 +62,7 @@ from exp_continual import t_interval  # noqa: E402
 
 BUDGETS = (0.10, 0.17, 0.30)
 STAGES = ("refit", "first-consumer", "every-consumer")
+UNMERGED = " unmerged-inputs"   # a stage's name suffix on classes without merged inputs
 # the numpy correction of every consumer, before --stages swaps in its own
 REFERENCE_REFIT = _budget.synthetic_refit
 
@@ -137,7 +138,7 @@ def main(argv=None):
                 scale = _budget._input_scale(example)
                 for merge in (True, False) if args.unmerged_inputs else (True,):
                     base, _ = _budget.base_to_budget(net.graph, budget, merge_inputs=merge)
-                    runs += [(stage if merge else stage + " unmerged-inputs",
+                    runs += [(stage if merge else stage + UNMERGED,
                               corrected_by_stage(net, model, base, stage, scale))
                              for stage in STAGES]
             if args.unmerged_inputs:
@@ -173,7 +174,7 @@ def requested_variants(args):
     if args.stages:
         variants += list(STAGES)
         if args.unmerged_inputs:
-            variants += [stage + " unmerged-inputs" for stage in STAGES]
+            variants += [stage + UNMERGED for stage in STAGES]
     if args.unmerged_inputs:
         variants.append("unmerged-inputs")
     return variants
@@ -243,8 +244,10 @@ def summarise(path, versus="python"):
     network, evaluation, variant and budget, and of the baselines; and each
     variant minus `versus` at the same budget ("baseline": minus the
     uncompressed network), paired by seed (mean and 95% t half-width over
-    the seeds both have; empty where there is no such pair); printed and
-    written to <path without .csv>_summary.csv."""
+    the seeds both have; empty where there is no such pair); a stage on
+    classes without merged inputs (`refit unmerged-inputs`, ...) is paired
+    with `versus` on the same inputs when the CSV has it (`versus
+    unmerged-inputs`); printed and written to <path without .csv>_summary.csv."""
     groups = {}
     baselines = {}
     for r in read_csv(path):
@@ -263,13 +266,16 @@ def summarise(path, versus="python"):
             by_seed = groups[key]
             values = [by_seed[s] for s in sorted(by_seed)]
             mean, half = t_interval(values)
-            other = (baselines[key[:2]] if versus == "baseline"
-                     else groups.get(key[:2] + (versus, key[3]), {}))
+            ref = versus
+            if key[2].endswith(UNMERGED) and key[:2] + (versus + UNMERGED, key[3]) in groups:
+                ref = versus + UNMERGED
+            other = (baselines[key[:2]] if ref == "baseline"
+                     else groups.get(key[:2] + (ref, key[3]), {}))
             paired = sorted(set(by_seed) & set(other))
             diff = ("", "", "")
-            if key[2] not in (versus, "baseline") and paired:
+            if key[2] not in (ref, "baseline") and paired:
                 d, dh = t_interval([by_seed[s] - other[s] for s in paired])
-                diff = (versus, "%.2f" % d, "%.2f" % dh)
+                diff = (ref, "%.2f" % d, "%.2f" % dh)
             w.writerow(key + (" ".join(map(str, sorted(by_seed))), "%.2f" % mean,
                               "%.2f" % half, "%.2f" % min(values), "%.2f" % max(values)) + diff)
             print("%-5s %-5s %-12s %s: %.2f +- %.2f (seeds %s; %.2f-%.2f)%s"

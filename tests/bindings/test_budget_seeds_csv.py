@@ -93,3 +93,28 @@ def test_budget_seeds_summary_pairs_variants_by_seed(tmp_path):
         summary = {r["variant"]: r for r in csv.DictReader(fh)}
     to_baseline = sum(other.values()) / 3 - 89.0
     assert abs(float(summary["python s=2"]["minus_versus"]) - to_baseline) < 0.006
+
+
+def test_budget_seeds_summary_pairs_unmerged_stages_on_their_own_inputs(tmp_path):
+    """A stage on classes without merged inputs is paired with the --versus
+    stage on the same inputs, not with the merged one."""
+    path = str(tmp_path / "seeds.csv")
+    values = {"refit": {0: 86.0, 1: 85.0, 2: 87.0},
+              "every-consumer": {0: 87.0, 1: 86.5, 2: 88.0},
+              "refit unmerged-inputs": {0: 78.0, 1: 80.0, 2: 76.0},
+              "every-consumer unmerged-inputs": {0: 82.0, 1: 83.0, 2: 81.5}}
+    for variant, by_seed in values.items():
+        for seed, acc in by_seed.items():
+            budget_seeds.append_rows(path, [row("lenet", "split", seed, 89.0, variant, 0.10,
+                                                acc)])
+    budget_seeds.summarise(path, versus="refit")
+    with open(str(tmp_path / "seeds_summary.csv")) as fh:
+        summary = {r["variant"]: r for r in csv.DictReader(fh)}
+    got = summary["every-consumer unmerged-inputs"]
+    diffs = [values["every-consumer unmerged-inputs"][s] - values["refit unmerged-inputs"][s]
+             for s in range(3)]
+    assert got["versus"] == "refit unmerged-inputs"
+    assert abs(float(got["minus_versus"]) - sum(diffs) / 3) < 0.006
+    assert summary["every-consumer"]["versus"] == "refit"
+    assert abs(float(summary["every-consumer"]["minus_versus"]) - 1.1667) < 0.006
+    assert summary["refit unmerged-inputs"]["versus"] == ""     # itself: no difference

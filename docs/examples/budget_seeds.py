@@ -36,7 +36,9 @@ after it) and `every-consumer` (the numpy correction of every consumer,
 _budget.synthetic_refit), each from the same synthetic draw;
 `--unmerged-inputs` adds `unmerged-inputs` (compress(budget=) with
 merge_inputs=False) and, with `--stages`, the three stages on classes
-without merged inputs too (`refit unmerged-inputs`, ...).
+without merged inputs too (`refit unmerged-inputs`, ...). `--powers
+0.5,1,...` adds compress(budget=) at each sensitivity_power, with its
+correction (`p=0.5`) and without (`p=0.5 refit`: refit_chain alone).
 """
 
 import argparse
@@ -63,6 +65,7 @@ from exp_continual import t_interval  # noqa: E402
 BUDGETS = (0.10, 0.17, 0.30)
 STAGES = ("refit", "first-consumer", "every-consumer")
 UNMERGED = " unmerged-inputs"   # a stage's name suffix on classes without merged inputs
+REFIT_ONLY = " refit"           # a power's name suffix without the synthetic correction
 # the numpy correction of every consumer, before --stages swaps in its own
 REFERENCE_REFIT = _budget.synthetic_refit
 
@@ -90,6 +93,8 @@ def main(argv=None):
                     help="add refit, first-consumer and every-consumer (numpy)")
     ap.add_argument("--unmerged-inputs", action="store_true",
                     help="add compress(budget=) without merged inputs")
+    ap.add_argument("--powers", default="",
+                    help="comma-separated sensitivity powers: p=P (corrected) and p=P refit")
     ap.add_argument("--evaluate", choices=["split", "test"], default="split")
     ap.add_argument("--csv", metavar="PATH",
                     help="append every seed's rows here (resumes) and write PATH's summary")
@@ -144,6 +149,12 @@ def main(argv=None):
             if args.unmerged_inputs:
                 small, _ = _budget.compress_to_budget(model, example, budget, merge_inputs=False)
                 runs.append(("unmerged-inputs", small))
+            for power in powers_of(args):
+                for synthetic in (True, False):
+                    small, _ = _budget.compress_to_budget(model, example, budget,
+                                                          sensitivity_power=power,
+                                                          synthetic=synthetic)
+                    runs.append(("p=%g%s" % (power, "" if synthetic else REFIT_ONLY), small))
             for name, small in runs:
                 acc = accuracy(small, x_ev, y_ev)
                 means.setdefault((name, budget), []).append(acc)
@@ -177,7 +188,13 @@ def requested_variants(args):
             variants += [stage + UNMERGED for stage in STAGES]
     if args.unmerged_inputs:
         variants.append("unmerged-inputs")
+    for power in powers_of(args):
+        variants += ["p=%g" % power, "p=%g%s" % (power, REFIT_ONLY)]
     return variants
+
+
+def powers_of(args):
+    return [float(p) for p in getattr(args, "powers", "").split(",") if p]
 
 
 def first_consumer_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None,
@@ -247,7 +264,8 @@ def summarise(path, versus="python"):
     the seeds both have; empty where there is no such pair); a stage on
     classes without merged inputs (`refit unmerged-inputs`, ...) is paired
     with `versus` on the same inputs when the CSV has it (`versus
-    unmerged-inputs`); printed and written to <path without .csv>_summary.csv."""
+    unmerged-inputs`), and a power without the correction (`p=1 refit`)
+    with `versus refit` likewise; printed and written to <path without .csv>_summary.csv."""
     groups = {}
     baselines = {}
     for r in read_csv(path):
@@ -267,8 +285,9 @@ def summarise(path, versus="python"):
             values = [by_seed[s] for s in sorted(by_seed)]
             mean, half = t_interval(values)
             ref = versus
-            if key[2].endswith(UNMERGED) and key[:2] + (versus + UNMERGED, key[3]) in groups:
-                ref = versus + UNMERGED
+            for suffix in (UNMERGED, REFIT_ONLY):
+                if key[2].endswith(suffix) and key[:2] + (versus + suffix, key[3]) in groups:
+                    ref = versus + suffix
             other = (baselines[key[:2]] if ref == "baseline"
                      else groups.get(key[:2] + (ref, key[3]), {}))
             paired = sorted(set(by_seed) & set(other))

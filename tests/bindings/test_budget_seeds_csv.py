@@ -97,7 +97,8 @@ def test_budget_seeds_summary_pairs_variants_by_seed(tmp_path):
 
 def test_budget_seeds_summary_pairs_unmerged_stages_on_their_own_inputs(tmp_path):
     """A stage on classes without merged inputs is paired with the --versus
-    stage on the same inputs, not with the merged one."""
+    stage on the same inputs, not with the merged one; a power without the
+    correction with the --versus power without it."""
     path = str(tmp_path / "seeds.csv")
     values = {"refit": {0: 86.0, 1: 85.0, 2: 87.0},
               "every-consumer": {0: 87.0, 1: 86.5, 2: 88.0},
@@ -118,3 +119,18 @@ def test_budget_seeds_summary_pairs_unmerged_stages_on_their_own_inputs(tmp_path
     assert summary["every-consumer"]["versus"] == "refit"
     assert abs(float(summary["every-consumer"]["minus_versus"]) - 1.1667) < 0.006
     assert summary["refit unmerged-inputs"]["versus"] == ""     # itself: no difference
+
+    path = str(tmp_path / "powers.csv")
+    values = {"p=1.5": {0: 87.0, 1: 86.0}, "p=1": {0: 86.0, 1: 85.5},
+              "p=1.5 refit": {0: 80.0, 1: 81.0}, "p=1 refit": {0: 82.0, 1: 82.5}}
+    for variant, by_seed in values.items():
+        for seed, acc in by_seed.items():
+            budget_seeds.append_rows(path, [row("lenet", "split", seed, 89.0, variant, 0.10,
+                                                acc)])
+    budget_seeds.summarise(path, versus="p=1.5")
+    with open(str(tmp_path / "powers_summary.csv")) as fh:
+        summary = {r["variant"]: r for r in csv.DictReader(fh)}
+    assert summary["p=1 refit"]["versus"] == "p=1.5 refit"
+    assert abs(float(summary["p=1 refit"]["minus_versus"]) - 1.75) < 0.006
+    assert summary["p=1"]["versus"] == "p=1.5"
+    assert abs(float(summary["p=1"]["minus_versus"]) + 0.75) < 0.006

@@ -131,3 +131,6 @@ def test_stage_variants_and_the_reference_restored():
         "every-consumer unmerged-inputs", "unmerged-inputs"]
     Args.stages = Args.unmerged_inputs = Args.c_correction = False
     assert budget_seeds.requested_variants(Args) == ["python"]
+    Args.powers = "1,1.5"
+    assert budget_seeds.requested_variants(Args) == ["python", "p=1", "p=1 refit", "p=1.5",
+                                                     "p=1.5 refit"]

@@ -983,9 +983,9 @@ static int32_t dense_budget_absorb(fib_graph *g, int32_t group, int32_t source_i
 }
 
 /* mean = W mu + b; standard deviation sum |W| sd, the largest the inputs'
- * correlations can make it (taken independent, sum W^2 var, the inputs of
- * a trained network's hidden layer gave a tenth of the spread they have on
- * the data, and live units looked dead). */
+ * correlations can make it (a trained layer's inputs are correlated:
+ * taken independent, sum W^2 var, the spread comes out far below the
+ * data's, and live units look dead). */
 static bool dense_budget_moments(const fib_graph *g, int32_t group, const double *const *mean,
                                  const double *const *var, double *pre_mean, double *pre_var)
 {

@@ -293,9 +293,7 @@ static void largest_of_normals(int64_t k, double *mean, double *var)
     double h = 24.0 / steps, m = 0, m2 = 0;
     for (int i = 0; i <= steps; i++) {
         double x = -12.0 + h * i, w = (i == 0 || i == steps) ? 0.5 : 1.0;
-        double cdf = 0.5 * erfc(-x * 0.70710678118654752440);
-        double f = (double)k * 0.39894228040143267794 * exp(-0.5 * x * x) *
-                   pow(cdf, (double)(k - 1));
+        double f = (double)k * fib_normal_pdf(x) * pow(fib_normal_cdf(x), (double)(k - 1));
         m += w * h * x * f;
         m2 += w * h * x * x * f;
     }

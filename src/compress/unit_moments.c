@@ -14,15 +14,21 @@
 
 static const char fn[] = "fib_compress_to_budget";
 
+/* Forgets group i's moments (unknown). */
+static void forget_group(fib_unit_moments *m, int32_t i)
+{
+    fib_free(m->mean[i]);
+    fib_free(m->var[i]);
+    fib_free(m->pre_mean[i]);
+    fib_free(m->pre_var[i]);
+    m->mean[i] = m->var[i] = m->pre_mean[i] = m->pre_var[i] = NULL;
+}
+
 void fib_unit_moments_clear(const fib_graph *g, fib_unit_moments *m)
 {
     for (int32_t i = 0; m->mean && m->var && m->pre_mean && m->pre_var && i < g->n_groups;
-         i++) {
-        fib_free(m->mean[i]);
-        fib_free(m->var[i]);
-        fib_free(m->pre_mean[i]);
-        fib_free(m->pre_var[i]);
-    }
+         i++)
+        forget_group(m, i);
     fib_free(m->mean);
     fib_free(m->var);
     fib_free(m->pre_mean);
@@ -45,21 +51,21 @@ static int32_t group_moments(const fib_graph *g, int32_t i, fib_unit_moments *m)
     }
     if (!own && !from_sources)
         return FIB_OK;
+    /* stored statistics are the outputs': the pre-activation's are known
+     * only for a linear activation */
+    bool pre = !own || grp->activation == FIB_ACT_LINEAR;
     m->mean[i] = fib_alloc(size, sizeof **m->mean);
     m->var[i] = fib_alloc(size, sizeof **m->var);
-    m->pre_mean[i] = fib_alloc(size, sizeof **m->pre_mean);
-    m->pre_var[i] = fib_alloc(size, sizeof **m->pre_var);
-    if (!m->mean[i] || !m->var[i] || !m->pre_mean[i] || !m->pre_var[i])
+    m->pre_mean[i] = pre ? fib_alloc(size, sizeof **m->pre_mean) : NULL;
+    m->pre_var[i] = pre ? fib_alloc(size, sizeof **m->pre_var) : NULL;
+    if (!m->mean[i] || !m->var[i] || (pre && (!m->pre_mean[i] || !m->pre_var[i])))
         return fib_error(FIB_E_NOMEM, "%s: out of memory", fn);
     if (own) {
         memcpy(m->mean[i], grp->unit_mean, (size_t)n * sizeof **m->mean);
         memcpy(m->var[i], grp->unit_var, (size_t)n * sizeof **m->var);
-        memcpy(m->pre_mean[i], grp->unit_mean, (size_t)n * sizeof **m->mean);
-        memcpy(m->pre_var[i], grp->unit_var, (size_t)n * sizeof **m->var);
-        if (grp->activation != FIB_ACT_LINEAR) { /* its pre-activation is not stored */
-            fib_free(m->pre_mean[i]);
-            fib_free(m->pre_var[i]);
-            m->pre_mean[i] = m->pre_var[i] = NULL;
+        if (pre) {
+            memcpy(m->pre_mean[i], grp->unit_mean, (size_t)n * sizeof **m->mean);
+            memcpy(m->pre_var[i], grp->unit_var, (size_t)n * sizeof **m->var);
         }
         return FIB_OK;
     }
@@ -70,13 +76,8 @@ static int32_t group_moments(const fib_graph *g, int32_t i, fib_unit_moments *m)
         known = fib_activation_moments(grp->activation, &m->mean[i][u], &m->var[i][u]) &&
                 isfinite(m->mean[i][u]) && isfinite(m->var[i][u]);
     }
-    if (!known) {
-        fib_free(m->mean[i]);
-        fib_free(m->var[i]);
-        fib_free(m->pre_mean[i]);
-        fib_free(m->pre_var[i]);
-        m->mean[i] = m->var[i] = m->pre_mean[i] = m->pre_var[i] = NULL;
-    }
+    if (!known)
+        forget_group(m, i);
     return FIB_OK;
 }
 

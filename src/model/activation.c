@@ -103,6 +103,16 @@ void fib_activation_apply(int32_t activation, double param, double *z,
     }
 }
 
+double fib_normal_pdf(double x)
+{
+    return 0.39894228040143267794 * exp(-0.5 * x * x);
+}
+
+double fib_normal_cdf(double x)
+{
+    return 0.5 * erfc(-x * 0.70710678118654752440);
+}
+
 bool fib_activation_moments(int32_t activation, double *mean, double *var)
 {
     if (activation == FIB_ACT_LINEAR)
@@ -118,8 +128,7 @@ bool fib_activation_moments(int32_t activation, double *mean, double *var)
     /* relu(z), z ~ N(m, s^2), a = m / s: E = m Phi(a) + s phi(a),
      * E[relu(z)^2] = (m^2 + s^2) Phi(a) + m s phi(a) */
     double s = sqrt(v), a = m / s;
-    double cdf = 0.5 * erfc(-a * 0.70710678118654752440);
-    double pdf = 0.39894228040143267794 * exp(-0.5 * a * a);
+    double cdf = fib_normal_cdf(a), pdf = fib_normal_pdf(a);
     double e1 = m * cdf + s * pdf, e2 = (m * m + v) * cdf + m * s * pdf;
     *mean = e1 > 0 ? e1 : 0.0;
     double spread = e2 - e1 * e1;

@@ -480,6 +480,9 @@ void fib_activation_apply(int32_t activation, double param, double *z,
  * pre-activation of mean *mean and variance *var, in place: exact for the
  * identity and ReLU (a rectified Gaussian); false for another activation. */
 bool fib_activation_moments(int32_t activation, double *mean, double *var);
+/* The standard normal density and distribution function at x. */
+double fib_normal_pdf(double x);
+double fib_normal_cdf(double x);
 /* fib_activation_name is public (fibration.h). */
 
 /* partition.c */

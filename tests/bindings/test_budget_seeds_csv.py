@@ -25,6 +25,22 @@ def row(network, evaluate, seed, baseline, variant, budget, accuracy):
             "%.2f" % accuracy, "-", "300 100 10")
 
 
+def write_series(path, values):
+    """Rows of LeNet's split series at 10% (baseline 89.0) for
+    {variant: {seed: accuracy}}."""
+    for variant, by_seed in values.items():
+        for seed, acc in by_seed.items():
+            budget_seeds.append_rows(path, [row("lenet", "split", seed, 89.0, variant, 0.10,
+                                                acc)])
+
+
+def summary_by_variant(path, versus):
+    """The summary of the series in path, differences to `versus`, by variant."""
+    budget_seeds.summarise(path, versus=versus)
+    with open(os.path.splitext(path)[0] + "_summary.csv") as fh:
+        return {r["variant"]: r for r in csv.DictReader(fh)}
+
+
 def test_budget_seeds_csv_resumes_and_summarises(tmp_path):
     path = str(tmp_path / "seeds.csv")
     accuracies = {0: 88.10, 1: 86.40, 2: 87.25}
@@ -69,15 +85,8 @@ def test_budget_seeds_summary_pairs_variants_by_seed(tmp_path):
     path = str(tmp_path / "seeds.csv")
     reference = {0: 88.0, 1: 86.0, 2: 87.0, 3: 85.5}
     other = {0: 87.5, 1: 85.0, 2: 86.75}          # seed 3 lacks this variant
-    for seed, acc in reference.items():
-        budget_seeds.append_rows(path, [row("lenet", "split", seed, 89.0, "python s=3", 0.10,
-                                            acc)])
-    for seed, acc in other.items():
-        budget_seeds.append_rows(path, [row("lenet", "split", seed, 89.0, "python s=2", 0.10,
-                                            acc)])
-    budget_seeds.summarise(path, versus="python s=3")
-    with open(str(tmp_path / "seeds_summary.csv")) as fh:
-        summary = {r["variant"]: r for r in csv.DictReader(fh)}
+    write_series(path, {"python s=3": reference, "python s=2": other})
+    summary = summary_by_variant(path, "python s=3")
     diffs = [other[s] - reference[s] for s in other]
     mean = sum(diffs) / 3
     sd = (sum((d - mean) ** 2 for d in diffs) / 2) ** 0.5
@@ -88,9 +97,7 @@ def test_budget_seeds_summary_pairs_variants_by_seed(tmp_path):
     assert abs(float(got["ci95_minus_versus"]) - half) < 0.006
     assert float(got["ci95_minus_versus"]) < float(got["ci95"])
     assert summary["python s=3"]["minus_versus"] == ""
-    budget_seeds.summarise(path, versus="baseline")
-    with open(str(tmp_path / "seeds_summary.csv")) as fh:
-        summary = {r["variant"]: r for r in csv.DictReader(fh)}
+    summary = summary_by_variant(path, "baseline")
     to_baseline = sum(other.values()) / 3 - 89.0
     assert abs(float(summary["python s=2"]["minus_versus"]) - to_baseline) < 0.006
 
@@ -104,13 +111,8 @@ def test_budget_seeds_summary_pairs_unmerged_stages_on_their_own_inputs(tmp_path
               "every-consumer": {0: 87.0, 1: 86.5, 2: 88.0},
               "refit unmerged-inputs": {0: 78.0, 1: 80.0, 2: 76.0},
               "every-consumer unmerged-inputs": {0: 82.0, 1: 83.0, 2: 81.5}}
-    for variant, by_seed in values.items():
-        for seed, acc in by_seed.items():
-            budget_seeds.append_rows(path, [row("lenet", "split", seed, 89.0, variant, 0.10,
-                                                acc)])
-    budget_seeds.summarise(path, versus="refit")
-    with open(str(tmp_path / "seeds_summary.csv")) as fh:
-        summary = {r["variant"]: r for r in csv.DictReader(fh)}
+    write_series(path, values)
+    summary = summary_by_variant(path, "refit")
     got = summary["every-consumer unmerged-inputs"]
     diffs = [values["every-consumer unmerged-inputs"][s] - values["refit unmerged-inputs"][s]
              for s in range(3)]
@@ -123,13 +125,8 @@ def test_budget_seeds_summary_pairs_unmerged_stages_on_their_own_inputs(tmp_path
     path = str(tmp_path / "powers.csv")
     values = {"p=1.5": {0: 87.0, 1: 86.0}, "p=1": {0: 86.0, 1: 85.5},
               "p=1.5 refit": {0: 80.0, 1: 81.0}, "p=1 refit": {0: 82.0, 1: 82.5}}
-    for variant, by_seed in values.items():
-        for seed, acc in by_seed.items():
-            budget_seeds.append_rows(path, [row("lenet", "split", seed, 89.0, variant, 0.10,
-                                                acc)])
-    budget_seeds.summarise(path, versus="p=1.5")
-    with open(str(tmp_path / "powers_summary.csv")) as fh:
-        summary = {r["variant"]: r for r in csv.DictReader(fh)}
+    write_series(path, values)
+    summary = summary_by_variant(path, "p=1.5")
     assert summary["p=1 refit"]["versus"] == "p=1.5 refit"
     assert abs(float(summary["p=1 refit"]["minus_versus"]) - 1.75) < 0.006
     assert summary["p=1"]["versus"] == "p=1.5"

@@ -141,3 +141,14 @@ fib_graph *test_paired_input_chain(const int64_t *dims, int layers, uint64_t see
     }
     return g;
 }
+
+fib_base *test_uncorrected_budget(const fib_graph *g, double budget)
+{
+    fib_budget_options o;
+    fib_budget_options_init(&o, sizeof o);
+    o.merge_inputs = 1;
+    o.dtype = FIB_DTYPE_F64;
+    fib_base *b = NULL;
+    CHECK_OK(fib_compress_to_budget(g, budget, &o, &b));
+    return b;
+}

@@ -38,4 +38,9 @@ int test_differing_tensors(const fib_base *x, const fib_base *y);
 fib_graph *test_paired_input_chain(const int64_t *dims, int layers, uint64_t seed,
                                    const double *first_bias);
 
+/* g's budget base at `budget` without the synthetic correction, inputs
+ * merged, in float64: what a corrected base is compared with to show that
+ * the correction moved it (NULL on failure, counted). */
+fib_base *test_uncorrected_budget(const fib_graph *g, double budget);
+
 #endif

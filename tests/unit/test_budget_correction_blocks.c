@@ -54,12 +54,7 @@ static void streamed_blocks_give_one_blocks_base(void)
     }
     /* the correction moved the base: blocks that dropped samples would too,
      * but not all alike (the comparison above would fail) */
-    fib_budget_options o0;
-    fib_budget_options_init(&o0, sizeof o0);
-    o0.merge_inputs = 1;
-    o0.dtype = FIB_DTYPE_F64;
-    fib_base *plain = NULL;
-    CHECK_OK(fib_compress_to_budget(g, 0.2, &o0, &plain));
+    fib_base *plain = test_uncorrected_budget(g, 0.2);
     if (whole && plain)
         CHECK(test_output_difference(fib_base_graph(whole), fib_base_graph(plain), 3, 16, 1.0) >
               1e-6);

@@ -50,12 +50,7 @@ static void kernel_products_give_the_axpys_base(void)
         CHECK(test_differing_tensors(bp, bm) == 0);
         CHECK(test_output_difference(fib_base_graph(bp), fib_base_graph(bm), 3, 16, 1.0) == 0.0);
         /* and the correction moved the base: it is not Eq. 10's */
-        fib_budget_options o0;
-        fib_budget_options_init(&o0, sizeof o0);
-        o0.merge_inputs = 1;
-        o0.dtype = FIB_DTYPE_F64;
-        fib_base *b0 = NULL;
-        CHECK_OK(fib_compress_to_budget(plus, 0.3, &o0, &b0));
+        fib_base *b0 = test_uncorrected_budget(plus, 0.3);
         if (b0)
             CHECK(test_output_difference(fib_base_graph(bp), fib_base_graph(b0), 3, 16, 1.0) >
                   1e-6);

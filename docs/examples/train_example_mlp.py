@@ -8,6 +8,12 @@ metadata by a few lines of standard-library Python (Debian has no
 safetensors package); the format is described in docs/model-files.md.
 
     /usr/bin/python3 docs/examples/train_example_mlp.py [-o OUT] [--epochs N]
+
+`--evaluate BASE...` trains nothing: it reads the network at -o and each
+base written from it (`fibration compress ... -o BASE`) with
+fibration.torch.load and prints, on the 10,000 test images, each one's
+accuracy and the largest change of a logit as a share of the network's
+largest logit (the figures of the README's main job).
 """
 import argparse
 import gzip
@@ -73,6 +79,26 @@ def structure(model):
             "producer": "docs/examples/train_example_mlp.py", "groups": groups}
 
 
+def evaluate(original, bases, x_test, y_test):
+    """Test accuracy of `original` and of each base, and each base's largest
+    logit change over the test images / the original's largest |logit|."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                    "bindings", "python"))
+    import fibration.torch as ft
+    with torch.no_grad():
+        reference = ft.load(original)(x_test)
+        print(f"{original}: test accuracy {accuracy_of(reference, y_test):.4f}")
+        for path in bases:
+            out = ft.load(path)(x_test)
+            change = float((out - reference).abs().max() / reference.abs().max())
+            print(f"{path}: test accuracy {accuracy_of(out, y_test):.4f}, "
+                  f"largest logit change {change:.1%} of the largest logit")
+
+
+def accuracy_of(logits, labels):
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -80,7 +106,12 @@ def main():
         here, "fashion_mlp.safetensors"))
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--evaluate", nargs="+", metavar="BASE",
+                    help="compare these bases of the network at -o on the test set")
     args = ap.parse_args()
+    if args.evaluate:
+        evaluate(args.output, args.evaluate, *load_split("t10k"))
+        return
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
@@ -108,7 +139,7 @@ def main():
               file=sys.stderr)
 
     with torch.no_grad():
-        accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
+        accuracy = accuracy_of(model(x_test), y_test)
     print(f"test accuracy: {accuracy:.4f}")
     tensors = {k: v for k, v in model.state_dict().items()}
     save_safetensors(args.output, tensors,

@@ -486,12 +486,13 @@ def write_summary(rows, path):
     t-interval (half-width); a difference whose interval excludes 0 is marked.
     Then the loss of plasticity: the score over the first 20% of the tasks and
     the paired change last - first, with theirs; and the means over seeds of
-    the dead units after the last task and of the units renewed in the run."""
+    the dead units after the last task and of the units renewed in the run,
+    their 95% t half-widths in the last two columns."""
     with open(path, "w") as fh:
         fh.write("benchmark,method,seeds,last,last_ci95,minus_sgd,minus_sgd_ci95,"
                  "minus_sgd_excludes_0,minus_cbp,minus_cbp_ci95,minus_cbp_excludes_0,"
                  "first,first_ci95,last_minus_first,last_minus_first_ci95,"
-                 "dead_at_end,units_renewed\n")
+                 "dead_at_end,units_renewed,dead_at_end_ci95,units_renewed_ci95\n")
         for bench in dict.fromkeys(r[0] for r in rows):
             n = max(r[3] for r in rows if r[0] == bench) + 1
             tail = max(1, n // 5)
@@ -523,8 +524,11 @@ def write_summary(rows, path):
                 cells += ["%.4f" % x for x in t_interval([first[method][s] for s in seeds])]
                 mean, half = t_interval([last[method][s] - first[method][s] for s in seeds])
                 cells += ["%+.4f" % mean, "%.4f" % half]
-                cells += ["%.1f" % np.mean(dead.get(method, [np.nan])),
-                          "%.1f" % np.mean([sum(v) for v in renewed[method].values()])]
+                dead_mean, dead_half = t_interval(dead.get(method, [np.nan]))
+                renewed_mean, renewed_half = t_interval([sum(v) for v in
+                                                         renewed[method].values()])
+                cells += ["%.1f" % dead_mean, "%.1f" % renewed_mean,
+                          "%.1f" % dead_half, "%.1f" % renewed_half]
                 fh.write(",".join(cells) + "\n")
 
 

@@ -30,7 +30,9 @@ runs that C correction too, so with the default input_sensitivity `c` is
 the same model; the numpy correction of the "Python (numpy)" column of
 docs/compression.md is now only the tests' reference (_budget.synthetic_refit).
 `--stages` adds the correction's stages on the same C classes (merged
-inputs, no C correction): `refit` (refit_chain alone), `first-consumer`
+inputs, no C correction): `representatives` (the C base rebuilt as it is,
+its own least-squares representatives: what `refit` starts from), `refit`
+(refit_chain alone), `first-consumer`
 (the numpy correction of the first merge's consumer only, refit_chain
 after it) and `every-consumer` (the numpy correction of every consumer,
 _budget.synthetic_refit), each from the same synthetic draw;
@@ -63,7 +65,7 @@ from fibration.torch._rebuild import rebuild  # noqa: E402
 from exp_continual import t_interval  # noqa: E402
 
 BUDGETS = (0.10, 0.17, 0.30)
-STAGES = ("refit", "first-consumer", "every-consumer")
+STAGES = ("representatives", "refit", "first-consumer", "every-consumer")
 UNMERGED = " unmerged-inputs"   # a stage's name suffix on classes without merged inputs
 REFIT_ONLY = " refit"           # a power's name suffix without the synthetic correction
 # the numpy correction of every consumer, before --stages swaps in its own
@@ -213,8 +215,11 @@ def first_consumer_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=N
 def corrected_by_stage(net, model, base, stage, scale):
     """`base` (C classes, no C correction) rebuilt and corrected up to
     `stage` (one of STAGES) in numpy; the synthetic draw is
-    synthetic_refit's default seed for both correcting stages."""
+    synthetic_refit's default seed for both correcting stages.
+    `representatives` is the rebuilt base itself."""
     small = rebuild(net, base, "Budget")
+    if stage == "representatives":
+        return small
     _budget.synthetic_refit = first_consumer_refit if stage == "first-consumer" \
         else REFERENCE_REFIT
     try:

@@ -1,9 +1,10 @@
 """docs/examples/budget_seeds.py --stages / --unmerged-inputs: the variants
-behind docs/compression.md's stages of the correction (refit alone, the
-first consumer corrected, every consumer corrected) and the budget without
-merged inputs. The first-consumer stage corrects exactly the first merge's
-consumer: it fits that consumer at least as well as refit_chain does, keeps
-planted copies exact, and leaves every later layer to refit_chain."""
+behind docs/compression.md's stages of the correction (the C representatives,
+refit alone, the first consumer corrected, every consumer corrected) and the
+budget without merged inputs. The first-consumer stage corrects exactly the
+first merge's consumer: it fits that consumer at least as well as
+refit_chain does, keeps planted copies exact, and leaves every later layer
+to refit_chain."""
 
 import os
 import sys
@@ -119,6 +120,11 @@ def test_stage_variants_and_the_reference_restored():
                                    atol=1e-6)
         outs = {k: m(x).numpy() for k, m in got.items()}
     assert not np.allclose(outs["refit"], outs["every-consumer"], atol=1e-4)
+    # representatives: the C base as it is, which refit_chain then re-derives
+    with torch.no_grad():
+        np.testing.assert_array_equal(outs["representatives"],
+                                      rebuild(net, base, "Budget")(x).numpy())
+    assert not np.allclose(outs["representatives"], outs["refit"], atol=1e-4)
 
     class Args:
         input_sensitivity = ""
@@ -126,9 +132,9 @@ def test_stage_variants_and_the_reference_restored():
         stages = True
         unmerged_inputs = True
     assert budget_seeds.requested_variants(Args) == [
-        "python", "c", "c-plain", "refit", "first-consumer", "every-consumer",
-        "refit unmerged-inputs", "first-consumer unmerged-inputs",
-        "every-consumer unmerged-inputs", "unmerged-inputs"]
+        "python", "c", "c-plain", "representatives", "refit", "first-consumer",
+        "every-consumer", "representatives unmerged-inputs", "refit unmerged-inputs",
+        "first-consumer unmerged-inputs", "every-consumer unmerged-inputs", "unmerged-inputs"]
     Args.stages = Args.unmerged_inputs = Args.c_correction = False
     assert budget_seeds.requested_variants(Args) == ["python"]
     Args.powers = "1,1.5"

@@ -27,17 +27,17 @@ the given input_sensitivity (the library's default when not given);
 `--c-correction` adds `c` (fib_compress_to_budget with its own correction,
 synthetic_scale, rebuilt as it is) and `c-plain` (no correction). `python`
 runs that C correction too, so with the default input_sensitivity `c` is
-the same model; the numpy correction of the "Python (numpy)" column of
-docs/compression.md is now only the tests' reference (_budget.synthetic_refit).
+the same model; the numpy correction (_budget.synthetic_refit) is now only
+the tests' reference and that of the stages below.
 `--stages` adds the correction's stages on the same C classes (merged
-inputs, no C correction): `representatives` (the C base rebuilt as it is,
-its own least-squares representatives: what `refit` starts from), `refit`
-(refit_chain alone), `first-consumer`
+inputs, no C correction): `refit` (refit_chain alone), `first-consumer`
 (the numpy correction of the first merge's consumer only, refit_chain
 after it) and `every-consumer` (the numpy correction of every consumer,
 _budget.synthetic_refit), each from the same synthetic draw;
-`--unmerged-inputs` adds `unmerged-inputs` (compress(budget=) with
-merge_inputs=False) and, with `--stages`, the three stages on classes
+`--representatives` adds, before them, `representatives` (the C base
+rebuilt as it is, its own least-squares representatives: what `refit`
+starts from); `--unmerged-inputs` adds `unmerged-inputs` (compress(budget=)
+with merge_inputs=False) and, with the stages, each stage on classes
 without merged inputs too (`refit unmerged-inputs`, ...). `--powers
 0.5,1,...` adds compress(budget=) at each sensitivity_power, with its
 correction (`p=0.5`) and without (`p=0.5 refit`: refit_chain alone).
@@ -65,7 +65,7 @@ from fibration.torch._rebuild import rebuild  # noqa: E402
 from exp_continual import t_interval  # noqa: E402
 
 BUDGETS = (0.10, 0.17, 0.30)
-STAGES = ("representatives", "refit", "first-consumer", "every-consumer")
+STAGES = ("refit", "first-consumer", "every-consumer")
 UNMERGED = " unmerged-inputs"   # a stage's name suffix on classes without merged inputs
 REFIT_ONLY = " refit"           # a power's name suffix without the synthetic correction
 # the numpy correction of every consumer, before --stages swaps in its own
@@ -93,6 +93,8 @@ def main(argv=None):
     ap.add_argument("--c-correction", action="store_true")
     ap.add_argument("--stages", action="store_true",
                     help="add refit, first-consumer and every-consumer (numpy)")
+    ap.add_argument("--representatives", action="store_true",
+                    help="add the C base rebuilt as it is (no refit, no correction)")
     ap.add_argument("--unmerged-inputs", action="store_true",
                     help="add compress(budget=) without merged inputs")
     ap.add_argument("--powers", default="",
@@ -141,13 +143,13 @@ def main(argv=None):
                     base, _ = _budget.base_to_budget(net.graph, budget, merge_inputs=True,
                                                      synthetic_scale=sigma)
                     runs.append((name, rebuild(net, base, "Budget")))
-            if args.stages:
+            if stages_of(args):
                 scale = _budget._input_scale(example)
                 for merge in (True, False) if args.unmerged_inputs else (True,):
                     base, _ = _budget.base_to_budget(net.graph, budget, merge_inputs=merge)
                     runs += [(stage if merge else stage + UNMERGED,
                               corrected_by_stage(net, model, base, stage, scale))
-                             for stage in STAGES]
+                             for stage in stages_of(args)]
             if args.unmerged_inputs:
                 small, _ = _budget.compress_to_budget(model, example, budget, merge_inputs=False)
                 runs.append(("unmerged-inputs", small))
@@ -184,15 +186,20 @@ def requested_variants(args):
     variants = ["python" if f is None else "python s=%g" % f for f in factors]
     if args.c_correction:
         variants += ["c", "c-plain"]
-    if args.stages:
-        variants += list(STAGES)
-        if args.unmerged_inputs:
-            variants += [stage + UNMERGED for stage in STAGES]
+    variants += list(stages_of(args))
+    if args.unmerged_inputs:
+        variants += [stage + UNMERGED for stage in stages_of(args)]
     if args.unmerged_inputs:
         variants.append("unmerged-inputs")
     for power in powers_of(args):
         variants += ["p=%g" % power, "p=%g%s" % (power, REFIT_ONLY)]
     return variants
+
+
+def stages_of(args):
+    """The correction's stages asked for, in the order their rows are written."""
+    return (("representatives",) if getattr(args, "representatives", False) else ()) + \
+        (STAGES if args.stages else ())
 
 
 def powers_of(args):

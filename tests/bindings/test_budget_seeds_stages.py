@@ -109,7 +109,7 @@ def test_stage_variants_and_the_reference_restored():
     base, _ = _budget.base_to_budget(net.graph, 0.5, merge_inputs=True)
     scale = _budget._input_scale(example)
     got = {stage: budget_seeds.corrected_by_stage(net, model, base, stage, scale)
-           for stage in budget_seeds.STAGES}
+           for stage in ("representatives",) + budget_seeds.STAGES}
     assert _budget.synthetic_refit is budget_seeds.REFERENCE_REFIT
     # every-consumer is the numpy reference's correction as _refit_model applies it
     direct = rebuild(net, base, "Budget")
@@ -132,10 +132,14 @@ def test_stage_variants_and_the_reference_restored():
         stages = True
         unmerged_inputs = True
     assert budget_seeds.requested_variants(Args) == [
-        "python", "c", "c-plain", "representatives", "refit", "first-consumer",
-        "every-consumer", "representatives unmerged-inputs", "refit unmerged-inputs",
-        "first-consumer unmerged-inputs", "every-consumer unmerged-inputs", "unmerged-inputs"]
-    Args.stages = Args.unmerged_inputs = Args.c_correction = False
+        "python", "c", "c-plain", "refit", "first-consumer", "every-consumer",
+        "refit unmerged-inputs", "first-consumer unmerged-inputs",
+        "every-consumer unmerged-inputs", "unmerged-inputs"]
+    Args.representatives = True
+    Args.unmerged_inputs = Args.c_correction = False
+    assert budget_seeds.requested_variants(Args) == [
+        "python", "representatives", "refit", "first-consumer", "every-consumer"]
+    Args.stages = Args.representatives = False
     assert budget_seeds.requested_variants(Args) == ["python"]
     Args.powers = "1,1.5"
     assert budget_seeds.requested_variants(Args) == ["python", "p=1", "p=1 refit", "p=1.5",

@@ -8,6 +8,7 @@ packages=(
   python3 python3-numpy python3-pytest python3-torch libopenblas0-pthread
   python3-torchvision                               # every torchvision builder (tests)
   python3-matplotlib                                # Python package and examples
+  python3-networkx python3-scipy                    # the graph API's from_networkx / from_scipy (tests)
   python3-mesonpy python3-venv                      # pip install . (tests/bindings/test_pip_install.py)
   dataset-fashion-mnist                             # real data for tests and examples
   vim-runtime                                       # text corpus of docs/examples/exp_transformer.py

@@ -838,6 +838,20 @@ typedef struct fib_budget_options {
                             compress(budget=) for float32, float16 and
                             bfloat16 models. A merged value float32 cannot
                             hold is FIB_E_NONFINITE. */
+    /* Appended to the fourth layout (FIB_BUDGET_OPTIONS_SIZE_4 bytes); a
+     * caller built against it gets the default ridge: */
+    double synthetic_ridge; /* with synthetic_scale: the ridge of each
+                            least-squares fit, relative to its Gram
+                            matrix's mean diagonal, pulling the fit towards
+                            the consumer the re-derived representatives
+                            give (units the synthetic inputs seldom excite
+                            keep weights near it). Finite and >= 0; default
+                            1e-3 (chosen on the Fashion-MNIST training
+                            split, docs/compression.md). 0: plain least
+                            squares; a tiny value such as 1e-10 is in
+                            effect none but always solvable. A fit whose
+                            Gram matrix is not positive definite or whose
+                            solution is not finite keeps that consumer. */
 } fib_budget_options;
 
 /* sizeof(fib_budget_options) of its first layout, before merge_inputs;
@@ -847,6 +861,8 @@ typedef struct fib_budget_options {
 #define FIB_BUDGET_OPTIONS_SIZE_2 88
 /* sizeof(fib_budget_options) of its third layout, before dtype. */
 #define FIB_BUDGET_OPTIONS_SIZE_3 104
+/* sizeof(fib_budget_options) of its fourth layout, before synthetic_ridge. */
+#define FIB_BUDGET_OPTIONS_SIZE_4 112
 
 /* Fills *options with the defaults. Errors: FIB_E_NULL, FIB_E_INVALID. */
 FIB_API int32_t fib_budget_options_init(fib_budget_options *options,

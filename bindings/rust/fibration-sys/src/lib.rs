@@ -136,6 +136,7 @@ pub const FIB_COPY: u32 = 1;
 pub const FIB_BUDGET_OPTIONS_SIZE_1: i32 = 48;
 pub const FIB_BUDGET_OPTIONS_SIZE_2: i32 = 88;
 pub const FIB_BUDGET_OPTIONS_SIZE_3: i32 = 104;
+pub const FIB_BUDGET_OPTIONS_SIZE_4: i32 = 112;
 /// the definition: start from one class per group (the default)
 pub const FIB_CONVENTION_PURE: i32 = 0;
 /// FastFibration's: nodes without inputs are singletons, every strongly connected component without inputs from outside starts as its own class, and nodes whose only inputs are self-loops are used as extra splitters; reproduces published fiber counts (E. coli: 555 classes, pure: 414)
@@ -253,6 +254,7 @@ pub struct fib_budget_options {
     pub progress: fib_progress_fn,
     pub progress_user: *mut c_void,
     pub dtype: i32,
+    pub synthetic_ridge: f64,
 }
 
 #[repr(C)]

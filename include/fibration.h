@@ -885,7 +885,8 @@ FIB_API int32_t fib_budget_options_init(fib_budget_options *options,
  *      over the merged classes of its source), refined by Lloyd rounds
  *      (refine_iterations) and compressed;
  *   5. with synthetic_scale > 0 the merged layers are corrected without
- *      data (see synthetic_scale; options.corrected says whether).
+ *      data (see synthetic_scale and synthetic_ridge; options.corrected
+ *      says whether).
  * With merge_inputs, the input group is one more candidate: its units are
  * clustered by plain Ward on their outgoing weight columns (an input's
  * merge error is the distance of its column to its class's mean column,
@@ -1630,10 +1631,10 @@ FIB_API int32_t fib_compress_to_budget_ex(const fib_graph *graph,
  * results may differ from one version to the next:
  *  - the base fib_compress_to_budget and fib_compress_to_budget_ex choose
  *    for a given budget (which merges the search takes, the sensitivities,
- *    the defaults of sensitivity_power, input_sensitivity and
- *    refine_iterations): the base stays within the budget, computes what
- *    its graph computes up to its merges, and `bound` is the estimate for
- *    the base returned;
+ *    the defaults of sensitivity_power, input_sensitivity,
+ *    refine_iterations and synthetic_ridge): the base stays within the
+ *    budget, computes what its graph computes up to its merges, and
+ *    `bound` is the estimate for the base returned;
  *  - which graphs FIB_TOL_SCALED and the budgets accept beyond chains of
  *    dense blocks (refused today with FIB_E_UNSUPPORTED, naming the group);
  *  - which Hugging Face configurations fib_model_load accepts in a

@@ -1034,7 +1034,8 @@ number of classes of every hidden group itself, data-free:
      over the merged classes of its source), refined by Lloyd rounds
      (refine_iterations) and compressed;
   5. with synthetic_scale > 0 the merged layers are corrected without
-     data (see synthetic_scale; options.corrected says whether).
+     data (see synthetic_scale and synthetic_ridge; options.corrected
+     says whether).
 With merge_inputs, the input group is one more candidate: its units are
 clustered by plain Ward on their outgoing weight columns (an input's
 merge error is the distance of its column to its class's mean column,

@@ -838,6 +838,20 @@ typedef struct fib_budget_options {
                             compress(budget=) for float32, float16 and
                             bfloat16 models. A merged value float32 cannot
                             hold is FIB_E_NONFINITE. */
+    /* Appended to the fourth layout (FIB_BUDGET_OPTIONS_SIZE_4 bytes); a
+     * caller built against it gets the default ridge: */
+    double synthetic_ridge; /* with synthetic_scale: the ridge of each
+                            least-squares fit, relative to its Gram
+                            matrix's mean diagonal, pulling the fit towards
+                            the consumer the re-derived representatives
+                            give (units the synthetic inputs seldom excite
+                            keep weights near it). Finite and >= 0; default
+                            1e-3 (chosen on the Fashion-MNIST training
+                            split, docs/compression.md). 0: plain least
+                            squares; a tiny value such as 1e-10 is in
+                            effect none but always solvable. A fit whose
+                            Gram matrix is not positive definite or whose
+                            solution is not finite keeps that consumer. */
 } fib_budget_options;
 
 /* sizeof(fib_budget_options) of its first layout, before merge_inputs;
@@ -847,6 +861,8 @@ typedef struct fib_budget_options {
 #define FIB_BUDGET_OPTIONS_SIZE_2 88
 /* sizeof(fib_budget_options) of its third layout, before dtype. */
 #define FIB_BUDGET_OPTIONS_SIZE_3 104
+/* sizeof(fib_budget_options) of its fourth layout, before synthetic_ridge. */
+#define FIB_BUDGET_OPTIONS_SIZE_4 112
 
 /* Fills *options with the defaults. Errors: FIB_E_NULL, FIB_E_INVALID. */
 FIB_API int32_t fib_budget_options_init(fib_budget_options *options,
@@ -869,7 +885,8 @@ FIB_API int32_t fib_budget_options_init(fib_budget_options *options,
  *      over the merged classes of its source), refined by Lloyd rounds
  *      (refine_iterations) and compressed;
  *   5. with synthetic_scale > 0 the merged layers are corrected without
- *      data (see synthetic_scale; options.corrected says whether).
+ *      data (see synthetic_scale and synthetic_ridge; options.corrected
+ *      says whether).
  * With merge_inputs, the input group is one more candidate: its units are
  * clustered by plain Ward on their outgoing weight columns (an input's
  * merge error is the distance of its column to its class's mean column,
@@ -1614,10 +1631,10 @@ FIB_API int32_t fib_compress_to_budget_ex(const fib_graph *graph,
  * results may differ from one version to the next:
  *  - the base fib_compress_to_budget and fib_compress_to_budget_ex choose
  *    for a given budget (which merges the search takes, the sensitivities,
- *    the defaults of sensitivity_power, input_sensitivity and
- *    refine_iterations): the base stays within the budget, computes what
- *    its graph computes up to its merges, and `bound` is the estimate for
- *    the base returned;
+ *    the defaults of sensitivity_power, input_sensitivity,
+ *    refine_iterations and synthetic_ridge): the base stays within the
+ *    budget, computes what its graph computes up to its merges, and
+ *    `bound` is the estimate for the base returned;
  *  - which graphs FIB_TOL_SCALED and the budgets accept beyond chains of
  *    dense blocks (refused today with FIB_E_UNSUPPORTED, naming the group);
  *  - which Hugging Face configurations fib_model_load accepts in a

@@ -3,6 +3,7 @@
 
     python3 docs/examples/budget_seeds.py lenet [--input-sensitivity 1,2,3]
     python3 docs/examples/budget_seeds.py mlp --c-correction
+    python3 docs/examples/budget_seeds.py mlp --c-correction --ridges 1e-10 --versus c
     python3 docs/examples/budget_seeds.py lenet --evaluate test
 
 By default the networks are trained on the first 50,000 training images and
@@ -29,6 +30,9 @@ synthetic_scale, rebuilt as it is) and `c-plain` (no correction). `python`
 runs that C correction too, so with the default input_sensitivity `c` is
 the same model; the numpy correction (_budget.synthetic_refit) is now only
 the tests' reference and that of the stages below.
+`--ridges 1e-10,...` (with `--c-correction`) adds `c ridge=1e-10`, ...: `c`
+with that ridge (fib_budget_options.synthetic_ridge; `c` has the library's
+default, 1e-3; 1e-10 is in effect none).
 `--stages` adds the correction's stages on the same C classes (merged
 inputs, no C correction): `refit` (refit_chain alone), `first-consumer`
 (the numpy correction of the first merge's consumer only, refit_chain
@@ -68,6 +72,7 @@ BUDGETS = (0.10, 0.17, 0.30)
 STAGES = ("refit", "first-consumer", "every-consumer")
 UNMERGED = " unmerged-inputs"   # a stage's name suffix on classes without merged inputs
 REFIT_ONLY = " refit"           # a power's name suffix without the synthetic correction
+RIDGE = "c ridge=%g"            # the C correction at another ridge
 # the numpy correction of every consumer, before --stages swaps in its own
 REFERENCE_REFIT = _budget.synthetic_refit
 
@@ -91,6 +96,9 @@ def main(argv=None):
     ap.add_argument("--input-sensitivity", default="",
                     help="comma-separated factors to compare (default: the library's)")
     ap.add_argument("--c-correction", action="store_true")
+    ap.add_argument("--ridges", default="",
+                    help="with --c-correction: comma-separated ridges of the C correction, "
+                         "variants c ridge=R")
     ap.add_argument("--stages", action="store_true",
                     help="add refit, first-consumer and every-consumer (numpy)")
     ap.add_argument("--representatives", action="store_true",
@@ -106,6 +114,8 @@ def main(argv=None):
                     help="the summary's paired differences are to this variant, or to "
                          "the uncompressed network: baseline (default: python)")
     args = ap.parse_args(argv)
+    if ridges_of(args) and not args.c_correction:
+        ap.error("--ridges adds variants of the C correction: give --c-correction too")
     torch.set_num_threads(1)
     x_tr, y_tr, x_te, y_te = fashion_data.load(60000, 10000)
     x_tr, x_te = x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1)
@@ -139,9 +149,14 @@ def main(argv=None):
                 runs.append(("python" if factor is None else "python s=%g" % factor, small))
             if args.c_correction:
                 scale = _budget._input_scale(example)
-                for name, sigma in (("c", scale), ("c-plain", 0.0)):
-                    base, _ = _budget.base_to_budget(net.graph, budget, merge_inputs=True,
-                                                     synthetic_scale=sigma)
+                c_runs = [("c", scale, None), ("c-plain", 0.0, None)]
+                c_runs += [(RIDGE % ridge, scale, ridge) for ridge in ridges_of(args)]
+                for name, sigma, ridge in c_runs:
+                    base, info = _budget.base_to_budget(net.graph, budget, merge_inputs=True,
+                                                        synthetic_scale=sigma,
+                                                        synthetic_ridge=ridge)
+                    if ridge is not None and not info["corrected"]:
+                        raise RuntimeError("budget_seeds: the C correction does not apply")
                     runs.append((name, rebuild(net, base, "Budget")))
             if stages_of(args):
                 scale = _budget._input_scale(example)
@@ -185,7 +200,7 @@ def requested_variants(args):
     factors = [float(f) for f in args.input_sensitivity.split(",") if f] or [None]
     variants = ["python" if f is None else "python s=%g" % f for f in factors]
     if args.c_correction:
-        variants += ["c", "c-plain"]
+        variants += ["c", "c-plain"] + [RIDGE % ridge for ridge in ridges_of(args)]
     variants += list(stages_of(args))
     if args.unmerged_inputs:
         variants += [stage + UNMERGED for stage in stages_of(args)]
@@ -200,6 +215,10 @@ def stages_of(args):
     """The correction's stages asked for, in the order their rows are written."""
     return (("representatives",) if getattr(args, "representatives", False) else ()) + \
         (STAGES if args.stages else ())
+
+
+def ridges_of(args):
+    return [float(r) for r in getattr(args, "ridges", "").split(",") if r]
 
 
 def powers_of(args):

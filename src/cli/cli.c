@@ -198,6 +198,7 @@ static void defaults(cli_options *o, const char *verb)
     o->act_param = 0.01;
     o->format = FORMAT_TABLE;
     o->dot_max_classes = 64;
+    o->correction_ridge = -1;
 }
 
 /* Which options were given, for the checks after parsing. */
@@ -270,6 +271,11 @@ static int value_option(int argc, char **argv, int *i, unsigned accepted,
             !isfinite(o->input_scale))
             return cli_usage(verb, "--input-scale needs a number > 0 (the inputs' typical "
                              "standard deviation)");
+    } else if (VALUE("--correction-ridge", OPT_BUDGET)) {
+        if (r < 0 || !parse_double(v, &o->correction_ridge) || !(o->correction_ridge >= 0) ||
+            !isfinite(o->correction_ridge))
+            return cli_usage(verb, "--correction-ridge needs a number >= 0 (relative to the "
+                             "Gram matrix's mean diagonal)");
     } else if (VALUE("--seed", OPT_SEED)) {
         if (r < 0 || !parse_u64(v, &o->seed))
             return cli_usage(verb, "--seed needs a non-negative integer");
@@ -423,6 +429,8 @@ int cli_parse(int argc, char **argv, unsigned accepted, void (*help)(FILE *),
         return tree_checks(o, &seen);
     if ((o->merge_inputs || o->input_scale > 0) && !(o->budget > 0))
         return cli_usage(verb, "--merge-inputs and --input-scale need --budget");
+    if (o->correction_ridge >= 0 && !(o->input_scale > 0))
+        return cli_usage(verb, "--correction-ridge needs --input-scale (the correction)");
     /* a budget chooses its grouping and every layer's classes itself */
     if (o->budget > 0 && (seen.symmetry || seen.tolerance || seen.eps))
         return cli_usage(verb, "--budget chooses the classes itself: no --symmetry, "

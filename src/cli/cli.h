@@ -62,6 +62,8 @@ typedef struct cli_options {
     bool merge_inputs;      /* --merge-inputs (with --budget) */
     double input_scale;     /* --input-scale (with --budget): the correction's
                                synthetic input scale, 0: no correction */
+    double correction_ridge; /* --correction-ridge (with --input-scale): the
+                               correction's ridge, < 0: the library's default */
     int32_t convention;     /* --convention: FIB_CONVENTION_* */
     uint32_t edgelist_flags; /* --header, --no-header: FIB_EDGELIST_* */
     const char *columns;    /* --columns or --weight-column: the columns' roles */

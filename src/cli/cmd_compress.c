@@ -38,6 +38,10 @@ static void help(FILE *f)
             "  --input-scale S     with --budget: correct the merged layers without\n"
             "                      data, by least squares on synthetic inputs of\n"
             "                      standard deviation S (the inputs' typical one)\n"
+            "  --correction-ridge R\n"
+            "                      with --input-scale: the ridge of the correction's\n"
+            "                      least squares, times the Gram matrix's mean\n"
+            "                      diagonal (default 1e-3; 0: plain least squares)\n"
             "  --dtype D           keep (default: the model's dtype, float32 unless\n"
             "                      MODEL holds float64), f32 or f64\n"
             "  --json              print the summary as JSON\n"
@@ -98,6 +102,8 @@ int cmd_compress(int argc, char **argv)
     if (o.budget > 0) {
         budget.merge_inputs = o.merge_inputs;
         budget.synthetic_scale = o.input_scale;
+        if (o.correction_ridge >= 0)
+            budget.synthetic_ridge = o.correction_ridge;
         /* the base is made in the dtype it is written in, as below */
         budget.dtype = dtype;
         /* the budget's steps are clusterings, not shares of the weights */

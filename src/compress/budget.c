@@ -74,6 +74,8 @@ _Static_assert(offsetof(fib_budget_options, progress) == FIB_BUDGET_OPTIONS_SIZE
                "the second layout of fib_budget_options ends where progress starts");
 _Static_assert(offsetof(fib_budget_options, dtype) == FIB_BUDGET_OPTIONS_SIZE_3,
                "the third layout of fib_budget_options ends where dtype starts");
+_Static_assert(offsetof(fib_budget_options, synthetic_ridge) == FIB_BUDGET_OPTIONS_SIZE_4,
+               "the fourth layout of fib_budget_options ends where synthetic_ridge starts");
 
 int32_t fib_budget_options_init(fib_budget_options *o, size_t struct_size)
 {
@@ -90,6 +92,8 @@ int32_t fib_budget_options_init(fib_budget_options *o, size_t struct_size)
         o->input_sensitivity = 3.0;
     if (size >= offsetof(fib_budget_options, synthetic_samples) + sizeof(int32_t))
         o->synthetic_samples = 8192;
+    if (size >= offsetof(fib_budget_options, synthetic_ridge) + sizeof(double))
+        o->synthetic_ridge = FIB_BUDGET_DEFAULT_RIDGE;
     return FIB_OK;
 }
 
@@ -539,7 +543,7 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
     *corrected = false;
     if (!status && correcting)
         status = fib_budget_correct(g, col, o->synthetic_scale, o->synthetic_samples,
-                                    &check, *base_out, corrected);
+                                    o->synthetic_ridge, &check, *base_out, corrected);
     for (int32_t k = 0; !status && correcting && o->dtype == FIB_DTYPE_F32 &&
                         k < (*base_out)->graph->n_groups; k++)
         status = fib_narrow_block((*base_out)->graph, k);
@@ -637,6 +641,9 @@ int32_t fib_compress_to_budget(const fib_graph *g, double budget,
         return fib_error(FIB_E_INVALID, "%s: synthetic_scale %g must be finite and >= 0 and "
                          "synthetic_samples %d at least 1", fn, o->synthetic_scale,
                          (int)o->synthetic_samples);
+    if (!(o->synthetic_ridge >= 0) || !isfinite(o->synthetic_ridge))
+        return fib_error(FIB_E_INVALID, "%s: synthetic_ridge %g must be finite and >= 0", fn,
+                         o->synthetic_ridge);
     int32_t tol = o->tolerance;
     if (tol != 0 && tol != FIB_TOL_WARD && tol != (FIB_TOL_SCALED | FIB_TOL_WARD))
         return fib_error(FIB_E_INVALID,

@@ -10,12 +10,6 @@
 #include <math.h>
 #include <string.h>
 
-/* The ridge, times the Gram matrix's mean diagonal, pulling each fit towards
- * refit_chain's consumer. Units that synthetic inputs seldom excite are
- * poorly determined by the samples alone; with 1e-10 the fit's accuracy on
- * real data swung by up to 7 points with the draw (docs/compression.md,
- * "The correction's ridge"), 1e-3 was chosen on the training split. */
-#define LS_RIDGE 1e-3
 #define TWO_PI 6.283185307179586476925286766559
 
 /* The synthetic inputs, N(0, scale^2) (Box-Muller, from the seeded
@@ -355,23 +349,27 @@ static void accumulate(const double *h, int64_t rows, int64_t k, const double *z
 }
 
 /* (w: m x k, b: m) minimising |h w^T + b - z|^2 + lam |(w, b) - prior|^2
- * from the sums g and rhs of accumulate over every sample, lam = LS_RIDGE
+ * from the sums g and rhs of accumulate over every sample, lam = ridge
  * times the mean diagonal of the Gram matrix; w, b hold the prior on
- * entry and keep it when g is not positive definite. */
-static int32_t least_squares_solve(double *g, double *rhs, int64_t k, int64_t m,
+ * entry and keep it when g is not positive definite or the solution is not
+ * finite (a ridge so large that lam overflows: the prior is its limit). */
+static int32_t least_squares_solve(double *g, double *rhs, int64_t k, int64_t m, double ridge,
                                    const fib_progress_check *check, double *w, double *b)
 {
     int64_t n = k + 1;
     double trace = 0;
     for (int64_t i = 0; i < n; i++)
         trace += tri_row(g, i)[i];
-    double lam = LS_RIDGE * (trace > 0 ? trace : 1e-300) / (double)n;
+    double lam = ridge * (trace > 0 ? trace : 1e-300) / (double)n;
     for (int64_t i = 0; i < n; i++) {
         tri_row(g, i)[i] += lam;
         for (int64_t c = 0; c < m; c++) /* towards the prior */
             rhs[i * m + c] += lam * (i < k ? w[c * k + i] : b[c]);
     }
     int solved = cholesky_solve(g, n, rhs, m, check);
+    for (int64_t i = 0; solved > 0 && i < n * m; i++)
+        if (!isfinite(rhs[i]))
+            solved = 0;
     if (solved > 0)
         for (int64_t c = 0; c < m; c++) {
             for (int64_t i = 0; i < k; i++)
@@ -568,8 +566,8 @@ static void base_inputs(const double *x, int64_t rows, int64_t n0, const fib_par
  * every sample is held. */
 static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l,
                             const fib_partition *inputs, const int64_t *count, double scale,
-                            int64_t S, int64_t block, const fib_progress_check *check,
-                            layer *consumer)
+                            double ridge, int64_t S, int64_t block,
+                            const fib_progress_check *check, layer *consumer)
 {
     int64_t n0 = g->groups[0].n_units, k0 = inputs ? inputs->n_classes : n0;
     int64_t k = consumer->n_in, m = consumer->n_out, n = k + 1, widest = n0;
@@ -630,7 +628,7 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
         accumulate(buf[2], rows, k, a, m, ht, hp, zp, gt, gram, rhs);
     }
     if (!st)
-        st = least_squares_solve(gram, rhs, k, m, check, consumer->w, consumer->b);
+        st = least_squares_solve(gram, rhs, k, m, ridge, check, consumer->w, consumer->b);
     weights_clear(orig, l + 2);
     weights_clear(mine, l + 1);
     fib_free(row);
@@ -648,7 +646,7 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
 }
 
 int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
-                           int64_t n_samples, const fib_progress_check *check,
+                           int64_t n_samples, double ridge, const fib_progress_check *check,
                            fib_base *base, bool *applied)
 {
     *applied = false;
@@ -694,7 +692,7 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
         /* the consumer, full width over its own units, fitted to the
          * original's pre-activations; it is the next layer's rows */
         if (!st)
-            st = fit_consumer(g, base->graph, l, inputs, count, scale, S, block, check,
+            st = fit_consumer(g, base->graph, l, inputs, count, scale, ridge, S, block, check,
                               &consumer);
         cur = consumer;
         consumer = (layer){0};

@@ -33,12 +33,18 @@ int32_t fib_copy_group_attributes(const fib_graph *from, int32_t group,
 /* budget_refit.c: the data-free correction of a budget's base (a chain of
  * dense groups merged by `col`, FIB_TOL_SCALED): representatives re-derived
  * and every merge's consumer refitted by least squares on n_samples
- * synthetic inputs N(0, scale^2 I), written into the base's blocks.
- * *applied: false (base unchanged) when a block has no bias or a hidden
- * activation is not linear, ReLU or leaky ReLU. */
+ * synthetic inputs N(0, scale^2 I), with `ridge` times each Gram matrix's
+ * mean diagonal pulling the fit towards the re-derived consumer, written
+ * into the base's blocks. *applied: false (base unchanged) when a block has
+ * no bias or a hidden activation is not linear, ReLU or leaky ReLU. */
 int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
-                           int64_t n_samples, const fib_progress_check *check,
+                           int64_t n_samples, double ridge, const fib_progress_check *check,
                            fib_base *base, bool *applied);
+/* fib_budget_options.synthetic_ridge's default: units that synthetic
+ * inputs seldom excite are poorly determined by the samples alone, and the
+ * unregularised fit gives them weights that real inputs then exercise
+ * (docs/compression.md, "The correction's ridge", where it was chosen). */
+#define FIB_BUDGET_DEFAULT_RIDGE 1e-3
 /* Samples the correction carries through the networks together (its
  * memory is a block's activations; tests vary it: it changes no bit). */
 extern int64_t fib_budget_correction_block;

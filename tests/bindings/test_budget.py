@@ -316,6 +316,41 @@ def test_budget_synthetic_refit_is_default_and_optional():
     assert _budget._input_scale(torch.ones(4, 12, dtype=torch.int64)) is None
 
 
+def test_budget_synthetic_ridge_reaches_c():
+    """synthetic_ridge is fib_budget_options.synthetic_ridge: None is the
+    library's 1e-3 to the bit, another ridge gives another corrected model
+    with the same classes, the plan records it and re-applies with it, a
+    negative one is refused by C, and scaled copies stay exact at any."""
+    import fibration
+    model = mlp(2)
+    x = torch.randn(8, 12)
+
+    def weights(m):
+        return [t.detach().clone() for t in m.state_dict().values()]
+
+    default, plan = _budget.compress_to_budget(model, x, 0.3)
+    assert plan.budget["corrected"] is True and plan.budget["synthetic_ridge"] == 1e-3
+    explicit, _ = _budget.compress_to_budget(model, x, 0.3, synthetic_ridge=1e-3)
+    assert all(torch.equal(a, b) for a, b in zip(weights(default), weights(explicit)))
+    bare, bplan = _budget.compress_to_budget(model, x, 0.3, synthetic_ridge=1e-10)
+    assert bplan.budget["synthetic_ridge"] == 1e-10
+    assert [t.shape for t in weights(bare)] == [t.shape for t in weights(default)]
+    assert ft.verify(default, bare, x).max_abs > 1e-9
+    again, aplan = ft.compress(model, x, plan=bplan)
+    assert aplan.budget["synthetic_ridge"] == 1e-10
+    assert all(torch.equal(a, b) for a, b in zip(weights(bare), weights(again)))
+    plain, pplan = _budget.compress_to_budget(model, x, 0.3, synthetic=False)
+    assert pplan.budget["synthetic_ridge"] is None
+    with pytest.raises(fibration.FibrationError, match="synthetic_ridge -1"):
+        _budget.compress_to_budget(model, x, 0.3, synthetic_ridge=-1.0)
+    big = scaled_copies()
+    exact = (12 * 5 + 5 + 5 * 4 + 4 + 4 * 3 + 3) / ft.count_parameters(big)
+    for ridge in (0.0, 1e-10, 10.0):
+        small, splan = _budget.compress_to_budget(big, x, exact, synthetic_ridge=ridge)
+        assert splan.budget["corrected"] is True
+        assert ft.verify(big, small, x).max_rel < 1e-5
+
+
 def test_synthetic_refit_follows_leaky_relu():
     """Scaled copies stay exact under any positively homogeneous activation;
     the synthetic inputs go through the network's own (leaky) activation."""

@@ -144,3 +144,8 @@ def test_stage_variants_and_the_reference_restored():
     Args.powers = "1,1.5"
     assert budget_seeds.requested_variants(Args) == ["python", "p=1", "p=1 refit", "p=1.5",
                                                      "p=1.5 refit"]
+    Args.powers, Args.c_correction, Args.ridges = "", True, "1e-10,0.01"
+    assert budget_seeds.requested_variants(Args) == ["python", "c", "c-plain",
+                                                     "c ridge=1e-10", "c ridge=0.01"]
+    with pytest.raises(SystemExit):   # the ridges are the C correction's
+        budget_seeds.main(["mlp", "--ridges", "1e-10"])

@@ -92,6 +92,11 @@ def test_top_level():
     ["analyze", "--budget", "0.5", "m"],
     ["compress", "--input-scale", "0.3", "m", "-o", "x"],
     ["compress", "--budget", "0.5", "--input-scale", "0", "m", "-o", "x"],
+    ["compress", "--budget", "0.5", "--correction-ridge", "0.1", "m", "-o", "x"],
+    ["compress", "--budget", "0.5", "--input-scale", "0.3", "--correction-ridge", "-1", "m",
+     "-o", "x"],
+    ["compress", "--budget", "0.5", "--input-scale", "0.3", "--correction-ridge", "nan", "m",
+     "-o", "x"],
 ])
 def test_usage_errors(args):
     r = run(*args)
@@ -476,6 +481,22 @@ def test_compress_budget_input_scale_corrects(tmp_path):
     y = st_io.forward(EXAMPLE, x)
     err = [float(((st_io.forward(str(f), x) - y) ** 2).mean()) for f in (plain, fixed)]
     assert err[1] < err[0], err
+
+
+def test_compress_budget_correction_ridge(tmp_path):
+    """--correction-ridge: 1e-3 writes the default's file byte for byte,
+    another ridge another file of the same parameters."""
+    paths = {r: tmp_path / ("ridge-%s.safetensors" % r) for r in ("default", "1e-3", "1e-10")}
+    for ridge, path in paths.items():
+        extra = [] if ridge == "default" else ["--correction-ridge", ridge]
+        r = run("compress", "--json", "--budget", "0.3", "--input-scale", "0.3", *extra,
+                EXAMPLE, "-o", path)
+        assert r.returncode == 0, r.stderr
+        summary = json.loads(r.stdout)
+        assert summary["corrected"] is True and summary["base_parameters"] > 0
+    data = {r: p.read_bytes() for r, p in paths.items()}
+    assert data["1e-3"] == data["default"]
+    assert data["1e-10"] != data["default"] and len(data["1e-10"]) == len(data["default"])
 
 
 def float32_chain(path, widths, twins, seed=4):

@@ -83,6 +83,7 @@ FIB_COPY = 1  # copy the weights instead of borrowing them
 FIB_BUDGET_OPTIONS_SIZE_1 = 48
 FIB_BUDGET_OPTIONS_SIZE_2 = 88
 FIB_BUDGET_OPTIONS_SIZE_3 = 104
+FIB_BUDGET_OPTIONS_SIZE_4 = 112
 FIB_CONVENTION_PURE = 0  # the definition: start from one class per group (the default)
 FIB_CONVENTION_PUBLISHED = 1  # FastFibration's: nodes without inputs are singletons, every strongly connected component without inputs from outside starts as its own class, and nodes whose only inputs are self-loops are used as extra splitters; reproduces published fiber counts (E. coli: 555 classes, pure: 414)
 FIB_CONVENTION_NETWORKFIBERS = 2  # networkfibers': like PUBLISHED, but the initial classes are the weakly connected components
@@ -180,6 +181,7 @@ CONSTANTS = {
     'FIB_BUDGET_OPTIONS_SIZE_1': FIB_BUDGET_OPTIONS_SIZE_1,
     'FIB_BUDGET_OPTIONS_SIZE_2': FIB_BUDGET_OPTIONS_SIZE_2,
     'FIB_BUDGET_OPTIONS_SIZE_3': FIB_BUDGET_OPTIONS_SIZE_3,
+    'FIB_BUDGET_OPTIONS_SIZE_4': FIB_BUDGET_OPTIONS_SIZE_4,
     'FIB_CONVENTION_PURE': FIB_CONVENTION_PURE,
     'FIB_CONVENTION_PUBLISHED': FIB_CONVENTION_PUBLISHED,
     'FIB_CONVENTION_NETWORKFIBERS': FIB_CONVENTION_NETWORKFIBERS,
@@ -277,6 +279,7 @@ class fib_budget_options(ctypes.Structure):
         ('progress', fib_progress_fn),
         ('progress_user', ctypes.c_void_p),
         ('dtype', ctypes.c_int32),
+        ('synthetic_ridge', ctypes.c_double),
     ]
 
 

@@ -384,8 +384,8 @@ const BUDGET_TOLERANCES = Dict(:auto => Int32(0), :ward => FIB_TOL_WARD,
 
 """
     compress_to_budget(g, budget; merge_inputs=false, sensitivity_power=1.5,
-                       input_sensitivity=3.0, synthetic_scale=0.0, refine_iterations=20,
-                       tolerance=:auto, n_threads=0)
+                       input_sensitivity=3.0, synthetic_scale=0.0, synthetic_ridge=1e-3,
+                       refine_iterations=20, tolerance=:auto, n_threads=0)
 
 Compresses `g` (a chain of dense groups) to at most `budget` (0 < budget <= 1)
 of its parameters, choosing the grouping and every hidden group's class count
@@ -395,7 +395,9 @@ the columns of the first block): the base then reads the mean of each input
 class, and `projection(base, input_group)` gives the classes. With
 `synthetic_scale > 0` (the inputs' typical standard deviation) the merged
 layers are corrected without data, by least squares on synthetic Gaussian
-inputs. Returns `(base, report)`, `report` a named tuple `(bound,
+inputs, each fit pulled towards the re-derived representatives' consumer
+by `synthetic_ridge` times its Gram matrix's mean diagonal (finite, >= 0;
+0: plain least squares). Returns `(base, report)`, `report` a named tuple `(bound,
 n_parameters, chosen_tolerance, corrected)`: the data-free first-order
 bound, the base's parameters plus one per input when inputs were merged,
 the grouping used (`:ward` or `:scaled_ward`) and whether the correction
@@ -403,7 +405,7 @@ was applied. The base is deterministic.
 """
 function compress_to_budget(g::Graph, budget::Real; merge_inputs::Bool = false,
                             sensitivity_power::Real = 1.5, input_sensitivity::Real = 3.0,
-                            synthetic_scale::Real = 0.0,
+                            synthetic_scale::Real = 0.0, synthetic_ridge::Real = 1e-3,
                             refine_iterations::Integer = 20, tolerance::Symbol = :auto,
                             n_threads::Integer = 0)
     haskey(BUDGET_TOLERANCES, tolerance) ||
@@ -414,7 +416,8 @@ function compress_to_budget(g::Graph, budget::Real; merge_inputs::Bool = false,
                    sensitivity_power = Float64(sensitivity_power),
                    refine_iterations = refine_iterations, merge_inputs = Int32(merge_inputs),
                    input_sensitivity = Float64(input_sensitivity),
-                   synthetic_scale = Float64(synthetic_scale))
+                   synthetic_scale = Float64(synthetic_scale),
+                   synthetic_ridge = Float64(synthetic_ridge))
     made = Ref(_with(fib_budget_result(); struct_size = sizeof(fib_budget_result)))
     out = Ref{Ptr{fib_base}}(C_NULL)
     check(fib_compress_to_budget_ex(_ptr(g), Float64(budget), opts, made, out))

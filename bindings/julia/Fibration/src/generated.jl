@@ -132,6 +132,7 @@ const FIB_COPY = UInt32(1)
 const FIB_BUDGET_OPTIONS_SIZE_1 = Int32(48)
 const FIB_BUDGET_OPTIONS_SIZE_2 = Int32(88)
 const FIB_BUDGET_OPTIONS_SIZE_3 = Int32(104)
+const FIB_BUDGET_OPTIONS_SIZE_4 = Int32(112)
 # the definition: start from one class per group (the default)
 const FIB_CONVENTION_PURE = Int32(0)
 # FastFibration's: nodes without inputs are singletons, every strongly connected component without inputs from outside starts as its own class, and nodes whose only inputs are self-loops are used as extra splitters; reproduces published fiber counts (E. coli: 555 classes, pure: 414)
@@ -242,8 +243,9 @@ struct fib_budget_options
     progress::Ptr{Cvoid}
     progress_user::Ptr{Cvoid}
     dtype::Int32
+    synthetic_ridge::Cdouble
 end
-fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int32), zero(Int32), zero(Cdouble), C_NULL, C_NULL, zero(Int32))
+fib_budget_options() = fib_budget_options(zero(Csize_t), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int64), zero(Int32), zero(Int32), zero(Int32), zero(Int32), zero(Cdouble), zero(Cdouble), zero(Int32), zero(Int32), zero(Cdouble), C_NULL, C_NULL, zero(Int32), zero(Cdouble))
 
 struct fib_load_options
     struct_size::Csize_t
@@ -1032,7 +1034,8 @@ number of classes of every hidden group itself, data-free:
      over the merged classes of its source), refined by Lloyd rounds
      (refine_iterations) and compressed;
   5. with synthetic_scale > 0 the merged layers are corrected without
-     data (see synthetic_scale; options.corrected says whether).
+     data (see synthetic_scale and synthetic_ridge; options.corrected
+     says whether).
 With merge_inputs, the input group is one more candidate: its units are
 clustered by plain Ward on their outgoing weight columns (an input's
 merge error is the distance of its column to its class's mean column,

@@ -66,8 +66,12 @@ def tolerance_name(code):
 
 def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_iterations=None,
                    merge_inputs=False, input_sensitivity=None, synthetic_scale=0.0,
-                   progress=None, dtype="float64"):
+                   progress=None, dtype="float64", synthetic_ridge=None):
     """fib_compress_to_budget on a fibration.Graph: (Base, info dict).
+    synthetic_ridge: the correction's ridge (fib_budget_options.
+    synthetic_ridge, relative to each Gram matrix's mean diagonal; None: the
+    library's default; 0: plain least squares); info["synthetic_ridge"] is
+    the one in effect.
     dtype of the base's merged Linear and convolution blocks
     (fib_budget_options.dtype): 'float64', or 'float32' (each rounded once
     as it is made, so that the base never holds float64 copies of them).
@@ -87,6 +91,8 @@ def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_ite
     if input_sensitivity is not None:
         opts.input_sensitivity = float(input_sensitivity)
     opts.synthetic_scale = float(synthetic_scale or 0.0)
+    if synthetic_ridge is not None:
+        opts.synthetic_ridge = float(synthetic_ridge)
     if dtype not in _DTYPE_CODES:
         raise ValueError("dtype must be 'float32' or 'float64', not %r" % (dtype,))
     opts.dtype = _DTYPE_CODES[dtype]
@@ -101,7 +107,8 @@ def base_to_budget(graph, budget, tolerance=0, sensitivity_power=1.5, refine_ite
             "tolerance": tolerance_name(opts.chosen_tolerance),
             "sensitivity_power": float(sensitivity_power), "merge_inputs": bool(merge_inputs),
             "input_sensitivity": float(opts.input_sensitivity),
-            "corrected": bool(opts.corrected)}
+            "corrected": bool(opts.corrected),
+            "synthetic_ridge": float(opts.synthetic_ridge)}
     return Base._adopt(out, graph), info
 
 
@@ -341,7 +348,8 @@ def _check_within_budget(model, compressed, budget):
 
 def compress_to_budget(model, example_input, budget, calibration=None, verbose=False,
                        tolerance=0, sensitivity_power=1.5, refit=True, synthetic=True,
-                       merge_inputs=True, input_sensitivity=None, progress=None):
+                       merge_inputs=True, input_sensitivity=None, progress=None,
+                       synthetic_ridge=None):
     """(compressed, plan) with at most `budget` of the parameters kept.
     refit: re-derive the representatives from the original weights
     (refit_chain); synthetic: and refit every merge's consumer by least
@@ -354,8 +362,10 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
     merge_inputs: the inputs are candidates too (fib_budget_options.
     merge_inputs): the compressed model then starts with an InputClassMean
     of its first Linear's input, and the budget counts its class index as
-    one parameter per input; input_sensitivity: the C option's (None: its
-    default). progress: as for base_to_budget, for every C call."""
+    one parameter per input; input_sensitivity and synthetic_ridge: the C
+    options' (None: their defaults; plan.budget["synthetic_ridge"] is the
+    ridge of a C correction, else None). progress: as for base_to_budget,
+    for every C call."""
     from ._rebuild import rebuild
     if not (0 < float(budget) <= 1):
         raise ValueError("budget is the fraction of parameters kept, in (0, 1]; got %r"
@@ -372,7 +382,8 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
     scale = _input_scale(example_input) if refit and synthetic else None
     best = None
     for tol, power, merge in variants:
-        knobs = dict(merge_inputs=merge, input_sensitivity=input_sensitivity)
+        knobs = dict(merge_inputs=merge, input_sensitivity=input_sensitivity,
+                     synthetic_ridge=synthetic_ridge)
         base, info = _module_base_to_budget(net, budget, tol, power, synthetic_scale=scale,
                                             progress=progress, **knobs)
         corrected = base if info["corrected"] else None
@@ -393,7 +404,8 @@ def compress_to_budget(model, example_input, budget, calibration=None, verbose=F
             done = use_refit and _refit_model(net, model, chosen, compressed)
             fixed = chosen is corrected
             info = dict(info, corrected=fixed, refit=bool(done or fixed),
-                        synthetic_scale=scale if fixed else None)
+                        synthetic_scale=scale if fixed else None,
+                        synthetic_ridge=info["synthetic_ridge"] if fixed else None)
             if calibration is not None:
                 info["calibration_mse"] = float(
                     ((_outputs(compressed, calibration) - reference) ** 2).mean())
@@ -426,9 +438,12 @@ def reapply_budget_plan(model, example_input, plan, verbose=False, progress=None
     try:
         budget, tolerance = float(info["budget"]), info["tolerance"]
         corrected, refit = bool(info["corrected"]), bool(info["refit"])
+        # a plan made before the ridge was an option was made with its default
+        ridge = info.get("synthetic_ridge")
         knobs = dict(merge_inputs=bool(info["merge_inputs"]),
                      input_sensitivity=float(info["input_sensitivity"]),
-                     synthetic_scale=float(info["synthetic_scale"]) if corrected else 0.0)
+                     synthetic_scale=float(info["synthetic_scale"]) if corrected else 0.0,
+                     synthetic_ridge=float(ridge) if corrected and ridge is not None else None)
         power = float(info["sensitivity_power"])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError("the plan's budget record is incomplete (%s); compress with "
@@ -455,7 +470,9 @@ def reapply_budget_plan(model, example_input, plan, verbose=False, progress=None
     params = (count_parameters(model), count_parameters(compressed) + input_index_size(compressed))
     again = plan_from(net, base, "fibers", got["tolerance"], 0.0, params)
     again.budget = dict(got, corrected=corrected, refit=refit,
-                        synthetic_scale=knobs["synthetic_scale"] or None, budget=budget)
+                        synthetic_scale=knobs["synthetic_scale"] or None,
+                        synthetic_ridge=got["synthetic_ridge"] if corrected else None,
+                        budget=budget)
     if verbose:
         print(again.summary())
     return compressed, again

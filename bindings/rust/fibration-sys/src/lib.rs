@@ -136,6 +136,7 @@ pub const FIB_COPY: u32 = 1;
 pub const FIB_BUDGET_OPTIONS_SIZE_1: i32 = 48;
 pub const FIB_BUDGET_OPTIONS_SIZE_2: i32 = 88;
 pub const FIB_BUDGET_OPTIONS_SIZE_3: i32 = 104;
+pub const FIB_BUDGET_OPTIONS_SIZE_4: i32 = 112;
 /// the definition: start from one class per group (the default)
 pub const FIB_CONVENTION_PURE: i32 = 0;
 /// FastFibration's: nodes without inputs are singletons, every strongly connected component without inputs from outside starts as its own class, and nodes whose only inputs are self-loops are used as extra splitters; reproduces published fiber counts (E. coli: 555 classes, pure: 414)
@@ -253,6 +254,7 @@ pub struct fib_budget_options {
     pub progress: fib_progress_fn,
     pub progress_user: *mut c_void,
     pub dtype: i32,
+    pub synthetic_ridge: f64,
 }
 
 #[repr(C)]
@@ -759,7 +761,8 @@ extern "C" {
     /// over the merged classes of its source), refined by Lloyd rounds
     /// (refine_iterations) and compressed;
     /// 5. with synthetic_scale > 0 the merged layers are corrected without
-    /// data (see synthetic_scale; options.corrected says whether).
+    /// data (see synthetic_scale and synthetic_ridge; options.corrected
+    /// says whether).
     /// With merge_inputs, the input group is one more candidate: its units are
     /// clustered by plain Ward on their outgoing weight columns (an input's
     /// merge error is the distance of its column to its class's mean column,

@@ -287,6 +287,10 @@ pub struct BudgetOptions {
     /// synthetic inputs N(0, synthetic_scale^2) (the inputs' typical
     /// standard deviation); 0: no correction.
     pub synthetic_scale: f64,
+    /// With the correction: the ridge of its least squares, relative to
+    /// each Gram matrix's mean diagonal (finite, >= 0; 0: plain least
+    /// squares).
+    pub synthetic_ridge: f64,
     /// 0 = the library default; never changes a result.
     pub n_threads: i32,
 }
@@ -300,6 +304,7 @@ impl Default for BudgetOptions {
             merge_inputs: false,
             input_sensitivity: 3.0,
             synthetic_scale: 0.0,
+            synthetic_ridge: 1e-3,
             n_threads: 0,
         }
     }
@@ -334,6 +339,7 @@ fn raw_budget_options(options: &BudgetOptions) -> Result<sys::fib_budget_options
     o.merge_inputs = options.merge_inputs as i32;
     o.input_sensitivity = options.input_sensitivity;
     o.synthetic_scale = options.synthetic_scale;
+    o.synthetic_ridge = options.synthetic_ridge;
     Ok(o)
 }
 

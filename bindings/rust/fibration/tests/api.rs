@@ -225,6 +225,23 @@ fn budget_is_met_and_deterministic() {
     assert!(creport.corrected);
     assert_eq!(creport.n_parameters, report.n_parameters);
     assert_ne!(cbase.graph().read_dense(dense[0]).unwrap(), base.graph().read_dense(dense[0]).unwrap());
+    // its ridge: the default is the library's, another moves the weights,
+    // a negative one is refused
+    let at = |ridge: f64| BudgetOptions {
+        synthetic_scale: 1.0,
+        synthetic_ridge: ridge,
+        ..Default::default()
+    };
+    let (same, _) = g.compress_to_budget(0.5, &at(1e-3)).unwrap();
+    let (bare, breport) = g.compress_to_budget(0.5, &at(1e-10)).unwrap();
+    assert!(breport.corrected);
+    assert_eq!(breport.n_parameters, creport.n_parameters);
+    for &d in &dense {
+        assert_eq!(same.graph().read_dense(d).unwrap(), cbase.graph().read_dense(d).unwrap());
+    }
+    let moved = |d| bare.graph().read_dense(d).unwrap() != cbase.graph().read_dense(d).unwrap();
+    assert!(dense.iter().any(|&d| moved(d)));
+    assert!(g.compress_to_budget(0.5, &at(-1.0)).is_err());
 }
 
 #[test]

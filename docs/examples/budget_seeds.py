@@ -45,9 +45,20 @@ with merge_inputs=False) and, with the stages, each stage on classes
 without merged inputs too (`refit unmerged-inputs`, ...). `--powers
 0.5,1,...` adds compress(budget=) at each sensitivity_power, with its
 correction (`p=0.5`) and without (`p=0.5 refit`: refit_chain alone).
+`--checks` adds the correction's checks (check_runs): the C correction at
+absolute input scales (`sigma=0.15`, ...), and on the same C classes the
+refit alone (`refit`), the numpy correction on N(mu, sigma^2 I)
+(`mean-inputs`), least squares on the first 5,000 training images of the
+fitting part (`oracle first-consumer`, `oracle every-consumer`), a
+data-based bias correction (`data bias`), the plan's classes at one merge
+site alone (`only inputs`, `only layer 1`, `only layer 2`, corrected and
+with ` refit`), the first layer clustered on [W, b / sigma] (`b/sigma`)
+and the power chosen by the output error on held-out synthetic inputs
+(`power chosen`).
 """
 
 import argparse
+import copy
 import csv
 import os
 import sys
@@ -107,12 +118,15 @@ def main(argv=None):
                     help="add compress(budget=) without merged inputs")
     ap.add_argument("--powers", default="",
                     help="comma-separated sensitivity powers: p=P (corrected) and p=P refit")
+    ap.add_argument("--checks", action="store_true",
+                    help="add the correction's checks (check_variants)")
     ap.add_argument("--evaluate", choices=["split", "test"], default="split")
     ap.add_argument("--csv", metavar="PATH",
                     help="append every seed's rows here (resumes) and write PATH's summary")
     ap.add_argument("--versus", default="python", metavar="VARIANT",
                     help="the summary's paired differences are to this variant, or to "
-                         "the uncompressed network: baseline (default: python)")
+                         "the uncompressed network: baseline (default: python); several, "
+                         "comma-separated: a row for each")
     args = ap.parse_args(argv)
     if ridges_of(args) and not args.c_correction:
         ap.error("--ridges adds variants of the C correction: give --c-correction too")
@@ -168,13 +182,17 @@ def main(argv=None):
             if args.unmerged_inputs:
                 small, _ = _budget.compress_to_budget(model, example, budget, merge_inputs=False)
                 runs.append(("unmerged-inputs", small))
+            if args.checks:
+                runs += check_runs(net, model, example, budget, x_fit,
+                                   log=lambda text: print("%s seed %d %s" % (args.network, seed,
+                                                                             text), flush=True))
             for power in powers_of(args):
                 for synthetic in (True, False):
                     small, _ = _budget.compress_to_budget(model, example, budget,
                                                           sensitivity_power=power,
                                                           synthetic=synthetic)
                     runs.append(("p=%g%s" % (power, "" if synthetic else REFIT_ONLY), small))
-            for name, small in runs:
+            for name, small in dict(runs).items():   # a variant asked for twice runs once
                 acc = accuracy(small, x_ev, y_ev)
                 means.setdefault((name, budget), []).append(acc)
                 inputs, widths = shape(small)
@@ -206,9 +224,11 @@ def requested_variants(args):
         variants += [stage + UNMERGED for stage in stages_of(args)]
     if args.unmerged_inputs:
         variants.append("unmerged-inputs")
+    if getattr(args, "checks", False):
+        variants += check_variants()
     for power in powers_of(args):
         variants += ["p=%g" % power, "p=%g%s" % (power, REFIT_ONLY)]
-    return variants
+    return list(dict.fromkeys(variants))
 
 
 def stages_of(args):
@@ -226,15 +246,16 @@ def powers_of(args):
 
 
 def first_consumer_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None,
-                         ridge=1e-3, input_labels=None):
+                         ridge=1e-3, input_labels=None, inputs=None):
     """_budget.synthetic_refit's correction of the first merge's consumer
     only: the first hidden layer merged and its consumer refitted on the
-    synthetic inputs, every later layer by refit_chain from that consumer."""
+    synthetic inputs (or on `inputs`), every later layer by refit_chain
+    from that consumer."""
     if len(layers) < 3:
         return REFERENCE_REFIT(layers, labels, scale, n_samples, seed, slopes, ridge,
-                               input_labels)
+                               input_labels, inputs)
     head = REFERENCE_REFIT(layers[:2], labels[:1], scale, n_samples, seed,
-                           None if slopes is None else slopes[:1], ridge, input_labels)
+                           None if slopes is None else slopes[:1], ridge, input_labels, inputs)
     return head[:1] + _budget.refit_chain(head[1:] + list(layers[2:]), labels[1:])
 
 
@@ -256,6 +277,165 @@ def corrected_by_stage(net, model, base, stage, scale):
     if not done:
         raise RuntimeError("budget_seeds: %s does not apply to this network" % stage)
     return small
+
+
+# --checks: the correction's checks (docs/compression.md, "The correction's checks")
+CHECK_SIGMAS = (0.15, 0.3, 0.5, 1.0)   # absolute scales of the synthetic inputs
+CHECK_POWERS = (1.0, 1.5, 2.0)         # the powers the held-out synthetic error chooses from
+ORACLE_IMAGES = 5000                   # the first training images: the data-based fits' rows
+ONLY = ("inputs", "layer 1", "layer 2")   # the merge sites kept one at a time
+RESCALED = "b/sigma"                   # the first layer clustered on [W, b / sigma]
+
+
+def check_variants():
+    """The variants of --checks, in the order their rows are written."""
+    return (["sigma=%g" % s for s in CHECK_SIGMAS]
+            + ["refit", "mean-inputs", "oracle first-consumer", "oracle every-consumer",
+               "data bias"]
+            + ["only %s%s" % (site, suffix) for site in ONLY for suffix in ("", REFIT_ONLY)]
+            + ["only %s%s%s" % (site, suffix, UNMERGED) for site in ONLY[1:]
+               for suffix in ("", REFIT_ONLY)]
+            + [RESCALED, "power chosen"])
+
+
+def check_runs(net, model, example, budget, fit_images, log=print):
+    """[(variant, module)] of --checks at `budget` (check_variants' order):
+    the C correction at every absolute scale of CHECK_SIGMAS; on the same C
+    classes (merged inputs, no C correction) the refit alone, the numpy
+    correction on N(mu, sigma^2 I) (the example's mean and standard
+    deviation; the default draw shifted by mu), the least squares of the
+    first consumer / of every consumer on the first ORACLE_IMAGES rows of
+    `fit_images` (data: an oracle), only the consumers' biases moved on those
+    rows, and the plan's classes at one merge site alone, every other layer
+    unmerged, corrected and refit alone, and likewise for the hidden layers
+    of the plan without merged inputs; the first layer clustered on
+    [W, b / sigma]; the power of CHECK_POWERS whose outputs on held-out
+    synthetic inputs stay closest to the original's (logged)."""
+    scale = _budget._input_scale(example)
+    mean = float(example.double().mean())
+    log("example input at %.2f: sigma %.3f, mean %.3f" % (budget, scale, mean))
+    runs = []
+    for sigma in CHECK_SIGMAS:
+        base, _ = _budget._module_base_to_budget(net, budget, merge_inputs=True,
+                                                 synthetic_scale=sigma)
+        runs.append(("sigma=%g" % sigma, rebuild(net, base, "Budget")))
+    base, _ = _budget._module_base_to_budget(net, budget, merge_inputs=True)
+    runs.append(("refit", corrected_by_stage(net, model, base, "refit", scale)))
+    _, layers, labels, input_labels, slopes = _budget.dense_chain(net, model, base)
+    data = fit_images[:ORACLE_IMAGES].double().numpy()
+    data = data.reshape(len(data), -1)
+    draw = scale * np.random.default_rng(0).standard_normal((8192, layers[0][0].shape[1]))
+    knobs = dict(slopes=slopes, input_labels=input_labels)
+    chains = [("mean-inputs",
+               REFERENCE_REFIT(layers, labels, scale, inputs=draw + mean, **knobs), input_labels),
+              ("oracle first-consumer",
+               first_consumer_refit(layers, labels, scale, inputs=data, **knobs), input_labels),
+              ("oracle every-consumer",
+               REFERENCE_REFIT(layers, labels, scale, inputs=data, **knobs), input_labels)]
+    _budget._least_squares = bias_only_fit
+    try:
+        chains.append(("data bias", REFERENCE_REFIT(layers, labels, scale, inputs=data, **knobs),
+                       input_labels))
+    finally:
+        _budget._least_squares = LEAST_SQUARES
+    plain, _ = _budget._module_base_to_budget(net, budget, merge_inputs=False)
+    plan_labels = _budget.dense_chain(net, model, plain)[2]
+    for sites, plan, suffix in ((ONLY, labels, ""), (ONLY[1:], plan_labels, UNMERGED)):
+        for site in sites:
+            kept, kept_inputs = only_one_merge(plan, input_labels, site)
+            chains += [("only " + site + suffix,
+                        REFERENCE_REFIT(layers, kept, scale, slopes=slopes,
+                                        input_labels=kept_inputs), kept_inputs),
+                       ("only " + site + REFIT_ONLY + suffix,
+                        _budget.refit_chain(layers, kept, kept_inputs), kept_inputs)]
+    runs += [(name, chain_module(chain, inputs, slopes)) for name, chain, inputs in chains]
+    runs.append((RESCALED, first_layer_rescaled(model, example, budget, scale)))
+    power, small = power_by_synthetic_error(model, example, budget, scale)
+    log("power chosen at %.2f by the held-out synthetic error: %g" % (budget, power))
+    runs.append(("power chosen", small))
+    return runs
+
+
+LEAST_SQUARES = _budget._least_squares
+
+
+def bias_only_fit(h, z, ridge=1e-3, prior=None):
+    """In place of _budget._least_squares for "data bias": the consumer's
+    weights stay refit_chain's (`prior`), its bias moves by the mean
+    residual (a mean correction)."""
+    w, b = prior
+    return w, b + (z - h @ w.T - b).mean(0)
+
+
+def only_one_merge(labels, input_labels, site):
+    """(hidden labels, input labels) with the plan's classes at `site`
+    alone ("inputs" or "layer k", the k-th hidden layer), every other layer
+    unmerged (one class a unit) and the inputs unmerged unless `site`."""
+    kept = [np.arange(len(lab)) for lab in labels]
+    if site == "inputs":
+        return kept, input_labels
+    k = int(site.split()[1]) - 1
+    if k < len(labels):
+        kept[k] = labels[k]
+    return kept, None
+
+
+def chain_module(layers, input_labels=None, slopes=None):
+    """nn.Sequential of a numpy chain [(W, b)] (the refits'), reading the
+    means of the input classes when `input_labels` is given; hidden
+    activations by their negative-side slope (0: ReLU)."""
+    mods = [InputClassMean(input_labels)] if input_labels is not None else []
+    for i, (w, b) in enumerate(layers):
+        linear = nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            linear.weight.copy_(torch.as_tensor(w))
+            linear.bias.copy_(torch.as_tensor(b))
+        mods.append(linear)
+        if i < len(layers) - 1:
+            slope = 0.0 if slopes is None else slopes[i]
+            mods.append(nn.ReLU() if slope == 0 else nn.LeakyReLU(slope))
+    return nn.Sequential(*mods)
+
+
+class InputScale(nn.Module):
+    """x times a constant factor."""
+
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
+def first_layer_rescaled(model, example, budget, scale):
+    """compress(budget=) of the same function written with inputs x / sigma
+    and the first Linear's weights times sigma, read through x / sigma: its
+    first layer is clustered on [sigma W, b], i.e. [W, b / sigma] up to a
+    factor (the allocation and the input merges see the rescaled weights
+    too); the correction's scale becomes 1, the same inputs as sigma."""
+    rescaled = copy.deepcopy(model)
+    first = next(m for m in rescaled.modules() if isinstance(m, nn.Linear))
+    with torch.no_grad():
+        first.weight.mul_(scale)
+    small, _ = _budget.compress_to_budget(rescaled, example / scale, budget)
+    return nn.Sequential(InputScale(1.0 / scale), small)
+
+
+def power_by_synthetic_error(model, example, budget, scale, n_samples=8192, seed=1):
+    """(power, compressed): compress(budget=) at the power of CHECK_POWERS
+    whose outputs on held-out synthetic inputs (N(0, sigma^2 I), a draw of
+    its own) are closest (MSE) to the original's."""
+    z = scale * torch.randn((n_samples,) + tuple(example.shape[1:]), dtype=example.dtype,
+                            generator=torch.Generator().manual_seed(seed))
+    reference = _budget._outputs(model, z)
+    best = None
+    for power in CHECK_POWERS:
+        small, _ = _budget.compress_to_budget(model, example, budget, sensitivity_power=power)
+        err = float(((_budget._outputs(small, z) - reference) ** 2).mean())
+        if best is None or err < best[0]:
+            best = (err, power, small)
+    return best[1], best[2]
 
 
 COLUMNS = ("network", "evaluate", "seed", "baseline", "variant", "budget", "accuracy",
@@ -296,7 +476,10 @@ def summarise(path, versus="python"):
     classes without merged inputs (`refit unmerged-inputs`, ...) is paired
     with `versus` on the same inputs when the CSV has it (`versus
     unmerged-inputs`), and a power without the correction (`p=1 refit`)
-    with `versus refit` likewise; printed and written to <path without .csv>_summary.csv."""
+    with `versus refit` likewise; printed and written to <path without
+    .csv>_summary.csv. `versus` may name several variants, comma-separated:
+    a row is then written for every one of them a variant has a pair with
+    (and always for the first)."""
     groups = {}
     baselines = {}
     for r in read_csv(path):
@@ -315,22 +498,26 @@ def summarise(path, versus="python"):
             by_seed = groups[key]
             values = [by_seed[s] for s in sorted(by_seed)]
             mean, half = t_interval(values)
-            ref = versus
-            for suffix in (UNMERGED, REFIT_ONLY):
-                if key[2].endswith(suffix) and key[:2] + (versus + suffix, key[3]) in groups:
-                    ref = versus + suffix
-            other = (baselines[key[:2]] if ref == "baseline"
-                     else groups.get(key[:2] + (ref, key[3]), {}))
-            paired = sorted(set(by_seed) & set(other))
-            diff = ("", "", "")
-            if key[2] not in (ref, "baseline") and paired:
-                d, dh = t_interval([by_seed[s] - other[s] for s in paired])
-                diff = (ref, "%.2f" % d, "%.2f" % dh)
-            w.writerow(key + (" ".join(map(str, sorted(by_seed))), "%.2f" % mean,
-                              "%.2f" % half, "%.2f" % min(values), "%.2f" % max(values)) + diff)
-            print("%-5s %-5s %-12s %s: %.2f +- %.2f (seeds %s; %.2f-%.2f)%s"
-                  % (key + (mean, half, " ".join(map(str, sorted(by_seed))), min(values),
-                            max(values), "  minus %s: %s +- %s" % diff if diff[0] else "")))
+            for n, first in enumerate(versus.split(",")):
+                ref = first
+                for suffix in (UNMERGED, REFIT_ONLY):
+                    if key[2].endswith(suffix) and key[:2] + (first + suffix, key[3]) in groups:
+                        ref = first + suffix
+                other = (baselines[key[:2]] if ref == "baseline"
+                         else groups.get(key[:2] + (ref, key[3]), {}))
+                paired = sorted(set(by_seed) & set(other))
+                diff = ("", "", "")
+                if key[2] not in (ref, "baseline") and paired:
+                    d, dh = t_interval([by_seed[s] - other[s] for s in paired])
+                    diff = (ref, "%.2f" % d, "%.2f" % dh)
+                elif n:
+                    continue
+                w.writerow(key + (" ".join(map(str, sorted(by_seed))), "%.2f" % mean,
+                                  "%.2f" % half, "%.2f" % min(values), "%.2f" % max(values))
+                           + diff)
+                print("%-5s %-5s %-12s %s: %.2f +- %.2f (seeds %s; %.2f-%.2f)%s"
+                      % (key + (mean, half, " ".join(map(str, sorted(by_seed))), min(values),
+                                max(values), "  minus %s: %s +- %s" % diff if diff[0] else "")))
     print("summary: %s" % out)
 
 

@@ -99,12 +99,18 @@ def test_first_consumer_keeps_planted_scaled_copies_exact():
     np.testing.assert_allclose(forward(first, x), forward(layers, x), atol=1e-7)
 
 
-def test_stage_variants_and_the_reference_restored():
+def small_network():
+    """(model, example): a 16-12-10-4 ReLU network and inputs of scale 0.4
+    (test_budget_seeds_checks.py's too)."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 12), torch.nn.ReLU(),
                                 torch.nn.Linear(12, 10), torch.nn.ReLU(),
                                 torch.nn.Linear(10, 4))
-    example = torch.randn(64, 16) * 0.4
+    return model, torch.randn(64, 16) * 0.4
+
+
+def test_stage_variants_and_the_reference_restored():
+    model, example = small_network()
     net = ft.trace(model, example)
     base, _ = _budget.base_to_budget(net.graph, 0.5, merge_inputs=True)
     scale = _budget._input_scale(example)

@@ -223,7 +223,7 @@ def _act(z, slope):
 
 
 def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None, ridge=1e-3,
-                    input_labels=None):
+                    input_labels=None, inputs=None):
     """The numpy version of the C correction (fib_budget_options.
     synthetic_scale, src/budget_refit.c), kept as the tests' reference
     only: compress(budget=) runs the C one, whose draws come from the
@@ -244,11 +244,15 @@ def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None, 
     scaled copies stay exact with any ridge (1e-3, as C's LS_RIDGE: without
     it the fit swung with the draw, docs/compression.md);
     `input_labels`: the classes of merged inputs, whose means the compressed
-    chain reads. A scale that is not positive and finite gives refit_chain."""
+    chain reads; `inputs`: the rows the least squares are fitted on instead
+    of the synthetic draw (docs/examples/budget_seeds.py --checks: data, or
+    another distribution). A scale that is not positive and finite gives
+    refit_chain."""
     if len(layers) < 2 or not (scale is not None and scale > 0 and np.isfinite(scale)):
         return refit_chain(layers, labels, input_labels)
     slopes = [0.0] * (len(layers) - 1) if slopes is None else list(slopes)
-    x = scale * np.random.default_rng(seed).standard_normal((n_samples, layers[0][0].shape[1]))
+    x = scale * np.random.default_rng(seed).standard_normal((n_samples, layers[0][0].shape[1])) \
+        if inputs is None else np.asarray(inputs, np.float64)
     # h_ref: the original network's activations; h: the compressed chain's
     current, out, h, h_ref = list(layers), [], input_means(x, input_labels), x
     for l in range(len(layers) - 1):
@@ -263,16 +267,18 @@ def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None, 
     return out
 
 
-def _refit_model(net, model, base, compressed, synthetic_scale=None):
-    """refit_chain applied to a rebuilt chain of nn.Linear (in place); False
-    when it does not apply (a Linear without bias). With synthetic_scale:
-    synthetic_refit instead, the numpy reference of the C correction (the
-    tests'; compress(budget=) passes none). Hidden activations that are not
-    positively homogeneous get refit_chain either way."""
+def dense_chain(net, model, base):
+    """The chain of nn.Linear of a traced model as the numpy refits take it:
+    (dense, layers, labels, input_labels, slopes), `dense` the traced dense
+    layers, `layers` their original [(W, b)] in float64, `labels` the base's
+    classes of every hidden layer, `input_labels` those of merged inputs
+    (None: inputs not merged), `slopes` every hidden activation's
+    negative-side slope (None: not positively homogeneous); None when a
+    dense layer is not an nn.Linear with bias."""
     dense = [layer for layer in net.layers if layer.kind == "dense"]
     mods = [model.get_submodule(layer.module) for layer in dense]
     if not dense or any(not isinstance(m, torch.nn.Linear) or m.bias is None for m in mods):
-        return False
+        return None
     layers = [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy())
               for m in mods]
     labels = [base.projection(layer.group) for layer in dense[:-1]]
@@ -282,6 +288,19 @@ def _refit_model(net, model, base, compressed, synthetic_scale=None):
     slopes = {"relu": 0.0, "linear": 1.0}
     hidden = [slopes.get(layer.activation, layer.activation_parameter
                          if layer.activation == "leaky_relu" else None) for layer in dense[:-1]]
+    return dense, layers, labels, input_labels, hidden
+
+
+def _refit_model(net, model, base, compressed, synthetic_scale=None):
+    """refit_chain applied to a rebuilt chain of nn.Linear (in place); False
+    when it does not apply (a Linear without bias). With synthetic_scale:
+    synthetic_refit instead, the numpy reference of the C correction (the
+    tests'; compress(budget=) passes none). Hidden activations that are not
+    positively homogeneous get refit_chain either way."""
+    chain = dense_chain(net, model, base)
+    if chain is None:
+        return False
+    dense, layers, labels, input_labels, hidden = chain
     if synthetic_scale is None or any(a is None for a in hidden):
         new = refit_chain(layers, labels, input_labels)
     else:

@@ -221,9 +221,7 @@ def requested_variants(args):
         variants += ["c", "c-plain"] + [RIDGE % ridge for ridge in ridges_of(args)]
     variants += list(stages_of(args))
     if args.unmerged_inputs:
-        variants += [stage + UNMERGED for stage in stages_of(args)]
-    if args.unmerged_inputs:
-        variants.append("unmerged-inputs")
+        variants += [stage + UNMERGED for stage in stages_of(args)] + ["unmerged-inputs"]
     if getattr(args, "checks", False):
         variants += check_variants()
     for power in powers_of(args):

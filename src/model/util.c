@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 bool fib_mul_i64(int64_t a, int64_t b, int64_t *out)
 {
@@ -82,6 +83,21 @@ void fib_advise_huge_pages(void *p, size_t bytes)
     uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);
     if (hi > lo)
         (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)p, (void)bytes;
+#endif
+}
+
+void fib_release_pages(void *p, size_t bytes)
+{
+#if defined(MADV_DONTNEED) && defined(_SC_PAGESIZE)
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || !p)
+        return;
+    uintptr_t lo = ((uintptr_t)p + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    uintptr_t hi = ((uintptr_t)p + bytes) / (uintptr_t)page * (uintptr_t)page;
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
 #else
     (void)p, (void)bytes;
 #endif

@@ -43,6 +43,12 @@ char *fib_strdup(const char *s);
  * hint; the kernel may ignore it): for buffers read at scattered places,
  * which then miss the TLB far less. */
 void fib_advise_huge_pages(void *p, size_t bytes);
+/* The whole pages of [p, p + bytes) go back to the system now (a hint):
+ * in the process's own memory, for a buffer its owner will not read again
+ * before it frees or rewrites it (its pages read as zeros after); in a
+ * private read-only file mapping, for a reader done with them for now
+ * (they come back from the file). */
+void fib_release_pages(void *p, size_t bytes);
 
 /* Asks the cache for bytes [p, p + n) ahead of their use (a hint; nothing
  * on compilers without __builtin_prefetch). */

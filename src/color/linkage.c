@@ -1435,14 +1435,15 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
                         const fib_progress_check *check, fib_partition *p)
 {
     int64_t n = r->n, d = r->d, k = p->n_classes, kd = k * (d > 0 ? d : 1);
-    double *V = fib_calloc(kd, sizeof *V), *V2 = fib_alloc(kd, sizeof *V2);
+    double *V = fib_calloc(kd, sizeof *V);
     /* scratch for as many threads as the rounds may use */
     int64_t most = fib_thread_count(r->n_threads, LINKAGE_THREADS);
     double *w = fib_alloc(most * (d > 0 ? d : 1), sizeof *w);
+    double *was = fib_alloc(most * (d > 0 ? d : 1), sizeof *was);
     int64_t *order = fib_alloc(n, sizeof *order), *start = fib_calloc(k + 1, sizeof *start);
     int64_t *fill = fib_alloc(k, sizeof *fill), *next = fib_alloc(n, sizeof *next);
     double *hi = fib_alloc(n, sizeof *hi), *norm = fib_alloc(n, sizeof *norm);
-    bool *changed = fib_alloc(k, sizeof *changed), *changed2 = fib_alloc(k, sizeof *changed2);
+    bool *changed = fib_alloc(k, sizeof *changed), *placed = fib_alloc(k, sizeof *placed);
     int64_t *oldof = fib_alloc(k, sizeof *oldof), *scan = fib_alloc(LLOYD_CHUNK, sizeof *scan);
     double *dots = fib_alloc(LLOYD_CHUNK * k, sizeof *dots);
     double *panel = fib_alloc(most * GRAM_WIDTH * GRAM_DEPTH, sizeof *panel);
@@ -1450,8 +1451,8 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
     double *delta = fib_alloc(k, sizeof *delta);
     float *scanf32 = NULL; /* the scanned rows in floats */
     int32_t status = FIB_OK;
-    if (!delta || !V || !V2 || !w || !order || !start || !fill || !next || !hi || !norm || !changed ||
-        !changed2 || !oldof || !scan || !dots || !panel || !rows) {
+    if (!delta || !V || !was || !w || !order || !start || !fill || !next || !hi || !norm || !changed ||
+        !placed || !oldof || !scan || !dots || !panel || !rows) {
         status = fib_error(FIB_E_NOMEM, "out of memory refining %lld units", (long long)n);
         goto done;
     }
@@ -1489,9 +1490,8 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
             if (!changed[c])
                 continue;
             /* scratch of this thread: the old direction, then the power
-             * iteration's (the rows buffer holds 4 * GRAM_DEPTH per thread:
-             * not enough for d; V2 holds k * d, one row per class) */
-            double *old = V2 + c * d;
+             * iteration's */
+            double *old = was + (int64_t)fib_thread_num() * (d > 0 ? d : 1);
             memcpy(old, V + c * d, (size_t)d * sizeof *old);
             fib_top_direction(r, order + start[c], start[c + 1] - start[c], weight, V + c * d,
                               w + (int64_t)fib_thread_num() * (d > 0 ? d : 1));
@@ -1626,16 +1626,28 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
                 hi[i] = INFINITY;
             continue;
         }
-        memcpy(V2, V, (size_t)(k * d) * sizeof *V2);
-        memcpy(changed2, changed, (size_t)k * sizeof *changed2);
+        /* in place, cycle by cycle (oldof is a permutation): direction c
+         * becomes old direction oldof[c], and flag c old flag oldof[c] */
+        memset(placed, 0, (size_t)k * sizeof *placed);
         for (int64_t c = 0; c < k; c++) {
-            memcpy(V + c * d, V2 + oldof[c] * d, (size_t)d * sizeof *V);
-            changed[c] = changed2[oldof[c]];
+            if (placed[c])
+                continue;
+            memcpy(was, V + c * d, (size_t)d * sizeof *was);
+            bool first = changed[c];
+            int64_t x = c;
+            for (; oldof[x] != c; x = oldof[x]) {
+                memcpy(V + x * d, V + oldof[x] * d, (size_t)d * sizeof *V);
+                changed[x] = changed[oldof[x]];
+                placed[x] = true;
+            }
+            memcpy(V + x * d, was, (size_t)d * sizeof *V);
+            changed[x] = first;
+            placed[x] = true;
         }
     }
 done:
-    fib_free(V), fib_free(V2), fib_free(w), fib_free(order), fib_free(start), fib_free(fill);
-    fib_free(next), fib_free(hi), fib_free(norm), fib_free(changed), fib_free(changed2);
+    fib_free(V), fib_free(was), fib_free(w), fib_free(order), fib_free(start), fib_free(fill);
+    fib_free(next), fib_free(hi), fib_free(norm), fib_free(changed), fib_free(placed);
     fib_free(oldof), fib_free(scan), fib_free(dots), fib_free(panel), fib_free(rows);
     fib_free(delta);
     fib_free(scanf32);

@@ -522,7 +522,9 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
         return fib_error(FIB_E_INVALID, "linkage: rows held in float32 are read by the "
                          "cosine and rank-1 linkages only");
     int64_t cells = n * (n - 1) / 2;
-    double *D = fib_alloc(cells > 0 ? cells : 1, sizeof *D);
+    /* the two largest buffers, in pages of their own: freed, they leave
+     * the process before the next layer's are made */
+    double *D = fib_alloc_pages(cells > 0 ? cells : 1, sizeof *D);
     /* each merge reads a cell of every row: on 4 KiB pages, a TLB miss each */
     if (D)
         fib_advise_huge_pages(D, (size_t)(cells > 0 ? cells : 1) * sizeof *D);
@@ -551,9 +553,9 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
     if (method == FIB_TOL_COSINE || rank1) {
         bool single = rank1 && r->float_cosines;
         if (single)
-            unitf = fib_alloc(n * (d > 0 ? d : 1), sizeof *unitf);
+            unitf = fib_alloc_pages(n * (d > 0 ? d : 1), sizeof *unitf);
         else
-            unit = fib_alloc(n * (d > 0 ? d : 1), sizeof *unit);
+            unit = fib_alloc_pages(n * (d > 0 ? d : 1), sizeof *unit);
         if (unitf || unit) /* fewer page faults */
             fib_advise_huge_pages(unitf ? (void *)unitf : (void *)unit,
                                   (size_t)(n * (d > 0 ? d : 1)) * (unitf ? sizeof *unitf : sizeof *unit));
@@ -591,8 +593,8 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
     if (unit || unitf) {
         unit_rows u = {unit, unitf, unit_norm};
         status = unit_gram(r, &u, !rank1, check, D);
-        fib_free(unit);
-        fib_free(unitf);
+        fib_free_pages(unit, n * (d > 0 ? d : 1), sizeof *unit);
+        fib_free_pages(unitf, n * (d > 0 ? d : 1), sizeof *unitf);
         unit = NULL;
         unitf = NULL;
         if (status)
@@ -750,7 +752,7 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
     out->n = n;
     out->n_merges = merges;
 done:
-    fib_free(D);
+    fib_free_pages(D, cells > 0 ? cells : 1, sizeof *D);
     fib_free(m);
     fib_free(size);
     fib_free(nn);
@@ -760,8 +762,8 @@ done:
     fib_free(row_cost);
     fib_free(heap.row);
     fib_free(heap.where);
-    fib_free(unit);
-    fib_free(unitf);
+    fib_free_pages(unit, n * (d > 0 ? d : 1), sizeof *unit);
+    fib_free_pages(unitf, n * (d > 0 ? d : 1), sizeof *unitf);
     fib_free(unit_norm);
     if (status)
         fib_merges_clear(out);

@@ -75,6 +75,31 @@ void fib_free(void *p)
     free(p);
 }
 
+void *fib_alloc_pages(int64_t count, size_t size)
+{
+    size_t bytes;
+    if (count <= 0 || !fib_bytes(count, size, &bytes) || alloc_should_fail())
+        return NULL;
+#if defined(MAP_ANONYMOUS)
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+#else
+    return calloc((size_t)count, size);
+#endif
+}
+
+void fib_free_pages(void *p, int64_t count, size_t size)
+{
+    if (!p)
+        return;
+#if defined(MAP_ANONYMOUS)
+    (void)munmap(p, (size_t)count * size);
+#else
+    (void)count, (void)size;
+    free(p);
+#endif
+}
+
 void fib_advise_huge_pages(void *p, size_t bytes)
 {
 #ifdef MADV_HUGEPAGE

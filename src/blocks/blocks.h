@@ -131,6 +131,13 @@ int32_t fib_attention_add_transposed(fib_graph *g, int32_t source,
                                      uint32_t flags, int32_t *group_out);
 double fib_dense_weight(const fib_dense *d, int64_t row, int64_t col);
 double fib_dense_bias(const fib_dense *d, int64_t row);
+/* The mapped pages of rows [begin, end) of d's weights (a block of g) leave
+ * the process, for a reader that reads each row once, in order: the file
+ * then need not stay resident next to what it makes (nothing for weights
+ * stored transposed or not mapped). */
+void fib_dense_drop_rows(const fib_graph *g, const fib_dense *d, int64_t begin, int64_t end);
+/* The rows per call of fib_dense_drop_rows for such a reader. */
+#define FIB_DENSE_DROP_ROWS 64
 /* The fiber signature rows of a dense group's units row0 .. row0 + rows - 1
  * (colour sums over its source's classes, then the bias: the block's
  * fiber_fill, row by row the same bits) into signature rows sig_row0 ..,

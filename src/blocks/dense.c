@@ -24,6 +24,15 @@ double fib_dense_bias(const fib_dense *d, int64_t row)
     return fib_load_or(d->dtype, d->bias, row, 0.0);
 }
 
+void fib_dense_drop_rows(const fib_graph *g, const fib_dense *d, int64_t begin, int64_t end)
+{
+    if (d->transposed || end <= begin)
+        return;
+    size_t size = fib_dtype_size(d->dtype);
+    fib_graph_drop_range(g, (const char *)d->weights + (size_t)(begin * d->ld) * size,
+                         (size_t)((end - begin) * d->ld) * size);
+}
+
 static void dense_free(void *block)
 {
     fib_dense *d = block;
@@ -794,6 +803,8 @@ static int32_t dense_compress_scaled(const fib_graph *g, int32_t group,
         if (b)
             b[c] += si * fib_dense_bias(d, i);
         norm[c] += si * si;
+        if ((i + 1) % FIB_DENSE_DROP_ROWS == 0 || i + 1 == n_out)
+            fib_dense_drop_rows(g, d, i - i % FIB_DENSE_DROP_ROWS, i + 1);
     }
     for (int64_t c = 0; c < k_out; c++) {
         double inv = 1.0 / norm[c];

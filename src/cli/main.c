@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 typedef struct command {
     const char *name;
@@ -94,8 +97,21 @@ static int run(int argc, char **argv)
     return CLI_EXIT_USAGE;
 }
 
+/* A command's large buffers (a layer's rows, a linkage's distances) come
+ * and go layer by layer: each goes back to the system when freed. glibc
+ * would otherwise raise its mmap threshold to the size of the first one
+ * freed and keep the later ones in its heap, which then stays resident
+ * next to the next layer's working set. */
+static void return_large_buffers(void)
+{
+#if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD)
+    (void)mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
+}
+
 int main(int argc, char **argv)
 {
+    return_large_buffers();
     cli_install_signal_handlers();
     return finish_stdout(run(argc, argv));
 }

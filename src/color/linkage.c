@@ -46,7 +46,7 @@ void fib_rows_clear(fib_rows *r)
     fib_free(r->value);
     fib_free(r->tol);
     fib_free(r->label);
-    fib_free(r->narrow);
+    fib_free(r->owned);
     fib_free(r->divisor);
     memset(r, 0, sizeof *r);
 }
@@ -130,15 +130,21 @@ int32_t fib_rows_from_signature(const fib_signature *sig, fib_rows *out)
     return status;
 }
 
-/* The Euclidean length of row i, its squares summed in column order. */
-/* Value (i, j) of the rows, held in double or in float32 (fib_rows_narrow:
- * the float widened, divided by its row's divisor, gives the same bits). */
+/* Value (i, j) of the rows, held in double or in float32 (the float
+ * widened, divided by its row's divisor, gives the same bits). A weight
+ * borrowed in place is added to 0, as fib_scaled_dense_values sums it: a
+ * negative zero reads as the zero those rows hold. */
 static inline double row_value(const fib_rows *r, int64_t i, int64_t j)
 {
-    return r->value ? r->value[i * r->d + j]
-                    : (double)r->narrow[i * r->d + j] / r->divisor[i];
+    if (r->value)
+        return r->value[i * r->d + j];
+    if (r->tail && j == r->d - 1)
+        return (double)r->tail[i] / r->divisor[i];
+    double x = (double)r->narrow[i * r->ld + j];
+    return (r->pages ? 0.0 + x : x) / r->divisor[i];
 }
 
+/* The Euclidean length of row i, its squares summed in column order. */
 static double row_norm(const fib_rows *r, int64_t i)
 {
     double s = 0;
@@ -163,7 +169,9 @@ bool fib_rows_narrow(fib_rows *r)
     void *buffer = r->value;
     /* every value is finite and a float32: rounding cannot fail */
     fib_narrow_owned(&buffer, cells, -1, "row");
+    r->owned = buffer;
     r->narrow = buffer;
+    r->ld = r->d;
     r->value = NULL;
     r->divisor = divisor;
     return true;
@@ -327,8 +335,8 @@ static void nn_heap_remove(nn_heap *h, const double *key, int64_t row)
 }
 
 /* The Gram matrix of the unit rows is computed a panel of GRAM_WIDTH
- * columns at a time, over GRAM_DEPTH coordinates at a time: the panel
- * (128 KB) stays in cache while every row above it streams past. */
+ * rows at a time, over GRAM_DEPTH coordinates at a time: the panel
+ * (128 KB) stays in cache while every row after it streams past. */
 #define GRAM_WIDTH 64
 #define GRAM_DEPTH 256
 
@@ -351,10 +359,20 @@ static void nn_heap_remove(nn_heap *h, const double *key, int64_t row)
 /* The unit rows a Gram matrix is made of: doubles, or floats with the
  * rows' norms for the exact cosines. */
 typedef struct unit_rows {
-    const double *unit;  /* n x d, or NULL */
-    const float *unitf;  /* n x d, or NULL */
+    double *unit;  /* n x d, or NULL (unit_gram lets them go) */
+    float *unitf;  /* n x d, or NULL */
     const double *norm;  /* |row| (with unitf) */
 } unit_rows;
+
+/* Rows [begin, end) of rows borrowed from a graph's tensors leave the
+ * process's memory if they are mapped (the same values come back on a
+ * read). */
+static void drop_rows(const fib_rows *r, int64_t begin, int64_t end)
+{
+    if (end > begin)
+        fib_graph_drop_range(r->pages, r->narrow + begin * r->ld,
+                             (size_t)((end - begin) * r->ld) * sizeof *r->narrow);
+}
 
 /* The cosine of rows i and k in double, as the double path makes it. */
 static double exact_cosine(const fib_rows *r, const double *norm, int64_t i, int64_t k)
@@ -365,47 +383,54 @@ static double exact_cosine(const fib_rows *r, const double *norm, int64_t i, int
     return s;
 }
 
-/* The cosines between the GRAM_WIDTH (or fewer) unit rows from k0 on and
- * every row below them, into D; panel and acc: this thread's scratch. */
-static void gram_panel(const fib_rows *r, const unit_rows *u, bool cosine, int64_t k0,
+/* The cosines between the GRAM_WIDTH (or fewer) unit rows from i0 on and
+ * every row after them, into D (rows i0 .. of the condensed matrix, in
+ * order); panel and acc: this thread's scratch. A cosine is the same
+ * whichever of its rows is in the panel: its products commute, and they
+ * are summed in the same order. */
+static void gram_panel(const fib_rows *r, const unit_rows *u, bool cosine, int64_t i0,
                        double *panel, double *acc, double *D)
 {
     int64_t n = r->n, d = r->d;
     const fib_kernels *kernels = fib_kernels_active();
-    int64_t w = n - k0 < GRAM_WIDTH ? n - k0 : GRAM_WIDTH;
-    int64_t rows = k0 + w - 1; /* the rows below the panel's last column */
+    int64_t w = n - i0 < GRAM_WIDTH ? n - i0 : GRAM_WIDTH;
+    int64_t k0 = i0 + 1, rows = n - k0; /* the rows after the panel's first */
     float *panelf = (float *)panel;
+    if (rows <= 0)
+        return;
     memset(acc, 0, (size_t)(rows * w) * sizeof *acc);
     for (int64_t j0 = 0; j0 < d; j0 += GRAM_DEPTH) {
         int64_t len = d - j0 < GRAM_DEPTH ? d - j0 : GRAM_DEPTH;
         if (u->unitf) {
             for (int64_t c = 0; c < w; c++)
                 for (int64_t j = 0; j < len; j++)
-                    panelf[j * w + c] = u->unitf[(k0 + c) * d + j0 + j];
-            for (int64_t i0 = 0; i0 < rows; i0 += 4) {
-                int64_t m = rows - i0 < 4 ? rows - i0 : 4;
-                kernels->dots_f32(u->unitf + i0 * d + j0, d, m, panelf, w, len, acc + i0 * w,
-                                  w);
+                    panelf[j * w + c] = u->unitf[(i0 + c) * d + j0 + j];
+            for (int64_t x = 0; x < rows; x += 4) {
+                int64_t m = rows - x < 4 ? rows - x : 4;
+                kernels->dots_f32(u->unitf + (k0 + x) * d + j0, d, m, panelf, w, len,
+                                  acc + x * w, w);
             }
             continue;
         }
         for (int64_t c = 0; c < w; c++)
             for (int64_t j = 0; j < len; j++)
-                panel[j * w + c] = u->unit[(k0 + c) * d + j0 + j];
-        for (int64_t i0 = 0; i0 < rows; i0 += 4) {
-            int64_t m = rows - i0 < 4 ? rows - i0 : 4;
-            kernels->dots_f64(u->unit + i0 * d + j0, d, m, panel, w, len, acc + i0 * w, w);
+                panel[j * w + c] = u->unit[(i0 + c) * d + j0 + j];
+        for (int64_t x = 0; x < rows; x += 4) {
+            int64_t m = rows - x < 4 ? rows - x : 4;
+            kernels->dots_f64(u->unit + (k0 + x) * d + j0, d, m, panel, w, len, acc + x * w, w);
         }
     }
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t c = i < k0 ? 0 : i - k0 + 1; c < w; c++) {
-            int64_t k = k0 + c;
-            double dot = acc[i * w + c];
+    for (int64_t c = 0; c < w; c++) {
+        int64_t i = i0 + c;
+        double *row = D + tri(n, i, i + 1);
+        for (int64_t k = i + 1; k < n; k++) {
+            double dot = acc[(k - k0) * w + c];
             if (u->unitf && dot >= FLOAT_COSINE_EXACT && r->label[i] == r->label[k])
                 dot = exact_cosine(r, u->norm, i, k);
-            D[tri(n, i, k)] = r->label[i] != r->label[k] ? INFINITY
-                              : cosine ? 1.0 - dot : dot; /* rank-1 keeps cosines */
+            row[k - i - 1] = r->label[i] != r->label[k] ? INFINITY
+                             : cosine ? 1.0 - dot : dot; /* rank-1 keeps cosines */
         }
+    }
 }
 
 /* D[tri(i, k)] for all i < k: the cosine of unit rows i and k (COSINE:
@@ -414,11 +439,14 @@ static void gram_panel(const fib_rows *r, const unit_rows *u, bool cosine, int64
  * (fib_dots_f64): the bits of the plain loop at any SIMD level; the float
  * path's are the same at any SIMD level too (fib_dots_f32). Panels are
  * shared out among r->n_threads threads (each cosine made by one); the
- * calling thread asks check before each of its panels. */
+ * calling thread asks check before each round of panels. D fills from its
+ * front and the unit rows are done with from theirs: after each round the
+ * pages of the unit rows before it go (and those of rows borrowed in
+ * place), so that the two together stay near 1.25 times either. */
 static int32_t unit_gram(const fib_rows *r, const unit_rows *u, bool cosine,
                          const fib_progress_check *check, double *D)
 {
-    int64_t n = r->n, n_panels = (n + GRAM_WIDTH - 1) / GRAM_WIDTH;
+    int64_t n = r->n, d = r->d, n_panels = (n + GRAM_WIDTH - 1) / GRAM_WIDTH;
     int threads = fib_thread_count(r->n_threads, n_panels);
     threads = threads < LINKAGE_THREADS ? threads : LINKAGE_THREADS;
     double *panel = fib_alloc((int64_t)threads * GRAM_WIDTH * GRAM_DEPTH, sizeof *panel);
@@ -437,14 +465,21 @@ static int32_t unit_gram(const fib_rows *r, const unit_rows *u, bool cosine,
             break;
         }
         int64_t p1 = p0 + threads < n_panels ? p0 + threads : n_panels;
+        /* the first panels have the most rows after them: dealt first */
         FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
         for (int64_t p = p0; p < p1; p++) {
             int t = fib_thread_num();
-            /* the last panels have the most rows below them: dealt first */
-            gram_panel(r, u, cosine, (n_panels - 1 - p) * GRAM_WIDTH,
+            gram_panel(r, u, cosine, p * GRAM_WIDTH,
                        panel + (int64_t)t * GRAM_WIDTH * GRAM_DEPTH,
                        acc + (int64_t)t * n * GRAM_WIDTH, D);
         }
+        int64_t done_rows = p1 * GRAM_WIDTH < n ? p1 * GRAM_WIDTH : n;
+        if (u->unitf)
+            fib_release_pages(u->unitf, (size_t)(done_rows * d) * sizeof *u->unitf);
+        else
+            fib_release_pages(u->unit, (size_t)(done_rows * d) * sizeof *u->unit);
+        if (r->pages)
+            drop_rows(r, 0, done_rows);
     }
     if (cancelled)
         status = fib_error(FIB_E_CANCELLED, "clustering cancelled by the progress callback");
@@ -487,7 +522,9 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
         return fib_error(FIB_E_INVALID, "linkage: rows held in float32 are read by the "
                          "cosine and rank-1 linkages only");
     int64_t cells = n * (n - 1) / 2;
-    double *D = fib_alloc(cells > 0 ? cells : 1, sizeof *D);
+    /* the two largest buffers, in pages of their own: freed, they leave
+     * the process before the next layer's are made */
+    double *D = fib_alloc_pages(cells > 0 ? cells : 1, sizeof *D);
     /* each merge reads a cell of every row: on 4 KiB pages, a TLB miss each */
     if (D)
         fib_advise_huge_pages(D, (size_t)(cells > 0 ? cells : 1) * sizeof *D);
@@ -516,9 +553,9 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
     if (method == FIB_TOL_COSINE || rank1) {
         bool single = rank1 && r->float_cosines;
         if (single)
-            unitf = fib_alloc(n * (d > 0 ? d : 1), sizeof *unitf);
+            unitf = fib_alloc_pages(n * (d > 0 ? d : 1), sizeof *unitf);
         else
-            unit = fib_alloc(n * (d > 0 ? d : 1), sizeof *unit);
+            unit = fib_alloc_pages(n * (d > 0 ? d : 1), sizeof *unit);
         if (unitf || unit) /* fewer page faults */
             fib_advise_huge_pages(unitf ? (void *)unitf : (void *)unit,
                                   (size_t)(n * (d > 0 ? d : 1)) * (unitf ? sizeof *unitf : sizeof *unit));
@@ -539,7 +576,13 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
             }
             if (rank1)
                 m[i] = s * s * (mass ? mass[i] : 1.0);
+            /* borrowed rows: their pages go as the unit rows take their
+             * place (an exact cosine brings a row back) */
+            if (r->pages && (i + 1) % GRAM_WIDTH == 0)
+                drop_rows(r, i + 1 - GRAM_WIDTH, i + 1);
         }
+        if (r->pages)
+            drop_rows(r, n - n % GRAM_WIDTH, n);
     }
     for (int64_t i = 0; i < n; i++) {
         size[i] = 1;
@@ -550,8 +593,8 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
     if (unit || unitf) {
         unit_rows u = {unit, unitf, unit_norm};
         status = unit_gram(r, &u, !rank1, check, D);
-        fib_free(unit);
-        fib_free(unitf);
+        fib_free_pages(unit, n * (d > 0 ? d : 1), sizeof *unit);
+        fib_free_pages(unitf, n * (d > 0 ? d : 1), sizeof *unitf);
         unit = NULL;
         unitf = NULL;
         if (status)
@@ -709,7 +752,7 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
     out->n = n;
     out->n_merges = merges;
 done:
-    fib_free(D);
+    fib_free_pages(D, cells > 0 ? cells : 1, sizeof *D);
     fib_free(m);
     fib_free(size);
     fib_free(nn);
@@ -719,8 +762,8 @@ done:
     fib_free(row_cost);
     fib_free(heap.row);
     fib_free(heap.where);
-    fib_free(unit);
-    fib_free(unitf);
+    fib_free_pages(unit, n * (d > 0 ? d : 1), sizeof *unit);
+    fib_free_pages(unitf, n * (d > 0 ? d : 1), sizeof *unitf);
     fib_free(unit_norm);
     if (status)
         fib_merges_clear(out);
@@ -1065,11 +1108,13 @@ static int32_t scaled_dense_rows(const fib_graph *g, int32_t group, const fib_pa
     for (int64_t i = 0; i < n; i++) {
         double *v = out->value + i * dd;
         memset(v, 0, (size_t)dd * sizeof *v);
-        if (!with_tol) {
+        if (!with_tol) { /* a budget's rows: the block is read once */
             for (int64_t c = 0; c < d->n_in; c++)
                 v[src->color[c]] += fib_dense_weight(d, i, c) * (src_scale ? src_scale[c] : 1.0);
             if (d->bias)
                 v[k] = fib_dense_bias(d, i);
+            if ((i + 1) % FIB_DENSE_DROP_ROWS == 0 || i + 1 == n)
+                fib_dense_drop_rows(g, d, i - i % FIB_DENSE_DROP_ROWS, i + 1);
             continue;
         }
         double *t = out->tol + i * dd;
@@ -1101,6 +1146,34 @@ int32_t fib_scaled_dense_values(const fib_graph *g, int32_t group,
                                 fib_rows *out)
 {
     return scaled_dense_rows(g, group, src, src_scale, false, out);
+}
+
+bool fib_rows_borrow(const fib_graph *g, int32_t group, const fib_partition *src,
+                     const double *src_scale, fib_rows *r)
+{
+    memset(r, 0, sizeof *r);
+    const fib_dense *d = fib_group_matrix(g, group);
+    if (!d || d->dtype != FIB_DTYPE_F32 || d->transposed || src->n_classes != d->n_in)
+        return false;
+    for (int64_t c = 0; c < d->n_in; c++)
+        if (src->color[c] != c || (src_scale && src_scale[c] != 1.0)) /* x * 1 is x */
+            return false;
+    int64_t n = g->groups[group].n_units;
+    r->label = fib_calloc(n > 0 ? n : 1, sizeof *r->label);
+    r->divisor = fib_alloc(n > 0 ? n : 1, sizeof *r->divisor);
+    if (!r->label || !r->divisor) {
+        fib_rows_clear(r);
+        return false;
+    }
+    for (int64_t i = 0; i < n; i++)
+        r->divisor[i] = 1.0; /* x / 1 is x */
+    r->n = n;
+    r->d = d->n_in + (d->bias ? 1 : 0);
+    r->narrow = d->weights;
+    r->ld = d->ld;
+    r->tail = d->bias;
+    r->pages = g;
+    return true;
 }
 
 int32_t fib_class_scales(const fib_rows *r, const fib_partition *p,
@@ -1364,14 +1437,15 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
                         const fib_progress_check *check, fib_partition *p)
 {
     int64_t n = r->n, d = r->d, k = p->n_classes, kd = k * (d > 0 ? d : 1);
-    double *V = fib_calloc(kd, sizeof *V), *V2 = fib_alloc(kd, sizeof *V2);
+    double *V = fib_calloc(kd, sizeof *V);
     /* scratch for as many threads as the rounds may use */
     int64_t most = fib_thread_count(r->n_threads, LINKAGE_THREADS);
     double *w = fib_alloc(most * (d > 0 ? d : 1), sizeof *w);
+    double *was = fib_alloc(most * (d > 0 ? d : 1), sizeof *was);
     int64_t *order = fib_alloc(n, sizeof *order), *start = fib_calloc(k + 1, sizeof *start);
     int64_t *fill = fib_alloc(k, sizeof *fill), *next = fib_alloc(n, sizeof *next);
     double *hi = fib_alloc(n, sizeof *hi), *norm = fib_alloc(n, sizeof *norm);
-    bool *changed = fib_alloc(k, sizeof *changed), *changed2 = fib_alloc(k, sizeof *changed2);
+    bool *changed = fib_alloc(k, sizeof *changed), *placed = fib_alloc(k, sizeof *placed);
     int64_t *oldof = fib_alloc(k, sizeof *oldof), *scan = fib_alloc(LLOYD_CHUNK, sizeof *scan);
     double *dots = fib_alloc(LLOYD_CHUNK * k, sizeof *dots);
     double *panel = fib_alloc(most * GRAM_WIDTH * GRAM_DEPTH, sizeof *panel);
@@ -1379,8 +1453,8 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
     double *delta = fib_alloc(k, sizeof *delta);
     float *scanf32 = NULL; /* the scanned rows in floats */
     int32_t status = FIB_OK;
-    if (!delta || !V || !V2 || !w || !order || !start || !fill || !next || !hi || !norm || !changed ||
-        !changed2 || !oldof || !scan || !dots || !panel || !rows) {
+    if (!delta || !V || !was || !w || !order || !start || !fill || !next || !hi || !norm || !changed ||
+        !placed || !oldof || !scan || !dots || !panel || !rows) {
         status = fib_error(FIB_E_NOMEM, "out of memory refining %lld units", (long long)n);
         goto done;
     }
@@ -1418,9 +1492,8 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
             if (!changed[c])
                 continue;
             /* scratch of this thread: the old direction, then the power
-             * iteration's (the rows buffer holds 4 * GRAM_DEPTH per thread:
-             * not enough for d; V2 holds k * d, one row per class) */
-            double *old = V2 + c * d;
+             * iteration's */
+            double *old = was + (int64_t)fib_thread_num() * (d > 0 ? d : 1);
             memcpy(old, V + c * d, (size_t)d * sizeof *old);
             fib_top_direction(r, order + start[c], start[c + 1] - start[c], weight, V + c * d,
                               w + (int64_t)fib_thread_num() * (d > 0 ? d : 1));
@@ -1555,16 +1628,28 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
                 hi[i] = INFINITY;
             continue;
         }
-        memcpy(V2, V, (size_t)(k * d) * sizeof *V2);
-        memcpy(changed2, changed, (size_t)k * sizeof *changed2);
+        /* in place, cycle by cycle (oldof is a permutation): direction c
+         * becomes old direction oldof[c], and flag c old flag oldof[c] */
+        memset(placed, 0, (size_t)k * sizeof *placed);
         for (int64_t c = 0; c < k; c++) {
-            memcpy(V + c * d, V2 + oldof[c] * d, (size_t)d * sizeof *V);
-            changed[c] = changed2[oldof[c]];
+            if (placed[c])
+                continue;
+            memcpy(was, V + c * d, (size_t)d * sizeof *was);
+            bool first = changed[c];
+            int64_t x = c;
+            for (; oldof[x] != c; x = oldof[x]) {
+                memcpy(V + x * d, V + oldof[x] * d, (size_t)d * sizeof *V);
+                changed[x] = changed[oldof[x]];
+                placed[x] = true;
+            }
+            memcpy(V + x * d, was, (size_t)d * sizeof *V);
+            changed[x] = first;
+            placed[x] = true;
         }
     }
 done:
-    fib_free(V), fib_free(V2), fib_free(w), fib_free(order), fib_free(start), fib_free(fill);
-    fib_free(next), fib_free(hi), fib_free(norm), fib_free(changed), fib_free(changed2);
+    fib_free(V), fib_free(was), fib_free(w), fib_free(order), fib_free(start), fib_free(fill);
+    fib_free(next), fib_free(hi), fib_free(norm), fib_free(changed), fib_free(placed);
     fib_free(oldof), fib_free(scan), fib_free(dots), fib_free(panel), fib_free(rows);
     fib_free(delta);
     fib_free(scanf32);

@@ -17,11 +17,18 @@ typedef struct fib_rows {
                            bound made in floats (linkage.c) */
     bool search_all;    /* tests: the Lloyd rounds search every unit among
                            all the directions, no bound skipping one */
-    float *narrow;      /* NULL, or the values held in float32 instead (value
-                           NULL, fib_rows_narrow): value (i, j) is
-                           narrow[i * d + j] / divisor[i], the bits of the
-                           double rows they stand for; only the rank-1 Ward
-                           linkage and fib_rows_normalize read such rows */
+    /* NULL, or the values held in float32 instead (value NULL): value
+     * (i, j) is narrow[i * ld + j] (with a tail, value (i, d - 1) is
+     * tail[i]) divided by divisor[i], the bits of the double rows they
+     * stand for. Held in their own memory (fib_rows_narrow: owned) or
+     * borrowed from a layer's weights (fib_rows_borrow); only the rank-1
+     * Ward linkage, the cosine linkage and fib_rows_normalize read them. */
+    const float *narrow, *tail;
+    int64_t ld;
+    float *owned;             /* narrow when held in its own memory */
+    const fib_graph *pages;   /* borrowed from this graph's tensors: the
+                                 linkage lets their mapped pages go once it
+                                 has read them (fib_graph_drop_range) */
     double *divisor;
 } fib_rows;
 
@@ -52,6 +59,14 @@ void fib_rows_normalize(fib_rows *r, double *norms);
  * allowances: half the memory, the same values read back. False (r
  * unchanged) otherwise. */
 bool fib_rows_narrow(fib_rows *r);
+/* The rows fib_scaled_dense_values makes for dense group `group` over a
+ * discrete source with unit scales (src_scale NULL or all 1), read in
+ * place from the group's float32 weights and bias instead: r borrows them
+ * (fib_rows_clear leaves them) and reads the same values. False (r
+ * cleared) for a source that is not discrete, another dtype, transposed
+ * weights or no memory. */
+bool fib_rows_borrow(const fib_graph *g, int32_t group, const fib_partition *src,
+                     const double *src_scale, fib_rows *r);
 /* Sorts v and returns its median. */
 double fib_median(double *v, int64_t n);
 
@@ -72,8 +87,8 @@ typedef struct fib_progress_check {
 } fib_progress_check;
 /* Nonzero when check (may be NULL) asks to cancel. */
 bool fib_progress_cancelled(const fib_progress_check *check);
-/* fib_linkage_run asking `check` (may be NULL) once per panel of 64
- * columns of its distance matrix (COSINE, rank-1 Ward) or once per row (the
+/* fib_linkage_run asking `check` (may be NULL) once per panel of 64 rows
+ * of its distance matrix (COSINE, rank-1 Ward) or once per row (the
  * others), and once per merge: FIB_E_CANCELLED when it cancels. */
 int32_t fib_linkage_run_checked(const fib_rows *r, int32_t method, bool rank1,
                                 const double *mass, double stop,
@@ -106,7 +121,8 @@ int32_t fib_scaled_dense_rows(const fib_graph *g, int32_t group,
                               const fib_partition *src, const double *src_scale,
                               fib_rows *out);
 /* The same rows without their rounding allowances (out->tol NULL), for
- * what reads only the values (budgets: rank-1 Ward, Lloyd rounds, scales). */
+ * what reads only the values (budgets: rank-1 Ward, Lloyd rounds, scales),
+ * reading the block once: its mapped pages go as its rows are made. */
 int32_t fib_scaled_dense_values(const fib_graph *g, int32_t group,
                                 const fib_partition *src, const double *src_scale,
                                 fib_rows *out);

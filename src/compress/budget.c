@@ -147,19 +147,27 @@ static int64_t budget_params(const fib_graph *g, const int64_t *width)
 
 /* Rows and weights of group i for clustering with `scaled`; parts/scales
  * give the source's classes. narrow: only the rank-1 linkage reads them,
- * so rows of float32 values are held as such (fib_rows_narrow). */
+ * so the float32 weights over a discrete source are read in place
+ * (fib_rows_borrow) and other rows of float32 values held as such
+ * (fib_rows_narrow). */
 static int32_t layer_rows(const fib_graph *g, int32_t i, const fib_partition *parts,
                           double **scales, bool scaled, bool narrow, fib_rows *r,
                           double *weight, double *norms)
 {
-    int32_t status = fib_scaled_dense_values(g, i, &parts[g->groups[i].sources[0]],
-                                             scales[g->groups[i].sources[0]], r);
-    if (status)
-        return status;
+    /* the consumer's pages go once its columns are summed: they need not
+     * stay next to the rows */
     fib_outgoing_norms(g, i, weight);
-    if (scaled) {
-        if (narrow)
+    if (i + 1 < g->n_groups)
+        fib_group_drop_pages(g, i + 1);
+    int32_t src = g->groups[i].sources[0];
+    if (!(scaled && narrow && fib_rows_borrow(g, i, &parts[src], scales[src], r))) {
+        int32_t status = fib_scaled_dense_values(g, i, &parts[src], scales[src], r);
+        if (status)
+            return status;
+        if (scaled && narrow)
             fib_rows_narrow(r);
+    }
+    if (scaled) {
         fib_rows_normalize(r, norms);
         for (int64_t u = 0; u < r->n; u++)
             weight[u] *= norms[u];
@@ -197,8 +205,10 @@ static int32_t candidate_rows(const fib_graph *g, int32_t i, const fib_partition
 
 /* The blocks candidate_rows read for group i (its own and its consumer's,
  * the next group of the chain) leave a mapped model file's resident pages:
- * the rows are copies, so the file need not stay resident next to a
- * layer's working set (the agglomeration's rows and cosines). */
+ * the file need not stay resident next to a layer's working set (the
+ * agglomeration's unit rows and cosines). Rows borrowed from the weights
+ * bring their pages back as the agglomeration reads them, and it lets
+ * them go again. */
 static void drop_read_blocks(const fib_graph *g, int32_t i)
 {
     fib_group_drop_pages(g, i);
@@ -259,8 +269,23 @@ static int32_t residual(const fib_rows *r, const fib_partition *p, const double 
                         const double *s, double *out)
 {
     int64_t n = r->n, d = r->d, k = p->n_classes;
-    double *rep = fib_calloc(k * (d > 0 ? d : 1), sizeof *rep), *ss = fib_calloc(k, sizeof *ss);
     double total = 0;
+    if (k == n) {
+        /* every unit alone in its class: the class's sums are the unit's
+         * own terms, made as below (0 + term) without holding them */
+        for (int64_t i = 0; i < n; i++) {
+            double ssi = 0.0 + s[i] * s[i], e = 0;
+            for (int64_t j = 0; j < d; j++) {
+                double rep = 0.0 + s[i] * r->value[i * d + j];
+                double x = r->value[i * d + j] - s[i] * rep / ssi;
+                e += x * x;
+            }
+            total += w[i] * w[i] * e;
+        }
+        *out = sqrt(total);
+        return FIB_OK;
+    }
+    double *rep = fib_calloc(k * (d > 0 ? d : 1), sizeof *rep), *ss = fib_calloc(k, sizeof *ss);
     if (!rep || !ss) {
         fib_free(rep);
         fib_free(ss);

@@ -364,17 +364,8 @@ static int32_t check_coverage(const fib_st_file *f, uint64_t data_size)
  * from the file. */
 static void release_pages(const fib_st_file *f, const unsigned char *at, size_t len)
 {
-#ifdef MADV_DONTNEED
-    long page = sysconf(_SC_PAGESIZE);
-    if (!f->mapped || page <= 0)
-        return;
-    uintptr_t begin = ((uintptr_t)at + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
-    uintptr_t end = ((uintptr_t)at + len) / (uintptr_t)page * (uintptr_t)page;
-    if (end > begin)
-        (void)madvise((void *)begin, end - begin, MADV_DONTNEED);
-#else
-    (void)f, (void)at, (void)len;
-#endif
+    if (f->mapped)
+        fib_release_pages((void *)at, len);
 }
 
 void fib_st_drop_pages(void *file, const void *at, size_t bytes)

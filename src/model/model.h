@@ -441,6 +441,9 @@ int32_t fib_group_find_nonfinite(const fib_graph *g, int32_t group, const char *
  * later read brings the pages back from the page cache. Tensors in any
  * other memory are left alone. */
 void fib_group_drop_pages(const fib_graph *g, int32_t group);
+/* The same for the whole pages of [at, at + bytes) (any tensor's memory;
+ * nothing outside a mapping the graph may let go). */
+void fib_graph_drop_range(const fib_graph *g, const void *at, size_t bytes);
 /* tensor.c: the `count` float64 values of *buffer, owned by a block of a
  * base, rounded to float32 at the front of the same buffer (the rest handed
  * back, so *buffer may move), each value once: the values a float32 file

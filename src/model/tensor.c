@@ -214,11 +214,15 @@ void fib_group_drop_pages(const fib_graph *g, int32_t group)
         /* from the first element to the last, whatever the strides */
         int64_t per_row = n / v.shape[0];
         int64_t last = fib_view_at(&v, v.shape[0] - 1, per_row - 1);
-        size_t bytes = (size_t)(last + 1) * fib_dtype_size(v.dtype);
-        for (int32_t i = 0; i < g->n_resources; i++)
-            if (g->resources[i].drop_pages)
-                g->resources[i].drop_pages(g->resources[i].handle, v.data, bytes);
+        fib_graph_drop_range(g, v.data, (size_t)(last + 1) * fib_dtype_size(v.dtype));
     }
+}
+
+void fib_graph_drop_range(const fib_graph *g, const void *at, size_t bytes)
+{
+    for (int32_t i = 0; i < g->n_resources; i++)
+        if (g->resources[i].drop_pages)
+            g->resources[i].drop_pages(g->resources[i].handle, at, bytes);
 }
 
 int32_t fib_narrow_owned(void **buffer, int64_t count, int32_t group, const char *what)

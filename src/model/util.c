@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 bool fib_mul_i64(int64_t a, int64_t b, int64_t *out)
 {
@@ -74,6 +75,31 @@ void fib_free(void *p)
     free(p);
 }
 
+void *fib_alloc_pages(int64_t count, size_t size)
+{
+    size_t bytes;
+    if (count <= 0 || !fib_bytes(count, size, &bytes) || alloc_should_fail())
+        return NULL;
+#if defined(MAP_ANONYMOUS)
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+#else
+    return calloc((size_t)count, size);
+#endif
+}
+
+void fib_free_pages(void *p, int64_t count, size_t size)
+{
+    if (!p)
+        return;
+#if defined(MAP_ANONYMOUS)
+    (void)munmap(p, (size_t)count * size);
+#else
+    (void)count, (void)size;
+    free(p);
+#endif
+}
+
 void fib_advise_huge_pages(void *p, size_t bytes)
 {
 #ifdef MADV_HUGEPAGE
@@ -82,6 +108,21 @@ void fib_advise_huge_pages(void *p, size_t bytes)
     uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);
     if (hi > lo)
         (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)p, (void)bytes;
+#endif
+}
+
+void fib_release_pages(void *p, size_t bytes)
+{
+#if defined(MADV_DONTNEED) && defined(_SC_PAGESIZE)
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || !p)
+        return;
+    uintptr_t lo = ((uintptr_t)p + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    uintptr_t hi = ((uintptr_t)p + bytes) / (uintptr_t)page * (uintptr_t)page;
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
 #else
     (void)p, (void)bytes;
 #endif

@@ -36,6 +36,13 @@ bool fib_bytes(int64_t count, size_t size, size_t *out);
 /* Allocation through one place so that tests can fail the k-th call. Every
  * function returns NULL for a zero count too (callers never ask for 0). */
 void *fib_alloc(int64_t count, size_t size);   /* uninitialised */
+/* A large scratch buffer in pages of its own (zeroed), freed by
+ * fib_free_pages with the same count and size: its memory goes back to
+ * the system when freed, whatever the process's allocator would keep of a
+ * malloc'd one (glibc keeps a buffer below its raised mmap threshold in
+ * its heap). malloc'd where pages cannot be mapped. */
+void *fib_alloc_pages(int64_t count, size_t size);
+void fib_free_pages(void *p, int64_t count, size_t size);
 void *fib_calloc(int64_t count, size_t size);  /* zeroed */
 void fib_free(void *p);
 char *fib_strdup(const char *s);
@@ -43,6 +50,12 @@ char *fib_strdup(const char *s);
  * hint; the kernel may ignore it): for buffers read at scattered places,
  * which then miss the TLB far less. */
 void fib_advise_huge_pages(void *p, size_t bytes);
+/* The whole pages of [p, p + bytes) go back to the system now (a hint):
+ * in the process's own memory, for a buffer its owner will not read again
+ * before it frees or rewrites it (its pages read as zeros after); in a
+ * private read-only file mapping, for a reader done with them for now
+ * (they come back from the file). */
+void fib_release_pages(void *p, size_t bytes);
 
 /* Asks the cache for bytes [p, p + n) ahead of their use (a hint; nothing
  * on compilers without __builtin_prefetch). */

@@ -54,7 +54,9 @@ data-based bias correction (`data bias`), the plan's classes at one merge
 site alone (`only inputs`, `only layer 1`, `only layer 2`, corrected and
 with ` refit`), the first layer clustered on [W, b / sigma] (`b/sigma`)
 and the power chosen by the output error on held-out synthetic inputs
-(`power chosen`).
+(`power chosen`). `--chosen-powers PATH` runs only that choice and appends
+which power it chose at each seed and budget to PATH, with its model's
+accuracy (the `power chosen` row's).
 """
 
 import argparse
@@ -120,6 +122,9 @@ def main(argv=None):
                     help="comma-separated sensitivity powers: p=P (corrected) and p=P refit")
     ap.add_argument("--checks", action="store_true",
                     help="add the correction's checks (check_variants)")
+    ap.add_argument("--chosen-powers", metavar="PATH",
+                    help="only the power the held-out synthetic error chooses (--checks' "
+                         "`power chosen`): a row per seed and budget appended to PATH")
     ap.add_argument("--evaluate", choices=["split", "test"], default="split")
     ap.add_argument("--csv", metavar="PATH",
                     help="append every seed's rows here (resumes) and write PATH's summary")
@@ -155,6 +160,9 @@ def main(argv=None):
         example = x_fit[:256]
         base_acc = accuracy(model, x_ev, y_ev)
         net = ft.trace(model, example)
+        if args.chosen_powers:
+            append_chosen_powers(args, seed, model, example, base_acc, x_ev, y_ev)
+            continue
         for budget in BUDGETS:
             runs = []
             for factor in factors:
@@ -438,6 +446,26 @@ def power_by_synthetic_error(model, example, budget, scale, n_samples=8192, seed
 
 COLUMNS = ("network", "evaluate", "seed", "baseline", "variant", "budget", "accuracy",
            "input_classes", "widths")
+
+
+CHOSEN_POWER_COLUMNS = ("network", "evaluate", "seed", "baseline", "budget", "power",
+                        "accuracy")
+
+
+def append_chosen_powers(args, seed, model, example, base_acc, x_ev, y_ev):
+    """--chosen-powers: the power power_by_synthetic_error picks at every
+    budget, with the accuracy of its model (the `power chosen` rows of
+    --checks), appended to args.chosen_powers."""
+    scale = _budget._input_scale(example)
+    rows = []
+    for budget in BUDGETS:
+        power, small = power_by_synthetic_error(model, example, budget, scale)
+        acc = accuracy(small, x_ev, y_ev)
+        rows.append((args.network, args.evaluate, seed, "%.2f" % base_acc, "%.2f" % budget,
+                     "%g" % power, "%.2f" % acc))
+        print("%s seed %d %.2f: power %g chosen, %.2f" % (args.network, seed, budget, power, acc),
+              flush=True)
+    append_rows(args.chosen_powers, rows, CHOSEN_POWER_COLUMNS)
 
 
 def read_csv(path):

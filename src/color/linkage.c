@@ -442,7 +442,8 @@ static void gram_panel(const fib_rows *r, const unit_rows *u, bool cosine, int64
  * calling thread asks check before each round of panels. D fills from its
  * front and the unit rows are done with from theirs: after each round the
  * pages of the unit rows before it go (and those of rows borrowed in
- * place), so that the two together stay near 1.25 times either. */
+ * place): the matrix grows as the unit rows shrink, so that the two are
+ * never held whole together. */
 static int32_t unit_gram(const fib_rows *r, const unit_rows *u, bool cosine,
                          const fib_progress_check *check, double *D)
 {

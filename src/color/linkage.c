@@ -579,11 +579,9 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
                 m[i] = s * s * (mass ? mass[i] : 1.0);
             /* borrowed rows: their pages go as the unit rows take their
              * place (an exact cosine brings a row back) */
-            if (r->pages && (i + 1) % GRAM_WIDTH == 0)
-                drop_rows(r, i + 1 - GRAM_WIDTH, i + 1);
+            if (r->pages && ((i + 1) % GRAM_WIDTH == 0 || i + 1 == n))
+                drop_rows(r, i - i % GRAM_WIDTH, i + 1);
         }
-        if (r->pages)
-            drop_rows(r, n - n % GRAM_WIDTH, n);
     }
     for (int64_t i = 0; i < n; i++) {
         size[i] = 1;

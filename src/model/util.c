@@ -1,5 +1,5 @@
 /* Checked arithmetic, the allocation funnel and dtype access. */
-#define _DEFAULT_SOURCE /* madvise */
+#define _DEFAULT_SOURCE /* madvise, MAP_ANONYMOUS (fib_alloc_pages) */
 #include "model/model.h"
 #include "kernels/stored.h"
 

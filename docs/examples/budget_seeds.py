@@ -524,11 +524,11 @@ def summarise(path, versus="python"):
             by_seed = groups[key]
             values = [by_seed[s] for s in sorted(by_seed)]
             mean, half = t_interval(values)
-            for n, first in enumerate(versus.split(",")):
-                ref = first
+            for n, reference in enumerate(versus.split(",")):
+                ref = reference
                 for suffix in (UNMERGED, REFIT_ONLY):
-                    if key[2].endswith(suffix) and key[:2] + (first + suffix, key[3]) in groups:
-                        ref = first + suffix
+                    if key[2].endswith(suffix) and key[:2] + (reference + suffix, key[3]) in groups:
+                        ref = reference + suffix
                 other = (baselines[key[:2]] if ref == "baseline"
                          else groups.get(key[:2] + (ref, key[3]), {}))
                 paired = sorted(set(by_seed) & set(other))

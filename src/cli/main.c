@@ -97,11 +97,12 @@ static int run(int argc, char **argv)
     return CLI_EXIT_USAGE;
 }
 
-/* A command's large buffers (a layer's rows, a linkage's distances) come
- * and go layer by layer: each goes back to the system when freed. glibc
- * would otherwise raise its mmap threshold to the size of the first one
- * freed and keep the later ones in its heap, which then stays resident
- * next to the next layer's working set. */
+/* A command's large buffers (a layer's rows and what is made from them;
+ * a linkage's matrix has pages of its own) come and go layer by layer:
+ * each goes back to the system when freed. glibc would otherwise raise its
+ * mmap threshold to the size of the first one freed and keep the later
+ * ones in its heap, which then stays resident next to the next layer's
+ * working set. */
 static void return_large_buffers(void)
 {
 #if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD)

@@ -442,7 +442,8 @@ static void gram_panel(const fib_rows *r, const unit_rows *u, bool cosine, int64
  * calling thread asks check before each round of panels. D fills from its
  * front and the unit rows are done with from theirs: after each round the
  * pages of the unit rows before it go (and those of rows borrowed in
- * place), so that the two together stay near 1.25 times either. */
+ * place): the matrix grows as the unit rows shrink, so that the two are
+ * never held whole together. */
 static int32_t unit_gram(const fib_rows *r, const unit_rows *u, bool cosine,
                          const fib_progress_check *check, double *D)
 {
@@ -521,13 +522,13 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
     if (r->narrow && method != FIB_TOL_COSINE && !rank1)
         return fib_error(FIB_E_INVALID, "linkage: rows held in float32 are read by the "
                          "cosine and rank-1 linkages only");
-    int64_t cells = n * (n - 1) / 2;
-    /* the two largest buffers, in pages of their own: freed, they leave
-     * the process before the next layer's are made */
-    double *D = fib_alloc_pages(cells > 0 ? cells : 1, sizeof *D);
+    /* the two largest buffers, in pages of their own: freed (with the
+     * same counts), they leave the process before the next layer's are made */
+    int64_t cells = n > 1 ? n * (n - 1) / 2 : 1, unit_cells = n * (d > 0 ? d : 1);
+    double *D = fib_alloc_pages(cells, sizeof *D);
     /* each merge reads a cell of every row: on 4 KiB pages, a TLB miss each */
     if (D)
-        fib_advise_huge_pages(D, (size_t)(cells > 0 ? cells : 1) * sizeof *D);
+        fib_advise_huge_pages(D, (size_t)cells * sizeof *D);
     double *m = fib_alloc(n, sizeof *m);   /* cluster mass / sigma^2 */
     int64_t *size = fib_alloc(n, sizeof *size);
     int64_t *nn = fib_alloc(n, sizeof *nn);
@@ -553,12 +554,12 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
     if (method == FIB_TOL_COSINE || rank1) {
         bool single = rank1 && r->float_cosines;
         if (single)
-            unitf = fib_alloc_pages(n * (d > 0 ? d : 1), sizeof *unitf);
+            unitf = fib_alloc_pages(unit_cells, sizeof *unitf);
         else
-            unit = fib_alloc_pages(n * (d > 0 ? d : 1), sizeof *unit);
+            unit = fib_alloc_pages(unit_cells, sizeof *unit);
         if (unitf || unit) /* fewer page faults */
             fib_advise_huge_pages(unitf ? (void *)unitf : (void *)unit,
-                                  (size_t)(n * (d > 0 ? d : 1)) * (unitf ? sizeof *unitf : sizeof *unit));
+                                  (size_t)unit_cells * (unitf ? sizeof *unitf : sizeof *unit));
         unit_norm = fib_alloc(n > 0 ? n : 1, sizeof *unit_norm);
         if ((!unit && !unitf) || !unit_norm) {
             status = fib_error(FIB_E_NOMEM, "out of memory clustering %lld units", (long long)n);
@@ -578,11 +579,9 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
                 m[i] = s * s * (mass ? mass[i] : 1.0);
             /* borrowed rows: their pages go as the unit rows take their
              * place (an exact cosine brings a row back) */
-            if (r->pages && (i + 1) % GRAM_WIDTH == 0)
-                drop_rows(r, i + 1 - GRAM_WIDTH, i + 1);
+            if (r->pages && ((i + 1) % GRAM_WIDTH == 0 || i + 1 == n))
+                drop_rows(r, i - i % GRAM_WIDTH, i + 1);
         }
-        if (r->pages)
-            drop_rows(r, n - n % GRAM_WIDTH, n);
     }
     for (int64_t i = 0; i < n; i++) {
         size[i] = 1;
@@ -593,8 +592,8 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
     if (unit || unitf) {
         unit_rows u = {unit, unitf, unit_norm};
         status = unit_gram(r, &u, !rank1, check, D);
-        fib_free_pages(unit, n * (d > 0 ? d : 1), sizeof *unit);
-        fib_free_pages(unitf, n * (d > 0 ? d : 1), sizeof *unitf);
+        fib_free_pages(unit, unit_cells, sizeof *unit);
+        fib_free_pages(unitf, unit_cells, sizeof *unitf);
         unit = NULL;
         unitf = NULL;
         if (status)
@@ -752,7 +751,7 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
     out->n = n;
     out->n_merges = merges;
 done:
-    fib_free_pages(D, cells > 0 ? cells : 1, sizeof *D);
+    fib_free_pages(D, cells, sizeof *D);
     fib_free(m);
     fib_free(size);
     fib_free(nn);
@@ -762,8 +761,8 @@ done:
     fib_free(row_cost);
     fib_free(heap.row);
     fib_free(heap.where);
-    fib_free_pages(unit, n * (d > 0 ? d : 1), sizeof *unit);
-    fib_free_pages(unitf, n * (d > 0 ? d : 1), sizeof *unitf);
+    fib_free_pages(unit, unit_cells, sizeof *unit);
+    fib_free_pages(unitf, unit_cells, sizeof *unitf);
     fib_free(unit_norm);
     if (status)
         fib_merges_clear(out);
@@ -1453,8 +1452,8 @@ int32_t fib_rank1_lloyd(const fib_rows *r, const double *weight, int32_t iterati
     double *delta = fib_alloc(k, sizeof *delta);
     float *scanf32 = NULL; /* the scanned rows in floats */
     int32_t status = FIB_OK;
-    if (!delta || !V || !was || !w || !order || !start || !fill || !next || !hi || !norm || !changed ||
-        !placed || !oldof || !scan || !dots || !panel || !rows) {
+    if (!delta || !V || !was || !w || !order || !start || !fill || !next || !hi || !norm ||
+        !changed || !placed || !oldof || !scan || !dots || !panel || !rows) {
         status = fib_error(FIB_E_NOMEM, "out of memory refining %lld units", (long long)n);
         goto done;
     }

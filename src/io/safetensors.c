@@ -1,5 +1,4 @@
 /* safetensors reader (mmap, strict validation) and writer. See safetensors.h. */
-#define _DEFAULT_SOURCE /* madvise: the mapped pages of converted tensors */
 #include "io/safetensors.h"
 
 #include "io/file_output.h"

@@ -1,5 +1,5 @@
 /* Checked arithmetic, the allocation funnel and dtype access. */
-#define _DEFAULT_SOURCE /* madvise */
+#define _DEFAULT_SOURCE /* madvise, MAP_ANONYMOUS (fib_alloc_pages) */
 #include "model/model.h"
 #include "kernels/stored.h"
 
@@ -75,12 +75,28 @@ void fib_free(void *p)
     free(p);
 }
 
+/* fib_alloc_pages maps its buffers where it can; under AddressSanitizer
+ * (gcc's macro, clang's feature) they are malloc'd, whose bounds it
+ * watches (a mapping's only at its pages' ends). */
+#if defined(__SANITIZE_ADDRESS__)
+#define ADDRESS_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ADDRESS_SANITIZER 1
+#endif
+#endif
+#if defined(MAP_ANONYMOUS) && !defined(ADDRESS_SANITIZER)
+#define MAPPED_PAGES 1
+#else
+#define MAPPED_PAGES 0
+#endif
+
 void *fib_alloc_pages(int64_t count, size_t size)
 {
     size_t bytes;
     if (count <= 0 || !fib_bytes(count, size, &bytes) || alloc_should_fail())
         return NULL;
-#if defined(MAP_ANONYMOUS)
+#if MAPPED_PAGES
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 #else
@@ -92,7 +108,7 @@ void fib_free_pages(void *p, int64_t count, size_t size)
 {
     if (!p)
         return;
-#if defined(MAP_ANONYMOUS)
+#if MAPPED_PAGES
     (void)munmap(p, (size_t)count * size);
 #else
     (void)count, (void)size;

@@ -40,7 +40,8 @@ void *fib_alloc(int64_t count, size_t size);   /* uninitialised */
  * fib_free_pages with the same count and size: its memory goes back to
  * the system when freed, whatever the process's allocator would keep of a
  * malloc'd one (glibc keeps a buffer below its raised mmap threshold in
- * its heap). malloc'd where pages cannot be mapped. */
+ * its heap). malloc'd where pages cannot be mapped, and under
+ * AddressSanitizer, which then watches its bounds. */
 void *fib_alloc_pages(int64_t count, size_t size);
 void fib_free_pages(void *p, int64_t count, size_t size);
 void *fib_calloc(int64_t count, size_t size);  /* zeroed */

@@ -385,7 +385,12 @@ def test_synthetic_refit_samples_and_ridge():
     ridge, and a huge ridge gives refit_chain itself."""
     import inspect
     params = inspect.signature(_budget.synthetic_refit).parameters
-    assert params["n_samples"].default == 8192 and params["ridge"].default == 1e-3  # as C's LS_RIDGE
+    assert params["n_samples"].default == 8192 and params["ridge"].default == 1e-3
+    # the C correction's default ridge, fib_budget_options.synthetic_ridge
+    import ctypes
+    opts = _budget._ffi.fib_budget_options()
+    assert _budget.lib.fib_budget_options_init(ctypes.byref(opts), ctypes.sizeof(opts)) == 0
+    assert opts.synthetic_ridge == params["ridge"].default
     layers = _layers(mlp(6, (12, 300, 200, 4)))
     labels = [np.arange(300) % 150, np.arange(200) % 120]
     x = 0.5 * np.random.default_rng(9).standard_normal((4096, 12))

@@ -225,7 +225,7 @@ def _act(z, slope):
 def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None, ridge=1e-3,
                     input_labels=None, inputs=None):
     """The numpy version of the C correction (fib_budget_options.
-    synthetic_scale, src/budget_refit.c), kept as the tests' reference
+    synthetic_scale, src/compress/budget_refit.c), kept as the tests' reference
     only: compress(budget=) runs the C one, whose draws come from the
     library's own generator (seed 0), so the two agree up to the spread
     between draws. refit_chain, then a data-free least-squares correction
@@ -241,8 +241,9 @@ def synthetic_refit(layers, labels, scale, n_samples=8192, seed=0, slopes=None, 
     activation (0: ReLU, the default; a: leaky ReLU; 1: linear); `ridge`: the
     least squares' ridge (times the mean diagonal of their Gram matrix),
     pulling towards refit_chain's consumer, not towards zero, so planted
-    scaled copies stay exact with any ridge (1e-3, as C's LS_RIDGE: without
-    it the fit swung with the draw, docs/compression.md);
+    scaled copies stay exact with any ridge (1e-3, the default of
+    fib_budget_options.synthetic_ridge: docs/compression.md, "The
+    correction's ridge");
     `input_labels`: the classes of merged inputs, whose means the compressed
     chain reads; `inputs`: the rows the least squares are fitted on instead
     of the synthetic draw (docs/examples/budget_seeds.py --checks: data, or

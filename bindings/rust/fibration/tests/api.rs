@@ -194,6 +194,26 @@ fn random_mlp(seed: u64, widths: &[usize]) -> (Graph, Vec<i32>) {
 }
 
 #[test]
+fn budget_defaults_are_the_librarys() {
+    // BudgetOptions::default() writes its fields over fib_budget_options_init's:
+    // each must be the library's default, or Default would change a budget
+    let mut raw = std::mem::MaybeUninit::<fibration_sys::fib_budget_options>::zeroed();
+    let size = std::mem::size_of::<fibration_sys::fib_budget_options>();
+    assert_eq!(unsafe { fibration_sys::fib_budget_options_init(raw.as_mut_ptr(), size) }, 0);
+    let raw = unsafe { raw.assume_init() };
+    let d = BudgetOptions::default();
+    assert_eq!(d.tolerance, BudgetTolerance::Auto);
+    assert_eq!(raw.tolerance, 0);
+    assert_eq!(d.sensitivity_power, raw.sensitivity_power);
+    assert_eq!(d.refine_iterations, raw.refine_iterations);
+    assert_eq!(d.merge_inputs, raw.merge_inputs != 0);
+    assert_eq!(d.input_sensitivity, raw.input_sensitivity);
+    assert_eq!(d.synthetic_scale, raw.synthetic_scale);
+    assert_eq!(d.synthetic_ridge, raw.synthetic_ridge);
+    assert_eq!(d.n_threads, raw.n_threads);
+}
+
+#[test]
 fn budget_is_met_and_deterministic() {
     let (g, dense) = random_mlp(7, &[12, 40, 30, 4]);
     let total = g.num_parameters().unwrap();

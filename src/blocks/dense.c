@@ -564,12 +564,7 @@ static void dense_forward(const fib_graph *g, int32_t group, int64_t batch,
  * column order (its colour sums are its weights). */
 static bool source_discrete(const fib_partition *src, int64_t n_in)
 {
-    if (src->n_classes != n_in || src->n_units != n_in)
-        return false;
-    for (int64_t k = 0; k < n_in; k++)
-        if (src->color[k] != k)
-            return false;
-    return true;
+    return src->n_units == n_in && fib_partition_is_discrete(src);
 }
 
 /* Eq. 10 merging. Base weight (c, c') is the mean over the members i of

@@ -1152,10 +1152,11 @@ bool fib_rows_borrow(const fib_graph *g, int32_t group, const fib_partition *src
 {
     memset(r, 0, sizeof *r);
     const fib_dense *d = fib_group_matrix(g, group);
-    if (!d || d->dtype != FIB_DTYPE_F32 || d->transposed || src->n_classes != d->n_in)
+    if (!d || d->dtype != FIB_DTYPE_F32 || d->transposed || src->n_units != d->n_in ||
+        !fib_partition_is_discrete(src))
         return false;
-    for (int64_t c = 0; c < d->n_in; c++)
-        if (src->color[c] != c || (src_scale && src_scale[c] != 1.0)) /* x * 1 is x */
+    for (int64_t c = 0; c < d->n_in && src_scale; c++)
+        if (src_scale[c] != 1.0) /* x * 1 is x */
             return false;
     int64_t n = g->groups[group].n_units;
     r->label = fib_calloc(n > 0 ? n : 1, sizeof *r->label);

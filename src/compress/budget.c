@@ -225,8 +225,10 @@ static bool source_unmerged(const fib_graph *g, int32_t i, const fib_coloring *c
         return true;
     int32_t src = g->groups[i].sources[0];
     const fib_partition *p = &c->parts[src];
-    for (int64_t u = 0; u < p->n_units; u++)
-        if (p->color[u] != u || (c->scales && c->scales[src] && c->scales[src][u] != 1.0))
+    if (!fib_partition_is_discrete(p))
+        return false;
+    for (int64_t u = 0; u < p->n_units && c->scales && c->scales[src]; u++)
+        if (c->scales[src][u] != 1.0)
             return false;
     return true;
 }

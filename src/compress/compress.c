@@ -166,17 +166,6 @@ int32_t fib_compress_ex(const fib_graph *g, const fib_coloring *c,
     return compress(g, c, dtype, options && options->borrow, NULL, out);
 }
 
-/* True when every unit of the partition is its own class, in unit order. */
-static bool projection_is_identity(const fib_partition *p)
-{
-    if (p->n_classes != p->n_units)
-        return false;
-    for (int64_t i = 0; i < p->n_units; i++)
-        if (p->color[i] != i)
-            return false;
-    return true;
-}
-
 /* fib_compress_options.borrow: a dense group (or a block with
  * compress_borrowed, a convolution) whose units and source units are all
  * kept is, by Eq. 10, its own weights (one term added to 0.0, divided by
@@ -190,17 +179,17 @@ static int32_t borrow_unmerged(const fib_graph *g, int32_t group, const fib_part
     *done = false;
     if (grp->ops && grp->ops->compress_borrowed) {
         for (int32_t s = 0; s < grp->n_sources; s++)
-            if (!projection_is_identity(&parts[grp->sources[s]]))
+            if (!fib_partition_is_discrete(&parts[grp->sources[s]]))
                 return FIB_OK;
-        if (!projection_is_identity(&parts[group]))
+        if (!fib_partition_is_discrete(&parts[group]))
             return FIB_OK;
         int32_t status = grp->ops->compress_borrowed(g, group, base, ids);
         *done = status == FIB_OK;
         return status;
     }
     const fib_dense *d = grp->ops && grp->ops->matrix ? grp->ops->matrix(g, group) : NULL;
-    if (!d || grp->n_sources != 1 || !projection_is_identity(&parts[group]) ||
-        !projection_is_identity(&parts[grp->sources[0]]))
+    if (!d || grp->n_sources != 1 || !fib_partition_is_discrete(&parts[group]) ||
+        !fib_partition_is_discrete(&parts[grp->sources[0]]))
         return FIB_OK;
     int32_t id;
     int32_t status = d->transposed

@@ -492,6 +492,9 @@ double fib_normal_cdf(double x);
 int32_t fib_partition_init(fib_partition *p, int64_t n_units);
 void fib_partition_clear(fib_partition *p);
 void fib_partition_discrete(fib_partition *p);
+/* True when every unit is its own class, in unit order (what
+ * fib_partition_discrete makes): colour sums over it are the weights. */
+bool fib_partition_is_discrete(const fib_partition *p);
 void fib_partition_single(fib_partition *p);
 /* Renumbers arbitrary labels in p->color canonically; needs n_units scratch. */
 int32_t fib_partition_canonicalize(fib_partition *p);

@@ -33,6 +33,16 @@ void fib_partition_discrete(fib_partition *p)
     p->n_classes = p->n_units;
 }
 
+bool fib_partition_is_discrete(const fib_partition *p)
+{
+    if (p->n_classes != p->n_units)
+        return false;
+    for (int64_t i = 0; i < p->n_units; i++)
+        if (p->color[i] != i)
+            return false;
+    return true;
+}
+
 void fib_partition_single(fib_partition *p)
 {
     memset(p->color, 0, (size_t)p->n_units * sizeof *p->color);

@@ -165,6 +165,19 @@ static bool parse_activation(const char *s, int32_t *act, double *param)
     return false;
 }
 
+/* Every activation --activation takes, comma-separated, from the library's
+ * names (so that the message names each one the library has). */
+static void activation_names(char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int32_t i = 0; fib_activation_name(i) && used < size; i++) {
+        int n = snprintf(out + used, size - used, "%s%s%s", i ? ", " : "",
+                         fib_activation_name(i), i == FIB_ACT_LEAKY_RELU ? "[:SLOPE]" : "");
+        used += n > 0 ? (size_t)n : 0;
+    }
+}
+
 /* Matches "--name" or "--name=value"; the value comes from the next argument
  * when not attached. Returns 1 on a match with a value, 0 no match, -1 error. */
 static int option_value(int argc, char **argv, int *i, const char *name,
@@ -256,9 +269,11 @@ static int value_option(int argc, char **argv, int *i, unsigned accepted,
         if (o->format < 0)
             return cli_usage(verb, "--format must be table, json, csv or dot");
     } else if (VALUE("--activation", OPT_ACTIVATION)) {
-        if (r < 0 || !parse_activation(v, &o->activation, &o->act_param))
-            return cli_usage(verb, "--activation must be linear, relu, "
-                             "leaky_relu[:SLOPE], tanh, sigmoid, gelu or silu");
+        if (r < 0 || !parse_activation(v, &o->activation, &o->act_param)) {
+            char names[256];
+            activation_names(names, sizeof names);
+            return cli_usage(verb, "--activation must be one of %s", names);
+        }
     } else if (VALUE("--output", OPT_OUTPUT) || VALUE("-o", OPT_OUTPUT)) {
         if (r < 0 || !v[0])
             return cli_usage(verb, "-o needs a file name (or - for stdout)");

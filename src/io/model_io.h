@@ -45,6 +45,8 @@ typedef struct fib_model_group {
 
 /* model.c */
 bool fib_model_activation_from_name(const char *name, int32_t *activation);
+/* Every activation name, comma-separated, for messages (at most `size` bytes). */
+void fib_model_activation_names(char *out, size_t size);
 /* Re-raises the last error with the file and `what` in front; shape, range,
  * invalid and overflow problems of a file become FIB_E_FORMAT. */
 int32_t fib_model_rewrap(int32_t status, const char *path, const char *what);

@@ -138,10 +138,11 @@ static int32_t set_attributes(loader *L, const fib_model_group *G, int32_t id,
     double parameter = 0.0;
     if (present(act) &&
         (act->kind != FIB_JSON_STRING ||
-         !fib_model_activation_from_name(act->string, &activation)))
-        return fib_model_error(L, G->label, "'activation' must be one of "
-                               "linear, relu, leaky_relu, tanh, sigmoid, gelu, "
-                               "silu");
+         !fib_model_activation_from_name(act->string, &activation))) {
+        char names[256];
+        fib_model_activation_names(names, sizeof names);
+        return fib_model_error(L, G->label, "'activation' must be one of %s", names);
+    }
     if (present(par)) {
         if (par->kind != FIB_JSON_NUMBER)
             return fib_model_error(L, G->label, "'parameter' must be a number");

@@ -18,6 +18,20 @@ bool fib_model_activation_from_name(const char *name, int32_t *id)
     return false;
 }
 
+/* Writes every activation name, comma-separated, into out[0 .. size): the
+ * list a message gives of what is accepted, made from fib_activation_name
+ * so that it names every activation the library has. */
+void fib_model_activation_names(char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int32_t a = 0; fib_activation_name(a) && used < size; a++) {
+        int n = snprintf(out + used, size - used, "%s%s", a ? ", " : "",
+                         fib_activation_name(a));
+        used += n > 0 ? (size_t)n : 0;
+    }
+}
+
 /* Re-raises the last error with the file (and what was being done) in
  * front. Library-side shape problems of a file are format errors. */
 int32_t fib_model_rewrap(int32_t status, const char *path, const char *what)

@@ -105,6 +105,13 @@ def test_usage_errors(args):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_unknown_activation_lists_every_activation(model):
+    r = run("analyze", "--activation", "swish", model)
+    assert r.returncode == 2
+    assert ("--activation must be one of linear, relu, leaky_relu[:SLOPE], tanh, sigmoid, "
+            "gelu, silu, relu6, hardswish, hardsigmoid, mish, softplus, gelu_tanh") in r.stderr
+
+
 def test_missing_file(tmp_path):
     r = run("analyze", tmp_path / "nope.safetensors")
     assert r.returncode == 3

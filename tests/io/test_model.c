@@ -493,7 +493,8 @@ static void test_metadata_errors(void)
          "unknown op 'conv'"},
         {"activation", META_HEAD IN6 ",{\"op\":\"dense\",\"units\":4,\"source\":0,"
          "\"weight\":\"w\",\"activation\":\"swish\"}]}", FIB_E_FORMAT,
-         "'activation' must be one of"},
+         "'activation' must be one of linear, relu, leaky_relu, tanh, sigmoid, gelu, silu, "
+         "relu6, hardswish, hardsigmoid, mish, softplus, gelu_tanh"},
         {"units", META_HEAD "{\"op\":\"input\",\"units\":0}]}", FIB_E_FORMAT,
          "'units' must be an integer"},
         {"sum widths", META_HEAD IN6 ",{\"op\":\"dense\",\"units\":4,\"source\":0,"

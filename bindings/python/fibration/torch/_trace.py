@@ -635,10 +635,9 @@ def trace(model, example_input, weights_override=None):
             raise UnsupportedModelError("model input %r is returned unchanged" % layer.node)
     for layer in b.layers:
         if layer.kind in LABEL_ONLY:
-            # Their signatures are only the classes they read (labels).
-            # Libraries before c40db06 let labels that differ by <= eps share
-            # a class under FIB_TOL_ABS with eps >= 1; an eps of 0 for these
-            # groups keeps them exactly on their sources' classes with any.
+            # Their signatures are only the classes they read (labels),
+            # which fib_color never merges; an eps of 0 for these groups
+            # says so to the library as well, whatever eps the others get.
             graph.set_eps(layer.group, 0.0)
     return Network(model, gm, graph, b.layers, b.values, outputs, input_groups, b.owners,
                    b.relabels)

@@ -8,7 +8,7 @@ chooses the grouping (scale-aware rank-1 Ward or plain Ward) and the number of
 classes of every hidden layer by minimising a data-free bound on the output
 change (merge errors weighted by the operator norms downstream). With the
 scale-aware grouping the same C call then corrects the merged layers without
-data (fib_budget_options.synthetic_scale, src/budget_refit.c): the
+data (fib_budget_options.synthetic_scale, src/compress/budget_refit.c): the
 representatives are re-derived from the original weights and every merge's
 consumer is refitted by least squares on synthetic Gaussian inputs as large
 as the example input. Where C does not correct (a hidden activation that

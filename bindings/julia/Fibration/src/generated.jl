@@ -1026,10 +1026,11 @@ number of classes of every hidden group itself, data-free:
      error e_l(k) at every class count k;
   2. layer sensitivities S_l are products of the typical gains of the
      dense blocks upstream of the group and downstream of its consumer;
-  3. the bound B = sum_l S_l e_l(k_l) (an output change per unit input
-     norm, to first order) is minimised under the parameter budget by a
-     greedy exchange: repeatedly remove classes where the bound grows the
-     least per parameter saved;
+  3. the bound B = sqrt(sum_l S_l^2 e_l(k_l)^2) (an output change per
+     unit input norm, to first order; independent errors add in
+     quadrature) is minimised under the parameter budget by a greedy
+     exchange: repeatedly remove classes where B^2 grows the least per
+     parameter saved;
   4. the groups are then coloured in order with those class counts (each
      over the merged classes of its source), refined by Lloyd rounds
      (refine_iterations) and compressed;

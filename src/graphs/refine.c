@@ -102,8 +102,8 @@ int32_t fib_refine_check(const fib_refine_input *in)
     if (in->n_arcs > 0 && (!in->src || !in->dst))
         return fib_error(FIB_E_NULL, "graph: arc arrays are NULL");
     if (in->tolerance != FIB_TOL_EXACT && in->tolerance != FIB_TOL_ABS)
-        return fib_error(FIB_E_INVALID, "graph: unknown tolerance %d",
-                         (int)in->tolerance);
+        return fib_error(FIB_E_INVALID, "graph: tolerance %d: node groups are coloured "
+                         "with FIB_TOL_EXACT or FIB_TOL_ABS only", (int)in->tolerance);
     if (in->tolerance == FIB_TOL_ABS && !(in->eps >= 0 && isfinite(in->eps)))
         return fib_error(FIB_E_INVALID, "graph: eps must be finite and >= 0");
     if (in->convention < FIB_REFINE_PURE ||

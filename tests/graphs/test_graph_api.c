@@ -135,6 +135,15 @@ static void two_groups(void)
     CHECK(fib_graph_add_edges(g, a, 7, 1, s, d, w1, NULL, 0) == FIB_E_RANGE,
           "group");
     CHECK(fib_graph_set_convention(g, 5) == FIB_E_INVALID, "convention");
+    /* the linkage modes are for network groups (fib_color's manual) */
+    fib_color_options ward;
+    fib_color_options_init(&ward, sizeof ward);
+    ward.tolerance = FIB_TOL_WARD;
+    ward.eps = 0.5;
+    fib_coloring *none = NULL;
+    CHECK(fib_color(g, &ward, &none) == FIB_E_INVALID && !none, "ward on node groups");
+    CHECK(strstr(fib_last_error(), "FIB_TOL_EXACT or FIB_TOL_ABS only") != NULL,
+          "the message says which tolerances node groups take");
     CHECK(fib_graph_set_initial_classes(g, a, labels, 3) == FIB_E_SHAPE,
           "labels");
     CHECK(fib_graph_add_nodes(g, 0, &a) == FIB_E_SHAPE, "zero nodes");

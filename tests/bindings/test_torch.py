@@ -276,6 +276,8 @@ class Conv(nn.Module):
     (nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.ReLU()), torch.randn(2, 3),
      "already has an activation"),
     (nn.Sequential(nn.Linear(3, 3)), torch.randn(2, 1, 5, 3), r"Linear reads a image"),
+    (nn.Sequential(nn.Embedding(5, 3), nn.Linear(3, 1)), torch.tensor([[0, 4]]),
+     r"\(Embedding\).*integer token ids.*fib_graph_add_token_embedding"),
 ])
 def test_unsupported_models_name_the_layer(model, x, match):
     with pytest.raises(ft.UnsupportedModelError, match=match):

@@ -529,7 +529,9 @@ NOT_YET = {
                  "as a per-channel affine map) have C builders",
     "InstanceNorm2d": "instance norm has no C builder",
     "RNN": "plain (Elman) RNNs have no C builder; LSTM and GRU do",
-    "Embedding": "embeddings (integer inputs) have no C builder",
+    "Embedding": "nn.Embedding reads integer token ids, which this tracer does not map "
+                 "(the C token embedding, fib_graph_add_token_embedding, reads one-hot "
+                 "inputs; Hugging Face checkpoints load with fibration.Graph.load)",
     "TransformerDecoderLayer": "cross-attention has no C builder (self-attention only)",
 }
 

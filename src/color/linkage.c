@@ -653,7 +653,7 @@ static int32_t unit_gram_streamed(const fib_rows *r, const double *norm,
             int t = fib_thread_num();
             int64_t c0 = s0 + 1 + q * CHUNK_ROWS, c1 = n - c0 < CHUNK_ROWS ? n : c0 + CHUNK_ROWS;
             float *mine = rows + (int64_t)t * CHUNK_ROWS * d;
-            FIB_PRAGMA(omp critical(fib_streamed_rows))
+            FIB_PRAGMA(omp critical)
             {
                 for (int64_t k = c0; k < c1; k++)
                     unit_row_streamed(r, norm, k, mine + (k - c0) * d);
@@ -661,7 +661,7 @@ static int32_t unit_gram_streamed(const fib_rows *r, const double *norm,
             }
             gram_chunk(r, norm, sweep, s0, s1, c0, c1, mine,
                        acc + (int64_t)t * CHUNK_ROWS * GRAM_WIDTH, D);
-            FIB_PRAGMA(omp critical(fib_streamed_rows))
+            FIB_PRAGMA(omp critical)
             drop_rows(r, c0, c1); /* what exact cosines brought back */
         }
         drop_rows(r, s0, s1);

@@ -138,10 +138,6 @@ int32_t fib_graph_push_group(fib_graph *g, const fib_group *group,
     for (int32_t s = 0; s < group->n_sources; s++)
         g->groups[group->sources[s]].n_consumers++;
     fib_graph_changed(g);
-    /* a block is added once its tensors are checked finite, which read
-     * them whole: a mapped file's pages go again, so that a load holds one
-     * block of the file at a time, not the file */
-    fib_group_drop_pages(g, id);
     *id_out = id;
     return FIB_OK;
 }

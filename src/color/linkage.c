@@ -558,9 +558,12 @@ done:
     return status;
 }
 
-/* Rows of a sweep of unit_gram_streamed: SWEEP_PANELS panels of GRAM_WIDTH;
- * rows read per chunk, by one thread, against the sweep's panels. */
-#define SWEEP_PANELS 4
+/* unit_gram_streamed makes the cosines in SWEEPS sweeps of whole panels:
+ * each row's unit row is made again once per sweep before it (about
+ * SWEEPS / 2 + 1 times), and a sweep's panels (n / SWEEPS rows of d
+ * floats) are an eighth of the matrix's bytes for d = n. CHUNK_ROWS: the
+ * rows read at a time, by one thread, against a sweep's panels. */
+#define SWEEPS 8
 #define CHUNK_ROWS 64
 
 /* Cells (i, k) of D for every row i of the sweep [s0, s1) and row k of
@@ -599,8 +602,8 @@ static void gram_chunk(const fib_rows *r, const double *norm, const float *sweep
 
 /* unit_gram's float path (rank-1: cosines kept) for rows borrowed in
  * place, without their n x d unit rows: a sweep makes the unit rows of
- * SWEEP_PANELS panels, then those of every row after the sweep's first
- * again, CHUNK_ROWS at a time, and reads them against the sweep's panels.
+ * its panels, then those of every row after the sweep's first again,
+ * CHUNK_ROWS at a time, and reads them against the sweep's panels.
  * D fills as before, next to buffers of a few panels; each row is made
  * once per sweep before it. The chunks are shared out among r->n_threads
  * threads (each cell made by one); the calling thread asks check before
@@ -608,7 +611,9 @@ static void gram_chunk(const fib_rows *r, const double *norm, const float *sweep
 static int32_t unit_gram_streamed(const fib_rows *r, const double *norm,
                                   const fib_progress_check *check, double *D)
 {
-    int64_t n = r->n, d = r->d > 0 ? r->d : 1, sweep_rows = SWEEP_PANELS * GRAM_WIDTH;
+    int64_t n = r->n, d = r->d > 0 ? r->d : 1;
+    int64_t sweep_panels = (n + SWEEPS * GRAM_WIDTH - 1) / (SWEEPS * GRAM_WIDTH);
+    int64_t sweep_rows = (sweep_panels > 0 ? sweep_panels : 1) * GRAM_WIDTH;
     int threads = fib_thread_count(r->n_threads, (n + CHUNK_ROWS - 1) / CHUNK_ROWS);
     threads = threads < LINKAGE_THREADS ? threads : LINKAGE_THREADS;
     float *sweep = fib_alloc(sweep_rows * d, sizeof *sweep);

@@ -364,8 +364,9 @@ typedef struct unit_rows {
     const double *norm;  /* |row| (with unitf) */
 } unit_rows;
 
-/* A read of a mapped file maps the whole page-cache folio it falls in,
- * which the kernel may make as large as a huge page. */
+/* A read of a mapped file may map the whole page-cache folio it falls in,
+ * which the kernel may make as large as a huge page (2 MiB with 4 KiB
+ * pages on x86-64 and arm64). */
 #define FOLIO_SPAN ((uintptr_t)2 << 20)
 
 /* The pages of [at, at + bytes) and the rest of the folios they lie in
@@ -398,9 +399,9 @@ static double exact_cosine(const fib_rows *r, const double *norm, int64_t i, int
     return s;
 }
 
-/* Unit row i in float: each value divided by the row's norm (0 for a zero
- * row), then rounded; the float path's rows, whether held or made as the
- * panels need them. */
+/* Values [j0, j1) of unit row i in float: each value divided by the row's
+ * norm (0 for a zero row), then rounded; the float path's rows, whether
+ * held or made as the panels need them. */
 static void unit_values_f32(const fib_rows *r, const double *norm, int64_t i, int64_t j0,
                             int64_t j1, float *out)
 {
@@ -743,11 +744,9 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
      * again by the panels instead of held as unit rows (unit_gram_streamed) */
     bool single = rank1 && r->float_cosines, streamed = single && r->pages;
     if (method == FIB_TOL_COSINE || rank1) {
-        if (streamed)
-            ;
-        else if (single)
+        if (single && !streamed)
             unitf = fib_alloc_pages(unit_cells, sizeof *unitf);
-        else
+        else if (!single)
             unit = fib_alloc_pages(unit_cells, sizeof *unit);
         if (unitf || unit) /* fewer page faults */
             fib_advise_huge_pages(unitf ? (void *)unitf : (void *)unit,

@@ -200,7 +200,7 @@ enum { WIDE_N = 700, WIDE_D = 300, WIDE_LD = 303 };
 /* Rows borrowed in place have their cosines made a few panels at a time
  * from the weights (every row after a sweep read again, in chunks); rows
  * made from the same weights hold their unit rows whole. A layer of 700
- * units (sweeps of 256 rows and a partial one, chunks cut by the sweeps)
+ * units (sweeps of 128 rows and a partial one, chunks cut by the sweeps)
  * over 300 inputs and a bias (two pieces of coordinates), with near-copies
  * (cosines made again in double), a zero row and negative zeros: the same
  * merges and heights, bit for bit, on 1 and 2 threads. */

@@ -1544,7 +1544,7 @@ void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
 /* Units whose class is sought among all the directions are taken
  * LLOYD_CHUNK at a time: their dot products with every direction are one
  * pass of fib_dots_f64 over panels of the directions. */
-#define LLOYD_CHUNK 256
+#define LLOYD_CHUNK 128
 
 /* out[u * k + c] = row units[u] . V[c] (u < m, c < k), each the sum of its
  * products in ascending coordinate order: the bits of the plain loop, at

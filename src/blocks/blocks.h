@@ -91,6 +91,9 @@ extern const fib_block_ops fib_position_shift_ops;
 int32_t fib_graph_add_dense_owned(fib_graph *g, int32_t source, int64_t n_out,
                                   double *weights, double *bias,
                                   int32_t *group_out);
+/* The same with weights (and bias) owned as float32. */
+int32_t fib_graph_add_dense_owned_f32(fib_graph *g, int32_t source, int64_t n_out,
+                                      float *weights, float *bias, int32_t *group_out);
 /* A dense group of n_out units whose weights are stored transposed: row k
  * of `weights` (leading dimension ld >= n_out) holds the weights from
  * source unit k to every unit, as checkpoints store Conv1D layers and

@@ -260,9 +260,8 @@ int32_t fib_graph_add_dense_transposed(fib_graph *g, int32_t source, int64_t n_o
                             "fib_graph_add_dense_transposed", group_out);
 }
 
-int32_t fib_graph_add_dense_owned(fib_graph *g, int32_t source, int64_t n_out,
-                                  double *weights, double *bias,
-                                  int32_t *group_out)
+static int32_t add_dense_owned(fib_graph *g, int32_t source, int64_t n_out, int32_t dtype,
+                               void *weights, void *bias, int32_t *group_out)
 {
     fib_dense *d = fib_calloc(1, sizeof *d);
     if (!d) {
@@ -270,12 +269,25 @@ int32_t fib_graph_add_dense_owned(fib_graph *g, int32_t source, int64_t n_out,
         fib_free(bias);
         return fib_error(FIB_E_NOMEM, "out of memory adding a dense block");
     }
-    d->dtype = FIB_DTYPE_F64;
+    d->dtype = dtype;
     d->n_in = g->groups[source].n_units;
     d->ld = d->n_in;
     d->weights = d->owned_weights = weights;
     d->bias = d->owned_bias = bias;
     return push_dense(g, source, n_out, d, group_out);
+}
+
+int32_t fib_graph_add_dense_owned(fib_graph *g, int32_t source, int64_t n_out,
+                                  double *weights, double *bias,
+                                  int32_t *group_out)
+{
+    return add_dense_owned(g, source, n_out, FIB_DTYPE_F64, weights, bias, group_out);
+}
+
+int32_t fib_graph_add_dense_owned_f32(fib_graph *g, int32_t source, int64_t n_out,
+                                      float *weights, float *bias, int32_t *group_out)
+{
+    return add_dense_owned(g, source, n_out, FIB_DTYPE_F32, weights, bias, group_out);
 }
 
 int32_t fib_graph_read_dense(const fib_graph *g, int32_t group, int32_t dtype,
@@ -768,9 +780,90 @@ static int32_t dense_compress(const fib_graph *g, int32_t group,
  * (t: the source's scales), the least-squares representative of the class
  * given its scales; all scales 1 gives Eq. 10. Input and output groups have
  * discrete projections and are never scaled. */
+
+/* Classes per piece of a float32 block: their float64 rows are made, then
+ * rounded, a piece at a time. */
+#define SCALED_CLASS_PIECE 128
+
+/* Rows [c0, c1) of W_hat (and of its bias) into w and b, from row c0 on:
+ * each class's sums over its members in ascending unit order, then divided
+ * by the sum of their squared scales. Reads the members' rows, the block's
+ * mapped pages going FIB_DENSE_DROP_ROWS units at a time. */
+static void scaled_class_rows(const fib_graph *g, int32_t group, const fib_partition *out_p,
+                              const fib_partition *in_p, const double *s, const double *t,
+                              int64_t c0, int64_t c1, double *w, double *b, double *norm)
+{
+    const fib_dense *d = g->groups[group].block;
+    int64_t k_in = in_p->n_classes, n_out = g->groups[group].n_units;
+    memset(w, 0, (size_t)((c1 - c0) * k_in) * sizeof *w);
+    memset(norm, 0, (size_t)(c1 - c0) * sizeof *norm);
+    if (b)
+        memset(b, 0, (size_t)(c1 - c0) * sizeof *b);
+    for (int64_t i = 0; i < n_out; i++) {
+        int64_t c = out_p->color[i];
+        if (c >= c0 && c < c1) {
+            double si = s ? s[i] : 1.0;
+            double *row = w + (c - c0) * k_in;
+            for (int64_t k = 0; k < d->n_in; k++)
+                row[in_p->color[k]] += si * fib_dense_weight(d, i, k) * (t ? t[k] : 1.0);
+            if (b)
+                b[c - c0] += si * fib_dense_bias(d, i);
+            norm[c - c0] += si * si;
+        }
+        if ((i + 1) % FIB_DENSE_DROP_ROWS == 0 || i + 1 == n_out)
+            fib_dense_drop_rows(g, d, i - i % FIB_DENSE_DROP_ROWS, i + 1);
+    }
+    for (int64_t c = 0; c < c1 - c0; c++) {
+        double inv = 1.0 / norm[c];
+        for (int64_t k = 0; k < k_in; k++)
+            w[c * k_in + k] *= inv;
+        if (b)
+            b[c] *= inv;
+    }
+}
+
+/* A float32 base's block: made SCALED_CLASS_PIECE classes at a time in
+ * float64 and rounded, so that the float64 block is never held whole; each
+ * value is the one fib_narrow_block rounds. */
+static int32_t dense_compress_scaled_f32(const fib_graph *g, int32_t group,
+                                         const fib_partition *out_p, const fib_partition *in_p,
+                                         const double *s, const double *t, fib_graph *base,
+                                         int32_t base_source)
+{
+    const fib_dense *d = g->groups[group].block;
+    int64_t k_out = out_p->n_classes, k_in = in_p->n_classes;
+    int64_t piece = k_out < SCALED_CLASS_PIECE ? k_out : SCALED_CLASS_PIECE;
+    float *wf = fib_alloc(k_out * k_in, sizeof *wf);
+    float *bf = d->bias ? fib_alloc(k_out, sizeof *bf) : NULL;
+    double *w = fib_alloc(piece * k_in, sizeof *w);
+    double *b = d->bias ? fib_alloc(piece, sizeof *b) : NULL;
+    double *norm = fib_alloc(piece, sizeof *norm);
+    int32_t status = FIB_OK;
+    if (!wf || (d->bias && (!bf || !b)) || !w || !norm)
+        status = fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
+    for (int64_t c0 = 0; c0 < k_out && !status; c0 += piece) {
+        int64_t c1 = k_out - c0 < piece ? k_out : c0 + piece;
+        scaled_class_rows(g, group, out_p, in_p, s, t, c0, c1, w, b, norm);
+        status = fib_narrow_values(w, (c1 - c0) * k_in, wf + c0 * k_in, c0 * k_in, group,
+                                   "weight");
+        if (!status && b)
+            status = fib_narrow_values(b, c1 - c0, bf + c0, c0, group, "bias");
+    }
+    fib_free(w);
+    fib_free(b);
+    fib_free(norm);
+    if (status) {
+        fib_free(wf);
+        fib_free(bf);
+        return status;
+    }
+    int32_t id;
+    return fib_graph_add_dense_owned_f32(base, base_source, k_out, wf, bf, &id);
+}
+
 static int32_t dense_compress_scaled(const fib_graph *g, int32_t group,
                                      const fib_partition *parts, double *const *scales,
-                                     fib_graph *base, const int32_t *base_ids)
+                                     int32_t dtype, fib_graph *base, const int32_t *base_ids)
 {
     const fib_dense *d = g->groups[group].block;
     int32_t source = g->groups[group].sources[0];
@@ -779,35 +872,18 @@ static int32_t dense_compress_scaled(const fib_graph *g, int32_t group,
     const double *s = own_scaled ? scales[group] : NULL;
     const double *t = fib_group_is_input(g, source) ? NULL : scales[source];
     int64_t k_out = out_p->n_classes, k_in = in_p->n_classes;
-    int64_t n_out = g->groups[group].n_units;
-    double *w = fib_calloc(k_out * k_in, sizeof *w);
-    double *b = d->bias ? fib_calloc(k_out, sizeof *b) : NULL;
-    double *norm = fib_calloc(k_out, sizeof *norm);
+    if (dtype == FIB_DTYPE_F32)
+        return dense_compress_scaled_f32(g, group, out_p, in_p, s, t, base, base_ids[source]);
+    double *w = fib_alloc(k_out * k_in, sizeof *w);
+    double *b = d->bias ? fib_alloc(k_out, sizeof *b) : NULL;
+    double *norm = fib_alloc(k_out, sizeof *norm);
     if (!w || (d->bias && !b) || !norm) {
         fib_free(w);
         fib_free(b);
         fib_free(norm);
         return fib_error(FIB_E_NOMEM, "group %d: out of memory merging", (int)group);
     }
-    for (int64_t i = 0; i < n_out; i++) {
-        double si = s ? s[i] : 1.0;
-        int64_t c = out_p->color[i];
-        double *row = w + c * k_in;
-        for (int64_t k = 0; k < d->n_in; k++)
-            row[in_p->color[k]] += si * fib_dense_weight(d, i, k) * (t ? t[k] : 1.0);
-        if (b)
-            b[c] += si * fib_dense_bias(d, i);
-        norm[c] += si * si;
-        if ((i + 1) % FIB_DENSE_DROP_ROWS == 0 || i + 1 == n_out)
-            fib_dense_drop_rows(g, d, i - i % FIB_DENSE_DROP_ROWS, i + 1);
-    }
-    for (int64_t c = 0; c < k_out; c++) {
-        double inv = 1.0 / norm[c];
-        for (int64_t k = 0; k < k_in; k++)
-            w[c * k_in + k] *= inv;
-        if (b)
-            b[c] *= inv;
-    }
+    scaled_class_rows(g, group, out_p, in_p, s, t, 0, k_out, w, b, norm);
     fib_free(norm);
     int32_t id;
     return fib_graph_add_dense_owned(base, base_ids[source], k_out, w, b, &id);

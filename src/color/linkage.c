@@ -364,14 +364,30 @@ typedef struct unit_rows {
     const double *norm;  /* |row| (with unitf) */
 } unit_rows;
 
+/* A read of a mapped file may map the whole page-cache folio it falls in,
+ * which the kernel may make as large as a huge page (2 MiB with 4 KiB
+ * pages on x86-64 and arm64). */
+#define FOLIO_SPAN ((uintptr_t)2 << 20)
+
+/* The pages of [at, at + bytes) and the rest of the folios they lie in
+ * leave the process's memory where g maps them (the same values come back
+ * on a read). */
+static void drop_folios(const fib_graph *g, const void *at, size_t bytes)
+{
+    uintptr_t lo = (uintptr_t)at & ~(FOLIO_SPAN - 1), hi = (uintptr_t)at + bytes;
+    hi = hi > UINTPTR_MAX - FOLIO_SPAN ? UINTPTR_MAX : (hi + FOLIO_SPAN - 1) & ~(FOLIO_SPAN - 1);
+    fib_graph_drop_range(g, (const void *)lo, hi - lo);
+}
+
 /* Rows [begin, end) of rows borrowed from a graph's tensors leave the
- * process's memory if they are mapped (the same values come back on a
- * read). */
+ * process's memory if they are mapped, with the rest of their folios: the
+ * next rows a reader takes map theirs again, and no folio stays mapped
+ * for a few rows read from it long before. */
 static void drop_rows(const fib_rows *r, int64_t begin, int64_t end)
 {
     if (end > begin)
-        fib_graph_drop_range(r->pages, r->narrow + begin * r->ld,
-                             (size_t)((end - begin) * r->ld) * sizeof *r->narrow);
+        drop_folios(r->pages, r->narrow + begin * r->ld,
+                    (size_t)((end - begin) * r->ld) * sizeof *r->narrow);
 }
 
 /* The cosine of rows i and k in double, as the double path makes it. */
@@ -381,6 +397,63 @@ static double exact_cosine(const fib_rows *r, const double *norm, int64_t i, int
     for (int64_t j = 0; j < r->d; j++)
         s += (si > 0 ? row_value(r, i, j) / si : 0.0) * (sk > 0 ? row_value(r, k, j) / sk : 0.0);
     return s;
+}
+
+/* Values [j0, j1) of unit row i in float: each value divided by the row's
+ * norm (0 for a zero row), then rounded; the float path's rows, whether
+ * held or made as the panels need them. */
+static void unit_values_f32(const fib_rows *r, const double *norm, int64_t i, int64_t j0,
+                            int64_t j1, float *out)
+{
+    double s = norm[i];
+    int64_t j = j0;
+    if (r->narrow && s > 0) { /* row_value's division, without its tests */
+        const float *x = r->narrow + i * r->ld;
+        double divisor = r->divisor[i];
+        int64_t stored = r->d - (r->tail ? 1 : 0), end = j1 < stored ? j1 : stored;
+        if (r->pages)
+            for (; j < end; j++)
+                out[j] = (float)((0.0 + (double)x[j]) / divisor / s);
+        else
+            for (; j < end; j++)
+                out[j] = (float)((double)x[j] / divisor / s);
+    }
+    for (; j < j1; j++)
+        out[j] = (float)(s > 0 ? row_value(r, i, j) / s : 0.0);
+}
+
+static void unit_row_f32(const fib_rows *r, const double *norm, int64_t i, float *out)
+{
+    unit_values_f32(r, norm, i, 0, r->d, out);
+}
+
+/* unit_row_f32 of rows borrowed in place: a row that runs into the next
+ * folio lets the folio it leaves go before it maps the next, so that a
+ * reader of consecutive rows holds one folio of them at a time. */
+static void unit_row_streamed(const fib_rows *r, const double *norm, int64_t i, float *out)
+{
+    uintptr_t at = (uintptr_t)(r->narrow + i * r->ld), folio = at & ~(FOLIO_SPAN - 1);
+    int64_t split = (int64_t)((folio + FOLIO_SPAN - at) / sizeof *r->narrow);
+    if (split >= r->d - (r->tail ? 1 : 0)) {
+        unit_row_f32(r, norm, i, out);
+        return;
+    }
+    unit_values_f32(r, norm, i, 0, split, out);
+    fib_graph_drop_range(r->pages, (const void *)folio, FOLIO_SPAN);
+    unit_values_f32(r, norm, i, split, r->d, out);
+}
+
+/* Cell (i, k), i < k, of the condensed matrix from the dot of unit rows i
+ * and k: INFINITY between labels; a float dot of at least
+ * FLOAT_COSINE_EXACT made again in double; 1 - dot for COSINE. */
+static double gram_cell(const fib_rows *r, const double *norm, bool floats, bool cosine,
+                        int64_t i, int64_t k, double dot)
+{
+    if (r->label[i] != r->label[k])
+        return INFINITY;
+    if (floats && dot >= FLOAT_COSINE_EXACT)
+        dot = exact_cosine(r, norm, i, k);
+    return cosine ? 1.0 - dot : dot; /* rank-1 keeps cosines */
 }
 
 /* The cosines between the GRAM_WIDTH (or fewer) unit rows from i0 on and
@@ -423,13 +496,9 @@ static void gram_panel(const fib_rows *r, const unit_rows *u, bool cosine, int64
     for (int64_t c = 0; c < w; c++) {
         int64_t i = i0 + c;
         double *row = D + tri(n, i, i + 1);
-        for (int64_t k = i + 1; k < n; k++) {
-            double dot = acc[(k - k0) * w + c];
-            if (u->unitf && dot >= FLOAT_COSINE_EXACT && r->label[i] == r->label[k])
-                dot = exact_cosine(r, u->norm, i, k);
-            row[k - i - 1] = r->label[i] != r->label[k] ? INFINITY
-                             : cosine ? 1.0 - dot : dot; /* rank-1 keeps cosines */
-        }
+        for (int64_t k = i + 1; k < n; k++)
+            row[k - i - 1] = gram_cell(r, u->norm, u->unitf != NULL, cosine, i, k,
+                                       acc[(k - k0) * w + c]);
     }
 }
 
@@ -487,6 +556,127 @@ static int32_t unit_gram(const fib_rows *r, const unit_rows *u, bool cosine,
 done:
     fib_free(panel);
     fib_free(acc);
+    return status;
+}
+
+/* unit_gram_streamed makes the cosines in SWEEPS sweeps of whole panels:
+ * each row's unit row is made again once per sweep before it (about
+ * SWEEPS / 2 + 1 times), and a sweep's panels (n / SWEEPS rows of d
+ * floats) are an eighth of the matrix's bytes for d = n. CHUNK_ROWS: the
+ * rows read at a time, by one thread, against a sweep's panels. */
+#define SWEEPS 8
+#define CHUNK_ROWS 64
+
+/* Cells (i, k) of D for every row i of the sweep [s0, s1) and row k of
+ * the chunk [c0, c1) with k > i: rows holds the chunk's unit rows
+ * (CHUNK_ROWS x d), sweep the sweep's panels, each transposed (d x its
+ * width, as gram_panel lays a panel); acc: CHUNK_ROWS x GRAM_WIDTH sums.
+ * Each cell's float pieces are those of gram_panel and added in the same
+ * order: the same bits. */
+static void gram_chunk(const fib_rows *r, const double *norm, const float *sweep, int64_t s0,
+                       int64_t s1, int64_t c0, int64_t c1, const float *rows, double *acc,
+                       double *D)
+{
+    int64_t n = r->n, d = r->d;
+    const fib_kernels *kernels = fib_kernels_active();
+    for (int64_t i0 = s0; i0 < s1; i0 += GRAM_WIDTH) {
+        int64_t w = s1 - i0 < GRAM_WIDTH ? s1 - i0 : GRAM_WIDTH;
+        int64_t k0 = c0 > i0 + 1 ? c0 : i0 + 1; /* the rows after the panel's first */
+        if (k0 >= c1)
+            break;
+        const float *panel = sweep + (i0 - s0) * d;
+        const float *first = rows + (k0 - c0) * d;
+        int64_t m = c1 - k0;
+        memset(acc, 0, (size_t)(m * w) * sizeof *acc);
+        for (int64_t j0 = 0; j0 < d; j0 += GRAM_DEPTH) {
+            int64_t len = d - j0 < GRAM_DEPTH ? d - j0 : GRAM_DEPTH;
+            for (int64_t x = 0; x < m; x += 4)
+                kernels->dots_f32(first + x * d + j0, d, m - x < 4 ? m - x : 4, panel + j0 * w,
+                                  w, len, acc + x * w, w);
+        }
+        for (int64_t c = 0; c < w; c++)
+            for (int64_t k = k0 > i0 + c + 1 ? k0 : i0 + c + 1; k < c1; k++)
+                D[tri(n, i0 + c, k)] = gram_cell(r, norm, true, false, i0 + c, k,
+                                                 acc[(k - k0) * w + c]);
+    }
+}
+
+/* unit_gram's float path (rank-1: cosines kept) for rows borrowed in
+ * place, without their n x d unit rows: a sweep makes the unit rows of
+ * its panels, then those of every row after the sweep's first again,
+ * CHUNK_ROWS at a time, and reads them against the sweep's panels.
+ * D fills as before, next to buffers of a few panels; each row is made
+ * once per sweep before it. The chunks are shared out among r->n_threads
+ * threads (each cell made by one); the calling thread asks check before
+ * each sweep. */
+static int32_t unit_gram_streamed(const fib_rows *r, const double *norm,
+                                  const fib_progress_check *check, double *D)
+{
+    int64_t n = r->n, d = r->d > 0 ? r->d : 1;
+    int64_t sweep_panels = (n + SWEEPS * GRAM_WIDTH - 1) / (SWEEPS * GRAM_WIDTH);
+    int64_t sweep_rows = (sweep_panels > 0 ? sweep_panels : 1) * GRAM_WIDTH;
+    int threads = fib_thread_count(r->n_threads, (n + CHUNK_ROWS - 1) / CHUNK_ROWS);
+    threads = threads < LINKAGE_THREADS ? threads : LINKAGE_THREADS;
+    float *sweep = fib_alloc(sweep_rows * d, sizeof *sweep);
+    float *rows = fib_alloc((int64_t)threads * CHUNK_ROWS * d, sizeof *rows);
+    double *acc = fib_alloc((int64_t)threads * CHUNK_ROWS * GRAM_WIDTH, sizeof *acc);
+    /* the last column (a bias), read with every row: copied, so that its
+     * folio need not stay mapped */
+    float *tail = r->tail ? fib_alloc(n > 0 ? n : 1, sizeof *tail) : NULL;
+    int32_t status = FIB_OK;
+    if (!sweep || !rows || !acc || (r->tail && !tail)) {
+        status = fib_error(FIB_E_NOMEM, "out of memory clustering %lld units", (long long)n);
+        goto done;
+    }
+    fib_rows copied = *r;
+    if (tail) {
+        memcpy(tail, r->tail, (size_t)n * sizeof *tail);
+        drop_folios(r->pages, r->tail, (size_t)n * sizeof *tail);
+        copied.tail = tail;
+        r = &copied;
+    }
+    for (int64_t s0 = 0; s0 < n; s0 += sweep_rows) {
+        if (fib_progress_cancelled(check)) {
+            status = fib_error(FIB_E_CANCELLED, "clustering cancelled by the progress callback");
+            break;
+        }
+        int64_t s1 = n - s0 < sweep_rows ? n : s0 + sweep_rows;
+        for (int64_t i0 = s0; i0 < s1; i0 += GRAM_WIDTH) {
+            int64_t w = s1 - i0 < GRAM_WIDTH ? s1 - i0 : GRAM_WIDTH;
+            float *panel = sweep + (i0 - s0) * d;
+            for (int64_t c = 0; c < w; c++) {
+                unit_row_streamed(r, norm, i0 + c, rows);
+                for (int64_t j = 0; j < r->d; j++)
+                    panel[j * w + c] = rows[j];
+            }
+        }
+        drop_rows(r, s0, s1);
+        /* the rows of a chunk are made (and their folios let go) by one
+         * thread at a time: one folio of them mapped at a time */
+        int64_t n_chunks = (n - s0 - 1 + CHUNK_ROWS - 1) / CHUNK_ROWS;
+        FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
+        for (int64_t q = 0; q < n_chunks; q++) {
+            int t = fib_thread_num();
+            int64_t c0 = s0 + 1 + q * CHUNK_ROWS, c1 = n - c0 < CHUNK_ROWS ? n : c0 + CHUNK_ROWS;
+            float *mine = rows + (int64_t)t * CHUNK_ROWS * d;
+            FIB_PRAGMA(omp critical)
+            {
+                for (int64_t k = c0; k < c1; k++)
+                    unit_row_streamed(r, norm, k, mine + (k - c0) * d);
+                drop_rows(r, c0, c1);
+            }
+            gram_chunk(r, norm, sweep, s0, s1, c0, c1, mine,
+                       acc + (int64_t)t * CHUNK_ROWS * GRAM_WIDTH, D);
+            FIB_PRAGMA(omp critical)
+            drop_rows(r, c0, c1); /* what exact cosines brought back */
+        }
+        drop_rows(r, s0, s1);
+    }
+done:
+    fib_free(sweep);
+    fib_free(rows);
+    fib_free(acc);
+    fib_free(tail);
     return status;
 }
 
@@ -550,35 +740,33 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
         status = fib_error(FIB_E_NOMEM, "out of memory clustering %lld units", (long long)n);
         goto done;
     }
-    /* unit rows for COSINE and rank-1 */
+    /* unit rows for COSINE and rank-1; rows borrowed in place are read
+     * again by the panels instead of held as unit rows (unit_gram_streamed) */
+    bool single = rank1 && r->float_cosines, streamed = single && r->pages;
     if (method == FIB_TOL_COSINE || rank1) {
-        bool single = rank1 && r->float_cosines;
-        if (single)
+        if (single && !streamed)
             unitf = fib_alloc_pages(unit_cells, sizeof *unitf);
-        else
+        else if (!single)
             unit = fib_alloc_pages(unit_cells, sizeof *unit);
         if (unitf || unit) /* fewer page faults */
             fib_advise_huge_pages(unitf ? (void *)unitf : (void *)unit,
                                   (size_t)unit_cells * (unitf ? sizeof *unitf : sizeof *unit));
         unit_norm = fib_alloc(n > 0 ? n : 1, sizeof *unit_norm);
-        if ((!unit && !unitf) || !unit_norm) {
+        if ((!unit && !unitf && !streamed) || !unit_norm) {
             status = fib_error(FIB_E_NOMEM, "out of memory clustering %lld units", (long long)n);
             goto done;
         }
         for (int64_t i = 0; i < n; i++) {
             double s = row_norm(r, i);
             unit_norm[i] = s;
-            for (int64_t j = 0; j < d; j++) {
-                double x = s > 0 ? row_value(r, i, j) / s : 0.0;
-                if (single)
-                    unitf[i * d + j] = (float)x;
-                else
-                    unit[i * d + j] = x;
-            }
+            if (unitf)
+                unit_row_f32(r, unit_norm, i, unitf + i * d);
+            for (int64_t j = 0; unit && j < d; j++)
+                unit[i * d + j] = s > 0 ? row_value(r, i, j) / s : 0.0;
             if (rank1)
                 m[i] = s * s * (mass ? mass[i] : 1.0);
-            /* borrowed rows: their pages go as the unit rows take their
-             * place (an exact cosine brings a row back) */
+            /* borrowed rows: their pages go once read (an exact cosine or
+             * a streamed panel brings a row back) */
             if (r->pages && ((i + 1) % GRAM_WIDTH == 0 || i + 1 == n))
                 drop_rows(r, i - i % GRAM_WIDTH, i + 1);
         }
@@ -589,9 +777,10 @@ int32_t fib_linkage_run_limited(const fib_rows *r, int32_t method, bool rank1,
         if (!rank1)
             m[i] = mass ? mass[i] : 1.0;
     }
-    if (unit || unitf) {
+    if (streamed || unit || unitf) {
         unit_rows u = {unit, unitf, unit_norm};
-        status = unit_gram(r, &u, !rank1, check, D);
+        status = streamed ? unit_gram_streamed(r, unit_norm, check, D)
+                          : unit_gram(r, &u, !rank1, check, D);
         fib_free_pages(unit, unit_cells, sizeof *unit);
         fib_free_pages(unitf, unit_cells, sizeof *unitf);
         unit = NULL;
@@ -1355,7 +1544,7 @@ void fib_top_direction(const fib_rows *r, const int64_t *members, int64_t m,
 /* Units whose class is sought among all the directions are taken
  * LLOYD_CHUNK at a time: their dot products with every direction are one
  * pass of fib_dots_f64 over panels of the directions. */
-#define LLOYD_CHUNK 256
+#define LLOYD_CHUNK 128
 
 /* out[u * k + c] = row units[u] . V[c] (u < m, c < k), each the sum of its
  * products in ascending coordinate order: the bits of the plain loop, at

@@ -265,7 +265,7 @@ static int32_t compress(const fib_graph *g, const fib_coloring *c, int32_t dtype
         else if (fib_group_is_input(g, i))
             status = fib_graph_add_input(b->graph, b->projection[i].n_classes, &ids[i]);
         else if (c->scales && g->groups[i].ops->compress_scaled)
-            status = g->groups[i].ops->compress_scaled(g, i, b->projection, c->scales,
+            status = g->groups[i].ops->compress_scaled(g, i, b->projection, c->scales, dtype,
                                                        b->graph, ids);
         else if (g->groups[i].ops->compress_totals && fib_merge_totals_find(c, g, i, b->projection))
             status = g->groups[i].ops->compress_totals(g, i, b->projection,

@@ -153,5 +153,8 @@ int32_t fib_model_add_block(loader *L, const group *G, int32_t *id)
         .tensor = tensor_of, .check_tensor_names = check_tensor_names,
         .gathers = gathers_of, .fail = fail, .rewrap = rewrap,
     };
-    return ops->build(L->graph, &S, id);
+    int32_t st = ops->build(L->graph, &S, id);
+    if (st == FIB_OK)
+        fib_model_block_added(L->graph, *id);
+    return st;
 }

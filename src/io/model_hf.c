@@ -561,6 +561,8 @@ static int32_t named(hf_dir *H, int32_t st, int32_t id, const char *name,
 {
     if (st == FIB_OK)
         st = fib_graph_set_group_name(H->graph, id, name);
+    if (st == FIB_OK)
+        fib_model_block_added(H->graph, id);
     return st == FIB_OK ? FIB_OK : fib_model_rewrap(st, path, name);
 }
 

@@ -66,6 +66,11 @@ int32_t fib_model_add_dense(fib_model_loader *L, const char *label,
                             int32_t source, int64_t units,
                             const fib_st_tensor *w, const fib_st_tensor *b,
                             int32_t *id);
+/* Group `group` was just added: adding it checked its tensors finite, one
+ * read of them; a mapped file's pages of them go again (a later read
+ * brings them back from the page cache with the same bytes), so that a
+ * load holds one block of the file at a time, not the whole file. */
+void fib_model_block_added(const fib_graph *g, int32_t group);
 
 /* Op names in files: "input", "dense", ..., "attend", "norm"; NULL for kinds
  * files do not hold (node groups). */

@@ -133,5 +133,12 @@ int32_t fib_model_add_dense(loader *L, const char *label, int32_t source,
         fib_free(wd);
         fib_free(bd);
     }
+    if (st == FIB_OK)
+        fib_model_block_added(L->graph, *id);
     return st == FIB_OK ? FIB_OK : rewrap(st, L->path, label);
+}
+
+void fib_model_block_added(const fib_graph *g, int32_t group)
+{
+    fib_group_drop_pages(g, group);
 }

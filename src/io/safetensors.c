@@ -370,12 +370,15 @@ static void release_pages(const fib_st_file *f, const unsigned char *at, size_t 
 void fib_st_drop_pages(void *file, const void *at, size_t bytes)
 {
     const fib_st_file *f = file;
-    uintptr_t begin = (uintptr_t)f->bytes, p = (uintptr_t)at;
-    /* only f's own mapping: bytes read into memory (no map) are the
-     * process's only copy, which MADV_DONTNEED would zero */
-    if (!f->mapped || p < begin || p - begin > f->size || bytes > f->size - (p - begin))
+    uintptr_t begin = (uintptr_t)f->bytes, end = begin + f->size, p = (uintptr_t)at;
+    uintptr_t q = bytes > UINTPTR_MAX - p ? UINTPTR_MAX : p + bytes;
+    /* only the part in f's own mapping: bytes read into memory (no map)
+     * are the process's only copy, which MADV_DONTNEED would zero */
+    p = p > begin ? p : begin;
+    q = q < end ? q : end;
+    if (!f->mapped || p >= q)
         return;
-    release_pages(f, at, bytes);
+    release_pages(f, (const unsigned char *)p, q - p);
 }
 
 /* Points tensor data into the file, or converts it to an owned buffer. */

@@ -235,10 +235,13 @@ typedef struct fib_block_ops {
                     const int32_t *full_ids);
     /* Optional: compress with per-unit scales (FIB_TOL_SCALED): scales[h]
      * for every group h (NULL: all 1); a block without it takes no scales
-     * and reads no scaled group. */
+     * and reads no scaled group.
+     * dtype: FIB_DTYPE_F32 lets the block be made in float32 at once, each
+     * value the float64 merge rounded once (what `narrow` would make of it).
+     */
     int32_t (*compress_scaled)(const fib_graph *g, int32_t group,
                                const fib_partition *parts, double *const *scales,
-                               fib_graph *base, const int32_t *base_ids);
+                               int32_t dtype, fib_graph *base, const int32_t *base_ids);
     /* Optional: compress from the merge totals its colouring kept
      * (color/merge_totals.c). */
     int32_t (*compress_totals)(const fib_graph *g, int32_t group,
@@ -450,6 +453,10 @@ void fib_graph_drop_range(const fib_graph *g, const void *at, size_t bytes);
  * of the base holds. FIB_E_NONFINITE naming the group and `what` ("weight",
  * "bias") for a value float32 cannot hold. */
 int32_t fib_narrow_owned(void **buffer, int64_t count, int32_t group, const char *what);
+/* tensor.c: wide[x] rounded to float32 into narrow[x] for x < count, with
+ * fib_narrow_owned's error, which names value first + x. */
+int32_t fib_narrow_values(const double *wide, int64_t count, float *narrow, int64_t first,
+                          int32_t group, const char *what);
 /* tensor.c: element `flat` (packed row-major) of a view as "[i, j, ...]". */
 #define FIB_TENSOR_INDEX_TEXT 96
 void fib_tensor_index_text(const fib_tensor_view *v, int64_t flat,

@@ -225,19 +225,27 @@ void fib_graph_drop_range(const fib_graph *g, const void *at, size_t bytes)
             g->resources[i].drop_pages(g->resources[i].handle, at, bytes);
 }
 
-int32_t fib_narrow_owned(void **buffer, int64_t count, int32_t group, const char *what)
+int32_t fib_narrow_values(const double *wide, int64_t count, float *narrow, int64_t first,
+                          int32_t group, const char *what)
 {
-    const double *wide = *buffer;
-    float *narrow = *buffer;
-    /* front to back: float x is written below double x + 1, unread */
+    /* front to back: in place, float x is written below double x + 1, unread */
     for (int64_t x = 0; x < count; x++) {
         double v = wide[x];
         narrow[x] = (float)v;
         if (!isfinite(narrow[x]))
             return fib_error(FIB_E_NONFINITE,
                              "fib_compress: group %d: merged %s %lld = %g does not fit in "
-                             "float32 (compress to float64)", (int)group, what, (long long)x, v);
+                             "float32 (compress to float64)", (int)group, what,
+                             (long long)(first + x), v);
     }
+    return FIB_OK;
+}
+
+int32_t fib_narrow_owned(void **buffer, int64_t count, int32_t group, const char *what)
+{
+    int32_t status = fib_narrow_values(*buffer, count, *buffer, 0, group, what);
+    if (status)
+        return status;
     size_t bytes;
     if (count > 0 && fib_bytes(count, sizeof(float), &bytes)) {
         void *shrunk = realloc(*buffer, bytes);

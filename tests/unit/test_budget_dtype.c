@@ -3,7 +3,9 @@
  * the outputs to float32 rounding, the same float32 file byte for byte),
  * for the graph budget (a float32 residual CNN with batch norms, whose
  * weighted rows are written into the float32 base) and for a chain whose
- * merged layers the synthetic correction refits; a float32 base saved in
+ * merged layers the synthetic correction refits, and for a chain whose
+ * layers keep more classes than the float32 block is made of at a time
+ * (pieces of 128 classes); a float32 base saved in
  * its own dtype is a float32 file; the default and a caller of the
  * previous layout get the float64 base. */
 #include <math.h>
@@ -75,10 +77,11 @@ static fib_graph *float32_resnet(void)
 }
 
 /* 12 - 24 - 24 - 4, float32, biases, ReLU: a chain */
-static fib_graph *float32_chain(void)
+/* A float32 ReLU chain of dims[0] inputs and three dense layers of random
+ * weights and biases (from seed). */
+static fib_graph *float32_chain_of(const int64_t dims[4], uint64_t seed)
 {
-    uint64_t rng = 11;
-    const int64_t dims[4] = {12, 24, 24, 4};
+    uint64_t rng = seed;
     fib_graph *g = NULL;
     int32_t id = 0;
     CHECK_OK(fib_graph_create(&g));
@@ -93,6 +96,12 @@ static fib_graph *float32_chain(void)
         free(w), free(b);
     }
     return g;
+}
+
+static fib_graph *float32_chain(void)
+{
+    const int64_t dims[4] = {12, 24, 24, 4};
+    return float32_chain_of(dims, 11);
 }
 
 static int32_t tensor_dtype(const fib_graph *g, int32_t group, int32_t t)
@@ -256,6 +265,30 @@ static void corrected_chain_in_float32_is_the_float64_base_rounded_once(void)
     fib_graph_free(g);
 }
 
+/* A float32 chain 20-300-300-5 at a budget of 0.75, whose first hidden
+ * layer keeps about 200 of its 300 units: a float32 base's merged blocks
+ * are made 128 classes at a time (the last piece partial), each value the
+ * float64 block's rounded once. */
+static void wide_chain_in_float32_is_the_float64_base_rounded_once(void)
+{
+    const int64_t dims[4] = {20, 300, 300, 5};
+    fib_graph *g = float32_chain_of(dims, 29);
+    fib_budget_options o64, o32;
+    fib_base *b64 = budget(g, 0.75, FIB_DTYPE_F64, 0, &o64);
+    fib_base *b32 = budget(g, 0.75, FIB_DTYPE_F32, 0, &o32);
+    if (b64 && b32) {
+        /* the first hidden layer merges (two pieces); the second keeps its
+         * 300 units (three pieces) over the first's classes */
+        int64_t first = test_width(fib_base_graph(b64), 1);
+        CHECK(first > 128 && first < 256 && test_width(fib_base_graph(b64), 2) == 300);
+        CHECK(o32.n_parameters == o64.n_parameters && o32.bound == o64.bound);
+        CHECK(check_rounded_once(b64, b32) >= 4);
+        CHECK(tensor_dtype(fib_base_graph(b32), 2, 0) == FIB_DTYPE_F32);
+    }
+    fib_base_free(b64), fib_base_free(b32);
+    fib_graph_free(g);
+}
+
 static void budget_dtype_is_checked_and_absent_from_the_previous_layout(void)
 {
     fib_graph *g = float32_chain();
@@ -288,6 +321,7 @@ int main(void)
     }
     RUN(graph_budget_in_float32_is_the_float64_base_rounded_once);
     RUN(corrected_chain_in_float32_is_the_float64_base_rounded_once);
+    RUN(wide_chain_in_float32_is_the_float64_base_rounded_once);
     RUN(budget_dtype_is_checked_and_absent_from_the_previous_layout);
     rmdir(tmpdir);
     return test_failures ? 1 : 0;

@@ -7,9 +7,12 @@
  * with allowances stay in double; the linkages that read rows directly
  * refuse float32 ones. A float32 layer's rows over a discrete source, read
  * in place from its weights (fib_rows_borrow), give the norms and merges
- * of the rows made from them, bit for bit; so does a budget of a float32
- * model file, mapped (its pages let go and read again) or copied, and of
- * the same values in float64 (whose rows are made). */
+ * of the rows made from them, bit for bit, also for a layer wide enough
+ * that the borrowed rows' cosines are made in several sweeps of partial
+ * chunks, over two pieces of coordinates, on 1 and 2 threads (the made
+ * rows' cosines come from unit rows held whole); so does a budget of a
+ * float32 model file, mapped (its pages let go and read again) or copied,
+ * and of the same values in float64 (whose rows are made). */
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -192,6 +195,74 @@ static void borrowed_rows_give_the_merges_of_made_rows(void)
     free(b);
 }
 
+enum { WIDE_N = 700, WIDE_D = 300, WIDE_LD = 303 };
+
+/* Rows borrowed in place have their cosines made a few panels at a time
+ * from the weights (every row after a sweep read again, in chunks); rows
+ * made from the same weights hold their unit rows whole. A layer of 700
+ * units (sweeps of 128 rows and a partial one, chunks cut by the sweeps)
+ * over 300 inputs and a bias (two pieces of coordinates), with near-copies
+ * (cosines made again in double), a zero row and negative zeros: the same
+ * merges and heights, bit for bit, on 1 and 2 threads. */
+static void wide_borrowed_rows_give_the_merges_of_made_rows(void)
+{
+    uint64_t rng = 17;
+    double *x = test_random_array(&rng, WIDE_N * WIDE_LD + WIDE_N, -1, 1);
+    float *w = malloc(sizeof(float) * WIDE_N * WIDE_LD), *b = malloc(sizeof(float) * WIDE_N);
+    double *na = malloc(sizeof(double) * WIDE_N), *nb = malloc(sizeof(double) * WIDE_N);
+    double *mass = malloc(sizeof(double) * WIDE_N);
+    CHECK(x && w && b && na && nb && mass);
+    for (int64_t i = 0; i < WIDE_N; i++) {
+        for (int64_t j = 0; j < WIDE_LD; j++) {
+            float v = j < WIDE_D ? (float)x[i * WIDE_LD + j] : 1e30f;
+            if (j < WIDE_D && i % 6 == 5) /* a near-copy of the row before */
+                v = w[(i - 1) * WIDE_LD + j] * 0.75f + 0.02f * v;
+            if (j < WIDE_D && (i == 300 || (i * WIDE_LD + j) % 89 == 7))
+                v = i == 300 ? 0.0f : -0.0f;
+            w[i * WIDE_LD + j] = v;
+        }
+        b[i] = i == 300 ? 0.0f : (float)(0.1 * x[WIDE_N * WIDE_LD + i]);
+    }
+    fib_graph *g = NULL;
+    int32_t in = 0, layer = 0;
+    CHECK_OK(fib_graph_create(&g));
+    CHECK_OK(fib_graph_add_input(g, WIDE_D, &in));
+    CHECK_OK(fib_graph_add_dense(g, in, WIDE_N, FIB_DTYPE_F32, w, WIDE_LD, b, 0, &layer));
+    fib_partition src;
+    CHECK_OK(fib_partition_init(&src, WIDE_D));
+    fib_partition_discrete(&src);
+    fib_rows made, borrowed;
+    CHECK_OK(fib_scaled_dense_values(g, layer, &src, NULL, &made));
+    CHECK(fib_rows_borrow(g, layer, &src, NULL, &borrowed));
+    CHECK(borrowed.narrow == w && borrowed.d == WIDE_D + 1);
+    fib_rows_normalize(&made, na);
+    fib_rows_normalize(&borrowed, nb);
+    CHECK(memcmp(na, nb, sizeof(double) * WIDE_N) == 0 && na[300] == 0);
+    for (int64_t i = 0; i < WIDE_N; i++)
+        mass[i] = 0.25 + (double)(i % 5);
+    for (int threads = 1; threads <= 2; threads++) {
+        made.n_threads = borrowed.n_threads = threads;
+        made.float_cosines = borrowed.float_cosines = true;
+        fib_merges ma, mb;
+        CHECK_OK(fib_linkage_run(&made, FIB_TOL_WARD, true, mass, INFINITY, &ma));
+        CHECK_OK(fib_linkage_run(&borrowed, FIB_TOL_WARD, true, mass, INFINITY, &mb));
+        CHECK(ma.n_merges == WIDE_N - 1);
+        check_same_merges(&ma, &mb);
+        fib_merges_clear(&ma);
+        fib_merges_clear(&mb);
+    }
+    fib_rows_clear(&made);
+    fib_rows_clear(&borrowed);
+    fib_partition_clear(&src);
+    fib_graph_free(g);
+    free(x);
+    free(w);
+    free(b);
+    free(na);
+    free(nb);
+    free(mass);
+}
+
 /* A float64 layer's rows are made: its values are not float32. */
 static void float64_rows_are_not_borrowed(void)
 {
@@ -296,6 +367,7 @@ int main(void)
     RUN(narrow_rows_give_the_merges_of_double_rows);
     RUN(rows_float32_cannot_hold_stay_double);
     RUN(borrowed_rows_give_the_merges_of_made_rows);
+    RUN(wide_borrowed_rows_give_the_merges_of_made_rows);
     RUN(float64_rows_are_not_borrowed);
     RUN(budget_reads_borrowed_rows_as_made_ones);
     return test_failures ? 1 : 0;

@@ -53,7 +53,7 @@ int64_t fib_budget_correction_block = 256;
 
 /* Outputs of a layer widened and packed together for the products below
  * (COLUMNS x the layer's inputs doubles: its rows are read in place). */
-#define COLUMNS 128
+#define COLUMNS 64
 
 /* The products below ask the budget's progress callback once per block of
  * samples or per column of the Cholesky factor and row of the solution, so
@@ -118,13 +118,44 @@ static int32_t weights_of_group(const fib_graph *g, int32_t group, double *row, 
     return FIB_OK;
 }
 
+/* Outputs j0 .. j1 - 1 of w packed for gemm_f64 (p = w's inputs rows of
+ * panels, the columns past j1 of the last panel zeros), widened exactly:
+ * a panel's outputs read together, input by input, so that the packing is
+ * written in order and the rows read stay in the cache for their next
+ * inputs (the packing is made for every block of samples). */
+static void pack_outputs(const weights *w, int64_t j0, int64_t j1, int64_t panel, double *pack)
+{
+    const fib_dense *d = w->d;
+    int64_t p = w->n_in;
+    for (int64_t q0 = j0; q0 < j1; q0 += panel) {
+        int64_t cols = j1 - q0 < panel ? j1 - q0 : panel;
+        double *dst = pack + fib_gemm_packed_at(p, panel, 0, q0 - j0);
+        if (!d->transposed && d->dtype == FIB_DTYPE_F32) {
+            const float *src = (const float *)d->weights + q0 * d->ld;
+            for (int64_t k = 0; k < p; k++)
+                for (int64_t r = 0; r < cols; r++)
+                    dst[k * panel + r] = src[r * d->ld + k];
+        } else if (!d->transposed && d->dtype == FIB_DTYPE_F64) {
+            const double *src = (const double *)d->weights + q0 * d->ld;
+            for (int64_t k = 0; k < p; k++)
+                for (int64_t r = 0; r < cols; r++)
+                    dst[k * panel + r] = src[r * d->ld + k];
+        } else {
+            for (int64_t k = 0; k < p; k++)
+                for (int64_t r = 0; r < cols; r++)
+                    dst[k * panel + r] = fib_dense_weight(d, q0 + r, k);
+        }
+        for (int64_t k = 0; cols < panel && k < p; k++)
+            memset(dst + k * panel + cols, 0, (size_t)(panel - cols) * sizeof *dst);
+    }
+}
+
 /* c (rows x m) = bias + a (rows x p) w^T for one block of samples, w's
- * rows widened and packed COLUMNS outputs at a time into pack (p x
- * COLUMNS; row: p doubles). Every element is bias + its products one at a
- * time in ascending k, each product and sum rounded (gemm_f64's
- * contract), so the bits are those of the axpys along c's rows, which skip
- * a's zeros (dead ReLU units) and remain for the case weights_of_group
- * excludes. */
+ * outputs packed COLUMNS at a time into pack (p x COLUMNS; row: p doubles
+ * of scratch). Every element is bias + its products one at a time in
+ * ascending k, each product and sum rounded (gemm_f64's contract), so the
+ * bits are those of the axpys along c's rows, which skip a's zeros (dead
+ * ReLU units) and remain for the case weights_of_group excludes. */
 static void block_product(const weights *w, const double *a, int64_t rows, double *row,
                           double *pack, double *c)
 {
@@ -134,18 +165,15 @@ static void block_product(const weights *w, const double *a, int64_t rows, doubl
         memcpy(c + s * m, w->bias, (size_t)m * sizeof *c);
     for (int64_t j0 = 0; j0 < m; j0 += COLUMNS) {
         int64_t j1 = j0 + COLUMNS < m ? j0 + COLUMNS : m, width = j1 - j0;
-        if (w->kernel && width % panel) /* the packing's columns past m are zeros */
-            memset(pack, 0, (size_t)fib_gemm_packed_len(p, width, panel) * sizeof *pack);
-        for (int64_t j = j0; j < j1; j++) {
-            weight_row(w->d, j, p, row);
-            int64_t at = w->kernel ? fib_gemm_packed_at(p, panel, 0, j - j0) : j - j0;
-            int64_t step = w->kernel ? panel : width;
-            for (int64_t k = 0; k < p; k++)
-                pack[at + k * step] = row[k];
-        }
         if (w->kernel) {
+            pack_outputs(w, j0, j1, panel, pack);
             kern->gemm_f64(rows, width, p, a, p, pack, c + j0, m);
             continue;
+        }
+        for (int64_t j = j0; j < j1; j++) {
+            weight_row(w->d, j, p, row);
+            for (int64_t k = 0; k < p; k++)
+                pack[(j - j0) + k * width] = row[k];
         }
         for (int64_t s = 0; s < rows; s++)
             for (int64_t k = 0; k < p; k++) {
@@ -556,31 +584,84 @@ static void base_inputs(const double *x, int64_t rows, int64_t n0, const fib_par
         }
 }
 
+/* The original's pre-activations of later fits' layers, made by the first
+ * fit's pass through the original and kept for the fits that read them
+ * (fib_budget_correct's rule says which): rows[l], S x the units of layer
+ * l + 1, the target of fit l, or NULL when fit l makes its own pass. */
+typedef struct kept_targets {
+    double **rows;
+    int32_t deepest; /* the last fit whose target is kept, 0 when none is */
+    bool filled;     /* the first pass is done */
+} kept_targets;
+
+/* The original's layers from .. to on a block of samples (a: layer from -
+ * 1's pre-activations, activated here in place, or the samples when from
+ * is 1), each into buf[j % 2]; returns the last one's pre-activations.
+ * The first pass copies the pre-activations of the kept targets' layers,
+ * from sample s0 on. */
+static double *original_layers(const fib_graph *g, const weights *orig, int32_t from,
+                               int32_t to, double *a, int64_t rows, double *row, double *pack,
+                               double *const *buf, kept_targets *kept, int64_t s0)
+{
+    for (int32_t j = from; j <= to; j++) {
+        if (j > 1)
+            activate(a, rows * orig[j - 1].n_out, g->groups[j - 1].activation,
+                     g->groups[j - 1].act_param);
+        double *out = buf[j % 2];
+        block_product(&orig[j], a, rows, row, pack, out);
+        int64_t n = orig[j].n_out;
+        if (!kept->filled && kept->rows[j - 1])
+            memcpy(kept->rows[j - 1] + s0 * n, out, (size_t)(rows * n) * sizeof *out);
+        a = out;
+    }
+    return a;
+}
+
+static int64_t max64(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
 /* The least-squares fit of layer l + 1 over the base's units of layer l
  * (consumer: refit_chain's consumer on entry, the fit on return): the
- * synthetic samples drawn again, a block at a time, through the original
- * network to its pre-activations of layer l + 1 (the fit's target) and
- * through the base's layers 1 .. l (already corrected) to its activations
- * of layer l, the block's sums added to the Gram matrix. The original's
- * layers are made again for every layer fitted, so that no activation of
- * every sample is held. */
+ * synthetic samples drawn again, a block at a time, through the base's
+ * layers 1 .. l (already corrected) to its activations of layer l, and
+ * through the original network to its pre-activations of layer l + 1 (the
+ * fit's target), the block's sums added to the Gram matrix. The target is
+ * kept's when the first pass kept it; otherwise the original's layers are
+ * made again, so that no activation of every sample is held, and the first
+ * pass goes on to the deepest kept target. */
 static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l,
                             const fib_partition *inputs, const int64_t *count, double scale,
-                            double ridge, int64_t S, int64_t block,
+                            double ridge, int64_t S, int64_t block, kept_targets *kept,
                             const fib_progress_check *check, layer *consumer)
 {
     int64_t n0 = g->groups[0].n_units, k0 = inputs ? inputs->n_classes : n0;
-    int64_t k = consumer->n_in, m = consumer->n_out, n = k + 1, widest = n0;
+    int64_t k = consumer->n_in, m = consumer->n_out, n = k + 1;
     int64_t panel = fib_kernels_active()->gemm_panel;
-    for (int32_t j = 1; j <= l + 1; j++)
-        widest = g->groups[j].n_units > widest ? g->groups[j].n_units : widest;
-    weights *orig = fib_calloc(l + 2, sizeof *orig), *mine = fib_calloc(l + 1, sizeof *mine);
-    double *row = fib_alloc(widest, sizeof *row);
-    double *pack = fib_alloc(fib_gemm_packed_len(widest, COLUMNS, panel), sizeof *pack);
+    bool given = kept->filled && kept->rows[l];
+    /* the original's layers this fit makes: none, to l + 1, or on to the
+     * deepest kept target */
+    int32_t last = given ? 0 : kept->filled || kept->deepest <= l ? l + 1 : kept->deepest + 1;
+    /* each buffer as wide as what it holds (see the loop below), the
+     * packing and row as long as the widest input of a layer made */
+    int64_t wide[3] = {k0, 1, k}, inner = 1;
+    for (int32_t j = 1; j <= l; j++) {
+        if (j < l)
+            wide[j % 2] = max64(wide[j % 2], base->groups[j].n_units);
+        inner = max64(inner, fib_group_matrix(base, j)->n_in);
+    }
+    for (int32_t j = 1; j <= last; j++) {
+        wide[j % 2] = max64(wide[j % 2], g->groups[j].n_units);
+        inner = max64(inner, fib_group_matrix(g, j)->n_in);
+    }
+    weights *orig = fib_calloc(last + 1, sizeof *orig), *mine = fib_calloc(l + 1, sizeof *mine);
+    double *row = fib_alloc(inner, sizeof *row);
+    double *pack = fib_alloc(fib_gemm_packed_len(inner, COLUMNS, panel), sizeof *pack);
     double *x = fib_alloc(block * n0, sizeof *x);
-    double *buf[3] = {fib_alloc(block * widest, sizeof(double)),
-                      fib_alloc(block * widest, sizeof(double)),
-                      fib_alloc(block * widest, sizeof(double))};
+    double *buf[3] = {fib_alloc(block * wide[0], sizeof(double)),
+                      fib_alloc(block * wide[1], sizeof(double)),
+                      fib_alloc(block * wide[2], sizeof(double))};
     double *ht = fib_alloc(GRAM_ROWS * block, sizeof *ht);
     double *hp = fib_alloc(fib_gemm_packed_len(block, n, panel), sizeof *hp);
     double *zp = fib_alloc(fib_gemm_packed_len(block, m, panel), sizeof *zp);
@@ -591,7 +672,7 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
                          ht && hp && zp && gt && gram && rhs
                      ? FIB_OK
                      : out_of_memory();
-    for (int32_t j = 1; !st && j <= l + 1; j++)
+    for (int32_t j = 1; !st && j <= last; j++)
         st = weights_of_group(g, j, row, &orig[j]);
     for (int32_t j = 1; !st && j <= l; j++)
         st = weights_of_group(base, j, row, &mine[j]);
@@ -614,22 +695,19 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
             activate(out, rows * mine[j].n_out, g->groups[j].activation, g->groups[j].act_param);
             a = out;
         }
-        /* the original: x through layers 1 .. l, then l + 1's
-         * pre-activations (buf[0] and buf[1] in turn) */
-        a = x;
-        for (int32_t j = 1; j <= l + 1; j++) {
-            double *out = buf[j % 2];
-            block_product(&orig[j], a, rows, row, pack, out);
-            if (j <= l)
-                activate(out, rows * orig[j].n_out, g->groups[j].activation,
-                         g->groups[j].act_param);
-            a = out;
-        }
-        accumulate(buf[2], rows, k, a, m, ht, hp, zp, gt, gram, rhs);
+        /* the original: x through layers 1 .. l + 1 (buf[0] and buf[1]
+         * in turn), unless kept */
+        double *z = given ? kept->rows[l] + s0 * m
+                          : original_layers(g, orig, 1, l + 1, x, rows, row, pack, buf, kept, s0);
+        accumulate(buf[2], rows, k, z, m, ht, hp, zp, gt, gram, rhs);
+        if (last > l + 1) /* the first pass goes on */
+            original_layers(g, orig, l + 2, last, z, rows, row, pack, buf, kept, s0);
     }
-    if (!st)
+    if (!st) {
+        kept->filled = true;
         st = least_squares_solve(gram, rhs, k, m, ridge, check, consumer->w, consumer->b);
-    weights_clear(orig, l + 2);
+    }
+    weights_clear(orig, last + 1);
     weights_clear(mine, l + 1);
     fib_free(row);
     fib_free(pack);
@@ -643,6 +721,48 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
     fib_free(gram);
     fib_free(rhs);
     return st;
+}
+
+/* Which later fits' targets the first pass keeps (kept->rows, S x the
+ * units of layer l + 1 for fit l, allocated here): the deepest first, each
+ * while the kept ones together take at most one block of samples' values
+ * of the original's widest layer (block x widest doubles, a fourth sample
+ * buffer beside the three a fit holds), or fib_budget_correction_kept when
+ * a test sets it. A kept target spares its fit a pass through the
+ * original's layers 1 .. l + 1, the correction's largest product; the
+ * bound keeps the memory a block's, not the samples': it holds a narrow
+ * output layer's (a few units for thousands of samples), not a hidden
+ * layer's, whose fit makes the pass again. */
+int64_t fib_budget_correction_kept = -1;
+
+static int32_t keep_targets(const fib_graph *g, int64_t S, int64_t block, kept_targets *kept)
+{
+    int32_t n_layers = g->n_groups - 1;
+    int64_t widest = 0;
+    for (int32_t j = 0; j <= n_layers; j++)
+        widest = max64(widest, g->groups[j].n_units);
+    int64_t room = fib_budget_correction_kept >= 0 ? fib_budget_correction_kept : block * widest;
+    *kept = (kept_targets){.rows = fib_calloc(n_layers, sizeof *kept->rows)};
+    if (!kept->rows)
+        return out_of_memory();
+    for (int32_t l = n_layers - 1; l >= 2; l--) {
+        int64_t size = S * g->groups[l + 1].n_units;
+        if (size > room)
+            continue;
+        kept->rows[l] = fib_alloc(size, sizeof **kept->rows);
+        if (!kept->rows[l])
+            return out_of_memory();
+        room -= size;
+        kept->deepest = kept->deepest ? kept->deepest : l;
+    }
+    return FIB_OK;
+}
+
+static void kept_clear(kept_targets *kept, int32_t n_layers)
+{
+    for (int32_t l = 0; kept->rows && l < n_layers; l++)
+        fib_free(kept->rows[l]);
+    fib_free(kept->rows);
 }
 
 int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
@@ -670,6 +790,7 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
     const fib_partition *inputs = col->merge_inputs ? &col->parts[0] : NULL;
     int64_t k0 = inputs ? inputs->n_classes : n0;
     layer cur = {0}, rep = {0}, consumer = {0};
+    kept_targets kept = {0};
     /* the base reads the means of merged inputs */
     int64_t *count = inputs ? fib_calloc(k0, sizeof *count) : NULL;
     int32_t st = inputs && !count ? out_of_memory() : FIB_OK;
@@ -680,6 +801,8 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
     if (!st)
         st = inputs ? sum_columns(g, 1, inputs->color, k0, NULL, &cur)
                     : layer_of_group(g, 1, &cur);
+    if (!st)
+        st = keep_targets(g, S, block, &kept);
     for (int32_t l = 1; !st && l < n_layers; l++) {
         /* group l is hidden with classes parts[l]; group l + 1 reads it.
          * The consumer refit_chain would give: next is layer l + 1 as it
@@ -692,8 +815,10 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
         /* the consumer, full width over its own units, fitted to the
          * original's pre-activations; it is the next layer's rows */
         if (!st)
-            st = fit_consumer(g, base->graph, l, inputs, count, scale, ridge, S, block, check,
-                              &consumer);
+            st = fit_consumer(g, base->graph, l, inputs, count, scale, ridge, S, block, &kept,
+                              check, &consumer);
+        fib_free(kept.rows[l]); /* read by fit l only */
+        kept.rows[l] = NULL;
         cur = consumer;
         consumer = (layer){0};
     }
@@ -704,6 +829,7 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
     layer_clear(&cur);
     layer_clear(&rep);
     layer_clear(&consumer);
+    kept_clear(&kept, n_layers);
     fib_free(count);
     return st;
 }

@@ -319,6 +319,23 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
 /* Rows of a Gram matrix made per call of the product kernel below. */
 #define GRAM_ROWS 64
 
+/* A block of samples' values (rows x cols) packed for gemm_f64 as its
+ * right-hand factor (fib_gemm_packed_at: panel by panel, the columns past
+ * cols of the last one zeros), a sample's row of a panel at a time. */
+static void pack_samples(const double *a, int64_t rows, int64_t cols, int64_t panel,
+                         double *packed)
+{
+    for (int64_t q0 = 0; q0 < cols; q0 += panel) {
+        int64_t width = cols - q0 < panel ? cols - q0 : panel;
+        double *dst = packed + q0 * rows; /* panel q0 / panel's rows x panel doubles */
+        for (int64_t s = 0; s < rows; s++) {
+            memcpy(dst + s * panel, a + s * cols + q0, (size_t)width * sizeof *dst);
+            if (width < panel)
+                memset(dst + s * panel + width, 0, (size_t)(panel - width) * sizeof *dst);
+        }
+    }
+}
+
 /* The least-squares sums of one block of samples (h: rows x k, z: rows x
  * m) added to g (n x n, n = k + 1, its lower triangle: tri_row) and rhs
  * (n x m):
@@ -351,14 +368,12 @@ static void accumulate(const double *h, int64_t rows, int64_t k, const double *z
         }
         return;
     }
-    memset(hp, 0, (size_t)fib_gemm_packed_len(rows, n, panel) * sizeof *hp);
-    memset(zp, 0, (size_t)fib_gemm_packed_len(rows, m, panel) * sizeof *zp);
-    for (int64_t s = 0; s < rows; s++) {
-        for (int64_t i = 0; i < n; i++)
-            hp[fib_gemm_packed_at(rows, panel, s, i)] = i < k ? h[s * k + i] : 1.0;
-        for (int64_t c = 0; c < m; c++)
-            zp[fib_gemm_packed_at(rows, panel, s, c)] = z[s * m + c];
-    }
+    pack_samples(h, rows, k, panel, hp);
+    if (k % panel == 0) /* the ones column starts a panel */
+        memset(hp + k * rows, 0, (size_t)(rows * panel) * sizeof *hp);
+    for (int64_t s = 0; s < rows; s++)
+        hp[fib_gemm_packed_at(rows, panel, s, k)] = 1.0;
+    pack_samples(z, rows, m, panel, zp);
     /* a few rows at a time: the lower triangle up to their diagonal, in
      * gt (what lies above the diagonal there is dropped), then their rows
      * of rhs */

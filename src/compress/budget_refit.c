@@ -48,8 +48,10 @@ static void gaussian_next(gaussian_stream *g, double *x, int64_t n)
  * (an element of a product) or over the samples in ascending order (an
  * element of a Gram matrix or of a right-hand side, added to from block to
  * block), so the block size changes no bit; a variable so that tests can
- * show it. */
-int64_t fib_budget_correction_block = 256;
+ * show it. 240 rows are whole tiles of the SIMD product kernel (blocks of
+ * 96 rows, tiles of 6), which makes a block's last rows through a tile of
+ * scratch otherwise. */
+int64_t fib_budget_correction_block = 240;
 
 /* Outputs of a layer widened and packed together for the products below
  * (COLUMNS x the layer's inputs doubles: its rows are read in place). */
@@ -316,8 +318,9 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
     return 1;
 }
 
-/* Rows of a Gram matrix made per call of the product kernel below. */
-#define GRAM_ROWS 64
+/* Rows of a Gram matrix made per call of the product kernel below (whole
+ * tiles of 6 rows, as the block above). */
+#define GRAM_ROWS 48
 
 /* A block of samples' values (rows x cols) packed for gemm_f64 as its
  * right-hand factor (fib_gemm_packed_at: panel by panel, the columns past

@@ -319,8 +319,9 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
 }
 
 /* Rows of a Gram matrix made per call of the product kernel below (whole
- * tiles of 6 rows, as the block above). */
-#define GRAM_ROWS 48
+ * tiles of 6 rows, as the block above): a slab. Each element's sum is its
+ * own, so the slab changes no bit; a variable so that tests can show it. */
+int64_t fib_budget_correction_slab = 48;
 
 /* A block of samples' values (rows x cols) packed for gemm_f64 as its
  * right-hand factor (fib_gemm_packed_at: panel by panel, the columns past
@@ -339,24 +340,51 @@ static void pack_samples(const double *a, int64_t rows, int64_t cols, int64_t pa
     }
 }
 
+/* A Gram matrix (n x n) while its sums are made: in slabs of `slab`
+ * rows, each slab's rows as long as its last row's lower triangle (rows
+ * i0 .. i1 - 1 of i1 columns, what lies above the diagonal unread), so
+ * that the product kernel adds a block's sums to a slab in place. Doubles
+ * of the slabs, and where row i starts (the slabs before i's are full). */
+static int64_t slabs_len(int64_t n, int64_t slab)
+{
+    int64_t len = 0;
+    for (int64_t i0 = 0; i0 < n; i0 += slab)
+        len += (n - i0 < slab ? n - i0 : slab) * (i0 + slab < n ? i0 + slab : n);
+    return len;
+}
+
+static inline double *slab_row(double *g, int64_t n, int64_t slab, int64_t i)
+{
+    int64_t b = i / slab, i0 = b * slab, i1 = i0 + slab < n ? i0 + slab : n;
+    return g + slab * slab * (b * (b + 1) / 2) + (i - i0) * i1;
+}
+
+/* The slabs' lower triangle moved, in place, to tri_row's rows (each row
+ * starts no later than in the slabs: rows in ascending order overwrite
+ * only what was read). */
+static void slabs_to_triangle(double *g, int64_t n, int64_t slab)
+{
+    for (int64_t i = 0; i < n; i++)
+        memmove(tri_row(g, i), slab_row(g, n, slab, i), (size_t)(i + 1) * sizeof *g);
+}
+
 /* The least-squares sums of one block of samples (h: rows x k, z: rows x
- * m) added to g (n x n, n = k + 1, its lower triangle: tri_row) and rhs
- * (n x m):
+ * m) added to g (n x n, n = k + 1, in slabs: slab_row) and rhs (n x m):
  * h' = (h, 1), g += h'^T h', rhs += h'^T z, each element's sum over the
  * samples in ascending order. The product kernel adds the products of h's
  * zeros too, which changes no bit of a sum started at +0 when h and z are
  * finite (weights_of_group's reason); otherwise the axpys skip them.
- * hp and zp (h' and z packed), ht (GRAM_ROWS columns of h' as rows) and
- * gt (GRAM_ROWS x n: their rows of g) are scratch. */
+ * hp and zp (h' and z packed) and ht (a slab's columns of h' as rows)
+ * are scratch. */
 static void accumulate(const double *h, int64_t rows, int64_t k, const double *z, int64_t m,
-                       double *ht, double *hp, double *zp, double *gt, double *g, double *rhs)
+                       int64_t slab, double *ht, double *hp, double *zp, double *g, double *rhs)
 {
     const fib_kernels *kern = fib_kernels_active();
     int64_t n = k + 1, panel = kern->gemm_panel;
     bool finite = kern->all_finite_f64(h, rows * k) && kern->all_finite_f64(z, rows * m);
     if (!finite) {
         for (int64_t i = 0; i < n; i++) {
-            double *gi = tri_row(g, i), *ri = rhs + i * m;
+            double *gi = slab_row(g, n, slab, i), *ri = rhs + i * m;
             int64_t top = i < k ? i + 1 : k; /* the lower triangle, then the ones column */
             for (int64_t s = 0; s < rows; s++) {
                 const double *hs = h + s * k, *zs = z + s * m;
@@ -377,19 +405,13 @@ static void accumulate(const double *h, int64_t rows, int64_t k, const double *z
     for (int64_t s = 0; s < rows; s++)
         hp[fib_gemm_packed_at(rows, panel, s, k)] = 1.0;
     pack_samples(z, rows, m, panel, zp);
-    /* a few rows at a time: the lower triangle up to their diagonal, in
-     * gt (what lies above the diagonal there is dropped), then their rows
-     * of rhs */
-    for (int64_t i0 = 0; i0 < n; i0 += GRAM_ROWS) {
-        int64_t i1 = i0 + GRAM_ROWS < n ? i0 + GRAM_ROWS : n;
-        for (int64_t i = i0; i < i1; i++) {
+    /* a slab at a time: its rows of the Gram matrix, then of rhs */
+    for (int64_t i0 = 0; i0 < n; i0 += slab) {
+        int64_t i1 = i0 + slab < n ? i0 + slab : n;
+        for (int64_t i = i0; i < i1; i++)
             for (int64_t s = 0; s < rows; s++)
                 ht[(i - i0) * rows + s] = i < k ? h[s * k + i] : 1.0;
-            memcpy(gt + (i - i0) * i1, tri_row(g, i), (size_t)(i + 1) * sizeof *gt);
-        }
-        kern->gemm_f64(i1 - i0, i1, rows, ht, rows, hp, gt, i1);
-        for (int64_t i = i0; i < i1; i++)
-            memcpy(tri_row(g, i), gt + (i - i0) * i1, (size_t)(i + 1) * sizeof *gt);
+        kern->gemm_f64(i1 - i0, i1, rows, ht, rows, hp, slab_row(g, n, slab, i0), i1);
         kern->gemm_f64(i1 - i0, m, rows, ht, rows, zp, rhs + i0 * m, m);
     }
 }
@@ -680,14 +702,14 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
     double *buf[3] = {fib_alloc(block * wide[0], sizeof(double)),
                       fib_alloc(block * wide[1], sizeof(double)),
                       fib_alloc(block * wide[2], sizeof(double))};
-    double *ht = fib_alloc(GRAM_ROWS * block, sizeof *ht);
+    int64_t slab = fib_budget_correction_slab < 1 ? 1 : fib_budget_correction_slab;
+    double *ht = fib_alloc(slab * block, sizeof *ht);
     double *hp = fib_alloc(fib_gemm_packed_len(block, n, panel), sizeof *hp);
     double *zp = fib_alloc(fib_gemm_packed_len(block, m, panel), sizeof *zp);
-    double *gt = fib_alloc(GRAM_ROWS * n, sizeof *gt);
-    double *gram = fib_calloc(n * (n + 1) / 2, sizeof *gram);
+    double *gram = fib_calloc(slabs_len(n, slab), sizeof *gram);
     double *rhs = fib_calloc(n * m, sizeof *rhs);
     int32_t st = orig && mine && row && pack && x && buf[0] && buf[1] && buf[2] &&
-                         ht && hp && zp && gt && gram && rhs
+                         ht && hp && zp && gram && rhs
                      ? FIB_OK
                      : out_of_memory();
     for (int32_t j = 1; !st && j <= last; j++)
@@ -717,12 +739,13 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
          * in turn), unless kept */
         double *z = given ? kept->rows[l] + s0 * m
                           : original_layers(g, orig, 1, l + 1, x, rows, row, pack, buf, kept, s0);
-        accumulate(buf[2], rows, k, z, m, ht, hp, zp, gt, gram, rhs);
+        accumulate(buf[2], rows, k, z, m, slab, ht, hp, zp, gram, rhs);
         if (last > l + 1) /* the first pass goes on */
             original_layers(g, orig, l + 2, last, z, rows, row, pack, buf, kept, s0);
     }
     if (!st) {
         kept->filled = true;
+        slabs_to_triangle(gram, n, slab);
         st = least_squares_solve(gram, rhs, k, m, ridge, check, consumer->w, consumer->b);
     }
     weights_clear(orig, last + 1);
@@ -735,7 +758,6 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
     fib_free(ht);
     fib_free(hp);
     fib_free(zp);
-    fib_free(gt);
     fib_free(gram);
     fib_free(rhs);
     return st;

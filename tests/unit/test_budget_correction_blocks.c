@@ -9,7 +9,8 @@
  * the budget at the base's size) stays exact when streamed. The targets of
  * later fits the correction keeps from its first pass through the original
  * (fib_budget_correction_kept) give the bits of the passes it would make
- * again: none kept, the last fit's only, and every later fit's. */
+ * again: none kept, the last fit's only, and every later fit's; so do the
+ * slabs of rows its Gram matrices are summed in. */
 #include <stdlib.h>
 
 #include "checks.h"
@@ -103,6 +104,34 @@ static void planted_copies_stay_exact_when_streamed(void)
     planted_free(&p);
 }
 
+/* The Gram matrices summed a slab of rows at a time
+ * (fib_budget_correction_slab): slabs of 1, 5 and 48 rows give the base of
+ * one slab of every row, on a chain whose fits have more than 48 unknowns
+ * (blocks of 7 samples and of all of them). */
+static void gram_slabs_give_one_slabs_base(void)
+{
+    static const int64_t wide[] = {15, 120, 120, 4};
+    fib_graph *g = test_paired_input_chain(wide, LAYERS, 47, NULL);
+    int64_t saved = fib_budget_correction_slab;
+    fib_budget_correction_slab = 1000;
+    fib_base *whole = corrected(g, 0.5, 1, SAMPLES);
+    for (int32_t j = 1; whole && j < LAYERS; j++)
+        CHECK(test_width(fib_base_graph(whole), j) > 48);
+    const int64_t slabs[] = {1, 5, 48};
+    for (int i = 0; whole && i < 3; i++)
+        for (int64_t block = 7; block <= SAMPLES; block += SAMPLES - 7) {
+            fib_budget_correction_slab = slabs[i];
+            fib_base *b = corrected(g, 0.5, 1, block);
+            if (!b)
+                continue;
+            CHECK(test_differing_tensors(whole, b) == 0);
+            fib_base_free(b);
+        }
+    fib_budget_correction_slab = saved;
+    fib_base_free(whole);
+    fib_graph_free(g);
+}
+
 /* Four layers: fits 1, 2 and 3, whose targets are layer 2's (40 units)
  * and layer 3's and 4's pre-activations. Kept: nothing (every fit makes its
  * own pass), the last fit's target only (the first pass goes on through a
@@ -132,6 +161,7 @@ int main(void)
 {
     RUN(streamed_blocks_give_one_blocks_base);
     RUN(planted_copies_stay_exact_when_streamed);
+    RUN(gram_slabs_give_one_slabs_base);
     RUN(kept_targets_give_the_passes_bits);
     return test_failures ? 1 : 0;
 }

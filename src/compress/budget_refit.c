@@ -250,49 +250,110 @@ static inline double *tri_row(double *g, int64_t i)
     return g + i * (i + 1) / 2;
 }
 
+/* Column j of the factor, its sums' terms from column j0 on (those before
+ * are factor_prefix's): 1, or 0 when g is not positive definite, -1 when
+ * cancelled. */
+static int factor_column(double *g, int64_t n, int64_t j0, int64_t j,
+                         const fib_progress_check *check)
+{
+    if (fib_progress_cancelled(check))
+        return -1;
+    double *gj = tri_row(g, j);
+    double s = gj[j];
+    for (int64_t k = j0; k < j; k++)
+        s -= gj[k] * gj[k];
+    if (!(s > 0))
+        return 0;
+    double l = sqrt(s);
+    gj[j] = l;
+    int64_t i = j + 1;
+    /* four rows at a time: four independent chains of sums, each in
+     * its own ascending order */
+    for (; i + 4 <= n; i += 4) {
+        double *g0 = tri_row(g, i), *g1 = tri_row(g, i + 1), *g2 = tri_row(g, i + 2),
+               *g3 = tri_row(g, i + 3);
+        double t0 = g0[j], t1 = g1[j], t2 = g2[j], t3 = g3[j];
+        for (int64_t k = j0; k < j; k++) {
+            double q = gj[k];
+            t0 -= g0[k] * q;
+            t1 -= g1[k] * q;
+            t2 -= g2[k] * q;
+            t3 -= g3[k] * q;
+        }
+        g0[j] = t0 / l;
+        g1[j] = t1 / l;
+        g2[j] = t2 / l;
+        g3[j] = t3 / l;
+    }
+    for (; i < n; i++) {
+        double *gi = tri_row(g, i), t = gi[j];
+        for (int64_t k = j0; k < j; k++)
+            t -= gi[k] * gj[k];
+        gi[j] = t / l;
+    }
+    return 1;
+}
+
+/* The first j0 terms of the sums of the factor's columns j0 .. j1 - 1, on
+ * every row from j0 on, by the product kernel: g[i][j] + L[i][k] (-L[j][k])
+ * for k = 0 .. j0 - 1 in ascending order, each product and sum rounded:
+ * the bits of cholesky_solve's loops (g - a b is g + a (-b) exactly), whose
+ * terms from j0 on come next. Scratch: b (the columns' rows, negated and
+ * packed), a (up to j1 - j0 rows of L) and c (their block). */
+static void factor_prefix(double *g, int64_t n, int64_t j0, int64_t j1, double *a, double *b,
+                          double *c)
+{
+    const fib_kernels *kern = fib_kernels_active();
+    int64_t w = j1 - j0, panel = kern->gemm_panel;
+    memset(b, 0, (size_t)fib_gemm_packed_len(j0, w, panel) * sizeof *b);
+    for (int64_t j = j0; j < j1; j++) {
+        const double *gj = tri_row(g, j);
+        double *dst = b + fib_gemm_packed_at(j0, panel, 0, j - j0);
+        for (int64_t k = 0; k < j0; k++)
+            dst[k * panel] = -gj[k];
+    }
+    for (int64_t i0 = j0; i0 < n; i0 += w) {
+        int64_t i1 = i0 + w < n ? i0 + w : n;
+        for (int64_t i = i0; i < i1; i++) {
+            const double *gi = tri_row(g, i);
+            memcpy(a + (i - i0) * j0, gi, (size_t)j0 * sizeof *a);
+            for (int64_t j = j0; j < j1; j++)
+                c[(i - i0) * w + j - j0] = j <= i ? gi[j] : 0.0;
+        }
+        kern->gemm_f64(i1 - i0, w, j0, a, j0, b, c, w);
+        for (int64_t i = i0; i < i1; i++)
+            for (int64_t j = j0; j < j1 && j <= i; j++)
+                tri_row(g, i)[j] = c[(i - i0) * w + j - j0];
+    }
+}
+
 /* Solves g x = rhs in place (g: n x n symmetric positive definite, its
  * lower triangle (tri_row), rhs: n x m) by Cholesky: 1, or 0 when g is
- * not positive definite, -1 when cancelled. */
-static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
+ * not positive definite, -1 when cancelled, -2 out of memory. The factor
+ * is made `slab` columns at a time: the terms of their sums over the
+ * columns before by the product kernel (factor_prefix), the rest column by
+ * column. */
+static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m, int64_t slab,
                           const fib_progress_check *check)
 {
-    for (int64_t j = 0; j < n; j++) {
-        if (fib_progress_cancelled(check))
-            return -1;
-        double *gj = tri_row(g, j);
-        double s = gj[j];
-        for (int64_t k = 0; k < j; k++)
-            s -= gj[k] * gj[k];
-        if (!(s > 0))
-            return 0;
-        double l = sqrt(s);
-        gj[j] = l;
-        int64_t i = j + 1;
-        /* four rows at a time: four independent chains of sums, each in
-         * its own ascending order */
-        for (; i + 4 <= n; i += 4) {
-            double *g0 = tri_row(g, i), *g1 = tri_row(g, i + 1), *g2 = tri_row(g, i + 2),
-                   *g3 = tri_row(g, i + 3);
-            double t0 = g0[j], t1 = g1[j], t2 = g2[j], t3 = g3[j];
-            for (int64_t k = 0; k < j; k++) {
-                double q = gj[k];
-                t0 -= g0[k] * q;
-                t1 -= g1[k] * q;
-                t2 -= g2[k] * q;
-                t3 -= g3[k] * q;
-            }
-            g0[j] = t0 / l;
-            g1[j] = t1 / l;
-            g2[j] = t2 / l;
-            g3[j] = t3 / l;
-        }
-        for (; i < n; i++) {
-            double *gi = tri_row(g, i), t = gi[j];
-            for (int64_t k = 0; k < j; k++)
-                t -= gi[k] * gj[k];
-            gi[j] = t / l;
-        }
+    int64_t panel = fib_kernels_active()->gemm_panel;
+    slab = slab < n ? slab : n;
+    double *a = fib_alloc(slab * n, sizeof *a), *c = fib_alloc(slab * slab, sizeof *c);
+    double *b = fib_alloc(fib_gemm_packed_len(n, slab, panel), sizeof *b);
+    int done = a && b && c ? 1 : -2;
+    for (int64_t j0 = 0; done > 0 && j0 < n; j0 += slab) {
+        int64_t j1 = j0 + slab < n ? j0 + slab : n;
+        if (j0 > 0)
+            factor_prefix(g, n, j0, j1, a, b, c);
+        for (int64_t j = j0; done > 0 && j < j1; j++)
+            done = factor_column(g, n, j0, j, check);
     }
+    fib_free(a);
+    fib_free(b);
+    fib_free(c);
+    if (done <= 0)
+        return done;
+
     /* every column of rhs at once, row by row: rhs[i][c] - g * rhs[k][c]
      * is rhs[i][c] + (-g) * rhs[k][c] exactly, so the axpys give each
      * column's substitution its bits, in its order of k */
@@ -319,8 +380,9 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
 }
 
 /* Rows of a Gram matrix made per call of the product kernel below (whole
- * tiles of 6 rows, as the block above): a slab. Each element's sum is its
- * own, so the slab changes no bit; a variable so that tests can show it. */
+ * tiles of 6 rows, as the block above), and columns of its Cholesky factor
+ * made together: a slab. Each element's sum is its own, in its order, so
+ * the slab changes no bit; a variable so that tests can show it. */
 int64_t fib_budget_correction_slab = 48;
 
 /* A block of samples' values (rows x cols) packed for gemm_f64 as its
@@ -420,9 +482,11 @@ static void accumulate(const double *h, int64_t rows, int64_t k, const double *z
  * from the sums g and rhs of accumulate over every sample, lam = ridge
  * times the mean diagonal of the Gram matrix; w, b hold the prior on
  * entry and keep it when g is not positive definite or the solution is not
- * finite (a ridge so large that lam overflows: the prior is its limit). */
+ * finite (a ridge so large that lam overflows: the prior is its limit);
+ * the factor made `slab` columns at a time. */
 static int32_t least_squares_solve(double *g, double *rhs, int64_t k, int64_t m, double ridge,
-                                   const fib_progress_check *check, double *w, double *b)
+                                   int64_t slab, const fib_progress_check *check, double *w,
+                                   double *b)
 {
     int64_t n = k + 1;
     double trace = 0;
@@ -434,7 +498,7 @@ static int32_t least_squares_solve(double *g, double *rhs, int64_t k, int64_t m,
         for (int64_t c = 0; c < m; c++) /* towards the prior */
             rhs[i * m + c] += lam * (i < k ? w[c * k + i] : b[c]);
     }
-    int solved = cholesky_solve(g, n, rhs, m, check);
+    int solved = cholesky_solve(g, n, rhs, m, slab, check);
     for (int64_t i = 0; solved > 0 && i < n * m; i++)
         if (!isfinite(rhs[i]))
             solved = 0;
@@ -444,7 +508,7 @@ static int32_t least_squares_solve(double *g, double *rhs, int64_t k, int64_t m,
                 w[c * k + i] = rhs[i * m + c];
             b[c] = rhs[k * m + c];
         }
-    return solved < 0 ? cancelled() : FIB_OK;
+    return solved == -2 ? out_of_memory() : solved < 0 ? cancelled() : FIB_OK;
 }
 
 /* A dense layer of the chain in double: weights (n_out x n_in), bias. */
@@ -746,7 +810,8 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
     if (!st) {
         kept->filled = true;
         slabs_to_triangle(gram, n, slab);
-        st = least_squares_solve(gram, rhs, k, m, ridge, check, consumer->w, consumer->b);
+        st = least_squares_solve(gram, rhs, k, m, ridge, slab, check, consumer->w,
+                                     consumer->b);
     }
     weights_clear(orig, last + 1);
     weights_clear(mine, l + 1);

@@ -52,8 +52,8 @@ extern int64_t fib_budget_correction_block;
  * through the original (tests set it; negative: its own rule, by the
  * block; it changes no bit). */
 extern int64_t fib_budget_correction_kept;
-/* Rows of a Gram matrix the correction sums per product (tests vary it:
- * it changes no bit). */
+/* Rows of a Gram matrix the correction sums per product, and columns of
+ * its Cholesky factor made together (tests vary it: it changes no bit). */
 extern int64_t fib_budget_correction_slab;
 
 /* One step of a budget done (chains and graphs alike); tells the progress

@@ -10,7 +10,7 @@
  * later fits the correction keeps from its first pass through the original
  * (fib_budget_correction_kept) give the bits of the passes it would make
  * again: none kept, the last fit's only, and every later fit's; so do the
- * slabs of rows its Gram matrices are summed in. */
+ * slabs its Gram matrices are summed and factored in. */
 #include <stdlib.h>
 
 #include "checks.h"
@@ -104,10 +104,10 @@ static void planted_copies_stay_exact_when_streamed(void)
     planted_free(&p);
 }
 
-/* The Gram matrices summed a slab of rows at a time
- * (fib_budget_correction_slab): slabs of 1, 5 and 48 rows give the base of
- * one slab of every row, on a chain whose fits have more than 48 unknowns
- * (blocks of 7 samples and of all of them). */
+/* The Gram matrices summed a slab of rows at a time and factored a slab of
+ * columns at a time (fib_budget_correction_slab): slabs of 1, 5 and 48
+ * give the base of one slab of every row, on a chain whose fits have more
+ * than 48 unknowns (blocks of 7 samples and of all of them). */
 static void gram_slabs_give_one_slabs_base(void)
 {
     static const int64_t wide[] = {15, 120, 120, 4};

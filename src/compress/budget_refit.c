@@ -48,12 +48,14 @@ static void gaussian_next(gaussian_stream *g, double *x, int64_t n)
  * (an element of a product) or over the samples in ascending order (an
  * element of a Gram matrix or of a right-hand side, added to from block to
  * block), so the block size changes no bit; a variable so that tests can
- * show it. */
-int64_t fib_budget_correction_block = 256;
+ * show it. 240 rows are whole tiles of the SIMD product kernel (blocks of
+ * 96 rows, tiles of 6), which makes a block's last rows through a tile of
+ * scratch otherwise. */
+int64_t fib_budget_correction_block = 240;
 
 /* Outputs of a layer widened and packed together for the products below
  * (COLUMNS x the layer's inputs doubles: its rows are read in place). */
-#define COLUMNS 128
+#define COLUMNS 64
 
 /* The products below ask the budget's progress callback once per block of
  * samples or per column of the Cholesky factor and row of the solution, so
@@ -118,13 +120,44 @@ static int32_t weights_of_group(const fib_graph *g, int32_t group, double *row, 
     return FIB_OK;
 }
 
+/* Outputs j0 .. j1 - 1 of w packed for gemm_f64 (p = w's inputs rows of
+ * panels, the columns past j1 of the last panel zeros), widened exactly:
+ * a panel's outputs read together, input by input, so that the packing is
+ * written in order and the rows read stay in the cache for their next
+ * inputs (the packing is made for every block of samples). */
+static void pack_outputs(const weights *w, int64_t j0, int64_t j1, int64_t panel, double *pack)
+{
+    const fib_dense *d = w->d;
+    int64_t p = w->n_in;
+    for (int64_t q0 = j0; q0 < j1; q0 += panel) {
+        int64_t cols = j1 - q0 < panel ? j1 - q0 : panel;
+        double *dst = pack + fib_gemm_packed_at(p, panel, 0, q0 - j0);
+        if (!d->transposed && d->dtype == FIB_DTYPE_F32) {
+            const float *src = (const float *)d->weights + q0 * d->ld;
+            for (int64_t k = 0; k < p; k++)
+                for (int64_t r = 0; r < cols; r++)
+                    dst[k * panel + r] = src[r * d->ld + k];
+        } else if (!d->transposed && d->dtype == FIB_DTYPE_F64) {
+            const double *src = (const double *)d->weights + q0 * d->ld;
+            for (int64_t k = 0; k < p; k++)
+                for (int64_t r = 0; r < cols; r++)
+                    dst[k * panel + r] = src[r * d->ld + k];
+        } else {
+            for (int64_t k = 0; k < p; k++)
+                for (int64_t r = 0; r < cols; r++)
+                    dst[k * panel + r] = fib_dense_weight(d, q0 + r, k);
+        }
+        for (int64_t k = 0; cols < panel && k < p; k++)
+            memset(dst + k * panel + cols, 0, (size_t)(panel - cols) * sizeof *dst);
+    }
+}
+
 /* c (rows x m) = bias + a (rows x p) w^T for one block of samples, w's
- * rows widened and packed COLUMNS outputs at a time into pack (p x
- * COLUMNS; row: p doubles). Every element is bias + its products one at a
- * time in ascending k, each product and sum rounded (gemm_f64's
- * contract), so the bits are those of the axpys along c's rows, which skip
- * a's zeros (dead ReLU units) and remain for the case weights_of_group
- * excludes. */
+ * outputs packed COLUMNS at a time into pack (p x COLUMNS; row: p doubles
+ * of scratch). Every element is bias + its products one at a time in
+ * ascending k, each product and sum rounded (gemm_f64's contract), so the
+ * bits are those of the axpys along c's rows, which skip a's zeros (dead
+ * ReLU units) and remain for the case weights_of_group excludes. */
 static void block_product(const weights *w, const double *a, int64_t rows, double *row,
                           double *pack, double *c)
 {
@@ -134,18 +167,15 @@ static void block_product(const weights *w, const double *a, int64_t rows, doubl
         memcpy(c + s * m, w->bias, (size_t)m * sizeof *c);
     for (int64_t j0 = 0; j0 < m; j0 += COLUMNS) {
         int64_t j1 = j0 + COLUMNS < m ? j0 + COLUMNS : m, width = j1 - j0;
-        if (w->kernel && width % panel) /* the packing's columns past m are zeros */
-            memset(pack, 0, (size_t)fib_gemm_packed_len(p, width, panel) * sizeof *pack);
-        for (int64_t j = j0; j < j1; j++) {
-            weight_row(w->d, j, p, row);
-            int64_t at = w->kernel ? fib_gemm_packed_at(p, panel, 0, j - j0) : j - j0;
-            int64_t step = w->kernel ? panel : width;
-            for (int64_t k = 0; k < p; k++)
-                pack[at + k * step] = row[k];
-        }
         if (w->kernel) {
+            pack_outputs(w, j0, j1, panel, pack);
             kern->gemm_f64(rows, width, p, a, p, pack, c + j0, m);
             continue;
+        }
+        for (int64_t j = j0; j < j1; j++) {
+            weight_row(w->d, j, p, row);
+            for (int64_t k = 0; k < p; k++)
+                pack[(j - j0) + k * width] = row[k];
         }
         for (int64_t s = 0; s < rows; s++)
             for (int64_t k = 0; k < p; k++) {
@@ -220,49 +250,110 @@ static inline double *tri_row(double *g, int64_t i)
     return g + i * (i + 1) / 2;
 }
 
+/* Column j of the factor, its sums' terms from column j0 on (those before
+ * are factor_prefix's): 1, or 0 when g is not positive definite, -1 when
+ * cancelled. */
+static int factor_column(double *g, int64_t n, int64_t j0, int64_t j,
+                         const fib_progress_check *check)
+{
+    if (fib_progress_cancelled(check))
+        return -1;
+    double *gj = tri_row(g, j);
+    double s = gj[j];
+    for (int64_t k = j0; k < j; k++)
+        s -= gj[k] * gj[k];
+    if (!(s > 0))
+        return 0;
+    double l = sqrt(s);
+    gj[j] = l;
+    int64_t i = j + 1;
+    /* four rows at a time: four independent chains of sums, each in
+     * its own ascending order */
+    for (; i + 4 <= n; i += 4) {
+        double *g0 = tri_row(g, i), *g1 = tri_row(g, i + 1), *g2 = tri_row(g, i + 2),
+               *g3 = tri_row(g, i + 3);
+        double t0 = g0[j], t1 = g1[j], t2 = g2[j], t3 = g3[j];
+        for (int64_t k = j0; k < j; k++) {
+            double q = gj[k];
+            t0 -= g0[k] * q;
+            t1 -= g1[k] * q;
+            t2 -= g2[k] * q;
+            t3 -= g3[k] * q;
+        }
+        g0[j] = t0 / l;
+        g1[j] = t1 / l;
+        g2[j] = t2 / l;
+        g3[j] = t3 / l;
+    }
+    for (; i < n; i++) {
+        double *gi = tri_row(g, i), t = gi[j];
+        for (int64_t k = j0; k < j; k++)
+            t -= gi[k] * gj[k];
+        gi[j] = t / l;
+    }
+    return 1;
+}
+
+/* The first j0 terms of the sums of the factor's columns j0 .. j1 - 1, on
+ * every row from j0 on, by the product kernel: g[i][j] + L[i][k] (-L[j][k])
+ * for k = 0 .. j0 - 1 in ascending order, each product and sum rounded:
+ * the bits of cholesky_solve's loops (g - a b is g + a (-b) exactly), whose
+ * terms from j0 on come next. Scratch: b (the columns' rows, negated and
+ * packed), a (up to j1 - j0 rows of L) and c (their block). */
+static void factor_prefix(double *g, int64_t n, int64_t j0, int64_t j1, double *a, double *b,
+                          double *c)
+{
+    const fib_kernels *kern = fib_kernels_active();
+    int64_t w = j1 - j0, panel = kern->gemm_panel;
+    memset(b, 0, (size_t)fib_gemm_packed_len(j0, w, panel) * sizeof *b);
+    for (int64_t j = j0; j < j1; j++) {
+        const double *gj = tri_row(g, j);
+        double *dst = b + fib_gemm_packed_at(j0, panel, 0, j - j0);
+        for (int64_t k = 0; k < j0; k++)
+            dst[k * panel] = -gj[k];
+    }
+    for (int64_t i0 = j0; i0 < n; i0 += w) {
+        int64_t i1 = i0 + w < n ? i0 + w : n;
+        for (int64_t i = i0; i < i1; i++) {
+            const double *gi = tri_row(g, i);
+            memcpy(a + (i - i0) * j0, gi, (size_t)j0 * sizeof *a);
+            for (int64_t j = j0; j < j1; j++)
+                c[(i - i0) * w + j - j0] = j <= i ? gi[j] : 0.0;
+        }
+        kern->gemm_f64(i1 - i0, w, j0, a, j0, b, c, w);
+        for (int64_t i = i0; i < i1; i++)
+            for (int64_t j = j0; j < j1 && j <= i; j++)
+                tri_row(g, i)[j] = c[(i - i0) * w + j - j0];
+    }
+}
+
 /* Solves g x = rhs in place (g: n x n symmetric positive definite, its
  * lower triangle (tri_row), rhs: n x m) by Cholesky: 1, or 0 when g is
- * not positive definite, -1 when cancelled. */
-static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
+ * not positive definite, -1 when cancelled, -2 out of memory. The factor
+ * is made `slab` columns at a time: the terms of their sums over the
+ * columns before by the product kernel (factor_prefix), the rest column by
+ * column. */
+static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m, int64_t slab,
                           const fib_progress_check *check)
 {
-    for (int64_t j = 0; j < n; j++) {
-        if (fib_progress_cancelled(check))
-            return -1;
-        double *gj = tri_row(g, j);
-        double s = gj[j];
-        for (int64_t k = 0; k < j; k++)
-            s -= gj[k] * gj[k];
-        if (!(s > 0))
-            return 0;
-        double l = sqrt(s);
-        gj[j] = l;
-        int64_t i = j + 1;
-        /* four rows at a time: four independent chains of sums, each in
-         * its own ascending order */
-        for (; i + 4 <= n; i += 4) {
-            double *g0 = tri_row(g, i), *g1 = tri_row(g, i + 1), *g2 = tri_row(g, i + 2),
-                   *g3 = tri_row(g, i + 3);
-            double t0 = g0[j], t1 = g1[j], t2 = g2[j], t3 = g3[j];
-            for (int64_t k = 0; k < j; k++) {
-                double q = gj[k];
-                t0 -= g0[k] * q;
-                t1 -= g1[k] * q;
-                t2 -= g2[k] * q;
-                t3 -= g3[k] * q;
-            }
-            g0[j] = t0 / l;
-            g1[j] = t1 / l;
-            g2[j] = t2 / l;
-            g3[j] = t3 / l;
-        }
-        for (; i < n; i++) {
-            double *gi = tri_row(g, i), t = gi[j];
-            for (int64_t k = 0; k < j; k++)
-                t -= gi[k] * gj[k];
-            gi[j] = t / l;
-        }
+    int64_t panel = fib_kernels_active()->gemm_panel;
+    slab = slab < n ? slab : n;
+    double *a = fib_alloc(slab * n, sizeof *a), *c = fib_alloc(slab * slab, sizeof *c);
+    double *b = fib_alloc(fib_gemm_packed_len(n, slab, panel), sizeof *b);
+    int done = a && b && c ? 1 : -2;
+    for (int64_t j0 = 0; done > 0 && j0 < n; j0 += slab) {
+        int64_t j1 = j0 + slab < n ? j0 + slab : n;
+        if (j0 > 0)
+            factor_prefix(g, n, j0, j1, a, b, c);
+        for (int64_t j = j0; done > 0 && j < j1; j++)
+            done = factor_column(g, n, j0, j, check);
     }
+    fib_free(a);
+    fib_free(b);
+    fib_free(c);
+    if (done <= 0)
+        return done;
+
     /* every column of rhs at once, row by row: rhs[i][c] - g * rhs[k][c]
      * is rhs[i][c] + (-g) * rhs[k][c] exactly, so the axpys give each
      * column's substitution its bits, in its order of k */
@@ -288,27 +379,74 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m,
     return 1;
 }
 
-/* Rows of a Gram matrix made per call of the product kernel below. */
-#define GRAM_ROWS 64
+/* Rows of a Gram matrix made per call of the product kernel below (whole
+ * tiles of 6 rows, as the block above), and columns of its Cholesky factor
+ * made together: a slab. Each element's sum is its own, in its order, so
+ * the slab changes no bit; a variable so that tests can show it. */
+int64_t fib_budget_correction_slab = 48;
+
+/* A block of samples' values (rows x cols) packed for gemm_f64 as its
+ * right-hand factor (fib_gemm_packed_at: panel by panel, the columns past
+ * cols of the last one zeros), a sample's row of a panel at a time. */
+static void pack_samples(const double *a, int64_t rows, int64_t cols, int64_t panel,
+                         double *packed)
+{
+    for (int64_t q0 = 0; q0 < cols; q0 += panel) {
+        int64_t width = cols - q0 < panel ? cols - q0 : panel;
+        double *dst = packed + q0 * rows; /* panel q0 / panel's rows x panel doubles */
+        for (int64_t s = 0; s < rows; s++) {
+            memcpy(dst + s * panel, a + s * cols + q0, (size_t)width * sizeof *dst);
+            if (width < panel)
+                memset(dst + s * panel + width, 0, (size_t)(panel - width) * sizeof *dst);
+        }
+    }
+}
+
+/* A Gram matrix (n x n) while its sums are made: in slabs of `slab`
+ * rows, each slab's rows as long as its last row's lower triangle (rows
+ * i0 .. i1 - 1 of i1 columns, what lies above the diagonal unread), so
+ * that the product kernel adds a block's sums to a slab in place. Doubles
+ * of the slabs, and where row i starts (the slabs before i's are full). */
+static int64_t slabs_len(int64_t n, int64_t slab)
+{
+    int64_t len = 0;
+    for (int64_t i0 = 0; i0 < n; i0 += slab)
+        len += (n - i0 < slab ? n - i0 : slab) * (i0 + slab < n ? i0 + slab : n);
+    return len;
+}
+
+static inline double *slab_row(double *g, int64_t n, int64_t slab, int64_t i)
+{
+    int64_t b = i / slab, i0 = b * slab, i1 = i0 + slab < n ? i0 + slab : n;
+    return g + slab * slab * (b * (b + 1) / 2) + (i - i0) * i1;
+}
+
+/* The slabs' lower triangle moved, in place, to tri_row's rows (each row
+ * starts no later than in the slabs: rows in ascending order overwrite
+ * only what was read). */
+static void slabs_to_triangle(double *g, int64_t n, int64_t slab)
+{
+    for (int64_t i = 0; i < n; i++)
+        memmove(tri_row(g, i), slab_row(g, n, slab, i), (size_t)(i + 1) * sizeof *g);
+}
 
 /* The least-squares sums of one block of samples (h: rows x k, z: rows x
- * m) added to g (n x n, n = k + 1, its lower triangle: tri_row) and rhs
- * (n x m):
+ * m) added to g (n x n, n = k + 1, in slabs: slab_row) and rhs (n x m):
  * h' = (h, 1), g += h'^T h', rhs += h'^T z, each element's sum over the
  * samples in ascending order. The product kernel adds the products of h's
  * zeros too, which changes no bit of a sum started at +0 when h and z are
  * finite (weights_of_group's reason); otherwise the axpys skip them.
- * hp and zp (h' and z packed), ht (GRAM_ROWS columns of h' as rows) and
- * gt (GRAM_ROWS x n: their rows of g) are scratch. */
+ * hp and zp (h' and z packed) and ht (a slab's columns of h' as rows)
+ * are scratch. */
 static void accumulate(const double *h, int64_t rows, int64_t k, const double *z, int64_t m,
-                       double *ht, double *hp, double *zp, double *gt, double *g, double *rhs)
+                       int64_t slab, double *ht, double *hp, double *zp, double *g, double *rhs)
 {
     const fib_kernels *kern = fib_kernels_active();
     int64_t n = k + 1, panel = kern->gemm_panel;
     bool finite = kern->all_finite_f64(h, rows * k) && kern->all_finite_f64(z, rows * m);
     if (!finite) {
         for (int64_t i = 0; i < n; i++) {
-            double *gi = tri_row(g, i), *ri = rhs + i * m;
+            double *gi = slab_row(g, n, slab, i), *ri = rhs + i * m;
             int64_t top = i < k ? i + 1 : k; /* the lower triangle, then the ones column */
             for (int64_t s = 0; s < rows; s++) {
                 const double *hs = h + s * k, *zs = z + s * m;
@@ -323,27 +461,19 @@ static void accumulate(const double *h, int64_t rows, int64_t k, const double *z
         }
         return;
     }
-    memset(hp, 0, (size_t)fib_gemm_packed_len(rows, n, panel) * sizeof *hp);
-    memset(zp, 0, (size_t)fib_gemm_packed_len(rows, m, panel) * sizeof *zp);
-    for (int64_t s = 0; s < rows; s++) {
-        for (int64_t i = 0; i < n; i++)
-            hp[fib_gemm_packed_at(rows, panel, s, i)] = i < k ? h[s * k + i] : 1.0;
-        for (int64_t c = 0; c < m; c++)
-            zp[fib_gemm_packed_at(rows, panel, s, c)] = z[s * m + c];
-    }
-    /* a few rows at a time: the lower triangle up to their diagonal, in
-     * gt (what lies above the diagonal there is dropped), then their rows
-     * of rhs */
-    for (int64_t i0 = 0; i0 < n; i0 += GRAM_ROWS) {
-        int64_t i1 = i0 + GRAM_ROWS < n ? i0 + GRAM_ROWS : n;
-        for (int64_t i = i0; i < i1; i++) {
+    pack_samples(h, rows, k, panel, hp);
+    if (k % panel == 0) /* the ones column starts a panel */
+        memset(hp + k * rows, 0, (size_t)(rows * panel) * sizeof *hp);
+    for (int64_t s = 0; s < rows; s++)
+        hp[fib_gemm_packed_at(rows, panel, s, k)] = 1.0;
+    pack_samples(z, rows, m, panel, zp);
+    /* a slab at a time: its rows of the Gram matrix, then of rhs */
+    for (int64_t i0 = 0; i0 < n; i0 += slab) {
+        int64_t i1 = i0 + slab < n ? i0 + slab : n;
+        for (int64_t i = i0; i < i1; i++)
             for (int64_t s = 0; s < rows; s++)
                 ht[(i - i0) * rows + s] = i < k ? h[s * k + i] : 1.0;
-            memcpy(gt + (i - i0) * i1, tri_row(g, i), (size_t)(i + 1) * sizeof *gt);
-        }
-        kern->gemm_f64(i1 - i0, i1, rows, ht, rows, hp, gt, i1);
-        for (int64_t i = i0; i < i1; i++)
-            memcpy(tri_row(g, i), gt + (i - i0) * i1, (size_t)(i + 1) * sizeof *gt);
+        kern->gemm_f64(i1 - i0, i1, rows, ht, rows, hp, slab_row(g, n, slab, i0), i1);
         kern->gemm_f64(i1 - i0, m, rows, ht, rows, zp, rhs + i0 * m, m);
     }
 }
@@ -352,9 +482,11 @@ static void accumulate(const double *h, int64_t rows, int64_t k, const double *z
  * from the sums g and rhs of accumulate over every sample, lam = ridge
  * times the mean diagonal of the Gram matrix; w, b hold the prior on
  * entry and keep it when g is not positive definite or the solution is not
- * finite (a ridge so large that lam overflows: the prior is its limit). */
+ * finite (a ridge so large that lam overflows: the prior is its limit);
+ * the factor made `slab` columns at a time. */
 static int32_t least_squares_solve(double *g, double *rhs, int64_t k, int64_t m, double ridge,
-                                   const fib_progress_check *check, double *w, double *b)
+                                   int64_t slab, const fib_progress_check *check, double *w,
+                                   double *b)
 {
     int64_t n = k + 1;
     double trace = 0;
@@ -366,7 +498,7 @@ static int32_t least_squares_solve(double *g, double *rhs, int64_t k, int64_t m,
         for (int64_t c = 0; c < m; c++) /* towards the prior */
             rhs[i * m + c] += lam * (i < k ? w[c * k + i] : b[c]);
     }
-    int solved = cholesky_solve(g, n, rhs, m, check);
+    int solved = cholesky_solve(g, n, rhs, m, slab, check);
     for (int64_t i = 0; solved > 0 && i < n * m; i++)
         if (!isfinite(rhs[i]))
             solved = 0;
@@ -376,7 +508,7 @@ static int32_t least_squares_solve(double *g, double *rhs, int64_t k, int64_t m,
                 w[c * k + i] = rhs[i * m + c];
             b[c] = rhs[k * m + c];
         }
-    return solved < 0 ? cancelled() : FIB_OK;
+    return solved == -2 ? out_of_memory() : solved < 0 ? cancelled() : FIB_OK;
 }
 
 /* A dense layer of the chain in double: weights (n_out x n_in), bias. */
@@ -556,42 +688,95 @@ static void base_inputs(const double *x, int64_t rows, int64_t n0, const fib_par
         }
 }
 
+/* The original's pre-activations of later fits' layers, made by the first
+ * fit's pass through the original and kept for the fits that read them
+ * (fib_budget_correct's rule says which): rows[l], S x the units of layer
+ * l + 1, the target of fit l, or NULL when fit l makes its own pass. */
+typedef struct kept_targets {
+    double **rows;
+    int32_t deepest; /* the last fit whose target is kept, 0 when none is */
+    bool filled;     /* the first pass is done */
+} kept_targets;
+
+/* The original's layers from .. to on a block of samples (a: layer from -
+ * 1's pre-activations, activated here in place, or the samples when from
+ * is 1), each into buf[j % 2]; returns the last one's pre-activations.
+ * The first pass copies the pre-activations of the kept targets' layers,
+ * from sample s0 on. */
+static double *original_layers(const fib_graph *g, const weights *orig, int32_t from,
+                               int32_t to, double *a, int64_t rows, double *row, double *pack,
+                               double *const *buf, kept_targets *kept, int64_t s0)
+{
+    for (int32_t j = from; j <= to; j++) {
+        if (j > 1)
+            activate(a, rows * orig[j - 1].n_out, g->groups[j - 1].activation,
+                     g->groups[j - 1].act_param);
+        double *out = buf[j % 2];
+        block_product(&orig[j], a, rows, row, pack, out);
+        int64_t n = orig[j].n_out;
+        if (!kept->filled && kept->rows[j - 1])
+            memcpy(kept->rows[j - 1] + s0 * n, out, (size_t)(rows * n) * sizeof *out);
+        a = out;
+    }
+    return a;
+}
+
+static int64_t max64(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
 /* The least-squares fit of layer l + 1 over the base's units of layer l
  * (consumer: refit_chain's consumer on entry, the fit on return): the
- * synthetic samples drawn again, a block at a time, through the original
- * network to its pre-activations of layer l + 1 (the fit's target) and
- * through the base's layers 1 .. l (already corrected) to its activations
- * of layer l, the block's sums added to the Gram matrix. The original's
- * layers are made again for every layer fitted, so that no activation of
- * every sample is held. */
+ * synthetic samples drawn again, a block at a time, through the base's
+ * layers 1 .. l (already corrected) to its activations of layer l, and
+ * through the original network to its pre-activations of layer l + 1 (the
+ * fit's target), the block's sums added to the Gram matrix. The target is
+ * kept's when the first pass kept it; otherwise the original's layers are
+ * made again, so that no activation of every sample is held, and the first
+ * pass goes on to the deepest kept target. */
 static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l,
                             const fib_partition *inputs, const int64_t *count, double scale,
-                            double ridge, int64_t S, int64_t block,
+                            double ridge, int64_t S, int64_t block, kept_targets *kept,
                             const fib_progress_check *check, layer *consumer)
 {
     int64_t n0 = g->groups[0].n_units, k0 = inputs ? inputs->n_classes : n0;
-    int64_t k = consumer->n_in, m = consumer->n_out, n = k + 1, widest = n0;
+    int64_t k = consumer->n_in, m = consumer->n_out, n = k + 1;
     int64_t panel = fib_kernels_active()->gemm_panel;
-    for (int32_t j = 1; j <= l + 1; j++)
-        widest = g->groups[j].n_units > widest ? g->groups[j].n_units : widest;
-    weights *orig = fib_calloc(l + 2, sizeof *orig), *mine = fib_calloc(l + 1, sizeof *mine);
-    double *row = fib_alloc(widest, sizeof *row);
-    double *pack = fib_alloc(fib_gemm_packed_len(widest, COLUMNS, panel), sizeof *pack);
+    bool given = kept->filled && kept->rows[l];
+    /* the original's layers this fit makes: none, to l + 1, or on to the
+     * deepest kept target */
+    int32_t last = given ? 0 : kept->filled || kept->deepest <= l ? l + 1 : kept->deepest + 1;
+    /* each buffer as wide as what it holds (see the loop below), the
+     * packing and row as long as the widest input of a layer made */
+    int64_t wide[3] = {k0, 1, k}, inner = 1;
+    for (int32_t j = 1; j <= l; j++) {
+        if (j < l)
+            wide[j % 2] = max64(wide[j % 2], base->groups[j].n_units);
+        inner = max64(inner, fib_group_matrix(base, j)->n_in);
+    }
+    for (int32_t j = 1; j <= last; j++) {
+        wide[j % 2] = max64(wide[j % 2], g->groups[j].n_units);
+        inner = max64(inner, fib_group_matrix(g, j)->n_in);
+    }
+    weights *orig = fib_calloc(last + 1, sizeof *orig), *mine = fib_calloc(l + 1, sizeof *mine);
+    double *row = fib_alloc(inner, sizeof *row);
+    double *pack = fib_alloc(fib_gemm_packed_len(inner, COLUMNS, panel), sizeof *pack);
     double *x = fib_alloc(block * n0, sizeof *x);
-    double *buf[3] = {fib_alloc(block * widest, sizeof(double)),
-                      fib_alloc(block * widest, sizeof(double)),
-                      fib_alloc(block * widest, sizeof(double))};
-    double *ht = fib_alloc(GRAM_ROWS * block, sizeof *ht);
+    double *buf[3] = {fib_alloc(block * wide[0], sizeof(double)),
+                      fib_alloc(block * wide[1], sizeof(double)),
+                      fib_alloc(block * wide[2], sizeof(double))};
+    int64_t slab = fib_budget_correction_slab < 1 ? 1 : fib_budget_correction_slab;
+    double *ht = fib_alloc(slab * block, sizeof *ht);
     double *hp = fib_alloc(fib_gemm_packed_len(block, n, panel), sizeof *hp);
     double *zp = fib_alloc(fib_gemm_packed_len(block, m, panel), sizeof *zp);
-    double *gt = fib_alloc(GRAM_ROWS * n, sizeof *gt);
-    double *gram = fib_calloc(n * (n + 1) / 2, sizeof *gram);
+    double *gram = fib_calloc(slabs_len(n, slab), sizeof *gram);
     double *rhs = fib_calloc(n * m, sizeof *rhs);
     int32_t st = orig && mine && row && pack && x && buf[0] && buf[1] && buf[2] &&
-                         ht && hp && zp && gt && gram && rhs
+                         ht && hp && zp && gram && rhs
                      ? FIB_OK
                      : out_of_memory();
-    for (int32_t j = 1; !st && j <= l + 1; j++)
+    for (int32_t j = 1; !st && j <= last; j++)
         st = weights_of_group(g, j, row, &orig[j]);
     for (int32_t j = 1; !st && j <= l; j++)
         st = weights_of_group(base, j, row, &mine[j]);
@@ -614,22 +799,21 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
             activate(out, rows * mine[j].n_out, g->groups[j].activation, g->groups[j].act_param);
             a = out;
         }
-        /* the original: x through layers 1 .. l, then l + 1's
-         * pre-activations (buf[0] and buf[1] in turn) */
-        a = x;
-        for (int32_t j = 1; j <= l + 1; j++) {
-            double *out = buf[j % 2];
-            block_product(&orig[j], a, rows, row, pack, out);
-            if (j <= l)
-                activate(out, rows * orig[j].n_out, g->groups[j].activation,
-                         g->groups[j].act_param);
-            a = out;
-        }
-        accumulate(buf[2], rows, k, a, m, ht, hp, zp, gt, gram, rhs);
+        /* the original: x through layers 1 .. l + 1 (buf[0] and buf[1]
+         * in turn), unless kept */
+        double *z = given ? kept->rows[l] + s0 * m
+                          : original_layers(g, orig, 1, l + 1, x, rows, row, pack, buf, kept, s0);
+        accumulate(buf[2], rows, k, z, m, slab, ht, hp, zp, gram, rhs);
+        if (last > l + 1) /* the first pass goes on */
+            original_layers(g, orig, l + 2, last, z, rows, row, pack, buf, kept, s0);
     }
-    if (!st)
-        st = least_squares_solve(gram, rhs, k, m, ridge, check, consumer->w, consumer->b);
-    weights_clear(orig, l + 2);
+    if (!st) {
+        kept->filled = true;
+        slabs_to_triangle(gram, n, slab);
+        st = least_squares_solve(gram, rhs, k, m, ridge, slab, check, consumer->w,
+                                     consumer->b);
+    }
+    weights_clear(orig, last + 1);
     weights_clear(mine, l + 1);
     fib_free(row);
     fib_free(pack);
@@ -639,10 +823,51 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
     fib_free(ht);
     fib_free(hp);
     fib_free(zp);
-    fib_free(gt);
     fib_free(gram);
     fib_free(rhs);
     return st;
+}
+
+/* Which later fits' targets the first pass keeps (kept->rows, S x the
+ * units of layer l + 1 for fit l, allocated here): the deepest first, each
+ * while the kept ones together take at most one block of samples' values
+ * of the original's widest layer (block x widest doubles, a fourth sample
+ * buffer beside the three a fit holds), or fib_budget_correction_kept when
+ * a test sets it. A kept target spares its fit a pass through the
+ * original's layers 1 .. l + 1, the correction's largest product; the
+ * bound keeps the memory a block's, not the samples': it holds a narrow
+ * output layer's (a few units for thousands of samples), not a hidden
+ * layer's, whose fit makes the pass again. */
+int64_t fib_budget_correction_kept = -1;
+
+static int32_t keep_targets(const fib_graph *g, int64_t S, int64_t block, kept_targets *kept)
+{
+    int32_t n_layers = g->n_groups - 1;
+    int64_t widest = 0;
+    for (int32_t j = 0; j <= n_layers; j++)
+        widest = max64(widest, g->groups[j].n_units);
+    int64_t room = fib_budget_correction_kept >= 0 ? fib_budget_correction_kept : block * widest;
+    *kept = (kept_targets){.rows = fib_calloc(n_layers, sizeof *kept->rows)};
+    if (!kept->rows)
+        return out_of_memory();
+    for (int32_t l = n_layers - 1; l >= 2; l--) {
+        int64_t size = S * g->groups[l + 1].n_units;
+        if (size > room)
+            continue;
+        kept->rows[l] = fib_alloc(size, sizeof **kept->rows);
+        if (!kept->rows[l])
+            return out_of_memory();
+        room -= size;
+        kept->deepest = kept->deepest ? kept->deepest : l;
+    }
+    return FIB_OK;
+}
+
+static void kept_clear(kept_targets *kept, int32_t n_layers)
+{
+    for (int32_t l = 0; kept->rows && l < n_layers; l++)
+        fib_free(kept->rows[l]);
+    fib_free(kept->rows);
 }
 
 int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
@@ -670,6 +895,7 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
     const fib_partition *inputs = col->merge_inputs ? &col->parts[0] : NULL;
     int64_t k0 = inputs ? inputs->n_classes : n0;
     layer cur = {0}, rep = {0}, consumer = {0};
+    kept_targets kept = {0};
     /* the base reads the means of merged inputs */
     int64_t *count = inputs ? fib_calloc(k0, sizeof *count) : NULL;
     int32_t st = inputs && !count ? out_of_memory() : FIB_OK;
@@ -680,6 +906,8 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
     if (!st)
         st = inputs ? sum_columns(g, 1, inputs->color, k0, NULL, &cur)
                     : layer_of_group(g, 1, &cur);
+    if (!st)
+        st = keep_targets(g, S, block, &kept);
     for (int32_t l = 1; !st && l < n_layers; l++) {
         /* group l is hidden with classes parts[l]; group l + 1 reads it.
          * The consumer refit_chain would give: next is layer l + 1 as it
@@ -692,8 +920,10 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
         /* the consumer, full width over its own units, fitted to the
          * original's pre-activations; it is the next layer's rows */
         if (!st)
-            st = fit_consumer(g, base->graph, l, inputs, count, scale, ridge, S, block, check,
-                              &consumer);
+            st = fit_consumer(g, base->graph, l, inputs, count, scale, ridge, S, block, &kept,
+                              check, &consumer);
+        fib_free(kept.rows[l]); /* read by fit l only */
+        kept.rows[l] = NULL;
         cur = consumer;
         consumer = (layer){0};
     }
@@ -704,6 +934,7 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
     layer_clear(&cur);
     layer_clear(&rep);
     layer_clear(&consumer);
+    kept_clear(&kept, n_layers);
     fib_free(count);
     return st;
 }

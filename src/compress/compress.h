@@ -48,6 +48,13 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
 /* Samples the correction carries through the networks together (its
  * memory is a block's activations; tests vary it: it changes no bit). */
 extern int64_t fib_budget_correction_block;
+/* Doubles of later fits' targets the correction keeps from its first pass
+ * through the original (tests set it; negative: its own rule, by the
+ * block; it changes no bit). */
+extern int64_t fib_budget_correction_kept;
+/* Rows of a Gram matrix the correction sums per product, and columns of
+ * its Cholesky factor made together (tests vary it: it changes no bit). */
+extern int64_t fib_budget_correction_slab;
 
 /* One step of a budget done (chains and graphs alike); tells the progress
  * callback, which may cancel (FIB_E_CANCELLED). */

@@ -6,7 +6,11 @@
  * and blocks of 1, 7 and 64 samples give the same base value for value,
  * on a chain whose odd input width makes blocks end between the two
  * numbers of a Gaussian pair. A lifted chain (planted classes, merged by
- * the budget at the base's size) stays exact when streamed. */
+ * the budget at the base's size) stays exact when streamed. The targets of
+ * later fits the correction keeps from its first pass through the original
+ * (fib_budget_correction_kept) give the bits of the passes it would make
+ * again: none kept, the last fit's only, and every later fit's; so do the
+ * slabs its Gram matrices are summed and factored in. */
 #include <stdlib.h>
 
 #include "checks.h"
@@ -20,7 +24,8 @@ int test_failures;
 enum { LAYERS = 3, SAMPLES = 300 };
 static const int64_t dims[LAYERS + 1] = {15, 40, 40, 4};
 
-static fib_base *corrected(const fib_graph *g, double budget, int merge_inputs, int64_t block)
+static fib_base *corrected_keeping(const fib_graph *g, double budget, int merge_inputs,
+                                   int64_t block, int64_t kept)
 {
     fib_budget_options o;
     fib_budget_options_init(&o, sizeof o);
@@ -28,13 +33,21 @@ static fib_base *corrected(const fib_graph *g, double budget, int merge_inputs, 
     o.synthetic_scale = 1.0;
     o.synthetic_samples = SAMPLES;
     o.dtype = FIB_DTYPE_F64;
-    int64_t saved = fib_budget_correction_block;
+    int64_t saved = fib_budget_correction_block, saved_kept = fib_budget_correction_kept;
     fib_budget_correction_block = block;
+    fib_budget_correction_kept = kept;
     fib_base *b = NULL;
     CHECK_OK(fib_compress_to_budget(g, budget, &o, &b));
     fib_budget_correction_block = saved;
+    fib_budget_correction_kept = saved_kept;
     CHECK(o.corrected == 1);
     return b;
+}
+
+/* The correction with its own rule for the kept targets. */
+static fib_base *corrected(const fib_graph *g, double budget, int merge_inputs, int64_t block)
+{
+    return corrected_keeping(g, budget, merge_inputs, block, -1);
 }
 
 static void streamed_blocks_give_one_blocks_base(void)
@@ -91,9 +104,64 @@ static void planted_copies_stay_exact_when_streamed(void)
     planted_free(&p);
 }
 
+/* The Gram matrices summed a slab of rows at a time and factored a slab of
+ * columns at a time (fib_budget_correction_slab): slabs of 1, 5 and 48
+ * give the base of one slab of every row, on a chain whose fits have more
+ * than 48 unknowns (blocks of 7 samples and of all of them). */
+static void gram_slabs_give_one_slabs_base(void)
+{
+    static const int64_t wide[] = {15, 120, 120, 4};
+    fib_graph *g = test_paired_input_chain(wide, LAYERS, 47, NULL);
+    int64_t saved = fib_budget_correction_slab;
+    fib_budget_correction_slab = 1000;
+    fib_base *whole = corrected(g, 0.5, 1, SAMPLES);
+    for (int32_t j = 1; whole && j < LAYERS; j++)
+        CHECK(test_width(fib_base_graph(whole), j) > 48);
+    const int64_t slabs[] = {1, 5, 48};
+    for (int i = 0; whole && i < 3; i++)
+        for (int64_t block = 7; block <= SAMPLES; block += SAMPLES - 7) {
+            fib_budget_correction_slab = slabs[i];
+            fib_base *b = corrected(g, 0.5, 1, block);
+            if (!b)
+                continue;
+            CHECK(test_differing_tensors(whole, b) == 0);
+            fib_base_free(b);
+        }
+    fib_budget_correction_slab = saved;
+    fib_base_free(whole);
+    fib_graph_free(g);
+}
+
+/* Four layers: fits 1, 2 and 3, whose targets are layer 2's (40 units)
+ * and layer 3's and 4's pre-activations. Kept: nothing (every fit makes its
+ * own pass), the last fit's target only (the first pass goes on through a
+ * layer whose fit makes its pass again), both later targets; in blocks
+ * that end between the pairs of the Gaussian draw and in one block. */
+static void kept_targets_give_the_passes_bits(void)
+{
+    static const int64_t deep[] = {15, 40, 40, 40, 4};
+    fib_graph *g = test_paired_input_chain(deep, 4, 43, NULL);
+    fib_base *made = corrected_keeping(g, 0.2, 1, SAMPLES, 0);
+    const int64_t kept[] = {0, SAMPLES * deep[4], SAMPLES * (deep[3] + deep[4])};
+    for (int i = 0; made && i < 3; i++)
+        for (int64_t block = 7; block <= SAMPLES; block += SAMPLES - 7) {
+            fib_base *b = corrected_keeping(g, 0.2, 1, block, kept[i]);
+            if (!b)
+                continue;
+            for (int32_t j = 1; j < 4; j++) /* hidden layers merged */
+                CHECK(test_width(fib_base_graph(b), j) < deep[j]);
+            CHECK(test_differing_tensors(made, b) == 0);
+            fib_base_free(b);
+        }
+    fib_base_free(made);
+    fib_graph_free(g);
+}
+
 int main(void)
 {
     RUN(streamed_blocks_give_one_blocks_base);
     RUN(planted_copies_stay_exact_when_streamed);
+    RUN(gram_slabs_give_one_slabs_base);
+    RUN(kept_targets_give_the_passes_bits);
     return test_failures ? 1 : 0;
 }

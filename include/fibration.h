@@ -214,7 +214,7 @@ FIB_API const char *fib_last_error(void);
  * (else FIB_E_UNSUPPORTED). Read the scales with fib_coloring_scales. */
 #define FIB_TOL_SCALED 256
 /* Largest group FIB_TOL_COSINE, _COMPLETE and _WARD cluster (their pairwise
- * matrix takes n^2 / 2 floats: 128 MB at this size). */
+ * matrix takes n^2 / 2 doubles: 256 MiB at this size). */
 #define FIB_LINKAGE_MAX_UNITS 8192
 
 /* Builder flags. */

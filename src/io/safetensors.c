@@ -585,13 +585,19 @@ int32_t fib_st_open(const char *path, fib_st_file **out)
         close(fd);
         return fib_error(FIB_E_IO, "%s: cannot stat: %s", path, strerror(e));
     }
+    /* a model given as a folder is read as a checkpoint before this open, so
+     * a folder here is one where a checkpoint names a safetensors file */
+    if (S_ISDIR(sb.st_mode)) {
+        close(fd);
+        return fib_error(FIB_E_IO, "%s: not a regular file (a folder) where a "
+                         "safetensors file is read", path);
+    }
     if (!S_ISREG(sb.st_mode)) {
         close(fd);
         return fib_error(FIB_E_IO, "%s: not a regular file (a %s); model files "
-                         "are mapped, so pipes, devices and folders are refused",
-                         path, S_ISDIR(sb.st_mode) ? "folder" : S_ISFIFO(sb.st_mode)
-                         ? "FIFO or pipe" : S_ISCHR(sb.st_mode) ? "character device"
-                         : "special file");
+                         "are mapped, so pipes and devices are refused",
+                         path, S_ISFIFO(sb.st_mode) ? "FIFO or pipe"
+                         : S_ISCHR(sb.st_mode) ? "character device" : "special file");
     }
     if (sb.st_size < 8) {
         close(fd);

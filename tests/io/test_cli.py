@@ -118,6 +118,20 @@ def test_missing_file(tmp_path):
     assert "nope.safetensors: cannot open" in r.stderr
 
 
+def test_device_refusal_does_not_say_folders_are_refused(tmp_path):
+    """A folder is read as a checkpoint, so refusing a device must not
+    say folders are refused; an empty folder is read as one and fails on
+    its config.json."""
+    r = run("analyze", "/dev/zero")
+    assert r.returncode == 3
+    assert "/dev/zero: not a regular file (a character device)" in r.stderr
+    assert "folder" not in r.stderr
+    r = run("analyze", tmp_path)
+    assert r.returncode == 3
+    assert "config.json: cannot open" in r.stderr
+    assert "not a regular file" not in r.stderr
+
+
 def test_unwritable_output(model, tmp_path):
     r = run("compress", model, "-o", tmp_path / "no" / "dir" / "b.safetensors")
     assert r.returncode == 3

@@ -93,6 +93,10 @@ typedef struct weights {
     int64_t n_out, n_in;
     double *bias;
     bool kernel;
+    /* the model whose mapped file holds d's weights (the original's
+     * layers), or NULL (the base's, owned) */
+    const fib_graph *mapped;
+    int32_t group;
 } weights;
 
 /* Group `group`'s layer as the block products read it (row: n_in doubles
@@ -125,6 +129,21 @@ static int32_t weights_of_group(const fib_graph *g, int32_t group, double *row, 
  * a panel's outputs read together, input by input, so that the packing is
  * written in order and the rows read stay in the cache for their next
  * inputs (the packing is made for every block of samples). */
+/* Rows j0 .. j1 of an original layer's weights, packed, leave the
+ * process's memory when the file is mapped: every block of samples reads
+ * the whole layer again, and holding the file's pages between blocks would
+ * hold the file (a read brings them back from the page cache, the same
+ * bytes). Transposed weights go with the whole layer, after its product. */
+static void drop_packed_rows(const weights *w, int64_t j0, int64_t j1)
+{
+    const fib_dense *d = w->d;
+    if (!w->mapped || d->transposed)
+        return;
+    size_t size = fib_dtype_size(d->dtype);
+    fib_graph_drop_range(w->mapped, (const char *)d->weights + (size_t)(j0 * d->ld) * size,
+                         (size_t)((j1 - j0) * d->ld) * size);
+}
+
 static void pack_outputs(const weights *w, int64_t j0, int64_t j1, int64_t panel, double *pack)
 {
     const fib_dense *d = w->d;
@@ -169,6 +188,7 @@ static void block_product(const weights *w, const double *a, int64_t rows, doubl
         int64_t j1 = j0 + COLUMNS < m ? j0 + COLUMNS : m, width = j1 - j0;
         if (w->kernel) {
             pack_outputs(w, j0, j1, panel, pack);
+            drop_packed_rows(w, j0, j1);
             kern->gemm_f64(rows, width, p, a, p, pack, c + j0, m);
             continue;
         }
@@ -184,6 +204,8 @@ static void block_product(const weights *w, const double *a, int64_t rows, doubl
                     kern->axpy_f64(c + s * m + j0, x, pack + k * width, width);
             }
     }
+    if (w->mapped)
+        fib_group_drop_pages(w->mapped, w->group);
 }
 
 /* The hidden activation, positively homogeneous (linear, ReLU, leaky). */
@@ -546,6 +568,7 @@ static int32_t layer_of_group(const fib_graph *g, int32_t group, layer *l)
             l->w[i * l->n_in + k] = fib_dense_weight(d, i, k);
         l->b[i] = fib_dense_bias(d, i);
     }
+    fib_group_drop_pages(g, group);
     return st;
 }
 
@@ -564,6 +587,7 @@ static int32_t sum_columns(const fib_graph *g, int32_t group, const int64_t *lab
             out->w[i * k + lab[x]] += row[x] * (s ? s[x] : 1.0);
         out->b[i] = fib_dense_bias(d, i);
     }
+    fib_group_drop_pages(g, group);
     fib_free(row);
     return st;
 }
@@ -594,6 +618,7 @@ static int32_t refit_step(layer *cur, const fib_graph *g, int32_t next, const in
         for (int64_t i = 0; i < n; i++)
             weight[i] += row[i] * row[i];
     }
+    fib_group_drop_pages(g, next); /* read again by sum_columns: see drop_packed_rows */
     for (int64_t i = 0; !st && i < n; i++)
         weight[i] = sqrt(weight[i]);
     if (!st)
@@ -776,8 +801,12 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
                          ht && hp && zp && gram && rhs
                      ? FIB_OK
                      : out_of_memory();
-    for (int32_t j = 1; !st && j <= last; j++)
+    for (int32_t j = 1; !st && j <= last; j++) {
         st = weights_of_group(g, j, row, &orig[j]);
+        orig[j].mapped = g;
+        orig[j].group = j;
+        fib_group_drop_pages(g, j);
+    }
     for (int32_t j = 1; !st && j <= l; j++)
         st = weights_of_group(base, j, row, &mine[j]);
     gaussian_stream draw = {.scale = scale};

@@ -13,8 +13,8 @@ the ORIGINAL model's parameters; fib_compress_to_budget through
 compress(budget=...)), then fine-tunes it for `epochs` epochs on the training
 part. Fine-tuning itself stops early when the validation loss has not improved
 for `patience` evaluations. The loop stops when a round's validation loss
-exceeds the first round's best by more than `max_loss_increase` (relative),
-and returns the last model that did not.
+after fine-tuning exceeds the original model's validation loss by more than
+`max_loss_increase` (relative), and returns the last model that did not.
 """
 
 import copy

@@ -129,21 +129,6 @@ static int32_t weights_of_group(const fib_graph *g, int32_t group, double *row, 
  * a panel's outputs read together, input by input, so that the packing is
  * written in order and the rows read stay in the cache for their next
  * inputs (the packing is made for every block of samples). */
-/* Rows j0 .. j1 of an original layer's weights, packed, leave the
- * process's memory when the file is mapped: every block of samples reads
- * the whole layer again, and holding the file's pages between blocks would
- * hold the file (a read brings them back from the page cache, the same
- * bytes). Transposed weights go with the whole layer, after its product. */
-static void drop_packed_rows(const weights *w, int64_t j0, int64_t j1)
-{
-    const fib_dense *d = w->d;
-    if (!w->mapped || d->transposed)
-        return;
-    size_t size = fib_dtype_size(d->dtype);
-    fib_graph_drop_range(w->mapped, (const char *)d->weights + (size_t)(j0 * d->ld) * size,
-                         (size_t)((j1 - j0) * d->ld) * size);
-}
-
 static void pack_outputs(const weights *w, int64_t j0, int64_t j1, int64_t panel, double *pack)
 {
     const fib_dense *d = w->d;
@@ -188,7 +173,11 @@ static void block_product(const weights *w, const double *a, int64_t rows, doubl
         int64_t j1 = j0 + COLUMNS < m ? j0 + COLUMNS : m, width = j1 - j0;
         if (w->kernel) {
             pack_outputs(w, j0, j1, panel, pack);
-            drop_packed_rows(w, j0, j1);
+            /* every block of samples reads the layer again: holding its
+             * pages between blocks would hold the file (fib_dense_drop_rows
+             * leaves transposed weights to the drop after the product) */
+            if (w->mapped)
+                fib_dense_drop_rows(w->mapped, w->d, j0, j1);
             kern->gemm_f64(rows, width, p, a, p, pack, c + j0, m);
             continue;
         }
@@ -618,7 +607,7 @@ static int32_t refit_step(layer *cur, const fib_graph *g, int32_t next, const in
         for (int64_t i = 0; i < n; i++)
             weight[i] += row[i] * row[i];
     }
-    fib_group_drop_pages(g, next); /* read again by sum_columns: see drop_packed_rows */
+    fib_group_drop_pages(g, next); /* sum_columns reads it again, one row at a time */
     for (int64_t i = 0; !st && i < n; i++)
         weight[i] = sqrt(weight[i]);
     if (!st)

@@ -605,7 +605,7 @@ static void gram_chunk(const fib_rows *r, const double *norm, const float *sweep
  * place, without their n x d unit rows: a sweep makes the unit rows of
  * its panels, then those of every row after the sweep's first again,
  * CHUNK_ROWS at a time, and reads them against the sweep's panels.
- * D fills as before, next to buffers of a few panels; each row is made
+ * D fills as in unit_gram, next to buffers of a few panels; each row is made
  * once per sweep before it. The chunks are shared out among r->n_threads
  * threads (each cell made by one); the calling thread asks check before
  * each sweep. */

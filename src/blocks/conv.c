@@ -467,9 +467,10 @@ static int64_t positions_per_chunk(int64_t patch_len)
     return n < 1 ? 1 : n;
 }
 
-/* Output by output, in gemm_f64's order: for convolutions with few
- * outputs per group (depthwise), whose panels would be mostly padding, and
- * without memory for the kernel matrices or patches. */
+/* Output by output, in gemm_f64's order and with its fused terms (fma()),
+ * so with its bits: for convolutions with few outputs per group
+ * (depthwise), whose panels would be mostly padding, and without memory
+ * for the kernel matrices or patches. */
 static void conv_forward_plain(const fib_conv *c, const fib_group *grp, const fib_group *src,
                                const double *xb, double *yb)
 {
@@ -491,10 +492,10 @@ static void conv_forward_plain(const fib_conv *c, const fib_group *grp, const fi
                     if (c->dtype == FIB_DTYPE_F32) {
                         const float *k32 = (const float *)c->weights + o * ipg * kernel_size(c) + q;
                         for (int64_t jl = 0; jl < ipg; jl++)
-                            z += (double)k32[jl * kernel_size(c)] * px[jl];
+                            z = fma((double)k32[jl * kernel_size(c)], px[jl], z);
                     } else {
                         for (int64_t jl = 0; jl < ipg; jl++)
-                            z += kernel_at(c, o, jl, q) * px[jl];
+                            z = fma(kernel_at(c, o, jl, q), px[jl], z);
                     }
                 }
             yb[p * n_out + o] = z;

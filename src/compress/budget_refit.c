@@ -87,7 +87,7 @@ static void weight_row(const fib_dense *d, int64_t j, int64_t n_in, double *row)
 
 /* A dense layer as the block products read it: the original model's block
  * in its own dtype or the base's in float64, read in place, its bias in
- * double, and whether the product kernel gives the axpys' bits. */
+ * double, and whether the product kernel gives the fused axpys' bits. */
 typedef struct weights {
     const fib_dense *d;
     int64_t n_out, n_in;
@@ -100,9 +100,9 @@ typedef struct weights {
 } weights;
 
 /* Group `group`'s layer as the block products read it (row: n_in doubles
- * of scratch). Its `kernel`: whether skipping a's zeros, as the axpys of
- * block_product do, changes no bit of c = bias + a w^T: adding a product
- * 0 * w (w finite) leaves every sum as it is unless the sum is -0, which
+ * of scratch). Its `kernel`: whether skipping a's zeros, as the fused
+ * axpys of block_product do, changes no bit of c = bias + a w^T: adding a
+ * term 0 * w (w finite) leaves every sum as it is unless the sum is -0, which
  * only a bias of -0 starts (a sum of +0 and of nonzero products is never
  * -0 in round-to-nearest). */
 static int32_t weights_of_group(const fib_graph *g, int32_t group, double *row, weights *w)
@@ -156,12 +156,20 @@ static void pack_outputs(const weights *w, int64_t j0, int64_t j1, int64_t panel
     }
 }
 
+/* y[j] = fma(a, x[j], y[j]) for j in [0, n): gemm_f64's terms (each
+ * product and sum fused), for the sums that skip zeros of a. */
+static void fused_axpy(double *y, double a, const double *x, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++)
+        y[j] = fma(a, x[j], y[j]);
+}
+
 /* c (rows x m) = bias + a (rows x p) w^T for one block of samples, w's
  * outputs packed COLUMNS at a time into pack (p x COLUMNS; row: p doubles
- * of scratch). Every element is bias + its products one at a time in
- * ascending k, each product and sum rounded (gemm_f64's contract), so the
- * bits are those of the axpys along c's rows, which skip a's zeros (dead
- * ReLU units) and remain for the case weights_of_group excludes. */
+ * of scratch). Every element is bias + its terms one at a time in
+ * ascending k, each product and sum fused (gemm_f64's contract), so the
+ * bits are those of the fused axpys along c's rows, which skip a's zeros
+ * (dead ReLU units) and remain for the case weights_of_group excludes. */
 static void block_product(const weights *w, const double *a, int64_t rows, double *row,
                           double *pack, double *c)
 {
@@ -190,7 +198,7 @@ static void block_product(const weights *w, const double *a, int64_t rows, doubl
             for (int64_t k = 0; k < p; k++) {
                 double x = a[s * p + k];
                 if (x != 0)
-                    kern->axpy_f64(c + s * m + j0, x, pack + k * width, width);
+                    fused_axpy(c + s * m + j0, x, pack + k * width, width);
             }
     }
     if (w->mapped)
@@ -262,8 +270,9 @@ static inline double *tri_row(double *g, int64_t i)
 }
 
 /* Column j of the factor, its sums' terms from column j0 on (those before
- * are factor_prefix's): 1, or 0 when g is not positive definite, -1 when
- * cancelled. */
+ * are factor_prefix's), each fused as the product kernel fuses them
+ * (fma(), and g - a b is fma(-a, b, g) exactly): 1, or 0 when g is not
+ * positive definite, -1 when cancelled. */
 static int factor_column(double *g, int64_t n, int64_t j0, int64_t j,
                          const fib_progress_check *check)
 {
@@ -272,7 +281,7 @@ static int factor_column(double *g, int64_t n, int64_t j0, int64_t j,
     double *gj = tri_row(g, j);
     double s = gj[j];
     for (int64_t k = j0; k < j; k++)
-        s -= gj[k] * gj[k];
+        s = fma(-gj[k], gj[k], s);
     if (!(s > 0))
         return 0;
     double l = sqrt(s);
@@ -285,11 +294,11 @@ static int factor_column(double *g, int64_t n, int64_t j0, int64_t j,
                *g3 = tri_row(g, i + 3);
         double t0 = g0[j], t1 = g1[j], t2 = g2[j], t3 = g3[j];
         for (int64_t k = j0; k < j; k++) {
-            double q = gj[k];
-            t0 -= g0[k] * q;
-            t1 -= g1[k] * q;
-            t2 -= g2[k] * q;
-            t3 -= g3[k] * q;
+            double q = -gj[k];
+            t0 = fma(g0[k], q, t0);
+            t1 = fma(g1[k], q, t1);
+            t2 = fma(g2[k], q, t2);
+            t3 = fma(g3[k], q, t3);
         }
         g0[j] = t0 / l;
         g1[j] = t1 / l;
@@ -299,17 +308,16 @@ static int factor_column(double *g, int64_t n, int64_t j0, int64_t j,
     for (; i < n; i++) {
         double *gi = tri_row(g, i), t = gi[j];
         for (int64_t k = j0; k < j; k++)
-            t -= gi[k] * gj[k];
+            t = fma(gi[k], -gj[k], t);
         gi[j] = t / l;
     }
     return 1;
 }
 
 /* The first j0 terms of the sums of the factor's columns j0 .. j1 - 1, on
- * every row from j0 on, by the product kernel: g[i][j] + L[i][k] (-L[j][k])
- * for k = 0 .. j0 - 1 in ascending order, each product and sum rounded:
- * the bits of cholesky_solve's loops (g - a b is g + a (-b) exactly), whose
- * terms from j0 on come next. Scratch: b (the columns' rows, negated and
+ * every row from j0 on, by the product kernel: fma(L[i][k], -L[j][k], g[i][j])
+ * for k = 0 .. j0 - 1 in ascending order: the bits of factor_column's
+ * loops, whose terms from j0 on come next. Scratch: b (the columns' rows, negated and
  * packed), a (up to j1 - j0 rows of L) and c (their block). */
 static void factor_prefix(double *g, int64_t n, int64_t j0, int64_t j1, double *a, double *b,
                           double *c)
@@ -446,7 +454,7 @@ static void slabs_to_triangle(double *g, int64_t n, int64_t slab)
  * h' = (h, 1), g += h'^T h', rhs += h'^T z, each element's sum over the
  * samples in ascending order. The product kernel adds the products of h's
  * zeros too, which changes no bit of a sum started at +0 when h and z are
- * finite (weights_of_group's reason); otherwise the axpys skip them.
+ * finite (weights_of_group's reason); otherwise the fused axpys skip them.
  * hp and zp (h' and z packed) and ht (a slab's columns of h' as rows)
  * are scratch. */
 static void accumulate(const double *h, int64_t rows, int64_t k, const double *z, int64_t m,
@@ -464,10 +472,10 @@ static void accumulate(const double *h, int64_t rows, int64_t k, const double *z
                 double ai = i < k ? hs[i] : 1.0;
                 if (ai == 0)
                     continue;
-                kern->axpy_f64(gi, ai, hs, top);
+                fused_axpy(gi, ai, hs, top);
                 if (i == k)
                     gi[k] += 1.0;
-                kern->axpy_f64(ri, ai, zs, m);
+                fused_axpy(ri, ai, zs, m);
             }
         }
         return;

@@ -34,8 +34,10 @@ static int32_t cpu_level(void)
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d))
         return FIB_SIMD_SCALAR;
-    const unsigned osxsave = 1u << 27, avx = 1u << 28;
-    if ((c & osxsave) == 0 || (c & avx) == 0)
+    /* FMA too: both SIMD sets' gemm_f64 fuse (the AVX2 set with FMA's
+     * instructions; every AVX-512 CPU has them) */
+    const unsigned osxsave = 1u << 27, avx = 1u << 28, fma = 1u << 12;
+    if ((c & osxsave) == 0 || (c & avx) == 0 || (c & fma) == 0)
         return FIB_SIMD_SCALAR;
     uint64_t xcr0 = read_xcr0();
     if ((xcr0 & 0x6) != 0x6) /* SSE and AVX state */

@@ -146,10 +146,11 @@ typedef bool (*fib_all_finite_f64_fn)(const double *x, int64_t n);
 typedef void (*fib_axpy_f64_fn)(double *y, double a, const double *x, int64_t n);
 
 /* A matrix product added to c: for i in [0, m) and j in [0, n),
- *     c[i * ldc + j] += a[i * lda + p] * b[p][j]   for p = 0 .. k-1,
- * one product then one sum at a time in ascending p, from c's own value (a
- * product then a sum, each rounded, as in axpy_f64): the same bits at
- * every level and whatever the blocking. b is packed in panels of the
+ *     c[i * ldc + j] = fma(a[i * lda + p], b[p][j], c[i * ldc + j])
+ * for p = 0 .. k-1, one term at a time in ascending p, from c's own value,
+ * each product and sum fused into one rounding (IEEE fused multiply-add,
+ * unlike axpy_f64): the same bits at every level and whatever the
+ * blocking. b is packed in panels of the
  * set's gemm_panel columns (fib_gemm_packed_at): the SIMD versions keep a
  * tile of rows x a panel of c in registers while they walk down a panel
  * (the convolutions' reference forward pass). */

@@ -1,5 +1,5 @@
-/* AVX2 kernels (compiled with -mavx2; called only when the CPU and the OS
- * support it, see dispatch.c): tiles of 8 rows, vectors of 4 doubles and 8
+/* AVX2 kernels (compiled with -mavx2 -mfma; called only when the CPU and
+ * the OS support both, see dispatch.c): tiles of 8 rows, vectors of 4 doubles and 8
  * floats. The kernels themselves are kernels_simd.h; here only the
  * vocabulary it is written in. */
 #include <immintrin.h>
@@ -18,6 +18,7 @@
 #define VD_ADD(a, b) _mm256_add_pd(a, b)
 #define VD_SUB(a, b) _mm256_sub_pd(a, b)
 #define VD_MUL(a, b) _mm256_mul_pd(a, b)
+#define VD_FMA(a, b, c) _mm256_fmadd_pd(a, b, c)
 #define VD_MIN(a, b) _mm256_min_pd(a, b)
 #define VD_MAX(a, b) _mm256_max_pd(a, b)
 #define VD_ABS(v) _mm256_andnot_pd(_mm256_set1_pd(-0.0), v)

@@ -19,6 +19,7 @@
 #define VD_ADD(a, b) _mm512_add_pd(a, b)
 #define VD_SUB(a, b) _mm512_sub_pd(a, b)
 #define VD_MUL(a, b) _mm512_mul_pd(a, b)
+#define VD_FMA(a, b, c) _mm512_fmadd_pd(a, b, c)
 #define VD_MIN(a, b) _mm512_min_pd(a, b)
 #define VD_MAX(a, b) _mm512_max_pd(a, b)
 #define VD_ABS(v) _mm512_abs_pd(v)

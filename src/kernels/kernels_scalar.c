@@ -77,6 +77,8 @@ static void axpy_f64(double *y, double a, const double *x, int64_t n)
 
 #define SCALAR_GEMM_PANEL 8
 
+/* Each term fused, by libm's fma() (the library is built without
+ * contraction, so no other kernel's products are). */
 static void gemm_f64(int64_t m, int64_t n, int64_t k, const double *a, int64_t lda,
                      const double *packed_b, double *c, int64_t ldc)
 {
@@ -84,8 +86,13 @@ static void gemm_f64(int64_t m, int64_t n, int64_t k, const double *a, int64_t l
         for (int64_t j = 0; j < n; j += SCALAR_GEMM_PANEL) {
             int64_t cols = n - j < SCALAR_GEMM_PANEL ? n - j : SCALAR_GEMM_PANEL;
             const double *panel = packed_b + fib_gemm_packed_at(k, SCALAR_GEMM_PANEL, 0, j);
-            for (int64_t p = 0; p < k; p++)
-                axpy_f64(c + i * ldc + j, a[i * lda + p], panel + p * SCALAR_GEMM_PANEL, cols);
+            double *ci = c + i * ldc + j;
+            for (int64_t p = 0; p < k; p++) {
+                double aip = a[i * lda + p];
+                const double *bp = panel + p * SCALAR_GEMM_PANEL;
+                for (int64_t q = 0; q < cols; q++)
+                    ci[q] = fma(aip, bp[q], ci[q]);
+            }
         }
 }
 

@@ -11,7 +11,9 @@
  * running sums, which stay in registers for the whole class. Every row's sum
  * keeps the ascending-column order of the scalar kernel, and every other
  * kernel vectorises across rows or columns, never across the terms of one
- * sum: the same bits as kernels_scalar.c at every level.
+ * sum: the same bits as kernels_scalar.c at every level. Only gemm_f64
+ * fuses its products and sums (VD_FMA, as the scalar one's fma()); every
+ * other kernel rounds each product and each sum, as the scalar ones do.
  *
  * What the including file defines:
  *   TILE          rows of a colour-sums tile: the floats of one VF, and
@@ -19,6 +21,7 @@
  *   VD, VD_N      a vector of VD_N doubles; VF a vector of TILE floats
  *   VD_ZERO() VD_SET1(x) VD_LOAD(p) VD_LOADU(p) VD_STORE(p, v)
  *   VD_STOREU(p, v) VD_ADD VD_SUB VD_MUL VD_MIN VD_MAX (a, b) VD_ABS(v)
+ *   VD_FMA(a, b, c)     a * b + c rounded once, as fma()
  *   VD_SQRT(v)    correctly rounded, as sqrt()
  *   VD_POSITIVE_OR_ZERO(v)   v where v > 0, else +0.0 (NaN: +0.0)
  *   VD_WHERE_EQ(a, b, s, v)  s where a == b, else v
@@ -298,7 +301,7 @@ static void axpy_f64(double *y, double a, const double *x, int64_t n)
 #define GEMM_KC 256
 #define GEMM_MC 96
 
-#define GEMM_TERM(r, v) c##r##v = VD_ADD(c##r##v, VD_MUL(ar, b##v))
+#define GEMM_TERM(r, v) c##r##v = VD_FMA(ar, b##v, c##r##v)
 #define GEMM_C_LOAD(r, v) VD c##r##v = VD_LOADU(c + (r) * ldc + (v) * VD_N)
 #define GEMM_C_STORE(r, v) VD_STOREU(c + (r) * ldc + (v) * VD_N, c##r##v)
 #define GEMM_B_LOAD(v) VD b##v = VD_LOADU(panel + p * GEMM_NR + (v) * VD_N)

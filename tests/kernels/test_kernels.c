@@ -386,7 +386,7 @@ static void test_axpy(void)
 /* ---- gemm (the convolutions' reference forward pass) ---------------------- */
 
 /* Every set's gemm_f64 against the scalar one and against the definition
- * (products added in ascending p from c's own value), bit for bit: shapes
+ * (fma() of each term in ascending p from c's own value), bit for bit: shapes
  * below, at and across the SIMD sets' tiles and blocks (1 row or column,
  * remainders of the 6 x 16 tile, more than 256 terms), strided a and c,
  * and nothing outside c's m x n elements touched. */
@@ -429,7 +429,7 @@ static void test_gemm(void)
             for (int64_t j = 0; j < ldc; j++) {
                 double c = in[i * ldc + j];
                 for (int64_t p = 0; j < n && p < k; p++)
-                    c += a[i * lda + p] * b[p * ldb + j];
+                    c = fma(a[i * lda + p], b[p * ldb + j], c);
                 CHECK(memcmp(&want[i * ldc + j], &c, sizeof c) == 0);
             }
         for (int s = 0; s < n_sets; s++) {
@@ -445,6 +445,46 @@ static void test_gemm(void)
         free(want);
         free(got);
     }
+}
+
+/* Every set's gemm_f64 fuses each product with its sum: c = -1 plus k
+ * (odd) terms (1 + 2^-30) (+-(1 - 2^-30)) of alternating signs is
+ * -2^-60 with fused multiply-adds (each product 1 - 2^-60 is kept whole)
+ * and 0 with products rounded first (to 1). Whole tiles and edge tiles,
+ * one term and more than a block of 256. */
+static void test_gemm_fused(void)
+{
+    const double e = 0x1p-30;
+    static const int64_t ks[] = {1, 3, 301};
+    for (int s = 0; s < n_sets; s++)
+        for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++) {
+            int64_t m = 13, n = 2 * sets[s]->gemm_panel + 3, k = ks[t], ldc = n + 1;
+            double *a = malloc((size_t)(m * k) * sizeof *a);
+            double *b = malloc((size_t)(k * n) * sizeof *b);
+            double *c = malloc((size_t)(m * ldc) * sizeof *c);
+            for (int64_t x = 0; x < m * k; x++)
+                a[x] = 1 + e;
+            for (int64_t p = 0; p < k; p++)
+                for (int64_t j = 0; j < n; j++)
+                    b[p * n + j] = p % 2 ? -(1 - e) : 1 - e;
+            for (int64_t x = 0; x < m * ldc; x++)
+                c[x] = -1.0;
+            double *packed = pack_for(sets[s], b, k, n, n);
+            sets[s]->gemm_f64(m, n, k, a, k, packed, c, ldc);
+            free(packed);
+            double fused = -1.0, unfused = -1.0;
+            for (int64_t p = 0; p < k; p++) {
+                fused = fma(a[0], b[p * n], fused);
+                unfused += a[0] * b[p * n];
+            }
+            CHECK(fused == -0x1p-60 && unfused == 0.0); /* the inputs tell them apart */
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < ldc; j++)
+                    CHECK(c[i * ldc + j] == (j < n ? fused : -1.0));
+            free(a);
+            free(b);
+            free(c);
+        }
 }
 
 /* ---- dot products against a panel (the linkages' Gram matrices) -------- */
@@ -1234,6 +1274,7 @@ int main(void)
     test_all_finite_half();
     test_axpy();
     test_gemm();
+    test_gemm_fused();
     test_dots();
     test_dots_f32();
     test_rank1_costs();

@@ -315,7 +315,8 @@ static void compress_ex_float32_rounds_each_merged_conv_kernel_once(void)
 
 /* Output (r, col, o) of a convolution by its definition: the bias, then
  * kernel tap by tap (rows, then columns), input channel by input channel
- * of o's group, one product and one sum at a time; taps in the padding add
+ * of o's group, one term at a time, its product and sum fused (fma(), as
+ * the product kernel gemm_f64 makes them); taps in the padding add
  * nothing. */
 static double conv_by_definition(const double *x, int64_t rows, int64_t cols, int64_t cin,
                                  const double *k, const double *bias, int64_t n_out,
@@ -330,8 +331,8 @@ static double conv_by_definition(const double *x, int64_t rows, int64_t cols, in
             if (ir < 0 || ir >= rows || ic < 0 || ic >= cols)
                 continue;
             for (int64_t j = 0; j < ipg; j++)
-                z += k[((o * ipg + j) * kr_n + kr) * kc_n + kc] *
-                     x[(ir * cols + ic) * cin + first + j];
+                z = fma(k[((o * ipg + j) * kr_n + kr) * kc_n + kc],
+                        x[(ir * cols + ic) * cin + first + j], z);
         }
     return z;
 }

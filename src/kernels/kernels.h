@@ -142,7 +142,8 @@ typedef bool (*fib_all_finite_f64_fn)(const double *x, int64_t n);
 /* y[j] += a * x[j] for j in [0, n): a product then a sum, each rounded
  * (the library is built without contraction into fused multiply-adds), so
  * every variant gives the scalar one's bits. The budget correction's
- * products and Gram matrices are made of these. */
+ * substitutions are made of these (its products and Gram matrices are
+ * gemm_f64's). */
 typedef void (*fib_axpy_f64_fn)(double *y, double a, const double *x, int64_t n);
 
 /* A matrix product added to c: for i in [0, m) and j in [0, n),
@@ -150,10 +151,10 @@ typedef void (*fib_axpy_f64_fn)(double *y, double a, const double *x, int64_t n)
  * for p = 0 .. k-1, one term at a time in ascending p, from c's own value,
  * each product and sum fused into one rounding (IEEE fused multiply-add,
  * unlike axpy_f64): the same bits at every level and whatever the
- * blocking. b is packed in panels of the
- * set's gemm_panel columns (fib_gemm_packed_at): the SIMD versions keep a
- * tile of rows x a panel of c in registers while they walk down a panel
- * (the convolutions' reference forward pass). */
+ * blocking. b is packed in panels of the set's gemm_panel columns
+ * (fib_gemm_packed_at): the SIMD versions keep a tile of rows x a panel of
+ * c in registers while they walk down a panel (the convolutions' reference
+ * forward pass, the budget correction's products). */
 typedef void (*fib_gemm_f64_fn)(int64_t m, int64_t n, int64_t k, const double *a,
                                 int64_t lda, const double *packed_b, double *c,
                                 int64_t ldc);

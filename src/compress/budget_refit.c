@@ -102,9 +102,9 @@ typedef struct weights {
 /* Group `group`'s layer as the block products read it (row: n_in doubles
  * of scratch). Its `kernel`: whether skipping a's zeros, as the fused
  * axpys of block_product do, changes no bit of c = bias + a w^T: adding a
- * term 0 * w (w finite) leaves every sum as it is unless the sum is -0, which
- * only a bias of -0 starts (a sum of +0 and of nonzero products is never
- * -0 in round-to-nearest). */
+ * term 0 * w (w finite) leaves every sum as it is unless the sum is -0,
+ * which only a bias of -0 starts (a sum of +0 and of nonzero products is
+ * never -0 in round-to-nearest). */
 static int32_t weights_of_group(const fib_graph *g, int32_t group, double *row, weights *w)
 {
     w->d = fib_group_matrix(g, group);
@@ -315,10 +315,11 @@ static int factor_column(double *g, int64_t n, int64_t j0, int64_t j,
 }
 
 /* The first j0 terms of the sums of the factor's columns j0 .. j1 - 1, on
- * every row from j0 on, by the product kernel: fma(L[i][k], -L[j][k], g[i][j])
- * for k = 0 .. j0 - 1 in ascending order: the bits of factor_column's
- * loops, whose terms from j0 on come next. Scratch: b (the columns' rows, negated and
- * packed), a (up to j1 - j0 rows of L) and c (their block). */
+ * every row from j0 on, by the product kernel: g[i][j] = fma(L[i][k],
+ * -L[j][k], g[i][j]) for k = 0 .. j0 - 1 in ascending order: the bits of
+ * factor_column's loops, whose terms from j0 on come next. Scratch: b (the
+ * columns' rows, negated and packed), a (up to j1 - j0 rows of L) and c
+ * (their block). */
 static void factor_prefix(double *g, int64_t n, int64_t j0, int64_t j1, double *a, double *b,
                           double *c)
 {

@@ -1,7 +1,7 @@
 /* AVX2 kernels (compiled with -mavx2 -mfma; called only when the CPU and
- * the OS support both, see dispatch.c): tiles of 8 rows, vectors of 4 doubles and 8
- * floats. The kernels themselves are kernels_simd.h; here only the
- * vocabulary it is written in. */
+ * the OS support both, see dispatch.c): tiles of 8 rows, vectors of 4
+ * doubles and 8 floats. The kernels themselves are kernels_simd.h; here
+ * only the vocabulary it is written in. */
 #include <immintrin.h>
 
 #define TILE 8

@@ -546,44 +546,39 @@ static void accumulate(const double *h, int64_t rows, int64_t k, const double *z
     }
 }
 
-/* A dense layer of the chain in double, n_out x n_in: output by output
- * (w's row j: output j's weights; b: the biases), or as a fit leaves it
- * (by_input): input by input, w (n_in + 1) x n_out, its row i input i's
- * weights to every output and its last row the biases (b points there). */
+/* A dense layer of the chain in double, n_out x n_in: each output's
+ * weights and then its bias (d = n_in + 1 values), output by output (w:
+ * n_out x d, refit_step's rows), or as a fit leaves it (by_input): input
+ * by input, w d x n_out, its row i input i's weights to every output and
+ * its last row the biases. */
 typedef struct layer {
     int64_t n_out, n_in;
-    double *w, *b;
+    double *w;
     bool by_input;
 } layer;
 
 static void layer_clear(layer *l)
 {
     fib_free(l->w);
-    if (!l->by_input)
-        fib_free(l->b);
     *l = (layer){0};
 }
 
 static int32_t layer_alloc(layer *l, int64_t n_out, int64_t n_in)
 {
     *l = (layer){.n_out = n_out, .n_in = n_in};
-    l->w = fib_calloc(n_out * n_in > 0 ? n_out * n_in : 1, sizeof *l->w);
-    l->b = fib_calloc(n_out > 0 ? n_out : 1, sizeof *l->b);
-    if (!l->w || !l->b) {
-        layer_clear(l);
-        return out_of_memory();
-    }
-    return FIB_OK;
+    l->w = fib_calloc(n_out * (n_in + 1) > 0 ? n_out * (n_in + 1) : 1, sizeof *l->w);
+    return l->w ? FIB_OK : out_of_memory();
 }
 
-/* Output j's weights (n_in doubles) into dst. */
+/* Output j's weights and bias (n_in + 1 doubles) into dst. */
 static void layer_row(const layer *l, int64_t j, double *dst)
 {
+    int64_t d = l->n_in + 1;
     if (!l->by_input) {
-        memcpy(dst, l->w + j * l->n_in, (size_t)l->n_in * sizeof *dst);
+        memcpy(dst, l->w + j * d, (size_t)d * sizeof *dst);
         return;
     }
-    for (int64_t i = 0; i < l->n_in; i++)
+    for (int64_t i = 0; i < d; i++)
         dst[i] = l->w[i * l->n_out + j];
 }
 
@@ -593,8 +588,8 @@ static int32_t layer_of_group(const fib_graph *g, int32_t group, layer *l)
     int32_t st = layer_alloc(l, g->groups[group].n_units, d->n_in);
     for (int64_t i = 0; !st && i < l->n_out; i++) {
         for (int64_t k = 0; k < l->n_in; k++)
-            l->w[i * l->n_in + k] = fib_dense_weight(d, i, k);
-        l->b[i] = fib_dense_bias(d, i);
+            l->w[i * (l->n_in + 1) + k] = fib_dense_weight(d, i, k);
+        l->w[i * (l->n_in + 1) + l->n_in] = fib_dense_bias(d, i);
     }
     fib_group_drop_pages(g, group);
     return st;
@@ -632,8 +627,8 @@ static int32_t sum_columns(const merged_layer *m, layer *out)
     double *in = fib_alloc(d->n_in > 0 ? d->n_in : 1, sizeof *in);
     int32_t st = in ? layer_alloc(out, m->g->groups[m->group].n_units, m->k) : out_of_memory();
     for (int64_t i = 0; !st && i < out->n_out; i++) {
-        merged_row(m, i, in, out->w + i * m->k);
-        out->b[i] = fib_dense_bias(d, i);
+        merged_row(m, i, in, out->w + i * (m->k + 1));
+        out->w[i * (m->k + 1) + m->k] = fib_dense_bias(d, i);
     }
     fib_group_drop_pages(m->g, m->group);
     fib_free(in);
@@ -650,14 +645,13 @@ static void store_row(fib_graph *base, int32_t group, int64_t j, const double *w
         ((double *)d->owned_bias)[j] = b;
 }
 
-/* Writes a corrected layer into the base's dense block of `group`. */
-static void store(fib_graph *base, int32_t group, const layer *l)
+/* Writes a corrected layer into the base's dense block of `group`
+ * (row: n_in + 1 doubles of scratch). */
+static void store(fib_graph *base, int32_t group, const layer *l, double *row)
 {
-    fib_dense *d = (fib_dense *)fib_group_matrix(base, group);
     for (int64_t j = 0; j < l->n_out; j++) {
-        layer_row(l, j, (double *)d->owned_weights + j * d->ld);
-        if (d->owned_bias)
-            ((double *)d->owned_bias)[j] = l->b[j];
+        layer_row(l, j, row);
+        store_row(base, group, j, row, row[l->n_in]);
     }
 }
 
@@ -718,7 +712,7 @@ static int32_t least_squares_solve(double *g, double *rhs, int64_t m, double rid
     if (solved == 0)
         st = prior_into(prior, rhs, m, lam, true);
     if (!st)
-        *fit = (layer){.n_out = m, .n_in = k, .w = rhs, .b = rhs + k * m, .by_input = true};
+        *fit = (layer){.n_out = m, .n_in = k, .w = rhs, .by_input = true};
     return st;
 }
 
@@ -726,17 +720,18 @@ static int32_t least_squares_solve(double *g, double *rhs, int64_t m, double rid
  * source) with classes lab (k): its representatives written into the
  * base's block of `group`, and the members' scales into s (cur's n_out),
  * with which the model's group `next` (over cur's units) merges into the
- * consumer (merged_layer). cur is cleared once its rows are copied (the
- * step's largest arrays are not held together). */
+ * consumer (merged_layer). The step takes cur's rows (output by output:
+ * its own array; a fit's: copied, then cleared), so that the step's
+ * largest arrays are not held together. */
 static int32_t refit_step(layer *cur, const fib_graph *g, int32_t next, const int64_t *lab,
                           int64_t k, fib_graph *base, int32_t group, double *s)
 {
     int64_t n = cur->n_out, n_in = cur->n_in, d = n_in + 1;
-    double *rows = fib_alloc(n * d, sizeof *rows);
-    for (int64_t i = 0; rows && i < n; i++) {
+    double *rows = cur->by_input ? fib_alloc(n * d, sizeof *rows) : cur->w;
+    for (int64_t i = 0; rows && cur->by_input && i < n; i++)
         layer_row(cur, i, rows + i * d);
-        rows[i * d + n_in] = cur->b[i];
-    }
+    if (!cur->by_input)
+        cur->w = NULL;
     layer_clear(cur);
     double *reps = fib_alloc(k * d, sizeof *reps);
     double *weight = fib_calloc(n, sizeof *weight), *row = fib_alloc(n, sizeof *row);
@@ -1075,10 +1070,13 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
         fib_free(kept.rows[l]); /* read by fit l only */
         kept.rows[l] = NULL;
     }
+    double *row = st ? NULL : fib_alloc(cur.n_in + 1, sizeof *row);
+    st = st ? st : row ? FIB_OK : out_of_memory();
     if (!st) {
-        store(base->graph, n_layers, &cur);
+        store(base->graph, n_layers, &cur, row);
         *applied = true;
     }
+    fib_free(row);
     layer_clear(&cur);
     kept_clear(&kept, n_layers);
     fib_free(count);

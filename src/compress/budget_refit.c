@@ -49,10 +49,11 @@ static void gaussian_next(gaussian_stream *g, double *x, int64_t n)
  * (an element of a product) or over the samples in ascending order (an
  * element of a Gram matrix or of a right-hand side, added to from block to
  * block), so the block size changes no bit; a variable so that tests can
- * show it. 240 rows are whole tiles of the SIMD product kernel (blocks of
- * 96 rows, tiles of 6), which makes a block's last rows through a tile of
- * scratch otherwise. */
-int64_t fib_budget_correction_block = 240;
+ * show it. 120 rows are whole tiles of 6 rows of the SIMD product kernel,
+ * which makes a block's last rows through a tile of scratch otherwise;
+ * the block's buffers are a large part of the correction's memory, and
+ * fewer rows repack the layers' weights more often for each sample. */
+int64_t fib_budget_correction_block = 120;
 
 /* Outputs of a layer widened and packed together for the products below
  * (COLUMNS x the layer's inputs doubles: its rows are read in place). */
@@ -84,6 +85,16 @@ static void weight_row(const fib_dense *d, int64_t j, int64_t n_in, double *row)
         for (int64_t k = 0; k < n_in; k++)
             row[k] = fib_dense_weight(d, j, k);
     }
+}
+
+/* Row j of n of a model's dense block read in a pass over its rows: its
+ * pages leave the process FIB_DENSE_DROP_ROWS rows at a time, so that a
+ * pass over a layer mapped from the file does not hold the layer (a block
+ * not mapped is left alone). */
+static void row_read(const fib_graph *g, const fib_dense *d, int64_t j, int64_t n)
+{
+    if ((j + 1) % FIB_DENSE_DROP_ROWS == 0 || j + 1 == n)
+        fib_dense_drop_rows(g, d, j - j % FIB_DENSE_DROP_ROWS, j + 1);
 }
 
 /* A dense layer as the block products read it: the original model's block
@@ -121,6 +132,7 @@ static int32_t weights_of_group(const fib_graph *g, int32_t group, double *row, 
         w->kernel = w->kernel && !(w->bias[j] == 0 && signbit(w->bias[j]));
         for (int64_t k = 0; w->kernel && k < w->n_in; k++)
             w->kernel = isfinite(row[k]);
+        row_read(g, w->d, j, w->n_out);
     }
     return FIB_OK;
 }
@@ -590,6 +602,7 @@ static int32_t layer_of_group(const fib_graph *g, int32_t group, layer *l)
         for (int64_t k = 0; k < l->n_in; k++)
             l->w[i * (l->n_in + 1) + k] = fib_dense_weight(d, i, k);
         l->w[i * (l->n_in + 1) + l->n_in] = fib_dense_bias(d, i);
+        row_read(g, d, i, l->n_out);
     }
     fib_group_drop_pages(g, group);
     return st;
@@ -616,6 +629,7 @@ static void merged_row(const merged_layer *m, int64_t j, double *in, double *out
 {
     const fib_dense *d = fib_group_matrix(m->g, m->group);
     weight_row(d, j, d->n_in, in);
+    row_read(m->g, d, j, m->g->groups[m->group].n_units);
     memset(out, 0, (size_t)m->k * sizeof *out);
     for (int64_t x = 0; x < d->n_in; x++)
         out[m->lab[x]] += in[x] * (m->s ? m->s[x] : 1.0);
@@ -740,6 +754,7 @@ static int32_t refit_step(layer *cur, const fib_graph *g, int32_t next, const in
     const fib_dense *nd = fib_group_matrix(g, next);
     for (int64_t j = 0; !st && j < g->groups[next].n_units; j++) {
         weight_row(nd, j, n, row);
+        row_read(g, nd, j, g->groups[next].n_units);
         for (int64_t i = 0; i < n; i++)
             weight[i] += row[i] * row[i];
     }

@@ -169,6 +169,16 @@ static void pack_outputs(const weights *w, int64_t j0, int64_t j1, int64_t panel
     }
 }
 
+/* The hidden activation, positively homogeneous (linear, ReLU, leaky). */
+static void activate(double *z, int64_t n, int32_t act, double slope)
+{
+    if (act == FIB_ACT_LINEAR)
+        return;
+    double neg = act == FIB_ACT_LEAKY_RELU ? slope : 0.0;
+    for (int64_t i = 0; i < n; i++)
+        z[i] = z[i] > 0 ? z[i] : neg * z[i];
+}
+
 /* Each thread's scratch for the products of a block of samples: a weight
  * row (row_len doubles), the packing of COLUMNS outputs (pack_len) and a
  * slab's columns of h' as rows (ht_len), thread t's at t times the length. */
@@ -178,14 +188,24 @@ typedef struct scratch {
     int64_t row_len, pack_len, ht_len;
 } scratch;
 
+/* What a block product does with its outputs once made: copies them to
+ * keep (rows of the layer's width) unless NULL, then applies the
+ * activation act (FIB_ACT_LINEAR: none). */
+typedef struct outputs {
+    double *keep;
+    int32_t act;
+    double slope;
+} outputs;
+
 /* Outputs j0 .. j1 - 1 of c (rows x m) = bias + a (rows x p) w^T for one
  * block of samples, w's outputs packed into pack (p x COLUMNS; row: p
- * doubles of scratch). Every element is bias + its products one at a time
- * in ascending k, each product and sum rounded (gemm_f64's contract), so
- * the bits are those of the axpys along c's rows, which skip a's zeros
- * (dead ReLU units) and remain for the case weights_of_group excludes. */
+ * doubles of scratch), then kept and activated (o). Every element is bias
+ * + its products one at a time in ascending k, each product and sum
+ * rounded (gemm_f64's contract), so the bits are those of the axpys along
+ * c's rows, which skip a's zeros (dead ReLU units) and remain for the
+ * case weights_of_group excludes. */
 static void product_columns(const weights *w, const double *a, int64_t rows, int64_t j0,
-                            int64_t j1, double *row, double *pack, double *c)
+                            int64_t j1, const outputs *o, double *row, double *pack, double *c)
 {
     const fib_kernels *kern = fib_kernels_active();
     int64_t p = w->n_in, m = w->n_out, width = j1 - j0;
@@ -199,27 +219,33 @@ static void product_columns(const weights *w, const double *a, int64_t rows, int
         if (w->mapped)
             fib_dense_drop_rows(w->mapped, w->d, j0, j1);
         kern->gemm_f64(rows, width, p, a, p, pack, c + j0, m);
-        return;
-    }
-    for (int64_t j = j0; j < j1; j++) {
-        weight_row(w->d, j, p, row);
-        for (int64_t k = 0; k < p; k++)
-            pack[(j - j0) + k * width] = row[k];
-    }
-    for (int64_t s = 0; s < rows; s++)
-        for (int64_t k = 0; k < p; k++) {
-            double x = a[s * p + k];
-            if (x != 0)
-                kern->axpy_f64(c + s * m + j0, x, pack + k * width, width);
+    } else {
+        for (int64_t j = j0; j < j1; j++) {
+            weight_row(w->d, j, p, row);
+            for (int64_t k = 0; k < p; k++)
+                pack[(j - j0) + k * width] = row[k];
         }
+        for (int64_t s = 0; s < rows; s++)
+            for (int64_t k = 0; k < p; k++) {
+                double x = a[s * p + k];
+                if (x != 0)
+                    kern->axpy_f64(c + s * m + j0, x, pack + k * width, width);
+            }
+    }
+    for (int64_t s = 0; s < rows; s++) {
+        if (o->keep)
+            memcpy(o->keep + s * m + j0, c + s * m + j0, (size_t)width * sizeof *c);
+        activate(c + s * m + j0, width, o->act, o->slope);
+    }
 }
 
-/* c (rows x m) = bias + a (rows x p) w^T for one block of samples, its
- * outputs COLUMNS at a time (whole panels of gemm_f64's packing) shared
- * out among t's threads: each element made by one thread, by the same
- * kernel in the same order at every thread count. */
+/* c (rows x m) = bias + a (rows x p) w^T for one block of samples, kept
+ * and activated (o), its outputs COLUMNS at a time (whole panels of
+ * gemm_f64's packing) shared out among t's threads: each element made by
+ * one thread, by the same kernel in the same order at every thread
+ * count. */
 static void block_product(const weights *w, const double *a, int64_t rows, const scratch *t,
-                          double *c)
+                          const outputs *o, double *c)
 {
     int64_t pieces = (w->n_out + COLUMNS - 1) / COLUMNS;
     FIB_PRAGMA(omp parallel for schedule(dynamic, 1)
@@ -227,21 +253,11 @@ static void block_product(const weights *w, const double *a, int64_t rows, const
     for (int64_t q = 0; q < pieces; q++) {
         int id = fib_thread_num();
         int64_t j0 = q * COLUMNS, j1 = j0 + COLUMNS < w->n_out ? j0 + COLUMNS : w->n_out;
-        product_columns(w, a, rows, j0, j1, t->row + id * t->row_len,
+        product_columns(w, a, rows, j0, j1, o, t->row + id * t->row_len,
                         t->pack + id * t->pack_len, c);
     }
     if (w->mapped)
         fib_group_drop_pages(w->mapped, w->group);
-}
-
-/* The hidden activation, positively homogeneous (linear, ReLU, leaky). */
-static void activate(double *z, int64_t n, int32_t act, double slope)
-{
-    if (act == FIB_ACT_LINEAR)
-        return;
-    double neg = act == FIB_ACT_LEAKY_RELU ? slope : 0.0;
-    for (int64_t i = 0; i < n; i++)
-        z[i] = z[i] > 0 ? z[i] : neg * z[i];
 }
 
 /* reps (k x d): each class's rank-1 representative v <row, v>_avg, v the
@@ -460,20 +476,22 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m, int64_t 
  * the slab changes no bit; a variable so that tests can show it. */
 int64_t fib_budget_correction_slab = 48;
 
-/* A block of samples' values (rows x cols) packed for gemm_f64 as its
- * right-hand factor (fib_gemm_packed_at: panel by panel, the columns past
- * cols of the last one zeros), a sample's row of a panel at a time. */
-static void pack_samples(const double *a, int64_t rows, int64_t cols, int64_t panel,
-                         double *packed)
+/* The panel of columns q0 .. q0 + panel - 1 of a block of samples' values
+ * (rows x cols; with `ones`, a column of ones after them) packed for
+ * gemm_f64 as its right-hand factor (fib_gemm_packed_at: panel by panel,
+ * the columns past the last zeros), a sample's row of it at a time. */
+static void pack_panel(const double *a, int64_t rows, int64_t cols, bool ones, int64_t panel,
+                       int64_t q0, double *packed)
 {
-    for (int64_t q0 = 0; q0 < cols; q0 += panel) {
-        int64_t width = cols - q0 < panel ? cols - q0 : panel;
-        double *dst = packed + q0 * rows; /* panel q0 / panel's rows x panel doubles */
-        for (int64_t s = 0; s < rows; s++) {
-            memcpy(dst + s * panel, a + s * cols + q0, (size_t)width * sizeof *dst);
-            if (width < panel)
-                memset(dst + s * panel + width, 0, (size_t)(panel - width) * sizeof *dst);
-        }
+    int64_t width = cols - q0 < panel ? cols - q0 : panel;
+    width = width > 0 ? width : 0;
+    double *dst = packed + q0 * rows; /* panel q0 / panel's rows x panel doubles */
+    for (int64_t s = 0; s < rows; s++) {
+        memcpy(dst + s * panel, a + s * cols + q0, (size_t)width * sizeof *dst);
+        if (width < panel)
+            memset(dst + s * panel + width, 0, (size_t)(panel - width) * sizeof *dst);
+        if (ones && cols >= q0 && cols < q0 + panel)
+            dst[s * panel + cols - q0] = 1.0;
     }
 }
 
@@ -536,25 +554,30 @@ static void accumulate(const double *h, int64_t rows, int64_t k, const double *z
         }
         return;
     }
-    pack_samples(h, rows, k, panel, hp);
-    if (k % panel == 0) /* the ones column starts a panel */
-        memset(hp + k * rows, 0, (size_t)(rows * panel) * sizeof *hp);
-    for (int64_t s = 0; s < rows; s++)
-        hp[fib_gemm_packed_at(rows, panel, s, k)] = 1.0;
-    pack_samples(z, rows, m, panel, zp);
-    /* a slab at a time: its rows of the Gram matrix, then of rhs; the
-     * slabs shared out among t's threads, the longest (last) first */
+    /* h' and z packed a panel at a time, then a slab at a time: its rows
+     * of the Gram matrix, then of rhs; both shared out among t's threads,
+     * the longest slabs (the last) first */
+    int64_t h_panels = (n + panel - 1) / panel, z_panels = (m + panel - 1) / panel;
     int64_t n_slabs = (n + slab - 1) / slab;
-    FIB_PRAGMA(omp parallel for schedule(dynamic, 1)
-               num_threads(fib_thread_count(t->threads, n_slabs)))
-    for (int64_t q = 0; q < n_slabs; q++) {
-        int64_t i0 = (n_slabs - 1 - q) * slab, i1 = i0 + slab < n ? i0 + slab : n;
-        double *ht = t->ht + fib_thread_num() * t->ht_len;
-        for (int64_t i = i0; i < i1; i++)
-            for (int64_t s = 0; s < rows; s++)
-                ht[(i - i0) * rows + s] = i < k ? h[s * k + i] : 1.0;
-        kern->gemm_f64(i1 - i0, i1, rows, ht, rows, hp, slab_row(g, n, slab, i0), i1);
-        kern->gemm_f64(i1 - i0, m, rows, ht, rows, zp, rhs + i0 * m, m);
+    FIB_PRAGMA(omp parallel num_threads(fib_thread_count(t->threads, n_slabs)))
+    {
+        FIB_PRAGMA(omp for schedule(static))
+        for (int64_t q = 0; q < h_panels + z_panels; q++) {
+            if (q < h_panels)
+                pack_panel(h, rows, k, true, panel, q * panel, hp);
+            else
+                pack_panel(z, rows, m, false, panel, (q - h_panels) * panel, zp);
+        }
+        FIB_PRAGMA(omp for schedule(dynamic, 1))
+        for (int64_t q = 0; q < n_slabs; q++) {
+            int64_t i0 = (n_slabs - 1 - q) * slab, i1 = i0 + slab < n ? i0 + slab : n;
+            double *ht = t->ht + fib_thread_num() * t->ht_len;
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t s = 0; s < rows; s++)
+                    ht[(i - i0) * rows + s] = i < k ? h[s * k + i] : 1.0;
+            kern->gemm_f64(i1 - i0, i1, rows, ht, rows, hp, slab_row(g, n, slab, i0), i1);
+            kern->gemm_f64(i1 - i0, m, rows, ht, rows, zp, rhs + i0 * m, m);
+        }
     }
 }
 
@@ -852,15 +875,17 @@ static double *original_layers(const fib_graph *g, const weights *orig, int32_t 
                                int32_t to, double *a, int64_t rows, const scratch *t,
                                double *const *buf, kept_targets *kept, int64_t s0)
 {
+    if (from > 1) /* the pre-activations given */
+        activate(a, rows * orig[from - 1].n_out, g->groups[from - 1].activation,
+                 g->groups[from - 1].act_param);
     for (int32_t j = from; j <= to; j++) {
-        if (j > 1)
-            activate(a, rows * orig[j - 1].n_out, g->groups[j - 1].activation,
-                     g->groups[j - 1].act_param);
         double *out = buf[j % 2];
-        block_product(&orig[j], a, rows, t, out);
         int64_t n = orig[j].n_out;
-        if (!kept->filled && kept->rows[j - 1])
-            memcpy(kept->rows[j - 1] + s0 * n, out, (size_t)(rows * n) * sizeof *out);
+        /* every layer's outputs activated as they are made but the last's */
+        outputs o = {.keep = !kept->filled && kept->rows[j - 1] ? kept->rows[j - 1] + s0 * n : NULL,
+                     .act = j < to ? g->groups[j].activation : FIB_ACT_LINEAR,
+                     .slope = g->groups[j].act_param};
+        block_product(&orig[j], a, rows, t, &o, out);
         a = out;
     }
     return a;
@@ -952,8 +977,8 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
         const double *a = buf[0];
         for (int32_t j = 1; j <= l; j++) {
             double *out = j == l ? buf[2] : buf[j % 2];
-            block_product(&mine[j], a, rows, &t, out);
-            activate(out, rows * mine[j].n_out, g->groups[j].activation, g->groups[j].act_param);
+            outputs o = {.act = g->groups[j].activation, .slope = g->groups[j].act_param};
+            block_product(&mine[j], a, rows, &t, &o, out);
             a = out;
         }
         /* the original: x through layers 1 .. l + 1 (buf[0] and buf[1]

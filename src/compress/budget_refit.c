@@ -60,8 +60,9 @@ int64_t fib_budget_correction_block = 120;
 #define COLUMNS 64
 
 /* The products below ask the budget's progress callback once per block of
- * samples or per column of the Cholesky factor and row of the solution, so
- * that a cancel acts within a wide layer's product, not after it. */
+ * samples, per column of the Cholesky factor and per SOLVE_ROWS rows of
+ * the solution, on the calling thread, so that a cancel acts within a
+ * wide layer's product, not after it. */
 static int32_t cancelled(void)
 {
     return fib_error(FIB_E_CANCELLED, "budget correction cancelled by the progress callback");
@@ -435,7 +436,8 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m, int64_t 
     int64_t panel = fib_kernels_active()->gemm_panel;
     slab = slab < n ? slab : n;
     int most = fib_thread_count(threads, (n + slab - 1) / slab);
-    double *a = fib_alloc(most * slab * n, sizeof *a), *c = fib_alloc(most * slab * slab, sizeof *c);
+    double *a = fib_alloc(most * slab * n, sizeof *a);
+    double *c = fib_alloc(most * slab * slab, sizeof *c);
     double *b = fib_alloc(fib_gemm_packed_len(n, slab, panel), sizeof *b);
     int done = a && b && c ? 1 : -2;
     for (int64_t j0 = 0; done > 0 && j0 < n; j0 += slab) {

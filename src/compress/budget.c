@@ -570,7 +570,8 @@ static int32_t budget_attempt(const fib_graph *g, double budget, bool scaled_mod
     *corrected = false;
     if (!status && correcting)
         status = fib_budget_correct(g, col, o->synthetic_scale, o->synthetic_samples,
-                                    o->synthetic_ridge, &check, *base_out, corrected);
+                                    o->synthetic_ridge, o->n_threads, &check, *base_out,
+                                    corrected);
     for (int32_t k = 0; !status && correcting && o->dtype == FIB_DTYPE_F32 &&
                         k < (*base_out)->graph->n_groups; k++)
         status = fib_narrow_block((*base_out)->graph, k);

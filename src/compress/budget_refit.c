@@ -6,6 +6,7 @@
  * compression"), with this library's own random numbers. */
 #include "compress/compress.h"
 #include "kernels/kernels.h"
+#include "kernels/parallel.h"
 
 #include <math.h>
 #include <string.h>
@@ -48,18 +49,20 @@ static void gaussian_next(gaussian_stream *g, double *x, int64_t n)
  * (an element of a product) or over the samples in ascending order (an
  * element of a Gram matrix or of a right-hand side, added to from block to
  * block), so the block size changes no bit; a variable so that tests can
- * show it. 240 rows are whole tiles of the SIMD product kernel (blocks of
- * 96 rows, tiles of 6), which makes a block's last rows through a tile of
- * scratch otherwise. */
-int64_t fib_budget_correction_block = 240;
+ * show it. 120 rows are whole tiles of 6 rows of the SIMD product kernel,
+ * which makes a block's last rows through a tile of scratch otherwise;
+ * the block's buffers are a large part of the correction's memory, and
+ * fewer rows repack the layers' weights more often for each sample. */
+int64_t fib_budget_correction_block = 120;
 
 /* Outputs of a layer widened and packed together for the products below
  * (COLUMNS x the layer's inputs doubles: its rows are read in place). */
 #define COLUMNS 64
 
 /* The products below ask the budget's progress callback once per block of
- * samples or per column of the Cholesky factor and row of the solution, so
- * that a cancel acts within a wide layer's product, not after it. */
+ * samples, per column of the Cholesky factor and per SOLVE_ROWS rows of
+ * the solution, on the calling thread, so that a cancel acts within a
+ * wide layer's product, not after it. */
 static int32_t cancelled(void)
 {
     return fib_error(FIB_E_CANCELLED, "budget correction cancelled by the progress callback");
@@ -83,6 +86,16 @@ static void weight_row(const fib_dense *d, int64_t j, int64_t n_in, double *row)
         for (int64_t k = 0; k < n_in; k++)
             row[k] = fib_dense_weight(d, j, k);
     }
+}
+
+/* Row j of n of a model's dense block read in a pass over its rows: its
+ * pages leave the process FIB_DENSE_DROP_ROWS rows at a time, so that a
+ * pass over a layer mapped from the file does not hold the layer (a block
+ * not mapped is left alone). */
+static void row_read(const fib_graph *g, const fib_dense *d, int64_t j, int64_t n)
+{
+    if ((j + 1) % FIB_DENSE_DROP_ROWS == 0 || j + 1 == n)
+        fib_dense_drop_rows(g, d, j - j % FIB_DENSE_DROP_ROWS, j + 1);
 }
 
 /* A dense layer as the block products read it: the original model's block
@@ -120,6 +133,7 @@ static int32_t weights_of_group(const fib_graph *g, int32_t group, double *row, 
         w->kernel = w->kernel && !(w->bias[j] == 0 && signbit(w->bias[j]));
         for (int64_t k = 0; w->kernel && k < w->n_in; k++)
             w->kernel = isfinite(row[k]);
+        row_read(g, w->d, j, w->n_out);
     }
     return FIB_OK;
 }
@@ -156,6 +170,16 @@ static void pack_outputs(const weights *w, int64_t j0, int64_t j1, int64_t panel
     }
 }
 
+/* The hidden activation, positively homogeneous (linear, ReLU, leaky). */
+static void activate(double *z, int64_t n, int32_t act, double slope)
+{
+    if (act == FIB_ACT_LINEAR)
+        return;
+    double neg = act == FIB_ACT_LEAKY_RELU ? slope : 0.0;
+    for (int64_t i = 0; i < n; i++)
+        z[i] = z[i] > 0 ? z[i] : neg * z[i];
+}
+
 /* y[j] = fma(a, x[j], y[j]) for j in [0, n): gemm_f64's terms (each
  * product and sum fused), for the sums that skip zeros of a. */
 static void fused_axpy(double *y, double a, const double *x, int64_t n)
@@ -164,31 +188,47 @@ static void fused_axpy(double *y, double a, const double *x, int64_t n)
         y[j] = fma(a, x[j], y[j]);
 }
 
-/* c (rows x m) = bias + a (rows x p) w^T for one block of samples, w's
- * outputs packed COLUMNS at a time into pack (p x COLUMNS; row: p doubles
- * of scratch). Every element is bias + its terms one at a time in
- * ascending k, each product and sum fused (gemm_f64's contract), so the
- * bits are those of the fused axpys along c's rows, which skip a's zeros
- * (dead ReLU units) and remain for the case weights_of_group excludes. */
-static void block_product(const weights *w, const double *a, int64_t rows, double *row,
-                          double *pack, double *c)
+/* Each thread's scratch for the products of a block of samples: a weight
+ * row (row_len doubles), the packing of COLUMNS outputs (pack_len) and a
+ * slab's columns of h' as rows (ht_len), thread t's at t times the length. */
+typedef struct scratch {
+    int threads;
+    double *row, *pack, *ht;
+    int64_t row_len, pack_len, ht_len;
+} scratch;
+
+/* What a block product does with its outputs once made: copies them to
+ * keep (rows of the layer's width) unless NULL, then applies the
+ * activation act (FIB_ACT_LINEAR: none). */
+typedef struct outputs {
+    double *keep;
+    int32_t act;
+    double slope;
+} outputs;
+
+/* Outputs j0 .. j1 - 1 of c (rows x m) = bias + a (rows x p) w^T for one
+ * block of samples, w's outputs packed into pack (p x COLUMNS; row: p
+ * doubles of scratch), then kept and activated (o). Every element is bias
+ * + its terms one at a time in ascending k, each product and sum fused
+ * (gemm_f64's contract), so the bits are those of the fused axpys along
+ * c's rows, which skip a's zeros (dead ReLU units) and remain for the
+ * case weights_of_group excludes. */
+static void product_columns(const weights *w, const double *a, int64_t rows, int64_t j0,
+                            int64_t j1, const outputs *o, double *row, double *pack, double *c)
 {
     const fib_kernels *kern = fib_kernels_active();
-    int64_t p = w->n_in, m = w->n_out, panel = kern->gemm_panel;
+    int64_t p = w->n_in, m = w->n_out, width = j1 - j0;
     for (int64_t s = 0; s < rows; s++)
-        memcpy(c + s * m, w->bias, (size_t)m * sizeof *c);
-    for (int64_t j0 = 0; j0 < m; j0 += COLUMNS) {
-        int64_t j1 = j0 + COLUMNS < m ? j0 + COLUMNS : m, width = j1 - j0;
-        if (w->kernel) {
-            pack_outputs(w, j0, j1, panel, pack);
-            /* every block of samples reads the layer again: holding its
-             * pages between blocks would hold the file (fib_dense_drop_rows
-             * leaves transposed weights to the drop after the product) */
-            if (w->mapped)
-                fib_dense_drop_rows(w->mapped, w->d, j0, j1);
-            kern->gemm_f64(rows, width, p, a, p, pack, c + j0, m);
-            continue;
-        }
+        memcpy(c + s * m + j0, w->bias + j0, (size_t)width * sizeof *c);
+    if (w->kernel) {
+        pack_outputs(w, j0, j1, kern->gemm_panel, pack);
+        /* every block of samples reads the layer again: holding its
+         * pages between blocks would hold the file (fib_dense_drop_rows
+         * leaves transposed weights to the drop after the product) */
+        if (w->mapped)
+            fib_dense_drop_rows(w->mapped, w->d, j0, j1);
+        kern->gemm_f64(rows, width, p, a, p, pack, c + j0, m);
+    } else {
         for (int64_t j = j0; j < j1; j++) {
             weight_row(w->d, j, p, row);
             for (int64_t k = 0; k < p; k++)
@@ -201,18 +241,32 @@ static void block_product(const weights *w, const double *a, int64_t rows, doubl
                     fused_axpy(c + s * m + j0, x, pack + k * width, width);
             }
     }
-    if (w->mapped)
-        fib_group_drop_pages(w->mapped, w->group);
+    for (int64_t s = 0; s < rows; s++) {
+        if (o->keep)
+            memcpy(o->keep + s * m + j0, c + s * m + j0, (size_t)width * sizeof *c);
+        activate(c + s * m + j0, width, o->act, o->slope);
+    }
 }
 
-/* The hidden activation, positively homogeneous (linear, ReLU, leaky). */
-static void activate(double *z, int64_t n, int32_t act, double slope)
+/* c (rows x m) = bias + a (rows x p) w^T for one block of samples, kept
+ * and activated (o), its outputs COLUMNS at a time (whole panels of
+ * gemm_f64's packing) shared out among t's threads: each element made by
+ * one thread, by the same kernel in the same order at every thread
+ * count. */
+static void block_product(const weights *w, const double *a, int64_t rows, const scratch *t,
+                          const outputs *o, double *c)
 {
-    if (act == FIB_ACT_LINEAR)
-        return;
-    double neg = act == FIB_ACT_LEAKY_RELU ? slope : 0.0;
-    for (int64_t i = 0; i < n; i++)
-        z[i] = z[i] > 0 ? z[i] : neg * z[i];
+    int64_t pieces = (w->n_out + COLUMNS - 1) / COLUMNS;
+    FIB_PRAGMA(omp parallel for schedule(dynamic, 1)
+               num_threads(fib_thread_count(t->threads, pieces)))
+    for (int64_t q = 0; q < pieces; q++) {
+        int id = fib_thread_num();
+        int64_t j0 = q * COLUMNS, j1 = j0 + COLUMNS < w->n_out ? j0 + COLUMNS : w->n_out;
+        product_columns(w, a, rows, j0, j1, o, t->row + id * t->row_len,
+                        t->pack + id * t->pack_len, c);
+    }
+    if (w->mapped)
+        fib_group_drop_pages(w->mapped, w->group);
 }
 
 /* reps (k x d): each class's rank-1 representative v <row, v>_avg, v the
@@ -317,14 +371,15 @@ static int factor_column(double *g, int64_t n, int64_t j0, int64_t j,
 /* The first j0 terms of the sums of the factor's columns j0 .. j1 - 1, on
  * every row from j0 on, by the product kernel: g[i][j] = fma(L[i][k],
  * -L[j][k], g[i][j]) for k = 0 .. j0 - 1 in ascending order: the bits of
- * factor_column's loops, whose terms from j0 on come next. Scratch: b (the
- * columns' rows, negated and packed), a (up to j1 - j0 rows of L) and c
- * (their block). */
-static void factor_prefix(double *g, int64_t n, int64_t j0, int64_t j1, double *a, double *b,
-                          double *c)
+ * factor_column's loops, whose terms from j0 on come next. The blocks of j1 - j0 rows are shared out
+ * among `threads` threads, each element made by one. Scratch: b (the
+ * columns' rows, negated and packed), and per thread a (up to j1 - j0 rows
+ * of L, `a_len` doubles apart) and c (their block, `c_len` apart). */
+static void factor_prefix(double *g, int64_t n, int64_t j0, int64_t j1, int threads, double *a,
+                          int64_t a_len, double *b, double *c, int64_t c_len)
 {
     const fib_kernels *kern = fib_kernels_active();
-    int64_t w = j1 - j0, panel = kern->gemm_panel;
+    int64_t w = j1 - j0, panel = kern->gemm_panel, n_blocks = (n - j0 + w - 1) / w;
     memset(b, 0, (size_t)fib_gemm_packed_len(j0, w, panel) * sizeof *b);
     for (int64_t j = j0; j < j1; j++) {
         const double *gj = tri_row(g, j);
@@ -332,39 +387,71 @@ static void factor_prefix(double *g, int64_t n, int64_t j0, int64_t j1, double *
         for (int64_t k = 0; k < j0; k++)
             dst[k * panel] = -gj[k];
     }
-    for (int64_t i0 = j0; i0 < n; i0 += w) {
-        int64_t i1 = i0 + w < n ? i0 + w : n;
+    FIB_PRAGMA(omp parallel for schedule(dynamic, 1)
+               num_threads(fib_thread_count(threads, n_blocks)))
+    for (int64_t q = 0; q < n_blocks; q++) {
+        int64_t i0 = j0 + q * w, i1 = i0 + w < n ? i0 + w : n;
+        double *at = a + fib_thread_num() * a_len, *ct = c + fib_thread_num() * c_len;
         for (int64_t i = i0; i < i1; i++) {
             const double *gi = tri_row(g, i);
-            memcpy(a + (i - i0) * j0, gi, (size_t)j0 * sizeof *a);
+            memcpy(at + (i - i0) * j0, gi, (size_t)j0 * sizeof *at);
             for (int64_t j = j0; j < j1; j++)
-                c[(i - i0) * w + j - j0] = j <= i ? gi[j] : 0.0;
+                ct[(i - i0) * w + j - j0] = j <= i ? gi[j] : 0.0;
         }
-        kern->gemm_f64(i1 - i0, w, j0, a, j0, b, c, w);
+        kern->gemm_f64(i1 - i0, w, j0, at, j0, b, ct, w);
         for (int64_t i = i0; i < i1; i++)
             for (int64_t j = j0; j < j1 && j <= i; j++)
-                tri_row(g, i)[j] = c[(i - i0) * w + j - j0];
+                tri_row(g, i)[j] = ct[(i - i0) * w + j - j0];
     }
 }
 
+/* Columns of a right-hand side substituted together (one thread's), and
+ * its rows substituted between two questions to the progress callback. */
+#define SOLVE_COLUMNS 64
+#define SOLVE_ROWS 64
+
+/* Row i of a substitution through the factor's lower triangle (forward:
+ * L y = b, the rows before i done; otherwise L^T x = y, those after i) on
+ * rhs's columns c0 .. c1 - 1 (rhs: n x m): rhs[i][c] - l * rhs[k][c] is
+ * rhs[i][c] + (-l) * rhs[k][c] exactly, so the axpys give each column its
+ * bits, in its order of k, whatever the columns taken together. */
+static void substitute_row(double *g, int64_t n, double *rhs, int64_t m, int64_t i,
+                           bool forward, int64_t c0, int64_t c1)
+{
+    const fib_kernels *kern = fib_kernels_active();
+    double *ri = rhs + i * m + c0;
+    if (forward)
+        for (int64_t k = 0; k < i; k++)
+            kern->axpy_f64(ri, -tri_row(g, i)[k], rhs + k * m + c0, c1 - c0);
+    else
+        for (int64_t k = i + 1; k < n; k++)
+            kern->axpy_f64(ri, -tri_row(g, k)[i], rhs + k * m + c0, c1 - c0);
+    double l = tri_row(g, i)[i];
+    for (int64_t c = 0; c < c1 - c0; c++)
+        ri[c] = ri[c] / l;
+}
+
 /* Solves g x = rhs in place (g: n x n symmetric positive definite, its
- * lower triangle (tri_row), rhs: n x m) by Cholesky: 1, or 0 when g is
- * not positive definite, -1 when cancelled, -2 out of memory. The factor
- * is made `slab` columns at a time: the terms of their sums over the
- * columns before by the product kernel (factor_prefix), the rest column by
- * column. */
+ * lower triangle (tri_row), rhs: n x m) by Cholesky on `threads` threads:
+ * 1, or 0 when g is not positive definite, -1 when cancelled, -2 out of
+ * memory. The factor is made `slab` columns at a time: the terms of their
+ * sums over the columns before by the product kernel (factor_prefix), the
+ * rest column by column; the substitutions SOLVE_ROWS rows at a time,
+ * their columns shared out SOLVE_COLUMNS at a time. */
 static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m, int64_t slab,
-                          const fib_progress_check *check)
+                          int threads, const fib_progress_check *check)
 {
     int64_t panel = fib_kernels_active()->gemm_panel;
     slab = slab < n ? slab : n;
-    double *a = fib_alloc(slab * n, sizeof *a), *c = fib_alloc(slab * slab, sizeof *c);
+    int most = fib_thread_count(threads, (n + slab - 1) / slab);
+    double *a = fib_alloc(most * slab * n, sizeof *a);
+    double *c = fib_alloc(most * slab * slab, sizeof *c);
     double *b = fib_alloc(fib_gemm_packed_len(n, slab, panel), sizeof *b);
     int done = a && b && c ? 1 : -2;
     for (int64_t j0 = 0; done > 0 && j0 < n; j0 += slab) {
         int64_t j1 = j0 + slab < n ? j0 + slab : n;
         if (j0 > 0)
-            factor_prefix(g, n, j0, j1, a, b, c);
+            factor_prefix(g, n, j0, j1, most, a, slab * n, b, c, slab * slab);
         for (int64_t j = j0; done > 0 && j < j1; j++)
             done = factor_column(g, n, j0, j, check);
     }
@@ -374,28 +461,22 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m, int64_t 
     if (done <= 0)
         return done;
 
-    /* every column of rhs at once, row by row: rhs[i][c] - g * rhs[k][c]
-     * is rhs[i][c] + (-g) * rhs[k][c] exactly, so the axpys give each
-     * column's substitution its bits, in its order of k */
-    const fib_kernels *kern = fib_kernels_active();
-    for (int64_t i = 0; i < n; i++) { /* L y = b */
-        if (fib_progress_cancelled(check))
-            return -1;
-        double *ri = rhs + i * m, *gi = tri_row(g, i);
-        for (int64_t k = 0; k < i; k++)
-            kern->axpy_f64(ri, -gi[k], rhs + k * m, m);
-        for (int64_t c = 0; c < m; c++)
-            ri[c] = ri[c] / gi[i];
-    }
-    for (int64_t i = n - 1; i >= 0; i--) { /* L^T x = y */
-        if (fib_progress_cancelled(check))
-            return -1;
-        double *ri = rhs + i * m;
-        for (int64_t k = i + 1; k < n; k++)
-            kern->axpy_f64(ri, -tri_row(g, k)[i], rhs + k * m, m);
-        for (int64_t c = 0; c < m; c++)
-            ri[c] = ri[c] / tri_row(g, i)[i];
-    }
+    int64_t pieces = (m + SOLVE_COLUMNS - 1) / SOLVE_COLUMNS;
+    int share = fib_thread_count(threads, pieces);
+    for (int pass = 0; pass < 2; pass++) /* L y = b, then L^T x = y */
+        for (int64_t r0 = 0; r0 < n; r0 += SOLVE_ROWS) {
+            if (fib_progress_cancelled(check))
+                return -1;
+            int64_t r1 = r0 + SOLVE_ROWS < n ? r0 + SOLVE_ROWS : n;
+            FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(share))
+            for (int64_t q = 0; q < pieces; q++) {
+                int64_t c0 = q * SOLVE_COLUMNS;
+                int64_t c1 = c0 + SOLVE_COLUMNS < m ? c0 + SOLVE_COLUMNS : m;
+                /* the forward pass's rows downwards, the other's upwards */
+                for (int64_t r = r0; r < r1; r++)
+                    substitute_row(g, n, rhs, m, pass == 0 ? r : n - 1 - r, pass == 0, c0, c1);
+            }
+        }
     return 1;
 }
 
@@ -405,20 +486,22 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m, int64_t 
  * the slab changes no bit; a variable so that tests can show it. */
 int64_t fib_budget_correction_slab = 48;
 
-/* A block of samples' values (rows x cols) packed for gemm_f64 as its
- * right-hand factor (fib_gemm_packed_at: panel by panel, the columns past
- * cols of the last one zeros), a sample's row of a panel at a time. */
-static void pack_samples(const double *a, int64_t rows, int64_t cols, int64_t panel,
-                         double *packed)
+/* The panel of columns q0 .. q0 + panel - 1 of a block of samples' values
+ * (rows x cols; with `ones`, a column of ones after them) packed for
+ * gemm_f64 as its right-hand factor (fib_gemm_packed_at: panel by panel,
+ * the columns past the last zeros), a sample's row of it at a time. */
+static void pack_panel(const double *a, int64_t rows, int64_t cols, bool ones, int64_t panel,
+                       int64_t q0, double *packed)
 {
-    for (int64_t q0 = 0; q0 < cols; q0 += panel) {
-        int64_t width = cols - q0 < panel ? cols - q0 : panel;
-        double *dst = packed + q0 * rows; /* panel q0 / panel's rows x panel doubles */
-        for (int64_t s = 0; s < rows; s++) {
-            memcpy(dst + s * panel, a + s * cols + q0, (size_t)width * sizeof *dst);
-            if (width < panel)
-                memset(dst + s * panel + width, 0, (size_t)(panel - width) * sizeof *dst);
-        }
+    int64_t width = cols - q0 < panel ? cols - q0 : panel;
+    width = width > 0 ? width : 0;
+    double *dst = packed + q0 * rows; /* panel q0 / panel's rows x panel doubles */
+    for (int64_t s = 0; s < rows; s++) {
+        memcpy(dst + s * panel, a + s * cols + q0, (size_t)width * sizeof *dst);
+        if (width < panel)
+            memset(dst + s * panel + width, 0, (size_t)(panel - width) * sizeof *dst);
+        if (ones && cols >= q0 && cols < q0 + panel)
+            dst[s * panel + cols - q0] = 1.0;
     }
 }
 
@@ -456,10 +539,10 @@ static void slabs_to_triangle(double *g, int64_t n, int64_t slab)
  * samples in ascending order. The product kernel adds the products of h's
  * zeros too, which changes no bit of a sum started at +0 when h and z are
  * finite (weights_of_group's reason); otherwise the fused axpys skip them.
- * hp and zp (h' and z packed) and ht (a slab's columns of h' as rows)
- * are scratch. */
+ * hp and zp (h' and z packed) and t's ht are scratch. */
 static void accumulate(const double *h, int64_t rows, int64_t k, const double *z, int64_t m,
-                       int64_t slab, double *ht, double *hp, double *zp, double *g, double *rhs)
+                       int64_t slab, const scratch *t, double *hp, double *zp, double *g,
+                       double *rhs)
 {
     const fib_kernels *kern = fib_kernels_active();
     int64_t n = k + 1, panel = kern->gemm_panel;
@@ -481,80 +564,67 @@ static void accumulate(const double *h, int64_t rows, int64_t k, const double *z
         }
         return;
     }
-    pack_samples(h, rows, k, panel, hp);
-    if (k % panel == 0) /* the ones column starts a panel */
-        memset(hp + k * rows, 0, (size_t)(rows * panel) * sizeof *hp);
-    for (int64_t s = 0; s < rows; s++)
-        hp[fib_gemm_packed_at(rows, panel, s, k)] = 1.0;
-    pack_samples(z, rows, m, panel, zp);
-    /* a slab at a time: its rows of the Gram matrix, then of rhs */
-    for (int64_t i0 = 0; i0 < n; i0 += slab) {
-        int64_t i1 = i0 + slab < n ? i0 + slab : n;
-        for (int64_t i = i0; i < i1; i++)
-            for (int64_t s = 0; s < rows; s++)
-                ht[(i - i0) * rows + s] = i < k ? h[s * k + i] : 1.0;
-        kern->gemm_f64(i1 - i0, i1, rows, ht, rows, hp, slab_row(g, n, slab, i0), i1);
-        kern->gemm_f64(i1 - i0, m, rows, ht, rows, zp, rhs + i0 * m, m);
-    }
-}
-
-/* (w: m x k, b: m) minimising |h w^T + b - z|^2 + lam |(w, b) - prior|^2
- * from the sums g and rhs of accumulate over every sample, lam = ridge
- * times the mean diagonal of the Gram matrix; w, b hold the prior on
- * entry and keep it when g is not positive definite or the solution is not
- * finite (a ridge so large that lam overflows: the prior is its limit);
- * the factor made `slab` columns at a time. */
-static int32_t least_squares_solve(double *g, double *rhs, int64_t k, int64_t m, double ridge,
-                                   int64_t slab, const fib_progress_check *check, double *w,
-                                   double *b)
-{
-    int64_t n = k + 1;
-    double trace = 0;
-    for (int64_t i = 0; i < n; i++)
-        trace += tri_row(g, i)[i];
-    double lam = ridge * (trace > 0 ? trace : 1e-300) / (double)n;
-    for (int64_t i = 0; i < n; i++) {
-        tri_row(g, i)[i] += lam;
-        for (int64_t c = 0; c < m; c++) /* towards the prior */
-            rhs[i * m + c] += lam * (i < k ? w[c * k + i] : b[c]);
-    }
-    int solved = cholesky_solve(g, n, rhs, m, slab, check);
-    for (int64_t i = 0; solved > 0 && i < n * m; i++)
-        if (!isfinite(rhs[i]))
-            solved = 0;
-    if (solved > 0)
-        for (int64_t c = 0; c < m; c++) {
-            for (int64_t i = 0; i < k; i++)
-                w[c * k + i] = rhs[i * m + c];
-            b[c] = rhs[k * m + c];
+    /* h' and z packed a panel at a time, then a slab at a time: its rows
+     * of the Gram matrix, then of rhs; both shared out among t's threads,
+     * the longest slabs (the last) first */
+    int64_t h_panels = (n + panel - 1) / panel, z_panels = (m + panel - 1) / panel;
+    int64_t n_slabs = (n + slab - 1) / slab;
+    FIB_PRAGMA(omp parallel num_threads(fib_thread_count(t->threads, n_slabs)))
+    {
+        FIB_PRAGMA(omp for schedule(static))
+        for (int64_t q = 0; q < h_panels + z_panels; q++) {
+            if (q < h_panels)
+                pack_panel(h, rows, k, true, panel, q * panel, hp);
+            else
+                pack_panel(z, rows, m, false, panel, (q - h_panels) * panel, zp);
         }
-    return solved == -2 ? out_of_memory() : solved < 0 ? cancelled() : FIB_OK;
+        FIB_PRAGMA(omp for schedule(dynamic, 1))
+        for (int64_t q = 0; q < n_slabs; q++) {
+            int64_t i0 = (n_slabs - 1 - q) * slab, i1 = i0 + slab < n ? i0 + slab : n;
+            double *ht = t->ht + fib_thread_num() * t->ht_len;
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t s = 0; s < rows; s++)
+                    ht[(i - i0) * rows + s] = i < k ? h[s * k + i] : 1.0;
+            kern->gemm_f64(i1 - i0, i1, rows, ht, rows, hp, slab_row(g, n, slab, i0), i1);
+            kern->gemm_f64(i1 - i0, m, rows, ht, rows, zp, rhs + i0 * m, m);
+        }
+    }
 }
 
-/* A dense layer of the chain in double: weights (n_out x n_in), bias. */
+/* A dense layer of the chain in double, n_out x n_in: each output's
+ * weights and then its bias (d = n_in + 1 values), output by output (w:
+ * n_out x d, refit_step's rows), or as a fit leaves it (by_input): input
+ * by input, w d x n_out, its row i input i's weights to every output and
+ * its last row the biases. */
 typedef struct layer {
     int64_t n_out, n_in;
-    double *w, *b;
+    double *w;
+    bool by_input;
 } layer;
 
 static void layer_clear(layer *l)
 {
     fib_free(l->w);
-    fib_free(l->b);
-    l->w = l->b = NULL;
+    *l = (layer){0};
 }
 
 static int32_t layer_alloc(layer *l, int64_t n_out, int64_t n_in)
 {
-    l->n_out = n_out;
-    l->n_in = n_in;
-    l->w = fib_calloc(n_out * n_in > 0 ? n_out * n_in : 1, sizeof *l->w);
-    l->b = fib_calloc(n_out > 0 ? n_out : 1, sizeof *l->b);
-    if (!l->w || !l->b) {
-        layer_clear(l);
-        return fib_error(FIB_E_NOMEM, "budget correction: out of memory");
+    *l = (layer){.n_out = n_out, .n_in = n_in};
+    l->w = fib_calloc(n_out * (n_in + 1) > 0 ? n_out * (n_in + 1) : 1, sizeof *l->w);
+    return l->w ? FIB_OK : out_of_memory();
+}
+
+/* Output j's weights and bias (n_in + 1 doubles) into dst. */
+static void layer_row(const layer *l, int64_t j, double *dst)
+{
+    int64_t d = l->n_in + 1;
+    if (!l->by_input) {
+        memcpy(dst, l->w + j * d, (size_t)d * sizeof *dst);
+        return;
     }
-    return FIB_OK;
+    for (int64_t i = 0; i < d; i++)
+        dst[i] = l->w[i * l->n_out + j];
 }
 
 static int32_t layer_of_group(const fib_graph *g, int32_t group, layer *l)
@@ -563,60 +633,165 @@ static int32_t layer_of_group(const fib_graph *g, int32_t group, layer *l)
     int32_t st = layer_alloc(l, g->groups[group].n_units, d->n_in);
     for (int64_t i = 0; !st && i < l->n_out; i++) {
         for (int64_t k = 0; k < l->n_in; k++)
-            l->w[i * l->n_in + k] = fib_dense_weight(d, i, k);
-        l->b[i] = fib_dense_bias(d, i);
+            l->w[i * (l->n_in + 1) + k] = fib_dense_weight(d, i, k);
+        l->w[i * (l->n_in + 1) + l->n_in] = fib_dense_bias(d, i);
+        row_read(g, d, i, l->n_out);
     }
     fib_group_drop_pages(g, group);
     return st;
 }
 
-/* Sums the columns of the model's dense group `group` over classes lab (k
- * of them): (n_out x k), scaled by s (per column, may be NULL); its rows
- * are read in place, one at a time. */
-static int32_t sum_columns(const fib_graph *g, int32_t group, const int64_t *lab, int64_t k,
-                           const double *s, layer *out)
+/* The model's dense group `group` (read in place) with its columns summed
+ * over classes lab (k of them), each scaled by s (per column, may be
+ * NULL): the first layer over merged inputs, and refit_chain's consumer,
+ * which its fit starts from (its prior). The fit makes the consumer a row
+ * at a time where it reads it, so that it is never held beside the fit's
+ * right-hand side. */
+typedef struct merged_layer {
+    const fib_graph *g;
+    int32_t group;
+    const int64_t *lab;
+    int64_t k;
+    const double *s;
+} merged_layer;
+
+/* Output j of a merged layer (k values into out; in: the group's n_in
+ * doubles of scratch): each class's sum over its members in ascending
+ * order, from +0. */
+static void merged_row(const merged_layer *m, int64_t j, double *in, double *out)
 {
-    const fib_dense *d = fib_group_matrix(g, group);
-    double *row = fib_alloc(d->n_in > 0 ? d->n_in : 1, sizeof *row);
-    int32_t st = row ? layer_alloc(out, g->groups[group].n_units, k) : out_of_memory();
+    const fib_dense *d = fib_group_matrix(m->g, m->group);
+    weight_row(d, j, d->n_in, in);
+    row_read(m->g, d, j, m->g->groups[m->group].n_units);
+    memset(out, 0, (size_t)m->k * sizeof *out);
+    for (int64_t x = 0; x < d->n_in; x++)
+        out[m->lab[x]] += in[x] * (m->s ? m->s[x] : 1.0);
+}
+
+static int32_t sum_columns(const merged_layer *m, layer *out)
+{
+    const fib_dense *d = fib_group_matrix(m->g, m->group);
+    double *in = fib_alloc(d->n_in > 0 ? d->n_in : 1, sizeof *in);
+    int32_t st = in ? layer_alloc(out, m->g->groups[m->group].n_units, m->k) : out_of_memory();
     for (int64_t i = 0; !st && i < out->n_out; i++) {
-        weight_row(d, i, d->n_in, row);
-        for (int64_t x = 0; x < d->n_in; x++)
-            out->w[i * k + lab[x]] += row[x] * (s ? s[x] : 1.0);
-        out->b[i] = fib_dense_bias(d, i);
+        merged_row(m, i, in, out->w + i * (m->k + 1));
+        out->w[i * (m->k + 1) + m->k] = fib_dense_bias(d, i);
     }
-    fib_group_drop_pages(g, group);
+    fib_group_drop_pages(m->g, m->group);
+    fib_free(in);
+    return st;
+}
+
+/* Output j of the base's dense block of `group` written (the base owns
+ * its blocks: their weights may be written in place). */
+static void store_row(fib_graph *base, int32_t group, int64_t j, const double *w, double b)
+{
+    fib_dense *d = (fib_dense *)fib_group_matrix(base, group);
+    memcpy((double *)d->owned_weights + j * d->ld, w, (size_t)d->n_in * sizeof *w);
+    if (d->owned_bias)
+        ((double *)d->owned_bias)[j] = b;
+}
+
+/* Writes a corrected layer into the base's dense block of `group`
+ * (row: n_in + 1 doubles of scratch). */
+static void store(fib_graph *base, int32_t group, const layer *l, double *row)
+{
+    for (int64_t j = 0; j < l->n_out; j++) {
+        layer_row(l, j, row);
+        store_row(base, group, j, row, row[l->n_in]);
+    }
+}
+
+/* The prior's value of the fit's unknowns, column c of the solution
+ * (rows 0 .. k - 1 the weights, row k the bias), times lam added to rhs,
+ * or, when `set`, the prior itself written there. */
+static int32_t prior_into(const merged_layer *prior, double *rhs, int64_t m, double lam, bool set)
+{
+    const fib_dense *d = fib_group_matrix(prior->g, prior->group);
+    int64_t k = prior->k;
+    double *in = fib_alloc(d->n_in > 0 ? d->n_in : 1, sizeof *in);
+    double *row = fib_alloc(k > 0 ? k : 1, sizeof *row);
+    if (!in || !row) {
+        fib_free(in);
+        fib_free(row);
+        return out_of_memory();
+    }
+    for (int64_t c = 0; c < m; c++) {
+        merged_row(prior, c, in, row);
+        double b = fib_dense_bias(d, c);
+        for (int64_t i = 0; i < k; i++)
+            rhs[i * m + c] = set ? row[i] : rhs[i * m + c] + lam * row[i];
+        rhs[k * m + c] = set ? b : rhs[k * m + c] + lam * b;
+    }
+    fib_group_drop_pages(prior->g, prior->group);
+    fib_free(in);
     fib_free(row);
+    return FIB_OK;
+}
+
+/* The fit (m outputs over k inputs) minimising |h w^T + b - z|^2 + lam
+ * |(w, b) - prior|^2 from the sums g and rhs of accumulate over every
+ * sample, lam = ridge times the mean diagonal of the Gram matrix, solved
+ * in place of rhs: rhs becomes the fit, by input (layer's by_input). The
+ * fit is the prior when g is not positive definite or the solution is not
+ * finite (a ridge so large that lam overflows: the prior is its limit);
+ * the factor made `slab` columns at a time on `threads` threads. */
+static int32_t least_squares_solve(double *g, double *rhs, int64_t m, double ridge,
+                                   int64_t slab, int threads, const fib_progress_check *check,
+                                   const merged_layer *prior, layer *fit)
+{
+    int64_t k = prior->k, n = k + 1;
+    double trace = 0;
+    for (int64_t i = 0; i < n; i++)
+        trace += tri_row(g, i)[i];
+    double lam = ridge * (trace > 0 ? trace : 1e-300) / (double)n;
+    for (int64_t i = 0; i < n; i++)
+        tri_row(g, i)[i] += lam;
+    int32_t st = prior_into(prior, rhs, m, lam, false); /* towards the prior */
+    if (st)
+        return st;
+    int solved = cholesky_solve(g, n, rhs, m, slab, threads, check);
+    for (int64_t i = 0; solved > 0 && i < n * m; i++)
+        if (!isfinite(rhs[i]))
+            solved = 0;
+    if (solved < 0)
+        return solved == -2 ? out_of_memory() : cancelled();
+    if (solved == 0)
+        st = prior_into(prior, rhs, m, lam, true);
+    if (!st)
+        *fit = (layer){.n_out = m, .n_in = k, .w = rhs, .by_input = true};
     return st;
 }
 
 /* refit_chain's step for hidden layer `cur` (its rows over the merged
- * source) with classes lab (k): its representatives into rep (k rows) and
- * the consumer, the model's group `next` (over cur's units, read in
- * place), merged with the members' scales into consumer. cur is cleared
- * once its rows are copied (the step's largest arrays are not held
- * together). */
+ * source) with classes lab (k): its representatives written into the
+ * base's block of `group`, and the members' scales into s (cur's n_out),
+ * with which the model's group `next` (over cur's units) merges into the
+ * consumer (merged_layer). The step takes cur's rows (output by output:
+ * its own array; a fit's: copied, then cleared), so that the step's
+ * largest arrays are not held together. */
 static int32_t refit_step(layer *cur, const fib_graph *g, int32_t next, const int64_t *lab,
-                          int64_t k, layer *rep, layer *consumer)
+                          int64_t k, fib_graph *base, int32_t group, double *s)
 {
     int64_t n = cur->n_out, n_in = cur->n_in, d = n_in + 1;
-    double *rows = fib_alloc(n * d, sizeof *rows), *reps = fib_alloc(k * d, sizeof *reps);
-    double *weight = fib_calloc(n, sizeof *weight), *s = fib_alloc(n, sizeof *s);
-    double *row = fib_alloc(n, sizeof *row);
-    int32_t st = rows && reps && weight && s && row ? FIB_OK : out_of_memory();
-    for (int64_t i = 0; !st && i < n; i++) {
-        memcpy(rows + i * d, cur->w + i * n_in, (size_t)n_in * sizeof *rows);
-        rows[i * d + n_in] = cur->b[i];
-    }
+    double *rows = cur->by_input ? fib_alloc(n * d, sizeof *rows) : cur->w;
+    for (int64_t i = 0; rows && cur->by_input && i < n; i++)
+        layer_row(cur, i, rows + i * d);
+    if (!cur->by_input)
+        cur->w = NULL;
     layer_clear(cur);
+    double *reps = fib_alloc(k * d, sizeof *reps);
+    double *weight = fib_calloc(n, sizeof *weight), *row = fib_alloc(n, sizeof *row);
+    int32_t st = rows && reps && weight && row ? FIB_OK : out_of_memory();
     /* outgoing norms: the consumer's columns */
     const fib_dense *nd = fib_group_matrix(g, next);
     for (int64_t j = 0; !st && j < g->groups[next].n_units; j++) {
         weight_row(nd, j, n, row);
+        row_read(g, nd, j, g->groups[next].n_units);
         for (int64_t i = 0; i < n; i++)
             weight[i] += row[i] * row[i];
     }
-    fib_group_drop_pages(g, next); /* sum_columns reads it again, one row at a time */
+    fib_group_drop_pages(g, next); /* the fit reads it again, one row at a time */
     for (int64_t i = 0; !st && i < n; i++)
         weight[i] = sqrt(weight[i]);
     if (!st)
@@ -631,33 +806,13 @@ static int32_t refit_step(layer *cur, const fib_graph *g, int32_t next, const in
         double si = norm2 > 0 ? dot / norm2 : 0.0;
         s[i] = si > 0 ? si : 0.0;
     }
-    if (!st)
-        st = layer_alloc(rep, k, n_in);
-    for (int64_t c = 0; !st && c < k; c++) {
-        memcpy(rep->w + c * n_in, reps + c * d, (size_t)n_in * sizeof *reps);
-        rep->b[c] = reps[c * d + n_in];
-    }
+    for (int64_t c = 0; !st && c < k; c++)
+        store_row(base, group, c, reps + c * d, reps[c * d + n_in]);
     fib_free(rows);
     fib_free(reps);
     fib_free(weight);
     fib_free(row);
-    if (!st)
-        st = sum_columns(g, next, lab, k, s, consumer);
-    fib_free(s);
     return st;
-}
-
-/* Writes a corrected layer into the base's dense block of `group`. */
-static void store(fib_graph *base, int32_t group, const layer *l)
-{
-    /* the base owns its blocks: their weights may be written in place */
-    fib_dense *d = (fib_dense *)fib_group_matrix(base, group);
-    double *w = d->owned_weights, *b = d->owned_bias;
-    for (int64_t i = 0; i < l->n_out; i++) {
-        memcpy(w + i * d->ld, l->w + i * l->n_in, (size_t)l->n_in * sizeof *w);
-        if (b)
-            b[i] = l->b[i];
-    }
 }
 
 /* A base block fib_compress copied in the model's dtype (a layer that
@@ -727,18 +882,20 @@ typedef struct kept_targets {
  * The first pass copies the pre-activations of the kept targets' layers,
  * from sample s0 on. */
 static double *original_layers(const fib_graph *g, const weights *orig, int32_t from,
-                               int32_t to, double *a, int64_t rows, double *row, double *pack,
+                               int32_t to, double *a, int64_t rows, const scratch *t,
                                double *const *buf, kept_targets *kept, int64_t s0)
 {
+    if (from > 1) /* the pre-activations given */
+        activate(a, rows * orig[from - 1].n_out, g->groups[from - 1].activation,
+                 g->groups[from - 1].act_param);
     for (int32_t j = from; j <= to; j++) {
-        if (j > 1)
-            activate(a, rows * orig[j - 1].n_out, g->groups[j - 1].activation,
-                     g->groups[j - 1].act_param);
         double *out = buf[j % 2];
-        block_product(&orig[j], a, rows, row, pack, out);
         int64_t n = orig[j].n_out;
-        if (!kept->filled && kept->rows[j - 1])
-            memcpy(kept->rows[j - 1] + s0 * n, out, (size_t)(rows * n) * sizeof *out);
+        /* every layer's outputs activated as they are made but the last's */
+        outputs o = {.keep = !kept->filled && kept->rows[j - 1] ? kept->rows[j - 1] + s0 * n : NULL,
+                     .act = j < to ? g->groups[j].activation : FIB_ACT_LINEAR,
+                     .slope = g->groups[j].act_param};
+        block_product(&orig[j], a, rows, t, &o, out);
         a = out;
     }
     return a;
@@ -750,63 +907,71 @@ static int64_t max64(int64_t a, int64_t b)
 }
 
 /* The least-squares fit of layer l + 1 over the base's units of layer l
- * (consumer: refit_chain's consumer on entry, the fit on return): the
+ * (prior: refit_chain's consumer; the fit into *fit, by input): the
  * synthetic samples drawn again, a block at a time, through the base's
  * layers 1 .. l (already corrected) to its activations of layer l, and
  * through the original network to its pre-activations of layer l + 1 (the
  * fit's target), the block's sums added to the Gram matrix. The target is
  * kept's when the first pass kept it; otherwise the original's layers are
  * made again, so that no activation of every sample is held, and the first
- * pass goes on to the deepest kept target. */
+ * pass goes on to the deepest kept target. The block's buffers go before
+ * the solve. */
 static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l,
                             const fib_partition *inputs, const int64_t *count, double scale,
-                            double ridge, int64_t S, int64_t block, kept_targets *kept,
-                            const fib_progress_check *check, layer *consumer)
+                            double ridge, int64_t S, int64_t block, int32_t n_threads,
+                            kept_targets *kept, const fib_progress_check *check,
+                            const merged_layer *prior, layer *fit)
 {
     int64_t n0 = g->groups[0].n_units, k0 = inputs ? inputs->n_classes : n0;
-    int64_t k = consumer->n_in, m = consumer->n_out, n = k + 1;
+    int64_t k = prior->k, m = g->groups[l + 1].n_units, n = k + 1;
     int64_t panel = fib_kernels_active()->gemm_panel;
     bool given = kept->filled && kept->rows[l];
     /* the original's layers this fit makes: none, to l + 1, or on to the
      * deepest kept target */
     int32_t last = given ? 0 : kept->filled || kept->deepest <= l ? l + 1 : kept->deepest + 1;
     /* each buffer as wide as what it holds (see the loop below), the
-     * packing and row as long as the widest input of a layer made */
-    int64_t wide[3] = {k0, 1, k}, inner = 1;
+     * packing and row as long as the widest input of a layer made, as
+     * many as the threads that share the widest layer's outputs */
+    int64_t wide[3] = {k0, 1, k}, inner = 1, widest = 1;
     for (int32_t j = 1; j <= l; j++) {
         if (j < l)
             wide[j % 2] = max64(wide[j % 2], base->groups[j].n_units);
         inner = max64(inner, fib_group_matrix(base, j)->n_in);
+        widest = max64(widest, base->groups[j].n_units);
     }
     for (int32_t j = 1; j <= last; j++) {
         wide[j % 2] = max64(wide[j % 2], g->groups[j].n_units);
         inner = max64(inner, fib_group_matrix(g, j)->n_in);
+        widest = max64(widest, g->groups[j].n_units);
     }
+    int64_t slab = fib_budget_correction_slab < 1 ? 1 : fib_budget_correction_slab;
+    int threads = fib_thread_count(n_threads, (max64(widest, n) + COLUMNS - 1) / COLUMNS);
+    scratch t = {.threads = threads, .row_len = inner,
+                 .pack_len = fib_gemm_packed_len(inner, COLUMNS, panel), .ht_len = slab * block};
+    t.row = fib_alloc(threads * t.row_len, sizeof *t.row);
+    t.pack = fib_alloc(threads * t.pack_len, sizeof *t.pack);
+    t.ht = fib_alloc(threads * t.ht_len, sizeof *t.ht);
     weights *orig = fib_calloc(last + 1, sizeof *orig), *mine = fib_calloc(l + 1, sizeof *mine);
-    double *row = fib_alloc(inner, sizeof *row);
-    double *pack = fib_alloc(fib_gemm_packed_len(inner, COLUMNS, panel), sizeof *pack);
     double *x = fib_alloc(block * n0, sizeof *x);
     double *buf[3] = {fib_alloc(block * wide[0], sizeof(double)),
                       fib_alloc(block * wide[1], sizeof(double)),
                       fib_alloc(block * wide[2], sizeof(double))};
-    int64_t slab = fib_budget_correction_slab < 1 ? 1 : fib_budget_correction_slab;
-    double *ht = fib_alloc(slab * block, sizeof *ht);
     double *hp = fib_alloc(fib_gemm_packed_len(block, n, panel), sizeof *hp);
     double *zp = fib_alloc(fib_gemm_packed_len(block, m, panel), sizeof *zp);
     double *gram = fib_calloc(slabs_len(n, slab), sizeof *gram);
     double *rhs = fib_calloc(n * m, sizeof *rhs);
-    int32_t st = orig && mine && row && pack && x && buf[0] && buf[1] && buf[2] &&
-                         ht && hp && zp && gram && rhs
+    int32_t st = t.row && t.pack && t.ht && orig && mine && x && buf[0] && buf[1] && buf[2] &&
+                         hp && zp && gram && rhs
                      ? FIB_OK
                      : out_of_memory();
     for (int32_t j = 1; !st && j <= last; j++) {
-        st = weights_of_group(g, j, row, &orig[j]);
+        st = weights_of_group(g, j, t.row, &orig[j]);
         orig[j].mapped = g;
         orig[j].group = j;
         fib_group_drop_pages(g, j);
     }
     for (int32_t j = 1; !st && j <= l; j++)
-        st = weights_of_group(base, j, row, &mine[j]);
+        st = weights_of_group(base, j, t.row, &mine[j]);
     gaussian_stream draw = {.scale = scale};
     fib_rng_seed(&draw.rng, 0);
     for (int64_t s0 = 0; !st && s0 < S; s0 += block) {
@@ -822,36 +987,36 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
         const double *a = buf[0];
         for (int32_t j = 1; j <= l; j++) {
             double *out = j == l ? buf[2] : buf[j % 2];
-            block_product(&mine[j], a, rows, row, pack, out);
-            activate(out, rows * mine[j].n_out, g->groups[j].activation, g->groups[j].act_param);
+            outputs o = {.act = g->groups[j].activation, .slope = g->groups[j].act_param};
+            block_product(&mine[j], a, rows, &t, &o, out);
             a = out;
         }
         /* the original: x through layers 1 .. l + 1 (buf[0] and buf[1]
          * in turn), unless kept */
         double *z = given ? kept->rows[l] + s0 * m
-                          : original_layers(g, orig, 1, l + 1, x, rows, row, pack, buf, kept, s0);
-        accumulate(buf[2], rows, k, z, m, slab, ht, hp, zp, gram, rhs);
+                          : original_layers(g, orig, 1, l + 1, x, rows, &t, buf, kept, s0);
+        accumulate(buf[2], rows, k, z, m, slab, &t, hp, zp, gram, rhs);
         if (last > l + 1) /* the first pass goes on */
-            original_layers(g, orig, l + 2, last, z, rows, row, pack, buf, kept, s0);
-    }
-    if (!st) {
-        kept->filled = true;
-        slabs_to_triangle(gram, n, slab);
-        st = least_squares_solve(gram, rhs, k, m, ridge, slab, check, consumer->w,
-                                     consumer->b);
+            original_layers(g, orig, l + 2, last, z, rows, &t, buf, kept, s0);
     }
     weights_clear(orig, last + 1);
     weights_clear(mine, l + 1);
-    fib_free(row);
-    fib_free(pack);
+    fib_free(t.row);
+    fib_free(t.pack);
+    fib_free(t.ht);
     fib_free(x);
     for (int i = 0; i < 3; i++)
         fib_free(buf[i]);
-    fib_free(ht);
     fib_free(hp);
     fib_free(zp);
+    if (!st) {
+        kept->filled = true;
+        slabs_to_triangle(gram, n, slab);
+        st = least_squares_solve(gram, rhs, m, ridge, slab, n_threads, check, prior, fit);
+    }
     fib_free(gram);
-    fib_free(rhs);
+    if (st)
+        fib_free(rhs);
     return st;
 }
 
@@ -898,8 +1063,8 @@ static void kept_clear(kept_targets *kept, int32_t n_layers)
 }
 
 int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
-                           int64_t n_samples, double ridge, const fib_progress_check *check,
-                           fib_base *base, bool *applied)
+                           int64_t n_samples, double ridge, int32_t n_threads,
+                           const fib_progress_check *check, fib_base *base, bool *applied)
 {
     *applied = false;
     int32_t n_layers = g->n_groups - 1; /* a chain: input, then dense groups */
@@ -921,7 +1086,7 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
     block = block < S ? block : S;
     const fib_partition *inputs = col->merge_inputs ? &col->parts[0] : NULL;
     int64_t k0 = inputs ? inputs->n_classes : n0;
-    layer cur = {0}, rep = {0}, consumer = {0};
+    layer cur = {0};
     kept_targets kept = {0};
     /* the base reads the means of merged inputs */
     int64_t *count = inputs ? fib_calloc(k0, sizeof *count) : NULL;
@@ -930,37 +1095,39 @@ int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double s
         count[inputs->color[x]]++;
     /* cur: layer l's rows over its merged source (the first layer's over
      * the merged inputs, or the original's) */
+    merged_layer first = {.g = g, .group = 1, .lab = inputs ? inputs->color : NULL, .k = k0};
     if (!st)
-        st = inputs ? sum_columns(g, 1, inputs->color, k0, NULL, &cur)
-                    : layer_of_group(g, 1, &cur);
+        st = inputs ? sum_columns(&first, &cur) : layer_of_group(g, 1, &cur);
     if (!st)
         st = keep_targets(g, S, block, &kept);
     for (int32_t l = 1; !st && l < n_layers; l++) {
         /* group l is hidden with classes parts[l]; group l + 1 reads it.
-         * The consumer refit_chain would give: next is layer l + 1 as it
-         * is now (the original's, over layer l's units) */
+         * The consumer refit_chain would give: group l + 1 as it is now
+         * (the original's, over layer l's units) merged with the scales s
+         * of layer l's members */
         const fib_partition *p = &col->parts[l];
-        st = refit_step(&cur, g, l + 1, p->color, p->n_classes, &rep, &consumer);
-        if (!st)
-            store(base->graph, l, &rep);
-        layer_clear(&rep);
+        double *s = fib_alloc(cur.n_out > 0 ? cur.n_out : 1, sizeof *s);
+        st = s ? refit_step(&cur, g, l + 1, p->color, p->n_classes, base->graph, l, s)
+               : out_of_memory();
         /* the consumer, full width over its own units, fitted to the
          * original's pre-activations; it is the next layer's rows */
+        merged_layer consumer = {.g = g, .group = l + 1, .lab = p->color, .k = p->n_classes,
+                                 .s = s};
         if (!st)
-            st = fit_consumer(g, base->graph, l, inputs, count, scale, ridge, S, block, &kept,
-                              check, &consumer);
+            st = fit_consumer(g, base->graph, l, inputs, count, scale, ridge, S, block, n_threads,
+                              &kept, check, &consumer, &cur);
+        fib_free(s);
         fib_free(kept.rows[l]); /* read by fit l only */
         kept.rows[l] = NULL;
-        cur = consumer;
-        consumer = (layer){0};
     }
+    double *row = st ? NULL : fib_alloc(cur.n_in + 1, sizeof *row);
+    st = st ? st : row ? FIB_OK : out_of_memory();
     if (!st) {
-        store(base->graph, n_layers, &cur);
+        store(base->graph, n_layers, &cur, row);
         *applied = true;
     }
+    fib_free(row);
     layer_clear(&cur);
-    layer_clear(&rep);
-    layer_clear(&consumer);
     kept_clear(&kept, n_layers);
     fib_free(count);
     return st;

@@ -35,11 +35,13 @@ int32_t fib_copy_group_attributes(const fib_graph *from, int32_t group,
  * and every merge's consumer refitted by least squares on n_samples
  * synthetic inputs N(0, scale^2 I), with `ridge` times each Gram matrix's
  * mean diagonal pulling the fit towards the re-derived consumer, written
- * into the base's blocks. *applied: false (base unchanged) when a block has
- * no bias or a hidden activation is not linear, ReLU or leaky ReLU. */
+ * into the base's blocks; its products on n_threads threads (0: OpenMP's
+ * default), the same bits at every count. *applied: false (base
+ * unchanged) when a block has no bias or a hidden activation is not
+ * linear, ReLU or leaky ReLU. */
 int32_t fib_budget_correct(const fib_graph *g, const fib_coloring *col, double scale,
-                           int64_t n_samples, double ridge, const fib_progress_check *check,
-                           fib_base *base, bool *applied);
+                           int64_t n_samples, double ridge, int32_t n_threads,
+                           const fib_progress_check *check, fib_base *base, bool *applied);
 /* fib_budget_options.synthetic_ridge's default: units that synthetic
  * inputs seldom excite are poorly determined by the samples alone, and the
  * unregularised fit gives them weights that real inputs then exercise

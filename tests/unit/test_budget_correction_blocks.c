@@ -10,7 +10,8 @@
  * later fits the correction keeps from its first pass through the original
  * (fib_budget_correction_kept) give the bits of the passes it would make
  * again: none kept, the last fit's only, and every later fit's; so do the
- * slabs its Gram matrices are summed and factored in. */
+ * slabs its Gram matrices are summed and factored in, and the number of
+ * threads that share its products out. */
 #include <stdlib.h>
 
 #include "checks.h"
@@ -24,11 +25,12 @@ int test_failures;
 enum { LAYERS = 3, SAMPLES = 300 };
 static const int64_t dims[LAYERS + 1] = {15, 40, 40, 4};
 
-static fib_base *corrected_keeping(const fib_graph *g, double budget, int merge_inputs,
-                                   int64_t block, int64_t kept)
+static fib_base *corrected_on(const fib_graph *g, double budget, int merge_inputs,
+                              int64_t block, int64_t kept, int32_t threads)
 {
     fib_budget_options o;
     fib_budget_options_init(&o, sizeof o);
+    o.n_threads = threads;
     o.merge_inputs = merge_inputs;
     o.synthetic_scale = 1.0;
     o.synthetic_samples = SAMPLES;
@@ -42,6 +44,12 @@ static fib_base *corrected_keeping(const fib_graph *g, double budget, int merge_
     fib_budget_correction_kept = saved_kept;
     CHECK(o.corrected == 1);
     return b;
+}
+
+static fib_base *corrected_keeping(const fib_graph *g, double budget, int merge_inputs,
+                                   int64_t block, int64_t kept)
+{
+    return corrected_on(g, budget, merge_inputs, block, kept, 0);
 }
 
 /* The correction with its own rule for the kept targets. */
@@ -157,11 +165,37 @@ static void kept_targets_give_the_passes_bits(void)
     fib_graph_free(g);
 }
 
+/* The block products (64 outputs a piece), the Gram slabs and the factor's
+ * row blocks (48 rows) and the substitutions (64 columns a piece) shared
+ * out among 2 and 3 threads give one thread's base value for value, on a
+ * chain whose layers and fits have several pieces of each (the first fit
+ * more than 64 outputs and 48 unknowns), in blocks of 7 samples and of
+ * all of them. */
+static void threads_give_one_threads_base(void)
+{
+    static const int64_t wide[] = {15, 200, 150, 4};
+    fib_graph *g = test_paired_input_chain(wide, LAYERS, 53, NULL);
+    fib_base *one = corrected_on(g, 0.5, 1, SAMPLES, -1, 1);
+    for (int32_t j = 1; one && j < LAYERS; j++)
+        CHECK(test_width(fib_base_graph(one), j) > 48);
+    for (int32_t threads = 2; one && threads <= 3; threads++)
+        for (int64_t block = 7; block <= SAMPLES; block += SAMPLES - 7) {
+            fib_base *b = corrected_on(g, 0.5, 1, block, -1, threads);
+            if (!b)
+                continue;
+            CHECK(test_differing_tensors(one, b) == 0);
+            fib_base_free(b);
+        }
+    fib_base_free(one);
+    fib_graph_free(g);
+}
+
 int main(void)
 {
     RUN(streamed_blocks_give_one_blocks_base);
     RUN(planted_copies_stay_exact_when_streamed);
     RUN(gram_slabs_give_one_slabs_base);
     RUN(kept_targets_give_the_passes_bits);
+    RUN(threads_give_one_threads_base);
     return test_failures ? 1 : 0;
 }

@@ -59,6 +59,28 @@ int64_t fib_budget_correction_block = 120;
  * (COLUMNS x the layer's inputs doubles: its rows are read in place). */
 #define COLUMNS 64
 
+/* Multiply-adds each thread of a shared product must have: a millisecond
+ * or two of the product kernel on one core. Below it, a parallel region's start
+ * and barrier cost more than the thread saves, and on a busy host each
+ * region may wait for a thread the system has not yet run; the threads'
+ * scratch is held for nothing. */
+int64_t fib_budget_correction_work = INT64_C(1) << 25;
+
+/* Threads for a product of `madds` multiply-adds in `pieces` pieces:
+ * `requested` (0: the OpenMP default), at most one per piece and one per
+ * fib_budget_correction_work multiply-adds, at least 1. */
+static int work_threads(int32_t requested, int64_t pieces, int64_t madds)
+{
+    int64_t per = fib_budget_correction_work < 1 ? 1 : fib_budget_correction_work;
+    return fib_thread_count(requested, pieces < madds / per ? pieces : madds / per);
+}
+
+/* Threads for block_product's c (rows x n_out) = a (rows x n_in) w^T. */
+static int product_threads(int32_t requested, int64_t rows, int64_t n_out, int64_t n_in)
+{
+    return work_threads(requested, (n_out + COLUMNS - 1) / COLUMNS, rows * n_out * n_in);
+}
+
 /* The products below ask the budget's progress callback once per block of
  * samples, per column of the Cholesky factor and per SOLVE_ROWS rows of
  * the solution, on the calling thread, so that a cancel acts within a
@@ -250,15 +272,16 @@ static void product_columns(const weights *w, const double *a, int64_t rows, int
 
 /* c (rows x m) = bias + a (rows x p) w^T for one block of samples, kept
  * and activated (o), its outputs COLUMNS at a time (whole panels of
- * gemm_f64's packing) shared out among t's threads: each element made by
- * one thread, by the same kernel in the same order at every thread
- * count. */
+ * gemm_f64's packing) shared out among as many of t's threads as the
+ * product's work pays for: each element made by one thread, by the same
+ * kernel in the same order at every thread count. */
 static void block_product(const weights *w, const double *a, int64_t rows, const scratch *t,
                           const outputs *o, double *c)
 {
     int64_t pieces = (w->n_out + COLUMNS - 1) / COLUMNS;
-    FIB_PRAGMA(omp parallel for schedule(dynamic, 1)
-               num_threads(fib_thread_count(t->threads, pieces)))
+    int threads = product_threads(t->threads, rows, w->n_out, w->n_in);
+    (void)threads; /* unused without OpenMP */
+    FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
     for (int64_t q = 0; q < pieces; q++) {
         int id = fib_thread_num();
         int64_t j0 = q * COLUMNS, j1 = j0 + COLUMNS < w->n_out ? j0 + COLUMNS : w->n_out;
@@ -368,13 +391,21 @@ static int factor_column(double *g, int64_t n, int64_t j0, int64_t j,
     return 1;
 }
 
+/* Threads for factor_prefix's columns j0 .. j1 - 1 of an n x n factor. */
+static int prefix_threads(int threads, int64_t n, int64_t j0, int64_t j1)
+{
+    int64_t w = j1 - j0;
+    return work_threads(threads, (n - j0 + w - 1) / w, (n - j0) * w * j0);
+}
+
 /* The first j0 terms of the sums of the factor's columns j0 .. j1 - 1, on
  * every row from j0 on, by the product kernel: g[i][j] = fma(L[i][k],
  * -L[j][k], g[i][j]) for k = 0 .. j0 - 1 in ascending order: the bits of
- * factor_column's loops, whose terms from j0 on come next. The blocks of j1 - j0 rows are shared out
- * among `threads` threads, each element made by one. Scratch: b (the
- * columns' rows, negated and packed), and per thread a (up to j1 - j0 rows
- * of L, `a_len` doubles apart) and c (their block, `c_len` apart). */
+ * factor_column's loops, whose terms from j0 on come next. The blocks of
+ * j1 - j0 rows are shared out among at most `threads` threads
+ * (prefix_threads), each element made by one. Scratch: b (the columns'
+ * rows, negated and packed), and per thread a (up to j1 - j0 rows of L,
+ * `a_len` doubles apart) and c (their block, `c_len` apart). */
 static void factor_prefix(double *g, int64_t n, int64_t j0, int64_t j1, int threads, double *a,
                           int64_t a_len, double *b, double *c, int64_t c_len)
 {
@@ -387,8 +418,9 @@ static void factor_prefix(double *g, int64_t n, int64_t j0, int64_t j1, int thre
         for (int64_t k = 0; k < j0; k++)
             dst[k * panel] = -gj[k];
     }
-    FIB_PRAGMA(omp parallel for schedule(dynamic, 1)
-               num_threads(fib_thread_count(threads, n_blocks)))
+    int share = prefix_threads(threads, n, j0, j1);
+    (void)share; /* unused without OpenMP */
+    FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(share) if (share > 1))
     for (int64_t q = 0; q < n_blocks; q++) {
         int64_t i0 = j0 + q * w, i1 = i0 + w < n ? i0 + w : n;
         double *at = a + fib_thread_num() * a_len, *ct = c + fib_thread_num() * c_len;
@@ -443,7 +475,11 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m, int64_t 
 {
     int64_t panel = fib_kernels_active()->gemm_panel;
     slab = slab < n ? slab : n;
-    int most = fib_thread_count(threads, (n + slab - 1) / slab);
+    int most = 1; /* the most threads a factor_prefix shares its rows among */
+    for (int64_t j0 = slab; j0 < n; j0 += slab) {
+        int share = prefix_threads(threads, n, j0, j0 + slab < n ? j0 + slab : n);
+        most = share > most ? share : most;
+    }
     double *a = fib_alloc(most * slab * n, sizeof *a);
     double *c = fib_alloc(most * slab * slab, sizeof *c);
     double *b = fib_alloc(fib_gemm_packed_len(n, slab, panel), sizeof *b);
@@ -462,13 +498,16 @@ static int cholesky_solve(double *g, int64_t n, double *rhs, int64_t m, int64_t 
         return done;
 
     int64_t pieces = (m + SOLVE_COLUMNS - 1) / SOLVE_COLUMNS;
-    int share = fib_thread_count(threads, pieces);
     for (int pass = 0; pass < 2; pass++) /* L y = b, then L^T x = y */
         for (int64_t r0 = 0; r0 < n; r0 += SOLVE_ROWS) {
             if (fib_progress_cancelled(check))
                 return -1;
             int64_t r1 = r0 + SOLVE_ROWS < n ? r0 + SOLVE_ROWS : n;
-            FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(share))
+            /* each row's terms: the rows before it (forward), or after */
+            int64_t terms = pass == 0 ? r1 : n - r0;
+            int share = work_threads(threads, pieces, (r1 - r0) * m * terms);
+            (void)share; /* unused without OpenMP */
+            FIB_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(share) if (share > 1))
             for (int64_t q = 0; q < pieces; q++) {
                 int64_t c0 = q * SOLVE_COLUMNS;
                 int64_t c1 = c0 + SOLVE_COLUMNS < m ? c0 + SOLVE_COLUMNS : m;
@@ -533,6 +572,13 @@ static void slabs_to_triangle(double *g, int64_t n, int64_t slab)
         memmove(tri_row(g, i), slab_row(g, n, slab, i), (size_t)(i + 1) * sizeof *g);
 }
 
+/* Threads for accumulate's products on a block of `rows` samples. */
+static int accumulate_threads(int32_t requested, int64_t rows, int64_t n, int64_t m,
+                              int64_t slab)
+{
+    return work_threads(requested, (n + slab - 1) / slab, rows * (slabs_len(n, slab) + n * m));
+}
+
 /* The least-squares sums of one block of samples (h: rows x k, z: rows x
  * m) added to g (n x n, n = k + 1, in slabs: slab_row) and rhs (n x m):
  * h' = (h, 1), g += h'^T h', rhs += h'^T z, each element's sum over the
@@ -565,11 +611,14 @@ static void accumulate(const double *h, int64_t rows, int64_t k, const double *z
         return;
     }
     /* h' and z packed a panel at a time, then a slab at a time: its rows
-     * of the Gram matrix, then of rhs; both shared out among t's threads,
-     * the longest slabs (the last) first */
+     * of the Gram matrix, then of rhs; both shared out among as many of
+     * t's threads as the sums' work pays for, the longest slabs (the last)
+     * first */
     int64_t h_panels = (n + panel - 1) / panel, z_panels = (m + panel - 1) / panel;
     int64_t n_slabs = (n + slab - 1) / slab;
-    FIB_PRAGMA(omp parallel num_threads(fib_thread_count(t->threads, n_slabs)))
+    int threads = accumulate_threads(t->threads, rows, n, m, slab);
+    (void)threads; /* unused without OpenMP */
+    FIB_PRAGMA(omp parallel num_threads(threads) if (threads > 1))
     {
         FIB_PRAGMA(omp for schedule(static))
         for (int64_t q = 0; q < h_panels + z_panels; q++) {
@@ -931,21 +980,23 @@ static int32_t fit_consumer(const fib_graph *g, const fib_graph *base, int32_t l
     int32_t last = given ? 0 : kept->filled || kept->deepest <= l ? l + 1 : kept->deepest + 1;
     /* each buffer as wide as what it holds (see the loop below), the
      * packing and row as long as the widest input of a layer made, as
-     * many as the threads that share the widest layer's outputs */
-    int64_t wide[3] = {k0, 1, k}, inner = 1, widest = 1;
+     * many as the most threads a product of a full block is shared among */
+    int64_t slab = fib_budget_correction_slab < 1 ? 1 : fib_budget_correction_slab;
+    int64_t wide[3] = {k0, 1, k}, inner = 1;
+    int threads = accumulate_threads(n_threads, block, n, m, slab);
     for (int32_t j = 1; j <= l; j++) {
+        int64_t units = base->groups[j].n_units, n_in = fib_group_matrix(base, j)->n_in;
         if (j < l)
-            wide[j % 2] = max64(wide[j % 2], base->groups[j].n_units);
-        inner = max64(inner, fib_group_matrix(base, j)->n_in);
-        widest = max64(widest, base->groups[j].n_units);
+            wide[j % 2] = max64(wide[j % 2], units);
+        inner = max64(inner, n_in);
+        threads = (int)max64(threads, product_threads(n_threads, block, units, n_in));
     }
     for (int32_t j = 1; j <= last; j++) {
-        wide[j % 2] = max64(wide[j % 2], g->groups[j].n_units);
-        inner = max64(inner, fib_group_matrix(g, j)->n_in);
-        widest = max64(widest, g->groups[j].n_units);
+        int64_t units = g->groups[j].n_units, n_in = fib_group_matrix(g, j)->n_in;
+        wide[j % 2] = max64(wide[j % 2], units);
+        inner = max64(inner, n_in);
+        threads = (int)max64(threads, product_threads(n_threads, block, units, n_in));
     }
-    int64_t slab = fib_budget_correction_slab < 1 ? 1 : fib_budget_correction_slab;
-    int threads = fib_thread_count(n_threads, (max64(widest, n) + COLUMNS - 1) / COLUMNS);
     scratch t = {.threads = threads, .row_len = inner,
                  .pack_len = fib_gemm_packed_len(inner, COLUMNS, panel), .ht_len = slab * block};
     t.row = fib_alloc(threads * t.row_len, sizeof *t.row);

@@ -57,6 +57,10 @@ extern int64_t fib_budget_correction_kept;
 /* Rows of a Gram matrix the correction sums per product, and columns of
  * its Cholesky factor made together (tests vary it: it changes no bit). */
 extern int64_t fib_budget_correction_slab;
+/* Multiply-adds a thread of the correction's products must have before a
+ * product is shared out (tests set it to 1 to share every product: it
+ * changes no bit). */
+extern int64_t fib_budget_correction_work;
 
 /* One step of a budget done (chains and graphs alike); tells the progress
  * callback, which may cancel (FIB_E_CANCELLED). */

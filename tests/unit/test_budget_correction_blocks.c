@@ -11,7 +11,7 @@
  * (fib_budget_correction_kept) give the bits of the passes it would make
  * again: none kept, the last fit's only, and every later fit's; so do the
  * slabs its Gram matrices are summed and factored in, and the number of
- * threads that share its products out. */
+ * threads that share its products out (fib_budget_correction_work). */
 #include <stdlib.h>
 
 #include "checks.h"
@@ -170,7 +170,9 @@ static void kept_targets_give_the_passes_bits(void)
  * out among 2 and 3 threads give one thread's base value for value, on a
  * chain whose layers and fits have several pieces of each (the first fit
  * more than 64 outputs and 48 unknowns), in blocks of 7 samples and of
- * all of them. */
+ * all of them. Every product is shared, however small
+ * (fib_budget_correction_work 1), and, with the correction's own floor,
+ * only those whose work pays for it. */
 static void threads_give_one_threads_base(void)
 {
     static const int64_t wide[] = {15, 200, 150, 4};
@@ -178,14 +180,20 @@ static void threads_give_one_threads_base(void)
     fib_base *one = corrected_on(g, 0.5, 1, SAMPLES, -1, 1);
     for (int32_t j = 1; one && j < LAYERS; j++)
         CHECK(test_width(fib_base_graph(one), j) > 48);
-    for (int32_t threads = 2; one && threads <= 3; threads++)
-        for (int64_t block = 7; block <= SAMPLES; block += SAMPLES - 7) {
-            fib_base *b = corrected_on(g, 0.5, 1, block, -1, threads);
-            if (!b)
-                continue;
-            CHECK(test_differing_tensors(one, b) == 0);
-            fib_base_free(b);
-        }
+    int64_t own = fib_budget_correction_work;
+    const int64_t floors[] = {1, own};
+    for (int f = 0; f < 2; f++) {
+        fib_budget_correction_work = floors[f];
+        for (int32_t threads = 2; one && threads <= 3; threads++)
+            for (int64_t block = 7; block <= SAMPLES; block += SAMPLES - 7) {
+                fib_base *b = corrected_on(g, 0.5, 1, block, -1, threads);
+                if (!b)
+                    continue;
+                CHECK(test_differing_tensors(one, b) == 0);
+                fib_base_free(b);
+            }
+    }
+    fib_budget_correction_work = own;
     fib_base_free(one);
     fib_graph_free(g);
 }

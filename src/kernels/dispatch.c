@@ -4,6 +4,7 @@
  * IFUNC: a pointer to a const table, published with C11 atomics. Racing
  * first calls compute the same answer, so a plain store is enough. */
 #include "kernels/kernels.h"
+#include "kernels/fused.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -11,13 +12,15 @@
 #include <string.h>
 #include <strings.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && \
-    (defined(FIB_HAVE_AVX2) || defined(FIB_HAVE_AVX512))
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #  include <cpuid.h>
-#  define FIB_X86_DISPATCH 1
+#  define FIB_X86_CPUID 1
+#  if defined(FIB_HAVE_AVX2) || defined(FIB_HAVE_AVX512)
+#    define FIB_X86_DISPATCH 1
+#  endif
 #endif
 
-#ifdef FIB_X86_DISPATCH
+#ifdef FIB_X86_CPUID
 /* XCR0: which register files the OS saves on a context switch. */
 static uint64_t read_xcr0(void)
 {
@@ -27,21 +30,42 @@ static uint64_t read_xcr0(void)
 }
 #endif
 
+#ifdef FIB_X86_CPUID
+/* FMA's instructions and the AVX register state the OS saves (they are
+ * VEX encoded). */
+static bool cpu_fma_avx(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return false;
+    const unsigned osxsave = 1u << 27, avx = 1u << 28, fma = 1u << 12;
+    if ((c & osxsave) == 0 || (c & avx) == 0 || (c & fma) == 0)
+        return false;
+    return (read_xcr0() & 0x6) == 0x6; /* SSE and AVX state */
+}
+#endif
+
+/* Elsewhere the instruction's loops exist only when the target's baseline
+ * fuses (fused_fma.c), so any CPU of the target runs them. */
+bool fib_cpu_has_fma(void)
+{
+#ifdef FIB_X86_CPUID
+    return cpu_fma_avx();
+#else
+    return true;
+#endif
+}
+
 /* The highest FIB_SIMD_* level the CPU and OS support. */
 static int32_t cpu_level(void)
 {
 #ifdef FIB_X86_DISPATCH
     unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d))
-        return FIB_SIMD_SCALAR;
     /* FMA too: both SIMD sets' gemm_f64 fuse (the AVX2 set with FMA's
      * instructions; every AVX-512 CPU has them) */
-    const unsigned osxsave = 1u << 27, avx = 1u << 28, fma = 1u << 12;
-    if ((c & osxsave) == 0 || (c & avx) == 0 || (c & fma) == 0)
+    if (!cpu_fma_avx())
         return FIB_SIMD_SCALAR;
     uint64_t xcr0 = read_xcr0();
-    if ((xcr0 & 0x6) != 0x6) /* SSE and AVX state */
-        return FIB_SIMD_SCALAR;
     if (__get_cpuid_max(0, NULL) < 7)
         return FIB_SIMD_SCALAR;
     __cpuid_count(7, 0, a, b, c, d);

@@ -13,6 +13,7 @@
  * 2^-1004 (normal) and every sum stays below 2^1002. A zero factor makes
  * a * b + c exact with one rounding. Everything else (subnormal, huge or
  * non-finite operands) goes to libm's fma(): rare, correct, slow. */
+#include "kernels/cpu.h"
 #include "kernels/fused.h"
 
 #include <float.h>

@@ -13,7 +13,6 @@
 #ifndef FIB_FUSED_H
 #define FIB_FUSED_H
 
-#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct fib_fused {
@@ -44,10 +43,9 @@ const fib_fused *fib_fused_active(void);
 const fib_fused *fib_fused_emulated(void);
 const fib_fused *fib_fused_fma(void);
 
-/* The instruction's loops as built (fused_fma.c; NULL: none), and whether
- * the CPU can run them (dispatch.c). */
+/* The instruction's loops as built (fused_fma.c; NULL: none), whether or
+ * not the CPU can run them (fib_cpu_has_fma). */
 const fib_fused *fib_fused_fma_table(void);
-bool fib_cpu_has_fma(void);
 
 /* fma(a, b, c), correctly rounded, without the FMA instruction: Boldo and
  * Melquiond's algorithm where it is proven, libm's fma() elsewhere. */

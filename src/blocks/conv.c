@@ -4,6 +4,7 @@
  * A base convolution keeps the original's groups (or, depthwise, one group
  * per class) and never has more parameters than the original. */
 #include "blocks/blocks.h"
+#include "kernels/fused.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
 #include "kernels/stored.h"
@@ -467,7 +468,7 @@ static int64_t positions_per_chunk(int64_t patch_len)
     return n < 1 ? 1 : n;
 }
 
-/* Output by output, in gemm_f64's order and with its fused terms (fma()),
+/* Output by output, in gemm_f64's order and with its fused terms (fused.h),
  * so with its bits: for convolutions with few outputs per group
  * (depthwise), whose panels would be mostly padding, and without memory
  * for the kernel matrices or patches. */
@@ -475,6 +476,7 @@ static void conv_forward_plain(const fib_conv *c, const fib_group *grp, const fi
                                const double *xb, double *yb)
 {
     const fib_window *w = &c->win;
+    const fib_fused *fused = fib_fused_active();
     int64_t n_out = grp->n_units, opg = n_out / c->groups, ipg = in_per_group(c);
     for (int64_t p = 0; p < grp->rows * grp->cols; p++)
         for (int64_t o = 0; o < n_out; o++) {
@@ -489,14 +491,16 @@ static void conv_forward_plain(const fib_conv *c, const fib_group *grp, const fi
                     const double *px = xb + (ir * src->cols + ic) * c->in_channels +
                                        (o / opg) * ipg;
                     int64_t q = kr * w->kernel_cols + kc;
-                    if (c->dtype == FIB_DTYPE_F32) {
-                        const float *k32 = (const float *)c->weights + o * ipg * kernel_size(c) + q;
+                    int64_t at = o * ipg * kernel_size(c) + q;
+                    if (c->dtype == FIB_DTYPE_F32)
+                        z = fused->dot_f32(z, (const float *)c->weights + at, kernel_size(c),
+                                           px, ipg);
+                    else if (c->dtype == FIB_DTYPE_F64)
+                        z = fused->dot(z, (const double *)c->weights + at, kernel_size(c),
+                                       px, ipg);
+                    else
                         for (int64_t jl = 0; jl < ipg; jl++)
-                            z = fma((double)k32[jl * kernel_size(c)], px[jl], z);
-                    } else {
-                        for (int64_t jl = 0; jl < ipg; jl++)
-                            z = fma(kernel_at(c, o, jl, q), px[jl], z);
-                    }
+                            z = fused->term(kernel_at(c, o, jl, q), px[jl], z);
                 }
             yb[p * n_out + o] = z;
         }

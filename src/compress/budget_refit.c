@@ -5,6 +5,7 @@
  * refit_chain and synthetic_refit (docs/compression.md, "Budgeted
  * compression"), with this library's own random numbers. */
 #include "compress/compress.h"
+#include "kernels/fused.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
 
@@ -206,8 +207,7 @@ static void activate(double *z, int64_t n, int32_t act, double slope)
  * product and sum fused), for the sums that skip zeros of a. */
 static void fused_axpy(double *y, double a, const double *x, int64_t n)
 {
-    for (int64_t j = 0; j < n; j++)
-        y[j] = fma(a, x[j], y[j]);
+    fib_fused_active()->axpy(y, a, x, n);
 }
 
 /* Each thread's scratch for the products of a block of samples: a weight
@@ -348,17 +348,18 @@ static inline double *tri_row(double *g, int64_t i)
 
 /* Column j of the factor, its sums' terms from column j0 on (those before
  * are factor_prefix's), each fused as the product kernel fuses them
- * (fma(), and g - a b is fma(-a, b, g) exactly): 1, or 0 when g is not
+ * (fused.h; g - a b is fma(a, -b, g) exactly): 1, or 0 when g is not
  * positive definite, -1 when cancelled. */
 static int factor_column(double *g, int64_t n, int64_t j0, int64_t j,
                          const fib_progress_check *check)
 {
     if (fib_progress_cancelled(check))
         return -1;
+    const fib_fused *fused = fib_fused_active();
     double *gj = tri_row(g, j);
     double s = gj[j];
-    for (int64_t k = j0; k < j; k++)
-        s = fma(-gj[k], gj[k], s);
+    const double *gjs = gj + j0;
+    fused->dot_sub(&s, &gjs, 1, gj + j0, j - j0);
     if (!(s > 0))
         return 0;
     double l = sqrt(s);
@@ -366,27 +367,18 @@ static int factor_column(double *g, int64_t n, int64_t j0, int64_t j,
     int64_t i = j + 1;
     /* four rows at a time: four independent chains of sums, each in
      * its own ascending order */
-    for (; i + 4 <= n; i += 4) {
-        double *g0 = tri_row(g, i), *g1 = tri_row(g, i + 1), *g2 = tri_row(g, i + 2),
-               *g3 = tri_row(g, i + 3);
-        double t0 = g0[j], t1 = g1[j], t2 = g2[j], t3 = g3[j];
-        for (int64_t k = j0; k < j; k++) {
-            double q = -gj[k];
-            t0 = fma(g0[k], q, t0);
-            t1 = fma(g1[k], q, t1);
-            t2 = fma(g2[k], q, t2);
-            t3 = fma(g3[k], q, t3);
+    for (; i < n; i += 4) {
+        int64_t rows = n - i < 4 ? n - i : 4;
+        double t[4];
+        const double *gi[4];
+        for (int64_t r = 0; r < rows; r++) {
+            double *row = tri_row(g, i + r);
+            t[r] = row[j];
+            gi[r] = row + j0;
         }
-        g0[j] = t0 / l;
-        g1[j] = t1 / l;
-        g2[j] = t2 / l;
-        g3[j] = t3 / l;
-    }
-    for (; i < n; i++) {
-        double *gi = tri_row(g, i), t = gi[j];
-        for (int64_t k = j0; k < j; k++)
-            t = fma(gi[k], -gj[k], t);
-        gi[j] = t / l;
+        fused->dot_sub(t, gi, rows, gj + j0, j - j0);
+        for (int64_t r = 0; r < rows; r++)
+            tri_row(g, i + r)[j] = t[r] / l;
     }
     return 1;
 }

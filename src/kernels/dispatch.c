@@ -1,8 +1,9 @@
 /* Run-time choice of the kernels, once per process: the best set that the
- * build has and the CPU and OS support (CPUID feature bits, and XGETBV for
- * the register state the OS saves), or the one FIBRATION_SIMD names. No
+ * build has and the CPU and OS support (cpu.c), or the one FIBRATION_SIMD
+ * names. No
  * IFUNC: a pointer to a const table, published with C11 atomics. Racing
  * first calls compute the same answer, so a plain store is enough. */
+#include "kernels/cpu.h"
 #include "kernels/kernels.h"
 
 #include <stdatomic.h>
@@ -11,54 +12,9 @@
 #include <string.h>
 #include <strings.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && \
-    (defined(FIB_HAVE_AVX2) || defined(FIB_HAVE_AVX512))
-#  include <cpuid.h>
-#  define FIB_X86_DISPATCH 1
-#endif
-
-#ifdef FIB_X86_DISPATCH
-/* XCR0: which register files the OS saves on a context switch. */
-static uint64_t read_xcr0(void)
-{
-    uint32_t eax, edx;
-    __asm__ __volatile__("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
-    return ((uint64_t)edx << 32) | eax;
-}
-#endif
-
-/* The highest FIB_SIMD_* level the CPU and OS support. */
-static int32_t cpu_level(void)
-{
-#ifdef FIB_X86_DISPATCH
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d))
-        return FIB_SIMD_SCALAR;
-    /* FMA too: both SIMD sets' gemm_f64 fuse (the AVX2 set with FMA's
-     * instructions; every AVX-512 CPU has them) */
-    const unsigned osxsave = 1u << 27, avx = 1u << 28, fma = 1u << 12;
-    if ((c & osxsave) == 0 || (c & avx) == 0 || (c & fma) == 0)
-        return FIB_SIMD_SCALAR;
-    uint64_t xcr0 = read_xcr0();
-    if ((xcr0 & 0x6) != 0x6) /* SSE and AVX state */
-        return FIB_SIMD_SCALAR;
-    if (__get_cpuid_max(0, NULL) < 7)
-        return FIB_SIMD_SCALAR;
-    __cpuid_count(7, 0, a, b, c, d);
-    if ((b & (1u << 5)) == 0) /* AVX2 */
-        return FIB_SIMD_SCALAR;
-    /* AVX-512F, and the opmask and upper ZMM state saved by the OS. */
-    if ((b & (1u << 16)) && (xcr0 & 0xE0) == 0xE0)
-        return FIB_SIMD_AVX512;
-    return FIB_SIMD_AVX2;
-#else
-    return FIB_SIMD_SCALAR;
-#endif
-}
-
 const fib_kernels *fib_kernels_level(int32_t level)
 {
-    if (level < FIB_SIMD_SCALAR || level > cpu_level())
+    if (level < FIB_SIMD_SCALAR || level > fib_cpu_simd_level())
         return NULL;
     switch (level) {
     case FIB_SIMD_SCALAR:

@@ -2,6 +2,7 @@
  * remainder paths the SIMD versions share. The kernels that exist for
  * float32 and float64 are written once, in kernels_scalar_typed.h. */
 #include "kernels/kernels.h"
+#include "kernels/fused.h"
 #include "kernels/tight_block.h"
 
 #include <math.h>
@@ -77,23 +78,13 @@ static void axpy_f64(double *y, double a, const double *x, int64_t n)
 
 #define SCALAR_GEMM_PANEL 8
 
-/* Each term fused, by libm's fma() (the library is built without
- * contraction, so no other kernel's products are). */
+/* Each term fused: by the FMA instruction, or exactly emulated on CPUs
+ * without it (fused.h); the library is built without contraction, so no
+ * other kernel's products are. */
 static void gemm_f64(int64_t m, int64_t n, int64_t k, const double *a, int64_t lda,
                      const double *packed_b, double *c, int64_t ldc)
 {
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t j = 0; j < n; j += SCALAR_GEMM_PANEL) {
-            int64_t cols = n - j < SCALAR_GEMM_PANEL ? n - j : SCALAR_GEMM_PANEL;
-            const double *panel = packed_b + fib_gemm_packed_at(k, SCALAR_GEMM_PANEL, 0, j);
-            double *ci = c + i * ldc + j;
-            for (int64_t p = 0; p < k; p++) {
-                double aip = a[i * lda + p];
-                const double *bp = panel + p * SCALAR_GEMM_PANEL;
-                for (int64_t q = 0; q < cols; q++)
-                    ci[q] = fma(aip, bp[q], ci[q]);
-            }
-        }
+    fib_fused_active()->gemm(m, n, k, a, lda, packed_b, SCALAR_GEMM_PANEL, c, ldc);
 }
 
 void fib_dots_f64_from(const double *a, int64_t lda, int64_t rows, const double *panel,

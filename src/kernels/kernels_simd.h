@@ -12,7 +12,7 @@
  * keeps the ascending-column order of the scalar kernel, and every other
  * kernel vectorises across rows or columns, never across the terms of one
  * sum: the same bits as kernels_scalar.c at every level. Only gemm_f64
- * fuses its products and sums (VD_FMA, as the scalar one's fma()); every
+ * fuses its products and sums (VD_FMA, as the scalar one's fused term); every
  * other kernel rounds each product and each sum, as the scalar ones do.
  *
  * What the including file defines:

@@ -285,7 +285,7 @@ static int kernel_only(int64_t n, int reps, double bw)
     fib_color_order(color, n, k, perm, start);
     printf("colour-sum kernel alone, %lld x %lld float32, %lld random colours, 1 thread, best of %d\n",
            (long long)n, (long long)n, (long long)k, reps);
-    for (int32_t level = FIB_SIMD_AVX2; level <= FIB_SIMD_AVX512; level++) {
+    for (int32_t level = FIB_SIMD_SCALAR; level <= FIB_SIMD_AVX512; level++) {
         const fib_kernels *kern = fib_kernels_level(level);
         if (!kern)
             continue;
@@ -382,39 +382,42 @@ static int other_blocks(int reps, double bw, int n_counts, const int32_t *thread
 }
 
 /* The product kernel gemm_f64 at the budget correction's shape: a block
- * of 240 samples' 2048 values times a 2048 x 2048 layer (packed for the
- * set), 1.0 G multiply-adds a call, 1 thread, best of reps, every SIMD
- * set (the scalar reference calls libm's fma() per term: a reference, not
- * a product kernel); G multiply-adds a second. */
+ * of 120 samples' 2048 values (fib_budget_correction_block) times a
+ * 2048 x 2048 layer (packed for the set), 0.5 G multiply-adds a call,
+ * 1 thread, best of reps, every set; G multiply-adds a second. The scalar
+ * set (the reference, and what a CPU without FMA runs) takes the first 8
+ * rows only: its fused terms are the FMA instruction's, or the exact
+ * emulation's under FIBRATION_NO_FMA=1. */
 static int gemm_only(int reps)
 {
-    const int64_t m = 240, k = 2048, n = 2048;
+    const int64_t m = 120, k = 2048, n = 2048, m_scalar = 8;
     double *a = malloc((size_t)(m * k) * sizeof *a), *c = malloc((size_t)(m * n) * sizeof *c);
     double *packed = malloc((size_t)(k * n) * sizeof *packed); /* n: whole panels */
     if (!a || !c || !packed)
         return 1;
     for (int64_t x = 0; x < m * k; x++)
         a[x] = uniform(-1, 1);
-    printf("%-7s %-7s %9s %10s\n", "case", "kernels", "time ms", "G madd/s");
-    for (int32_t level = FIB_SIMD_AVX2; level <= FIB_SIMD_AVX512; level++) {
+    printf("%-7s %-7s %5s %9s %10s\n", "case", "kernels", "rows", "time ms", "G madd/s");
+    for (int32_t level = FIB_SIMD_SCALAR; level <= FIB_SIMD_AVX512; level++) {
         const fib_kernels *kern = fib_kernels_level(level);
         if (!kern)
             continue;
+        int64_t rows = level == FIB_SIMD_SCALAR ? m_scalar : m;
         for (int64_t x = 0; x < k * n; x++)
             packed[x] = uniform(-1, 1);
         double best = INFINITY;
         for (int rep = 0; rep < reps; rep++) {
-            memset(c, 0, (size_t)(m * n) * sizeof *c);
+            memset(c, 0, (size_t)(rows * n) * sizeof *c);
             double t0 = now();
-            kern->gemm_f64(m, n, k, a, k, packed, c, n);
+            kern->gemm_f64(rows, n, k, a, k, packed, c, n);
             double dt = now() - t0;
             best = dt < best ? dt : best;
         }
-        printf("%-7s %-7s %9.2f %10.2f\n", "gemm", kern->name, best * 1e3,
-               (double)(m * n * k) / best * 1e-9);
+        printf("%-7s %-7s %5lld %9.2f %10.2f\n", "gemm", kern->name, (long long)rows,
+               best * 1e3, (double)(rows * n * k) / best * 1e-9);
         fflush(stdout);
     }
-    printf("(gemm: 240 x 2048 times 2048 x 2048 float64, c = fma(a, b, c) term by term)\n");
+    printf("(gemm: rows x 2048 times 2048 x 2048 float64, c = fma(a, b, c) term by term)\n");
     free(a), free(c), free(packed);
     return 0;
 }

@@ -4,6 +4,7 @@
  * meson.build): each run also checks that the variable was obeyed. */
 #include "compress/compress.h"
 #include "io/safetensors.h"
+#include "kernels/fused.h"
 #include "kernels/kernels.h"
 #include "kernels/stored.h"
 #include "model/keyed_sort.h"
@@ -475,7 +476,10 @@ static void test_gemm_fused(void)
             double fused = -1.0, unfused = -1.0;
             for (int64_t p = 0; p < k; p++) {
                 fused = fma(a[0], b[p * n], fused);
-                unfused += a[0] * b[p * n];
+                /* volatile: never contracted into a fused multiply-add
+                 * (tests are built with the compiler's default) */
+                volatile double product = a[0] * b[p * n];
+                unfused += product;
             }
             CHECK(fused == -0x1p-60 && unfused == 0.0); /* the inputs tell them apart */
             for (int64_t i = 0; i < m; i++)
@@ -1257,8 +1261,13 @@ static void test_dispatch(void)
     uint32_t f = fib_features();
     CHECK(!!(f & FIB_FEATURE_AVX2) == (want == FIB_SIMD_AVX2));
     CHECK(!!(f & FIB_FEATURE_AVX512) == (want == FIB_SIMD_AVX512));
-    printf("FIBRATION_SIMD=%s: kernels %s (best here: %d), features 0x%x\n",
-           env ? env : "(unset)", active->name, (int)best, (unsigned)f);
+    /* FIBRATION_NO_FMA forces the emulated fused term */
+    const char *no_fma = getenv("FIBRATION_NO_FMA");
+    bool forced = no_fma && *no_fma && strcmp(no_fma, "0") != 0;
+    const fib_fused *fused = fib_fused_active();
+    CHECK(fused == (forced || !fib_fused_fma() ? fib_fused_emulated() : fib_fused_fma()));
+    printf("FIBRATION_SIMD=%s: kernels %s (best here: %d), features 0x%x, fused terms %s\n",
+           env ? env : "(unset)", active->name, (int)best, (unsigned)f, fused->name);
 }
 
 int main(void)

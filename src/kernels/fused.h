@@ -1,7 +1,7 @@
 /* The fused term, a * b + c rounded once (IEEE fused multiply-add), and the
  * loops made of it: the product kernel's terms (gemm_f64 at every level)
  * and the sums that must give its bits (the convolutions' plain path, the
- * budget correction's substitutions and factor).
+ * budget correction's Cholesky columns and the products that skip zeros).
  *
  * Two sets of loops, the same bits: one with the CPU's FMA instruction,
  * one with an exact emulation (fib_fma_emulated) for CPUs without it, where
